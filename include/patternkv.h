@@ -1,0 +1,230 @@
+/* PatternKV: pattern-aligned residual quantization of an LLM's KV cache, with attention computed
+ * directly on the compressed cache, on the CPU, Vulkan and OpenCL.
+ *
+ * The API follows zstd's shape: opaque handles, a parameters struct with defaults, one status type.
+ * Every function returns a pkv_status; on error nothing that was stored before is lost, and
+ * pkv_last_error() gives a sentence saying what was wrong. See README.md for the data layout. */
+#ifndef PATTERNKV_H
+#define PATTERNKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PKV_VERSION_MAJOR 0
+#define PKV_VERSION_MINOR 1
+#define PKV_VERSION_PATCH 0
+#define PKV_VERSION_NUMBER (PKV_VERSION_MAJOR * 10000 + PKV_VERSION_MINOR * 100 + PKV_VERSION_PATCH)
+#define PKV_VERSION_STRING "0.1.0"
+
+#if defined(_WIN32) && defined(PKV_SHARED_BUILD)
+#define PKV_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define PKV_API __attribute__((visibility("default")))
+#else
+#define PKV_API
+#endif
+
+typedef enum pkv_status {
+    PKV_OK = 0,
+    PKV_ERR_INVALID_ARGUMENT,     /* a null pointer or a value out of its documented range */
+    PKV_ERR_INVALID_CONFIG,       /* a cache configuration that cannot be built */
+    PKV_ERR_NONFINITE,            /* NaN, Inf, or a value beyond fp16's range in K, V or q */
+    PKV_ERR_SHAPE,                /* shapes that do not fit the cache (heads, q_len, lengths) */
+    PKV_ERR_UNKNOWN_SEQUENCE,     /* a sequence id that does not exist or was freed */
+    PKV_ERR_LAYER_RANGE,          /* layer index >= n_layers */
+    PKV_ERR_OUT_OF_BUDGET,        /* the cache's memory budget is full */
+    PKV_ERR_OUT_OF_DEVICE_MEMORY, /* the device could not allocate */
+    PKV_ERR_OUT_OF_HOST_MEMORY,
+    PKV_ERR_BACKEND_UNAVAILABLE,  /* backend not built, its driver missing, or no device */
+    PKV_ERR_DEVICE,               /* the driver reported a failure */
+    PKV_ERR_IO,                   /* a file could not be opened, read or written */
+    PKV_ERR_CORRUPT_FILE,         /* a truncated, damaged or foreign file */
+    PKV_ERR_UNSUPPORTED,          /* valid request this backend or build does not support */
+    PKV_STATUS_COUNT
+} pkv_status;
+
+/* A fixed string naming the status ("PKV_ERR_SHAPE: ..."). Never NULL. */
+PKV_API const char *pkv_status_string(pkv_status s);
+/* The detailed message of the last error on this thread (empty if none). Never NULL. */
+PKV_API const char *pkv_last_error(void);
+PKV_API unsigned pkv_version_number(void);
+PKV_API const char *pkv_version_string(void);
+
+typedef enum pkv_log_level { PKV_LOG_ERROR = 0, PKV_LOG_WARN, PKV_LOG_INFO, PKV_LOG_DEBUG } pkv_log_level;
+typedef void (*pkv_log_fn)(pkv_log_level level, const char *message, void *user);
+
+/* ---- backends and devices ------------------------------------------------------------------ */
+
+typedef enum pkv_backend_kind {
+    PKV_BACKEND_AUTO = 0, /* Vulkan, then OpenCL, then CPU: the first that works */
+    PKV_BACKEND_CPU,
+    PKV_BACKEND_VULKAN,
+    PKV_BACKEND_OPENCL,
+    PKV_BACKEND_COUNT
+} pkv_backend_kind;
+
+PKV_API const char *pkv_backend_name(pkv_backend_kind kind); /* "auto", "cpu", "vulkan", "opencl" */
+PKV_API pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out);
+
+typedef enum pkv_device_type {
+    PKV_DEVICE_OTHER = 0, PKV_DEVICE_DISCRETE_GPU, PKV_DEVICE_INTEGRATED_GPU, PKV_DEVICE_VIRTUAL_GPU,
+    PKV_DEVICE_CPU
+} pkv_device_type;
+
+enum { /* bits of pkv_device_info.features */
+    PKV_FEATURE_FP16_MATH = 1u << 0,
+    PKV_FEATURE_STORAGE_8BIT = 1u << 1,
+    PKV_FEATURE_STORAGE_16BIT = 1u << 2,
+    PKV_FEATURE_INT_DOT = 1u << 3,
+    PKV_FEATURE_COOPERATIVE_MATRIX = 1u << 4,
+    PKV_FEATURE_SUBGROUPS = 1u << 5,
+};
+
+typedef struct pkv_device_info {
+    pkv_backend_kind backend;
+    uint32_t index;          /* index within its backend */
+    pkv_device_type type;
+    char name[128];
+    char driver[128];
+    uint32_t subgroup_size;  /* 0 when not applicable */
+    uint32_t features;       /* PKV_FEATURE_* bits */
+    uint64_t memory_bytes;   /* device-local memory, 0 when unknown */
+} pkv_device_info;
+
+/* Lists the devices of every backend that loads on this machine. Writes up to `capacity` entries
+ * and sets *count to the number found. Backends that do not load are skipped; their reason goes
+ * to the log callback of `params` when given (may be NULL). */
+typedef struct pkv_context_params pkv_context_params;
+PKV_API pkv_status pkv_list_devices(const pkv_context_params *params, pkv_device_info *out,
+                                    size_t capacity, size_t *count);
+
+/* ---- context --------------------------------------------------------------------------------- */
+
+struct pkv_context_params {
+    pkv_backend_kind backend; /* AUTO; overridden by env PKV_BACKEND when AUTO */
+    int device_index;         /* -1: best device (discrete > integrated > virtual > cpu); env PKV_DEVICE */
+    const char *device_name;  /* substring of the device name, or NULL */
+    const char *cache_dir;    /* pipeline/program cache dir; NULL: $PKV_CACHE_DIR or ~/.cache/patternkv */
+    pkv_log_fn log;           /* NULL: warnings and errors to stderr */
+    void *log_user;
+    pkv_log_level log_level;  /* messages above this level are dropped; default WARN */
+    uint32_t n_threads;       /* CPU backend threads; 0 = one per core */
+    /* Engine integration (Vulkan/OpenCL): handles of the application, or NULL. See README. */
+    const void *external;
+};
+
+typedef struct pkv_context pkv_context;
+
+PKV_API pkv_context_params pkv_context_params_default(void);
+PKV_API pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **out);
+PKV_API pkv_status pkv_context_free(pkv_context *ctx);
+/* The device the context runs on, and why it was chosen (e.g. "vulkan: libvulkan.so.1 not found"). */
+PKV_API pkv_status pkv_context_device(const pkv_context *ctx, pkv_device_info *info,
+                                      char *why, size_t why_capacity);
+
+/* ---- cache ----------------------------------------------------------------------------------- */
+
+typedef enum pkv_mode {
+    PKV_MODE_PATTERN = 0, /* pattern-aligned residual quantization (PatternKV) */
+    PKV_MODE_DIRECT,      /* KIVI-style min/max quantization, no patterns */
+    PKV_MODE_FP16         /* no quantization */
+} pkv_mode;
+
+PKV_API const char *pkv_mode_name(pkv_mode mode); /* "pattern", "direct", "fp16" */
+
+typedef struct pkv_cache_config {
+    uint32_t n_layers;        /* >= 1 */
+    uint32_t n_kv_heads;      /* >= 1 */
+    uint32_t head_dim;        /* multiple of 8 in [32, 256]; default 128 */
+    uint32_t k_bits, v_bits;  /* 2, 3, 4 or 8; default 2 */
+    uint32_t group_size;      /* G: 32, 64 or 128 tokens per block; default 128 */
+    uint32_t window;          /* R: fp16 tokens before a flush; multiple of G; default 0 = G */
+    uint32_t n_patterns;      /* M: patterns mined at prefill; default 32 */
+    uint32_t bank_capacity;   /* patterns a bank can hold, <= 256; default 256; then frozen */
+    pkv_mode mode;            /* default PATTERN */
+    uint64_t memory_budget;   /* bytes for blocks, banks and windows; default 256 MiB */
+    uint32_t kmeans_iters;    /* default 30 */
+    float kmeans_tol;         /* default 1e-4: stop when no centroid moved more than this (L2) */
+    uint64_t seed;            /* k-means initialisation; default 0x5EED */
+} pkv_cache_config;
+
+typedef struct pkv_cache pkv_cache;
+typedef uint32_t pkv_seq;
+
+PKV_API pkv_cache_config pkv_cache_config_default(void);
+PKV_API pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pkv_cache **out);
+PKV_API pkv_status pkv_cache_free(pkv_cache *cache);
+PKV_API pkv_status pkv_cache_get_config(const pkv_cache *cache, pkv_cache_config *out);
+
+/* ---- sequences ------------------------------------------------------------------------------- */
+
+PKV_API pkv_status pkv_seq_create(pkv_cache *cache, pkv_seq *out);
+PKV_API pkv_status pkv_seq_free(pkv_cache *cache, pkv_seq seq);
+/* The child shares the parent's compressed blocks and banks copy-on-write; its window is copied. */
+PKV_API pkv_status pkv_seq_fork(pkv_cache *cache, pkv_seq parent, pkv_seq *child);
+/* Tokens stored for `layer` (compressed + window). */
+PKV_API pkv_status pkv_seq_length(const pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t *n_tokens);
+
+/* ---- append and attention -------------------------------------------------------------------- */
+
+typedef enum pkv_dtype { PKV_F32 = 0, PKV_F16 } pkv_dtype;
+
+/* Appends n_tokens post-RoPE keys and values of one layer. k and v: [n_tokens][n_kv_heads][head_dim]
+ * of `dtype` (fp16 as IEEE binary16 bits in uint16_t). Values must be finite and within fp16 range.
+ * The first append of >= n_patterns tokens to an empty layer mines the banks (PATTERN mode). */
+PKV_API pkv_status pkv_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens,
+                              const void *k, const void *v, pkv_dtype dtype);
+
+typedef struct pkv_attention_params {
+    const pkv_seq *seqs; /* n_seqs sequence ids */
+    uint32_t n_seqs;
+    uint32_t layer;
+    uint32_t q_len;      /* 1: decode. > 1: the last q_len cached tokens are the queries' own (causal) */
+    uint32_t n_q_heads;  /* multiple of n_kv_heads (GQA) */
+    float scale;         /* softmax scale; 0 means 1/sqrt(head_dim) */
+    pkv_dtype q_dtype;   /* dtype of q; out is always fp32 */
+} pkv_attention_params;
+
+/* q and out: [n_seqs][q_len][n_q_heads][head_dim]. */
+PKV_API pkv_status pkv_attention(pkv_cache *cache, const pkv_attention_params *params, const void *q,
+                                 float *out);
+
+/* Dequantized K and V of one layer, [n_tokens][n_kv_heads][head_dim] fp32, n_tokens from
+ * pkv_seq_length. For tests, evaluation and debugging: attention never does this. */
+PKV_API pkv_status pkv_read_kv(pkv_cache *cache, pkv_seq seq, uint32_t layer, float *k, float *v);
+
+/* ---- stats, save, load ----------------------------------------------------------------------- */
+
+typedef struct pkv_cache_stats {
+    uint64_t bytes_codes;        /* bit-packed K and V codes (fp16 payload in FP16 mode) */
+    uint64_t bytes_scales;       /* fp16 scales and zeros */
+    uint64_t bytes_indices;      /* u8 pattern indices */
+    uint64_t bytes_masks;        /* V gate bits */
+    uint64_t bytes_padding;      /* alignment inside blocks */
+    uint64_t bytes_patterns;     /* pattern banks in use */
+    uint64_t bytes_window;       /* fp16 window tokens in use */
+    uint64_t bytes_reserved;     /* pool storage held (blocks + banks + windows slots) */
+    uint64_t bytes_budget;
+    uint64_t bytes_free;         /* budget - reserved */
+    uint64_t blocks_used, blocks_shared; /* shared: referenced by more than one sequence */
+    uint64_t tokens_stored;      /* sum over sequences and layers of stored tokens */
+    uint64_t tokens_compressed;  /* of which in blocks */
+    double bits_per_element;     /* bytes of all parts (shared counted once) * 8 / (tokens * 2 * heads * dim) */
+    uint32_t n_seqs;
+} pkv_cache_stats;
+
+PKV_API pkv_status pkv_cache_stats_get(const pkv_cache *cache, pkv_cache_stats *out);
+
+/* Saves all sequences; the file is versioned and checksummed, written to a temp file then renamed. */
+PKV_API pkv_status pkv_cache_save(const pkv_cache *cache, const char *path);
+/* Loads a saved cache into a new cache on ctx's backend. A damaged file gives PKV_ERR_CORRUPT_FILE. */
+PKV_API pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PATTERNKV_H */

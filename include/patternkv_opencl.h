@@ -1,0 +1,37 @@
+/* Engine integration for the OpenCL backend: run PatternKV on the application's own OpenCL
+ * context and command queue, so its kernels and ours share one queue (no extra synchronisation).
+ *
+ *   pkv_opencl_external ext = {.backend = PKV_BACKEND_OPENCL, .context = ctx, .device = dev, .queue = q};
+ *   pkv_context_params p = pkv_context_params_default();
+ *   p.backend = PKV_BACKEND_OPENCL;
+ *   p.external = &ext;
+ *
+ * The library retains the handles (clRetain*) and releases them when its context is freed; the
+ * application may release its own references at any time. The queue must be in-order and belong to
+ * `context` and `device`. Every PatternKV call has finished its device work when it returns.
+ * The handles must come from the same OpenCL ICD loader the library loads (libOpenCL.so.1). */
+#ifndef PATTERNKV_OPENCL_H
+#define PATTERNKV_OPENCL_H
+
+#include "patternkv.h"
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pkv_opencl_external {
+    pkv_backend_kind backend;  /* must be PKV_BACKEND_OPENCL: tells this struct from other backends' */
+    cl_context context;        /* required */
+    cl_device_id device;       /* required: a device of `context` */
+    cl_command_queue queue;    /* NULL: the library creates an in-order queue on `context` */
+} pkv_opencl_external;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PATTERNKV_OPENCL_H */

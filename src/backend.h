@@ -1,0 +1,115 @@
+/* The internal backend interface: a table of function pointers that cpu, vulkan and opencl fill
+ * (as ggml-backend does). The common layer (cache.c) keeps all bookkeeping on the host: sequences,
+ * block tables, bank sizes, pool slots, budgets. A backend owns device memory and runs three ops:
+ * mine (prefill), flush (window -> block) and attention. Ops only write to slots the common layer
+ * reserved for them, so a failed op loses nothing that was stored before.
+ *
+ * The exact arithmetic every backend must follow (so results agree bit for bit) is in
+ * docs/NUMERICS.md; the CPU implementation in cpu_ops.c is the reference. */
+#ifndef PKV_BACKEND_H
+#define PKV_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "patternkv.h"
+
+typedef struct pkv_backend pkv_backend;
+typedef struct pkv_buf pkv_buf; /* defined by each backend */
+
+/* The three arenas of a cache: fixed-size slots of blocks, bank chunks and windows. */
+typedef struct pkv_store {
+    const pkv_geom *g;
+    pkv_buf *blocks;  /* slot i at byte i * g->block_bytes */
+    pkv_buf *chunks;  /* slot i at byte i * g->chunk_bytes */
+    pkv_buf *windows; /* slot i at byte i * g->window_bytes */
+} pkv_store;
+
+/* Prefill mining for one sequence and layer, all kv heads (PATTERN mode only):
+ * per head, k-means (L2) separately over K and over V of all n_tokens, initialised from
+ * init_index; the M centroids go to bank patterns 0..M-1 (fp16); then the first n_quant tokens
+ * (a multiple of G) are assigned L2-nearest, residualised (V through the gate) and quantized into
+ * blocks. The remaining tokens are written to the window by the common layer, not by this op. */
+typedef struct pkv_mine_op {
+    const uint16_t *tokens;       /* host fp16: K [n][H][d] followed by V [n][H][d] */
+    uint32_t n_tokens;
+    uint32_t n_quant;
+    const uint32_t *init_index;   /* [H][2][M]: token indices, K then V, distinct per list */
+    const float *rcp;             /* [n_tokens + 1]: rcp[c] = (float)(1.0 / c), rcp[0] = 0 */
+    uint32_t max_iters;
+    float tol2;                   /* stop when max_m |c_new - c_old|^2 < tol2 */
+    const uint32_t *chunk_table;  /* [H][PKV_MAX_CHUNKS] bank chunk slots (first ceil(M/32) used) */
+    const uint32_t *block_slot;   /* [H][n_quant / G] */
+} pkv_mine_op;
+
+/* Window flush for one sequence and layer, all kv heads: the window of each head holds R tokens.
+ * PATTERN: if append_pattern, the Chebyshev centre of the window (K and V separately) is written
+ * as pattern bank_count; then every token is reassigned by min-max distance among the patterns
+ * (bank_count + append_pattern of them), residualised (V through the gate) and quantized.
+ * DIRECT: quantize raw. FP16: copy. Writes R/G blocks per head. */
+typedef struct pkv_flush_op {
+    const uint32_t *window_slot;  /* [H] */
+    const uint32_t *chunk_table;  /* [H][PKV_MAX_CHUNKS]; the chunk receiving the new pattern is private */
+    uint32_t bank_count;
+    uint32_t append_pattern;      /* 0 or 1 */
+    const uint32_t *block_slot;   /* [H][R / G] */
+} pkv_flush_op;
+
+/* One sequence's view for attention. */
+typedef struct pkv_attn_seq {
+    uint32_t n_blocks;     /* compressed groups */
+    uint32_t n_window;     /* fp16 tokens after them */
+    uint32_t bank_count;   /* patterns in each bank (same for all heads and for K and V) */
+    uint32_t table_offset; /* into pkv_attn_op.table: blocks [H][n_blocks], chunks [H][PKV_MAX_CHUNKS], windows [H] */
+} pkv_attn_seq;
+
+/* q and out: host fp32 [n_seqs][q_len][n_q_heads][d]. Query i of a sequence with T tokens sees
+ * tokens 0 .. T - q_len + i. Query head h reads kv head h / (n_q_heads / H). */
+typedef struct pkv_attn_op {
+    uint32_t n_seqs, q_len, n_q_heads;
+    float scale;
+    const pkv_attn_seq *seqs;
+    const uint32_t *table;
+    uint32_t table_len;
+    const float *q;
+    float *out;
+} pkv_attn_op;
+
+typedef struct pkv_backend_iface {
+    void (*destroy)(pkv_backend *be);
+    pkv_status (*buf_alloc)(pkv_backend *be, size_t bytes, pkv_buf **out);
+    void (*buf_free)(pkv_backend *be, pkv_buf *buf);
+    pkv_status (*buf_write)(pkv_backend *be, pkv_buf *buf, size_t offset, const void *src, size_t bytes);
+    pkv_status (*buf_read)(pkv_backend *be, pkv_buf *buf, size_t offset, void *dst, size_t bytes);
+    pkv_status (*buf_copy)(pkv_backend *be, pkv_buf *dst, size_t dst_offset, pkv_buf *src,
+                           size_t src_offset, size_t bytes);
+    pkv_status (*mine)(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
+    pkv_status (*flush)(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
+    pkv_status (*attention)(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
+} pkv_backend_iface;
+
+struct pkv_backend {
+    const pkv_backend_iface *iface;
+    pkv_device_info info;
+    void *impl;
+};
+
+/* Each backend's entry points: list its devices; create one on the device the params select.
+ * `why` receives a sentence on failure (driver missing, no device, ...). */
+typedef struct pkv_backend_entry {
+    pkv_backend_kind kind;
+    pkv_status (*list)(const pkv_context_params *p, pkv_device_info *out, size_t cap, size_t *count,
+                       char *why, size_t why_len);
+    pkv_status (*create)(const pkv_context_params *p, pkv_backend **out, char *why, size_t why_len);
+} pkv_backend_entry;
+
+extern const pkv_backend_entry pkv_cpu_backend_entry;
+#ifdef PKV_WITH_VULKAN
+extern const pkv_backend_entry pkv_vulkan_backend_entry;
+#endif
+#ifdef PKV_WITH_OPENCL
+extern const pkv_backend_entry pkv_opencl_backend_entry;
+#endif
+
+#endif

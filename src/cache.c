@@ -1,0 +1,243 @@
+/* Caches and sequences: configuration, creation, fork and free. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+pkv_cache_config pkv_cache_config_default(void)
+{
+    pkv_cache_config c;
+    memset(&c, 0, sizeof c);
+    c.n_layers = 1;
+    c.n_kv_heads = 1;
+    c.head_dim = 128;
+    c.k_bits = 2;
+    c.v_bits = 2;
+    c.group_size = 128;
+    c.window = 0;
+    c.n_patterns = 32;
+    c.bank_capacity = 256;
+    c.mode = PKV_MODE_PATTERN;
+    c.memory_budget = 256ull << 20;
+    c.kmeans_iters = 30;
+    c.kmeans_tol = 1e-4f;
+    c.seed = 0x5EED;
+    return c;
+}
+
+static int valid_bits(uint32_t b) { return b == 2 || b == 3 || b == 4 || b == 8; }
+
+pkv_status pkv_validate_config(const pkv_cache_config *c)
+{
+#define BAD(...) return pkv_fail(NULL, PKV_ERR_INVALID_CONFIG, __VA_ARGS__)
+    if (c->n_layers < 1 || c->n_layers > 4096) BAD("n_layers must be in [1, 4096], got %u", c->n_layers);
+    if (c->n_kv_heads < 1 || c->n_kv_heads > 1024) BAD("n_kv_heads must be in [1, 1024], got %u", c->n_kv_heads);
+    if (c->head_dim < 32 || c->head_dim > 256 || c->head_dim % 8)
+        BAD("head_dim must be a multiple of 8 in [32, 256], got %u", c->head_dim);
+    if ((unsigned)c->mode > PKV_MODE_FP16) BAD("mode must be PATTERN, DIRECT or FP16, got %d", (int)c->mode);
+    if (!valid_bits(c->k_bits) || !valid_bits(c->v_bits))
+        BAD("k_bits and v_bits must be 2, 3, 4 or 8, got %u and %u", c->k_bits, c->v_bits);
+    if (c->group_size != 32 && c->group_size != 64 && c->group_size != 128)
+        BAD("group_size must be 32, 64 or 128, got %u", c->group_size);
+    uint32_t R = c->window ? c->window : c->group_size;
+    if (R % c->group_size || R > 8 * c->group_size)
+        BAD("window must be a multiple of group_size (at most 8 groups), got %u", c->window);
+    if (c->bank_capacity < 1 || c->bank_capacity > 256) BAD("bank_capacity must be in [1, 256], got %u", c->bank_capacity);
+    if (c->n_patterns < 1 || c->n_patterns > c->bank_capacity)
+        BAD("n_patterns must be in [1, bank_capacity=%u], got %u", c->bank_capacity, c->n_patterns);
+    if (c->kmeans_iters < 1 || c->kmeans_iters > 1000) BAD("kmeans_iters must be in [1, 1000], got %u", c->kmeans_iters);
+    if (!(c->kmeans_tol >= 0.0f) || c->kmeans_tol > 1e30f) BAD("kmeans_tol must be finite and >= 0");
+    if (c->memory_budget == 0) BAD("memory_budget must be > 0");
+#undef BAD
+    return PKV_OK;
+}
+
+pkv_status pkv_cache_new(pkv_context *ctx, const pkv_cache_config *cfg, pkv_cache **out)
+{
+    pkv_cache *c = calloc(1, sizeof *c);
+    if (!c) return pkv_fail(ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    c->ctx = ctx;
+    c->cfg = *cfg;
+    if (!c->cfg.window) c->cfg.window = cfg->group_size;
+    pkv_geom_init(&c->g, &c->cfg);
+    pkv_arena_init(&c->blocks, c->g.block_bytes);
+    pkv_arena_init(&c->chunks, c->g.chunk_bytes);
+    pkv_arena_init(&c->windows, c->g.window_bytes);
+    c->store.g = &c->g;
+    c->next_id = 1;
+    *out = c;
+    return PKV_OK;
+}
+
+pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pkv_cache **out)
+{
+    if (!ctx || !config || !out) return pkv_fail(ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_create: null argument");
+    *out = NULL;
+    pkv_status st = pkv_validate_config(config);
+    if (st != PKV_OK) return st;
+    return pkv_cache_new(ctx, config, out);
+}
+
+static void seq_destroy(pkv_cache *c, pkv_sequence *s)
+{
+    if (!s) return;
+    if (s->layers)
+        for (uint32_t l = 0; l < c->cfg.n_layers; l++) pkv_layer_release(c, &s->layers[l]);
+    free(s->layers);
+    free(s);
+}
+
+pkv_status pkv_cache_free(pkv_cache *c)
+{
+    if (!c) return PKV_OK;
+    for (uint32_t i = 0; i < c->n_seqs; i++) seq_destroy(c, c->seqs[i]);
+    free(c->seqs);
+    pkv_arena_destroy(c, &c->blocks);
+    pkv_arena_destroy(c, &c->chunks);
+    pkv_arena_destroy(c, &c->windows);
+    free(c);
+    return PKV_OK;
+}
+
+pkv_status pkv_cache_get_config(const pkv_cache *c, pkv_cache_config *out)
+{
+    if (!c || !out) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_get_config: null argument");
+    *out = c->cfg;
+    return PKV_OK;
+}
+
+pkv_sequence *pkv_find_seq(const pkv_cache *c, pkv_seq id)
+{
+    for (uint32_t i = 0; i < c->n_seqs; i++)
+        if (c->seqs[i]->id == id) return c->seqs[i];
+    return NULL;
+}
+
+pkv_status pkv_seq_insert(pkv_cache *c, pkv_seq id, pkv_sequence **out)
+{
+    if (c->n_seqs == c->cap_seqs) {
+        uint32_t cap = c->cap_seqs ? c->cap_seqs * 2 : 8;
+        pkv_sequence **ns = realloc(c->seqs, cap * sizeof *ns);
+        if (!ns) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+        c->seqs = ns;
+        c->cap_seqs = cap;
+    }
+    pkv_sequence *s = calloc(1, sizeof *s);
+    pkv_layer_state *layers = calloc(c->cfg.n_layers, sizeof *layers);
+    if (!s || !layers) {
+        free(s);
+        free(layers);
+        return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    }
+    s->id = id;
+    s->layers = layers;
+    c->seqs[c->n_seqs++] = s;
+    if (id >= c->next_id) c->next_id = id + 1;
+    *out = s;
+    return PKV_OK;
+}
+
+pkv_status pkv_seq_create(pkv_cache *c, pkv_seq *out)
+{
+    if (!c || !out) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_seq_create: null argument");
+    pkv_sequence *s = NULL;
+    pkv_status st = pkv_seq_insert(c, c->next_id, &s);
+    if (st == PKV_OK) *out = s->id;
+    return st;
+}
+
+static void seq_remove(pkv_cache *c, pkv_sequence *s)
+{
+    for (uint32_t i = 0; i < c->n_seqs; i++)
+        if (c->seqs[i] == s) {
+            c->seqs[i] = c->seqs[--c->n_seqs];
+            break;
+        }
+}
+
+pkv_status pkv_seq_free(pkv_cache *c, pkv_seq id)
+{
+    if (!c) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_seq_free: cache is NULL");
+    pkv_sequence *s = pkv_find_seq(c, id);
+    if (!s) return pkv_fail(c->ctx, PKV_ERR_UNKNOWN_SEQUENCE, "pkv_seq_free: sequence %u does not exist", id);
+    seq_remove(c, s);
+    seq_destroy(c, s);
+    return PKV_OK;
+}
+
+static void *dup_array(const uint32_t *src, size_t n)
+{
+    if (!src || !n) return NULL;
+    uint32_t *d = malloc(n * sizeof *d);
+    if (d) memcpy(d, src, n * sizeof *d);
+    return d;
+}
+
+pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq parent, pkv_seq *child)
+{
+    if (!c || !child) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_seq_fork: null argument");
+    pkv_sequence *p = pkv_find_seq(c, parent);
+    if (!p) return pkv_fail(c->ctx, PKV_ERR_UNKNOWN_SEQUENCE, "pkv_seq_fork: sequence %u does not exist", parent);
+    const uint32_t H = c->g.H, NL = c->cfg.n_layers;
+    uint32_t windows = 0;
+    for (uint32_t l = 0; l < NL; l++)
+        if (p->layers[l].window_slot) windows += H;
+    pkv_status st = pkv_pool_ensure(c, 0, 0, windows);
+    if (st != PKV_OK) return st;
+    pkv_sequence *s = NULL;
+    if ((st = pkv_seq_insert(c, c->next_id, &s)) != PKV_OK) return st;
+    pkv_backend *be = c->ctx->be;
+    for (uint32_t l = 0; l < NL && st == PKV_OK; l++) {
+        const pkv_layer_state *P = &p->layers[l];
+        pkv_layer_state *L = &s->layers[l];
+        L->n_blocks = L->cap_blocks = P->n_blocks;
+        L->n_window = P->n_window;
+        L->bank_count = P->bank_count;
+        L->blocks = dup_array(P->blocks, (size_t)P->n_blocks * H);
+        L->chunks = dup_array(P->chunks, P->chunks ? (size_t)H * PKV_MAX_CHUNKS : 0);
+        if ((P->n_blocks && !L->blocks) || (P->chunks && !L->chunks)) {
+            free(L->blocks);
+            free(L->chunks);
+            memset(L, 0, sizeof *L);
+            st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+            break;
+        }
+        for (uint32_t i = 0; i < L->n_blocks * H; i++) pkv_arena_retain(&c->blocks, L->blocks[i]);
+        if (L->chunks)
+            for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++)
+                if (L->chunks[i] != PKV_NO_SLOT) pkv_arena_retain(&c->chunks, L->chunks[i]);
+        if (P->window_slot) {
+            L->window_slot = malloc(H * sizeof *L->window_slot);
+            if (!L->window_slot) {
+                st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+                break;
+            }
+            for (uint32_t h = 0; h < H; h++) L->window_slot[h] = PKV_NO_SLOT;
+            for (uint32_t h = 0; h < H && st == PKV_OK; h++) {
+                L->window_slot[h] = pkv_arena_take(&c->windows);
+                st = be->iface->buf_copy(be, c->windows.buf, (size_t)L->window_slot[h] * c->g.window_bytes,
+                                         c->windows.buf, (size_t)P->window_slot[h] * c->g.window_bytes,
+                                         c->g.window_bytes);
+            }
+        }
+    }
+    if (st != PKV_OK) {
+        seq_remove(c, s);
+        seq_destroy(c, s);
+        return st;
+    }
+    *child = s->id;
+    return PKV_OK;
+}
+
+pkv_status pkv_seq_length(const pkv_cache *c, pkv_seq id, uint32_t layer, uint32_t *n)
+{
+    if (!c || !n) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_seq_length: null argument");
+    pkv_sequence *s = pkv_find_seq(c, id);
+    if (!s) return pkv_fail(c->ctx, PKV_ERR_UNKNOWN_SEQUENCE, "sequence %u does not exist", id);
+    if (layer >= c->cfg.n_layers)
+        return pkv_fail(c->ctx, PKV_ERR_LAYER_RANGE, "layer %u out of range (n_layers = %u)", layer, c->cfg.n_layers);
+    const pkv_layer_state *L = &s->layers[layer];
+    *n = L->n_blocks * c->g.G + L->n_window;
+    return PKV_OK;
+}

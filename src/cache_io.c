@@ -1,0 +1,310 @@
+#define _POSIX_C_SOURCE 200809L
+/* Saving and loading a cache. Format (little-endian), version 1:
+ *   header  : "PKVCACHE", u32 version, 17 x u32/u64 config and geometry fields, u32 n_seqs,
+ *             u32 n_blocks, u32 n_chunks, u32 n_windows, u32 crc32 of the header bytes before it
+ *   seqs    : per sequence u32 id, per layer u32 n_blocks, n_window, bank_count, then blocks[n_blocks*H],
+ *             chunks[H*8] (PATTERN mode only), windows[H] as file indices (0xFFFFFFFF = none); u32 crc32
+ *   arenas  : blocks, chunks, windows: n * slot bytes each, each followed by its u32 crc32
+ * Slots are renumbered densely in the file; shared slots are stored once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crc32.h"
+#include "internal.h"
+
+#define FORMAT_VERSION 1u
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t n, cap;
+    int oom;
+} wbuf;
+
+static void put(wbuf *w, const void *src, size_t n)
+{
+    if (w->oom) return;
+    if (w->n + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap < w->n + n) cap *= 2;
+        uint8_t *np = realloc(w->p, cap);
+        if (!np) {
+            w->oom = 1;
+            return;
+        }
+        w->p = np;
+        w->cap = cap;
+    }
+    memcpy(w->p + w->n, src, n);
+    w->n += n;
+}
+static void put32(wbuf *w, uint32_t v) { uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)}; put(w, b, 4); }
+static void put64(wbuf *w, uint64_t v) { put32(w, (uint32_t)v), put32(w, (uint32_t)(v >> 32)); }
+static void put_crc(wbuf *w, size_t from) { put32(w, w->oom ? 0 : pkv_crc32(0, w->p + from, w->n - from)); }
+
+typedef struct rbuf {
+    const uint8_t *p;
+    size_t n, pos;
+    int bad;
+} rbuf;
+
+static uint32_t get32(rbuf *r)
+{
+    if (r->pos + 4 > r->n) {
+        r->bad = 1;
+        return 0;
+    }
+    const uint8_t *b = r->p + r->pos;
+    r->pos += 4;
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+static uint64_t get64(rbuf *r) { uint64_t lo = get32(r); return lo | (uint64_t)get32(r) << 32; }
+static int check_crc(rbuf *r, size_t from)
+{
+    if (r->bad || r->pos > r->n) return 0;
+    uint32_t want = pkv_crc32(0, r->p + from, r->pos - from);
+    return get32(r) == want && !r->bad;
+}
+
+static void put_config(wbuf *w, const pkv_cache *c)
+{
+    const pkv_cache_config *k = &c->cfg;
+    uint32_t tol;
+    memcpy(&tol, &k->kmeans_tol, 4);
+    uint32_t f[] = {k->n_layers, k->n_kv_heads, k->head_dim, k->k_bits, k->v_bits, k->group_size, k->window,
+                    k->n_patterns, k->bank_capacity, (uint32_t)k->mode, k->kmeans_iters, tol,
+                    c->g.block_bytes, c->g.chunk_bytes, c->g.window_bytes};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) put32(w, f[i]);
+    put64(w, k->seed);
+    put64(w, k->memory_budget);
+}
+
+/* Dense file index of every used slot of an arena. */
+static uint32_t *index_slots(const pkv_arena *a)
+{
+    uint32_t *map = malloc(((size_t)a->capacity + 1) * sizeof *map), n = 0;
+    if (!map) return NULL;
+    for (uint32_t s = 0; s < a->capacity; s++) map[s] = a->refcount[s] ? n++ : PKV_NO_SLOT;
+    return map;
+}
+
+static uint32_t mapped(const uint32_t *map, uint32_t slot) { return slot == PKV_NO_SLOT ? PKV_NO_SLOT : map[slot]; }
+
+static pkv_status put_arena(wbuf *w, const pkv_cache *c, const pkv_arena *a)
+{
+    uint8_t *tmp = malloc(a->slot_bytes);
+    if (!tmp) return PKV_ERR_OUT_OF_HOST_MEMORY;
+    size_t from = w->n;
+    pkv_status st = PKV_OK;
+    for (uint32_t s = 0; s < a->capacity && st == PKV_OK; s++) {
+        if (!a->refcount[s]) continue;
+        st = c->ctx->be->iface->buf_read(c->ctx->be, a->buf, (size_t)s * a->slot_bytes, tmp, a->slot_bytes);
+        put(w, tmp, a->slot_bytes);
+    }
+    free(tmp);
+    put_crc(w, from);
+    return st;
+}
+
+static pkv_status write_file(const pkv_cache *c, const char *path, const wbuf *w)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return pkv_fail(c->ctx, PKV_ERR_IO, "pkv_cache_save: cannot create %s", tmp);
+    int ok = fwrite(w->p, 1, w->n, f) == w->n;
+    ok = (fflush(f) == 0) && ok;
+    ok = (fsync(fileno(f)) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return pkv_fail(c->ctx, PKV_ERR_IO, "pkv_cache_save: cannot write %s", path);
+    }
+    return PKV_OK;
+}
+
+pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
+{
+    if (!c || !path) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_save: null argument");
+    const uint32_t H = c->g.H;
+    uint32_t *bmap = index_slots(&c->blocks), *cmap = index_slots(&c->chunks), *wmap = index_slots(&c->windows);
+    wbuf w = {0};
+    pkv_status st = PKV_OK;
+    if (!bmap || !cmap || !wmap) {
+        st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_save: out of host memory");
+        goto done;
+    }
+    put(&w, "PKVCACHE", 8);
+    put32(&w, FORMAT_VERSION);
+    put_config(&w, c);
+    put32(&w, c->n_seqs);
+    put32(&w, c->blocks.used);
+    put32(&w, c->chunks.used);
+    put32(&w, c->windows.used);
+    put_crc(&w, 0);
+    size_t from = w.n;
+    for (uint32_t s = 0; s < c->n_seqs; s++) {
+        const pkv_sequence *sq = c->seqs[s];
+        put32(&w, sq->id);
+        for (uint32_t l = 0; l < c->cfg.n_layers; l++) {
+            const pkv_layer_state *L = &sq->layers[l];
+            put32(&w, L->n_blocks);
+            put32(&w, L->n_window);
+            put32(&w, L->bank_count);
+            for (uint32_t i = 0; i < L->n_blocks * H; i++) put32(&w, mapped(bmap, L->blocks[i]));
+            if (c->g.mode == PKV_MODE_PATTERN)
+                for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) put32(&w, L->chunks ? mapped(cmap, L->chunks[i]) : PKV_NO_SLOT);
+            for (uint32_t h = 0; h < H; h++) put32(&w, L->window_slot ? mapped(wmap, L->window_slot[h]) : PKV_NO_SLOT);
+        }
+    }
+    put_crc(&w, from);
+    if ((st = put_arena(&w, c, &c->blocks)) == PKV_OK && (st = put_arena(&w, c, &c->chunks)) == PKV_OK)
+        st = put_arena(&w, c, &c->windows);
+    if (st == PKV_OK && w.oom) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_save: out of host memory");
+    if (st == PKV_OK) st = write_file(c, path, &w);
+done:
+    free(bmap), free(cmap), free(wmap), free(w.p);
+    return st;
+}
+
+#define CORRUPT(...) do { st = pkv_fail(ctx, PKV_ERR_CORRUPT_FILE, __VA_ARGS__); goto fail; } while (0)
+
+/* Reads one slot list, checking every index against its arena's count and counting references. */
+static int read_slots(rbuf *r, uint32_t n, uint32_t limit, uint32_t **out, uint32_t *refs, int allow_none)
+{
+    uint32_t *v = malloc(((size_t)n + 1) * sizeof *v);
+    if (!v) return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        v[i] = get32(r);
+        if (v[i] == PKV_NO_SLOT && allow_none) continue;
+        if (r->bad || v[i] >= limit) {
+            free(v);
+            return 0;
+        }
+        refs[v[i]]++;
+    }
+    *out = v;
+    return 1;
+}
+
+static pkv_status load_bytes(pkv_context *ctx, const char *path, uint8_t **data, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return pkv_fail(ctx, PKV_ERR_IO, "pkv_cache_load: cannot open %s", path);
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return pkv_fail(ctx, PKV_ERR_IO, "pkv_cache_load: cannot read %s", path);
+    }
+    uint8_t *p = malloc((size_t)n + 1);
+    if (!p) {
+        fclose(f);
+        return pkv_fail(ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_load: out of host memory");
+    }
+    size_t got = fread(p, 1, (size_t)n, f);
+    fclose(f);
+    if (got != (size_t)n) {
+        free(p);
+        return pkv_fail(ctx, PKV_ERR_IO, "pkv_cache_load: short read on %s", path);
+    }
+    *data = p;
+    *size = (size_t)n;
+    return PKV_OK;
+}
+
+pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
+{
+    if (!ctx || !path || !out) return pkv_fail(ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_load: null argument");
+    *out = NULL;
+    uint8_t *data = NULL;
+    size_t size = 0;
+    pkv_status st = load_bytes(ctx, path, &data, &size);
+    if (st != PKV_OK) return st;
+    pkv_cache *c = NULL;
+    uint32_t *refs[3] = {NULL, NULL, NULL};
+    rbuf r = {data, size, 0, 0};
+    if (size < 8 || memcmp(data, "PKVCACHE", 8) != 0) CORRUPT("%s is not a PatternKV cache file", path);
+    r.pos = 8;
+    uint32_t version = get32(&r);
+    if (version != FORMAT_VERSION) CORRUPT("%s has format version %u; this library reads %u", path, version, FORMAT_VERSION);
+    pkv_cache_config cfg = pkv_cache_config_default();
+    uint32_t f[15];
+    for (int i = 0; i < 15; i++) f[i] = get32(&r);
+    cfg.n_layers = f[0], cfg.n_kv_heads = f[1], cfg.head_dim = f[2], cfg.k_bits = f[3], cfg.v_bits = f[4];
+    cfg.group_size = f[5], cfg.window = f[6], cfg.n_patterns = f[7], cfg.bank_capacity = f[8];
+    cfg.mode = (pkv_mode)f[9], cfg.kmeans_iters = f[10];
+    memcpy(&cfg.kmeans_tol, &f[11], 4);
+    cfg.seed = get64(&r);
+    cfg.memory_budget = get64(&r);
+    uint32_t n_seqs = get32(&r), counts[3] = {get32(&r), get32(&r), get32(&r)};
+    if (!check_crc(&r, 0)) CORRUPT("%s: header is truncated or damaged (checksum mismatch)", path);
+    if (pkv_validate_config(&cfg) != PKV_OK) CORRUPT("%s: stored configuration is invalid: %s", path, pkv_last_error());
+    if ((st = pkv_cache_new(ctx, &cfg, &c)) != PKV_OK) goto fail;
+    if (c->g.block_bytes != f[12] || c->g.chunk_bytes != f[13] || c->g.window_bytes != f[14])
+        CORRUPT("%s: block layout differs from this library's", path);
+    uint64_t data_bytes = (uint64_t)counts[0] * c->g.block_bytes + (uint64_t)counts[1] * c->g.chunk_bytes +
+                          (uint64_t)counts[2] * c->g.window_bytes;
+    if (data_bytes > size) CORRUPT("%s is truncated", path);
+    for (int a = 0; a < 3; a++)
+        if (!(refs[a] = calloc((size_t)counts[a] + 1, sizeof(uint32_t)))) {
+            st = pkv_fail(ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_load: out of host memory");
+            goto fail;
+        }
+    const uint32_t H = c->g.H;
+    size_t from = r.pos;
+    for (uint32_t s = 0; s < n_seqs; s++) {
+        pkv_seq id = get32(&r);
+        pkv_sequence *sq;
+        if (r.bad || pkv_find_seq(c, id)) CORRUPT("%s: sequence table is damaged", path);
+        if ((st = pkv_seq_insert(c, id, &sq)) != PKV_OK) goto fail;
+        for (uint32_t l = 0; l < cfg.n_layers; l++) {
+            pkv_layer_state *L = &sq->layers[l];
+            L->n_blocks = L->cap_blocks = get32(&r);
+            L->n_window = get32(&r);
+            L->bank_count = get32(&r);
+            if (r.bad || L->n_blocks > counts[0] || L->n_window > c->g.R || L->bank_count > cfg.bank_capacity ||
+                (cfg.mode != PKV_MODE_PATTERN && L->bank_count) || (L->n_window == c->g.R))
+                CORRUPT("%s: sequence %u layer %u is damaged", path, id, l);
+            if (!read_slots(&r, L->n_blocks * H, counts[0], &L->blocks, refs[0], 0)) CORRUPT("%s: block table damaged", path);
+            if (cfg.mode == PKV_MODE_PATTERN && !read_slots(&r, H * PKV_MAX_CHUNKS, counts[1], &L->chunks, refs[1], 1))
+                CORRUPT("%s: bank table damaged", path);
+            if (!read_slots(&r, H, counts[2], &L->window_slot, refs[2], 1)) CORRUPT("%s: window table damaged", path);
+            for (uint32_t h = 0; h < H; h++)
+                if (L->n_window && L->window_slot[h] == PKV_NO_SLOT) CORRUPT("%s: window table damaged", path);
+            if (L->chunks)
+                for (uint32_t h = 0; h < H; h++)
+                    for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < L->bank_count; ci++)
+                        if (L->chunks[h * PKV_MAX_CHUNKS + ci] == PKV_NO_SLOT) CORRUPT("%s: bank table damaged", path);
+        }
+    }
+    if (!check_crc(&r, from)) CORRUPT("%s: sequence table is truncated or damaged (checksum mismatch)", path);
+    for (int a = 0; a < 3; a++)
+        for (uint32_t i = 0; i < counts[a]; i++)
+            if (!refs[a][i]) CORRUPT("%s: unreferenced storage slot", path);
+    if ((st = pkv_pool_ensure(c, counts[0], counts[1], counts[2])) != PKV_OK) goto fail;
+    pkv_arena *arenas[3] = {&c->blocks, &c->chunks, &c->windows};
+    for (int a = 0; a < 3; a++) {
+        pkv_arena *ar = arenas[a];
+        size_t bytes = (size_t)counts[a] * ar->slot_bytes;
+        if (r.pos + bytes + 4 > size) CORRUPT("%s is truncated", path);
+        size_t at = r.pos;
+        r.pos += bytes;
+        if (!check_crc(&r, at)) CORRUPT("%s: stored data is damaged (checksum mismatch)", path);
+        if (bytes && (st = ctx->be->iface->buf_write(ctx->be, ar->buf, 0, data + at, bytes)) != PKV_OK) goto fail;
+        for (uint32_t i = 0; i < counts[a]; i++) ar->refcount[i] = refs[a][i];
+        ar->used = counts[a];
+        ar->next_free_hint = counts[a];
+    }
+    if (r.pos != size) CORRUPT("%s has trailing bytes", path);
+    for (int a = 0; a < 3; a++) free(refs[a]);
+    free(data);
+    *out = c;
+    return PKV_OK;
+fail:
+    for (int a = 0; a < 3; a++) free(refs[a]);
+    free(data);
+    pkv_cache_free(c);
+    return st;
+}

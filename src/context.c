@@ -1,0 +1,149 @@
+/* Contexts: choosing a backend and a device, and listing devices. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const pkv_backend_entry *const entries[] = {
+#ifdef PKV_WITH_VULKAN
+    &pkv_vulkan_backend_entry,
+#endif
+#ifdef PKV_WITH_OPENCL
+    &pkv_opencl_backend_entry,
+#endif
+    &pkv_cpu_backend_entry,
+};
+#define N_ENTRIES (sizeof entries / sizeof entries[0])
+
+static const char *const backend_names[PKV_BACKEND_COUNT] = {"auto", "cpu", "vulkan", "opencl"};
+
+const char *pkv_backend_name(pkv_backend_kind kind)
+{
+    return (unsigned)kind < PKV_BACKEND_COUNT ? backend_names[kind] : "unknown";
+}
+
+pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out)
+{
+    if (!name || !out) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_backend_from_name: null argument");
+    for (int k = 0; k < PKV_BACKEND_COUNT; k++)
+        if (strcmp(name, backend_names[k]) == 0) {
+            *out = (pkv_backend_kind)k;
+            return PKV_OK;
+        }
+    return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "unknown backend \"%s\" (auto, cpu, vulkan, opencl)", name);
+}
+
+const char *pkv_mode_name(pkv_mode mode)
+{
+    switch (mode) {
+    case PKV_MODE_PATTERN: return "pattern";
+    case PKV_MODE_DIRECT: return "direct";
+    case PKV_MODE_FP16: return "fp16";
+    }
+    return "unknown";
+}
+
+pkv_context_params pkv_context_params_default(void)
+{
+    pkv_context_params p;
+    memset(&p, 0, sizeof p);
+    p.backend = PKV_BACKEND_AUTO;
+    p.device_index = -1;
+    p.log_level = PKV_LOG_WARN;
+    return p;
+}
+
+static const pkv_backend_entry *find_entry(pkv_backend_kind kind)
+{
+    for (size_t i = 0; i < N_ENTRIES; i++)
+        if (entries[i]->kind == kind) return entries[i];
+    return NULL;
+}
+
+pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **out)
+{
+    if (!out) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: out is NULL");
+    *out = NULL;
+    pkv_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_context_create: out of host memory");
+    ctx->params = params ? *params : pkv_context_params_default();
+    pkv_backend_kind want = ctx->params.backend;
+    const char *env = getenv("PKV_BACKEND");
+    if (want == PKV_BACKEND_AUTO && env && *env && pkv_backend_from_name(env, &want) != PKV_OK) {
+        free(ctx);
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "PKV_BACKEND=\"%s\" is not auto, cpu, vulkan or opencl", env);
+    }
+    if ((unsigned)want >= PKV_BACKEND_COUNT) {
+        free(ctx);
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: backend %d out of range", (int)want);
+    }
+
+    char reasons[512] = "";
+    size_t used = 0;
+    pkv_status st = PKV_ERR_BACKEND_UNAVAILABLE;
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        const pkv_backend_entry *e = entries[i];
+        if (want != PKV_BACKEND_AUTO && e->kind != want) continue;
+        char why[256] = "";
+        st = e->create(&ctx->params, &ctx->be, why, sizeof why);
+        if (st == PKV_OK) break;
+        used += (size_t)snprintf(reasons + used, used < sizeof reasons ? sizeof reasons - used : 0, "%s%s: %s",
+                                 used ? "; " : "", pkv_backend_name(e->kind), why[0] ? why : pkv_status_string(st));
+        if (used >= sizeof reasons) used = sizeof reasons - 1;
+    }
+    if (want != PKV_BACKEND_AUTO && !find_entry(want)) {
+        free(ctx);
+        return pkv_fail(NULL, PKV_ERR_BACKEND_UNAVAILABLE, "backend %s was not built into this library",
+                        pkv_backend_name(want));
+    }
+    if (!ctx->be) {
+        free(ctx);
+        return pkv_fail(NULL, st == PKV_OK ? PKV_ERR_BACKEND_UNAVAILABLE : st, "no backend could start: %s", reasons);
+    }
+    if (want == PKV_BACKEND_AUTO)
+        snprintf(ctx->why, sizeof ctx->why, "auto: chose %s (%s)%s%s", pkv_backend_name(ctx->be->info.backend),
+                 ctx->be->info.name, reasons[0] ? "; skipped " : "", reasons);
+    else
+        snprintf(ctx->why, sizeof ctx->why, "%s requested (%s)", pkv_backend_name(want), ctx->be->info.name);
+    pkv_log(ctx, PKV_LOG_INFO, "%s", ctx->why);
+    *out = ctx;
+    return PKV_OK;
+}
+
+pkv_status pkv_context_free(pkv_context *ctx)
+{
+    if (!ctx) return PKV_OK;
+    if (ctx->be) ctx->be->iface->destroy(ctx->be);
+    free(ctx);
+    return PKV_OK;
+}
+
+pkv_status pkv_context_device(const pkv_context *ctx, pkv_device_info *info, char *why, size_t why_capacity)
+{
+    if (!ctx || !info) return pkv_fail(ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_context_device: null argument");
+    *info = ctx->be->info;
+    if (why && why_capacity) snprintf(why, why_capacity, "%s", ctx->why);
+    return PKV_OK;
+}
+
+pkv_status pkv_list_devices(const pkv_context_params *params, pkv_device_info *out, size_t capacity, size_t *count)
+{
+    if (!count || (!out && capacity)) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_list_devices: null argument");
+    pkv_context_params p = params ? *params : pkv_context_params_default();
+    size_t total = 0;
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        pkv_device_info devs[32];
+        size_t n = 0;
+        char why[256] = "";
+        if (entries[i]->list(&p, devs, 32, &n, why, sizeof why) != PKV_OK) {
+            pkv_context tmp = {.params = p};
+            pkv_log(&tmp, PKV_LOG_INFO, "%s: %s", pkv_backend_name(entries[i]->kind), why);
+            continue;
+        }
+        for (size_t j = 0; j < n && j < 32; j++, total++)
+            if (total < capacity) out[total] = devs[j];
+    }
+    *count = total;
+    return PKV_OK;
+}

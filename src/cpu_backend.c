@@ -1,0 +1,165 @@
+/* The portable CPU backend: buffers are host memory; ops are the reference in cpu_ops.c. */
+#include "cpu_backend.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct pkv_buf {
+    uint8_t *data;
+    size_t size;
+};
+
+typedef struct cpu_impl {
+    uint32_t n_threads;
+} cpu_impl;
+
+uint8_t *pkv_cpu_buf_data(pkv_buf *buf) { return buf->data; }
+
+static pkv_status cpu_buf_alloc(pkv_backend *be, size_t bytes, pkv_buf **out)
+{
+    (void)be;
+    pkv_buf *b = calloc(1, sizeof *b);
+    uint8_t *data = calloc(bytes ? bytes : 1, 1);
+    if (!b || !data) {
+        free(b);
+        free(data);
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "cpu: could not allocate %zu bytes", bytes);
+    }
+    b->data = data;
+    b->size = bytes;
+    *out = b;
+    return PKV_OK;
+}
+
+static void cpu_buf_free(pkv_backend *be, pkv_buf *b)
+{
+    (void)be;
+    if (!b) return;
+    free(b->data);
+    free(b);
+}
+
+static pkv_status cpu_buf_write(pkv_backend *be, pkv_buf *b, size_t off, const void *src, size_t n)
+{
+    (void)be;
+    if (off + n > b->size) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "cpu: write out of bounds");
+    memcpy(b->data + off, src, n);
+    return PKV_OK;
+}
+
+static pkv_status cpu_buf_read(pkv_backend *be, pkv_buf *b, size_t off, void *dst, size_t n)
+{
+    (void)be;
+    if (off + n > b->size) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "cpu: read out of bounds");
+    memcpy(dst, b->data + off, n);
+    return PKV_OK;
+}
+
+static pkv_status cpu_buf_copy(pkv_backend *be, pkv_buf *dst, size_t doff, pkv_buf *src, size_t soff, size_t n)
+{
+    (void)be;
+    if (doff + n > dst->size || soff + n > src->size)
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "cpu: copy out of bounds");
+    memmove(dst->data + doff, src->data + soff, n);
+    return PKV_OK;
+}
+
+static void cpu_destroy(pkv_backend *be)
+{
+    free(be->impl);
+    free(be);
+}
+
+static const pkv_backend_iface cpu_iface = {
+    .destroy = cpu_destroy,
+    .buf_alloc = cpu_buf_alloc,
+    .buf_free = cpu_buf_free,
+    .buf_write = cpu_buf_write,
+    .buf_read = cpu_buf_read,
+    .buf_copy = cpu_buf_copy,
+    .mine = pkv_cpu_mine,
+    .flush = pkv_cpu_flush,
+    .attention = pkv_cpu_attention,
+};
+
+typedef struct job {
+    void (*fn)(uint32_t, void *);
+    void *arg;
+    uint32_t n, stride, first;
+} job;
+
+static void *run_job(void *p)
+{
+    job *j = p;
+    for (uint32_t i = j->first; i < j->n; i += j->stride) j->fn(i, j->arg);
+    return NULL;
+}
+
+void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t, void *), void *arg)
+{
+    cpu_impl *impl = be->impl;
+    uint32_t nt = impl->n_threads < n ? impl->n_threads : n;
+    pthread_t th[64];
+    job jobs[64];
+    int started[64] = {0};
+    for (uint32_t t = 1; t < nt; t++) {
+        jobs[t] = (job){fn, arg, n, nt, t};
+        started[t] = pthread_create(&th[t], NULL, run_job, &jobs[t]) == 0;
+    }
+    jobs[0] = (job){fn, arg, n, nt ? nt : 1, 0};
+    run_job(&jobs[0]);
+    for (uint32_t t = 1; t < nt; t++) {
+        if (started[t]) pthread_join(th[t], NULL);
+        else run_job(&jobs[t]); /* no thread: do its share here */
+    }
+}
+
+static void cpu_info(pkv_device_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->backend = PKV_BACKEND_CPU;
+    info->type = PKV_DEVICE_CPU;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(info->name, sizeof info->name, "CPU reference (%ld cores)", cores > 0 ? cores : 1);
+    snprintf(info->driver, sizeof info->driver, "patternkv %s", PKV_VERSION_STRING);
+}
+
+static pkv_status cpu_list(const pkv_context_params *p, pkv_device_info *out, size_t cap, size_t *count, char *why,
+                           size_t why_len)
+{
+    (void)p, (void)why, (void)why_len;
+    if (cap) cpu_info(&out[0]);
+    *count = 1;
+    return PKV_OK;
+}
+
+static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, char *why, size_t why_len)
+{
+    if (p->device_index > 0) {
+        snprintf(why, why_len, "the cpu backend has one device (index 0), asked for %d", p->device_index);
+        return PKV_ERR_BACKEND_UNAVAILABLE;
+    }
+    pkv_backend *be = calloc(1, sizeof *be);
+    cpu_impl *impl = calloc(1, sizeof *impl);
+    if (!be || !impl) {
+        free(be);
+        free(impl);
+        snprintf(why, why_len, "out of host memory");
+        return PKV_ERR_OUT_OF_HOST_MEMORY;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    impl->n_threads = p->n_threads ? p->n_threads : (uint32_t)(cores > 0 ? cores : 1);
+    if (impl->n_threads > 64) impl->n_threads = 64;
+    be->iface = &cpu_iface;
+    be->impl = impl;
+    cpu_info(&be->info);
+    *out = be;
+    return PKV_OK;
+}
+
+const pkv_backend_entry pkv_cpu_backend_entry = {PKV_BACKEND_CPU, cpu_list, cpu_create};

@@ -1,0 +1,12 @@
+#ifndef PKV_CPU_BACKEND_H
+#define PKV_CPU_BACKEND_H
+#include "backend.h"
+
+uint8_t *pkv_cpu_buf_data(pkv_buf *buf);
+pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
+pkv_status pkv_cpu_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
+pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
+/* Runs fn(i, arg) for i in [0, n) on the backend's threads. */
+void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t i, void *arg), void *arg);
+
+#endif

@@ -1,0 +1,223 @@
+/* The CPU reference ops: prefill mining, window flush, fused attention (docs/NUMERICS.md). */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block.h"
+#include "cpu_backend.h"
+#include "f16.h"
+#include "internal.h"
+#include "quant.h"
+
+static uint8_t *slot_ptr(pkv_buf *b, uint32_t slot, uint32_t bytes) { return pkv_cpu_buf_data(b) + (size_t)slot * bytes; }
+
+static void chunk_ptrs(const pkv_store *st, const uint32_t *table, uint32_t n, const uint8_t **out)
+{
+    for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < n; ci++) out[ci] = slot_ptr(st->chunks, table[ci], st->g->chunk_bytes);
+}
+
+static uint32_t argmin_l2(const float *x, const float *P, uint32_t n, uint32_t d)
+{
+    uint32_t best = 0;
+    float bd = pkv_dist_l2(x, P, d);
+    for (uint32_t m = 1; m < n; m++) {
+        float dist = pkv_dist_l2(x, P + (size_t)m * d, d);
+        if (dist < bd) bd = dist, best = m;
+    }
+    return best;
+}
+
+static uint32_t argmin_minmax(const float *x, const float *P, uint32_t n, uint32_t d)
+{
+    uint32_t best = 0;
+    float bd = pkv_dist_minmax(x, P, d);
+    for (uint32_t m = 1; m < n; m++) {
+        float dist = pkv_dist_minmax(x, P + (size_t)m * d, d);
+        if (dist < bd) bd = dist, best = m;
+    }
+    return best;
+}
+
+/* k-means of x [n][d] into c [M][d], initialised from init (docs/NUMERICS.md). */
+static void kmeans(const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init, const float *rcp,
+                   uint32_t iters, float tol2, float *c, uint32_t *assign, float *sum, uint32_t *count)
+{
+    for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
+    for (uint32_t it = 0; it < iters; it++) {
+        for (uint32_t t = 0; t < n; t++) assign[t] = argmin_l2(x + (size_t)t * d, c, M, d);
+        memset(sum, 0, (size_t)M * d * sizeof *sum);
+        memset(count, 0, M * sizeof *count);
+        for (uint32_t t = 0; t < n; t++) {
+            float *s = sum + (size_t)assign[t] * d;
+            for (uint32_t i = 0; i < d; i++) s[i] = s[i] + x[(size_t)t * d + i];
+            count[assign[t]]++;
+        }
+        float shift2 = 0.0f;
+        for (uint32_t m = 0; m < M; m++) {
+            if (!count[m]) continue;
+            float acc = 0.0f;
+            for (uint32_t i = 0; i < d; i++) {
+                float nv = sum[(size_t)m * d + i] * rcp[count[m]];
+                float diff = nv - c[(size_t)m * d + i];
+                acc = acc + diff * diff;
+                c[(size_t)m * d + i] = nv;
+            }
+            if (acc > shift2) shift2 = acc;
+        }
+        if (shift2 < tol2) break;
+    }
+}
+
+static void store_pattern(const pkv_store *st, const uint32_t *table, uint32_t m, int kv, const float *p, float *back)
+{
+    const uint32_t d = st->g->d;
+    uint8_t *c = slot_ptr(st->chunks, table[m / PKV_CHUNK_PATTERNS], st->g->chunk_bytes);
+    uint32_t j = (kv ? PKV_CHUNK_PATTERNS : 0) + m % PKV_CHUNK_PATTERNS;
+    for (uint32_t i = 0; i < d; i++) {
+        uint16_t h = pkv_f32_to_f16(p[i]);
+        pkv_wr16(c + ((size_t)j * d + i) * 2, h);
+        back[i] = pkv_f16_to_f32(h);
+    }
+}
+
+static void f16_rows(const uint16_t *src, uint32_t n, uint32_t stride, uint32_t d, float *dst)
+{
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t i = 0; i < d; i++) dst[(size_t)t * d + i] = pkv_f16_to_f32(src[(size_t)t * stride + i]);
+}
+
+/* Quantizes groups of G tokens (x: [n][d] K and V) with their assignments into the given blocks. */
+static void encode_groups(const pkv_store *st, uint32_t groups, const uint32_t *slots, const float *xk, const float *xv,
+                          const uint8_t *ka, const uint8_t *va, const float *PK, const float *PV)
+{
+    const pkv_geom *g = st->g;
+    for (uint32_t gi = 0; gi < groups; gi++) {
+        size_t t0 = (size_t)gi * g->G;
+        pkv_block_encode(g, xk + t0 * g->d, xv + t0 * g->d, ka ? ka + t0 : NULL, va ? va + t0 : NULL, PK, PV,
+                         slot_ptr(st->blocks, slots[gi], g->block_bytes));
+    }
+}
+
+typedef struct mine_job {
+    const pkv_store *st;
+    const pkv_mine_op *op;
+    int *failed; /* per head: scratch allocation failed */
+} mine_job;
+
+static void mine_head(uint32_t h, void *arg)
+{
+    const mine_job *j = arg;
+    const pkv_store *st = j->st;
+    const pkv_mine_op *op = j->op;
+    const pkv_geom *g = st->g;
+    const uint32_t n = op->n_tokens, d = g->d, H = g->H, M = g->M;
+    float *x[2], *P[2];
+    uint8_t *a[2];
+    uint32_t *assign = malloc((size_t)n * sizeof *assign), *count = malloc(M * sizeof *count);
+    float *sum = malloc((size_t)M * d * sizeof *sum), *c = malloc((size_t)M * d * sizeof *c);
+    for (int kv = 0; kv < 2; kv++) {
+        x[kv] = malloc((size_t)n * d * sizeof(float));
+        P[kv] = malloc((size_t)M * d * sizeof(float));
+        a[kv] = malloc(n);
+    }
+    if (!assign || !count || !sum || !c || !x[0] || !x[1] || !P[0] || !P[1] || !a[0] || !a[1]) {
+        j->failed[h] = 1;
+        goto done;
+    }
+    const uint32_t *table = op->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
+    for (int kv = 0; kv < 2; kv++) {
+        f16_rows(op->tokens + (size_t)kv * n * H * d + (size_t)h * d, n, H * d, d, x[kv]);
+        kmeans(x[kv], n, d, M, op->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, assign,
+               sum, count);
+        for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
+        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)argmin_l2(x[kv] + (size_t)t * d, P[kv], M, d);
+    }
+    uint32_t groups = op->n_quant / g->G;
+    encode_groups(st, groups, op->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
+done:
+    free(assign), free(count), free(sum), free(c);
+    for (int kv = 0; kv < 2; kv++) free(x[kv]), free(P[kv]), free(a[kv]);
+}
+
+pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
+{
+    int *failed = calloc(st->g->H, sizeof *failed);
+    if (!failed) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu mine: out of host memory");
+    mine_job j = {st, op, failed};
+    pkv_cpu_parallel_for(be, st->g->H, mine_head, &j);
+    pkv_status s = PKV_OK;
+    for (uint32_t h = 0; h < st->g->H; h++)
+        if (failed[h]) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu mine: out of host memory");
+    free(failed);
+    return s;
+}
+
+typedef struct flush_job {
+    const pkv_store *st;
+    const pkv_flush_op *op;
+    int *failed;
+} flush_job;
+
+static void flush_head(uint32_t h, void *arg)
+{
+    const flush_job *j = arg;
+    const pkv_store *st = j->st;
+    const pkv_flush_op *op = j->op;
+    const pkv_geom *g = st->g;
+    const uint32_t R = g->R, d = g->d;
+    float *xs[2] = {malloc((size_t)R * d * sizeof(float)), malloc((size_t)R * d * sizeof(float))};
+    float *P[2] = {NULL, NULL};
+    uint8_t a[2][8 * 128];
+    const uint8_t *win = slot_ptr(st->windows, op->window_slot[h], g->window_bytes);
+    if (!xs[0] || !xs[1]) goto fail;
+    for (int kv = 0; kv < 2; kv++) f16_rows((const uint16_t *)(win + (size_t)kv * R * d * 2), R, d, d, xs[kv]);
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    if (pattern) {
+        const uint32_t *table = op->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
+        uint32_t n = op->bank_count + op->append_pattern;
+        P[0] = malloc((size_t)n * d * sizeof(float));
+        P[1] = malloc((size_t)n * d * sizeof(float));
+        if (!P[0] || !P[1]) goto fail;
+        const uint8_t *chunks[PKV_MAX_CHUNKS];
+        chunk_ptrs(st, table, op->bank_count, chunks);
+        pkv_bank_load(g, chunks, op->bank_count, P[0], P[1]);
+        for (int kv = 0; kv < 2; kv++) {
+            if (op->append_pattern) {
+                float centre[256];
+                for (uint32_t i = 0; i < d; i++) {
+                    float mn = xs[kv][i], mx = xs[kv][i];
+                    for (uint32_t t = 1; t < R; t++) {
+                        float v = xs[kv][(size_t)t * d + i];
+                        if (v < mn) mn = v;
+                        if (v > mx) mx = v;
+                    }
+                    centre[i] = (mx + mn) * 0.5f;
+                }
+                store_pattern(st, table, op->bank_count, kv, centre, P[kv] + (size_t)op->bank_count * d);
+            }
+            for (uint32_t t = 0; t < R; t++) a[kv][t] = (uint8_t)argmin_minmax(xs[kv] + (size_t)t * d, P[kv], n, d);
+        }
+    }
+    uint32_t groups = R / g->G;
+    encode_groups(st, groups, op->block_slot + (size_t)h * groups, xs[0], xs[1], pattern ? a[0] : NULL,
+                  pattern ? a[1] : NULL, P[0], P[1]);
+    goto done;
+fail:
+    j->failed[h] = 1;
+done:
+    for (int kv = 0; kv < 2; kv++) free(xs[kv]), free(P[kv]);
+}
+
+pkv_status pkv_cpu_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
+{
+    int *failed = calloc(st->g->H, sizeof *failed);
+    if (!failed) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu flush: out of host memory");
+    flush_job j = {st, op, failed};
+    pkv_cpu_parallel_for(be, st->g->H, flush_head, &j);
+    pkv_status s = PKV_OK;
+    for (uint32_t h = 0; h < st->g->H; h++)
+        if (failed[h]) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu flush: out of host memory");
+    free(failed);
+    return s;
+}

@@ -1,0 +1,79 @@
+/* Internal structures of the common layer: context, cache, sequences and pool arenas. */
+#ifndef PKV_INTERNAL_H
+#define PKV_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "patternkv.h"
+
+#define PKV_NO_SLOT UINT32_MAX
+
+struct pkv_context {
+    pkv_context_params params;
+    pkv_backend *be;
+    char why[512]; /* how the backend was chosen */
+};
+
+/* Fixed-size slots in one backend buffer; refcount 0 means free. Blocks and bank chunks are shared
+ * between forked sequences by reference count; windows never are. */
+typedef struct pkv_arena {
+    pkv_buf *buf;
+    uint32_t slot_bytes;
+    uint32_t capacity; /* slots the buffer holds */
+    uint32_t used;
+    uint32_t *refcount;
+    uint32_t next_free_hint;
+} pkv_arena;
+
+/* One sequence's state for one layer. */
+typedef struct pkv_layer_state {
+    uint32_t n_blocks, cap_blocks;
+    uint32_t *blocks;       /* [n_blocks][H] block slots */
+    uint32_t n_window;
+    uint32_t *window_slot;  /* [H] or NULL before the first append */
+    uint32_t bank_count;
+    uint32_t *chunks;       /* [H][PKV_MAX_CHUNKS], PKV_NO_SLOT where unused; NULL in DIRECT/FP16 */
+} pkv_layer_state;
+
+typedef struct pkv_sequence {
+    pkv_seq id;
+    pkv_layer_state *layers; /* [n_layers] */
+} pkv_sequence;
+
+struct pkv_cache {
+    pkv_context *ctx;
+    pkv_cache_config cfg;
+    pkv_geom g;
+    pkv_arena blocks, chunks, windows;
+    pkv_store store;
+    pkv_sequence **seqs;
+    uint32_t n_seqs, cap_seqs;
+    pkv_seq next_id;
+};
+
+/* status.c: record the detailed message for pkv_last_error() and send it to the log; returns s. */
+pkv_status pkv_fail(const pkv_context *ctx, pkv_status s, const char *fmt, ...);
+void pkv_log(const pkv_context *ctx, pkv_log_level level, const char *fmt, ...);
+void pkv_clear_error(void);
+
+/* cache.c */
+pkv_sequence *pkv_find_seq(const pkv_cache *c, pkv_seq id);
+pkv_status pkv_validate_config(const pkv_cache_config *cfg);
+pkv_status pkv_cache_new(pkv_context *ctx, const pkv_cache_config *cfg, pkv_cache **out);
+pkv_status pkv_seq_insert(pkv_cache *c, pkv_seq id, pkv_sequence **out);
+
+/* pool.c */
+void pkv_arena_init(pkv_arena *a, uint32_t slot_bytes);
+void pkv_arena_destroy(pkv_cache *c, pkv_arena *a);
+uint64_t pkv_reserved_bytes(const pkv_cache *c);
+/* Makes room for `extra` more slots in each arena (budget check, then growth). Nothing changes on error. */
+pkv_status pkv_pool_ensure(pkv_cache *c, uint32_t extra_blocks, uint32_t extra_chunks, uint32_t extra_windows);
+/* Takes a free slot; pkv_pool_ensure must have made room. */
+uint32_t pkv_arena_take(pkv_arena *a);
+void pkv_arena_retain(pkv_arena *a, uint32_t slot);
+void pkv_arena_release(pkv_arena *a, uint32_t slot);
+void pkv_layer_release(pkv_cache *c, pkv_layer_state *L);
+
+#endif

@@ -1,0 +1,53 @@
+/* The byte layout of blocks, bank chunks and windows: one definition for every backend.
+ * README.md ("Data layout") describes the same thing in prose. */
+#ifndef PKV_LAYOUT_H
+#define PKV_LAYOUT_H
+
+#include <stdint.h>
+#include "patternkv.h"
+
+#define PKV_CHUNK_PATTERNS 32u    /* patterns per bank chunk */
+#define PKV_MAX_BANK 256u         /* indices are u8 */
+#define PKV_MAX_CHUNKS (PKV_MAX_BANK / PKV_CHUNK_PATTERNS)
+#define PKV_GATE_Z 1.645          /* one-sided 95% */
+
+/* Everything an op needs to know about a cache's shape, derived once from its config. All offsets
+ * are bytes from the start of a slot and multiples of 16 (sections can be read with 16-byte loads). */
+typedef struct pkv_geom {
+    uint32_t mode;              /* pkv_mode */
+    uint32_t d, G, R, H;        /* head_dim, group size, window, kv heads */
+    uint32_t k_bits, v_bits;
+    uint32_t M, capacity;       /* initial patterns, bank capacity */
+    uint32_t k_row_words;       /* 32-bit words per token row of K codes (all bit planes) */
+    uint32_t v_row_words;
+    /* block sections */
+    uint32_t off_kcodes, off_kscale, off_kzero;   /* [G][k_row_words] u32, [d] f16, [d] f16 */
+    uint32_t off_vcodes, off_vscale, off_vzero;   /* [G][v_row_words] u32, [G] f16, [G] f16 */
+    uint32_t off_kidx, off_vidx, off_vmask;       /* [G] u8, [G] u8, [G/8] bytes (PATTERN only) */
+    uint32_t off_kfp16, off_vfp16;                /* FP16 mode: [G][d] f16 each */
+    uint32_t block_bytes;
+    uint32_t block_payload[5];  /* bytes of: codes, scales+zeros, indices, masks, padding */
+    /* bank chunk: K patterns [32][d] f16 then V patterns [32][d] f16 */
+    uint32_t chunk_bytes;
+    /* window slot: K [R][d] f16 then V [R][d] f16 */
+    uint32_t window_bytes;
+    float gate_k2;              /* (2 z / sqrt(5 d))^2, computed in double then rounded once */
+} pkv_geom;
+
+/* Bit planes of a b-bit code: b=3 is stored as a 2-bit plane then a 1-bit plane (code = lo | hi<<2);
+ * other b as one plane. Each plane of a row is ceil(d*bits/32) words; channel c of a plane with
+ * `bits` bits lives in word (c*bits)/32 at shift (c*bits)%32, little-endian. */
+static inline uint32_t pkv_plane_count(uint32_t b) { return b == 3 ? 2u : 1u; }
+static inline uint32_t pkv_plane_bits(uint32_t b, uint32_t plane) { return b == 3 ? (plane == 0 ? 2u : 1u) : b; }
+static inline uint32_t pkv_plane_words(uint32_t d, uint32_t bits) { return (d * bits + 31u) / 32u; }
+static inline uint32_t pkv_row_words(uint32_t d, uint32_t b)
+{
+    uint32_t w = 0;
+    for (uint32_t p = 0; p < pkv_plane_count(b); p++) w += pkv_plane_words(d, pkv_plane_bits(b, p));
+    return w;
+}
+
+/* Fills g from a validated config. */
+void pkv_geom_init(pkv_geom *g, const pkv_cache_config *c);
+
+#endif

@@ -1,0 +1,27 @@
+#include "rng.h"
+
+uint64_t pkv_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void pkv_draw_distinct(uint64_t seed, uint32_t n, uint32_t m, uint32_t *out, uint32_t *scratch)
+{
+    uint64_t s = seed;
+    for (uint32_t i = 0; i < n; i++) scratch[i] = i;
+    for (uint32_t i = 0; i < m; i++) {
+        uint32_t j = i + (uint32_t)(pkv_splitmix64(&s) % (uint64_t)(n - i));
+        uint32_t t = scratch[i];
+        scratch[i] = scratch[j];
+        scratch[j] = t;
+        out[i] = scratch[i];
+    }
+}
+
+uint64_t pkv_init_seed(uint64_t seed, uint32_t layer, uint32_t head, uint32_t kv)
+{
+    return seed ^ ((uint64_t)layer * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(head * 2u + kv);
+}

@@ -1,0 +1,53 @@
+/* pkv_cache_stats_get: bytes by part, shared blocks and chunks counted once. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+pkv_status pkv_cache_stats_get(const pkv_cache *c, pkv_cache_stats *o)
+{
+    if (!c || !o) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_stats_get: null argument");
+    const pkv_geom *g = &c->g;
+    memset(o, 0, sizeof *o);
+    uint64_t nb = c->blocks.used;
+    o->blocks_used = nb;
+    for (uint32_t i = 0; i < c->blocks.capacity; i++) o->blocks_shared += c->blocks.refcount[i] > 1;
+    o->bytes_codes = nb * g->block_payload[0];
+    o->bytes_scales = nb * g->block_payload[1];
+    o->bytes_indices = nb * g->block_payload[2];
+    o->bytes_masks = nb * g->block_payload[3];
+    o->bytes_padding = nb * g->block_payload[4];
+
+    uint8_t *seen = calloc(c->chunks.capacity + 1, 1);
+    if (!seen) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_stats_get: out of host memory");
+    uint64_t window_tokens = 0;
+    for (uint32_t s = 0; s < c->n_seqs; s++)
+        for (uint32_t l = 0; l < c->cfg.n_layers; l++) {
+            const pkv_layer_state *L = &c->seqs[s]->layers[l];
+            o->tokens_stored += (uint64_t)L->n_blocks * g->G + L->n_window;
+            o->tokens_compressed += (uint64_t)L->n_blocks * g->G;
+            window_tokens += (uint64_t)L->n_window * g->H;
+            if (!L->chunks) continue;
+            for (uint32_t h = 0; h < g->H; h++)
+                for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < L->bank_count; ci++) {
+                    uint32_t slot = L->chunks[h * PKV_MAX_CHUNKS + ci];
+                    if (slot == PKV_NO_SLOT || seen[slot]) continue;
+                    seen[slot] = 1;
+                    uint32_t in_chunk = L->bank_count - ci * PKV_CHUNK_PATTERNS;
+                    if (in_chunk > PKV_CHUNK_PATTERNS) in_chunk = PKV_CHUNK_PATTERNS;
+                    o->bytes_patterns += (uint64_t)in_chunk * g->d * 2 * 2;
+                }
+        }
+    free(seen);
+    o->bytes_window = window_tokens * g->d * 2 * 2;
+    o->bytes_reserved = pkv_reserved_bytes(c);
+    o->bytes_budget = c->cfg.memory_budget;
+    o->bytes_free = o->bytes_budget > o->bytes_reserved ? o->bytes_budget - o->bytes_reserved : 0;
+    o->n_seqs = c->n_seqs;
+    /* Elements stored once: every block holds G tokens of one head; window tokens per head. */
+    double elements = ((double)nb * g->G + (double)window_tokens) * g->d * 2.0;
+    double bytes = (double)(o->bytes_codes + o->bytes_scales + o->bytes_indices + o->bytes_masks + o->bytes_padding +
+                            o->bytes_patterns + o->bytes_window);
+    o->bits_per_element = elements > 0 ? bytes * 8.0 / elements : 0.0;
+    return PKV_OK;
+}
