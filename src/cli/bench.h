@@ -1,0 +1,132 @@
+/* pkv bench: options, results, and the parts that compute and report them. */
+#ifndef PKV_CLI_BENCH_H
+#define PKV_CLI_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "patternkv.h"
+
+#define BENCH_MAX_CONFIGS 32
+#define BENCH_MAX_CONTEXTS 16
+
+typedef struct bench_config { /* one (mode, k_bits, v_bits) to measure */
+    pkv_mode mode;
+    uint32_t k_bits, v_bits;  /* 16 for FP16 mode */
+} bench_config;
+
+typedef struct bench_options {
+    pkv_backend_kind backend;
+    int device_index;             /* -1: best */
+    const char *device_name;
+    uint32_t n_threads;
+    const char *kv_path;          /* NULL: fixture if present, else synthetic */
+    int force_synthetic;
+    uint32_t n_layers;            /* synthetic layers, or the first N layers of a file (0: all of a file) */
+    uint32_t context;             /* fidelity tokens (0: 2048 synthetic / all of a file) */
+    uint32_t prefill;             /* tokens in the first append (0: half the context) */
+    uint32_t n_q_heads;           /* 0: 4 x kv heads (synthetic), kv heads (file without q) */
+    uint32_t n_kv_heads, head_dim;  /* synthetic shape */
+    uint32_t group_size, window, n_patterns, bank_capacity;
+    bench_config configs[BENCH_MAX_CONFIGS];
+    uint32_t n_configs;
+    uint32_t speed_contexts[BENCH_MAX_CONTEXTS];
+    uint32_t n_speed_contexts;    /* 0 with speed_set: skip the speed part */
+    int speed_set;
+    uint32_t batch;               /* 0: 1 on CPU devices, 4 on GPUs */
+    uint32_t steps, warmup;       /* timed decode steps (at least), warm-up steps */
+    uint32_t n_queries;           /* fidelity queries per head */
+    uint32_t model_layers, model_kv_heads, model_head_dim; /* memory report shape */
+    double memory_gib;
+    uint64_t seed;
+    const char *json_path, *plot_path;
+    int progress;                 /* -1 auto (stderr is a terminal), 0 off, 1 on */
+    int skip_fidelity, skip_throughput;
+} bench_options;
+
+typedef struct fidelity_result {
+    bench_config cfg;
+    double k_mse, v_mse;
+    double attn_rel_median, attn_rel_max;
+    double bits_per_element, compression_ratio;
+    double seconds;
+} fidelity_result;
+
+typedef struct speed_result {
+    bench_config cfg;
+    uint32_t context, batch;
+    double ms_per_step;
+    double bytes_per_step;        /* compressed cache bytes read by one step */
+    double gbps;
+    double bw_fraction;           /* NAN when unknown */
+    double speedup_vs_fp16;       /* NAN when FP16 was not measured */
+    uint32_t steps;
+} speed_result;
+
+typedef struct throughput_result {
+    bench_config cfg;
+    double prefill_tokens_per_s;  /* first append (mining in PATTERN mode) */
+    double append_tokens_per_s;   /* one-token appends that do not flush */
+    double flush_tokens_per_s;    /* window tokens / time of the append that flushes */
+} throughput_result;
+
+typedef struct memory_result {
+    bench_config cfg;
+    double bytes_per_token_per_layer; /* model shape, all KV heads, K and V, steady state */
+    double fixed_bytes_per_layer;     /* banks at capacity + window, per layer */
+    uint64_t tokens_fit;
+} memory_result;
+
+typedef struct bench_report {
+    pkv_device_info device;
+    char why[256];
+    char data_source[320];
+    int q_from_keys;
+    uint32_t n_layers, n_tokens, n_kv_heads, n_q_heads, head_dim, n_queries, prefill;
+    uint32_t batch;
+    double read_bw_gbps;          /* NAN when unknown */
+    char read_bw_method[96];
+    double startup_cold_ms, startup_warm_ms;
+    fidelity_result fidelity[BENCH_MAX_CONFIGS];
+    uint32_t n_fidelity;
+    speed_result speed[BENCH_MAX_CONFIGS * BENCH_MAX_CONTEXTS];
+    uint32_t n_speed;
+    throughput_result throughput[BENCH_MAX_CONFIGS];
+    uint32_t n_throughput;
+    memory_result memory[BENCH_MAX_CONFIGS];
+    uint32_t n_memory;
+    double total_seconds;
+} bench_report;
+
+/* Parses argv (argv[0] is "bench"). Returns 0, or 2 after printing a usage error to stderr;
+ * 1 when --help was printed. */
+int bench_parse_options(int argc, char **argv, bench_options *o);
+void bench_print_usage(FILE *f);
+
+/* Measurement parts (bench_fidelity.c, bench_speed.c, bench_memory.c). Each returns 0 or -1 with a
+ * sentence in err. `progress` is called with a fraction of the part done. */
+typedef void (*bench_progress_fn)(void *user, double fraction, const char *label);
+struct kv_data;
+int bench_fidelity(pkv_context *ctx, const bench_options *o, const struct kv_data *data, bench_report *r,
+                   bench_progress_fn progress, void *user, char *err, size_t err_len);
+int bench_speed(pkv_context *ctx, const bench_options *o, const struct kv_data *data, bench_report *r,
+                bench_progress_fn progress, void *user, char *err, size_t err_len);
+int bench_memory(pkv_context *ctx, const bench_options *o, const struct kv_data *data, bench_report *r,
+                 char *err, size_t err_len);
+/* Streaming-read bandwidth of the context's device, GB/s; NAN with the reason in method when unknown. */
+double bench_read_bandwidth(pkv_context *ctx, const pkv_device_info *dev, char *method, size_t method_len);
+/* Time to the first attention result with an empty and with a warm pipeline/program cache, ms. */
+int bench_startup_times(const pkv_context_params *base, double *cold_ms, double *warm_ms, char *err, size_t err_len);
+
+/* Reports (report_table.c, report_json.c, report_svg.c). */
+void report_table(FILE *f, const bench_options *o, const bench_report *r);
+int report_json(const char *path, const bench_options *o, const bench_report *r, char *err, size_t err_len);
+int report_svg(const char *path, const bench_report *r, char *err, size_t err_len);
+
+/* The cache configuration the bench uses for a config (budget set by the caller). */
+pkv_cache_config bench_cache_config(const bench_options *o, const bench_config *c, uint32_t n_layers,
+                                    uint32_t n_kv_heads, uint32_t head_dim);
+
+
+#endif

@@ -1,0 +1,264 @@
+/* Speed and throughput: one single-layer cache per config grows through the requested context
+ * lengths (prefill, then one-token appends that are timed for the append/flush throughput, then
+ * window-sized appends). At each length the sequence is forked into a batch (the children share its
+ * blocks) and decode attention (q_len = 1) is timed on the host clock around pkv_attention, which
+ * returns when the output is on the host. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "bench_util.h"
+#include "kv_data.h"
+#include "timer.h"
+
+#define MIN_TIMED_SECONDS 0.25
+#define MAX_STEPS_FACTOR 20u
+#define PREFILL_TOKENS 512u
+
+typedef struct grow_state {
+    pkv_cache *cache;
+    pkv_seq seq;
+    uint32_t length;
+    float *kbuf, *vbuf;
+    uint32_t buf_tokens;
+} grow_state;
+
+static int fail(char *err, size_t err_len, const char *what, pkv_status s)
+{
+    snprintf(err, err_len, "%s: %s: %s", what, pkv_status_string(s), pkv_last_error());
+    return -1;
+}
+
+static int append_tokens(grow_state *g, const kv_data *d, uint32_t n, double *seconds, char *err, size_t err_len)
+{
+    kv_data_tokens(d, 0, g->length, n, g->kbuf, g->vbuf);
+    double t0 = cli_now();
+    pkv_status s = pkv_append(g->cache, g->seq, 0, n, g->kbuf, g->vbuf, PKV_F32);
+    if (seconds) *seconds = cli_now() - t0;
+    if (s != PKV_OK) {
+        char what[96];
+        snprintf(what, sizeof what, "append of %u tokens at %u", n, g->length);
+        return fail(err, err_len, what, s);
+    }
+    g->length += n;
+    return 0;
+}
+
+/* One-token appends, timed; those that move tokens into blocks are flushes. */
+static int measure_appends(grow_state *g, const kv_data *d, uint32_t n, throughput_result *tr, char *err,
+                           size_t err_len)
+{
+    double *plain = malloc((n + 1) * sizeof(double)), flush_time = 0;
+    uint64_t flush_tokens = 0;
+    size_t n_plain = 0;
+    if (!plain) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    pkv_cache_stats before, after;
+    pkv_status s = pkv_cache_stats_get(g->cache, &before);
+    for (uint32_t i = 0; s == PKV_OK && i < n; i++) {
+        double sec;
+        if (append_tokens(g, d, 1, &sec, err, err_len)) {
+            free(plain);
+            return -1;
+        }
+        s = pkv_cache_stats_get(g->cache, &after);
+        if (s != PKV_OK) break;
+        if (after.tokens_compressed > before.tokens_compressed) {
+            flush_time += sec;
+            flush_tokens += after.tokens_compressed - before.tokens_compressed;
+        } else {
+            plain[n_plain++] = sec;
+        }
+        before = after;
+    }
+    if (s != PKV_OK) {
+        free(plain);
+        return fail(err, err_len, "stats", s);
+    }
+    double med = bench_median(plain, n_plain);
+    tr->append_tokens_per_s = med > 0 ? 1.0 / med : NAN;
+    tr->flush_tokens_per_s = flush_time > 0 ? (double)flush_tokens / flush_time : NAN;
+    free(plain);
+    return 0;
+}
+
+static uint64_t seq_bytes(const pkv_cache_stats *st)
+{
+    return st->bytes_codes + st->bytes_scales + st->bytes_indices + st->bytes_masks + st->bytes_padding +
+           st->bytes_patterns + st->bytes_window;
+}
+
+static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const bench_options *o, speed_result *sr,
+                       char *err, size_t err_len)
+{
+    uint32_t Hq = d->n_q_heads, D = d->head_dim;
+    pkv_seq *seqs = malloc(batch * sizeof *seqs);
+    float *q = malloc((size_t)batch * Hq * D * sizeof(float));
+    float *out = malloc((size_t)batch * Hq * D * sizeof(float));
+    uint32_t max_steps = o->steps * MAX_STEPS_FACTOR;
+    double *ms = malloc(max_steps * sizeof(double));
+    uint32_t forked = 0;
+    int rc = -1;
+    pkv_status s = PKV_OK;
+    if (!seqs || !q || !out || !ms) {
+        snprintf(err, err_len, "out of memory");
+        goto done;
+    }
+    pkv_cache_stats st;
+    s = pkv_cache_stats_get(g->cache, &st);
+    if (s != PKV_OK) {
+        fail(err, err_len, "stats", s);
+        goto done;
+    }
+    sr->bytes_per_step = (double)seq_bytes(&st) * batch;
+    seqs[0] = g->seq;
+    for (forked = 1; forked < batch; forked++) {
+        s = pkv_seq_fork(g->cache, g->seq, &seqs[forked]);
+        if (s != PKV_OK) {
+            fail(err, err_len, "fork for the batch", s);
+            goto done;
+        }
+    }
+    for (uint32_t b = 0; b < batch; b++)
+        for (uint32_t qh = 0; qh < Hq; qh++)
+            memcpy(q + ((size_t)b * Hq + qh) * D, kv_q_row(d, 0, qh, b % d->q_tokens), D * sizeof(float));
+    pkv_attention_params ap = {.seqs = seqs, .n_seqs = batch, .layer = 0, .q_len = 1, .n_q_heads = Hq,
+                               .scale = 0, .q_dtype = PKV_F32};
+    for (uint32_t i = 0; i < o->warmup; i++) {
+        s = pkv_attention(g->cache, &ap, q, out);
+        if (s != PKV_OK) {
+            fail(err, err_len, "attention", s);
+            goto done;
+        }
+    }
+    uint32_t n = 0;
+    double start = cli_now();
+    while (n < max_steps && (n < o->steps || cli_now() - start < MIN_TIMED_SECONDS)) {
+        double t0 = cli_now();
+        s = pkv_attention(g->cache, &ap, q, out);
+        ms[n++] = (cli_now() - t0) * 1e3;
+        if (s != PKV_OK) {
+            fail(err, err_len, "attention", s);
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < (size_t)batch * Hq * D; i++)
+        if (!isfinite(out[i])) {
+            snprintf(err, err_len, "attention returned a non-finite value");
+            goto done;
+        }
+    sr->steps = n;
+    sr->ms_per_step = bench_median(ms, n);
+    sr->gbps = sr->bytes_per_step / (sr->ms_per_step * 1e-3) / 1e9;
+    rc = 0;
+done:
+    for (uint32_t b = 1; b < forked; b++) pkv_seq_free(g->cache, seqs[b]);
+    free(seqs);
+    free(q);
+    free(out);
+    free(ms);
+    return rc;
+}
+
+static int run_config(pkv_context *ctx, const bench_options *o, const kv_data *d, const bench_config *c,
+                      uint32_t batch, bench_report *r, throughput_result *tr, bench_progress_fn progress,
+                      void *user, double p0, double p1, char *err, size_t err_len)
+{
+    uint32_t H = d->n_kv_heads, D = d->head_dim;
+    uint32_t max_ctx = o->n_speed_contexts ? o->speed_contexts[o->n_speed_contexts - 1] : 0;
+    pkv_cache_config cc = bench_cache_config(o, c, 1, H, D);
+    uint32_t R = cc.window ? cc.window : cc.group_size;
+    uint32_t want_appends = o->skip_throughput ? 0 : 2 * R + 1;
+    if (max_ctx < PREFILL_TOKENS + want_appends && !o->skip_throughput) max_ctx = PREFILL_TOKENS + want_appends;
+    uint64_t row = 4ull * D * H;
+    cc.memory_budget = (uint64_t)max_ctx * row * 5 / 4 + (uint64_t)(batch + 1) * (cc.bank_capacity + 32 + 2 * R) * row +
+                       (8u << 20);
+    grow_state g = {0};
+    g.buf_tokens = R > PREFILL_TOKENS ? R : PREFILL_TOKENS;
+    if (o->n_speed_contexts && o->speed_contexts[0] < PREFILL_TOKENS && o->speed_contexts[0] > g.buf_tokens)
+        g.buf_tokens = o->speed_contexts[0];
+    g.kbuf = malloc((size_t)g.buf_tokens * H * D * sizeof(float));
+    g.vbuf = malloc((size_t)g.buf_tokens * H * D * sizeof(float));
+    int rc = -1;
+    if (!g.kbuf || !g.vbuf) {
+        snprintf(err, err_len, "out of memory");
+        goto done;
+    }
+    pkv_status s = pkv_cache_create(ctx, &cc, &g.cache);
+    if (s == PKV_OK) s = pkv_seq_create(g.cache, &g.seq);
+    if (s != PKV_OK) {
+        fail(err, err_len, "cache for the speed test", s);
+        goto done;
+    }
+    /* prefill: PREFILL_TOKENS, or less when the first context is shorter */
+    uint32_t prefill = PREFILL_TOKENS;
+    if (o->n_speed_contexts && o->speed_contexts[0] < prefill) prefill = o->speed_contexts[0];
+    double sec;
+    if (append_tokens(&g, d, prefill, &sec, err, err_len)) goto done;
+    tr->cfg = *c;
+    tr->prefill_tokens_per_s = sec > 0 ? prefill / sec : NAN;
+    tr->append_tokens_per_s = tr->flush_tokens_per_s = NAN;
+    int appends_done = o->skip_throughput;
+    for (uint32_t ci = 0; ci <= o->n_speed_contexts; ci++) {
+        uint32_t target = ci < o->n_speed_contexts ? o->speed_contexts[ci] : 0;
+        if (!appends_done && (ci == o->n_speed_contexts || g.length + want_appends <= target)) {
+            if (measure_appends(&g, d, want_appends, tr, err, err_len)) goto done;
+            appends_done = 1;
+        }
+        if (ci == o->n_speed_contexts) break;
+        while (g.length < target) {
+            uint32_t n = target - g.length < R ? target - g.length : R;
+            if (append_tokens(&g, d, n, NULL, err, err_len)) goto done;
+        }
+        if (g.length != target) continue; /* already longer (prefill or appends): skip this length */
+        speed_result *sr = &r->speed[r->n_speed];
+        memset(sr, 0, sizeof *sr);
+        sr->cfg = *c;
+        sr->context = target;
+        sr->batch = batch;
+        sr->bw_fraction = NAN;
+        sr->speedup_vs_fp16 = NAN;
+        if (time_decode(&g, d, batch, o, sr, err, err_len)) goto done;
+        r->n_speed++;
+        if (progress) progress(user, p0 + (p1 - p0) * (ci + 1) / (o->n_speed_contexts + 1), NULL);
+    }
+    rc = 0;
+done:
+    if (g.cache) pkv_cache_free(g.cache);
+    free(g.kbuf);
+    free(g.vbuf);
+    return rc;
+}
+
+int bench_speed(pkv_context *ctx, const bench_options *o, const kv_data *d, bench_report *r,
+                bench_progress_fn progress, void *user, char *err, size_t err_len)
+{
+    r->n_speed = 0;
+    r->n_throughput = 0;
+    for (uint32_t i = 0; i < o->n_configs; i++) {
+        const bench_config *c = &o->configs[i];
+        char label[64];
+        snprintf(label, sizeof label, "speed %s %u/%u", pkv_mode_name(c->mode), c->k_bits, c->v_bits);
+        double p0 = (double)i / o->n_configs, p1 = (double)(i + 1) / o->n_configs;
+        if (progress) progress(user, p0, label);
+        throughput_result tr = {0};
+        if (run_config(ctx, o, d, c, r->batch, r, &tr, progress, user, p0, p1, err, err_len)) return -1;
+        if (!o->skip_throughput) r->throughput[r->n_throughput++] = tr;
+    }
+    /* derived columns */
+    for (uint32_t i = 0; i < r->n_speed; i++) {
+        speed_result *sr = &r->speed[i];
+        if (isfinite(r->read_bw_gbps) && r->read_bw_gbps > 0) sr->bw_fraction = sr->gbps / r->read_bw_gbps;
+        for (uint32_t j = 0; j < r->n_speed; j++) {
+            const speed_result *f = &r->speed[j];
+            if (f->cfg.mode == PKV_MODE_FP16 && f->context == sr->context && f->batch == sr->batch)
+                sr->speedup_vs_fp16 = f->ms_per_step / sr->ms_per_step;
+        }
+    }
+    if (progress) progress(user, 1.0, "speed");
+    return 0;
+}
