@@ -1,0 +1,179 @@
+/* Prefill mining, assignments, Chebyshev centres and bounded banks, through the public API. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "f16.h"
+#include "testutil.h"
+
+/* Tokens around `nc` planted centres (far apart), noise `eps`. Returns the centres [H][nc][d]. */
+static float *planted(tu_rng *r, uint32_t n, uint32_t H, uint32_t d, uint32_t nc, float eps, float *x)
+{
+    float *cent = malloc((size_t)H * nc * d * sizeof(float));
+    tu_random(r, (size_t)H * nc * d, 4.0f, cent);
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t h = 0; h < H; h++) {
+            uint32_t m = (uint32_t)(tu_uniform(r) * nc);
+            for (uint32_t i = 0; i < d; i++)
+                x[((size_t)t * H + h) * d + i] = cent[((size_t)h * nc + m) * d + i] + eps * (float)tu_normal(r);
+        }
+    return cent;
+}
+
+static void kmeans_finds_planted_clusters(void **state)
+{
+    (void)state;
+    const uint32_t H = 2, d = 32, n = 512, nc = 4;
+    tu_rng r = {2024};
+    float *k = malloc((size_t)n * H * d * sizeof(float)), *v = malloc((size_t)n * H * d * sizeof(float));
+    float *ck = planted(&r, n, H, d, nc, 0.01f, k), *cv = planted(&r, n, H, d, nc, 0.01f, v);
+    pkv_context *ctx = tu_context();
+    pkv_cache_config cfg = tu_config(1, H, d, 4, 64, PKV_MODE_PATTERN);
+    cfg.n_patterns = 16;
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, &s));
+    TU_OK(pkv_append(c, s, 0, n, k, v, PKV_F32));
+    float PK[16 * 32], PV[16 * 32];
+    for (uint32_t h = 0; h < H; h++) {
+        assert_int_equal(tu_read_bank(c, s, 0, h, PK, PV), 16);
+        for (int kv = 0; kv < 2; kv++) {
+            const float *cent = (kv ? cv : ck) + (size_t)h * nc * d, *P = kv ? PV : PK;
+            for (uint32_t m = 0; m < nc; m++) { /* every planted centre has a pattern on it */
+                double best = 1e30;
+                for (uint32_t p = 0; p < 16; p++) {
+                    double dist = 0;
+                    for (uint32_t i = 0; i < d; i++) dist += pow(P[p * d + i] - cent[m * d + i], 2);
+                    best = fmin(best, sqrt(dist));
+                }
+                assert_true(best < 0.05);
+            }
+        }
+        /* Stored K indices equal the brute-force L2 argmin over the stored patterns. */
+        const pkv_geom *g = tu_geom(c);
+        uint8_t *blk = malloc(g->block_bytes);
+        for (uint32_t b = 0; b < n / g->G; b++) {
+            tu_read_block(c, s, 0, h, b, blk);
+            for (uint32_t t = 0; t < g->G; t++) {
+                const float *x = k + ((size_t)(b * g->G + t) * H + h) * d;
+                uint32_t best = 0;
+                double bd = 1e300, second = 1e300;
+                for (uint32_t p = 0; p < 16; p++) {
+                    double dist = 0; /* the library sees the fp16 value of x */
+                    for (uint32_t i = 0; i < d; i++) dist += pow((double)pkv_f16_to_f32(pkv_f32_to_f16(x[i])) - PK[p * d + i], 2);
+                    if (dist < bd) second = bd, bd = dist, best = p;
+                    else if (dist < second) second = dist;
+                }
+                if (second - bd > 1e-4 * bd) assert_int_equal(blk[g->off_kidx + t], best);
+            }
+        }
+        free(blk);
+    }
+    pkv_cache_free(c);
+    pkv_context_free(ctx);
+    free(k), free(v), free(ck), free(cv);
+}
+
+static void flush_appends_the_chebyshev_centre_and_reassigns_by_minmax(void **state)
+{
+    (void)state;
+    const uint32_t H = 1, d = 40, G = 32;
+    tu_rng r = {31337};
+    float k[4 * 32 * 40], v[4 * 32 * 40];
+    tu_random(&r, sizeof k / sizeof k[0], 1.0f, k);
+    tu_random(&r, sizeof v / sizeof v[0], 1.0f, v);
+    pkv_context *ctx = tu_context();
+    pkv_cache_config cfg = tu_config(1, H, d, 2, G, PKV_MODE_PATTERN);
+    cfg.n_patterns = 8;
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, &s));
+    TU_OK(pkv_append(c, s, 0, 2 * G, k, v, PKV_F32));   /* mining: 8 patterns, 2 blocks */
+    TU_OK(pkv_append(c, s, 0, G - 1, k + 2 * G * d, v + 2 * G * d, PKV_F32)); /* window, no flush */
+    float PK[16 * 40], PV[16 * 40];
+    assert_int_equal(tu_read_bank(c, s, 0, 0, PK, PV), 8);
+    TU_OK(pkv_append(c, s, 0, 1, k + (3 * G - 1) * d, v + (3 * G - 1) * d, PKV_F32)); /* flush */
+    assert_int_equal(tu_read_bank(c, s, 0, 0, PK, PV), 9);
+    /* Pattern 8 is the per-channel (max + min) / 2 of the window, as fp16 (window values are fp16). */
+    for (int kv = 0; kv < 2; kv++) {
+        const float *x = (kv ? v : k) + 2 * G * d, *P = (kv ? PV : PK) + 8 * d;
+        for (uint32_t i = 0; i < d; i++) {
+            double mn = 1e30, mx = -1e30;
+            for (uint32_t t = 0; t < G; t++) mn = fmin(mn, x[t * d + i]), mx = fmax(mx, x[t * d + i]);
+            assert_true(fabs(P[i] - (mn + mx) / 2) <= 1e-3 * (fabs(mn) + fabs(mx)) + 1e-6);
+        }
+    }
+    /* Each window token's K index is the min-max-distance argmin over the 9 patterns. */
+    const pkv_geom *g = tu_geom(c);
+    uint8_t *blk = malloc(g->block_bytes);
+    tu_read_block(c, s, 0, 0, 2, blk);
+    for (uint32_t t = 0; t < G; t++) {
+        const float *x = k + (2 * G + t) * d;
+        double best = 1e300, second = 1e300;
+        uint32_t arg = 0;
+        for (uint32_t p = 0; p < 9; p++) {
+            double mn = 1e30, mx = -1e30;
+            for (uint32_t i = 0; i < d; i++) {
+                double rr = (double)x[i] - PK[p * d + i];
+                mn = fmin(mn, rr), mx = fmax(mx, rr);
+            }
+            if (mx - mn < best) second = best, best = mx - mn, arg = p;
+            else if (mx - mn < second) second = mx - mn;
+        }
+        if (second - best > 1e-2) assert_int_equal(blk[g->off_kidx + t], arg);
+    }
+    free(blk);
+    pkv_cache_free(c);
+    pkv_context_free(ctx);
+}
+
+static void bank_capacity_is_honoured_over_a_long_append(void **state)
+{
+    (void)state;
+    const uint32_t H = 1, d = 32, G = 32, n = 100000, chunk = 4096;
+    tu_rng r = {55};
+    pkv_context *ctx = tu_context();
+    pkv_cache_config cfg = tu_config(1, H, d, 2, G, PKV_MODE_PATTERN);
+    cfg.n_patterns = 8;
+    cfg.bank_capacity = 40;
+    cfg.memory_budget = 32ull << 20;
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, &s));
+    float *k = malloc((size_t)chunk * d * sizeof(float)), *v = malloc((size_t)chunk * d * sizeof(float));
+    pkv_cache_stats st;
+    uint64_t patterns_at_half = 0;
+    for (uint32_t done = 0; done < n; done += chunk) {
+        uint32_t m = n - done < chunk ? n - done : chunk;
+        tu_random(&r, (size_t)m * d, 1.0f, k);
+        tu_random(&r, (size_t)m * d, 1.0f, v);
+        TU_OK(pkv_append(c, s, 0, m, k, v, PKV_F32));
+        TU_OK(pkv_cache_stats_get(c, &st));
+        if (done >= n / 2 && !patterns_at_half) patterns_at_half = st.bytes_patterns;
+    }
+    float *PK = malloc(256 * d * sizeof(float)), *PV = malloc(256 * d * sizeof(float));
+    assert_int_equal(tu_read_bank(c, s, 0, 0, PK, PV), 40);
+    TU_OK(pkv_cache_stats_get(c, &st));
+    assert_int_equal(st.bytes_patterns, 40ull * d * 2 * 2);
+    assert_int_equal(st.bytes_patterns, patterns_at_half); /* frozen: no growth in the second half */
+    uint32_t len;
+    TU_OK(pkv_seq_length(c, s, 0, &len));
+    assert_int_equal(len, n);
+    assert_true(st.bits_per_element < 3.5 && st.bits_per_element > 2.0);
+    free(k), free(v), free(PK), free(PV);
+    pkv_cache_free(c);
+    pkv_context_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(kmeans_finds_planted_clusters),
+        cmocka_unit_test(flush_appends_the_chebyshev_centre_and_reassigns_by_minmax),
+        cmocka_unit_test(bank_capacity_is_honoured_over_a_long_append),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

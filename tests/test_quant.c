@@ -1,0 +1,137 @@
+/* Quantizer, fp16 conversion and bit packing (docs/NUMERICS.md). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "f16.h"
+#include "layout.h"
+#include "quant.h"
+#include "testutil.h"
+
+static void f16_round_trips_every_finite_value(void **state)
+{
+    (void)state;
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7C00u) == 0x7C00u) continue;
+        float f = pkv_f16_to_f32((uint16_t)h);
+        assert_int_equal(pkv_f32_to_f16(f), h == 0x8000u ? 0x8000u : h);
+    }
+}
+
+static void f16_rounds_to_nearest_even_and_saturates(void **state)
+{
+    (void)state;
+    tu_rng r = {12345};
+    for (int i = 0; i < 200000; i++) {
+        float x = (float)(tu_normal(&r) * pow(2.0, (int)(tu_uniform(&r) * 40) - 20));
+        uint16_t h = pkv_f32_to_f16(x);
+        double back = pkv_f16_to_f32(h), err = fabs(back - x);
+        /* No other fp16 value is closer: check both neighbours. */
+        for (int dlt = -1; dlt <= 1; dlt += 2) {
+            uint16_t n = (uint16_t)(h + dlt);
+            if ((n & 0x7C00u) == 0x7C00u || ((h ^ n) & 0x8000u)) continue;
+            double other = fabs((double)pkv_f16_to_f32(n) - x);
+            assert_true(err < other || (err == other && (h & 1u) == 0));
+        }
+    }
+    assert_int_equal(pkv_f32_to_f16(1e9f), 0x7BFFu);
+    assert_int_equal(pkv_f32_to_f16(-70000.0f), 0xFBFFu);
+    assert_int_equal(pkv_f32_to_f16(1.0f + 1.0f / 2048.0f), 0x3C00u); /* tie to even */
+    assert_int_equal(pkv_f32_to_f16(1.0f + 3.0f / 2048.0f), 0x3C02u);
+}
+
+static void quantized_values_are_within_half_a_step(void **state)
+{
+    (void)state;
+    const uint32_t bits[] = {2, 3, 4, 8};
+    tu_rng r = {777};
+    float x[256];
+    for (int trial = 0; trial < 400; trial++) {
+        uint32_t b = bits[trial % 4], n = 8 + (uint32_t)(tu_uniform(&r) * 248), maxq = (1u << b) - 1u;
+        float sc = (float)pow(10.0, tu_uniform(&r) * 4 - 2);
+        tu_random(&r, n, sc, x);
+        uint16_t sh, zh;
+        pkv_quant_params(x, n, 1, b, &sh, &zh);
+        float s = pkv_f16_to_f32(sh), z = pkv_f16_to_f32(zh);
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t c = pkv_quant_code(x[i], s, z, maxq);
+            assert_true(c <= maxq);
+            double deq = z + (double)c * s;
+            /* Half a step, plus what fp16 rounding of zero and scale can add at the ends of the range. */
+            double tol = s / 2 + fabs(z) * 1e-3 + maxq * s * 1e-3 + 1e-7;
+            assert_true(fabs(deq - x[i]) <= tol);
+            /* The code is the exact round-half-up of (x - z) / s in the interior. */
+            double t = (double)(x[i] - z);
+            if (c > 0 && c < maxq) assert_true(t >= (c - 0.5) * s && t < (c + 0.5) * s);
+        }
+    }
+}
+
+static void packing_round_trips_for_every_width(void **state)
+{
+    (void)state;
+    const uint32_t bits[] = {2, 3, 4, 8}, dims[] = {32, 40, 64, 96, 128, 256};
+    tu_rng r = {99};
+    uint8_t codes[256], back[256];
+    uint32_t row[80];
+    for (int bi = 0; bi < 4; bi++)
+        for (int di = 0; di < 6; di++) {
+            uint32_t b = bits[bi], d = dims[di];
+            for (uint32_t i = 0; i < d; i++) codes[i] = (uint8_t)(tu_uniform(&r) * (1u << b));
+            memset(row, 0xAB, sizeof row);
+            pkv_pack_row(codes, d, b, row);
+            pkv_unpack_row(row, d, b, back);
+            assert_memory_equal(codes, back, d);
+            /* Exactly b bits per element: padding bits are zero. */
+            uint32_t words = pkv_row_words(d, b), set = 0;
+            for (uint32_t w = 0; w < words; w++) set += (uint32_t)__builtin_popcount(row[w]);
+            uint32_t expect = 0;
+            for (uint32_t i = 0; i < d; i++) expect += (uint32_t)__builtin_popcount(codes[i]);
+            assert_int_equal(set, expect);
+            assert_true(words * 32 >= d * b && words * 32 < d * b + 64);
+        }
+}
+
+static void gate_and_distances_match_their_formulas(void **state)
+{
+    (void)state;
+    float x[64], c[64];
+    tu_rng r = {4242};
+    uint32_t d = 64, passed = 0, rejected = 0;
+    double k = 2 * 1.645 / sqrt(5.0 * d);
+    float k2 = (float)(k * k);
+    for (int trial = 0; trial < 2000; trial++) {
+        double spread = tu_uniform(&r) * 1.5;
+        for (uint32_t i = 0; i < d; i++) {
+            x[i] = (float)tu_normal(&r);
+            c[i] = x[i] + (float)(spread * tu_normal(&r));
+        }
+        double mn = 1e30, mx = -1e30, xmn = 1e30, xmx = -1e30;
+        for (uint32_t i = 0; i < d; i++) {
+            double rr = (double)x[i] - c[i];
+            mn = fmin(mn, rr), mx = fmax(mx, rr);
+            xmn = fmin(xmn, x[i]), xmx = fmax(xmx, x[i]);
+        }
+        assert_true(fabs(pkv_dist_minmax(x, c, d) - (mx - mn)) < 1e-5 * (mx - mn + 1));
+        double A = pkv_dist_minmax(x, c, d), B = pkv_range(x, d), rho = A / B;
+        int paper = 1 - rho * rho >= k * sqrt(1 + pow(rho, 4));
+        int ours = pkv_gate_pass((float)A, (float)B, k2);
+        double margin = fabs((1 - rho * rho) - k * sqrt(1 + pow(rho, 4)));
+        if (margin > 1e-5) assert_int_equal(ours, paper);
+        passed += ours, rejected += !ours;
+    }
+    assert_true(passed > 100 && rejected > 100); /* both outcomes exercised */
+    assert_false(pkv_gate_pass(0.0f, 0.0f, k2));  /* constant token: quantized raw */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(f16_round_trips_every_finite_value),
+        cmocka_unit_test(f16_rounds_to_nearest_even_and_saturates),
+        cmocka_unit_test(quantized_values_are_within_half_a_step),
+        cmocka_unit_test(packing_round_trips_for_every_width),
+        cmocka_unit_test(gate_and_distances_match_their_formulas),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

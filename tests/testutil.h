@@ -1,0 +1,48 @@
+/* Shared test helpers: backend choice, random and structured data, fp64 references. */
+#ifndef PKV_TESTUTIL_H
+#define PKV_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "patternkv.h"
+
+/* A context on the backend named by PKV_TEST_BACKEND (cpu, vulkan, opencl; default cpu). Fails the
+ * test (never skips) when that backend cannot start. */
+pkv_context *tu_context(void);
+pkv_backend_kind tu_backend(void);
+
+typedef struct tu_rng { uint64_t s; } tu_rng;
+double tu_uniform(tu_rng *r);  /* [0, 1) */
+double tu_normal(tu_rng *r);
+
+/* Keys built like real post-RoPE keys: n_centres stable centres drifting slowly, a few large-magnitude
+ * channels, adjacent pairs rotated by position (RoPE-like), Gaussian noise. out: [n][H][d]. */
+void tu_structured_kv(tu_rng *r, uint32_t n, uint32_t H, uint32_t d, uint32_t n_centres, float noise, float *out);
+void tu_random(tu_rng *r, size_t n, float scale, float *out);
+
+/* fp64 attention of one query over T tokens (k, v rows with stride `stride` floats). */
+void tu_attention_ref(const float *q, const float *k, const float *v, uint32_t T, uint32_t d, size_t stride, double scale,
+                      double *out);
+double tu_rel_err(const float *a, const double *ref, size_t n);
+
+/* Full fp64 reference for pkv_attention over host K/V [T][H][d] per sequence (as pkv_read_kv returns
+ * or as appended): returns the max relative error of out over all (seq, query, head). */
+double tu_check_attention(const float *const *k, const float *const *v, const uint32_t *T, uint32_t n_seqs,
+                          uint32_t q_len, uint32_t n_q_heads, uint32_t H, uint32_t d, const float *q, const float *out);
+
+pkv_cache_config tu_config(uint32_t layers, uint32_t H, uint32_t d, uint32_t bits, uint32_t G, pkv_mode mode);
+
+#define TU_OK(expr) assert_int_equal((expr), PKV_OK)
+
+#endif
+
+/* Internal views for tests (any backend): a head's bank as fp32 [count][d] (K and V), a block's bytes,
+ * and the geometry. */
+#include "layout.h"
+const pkv_geom *tu_geom(const pkv_cache *c);
+uint32_t tu_read_bank(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t head, float *PK, float *PV);
+void tu_read_block(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t head, uint32_t block, uint8_t *bytes);
