@@ -1,0 +1,169 @@
+/* Window flush and prefill quantization: ocl_centre appends each head's new pattern (Chebyshev
+ * centre of the window); ocl_encode turns G tokens of one head into one block (src/block.c is the
+ * reference: assignment, V gate, per-channel K and per-token V quantization, bit-plane packing). */
+
+/* One work-group per (head, K|V). */
+__kernel void ocl_centre(__constant uint *P, __global const ushort *windows, __global const uint *window_slot,
+                         __global const uint *chunk_table, __global uchar *chunks)
+{
+    const uint d = P[PP_D], R = P[PP_R];
+    const uint gid = get_group_id(0), h = gid >> 1, kv = gid & 1u;
+    __global const ushort *x = windows + (size_t)window_slot[h] * (P[PP_WINDOW_BYTES] / 2u) + (size_t)kv * R * d;
+    __global ushort *p = (__global ushort *)pattern_ptr(chunks, chunk_table + (size_t)h * PKV_OCL_MAX_CHUNKS,
+                                                       P[PP_CHUNK_BYTES], d, kv, P[PP_BANK_COUNT]);
+    for (uint i = get_local_id(0); i < d; i += get_local_size(0)) {
+        float mn = pkv_f16_to_f32(x[i]), mx = mn;
+        for (uint t = 1; t < R; t++) {
+            float v = pkv_f16_to_f32(x[(size_t)t * d + i]);
+            mn = pkv_min_step(mn, v);
+            mx = pkv_max_step(mx, v);
+        }
+        p[i] = (ushort)pkv_f32_to_f16(pkv_centre(mn, mx));
+    }
+}
+
+/* Residual of value x of channel i against pattern row p (NULL: no residual). */
+static inline float resid(__global const ushort *x, __global const ushort *p, uint i)
+{
+    return p ? pkv_f16_to_f32(x[i]) - pkv_f16_to_f32(p[i]) : pkv_f16_to_f32(x[i]);
+}
+
+/* One work-group per (head, block). Source tokens: the staging buffer (prefill: K [n][H][d] then
+ * V [n][H][d]) or each head's window slot (flush: K [R][d] then V [R][d]). */
+__kernel void ocl_encode(__constant uint *P, __global const ushort *src, __global const uint *window_slot,
+                         __global const uint *chunk_table, __global const uint *block_slot,
+                         __global const uchar *chunks, __global uchar *blocks)
+{
+    const uint d = P[PP_D], G = P[PP_G], H = P[PP_H], mode = P[PP_MODE], nb = P[PP_NB];
+    const uint kbits = P[PP_KBITS], vbits = P[PP_VBITS], krow = P[PP_KROW], vrow = P[PP_VROW];
+    const uint lid = get_local_id(0), L = get_local_size(0);
+    const uint h = get_group_id(0) / nb, b = get_group_id(0) % nb;
+    const int pattern = mode == 0u;
+
+    __global const ushort *kx, *vx;
+    size_t xs;
+    if (P[PP_SRC_WINDOW]) {
+        kx = src + (size_t)window_slot[h] * (P[PP_WINDOW_BYTES] / 2u) + (size_t)b * G * d;
+        vx = kx + (size_t)P[PP_R] * d;
+        xs = d;
+    } else {
+        xs = (size_t)H * d;
+        kx = src + ((size_t)b * G * H + h) * d;
+        vx = kx + (size_t)P[PP_N_TOKENS] * H * d;
+    }
+    __global const uint *ct = chunk_table + (size_t)h * PKV_OCL_MAX_CHUNKS;
+    const uint cb = P[PP_CHUNK_BYTES];
+    __global uchar *blk = blocks + (size_t)block_slot[(size_t)h * nb + b] * P[PP_BLOCK_BYTES];
+
+    /* The CPU zeroes the block first; padding must match byte for byte. */
+    for (uint w = lid; w < P[PP_BLOCK_BYTES] / 4u; w += L) ((__global uint *)blk)[w] = 0u;
+    barrier(CLK_GLOBAL_MEM_FENCE);
+
+    if (mode == 2u) { /* FP16: copy */
+        __global ushort *kf = (__global ushort *)(blk + P[PP_OFF_KFP16]);
+        __global ushort *vf = (__global ushort *)(blk + P[PP_OFF_VFP16]);
+        for (uint j = lid; j < G * d; j += L) {
+            kf[j] = kx[(j / d) * xs + j % d];
+            vf[j] = vx[(j / d) * xs + j % d];
+        }
+        return;
+    }
+
+    __local uint ka[MAX_G], va[MAX_G], vm[MAX_G];
+    __local float ks[MAX_D], kz[MAX_D], vs[MAX_G], vz[MAX_G];
+
+    /* A: pattern assignment and V gate, one token per work-item. */
+    if (pattern) {
+        const uint npat = P[PP_N_PAT], minmax = P[PP_DIST_MINMAX];
+        for (uint t = lid; t < G; t += L) {
+            uint best[2] = {0u, 0u};
+            for (uint kv = 0; kv < 2u; kv++) {
+                __global const ushort *x = (kv ? vx : kx) + t * xs;
+                float bestd = 0.0f;
+                for (uint m = 0; m < npat; m++) {
+                    __global const ushort *p = pattern_ptr(chunks, ct, cb, d, kv, m);
+                    float dist = minmax ? dist_minmax_f16(x, p, d) : dist_l2_f16(x, p, d);
+                    if (m == 0 || dist < bestd) { best[kv] = m; bestd = dist; }
+                }
+            }
+            __global const ushort *x = vx + t * xs;
+            float A = dist_minmax_f16(x, pattern_ptr(chunks, ct, cb, d, 1u, best[1]), d);
+            float B = dist_minmax_f16(x, 0, d);
+            ka[t] = best[0];
+            va[t] = best[1];
+            vm[t] = (uint)pkv_v_gate(A, B, as_float(P[PP_GATE_K2]));
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* B: quantization parameters: K per channel over the G tokens, V per token over d channels. */
+    __global ushort *kscale = (__global ushort *)(blk + P[PP_OFF_KSCALE]);
+    __global ushort *kzero = (__global ushort *)(blk + P[PP_OFF_KZERO]);
+    __global ushort *vscale = (__global ushort *)(blk + P[PP_OFF_VSCALE]);
+    __global ushort *vzero = (__global ushort *)(blk + P[PP_OFF_VZERO]);
+    for (uint j = lid; j < d + G; j += L) {
+        float mn = 0.0f, mx = 0.0f;
+        if (j < d) {
+            for (uint t = 0; t < G; t++) {
+                float r = resid(kx + t * xs, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[t]) : 0, j);
+                mn = t == 0 ? r : pkv_min_step(mn, r);
+                mx = t == 0 ? r : pkv_max_step(mx, r);
+            }
+            uint sh = pkv_scale_f16(mn, mx, as_float(P[PP_INV_K])), zh = pkv_f32_to_f16(mn);
+            kscale[j] = (ushort)sh;
+            kzero[j] = (ushort)zh;
+            ks[j] = pkv_f16_to_f32(sh);
+            kz[j] = pkv_f16_to_f32(zh);
+        } else {
+            uint t = j - d;
+            __global const ushort *p = pattern && vm[t] ? pattern_ptr(chunks, ct, cb, d, 1u, va[t]) : 0;
+            for (uint i = 0; i < d; i++) {
+                float r = resid(vx + t * xs, p, i);
+                mn = i == 0 ? r : pkv_min_step(mn, r);
+                mx = i == 0 ? r : pkv_max_step(mx, r);
+            }
+            uint sh = pkv_scale_f16(mn, mx, as_float(P[PP_INV_V])), zh = pkv_f32_to_f16(mn);
+            vscale[t] = (ushort)sh;
+            vzero[t] = (ushort)zh;
+            vs[t] = pkv_f16_to_f32(sh);
+            vz[t] = pkv_f16_to_f32(zh);
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+
+    /* C: codes, one 32-bit word of one token row per work-item. */
+    const uint rows = krow + vrow;
+    for (uint j = lid; j < G * rows; j += L) {
+        uint t = j / rows, w = j % rows, is_v = w >= krow;
+        uint bits = is_v ? vbits : kbits, wr = is_v ? w - krow : w;
+        uint pw0 = pkv_plane_words(d, pkv_plane_bits(bits, 0u));
+        uint plane = wr < pw0 ? 0u : 1u, wi = plane ? wr - pw0 : wr;
+        uint pb = pkv_plane_bits(bits, plane), src_shift = plane ? 2u : 0u, mask = (1u << pb) - 1u;
+        uint maxq = (1u << bits) - 1u;
+        uint c0 = wi * 32u / pb, c1 = min(d, c0 + 32u / pb);
+        __global const ushort *x = (is_v ? vx : kx) + t * xs;
+        __global const ushort *p = 0;
+        if (pattern && (!is_v || vm[t])) p = pattern_ptr(chunks, ct, cb, d, is_v, is_v ? va[t] : ka[t]);
+        uint word = 0u;
+        for (uint c = c0; c < c1; c++) {
+            float r = resid(x, p, c);
+            uint code = is_v ? pkv_quant_code(r, vz[t], vs[t], maxq) : pkv_quant_code(r, kz[c], ks[c], maxq);
+            word |= ((code >> src_shift) & mask) << ((c * pb) & 31u);
+        }
+        __global uint *row = (__global uint *)(blk + (is_v ? P[PP_OFF_VCODES] : P[PP_OFF_KCODES]));
+        row[(size_t)t * (is_v ? vrow : krow) + wr] = word;
+    }
+
+    /* D: pattern indices and gate bits. */
+    if (pattern) {
+        for (uint t = lid; t < G; t += L) {
+            blk[P[PP_OFF_KIDX] + t] = (uchar)ka[t];
+            blk[P[PP_OFF_VIDX] + t] = (uchar)va[t];
+        }
+        for (uint j = lid; j < G / 8u; j += L) {
+            uint byte = 0u;
+            for (uint k = 0; k < 8u; k++) byte |= vm[j * 8u + k] << k;
+            blk[P[PP_OFF_VMASK] + j] = (uchar)byte;
+        }
+    }
+}

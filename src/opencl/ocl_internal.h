@@ -1,0 +1,85 @@
+/* The OpenCL backend's private state, shared by its files. */
+#ifndef PKV_OCL_INTERNAL_H
+#define PKV_OCL_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "../backend.h"
+#include "ocl_loader.h"
+
+struct pkv_buf {
+    cl_mem mem;
+    size_t bytes;
+};
+
+/* A device buffer reused between calls, grown on demand (kernel inputs and scratch). */
+typedef struct pkv_ocl_scratch {
+    cl_mem mem;
+    size_t bytes;
+} pkv_ocl_scratch;
+
+enum pkv_ocl_kernel_id {
+    PKV_K_KMEANS,       /* one work-group per (head, K|V): all k-means iterations */
+    PKV_K_CENTRE,       /* flush: Chebyshev centre of each head's window -> new pattern */
+    PKV_K_ENCODE,       /* one work-group per (head, block): assign, gate, quantize, pack */
+    PKV_K_ATTN,         /* one work-group per (split item, query head, query): partial softmax */
+    PKV_K_REDUCE,       /* merge the partials of a sequence's split items */
+    PKV_K_STREAM,       /* plain streaming read, for the read-bandwidth measurement */
+    PKV_K_FMA_PROBE,    /* checks that the compiler honours FP_CONTRACT OFF */
+    PKV_K_COUNT
+};
+
+/* Scratch buffers, reused between ops. */
+enum pkv_ocl_scratch_id {
+    PKV_S_PARAMS, PKV_S_TOKENS, PKV_S_U0, PKV_S_U1, PKV_S_U2, PKV_S_U3,
+    PKV_S_CENT, PKV_S_SUMS, PKV_S_COUNTS, PKV_S_ASSIGN, PKV_S_PART, PKV_S_OUT, PKV_S_DUMMY,
+    PKV_S_COUNT
+};
+
+typedef struct pkv_ocl {
+    const pkv_ocl_api *cl;
+    cl_platform_id platform;
+    cl_device_id dev;
+    cl_context ctx;
+    cl_command_queue q;
+    int owns_handles; /* 0 when the application passed its own context and queue */
+    pkv_log_fn log;
+    void *log_user;
+    pkv_log_level log_level;
+    char cache_dir[1024];
+    char platform_version[128], driver_version[128], device_version[128];
+    size_t max_wg;        /* device max work-group size */
+    cl_ulong max_alloc;   /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
+    cl_ulong local_mem;
+    cl_uint compute_units;
+    cl_program prog;
+    cl_kernel k[PKV_K_COUNT];
+    size_t wg[PKV_K_COUNT]; /* work-group size used for each kernel */
+    pkv_ocl_scratch s[PKV_S_COUNT];
+} pkv_ocl;
+
+static inline pkv_ocl *pkv_ocl_of(pkv_backend *be) { return (pkv_ocl *)be->impl; }
+
+void pkv_ocl_log(const pkv_ocl *o, pkv_log_level level, const char *fmt, ...);
+/* Maps a CL error to a status: allocation failures -> PKV_ERR_OUT_OF_DEVICE_MEMORY, else PKV_ERR_DEVICE. */
+pkv_status pkv_ocl_status(cl_int err);
+/* Makes s hold at least `bytes` (contents not kept). */
+pkv_status pkv_ocl_scratch_reserve(pkv_ocl *o, pkv_ocl_scratch *s, size_t bytes);
+pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes);
+void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s);
+
+/* ocl_program.c: builds (or loads from the on-disk binary cache) the program and its kernels. */
+pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len);
+void pkv_ocl_release_program(pkv_ocl *o);
+
+/* ocl_ops.c */
+pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
+pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
+pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
+
+/* Kernel argument helper: sets args in order, each given as (size, pointer). */
+cl_int pkv_ocl_args(pkv_ocl *o, cl_kernel k, int n, ...);
+/* Runs a 1-D range of n_groups work-groups of `local` items. */
+cl_int pkv_ocl_launch(pkv_ocl *o, cl_kernel k, size_t n_groups, size_t local);
+
+#endif

@@ -1,0 +1,265 @@
+/* The three ops on the OpenCL device: prefill mining, window flush, attention. Each uploads its small
+ * inputs, launches its kernels on the in-order queue and waits, so a failure is reported by the op
+ * that caused it; kernels write only the slots the common layer reserved. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "ocl_internal.h"
+#include "ocl_params.h"
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static void fill_geom(uint32_t *P, const pkv_geom *g)
+{
+    memset(P, 0, PP_COUNT * sizeof *P);
+    P[PP_D] = g->d;
+    P[PP_G] = g->G;
+    P[PP_R] = g->R;
+    P[PP_H] = g->H;
+    P[PP_KBITS] = g->k_bits;
+    P[PP_VBITS] = g->v_bits;
+    P[PP_MODE] = g->mode;
+    P[PP_BLOCK_BYTES] = g->block_bytes;
+    P[PP_CHUNK_BYTES] = g->chunk_bytes;
+    P[PP_WINDOW_BYTES] = g->window_bytes;
+    P[PP_KROW] = g->k_row_words;
+    P[PP_VROW] = g->v_row_words;
+    P[PP_OFF_KCODES] = g->off_kcodes;
+    P[PP_OFF_KSCALE] = g->off_kscale;
+    P[PP_OFF_KZERO] = g->off_kzero;
+    P[PP_OFF_VCODES] = g->off_vcodes;
+    P[PP_OFF_VSCALE] = g->off_vscale;
+    P[PP_OFF_VZERO] = g->off_vzero;
+    P[PP_OFF_KIDX] = g->off_kidx;
+    P[PP_OFF_VIDX] = g->off_vidx;
+    P[PP_OFF_VMASK] = g->off_vmask;
+    P[PP_OFF_KFP16] = g->off_kfp16;
+    P[PP_OFF_VFP16] = g->off_vfp16;
+    P[PP_GATE_K2] = f32_bits(g->gate_k2);
+    /* the same expression as the CPU's table: a correctly rounded fp32 division */
+    P[PP_INV_K] = f32_bits(1.0f / (float)((1u << g->k_bits) - 1u));
+    P[PP_INV_V] = f32_bits(1.0f / (float)((1u << g->v_bits) - 1u));
+}
+
+static cl_mem mem_or_dummy(pkv_ocl *o, pkv_buf *b)
+{
+    if (b && b->mem) return b->mem;
+    pkv_ocl_scratch_reserve(o, &o->s[PKV_S_DUMMY], 64);
+    return o->s[PKV_S_DUMMY].mem;
+}
+
+static pkv_status upload(pkv_ocl *o, int id, const void *src, size_t bytes)
+{
+    static const uint32_t zero[4] = {0};
+    if (!src || !bytes) return pkv_ocl_scratch_upload(o, &o->s[id], zero, sizeof zero);
+    return pkv_ocl_scratch_upload(o, &o->s[id], src, bytes);
+}
+
+/* Turns a CL error of an op into a status with a message. */
+static pkv_status op_failed(const char *op, cl_int err)
+{
+    pkv_status st = pkv_ocl_status(err);
+    return pkv_fail(NULL, st, "opencl: %s failed (%s)", op, pkv_ocl_error_name(err));
+}
+
+static pkv_status finish(pkv_ocl *o, const char *op, cl_int err)
+{
+    if (err == CL_SUCCESS) err = o->cl->clFinish(o->q);
+    return err == CL_SUCCESS ? PKV_OK : op_failed(op, err);
+}
+
+#define ARG(x) sizeof(x), (const void *)&(x)
+
+/* Launches pkv_encode over n_blocks blocks per head. */
+static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_mem src, cl_mem window_slot,
+                            cl_mem chunk_table, cl_mem block_slot, uint32_t n_blocks)
+{
+    cl_kernel k = o->k[PKV_K_ENCODE];
+    cl_mem chunks = mem_or_dummy(o, st->chunks), blocks = mem_or_dummy(o, st->blocks);
+    cl_int err = pkv_ocl_args(o, k, 7, ARG(params), ARG(src), ARG(window_slot), ARG(chunk_table), ARG(block_slot),
+                              ARG(chunks), ARG(blocks));
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (size_t)st->g->H * n_blocks, o->wg[PKV_K_ENCODE]);
+    return err;
+}
+
+pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
+{
+    pkv_ocl *o = pkv_ocl_of(be);
+    const pkv_geom *g = st->g;
+    const size_t H = g->H, d = g->d, n = op->n_tokens, M = g->M;
+    const uint32_t nb = op->n_quant / g->G;
+    if (g->mode != PKV_MODE_PATTERN || M > PKV_MAX_BANK || n < M)
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "opencl: mine needs PATTERN mode and n_tokens >= M");
+    uint32_t P[PP_COUNT];
+    fill_geom(P, g);
+    P[PP_N_TOKENS] = (uint32_t)n;
+    P[PP_M] = (uint32_t)M;
+    P[PP_MAX_ITERS] = op->max_iters;
+    P[PP_TOL2] = f32_bits(op->tol2);
+    P[PP_N_PAT] = (uint32_t)M;
+    P[PP_DIST_MINMAX] = 0;
+    P[PP_SRC_WINDOW] = 0;
+    P[PP_NB] = nb;
+    pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
+    if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->tokens, 2 * n * H * d * sizeof(uint16_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_U0, op->init_index, H * 2 * M * sizeof(uint32_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_U1, op->rcp, (n + 1) * sizeof(float));
+    if (s == PKV_OK) s = upload(o, PKV_S_U2, op->chunk_table, H * PKV_MAX_CHUNKS * sizeof(uint32_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_U3, op->block_slot, H * nb * sizeof(uint32_t));
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_CENT], 2 * H * M * d * sizeof(float));
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_SUMS], 2 * H * M * d * sizeof(float));
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_COUNTS], 2 * H * M * sizeof(uint32_t));
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_ASSIGN], 2 * H * n * sizeof(uint32_t));
+    if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: mine could not allocate its scratch buffers");
+
+    cl_kernel k = o->k[PKV_K_KMEANS];
+    cl_mem chunks = mem_or_dummy(o, st->chunks);
+    cl_int err = pkv_ocl_args(o, k, 10, ARG(o->s[PKV_S_PARAMS].mem), ARG(o->s[PKV_S_TOKENS].mem),
+                              ARG(o->s[PKV_S_U0].mem), ARG(o->s[PKV_S_U1].mem), ARG(o->s[PKV_S_CENT].mem),
+                              ARG(o->s[PKV_S_SUMS].mem), ARG(o->s[PKV_S_COUNTS].mem), ARG(o->s[PKV_S_ASSIGN].mem),
+                              ARG(chunks), ARG(o->s[PKV_S_U2].mem));
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, 2 * H, o->wg[PKV_K_KMEANS]);
+    if (err == CL_SUCCESS && nb > 0) {
+        cl_mem dummy = mem_or_dummy(o, NULL);
+        err = launch_encode(o, st, o->s[PKV_S_PARAMS].mem, o->s[PKV_S_TOKENS].mem, dummy, o->s[PKV_S_U2].mem,
+                            o->s[PKV_S_U3].mem, nb);
+    }
+    return finish(o, "mine", err);
+}
+
+pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
+{
+    pkv_ocl *o = pkv_ocl_of(be);
+    const pkv_geom *g = st->g;
+    const size_t H = g->H;
+    const uint32_t nb = g->R / g->G;
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    const uint32_t npat = op->bank_count + (op->append_pattern ? 1u : 0u);
+    if (pattern && (npat == 0 || npat > PKV_MAX_BANK))
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "opencl: flush with %u patterns", npat);
+    uint32_t P[PP_COUNT];
+    fill_geom(P, g);
+    P[PP_N_PAT] = npat;
+    P[PP_DIST_MINMAX] = 1;
+    P[PP_SRC_WINDOW] = 1;
+    P[PP_NB] = nb;
+    P[PP_BANK_COUNT] = op->bank_count;
+    pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
+    if (s == PKV_OK) s = upload(o, PKV_S_U0, op->window_slot, H * sizeof(uint32_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_U1, pattern ? op->chunk_table : NULL, H * PKV_MAX_CHUNKS * sizeof(uint32_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_U2, op->block_slot, H * nb * sizeof(uint32_t));
+    if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: flush could not upload its inputs");
+
+    cl_mem windows = mem_or_dummy(o, st->windows), chunks = mem_or_dummy(o, st->chunks);
+    cl_int err = CL_SUCCESS;
+    if (pattern && op->append_pattern) {
+        cl_kernel k = o->k[PKV_K_CENTRE];
+        err = pkv_ocl_args(o, k, 5, ARG(o->s[PKV_S_PARAMS].mem), ARG(windows), ARG(o->s[PKV_S_U0].mem),
+                           ARG(o->s[PKV_S_U1].mem), ARG(chunks));
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, 2 * H, o->wg[PKV_K_CENTRE]);
+    }
+    if (err == CL_SUCCESS)
+        err = launch_encode(o, st, o->s[PKV_S_PARAMS].mem, windows, o->s[PKV_S_U0].mem, o->s[PKV_S_U1].mem,
+                            o->s[PKV_S_U2].mem, nb);
+    return finish(o, "flush", err);
+}
+
+/* Blocks per split item: enough work-groups to fill the device, at least a few blocks each so the
+ * q.C table is amortised. PKV_OPENCL_BLOCKS_PER_ITEM forces it (tests use it to exercise the merge). */
+static uint32_t blocks_per_item(const pkv_ocl *o, const pkv_attn_op *op, uint32_t max_blocks)
+{
+    const char *env = getenv("PKV_OPENCL_BLOCKS_PER_ITEM");
+    if (env && atoi(env) > 0) return (uint32_t)atoi(env);
+    size_t groups = (size_t)op->n_seqs * op->q_len * op->n_q_heads;
+    size_t target = (size_t)o->compute_units * 4;
+    size_t splits = groups >= target ? 1 : (target + groups - 1) / groups;
+    uint32_t bpi = (uint32_t)((max_blocks + splits - 1) / splits);
+    return bpi < 4 ? 4 : bpi;
+}
+
+pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
+{
+    pkv_ocl *o = pkv_ocl_of(be);
+    const pkv_geom *g = st->g;
+    const uint32_t ns = op->n_seqs, d = g->d;
+    uint32_t max_blocks = 0;
+    for (uint32_t s = 0; s < ns; s++)
+        if (op->seqs[s].n_blocks > max_blocks) max_blocks = op->seqs[s].n_blocks;
+    const uint32_t bpi = blocks_per_item(o, op, max_blocks);
+
+    uint32_t *seqd = malloc((size_t)ns * 4 * sizeof *seqd), *seq_items = malloc((size_t)ns * 2 * sizeof *seq_items);
+    size_t n_items = 0;
+    for (uint32_t s = 0; s < ns; s++)
+        n_items += (op->seqs[s].n_blocks + bpi - 1) / bpi + (op->seqs[s].n_window ? 1 : 0);
+    uint32_t *items = malloc((n_items ? n_items : 1) * 4 * sizeof *items);
+    if (!seqd || !seq_items || !items) {
+        free(seqd);
+        free(seq_items);
+        free(items);
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl: attention: out of host memory");
+    }
+    size_t it = 0;
+    for (uint32_t s = 0; s < ns; s++) {
+        const pkv_attn_seq *q = &op->seqs[s];
+        seqd[s * 4] = q->n_blocks;
+        seqd[s * 4 + 1] = q->n_window;
+        seqd[s * 4 + 2] = q->bank_count;
+        seqd[s * 4 + 3] = q->table_offset;
+        seq_items[s * 2] = (uint32_t)it;
+        for (uint32_t b = 0; b < q->n_blocks; b += bpi, it++) {
+            uint32_t e = b + bpi < q->n_blocks ? b + bpi : q->n_blocks;
+            uint32_t v[4] = {s, 0, b, e};
+            memcpy(items + it * 4, v, sizeof v);
+        }
+        if (q->n_window) {
+            uint32_t v[4] = {s, 1, 0, q->n_window};
+            memcpy(items + it * 4, v, sizeof v);
+            it++;
+        }
+        seq_items[s * 2 + 1] = (uint32_t)it - seq_items[s * 2];
+    }
+
+    uint32_t P[PP_COUNT];
+    fill_geom(P, g);
+    P[PP_Q_LEN] = op->q_len;
+    P[PP_NQH] = op->n_q_heads;
+    P[PP_SCALE] = f32_bits(op->scale);
+    P[PP_N_ITEMS] = (uint32_t)n_items;
+    const size_t per_q = (size_t)op->q_len * op->n_q_heads;
+    const size_t out_floats = (size_t)ns * per_q * d;
+    pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
+    if (s == PKV_OK) s = upload(o, PKV_S_U0, seqd, (size_t)ns * 4 * sizeof *seqd);
+    if (s == PKV_OK) s = upload(o, PKV_S_U1, items, n_items * 4 * sizeof *items);
+    if (s == PKV_OK) s = upload(o, PKV_S_U2, op->table, (size_t)op->table_len * sizeof(uint32_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_U3, seq_items, (size_t)ns * 2 * sizeof *seq_items);
+    if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->q, out_floats * sizeof(float));
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], (n_items ? n_items : 1) * per_q * (d + 2) * sizeof(float));
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_OUT], out_floats * sizeof(float));
+    free(seqd);
+    free(seq_items);
+    free(items);
+    if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: attention could not allocate its buffers");
+
+    cl_mem blocks = mem_or_dummy(o, st->blocks), chunks = mem_or_dummy(o, st->chunks),
+           windows = mem_or_dummy(o, st->windows);
+    cl_kernel k = o->k[PKV_K_ATTN];
+    cl_int err = pkv_ocl_args(o, k, 9, ARG(o->s[PKV_S_PARAMS].mem), ARG(o->s[PKV_S_U0].mem), ARG(o->s[PKV_S_U1].mem),
+                              ARG(o->s[PKV_S_U2].mem), ARG(o->s[PKV_S_TOKENS].mem), ARG(blocks), ARG(chunks),
+                              ARG(windows), ARG(o->s[PKV_S_PART].mem));
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, n_items * per_q, o->wg[PKV_K_ATTN]);
+    k = o->k[PKV_K_REDUCE];
+    if (err == CL_SUCCESS)
+        err = pkv_ocl_args(o, k, 4, ARG(o->s[PKV_S_PARAMS].mem), ARG(o->s[PKV_S_U3].mem), ARG(o->s[PKV_S_PART].mem),
+                           ARG(o->s[PKV_S_OUT].mem));
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, ns * per_q, o->wg[PKV_K_REDUCE]);
+    if (err == CL_SUCCESS)
+        err = o->cl->clEnqueueReadBuffer(o->q, o->s[PKV_S_OUT].mem, CL_TRUE, 0, out_floats * sizeof(float), op->out, 0,
+                                         NULL, NULL);
+    return finish(o, "attention", err);
+}

@@ -1,0 +1,269 @@
+#define _POSIX_C_SOURCE 200809L
+/* Building the OpenCL program once per context, with program binaries cached on disk per device
+ * and driver: <cache_dir>/opencl-<key hash>.bin = header (magic, key, sizes, CRC-32) + binary,
+ * written to a temp file then renamed. A file that fails any check is ignored with a warning. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../crc32.h"
+#include "ocl_internal.h"
+
+extern const char pkv_ocl_source[];
+extern const unsigned long pkv_ocl_source_len;
+
+static const char *const kernel_names[PKV_K_COUNT] = {
+    "ocl_kmeans", "ocl_centre", "ocl_encode", "ocl_attn", "ocl_reduce", "ocl_stream_read", "ocl_fma_probe",
+};
+
+#define CACHE_MAGIC "PKVOCLB1"
+#define MAX_KEY 2048
+
+typedef struct cache_header {
+    char magic[8];
+    uint32_t key_len;
+    uint32_t crc;      /* CRC-32 of key then binary */
+    uint64_t bin_len;
+} cache_header;
+
+static uint64_t fnv1a(const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Everything a binary depends on: device, driver, build options and the kernel source. */
+static void cache_key(const pkv_ocl *o, const char *options, char *key, size_t cap)
+{
+    char dev_name[256] = "";
+    o->cl->clGetDeviceInfo(o->dev, CL_DEVICE_NAME, sizeof dev_name, dev_name, NULL);
+    dev_name[sizeof dev_name - 1] = 0;
+    snprintf(key, cap, "patternkv-opencl-1|%s|%s|%s|%s|%s|src=%016llx", o->platform_version, dev_name,
+             o->device_version, o->driver_version, options,
+             (unsigned long long)fnv1a(pkv_ocl_source, pkv_ocl_source_len));
+}
+
+static void cache_path(const pkv_ocl *o, const char *key, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/opencl-%016llx.bin", o->cache_dir, (unsigned long long)fnv1a(key, strlen(key)));
+}
+
+/* Reads a cached binary; NULL when absent (silently) or invalid (with a warning). */
+static unsigned char *cache_read(const pkv_ocl *o, const char *path, const char *key, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    cache_header hd;
+    unsigned char *bin = NULL;
+    char *stored_key = NULL;
+    const char *problem = NULL;
+    size_t klen = strlen(key);
+    if (fread(&hd, sizeof hd, 1, f) != 1 || memcmp(hd.magic, CACHE_MAGIC, 8) != 0) problem = "bad header";
+    else if (hd.key_len != klen || hd.bin_len == 0 || hd.bin_len > ((uint64_t)1 << 30)) problem = "foreign key or size";
+    if (!problem) {
+        stored_key = malloc(klen + 1);
+        bin = malloc((size_t)hd.bin_len);
+        if (!stored_key || !bin) problem = "out of memory";
+        else if (fread(stored_key, 1, klen, f) != klen || fread(bin, 1, (size_t)hd.bin_len, f) != hd.bin_len)
+            problem = "truncated";
+        else if (memcmp(stored_key, key, klen) != 0) problem = "built for another device, driver or source";
+        else if (pkv_crc32(pkv_crc32(0, stored_key, klen), bin, (size_t)hd.bin_len) != hd.crc)
+            problem = "checksum mismatch";
+        else if (fgetc(f) != EOF) problem = "trailing bytes";
+    }
+    fclose(f);
+    free(stored_key);
+    if (problem) {
+        pkv_ocl_log(o, PKV_LOG_WARN, "opencl: ignoring program cache %s (%s); rebuilding", path, problem);
+        free(bin);
+        return NULL;
+    }
+    *len = (size_t)hd.bin_len;
+    return bin;
+}
+
+static int mkdirs(const char *dir)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Writes the cache file atomically: temp file in the same directory, then rename. */
+static void cache_write(const pkv_ocl *o, const char *path, const char *key, const unsigned char *bin, size_t len)
+{
+    if (mkdirs(o->cache_dir) != 0) {
+        pkv_ocl_log(o, PKV_LOG_WARN, "opencl: cannot create program cache dir %s: %s", o->cache_dir, strerror(errno));
+        return;
+    }
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%p", path, (long)getpid(), (const void *)o);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        pkv_ocl_log(o, PKV_LOG_WARN, "opencl: cannot write program cache %s: %s", tmp, strerror(errno));
+        return;
+    }
+    cache_header hd;
+    memset(&hd, 0, sizeof hd);
+    memcpy(hd.magic, CACHE_MAGIC, 8);
+    hd.key_len = (uint32_t)strlen(key);
+    hd.bin_len = len;
+    hd.crc = pkv_crc32(pkv_crc32(0, key, hd.key_len), bin, len);
+    int ok = fwrite(&hd, sizeof hd, 1, f) == 1 && fwrite(key, 1, hd.key_len, f) == hd.key_len &&
+             fwrite(bin, 1, len, f) == len;
+    ok = fflush(f) == 0 && ok;
+    ok = fsync(fileno(f)) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        pkv_ocl_log(o, PKV_LOG_WARN, "opencl: cannot write program cache %s: %s", path, strerror(errno));
+        remove(tmp);
+    }
+}
+
+static void log_build_failure(const pkv_ocl *o, cl_program prog, char *why, size_t why_len, cl_int err)
+{
+    size_t n = 0;
+    o->cl->clGetProgramBuildInfo(prog, o->dev, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
+    char *buildlog = calloc(n + 1, 1);
+    if (buildlog) o->cl->clGetProgramBuildInfo(prog, o->dev, CL_PROGRAM_BUILD_LOG, n, buildlog, NULL);
+    pkv_ocl_log(o, PKV_LOG_ERROR, "opencl: kernel build failed (%s):\n%s", pkv_ocl_error_name(err),
+                buildlog ? buildlog : "");
+    snprintf(why, why_len, "kernel build failed on this device (%s); see the log",
+             pkv_ocl_error_name(err));
+    free(buildlog);
+}
+
+/* The program for `options`, from the cache when a valid binary is there, else from source (then
+ * cached). */
+static cl_program load_program(pkv_ocl *o, const char *options, char *why, size_t why_len)
+{
+    const pkv_ocl_api *cl = o->cl;
+    char key[MAX_KEY], path[1200];
+    cache_key(o, options, key, sizeof key);
+    cache_path(o, key, path, sizeof path);
+    cl_int err = CL_SUCCESS;
+    if (o->cache_dir[0]) {
+        size_t len = 0;
+        unsigned char *bin = cache_read(o, path, key, &len);
+        if (bin) {
+            const unsigned char *bins[1] = {bin};
+            cl_int bin_status = CL_SUCCESS;
+            cl_program prog = cl->clCreateProgramWithBinary(o->ctx, 1, &o->dev, &len, bins, &bin_status, &err);
+            free(bin);
+            if (err == CL_SUCCESS && bin_status == CL_SUCCESS) {
+                err = cl->clBuildProgram(prog, 1, &o->dev, options, NULL, NULL);
+                if (err == CL_SUCCESS) return prog;
+            }
+            if (prog) cl->clReleaseProgram(prog);
+            pkv_ocl_log(o, PKV_LOG_WARN, "opencl: driver rejected cached program %s (%s); rebuilding", path,
+                        pkv_ocl_error_name(err != CL_SUCCESS ? err : bin_status));
+        }
+    }
+    const char *src = pkv_ocl_source;
+    size_t src_len = (size_t)pkv_ocl_source_len;
+    cl_program prog = cl->clCreateProgramWithSource(o->ctx, 1, &src, &src_len, &err);
+    if (err != CL_SUCCESS) {
+        snprintf(why, why_len, "clCreateProgramWithSource failed (%s)", pkv_ocl_error_name(err));
+        return NULL;
+    }
+    err = cl->clBuildProgram(prog, 1, &o->dev, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        log_build_failure(o, prog, why, why_len, err);
+        cl->clReleaseProgram(prog);
+        return NULL;
+    }
+    size_t bin_len = 0;
+    if (o->cache_dir[0] &&
+        cl->clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof bin_len, &bin_len, NULL) == CL_SUCCESS &&
+        bin_len > 0) {
+        unsigned char *bin = malloc(bin_len);
+        unsigned char *bins[1] = {bin};
+        if (bin && cl->clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS)
+            cache_write(o, path, key, bin, bin_len);
+        free(bin);
+    }
+    return prog;
+}
+
+static void release_kernels(pkv_ocl *o)
+{
+    for (int i = 0; i < PKV_K_COUNT; i++)
+        if (o->k[i]) {
+            o->cl->clReleaseKernel(o->k[i]);
+            o->k[i] = NULL;
+        }
+}
+
+void pkv_ocl_release_program(pkv_ocl *o)
+{
+    release_kernels(o);
+    if (o->prog) o->cl->clReleaseProgram(o->prog);
+    o->prog = NULL;
+}
+
+static pkv_status make_kernels(pkv_ocl *o, char *why, size_t why_len)
+{
+    for (int i = 0; i < PKV_K_COUNT; i++) {
+        cl_int err = CL_SUCCESS;
+        o->k[i] = o->cl->clCreateKernel(o->prog, kernel_names[i], &err);
+        if (err != CL_SUCCESS) {
+            snprintf(why, why_len, "kernel %s missing (%s)", kernel_names[i], pkv_ocl_error_name(err));
+            return PKV_ERR_BACKEND_UNAVAILABLE;
+        }
+        size_t kwg = 0;
+        o->cl->clGetKernelWorkGroupInfo(o->k[i], o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
+        size_t wg = 128; /* a power of two (the reductions need it), <= 256 (local arrays) */
+        while (wg > 1 && (wg > o->max_wg || (kwg && wg > kwg))) wg /= 2;
+        o->wg[i] = wg;
+    }
+    return PKV_OK;
+}
+
+/* 1 when the compiled probe fused a * b + c into an fma despite FP_CONTRACT OFF. */
+static int probe_fuses(pkv_ocl *o)
+{
+    const float in[3] = {1.0f + 0x1p-12f, 1.0f + 0x1p-12f, -(1.0f + 0x1p-11f)};
+    float res[2] = {0, 0};
+    cl_int err = CL_SUCCESS;
+    cl_mem bin = o->cl->clCreateBuffer(o->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof in, (void *)in, &err);
+    cl_mem bout = err == CL_SUCCESS ? o->cl->clCreateBuffer(o->ctx, CL_MEM_WRITE_ONLY, sizeof res, NULL, &err) : NULL;
+    if (err == CL_SUCCESS) err = pkv_ocl_args(o, o->k[PKV_K_FMA_PROBE], 2, sizeof bin, &bin, sizeof bout, &bout);
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, o->k[PKV_K_FMA_PROBE], 1, 1);
+    if (err == CL_SUCCESS)
+        err = o->cl->clEnqueueReadBuffer(o->q, bout, CL_TRUE, 0, sizeof res, res, 0, NULL, NULL);
+    if (bin) o->cl->clReleaseMemObject(bin);
+    if (bout) o->cl->clReleaseMemObject(bout);
+    return err == CL_SUCCESS && res[0] != 0.0f; /* rounded separately: exactly 0 */
+}
+
+pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len)
+{
+    const char *options[2] = {"-cl-std=CL1.2", "-cl-std=CL1.2 -DPKV_OCL_NO_CONTRACT"};
+    for (int attempt = 0; attempt < 2; attempt++) {
+        o->prog = load_program(o, options[attempt], why, why_len);
+        if (!o->prog) return PKV_ERR_BACKEND_UNAVAILABLE;
+        pkv_status st = make_kernels(o, why, why_len);
+        if (st != PKV_OK) return st;
+        if (attempt == 1 || !probe_fuses(o)) {
+            if (attempt == 1 && probe_fuses(o))
+                pkv_ocl_log(o, PKV_LOG_WARN, "opencl: the compiler fuses multiply-add even through volatile; "
+                                             "codes may differ from the CPU backend in the last bit");
+            return PKV_OK;
+        }
+        pkv_ocl_log(o, PKV_LOG_INFO, "opencl: the compiler fuses a*b+c despite FP_CONTRACT OFF; rebuilding with "
+                                     "explicitly rounded products");
+        pkv_ocl_release_program(o);
+    }
+    return PKV_OK;
+}
