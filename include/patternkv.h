@@ -197,6 +197,17 @@ PKV_API pkv_status pkv_attention(pkv_cache *cache, const pkv_attention_params *p
  * pkv_seq_length. For tests, evaluation and debugging: attention never does this. */
 PKV_API pkv_status pkv_read_kv(pkv_cache *cache, pkv_seq seq, uint32_t layer, float *k, float *v);
 
+/* ---- measuring --------------------------------------------------------------------------------- */
+
+#define PKV_HAVE_MEASURE_BW 1
+/* The device's streaming-read bandwidth in GB/s (1e9 bytes/s), measured by a plain read kernel of the
+ * context's backend over `bytes` bytes (0: 1 GiB on GPUs, 256 MiB on the CPU). The yardstick for
+ * attention speed. PKV_ERR_UNSUPPORTED if the backend cannot measure. */
+PKV_API pkv_status pkv_measure_read_bandwidth(pkv_context *ctx, uint64_t bytes, double *gbps);
+/* Time of the context's last mine, flush or attention op in ms: device timestamps on GPUs, the host
+ * clock on the CPU backend. PKV_ERR_UNSUPPORTED if unknown. */
+PKV_API pkv_status pkv_last_op_time(const pkv_context *ctx, double *ms);
+
 /* ---- stats, save, load ----------------------------------------------------------------------- */
 
 typedef struct pkv_cache_stats {

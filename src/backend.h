@@ -87,6 +87,12 @@ typedef struct pkv_backend_iface {
     pkv_status (*mine)(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
     pkv_status (*flush)(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
     pkv_status (*attention)(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
+    /* Optional (NULL: unsupported): read bandwidth of device memory by a plain streaming-read kernel
+     * over `bytes`, in GB/s (1e9 bytes/s), timed on the device. */
+    pkv_status (*measure_read)(pkv_backend *be, uint64_t bytes, double *gbps);
+    /* Optional: duration of the last mine/flush/attention op in ms, device timestamps where the
+     * backend has them (host clock on the CPU); < 0 when unknown. */
+    double (*last_op_ms)(pkv_backend *be);
 } pkv_backend_iface;
 
 struct pkv_backend {

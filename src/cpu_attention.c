@@ -14,7 +14,6 @@
 typedef struct attn_job {
     const pkv_store *st;
     const pkv_attn_op *op;
-    int *failed;
 } attn_job;
 
 /* Online-softmax state of one query. */
@@ -119,7 +118,7 @@ static void attend_window(const pkv_geom *g, const uint8_t *win, uint32_t n, con
     }
 }
 
-static void attn_task(uint32_t task, void *arg)
+static int attn_task(uint32_t task, void *arg)
 {
     const attn_job *j = arg;
     const pkv_store *st = j->st;
@@ -135,10 +134,8 @@ static void attn_task(uint32_t task, void *arg)
     float *PK = malloc(((size_t)nb * d + 1) * sizeof(float)), *PV = malloc(((size_t)nb * d + 1) * sizeof(float));
     float *qc = malloc((nb + 1) * sizeof(float)), *S = malloc((nb + 1) * sizeof(float));
     float acc[256];
-    if (!PK || !PV || !qc || !S) {
-        j->failed[task] = 1;
-        goto done;
-    }
+    int failed = !PK || !PV || !qc || !S;
+    if (failed) goto done;
     if (nb) {
         const uint8_t *cp[PKV_MAX_CHUNKS];
         for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < nb; ci++)
@@ -177,18 +174,11 @@ static void attn_task(uint32_t task, void *arg)
         }
 done:
     free(PK), free(PV), free(qc), free(S);
+    return failed;
 }
 
 pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
 {
-    uint32_t tasks = op->n_seqs * st->g->H;
-    int *failed = calloc(tasks, sizeof *failed);
-    if (!failed) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu attention: out of host memory");
-    attn_job j = {st, op, failed};
-    pkv_cpu_parallel_for(be, tasks, attn_task, &j);
-    pkv_status s = PKV_OK;
-    for (uint32_t i = 0; i < tasks; i++)
-        if (failed[i]) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu attention: out of host memory");
-    free(failed);
-    return s;
+    attn_job j = {st, op};
+    return pkv_cpu_run_op(be, op->n_seqs * st->g->H, attn_task, &j, "attention");
 }

@@ -16,7 +16,11 @@ struct pkv_buf {
 
 typedef struct cpu_impl {
     uint32_t n_threads;
+    double last_op_ms;
 } cpu_impl;
+
+double pkv_cpu_last_op_ms(pkv_backend *be) { return ((cpu_impl *)be->impl)->last_op_ms; }
+void pkv_cpu_set_last_op_ms(pkv_backend *be, double ms) { ((cpu_impl *)be->impl)->last_op_ms = ms; }
 
 uint8_t *pkv_cpu_buf_data(pkv_buf *buf) { return buf->data; }
 
@@ -85,6 +89,8 @@ static const pkv_backend_iface cpu_iface = {
     .mine = pkv_cpu_mine,
     .flush = pkv_cpu_flush,
     .attention = pkv_cpu_attention,
+    .measure_read = pkv_cpu_measure_read,
+    .last_op_ms = pkv_cpu_last_op_ms,
 };
 
 typedef struct job {
@@ -117,6 +123,33 @@ void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t, void
         if (started[t]) pthread_join(th[t], NULL);
         else run_job(&jobs[t]); /* no thread: do its share here */
     }
+}
+
+typedef struct op_run {
+    int (*task)(uint32_t, void *);
+    void *arg;
+    int *failed;
+} op_run;
+
+static void run_task(uint32_t i, void *p)
+{
+    op_run *r = p;
+    r->failed[i] = r->task(i, r->arg);
+}
+
+pkv_status pkv_cpu_run_op(pkv_backend *be, uint32_t n, int (*task)(uint32_t, void *), void *arg, const char *what)
+{
+    int *failed = calloc(n ? n : 1, sizeof *failed);
+    if (!failed) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu %s: out of host memory", what);
+    op_run r = {task, arg, failed};
+    double t0 = pkv_cpu_now_ms();
+    pkv_cpu_parallel_for(be, n, run_task, &r);
+    pkv_cpu_set_last_op_ms(be, pkv_cpu_now_ms() - t0);
+    pkv_status st = PKV_OK;
+    for (uint32_t i = 0; i < n; i++)
+        if (failed[i]) st = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu %s: out of host memory", what);
+    free(failed);
+    return st;
 }
 
 static void cpu_info(pkv_device_info *info)
@@ -153,6 +186,7 @@ static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, cha
         return PKV_ERR_OUT_OF_HOST_MEMORY;
     }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    impl->last_op_ms = -1.0;
     impl->n_threads = p->n_threads ? p->n_threads : (uint32_t)(cores > 0 ? cores : 1);
     if (impl->n_threads > 64) impl->n_threads = 64;
     be->iface = &cpu_iface;

@@ -6,7 +6,14 @@ uint8_t *pkv_cpu_buf_data(pkv_buf *buf);
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
 pkv_status pkv_cpu_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
 pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
+pkv_status pkv_cpu_measure_read(pkv_backend *be, uint64_t bytes, double *gbps);
+double pkv_cpu_now_ms(void);
+double pkv_cpu_last_op_ms(pkv_backend *be);
+void pkv_cpu_set_last_op_ms(pkv_backend *be, double ms);
 /* Runs fn(i, arg) for i in [0, n) on the backend's threads. */
 void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t i, void *arg), void *arg);
+/* Runs an op as n tasks; a task returns nonzero when it could not allocate its scratch memory.
+ * Records the op's duration for pkv_last_op_time. */
+pkv_status pkv_cpu_run_op(pkv_backend *be, uint32_t n, int (*task)(uint32_t i, void *arg), void *arg, const char *what);
 
 #endif

@@ -102,12 +102,12 @@ static void encode_groups(const pkv_store *st, uint32_t groups, const uint32_t *
 typedef struct mine_job {
     const pkv_store *st;
     const pkv_mine_op *op;
-    int *failed; /* per head: scratch allocation failed */
 } mine_job;
 
-static void mine_head(uint32_t h, void *arg)
+static int mine_head(uint32_t h, void *arg)
 {
     const mine_job *j = arg;
+    int failed = 0;
     const pkv_store *st = j->st;
     const pkv_mine_op *op = j->op;
     const pkv_geom *g = st->g;
@@ -122,7 +122,7 @@ static void mine_head(uint32_t h, void *arg)
         a[kv] = malloc(n);
     }
     if (!assign || !count || !sum || !c || !x[0] || !x[1] || !P[0] || !P[1] || !a[0] || !a[1]) {
-        j->failed[h] = 1;
+        failed = 1;
         goto done;
     }
     const uint32_t *table = op->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
@@ -138,28 +138,21 @@ static void mine_head(uint32_t h, void *arg)
 done:
     free(assign), free(count), free(sum), free(c);
     for (int kv = 0; kv < 2; kv++) free(x[kv]), free(P[kv]), free(a[kv]);
+    return failed;
 }
 
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
-    int *failed = calloc(st->g->H, sizeof *failed);
-    if (!failed) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu mine: out of host memory");
-    mine_job j = {st, op, failed};
-    pkv_cpu_parallel_for(be, st->g->H, mine_head, &j);
-    pkv_status s = PKV_OK;
-    for (uint32_t h = 0; h < st->g->H; h++)
-        if (failed[h]) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu mine: out of host memory");
-    free(failed);
-    return s;
+    mine_job j = {st, op};
+    return pkv_cpu_run_op(be, st->g->H, mine_head, &j, "mine");
 }
 
 typedef struct flush_job {
     const pkv_store *st;
     const pkv_flush_op *op;
-    int *failed;
 } flush_job;
 
-static void flush_head(uint32_t h, void *arg)
+static int flush_head(uint32_t h, void *arg)
 {
     const flush_job *j = arg;
     const pkv_store *st = j->st;
@@ -202,22 +195,17 @@ static void flush_head(uint32_t h, void *arg)
     uint32_t groups = R / g->G;
     encode_groups(st, groups, op->block_slot + (size_t)h * groups, xs[0], xs[1], pattern ? a[0] : NULL,
                   pattern ? a[1] : NULL, P[0], P[1]);
+    int failed = 0;
     goto done;
 fail:
-    j->failed[h] = 1;
+    failed = 1;
 done:
     for (int kv = 0; kv < 2; kv++) free(xs[kv]), free(P[kv]);
+    return failed;
 }
 
 pkv_status pkv_cpu_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
 {
-    int *failed = calloc(st->g->H, sizeof *failed);
-    if (!failed) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu flush: out of host memory");
-    flush_job j = {st, op, failed};
-    pkv_cpu_parallel_for(be, st->g->H, flush_head, &j);
-    pkv_status s = PKV_OK;
-    for (uint32_t h = 0; h < st->g->H; h++)
-        if (failed[h]) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu flush: out of host memory");
-    free(failed);
-    return s;
+    flush_job j = {st, op};
+    return pkv_cpu_run_op(be, st->g->H, flush_head, &j, "flush");
 }
