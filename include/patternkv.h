@@ -173,6 +173,11 @@ PKV_API pkv_status pkv_seq_length(const pkv_cache *cache, pkv_seq seq, uint32_t 
 
 typedef enum pkv_dtype { PKV_F32 = 0, PKV_F16 } pkv_dtype;
 
+/* fp32 <-> IEEE binary16 exactly as the library converts (round to nearest even, saturating to
+ * +-65504), for callers that keep K/V or q in fp16. */
+PKV_API pkv_status pkv_f32_to_f16_array(const float *src, uint16_t *dst, size_t n);
+PKV_API pkv_status pkv_f16_to_f32_array(const uint16_t *src, float *dst, size_t n);
+
 /* Appends n_tokens post-RoPE keys and values of one layer. k and v: [n_tokens][n_kv_heads][head_dim]
  * of `dtype` (fp16 as IEEE binary16 bits in uint16_t). Values must be finite and within fp16 range.
  * The first append of >= n_patterns tokens to an empty layer mines the banks (PATTERN mode). */

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "internal.h"
+
 static uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static float float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
@@ -38,4 +40,18 @@ float pkv_f16_to_f32(uint16_t h)
     }
     if (e == 31) return float_of(sign | 0x7F800000u | (m << 13));
     return float_of(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+pkv_status pkv_f32_to_f16_array(const float *src, uint16_t *dst, size_t n)
+{
+    if (n && (!src || !dst)) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_f32_to_f16_array: null argument");
+    for (size_t i = 0; i < n; i++) dst[i] = pkv_f32_to_f16(src[i]);
+    return PKV_OK;
+}
+
+pkv_status pkv_f16_to_f32_array(const uint16_t *src, float *dst, size_t n)
+{
+    if (n && (!src || !dst)) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_f16_to_f32_array: null argument");
+    for (size_t i = 0; i < n; i++) dst[i] = pkv_f16_to_f32(src[i]);
+    return PKV_OK;
 }
