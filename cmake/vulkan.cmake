@@ -1,0 +1,65 @@
+# The Vulkan backend: our loader and ops (src/vulkan), GLSL compute shaders (shaders/) compiled to
+# SPIR-V with glslc at build time and embedded as C arrays. No link against libvulkan: it is
+# dlopen'ed at run time. Needs the Vulkan headers and glslc (or glslangValidator) to build.
+find_path(PKV_VULKAN_INCLUDE_DIR vulkan/vulkan_core.h)
+find_program(PKV_GLSLC glslc)
+find_program(PKV_GLSLANG glslangValidator)
+if(NOT PKV_VULKAN_INCLUDE_DIR)
+  message(FATAL_ERROR "PKV_WITH_VULKAN: Vulkan headers not found (install libvulkan-dev or set -DPKV_WITH_VULKAN=OFF)")
+endif()
+if(NOT PKV_GLSLC AND NOT PKV_GLSLANG)
+  message(FATAL_ERROR "PKV_WITH_VULKAN: glslc or glslangValidator not found (install glslc or set -DPKV_WITH_VULKAN=OFF)")
+endif()
+
+set(PKV_SHADER_DIR ${PROJECT_SOURCE_DIR}/shaders)
+set(PKV_SHADER_OUT ${CMAKE_CURRENT_BINARY_DIR}/pkv_shaders)
+file(MAKE_DIRECTORY ${PKV_SHADER_OUT})
+set(PKV_SHADERS kmeans_init kmeans_assign kmeans_update kmeans_finish kmeans_store quant_block flush_centre
+    attn_qc attn_split attn_reduce read_bw)
+file(GLOB PKV_SHADER_INCLUDES ${PKV_SHADER_DIR}/*.glsl ${PKV_SHADER_DIR}/*.h)
+
+# SPIR-V -> C array, run by cmake -P at build time.
+set(PKV_EMBED_SCRIPT ${PKV_SHADER_OUT}/embed_spirv.cmake)
+file(WRITE ${PKV_EMBED_SCRIPT} [=[
+file(READ "${SPV}" hex HEX)
+string(LENGTH "${hex}" n)
+math(EXPR bytes "${n} / 2")
+string(REGEX REPLACE "([0-9a-f][0-9a-f])([0-9a-f][0-9a-f])([0-9a-f][0-9a-f])([0-9a-f][0-9a-f])" "0x\\4\\3\\2\\1u," words "${hex}")
+file(WRITE "${OUT}" "/* generated from ${NAME}.comp */\n#include <stddef.h>\n#include <stdint.h>\nconst uint32_t pkv_spv_${NAME}[] = {${words}};\nconst size_t pkv_spv_${NAME}_size = ${bytes};\n")
+]=])
+
+set(PKV_SHADER_SOURCES)
+set(PKV_SHADER_HEADER ${PKV_SHADER_OUT}/pkv_vk_shaders.h)
+set(header "/* generated: embedded SPIR-V of the compute shaders */\n#include <stddef.h>\n#include <stdint.h>\n")
+foreach(s ${PKV_SHADERS})
+  set(spv ${PKV_SHADER_OUT}/${s}.spv)
+  set(csrc ${PKV_SHADER_OUT}/${s}_spv.c)
+  if(PKV_GLSLC)
+    set(compile ${PKV_GLSLC} --target-env=vulkan1.1 -O -I ${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${s}.comp)
+  else()
+    set(compile ${PKV_GLSLANG} -V --target-env vulkan1.1 -I${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${s}.comp)
+  endif()
+  add_custom_command(OUTPUT ${csrc}
+    COMMAND ${compile}
+    COMMAND ${CMAKE_COMMAND} -DSPV=${spv} -DOUT=${csrc} -DNAME=${s} -P ${PKV_EMBED_SCRIPT}
+    DEPENDS ${PKV_SHADER_DIR}/${s}.comp ${PKV_SHADER_INCLUDES} ${PKV_EMBED_SCRIPT}
+    COMMENT "glslc ${s}.comp -> SPIR-V (embedded)"
+    VERBATIM)
+  list(APPEND PKV_SHADER_SOURCES ${csrc})
+  string(APPEND header "extern const uint32_t pkv_spv_${s}[];\nextern const size_t pkv_spv_${s}_size;\n")
+endforeach()
+file(WRITE ${PKV_SHADER_HEADER}.in "${header}")
+configure_file(${PKV_SHADER_HEADER}.in ${PKV_SHADER_HEADER} COPYONLY)
+
+target_sources(patternkv_obj PRIVATE
+  src/vulkan/vk_loader.c
+  src/vulkan/vk_device.c
+  src/vulkan/vk_memory.c
+  src/vulkan/vk_pipelines.c
+  src/vulkan/vk_ops.c
+  src/vulkan/vk_backend.c
+  src/vulkan/vk_bench.c
+  ${PKV_SHADER_SOURCES})
+target_include_directories(patternkv_obj PRIVATE ${PKV_SHADER_OUT} src/vulkan ${PKV_VULKAN_INCLUDE_DIR})
+target_compile_definitions(patternkv_obj PUBLIC PKV_WITH_VULKAN)
+string(APPEND PKV_BACKENDS_EXTRA " vulkan")

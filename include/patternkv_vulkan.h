@@ -1,0 +1,53 @@
+/* Engine integration for the Vulkan backend: run PatternKV on the application's own VkInstance,
+ * VkPhysicalDevice, VkDevice and compute-capable queue (game engines own their device).
+ *
+ *   pkv_vulkan_external ext = {.backend = PKV_BACKEND_VULKAN, .instance = inst, .physical_device = phys,
+ *                              .device = dev, .queue = queue, .queue_family_index = family};
+ *   pkv_context_params p = pkv_context_params_default();
+ *   p.backend = PKV_BACKEND_VULKAN;
+ *   p.external = &ext;
+ *
+ * Synchronization contract:
+ * - The handles stay owned by the application and must outlive the PatternKV context; the library
+ *   never destroys them. Free the PatternKV context (and its caches) before destroying the device.
+ * - Every PatternKV call submits its own command buffers to `queue` and waits on its own fence
+ *   before it returns: when a call returns, all its device work is complete and nothing of it is
+ *   pending on the queue. PatternKV never waits on the application's work (no vkQueueWaitIdle, no
+ *   vkDeviceWaitIdle during calls).
+ * - vkQueueSubmit on one queue must be externally synchronized (Vulkan rule): the application must
+ *   not submit to `queue` from another thread while a PatternKV call runs. Use `queue_mutex_lock` /
+ *   `queue_mutex_unlock` (optional) to have the library take the engine's queue lock around its submits.
+ * - Data goes in and out through host pointers (pkv_append, pkv_attention); the library's device
+ *   memory is its own (separate allocations on `device`), so no barrier on application resources is
+ *   ever needed.
+ * - The device needs no extension or feature; the queue family must support compute. */
+#ifndef PATTERNKV_VULKAN_H
+#define PATTERNKV_VULKAN_H
+
+#include "patternkv.h"
+
+#include <vulkan/vulkan_core.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pkv_vulkan_external {
+    pkv_backend_kind backend;          /* must be PKV_BACKEND_VULKAN: tells this struct from other backends' */
+    VkInstance instance;               /* required */
+    VkPhysicalDevice physical_device;  /* required: the device `device` was created from */
+    VkDevice device;                   /* required */
+    VkQueue queue;                     /* required: a queue of queue_family_index */
+    uint32_t queue_family_index;       /* must support VK_QUEUE_COMPUTE_BIT */
+    /* NULL: the library loads libvulkan.so.1 itself. Else the loader the application uses. */
+    PFN_vkGetInstanceProcAddr get_instance_proc_addr;
+    /* Optional: called around each of the library's vkQueueSubmit calls. */
+    void (*queue_mutex_lock)(void *user);
+    void (*queue_mutex_unlock)(void *user);
+    void *queue_mutex_user;
+} pkv_vulkan_external;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PATTERNKV_VULKAN_H */

@@ -1,0 +1,16 @@
+#version 450
+/* Attention pre-pass: qc[row][m] = scale * (q . P_K[m]) for every pattern of the row's bank. */
+#include "pkv_math.h"
+#include "pkv_buffers.glsl"
+#include "attn_common.glsl"
+
+void main()
+{
+    uint m = gl_GlobalInvocationID.x, row = gl_WorkGroupID.y;
+    uint qh = row % pc.n_q_heads, s = row / (pc.n_q_heads * pc.q_len);
+    if (m >= seq_bank(s)) return;
+    uint h = qh / pc.gqa;
+    float acc = 0.0;
+    for (uint i = 0u; i < D; i++) acc += scr_f(pc.q_off + row * D + i) * pattern_at(s, h, 0u, m, i);
+    scr[pc.qc_off + row * CAP + m] = floatBitsToUint(acc * pc.scale);
+}

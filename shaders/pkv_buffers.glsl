@@ -1,0 +1,15 @@
+/* The four storage buffers every PatternKV shader sees (one descriptor set layout for all):
+ * the per-op scratch (uploaded tokens, tables, queries, partial results) and the cache's three
+ * arenas (blocks, bank chunks, windows). All are arrays of 32-bit words; fp16 values are read as
+ * halves of a word so that no 16-bit storage feature is needed. */
+layout(std430, set = 0, binding = 0) buffer Scratch { uint scr[]; };
+layout(std430, set = 0, binding = 1) buffer Blocks { uint blk[]; };
+layout(std430, set = 0, binding = 2) buffer Chunks { uint chk[]; };
+layout(std430, set = 0, binding = 3) buffer Windows { uint win[]; };
+
+uint half_of(uint word, uint idx) { return (idx & 1u) != 0u ? (word >> 16) : (word & 0xffffu); }
+float scr_h(uint idx) { return pkv_f16_to_f32(half_of(scr[idx >> 1], idx)); }
+float blk_h(uint idx) { return pkv_f16_to_f32(half_of(blk[idx >> 1], idx)); }
+float chk_h(uint idx) { return pkv_f16_to_f32(half_of(chk[idx >> 1], idx)); }
+float win_h(uint idx) { return pkv_f16_to_f32(half_of(win[idx >> 1], idx)); }
+float scr_f(uint idx) { return uintBitsToFloat(scr[idx]); }

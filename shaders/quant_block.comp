@@ -1,0 +1,228 @@
+#version 450
+/* Builds compressed blocks, one workgroup per (block, kv head): assignment to patterns (L2 at
+ * prefill, min-max at a flush), the V gate, K per-channel and V per-token quantization, packing.
+ * Every word of the block is written, padding included (zeros). Source tokens come from the
+ * uploaded prefill (scratch) or from the head's window slot. */
+#include "pkv_math.h"
+#include "pkv_buffers.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint D = 128;
+layout(constant_id = 2) const uint G = 128;
+layout(constant_id = 3) const uint KBITS = 2;
+layout(constant_id = 4) const uint VBITS = 2;
+layout(constant_id = 5) const uint MODE = 0; /* 0 pattern, 1 direct, 2 fp16 */
+
+layout(push_constant) uniform Push {
+    uint block_words;
+    uint o_kcodes, o_kscale, o_kzero, o_vcodes, o_vscale, o_vzero, o_kidx, o_vidx, o_vmask; /* words */
+    uint chunk_words, window_words, R;
+    uint from_window;  /* 0: scratch tokens [n][H][D] K then V; 1: window slots */
+    uint tok_off, n;   /* scratch tokens (words) and their count */
+    uint window_slot_off, chunk_off, block_slot_off; /* scratch tables */
+    uint n_blocks;     /* blocks per head in this op */
+    uint n_patterns;   /* patterns to assign among */
+    uint minmax;       /* 1: min-max distance (flush), 0: L2 (prefill) */
+    float gate_k2, inv_maxq_k, inv_maxq_v;
+    uint H;
+} pc;
+
+const uint KPB0 = KBITS == 3u ? 2u : KBITS;
+const uint VPB0 = VBITS == 3u ? 2u : VBITS;
+const uint KW0 = (D * KPB0 + 31u) / 32u;
+const uint VW0 = (D * VPB0 + 31u) / 32u;
+const uint KRW = KBITS == 3u ? KW0 + (D + 31u) / 32u : KW0;
+const uint VRW = VBITS == 3u ? VW0 + (D + 31u) / 32u : VW0;
+
+shared uint kidx_s[G], vidx_s[G], vmask_s[G];
+shared float ks_s[D], kz_s[D], vs_s[G], vz_s[G];
+shared uint ksh_s[D], kzh_s[D], vsh_s[G], vzh_s[G];
+
+uint head, jblk;
+
+/* Half index of element (t, i) of the block's source tokens, K (kv = 0) or V (kv = 1). */
+float src_x(uint kv, uint t, uint i)
+{
+    if (pc.from_window != 0u) {
+        uint slot = scr[pc.window_slot_off + head];
+        return win_h(slot * pc.window_words * 2u + kv * pc.R * D + (jblk * G + t) * D + i);
+    }
+    return scr_h(pc.tok_off * 2u + kv * pc.n * pc.H * D + ((jblk * G + t) * pc.H + head) * D + i);
+}
+
+uint src_word(uint kv, uint t, uint w) /* two halves (2w, 2w+1) of a token row */
+{
+    if (pc.from_window != 0u) {
+        uint slot = scr[pc.window_slot_off + head];
+        return win[slot * pc.window_words + (kv * pc.R * D + (jblk * G + t) * D) / 2u + w];
+    }
+    return scr[pc.tok_off + (kv * pc.n * pc.H * D + ((jblk * G + t) * pc.H + head) * D) / 2u + w];
+}
+
+float pattern(uint kv, uint m, uint i)
+{
+    uint chunk = scr[pc.chunk_off + head * 8u + m / 32u];
+    return chk_h(chunk * pc.chunk_words * 2u + kv * 32u * D + (m % 32u) * D + i);
+}
+
+float dist(uint kv, uint t, uint m)
+{
+    if (pc.minmax != 0u) {
+        float mx = 0.0, mn = 0.0;
+        for (uint i = 0u; i < D; i++) {
+            precise float r = src_x(kv, t, i) - pattern(kv, m, i);
+            mx = i == 0u ? r : pkv_max_step(mx, r);
+            mn = i == 0u ? r : pkv_min_step(mn, r);
+        }
+        precise float d = mx - mn;
+        return d;
+    }
+    float acc = 0.0;
+    for (uint i = 0u; i < D; i++) acc = pkv_l2_step(acc, src_x(kv, t, i), pattern(kv, m, i));
+    return acc;
+}
+
+uint nearest(uint kv, uint t)
+{
+    uint best = 0u;
+    float best_d = 0.0;
+    for (uint m = 0u; m < pc.n_patterns; m++) {
+        float dd = dist(kv, t, m);
+        if (m == 0u || dd < best_d) { best_d = dd; best = m; }
+    }
+    return best;
+}
+
+float k_value(uint t, uint i) /* the value K quantizes: residual (PATTERN) or raw */
+{
+    float x = src_x(0u, t, i);
+    if (MODE != 0u) return x;
+    precise float r = x - pattern(0u, kidx_s[t], i);
+    return r;
+}
+
+float v_value(uint t, uint i)
+{
+    float x = src_x(1u, t, i);
+    if (MODE != 0u || vmask_s[t] == 0u) return x;
+    precise float r = x - pattern(1u, vidx_s[t], i);
+    return r;
+}
+
+void assign_tokens(uint lid)
+{
+    for (uint t = lid; t < G; t += gl_WorkGroupSize.x) {
+        uint a = nearest(0u, t), b = nearest(1u, t);
+        float amx = 0.0, amn = 0.0, bmx = 0.0, bmn = 0.0;
+        for (uint i = 0u; i < D; i++) {
+            float x = src_x(1u, t, i);
+            precise float r = x - pattern(1u, b, i);
+            amx = i == 0u ? r : pkv_max_step(amx, r);
+            amn = i == 0u ? r : pkv_min_step(amn, r);
+            bmx = i == 0u ? x : pkv_max_step(bmx, x);
+            bmn = i == 0u ? x : pkv_min_step(bmn, x);
+        }
+        precise float A = amx - amn;
+        precise float B = bmx - bmn;
+        kidx_s[t] = a;
+        vidx_s[t] = b;
+        vmask_s[t] = pkv_v_gate(A, B, pc.gate_k2) ? 1u : 0u;
+    }
+}
+
+void compute_scales(uint lid)
+{
+    for (uint i = lid; i < D; i += gl_WorkGroupSize.x) { /* K: per channel over the G tokens */
+        float mx = 0.0, mn = 0.0;
+        for (uint t = 0u; t < G; t++) {
+            float r = k_value(t, i);
+            mx = t == 0u ? r : pkv_max_step(mx, r);
+            mn = t == 0u ? r : pkv_min_step(mn, r);
+        }
+        uint sh = pkv_scale_f16(mn, mx, pc.inv_maxq_k), zh = pkv_f32_to_f16(mn);
+        ksh_s[i] = sh; kzh_s[i] = zh;
+        ks_s[i] = pkv_f16_to_f32(sh); kz_s[i] = pkv_f16_to_f32(zh);
+    }
+    for (uint t = lid; t < G; t += gl_WorkGroupSize.x) { /* V: per token over the D channels */
+        float mx = 0.0, mn = 0.0;
+        for (uint i = 0u; i < D; i++) {
+            float r = v_value(t, i);
+            mx = i == 0u ? r : pkv_max_step(mx, r);
+            mn = i == 0u ? r : pkv_min_step(mn, r);
+        }
+        uint sh = pkv_scale_f16(mn, mx, pc.inv_maxq_v), zh = pkv_f32_to_f16(mn);
+        vsh_s[t] = sh; vzh_s[t] = zh;
+        vs_s[t] = pkv_f16_to_f32(sh); vz_s[t] = pkv_f16_to_f32(zh);
+    }
+}
+
+/* One word of a packed code row: plane word rw of token t. */
+uint code_word(uint kv, uint t, uint rw)
+{
+    uint b = kv == 0u ? KBITS : VBITS;
+    uint w0 = kv == 0u ? KW0 : VW0;
+    uint plane = rw < w0 ? 0u : 1u;
+    uint pw = plane == 0u ? rw : rw - w0;
+    uint bits = pkv_plane_bits(b, plane);
+    uint maxq = (1u << b) - 1u;
+    uint per = 32u / bits;
+    uint word = 0u;
+    for (uint c = pw * per; c < min(D, pw * per + per); c++) {
+        uint code = kv == 0u ? pkv_quant_code(k_value(t, c), kz_s[c], ks_s[c], maxq)
+                             : pkv_quant_code(v_value(t, c), vz_s[t], vs_s[t], maxq);
+        word |= pkv_code_plane_part(code, b, plane) << pkv_code_shift(c, bits);
+    }
+    return word;
+}
+
+uint bytes4(uint t0, uint which) /* four u8 indices or mask-free bytes */
+{
+    uint w = 0u;
+    for (uint k = 0u; k < 4u; k++) w |= (which == 0u ? kidx_s[t0 + k] : vidx_s[t0 + k]) << (8u * k);
+    return w;
+}
+
+uint block_word(uint w)
+{
+    if (MODE == 2u) { /* FP16: K [G][D] then V [G][D] copied */
+        uint kw = G * D / 2u;
+        if (w >= pc.o_kcodes && w < pc.o_kcodes + kw) {
+            uint e = w - pc.o_kcodes;
+            return src_word(0u, e / (D / 2u), e % (D / 2u));
+        }
+        if (w >= pc.o_vcodes && w < pc.o_vcodes + kw) {
+            uint e = w - pc.o_vcodes;
+            return src_word(1u, e / (D / 2u), e % (D / 2u));
+        }
+        return 0u;
+    }
+    if (w >= pc.o_kcodes && w < pc.o_kcodes + G * KRW) { uint e = w - pc.o_kcodes; return code_word(0u, e / KRW, e % KRW); }
+    if (w >= pc.o_vcodes && w < pc.o_vcodes + G * VRW) { uint e = w - pc.o_vcodes; return code_word(1u, e / VRW, e % VRW); }
+    if (w >= pc.o_kscale && w < pc.o_kscale + D / 2u) { uint i = 2u * (w - pc.o_kscale); return ksh_s[i] | (ksh_s[i + 1u] << 16); }
+    if (w >= pc.o_kzero && w < pc.o_kzero + D / 2u) { uint i = 2u * (w - pc.o_kzero); return kzh_s[i] | (kzh_s[i + 1u] << 16); }
+    if (w >= pc.o_vscale && w < pc.o_vscale + G / 2u) { uint t = 2u * (w - pc.o_vscale); return vsh_s[t] | (vsh_s[t + 1u] << 16); }
+    if (w >= pc.o_vzero && w < pc.o_vzero + G / 2u) { uint t = 2u * (w - pc.o_vzero); return vzh_s[t] | (vzh_s[t + 1u] << 16); }
+    if (MODE == 0u) {
+        if (w >= pc.o_kidx && w < pc.o_kidx + G / 4u) return bytes4(4u * (w - pc.o_kidx), 0u);
+        if (w >= pc.o_vidx && w < pc.o_vidx + G / 4u) return bytes4(4u * (w - pc.o_vidx), 1u);
+        if (w >= pc.o_vmask && w < pc.o_vmask + G / 32u) {
+            uint t0 = 32u * (w - pc.o_vmask), m = 0u;
+            for (uint k = 0u; k < 32u; k++) m |= vmask_s[t0 + k] << k;
+            return m;
+        }
+    }
+    return 0u; /* padding */
+}
+
+void main()
+{
+    jblk = gl_WorkGroupID.x;
+    head = gl_WorkGroupID.y;
+    uint lid = gl_LocalInvocationID.x;
+    if (MODE == 0u) assign_tokens(lid);
+    barrier();
+    if (MODE != 2u) compute_scales(lid);
+    barrier();
+    uint slot = scr[pc.block_slot_off + head * pc.n_blocks + jblk];
+    for (uint w = lid; w < pc.block_words; w += gl_WorkGroupSize.x) blk[slot * pc.block_words + w] = block_word(w);
+}

@@ -1,0 +1,160 @@
+/* The Vulkan backend's table (src/backend.h): create/destroy and the buffer functions. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "vk_bench.h"
+#include "vk_internal.h"
+
+static void vk_destroy(pkv_backend *be)
+{
+    if (!be) return;
+    pkv_vk *vk = pkv_vk_of(be);
+    if (vk) {
+        if (vk->device) {
+            if (vk->recording) pkv_vk_abandon(vk);
+            pkv_vk_pipelines_destroy(vk);
+            pkv_vk_memory_destroy(vk);
+        }
+        pkv_vk_close(vk);
+        pthread_mutex_destroy(&vk->lock);
+        free(vk);
+    }
+    free(be);
+}
+
+static pkv_status vk_buf_alloc(pkv_backend *be, size_t bytes, pkv_buf **out)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    pthread_mutex_lock(&vk->lock);
+    pkv_status s = pkv_vk_buf_alloc(vk, bytes, out);
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}
+
+static void vk_buf_free(pkv_backend *be, pkv_buf *b)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    pthread_mutex_lock(&vk->lock);
+    pkv_vk_buf_free(vk, b);
+    pthread_mutex_unlock(&vk->lock);
+}
+
+static pkv_status check_range(const pkv_buf *b, size_t off, size_t n, const char *what)
+{
+    if (!b || off > b->size || n > b->size - off)
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "vulkan: %s out of bounds", what);
+    return PKV_OK;
+}
+
+static pkv_status vk_buf_write(pkv_backend *be, pkv_buf *b, size_t off, const void *src, size_t n)
+{
+    pkv_status s = check_range(b, off, n, "write");
+    if (s != PKV_OK || !n) return s;
+    pkv_vk *vk = pkv_vk_of(be);
+    pthread_mutex_lock(&vk->lock);
+    s = pkv_vk_upload(vk, b, off, src, n);
+    if (s == PKV_OK) pkv_vk_barrier(vk);
+    s = s == PKV_OK ? pkv_vk_finish(vk) : (pkv_vk_abandon(vk), s);
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}
+
+static pkv_status vk_buf_read(pkv_backend *be, pkv_buf *b, size_t off, void *dst, size_t n)
+{
+    pkv_status s = check_range(b, off, n, "read");
+    if (s != PKV_OK || !n) return s;
+    pkv_vk *vk = pkv_vk_of(be);
+    pthread_mutex_lock(&vk->lock);
+    s = pkv_vk_download(vk, b, off, dst, n);
+    s = s == PKV_OK ? pkv_vk_finish(vk) : (pkv_vk_abandon(vk), s);
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}
+
+static pkv_status vk_buf_copy(pkv_backend *be, pkv_buf *dst, size_t doff, pkv_buf *src, size_t soff, size_t n)
+{
+    pkv_status s = check_range(dst, doff, n, "copy destination");
+    if (s == PKV_OK) s = check_range(src, soff, n, "copy source");
+    if (s != PKV_OK || !n) return s;
+    pkv_vk *vk = pkv_vk_of(be);
+    pthread_mutex_lock(&vk->lock);
+    VkDeviceSize a = src->off + soff, b = dst->off + doff;
+    int overlap = src->page == dst->page && a < b + n && b < a + n;
+    if (overlap) { /* Vulkan forbids overlapping copies: go through the scratch buffer */
+        s = pkv_vk_scratch_reserve(vk, n);
+        if (s == PKV_OK) s = pkv_vk_begin(vk);
+        if (s == PKV_OK) {
+            VkBufferCopy c1 = {a, vk->scratch->off, n}, c2 = {vk->scratch->off, b, n};
+            vk->f.vkCmdCopyBuffer(vk->cb, src->page->buf, vk->scratch->page->buf, 1, &c1);
+            pkv_vk_barrier(vk);
+            vk->f.vkCmdCopyBuffer(vk->cb, vk->scratch->page->buf, dst->page->buf, 1, &c2);
+        }
+    } else {
+        s = pkv_vk_begin(vk);
+        if (s == PKV_OK) {
+            VkBufferCopy c = {a, b, n};
+            vk->f.vkCmdCopyBuffer(vk->cb, src->page->buf, dst->page->buf, 1, &c);
+        }
+    }
+    if (s == PKV_OK) pkv_vk_barrier(vk);
+    s = s == PKV_OK ? pkv_vk_finish(vk) : (pkv_vk_abandon(vk), s);
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}
+
+static pkv_status vk_measure_read(pkv_backend *be, uint64_t bytes, double *gbps)
+{
+    return pkv_vulkan_measure_read_gbps(be, (size_t)bytes, gbps);
+}
+
+static double vk_last_op_ms(pkv_backend *be) { return pkv_vk_of(be)->last_op_ms; }
+
+static const pkv_backend_iface vk_iface = {
+    .destroy = vk_destroy,
+    .buf_alloc = vk_buf_alloc,
+    .buf_free = vk_buf_free,
+    .buf_write = vk_buf_write,
+    .buf_read = vk_buf_read,
+    .buf_copy = vk_buf_copy,
+    .mine = pkv_vk_mine,
+    .flush = pkv_vk_flush,
+    .attention = pkv_vk_attention,
+    .measure_read = vk_measure_read,
+    .last_op_ms = vk_last_op_ms,
+};
+
+static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char *why, size_t why_len)
+{
+    *out = NULL;
+    pkv_backend *be = calloc(1, sizeof *be);
+    pkv_vk *vk = calloc(1, sizeof *vk);
+    if (!be || !vk) {
+        free(be);
+        free(vk);
+        snprintf(why, why_len, "out of host memory");
+        return PKV_ERR_OUT_OF_HOST_MEMORY;
+    }
+    pthread_mutex_init(&vk->lock, NULL);
+    be->iface = &vk_iface;
+    be->impl = vk;
+    pkv_status s = pkv_vk_open(vk, p, &be->info, why, why_len);
+    if (s == PKV_OK) {
+        s = pkv_vk_memory_init(vk);
+        if (s == PKV_OK) s = pkv_vk_pipelines_init(vk, p);
+        if (s != PKV_OK) snprintf(why, why_len, "%s", pkv_last_error());
+    }
+    if (s != PKV_OK) {
+        vk_destroy(be);
+        return s;
+    }
+    *out = be;
+    return PKV_OK;
+}
+
+const pkv_backend_entry pkv_vulkan_backend_entry = {
+    .kind = PKV_BACKEND_VULKAN,
+    .list = pkv_vk_list,
+    .create = vk_create,
+};

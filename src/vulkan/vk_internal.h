@@ -1,0 +1,147 @@
+/* The Vulkan backend's private state, shared by its files (one idea per file):
+ * vk_device.c (instance, devices, features), vk_memory.c (pages, buffers, staging ring, submits),
+ * vk_pipelines.c (shaders, pipeline variants, on-disk pipeline cache), vk_ops.c (mine, flush,
+ * attention), vk_backend.c (the backend table), vk_bench.c (bandwidth and timing probes). */
+#ifndef PKV_VK_INTERNAL_H
+#define PKV_VK_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "vk_loader.h"
+
+enum pkv_vk_kernel {
+    PKV_K_KMEANS_INIT,
+    PKV_K_KMEANS_ASSIGN,
+    PKV_K_KMEANS_UPDATE,
+    PKV_K_KMEANS_FINISH,
+    PKV_K_KMEANS_STORE,
+    PKV_K_QUANT_BLOCK,
+    PKV_K_FLUSH_CENTRE,
+    PKV_K_ATTN_QC,
+    PKV_K_ATTN_SPLIT,
+    PKV_K_ATTN_REDUCE,
+    PKV_K_READ_BW,
+    PKV_K_COUNT
+};
+
+#define PKV_VK_SPEC_MAX 8   /* specialization constants: [0] workgroup size, then per kernel */
+#define PKV_VK_MAX_VARIANTS 96
+#define PKV_VK_PUSH_BYTES 128
+
+typedef struct pkv_vk_variant {
+    int kernel;
+    uint32_t spec[PKV_VK_SPEC_MAX];
+    VkPipeline pipe;
+} pkv_vk_variant;
+
+/* One large device-local allocation with one VkBuffer over all of it; pkv_bufs are ranges of it. */
+typedef struct pkv_vk_range { VkDeviceSize off, size; } pkv_vk_range;
+typedef struct pkv_vk_page {
+    VkDeviceMemory mem;
+    VkBuffer buf;
+    VkDeviceSize size, used;
+    pkv_vk_range *free_list; /* sorted by offset, coalesced */
+    uint32_t n_free, cap_free;
+} pkv_vk_page;
+
+struct pkv_buf {
+    pkv_vk_page *page;
+    VkDeviceSize off, size;
+};
+
+typedef struct pkv_vk_pending_read { VkDeviceSize ring_off; void *dst; size_t bytes; } pkv_vk_pending_read;
+
+typedef struct pkv_vk {
+    pkv_vk_funcs f;
+    VkInstance instance;
+    VkPhysicalDevice phys;
+    VkDevice device;
+    VkQueue queue;
+    uint32_t queue_family;
+    int owns_instance, owns_device;
+    VkPhysicalDeviceProperties props;
+    VkPhysicalDeviceMemoryProperties mem_props;
+    uint8_t device_uuid[VK_UUID_SIZE];
+    uint32_t subgroup_size, subgroup_arith; /* subgroup arithmetic in compute shaders */
+    uint32_t features;                      /* PKV_FEATURE_* */
+    pthread_mutex_t lock;
+    void (*ext_lock)(void *), (*ext_unlock)(void *); /* the application's queue lock, if given */
+    void *ext_lock_user;
+
+    /* memory */
+    pkv_vk_page **pages;
+    uint32_t n_pages;
+    VkDeviceSize page_bytes, align, device_bytes, device_limit;
+    pkv_buf *scratch;          /* per-op uploads, tables, partial results */
+    pkv_buf *dummy;            /* bound where an arena does not exist */
+
+    /* submission: one command buffer, a staging ring, a descriptor pool reset per op */
+    VkCommandPool cmd_pool;
+    VkCommandBuffer cb;
+    VkFence fence;
+    int recording;
+    VkBuffer ring_buf;
+    VkDeviceMemory ring_mem;
+    uint8_t *ring_map;
+    VkDeviceSize ring_size, ring_used;
+    pkv_vk_pending_read *pending;
+    uint32_t n_pending, cap_pending;
+    VkDescriptorPool desc_pool;
+    VkQueryPool query_pool;    /* two timestamps around attention, when the queue has them */
+    double last_attention_ms;
+    double last_op_ms;         /* device time of the last mine/flush/attention, < 0 unknown */
+
+    /* pipelines */
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout pipe_layout;
+    VkShaderModule modules[PKV_K_COUNT];
+    VkPipelineCache pipe_cache;
+    char cache_path[1024];
+    int cache_loaded;          /* the on-disk cache was valid and used */
+    int cache_dirty;
+    pkv_vk_variant variants[PKV_VK_MAX_VARIANTS];
+    uint32_t n_variants;
+    double pipeline_ms;        /* total time spent creating pipelines in this context */
+    uint32_t pipelines_created;
+} pkv_vk;
+
+static inline pkv_vk *pkv_vk_of(pkv_backend *be) { return (pkv_vk *)be->impl; }
+
+/* vk_device.c */
+pkv_status pkv_vk_list(const pkv_context_params *p, pkv_device_info *out, size_t cap, size_t *count, char *why,
+                       size_t why_len);
+pkv_status pkv_vk_open(pkv_vk *vk, const pkv_context_params *p, pkv_device_info *info, char *why, size_t why_len);
+void pkv_vk_close(pkv_vk *vk);
+
+/* vk_memory.c */
+pkv_status pkv_vk_memory_init(pkv_vk *vk);
+void pkv_vk_memory_destroy(pkv_vk *vk);
+pkv_status pkv_vk_buf_alloc(pkv_vk *vk, size_t bytes, pkv_buf **out);
+void pkv_vk_buf_free(pkv_vk *vk, pkv_buf *b);
+pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes);
+pkv_status pkv_vk_begin(pkv_vk *vk);
+pkv_status pkv_vk_upload(pkv_vk *vk, pkv_buf *dst, VkDeviceSize off, const void *src, size_t bytes);
+pkv_status pkv_vk_download(pkv_vk *vk, pkv_buf *src, VkDeviceSize off, void *dst, size_t bytes);
+void pkv_vk_barrier(pkv_vk *vk);
+pkv_status pkv_vk_submit_wait(pkv_vk *vk);
+/* Ends an op: submits what is recorded, waits, resets the descriptor pool. */
+pkv_status pkv_vk_finish(pkv_vk *vk);
+/* Abandons a half-recorded op after an error (nothing recorded runs). */
+void pkv_vk_abandon(pkv_vk *vk);
+
+/* vk_pipelines.c */
+pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p);
+void pkv_vk_pipelines_destroy(pkv_vk *vk);
+pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipeline *out);
+/* Binds the pipeline, a descriptor set of the 4 buffers (NULL: dummy), push constants; dispatches. */
+pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], const void *push, uint32_t push_bytes,
+                           uint32_t gx, uint32_t gy, uint32_t gz);
+
+/* vk_ops.c */
+pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
+pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
+pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
+
+#endif

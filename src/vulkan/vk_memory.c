@@ -1,0 +1,415 @@
+/* Device memory: pkv_bufs are ranges sub-allocated from a few large device-local allocations
+ * ("pages", first fit, coalescing free list), never one allocation per block. Transfers go
+ * through one reusable host-visible staging ring recorded into the current command buffer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "vk_internal.h"
+
+#define PAGE_BYTES_DEFAULT (64ull << 20)
+#define RING_BYTES (8ull << 20)
+
+static int find_memory_type(const pkv_vk *vk, uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid)
+{
+    for (uint32_t i = 0; i < vk->mem_props.memoryTypeCount; i++) {
+        VkMemoryPropertyFlags fl = vk->mem_props.memoryTypes[i].propertyFlags;
+        if ((bits & (1u << i)) && (fl & want) == want && !(fl & avoid)) return (int)i;
+    }
+    return -1;
+}
+
+static const VkBufferUsageFlags BUF_USAGE =
+    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+
+/* A VkBuffer with its own memory. host: host-visible (staging) instead of device-local. */
+static VkResult make_buffer(pkv_vk *vk, VkDeviceSize size, int host, VkBuffer *buf, VkDeviceMemory *mem)
+{
+    VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = size, .usage = BUF_USAGE,
+                              .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
+    VkResult r = vk->f.vkCreateBuffer(vk->device, &bci, NULL, buf);
+    if (r != VK_SUCCESS) return r;
+    VkMemoryRequirements req;
+    vk->f.vkGetBufferMemoryRequirements(vk->device, *buf, &req);
+    int type;
+    if (host) {
+        const VkMemoryPropertyFlags hv = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+        type = find_memory_type(vk, req.memoryTypeBits, hv | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, 0);
+        if (type < 0) type = find_memory_type(vk, req.memoryTypeBits, hv, 0);
+    } else {
+        type = find_memory_type(vk, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
+        if (type < 0) type = find_memory_type(vk, req.memoryTypeBits, 0, 0);
+    }
+    if (type < 0) r = VK_ERROR_OUT_OF_DEVICE_MEMORY;
+    VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size,
+                                .memoryTypeIndex = (uint32_t)type};
+    if (r == VK_SUCCESS) r = vk->f.vkAllocateMemory(vk->device, &mai, NULL, mem);
+    if (r == VK_SUCCESS) r = vk->f.vkBindBufferMemory(vk->device, *buf, *mem, 0);
+    if (r != VK_SUCCESS) {
+        vk->f.vkDestroyBuffer(vk->device, *buf, NULL);
+        *buf = VK_NULL_HANDLE;
+        if (*mem) vk->f.vkFreeMemory(vk->device, *mem, NULL);
+        *mem = VK_NULL_HANDLE;
+    }
+    return r;
+}
+
+pkv_status pkv_vk_memory_init(pkv_vk *vk)
+{
+    VkDeviceSize a = vk->props.limits.minStorageBufferOffsetAlignment;
+    vk->align = a > 256 ? a : 256;
+    vk->page_bytes = PAGE_BYTES_DEFAULT;
+    const char *lim = getenv("PKV_VULKAN_MEMORY_LIMIT"); /* bytes; for testing out-of-memory paths */
+    vk->device_limit = lim && *lim ? strtoull(lim, NULL, 10) : 0;
+
+    VkCommandPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                   .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                                   .queueFamilyIndex = vk->queue_family};
+    if (vk->f.vkCreateCommandPool(vk->device, &pci, NULL, &vk->cmd_pool) != VK_SUCCESS)
+        return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkCreateCommandPool failed");
+    VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = vk->cmd_pool,
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    if (vk->f.vkAllocateCommandBuffers(vk->device, &cai, &vk->cb) != VK_SUCCESS ||
+        vk->f.vkCreateFence(vk->device, &fci, NULL, &vk->fence) != VK_SUCCESS)
+        return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: command buffer or fence creation failed");
+    vk->ring_size = RING_BYTES;
+    if (make_buffer(vk, vk->ring_size, 1, &vk->ring_buf, &vk->ring_mem) != VK_SUCCESS ||
+        vk->f.vkMapMemory(vk->device, vk->ring_mem, 0, VK_WHOLE_SIZE, 0, (void **)&vk->ring_map) != VK_SUCCESS)
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: could not allocate the staging ring");
+    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = 4 * 256};
+    VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 256,
+                                      .poolSizeCount = 1, .pPoolSizes = &ps};
+    if (vk->f.vkCreateDescriptorPool(vk->device, &dpi, NULL, &vk->desc_pool) != VK_SUCCESS)
+        return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkCreateDescriptorPool failed");
+    uint32_t fam_n = 0;
+    vk->f.vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &fam_n, NULL);
+    VkQueueFamilyProperties q[16];
+    if (fam_n > 16) fam_n = 16;
+    vk->f.vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &fam_n, q);
+    if (vk->queue_family < fam_n && q[vk->queue_family].timestampValidBits) {
+        VkQueryPoolCreateInfo qpi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                     .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2};
+        if (vk->f.vkCreateQueryPool(vk->device, &qpi, NULL, &vk->query_pool) != VK_SUCCESS) vk->query_pool = VK_NULL_HANDLE;
+    }
+    return pkv_vk_buf_alloc(vk, 256, &vk->dummy);
+}
+
+void pkv_vk_memory_destroy(pkv_vk *vk)
+{
+    if (!vk->device) return;
+    if (vk->scratch) pkv_vk_buf_free(vk, vk->scratch);
+    if (vk->dummy) pkv_vk_buf_free(vk, vk->dummy);
+    vk->scratch = vk->dummy = NULL;
+    for (uint32_t i = 0; i < vk->n_pages; i++) {
+        pkv_vk_page *pg = vk->pages[i];
+        vk->f.vkDestroyBuffer(vk->device, pg->buf, NULL);
+        vk->f.vkFreeMemory(vk->device, pg->mem, NULL);
+        free(pg->free_list);
+        free(pg);
+    }
+    free(vk->pages);
+    vk->pages = NULL;
+    vk->n_pages = 0;
+    if (vk->query_pool) vk->f.vkDestroyQueryPool(vk->device, vk->query_pool, NULL);
+    if (vk->desc_pool) vk->f.vkDestroyDescriptorPool(vk->device, vk->desc_pool, NULL);
+    if (vk->ring_buf) vk->f.vkDestroyBuffer(vk->device, vk->ring_buf, NULL);
+    if (vk->ring_mem) vk->f.vkFreeMemory(vk->device, vk->ring_mem, NULL);
+    if (vk->fence) vk->f.vkDestroyFence(vk->device, vk->fence, NULL);
+    if (vk->cmd_pool) vk->f.vkDestroyCommandPool(vk->device, vk->cmd_pool, NULL);
+    free(vk->pending);
+}
+
+/* ---- sub-allocation ---- */
+
+static int free_list_insert(pkv_vk_page *pg, uint32_t at, pkv_vk_range r)
+{
+    if (pg->n_free == pg->cap_free) {
+        uint32_t cap = pg->cap_free ? pg->cap_free * 2 : 16;
+        pkv_vk_range *n = realloc(pg->free_list, cap * sizeof *n);
+        if (!n) return -1;
+        pg->free_list = n;
+        pg->cap_free = cap;
+    }
+    memmove(pg->free_list + at + 1, pg->free_list + at, (pg->n_free - at) * sizeof *pg->free_list);
+    pg->free_list[at] = r;
+    pg->n_free++;
+    return 0;
+}
+
+static int take_from(pkv_vk_page *pg, VkDeviceSize size, VkDeviceSize *off)
+{
+    for (uint32_t i = 0; i < pg->n_free; i++) {
+        pkv_vk_range *r = &pg->free_list[i];
+        if (r->size < size) continue;
+        *off = r->off;
+        r->off += size;
+        r->size -= size;
+        if (!r->size) {
+            memmove(r, r + 1, (pg->n_free - i - 1) * sizeof *r);
+            pg->n_free--;
+        }
+        pg->used += size;
+        return 1;
+    }
+    return 0;
+}
+
+static void give_back(pkv_vk_page *pg, VkDeviceSize off, VkDeviceSize size)
+{
+    uint32_t i = 0;
+    while (i < pg->n_free && pg->free_list[i].off < off) i++;
+    pkv_vk_range *l = i > 0 ? &pg->free_list[i - 1] : NULL, *r = i < pg->n_free ? &pg->free_list[i] : NULL;
+    pg->used -= size;
+    if (l && l->off + l->size == off) {
+        l->size += size;
+        if (r && off + size == r->off) {
+            l->size += r->size;
+            memmove(r, r + 1, (pg->n_free - i - 1) * sizeof *r);
+            pg->n_free--;
+        }
+        return;
+    }
+    if (r && off + size == r->off) {
+        r->off = off;
+        r->size += size;
+        return;
+    }
+    /* Cannot fail to grow here without losing track of the range: that memory stays unused. */
+    (void)free_list_insert(pg, i, (pkv_vk_range){off, size});
+}
+
+static pkv_status new_page(pkv_vk *vk, VkDeviceSize size, pkv_vk_page **out)
+{
+    if (vk->device_limit && vk->device_bytes + size > vk->device_limit)
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY,
+                        "vulkan: out of device memory (PKV_VULKAN_MEMORY_LIMIT %llu bytes reached)",
+                        (unsigned long long)vk->device_limit);
+    pkv_vk_page *pg = calloc(1, sizeof *pg);
+    pkv_vk_page **pages = realloc(vk->pages, (vk->n_pages + 1) * sizeof *pages);
+    if (!pg || !pages) {
+        free(pg);
+        if (pages) vk->pages = pages;
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+    }
+    vk->pages = pages;
+    VkResult r = make_buffer(vk, size, 0, &pg->buf, &pg->mem);
+    if (r != VK_SUCCESS) {
+        free(pg);
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: out of device memory allocating %llu bytes (VkResult %d)",
+                        (unsigned long long)size, (int)r);
+    }
+    pg->size = size;
+    if (free_list_insert(pg, 0, (pkv_vk_range){0, size}) != 0) {
+        vk->f.vkDestroyBuffer(vk->device, pg->buf, NULL);
+        vk->f.vkFreeMemory(vk->device, pg->mem, NULL);
+        free(pg);
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+    }
+    vk->pages[vk->n_pages++] = pg;
+    vk->device_bytes += size;
+    *out = pg;
+    return PKV_OK;
+}
+
+pkv_status pkv_vk_buf_alloc(pkv_vk *vk, size_t bytes, pkv_buf **out)
+{
+    VkDeviceSize size = ((VkDeviceSize)(bytes ? bytes : 4) + vk->align - 1) / vk->align * vk->align;
+    if (size > vk->props.limits.maxStorageBufferRange)
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY,
+                        "vulkan: %zu bytes exceed this device's largest storage buffer (%u bytes)", bytes,
+                        vk->props.limits.maxStorageBufferRange);
+    pkv_buf *b = calloc(1, sizeof *b);
+    if (!b) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+    pkv_vk_page *pg = NULL;
+    VkDeviceSize off = 0;
+    for (uint32_t i = 0; i < vk->n_pages && !pg; i++)
+        if (take_from(vk->pages[i], size, &off)) pg = vk->pages[i];
+    if (!pg) {
+        pkv_status s = new_page(vk, size > vk->page_bytes ? size : vk->page_bytes, &pg);
+        if (s != PKV_OK && size < vk->page_bytes) s = new_page(vk, size, &pg); /* a smaller page may still fit */
+        if (s != PKV_OK) {
+            free(b);
+            return s;
+        }
+        take_from(pg, size, &off);
+    }
+    b->page = pg;
+    b->off = off;
+    b->size = size;
+    /* Zero it, as the CPU backend does, so that untouched bytes agree between backends. */
+    pkv_status s = pkv_vk_begin(vk);
+    if (s == PKV_OK) {
+        vk->f.vkCmdFillBuffer(vk->cb, pg->buf, off, size, 0);
+        pkv_vk_barrier(vk);
+        s = pkv_vk_submit_wait(vk);
+    }
+    if (s != PKV_OK) {
+        pkv_vk_buf_free(vk, b);
+        return s;
+    }
+    *out = b;
+    return PKV_OK;
+}
+
+void pkv_vk_buf_free(pkv_vk *vk, pkv_buf *b)
+{
+    if (!b) return;
+    pkv_vk_page *pg = b->page;
+    give_back(pg, b->off, b->size);
+    free(b);
+    if (pg->used == 0 && vk->n_pages > 1) { /* release empty pages (arenas grow by alloc + copy + free) */
+        for (uint32_t i = 0; i < vk->n_pages; i++)
+            if (vk->pages[i] == pg) {
+                vk->pages[i] = vk->pages[--vk->n_pages];
+                break;
+            }
+        vk->f.vkDestroyBuffer(vk->device, pg->buf, NULL);
+        vk->f.vkFreeMemory(vk->device, pg->mem, NULL);
+        vk->device_bytes -= pg->size;
+        free(pg->free_list);
+        free(pg);
+    }
+}
+
+pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes)
+{
+    if (vk->scratch && vk->scratch->size >= bytes) return PKV_OK;
+    size_t want = vk->scratch ? (size_t)vk->scratch->size : (1u << 20);
+    while (want < bytes) want *= 2;
+    if (want > vk->props.limits.maxStorageBufferRange && bytes <= vk->props.limits.maxStorageBufferRange)
+        want = vk->props.limits.maxStorageBufferRange & ~(size_t)255;
+    pkv_buf *nb = NULL;
+    pkv_status s = pkv_vk_buf_alloc(vk, want, &nb);
+    if (s != PKV_OK) return s;
+    if (vk->scratch) pkv_vk_buf_free(vk, vk->scratch);
+    vk->scratch = nb;
+    return PKV_OK;
+}
+
+/* ---- recording and submitting ---- */
+
+pkv_status pkv_vk_begin(pkv_vk *vk)
+{
+    if (vk->recording) return PKV_OK;
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    if (vk->f.vkBeginCommandBuffer(vk->cb, &bi) != VK_SUCCESS)
+        return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkBeginCommandBuffer failed");
+    vk->recording = 1;
+    return PKV_OK;
+}
+
+void pkv_vk_barrier(pkv_vk *vk)
+{
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                                           VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT |
+                                           VK_ACCESS_HOST_READ_BIT};
+    const VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    vk->f.vkCmdPipelineBarrier(vk->cb, st, st | VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+pkv_status pkv_vk_submit_wait(pkv_vk *vk)
+{
+    if (!vk->recording) return PKV_OK;
+    if (vk->n_pending) pkv_vk_barrier(vk); /* transfer writes -> host reads */
+    vk->recording = 0;
+    pkv_status s = PKV_OK;
+    if (vk->f.vkEndCommandBuffer(vk->cb) != VK_SUCCESS) s = pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkEndCommandBuffer failed");
+    if (s == PKV_OK) {
+        VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &vk->cb};
+        if (vk->ext_lock) vk->ext_lock(vk->ext_lock_user);
+        VkResult r = vk->f.vkQueueSubmit(vk->queue, 1, &si, vk->fence);
+        if (vk->ext_unlock) vk->ext_unlock(vk->ext_lock_user);
+        if (r == VK_SUCCESS) r = vk->f.vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE, UINT64_MAX);
+        vk->f.vkResetFences(vk->device, 1, &vk->fence);
+        if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
+            s = pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: out of device memory at submit");
+        else if (r != VK_SUCCESS)
+            s = pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: submit or wait failed (VkResult %d)", (int)r);
+    }
+    if (s == PKV_OK)
+        for (uint32_t i = 0; i < vk->n_pending; i++)
+            memcpy(vk->pending[i].dst, vk->ring_map + vk->pending[i].ring_off, vk->pending[i].bytes);
+    vk->n_pending = 0;
+    vk->ring_used = 0;
+    vk->f.vkResetCommandBuffer(vk->cb, 0);
+    return s;
+}
+
+pkv_status pkv_vk_finish(pkv_vk *vk)
+{
+    pkv_status s = pkv_vk_submit_wait(vk);
+    vk->f.vkResetDescriptorPool(vk->device, vk->desc_pool, 0);
+    return s;
+}
+
+void pkv_vk_abandon(pkv_vk *vk)
+{
+    if (vk->recording) {
+        vk->f.vkEndCommandBuffer(vk->cb);
+        vk->f.vkResetCommandBuffer(vk->cb, 0);
+        vk->recording = 0;
+    }
+    vk->n_pending = 0;
+    vk->ring_used = 0;
+    vk->f.vkResetDescriptorPool(vk->device, vk->desc_pool, 0);
+}
+
+/* Room in the ring: submits what is recorded first when the ring is full (order is kept). */
+static pkv_status ring_take(pkv_vk *vk, size_t want, VkDeviceSize *off, size_t *got)
+{
+    if (vk->ring_used + 16 > vk->ring_size) {
+        pkv_status s = pkv_vk_submit_wait(vk);
+        if (s == PKV_OK) s = pkv_vk_begin(vk);
+        if (s != PKV_OK) return s;
+    }
+    size_t room = (size_t)(vk->ring_size - vk->ring_used);
+    *got = want < room ? want : room;
+    *off = vk->ring_used;
+    vk->ring_used = (vk->ring_used + *got + 15) & ~(VkDeviceSize)15;
+    return PKV_OK;
+}
+
+pkv_status pkv_vk_upload(pkv_vk *vk, pkv_buf *dst, VkDeviceSize off, const void *src, size_t bytes)
+{
+    pkv_status s = pkv_vk_begin(vk);
+    const uint8_t *p = src;
+    while (s == PKV_OK && bytes) {
+        VkDeviceSize roff;
+        size_t n;
+        s = ring_take(vk, bytes, &roff, &n);
+        if (s != PKV_OK) break;
+        memcpy(vk->ring_map + roff, p, n);
+        VkBufferCopy c = {.srcOffset = roff, .dstOffset = dst->off + off, .size = n};
+        vk->f.vkCmdCopyBuffer(vk->cb, vk->ring_buf, dst->page->buf, 1, &c);
+        p += n, off += n, bytes -= n;
+    }
+    return s;
+}
+
+pkv_status pkv_vk_download(pkv_vk *vk, pkv_buf *src, VkDeviceSize off, void *dst, size_t bytes)
+{
+    pkv_status s = pkv_vk_begin(vk);
+    uint8_t *p = dst;
+    while (s == PKV_OK && bytes) {
+        VkDeviceSize roff;
+        size_t n;
+        s = ring_take(vk, bytes, &roff, &n);
+        if (s != PKV_OK) break;
+        if (vk->n_pending == vk->cap_pending) {
+            uint32_t cap = vk->cap_pending ? vk->cap_pending * 2 : 16;
+            pkv_vk_pending_read *np = realloc(vk->pending, cap * sizeof *np);
+            if (!np) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+            vk->pending = np;
+            vk->cap_pending = cap;
+        }
+        VkBufferCopy c = {.srcOffset = src->off + off, .dstOffset = roff, .size = n};
+        vk->f.vkCmdCopyBuffer(vk->cb, src->page->buf, vk->ring_buf, 1, &c);
+        vk->pending[vk->n_pending++] = (pkv_vk_pending_read){roff, p, n};
+        p += n, off += n, bytes -= n;
+    }
+    return s;
+}

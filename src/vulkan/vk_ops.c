@@ -1,0 +1,327 @@
+/* The three ops of the backend interface on Vulkan: prefill mining, window flush and attention.
+ * Each op uploads its tables to the scratch buffer, records its dispatches (all kv heads of the
+ * layer in each dispatch) into one command buffer, submits once and waits. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "vk_internal.h"
+
+#define WG_SMALL 64u
+#define WG_BLOCK 128u
+#define ATTN_TARGET_WORKGROUPS 1024u
+#define ATTN_MAX_SPLITS 256u
+
+/* Scratch sections in 32-bit words, each 64-byte aligned. */
+typedef struct scratch_plan { uint32_t words; } scratch_plan;
+static uint32_t take(scratch_plan *p, size_t words)
+{
+    uint32_t at = p->words;
+    p->words += (uint32_t)((words + 15) & ~(size_t)15);
+    return at;
+}
+
+static uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+
+/* Block section offsets in words, in the order the shaders' push constants expect. */
+static void block_offsets(const pkv_geom *g, uint32_t o[10])
+{
+    const int fp16 = g->mode == PKV_MODE_FP16;
+    o[0] = g->block_bytes / 4;
+    o[1] = (fp16 ? g->off_kfp16 : g->off_kcodes) / 4;
+    o[2] = g->off_kscale / 4, o[3] = g->off_kzero / 4;
+    o[4] = (fp16 ? g->off_vfp16 : g->off_vcodes) / 4;
+    o[5] = g->off_vscale / 4, o[6] = g->off_vzero / 4;
+    o[7] = g->off_kidx / 4, o[8] = g->off_vidx / 4, o[9] = g->off_vmask / 4;
+}
+
+static float inv_maxq(uint32_t bits) { return 1.0f / (float)((1u << bits) - 1u); } /* as src/quant.c */
+
+typedef struct quant_push {
+    uint32_t block[10];
+    uint32_t chunk_words, window_words, R, from_window, tok_off, n;
+    uint32_t window_slot_off, chunk_off, block_slot_off, n_blocks, n_patterns, minmax;
+    float gate_k2, inv_maxq_k, inv_maxq_v;
+    uint32_t H;
+} quant_push;
+
+typedef struct kmeans_push {
+    uint32_t n, H, M, tok_off, init_off, rcp_off, cent_off, new_off, assign_off, done_off, chunk_off, chunk_words;
+    float tol2;
+} kmeans_push;
+
+static void quant_push_init(const pkv_geom *g, quant_push *q)
+{
+    memset(q, 0, sizeof *q);
+    block_offsets(g, q->block);
+    q->chunk_words = g->chunk_bytes / 4;
+    q->window_words = g->window_bytes / 4;
+    q->R = g->R;
+    q->gate_k2 = g->gate_k2;
+    q->inv_maxq_k = inv_maxq(g->k_bits);
+    q->inv_maxq_v = inv_maxq(g->v_bits);
+    q->H = g->H;
+}
+
+static pkv_status quant_pipeline(pkv_vk *vk, const pkv_geom *g, VkPipeline *p)
+{
+    uint32_t spec[PKV_VK_SPEC_MAX] = {WG_BLOCK, g->d, g->G, g->k_bits, g->v_bits, g->mode};
+    return pkv_vk_pipeline(vk, PKV_K_QUANT_BLOCK, spec, p);
+}
+
+/* Device timestamps around each op (when the queue has them) for last_op_ms. */
+static void op_timestamp(pkv_vk *vk, int end)
+{
+    if (!vk->query_pool || pkv_vk_begin(vk) != PKV_OK) return;
+    if (!end) vk->f.vkCmdResetQueryPool(vk->cb, vk->query_pool, 0, 2);
+    vk->f.vkCmdWriteTimestamp(vk->cb, end ? VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT : VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT,
+                              vk->query_pool, end ? 1 : 0);
+}
+
+static pkv_status op_end(pkv_vk *vk, pkv_status s)
+{
+    if (s != PKV_OK) {
+        pkv_vk_abandon(vk);
+        return s;
+    }
+    s = pkv_vk_finish(vk);
+    uint64_t ts[2];
+    vk->last_op_ms = -1.0;
+    if (s == PKV_OK && vk->query_pool &&
+        vk->f.vkGetQueryPoolResults(vk->device, vk->query_pool, 0, 2, sizeof ts, ts, 8,
+                                    VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
+        vk->last_op_ms = (double)(ts[1] - ts[0]) * vk->props.limits.timestampPeriod * 1e-6;
+    return s;
+}
+
+pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    const pkv_geom *g = st->g;
+    const uint32_t H = g->H, d = g->d, M = g->M, n = op->n_tokens, nblk = op->n_quant / g->G;
+    scratch_plan plan = {0};
+    kmeans_push kp = {.n = n, .H = H, .M = M, .chunk_words = g->chunk_bytes / 4, .tol2 = op->tol2};
+    kp.tok_off = take(&plan, (size_t)n * H * d);
+    kp.init_off = take(&plan, (size_t)H * 2 * M);
+    kp.rcp_off = take(&plan, n + 1);
+    kp.chunk_off = take(&plan, (size_t)H * PKV_MAX_CHUNKS);
+    uint32_t bslot_off = take(&plan, (size_t)H * nblk + 1);
+    kp.cent_off = take(&plan, (size_t)2 * H * M * d);
+    kp.new_off = take(&plan, (size_t)2 * H * M * d);
+    kp.assign_off = take(&plan, (size_t)2 * H * n);
+    kp.done_off = take(&plan, 2 * H);
+
+    pthread_mutex_lock(&vk->lock);
+    pkv_status s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
+    pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
+    VkPipeline p_init, p_assign, p_update, p_finish, p_store, p_quant;
+    uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, d};
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_INIT, spec, &p_init);
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_ASSIGN, spec, &p_assign);
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_UPDATE, spec, &p_update);
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_FINISH, spec, &p_finish);
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_STORE, spec, &p_store);
+    if (s == PKV_OK) s = quant_pipeline(vk, g, &p_quant);
+    const size_t tok_bytes = (size_t)2 * n * H * d * 2;
+    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.tok_off * 4, op->tokens, tok_bytes);
+    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.init_off * 4, op->init_index, (size_t)H * 2 * M * 4);
+    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.rcp_off * 4, op->rcp, (size_t)(n + 1) * 4);
+    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.chunk_off * 4, op->chunk_table, (size_t)H * PKV_MAX_CHUNKS * 4);
+    if (s == PKV_OK && nblk) s = pkv_vk_upload(vk, vk->scratch, (size_t)bslot_off * 4, op->block_slot, (size_t)H * nblk * 4);
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        op_timestamp(vk, 0);
+        s = pkv_vk_dispatch(vk, p_init, bufs, &kp, sizeof kp, ceil_div(M * d, WG_SMALL), 2 * H, 1);
+    }
+    for (uint32_t it = 0; s == PKV_OK && it < op->max_iters; it++) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_assign, bufs, &kp, sizeof kp, ceil_div(n, WG_SMALL), 2 * H, 1);
+        if (s == PKV_OK) {
+            pkv_vk_barrier(vk);
+            s = pkv_vk_dispatch(vk, p_update, bufs, &kp, sizeof kp, ceil_div(M * d, WG_SMALL), 2 * H, 1);
+        }
+        if (s == PKV_OK) {
+            pkv_vk_barrier(vk);
+            s = pkv_vk_dispatch(vk, p_finish, bufs, &kp, sizeof kp, 1, 2 * H, 1);
+        }
+    }
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_store, bufs, &kp, sizeof kp, ceil_div(M * d / 2, WG_SMALL), 2 * H, 1);
+    }
+    if (s == PKV_OK && nblk) {
+        quant_push q;
+        quant_push_init(g, &q);
+        q.tok_off = kp.tok_off;
+        q.n = n;
+        q.chunk_off = kp.chunk_off;
+        q.block_slot_off = bslot_off;
+        q.n_blocks = nblk;
+        q.n_patterns = M;
+        q.minmax = 0;
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, H, 1);
+    }
+    if (s == PKV_OK) op_timestamp(vk, 1);
+    s = op_end(vk, s);
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}
+
+pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    const pkv_geom *g = st->g;
+    const uint32_t H = g->H, nblk = g->R / g->G;
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    scratch_plan plan = {0};
+    quant_push q;
+    quant_push_init(g, &q);
+    q.from_window = 1;
+    q.window_slot_off = take(&plan, H);
+    q.chunk_off = take(&plan, (size_t)H * PKV_MAX_CHUNKS);
+    q.block_slot_off = take(&plan, (size_t)H * nblk);
+    q.n_blocks = nblk;
+    q.n_patterns = pattern ? op->bank_count + op->append_pattern : 0;
+    q.minmax = 1;
+
+    pthread_mutex_lock(&vk->lock);
+    pkv_status s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
+    pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
+    VkPipeline p_quant, p_centre = VK_NULL_HANDLE;
+    if (s == PKV_OK) s = quant_pipeline(vk, g, &p_quant);
+    if (s == PKV_OK && pattern && op->append_pattern) {
+        uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, g->d};
+        s = pkv_vk_pipeline(vk, PKV_K_FLUSH_CENTRE, spec, &p_centre);
+    }
+    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)q.window_slot_off * 4, op->window_slot, (size_t)H * 4);
+    if (s == PKV_OK && pattern)
+        s = pkv_vk_upload(vk, vk->scratch, (size_t)q.chunk_off * 4, op->chunk_table, (size_t)H * PKV_MAX_CHUNKS * 4);
+    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)q.block_slot_off * 4, op->block_slot, (size_t)H * nblk * 4);
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        op_timestamp(vk, 0);
+    }
+    if (s == PKV_OK && p_centre) {
+        struct { uint32_t window_words, R, chunk_words, bank_count, window_slot_off, chunk_off; } cp = {
+            g->window_bytes / 4, g->R, g->chunk_bytes / 4, op->bank_count, q.window_slot_off, q.chunk_off};
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_centre, bufs, &cp, sizeof cp, ceil_div(g->d / 2, WG_SMALL), 2 * H, 1);
+    }
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, H, 1);
+    }
+    if (s == PKV_OK) op_timestamp(vk, 1);
+    s = op_end(vk, s);
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}
+
+typedef struct attn_push {
+    uint32_t H, n_q_heads, q_len, gqa, tiles;
+    uint32_t bps, nsplit_b, nsplit;
+    uint32_t block[10];
+    uint32_t chunk_words, window_words, R;
+    uint32_t q_off, seq_off, table_off, qc_off, part_off, out_off;
+    float scale;
+} attn_push;
+
+/* Query rows per workgroup: all GQA heads (and query positions) of a kv head up to 8, fewer if the
+ * device's shared memory is small. */
+static uint32_t pick_nq(const pkv_vk *vk, const pkv_geom *g, uint32_t rows, uint32_t cap)
+{
+    uint32_t nq = 1;
+    while (nq < rows && nq < 8) nq *= 2;
+    for (; nq > 1; nq /= 2) {
+        size_t shared = (size_t)nq * (2 * g->d + g->G + (g->mode == PKV_MODE_PATTERN ? cap : 1) + 8) * 4;
+        if (shared + 256 <= vk->props.limits.maxComputeSharedMemorySize) break;
+    }
+    return nq;
+}
+
+pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    const pkv_geom *g = st->g;
+    const uint32_t H = g->H, d = g->d, G = g->G;
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    const uint32_t cap = pattern ? g->capacity : 1;
+    const uint32_t gqa = op->n_q_heads / H, rows = op->q_len * gqa;
+    const uint32_t rows_total = op->n_seqs * op->q_len * op->n_q_heads;
+    uint32_t max_nb = 0, max_nw = 0, max_bank = 0;
+    for (uint32_t s = 0; s < op->n_seqs; s++) {
+        if (op->seqs[s].n_blocks > max_nb) max_nb = op->seqs[s].n_blocks;
+        if (op->seqs[s].n_window > max_nw) max_nw = op->seqs[s].n_window;
+        if (op->seqs[s].bank_count > max_bank) max_bank = op->seqs[s].bank_count;
+    }
+    const uint32_t nq = pick_nq(vk, g, rows, cap);
+    attn_push a = {.H = H, .n_q_heads = op->n_q_heads, .q_len = op->q_len, .gqa = gqa, .tiles = ceil_div(rows, nq),
+                   .chunk_words = g->chunk_bytes / 4, .window_words = g->window_bytes / 4, .R = g->R, .scale = op->scale};
+    block_offsets(g, a.block);
+    /* Split-K: enough workgroups to fill the device, at most ATTN_MAX_SPLITS partials per row. */
+    const uint32_t nsplit_w = ceil_div(max_nw, G);
+    const uint32_t per_split = a.tiles * op->n_seqs * H;
+    uint32_t want = ATTN_TARGET_WORKGROUPS / (per_split ? per_split : 1);
+    if (want < 1) want = 1;
+    a.bps = max_nb ? ceil_div(max_nb, want < max_nb ? want : max_nb) : 1;
+    while (ceil_div(max_nb, a.bps) + nsplit_w > ATTN_MAX_SPLITS) a.bps++;
+    a.nsplit_b = ceil_div(max_nb, a.bps);
+    a.nsplit = a.nsplit_b + nsplit_w;
+    if (a.nsplit == 0) return pkv_fail(NULL, PKV_ERR_SHAPE, "vulkan attention: the sequences hold no tokens");
+    const uint32_t part = 4 + d + (pattern ? cap : 0);
+
+    scratch_plan plan = {0};
+    a.q_off = take(&plan, (size_t)rows_total * d);
+    a.seq_off = take(&plan, (size_t)op->n_seqs * 4);
+    a.table_off = take(&plan, op->table_len + 1);
+    a.qc_off = take(&plan, pattern ? (size_t)rows_total * cap : 1);
+    a.part_off = take(&plan, (size_t)rows_total * a.nsplit * part);
+    a.out_off = take(&plan, (size_t)rows_total * d);
+    uint32_t *seqs = malloc((size_t)op->n_seqs * 4 * sizeof *seqs);
+    if (!seqs) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan attention: out of host memory");
+    for (uint32_t s = 0; s < op->n_seqs; s++) {
+        seqs[4 * s] = op->seqs[s].n_blocks;
+        seqs[4 * s + 1] = op->seqs[s].n_window;
+        seqs[4 * s + 2] = op->seqs[s].bank_count;
+        seqs[4 * s + 3] = op->seqs[s].table_offset;
+    }
+
+    pthread_mutex_lock(&vk->lock);
+    pkv_status s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
+    pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
+    uint32_t spec[PKV_VK_SPEC_MAX] = {WG_BLOCK, d, G, g->k_bits, g->v_bits, g->mode, nq, cap};
+    uint32_t spec_qc[PKV_VK_SPEC_MAX] = {WG_SMALL, d, G, g->k_bits, g->v_bits, g->mode, nq, cap};
+    VkPipeline p_qc = VK_NULL_HANDLE, p_split, p_reduce;
+    if (s == PKV_OK && pattern) s = pkv_vk_pipeline(vk, PKV_K_ATTN_QC, spec_qc, &p_qc);
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_ATTN_SPLIT, spec, &p_split);
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_ATTN_REDUCE, spec, &p_reduce);
+    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
+    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, seqs, (size_t)op->n_seqs * 16);
+    if (s == PKV_OK && op->table_len)
+        s = pkv_vk_upload(vk, vk->scratch, (size_t)a.table_off * 4, op->table, (size_t)op->table_len * 4);
+    free(seqs);
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        op_timestamp(vk, 0);
+        if (p_qc && max_bank) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, ceil_div(max_bank, WG_SMALL), rows_total, 1);
+    }
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_split, bufs, &a, sizeof a, a.nsplit, a.tiles, op->n_seqs * H);
+    }
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_reduce, bufs, &a, sizeof a, rows_total, 1, 1);
+    }
+    if (s == PKV_OK) {
+        op_timestamp(vk, 1);
+        pkv_vk_barrier(vk);
+        s = pkv_vk_download(vk, vk->scratch, (size_t)a.out_off * 4, op->out, (size_t)rows_total * d * 4);
+    }
+    s = op_end(vk, s);
+    if (s == PKV_OK) vk->last_attention_ms = vk->last_op_ms;
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}

@@ -1,0 +1,298 @@
+#define _POSIX_C_SOURCE 200809L
+/* Compute pipelines: the embedded SPIR-V modules, one pipeline per (kernel, specialization) created
+ * once per context and kept, and the VkPipelineCache persisted per device on disk.
+ *
+ * Cache file: <dir>/vulkan-<device uuid>-<driver version>-<library version>.bin where dir is
+ * params->cache_dir, else $PKV_CACHE_DIR, else ~/.cache/patternkv. It starts with our header
+ * (magic, sizes, vendor/device ids, driver version, uuid, library version, checksum of the data);
+ * a file that does not match is ignored with a warning. Written to a temp file then renamed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "pkv_vk_shaders.h"
+#include "vk_internal.h"
+
+static const struct { const uint32_t *code; const size_t *size; } spirv[PKV_K_COUNT] = {
+    [PKV_K_KMEANS_INIT] = {pkv_spv_kmeans_init, &pkv_spv_kmeans_init_size},
+    [PKV_K_KMEANS_ASSIGN] = {pkv_spv_kmeans_assign, &pkv_spv_kmeans_assign_size},
+    [PKV_K_KMEANS_UPDATE] = {pkv_spv_kmeans_update, &pkv_spv_kmeans_update_size},
+    [PKV_K_KMEANS_FINISH] = {pkv_spv_kmeans_finish, &pkv_spv_kmeans_finish_size},
+    [PKV_K_KMEANS_STORE] = {pkv_spv_kmeans_store, &pkv_spv_kmeans_store_size},
+    [PKV_K_QUANT_BLOCK] = {pkv_spv_quant_block, &pkv_spv_quant_block_size},
+    [PKV_K_FLUSH_CENTRE] = {pkv_spv_flush_centre, &pkv_spv_flush_centre_size},
+    [PKV_K_ATTN_QC] = {pkv_spv_attn_qc, &pkv_spv_attn_qc_size},
+    [PKV_K_ATTN_SPLIT] = {pkv_spv_attn_split, &pkv_spv_attn_split_size},
+    [PKV_K_ATTN_REDUCE] = {pkv_spv_attn_reduce, &pkv_spv_attn_reduce_size},
+    [PKV_K_READ_BW] = {pkv_spv_read_bw, &pkv_spv_read_bw_size},
+};
+
+#define CACHE_MAGIC 0x43504b50u /* "PKPC" */
+#define CACHE_FORMAT 1u
+
+typedef struct cache_header {
+    uint32_t magic, format, header_bytes, lib_version;
+    uint32_t vendor_id, device_id, driver_version, reserved;
+    uint8_t uuid[VK_UUID_SIZE];
+    uint64_t data_bytes, checksum;
+} cache_header;
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void make_dirs(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    mkdir(tmp, 0755);
+}
+
+static void cache_file_path(pkv_vk *vk, const pkv_context_params *p)
+{
+    const char *dir = p && p->cache_dir ? p->cache_dir : getenv("PKV_CACHE_DIR");
+    char buf[900];
+    if (!dir || !*dir) {
+        const char *home = getenv("HOME");
+        if (!home || !*home) {
+            vk->cache_path[0] = 0; /* nowhere to keep it: pipelines are still created, just not saved */
+            return;
+        }
+        snprintf(buf, sizeof buf, "%s/.cache/patternkv", home);
+        dir = buf;
+    }
+    char uuid[2 * VK_UUID_SIZE + 1];
+    for (unsigned i = 0; i < VK_UUID_SIZE; i++) snprintf(uuid + 2 * i, 3, "%02x", vk->device_uuid[i]);
+    snprintf(vk->cache_path, sizeof vk->cache_path, "%s/vulkan-%s-%08x-%s.bin", dir, uuid, vk->props.driverVersion,
+             PKV_VERSION_STRING);
+}
+
+static void fill_header(const pkv_vk *vk, cache_header *h, const uint8_t *data, size_t n)
+{
+    memset(h, 0, sizeof *h);
+    h->magic = CACHE_MAGIC;
+    h->format = CACHE_FORMAT;
+    h->header_bytes = sizeof *h;
+    h->lib_version = PKV_VERSION_NUMBER;
+    h->vendor_id = vk->props.vendorID;
+    h->device_id = vk->props.deviceID;
+    h->driver_version = vk->props.driverVersion;
+    memcpy(h->uuid, vk->device_uuid, VK_UUID_SIZE);
+    h->data_bytes = n;
+    h->checksum = fnv1a(data, n);
+}
+
+/* Reads and checks the file; returns malloc'd Vulkan cache data or NULL (with a warning if bad). */
+static uint8_t *load_cache_file(pkv_vk *vk, size_t *n)
+{
+    *n = 0;
+    if (!vk->cache_path[0]) return NULL;
+    FILE *f = fopen(vk->cache_path, "rb");
+    if (!f) return NULL; /* first run: cold */
+    cache_header h, want;
+    uint8_t *data = NULL;
+    const char *bad = NULL;
+    if (fread(&h, sizeof h, 1, f) != 1) bad = "truncated header";
+    else {
+        fill_header(vk, &want, NULL, 0);
+        if (h.magic != want.magic || h.format != want.format || h.header_bytes != want.header_bytes) bad = "not a PatternKV pipeline cache";
+        else if (h.lib_version != want.lib_version || h.vendor_id != want.vendor_id || h.device_id != want.device_id ||
+                 h.driver_version != want.driver_version || memcmp(h.uuid, want.uuid, VK_UUID_SIZE) != 0)
+            bad = "made for another device, driver or library version";
+        else if (h.data_bytes > (64u << 20)) bad = "implausible size";
+    }
+    if (!bad) {
+        data = malloc(h.data_bytes ? h.data_bytes : 1);
+        if (!data || fread(data, 1, h.data_bytes, f) != h.data_bytes) bad = "truncated data";
+        else if (fnv1a(data, h.data_bytes) != h.checksum) bad = "checksum mismatch";
+        else if (h.data_bytes >= 32) { /* Vulkan's own header: VkPipelineCacheHeaderVersionOne */
+            uint32_t len, ver, vendor, device;
+            memcpy(&len, data, 4), memcpy(&ver, data + 4, 4), memcpy(&vendor, data + 8, 4), memcpy(&device, data + 12, 4);
+            if (len < 32 || ver != VK_PIPELINE_CACHE_HEADER_VERSION_ONE || vendor != vk->props.vendorID ||
+                device != vk->props.deviceID || memcmp(data + 16, vk->props.pipelineCacheUUID, VK_UUID_SIZE) != 0)
+                bad = "Vulkan cache header does not match this device";
+        } else
+            bad = "no Vulkan cache header";
+    }
+    fclose(f);
+    if (bad) {
+        pkv_log(NULL, PKV_LOG_WARN, "vulkan: ignoring pipeline cache %s: %s", vk->cache_path, bad);
+        free(data);
+        return NULL;
+    }
+    *n = h.data_bytes;
+    return data;
+}
+
+static void save_cache_file(pkv_vk *vk)
+{
+    if (!vk->cache_path[0] || !vk->pipe_cache || !vk->cache_dirty) return;
+    size_t n = 0;
+    if (vk->f.vkGetPipelineCacheData(vk->device, vk->pipe_cache, &n, NULL) != VK_SUCCESS || !n) return;
+    uint8_t *data = malloc(n);
+    if (!data) return;
+    if (vk->f.vkGetPipelineCacheData(vk->device, vk->pipe_cache, &n, data) == VK_SUCCESS) {
+        char dir[1024], tmp[1100];
+        snprintf(dir, sizeof dir, "%s", vk->cache_path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0, make_dirs(dir);
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", vk->cache_path, (long)getpid());
+        cache_header h;
+        fill_header(vk, &h, data, n);
+        FILE *f = fopen(tmp, "wb");
+        int ok = f && fwrite(&h, sizeof h, 1, f) == 1 && fwrite(data, 1, n, f) == n;
+        if (f && fclose(f) != 0) ok = 0;
+        if (ok && rename(tmp, vk->cache_path) == 0)
+            vk->cache_dirty = 0;
+        else {
+            remove(tmp);
+            pkv_log(NULL, PKV_LOG_WARN, "vulkan: could not write pipeline cache %s: %s", vk->cache_path, strerror(errno));
+        }
+    }
+    free(data);
+}
+
+pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p)
+{
+    VkDescriptorSetLayoutBinding b[4];
+    for (uint32_t i = 0; i < 4; i++)
+        b[i] = (VkDescriptorSetLayoutBinding){.binding = i, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                              .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
+    VkDescriptorSetLayoutCreateInfo dl = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, .bindingCount = 4,
+                                          .pBindings = b};
+    VkPushConstantRange pr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .size = PKV_VK_PUSH_BYTES};
+    if (vk->f.vkCreateDescriptorSetLayout(vk->device, &dl, NULL, &vk->set_layout) != VK_SUCCESS)
+        return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkCreateDescriptorSetLayout failed");
+    VkPipelineLayoutCreateInfo pl = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
+                                     .pSetLayouts = &vk->set_layout, .pushConstantRangeCount = 1,
+                                     .pPushConstantRanges = &pr};
+    if (vk->f.vkCreatePipelineLayout(vk->device, &pl, NULL, &vk->pipe_layout) != VK_SUCCESS)
+        return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkCreatePipelineLayout failed");
+    for (int k = 0; k < PKV_K_COUNT; k++) {
+        VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = *spirv[k].size,
+                                       .pCode = spirv[k].code};
+        if (vk->f.vkCreateShaderModule(vk->device, &mi, NULL, &vk->modules[k]) != VK_SUCCESS)
+            return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkCreateShaderModule failed for kernel %d", k);
+    }
+    cache_file_path(vk, p);
+    size_t n = 0;
+    uint8_t *data = load_cache_file(vk, &n);
+    VkPipelineCacheCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO, .initialDataSize = n,
+                                    .pInitialData = data};
+    VkResult r = vk->f.vkCreatePipelineCache(vk->device, &ci, NULL, &vk->pipe_cache);
+    if (r != VK_SUCCESS && data) { /* the driver refused the data: start empty */
+        ci.initialDataSize = 0;
+        ci.pInitialData = NULL;
+        r = vk->f.vkCreatePipelineCache(vk->device, &ci, NULL, &vk->pipe_cache);
+        free(data);
+        data = NULL;
+    }
+    vk->cache_loaded = data != NULL;
+    free(data);
+    if (r != VK_SUCCESS) vk->pipe_cache = VK_NULL_HANDLE; /* works without one */
+    return PKV_OK;
+}
+
+void pkv_vk_pipelines_destroy(pkv_vk *vk)
+{
+    if (!vk->device) return;
+    save_cache_file(vk);
+    for (uint32_t i = 0; i < vk->n_variants; i++) vk->f.vkDestroyPipeline(vk->device, vk->variants[i].pipe, NULL);
+    vk->n_variants = 0;
+    for (int k = 0; k < PKV_K_COUNT; k++)
+        if (vk->modules[k]) vk->f.vkDestroyShaderModule(vk->device, vk->modules[k], NULL);
+    if (vk->pipe_cache) vk->f.vkDestroyPipelineCache(vk->device, vk->pipe_cache, NULL);
+    if (vk->pipe_layout) vk->f.vkDestroyPipelineLayout(vk->device, vk->pipe_layout, NULL);
+    if (vk->set_layout) vk->f.vkDestroyDescriptorSetLayout(vk->device, vk->set_layout, NULL);
+}
+
+pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipeline *out)
+{
+    for (uint32_t i = 0; i < vk->n_variants; i++)
+        if (vk->variants[i].kernel == kernel && memcmp(vk->variants[i].spec, spec, sizeof vk->variants[i].spec) == 0) {
+            *out = vk->variants[i].pipe;
+            return PKV_OK;
+        }
+    if (vk->n_variants == PKV_VK_MAX_VARIANTS)
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan: too many pipeline variants in one context (%d)", PKV_VK_MAX_VARIANTS);
+    VkSpecializationMapEntry map[PKV_VK_SPEC_MAX];
+    for (uint32_t i = 0; i < PKV_VK_SPEC_MAX; i++) map[i] = (VkSpecializationMapEntry){i, i * 4, 4};
+    VkSpecializationInfo si = {.mapEntryCount = PKV_VK_SPEC_MAX, .pMapEntries = map, .dataSize = PKV_VK_SPEC_MAX * 4,
+                               .pData = spec};
+    VkComputePipelineCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                  .module = vk->modules[kernel], .pName = "main", .pSpecializationInfo = &si},
+        .layout = vk->pipe_layout};
+    double t0 = now_ms();
+    VkPipeline pipe;
+    VkResult r = vk->f.vkCreateComputePipelines(vk->device, vk->pipe_cache, 1, &ci, NULL, &pipe);
+    if (r != VK_SUCCESS)
+        return pkv_fail(NULL, r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? PKV_ERR_OUT_OF_DEVICE_MEMORY : PKV_ERR_DEVICE,
+                        "vulkan: vkCreateComputePipelines failed for kernel %d (VkResult %d)", kernel, (int)r);
+    vk->pipeline_ms += now_ms() - t0;
+    vk->pipelines_created++;
+    vk->cache_dirty = 1;
+    pkv_vk_variant *v = &vk->variants[vk->n_variants++];
+    v->kernel = kernel;
+    memcpy(v->spec, spec, sizeof v->spec);
+    v->pipe = pipe;
+    *out = pipe;
+    return PKV_OK;
+}
+
+pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], const void *push, uint32_t push_bytes,
+                           uint32_t gx, uint32_t gy, uint32_t gz)
+{
+    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO, .descriptorPool = vk->desc_pool,
+                                      .descriptorSetCount = 1, .pSetLayouts = &vk->set_layout};
+    VkDescriptorSet set;
+    if (vk->f.vkAllocateDescriptorSets(vk->device, &ai, &set) != VK_SUCCESS) {
+        /* pool exhausted: run what is recorded, then start over (sets of finished work are free) */
+        pkv_status s = pkv_vk_finish(vk);
+        if (s == PKV_OK) s = pkv_vk_begin(vk);
+        if (s != PKV_OK) return s;
+        if (vk->f.vkAllocateDescriptorSets(vk->device, &ai, &set) != VK_SUCCESS)
+            return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkAllocateDescriptorSets failed");
+    }
+    VkDescriptorBufferInfo bi[4];
+    VkWriteDescriptorSet w[4];
+    for (uint32_t i = 0; i < 4; i++) {
+        pkv_buf *b = bufs[i] ? bufs[i] : vk->dummy;
+        bi[i] = (VkDescriptorBufferInfo){b->page->buf, b->off, b->size};
+        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = i,
+                                      .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                      .pBufferInfo = &bi[i]};
+    }
+    vk->f.vkUpdateDescriptorSets(vk->device, 4, w, 0, NULL);
+    pkv_status s = pkv_vk_begin(vk);
+    if (s != PKV_OK) return s;
+    vk->f.vkCmdBindPipeline(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    vk->f.vkCmdBindDescriptorSets(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout, 0, 1, &set, 0, NULL);
+    uint8_t pc[PKV_VK_PUSH_BYTES] = {0};
+    memcpy(pc, push, push_bytes);
+    vk->f.vkCmdPushConstants(vk->cb, vk->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, PKV_VK_PUSH_BYTES, pc);
+    vk->f.vkCmdDispatch(vk->cb, gx, gy, gz);
+    return PKV_OK;
+}
