@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -147,6 +149,28 @@ static int parse_contexts(const char *s, bench_options *o)
     return 0;
 }
 
+/* Fails early (before a long run) when an output file's directory is missing or not writable. */
+static int check_output_dir(const char *opt, const char *path)
+{
+    if (!path) return 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "pkv bench: %s %s: directory %s does not exist\n", opt, path, dir);
+        return 2;
+    }
+    if (access(dir, W_OK) != 0) {
+        fprintf(stderr, "pkv bench: %s %s: directory %s is not writable\n", opt, path, dir);
+        return 2;
+    }
+    return 0;
+}
+
 static void set_defaults(bench_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -167,6 +191,18 @@ static void set_defaults(bench_options *o)
     o->memory_gib = 24.0;
     o->seed = 1;
     o->progress = -1;
+}
+
+static int takes_value(const char *name)
+{
+    static const char *names[] = {"--backend", "--device", "--threads", "--kv", "--seed", "--layers", "--context",
+                                  "--prefill", "--kv-heads", "--q-heads", "--head-dim", "--queries", "--modes",
+                                  "--bits", "--k-bits", "--v-bits", "--group", "--window", "--patterns", "--bank",
+                                  "--speed-contexts", "--batch", "--steps", "--warmup", "--model-shape",
+                                  "--memory-gib", "--json", "--plot"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0) return 1;
+    return 0;
 }
 
 /* The config list: every mode chosen times every bit pair, FP16 once. */
@@ -214,6 +250,7 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
             if (eq) return usage_error("%s takes no value%s", name, "");
             continue;
         }
+        if (!takes_value(name)) return usage_error("unknown option '%s'%s", name, "");
         if (eq) val = eq + 1;
         else if (i + 1 < argc) val = argv[++i];
         else return usage_error("%s needs a value%s", name, "");
@@ -302,6 +339,7 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
         return usage_error("--q-heads must be a multiple of --kv-heads%s%s", "", "");
     if (o->window && o->window % o->group_size)
         return usage_error("--window must be a multiple of --group%s%s", "", "");
+    if (check_output_dir("--json", o->json_path) || check_output_dir("--plot", o->plot_path)) return 2;
     if (o->kv_path && o->force_synthetic) return usage_error("--kv and --synthetic exclude each other%s%s", "", "");
     return 0;
 }

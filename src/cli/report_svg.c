@@ -88,7 +88,7 @@ static void error_panel(FILE *f, const bench_report *r)
     y_ticks(f, PX0, ya);
     const double bx[] = {2, 3, 4, 8, 16};
     for (int i = 0; i < 5; i++) {
-        char l[8];
+        char l[16];
         snprintf(l, sizeof l, "%g", bx[i]);
         x_tick(f, map(xa, bx[i], PX0, PW), l);
     }
