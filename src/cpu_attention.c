@@ -1,6 +1,8 @@
 /* The CPU reference of fused attention on the compressed cache (SPEC.md section 2, decode path and
- * causal q_len > 1): logits from codes with the q.C table and the per-group zero-point term, V through
- * the softmax-weight histogram over patterns. Nothing is dequantized into memory. */
+ * causal q_len > 1). Per (sequence, kv head) task, each block is unpacked once into its integer codes
+ * and serves every query of the GQA group: logits from codes with the q.C table and the per-block
+ * zero-point term, V through the softmax-weight histogram over patterns. No dequantized K/V is formed;
+ * FP16 blocks and the window run through the same loop with scale 1 and zero 0. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,105 +18,116 @@ typedef struct attn_job {
     const pkv_attn_op *op;
 } attn_job;
 
-/* Online-softmax state of one query. */
-typedef struct acc_state {
-    float m, l;
-    float *acc; /* [d] */
-    float *S;   /* [bank] */
-} acc_state;
+/* One group of up to 128 tokens in a common form: codes (or fp16 values) as floats, and the
+ * per-channel K and per-token V scale/zero that turn them into values. */
+typedef struct tile {
+    uint32_t n;
+    float kc[128 * 256], vc[128 * 256];
+    float ks[256], kz[256]; /* per channel */
+    float vs[128], vz[128]; /* per token */
+    uint8_t kidx[128], vidx[128], vmask[128];
+} tile;
 
-static void rescale(acc_state *a, float new_max, uint32_t d, uint32_t nb)
-{
-    if (new_max <= a->m) return;
-    float f = a->m == -INFINITY ? 0.0f : expf(a->m - new_max);
-    a->l *= f;
-    for (uint32_t i = 0; i < d; i++) a->acc[i] *= f;
-    for (uint32_t m = 0; m < nb; m++) a->S[m] *= f;
-    a->m = new_max;
-}
+/* Online-softmax state of one query. */
+typedef struct query {
+    const float *q;
+    uint32_t visible; /* tokens 0 .. visible-1 */
+    float m, l;
+    float *acc, *S, *qc;
+} query;
 
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
-static void unpack(const uint8_t *src, uint32_t words, uint32_t d, uint32_t bits, uint8_t *codes)
+static void codes_row(const uint8_t *src, uint32_t words, uint32_t d, uint32_t bits, float *out)
 {
     uint32_t row[72];
+    uint8_t codes[256];
     for (uint32_t w = 0; w < words; w++) row[w] = rd32(src + 4 * w);
     pkv_unpack_row(row, d, bits, codes);
+    for (uint32_t i = 0; i < d; i++) out[i] = (float)codes[i];
 }
 
-/* One block (or the first `n` tokens of it) for one query. */
-static void attend_block(const pkv_geom *g, const uint8_t *blk, uint32_t n, const float *q, float scale, const float *qc,
-                         const float *PV, uint32_t nb, acc_state *a)
+static void fp16_rows(const uint8_t *src, uint32_t n, uint32_t d, float *out)
 {
-    const uint32_t d = g->d;
-    float logit[128];
-    uint8_t codes[256];
+    for (uint32_t i = 0; i < n * d; i++) out[i] = pkv_f16_to_f32(pkv_rd16(src + 2 * i));
+}
+
+static void unit_scales(tile *T, uint32_t d)
+{
+    for (uint32_t i = 0; i < d; i++) T->ks[i] = 1.0f, T->kz[i] = 0.0f;
+    for (uint32_t t = 0; t < T->n; t++) T->vs[t] = 1.0f, T->vz[t] = 0.0f, T->vmask[t] = 0, T->kidx[t] = 0;
+}
+
+static void load_block(const pkv_geom *g, const uint8_t *blk, tile *T)
+{
+    const uint32_t d = g->d, G = g->G;
+    T->n = G;
     if (g->mode == PKV_MODE_FP16) {
-        float mx = -INFINITY;
-        for (uint32_t t = 0; t < n; t++) {
-            float s = 0.0f;
-            for (uint32_t i = 0; i < d; i++) s += q[i] * pkv_f16_to_f32(pkv_rd16(blk + g->off_kfp16 + 2 * ((size_t)t * d + i)));
-            logit[t] = s * scale;
-            if (logit[t] > mx) mx = logit[t];
-        }
-        rescale(a, mx, d, nb);
-        for (uint32_t t = 0; t < n; t++) {
-            float p = expf(logit[t] - a->m);
-            a->l += p;
-            for (uint32_t i = 0; i < d; i++) a->acc[i] += p * pkv_f16_to_f32(pkv_rd16(blk + g->off_vfp16 + 2 * ((size_t)t * d + i)));
-        }
+        fp16_rows(blk + g->off_kfp16, G, d, T->kc);
+        fp16_rows(blk + g->off_vfp16, G, d, T->vc);
+        unit_scales(T, d);
         return;
     }
-    const int pattern = g->mode == PKV_MODE_PATTERN;
-    float qs[256], zt = 0.0f;
     for (uint32_t i = 0; i < d; i++) {
-        qs[i] = q[i] * pkv_f16_to_f32(pkv_rd16(blk + g->off_kscale + 2 * i));
-        zt += q[i] * pkv_f16_to_f32(pkv_rd16(blk + g->off_kzero + 2 * i));
+        T->ks[i] = pkv_f16_to_f32(pkv_rd16(blk + g->off_kscale + 2 * i));
+        T->kz[i] = pkv_f16_to_f32(pkv_rd16(blk + g->off_kzero + 2 * i));
     }
-    float mx = -INFINITY;
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    for (uint32_t t = 0; t < G; t++) {
+        codes_row(blk + g->off_kcodes + (size_t)t * g->k_row_words * 4, g->k_row_words, d, g->k_bits, T->kc + (size_t)t * d);
+        codes_row(blk + g->off_vcodes + (size_t)t * g->v_row_words * 4, g->v_row_words, d, g->v_bits, T->vc + (size_t)t * d);
+        T->vs[t] = pkv_f16_to_f32(pkv_rd16(blk + g->off_vscale + 2 * t));
+        T->vz[t] = pkv_f16_to_f32(pkv_rd16(blk + g->off_vzero + 2 * t));
+        T->kidx[t] = pattern ? blk[g->off_kidx + t] : 0;
+        T->vidx[t] = pattern ? blk[g->off_vidx + t] : 0;
+        T->vmask[t] = pattern ? (uint8_t)(blk[g->off_vmask + t / 8] >> (t % 8) & 1) : 0;
+    }
+}
+
+/* Window tokens [t0, t0 + n) of a (layer, head) window slot. */
+static void load_window(const pkv_geom *g, const uint8_t *win, uint32_t t0, uint32_t n, tile *T)
+{
+    const uint32_t d = g->d;
+    T->n = n;
+    fp16_rows(win + (size_t)t0 * d * 2, n, d, T->kc);
+    fp16_rows(win + ((size_t)g->R + t0) * d * 2, n, d, T->vc);
+    unit_scales(T, d);
+}
+
+static float dot(const float *a, const float *b, uint32_t d)
+{
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (uint32_t i = 0; i < d; i += 4) s0 += a[i] * b[i], s1 += a[i + 1] * b[i + 1], s2 += a[i + 2] * b[i + 2], s3 += a[i + 3] * b[i + 3];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Attends one query to the first `n` tokens of a tile that starts at token `first`. */
+static void attend(const tile *T, uint32_t first, query *Q, uint32_t d, uint32_t nb, float scale, int pattern)
+{
+    if (Q->visible <= first) return;
+    uint32_t n = Q->visible - first < T->n ? Q->visible - first : T->n;
+    float qs[256], logit[128], mx = -INFINITY;
+    for (uint32_t i = 0; i < d; i++) qs[i] = Q->q[i] * T->ks[i];
+    float zt = dot(Q->q, T->kz, d);
     for (uint32_t t = 0; t < n; t++) {
-        unpack(blk + g->off_kcodes + (size_t)t * g->k_row_words * 4, g->k_row_words, d, g->k_bits, codes);
-        float s = 0.0f;
-        for (uint32_t i = 0; i < d; i++) s += qs[i] * (float)codes[i];
-        s += zt;
-        if (pattern) s += qc[blk[g->off_kidx + t]];
+        float s = dot(qs, T->kc + (size_t)t * d, d) + zt;
+        if (pattern) s += Q->qc[T->kidx[t]];
         logit[t] = s * scale;
         if (logit[t] > mx) mx = logit[t];
     }
-    rescale(a, mx, d, nb);
-    for (uint32_t t = 0; t < n; t++) {
-        float p = expf(logit[t] - a->m);
-        a->l += p;
-        unpack(blk + g->off_vcodes + (size_t)t * g->v_row_words * 4, g->v_row_words, d, g->v_bits, codes);
-        float vs = pkv_f16_to_f32(pkv_rd16(blk + g->off_vscale + 2 * t));
-        float vz = pkv_f16_to_f32(pkv_rd16(blk + g->off_vzero + 2 * t));
-        float ps = p * vs, pz = p * vz;
-        for (uint32_t i = 0; i < d; i++) a->acc[i] += pz + ps * (float)codes[i];
-        if (pattern && (blk[g->off_vmask + t / 8] >> (t % 8) & 1)) a->S[blk[g->off_vidx + t]] += p;
+    if (mx > Q->m) { /* rescale once per tile */
+        float f = Q->m == -INFINITY ? 0.0f : expf(Q->m - mx);
+        Q->l *= f;
+        for (uint32_t i = 0; i < d; i++) Q->acc[i] *= f;
+        for (uint32_t m = 0; m < nb; m++) Q->S[m] *= f;
+        Q->m = mx;
     }
-    (void)PV;
-}
-
-static void attend_window(const pkv_geom *g, const uint8_t *win, uint32_t n, const float *q, float scale, uint32_t nb,
-                          acc_state *a)
-{
-    const uint32_t d = g->d;
-    const uint8_t *kw = win, *vw = win + (size_t)g->R * d * 2;
-    for (uint32_t t0 = 0; t0 < n; t0 += 128) {
-        uint32_t cnt = n - t0 < 128 ? n - t0 : 128;
-        float logit[128], mx = -INFINITY;
-        for (uint32_t t = 0; t < cnt; t++) {
-            float s = 0.0f;
-            for (uint32_t i = 0; i < d; i++) s += q[i] * pkv_f16_to_f32(pkv_rd16(kw + 2 * ((size_t)(t0 + t) * d + i)));
-            logit[t] = s * scale;
-            if (logit[t] > mx) mx = logit[t];
-        }
-        rescale(a, mx, d, nb);
-        for (uint32_t t = 0; t < cnt; t++) {
-            float p = expf(logit[t] - a->m);
-            a->l += p;
-            for (uint32_t i = 0; i < d; i++) a->acc[i] += p * pkv_f16_to_f32(pkv_rd16(vw + 2 * ((size_t)(t0 + t) * d + i)));
-        }
+    for (uint32_t t = 0; t < n; t++) {
+        float p = expf(logit[t] - Q->m), ps = p * T->vs[t], pz = p * T->vz[t];
+        const float *vc = T->vc + (size_t)t * d;
+        Q->l += p;
+        for (uint32_t i = 0; i < d; i++) Q->acc[i] += pz + ps * vc[i];
+        if (T->vmask[t]) Q->S[T->vidx[t]] += p;
     }
 }
 
@@ -129,12 +142,13 @@ static int attn_task(uint32_t task, void *arg)
     const uint32_t *blocks = op->table + sq->table_offset + (size_t)h * sq->n_blocks;
     const uint32_t *chunks = op->table + sq->table_offset + (size_t)H * sq->n_blocks + (size_t)h * PKV_MAX_CHUNKS;
     const uint32_t win_slot = op->table[sq->table_offset + (size_t)H * sq->n_blocks + (size_t)H * PKV_MAX_CHUNKS + h];
-    const uint32_t nb = g->mode == PKV_MODE_PATTERN ? sq->bank_count : 0;
-    const uint32_t T = sq->n_blocks * g->G + sq->n_window;
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    const uint32_t nb = pattern ? sq->bank_count : 0, T = sq->n_blocks * g->G + sq->n_window, nQ = gq * op->q_len;
     float *PK = malloc(((size_t)nb * d + 1) * sizeof(float)), *PV = malloc(((size_t)nb * d + 1) * sizeof(float));
-    float *qc = malloc((nb + 1) * sizeof(float)), *S = malloc((nb + 1) * sizeof(float));
-    float acc[256];
-    int failed = !PK || !PV || !qc || !S;
+    float *state = malloc((size_t)nQ * (d + 2 * nb + 1) * sizeof(float));
+    query *Q = malloc(nQ * sizeof *Q);
+    tile *tl = malloc(sizeof *tl);
+    int failed = !PK || !PV || !state || !Q || !tl;
     if (failed) goto done;
     if (nb) {
         const uint8_t *cp[PKV_MAX_CHUNKS];
@@ -144,36 +158,34 @@ static int attn_task(uint32_t task, void *arg)
     }
     for (uint32_t qi = 0; qi < op->q_len; qi++)
         for (uint32_t r = 0; r < gq; r++) {
-            const uint32_t qh = h * gq + r;
-            const size_t qoff = (((size_t)s * op->q_len + qi) * op->n_q_heads + qh) * d;
-            const float *q = op->q + qoff;
-            const uint32_t visible = T - op->q_len + qi + 1;
-            acc_state a = {-INFINITY, 0.0f, acc, S};
-            memset(acc, 0, d * sizeof(float));
-            memset(S, 0, nb * sizeof(float));
-            for (uint32_t m = 0; m < nb; m++) {
-                float dot = 0.0f;
-                for (uint32_t i = 0; i < d; i++) dot += q[i] * PK[(size_t)m * d + i];
-                qc[m] = dot;
-            }
-            for (uint32_t b = 0; b < sq->n_blocks && b * g->G < visible; b++) {
-                uint32_t n = visible - b * g->G < g->G ? visible - b * g->G : g->G;
-                const uint8_t *blk = pkv_cpu_buf_data(st->blocks) + (size_t)blocks[b] * g->block_bytes;
-                attend_block(g, blk, n, q, op->scale, qc, PV, nb, &a);
-            }
-            uint32_t nq = sq->n_blocks * g->G;
-            if (visible > nq)
-                attend_window(g, pkv_cpu_buf_data(st->windows) + (size_t)win_slot * g->window_bytes, visible - nq, q,
-                              op->scale, nb, &a);
-            float *out = op->out + qoff;
-            for (uint32_t i = 0; i < d; i++) {
-                float v = acc[i];
-                for (uint32_t m = 0; m < nb; m++) v += S[m] * PV[(size_t)m * d + i];
-                out[i] = v / a.l;
-            }
+            query *q = &Q[qi * gq + r];
+            float *mem = state + (size_t)(qi * gq + r) * (d + 2 * nb + 1);
+            q->q = op->q + (((size_t)s * op->q_len + qi) * op->n_q_heads + h * gq + r) * d;
+            q->visible = T - op->q_len + qi + 1;
+            q->m = -INFINITY, q->l = 0.0f;
+            q->acc = mem, q->S = mem + d, q->qc = mem + d + nb;
+            memset(mem, 0, (d + nb) * sizeof(float));
+            for (uint32_t m = 0; m < nb; m++) q->qc[m] = dot(q->q, PK + (size_t)m * d, d);
         }
+    for (uint32_t b = 0; b < sq->n_blocks; b++) {
+        load_block(g, pkv_cpu_buf_data(st->blocks) + (size_t)blocks[b] * g->block_bytes, tl);
+        for (uint32_t k = 0; k < nQ; k++) attend(tl, b * g->G, &Q[k], d, nb, op->scale, pattern);
+    }
+    const uint8_t *win = sq->n_window ? pkv_cpu_buf_data(st->windows) + (size_t)win_slot * g->window_bytes : NULL;
+    for (uint32_t t0 = 0; t0 < sq->n_window; t0 += 128) {
+        load_window(g, win, t0, sq->n_window - t0 < 128 ? sq->n_window - t0 : 128, tl);
+        for (uint32_t k = 0; k < nQ; k++) attend(tl, sq->n_blocks * g->G + t0, &Q[k], d, nb, op->scale, 0);
+    }
+    for (uint32_t k = 0; k < nQ; k++) {
+        float *out = op->out + (Q[k].q - op->q);
+        for (uint32_t i = 0; i < d; i++) {
+            float v = Q[k].acc[i];
+            for (uint32_t m = 0; m < nb; m++) v += Q[k].S[m] * PV[(size_t)m * d + i];
+            out[i] = v / Q[k].l;
+        }
+    }
 done:
-    free(PK), free(PV), free(qc), free(S);
+    free(PK), free(PV), free(state), free(Q), free(tl);
     return failed;
 }
 
