@@ -17,24 +17,15 @@ static void chunk_ptrs(const pkv_store *st, const uint32_t *table, uint32_t n, c
     for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < n; ci++) out[ci] = slot_ptr(st->chunks, table[ci], st->g->chunk_bytes);
 }
 
-static uint32_t argmin_l2(const float *x, const float *P, uint32_t n, uint32_t d)
+/* The nearest of n patterns under `dist`; ties keep the lowest index (docs/NUMERICS.md). */
+static uint32_t argmin(float (*dist)(const float *, const float *, uint32_t), const float *x, const float *P, uint32_t n,
+                       uint32_t d)
 {
     uint32_t best = 0;
-    float bd = pkv_dist_l2(x, P, d);
+    float bd = dist(x, P, d);
     for (uint32_t m = 1; m < n; m++) {
-        float dist = pkv_dist_l2(x, P + (size_t)m * d, d);
-        if (dist < bd) bd = dist, best = m;
-    }
-    return best;
-}
-
-static uint32_t argmin_minmax(const float *x, const float *P, uint32_t n, uint32_t d)
-{
-    uint32_t best = 0;
-    float bd = pkv_dist_minmax(x, P, d);
-    for (uint32_t m = 1; m < n; m++) {
-        float dist = pkv_dist_minmax(x, P + (size_t)m * d, d);
-        if (dist < bd) bd = dist, best = m;
+        float v = dist(x, P + (size_t)m * d, d);
+        if (v < bd) bd = v, best = m;
     }
     return best;
 }
@@ -45,7 +36,7 @@ static void kmeans(const float *x, uint32_t n, uint32_t d, uint32_t M, const uin
 {
     for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
     for (uint32_t it = 0; it < iters; it++) {
-        for (uint32_t t = 0; t < n; t++) assign[t] = argmin_l2(x + (size_t)t * d, c, M, d);
+        for (uint32_t t = 0; t < n; t++) assign[t] = argmin(pkv_dist_l2, x + (size_t)t * d, c, M, d);
         memset(sum, 0, (size_t)M * d * sizeof *sum);
         memset(count, 0, M * sizeof *count);
         for (uint32_t t = 0; t < n; t++) {
@@ -131,7 +122,7 @@ static int mine_head(uint32_t h, void *arg)
         kmeans(x[kv], n, d, M, op->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, assign,
                sum, count);
         for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
-        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)argmin_l2(x[kv] + (size_t)t * d, P[kv], M, d);
+        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)argmin(pkv_dist_l2, x[kv] + (size_t)t * d, P[kv], M, d);
     }
     uint32_t groups = op->n_quant / g->G;
     encode_groups(st, groups, op->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
@@ -189,7 +180,7 @@ static int flush_head(uint32_t h, void *arg)
                 }
                 store_pattern(st, table, op->bank_count, kv, centre, P[kv] + (size_t)op->bank_count * d);
             }
-            for (uint32_t t = 0; t < R; t++) a[kv][t] = (uint8_t)argmin_minmax(xs[kv] + (size_t)t * d, P[kv], n, d);
+            for (uint32_t t = 0; t < R; t++) a[kv][t] = (uint8_t)argmin(pkv_dist_minmax, xs[kv] + (size_t)t * d, P[kv], n, d);
         }
     }
     uint32_t groups = R / g->G;

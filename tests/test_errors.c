@@ -13,14 +13,7 @@ static char snap_a[256], snap_b[256];
 static uint8_t *snapshot(pkv_cache *c, const char *path, size_t *n)
 {
     TU_OK(pkv_cache_save(c, path));
-    FILE *f = fopen(path, "rb");
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc(*n);
-    assert_int_equal(fread(p, 1, *n, f), *n);
-    fclose(f);
-    return p;
+    return tu_slurp(path, n);
 }
 
 static void assert_unchanged(pkv_cache *c, const uint8_t *before, size_t n)

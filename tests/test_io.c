@@ -8,19 +8,6 @@
 
 static char path_a[256], path_b[256];
 
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc(*n);
-    assert_int_equal(fread(p, 1, *n, f), *n);
-    fclose(f);
-    return p;
-}
-
 static void spit(const char *path, const uint8_t *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -58,7 +45,7 @@ static void save_load_round_trips_bit_exactly(void **state)
         TU_OK(pkv_cache_load(ctx, path_a, &d));
         TU_OK(pkv_cache_save(d, path_b));
         size_t na, nb;
-        uint8_t *a = slurp(path_a, &na), *b = slurp(path_b, &nb);
+        uint8_t *a = tu_slurp(path_a, &na), *b = tu_slurp(path_b, &nb);
         assert_int_equal(na, nb);
         assert_memory_equal(a, b, na);
         free(a), free(b);
@@ -95,7 +82,7 @@ static void damaged_files_are_rejected(void **state)
     pkv_cache *c = filled_cache(ctx, PKV_MODE_PATTERN, ids);
     TU_OK(pkv_cache_save(c, path_a));
     size_t n;
-    uint8_t *good = slurp(path_a, &n);
+    uint8_t *good = tu_slurp(path_a, &n);
     pkv_cache *d = NULL;
     /* Truncated anywhere. */
     for (size_t cut = 0; cut < n; cut += n / 37 + 1) {

@@ -117,6 +117,19 @@ double tu_check_attention(const float *const *k, const float *const *v, const ui
     return worst;
 }
 
+uint8_t *tu_slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = malloc(*n + 1);
+    assert_int_equal(fread(p, 1, *n, f), *n);
+    fclose(f);
+    return p;
+}
+
 pkv_cache_config tu_config(uint32_t layers, uint32_t H, uint32_t d, uint32_t bits, uint32_t G, pkv_mode mode)
 {
     pkv_cache_config c = pkv_cache_config_default();

@@ -34,6 +34,9 @@ double tu_rel_err(const float *a, const double *ref, size_t n);
 double tu_check_attention(const float *const *k, const float *const *v, const uint32_t *T, uint32_t n_seqs,
                           uint32_t q_len, uint32_t n_q_heads, uint32_t H, uint32_t d, const float *q, const float *out);
 
+/* A whole file into memory (freed by the caller); fails the test if it cannot be read. */
+uint8_t *tu_slurp(const char *path, size_t *n);
+
 pkv_cache_config tu_config(uint32_t layers, uint32_t H, uint32_t d, uint32_t bits, uint32_t G, pkv_mode mode);
 
 #define TU_OK(expr) assert_int_equal((expr), PKV_OK)
