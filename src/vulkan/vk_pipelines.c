@@ -104,7 +104,7 @@ static void fill_header(const pkv_vk *vk, cache_header *h, const uint8_t *data, 
 }
 
 /* Reads and checks the file; returns malloc'd Vulkan cache data or NULL (with a warning if bad). */
-static uint8_t *load_cache_file(pkv_vk *vk, size_t *n)
+static uint8_t *load_cache_file(pkv_vk *vk, const pkv_context_params *p, size_t *n)
 {
     *n = 0;
     if (!vk->cache_path[0]) return NULL;
@@ -137,7 +137,8 @@ static uint8_t *load_cache_file(pkv_vk *vk, size_t *n)
     }
     fclose(f);
     if (bad) {
-        pkv_log(NULL, PKV_LOG_WARN, "vulkan: ignoring pipeline cache %s: %s", vk->cache_path, bad);
+        pkv_context tmp = {.params = p ? *p : pkv_context_params_default()};
+        pkv_log(&tmp, PKV_LOG_WARN, "vulkan: ignoring pipeline cache %s: %s", vk->cache_path, bad);
         free(data);
         return NULL;
     }
@@ -197,7 +198,7 @@ pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p)
     }
     cache_file_path(vk, p);
     size_t n = 0;
-    uint8_t *data = load_cache_file(vk, &n);
+    uint8_t *data = load_cache_file(vk, p, &n);
     VkPipelineCacheCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO, .initialDataSize = n,
                                     .pInitialData = data};
     VkResult r = vk->f.vkCreatePipelineCache(vk->device, &ci, NULL, &vk->pipe_cache);

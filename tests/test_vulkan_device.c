@@ -1,0 +1,323 @@
+/* The Vulkan backend's device side: a missing loader, device listing and choice, the on-disk
+ * pipeline cache (cold, warm, corrupt, foreign), running out of device memory, an application-owned
+ * VkDevice (engine integration), and the bandwidth / timing probes. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "patternkv_vulkan.h"
+#include "test_vulkan_common.h"
+#include "vk_bench.h"
+#include "vk_loader.h"
+
+static void missing_loader_gives_a_reason_and_auto_falls_back(void **state)
+{
+    (void)state;
+    setenv("PKV_VULKAN_LIBRARY", "/nonexistent/libvulkan.so.1", 1);
+    pkv_context_params p = pkv_context_params_default();
+    p.backend = PKV_BACKEND_VULKAN;
+    pkv_context *ctx = NULL;
+    assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_BACKEND_UNAVAILABLE);
+    assert_null(ctx);
+    assert_non_null(strstr(pkv_last_error(), "libvulkan.so.1 not found"));
+    p.backend = PKV_BACKEND_AUTO;
+    TU_OK(pkv_context_create(&p, &ctx));
+    pkv_device_info info;
+    char why[512];
+    TU_OK(pkv_context_device(ctx, &info, why, sizeof why));
+    assert_int_not_equal(info.backend, PKV_BACKEND_VULKAN);
+    assert_non_null(strstr(why, "vulkan: libvulkan.so.1 not found"));
+    TU_OK(pkv_context_free(ctx));
+    unsetenv("PKV_VULKAN_LIBRARY");
+}
+
+static void devices_are_listed_and_chosen_by_name(void **state)
+{
+    (void)state;
+    pkv_context *probe = tv_context(); /* fails in CI when there is no Vulkan device */
+    TU_OK(pkv_context_free(probe));
+    pkv_device_info devs[32];
+    size_t n = 0;
+    TU_OK(pkv_list_devices(NULL, devs, 32, &n));
+    const pkv_device_info *vkdev = NULL;
+    for (size_t i = 0; i < n && i < 32; i++)
+        if (devs[i].backend == PKV_BACKEND_VULKAN && !vkdev) vkdev = &devs[i];
+    assert_non_null(vkdev);
+    assert_true(strlen(vkdev->name) > 0);
+    assert_true(strlen(vkdev->driver) > 0);
+    assert_true(vkdev->subgroup_size > 0);
+    assert_true(vkdev->memory_bytes > 0);
+    print_message("vulkan device: %s (%s), subgroup %u, features 0x%x\n", vkdev->name, vkdev->driver, vkdev->subgroup_size,
+                  vkdev->features);
+
+    pkv_context_params p = pkv_context_params_default();
+    p.device_name = vkdev->name;
+    pkv_context *ctx = tv_context_with(&p);
+    pkv_device_info info;
+    TU_OK(pkv_context_device(ctx, &info, NULL, 0));
+    assert_string_equal(info.name, vkdev->name);
+    TU_OK(pkv_context_free(ctx));
+
+    p.device_name = "no such device, surely";
+    p.backend = PKV_BACKEND_VULKAN;
+    assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_BACKEND_UNAVAILABLE);
+    assert_non_null(strstr(pkv_last_error(), "no device name contains"));
+    p.device_name = NULL;
+    p.device_index = 99;
+    assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_BACKEND_UNAVAILABLE);
+}
+
+/* Runs a small PATTERN cache (mine, flush, attention) on ctx; returns the attention output. */
+static void small_workload(pkv_context *ctx, float *out)
+{
+    pkv_cache_config cfg = tu_config(1, 2, 32, 2, 32, PKV_MODE_PATTERN);
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, &s));
+    tu_rng rng = {4242};
+    float k[80 * 2 * 32], v[80 * 2 * 32], q[4 * 32];
+    tu_structured_kv(&rng, 80, 2, 32, 3, 0.2f, k);
+    tu_random(&rng, 80 * 2 * 32, 1.0f, v);
+    tu_random(&rng, 4 * 32, 1.0f, q);
+    TU_OK(pkv_append(c, s, 0, 50, k, v, PKV_F32));
+    TU_OK(pkv_append(c, s, 0, 30, k + 50 * 64, v + 50 * 64, PKV_F32));
+    pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
+    TU_OK(pkv_attention(c, &ap, q, out));
+    TU_OK(pkv_cache_free(c));
+}
+
+typedef struct log_capture { int warnings; char last[512]; } log_capture;
+static void capture(pkv_log_level level, const char *msg, void *user)
+{
+    log_capture *lc = user;
+    if (level == PKV_LOG_WARN) {
+        lc->warnings++;
+        snprintf(lc->last, sizeof lc->last, "%s", msg);
+    }
+}
+
+/* One context on `dir`: returns whether the on-disk cache was used, and the cache file path. */
+static int cache_run(const char *dir, float *out, log_capture *lc, char *path, size_t path_len)
+{
+    pkv_context_params p = pkv_context_params_default();
+    p.cache_dir = dir;
+    p.log = capture;
+    p.log_user = lc;
+    pkv_context *ctx = tv_context_with(&p);
+    small_workload(ctx, out);
+    double ms;
+    unsigned count;
+    int warm;
+    pkv_vulkan_pipeline_stats(ctx->be, &ms, &count, &warm);
+    assert_true(count >= 3);
+    print_message("pipelines: %u created in %.1f ms (%s)\n", count, ms, warm ? "warm" : "cold");
+    snprintf(path, path_len, "%s", pkv_vulkan_pipeline_cache_path(ctx->be));
+    TU_OK(pkv_context_free(ctx)); /* writes the cache file */
+    return warm;
+}
+
+static void corrupt(const char *path, long at, int truncate_to)
+{
+    size_t n = 0;
+    uint8_t *b = tv_read_file(path, &n);
+    assert_non_null(b);
+    assert_true(n >= 64 + 32); /* our header, then at least Vulkan's */
+    if (at >= 0) b[at] ^= 0x5a;
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(b, 1, truncate_to >= 0 ? (size_t)truncate_to : n, f);
+    fclose(f);
+    free(b);
+}
+
+static void pipeline_cache_is_cold_then_warm_and_survives_corruption(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pkv_vk_cacheXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char sub[128], path[1024];
+    snprintf(sub, sizeof sub, "%s/nested/dir", dir); /* created on demand */
+    float ref[4 * 32], out[4 * 32];
+    log_capture lc = {0};
+    assert_int_equal(cache_run(sub, ref, &lc, path, sizeof path), 0); /* cold: no file yet */
+    assert_int_equal(access(path, R_OK), 0);
+    assert_non_null(strstr(path, sub));
+    assert_int_equal(cache_run(sub, out, &lc, path, sizeof path), 1); /* warm */
+    assert_memory_equal(out, ref, sizeof ref);
+    assert_int_equal(lc.warnings, 0);
+
+    struct { long at; int trunc; const char *why; } damage[] = {
+        {84, -1, "checksum mismatch"},           /* a flipped byte in the driver's data */
+        {-1, 20, "truncated header"},             /* cut inside our header */
+        {-1, 90, "truncated data"},               /* cut inside the data */
+        {40, -1, "another device"},               /* the device uuid in our header */
+        {0, -1, "not a PatternKV pipeline cache"}, /* the magic */
+    };
+    for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
+        corrupt(path, damage[i].at, damage[i].trunc);
+        lc.warnings = 0;
+        assert_int_equal(cache_run(sub, out, &lc, path, sizeof path), 0); /* ignored: cold */
+        assert_int_equal(lc.warnings, 1);
+        if (!strstr(lc.last, damage[i].why)) fail_msg("expected a warning about '%s', got '%s'", damage[i].why, lc.last);
+        assert_memory_equal(out, ref, sizeof ref); /* results unaffected */
+        lc.warnings = 0;
+        assert_int_equal(cache_run(sub, out, &lc, path, sizeof path), 1); /* rewritten valid, atomically */
+        assert_int_equal(lc.warnings, 0);
+    }
+    /* no temp files left behind */
+    char tmpname[1100];
+    snprintf(tmpname, sizeof tmpname, "%s.tmp.%ld", path, (long)getpid());
+    assert_int_not_equal(access(tmpname, F_OK), 0);
+    remove(path);
+    rmdir(sub);
+    snprintf(sub, sizeof sub, "%s/nested", dir);
+    rmdir(sub);
+    rmdir(dir);
+}
+
+static void out_of_device_memory_keeps_what_was_stored(void **state)
+{
+    (void)state;
+    setenv("PKV_VULKAN_MEMORY_LIMIT", "3000000", 1);
+    pkv_context *ctx = tv_context();
+    unsetenv("PKV_VULKAN_MEMORY_LIMIT");
+    pkv_cache_config cfg = tu_config(1, 2, 64, 2, 32, PKV_MODE_PATTERN);
+    cfg.memory_budget = 1ull << 30; /* the device runs out first */
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, &s));
+    tu_rng rng = {99};
+    const uint32_t step = 256, row = 2 * 64, max_tokens = 64 * 256;
+    float *k = malloc(step * row * sizeof(float)), *v = malloc(step * row * sizeof(float));
+    float *kb = malloc((size_t)max_tokens * row * sizeof(float)), *vb = malloc((size_t)max_tokens * row * sizeof(float));
+    float *ka = malloc((size_t)max_tokens * row * sizeof(float)), *va = malloc((size_t)max_tokens * row * sizeof(float));
+    float q[4 * 64], after[4 * 64];
+    tu_random(&rng, 4 * 64, 1.0f, q);
+    pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
+    pkv_status st = PKV_OK;
+    uint32_t stored = 0;
+    while (st == PKV_OK && stored + step <= max_tokens) {
+        tu_structured_kv(&rng, step, 2, 64, 4, 0.3f, k);
+        tu_random(&rng, step * row, 1.0f, v);
+        st = pkv_append(c, s, 0, step, k, v, PKV_F32);
+        if (st == PKV_OK) {
+            stored += step;
+            TU_OK(pkv_read_kv(c, s, 0, kb, vb)); /* host copy of everything stored so far */
+        }
+    }
+    assert_int_equal(st, PKV_ERR_OUT_OF_DEVICE_MEMORY);
+    assert_true(stored >= step);
+    print_message("device memory ran out after %u tokens: %s\n", stored, pkv_last_error());
+    uint32_t n;
+    TU_OK(pkv_seq_length(c, s, 0, &n));
+    assert_int_equal(n, stored);
+    TU_OK(pkv_read_kv(c, s, 0, ka, va));
+    assert_memory_equal(ka, kb, (size_t)stored * row * sizeof(float));
+    assert_memory_equal(va, vb, (size_t)stored * row * sizeof(float));
+    free(ka), free(va), free(kb), free(vb);
+    /* still usable: a fresh short sequence works */
+    pkv_seq s2;
+    TU_OK(pkv_seq_free(c, s));
+    TU_OK(pkv_seq_create(c, &s2));
+    TU_OK(pkv_append(c, s2, 0, 40, k, v, PKV_F32));
+    ap.seqs = &s2;
+    TU_OK(pkv_attention(c, &ap, q, after));
+    free(k), free(v);
+    TU_OK(pkv_cache_free(c));
+    TU_OK(pkv_context_free(ctx));
+}
+
+static void application_owned_device_is_used_and_left_alive(void **state)
+{
+    (void)state;
+    pkv_context *probe = tv_context();
+    TU_OK(pkv_context_free(probe));
+    /* The "engine": its own instance, device and queue, through its own loader. */
+    pkv_vk_funcs f;
+    char why[256];
+    assert_int_equal(pkv_vk_load_global(&f, NULL, why, sizeof why), 0);
+    VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .apiVersion = VK_API_VERSION_1_1};
+    VkInstanceCreateInfo ici = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &app};
+    VkInstance inst;
+    assert_int_equal(f.vkCreateInstance(&ici, NULL, &inst), VK_SUCCESS);
+    assert_int_equal(pkv_vk_load_instance(&f, inst, why, sizeof why), 0);
+    uint32_t n = 1;
+    VkPhysicalDevice pd;
+    VkResult r = f.vkEnumeratePhysicalDevices(inst, &n, &pd);
+    assert_true(r == VK_SUCCESS || r == VK_INCOMPLETE);
+    uint32_t nf = 0;
+    f.vkGetPhysicalDeviceQueueFamilyProperties(pd, &nf, NULL);
+    VkQueueFamilyProperties qf[16];
+    if (nf > 16) nf = 16;
+    f.vkGetPhysicalDeviceQueueFamilyProperties(pd, &nf, qf);
+    uint32_t fam = 0;
+    while (fam < nf && !(qf[fam].queueFlags & VK_QUEUE_COMPUTE_BIT)) fam++;
+    assert_true(fam < nf);
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = fam,
+                                   .queueCount = 1, .pQueuePriorities = &prio};
+    VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1, .pQueueCreateInfos = &qci};
+    VkDevice dev;
+    assert_int_equal(f.vkCreateDevice(pd, &dci, NULL, &dev), VK_SUCCESS);
+    assert_int_equal(pkv_vk_load_device(&f, dev, why, sizeof why), 0);
+    VkQueue queue;
+    f.vkGetDeviceQueue(dev, fam, 0, &queue);
+
+    pkv_vulkan_external ext = {.backend = PKV_BACKEND_VULKAN, .instance = inst, .physical_device = pd, .device = dev,
+                               .queue = queue, .queue_family_index = fam, .get_instance_proc_addr = f.vkGetInstanceProcAddr};
+    pkv_context_params p = pkv_context_params_default();
+    p.external = &ext;
+    pkv_context *ctx = tv_context_with(&p);
+    float out[4 * 32], ref[4 * 32];
+    small_workload(ctx, out);
+    pkv_context *cpu = tv_cpu_context();
+    small_workload(cpu, ref);
+    assert_true(tv_rel_diff(out, ref, 4 * 32) < 1e-4);
+    TU_OK(pkv_context_free(cpu));
+    TU_OK(pkv_context_free(ctx));
+    /* the application's device is still alive and usable */
+    assert_int_equal(f.vkDeviceWaitIdle(dev), VK_SUCCESS);
+
+    /* incomplete handles are refused with a reason */
+    ext.device = VK_NULL_HANDLE;
+    p.backend = PKV_BACKEND_VULKAN;
+    assert_int_not_equal(pkv_context_create(&p, &ctx), PKV_OK);
+    assert_non_null(strstr(pkv_last_error(), "required"));
+
+    f.vkDestroyDevice(dev, NULL);
+    f.vkDestroyInstance(inst, NULL);
+    pkv_vk_unload(&f);
+}
+
+static void bandwidth_and_timing_probes_report_numbers(void **state)
+{
+    (void)state;
+    pkv_context *ctx = tv_context();
+    double gbps = 0;
+    TU_OK(pkv_measure_read_bandwidth(ctx, 16u << 20, &gbps));
+    print_message("read bandwidth: %.1f GB/s\n", gbps);
+    assert_true(gbps > 0 && isfinite(gbps));
+    float out[4 * 32];
+    small_workload(ctx, out);
+    double ms = -1;
+    TU_OK(pkv_last_op_time(ctx, &ms));
+    assert_true(ms > 0);
+    assert_true(pkv_vulkan_last_attention_ms(ctx->be) > 0);
+    TU_OK(pkv_context_free(ctx));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(missing_loader_gives_a_reason_and_auto_falls_back),
+        cmocka_unit_test(devices_are_listed_and_chosen_by_name),
+        cmocka_unit_test(pipeline_cache_is_cold_then_warm_and_survives_corruption),
+        cmocka_unit_test(out_of_device_memory_keeps_what_was_stored),
+        cmocka_unit_test(application_owned_device_is_used_and_left_alive),
+        cmocka_unit_test(bandwidth_and_timing_probes_report_numbers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,14 @@
+# Vulkan backend tests (run on Mesa lavapipe in CI). In CI (CI=true) a missing Vulkan device fails
+# them; elsewhere they skip saying why.
+foreach(t test_vulkan_parity test_vulkan_device)
+  pkv_add_test(${t} SOURCES ${t}.c)
+  target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/src/vulkan ${PKV_VULKAN_INCLUDE_DIR})
+  add_test(NAME ${t} COMMAND ${t})
+  set_tests_properties(${t} PROPERTIES TIMEOUT 900 ENVIRONMENT "PKV_CACHE_DIR=${CMAKE_CURRENT_BINARY_DIR}/pkv_cache_vk")
+endforeach()
+
+# The API suite again on the Vulkan backend.
+foreach(t ${PKV_API_SUITE})
+  add_test(NAME ${t}_vulkan COMMAND ${t})
+  set_tests_properties(${t}_vulkan PROPERTIES ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_CACHE_DIR=${CMAKE_CURRENT_BINARY_DIR}/pkv_cache_vk" TIMEOUT 900)
+endforeach()
