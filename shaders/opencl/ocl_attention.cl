@@ -7,7 +7,7 @@
 #define NEG_INF (-INFINITY)
 
 /* Sum over the work-group of v (power-of-two size); red holds get_local_size(0) floats. */
-static float group_sum(float v, __local float *red)
+OCL_HELPER float group_sum(float v, __local float *red)
 {
     const uint lid = get_local_id(0), L = get_local_size(0);
     red[lid] = v;
@@ -23,7 +23,7 @@ static float group_sum(float v, __local float *red)
 
 /* Online-softmax step over the n logits in lg (NEG_INF = masked): turns lg into weights
  * p = exp(lg - m_new), updates the running max and sum, returns the factor for old sums. */
-static float softmax_step(__local float *lg, uint n, float *m_run, float *l_run)
+OCL_HELPER float softmax_step(__local float *lg, uint n, float *m_run, float *l_run)
 {
     float mb = NEG_INF;
     for (uint t = 0; t < n; t++) mb = fmax(mb, lg[t]);
@@ -42,7 +42,7 @@ static float softmax_step(__local float *lg, uint n, float *m_run, float *l_run)
 
 /* Tokens in fp16 rows (window, or FP16-mode blocks): n tokens, K rows k, V rows v (stride d),
  * first token index tok0, visible up to `limit`. */
-static void fp16_tile(__global const ushort *k, __global const ushort *v, uint n, uint tok0, uint limit, uint d,
+OCL_HELPER void fp16_tile(__global const ushort *k, __global const ushort *v, uint n, uint tok0, uint limit, uint d,
                       float sc, __local const float *qv, __local float *lg, __local float *o, float *m_run,
                       float *l_run)
 {
@@ -64,7 +64,7 @@ static void fp16_tile(__global const ushort *k, __global const ushort *v, uint n
 }
 
 /* Dot of qs with the codes of one K row. */
-static float code_dot(__global const uint *row, __local const float *qs, uint d, uint bits)
+OCL_HELPER float code_dot(__global const uint *row, __local const float *qs, uint d, uint bits)
 {
     const uint pb = pkv_plane_bits(bits, 0u), per = 32u / pb, mask = (1u << pb) - 1u;
     float acc = 0.0f;

@@ -5,7 +5,7 @@
 #define MAX_BANK 256
 
 /* Pattern m of bank kv (0 = K, 1 = V) of one head, whose chunk table row is `ct`. */
-static inline __global const ushort *pattern_ptr(__global const uchar *chunks, __global const uint *ct,
+OCL_HELPER __global const ushort *pattern_ptr(__global const uchar *chunks, __global const uint *ct,
                                                  uint chunk_bytes, uint d, uint kv, uint m)
 {
     __global const uchar *chunk = chunks + (size_t)ct[m / PKV_OCL_CHUNK_PATTERNS] * chunk_bytes;
@@ -13,7 +13,7 @@ static inline __global const ushort *pattern_ptr(__global const uchar *chunks, _
 }
 
 /* L2 distance of fp16 vectors x (stride 1) and fp32 centroid c, in channel order. */
-static inline float dist_l2_f32(__global const ushort *x, __global const float *c, uint d)
+OCL_HELPER float dist_l2_f32(__global const ushort *x, __global const float *c, uint d)
 {
     float acc = 0.0f;
     for (uint i = 0; i < d; i++) {
@@ -22,7 +22,7 @@ static inline float dist_l2_f32(__global const ushort *x, __global const float *
     return acc;
 }
 
-static inline float dist_l2_f16(__global const ushort *x, __global const ushort *c, uint d)
+OCL_HELPER float dist_l2_f16(__global const ushort *x, __global const ushort *c, uint d)
 {
     float acc = 0.0f;
     for (uint i = 0; i < d; i++) {
@@ -32,7 +32,7 @@ static inline float dist_l2_f16(__global const ushort *x, __global const ushort 
 }
 
 /* max_i (x_i - c_i) - min_i (x_i - c_i); c NULL means range(x). */
-static inline float dist_minmax_f16(__global const ushort *x, __global const ushort *c, uint d)
+OCL_HELPER float dist_minmax_f16(__global const ushort *x, __global const ushort *c, uint d)
 {
     float r0 = c ? pkv_f16_to_f32(x[0]) - pkv_f16_to_f32(c[0]) : pkv_f16_to_f32(x[0]);
     float mn = r0, mx = r0;
@@ -45,7 +45,7 @@ static inline float dist_minmax_f16(__global const ushort *x, __global const ush
 }
 
 /* The code of channel c in a row of `bits`-bit codes stored as bit planes. */
-static inline uint row_code(__global const uint *row, uint d, uint bits, uint c)
+OCL_HELPER uint row_code(__global const uint *row, uint d, uint bits, uint c)
 {
     uint pb = pkv_plane_bits(bits, 0u);
     uint v = (row[(c * pb) >> 5] >> ((c * pb) & 31u)) & ((1u << pb) - 1u);

@@ -23,7 +23,7 @@ __kernel void ocl_centre(__constant uint *P, __global const ushort *windows, __g
 }
 
 /* Residual of value x of channel i against pattern row p (NULL: no residual). */
-static inline float resid(__global const ushort *x, __global const ushort *p, uint i)
+OCL_HELPER float resid(__global const ushort *x, __global const ushort *p, uint i)
 {
     return p ? pkv_f16_to_f32(x[i]) - pkv_f16_to_f32(p[i]) : pkv_f16_to_f32(x[i]);
 }

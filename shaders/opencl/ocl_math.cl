@@ -8,3 +8,7 @@ static inline float ocl_mul(float a, float b) { volatile float p = a * b; return
 #else
 #define ocl_mul(a, b) ((a) * (b))
 #endif
+
+/* Helpers are always inlined: PoCL 3.1 miscompiles calls that pass __local arrays to a function
+ * containing barriers (the callee reads zeros). */
+#define OCL_HELPER static inline __attribute__((always_inline))
