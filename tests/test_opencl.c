@@ -278,6 +278,22 @@ static void parity_window_of_two_groups_and_frozen_bank(void **state)
     run_scenario(&sc);
 }
 
+static void parity_bank_across_chunks(void **state)
+{
+    (void)state;
+    /* 30 mined + 6 appended patterns: the bank spans two 32-pattern chunks */
+    scenario sc = {"pattern bank > 32", 32, 2, 2, 32, 0, 1, 1, PKV_MODE_PATTERN, 30, 0, 64, 192, 64, 2};
+    run_scenario(&sc);
+}
+
+static void parity_default_shape(void **state)
+{
+    (void)state;
+    /* the library defaults: d 128, G = R = 128, M 32 */
+    scenario sc = {"pattern d128 G128", 128, 2, 2, 128, 0, 2, 1, PKV_MODE_PATTERN, 32, 0, 200, 190, 95, 4};
+    run_scenario(&sc);
+}
+
 static void parity_short_sequence(void **state)
 {
     (void)state;
@@ -571,6 +587,8 @@ int main(void)
         cmocka_unit_test(parity_head_dim_40_3bit),
         cmocka_unit_test(parity_head_dim_256_mixed_bits),
         cmocka_unit_test(parity_window_of_two_groups_and_frozen_bank),
+        cmocka_unit_test(parity_bank_across_chunks),
+        cmocka_unit_test(parity_default_shape),
         cmocka_unit_test(parity_short_sequence),
         cmocka_unit_test(parity_direct),
         cmocka_unit_test(parity_fp16),
