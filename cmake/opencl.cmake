@@ -59,6 +59,7 @@ target_sources(patternkv_obj PRIVATE
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_program.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_ops.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_bench.c
+  ${PROJECT_SOURCE_DIR}/src/opencl/ocl_external_io.c
   ${PKV_OCL_GENERATED})
 target_include_directories(patternkv_obj PRIVATE ${PKV_OPENCL_INCLUDE_DIR} ${PKV_OCL_DIR})
 target_compile_definitions(patternkv_obj PUBLIC PKV_WITH_OPENCL)

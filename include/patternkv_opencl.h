@@ -31,6 +31,18 @@ typedef struct pkv_opencl_external {
     cl_command_queue queue;    /* NULL: the library creates an in-order queue on `context` */
 } pkv_opencl_external;
 
+/* Inputs and outputs in OpenCL buffers of the context's cl_context (an application that passed its
+ * own context through pkv_opencl_external, typically). They behave exactly like pkv_append and
+ * pkv_attention, which they call: k, v, q hold the same layouts at byte offsets into the buffers,
+ * out receives fp32 [n_seqs][q_len][n_q_heads][head_dim]. The data is staged through host memory
+ * (one blocking read or write on the library's queue), so ordering with the application's kernels
+ * follows from a shared in-order queue, or from the application finishing its queue first.
+ * PKV_ERR_UNSUPPORTED when the cache does not run on the OpenCL backend. */
+PKV_API pkv_status pkv_opencl_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens, cl_mem k,
+                                     size_t k_offset, cl_mem v, size_t v_offset, pkv_dtype dtype);
+PKV_API pkv_status pkv_opencl_attention(pkv_cache *cache, const pkv_attention_params *params, cl_mem q,
+                                        size_t q_offset, cl_mem out, size_t out_offset);
+
 #ifdef __cplusplus
 }
 #endif

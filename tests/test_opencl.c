@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "patternkv_opencl.h"
 #include "internal.h"
+#include "opencl/ocl_internal.h"
 
 static char g_cache_dir[512];
 
@@ -534,12 +535,37 @@ static void external_context_and_queue(void **state)
     tu_rng r = {21};
     tu_random(&r, 70 * 32, 1.0f, k);
     tu_random(&r, 70 * 32, 1.0f, v);
-    TU_OK(pkv_append(co, so, 0, 70, k, v, PKV_F32));
+    /* K/V from the application's buffers (at an offset), as fp32 */
+    cl_mem kbuf = clCreateBuffer(cctx, CL_MEM_READ_WRITE, sizeof k + 64, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_mem vbuf = clCreateBuffer(cctx, CL_MEM_READ_WRITE, sizeof v, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    pkv_ocl *po = ctx->be->impl;
+    assert_int_equal(clEnqueueWriteBuffer(po->q, kbuf, CL_TRUE, 64, sizeof k, k, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clEnqueueWriteBuffer(po->q, vbuf, CL_TRUE, 0, sizeof v, v, 0, NULL, NULL), CL_SUCCESS);
+    TU_OK(pkv_opencl_append(co, so, 0, 70, kbuf, 64, vbuf, 0, PKV_F32));
     TU_OK(pkv_append(cc, sc, 0, 70, k, v, PKV_F32));
     TU_OK(pkv_read_kv(co, so, 0, ko, vo));
     TU_OK(pkv_read_kv(cc, sc, 0, kc, vc));
     assert_memory_equal(ko, kc, sizeof ko);
     assert_memory_equal(vo, vc, sizeof vo);
+    /* a read past the end of the buffer is an argument error and stores nothing */
+    assert_int_equal(pkv_opencl_append(co, so, 0, 70, kbuf, 128, vbuf, 0, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    uint32_t len;
+    TU_OK(pkv_seq_length(co, so, 0, &len));
+    assert_int_equal(len, 70);
+    /* q and out in the application's buffers */
+    float qh[2 * 32], out_host[2 * 32], out_dev[2 * 32];
+    tu_random(&r, 64, 1.0f, qh);
+    pkv_attention_params ap = {.seqs = &so, .n_seqs = 1, .q_len = 1, .n_q_heads = 2, .q_dtype = PKV_F32};
+    TU_OK(pkv_attention(co, &ap, qh, out_host));
+    assert_int_equal(clEnqueueWriteBuffer(po->q, kbuf, CL_TRUE, 0, sizeof qh, qh, 0, NULL, NULL), CL_SUCCESS);
+    TU_OK(pkv_opencl_attention(co, &ap, kbuf, 0, vbuf, 16));
+    assert_int_equal(clEnqueueReadBuffer(po->q, vbuf, CL_TRUE, 16, sizeof out_dev, out_dev, 0, NULL, NULL), CL_SUCCESS);
+    assert_memory_equal(out_host, out_dev, sizeof out_dev);
+    assert_int_equal(pkv_opencl_attention(cc, &ap, kbuf, 0, vbuf, 16), PKV_ERR_UNSUPPORTED); /* a CPU cache */
+    clReleaseMemObject(kbuf);
+    clReleaseMemObject(vbuf);
     TU_OK(pkv_cache_free(co));
     TU_OK(pkv_cache_free(cc));
     TU_OK(pkv_context_free(ctx));
