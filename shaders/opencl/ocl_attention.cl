@@ -1,8 +1,9 @@
-/* Attention on the compressed cache, split-K (flash-decoding): ocl_attn gives one partial softmax
- * (running max, sum, unnormalised output) per (split item, query, query head); ocl_reduce merges
- * a sequence's items. An item is a run of blocks or a run of window tokens. q_len > 1 uses the same
- * kernels with the causal limit: query i of a sequence with T tokens sees tokens 0 .. T - q_len + i.
- * Work-group size: a power of two. */
+/* Attention on the compressed cache, split-K (flash-decoding). ocl_attn_qc makes the q.C_K table
+ * of each query once; ocl_attn gives one partial softmax (running max, sum, unnormalised output,
+ * and in PATTERN mode the histogram S[m] of softmax weights per V pattern) per (split item, query,
+ * query head); ocl_reduce merges a sequence's items and adds sum_m S[m] C_V[m] once. An item is a
+ * run of blocks or a run of window tokens. q_len > 1 uses the same kernels with the causal limit:
+ * query i of a sequence with T tokens sees tokens 0 .. T - q_len + i. Work-group size: a power of 2. */
 
 #define NEG_INF (-INFINITY)
 
@@ -82,9 +83,26 @@ OCL_HELPER float code_dot(__global const uint *row, __local const float *qs, uin
     return acc;
 }
 
+/* qc[m] = q . C_K[m], one work-group per (sequence, query, query head); qc: [..][MAX_BANK]. */
+__kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __global const uint *table,
+                          __global const float *q, __global const uchar *chunks, __global float *qc)
+{
+    const uint d = P[PP_D], H = P[PP_H], q_len = P[PP_Q_LEN], nqh = P[PP_NQH];
+    const uint gid = get_group_id(0), seq = gid / (q_len * nqh), qh = gid % nqh;
+    const uint nb = seqd[seq * 4u], bank = seqd[seq * 4u + 2u], toff = seqd[seq * 4u + 3u];
+    __global const uint *ct = table + toff + (size_t)H * nb + (size_t)(qh / (nqh / H)) * PKV_OCL_MAX_CHUNKS;
+    __global const float *qv = q + (size_t)gid * d;
+    for (uint m = get_local_id(0); m < bank; m += get_local_size(0)) {
+        __global const ushort *pk = pattern_ptr(chunks, ct, P[PP_CHUNK_BYTES], d, 0u, m);
+        float acc = 0.0f;
+        for (uint i = 0; i < d; i++) acc += qv[i] * pkv_f16_to_f32(pk[i]);
+        qc[(size_t)gid * MAX_BANK + m] = acc;
+    }
+}
+
 __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint *items,
                        __global const uint *table, __global const float *q, __global const uchar *blocks,
-                       __global const uchar *chunks, __global const uchar *windows, __global float *part)
+                       __global const uchar *windows, __global const float *qcg, __global float *part)
 {
     const uint d = P[PP_D], G = P[PP_G], H = P[PP_H], mode = P[PP_MODE], R = P[PP_R];
     const uint q_len = P[PP_Q_LEN], nqh = P[PP_NQH];
@@ -105,9 +123,9 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
         qv[i] = q[(((size_t)seq * q_len + qi) * nqh + qh) * d + i];
         o[i] = 0.0f;
     }
+    if (pattern)
+        for (uint m = lid; m < bank; m += L) S[m] = 0.0f;
     float m_run = NEG_INF, l_run = 0.0f;
-    __global const uint *ct = table + toff + (size_t)H * nb + (size_t)kvh * PKV_OCL_MAX_CHUNKS;
-    const uint cb = P[PP_CHUNK_BYTES];
     barrier(CLK_LOCAL_MEM_FENCE);
 
     if (kind == 1u) { /* window tokens beg .. end-1 */
@@ -122,13 +140,8 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
         }
     } else {
         if (pattern) {
-            for (uint m = lid; m < bank; m += L) {
-                __global const ushort *pk = pattern_ptr(chunks, ct, cb, d, 0u, m);
-                float acc = 0.0f;
-                for (uint i = 0; i < d; i++) acc += qv[i] * pkv_f16_to_f32(pk[i]);
-                qc[m] = acc;
-                S[m] = 0.0f;
-            }
+            __global const float *qq = qcg + (((size_t)seq * q_len + qi) * nqh + qh) * MAX_BANK;
+            for (uint m = lid; m < bank; m += L) qc[m] = qq[m];
             barrier(CLK_LOCAL_MEM_FENCE);
         }
         for (uint g = beg; g < end && g * G <= limit; g++) {
@@ -176,33 +189,31 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
             }
             barrier(CLK_LOCAL_MEM_FENCE);
         }
-        if (pattern) {
-            for (uint i = lid; i < d; i += L) {
-                float acc = o[i];
-                for (uint m = 0; m < bank; m++) acc += S[m] * pkv_f16_to_f32(pattern_ptr(chunks, ct, cb, d, 1u, m)[i]);
-                o[i] = acc;
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
     }
 
-    __global float *out = part + ((size_t)item * q_len * nqh + (size_t)qi * nqh + qh) * (d + 2u);
+    __global float *out = part + ((size_t)item * q_len * nqh + (size_t)qi * nqh + qh) * P[PP_PSTRIDE];
     if (lid == 0u) {
         out[0] = m_run;
         out[1] = l_run;
     }
     for (uint i = lid; i < d; i += L) out[2u + i] = o[i];
+    if (pattern)
+        for (uint m = lid; m < bank; m += L) out[2u + d + m] = S[m];
 }
 
 /* One work-group per (sequence, query, query head): merges the partials of the sequence's items
- * (seq_items: [n_seqs][2] first item, item count) and normalises. */
-__kernel void ocl_reduce(__constant uint *P, __global const uint *seq_items, __global const float *part,
+ * (seq_items: [n_seqs][2] first item, item count), adds the V patterns' share and normalises. */
+__kernel void ocl_reduce(__constant uint *P, __global const uint *seq_items, __global const uint *seqd,
+                         __global const uint *table, __global const uchar *chunks, __global const float *part,
                          __global float *out)
 {
-    const uint d = P[PP_D], q_len = P[PP_Q_LEN], nqh = P[PP_NQH];
+    const uint d = P[PP_D], H = P[PP_H], q_len = P[PP_Q_LEN], nqh = P[PP_NQH], ps = P[PP_PSTRIDE];
+    const uint lid = get_local_id(0), L = get_local_size(0);
     const uint gid = get_group_id(0), seq = gid / (q_len * nqh), qi = gid % (q_len * nqh) / nqh, qh = gid % nqh;
     const uint first = seq_items[seq * 2u], count = seq_items[seq * 2u + 1u];
-    const size_t stride = (size_t)q_len * nqh * (d + 2u), off = ((size_t)qi * nqh + qh) * (d + 2u);
+    const uint nb = seqd[seq * 4u], bank = P[PP_MODE] == 0u ? seqd[seq * 4u + 2u] : 0u, toff = seqd[seq * 4u + 3u];
+    const size_t stride = (size_t)q_len * nqh * ps, off = ((size_t)qi * nqh + qh) * ps;
+    __local float S[MAX_BANK];
     float M = NEG_INF;
     for (uint j = 0; j < count; j++) {
         __global const float *p = part + (first + j) * stride + off;
@@ -213,13 +224,24 @@ __kernel void ocl_reduce(__constant uint *P, __global const uint *seq_items, __g
         __global const float *p = part + (first + j) * stride + off;
         if (p[1] > 0.0f) l += p[1] * exp(p[0] - M);
     }
+    for (uint m = lid; m < bank; m += L) {
+        float acc = 0.0f;
+        for (uint j = 0; j < count; j++) {
+            __global const float *p = part + (first + j) * stride + off;
+            if (p[1] > 0.0f) acc += p[2u + d + m] * exp(p[0] - M);
+        }
+        S[m] = acc;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    __global const uint *ct = table + toff + (size_t)H * nb + (size_t)(qh / (nqh / H)) * PKV_OCL_MAX_CHUNKS;
     float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    for (uint i = get_local_id(0); i < d; i += get_local_size(0)) {
+    for (uint i = lid; i < d; i += L) {
         float acc = 0.0f;
         for (uint j = 0; j < count; j++) {
             __global const float *p = part + (first + j) * stride + off;
             if (p[1] > 0.0f) acc += p[2u + i] * exp(p[0] - M);
         }
+        for (uint m = 0; m < bank; m++) acc += S[m] * pkv_f16_to_f32(pattern_ptr(chunks, ct, P[PP_CHUNK_BYTES], d, 1u, m)[i]);
         out[(((size_t)seq * q_len + qi) * nqh + qh) * d + i] = acc * inv;
     }
 }

@@ -43,6 +43,7 @@
 #define PP_NQH 36
 #define PP_SCALE 37        /* float bits */
 #define PP_N_ITEMS 38
+#define PP_PSTRIDE 39      /* attention: floats per partial: m, l, o[d], then S[MAX_BANK] in PATTERN mode */
 #define PP_COUNT 40
 
 #define PKV_OCL_MAX_CHUNKS 8  /* PKV_MAX_CHUNKS */

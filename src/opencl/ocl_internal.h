@@ -22,7 +22,8 @@ enum pkv_ocl_kernel_id {
     PKV_K_KMEANS,       /* one work-group per (head, K|V): all k-means iterations */
     PKV_K_CENTRE,       /* flush: Chebyshev centre of each head's window -> new pattern */
     PKV_K_ENCODE,       /* one work-group per (head, block): assign, gate, quantize, pack */
-    PKV_K_ATTN,         /* one work-group per (split item, query head, query): partial softmax */
+    PKV_K_ATTN_QC,      /* one work-group per (sequence, query, query head): the q.C_K table */
+    PKV_K_ATTN,         /* one work-group per (split item, query, query head): partial softmax */
     PKV_K_REDUCE,       /* merge the partials of a sequence's split items */
     PKV_K_STREAM,       /* plain streaming read, for the read-bandwidth measurement */
     PKV_K_FMA_PROBE,    /* checks that the compiler honours FP_CONTRACT OFF */
@@ -32,7 +33,7 @@ enum pkv_ocl_kernel_id {
 /* Scratch buffers, reused between ops. */
 enum pkv_ocl_scratch_id {
     PKV_S_PARAMS, PKV_S_TOKENS, PKV_S_U0, PKV_S_U1, PKV_S_U2, PKV_S_U3,
-    PKV_S_CENT, PKV_S_SUMS, PKV_S_COUNTS, PKV_S_ASSIGN, PKV_S_PART, PKV_S_OUT, PKV_S_DUMMY,
+    PKV_S_CENT, PKV_S_SUMS, PKV_S_COUNTS, PKV_S_ASSIGN, PKV_S_PART, PKV_S_OUT, PKV_S_QC, PKV_S_DUMMY,
     PKV_S_COUNT
 };
 

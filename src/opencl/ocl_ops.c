@@ -231,6 +231,8 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     P[PP_NQH] = op->n_q_heads;
     P[PP_SCALE] = f32_bits(op->scale);
     P[PP_N_ITEMS] = (uint32_t)n_items;
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    P[PP_PSTRIDE] = d + 2 + (pattern ? PKV_MAX_BANK : 0);
     const size_t per_q = (size_t)op->q_len * op->n_q_heads;
     const size_t out_floats = (size_t)ns * per_q * d;
     pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
@@ -239,7 +241,8 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (s == PKV_OK) s = upload(o, PKV_S_U2, op->table, (size_t)op->table_len * sizeof(uint32_t));
     if (s == PKV_OK) s = upload(o, PKV_S_U3, seq_items, (size_t)ns * 2 * sizeof *seq_items);
     if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->q, out_floats * sizeof(float));
-    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], (n_items ? n_items : 1) * per_q * (d + 2) * sizeof(float));
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], (n_items ? n_items : 1) * per_q * P[PP_PSTRIDE] * sizeof(float));
+    if (s == PKV_OK && pattern) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (size_t)ns * per_q * PKV_MAX_BANK * sizeof(float));
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_OUT], out_floats * sizeof(float));
     free(seqd);
     free(seq_items);
@@ -247,16 +250,24 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: attention could not allocate its buffers");
 
     cl_mem blocks = mem_or_dummy(o, st->blocks), chunks = mem_or_dummy(o, st->chunks),
-           windows = mem_or_dummy(o, st->windows);
-    cl_kernel k = o->k[PKV_K_ATTN];
-    cl_int err = pkv_ocl_args(o, k, 9, ARG(o->s[PKV_S_PARAMS].mem), ARG(o->s[PKV_S_U0].mem), ARG(o->s[PKV_S_U1].mem),
-                              ARG(o->s[PKV_S_U2].mem), ARG(o->s[PKV_S_TOKENS].mem), ARG(blocks), ARG(chunks),
-                              ARG(windows), ARG(o->s[PKV_S_PART].mem));
+           windows = mem_or_dummy(o, st->windows), qc = pattern ? o->s[PKV_S_QC].mem : mem_or_dummy(o, NULL);
+    cl_mem params = o->s[PKV_S_PARAMS].mem, sd = o->s[PKV_S_U0].mem, it_mem = o->s[PKV_S_U1].mem,
+           table = o->s[PKV_S_U2].mem, seq_it = o->s[PKV_S_U3].mem, q = o->s[PKV_S_TOKENS].mem,
+           part = o->s[PKV_S_PART].mem, out = o->s[PKV_S_OUT].mem;
+    cl_int err = CL_SUCCESS;
+    cl_kernel k = o->k[PKV_K_ATTN_QC];
+    if (pattern) {
+        err = pkv_ocl_args(o, k, 6, ARG(params), ARG(sd), ARG(table), ARG(q), ARG(chunks), ARG(qc));
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, ns * per_q, o->wg[PKV_K_ATTN_QC]);
+    }
+    k = o->k[PKV_K_ATTN];
+    if (err == CL_SUCCESS)
+        err = pkv_ocl_args(o, k, 9, ARG(params), ARG(sd), ARG(it_mem), ARG(table), ARG(q), ARG(blocks), ARG(windows),
+                           ARG(qc), ARG(part));
     if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, n_items * per_q, o->wg[PKV_K_ATTN]);
     k = o->k[PKV_K_REDUCE];
     if (err == CL_SUCCESS)
-        err = pkv_ocl_args(o, k, 4, ARG(o->s[PKV_S_PARAMS].mem), ARG(o->s[PKV_S_U3].mem), ARG(o->s[PKV_S_PART].mem),
-                           ARG(o->s[PKV_S_OUT].mem));
+        err = pkv_ocl_args(o, k, 7, ARG(params), ARG(seq_it), ARG(sd), ARG(table), ARG(chunks), ARG(part), ARG(out));
     if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, ns * per_q, o->wg[PKV_K_REDUCE]);
     if (err == CL_SUCCESS)
         err = o->cl->clEnqueueReadBuffer(o->q, o->s[PKV_S_OUT].mem, CL_TRUE, 0, out_floats * sizeof(float), op->out, 0,
