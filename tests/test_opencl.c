@@ -262,6 +262,10 @@ static void parity_head_dim_40_3bit(void **state)
     (void)state;
     scenario sc = {"pattern d40 3-bit", 40, 3, 3, 32, 0, 1, 1, PKV_MODE_PATTERN, 8, 0, 70, 70, 35, 3};
     run_scenario(&sc);
+    /* the k-means sums in global memory (devices with little local memory) */
+    setenv("PKV_OPENCL_KMEANS_GLOBAL", "1", 1);
+    run_scenario(&sc);
+    unsetenv("PKV_OPENCL_KMEANS_GLOBAL");
 }
 
 static void parity_head_dim_256_mixed_bits(void **state)

@@ -1,10 +1,11 @@
 /* Prefill mining: k-means (L2) per head, separately for K and V. One work-group per (head, K|V)
  * runs every iteration; sums run per channel in ascending token order, as docs/NUMERICS.md says.
- * Scratch (global): cent, sums [2H][M][d] fp32, counts [2H][M], assign [2H][n]. */
+ * Scratch (global): cent, sums [2H][M][d] fp32, counts [2H][M], assign [2H][n]. The sums live in
+ * local memory (lsum, M*d floats) when P[PP_KM_LOCAL] says they fit. */
 __kernel void ocl_kmeans(__constant uint *P, __global const ushort *tokens, __global const uint *init_index,
                          __global const float *rcp, __global float *cent, __global float *sums,
                          __global uint *counts, __global uint *assign, __global uchar *chunks,
-                         __global const uint *chunk_table)
+                         __global const uint *chunk_table, __local float *lsum)
 {
     const uint d = P[PP_D], H = P[PP_H], n = P[PP_N_TOKENS], M = P[PP_M];
     const uint gid = get_group_id(0), h = gid >> 1, kv = gid & 1u;
@@ -33,20 +34,26 @@ __kernel void ocl_kmeans(__constant uint *P, __global const ushort *tokens, __gl
         }
         barrier(CLK_GLOBAL_MEM_FENCE);
         for (uint i = lid; i < d; i += L) {
-            for (uint m = 0; m < M; m++) s[m * d + i] = 0.0f;
-            for (uint t = 0; t < n; t++) s[a[t] * d + i] += pkv_f16_to_f32(x[t * xs + i]);
+            if (P[PP_KM_LOCAL]) {
+                for (uint m = 0; m < M; m++) lsum[m * d + i] = 0.0f;
+                for (uint t = 0; t < n; t++) lsum[a[t] * d + i] += pkv_f16_to_f32(x[t * xs + i]);
+            } else {
+                for (uint m = 0; m < M; m++) s[m * d + i] = 0.0f;
+                for (uint t = 0; t < n; t++) s[a[t] * d + i] += pkv_f16_to_f32(x[t * xs + i]);
+            }
         }
         if (lid == L - 1u) {
             for (uint m = 0; m < M; m++) cnt[m] = 0;
             for (uint t = 0; t < n; t++) cnt[a[t]]++;
         }
-        barrier(CLK_GLOBAL_MEM_FENCE);
+        barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
         for (uint m = lid; m < M; m += L) {
             uint k = cnt[m];
             float r = rcp[k], acc = 0.0f;
             for (uint i = 0; i < d; i++) {
                 float old = c[m * d + i];
-                float nv = k > 0u ? ocl_mul(s[m * d + i], r) : old;
+                float sum = P[PP_KM_LOCAL] ? lsum[m * d + i] : s[m * d + i];
+                float nv = k > 0u ? ocl_mul(sum, r) : old;
                 acc = pkv_l2_step(acc, nv, old);
                 c[m * d + i] = nv;
             }

@@ -44,7 +44,8 @@
 #define PP_SCALE 37        /* float bits */
 #define PP_N_ITEMS 38
 #define PP_PSTRIDE 39      /* attention: floats per partial: m, l, o[d], then S[MAX_BANK] in PATTERN mode */
-#define PP_COUNT 40
+#define PP_KM_LOCAL 40     /* mine: 1 when the k-means sums fit in local memory */
+#define PP_COUNT 44
 
 #define PKV_OCL_MAX_CHUNKS 8  /* PKV_MAX_CHUNKS */
 #define PKV_OCL_CHUNK_PATTERNS 32

@@ -106,6 +106,12 @@ pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op 
     P[PP_DIST_MINMAX] = 0;
     P[PP_SRC_WINDOW] = 0;
     P[PP_NB] = nb;
+    /* the sums in local memory when they fit (leaving room for the kernel's own arrays);
+     * PKV_OPENCL_KMEANS_GLOBAL=1 forces global memory (tests cover both paths) */
+    const size_t lsum_bytes = M * d * sizeof(float);
+    const char *force_global = getenv("PKV_OPENCL_KMEANS_GLOBAL");
+    const int km_local = lsum_bytes + 4096 <= o->local_mem && !(force_global && atoi(force_global) == 1);
+    P[PP_KM_LOCAL] = (uint32_t)km_local;
     pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
     if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->tokens, 2 * n * H * d * sizeof(uint16_t));
     if (s == PKV_OK) s = upload(o, PKV_S_U0, op->init_index, H * 2 * M * sizeof(uint32_t));
@@ -120,10 +126,10 @@ pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op 
 
     cl_kernel k = o->k[PKV_K_KMEANS];
     cl_mem chunks = mem_or_dummy(o, st->chunks);
-    cl_int err = pkv_ocl_args(o, k, 10, ARG(o->s[PKV_S_PARAMS].mem), ARG(o->s[PKV_S_TOKENS].mem),
+    cl_int err = pkv_ocl_args(o, k, 11, ARG(o->s[PKV_S_PARAMS].mem), ARG(o->s[PKV_S_TOKENS].mem),
                               ARG(o->s[PKV_S_U0].mem), ARG(o->s[PKV_S_U1].mem), ARG(o->s[PKV_S_CENT].mem),
                               ARG(o->s[PKV_S_SUMS].mem), ARG(o->s[PKV_S_COUNTS].mem), ARG(o->s[PKV_S_ASSIGN].mem),
-                              ARG(chunks), ARG(o->s[PKV_S_U2].mem));
+                              ARG(chunks), ARG(o->s[PKV_S_U2].mem), km_local ? lsum_bytes : sizeof(float), NULL);
     if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, 2 * H, o->wg[PKV_K_KMEANS]);
     if (err == CL_SUCCESS && nb > 0) {
         cl_mem dummy = mem_or_dummy(o, NULL);
