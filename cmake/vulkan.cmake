@@ -14,8 +14,10 @@ endif()
 set(PKV_SHADER_DIR ${PROJECT_SOURCE_DIR}/shaders)
 set(PKV_SHADER_OUT ${CMAKE_CURRENT_BINARY_DIR}/pkv_shaders)
 file(MAKE_DIRECTORY ${PKV_SHADER_OUT})
+# Each entry is embedded as pkv_spv_<name>; a name ending in _sg is <name without _sg>.comp built
+# with subgroup arithmetic (-DPKV_SUBGROUPS), used only where the device reports it.
 set(PKV_SHADERS kmeans_init kmeans_assign kmeans_update kmeans_finish kmeans_store quant_block flush_centre
-    attn_qc attn_split attn_reduce read_bw)
+    attn_qc attn_split attn_split_sg attn_reduce read_bw)
 file(GLOB PKV_SHADER_INCLUDES ${PKV_SHADER_DIR}/*.glsl ${PKV_SHADER_DIR}/*.h)
 
 # SPIR-V -> C array, run by cmake -P at build time.
@@ -34,15 +36,21 @@ set(header "/* generated: embedded SPIR-V of the compute shaders */\n#include <s
 foreach(s ${PKV_SHADERS})
   set(spv ${PKV_SHADER_OUT}/${s}.spv)
   set(csrc ${PKV_SHADER_OUT}/${s}_spv.c)
+  set(src ${s})
+  set(defs)
+  if(s MATCHES "_sg$")
+    string(REGEX REPLACE "_sg$" "" src ${s})
+    set(defs -DPKV_SUBGROUPS)
+  endif()
   if(PKV_GLSLC)
-    set(compile ${PKV_GLSLC} --target-env=vulkan1.1 -O -I ${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${s}.comp)
+    set(compile ${PKV_GLSLC} --target-env=vulkan1.1 -O ${defs} -I ${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${src}.comp)
   else()
-    set(compile ${PKV_GLSLANG} -V --target-env vulkan1.1 -I${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${s}.comp)
+    set(compile ${PKV_GLSLANG} -V --target-env vulkan1.1 ${defs} -I${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${src}.comp)
   endif()
   add_custom_command(OUTPUT ${csrc}
     COMMAND ${compile}
     COMMAND ${CMAKE_COMMAND} -DSPV=${spv} -DOUT=${csrc} -DNAME=${s} -P ${PKV_EMBED_SCRIPT}
-    DEPENDS ${PKV_SHADER_DIR}/${s}.comp ${PKV_SHADER_INCLUDES} ${PKV_EMBED_SCRIPT}
+    DEPENDS ${PKV_SHADER_DIR}/${src}.comp ${PKV_SHADER_INCLUDES} ${PKV_EMBED_SCRIPT}
     COMMENT "glslc ${s}.comp -> SPIR-V (embedded)"
     VERBATIM)
   list(APPEND PKV_SHADER_SOURCES ${csrc})

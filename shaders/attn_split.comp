@@ -4,23 +4,31 @@
  * of the tile (the GQA heads, and for q_len > 1 the query positions) and writes a partial result:
  * running max m, sum l, acc[i] = sum_t p_t (z_t + s_t code_t,i), and the V histogram S[pattern].
  * Logits never materialise K: q.s per block, the zero-point term once per block, qc[a_t] from the
- * pre-pass. */
+ * pre-pass. Per-row reductions are segmented over the workgroup (subgroup ops where the device has
+ * them, shared memory otherwise: seg_reduce.glsl). */
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 #include "attn_common.glsl"
 
-const uint CPT = (D + gl_WorkGroupSize.x - 1u) / gl_WorkGroupSize.x; /* channels per invocation */
+const uint WG = gl_WorkGroupSize.x;
+const uint CPT = (D + WG - 1u) / WG;     /* channels per invocation */
 const uint SCAP = MODE == 0u ? CAP : 1u;
+const uint SEG = WG / NQ;                /* invocations per row in segmented loops */
 
 shared float q_s[NQ][D];   /* scale * q */
 shared float qs_s[NQ][D];  /* scale * q * s_g (per block) */
-shared float p_s[NQ][G];   /* logits, then probabilities */
-shared float S_s[NQ][SCAP];
-shared float zt_s[NQ], m_s[NQ], alpha_s[NQ], l_s[NQ], pz_s[NQ];
+shared float p_s[NQ][G];   /* logits, then p * s_t */
+shared uint S_s[NQ][SCAP]; /* fp32 bits, added with compare-and-swap */
+shared float vs_s[G], vz_s[G];
+shared uint va_s[G];       /* V pattern index | gate bit << 8 */
+shared float m_s[NQ], alpha_s[NQ], zt_s[NQ], pz_s[NQ];
 shared uint limit_s[NQ], row_s[NQ];
+
+#include "seg_reduce.glsl"
 
 uint seq, head;
 float acc[NQ][CPT];
+float l_run, pz_run; /* per row, held by every invocation of the row's segment */
 
 uint vcode(uint base, uint t, uint i) /* V code of token t, channel i, block at word base */
 {
@@ -30,24 +38,68 @@ uint vcode(uint base, uint t, uint i) /* V code of token t, channel i, block at 
     return lo;
 }
 
-/* Softmax bookkeeping after the logits of `count` tokens are in p_s (rows by invocations < NQ). */
-void softmax_block(uint lid, uint count)
+void s_add(uint r, uint m, float p)
 {
-    if (lid < NQ) {
-        float bm = PKV_NEG_INF;
-        for (uint t = 0u; t < count; t++) bm = max(bm, p_s[lid][t]);
-        float mo = m_s[lid], mn = max(mo, bm);
-        alpha_s[lid] = (mo == PKV_NEG_INF) ? 0.0 : exp(mo - mn);
-        m_s[lid] = mn;
+    uint old = S_s[r][m];
+    for (;;) {
+        uint assumed = old;
+        old = atomicCompSwap(S_s[r][m], assumed, floatBitsToUint(uintBitsToFloat(assumed) + p));
+        if (old == assumed) break;
     }
+}
+
+/* Online softmax over the `count` logits in p_s: new running max per row, alpha, p = exp(l - m)
+ * folded into l and the zero-point sum, the V histogram, then p_s = p * s_t (quantized) or p. */
+void softmax_block(uint lid, uint count, bool quant)
+{
+    uint r = lid / SEG, j = lid % SEG;
+    float bm = PKV_NEG_INF;
+    for (uint t = j; t < count; t += SEG) bm = max(bm, p_s[r][t]);
+    bm = seg_max(bm, lid);
+    float mo = m_s[r], mn = max(mo, bm);
+    float alpha = mo == PKV_NEG_INF ? 0.0 : exp(mo - mn);
+    barrier(); /* every invocation has read m_s */
+    if (j == 0u) {
+        m_s[r] = mn;
+        alpha_s[r] = alpha;
+    }
+    if (MODE == 0u && quant && alpha != 1.0)
+        for (uint m = j; m < SCAP; m += SEG) S_s[r][m] = floatBitsToUint(uintBitsToFloat(S_s[r][m]) * alpha);
     barrier();
-    for (uint e = lid; e < NQ * count; e += gl_WorkGroupSize.x) {
-        uint r = e / count, t = e % count;
+    float l = 0.0, pz = 0.0;
+    for (uint t = j; t < count; t += SEG) {
         float lg = p_s[r][t];
-        p_s[r][t] = lg == PKV_NEG_INF ? 0.0 : exp(lg - m_s[r]);
+        float p = lg == PKV_NEG_INF ? 0.0 : exp(lg - mn);
+        l += p;
+        if (quant) {
+            pz += p * vz_s[t];
+            if (MODE == 0u && (va_s[t] & 256u) != 0u && p != 0.0) s_add(r, va_s[t] & 255u, p);
+            p *= vs_s[t];
+        }
+        p_s[r][t] = p;
     }
-    if (MODE == 0u)
-        for (uint e = lid; e < NQ * SCAP; e += gl_WorkGroupSize.x) S_s[e / SCAP][e % SCAP] *= alpha_s[e / SCAP];
+    l = seg_sum(l, lid);
+    pz = seg_sum(pz, lid);
+    l_run = l_run * alpha + l;
+    pz_run = pz_run * alpha + pz;
+    barrier();
+}
+
+/* acc[r][i] = acc * alpha + sum_t p_s[r][t] * value(t, i) */
+void accumulate(uint lid, uint count, uint base, uint kind)
+{
+    for (uint c = 0u; c < CPT; c++) {
+        uint i = lid + c * WG;
+        if (i >= D) break;
+        for (uint r = 0u; r < NQ; r++) acc[r][c] *= alpha_s[r];
+        for (uint t = 0u; t < count; t++) {
+            float x;
+            if (kind == 0u) x = float(vcode(base, t, i));
+            else if (kind == 1u) x = blk_h(base * 2u + pc.o_vcodes * 2u + t * D + i);
+            else x = win_h(base + pc.R * D + t * D + i);
+            for (uint r = 0u; r < NQ; r++) acc[r][c] += p_s[r][t] * x;
+        }
+    }
     barrier();
 }
 
@@ -55,43 +107,43 @@ void do_block(uint lid, uint b, uint tok0)
 {
     uint base = seq_block_slot(seq, head, b) * pc.block_words;
     if (MODE == 2u) { /* fp16 block: plain dot products */
-        for (uint t = lid; t < G; t += gl_WorkGroupSize.x)
-            for (uint r = 0u; r < NQ; r++) {
-                float dot = 0.0;
-                for (uint i = 0u; i < D; i++) dot += q_s[r][i] * blk_h(base * 2u + pc.o_kcodes * 2u + t * D + i);
-                p_s[r][t] = tok0 + t <= limit_s[r] ? dot : PKV_NEG_INF;
+        for (uint t = lid; t < G; t += WG) {
+            float dot[NQ];
+            for (uint r = 0u; r < NQ; r++) dot[r] = 0.0;
+            uint kb = base + pc.o_kcodes + t * (D / 2u);
+            for (uint w = 0u; w < D / 2u; w++) {
+                uint kw = blk[kb + w];
+                float x0 = pkv_f16_to_f32(kw & 0xffffu), x1 = pkv_f16_to_f32(kw >> 16);
+                for (uint r = 0u; r < NQ; r++) dot[r] += q_s[r][2u * w] * x0 + q_s[r][2u * w + 1u] * x1;
             }
-        barrier();
-        softmax_block(lid, G);
-        if (lid < NQ) {
-            float l = l_s[lid] * alpha_s[lid];
-            for (uint t = 0u; t < G; t++) l += p_s[lid][t];
-            l_s[lid] = l;
-        }
-        for (uint c = 0u; c < CPT; c++) {
-            uint i = lid + c * gl_WorkGroupSize.x;
-            if (i >= D) break;
-            for (uint r = 0u; r < NQ; r++) acc[r][c] *= alpha_s[r];
-            for (uint t = 0u; t < G; t++) {
-                float v = blk_h(base * 2u + pc.o_vcodes * 2u + t * D + i);
-                for (uint r = 0u; r < NQ; r++) acc[r][c] += p_s[r][t] * v;
-            }
+            for (uint r = 0u; r < NQ; r++) p_s[r][t] = tok0 + t <= limit_s[r] ? dot[r] : PKV_NEG_INF;
         }
         barrier();
+        softmax_block(lid, G, false);
+        accumulate(lid, G, base, 1u);
         return;
     }
-    /* q * s per channel, and the zero-point term once per block */
-    for (uint e = lid; e < NQ * D; e += gl_WorkGroupSize.x) {
+    /* block metadata, q * s per channel, and the zero-point term once per block */
+    for (uint t = lid; t < G; t += WG) {
+        vs_s[t] = blk_h(base * 2u + pc.o_vscale * 2u + t);
+        vz_s[t] = blk_h(base * 2u + pc.o_vzero * 2u + t);
+        if (MODE == 0u) {
+            uint a = (blk[base + pc.o_vidx + t / 4u] >> (8u * (t % 4u))) & 255u;
+            uint gate = (blk[base + pc.o_vmask + t / 32u] >> (t % 32u)) & 1u;
+            va_s[t] = a | (gate << 8);
+        }
+    }
+    for (uint e = lid; e < NQ * D; e += WG) {
         uint r = e / D, i = e % D;
         qs_s[r][i] = q_s[r][i] * blk_h(base * 2u + pc.o_kscale * 2u + i);
     }
-    if (lid < NQ) {
-        float zt = 0.0;
-        for (uint i = 0u; i < D; i++) zt += q_s[lid][i] * blk_h(base * 2u + pc.o_kzero * 2u + i);
-        zt_s[lid] = zt;
-    }
+    uint r0 = lid / SEG, j0 = lid % SEG;
+    float zt = 0.0;
+    for (uint i = j0; i < D; i += SEG) zt += q_s[r0][i] * blk_h(base * 2u + pc.o_kzero * 2u + i);
+    zt = seg_sum(zt, lid); /* the row's zero-point term, known to its segment */
+    if (j0 == 0u) zt_s[r0] = zt;
     barrier();
-    for (uint t = lid; t < G; t += gl_WorkGroupSize.x) {
+    for (uint t = lid; t < G; t += WG) {
         uint row[KRW];
         uint w0 = base + pc.o_kcodes + t * KRW;
         for (uint k = 0u; k < KRW; k++) row[k] = blk[w0 + k];
@@ -111,61 +163,27 @@ void do_block(uint lid, uint b, uint tok0)
         }
     }
     barrier();
-    softmax_block(lid, G);
-    if (lid < NQ) { /* l, the zero-point sum, and the pattern histogram: one row per invocation */
-        float l = l_s[lid] * alpha_s[lid], pz = pz_s[lid] * alpha_s[lid];
-        for (uint t = 0u; t < G; t++) {
-            float p = p_s[lid][t];
-            l += p;
-            pz += p * blk_h(base * 2u + pc.o_vzero * 2u + t);
-            if (MODE == 0u) {
-                uint mask = (blk[base + pc.o_vmask + t / 32u] >> (t % 32u)) & 1u;
-                uint a = (blk[base + pc.o_vidx + t / 4u] >> (8u * (t % 4u))) & 255u;
-                if (mask != 0u) S_s[lid][a] += p;
-            }
-        }
-        l_s[lid] = l;
-        pz_s[lid] = pz;
-    }
-    for (uint c = 0u; c < CPT; c++) {
-        uint i = lid + c * gl_WorkGroupSize.x;
-        if (i >= D) break;
-        for (uint r = 0u; r < NQ; r++) acc[r][c] *= alpha_s[r];
-        for (uint t = 0u; t < G; t++) {
-            float cf = float(vcode(base, t, i)) * blk_h(base * 2u + pc.o_vscale * 2u + t);
-            for (uint r = 0u; r < NQ; r++) acc[r][c] += p_s[r][t] * cf;
-        }
-    }
-    barrier();
+    softmax_block(lid, G, true);
+    accumulate(lid, G, base, 0u);
 }
 
 void do_window(uint lid, uint w0, uint count, uint tok0)
 {
     uint base = seq_window(seq, head) * pc.window_words * 2u; /* in halves */
-    for (uint t = lid; t < count; t += gl_WorkGroupSize.x)
-        for (uint r = 0u; r < NQ; r++) {
-            float dot = 0.0;
-            for (uint i = 0u; i < D; i++) dot += q_s[r][i] * win_h(base + (w0 + t) * D + i);
-            p_s[r][t] = tok0 + t <= limit_s[r] ? dot : PKV_NEG_INF;
+    for (uint t = lid; t < count; t += WG) {
+        float dot[NQ];
+        for (uint r = 0u; r < NQ; r++) dot[r] = 0.0;
+        uint kb = (base + (w0 + t) * D) / 2u;
+        for (uint w = 0u; w < D / 2u; w++) {
+            uint kw = win[kb + w];
+            float x0 = pkv_f16_to_f32(kw & 0xffffu), x1 = pkv_f16_to_f32(kw >> 16);
+            for (uint r = 0u; r < NQ; r++) dot[r] += q_s[r][2u * w] * x0 + q_s[r][2u * w + 1u] * x1;
         }
-    barrier();
-    softmax_block(lid, count);
-    if (lid < NQ) {
-        float l = l_s[lid] * alpha_s[lid];
-        for (uint t = 0u; t < count; t++) l += p_s[lid][t];
-        l_s[lid] = l;
-        pz_s[lid] *= alpha_s[lid];
-    }
-    for (uint c = 0u; c < CPT; c++) {
-        uint i = lid + c * gl_WorkGroupSize.x;
-        if (i >= D) break;
-        for (uint r = 0u; r < NQ; r++) acc[r][c] *= alpha_s[r];
-        for (uint t = 0u; t < count; t++) {
-            float v = win_h(base + pc.R * D + (w0 + t) * D + i);
-            for (uint r = 0u; r < NQ; r++) acc[r][c] += p_s[r][t] * v;
-        }
+        for (uint r = 0u; r < NQ; r++) p_s[r][t] = tok0 + t <= limit_s[r] ? dot[r] : PKV_NEG_INF;
     }
     barrier();
+    softmax_block(lid, count, false);
+    accumulate(lid, count, base + w0 * D, 2u);
 }
 
 void main()
@@ -178,7 +196,7 @@ void main()
     uint T = nb * G + nw;
     uint rows = pc.q_len * pc.gqa;
 
-    for (uint e = lid; e < NQ * D; e += gl_WorkGroupSize.x) {
+    for (uint e = lid; e < NQ * D; e += WG) {
         uint r = e / D, i = e % D, gr = tile * NQ + r;
         float v = 0.0;
         if (gr < rows) {
@@ -188,18 +206,18 @@ void main()
         q_s[r][i] = v;
     }
     if (lid < NQ) {
-        uint gr = tile * NQ + lid;
-        uint qi = min(gr, rows - 1u) / pc.gqa, qh = head * pc.gqa + min(gr, rows - 1u) % pc.gqa;
+        uint gr = min(tile * NQ + lid, rows - 1u);
+        uint qi = gr / pc.gqa, qh = head * pc.gqa + gr % pc.gqa;
         row_s[lid] = (seq * pc.q_len + qi) * pc.n_q_heads + qh;
         limit_s[lid] = T - pc.q_len + qi; /* causal: the last token this query sees */
         m_s[lid] = PKV_NEG_INF;
-        l_s[lid] = 0.0;
-        pz_s[lid] = 0.0;
     }
     if (MODE == 0u)
-        for (uint e = lid; e < NQ * SCAP; e += gl_WorkGroupSize.x) S_s[e / SCAP][e % SCAP] = 0.0;
+        for (uint e = lid; e < NQ * SCAP; e += WG) S_s[e / SCAP][e % SCAP] = 0u;
     for (uint r = 0u; r < NQ; r++)
         for (uint c = 0u; c < CPT; c++) acc[r][c] = 0.0;
+    l_run = 0.0;
+    pz_run = 0.0;
     barrier();
 
     if (split < pc.nsplit_b) {
@@ -210,18 +228,23 @@ void main()
         if (w0 < nw) do_window(lid, w0, min(G, nw - w0), nb * G + w0);
     }
 
+    /* partial result of each row: m, l, acc + zero-point sum, S */
+    uint r0 = lid / SEG;
+    if (lid % SEG == 0u) pz_s[r0] = pz_run;
+    if (lid % SEG == 0u && tile * NQ + r0 < rows) {
+        uint part = pc.part_off + (row_s[r0] * pc.nsplit + split) * PART;
+        scr[part] = floatBitsToUint(m_s[r0]);
+        scr[part + 1u] = floatBitsToUint(l_run);
+    }
+    barrier();
     for (uint r = 0u; r < NQ; r++) {
         if (tile * NQ + r >= rows) break;
         uint part = pc.part_off + (row_s[r] * pc.nsplit + split) * PART;
-        if (lid == 0u) {
-            scr[part] = floatBitsToUint(m_s[r]);
-            scr[part + 1u] = floatBitsToUint(l_s[r]);
-        }
         for (uint c = 0u; c < CPT; c++) {
-            uint i = lid + c * gl_WorkGroupSize.x;
+            uint i = lid + c * WG;
             if (i < D) scr[part + 4u + i] = floatBitsToUint(acc[r][c] + pz_s[r]);
         }
         if (MODE == 0u)
-            for (uint m = lid; m < CAP; m += gl_WorkGroupSize.x) scr[part + 4u + D + m] = floatBitsToUint(S_s[r][m]);
+            for (uint m = lid; m < CAP; m += WG) scr[part + 4u + D + m] = S_s[r][m];
     }
 }

@@ -193,7 +193,7 @@ static void saved_caches_load_across_backends(void **state)
     pkv_cache *c3;
     TU_OK(pkv_cache_load(vk, path2, &c3));
     TU_OK(pkv_attention(c3, &ap, q, o2));
-    assert_memory_equal(o1, o2, sizeof o1); /* same backend, same data: same result */
+    assert_true(tv_rel_diff(o2, o1, 4 * 64) < 1e-6); /* same backend, same data (histogram adds may reorder) */
     remove(path), remove(path2);
     TU_OK(pkv_cache_free(c)), TU_OK(pkv_cache_free(c2)), TU_OK(pkv_cache_free(c3));
     free(k), free(v);

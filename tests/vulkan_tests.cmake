@@ -7,6 +7,11 @@ foreach(t test_vulkan_parity test_vulkan_device)
   set_tests_properties(${t} PROPERTIES TIMEOUT 900 ENVIRONMENT "PKV_CACHE_DIR=${CMAKE_CURRENT_BINARY_DIR}/pkv_cache_vk")
 endforeach()
 
+# Parity again with the shared-memory reductions instead of subgroup arithmetic.
+add_test(NAME test_vulkan_parity_nosubgroups COMMAND test_vulkan_parity)
+set_tests_properties(test_vulkan_parity_nosubgroups PROPERTIES TIMEOUT 900
+  ENVIRONMENT "PKV_VULKAN_NO_SUBGROUPS=1;PKV_CACHE_DIR=${CMAKE_CURRENT_BINARY_DIR}/pkv_cache_vk")
+
 # The API suite again on the Vulkan backend.
 foreach(t ${PKV_API_SUITE})
   add_test(NAME ${t}_vulkan COMMAND ${t})

@@ -133,7 +133,9 @@ static void describe(pkv_vk_funcs *f, VkPhysicalDevice pd, uint32_t index, pkv_d
         vk->mem_props = mem;
         memcpy(vk->device_uuid, ids.deviceUUID, VK_UUID_SIZE);
         vk->subgroup_size = sub.subgroupSize;
-        vk->subgroup_arith = (uint32_t)sub_ok;
+        /* PKV_VULKAN_NO_SUBGROUPS=1 forces the shared-memory reductions (tests run both paths). */
+        const char *nosub = getenv("PKV_VULKAN_NO_SUBGROUPS");
+        vk->subgroup_arith = (uint32_t)sub_ok && !(nosub && *nosub && *nosub != '0');
         vk->features = features;
     }
 }

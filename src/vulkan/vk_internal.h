@@ -21,6 +21,7 @@ enum pkv_vk_kernel {
     PKV_K_FLUSH_CENTRE,
     PKV_K_ATTN_QC,
     PKV_K_ATTN_SPLIT,
+    PKV_K_ATTN_SPLIT_SG, /* the same with subgroup arithmetic */
     PKV_K_ATTN_REDUCE,
     PKV_K_READ_BW,
     PKV_K_COUNT

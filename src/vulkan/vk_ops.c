@@ -295,7 +295,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     uint32_t spec_qc[PKV_VK_SPEC_MAX] = {WG_SMALL, d, G, g->k_bits, g->v_bits, g->mode, nq, cap};
     VkPipeline p_qc = VK_NULL_HANDLE, p_split, p_reduce;
     if (s == PKV_OK && pattern) s = pkv_vk_pipeline(vk, PKV_K_ATTN_QC, spec_qc, &p_qc);
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_ATTN_SPLIT, spec, &p_split);
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, vk->subgroup_arith ? PKV_K_ATTN_SPLIT_SG : PKV_K_ATTN_SPLIT, spec, &p_split);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_ATTN_REDUCE, spec, &p_reduce);
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, seqs, (size_t)op->n_seqs * 16);
