@@ -5,9 +5,9 @@
 #ifndef PKV_MATH_H
 #define PKV_MATH_H
 
-#ifdef __OPENCL_VERSION__
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
 #pragma OPENCL FP_CONTRACT OFF
-#define PKV_INLINE inline
+#define PKV_INLINE static inline
 #define PKV_PRECISE
 #define PKV_F2B(x) as_uint(x)
 #define PKV_B2F(x) as_float(x)
