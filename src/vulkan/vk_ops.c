@@ -10,6 +10,7 @@
 
 #define WG_SMALL 64u
 #define WG_BLOCK 128u
+#define UPDATE_CHANNELS 16u /* k-means update: channels per workgroup (shared table M x 16 floats) */
 #define ATTN_TARGET_WORKGROUPS 1024u
 #define ATTN_MAX_SPLITS 256u
 
@@ -119,7 +120,9 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
     uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, d};
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_INIT, spec, &p_init);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_ASSIGN, spec, &p_assign);
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_UPDATE, spec, &p_update);
+    /* update: one invocation per channel, a [M][16] shared table per workgroup */
+    uint32_t spec_update[PKV_VK_SPEC_MAX] = {UPDATE_CHANNELS, d, M};
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_UPDATE, spec_update, &p_update);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_FINISH, spec, &p_finish);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_STORE, spec, &p_store);
     if (s == PKV_OK) s = quant_pipeline(vk, g, &p_quant);
@@ -139,7 +142,7 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
         s = pkv_vk_dispatch(vk, p_assign, bufs, &kp, sizeof kp, ceil_div(n, WG_SMALL), 2 * H, 1);
         if (s == PKV_OK) {
             pkv_vk_barrier(vk);
-            s = pkv_vk_dispatch(vk, p_update, bufs, &kp, sizeof kp, ceil_div(M * d, WG_SMALL), 2 * H, 1);
+            s = pkv_vk_dispatch(vk, p_update, bufs, &kp, sizeof kp, ceil_div(d, UPDATE_CHANNELS), 2 * H, 1);
         }
         if (s == PKV_OK) {
             pkv_vk_barrier(vk);
