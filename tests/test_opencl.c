@@ -602,6 +602,28 @@ static void devices_listed_and_bandwidth_measured(void **state)
     double gbps = 0;
     TU_OK(pkv_opencl_read_bandwidth(ctx, 8u << 20, 2, &gbps));
     assert_true(gbps > 0.01 && gbps < 1e5);
+    gbps = 0;
+    TU_OK(pkv_measure_read_bandwidth(ctx, 8u << 20, &gbps));
+    assert_true(gbps > 0.01 && gbps < 1e5);
+
+    /* op timing from the device's timestamps */
+    double ms = 0;
+    pkv_cache_config cfg = tu_config(1, 1, 32, 2, 32, PKV_MODE_PATTERN);
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, &s));
+    float k[40 * 32], v[40 * 32], q[32], o[32];
+    tu_rng r = {3};
+    tu_random(&r, 40 * 32, 1.0f, k);
+    tu_random(&r, 40 * 32, 1.0f, v);
+    tu_random(&r, 32, 1.0f, q);
+    TU_OK(pkv_append(c, s, 0, 40, k, v, PKV_F32));
+    pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .q_len = 1, .n_q_heads = 1, .q_dtype = PKV_F32};
+    TU_OK(pkv_attention(c, &ap, q, o));
+    TU_OK(pkv_last_op_time(ctx, &ms));
+    assert_true(ms > 0 && ms < 60000);
+    TU_OK(pkv_cache_free(c));
     TU_OK(pkv_context_free(ctx));
 }
 

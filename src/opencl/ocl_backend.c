@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../device_select.h"
 #include "ocl_internal.h"
@@ -282,8 +283,53 @@ cl_int pkv_ocl_launch(pkv_ocl *o, cl_kernel k, size_t n_groups, size_t local)
 {
     if (n_groups == 0) return CL_SUCCESS;
     size_t global = n_groups * local;
-    return o->cl->clEnqueueNDRangeKernel(o->q, k, 1, NULL, &global, &local, 0, NULL, NULL);
+    cl_event ev = NULL;
+    cl_int err = o->cl->clEnqueueNDRangeKernel(o->q, k, 1, NULL, &global, &local, 0, NULL, o->profiling ? &ev : NULL);
+    if (ev) {
+        if (!o->ev_first) o->ev_first = ev;
+        else {
+            if (o->ev_last) o->cl->clReleaseEvent(o->ev_last);
+            o->ev_last = ev;
+        }
+    }
+    return err;
 }
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static void release_events(pkv_ocl *o)
+{
+    if (o->ev_first) o->cl->clReleaseEvent(o->ev_first);
+    if (o->ev_last) o->cl->clReleaseEvent(o->ev_last);
+    o->ev_first = o->ev_last = NULL;
+}
+
+void pkv_ocl_op_begin(pkv_ocl *o)
+{
+    release_events(o);
+    o->last_op_ms = -1.0;
+    o->op_t0 = now_ms();
+}
+
+void pkv_ocl_op_end(pkv_ocl *o, int ok)
+{
+    double host = now_ms() - o->op_t0;
+    o->last_op_ms = ok ? host : -1.0;
+    cl_ulong t0 = 0, t1 = 0;
+    cl_event last = o->ev_last ? o->ev_last : o->ev_first;
+    if (ok && o->ev_first &&
+        o->cl->clGetEventProfilingInfo(o->ev_first, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL) == CL_SUCCESS &&
+        o->cl->clGetEventProfilingInfo(last, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) == CL_SUCCESS && t1 >= t0)
+        o->last_op_ms = (double)(t1 - t0) * 1e-6; /* first kernel start to last kernel end */
+    release_events(o);
+}
+
+static double ocl_last_op_ms(pkv_backend *be) { return pkv_ocl_of(be)->last_op_ms; }
 
 /* ---- create / destroy ------------------------------------------------------------------------- */
 
@@ -293,6 +339,7 @@ static void ocl_destroy(pkv_backend *be)
     pkv_ocl *o = pkv_ocl_of(be);
     if (o) {
         if (o->q) o->cl->clFinish(o->q);
+        release_events(o);
         for (int i = 0; i < PKV_S_COUNT; i++) pkv_ocl_scratch_free(o, &o->s[i]);
         pkv_ocl_release_program(o);
         if (o->q) o->cl->clReleaseCommandQueue(o->q);
@@ -312,6 +359,8 @@ static const pkv_backend_iface ocl_iface = {
     .mine = pkv_ocl_mine,
     .flush = pkv_ocl_flush,
     .attention = pkv_ocl_attention,
+    .measure_read = pkv_ocl_measure_read,
+    .last_op_ms = ocl_last_op_ms,
 };
 
 /* The program-cache directory: params, else $PKV_CACHE_DIR, else ~/.cache/patternkv ("" if none). */
@@ -415,7 +464,7 @@ static pkv_status ocl_create(const pkv_context_params *p, pkv_backend **out, cha
                         : create_on_selected(p, o, &be->info, why, why_len);
     cl_int err = CL_SUCCESS;
     if (st == PKV_OK && !o->q) {
-        o->q = cl->clCreateCommandQueue(o->ctx, o->dev, 0, &err);
+        o->q = cl->clCreateCommandQueue(o->ctx, o->dev, CL_QUEUE_PROFILING_ENABLE, &err);
         if (err != CL_SUCCESS) {
             o->q = NULL;
             snprintf(why, why_len, "clCreateCommandQueue failed (%s)", pkv_ocl_error_name(err));
@@ -423,6 +472,10 @@ static pkv_status ocl_create(const pkv_context_params *p, pkv_backend **out, cha
         }
     }
     if (st == PKV_OK) {
+        cl_command_queue_properties props = 0;
+        cl->clGetCommandQueueInfo(o->q, CL_QUEUE_PROPERTIES, sizeof props, &props, NULL);
+        o->profiling = (props & CL_QUEUE_PROFILING_ENABLE) != 0;
+        o->last_op_ms = -1.0;
         size_t wg = 0;
         cl->clGetDeviceInfo(o->dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
         cl->clGetDeviceInfo(o->dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof o->max_alloc, &o->max_alloc, NULL);

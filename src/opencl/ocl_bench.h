@@ -7,9 +7,9 @@
 
 #include "patternkv.h"
 
-/* Reads a `bytes` buffer `reps` times (after one warm-up) and returns the best rate in GB/s
- * (1e9 bytes per second), timed with OpenCL profiling events. PKV_ERR_UNSUPPORTED when ctx does not
- * run on OpenCL. */
+/* Reads a `bytes` buffer five times (after one warm-up; `reps` is ignored) and returns the best
+ * rate in GB/s (1e9 bytes per second), timed with OpenCL profiling events. The same as the public
+ * pkv_measure_read_bandwidth on an OpenCL context. PKV_ERR_UNSUPPORTED when ctx is not on OpenCL. */
 pkv_status pkv_opencl_read_bandwidth(pkv_context *ctx, size_t bytes, int reps, double *gbps);
 
 #endif

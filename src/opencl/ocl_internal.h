@@ -57,6 +57,10 @@ typedef struct pkv_ocl {
     cl_kernel k[PKV_K_COUNT];
     size_t wg[PKV_K_COUNT]; /* work-group size used for each kernel */
     pkv_ocl_scratch s[PKV_S_COUNT];
+    /* timing of the last op: kernel events when the queue profiles, else the host clock */
+    int profiling;
+    cl_event ev_first, ev_last;
+    double op_t0, last_op_ms;
 } pkv_ocl;
 
 static inline pkv_ocl *pkv_ocl_of(pkv_backend *be) { return (pkv_ocl *)be->impl; }
@@ -80,7 +84,13 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
 
 /* Kernel argument helper: sets args in order, each given as (size, pointer). */
 cl_int pkv_ocl_args(pkv_ocl *o, cl_kernel k, int n, ...);
-/* Runs a 1-D range of n_groups work-groups of `local` items. */
+/* Runs a 1-D range of n_groups work-groups of `local` items (timed as part of the current op). */
 cl_int pkv_ocl_launch(pkv_ocl *o, cl_kernel k, size_t n_groups, size_t local);
+/* Brackets an op for pkv_last_op_time. */
+void pkv_ocl_op_begin(pkv_ocl *o);
+void pkv_ocl_op_end(pkv_ocl *o, int ok);
+
+/* ocl_bench.c: streaming-read bandwidth of device memory (iface measure_read). */
+pkv_status pkv_ocl_measure_read(pkv_backend *be, uint64_t bytes, double *gbps);
 
 #endif

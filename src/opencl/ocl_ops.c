@@ -71,6 +71,7 @@ static pkv_status op_failed(const char *op, cl_int err)
 static pkv_status finish(pkv_ocl *o, const char *op, cl_int err)
 {
     if (err == CL_SUCCESS) err = o->cl->clFinish(o->q);
+    pkv_ocl_op_end(o, err == CL_SUCCESS);
     return err == CL_SUCCESS ? PKV_OK : op_failed(op, err);
 }
 
@@ -91,6 +92,7 @@ static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_m
 pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
     pkv_ocl *o = pkv_ocl_of(be);
+    pkv_ocl_op_begin(o);
     const pkv_geom *g = st->g;
     const size_t H = g->H, d = g->d, n = op->n_tokens, M = g->M;
     const uint32_t nb = op->n_quant / g->G;
@@ -142,6 +144,7 @@ pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op 
 pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
 {
     pkv_ocl *o = pkv_ocl_of(be);
+    pkv_ocl_op_begin(o);
     const pkv_geom *g = st->g;
     const size_t H = g->H;
     const uint32_t nb = g->R / g->G;
@@ -192,6 +195,7 @@ static uint32_t blocks_per_item(const pkv_ocl *o, const pkv_attn_op *op, uint32_
 pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
 {
     pkv_ocl *o = pkv_ocl_of(be);
+    pkv_ocl_op_begin(o);
     const pkv_geom *g = st->g;
     const uint32_t ns = op->n_seqs, d = g->d;
     uint32_t max_blocks = 0;
