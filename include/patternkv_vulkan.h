@@ -17,9 +17,16 @@
  * - vkQueueSubmit on one queue must be externally synchronized (Vulkan rule): the application must
  *   not submit to `queue` from another thread while a PatternKV call runs. Use `queue_mutex_lock` /
  *   `queue_mutex_unlock` (optional) to have the library take the engine's queue lock around its submits.
- * - Data goes in and out through host pointers (pkv_append, pkv_attention); the library's device
- *   memory is its own (separate allocations on `device`), so no barrier on application resources is
- *   ever needed.
+ * - The library's cache lives in its own allocations on `device`; the application never needs a
+ *   barrier on them.
+ * - pkv_vulkan_append / pkv_vulkan_attention read K, V, q from and write out to the application's
+ *   VkBuffers (created on `device` with TRANSFER_SRC / TRANSFER_DST usage, holding the whole range).
+ *   Writes the application submitted to `queue` before the call are waited for by the library (its
+ *   command buffer starts with a barrier from all earlier writes to its transfer reads); writes made
+ *   on another queue must be finished (fence or semaphore wait) before the call. When the call
+ *   returns, `out` is written and complete, and made available to all later commands on `queue`.
+ *   These two functions are staged through host memory (the library's staging ring and a host
+ *   copy) around pkv_append / pkv_attention; the application needs no host copy of its own.
  * - The device needs no extension or feature; the queue family must support compute. */
 #ifndef PATTERNKV_VULKAN_H
 #define PATTERNKV_VULKAN_H
@@ -46,6 +53,15 @@ typedef struct pkv_vulkan_external {
     void (*queue_mutex_unlock)(void *user);
     void *queue_mutex_user;
 } pkv_vulkan_external;
+
+/* pkv_append with K and V in application buffers: [n_tokens][n_kv_heads][head_dim] of dtype at
+ * the given byte offsets. Needs a cache on a context made from the application's device (above). */
+PKV_API pkv_status pkv_vulkan_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens, VkBuffer k,
+                                     VkDeviceSize k_offset, VkBuffer v, VkDeviceSize v_offset, pkv_dtype dtype);
+/* pkv_attention with q and out in application buffers ([n_seqs][q_len][n_q_heads][head_dim]; q of
+ * params->q_dtype, out fp32). */
+PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_params *params, VkBuffer q,
+                                        VkDeviceSize q_offset, VkBuffer out, VkDeviceSize out_offset);
 
 #ifdef __cplusplus
 }

@@ -68,6 +68,16 @@ static void devices_are_listed_and_chosen_by_name(void **state)
     assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_BACKEND_UNAVAILABLE);
 }
 
+enum { WL_T = 80, WL_KV = WL_T * 2 * 32, WL_Q = 4 * 32 };
+
+static void workload_data(float *k, float *v, float *q)
+{
+    tu_rng rng = {4242};
+    tu_structured_kv(&rng, WL_T, 2, 32, 3, 0.2f, k);
+    tu_random(&rng, WL_KV, 1.0f, v);
+    tu_random(&rng, WL_Q, 1.0f, q);
+}
+
 /* Runs a small PATTERN cache (mine, flush, attention) on ctx; returns the attention output. */
 static void small_workload(pkv_context *ctx, float *out)
 {
@@ -76,11 +86,8 @@ static void small_workload(pkv_context *ctx, float *out)
     pkv_seq s;
     TU_OK(pkv_cache_create(ctx, &cfg, &c));
     TU_OK(pkv_seq_create(c, &s));
-    tu_rng rng = {4242};
-    float k[80 * 2 * 32], v[80 * 2 * 32], q[4 * 32];
-    tu_structured_kv(&rng, 80, 2, 32, 3, 0.2f, k);
-    tu_random(&rng, 80 * 2 * 32, 1.0f, v);
-    tu_random(&rng, 4 * 32, 1.0f, q);
+    float k[WL_KV], v[WL_KV], q[WL_Q];
+    workload_data(k, v, q);
     TU_OK(pkv_append(c, s, 0, 50, k, v, PKV_F32));
     TU_OK(pkv_append(c, s, 0, 30, k + 50 * 64, v + 50 * 64, PKV_F32));
     pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
@@ -271,12 +278,54 @@ static void application_owned_device_is_used_and_left_alive(void **state)
     pkv_context_params p = pkv_context_params_default();
     p.external = &ext;
     pkv_context *ctx = tv_context_with(&p);
-    float out[4 * 32], ref[4 * 32];
+    float out[WL_Q], ref[WL_Q];
     small_workload(ctx, out);
     pkv_context *cpu = tv_cpu_context();
     small_workload(cpu, ref);
     assert_true(tv_rel_diff(out, ref, 4 * 32) < 1e-4);
     TU_OK(pkv_context_free(cpu));
+
+    /* The same through the application's own VkBuffers (K, V, q in; out back). */
+    VkPhysicalDeviceMemoryProperties mp;
+    f.vkGetPhysicalDeviceMemoryProperties(pd, &mp);
+    const VkDeviceSize off = 256, bytes = off + WL_KV * sizeof(float);
+    VkBuffer bufs[4];
+    VkDeviceMemory mems[4];
+    float *maps[4];
+    for (int i = 0; i < 4; i++) {
+        VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = bytes,
+                                  .usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT};
+        assert_int_equal(f.vkCreateBuffer(dev, &bci, NULL, &bufs[i]), VK_SUCCESS);
+        VkMemoryRequirements req;
+        f.vkGetBufferMemoryRequirements(dev, bufs[i], &req);
+        uint32_t type = 0;
+        const VkMemoryPropertyFlags want = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+        while (type < mp.memoryTypeCount && !((req.memoryTypeBits >> type & 1) && (mp.memoryTypes[type].propertyFlags & want) == want)) type++;
+        assert_true(type < mp.memoryTypeCount);
+        VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size, .memoryTypeIndex = type};
+        assert_int_equal(f.vkAllocateMemory(dev, &mai, NULL, &mems[i]), VK_SUCCESS);
+        assert_int_equal(f.vkBindBufferMemory(dev, bufs[i], mems[i], 0), VK_SUCCESS);
+        void *m;
+        assert_int_equal(f.vkMapMemory(dev, mems[i], 0, VK_WHOLE_SIZE, 0, &m), VK_SUCCESS);
+        maps[i] = (float *)((uint8_t *)m + off);
+    }
+    workload_data(maps[0], maps[1], maps[2]);
+    pkv_cache_config cfg = tu_config(1, 2, 32, 2, 32, PKV_MODE_PATTERN);
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, &s));
+    TU_OK(pkv_vulkan_append(c, s, 0, 50, bufs[0], off, bufs[1], off, PKV_F32));
+    TU_OK(pkv_vulkan_append(c, s, 0, 30, bufs[0], off + 50 * 64 * sizeof(float), bufs[1], off + 50 * 64 * sizeof(float), PKV_F32));
+    pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
+    TU_OK(pkv_vulkan_attention(c, &ap, bufs[2], off, bufs[3], off));
+    assert_true(tv_rel_diff(maps[3], out, WL_Q) < 1e-6);
+    assert_int_equal(pkv_vulkan_append(c, s, 0, 1, VK_NULL_HANDLE, 0, bufs[1], 0, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    TU_OK(pkv_cache_free(c));
+    for (int i = 0; i < 4; i++) {
+        f.vkDestroyBuffer(dev, bufs[i], NULL);
+        f.vkFreeMemory(dev, mems[i], NULL);
+    }
     TU_OK(pkv_context_free(ctx));
     /* the application's device is still alive and usable */
     assert_int_equal(f.vkDeviceWaitIdle(dev), VK_SUCCESS);

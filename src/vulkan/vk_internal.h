@@ -125,6 +125,9 @@ pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes);
 pkv_status pkv_vk_begin(pkv_vk *vk);
 pkv_status pkv_vk_upload(pkv_vk *vk, pkv_buf *dst, VkDeviceSize off, const void *src, size_t bytes);
 pkv_status pkv_vk_download(pkv_vk *vk, pkv_buf *src, VkDeviceSize off, void *dst, size_t bytes);
+/* The same on any VkBuffer of the device (absolute offsets): the application's buffers. */
+pkv_status pkv_vk_upload_raw(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, const void *src, size_t bytes);
+pkv_status pkv_vk_download_raw(pkv_vk *vk, VkBuffer src, VkDeviceSize off, void *dst, size_t bytes);
 void pkv_vk_barrier(pkv_vk *vk);
 pkv_status pkv_vk_submit_wait(pkv_vk *vk);
 /* Ends an op: submits what is recorded, waits, resets the descriptor pool. */

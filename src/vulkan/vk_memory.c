@@ -373,7 +373,7 @@ static pkv_status ring_take(pkv_vk *vk, size_t want, VkDeviceSize *off, size_t *
     return PKV_OK;
 }
 
-pkv_status pkv_vk_upload(pkv_vk *vk, pkv_buf *dst, VkDeviceSize off, const void *src, size_t bytes)
+pkv_status pkv_vk_upload_raw(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, const void *src, size_t bytes)
 {
     pkv_status s = pkv_vk_begin(vk);
     const uint8_t *p = src;
@@ -383,14 +383,14 @@ pkv_status pkv_vk_upload(pkv_vk *vk, pkv_buf *dst, VkDeviceSize off, const void 
         s = ring_take(vk, bytes, &roff, &n);
         if (s != PKV_OK) break;
         memcpy(vk->ring_map + roff, p, n);
-        VkBufferCopy c = {.srcOffset = roff, .dstOffset = dst->off + off, .size = n};
-        vk->f.vkCmdCopyBuffer(vk->cb, vk->ring_buf, dst->page->buf, 1, &c);
+        VkBufferCopy c = {.srcOffset = roff, .dstOffset = off, .size = n};
+        vk->f.vkCmdCopyBuffer(vk->cb, vk->ring_buf, dst, 1, &c);
         p += n, off += n, bytes -= n;
     }
     return s;
 }
 
-pkv_status pkv_vk_download(pkv_vk *vk, pkv_buf *src, VkDeviceSize off, void *dst, size_t bytes)
+pkv_status pkv_vk_download_raw(pkv_vk *vk, VkBuffer src, VkDeviceSize off, void *dst, size_t bytes)
 {
     pkv_status s = pkv_vk_begin(vk);
     uint8_t *p = dst;
@@ -406,10 +406,20 @@ pkv_status pkv_vk_download(pkv_vk *vk, pkv_buf *src, VkDeviceSize off, void *dst
             vk->pending = np;
             vk->cap_pending = cap;
         }
-        VkBufferCopy c = {.srcOffset = src->off + off, .dstOffset = roff, .size = n};
-        vk->f.vkCmdCopyBuffer(vk->cb, src->page->buf, vk->ring_buf, 1, &c);
+        VkBufferCopy c = {.srcOffset = off, .dstOffset = roff, .size = n};
+        vk->f.vkCmdCopyBuffer(vk->cb, src, vk->ring_buf, 1, &c);
         vk->pending[vk->n_pending++] = (pkv_vk_pending_read){roff, p, n};
         p += n, off += n, bytes -= n;
     }
     return s;
+}
+
+pkv_status pkv_vk_upload(pkv_vk *vk, pkv_buf *dst, VkDeviceSize off, const void *src, size_t bytes)
+{
+    return pkv_vk_upload_raw(vk, dst->page->buf, dst->off + off, src, bytes);
+}
+
+pkv_status pkv_vk_download(pkv_vk *vk, pkv_buf *src, VkDeviceSize off, void *dst, size_t bytes)
+{
+    return pkv_vk_download_raw(vk, src->page->buf, src->off + off, dst, bytes);
 }
