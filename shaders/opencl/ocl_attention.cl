@@ -117,7 +117,8 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
     const int pattern = mode == 0u;
 
     __local float qv[MAX_D], qs[MAX_D], o[MAX_D], qc[MAX_BANK], S[MAX_BANK];
-    __local float lg[MAX_G], ps[MAX_G], pz[MAX_G], red[256];
+    __local float lg[MAX_G], ps[MAX_G], pz[MAX_G], gp[MAX_G], red[256];
+    __local uint vb[MAX_G];
 
     for (uint i = lid; i < d; i += L) {
         qv[i] = q[(((size_t)seq * q_len + qi) * nqh + qh) * d + i];
@@ -174,13 +175,18 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
             for (uint t = lid; t < G; t += L) {
                 ps[t] = lg[t] * pkv_f16_to_f32(vscale[t]);
                 pz[t] = lg[t] * pkv_f16_to_f32(vzero[t]);
+                if (pattern) { /* weight of a gated token for its V pattern's histogram bin */
+                    gp[t] = (blk[P[PP_OFF_VMASK] + t / 8u] >> (t % 8u)) & 1u ? lg[t] : 0.0f;
+                    vb[t] = blk[P[PP_OFF_VIDX] + t];
+                }
             }
-            if (pattern) /* histogram of softmax weights over the gated tokens' V patterns */
-                for (uint m = lid; m < bank; m += L) S[m] *= alpha;
             barrier(CLK_LOCAL_MEM_FENCE);
-            if (pattern && lid == 0u)
-                for (uint t = 0; t < G; t++)
-                    if ((blk[P[PP_OFF_VMASK] + t / 8u] >> (t % 8u)) & 1u) S[blk[P[PP_OFF_VIDX] + t]] += lg[t];
+            if (pattern) /* histogram S[m] of softmax weights: one bin per work-item, deterministic */
+                for (uint m = lid; m < bank; m += L) {
+                    float acc = S[m] * alpha;
+                    for (uint t = 0; t < G; t++) acc += vb[t] == m ? gp[t] : 0.0f;
+                    S[m] = acc;
+                }
             __global const uint *vcodes = (__global const uint *)(blk + P[PP_OFF_VCODES]);
             for (uint i = lid; i < d; i += L) {
                 float acc = o[i] * alpha;
