@@ -1,0 +1,136 @@
+/* pkv eval-model end to end, in process: the trained tiny model over its held-out text with the
+ * attention through the library. Checks the JSON report's shape and self-consistency, the argument
+ * errors, and the README's claim that 4-bit PATTERN stays within 0.5% of FP16 in bits per byte. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "test_cli_json.h"
+#include "testutil.h"
+
+static const char *backend(void)
+{
+    const char *b = getenv("PKV_TEST_BACKEND");
+    return b && *b ? b : "cpu";
+}
+
+/* Runs eval-model with the given options plus --model, --text, --backend, --no-progress and --json;
+ * returns the exit status, the parsed report in doc when it is 0. */
+static int run_eval(const char **opts, int n_opts, tj_doc *doc)
+{
+    char json[] = "/tmp/pkv_test_eval_XXXXXX";
+    int fd = mkstemp(json);
+    assert_true(fd >= 0);
+    close(fd);
+    const char *argv[64] = {"eval-model", "--model", PKV_MODEL_PATH, "--text", PKV_TEXT_PATH, "--backend", backend(),
+                            "--no-progress", "--json", json};
+    int argc = 10;
+    for (int i = 0; i < n_opts; i++) argv[argc++] = opts[i];
+    int rc = pkv_cmd_eval_model(argc, (char **)argv);
+    if (rc == 0) {
+        char *text = tj_read_file(json);
+        assert_non_null(text);
+        assert_int_equal(tj_parse(text, doc), 0);
+        free(text);
+    }
+    remove(json);
+    return rc;
+}
+
+static const tj_entry *get(const tj_doc *doc, const char *path)
+{
+    const tj_entry *e = tj_find(doc, path);
+    if (!e) fail_msg("JSON report has no %s", path);
+    return e;
+}
+
+static double result(const tj_doc *doc, int i, const char *field)
+{
+    char path[96];
+    snprintf(path, sizeof path, "results[%d].%s", i, field);
+    const tj_entry *e = get(doc, path);
+    assert_int_equal(e->kind, TJ_NUMBER);
+    return e->number;
+}
+
+static void test_json_report(void **state)
+{
+    (void)state;
+    const char *opts[] = {"--tokens", "256", "--group-size", "32", "--prefill", "64", "--modes", "pattern2,direct3/4"};
+    tj_doc doc = {0};
+    assert_int_equal(run_eval(opts, 8, &doc), 0);
+    assert_int_equal(get(&doc, "model.dim")->number, 256);
+    assert_int_equal(get(&doc, "model.n_kv_heads")->number, 2);
+    assert_int_equal(get(&doc, "model.vocab_size")->number, 256);
+    assert_int_equal(get(&doc, "tokens")->number, 256);
+    assert_string_equal(get(&doc, "backend")->text, backend());
+    assert_int_equal(get(&doc, "results")->number, 3); /* fp16 is added first: agreement is against it */
+    const char *modes[3] = {"fp16", "pattern", "direct"};
+    const int kb[3] = {16, 2, 3}, vb[3] = {16, 2, 4};
+    for (int i = 0; i < 3; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "results[%d].mode", i);
+        assert_string_equal(get(&doc, path)->text, modes[i]);
+        assert_int_equal((int)result(&doc, i, "k_bits"), kb[i]);
+        assert_int_equal((int)result(&doc, i, "v_bits"), vb[i]);
+        double bpb = result(&doc, i, "bits_per_byte"), ppl = result(&doc, i, "perplexity");
+        double agree = result(&doc, i, "greedy_agreement");
+        /* a trained model: far below the 8 bits of a uniform guess, above 0 */
+        assert_true(bpb > 0.3 && bpb < 4.0);
+        /* one token is one byte: perplexity = 2^(bits per byte) */
+        assert_true(fabs(ppl / pow(2.0, bpb) - 1.0) < 1e-5);
+        assert_true(agree > 0.5 && agree <= 1.0);
+        if (i == 0) assert_true(agree == 1.0);
+    }
+    /* compression costs something: 2-bit PATTERN predicts worse than the FP16 cache */
+    assert_true(result(&doc, 1, "bits_per_byte") > result(&doc, 0, "bits_per_byte"));
+    assert_true(result(&doc, 1, "greedy_agreement") < 1.0);
+    tj_free(&doc);
+}
+
+/* The README's configuration (4096 tokens, group 128, 32 patterns, prefill 512). Measured on the CPU
+ * backend: FP16 1.2623 bits per byte, PATTERN 4-bit 1.2679 (+0.44%), DIRECT 4-bit 1.2709 (+0.68%).
+ * Shorter runs move this by a percent either way (+0.02% to +1.6% over 512 to 1024 tokens), so the
+ * claim is checked on the full run. */
+static void test_pattern_4_bits_within_half_percent_of_fp16(void **state)
+{
+    (void)state;
+    const char *opts[] = {"--modes", "fp16,pattern4"};
+    tj_doc doc = {0};
+    assert_int_equal(run_eval(opts, 2, &doc), 0);
+    assert_int_equal(get(&doc, "tokens")->number, 4096);
+    double fp16 = result(&doc, 0, "bits_per_byte"), p4 = result(&doc, 1, "bits_per_byte");
+    printf("  fp16 %.4f, pattern 4-bit %.4f bits per byte (%+.2f%%)\n", fp16, p4, 100.0 * (p4 / fp16 - 1.0));
+    assert_true(p4 / fp16 - 1.0 < 0.005);
+    assert_true(p4 >= fp16 * 0.995);
+    tj_free(&doc);
+}
+
+static void test_argument_errors(void **state)
+{
+    (void)state;
+    tj_doc doc = {0};
+    const char *bad_mode[] = {"--modes", "pattern5"};
+    assert_int_equal(run_eval(bad_mode, 2, &doc), 2);
+    const char *bad_group[] = {"--group-size", "48"};
+    assert_int_equal(run_eval(bad_group, 2, &doc), 2);
+    const char *unknown[] = {"--frobnicate", "1"};
+    assert_int_equal(run_eval(unknown, 2, &doc), 2);
+    const char *too_many[] = {"--tokens", "1000000"};
+    assert_int_equal(run_eval(too_many, 2, &doc), 1); /* the text is shorter than that */
+    const char *argv[] = {"eval-model", "--model", "/nonexistent/model.bin", "--no-progress"};
+    assert_int_equal(pkv_cmd_eval_model(4, (char **)argv), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_argument_errors),
+        cmocka_unit_test(test_json_report),
+        cmocka_unit_test(test_pattern_4_bits_within_half_percent_of_fp16),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
