@@ -225,6 +225,8 @@ typedef struct scenario {
     uint32_t M, capacity;
     uint32_t prefill, extra, step; /* prefill tokens, then `extra` more in appends of `step` */
     uint32_t gqa;
+    uint32_t iters; /* k-means iterations; 0: 8 */
+    float tol;      /* k-means tolerance; 0: the default */
 } scenario;
 
 static void run_scenario(const scenario *sc)
@@ -235,7 +237,8 @@ static void run_scenario(const scenario *sc)
     cfg.window = sc->window;
     if (sc->M) cfg.n_patterns = sc->M;
     if (sc->capacity) cfg.bank_capacity = sc->capacity;
-    cfg.kmeans_iters = 8;
+    cfg.kmeans_iters = sc->iters ? sc->iters : 8;
+    if (sc->tol > 0) cfg.kmeans_tol = sc->tol;
     twin t;
     twin_open(&t, &cfg);
     tu_rng r = {0x1234 + sc->d * 7 + sc->kbits};
@@ -296,6 +299,14 @@ static void parity_default_shape(void **state)
     (void)state;
     /* the library defaults: d 128, G = R = 128, M 32 */
     scenario sc = {"pattern d128 G128", 128, 2, 2, 128, 0, 2, 1, PKV_MODE_PATTERN, 32, 0, 200, 190, 95, 4};
+    run_scenario(&sc);
+}
+
+static void parity_kmeans_converges(void **state)
+{
+    (void)state;
+    /* a loose tolerance: k-means stops on it while centroids still move, as on the CPU */
+    scenario sc = {"pattern loose tolerance", 32, 2, 2, 32, 0, 2, 1, PKV_MODE_PATTERN, 6, 0, 64, 0, 1, 1, 200, 0.3f};
     run_scenario(&sc);
 }
 
@@ -641,6 +652,7 @@ int main(void)
         cmocka_unit_test(parity_window_of_two_groups_and_frozen_bank),
         cmocka_unit_test(parity_bank_across_chunks),
         cmocka_unit_test(parity_default_shape),
+        cmocka_unit_test(parity_kmeans_converges),
         cmocka_unit_test(parity_short_sequence),
         cmocka_unit_test(parity_direct),
         cmocka_unit_test(parity_fp16),

@@ -124,19 +124,35 @@ pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op 
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_SUMS], 2 * H * M * d * sizeof(float));
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_COUNTS], 2 * H * M * sizeof(uint32_t));
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_ASSIGN], 2 * H * n * sizeof(uint32_t));
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_DONE], 2 * H * sizeof(uint32_t));
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: mine could not allocate its scratch buffers");
 
-    cl_kernel k = o->k[PKV_K_KMEANS];
-    cl_mem chunks = mem_or_dummy(o, st->chunks);
-    cl_int err = pkv_ocl_args(o, k, 11, ARG(o->s[PKV_S_PARAMS].mem), ARG(o->s[PKV_S_TOKENS].mem),
-                              ARG(o->s[PKV_S_U0].mem), ARG(o->s[PKV_S_U1].mem), ARG(o->s[PKV_S_CENT].mem),
-                              ARG(o->s[PKV_S_SUMS].mem), ARG(o->s[PKV_S_COUNTS].mem), ARG(o->s[PKV_S_ASSIGN].mem),
-                              ARG(chunks), ARG(o->s[PKV_S_U2].mem), km_local ? lsum_bytes : sizeof(float), NULL);
-    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, 2 * H, o->wg[PKV_K_KMEANS]);
+    cl_mem params = o->s[PKV_S_PARAMS].mem, tokens = o->s[PKV_S_TOKENS].mem, init = o->s[PKV_S_U0].mem,
+           rcp = o->s[PKV_S_U1].mem, ctab = o->s[PKV_S_U2].mem, cent = o->s[PKV_S_CENT].mem,
+           sums = o->s[PKV_S_SUMS].mem, counts = o->s[PKV_S_COUNTS].mem, assign = o->s[PKV_S_ASSIGN].mem,
+           done = o->s[PKV_S_DONE].mem, chunks = mem_or_dummy(o, st->chunks);
+    const size_t values = 2 * H * M * d;
+    cl_kernel k = o->k[PKV_K_KM_INIT];
+    size_t wl = o->wg[PKV_K_KM_INIT];
+    cl_int err = pkv_ocl_args(o, k, 5, ARG(params), ARG(tokens), ARG(init), ARG(cent), ARG(done));
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (values + wl - 1) / wl, wl);
+    const size_t wa = o->wg[PKV_K_KM_ASSIGN], tiles = (n + wa - 1) / wa;
+    cl_kernel ka = o->k[PKV_K_KM_ASSIGN], ku = o->k[PKV_K_KM_UPDATE];
+    if (err == CL_SUCCESS) err = pkv_ocl_args(o, ka, 5, ARG(params), ARG(tokens), ARG(cent), ARG(done), ARG(assign));
+    if (err == CL_SUCCESS)
+        err = pkv_ocl_args(o, ku, 9, ARG(params), ARG(tokens), ARG(rcp), ARG(cent), ARG(sums), ARG(counts),
+                           ARG(assign), ARG(done), km_local ? lsum_bytes : sizeof(float), NULL);
+    for (uint32_t it = 0; it < op->max_iters && err == CL_SUCCESS; it++) {
+        err = pkv_ocl_launch(o, ka, 2 * H * tiles, wa);
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, ku, 2 * H, o->wg[PKV_K_KM_UPDATE]);
+    }
+    k = o->k[PKV_K_KM_STORE];
+    wl = o->wg[PKV_K_KM_STORE];
+    if (err == CL_SUCCESS) err = pkv_ocl_args(o, k, 4, ARG(params), ARG(cent), ARG(ctab), ARG(chunks));
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (values + wl - 1) / wl, wl);
     if (err == CL_SUCCESS && nb > 0) {
         cl_mem dummy = mem_or_dummy(o, NULL);
-        err = launch_encode(o, st, o->s[PKV_S_PARAMS].mem, o->s[PKV_S_TOKENS].mem, dummy, o->s[PKV_S_U2].mem,
-                            o->s[PKV_S_U3].mem, nb);
+        err = launch_encode(o, st, params, tokens, dummy, ctab, o->s[PKV_S_U3].mem, nb);
     }
     return finish(o, "mine", err);
 }

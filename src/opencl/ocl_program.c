@@ -16,7 +16,7 @@ extern const char pkv_ocl_source[];
 extern const unsigned long pkv_ocl_source_len;
 
 static const char *const kernel_names[PKV_K_COUNT] = {
-    "ocl_kmeans", "ocl_centre", "ocl_encode", "ocl_attn_qc", "ocl_attn", "ocl_reduce", "ocl_stream_read", "ocl_fma_probe",
+    "ocl_km_init", "ocl_km_assign", "ocl_km_update", "ocl_km_store", "ocl_centre", "ocl_encode", "ocl_attn_qc", "ocl_attn", "ocl_reduce", "ocl_stream_read", "ocl_fma_probe",
 };
 
 #define CACHE_MAGIC "PKVOCLB1"
