@@ -32,4 +32,13 @@ if(TARGET pkv_cli_core)
     PKV_MODEL_PATH="${PKV_TINYLLM_DIR}/model.bin" PKV_TEXT_PATH="${PKV_TINYLLM_DIR}/heldout.txt")
   add_test(NAME test_model_eval COMMAND test_model_eval)
   set_tests_properties(test_model_eval PROPERTIES ENVIRONMENT "PKV_TEST_BACKEND=cpu" TIMEOUT 900 LABELS "cpu;model")
+
+  # Vocabularies beyond 256 bytes: tokenizer.bin, BPE, a separate classifier, texts longer than seq_len.
+  add_executable(test_model_tokenizer ${CMAKE_CURRENT_LIST_DIR}/test_model_tokenizer.c
+                 ${CMAKE_CURRENT_LIST_DIR}/test_cli_json.c)
+  target_include_directories(test_model_tokenizer PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+  target_link_libraries(test_model_tokenizer PRIVATE pkv_cli_core pkv_testutil)
+  target_compile_definitions(test_model_tokenizer PRIVATE _POSIX_C_SOURCE=200809L _DEFAULT_SOURCE)
+  add_test(NAME test_model_tokenizer COMMAND test_model_tokenizer)
+  set_tests_properties(test_model_tokenizer PROPERTIES TIMEOUT 300 LABELS "cpu;model")
 endif()
