@@ -138,9 +138,11 @@ static void test_safetensors_good(void **state)
     cli_tensor_free(&x);
     assert_int_equal(cli_safetensors_load(tmp("good.safetensors"), "w", &x, err, sizeof err), 1);
 
-    /* through the --kv loader: q kept for its last 2 positions, the first layer only */
+    /* through the --kv loader: q kept at 2 positions after a prefill of 3, the first layer only */
     kv_data d;
-    assert_int_equal(kv_data_load(&d, tmp("good.safetensors"), 1, 0, 0, 2, 1, err, sizeof err), 0);
+    assert_int_equal(kv_data_load(&d, tmp("good.safetensors"), 1, 0, 3, 0, 2, 1, err, sizeof err), 0);
+    assert_int_equal(d.prefill, 3);
+    assert_true(d.q_pos[0] >= 3 && d.q_pos[0] <= d.q_pos[1] && d.q_pos[1] < 6);
     assert_int_equal(d.n_layers, 1);
     assert_int_equal(d.n_kv_heads, 2);
     assert_int_equal(d.n_q_heads, 4);
@@ -148,7 +150,8 @@ static void test_safetensors_good(void **state)
     assert_int_equal(d.q_tokens, 2);
     assert_false(d.q_from_keys);
     assert_memory_equal(kv_row(d.v, &d, 0, 1, 0), v + 1 * 6 * 8, 6 * 8 * sizeof(float));
-    assert_memory_equal(kv_q_row(&d, 0, 3, 0), q + (3 * 6 + 4) * 8, 2 * 8 * sizeof(float));
+    assert_memory_equal(kv_q_row(&d, 0, 3, 0), q + (3 * 6 + d.q_pos[0]) * 8, 8 * sizeof(float));
+    assert_memory_equal(kv_q_row(&d, 0, 3, 1), q + (3 * 6 + d.q_pos[1]) * 8, 8 * sizeof(float));
     /* the append layout [t][head][d] */
     float kt[3 * 2 * 8], vt[3 * 2 * 8];
     kv_data_tokens(&d, 0, 4, 3, kt, vt); /* tokens 4, 5 and 0 (wraps around) */
@@ -170,7 +173,7 @@ static void test_kv_without_q(void **state)
     char spec[300], err[512] = "";
     snprintf(spec, sizeof spec, "%s,%s", tmp("k.npy"), tmp("v.npy"));
     kv_data d;
-    assert_int_equal(kv_data_load(&d, spec, 0, 0, 4, 300, 7, err, sizeof err), 0);
+    assert_int_equal(kv_data_load(&d, spec, 0, 0, 0, 4, 300, 7, err, sizeof err), 0);
     assert_true(d.q_from_keys);
     assert_int_equal(d.n_q_heads, 4);
     assert_int_equal(d.q_tokens, 64); /* capped at the token count */
@@ -186,14 +189,14 @@ static void test_kv_without_q(void **state)
     uint64_t s3[3] = {2, 64, 8}, s4b[4] = {1, 2, 32, 8};
     assert_int_equal(tf_write_npy(tmp("k3.npy"), "<f4", 0, s3, 3, k, n * 4), 0);
     snprintf(spec, sizeof spec, "%s,%s", tmp("k3.npy"), tmp("v.npy"));
-    expect_error(kv_data_load(&d, spec, 0, 0, 0, 4, 1, err, sizeof err), err, "expected 4");
+    expect_error(kv_data_load(&d, spec, 0, 0, 0, 0, 4, 1, err, sizeof err), err, "expected 4");
     assert_int_equal(tf_write_npy(tmp("vshort.npy"), "<f4", 0, s4b, 4, v, n * 2), 0);
     snprintf(spec, sizeof spec, "%s,%s", tmp("k.npy"), tmp("vshort.npy"));
-    expect_error(kv_data_load(&d, spec, 0, 0, 0, 4, 1, err, sizeof err), err, "k and v shapes differ");
+    expect_error(kv_data_load(&d, spec, 0, 0, 0, 0, 4, 1, err, sizeof err), err, "k and v shapes differ");
     snprintf(spec, sizeof spec, "%s", tmp("k.npy"));
-    expect_error(kv_data_load(&d, spec, 0, 0, 0, 4, 1, err, sizeof err), err, "K.npy,V.npy");
+    expect_error(kv_data_load(&d, spec, 0, 0, 0, 0, 4, 1, err, sizeof err), err, "K.npy,V.npy");
     snprintf(spec, sizeof spec, "%s,%s", tmp("k.npy"), tmp("v.npy"));
-    expect_error(kv_data_load(&d, spec, 0, 0, 3, 4, 1, err, sizeof err), err, "not a multiple");
+    expect_error(kv_data_load(&d, spec, 0, 0, 0, 3, 4, 1, err, sizeof err), err, "not a multiple");
     free(k);
     free(v);
 }
@@ -213,14 +216,14 @@ static void test_safetensors_bad(void **state)
     assert_int_equal(cli_safetensors_load(tmp("trunc.safetensors"), "k", &x, err, sizeof err), 0); /* k intact */
     cli_tensor_free(&x);
     expect_error(cli_safetensors_load(tmp("trunc.safetensors"), "v", &x, err, sizeof err), err, "truncated");
-    expect_error(kv_data_load(&d, tmp("trunc.safetensors"), 0, 0, 0, 4, 1, err, sizeof err), err, "truncated");
+    expect_error(kv_data_load(&d, tmp("trunc.safetensors"), 0, 0, 0, 0, 4, 1, err, sizeof err), err, "truncated");
 
     tf_tensor bf[2] = {{"k", "BF16", {1, 1, 4, 8}, 4, k, 64}, t[1]};
     assert_int_equal(tf_write_safetensors(tmp("bf16.safetensors"), bf, 2, 0), 0);
     expect_error(cli_safetensors_load(tmp("bf16.safetensors"), "k", &x, err, sizeof err), err, "dtype BF16");
     tf_tensor i32[2] = {{"k", "I32", {1, 1, 4, 8}, 4, k, sizeof k}, t[1]};
     assert_int_equal(tf_write_safetensors(tmp("i32.safetensors"), i32, 2, 0), 0);
-    expect_error(kv_data_load(&d, tmp("i32.safetensors"), 0, 0, 0, 4, 1, err, sizeof err), err, "dtype I32");
+    expect_error(kv_data_load(&d, tmp("i32.safetensors"), 0, 0, 0, 0, 4, 1, err, sizeof err), err, "dtype I32");
 
     tf_tensor wrong[2] = {{"k", "F32", {1, 1, 5, 8}, 4, k, sizeof k}, t[1]}; /* shape says 40 values, 32 given */
     assert_int_equal(tf_write_safetensors(tmp("offs.safetensors"), wrong, 2, 0), 0);
@@ -229,12 +232,12 @@ static void test_safetensors_bad(void **state)
 
     tf_tensor rank3[2] = {{"k", "F32", {1, 4, 8}, 3, k, sizeof k}, {"v", "F32", {1, 4, 8}, 3, v, sizeof v}};
     assert_int_equal(tf_write_safetensors(tmp("rank3.safetensors"), rank3, 2, 0), 0);
-    expect_error(kv_data_load(&d, tmp("rank3.safetensors"), 0, 0, 0, 4, 1, err, sizeof err), err,
+    expect_error(kv_data_load(&d, tmp("rank3.safetensors"), 0, 0, 0, 0, 4, 1, err, sizeof err), err,
                  "expected 4: [layers, heads, tokens, head_dim]");
 
     tf_tensor only_k[1] = {t[0]};
     assert_int_equal(tf_write_safetensors(tmp("nov.safetensors"), only_k, 1, 0), 0);
-    expect_error(kv_data_load(&d, tmp("nov.safetensors"), 0, 0, 0, 4, 1, err, sizeof err), err, "no tensor named 'v'");
+    expect_error(kv_data_load(&d, tmp("nov.safetensors"), 0, 0, 0, 0, 4, 1, err, sizeof err), err, "no tensor named 'v'");
 
     FILE *f = fopen(tmp("huge.safetensors"), "wb");
     fwrite("\xff\xff\xff\xff\xff\xff\xff\x7f{}", 1, 10, f); /* header length 2^63 */

@@ -85,6 +85,8 @@ typedef struct bench_report {
     int q_from_keys;
     uint32_t n_layers, n_tokens, n_kv_heads, n_q_heads, head_dim, n_queries, prefill;
     uint32_t batch;
+    char speed_source[320];       /* the speed part's data: the --kv file, or synthetic at the option shape */
+    uint32_t speed_kv_heads, speed_q_heads, speed_head_dim;
     double read_bw_gbps;          /* NAN when unknown */
     char read_bw_method[96];
     double startup_cold_ms, startup_warm_ms;
@@ -96,7 +98,7 @@ typedef struct bench_report {
     uint32_t n_throughput;
     memory_result memory[BENCH_MAX_CONFIGS];
     uint32_t n_memory;
-    double total_seconds;
+    double total_seconds, fidelity_seconds, speed_seconds;
 } bench_report;
 
 /* Parses argv (argv[0] is "bench"). Returns 0, or 2 after printing a usage error to stderr;

@@ -1,6 +1,7 @@
 /* Fidelity: fill a cache with the data set (prefill, then appends in chunks, so PATTERN mode both
- * mines and flushes), read K and V back for the MSE, and compare decode attention (q_len = 1, every
- * query over the whole cache) with the fp64 reference over the original K and V. */
+ * mines and flushes), read K and V back for the MSE, and compare decode attention with the fp64
+ * reference over the original K and V. Decode is causal: the query at position p is asked when the
+ * cache holds tokens 0..p, as during generation, so the fp16 window is seen at every fill level. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,8 @@
 #include "reference.h"
 #include "timer.h"
 
-#define APPEND_CHUNK 32u
+/* Decode-side appends go in chunks of at most one window (the flush points do not depend on the
+ * chunking); they stop early at every query position. */
 
 pkv_cache_config bench_cache_config(const bench_options *o, const bench_config *c, uint32_t n_layers,
                                     uint32_t n_kv_heads, uint32_t head_dim)
@@ -44,13 +46,13 @@ static uint64_t budget_for(const pkv_cache_config *cc, uint64_t n_tokens, uint64
     return bytes + (8u << 20);
 }
 
-/* Appends tokens [t0, t1) of one layer from the data set. */
+/* Appends tokens [t0, t1) of one layer from the data set, in one call. */
 static int append_range(pkv_cache *cache, pkv_seq seq, const kv_data *d, uint32_t layer, uint32_t t0, uint32_t t1,
                         float *kbuf, float *vbuf, char *err, size_t err_len)
 {
     uint32_t H = d->n_kv_heads, D = d->head_dim;
     for (uint32_t t = t0; t < t1;) {
-        uint32_t n = t == 0 ? t1 : (t1 - t < APPEND_CHUNK ? t1 - t : APPEND_CHUNK);
+        uint32_t n = t1 - t;
         for (uint32_t i = 0; i < n; i++)
             for (uint32_t h = 0; h < H; h++) {
                 memcpy(kbuf + ((uint64_t)i * H + h) * D, kv_row(d->k, d, layer, h, t + i), D * sizeof(float));
@@ -67,8 +69,54 @@ static int append_range(pkv_cache *cache, pkv_seq seq, const kv_data *d, uint32_
     return 0;
 }
 
+/* Asks query j (all query heads) of `layer` against the cache as it is now; appends the relative
+ * errors against ref to rel. */
+static int ask_query(pkv_cache *cache, pkv_seq seq, const kv_data *d, uint32_t layer, uint32_t j, const double *ref,
+                     float *qbuf, float *out, double *rel, uint32_t *n_rel, char *err, size_t err_len)
+{
+    uint32_t Hq = d->n_q_heads, D = d->head_dim, nq = d->q_tokens;
+    pkv_attention_params ap = {.seqs = &seq, .n_seqs = 1, .layer = layer, .q_len = 1, .n_q_heads = Hq,
+                               .scale = (float)(1.0 / sqrt((double)D)), .q_dtype = PKV_F32};
+    for (uint32_t qh = 0; qh < Hq; qh++) memcpy(qbuf + (size_t)qh * D, kv_q_row(d, layer, qh, j), D * sizeof(float));
+    pkv_status s = pkv_attention(cache, &ap, qbuf, out);
+    if (s != PKV_OK) {
+        snprintf(err, err_len, "attention failed: %s: %s", pkv_status_string(s), pkv_last_error());
+        return -1;
+    }
+    for (uint32_t qh = 0; qh < Hq; qh++) {
+        const double *r = ref + (((size_t)layer * Hq + qh) * nq + j) * D;
+        double num = 0, den = 0;
+        for (uint32_t i = 0; i < D; i++) {
+            double e = (double)out[(size_t)qh * D + i] - r[i];
+            num += e * e;
+            den += r[i] * r[i];
+        }
+        rel[(*n_rel)++] = den > 0 ? sqrt(num / den) : sqrt(num);
+    }
+    return 0;
+}
+
+/* Appends a layer: the prefill, then chunks that stop at every query position to ask that query. */
+static int fill_layer(pkv_cache *cache, pkv_seq seq, const kv_data *d, uint32_t layer, uint32_t chunk,
+                      const double *ref, float *kbuf, float *vbuf, float *qbuf, float *out, double *rel, uint32_t *n_rel, char *err,
+                      size_t err_len)
+{
+    uint32_t T = d->n_tokens, nq = d->q_tokens, j = 0;
+    if (append_range(cache, seq, d, layer, 0, d->prefill, kbuf, vbuf, err, err_len)) return -1;
+    for (uint32_t t = d->prefill;;) {
+        while (j < nq && d->q_pos[j] < t) /* asked at the cache's current length */
+            if (ask_query(cache, seq, d, layer, j++, ref, qbuf, out, rel, n_rel, err, err_len)) return -1;
+        if (t == T) break;
+        uint32_t stop = j < nq ? d->q_pos[j] + 1 : T;
+        if (stop - t > chunk) stop = t + chunk;
+        if (append_range(cache, seq, d, layer, t, stop, kbuf, vbuf, err, err_len)) return -1;
+        t = stop;
+    }
+    return 0;
+}
+
 static int run_one(pkv_context *ctx, const bench_options *o, const kv_data *d, const double *ref,
-                   const bench_config *c, uint32_t prefill, fidelity_result *res, char *err, size_t err_len)
+                   const bench_config *c, fidelity_result *res, char *err, size_t err_len)
 {
     uint32_t L = d->n_layers, H = d->n_kv_heads, D = d->head_dim, T = d->n_tokens, Hq = d->n_q_heads;
     uint32_t nq = d->q_tokens;
@@ -78,13 +126,13 @@ static int run_one(pkv_context *ctx, const bench_options *o, const kv_data *d, c
     pkv_seq seq;
     int rc = -1;
     double t_start = cli_now();
-    size_t big = (size_t)(prefill > APPEND_CHUNK ? prefill : APPEND_CHUNK) * H * D;
-    size_t all = (size_t)T * H * D;
-    float *kbuf = malloc((big > all ? big : all) * sizeof(float));
-    float *vbuf = malloc((big > all ? big : all) * sizeof(float));
+    size_t all = (size_t)T * H * D; /* the prefill and the read-back are at most T tokens */
+    float *kbuf = malloc(all * sizeof(float));
+    float *vbuf = malloc(all * sizeof(float));
     float *out = malloc((size_t)Hq * D * sizeof(float));
     float *qbuf = malloc((size_t)Hq * D * sizeof(float));
-    double *rel = malloc((size_t)L * Hq * nq * sizeof(double));
+    double *rel = malloc(((size_t)L * Hq * nq + 1) * sizeof(double));
+    uint32_t n_rel = 0;
     if (!kbuf || !vbuf || !out || !qbuf || !rel) {
         snprintf(err, err_len, "out of memory");
         goto done;
@@ -96,13 +144,9 @@ static int run_one(pkv_context *ctx, const bench_options *o, const kv_data *d, c
                  c->v_bits, pkv_status_string(s), pkv_last_error());
         goto done;
     }
-    for (uint32_t l = 0; l < L; l++) {
-        if (append_range(cache, seq, d, l, 0, prefill, kbuf, vbuf, err, err_len)) goto done;
-        if (append_range(cache, seq, d, l, prefill, T, kbuf, vbuf, err, err_len)) goto done;
-    }
+    for (uint32_t l = 0; l < L; l++)
+        if (fill_layer(cache, seq, d, l, cc.window ? cc.window : cc.group_size, ref, kbuf, vbuf, qbuf, out, rel, &n_rel, err, err_len)) goto done;
     double kse = 0, vse = 0;
-    uint32_t n_rel = 0;
-    double scale = 1.0 / sqrt((double)D);
     for (uint32_t l = 0; l < L; l++) {
         uint32_t len = 0;
         s = pkv_seq_length(cache, seq, l, &len);
@@ -125,26 +169,6 @@ static int run_one(pkv_context *ctx, const bench_options *o, const kv_data *d, c
                     vse += dv * dv;
                 }
             }
-        pkv_attention_params ap = {.seqs = &seq, .n_seqs = 1, .layer = l, .q_len = 1, .n_q_heads = Hq,
-                                   .scale = (float)scale, .q_dtype = PKV_F32};
-        for (uint32_t j = 0; j < nq; j++) {
-            for (uint32_t qh = 0; qh < Hq; qh++) memcpy(qbuf + (size_t)qh * D, kv_q_row(d, l, qh, j), D * sizeof(float));
-            s = pkv_attention(cache, &ap, qbuf, out);
-            if (s != PKV_OK) {
-                snprintf(err, err_len, "attention failed: %s: %s", pkv_status_string(s), pkv_last_error());
-                goto done;
-            }
-            for (uint32_t qh = 0; qh < Hq; qh++) {
-                const double *r = ref + (((size_t)l * Hq + qh) * nq + j) * D;
-                double num = 0, den = 0;
-                for (uint32_t i = 0; i < D; i++) {
-                    double e = (double)out[(size_t)qh * D + i] - r[i];
-                    num += e * e;
-                    den += r[i] * r[i];
-                }
-                rel[n_rel++] = den > 0 ? sqrt(num / den) : sqrt(num);
-            }
-        }
     }
     pkv_cache_stats st;
     s = pkv_cache_stats_get(cache, &st);
@@ -175,9 +199,8 @@ done:
 int bench_fidelity(pkv_context *ctx, const bench_options *o, const kv_data *d, bench_report *r,
                    bench_progress_fn progress, void *user, char *err, size_t err_len)
 {
-    uint32_t L = d->n_layers, Hq = d->n_q_heads, D = d->head_dim, nq = d->q_tokens, T = d->n_tokens;
+    uint32_t L = d->n_layers, Hq = d->n_q_heads, D = d->head_dim, nq = d->q_tokens;
     uint32_t group = Hq / d->n_kv_heads;
-    uint32_t prefill = r->prefill;
     double *ref = malloc((size_t)L * Hq * nq * D * sizeof(double) + 1);
     if (!ref) {
         snprintf(err, err_len, "out of memory");
@@ -189,7 +212,7 @@ int bench_fidelity(pkv_context *ctx, const bench_options *o, const kv_data *d, b
         for (uint32_t qh = 0; qh < Hq; qh++)
             for (uint32_t j = 0; j < nq; j++)
                 reference_attention(kv_q_row(d, l, qh, j), kv_row(d->k, d, l, qh / group, 0),
-                                    kv_row(d->v, d, l, qh / group, 0), T, D, scale,
+                                    kv_row(d->v, d, l, qh / group, 0), d->q_pos[j] + 1, D, scale,
                                     ref + (((size_t)l * Hq + qh) * nq + j) * D);
     r->n_fidelity = 0;
     for (uint32_t i = 0; i < o->n_configs; i++) {
@@ -197,7 +220,7 @@ int bench_fidelity(pkv_context *ctx, const bench_options *o, const kv_data *d, b
         char label[64];
         snprintf(label, sizeof label, "fidelity %s %u/%u", pkv_mode_name(c->mode), c->k_bits, c->v_bits);
         if (progress) progress(user, (double)i / o->n_configs, label);
-        if (run_one(ctx, o, d, ref, c, prefill, &r->fidelity[r->n_fidelity], err, err_len)) {
+        if (run_one(ctx, o, d, ref, c, &r->fidelity[r->n_fidelity], err, err_len)) {
             free(ref);
             return -1;
         }

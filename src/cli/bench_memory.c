@@ -1,5 +1,7 @@
 /* Memory: bytes per token per layer of a model shape (measured from a small cache of that shape,
- * so padding and every part are counted as stored) and how many tokens fit in a given memory. */
+ * so padding and every part are counted as stored) and how many tokens fit in a given memory.
+ * Every backend stores the same block layout, so the probe runs on the CPU backend (a GPU context
+ * would only add launch latency); `ctx` is used when the CPU backend cannot start. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,11 @@ int bench_memory(pkv_context *ctx, const bench_options *o, const kv_data *d, ben
                  size_t err_len)
 {
     (void)d;
+    pkv_context *cpu = NULL;
+    pkv_context_params cp = pkv_context_params_default();
+    cp.backend = PKV_BACKEND_CPU;
+    if (pkv_context_create(&cp, &cpu) == PKV_OK) ctx = cpu;
+    int rc = -1;
     uint32_t H = o->model_kv_heads, D = o->model_head_dim, L = o->model_layers;
     synth_params sp = {o->seed, H, H, D};
     r->n_memory = 0;
@@ -51,11 +58,11 @@ int bench_memory(pkv_context *ctx, const bench_options *o, const kv_data *d, ben
         if (s != PKV_OK) {
             snprintf(err, err_len, "memory probe (%s, %u kv heads, head_dim %u): %s: %s", pkv_mode_name(c->mode), H, D,
                      pkv_status_string(s), pkv_last_error());
-            return -1;
+            goto done;
         }
         if (st.tokens_compressed == 0) {
             snprintf(err, err_len, "memory probe: no token was compressed after appending %u tokens", n);
-            return -1;
+            goto done;
         }
         memory_result *m = &r->memory[r->n_memory++];
         m->cfg = *c;
@@ -67,5 +74,8 @@ int bench_memory(pkv_context *ctx, const bench_options *o, const kv_data *d, ben
         double left = mem - L * m->fixed_bytes_per_layer;
         m->tokens_fit = left > 0 ? (uint64_t)floor(left / (L * m->bytes_per_token_per_layer)) : 0;
     }
-    return 0;
+    rc = 0;
+done:
+    if (cpu) pkv_context_free(cpu);
+    return rc;
 }

@@ -42,11 +42,11 @@ void bench_print_usage(FILE *f)
         "  --patterns M          patterns mined at prefill (default 32)\n"
         "  --bank N              bank capacity (default 256)\n"
         "speed:\n"
-        "  --speed-contexts LIST context lengths for decode timing (default 1024,4096 on CPU devices,\n"
-        "                        1024,4096,16384,32768 on GPUs); 'none' skips the speed part\n"
+        "  --speed-contexts LIST context lengths for decode timing (default 512,2048 on CPU devices,\n"
+        "                        including lavapipe and PoCL; 1024,4096,16384,32768 on GPUs); 'none' skips it\n"
         "  --batch N             sequences per decode step (default 1 on CPU devices, 4 on GPUs)\n"
-        "  --steps N             timed decode steps, at least (default 20)\n"
-        "  --warmup N            untimed steps first (default 3)\n"
+        "  --steps N             timed decode steps, at least (default: 5 or more, 0.5 s per point)\n"
+        "  --warmup N            untimed steps first (default 2)\n"
         "  --no-fidelity         skip the fidelity part\n"
         "  --no-throughput       skip the append/flush throughput part\n"
         "memory:\n"
@@ -182,8 +182,8 @@ static void set_defaults(bench_options *o)
     o->group_size = 128;
     o->n_patterns = 32;
     o->bank_capacity = 256;
-    o->steps = 20;
-    o->warmup = 3;
+    o->steps = 0; /* auto */
+    o->warmup = 2;
     o->n_queries = 16;
     o->model_layers = 32;
     o->model_kv_heads = 8;
@@ -305,7 +305,7 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
         else if (strcmp(name, "--bank") == 0) rc = parse_u32(name, val, 1, 256, &o->bank_capacity);
         else if (strcmp(name, "--speed-contexts") == 0) rc = parse_contexts(val, o);
         else if (strcmp(name, "--batch") == 0) rc = parse_u32(name, val, 1, 4096, &o->batch);
-        else if (strcmp(name, "--steps") == 0) rc = parse_u32(name, val, 1, 1000000, &o->steps);
+        else if (strcmp(name, "--steps") == 0) rc = parse_u32(name, val, 1, 100000, &o->steps);
         else if (strcmp(name, "--warmup") == 0) rc = parse_u32(name, val, 0, 1000000, &o->warmup);
         else if (strcmp(name, "--model-shape") == 0) {
             if (sscanf(val, "%u,%u,%u", &o->model_layers, &o->model_kv_heads, &o->model_head_dim) != 3 ||

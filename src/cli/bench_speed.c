@@ -13,9 +13,14 @@
 #include "kv_data.h"
 #include "timer.h"
 
+/* Default timing (--steps not given): at least AUTO_MIN_STEPS steps and AUTO_SECONDS of them,
+ * at most AUTO_MAX_STEPS. With --steps N: at least N steps and MIN_TIMED_SECONDS, at most 20 N. */
+#define AUTO_MIN_STEPS 5u
+#define AUTO_MAX_STEPS 200u
+#define AUTO_SECONDS 0.5
 #define MIN_TIMED_SECONDS 0.25
 #define MAX_STEPS_FACTOR 20u
-#define PREFILL_TOKENS 512u
+#define PREFILL_TOKENS 256u
 
 typedef struct grow_state {
     pkv_cache *cache;
@@ -99,7 +104,9 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
     pkv_seq *seqs = malloc(batch * sizeof *seqs);
     float *q = malloc((size_t)batch * Hq * D * sizeof(float));
     float *out = malloc((size_t)batch * Hq * D * sizeof(float));
-    uint32_t max_steps = o->steps * MAX_STEPS_FACTOR;
+    uint32_t min_steps = o->steps ? o->steps : AUTO_MIN_STEPS;
+    uint32_t max_steps = o->steps ? o->steps * MAX_STEPS_FACTOR : AUTO_MAX_STEPS;
+    double min_seconds = o->steps ? MIN_TIMED_SECONDS : AUTO_SECONDS;
     double *ms = malloc(max_steps * sizeof(double));
     uint32_t forked = 0;
     int rc = -1;
@@ -137,7 +144,7 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
     }
     uint32_t n = 0;
     double start = cli_now();
-    while (n < max_steps && (n < o->steps || cli_now() - start < MIN_TIMED_SECONDS)) {
+    while (n < max_steps && (n < min_steps || cli_now() - start < min_seconds)) {
         double t0 = cli_now();
         s = pkv_attention(g->cache, &ap, q, out);
         ms[n++] = (cli_now() - t0) * 1e3;

@@ -31,30 +31,54 @@ static const char *find_fixture(void)
     return NULL;
 }
 
+static synth_params synth_shape(const bench_options *o)
+{
+    synth_params sp = {o->seed, o->n_kv_heads, o->n_q_heads ? o->n_q_heads : 4 * o->n_kv_heads, o->head_dim};
+    return sp;
+}
+
+/* The speed part measures the user's --kv data, else synthetic data at the option shape (default
+ * 8 kv heads, 32 query heads, head_dim 128, like Llama-3-8B): the built-in fixture comes from a tiny
+ * model whose heads are too small to say anything about speed. The generator makes tokens on
+ * demand, so only a few queries are stored. */
+static int speed_data(const bench_options *o, const kv_data *fidelity_data, kv_data *d, int *own, char *err,
+                      size_t err_len)
+{
+    *own = 0;
+    if (o->kv_path || (fidelity_data->synthetic && fidelity_data->n_tokens >= 16)) {
+        *d = *fidelity_data;
+        return 0;
+    }
+    synth_params sp = synth_shape(o);
+    *own = 1;
+    return kv_data_synthetic(d, &sp, 1, 16, 8, 8, err, err_len);
+}
+
 static int load_data(const bench_options *o, kv_data *d, char *err, size_t err_len)
 {
     const char *path = o->kv_path;
     if (!path && !o->force_synthetic) path = find_fixture();
     if (path) {
         uint32_t layers = o->n_layers, tokens = o->context;
-        int rc = kv_data_load(d, path, layers, tokens, o->n_q_heads, o->n_queries, o->seed, err, err_len);
-        if (rc) return rc;
-        if (!o->n_layers && !o->context && !o->kv_path) {
-            /* the built-in fixture: keep a default run short by measuring only the first layers */
-            uint64_t per_layer = (uint64_t)d->n_kv_heads * d->n_tokens * d->head_dim;
-            uint32_t keep = (uint32_t)(DEFAULT_WORK / (per_layer ? per_layer : 1));
-            if (keep < 1) keep = 1;
-            if (keep < d->n_layers) {
-                kv_data_free(d);
-                return kv_data_load(d, path, keep, DEFAULT_TOKENS * 2, o->n_q_heads, o->n_queries, o->seed, err,
-                                    err_len);
+        if (!o->kv_path) {
+            /* the built-in fixture: keep a default run short (first DEFAULT_TOKENS tokens, and as many
+             * layers as fit in DEFAULT_WORK elements) */
+            if (!tokens) tokens = DEFAULT_TOKENS;
+            if (!layers) {
+                kv_data probe;
+                int rc = kv_data_load(&probe, path, 1, 1, 0, 0, 1, o->seed, err, err_len);
+                if (rc) return rc;
+                uint64_t per_layer = (uint64_t)probe.n_kv_heads * tokens * probe.head_dim;
+                layers = (uint32_t)(DEFAULT_WORK / (per_layer ? per_layer : 1));
+                if (layers < 1) layers = 1;
+                kv_data_free(&probe);
             }
         }
-        return 0;
+        return kv_data_load(d, path, layers, tokens, o->prefill, o->n_q_heads, o->n_queries, o->seed, err, err_len);
     }
-    synth_params sp = {o->seed, o->n_kv_heads, o->n_q_heads ? o->n_q_heads : 4 * o->n_kv_heads, o->head_dim};
+    synth_params sp = synth_shape(o);
     return kv_data_synthetic(d, &sp, o->n_layers ? o->n_layers : DEFAULT_LAYERS, o->context ? o->context : DEFAULT_TOKENS,
-                             o->n_queries, err, err_len);
+                             o->prefill, o->n_queries, err, err_len);
 }
 
 static int check_env_backend(const pkv_device_info *dev, const bench_options *o, const char *why, char *err,
@@ -90,7 +114,8 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
         return -1;
     }
     int rc = -1;
-    kv_data data = {0};
+    kv_data data = {0}, sdata = {0};
+    int own_sdata = 0;
     progress_bar bar;
     progress_init(&bar, o->progress);
     s = pkv_context_device(ctx, &r->device, r->why, sizeof r->why);
@@ -101,7 +126,7 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
     if (check_env_backend(&r->device, o, r->why, err, err_len)) goto done;
     int cpu_like = r->device.type == PKV_DEVICE_CPU;
     if (!o->speed_set) {
-        static const uint32_t cpu_ctx[] = {1024, 4096}, gpu_ctx[] = {1024, 4096, 16384, 32768};
+        static const uint32_t cpu_ctx[] = {512, 2048}, gpu_ctx[] = {1024, 4096, 16384, 32768};
         const uint32_t *list = cpu_like ? cpu_ctx : gpu_ctx;
         o->n_speed_contexts = cpu_like ? 2 : 4;
         memcpy(o->speed_contexts, list, o->n_speed_contexts * sizeof *list);
@@ -118,9 +143,7 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
     r->n_q_heads = data.n_q_heads;
     r->head_dim = data.head_dim;
     r->n_queries = data.q_tokens;
-    r->prefill = o->prefill ? o->prefill : data.n_tokens / 2;
-    if (r->prefill > data.n_tokens) r->prefill = data.n_tokens;
-    if (r->prefill == 0) r->prefill = data.n_tokens;
+    r->prefill = data.prefill;
     r->read_bw_gbps = NAN;
     r->startup_cold_ms = r->startup_warm_ms = NAN;
     snprintf(r->read_bw_method, sizeof r->read_bw_method, "not measured");
@@ -129,7 +152,9 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
     double f_end = o->skip_fidelity ? 0.0 : (do_speed ? 0.45 : 0.9);
     if (!o->skip_fidelity) {
         progress_part(&bar, 0.0, f_end);
+        double t0 = cli_now();
         if (bench_fidelity(ctx, o, &data, r, progress_update, &bar, err, err_len)) goto done;
+        r->fidelity_seconds = cli_now() - t0;
     }
     if (o->n_speed_contexts) {
         progress_part(&bar, f_end, f_end);
@@ -138,7 +163,14 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
     }
     if (do_speed) {
         progress_part(&bar, f_end, 0.93);
-        if (bench_speed(ctx, o, &data, r, progress_update, &bar, err, err_len)) goto done;
+        double t0 = cli_now();
+        if (speed_data(o, &data, &sdata, &own_sdata, err, err_len)) goto done;
+        snprintf(r->speed_source, sizeof r->speed_source, "%s", sdata.source);
+        r->speed_kv_heads = sdata.n_kv_heads;
+        r->speed_q_heads = sdata.n_q_heads;
+        r->speed_head_dim = sdata.head_dim;
+        if (bench_speed(ctx, o, &sdata, r, progress_update, &bar, err, err_len)) goto done;
+        r->speed_seconds = cli_now() - t0;
     }
     progress_part(&bar, 0.93, 1.0);
     progress_update(&bar, 0, "memory");
@@ -155,6 +187,7 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
     rc = 0;
 done:
     progress_done(&bar);
+    if (own_sdata) kv_data_free(&sdata);
     kv_data_free(&data);
     pkv_context_free(ctx);
     return rc;

@@ -8,15 +8,39 @@
 #include "rng.h"
 #include "tensor.h"
 
+void kv_query_positions(uint32_t n_tokens, uint32_t prefill, uint32_t n, uint32_t *pos)
+{
+    if (prefill >= n_tokens) {
+        for (uint32_t j = 0; j < n; j++) pos[j] = n_tokens - 1;
+        return;
+    }
+    double span = (double)(n_tokens - prefill) / n;
+    for (uint32_t j = 0; j < n; j++) {
+        double jitter = fmod((j + 1) * 0.6180339887498949, 1.0);
+        uint32_t p = prefill + (uint32_t)((j + jitter) * span);
+        if (p >= n_tokens) p = n_tokens - 1;
+        if (j > 0 && p < pos[j - 1]) p = pos[j - 1];
+        pos[j] = p;
+    }
+}
+
+static uint32_t resolve_prefill(uint32_t prefill, uint32_t n_tokens)
+{
+    if (prefill == 0) prefill = n_tokens / 2;
+    if (prefill == 0 || prefill > n_tokens) prefill = n_tokens;
+    return prefill;
+}
+
 void kv_data_free(kv_data *d)
 {
+    free(d->q_pos);
     free(d->k);
     free(d->v);
     free(d->q);
     memset(d, 0, sizeof *d);
 }
 
-int kv_data_synthetic(kv_data *out, const synth_params *p, uint32_t n_layers, uint32_t n_tokens,
+int kv_data_synthetic(kv_data *out, const synth_params *p, uint32_t n_layers, uint32_t n_tokens, uint32_t prefill,
                       uint32_t n_queries, char *err, size_t err_len)
 {
     memset(out, 0, sizeof *out);
@@ -34,17 +58,20 @@ int kv_data_synthetic(kv_data *out, const synth_params *p, uint32_t n_layers, ui
     out->k = malloc(n * sizeof(float));
     out->v = malloc(n * sizeof(float));
     out->q = malloc((nq ? nq : 1) * sizeof(float));
-    if (!out->k || !out->v || !out->q) {
+    out->q_pos = malloc((n_queries ? n_queries : 1) * sizeof(uint32_t));
+    if (!out->k || !out->v || !out->q || !out->q_pos) {
         kv_data_free(out);
         snprintf(err, err_len, "out of memory for the synthetic data (%llu values)", (unsigned long long)n);
         return -1;
     }
+    out->prefill = resolve_prefill(prefill, n_tokens);
+    kv_query_positions(n_tokens, out->prefill, n_queries, out->q_pos);
     for (uint32_t l = 0; l < n_layers; l++) {
         for (uint32_t h = 0; h < p->n_kv_heads; h++)
             synth_kv(p, l, h, 0, n_tokens, kv_row(out->k, out, l, h, 0), kv_row(out->v, out, l, h, 0));
         for (uint32_t qh = 0; qh < p->n_q_heads; qh++)
             for (uint32_t j = 0; j < n_queries; j++)
-                synth_q(p, l, qh, n_tokens - n_queries + j, kv_q_row(out, l, qh, j));
+                synth_q(p, l, qh, out->q_pos[j], kv_q_row(out, l, qh, j));
     }
     snprintf(out->source, sizeof out->source, "synthetic (seed %llu)", (unsigned long long)p->seed);
     return 0;
@@ -83,17 +110,17 @@ static void crop(cli_tensor *t, uint64_t layers, uint64_t tokens)
     t->shape[2] = tokens;
 }
 
-/* Keeps the last `tokens` tokens of a [L][H][T][d] tensor (in place). */
-static void keep_last(cli_tensor *t, uint64_t tokens)
+/* Keeps the tokens at positions pos[0..n) of a [L][H][T][d] tensor (in place; pos non-decreasing). */
+static void keep_positions(cli_tensor *t, const uint32_t *pos, uint32_t n)
 {
     uint64_t L = t->shape[0], H = t->shape[1], T = t->shape[2], d = t->shape[3];
-    if (tokens >= T) return;
     float *dst = t->data;
-    for (uint64_t lh = 0; lh < L * H; lh++) {
-        memmove(dst, t->data + (lh * T + (T - tokens)) * d, tokens * d * sizeof(float));
-        dst += tokens * d;
-    }
-    t->shape[2] = tokens;
+    for (uint64_t lh = 0; lh < L * H; lh++)
+        for (uint32_t j = 0; j < n; j++) {
+            memmove(dst, t->data + (lh * T + pos[j]) * d, d * sizeof(float));
+            dst += d;
+        }
+    t->shape[2] = n;
 }
 
 static int split_npy_pair(const char *spec, char *a, char *b, size_t cap)
@@ -118,7 +145,6 @@ static int ends_with(const char *s, const char *suffix)
 static int draw_queries(kv_data *d, uint32_t n_queries, uint64_t seed)
 {
     uint32_t D = d->head_dim, group = d->n_q_heads / d->n_kv_heads;
-    d->q_tokens = n_queries;
     d->q = malloc((uint64_t)d->n_layers * d->n_q_heads * n_queries * D * sizeof(float) + 1);
     double *mean = malloc(D * sizeof(double)), *sd = malloc(D * sizeof(double));
     if (!d->q || !mean || !sd) {
@@ -151,7 +177,7 @@ static int draw_queries(kv_data *d, uint32_t n_queries, uint64_t seed)
     return 0;
 }
 
-int kv_data_load(kv_data *out, const char *spec, uint32_t max_layers, uint32_t max_tokens,
+int kv_data_load(kv_data *out, const char *spec, uint32_t max_layers, uint32_t max_tokens, uint32_t prefill,
                  uint32_t n_q_heads, uint32_t n_queries, uint64_t seed, char *err, size_t err_len)
 {
     memset(out, 0, sizeof *out);
@@ -196,9 +222,19 @@ int kv_data_load(kv_data *out, const char *spec, uint32_t max_layers, uint32_t m
     uint64_t layers = max_layers ? max_layers : k.shape[0], tokens = max_tokens ? max_tokens : k.shape[2];
     crop(&k, layers, tokens);
     crop(&v, layers, tokens);
+    uint32_t T = (uint32_t)k.shape[2], nq = n_queries ? n_queries : 1;
+    if (nq > T) nq = T;
+    out->prefill = resolve_prefill(prefill, T);
+    out->q_tokens = nq;
+    out->q_pos = malloc(nq * sizeof(uint32_t));
+    if (!out->q_pos) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    kv_query_positions(T, out->prefill, nq, out->q_pos);
     if (have_q) {
         crop(&q, layers, tokens);
-        keep_last(&q, n_queries ? n_queries : 1);
+        keep_positions(&q, out->q_pos, nq);
     }
     out->n_layers = (uint32_t)k.shape[0];
     out->n_kv_heads = (uint32_t)k.shape[1];
@@ -209,7 +245,6 @@ int kv_data_load(kv_data *out, const char *spec, uint32_t max_layers, uint32_t m
     k.data = v.data = NULL;
     if (have_q) {
         out->n_q_heads = (uint32_t)q.shape[1];
-        out->q_tokens = (uint32_t)q.shape[2];
         out->q = q.data;
         q.data = NULL;
     } else {
@@ -220,8 +255,6 @@ int kv_data_load(kv_data *out, const char *spec, uint32_t max_layers, uint32_t m
             kv_data_free(out);
             goto fail;
         }
-        uint32_t nq = n_queries ? n_queries : 1;
-        if (nq > out->n_tokens) nq = out->n_tokens;
         if (draw_queries(out, nq, seed)) {
             snprintf(err, err_len, "out of memory");
             kv_data_free(out);
@@ -233,6 +266,8 @@ int kv_data_load(kv_data *out, const char *spec, uint32_t max_layers, uint32_t m
     cli_tensor_free(&q);
     return 0;
 fail:
+    free(out->q_pos);
+    out->q_pos = NULL;
     cli_tensor_free(&k);
     cli_tensor_free(&v);
     cli_tensor_free(&q);

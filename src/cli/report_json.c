@@ -51,6 +51,10 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
     jw_uint(w, "patterns", o->n_patterns);
     jw_uint(w, "bank_capacity", o->bank_capacity);
     jw_uint(w, "batch", r->batch);
+    jw_string(w, "speed_data", r->speed_source);
+    jw_uint(w, "speed_kv_heads", r->speed_kv_heads);
+    jw_uint(w, "speed_q_heads", r->speed_q_heads);
+    jw_uint(w, "speed_head_dim", r->speed_head_dim);
     jw_begin_array(w, "speed_contexts");
     for (uint32_t i = 0; i < o->n_speed_contexts; i++) jw_uint(w, NULL, o->speed_contexts[i]);
     jw_end_array(w);
@@ -92,7 +96,8 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
 
     jw_begin_object(w, "throughput");
     jw_uint(w, "layers", 1);
-    jw_uint(w, "kv_heads", r->n_kv_heads);
+    jw_uint(w, "kv_heads", r->speed_kv_heads);
+    jw_uint(w, "head_dim", r->speed_head_dim);
     jw_number(w, "startup_cold_ms", r->startup_cold_ms);
     jw_number(w, "startup_warm_ms", r->startup_warm_ms);
     jw_begin_array(w, "entries");
@@ -127,6 +132,8 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
     jw_end_object(w);
 
     jw_number(w, "total_seconds", r->total_seconds);
+    jw_number(w, "fidelity_seconds", r->fidelity_seconds);
+    jw_number(w, "speed_seconds", r->speed_seconds);
     jw_end_object(w);
 }
 

@@ -90,7 +90,8 @@ static void summary(FILE *f, const bench_options *o, const bench_report *r)
                     is_llama3_8b(o) ? "Llama-3-8B shape" : "Model shape", o->memory_gib,
                     (unsigned long long)fm->tokens_fit, (unsigned long long)pm->tokens_fit, bits);
     }
-    fprintf(f, "  Total time %.1f s.\n", r->total_seconds);
+    fprintf(f, "  Total time %.1f s (fidelity %.1f s, speed and throughput %.1f s).\n", r->total_seconds,
+            r->fidelity_seconds, r->speed_seconds);
 }
 
 void report_table(FILE *f, const bench_options *o, const bench_report *r)
@@ -103,11 +104,10 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
     fprintf(f, "data:   %s: %u layers x %u kv heads x %u tokens x head_dim %u; %u query heads\n", r->data_source,
             r->n_layers, r->n_kv_heads, r->n_tokens, r->head_dim, r->n_q_heads);
     if (!o->skip_fidelity)
-        fprintf(f, "        %u queries per query head (%s), each over the whole context; prefill %u tokens, then "
-                   "appends of 32\n",
-                r->n_queries, r->q_from_keys ? "the file has no q: drawn from the keys' per-channel distribution"
-                                             : (r->data_source[0] == 's' ? "synthetic" : "from the file"),
-                r->prefill);
+        fprintf(f, "        prefill %u tokens, then appends; %u decode queries per query head (%s) at positions "
+                   "spread over the appends, each over the cache at its length (causal)\n",
+                r->prefill, r->n_queries, r->q_from_keys ? "the file has no q: drawn from the keys' per-channel distribution"
+                                             : (r->data_source[0] == 's' ? "synthetic" : "from the file"));
     fprintf(f, "cache:  group %u, window %u, %u patterns mined, bank capacity %u\n", o->group_size,
             o->window ? o->window : o->group_size, o->n_patterns, o->bank_capacity);
 
@@ -125,9 +125,9 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                    "padding; ratio = 16 / bits)\n");
     }
     if (r->n_speed) {
-        fprintf(f, "\nDecode attention speed (batch %u, %u query heads over %u kv heads, head_dim %u; median of timed "
-                   "steps on the host clock)\n",
-                r->batch, r->n_q_heads, r->n_kv_heads, r->head_dim);
+        fprintf(f, "\nDecode attention speed (%s; batch %u, %u query heads over %u kv heads, head_dim %u; median of "
+                   "timed steps on the host clock)\n",
+                r->speed_source, r->batch, r->speed_q_heads, r->speed_kv_heads, r->speed_head_dim);
         fprintf(f, "  %-8s %6s %8s %10s %9s %10s %9s\n", "mode", "bits", "context", "ms/step", "GB/s", "of read BW",
                 "vs fp16");
         for (uint32_t i = 0; i < r->n_speed; i++) {
@@ -143,7 +143,8 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                 num(r->read_bw_gbps, "%.2f", b1, sizeof b1), r->read_bw_method);
     }
     if (r->n_throughput) {
-        fprintf(f, "\nAppend throughput (one layer, %u kv heads; tokens per second)\n", r->n_kv_heads);
+        fprintf(f, "\nAppend throughput (one layer, %u kv heads, head_dim %u; tokens per second)\n", r->speed_kv_heads,
+                r->speed_head_dim);
         fprintf(f, "  %-8s %6s %14s %14s %14s\n", "mode", "bits", "prefill", "append", "flush");
         for (uint32_t i = 0; i < r->n_throughput; i++) {
             const throughput_result *x = &r->throughput[i];
