@@ -256,14 +256,14 @@ static void run_scenario(const scenario *sc)
 static void parity_pattern_2bit(void **state)
 {
     (void)state;
-    scenario sc = {"pattern d64 2-bit", 64, 2, 2, 32, 0, 2, 2, PKV_MODE_PATTERN, 8, 0, 100, 110, 23, 2};
+    scenario sc = {"pattern d64 2-bit", 64, 2, 2, 32, 0, 2, 2, PKV_MODE_PATTERN, 8, 0, 100, 110, 23, 2, 0, 0};
     run_scenario(&sc);
 }
 
 static void parity_head_dim_40_3bit(void **state)
 {
     (void)state;
-    scenario sc = {"pattern d40 3-bit", 40, 3, 3, 32, 0, 1, 1, PKV_MODE_PATTERN, 8, 0, 70, 70, 35, 3};
+    scenario sc = {"pattern d40 3-bit", 40, 3, 3, 32, 0, 1, 1, PKV_MODE_PATTERN, 8, 0, 70, 70, 35, 3, 0, 0};
     run_scenario(&sc);
     /* the k-means sums in global memory (devices with little local memory) */
     setenv("PKV_OPENCL_KMEANS_GLOBAL", "1", 1);
@@ -274,7 +274,7 @@ static void parity_head_dim_40_3bit(void **state)
 static void parity_head_dim_256_mixed_bits(void **state)
 {
     (void)state;
-    scenario sc = {"pattern d256 k4 v8", 256, 4, 8, 32, 0, 1, 1, PKV_MODE_PATTERN, 8, 0, 40, 30, 30, 1};
+    scenario sc = {"pattern d256 k4 v8", 256, 4, 8, 32, 0, 1, 1, PKV_MODE_PATTERN, 8, 0, 40, 30, 30, 1, 0, 0};
     run_scenario(&sc);
 }
 
@@ -282,7 +282,7 @@ static void parity_window_of_two_groups_and_frozen_bank(void **state)
 {
     (void)state;
     /* R = 2G: two blocks per flush; capacity 9 freezes the bank after one appended pattern. */
-    scenario sc = {"pattern R=2G capacity 9", 32, 2, 4, 32, 64, 2, 1, PKV_MODE_PATTERN, 8, 9, 20, 200, 50, 2};
+    scenario sc = {"pattern R=2G capacity 9", 32, 2, 4, 32, 64, 2, 1, PKV_MODE_PATTERN, 8, 9, 20, 200, 50, 2, 0, 0};
     run_scenario(&sc);
 }
 
@@ -290,7 +290,7 @@ static void parity_bank_across_chunks(void **state)
 {
     (void)state;
     /* 30 mined + 6 appended patterns: the bank spans two 32-pattern chunks */
-    scenario sc = {"pattern bank > 32", 32, 2, 2, 32, 0, 1, 1, PKV_MODE_PATTERN, 30, 0, 64, 192, 64, 2};
+    scenario sc = {"pattern bank > 32", 32, 2, 2, 32, 0, 1, 1, PKV_MODE_PATTERN, 30, 0, 64, 192, 64, 2, 0, 0};
     run_scenario(&sc);
 }
 
@@ -298,7 +298,7 @@ static void parity_default_shape(void **state)
 {
     (void)state;
     /* the library defaults: d 128, G = R = 128, M 32 */
-    scenario sc = {"pattern d128 G128", 128, 2, 2, 128, 0, 2, 1, PKV_MODE_PATTERN, 32, 0, 200, 190, 95, 4};
+    scenario sc = {"pattern d128 G128", 128, 2, 2, 128, 0, 2, 1, PKV_MODE_PATTERN, 32, 0, 200, 190, 95, 4, 0, 0};
     run_scenario(&sc);
 }
 
@@ -314,21 +314,21 @@ static void parity_short_sequence(void **state)
 {
     (void)state;
     /* fewer tokens than a group: mining with no block, then only the window */
-    scenario sc = {"pattern short", 32, 2, 2, 32, 0, 2, 1, PKV_MODE_PATTERN, 8, 0, 10, 5, 5, 2};
+    scenario sc = {"pattern short", 32, 2, 2, 32, 0, 2, 1, PKV_MODE_PATTERN, 8, 0, 10, 5, 5, 2, 0, 0};
     run_scenario(&sc);
 }
 
 static void parity_direct(void **state)
 {
     (void)state;
-    scenario sc = {"direct d64 2-bit", 64, 2, 2, 32, 0, 2, 1, PKV_MODE_DIRECT, 0, 0, 50, 100, 31, 2};
+    scenario sc = {"direct d64 2-bit", 64, 2, 2, 32, 0, 2, 1, PKV_MODE_DIRECT, 0, 0, 50, 100, 31, 2, 0, 0};
     run_scenario(&sc);
 }
 
 static void parity_fp16(void **state)
 {
     (void)state;
-    scenario sc = {"fp16 d48", 48, 2, 2, 32, 0, 2, 1, PKV_MODE_FP16, 0, 0, 50, 60, 60, 1};
+    scenario sc = {"fp16 d48", 48, 2, 2, 32, 0, 2, 1, PKV_MODE_FP16, 0, 0, 50, 60, 60, 1, 0, 0};
     run_scenario(&sc);
 }
 

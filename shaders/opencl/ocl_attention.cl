@@ -51,14 +51,14 @@ OCL_HELPER void fp16_tile(__global const ushort *k, __global const ushort *v, ui
     for (uint t = lid; t < n; t += L) {
         if (tok0 + t > limit) { lg[t] = NEG_INF; continue; }
         float acc = 0.0f;
-        for (uint i = 0; i < d; i++) acc += qv[i] * pkv_f16_to_f32(k[(size_t)t * d + i]);
+        for (uint i = 0; i < d; i++) acc += qv[i] * ocl_ld_f16(k, (size_t)t * d + i);
         lg[t] = sc * acc;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     float alpha = softmax_step(lg, n, m_run, l_run);
     for (uint i = lid; i < d; i += L) {
         float acc = o[i] * alpha;
-        for (uint t = 0; t < n; t++) acc += lg[t] * pkv_f16_to_f32(v[(size_t)t * d + i]);
+        for (uint t = 0; t < n; t++) acc += lg[t] * ocl_ld_f16(v, (size_t)t * d + i);
         o[i] = acc;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -95,7 +95,7 @@ __kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __globa
     for (uint m = get_local_id(0); m < bank; m += get_local_size(0)) {
         __global const ushort *pk = pattern_ptr(chunks, ct, P[PP_CHUNK_BYTES], d, 0u, m);
         float acc = 0.0f;
-        for (uint i = 0; i < d; i++) acc += qv[i] * pkv_f16_to_f32(pk[i]);
+        for (uint i = 0; i < d; i++) acc += qv[i] * ocl_ld_f16(pk, i);
         qc[(size_t)gid * MAX_BANK + m] = acc;
     }
 }
@@ -156,8 +156,8 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
             __global const ushort *kzero = (__global const ushort *)(blk + P[PP_OFF_KZERO]);
             float zpart = 0.0f;
             for (uint i = lid; i < d; i += L) {
-                qs[i] = qv[i] * pkv_f16_to_f32(kscale[i]);
-                zpart += qv[i] * pkv_f16_to_f32(kzero[i]);
+                qs[i] = qv[i] * ocl_ld_f16(kscale, i);
+                zpart += qv[i] * ocl_ld_f16(kzero, i);
             }
             float zt = group_sum(zpart, red); /* the zero-point term, once per group */
             const uint krow = P[PP_KROW], vrow = P[PP_VROW], vbits = P[PP_VBITS];
@@ -173,8 +173,8 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
             __global const ushort *vscale = (__global const ushort *)(blk + P[PP_OFF_VSCALE]);
             __global const ushort *vzero = (__global const ushort *)(blk + P[PP_OFF_VZERO]);
             for (uint t = lid; t < G; t += L) {
-                ps[t] = lg[t] * pkv_f16_to_f32(vscale[t]);
-                pz[t] = lg[t] * pkv_f16_to_f32(vzero[t]);
+                ps[t] = lg[t] * ocl_ld_f16(vscale, t);
+                pz[t] = lg[t] * ocl_ld_f16(vzero, t);
                 if (pattern) { /* weight of a gated token for its V pattern's histogram bin */
                     gp[t] = (blk[P[PP_OFF_VMASK] + t / 8u] >> (t % 8u)) & 1u ? lg[t] : 0.0f;
                     vb[t] = blk[P[PP_OFF_VIDX] + t];
@@ -247,7 +247,7 @@ __kernel void ocl_reduce(__constant uint *P, __global const uint *seq_items, __g
             __global const float *p = part + (first + j) * stride + off;
             if (p[1] > 0.0f) acc += p[2u + i] * exp(p[0] - M);
         }
-        for (uint m = 0; m < bank; m++) acc += S[m] * pkv_f16_to_f32(pattern_ptr(chunks, ct, P[PP_CHUNK_BYTES], d, 1u, m)[i]);
+        for (uint m = 0; m < bank; m++) acc += S[m] * ocl_ld_f16(pattern_ptr(chunks, ct, P[PP_CHUNK_BYTES], d, 1u, m), i);
         out[(((size_t)seq * q_len + qi) * nqh + qh) * d + i] = acc * inv;
     }
 }

@@ -12,3 +12,7 @@ static inline float ocl_mul(float a, float b) { volatile float p = a * b; return
 /* Helpers are always inlined: PoCL 3.1 miscompiles calls that pass __local arrays to a function
  * containing barriers (the callee reads zeros). */
 #define OCL_HELPER static inline __attribute__((always_inline))
+
+/* fp16 load with the hardware conversion (exact, core OpenCL 1.2). Used where results need not be
+ * bit-exact (attention); the matched math reads through pkv_f16_to_f32 like the other backends. */
+#define ocl_ld_f16(p, i) vload_half((i), (__global const half *)(p))
