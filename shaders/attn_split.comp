@@ -144,16 +144,22 @@ void do_block(uint lid, uint b, uint tok0)
     if (j0 == 0u) zt_s[r0] = zt;
     barrier();
     for (uint t = lid; t < G; t += WG) {
-        uint row[KRW];
+        /* walk the row one 32-bit word at a time: no indexed register arrays */
         uint w0 = base + pc.o_kcodes + t * KRW;
-        for (uint k = 0u; k < KRW; k++) row[k] = blk[w0 + k];
         float dot[NQ];
         for (uint r = 0u; r < NQ; r++) dot[r] = 0.0;
-        for (uint i = 0u; i < D; i++) {
-            uint code = (row[pkv_code_word(i, KPB0)] >> pkv_code_shift(i, KPB0)) & ((1u << KPB0) - 1u);
-            if (KBITS == 3u) code |= ((row[KW0 + (i >> 5)] >> (i & 31u)) & 1u) << 2;
-            float cf = float(code);
-            for (uint r = 0u; r < NQ; r++) dot[r] += qs_s[r][i] * cf;
+        const uint PER = 32u / KPB0; /* channels per plane-0 word */
+        for (uint k = 0u; k < KW0; k++) {
+            uint word = blk[w0 + k];
+            uint hi = KBITS == 3u ? blk[w0 + KW0 + k / 2u] >> ((k % 2u) * 16u) : 0u;
+            for (uint c = 0u; c < PER; c++) {
+                uint i = k * PER + c;
+                if (i >= D) break;
+                uint code = (word >> (c * KPB0)) & ((1u << KPB0) - 1u);
+                if (KBITS == 3u) code |= ((hi >> c) & 1u) << 2;
+                float cf = float(code);
+                for (uint r = 0u; r < NQ; r++) dot[r] += qs_s[r][i] * cf;
+            }
         }
         uint a = MODE == 0u ? (blk[base + pc.o_kidx + t / 4u] >> (8u * (t % 4u))) & 255u : 0u;
         for (uint r = 0u; r < NQ; r++) {
