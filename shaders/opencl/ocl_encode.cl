@@ -72,26 +72,27 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
     __local uint ka[MAX_G], va[MAX_G], vm[MAX_G];
     __local float ks[MAX_D], kz[MAX_D], vs[MAX_G], vz[MAX_G];
 
-    /* A: pattern assignment and V gate, one token per work-item. */
+    /* A: pattern assignment (and for V the gate), one (token, K|V) per work-item. */
     if (pattern) {
         const uint npat = P[PP_N_PAT], minmax = P[PP_DIST_MINMAX];
-        for (uint t = lid; t < G; t += L) {
-            uint best[2] = {0u, 0u};
-            for (uint kv = 0; kv < 2u; kv++) {
-                __global const ushort *x = (kv ? vx : kx) + t * xs;
-                float bestd = 0.0f;
-                for (uint m = 0; m < npat; m++) {
-                    __global const ushort *p = pattern_ptr(chunks, ct, cb, d, kv, m);
-                    float dist = minmax ? dist_minmax_f16(x, p, d) : dist_l2_f16(x, p, d);
-                    if (m == 0 || dist < bestd) { best[kv] = m; bestd = dist; }
-                }
+        for (uint j = lid; j < 2u * G; j += L) {
+            const uint kv = j >= G, t = kv ? j - G : j;
+            __global const ushort *x = (kv ? vx : kx) + t * xs;
+            uint best = 0u;
+            float bestd = 0.0f;
+            for (uint m = 0; m < npat; m++) {
+                __global const ushort *p = pattern_ptr(chunks, ct, cb, d, kv, m);
+                float dist = minmax ? dist_minmax_f16(x, p, d) : dist_l2_f16(x, p, d);
+                if (m == 0 || dist < bestd) { best = m; bestd = dist; }
             }
-            __global const ushort *x = vx + t * xs;
-            float A = dist_minmax_f16(x, pattern_ptr(chunks, ct, cb, d, 1u, best[1]), d);
-            float B = dist_minmax_f16(x, 0, d);
-            ka[t] = best[0];
-            va[t] = best[1];
-            vm[t] = (uint)pkv_v_gate(A, B, as_float(P[PP_GATE_K2]));
+            if (kv) {
+                float A = dist_minmax_f16(x, pattern_ptr(chunks, ct, cb, d, 1u, best), d);
+                float B = dist_minmax_f16(x, 0, d);
+                va[t] = best;
+                vm[t] = (uint)pkv_v_gate(A, B, as_float(P[PP_GATE_K2]));
+            } else {
+                ka[t] = best;
+            }
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
