@@ -510,20 +510,27 @@ static void program_cache_corrupt_file_is_ignored(void **state)
 static void external_context_and_queue(void **state)
 {
     (void)state;
+    /* the application's handles, made through the same ICD loader the library uses */
+    char why[256];
+    const pkv_ocl_api *cl = pkv_ocl_load(why, sizeof why);
+    if (!cl) {
+        if (in_ci()) fail_msg("%s (CI=true)", why);
+        skip();
+    }
     cl_platform_id plats[8];
     cl_uint np = 0;
-    if (clGetPlatformIDs(8, plats, &np) != CL_SUCCESS || np == 0) {
+    if (cl->clGetPlatformIDs(8, plats, &np) != CL_SUCCESS || np == 0) {
         if (in_ci()) fail_msg("no OpenCL platform (CI=true)");
         skip();
     }
     cl_device_id dev = NULL;
     for (cl_uint i = 0; i < np && !dev; i++)
-        if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_ALL, 1, &dev, NULL) != CL_SUCCESS) dev = NULL;
+        if (cl->clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_ALL, 1, &dev, NULL) != CL_SUCCESS) dev = NULL;
     assert_non_null(dev);
     cl_int err;
-    cl_context cctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    cl_context cctx = cl->clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
     assert_int_equal(err, CL_SUCCESS);
-    cl_command_queue q = clCreateCommandQueue(cctx, dev, 0, &err);
+    cl_command_queue q = cl->clCreateCommandQueue(cctx, dev, 0, &err);
     assert_int_equal(err, CL_SUCCESS);
 
     pkv_opencl_external ext = {.backend = PKV_BACKEND_OPENCL, .context = cctx, .device = dev, .queue = q};
@@ -531,10 +538,9 @@ static void external_context_and_queue(void **state)
     p.external = &ext;
     pkv_context *ctx = ocl_context_with(&p);
     /* the application may drop its references: the library holds its own */
-    clReleaseCommandQueue(q);
-    clReleaseContext(cctx);
+    cl->clReleaseCommandQueue(q);
+    cl->clReleaseContext(cctx);
     pkv_device_info info;
-    char why[256];
     TU_OK(pkv_context_device(ctx, &info, why, sizeof why));
     assert_int_equal(info.backend, PKV_BACKEND_OPENCL);
 
@@ -551,13 +557,13 @@ static void external_context_and_queue(void **state)
     tu_random(&r, 70 * 32, 1.0f, k);
     tu_random(&r, 70 * 32, 1.0f, v);
     /* K/V from the application's buffers (at an offset), as fp32 */
-    cl_mem kbuf = clCreateBuffer(cctx, CL_MEM_READ_WRITE, sizeof k + 64, NULL, &err);
+    cl_mem kbuf = cl->clCreateBuffer(cctx, CL_MEM_READ_WRITE, sizeof k + 64, NULL, &err);
     assert_int_equal(err, CL_SUCCESS);
-    cl_mem vbuf = clCreateBuffer(cctx, CL_MEM_READ_WRITE, sizeof v, NULL, &err);
+    cl_mem vbuf = cl->clCreateBuffer(cctx, CL_MEM_READ_WRITE, sizeof v, NULL, &err);
     assert_int_equal(err, CL_SUCCESS);
     pkv_ocl *po = ctx->be->impl;
-    assert_int_equal(clEnqueueWriteBuffer(po->q, kbuf, CL_TRUE, 64, sizeof k, k, 0, NULL, NULL), CL_SUCCESS);
-    assert_int_equal(clEnqueueWriteBuffer(po->q, vbuf, CL_TRUE, 0, sizeof v, v, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(cl->clEnqueueWriteBuffer(po->q, kbuf, CL_TRUE, 64, sizeof k, k, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(cl->clEnqueueWriteBuffer(po->q, vbuf, CL_TRUE, 0, sizeof v, v, 0, NULL, NULL), CL_SUCCESS);
     TU_OK(pkv_opencl_append(co, so, 0, 70, kbuf, 64, vbuf, 0, PKV_F32));
     TU_OK(pkv_append(cc, sc, 0, 70, k, v, PKV_F32));
     TU_OK(pkv_read_kv(co, so, 0, ko, vo));
@@ -574,13 +580,13 @@ static void external_context_and_queue(void **state)
     tu_random(&r, 64, 1.0f, qh);
     pkv_attention_params ap = {.seqs = &so, .n_seqs = 1, .q_len = 1, .n_q_heads = 2, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(co, &ap, qh, out_host));
-    assert_int_equal(clEnqueueWriteBuffer(po->q, kbuf, CL_TRUE, 0, sizeof qh, qh, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(cl->clEnqueueWriteBuffer(po->q, kbuf, CL_TRUE, 0, sizeof qh, qh, 0, NULL, NULL), CL_SUCCESS);
     TU_OK(pkv_opencl_attention(co, &ap, kbuf, 0, vbuf, 16));
-    assert_int_equal(clEnqueueReadBuffer(po->q, vbuf, CL_TRUE, 16, sizeof out_dev, out_dev, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(cl->clEnqueueReadBuffer(po->q, vbuf, CL_TRUE, 16, sizeof out_dev, out_dev, 0, NULL, NULL), CL_SUCCESS);
     assert_memory_equal(out_host, out_dev, sizeof out_dev);
     assert_int_equal(pkv_opencl_attention(cc, &ap, kbuf, 0, vbuf, 16), PKV_ERR_UNSUPPORTED); /* a CPU cache */
-    clReleaseMemObject(kbuf);
-    clReleaseMemObject(vbuf);
+    cl->clReleaseMemObject(kbuf);
+    cl->clReleaseMemObject(vbuf);
     TU_OK(pkv_cache_free(co));
     TU_OK(pkv_cache_free(cc));
     TU_OK(pkv_context_free(ctx));
