@@ -12,9 +12,13 @@ for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 # The build folder's CTest files name /work/main; make that path lead here.
 [ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
-ls /usr/share/vulkan/icd.d/nvidia* /etc/vulkan/icd.d/nvidia* >/dev/null 2>&1 ||
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+# NVIDIA's Vulkan driver lives in the driver's folder and needs libglvnd (carried in .gl/).
+nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -e "$nv_icd" ] && export VK_DRIVER_FILES=$nv_icd __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 [ -e /etc/OpenCL/vendors/nvidia.icd ] || { mkdir -p /etc/OpenCL/vendors; echo libnvidia-opencl.so.1 >/etc/OpenCL/vendors/nvidia.icd; }
+# Only NVIDIA's OpenCL: the image's own PoCL asserts while compiling our kernels (a PoCL bug of
+# that version; Debian 12's PoCL, which CI uses, compiles them).
+export OCL_ICD_VENDORS=/etc/OpenCL/vendors/nvidia.icd
 export CI=true PKV_CACHE_DIR=/tmp/pkv-cache
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$B/pkv" devices --verbose 2>&1 | tee "$OUT/devices.txt"
