@@ -56,6 +56,9 @@ add_custom_command(
 target_sources(patternkv_obj PRIVATE
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_loader.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_backend.c
+  ${PROJECT_SOURCE_DIR}/src/opencl/ocl_devices.c
+  ${PROJECT_SOURCE_DIR}/src/opencl/ocl_buffers.c
+  ${PROJECT_SOURCE_DIR}/src/opencl/ocl_launch.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_program.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_ops.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_bench.c

@@ -69,6 +69,28 @@ typedef struct pkv_ocl {
 static inline pkv_ocl *pkv_ocl_of(pkv_backend *be) { return (pkv_ocl *)be->impl; }
 
 void pkv_ocl_log(const pkv_ocl *o, pkv_log_level level, const char *fmt, ...);
+
+/* ocl_devices.c */
+#define PKV_OCL_MAX_DEVICES 32
+typedef struct pkv_ocl_device_ref {
+    cl_platform_id platform;
+    cl_device_id device;
+} pkv_ocl_device_ref;
+void pkv_ocl_describe(const pkv_ocl_api *cl, cl_platform_id plat, cl_device_id d, uint32_t index,
+                      pkv_device_info *info);
+/* All devices of all platforms, in platform order (refs may be NULL). */
+pkv_status pkv_ocl_enumerate(const pkv_ocl_api *cl, pkv_ocl_device_ref *refs, pkv_device_info *infos, size_t cap,
+                             size_t *count, char *why, size_t why_len);
+pkv_status pkv_ocl_list(const pkv_context_params *p, pkv_device_info *out, size_t cap, size_t *count, char *why,
+                        size_t why_len);
+
+/* ocl_buffers.c: the pkv_buf part of the backend table */
+pkv_status pkv_ocl_buf_alloc(pkv_backend *be, size_t bytes, pkv_buf **out);
+void pkv_ocl_buf_free(pkv_backend *be, pkv_buf *buf);
+pkv_status pkv_ocl_buf_write(pkv_backend *be, pkv_buf *buf, size_t offset, const void *src, size_t bytes);
+pkv_status pkv_ocl_buf_read(pkv_backend *be, pkv_buf *buf, size_t offset, void *dst, size_t bytes);
+pkv_status pkv_ocl_buf_copy(pkv_backend *be, pkv_buf *dst, size_t dst_offset, pkv_buf *src, size_t src_offset,
+                            size_t bytes);
 /* Maps a CL error to a status: allocation failures -> PKV_ERR_OUT_OF_DEVICE_MEMORY, else PKV_ERR_DEVICE. */
 pkv_status pkv_ocl_status(cl_int err);
 /* Makes s hold at least `bytes` (contents not kept). */
@@ -92,6 +114,8 @@ cl_int pkv_ocl_launch(pkv_ocl *o, cl_kernel k, size_t n_groups, size_t local);
 /* Brackets an op for pkv_last_op_time. */
 void pkv_ocl_op_begin(pkv_ocl *o);
 void pkv_ocl_op_end(pkv_ocl *o, int ok);
+double pkv_ocl_last_op_ms(pkv_backend *be);
+void pkv_ocl_release_events(pkv_ocl *o);
 
 /* ocl_bench.c: streaming-read bandwidth of device memory (iface measure_read). */
 pkv_status pkv_ocl_measure_read(pkv_backend *be, uint64_t bytes, double *gbps);
