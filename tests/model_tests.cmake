@@ -42,3 +42,15 @@ if(TARGET pkv_cli_core)
   add_test(NAME test_model_tokenizer COMMAND test_model_tokenizer)
   set_tests_properties(test_model_tokenizer PROPERTIES TIMEOUT 300 LABELS "cpu;model")
 endif()
+
+# The fixture fidelity test again on each GPU backend (fails, never skips, when the backend does not start).
+if(PKV_WITH_VULKAN)
+  add_test(NAME test_model_kv_vulkan COMMAND test_model_kv)
+  set_tests_properties(test_model_kv_vulkan PROPERTIES ENVIRONMENT "PKV_TEST_BACKEND=vulkan" TIMEOUT 600
+                       LABELS "vulkan;model")
+endif()
+if(PKV_WITH_OPENCL)
+  add_test(NAME test_model_kv_opencl COMMAND test_model_kv)
+  set_tests_properties(test_model_kv_opencl PROPERTIES ENVIRONMENT "PKV_TEST_BACKEND=opencl" TIMEOUT 600
+                       LABELS "opencl;model")
+endif()
