@@ -83,7 +83,7 @@ OCL_HELPER float code_dot(__global const uint *row, __local const float *qs, uin
     return acc;
 }
 
-/* qc[m] = q . C_K[m], one work-group per (sequence, query, query head); qc: [..][MAX_BANK]. */
+/* qc[m] = q . C_K[m], one work-group per (sequence, query, query head); qc: [..][bank stride]. */
 __kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __global const uint *table,
                           __global const float *q, __global const uchar *chunks, __global float *qc)
 {
@@ -96,7 +96,7 @@ __kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __globa
         __global const ushort *pk = pattern_ptr(chunks, ct, P[PP_CHUNK_BYTES], d, 0u, m);
         float acc = 0.0f;
         for (uint i = 0; i < d; i++) acc += qv[i] * ocl_ld_f16(pk, i);
-        qc[(size_t)gid * MAX_BANK + m] = acc;
+        qc[(size_t)gid * P[PP_BANK_STRIDE] + m] = acc;
     }
 }
 
@@ -141,7 +141,7 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
         }
     } else {
         if (pattern) {
-            __global const float *qq = qcg + (((size_t)seq * q_len + qi) * nqh + qh) * MAX_BANK;
+            __global const float *qq = qcg + (((size_t)seq * q_len + qi) * nqh + qh) * P[PP_BANK_STRIDE];
             for (uint m = lid; m < bank; m += L) qc[m] = qq[m];
             barrier(CLK_LOCAL_MEM_FENCE);
         }

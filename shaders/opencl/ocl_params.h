@@ -43,8 +43,9 @@
 #define PP_NQH 36
 #define PP_SCALE 37        /* float bits */
 #define PP_N_ITEMS 38
-#define PP_PSTRIDE 39      /* attention: floats per partial: m, l, o[d], then S[MAX_BANK] in PATTERN mode */
+#define PP_PSTRIDE 39      /* attention: floats per partial: m, l, o[d], then S[bank stride] in PATTERN mode */
 #define PP_KM_LOCAL 40     /* mine: 1 when the k-means sums fit in local memory */
+#define PP_BANK_STRIDE 41  /* attention: the largest bank of the call (qc and S entries per query) */
 #define PP_COUNT 44
 
 #define PKV_OCL_MAX_CHUNKS 8  /* PKV_MAX_CHUNKS */

@@ -258,7 +258,11 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     P[PP_SCALE] = f32_bits(op->scale);
     P[PP_N_ITEMS] = (uint32_t)n_items;
     const int pattern = g->mode == PKV_MODE_PATTERN;
-    P[PP_PSTRIDE] = d + 2 + (pattern ? PKV_MAX_BANK : 0);
+    uint32_t max_bank = 1;
+    for (uint32_t i = 0; i < ns; i++)
+        if (op->seqs[i].bank_count > max_bank) max_bank = op->seqs[i].bank_count;
+    P[PP_BANK_STRIDE] = max_bank;
+    P[PP_PSTRIDE] = d + 2 + (pattern ? max_bank : 0);
     const size_t per_q = (size_t)op->q_len * op->n_q_heads;
     const size_t out_floats = (size_t)ns * per_q * d;
     pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
@@ -268,7 +272,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (s == PKV_OK) s = upload(o, PKV_S_U3, seq_items, (size_t)ns * 2 * sizeof *seq_items);
     if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->q, out_floats * sizeof(float));
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], (n_items ? n_items : 1) * per_q * P[PP_PSTRIDE] * sizeof(float));
-    if (s == PKV_OK && pattern) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (size_t)ns * per_q * PKV_MAX_BANK * sizeof(float));
+    if (s == PKV_OK && pattern) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (size_t)ns * per_q * max_bank * sizeof(float));
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_OUT], out_floats * sizeof(float));
     free(seqd);
     free(seq_items);
