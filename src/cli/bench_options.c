@@ -27,7 +27,7 @@ void bench_print_usage(FILE *f)
         "  --synthetic           built-in synthetic data even when the model fixture exists\n"
         "  --seed N              synthetic data and query seed (default 1)\n"
         "  --layers N            synthetic layers (default 2) / first N layers of a file\n"
-        "  --context N           tokens per layer for fidelity (default 2048 synthetic, all of a file)\n"
+        "  --context N           tokens per layer for fidelity (default 2048; all of a --kv file)\n"
         "  --prefill N           tokens in the first append, mined into patterns (default context/2)\n"
         "  --kv-heads N          synthetic KV heads (default 8)\n"
         "  --q-heads N           query heads, a multiple of KV heads (default 4 x KV heads)\n"

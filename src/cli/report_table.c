@@ -136,7 +136,7 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
             if (isfinite(x->bw_fraction)) snprintf(pct, sizeof pct, "%.1f%%", 100 * x->bw_fraction);
             else snprintf(pct, sizeof pct, "n/a");
             fprintf(f, "  %-8s %6s %8u %10.4f %9s %10s %8sx\n", pkv_mode_name(x->cfg.mode),
-                    bits_str(&x->cfg, b1, sizeof b1), x->context, x->ms_per_step, num(x->gbps, "%.2f", b2, sizeof b2),
+                    bits_str(&x->cfg, b1, sizeof b1), x->context, x->ms_per_step, num(x->gbps, "%.3g", b2, sizeof b2),
                     pct, num(x->speedup_vs_fp16, "%.2f", b3, sizeof b3));
         }
         fprintf(f, "  GB/s = compressed bytes of the batch's cache / time per step. Read bandwidth: %s GB/s (%s)\n",
@@ -162,12 +162,12 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
         fprintf(f, "\nMemory, %s (%u layers, %u kv heads, head_dim %u), %.4g GiB\n",
                 is_llama3_8b(o) ? "Llama-3-8B shape" : "model shape", o->model_layers, o->model_kv_heads,
                 o->model_head_dim, o->memory_gib);
-        fprintf(f, "  %-8s %6s %22s %20s %16s\n", "mode", "bits", "bytes/token/layer", "fixed bytes/layer",
+        fprintf(f, "  %-8s %6s %22s %20s %16s\n", "mode", "bits", "bytes/token/layer", "fixed MiB/layer",
                 "tokens that fit");
         for (uint32_t i = 0; i < r->n_memory; i++) {
             const memory_result *x = &r->memory[i];
-            fprintf(f, "  %-8s %6s %22.1f %20.0f %16llu\n", pkv_mode_name(x->cfg.mode), bits_str(&x->cfg, b5, sizeof b5),
-                    x->bytes_per_token_per_layer, x->fixed_bytes_per_layer, (unsigned long long)x->tokens_fit);
+            fprintf(f, "  %-8s %6s %22.1f %20.2f %16llu\n", pkv_mode_name(x->cfg.mode), bits_str(&x->cfg, b5, sizeof b5),
+                    x->bytes_per_token_per_layer, x->fixed_bytes_per_layer / 1048576.0, (unsigned long long)x->tokens_fit);
         }
         fprintf(f, "  (fixed: the fp16 window and, in PATTERN mode, banks at full capacity)\n");
     }
