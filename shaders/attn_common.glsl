@@ -19,6 +19,7 @@ layout(push_constant) uniform Push {
     uint chunk_words, window_words, R;
     uint q_off, seq_off, table_off, qc_off, part_off, out_off;
     float scale;
+    uint rows_total;                  /* n_seqs * q_len * n_q_heads */
 } pc;
 
 const uint KPB0 = KBITS == 3u ? 2u : KBITS;
@@ -29,6 +30,10 @@ const uint KRW = KBITS == 3u ? KW0 + (D + 31u) / 32u : KW0;
 const uint VRW = VBITS == 3u ? VW0 + (D + 31u) / 32u : VW0;
 /* Partial result of one (row, split): m, l, then acc[D], then S[CAP] (PATTERN). */
 const uint PART = 4u + D + (MODE == 0u ? CAP : 0u);
+
+/* Row of a qc / reduce workgroup: rows beyond the 65535-per-dimension dispatch limit spill into
+ * the next dimension. */
+uint spilled_row(uint a, uint b, uint a_count) { return a + b * a_count; }
 
 uint seq_n_blocks(uint s) { return scr[pc.seq_off + 4u * s]; }
 uint seq_n_window(uint s) { return scr[pc.seq_off + 4u * s + 1u]; }

@@ -6,7 +6,8 @@
 
 void main()
 {
-    uint m = gl_GlobalInvocationID.x, row = gl_WorkGroupID.y;
+    uint m = gl_GlobalInvocationID.x, row = spilled_row(gl_WorkGroupID.y, gl_WorkGroupID.z, gl_NumWorkGroups.y);
+    if (row >= pc.rows_total) return;
     uint qh = row % pc.n_q_heads, s = row / (pc.n_q_heads * pc.q_len);
     if (m >= seq_bank(s)) return;
     uint h = qh / pc.gqa;

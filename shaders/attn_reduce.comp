@@ -11,7 +11,8 @@ shared float L_s;
 
 void main()
 {
-    uint row = gl_WorkGroupID.x, lid = gl_LocalInvocationID.x;
+    uint row = spilled_row(gl_WorkGroupID.x, gl_WorkGroupID.y, gl_NumWorkGroups.x), lid = gl_LocalInvocationID.x;
+    if (row >= pc.rows_total) return; /* uniform across the workgroup */
     uint qh = row % pc.n_q_heads, s = row / (pc.n_q_heads * pc.q_len), h = qh / pc.gqa;
     uint base = pc.part_off + row * pc.nsplit * PART;
     float M = PKV_NEG_INF;

@@ -28,7 +28,6 @@ enum pkv_vk_kernel {
 };
 
 #define PKV_VK_SPEC_MAX 8   /* specialization constants: [0] workgroup size, then per kernel */
-#define PKV_VK_MAX_VARIANTS 96
 #define PKV_VK_PUSH_BYTES 128
 
 typedef struct pkv_vk_variant {
@@ -102,8 +101,8 @@ typedef struct pkv_vk {
     char cache_path[1024];
     int cache_loaded;          /* the on-disk cache was valid and used */
     int cache_dirty;
-    pkv_vk_variant variants[PKV_VK_MAX_VARIANTS];
-    uint32_t n_variants;
+    pkv_vk_variant *variants;  /* every pipeline made in this context, kept until it is freed */
+    uint32_t n_variants, cap_variants;
     double pipeline_ms;        /* total time spent creating pipelines in this context */
     uint32_t pipelines_created;
 } pkv_vk;

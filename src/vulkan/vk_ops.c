@@ -13,6 +13,7 @@
 #define UPDATE_CHANNELS 16u /* k-means update: channels per workgroup (shared table M x 16 floats) */
 #define ATTN_TARGET_WORKGROUPS 1024u
 #define ATTN_MAX_SPLITS 256u
+#define ROWS_PER_DIM 32768u
 
 /* Scratch sections in 32-bit words, each 64-byte aligned. */
 typedef struct scratch_plan { uint32_t words; } scratch_plan;
@@ -101,6 +102,8 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
     pkv_vk *vk = pkv_vk_of(be);
     const pkv_geom *g = st->g;
     const uint32_t H = g->H, d = g->d, M = g->M, n = op->n_tokens, nblk = op->n_quant / g->G;
+    if (ceil_div(n, WG_SMALL) > 65535)
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan mine: %u prefill tokens exceed one dispatch (%u)", n, 65535u * WG_SMALL);
     scratch_plan plan = {0};
     kmeans_push kp = {.n = n, .H = H, .M = M, .chunk_words = g->chunk_bytes / 4, .tol2 = op->tol2};
     kp.tok_off = take(&plan, (size_t)n * H * d);
@@ -229,6 +232,7 @@ typedef struct attn_push {
     uint32_t chunk_words, window_words, R;
     uint32_t q_off, seq_off, table_off, qc_off, part_off, out_off;
     float scale;
+    uint32_t rows_total;
 } attn_push;
 
 /* Query rows per workgroup: all GQA heads (and query positions) of a kv head up to 8, fewer if the
@@ -260,8 +264,12 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         if (op->seqs[s].bank_count > max_bank) max_bank = op->seqs[s].bank_count;
     }
     const uint32_t nq = pick_nq(vk, g, rows, cap);
+    /* rows as a 2-D grid: at most ROWS_PER_DIM workgroups along one dispatch dimension */
+    const uint32_t rows_lo = rows_total < ROWS_PER_DIM ? rows_total : ROWS_PER_DIM;
+    const uint32_t rows_hi = ceil_div(rows_total, ROWS_PER_DIM);
     attn_push a = {.H = H, .n_q_heads = op->n_q_heads, .q_len = op->q_len, .gqa = gqa, .tiles = ceil_div(rows, nq),
-                   .chunk_words = g->chunk_bytes / 4, .window_words = g->window_bytes / 4, .R = g->R, .scale = op->scale};
+                   .chunk_words = g->chunk_bytes / 4, .window_words = g->window_bytes / 4, .R = g->R, .scale = op->scale,
+                   .rows_total = rows_total};
     block_offsets(g, a.block);
     /* Split-K: enough workgroups to fill the device, at most ATTN_MAX_SPLITS partials per row. */
     const uint32_t nsplit_w = ceil_div(max_nw, G);
@@ -273,6 +281,9 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     a.nsplit_b = ceil_div(max_nb, a.bps);
     a.nsplit = a.nsplit_b + nsplit_w;
     if (a.nsplit == 0) return pkv_fail(NULL, PKV_ERR_SHAPE, "vulkan attention: the sequences hold no tokens");
+    if (a.tiles > 65535 || op->n_seqs * H > 65535)
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head or %u sequences x kv heads exceed one dispatch (65535)",
+                        rows, op->n_seqs * H);
     const uint32_t part = 4 + d + (pattern ? cap : 0);
 
     scratch_plan plan = {0};
@@ -308,7 +319,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
         op_timestamp(vk, 0);
-        if (p_qc && max_bank) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, ceil_div(max_bank, WG_SMALL), rows_total, 1);
+        if (p_qc && max_bank) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, ceil_div(max_bank, WG_SMALL), rows_lo, rows_hi);
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
@@ -316,7 +327,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_reduce, bufs, &a, sizeof a, rows_total, 1, 1);
+        s = pkv_vk_dispatch(vk, p_reduce, bufs, &a, sizeof a, rows_lo, rows_hi, 1);
     }
     if (s == PKV_OK) {
         op_timestamp(vk, 1);

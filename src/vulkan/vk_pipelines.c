@@ -223,6 +223,8 @@ void pkv_vk_pipelines_destroy(pkv_vk *vk)
     save_cache_file(vk);
     for (uint32_t i = 0; i < vk->n_variants; i++) vk->f.vkDestroyPipeline(vk->device, vk->variants[i].pipe, NULL);
     vk->n_variants = 0;
+    free(vk->variants);
+    vk->variants = NULL;
     for (int k = 0; k < PKV_K_COUNT; k++)
         if (vk->modules[k]) vk->f.vkDestroyShaderModule(vk->device, vk->modules[k], NULL);
     if (vk->pipe_cache) vk->f.vkDestroyPipelineCache(vk->device, vk->pipe_cache, NULL);
@@ -237,8 +239,13 @@ pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipel
             *out = vk->variants[i].pipe;
             return PKV_OK;
         }
-    if (vk->n_variants == PKV_VK_MAX_VARIANTS)
-        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan: too many pipeline variants in one context (%d)", PKV_VK_MAX_VARIANTS);
+    if (vk->n_variants == vk->cap_variants) {
+        uint32_t cap = vk->cap_variants ? 2 * vk->cap_variants : 32;
+        pkv_vk_variant *nv = realloc(vk->variants, cap * sizeof *nv);
+        if (!nv) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+        vk->variants = nv;
+        vk->cap_variants = cap;
+    }
     VkSpecializationMapEntry map[PKV_VK_SPEC_MAX];
     for (uint32_t i = 0; i < PKV_VK_SPEC_MAX; i++) map[i] = (VkSpecializationMapEntry){i, i * 4, 4};
     VkSpecializationInfo si = {.mapEntryCount = PKV_VK_SPEC_MAX, .pMapEntries = map, .dataSize = PKV_VK_SPEC_MAX * 4,
