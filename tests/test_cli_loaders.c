@@ -93,6 +93,9 @@ static void test_npy_bad(void **state)
     expect_error(cli_npy_load(tmp("tr.npy"), &t, err, sizeof err), err, "truncated data");
     assert_int_equal(tf_write_npy(tmp("ex.npy"), "<f4", 0, shape, 3, x, n * 4), 0); /* 3-d shape, 4-d data */
     expect_error(cli_npy_load(tmp("ex.npy"), &t, err, sizeof err), err, "unexpected bytes after the data");
+    uint64_t huge[4] = {1ull << 30, 1ull << 30, 16, 1}; /* 2^64 elements: wraps to 0 in 64 bits */
+    assert_int_equal(tf_write_npy(tmp("huge.npy"), "<f4", 0, huge, 4, x, 0), 0);
+    expect_error(cli_npy_load(tmp("huge.npy"), &t, err, sizeof err), err, "too large");
     float nan_x[64];
     memcpy(nan_x, x, sizeof x);
     nan_x[17] = NAN;
@@ -229,6 +232,10 @@ static void test_safetensors_bad(void **state)
     assert_int_equal(tf_write_safetensors(tmp("offs.safetensors"), wrong, 2, 0), 0);
     expect_error(cli_safetensors_load(tmp("offs.safetensors"), "k", &x, err, sizeof err), err,
                  "do not match its shape and dtype");
+
+    tf_tensor big[2] = {{"k", "F32", {1ull << 30, 1ull << 30, 16, 1}, 4, k, 0}, t[1]};
+    assert_int_equal(tf_write_safetensors(tmp("big.safetensors"), big, 2, 0), 0);
+    expect_error(cli_safetensors_load(tmp("big.safetensors"), "k", &x, err, sizeof err), err, "too large");
 
     tf_tensor rank3[2] = {{"k", "F32", {1, 4, 8}, 3, k, sizeof k}, {"v", "F32", {1, 4, 8}, 3, v, sizeof v}};
     assert_int_equal(tf_write_safetensors(tmp("rank3.safetensors"), rank3, 2, 0), 0);

@@ -153,6 +153,10 @@ int cli_npy_load(const char *path, cli_tensor *out, char *err, size_t err_len)
     int hrc = parse_header(hdr, path, out, err, err_len);
     free(hdr);
     if (hrc) goto done;
+    if (cli_tensor_size_ok(out)) {
+        snprintf(err, err_len, "%s: shape is too large (more than 2^36 elements)", path);
+        goto done;
+    }
     uint64_t n = cli_tensor_numel(out);
     uint64_t bytes = n * (out->file_bits / 8);
     size_t have = len - hstart - hlen;

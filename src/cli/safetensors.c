@@ -91,6 +91,10 @@ int cli_safetensors_load(const char *path, const char *name, cli_tensor *out, ch
         }
         out->shape[i] = shape->items[i].uint;
     }
+    if (cli_tensor_size_ok(out)) {
+        snprintf(err, err_len, "%s: tensor '%s' is too large (more than 2^36 elements)", path, name);
+        goto done;
+    }
     uint64_t n = cli_tensor_numel(out);
     uint64_t b = offs->items[0].uint, e = offs->items[1].uint;
     if (e < b || e - b != n * (out->file_bits / 8)) {

@@ -13,6 +13,16 @@ uint64_t cli_tensor_numel(const cli_tensor *t)
     return n;
 }
 
+int cli_tensor_size_ok(const cli_tensor *t)
+{
+    uint64_t n = 1;
+    for (uint32_t i = 0; i < t->rank; i++) {
+        if (t->shape[i] != 0 && n > CLI_TENSOR_MAX_ELEMENTS / t->shape[i]) return -1;
+        n *= t->shape[i];
+    }
+    return 0;
+}
+
 void cli_tensor_free(cli_tensor *t)
 {
     if (!t) return;

@@ -15,6 +15,9 @@ typedef struct cli_tensor {
 } cli_tensor;
 
 uint64_t cli_tensor_numel(const cli_tensor *t);
+/* 0 when the element count fits in CLI_TENSOR_MAX_ELEMENTS (no overflow), else -1. */
+#define CLI_TENSOR_MAX_ELEMENTS (1ull << 36)
+int cli_tensor_size_ok(const cli_tensor *t);
 void cli_tensor_free(cli_tensor *t);
 /* Converts n little-endian fp16 or fp32 values to fp32; returns -1 (index in *bad) on a non-finite one. */
 int cli_convert_to_f32(const unsigned char *src, uint32_t bits, uint64_t n, float *dst, uint64_t *bad);
