@@ -116,7 +116,8 @@ static int fill_layer(pkv_cache *cache, pkv_seq seq, const kv_data *d, uint32_t 
 }
 
 static int run_one(pkv_context *ctx, const bench_options *o, const kv_data *d, const double *ref,
-                   const bench_config *c, fidelity_result *res, char *err, size_t err_len)
+                   const bench_config *c, fidelity_result *res, bench_progress_fn progress, void *user, double p0,
+                   double p1, char *err, size_t err_len)
 {
     uint32_t L = d->n_layers, H = d->n_kv_heads, D = d->head_dim, T = d->n_tokens, Hq = d->n_q_heads;
     uint32_t nq = d->q_tokens;
@@ -144,8 +145,12 @@ static int run_one(pkv_context *ctx, const bench_options *o, const kv_data *d, c
                  c->v_bits, pkv_status_string(s), pkv_last_error());
         goto done;
     }
-    for (uint32_t l = 0; l < L; l++)
-        if (fill_layer(cache, seq, d, l, cc.window ? cc.window : cc.group_size, ref, kbuf, vbuf, qbuf, out, rel, &n_rel, err, err_len)) goto done;
+    for (uint32_t l = 0; l < L; l++) {
+        if (fill_layer(cache, seq, d, l, cc.window ? cc.window : cc.group_size, ref, kbuf, vbuf, qbuf, out, rel, &n_rel,
+                       err, err_len))
+            goto done;
+        if (progress) progress(user, p0 + (p1 - p0) * (l + 1) / L, NULL);
+    }
     double kse = 0, vse = 0;
     for (uint32_t l = 0; l < L; l++) {
         uint32_t len = 0;
@@ -220,7 +225,8 @@ int bench_fidelity(pkv_context *ctx, const bench_options *o, const kv_data *d, b
         char label[64];
         snprintf(label, sizeof label, "fidelity %s %u/%u", pkv_mode_name(c->mode), c->k_bits, c->v_bits);
         if (progress) progress(user, (double)i / o->n_configs, label);
-        if (run_one(ctx, o, d, ref, c, &r->fidelity[r->n_fidelity], err, err_len)) {
+        if (run_one(ctx, o, d, ref, c, &r->fidelity[r->n_fidelity], progress, user, (double)i / o->n_configs,
+                    (double)(i + 1) / o->n_configs, err, err_len)) {
             free(ref);
             return -1;
         }
