@@ -30,50 +30,50 @@ static void expect_error(int want_rc, const char *want_text, ...)
 static void test_commands(void **state)
 {
     (void)state;
-    expect_error(2, "usage: pkv", NULL);
-    expect_error(2, "unknown command 'frobnicate'", "frobnicate", NULL);
-    expect_error(2, "takes no arguments", "version", "extra", NULL);
-    expect_error(2, "unknown argument '--fast'", "devices", "--fast", NULL);
-    assert_int_equal(cli_run(NULL, 0, "version", NULL), 0);
-    assert_int_equal(cli_run(NULL, 0, "help", NULL), 0);
-    assert_int_equal(cli_run(NULL, 0, "bench", "--help", NULL), 0);
+    expect_error(2, "usage: pkv", (char *)NULL);
+    expect_error(2, "unknown command 'frobnicate'", "frobnicate", (char *)NULL);
+    expect_error(2, "takes no arguments", "version", "extra", (char *)NULL);
+    expect_error(2, "unknown argument '--fast'", "devices", "--fast", (char *)NULL);
+    assert_int_equal(cli_run(NULL, 0, "version", (char *)NULL), 0);
+    assert_int_equal(cli_run(NULL, 0, "help", (char *)NULL), 0);
+    assert_int_equal(cli_run(NULL, 0, "bench", "--help", (char *)NULL), 0);
 }
 
 static void test_bench_option_errors(void **state)
 {
     (void)state;
-    expect_error(2, "unknown option '--bogus'", "bench", "--bogus", NULL);
-    expect_error(2, "unexpected argument 'stray'", "bench", "stray", NULL);
-    expect_error(2, "--context needs a value", "bench", "--context", NULL);
-    expect_error(2, "--context: bad value", "bench", "--context", "12abc", NULL);
-    expect_error(2, "--context needs a non-negative integer", "bench", "--context", "-5", NULL);
-    expect_error(2, "--bits: 5 is not one of 2, 3, 4, 8", "bench", "--bits", "2,5", NULL);
-    expect_error(2, "--bits: bad value", "bench", "--bits", "2:x", NULL);
-    expect_error(2, "--k-bits: 7 is not one of", "bench", "--k-bits", "7", NULL);
-    expect_error(2, "--group: 100 is not 32, 64 or 128", "bench", "--group", "100", NULL);
-    expect_error(2, "--head-dim: 36 is not a multiple of 8", "bench", "--head-dim", "36", NULL);
-    expect_error(2, "--head-dim: bad value", "bench", "--head-dim", "512", NULL);
-    expect_error(2, "unknown mode 'kivi2'", "bench", "--modes", "pattern,kivi2", NULL);
-    expect_error(2, "unknown backend 'cuda'", "bench", "--backend", "cuda", NULL);
-    expect_error(2, "give increasing lengths", "bench", "--speed-contexts", "4096,1024", NULL);
-    expect_error(2, "--q-heads must be a multiple of --kv-heads", "bench", "--kv-heads", "3", "--q-heads", "4", NULL);
-    expect_error(2, "--window must be a multiple of --group", "bench", "--group", "64", "--window", "96", NULL);
-    expect_error(2, "--model-shape: expected", "bench", "--model-shape", "32,8", NULL);
-    expect_error(2, "--memory-gib: bad value", "bench", "--memory-gib", "-3", NULL);
-    expect_error(2, "--synthetic takes no value", "bench", "--synthetic=1", NULL);
-    expect_error(2, "exclude each other", "bench", "--kv", "a.safetensors", "--synthetic", NULL);
+    expect_error(2, "unknown option '--bogus'", "bench", "--bogus", (char *)NULL);
+    expect_error(2, "unexpected argument 'stray'", "bench", "stray", (char *)NULL);
+    expect_error(2, "--context needs a value", "bench", "--context", (char *)NULL);
+    expect_error(2, "--context: bad value", "bench", "--context", "12abc", (char *)NULL);
+    expect_error(2, "--context needs a non-negative integer", "bench", "--context", "-5", (char *)NULL);
+    expect_error(2, "--bits: 5 is not one of 2, 3, 4, 8", "bench", "--bits", "2,5", (char *)NULL);
+    expect_error(2, "--bits: bad value", "bench", "--bits", "2:x", (char *)NULL);
+    expect_error(2, "--k-bits: 7 is not one of", "bench", "--k-bits", "7", (char *)NULL);
+    expect_error(2, "--group: 100 is not 32, 64 or 128", "bench", "--group", "100", (char *)NULL);
+    expect_error(2, "--head-dim: 36 is not a multiple of 8", "bench", "--head-dim", "36", (char *)NULL);
+    expect_error(2, "--head-dim: bad value", "bench", "--head-dim", "512", (char *)NULL);
+    expect_error(2, "unknown mode 'kivi2'", "bench", "--modes", "pattern,kivi2", (char *)NULL);
+    expect_error(2, "unknown backend 'cuda'", "bench", "--backend", "cuda", (char *)NULL);
+    expect_error(2, "give increasing lengths", "bench", "--speed-contexts", "4096,1024", (char *)NULL);
+    expect_error(2, "--q-heads must be a multiple of --kv-heads", "bench", "--kv-heads", "3", "--q-heads", "4", (char *)NULL);
+    expect_error(2, "--window must be a multiple of --group", "bench", "--group", "64", "--window", "96", (char *)NULL);
+    expect_error(2, "--model-shape: expected", "bench", "--model-shape", "32,8", (char *)NULL);
+    expect_error(2, "--memory-gib: bad value", "bench", "--memory-gib", "-3", (char *)NULL);
+    expect_error(2, "--synthetic takes no value", "bench", "--synthetic=1", (char *)NULL);
+    expect_error(2, "exclude each other", "bench", "--kv", "a.safetensors", "--synthetic", (char *)NULL);
 }
 
 static void test_bench_runtime_errors(void **state)
 {
     (void)state;
     /* option values that parse but fail when used: exit 1 with the reason */
-    expect_error(1, "cannot open", "bench", "--backend", "cpu", "--kv", "/nonexistent/kv.safetensors", NULL);
+    expect_error(1, "cannot open", "bench", "--backend", "cpu", "--kv", "/nonexistent/kv.safetensors", (char *)NULL);
     expect_error(1, "--kv takes FILE.safetensors or K.npy,V.npy", "bench", "--backend", "cpu", "--kv", "single.npy",
-                 NULL);
+                 (char *)NULL);
     expect_error(2, "--json /nonexistent-dir/r.json: directory /nonexistent-dir does not exist", "bench", "--json",
-                 "/nonexistent-dir/r.json", NULL);
-    expect_error(2, "--plot /nonexistent-dir/p.svg: directory", "bench", "--plot", "/nonexistent-dir/p.svg", NULL);
+                 "/nonexistent-dir/r.json", (char *)NULL);
+    expect_error(2, "--plot /nonexistent-dir/p.svg: directory", "bench", "--plot", "/nonexistent-dir/p.svg", (char *)NULL);
 }
 
 int main(void)

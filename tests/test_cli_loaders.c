@@ -263,7 +263,7 @@ static void test_safetensors_bad(void **state)
 
     /* the command reports the loader's error and exits 1 */
     char *e = NULL;
-    int rc = cli_run(&e, 0, "bench", "--backend", "cpu", "--kv", tmp("trunc.safetensors"), NULL);
+    int rc = cli_run(&e, 0, "bench", "--backend", "cpu", "--kv", tmp("trunc.safetensors"), (char *)NULL);
     assert_int_equal(rc, 1);
     assert_non_null(e);
     assert_non_null(strstr(e, "truncated"));
