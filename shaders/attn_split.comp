@@ -15,9 +15,9 @@ const uint CPT = (D + WG - 1u) / WG;     /* channels per invocation */
 const uint SCAP = MODE == 0u ? CAP : 1u;
 const uint SEG = WG / NQ;                /* invocations per row in segmented loops */
 
-shared float q_s[NQ][D];   /* scale * q */
-shared float qs_s[NQ][D];  /* scale * q * s_g (per block) */
-shared float p_s[NQ][G];   /* logits, then p * s_t */
+shared float q_s[D][NQ];   /* scale * q; rows innermost so a channel's rows load together */
+shared float qs_s[D][NQ];  /* scale * q * s_g (per block) */
+shared float p_s[G][NQ];   /* logits, then p * s_t */
 shared uint S_s[NQ][SCAP]; /* fp32 bits, added with compare-and-swap */
 shared float vs_s[G], vz_s[G];
 shared uint va_s[G];       /* V pattern index | gate bit << 8 */
@@ -54,7 +54,7 @@ void softmax_block(uint lid, uint count, bool quant)
 {
     uint r = lid / SEG, j = lid % SEG;
     float bm = PKV_NEG_INF;
-    for (uint t = j; t < count; t += SEG) bm = max(bm, p_s[r][t]);
+    for (uint t = j; t < count; t += SEG) bm = max(bm, p_s[t][r]);
     bm = seg_max(bm, lid);
     float mo = m_s[r], mn = max(mo, bm);
     float alpha = mo == PKV_NEG_INF ? 0.0 : exp(mo - mn);
@@ -68,7 +68,7 @@ void softmax_block(uint lid, uint count, bool quant)
     barrier();
     float l = 0.0, pz = 0.0;
     for (uint t = j; t < count; t += SEG) {
-        float lg = p_s[r][t];
+        float lg = p_s[t][r];
         float p = lg == PKV_NEG_INF ? 0.0 : exp(lg - mn);
         l += p;
         if (quant) {
@@ -76,7 +76,7 @@ void softmax_block(uint lid, uint count, bool quant)
             if (MODE == 0u && (va_s[t] & 256u) != 0u && p != 0.0) s_add(r, va_s[t] & 255u, p);
             p *= vs_s[t];
         }
-        p_s[r][t] = p;
+        p_s[t][r] = p;
     }
     l = seg_sum(l, lid);
     pz = seg_sum(pz, lid);
@@ -85,7 +85,7 @@ void softmax_block(uint lid, uint count, bool quant)
     barrier();
 }
 
-/* acc[r][i] = acc * alpha + sum_t p_s[r][t] * value(t, i) */
+/* acc[r][i] = acc * alpha + sum_t p_s[t][r] * value(t, i) */
 void accumulate(uint lid, uint count, uint base, uint kind)
 {
     for (uint c = 0u; c < CPT; c++) {
@@ -97,7 +97,7 @@ void accumulate(uint lid, uint count, uint base, uint kind)
             if (kind == 0u) x = float(vcode(base, t, i));
             else if (kind == 1u) x = blk_h(base * 2u + pc.o_vcodes * 2u + t * D + i);
             else x = win_h(base + pc.R * D + t * D + i);
-            for (uint r = 0u; r < NQ; r++) acc[r][c] += p_s[r][t] * x;
+            for (uint r = 0u; r < NQ; r++) acc[r][c] += p_s[t][r] * x;
         }
     }
     barrier();
@@ -114,9 +114,9 @@ void do_block(uint lid, uint b, uint tok0)
             for (uint w = 0u; w < D / 2u; w++) {
                 uint kw = blk[kb + w];
                 float x0 = pkv_f16_to_f32(kw & 0xffffu), x1 = pkv_f16_to_f32(kw >> 16);
-                for (uint r = 0u; r < NQ; r++) dot[r] += q_s[r][2u * w] * x0 + q_s[r][2u * w + 1u] * x1;
+                for (uint r = 0u; r < NQ; r++) dot[r] += q_s[2u * w][r] * x0 + q_s[2u * w + 1u][r] * x1;
             }
-            for (uint r = 0u; r < NQ; r++) p_s[r][t] = tok0 + t <= limit_s[r] ? dot[r] : PKV_NEG_INF;
+            for (uint r = 0u; r < NQ; r++) p_s[t][r] = tok0 + t <= limit_s[r] ? dot[r] : PKV_NEG_INF;
         }
         barrier();
         softmax_block(lid, G, false);
@@ -135,11 +135,11 @@ void do_block(uint lid, uint b, uint tok0)
     }
     for (uint e = lid; e < NQ * D; e += WG) {
         uint r = e / D, i = e % D;
-        qs_s[r][i] = q_s[r][i] * blk_h(base * 2u + pc.o_kscale * 2u + i);
+        qs_s[i][r] = q_s[i][r] * blk_h(base * 2u + pc.o_kscale * 2u + i);
     }
     uint r0 = lid / SEG, j0 = lid % SEG;
     float zt = 0.0;
-    for (uint i = j0; i < D; i += SEG) zt += q_s[r0][i] * blk_h(base * 2u + pc.o_kzero * 2u + i);
+    for (uint i = j0; i < D; i += SEG) zt += q_s[i][r0] * blk_h(base * 2u + pc.o_kzero * 2u + i);
     zt = seg_sum(zt, lid); /* the row's zero-point term, known to its segment */
     if (j0 == 0u) zt_s[r0] = zt;
     barrier();
@@ -158,14 +158,14 @@ void do_block(uint lid, uint b, uint tok0)
                 uint code = (word >> (c * KPB0)) & ((1u << KPB0) - 1u);
                 if (KBITS == 3u) code |= ((hi >> c) & 1u) << 2;
                 float cf = float(code);
-                for (uint r = 0u; r < NQ; r++) dot[r] += qs_s[r][i] * cf;
+                for (uint r = 0u; r < NQ; r++) dot[r] += qs_s[i][r] * cf;
             }
         }
         uint a = MODE == 0u ? (blk[base + pc.o_kidx + t / 4u] >> (8u * (t % 4u))) & 255u : 0u;
         for (uint r = 0u; r < NQ; r++) {
             float lg = dot[r] + zt_s[r];
             if (MODE == 0u) lg += uintBitsToFloat(scr[pc.qc_off + row_s[r] * CAP + a]);
-            p_s[r][t] = tok0 + t <= limit_s[r] ? lg : PKV_NEG_INF;
+            p_s[t][r] = tok0 + t <= limit_s[r] ? lg : PKV_NEG_INF;
         }
     }
     barrier();
@@ -183,9 +183,9 @@ void do_window(uint lid, uint w0, uint count, uint tok0)
         for (uint w = 0u; w < D / 2u; w++) {
             uint kw = win[kb + w];
             float x0 = pkv_f16_to_f32(kw & 0xffffu), x1 = pkv_f16_to_f32(kw >> 16);
-            for (uint r = 0u; r < NQ; r++) dot[r] += q_s[r][2u * w] * x0 + q_s[r][2u * w + 1u] * x1;
+            for (uint r = 0u; r < NQ; r++) dot[r] += q_s[2u * w][r] * x0 + q_s[2u * w + 1u][r] * x1;
         }
-        for (uint r = 0u; r < NQ; r++) p_s[r][t] = tok0 + t <= limit_s[r] ? dot[r] : PKV_NEG_INF;
+        for (uint r = 0u; r < NQ; r++) p_s[t][r] = tok0 + t <= limit_s[r] ? dot[r] : PKV_NEG_INF;
     }
     barrier();
     softmax_block(lid, count, false);
@@ -209,7 +209,7 @@ void main()
             uint qi = gr / pc.gqa, qh = head * pc.gqa + gr % pc.gqa;
             v = scr_f(pc.q_off + ((seq * pc.q_len + qi) * pc.n_q_heads + qh) * D + i) * pc.scale;
         }
-        q_s[r][i] = v;
+        q_s[i][r] = v;
     }
     if (lid < NQ) {
         uint gr = min(tile * NQ + lid, rows - 1u);
