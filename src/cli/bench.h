@@ -58,6 +58,8 @@ typedef struct speed_result {
     uint32_t context, batch;
     double ms_per_step;
     double bytes_per_step;        /* compressed cache bytes read by one step */
+    uint32_t rotation;            /* batches of distinct sequences the timed steps cycle through */
+    int device_timed;             /* 1: device timestamps (pkv_last_op_time), 0: host clock */
     double gbps;
     double bw_fraction;           /* NAN when unknown */
     double speedup_vs_fp16;       /* NAN when FP16 was not measured */

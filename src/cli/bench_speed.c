@@ -1,8 +1,11 @@
 /* Speed and throughput: one single-layer cache per config grows through the requested context
  * lengths (prefill, then one-token appends that are timed for the append/flush throughput, then
- * window-sized appends). At each length the sequence is forked into a batch (the children share its
- * blocks) and decode attention (q_len = 1) is timed on the host clock around pkv_attention, which
- * returns when the output is on the host. */
+ * window-sized appends). At each length, decode attention (q_len = 1) is timed over batches of
+ * distinct sequences of that length (filled with the same tokens, but stored apart, so nothing is
+ * shared): on GPUs the timed steps cycle through enough batches that together they hold at least
+ * ROTATE_BYTES, so each step reads its cache from memory, not from the last step's L2. A step's time
+ * is the device's (timestamps, pkv_last_op_time) where the backend has it, else the host clock
+ * around pkv_attention. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,14 +24,26 @@
 #define MIN_TIMED_SECONDS 0.25
 #define MAX_STEPS_FACTOR 20u
 #define PREFILL_TOKENS 256u
+/* More than twice the last-level cache of current GPUs (H200: 60 MB L2). */
+#define ROTATE_BYTES (256.0 * 1024 * 1024)
+#define MAX_ROTATION 16u
 
 typedef struct grow_state {
+    pkv_context *ctx;
     pkv_cache *cache;
     pkv_seq seq;
+    pkv_seq *others;    /* further sequences for the timed batches, same tokens as seq */
+    uint32_t n_others;
     uint32_t length;
     float *kbuf, *vbuf;
     uint32_t buf_tokens;
 } grow_state;
+
+static int device_is_gpu(pkv_context *ctx)
+{
+    pkv_device_info info;
+    return pkv_context_device(ctx, &info, NULL, 0) == PKV_OK && info.type != PKV_DEVICE_CPU;
+}
 
 static int fail(char *err, size_t err_len, const char *what, pkv_status s)
 {
@@ -97,61 +112,93 @@ static uint64_t seq_bytes(const pkv_cache_stats *st)
            st->bytes_patterns + st->bytes_window;
 }
 
-static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const bench_options *o, speed_result *sr,
-                       char *err, size_t err_len)
+/* Makes `want` further sequences of the same length as g->seq (created and filled, or freed). */
+static int match_others(grow_state *g, const kv_data *d, uint32_t want, char *err, size_t err_len)
+{
+    while (g->n_others > want) pkv_seq_free(g->cache, g->others[--g->n_others]);
+    if (want > g->n_others) {
+        pkv_seq *o = realloc(g->others, want * sizeof *o);
+        if (!o) {
+            snprintf(err, err_len, "out of memory");
+            return -1;
+        }
+        g->others = o;
+    }
+    for (uint32_t i = 0; i < want; i++) {
+        if (i >= g->n_others) {
+            pkv_status s = pkv_seq_create(g->cache, &g->others[i]);
+            if (s != PKV_OK) return fail(err, err_len, "sequence for the batch", s);
+            g->n_others = i + 1;
+        }
+        uint32_t len;
+        pkv_status s = pkv_seq_length(g->cache, g->others[i], 0, &len);
+        while (s == PKV_OK && len < g->length) {
+            uint32_t n = g->length - len < g->buf_tokens ? g->length - len : g->buf_tokens;
+            kv_data_tokens(d, 0, len, n, g->kbuf, g->vbuf);
+            s = pkv_append(g->cache, g->others[i], 0, n, g->kbuf, g->vbuf, PKV_F32);
+            len += n;
+        }
+        if (s != PKV_OK) return fail(err, err_len, "filling a sequence of the batch", s);
+    }
+    return 0;
+}
+
+static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, uint32_t max_rotation, const bench_options *o,
+                       speed_result *sr, char *err, size_t err_len)
 {
     uint32_t Hq = d->n_q_heads, D = d->head_dim;
-    pkv_seq *seqs = malloc(batch * sizeof *seqs);
+    pkv_cache_stats st;
+    pkv_status s = pkv_cache_stats_get(g->cache, &st);
+    if (s != PKV_OK) return fail(err, err_len, "stats", s);
+    double seq_b = (double)seq_bytes(&st) / (1 + g->n_others);
+    uint32_t rotation = 1;
+    while (rotation < max_rotation && rotation * batch * seq_b < ROTATE_BYTES) rotation++;
+    if (match_others(g, d, rotation * batch - 1, err, err_len)) return -1;
+    pkv_seq *seqs = malloc((size_t)rotation * batch * sizeof *seqs);
     float *q = malloc((size_t)batch * Hq * D * sizeof(float));
     float *out = malloc((size_t)batch * Hq * D * sizeof(float));
     uint32_t min_steps = o->steps ? o->steps : AUTO_MIN_STEPS;
     uint32_t max_steps = o->steps ? o->steps * MAX_STEPS_FACTOR : AUTO_MAX_STEPS;
     double min_seconds = o->steps ? MIN_TIMED_SECONDS : AUTO_SECONDS;
     double *ms = malloc(max_steps * sizeof(double));
-    uint32_t forked = 0;
     int rc = -1;
-    pkv_status s = PKV_OK;
     if (!seqs || !q || !out || !ms) {
         snprintf(err, err_len, "out of memory");
         goto done;
     }
-    pkv_cache_stats st;
-    s = pkv_cache_stats_get(g->cache, &st);
-    if (s != PKV_OK) {
+    if ((s = pkv_cache_stats_get(g->cache, &st)) != PKV_OK) {
         fail(err, err_len, "stats", s);
         goto done;
     }
-    sr->bytes_per_step = (double)seq_bytes(&st) * batch;
+    sr->bytes_per_step = (double)seq_bytes(&st) / rotation;
+    sr->rotation = rotation;
     seqs[0] = g->seq;
-    for (forked = 1; forked < batch; forked++) {
-        s = pkv_seq_fork(g->cache, g->seq, &seqs[forked]);
-        if (s != PKV_OK) {
-            fail(err, err_len, "fork for the batch", s);
-            goto done;
-        }
-    }
+    for (uint32_t i = 1; i < rotation * batch; i++) seqs[i] = g->others[i - 1];
     for (uint32_t b = 0; b < batch; b++)
         for (uint32_t qh = 0; qh < Hq; qh++)
             memcpy(q + ((size_t)b * Hq + qh) * D, kv_q_row(d, 0, qh, b % d->q_tokens), D * sizeof(float));
     pkv_attention_params ap = {.seqs = seqs, .n_seqs = batch, .layer = 0, .q_len = 1, .n_q_heads = Hq,
                                .scale = 0, .q_dtype = PKV_F32};
-    for (uint32_t i = 0; i < o->warmup; i++) {
-        s = pkv_attention(g->cache, &ap, q, out);
-        if (s != PKV_OK) {
+    for (uint32_t i = 0; i < o->warmup + rotation; i++) {
+        ap.seqs = seqs + (size_t)(i % rotation) * batch;
+        if ((s = pkv_attention(g->cache, &ap, q, out)) != PKV_OK) {
             fail(err, err_len, "attention", s);
             goto done;
         }
     }
     uint32_t n = 0;
-    double start = cli_now();
+    double device_ms, start = cli_now();
+    sr->device_timed = device_is_gpu(g->ctx) && pkv_last_op_time(g->ctx, &device_ms) == PKV_OK;
     while (n < max_steps && (n < min_steps || cli_now() - start < min_seconds)) {
+        ap.seqs = seqs + (size_t)(n % rotation) * batch;
         double t0 = cli_now();
         s = pkv_attention(g->cache, &ap, q, out);
-        ms[n++] = (cli_now() - t0) * 1e3;
+        double host_ms = (cli_now() - t0) * 1e3;
         if (s != PKV_OK) {
             fail(err, err_len, "attention", s);
             goto done;
         }
+        ms[n++] = sr->device_timed && pkv_last_op_time(g->ctx, &device_ms) == PKV_OK ? device_ms : host_ms;
     }
     for (size_t i = 0; i < (size_t)batch * Hq * D; i++)
         if (!isfinite(out[i])) {
@@ -163,7 +210,6 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
     sr->gbps = sr->bytes_per_step / (sr->ms_per_step * 1e-3) / 1e9;
     rc = 0;
 done:
-    for (uint32_t b = 1; b < forked; b++) pkv_seq_free(g->cache, seqs[b]);
     free(seqs);
     free(q);
     free(out);
@@ -182,9 +228,15 @@ static int run_config(pkv_context *ctx, const bench_options *o, const kv_data *d
     uint32_t want_appends = o->skip_throughput ? 0 : 2 * R + 1;
     if (max_ctx < PREFILL_TOKENS + want_appends && !o->skip_throughput) max_ctx = PREFILL_TOKENS + want_appends;
     uint64_t row = 4ull * D * H;
-    cc.memory_budget = (uint64_t)max_ctx * row * 5 / 4 + (uint64_t)(batch + 1) * (cc.bank_capacity + 32 + 2 * R) * row +
-                       (8u << 20);
+    int gpu = device_is_gpu(ctx);
+    uint32_t max_rotation = gpu ? MAX_ROTATION : 1;
+    /* Enough for the most sequences any context length asks for (the shortest, on GPUs). */
+    uint64_t per_seq = (uint64_t)max_ctx * row * 5 / 4 + (uint64_t)(cc.bank_capacity + 32 + 2 * R) * row;
+    uint64_t n_seqs = (uint64_t)batch * max_rotation;
+    cc.memory_budget = n_seqs * per_seq + (8u << 20);
+    if (gpu && cc.memory_budget > (24ull << 30)) cc.memory_budget = 24ull << 30;
     grow_state g = {0};
+    g.ctx = ctx;
     g.buf_tokens = R > PREFILL_TOKENS ? R : PREFILL_TOKENS;
     if (o->n_speed_contexts && o->speed_contexts[0] < PREFILL_TOKENS && o->speed_contexts[0] > g.buf_tokens)
         g.buf_tokens = o->speed_contexts[0];
@@ -229,13 +281,14 @@ static int run_config(pkv_context *ctx, const bench_options *o, const kv_data *d
         sr->batch = batch;
         sr->bw_fraction = NAN;
         sr->speedup_vs_fp16 = NAN;
-        if (time_decode(&g, d, batch, o, sr, err, err_len)) goto done;
+        if (time_decode(&g, d, batch, max_rotation, o, sr, err, err_len)) goto done;
         r->n_speed++;
         if (progress) progress(user, p0 + (p1 - p0) * (ci + 1) / (o->n_speed_contexts + 1), NULL);
     }
     rc = 0;
 done:
     if (g.cache) pkv_cache_free(g.cache);
+    free(g.others);
     free(g.kbuf);
     free(g.vbuf);
     return rc;

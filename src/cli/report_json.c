@@ -90,6 +90,8 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
         jw_number(w, "speedup_vs_fp16", x->speedup_vs_fp16);
         jw_number(w, "bytes_per_step", x->bytes_per_step);
         jw_uint(w, "steps", x->steps);
+        jw_uint(w, "rotation", x->rotation);
+        jw_bool(w, "device_timed", x->device_timed);
         jw_end_object(w);
     }
     jw_end_array(w);

@@ -126,8 +126,9 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
     }
     if (r->n_speed) {
         fprintf(f, "\nDecode attention speed (%s; batch %u, %u query heads over %u kv heads, head_dim %u; median of "
-                   "timed steps on the host clock)\n",
-                r->speed_source, r->batch, r->speed_q_heads, r->speed_kv_heads, r->speed_head_dim);
+                   "timed steps, %s)\n",
+                r->speed_source, r->batch, r->speed_q_heads, r->speed_kv_heads, r->speed_head_dim,
+                r->speed[0].device_timed ? "device timestamps" : "host clock around pkv_attention");
         fprintf(f, "  %-8s %6s %8s %10s %9s %10s %9s\n", "mode", "bits", "context", "ms/step", "GB/s", "of read BW",
                 "vs fp16");
         for (uint32_t i = 0; i < r->n_speed; i++) {
@@ -141,6 +142,12 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
         }
         fprintf(f, "  GB/s = compressed bytes of the batch's cache / time per step. Read bandwidth: %s GB/s (%s)\n",
                 num(r->read_bw_gbps, "%.2f", b1, sizeof b1), r->read_bw_method);
+        uint32_t most = 1;
+        for (uint32_t i = 0; i < r->n_speed; i++)
+            if (r->speed[i].rotation > most) most = r->speed[i].rotation;
+        if (most > 1)
+            fprintf(f, "  Each step reads its own batch of distinct sequences; steps cycle through up to %u batches that\n"
+                       "  together hold >= 256 MiB, so each step reads from memory, not from the last step's cache.\n", most);
     }
     if (r->n_throughput) {
         fprintf(f, "\nAppend throughput (one layer, %u kv heads, head_dim %u; tokens per second)\n", r->speed_kv_heads,
