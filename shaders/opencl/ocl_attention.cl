@@ -51,7 +51,11 @@ OCL_HELPER void fp16_tile(__global const ushort *k, __global const ushort *v, ui
     for (uint t = lid; t < n; t += L) {
         if (tok0 + t > limit) { lg[t] = NEG_INF; continue; }
         float acc = 0.0f;
-        for (uint i = 0; i < d; i++) acc += qv[i] * ocl_ld_f16(k, (size_t)t * d + i);
+        __global const half *row = (__global const half *)(k + (size_t)t * d);
+        for (uint j = 0; j < d / 8u; j++) { /* d is a multiple of 8 */
+            float8 kv = vload_half8(j, row), qq = vload8(j, qv);
+            acc += dot(kv.lo, qq.lo) + dot(kv.hi, qq.hi);
+        }
         lg[t] = sc * acc;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
