@@ -149,16 +149,26 @@ void do_block(uint lid, uint b, uint tok0)
         float dot[NQ];
         for (uint r = 0u; r < NQ; r++) dot[r] = 0.0;
         const uint PER = 32u / KPB0; /* channels per plane-0 word */
-        for (uint k = 0u; k < KW0; k++) {
-            uint word = blk[w0 + k];
-            uint hi = KBITS == 3u ? blk[w0 + KW0 + k / 2u] >> ((k % 2u) * 16u) : 0u;
-            for (uint c = 0u; c < PER; c++) {
-                uint i = k * PER + c;
-                if (i >= D) break;
-                uint code = (word >> (c * KPB0)) & ((1u << KPB0) - 1u);
-                if (KBITS == 3u) code |= ((hi >> c) & 1u) << 2;
-                float cf = float(code);
-                for (uint r = 0u; r < NQ; r++) dot[r] += qs_s[i][r] * cf;
+        /* plane-0 words in 16-byte loads where every row starts 16-byte aligned */
+        const bool WIDE = KW0 % 4u == 0u && KRW % 4u == 0u;
+        for (uint k4 = 0u; k4 < (KW0 + 3u) / 4u; k4++) {
+            uvec4 words = WIDE ? blk4[w0 / 4u + k4]
+                               : uvec4(blk[w0 + 4u * k4], 4u * k4 + 1u < KW0 ? blk[w0 + 4u * k4 + 1u] : 0u,
+                                       4u * k4 + 2u < KW0 ? blk[w0 + 4u * k4 + 2u] : 0u,
+                                       4u * k4 + 3u < KW0 ? blk[w0 + 4u * k4 + 3u] : 0u);
+            for (uint kk = 0u; kk < 4u; kk++) {
+                uint k = 4u * k4 + kk;
+                if (k >= KW0) break;
+                uint word = words[kk];
+                uint hi = KBITS == 3u ? blk[w0 + KW0 + k / 2u] >> ((k % 2u) * 16u) : 0u;
+                for (uint c = 0u; c < PER; c++) {
+                    uint i = k * PER + c;
+                    if (i >= D) break;
+                    uint code = (word >> (c * KPB0)) & ((1u << KPB0) - 1u);
+                    if (KBITS == 3u) code |= ((hi >> c) & 1u) << 2;
+                    float cf = float(code);
+                    for (uint r = 0u; r < NQ; r++) dot[r] += qs_s[i][r] * cf;
+                }
             }
         }
         uint a = MODE == 0u ? (blk[base + pc.o_kidx + t / 4u] >> (8u * (t % 4u))) & 255u : 0u;

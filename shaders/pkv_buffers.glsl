@@ -4,6 +4,7 @@
  * halves of a word so that no 16-bit storage feature is needed. */
 layout(std430, set = 0, binding = 0) buffer Scratch { uint scr[]; };
 layout(std430, set = 0, binding = 1) buffer Blocks { uint blk[]; };
+layout(std430, set = 0, binding = 1) buffer Blocks4 { uvec4 blk4[]; }; /* the same memory, 16-byte loads */
 layout(std430, set = 0, binding = 2) buffer Chunks { uint chk[]; };
 layout(std430, set = 0, binding = 3) buffer Windows { uint win[]; };
 

@@ -34,6 +34,7 @@ static const scenario scenarios[] = {
     {"direct d40 3-bit G32", 2, 40, 3, 3, 32, 0, 8, 256, PKV_MODE_DIRECT, 2, 45, 60, 4, 2, 0, 0, 0},
     {"direct d256 2-bit G64", 1, 256, 2, 2, 64, 0, 8, 256, PKV_MODE_DIRECT, 1, 100, 64, 16, 2, 0, 0, 0},
     {"fp16 d64 G32", 2, 64, 2, 2, 32, 0, 8, 256, PKV_MODE_FP16, 2, 50, 40, 5, 2, 0, 0, 0},
+    {"pattern d64 3-bit K (unaligned rows)", 2, 64, 3, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 80, 40, 6, 2, 0, 0, 0},
     {"pattern k-means 1 iteration", 2, 48, 2, 2, 32, 0, 16, 256, PKV_MODE_PATTERN, 1, 200, 10, 10, 2, 0, 1, 0},
     {"pattern k-means loose tolerance", 2, 48, 4, 2, 32, 0, 16, 256, PKV_MODE_PATTERN, 1, 200, 10, 10, 2, 0, 0, 0.5f},
 };
