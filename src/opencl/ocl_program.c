@@ -249,7 +249,12 @@ static int probe_fuses(pkv_ocl *o)
 
 pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len)
 {
-    const char *options[2] = {"-cl-std=CL1.2", "-cl-std=CL1.2 -DPKV_OCL_NO_CONTRACT"};
+    /* PKV_OPENCL_BUILD_OPTIONS adds compiler options (a debugging aid, e.g. -cl-mad-enable to check
+     * the contraction fallback). */
+    const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
+    char options[2][512];
+    snprintf(options[0], sizeof options[0], "-cl-std=CL1.2 %s", extra ? extra : "");
+    snprintf(options[1], sizeof options[1], "-cl-std=CL1.2 -DPKV_OCL_NO_CONTRACT %s", extra ? extra : "");
     for (int attempt = 0; attempt < 2; attempt++) {
         o->prog = load_program(o, options[attempt], why, why_len);
         if (!o->prog) return PKV_ERR_BACKEND_UNAVAILABLE;
