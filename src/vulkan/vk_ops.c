@@ -277,10 +277,12 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     uint32_t want = ATTN_TARGET_WORKGROUPS / (per_split ? per_split : 1);
     if (want < 1) want = 1;
     a.bps = max_nb ? ceil_div(max_nb, want < max_nb ? want : max_nb) : 1;
-    while (ceil_div(max_nb, a.bps) + nsplit_w > ATTN_MAX_SPLITS) a.bps++;
+    while (a.bps < max_nb && ceil_div(max_nb, a.bps) + nsplit_w > ATTN_MAX_SPLITS) a.bps++; /* windows: <= 8 groups */
     a.nsplit_b = ceil_div(max_nb, a.bps);
     a.nsplit = a.nsplit_b + nsplit_w;
     if (a.nsplit == 0) return pkv_fail(NULL, PKV_ERR_SHAPE, "vulkan attention: the sequences hold no tokens");
+    if (a.nsplit > ATTN_MAX_SPLITS)
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: window of %u tokens too long", max_nw);
     if (a.tiles > 65535 || op->n_seqs * H > 65535)
         return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head or %u sequences x kv heads exceed one dispatch (65535)",
                         rows, op->n_seqs * H);
