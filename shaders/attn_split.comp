@@ -3,8 +3,8 @@
  * reads a range of the kv head's blocks (or a tile of its fp16 window) once for all the query rows
  * of the tile (the GQA heads, and for q_len > 1 the query positions) and writes a partial result:
  * running max m, sum l, acc[i] = sum_t p_t (z_t + s_t code_t,i), and the V histogram S[pattern].
- * Logits never materialise K: q.s per block, the zero-point term once per block, qc[a_t] from the
- * pre-pass. Per-row reductions are segmented over the workgroup (subgroup ops where the device has
+ * Logits never materialise K: q.s per block, the zero-point term once per block, and qc[a_t] from
+ * the q.C table (made by the attn_qc pre-pass, held in shared memory here). Per-row reductions are segmented over the workgroup (subgroup ops where the device has
  * them, shared memory otherwise: seg_reduce.glsl). */
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
@@ -19,6 +19,7 @@ shared float q_s[D][NQ];   /* scale * q; rows innermost so a channel's rows load
 shared float qs_s[D][NQ];  /* scale * q * s_g (per block) */
 shared float p_s[G][NQ];   /* logits, then p * s_t */
 shared uint S_s[NQ][SCAP]; /* fp32 bits, added with compare-and-swap */
+shared float qc_s[SCAP][NQ]; /* scale * q . P_K[m] of the tile's rows */
 shared float vs_s[G], vz_s[G];
 shared uint va_s[G];       /* V pattern index | gate bit << 8 */
 shared float m_s[NQ], alpha_s[NQ], zt_s[NQ], pz_s[NQ];
@@ -174,7 +175,7 @@ void do_block(uint lid, uint b, uint tok0)
         uint a = MODE == 0u ? (blk[base + pc.o_kidx + t / 4u] >> (8u * (t % 4u))) & 255u : 0u;
         for (uint r = 0u; r < NQ; r++) {
             float lg = dot[r] + zt_s[r];
-            if (MODE == 0u) lg += uintBitsToFloat(scr[pc.qc_off + row_s[r] * CAP + a]);
+            if (MODE == 0u) lg += qc_s[a][r];
             p_s[t][r] = tok0 + t <= limit_s[r] ? lg : PKV_NEG_INF;
         }
     }
@@ -212,15 +213,6 @@ void main()
     uint T = nb * G + nw;
     uint rows = pc.q_len * pc.gqa;
 
-    for (uint e = lid; e < NQ * D; e += WG) {
-        uint r = e / D, i = e % D, gr = tile * NQ + r;
-        float v = 0.0;
-        if (gr < rows) {
-            uint qi = gr / pc.gqa, qh = head * pc.gqa + gr % pc.gqa;
-            v = scr_f(pc.q_off + ((seq * pc.q_len + qi) * pc.n_q_heads + qh) * D + i) * pc.scale;
-        }
-        q_s[i][r] = v;
-    }
     if (lid < NQ) {
         uint gr = min(tile * NQ + lid, rows - 1u);
         uint qi = gr / pc.gqa, qh = head * pc.gqa + gr % pc.gqa;
@@ -228,8 +220,19 @@ void main()
         limit_s[lid] = T - pc.q_len + qi; /* causal: the last token this query sees */
         m_s[lid] = PKV_NEG_INF;
     }
-    if (MODE == 0u)
-        for (uint e = lid; e < NQ * SCAP; e += WG) S_s[e / SCAP][e % SCAP] = 0u;
+    barrier();
+    for (uint e = lid; e < NQ * D; e += WG) {
+        uint i = e / NQ, r = e % NQ;
+        q_s[i][r] = tile * NQ + r < rows ? scr_f(pc.q_off + row_s[r] * D + i) * pc.scale : 0.0;
+    }
+    if (MODE == 0u) {
+        uint bank = seq_bank(seq);
+        for (uint e = lid; e < NQ * SCAP; e += WG) {
+            uint m = e / NQ, r = e % NQ;
+            qc_s[m][r] = m < bank ? uintBitsToFloat(scr[pc.qc_off + row_s[r] * CAP + m]) : 0.0;
+            S_s[r][m] = 0u;
+        }
+    }
     for (uint r = 0u; r < NQ; r++)
         for (uint c = 0u; c < CPT; c++) acc[r][c] = 0.0;
     l_run = 0.0;

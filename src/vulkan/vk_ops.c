@@ -242,7 +242,10 @@ static uint32_t pick_nq(const pkv_vk *vk, const pkv_geom *g, uint32_t rows, uint
     uint32_t nq = 1;
     while (nq < rows && nq < 8) nq *= 2;
     for (; nq > 1; nq /= 2) {
-        size_t shared = (size_t)nq * (2 * g->d + g->G + (g->mode == PKV_MODE_PATTERN ? cap : 1) + 8) * 4;
+        /* attn_split's shared arrays: q, q*s [d][nq], p [G][nq], S and qc [cap][nq], per-token and
+         * per-row scalars, the reduction scratch */
+        size_t shared = ((size_t)nq * (2 * g->d + g->G + (g->mode == PKV_MODE_PATTERN ? 2 * cap : 2) + 8) + 3 * g->G +
+                         WG_BLOCK) * 4;
         if (shared + 256 <= vk->props.limits.maxComputeSharedMemorySize) break;
     }
     return nq;
