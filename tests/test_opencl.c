@@ -258,6 +258,10 @@ static void parity_pattern_2bit(void **state)
     (void)state;
     scenario sc = {"pattern d64 2-bit", 64, 2, 2, 32, 0, 2, 2, PKV_MODE_PATTERN, 8, 0, 100, 110, 23, 2, 0, 0};
     run_scenario(&sc);
+    /* one query head per attention work-group (devices with little local memory) */
+    setenv("PKV_OPENCL_HEADS_PER_GROUP", "1", 1);
+    run_scenario(&sc);
+    unsetenv("PKV_OPENCL_HEADS_PER_GROUP");
 }
 
 static void parity_head_dim_40_3bit(void **state)

@@ -46,6 +46,7 @@
 #define PP_PSTRIDE 39      /* attention: floats per partial: m, l, o[d], then S[bank stride] in PATTERN mode */
 #define PP_KM_LOCAL 40     /* mine: 1 when the k-means sums fit in local memory */
 #define PP_BANK_STRIDE 41  /* attention: the largest bank of the call (qc and S entries per query) */
+#define PP_HPW 42          /* attention: query heads per work-group (divides n_q_heads / H) */
 #define PP_COUNT 44
 
 #define PKV_OCL_MAX_CHUNKS 8  /* PKV_MAX_CHUNKS */

@@ -59,6 +59,7 @@ typedef struct pkv_ocl {
     cl_program prog;
     cl_kernel k[PKV_K_COUNT];
     size_t wg[PKV_K_COUNT]; /* work-group size used for each kernel */
+    uint32_t hpw_max;       /* query heads one attention work-group can serve (local memory) */
     pkv_ocl_scratch s[PKV_S_COUNT];
     /* timing of the last op: kernel events when the queue profiles, else the host clock */
     int profiling;

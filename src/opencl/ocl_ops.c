@@ -262,6 +262,11 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     for (uint32_t i = 0; i < ns; i++)
         if (op->seqs[i].bank_count > max_bank) max_bank = op->seqs[i].bank_count;
     P[PP_BANK_STRIDE] = max_bank;
+    /* query heads per work-group: the largest count <= hpw_max dividing the GQA group */
+    const uint32_t gq = op->n_q_heads / g->H;
+    uint32_t hpw = o->hpw_max < gq ? o->hpw_max : gq;
+    while (gq % hpw) hpw--;
+    P[PP_HPW] = hpw;
     P[PP_PSTRIDE] = d + 2 + (pattern ? max_bank : 0);
     const size_t per_q = (size_t)op->q_len * op->n_q_heads;
     const size_t out_floats = (size_t)ns * per_q * d;
@@ -294,7 +299,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (err == CL_SUCCESS)
         err = pkv_ocl_args(o, k, 9, ARG(params), ARG(sd), ARG(it_mem), ARG(table), ARG(q), ARG(blocks), ARG(windows),
                            ARG(qc), ARG(part));
-    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, n_items * per_q, o->wg[PKV_K_ATTN]);
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, n_items * per_q / hpw, o->wg[PKV_K_ATTN]);
     k = o->k[PKV_K_REDUCE];
     if (err == CL_SUCCESS)
         err = pkv_ocl_args(o, k, 7, ARG(params), ARG(seq_it), ARG(sd), ARG(table), ARG(chunks), ARG(part), ARG(out));

@@ -223,7 +223,7 @@ static pkv_status make_kernels(pkv_ocl *o, char *why, size_t why_len)
         }
         size_t kwg = 0;
         o->cl->clGetKernelWorkGroupInfo(o->k[i], o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
-        size_t wg = 128; /* a power of two (the reductions need it), <= 256 (local arrays) */
+        size_t wg = 128; /* a power of two (the reductions need it), <= 128 (MAX_WG of the kernels) */
         while (wg > 1 && (wg > o->max_wg || (kwg && wg > kwg))) wg /= 2;
         o->wg[i] = wg;
     }
@@ -252,9 +252,14 @@ pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len)
     /* PKV_OPENCL_BUILD_OPTIONS adds compiler options (a debugging aid, e.g. -cl-mad-enable to check
      * the contraction fallback). */
     const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
+    /* query heads per attention work-group: about 7.7 KB of local memory each */
+    o->hpw_max = o->local_mem >= 40 * 1024 ? 4 : o->local_mem >= 20 * 1024 ? 2 : 1;
+    const char *cap = getenv("PKV_OPENCL_HEADS_PER_GROUP"); /* tests: the smaller-device variants */
+    if (cap && atoi(cap) >= 1 && (uint32_t)atoi(cap) < o->hpw_max) o->hpw_max = (uint32_t)atoi(cap);
     char options[2][512];
-    snprintf(options[0], sizeof options[0], "-cl-std=CL1.2 %s", extra ? extra : "");
-    snprintf(options[1], sizeof options[1], "-cl-std=CL1.2 -DPKV_OCL_NO_CONTRACT %s", extra ? extra : "");
+    snprintf(options[0], sizeof options[0], "-cl-std=CL1.2 -DOCL_HPW_MAX=%u %s", o->hpw_max, extra ? extra : "");
+    snprintf(options[1], sizeof options[1], "-cl-std=CL1.2 -DOCL_HPW_MAX=%u -DPKV_OCL_NO_CONTRACT %s", o->hpw_max,
+             extra ? extra : "");
     for (int attempt = 0; attempt < 2; attempt++) {
         o->prog = load_program(o, options[attempt], why, why_len);
         if (!o->prog) return PKV_ERR_BACKEND_UNAVAILABLE;
