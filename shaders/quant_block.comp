@@ -1,31 +1,18 @@
 #version 450
-/* Builds compressed blocks, one workgroup per (block, kv head): assignment to patterns (L2 at
- * prefill, min-max at a flush), the V gate, K per-channel and V per-token quantization, packing.
+/* Builds compressed blocks, one workgroup per (block, kv head): residuals against the patterns
+ * chosen by assign.comp (V only where its gate passed), K per-channel and V per-token quantization,
+ * packing.
  * Every word of the block is written, padding included (zeros). Source tokens come from the
  * uploaded prefill (scratch) or from the head's window slot. */
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 
-layout(local_size_x_id = 0) in;
-layout(constant_id = 1) const uint D = 128;
+#include "block_common.glsl"
+
 layout(constant_id = 2) const uint G = 128;
 layout(constant_id = 3) const uint KBITS = 2;
 layout(constant_id = 4) const uint VBITS = 2;
 layout(constant_id = 5) const uint MODE = 0; /* 0 pattern, 1 direct, 2 fp16 */
-
-layout(push_constant) uniform Push {
-    uint block_words;
-    uint o_kcodes, o_kscale, o_kzero, o_vcodes, o_vscale, o_vzero, o_kidx, o_vidx, o_vmask; /* words */
-    uint chunk_words, window_words, R;
-    uint from_window;  /* 0: scratch tokens [n][H][D] K then V; 1: window slots */
-    uint tok_off, n;   /* scratch tokens (words) and their count */
-    uint window_slot_off, chunk_off, block_slot_off; /* scratch tables */
-    uint n_blocks;     /* blocks per head in this op */
-    uint n_patterns;   /* patterns to assign among */
-    uint minmax;       /* 1: min-max distance (flush), 0: L2 (prefill) */
-    float gate_k2, inv_maxq_k, inv_maxq_v;
-    uint H;
-} pc;
 
 const uint KPB0 = KBITS == 3u ? 2u : KBITS;
 const uint VPB0 = VBITS == 3u ? 2u : VBITS;
@@ -38,64 +25,13 @@ shared uint kidx_s[G], vidx_s[G], vmask_s[G];
 shared float ks_s[D], kz_s[D], vs_s[G], vz_s[G];
 shared uint ksh_s[D], kzh_s[D], vsh_s[G], vzh_s[G];
 
-uint head, jblk;
+uint jblk;
 
-/* Half index of element (t, i) of the block's source tokens, K (kv = 0) or V (kv = 1). */
-float src_x(uint kv, uint t, uint i)
-{
-    if (pc.from_window != 0u) {
-        uint slot = scr[pc.window_slot_off + head];
-        return win_h(slot * pc.window_words * 2u + kv * pc.R * D + (jblk * G + t) * D + i);
-    }
-    return scr_h(pc.tok_off * 2u + kv * pc.n * pc.H * D + ((jblk * G + t) * pc.H + head) * D + i);
-}
-
-uint src_word(uint kv, uint t, uint w) /* two halves (2w, 2w+1) of a token row */
-{
-    if (pc.from_window != 0u) {
-        uint slot = scr[pc.window_slot_off + head];
-        return win[slot * pc.window_words + (kv * pc.R * D + (jblk * G + t) * D) / 2u + w];
-    }
-    return scr[pc.tok_off + (kv * pc.n * pc.H * D + ((jblk * G + t) * pc.H + head) * D) / 2u + w];
-}
-
-float pattern(uint kv, uint m, uint i)
-{
-    uint chunk = scr[pc.chunk_off + head * 8u + m / 32u];
-    return chk_h(chunk * pc.chunk_words * 2u + kv * 32u * D + (m % 32u) * D + i);
-}
-
-float dist(uint kv, uint t, uint m)
-{
-    if (pc.minmax != 0u) {
-        float mx = 0.0, mn = 0.0;
-        for (uint i = 0u; i < D; i++) {
-            precise float r = src_x(kv, t, i) - pattern(kv, m, i);
-            mx = i == 0u ? r : pkv_max_step(mx, r);
-            mn = i == 0u ? r : pkv_min_step(mn, r);
-        }
-        precise float d = mx - mn;
-        return d;
-    }
-    float acc = 0.0;
-    for (uint i = 0u; i < D; i++) acc = pkv_l2_step(acc, src_x(kv, t, i), pattern(kv, m, i));
-    return acc;
-}
-
-uint nearest(uint kv, uint t)
-{
-    uint best = 0u;
-    float best_d = 0.0;
-    for (uint m = 0u; m < pc.n_patterns; m++) {
-        float dd = dist(kv, t, m);
-        if (m == 0u || dd < best_d) { best_d = dd; best = m; }
-    }
-    return best;
-}
+float blk_x(uint kv, uint t, uint i) { return src_x(kv, jblk * G + t, i); } /* token t of this block */
 
 float k_value(uint t, uint i) /* the value K quantizes: residual (PATTERN) or raw */
 {
-    float x = src_x(0u, t, i);
+    float x = blk_x(0u, t, i);
     if (MODE != 0u) return x;
     precise float r = x - pattern(0u, kidx_s[t], i);
     return r;
@@ -103,30 +39,21 @@ float k_value(uint t, uint i) /* the value K quantizes: residual (PATTERN) or ra
 
 float v_value(uint t, uint i)
 {
-    float x = src_x(1u, t, i);
+    float x = blk_x(1u, t, i);
     if (MODE != 0u || vmask_s[t] == 0u) return x;
     precise float r = x - pattern(1u, vidx_s[t], i);
     return r;
 }
 
-void assign_tokens(uint lid)
+void load_assignments(uint lid) /* made by assign.comp */
 {
     for (uint t = lid; t < G; t += gl_WorkGroupSize.x) {
-        uint a = nearest(0u, t), b = nearest(1u, t);
-        float amx = 0.0, amn = 0.0, bmx = 0.0, bmn = 0.0;
-        for (uint i = 0u; i < D; i++) {
-            float x = src_x(1u, t, i);
-            precise float r = x - pattern(1u, b, i);
-            amx = i == 0u ? r : pkv_max_step(amx, r);
-            amn = i == 0u ? r : pkv_min_step(amn, r);
-            bmx = i == 0u ? x : pkv_max_step(bmx, x);
-            bmn = i == 0u ? x : pkv_min_step(bmn, x);
-        }
-        precise float A = amx - amn;
-        precise float B = bmx - bmn;
-        kidx_s[t] = a;
-        vidx_s[t] = b;
-        vmask_s[t] = pkv_v_gate(A, B, pc.gate_k2) ? 1u : 0u;
+        uint tok = jblk * G + t;
+        uint ek = scr[pc.assign_off + (head * 2u) * pc.n_assign + tok];
+        uint ev = scr[pc.assign_off + (head * 2u + 1u) * pc.n_assign + tok];
+        kidx_s[t] = ek & 255u;
+        vidx_s[t] = ev & 255u;
+        vmask_s[t] = (ev >> 8) & 1u;
     }
 }
 
@@ -188,11 +115,11 @@ uint block_word(uint w)
         uint kw = G * D / 2u;
         if (w >= pc.o_kcodes && w < pc.o_kcodes + kw) {
             uint e = w - pc.o_kcodes;
-            return src_word(0u, e / (D / 2u), e % (D / 2u));
+            return src_word(0u, jblk * G + e / (D / 2u), e % (D / 2u));
         }
         if (w >= pc.o_vcodes && w < pc.o_vcodes + kw) {
             uint e = w - pc.o_vcodes;
-            return src_word(1u, e / (D / 2u), e % (D / 2u));
+            return src_word(1u, jblk * G + e / (D / 2u), e % (D / 2u));
         }
         return 0u;
     }
@@ -219,7 +146,7 @@ void main()
     jblk = gl_WorkGroupID.x;
     head = gl_WorkGroupID.y;
     uint lid = gl_LocalInvocationID.x;
-    if (MODE == 0u) assign_tokens(lid);
+    if (MODE == 0u) load_assignments(lid);
     barrier();
     if (MODE != 2u) compute_scales(lid);
     barrier();

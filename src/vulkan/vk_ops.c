@@ -46,6 +46,7 @@ typedef struct quant_push {
     uint32_t window_slot_off, chunk_off, block_slot_off, n_blocks, n_patterns, minmax;
     float gate_k2, inv_maxq_k, inv_maxq_v;
     uint32_t H;
+    uint32_t assign_off, n_assign;
 } quant_push;
 
 typedef struct kmeans_push {
@@ -70,6 +71,29 @@ static pkv_status quant_pipeline(pkv_vk *vk, const pkv_geom *g, VkPipeline *p)
 {
     uint32_t spec[PKV_VK_SPEC_MAX] = {WG_BLOCK, g->d, g->G, g->k_bits, g->v_bits, g->mode};
     return pkv_vk_pipeline(vk, PKV_K_QUANT_BLOCK, spec, p);
+}
+
+/* Records the assignment of q->n_assign tokens per head (K and V) and then the blocks. */
+static pkv_status record_blocks(pkv_vk *vk, const pkv_geom *g, pkv_buf *const bufs[4], const quant_push *q)
+{
+    pkv_status s = PKV_OK;
+    if (g->mode == PKV_MODE_PATTERN) {
+        VkPipeline p_assign;
+        uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, g->d};
+        s = pkv_vk_pipeline(vk, PKV_K_ASSIGN, spec, &p_assign);
+        const uint32_t lo = q->n_assign < ROWS_PER_DIM ? q->n_assign : ROWS_PER_DIM;
+        if (s == PKV_OK) {
+            pkv_vk_barrier(vk);
+            s = pkv_vk_dispatch(vk, p_assign, bufs, q, sizeof *q, lo, 2 * g->H, ceil_div(q->n_assign, ROWS_PER_DIM));
+        }
+    }
+    VkPipeline p_quant;
+    if (s == PKV_OK) s = quant_pipeline(vk, g, &p_quant);
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_quant, bufs, q, sizeof *q, q->n_blocks, g->H, 1);
+    }
+    return s;
 }
 
 /* Device timestamps around each op (when the queue has them) for last_op_ms. */
@@ -115,11 +139,12 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
     kp.new_off = take(&plan, (size_t)2 * H * M * d);
     kp.assign_off = take(&plan, (size_t)2 * H * n);
     kp.done_off = take(&plan, 2 * H);
+    uint32_t assign_off = take(&plan, (size_t)2 * H * op->n_quant + 1);
 
     pthread_mutex_lock(&vk->lock);
     pkv_status s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    VkPipeline p_init, p_assign, p_update, p_finish, p_store, p_quant;
+    VkPipeline p_init, p_assign, p_update, p_finish, p_store;
     uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, d};
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_INIT, spec, &p_init);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_ASSIGN, spec, &p_assign);
@@ -128,7 +153,6 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_UPDATE, spec_update, &p_update);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_FINISH, spec, &p_finish);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_STORE, spec, &p_store);
-    if (s == PKV_OK) s = quant_pipeline(vk, g, &p_quant);
     const size_t tok_bytes = (size_t)2 * n * H * d * 2;
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.tok_off * 4, op->tokens, tok_bytes);
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.init_off * 4, op->init_index, (size_t)H * 2 * M * 4);
@@ -166,8 +190,9 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
         q.n_blocks = nblk;
         q.n_patterns = M;
         q.minmax = 0;
-        pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, H, 1);
+        q.assign_off = assign_off;
+        q.n_assign = op->n_quant;
+        s = record_blocks(vk, g, bufs, &q);
     }
     if (s == PKV_OK) op_timestamp(vk, 1);
     s = op_end(vk, s);
@@ -191,12 +216,13 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
     q.n_blocks = nblk;
     q.n_patterns = pattern ? op->bank_count + op->append_pattern : 0;
     q.minmax = 1;
+    q.assign_off = take(&plan, (size_t)2 * H * g->R);
+    q.n_assign = g->R;
 
     pthread_mutex_lock(&vk->lock);
     pkv_status s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    VkPipeline p_quant, p_centre = VK_NULL_HANDLE;
-    if (s == PKV_OK) s = quant_pipeline(vk, g, &p_quant);
+    VkPipeline p_centre = VK_NULL_HANDLE;
     if (s == PKV_OK && pattern && op->append_pattern) {
         uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, g->d};
         s = pkv_vk_pipeline(vk, PKV_K_FLUSH_CENTRE, spec, &p_centre);
@@ -215,10 +241,7 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
         pkv_vk_barrier(vk);
         s = pkv_vk_dispatch(vk, p_centre, bufs, &cp, sizeof cp, ceil_div(g->d / 2, WG_SMALL), 2 * H, 1);
     }
-    if (s == PKV_OK) {
-        pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, H, 1);
-    }
+    if (s == PKV_OK) s = record_blocks(vk, g, bufs, &q);
     if (s == PKV_OK) op_timestamp(vk, 1);
     s = op_end(vk, s);
     pthread_mutex_unlock(&vk->lock);
