@@ -77,7 +77,7 @@ static pkv_status finish(pkv_ocl *o, const char *op, cl_int err)
 
 #define ARG(x) sizeof(x), (const void *)&(x)
 
-/* Launches pkv_encode over n_blocks blocks per head. */
+/* Launches ocl_encode over n_blocks blocks per head. */
 static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_mem src, cl_mem window_slot,
                             cl_mem chunk_table, cl_mem block_slot, uint32_t n_blocks)
 {
@@ -195,17 +195,61 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
     return finish(o, "flush", err);
 }
 
-/* Blocks per split item: enough work-groups to fill the device, at least a few blocks each so the
- * q.C table is amortised. PKV_OPENCL_BLOCKS_PER_ITEM forces it (tests use it to exercise the merge). */
-static uint32_t blocks_per_item(const pkv_ocl *o, const pkv_attn_op *op, uint32_t max_blocks)
+/* Blocks per split item: enough work-groups to fill the device, a few blocks at least so each
+ * item's fixed costs (q.C table load, partial write) stay small. PKV_OPENCL_BLOCKS_PER_ITEM forces
+ * it (tests use it to exercise the merge). */
+static uint32_t blocks_per_item(const pkv_ocl *o, const pkv_attn_op *op, uint32_t hpw)
 {
     const char *env = getenv("PKV_OPENCL_BLOCKS_PER_ITEM");
     if (env && atoi(env) > 0) return (uint32_t)atoi(env);
-    size_t groups = (size_t)op->n_seqs * op->q_len * op->n_q_heads;
+    uint32_t max_blocks = 0;
+    for (uint32_t s = 0; s < op->n_seqs; s++)
+        if (op->seqs[s].n_blocks > max_blocks) max_blocks = op->seqs[s].n_blocks;
+    size_t groups = (size_t)op->n_seqs * op->q_len * op->n_q_heads / hpw;
     size_t target = (size_t)o->compute_units * 4;
     size_t splits = groups >= target ? 1 : (target + groups - 1) / groups;
     uint32_t bpi = (uint32_t)((max_blocks + splits - 1) / splits);
     return bpi < 4 ? 4 : bpi;
+}
+
+/* The split items of every sequence (seq, kind 0 = blocks | 1 = window, begin, end), the sequence
+ * descriptors (n_blocks, n_window, bank_count, table_offset) and each sequence's first item and
+ * item count. Returns the item count, 0 when out of host memory. */
+static size_t build_items(const pkv_attn_op *op, uint32_t bpi, uint32_t **seqd_out, uint32_t **seq_items_out,
+                          uint32_t **items_out)
+{
+    const uint32_t ns = op->n_seqs;
+    size_t n_items = 0;
+    for (uint32_t s = 0; s < ns; s++)
+        n_items += (op->seqs[s].n_blocks + bpi - 1) / bpi + (op->seqs[s].n_window ? 1 : 0);
+    uint32_t *seqd = malloc((size_t)ns * 4 * sizeof *seqd), *seq_items = malloc((size_t)ns * 2 * sizeof *seq_items);
+    uint32_t *items = malloc((n_items ? n_items : 1) * 4 * sizeof *items);
+    if (!seqd || !seq_items || !items || !n_items) {
+        free(seqd);
+        free(seq_items);
+        free(items);
+        return 0;
+    }
+    size_t it = 0;
+    for (uint32_t s = 0; s < ns; s++) {
+        const pkv_attn_seq *q = &op->seqs[s];
+        const uint32_t desc[4] = {q->n_blocks, q->n_window, q->bank_count, q->table_offset};
+        memcpy(seqd + s * 4, desc, sizeof desc);
+        seq_items[s * 2] = (uint32_t)it;
+        for (uint32_t b = 0; b < q->n_blocks; b += bpi, it++) {
+            const uint32_t v[4] = {s, 0, b, b + bpi < q->n_blocks ? b + bpi : q->n_blocks};
+            memcpy(items + it * 4, v, sizeof v);
+        }
+        if (q->n_window) {
+            const uint32_t v[4] = {s, 1, 0, q->n_window};
+            memcpy(items + it++ * 4, v, sizeof v);
+        }
+        seq_items[s * 2 + 1] = (uint32_t)it - seq_items[s * 2];
+    }
+    *seqd_out = seqd;
+    *seq_items_out = seq_items;
+    *items_out = items;
+    return n_items;
 }
 
 pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
@@ -214,42 +258,13 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     pkv_ocl_op_begin(o);
     const pkv_geom *g = st->g;
     const uint32_t ns = op->n_seqs, d = g->d;
-    uint32_t max_blocks = 0;
-    for (uint32_t s = 0; s < ns; s++)
-        if (op->seqs[s].n_blocks > max_blocks) max_blocks = op->seqs[s].n_blocks;
-    const uint32_t bpi = blocks_per_item(o, op, max_blocks);
-
-    uint32_t *seqd = malloc((size_t)ns * 4 * sizeof *seqd), *seq_items = malloc((size_t)ns * 2 * sizeof *seq_items);
-    size_t n_items = 0;
-    for (uint32_t s = 0; s < ns; s++)
-        n_items += (op->seqs[s].n_blocks + bpi - 1) / bpi + (op->seqs[s].n_window ? 1 : 0);
-    uint32_t *items = malloc((n_items ? n_items : 1) * 4 * sizeof *items);
-    if (!seqd || !seq_items || !items) {
-        free(seqd);
-        free(seq_items);
-        free(items);
-        return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl: attention: out of host memory");
-    }
-    size_t it = 0;
-    for (uint32_t s = 0; s < ns; s++) {
-        const pkv_attn_seq *q = &op->seqs[s];
-        seqd[s * 4] = q->n_blocks;
-        seqd[s * 4 + 1] = q->n_window;
-        seqd[s * 4 + 2] = q->bank_count;
-        seqd[s * 4 + 3] = q->table_offset;
-        seq_items[s * 2] = (uint32_t)it;
-        for (uint32_t b = 0; b < q->n_blocks; b += bpi, it++) {
-            uint32_t e = b + bpi < q->n_blocks ? b + bpi : q->n_blocks;
-            uint32_t v[4] = {s, 0, b, e};
-            memcpy(items + it * 4, v, sizeof v);
-        }
-        if (q->n_window) {
-            uint32_t v[4] = {s, 1, 0, q->n_window};
-            memcpy(items + it * 4, v, sizeof v);
-            it++;
-        }
-        seq_items[s * 2 + 1] = (uint32_t)it - seq_items[s * 2];
-    }
+    /* query heads per work-group: the largest count <= hpw_max dividing the GQA group */
+    const uint32_t gq = op->n_q_heads / g->H;
+    uint32_t hpw = o->hpw_max < gq ? o->hpw_max : gq;
+    while (gq % hpw) hpw--;
+    uint32_t *seqd = NULL, *seq_items = NULL, *items = NULL;
+    const size_t n_items = build_items(op, blocks_per_item(o, op, hpw), &seqd, &seq_items, &items);
+    if (!n_items) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl: attention: out of host memory");
 
     uint32_t P[PP_COUNT];
     fill_geom(P, g);
@@ -262,10 +277,6 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     for (uint32_t i = 0; i < ns; i++)
         if (op->seqs[i].bank_count > max_bank) max_bank = op->seqs[i].bank_count;
     P[PP_BANK_STRIDE] = max_bank;
-    /* query heads per work-group: the largest count <= hpw_max dividing the GQA group */
-    const uint32_t gq = op->n_q_heads / g->H;
-    uint32_t hpw = o->hpw_max < gq ? o->hpw_max : gq;
-    while (gq % hpw) hpw--;
     P[PP_HPW] = hpw;
     P[PP_PSTRIDE] = d + 2 + (pattern ? max_bank : 0);
     const size_t per_q = (size_t)op->q_len * op->n_q_heads;
@@ -276,7 +287,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (s == PKV_OK) s = upload(o, PKV_S_U2, op->table, (size_t)op->table_len * sizeof(uint32_t));
     if (s == PKV_OK) s = upload(o, PKV_S_U3, seq_items, (size_t)ns * 2 * sizeof *seq_items);
     if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->q, out_floats * sizeof(float));
-    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], (n_items ? n_items : 1) * per_q * P[PP_PSTRIDE] * sizeof(float));
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], n_items * per_q * P[PP_PSTRIDE] * sizeof(float));
     if (s == PKV_OK && pattern) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (size_t)ns * per_q * max_bank * sizeof(float));
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_OUT], out_floats * sizeof(float));
     free(seqd);
