@@ -470,7 +470,7 @@ static void program_cache_corrupt_file_is_ignored(void **state)
     TU_OK(pkv_context_free(ctx));
     assert_int_equal(lc.warnings, 0);
 
-    for (int damage = 0; damage < 2; damage++) {
+    for (int damage = 0; damage < 3; damage++) {
         size_t n;
         uint8_t *b = read_file(path, &n);
         FILE *f = fopen(path, "wb");
@@ -478,8 +478,11 @@ static void program_cache_corrupt_file_is_ignored(void **state)
         if (damage == 0) { /* flip a byte in the binary */
             b[n - 100] ^= 0x5a;
             fwrite(b, 1, n, f);
-        } else { /* truncate */
+        } else if (damage == 1) { /* truncate */
             fwrite(b, 1, n / 2, f);
+        } else { /* a key of another device or driver (the key follows a 24-byte header) */
+            b[24 + 20] ^= 0x01;
+            fwrite(b, 1, n, f);
         }
         fclose(f);
         free(b);
