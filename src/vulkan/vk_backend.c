@@ -13,7 +13,7 @@ static void vk_destroy(pkv_backend *be)
     pkv_vk *vk = pkv_vk_of(be);
     if (vk) {
         if (vk->device) {
-            if (vk->recording) pkv_vk_abandon(vk);
+            if (vk->recording) pkv_vk_finish(vk); /* deferred window writes */
             pkv_vk_pipelines_destroy(vk);
             pkv_vk_memory_destroy(vk);
         }
@@ -37,6 +37,9 @@ static void vk_buf_free(pkv_backend *be, pkv_buf *b)
 {
     pkv_vk *vk = pkv_vk_of(be);
     pthread_mutex_lock(&vk->lock);
+    /* deferred writes may target this range or its page: run them first */
+    if (vk->recording && pkv_vk_finish(vk) != PKV_OK)
+        pkv_log(NULL, PKV_LOG_WARN, "vulkan: deferred writes failed: %s", pkv_last_error());
     pkv_vk_buf_free(vk, b);
     pthread_mutex_unlock(&vk->lock);
 }
@@ -48,6 +51,8 @@ static pkv_status check_range(const pkv_buf *b, size_t off, size_t n, const char
     return PKV_OK;
 }
 
+/* Writes are recorded (the data is already copied into the staging ring) and submitted with the
+ * next op, read or copy: one submit for the many small window writes of an append, not one each. */
 static pkv_status vk_buf_write(pkv_backend *be, pkv_buf *b, size_t off, const void *src, size_t n)
 {
     pkv_status s = check_range(b, off, n, "write");
@@ -56,7 +61,7 @@ static pkv_status vk_buf_write(pkv_backend *be, pkv_buf *b, size_t off, const vo
     pthread_mutex_lock(&vk->lock);
     s = pkv_vk_upload(vk, b, off, src, n);
     if (s == PKV_OK) pkv_vk_barrier(vk);
-    s = s == PKV_OK ? pkv_vk_finish(vk) : (pkv_vk_abandon(vk), s);
+    else pkv_vk_abandon(vk);
     pthread_mutex_unlock(&vk->lock);
     return s;
 }

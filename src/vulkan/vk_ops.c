@@ -142,7 +142,8 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
     uint32_t assign_off = take(&plan, (size_t)2 * H * op->n_quant + 1);
 
     pthread_mutex_lock(&vk->lock);
-    pkv_status s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
+    pkv_status s = vk->recording ? pkv_vk_finish(vk) : PKV_OK; /* deferred writes first: a failed op drops nothing else */
+    if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
     VkPipeline p_init, p_assign, p_update, p_finish, p_store;
     uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, d};
@@ -220,7 +221,8 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
     q.n_assign = g->R;
 
     pthread_mutex_lock(&vk->lock);
-    pkv_status s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
+    pkv_status s = vk->recording ? pkv_vk_finish(vk) : PKV_OK; /* deferred writes first */
+    if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
     VkPipeline p_centre = VK_NULL_HANDLE;
     if (s == PKV_OK && pattern && op->append_pattern) {
@@ -339,6 +341,11 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     if (s == PKV_OK && pattern) s = pkv_vk_pipeline(vk, PKV_K_ATTN_QC, spec_qc, &p_qc);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, vk->subgroup_arith ? PKV_K_ATTN_SPLIT_SG : PKV_K_ATTN_SPLIT, spec, &p_split);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_ATTN_REDUCE, spec, &p_reduce);
+    if (s != PKV_OK) { /* nothing recorded yet: deferred writes stay queued */
+        free(seqs);
+        pthread_mutex_unlock(&vk->lock);
+        return s;
+    }
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, seqs, (size_t)op->n_seqs * 16);
     if (s == PKV_OK && op->table_len)
