@@ -30,6 +30,7 @@ typedef struct eval_options {
     int device;
     uint32_t tokens, group_size, n_patterns, prefill, threads;
     int tokens_given, progress;
+    int prefill_in_cache; /* prefill attention through pkv_attention (q_len P) instead of exact */
     eval_mode modes[MAX_MODES];
     int n_modes;
 } eval_options;
@@ -43,7 +44,7 @@ typedef struct eval_result {
 typedef struct run_ctx {
     pkv_cache *cache;
     pkv_seq seq;
-    int n_heads;
+    int n_heads, n_kv_heads, head_dim;
     pkv_status status;
 } run_ctx;
 
@@ -52,7 +53,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: pkv eval-model [--model FILE] [--text FILE] [--tokenizer FILE] [--backend B] [--device N]\n"
             "                      [--tokens N] [--modes LIST] [--group-size G] [--patterns M] [--prefill P]\n"
-            "                      [--threads N] [--json FILE] [--progress | --no-progress]\n"
+            "                      [--prefill-attention exact|cache] [--threads N] [--json FILE]\n"
+            "                      [--progress | --no-progress]\n"
             "Runs a llama2.c checkpoint teacher-forced over a text, its attention through the PatternKV cache,\n"
             "and reports bits per byte, perplexity and greedy agreement with the FP16 cache.\n"
             "  --model FILE      llama2.c checkpoint (default %s)\n"
@@ -66,9 +68,12 @@ static void usage(FILE *f)
             "                    greedy agreement is measured against it\n"
             "  --group-size G    tokens per quantization group and window, 32, 64 or 128 (default 128)\n"
             "  --patterns M      patterns mined at prefill (default 32)\n"
-            "  --prefill P       the first P tokens of each sequence go in as one prefill (one append, which\n"
-            "                    mines the pattern banks, and causal attention with q_len P); the rest one\n"
-            "                    token at a time (default 512; 0: all one at a time, no mining)\n"
+            "  --prefill P       the first P tokens of each sequence are a prompt: one append, which mines\n"
+            "                    the pattern banks; the rest go one token at a time, appended and attended\n"
+            "                    with q_len 1 (default 512; 0: every token that way, and no mining)\n"
+            "  --prefill-attention exact|cache\n"
+            "                    how the prompt attends: exact (fp32, before compression, as a prefill\n"
+            "                    kernel does; default) or through the compressed cache with q_len P\n"
             "  --threads N       CPU backend threads (default: one per core)\n"
             "  --json FILE       also write the results as JSON\n",
             DEFAULT_MODEL, DEFAULT_TEXT, DEFAULT_TOKENS);
@@ -218,6 +223,13 @@ static int parse_args(int argc, char **argv, eval_options *o)
                 fprintf(stderr, "pkv eval-model: --prefill %s: expected a token count\n", val);
                 return -1;
             }
+        } else if (strcmp(a, "--prefill-attention") == 0) {
+            if (strcmp(val, "exact") == 0) o->prefill_in_cache = 0;
+            else if (strcmp(val, "cache") == 0) o->prefill_in_cache = 1;
+            else {
+                fprintf(stderr, "pkv eval-model: --prefill-attention %s: expected exact or cache\n", val);
+                return -1;
+            }
         } else if (strcmp(a, "--threads") == 0) {
             if (parse_u32(val, &o->threads) || o->threads > 1024) {
                 fprintf(stderr, "pkv eval-model: --threads %s: expected 0 to 1024\n", val);
@@ -358,6 +370,46 @@ static int attend_pkv(void *user, int layer, int pos0, int n, const float *q, co
     return r->status == PKV_OK ? 0 : -1;
 }
 
+/* A prompt from position 0: exact causal attention among its own n tokens (fp32 with fp64 sums), as
+ * an uncompressed prefill kernel computes it, then one append that stores (and mines) them. */
+static int attend_prompt_exact(void *user, int layer, int pos0, int n, const float *q, const float *k,
+                               const float *v, float *out)
+{
+    run_ctx *r = user;
+    const int hd = r->head_dim, kvd = r->n_kv_heads * hd, rep = r->n_heads / r->n_kv_heads;
+    double *w = malloc((size_t)n * sizeof *w), *acc = malloc((size_t)hd * sizeof *acc);
+    if (!w || !acc || pos0 != 0) {
+        free(w), free(acc);
+        r->status = pos0 != 0 ? PKV_ERR_INVALID_ARGUMENT : PKV_ERR_OUT_OF_HOST_MEMORY;
+        return -1;
+    }
+    const double scale = 1.0 / sqrt((double)hd);
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < r->n_heads; h++) {
+            const float *qi = q + ((size_t)i * r->n_heads + h) * hd;
+            const int kvh = h / rep;
+            double mx = -INFINITY, sum = 0.0;
+            for (int t = 0; t <= i; t++) {
+                const float *kt = k + (size_t)t * kvd + (size_t)kvh * hd;
+                double dot = 0.0;
+                for (int j = 0; j < hd; j++) dot += (double)qi[j] * kt[j];
+                w[t] = dot * scale;
+                if (w[t] > mx) mx = w[t];
+            }
+            for (int j = 0; j < hd; j++) acc[j] = 0.0;
+            for (int t = 0; t <= i; t++) {
+                w[t] = exp(w[t] - mx);
+                sum += w[t];
+                const float *vt = v + (size_t)t * kvd + (size_t)kvh * hd;
+                for (int j = 0; j < hd; j++) acc[j] += w[t] * vt[j];
+            }
+            for (int j = 0; j < hd; j++) out[((size_t)i * r->n_heads + h) * hd + j] = (float)(acc[j] / sum);
+        }
+    free(w), free(acc);
+    r->status = pkv_append(r->cache, r->seq, (uint32_t)layer, (uint32_t)n, k, v, PKV_F32);
+    return r->status == PKV_OK ? 0 : -1;
+}
+
 /* Scores logits rows against the next tokens: adds -ln p to the result, counts greedy agreement
  * with (or records, for FP16) the argmax of every position. */
 static void score(const float *logits, int vocab, int rows, const int *next, const double *next_bytes, uint32_t first,
@@ -395,7 +447,7 @@ static int run_mode(const eval_options *o, pkv_context *ctx, const llama2_model 
     uint64_t fp16_bytes = (uint64_t)c->seq_len * c->n_layers * c->n_kv_heads * c->head_dim * 4;
     if (cc.memory_budget < 2 * fp16_bytes + (64u << 20)) cc.memory_budget = 2 * fp16_bytes + (64u << 20);
     run_ctx rc = {0};
-    rc.n_heads = c->n_heads;
+    rc.n_heads = c->n_heads, rc.n_kv_heads = c->n_kv_heads, rc.head_dim = c->head_dim;
     pkv_status s = pkv_cache_create(ctx, &cc, &rc.cache);
     if (s != PKV_OK) {
         snprintf(err, err_len, "cache for %s: %s: %s", pkv_mode_name(cc.mode), pkv_status_string(s), pkv_last_error());
@@ -419,7 +471,8 @@ static int run_mode(const eval_options *o, pkv_context *ctx, const llama2_model 
         while (pos < len) {
             uint32_t n = pos == 0 && o->prefill > 1 ? (o->prefill < len ? o->prefill : len) : 1;
             if (n > (uint32_t)st->capacity) n = (uint32_t)st->capacity;
-            if (llama2_forward(m, st, tokens + done + pos, (int)pos, (int)n, attend_pkv, &rc) != 0) {
+            llama2_attend_fn attend = n > 1 && !o->prefill_in_cache ? attend_prompt_exact : attend_pkv;
+            if (llama2_forward(m, st, tokens + done + pos, (int)pos, (int)n, attend, &rc) != 0) {
                 snprintf(err, err_len, "forward pass at position %u (%s): %s", pos, label,
                          rc.status != PKV_OK ? pkv_last_error() : "tokens out of range");
                 failed = 1;
@@ -474,6 +527,7 @@ static int write_json(const eval_options *o, const llama2_model *m, const pkv_de
     jw_uint(&w, "group_size", o->group_size);
     jw_uint(&w, "n_patterns", o->n_patterns);
     jw_uint(&w, "prefill", o->prefill);
+    jw_string(&w, "prefill_attention", o->prefill_in_cache ? "cache" : "exact");
     jw_begin_array(&w, "results");
     for (int i = 0; i < n_res; i++) {
         jw_begin_object(&w, NULL);
@@ -510,10 +564,7 @@ int pkv_cmd_eval_model(int argc, char **argv)
 {
     eval_options o;
     int pr = parse_args(argc, argv, &o);
-    if (pr != 0) {
-        if (pr < 0) usage(stderr);
-        return pr < 0 ? 2 : 0;
-    }
+    if (pr != 0) return pr < 0 ? 2 : 0; /* a usage error (already explained), or --help */
     char err[1024] = "";
     llama2_model m;
     if (llama2_load(o.model, &m, err, sizeof err)) {
@@ -570,8 +621,12 @@ int pkv_cmd_eval_model(int argc, char **argv)
     printf("model: %s (llama2.c: dim %d, hidden %d, %d layers, %d q heads, %d kv heads, head_dim %d, vocab %d, "
            "seq_len %d, %.2fM parameters)\n", o.model, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
            c->head_dim, c->vocab_size, c->seq_len, (double)m.n_params / 1e6);
-    printf("text: %s, %u positions scored, teacher-forced, sequences of at most %d; prefill %u, then one token at "
-           "a time\n", o.text, n_score, c->seq_len, o.prefill);
+    printf("text: %s, %u positions scored, teacher-forced, sequences of at most %d\n", o.text, n_score, c->seq_len);
+    if (o.prefill > 1)
+        printf("prompt: the first %u tokens of each sequence, attention %s, one append (mines the banks); then one "
+               "token at a time\n", o.prefill, o.prefill_in_cache ? "through the cache (q_len P)" : "exact before compression");
+    else
+        printf("no prompt: every token appended and attended alone (q_len 1), the banks grow at each flush\n");
     printf("backend: %s, device %s (%s)\n", pkv_backend_name(dev.backend), dev.name, why);
     printf("cache: group %u tokens, window %u, %u patterns mined at prefill\n", o.group_size, o.group_size,
            o.n_patterns);
