@@ -34,7 +34,7 @@ pkv_status pkv_vulkan_measure_read_gbps(pkv_backend *be, size_t bytes, double *g
         s = pkv_vk_begin(vk);
         if (s == PKV_OK && vk->query_pool) {
             vk->f.vkCmdResetQueryPool(vk->cb, vk->query_pool, 0, 2);
-            vk->f.vkCmdWriteTimestamp(vk->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, vk->query_pool, 0);
+            vk->f.vkCmdWriteTimestamp(vk->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vk->query_pool, 0);
         }
         double t0 = host_ms();
         if (s == PKV_OK) s = pkv_vk_dispatch(vk, pipe, bufs, &n_vec4, 4, groups, 1, 1);

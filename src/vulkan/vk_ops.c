@@ -101,8 +101,8 @@ static void op_timestamp(pkv_vk *vk, int end)
 {
     if (!vk->query_pool || pkv_vk_begin(vk) != PKV_OK) return;
     if (!end) vk->f.vkCmdResetQueryPool(vk->cb, vk->query_pool, 0, 2);
-    vk->f.vkCmdWriteTimestamp(vk->cb, end ? VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT : VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT,
-                              vk->query_pool, end ? 1 : 0);
+    /* bottom of pipe for both: the start stamp waits for the uploads recorded before it */
+    vk->f.vkCmdWriteTimestamp(vk->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vk->query_pool, end ? 1 : 0);
 }
 
 static pkv_status op_end(pkv_vk *vk, pkv_status s)
