@@ -45,5 +45,5 @@ uint seq_window(uint s, uint h) { return scr[seq_table(s) + pc.H * seq_n_blocks(
 
 float pattern_at(uint s, uint h, uint kv, uint m, uint i)
 {
-    return chk_h(seq_chunk(s, h, m / 32u) * pc.chunk_words * 2u + kv * 32u * D + (m % 32u) * D + i);
+    return chk_hf(seq_chunk(s, h, m / 32u) * pc.chunk_words * 2u + kv * 32u * D + (m % 32u) * D + i);
 }

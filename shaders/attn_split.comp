@@ -96,8 +96,8 @@ void accumulate(uint lid, uint count, uint base, uint kind)
         for (uint t = 0u; t < count; t++) {
             float x;
             if (kind == 0u) x = float(vcode(base, t, i));
-            else if (kind == 1u) x = blk_h(base * 2u + pc.o_vcodes * 2u + t * D + i);
-            else x = win_h(base + pc.R * D + t * D + i);
+            else if (kind == 1u) x = blk_hf(base * 2u + pc.o_vcodes * 2u + t * D + i);
+            else x = win_hf(base + pc.R * D + t * D + i);
             for (uint r = 0u; r < NQ; r++) acc[r][c] += p_s[t][r] * x;
         }
     }
@@ -114,7 +114,8 @@ void do_block(uint lid, uint b, uint tok0)
             uint kb = base + pc.o_kcodes + t * (D / 2u);
             for (uint w = 0u; w < D / 2u; w++) {
                 uint kw = blk[kb + w];
-                float x0 = pkv_f16_to_f32(kw & 0xffffu), x1 = pkv_f16_to_f32(kw >> 16);
+                vec2 x = unpackHalf2x16(kw);
+                float x0 = x.x, x1 = x.y;
                 for (uint r = 0u; r < NQ; r++) dot[r] += q_s[2u * w][r] * x0 + q_s[2u * w + 1u][r] * x1;
             }
             for (uint r = 0u; r < NQ; r++) p_s[t][r] = tok0 + t <= limit_s[r] ? dot[r] : PKV_NEG_INF;
@@ -126,8 +127,8 @@ void do_block(uint lid, uint b, uint tok0)
     }
     /* block metadata, q * s per channel, and the zero-point term once per block */
     for (uint t = lid; t < G; t += WG) {
-        vs_s[t] = blk_h(base * 2u + pc.o_vscale * 2u + t);
-        vz_s[t] = blk_h(base * 2u + pc.o_vzero * 2u + t);
+        vs_s[t] = blk_hf(base * 2u + pc.o_vscale * 2u + t);
+        vz_s[t] = blk_hf(base * 2u + pc.o_vzero * 2u + t);
         if (MODE == 0u) {
             uint a = (blk[base + pc.o_vidx + t / 4u] >> (8u * (t % 4u))) & 255u;
             uint gate = (blk[base + pc.o_vmask + t / 32u] >> (t % 32u)) & 1u;
@@ -136,11 +137,11 @@ void do_block(uint lid, uint b, uint tok0)
     }
     for (uint e = lid; e < NQ * D; e += WG) {
         uint r = e / D, i = e % D;
-        qs_s[i][r] = q_s[i][r] * blk_h(base * 2u + pc.o_kscale * 2u + i);
+        qs_s[i][r] = q_s[i][r] * blk_hf(base * 2u + pc.o_kscale * 2u + i);
     }
     uint r0 = lid / SEG, j0 = lid % SEG;
     float zt = 0.0;
-    for (uint i = j0; i < D; i += SEG) zt += q_s[i][r0] * blk_h(base * 2u + pc.o_kzero * 2u + i);
+    for (uint i = j0; i < D; i += SEG) zt += q_s[i][r0] * blk_hf(base * 2u + pc.o_kzero * 2u + i);
     zt = seg_sum(zt, lid); /* the row's zero-point term, known to its segment */
     if (j0 == 0u) zt_s[r0] = zt;
     barrier();
@@ -193,7 +194,8 @@ void do_window(uint lid, uint w0, uint count, uint tok0)
         uint kb = (base + (w0 + t) * D) / 2u;
         for (uint w = 0u; w < D / 2u; w++) {
             uint kw = win[kb + w];
-            float x0 = pkv_f16_to_f32(kw & 0xffffu), x1 = pkv_f16_to_f32(kw >> 16);
+            vec2 x = unpackHalf2x16(kw);
+            float x0 = x.x, x1 = x.y;
             for (uint r = 0u; r < NQ; r++) dot[r] += q_s[2u * w][r] * x0 + q_s[2u * w + 1u][r] * x1;
         }
         for (uint r = 0u; r < NQ; r++) p_s[t][r] = tok0 + t <= limit_s[r] ? dot[r] : PKV_NEG_INF;

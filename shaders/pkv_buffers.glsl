@@ -14,3 +14,8 @@ float blk_h(uint idx) { return pkv_f16_to_f32(half_of(blk[idx >> 1], idx)); }
 float chk_h(uint idx) { return pkv_f16_to_f32(half_of(chk[idx >> 1], idx)); }
 float win_h(uint idx) { return pkv_f16_to_f32(half_of(win[idx >> 1], idx)); }
 float scr_f(uint idx) { return uintBitsToFloat(scr[idx]); }
+/* Hardware fp16 conversion, for attention only (not bit-exact work: drivers may flush fp16
+ * subnormals, which changes attention by far less than its tolerance). */
+float blk_hf(uint idx) { vec2 v = unpackHalf2x16(blk[idx >> 1]); return (idx & 1u) != 0u ? v.y : v.x; }
+float chk_hf(uint idx) { vec2 v = unpackHalf2x16(chk[idx >> 1]); return (idx & 1u) != 0u ? v.y : v.x; }
+float win_hf(uint idx) { vec2 v = unpackHalf2x16(win[idx >> 1]); return (idx & 1u) != 0u ? v.y : v.x; }

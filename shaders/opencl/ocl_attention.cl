@@ -254,13 +254,29 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
                     }
             }
             barrier(CLK_LOCAL_MEM_FENCE);
-            if (pattern) /* histogram S[m]: one (head, bin) per work-item, deterministic */
-                for (uint x = lid; x < hpw * bank; x += L) {
-                    const uint j = x / bank, m = x % bank;
-                    float acc = S[j * MAX_BANK + m] * alpha[j];
-                    for (uint t = 0; t < G; t++) acc += vb[t] == m ? gp[j * MAX_G + t] : 0.0f;
-                    S[j * MAX_BANK + m] = acc;
+            /* the histogram S[m] of softmax weights per V pattern: rescale, then the first token of
+             * each bin adds the bin's tokens in order (deterministic; the cost does not grow with
+             * the bank) */
+            if (pattern)
+                for (uint x = lid; x < hpw * bank; x += L) S[x / bank * MAX_BANK + x % bank] *= alpha[x / bank];
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (pattern) {
+                for (uint t = lid; t < G; t += L) {
+                    const uint m = vb[t];
+                    uint first = 1u;
+                    for (uint u = 0; u < t; u++) first &= vb[u] != m;
+                    if (first) {
+                        float acc[OCL_HPW_MAX];
+                        for (uint j = 0; j < OCL_HPW_MAX; j++) acc[j] = 0.0f;
+                        for (uint u = t; u < G; u++)
+                            if (vb[u] == m)
+                                for (uint j = 0; j < OCL_HPW_MAX; j++)
+                                    if (j < hpw) acc[j] += gp[j * MAX_G + u];
+                        for (uint j = 0; j < OCL_HPW_MAX; j++)
+                            if (j < hpw) S[j * MAX_BANK + m] += acc[j];
+                    }
                 }
+            }
             __global const uint *vcodes = (__global const uint *)(blk + P[PP_OFF_VCODES]);
             for (uint i = lid; i < d; i += L) {
                 float acc[OCL_HPW_MAX];
