@@ -201,11 +201,12 @@ __kernel void ocl_attn(__constant uint *P, __global const uint *seqd, __global c
                       l_run, red);
         }
     } else {
-        if (pattern) {
-            __global const float *qq = qcg + q0 * P[PP_BANK_STRIDE];
-            for (uint x = lid; x < hpw * bank; x += L) qc[x / bank * MAX_BANK + x % bank] = qq[x / bank * P[PP_BANK_STRIDE] + x % bank];
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
+        /* (barriers stay out of conditionals where possible: PoCL 3.1 mishandles some of them) */
+        __global const float *qq = qcg + q0 * P[PP_BANK_STRIDE];
+        if (pattern)
+            for (uint x = lid; x < hpw * bank; x += L)
+                qc[x / bank * MAX_BANK + x % bank] = qq[x / bank * P[PP_BANK_STRIDE] + x % bank];
+        barrier(CLK_LOCAL_MEM_FENCE);
         for (uint g = beg; g < end && g * G <= limit; g++) {
             __global const uchar *blk = blocks + (size_t)table[toff + (size_t)kvh * nb + g] * P[PP_BLOCK_BYTES];
             if (mode == 2u) {
