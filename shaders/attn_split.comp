@@ -3,6 +3,7 @@
  * reads a range of the kv head's blocks (or a tile of its fp16 window) once for all the query rows
  * of the tile (the GQA heads, and for q_len > 1 the query positions) and writes a partial result:
  * running max m, sum l, acc[i] = sum_t p_t (z_t + s_t code_t,i), and the V histogram S[pattern].
+ * Everything is summed in a fixed order, so a result is reproducible run to run.
  * Logits never materialise K: q.s per block, the zero-point term once per block, and qc[a_t] from
  * the q.C table (made by the attn_qc pre-pass, held in shared memory here). Per-row reductions are segmented over the workgroup (subgroup ops where the device has
  * them, shared memory otherwise: seg_reduce.glsl). */
@@ -18,7 +19,7 @@ const uint SEG = WG / NQ;                /* invocations per row in segmented loo
 shared float q_s[D][NQ];   /* scale * q; rows innermost so a channel's rows load together */
 shared float qs_s[D][NQ];  /* scale * q * s_g (per block) */
 shared float p_s[G][NQ];   /* logits, then p * s_t */
-shared uint S_s[NQ][SCAP]; /* fp32 bits, added with compare-and-swap */
+shared float S_s[NQ][SCAP]; /* V histogram: sum of p over gated tokens per pattern */
 shared float qc_s[SCAP][NQ]; /* scale * q . P_K[m] of the tile's rows */
 shared float vs_s[G], vz_s[G];
 shared uint va_s[G];       /* V pattern index | gate bit << 8 */
@@ -39,18 +40,28 @@ uint vcode(uint base, uint t, uint i) /* V code of token t, channel i, block at 
     return lo;
 }
 
-void s_add(uint r, uint m, float p)
+/* The V histogram of one block, without atomics: the first gated token of each pattern sums p over
+ * the block's gated tokens of that pattern (ascending, so results are reproducible) and adds it. */
+void histogram(uint lid)
 {
-    uint old = S_s[r][m];
-    for (;;) {
-        uint assumed = old;
-        old = atomicCompSwap(S_s[r][m], assumed, floatBitsToUint(uintBitsToFloat(assumed) + p));
-        if (old == assumed) break;
+    for (uint t = lid; t < G; t += WG) {
+        uint key = va_s[t];
+        if ((key & 256u) == 0u) continue;
+        bool first = true;
+        for (uint u = 0u; u < t && first; u++) first = va_s[u] != key;
+        if (!first) continue;
+        float sum[NQ];
+        for (uint r = 0u; r < NQ; r++) sum[r] = 0.0;
+        for (uint u = t; u < G; u++)
+            if (va_s[u] == key)
+                for (uint r = 0u; r < NQ; r++) sum[r] += p_s[u][r];
+        for (uint r = 0u; r < NQ; r++) S_s[r][key & 255u] += sum[r];
     }
+    barrier();
 }
 
-/* Online softmax over the `count` logits in p_s: new running max per row, alpha, p = exp(l - m)
- * folded into l and the zero-point sum, the V histogram, then p_s = p * s_t (quantized) or p. */
+/* Online softmax over the `count` logits in p_s: new running max per row, alpha, p_s = p = exp(l - m)
+ * folded into l and (quantized blocks) the zero-point sum and the V histogram. */
 void softmax_block(uint lid, uint count, bool quant)
 {
     uint r = lid / SEG, j = lid % SEG;
@@ -65,18 +76,14 @@ void softmax_block(uint lid, uint count, bool quant)
         alpha_s[r] = alpha;
     }
     if (MODE == 0u && quant && alpha != 1.0)
-        for (uint m = j; m < SCAP; m += SEG) S_s[r][m] = floatBitsToUint(uintBitsToFloat(S_s[r][m]) * alpha);
+        for (uint m = j; m < SCAP; m += SEG) S_s[r][m] *= alpha;
     barrier();
     float l = 0.0, pz = 0.0;
     for (uint t = j; t < count; t += SEG) {
         float lg = p_s[t][r];
         float p = lg == PKV_NEG_INF ? 0.0 : exp(lg - mn);
         l += p;
-        if (quant) {
-            pz += p * vz_s[t];
-            if (MODE == 0u && (va_s[t] & 256u) != 0u && p != 0.0) s_add(r, va_s[t] & 255u, p);
-            p *= vs_s[t];
-        }
+        if (quant) pz += p * vz_s[t];
         p_s[t][r] = p;
     }
     l = seg_sum(l, lid);
@@ -84,6 +91,7 @@ void softmax_block(uint lid, uint count, bool quant)
     l_run = l_run * alpha + l;
     pz_run = pz_run * alpha + pz;
     barrier();
+    if (MODE == 0u && quant) histogram(lid);
 }
 
 /* acc[r][i] = acc * alpha + sum_t p_s[t][r] * value(t, i) */
@@ -95,7 +103,7 @@ void accumulate(uint lid, uint count, uint base, uint kind)
         for (uint r = 0u; r < NQ; r++) acc[r][c] *= alpha_s[r];
         for (uint t = 0u; t < count; t++) {
             float x;
-            if (kind == 0u) x = float(vcode(base, t, i));
+            if (kind == 0u) x = float(vcode(base, t, i)) * vs_s[t];
             else if (kind == 1u) x = blk_hf(base * 2u + pc.o_vcodes * 2u + t * D + i);
             else x = win_hf(base + pc.R * D + t * D + i);
             for (uint r = 0u; r < NQ; r++) acc[r][c] += p_s[t][r] * x;
@@ -232,7 +240,7 @@ void main()
         for (uint e = lid; e < NQ * SCAP; e += WG) {
             uint m = e / NQ, r = e % NQ;
             qc_s[m][r] = m < bank ? uintBitsToFloat(scr[pc.qc_off + row_s[r] * CAP + m]) : 0.0;
-            S_s[r][m] = 0u;
+            S_s[r][m] = 0.0;
         }
     }
     for (uint r = 0u; r < NQ; r++)
@@ -266,6 +274,6 @@ void main()
             if (i < D) scr[part + 4u + i] = floatBitsToUint(acc[r][c] + pz_s[r]);
         }
         if (MODE == 0u)
-            for (uint m = lid; m < CAP; m += WG) scr[part + 4u + D + m] = S_s[r][m];
+            for (uint m = lid; m < CAP; m += WG) scr[part + 4u + D + m] = floatBitsToUint(S_s[r][m]);
     }
 }
