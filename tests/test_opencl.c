@@ -336,6 +336,38 @@ static void parity_fp16(void **state)
     run_scenario(&sc);
 }
 
+/* Tokens repeating a few exact vectors: equal distances to several patterns (ties keep the lowest
+ * index), zero residuals and zero ranges (scale 0), identical on both backends. */
+static void parity_repeated_tokens(void **state)
+{
+    (void)state;
+    pkv_cache_config cfg = tu_config(1, 2, 32, 2, 32, PKV_MODE_PATTERN);
+    cfg.n_patterns = 4;
+    twin t;
+    twin_open(&t, &cfg);
+    tu_rng r = {11};
+    float base[3][2 * 32];
+    for (int i = 0; i < 3; i++) tu_random(&r, 2 * 32, 1.0f, base[i]);
+    for (int i = 0; i < 2 * 32; i++) base[2][i] = 0.75f; /* a constant vector: range 0 */
+    pkv_seq s;
+    twin_seq(&t, &s);
+    for (int round = 0; round < 3; round++) {
+        const uint32_t n = round == 0 ? 70 : 40;
+        float *k = malloc((size_t)n * 2 * 32 * sizeof(float)), *v = malloc((size_t)n * 2 * 32 * sizeof(float));
+        for (uint32_t i = 0; i < n; i++) {
+            memcpy(k + (size_t)i * 64, base[(i * 7 + round) % 3], sizeof base[0]);
+            memcpy(v + (size_t)i * 64, base[(i * 5 + round) % 3], sizeof base[0]);
+        }
+        TU_OK(pkv_append(t.cpu, s, 0, n, k, v, PKV_F32));
+        TU_OK(pkv_append(t.ocl, s, 0, n, k, v, PKV_F32));
+        free(k);
+        free(v);
+    }
+    twin_expect_identical(&t, &s, 1);
+    twin_expect_attention(&t, &s, 1, 1, 2, &r);
+    twin_close(&t);
+}
+
 /* Many sequences of different lengths in one attention call, and a fork diverging from its parent. */
 static void parity_many_sequences_and_fork(void **state)
 {
@@ -669,6 +701,7 @@ int main(void)
         cmocka_unit_test(parity_short_sequence),
         cmocka_unit_test(parity_direct),
         cmocka_unit_test(parity_fp16),
+        cmocka_unit_test(parity_repeated_tokens),
         cmocka_unit_test(parity_many_sequences_and_fork),
         cmocka_unit_test(budget_full_loses_nothing),
         cmocka_unit_test(device_out_of_memory_is_a_status),

@@ -13,7 +13,6 @@
 #ifndef OCL_HPW_MAX
 #define OCL_HPW_MAX 1
 #endif
-#define MAX_WG 128
 
 /* Reduces v[0..hpw) over the work-group (sum, or max when is_max); red holds OCL_HPW_MAX * MAX_WG
  * floats. Ends with a barrier, so local writes made before it are visible after it. */

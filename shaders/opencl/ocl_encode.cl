@@ -28,11 +28,65 @@ OCL_HELPER float resid(__global const ushort *x, __global const ushort *p, uint 
     return p ? pkv_f16_to_f32(x[i]) - pkv_f16_to_f32(p[i]) : pkv_f16_to_f32(x[i]);
 }
 
-/* One work-group per (head, block). Source tokens: the staging buffer (prefill: K [n][H][d] then
- * V [n][H][d]) or each head's window slot (flush: K [R][d] then V [R][d]). */
+/* Row of token t (0 .. nb*G-1) of head h, K (kv 0) or V (kv 1): the staging buffer (prefill:
+ * K [n][H][d] then V [n][H][d]) or the head's window slot (flush: K [R][d] then V [R][d]). */
+OCL_HELPER __global const ushort *token_row(__constant uint *P, __global const ushort *src,
+                                            __global const uint *window_slot, uint h, uint kv, uint t)
+{
+    const uint d = P[PP_D], H = P[PP_H];
+    if (P[PP_SRC_WINDOW])
+        return src + (size_t)window_slot[h] * (P[PP_WINDOW_BYTES] / 2u) + ((size_t)kv * P[PP_R] + t) * d;
+    return src + (((size_t)kv * P[PP_N_TOKENS] + t) * H + h) * d;
+}
+
+#define ASSIGN_SLICES 16u
+
+/* Nearest pattern (L2 for prefill, min-max for flush) of every token to encode, K and V: one job
+ * (head, token, K|V) per ASSIGN_SLICES work-items, each scanning every ASSIGN_SLICES-th pattern;
+ * the lanes' (distance, index) pairs reduce to the lowest index among the smallest distances,
+ * the same answer as the CPU's ascending scan with strict <. assign: [H][nb*G][2]. */
+__kernel void ocl_assign(__constant uint *P, __global const ushort *src, __global const uint *window_slot,
+                         __global const uint *chunk_table, __global const uchar *chunks, __global uint *assign)
+{
+    const uint d = P[PP_D], H = P[PP_H], ntok = P[PP_NB] * P[PP_G], npat = P[PP_N_PAT];
+    const uint lid = get_local_id(0), lane = lid % ASSIGN_SLICES;
+    const uint job = (uint)(get_global_id(0) / ASSIGN_SLICES); /* (h * ntok + t) * 2 + kv */
+    __local float bd[MAX_WG];
+    __local uint bm[MAX_WG];
+    const int valid = job < H * ntok * 2u;
+    float best_d = INFINITY;
+    uint best_m = 0xFFFFFFFFu;
+    if (valid) {
+        const uint kv = job & 1u, t = job / 2u % ntok, h = job / 2u / ntok;
+        __global const ushort *x = token_row(P, src, window_slot, h, kv, t);
+        __global const uint *ct = chunk_table + (size_t)h * PKV_OCL_MAX_CHUNKS;
+        for (uint m = lane; m < npat; m += ASSIGN_SLICES) {
+            __global const ushort *p = pattern_ptr(chunks, ct, P[PP_CHUNK_BYTES], d, kv, m);
+            float dist = P[PP_DIST_MINMAX] ? dist_minmax_f16(x, p, d) : dist_l2_f16(x, p, d);
+            if (best_m == 0xFFFFFFFFu || dist < best_d) { best_d = dist; best_m = m; }
+        }
+    }
+    bd[lid] = best_d;
+    bm[lid] = best_m;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = ASSIGN_SLICES / 2u; s > 0u; s >>= 1) {
+        if (lane < s) {
+            float od = bd[lid + s];
+            uint om = bm[lid + s];
+            if (om != 0xFFFFFFFFu && (bm[lid] == 0xFFFFFFFFu || od < bd[lid] || (od == bd[lid] && om < bm[lid]))) {
+                bd[lid] = od;
+                bm[lid] = om;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (valid && lane == 0u) assign[job] = bm[lid];
+}
+
+/* One work-group per (head, block), with the assignments made by ocl_assign. */
 __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __global const uint *window_slot,
                          __global const uint *chunk_table, __global const uint *block_slot,
-                         __global const uchar *chunks, __global uchar *blocks)
+                         __global const uchar *chunks, __global const uint *assign, __global uchar *blocks)
 {
     const uint d = P[PP_D], G = P[PP_G], H = P[PP_H], mode = P[PP_MODE], nb = P[PP_NB];
     const uint kbits = P[PP_KBITS], vbits = P[PP_VBITS], krow = P[PP_KROW], vrow = P[PP_VROW];
@@ -72,27 +126,16 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
     __local uint ka[MAX_G], va[MAX_G], vm[MAX_G];
     __local float ks[MAX_D], kz[MAX_D], vs[MAX_G], vz[MAX_G];
 
-    /* A: pattern assignment (and for V the gate), one (token, K|V) per work-item. */
+    /* A: the assignments of ocl_assign, and the V gate, one token per work-item. */
     if (pattern) {
-        const uint npat = P[PP_N_PAT], minmax = P[PP_DIST_MINMAX];
-        for (uint j = lid; j < 2u * G; j += L) {
-            const uint kv = j >= G, t = kv ? j - G : j;
-            __global const ushort *x = (kv ? vx : kx) + t * xs;
-            uint best = 0u;
-            float bestd = 0.0f;
-            for (uint m = 0; m < npat; m++) {
-                __global const ushort *p = pattern_ptr(chunks, ct, cb, d, kv, m);
-                float dist = minmax ? dist_minmax_f16(x, p, d) : dist_l2_f16(x, p, d);
-                if (m == 0 || dist < bestd) { best = m; bestd = dist; }
-            }
-            if (kv) {
-                float A = dist_minmax_f16(x, pattern_ptr(chunks, ct, cb, d, 1u, best), d);
-                float B = dist_minmax_f16(x, 0, d);
-                va[t] = best;
-                vm[t] = (uint)pkv_v_gate(A, B, as_float(P[PP_GATE_K2]));
-            } else {
-                ka[t] = best;
-            }
+        __global const uint *asg = assign + ((size_t)h * nb + b) * G * 2u;
+        for (uint t = lid; t < G; t += L) {
+            ka[t] = asg[t * 2u];
+            va[t] = asg[t * 2u + 1u];
+            __global const ushort *x = vx + t * xs;
+            float A = dist_minmax_f16(x, pattern_ptr(chunks, ct, cb, d, 1u, va[t]), d);
+            float B = dist_minmax_f16(x, 0, d);
+            vm[t] = (uint)pkv_v_gate(A, B, as_float(P[PP_GATE_K2]));
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);

@@ -24,7 +24,8 @@ enum pkv_ocl_kernel_id {
     PKV_K_KM_UPDATE,    /* k-means: one work-group per (head, K|V): sums, new centroids, stop test */
     PKV_K_KM_STORE,     /* k-means: centroids -> fp16 bank patterns */
     PKV_K_CENTRE,       /* flush: Chebyshev centre of each head's window -> new pattern */
-    PKV_K_ENCODE,       /* one work-group per (head, block): assign, gate, quantize, pack */
+    PKV_K_ASSIGN,       /* nearest pattern of every token to encode (K and V), patterns split over lanes */
+    PKV_K_ENCODE,       /* one work-group per (head, block): gate, quantize, pack */
     PKV_K_ATTN_QC,      /* one work-group per (sequence, query, query head): the q.C_K table */
     PKV_K_ATTN,         /* one work-group per (split item, query, query head): partial softmax */
     PKV_K_REDUCE,       /* merge the partials of a sequence's split items */
@@ -36,7 +37,7 @@ enum pkv_ocl_kernel_id {
 /* Scratch buffers, reused between ops. */
 enum pkv_ocl_scratch_id {
     PKV_S_PARAMS, PKV_S_TOKENS, PKV_S_U0, PKV_S_U1, PKV_S_U2, PKV_S_U3,
-    PKV_S_CENT, PKV_S_SUMS, PKV_S_COUNTS, PKV_S_ASSIGN, PKV_S_DONE, PKV_S_PART, PKV_S_OUT, PKV_S_QC, PKV_S_DUMMY,
+    PKV_S_CENT, PKV_S_SUMS, PKV_S_COUNTS, PKV_S_ASSIGN, PKV_S_DONE, PKV_S_PART, PKV_S_OUT, PKV_S_QC, PKV_S_TOKASSIGN, PKV_S_DUMMY,
     PKV_S_COUNT
 };
 

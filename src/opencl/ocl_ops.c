@@ -77,15 +77,27 @@ static pkv_status finish(pkv_ocl *o, const char *op, cl_int err)
 
 #define ARG(x) sizeof(x), (const void *)&(x)
 
-/* Launches ocl_encode over n_blocks blocks per head. */
+/* Encodes n_blocks blocks per head: in PATTERN mode ocl_assign first, then ocl_encode. */
 static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_mem src, cl_mem window_slot,
                             cl_mem chunk_table, cl_mem block_slot, uint32_t n_blocks)
 {
+    const size_t H = st->g->H, jobs = H * n_blocks * st->g->G * 2;
+    cl_mem chunks = mem_or_dummy(o, st->chunks), blocks = mem_or_dummy(o, st->blocks), assign = mem_or_dummy(o, NULL);
+    cl_int err = CL_SUCCESS;
+    if (st->g->mode == PKV_MODE_PATTERN) {
+        if (pkv_ocl_scratch_reserve(o, &o->s[PKV_S_TOKASSIGN], jobs * sizeof(uint32_t)) != PKV_OK)
+            return CL_MEM_OBJECT_ALLOCATION_FAILURE;
+        assign = o->s[PKV_S_TOKASSIGN].mem;
+        cl_kernel k = o->k[PKV_K_ASSIGN];
+        const size_t wl = o->wg[PKV_K_ASSIGN], lanes = jobs * 16; /* ASSIGN_SLICES lanes per job */
+        err = pkv_ocl_args(o, k, 6, ARG(params), ARG(src), ARG(window_slot), ARG(chunk_table), ARG(chunks), ARG(assign));
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (lanes + wl - 1) / wl, wl);
+    }
     cl_kernel k = o->k[PKV_K_ENCODE];
-    cl_mem chunks = mem_or_dummy(o, st->chunks), blocks = mem_or_dummy(o, st->blocks);
-    cl_int err = pkv_ocl_args(o, k, 7, ARG(params), ARG(src), ARG(window_slot), ARG(chunk_table), ARG(block_slot),
-                              ARG(chunks), ARG(blocks));
-    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (size_t)st->g->H * n_blocks, o->wg[PKV_K_ENCODE]);
+    if (err == CL_SUCCESS)
+        err = pkv_ocl_args(o, k, 8, ARG(params), ARG(src), ARG(window_slot), ARG(chunk_table), ARG(block_slot),
+                           ARG(chunks), ARG(assign), ARG(blocks));
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, H * n_blocks, o->wg[PKV_K_ENCODE]);
     return err;
 }
 

@@ -16,7 +16,7 @@ extern const char pkv_ocl_source[];
 extern const unsigned long pkv_ocl_source_len;
 
 static const char *const kernel_names[PKV_K_COUNT] = {
-    "ocl_km_init", "ocl_km_assign", "ocl_km_update", "ocl_km_store", "ocl_centre", "ocl_encode", "ocl_attn_qc", "ocl_attn", "ocl_reduce", "ocl_stream_read", "ocl_fma_probe",
+    "ocl_km_init", "ocl_km_assign", "ocl_km_update", "ocl_km_store", "ocl_centre", "ocl_assign", "ocl_encode", "ocl_attn_qc", "ocl_attn", "ocl_reduce", "ocl_stream_read", "ocl_fma_probe",
 };
 
 #define CACHE_MAGIC "PKVOCLB1"
@@ -225,6 +225,10 @@ static pkv_status make_kernels(pkv_ocl *o, char *why, size_t why_len)
         o->cl->clGetKernelWorkGroupInfo(o->k[i], o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
         size_t wg = 128; /* a power of two (the reductions need it), <= 128 (MAX_WG of the kernels) */
         while (wg > 1 && (wg > o->max_wg || (kwg && wg > kwg))) wg /= 2;
+        if (i == PKV_K_ASSIGN && wg < 16) { /* ASSIGN_SLICES lanes of a job share a work-group */
+            snprintf(why, why_len, "work-groups of %zu items are too small for the kernels", wg);
+            return PKV_ERR_BACKEND_UNAVAILABLE;
+        }
         o->wg[i] = wg;
     }
     return PKV_OK;
