@@ -60,6 +60,13 @@ void histogram(uint lid)
     barrier();
 }
 
+/* p_s = p * s_t, so that accumulating V needs one multiply-add per code */
+void scale_by_v(uint lid)
+{
+    for (uint e = lid; e < G * NQ; e += WG) p_s[e / NQ][e % NQ] *= vs_s[e / NQ];
+    barrier();
+}
+
 /* Online softmax over the `count` logits in p_s: new running max per row, alpha, p_s = p = exp(l - m)
  * folded into l and (quantized blocks) the zero-point sum and the V histogram. */
 void softmax_block(uint lid, uint count, bool quant)
@@ -92,9 +99,10 @@ void softmax_block(uint lid, uint count, bool quant)
     pz_run = pz_run * alpha + pz;
     barrier();
     if (MODE == 0u && quant) histogram(lid);
+    if (quant) scale_by_v(lid);
 }
 
-/* acc[r][i] = acc * alpha + sum_t p_s[t][r] * value(t, i) */
+/* acc[r][i] = acc * alpha + sum_t p_s[t][r] * value(t, i); quantized: value = code, p_s = p * s_t */
 void accumulate(uint lid, uint count, uint base, uint kind)
 {
     for (uint c = 0u; c < CPT; c++) {
@@ -103,7 +111,7 @@ void accumulate(uint lid, uint count, uint base, uint kind)
         for (uint r = 0u; r < NQ; r++) acc[r][c] *= alpha_s[r];
         for (uint t = 0u; t < count; t++) {
             float x;
-            if (kind == 0u) x = float(vcode(base, t, i)) * vs_s[t];
+            if (kind == 0u) x = float(vcode(base, t, i));
             else if (kind == 1u) x = blk_hf(base * 2u + pc.o_vcodes * 2u + t * D + i);
             else x = win_hf(base + pc.R * D + t * D + i);
             for (uint r = 0u; r < NQ; r++) acc[r][c] += p_s[t][r] * x;
