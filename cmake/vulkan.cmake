@@ -1,14 +1,17 @@
 # The Vulkan backend: our loader and ops (src/vulkan), GLSL compute shaders (shaders/) compiled to
 # SPIR-V with glslc at build time and embedded as C arrays. No link against libvulkan: it is
 # dlopen'ed at run time. Needs the Vulkan headers and glslc (or glslangValidator) to build.
+# Without a GLSL compiler, -DPKV_SPIRV_DIR=<dir> embeds <name>.spv files compiled elsewhere (the
+# build directory's pkv_shaders/ of a machine that has glslc).
+set(PKV_SPIRV_DIR "" CACHE PATH "Prebuilt SPIR-V (<name>.spv) to embed instead of compiling the shaders")
 find_path(PKV_VULKAN_INCLUDE_DIR vulkan/vulkan_core.h)
 find_program(PKV_GLSLC glslc)
 find_program(PKV_GLSLANG glslangValidator)
 if(NOT PKV_VULKAN_INCLUDE_DIR)
   message(FATAL_ERROR "PKV_WITH_VULKAN: Vulkan headers not found (install libvulkan-dev or set -DPKV_WITH_VULKAN=OFF)")
 endif()
-if(NOT PKV_GLSLC AND NOT PKV_GLSLANG)
-  message(FATAL_ERROR "PKV_WITH_VULKAN: glslc or glslangValidator not found (install glslc or set -DPKV_WITH_VULKAN=OFF)")
+if(NOT PKV_GLSLC AND NOT PKV_GLSLANG AND NOT PKV_SPIRV_DIR)
+  message(FATAL_ERROR "PKV_WITH_VULKAN: glslc or glslangValidator not found (install glslc, give -DPKV_SPIRV_DIR=<prebuilt .spv dir>, or set -DPKV_WITH_VULKAN=OFF)")
 endif()
 
 set(PKV_SHADER_DIR ${PROJECT_SOURCE_DIR}/shaders)
@@ -42,7 +45,9 @@ foreach(s ${PKV_SHADERS})
     string(REGEX REPLACE "_sg$" "" src ${s})
     set(defs -DPKV_SUBGROUPS)
   endif()
-  if(PKV_GLSLC)
+  if(PKV_SPIRV_DIR)
+    set(compile ${CMAKE_COMMAND} -E copy ${PKV_SPIRV_DIR}/${s}.spv ${spv})
+  elseif(PKV_GLSLC)
     set(compile ${PKV_GLSLC} --target-env=vulkan1.1 -O ${defs} -I ${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${src}.comp)
   else()
     set(compile ${PKV_GLSLANG} -V --target-env vulkan1.1 ${defs} -I${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${src}.comp)
@@ -51,7 +56,7 @@ foreach(s ${PKV_SHADERS})
     COMMAND ${compile}
     COMMAND ${CMAKE_COMMAND} -DSPV=${spv} -DOUT=${csrc} -DNAME=${s} -P ${PKV_EMBED_SCRIPT}
     DEPENDS ${PKV_SHADER_DIR}/${src}.comp ${PKV_SHADER_INCLUDES} ${PKV_EMBED_SCRIPT}
-    COMMENT "glslc ${s}.comp -> SPIR-V (embedded)"
+    COMMENT "SPIR-V of ${s}.comp (embedded)"
     VERBATIM)
   list(APPEND PKV_SHADER_SOURCES ${csrc})
   string(APPEND header "extern const uint32_t pkv_spv_${s}[];\nextern const size_t pkv_spv_${s}_size;\n")
