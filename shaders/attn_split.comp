@@ -282,6 +282,6 @@ void main()
             if (i < D) scr[part + 4u + i] = floatBitsToUint(acc[r][c] + pz_s[r]);
         }
         if (MODE == 0u)
-            for (uint m = lid; m < CAP; m += WG) scr[part + 4u + D + m] = floatBitsToUint(S_s[r][m]);
+            for (uint m = lid; m < seq_bank(seq); m += WG) scr[part + 4u + D + m] = floatBitsToUint(S_s[r][m]);
     }
 }
