@@ -43,7 +43,8 @@ uint seq_block_slot(uint s, uint h, uint b) { return scr[seq_table(s) + h * seq_
 uint seq_chunk(uint s, uint h, uint c) { return scr[seq_table(s) + pc.H * seq_n_blocks(s) + h * 8u + c]; }
 uint seq_window(uint s, uint h) { return scr[seq_table(s) + pc.H * seq_n_blocks(s) + pc.H * 8u + h]; }
 
-float pattern_at(uint s, uint h, uint kv, uint m, uint i)
+/* Half index of pattern m of the (K or V) bank of sequence s, kv head h; channel i follows it. */
+uint pattern_base(uint s, uint h, uint kv, uint m)
 {
-    return chk_hf(seq_chunk(s, h, m / 32u) * pc.chunk_words * 2u + kv * 32u * D + (m % 32u) * D + i);
+    return seq_chunk(s, h, m / 32u) * pc.chunk_words * 2u + kv * 32u * D + (m % 32u) * D;
 }

@@ -11,7 +11,8 @@ void main()
     uint qh = row % pc.n_q_heads, s = row / (pc.n_q_heads * pc.q_len);
     if (m >= seq_bank(s)) return;
     uint h = qh / pc.gqa;
+    uint pb = pattern_base(s, h, 0u, m);
     float acc = 0.0;
-    for (uint i = 0u; i < D; i++) acc += scr_f(pc.q_off + row * D + i) * pattern_at(s, h, 0u, m, i);
+    for (uint i = 0u; i < D; i++) acc += scr_f(pc.q_off + row * D + i) * chk_hf(pb + i);
     scr[pc.qc_off + row * CAP + m] = floatBitsToUint(acc * pc.scale);
 }

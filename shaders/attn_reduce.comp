@@ -8,6 +8,7 @@
 shared float w_s[256];
 shared float S_tot[MODE == 0u ? CAP : 1u];
 shared float L_s;
+shared uint chunk_s[8]; /* half index of each V bank chunk's first pattern */
 
 void main()
 {
@@ -28,6 +29,7 @@ void main()
         L_s = L;
     }
     uint bank = seq_bank(s);
+    if (MODE == 0u && lid < 8u && lid * 32u < bank) chunk_s[lid] = pattern_base(s, h, 1u, lid * 32u);
     if (MODE == 0u)
         for (uint m = lid; m < bank; m += gl_WorkGroupSize.x) {
             float S = 0.0;
@@ -40,7 +42,7 @@ void main()
         float o = 0.0;
         for (uint k = 0u; k < pc.nsplit; k++) o += w_s[k] * scr_f(base + k * PART + 4u + i);
         if (MODE == 0u)
-            for (uint m = 0u; m < bank; m++) o += S_tot[m] * pattern_at(s, h, 1u, m, i);
+            for (uint m = 0u; m < bank; m++) o += S_tot[m] * chk_hf(chunk_s[m / 32u] + (m % 32u) * D + i);
         scr[pc.out_off + row * D + i] = floatBitsToUint(o * inv);
     }
 }
