@@ -38,6 +38,7 @@ void main()
     head = hk >> 1;
     if (tok >= pc.n_assign) return; /* uniform across the workgroup */
     for (uint i = lid; i < D; i += gl_WorkGroupSize.x) x_s[i] = src_x(kv, tok, i);
+    load_chunks(lid);
     barrier();
     float bd = 0.0;
     uint bm = NONE;

@@ -40,8 +40,14 @@ uint src_word(uint kv, uint tok, uint w) /* halves 2w and 2w + 1 of a token row 
     return scr[pc.tok_off + (kv * pc.n * pc.H * D + (tok * pc.H + head) * D) / 2u + w];
 }
 
+shared uint chunk_s[8]; /* the head's bank chunk slots, loaded by load_chunks() */
+
+void load_chunks(uint lid) /* call before pattern(), then barrier() */
+{
+    if (lid < 8u && lid * 32u < pc.n_patterns) chunk_s[lid] = scr[pc.chunk_off + head * 8u + lid];
+}
+
 float pattern(uint kv, uint m, uint i)
 {
-    uint chunk = scr[pc.chunk_off + head * 8u + m / 32u];
-    return chk_h(chunk * pc.chunk_words * 2u + kv * 32u * D + (m % 32u) * D + i);
+    return chk_h(chunk_s[m / 32u] * pc.chunk_words * 2u + kv * 32u * D + (m % 32u) * D + i);
 }

@@ -146,7 +146,10 @@ void main()
     jblk = gl_WorkGroupID.x;
     head = gl_WorkGroupID.y;
     uint lid = gl_LocalInvocationID.x;
-    if (MODE == 0u) load_assignments(lid);
+    if (MODE == 0u) {
+        load_assignments(lid);
+        load_chunks(lid);
+    }
     barrier();
     if (MODE != 2u) compute_scales(lid);
     barrier();
