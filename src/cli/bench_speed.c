@@ -1,15 +1,16 @@
 /* Speed and throughput: one single-layer cache per config grows through the requested context
  * lengths (prefill, then one-token appends that are timed for the append/flush throughput, then
- * window-sized appends). At each length, decode attention (q_len = 1) is timed over batches of
- * distinct sequences of that length (filled with the same tokens, but stored apart, so nothing is
- * shared): on GPUs the timed steps cycle through enough batches that together they hold at least
- * ROTATE_BYTES, so each step reads its cache from memory, not from the last step's L2. A step's time
- * is the device's (timestamps, pkv_last_op_time) where the backend has it, else the host clock
- * around pkv_attention. */
+ * window-sized appends). At each length, decode attention (q_len = 1) is timed over a batch of
+ * distinct sequences of that length (the same tokens, stored apart: nothing is shared). On GPUs the
+ * timed steps rotate among copies of that cache (saved once, loaded again) until the copies hold at
+ * least ROTATE_BYTES, so every step reads its cache from memory rather than from the L2 the previous
+ * step filled. A step's time is the device's (timestamps, pkv_last_op_time) on GPUs, else the host
+ * clock around pkv_attention. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "bench_util.h"
@@ -24,7 +25,7 @@
 #define MIN_TIMED_SECONDS 0.25
 #define MAX_STEPS_FACTOR 20u
 #define PREFILL_TOKENS 256u
-/* More than twice the last-level cache of current GPUs (H200: 60 MB L2). */
+/* More than twice the last-level cache of current GPUs (H200: 60 MB of L2). */
 #define ROTATE_BYTES (256.0 * 1024 * 1024)
 #define MAX_ROTATION 16u
 
@@ -112,17 +113,12 @@ static uint64_t seq_bytes(const pkv_cache_stats *st)
            st->bytes_patterns + st->bytes_window;
 }
 
-/* Makes `want` further sequences of the same length as g->seq (created and filled, or freed). */
-static int match_others(grow_state *g, const kv_data *d, uint32_t want, char *err, size_t err_len)
+/* Creates the other sequences of the batch when needed and fills them to g->length. */
+static int fill_others(grow_state *g, const kv_data *d, uint32_t want, char *err, size_t err_len)
 {
-    while (g->n_others > want) pkv_seq_free(g->cache, g->others[--g->n_others]);
-    if (want > g->n_others) {
-        pkv_seq *o = realloc(g->others, want * sizeof *o);
-        if (!o) {
-            snprintf(err, err_len, "out of memory");
-            return -1;
-        }
-        g->others = o;
+    if (!g->others && want && !(g->others = calloc(want, sizeof *g->others))) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
     }
     for (uint32_t i = 0; i < want; i++) {
         if (i >= g->n_others) {
@@ -143,18 +139,37 @@ static int match_others(grow_state *g, const kv_data *d, uint32_t want, char *er
     return 0;
 }
 
-static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, uint32_t max_rotation, const bench_options *o,
-                       speed_result *sr, char *err, size_t err_len)
+/* Copies of g->cache (through a saved file) so that the timed steps can rotate among them. */
+static int load_copies(grow_state *g, uint32_t n, pkv_cache **copies, char *err, size_t err_len)
+{
+    char path[] = "/tmp/pkv-bench-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        snprintf(err, err_len, "cannot create a temporary file for the cache copies");
+        return -1;
+    }
+    close(fd);
+    pkv_status s = pkv_cache_save(g->cache, path);
+    for (uint32_t i = 0; s == PKV_OK && i < n; i++) s = pkv_cache_load(g->ctx, path, &copies[i]);
+    remove(path);
+    return s == PKV_OK ? 0 : fail(err, err_len, "copies of the cache for the rotation", s);
+}
+
+static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const bench_options *o, speed_result *sr,
+                       char *err, size_t err_len)
 {
     uint32_t Hq = d->n_q_heads, D = d->head_dim;
+    if (fill_others(g, d, batch - 1, err, err_len)) return -1;
     pkv_cache_stats st;
     pkv_status s = pkv_cache_stats_get(g->cache, &st);
     if (s != PKV_OK) return fail(err, err_len, "stats", s);
-    double seq_b = (double)seq_bytes(&st) / (1 + g->n_others);
+    sr->bytes_per_step = (double)seq_bytes(&st);
     uint32_t rotation = 1;
-    while (rotation < max_rotation && rotation * batch * seq_b < ROTATE_BYTES) rotation++;
-    if (match_others(g, d, rotation * batch - 1, err, err_len)) return -1;
-    pkv_seq *seqs = malloc((size_t)rotation * batch * sizeof *seqs);
+    if (device_is_gpu(g->ctx))
+        while (rotation < MAX_ROTATION && rotation * sr->bytes_per_step < ROTATE_BYTES) rotation++;
+    sr->rotation = rotation;
+    pkv_cache *caches[MAX_ROTATION] = {g->cache};
+    pkv_seq *seqs = malloc(batch * sizeof *seqs);
     float *q = malloc((size_t)batch * Hq * D * sizeof(float));
     float *out = malloc((size_t)batch * Hq * D * sizeof(float));
     uint32_t min_steps = o->steps ? o->steps : AUTO_MIN_STEPS;
@@ -166,33 +181,26 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, uint32_t
         snprintf(err, err_len, "out of memory");
         goto done;
     }
-    if ((s = pkv_cache_stats_get(g->cache, &st)) != PKV_OK) {
-        fail(err, err_len, "stats", s);
-        goto done;
-    }
-    sr->bytes_per_step = (double)seq_bytes(&st) / rotation;
-    sr->rotation = rotation;
+    if (rotation > 1 && load_copies(g, rotation - 1, caches + 1, err, err_len)) goto done;
     seqs[0] = g->seq;
-    for (uint32_t i = 1; i < rotation * batch; i++) seqs[i] = g->others[i - 1];
+    for (uint32_t b = 1; b < batch; b++) seqs[b] = g->others[b - 1];
     for (uint32_t b = 0; b < batch; b++)
         for (uint32_t qh = 0; qh < Hq; qh++)
             memcpy(q + ((size_t)b * Hq + qh) * D, kv_q_row(d, 0, qh, b % d->q_tokens), D * sizeof(float));
     pkv_attention_params ap = {.seqs = seqs, .n_seqs = batch, .layer = 0, .q_len = 1, .n_q_heads = Hq,
                                .scale = 0, .q_dtype = PKV_F32};
-    for (uint32_t i = 0; i < o->warmup + rotation; i++) {
-        ap.seqs = seqs + (size_t)(i % rotation) * batch;
-        if ((s = pkv_attention(g->cache, &ap, q, out)) != PKV_OK) {
+    for (uint32_t i = 0; i < o->warmup + rotation; i++)
+        if ((s = pkv_attention(caches[i % rotation], &ap, q, out)) != PKV_OK) {
             fail(err, err_len, "attention", s);
             goto done;
         }
-    }
-    uint32_t n = 0;
-    double device_ms, start = cli_now();
+    double device_ms;
     sr->device_timed = device_is_gpu(g->ctx) && pkv_last_op_time(g->ctx, &device_ms) == PKV_OK;
+    uint32_t n = 0;
+    double start = cli_now();
     while (n < max_steps && (n < min_steps || cli_now() - start < min_seconds)) {
-        ap.seqs = seqs + (size_t)(n % rotation) * batch;
         double t0 = cli_now();
-        s = pkv_attention(g->cache, &ap, q, out);
+        s = pkv_attention(caches[n % rotation], &ap, q, out);
         double host_ms = (cli_now() - t0) * 1e3;
         if (s != PKV_OK) {
             fail(err, err_len, "attention", s);
@@ -210,6 +218,7 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, uint32_t
     sr->gbps = sr->bytes_per_step / (sr->ms_per_step * 1e-3) / 1e9;
     rc = 0;
 done:
+    for (uint32_t i = 1; i < rotation; i++) pkv_cache_free(caches[i]);
     free(seqs);
     free(q);
     free(out);
@@ -228,13 +237,9 @@ static int run_config(pkv_context *ctx, const bench_options *o, const kv_data *d
     uint32_t want_appends = o->skip_throughput ? 0 : 2 * R + 1;
     if (max_ctx < PREFILL_TOKENS + want_appends && !o->skip_throughput) max_ctx = PREFILL_TOKENS + want_appends;
     uint64_t row = 4ull * D * H;
-    int gpu = device_is_gpu(ctx);
-    uint32_t max_rotation = gpu ? MAX_ROTATION : 1;
-    /* Enough for the most sequences any context length asks for (the shortest, on GPUs). */
+    /* The batch's sequences stored apart; the rotation's copies are separate caches. */
     uint64_t per_seq = (uint64_t)max_ctx * row * 5 / 4 + (uint64_t)(cc.bank_capacity + 32 + 2 * R) * row;
-    uint64_t n_seqs = (uint64_t)batch * max_rotation;
-    cc.memory_budget = n_seqs * per_seq + (8u << 20);
-    if (gpu && cc.memory_budget > (24ull << 30)) cc.memory_budget = 24ull << 30;
+    cc.memory_budget = (uint64_t)batch * per_seq + (8u << 20);
     grow_state g = {0};
     g.ctx = ctx;
     g.buf_tokens = R > PREFILL_TOKENS ? R : PREFILL_TOKENS;
@@ -281,7 +286,7 @@ static int run_config(pkv_context *ctx, const bench_options *o, const kv_data *d
         sr->batch = batch;
         sr->bw_fraction = NAN;
         sr->speedup_vs_fp16 = NAN;
-        if (time_decode(&g, d, batch, max_rotation, o, sr, err, err_len)) goto done;
+        if (time_decode(&g, d, batch, o, sr, err, err_len)) goto done;
         r->n_speed++;
         if (progress) progress(user, p0 + (p1 - p0) * (ci + 1) / (o->n_speed_contexts + 1), NULL);
     }

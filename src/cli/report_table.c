@@ -146,8 +146,9 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
         for (uint32_t i = 0; i < r->n_speed; i++)
             if (r->speed[i].rotation > most) most = r->speed[i].rotation;
         if (most > 1)
-            fprintf(f, "  Each step reads its own batch of distinct sequences; steps cycle through up to %u batches that\n"
-                       "  together hold >= 256 MiB, so each step reads from memory, not from the last step's cache.\n", most);
+            fprintf(f, "  The batch's sequences are stored apart (nothing shared); steps rotate among up to %u copies of the\n"
+                       "  cache that together hold >= 256 MiB, so each step reads from memory, not from the last step's L2.\n",
+                    most);
     }
     if (r->n_throughput) {
         fprintf(f, "\nAppend throughput (one layer, %u kv heads, head_dim %u; tokens per second)\n", r->speed_kv_heads,
