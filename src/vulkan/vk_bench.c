@@ -46,7 +46,7 @@ pkv_status pkv_vulkan_measure_read_gbps(pkv_backend *be, size_t bytes, double *g
         if (s == PKV_OK && vk->query_pool &&
             vk->f.vkGetQueryPoolResults(vk->device, vk->query_pool, 0, 2, sizeof ts, ts, 8,
                                         VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
-            ms = (double)(ts[1] - ts[0]) * vk->props.limits.timestampPeriod * 1e-6;
+            ms = (double)((ts[1] - ts[0]) & vk->ts_mask) * vk->props.limits.timestampPeriod * 1e-6;
         double g = ms > 0 ? (double)bytes / (ms * 1e-3) / 1e9 : 0;
         if (rep > 0 && g > best) best = g; /* the first run warms up */
     }

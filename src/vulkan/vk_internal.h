@@ -90,7 +90,8 @@ typedef struct pkv_vk {
     pkv_vk_pending_read *pending;
     uint32_t n_pending, cap_pending;
     VkDescriptorPool desc_pool;
-    VkQueryPool query_pool;    /* two timestamps around attention, when the queue has them */
+    VkQueryPool query_pool;    /* two timestamps around each op, when the queue has them */
+    uint64_t ts_mask;          /* the queue's valid timestamp bits */
     double last_attention_ms;
     double last_op_ms;         /* device time of the last mine/flush/attention, < 0 unknown */
 

@@ -88,6 +88,8 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk)
     if (fam_n > 16) fam_n = 16;
     vk->f.vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &fam_n, q);
     if (vk->queue_family < fam_n && q[vk->queue_family].timestampValidBits) {
+        uint32_t bits = q[vk->queue_family].timestampValidBits;
+        vk->ts_mask = bits >= 64 ? ~0ull : (1ull << bits) - 1;
         VkQueryPoolCreateInfo qpi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
                                      .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2};
         if (vk->f.vkCreateQueryPool(vk->device, &qpi, NULL, &vk->query_pool) != VK_SUCCESS) vk->query_pool = VK_NULL_HANDLE;

@@ -117,7 +117,7 @@ static pkv_status op_end(pkv_vk *vk, pkv_status s)
     if (s == PKV_OK && vk->query_pool &&
         vk->f.vkGetQueryPoolResults(vk->device, vk->query_pool, 0, 2, sizeof ts, ts, 8,
                                     VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
-        vk->last_op_ms = (double)(ts[1] - ts[0]) * vk->props.limits.timestampPeriod * 1e-6;
+        vk->last_op_ms = (double)((ts[1] - ts[0]) & vk->ts_mask) * vk->props.limits.timestampPeriod * 1e-6;
     return s;
 }
 
