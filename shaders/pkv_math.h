@@ -63,9 +63,21 @@ PKV_INLINE float pkv_f16_to_f32(uint h)
     return PKV_B2F(sign | ((e + 112u) << 23) | (m << 13));
 }
 
-/* Running max / min steps used for every range (ties keep the current value). */
-PKV_INLINE float pkv_max_step(float acc, float v) { return v > acc ? v : acc; }
-PKV_INLINE float pkv_min_step(float acc, float v) { return v < acc ? v : acc; }
+/* a < b exactly as C compares finite floats (-0 == +0), computed on integer keys so that no
+ * compiler can turn a select on it into a hardware min/max with a different signed-zero rule. */
+PKV_INLINE bool pkv_less(float a, float b)
+{
+    uint ua = PKV_F2B(a), ub = PKV_F2B(b);
+    if (((ua | ub) & 0x7fffffffu) == 0u) return false; /* +0 and -0 are equal */
+    uint ka = (ua & 0x80000000u) != 0u ? ~ua : (ua | 0x80000000u); /* order-preserving keys */
+    uint kb = (ub & 0x80000000u) != 0u ? ~ub : (ub | 0x80000000u);
+    return ka < kb;
+}
+
+/* Running max / min steps used for every range: the CPU's `if (v > mx) mx = v` (ties keep the
+ * current value, so the first of equal values, e.g. of -0 and +0, stays). */
+PKV_INLINE float pkv_max_step(float acc, float v) { return pkv_less(acc, v) ? v : acc; }
+PKV_INLINE float pkv_min_step(float acc, float v) { return pkv_less(v, acc) ? v : acc; }
 
 /* Quantizer step 4: code = #{k >= 1 : t >= (k - 0.5) s}, clamped to maxq. The estimate may be off
  * (approximate reciprocal); the two loops make it exact, since (k - 0.5) * s is exact in fp32. */

@@ -20,23 +20,26 @@ typedef struct scenario {
     int fork;           /* fork sequence 0 after the prefill; both sides then decode */
     uint32_t iters;     /* k-means iterations (0: the default 30) */
     float tol;          /* k-means tolerance (0: the default) */
+    int signed_zeros;   /* non-negative data with exact +0 and -0: ranges start at a zero of either sign */
 } scenario;
 
 static const scenario scenarios[] = {
-    {"pattern d64 2-bit G32", 2, 64, 2, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 100, 70, 1, 2, 0, 0, 0},
-    {"pattern d40 3/4-bit G64 R128", 2, 40, 3, 4, 64, 128, 6, 256, PKV_MODE_PATTERN, 1, 150, 260, 7, 3, 0, 0, 0},
-    {"pattern d256 8/3-bit G32", 1, 256, 8, 3, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 70, 40, 5, 2, 0, 0, 0},
-    {"pattern d128 4-bit G128", 2, 128, 4, 4, 128, 0, 32, 256, PKV_MODE_PATTERN, 1, 300, 140, 20, 4, 0, 0, 0},
-    {"pattern bank freezes", 1, 32, 2, 2, 32, 0, 4, 6, PKV_MODE_PATTERN, 1, 40, 200, 9, 1, 0, 0, 0},
-    {"pattern shorter than one window", 2, 64, 2, 2, 64, 0, 8, 256, PKV_MODE_PATTERN, 1, 5, 20, 3, 2, 0, 0, 0},
-    {"pattern many short sequences", 2, 32, 2, 2, 32, 0, 4, 256, PKV_MODE_PATTERN, 12, 9, 30, 4, 2, 0, 0, 0},
-    {"pattern fork", 2, 64, 2, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 90, 50, 3, 2, 1, 0, 0},
-    {"direct d40 3-bit G32", 2, 40, 3, 3, 32, 0, 8, 256, PKV_MODE_DIRECT, 2, 45, 60, 4, 2, 0, 0, 0},
-    {"direct d256 2-bit G64", 1, 256, 2, 2, 64, 0, 8, 256, PKV_MODE_DIRECT, 1, 100, 64, 16, 2, 0, 0, 0},
-    {"fp16 d64 G32", 2, 64, 2, 2, 32, 0, 8, 256, PKV_MODE_FP16, 2, 50, 40, 5, 2, 0, 0, 0},
-    {"pattern d64 3-bit K (unaligned rows)", 2, 64, 3, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 80, 40, 6, 2, 0, 0, 0},
-    {"pattern k-means 1 iteration", 2, 48, 2, 2, 32, 0, 16, 256, PKV_MODE_PATTERN, 1, 200, 10, 10, 2, 0, 1, 0},
-    {"pattern k-means loose tolerance", 2, 48, 4, 2, 32, 0, 16, 256, PKV_MODE_PATTERN, 1, 200, 10, 10, 2, 0, 0, 0.5f},
+    {"pattern d64 2-bit G32", 2, 64, 2, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 100, 70, 1, 2, 0, 0, 0, 0},
+    {"pattern d40 3/4-bit G64 R128", 2, 40, 3, 4, 64, 128, 6, 256, PKV_MODE_PATTERN, 1, 150, 260, 7, 3, 0, 0, 0, 0},
+    {"pattern d256 8/3-bit G32", 1, 256, 8, 3, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 70, 40, 5, 2, 0, 0, 0, 0},
+    {"pattern d128 4-bit G128", 2, 128, 4, 4, 128, 0, 32, 256, PKV_MODE_PATTERN, 1, 300, 140, 20, 4, 0, 0, 0, 0},
+    {"pattern bank freezes", 1, 32, 2, 2, 32, 0, 4, 6, PKV_MODE_PATTERN, 1, 40, 200, 9, 1, 0, 0, 0, 0},
+    {"pattern shorter than one window", 2, 64, 2, 2, 64, 0, 8, 256, PKV_MODE_PATTERN, 1, 5, 20, 3, 2, 0, 0, 0, 0},
+    {"pattern many short sequences", 2, 32, 2, 2, 32, 0, 4, 256, PKV_MODE_PATTERN, 12, 9, 30, 4, 2, 0, 0, 0, 0},
+    {"pattern fork", 2, 64, 2, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 90, 50, 3, 2, 1, 0, 0, 0},
+    {"direct d40 3-bit G32", 2, 40, 3, 3, 32, 0, 8, 256, PKV_MODE_DIRECT, 2, 45, 60, 4, 2, 0, 0, 0, 0},
+    {"direct d256 2-bit G64", 1, 256, 2, 2, 64, 0, 8, 256, PKV_MODE_DIRECT, 1, 100, 64, 16, 2, 0, 0, 0, 0},
+    {"fp16 d64 G32", 2, 64, 2, 2, 32, 0, 8, 256, PKV_MODE_FP16, 2, 50, 40, 5, 2, 0, 0, 0, 0},
+    {"pattern d64 3-bit K (unaligned rows)", 2, 64, 3, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 80, 40, 6, 2, 0, 0, 0, 0},
+    {"pattern k-means 1 iteration", 2, 48, 2, 2, 32, 0, 16, 256, PKV_MODE_PATTERN, 1, 200, 10, 10, 2, 0, 1, 0, 0},
+    {"pattern k-means loose tolerance", 2, 48, 4, 2, 32, 0, 16, 256, PKV_MODE_PATTERN, 1, 200, 10, 10, 2, 0, 0, 0.5f, 0},
+    {"direct with signed zeros", 2, 32, 2, 2, 32, 0, 8, 256, PKV_MODE_DIRECT, 1, 64, 32, 8, 2, 0, 0, 0, 1},
+    {"pattern with signed zeros", 2, 32, 2, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 64, 32, 8, 2, 0, 0, 0, 1},
 };
 
 enum { LAYERS = 2, MAX_SEQS = 16 };
@@ -77,6 +80,12 @@ static void run_scenario(const scenario *sc, pkv_context *cpu, pkv_context *vk)
         tu_structured_kv(&rng, total, sc->H, sc->d, 6, 0.3f, kx[i]);
         tu_random(&rng, total * row, 1.5f, vx[i]);
         /* many short sequences: different lengths */
+        if (sc->signed_zeros) /* |x|, then about one value in six an exact zero of random sign */
+            for (size_t e = 0; e < total * row; e++) {
+                kx[i][e] = fabsf(kx[i][e]), vx[i][e] = fabsf(vx[i][e]);
+                if (tu_uniform(&rng) < 0.17) kx[i][e] = tu_uniform(&rng) < 0.5 ? -0.0f : 0.0f;
+                if (tu_uniform(&rng) < 0.17) vx[i][e] = tu_uniform(&rng) < 0.5 ? -0.0f : 0.0f;
+            }
         len[i] = sc->n_seqs > 1 ? 1 + (uint32_t)(tu_uniform(&rng) * total) : total;
         if (len[i] < 3) len[i] = 3;
     }
