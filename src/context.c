@@ -79,6 +79,13 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
         return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: backend %d out of range", (int)want);
     }
 
+    /* An application's own device handles name their backend in their first field. */
+    if (want == PKV_BACKEND_AUTO && ctx->params.external) want = *(const pkv_backend_kind *)ctx->params.external;
+    /* AUTO takes a GPU: Vulkan or OpenCL on a CPU device (lavapipe, PoCL) is much slower than the CPU
+     * backend, so it is passed over unless a device was asked for by index or name. */
+    const char *dev_env = getenv("PKV_DEVICE");
+    int device_asked = ctx->params.device_index >= 0 || ctx->params.device_name || (dev_env && *dev_env);
+
     char reasons[512] = "";
     size_t used = 0;
     pkv_status st = PKV_ERR_BACKEND_UNAVAILABLE;
@@ -87,6 +94,13 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
         if (want != PKV_BACKEND_AUTO && e->kind != want) continue;
         char why[256] = "";
         st = e->create(&ctx->params, &ctx->be, why, sizeof why);
+        if (st == PKV_OK && want == PKV_BACKEND_AUTO && !device_asked && e->kind != PKV_BACKEND_CPU &&
+            ctx->be->info.type == PKV_DEVICE_CPU) {
+            snprintf(why, sizeof why, "only a CPU device (%s), slower than the cpu backend", ctx->be->info.name);
+            ctx->be->iface->destroy(ctx->be);
+            ctx->be = NULL;
+            st = PKV_ERR_BACKEND_UNAVAILABLE;
+        }
         if (st == PKV_OK) break;
         used += (size_t)snprintf(reasons + used, used < sizeof reasons ? sizeof reasons - used : 0, "%s%s: %s",
                                  used ? "; " : "", pkv_backend_name(e->kind), why[0] ? why : pkv_status_string(st));
