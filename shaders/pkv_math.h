@@ -8,7 +8,13 @@
 #if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
 #pragma OPENCL FP_CONTRACT OFF
 #define PKV_INLINE static inline
+/* A compiler that fuses a*b+c despite FP_CONTRACT OFF (probed at start-up by the OpenCL backend)
+ * gets the products forced through memory. */
+#ifdef PKV_OCL_NO_CONTRACT
+#define PKV_PRECISE volatile
+#else
 #define PKV_PRECISE
+#endif
 #define PKV_F2B(x) as_uint(x)
 #define PKV_B2F(x) as_float(x)
 #define PKV_U2F(x) ((float)(x))
