@@ -1,18 +1,12 @@
 /* pkv_opencl_append / pkv_opencl_attention: K, V, q and out in the application's cl_mem buffers,
  * staged through host memory around the ordinary API calls (see patternkv_opencl.h). */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "../internal.h"
+#include "../staged_io.h"
 #include "ocl_internal.h"
 #include "patternkv_opencl.h"
-
-static pkv_status check_opencl(const pkv_cache *cache, const char *fn)
-{
-    if (!cache) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "%s: cache is NULL", fn);
-    if (cache->ctx->be->info.backend != PKV_BACKEND_OPENCL)
-        return pkv_fail(cache->ctx, PKV_ERR_UNSUPPORTED, "%s: the cache does not run on the OpenCL backend", fn);
-    return PKV_OK;
-}
 
 static pkv_status transfer(pkv_cache *cache, const char *fn, int write, cl_mem mem, size_t offset, void *host,
                            size_t bytes)
@@ -28,43 +22,32 @@ static pkv_status transfer(pkv_cache *cache, const char *fn, int write, cl_mem m
                     write ? "writing" : "reading", bytes, offset, pkv_ocl_error_name(err));
 }
 
+static pkv_status read_app(pkv_cache *c, const char *fn, uint64_t buf, size_t off, void *host, size_t bytes)
+{
+    return transfer(c, fn, 0, (cl_mem)(uintptr_t)buf, off, host, bytes);
+}
+
+static pkv_status write_app(pkv_cache *c, const char *fn, uint64_t buf, size_t off, const void *host, size_t bytes)
+{
+    return transfer(c, fn, 1, (cl_mem)(uintptr_t)buf, off, (void *)host, bytes);
+}
+
 PKV_API pkv_status pkv_opencl_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens, cl_mem k,
                                      size_t k_offset, cl_mem v, size_t v_offset, pkv_dtype dtype)
 {
-    static const char fn[] = "pkv_opencl_append";
-    pkv_status st = check_opencl(cache, fn);
-    if (st != PKV_OK) return st;
-    if (!k || !v || (dtype != PKV_F32 && dtype != PKV_F16))
-        return pkv_fail(cache->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: null buffer or unknown dtype", fn);
-    if (n_tokens == 0) return pkv_append(cache, seq, layer, 0, NULL, NULL, dtype);
-    size_t bytes = (size_t)n_tokens * cache->g.H * cache->g.d * (dtype == PKV_F32 ? 4 : 2);
-    void *hk = malloc(bytes), *hv = malloc(bytes);
-    if (!hk || !hv) st = pkv_fail(cache->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "%s: out of host memory", fn);
-    if (st == PKV_OK) st = transfer(cache, fn, 0, k, k_offset, hk, bytes);
-    if (st == PKV_OK) st = transfer(cache, fn, 0, v, v_offset, hv, bytes);
-    if (st == PKV_OK) st = pkv_append(cache, seq, layer, n_tokens, hk, hv, dtype);
-    free(hk);
-    free(hv);
-    return st;
+    static const pkv_app_io io = {"pkv_opencl_append", read_app, write_app};
+    pkv_status st = pkv_staged_check(cache, PKV_BACKEND_OPENCL, io.fn);
+    return st != PKV_OK ? st
+                        : pkv_staged_append(cache, &io, seq, layer, n_tokens, (uint64_t)(uintptr_t)k, k_offset,
+                                            (uint64_t)(uintptr_t)v, v_offset, dtype);
 }
 
 PKV_API pkv_status pkv_opencl_attention(pkv_cache *cache, const pkv_attention_params *params, cl_mem q,
                                         size_t q_offset, cl_mem out, size_t out_offset)
 {
-    static const char fn[] = "pkv_opencl_attention";
-    pkv_status st = check_opencl(cache, fn);
-    if (st != PKV_OK) return st;
-    if (!params || !q || !out || (params->q_dtype != PKV_F32 && params->q_dtype != PKV_F16))
-        return pkv_fail(cache->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: null argument or unknown q dtype", fn);
-    size_t n = (size_t)params->n_seqs * params->q_len * params->n_q_heads * cache->g.d;
-    size_t qbytes = n * (params->q_dtype == PKV_F32 ? 4 : 2);
-    void *hq = malloc(qbytes ? qbytes : 1);
-    float *ho = malloc(n ? n * sizeof(float) : 1);
-    if (!hq || !ho) st = pkv_fail(cache->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "%s: out of host memory", fn);
-    if (st == PKV_OK && n) st = transfer(cache, fn, 0, q, q_offset, hq, qbytes);
-    if (st == PKV_OK) st = pkv_attention(cache, params, hq, ho);
-    if (st == PKV_OK && n) st = transfer(cache, fn, 1, out, out_offset, ho, n * sizeof(float));
-    free(hq);
-    free(ho);
-    return st;
+    static const pkv_app_io io = {"pkv_opencl_attention", read_app, write_app};
+    pkv_status st = pkv_staged_check(cache, PKV_BACKEND_OPENCL, io.fn);
+    return st != PKV_OK ? st
+                        : pkv_staged_attention(cache, &io, params, (uint64_t)(uintptr_t)q, q_offset,
+                                               (uint64_t)(uintptr_t)out, out_offset);
 }

@@ -4,16 +4,9 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "staged_io.h"
 #include "patternkv_vulkan.h"
 #include "vk_internal.h"
-
-static pkv_status check_vulkan(const pkv_cache *cache, const char *fn)
-{
-    if (!cache) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "%s: cache is NULL", fn);
-    if (cache->ctx->be->info.backend != PKV_BACKEND_VULKAN)
-        return pkv_fail(cache->ctx, PKV_ERR_UNSUPPORTED, "%s: the cache does not run on the Vulkan backend", fn);
-    return PKV_OK;
-}
 
 /* Makes the application's earlier writes (submitted to the same queue) visible to our copies, and
  * our copies visible to its later commands. */
@@ -27,8 +20,9 @@ static void app_barrier(pkv_vk *vk, int before)
                                NULL, 0, NULL);
 }
 
-static pkv_status read_app(pkv_cache *cache, const char *fn, VkBuffer buf, VkDeviceSize off, void *host, size_t bytes)
+static pkv_status read_app(pkv_cache *cache, const char *fn, uint64_t handle, size_t off, void *host, size_t bytes)
 {
+    VkBuffer buf = (VkBuffer)handle;
     pkv_vk *vk = pkv_vk_of(cache->ctx->be);
     pthread_mutex_lock(&vk->lock);
     pkv_status s = pkv_vk_begin(vk);
@@ -42,8 +36,9 @@ static pkv_status read_app(pkv_cache *cache, const char *fn, VkBuffer buf, VkDev
     return PKV_OK;
 }
 
-static pkv_status write_app(pkv_cache *cache, const char *fn, VkBuffer buf, VkDeviceSize off, const void *host, size_t bytes)
+static pkv_status write_app(pkv_cache *cache, const char *fn, uint64_t handle, size_t off, const void *host, size_t bytes)
 {
+    VkBuffer buf = (VkBuffer)handle;
     pkv_vk *vk = pkv_vk_of(cache->ctx->be);
     pthread_mutex_lock(&vk->lock);
     pkv_status s = pkv_vk_begin(vk);
@@ -61,40 +56,19 @@ static pkv_status write_app(pkv_cache *cache, const char *fn, VkBuffer buf, VkDe
 PKV_API pkv_status pkv_vulkan_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens, VkBuffer k,
                                      VkDeviceSize k_offset, VkBuffer v, VkDeviceSize v_offset, pkv_dtype dtype)
 {
-    static const char fn[] = "pkv_vulkan_append";
-    pkv_status st = check_vulkan(cache, fn);
-    if (st != PKV_OK) return st;
-    if (!k || !v || (dtype != PKV_F32 && dtype != PKV_F16))
-        return pkv_fail(cache->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: null buffer or unknown dtype", fn);
-    if (n_tokens == 0) return pkv_append(cache, seq, layer, 0, NULL, NULL, dtype);
-    size_t bytes = (size_t)n_tokens * cache->g.H * cache->g.d * (dtype == PKV_F32 ? 4 : 2);
-    void *hk = malloc(bytes), *hv = malloc(bytes);
-    if (!hk || !hv) st = pkv_fail(cache->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "%s: out of host memory", fn);
-    if (st == PKV_OK) st = read_app(cache, fn, k, k_offset, hk, bytes);
-    if (st == PKV_OK) st = read_app(cache, fn, v, v_offset, hv, bytes);
-    if (st == PKV_OK) st = pkv_append(cache, seq, layer, n_tokens, hk, hv, dtype);
-    free(hk);
-    free(hv);
-    return st;
+    static const pkv_app_io io = {"pkv_vulkan_append", read_app, write_app};
+    pkv_status st = pkv_staged_check(cache, PKV_BACKEND_VULKAN, io.fn);
+    return st != PKV_OK ? st
+                        : pkv_staged_append(cache, &io, seq, layer, n_tokens, (uint64_t)k, (size_t)k_offset, (uint64_t)v,
+                                            (size_t)v_offset, dtype);
 }
 
 PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_params *params, VkBuffer q,
                                         VkDeviceSize q_offset, VkBuffer out, VkDeviceSize out_offset)
 {
-    static const char fn[] = "pkv_vulkan_attention";
-    pkv_status st = check_vulkan(cache, fn);
-    if (st != PKV_OK) return st;
-    if (!params || !q || !out || (params->q_dtype != PKV_F32 && params->q_dtype != PKV_F16))
-        return pkv_fail(cache->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: null argument or unknown q dtype", fn);
-    size_t n = (size_t)params->n_seqs * params->q_len * params->n_q_heads * cache->g.d;
-    size_t qbytes = n * (params->q_dtype == PKV_F32 ? 4 : 2);
-    void *hq = malloc(qbytes ? qbytes : 1);
-    float *ho = malloc(n ? n * sizeof(float) : 1);
-    if (!hq || !ho) st = pkv_fail(cache->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "%s: out of host memory", fn);
-    if (st == PKV_OK && n) st = read_app(cache, fn, q, q_offset, hq, qbytes);
-    if (st == PKV_OK) st = pkv_attention(cache, params, hq, ho);
-    if (st == PKV_OK && n) st = write_app(cache, fn, out, out_offset, ho, n * sizeof(float));
-    free(hq);
-    free(ho);
-    return st;
+    static const pkv_app_io io = {"pkv_vulkan_attention", read_app, write_app};
+    pkv_status st = pkv_staged_check(cache, PKV_BACKEND_VULKAN, io.fn);
+    return st != PKV_OK ? st
+                        : pkv_staged_attention(cache, &io, params, (uint64_t)q, (size_t)q_offset, (uint64_t)out,
+                                               (size_t)out_offset);
 }
