@@ -11,7 +11,6 @@
 #include "cpu_backend.h"
 #include "f16.h"
 #include "internal.h"
-#include "quant.h"
 
 typedef struct attn_job {
     const pkv_store *st;
@@ -36,15 +35,18 @@ typedef struct query {
     float *acc, *S, *qc;
 } query;
 
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-
-static void codes_row(const uint8_t *src, uint32_t words, uint32_t d, uint32_t bits, float *out)
+/* One token row of b-bit codes (docs: layout.h) as floats: plane by plane, word by word. */
+static void codes_row(const uint8_t *src, uint32_t d, uint32_t bits, float *out)
 {
-    uint32_t row[72];
-    uint8_t codes[256];
-    for (uint32_t w = 0; w < words; w++) row[w] = rd32(src + 4 * w);
-    pkv_unpack_row(row, d, bits, codes);
-    for (uint32_t i = 0; i < d; i++) out[i] = (float)codes[i];
+    for (uint32_t c = 0; c < d; c++) out[c] = 0.0f;
+    for (uint32_t p = 0; p < pkv_plane_count(bits); p++) {
+        const uint32_t pb = pkv_plane_bits(bits, p), mask = (1u << pb) - 1u, per_word = 32u / pb;
+        const float weight = p == 0 ? 1.0f : 4.0f; /* 3-bit: the 1-bit plane holds bit 2 */
+        for (uint32_t c = 0; c < d; src += 4) {
+            uint32_t w = (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24;
+            for (uint32_t k = 0; k < per_word && c < d; k++, c++, w >>= pb) out[c] += weight * (float)(w & mask);
+        }
+    }
 }
 
 static void fp16_rows(const uint8_t *src, uint32_t n, uint32_t d, float *out)
@@ -74,8 +76,8 @@ static void load_block(const pkv_geom *g, const uint8_t *blk, tile *T)
     }
     const int pattern = g->mode == PKV_MODE_PATTERN;
     for (uint32_t t = 0; t < G; t++) {
-        codes_row(blk + g->off_kcodes + (size_t)t * g->k_row_words * 4, g->k_row_words, d, g->k_bits, T->kc + (size_t)t * d);
-        codes_row(blk + g->off_vcodes + (size_t)t * g->v_row_words * 4, g->v_row_words, d, g->v_bits, T->vc + (size_t)t * d);
+        codes_row(blk + g->off_kcodes + (size_t)t * g->k_row_words * 4, d, g->k_bits, T->kc + (size_t)t * d);
+        codes_row(blk + g->off_vcodes + (size_t)t * g->v_row_words * 4, d, g->v_bits, T->vc + (size_t)t * d);
         T->vs[t] = pkv_f16_to_f32(pkv_rd16(blk + g->off_vscale + 2 * t));
         T->vz[t] = pkv_f16_to_f32(pkv_rd16(blk + g->off_vzero + 2 * t));
         T->kidx[t] = pattern ? blk[g->off_kidx + t] : 0;
