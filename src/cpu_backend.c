@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "device_select.h"
 #include "internal.h"
 
 struct pkv_buf {
@@ -173,10 +174,9 @@ static pkv_status cpu_list(const pkv_context_params *p, pkv_device_info *out, si
 
 static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, char *why, size_t why_len)
 {
-    if (p->device_index > 0) {
-        snprintf(why, why_len, "the cpu backend has one device (index 0), asked for %d", p->device_index);
-        return PKV_ERR_BACKEND_UNAVAILABLE;
-    }
+    pkv_device_info info;
+    cpu_info(&info);
+    if (pkv_select_device(p, &info, 1, why, why_len) < 0) return PKV_ERR_BACKEND_UNAVAILABLE;
     pkv_backend *be = calloc(1, sizeof *be);
     cpu_impl *impl = calloc(1, sizeof *impl);
     if (!be || !impl) {
@@ -191,7 +191,7 @@ static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, cha
     if (impl->n_threads > 64) impl->n_threads = 64;
     be->iface = &cpu_iface;
     be->impl = impl;
-    cpu_info(&be->info);
+    be->info = info;
     *out = be;
     return PKV_OK;
 }
