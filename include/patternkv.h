@@ -60,7 +60,7 @@ typedef void (*pkv_log_fn)(pkv_log_level level, const char *message, void *user)
 /* ---- backends and devices ------------------------------------------------------------------ */
 
 typedef enum pkv_backend_kind {
-    PKV_BACKEND_AUTO = 0, /* Vulkan, then OpenCL, then CPU: the first that works */
+    PKV_BACKEND_AUTO = 0, /* Vulkan, then OpenCL, on a GPU; else the CPU backend (README: Backends) */
     PKV_BACKEND_CPU,
     PKV_BACKEND_VULKAN,
     PKV_BACKEND_OPENCL,
