@@ -20,7 +20,10 @@ static void app_barrier(pkv_vk *vk, int before)
                                NULL, 0, NULL);
 }
 
-static pkv_status read_app(pkv_cache *cache, const char *fn, uint64_t handle, size_t off, void *host, size_t bytes)
+/* One transfer between an application buffer and host memory, ordered after the application's
+ * earlier work on the queue and (for writes) before its later work. */
+static pkv_status app_transfer(pkv_cache *cache, const char *fn, int write, uint64_t handle, size_t off, void *host,
+                               size_t bytes)
 {
     VkBuffer buf = (VkBuffer)handle;
     pkv_vk *vk = pkv_vk_of(cache->ctx->be);
@@ -28,29 +31,25 @@ static pkv_status read_app(pkv_cache *cache, const char *fn, uint64_t handle, si
     pkv_status s = pkv_vk_begin(vk);
     if (s == PKV_OK) {
         app_barrier(vk, 1);
-        s = pkv_vk_download_raw(vk, buf, off, host, bytes);
+        s = write ? pkv_vk_upload_raw(vk, buf, off, host, bytes) : pkv_vk_download_raw(vk, buf, off, host, bytes);
     }
+    if (s == PKV_OK && write) app_barrier(vk, 0);
     s = s == PKV_OK ? pkv_vk_finish(vk) : (pkv_vk_abandon(vk), s);
     pthread_mutex_unlock(&vk->lock);
-    if (s != PKV_OK) return pkv_fail(cache->ctx, s, "%s: reading %zu bytes of an application buffer failed: %s", fn, bytes, pkv_last_error());
+    if (s != PKV_OK)
+        return pkv_fail(cache->ctx, s, "%s: %s %zu bytes of an application buffer failed: %s", fn,
+                        write ? "writing" : "reading", bytes, pkv_last_error());
     return PKV_OK;
 }
 
-static pkv_status write_app(pkv_cache *cache, const char *fn, uint64_t handle, size_t off, const void *host, size_t bytes)
+static pkv_status read_app(pkv_cache *c, const char *fn, uint64_t buf, size_t off, void *host, size_t bytes)
 {
-    VkBuffer buf = (VkBuffer)handle;
-    pkv_vk *vk = pkv_vk_of(cache->ctx->be);
-    pthread_mutex_lock(&vk->lock);
-    pkv_status s = pkv_vk_begin(vk);
-    if (s == PKV_OK) {
-        app_barrier(vk, 1);
-        s = pkv_vk_upload_raw(vk, buf, off, host, bytes);
-    }
-    if (s == PKV_OK) app_barrier(vk, 0);
-    s = s == PKV_OK ? pkv_vk_finish(vk) : (pkv_vk_abandon(vk), s);
-    pthread_mutex_unlock(&vk->lock);
-    if (s != PKV_OK) return pkv_fail(cache->ctx, s, "%s: writing %zu bytes of an application buffer failed: %s", fn, bytes, pkv_last_error());
-    return PKV_OK;
+    return app_transfer(c, fn, 0, buf, off, host, bytes);
+}
+
+static pkv_status write_app(pkv_cache *c, const char *fn, uint64_t buf, size_t off, const void *host, size_t bytes)
+{
+    return app_transfer(c, fn, 1, buf, off, (void *)host, bytes);
 }
 
 PKV_API pkv_status pkv_vulkan_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens, VkBuffer k,
