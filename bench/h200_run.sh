@@ -18,7 +18,8 @@ nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -e /etc/OpenCL/vendors/nvidia.icd ] || { mkdir -p /etc/OpenCL/vendors; echo libnvidia-opencl.so.1 >/etc/OpenCL/vendors/nvidia.icd; }
 # Only NVIDIA's OpenCL: the image's own PoCL asserts while compiling our kernels (a PoCL bug of
 # that version; Debian 12's PoCL, which CI uses, compiles them).
-export OCL_ICD_VENDORS=/etc/OpenCL/vendors/nvidia.icd
+mkdir -p /tmp/pkv-icd && echo libnvidia-opencl.so.1 >/tmp/pkv-icd/nvidia.icd
+export OCL_ICD_VENDORS=/tmp/pkv-icd  # a folder holding only NVIDIA's ICD
 export CI=true PKV_CACHE_DIR=/tmp/pkv-cache
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$B/pkv" devices --verbose 2>&1 | tee "$OUT/devices.txt"
