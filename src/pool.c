@@ -115,7 +115,8 @@ void pkv_arena_release(pkv_arena *a, uint32_t slot)
 void pkv_layer_release(pkv_cache *c, pkv_layer_state *L)
 {
     const uint32_t H = c->g.H;
-    for (uint32_t i = 0; i < L->n_blocks * H; i++) pkv_arena_release(&c->blocks, L->blocks[i]);
+    if (L->blocks) /* NULL with n_blocks set only for a half-read table of a damaged file */
+        for (uint32_t i = 0; i < L->n_blocks * H; i++) pkv_arena_release(&c->blocks, L->blocks[i]);
     if (L->window_slot)
         for (uint32_t h = 0; h < H; h++) pkv_arena_release(&c->windows, L->window_slot[h]);
     if (L->chunks)

@@ -100,6 +100,14 @@ static void damaged_files_are_rejected(void **state)
         spit(path_b, bad, n);
         assert_int_equal(pkv_cache_load(ctx, path_b, &d), PKV_ERR_CORRUPT_FILE);
     }
+    /* Out-of-range counts and slot indices in the sequence table (it follows the 108-byte header):
+     * rejected before its checksum is reached, without touching what was half read. */
+    for (size_t word = 0; word < 24; word++) {
+        memcpy(bad, good, n);
+        bad[108 + 4 * word + 3] ^= 0x40;
+        spit(path_b, bad, n);
+        assert_int_equal(pkv_cache_load(ctx, path_b, &d), PKV_ERR_CORRUPT_FILE);
+    }
     /* Trailing garbage, a foreign file, a missing file. */
     memcpy(bad, good, n);
     spit(path_b, bad, n);
