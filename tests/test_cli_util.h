@@ -82,4 +82,12 @@ static inline void cli_tmpdir(char *out, size_t cap)
     if (!mkdtemp(out)) out[0] = 0;
 }
 
+/* Removes a directory made by cli_tmpdir; 0 on success. */
+static inline int cli_rmdir(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 #endif
