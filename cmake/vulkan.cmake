@@ -20,7 +20,7 @@ file(MAKE_DIRECTORY ${PKV_SHADER_OUT})
 # Each entry is embedded as pkv_spv_<name>; a name ending in _sg is <name without _sg>.comp built
 # with subgroup arithmetic (-DPKV_SUBGROUPS), used only where the device reports it.
 set(PKV_SHADERS kmeans_init kmeans_assign kmeans_update kmeans_finish kmeans_store assign quant_block flush_centre
-    attn_qc attn_split attn_split_sg attn_reduce read_bw)
+    attn_qc attn_split attn_split_sg attn_reduce read_bw stage_input)
 file(GLOB PKV_SHADER_INCLUDES ${PKV_SHADER_DIR}/*.glsl ${PKV_SHADER_DIR}/*.h)
 
 # SPIR-V -> C array, run by cmake -P at build time.
@@ -73,6 +73,7 @@ target_sources(patternkv_obj PRIVATE
   src/vulkan/vk_backend.c
   src/vulkan/vk_bench.c
   src/vulkan/vk_external_io.c
+  src/vulkan/vk_stage.c
   ${PKV_SHADER_SOURCES})
 target_include_directories(patternkv_obj PRIVATE ${PKV_SHADER_OUT} src/vulkan ${PKV_VULKAN_INCLUDE_DIR})
 target_compile_definitions(patternkv_obj PUBLIC PKV_WITH_VULKAN)

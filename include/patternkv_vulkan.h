@@ -25,8 +25,9 @@
  *   command buffer starts with a barrier from all earlier writes to its transfer reads); writes made
  *   on another queue must be finished (fence or semaphore wait) before the call. When the call
  *   returns, `out` is written and complete, and made available to all later commands on `queue`.
- *   These two functions are staged through host memory (the library's staging ring and a host
- *   copy) around pkv_append / pkv_attention; the application needs no host copy of its own.
+ *   The data stays on the device: the library copies it into its own device memory, converts and
+ *   checks it there (NaN, Inf, beyond fp16 range -> PKV_ERR_NONFINITE, nothing stored); only a 4-byte
+ *   check flag is read back, so each call waits for its own work once more before it returns.
  * - The device needs no extension or feature; the queue family must support compute. */
 #ifndef PATTERNKV_VULKAN_H
 #define PATTERNKV_VULKAN_H

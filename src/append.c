@@ -9,6 +9,15 @@
 #include "internal.h"
 #include "rng.h"
 
+/* Where an append's fp16 tokens are: host memory (pkv_append) or a device buffer (the engine
+ * integration of a GPU backend), K [n][H][d] then V [n][H][d] either way. */
+typedef struct token_src {
+    const uint16_t *host;
+    pkv_buf *dev;
+    size_t dev_off;
+    uint32_t n;
+} token_src;
+
 /* Converts input to fp16 [n][H][d], rejecting NaN, Inf and values beyond fp16 range. */
 static pkv_status to_f16(pkv_cache *c, const void *src, pkv_dtype dt, size_t count, uint16_t *dst, const char *what)
 {
@@ -80,25 +89,31 @@ static plan make_plan(const pkv_cache *c, const pkv_layer_state *L, uint32_t n)
     return p;
 }
 
-static pkv_status write_window(pkv_cache *c, pkv_layer_state *L, const uint16_t *kh, const uint16_t *vh,
-                               uint32_t first, uint32_t take, uint16_t *tmp)
+/* Window rows [n_window, n_window + take) of every head from tokens [first, first + take). */
+static pkv_status write_window(pkv_cache *c, pkv_layer_state *L, const token_src *src, uint32_t first, uint32_t take,
+                               uint16_t *tmp)
 {
     const pkv_geom *g = &c->g;
     pkv_backend *be = c->ctx->be;
     const uint32_t d = g->d, H = g->H;
-    for (uint32_t h = 0; h < H; h++) {
-        size_t base = (size_t)L->window_slot[h] * g->window_bytes;
-        for (int kv = 0; kv < 2; kv++) {
-            const uint16_t *src = kv ? vh : kh;
-            for (uint32_t t = 0; t < take; t++)
-                memcpy(tmp + (size_t)t * d, src + ((size_t)(first + t) * H + h) * d, d * sizeof(uint16_t));
-            size_t off = base + (kv ? (size_t)g->R * d * 2 : 0) + (size_t)L->n_window * d * 2;
-            pkv_status st = be->iface->buf_write(be, c->windows.buf, off, tmp, (size_t)take * d * 2);
-            if (st != PKV_OK) return st;
+    const size_t row = (size_t)d * 2;
+    pkv_status st = PKV_OK;
+    for (uint32_t h = 0; h < H && st == PKV_OK; h++)
+        for (int kv = 0; kv < 2 && st == PKV_OK; kv++) {
+            size_t dst = (size_t)L->window_slot[h] * g->window_bytes + (kv ? (size_t)g->R * row : 0) + L->n_window * row;
+            size_t first_row = (size_t)kv * src->n * H + (size_t)first * H + h; /* in rows of d values */
+            if (src->host) {
+                for (uint32_t t = 0; t < take; t++)
+                    memcpy(tmp + (size_t)t * d, src->host + (first_row + (size_t)t * H) * d, row);
+                st = be->iface->buf_write(be, c->windows.buf, dst, tmp, take * row);
+            } else {
+                for (uint32_t t = 0; t < take && st == PKV_OK; t++)
+                    st = be->iface->buf_copy(be, c->windows.buf, dst + t * row, src->dev,
+                                             src->dev_off + (first_row + (size_t)t * H) * row, row);
+            }
         }
-    }
-    L->n_window += take;
-    return PKV_OK;
+    if (st == PKV_OK) L->n_window += take;
+    return st;
 }
 
 /* Takes `groups` new block slots per head into op order [H][groups] and appends them to L. */
@@ -113,11 +128,10 @@ static void take_blocks(pkv_cache *c, pkv_layer_state *L, uint32_t groups, uint3
         }
 }
 
-static pkv_status run_mine(pkv_cache *c, pkv_layer_state *L, uint32_t layer, const uint16_t *tokens, uint32_t n,
-                           uint32_t n_quant)
+static pkv_status run_mine(pkv_cache *c, pkv_layer_state *L, uint32_t layer, const token_src *src, uint32_t n_quant)
 {
     const pkv_geom *g = &c->g;
-    const uint32_t H = g->H, M = g->M, groups = n_quant / g->G;
+    const uint32_t H = g->H, M = g->M, groups = n_quant / g->G, n = src->n;
     uint32_t *init = malloc((size_t)H * 2 * M * sizeof *init);
     uint32_t *scratch = malloc((size_t)n * sizeof *scratch);
     float *rcp = malloc(((size_t)n + 1) * sizeof *rcp);
@@ -136,7 +150,7 @@ static pkv_status run_mine(pkv_cache *c, pkv_layer_state *L, uint32_t layer, con
         for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < M; ci++) L->chunks[h * PKV_MAX_CHUNKS + ci] = pkv_arena_take(&c->chunks);
     take_blocks(c, L, groups, blocks);
     pkv_mine_op op = {
-        .tokens = tokens, .n_tokens = n, .n_quant = n_quant, .init_index = init, .rcp = rcp,
+        .tokens = src->host, .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .init_index = init, .rcp = rcp,
         .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
         .chunk_table = L->chunks, .block_slot = blocks,
     };
@@ -235,11 +249,9 @@ static pkv_status reserve_host(pkv_cache *c, pkv_layer_state *L, const plan *p)
     return PKV_OK;
 }
 
-pkv_status pkv_append(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, const void *k, const void *v,
-                      pkv_dtype dtype)
+pkv_status pkv_append_check(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_dtype dtype)
 {
     if (!c) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_append: cache is NULL");
-    pkv_clear_error();
     pkv_sequence *s = pkv_find_seq(c, seq);
     if (!s) return pkv_fail(c->ctx, PKV_ERR_UNKNOWN_SEQUENCE, "pkv_append: sequence %u does not exist", seq);
     if (layer >= c->cfg.n_layers)
@@ -247,21 +259,21 @@ pkv_status pkv_append(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, con
                         c->cfg.n_layers);
     if (dtype != PKV_F32 && dtype != PKV_F16)
         return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_append: dtype %d is not PKV_F32 or PKV_F16", (int)dtype);
-    if (n == 0) return PKV_OK;
-    if (!k || !v) return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_append: k or v is NULL");
-    pkv_layer_state *L = &s->layers[layer];
+    const pkv_layer_state *L = &s->layers[layer];
     if ((uint64_t)L->n_blocks * c->g.G + L->n_window + n > (1u << 30))
         return pkv_fail(c->ctx, PKV_ERR_SHAPE, "pkv_append: more than 2^30 tokens in one sequence");
+    return PKV_OK;
+}
 
+/* Everything after the values were checked and made fp16: budget, then mining or window and flushes. */
+static pkv_status append_tokens(pkv_cache *c, pkv_layer_state *L, uint32_t layer, const token_src *src)
+{
     const pkv_geom *g = &c->g;
-    const size_t count = (size_t)n * g->H * g->d;
-    uint16_t *tokens = malloc(2 * count * sizeof *tokens + (size_t)g->R * g->d * sizeof *tokens);
-    if (!tokens) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
-    uint16_t *kh = tokens, *vh = tokens + count, *tmp = tokens + 2 * count;
-    pkv_status st = to_f16(c, k, dtype, count, kh, "k");
-    if (st == PKV_OK) st = to_f16(c, v, dtype, count, vh, "v");
+    const uint32_t n = src->n;
+    uint16_t *tmp = malloc((size_t)g->R * g->d * sizeof *tmp);
+    if (!tmp) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     plan p = make_plan(c, L, n);
-    if (st == PKV_OK) st = pkv_pool_ensure(c, p.blocks, p.chunks, p.windows);
+    pkv_status st = pkv_pool_ensure(c, p.blocks, p.chunks, p.windows);
     if (st == PKV_OK) st = reserve_host(c, L, &p);
     if (st != PKV_OK) goto done;
 
@@ -269,16 +281,42 @@ pkv_status pkv_append(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, con
         if (L->window_slot[h] == PKV_NO_SLOT) L->window_slot[h] = pkv_arena_take(&c->windows);
     uint32_t pos = 0;
     if (p.mine) {
-        if ((st = run_mine(c, L, layer, tokens, n, p.n_quant)) != PKV_OK) goto done;
+        if ((st = run_mine(c, L, layer, src, p.n_quant)) != PKV_OK) goto done;
         pos = p.n_quant;
     }
     while (pos < n) {
         uint32_t take = g->R - L->n_window < n - pos ? g->R - L->n_window : n - pos;
-        if ((st = write_window(c, L, kh, vh, pos, take, tmp)) != PKV_OK) goto done;
+        if ((st = write_window(c, L, src, pos, take, tmp)) != PKV_OK) goto done;
         pos += take;
         if (L->n_window == g->R && (st = run_flush(c, L)) != PKV_OK) goto done;
     }
 done:
+    free(tmp);
+    return st;
+}
+
+pkv_status pkv_append(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, const void *k, const void *v,
+                      pkv_dtype dtype)
+{
+    pkv_clear_error();
+    pkv_status st = pkv_append_check(c, seq, layer, n, dtype);
+    if (st != PKV_OK || n == 0) return st;
+    if (!k || !v) return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_append: k or v is NULL");
+    const size_t count = (size_t)n * c->g.H * c->g.d;
+    uint16_t *tokens = malloc(2 * count * sizeof *tokens);
+    if (!tokens) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    st = to_f16(c, k, dtype, count, tokens, "k");
+    if (st == PKV_OK) st = to_f16(c, v, dtype, count, tokens + count, "v");
+    token_src src = {tokens, NULL, 0, n};
+    if (st == PKV_OK) st = append_tokens(c, &pkv_find_seq(c, seq)->layers[layer], layer, &src);
     free(tokens);
     return st;
+}
+
+pkv_status pkv_append_device(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_buf *tokens, size_t tokens_off)
+{
+    pkv_status st = pkv_append_check(c, seq, layer, n, PKV_F16);
+    if (st != PKV_OK || n == 0) return st;
+    token_src src = {NULL, tokens, tokens_off, n};
+    return append_tokens(c, &pkv_find_seq(c, seq)->layers[layer], layer, &src);
 }

@@ -32,10 +32,8 @@ static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, pkv_
     return PKV_OK;
 }
 
-pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *p, const void *q, float *out)
+pkv_status pkv_attention_check(pkv_cache *c, const pkv_attention_params *p)
 {
-    if (!c || !p || !q || !out) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: null argument");
-    pkv_clear_error();
     if (!p->seqs || p->n_seqs == 0)
         return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: no sequences given");
     if (p->layer >= c->cfg.n_layers)
@@ -57,32 +55,48 @@ pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *p, const void
             return pkv_fail(c->ctx, PKV_ERR_SHAPE, "pkv_attention: sequence %u has %u tokens in layer %u, fewer than q_len %u",
                             p->seqs[s], T, p->layer, p->q_len);
     }
-    const size_t nq = (size_t)p->n_seqs * p->q_len * p->n_q_heads * c->g.d;
-    float *qf = malloc(nq * sizeof *qf);
+    return PKV_OK;
+}
+
+/* Builds the op (q from host fp32 or from device memory) and runs it. */
+static pkv_status run(pkv_cache *c, const pkv_attention_params *p, pkv_attn_op op)
+{
     pkv_attn_seq *seqs = malloc(p->n_seqs * sizeof *seqs);
     uint32_t *table = NULL, table_len = 0;
-    pkv_status st = PKV_OK;
-    if (!qf || !seqs) {
-        st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
-        goto done;
+    pkv_status st = seqs ? build_tables(c, p, seqs, &table, &table_len)
+                         : pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+    if (st == PKV_OK) {
+        op.n_seqs = p->n_seqs, op.q_len = p->q_len, op.n_q_heads = p->n_q_heads;
+        op.scale = p->scale > 0.0f ? p->scale : (float)(1.0 / sqrt((double)c->g.d));
+        op.seqs = seqs, op.table = table, op.table_len = table_len;
+        st = c->ctx->be->iface->attention(c->ctx->be, &c->store, &op);
     }
-    for (size_t i = 0; i < nq; i++) {
-        qf[i] = p->q_dtype == PKV_F16 ? pkv_f16_to_f32(((const uint16_t *)q)[i]) : ((const float *)q)[i];
-        if (!isfinite(qf[i])) {
-            st = pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_attention: q[%zu] is NaN or Inf", i);
-            goto done;
-        }
-    }
-    if ((st = build_tables(c, p, seqs, &table, &table_len)) != PKV_OK) goto done;
-    pkv_attn_op op = {
-        .n_seqs = p->n_seqs, .q_len = p->q_len, .n_q_heads = p->n_q_heads,
-        .scale = p->scale > 0.0f ? p->scale : (float)(1.0 / sqrt((double)c->g.d)),
-        .seqs = seqs, .table = table, .table_len = table_len, .q = qf, .out = out,
-    };
-    st = c->ctx->be->iface->attention(c->ctx->be, &c->store, &op);
-done:
-    free(qf);
     free(seqs);
     free(table);
     return st;
+}
+
+pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *p, const void *q, float *out)
+{
+    if (!c || !p || !q || !out) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: null argument");
+    pkv_clear_error();
+    pkv_status st = pkv_attention_check(c, p);
+    if (st != PKV_OK) return st;
+    const size_t nq = (size_t)p->n_seqs * p->q_len * p->n_q_heads * c->g.d;
+    float *qf = malloc(nq * sizeof *qf);
+    if (!qf) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+    for (size_t i = 0; i < nq && st == PKV_OK; i++) {
+        qf[i] = p->q_dtype == PKV_F16 ? pkv_f16_to_f32(((const uint16_t *)q)[i]) : ((const float *)q)[i];
+        if (!isfinite(qf[i])) st = pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_attention: q[%zu] is NaN or Inf", i);
+    }
+    if (st == PKV_OK) st = run(c, p, (pkv_attn_op){.q = qf, .out = out});
+    free(qf);
+    return st;
+}
+
+pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *p, pkv_buf *q, size_t q_off, pkv_buf *out,
+                                size_t out_off)
+{
+    pkv_status st = pkv_attention_check(c, p);
+    return st != PKV_OK ? st : run(c, p, (pkv_attn_op){.q_buf = q, .q_off = q_off, .out_buf = out, .out_off = out_off});
 }

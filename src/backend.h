@@ -33,6 +33,8 @@ typedef struct pkv_store {
  * blocks. The remaining tokens are written to the window by the common layer, not by this op. */
 typedef struct pkv_mine_op {
     const uint16_t *tokens;       /* host fp16: K [n][H][d] followed by V [n][H][d] */
+    pkv_buf *tokens_buf;          /* or, when tokens is NULL, the same in device memory (engine integration) */
+    size_t tokens_off;
     uint32_t n_tokens;
     uint32_t n_quant;
     const uint32_t *init_index;   /* [H][2][M]: token indices, K then V, distinct per list */
@@ -74,6 +76,9 @@ typedef struct pkv_attn_op {
     uint32_t table_len;
     const float *q;
     float *out;
+    /* Engine integration: when q (out) is NULL, q is read from (out is written to) device memory. */
+    pkv_buf *q_buf, *out_buf;
+    size_t q_off, out_off;
 } pkv_attn_op;
 
 typedef struct pkv_backend_iface {

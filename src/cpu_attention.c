@@ -193,6 +193,7 @@ done:
 
 pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
 {
+    if (!op->q || !op->out) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu attention: q and out must be in host memory");
     attn_job j = {st, op};
     return pkv_cpu_run_op(be, op->n_seqs * st->g->H, attn_task, &j, "attention");
 }

@@ -134,6 +134,7 @@ done:
 
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
+    if (!op->tokens) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu mine: tokens must be in host memory");
     mine_job j = {st, op};
     return pkv_cpu_run_op(be, st->g->H, mine_head, &j, "mine");
 }

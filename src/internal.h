@@ -64,6 +64,16 @@ pkv_status pkv_validate_config(const pkv_cache_config *cfg);
 pkv_status pkv_cache_new(pkv_context *ctx, const pkv_cache_config *cfg, pkv_cache **out);
 pkv_status pkv_seq_insert(pkv_cache *c, pkv_seq id, pkv_sequence **out);
 
+/* append.c / attention.c: the engine-integration entry points, with the application's data already
+ * converted and checked in device memory (a GPU backend's staging buffer): tokens are fp16
+ * K [n][H][d] then V [n][H][d] at tokens_off; q is fp32 at q_off, out fp32 goes to out_off. */
+pkv_status pkv_append_device(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_buf *tokens, size_t tokens_off);
+pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *p, pkv_buf *q, size_t q_off, pkv_buf *out,
+                                size_t out_off);
+/* The checks pkv_append and pkv_append_device share (everything but the values). */
+pkv_status pkv_append_check(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_dtype dtype);
+pkv_status pkv_attention_check(pkv_cache *c, const pkv_attention_params *p);
+
 /* pool.c */
 void pkv_arena_init(pkv_arena *a, uint32_t slot_bytes);
 void pkv_arena_destroy(pkv_cache *c, pkv_arena *a);

@@ -321,6 +321,69 @@ static void application_owned_device_is_used_and_left_alive(void **state)
     TU_OK(pkv_vulkan_attention(c, &ap, bufs[2], off, bufs[3], off));
     assert_true(tv_rel_diff(maps[3], out, WL_Q) < 1e-6);
     assert_int_equal(pkv_vulkan_append(c, s, 0, 1, VK_NULL_HANDLE, 0, bufs[1], 0, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+
+    /* The data never went through host memory, yet the cache holds exactly what the host path stores:
+     * the device conversion rounds as the host does. Saved files compare byte for byte. */
+    char pa[64], pb[64];
+    snprintf(pa, sizeof pa, "/tmp/pkv_vkdev_a_%d.pkv", (int)getpid());
+    snprintf(pb, sizeof pb, "/tmp/pkv_vkdev_b_%d.pkv", (int)getpid());
+    pkv_cache *hc;
+    pkv_seq hs;
+    TU_OK(pkv_cache_create(ctx, &cfg, &hc));
+    TU_OK(pkv_seq_create(hc, &hs));
+    TU_OK(pkv_append(hc, hs, 0, 50, maps[0], maps[1], PKV_F32));
+    TU_OK(pkv_append(hc, hs, 0, 30, maps[0] + 50 * 64, maps[1] + 50 * 64, PKV_F32));
+    TU_OK(pkv_cache_save(c, pa));
+    TU_OK(pkv_cache_save(hc, pb));
+    size_t na, nb;
+    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
+    TU_OK(pkv_cache_free(hc));
+
+    /* fp16 input through the device path, against the host path. */
+    uint16_t *h16k = (uint16_t *)maps[0], *h16v = (uint16_t *)maps[1];
+    uint16_t host16[2][40 * 64];
+    TU_OK(pkv_f32_to_f16_array(maps[0], host16[0], 40 * 64));
+    TU_OK(pkv_f32_to_f16_array(maps[1], host16[1], 40 * 64));
+    memcpy(h16k, host16[0], sizeof host16[0]);
+    memcpy(h16v, host16[1], sizeof host16[1]);
+    pkv_cache *d16, *h16;
+    pkv_seq s16, t16;
+    TU_OK(pkv_cache_create(ctx, &cfg, &d16));
+    TU_OK(pkv_cache_create(ctx, &cfg, &h16));
+    TU_OK(pkv_seq_create(d16, &s16));
+    TU_OK(pkv_seq_create(h16, &t16));
+    TU_OK(pkv_vulkan_append(d16, s16, 0, 40, bufs[0], off, bufs[1], off, PKV_F16));
+    TU_OK(pkv_append(h16, t16, 0, 40, host16[0], host16[1], PKV_F16));
+    TU_OK(pkv_cache_save(d16, pa));
+    TU_OK(pkv_cache_save(h16, pb));
+    fa = tu_slurp(pa, &na), fb = tu_slurp(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa);
+    /* NaN, Inf or beyond fp16 in the application's K, V or q: refused, nothing stored. */
+    h16v[7] = 0x7C00; /* +Inf */
+    assert_int_equal(pkv_vulkan_append(d16, s16, 0, 2, bufs[0], off, bufs[1], off, PKV_F16), PKV_ERR_NONFINITE);
+    workload_data(maps[0], maps[1], maps[2]);
+    maps[0][3] = 1e6f;
+    assert_int_equal(pkv_vulkan_append(d16, s16, 0, 2, bufs[0], off, bufs[1], off, PKV_F32), PKV_ERR_NONFINITE);
+    maps[0][3] = NAN;
+    assert_int_equal(pkv_vulkan_append(d16, s16, 0, 2, bufs[0], off, bufs[1], off, PKV_F32), PKV_ERR_NONFINITE);
+    uint32_t len;
+    TU_OK(pkv_seq_length(d16, s16, 0, &len));
+    assert_int_equal(len, 40);
+    maps[2][1] = NAN;
+    assert_int_equal(pkv_vulkan_attention(d16, &ap, bufs[2], off, bufs[3], off), PKV_ERR_NONFINITE);
+    TU_OK(pkv_cache_save(d16, pa));
+    fa = tu_slurp(pa, &na);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na); /* still what the host path stored */
+    free(fa), free(fb);
+    remove(pa), remove(pb);
+    TU_OK(pkv_cache_free(d16));
+    TU_OK(pkv_cache_free(h16));
     TU_OK(pkv_cache_free(c));
     for (int i = 0; i < 4; i++) {
         f.vkDestroyBuffer(dev, bufs[i], NULL);

@@ -103,6 +103,7 @@ static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_m
 
 pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
+    if (!op->tokens) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl mine: tokens must be in host memory");
     pkv_ocl *o = pkv_ocl_of(be);
     pkv_ocl_op_begin(o);
     const pkv_geom *g = st->g;
@@ -266,6 +267,7 @@ static size_t build_items(const pkv_attn_op *op, uint32_t bpi, uint32_t **seqd_o
 
 pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
 {
+    if (!op->q || !op->out) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl attention: q and out must be in host memory");
     pkv_ocl *o = pkv_ocl_of(be);
     pkv_ocl_op_begin(o);
     const pkv_geom *g = st->g;

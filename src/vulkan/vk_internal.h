@@ -25,6 +25,7 @@ enum pkv_vk_kernel {
     PKV_K_ATTN_SPLIT_SG, /* the same with subgroup arithmetic */
     PKV_K_ATTN_REDUCE,
     PKV_K_READ_BW,
+    PKV_K_STAGE_INPUT,
     PKV_K_COUNT
 };
 
@@ -76,6 +77,7 @@ typedef struct pkv_vk {
     uint32_t n_pages;
     VkDeviceSize page_bytes, align, device_bytes, device_limit;
     pkv_buf *scratch;          /* per-op uploads, tables, partial results */
+    pkv_buf *staged;           /* the application's K/V or q converted on the device (vk_stage.c) */
     pkv_buf *dummy;            /* bound where an arena does not exist */
 
     /* submission: one command buffer, a staging ring, a descriptor pool reset per op */
@@ -148,5 +150,13 @@ pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], 
 pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
 pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
+
+/* Copies n_src application buffers (n_values each, of `dtype`) into vk->staged, one after another,
+ * as fp16 (to_f32 = 0) or fp32 values, on the device; *bad = 1 when one was NaN, Inf or beyond
+ * max_abs. Called without vk->lock held; finishes everything recorded before. */
+pkv_status pkv_vk_stage(pkv_vk *vk, const VkBuffer *src, const VkDeviceSize *src_off, uint32_t n_src, size_t n_values,
+                        pkv_dtype dtype, int to_f32, float max_abs, int *bad);
+/* Reserves vk->staged for at least `bytes`; nothing recorded may still use the old one. */
+pkv_status pkv_vk_staged_reserve(pkv_vk *vk, size_t bytes);
 
 #endif

@@ -101,8 +101,9 @@ void pkv_vk_memory_destroy(pkv_vk *vk)
 {
     if (!vk->device) return;
     if (vk->scratch) pkv_vk_buf_free(vk, vk->scratch);
+    if (vk->staged) pkv_vk_buf_free(vk, vk->staged);
     if (vk->dummy) pkv_vk_buf_free(vk, vk->dummy);
-    vk->scratch = vk->dummy = NULL;
+    vk->scratch = vk->staged = vk->dummy = NULL;
     for (uint32_t i = 0; i < vk->n_pages; i++) {
         pkv_vk_page *pg = vk->pages[i];
         vk->f.vkDestroyBuffer(vk->device, pg->buf, NULL);

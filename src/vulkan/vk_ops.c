@@ -121,6 +121,16 @@ static pkv_status op_end(pkv_vk *vk, pkv_status s)
     return s;
 }
 
+/* Records a device-to-device copy (engine integration: data that never visits the host). */
+static pkv_status copy_in_device(pkv_vk *vk, pkv_buf *src, size_t src_off, pkv_buf *dst, size_t dst_off, size_t bytes)
+{
+    pkv_status s = pkv_vk_begin(vk);
+    if (s != PKV_OK) return s;
+    VkBufferCopy c = {src->off + src_off, dst->off + dst_off, bytes};
+    vk->f.vkCmdCopyBuffer(vk->cb, src->page->buf, dst->page->buf, 1, &c);
+    return PKV_OK;
+}
+
 pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
     pkv_vk *vk = pkv_vk_of(be);
@@ -155,7 +165,8 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_FINISH, spec, &p_finish);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_STORE, spec, &p_store);
     const size_t tok_bytes = (size_t)2 * n * H * d * 2;
-    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.tok_off * 4, op->tokens, tok_bytes);
+    if (s == PKV_OK && op->tokens) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.tok_off * 4, op->tokens, tok_bytes);
+    else if (s == PKV_OK) s = copy_in_device(vk, op->tokens_buf, op->tokens_off, vk->scratch, (size_t)kp.tok_off * 4, tok_bytes);
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.init_off * 4, op->init_index, (size_t)H * 2 * M * 4);
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.rcp_off * 4, op->rcp, (size_t)(n + 1) * 4);
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.chunk_off * 4, op->chunk_table, (size_t)H * PKV_MAX_CHUNKS * 4);
@@ -346,7 +357,8 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         pthread_mutex_unlock(&vk->lock);
         return s;
     }
-    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
+    if (s == PKV_OK && op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
+    else if (s == PKV_OK) s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
     if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, seqs, (size_t)op->n_seqs * 16);
     if (s == PKV_OK && op->table_len)
         s = pkv_vk_upload(vk, vk->scratch, (size_t)a.table_off * 4, op->table, (size_t)op->table_len * 4);
@@ -367,7 +379,8 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     if (s == PKV_OK) {
         op_timestamp(vk, 1);
         pkv_vk_barrier(vk);
-        s = pkv_vk_download(vk, vk->scratch, (size_t)a.out_off * 4, op->out, (size_t)rows_total * d * 4);
+        if (op->out) s = pkv_vk_download(vk, vk->scratch, (size_t)a.out_off * 4, op->out, (size_t)rows_total * d * 4);
+        else s = copy_in_device(vk, vk->scratch, (size_t)a.out_off * 4, op->out_buf, op->out_off, (size_t)rows_total * d * 4);
     }
     s = op_end(vk, s);
     if (s == PKV_OK) vk->last_attention_ms = vk->last_op_ms;

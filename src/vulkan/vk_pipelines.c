@@ -32,6 +32,7 @@ static const struct { const uint32_t *code; const size_t *size; } spirv[PKV_K_CO
     [PKV_K_ATTN_SPLIT_SG] = {pkv_spv_attn_split_sg, &pkv_spv_attn_split_sg_size},
     [PKV_K_ATTN_REDUCE] = {pkv_spv_attn_reduce, &pkv_spv_attn_reduce_size},
     [PKV_K_READ_BW] = {pkv_spv_read_bw, &pkv_spv_read_bw_size},
+    [PKV_K_STAGE_INPUT] = {pkv_spv_stage_input, &pkv_spv_stage_input_size},
 };
 
 #define CACHE_MAGIC 0x43504b50u /* "PKPC" */

@@ -1,0 +1,43 @@
+#version 450
+/* Engine integration: the application's K/V (or q), copied raw into the scratch buffer, become the
+ * fp16 K/V (or fp32 q) the ops read, rounded as the host path rounds (pkv_math.h). A value that is
+ * NaN, Inf or beyond max_abs sets the flag word. Two values per invocation. */
+#include "pkv_math.h"
+
+layout(local_size_x_id = 0) in;
+layout(std430, set = 0, binding = 0) buffer Scratch { uint scr[]; };
+layout(std430, set = 0, binding = 1) buffer Out { uint dst[]; };
+layout(push_constant) uniform Push {
+    uint n_pairs, in_f16, out_f32, raw_off, out_off, flag_off;
+    float max_abs;
+} pc;
+
+bool bad_f32(float x) { return (floatBitsToUint(x) & 0x7F800000u) == 0x7F800000u || abs(x) > pc.max_abs; }
+
+void main()
+{
+    uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    if (i >= pc.n_pairs) return;
+    float x0, x1;
+    bool bad;
+    if (pc.in_f16 != 0u) {
+        uint w = scr[pc.raw_off + i];
+        bad = (w & 0x7C00u) == 0x7C00u || (w & 0x7C000000u) == 0x7C000000u;
+        x0 = pkv_f16_to_f32(w & 0xFFFFu);
+        x1 = pkv_f16_to_f32(w >> 16);
+    } else {
+        x0 = uintBitsToFloat(scr[pc.raw_off + 2u * i]);
+        x1 = uintBitsToFloat(scr[pc.raw_off + 2u * i + 1u]);
+        bad = bad_f32(x0) || bad_f32(x1);
+    }
+    if (bad) {
+        atomicOr(scr[pc.flag_off], 1u);
+        return;
+    }
+    if (pc.out_f32 != 0u) {
+        dst[pc.out_off + 2u * i] = floatBitsToUint(x0);
+        dst[pc.out_off + 2u * i + 1u] = floatBitsToUint(x1);
+    } else {
+        dst[pc.out_off + i] = pkv_f32_to_f16(x0) | (pkv_f32_to_f16(x1) << 16);
+    }
+}
