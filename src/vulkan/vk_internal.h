@@ -124,6 +124,7 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk);
 void pkv_vk_memory_destroy(pkv_vk *vk);
 pkv_status pkv_vk_buf_alloc(pkv_vk *vk, size_t bytes, pkv_buf **out);
 void pkv_vk_buf_free(pkv_vk *vk, pkv_buf *b);
+pkv_status pkv_vk_grow(pkv_vk *vk, pkv_buf **buf, size_t bytes);
 pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes);
 pkv_status pkv_vk_begin(pkv_vk *vk);
 pkv_status pkv_vk_upload(pkv_vk *vk, pkv_buf *dst, VkDeviceSize off, const void *src, size_t bytes);

@@ -275,20 +275,23 @@ void pkv_vk_buf_free(pkv_vk *vk, pkv_buf *b)
     }
 }
 
-pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes)
+/* Grows a per-context working buffer (scratch, staged) by doubling; its old contents are dropped. */
+pkv_status pkv_vk_grow(pkv_vk *vk, pkv_buf **buf, size_t bytes)
 {
-    if (vk->scratch && vk->scratch->size >= bytes) return PKV_OK;
-    size_t want = vk->scratch ? (size_t)vk->scratch->size : (1u << 20);
+    if (*buf && (*buf)->size >= bytes) return PKV_OK;
+    size_t want = *buf ? (size_t)(*buf)->size : (1u << 20);
     while (want < bytes) want *= 2;
     if (want > vk->props.limits.maxStorageBufferRange && bytes <= vk->props.limits.maxStorageBufferRange)
         want = vk->props.limits.maxStorageBufferRange & ~(size_t)255;
     pkv_buf *nb = NULL;
     pkv_status s = pkv_vk_buf_alloc(vk, want, &nb);
     if (s != PKV_OK) return s;
-    if (vk->scratch) pkv_vk_buf_free(vk, vk->scratch);
-    vk->scratch = nb;
+    if (*buf) pkv_vk_buf_free(vk, *buf);
+    *buf = nb;
     return PKV_OK;
 }
+
+pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes) { return pkv_vk_grow(vk, &vk->scratch, bytes); }
 
 /* ---- recording and submitting ---- */
 

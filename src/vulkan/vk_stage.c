@@ -6,18 +6,7 @@
 
 #define WG_STAGE 256u
 
-pkv_status pkv_vk_staged_reserve(pkv_vk *vk, size_t bytes)
-{
-    if (vk->staged && vk->staged->size >= bytes) return PKV_OK;
-    size_t want = vk->staged ? (size_t)vk->staged->size : (1u << 20);
-    while (want < bytes) want *= 2;
-    pkv_buf *nb = NULL;
-    pkv_status s = pkv_vk_buf_alloc(vk, want, &nb);
-    if (s != PKV_OK) return s;
-    if (vk->staged) pkv_vk_buf_free(vk, vk->staged);
-    vk->staged = nb;
-    return PKV_OK;
-}
+pkv_status pkv_vk_staged_reserve(pkv_vk *vk, size_t bytes) { return pkv_vk_grow(vk, &vk->staged, bytes); }
 
 pkv_status pkv_vk_stage(pkv_vk *vk, const VkBuffer *src, const VkDeviceSize *src_off, uint32_t n_src, size_t n_values,
                         pkv_dtype dtype, int to_f32, float max_abs, int *bad)
