@@ -4,6 +4,7 @@
  * zero-point term, V through the softmax-weight histogram over patterns. No dequantized K/V is formed;
  * FP16 blocks and the window run through the same loop with scale 1 and zero 0. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,17 +36,38 @@ typedef struct query {
     float *acc, *S, *qc;
 } query;
 
-/* One token row of b-bit codes (docs: layout.h) as floats: plane by plane, word by word. */
+/* Byte -> its codes as floats, for planes of 1, 2 and 4 bits (filled once). */
+static float lut1[256][8], lut2[256][4], lut4[256][2];
+static pthread_once_t lut_once = PTHREAD_ONCE_INIT;
+
+static void fill_luts(void)
+{
+    for (uint32_t b = 0; b < 256; b++) {
+        for (uint32_t k = 0; k < 8; k++) lut1[b][k] = (float)(b >> k & 1u);
+        for (uint32_t k = 0; k < 4; k++) lut2[b][k] = (float)(b >> (2 * k) & 3u);
+        for (uint32_t k = 0; k < 2; k++) lut4[b][k] = (float)(b >> (4 * k) & 15u);
+    }
+}
+
+/* One token row of b-bit codes (layout.h) as floats, a byte of codes at a time. */
 static void codes_row(const uint8_t *src, uint32_t d, uint32_t bits, float *out)
 {
-    for (uint32_t c = 0; c < d; c++) out[c] = 0.0f;
-    for (uint32_t p = 0; p < pkv_plane_count(bits); p++) {
-        const uint32_t pb = pkv_plane_bits(bits, p), mask = (1u << pb) - 1u, per_word = 32u / pb;
-        const float weight = p == 0 ? 1.0f : 4.0f; /* 3-bit: the 1-bit plane holds bit 2 */
-        for (uint32_t c = 0; c < d; src += 4) {
-            uint32_t w = (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24;
-            for (uint32_t k = 0; k < per_word && c < d; k++, c++, w >>= pb) out[c] += weight * (float)(w & mask);
-        }
+    switch (bits) {
+    case 8:
+        for (uint32_t c = 0; c < d; c++) out[c] = (float)src[c];
+        return;
+    case 4:
+        for (uint32_t c = 0; c < d; c += 2) out[c] = lut4[src[c / 2]][0], out[c + 1] = lut4[src[c / 2]][1];
+        return;
+    case 2:
+        for (uint32_t c = 0; c < d; c += 4) memcpy(out + c, lut2[src[c / 4]], 4 * sizeof(float));
+        return;
+    default: { /* 3: a 2-bit plane, then the 1-bit plane of bit 2, each padded to whole words */
+        const uint8_t *hi = src + pkv_plane_words(d, 2) * 4;
+        for (uint32_t c = 0; c < d; c += 4) memcpy(out + c, lut2[src[c / 4]], 4 * sizeof(float));
+        for (uint32_t c = 0; c < d; c += 8)
+            for (uint32_t k = 0; k < 8; k++) out[c + k] += 4.0f * lut1[hi[c / 8]][k];
+    }
     }
 }
 
@@ -141,6 +163,7 @@ static int attn_task(uint32_t task, void *arg)
     const pkv_geom *g = st->g;
     const uint32_t H = g->H, d = g->d, s = task / H, h = task % H, gq = op->n_q_heads / H;
     const pkv_attn_seq *sq = &op->seqs[s];
+    pthread_once(&lut_once, fill_luts);
     const uint32_t *blocks = op->table + sq->table_offset + (size_t)h * sq->n_blocks;
     const uint32_t *chunks = op->table + sq->table_offset + (size_t)H * sq->n_blocks + (size_t)h * PKV_MAX_CHUNKS;
     const uint32_t win_slot = op->table[sq->table_offset + (size_t)H * sq->n_blocks + (size_t)H * PKV_MAX_CHUNKS + h];
