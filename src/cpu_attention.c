@@ -36,8 +36,9 @@ typedef struct query {
     float *acc, *S, *qc;
 } query;
 
-/* Byte -> its codes as floats, for planes of 1, 2 and 4 bits (filled once). */
+/* Byte -> its codes as floats, for planes of 1, 2 and 4 bits, and fp16 -> fp32 (filled once). */
 static float lut1[256][8], lut2[256][4], lut4[256][2];
+static float lut_f16[65536]; /* every fp16 value as fp32 */
 static pthread_once_t lut_once = PTHREAD_ONCE_INIT;
 
 static void fill_luts(void)
@@ -47,6 +48,7 @@ static void fill_luts(void)
         for (uint32_t k = 0; k < 4; k++) lut2[b][k] = (float)(b >> (2 * k) & 3u);
         for (uint32_t k = 0; k < 2; k++) lut4[b][k] = (float)(b >> (4 * k) & 15u);
     }
+    for (uint32_t h = 0; h < 65536; h++) lut_f16[h] = pkv_f16_to_f32((uint16_t)h);
 }
 
 /* One token row of b-bit codes (layout.h) as floats, a byte of codes at a time. */
@@ -73,7 +75,7 @@ static void codes_row(const uint8_t *src, uint32_t d, uint32_t bits, float *out)
 
 static void fp16_rows(const uint8_t *src, uint32_t n, uint32_t d, float *out)
 {
-    for (uint32_t i = 0; i < n * d; i++) out[i] = pkv_f16_to_f32(pkv_rd16(src + 2 * i));
+    for (uint32_t i = 0; i < n * d; i++) out[i] = lut_f16[pkv_rd16(src + 2 * i)];
 }
 
 static void unit_scales(tile *T, uint32_t d)
