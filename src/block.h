@@ -14,7 +14,7 @@ void pkv_block_encode(const pkv_geom *g, const float *kx, const float *vx, const
 /* Dequantizes a block into k, v [G][d]. */
 void pkv_block_decode(const pkv_geom *g, const uint8_t *block, const float *PK, const float *PV, float *k, float *v);
 
-/* fp16 bank chunks -> fp32 patterns [n][d] for K and V. chunk_base(ci) gives chunk ci's bytes. */
+/* fp16 bank chunks -> fp32 patterns [n][d] for K and V; chunks[ci] holds patterns 32 ci .. 32 ci + 31. */
 void pkv_bank_load(const pkv_geom *g, const uint8_t *const *chunks, uint32_t n, float *PK, float *PV);
 
 static inline uint16_t pkv_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
