@@ -35,7 +35,7 @@ set(PKV_OCL_DIR ${PROJECT_SOURCE_DIR}/shaders/opencl)
 # Order matters: parameter indices, the math shared with the Vulkan shaders, then the kernels.
 set(PKV_OCL_KERNEL_FILES
   ${PKV_OCL_DIR}/ocl_params.h
-  ${PROJECT_SOURCE_DIR}/shaders/pkv_math.h
+  ${PROJECT_SOURCE_DIR}/shaders/common/pkv_math.h
   ${PKV_OCL_DIR}/ocl_math.cl
   ${PKV_OCL_DIR}/ocl_common.cl
   ${PKV_OCL_DIR}/ocl_mine.cl

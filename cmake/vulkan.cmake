@@ -1,4 +1,4 @@
-# The Vulkan backend: our loader and ops (src/vulkan), GLSL compute shaders (shaders/) compiled to
+# The Vulkan backend: our loader and ops (src/vulkan), GLSL compute shaders (shaders/vulkan, with shaders/common) compiled to
 # SPIR-V with glslc at build time and embedded as C arrays. No link against libvulkan: it is
 # dlopen'ed at run time. Needs the Vulkan headers and glslc (or glslangValidator) to build.
 # Without a GLSL compiler, -DPKV_SPIRV_DIR=<dir> embeds <name>.spv files compiled elsewhere (the
@@ -14,14 +14,15 @@ if(NOT PKV_GLSLC AND NOT PKV_GLSLANG AND NOT PKV_SPIRV_DIR)
   message(FATAL_ERROR "PKV_WITH_VULKAN: glslc or glslangValidator not found (install glslc, give -DPKV_SPIRV_DIR=<prebuilt .spv dir>, or set -DPKV_WITH_VULKAN=OFF)")
 endif()
 
-set(PKV_SHADER_DIR ${PROJECT_SOURCE_DIR}/shaders)
+set(PKV_SHADER_DIR ${PROJECT_SOURCE_DIR}/shaders/vulkan)
+set(PKV_SHADER_COMMON_DIR ${PROJECT_SOURCE_DIR}/shaders/common)
 set(PKV_SHADER_OUT ${CMAKE_CURRENT_BINARY_DIR}/pkv_shaders)
 file(MAKE_DIRECTORY ${PKV_SHADER_OUT})
 # Each entry is embedded as pkv_spv_<name>; a name ending in _sg is <name without _sg>.comp built
 # with subgroup arithmetic (-DPKV_SUBGROUPS), used only where the device reports it.
 set(PKV_SHADERS kmeans_init kmeans_assign kmeans_update kmeans_finish kmeans_store assign quant_block flush_centre
     attn_qc attn_split attn_split_sg attn_reduce read_bw stage_input)
-file(GLOB PKV_SHADER_INCLUDES ${PKV_SHADER_DIR}/*.glsl ${PKV_SHADER_DIR}/*.h)
+file(GLOB PKV_SHADER_INCLUDES ${PKV_SHADER_DIR}/*.glsl ${PKV_SHADER_COMMON_DIR}/*.h)
 
 # SPIR-V -> C array, run by cmake -P at build time.
 set(PKV_EMBED_SCRIPT ${PKV_SHADER_OUT}/embed_spirv.cmake)
@@ -48,9 +49,9 @@ foreach(s ${PKV_SHADERS})
   if(PKV_SPIRV_DIR)
     set(compile ${CMAKE_COMMAND} -E copy ${PKV_SPIRV_DIR}/${s}.spv ${spv})
   elseif(PKV_GLSLC)
-    set(compile ${PKV_GLSLC} --target-env=vulkan1.1 -O ${defs} -I ${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${src}.comp)
+    set(compile ${PKV_GLSLC} --target-env=vulkan1.1 -O ${defs} -I ${PKV_SHADER_DIR} -I ${PKV_SHADER_COMMON_DIR} -o ${spv} ${PKV_SHADER_DIR}/${src}.comp)
   else()
-    set(compile ${PKV_GLSLANG} -V --target-env vulkan1.1 ${defs} -I${PKV_SHADER_DIR} -o ${spv} ${PKV_SHADER_DIR}/${src}.comp)
+    set(compile ${PKV_GLSLANG} -V --target-env vulkan1.1 ${defs} -I${PKV_SHADER_DIR} -I${PKV_SHADER_COMMON_DIR} -o ${spv} ${PKV_SHADER_DIR}/${src}.comp)
   endif()
   add_custom_command(OUTPUT ${csrc}
     COMMAND ${compile}

@@ -1,4 +1,4 @@
-# Tests of the pkv command-line tool (src/cli), included by tests/CMakeLists.txt.
+# Tests of the pkv command-line tool (bench/pkv), included by tests/CMakeLists.txt.
 if(NOT TARGET pkv_cli_core)
   return()
 endif()

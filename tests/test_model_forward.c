@@ -1,4 +1,4 @@
-/* The C forward pass of the llama2.c checkpoint (src/cli/llama2.c) against PyTorch: the fixture holds
+/* The C forward pass of the llama2.c checkpoint (bench/model/llama2.c) against PyTorch: the fixture holds
  * the post-RoPE q, k, v that tools/dump_kv.py took from the PyTorch model over the held-out text. The C
  * pass, with exact fp64 attention here, must produce the same vectors at every layer and position
  * (up to the fixture's fp16 rounding), which checks the weight order, RMSNorm, RoPE's pairing and

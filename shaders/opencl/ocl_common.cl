@@ -1,4 +1,4 @@
-/* Addressing shared by the kernels: arenas are byte buffers of fixed-size slots (src/layout.h). */
+/* Addressing shared by the kernels: arenas are byte buffers of fixed-size slots (src/core/layout.h). */
 
 #define MAX_D 256
 #define MAX_G 128

@@ -1,5 +1,5 @@
 /* Window flush and prefill quantization: ocl_centre appends each head's new pattern (Chebyshev
- * centre of the window); ocl_encode turns G tokens of one head into one block (src/block.c is the
+ * centre of the window); ocl_encode turns G tokens of one head into one block (src/core/block.c is the
  * reference: assignment, V gate, per-channel K and per-token V quantization, bit-plane packing). */
 
 /* One work-group per (head, K|V). */

@@ -1,4 +1,4 @@
-/* OpenCL-only additions to the shared math of shaders/pkv_math.h (which comes first). */
+/* OpenCL-only additions to the shared math of shaders/common/pkv_math.h (which comes first). */
 
 /* A product that must be rounded on its own before an add. FP_CONTRACT OFF normally guarantees it;
  * with PKV_OCL_NO_CONTRACT (set when the probe kernel finds the driver fusing anyway) it goes

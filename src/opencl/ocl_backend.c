@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../device_select.h"
+#include "device_select.h"
 #include "ocl_internal.h"
 #include "patternkv_opencl.h"
 

@@ -1,7 +1,7 @@
 /* The streaming-read bandwidth measurement (see ocl_bench.h and pkv_measure_read_bandwidth). */
 #include "ocl_bench.h"
 
-#include "../internal.h"
+#include "internal.h"
 #include "ocl_internal.h"
 
 pkv_status pkv_ocl_measure_read(pkv_backend *be, uint64_t bytes, double *gbps)

@@ -3,8 +3,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../internal.h"
-#include "../staged_io.h"
+#include "internal.h"
+#include "staged_io.h"
 #include "ocl_internal.h"
 #include "patternkv_opencl.h"
 

@@ -4,7 +4,7 @@
 
 #include <stdarg.h>
 
-#include "../backend.h"
+#include "backend.h"
 #include "ocl_loader.h"
 
 struct pkv_buf {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../internal.h"
+#include "internal.h"
 #include "ocl_internal.h"
 #include "ocl_params.h"
 

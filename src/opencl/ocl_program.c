@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../crc32.h"
+#include "crc32.h"
 #include "ocl_internal.h"
 
 extern const char pkv_ocl_source[];

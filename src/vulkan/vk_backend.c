@@ -1,4 +1,4 @@
-/* The Vulkan backend's table (src/backend.h): create/destroy and the buffer functions. */
+/* The Vulkan backend's table (src/core/backend.h): create/destroy and the buffer functions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -145,7 +145,7 @@ PKV_INLINE float pkv_centre(float mn, float mx)
     return c;
 }
 
-/* Bit planes (src/layout.h): b = 3 is a 2-bit plane then a 1-bit plane; other b one plane. */
+/* Bit planes (src/core/layout.h): b = 3 is a 2-bit plane then a 1-bit plane; other b one plane. */
 PKV_INLINE uint pkv_plane_bits(uint b, uint plane) { return b == 3u ? (plane == 0u ? 2u : 1u) : b; }
 PKV_INLINE uint pkv_plane_words(uint d, uint bits) { return (d * bits + 31u) / 32u; }
 PKV_INLINE uint pkv_row_words(uint d, uint b)

@@ -6,7 +6,7 @@
 int pkv_cmd_version(int argc, char **argv);
 int pkv_cmd_devices(int argc, char **argv);
 int pkv_cmd_bench(int argc, char **argv);
-int pkv_cmd_eval_model(int argc, char **argv); /* src/cli/eval_model.c (model helper) */
+int pkv_cmd_eval_model(int argc, char **argv); /* bench/model */
 
 /* The whole command line (argv[0] is the program name); what main() calls. */
 int pkv_cli_main(int argc, char **argv);
