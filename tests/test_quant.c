@@ -54,7 +54,7 @@ static void quantized_values_are_within_half_a_step(void **state)
         pkv_quant_params(x, n, 1, b, &sh, &zh);
         float s = pkv_f16_to_f32(sh), z = pkv_f16_to_f32(zh);
         for (uint32_t i = 0; i < n; i++) {
-            uint32_t c = pkv_quant_code(x[i], s, z, maxq);
+            uint32_t c = pkv_quant_code(x[i], z, s, maxq);
             assert_true(c <= maxq);
             double deq = z + (double)c * s;
             /* Half a step, plus what fp16 rounding of zero and scale can add at the ends of the range. */
@@ -115,13 +115,13 @@ static void gate_and_distances_match_their_formulas(void **state)
         assert_true(fabs(pkv_dist_minmax(x, c, d) - (mx - mn)) < 1e-5 * (mx - mn + 1));
         double A = pkv_dist_minmax(x, c, d), B = pkv_range(x, d), rho = A / B;
         int paper = 1 - rho * rho >= k * sqrt(1 + pow(rho, 4));
-        int ours = pkv_gate_pass((float)A, (float)B, k2);
+        int ours = pkv_v_gate((float)A, (float)B, k2);
         double margin = fabs((1 - rho * rho) - k * sqrt(1 + pow(rho, 4)));
         if (margin > 1e-5) assert_int_equal(ours, paper);
         passed += ours, rejected += !ours;
     }
     assert_true(passed > 100 && rejected > 100); /* both outcomes exercised */
-    assert_false(pkv_gate_pass(0.0f, 0.0f, k2));  /* constant token: quantized raw */
+    assert_false(pkv_v_gate(0.0f, 0.0f, k2));  /* constant token: quantized raw */
 }
 
 int main(void)

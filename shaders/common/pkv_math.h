@@ -1,10 +1,13 @@
-/* Scalar math shared by the Vulkan shaders (GLSL) and the OpenCL kernels (OpenCL C).
- * Written in the common subset of both languages; the few differences are macros below.
- * Everything here follows docs/NUMERICS.md exactly: no division or sqrt where results must match
- * the CPU bit for bit, no fused multiply-add (PKV_PRECISE / FP_CONTRACT OFF), fixed order. */
+/* The encoding formulas of docs/NUMERICS.md, written once for all three languages that run them:
+ * the Vulkan shaders (GLSL), the OpenCL kernels (OpenCL C) and the C core (src/core, the CPU
+ * reference). The body is the common subset of the three; the few differences are the macros of
+ * the prelude below. Everything here must give the same bits everywhere: no division or sqrt, no
+ * fused multiply-add (PKV_PRECISE in GLSL, FP_CONTRACT OFF in OpenCL C, -ffp-contract=off in C),
+ * a fixed order of operations. */
 #ifndef PKV_MATH_H
 #define PKV_MATH_H
 
+/* ---- prelude: one vocabulary (uint, bool, bit casts) for GLSL, OpenCL C and C ------------------ */
 #if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
 #pragma OPENCL FP_CONTRACT OFF
 #define PKV_INLINE static inline
@@ -19,7 +22,26 @@
 #define PKV_B2F(x) as_float(x)
 #define PKV_U2F(x) ((float)(x))
 #define PKV_F2U(x) ((uint)(x))
-#else
+
+#elif defined(__STDC__) || defined(__cplusplus) /* C: the core, built with -ffp-contract=off */
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#define PKV_LANG_C 1
+#define PKV_INLINE static inline
+#define PKV_PRECISE
+static inline uint32_t pkv_float_bits(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }
+static inline float pkv_bits_float(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+#define PKV_F2B(x) pkv_float_bits(x)
+#define PKV_B2F(x) pkv_bits_float(x)
+#define PKV_U2F(x) ((float)(x))
+#define PKV_F2U(x) ((uint32_t)(x))
+/* The body says `uint` as GLSL and OpenCL C do; in C that is uint32_t, for this header only
+ * (undefined again at its end). */
+#define uint uint32_t
+
+#else /* GLSL */
+#define PKV_LANG_GLSL 1
 #define PKV_INLINE
 #define PKV_PRECISE precise
 #define PKV_F2B(x) floatBitsToUint(x)
@@ -29,6 +51,8 @@
 #endif
 
 #define PKV_NEG_INF PKV_B2F(0xff800000u)
+
+/* ---- fp16 ------------------------------------------------------------------------------------------ */
 
 /* fp32 -> fp16 bits, round to nearest even, saturating to +-65504 (never Inf). */
 PKV_INLINE uint pkv_f32_to_f16(float f)
@@ -69,8 +93,14 @@ PKV_INLINE float pkv_f16_to_f32(uint h)
     return PKV_B2F(sign | ((e + 112u) << 23) | (m << 13));
 }
 
-/* a < b exactly as C compares finite floats (-0 == +0), computed on integer keys so that no
- * compiler can turn a select on it into a hardware min/max with a different signed-zero rule. */
+/* ---- comparisons and ranges ------------------------------------------------------------------------ */
+
+/* a < b exactly as C compares finite floats (-0 == +0). The GPU languages compute it on integer
+ * keys, so that no compiler can turn a select on it into a hardware min/max with another
+ * signed-zero rule; in C it is the comparison itself. */
+#ifdef PKV_LANG_C
+PKV_INLINE bool pkv_less(float a, float b) { return a < b; }
+#else
 PKV_INLINE bool pkv_less(float a, float b)
 {
     uint ua = PKV_F2B(a), ub = PKV_F2B(b);
@@ -79,21 +109,91 @@ PKV_INLINE bool pkv_less(float a, float b)
     uint kb = (ub & 0x80000000u) != 0u ? ~ub : (ub | 0x80000000u);
     return ka < kb;
 }
+#endif
 
-/* Running max / min steps used for every range: the CPU's `if (v > mx) mx = v` (ties keep the
- * current value, so the first of equal values, e.g. of -0 and +0, stays). */
+/* Running max / min steps: `if (v > mx) mx = v` (ties keep the current value, so the first of
+ * equal values, e.g. of -0 and +0, stays). */
 PKV_INLINE float pkv_max_step(float acc, float v) { return pkv_less(acc, v) ? v : acc; }
 PKV_INLINE float pkv_min_step(float acc, float v) { return pkv_less(v, acc) ? v : acc; }
 
-/* Quantizer step 4: code = #{k >= 1 : t >= (k - 0.5) s}, clamped to maxq. The estimate may be off
- * (approximate reciprocal); the two loops make it exact, since (k - 0.5) * s is exact in fp32. */
+/* The smallest and largest of a run of values, folded in order: pkv_span_of(x_0), then
+ * pkv_span_add for x_1, x_2, ... Every range of the algorithm is one: the quantizer's (min, max),
+ * the Chebyshev centre's, and the min-max distance, the width of the residual's span. */
+struct pkv_span {
+    float lo;
+    float hi;
+};
+#ifndef PKV_LANG_GLSL /* GLSL names the type by its struct tag already */
+typedef struct pkv_span pkv_span;
+#endif
+
+PKV_INLINE pkv_span pkv_span_of(float v)
+{
+    pkv_span s;
+    s.lo = v;
+    s.hi = v;
+    return s;
+}
+
+PKV_INLINE pkv_span pkv_span_add(pkv_span s, float v)
+{
+    s.lo = pkv_min_step(s.lo, v);
+    s.hi = pkv_max_step(s.hi, v);
+    return s;
+}
+
+/* max - min: the range R(x) of SPEC.md, and the min-max distance when the values are x - c. */
+PKV_INLINE float pkv_span_width(pkv_span s)
+{
+    PKV_PRECISE float w = s.hi - s.lo;
+    return w;
+}
+
+/* Chebyshev centre of one channel from its span: (max + min) / 2. */
+PKV_INLINE float pkv_centre(float mn, float mx)
+{
+    PKV_PRECISE float s = mx + mn;
+    PKV_PRECISE float c = s * 0.5f;
+    return c;
+}
+
+/* ---- distances ------------------------------------------------------------------------------------- */
+
+/* One step of an L2 distance: acc + (x - c)^2, never fused. Also k-means' centroid shift. */
+PKV_INLINE float pkv_l2_step(float acc, float x, float c)
+{
+    PKV_PRECISE float diff = x - c;
+    PKV_PRECISE float sq = diff * diff;
+    PKV_PRECISE float r = acc + sq;
+    return r;
+}
+
+/* ---- the quantizer ------------------------------------------------------------------------------- */
+
+#ifdef PKV_LANG_C
+/* 1 / (2^b - 1) as a correctly rounded fp32 division, made on the host (devices never divide) and
+ * passed to the kernels with the cache's geometry. */
+PKV_INLINE float pkv_inv_maxq(uint b) { return 1.0f / PKV_U2F((1u << b) - 1u); }
+#endif
+
+/* Steps 1-2, from the span of the values: the fp16 scale and zero. */
+PKV_INLINE uint pkv_scale_f16(float mn, float mx, float inv_maxq)
+{
+    PKV_PRECISE float range = mx - mn;
+    PKV_PRECISE float s = range * inv_maxq;
+    return pkv_f32_to_f16(s);
+}
+PKV_INLINE uint pkv_zero_f16(float mn) { return pkv_f32_to_f16(mn); }
+
+/* Step 4: code = #{k >= 1 : t >= (k - 0.5) s}, clamped to maxq, with s and z the fp16 scale and
+ * zero read back as floats. Any estimate will do (here through an approximate reciprocal); the two
+ * loops make it exact, since (k - 0.5) * s is exact in fp32. */
 PKV_INLINE uint pkv_quant_code(float x, float z, float s, uint maxq)
 {
     if (s == 0.0f) return 0u;
     PKV_PRECISE float t = x - z;
-    float e = floor(t * (1.0f / s) + 0.5f);
-    e = clamp(e, 0.0f, PKV_U2F(maxq));
-    uint c = PKV_F2U(e);
+    float e = t * (1.0f / s) + 0.5f;
+    uint c = e >= PKV_U2F(maxq) ? maxq : (e > 0.0f ? PKV_F2U(e) : 0u);
     for (;;) {
         PKV_PRECISE float up = (PKV_U2F(c) + 0.5f) * s;
         if (c < maxq && t >= up) c += 1u; else break;
@@ -105,16 +205,11 @@ PKV_INLINE uint pkv_quant_code(float x, float z, float s, uint maxq)
     return c;
 }
 
-/* Quantizer steps 1-2 from a range: the fp16 scale bits. inv_maxq = (float)(1.0 / (2^b - 1)). */
-PKV_INLINE uint pkv_scale_f16(float mn, float mx, float inv_maxq)
-{
-    PKV_PRECISE float range = mx - mn;
-    PKV_PRECISE float s = range * inv_maxq;
-    return pkv_f32_to_f16(s);
-}
+/* ---- the V gate ---------------------------------------------------------------------------------- */
 
-/* The V gate: residualise iff 1 - rho^2 >= k sqrt(1 + rho^4), rho = A/B, multiplied by B^2 and
- * squared so that it needs neither division nor sqrt. k2 = k^2 is made on the host. */
+/* Residualise V iff 1 - rho^2 >= k sqrt(1 + rho^4), rho = A/B, A = the min-max distance to the
+ * pattern, B = R(x). Multiplied by B^2 and squared, so that it needs neither division nor sqrt;
+ * k2 = k^2 = (2 z / sqrt(5 d))^2 is made on the host in double and rounded once. */
 PKV_INLINE bool pkv_v_gate(float A, float B, float k2)
 {
     PKV_PRECISE float bb = B * B;
@@ -128,24 +223,10 @@ PKV_INLINE bool pkv_v_gate(float A, float B, float k2)
     return B > 0.0f && L >= 0.0f && lhs >= rhs;
 }
 
-/* One step of an L2 distance: acc + (x - c)^2, never fused. */
-PKV_INLINE float pkv_l2_step(float acc, float x, float c)
-{
-    PKV_PRECISE float diff = x - c;
-    PKV_PRECISE float sq = diff * diff;
-    PKV_PRECISE float r = acc + sq;
-    return r;
-}
+/* ---- bit planes of the codes (the block layout, src/core/layout.h) --------------------------------- */
 
-/* Chebyshev centre of one channel from its range. */
-PKV_INLINE float pkv_centre(float mn, float mx)
-{
-    PKV_PRECISE float s = mx + mn;
-    PKV_PRECISE float c = s * 0.5f;
-    return c;
-}
-
-/* Bit planes (src/core/layout.h): b = 3 is a 2-bit plane then a 1-bit plane; other b one plane. */
+/* b = 3 is a 2-bit plane then a 1-bit plane (code = lo | hi << 2); other b one plane. */
+PKV_INLINE uint pkv_plane_count(uint b) { return b == 3u ? 2u : 1u; }
 PKV_INLINE uint pkv_plane_bits(uint b, uint plane) { return b == 3u ? (plane == 0u ? 2u : 1u) : b; }
 PKV_INLINE uint pkv_plane_words(uint d, uint bits) { return (d * bits + 31u) / 32u; }
 PKV_INLINE uint pkv_row_words(uint d, uint b)
@@ -161,4 +242,7 @@ PKV_INLINE uint pkv_code_plane_part(uint code, uint b, uint plane)
     return b == 3u ? (plane == 0u ? (code & 3u) : (code >> 2)) : code;
 }
 
+#ifdef PKV_LANG_C
+#undef uint
+#endif
 #endif

@@ -35,14 +35,10 @@ OCL_HELPER float dist_l2_f16(__global const ushort *x, __global const ushort *c,
 /* max_i (x_i - c_i) - min_i (x_i - c_i); c NULL means range(x). */
 OCL_HELPER float dist_minmax_f16(__global const ushort *x, __global const ushort *c, uint d)
 {
-    float r0 = c ? pkv_f16_to_f32(x[0]) - pkv_f16_to_f32(c[0]) : pkv_f16_to_f32(x[0]);
-    float mn = r0, mx = r0;
-    for (uint i = 1; i < d; i++) {
-        float r = c ? pkv_f16_to_f32(x[i]) - pkv_f16_to_f32(c[i]) : pkv_f16_to_f32(x[i]);
-        mn = pkv_min_step(mn, r);
-        mx = pkv_max_step(mx, r);
-    }
-    return mx - mn;
+    pkv_span s = pkv_span_of(c ? pkv_f16_to_f32(x[0]) - pkv_f16_to_f32(c[0]) : pkv_f16_to_f32(x[0]));
+    for (uint i = 1; i < d; i++)
+        s = pkv_span_add(s, c ? pkv_f16_to_f32(x[i]) - pkv_f16_to_f32(c[i]) : pkv_f16_to_f32(x[i]));
+    return pkv_span_width(s);
 }
 
 /* The code of channel c in a row of `bits`-bit codes stored as bit planes. */

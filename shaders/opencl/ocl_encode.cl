@@ -12,13 +12,9 @@ __kernel void ocl_centre(__constant uint *P, __global const ushort *windows, __g
     __global ushort *p = (__global ushort *)pattern_ptr(chunks, chunk_table + (size_t)h * PKV_OCL_MAX_CHUNKS,
                                                        P[PP_CHUNK_BYTES], d, kv, P[PP_BANK_COUNT]);
     for (uint i = get_local_id(0); i < d; i += get_local_size(0)) {
-        float mn = pkv_f16_to_f32(x[i]), mx = mn;
-        for (uint t = 1; t < R; t++) {
-            float v = pkv_f16_to_f32(x[(size_t)t * d + i]);
-            mn = pkv_min_step(mn, v);
-            mx = pkv_max_step(mx, v);
-        }
-        p[i] = (ushort)pkv_f32_to_f16(pkv_centre(mn, mx));
+        pkv_span s = pkv_span_of(pkv_f16_to_f32(x[i]));
+        for (uint t = 1; t < R; t++) s = pkv_span_add(s, pkv_f16_to_f32(x[(size_t)t * d + i]));
+        p[i] = (ushort)pkv_f32_to_f16(pkv_centre(s.lo, s.hi));
     }
 }
 
@@ -146,14 +142,11 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
     __global ushort *vscale = (__global ushort *)(blk + P[PP_OFF_VSCALE]);
     __global ushort *vzero = (__global ushort *)(blk + P[PP_OFF_VZERO]);
     for (uint j = lid; j < d + G; j += L) {
-        float mn = 0.0f, mx = 0.0f;
         if (j < d) {
-            for (uint t = 0; t < G; t++) {
-                float r = resid(kx + t * xs, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[t]) : 0, j);
-                mn = t == 0 ? r : pkv_min_step(mn, r);
-                mx = t == 0 ? r : pkv_max_step(mx, r);
-            }
-            uint sh = pkv_scale_f16(mn, mx, as_float(P[PP_INV_K])), zh = pkv_f32_to_f16(mn);
+            pkv_span s = pkv_span_of(resid(kx, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[0]) : 0, j));
+            for (uint t = 1; t < G; t++)
+                s = pkv_span_add(s, resid(kx + t * xs, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[t]) : 0, j));
+            uint sh = pkv_scale_f16(s.lo, s.hi, as_float(P[PP_INV_K])), zh = pkv_zero_f16(s.lo);
             kscale[j] = (ushort)sh;
             kzero[j] = (ushort)zh;
             ks[j] = pkv_f16_to_f32(sh);
@@ -161,12 +154,9 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
         } else {
             uint t = j - d;
             __global const ushort *p = pattern && vm[t] ? pattern_ptr(chunks, ct, cb, d, 1u, va[t]) : 0;
-            for (uint i = 0; i < d; i++) {
-                float r = resid(vx + t * xs, p, i);
-                mn = i == 0 ? r : pkv_min_step(mn, r);
-                mx = i == 0 ? r : pkv_max_step(mx, r);
-            }
-            uint sh = pkv_scale_f16(mn, mx, as_float(P[PP_INV_V])), zh = pkv_f32_to_f16(mn);
+            pkv_span s = pkv_span_of(resid(vx + t * xs, p, 0));
+            for (uint i = 1; i < d; i++) s = pkv_span_add(s, resid(vx + t * xs, p, i));
+            uint sh = pkv_scale_f16(s.lo, s.hi, as_float(P[PP_INV_V])), zh = pkv_zero_f16(s.lo);
             vscale[t] = (ushort)sh;
             vzero[t] = (ushort)zh;
             vs[t] = pkv_f16_to_f32(sh);

@@ -14,14 +14,13 @@ shared uint best_m[gl_WorkGroupSize.x];
 
 float minmax_dist(uint kv, uint m)
 {
-    float mx = 0.0, mn = 0.0;
-    for (uint i = 0u; i < D; i++) {
+    precise float r0 = x_s[0] - pattern(kv, m, 0u);
+    pkv_span s = pkv_span_of(r0);
+    for (uint i = 1u; i < D; i++) {
         precise float r = x_s[i] - pattern(kv, m, i);
-        mx = i == 0u ? r : pkv_max_step(mx, r);
-        mn = i == 0u ? r : pkv_min_step(mn, r);
+        s = pkv_span_add(s, r);
     }
-    precise float d = mx - mn;
-    return d;
+    return pkv_span_width(s);
 }
 
 float l2_dist(uint kv, uint m)
@@ -64,12 +63,9 @@ void main()
         uint a = best_m[0], gate = 0u;
         if (kv == 1u) { /* residualise V only where it narrows the range enough */
             float A = minmax_dist(1u, a);
-            float bmx = x_s[0], bmn = x_s[0];
-            for (uint i = 1u; i < D; i++) {
-                bmx = pkv_max_step(bmx, x_s[i]);
-                bmn = pkv_min_step(bmn, x_s[i]);
-            }
-            precise float B = bmx - bmn;
+            pkv_span xs = pkv_span_of(x_s[0]);
+            for (uint i = 1u; i < D; i++) xs = pkv_span_add(xs, x_s[i]);
+            float B = pkv_span_width(xs);
             gate = pkv_v_gate(A, B, pc.gate_k2) ? 1u : 0u;
         }
         scr[pc.assign_off + hk * pc.n_assign + tok] = a | (gate << 8);

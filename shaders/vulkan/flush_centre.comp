@@ -14,13 +14,9 @@ layout(push_constant) uniform Push {
 
 float centre(uint base, uint i)
 {
-    float mx = 0.0, mn = 0.0;
-    for (uint t = 0u; t < pc.R; t++) {
-        float x = win_h(base + t * D + i);
-        mx = t == 0u ? x : pkv_max_step(mx, x);
-        mn = t == 0u ? x : pkv_min_step(mn, x);
-    }
-    return pkv_centre(mn, mx);
+    pkv_span s = pkv_span_of(win_h(base + i));
+    for (uint t = 1u; t < pc.R; t++) s = pkv_span_add(s, win_h(base + t * D + i));
+    return pkv_centre(s.lo, s.hi);
 }
 
 void main()

@@ -60,24 +60,16 @@ void load_assignments(uint lid) /* made by assign.comp */
 void compute_scales(uint lid)
 {
     for (uint i = lid; i < D; i += gl_WorkGroupSize.x) { /* K: per channel over the G tokens */
-        float mx = 0.0, mn = 0.0;
-        for (uint t = 0u; t < G; t++) {
-            float r = k_value(t, i);
-            mx = t == 0u ? r : pkv_max_step(mx, r);
-            mn = t == 0u ? r : pkv_min_step(mn, r);
-        }
-        uint sh = pkv_scale_f16(mn, mx, pc.inv_maxq_k), zh = pkv_f32_to_f16(mn);
+        pkv_span s = pkv_span_of(k_value(0u, i));
+        for (uint t = 1u; t < G; t++) s = pkv_span_add(s, k_value(t, i));
+        uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_k), zh = pkv_zero_f16(s.lo);
         ksh_s[i] = sh; kzh_s[i] = zh;
         ks_s[i] = pkv_f16_to_f32(sh); kz_s[i] = pkv_f16_to_f32(zh);
     }
     for (uint t = lid; t < G; t += gl_WorkGroupSize.x) { /* V: per token over the D channels */
-        float mx = 0.0, mn = 0.0;
-        for (uint i = 0u; i < D; i++) {
-            float r = v_value(t, i);
-            mx = i == 0u ? r : pkv_max_step(mx, r);
-            mn = i == 0u ? r : pkv_min_step(mn, r);
-        }
-        uint sh = pkv_scale_f16(mn, mx, pc.inv_maxq_v), zh = pkv_f32_to_f16(mn);
+        pkv_span s = pkv_span_of(v_value(t, 0u));
+        for (uint i = 1u; i < D; i++) s = pkv_span_add(s, v_value(t, i));
+        uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_v), zh = pkv_zero_f16(s.lo);
         vsh_s[t] = sh; vzh_s[t] = zh;
         vs_s[t] = pkv_f16_to_f32(sh); vz_s[t] = pkv_f16_to_f32(zh);
     }

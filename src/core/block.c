@@ -26,8 +26,8 @@ void pkv_block_encode(const pkv_geom *g, const float *kx, const float *vx, const
     memset(blk, 0, g->block_bytes);
     if (g->mode == PKV_MODE_FP16) {
         for (uint32_t i = 0; i < G * d; i++) {
-            pkv_wr16(blk + g->off_kfp16 + 2 * i, pkv_f32_to_f16(kx[i]));
-            pkv_wr16(blk + g->off_vfp16 + 2 * i, pkv_f32_to_f16(vx[i]));
+            pkv_wr16(blk + g->off_kfp16 + 2 * i, (uint16_t)pkv_f32_to_f16(kx[i]));
+            pkv_wr16(blk + g->off_vfp16 + 2 * i, (uint16_t)pkv_f32_to_f16(vx[i]));
         }
         return;
     }
@@ -50,7 +50,7 @@ void pkv_block_encode(const pkv_geom *g, const float *kx, const float *vx, const
         kz[i] = pkv_f16_to_f32(zh);
     }
     for (uint32_t t = 0; t < G; t++) {
-        for (uint32_t i = 0; i < d; i++) codes[i] = (uint8_t)pkv_quant_code(r[t * d + i], ks[i], kz[i], kmax);
+        for (uint32_t i = 0; i < d; i++) codes[i] = (uint8_t)pkv_quant_code(r[t * d + i], kz[i], ks[i], kmax);
         pkv_pack_row(codes, d, g->k_bits, row);
         write_row(blk + g->off_kcodes + (size_t)t * g->k_row_words * 4, row, g->k_row_words);
         if (pattern) blk[g->off_kidx + t] = ka[t];
@@ -63,7 +63,7 @@ void pkv_block_encode(const pkv_geom *g, const float *kx, const float *vx, const
         int use = 0;
         if (pattern) {
             const float *c = PV + (size_t)va[t] * d;
-            use = pkv_gate_pass(pkv_dist_minmax(x, c, d), pkv_range(x, d), g->gate_k2);
+            use = pkv_v_gate(pkv_dist_minmax(x, c, d), pkv_range(x, d), g->gate_k2);
             blk[g->off_vidx + t] = va[t];
             if (use) blk[g->off_vmask + t / 8] |= (uint8_t)(1u << (t % 8));
         }
@@ -73,7 +73,7 @@ void pkv_block_encode(const pkv_geom *g, const float *kx, const float *vx, const
         pkv_wr16(blk + g->off_vscale + 2 * t, sh);
         pkv_wr16(blk + g->off_vzero + 2 * t, zh);
         float s = pkv_f16_to_f32(sh), z = pkv_f16_to_f32(zh);
-        for (uint32_t i = 0; i < d; i++) codes[i] = (uint8_t)pkv_quant_code(rv[i], s, z, vmax);
+        for (uint32_t i = 0; i < d; i++) codes[i] = (uint8_t)pkv_quant_code(rv[i], z, s, vmax);
         pkv_pack_row(codes, d, g->v_bits, row);
         write_row(blk + g->off_vcodes + (size_t)t * g->v_row_words * 4, row, g->v_row_words);
     }

@@ -51,4 +51,6 @@ void pkv_geom_init(pkv_geom *g, const pkv_cache_config *c)
     g->window_bytes = 2 * g->R * d * 2;
     double k = 2.0 * PKV_GATE_Z / sqrt(5.0 * (double)d);
     g->gate_k2 = (float)(k * k);
+    g->inv_maxq_k = pkv_inv_maxq(g->k_bits);
+    g->inv_maxq_v = pkv_inv_maxq(g->v_bits);
 }

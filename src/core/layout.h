@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include "patternkv.h"
+#include "pkv_math.h"
 
 #define PKV_CHUNK_PATTERNS 32u    /* patterns per bank chunk */
 #define PKV_MAX_BANK 256u         /* indices are u8 */
@@ -32,20 +33,13 @@ typedef struct pkv_geom {
     /* window slot: K [R][d] f16 then V [R][d] f16 */
     uint32_t window_bytes;
     float gate_k2;              /* (2 z / sqrt(5 d))^2, computed in double then rounded once */
+    float inv_maxq_k, inv_maxq_v; /* pkv_inv_maxq of k_bits and v_bits, for the quantizer's scale */
 } pkv_geom;
 
-/* Bit planes of a b-bit code: b=3 is stored as a 2-bit plane then a 1-bit plane (code = lo | hi<<2);
+/* Bit planes of a b-bit code (pkv_plane_count, pkv_plane_bits, pkv_plane_words, pkv_row_words in
+ * shaders/common/pkv_math.h): b=3 is stored as a 2-bit plane then a 1-bit plane (code = lo | hi<<2);
  * other b as one plane. Each plane of a row is ceil(d*bits/32) words; channel c of a plane with
  * `bits` bits lives in word (c*bits)/32 at shift (c*bits)%32, little-endian. */
-static inline uint32_t pkv_plane_count(uint32_t b) { return b == 3 ? 2u : 1u; }
-static inline uint32_t pkv_plane_bits(uint32_t b, uint32_t plane) { return b == 3 ? (plane == 0 ? 2u : 1u) : b; }
-static inline uint32_t pkv_plane_words(uint32_t d, uint32_t bits) { return (d * bits + 31u) / 32u; }
-static inline uint32_t pkv_row_words(uint32_t d, uint32_t b)
-{
-    uint32_t w = 0;
-    for (uint32_t p = 0; p < pkv_plane_count(b); p++) w += pkv_plane_words(d, pkv_plane_bits(b, p));
-    return w;
-}
 
 /* Fills g from a validated config. */
 void pkv_geom_init(pkv_geom *g, const pkv_cache_config *c);

@@ -50,8 +50,7 @@ static void kmeans(const float *x, uint32_t n, uint32_t d, uint32_t M, const uin
             float acc = 0.0f;
             for (uint32_t i = 0; i < d; i++) {
                 float nv = sum[(size_t)m * d + i] * rcp[count[m]];
-                float diff = nv - c[(size_t)m * d + i];
-                acc = acc + diff * diff;
+                acc = pkv_l2_step(acc, nv, c[(size_t)m * d + i]);
                 c[(size_t)m * d + i] = nv;
             }
             if (acc > shift2) shift2 = acc;
@@ -66,7 +65,7 @@ static void store_pattern(const pkv_store *st, const uint32_t *table, uint32_t m
     uint8_t *c = slot_ptr(st->chunks, table[m / PKV_CHUNK_PATTERNS], st->g->chunk_bytes);
     uint32_t j = (kv ? PKV_CHUNK_PATTERNS : 0) + m % PKV_CHUNK_PATTERNS;
     for (uint32_t i = 0; i < d; i++) {
-        uint16_t h = pkv_f32_to_f16(p[i]);
+        uint16_t h = (uint16_t)pkv_f32_to_f16(p[i]);
         pkv_wr16(c + ((size_t)j * d + i) * 2, h);
         back[i] = pkv_f16_to_f32(h);
     }
@@ -171,13 +170,9 @@ static int flush_head(uint32_t h, void *arg)
             if (op->append_pattern) {
                 float centre[256];
                 for (uint32_t i = 0; i < d; i++) {
-                    float mn = xs[kv][i], mx = xs[kv][i];
-                    for (uint32_t t = 1; t < R; t++) {
-                        float v = xs[kv][(size_t)t * d + i];
-                        if (v < mn) mn = v;
-                        if (v > mx) mx = v;
-                    }
-                    centre[i] = (mx + mn) * 0.5f;
+                    pkv_span s = pkv_span_of(xs[kv][i]);
+                    for (uint32_t t = 1; t < R; t++) s = pkv_span_add(s, xs[kv][(size_t)t * d + i]);
+                    centre[i] = pkv_centre(s.lo, s.hi);
                 }
                 store_pattern(st, table, op->bank_count, kv, centre, P[kv] + (size_t)op->bank_count * d);
             }

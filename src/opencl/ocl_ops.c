@@ -42,9 +42,8 @@ static void fill_geom(uint32_t *P, const pkv_geom *g)
     P[PP_OFF_KFP16] = g->off_kfp16;
     P[PP_OFF_VFP16] = g->off_vfp16;
     P[PP_GATE_K2] = f32_bits(g->gate_k2);
-    /* the same expression as the CPU's table: a correctly rounded fp32 division */
-    P[PP_INV_K] = f32_bits(1.0f / (float)((1u << g->k_bits) - 1u));
-    P[PP_INV_V] = f32_bits(1.0f / (float)((1u << g->v_bits) - 1u));
+    P[PP_INV_K] = f32_bits(g->inv_maxq_k);
+    P[PP_INV_V] = f32_bits(g->inv_maxq_v);
 }
 
 static cl_mem mem_or_dummy(pkv_ocl *o, pkv_buf *b)

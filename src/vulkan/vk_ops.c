@@ -38,8 +38,6 @@ static void block_offsets(const pkv_geom *g, uint32_t o[10])
     o[7] = g->off_kidx / 4, o[8] = g->off_vidx / 4, o[9] = g->off_vmask / 4;
 }
 
-static float inv_maxq(uint32_t bits) { return 1.0f / (float)((1u << bits) - 1u); } /* as src/quant.c */
-
 typedef struct quant_push {
     uint32_t block[10];
     uint32_t chunk_words, window_words, R, from_window, tok_off, n;
@@ -62,8 +60,8 @@ static void quant_push_init(const pkv_geom *g, quant_push *q)
     q->window_words = g->window_bytes / 4;
     q->R = g->R;
     q->gate_k2 = g->gate_k2;
-    q->inv_maxq_k = inv_maxq(g->k_bits);
-    q->inv_maxq_v = inv_maxq(g->v_bits);
+    q->inv_maxq_k = g->inv_maxq_k;
+    q->inv_maxq_v = g->inv_maxq_v;
     q->H = g->H;
 }
 
