@@ -7,16 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* fp16 bits of x, for values exactly representable as normal fp16 numbers or zero. */
-static inline uint16_t tf_exact_f16(float x)
-{
-    if (x == 0) return 0;
-    uint16_t sign = x < 0 ? 0x8000u : 0;
-    double a = fabs((double)x);
-    int e = (int)floor(log2(a));
-    double man = a / ldexp(1.0, e) - 1.0;
-    return (uint16_t)(sign | (uint16_t)((e + 15) << 10) | (uint16_t)lround(man * 1024.0));
-}
+#include "patternkv.h"
 
 /* Writes a .npy (version 1) with a raw descr string and shape; `data` of `bytes` bytes. */
 static inline int tf_write_npy(const char *path, const char *descr, int fortran, const uint64_t *shape, int rank,

@@ -32,10 +32,7 @@ static void fill(float *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] = (float)((rand() % 4097) - 2048) / 256.0f;
 }
 
-static void to_f16(const float *x, uint16_t *h, size_t n)
-{
-    for (size_t i = 0; i < n; i++) h[i] = tf_exact_f16(x[i]);
-}
+static void to_f16(const float *x, uint16_t *h, size_t n) { assert_int_equal(pkv_f32_to_f16_array(x, h, n), PKV_OK); }
 
 static void expect_error(int rc, const char *err, const char *want)
 {

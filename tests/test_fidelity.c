@@ -32,8 +32,8 @@ static void measure(pkv_mode mode, const float *k, const float *v, const float *
         TU_OK(pkv_attention(c, &p, q + (size_t)trial * H * GQ * D, out));
         for (uint32_t qh = 0; qh < H * GQ; qh++) {
             const float *qq = q + ((size_t)trial * H * GQ + qh) * D;
-            tu_attention_ref(qq, k + (qh / GQ) * D, v + (qh / GQ) * D, N, D, (size_t)H * D, 1.0 / sqrt(D), ref);
-            total += tu_rel_err(out + qh * D, ref, D);
+            ref_attention(qq, k + (qh / GQ) * D, v + (qh / GQ) * D, N, D, (size_t)H * D, 1.0 / sqrt(D), ref);
+            total += ref_rel_err(out + qh * D, ref, D);
         }
     }
     *attn_err = total / (16.0 * H * GQ);

@@ -78,9 +78,9 @@ static fidelity measure(pkv_mode mode, uint32_t bits)
             TU_OK(pkv_attention(cache, &p, q, out));
             for (uint32_t qh = 0; qh < Hq; qh++) {
                 uint32_t h = qh / gq;
-                tu_attention_ref(q + (size_t)qh * d, k + (size_t)h * d, v + (size_t)h * d, len, d, (size_t)H * d,
-                                 1.0 / sqrt((double)d), ref);
-                r.attn_rel_err += tu_rel_err(out + (size_t)qh * d, ref, d);
+                ref_attention(q + (size_t)qh * d, k + (size_t)h * d, v + (size_t)h * d, len, d, (size_t)H * d,
+                              1.0 / sqrt((double)d), ref);
+                r.attn_rel_err += ref_rel_err(out + (size_t)qh * d, ref, d);
                 n_attn++;
             }
         }

@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "llama2.h"
+#include "llama2_tokenizer.h"
 #include "test_cli_json.h"
 #include "testutil.h"
 

@@ -43,18 +43,6 @@ static inline pkv_context *tv_cpu_context(void)
     return ctx;
 }
 
-/* ||a - b|| / ||b|| over n floats. */
-static inline double tv_rel_diff(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 static inline uint8_t *tv_read_file(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");

@@ -146,7 +146,7 @@ static void run_scenario(const scenario *sc, pkv_context *cpu, pkv_context *vk)
                 ap.seqs = sides[b].seqs;
                 TU_OK(pkv_attention(sides[b].c, &ap, q, o[b]));
             }
-            double rel = tv_rel_diff(o[1], o[0], nq);
+            double rel = ref_rel_diff(o[1], o[0], nq);
             if (!(rel < 1e-4)) fail_msg("%s: attention q_len %u layer %u: vulkan vs cpu rel diff %.3g", sc->name, q_len, layer, rel);
             /* and against fp64 over the dequantized cache */
             const float *kd[MAX_SEQS], *vd[MAX_SEQS];
@@ -202,14 +202,14 @@ static void saved_caches_load_across_backends(void **state)
     pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(c, &ap, q, o1));
     TU_OK(pkv_attention(c2, &ap, q, o2));
-    assert_true(tv_rel_diff(o1, o2, 4 * 64) < 1e-4);
+    assert_true(ref_rel_diff(o1, o2, 4 * 64) < 1e-4);
     /* and back to Vulkan */
     const char *path2 = "/tmp/pkv_vk_cross2.bin";
     TU_OK(pkv_cache_save(c2, path2));
     pkv_cache *c3;
     TU_OK(pkv_cache_load(vk, path2, &c3));
     TU_OK(pkv_attention(c3, &ap, q, o2));
-    assert_true(tv_rel_diff(o2, o1, 4 * 64) < 1e-6); /* same backend, same data (histogram adds may reorder) */
+    assert_true(ref_rel_diff(o2, o1, 4 * 64) < 1e-6); /* same backend, same data (histogram adds may reorder) */
     remove(path), remove(path2);
     TU_OK(pkv_cache_free(c)), TU_OK(pkv_cache_free(c2)), TU_OK(pkv_cache_free(c3));
     free(k), free(v);

@@ -69,36 +69,6 @@ void tu_structured_kv(tu_rng *r, uint32_t n, uint32_t H, uint32_t d, uint32_t n_
     free(gain);
 }
 
-void tu_attention_ref(const float *q, const float *k, const float *v, uint32_t T, uint32_t d, size_t stride, double scale,
-                      double *out)
-{
-    double *logit = malloc((T + 1) * sizeof(double)), mx = -INFINITY, l = 0;
-    for (uint32_t t = 0; t < T; t++) {
-        double s = 0;
-        for (uint32_t i = 0; i < d; i++) s += (double)q[i] * k[t * stride + i];
-        logit[t] = s * scale;
-        if (logit[t] > mx) mx = logit[t];
-    }
-    for (uint32_t i = 0; i < d; i++) out[i] = 0;
-    for (uint32_t t = 0; t < T; t++) {
-        double p = exp(logit[t] - mx);
-        l += p;
-        for (uint32_t i = 0; i < d; i++) out[i] += p * v[t * stride + i];
-    }
-    for (uint32_t i = 0; i < d; i++) out[i] /= l;
-    free(logit);
-}
-
-double tu_rel_err(const float *a, const double *ref, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += (a[i] - ref[i]) * (a[i] - ref[i]);
-        den += ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1e-300));
-}
-
 double tu_check_attention(const float *const *k, const float *const *v, const uint32_t *T, uint32_t n_seqs, uint32_t q_len,
                           uint32_t n_q_heads, uint32_t H, uint32_t d, const float *q, const float *out)
 {
@@ -109,9 +79,9 @@ double tu_check_attention(const float *const *k, const float *const *v, const ui
             for (uint32_t qh = 0; qh < n_q_heads; qh++) {
                 size_t off = (((size_t)s * q_len + i) * n_q_heads + qh) * d;
                 uint32_t h = qh / gq, visible = T[s] - q_len + i + 1;
-                tu_attention_ref(q + off, k[s] + (size_t)h * d, v[s] + (size_t)h * d, visible, d, (size_t)H * d,
-                                 1.0 / sqrt((double)d), ref);
-                double e = tu_rel_err(out + off, ref, d);
+                ref_attention(q + off, k[s] + (size_t)h * d, v[s] + (size_t)h * d, visible, d, (size_t)H * d,
+                              1.0 / sqrt((double)d), ref);
+                double e = ref_rel_err(out + off, ref, d);
                 if (e > worst) worst = e;
             }
     return worst;

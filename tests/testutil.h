@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "patternkv.h"
+#include "reference_attention.h" /* the fp64 reference: ref_attention, ref_rel_err */
 
 /* A context on the backend named by PKV_TEST_BACKEND (cpu, vulkan, opencl; default cpu). Fails the
  * test (never skips) when that backend cannot start. */
@@ -24,10 +25,6 @@ double tu_normal(tu_rng *r);
 void tu_structured_kv(tu_rng *r, uint32_t n, uint32_t H, uint32_t d, uint32_t n_centres, float noise, float *out);
 void tu_random(tu_rng *r, size_t n, float scale, float *out);
 
-/* fp64 attention of one query over T tokens (k, v rows with stride `stride` floats). */
-void tu_attention_ref(const float *q, const float *k, const float *v, uint32_t T, uint32_t d, size_t stride, double scale,
-                      double *out);
-double tu_rel_err(const float *a, const double *ref, size_t n);
 
 /* Full fp64 reference for pkv_attention over host K/V [T][H][d] per sequence (as pkv_read_kv returns
  * or as appended): returns the max relative error of out over all (seq, query, head). */

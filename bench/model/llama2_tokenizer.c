@@ -1,6 +1,6 @@
 /* llama2.c's tokenizer.bin and its BPE encoder (the same merges as run.c's encode()), for models whose
  * vocabulary is larger than the 256 bytes. */
-#include "llama2.h"
+#include "llama2_tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
 #include "bench.h"
 #include "bench_util.h"
 #include "kv_data.h"
-#include "reference.h"
+#include "reference_attention.h"
 #include "timer.h"
 
 /* Decode-side appends go in chunks of at most one window (the flush points do not depend on the
@@ -83,16 +83,8 @@ static int ask_query(pkv_cache *cache, pkv_seq seq, const kv_data *d, uint32_t l
         snprintf(err, err_len, "attention failed: %s: %s", pkv_status_string(s), pkv_last_error());
         return -1;
     }
-    for (uint32_t qh = 0; qh < Hq; qh++) {
-        const double *r = ref + (((size_t)layer * Hq + qh) * nq + j) * D;
-        double num = 0, den = 0;
-        for (uint32_t i = 0; i < D; i++) {
-            double e = (double)out[(size_t)qh * D + i] - r[i];
-            num += e * e;
-            den += r[i] * r[i];
-        }
-        rel[(*n_rel)++] = den > 0 ? sqrt(num / den) : sqrt(num);
-    }
+    for (uint32_t qh = 0; qh < Hq; qh++)
+        rel[(*n_rel)++] = ref_rel_err(out + (size_t)qh * D, ref + (((size_t)layer * Hq + qh) * nq + j) * D, D);
     return 0;
 }
 
@@ -216,9 +208,8 @@ int bench_fidelity(pkv_context *ctx, const bench_options *o, const kv_data *d, b
     for (uint32_t l = 0; l < L; l++)
         for (uint32_t qh = 0; qh < Hq; qh++)
             for (uint32_t j = 0; j < nq; j++)
-                reference_attention(kv_q_row(d, l, qh, j), kv_row(d->k, d, l, qh / group, 0),
-                                    kv_row(d->v, d, l, qh / group, 0), d->q_pos[j] + 1, D, scale,
-                                    ref + (((size_t)l * Hq + qh) * nq + j) * D);
+                ref_attention(kv_q_row(d, l, qh, j), kv_row(d->k, d, l, qh / group, 0), kv_row(d->v, d, l, qh / group, 0),
+                              d->q_pos[j] + 1, D, D, scale, ref + (((size_t)l * Hq + qh) * nq + j) * D);
     r->n_fidelity = 0;
     for (uint32_t i = 0; i < o->n_configs; i++) {
         const bench_config *c = &o->configs[i];

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cli_args.h"
 
 void bench_print_usage(FILE *f)
 {
@@ -70,20 +71,14 @@ static int usage_error(const char *fmt, const char *a, const char *b)
 
 static int parse_u32(const char *opt, const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 {
-    char *end;
-    errno = 0;
     if (!s || !*s || *s == '-') return usage_error("%s needs a non-negative integer, got '%s'", opt, s ? s : "");
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) {
+    if (cli_parse_u32(s, lo, hi, out)) {
         char range[64];
         snprintf(range, sizeof range, "%s (range %u..%u)", s, lo, hi);
         return usage_error("%s: bad value %s", opt, range);
     }
-    *out = (uint32_t)v;
     return 0;
 }
-
-static int valid_bits(uint32_t b) { return b == 2 || b == 3 || b == 4 || b == 8; }
 
 /* "2,3,4" or "2:4,4:2" -> bit pairs. */
 static int parse_bits(const char *s, uint32_t pairs[][2], uint32_t *n)
@@ -102,7 +97,7 @@ static int parse_bits(const char *s, uint32_t pairs[][2], uint32_t *n)
             if (parse_u32("--bits", tok, 2, 8, &kb)) return 2;
             vb = kb;
         }
-        if (!valid_bits(kb) || !valid_bits(vb)) return usage_error("--bits: %s is not one of 2, 3, 4, 8%s", tok, "");
+        if (!cli_valid_bits(kb) || !cli_valid_bits(vb)) return usage_error("--bits: %s is not one of 2, 3, 4, 8%s", tok, "");
         if (*n == 12) return usage_error("--bits: at most 12 entries%s%s", "", "");
         pairs[*n][0] = kb;
         pairs[*n][1] = vb;
@@ -292,10 +287,10 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
         else if (strcmp(name, "--bits") == 0) rc = parse_bits(val, pairs, &n_pairs);
         else if (strcmp(name, "--k-bits") == 0) {
             rc = parse_u32(name, val, 2, 8, &k_bits);
-            if (!rc && !valid_bits(k_bits)) rc = usage_error("--k-bits: %s is not one of 2, 3, 4, 8%s", val, "");
+            if (!rc && !cli_valid_bits(k_bits)) rc = usage_error("--k-bits: %s is not one of 2, 3, 4, 8%s", val, "");
         } else if (strcmp(name, "--v-bits") == 0) {
             rc = parse_u32(name, val, 2, 8, &v_bits);
-            if (!rc && !valid_bits(v_bits)) rc = usage_error("--v-bits: %s is not one of 2, 3, 4, 8%s", val, "");
+            if (!rc && !cli_valid_bits(v_bits)) rc = usage_error("--v-bits: %s is not one of 2, 3, 4, 8%s", val, "");
         } else if (strcmp(name, "--group") == 0) {
             rc = parse_u32(name, val, 32, 128, &o->group_size);
             if (!rc && o->group_size != 32 && o->group_size != 64 && o->group_size != 128)

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cli_args.h"
 #include "commands.h"
 #include "kv_data.h"
 #include "progress.h"
@@ -22,13 +23,7 @@ static const char *find_fixture(void)
     static char path[4096];
     const char *env = getenv("PKV_KV_FIXTURE");
     if (env && *env) return access(env, R_OK) == 0 ? env : NULL;
-    if (access(FIXTURE_PATH, R_OK) == 0) return FIXTURE_PATH;
-#ifdef PKV_SOURCE_DIR
-    snprintf(path, sizeof path, "%s/%s", PKV_SOURCE_DIR, FIXTURE_PATH);
-    if (access(path, R_OK) == 0) return path;
-#endif
-    (void)path;
-    return NULL;
+    return cli_repo_file(FIXTURE_PATH, path, sizeof path);
 }
 
 static synth_params synth_shape(const bench_options *o)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "counter_rng.h"
 #include "tensor.h"
 
 void kv_query_positions(uint32_t n_tokens, uint32_t prefill, uint32_t n, uint32_t *pos)

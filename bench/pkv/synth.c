@@ -2,7 +2,7 @@
 
 #include <math.h>
 
-#include "rng.h"
+#include "counter_rng.h"
 
 enum { K_CENTRES = 6, V_CENTRES = 4, RUN = 16, BIG_PAIRS = 4 };
 enum { S_KC, S_KDRIFT, S_KBIG, S_KPICK, S_KNOISE, S_VC, S_VPICK, S_VNOISE, S_QPICK, S_QNOISE };

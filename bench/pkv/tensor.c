@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "f16.h"
+#include "patternkv.h"
 
 uint64_t cli_tensor_numel(const cli_tensor *t)
 {
@@ -36,7 +36,7 @@ int cli_convert_to_f32(const unsigned char *src, uint32_t bits, uint64_t n, floa
         float f;
         if (bits == 16) {
             uint16_t h = (uint16_t)(src[2 * i] | (src[2 * i + 1] << 8));
-            f = cli_f16_to_f32(h);
+            pkv_f16_to_f32_array(&h, &f, 1); /* the library's conversion: exact */
         } else {
             uint32_t u = (uint32_t)src[4 * i] | ((uint32_t)src[4 * i + 1] << 8) | ((uint32_t)src[4 * i + 2] << 16) |
                          ((uint32_t)src[4 * i + 3] << 24);

@@ -1,13 +1,5 @@
 #include "rng.h"
 
-uint64_t pkv_splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 void pkv_draw_distinct(uint64_t seed, uint32_t n, uint32_t m, uint32_t *out, uint32_t *scratch)
 {
     uint64_t s = seed;

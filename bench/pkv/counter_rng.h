@@ -1,18 +1,15 @@
 /* Counter-based random numbers for the CLI: every value is a pure function of (seed, counters),
  * so the synthetic data of token t can be generated without generating tokens 0..t-1. */
-#ifndef PKV_CLI_RNG_H
-#define PKV_CLI_RNG_H
+#ifndef PKV_CLI_COUNTER_RNG_H
+#define PKV_CLI_COUNTER_RNG_H
 
 #include <math.h>
 #include <stdint.h>
 
-static inline uint64_t cli_mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
+#include "splitmix64.h"
+
+/* One splitmix64 output from the state x: a 64-bit mixing function. */
+static inline uint64_t cli_mix64(uint64_t x) { return pkv_splitmix64(&x); }
 
 static inline uint64_t cli_hash(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
 {

@@ -1,0 +1,62 @@
+/* pkv eval-model: runs a llama2.c checkpoint teacher-forced over a text with its attention through
+ * the PatternKV cache (FP16, PATTERN, DIRECT at several bit widths) and reports bits per byte,
+ * perplexity, and how often the greedy next token agrees with the FP16 run. The parts:
+ * eval_options.c (command line), eval_text.c (text and tokens), eval_run.c (one cache mode through
+ * the model), eval_report.c (table and JSON), cmd_eval_model.c (the command). */
+#ifndef PKV_EVAL_MODEL_H
+#define PKV_EVAL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llama2.h"
+#include "patternkv.h"
+#include "progress.h"
+
+#define EVAL_DEFAULT_MODEL "data/tinyllm/model.bin"
+#define EVAL_DEFAULT_TEXT "data/tinyllm/heldout.txt"
+#define EVAL_DEFAULT_TOKENS 4096u
+#define EVAL_MAX_MODES 32
+
+typedef struct eval_mode {
+    pkv_mode mode;
+    uint32_t k_bits, v_bits;
+} eval_mode;
+
+typedef struct eval_options {
+    const char *model, *text, *tokenizer, *json;
+    pkv_backend_kind backend;
+    int device;
+    uint32_t tokens, group_size, n_patterns, prefill, threads;
+    int tokens_given, progress;
+    int prefill_in_cache; /* prefill attention through pkv_attention (q_len P) instead of exact */
+    eval_mode modes[EVAL_MAX_MODES]; /* modes[0] is FP16: the others' greedy agreement is against it */
+    int n_modes;
+} eval_options;
+
+typedef struct eval_result {
+    eval_mode m;
+    double nll_nats, bytes, bits_per_byte, perplexity, agreement, bits_per_element, seconds;
+} eval_result;
+
+/* eval_options.c: 0 to run, 1 after --help, -1 on a usage error (explained on stderr). */
+int eval_parse_args(int argc, char **argv, eval_options *o);
+
+/* eval_text.c: a whole file into memory (0, or -1); the tokens of a text (need + 1 of them at most)
+ * and the bytes each stands for (0, or -1 with a sentence in err). */
+int eval_read_file(const char *path, char **data, size_t *len);
+int eval_tokenize(const eval_options *o, const llama2_config *cfg, const char *text, size_t len, uint32_t need,
+                  int **tokens_out, double **bytes_out, uint32_t *count, char *err, size_t err_len);
+
+/* eval_run.c: scores n_score positions with r->m's cache. greedy[] receives the FP16 run's argmax
+ * tokens (modes[0]) and is compared against by the others. 0, or -1 with a sentence in err. */
+int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m, llama2_state *st, const int *tokens,
+                  const double *bytes, uint32_t n_score, int *greedy, eval_result *r, progress_bar *bar, char *err,
+                  size_t err_len);
+
+/* eval_report.c */
+void eval_print_table(const eval_result *res, int n_res);
+int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_device_info *dev, uint32_t n_score,
+                    const eval_result *res, int n_res);
+
+#endif

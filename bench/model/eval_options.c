@@ -1,0 +1,199 @@
+/* pkv eval-model's command line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_args.h"
+#include "eval_model.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: pkv eval-model [--model FILE] [--text FILE] [--tokenizer FILE] [--backend B] [--device N]\n"
+            "                      [--tokens N] [--modes LIST] [--group-size G] [--patterns M] [--prefill P]\n"
+            "                      [--prefill-attention exact|cache] [--threads N] [--json FILE]\n"
+            "                      [--progress | --no-progress]\n"
+            "Runs a llama2.c checkpoint teacher-forced over a text, its attention through the PatternKV cache,\n"
+            "and reports bits per byte, perplexity and greedy agreement with the FP16 cache.\n"
+            "  --model FILE      llama2.c checkpoint (default %s)\n"
+            "  --text FILE       evaluation text (default %s)\n"
+            "  --tokenizer FILE  llama2.c tokenizer.bin, needed when the vocabulary is larger than 256 bytes\n"
+            "                    (default: tokenizer.bin beside the model); with 256 tokens, token = byte\n"
+            "  --backend B       auto, cpu, vulkan, opencl (default auto)\n"
+            "  --tokens N        positions scored (default %u; each predicts the next token)\n"
+            "  --modes LIST      comma list of fp16, pattern, direct (= 2,3,4 bits), or pattern2, direct3,\n"
+            "                    pattern2/4 (K bits/V bits); default fp16,pattern,direct. FP16 always runs:\n"
+            "                    greedy agreement is measured against it\n"
+            "  --group-size G    tokens per quantization group and window, 32, 64 or 128 (default 128)\n"
+            "  --patterns M      patterns mined at prefill (default 32)\n"
+            "  --prefill P       the first P tokens of each sequence are a prompt: one append, which mines\n"
+            "                    the pattern banks; the rest go one token at a time, appended and attended\n"
+            "                    with q_len 1 (default 512; 0: every token that way, and no mining)\n"
+            "  --prefill-attention exact|cache\n"
+            "                    how the prompt attends: exact (fp32, before compression, as a prefill\n"
+            "                    kernel does; default) or through the compressed cache with q_len P\n"
+            "  --threads N       CPU backend threads (default: one per core)\n"
+            "  --json FILE       also write the results as JSON\n",
+            EVAL_DEFAULT_MODEL, EVAL_DEFAULT_TEXT, EVAL_DEFAULT_TOKENS);
+}
+
+static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb)
+{
+    for (int i = 0; i < o->n_modes; i++)
+        if (o->modes[i].mode == mode && o->modes[i].k_bits == kb && o->modes[i].v_bits == vb) return 0;
+    if (o->n_modes == EVAL_MAX_MODES) return -1;
+    o->modes[o->n_modes++] = (eval_mode){mode, kb, vb};
+    return 0;
+}
+
+/* One item of --modes: fp16 | pattern | direct | patternK | directK | patternK/V | directK/V. */
+static int parse_mode_item(eval_options *o, const char *item)
+{
+    pkv_mode mode;
+    const char *rest;
+    if (strcmp(item, "fp16") == 0) return add_mode(o, PKV_MODE_FP16, 16, 16);
+    if (strncmp(item, "pattern", 7) == 0) mode = PKV_MODE_PATTERN, rest = item + 7;
+    else if (strncmp(item, "direct", 6) == 0) mode = PKV_MODE_DIRECT, rest = item + 6;
+    else return -1;
+    if (!*rest) {
+        for (uint32_t b = 2; b <= 4; b++)
+            if (add_mode(o, mode, b, b)) return -1;
+        return 0;
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s", rest);
+    char *slash = strchr(buf, '/');
+    uint32_t kb, vb;
+    if (slash) *slash = '\0';
+    if (cli_parse_u32(buf, 0, UINT32_MAX, &kb) || (slash ? cli_parse_u32(slash + 1, 0, UINT32_MAX, &vb) : (vb = kb, 0)) ||
+        !cli_valid_bits(kb) || !cli_valid_bits(vb))
+        return -1;
+    return add_mode(o, mode, kb, vb);
+}
+
+static int parse_modes(eval_options *o, const char *list)
+{
+    char buf[512];
+    if (strlen(list) >= sizeof buf) return -1;
+    strcpy(buf, list);
+    o->n_modes = 0;
+    for (char *item = strtok(buf, ","); item; item = strtok(NULL, ","))
+        if (parse_mode_item(o, item)) return -1;
+    return o->n_modes ? 0 : -1;
+}
+
+/* A default file of the repository; as given when it is nowhere (the error then names it). */
+static const char *repo_file(const char *rel, char *buf, size_t len)
+{
+    const char *p = cli_repo_file(rel, buf, len);
+    return p ? p : rel;
+}
+
+int eval_parse_args(int argc, char **argv, eval_options *o)
+{
+    static char model_buf[4096], text_buf[4096];
+    memset(o, 0, sizeof *o);
+    o->backend = PKV_BACKEND_AUTO;
+    o->device = -1;
+    o->tokens = EVAL_DEFAULT_TOKENS;
+    o->group_size = 128;
+    o->n_patterns = 32;
+    o->prefill = 512;
+    o->progress = -1;
+    parse_modes(o, "fp16,pattern,direct");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 1;
+        } else if (strcmp(a, "--progress") == 0) {
+            o->progress = 1, takes = 0;
+        } else if (strcmp(a, "--no-progress") == 0) {
+            o->progress = 0, takes = 0;
+        } else if (!val) {
+            fprintf(stderr, "pkv eval-model: %s needs a value (or is unknown); see --help\n", a);
+            return -1;
+        } else if (strcmp(a, "--model") == 0) {
+            o->model = val;
+        } else if (strcmp(a, "--text") == 0) {
+            o->text = val;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            o->tokenizer = val;
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = val;
+        } else if (strcmp(a, "--backend") == 0) {
+            if (pkv_backend_from_name(val, &o->backend) != PKV_OK) {
+                fprintf(stderr, "pkv eval-model: --backend %s: not one of auto, cpu, vulkan, opencl\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--device") == 0) {
+            uint32_t d;
+            if (cli_parse_u32(val, 0, UINT32_MAX, &d) || d > 1000) {
+                fprintf(stderr, "pkv eval-model: --device %s: not a device index\n", val);
+                return -1;
+            }
+            o->device = (int)d;
+        } else if (strcmp(a, "--tokens") == 0) {
+            if (cli_parse_u32(val, 0, UINT32_MAX, &o->tokens) || o->tokens < 1 || o->tokens > (1u << 24)) {
+                fprintf(stderr, "pkv eval-model: --tokens %s: expected a count from 1 to 16777216\n", val);
+                return -1;
+            }
+            o->tokens_given = 1;
+        } else if (strcmp(a, "--modes") == 0) {
+            if (parse_modes(o, val)) {
+                fprintf(stderr, "pkv eval-model: --modes %s: expected a comma list of fp16, pattern, direct, "
+                                "patternB, directB or patternK/V with bits 2, 3, 4 or 8\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--group-size") == 0) {
+            if (cli_parse_u32(val, 0, UINT32_MAX, &o->group_size) ||
+                (o->group_size != 32 && o->group_size != 64 && o->group_size != 128)) {
+                fprintf(stderr, "pkv eval-model: --group-size %s: expected 32, 64 or 128\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--patterns") == 0) {
+            if (cli_parse_u32(val, 0, UINT32_MAX, &o->n_patterns) || o->n_patterns < 1 || o->n_patterns > 256) {
+                fprintf(stderr, "pkv eval-model: --patterns %s: expected 1 to 256\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--prefill") == 0) {
+            if (cli_parse_u32(val, 0, UINT32_MAX, &o->prefill) || o->prefill > (1u << 20)) {
+                fprintf(stderr, "pkv eval-model: --prefill %s: expected a token count\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--prefill-attention") == 0) {
+            if (strcmp(val, "exact") == 0) o->prefill_in_cache = 0;
+            else if (strcmp(val, "cache") == 0) o->prefill_in_cache = 1;
+            else {
+                fprintf(stderr, "pkv eval-model: --prefill-attention %s: expected exact or cache\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--threads") == 0) {
+            if (cli_parse_u32(val, 0, UINT32_MAX, &o->threads) || o->threads > 1024) {
+                fprintf(stderr, "pkv eval-model: --threads %s: expected 0 to 1024\n", val);
+                return -1;
+            }
+        } else {
+            fprintf(stderr, "pkv eval-model: unknown option %s; see --help\n", a);
+            return -1;
+        }
+        i += takes;
+    }
+    if (!o->model) o->model = repo_file(EVAL_DEFAULT_MODEL, model_buf, sizeof model_buf);
+    if (!o->text) o->text = repo_file(EVAL_DEFAULT_TEXT, text_buf, sizeof text_buf);
+    /* FP16 first: the others' greedy agreement is measured against it */
+    int fp16 = -1;
+    for (int i = 0; i < o->n_modes; i++)
+        if (o->modes[i].mode == PKV_MODE_FP16) fp16 = i;
+    if (fp16 < 0) {
+        if (o->n_modes == EVAL_MAX_MODES) o->n_modes--;
+        memmove(o->modes + 1, o->modes, (size_t)o->n_modes * sizeof o->modes[0]);
+        o->n_modes++;
+    } else {
+        memmove(o->modes + 1, o->modes, (size_t)fp16 * sizeof o->modes[0]);
+    }
+    o->modes[0] = (eval_mode){PKV_MODE_FP16, 16, 16};
+    return 0;
+}

@@ -1,0 +1,31 @@
+#include "cli_args.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int cli_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    if (!s || *s < '0' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int cli_valid_bits(uint32_t b) { return b == 2 || b == 3 || b == 4 || b == 8; }
+
+const char *cli_repo_file(const char *rel, char *buf, size_t len)
+{
+    if (access(rel, R_OK) == 0) return rel;
+#ifdef PKV_SOURCE_DIR
+    snprintf(buf, len, "%s/%s", PKV_SOURCE_DIR, rel);
+    if (access(buf, R_OK) == 0) return buf;
+#else
+    (void)buf, (void)len;
+#endif
+    return NULL;
+}
