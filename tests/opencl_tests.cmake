@@ -3,24 +3,26 @@
 # Nothing links libOpenCL: the tests reach OpenCL through the library's own run-time loader.
 set(PKV_OCL_TEST_CACHE ${CMAKE_CURRENT_BINARY_DIR}/opencl_cache)
 
-# Parity against the CPU backend, odd shapes, fork, budget, OOM, program cache, engine integration.
-pkv_add_test(test_opencl SOURCES test_opencl.c)
-target_include_directories(test_opencl PRIVATE ${PROJECT_SOURCE_DIR}/src ${PKV_OPENCL_INCLUDE_DIR})
-add_test(NAME test_opencl COMMAND test_opencl)
-set_tests_properties(test_opencl PROPERTIES
+# Budget, OOM, program cache, engine integration, device listing and timing.
+pkv_add_test(test_opencl_device SOURCES test_opencl_device.c)
+target_include_directories(test_opencl_device PRIVATE ${PROJECT_SOURCE_DIR}/src ${PKV_OPENCL_INCLUDE_DIR})
+add_test(NAME test_opencl_device COMMAND test_opencl_device)
+set_tests_properties(test_opencl_device PROPERTIES
   ENVIRONMENT "PKV_TEST_CACHE_DIR=${PKV_OCL_TEST_CACHE};PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}" TIMEOUT 1200 LABELS opencl)
 
-# A machine without libOpenCL: the backend says why, AUTO picks another.
-pkv_add_test(test_opencl_missing SOURCES test_opencl_missing.c)
-add_test(NAME test_opencl_missing COMMAND test_opencl_missing)
-set_tests_properties(test_opencl_missing PROPERTIES
-  ENVIRONMENT "PKV_OPENCL_LIBRARY=/nonexistent/libOpenCL.so.1;PKV_BACKEND=" TIMEOUT 300 LABELS opencl)
+# Bit-exact parity with the CPU backend (test_parity.c).
+add_test(NAME test_parity_opencl COMMAND test_parity)
+set_tests_properties(test_parity_opencl PROPERTIES TIMEOUT 1200 LABELS opencl
+  ENVIRONMENT "PKV_TEST_BACKEND=opencl;PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}")
 
-# The lead's API suite again, on OpenCL.
+# A machine without libOpenCL: the backend says why, AUTO picks another.
+add_test(NAME test_missing_driver_opencl COMMAND test_missing_driver)
+set_tests_properties(test_missing_driver_opencl PROPERTIES TIMEOUT 300 LABELS opencl
+  ENVIRONMENT "PKV_TEST_BACKEND=opencl")
+
+# The API suite again, on OpenCL.
 foreach(t IN LISTS PKV_API_SUITE)
-  if(TARGET ${t})
-    add_test(NAME ${t}_opencl COMMAND ${t})
-    set_tests_properties(${t}_opencl PROPERTIES
-      ENVIRONMENT "PKV_TEST_BACKEND=opencl;PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}" TIMEOUT 1200 LABELS opencl)
-  endif()
+  add_test(NAME ${t}_opencl COMMAND ${t})
+  set_tests_properties(${t}_opencl PROPERTIES
+    ENVIRONMENT "PKV_TEST_BACKEND=opencl;PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}" TIMEOUT 1200 LABELS opencl)
 endforeach()

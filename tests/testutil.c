@@ -23,6 +23,34 @@ pkv_context *tu_context(void)
     return ctx;
 }
 
+int tu_in_ci(void)
+{
+    const char *ci = getenv("CI");
+    return ci && (strcmp(ci, "true") == 0 || strcmp(ci, "1") == 0);
+}
+
+pkv_context *tu_context_or_skip(pkv_context_params *p)
+{
+    pkv_context *ctx = NULL;
+    pkv_status st = pkv_context_create(p, &ctx);
+    if (st != PKV_OK) {
+        if (tu_in_ci()) fail_msg("CI: no %s device: %s (%s)", pkv_backend_name(p->backend), pkv_status_string(st), pkv_last_error());
+        print_message("skipping: no %s device (%s)\n", pkv_backend_name(p->backend), pkv_last_error());
+        skip();
+    }
+    return ctx;
+}
+
+pkv_context *tu_cpu_context(uint32_t n_threads)
+{
+    pkv_context_params p = pkv_context_params_default();
+    p.backend = PKV_BACKEND_CPU;
+    p.n_threads = n_threads;
+    pkv_context *ctx = NULL;
+    TU_OK(pkv_context_create(&p, &ctx));
+    return ctx;
+}
+
 double tu_uniform(tu_rng *r)
 {
     r->s ^= r->s << 13;

@@ -16,6 +16,14 @@
 pkv_context *tu_context(void);
 pkv_backend_kind tu_backend(void);
 
+/* CI=true (or 1) in the environment. */
+int tu_in_ci(void);
+/* A context on p->backend for the GPU backends' tests: when that backend has no device, fails the
+ * test in CI and skips it, saying why, elsewhere. */
+pkv_context *tu_context_or_skip(pkv_context_params *p);
+/* A CPU-backend context with n_threads threads (0: one per core). */
+pkv_context *tu_cpu_context(uint32_t n_threads);
+
 typedef struct tu_rng { uint64_t s; } tu_rng;
 double tu_uniform(tu_rng *r);  /* [0, 1) */
 double tu_normal(tu_rng *r);
