@@ -3,7 +3,19 @@
  *
  * The API follows zstd's shape: opaque handles, a parameters struct with defaults, one status type.
  * Every function returns a pkv_status; on error nothing that was stored before is lost, and
- * pkv_last_error() gives a sentence saying what was wrong. See README.md for the data layout. */
+ * pkv_last_error() gives a sentence saying what was wrong. See README.md for the data layout.
+ *
+ * Stable ABI. Every public struct starts with `uint32_t struct_size`: the struct's size as the
+ * application was compiled (sizeof). Fields are only ever added at the end, so the size says which
+ * fields the application knows. The library accepts the size of every released version of a struct:
+ * from an older, smaller struct it reads only the fields that size covers (later fields take their
+ * defaults) and into one it writes only those fields; any other size (0, a newer or a foreign one)
+ * is refused with PKV_ERR_INVALID_ARGUMENT and a message naming the struct. Set the size with the
+ * struct's *_default() (pkv_context_params, pkv_cache_config, pkv_attention_params: inline functions
+ * that call pkv_*_init with the size seen by the application), or by hand for the structs the
+ * library fills (`pkv_cache_stats s = {.struct_size = sizeof s};`, likewise pkv_device_info) and for
+ * the engine-integration handles (pkv_vulkan_external, pkv_opencl_external). Bindings from other
+ * languages (ctypes, ...) call pkv_*_init with their own struct's size. */
 #ifndef PATTERNKV_H
 #define PATTERNKV_H
 
@@ -85,6 +97,7 @@ enum { /* bits of pkv_device_info.features */
 };
 
 typedef struct pkv_device_info {
+    uint32_t struct_size;    /* sizeof(pkv_device_info), set by the caller (stable ABI, above) */
     pkv_backend_kind backend;
     uint32_t index;          /* index within its backend */
     pkv_device_type type;
@@ -97,14 +110,19 @@ typedef struct pkv_device_info {
 
 /* Lists the devices of every backend that loads on this machine. Writes up to `capacity` entries
  * and sets *count to the number found. Backends that do not load are skipped; their reason goes
- * to the log callback of `params` when given (may be NULL). */
+ * to the log callback of `params` when given (may be NULL). With capacity > 0, out[0].struct_size
+ * gives the size of each entry of the array (set it to sizeof(pkv_device_info)). */
 typedef struct pkv_context_params pkv_context_params;
 PKV_API pkv_status pkv_list_devices(const pkv_context_params *params, pkv_device_info *out,
                                     size_t capacity, size_t *count);
 
 /* ---- context --------------------------------------------------------------------------------- */
 
+struct pkv_vulkan_external; /* patternkv_vulkan.h */
+struct pkv_opencl_external; /* patternkv_opencl.h */
+
 struct pkv_context_params {
+    uint32_t struct_size;     /* sizeof(pkv_context_params), set by pkv_context_params_default() */
     pkv_backend_kind backend; /* AUTO; overridden by env PKV_BACKEND when AUTO */
     int device_index;         /* -1: best device (discrete > integrated > virtual > cpu); env PKV_DEVICE */
     const char *device_name;  /* substring of the device name, or NULL */
@@ -113,16 +131,27 @@ struct pkv_context_params {
     void *log_user;
     pkv_log_level log_level;  /* messages above this level are dropped; default WARN */
     uint32_t n_threads;       /* CPU backend threads; 0 = one per core */
-    /* Engine integration (Vulkan/OpenCL): handles of the application, or NULL. See README. */
-    const void *external;
+    /* Engine integration: the application's own device and queue, or NULL (README: Engine
+     * integration). At most one of the two; it names its backend (AUTO follows it, another explicit
+     * backend is an error). */
+    const struct pkv_vulkan_external *vulkan_external; /* patternkv_vulkan.h */
+    const struct pkv_opencl_external *opencl_external; /* patternkv_opencl.h */
 };
 
 typedef struct pkv_context pkv_context;
 
-PKV_API pkv_context_params pkv_context_params_default(void);
+/* Fills the first struct_size bytes of *p with the defaults and sets p->struct_size (stable ABI). */
+PKV_API pkv_status pkv_context_params_init(pkv_context_params *p, size_t struct_size);
+static inline pkv_context_params pkv_context_params_default(void)
+{
+    pkv_context_params p;
+    pkv_context_params_init(&p, sizeof p);
+    return p;
+}
 PKV_API pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **out);
 PKV_API pkv_status pkv_context_free(pkv_context *ctx);
-/* The device the context runs on, and why it was chosen (e.g. "vulkan: libvulkan.so.1 not found"). */
+/* The device the context runs on, and why it was chosen (e.g. "vulkan: libvulkan.so.1 not found").
+ * Set info->struct_size first. */
 PKV_API pkv_status pkv_context_device(const pkv_context *ctx, pkv_device_info *info,
                                       char *why, size_t why_capacity);
 
@@ -137,6 +166,7 @@ typedef enum pkv_mode {
 PKV_API const char *pkv_mode_name(pkv_mode mode); /* "pattern", "direct", "fp16" */
 
 typedef struct pkv_cache_config {
+    uint32_t struct_size;     /* sizeof(pkv_cache_config), set by pkv_cache_config_default() */
     uint32_t n_layers;        /* >= 1 */
     uint32_t n_kv_heads;      /* >= 1 */
     uint32_t head_dim;        /* multiple of 8 in [32, 256]; default 128 */
@@ -155,9 +185,16 @@ typedef struct pkv_cache_config {
 typedef struct pkv_cache pkv_cache;
 typedef uint32_t pkv_seq;
 
-PKV_API pkv_cache_config pkv_cache_config_default(void);
+PKV_API pkv_status pkv_cache_config_init(pkv_cache_config *c, size_t struct_size);
+static inline pkv_cache_config pkv_cache_config_default(void)
+{
+    pkv_cache_config c;
+    pkv_cache_config_init(&c, sizeof c);
+    return c;
+}
 PKV_API pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pkv_cache **out);
 PKV_API pkv_status pkv_cache_free(pkv_cache *cache);
+/* Set out->struct_size first (the fields it covers are written). */
 PKV_API pkv_status pkv_cache_get_config(const pkv_cache *cache, pkv_cache_config *out);
 
 /* ---- sequences ------------------------------------------------------------------------------- */
@@ -185,6 +222,7 @@ PKV_API pkv_status pkv_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uin
                               const void *k, const void *v, pkv_dtype dtype);
 
 typedef struct pkv_attention_params {
+    uint32_t struct_size; /* sizeof(pkv_attention_params), set by pkv_attention_params_default() */
     const pkv_seq *seqs; /* n_seqs sequence ids */
     uint32_t n_seqs;
     uint32_t layer;
@@ -193,6 +231,15 @@ typedef struct pkv_attention_params {
     float scale;         /* softmax scale; 0 means 1/sqrt(head_dim) */
     pkv_dtype q_dtype;   /* dtype of q; out is always fp32 */
 } pkv_attention_params;
+
+/* Defaults: no sequences, layer 0, q_len 1, n_q_heads 0 (to be set), scale 0, q fp32. */
+PKV_API pkv_status pkv_attention_params_init(pkv_attention_params *p, size_t struct_size);
+static inline pkv_attention_params pkv_attention_params_default(void)
+{
+    pkv_attention_params p;
+    pkv_attention_params_init(&p, sizeof p);
+    return p;
+}
 
 /* q and out: [n_seqs][q_len][n_q_heads][head_dim]. */
 PKV_API pkv_status pkv_attention(pkv_cache *cache, const pkv_attention_params *params, const void *q,
@@ -216,6 +263,7 @@ PKV_API pkv_status pkv_last_op_time(const pkv_context *ctx, double *ms);
 /* ---- stats, save, load ----------------------------------------------------------------------- */
 
 typedef struct pkv_cache_stats {
+    uint32_t struct_size;        /* sizeof(pkv_cache_stats), set by the caller (stable ABI, above) */
     uint64_t bytes_codes;        /* bit-packed K and V codes (fp16 payload in FP16 mode) */
     uint64_t bytes_scales;       /* fp16 scales and zeros */
     uint64_t bytes_indices;      /* u8 pattern indices */
@@ -233,6 +281,7 @@ typedef struct pkv_cache_stats {
     uint32_t n_seqs;
 } pkv_cache_stats;
 
+/* Set out->struct_size first: `pkv_cache_stats s = {.struct_size = sizeof s};`. */
 PKV_API pkv_status pkv_cache_stats_get(const pkv_cache *cache, pkv_cache_stats *out);
 
 /* Saves all sequences; the file is versioned and checksummed, written to a temp file then renamed. */

@@ -1,10 +1,9 @@
 /* Engine integration for the OpenCL backend: run PatternKV on the application's own OpenCL
  * context and command queue, so its kernels and ours share one queue (no extra synchronisation).
  *
- *   pkv_opencl_external ext = {.backend = PKV_BACKEND_OPENCL, .context = ctx, .device = dev, .queue = q};
+ *   pkv_opencl_external ext = {.struct_size = sizeof ext, .context = ctx, .device = dev, .queue = q};
  *   pkv_context_params p = pkv_context_params_default();
- *   p.backend = PKV_BACKEND_OPENCL;
- *   p.external = &ext;
+ *   p.opencl_external = &ext;   (the backend is then OpenCL)
  *
  * The library retains the handles (clRetain*) and releases them when its context is freed; the
  * application may release its own references at any time. The queue must be in-order and belong to
@@ -25,7 +24,7 @@ extern "C" {
 #endif
 
 typedef struct pkv_opencl_external {
-    pkv_backend_kind backend;  /* must be PKV_BACKEND_OPENCL: tells this struct from other backends' */
+    uint32_t struct_size;      /* sizeof(pkv_opencl_external) (stable ABI, patternkv.h) */
     cl_context context;        /* required */
     cl_device_id device;       /* required: a device of `context` */
     cl_command_queue queue;    /* NULL: the library creates an in-order queue on `context` */

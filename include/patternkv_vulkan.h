@@ -1,11 +1,10 @@
 /* Engine integration for the Vulkan backend: run PatternKV on the application's own VkInstance,
  * VkPhysicalDevice, VkDevice and compute-capable queue (game engines own their device).
  *
- *   pkv_vulkan_external ext = {.backend = PKV_BACKEND_VULKAN, .instance = inst, .physical_device = phys,
+ *   pkv_vulkan_external ext = {.struct_size = sizeof ext, .instance = inst, .physical_device = phys,
  *                              .device = dev, .queue = queue, .queue_family_index = family};
  *   pkv_context_params p = pkv_context_params_default();
- *   p.backend = PKV_BACKEND_VULKAN;
- *   p.external = &ext;
+ *   p.vulkan_external = &ext;   (the backend is then Vulkan)
  *
  * Synchronization contract:
  * - The handles stay owned by the application and must outlive the PatternKV context; the library
@@ -41,7 +40,7 @@ extern "C" {
 #endif
 
 typedef struct pkv_vulkan_external {
-    pkv_backend_kind backend;          /* must be PKV_BACKEND_VULKAN: tells this struct from other backends' */
+    uint32_t struct_size;              /* sizeof(pkv_vulkan_external) (stable ABI, patternkv.h) */
     VkInstance instance;               /* required */
     VkPhysicalDevice physical_device;  /* required: the device `device` was created from */
     VkDevice device;                   /* required */

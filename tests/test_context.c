@@ -10,7 +10,7 @@ static void auto_prefers_a_gpu_and_passes_over_cpu_type_devices(void **state)
     (void)state;
     unsetenv("PKV_BACKEND");
     unsetenv("PKV_DEVICE");
-    pkv_device_info devs[64];
+    pkv_device_info devs[64] = {{.struct_size = sizeof(pkv_device_info)}};
     size_t n = 0;
     TU_OK(pkv_list_devices(NULL, devs, 64, &n));
     assert_true(n >= 1 && n <= 64);
@@ -23,7 +23,7 @@ static void auto_prefers_a_gpu_and_passes_over_cpu_type_devices(void **state)
     assert_true(has_cpu_backend);
     pkv_context *ctx;
     TU_OK(pkv_context_create(NULL, &ctx));
-    pkv_device_info info;
+    pkv_device_info info = {.struct_size = sizeof info};
     char why[512];
     TU_OK(pkv_context_device(ctx, &info, why, sizeof why));
     if (gpu) assert_true(info.backend != PKV_BACKEND_CPU && info.type != PKV_DEVICE_CPU);
@@ -38,7 +38,7 @@ static void auto_prefers_a_gpu_and_passes_over_cpu_type_devices(void **state)
 static void naming_a_backend_or_device_overrides_the_preference(void **state)
 {
     (void)state;
-    pkv_device_info devs[64];
+    pkv_device_info devs[64] = {{.struct_size = sizeof(pkv_device_info)}};
     size_t n = 0;
     TU_OK(pkv_list_devices(NULL, devs, 64, &n));
     for (size_t i = 0; i < n; i++) {
@@ -48,7 +48,7 @@ static void naming_a_backend_or_device_overrides_the_preference(void **state)
         p.device_name = devs[i].name;
         pkv_context *ctx;
         TU_OK(pkv_context_create(&p, &ctx));
-        pkv_device_info info;
+        pkv_device_info info = {.struct_size = sizeof info};
         TU_OK(pkv_context_device(ctx, &info, NULL, 0));
         assert_int_equal(info.backend, devs[i].backend);
         assert_string_equal(info.name, devs[i].name);

@@ -144,7 +144,7 @@ static void bank_capacity_is_honoured_over_a_long_append(void **state)
     TU_OK(pkv_cache_create(ctx, &cfg, &c));
     TU_OK(pkv_seq_create(c, &s));
     float *k = malloc((size_t)chunk * d * sizeof(float)), *v = malloc((size_t)chunk * d * sizeof(float));
-    pkv_cache_stats st;
+    pkv_cache_stats st = {.struct_size = sizeof st};
     uint64_t patterns_at_half = 0;
     for (uint32_t done = 0; done < n; done += chunk) {
         uint32_t m = n - done < chunk ? n - done : chunk;

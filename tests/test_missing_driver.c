@@ -27,7 +27,7 @@ static void missing_driver_has_a_reason_and_auto_falls_back(void **state)
 
     p.backend = PKV_BACKEND_AUTO;
     TU_OK(pkv_context_create(&p, &ctx));
-    pkv_device_info info;
+    pkv_device_info info = {.struct_size = sizeof info};
     char why[512], expect[64];
     TU_OK(pkv_context_device(ctx, &info, why, sizeof why));
     assert_int_not_equal(info.backend, kind);
@@ -36,7 +36,7 @@ static void missing_driver_has_a_reason_and_auto_falls_back(void **state)
     assert_non_null(strstr(why, "not found"));
     TU_OK(pkv_context_free(ctx));
 
-    pkv_device_info devs[16];
+    pkv_device_info devs[16] = {{.struct_size = sizeof(pkv_device_info)}};
     size_t n = 0;
     TU_OK(pkv_list_devices(NULL, devs, 16, &n));
     for (size_t i = 0; i < n && i < 16; i++) assert_int_not_equal(devs[i].backend, kind);

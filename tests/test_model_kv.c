@@ -73,7 +73,7 @@ static fidelity measure(pkv_mode mode, uint32_t bits)
             len += n;
             for (uint32_t qh = 0; qh < Hq; qh++)
                 memcpy(q + (size_t)qh * d, fixture_row(&fx, fx.q, Hq, l, qh, len - 1), d * sizeof(float));
-            pkv_attention_params p = {.seqs = &seq, .n_seqs = 1, .layer = l, .q_len = 1, .n_q_heads = Hq,
+            pkv_attention_params p = {.struct_size = sizeof(pkv_attention_params), .seqs = &seq, .n_seqs = 1, .layer = l, .q_len = 1, .n_q_heads = Hq,
                                       .q_dtype = PKV_F32};
             TU_OK(pkv_attention(cache, &p, q, out));
             for (uint32_t qh = 0; qh < Hq; qh++) {
@@ -97,7 +97,7 @@ static fidelity measure(pkv_mode mode, uint32_t bits)
             vs += (double)v[i] * v[i];
         }
     }
-    pkv_cache_stats stats;
+    pkv_cache_stats stats = {.struct_size = sizeof stats};
     TU_OK(pkv_cache_stats_get(cache, &stats));
     r.bits_per_element = stats.bits_per_element;
     r.k_rel_mse = ke / ks;

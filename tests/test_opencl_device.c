@@ -42,7 +42,7 @@ static void tiny_round_trip(pkv_context *ctx)
     tu_random(&r, 40 * 32, 1.0f, v);
     tu_random(&r, 32, 1.0f, q);
     TU_OK(pkv_append(c, s, 0, 40, k, v, PKV_F32));
-    pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .q_len = 1, .n_q_heads = 1, .q_dtype = PKV_F32};
+    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &s, .n_seqs = 1, .q_len = 1, .n_q_heads = 1, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(c, &ap, q, o));
     TU_OK(pkv_cache_free(c));
 }
@@ -210,14 +210,14 @@ static void external_context_and_queue(void **state)
     cl_command_queue q = cl->clCreateCommandQueue(cctx, dev, 0, &err);
     assert_int_equal(err, CL_SUCCESS);
 
-    pkv_opencl_external ext = {.backend = PKV_BACKEND_OPENCL, .context = cctx, .device = dev, .queue = q};
+    pkv_opencl_external ext = {.struct_size = sizeof ext, .context = cctx, .device = dev, .queue = q};
     pkv_context_params p = pkv_context_params_default();
-    p.external = &ext;
+    p.opencl_external = &ext;
     pkv_context *ctx = ocl_context_with(&p);
     /* the application may drop its references: the library holds its own */
     cl->clReleaseCommandQueue(q);
     cl->clReleaseContext(cctx);
-    pkv_device_info info;
+    pkv_device_info info = {.struct_size = sizeof info};
     TU_OK(pkv_context_device(ctx, &info, why, sizeof why));
     assert_int_equal(info.backend, PKV_BACKEND_OPENCL);
 
@@ -255,7 +255,7 @@ static void external_context_and_queue(void **state)
     /* q and out in the application's buffers */
     float qh[2 * 32], out_host[2 * 32], out_dev[2 * 32];
     tu_random(&r, 64, 1.0f, qh);
-    pkv_attention_params ap = {.seqs = &so, .n_seqs = 1, .q_len = 1, .n_q_heads = 2, .q_dtype = PKV_F32};
+    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &so, .n_seqs = 1, .q_len = 1, .n_q_heads = 2, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(co, &ap, qh, out_host));
     assert_int_equal(cl->clEnqueueWriteBuffer(po->q, kbuf, CL_TRUE, 0, sizeof qh, qh, 0, NULL, NULL), CL_SUCCESS);
     TU_OK(pkv_opencl_attention(co, &ap, kbuf, 0, vbuf, 16));
@@ -270,14 +270,18 @@ static void external_context_and_queue(void **state)
     TU_OK(pkv_context_free(cpu));
 
     /* an external struct missing its device is refused with a reason */
-    pkv_opencl_external bad = {.backend = PKV_BACKEND_OPENCL, .context = NULL, .device = NULL, .queue = NULL};
+    pkv_opencl_external bad = {.struct_size = sizeof bad, .context = NULL, .device = NULL, .queue = NULL};
     p = pkv_context_params_default();
     p.backend = PKV_BACKEND_OPENCL;
-    p.external = &bad;
+    p.opencl_external = &bad;
     ctx = NULL;
     assert_int_not_equal(pkv_context_create(&p, &ctx), PKV_OK);
     assert_null(ctx);
     assert_non_null(strstr(pkv_last_error(), "context"));
+    /* and one without its size (stable ABI) */
+    bad.struct_size = 0;
+    assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(pkv_last_error(), "pkv_opencl_external.struct_size is 0"));
 }
 
 /* Device listing and the bench's read-bandwidth kernel. */
@@ -286,7 +290,7 @@ static void devices_listed_and_bandwidth_measured(void **state)
 {
     (void)state;
     pkv_context *ctx = ocl_context();
-    pkv_device_info devs[16];
+    pkv_device_info devs[16] = {{.struct_size = sizeof(pkv_device_info)}};
     size_t n = 0;
     TU_OK(pkv_list_devices(NULL, devs, 16, &n));
     int found = 0;

@@ -269,7 +269,7 @@ static void expect_attention(run *r)
             size_t nq = (size_t)r->n_seqs * q_len * nqh * d;
             float *q = malloc(nq * sizeof(float)), *oc = malloc(nq * sizeof(float)), *og = malloc(nq * sizeof(float));
             tu_random(&r->rng, nq, 1.0f, q);
-            pkv_attention_params ap = {.n_seqs = r->n_seqs, .layer = l, .q_len = q_len, .n_q_heads = nqh, .q_dtype = PKV_F32};
+            pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .n_seqs = r->n_seqs, .layer = l, .q_len = q_len, .n_q_heads = nqh, .q_dtype = PKV_F32};
             ap.seqs = r->s[0].seqs;
             TU_OK(pkv_attention(r->s[0].c, &ap, q, oc));
             ap.seqs = r->s[1].seqs;
@@ -354,7 +354,7 @@ static void saved_caches_load_across_backends(void **state)
     TU_OK(pkv_cache_load(cpu, path, &c2));
     float q[4 * 64], o1[4 * 64], o2[4 * 64];
     tu_random(&rng, 4 * 64, 1.0f, q);
-    pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
+    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(c, &ap, q, o1));
     TU_OK(pkv_attention(c2, &ap, q, o2));
     assert_true(ref_rel_diff(o1, o2, 4 * 64) < 1e-4);

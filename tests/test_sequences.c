@@ -29,7 +29,7 @@ static void fork_shares_blocks_and_both_sides_diverge(void **state)
     append_random(c, parent, 150, &r, k, v); /* 4 blocks + 22 in the window, per layer */
     float *pk0 = malloc(400 * H * D * sizeof(float)), *pv0 = malloc(400 * H * D * sizeof(float));
     TU_OK(pkv_read_kv(c, parent, 1, pk0, pv0));
-    pkv_cache_stats before, after;
+    pkv_cache_stats before = {.struct_size = sizeof before}, after = {.struct_size = sizeof after};
     TU_OK(pkv_cache_stats_get(c, &before));
     TU_OK(pkv_seq_fork(c, parent, &child));
     TU_OK(pkv_cache_stats_get(c, &after));
@@ -111,7 +111,7 @@ static void many_sequences_of_different_lengths_share_one_pool(void **state)
         TU_OK(pkv_seq_length(c, ids[i], 0, &n));
         assert_int_equal(n, 5 + i * 11);
     }
-    pkv_cache_stats st;
+    pkv_cache_stats st = {.struct_size = sizeof st};
     TU_OK(pkv_cache_stats_get(c, &st));
     assert_int_equal(st.n_seqs, 12);
     uint64_t expect_blocks = 0;

@@ -32,7 +32,7 @@ static void devices_are_listed_and_chosen_by_name(void **state)
     (void)state;
     pkv_context *probe = tv_context(); /* fails in CI when there is no Vulkan device */
     TU_OK(pkv_context_free(probe));
-    pkv_device_info devs[32];
+    pkv_device_info devs[32] = {{.struct_size = sizeof(pkv_device_info)}};
     size_t n = 0;
     TU_OK(pkv_list_devices(NULL, devs, 32, &n));
     const pkv_device_info *vkdev = NULL;
@@ -49,7 +49,7 @@ static void devices_are_listed_and_chosen_by_name(void **state)
     pkv_context_params p = pkv_context_params_default();
     p.device_name = vkdev->name;
     pkv_context *ctx = tv_context_with(&p);
-    pkv_device_info info;
+    pkv_device_info info = {.struct_size = sizeof info};
     TU_OK(pkv_context_device(ctx, &info, NULL, 0));
     assert_string_equal(info.name, vkdev->name);
     TU_OK(pkv_context_free(ctx));
@@ -85,7 +85,7 @@ static void small_workload(pkv_context *ctx, float *out)
     workload_data(k, v, q);
     TU_OK(pkv_append(c, s, 0, 50, k, v, PKV_F32));
     TU_OK(pkv_append(c, s, 0, 30, k + 50 * 64, v + 50 * 64, PKV_F32));
-    pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
+    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(c, &ap, q, out));
     TU_OK(pkv_cache_free(c));
 }
@@ -197,7 +197,7 @@ static void out_of_device_memory_keeps_what_was_stored(void **state)
     float *ka = malloc((size_t)max_tokens * row * sizeof(float)), *va = malloc((size_t)max_tokens * row * sizeof(float));
     float q[4 * 64], after[4 * 64];
     tu_random(&rng, 4 * 64, 1.0f, q);
-    pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
+    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
     pkv_status st = PKV_OK;
     uint32_t stored = 0;
     while (st == PKV_OK && stored + step <= max_tokens) {
@@ -267,11 +267,16 @@ static void application_owned_device_is_used_and_left_alive(void **state)
     VkQueue queue;
     f.vkGetDeviceQueue(dev, fam, 0, &queue);
 
-    pkv_vulkan_external ext = {.backend = PKV_BACKEND_VULKAN, .instance = inst, .physical_device = pd, .device = dev,
+    pkv_vulkan_external ext = {.struct_size = sizeof ext, .instance = inst, .physical_device = pd, .device = dev,
                                .queue = queue, .queue_family_index = fam, .get_instance_proc_addr = f.vkGetInstanceProcAddr};
     pkv_context_params p = pkv_context_params_default();
-    p.external = &ext;
-    pkv_context *ctx = tv_context_with(&p);
+    p.vulkan_external = &ext;
+    ext.struct_size = 0; /* without its size (stable ABI): refused with a reason */
+    pkv_context *ctx = NULL;
+    assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(pkv_last_error(), "pkv_vulkan_external.struct_size is 0"));
+    ext.struct_size = sizeof ext;
+    ctx = tv_context_with(&p);
     float out[WL_Q], ref[WL_Q];
     small_workload(ctx, out);
     pkv_context *cpu = tu_cpu_context(0);
@@ -311,7 +316,7 @@ static void application_owned_device_is_used_and_left_alive(void **state)
     TU_OK(pkv_seq_create(c, &s));
     TU_OK(pkv_vulkan_append(c, s, 0, 50, bufs[0], off, bufs[1], off, PKV_F32));
     TU_OK(pkv_vulkan_append(c, s, 0, 30, bufs[0], off + 50 * 64 * sizeof(float), bufs[1], off + 50 * 64 * sizeof(float), PKV_F32));
-    pkv_attention_params ap = {.seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
+    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
     TU_OK(pkv_vulkan_attention(c, &ap, bufs[2], off, bufs[3], off));
     assert_true(ref_rel_diff(maps[3], out, WL_Q) < 1e-6);
     assert_int_equal(pkv_vulkan_append(c, s, 0, 1, VK_NULL_HANDLE, 0, bufs[1], 0, PKV_F32), PKV_ERR_INVALID_ARGUMENT);

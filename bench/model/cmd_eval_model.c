@@ -60,7 +60,7 @@ int pkv_cmd_eval_model(int argc, char **argv)
         fprintf(stderr, "pkv eval-model: no context on backend %s: %s\n", pkv_backend_name(o.backend), pkv_last_error());
         goto done;
     }
-    pkv_device_info dev;
+    pkv_device_info dev = {.struct_size = sizeof dev};
     char why[256] = "";
     pkv_context_device(ctx, &dev, why, sizeof why);
     const llama2_config *c = &m.cfg;

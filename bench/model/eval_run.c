@@ -25,7 +25,7 @@ static int attend_pkv(void *user, int layer, int pos0, int n, const float *q, co
     r->status = pkv_append(r->cache, r->seq, (uint32_t)layer, (uint32_t)n, k, v, PKV_F32);
     if (r->status != PKV_OK) return -1;
     pkv_attention_params p = {
-        .seqs = &r->seq, .n_seqs = 1, .layer = (uint32_t)layer, .q_len = (uint32_t)n,
+        .struct_size = sizeof p, .seqs = &r->seq, .n_seqs = 1, .layer = (uint32_t)layer, .q_len = (uint32_t)n,
         .n_q_heads = (uint32_t)r->n_heads, .scale = 0.0f, .q_dtype = PKV_F32,
     };
     r->status = pkv_attention(r->cache, &p, q, out);
@@ -137,7 +137,7 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
             if ((pos & 63) == 0 || pos == len) progress_update(bar, (double)(done + pos) / n_score, label);
         }
         if (!failed && done + len >= n_score) {
-            pkv_cache_stats stats;
+            pkv_cache_stats stats = {.struct_size = sizeof stats};
             if (pkv_cache_stats_get(rc.cache, &stats) == PKV_OK) r->bits_per_element = stats.bits_per_element;
         }
         pkv_seq_free(rc.cache, rc.seq);

@@ -135,7 +135,7 @@ static int first_result(const pkv_context_params *p, double *ms, char *err, size
     cc.group_size = 32;
     cc.n_patterns = 4;
     cc.memory_budget = 4u << 20;
-    pkv_attention_params ap = {.seqs = &seq, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = H, .q_dtype = PKV_F32};
+    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &seq, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = H, .q_dtype = PKV_F32};
     pkv_status s = pkv_context_create(p, &ctx);
     if (s == PKV_OK) s = pkv_cache_create(ctx, &cc, &cache);
     if (s == PKV_OK) s = pkv_seq_create(cache, &seq);

@@ -75,7 +75,7 @@ static int ask_query(pkv_cache *cache, pkv_seq seq, const kv_data *d, uint32_t l
                      float *qbuf, float *out, double *rel, uint32_t *n_rel, char *err, size_t err_len)
 {
     uint32_t Hq = d->n_q_heads, D = d->head_dim, nq = d->q_tokens;
-    pkv_attention_params ap = {.seqs = &seq, .n_seqs = 1, .layer = layer, .q_len = 1, .n_q_heads = Hq,
+    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &seq, .n_seqs = 1, .layer = layer, .q_len = 1, .n_q_heads = Hq,
                                .scale = (float)(1.0 / sqrt((double)D)), .q_dtype = PKV_F32};
     for (uint32_t qh = 0; qh < Hq; qh++) memcpy(qbuf + (size_t)qh * D, kv_q_row(d, layer, qh, j), D * sizeof(float));
     pkv_status s = pkv_attention(cache, &ap, qbuf, out);
@@ -167,7 +167,7 @@ static int run_one(pkv_context *ctx, const bench_options *o, const kv_data *d, c
                 }
             }
     }
-    pkv_cache_stats st;
+    pkv_cache_stats st = {.struct_size = sizeof st};
     s = pkv_cache_stats_get(cache, &st);
     if (s != PKV_OK) {
         snprintf(err, err_len, "stats failed: %s: %s", pkv_status_string(s), pkv_last_error());

@@ -34,7 +34,7 @@ int bench_memory(pkv_context *ctx, const bench_options *o, const kv_data *d, ben
         pkv_cache *cache = NULL;
         pkv_seq seq;
         pkv_status s = PKV_ERR_OUT_OF_HOST_MEMORY;
-        pkv_cache_stats st;
+        pkv_cache_stats st = {.struct_size = sizeof st};
         if (k && v && tk && tv) {
             for (uint32_t h = 0; h < H; h++) {
                 synth_kv(&sp, 0, h, 0, n, tk, tv);

@@ -42,7 +42,7 @@ typedef struct grow_state {
 
 static int device_is_gpu(pkv_context *ctx)
 {
-    pkv_device_info info;
+    pkv_device_info info = {.struct_size = sizeof info};
     return pkv_context_device(ctx, &info, NULL, 0) == PKV_OK && info.type != PKV_DEVICE_CPU;
 }
 
@@ -78,7 +78,7 @@ static int measure_appends(grow_state *g, const kv_data *d, uint32_t n, throughp
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    pkv_cache_stats before, after;
+    pkv_cache_stats before = {.struct_size = sizeof before}, after = {.struct_size = sizeof after};
     pkv_status s = pkv_cache_stats_get(g->cache, &before);
     for (uint32_t i = 0; s == PKV_OK && i < n; i++) {
         double sec;
@@ -160,7 +160,7 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
 {
     uint32_t Hq = d->n_q_heads, D = d->head_dim;
     if (fill_others(g, d, batch - 1, err, err_len)) return -1;
-    pkv_cache_stats st;
+    pkv_cache_stats st = {.struct_size = sizeof st};
     pkv_status s = pkv_cache_stats_get(g->cache, &st);
     if (s != PKV_OK) return fail(err, err_len, "stats", s);
     sr->bytes_per_step = (double)seq_bytes(&st);
@@ -187,7 +187,7 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
     for (uint32_t b = 0; b < batch; b++)
         for (uint32_t qh = 0; qh < Hq; qh++)
             memcpy(q + ((size_t)b * Hq + qh) * D, kv_q_row(d, 0, qh, b % d->q_tokens), D * sizeof(float));
-    pkv_attention_params ap = {.seqs = seqs, .n_seqs = batch, .layer = 0, .q_len = 1, .n_q_heads = Hq,
+    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = seqs, .n_seqs = batch, .layer = 0, .q_len = 1, .n_q_heads = Hq,
                                .scale = 0, .q_dtype = PKV_F32};
     for (uint32_t i = 0; i < o->warmup + rotation; i++)
         if ((s = pkv_attention(caches[i % rotation], &ap, q, out)) != PKV_OK) {

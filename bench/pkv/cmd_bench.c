@@ -113,6 +113,7 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
     int own_sdata = 0;
     progress_bar bar;
     progress_init(&bar, o->progress);
+    r->device.struct_size = sizeof r->device;
     s = pkv_context_device(ctx, &r->device, r->why, sizeof r->why);
     if (s != PKV_OK) {
         snprintf(err, err_len, "device query failed: %s: %s", pkv_status_string(s), pkv_last_error());

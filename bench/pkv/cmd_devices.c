@@ -62,7 +62,7 @@ int pkv_cmd_devices(int argc, char **argv)
         p.log = log_to_stdout;
         p.log_level = PKV_LOG_INFO;
     }
-    pkv_device_info dev[MAX_DEVICES];
+    pkv_device_info dev[MAX_DEVICES] = {{.struct_size = sizeof(pkv_device_info)}};
     size_t count = 0;
     pkv_status s = pkv_list_devices(&p, dev, MAX_DEVICES, &count);
     if (s != PKV_OK) {
@@ -105,7 +105,7 @@ int pkv_cmd_devices(int argc, char **argv)
         printf("auto: no usable device: %s: %s\n", pkv_status_string(s), pkv_last_error());
         return 1;
     }
-    pkv_device_info info;
+    pkv_device_info info = {.struct_size = sizeof info};
     char why[512] = "";
     if (pkv_context_device(ctx, &info, why, sizeof why) == PKV_OK)
         printf("auto picks: %s #%u %s%s%s\n", pkv_backend_name(info.backend), info.index, info.name, why[0] ? ": " : "",

@@ -32,8 +32,27 @@ static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, pkv_
     return PKV_OK;
 }
 
-pkv_status pkv_attention_check(pkv_cache *c, const pkv_attention_params *p)
+static pkv_attention_params attention_defaults(void)
 {
+    pkv_attention_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.q_len = 1;
+    p.q_dtype = PKV_F32;
+    return p;
+}
+
+pkv_status pkv_attention_params_init(pkv_attention_params *p, size_t struct_size)
+{
+    const pkv_attention_params d = attention_defaults();
+    return pkv_abi_init(&pkv_abi_attention_params, &d, p, struct_size);
+}
+
+pkv_status pkv_attention_check(pkv_cache *c, const pkv_attention_params *app, pkv_attention_params *p)
+{
+    const pkv_attention_params d = attention_defaults();
+    pkv_status st = pkv_abi_read(c->ctx, &pkv_abi_attention_params, app, &d, p);
+    if (st != PKV_OK) return st;
     if (!p->seqs || p->n_seqs == 0)
         return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: no sequences given");
     if (p->layer >= c->cfg.n_layers)
@@ -76,11 +95,13 @@ static pkv_status run(pkv_cache *c, const pkv_attention_params *p, pkv_attn_op o
     return st;
 }
 
-pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *p, const void *q, float *out)
+pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *params, const void *q, float *out)
 {
-    if (!c || !p || !q || !out) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: null argument");
+    if (!c || !params || !q || !out)
+        return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: null argument");
     pkv_clear_error();
-    pkv_status st = pkv_attention_check(c, p);
+    pkv_attention_params full, *p = &full;
+    pkv_status st = pkv_attention_check(c, params, p);
     if (st != PKV_OK) return st;
     const size_t nq = (size_t)p->n_seqs * p->q_len * p->n_q_heads * c->g.d;
     float *qf = malloc(nq * sizeof *qf);
@@ -94,9 +115,10 @@ pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *p, const void
     return st;
 }
 
-pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *p, pkv_buf *q, size_t q_off, pkv_buf *out,
-                                size_t out_off)
+pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *params, pkv_buf *q, size_t q_off,
+                                pkv_buf *out, size_t out_off)
 {
-    pkv_status st = pkv_attention_check(c, p);
-    return st != PKV_OK ? st : run(c, p, (pkv_attn_op){.q_buf = q, .q_off = q_off, .out_buf = out, .out_off = out_off});
+    pkv_attention_params p;
+    pkv_status st = pkv_attention_check(c, params, &p);
+    return st != PKV_OK ? st : run(c, &p, (pkv_attn_op){.q_buf = q, .q_off = q_off, .out_buf = out, .out_off = out_off});
 }

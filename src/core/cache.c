@@ -4,10 +4,11 @@
 
 #include "internal.h"
 
-pkv_cache_config pkv_cache_config_default(void)
+static pkv_cache_config config_defaults(void)
 {
     pkv_cache_config c;
     memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
     c.n_layers = 1;
     c.n_kv_heads = 1;
     c.head_dim = 128;
@@ -23,6 +24,12 @@ pkv_cache_config pkv_cache_config_default(void)
     c.kmeans_tol = 1e-4f;
     c.seed = 0x5EED;
     return c;
+}
+
+pkv_status pkv_cache_config_init(pkv_cache_config *c, size_t struct_size)
+{
+    const pkv_cache_config d = config_defaults();
+    return pkv_abi_init(&pkv_abi_cache_config, &d, c, struct_size);
 }
 
 static int valid_bits(uint32_t b) { return b == 2 || b == 3 || b == 4 || b == 8; }
@@ -73,9 +80,11 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pk
 {
     if (!ctx || !config || !out) return pkv_fail(ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_create: null argument");
     *out = NULL;
-    pkv_status st = pkv_validate_config(config);
-    if (st != PKV_OK) return st;
-    return pkv_cache_new(ctx, config, out);
+    const pkv_cache_config d = config_defaults();
+    pkv_cache_config cfg;
+    pkv_status st = pkv_abi_read(ctx, &pkv_abi_cache_config, config, &d, &cfg);
+    if (st == PKV_OK) st = pkv_validate_config(&cfg);
+    return st != PKV_OK ? st : pkv_cache_new(ctx, &cfg, out);
 }
 
 static void seq_destroy(pkv_cache *c, pkv_sequence *s)
@@ -102,8 +111,7 @@ pkv_status pkv_cache_free(pkv_cache *c)
 pkv_status pkv_cache_get_config(const pkv_cache *c, pkv_cache_config *out)
 {
     if (!c || !out) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_get_config: null argument");
-    *out = c->cfg;
-    return PKV_OK;
+    return pkv_abi_write(c->ctx, &pkv_abi_cache_config, &c->cfg, out);
 }
 
 pkv_sequence *pkv_find_seq(const pkv_cache *c, pkv_seq id)

@@ -44,14 +44,32 @@ const char *pkv_mode_name(pkv_mode mode)
     return "unknown";
 }
 
-pkv_context_params pkv_context_params_default(void)
+static pkv_context_params params_defaults(void)
 {
     pkv_context_params p;
     memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
     p.backend = PKV_BACKEND_AUTO;
     p.device_index = -1;
     p.log_level = PKV_LOG_WARN;
     return p;
+}
+
+pkv_status pkv_context_params_init(pkv_context_params *p, size_t struct_size)
+{
+    const pkv_context_params d = params_defaults();
+    return pkv_abi_init(&pkv_abi_context_params, &d, p, struct_size);
+}
+
+/* The application's params (NULL: defaults) as the library's whole struct. */
+static pkv_status read_params(const pkv_context_params *app, pkv_context_params *p)
+{
+    const pkv_context_params d = params_defaults();
+    if (!app) {
+        *p = d;
+        return PKV_OK;
+    }
+    return pkv_abi_read(NULL, &pkv_abi_context_params, app, &d, p);
 }
 
 static const pkv_backend_entry *find_entry(pkv_backend_kind kind)
@@ -65,10 +83,21 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
 {
     if (!out) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: out is NULL");
     *out = NULL;
+    pkv_context_params p;
+    pkv_status st = read_params(params, &p);
+    if (st != PKV_OK) return st;
+    if (p.vulkan_external && p.opencl_external)
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: vulkan_external and opencl_external are both set");
+    /* An application's own device handles name their backend. */
+    const pkv_backend_kind external = p.vulkan_external ? PKV_BACKEND_VULKAN
+                                      : p.opencl_external ? PKV_BACKEND_OPENCL : PKV_BACKEND_AUTO;
+    if (external != PKV_BACKEND_AUTO && p.backend != PKV_BACKEND_AUTO && p.backend != external)
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: %s_external given with backend %s",
+                        pkv_backend_name(external), pkv_backend_name(p.backend));
     pkv_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_context_create: out of host memory");
-    ctx->params = params ? *params : pkv_context_params_default();
-    pkv_backend_kind want = ctx->params.backend;
+    ctx->params = p;
+    pkv_backend_kind want = external != PKV_BACKEND_AUTO ? external : ctx->params.backend;
     const char *env = getenv("PKV_BACKEND");
     if (want == PKV_BACKEND_AUTO && env && *env && pkv_backend_from_name(env, &want) != PKV_OK) {
         free(ctx);
@@ -79,8 +108,6 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
         return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: backend %d out of range", (int)want);
     }
 
-    /* An application's own device handles name their backend in their first field. */
-    if (want == PKV_BACKEND_AUTO && ctx->params.external) want = *(const pkv_backend_kind *)ctx->params.external;
     /* AUTO takes a GPU: Vulkan or OpenCL on a CPU device (lavapipe, PoCL) is much slower than the CPU
      * backend, so it is passed over unless a device was asked for by index or name. */
     const char *dev_env = getenv("PKV_DEVICE");
@@ -88,7 +115,7 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
 
     char reasons[512] = "";
     size_t used = 0;
-    pkv_status st = PKV_ERR_BACKEND_UNAVAILABLE;
+    st = PKV_ERR_BACKEND_UNAVAILABLE;
     for (size_t i = 0; i < N_ENTRIES; i++) {
         const pkv_backend_entry *e = entries[i];
         if (want != PKV_BACKEND_AUTO && e->kind != want) continue;
@@ -136,15 +163,22 @@ pkv_status pkv_context_free(pkv_context *ctx)
 pkv_status pkv_context_device(const pkv_context *ctx, pkv_device_info *info, char *why, size_t why_capacity)
 {
     if (!ctx || !info) return pkv_fail(ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_context_device: null argument");
-    *info = ctx->be->info;
-    if (why && why_capacity) snprintf(why, why_capacity, "%s", ctx->why);
-    return PKV_OK;
+    pkv_status st = pkv_abi_write(ctx, &pkv_abi_device_info, &ctx->be->info, info);
+    if (st == PKV_OK && why && why_capacity) snprintf(why, why_capacity, "%s", ctx->why);
+    return st;
 }
 
 pkv_status pkv_list_devices(const pkv_context_params *params, pkv_device_info *out, size_t capacity, size_t *count)
 {
     if (!count || (!out && capacity)) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_list_devices: null argument");
-    pkv_context_params p = params ? *params : pkv_context_params_default();
+    pkv_context_params p;
+    pkv_status st = read_params(params, &p);
+    if (st != PKV_OK) return st;
+    /* out is an array of the application's pkv_device_info: its element size is out[0].struct_size. */
+    const uint32_t stride = capacity ? pkv_abi_size_of(out) : 0;
+    char why_size[256];
+    if (capacity && pkv_abi_size_known(&pkv_abi_device_info, stride, why_size, sizeof why_size))
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_list_devices: out[0]: %s", why_size);
     size_t total = 0;
     for (size_t i = 0; i < N_ENTRIES; i++) {
         pkv_device_info devs[32];
@@ -156,7 +190,11 @@ pkv_status pkv_list_devices(const pkv_context_params *params, pkv_device_info *o
             continue;
         }
         for (size_t j = 0; j < n && j < 32; j++, total++)
-            if (total < capacity) out[total] = devs[j];
+            if (total < capacity) {
+                pkv_device_info *dst = (pkv_device_info *)((char *)out + total * stride);
+                memcpy(dst, &stride, sizeof stride);
+                pkv_abi_write(NULL, &pkv_abi_device_info, &devs[j], dst);
+            }
     }
     *count = total;
     return PKV_OK;

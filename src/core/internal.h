@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 
+#include "abi.h"
 #include "backend.h"
 #include "patternkv.h"
 
@@ -72,7 +73,8 @@ pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *p, pkv
                                 size_t out_off);
 /* The checks pkv_append and pkv_append_device share (everything but the values). */
 pkv_status pkv_append_check(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_dtype dtype);
-pkv_status pkv_attention_check(pkv_cache *c, const pkv_attention_params *p);
+/* The application's attention params (any known struct_size) into *full, checked against the cache. */
+pkv_status pkv_attention_check(pkv_cache *c, const pkv_attention_params *app, pkv_attention_params *full);
 
 /* pool.c */
 void pkv_arena_init(pkv_arena *a, uint32_t slot_bytes);

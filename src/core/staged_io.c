@@ -33,16 +33,17 @@ pkv_status pkv_staged_append(pkv_cache *cache, const pkv_app_io *io, pkv_seq seq
     return st;
 }
 
-pkv_status pkv_staged_attention(pkv_cache *cache, const pkv_app_io *io, const pkv_attention_params *params, uint64_t q,
-                                size_t q_offset, uint64_t out, size_t out_offset)
+pkv_status pkv_staged_attention(pkv_cache *cache, const pkv_app_io *io, const pkv_attention_params *app_params,
+                                uint64_t q, size_t q_offset, uint64_t out, size_t out_offset)
 {
-    if (!params || !q || !out || (params->q_dtype != PKV_F32 && params->q_dtype != PKV_F16))
-        return pkv_fail(cache->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: null argument or unknown q dtype", io->fn);
+    if (!app_params || !q || !out) return pkv_fail(cache->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: null argument", io->fn);
+    pkv_attention_params full, *params = &full;
+    pkv_status st = pkv_attention_check(cache, app_params, params);
+    if (st != PKV_OK) return st;
     size_t n = (size_t)params->n_seqs * params->q_len * params->n_q_heads * cache->g.d;
     size_t qbytes = n * (params->q_dtype == PKV_F32 ? 4 : 2);
     void *hq = calloc(qbytes ? qbytes : 1, 1);
     float *ho = malloc(n ? n * sizeof(float) : 1);
-    pkv_status st = PKV_OK;
     if (!hq || !ho) st = pkv_fail(cache->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "%s: out of host memory", io->fn);
     if (st == PKV_OK && n) st = io->read(cache, io->fn, q, q_offset, hq, qbytes);
     if (st == PKV_OK) st = pkv_attention(cache, params, hq, ho);

@@ -4,10 +4,11 @@
 
 #include "internal.h"
 
-pkv_status pkv_cache_stats_get(const pkv_cache *c, pkv_cache_stats *o)
+pkv_status pkv_cache_stats_get(const pkv_cache *c, pkv_cache_stats *out)
 {
-    if (!c || !o) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_stats_get: null argument");
+    if (!c || !out) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_stats_get: null argument");
     const pkv_geom *g = &c->g;
+    pkv_cache_stats stats, *o = &stats; /* all fields; out receives those its struct_size covers */
     memset(o, 0, sizeof *o);
     uint64_t nb = c->blocks.used;
     o->blocks_used = nb;
@@ -49,5 +50,5 @@ pkv_status pkv_cache_stats_get(const pkv_cache *c, pkv_cache_stats *o)
     double bytes = (double)(o->bytes_codes + o->bytes_scales + o->bytes_indices + o->bytes_masks + o->bytes_padding +
                             o->bytes_patterns + o->bytes_window);
     o->bits_per_element = elements > 0 ? bytes * 8.0 / elements : 0.0;
-    return PKV_OK;
+    return pkv_abi_write(c->ctx, &pkv_abi_cache_stats, o, out);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abi.h"
 #include "device_select.h"
 #include "ocl_internal.h"
 #include "patternkv_opencl.h"
@@ -73,9 +74,15 @@ static void pick_cache_dir(const pkv_context_params *p, char *out, size_t cap)
 }
 
 /* Handles from the application (engine integration), retained so both sides can release freely. */
-static pkv_status adopt_external(pkv_ocl *o, const pkv_opencl_external *ext, pkv_device_info *info, char *why,
+static const pkv_abi_struct opencl_external_abi = {"pkv_opencl_external", "ext.struct_size = sizeof ext", 1,
+                                                   {sizeof(pkv_opencl_external)}};
+
+static pkv_status adopt_external(pkv_ocl *o, const pkv_opencl_external *app, pkv_device_info *info, char *why,
                                  size_t why_len)
 {
+    static const pkv_opencl_external none; /* fields a smaller (older) struct lacks stay 0 */
+    pkv_opencl_external all, *ext = &all;
+    if (pkv_abi_copy_in(&opencl_external_abi, app, &none, &all, why, why_len)) return PKV_ERR_INVALID_ARGUMENT;
     const pkv_ocl_api *cl = o->cl;
     if (!ext->context || !ext->device) {
         snprintf(why, why_len, "pkv_opencl_external needs a context and a device");
@@ -157,8 +164,7 @@ static pkv_status ocl_create(const pkv_context_params *p, pkv_backend **out, cha
     o->log_level = p ? p->log_level : PKV_LOG_WARN;
     pick_cache_dir(p, o->cache_dir, sizeof o->cache_dir);
 
-    const pkv_opencl_external *ext = p ? (const pkv_opencl_external *)p->external : NULL;
-    if (ext && ext->backend != PKV_BACKEND_OPENCL) ext = NULL; /* another backend's handles */
+    const pkv_opencl_external *ext = p ? p->opencl_external : NULL;
     pkv_status st = ext ? adopt_external(o, ext, &be->info, why, why_len)
                         : create_on_selected(p, o, &be->info, why, why_len);
     cl_int err = CL_SUCCESS;

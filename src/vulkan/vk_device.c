@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abi.h"
 #include "device_select.h"
 #include "patternkv_vulkan.h"
 #include "vk_internal.h"
@@ -199,9 +200,15 @@ static int compute_family(pkv_vk_funcs *f, VkPhysicalDevice pd)
     return best;
 }
 
-static pkv_status adopt_external(pkv_vk *vk, const pkv_vulkan_external *ext, pkv_device_info *info, char *why,
+static const pkv_abi_struct vulkan_external_abi = {"pkv_vulkan_external", "ext.struct_size = sizeof ext", 1,
+                                                   {sizeof(pkv_vulkan_external)}};
+
+static pkv_status adopt_external(pkv_vk *vk, const pkv_vulkan_external *app, pkv_device_info *info, char *why,
                                  size_t why_len)
 {
+    static const pkv_vulkan_external none; /* fields a smaller (older) struct lacks stay 0 */
+    pkv_vulkan_external all, *ext = &all;
+    if (pkv_abi_copy_in(&vulkan_external_abi, app, &none, &all, why, why_len)) return PKV_ERR_INVALID_ARGUMENT;
     if (!ext->instance || !ext->physical_device || !ext->device || !ext->queue) {
         snprintf(why, why_len, "pkv_vulkan_external: instance, physical_device, device and queue are required");
         return PKV_ERR_INVALID_ARGUMENT;
@@ -232,8 +239,7 @@ static pkv_status adopt_external(pkv_vk *vk, const pkv_vulkan_external *ext, pkv
 
 pkv_status pkv_vk_open(pkv_vk *vk, const pkv_context_params *p, pkv_device_info *info, char *why, size_t why_len)
 {
-    const pkv_vulkan_external *ext = p ? p->external : NULL;
-    if (ext && ext->backend == PKV_BACKEND_VULKAN) return adopt_external(vk, ext, info, why, why_len);
+    if (p && p->vulkan_external) return adopt_external(vk, p->vulkan_external, info, why, why_len);
 
     if (pkv_vk_load_global(&vk->f, NULL, why, why_len) != 0) return PKV_ERR_BACKEND_UNAVAILABLE;
     VkPhysicalDevice *pds = NULL;

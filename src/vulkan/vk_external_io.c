@@ -43,15 +43,16 @@ PKV_API pkv_status pkv_vulkan_append(pkv_cache *cache, pkv_seq seq, uint32_t lay
     return pkv_append_device(cache, seq, layer, n_tokens, vk->staged, 0);
 }
 
-PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_params *params, VkBuffer q,
+PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_params *app_params, VkBuffer q,
                                         VkDeviceSize q_offset, VkBuffer out, VkDeviceSize out_offset)
 {
     static const char fn[] = "pkv_vulkan_attention";
     pkv_status st = pkv_staged_check(cache, PKV_BACKEND_VULKAN, fn);
     if (st != PKV_OK) return st;
     pkv_clear_error();
-    if (!params || !q || !out) return pkv_fail(cache->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: null argument", fn);
-    if ((st = pkv_attention_check(cache, params)) != PKV_OK) return st;
+    if (!app_params || !q || !out) return pkv_fail(cache->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: null argument", fn);
+    pkv_attention_params full, *params = &full;
+    if ((st = pkv_attention_check(cache, app_params, params)) != PKV_OK) return st;
     pkv_vk *vk = pkv_vk_of(cache->ctx->be);
     const size_t n = (size_t)params->n_seqs * params->q_len * params->n_q_heads * cache->g.d, bytes = n * 4;
     /* vk->staged holds q (fp32) then the output; made big enough for both before q goes in. */
