@@ -26,11 +26,15 @@
 extern "C" {
 #endif
 
+/* The project's version, in this one place: CMakeLists.txt reads these three lines. */
 #define PKV_VERSION_MAJOR 0
 #define PKV_VERSION_MINOR 1
 #define PKV_VERSION_PATCH 0
 #define PKV_VERSION_NUMBER (PKV_VERSION_MAJOR * 10000 + PKV_VERSION_MINOR * 100 + PKV_VERSION_PATCH)
-#define PKV_VERSION_STRING "0.1.0"
+#define PKV_STRINGIFY_(x) #x
+#define PKV_STRINGIFY(x) PKV_STRINGIFY_(x)
+#define PKV_VERSION_STRING                                                                                    \
+    PKV_STRINGIFY(PKV_VERSION_MAJOR) "." PKV_STRINGIFY(PKV_VERSION_MINOR) "." PKV_STRINGIFY(PKV_VERSION_PATCH)
 
 #if defined(_WIN32) && defined(PKV_SHARED_BUILD)
 #define PKV_API __declspec(dllexport)

@@ -14,7 +14,7 @@
 struct pkv_context {
     pkv_context_params params;
     pkv_backend *be;
-    char why[512]; /* how the backend was chosen */
+    char why[1024]; /* how the backend was chosen */
 };
 
 /* Fixed-size slots in one backend buffer; refcount 0 means free. Blocks and bank chunks are shared
