@@ -10,19 +10,5 @@ add_test(NAME test_opencl_device COMMAND test_opencl_device)
 set_tests_properties(test_opencl_device PROPERTIES
   ENVIRONMENT "PKV_TEST_CACHE_DIR=${PKV_OCL_TEST_CACHE};PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}" TIMEOUT 1200 LABELS opencl)
 
-# Bit-exact parity with the CPU backend (test_parity.c).
-add_test(NAME test_parity_opencl COMMAND test_parity)
-set_tests_properties(test_parity_opencl PROPERTIES TIMEOUT 1200 LABELS opencl
-  ENVIRONMENT "PKV_TEST_BACKEND=opencl;PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}")
-
-# A machine without libOpenCL: the backend says why, AUTO picks another.
-add_test(NAME test_missing_driver_opencl COMMAND test_missing_driver)
-set_tests_properties(test_missing_driver_opencl PROPERTIES TIMEOUT 300 LABELS opencl
-  ENVIRONMENT "PKV_TEST_BACKEND=opencl")
-
-# The API suite again, on OpenCL.
-foreach(t IN LISTS PKV_API_SUITE)
-  add_test(NAME ${t}_opencl COMMAND ${t})
-  set_tests_properties(${t}_opencl PROPERTIES
-    ENVIRONMENT "PKV_TEST_BACKEND=opencl;PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}" TIMEOUT 1200 LABELS opencl)
-endforeach()
+# The API suite, parity (test_parity_opencl) and no libOpenCL (test_missing_driver_opencl).
+pkv_add_gpu_suite(opencl "PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}")

@@ -126,6 +126,16 @@ static void check_report(const tj_doc *d, size_t n_fid_want, size_t n_speed_want
     }
 }
 
+/* The --json report of a short run, parsed and checked for its shape (5 fidelity rows, 10 speed rows). */
+static char *read_report(const char *name, tj_doc *d)
+{
+    char *text = tj_read_file(tmp(name));
+    assert_non_null(text);
+    assert_int_equal(tj_parse(text, d), 0);
+    check_report(d, 5, 10);
+    return text;
+}
+
 static void test_bench_json(void **state)
 {
     (void)state;
@@ -150,11 +160,8 @@ static void test_bench_json(void **state)
     free(err);
     free(out);
 
-    char *text = tj_read_file(tmp("r.json"));
-    assert_non_null(text);
     tj_doc d;
-    assert_int_equal(tj_parse(text, &d), 0);
-    check_report(&d, 5, 10);
+    char *text = read_report("r.json", &d);
     assert_int_equal((int)need(&d, "config.seed", TJ_NUMBER)->number, atoi(seed));
     assert_int_equal((int)need(&d, "throughput.entries", TJ_ARRAY)->number, 5);
     assert_true(need(&d, "throughput.entries[0].prefill_tokens_per_s", TJ_NUMBER)->number > 0);
@@ -198,11 +205,8 @@ static void test_bench_npy_without_q(void **state)
     assert_non_null(strstr(out, "drawn from the keys"));
     free(err);
     free(out);
-    char *text = tj_read_file(tmp("n.json"));
-    assert_non_null(text);
     tj_doc d;
-    assert_int_equal(tj_parse(text, &d), 0);
-    check_report(&d, 5, 10);
+    char *text = read_report("n.json", &d);
     assert_true(need(&d, "config.q_from_keys", TJ_BOOL)->number == 1);
     assert_int_equal((int)need(&d, "config.tokens", TJ_NUMBER)->number, 192);
     assert_int_equal((int)need(&d, "config.q_heads", TJ_NUMBER)->number, 2);

@@ -2,28 +2,16 @@
 # Vulkan device fails them; elsewhere they skip saying why.
 set(PKV_VK_TEST_ENV "PKV_CACHE_DIR=${CMAKE_CURRENT_BINARY_DIR}/pkv_cache_vk")
 
+# Device listing, pipeline cache, out of device memory, engine integration, probes.
 pkv_add_test(test_vulkan_device SOURCES test_vulkan_device.c)
 target_include_directories(test_vulkan_device PRIVATE ${PROJECT_SOURCE_DIR}/src/vulkan ${PKV_VULKAN_INCLUDE_DIR})
 add_test(NAME test_vulkan_device COMMAND test_vulkan_device)
 set_tests_properties(test_vulkan_device PROPERTIES TIMEOUT 900 ENVIRONMENT "${PKV_VK_TEST_ENV}" LABELS vulkan)
 
-# Bit-exact parity with the CPU backend (test_parity.c), again with the shared-memory reductions
-# instead of subgroup arithmetic.
-add_test(NAME test_parity_vulkan COMMAND test_parity)
-set_tests_properties(test_parity_vulkan PROPERTIES TIMEOUT 900 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;${PKV_VK_TEST_ENV}")
+# The API suite, parity (test_parity_vulkan) and the missing loader (test_missing_driver_vulkan).
+pkv_add_gpu_suite(vulkan "${PKV_VK_TEST_ENV}")
+
+# Parity again with the shared-memory reductions instead of subgroup arithmetic.
 add_test(NAME test_parity_vulkan_nosubgroups COMMAND test_parity)
 set_tests_properties(test_parity_vulkan_nosubgroups PROPERTIES TIMEOUT 900 LABELS vulkan
   ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
-
-# A machine without libvulkan: the backend says why, AUTO picks another.
-add_test(NAME test_missing_driver_vulkan COMMAND test_missing_driver)
-set_tests_properties(test_missing_driver_vulkan PROPERTIES TIMEOUT 300 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan")
-
-# The API suite again on the Vulkan backend.
-foreach(t ${PKV_API_SUITE})
-  add_test(NAME ${t}_vulkan COMMAND ${t})
-  set_tests_properties(${t}_vulkan PROPERTIES TIMEOUT 900 LABELS vulkan
-    ENVIRONMENT "PKV_TEST_BACKEND=vulkan;${PKV_VK_TEST_ENV}")
-endforeach()
