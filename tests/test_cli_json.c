@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_util.h"
+
 typedef struct tj_parser {
     const char *s;
     tj_doc *doc;
@@ -139,17 +141,7 @@ const tj_entry *tj_find(const tj_doc *doc, const char *path)
 
 char *tj_read_file(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf) buf[n] = 0;
-    fclose(f);
-    return buf;
+    char *text = NULL, err[512];
+    size_t n;
+    return cli_read_file(path, &text, &n, err, sizeof err) == 0 ? text : NULL;
 }

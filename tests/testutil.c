@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include "cli_util.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,15 +119,9 @@ double tu_check_attention(const float *const *k, const float *const *v, const ui
 
 uint8_t *tu_slurp(const char *path, size_t *n)
 {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc(*n + 1);
-    assert_int_equal(fread(p, 1, *n, f), *n);
-    fclose(f);
-    return p;
+    char *data = NULL, err[512];
+    if (cli_read_file(path, &data, n, err, sizeof err)) fail_msg("%s", err);
+    return (uint8_t *)data;
 }
 
 pkv_cache_config tu_config(uint32_t layers, uint32_t H, uint32_t d, uint32_t bits, uint32_t G, pkv_mode mode)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "eval_model.h"
 
@@ -29,8 +30,8 @@ int pkv_cmd_eval_model(int argc, char **argv)
     progress_bar bar;
     progress_init(&bar, o.progress);
 
-    if (eval_read_file(o.text, &text, &text_len)) {
-        fprintf(stderr, "pkv eval-model: %s: cannot read the text\n", o.text);
+    if (cli_read_file(o.text, &text, &text_len, err, sizeof err)) {
+        fprintf(stderr, "pkv eval-model: %s: cannot read the text\n", err);
         goto done;
     }
     if (eval_tokenize(&o, &m.cfg, text, text_len, o.tokens, &tokens, &bytes, &n_tokens, err, sizeof err)) {

@@ -42,9 +42,8 @@ typedef struct eval_result {
 /* eval_options.c: 0 to run, 1 after --help, -1 on a usage error (explained on stderr). */
 int eval_parse_args(int argc, char **argv, eval_options *o);
 
-/* eval_text.c: a whole file into memory (0, or -1); the tokens of a text (need + 1 of them at most)
- * and the bytes each stands for (0, or -1 with a sentence in err). */
-int eval_read_file(const char *path, char **data, size_t *len);
+/* eval_text.c: the tokens of a text (need + 1 of them at most) and the bytes each stands for (0, or
+ * -1 with a sentence in err). */
 int eval_tokenize(const eval_options *o, const llama2_config *cfg, const char *text, size_t len, uint32_t need,
                   int **tokens_out, double **bytes_out, uint32_t *count, char *err, size_t err_len);
 

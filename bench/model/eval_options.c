@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_args.h"
+#include "cli_util.h"
 #include "eval_model.h"
 
 static void usage(FILE *f)

@@ -6,35 +6,6 @@
 #include "eval_model.h"
 #include "llama2_tokenizer.h"
 
-int eval_read_file(const char *path, char **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) break;
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *grown = realloc(buf, cap * 2);
-        if (!grown) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = grown, cap *= 2;
-    }
-    int bad = ferror(f) || !buf;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return -1;
-    }
-    *data = buf;
-    *len = n;
-    return 0;
-}
-
 /* Tokens of the text (need + 1 of them at most) and the bytes each stands for. */
 int eval_tokenize(const eval_options *o, const llama2_config *cfg, const char *text, size_t len, uint32_t need,
                   int **tokens_out, double **bytes_out, uint32_t *count, char *err, size_t err_len)

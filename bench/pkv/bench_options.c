@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "cli_args.h"
+#include "cli_util.h"
 
 void bench_print_usage(FILE *f)
 {

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "cli_args.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "kv_data.h"
 #include "progress.h"

@@ -6,39 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_util.h"
 #include "tensor.h"
 
 #define NPY_MAX_HEADER (1u << 20)
-
-static int read_file(const char *path, unsigned char **buf, size_t *len, char *err, size_t err_len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fseek(f, 0, SEEK_END) != 0) goto io;
-    long size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) goto io;
-    *buf = malloc((size_t)size + 1);
-    if (!*buf) {
-        fclose(f);
-        snprintf(err, err_len, "%s: out of memory (%ld bytes)", path, size);
-        return -1;
-    }
-    if (fread(*buf, 1, (size_t)size, f) != (size_t)size) {
-        free(*buf);
-        *buf = NULL;
-        goto io;
-    }
-    fclose(f);
-    *len = (size_t)size;
-    return 0;
-io:
-    fclose(f);
-    snprintf(err, err_len, "%s: read error", path);
-    return -1;
-}
 
 /* Finds 'key': in the header dict and returns a pointer just after the colon and spaces. */
 static const char *dict_value(const char *hdr, const char *key)
@@ -115,9 +86,10 @@ static int parse_header(const char *hdr, const char *path, cli_tensor *t, char *
 int cli_npy_load(const char *path, cli_tensor *out, char *err, size_t err_len)
 {
     memset(out, 0, sizeof *out);
-    unsigned char *buf = NULL;
+    char *file = NULL;
     size_t len = 0;
-    if (read_file(path, &buf, &len, err, err_len)) return -1;
+    if (cli_read_file(path, &file, &len, err, err_len)) return -1;
+    unsigned char *buf = (unsigned char *)file;
     int rc = -1;
     if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
         snprintf(err, err_len, "%s: not a .npy file (bad magic)", path);
