@@ -1,6 +1,6 @@
-/* splitmix64 (Steele, Lea, Flood 2014): the one generator of the project. The library draws the
- * k-means initialisation with it (rng.c, docs/NUMERICS.md); the bench's synthetic data hashes
- * counters with it (bench/pkv/counter_rng.h). Header-only, no dependencies. */
+/* splitmix64 (Steele, Lea, Flood 2014), written once: the library draws the k-means
+ * initialisation with it (rng.c, docs/NUMERICS.md) and the bench's synthetic data hashes counters
+ * with it (bench/pkv/counter_rng.h). Header-only, no dependencies. */
 #ifndef PKV_SPLITMIX64_H
 #define PKV_SPLITMIX64_H
 
