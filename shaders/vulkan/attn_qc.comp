@@ -1,18 +1,36 @@
 #version 450
-/* Attention pre-pass: qc[row][m] = scale * (q . P_K[m]) for every pattern of the row's bank. */
+/* Attention pre-pass (PATTERN): the q.C_K table of every (sequence, kv head, tile),
+ * qc[m][r] = q_r . P_K[m] in the decode kernel's log2 units, for the patterns of the bank. */
+#extension GL_EXT_control_flow_attributes : require
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 #include "attn_common.glsl"
 
+const uint WG = gl_WorkGroupSize.x;
+shared vec4 q_s[D * NRV];
+
 void main()
 {
-    uint m = gl_GlobalInvocationID.x, row = spilled_row(gl_WorkGroupID.y, gl_WorkGroupID.z, gl_NumWorkGroups.y);
-    if (row >= pc.rows_total) return;
-    uint qh = row % pc.n_q_heads, s = row / (pc.n_q_heads * pc.q_len);
-    if (m >= seq_bank(s)) return;
-    uint h = qh / pc.gqa;
-    uint pb = pattern_base(s, h, 0u, m);
-    float acc = 0.0;
-    for (uint i = 0u; i < D; i++) acc += scr_f(pc.q_off + row * D + i) * chk_hf(pb + i);
-    scr[pc.qc_off + row * CAP + m] = floatBitsToUint(acc * pc.scale);
+    uint lid = gl_LocalInvocationID.x, tile = gl_WorkGroupID.y;
+    uint seq = gl_WorkGroupID.z / pc.H, head = gl_WorkGroupID.z % pc.H;
+    for (uint e = lid; e < D * NR; e += WG) {
+        uint i = e / NR, r = e % NR;
+        float q = tile_row_real(tile, r) ? scr_f(pc.q_off + tile_row(seq, head, tile, r) * D + i) * pc.scale : 0.0;
+        q_s[i * NRV + r / 4u][r % 4u] = q;
+    }
+    for (uint e = lid; e < D * NRV * 4u; e += WG)
+        if (e % (NRV * 4u) >= NR) q_s[e / 4u][e % 4u] = 0.0; /* rows a tile does not have */
+    barrier();
+    uint bank = seq_bank(seq);
+    for (uint m = gl_WorkGroupID.x * WG + lid; m < bank; m += WG * gl_NumWorkGroups.x) {
+        uint pb = pattern_base(seq, head, 0u, m) / 2u;
+        vec4 dot[2] = vec4[2](vec4(0.0), vec4(0.0));
+        for (uint k = 0u; k < D / 2u; k++) {
+            vec2 x = unpackHalf2x16(chk[pb + k]);
+            [[unroll]] for (uint v = 0u; v < NRV; v++)
+                dot[v] += q_s[2u * k * NRV + v] * x.x + q_s[(2u * k + 1u) * NRV + v] * x.y;
+        }
+        uint at = qc_index(seq, head, tile, m);
+        [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + v] = dot[v];
+    }
 }

@@ -83,8 +83,15 @@ static void describe(pkv_vk_funcs *f, VkPhysicalDevice pd, uint32_t index, pkv_d
     VkPhysicalDeviceIDProperties ids = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES, .pNext = &sub};
     const int v12 = props.apiVersion >= VK_API_VERSION_1_2;
     if (v12 || has_device_ext(f, pd, "VK_KHR_driver_properties")) sub.pNext = &drv;
+    /* multiprocessor counts, where the vendor's extension reports them (attention sizes its split) */
+    VkPhysicalDeviceShaderSMBuiltinsPropertiesNV sm = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV};
+    VkPhysicalDeviceShaderCorePropertiesAMD amd = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CORE_PROPERTIES_AMD};
+    if (has_device_ext(f, pd, "VK_NV_shader_sm_builtins")) sm.pNext = ids.pNext, ids.pNext = &sm;
+    if (has_device_ext(f, pd, "VK_AMD_shader_core_properties")) amd.pNext = ids.pNext, ids.pNext = &amd;
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &ids};
     f->vkGetPhysicalDeviceProperties2(pd, &p2);
+    uint32_t units = sm.shaderSMCount;
+    if (!units) units = amd.shaderEngineCount * amd.shaderArraysPerEngineCount * amd.computeUnitsPerShaderArray;
 
     VkPhysicalDeviceShaderFloat16Int8Features f16 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES};
     VkPhysicalDevice8BitStorageFeatures s8 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES};
@@ -138,6 +145,7 @@ static void describe(pkv_vk_funcs *f, VkPhysicalDevice pd, uint32_t index, pkv_d
         const char *nosub = getenv("PKV_VULKAN_NO_SUBGROUPS");
         vk->subgroup_arith = (uint32_t)sub_ok && !(nosub && *nosub && *nosub != '0');
         vk->features = features;
+        vk->compute_units = units;
     }
 }
 

@@ -21,9 +21,8 @@ enum pkv_vk_kernel {
     PKV_K_QUANT_BLOCK,
     PKV_K_FLUSH_CENTRE,
     PKV_K_ATTN_QC,
-    PKV_K_ATTN_SPLIT,
-    PKV_K_ATTN_SPLIT_SG, /* the same with subgroup arithmetic */
-    PKV_K_ATTN_REDUCE,
+    PKV_K_ATTN_DECODE,
+    PKV_K_ATTN_DECODE_SG, /* the same with subgroup arithmetic */
     PKV_K_READ_BW,
     PKV_K_STAGE_INPUT,
     PKV_K_COUNT
@@ -68,6 +67,7 @@ typedef struct pkv_vk {
     uint8_t device_uuid[VK_UUID_SIZE];
     uint32_t subgroup_size, subgroup_arith; /* subgroup arithmetic in compute shaders */
     uint32_t features;                      /* PKV_FEATURE_* */
+    uint32_t compute_units;                 /* multiprocessors / compute units where the driver says, else 0 */
     pthread_mutex_t lock;
     void (*ext_lock)(void *), (*ext_unlock)(void *); /* the application's queue lock, if given */
     void *ext_lock_user;

@@ -5,14 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn_plan.h"
 #include "internal.h"
 #include "vk_internal.h"
 
 #define WG_SMALL 64u
 #define WG_BLOCK 128u
 #define UPDATE_CHANNELS 16u /* k-means update: channels per workgroup (shared table M x 16 floats) */
-#define ATTN_TARGET_WORKGROUPS 1024u
-#define ATTN_MAX_SPLITS 256u
 #define ROWS_PER_DIM 32768u
 
 /* Scratch sections in 32-bit words, each 64-byte aligned. */
@@ -260,29 +259,19 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
 }
 
 typedef struct attn_push {
-    uint32_t H, n_q_heads, q_len, gqa, tiles;
-    uint32_t bps, nsplit_b, nsplit;
+    uint32_t H, n_q_heads, q_len, gqa, tiles, cps;
     uint32_t block[10];
     uint32_t chunk_words, window_words, R;
-    uint32_t q_off, seq_off, table_off, qc_off, part_off, out_off;
+    uint32_t q_off, seq_off, item_off, table_off, qc_off, part_off, cnt_off, out_off;
     float scale;
-    uint32_t rows_total;
 } attn_push;
 
-/* Query rows per workgroup: all GQA heads (and query positions) of a kv head up to 8, fewer if the
- * device's shared memory is small. */
-static uint32_t pick_nq(const pkv_vk *vk, const pkv_geom *g, uint32_t rows, uint32_t cap)
+/* Bytes of shared memory attn_decode.comp declares for nr rows (its arrays, in its order). */
+static size_t decode_shared_bytes(const pkv_geom *g, uint32_t nr, int subgroups)
 {
-    uint32_t nq = 1;
-    while (nq < rows && nq < 8) nq *= 2;
-    for (; nq > 1; nq /= 2) {
-        /* attn_split's shared arrays: q, q*s [d][nq], p [G][nq], S and qc [cap][nq], per-token and
-         * per-row scalars, the reduction scratch */
-        size_t shared = ((size_t)nq * (2 * g->d + g->G + (g->mode == PKV_MODE_PATTERN ? 2 * cap : 2) + 8) + 3 * g->G +
-                         WG_BLOCK) * 4;
-        if (shared + 256 <= vk->props.limits.maxComputeSharedMemorySize) break;
-    }
-    return nq;
+    const size_t nrv = (nr + 3) / 4, wg = g->G, ch = nr > 4 ? 8 : 16;
+    const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    return 16 * nrv * (2 * g->d + g->G) + 4 * nr * cap + 4 * wg * ch + 4 * nr + 4 + 8 * nr * (subgroups ? 32 : wg);
 }
 
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
@@ -292,88 +281,70 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     const uint32_t H = g->H, d = g->d, G = g->G;
     const int pattern = g->mode == PKV_MODE_PATTERN;
     const uint32_t cap = pattern ? g->capacity : 1;
-    const uint32_t gqa = op->n_q_heads / H, rows = op->q_len * gqa;
     const uint32_t rows_total = op->n_seqs * op->q_len * op->n_q_heads;
-    uint32_t max_nb = 0, max_nw = 0, max_bank = 0;
-    for (uint32_t s = 0; s < op->n_seqs; s++) {
-        if (op->seqs[s].n_blocks > max_nb) max_nb = op->seqs[s].n_blocks;
-        if (op->seqs[s].n_window > max_nw) max_nw = op->seqs[s].n_window;
-        if (op->seqs[s].bank_count > max_bank) max_bank = op->seqs[s].bank_count;
+    uint32_t nr = pkv_attn_rows_per_group(op, H, 8);
+    while (nr > 1 && decode_shared_bytes(g, nr, vk->subgroup_arith) > vk->props.limits.maxComputeSharedMemorySize) nr /= 2;
+    /* The merge keeps one weight per item and row in the acc_s array (G x channels per invocation). */
+    const uint32_t max_splits = G * (nr > 4 ? 8 : 16) / nr;
+    pkv_attn_plan plan;
+    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * 4, max_splits, &plan);
+    if (s != PKV_OK) return s;
+    if (plan.tiles > 65535 || H > 65535) {
+        pkv_attn_plan_free(&plan);
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head exceed one dispatch",
+                        op->q_len * (op->n_q_heads / H));
     }
-    const uint32_t nq = pick_nq(vk, g, rows, cap);
-    /* rows as a 2-D grid: at most ROWS_PER_DIM workgroups along one dispatch dimension */
-    const uint32_t rows_lo = rows_total < ROWS_PER_DIM ? rows_total : ROWS_PER_DIM;
-    const uint32_t rows_hi = ceil_div(rows_total, ROWS_PER_DIM);
-    attn_push a = {.H = H, .n_q_heads = op->n_q_heads, .q_len = op->q_len, .gqa = gqa, .tiles = ceil_div(rows, nq),
-                   .chunk_words = g->chunk_bytes / 4, .window_words = g->window_bytes / 4, .R = g->R, .scale = op->scale,
-                   .rows_total = rows_total};
+    attn_push a = {.H = H, .n_q_heads = op->n_q_heads, .q_len = op->q_len, .gqa = op->n_q_heads / H,
+                   .tiles = plan.tiles, .cps = plan.cps, .chunk_words = g->chunk_bytes / 4,
+                   .window_words = g->window_bytes / 4, .R = g->R, .scale = op->scale * 1.44269504088896341f};
     block_offsets(g, a.block);
-    /* Split-K: enough workgroups to fill the device, at most ATTN_MAX_SPLITS partials per row. */
-    const uint32_t nsplit_w = ceil_div(max_nw, G);
-    const uint32_t per_split = a.tiles * op->n_seqs * H;
-    uint32_t want = ATTN_TARGET_WORKGROUPS / (per_split ? per_split : 1);
-    if (want < 1) want = 1;
-    a.bps = max_nb ? ceil_div(max_nb, want < max_nb ? want : max_nb) : 1;
-    while (a.bps < max_nb && ceil_div(max_nb, a.bps) + nsplit_w > ATTN_MAX_SPLITS) a.bps++; /* windows: <= 8 groups */
-    a.nsplit_b = ceil_div(max_nb, a.bps);
-    a.nsplit = a.nsplit_b + nsplit_w;
-    if (a.nsplit == 0) return pkv_fail(NULL, PKV_ERR_SHAPE, "vulkan attention: the sequences hold no tokens");
-    if (a.nsplit > ATTN_MAX_SPLITS)
-        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: window of %u tokens too long", max_nw);
-    if (a.tiles > 65535 || op->n_seqs * H > 65535)
-        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head or %u sequences x kv heads exceed one dispatch (65535)",
-                        rows, op->n_seqs * H);
-    const uint32_t part = 4 + d + (pattern ? cap : 0);
-
-    scratch_plan plan = {0};
-    a.q_off = take(&plan, (size_t)rows_total * d);
-    a.seq_off = take(&plan, (size_t)op->n_seqs * 4);
-    a.table_off = take(&plan, op->table_len + 1);
-    a.qc_off = take(&plan, pattern ? (size_t)rows_total * cap : 1);
-    a.part_off = take(&plan, (size_t)rows_total * a.nsplit * part);
-    a.out_off = take(&plan, (size_t)rows_total * d);
-    uint32_t *seqs = malloc((size_t)op->n_seqs * 4 * sizeof *seqs);
-    if (!seqs) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan attention: out of host memory");
-    for (uint32_t s = 0; s < op->n_seqs; s++) {
-        seqs[4 * s] = op->seqs[s].n_blocks;
-        seqs[4 * s + 1] = op->seqs[s].n_window;
-        seqs[4 * s + 2] = op->seqs[s].bank_count;
-        seqs[4 * s + 3] = op->seqs[s].table_offset;
-    }
+    const size_t nrv = (nr + 3) / 4, groups = (size_t)op->n_seqs * H * plan.tiles;
+    scratch_plan sp = {0};
+    a.q_off = take(&sp, (size_t)rows_total * d);
+    a.seq_off = take(&sp, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS);
+    a.item_off = take(&sp, (size_t)plan.n_items * 2);
+    a.table_off = take(&sp, op->table_len + 1);
+    a.qc_off = take(&sp, pattern ? groups * cap * nrv * 4 : 1);
+    a.part_off = take(&sp, (size_t)plan.n_slots * H * plan.tiles * nr * (d + 2) + 1);
+    a.cnt_off = take(&sp, groups);
+    a.out_off = take(&sp, (size_t)rows_total * d);
 
     pthread_mutex_lock(&vk->lock);
-    pkv_status s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
+    s = pkv_vk_scratch_reserve(vk, (size_t)sp.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    uint32_t spec[PKV_VK_SPEC_MAX] = {WG_BLOCK, d, G, g->k_bits, g->v_bits, g->mode, nq, cap};
-    uint32_t spec_qc[PKV_VK_SPEC_MAX] = {WG_SMALL, d, G, g->k_bits, g->v_bits, g->mode, nq, cap};
-    VkPipeline p_qc = VK_NULL_HANDLE, p_split, p_reduce;
+    uint32_t spec[PKV_VK_SPEC_MAX] = {G, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
+    uint32_t spec_qc[PKV_VK_SPEC_MAX] = {WG_SMALL, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
+    VkPipeline p_qc = VK_NULL_HANDLE, p_decode;
     if (s == PKV_OK && pattern) s = pkv_vk_pipeline(vk, PKV_K_ATTN_QC, spec_qc, &p_qc);
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, vk->subgroup_arith ? PKV_K_ATTN_SPLIT_SG : PKV_K_ATTN_SPLIT, spec, &p_split);
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_ATTN_REDUCE, spec, &p_reduce);
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE, spec, &p_decode);
     if (s != PKV_OK) { /* nothing recorded yet: deferred writes stay queued */
-        free(seqs);
+        pkv_attn_plan_free(&plan);
         pthread_mutex_unlock(&vk->lock);
         return s;
     }
-    if (s == PKV_OK && op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
-    else if (s == PKV_OK) s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
-    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, seqs, (size_t)op->n_seqs * 16);
+    if (op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
+    else s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
+    if (s == PKV_OK)
+        s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, plan.seq_desc, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS * 4);
+    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.item_off * 4, plan.items, (size_t)plan.n_items * 8);
     if (s == PKV_OK && op->table_len)
         s = pkv_vk_upload(vk, vk->scratch, (size_t)a.table_off * 4, op->table, (size_t)op->table_len * 4);
-    free(seqs);
+    if (s == PKV_OK) { /* the merge counters start at zero (the last workgroup of each resets its own) */
+        s = pkv_vk_begin(vk);
+        if (s == PKV_OK)
+            vk->f.vkCmdFillBuffer(vk->cb, vk->scratch->page->buf, vk->scratch->off + (VkDeviceSize)a.cnt_off * 4,
+                                  (VkDeviceSize)groups * 4, 0);
+    }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
         op_timestamp(vk, 0);
-        if (p_qc && max_bank) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, ceil_div(max_bank, WG_SMALL), rows_lo, rows_hi);
+        if (p_qc) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, 1, plan.tiles, op->n_seqs * H);
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_split, bufs, &a, sizeof a, a.nsplit, a.tiles, op->n_seqs * H);
+        s = pkv_vk_dispatch(vk, p_decode, bufs, &a, sizeof a, plan.n_items, plan.tiles, H);
     }
-    if (s == PKV_OK) {
-        pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_reduce, bufs, &a, sizeof a, rows_lo, rows_hi, 1);
-    }
+    pkv_attn_plan_free(&plan);
     if (s == PKV_OK) {
         op_timestamp(vk, 1);
         pkv_vk_barrier(vk);

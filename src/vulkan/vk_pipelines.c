@@ -28,9 +28,8 @@ static const struct { const uint32_t *code; const size_t *size; } spirv[PKV_K_CO
     [PKV_K_QUANT_BLOCK] = {pkv_spv_quant_block, &pkv_spv_quant_block_size},
     [PKV_K_FLUSH_CENTRE] = {pkv_spv_flush_centre, &pkv_spv_flush_centre_size},
     [PKV_K_ATTN_QC] = {pkv_spv_attn_qc, &pkv_spv_attn_qc_size},
-    [PKV_K_ATTN_SPLIT] = {pkv_spv_attn_split, &pkv_spv_attn_split_size},
-    [PKV_K_ATTN_SPLIT_SG] = {pkv_spv_attn_split_sg, &pkv_spv_attn_split_sg_size},
-    [PKV_K_ATTN_REDUCE] = {pkv_spv_attn_reduce, &pkv_spv_attn_reduce_size},
+    [PKV_K_ATTN_DECODE] = {pkv_spv_attn_decode, &pkv_spv_attn_decode_size},
+    [PKV_K_ATTN_DECODE_SG] = {pkv_spv_attn_decode_sg, &pkv_spv_attn_decode_sg_size},
     [PKV_K_READ_BW] = {pkv_spv_read_bw, &pkv_spv_read_bw_size},
     [PKV_K_STAGE_INPUT] = {pkv_spv_stage_input, &pkv_spv_stage_input_size},
 };
@@ -194,7 +193,7 @@ pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p)
     if (vk->f.vkCreatePipelineLayout(vk->device, &pl, NULL, &vk->pipe_layout) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkCreatePipelineLayout failed");
     for (int k = 0; k < PKV_K_COUNT; k++) {
-        if (k == PKV_K_ATTN_SPLIT_SG && !vk->subgroup_arith) continue; /* its SPIR-V needs subgroup arithmetic */
+        if (k == PKV_K_ATTN_DECODE_SG && !vk->subgroup_arith) continue; /* its SPIR-V needs subgroup arithmetic */
         VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = *spirv[k].size,
                                        .pCode = spirv[k].code};
         if (vk->f.vkCreateShaderModule(vk->device, &mi, NULL, &vk->modules[k]) != VK_SUCCESS)

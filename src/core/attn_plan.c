@@ -1,0 +1,78 @@
+/* The split of an attention op into workgroups: see attn_plan.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn_plan.h"
+#include "internal.h"
+
+static uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+
+uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr)
+{
+    const uint32_t rows = op->q_len * (op->n_q_heads / n_kv_heads);
+    uint32_t nr = 1;
+    while (nr < rows && nr < max_nr) nr *= 2;
+    return nr;
+}
+
+static uint32_t seq_chunks(const pkv_attn_seq *s, uint32_t G) { return s->n_blocks + ceil_div(s->n_window, G); }
+
+pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
+                              uint32_t max_splits, pkv_attn_plan *plan)
+{
+    memset(plan, 0, sizeof *plan);
+    const uint32_t H = g->H, rows = op->q_len * (op->n_q_heads / H);
+    plan->nr = nr;
+    plan->tiles = ceil_div(rows, nr);
+    uint64_t total = 0;
+    uint32_t longest = 0;
+    for (uint32_t s = 0; s < op->n_seqs; s++) {
+        const uint32_t c = seq_chunks(&op->seqs[s], g->G);
+        if (c == 0) return pkv_fail(NULL, PKV_ERR_SHAPE, "attention: sequence %u holds no tokens", s);
+        total += c;
+        longest = c > longest ? c : longest;
+    }
+    /* enough items to give the device about target_groups workgroups, each item as long as possible */
+    const uint64_t groups_per_item = (uint64_t)plan->tiles * H;
+    const uint64_t want_items = ((target_groups ? target_groups : 1024) + groups_per_item - 1) / groups_per_item;
+    uint64_t cps = (total + want_items - 1) / want_items;
+    if (cps < ceil_div(longest, max_splits)) cps = ceil_div(longest, max_splits);
+    const char *env = getenv("PKV_ATTN_CHUNKS_PER_ITEM");
+    if (env && atoi(env) > 0 && (uint32_t)atoi(env) >= ceil_div(longest, max_splits)) cps = (uint32_t)atoi(env);
+    for (;;) { /* at most one dispatch dimension of items */
+        uint64_t n = 0;
+        for (uint32_t s = 0; s < op->n_seqs; s++) n += ceil_div(seq_chunks(&op->seqs[s], g->G), (uint32_t)cps);
+        if (n <= PKV_ATTN_MAX_ITEMS) break;
+        cps++;
+    }
+    plan->cps = (uint32_t)cps;
+
+    plan->seq_desc = calloc((size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS, sizeof *plan->seq_desc);
+    size_t n_items = 0;
+    for (uint32_t s = 0; s < op->n_seqs; s++) n_items += ceil_div(seq_chunks(&op->seqs[s], g->G), plan->cps);
+    plan->items = malloc(n_items * 2 * sizeof *plan->items);
+    if (!plan->seq_desc || !plan->items) {
+        pkv_attn_plan_free(plan);
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "attention: out of host memory");
+    }
+    uint32_t it = 0, slots = 0;
+    for (uint32_t s = 0; s < op->n_seqs; s++) {
+        const pkv_attn_seq *q = &op->seqs[s];
+        const uint32_t n = ceil_div(seq_chunks(q, g->G), plan->cps);
+        uint32_t *d = plan->seq_desc + (size_t)s * PKV_ATTN_SEQ_WORDS;
+        d[0] = q->n_blocks, d[1] = q->n_window, d[2] = q->bank_count, d[3] = q->table_offset;
+        d[4] = n, d[5] = n > 1 ? slots : 0;
+        if (n > 1) slots += n;
+        for (uint32_t j = 0; j < n; j++, it++) plan->items[2 * it] = s, plan->items[2 * it + 1] = j;
+    }
+    plan->n_items = it;
+    plan->n_slots = slots;
+    return PKV_OK;
+}
+
+void pkv_attn_plan_free(pkv_attn_plan *plan)
+{
+    free(plan->seq_desc);
+    free(plan->items);
+    plan->seq_desc = plan->items = NULL;
+}

@@ -1,0 +1,35 @@
+/* How a GPU backend cuts one attention op into workgroups (flash-decoding), the same for Vulkan and
+ * OpenCL: each sequence's cache is a list of chunks of G tokens (its compressed blocks, then its
+ * fp16 window in pieces of up to G tokens); runs of `cps` consecutive chunks are items; a workgroup
+ * serves one (item, tile of nr query rows, kv head) and writes one partial result per row, merged by
+ * the last workgroup of its (sequence, kv head, tile). A sequence in one item is written directly. */
+#ifndef PKV_ATTN_PLAN_H
+#define PKV_ATTN_PLAN_H
+
+#include "backend.h"
+
+#define PKV_ATTN_SEQ_WORDS 8u /* per sequence: n_blocks, n_window, bank_count, table_offset, n_items, part_base, 0, 0 */
+#define PKV_ATTN_MAX_ITEMS 65535u /* one dispatch dimension */
+
+typedef struct pkv_attn_plan {
+    uint32_t nr;        /* query rows per workgroup */
+    uint32_t tiles;     /* ceil(q_len * gqa / nr) */
+    uint32_t cps;       /* chunks per item */
+    uint32_t n_items;
+    uint32_t n_slots;   /* partial results per (kv head, tile, row): items of the sequences split in several */
+    uint32_t *seq_desc; /* [n_seqs][PKV_ATTN_SEQ_WORDS] */
+    uint32_t *items;    /* [n_items][2]: sequence, split index */
+} pkv_attn_plan;
+
+/* Rows per workgroup: the GQA group times the query positions, rounded up to a power of two,
+ * at most max_nr (1, 2, 4 or 8). */
+uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr);
+
+/* Plans op for a device that runs about `target_groups` workgroups at once (0: a default), with at
+ * most max_splits items per sequence (the merge's limit). PKV_ATTN_CHUNKS_PER_ITEM in the
+ * environment forces cps (tests use it to exercise the merge). */
+pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
+                              uint32_t max_splits, pkv_attn_plan *plan);
+void pkv_attn_plan_free(pkv_attn_plan *plan);
+
+#endif
