@@ -1,34 +1,45 @@
 #!/usr/bin/env bash
-# One batch on the GPU machine (the device tool): nothing is built there. Carry the build folder
-# (first argument) and .gl/ (libvulkan1, ocl-icd-libopencl1, libcmocka0 .deb files, unpacked here).
-# Runs the Vulkan and OpenCL test suites on the NVIDIA drivers, lists devices, then the benches
-# given as further arguments ("tests" to skip them: "notests"). Results land in $OUT.
+# One batch on the GPU machine (the device tool): nothing is built there. Carry a folder (first
+# argument) holding pkv, the test binaries in tests/, and this script, plus .gl/ (the .deb files of
+# libvulkan1, libglvnd0, libegl1, ocl-icd-libopencl1 and libcmocka0, unpacked here). Runs the Vulkan
+# and OpenCL tests on the NVIDIA drivers ("notests" as second argument skips them), then
+# `pkv bench` once per line of $PKV_BENCH_RUNS ("backend|args"). Results land in $OUT.
 set -u
-B=${1:-build}
-shift || true
+B=${1:-build-gpu}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
-# The build folder's CTest files name /work/main; make that path lead here.
-[ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
 # NVIDIA's Vulkan driver lives in the driver's folder and needs libglvnd (carried in .gl/).
 nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -e "$nv_icd" ] && export VK_DRIVER_FILES=$nv_icd __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-[ -e /etc/OpenCL/vendors/nvidia.icd ] || { mkdir -p /etc/OpenCL/vendors; echo libnvidia-opencl.so.1 >/etc/OpenCL/vendors/nvidia.icd; }
 # Only NVIDIA's OpenCL: the image's own PoCL asserts while compiling our kernels (a PoCL bug of
-# that version; Debian 12's PoCL, which CI uses, compiles them).
+# that version; Debian 12's PoCL, which CI uses, compiles them). ocl-icd reads a folder.
 mkdir -p /tmp/pkv-icd && echo libnvidia-opencl.so.1 >/tmp/pkv-icd/nvidia.icd
-export OCL_ICD_VENDORS=/tmp/pkv-icd  # a folder holding only NVIDIA's ICD
+export OCL_ICD_VENDORS=/tmp/pkv-icd
 export CI=true PKV_CACHE_DIR=/tmp/pkv-cache
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-"$B/pkv" devices --verbose 2>&1 | tee "$OUT/devices.txt"
-if [ "${1:-tests}" != notests ]; then
-  (cd "$B" && ctest -R "vulkan|opencl" -E "cli_bench" --output-on-failure -j4 --timeout 300) >"$OUT/tests.log" 2>&1
-  grep -E "tests passed|Failed|\*\*\*|Passed" "$OUT/tests.log" | tail -30
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader
+"$B/pkv" devices --verbose >"$OUT/devices.txt" 2>&1
+if [ "${2:-tests}" != notests ]; then
+  t=$B/tests
+  run() { local name=$1; shift; (env "$@" >"$OUT/t_$name.log" 2>&1; echo "$name exit $?" >>"$OUT/tests.txt") & }
+  : >"$OUT/tests.txt"
+  for be in vulkan opencl; do
+    for s in attention sequences io errors; do run ${s}_$be PKV_TEST_BACKEND=$be "$t/test_$s"; done
+  done
+  run vulkan_parity "$t/test_vulkan_parity"
+  run vulkan_parity_nosub PKV_VULKAN_NO_SUBGROUPS=1 "$t/test_vulkan_parity"
+  run vulkan_device "$t/test_vulkan_device"
+  run opencl PKV_TEST_CACHE_DIR=/tmp/pkv-cache "$t/test_opencl"
+  wait
+  sort "$OUT/tests.txt"
+  grep -h "rel err\|FAILED\|Failure\|error" "$OUT"/t_*.log | sort | uniq -c | sort -rn | head -20
 fi
-for backend in vulkan opencl; do
-  "$B/pkv" bench --backend "$backend" ${PKV_BENCH_ARGS:-} --json "$OUT/bench_$backend.json" >"$OUT/bench_$backend.txt" 2>&1
-  echo "== bench $backend (exit $?)"
-  tail -${PKV_BENCH_TAIL:-45} "$OUT/bench_$backend.txt"
-done
+i=0
+while IFS='|' read -r be args; do
+  [ -n "$be" ] || continue
+  i=$((i + 1))
+  "$B/pkv" bench --backend "$be" $args --json "$OUT/bench_${i}_$be.json" >"$OUT/bench_${i}_$be.txt" 2>&1
+  echo "== bench $i $be $args (exit $?)"
+  grep -A14 "^Decode attention speed" "$OUT/bench_${i}_$be.txt" | grep -v "^  The batch\|^  cache that\|GB/s = \|host ms:"
+done <<<"${PKV_BENCH_RUNS:-}"

@@ -56,7 +56,8 @@ typedef struct fidelity_result {
 typedef struct speed_result {
     bench_config cfg;
     uint32_t context, batch;
-    double ms_per_step;
+    double ms_per_step;           /* median of device times on GPUs, else of host times */
+    double host_ms_per_step;      /* median of the host wall time of each pkv_attention call */
     double bytes_per_step;        /* compressed cache bytes read by one step */
     uint32_t rotation;            /* batches of distinct sequences the timed steps cycle through */
     int device_timed;             /* 1: device timestamps (pkv_last_op_time), 0: host clock */

@@ -175,9 +175,9 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
     uint32_t min_steps = o->steps ? o->steps : AUTO_MIN_STEPS;
     uint32_t max_steps = o->steps ? o->steps * MAX_STEPS_FACTOR : AUTO_MAX_STEPS;
     double min_seconds = o->steps ? MIN_TIMED_SECONDS : AUTO_SECONDS;
-    double *ms = malloc(max_steps * sizeof(double));
+    double *ms = malloc(max_steps * sizeof(double)), *host = malloc(max_steps * sizeof(double));
     int rc = -1;
-    if (!seqs || !q || !out || !ms) {
+    if (!seqs || !q || !out || !ms || !host) {
         snprintf(err, err_len, "out of memory");
         goto done;
     }
@@ -206,6 +206,7 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
             fail(err, err_len, "attention", s);
             goto done;
         }
+        host[n] = host_ms;
         ms[n++] = sr->device_timed && pkv_last_op_time(g->ctx, &device_ms) == PKV_OK ? device_ms : host_ms;
     }
     for (size_t i = 0; i < (size_t)batch * Hq * D; i++)
@@ -215,6 +216,7 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
         }
     sr->steps = n;
     sr->ms_per_step = bench_median(ms, n);
+    sr->host_ms_per_step = bench_median(host, n);
     sr->gbps = sr->bytes_per_step / (sr->ms_per_step * 1e-3) / 1e9;
     rc = 0;
 done:
@@ -223,6 +225,7 @@ done:
     free(q);
     free(out);
     free(ms);
+    free(host);
     return rc;
 }
 

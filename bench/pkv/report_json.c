@@ -85,6 +85,7 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
         jw_uint(w, "context", x->context);
         jw_uint(w, "batch", x->batch);
         jw_number(w, "ms_per_step", x->ms_per_step);
+        jw_number(w, "host_ms_per_step", x->host_ms_per_step);
         jw_number(w, "gbps", x->gbps);
         jw_number(w, "bw_fraction", x->bw_fraction);
         jw_number(w, "speedup_vs_fp16", x->speedup_vs_fp16);

@@ -129,18 +129,20 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                    "timed steps, %s)\n",
                 r->speed_source, r->batch, r->speed_q_heads, r->speed_kv_heads, r->speed_head_dim,
                 r->speed[0].device_timed ? "device timestamps" : "host clock around pkv_attention");
-        fprintf(f, "  %-8s %6s %8s %10s %9s %10s %9s\n", "mode", "bits", "context", "ms/step", "GB/s", "of read BW",
-                "vs fp16");
+        fprintf(f, "  %-8s %6s %8s %10s %10s %9s %10s %9s\n", "mode", "bits", "context", "ms/step", "host ms", "GB/s",
+                "of read BW", "vs fp16");
         for (uint32_t i = 0; i < r->n_speed; i++) {
             const speed_result *x = &r->speed[i];
             char pct[32];
             if (isfinite(x->bw_fraction)) snprintf(pct, sizeof pct, "%.1f%%", 100 * x->bw_fraction);
             else snprintf(pct, sizeof pct, "n/a");
-            fprintf(f, "  %-8s %6s %8u %10.4f %9s %10s %8sx\n", pkv_mode_name(x->cfg.mode),
-                    bits_str(&x->cfg, b1, sizeof b1), x->context, x->ms_per_step, num(x->gbps, "%.3g", b2, sizeof b2),
+            fprintf(f, "  %-8s %6s %8u %10.4f %10.4f %9s %10s %8sx\n", pkv_mode_name(x->cfg.mode),
+                    bits_str(&x->cfg, b1, sizeof b1), x->context, x->ms_per_step, x->host_ms_per_step,
+                    num(x->gbps, "%.3g", b2, sizeof b2),
                     pct, num(x->speedup_vs_fp16, "%.2f", b3, sizeof b3));
         }
-        fprintf(f, "  GB/s = compressed bytes of the batch's cache / time per step. Read bandwidth: %s GB/s (%s)\n",
+        fprintf(f, "  host ms: the wall time of one pkv_attention call (upload of q, the kernels, download of out).\n"
+                   "  GB/s = compressed bytes of the batch's cache / time per step. Read bandwidth: %s GB/s (%s)\n",
                 num(r->read_bw_gbps, "%.2f", b1, sizeof b1), r->read_bw_method);
         uint32_t most = 1;
         for (uint32_t i = 0; i < r->n_speed; i++)

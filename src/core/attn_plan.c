@@ -34,6 +34,8 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
     }
     /* enough items to give the device about target_groups workgroups, each item as long as possible */
     const uint64_t groups_per_item = (uint64_t)plan->tiles * H;
+    const char *groups_env = getenv("PKV_ATTN_GROUPS"); /* tuning: workgroups to aim for */
+    if (groups_env && atoi(groups_env) > 0) target_groups = (uint32_t)atoi(groups_env);
     const uint64_t want_items = ((target_groups ? target_groups : 1024) + groups_per_item - 1) / groups_per_item;
     uint64_t cps = (total + want_items - 1) / want_items;
     if (cps < ceil_div(longest, max_splits)) cps = ceil_div(longest, max_splits);

@@ -26,9 +26,6 @@ enum pkv_ocl_kernel_id {
     PKV_K_CENTRE,       /* flush: Chebyshev centre of each head's window -> new pattern */
     PKV_K_ASSIGN,       /* nearest pattern of every token to encode (K and V), patterns split over lanes */
     PKV_K_ENCODE,       /* one work-group per (head, block): gate, quantize, pack */
-    PKV_K_ATTN_QC,      /* one work-group per (sequence, query, query head): the q.C_K table */
-    PKV_K_ATTN,         /* one work-group per (split item, query, query head): partial softmax */
-    PKV_K_REDUCE,       /* merge the partials of a sequence's split items */
     PKV_K_STREAM,       /* plain streaming read, for the read-bandwidth measurement */
     PKV_K_FMA_PROBE,    /* checks that the compiler honours FP_CONTRACT OFF */
     PKV_K_COUNT
@@ -38,8 +35,18 @@ enum pkv_ocl_kernel_id {
 enum pkv_ocl_scratch_id {
     PKV_S_PARAMS, PKV_S_TOKENS, PKV_S_U0, PKV_S_U1, PKV_S_U2, PKV_S_U3,
     PKV_S_CENT, PKV_S_SUMS, PKV_S_COUNTS, PKV_S_ASSIGN, PKV_S_DONE, PKV_S_PART, PKV_S_OUT, PKV_S_QC, PKV_S_TOKASSIGN, PKV_S_DUMMY,
+    PKV_S_COUNTERS,
     PKV_S_COUNT
 };
+
+/* The attention program of one cache shape (the shape is compiled in: ocl_attention.cl). */
+#define PKV_OCL_ATTN_SHAPE 7 /* d, G, k_bits, v_bits, mode, rows per work-group, bank capacity */
+#define PKV_OCL_MAX_ATTN_PROGRAMS 16
+typedef struct pkv_ocl_attn_program {
+    uint32_t shape[PKV_OCL_ATTN_SHAPE];
+    cl_program prog;
+    cl_kernel qc, attn;
+} pkv_ocl_attn_program;
 
 typedef struct pkv_ocl {
     const pkv_ocl_api *cl;
@@ -60,7 +67,9 @@ typedef struct pkv_ocl {
     cl_program prog;
     cl_kernel k[PKV_K_COUNT];
     size_t wg[PKV_K_COUNT]; /* work-group size used for each kernel */
-    uint32_t hpw_max;       /* query heads one attention work-group can serve (local memory) */
+    pkv_ocl_attn_program attn[PKV_OCL_MAX_ATTN_PROGRAMS];
+    uint32_t n_attn;
+    size_t counter_words;   /* attention's merge counters in s[PKV_S_COUNTERS], kept at zero between ops */
     pkv_ocl_scratch s[PKV_S_COUNT];
     /* timing of the last op: kernel events when the queue profiles, else the host clock */
     int profiling;
@@ -103,6 +112,8 @@ void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s);
 /* ocl_program.c: builds (or loads from the on-disk binary cache) the program and its kernels. */
 pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len);
 void pkv_ocl_release_program(pkv_ocl *o);
+/* The attention program for a shape, built (or loaded from the cache) on first use. */
+pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATTN_SHAPE], pkv_ocl_attn_program **out);
 
 /* ocl_ops.c */
 pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "attn_plan.h"
 #include "ocl_internal.h"
 #include "ocl_params.h"
 
@@ -207,129 +208,77 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
     return finish(o, "flush", err);
 }
 
-/* Blocks per split item: enough work-groups to fill the device, a few blocks at least so each
- * item's fixed costs (q.C table load, partial write) stay small. PKV_OPENCL_BLOCKS_PER_ITEM forces
- * it (tests use it to exercise the merge). */
-static uint32_t blocks_per_item(const pkv_ocl *o, const pkv_attn_op *op, uint32_t hpw)
+/* Local memory the attention kernel declares for nr rows (ocl_attention.cl's attn_local). */
+static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr)
 {
-    const char *env = getenv("PKV_OPENCL_BLOCKS_PER_ITEM");
-    if (env && atoi(env) > 0) return (uint32_t)atoi(env);
-    uint32_t max_blocks = 0;
-    for (uint32_t s = 0; s < op->n_seqs; s++)
-        if (op->seqs[s].n_blocks > max_blocks) max_blocks = op->seqs[s].n_blocks;
-    size_t groups = (size_t)op->n_seqs * op->q_len * op->n_q_heads / hpw;
-    size_t target = (size_t)o->compute_units * 4;
-    size_t splits = groups >= target ? 1 : (target + groups - 1) / groups;
-    uint32_t bpi = (uint32_t)((max_blocks + splits - 1) / splits);
-    return bpi < 4 ? 4 : bpi;
+    const size_t nrv = (nr + 3) / 4, ch = nr > 4 ? 8 : 16, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    return 16 * nrv * (2 * g->d + g->G) + 4 * nr * cap + 4 * g->G * ch + 8 * (size_t)g->G * nr + 64;
 }
 
-/* The split items of every sequence (seq, kind 0 = blocks | 1 = window, begin, end), the sequence
- * descriptors (n_blocks, n_window, bank_count, table_offset) and each sequence's first item and
- * item count. Returns the item count, 0 when out of host memory. */
-static size_t build_items(const pkv_attn_op *op, uint32_t bpi, uint32_t **seqd_out, uint32_t **seq_items_out,
-                          uint32_t **items_out)
+/* The parameter block of ocl_attention.cl (its A_* indices). */
+static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_plan *plan, uint32_t *A)
 {
-    const uint32_t ns = op->n_seqs;
-    size_t n_items = 0;
-    for (uint32_t s = 0; s < ns; s++)
-        n_items += (op->seqs[s].n_blocks + bpi - 1) / bpi + (op->seqs[s].n_window ? 1 : 0);
-    uint32_t *seqd = malloc((size_t)ns * 4 * sizeof *seqd), *seq_items = malloc((size_t)ns * 2 * sizeof *seq_items);
-    uint32_t *items = malloc((n_items ? n_items : 1) * 4 * sizeof *items);
-    if (!seqd || !seq_items || !items || !n_items) {
-        free(seqd);
-        free(seq_items);
-        free(items);
-        return 0;
-    }
-    size_t it = 0;
-    for (uint32_t s = 0; s < ns; s++) {
-        const pkv_attn_seq *q = &op->seqs[s];
-        const uint32_t desc[4] = {q->n_blocks, q->n_window, q->bank_count, q->table_offset};
-        memcpy(seqd + s * 4, desc, sizeof desc);
-        seq_items[s * 2] = (uint32_t)it;
-        for (uint32_t b = 0; b < q->n_blocks; b += bpi, it++) {
-            const uint32_t v[4] = {s, 0, b, b + bpi < q->n_blocks ? b + bpi : q->n_blocks};
-            memcpy(items + it * 4, v, sizeof v);
-        }
-        if (q->n_window) {
-            const uint32_t v[4] = {s, 1, 0, q->n_window};
-            memcpy(items + it++ * 4, v, sizeof v);
-        }
-        seq_items[s * 2 + 1] = (uint32_t)it - seq_items[s * 2];
-    }
-    *seqd_out = seqd;
-    *seq_items_out = seq_items;
-    *items_out = items;
-    return n_items;
+    const int fp16 = g->mode == PKV_MODE_FP16;
+    const uint32_t v[] = {g->H, op->n_q_heads, op->q_len, op->n_q_heads / g->H, plan->tiles, plan->cps,
+                          g->block_bytes, fp16 ? g->off_kfp16 : g->off_kcodes, g->off_kscale, g->off_kzero,
+                          fp16 ? g->off_vfp16 : g->off_vcodes, g->off_vscale, g->off_vzero, g->off_kidx, g->off_vidx,
+                          g->off_vmask, g->chunk_bytes, g->window_bytes, g->R, f32_bits(op->scale * 1.44269504088896341f)};
+    memcpy(A, v, sizeof v);
 }
 
 pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
 {
     if (!op->q || !op->out) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl attention: q and out must be in host memory");
     pkv_ocl *o = pkv_ocl_of(be);
-    pkv_ocl_op_begin(o);
     const pkv_geom *g = st->g;
-    const uint32_t ns = op->n_seqs, d = g->d;
-    /* query heads per work-group: the largest count <= hpw_max dividing the GQA group */
-    const uint32_t gq = op->n_q_heads / g->H;
-    uint32_t hpw = o->hpw_max < gq ? o->hpw_max : gq;
-    while (gq % hpw) hpw--;
-    uint32_t *seqd = NULL, *seq_items = NULL, *items = NULL;
-    const size_t n_items = build_items(op, blocks_per_item(o, op, hpw), &seqd, &seq_items, &items);
-    if (!n_items) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl: attention: out of host memory");
-
-    uint32_t P[PP_COUNT];
-    fill_geom(P, g);
-    P[PP_Q_LEN] = op->q_len;
-    P[PP_NQH] = op->n_q_heads;
-    P[PP_SCALE] = f32_bits(op->scale);
-    P[PP_N_ITEMS] = (uint32_t)n_items;
+    const uint32_t H = g->H, d = g->d, ns = op->n_seqs;
     const int pattern = g->mode == PKV_MODE_PATTERN;
-    uint32_t max_bank = 1;
-    for (uint32_t i = 0; i < ns; i++)
-        if (op->seqs[i].bank_count > max_bank) max_bank = op->seqs[i].bank_count;
-    P[PP_BANK_STRIDE] = max_bank;
-    P[PP_HPW] = hpw;
-    P[PP_PSTRIDE] = d + 2 + (pattern ? max_bank : 0);
-    const size_t per_q = (size_t)op->q_len * op->n_q_heads;
-    const size_t out_floats = (size_t)ns * per_q * d;
-    pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
-    if (s == PKV_OK) s = upload(o, PKV_S_U0, seqd, (size_t)ns * 4 * sizeof *seqd);
-    if (s == PKV_OK) s = upload(o, PKV_S_U1, items, n_items * 4 * sizeof *items);
+    uint32_t nr = pkv_attn_rows_per_group(op, H, 8);
+    while (nr > 1 && attn_local_bytes(g, nr) > o->local_mem) nr /= 2;
+    pkv_ocl_attn_program *prog;
+    const uint32_t shape[PKV_OCL_ATTN_SHAPE] = {d, g->G, g->k_bits, g->v_bits, g->mode, nr, pattern ? g->capacity : 1};
+    pkv_status s = pkv_ocl_attn_program_get(o, shape, &prog);
+    if (s != PKV_OK) return s;
+    pkv_attn_plan plan;
+    /* the merge keeps one weight per item and row in the G x channels array of the slices' sums */
+    s = pkv_attn_plan_make(op, g, nr, o->compute_units * 4, g->G * (nr > 4 ? 8 : 16) / nr, &plan);
+    if (s != PKV_OK) return s;
+    pkv_ocl_op_begin(o);
+    uint32_t A[PP_COUNT] = {0};
+    attn_params(g, op, &plan, A);
+    const size_t groups = (size_t)ns * H * plan.tiles, nrv = (nr + 3) / 4;
+    const size_t out_floats = (size_t)ns * op->q_len * op->n_q_heads * d;
+    s = upload(o, PKV_S_PARAMS, A, sizeof A);
+    if (s == PKV_OK) s = upload(o, PKV_S_U0, plan.seq_desc, (size_t)ns * PKV_ATTN_SEQ_WORDS * sizeof(uint32_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_U1, plan.items, (size_t)plan.n_items * 2 * sizeof(uint32_t));
     if (s == PKV_OK) s = upload(o, PKV_S_U2, op->table, (size_t)op->table_len * sizeof(uint32_t));
-    if (s == PKV_OK) s = upload(o, PKV_S_U3, seq_items, (size_t)ns * 2 * sizeof *seq_items);
     if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->q, out_floats * sizeof(float));
-    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], n_items * per_q * P[PP_PSTRIDE] * sizeof(float));
-    if (s == PKV_OK && pattern) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (size_t)ns * per_q * max_bank * sizeof(float));
+    if (s == PKV_OK)
+        s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], ((size_t)plan.n_slots * H * plan.tiles * nr * (d + 2) + 1) * 4);
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (pattern ? groups * g->capacity * nrv : 1) * 16);
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_COUNTERS], groups * 4);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_OUT], out_floats * sizeof(float));
-    free(seqd);
-    free(seq_items);
-    free(items);
+    const uint32_t n_groups = plan.n_items * plan.tiles * H;
+    pkv_attn_plan_free(&plan);
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: attention could not allocate its buffers");
 
     cl_mem blocks = mem_or_dummy(o, st->blocks), chunks = mem_or_dummy(o, st->chunks),
-           windows = mem_or_dummy(o, st->windows), qc = pattern ? o->s[PKV_S_QC].mem : mem_or_dummy(o, NULL);
-    cl_mem params = o->s[PKV_S_PARAMS].mem, sd = o->s[PKV_S_U0].mem, it_mem = o->s[PKV_S_U1].mem,
-           table = o->s[PKV_S_U2].mem, seq_it = o->s[PKV_S_U3].mem, q = o->s[PKV_S_TOKENS].mem,
-           part = o->s[PKV_S_PART].mem, out = o->s[PKV_S_OUT].mem;
-    cl_int err = CL_SUCCESS;
-    cl_kernel k = o->k[PKV_K_ATTN_QC];
-    if (pattern) {
-        err = pkv_ocl_args(o, k, 6, ARG(params), ARG(sd), ARG(table), ARG(q), ARG(chunks), ARG(qc));
-        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, ns * per_q, o->wg[PKV_K_ATTN_QC]);
+           windows = mem_or_dummy(o, st->windows), params = o->s[PKV_S_PARAMS].mem, sd = o->s[PKV_S_U0].mem,
+           items = o->s[PKV_S_U1].mem, table = o->s[PKV_S_U2].mem, q = o->s[PKV_S_TOKENS].mem,
+           qc = o->s[PKV_S_QC].mem, part = o->s[PKV_S_PART].mem, cnt = o->s[PKV_S_COUNTERS].mem,
+           out = o->s[PKV_S_OUT].mem;
+    const cl_uint zero = 0;
+    /* the merge counters start at zero (the last work-group of each resets its own) */
+    cl_int err = o->cl->clEnqueueFillBuffer(o->q, cnt, &zero, sizeof zero, 0, groups * 4, 0, NULL, NULL);
+    if (err == CL_SUCCESS && pattern) {
+        err = pkv_ocl_args(o, prog->qc, 6, ARG(params), ARG(sd), ARG(table), ARG(q), ARG(chunks), ARG(qc));
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->qc, groups, 64);
     }
-    k = o->k[PKV_K_ATTN];
     if (err == CL_SUCCESS)
-        err = pkv_ocl_args(o, k, 9, ARG(params), ARG(sd), ARG(it_mem), ARG(table), ARG(q), ARG(blocks), ARG(windows),
-                           ARG(qc), ARG(part));
-    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, n_items * per_q / hpw, o->wg[PKV_K_ATTN]);
-    k = o->k[PKV_K_REDUCE];
+        err = pkv_ocl_args(o, prog->attn, 12, ARG(params), ARG(sd), ARG(items), ARG(table), ARG(q), ARG(blocks),
+                           ARG(windows), ARG(chunks), ARG(qc), ARG(part), ARG(cnt), ARG(out));
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->attn, n_groups, g->G);
     if (err == CL_SUCCESS)
-        err = pkv_ocl_args(o, k, 7, ARG(params), ARG(seq_it), ARG(sd), ARG(table), ARG(chunks), ARG(part), ARG(out));
-    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, ns * per_q, o->wg[PKV_K_REDUCE]);
-    if (err == CL_SUCCESS)
-        err = o->cl->clEnqueueReadBuffer(o->q, o->s[PKV_S_OUT].mem, CL_TRUE, 0, out_floats * sizeof(float), op->out, 0,
-                                         NULL, NULL);
+        err = o->cl->clEnqueueReadBuffer(o->q, out, CL_TRUE, 0, out_floats * sizeof(float), op->out, 0, NULL, NULL);
     return finish(o, "attention", err);
 }

@@ -10,13 +10,14 @@
 #include <unistd.h>
 
 #include "crc32.h"
+#include "internal.h"
 #include "ocl_internal.h"
 
-extern const char pkv_ocl_source[];
-extern const unsigned long pkv_ocl_source_len;
+extern const char pkv_ocl_source[], pkv_ocl_attn_source[];
+extern const unsigned long pkv_ocl_source_len, pkv_ocl_attn_source_len;
 
 static const char *const kernel_names[PKV_K_COUNT] = {
-    "ocl_km_init", "ocl_km_assign", "ocl_km_update", "ocl_km_store", "ocl_centre", "ocl_assign", "ocl_encode", "ocl_attn_qc", "ocl_attn", "ocl_reduce", "ocl_stream_read", "ocl_fma_probe",
+    "ocl_km_init", "ocl_km_assign", "ocl_km_update", "ocl_km_store", "ocl_centre", "ocl_assign", "ocl_encode", "ocl_stream_read", "ocl_fma_probe",
 };
 
 #define CACHE_MAGIC "PKVOCLB1"
@@ -38,14 +39,14 @@ static uint64_t fnv1a(const void *data, size_t n)
 }
 
 /* Everything a binary depends on: device, driver, build options and the kernel source. */
-static void cache_key(const pkv_ocl *o, const char *options, char *key, size_t cap)
+static void cache_key(const pkv_ocl *o, const char *src, size_t src_len, const char *options, char *key, size_t cap)
 {
     char dev_name[256] = "";
     o->cl->clGetDeviceInfo(o->dev, CL_DEVICE_NAME, sizeof dev_name, dev_name, NULL);
     dev_name[sizeof dev_name - 1] = 0;
     snprintf(key, cap, "patternkv-opencl-1|%s|%s|%s|%s|%s|src=%016llx", o->platform_version, dev_name,
              o->device_version, o->driver_version, options,
-             (unsigned long long)fnv1a(pkv_ocl_source, pkv_ocl_source_len));
+             (unsigned long long)fnv1a(src, src_len));
 }
 
 static void cache_path(const pkv_ocl *o, const char *key, char *path, size_t cap)
@@ -144,13 +145,14 @@ static void log_build_failure(const pkv_ocl *o, cl_program prog, char *why, size
     free(buildlog);
 }
 
-/* The program for `options`, from the cache when a valid binary is there, else from source (then
- * cached). */
-static cl_program load_program(pkv_ocl *o, const char *options, char *why, size_t why_len)
+/* The program of `src` for `options`, from the cache when a valid binary is there, else from source
+ * (then cached). */
+static cl_program load_program(pkv_ocl *o, const char *src, size_t src_len, const char *options, char *why,
+                               size_t why_len)
 {
     const pkv_ocl_api *cl = o->cl;
     char key[MAX_KEY], path[1200];
-    cache_key(o, options, key, sizeof key);
+    cache_key(o, src, src_len, options, key, sizeof key);
     cache_path(o, key, path, sizeof path);
     cl_int err = CL_SUCCESS;
     if (o->cache_dir[0]) {
@@ -170,8 +172,6 @@ static cl_program load_program(pkv_ocl *o, const char *options, char *why, size_
                         pkv_ocl_error_name(err != CL_SUCCESS ? err : bin_status));
         }
     }
-    const char *src = pkv_ocl_source;
-    size_t src_len = (size_t)pkv_ocl_source_len;
     cl_program prog = cl->clCreateProgramWithSource(o->ctx, 1, &src, &src_len, &err);
     if (err != CL_SUCCESS) {
         snprintf(why, why_len, "clCreateProgramWithSource failed (%s)", pkv_ocl_error_name(err));
@@ -210,6 +210,56 @@ void pkv_ocl_release_program(pkv_ocl *o)
     release_kernels(o);
     if (o->prog) o->cl->clReleaseProgram(o->prog);
     o->prog = NULL;
+    for (uint32_t i = 0; i < o->n_attn; i++) {
+        pkv_ocl_attn_program *a = &o->attn[i];
+        if (a->qc) o->cl->clReleaseKernel(a->qc);
+        if (a->attn) o->cl->clReleaseKernel(a->attn);
+        if (a->prog) o->cl->clReleaseProgram(a->prog);
+    }
+    o->n_attn = 0;
+}
+
+pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATTN_SHAPE], pkv_ocl_attn_program **out)
+{
+    for (uint32_t i = 0; i < o->n_attn; i++)
+        if (memcmp(o->attn[i].shape, shape, sizeof o->attn[i].shape) == 0) {
+            *out = &o->attn[i];
+            return PKV_OK;
+        }
+    if (o->n_attn == PKV_OCL_MAX_ATTN_PROGRAMS) { /* keep the newest half */
+        for (uint32_t i = 0; i < PKV_OCL_MAX_ATTN_PROGRAMS / 2; i++) {
+            pkv_ocl_attn_program *a = &o->attn[i];
+            o->cl->clReleaseKernel(a->qc);
+            o->cl->clReleaseKernel(a->attn);
+            o->cl->clReleaseProgram(a->prog);
+        }
+        memmove(o->attn, o->attn + PKV_OCL_MAX_ATTN_PROGRAMS / 2, sizeof o->attn / 2);
+        o->n_attn = PKV_OCL_MAX_ATTN_PROGRAMS / 2;
+    }
+    const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
+    char options[512], why[256] = "";
+    snprintf(options, sizeof options, "-cl-std=CL1.2 -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u %s",
+             shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], extra ? extra : "");
+    pkv_ocl_attn_program a = {0};
+    memcpy(a.shape, shape, sizeof a.shape);
+    a.prog = load_program(o, pkv_ocl_attn_source, (size_t)pkv_ocl_attn_source_len, options, why, sizeof why);
+    if (!a.prog) return pkv_fail(NULL, PKV_ERR_DEVICE, "opencl attention: %s", why);
+    cl_int e1 = CL_SUCCESS, e2 = CL_SUCCESS;
+    a.qc = o->cl->clCreateKernel(a.prog, "ocl_attn_qc", &e1);
+    a.attn = o->cl->clCreateKernel(a.prog, "ocl_attn", &e2);
+    size_t kwg = 0;
+    if (e2 == CL_SUCCESS)
+        o->cl->clGetKernelWorkGroupInfo(a.attn, o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
+    if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || kwg < shape[1]) {
+        if (a.qc) o->cl->clReleaseKernel(a.qc);
+        if (a.attn) o->cl->clReleaseKernel(a.attn);
+        o->cl->clReleaseProgram(a.prog);
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl attention: the device cannot run work-groups of %u items for this shape (%s)",
+                        shape[1], pkv_ocl_error_name(e1 != CL_SUCCESS ? e1 : e2));
+    }
+    o->attn[o->n_attn] = a;
+    *out = &o->attn[o->n_attn++];
+    return PKV_OK;
 }
 
 static pkv_status make_kernels(pkv_ocl *o, char *why, size_t why_len)
@@ -256,16 +306,11 @@ pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len)
     /* PKV_OPENCL_BUILD_OPTIONS adds compiler options (a debugging aid, e.g. -cl-mad-enable to check
      * the contraction fallback). */
     const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
-    /* query heads per attention work-group: about 7.7 KB of local memory each */
-    o->hpw_max = o->local_mem >= 40 * 1024 ? 4 : o->local_mem >= 20 * 1024 ? 2 : 1;
-    const char *cap = getenv("PKV_OPENCL_HEADS_PER_GROUP"); /* tests: the smaller-device variants */
-    if (cap && atoi(cap) >= 1 && (uint32_t)atoi(cap) < o->hpw_max) o->hpw_max = (uint32_t)atoi(cap);
     char options[2][512];
-    snprintf(options[0], sizeof options[0], "-cl-std=CL1.2 -DOCL_HPW_MAX=%u %s", o->hpw_max, extra ? extra : "");
-    snprintf(options[1], sizeof options[1], "-cl-std=CL1.2 -DOCL_HPW_MAX=%u -DPKV_OCL_NO_CONTRACT %s", o->hpw_max,
-             extra ? extra : "");
+    snprintf(options[0], sizeof options[0], "-cl-std=CL1.2 %s", extra ? extra : "");
+    snprintf(options[1], sizeof options[1], "-cl-std=CL1.2 -DPKV_OCL_NO_CONTRACT %s", extra ? extra : "");
     for (int attempt = 0; attempt < 2; attempt++) {
-        o->prog = load_program(o, options[attempt], why, why_len);
+        o->prog = load_program(o, pkv_ocl_source, (size_t)pkv_ocl_source_len, options[attempt], why, why_len);
         if (!o->prog) return PKV_ERR_BACKEND_UNAVAILABLE;
         pkv_status st = make_kernels(o, why, why_len);
         if (st != PKV_OK) return st;
