@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One batch on the GPU machine (the device tool): nothing is built there. Carry a folder (first
-# argument) holding pkv, the test binaries in tests/, and this script, plus .gl/ (the .deb files of
-# libvulkan1, libglvnd0, libegl1, ocl-icd-libopencl1 and libcmocka0, unpacked here). Runs the Vulkan
-# and OpenCL tests on the NVIDIA drivers ("notests" as second argument skips them), then
-# `pkv bench` once per line of $PKV_BENCH_RUNS ("backend|args"). Results land in $OUT.
+# argument) holding pkv, pkv-attn-sweep, the test binaries in tests/, and this script, plus .gl/ (the
+# .deb files of libvulkan1, libglvnd0, libegl1, ocl-icd-libopencl1 and libcmocka0, unpacked here).
+# Runs the Vulkan and OpenCL tests on the NVIDIA drivers ("notests" as second argument skips them),
+# then the runs listed in $PKV_RUNS (below). Results land in $OUT.
 set -u
 B=${1:-build-gpu}
 OUT=${OUT:-/tmp/out}
@@ -25,21 +25,26 @@ if [ "${2:-tests}" != notests ]; then
   run() { local name=$1; shift; (env "$@" >"$OUT/t_$name.log" 2>&1; echo "$name exit $?" >>"$OUT/tests.txt") & }
   : >"$OUT/tests.txt"
   for be in vulkan opencl; do
-    for s in attention sequences io errors; do run ${s}_$be PKV_TEST_BACKEND=$be "$t/test_$s"; done
+    for s in attention sequences io errors parity; do run ${s}_$be PKV_TEST_BACKEND=$be "$t/test_$s"; done
   done
-  run vulkan_parity "$t/test_vulkan_parity"
-  run vulkan_parity_nosub PKV_VULKAN_NO_SUBGROUPS=1 "$t/test_vulkan_parity"
+  run parity_vulkan_nosub PKV_TEST_BACKEND=vulkan PKV_VULKAN_NO_SUBGROUPS=1 "$t/test_parity"
   run vulkan_device "$t/test_vulkan_device"
-  run opencl PKV_TEST_CACHE_DIR=/tmp/pkv-cache "$t/test_opencl"
+  run opencl_device PKV_TEST_CACHE_DIR=/tmp/pkv-cache "$t/test_opencl_device"
   wait
   sort "$OUT/tests.txt"
-  grep -h "rel err\|FAILED\|Failure\|error" "$OUT"/t_*.log | sort | uniq -c | sort -rn | head -20
+  grep -h "FAILED\|Failure\|rel err\|rel diff" "$OUT"/t_*.log | sort | uniq -c | sort -rn | head -12
 fi
+# $PKV_RUNS: one run a line, "bench|backend|args" (pkv bench) or "sweep|backend|args|variants" (pkv-attn-sweep).
 i=0
-while IFS='|' read -r be args; do
-  [ -n "$be" ] || continue
+while IFS='|' read -r what be args variants; do
+  [ -n "$what" ] || continue
   i=$((i + 1))
-  "$B/pkv" bench --backend "$be" $args --json "$OUT/bench_${i}_$be.json" >"$OUT/bench_${i}_$be.txt" 2>&1
-  echo "== bench $i $be $args (exit $?)"
-  grep -A14 "^Decode attention speed" "$OUT/bench_${i}_$be.txt" | grep -v "^  The batch\|^  cache that\|GB/s = \|host ms:"
-done <<<"${PKV_BENCH_RUNS:-}"
+  if [ "$what" = bench ]; then
+    "$B/pkv" bench --backend "$be" $args --json "$OUT/bench_${i}_$be.json" >"$OUT/bench_${i}_$be.txt" 2>&1
+    echo "== bench $i $be $args (exit $?)"
+    grep -A14 "^Decode attention speed" "$OUT/bench_${i}_$be.txt" | grep -v "^  The batch\|^  cache that\|GB/s = \|host ms:\|^$"
+  else
+    echo "== sweep $i $be $args"
+    "$B/pkv-attn-sweep" --backend "$be" $args --variants "$variants" 2>&1 | tee "$OUT/sweep_${i}_$be.txt"
+  fi
+done <<<"${PKV_RUNS:-}"

@@ -38,8 +38,8 @@ typedef struct scenario {
 static const scenario scenarios[] = {
     /* name                               L  H    d  kb vb    G    R   M  cap  mode              seqs pre  dec step gqa fork it tol data knob */
     {"pattern d64 2-bit G32",             2, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 100,  70,  1, 2, 0, 0, 0, STRUCTURED, NULL},
-    {"pattern d64 2-bit, one head per group", 2, 2, 64, 2, 2, 32, 0,  8, 256, PKV_MODE_PATTERN,  1, 100, 110, 23, 2, 0, 8, 0,
-     STRUCTURED, "PKV_OPENCL_HEADS_PER_GROUP=1"},
+    {"pattern d64 2-bit, one query row per group", 2, 2, 64, 2, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 100, 110, 23, 2, 0, 8, 0,
+     STRUCTURED, "PKV_ATTN_MAX_ROWS=1"},
     {"pattern d40 3/4-bit G64 R128",      2, 2,  40, 3, 4,  64, 128,  6, 256, PKV_MODE_PATTERN,  1, 150, 260,  7, 3, 0, 0, 0, STRUCTURED, NULL},
     {"pattern d40 3-bit",                 1, 1,  40, 3, 3,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  70,  70, 35, 3, 0, 8, 0, STRUCTURED, NULL},
     {"pattern d40 3-bit, k-means sums in global memory", 1, 1, 40, 3, 3, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 70, 70, 35, 3, 0, 8, 0,
@@ -73,15 +73,18 @@ static const scenario scenarios[] = {
     {"fp16 d48",                          1, 2,  48, 2, 2,  32,   0,  8, 256, PKV_MODE_FP16,     1,  50,  60, 60, 1, 0, 0, 0, STRUCTURED, NULL},
 };
 
-/* A backend's switch that splits attention into one block per work item (many partial results). */
+/* The GPU backends' switch that splits attention into one chunk per item (many partial results
+ * merged), src/core/attn_plan.h. */
 static const char *one_block_per_item_knob(pkv_backend_kind kind)
 {
-    return kind == PKV_BACKEND_OPENCL ? "PKV_OPENCL_BLOCKS_PER_ITEM" : NULL;
+    return kind == PKV_BACKEND_CPU ? NULL : "PKV_ATTN_CHUNKS_PER_ITEM";
 }
 
-/* Whether a knob ("PKV_OPENCL_...") belongs to the backend under test. */
+/* Whether a knob ("PKV_OPENCL_...", or "PKV_ATTN_..." of both GPU backends) applies to the backend
+ * under test. */
 static int knob_applies(const char *knob, pkv_backend_kind kind)
 {
+    if (strncmp(knob, "PKV_ATTN_", 9) == 0) return kind != PKV_BACKEND_CPU;
     char prefix[32];
     snprintf(prefix, sizeof prefix, "PKV_%s_", pkv_backend_name(kind));
     for (char *c = prefix; *c; c++)

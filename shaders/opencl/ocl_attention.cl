@@ -2,9 +2,9 @@
  * shaders/vulkan/attn_decode.comp, which explains the algorithm; the host cuts the op into items the
  * same way (src/core/attn_plan.c). Built once per cache shape with the shape as defines:
  * D, G (= WG, the work-group size), KBITS, VBITS, MODE (0 pattern, 1 direct, 2 fp16), NR (query
- * rows per work-group), CAP (bank capacity). Work-group g serves head g % H, tile (g / H) % tiles,
- * item g / (H tiles). Arithmetic is free here (contraction on): attention is judged against an
- * fp64 reference within a tolerance (docs/NUMERICS.md). */
+ * rows per work-group), CAP (bank capacity), STAGE_V (V codes staged in local memory). Work-group g
+ * serves head g % H, tile (g / H) % tiles, item g / (H tiles). Arithmetic is free here (contraction
+ * on): attention is judged against an fp64 reference within a tolerance (docs/NUMERICS.md). */
 #pragma OPENCL FP_CONTRACT ON
 
 #define WG G
@@ -20,7 +20,11 @@
 #define VW0 ((D * VPB + 31) / 32)
 #define KRW (KBITS == 3 ? KW0 + (D + 31) / 32 : KW0)
 #define VRW (VBITS == 3 ? VW0 + (D + 31) / 32 : VW0)
-#define PSTRIDE (D + 2)
+#define KQ ((KRW + 3) / 4)
+#define K_IN_REGS (KRW % 4 == 0 && KQ <= 4)
+#define VSEC (MODE == 2 || !STAGE_V ? 4 : G * VRW)
+#define VQ ((VSEC / 4 + WG - 1) / WG)
+#define PSTRIDE (D + 4)                /* a partial result: m, l, 2 unused, o[D] */
 #define LAZY 8.0f
 #define NEG_INF (-INFINITY)
 
@@ -36,6 +40,13 @@
 #define A_WINDOW 17 /* window slot bytes */
 #define A_R 18
 #define A_SCALE 19  /* float bits: scale * log2(e) */
+#define A_FLAGS 20  /* PKV_ATTN_* of src/core/attn_plan.h */
+#define A_QC_BLOCKS 21 /* work-groups of 64 patterns per (sequence, head, tile) in ocl_attn_qc */
+#define F_SEPARATE_MERGE 1u
+#define F_SKIP_V 2u
+#define F_SKIP_HIST 4u
+#define F_SKIP_MERGE 8u
+#define F_SKIP_K 16u
 
 /* Exact float of code * 2^(sh % 16) from word w (wh = w >> 16): bits | 0x4B000000 is 2^23 + bits. */
 OCL_HELPER float code_float(uint w, uint wh, uint sh, uint mask)
@@ -50,6 +61,12 @@ OCL_HELPER float code_factor(uint c, uint bits) { return as_float((127u - code_s
 OCL_HELPER float code_unfactor(uint c, uint bits) { return as_float((127u + code_shift(c, bits)) << 23); }
 
 OCL_HELPER float f16_at(__global const uint *buf, uint half_index) { return vload_half(half_index, (__global const half *)buf); }
+OCL_HELPER float pick(const float *a, uint r)
+{
+    float v = a[0];
+    for (uint j = 1; j < NR; j++) v = r == j ? a[j] : v;
+    return v;
+}
 
 /* Reduces a and b over the work-group for each row (max where a_max / b_max, else sum); every
  * work-item gets the results. Ends with a barrier. */
@@ -83,66 +100,93 @@ OCL_HELPER void hist_add(volatile __local uint *S, uint idx, float v)
 /* The work-group's private state: running max, per-item sums, the V phase's accumulators. */
 typedef struct attn_state {
     uint limit[NR];
-    float m_run[NR], l_part[NR], pz_part[NR];
+    float m[NR], l[NR], pz[NR];
     float acc[NR][CH];
 } attn_state;
+
+/* What one work-item loads for a compressed chunk, all at once (one memory round trip). */
+typedef struct chunk_loads {
+    uint4 krow[KQ];  /* its token's K code row (K_IN_REGS) */
+    uint4 vq[VQ];    /* its share of the V codes, staged to local memory */
+    float ks[CE], kz[CE], vs, vz;
+    uint ka, va, gate;
+} chunk_loads;
 
 typedef struct attn_local {
     float4 q[D * NRV];    /* q * scale * log2(e), [channel][row set] */
     float4 qs[D * NRV];   /* per chunk: q * s_K * 2^-shift */
+    float4 qc[SCAP * NRV]; /* q . P_K[m] of the tile's rows */
     float4 w[G * NRV];    /* per chunk: p * s_V (quantized) or p (fp16) */
+    uint vw[VSEC];        /* per chunk: its V codes */
     uint S[NR * SCAP];    /* V histogram, float bits */
-    float acc[WG * CH];   /* end of item: the slices' sums of one row */
+    float acc[WG * CH];   /* end of item: the slices' sums of one row; merge: weights */
     float2 red[WG * NR];
     uint last;
 } attn_local;
 
-/* One chunk of `count` tokens from token tok0: a quantized block at byte `blk_off` of blocks, or
- * fp16 K rows from half kh0 and V rows from half vh0 of `rows` (blocks or windows). */
-OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, __global const uint *blocks,
-                         __global const uint *rows, __global const float4 *qc_row, int quant, uint blk_off,
-                         uint kh0, uint vh0, uint count, uint tok0, __constant uint *P)
+OCL_HELPER void load_chunk(chunk_loads *L, __global const uint *blocks, uint base, __constant uint *P)
 {
     const uint lid = get_local_id(0), t = lid;
-    const uint base = blk_off / 4;
-    float zt[NR], lg[NR], vz = 0.0f, vs = 1.0f;
-    uint va = 0, gate = 0;
+    for (uint e = 0; e < CE; e++) {
+        uint i = min(lid + e * WG, (uint)D - 1);
+        L->ks[e] = f16_at(blocks, base * 2 + P[A_BLOCK + 2] / 2 + i);
+        L->kz[e] = f16_at(blocks, base * 2 + P[A_BLOCK + 3] / 2 + i);
+    }
+    L->vs = f16_at(blocks, base * 2 + P[A_BLOCK + 5] / 2 + t);
+    L->vz = f16_at(blocks, base * 2 + P[A_BLOCK + 6] / 2 + t);
+    L->ka = MODE == 0 ? (blocks[base + P[A_BLOCK + 7] / 4 + t / 4] >> (8 * (t % 4))) & 255u : 0u;
+    L->va = MODE == 0 ? (blocks[base + P[A_BLOCK + 8] / 4 + t / 4] >> (8 * (t % 4))) & 255u : 0u;
+    L->gate = MODE == 0 ? (blocks[base + P[A_BLOCK + 9] / 4 + t / 32] >> (t % 32)) & 1u : 0u;
+    __global const uint4 *b4 = (__global const uint4 *)blocks;
+    if (K_IN_REGS)
+        for (uint k = 0; k < KQ; k++) L->krow[k] = b4[(base + P[A_BLOCK + 1] / 4) / 4 + t * KQ + k];
+    if (STAGE_V)
+        for (uint j = 0; j < VQ; j++) L->vq[j] = b4[(base + P[A_BLOCK + 4] / 4) / 4 + min(lid + j * WG, (uint)VSEC / 4 - 1)];
+}
+
+OCL_HELPER uint krow_word(const chunk_loads *L, __global const uint *row, uint j)
+{
+    if (K_IN_REGS) {
+        uint4 q = L->krow[j / 4];
+        uint qa[4] = {q.x, q.y, q.z, q.w};
+        return qa[j % 4];
+    }
+    return row[j];
+}
+
+/* One chunk of `count` tokens from token tok0: a compressed block at word `base` (its loads in Lc),
+ * or fp16 K rows from half kh0 and V rows from half vh0 of `rows` (blocks or windows). */
+OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_loads *Lc, __global const uint *blocks,
+                         __global const uint *rows, int quant, uint base, uint kh0, uint vh0, uint count, uint tok0,
+                         __constant uint *P)
+{
+    const uint lid = get_local_id(0), t = lid;
+    float zt[NR], lg[NR];
     for (uint r = 0; r < NR; r++) zt[r] = 0.0f;
-    if (quant) { /* 1. metadata */
+    if (quant) /* 1. q * s_K and the zero-point term */
         for (uint e = 0; e < CE; e++) {
             uint i = lid + e * WG;
             if (i < D) {
-                float s = f16_at(blocks, base * 2 + P[A_BLOCK + 2] / 2 + i) * code_factor(i, KBITS);
-                float z = f16_at(blocks, base * 2 + P[A_BLOCK + 3] / 2 + i);
+                float s = Lc->ks[e] * code_factor(i, KBITS);
                 for (uint v = 0; v < NRV; v++) {
                     float4 q = L->q[i * NRV + v];
                     L->qs[i * NRV + v] = q * s;
                     float qa[4] = {q.x, q.y, q.z, q.w};
                     for (uint j = 0; j < 4; j++)
-                        if (4 * v + j < NR) zt[4 * v + j] += qa[j] * z;
+                        if (4 * v + j < NR) zt[4 * v + j] += qa[j] * Lc->kz[e];
                 }
             }
         }
-        if (t < count) {
-            vs = f16_at(blocks, base * 2 + P[A_BLOCK + 5] / 2 + t);
-            vz = f16_at(blocks, base * 2 + P[A_BLOCK + 6] / 2 + t);
-            if (MODE == 0) {
-                va = (blocks[base + P[A_BLOCK + 8] / 4 + t / 4] >> (8 * (t % 4))) & 255u;
-                gate = (blocks[base + P[A_BLOCK + 9] / 4 + t / 32] >> (t % 32)) & 1u;
-            }
-        }
-    }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* 2. logits of token t */
     float4 dot[2] = {(float4)(0.0f), (float4)(0.0f)};
-    if (t < count) {
+    if (t < count && !(P[A_FLAGS] & F_SKIP_K)) {
         if (quant) {
             __global const uint *row = blocks + base + P[A_BLOCK + 1] / 4 + t * KRW;
             const uint PER = 32 / KPB, MASK = (1u << KPB) - 1u;
             for (uint k = 0; k < KW0; k++) {
-                uint w = row[k], wh = w >> 16;
-                uint hi = KBITS == 3 ? row[KW0 + k / 2] >> ((k % 2) * 16) : 0u;
-
+                uint w = krow_word(Lc, row, k), wh = w >> 16;
+                uint hi = KBITS == 3 ? krow_word(Lc, row, KW0 + k / 2) >> ((k % 2) * 16) : 0u;
                 for (uint c = 0; c < PER; c++) {
                     uint i = k * PER + c;
                     if (i < D) {
@@ -152,15 +196,12 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, __global const u
                     }
                 }
             }
-            if (MODE == 0) {
-                uint ka = (blocks[base + P[A_BLOCK + 7] / 4 + t / 4] >> (8 * (t % 4))) & 255u;
-                for (uint v = 0; v < NRV; v++) dot[v] += qc_row[ka * NRV + v];
-            }
+            if (MODE == 0)
+                for (uint v = 0; v < NRV; v++) dot[v] += L->qc[Lc->ka * NRV + v];
         } else {
             for (uint k = 0; k < D / 8; k++) {
                 float8 x = vload_half8(0, (__global const half *)rows + kh0 + t * D + 8 * k);
                 float xa[8] = {x.s0, x.s1, x.s2, x.s3, x.s4, x.s5, x.s6, x.s7};
-
                 for (uint j = 0; j < 8; j++)
                     for (uint v = 0; v < NRV; v++) dot[v] += L->q[(8 * k + j) * NRV + v] * xa[j];
             }
@@ -177,38 +218,44 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, __global const u
     group_reduce2(bm, 1, zt, 0, L->red);
     int rescale = 0;
     float alpha[NR];
+    const float vz = quant ? Lc->vz : 0.0f, vs = quant ? Lc->vs : 1.0f;
     for (uint r = 0; r < NR; r++) {
         float top = bm[r] + zt[r];
         alpha[r] = 1.0f;
-        if (top > st->m_run[r] + LAZY) {
-            alpha[r] = exp2(st->m_run[r] - top);
-            st->m_run[r] = top;
+        if (top > st->m[r] + LAZY) {
+            alpha[r] = exp2(st->m[r] - top);
+            st->m[r] = top;
             rescale = 1;
-            st->l_part[r] *= alpha[r];
-            st->pz_part[r] *= alpha[r];
+            st->l[r] *= alpha[r];
+            st->pz[r] *= alpha[r];
             for (uint c = 0; c < CH; c++) st->acc[r][c] *= alpha[r];
         }
-        float p = lg[r] == NEG_INF ? 0.0f : exp2(lg[r] + zt[r] - st->m_run[r]);
+        float p = lg[r] == NEG_INF ? 0.0f : exp2(lg[r] + zt[r] - st->m[r]);
         lg[r] = p;
-        st->l_part[r] += p;
-        st->pz_part[r] += p * vz;
+        st->l[r] += p;
+        st->pz[r] += p * vz;
     }
     if (MODE == 0 && rescale) { /* uniform: every work-item saw the same maxima */
-        for (uint e = lid; e < NR * SCAP; e += WG) L->S[e] = as_uint(as_float(L->S[e]) * alpha[e / SCAP]);
+        for (uint e = lid; e < NR * SCAP; e += WG) L->S[e] = as_uint(as_float(L->S[e]) * pick(alpha, e / SCAP));
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (t < count) {
         float wa[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (uint r = 0; r < NR; r++) wa[r] = lg[r] * vs;
         for (uint v = 0; v < NRV; v++) L->w[t * NRV + v] = (float4)(wa[4 * v], wa[4 * v + 1], wa[4 * v + 2], wa[4 * v + 3]);
-        if (MODE == 0 && quant && gate)
+        if (MODE == 0 && quant && Lc->gate && !(P[A_FLAGS] & F_SKIP_HIST))
             for (uint r = 0; r < NR; r++)
-                if (lg[r] != 0.0f) hist_add(L->S, r * SCAP + va, lg[r]);
+                if (lg[r] != 0.0f) hist_add(L->S, r * SCAP + Lc->va, lg[r]);
     }
+    if (quant && STAGE_V) /* the V codes arrived during the K phase */
+        for (uint j = 0; j < VQ; j++) {
+            uint e = lid + j * WG;
+            if (e < VSEC / 4) vstore4(Lc->vq[j], e, L->vw);
+        }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* 4. V: channel group g over the tokens of slice s */
     const uint g = lid % NG, s = lid / NG;
-    if (s >= NS) return;
+    if (s >= NS || (P[A_FLAGS] & F_SKIP_V)) return;
     for (uint tt = s; tt < count; tt += NS) {
         float wt[8];
         for (uint v = 0; v < NRV; v++) {
@@ -217,11 +264,11 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, __global const u
         }
         if (quant) {
             const uint MASK = (1u << VPB) - 1u, WPG = (CH * VPB + 31) / 32, bit0 = g * CH * VPB, hbit = g * CH;
-            __global const uint *row = blocks + base + P[A_BLOCK + 4] / 4 + tt * VRW;
+            __global const uint *vrow = blocks + base + P[A_BLOCK + 4] / 4 + tt * VRW;
+            const uint row = tt * VRW;
             uint wv[4];
-            for (uint j = 0; j < WPG; j++) wv[j] = row[bit0 / 32 + j] >> (bit0 % 32);
-            uint hi = VBITS == 3 ? row[VW0 + hbit / 32] >> (hbit % 32) : 0u;
-
+            for (uint j = 0; j < WPG; j++) wv[j] = (STAGE_V ? L->vw[row + bit0 / 32 + j] : vrow[bit0 / 32 + j]) >> (bit0 % 32);
+            uint hi = VBITS == 3 ? (STAGE_V ? L->vw[row + VW0 + hbit / 32] : vrow[VW0 + hbit / 32]) >> (hbit % 32) : 0u;
             for (uint c = 0; c < CH; c++) {
                 uint sh = c * VPB;
                 float cf = VBITS == 3 ? int_float(((wv[0] >> sh) & 3u) | (((hi >> c) & 1u) << 2))
@@ -230,7 +277,6 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, __global const u
             }
         } else {
             __global const half *x = (__global const half *)rows + vh0 + tt * D + g * CH;
-
             for (uint c = 0; c < CH; c++) {
                 float xv = g * CH + c < D ? vload_half(c, x) * code_unfactor(g * CH + c, VBITS) : 0.0f;
                 for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * xv;
@@ -239,12 +285,58 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, __global const u
     }
 }
 
+/* Merging the partial results (m, l, -, -, o[D]) of a (sequence, kv head, tile) split in nsplit
+ * items, all rows at once: out = sum_k 2^(m_k - M) o_k / sum_k 2^(m_k - M) l_k. Two copies: through a
+ * volatile pointer (the last work-group of ocl_attn merges what others wrote in the same launch) and
+ * a plain one (ocl_attn_merge, a second launch). w holds 2 NR nsplit floats. */
+#define MERGE_ROWS(NAME, QUAL)                                                                              \
+    OCL_HELPER void NAME(__constant uint *P, __global const uint *sd, uint seq, uint head, uint tile, uint nsplit, \
+                         QUAL __global uint *part, __global float *out, __local float *w, __local float2 *red)  \
+    {                                                                                                       \
+        const uint lid = get_local_id(0), H = P[A_H], tiles = P[A_TILES], gqa = P[A_GQA], q_len = P[A_QLEN];  \
+        const uint rows = q_len * gqa, step = H * tiles * NR * PSTRIDE;                                     \
+        QUAL __global uint *p0 = part + ((sd[5] * H + head) * tiles + tile) * NR * PSTRIDE;                 \
+        const uint n = nsplit * NR, r0 = lid % NR;                                                          \
+        float M[NR], Ls[NR];                                                                                \
+        for (uint r = 0; r < NR; r++) M[r] = NEG_INF, Ls[r] = 0.0f;                                         \
+        for (uint e = lid; e < n; e += WG) {                                                                \
+            QUAL __global uint *p = p0 + (e / NR) * step + r0 * PSTRIDE;                                   \
+            float m = as_float(p[0]);                                                                       \
+            w[e] = m, w[n + e] = as_float(p[1]);                                                            \
+            for (uint r = 0; r < NR; r++) M[r] = r == r0 ? fmax(M[r], m) : M[r];                            \
+        }                                                                                                   \
+        group_reduce2(M, 1, Ls, 0, red);                                                                    \
+        const float Mr = pick(M, r0);                                                                       \
+        for (uint e = lid; e < n; e += WG) {                                                                \
+            float m = w[e], x = m == NEG_INF ? 0.0f : exp2(m - Mr);                                         \
+            w[e] = x;                                                                                       \
+            for (uint r = 0; r < NR; r++) Ls[r] += r == r0 ? x * w[n + e] : 0.0f;                           \
+        }                                                                                                   \
+        group_reduce2(Ls, 0, M, 1, red);                                                                    \
+        for (uint e = lid; e < NR * (D / 4); e += WG) {                                                     \
+            const uint r = e / (D / 4), i = 4 * (e % (D / 4)), gr = tile * NR + r;                          \
+            if (gr >= rows) continue;                                                                       \
+            float4 sum = (float4)(0.0f);                                                                    \
+            for (uint k = 0; k < nsplit; k++) {                                                             \
+                QUAL __global uint *p = p0 + k * step + r * PSTRIDE + 4 + i;                                \
+                sum += w[k * NR + r] * (float4)(as_float(p[0]), as_float(p[1]), as_float(p[2]), as_float(p[3])); \
+            }                                                                                               \
+            const float Lr = pick(Ls, r);                                                                   \
+            const uint row = (seq * q_len + gr / gqa) * P[A_NQH] + head * gqa + gr % gqa;                   \
+            vstore4(sum * (Lr > 0.0f ? 1.0f / Lr : 0.0f), 0, out + row * D + i);                            \
+        }                                                                                                   \
+    }
+MERGE_ROWS(merge_rows_volatile, volatile)
+MERGE_ROWS(merge_rows_plain, )
+
 __kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __global const uint *table,
                           __global const float *q, __global const ushort *chunks, __global float4 *qc)
 {
     __local float4 q_s[D * NRV];
     const uint lid = get_local_id(0), grp = get_group_id(0);
-    const uint H = P[A_H], tiles = P[A_TILES], head = grp % H, tile = (grp / H) % tiles, seq = grp / (H * tiles);
+    /* work-group g: patterns 64 (g % n_blk) ..., head (g / n_blk) % H, tile, sequence */
+    const uint H = P[A_H], tiles = P[A_TILES], n_blk = P[A_QC_BLOCKS], blk = grp % n_blk, hg = grp / n_blk;
+    const uint head = hg % H, tile = (hg / H) % tiles, seq = hg / (H * tiles);
     const uint gqa = P[A_GQA], q_len = P[A_QLEN], nqh = P[A_NQH], rows = q_len * gqa;
     const float scale = as_float(P[A_SCALE]);
     for (uint e = lid; e < D * NRV * 4; e += get_local_size(0)) {
@@ -256,12 +348,14 @@ __kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __globa
     barrier(CLK_LOCAL_MEM_FENCE);
     __global const uint *sd = seqd + seq * 8;
     __global const uint *ct = table + sd[3] + H * sd[0] + head * PKV_OCL_MAX_CHUNKS;
-    for (uint m = lid; m < sd[2]; m += get_local_size(0)) {
+    for (uint m = blk * get_local_size(0) + lid; m < sd[2]; m += n_blk * get_local_size(0)) {
         __global const ushort *pat = pattern_ptr((__global const uchar *)chunks, ct, P[A_CHUNK], D, 0, m);
         float4 dot[2] = {(float4)(0.0f), (float4)(0.0f)};
-        for (uint i = 0; i < D; i++) {
-            float x = vload_half(i, (__global const half *)pat);
-            for (uint v = 0; v < NRV; v++) dot[v] += q_s[i * NRV + v] * x;
+        for (uint k = 0; k < D / 8; k++) {
+            float8 x = vload_half8(k, (__global const half *)pat);
+            float xa[8] = {x.s0, x.s1, x.s2, x.s3, x.s4, x.s5, x.s6, x.s7};
+            for (uint j = 0; j < 8; j++)
+                for (uint v = 0; v < NRV; v++) dot[v] += q_s[(8 * k + j) * NRV + v] * xa[j];
         }
         for (uint v = 0; v < NRV; v++) qc[((seq * H + head) * tiles + tile) * CAP * NRV + m * NRV + v] = dot[v];
     }
@@ -290,35 +384,42 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         uint gr = min(tile * NR + r, rows - 1);
         row_of[r] = (seq * q_len + gr / gqa) * nqh + head * gqa + gr % gqa;
         st.limit[r] = T - q_len + gr / gqa;
-        st.m_run[r] = NEG_INF;
-        st.l_part[r] = st.pz_part[r] = 0.0f;
+        st.m[r] = NEG_INF;
+        st.l[r] = st.pz[r] = 0.0f;
         for (uint c = 0; c < CH; c++) st.acc[r][c] = 0.0f;
     }
     for (uint e = lid; e < D * NRV * 4; e += WG) {
         uint i = e / (NRV * 4), r = e % (NRV * 4);
         ((__local float *)L.q)[e] = r < NR && tile * NR + r < rows ? q[row_of[r] * D + i] * scale : 0.0f;
     }
-    if (MODE == 0)
+    if (MODE == 0) {
         for (uint e = lid; e < NR * SCAP; e += WG) L.S[e] = 0u;
+        __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV;
+        for (uint e = lid; e < bank * NRV; e += WG) L.qc[e] = qc_row[e];
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV;
-    const uint c1 = min(n_chunks, (split + 1) * P[A_CPS]);
-    for (uint c = split * P[A_CPS]; c < c1; c++) {
+    const uint c0 = split * P[A_CPS], c1 = min(n_chunks, c0 + P[A_CPS]);
+    uint slot = c0 < nb ? tbl[head * nb + c0] : 0u;
+    for (uint c = c0; c < c1; c++) {
+        uint next = c + 1 < min(c1, nb) ? tbl[head * nb + c + 1] : 0u; /* used by the next chunk */
+        chunk_loads Lc;
         if (c < nb) {
-            uint off = tbl[head * nb + c] * P[A_BLOCK];
-            if (MODE == 2) do_chunk(&L, &st, blocks, blocks, qc_row, 0, 0, off / 2 + P[A_BLOCK + 1] / 2, off / 2 + P[A_BLOCK + 4] / 2, G, c * G, P);
-            else do_chunk(&L, &st, blocks, blocks, qc_row, 1, off, 0, 0, G, c * G, P);
+            uint off = slot * P[A_BLOCK];
+            if (MODE == 2) do_chunk(&L, &st, &Lc, blocks, blocks, 0, 0, off / 2 + P[A_BLOCK + 1] / 2, off / 2 + P[A_BLOCK + 4] / 2, G, c * G, P);
+            else {
+                load_chunk(&Lc, blocks, off / 4, P);
+                do_chunk(&L, &st, &Lc, blocks, blocks, 1, off / 4, 0, 0, G, c * G, P);
+            }
         } else {
             uint w0 = (c - nb) * G, wb = tbl[H * nb + H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2);
-            do_chunk(&L, &st, blocks, windows, qc_row, 0, 0, wb + w0 * D, wb + (P[A_R] + w0) * D, min((uint)G, nw - w0), c * G, P);
+            do_chunk(&L, &st, &Lc, blocks, windows, 0, 0, wb + w0 * D, wb + (P[A_R] + w0) * D, min((uint)G, nw - w0), c * G, P);
         }
+        slot = next;
     }
 
     /* the item's partial: l and the zero-point sums, the slices' V sums, the pattern fold */
-    float l_tot[NR], pz_tot[NR];
-    for (uint r = 0; r < NR; r++) l_tot[r] = st.l_part[r], pz_tot[r] = st.pz_part[r];
-    group_reduce2(l_tot, 0, pz_tot, 0, L.red);
+    group_reduce2(st.l, 0, st.pz, 0, L.red);
     float o[NR][CE];
     const uint g = lid % NG, s = lid / NG;
     for (uint r = 0; r < NR; r++) {
@@ -330,7 +431,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint e = 0; e < CE; e++) {
             uint i = lid + e * WG;
-            float sum = pz_tot[r];
+            float sum = st.pz[r];
             if (i < D)
                 for (uint k = 0; k < NS; k++) sum += L.acc[k * D + i];
             o[r][e] = sum;
@@ -360,7 +461,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
 
     if (nsplit == 1) { /* the whole sequence in one item: normalise and write out */
         for (uint r = 0; r < NR && tile * NR + r < rows; r++) {
-            float inv = l_tot[r] > 0.0f ? 1.0f / l_tot[r] : 0.0f;
+            float inv = st.l[r] > 0.0f ? 1.0f / st.l[r] : 0.0f;
             for (uint e = 0; e < CE; e++) {
                 uint i = lid + e * WG;
                 if (i < D) out[row_of[r] * D + i] = o[r][e] * inv;
@@ -368,15 +469,16 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         }
         return;
     }
-    const uint slot = (((sd[5] + split) * H + head) * tiles + tile) * NR;
+    const uint slot0 = (((sd[5] + split) * H + head) * tiles + tile) * NR;
     for (uint r = 0; r < NR; r++) {
-        volatile __global uint *p = part + (slot + r) * PSTRIDE;
-        if (lid == 0) p[0] = as_uint(st.m_run[r]), p[1] = as_uint(l_tot[r]);
+        volatile __global uint *p = part + (slot0 + r) * PSTRIDE;
+        if (lid == 0) p[0] = as_uint(st.m[r]), p[1] = as_uint(st.l[r]);
         for (uint e = 0; e < CE; e++) {
             uint i = lid + e * WG;
-            if (i < D) p[2 + i] = as_uint(o[r][e]);
+            if (i < D) p[4 + i] = as_uint(o[r][e]);
         }
     }
+    if (P[A_FLAGS] & (F_SEPARATE_MERGE | F_SKIP_MERGE)) return;
     /* the last item of this (sequence, kv head, tile) to finish merges all of them */
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
@@ -385,27 +487,19 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
     barrier(CLK_LOCAL_MEM_FENCE);
     if (!L.last) return;
     mem_fence(CLK_GLOBAL_MEM_FENCE);
-    const uint first = ((sd[5] * H + head) * tiles + tile) * NR, step = H * tiles * NR * PSTRIDE;
-    for (uint r = 0; r < NR && tile * NR + r < rows; r++) {
-        volatile __global uint *p0 = part + (first + r) * PSTRIDE;
-        float M = NEG_INF, Lsum = 0.0f;
-        for (uint k = 0; k < nsplit; k++) M = fmax(M, as_float(p0[k * step]));
-        for (uint k = lid; k < nsplit; k += WG) {
-            float mk = as_float(p0[k * step]);
-            L.acc[k] = mk == NEG_INF ? 0.0f : exp2(mk - M);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint k = 0; k < nsplit; k++) Lsum += L.acc[k] * as_float(p0[k * step + 1]);
-        float inv = Lsum > 0.0f ? 1.0f / Lsum : 0.0f;
-        for (uint e = 0; e < CE; e++) {
-            uint i = lid + e * WG;
-            if (i < D) {
-                float sum = 0.0f;
-                for (uint k = 0; k < nsplit; k++) sum += L.acc[k] * as_float(p0[k * step + 2 + i]);
-                out[row_of[r] * D + i] = sum * inv;
-            }
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    merge_rows_volatile(P, sd, seq, head, tile, nsplit, part, out, L.acc, L.red);
     if (lid == 0) *counter = 0u; /* ready for the next call */
+}
+
+/* The merge as a second launch (PKV_ATTN_SEPARATE_MERGE): work-group g serves head g % H, tile
+ * (g / H) % tiles, sequence g / (H tiles). */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void ocl_attn_merge(__constant uint *P, __global const uint *seqd, __global uint *part, __global float *out)
+{
+    __local float w[WG * CH];
+    __local float2 red[WG * NR];
+    const uint grp = get_group_id(0), H = P[A_H], tiles = P[A_TILES];
+    const uint head = grp % H, tile = (grp / H) % tiles, seq = grp / (H * tiles);
+    __global const uint *sd = seqd + seq * 8;
+    if (sd[4] > 1) merge_rows_plain(P, sd, seq, head, tile, sd[4], part, out, w, red);
 }

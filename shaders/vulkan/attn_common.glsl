@@ -10,6 +10,7 @@ layout(constant_id = 4) const uint VBITS = 2;
 layout(constant_id = 5) const uint MODE = 0;  /* 0 pattern, 1 direct, 2 fp16 */
 layout(constant_id = 6) const uint NR = 4;    /* query rows per workgroup: 1, 2, 4 or 8 */
 layout(constant_id = 7) const uint CAP = 256; /* bank capacity: the q.C table's stride */
+layout(constant_id = 8) const uint STAGE_V = 1; /* attn_decode: V codes staged in shared memory */
 
 layout(push_constant) uniform Push {
     uint H, n_q_heads, q_len, gqa, tiles, cps;
@@ -17,7 +18,12 @@ layout(push_constant) uniform Push {
     uint chunk_words, window_words, R;
     uint q_off, seq_off, item_off, table_off, qc_off, part_off, cnt_off, out_off;
     float scale; /* softmax scale * log2(e) */
+    uint flags;  /* ATTN_* below */
 } pc;
+
+/* pc.flags: how partial results are merged, and switches that leave work out to time it (tuning). */
+const uint ATTN_SEPARATE_MERGE = 1u; /* partials merged by attn_merge.comp, not by the last workgroup */
+const uint ATTN_SKIP_V = 2u, ATTN_SKIP_HIST = 4u, ATTN_SKIP_MERGE = 8u, ATTN_SKIP_K = 16u;
 
 const uint KPB = KBITS == 3u ? 2u : KBITS; /* bits of the first code plane */
 const uint VPB = VBITS == 3u ? 2u : VBITS;
@@ -26,7 +32,7 @@ const uint VW0 = (D * VPB + 31u) / 32u;
 const uint KRW = KBITS == 3u ? KW0 + (D + 31u) / 32u : KW0;
 const uint VRW = VBITS == 3u ? VW0 + (D + 31u) / 32u : VW0;
 const uint NRV = (NR + 3u) / 4u;           /* vec4s that hold one value per row */
-const uint PSTRIDE = D + 2u;               /* a partial result: m, l, o[D] */
+const uint PSTRIDE = D + 4u;               /* a partial result: m, l, 2 unused, o[D] (16-byte aligned) */
 
 uint seq_n_blocks(uint s) { return scr[pc.seq_off + 8u * s]; }
 uint seq_n_window(uint s) { return scr[pc.seq_off + 8u * s + 1u]; }
@@ -44,6 +50,14 @@ uint pattern_base(uint s, uint h, uint kv, uint m)
     return seq_chunk(s, h, m / 32u) * pc.chunk_words * 2u + kv * 32u * D + (m % 32u) * D;
 }
 
+/* Partial result slot of row r of (sequence, split, kv head, tile): m, l, -, -, o[D]; consecutive
+ * splits of one row are part_step() words apart. */
+uint part_slot(uint s, uint split, uint h, uint tile, uint r)
+{
+    return pc.part_off + ((((seq_part_base(s) + split) * pc.H + h) * pc.tiles + tile) * NR + r) * PSTRIDE;
+}
+uint part_step() { return pc.H * pc.tiles * NR * PSTRIDE; }
+
 /* First vec4 of the q.C table of (sequence, kv head, tile), pattern m. */
 uint qc_index(uint s, uint h, uint tile, uint m) { return pc.qc_off / 4u + (((s * pc.H + h) * pc.tiles + tile) * CAP + m) * NRV; }
 
@@ -56,3 +70,11 @@ uint tile_row(uint s, uint h, uint tile, uint r)
     return (s * pc.q_len + qi) * pc.n_q_heads + qh;
 }
 bool tile_row_real(uint tile, uint r) { return tile * NR + r < pc.q_len * pc.gqa; }
+
+/* a[r] for a row index known only at run time (keeps a[] in registers) */
+float pick(float a[NR], uint r)
+{
+    float v = a[0];
+    [[unroll]] for (uint j = 1u; j < NR; j++) v = r == j ? a[j] : v;
+    return v;
+}

@@ -4,48 +4,72 @@
  * Workgroup (item, tile, kv head): an item is a run of chunks of one sequence, a chunk being one
  * compressed block (G tokens) or up to G tokens of the fp16 window. The workgroup serves the NR
  * query rows of its tile (the GQA heads of the kv head, times the query positions), so every byte
- * of the cache is read once per tile. Per chunk:
- *   1. metadata: qs_i = q_i * s_K,i (times the power of two of the code conversion below), the
- *      zero-point term q.z_K (partial per invocation), and per token its V scale, zero, pattern
- *      index and gate bit;
- *   2. logits, one token per invocation: sum_i qs_i code_i + q.z_K + qc[a_t], codes made exact
- *      floats without a conversion instruction (bits | 0x4B000000 is the float 2^23 + bits);
+ * of the cache is read once per tile. Per compressed chunk:
+ *   0. every load of the chunk is issued at once (one memory round trip, not one per phase): K scales
+ *      and zeros, per-token V scale, zero, pattern indices and gate bit, the token's K code row, and
+ *      the invocation's share of the V codes (staged into shared memory after step 2);
+ *   1. qs_i = q_i * s_K,i (times the power of two of the code conversion below) and the zero-point
+ *      term q.z_K (partial per invocation);
+ *   2. logits, one token per invocation: sum_i qs_i code_i + q.z_K + qc[a_t], codes made exact floats
+ *      without a conversion instruction (bits | 0x4B000000 is the float 2^23 + bits);
  *   3. the chunk's max and the running max (which moves only when it grows by more than 2^8, so
- *      rescaling is rare), weights p = 2^(logit - m); per invocation the sums l and sum p z_t;
- *      the V histogram S[r][a_t] += p for gated tokens (shared atomics);
+ *      rescaling is rare), weights p = 2^(logit - m); per invocation the sums l and sum p z_t; the V
+ *      histogram S[r][a_t] += p for gated tokens (shared atomics);
  *   4. V: invocation (channel group, token slice) accumulates p s_t code_t,i in registers.
  * At the end of the item: the slices' sums + sum_m S[m] P_V[m] + sum_t p_t z_t make a partial
- * (m, l, o[D]); the last workgroup of a (sequence, kv head, tile) to finish merges the partials
- * into out, so no second dispatch is needed. Logits are in log2 units (q is prescaled by
- * scale * log2(e)). The q.C_K table comes from attn_qc.comp.
- * Arithmetic is free (FMA, any order): attention is judged against an fp64 reference within a
- * tolerance (docs/NUMERICS.md), not bit for bit. */
+ * (m, l, o[D]), merged by the last workgroup of its (sequence, kv head, tile) to finish, or by
+ * attn_merge.comp. Logits are in log2 units (q is prescaled by scale * log2(e)). The q.C_K table
+ * comes from attn_qc.comp. Arithmetic is free (FMA, any order): attention is judged against an fp64
+ * reference within a tolerance (docs/NUMERICS.md), not bit for bit. */
 #extension GL_EXT_control_flow_attributes : require
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 #include "attn_common.glsl"
 
-const uint WG = gl_WorkGroupSize.x; /* the host makes it G */
+const uint WG = gl_WorkGroupSize.x; /* the host makes it G: one token per invocation */
 const uint CH = NR > 4u ? 8u : 16u; /* channels per invocation in the V phase */
 const uint NG = (D + CH - 1u) / CH; /* channel groups */
 const uint NS = WG / NG;            /* token slices */
 const uint CE = (D + WG - 1u) / WG; /* channels per invocation in per-channel loops */
 const uint SCAP = MODE == 0u ? CAP : 1u;
-const float LAZY = 8.0;             /* the running max moves when a chunk exceeds it by 2^LAZY */
+const uint KQ = (KRW + 3u) / 4u;    /* 16-byte words of a K code row */
+const bool K_IN_REGS = KRW % 4u == 0u && KQ <= 4u; /* the row is loaded at the chunk's start */
+const uint VSEC = MODE == 2u || STAGE_V == 0u ? 4u : G * VRW; /* words of the staged V code section */
+const uint VQ = (VSEC / 4u + WG - 1u) / WG; /* 16-byte loads per invocation to stage it */
+const uint VPER = 32u / VPB;
+const float LAZY = 8.0;
 
-shared vec4 q_s[D * NRV];     /* q * scale * log2(e), [channel][row set] */
-shared vec4 qs_s[D * NRV];    /* per chunk: q * s_K * 2^-shift (quantized) */
-shared vec4 w_s[G * NRV];     /* per chunk: p * s_V (quantized) or p (fp16) */
-shared uint S_s[NR * SCAP];   /* V histogram, float bits, [row][pattern] */
-shared float acc_s[WG * CH];  /* end of item: the slices' sums of one row, [slice][channel] */
-shared float mw_s[NR];        /* merge: one row's max and sum, then weights */
+shared vec4 q_s[D * NRV];    /* q * scale * log2(e), [channel][row set] */
+shared vec4 qs_s[D * NRV];   /* per chunk: q * s_K * 2^-shift */
+shared vec4 qc_s[SCAP * NRV]; /* q . P_K[m] of the tile's rows */
+shared vec4 w_s[G * NRV];    /* per chunk: p * s_V (quantized) or p (fp16) */
+shared uint vw_s[VSEC];      /* per chunk: its V codes */
+shared uint S_s[NR * SCAP];  /* V histogram, float bits, [row][pattern] */
+shared float acc_s[WG * CH]; /* end of item: the slices' sums of one row; merge: weights */
 shared uint last_s;
 
 #include "wg_reduce.glsl"
+#define PART_WORD(i) scrc[i]
+#define PART_VEC4(i) uintBitsToFloat(scrc4[(i) / 4u])
+#define MERGE_W(k) acc_s[k]
+#include "attn_merge.glsl"
 
-uint seq, head, tile, n_chunks, limit[8];
-float m_run[8], l_part[8], pz_part[8];
-float acc[8][CH]; /* V phase: rows x channels of this invocation's group */
+/* The state of one item: per row the running max, this invocation's sums of p and p z_t, and its
+ * V accumulators (rows x the channels of its group). */
+struct item_state {
+    float m[NR], l[NR], pz[NR];
+    float acc[NR][CH];
+    uint limit[NR]; /* causal: the last token each row sees */
+};
+
+/* What one invocation loads for a compressed chunk, all at once. */
+struct chunk_loads {
+    uvec4 krow[KQ];   /* its token's K code row (K_IN_REGS) */
+    uvec4 vq[VQ];     /* its share of the V codes, staged to vw_s */
+    float ks[CE], kz[CE];
+    float vs, vz;
+    uint ka, va, gate;
+};
 
 /* The power of two the exponent trick below leaves on the code of channel c of a b-bit row,
  * 2^((c b) % 16), as an exponent (3-bit codes are assembled as integers first: 2^0). */
@@ -61,39 +85,6 @@ float code_float(uint w, uint wh, uint sh, uint mask)
 }
 float int_float(uint code) { return uintBitsToFloat(code | 0x4B000000u) - 8388608.0; }
 
-void scale_state(uint r, float alpha)
-{
-    l_part[r] *= alpha;
-    pz_part[r] *= alpha;
-    [[unroll]] for (uint c = 0u; c < CH; c++) acc[r][c] *= alpha;
-}
-
-/* Turns this invocation's logits (already holding the chunk max and the zero-point term in bm/zt)
- * into weights: updates the running max, rescales what was summed so far, returns p per row. */
-void softmax_chunk(inout float lg[8], float bm[8], float zt[8], float vz, out float alpha[8])
-{
-    bool rescale = false;
-    [[unroll]] for (uint r = 0u; r < NR; r++) {
-        float top = bm[r] + zt[r];
-        alpha[r] = 1.0;
-        if (top > m_run[r] + LAZY) {
-            alpha[r] = exp2(m_run[r] - top);
-            m_run[r] = top;
-            rescale = true;
-        }
-        if (alpha[r] != 1.0) scale_state(r, alpha[r]);
-        float p = lg[r] == PKV_NEG_INF ? 0.0 : exp2(lg[r] + zt[r] - m_run[r]);
-        lg[r] = p;
-        l_part[r] += p;
-        pz_part[r] += p * vz;
-    }
-    if (MODE == 0u && rescale) { /* uniform: every invocation saw the same maxima */
-        for (uint e = gl_LocalInvocationID.x; e < NR * SCAP; e += WG)
-            S_s[e] = floatBitsToUint(uintBitsToFloat(S_s[e]) * alpha[e / SCAP]);
-        barrier();
-    }
-}
-
 void hist_add(uint idx, float v)
 {
     uint old = S_s[idx];
@@ -104,237 +95,307 @@ void hist_add(uint idx, float v)
     }
 }
 
-/* q.x for an fp16 row of D halves starting at half index h0 of `src` (0 blocks, 1 window) */
-void fp16_dot(uint src, uint h0, out float lg[8])
+void load_chunk(uint base, uint count, out chunk_loads L)
+{
+    uint lid = gl_LocalInvocationID.x, t = lid;
+    [[unroll]] for (uint e = 0u; e < CE; e++) {
+        uint i = min(lid + e * WG, D - 1u);
+        L.ks[e] = blk_hf(base * 2u + pc.o_kscale * 2u + i);
+        L.kz[e] = blk_hf(base * 2u + pc.o_kzero * 2u + i);
+    }
+    uint tt = min(t, count - 1u);
+    L.vs = blk_hf(base * 2u + pc.o_vscale * 2u + tt);
+    L.vz = blk_hf(base * 2u + pc.o_vzero * 2u + tt);
+    L.ka = MODE == 0u ? (blk[base + pc.o_kidx + tt / 4u] >> (8u * (tt % 4u))) & 255u : 0u;
+    L.va = MODE == 0u ? (blk[base + pc.o_vidx + tt / 4u] >> (8u * (tt % 4u))) & 255u : 0u;
+    L.gate = MODE == 0u ? (blk[base + pc.o_vmask + tt / 32u] >> (tt % 32u)) & 1u : 0u;
+    if (K_IN_REGS)
+        [[unroll]] for (uint k = 0u; k < KQ; k++) L.krow[k] = blk4[(base + pc.o_kcodes) / 4u + tt * KQ + k];
+    if (STAGE_V != 0u)
+        [[unroll]] for (uint j = 0u; j < VQ; j++)
+            L.vq[j] = blk4[(base + pc.o_vcodes) / 4u + min(lid + j * WG, VSEC / 4u - 1u)];
+}
+
+/* Word j of the K code row of token t: from the registers, or from memory at word w0. */
+uint krow_word(chunk_loads L, uint w0, uint j)
+{
+    return K_IN_REGS ? L.krow[j / 4u][j % 4u] : blk[w0 + j];
+}
+
+/* The 4 words from 4 k4 of a K code row: dot += qs . codes */
+void code_quad(chunk_loads L, uint w0, uint k4, inout vec4 dot[2])
+{
+    const uint PER = 32u / KPB, MASK = (1u << KPB) - 1u;
+    [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
+        uint k = 4u * k4 + kk;
+        if (k >= KW0) break;
+        uint w = krow_word(L, w0, k), wh = w >> 16;
+        uint hi = KBITS == 3u ? krow_word(L, w0, KW0 + k / 2u) >> ((k % 2u) * 16u) : 0u;
+        [[unroll]] for (uint c = 0u; c < PER; c++) {
+            uint i = k * PER + c;
+            if (i < D) {
+                float cf = KBITS == 3u ? int_float(((w >> (2u * c)) & 3u) | (((hi >> c) & 1u) << 2))
+                                       : code_float(w, wh, c * KPB, MASK);
+                [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[i * NRV + v] * cf;
+            }
+        }
+    }
+}
+
+/* sum_i qs_i code_i over the K code row of token t (at word w0 in memory) */
+void code_dot(chunk_loads L, uint w0, out float lg[NR])
 {
     vec4 dot[2] = vec4[2](vec4(0.0), vec4(0.0));
-    for (uint k = 0u; k < D / 8u; k++) {
-        uvec4 w = src == 0u ? blk4[h0 / 8u + k] : win4[h0 / 8u + k];
-        [[unroll]] for (uint j = 0u; j < 4u; j++) {
-            vec2 x = unpackHalf2x16(w[j]);
-            uint i = 8u * k + 2u * j;
-            [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += q_s[i * NRV + v] * x.x + q_s[(i + 1u) * NRV + v] * x.y;
-        }
+    if (K_IN_REGS) {
+        [[unroll]] for (uint k4 = 0u; k4 < KQ; k4++) code_quad(L, w0, k4, dot);
+    } else {
+        for (uint k4 = 0u; k4 < (KW0 + 3u) / 4u; k4++) code_quad(L, w0, k4, dot);
     }
     [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] = dot[r / 4u][r % 4u];
 }
 
-/* sum_i qs_i code_i for the K code row at word w0 */
-void code_dot(uint w0, out float lg[8])
+/* q.x for an fp16 row of D halves starting at half index h0 of `src` (0 blocks, 1 window), 4 loads
+ * of 16 bytes in flight */
+void fp16_dot(uint src, uint h0, out float lg[NR])
 {
     vec4 dot[2] = vec4[2](vec4(0.0), vec4(0.0));
-    const uint PER = 32u / KPB, MASK = (1u << KPB) - 1u;
-    const bool WIDE = KRW % 4u == 0u; /* rows start on 16 bytes: read them 16 bytes at a time */
-    for (uint k4 = 0u; k4 < (KW0 + 3u) / 4u; k4++) {
-        uvec4 quad;
-        if (WIDE) quad = blk4[w0 / 4u + k4];
-        else
-            [[unroll]] for (uint kk = 0u; kk < 4u; kk++) quad[kk] = 4u * k4 + kk < KW0 ? blk[w0 + 4u * k4 + kk] : 0u;
+    for (uint k0 = 0u; k0 < D / 8u; k0 += 4u) {
+        uvec4 w[4];
         [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
-            uint k = 4u * k4 + kk, w = quad[kk], wh = w >> 16;
-            uint hi = KBITS == 3u ? blk[w0 + KW0 + k / 2u] >> ((k % 2u) * 16u) : 0u;
-            [[unroll]] for (uint c = 0u; c < PER; c++) {
-                uint i = k * PER + c;
-                if (k < KW0 && i < D) {
-                    float cf = KBITS == 3u ? int_float(((w >> (2u * c)) & 3u) | (((hi >> c) & 1u) << 2))
-                                           : code_float(w, wh, c * KPB, MASK);
-                    [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[i * NRV + v] * cf;
-                }
+            uint k = min(k0 + kk, D / 8u - 1u);
+            w[kk] = src == 0u ? blk4[h0 / 8u + k] : win4[h0 / 8u + k];
+        }
+        [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
+            if (k0 + kk >= D / 8u) break;
+            [[unroll]] for (uint j = 0u; j < 4u; j++) {
+                vec2 x = unpackHalf2x16(w[kk][j]);
+                uint i = 8u * (k0 + kk) + 2u * j;
+                [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += q_s[i * NRV + v] * x.x + q_s[(i + 1u) * NRV + v] * x.y;
             }
         }
     }
     [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] = dot[r / 4u][r % 4u];
 }
 
-/* V phase of a quantized chunk: this invocation's channel group g over the tokens of slice s */
-void v_codes(uint base, uint count, uint g, uint s)
+/* V phase of a compressed chunk: channel group g over the tokens of slice s, codes from vw_s (or
+ * from memory at word `row0`) */
+void v_codes(inout item_state st, uint row0, uint count, uint g, uint s)
 {
     const uint MASK = (1u << VPB) - 1u;
     const uint WPG = (CH * VPB + 31u) / 32u; /* plane-0 words per group (1, 2 or 4; half a word for 8 x 2 bits) */
     uint bit0 = g * CH * VPB, hbit = g * CH;
     for (uint t = s; t < count; t += NS) {
-        uint row = base + pc.o_vcodes + t * VRW;
+        uint row = t * VRW;
         uint wv[4];
-        [[unroll]] for (uint j = 0u; j < WPG; j++) wv[j] = blk[row + bit0 / 32u + j] >> (bit0 % 32u);
-        uint hi = VBITS == 3u ? blk[row + VW0 + hbit / 32u] >> (hbit % 32u) : 0u;
+        [[unroll]] for (uint j = 0u; j < WPG; j++) {
+            uint a = row + bit0 / 32u + j;
+            wv[j] = (STAGE_V != 0u ? vw_s[a] : blk[row0 + a]) >> (bit0 % 32u);
+        }
+        uint ah = row + VW0 + hbit / 32u;
+        uint hi = VBITS == 3u ? (STAGE_V != 0u ? vw_s[ah] : blk[row0 + ah]) >> (hbit % 32u) : 0u;
         vec4 wt[2];
         [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[t * NRV + v];
         [[unroll]] for (uint c = 0u; c < CH; c++) {
             uint sh = c * VPB;
             float cf = VBITS == 3u ? int_float(((wv[0] >> sh) & 3u) | (((hi >> c) & 1u) << 2))
                                    : code_float(wv[sh / 32u], wv[sh / 32u] >> 16, sh % 32u, MASK);
-            [[unroll]] for (uint r = 0u; r < NR; r++) acc[r][c] += wt[r / 4u][r % 4u] * cf;
+            [[unroll]] for (uint r = 0u; r < NR; r++) st.acc[r][c] += wt[r / 4u][r % 4u] * cf;
         }
     }
 }
 
 /* V phase of an fp16 chunk: CH halves per token from half index h0 + t * D + g * CH */
-void v_fp16(uint src, uint h0, uint count, uint g, uint s)
+void v_fp16(inout item_state st, uint src, uint h0, uint count, uint g, uint s)
 {
     for (uint t = s; t < count; t += NS) {
         uint h = h0 + t * D + g * CH;
+        uvec4 w[CH / 8u];
+        [[unroll]] for (uint k = 0u; k < CH / 8u; k++) w[k] = src == 0u ? blk4[h / 8u + k] : win4[h / 8u + k];
         vec4 wt[2];
         [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[t * NRV + v];
-        [[unroll]] for (uint k = 0u; k < CH / 8u; k++) {
-            uvec4 w = src == 0u ? blk4[h / 8u + k] : win4[h / 8u + k];
+        [[unroll]] for (uint k = 0u; k < CH / 8u; k++)
             [[unroll]] for (uint j = 0u; j < 4u; j++) {
-                vec2 x = unpackHalf2x16(w[j]);
+                vec2 x = unpackHalf2x16(w[k][j]);
                 uint c = 8u * k + 2u * j;
-                /* in the units of the quantized chunks' accumulators (their power of two) */
+                /* in the units of the compressed chunks' accumulators (their power of two) */
                 float f0 = code_unfactor(g * CH + c, VBITS), f1 = code_unfactor(g * CH + c + 1u, VBITS);
                 [[unroll]] for (uint r = 0u; r < NR; r++) {
                     float p = wt[r / 4u][r % 4u];
-                    acc[r][c] += p * (x.x * f0);
-                    acc[r][c + 1u] += p * (x.y * f1);
+                    st.acc[r][c] += p * (x.x * f0);
+                    st.acc[r][c + 1u] += p * (x.y * f1);
                 }
             }
-        }
     }
 }
 
-/* One chunk: `count` tokens starting at token tok0; quantized block at word `base`, or fp16 rows
- * (K from half kh0, V from half vh0 of src). */
-void do_chunk(bool quant, uint base, uint src, uint kh0, uint vh0, uint count, uint tok0)
+/* Steps 3: turns this invocation's logits into weights p (in lg) given the chunk's max bm and
+ * zero-point terms zt of each row; moves the running max (rescaling what was summed) when needed. */
+void softmax_chunk(inout item_state st, inout float lg[NR], float bm[NR], float zt[NR], float vz)
+{
+    bool rescale = false;
+    float alpha[NR];
+    [[unroll]] for (uint r = 0u; r < NR; r++) {
+        float top = bm[r] + zt[r];
+        alpha[r] = 1.0;
+        if (top > st.m[r] + LAZY) {
+            alpha[r] = exp2(st.m[r] - top);
+            st.m[r] = top;
+            rescale = true;
+            st.l[r] *= alpha[r];
+            st.pz[r] *= alpha[r];
+            [[unroll]] for (uint c = 0u; c < CH; c++) st.acc[r][c] *= alpha[r];
+        }
+        float p = lg[r] == PKV_NEG_INF ? 0.0 : exp2(lg[r] + zt[r] - st.m[r]);
+        lg[r] = p;
+        st.l[r] += p;
+        st.pz[r] += p * vz;
+    }
+    if (MODE == 0u && rescale) { /* uniform: every invocation saw the same maxima */
+        for (uint e = gl_LocalInvocationID.x; e < NR * SCAP; e += WG)
+            S_s[e] = floatBitsToUint(uintBitsToFloat(S_s[e]) * pick(alpha, e / SCAP));
+        barrier();
+    }
+}
+
+/* One chunk: `count` tokens from token tok0; a compressed block at word `base` (its loads in L), or
+ * fp16 rows (K from half kh0, V from half vh0 of src). */
+void do_chunk(inout item_state st, bool quant, chunk_loads L, uint base, uint src, uint kh0, uint vh0, uint count,
+              uint tok0, uint seq, uint head, uint tile)
 {
     uint lid = gl_LocalInvocationID.x, t = lid;
-    float zt[8], lg[8], vz = 0.0, vs = 1.0;
-    uint va = 0u, gate = 0u;
+    float zt[NR], lg[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++) zt[r] = 0.0;
-    if (quant) { /* 1. metadata */
-        for (uint e = 0u; e < CE; e++) {
+    if (quant) /* 1. q * s_K and the zero-point term */
+        [[unroll]] for (uint e = 0u; e < CE; e++) {
             uint i = lid + e * WG;
             if (i < D) {
-                float s = blk_hf(base * 2u + pc.o_kscale * 2u + i) * code_factor(i, KBITS);
-                float z = blk_hf(base * 2u + pc.o_kzero * 2u + i);
+                float s = L.ks[e] * code_factor(i, KBITS);
                 [[unroll]] for (uint v = 0u; v < NRV; v++) {
                     vec4 q = q_s[i * NRV + v];
                     qs_s[i * NRV + v] = q * s;
                     [[unroll]] for (uint j = 0u; j < 4u; j++)
-                        if (4u * v + j < NR) zt[4u * v + j] += q[j] * z;
+                        if (4u * v + j < NR) zt[4u * v + j] += q[j] * L.kz[e];
                 }
             }
         }
-        if (t < count) {
-            vs = blk_hf(base * 2u + pc.o_vscale * 2u + t);
-            vz = blk_hf(base * 2u + pc.o_vzero * 2u + t);
-            if (MODE == 0u) {
-                va = (blk[base + pc.o_vidx + t / 4u] >> (8u * (t % 4u))) & 255u;
-                gate = (blk[base + pc.o_vmask + t / 32u] >> (t % 32u)) & 1u;
-            }
-        }
-    }
     barrier();
     /* 2. logits of token t */
     if (t < count) {
-        if (quant) {
-            code_dot(base + pc.o_kcodes + t * KRW, lg);
-            if (MODE == 0u) {
-                uint ka = (blk[base + pc.o_kidx + t / 4u] >> (8u * (t % 4u))) & 255u;
-                uint qb = qc_index(seq, head, tile, ka);
-                [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] += scr4[qb + r / 4u][r % 4u];
-            }
+        if ((pc.flags & ATTN_SKIP_K) != 0u) {
+            [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] = 0.0;
+        } else if (quant) {
+            code_dot(L, base + pc.o_kcodes + t * KRW, lg);
+            if (MODE == 0u) [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] += qc_s[L.ka * NRV + r / 4u][r % 4u];
         } else {
             fp16_dot(src, kh0 + t * D, lg);
         }
     }
     [[unroll]] for (uint r = 0u; r < NR; r++)
-        if (t >= count || tok0 + t > limit[r]) lg[r] = PKV_NEG_INF;
+        if (t >= count || tok0 + t > st.limit[r]) lg[r] = PKV_NEG_INF;
     /* 3. softmax bookkeeping */
-    float bm[8];
+    float bm[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++) bm[r] = lg[r];
     wg_max_sum(bm, zt);
-    float alpha[8];
-    softmax_chunk(lg, bm, zt, vz, alpha);
+    softmax_chunk(st, lg, bm, zt, quant ? L.vz : 0.0);
     if (t < count) {
         vec4 wt[2];
+        float vs = quant ? L.vs : 1.0;
         [[unroll]] for (uint r = 0u; r < NR; r++) wt[r / 4u][r % 4u] = lg[r] * vs;
         [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[t * NRV + v] = wt[v];
-        if (MODE == 0u && quant && gate != 0u)
+        if (MODE == 0u && quant && L.gate != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u)
             [[unroll]] for (uint r = 0u; r < NR; r++)
-                if (lg[r] != 0.0) hist_add(r * SCAP + va, lg[r]);
+                if (lg[r] != 0.0) hist_add(r * SCAP + L.va, lg[r]);
     }
+    if (quant && STAGE_V != 0u) /* the V codes arrived during the K phase */
+        [[unroll]] for (uint j = 0u; j < VQ; j++) {
+            uint e = lid + j * WG;
+            if (e < VSEC / 4u) {
+                vw_s[4u * e] = L.vq[j].x, vw_s[4u * e + 1u] = L.vq[j].y;
+                vw_s[4u * e + 2u] = L.vq[j].z, vw_s[4u * e + 3u] = L.vq[j].w;
+            }
+        }
     barrier();
     /* 4. V */
     uint g = lid % NG, s = lid / NG;
-    if (s < NS) {
-        if (quant) v_codes(base, count, g, s);
-        else v_fp16(src, vh0, count, g, s);
+    if (s < NS && (pc.flags & ATTN_SKIP_V) == 0u) {
+        if (quant) v_codes(st, base + pc.o_vcodes, count, g, s);
+        else v_fp16(st, src, vh0, count, g, s);
     }
 }
 
 void main()
 {
     uint lid = gl_LocalInvocationID.x;
-    uint item = gl_WorkGroupID.x;
-    tile = gl_WorkGroupID.y;
-    head = gl_WorkGroupID.z;
-    seq = scr[pc.item_off + 2u * item];
-    uint split = scr[pc.item_off + 2u * item + 1u];
+    uint item = gl_WorkGroupID.x, tile = gl_WorkGroupID.y, head = gl_WorkGroupID.z;
+    uint seq = scr[pc.item_off + 2u * item], split = scr[pc.item_off + 2u * item + 1u];
     uint nb = seq_n_blocks(seq), nw = seq_n_window(seq), nsplit = seq_n_items(seq);
-    uint T = nb * G + nw;
-    n_chunks = nb + (nw + G - 1u) / G;
+    uint T = nb * G + nw, n_chunks = nb + (nw + G - 1u) / G;
+    uint slots = seq_table(seq) + head * nb; /* the kv head's block slots */
 
-    uint row_of[8];
+    item_state st;
+    uint row_of[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++) {
         row_of[r] = tile_row(seq, head, tile, r);
-        limit[r] = T - pc.q_len + (row_of[r] / pc.n_q_heads) % pc.q_len; /* causal: the last token it sees */
-        m_run[r] = PKV_NEG_INF;
-        l_part[r] = 0.0;
-        pz_part[r] = 0.0;
-        [[unroll]] for (uint c = 0u; c < CH; c++) acc[r][c] = 0.0;
+        st.limit[r] = T - pc.q_len + (row_of[r] / pc.n_q_heads) % pc.q_len;
+        st.m[r] = PKV_NEG_INF;
+        st.l[r] = 0.0;
+        st.pz[r] = 0.0;
+        [[unroll]] for (uint c = 0u; c < CH; c++) st.acc[r][c] = 0.0;
     }
-    for (uint e = lid; e < D * NR; e += WG) {
-        uint i = e / NR, r = e % NR;
-        float q = tile_row_real(tile, r) ? scr_f(pc.q_off + row_of[r] * D + i) * pc.scale : 0.0;
+    for (uint e = lid; e < D * NRV * 4u; e += WG) {
+        uint i = e / (NRV * 4u), r = e % (NRV * 4u);
+        float q = r < NR && tile_row_real(tile, r) ? scr_f(pc.q_off + tile_row(seq, head, tile, r) * D + i) * pc.scale : 0.0;
         q_s[i * NRV + r / 4u][r % 4u] = q;
     }
-    for (uint e = lid; e < D * NRV * 4u; e += WG)
-        if (e % (NRV * 4u) >= NR) q_s[e / 4u][e % 4u] = 0.0; /* rows a tile does not have */
-    if (MODE == 0u)
+    if (MODE == 0u) {
         for (uint e = lid; e < NR * SCAP; e += WG) S_s[e] = 0u;
+        uint bank = seq_bank(seq);
+        for (uint e = lid; e < bank * NRV; e += WG) qc_s[e] = scr4[qc_index(seq, head, tile, 0u) + e];
+    }
     barrier();
 
-    uint c1 = min(n_chunks, (split + 1u) * pc.cps);
-    for (uint c = split * pc.cps; c < c1; c++) {
+    uint c0 = split * pc.cps, c1 = min(n_chunks, c0 + pc.cps);
+    uint slot = c0 < nb ? scr[slots + c0] : 0u;
+    for (uint c = c0; c < c1; c++) {
+        uint next = c + 1u < min(c1, nb) ? scr[slots + c + 1u] : 0u; /* used by the next chunk */
         if (c < nb) {
-            uint base = seq_block_slot(seq, head, c) * pc.block_words;
-            if (MODE == 2u) do_chunk(false, 0u, 0u, base * 2u + pc.o_kcodes * 2u, base * 2u + pc.o_vcodes * 2u, G, c * G);
-            else do_chunk(true, base, 0u, 0u, 0u, G, c * G);
+            uint base = slot * pc.block_words;
+            chunk_loads L;
+            if (MODE != 2u) load_chunk(base, G, L);
+            if (MODE == 2u) do_chunk(st, false, L, 0u, 0u, base * 2u + pc.o_kcodes * 2u, base * 2u + pc.o_vcodes * 2u, G, c * G, seq, head, tile);
+            else do_chunk(st, true, L, base, 0u, 0u, 0u, G, c * G, seq, head, tile);
         } else {
             uint w0 = (c - nb) * G, wb = seq_window(seq, head) * pc.window_words * 2u;
-            do_chunk(false, 0u, 1u, wb + w0 * D, wb + (pc.R + w0) * D, min(G, nw - w0), c * G);
+            chunk_loads L;
+            do_chunk(st, false, L, 0u, 1u, wb + w0 * D, wb + (pc.R + w0) * D, min(G, nw - w0), c * G, seq, head, tile);
         }
+        slot = next;
     }
 
     /* the item's partial: l and the zero-point sums over tokens, the slices' V sums */
-    float l_tot[8], pz_tot[8];
-    [[unroll]] for (uint r = 0u; r < NR; r++) {
-        l_tot[r] = l_part[r];
-        pz_tot[r] = pz_part[r];
-    }
-    wg_sum_sum(l_tot, pz_tot);
-    float o[8][CE];
+    wg_sum_sum(st.l, st.pz);
+    float o[NR][CE];
     uint g = lid % NG, s = lid / NG;
     [[unroll]] for (uint r = 0u; r < NR; r++) {
+        barrier(); /* acc_s free again */
         if (s < NS)
             [[unroll]] for (uint c = 0u; c < CH; c++) {
                 uint i = g * CH + c;
-                if (i < D) acc_s[s * D + i] = acc[r][c] * code_factor(i, VBITS);
+                if (i < D) acc_s[s * D + i] = st.acc[r][c] * code_factor(i, VBITS);
             }
         barrier();
         [[unroll]] for (uint e = 0u; e < CE; e++) {
             uint i = lid + e * WG;
-            float sum = pz_tot[r];
+            float sum = st.pz[r];
             if (i < D)
                 for (uint k = 0u; k < NS; k++) sum += acc_s[k * D + i];
             o[r][e] = sum;
         }
-        barrier();
     }
     if (MODE == 0u) { /* + sum_m S[m] P_V[m], over the patterns this item's tokens used */
         uint bank = seq_bank(seq);
         for (uint m = 0u; m < bank; m++) {
-            float Sm[8];
+            float Sm[NR];
             bool any = false;
             [[unroll]] for (uint r = 0u; r < NR; r++) {
                 Sm[r] = uintBitsToFloat(S_s[r * SCAP + m]);
@@ -355,7 +416,7 @@ void main()
     if (nsplit == 1u) { /* the whole sequence in one item: normalise and write out */
         [[unroll]] for (uint r = 0u; r < NR; r++) {
             if (!tile_row_real(tile, r)) break;
-            float inv = l_tot[r] > 0.0 ? 1.0 / l_tot[r] : 0.0;
+            float inv = st.l[r] > 0.0 ? 1.0 / st.l[r] : 0.0;
             [[unroll]] for (uint e = 0u; e < CE; e++) {
                 uint i = lid + e * WG;
                 if (i < D) scr[pc.out_off + row_of[r] * D + i] = floatBitsToUint(o[r][e] * inv);
@@ -363,18 +424,18 @@ void main()
         }
         return;
     }
-    uint slot = (((seq_part_base(seq) + split) * pc.H + head) * pc.tiles + tile) * NR;
     [[unroll]] for (uint r = 0u; r < NR; r++) {
-        uint p = pc.part_off + (slot + r) * PSTRIDE;
+        uint p = part_slot(seq, split, head, tile, r);
         if (lid == 0u) {
-            scrc[p] = floatBitsToUint(m_run[r]);
-            scrc[p + 1u] = floatBitsToUint(l_tot[r]);
+            scrc[p] = floatBitsToUint(st.m[r]);
+            scrc[p + 1u] = floatBitsToUint(st.l[r]);
         }
         [[unroll]] for (uint e = 0u; e < CE; e++) {
             uint i = lid + e * WG;
-            if (i < D) scrc[p + 2u + i] = floatBitsToUint(o[r][e]);
+            if (i < D) scrc[p + 4u + i] = floatBitsToUint(o[r][e]);
         }
     }
+    if ((pc.flags & (ATTN_SEPARATE_MERGE | ATTN_SKIP_MERGE)) != 0u) return;
     /* the last item of this (sequence, kv head, tile) to finish merges all of them */
     memoryBarrierBuffer();
     barrier();
@@ -383,30 +444,6 @@ void main()
     barrier();
     if (last_s == 0u) return;
     memoryBarrierBuffer();
-    uint first = ((seq_part_base(seq) * pc.H + head) * pc.tiles + tile) * NR;
-    uint step = pc.H * pc.tiles * NR; /* slots between consecutive splits of one row */
-    for (uint r = 0u; r < NR; r++) {
-        if (!tile_row_real(tile, r)) break;
-        uint p0 = pc.part_off + (first + r) * PSTRIDE;
-        float M = PKV_NEG_INF, L = 0.0;
-        for (uint k = 0u; k < nsplit; k++) M = max(M, uintBitsToFloat(scrc[p0 + k * step * PSTRIDE]));
-        for (uint k = lid; k < nsplit; k += WG) {
-            uint p = p0 + k * step * PSTRIDE;
-            float mk = uintBitsToFloat(scrc[p]);
-            acc_s[k] = mk == PKV_NEG_INF ? 0.0 : exp2(mk - M);
-        }
-        barrier();
-        for (uint k = 0u; k < nsplit; k++) L += acc_s[k] * uintBitsToFloat(scrc[p0 + k * step * PSTRIDE + 1u]);
-        float inv = L > 0.0 ? 1.0 / L : 0.0;
-        [[unroll]] for (uint e = 0u; e < CE; e++) {
-            uint i = lid + e * WG;
-            if (i < D) {
-                float sum = 0.0;
-                for (uint k = 0u; k < nsplit; k++) sum += acc_s[k] * uintBitsToFloat(scrc[p0 + k * step * PSTRIDE + 2u + i]);
-                scr[pc.out_off + row_of[r] * D + i] = floatBitsToUint(sum * inv);
-            }
-        }
-        barrier();
-    }
+    merge_rows(seq, head, tile, nsplit);
     if (lid == 0u) scrc[cnt] = 0u; /* ready for the next call */
 }

@@ -23,12 +23,16 @@ void main()
     barrier();
     uint bank = seq_bank(seq);
     for (uint m = gl_WorkGroupID.x * WG + lid; m < bank; m += WG * gl_NumWorkGroups.x) {
-        uint pb = pattern_base(seq, head, 0u, m) / 2u;
+        uint pb = pattern_base(seq, head, 0u, m) / 8u; /* rows of D halves start on 16 bytes */
         vec4 dot[2] = vec4[2](vec4(0.0), vec4(0.0));
-        for (uint k = 0u; k < D / 2u; k++) {
-            vec2 x = unpackHalf2x16(chk[pb + k]);
-            [[unroll]] for (uint v = 0u; v < NRV; v++)
-                dot[v] += q_s[2u * k * NRV + v] * x.x + q_s[(2u * k + 1u) * NRV + v] * x.y;
+        for (uint k = 0u; k < D / 8u; k++) {
+            uvec4 w = chk4[pb + k];
+            [[unroll]] for (uint j = 0u; j < 4u; j++) {
+                vec2 x = unpackHalf2x16(w[j]);
+                uint i = 8u * k + 2u * j;
+                [[unroll]] for (uint v = 0u; v < NRV; v++)
+                    dot[v] += q_s[i * NRV + v] * x.x + q_s[(i + 1u) * NRV + v] * x.y;
+            }
         }
         uint at = qc_index(seq, head, tile, m);
         [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + v] = dot[v];

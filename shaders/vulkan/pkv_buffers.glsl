@@ -8,7 +8,9 @@ layout(std430, set = 0, binding = 1) buffer Blocks4 { uvec4 blk4[]; }; /* the sa
 layout(std430, set = 0, binding = 0) buffer Scratch4 { vec4 scr4[]; };
 /* Scratch words other workgroups of the same dispatch read (attention's partial results). */
 layout(std430, set = 0, binding = 0) coherent buffer ScratchC { uint scrc[]; };
+layout(std430, set = 0, binding = 0) coherent buffer ScratchC4 { uvec4 scrc4[]; };
 layout(std430, set = 0, binding = 2) buffer Chunks { uint chk[]; };
+layout(std430, set = 0, binding = 2) buffer Chunks4 { uvec4 chk4[]; };
 layout(std430, set = 0, binding = 3) buffer Windows { uint win[]; };
 layout(std430, set = 0, binding = 3) buffer Windows4 { uvec4 win4[]; };
 

@@ -13,7 +13,7 @@ shared vec2 red_s[RED_SLOTS * NR];
 
 float red_op(float x, float y, bool take_max) { return take_max ? max(x, y) : x + y; }
 
-void wg_reduce2(inout float a[8], bool a_max, inout float b[8], bool b_max)
+void wg_reduce2(inout float a[NR], bool a_max, inout float b[NR], bool b_max)
 {
 #ifdef PKV_SUBGROUPS
     [[unroll]] for (uint r = 0u; r < NR; r++) {
@@ -52,5 +52,5 @@ void wg_reduce2(inout float a[8], bool a_max, inout float b[8], bool b_max)
 #endif
 }
 
-void wg_max_sum(inout float a[8], inout float b[8]) { wg_reduce2(a, true, b, false); }
-void wg_sum_sum(inout float a[8], inout float b[8]) { wg_reduce2(a, false, b, false); }
+void wg_max_sum(inout float a[NR], inout float b[NR]) { wg_reduce2(a, true, b, false); }
+void wg_sum_sum(inout float a[NR], inout float b[NR]) { wg_reduce2(a, false, b, false); }

@@ -10,6 +10,8 @@ static uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
 uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr)
 {
     const uint32_t rows = op->q_len * (op->n_q_heads / n_kv_heads);
+    const char *env = getenv("PKV_ATTN_MAX_ROWS"); /* tests: tiles of fewer rows */
+    if (env && atoi(env) >= 1 && (uint32_t)atoi(env) < max_nr) max_nr = (uint32_t)atoi(env);
     uint32_t nr = 1;
     while (nr < rows && nr < max_nr) nr *= 2;
     return nr;
@@ -70,6 +72,14 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
     plan->n_items = it;
     plan->n_slots = slots;
     return PKV_OK;
+}
+
+uint32_t pkv_attn_flags(void)
+{
+    const char *sep = getenv("PKV_ATTN_SEPARATE_MERGE"), *dbg = getenv("PKV_ATTN_DEBUG");
+    uint32_t f = sep && atoi(sep) > 0 ? PKV_ATTN_SEPARATE_MERGE : 0;
+    if (dbg) f |= (uint32_t)strtoul(dbg, NULL, 0) & ~(uint32_t)PKV_ATTN_SEPARATE_MERGE;
+    return f;
 }
 
 void pkv_attn_plan_free(pkv_attn_plan *plan)

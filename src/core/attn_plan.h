@@ -22,7 +22,7 @@ typedef struct pkv_attn_plan {
 } pkv_attn_plan;
 
 /* Rows per workgroup: the GQA group times the query positions, rounded up to a power of two,
- * at most max_nr (1, 2, 4 or 8). */
+ * at most max_nr (1, 2, 4 or 8), or PKV_ATTN_MAX_ROWS from the environment (tests). */
 uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr);
 
 /* Plans op for a device that runs about `target_groups` workgroups at once (0: a default), with at
@@ -31,5 +31,18 @@ uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uin
 pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
                               uint32_t max_splits, pkv_attn_plan *plan);
 void pkv_attn_plan_free(pkv_attn_plan *plan);
+
+/* Switches of the attention kernels (their push constants / parameters): how partial results are
+ * merged, and, for tuning only, parts left out so that their cost can be timed (the output is then
+ * wrong). PKV_ATTN_SEPARATE_MERGE=1 and PKV_ATTN_DEBUG=<bits> in the environment set them. */
+enum {
+    PKV_ATTN_SEPARATE_MERGE = 1u, /* a second dispatch merges, not the last workgroup */
+    PKV_ATTN_SKIP_V = 2u,
+    PKV_ATTN_SKIP_HIST = 4u,
+    PKV_ATTN_SKIP_MERGE = 8u,
+    PKV_ATTN_SKIP_K = 16u,
+    PKV_ATTN_SKIP_QC = 32u,       /* host side: the q.C pre-pass is not run */
+};
+uint32_t pkv_attn_flags(void);
 
 #endif

@@ -208,11 +208,13 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
     return finish(o, "flush", err);
 }
 
-/* Local memory the attention kernel declares for nr rows (ocl_attention.cl's attn_local). */
-static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr)
+/* Local memory the attention kernel declares for nr rows, with or without the V codes staged
+ * (ocl_attention.cl's attn_local). */
+static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v)
 {
     const size_t nrv = (nr + 3) / 4, ch = nr > 4 ? 8 : 16, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
-    return 16 * nrv * (2 * g->d + g->G) + 4 * nr * cap + 4 * g->G * ch + 8 * (size_t)g->G * nr + 64;
+    const size_t vsec = g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words;
+    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + 4 * nr * cap + 4 * g->G * ch + 8 * (size_t)g->G * nr + 64;
 }
 
 /* The parameter block of ocl_attention.cl (its A_* indices). */
@@ -222,8 +224,11 @@ static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn
     const uint32_t v[] = {g->H, op->n_q_heads, op->q_len, op->n_q_heads / g->H, plan->tiles, plan->cps,
                           g->block_bytes, fp16 ? g->off_kfp16 : g->off_kcodes, g->off_kscale, g->off_kzero,
                           fp16 ? g->off_vfp16 : g->off_vcodes, g->off_vscale, g->off_vzero, g->off_kidx, g->off_vidx,
-                          g->off_vmask, g->chunk_bytes, g->window_bytes, g->R, f32_bits(op->scale * 1.44269504088896341f)};
+                          g->off_vmask, g->chunk_bytes, g->window_bytes, g->R, f32_bits(op->scale * 1.44269504088896341f),
+                          pkv_attn_flags(), 1};
     memcpy(A, v, sizeof v);
+    for (uint32_t s = 0; s < op->n_seqs; s++) /* q.C pre-pass: work-groups of 64 patterns */
+        if ((op->seqs[s].bank_count + 63) / 64 > A[21]) A[21] = (op->seqs[s].bank_count + 63) / 64;
 }
 
 pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
@@ -233,15 +238,21 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     const pkv_geom *g = st->g;
     const uint32_t H = g->H, d = g->d, ns = op->n_seqs;
     const int pattern = g->mode == PKV_MODE_PATTERN;
-    uint32_t nr = pkv_attn_rows_per_group(op, H, 8);
-    while (nr > 1 && attn_local_bytes(g, nr) > o->local_mem) nr /= 2;
+    /* the most rows per work-group that fit in local memory, with the V codes staged if possible */
+    uint32_t nr = pkv_attn_rows_per_group(op, H, 8), stage_v = 1;
+    while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
+    if (attn_local_bytes(g, nr, stage_v) > o->local_mem) {
+        stage_v = 0;
+        nr = pkv_attn_rows_per_group(op, H, 8);
+        while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
+    }
     pkv_ocl_attn_program *prog;
-    const uint32_t shape[PKV_OCL_ATTN_SHAPE] = {d, g->G, g->k_bits, g->v_bits, g->mode, nr, pattern ? g->capacity : 1};
+    const uint32_t shape[PKV_OCL_ATTN_SHAPE] = {d, g->G, g->k_bits, g->v_bits, g->mode, nr, pattern ? g->capacity : 1, stage_v};
     pkv_status s = pkv_ocl_attn_program_get(o, shape, &prog);
     if (s != PKV_OK) return s;
     pkv_attn_plan plan;
-    /* the merge keeps one weight per item and row in the G x channels array of the slices' sums */
-    s = pkv_attn_plan_make(op, g, nr, o->compute_units * 4, g->G * (nr > 4 ? 8 : 16) / nr, &plan);
+    /* the merge keeps two floats per item and row in the G x channels array of the slices' sums */
+    s = pkv_attn_plan_make(op, g, nr, o->compute_units * 4, g->G * (nr > 4 ? 8 : 16) / (2 * nr), &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);
     uint32_t A[PP_COUNT] = {0};
@@ -254,11 +265,11 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (s == PKV_OK) s = upload(o, PKV_S_U2, op->table, (size_t)op->table_len * sizeof(uint32_t));
     if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->q, out_floats * sizeof(float));
     if (s == PKV_OK)
-        s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], ((size_t)plan.n_slots * H * plan.tiles * nr * (d + 2) + 1) * 4);
+        s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], ((size_t)plan.n_slots * H * plan.tiles * nr * (d + 4) + 1) * 4);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (pattern ? groups * g->capacity * nrv : 1) * 16);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_COUNTERS], groups * 4);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_OUT], out_floats * sizeof(float));
-    const uint32_t n_groups = plan.n_items * plan.tiles * H;
+    const uint32_t n_groups = plan.n_items * plan.tiles * H, n_slots = plan.n_slots;
     pkv_attn_plan_free(&plan);
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: attention could not allocate its buffers");
 
@@ -270,14 +281,19 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     const cl_uint zero = 0;
     /* the merge counters start at zero (the last work-group of each resets its own) */
     cl_int err = o->cl->clEnqueueFillBuffer(o->q, cnt, &zero, sizeof zero, 0, groups * 4, 0, NULL, NULL);
-    if (err == CL_SUCCESS && pattern) {
+    const uint32_t flags = A[20];
+    if (err == CL_SUCCESS && pattern && !(flags & PKV_ATTN_SKIP_QC)) {
         err = pkv_ocl_args(o, prog->qc, 6, ARG(params), ARG(sd), ARG(table), ARG(q), ARG(chunks), ARG(qc));
-        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->qc, groups, 64);
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->qc, groups * A[21], 64);
     }
     if (err == CL_SUCCESS)
         err = pkv_ocl_args(o, prog->attn, 12, ARG(params), ARG(sd), ARG(items), ARG(table), ARG(q), ARG(blocks),
                            ARG(windows), ARG(chunks), ARG(qc), ARG(part), ARG(cnt), ARG(out));
     if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->attn, n_groups, g->G);
+    if (err == CL_SUCCESS && (flags & PKV_ATTN_SEPARATE_MERGE) && n_slots) {
+        err = pkv_ocl_args(o, prog->merge, 4, ARG(params), ARG(sd), ARG(part), ARG(out));
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->merge, groups, g->G);
+    }
     if (err == CL_SUCCESS)
         err = o->cl->clEnqueueReadBuffer(o->q, out, CL_TRUE, 0, out_floats * sizeof(float), op->out, 0, NULL, NULL);
     return finish(o, "attention", err);

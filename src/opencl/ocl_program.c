@@ -214,6 +214,7 @@ void pkv_ocl_release_program(pkv_ocl *o)
         pkv_ocl_attn_program *a = &o->attn[i];
         if (a->qc) o->cl->clReleaseKernel(a->qc);
         if (a->attn) o->cl->clReleaseKernel(a->attn);
+        if (a->merge) o->cl->clReleaseKernel(a->merge);
         if (a->prog) o->cl->clReleaseProgram(a->prog);
     }
     o->n_attn = 0;
@@ -231,6 +232,7 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
             pkv_ocl_attn_program *a = &o->attn[i];
             o->cl->clReleaseKernel(a->qc);
             o->cl->clReleaseKernel(a->attn);
+            o->cl->clReleaseKernel(a->merge);
             o->cl->clReleaseProgram(a->prog);
         }
         memmove(o->attn, o->attn + PKV_OCL_MAX_ATTN_PROGRAMS / 2, sizeof o->attn / 2);
@@ -238,21 +240,25 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
     }
     const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
     char options[512], why[256] = "";
-    snprintf(options, sizeof options, "-cl-std=CL1.2 -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u %s",
-             shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], extra ? extra : "");
+    snprintf(options, sizeof options,
+             "-cl-std=CL1.2 -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u -DSTAGE_V=%u %s", shape[0],
+             shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], extra ? extra : "");
     pkv_ocl_attn_program a = {0};
     memcpy(a.shape, shape, sizeof a.shape);
     a.prog = load_program(o, pkv_ocl_attn_source, (size_t)pkv_ocl_attn_source_len, options, why, sizeof why);
     if (!a.prog) return pkv_fail(NULL, PKV_ERR_DEVICE, "opencl attention: %s", why);
-    cl_int e1 = CL_SUCCESS, e2 = CL_SUCCESS;
+    cl_int e1 = CL_SUCCESS, e2 = CL_SUCCESS, e3 = CL_SUCCESS;
     a.qc = o->cl->clCreateKernel(a.prog, "ocl_attn_qc", &e1);
     a.attn = o->cl->clCreateKernel(a.prog, "ocl_attn", &e2);
+    a.merge = o->cl->clCreateKernel(a.prog, "ocl_attn_merge", &e3);
+    if (e1 == CL_SUCCESS) e1 = e3;
     size_t kwg = 0;
     if (e2 == CL_SUCCESS)
         o->cl->clGetKernelWorkGroupInfo(a.attn, o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
     if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || kwg < shape[1]) {
         if (a.qc) o->cl->clReleaseKernel(a.qc);
         if (a.attn) o->cl->clReleaseKernel(a.attn);
+        if (a.merge) o->cl->clReleaseKernel(a.merge);
         o->cl->clReleaseProgram(a.prog);
         return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl attention: the device cannot run work-groups of %u items for this shape (%s)",
                         shape[1], pkv_ocl_error_name(e1 != CL_SUCCESS ? e1 : e2));

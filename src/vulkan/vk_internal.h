@@ -23,12 +23,13 @@ enum pkv_vk_kernel {
     PKV_K_ATTN_QC,
     PKV_K_ATTN_DECODE,
     PKV_K_ATTN_DECODE_SG, /* the same with subgroup arithmetic */
+    PKV_K_ATTN_MERGE,
     PKV_K_READ_BW,
     PKV_K_STAGE_INPUT,
     PKV_K_COUNT
 };
 
-#define PKV_VK_SPEC_MAX 8   /* specialization constants: [0] workgroup size, then per kernel */
+#define PKV_VK_SPEC_MAX 10  /* specialization constants: [0] workgroup size, then per kernel */
 #define PKV_VK_PUSH_BYTES 128
 
 typedef struct pkv_vk_variant {

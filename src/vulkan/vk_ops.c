@@ -264,14 +264,18 @@ typedef struct attn_push {
     uint32_t chunk_words, window_words, R;
     uint32_t q_off, seq_off, item_off, table_off, qc_off, part_off, cnt_off, out_off;
     float scale;
+    uint32_t flags;
 } attn_push;
 
-/* Bytes of shared memory attn_decode.comp declares for nr rows (its arrays, in its order). */
-static size_t decode_shared_bytes(const pkv_geom *g, uint32_t nr, int subgroups)
+/* Bytes of shared memory attn_decode.comp declares for nr rows, with or without the V codes staged
+ * (its arrays, in its order). */
+static size_t decode_shared_bytes(const pkv_geom *g, uint32_t nr, int stage_v, int subgroups)
 {
     const size_t nrv = (nr + 3) / 4, wg = g->G, ch = nr > 4 ? 8 : 16;
     const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
-    return 16 * nrv * (2 * g->d + g->G) + 4 * nr * cap + 4 * wg * ch + 4 * nr + 4 + 8 * nr * (subgroups ? 32 : wg);
+    const size_t vsec = g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words;
+    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + 4 * nr * cap + 4 * wg * ch + 4 +
+           8 * nr * (subgroups ? 32 : wg);
 }
 
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
@@ -282,10 +286,17 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     const int pattern = g->mode == PKV_MODE_PATTERN;
     const uint32_t cap = pattern ? g->capacity : 1;
     const uint32_t rows_total = op->n_seqs * op->q_len * op->n_q_heads;
-    uint32_t nr = pkv_attn_rows_per_group(op, H, 8);
-    while (nr > 1 && decode_shared_bytes(g, nr, vk->subgroup_arith) > vk->props.limits.maxComputeSharedMemorySize) nr /= 2;
-    /* The merge keeps one weight per item and row in the acc_s array (G x channels per invocation). */
-    const uint32_t max_splits = G * (nr > 4 ? 8 : 16) / nr;
+    /* the most rows per workgroup that fit in shared memory, with the V codes staged if possible */
+    const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
+    uint32_t nr = pkv_attn_rows_per_group(op, H, 8), stage_v = 1;
+    while (nr > 1 && decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) nr /= 2;
+    if (decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) {
+        stage_v = 0;
+        nr = pkv_attn_rows_per_group(op, H, 8);
+        while (nr > 1 && decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) nr /= 2;
+    }
+    /* The merge keeps two floats per item and row in the acc_s array (G x channels per invocation). */
+    const uint32_t max_splits = G * (nr > 4 ? 8 : 16) / (2 * nr);
     pkv_attn_plan plan;
     pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * 4, max_splits, &plan);
     if (s != PKV_OK) return s;
@@ -296,7 +307,8 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     }
     attn_push a = {.H = H, .n_q_heads = op->n_q_heads, .q_len = op->q_len, .gqa = op->n_q_heads / H,
                    .tiles = plan.tiles, .cps = plan.cps, .chunk_words = g->chunk_bytes / 4,
-                   .window_words = g->window_bytes / 4, .R = g->R, .scale = op->scale * 1.44269504088896341f};
+                   .window_words = g->window_bytes / 4, .R = g->R, .scale = op->scale * 1.44269504088896341f,
+                   .flags = pkv_attn_flags()};
     block_offsets(g, a.block);
     const size_t nrv = (nr + 3) / 4, groups = (size_t)op->n_seqs * H * plan.tiles;
     scratch_plan sp = {0};
@@ -305,17 +317,20 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     a.item_off = take(&sp, (size_t)plan.n_items * 2);
     a.table_off = take(&sp, op->table_len + 1);
     a.qc_off = take(&sp, pattern ? groups * cap * nrv * 4 : 1);
-    a.part_off = take(&sp, (size_t)plan.n_slots * H * plan.tiles * nr * (d + 2) + 1);
+    a.part_off = take(&sp, (size_t)plan.n_slots * H * plan.tiles * nr * (d + 4) + 1);
     a.cnt_off = take(&sp, groups);
     a.out_off = take(&sp, (size_t)rows_total * d);
 
     pthread_mutex_lock(&vk->lock);
     s = pkv_vk_scratch_reserve(vk, (size_t)sp.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    uint32_t spec[PKV_VK_SPEC_MAX] = {G, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
+    uint32_t spec[PKV_VK_SPEC_MAX] = {G, d, G, g->k_bits, g->v_bits, g->mode, nr, cap, stage_v};
     uint32_t spec_qc[PKV_VK_SPEC_MAX] = {WG_SMALL, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
-    VkPipeline p_qc = VK_NULL_HANDLE, p_decode;
-    if (s == PKV_OK && pattern) s = pkv_vk_pipeline(vk, PKV_K_ATTN_QC, spec_qc, &p_qc);
+    uint32_t spec_merge[PKV_VK_SPEC_MAX] = {WG_BLOCK, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
+    VkPipeline p_qc = VK_NULL_HANDLE, p_decode, p_merge = VK_NULL_HANDLE;
+    if (s == PKV_OK && pattern && !(a.flags & PKV_ATTN_SKIP_QC)) s = pkv_vk_pipeline(vk, PKV_K_ATTN_QC, spec_qc, &p_qc);
+    if (s == PKV_OK && (a.flags & PKV_ATTN_SEPARATE_MERGE) && plan.n_slots)
+        s = pkv_vk_pipeline(vk, PKV_K_ATTN_MERGE, spec_merge, &p_merge);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE, spec, &p_decode);
     if (s != PKV_OK) { /* nothing recorded yet: deferred writes stay queued */
         pkv_attn_plan_free(&plan);
@@ -338,11 +353,17 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
         op_timestamp(vk, 0);
-        if (p_qc) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, 1, plan.tiles, op->n_seqs * H);
+        uint32_t max_bank = 1; /* one invocation per pattern */
+        for (uint32_t i = 0; i < op->n_seqs; i++) max_bank = op->seqs[i].bank_count > max_bank ? op->seqs[i].bank_count : max_bank;
+        if (p_qc) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, ceil_div(max_bank, WG_SMALL), plan.tiles, op->n_seqs * H);
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
         s = pkv_vk_dispatch(vk, p_decode, bufs, &a, sizeof a, plan.n_items, plan.tiles, H);
+    }
+    if (s == PKV_OK && p_merge) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_merge, bufs, &a, sizeof a, plan.tiles, op->n_seqs * H, 1);
     }
     pkv_attn_plan_free(&plan);
     if (s == PKV_OK) {

@@ -30,6 +30,7 @@ static const struct { const uint32_t *code; const size_t *size; } spirv[PKV_K_CO
     [PKV_K_ATTN_QC] = {pkv_spv_attn_qc, &pkv_spv_attn_qc_size},
     [PKV_K_ATTN_DECODE] = {pkv_spv_attn_decode, &pkv_spv_attn_decode_size},
     [PKV_K_ATTN_DECODE_SG] = {pkv_spv_attn_decode_sg, &pkv_spv_attn_decode_sg_size},
+    [PKV_K_ATTN_MERGE] = {pkv_spv_attn_merge, &pkv_spv_attn_merge_size},
     [PKV_K_READ_BW] = {pkv_spv_read_bw, &pkv_spv_read_bw_size},
     [PKV_K_STAGE_INPUT] = {pkv_spv_stage_input, &pkv_spv_stage_input_size},
 };
