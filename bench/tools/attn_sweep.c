@@ -73,7 +73,7 @@ static void make_tokens(uint32_t n, uint32_t H, uint32_t d, uint32_t seq, float 
 
 int main(int argc, char **argv)
 {
-    const char *backend = "auto", *mode_name = "pattern", *variants = "";
+    const char *backend = "auto", *mode_name = "pattern", *variants = "", *bw_sizes = NULL;
     uint32_t batch = 1, context = 32768, bits = 2, H = 8, qh = 32, d = 128, steps = 40;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
@@ -87,6 +87,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--head-dim")) d = (uint32_t)atoi(v);
         else if (!strcmp(a, "--steps")) steps = (uint32_t)atoi(v);
         else if (!strcmp(a, "--variants")) variants = v;
+        else if (!strcmp(a, "--bw-sizes")) bw_sizes = v; /* MiB list: read bandwidth at each size, then exit */
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
@@ -96,6 +97,20 @@ int main(int argc, char **argv)
     CHECK(pkv_backend_from_name(backend, &cp.backend));
     pkv_context *ctx;
     CHECK(pkv_context_create(&cp, &ctx));
+    if (bw_sizes) {
+        for (const char *p = bw_sizes; *p;) {
+            char *end;
+            unsigned long mib = strtoul(p, &end, 10);
+            double g = 0;
+            for (int rep = 0; rep < 3; rep++) {
+                CHECK(pkv_measure_read_bandwidth(ctx, (uint64_t)mib << 20, &g));
+                printf("read %5lu MiB: %.0f GB/s\n", mib, g);
+            }
+            p = *end ? end + 1 : end;
+        }
+        pkv_context_free(ctx);
+        return 0;
+    }
     pkv_cache_config cfg = pkv_cache_config_default();
     cfg.n_kv_heads = H, cfg.head_dim = d, cfg.k_bits = cfg.v_bits = bits;
     cfg.mode = !strcmp(mode_name, "fp16") ? PKV_MODE_FP16 : !strcmp(mode_name, "direct") ? PKV_MODE_DIRECT : PKV_MODE_PATTERN;

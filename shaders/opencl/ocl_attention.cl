@@ -47,6 +47,7 @@
 #define F_SKIP_HIST 4u
 #define F_SKIP_MERGE 8u
 #define F_SKIP_K 16u
+#define F_NO_PREFETCH 64u
 
 /* Exact float of code * 2^(sh % 16) from word w (wh = w >> 16): bits | 0x4B000000 is 2^23 + bits. */
 OCL_HELPER float code_float(uint w, uint wh, uint sh, uint mask)
@@ -363,8 +364,8 @@ __kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __globa
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint *items, __global const uint *table,
-              __global const float *q, __global const uint *blocks, __global const uint *windows,
-              __global const ushort *chunks, __global const float4 *qc, volatile __global uint *part,
+              __global const float *q, __global const uint *restrict blocks, __global const uint *restrict windows,
+              __global const ushort *restrict chunks, __global const float4 *qc, volatile __global uint *part,
               volatile __global uint *cnt, __global float *out)
 {
     __local attn_local L;
@@ -399,23 +400,28 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    const uint c0 = split * P[A_CPS], c1 = min(n_chunks, c0 + P[A_CPS]);
-    uint slot = c0 < nb ? tbl[head * nb + c0] : 0u;
+    /* Chunks c0 .. c1-1, the compressed ones up to cq. A compressed chunk's loads are issued while the
+     * chunk before it is processed (double buffering in registers), its block slot one chunk earlier. */
+    const uint c0 = split * P[A_CPS], c1 = min(n_chunks, c0 + P[A_CPS]), cq = min(c1, nb);
+    uint slot = c0 < cq ? tbl[head * nb + c0] : 0u, next = c0 + 1 < cq ? tbl[head * nb + c0 + 1] : 0u;
+    chunk_loads cur, nxt;
+    if (MODE != 2 && c0 < cq) load_chunk(&cur, blocks, slot * (P[A_BLOCK] / 4), P);
+    const int prefetch = !(P[A_FLAGS] & F_NO_PREFETCH);
     for (uint c = c0; c < c1; c++) {
-        uint next = c + 1 < min(c1, nb) ? tbl[head * nb + c + 1] : 0u; /* used by the next chunk */
-        chunk_loads Lc;
+        if (!prefetch && MODE != 2 && c < cq) load_chunk(&cur, blocks, slot * (P[A_BLOCK] / 4), P);
+        if (prefetch && MODE != 2 && c + 1 < cq) load_chunk(&nxt, blocks, next * (P[A_BLOCK] / 4), P);
+        uint after = c + 2 < cq ? tbl[head * nb + c + 2] : 0u;
         if (c < nb) {
             uint off = slot * P[A_BLOCK];
-            if (MODE == 2) do_chunk(&L, &st, &Lc, blocks, blocks, 0, 0, off / 2 + P[A_BLOCK + 1] / 2, off / 2 + P[A_BLOCK + 4] / 2, G, c * G, P);
-            else {
-                load_chunk(&Lc, blocks, off / 4, P);
-                do_chunk(&L, &st, &Lc, blocks, blocks, 1, off / 4, 0, 0, G, c * G, P);
-            }
+            if (MODE == 2) do_chunk(&L, &st, &cur, blocks, blocks, 0, 0, off / 2 + P[A_BLOCK + 1] / 2, off / 2 + P[A_BLOCK + 4] / 2, G, c * G, P);
+            else do_chunk(&L, &st, &cur, blocks, blocks, 1, off / 4, 0, 0, G, c * G, P);
         } else {
             uint w0 = (c - nb) * G, wb = tbl[H * nb + H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2);
-            do_chunk(&L, &st, &Lc, blocks, windows, 0, 0, wb + w0 * D, wb + (P[A_R] + w0) * D, min((uint)G, nw - w0), c * G, P);
+            do_chunk(&L, &st, &cur, blocks, windows, 0, 0, wb + w0 * D, wb + (P[A_R] + w0) * D, min((uint)G, nw - w0), c * G, P);
         }
+        cur = nxt;
         slot = next;
+        next = after;
     }
 
     /* the item's partial: l and the zero-point sums, the slices' V sums, the pattern fold */

@@ -3,6 +3,7 @@
  * workgroup per (tile, sequence x kv head) of a sequence split in several items. */
 #extension GL_EXT_control_flow_attributes : require
 #include "pkv_math.h"
+#define PKV_ARENAS_READONLY
 #include "pkv_buffers.glsl"
 #include "attn_common.glsl"
 #include "wg_reduce.glsl"

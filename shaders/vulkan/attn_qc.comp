@@ -3,6 +3,7 @@
  * qc[m][r] = q_r . P_K[m] in the decode kernel's log2 units, for the patterns of the bank. */
 #extension GL_EXT_control_flow_attributes : require
 #include "pkv_math.h"
+#define PKV_ARENAS_READONLY
 #include "pkv_buffers.glsl"
 #include "attn_common.glsl"
 

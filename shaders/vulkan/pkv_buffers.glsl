@@ -2,17 +2,24 @@
  * the per-op scratch (uploaded tokens, tables, queries, partial results) and the cache's three
  * arenas (blocks, bank chunks, windows). All are arrays of 32-bit words; fp16 values are read as
  * halves of a word so that no 16-bit storage feature is needed. */
+/* Shaders that only read the arenas (attention) define PKV_ARENAS_READONLY first: the driver may then
+ * use its read-only load path for them. */
+#ifdef PKV_ARENAS_READONLY
+#define PKV_ARENA readonly restrict
+#else
+#define PKV_ARENA
+#endif
 layout(std430, set = 0, binding = 0) buffer Scratch { uint scr[]; };
-layout(std430, set = 0, binding = 1) buffer Blocks { uint blk[]; };
-layout(std430, set = 0, binding = 1) buffer Blocks4 { uvec4 blk4[]; }; /* the same memory, 16-byte loads */
+layout(std430, set = 0, binding = 1) PKV_ARENA buffer Blocks { uint blk[]; };
+layout(std430, set = 0, binding = 1) PKV_ARENA buffer Blocks4 { uvec4 blk4[]; }; /* the same memory, 16-byte loads */
 layout(std430, set = 0, binding = 0) buffer Scratch4 { vec4 scr4[]; };
 /* Scratch words other workgroups of the same dispatch read (attention's partial results). */
 layout(std430, set = 0, binding = 0) coherent buffer ScratchC { uint scrc[]; };
 layout(std430, set = 0, binding = 0) coherent buffer ScratchC4 { uvec4 scrc4[]; };
-layout(std430, set = 0, binding = 2) buffer Chunks { uint chk[]; };
-layout(std430, set = 0, binding = 2) buffer Chunks4 { uvec4 chk4[]; };
-layout(std430, set = 0, binding = 3) buffer Windows { uint win[]; };
-layout(std430, set = 0, binding = 3) buffer Windows4 { uvec4 win4[]; };
+layout(std430, set = 0, binding = 2) PKV_ARENA buffer Chunks { uint chk[]; };
+layout(std430, set = 0, binding = 2) PKV_ARENA buffer Chunks4 { uvec4 chk4[]; };
+layout(std430, set = 0, binding = 3) PKV_ARENA buffer Windows { uint win[]; };
+layout(std430, set = 0, binding = 3) PKV_ARENA buffer Windows4 { uvec4 win4[]; };
 
 uint half_of(uint word, uint idx) { return (idx & 1u) != 0u ? (word >> 16) : (word & 0xffffu); }
 float scr_h(uint idx) { return pkv_f16_to_f32(half_of(scr[idx >> 1], idx)); }
