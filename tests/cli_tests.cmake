@@ -31,5 +31,6 @@ if(PKV_WITH_VULKAN)
 endif()
 if(PKV_WITH_OPENCL)
   add_test(NAME test_cli_bench_opencl COMMAND test_cli_bench)
-  set_tests_properties(test_cli_bench_opencl PROPERTIES ENVIRONMENT "PKV_BACKEND=opencl" TIMEOUT 600)
+  set_tests_properties(test_cli_bench_opencl PROPERTIES ENVIRONMENT "PKV_BACKEND=opencl;PKV_OPENCL_BUILD_OPTIONS=-cl-opt-disable"
+                       TIMEOUT 600)
 endif()

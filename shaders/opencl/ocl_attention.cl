@@ -47,7 +47,6 @@
 #define F_SKIP_HIST 4u
 #define F_SKIP_MERGE 8u
 #define F_SKIP_K 16u
-#define F_NO_PREFETCH 64u
 
 /* Exact float of code * 2^(sh % 16) from word w (wh = w >> 16): bits | 0x4B000000 is 2^23 + bits. */
 OCL_HELPER float code_float(uint w, uint wh, uint sh, uint mask)
@@ -400,17 +399,13 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* Chunks c0 .. c1-1, the compressed ones up to cq. A compressed chunk's loads are issued while the
-     * chunk before it is processed (double buffering in registers), its block slot one chunk earlier. */
-    const uint c0 = split * P[A_CPS], c1 = min(n_chunks, c0 + P[A_CPS]), cq = min(c1, nb);
-    uint slot = c0 < cq ? tbl[head * nb + c0] : 0u, next = c0 + 1 < cq ? tbl[head * nb + c0 + 1] : 0u;
-    chunk_loads cur, nxt;
-    if (MODE != 2 && c0 < cq) load_chunk(&cur, blocks, slot * (P[A_BLOCK] / 4), P);
-    const int prefetch = !(P[A_FLAGS] & F_NO_PREFETCH);
+    /* Chunks c0 .. c1-1; a compressed chunk's block slot is read one chunk ahead (see attn_decode.comp) */
+    const uint c0 = split * P[A_CPS], c1 = min(n_chunks, c0 + P[A_CPS]);
+    uint slot = c0 < nb ? tbl[head * nb + c0] : 0u;
     for (uint c = c0; c < c1; c++) {
-        if (!prefetch && MODE != 2 && c < cq) load_chunk(&cur, blocks, slot * (P[A_BLOCK] / 4), P);
-        if (prefetch && MODE != 2 && c + 1 < cq) load_chunk(&nxt, blocks, next * (P[A_BLOCK] / 4), P);
-        uint after = c + 2 < cq ? tbl[head * nb + c + 2] : 0u;
+        uint next = c + 1 < min(c1, nb) ? tbl[head * nb + c + 1] : 0u;
+        chunk_loads cur;
+        if (MODE != 2 && c < nb) load_chunk(&cur, blocks, slot * (P[A_BLOCK] / 4), P);
         if (c < nb) {
             uint off = slot * P[A_BLOCK];
             if (MODE == 2) do_chunk(&L, &st, &cur, blocks, blocks, 0, 0, off / 2 + P[A_BLOCK + 1] / 2, off / 2 + P[A_BLOCK + 4] / 2, G, c * G, P);
@@ -419,9 +414,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
             uint w0 = (c - nb) * G, wb = tbl[H * nb + H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2);
             do_chunk(&L, &st, &cur, blocks, windows, 0, 0, wb + w0 * D, wb + (P[A_R] + w0) * D, min((uint)G, nw - w0), c * G, P);
         }
-        cur = nxt;
         slot = next;
-        next = after;
     }
 
     /* the item's partial: l and the zero-point sums, the slices' V sums, the pattern fold */

@@ -63,12 +63,11 @@ struct item_state {
     uint limit[NR]; /* causal: the last token each row sees */
 };
 
-/* What one invocation loads for a compressed chunk, all at once (fixed sizes: GLSL copies only
- * those; the host keeps KQ <= 4, VQ <= 8, CE <= 8). */
+/* What one invocation loads for a compressed chunk, all at once. */
 struct chunk_loads {
-    uvec4 krow[4];    /* its token's K code row (K_IN_REGS) */
-    uvec4 vq[8];      /* its share of the V codes, staged to vw_s */
-    float ks[8], kz[8];
+    uvec4 krow[KQ];   /* its token's K code row (K_IN_REGS) */
+    uvec4 vq[VQ];     /* its share of the V codes, staged to vw_s */
+    float ks[CE], kz[CE];
     float vs, vz;
     uint ka, va, gate;
 };
@@ -356,17 +355,14 @@ void main()
     }
     barrier();
 
-    /* Chunks c0 .. c1-1, the compressed ones up to cq. A compressed chunk's loads are issued while the
-     * chunk before it is processed (double buffering in registers), its block slot one chunk earlier. */
-    uint c0 = split * pc.cps, c1 = min(n_chunks, c0 + pc.cps), cq = min(c1, nb);
-    uint slot = c0 < cq ? scr[slots + c0] : 0u, next = c0 + 1u < cq ? scr[slots + c0 + 1u] : 0u;
-    chunk_loads cur, nxt;
-    if (MODE != 2u && c0 < cq) load_chunk(slot * pc.block_words, G, cur);
-    bool prefetch = (pc.flags & ATTN_NO_PREFETCH) == 0u;
+    /* Chunks c0 .. c1-1; a compressed chunk's block slot is read one chunk ahead. (Loading a whole
+     * chunk ahead, double-buffered in registers, measured no faster on an H200 and costs registers.) */
+    uint c0 = split * pc.cps, c1 = min(n_chunks, c0 + pc.cps);
+    uint slot = c0 < nb ? scr[slots + c0] : 0u;
     for (uint c = c0; c < c1; c++) {
-        if (!prefetch && MODE != 2u && c < cq) load_chunk(slot * pc.block_words, G, cur);
-        if (prefetch && MODE != 2u && c + 1u < cq) load_chunk(next * pc.block_words, G, nxt);
-        uint after = c + 2u < cq ? scr[slots + c + 2u] : 0u;
+        uint next = c + 1u < min(c1, nb) ? scr[slots + c + 1u] : 0u;
+        chunk_loads cur;
+        if (MODE != 2u && c < nb) load_chunk(slot * pc.block_words, G, cur);
         if (c < nb) {
             uint base = slot * pc.block_words;
             if (MODE == 2u) do_chunk(st, false, cur, 0u, 0u, base * 2u + pc.o_kcodes * 2u, base * 2u + pc.o_vcodes * 2u, G, c * G, seq, head, tile);
@@ -375,9 +371,7 @@ void main()
             uint w0 = (c - nb) * G, wb = seq_window(seq, head) * pc.window_words * 2u;
             do_chunk(st, false, cur, 0u, 1u, wb + w0 * D, wb + (pc.R + w0) * D, min(G, nw - w0), c * G, seq, head, tile);
         }
-        cur = nxt;
         slot = next;
-        next = after;
     }
 
     /* the item's partial: l and the zero-point sums over tokens, the slices' V sums */

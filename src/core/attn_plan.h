@@ -42,7 +42,6 @@ enum {
     PKV_ATTN_SKIP_MERGE = 8u,
     PKV_ATTN_SKIP_K = 16u,
     PKV_ATTN_SKIP_QC = 32u,       /* host side: the q.C pre-pass is not run */
-    PKV_ATTN_NO_PREFETCH = 64u,   /* each chunk's loads issued at its start, not during the one before */
 };
 uint32_t pkv_attn_flags(void);
 

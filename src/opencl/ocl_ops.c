@@ -239,8 +239,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     const uint32_t H = g->H, d = g->d, ns = op->n_seqs;
     const int pattern = g->mode == PKV_MODE_PATTERN;
     /* the most rows per work-group that fit in local memory, with the V codes staged if possible */
-    /* staging keeps a token's V row share in at most 8 registers of 16 bytes (ocl_attention.cl) */
-    uint32_t nr = pkv_attn_rows_per_group(op, H, 8), stage_v = g->v_row_words <= 32;
+    uint32_t nr = pkv_attn_rows_per_group(op, H, 8), stage_v = 1;
     while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
     if (attn_local_bytes(g, nr, stage_v) > o->local_mem) {
         stage_v = 0;

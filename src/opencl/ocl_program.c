@@ -255,6 +255,12 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
     size_t kwg = 0;
     if (e2 == CL_SUCCESS)
         o->cl->clGetKernelWorkGroupInfo(a.attn, o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
+    const char *show = getenv("PKV_OPENCL_BUILD_LOG"); /* a tuning aid: e.g. with -cl-nv-verbose */
+    if (show && *show && *show != '0') {
+        char log[8192] = "";
+        o->cl->clGetProgramBuildInfo(a.prog, o->dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        pkv_ocl_log(o, PKV_LOG_WARN, "opencl: attention program (%s):\n%s", options, log);
+    }
     if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || kwg < shape[1]) {
         if (a.qc) o->cl->clReleaseKernel(a.qc);
         if (a.attn) o->cl->clReleaseKernel(a.attn);

@@ -285,6 +285,18 @@ pkv_status pkv_vk_open(pkv_vk *vk, const pkv_context_params *p, pkv_device_info 
                                    .queueCount = 1,
                                    .pQueuePriorities = &prio};
     VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1, .pQueueCreateInfos = &qci};
+    /* PKV_VULKAN_PIPELINE_STATS=1: the driver's statistics of every pipeline (registers, ...) go to the
+     * log, where it offers them (a tuning aid) */
+    const char *stats = getenv("PKV_VULKAN_PIPELINE_STATS");
+    const char *stats_ext = "VK_KHR_pipeline_executable_properties";
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pef = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR, .pipelineExecutableInfo = VK_TRUE};
+    if (stats && *stats && *stats != '0' && has_device_ext(&vk->f, vk->phys, stats_ext)) {
+        dci.enabledExtensionCount = 1;
+        dci.ppEnabledExtensionNames = &stats_ext;
+        dci.pNext = &pef;
+        vk->pipeline_stats = 1;
+    }
     VkResult r = vk->f.vkCreateDevice(vk->phys, &dci, NULL, &vk->device);
     if (r != VK_SUCCESS) {
         snprintf(why, why_len, "vkCreateDevice on %s failed (VkResult %d)", info->name, (int)r);

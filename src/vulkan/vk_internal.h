@@ -69,6 +69,7 @@ typedef struct pkv_vk {
     uint32_t subgroup_size, subgroup_arith; /* subgroup arithmetic in compute shaders */
     uint32_t features;                      /* PKV_FEATURE_* */
     uint32_t compute_units;                 /* multiprocessors / compute units where the driver says, else 0 */
+    int pipeline_stats;                     /* PKV_VULKAN_PIPELINE_STATS: log each pipeline's statistics */
     pthread_mutex_t lock;
     void (*ext_lock)(void *), (*ext_unlock)(void *); /* the application's queue lock, if given */
     void *ext_lock_user;

@@ -65,6 +65,10 @@ int pkv_vk_load_device(pkv_vk_funcs *f, VkDevice dev, char *why, size_t why_len)
     }
     PKV_VK_DEVICE_FUNCS(LOAD_DEVICE)
 #undef LOAD_DEVICE
+    f->vkGetPipelineExecutablePropertiesKHR =
+        (PFN_vkGetPipelineExecutablePropertiesKHR)f->vkGetDeviceProcAddr(dev, "vkGetPipelineExecutablePropertiesKHR");
+    f->vkGetPipelineExecutableStatisticsKHR =
+        (PFN_vkGetPipelineExecutableStatisticsKHR)f->vkGetDeviceProcAddr(dev, "vkGetPipelineExecutableStatisticsKHR");
     return 0;
 }
 

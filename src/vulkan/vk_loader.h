@@ -87,6 +87,9 @@ typedef struct pkv_vk_funcs {
     PKV_VK_GLOBAL_FUNCS(PKV_VK_DECLARE)
     PKV_VK_INSTANCE_FUNCS(PKV_VK_DECLARE)
     PKV_VK_DEVICE_FUNCS(PKV_VK_DECLARE)
+    /* optional (NULL where the extension is not enabled): pipeline statistics for tuning */
+    PFN_vkGetPipelineExecutablePropertiesKHR vkGetPipelineExecutablePropertiesKHR;
+    PFN_vkGetPipelineExecutableStatisticsKHR vkGetPipelineExecutableStatisticsKHR;
 } pkv_vk_funcs;
 #undef PKV_VK_DECLARE
 

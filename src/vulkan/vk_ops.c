@@ -288,8 +288,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     const uint32_t rows_total = op->n_seqs * op->q_len * op->n_q_heads;
     /* the most rows per workgroup that fit in shared memory, with the V codes staged if possible */
     const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
-    /* staging keeps a token's V row share in at most 8 registers of 16 bytes (attn_decode.comp) */
-    uint32_t nr = pkv_attn_rows_per_group(op, H, 8), stage_v = g->v_row_words <= 32;
+    uint32_t nr = pkv_attn_rows_per_group(op, H, 8), stage_v = 1;
     while (nr > 1 && decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) nr /= 2;
     if (decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) {
         stage_v = 0;

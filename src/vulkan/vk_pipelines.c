@@ -234,6 +234,31 @@ void pkv_vk_pipelines_destroy(pkv_vk *vk)
     if (vk->set_layout) vk->f.vkDestroyDescriptorSetLayout(vk->device, vk->set_layout, NULL);
 }
 
+/* The driver's statistics of a new pipeline (register count, spills, ...), to the log (a tuning aid). */
+static void log_statistics(pkv_vk *vk, VkPipeline pipe, int kernel, const uint32_t *spec)
+{
+    if (!vk->f.vkGetPipelineExecutableStatisticsKHR) return;
+    VkPipelineExecutableInfoKHR ei = {.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR, .pipeline = pipe};
+    VkPipelineExecutableStatisticKHR st[32];
+    uint32_t n = 32;
+    for (uint32_t i = 0; i < n; i++) st[i] = (VkPipelineExecutableStatisticKHR){.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR};
+    if (vk->f.vkGetPipelineExecutableStatisticsKHR(vk->device, &ei, &n, st) < 0) return;
+    char line[1024];
+    int len = snprintf(line, sizeof line, "vulkan: pipeline of kernel %d (spec", kernel);
+    for (int i = 0; i < PKV_VK_SPEC_MAX && len < (int)sizeof line; i++) len += snprintf(line + len, sizeof line - len, " %u", spec[i]);
+    len += snprintf(line + len, sizeof line - len, "):");
+    for (uint32_t i = 0; i < n && len < (int)sizeof line; i++) {
+        const VkPipelineExecutableStatisticKHR *x = &st[i];
+        if (x->format == VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR)
+            len += snprintf(line + len, sizeof line - len, " %s=%llu;", x->name, (unsigned long long)x->value.u64);
+        else if (x->format == VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR)
+            len += snprintf(line + len, sizeof line - len, " %s=%lld;", x->name, (long long)x->value.i64);
+        else if (x->format == VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR)
+            len += snprintf(line + len, sizeof line - len, " %s=%g;", x->name, x->value.f64);
+    }
+    pkv_log(NULL, PKV_LOG_WARN, "%s", line);
+}
+
 pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipeline *out)
 {
     for (uint32_t i = 0; i < vk->n_variants; i++)
@@ -257,9 +282,11 @@ pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipel
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT,
                   .module = vk->modules[kernel], .pName = "main", .pSpecializationInfo = &si},
         .layout = vk->pipe_layout};
+    if (vk->pipeline_stats) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
     double t0 = now_ms();
     VkPipeline pipe;
     VkResult r = vk->f.vkCreateComputePipelines(vk->device, vk->pipe_cache, 1, &ci, NULL, &pipe);
+    if (r == VK_SUCCESS && vk->pipeline_stats) log_statistics(vk, pipe, kernel, spec);
     if (r != VK_SUCCESS)
         return pkv_fail(NULL, r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? PKV_ERR_OUT_OF_DEVICE_MEMORY : PKV_ERR_DEVICE,
                         "vulkan: vkCreateComputePipelines failed for kernel %d (VkResult %d)", kernel, (int)r);
