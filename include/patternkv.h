@@ -225,6 +225,35 @@ PKV_API pkv_status pkv_f16_to_f32_array(const uint16_t *src, float *dst, size_t 
 PKV_API pkv_status pkv_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens,
                               const void *k, const void *v, pkv_dtype dtype);
 
+/* What pkv_append_layers appends: n_tokens tokens of one sequence to layers first_layer ..
+ * first_layer + n_layers - 1. */
+typedef struct pkv_append_params {
+    uint32_t struct_size;  /* sizeof(pkv_append_params), set by pkv_append_params_default() */
+    pkv_seq seq;
+    uint32_t first_layer;  /* default 0 */
+    uint32_t n_layers;     /* default 0: every layer from first_layer on */
+    uint32_t n_tokens;
+    pkv_dtype dtype;       /* of k and v; default PKV_F32 */
+} pkv_append_params;
+
+PKV_API pkv_status pkv_append_params_init(pkv_append_params *p, size_t struct_size);
+static inline pkv_append_params pkv_append_params_default(void)
+{
+    pkv_append_params p;
+    pkv_append_params_init(&p, sizeof p);
+    return p;
+}
+
+/* Appends the same n_tokens positions to several layers of one sequence in one call: k[i] and v[i]
+ * are layer first_layer + i, each [n_tokens][n_kv_heads][head_dim] of `dtype`. The cache ends up
+ * exactly (bit for bit) as after pkv_append of each layer in turn, but the values of every layer are
+ * checked and the memory budget reserved before anything is stored, and the device work is batched
+ * across the layers: one mining run for a prompt of all layers (k-means of every layer and head
+ * together), one window write and one flush of every full window per step. A decode step is one
+ * call with n_tokens = 1 (README: "Decode with one append per step"). */
+PKV_API pkv_status pkv_append_layers(pkv_cache *cache, const pkv_append_params *params, const void *const *k,
+                                     const void *const *v);
+
 typedef struct pkv_attention_params {
     uint32_t struct_size; /* sizeof(pkv_attention_params), set by pkv_attention_params_default() */
     const pkv_seq *seqs; /* n_seqs sequence ids */
@@ -234,9 +263,18 @@ typedef struct pkv_attention_params {
     uint32_t n_q_heads;  /* multiple of n_kv_heads (GQA) */
     float scale;         /* softmax scale; 0 means 1/sqrt(head_dim) */
     pkv_dtype q_dtype;   /* dtype of q; out is always fp32 */
+    /* The queries' own keys and values when they are not in the cache yet (NULL: they are, as the
+     * last q_len tokens): [n_seqs][q_len][n_kv_heads][head_dim] of kv_new_dtype. Attention then runs
+     * over the cache followed by these q_len tokens (query i sees the cache and own tokens 0..i),
+     * in fp16 as the window would hold them; the cache itself does not change. They must fit in
+     * the fp16 window: (tokens in the window) + q_len <= window, which always holds for q_len 1.
+     * Decode: attend with the new token's K/V here, then append it to every layer at once
+     * (pkv_append_layers). */
+    const void *k_new, *v_new;
+    pkv_dtype kv_new_dtype; /* default PKV_F32 */
 } pkv_attention_params;
 
-/* Defaults: no sequences, layer 0, q_len 1, n_q_heads 0 (to be set), scale 0, q fp32. */
+/* Defaults: no sequences, layer 0, q_len 1, n_q_heads 0 (to be set), scale 0, q fp32, no own K/V. */
 PKV_API pkv_status pkv_attention_params_init(pkv_attention_params *p, size_t struct_size);
 static inline pkv_attention_params pkv_attention_params_default(void)
 {
@@ -260,8 +298,10 @@ PKV_API pkv_status pkv_read_kv(pkv_cache *cache, pkv_seq seq, uint32_t layer, fl
  * context's backend over `bytes` bytes (0: 1 GiB on GPUs, 256 MiB on the CPU). The yardstick for
  * attention speed. PKV_ERR_UNSUPPORTED if the backend cannot measure. */
 PKV_API pkv_status pkv_measure_read_bandwidth(pkv_context *ctx, uint64_t bytes, double *gbps);
-/* Time of the context's last mine, flush or attention op in ms: device timestamps on GPUs, the host
- * clock on the CPU backend. PKV_ERR_UNSUPPORTED if unknown. */
+/* Device time in ms of the context's last call that ran device work: an attention, or an append
+ * that mined or flushed (the sum of its ops over all its layers; an append that only writes the
+ * window leaves it unchanged). Device timestamps on GPUs, the host clock on the CPU backend.
+ * PKV_ERR_UNSUPPORTED if unknown. */
 PKV_API pkv_status pkv_last_op_time(const pkv_context *ctx, double *ms);
 
 /* ---- stats, save, load ----------------------------------------------------------------------- */

@@ -48,7 +48,7 @@ static double run_case(const shape *sh, int use_readback)
     size_t nq = (size_t)N_SEQS * sh->q_len * nqh * sh->d;
     float *q = malloc(nq * sizeof(float)), *out = malloc(nq * sizeof(float));
     tu_random(&r, nq, 1.0f, q);
-    pkv_attention_params p = {sizeof(pkv_attention_params), seqs, N_SEQS, 1, sh->q_len, nqh, 0.0f, PKV_F32};
+    pkv_attention_params p = {.struct_size = sizeof(pkv_attention_params), .seqs = seqs, .n_seqs = N_SEQS, .layer = 1, .q_len = sh->q_len, .n_q_heads = nqh, .scale = 0.0f, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(c, &p, q, out));
     double err = tu_check_attention((const float *const *)k, (const float *const *)v, lengths, N_SEQS, sh->q_len, nqh,
                                     sh->H, sh->d, q, out);

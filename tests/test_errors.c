@@ -118,7 +118,7 @@ static void bad_inputs_leave_the_cache_as_it_was(void **state)
     float q[4 * D], out[4 * D];
     tu_random(&r, 4 * D, 1.0f, q);
     pkv_seq list[2] = {s, freed};
-    pkv_attention_params p = {sizeof(pkv_attention_params), list, 1, 0, 1, 4, 0.0f, PKV_F32};
+    pkv_attention_params p = {.struct_size = sizeof(pkv_attention_params), .seqs = list, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .scale = 0.0f, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(c, &p, q, out));
     for (int i = 0; i < 4 * D; i++) assert_true(isfinite(out[i]));
     p.n_seqs = 2;

@@ -27,7 +27,7 @@ static void measure(pkv_mode mode, const float *k, const float *v, const float *
     *k_mse = se / ((double)N * H * D);
     float out[16 * H * GQ * D];
     double ref[D], total = 0;
-    pkv_attention_params p = {sizeof(pkv_attention_params), &s, 1, 0, 1, H * GQ, 0.0f, PKV_F32};
+    pkv_attention_params p = {.struct_size = sizeof(pkv_attention_params), .seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = H * GQ, .scale = 0.0f, .q_dtype = PKV_F32};
     for (int trial = 0; trial < 16; trial++) {
         TU_OK(pkv_attention(c, &p, q + (size_t)trial * H * GQ * D, out));
         for (uint32_t qh = 0; qh < H * GQ; qh++) {

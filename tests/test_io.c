@@ -59,7 +59,7 @@ static void save_load_round_trips_bit_exactly(void **state)
         float q[2 * 4 * 40], o1[2 * 4 * 40], o2[2 * 4 * 40];
         tu_rng r = {5};
         tu_random(&r, sizeof q / sizeof q[0], 1.0f, q);
-        pkv_attention_params p = {sizeof(pkv_attention_params), ids, 2, 1, 1, 4, 0.0f, PKV_F32};
+        pkv_attention_params p = {.struct_size = sizeof(pkv_attention_params), .seqs = ids, .n_seqs = 2, .layer = 1, .q_len = 1, .n_q_heads = 4, .scale = 0.0f, .q_dtype = PKV_F32};
         TU_OK(pkv_attention(c, &p, q, o1));
         TU_OK(pkv_attention(d, &p, q, o2));
         assert_memory_equal(o1, o2, sizeof o1);

@@ -157,6 +157,14 @@ PKV_INLINE float pkv_centre(float mn, float mx)
     return c;
 }
 
+/* ---- k-means sums ---------------------------------------------------------------------------------- */
+
+/* The centroid update sums tokens in chunks of PKV_KMEANS_CHUNK consecutive tokens (sequentially
+ * inside a chunk, from +0), then the chunk sums pairwise, level by level: at each level element j
+ * becomes v[2j] + v[2j+1], and an odd last element moves up unchanged (docs/NUMERICS.md). Every
+ * backend sums in exactly this order, in parallel over chunks. */
+#define PKV_KMEANS_CHUNK 512u
+
 /* ---- distances ------------------------------------------------------------------------------------- */
 
 /* One step of an L2 distance: acc + (x - c)^2, never fused. Also k-means' centroid shift. */

@@ -6,13 +6,23 @@
 
 #include "internal.h"
 
-/* Today's layouts are the first released with struct_size (0.1.0): one size each. */
+/* The layouts released with struct_size: 0.1.0 had one size each; pkv_attention_params has grown since. */
 const pkv_abi_struct pkv_abi_context_params = {"pkv_context_params", "pkv_context_params_default()", 1,
                                                {sizeof(pkv_context_params)}};
 const pkv_abi_struct pkv_abi_cache_config = {"pkv_cache_config", "pkv_cache_config_default()", 1,
                                              {sizeof(pkv_cache_config)}};
-const pkv_abi_struct pkv_abi_attention_params = {"pkv_attention_params", "pkv_attention_params_default()", 1,
-                                                 {sizeof(pkv_attention_params)}};
+/* pkv_attention_params as released in 0.1.0, before k_new, v_new and kv_new_dtype. */
+struct pkv_attention_params_v1 {
+    uint32_t struct_size;
+    const pkv_seq *seqs;
+    uint32_t n_seqs, layer, q_len, n_q_heads;
+    float scale;
+    pkv_dtype q_dtype;
+};
+const pkv_abi_struct pkv_abi_attention_params = {"pkv_attention_params", "pkv_attention_params_default()", 2,
+                                                 {sizeof(struct pkv_attention_params_v1), sizeof(pkv_attention_params)}};
+const pkv_abi_struct pkv_abi_append_params = {"pkv_append_params", "pkv_append_params_default()", 1,
+                                              {sizeof(pkv_append_params)}};
 const pkv_abi_struct pkv_abi_cache_stats = {"pkv_cache_stats", "s.struct_size = sizeof s", 1,
                                             {sizeof(pkv_cache_stats)}};
 const pkv_abi_struct pkv_abi_device_info = {"pkv_device_info", "d.struct_size = sizeof d", 1,

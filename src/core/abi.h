@@ -24,7 +24,7 @@ typedef struct pkv_abi_struct {
 } pkv_abi_struct;
 
 extern const pkv_abi_struct pkv_abi_context_params, pkv_abi_cache_config, pkv_abi_attention_params,
-    pkv_abi_cache_stats, pkv_abi_device_info;
+    pkv_abi_cache_stats, pkv_abi_device_info, pkv_abi_append_params;
 
 /* The struct_size field of any public struct. */
 uint32_t pkv_abi_size_of(const void *app_struct);

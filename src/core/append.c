@@ -1,6 +1,14 @@
-/* pkv_append: validation, then prefill mining or window fill and flush (SPEC.md section 2).
+/* pkv_append and pkv_append_layers: validation, then prefill mining or window fill and flush
+ * (SPEC.md section 2), for one layer or several layers of one sequence at once.
+ *
  * Everything that can fail for a reason of the caller's (bad input, budget, device memory) is
- * checked before any state changes, so a failed append leaves the sequence as it was. */
+ * checked before any state changes, so such a failed append leaves the sequence as it was. The
+ * device work runs in rounds over all the call's layers: round 0 mines every layer that starts
+ * with a prompt (one mine op for all of them), then every round writes each layer's next window
+ * rows (one window op) and flushes the layers whose windows are full (one flush op). A decode step
+ * (one token per layer) is one round; a prompt is one round; only an append longer than the window
+ * into layers that already hold tokens takes several. A device failure in a round leaves the
+ * layers as the previous round left them. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,32 +17,32 @@
 #include "internal.h"
 #include "rng.h"
 
-/* Where an append's fp16 tokens are: host memory (pkv_append) or a device buffer (the engine
- * integration of a GPU backend), K [n][H][d] then V [n][H][d] either way. */
+/* The call's fp16 tokens: per layer of the call K [n][H][d] and V [n][H][d] in host memory, or (one
+ * layer, the engine integration of a GPU backend) K [n][H][d] then V in a device buffer. */
 typedef struct token_src {
-    const uint16_t *host;
+    const uint16_t *const *k, *const *v;
     pkv_buf *dev;
     size_t dev_off;
     uint32_t n;
 } token_src;
 
-/* Converts input to fp16 [n][H][d], rejecting NaN, Inf and values beyond fp16 range. */
-static pkv_status to_f16(pkv_cache *c, const void *src, pkv_dtype dt, size_t count, uint16_t *dst, const char *what)
+/* Checks fp16 input (no NaN or Inf). */
+static pkv_status check_f16(pkv_cache *c, const uint16_t *h, size_t count, const char *what, uint32_t layer)
 {
-    if (dt == PKV_F16) {
-        const uint16_t *h = src;
-        for (size_t i = 0; i < count; i++) {
-            if ((h[i] & 0x7C00u) == 0x7C00u)
-                return pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] is NaN or Inf", what, i);
-            dst[i] = h[i];
-        }
-        return PKV_OK;
-    }
-    const float *f = src;
+    for (size_t i = 0; i < count; i++)
+        if ((h[i] & 0x7C00u) == 0x7C00u)
+            return pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] of layer %u is NaN or Inf", what, i, layer);
+    return PKV_OK;
+}
+
+/* Converts fp32 input to fp16, rejecting NaN, Inf and values beyond fp16 range. */
+static pkv_status to_f16(pkv_cache *c, const float *f, size_t count, uint16_t *dst, const char *what, uint32_t layer)
+{
     for (size_t i = 0; i < count; i++) {
         if (!isfinite(f[i]) || fabsf(f[i]) > PKV_F16_MAX)
-            return pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] = %g is not finite or beyond fp16 range",
-                            what, i, (double)f[i]);
+            return pkv_fail(c->ctx, PKV_ERR_NONFINITE,
+                            "pkv_append: %s[%zu] = %g of layer %u is not finite or beyond fp16 range", what, i,
+                            (double)f[i], layer);
         dst[i] = pkv_f32_to_f16(f[i]);
     }
     return PKV_OK;
@@ -67,7 +75,7 @@ static plan make_plan(const pkv_cache *c, const pkv_layer_state *L, uint32_t n)
         bc = g->M;
     }
     int touched_shared_chunk = 0;
-    while (pos < n) {
+    while (pos < n || nw == g->R) {
         uint32_t take = g->R - nw < n - pos ? g->R - nw : n - pos;
         nw += take;
         pos += take;
@@ -89,34 +97,8 @@ static plan make_plan(const pkv_cache *c, const pkv_layer_state *L, uint32_t n)
     return p;
 }
 
-/* Window rows [n_window, n_window + take) of every head from tokens [first, first + take). */
-static pkv_status write_window(pkv_cache *c, pkv_layer_state *L, const token_src *src, uint32_t first, uint32_t take,
-                               uint16_t *tmp)
-{
-    const pkv_geom *g = &c->g;
-    pkv_backend *be = c->ctx->be;
-    const uint32_t d = g->d, H = g->H;
-    const size_t row = (size_t)d * 2;
-    pkv_status st = PKV_OK;
-    for (uint32_t h = 0; h < H && st == PKV_OK; h++)
-        for (int kv = 0; kv < 2 && st == PKV_OK; kv++) {
-            size_t dst = (size_t)L->window_slot[h] * g->window_bytes + (kv ? (size_t)g->R * row : 0) + L->n_window * row;
-            size_t first_row = (size_t)kv * src->n * H + (size_t)first * H + h; /* in rows of d values */
-            if (src->host) {
-                for (uint32_t t = 0; t < take; t++)
-                    memcpy(tmp + (size_t)t * d, src->host + (first_row + (size_t)t * H) * d, row);
-                st = be->iface->buf_write(be, c->windows.buf, dst, tmp, take * row);
-            } else {
-                for (uint32_t t = 0; t < take && st == PKV_OK; t++)
-                    st = be->iface->buf_copy(be, c->windows.buf, dst + t * row, src->dev,
-                                             src->dev_off + (first_row + (size_t)t * H) * row, row);
-            }
-        }
-    if (st == PKV_OK) L->n_window += take;
-    return st;
-}
-
-/* Takes `groups` new block slots per head into op order [H][groups] and appends them to L. */
+/* Takes `groups` new block slots per head into op order [H][groups] and appends them to L (after its
+ * n_blocks; they count once the op succeeded). */
 static void take_blocks(pkv_cache *c, pkv_layer_state *L, uint32_t groups, uint32_t *op_slots)
 {
     const uint32_t H = c->g.H;
@@ -126,51 +108,6 @@ static void take_blocks(pkv_cache *c, pkv_layer_state *L, uint32_t groups, uint3
             op_slots[h * groups + gi] = s;
             L->blocks[(size_t)(L->n_blocks + gi) * H + h] = s;
         }
-}
-
-static pkv_status run_mine(pkv_cache *c, pkv_layer_state *L, uint32_t layer, const token_src *src, uint32_t n_quant)
-{
-    const pkv_geom *g = &c->g;
-    const uint32_t H = g->H, M = g->M, groups = n_quant / g->G, n = src->n;
-    uint32_t *init = malloc((size_t)H * 2 * M * sizeof *init);
-    uint32_t *scratch = malloc((size_t)n * sizeof *scratch);
-    float *rcp = malloc(((size_t)n + 1) * sizeof *rcp);
-    uint32_t *blocks = malloc(((size_t)H * groups + 1) * sizeof *blocks);
-    pkv_status st = PKV_OK;
-    if (!init || !scratch || !rcp || !blocks) {
-        st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-        goto done;
-    }
-    for (uint32_t h = 0; h < H; h++)
-        for (uint32_t kv = 0; kv < 2; kv++)
-            pkv_draw_distinct(pkv_init_seed(c->cfg.seed, layer, h, kv), n, M, init + ((size_t)h * 2 + kv) * M, scratch);
-    rcp[0] = 0.0f;
-    for (uint32_t i = 1; i <= n; i++) rcp[i] = (float)(1.0 / (double)i);
-    for (uint32_t h = 0; h < H; h++)
-        for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < M; ci++) L->chunks[h * PKV_MAX_CHUNKS + ci] = pkv_arena_take(&c->chunks);
-    take_blocks(c, L, groups, blocks);
-    pkv_mine_op op = {
-        .tokens = src->host, .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .init_index = init, .rcp = rcp,
-        .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
-        .chunk_table = L->chunks, .block_slot = blocks,
-    };
-    st = c->ctx->be->iface->mine(c->ctx->be, &c->store, &op);
-    if (st == PKV_OK) {
-        L->n_blocks += groups;
-        L->bank_count = M;
-    } else {
-        for (uint32_t i = 0; i < H * groups; i++) pkv_arena_release(&c->blocks, blocks[i]);
-        for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) {
-            pkv_arena_release(&c->chunks, L->chunks[i]);
-            L->chunks[i] = PKV_NO_SLOT;
-        }
-    }
-done:
-    free(init);
-    free(scratch);
-    free(rcp);
-    free(blocks);
-    return st;
 }
 
 /* Makes the chunk that receives pattern bank_count private to this sequence (copy-on-write). */
@@ -193,35 +130,6 @@ static pkv_status own_chunk(pkv_cache *c, pkv_layer_state *L, uint32_t h, uint32
     pkv_arena_release(&c->chunks, *slot);
     *slot = fresh;
     return PKV_OK;
-}
-
-static pkv_status run_flush(pkv_cache *c, pkv_layer_state *L)
-{
-    const pkv_geom *g = &c->g;
-    const uint32_t H = g->H, groups = g->R / g->G;
-    uint32_t append = g->mode == PKV_MODE_PATTERN && L->bank_count < g->capacity;
-    pkv_status st = PKV_OK;
-    if (append)
-        for (uint32_t h = 0; h < H && st == PKV_OK; h++) st = own_chunk(c, L, h, L->bank_count / PKV_CHUNK_PATTERNS);
-    if (st != PKV_OK) return st;
-    uint32_t blocks[8 * 1024];
-    uint32_t *slots = (size_t)H * groups <= sizeof blocks / sizeof blocks[0] ? blocks : malloc((size_t)H * groups * 4);
-    if (!slots) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-    take_blocks(c, L, groups, slots);
-    pkv_flush_op op = {
-        .window_slot = L->window_slot, .chunk_table = L->chunks, .bank_count = L->bank_count,
-        .append_pattern = append, .block_slot = slots,
-    };
-    st = c->ctx->be->iface->flush(c->ctx->be, &c->store, &op);
-    if (st == PKV_OK) {
-        L->n_blocks += groups;
-        L->bank_count += append;
-        L->n_window = 0;
-    } else {
-        for (uint32_t i = 0; i < H * groups; i++) pkv_arena_release(&c->blocks, slots[i]);
-    }
-    if (slots != blocks) free(slots);
-    return st;
 }
 
 /* Host-side arrays the append will need, allocated up front so that nothing fails halfway. */
@@ -249,6 +157,270 @@ static pkv_status reserve_host(pkv_cache *c, pkv_layer_state *L, const plan *p)
     return PKV_OK;
 }
 
+/* A per-cache host buffer reused between calls (window rows, runs, op tables). */
+static void *host_scratch(pkv_cache *c, size_t bytes)
+{
+    if (bytes > c->host_tmp_bytes) {
+        size_t want = bytes + bytes / 2 + 4096;
+        void *p = realloc(c->host_tmp, want);
+        if (!p) return NULL;
+        c->host_tmp = p;
+        c->host_tmp_bytes = want;
+    }
+    return c->host_tmp;
+}
+
+/* rcp[i] = (float)(1.0 / i), rcp[0] = 0, for i <= n (kept by the cache). */
+static const float *rcp_table(pkv_cache *c, uint32_t n)
+{
+    if (n + 1 > c->rcp_len) {
+        float *r = realloc(c->rcp, ((size_t)n + 1) * sizeof *r);
+        if (!r) return NULL;
+        for (uint32_t i = c->rcp_len; i <= n; i++) r[i] = i ? (float)(1.0 / (double)i) : 0.0f;
+        c->rcp = r;
+        c->rcp_len = n + 1;
+    }
+    return c->rcp;
+}
+
+/* One layer of the call. */
+typedef struct layer_job {
+    uint32_t layer, idx;  /* cache layer; index in the call's tokens */
+    pkv_layer_state *L;
+    plan p;
+    uint32_t pos;         /* tokens of the call stored so far */
+    uint32_t take;        /* this round: window rows written */
+    int flush;            /* this round: the window is flushed */
+    uint32_t *slots;      /* this round's op block slots [H][groups] */
+} layer_job;
+
+/* Accumulates the device time of the call's ops (pkv_last_op_time). */
+static void add_op_time(pkv_cache *c, double *acc)
+{
+    pkv_backend *be = c->ctx->be;
+    double t = be->iface->last_op_ms ? be->iface->last_op_ms(be) : -1.0;
+    *acc = *acc < 0 || t < 0 ? -1.0 : *acc + t;
+}
+
+static pkv_status run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, double *op_ms)
+{
+    const pkv_geom *g = &c->g;
+    const uint32_t H = g->H, M = g->M, n = src->n;
+    uint32_t nm = 0, n_quant = 0;
+    for (uint32_t j = 0; j < nj; j++)
+        if (jobs[j].p.mine) nm++, n_quant = jobs[j].p.n_quant;
+    if (!nm) return PKV_OK;
+    const uint32_t groups = n_quant / g->G;
+    pkv_mine_layer *ml = calloc(nm, sizeof *ml);
+    uint32_t *init = malloc((size_t)nm * H * 2 * M * sizeof *init);
+    uint32_t *blocks = malloc(((size_t)nm * H * groups + 1) * sizeof *blocks);
+    uint32_t *scratch = malloc((size_t)n * sizeof *scratch);
+    const uint16_t **tk = malloc(nm * sizeof *tk), **tv = malloc(nm * sizeof *tv);
+    const float *rcp = rcp_table(c, n);
+    pkv_status st = PKV_OK;
+    if (!ml || !init || !blocks || !scratch || !tk || !tv || !rcp) {
+        st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+        goto done;
+    }
+    for (uint32_t j = 0, i = 0; j < nj; j++) {
+        if (!jobs[j].p.mine) continue;
+        pkv_layer_state *L = jobs[j].L;
+        uint32_t *in = init + (size_t)i * H * 2 * M, *bs = blocks + (size_t)i * H * groups;
+        for (uint32_t h = 0; h < H; h++)
+            for (uint32_t kv = 0; kv < 2; kv++)
+                pkv_draw_distinct(pkv_init_seed(c->cfg.seed, jobs[j].layer, h, kv), n, M, in + ((size_t)h * 2 + kv) * M,
+                                  scratch);
+        /* slots in the order a one-layer append takes them: windows (taken by the caller), chunks, blocks */
+        for (uint32_t h = 0; h < H; h++)
+            for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < M; ci++) L->chunks[h * PKV_MAX_CHUNKS + ci] = pkv_arena_take(&c->chunks);
+        take_blocks(c, L, groups, bs);
+        ml[i] = (pkv_mine_layer){.init_index = in, .chunk_table = L->chunks, .block_slot = bs};
+        if (src->k) tk[i] = src->k[jobs[j].idx], tv[i] = src->v[jobs[j].idx];
+        i++;
+    }
+    pkv_mine_op op = {
+        .n_layers = nm, .layers = ml, .tokens_k = src->k ? tk : NULL, .tokens_v = src->k ? tv : NULL,
+        .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .rcp = rcp,
+        .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
+    };
+    st = c->ctx->be->iface->mine(c->ctx->be, &c->store, &op);
+    if (st == PKV_OK) add_op_time(c, op_ms);
+    for (uint32_t j = 0, i = 0; j < nj; j++) {
+        if (!jobs[j].p.mine) continue;
+        pkv_layer_state *L = jobs[j].L;
+        if (st == PKV_OK) {
+            L->n_blocks += groups;
+            L->bank_count = M;
+            jobs[j].pos = n_quant;
+        } else {
+            for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, blocks[(size_t)i * H * groups + b]);
+            for (uint32_t b = 0; b < H * PKV_MAX_CHUNKS; b++) {
+                pkv_arena_release(&c->chunks, L->chunks[b]);
+                L->chunks[b] = PKV_NO_SLOT;
+            }
+        }
+        i++;
+    }
+done:
+    free(ml), free(init), free(blocks), free(scratch), free((void *)tk), free((void *)tv);
+    return st;
+}
+
+/* The window rows of this round: one run per (layer, head, K|V). */
+static pkv_status run_window(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src)
+{
+    const pkv_geom *g = &c->g;
+    const uint32_t H = g->H, d = g->d, n = src->n;
+    size_t rows = 0, runs = 0;
+    for (uint32_t j = 0; j < nj; j++)
+        if (jobs[j].take) rows += (size_t)jobs[j].take * H * 2, runs += (size_t)H * 2;
+    if (!runs) return PKV_OK;
+    /* host: runs, then the rows gathered contiguously; device: one run per row, read in place */
+    const size_t n_runs = src->k ? runs : rows;
+    const size_t run_bytes = (n_runs * 3 * sizeof(uint32_t) + 15) & ~(size_t)15;
+    uint8_t *tmp = host_scratch(c, run_bytes + (src->k ? rows * d * 2 : 0));
+    if (!tmp) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    uint32_t *run = (uint32_t *)tmp;
+    uint16_t *gather = (uint16_t *)(tmp + run_bytes);
+    size_t r = 0, row = 0;
+    for (uint32_t j = 0; j < nj; j++) {
+        const layer_job *jb = &jobs[j];
+        if (!jb->take) continue;
+        for (uint32_t h = 0; h < H; h++)
+            for (uint32_t kv = 0; kv < 2; kv++) {
+                uint32_t dst = jb->L->window_slot[h] * 2 * g->R + kv * g->R + jb->L->n_window;
+                if (src->k) {
+                    const uint16_t *x = (kv ? src->v : src->k)[jb->idx];
+                    for (uint32_t t = 0; t < jb->take; t++)
+                        memcpy(gather + (row + t) * d, x + ((size_t)(jb->pos + t) * H + h) * d, (size_t)d * 2);
+                    run[3 * r] = (uint32_t)row, run[3 * r + 1] = dst, run[3 * r + 2] = jb->take;
+                    r++;
+                    row += jb->take;
+                } else {
+                    for (uint32_t t = 0; t < jb->take; t++, r++) {
+                        run[3 * r] = (uint32_t)(((size_t)kv * n + jb->pos + t) * H + h);
+                        run[3 * r + 1] = dst + t, run[3 * r + 2] = 1;
+                    }
+                }
+            }
+    }
+    pkv_window_op op = {.rows = src->k ? gather : NULL, .rows_buf = src->dev, .rows_off = src->dev_off,
+                        .n_src_rows = src->k ? (uint32_t)rows : 2 * n * H, .n_runs = (uint32_t)n_runs, .runs = run};
+    pkv_status st = c->ctx->be->iface->write_window(c->ctx->be, &c->store, &op);
+    if (st != PKV_OK) return st;
+    for (uint32_t j = 0; j < nj; j++) {
+        jobs[j].L->n_window += jobs[j].take;
+        jobs[j].pos += jobs[j].take;
+    }
+    return PKV_OK;
+}
+
+static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32_t nf, double *op_ms)
+{
+    const pkv_geom *g = &c->g;
+    const uint32_t H = g->H, groups = g->R / g->G;
+    pkv_flush_layer fl[64], *f = nf <= 64 ? fl : malloc(nf * sizeof *f);
+    if (!f) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    for (uint32_t j = 0, i = 0; j < nj; j++) {
+        if (!jobs[j].flush) continue;
+        const pkv_layer_state *L = jobs[j].L;
+        uint32_t append = g->mode == PKV_MODE_PATTERN && L->bank_count < g->capacity;
+        f[i++] = (pkv_flush_layer){.window_slot = L->window_slot, .chunk_table = L->chunks, .bank_count = L->bank_count,
+                                   .append_pattern = append, .block_slot = jobs[j].slots};
+    }
+    pkv_flush_op op = {.n_layers = nf, .layers = f};
+    pkv_status st = c->ctx->be->iface->flush(c->ctx->be, &c->store, &op);
+    if (st == PKV_OK) add_op_time(c, op_ms);
+    for (uint32_t j = 0, i = 0; j < nj; j++) {
+        if (!jobs[j].flush) continue;
+        pkv_layer_state *L = jobs[j].L;
+        if (st == PKV_OK) {
+            L->n_blocks += groups;
+            L->bank_count += f[i].append_pattern;
+            L->n_window = 0;
+        } else {
+            for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, jobs[j].slots[b]);
+        }
+        i++;
+    }
+    if (f != fl) free(f);
+    return st;
+}
+
+/* Everything after the values were checked and made fp16: budget, then the rounds. */
+static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint32_t nl, const token_src *src)
+{
+    const pkv_geom *g = &c->g;
+    const uint32_t H = g->H, n = src->n, groups = g->R / g->G;
+    layer_job *jobs = calloc(nl, sizeof *jobs);
+    uint32_t *slots = malloc(((size_t)nl * H * groups + 1) * sizeof *slots);
+    pkv_status st = PKV_OK;
+    if (!jobs || !slots) {
+        st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+        goto done;
+    }
+    uint32_t need[3] = {0, 0, 0};
+    for (uint32_t j = 0; j < nl; j++) {
+        layer_job *jb = &jobs[j];
+        jb->layer = first + j, jb->idx = j, jb->L = &s->layers[first + j];
+        jb->slots = slots + (size_t)j * H * groups;
+        jb->p = make_plan(c, jb->L, n);
+        need[0] += jb->p.blocks, need[1] += jb->p.chunks, need[2] += jb->p.windows;
+    }
+    st = pkv_pool_ensure(c, need[0], need[1], need[2]);
+    for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = reserve_host(c, jobs[j].L, &jobs[j].p);
+    if (st != PKV_OK) goto done;
+
+    double op_ms = 0.0;
+    int ran_op = 0;
+    for (uint32_t round = 0; st == PKV_OK; round++) {
+        /* this round's work and its slots, layer by layer in the order one-layer appends take them */
+        uint32_t nf = 0, nw = 0;
+        for (uint32_t j = 0; j < nl && st == PKV_OK; j++) {
+            layer_job *jb = &jobs[j];
+            pkv_layer_state *L = jb->L;
+            jb->take = 0, jb->flush = 0;
+            if (round == 0)
+                for (uint32_t h = 0; h < H; h++)
+                    if (L->window_slot[h] == PKV_NO_SLOT) L->window_slot[h] = pkv_arena_take(&c->windows);
+            if (round == 0 && jb->p.mine) continue; /* chunks and blocks: run_mines; the rest: next round */
+            if (jb->pos >= n && L->n_window < g->R) continue;
+            jb->take = g->R - L->n_window < n - jb->pos ? g->R - L->n_window : n - jb->pos;
+            nw += jb->take > 0;
+            if (L->n_window + jb->take < g->R) continue;
+            if (g->mode == PKV_MODE_PATTERN && L->bank_count < g->capacity)
+                for (uint32_t h = 0; h < H && st == PKV_OK; h++) st = own_chunk(c, L, h, L->bank_count / PKV_CHUNK_PATTERNS);
+            if (st != PKV_OK) break;
+            take_blocks(c, L, groups, jb->slots);
+            jb->flush = 1, nf++;
+        }
+        if (st == PKV_OK && round == 0)
+            for (uint32_t j = 0; j < nl && st == PKV_OK; j++)
+                if (jobs[j].p.mine) {
+                    st = run_mines(c, jobs, nl, src, &op_ms);
+                    ran_op = 1;
+                    break;
+                }
+        if (st == PKV_OK && nw) st = run_window(c, jobs, nl, src);
+        if (st == PKV_OK && nf) {
+            st = run_flushes(c, jobs, nl, nf, &op_ms);
+            ran_op = 1;
+        } else if (st != PKV_OK) { /* the blocks taken for flushes that will not run go back */
+            for (uint32_t j = 0; j < nl; j++)
+                if (jobs[j].flush)
+                    for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, jobs[j].slots[b]);
+        }
+        int more = 0;
+        for (uint32_t j = 0; j < nl; j++) more |= jobs[j].pos < n || jobs[j].L->n_window == g->R;
+        if (!more) break;
+    }
+    if (ran_op) c->ctx->last_op_ms = st == PKV_OK ? op_ms : -1.0;
+done:
+    free(jobs);
+    free(slots);
+    return st;
+}
+
 pkv_status pkv_append_check(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_dtype dtype)
 {
     if (!c) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_append: cache is NULL");
@@ -265,33 +437,36 @@ pkv_status pkv_append_check(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t 
     return PKV_OK;
 }
 
-/* Everything after the values were checked and made fp16: budget, then mining or window and flushes. */
-static pkv_status append_tokens(pkv_cache *c, pkv_layer_state *L, uint32_t layer, const token_src *src)
+/* Host input of nl layers: checked, made fp16 (fp32 input converted into one buffer), then stored. */
+static pkv_status append_host(pkv_cache *c, pkv_seq seq, uint32_t first, uint32_t nl, uint32_t n,
+                              const void *const *k, const void *const *v, pkv_dtype dtype)
 {
-    const pkv_geom *g = &c->g;
-    const uint32_t n = src->n;
-    uint16_t *tmp = malloc((size_t)g->R * g->d * sizeof *tmp);
-    if (!tmp) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
-    plan p = make_plan(c, L, n);
-    pkv_status st = pkv_pool_ensure(c, p.blocks, p.chunks, p.windows);
-    if (st == PKV_OK) st = reserve_host(c, L, &p);
-    if (st != PKV_OK) goto done;
-
-    for (uint32_t h = 0; h < g->H; h++)
-        if (L->window_slot[h] == PKV_NO_SLOT) L->window_slot[h] = pkv_arena_take(&c->windows);
-    uint32_t pos = 0;
-    if (p.mine) {
-        if ((st = run_mine(c, L, layer, src, p.n_quant)) != PKV_OK) goto done;
-        pos = p.n_quant;
+    const size_t count = (size_t)n * c->g.H * c->g.d;
+    const uint16_t *kp[64], *vp[64], **ks = nl <= 64 ? kp : malloc(nl * sizeof *ks), **vs = nl <= 64 ? vp : malloc(nl * sizeof *vs);
+    uint16_t *conv = NULL;
+    pkv_status st = PKV_OK;
+    if (!ks || !vs) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    if (st == PKV_OK && dtype == PKV_F32) {
+        conv = malloc(2 * nl * count * sizeof *conv);
+        if (!conv) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     }
-    while (pos < n) {
-        uint32_t take = g->R - L->n_window < n - pos ? g->R - L->n_window : n - pos;
-        if ((st = write_window(c, L, src, pos, take, tmp)) != PKV_OK) goto done;
-        pos += take;
-        if (L->n_window == g->R && (st = run_flush(c, L)) != PKV_OK) goto done;
+    for (uint32_t j = 0; j < nl && st == PKV_OK; j++) {
+        if (dtype == PKV_F16) {
+            ks[j] = k[j], vs[j] = v[j];
+            st = check_f16(c, ks[j], count, "k", first + j);
+            if (st == PKV_OK) st = check_f16(c, vs[j], count, "v", first + j);
+        } else {
+            uint16_t *kd = conv + 2 * j * count, *vd = kd + count;
+            st = to_f16(c, k[j], count, kd, "k", first + j);
+            if (st == PKV_OK) st = to_f16(c, v[j], count, vd, "v", first + j);
+            ks[j] = kd, vs[j] = vd;
+        }
     }
-done:
-    free(tmp);
+    token_src src = {ks, vs, NULL, 0, n};
+    if (st == PKV_OK) st = append_run(c, pkv_find_seq(c, seq), first, nl, &src);
+    free(conv);
+    if (ks != kp) free((void *)ks);
+    if (vs != vp) free((void *)vs);
     return st;
 }
 
@@ -302,21 +477,53 @@ pkv_status pkv_append(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, con
     pkv_status st = pkv_append_check(c, seq, layer, n, dtype);
     if (st != PKV_OK || n == 0) return st;
     if (!k || !v) return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_append: k or v is NULL");
-    const size_t count = (size_t)n * c->g.H * c->g.d;
-    uint16_t *tokens = malloc(2 * count * sizeof *tokens);
-    if (!tokens) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
-    st = to_f16(c, k, dtype, count, tokens, "k");
-    if (st == PKV_OK) st = to_f16(c, v, dtype, count, tokens + count, "v");
-    token_src src = {tokens, NULL, 0, n};
-    if (st == PKV_OK) st = append_tokens(c, &pkv_find_seq(c, seq)->layers[layer], layer, &src);
-    free(tokens);
-    return st;
+    return append_host(c, seq, layer, 1, n, &k, &v, dtype);
+}
+
+static pkv_append_params append_defaults(void)
+{
+    pkv_append_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.dtype = PKV_F32;
+    return p;
+}
+
+pkv_status pkv_append_params_init(pkv_append_params *p, size_t struct_size)
+{
+    const pkv_append_params d = append_defaults();
+    return pkv_abi_init(&pkv_abi_append_params, &d, p, struct_size);
+}
+
+pkv_status pkv_append_layers(pkv_cache *c, const pkv_append_params *params, const void *const *k, const void *const *v)
+{
+    pkv_clear_error();
+    if (!c || !params) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_append_layers: null argument");
+    const pkv_append_params d = append_defaults();
+    pkv_append_params p;
+    pkv_status st = pkv_abi_read(c->ctx, &pkv_abi_append_params, params, &d, &p);
+    if (st != PKV_OK) return st;
+    if (p.first_layer >= c->cfg.n_layers)
+        return pkv_fail(c->ctx, PKV_ERR_LAYER_RANGE, "pkv_append_layers: first_layer %u out of range (n_layers = %u)",
+                        p.first_layer, c->cfg.n_layers);
+    uint32_t nl = p.n_layers ? p.n_layers : c->cfg.n_layers - p.first_layer;
+    if (nl > c->cfg.n_layers - p.first_layer)
+        return pkv_fail(c->ctx, PKV_ERR_LAYER_RANGE, "pkv_append_layers: layers %u .. %u out of range (n_layers = %u)",
+                        p.first_layer, p.first_layer + nl - 1, c->cfg.n_layers);
+    for (uint32_t j = 0; j < nl; j++)
+        if ((st = pkv_append_check(c, p.seq, p.first_layer + j, p.n_tokens, p.dtype)) != PKV_OK) return st;
+    if (p.n_tokens == 0) return PKV_OK;
+    if (!k || !v) return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_append_layers: k or v is NULL");
+    for (uint32_t j = 0; j < nl; j++)
+        if (!k[j] || !v[j])
+            return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_append_layers: k[%u] or v[%u] is NULL", j, j);
+    return append_host(c, p.seq, p.first_layer, nl, p.n_tokens, k, v, p.dtype);
 }
 
 pkv_status pkv_append_device(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_buf *tokens, size_t tokens_off)
 {
     pkv_status st = pkv_append_check(c, seq, layer, n, PKV_F16);
     if (st != PKV_OK || n == 0) return st;
-    token_src src = {NULL, tokens, tokens_off, n};
-    return append_tokens(c, &pkv_find_seq(c, seq)->layers[layer], layer, &src);
+    token_src src = {NULL, NULL, tokens, tokens_off, n};
+    return append_run(c, pkv_find_seq(c, seq), layer, 1, &src);
 }

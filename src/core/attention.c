@@ -6,9 +6,10 @@
 #include "f16.h"
 #include "internal.h"
 
-/* Builds the op's table for one layer: per sequence blocks [H][n_blocks], chunks [H][MAX], windows [H]. */
-static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, pkv_attn_seq *seqs, uint32_t **table_out,
-                               uint32_t *len_out)
+/* Builds the op's table for one layer: per sequence blocks [H][n_blocks], chunks [H][MAX], windows [H].
+ * `own` more window tokens than stored: the queries' own, written past the window's end. */
+static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, uint32_t own, pkv_attn_seq *seqs,
+                               uint32_t **table_out, uint32_t *len_out)
 {
     const uint32_t H = c->g.H;
     size_t len = 0;
@@ -21,7 +22,7 @@ static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, pkv_
     size_t off = 0;
     for (uint32_t s = 0; s < p->n_seqs; s++) {
         const pkv_layer_state *L = &pkv_find_seq(c, p->seqs[s])->layers[p->layer];
-        seqs[s] = (pkv_attn_seq){L->n_blocks, L->n_window, L->bank_count, (uint32_t)off};
+        seqs[s] = (pkv_attn_seq){L->n_blocks, L->n_window + own, L->bank_count, (uint32_t)off};
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t b = 0; b < L->n_blocks; b++) table[off++] = L->blocks[(size_t)b * H + h];
         for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) table[off++] = L->chunks ? L->chunks[i] : PKV_NO_SLOT;
@@ -39,6 +40,7 @@ static pkv_attention_params attention_defaults(void)
     p.struct_size = sizeof p;
     p.q_len = 1;
     p.q_dtype = PKV_F32;
+    p.kv_new_dtype = PKV_F32;
     return p;
 }
 
@@ -65,30 +67,113 @@ pkv_status pkv_attention_check(pkv_cache *c, const pkv_attention_params *app, pk
         return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: q_dtype %d is not PKV_F32 or PKV_F16", (int)p->q_dtype);
     if (!isfinite(p->scale) || p->scale < 0.0f)
         return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: scale must be finite and >= 0");
+    const int own = p->k_new || p->v_new;
+    if (own && (!p->k_new || !p->v_new))
+        return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: k_new and v_new must be given together");
+    if (own && p->kv_new_dtype != PKV_F32 && p->kv_new_dtype != PKV_F16)
+        return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: kv_new_dtype %d is not PKV_F32 or PKV_F16",
+                        (int)p->kv_new_dtype);
     for (uint32_t s = 0; s < p->n_seqs; s++) {
         pkv_sequence *sq = pkv_find_seq(c, p->seqs[s]);
         if (!sq) return pkv_fail(c->ctx, PKV_ERR_UNKNOWN_SEQUENCE, "pkv_attention: sequence %u does not exist", p->seqs[s]);
         const pkv_layer_state *L = &sq->layers[p->layer];
         uint32_t T = L->n_blocks * c->g.G + L->n_window;
-        if (T < p->q_len)
+        if (!own && T < p->q_len)
             return pkv_fail(c->ctx, PKV_ERR_SHAPE, "pkv_attention: sequence %u has %u tokens in layer %u, fewer than q_len %u",
                             p->seqs[s], T, p->layer, p->q_len);
+        if (own && L->n_window + p->q_len > c->g.R)
+            return pkv_fail(c->ctx, PKV_ERR_SHAPE,
+                            "pkv_attention: the %u own tokens of sequence %u do not fit in its fp16 window (%u of %u "
+                            "used): append them first and attend without k_new",
+                            p->q_len, p->seqs[s], L->n_window, c->g.R);
+        if (own)
+            for (uint32_t t = 0; t < s; t++)
+                if (p->seqs[t] == p->seqs[s])
+                    return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT,
+                                    "pkv_attention: sequence %u is given twice with its own K/V", p->seqs[s]);
     }
     return PKV_OK;
+}
+
+/* The queries' own K/V (p->k_new, p->v_new) into the window rows past each sequence's stored
+ * tokens, fp16 as an append would store them; the sequences' lengths do not change. */
+static pkv_status write_own(pkv_cache *c, const pkv_attention_params *p)
+{
+    const pkv_geom *g = &c->g;
+    const uint32_t H = g->H, d = g->d, ql = p->q_len;
+    const size_t per_seq = (size_t)ql * H * d, count = (size_t)p->n_seqs * per_seq;
+    uint32_t need = 0;
+    for (uint32_t s = 0; s < p->n_seqs; s++)
+        if (!pkv_find_seq(c, p->seqs[s])->layers[p->layer].window_slot) need += H;
+    pkv_status st = pkv_pool_ensure(c, 0, 0, need);
+    if (st != PKV_OK) return st;
+    uint16_t *rows = malloc(2 * count * sizeof *rows);
+    uint32_t *runs = malloc((size_t)p->n_seqs * H * 2 * 3 * sizeof *runs);
+    if (!rows || !runs) {
+        free(rows), free(runs);
+        return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+    }
+    /* rows in run order: sequence, head, K|V, query position */
+    for (uint32_t s = 0; s < p->n_seqs && st == PKV_OK; s++)
+        for (uint32_t h = 0; h < H && st == PKV_OK; h++)
+            for (uint32_t kv = 0; kv < 2 && st == PKV_OK; kv++)
+                for (uint32_t t = 0; t < ql && st == PKV_OK; t++) {
+                    const size_t from = s * per_seq + ((size_t)t * H + h) * d;
+                    uint16_t *dst = rows + ((((size_t)s * H + h) * 2 + kv) * ql + t) * d;
+                    const void *src = kv ? p->v_new : p->k_new;
+                    for (uint32_t i = 0; i < d; i++) {
+                        float x = p->kv_new_dtype == PKV_F16 ? pkv_f16_to_f32(((const uint16_t *)src)[from + i])
+                                                             : ((const float *)src)[from + i];
+                        if (!isfinite(x) || fabsf(x) > PKV_F16_MAX) {
+                            st = pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_attention: %s_new[%zu] is not finite or beyond fp16 range",
+                                          kv ? "v" : "k", from + i);
+                            break;
+                        }
+                        dst[i] = p->kv_new_dtype == PKV_F16 ? ((const uint16_t *)src)[from + i] : pkv_f32_to_f16(x);
+                    }
+                }
+    for (uint32_t s = 0; s < p->n_seqs && st == PKV_OK; s++) {
+        pkv_layer_state *L = &pkv_find_seq(c, p->seqs[s])->layers[p->layer];
+        if (!L->window_slot) {
+            L->window_slot = malloc(H * sizeof *L->window_slot);
+            if (!L->window_slot) {
+                st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+                break;
+            }
+            for (uint32_t h = 0; h < H; h++) L->window_slot[h] = pkv_arena_take(&c->windows);
+        }
+        for (uint32_t h = 0; h < H; h++)
+            for (uint32_t kv = 0; kv < 2; kv++) {
+                uint32_t *r = runs + (((size_t)s * H + h) * 2 + kv) * 3;
+                r[0] = (uint32_t)((((size_t)s * H + h) * 2 + kv) * ql);
+                r[1] = L->window_slot[h] * 2 * g->R + kv * g->R + L->n_window;
+                r[2] = ql;
+            }
+    }
+    if (st == PKV_OK) {
+        pkv_window_op op = {.rows = rows, .n_src_rows = (uint32_t)(2 * count / d), .n_runs = p->n_seqs * H * 2, .runs = runs};
+        st = c->ctx->be->iface->write_window(c->ctx->be, &c->store, &op);
+    }
+    free(rows), free(runs);
+    return st;
 }
 
 /* Builds the op (q from host fp32 or from device memory) and runs it. */
 static pkv_status run(pkv_cache *c, const pkv_attention_params *p, pkv_attn_op op)
 {
+    const uint32_t own = p->k_new ? p->q_len : 0;
     pkv_attn_seq *seqs = malloc(p->n_seqs * sizeof *seqs);
     uint32_t *table = NULL, table_len = 0;
-    pkv_status st = seqs ? build_tables(c, p, seqs, &table, &table_len)
-                         : pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+    pkv_status st = seqs ? PKV_OK : pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+    if (st == PKV_OK && own) st = write_own(c, p);
+    if (st == PKV_OK) st = build_tables(c, p, own, seqs, &table, &table_len);
     if (st == PKV_OK) {
         op.n_seqs = p->n_seqs, op.q_len = p->q_len, op.n_q_heads = p->n_q_heads;
         op.scale = p->scale > 0.0f ? p->scale : (float)(1.0 / sqrt((double)c->g.d));
         op.seqs = seqs, op.table = table, op.table_len = table_len;
         st = c->ctx->be->iface->attention(c->ctx->be, &c->store, &op);
+        pkv_backend *be = c->ctx->be;
+        c->ctx->last_op_ms = st == PKV_OK && be->iface->last_op_ms ? be->iface->last_op_ms(be) : -1.0;
     }
     free(seqs);
     free(table);
@@ -120,5 +205,7 @@ pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *params
 {
     pkv_attention_params p;
     pkv_status st = pkv_attention_check(c, params, &p);
+    if (st == PKV_OK && p.k_new)
+        st = pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "attention on device buffers: k_new/v_new are host memory only");
     return st != PKV_OK ? st : run(c, &p, (pkv_attn_op){.q_buf = q, .q_off = q_off, .out_buf = out, .out_off = out_off});
 }

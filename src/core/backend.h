@@ -1,7 +1,8 @@
 /* The internal backend interface: a table of function pointers that cpu, vulkan and opencl fill
  * (as ggml-backend does). The common layer (cache.c) keeps all bookkeeping on the host: sequences,
- * block tables, bank sizes, pool slots, budgets. A backend owns device memory and runs three ops:
- * mine (prefill), flush (window -> block) and attention. Ops only write to slots the common layer
+ * block tables, bank sizes, pool slots, budgets. A backend owns device memory and runs four ops:
+ * mine (prefill), window writes, flush (window -> block) and attention; mine and flush take every
+ * layer of a multi-layer append at once. Ops only write to slots the common layer
  * reserved for them, so a failed op loses nothing that was stored before.
  *
  * The exact arithmetic every backend must follow (so results agree bit for bit) is in
@@ -26,37 +27,62 @@ typedef struct pkv_store {
     pkv_buf *windows; /* slot i at byte i * g->window_bytes */
 } pkv_store;
 
-/* Prefill mining for one sequence and layer, all kv heads (PATTERN mode only):
- * per head, k-means (L2) separately over K and over V of all n_tokens, initialised from
- * init_index; the M centroids go to bank patterns 0..M-1 (fp16); then the first n_quant tokens
- * (a multiple of G) are assigned L2-nearest, residualised (V through the gate) and quantized into
- * blocks. The remaining tokens are written to the window by the common layer, not by this op. */
+/* Prefill mining of one sequence, for one or more layers that all receive the same n_tokens
+ * (PATTERN mode only). Per layer and kv head, k-means (L2) separately over K and over V of all
+ * n_tokens, initialised from init_index; the M centroids go to bank patterns 0..M-1 (fp16); then
+ * the first n_quant tokens (a multiple of G) are assigned L2-nearest, residualised (V through the
+ * gate) and quantized into blocks. The remaining tokens are written to the window by the common
+ * layer (window op), not by this op. A backend may split the layers into several submissions to
+ * bound its scratch memory; it writes only the slots given. */
+typedef struct pkv_mine_layer {
+    const uint32_t *init_index;   /* [H][2][M]: token indices, K then V, distinct per list */
+    const uint32_t *chunk_table;  /* [H][PKV_MAX_CHUNKS] bank chunk slots (first ceil(M/32) used) */
+    const uint32_t *block_slot;   /* [H][n_quant / G] */
+} pkv_mine_layer;
+
 typedef struct pkv_mine_op {
-    const uint16_t *tokens;       /* host fp16: K [n][H][d] followed by V [n][H][d] */
-    pkv_buf *tokens_buf;          /* or, when tokens is NULL, the same in device memory (engine integration) */
+    uint32_t n_layers;
+    const pkv_mine_layer *layers; /* [n_layers] */
+    /* host fp16 tokens of each layer, in op order: tokens_k[i], tokens_v[i] are [n_tokens][H][d] */
+    const uint16_t *const *tokens_k, *const *tokens_v;
+    /* or, when tokens_k is NULL (one layer, engine integration): K [n][H][d] then V in device memory */
+    pkv_buf *tokens_buf;
     size_t tokens_off;
     uint32_t n_tokens;
     uint32_t n_quant;
-    const uint32_t *init_index;   /* [H][2][M]: token indices, K then V, distinct per list */
     const float *rcp;             /* [n_tokens + 1]: rcp[c] = (float)(1.0 / c), rcp[0] = 0 */
     uint32_t max_iters;
     float tol2;                   /* stop when max_m |c_new - c_old|^2 < tol2 */
-    const uint32_t *chunk_table;  /* [H][PKV_MAX_CHUNKS] bank chunk slots (first ceil(M/32) used) */
-    const uint32_t *block_slot;   /* [H][n_quant / G] */
 } pkv_mine_op;
 
-/* Window flush for one sequence and layer, all kv heads: the window of each head holds R tokens.
- * PATTERN: if append_pattern, the Chebyshev centre of the window (K and V separately) is written
- * as pattern bank_count; then every token is reassigned by min-max distance among the patterns
- * (bank_count + append_pattern of them), residualised (V through the gate) and quantized.
+/* Window flush of one sequence, for one or more layers: the window of each of their heads holds R
+ * tokens. PATTERN: if append_pattern, the Chebyshev centre of the window (K and V separately) is
+ * written as pattern bank_count; then every token is reassigned by min-max distance among the
+ * patterns (bank_count + append_pattern of them), residualised (V through the gate) and quantized.
  * DIRECT: quantize raw. FP16: copy. Writes R/G blocks per head. */
-typedef struct pkv_flush_op {
+typedef struct pkv_flush_layer {
     const uint32_t *window_slot;  /* [H] */
     const uint32_t *chunk_table;  /* [H][PKV_MAX_CHUNKS]; the chunk receiving the new pattern is private */
     uint32_t bank_count;
     uint32_t append_pattern;      /* 0 or 1 */
     const uint32_t *block_slot;   /* [H][R / G] */
+} pkv_flush_layer;
+
+typedef struct pkv_flush_op {
+    uint32_t n_layers;
+    const pkv_flush_layer *layers; /* [n_layers] */
 } pkv_flush_op;
+
+/* Window writes: runs of consecutive fp16 rows (d values each) copied into the windows arena.
+ * Destination rows count in rows of d halves from the arena's start: slot * 2R + kv * R + position. */
+typedef struct pkv_window_op {
+    const uint16_t *rows;         /* host source rows [n_src_rows][d] */
+    pkv_buf *rows_buf;            /* or, when rows is NULL, device memory at rows_off */
+    size_t rows_off;
+    uint32_t n_src_rows;
+    uint32_t n_runs;
+    const uint32_t *runs;         /* [n_runs][3]: first source row, first destination row, rows */
+} pkv_window_op;
 
 /* One sequence's view for attention. */
 typedef struct pkv_attn_seq {
@@ -91,6 +117,9 @@ typedef struct pkv_backend_iface {
                            size_t src_offset, size_t bytes);
     pkv_status (*mine)(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
     pkv_status (*flush)(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
+    /* Window writes. A GPU backend may record them and submit them with its next op, read or copy
+     * (an error then surfaces there); the source may be reused as soon as this returns. */
+    pkv_status (*write_window)(pkv_backend *be, const pkv_store *st, const pkv_window_op *op);
     pkv_status (*attention)(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
     /* Optional (NULL: unsupported): read bandwidth of device memory by a plain streaming-read kernel
      * over `bytes`, in GB/s (1e9 bytes/s), timed on the device. */
@@ -98,6 +127,10 @@ typedef struct pkv_backend_iface {
     /* Optional: duration of the last mine/flush/attention op in ms, device timestamps where the
      * backend has them (host clock on the CPU); < 0 when unknown. */
     double (*last_op_ms)(pkv_backend *be);
+    /* Optional: makes ready everything the write path (mine, flush, window) of caches of this
+     * geometry needs (Vulkan: its pipelines, created together and in parallel). Called when a cache
+     * is created or loaded; failing is not an error of the cache (the op retries lazily). */
+    pkv_status (*prepare)(pkv_backend *be, const pkv_geom *g);
 } pkv_backend_iface;
 
 struct pkv_backend {

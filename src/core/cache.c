@@ -72,6 +72,11 @@ pkv_status pkv_cache_new(pkv_context *ctx, const pkv_cache_config *cfg, pkv_cach
     pkv_arena_init(&c->windows, c->g.window_bytes);
     c->store.g = &c->g;
     c->next_id = 1;
+    if (ctx->be->iface->prepare && ctx->be->iface->prepare(ctx->be, &c->g) != PKV_OK) /* retried lazily by the ops */
+    {
+        pkv_log(ctx, PKV_LOG_INFO, "preparing the write path failed: %s", pkv_last_error());
+        pkv_clear_error();
+    }
     *out = c;
     return PKV_OK;
 }
@@ -104,6 +109,8 @@ pkv_status pkv_cache_free(pkv_cache *c)
     pkv_arena_destroy(c, &c->blocks);
     pkv_arena_destroy(c, &c->chunks);
     pkv_arena_destroy(c, &c->windows);
+    free(c->host_tmp);
+    free(c->rcp);
     free(c);
     return PKV_OK;
 }

@@ -97,6 +97,7 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
     pkv_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_context_create: out of host memory");
     ctx->params = p;
+    ctx->last_op_ms = -1.0;
     pkv_backend_kind want = external != PKV_BACKEND_AUTO ? external : ctx->params.backend;
     const char *env = getenv("PKV_BACKEND");
     if (want == PKV_BACKEND_AUTO && env && *env && pkv_backend_from_name(env, &want) != PKV_OK) {

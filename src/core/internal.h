@@ -15,6 +15,7 @@ struct pkv_context {
     pkv_context_params params;
     pkv_backend *be;
     char why[1024]; /* how the backend was chosen */
+    double last_op_ms; /* device time of the last call that ran device ops (pkv_last_op_time), < 0 unknown */
 };
 
 /* Fixed-size slots in one backend buffer; refcount 0 means free. Blocks and bank chunks are shared
@@ -52,6 +53,10 @@ struct pkv_cache {
     pkv_sequence **seqs;
     uint32_t n_seqs, cap_seqs;
     pkv_seq next_id;
+    void *host_tmp;      /* reused host scratch of appends (window rows, runs) */
+    size_t host_tmp_bytes;
+    float *rcp;          /* rcp[i] = (float)(1.0 / i) for mining, grown on demand */
+    uint32_t rcp_len;
 };
 
 /* status.c: record the detailed message for pkv_last_error() and send it to the log; returns s. */

@@ -13,7 +13,7 @@ pkv_status pkv_measure_read_bandwidth(pkv_context *ctx, uint64_t bytes, double *
 pkv_status pkv_last_op_time(const pkv_context *ctx, double *ms)
 {
     if (!ctx || !ms) return pkv_fail(ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_last_op_time: null argument");
-    double t = ctx->be->iface->last_op_ms ? ctx->be->iface->last_op_ms(ctx->be) : -1.0;
+    double t = ctx->last_op_ms;
     if (t < 0) return pkv_fail(ctx, PKV_ERR_UNSUPPORTED, "no op timing available on this backend");
     *ms = t;
     return PKV_OK;

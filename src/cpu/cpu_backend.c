@@ -89,6 +89,7 @@ static const pkv_backend_iface cpu_iface = {
     .buf_copy = cpu_buf_copy,
     .mine = pkv_cpu_mine,
     .flush = pkv_cpu_flush,
+    .write_window = pkv_cpu_write_window,
     .attention = pkv_cpu_attention,
     .measure_read = pkv_cpu_measure_read,
     .last_op_ms = pkv_cpu_last_op_ms,

@@ -5,6 +5,7 @@
 uint8_t *pkv_cpu_buf_data(pkv_buf *buf);
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
 pkv_status pkv_cpu_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
+pkv_status pkv_cpu_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op);
 pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
 pkv_status pkv_cpu_measure_read(pkv_backend *be, uint64_t bytes, double *gbps);
 double pkv_cpu_now_ms(void);

@@ -30,26 +30,99 @@ static uint32_t argmin(float (*dist)(const float *, const float *, uint32_t), co
     return best;
 }
 
+/* L2 argmin of every token of x [n][d] over the M rows of c [M][d], into a. The same sums as
+ * pkv_dist_l2 (acc + (x_i - c_i)^2 over i ascending, one chain per pattern), run for all patterns
+ * at once over cT [d][Mp] (c transposed, rows padded to Mp) so that the compiler can use vector
+ * lanes across patterns; acc [Mp] is scratch. */
+static void assign_l2(const float *x, uint32_t n, uint32_t d, const float *c, uint32_t M, float *cT, float *acc,
+                      uint32_t *a)
+{
+    const uint32_t Mp = (M + 7) & ~7u;
+    for (uint32_t i = 0; i < d; i++)
+        for (uint32_t m = 0; m < Mp; m++) cT[(size_t)i * Mp + m] = m < M ? c[(size_t)m * d + i] : 0.0f;
+    for (uint32_t t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * d;
+        for (uint32_t m = 0; m < Mp; m++) acc[m] = 0.0f;
+        for (uint32_t i = 0; i < d; i++) {
+            const float xi = xt[i], *ci = cT + (size_t)i * Mp;
+            for (uint32_t m = 0; m < Mp; m++) acc[m] = pkv_l2_step(acc[m], xi, ci[m]);
+        }
+        uint32_t best = 0;
+        for (uint32_t m = 1; m < M; m++)
+            if (acc[m] < acc[best]) best = m;
+        a[t] = best;
+    }
+}
+
+/* Scratch of one k-means run over n tokens (docs/NUMERICS.md: chunk sums, then a pairwise tree). */
+typedef struct kmeans_scratch {
+    uint32_t *assign, *count;
+    float *part;   /* [ceil(n / PKV_KMEANS_CHUNK)][M][d] chunk sums */
+    float *cT, *acc;
+} kmeans_scratch;
+
+static void kmeans_scratch_free(kmeans_scratch *k)
+{
+    free(k->assign), free(k->count), free(k->part), free(k->cT), free(k->acc);
+    memset(k, 0, sizeof *k);
+}
+
+static int kmeans_scratch_alloc(kmeans_scratch *k, uint32_t n, uint32_t d, uint32_t M)
+{
+    const size_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK, Mp = (M + 7) & ~7u;
+    memset(k, 0, sizeof *k);
+    k->assign = malloc((size_t)n * sizeof *k->assign);
+    k->count = malloc((size_t)M * sizeof *k->count);
+    k->part = malloc(nc * M * d * sizeof *k->part);
+    k->cT = malloc((size_t)d * Mp * sizeof *k->cT);
+    k->acc = malloc(Mp * sizeof *k->acc);
+    if (k->assign && k->count && k->part && k->cT && k->acc) return 0;
+    kmeans_scratch_free(k);
+    return -1;
+}
+
+/* sum_m,i over all tokens with a_t = m: the chunk sums (ascending inside a chunk, from +0), then the
+ * chunks pairwise, level by level, an odd last one moving up unchanged. The result is in part[0]. */
+static void centroid_sums(const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *a, float *part)
+{
+    const uint32_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK;
+    const size_t md = (size_t)M * d;
+    for (uint32_t j = 0; j < nc; j++) {
+        float *s = part + j * md;
+        memset(s, 0, md * sizeof *s);
+        uint32_t t1 = (j + 1) * PKV_KMEANS_CHUNK < n ? (j + 1) * PKV_KMEANS_CHUNK : n;
+        for (uint32_t t = j * PKV_KMEANS_CHUNK; t < t1; t++) {
+            float *sm = s + (size_t)a[t] * d;
+            const float *xt = x + (size_t)t * d;
+            for (uint32_t i = 0; i < d; i++) sm[i] = sm[i] + xt[i];
+        }
+    }
+    for (uint32_t len = nc; len > 1; len = (len + 1) / 2) {
+        for (uint32_t q = 0; q < len / 2; q++) {
+            float *dst = part + q * md;
+            const float *l = part + 2 * q * md, *r = part + (2 * q + 1) * md;
+            for (size_t e = 0; e < md; e++) dst[e] = l[e] + r[e];
+        }
+        if (len & 1) memmove(part + (len / 2) * md, part + (len - 1) * md, md * sizeof *part);
+    }
+}
+
 /* k-means of x [n][d] into c [M][d], initialised from init (docs/NUMERICS.md). */
 static void kmeans(const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init, const float *rcp,
-                   uint32_t iters, float tol2, float *c, uint32_t *assign, float *sum, uint32_t *count)
+                   uint32_t iters, float tol2, float *c, kmeans_scratch *k)
 {
     for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
     for (uint32_t it = 0; it < iters; it++) {
-        for (uint32_t t = 0; t < n; t++) assign[t] = argmin(pkv_dist_l2, x + (size_t)t * d, c, M, d);
-        memset(sum, 0, (size_t)M * d * sizeof *sum);
-        memset(count, 0, M * sizeof *count);
-        for (uint32_t t = 0; t < n; t++) {
-            float *s = sum + (size_t)assign[t] * d;
-            for (uint32_t i = 0; i < d; i++) s[i] = s[i] + x[(size_t)t * d + i];
-            count[assign[t]]++;
-        }
+        assign_l2(x, n, d, c, M, k->cT, k->acc, k->assign);
+        memset(k->count, 0, M * sizeof *k->count);
+        for (uint32_t t = 0; t < n; t++) k->count[k->assign[t]]++;
+        centroid_sums(x, n, d, M, k->assign, k->part);
         float shift2 = 0.0f;
         for (uint32_t m = 0; m < M; m++) {
-            if (!count[m]) continue;
+            if (!k->count[m]) continue;
             float acc = 0.0f;
             for (uint32_t i = 0; i < d; i++) {
-                float nv = sum[(size_t)m * d + i] * rcp[count[m]];
+                float nv = k->part[(size_t)m * d + i] * rcp[k->count[m]];
                 acc = pkv_l2_step(acc, nv, c[(size_t)m * d + i]);
                 c[(size_t)m * d + i] = nv;
             }
@@ -94,48 +167,51 @@ typedef struct mine_job {
     const pkv_mine_op *op;
 } mine_job;
 
-static int mine_head(uint32_t h, void *arg)
+/* One (layer, kv head) of a mine op: k-means of K and of V, bank patterns, assignment, blocks. */
+static int mine_unit(uint32_t u, void *arg)
 {
     const mine_job *j = arg;
-    int failed = 0;
     const pkv_store *st = j->st;
     const pkv_mine_op *op = j->op;
     const pkv_geom *g = st->g;
-    const uint32_t n = op->n_tokens, d = g->d, H = g->H, M = g->M;
-    float *x[2], *P[2];
+    const uint32_t n = op->n_tokens, d = g->d, H = g->H, M = g->M, l = u / H, h = u % H;
+    const pkv_mine_layer *ml = &op->layers[l];
+    float *x[2], *P[2], *c = malloc((size_t)M * d * sizeof *c);
     uint8_t *a[2];
-    uint32_t *assign = malloc((size_t)n * sizeof *assign), *count = malloc(M * sizeof *count);
-    float *sum = malloc((size_t)M * d * sizeof *sum), *c = malloc((size_t)M * d * sizeof *c);
+    kmeans_scratch ks;
+    int failed = kmeans_scratch_alloc(&ks, n, d, M) != 0;
     for (int kv = 0; kv < 2; kv++) {
         x[kv] = malloc((size_t)n * d * sizeof(float));
         P[kv] = malloc((size_t)M * d * sizeof(float));
-        a[kv] = malloc(n);
+        a[kv] = malloc(op->n_quant + 1);
     }
-    if (!assign || !count || !sum || !c || !x[0] || !x[1] || !P[0] || !P[1] || !a[0] || !a[1]) {
+    if (failed || !c || !x[0] || !x[1] || !P[0] || !P[1] || !a[0] || !a[1]) {
         failed = 1;
         goto done;
     }
-    const uint32_t *table = op->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
+    const uint32_t *table = ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
     for (int kv = 0; kv < 2; kv++) {
-        f16_rows(op->tokens + (size_t)kv * n * H * d + (size_t)h * d, n, H * d, d, x[kv]);
-        kmeans(x[kv], n, d, M, op->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, assign,
-               sum, count);
+        const uint16_t *src = (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d;
+        f16_rows(src, n, H * d, d, x[kv]);
+        kmeans(x[kv], n, d, M, ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, &ks);
         for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
-        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)argmin(pkv_dist_l2, x[kv] + (size_t)t * d, P[kv], M, d);
+        assign_l2(x[kv], op->n_quant, d, P[kv], M, ks.cT, ks.acc, ks.assign);
+        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)ks.assign[t];
     }
     uint32_t groups = op->n_quant / g->G;
-    encode_groups(st, groups, op->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
+    encode_groups(st, groups, ml->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
 done:
-    free(assign), free(count), free(sum), free(c);
+    kmeans_scratch_free(&ks);
+    free(c);
     for (int kv = 0; kv < 2; kv++) free(x[kv]), free(P[kv]), free(a[kv]);
     return failed;
 }
 
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
-    if (!op->tokens) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu mine: tokens must be in host memory");
+    if (!op->tokens_k) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu mine: tokens must be in host memory");
     mine_job j = {st, op};
-    return pkv_cpu_run_op(be, st->g->H, mine_head, &j, "mine");
+    return pkv_cpu_run_op(be, op->n_layers * st->g->H, mine_unit, &j, "mine");
 }
 
 typedef struct flush_job {
@@ -143,13 +219,14 @@ typedef struct flush_job {
     const pkv_flush_op *op;
 } flush_job;
 
-static int flush_head(uint32_t h, void *arg)
+/* One (layer, kv head) of a flush op. */
+static int flush_unit(uint32_t u, void *arg)
 {
     const flush_job *j = arg;
     const pkv_store *st = j->st;
-    const pkv_flush_op *op = j->op;
     const pkv_geom *g = st->g;
-    const uint32_t R = g->R, d = g->d;
+    const uint32_t R = g->R, d = g->d, h = u % g->H;
+    const pkv_flush_layer *op = &j->op->layers[u / g->H];
     float *xs[2] = {malloc((size_t)R * d * sizeof(float)), malloc((size_t)R * d * sizeof(float))};
     float *P[2] = {NULL, NULL};
     uint8_t a[2][8 * 128];
@@ -194,5 +271,18 @@ done:
 pkv_status pkv_cpu_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
 {
     flush_job j = {st, op};
-    return pkv_cpu_run_op(be, st->g->H, flush_head, &j, "flush");
+    return pkv_cpu_run_op(be, op->n_layers * st->g->H, flush_unit, &j, "flush");
+}
+
+pkv_status pkv_cpu_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op)
+{
+    (void)be;
+    if (!op->rows) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu window write: rows must be in host memory");
+    const size_t row = (size_t)st->g->d * 2;
+    uint8_t *win = pkv_cpu_buf_data(st->windows);
+    for (uint32_t r = 0; r < op->n_runs; r++) {
+        const uint32_t *run = op->runs + 3 * (size_t)r;
+        memcpy(win + (size_t)run[1] * row, op->rows + (size_t)run[0] * st->g->d, run[2] * row);
+    }
+    return PKV_OK;
 }
