@@ -1,7 +1,9 @@
 #version 450
-/* Assignment of tokens to their nearest pattern (L2 at prefill, min-max at a flush), one workgroup
- * per (token, head, K/V): the invocations split the bank, then the argmin is reduced with ties to
- * the lowest index (the same result as the CPU's ascending scan). For V also the gate bit. */
+/* A flush's assignment of each window token to its min-max-nearest pattern, one workgroup per
+ * (token, unit, K/V): the invocations split the bank, then the argmin is reduced with ties to the
+ * lowest index (the same result as the CPU's ascending scan). For V also the gate bit. The
+ * distances use the hardware min/max: they can differ from docs/NUMERICS.md's exact spans only in
+ * the sign of a zero, which neither the comparisons nor the gate (squares) see. */
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 #include "block_common.glsl"
@@ -14,35 +16,34 @@ shared uint best_m[gl_WorkGroupSize.x];
 
 float minmax_dist(uint kv, uint m)
 {
-    precise float r0 = x_s[0] - pattern(kv, m, 0u);
-    pkv_span s = pkv_span_of(r0);
-    for (uint i = 1u; i < D; i++) {
-        precise float r = x_s[i] - pattern(kv, m, i);
-        s = pkv_span_add(s, r);
+    uint base = chunk_s[m / 32u] * pc.chunk_words + (kv * 32u * D + (m % 32u) * D) / 2u;
+    float lo = 0.0, hi = 0.0;
+    for (uint w = 0u; w < D / 2u; w++) {
+        uint p = chk[base + w];
+        precise float r0 = x_s[2u * w] - pkv_f16_to_f32(p & 0xffffu);
+        precise float r1 = x_s[2u * w + 1u] - pkv_f16_to_f32(p >> 16);
+        if (w == 0u) lo = hi = r0;
+        lo = min(lo, min(r0, r1));
+        hi = max(hi, max(r0, r1));
     }
-    return pkv_span_width(s);
-}
-
-float l2_dist(uint kv, uint m)
-{
-    float acc = 0.0;
-    for (uint i = 0u; i < D; i++) acc = pkv_l2_step(acc, x_s[i], pattern(kv, m, i));
-    return acc;
+    precise float width = hi - lo;
+    return width;
 }
 
 void main()
 {
     uint tok = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
     uint hk = gl_WorkGroupID.y, kv = hk & 1u, lid = gl_LocalInvocationID.x;
-    head = hk >> 1;
+    unit = hk >> 1;
     if (tok >= pc.n_assign) return; /* uniform across the workgroup */
+    uint n_patterns = udesc(1u);
     for (uint i = lid; i < D; i += gl_WorkGroupSize.x) x_s[i] = src_x(kv, tok, i);
     load_chunks(lid);
     barrier();
     float bd = 0.0;
     uint bm = NONE;
-    for (uint m = lid; m < pc.n_patterns; m += gl_WorkGroupSize.x) {
-        float dd = pc.minmax != 0u ? minmax_dist(kv, m) : l2_dist(kv, m);
+    for (uint m = lid; m < n_patterns; m += gl_WorkGroupSize.x) {
+        float dd = minmax_dist(kv, m);
         if (bm == NONE || dd < bd) { bd = dd; bm = m; }
     }
     best_d[lid] = bd;
@@ -63,9 +64,9 @@ void main()
         uint a = best_m[0], gate = 0u;
         if (kv == 1u) { /* residualise V only where it narrows the range enough */
             float A = minmax_dist(1u, a);
-            pkv_span xs = pkv_span_of(x_s[0]);
-            for (uint i = 1u; i < D; i++) xs = pkv_span_add(xs, x_s[i]);
-            float B = pkv_span_width(xs);
+            float lo = x_s[0], hi = x_s[0];
+            for (uint i = 1u; i < D; i++) lo = min(lo, x_s[i]), hi = max(hi, x_s[i]);
+            precise float B = hi - lo;
             gate = pkv_v_gate(A, B, pc.gate_k2) ? 1u : 0u;
         }
         scr[pc.assign_off + hk * pc.n_assign + tok] = a | (gate << 8);

@@ -1,6 +1,8 @@
-/* Shared by assign.comp and quant_block.comp: the push constants of the block-building ops and
- * where their source tokens and patterns are. Token `tok` counts from the op's first token: the
- * prefill tokens uploaded to scratch ([n][H][D], K then V) or the head's window slot. */
+/* Shared by assign.comp, quant_block.comp and flush_centre.comp: the push constants of the
+ * block-building ops and where their source tokens and patterns are. A unit is one (layer of the
+ * op, kv head); its descriptor in scratch says where its window, bank chunks and pattern count
+ * are. Token `tok` counts from the op's first token: the prefill tokens uploaded to scratch
+ * (K [n_src_layers][n][H][D] then V likewise) or the unit's window slot. */
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint D = 128;
 
@@ -8,43 +10,40 @@ layout(push_constant) uniform Push {
     uint block_words;
     uint o_kcodes, o_kscale, o_kzero, o_vcodes, o_vscale, o_vzero, o_kidx, o_vidx, o_vmask; /* words */
     uint chunk_words, window_words, R;
-    uint from_window;  /* 0: scratch tokens [n][H][D] K then V; 1: window slots */
-    uint tok_off, n;   /* scratch tokens (words) and their count */
-    uint window_slot_off, chunk_off, block_slot_off; /* scratch tables */
-    uint n_blocks;     /* blocks per head in this op */
-    uint n_patterns;   /* patterns to assign among */
-    uint minmax;       /* 1: min-max distance (flush), 0: L2 (prefill) */
+    uint from_window;  /* 0: scratch tokens; 1: window slots */
+    uint tok_off, n;   /* scratch tokens (words) and their count per list */
+    uint n_src_layers; /* layers in the scratch tokens */
+    uint udesc_off;    /* [units][16]: window slot, patterns, new pattern index, append flag, chunk slots [8] */
+    uint block_slot_off, n_blocks; /* [units][n_blocks] */
     float gate_k2, inv_maxq_k, inv_maxq_v;
     uint H;
-    uint assign_off;   /* [H][2][n_assign]: pattern index | gate bit << 8 */
-    uint n_assign;     /* tokens assigned per head */
+    uint assign_off;   /* [units][2][n_assign]: pattern index | gate bit << 8 */
+    uint n_assign;     /* tokens assigned per unit */
 } pc;
 
-uint head;
+uint unit; /* set by main() */
+
+uint udesc(uint k) { return scr[pc.udesc_off + unit * 16u + k]; }
 
 float src_x(uint kv, uint tok, uint i)
 {
-    if (pc.from_window != 0u) {
-        uint slot = scr[pc.window_slot_off + head];
-        return win_h(slot * pc.window_words * 2u + kv * pc.R * D + tok * D + i);
-    }
-    return scr_h(pc.tok_off * 2u + kv * pc.n * pc.H * D + (tok * pc.H + head) * D + i);
+    if (pc.from_window != 0u) return win_h(udesc(0u) * pc.window_words * 2u + kv * pc.R * D + tok * D + i);
+    uint layer = unit / pc.H, h = unit % pc.H;
+    return scr_h(pc.tok_off * 2u + (((kv * pc.n_src_layers + layer) * pc.n + tok) * pc.H + h) * D + i);
 }
 
 uint src_word(uint kv, uint tok, uint w) /* halves 2w and 2w + 1 of a token row */
 {
-    if (pc.from_window != 0u) {
-        uint slot = scr[pc.window_slot_off + head];
-        return win[slot * pc.window_words + (kv * pc.R * D + tok * D) / 2u + w];
-    }
-    return scr[pc.tok_off + (kv * pc.n * pc.H * D + (tok * pc.H + head) * D) / 2u + w];
+    if (pc.from_window != 0u) return win[udesc(0u) * pc.window_words + (kv * pc.R * D + tok * D) / 2u + w];
+    uint layer = unit / pc.H, h = unit % pc.H;
+    return scr[pc.tok_off + ((((kv * pc.n_src_layers + layer) * pc.n + tok) * pc.H + h) * D) / 2u + w];
 }
 
-shared uint chunk_s[8]; /* the head's bank chunk slots, loaded by load_chunks() */
+shared uint chunk_s[8]; /* the unit's bank chunk slots, loaded by load_chunks() */
 
 void load_chunks(uint lid) /* call before pattern(), then barrier() */
 {
-    if (lid < 8u && lid * 32u < pc.n_patterns) chunk_s[lid] = scr[pc.chunk_off + head * 8u + lid];
+    if (lid < 8u) chunk_s[lid] = udesc(4u + lid);
 }
 
 float pattern(uint kv, uint m, uint i)

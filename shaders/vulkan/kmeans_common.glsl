@@ -1,24 +1,36 @@
-/* Shared declarations of the k-means shaders. hk = head * 2 + (0 for K, 1 for V). */
+/* Shared declarations of the k-means shaders (prefill mining of one or more layers at once).
+ * A list q is one (layer of the op, kv head, K|V): q = (layer * H + head) * 2 + kv, unit = q / 2.
+ * Tokens are the op's upload: fp16 K [n_src_layers][n][H][D] then V likewise. */
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint D = 128;
 
 layout(push_constant) uniform Push {
-    uint n, H, M;
-    uint tok_off;      /* words: fp16 K [n][H][D] then V [n][H][D] */
-    uint init_off;     /* [H*2][M] token indices */
+    uint n;            /* tokens per list */
+    uint H, M;
+    uint n_src_layers; /* layers in the uploaded tokens */
+    uint tok_off;      /* words */
+    uint init_off;     /* [lists][M] token indices */
     uint rcp_off;      /* [n + 1] floats */
-    uint cent_off;     /* [H*2][M][D] floats: current centroids */
-    uint new_off;      /* [H*2][M][D] floats: next centroids */
-    uint assign_off;   /* [H*2][n] */
-    uint done_off;     /* [H*2] stop flags */
-    uint chunk_off;    /* [H][8] bank chunk slots */
-    uint chunk_words;  /* words per bank chunk */
-    float tol2;
+    uint cent_off;     /* [lists][M][D] floats: the centroids */
+    uint part_off;     /* [lists][n_chunks][M][D] floats: chunk sums */
+    uint cnt_off;      /* [lists][n_chunks][M] token counts */
+    uint assign_off;   /* [lists][n] (k-means) or [lists][n_assign] (final: index | gate << 8) */
+    uint flags_off;    /* [lists][2]: stop flag, largest shift of the iteration (float bits) */
+    uint udesc_off;    /* [units][16]: unit descriptors (chunk slots at 4..11) */
+    uint chunk_words;
+    uint n_chunks;     /* ceil(n / PKV_KMEANS_CHUNK) */
+    uint n_assign;     /* final assignment: tokens per list (n_quant) */
+    uint lists;
+    float tol2, gate_k2;
 } pc;
 
-float token_x(uint hk, uint t, uint i)
+/* Index (in halves of scratch) of token t's value 0 in list q. */
+uint token_base(uint q, uint t)
 {
-    uint h = hk >> 1, kv = hk & 1u;
-    uint idx = pc.tok_off * 2u + kv * pc.n * pc.H * D + (t * pc.H + h) * D + i;
-    return scr_h(idx);
+    uint unit = q >> 1, kv = q & 1u, layer = unit / pc.H, h = unit % pc.H;
+    return pc.tok_off * 2u + (((kv * pc.n_src_layers + layer) * pc.n + t) * pc.H + h) * D;
 }
+
+float token_x(uint q, uint t, uint i) { return scr_h(token_base(q, t) + i); }
+
+bool list_done(uint q) { return scr[pc.flags_off + 2u * q] != 0u; }

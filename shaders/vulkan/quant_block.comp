@@ -1,9 +1,9 @@
 #version 450
-/* Builds compressed blocks, one workgroup per (block, kv head): residuals against the patterns
- * chosen by assign.comp (V only where its gate passed), K per-channel and V per-token quantization,
- * packing.
+/* Builds compressed blocks, one workgroup per (block, unit = layer of the op and kv head):
+ * residuals against the patterns chosen by assign.comp or kmeans_assign.comp (V only where its gate
+ * passed), K per-channel and V per-token quantization, packing.
  * Every word of the block is written, padding included (zeros). Source tokens come from the
- * uploaded prefill (scratch) or from the head's window slot. */
+ * uploaded prefill (scratch) or from the unit's window slot. */
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 
@@ -45,12 +45,12 @@ float v_value(uint t, uint i)
     return r;
 }
 
-void load_assignments(uint lid) /* made by assign.comp */
+void load_assignments(uint lid) /* made by assign.comp or kmeans_assign.comp */
 {
     for (uint t = lid; t < G; t += gl_WorkGroupSize.x) {
         uint tok = jblk * G + t;
-        uint ek = scr[pc.assign_off + (head * 2u) * pc.n_assign + tok];
-        uint ev = scr[pc.assign_off + (head * 2u + 1u) * pc.n_assign + tok];
+        uint ek = scr[pc.assign_off + (unit * 2u) * pc.n_assign + tok];
+        uint ev = scr[pc.assign_off + (unit * 2u + 1u) * pc.n_assign + tok];
         kidx_s[t] = ek & 255u;
         vidx_s[t] = ev & 255u;
         vmask_s[t] = (ev >> 8) & 1u;
@@ -136,7 +136,7 @@ uint block_word(uint w)
 void main()
 {
     jblk = gl_WorkGroupID.x;
-    head = gl_WorkGroupID.y;
+    unit = gl_WorkGroupID.y;
     uint lid = gl_LocalInvocationID.x;
     if (MODE == 0u) {
         load_assignments(lid);
@@ -145,6 +145,6 @@ void main()
     barrier();
     if (MODE != 2u) compute_scales(lid);
     barrier();
-    uint slot = scr[pc.block_slot_off + head * pc.n_blocks + jblk];
+    uint slot = scr[pc.block_slot_off + unit * pc.n_blocks + jblk];
     for (uint w = lid; w < pc.block_words; w += gl_WorkGroupSize.x) blk[slot * pc.block_words + w] = block_word(w);
 }

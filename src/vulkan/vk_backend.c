@@ -125,9 +125,11 @@ static const pkv_backend_iface vk_iface = {
     .buf_copy = vk_buf_copy,
     .mine = pkv_vk_mine,
     .flush = pkv_vk_flush,
+    .write_window = pkv_vk_write_window,
     .attention = pkv_vk_attention,
     .measure_read = vk_measure_read,
     .last_op_ms = vk_last_op_ms,
+    .prepare = pkv_vk_prepare,
 };
 
 static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char *why, size_t why_len)

@@ -14,7 +14,8 @@
 enum pkv_vk_kernel {
     PKV_K_KMEANS_INIT,
     PKV_K_KMEANS_ASSIGN,
-    PKV_K_KMEANS_UPDATE,
+    PKV_K_KMEANS_PARTIAL,
+    PKV_K_KMEANS_REDUCE,
     PKV_K_KMEANS_FINISH,
     PKV_K_KMEANS_STORE,
     PKV_K_ASSIGN,
@@ -93,7 +94,11 @@ typedef struct pkv_vk {
     VkDeviceSize ring_size, ring_used;
     pkv_vk_pending_read *pending;
     uint32_t n_pending, cap_pending;
+    VkBufferCopy *regions;     /* copy regions of window writes, reused */
+    uint32_t cap_regions;
     VkDescriptorPool desc_pool;
+    VkDescriptorSet last_set;  /* the last set allocated since the pool was reset, and its buffers */
+    VkDescriptorBufferInfo last_set_bufs[4];
     VkQueryPool query_pool;    /* two timestamps around each op, when the queue has them */
     uint64_t ts_mask;          /* the queue's valid timestamp bits */
     double last_attention_ms;
@@ -140,11 +145,19 @@ pkv_status pkv_vk_submit_wait(pkv_vk *vk);
 pkv_status pkv_vk_finish(pkv_vk *vk);
 /* Abandons a half-recorded op after an error (nothing recorded runs). */
 void pkv_vk_abandon(pkv_vk *vk);
+/* Room for bytes in the staging ring: *got is at most `want`, a multiple of `unit` (>= unit), at
+ * ring offset *off. Submits what is recorded first when the ring is full (order is kept). */
+pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *off, size_t *got);
+/* vk->regions holds at least n entries. */
+pkv_status pkv_vk_regions_reserve(pkv_vk *vk, uint32_t n);
 
 /* vk_pipelines.c */
 pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p);
 void pkv_vk_pipelines_destroy(pkv_vk *vk);
 pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipeline *out);
+/* Creates the n pipelines (kernel, spec) that do not exist yet, in parallel threads where there are
+ * several (drivers compile each on the calling thread). */
+pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX]);
 /* Binds the pipeline, a descriptor set of the 4 buffers (NULL: dummy), push constants; dispatches. */
 pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], const void *push, uint32_t push_bytes,
                            uint32_t gx, uint32_t gy, uint32_t gz);
@@ -152,6 +165,8 @@ pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], 
 /* vk_ops.c */
 pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
 pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
+pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op);
+pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g);
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
 
 /* Copies n_src application buffers (n_values each, of `dtype`) into vk->staged, one after another,

@@ -8,7 +8,7 @@
 #include "vk_internal.h"
 
 #define PAGE_BYTES_DEFAULT (64ull << 20)
-#define RING_BYTES (8ull << 20)
+#define RING_BYTES (64ull << 20)
 
 static int find_memory_type(const pkv_vk *vk, uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid)
 {
@@ -121,6 +121,7 @@ void pkv_vk_memory_destroy(pkv_vk *vk)
     if (vk->fence) vk->f.vkDestroyFence(vk->device, vk->fence, NULL);
     if (vk->cmd_pool) vk->f.vkDestroyCommandPool(vk->device, vk->cmd_pool, NULL);
     free(vk->pending);
+    free(vk->regions);
 }
 
 /* ---- sub-allocation ---- */
@@ -349,6 +350,7 @@ pkv_status pkv_vk_finish(pkv_vk *vk)
 {
     pkv_status s = pkv_vk_submit_wait(vk);
     vk->f.vkResetDescriptorPool(vk->device, vk->desc_pool, 0);
+    vk->last_set = VK_NULL_HANDLE;
     return s;
 }
 
@@ -362,20 +364,39 @@ void pkv_vk_abandon(pkv_vk *vk)
     vk->n_pending = 0;
     vk->ring_used = 0;
     vk->f.vkResetDescriptorPool(vk->device, vk->desc_pool, 0);
+    vk->last_set = VK_NULL_HANDLE;
 }
 
 /* Room in the ring: submits what is recorded first when the ring is full (order is kept). */
 static pkv_status ring_take(pkv_vk *vk, size_t want, VkDeviceSize *off, size_t *got)
 {
-    if (vk->ring_used + 16 > vk->ring_size) {
+    return pkv_vk_ring_take(vk, want, 1, off, got);
+}
+
+pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *off, size_t *got)
+{
+    if (vk->ring_used + (unit > 16 ? unit : 16) > vk->ring_size) {
         pkv_status s = pkv_vk_submit_wait(vk);
         if (s == PKV_OK) s = pkv_vk_begin(vk);
         if (s != PKV_OK) return s;
     }
     size_t room = (size_t)(vk->ring_size - vk->ring_used);
     *got = want < room ? want : room;
+    *got -= *got % unit;
     *off = vk->ring_used;
     vk->ring_used = (vk->ring_used + *got + 15) & ~(VkDeviceSize)15;
+    return PKV_OK;
+}
+
+pkv_status pkv_vk_regions_reserve(pkv_vk *vk, uint32_t n)
+{
+    if (n <= vk->cap_regions) return PKV_OK;
+    uint32_t cap = vk->cap_regions ? vk->cap_regions : 256;
+    while (cap < n) cap *= 2;
+    VkBufferCopy *r = realloc(vk->regions, cap * sizeof *r);
+    if (!r) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+    vk->regions = r;
+    vk->cap_regions = cap;
     return PKV_OK;
 }
 

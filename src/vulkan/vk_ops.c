@@ -11,16 +11,19 @@
 
 #define WG_SMALL 64u
 #define WG_BLOCK 128u
-#define UPDATE_CHANNELS 16u /* k-means update: channels per workgroup (shared table M x 16 floats) */
 #define ROWS_PER_DIM 32768u
+#define UDESC_WORDS 16u
+/* Scratch of one mining submission (its layers are grouped to stay below it); PKV_VULKAN_MINE_BYTES
+ * overrides it. The device's largest storage buffer bounds it too. */
+#define MINE_BYTES_DEFAULT (1ull << 30)
 
 /* Scratch sections in 32-bit words, each 64-byte aligned. */
-typedef struct scratch_plan { uint32_t words; } scratch_plan;
+typedef struct scratch_plan { size_t words; } scratch_plan;
 static uint32_t take(scratch_plan *p, size_t words)
 {
-    uint32_t at = p->words;
-    p->words += (uint32_t)((words + 15) & ~(size_t)15);
-    return at;
+    size_t at = p->words;
+    p->words += (words + 15) & ~(size_t)15;
+    return (uint32_t)at;
 }
 
 static uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
@@ -37,18 +40,21 @@ static void block_offsets(const pkv_geom *g, uint32_t o[10])
     o[7] = g->off_kidx / 4, o[8] = g->off_vidx / 4, o[9] = g->off_vmask / 4;
 }
 
+/* block_common.glsl's push constants */
 typedef struct quant_push {
     uint32_t block[10];
-    uint32_t chunk_words, window_words, R, from_window, tok_off, n;
-    uint32_t window_slot_off, chunk_off, block_slot_off, n_blocks, n_patterns, minmax;
+    uint32_t chunk_words, window_words, R, from_window, tok_off, n, n_src_layers;
+    uint32_t udesc_off, block_slot_off, n_blocks;
     float gate_k2, inv_maxq_k, inv_maxq_v;
     uint32_t H;
     uint32_t assign_off, n_assign;
 } quant_push;
 
+/* kmeans_common.glsl's push constants */
 typedef struct kmeans_push {
-    uint32_t n, H, M, tok_off, init_off, rcp_off, cent_off, new_off, assign_off, done_off, chunk_off, chunk_words;
-    float tol2;
+    uint32_t n, H, M, n_src_layers, tok_off, init_off, rcp_off, cent_off, part_off, cnt_off, assign_off, flags_off,
+        udesc_off, chunk_words, n_chunks, n_assign, lists;
+    float tol2, gate_k2;
 } kmeans_push;
 
 static void quant_push_init(const pkv_geom *g, quant_push *q)
@@ -64,34 +70,75 @@ static void quant_push_init(const pkv_geom *g, quant_push *q)
     q->H = g->H;
 }
 
-static pkv_status quant_pipeline(pkv_vk *vk, const pkv_geom *g, VkPipeline *p)
+/* ---- the pipelines of the write path ---------------------------------------------------------- */
+
+enum { WP_KM_INIT, WP_KM_ASSIGN, WP_KM_FINAL, WP_KM_PARTIAL, WP_KM_REDUCE, WP_KM_FINISH, WP_KM_STORE, WP_ASSIGN,
+       WP_QUANT, WP_CENTRE, WP_COUNT };
+
+/* Whether kmeans_partial keeps the M x D sums in shared memory. */
+static int partial_shared(const pkv_vk *vk, const pkv_geom *g)
 {
-    uint32_t spec[PKV_VK_SPEC_MAX] = {WG_BLOCK, g->d, g->G, g->k_bits, g->v_bits, g->mode};
-    return pkv_vk_pipeline(vk, PKV_K_QUANT_BLOCK, spec, p);
+    size_t bytes = (size_t)g->M * g->d * 4 + PKV_KMEANS_CHUNK * 4 + 256 * 4;
+    return bytes <= vk->props.limits.maxComputeSharedMemorySize;
 }
 
-/* Records the assignment of q->n_assign tokens per head (K and V) and then the blocks. */
-static pkv_status record_blocks(pkv_vk *vk, const pkv_geom *g, pkv_buf *const bufs[4], const quant_push *q)
+/* The (kernel, specialization) of each write-path pipeline for a geometry: the ops and prepare use
+ * the same ones. Returns 0 when the pipeline does not apply to the mode. */
+static int wp_spec(const pkv_vk *vk, const pkv_geom *g, int which, int *kernel, uint32_t spec[PKV_VK_SPEC_MAX])
 {
-    pkv_status s = PKV_OK;
-    if (g->mode == PKV_MODE_PATTERN) {
-        VkPipeline p_assign;
-        uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, g->d};
-        s = pkv_vk_pipeline(vk, PKV_K_ASSIGN, spec, &p_assign);
-        const uint32_t lo = q->n_assign < ROWS_PER_DIM ? q->n_assign : ROWS_PER_DIM;
-        if (s == PKV_OK) {
-            pkv_vk_barrier(vk);
-            s = pkv_vk_dispatch(vk, p_assign, bufs, q, sizeof *q, lo, 2 * g->H, ceil_div(q->n_assign, ROWS_PER_DIM));
-        }
+    memset(spec, 0, PKV_VK_SPEC_MAX * sizeof *spec);
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    const uint32_t d = g->d, wgc = d < WG_BLOCK ? d : WG_BLOCK;
+    uint32_t mb = 4096 / d; /* centroids per shared block: 16 KiB of them */
+    if (mb > g->M) mb = g->M;
+    spec[1] = d;
+    switch (which) {
+    case WP_KM_INIT: *kernel = PKV_K_KMEANS_INIT, spec[0] = WG_SMALL; return pattern;
+    case WP_KM_ASSIGN:
+    case WP_KM_FINAL:
+        *kernel = PKV_K_KMEANS_ASSIGN, spec[0] = WG_SMALL, spec[2] = mb, spec[3] = which == WP_KM_FINAL;
+        return pattern;
+    case WP_KM_PARTIAL: {
+        int sh = partial_shared(vk, g);
+        *kernel = PKV_K_KMEANS_PARTIAL, spec[0] = wgc, spec[2] = sh ? g->M : 1, spec[3] = (uint32_t)sh;
+        return pattern;
     }
-    VkPipeline p_quant;
-    if (s == PKV_OK) s = quant_pipeline(vk, g, &p_quant);
-    if (s == PKV_OK) {
-        pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_quant, bufs, q, sizeof *q, q->n_blocks, g->H, 1);
+    case WP_KM_REDUCE: *kernel = PKV_K_KMEANS_REDUCE, spec[0] = wgc; return pattern;
+    case WP_KM_FINISH: *kernel = PKV_K_KMEANS_FINISH, spec[0] = WG_SMALL; return pattern;
+    case WP_KM_STORE: *kernel = PKV_K_KMEANS_STORE, spec[0] = WG_SMALL; return pattern;
+    case WP_ASSIGN: *kernel = PKV_K_ASSIGN, spec[0] = WG_SMALL; return pattern;
+    case WP_CENTRE: *kernel = PKV_K_FLUSH_CENTRE, spec[0] = WG_SMALL; return pattern;
+    case WP_QUANT:
+        *kernel = PKV_K_QUANT_BLOCK, spec[0] = WG_BLOCK, spec[2] = g->G, spec[3] = g->k_bits, spec[4] = g->v_bits,
+        spec[5] = g->mode;
+        return 1;
     }
+    return 0;
+}
+
+static pkv_status wp_pipeline(pkv_vk *vk, const pkv_geom *g, int which, VkPipeline *out)
+{
+    int kernel;
+    uint32_t spec[PKV_VK_SPEC_MAX];
+    wp_spec(vk, g, which, &kernel, spec);
+    return pkv_vk_pipeline(vk, kernel, spec, out);
+}
+
+pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    int kernels[WP_COUNT];
+    uint32_t specs[WP_COUNT][PKV_VK_SPEC_MAX];
+    uint32_t n = 0;
+    for (int w = 0; w < WP_COUNT; w++)
+        if (wp_spec(vk, g, w, &kernels[n], specs[n])) n++;
+    pthread_mutex_lock(&vk->lock);
+    pkv_status s = pkv_vk_pipelines_create(vk, n, kernels, specs);
+    pthread_mutex_unlock(&vk->lock);
     return s;
 }
+
+/* ---- timing --------------------------------------------------------------------------------- */
 
 /* Device timestamps around each op (when the queue has them) for last_op_ms. */
 static void op_timestamp(pkv_vk *vk, int end)
@@ -102,19 +149,28 @@ static void op_timestamp(pkv_vk *vk, int end)
     vk->f.vkCmdWriteTimestamp(vk->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vk->query_pool, end ? 1 : 0);
 }
 
-static pkv_status op_end(pkv_vk *vk, pkv_status s)
+/* Submits and waits; returns the device time between the op's two stamps in *ms (< 0 unknown). */
+static pkv_status op_end_timed(pkv_vk *vk, pkv_status s, double *ms)
 {
+    *ms = -1.0;
     if (s != PKV_OK) {
         pkv_vk_abandon(vk);
         return s;
     }
     s = pkv_vk_finish(vk);
     uint64_t ts[2];
-    vk->last_op_ms = -1.0;
     if (s == PKV_OK && vk->query_pool &&
         vk->f.vkGetQueryPoolResults(vk->device, vk->query_pool, 0, 2, sizeof ts, ts, 8,
                                     VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
-        vk->last_op_ms = (double)((ts[1] - ts[0]) & vk->ts_mask) * vk->props.limits.timestampPeriod * 1e-6;
+        *ms = (double)((ts[1] - ts[0]) & vk->ts_mask) * vk->props.limits.timestampPeriod * 1e-6;
+    return s;
+}
+
+static pkv_status op_end(pkv_vk *vk, pkv_status s)
+{
+    double ms;
+    s = op_end_timed(vk, s, &ms);
+    vk->last_op_ms = ms;
     return s;
 }
 
@@ -128,80 +184,225 @@ static pkv_status copy_in_device(pkv_vk *vk, pkv_buf *src, size_t src_off, pkv_b
     return PKV_OK;
 }
 
+/* ---- mine ----------------------------------------------------------------------------------- */
+
+/* The scratch of a mining submission of `layers` layers. */
+typedef struct mine_plan {
+    kmeans_push kp;
+    uint32_t udesc_off, bslot_off, nblk;
+    size_t words;
+} mine_plan;
+
+static void plan_mine(const pkv_geom *g, const pkv_mine_op *op, uint32_t layers, mine_plan *mp)
+{
+    const uint32_t H = g->H, d = g->d, M = g->M, n = op->n_tokens, units = layers * H, lists = 2 * units;
+    const uint32_t nc = ceil_div(n, PKV_KMEANS_CHUNK);
+    scratch_plan plan = {0};
+    kmeans_push *kp = &mp->kp;
+    memset(mp, 0, sizeof *mp);
+    kp->n = n, kp->H = H, kp->M = M, kp->n_src_layers = layers, kp->chunk_words = g->chunk_bytes / 4;
+    kp->n_chunks = nc, kp->n_assign = op->n_quant, kp->lists = lists, kp->tol2 = op->tol2, kp->gate_k2 = g->gate_k2;
+    mp->nblk = op->n_quant / g->G;
+    kp->tok_off = take(&plan, (size_t)layers * n * H * d); /* K and V, fp16 */
+    kp->udesc_off = mp->udesc_off = take(&plan, (size_t)units * UDESC_WORDS);
+    mp->bslot_off = take(&plan, (size_t)units * mp->nblk + 1);
+    kp->init_off = take(&plan, (size_t)lists * M);
+    kp->rcp_off = take(&plan, (size_t)n + 1);
+    kp->cent_off = take(&plan, (size_t)lists * M * d);
+    kp->part_off = take(&plan, (size_t)lists * nc * M * d);
+    kp->cnt_off = take(&plan, (size_t)lists * nc * M);
+    kp->assign_off = take(&plan, (size_t)lists * n);
+    kp->flags_off = take(&plan, (size_t)lists * 2);
+    mp->words = plan.words;
+}
+
+/* One submission: k-means of layers [l0, l0 + nl) of the op, their patterns and blocks. */
+static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op *op, uint32_t l0, uint32_t nl,
+                             double *ms)
+{
+    const pkv_geom *g = st->g;
+    const uint32_t H = g->H, d = g->d, M = g->M, n = op->n_tokens, units = nl * H, lists = 2 * units;
+    mine_plan mp;
+    plan_mine(g, op, nl, &mp);
+    kmeans_push *kp = &mp.kp;
+    VkPipeline p[WP_COUNT];
+    pkv_status s = PKV_OK;
+    for (int w = WP_KM_INIT; w <= WP_QUANT && s == PKV_OK; w++)
+        if (w != WP_ASSIGN) s = wp_pipeline(vk, g, w, &p[w]);
+    if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, mp.words * 4);
+    if (s != PKV_OK) return s;
+    pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
+    /* uploads: tokens, unit descriptors, block slots, initial indices, reciprocals */
+    const size_t layer_halves = (size_t)n * H * d;
+    for (uint32_t l = 0; l < nl && s == PKV_OK; l++) {
+        const size_t k_at = (size_t)kp->tok_off * 4 + l * layer_halves * 2, v_at = k_at + (size_t)nl * layer_halves * 2;
+        if (op->tokens_k) {
+            s = pkv_vk_upload(vk, vk->scratch, k_at, op->tokens_k[l0 + l], layer_halves * 2);
+            if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, v_at, op->tokens_v[l0 + l], layer_halves * 2);
+        } else {
+            s = copy_in_device(vk, op->tokens_buf, op->tokens_off, vk->scratch, k_at, 2 * layer_halves * 2);
+        }
+    }
+    uint32_t *tab = malloc(((size_t)units * (UDESC_WORDS + mp.nblk) + (size_t)lists * M + 1) * sizeof *tab);
+    if (!tab && s == PKV_OK) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan mine: out of host memory");
+    if (s == PKV_OK) {
+        uint32_t *ud = tab, *bs = tab + (size_t)units * UDESC_WORDS, *in = bs + (size_t)units * mp.nblk;
+        memset(ud, 0, (size_t)units * UDESC_WORDS * sizeof *ud);
+        for (uint32_t l = 0; l < nl; l++) {
+            const pkv_mine_layer *ml = &op->layers[l0 + l];
+            for (uint32_t h = 0; h < H; h++) {
+                uint32_t *u = ud + ((size_t)l * H + h) * UDESC_WORDS;
+                u[1] = M;
+                memcpy(u + 4, ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS, PKV_MAX_CHUNKS * sizeof *u);
+            }
+            memcpy(bs + (size_t)l * H * mp.nblk, ml->block_slot, (size_t)H * mp.nblk * sizeof *bs);
+            memcpy(in + (size_t)l * H * 2 * M, ml->init_index, (size_t)H * 2 * M * sizeof *in);
+        }
+        s = pkv_vk_upload(vk, vk->scratch, (size_t)mp.udesc_off * 4, ud, (size_t)units * UDESC_WORDS * 4);
+        if (s == PKV_OK && mp.nblk) s = pkv_vk_upload(vk, vk->scratch, (size_t)mp.bslot_off * 4, bs, (size_t)units * mp.nblk * 4);
+        if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp->init_off * 4, in, (size_t)lists * M * 4);
+        if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp->rcp_off * 4, op->rcp, ((size_t)n + 1) * 4);
+    }
+    free(tab);
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        op_timestamp(vk, 0);
+        s = pkv_vk_dispatch(vk, p[WP_KM_INIT], bufs, kp, sizeof *kp, ceil_div(M * d, WG_SMALL), lists, 1);
+    }
+    for (uint32_t it = 0; s == PKV_OK && it < op->max_iters; it++) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p[WP_KM_ASSIGN], bufs, kp, sizeof *kp, ceil_div(n, WG_SMALL), lists, 1);
+        if (s == PKV_OK) {
+            pkv_vk_barrier(vk);
+            s = pkv_vk_dispatch(vk, p[WP_KM_PARTIAL], bufs, kp, sizeof *kp, kp->n_chunks, lists, 1);
+        }
+        if (s == PKV_OK) {
+            pkv_vk_barrier(vk);
+            s = pkv_vk_dispatch(vk, p[WP_KM_REDUCE], bufs, kp, sizeof *kp, M, lists, 1);
+        }
+        if (s == PKV_OK) {
+            pkv_vk_barrier(vk);
+            s = pkv_vk_dispatch(vk, p[WP_KM_FINISH], bufs, kp, sizeof *kp, ceil_div(lists, WG_SMALL), 1, 1);
+        }
+    }
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p[WP_KM_STORE], bufs, kp, sizeof *kp, ceil_div(M * d / 2, WG_SMALL), lists, 1);
+    }
+    if (s == PKV_OK && mp.nblk) { /* the final assignment against the stored patterns, then the blocks */
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p[WP_KM_FINAL], bufs, kp, sizeof *kp, ceil_div(op->n_quant, WG_SMALL), lists, 1);
+        quant_push q;
+        quant_push_init(g, &q);
+        q.tok_off = kp->tok_off, q.n = n, q.n_src_layers = nl;
+        q.udesc_off = mp.udesc_off, q.block_slot_off = mp.bslot_off, q.n_blocks = mp.nblk;
+        q.assign_off = kp->assign_off, q.n_assign = op->n_quant;
+        if (s == PKV_OK) {
+            pkv_vk_barrier(vk);
+            s = pkv_vk_dispatch(vk, p[WP_QUANT], bufs, &q, sizeof q, mp.nblk, units, 1);
+        }
+    }
+    if (s == PKV_OK) op_timestamp(vk, 1);
+    return op_end_timed(vk, s, ms);
+}
+
 pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
     pkv_vk *vk = pkv_vk_of(be);
     const pkv_geom *g = st->g;
-    const uint32_t H = g->H, d = g->d, M = g->M, n = op->n_tokens, nblk = op->n_quant / g->G;
+    const uint32_t n = op->n_tokens;
     if (ceil_div(n, WG_SMALL) > 65535)
         return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan mine: %u prefill tokens exceed one dispatch (%u)", n, 65535u * WG_SMALL);
+    /* layers per submission: as many as fit in the scratch budget (at least one) */
+    const char *env = getenv("PKV_VULKAN_MINE_BYTES");
+    uint64_t budget = env && *env ? strtoull(env, NULL, 10) : MINE_BYTES_DEFAULT;
+    if (budget > vk->props.limits.maxStorageBufferRange) budget = vk->props.limits.maxStorageBufferRange;
+    uint32_t per = 1;
+    while (per < op->n_layers && 2 * per * g->H <= 65535) {
+        mine_plan mp;
+        plan_mine(g, op, per + 1, &mp);
+        if (mp.words * 4 > budget) break;
+        per++;
+    }
+    pthread_mutex_lock(&vk->lock);
+    pkv_status s = PKV_OK;
+    double total = 0.0;
+    for (uint32_t l0 = 0; l0 < op->n_layers && s == PKV_OK; l0 += per) {
+        double ms = -1.0;
+        s = mine_group(vk, st, op, l0, op->n_layers - l0 < per ? op->n_layers - l0 : per, &ms);
+        total = total < 0 || ms < 0 ? -1.0 : total + ms;
+    }
+    vk->last_op_ms = s == PKV_OK ? total : -1.0;
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}
+
+/* ---- flush ---------------------------------------------------------------------------------- */
+
+pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    const pkv_geom *g = st->g;
+    const uint32_t H = g->H, nblk = g->R / g->G, units = op->n_layers * H;
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    if (units > 32767) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan flush: %u layers x heads exceed one dispatch", units);
     scratch_plan plan = {0};
-    kmeans_push kp = {.n = n, .H = H, .M = M, .chunk_words = g->chunk_bytes / 4, .tol2 = op->tol2};
-    kp.tok_off = take(&plan, (size_t)n * H * d);
-    kp.init_off = take(&plan, (size_t)H * 2 * M);
-    kp.rcp_off = take(&plan, n + 1);
-    kp.chunk_off = take(&plan, (size_t)H * PKV_MAX_CHUNKS);
-    uint32_t bslot_off = take(&plan, (size_t)H * nblk + 1);
-    kp.cent_off = take(&plan, (size_t)2 * H * M * d);
-    kp.new_off = take(&plan, (size_t)2 * H * M * d);
-    kp.assign_off = take(&plan, (size_t)2 * H * n);
-    kp.done_off = take(&plan, 2 * H);
-    uint32_t assign_off = take(&plan, (size_t)2 * H * op->n_quant + 1);
+    quant_push q;
+    quant_push_init(g, &q);
+    q.from_window = 1;
+    q.udesc_off = take(&plan, (size_t)units * UDESC_WORDS);
+    q.block_slot_off = take(&plan, (size_t)units * nblk);
+    q.n_blocks = nblk;
+    q.assign_off = take(&plan, (size_t)2 * units * g->R);
+    q.n_assign = g->R;
+    int any_centre = 0;
+    for (uint32_t l = 0; l < op->n_layers; l++) any_centre |= pattern && op->layers[l].append_pattern;
 
     pthread_mutex_lock(&vk->lock);
-    pkv_status s = vk->recording ? pkv_vk_finish(vk) : PKV_OK; /* deferred writes first: a failed op drops nothing else */
-    if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
+    VkPipeline p_centre = VK_NULL_HANDLE, p_assign = VK_NULL_HANDLE, p_quant;
+    pkv_status s = wp_pipeline(vk, g, WP_QUANT, &p_quant);
+    if (s == PKV_OK && pattern) s = wp_pipeline(vk, g, WP_ASSIGN, &p_assign);
+    if (s == PKV_OK && any_centre) s = wp_pipeline(vk, g, WP_CENTRE, &p_centre);
+    if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, plan.words * 4);
+    uint32_t *tab = s == PKV_OK ? calloc((size_t)units * (UDESC_WORDS + nblk), sizeof *tab) : NULL;
+    if (s == PKV_OK && !tab) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan flush: out of host memory");
+    if (s != PKV_OK) { /* nothing recorded: deferred writes stay queued */
+        pthread_mutex_unlock(&vk->lock);
+        return s;
+    }
+    /* the window writes recorded before (deferred) go in the same submission */
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    VkPipeline p_init, p_assign, p_update, p_finish, p_store;
-    uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, d};
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_INIT, spec, &p_init);
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_ASSIGN, spec, &p_assign);
-    /* update: one invocation per channel, a [M][16] shared table per workgroup */
-    uint32_t spec_update[PKV_VK_SPEC_MAX] = {UPDATE_CHANNELS, d, M};
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_UPDATE, spec_update, &p_update);
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_FINISH, spec, &p_finish);
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_KMEANS_STORE, spec, &p_store);
-    const size_t tok_bytes = (size_t)2 * n * H * d * 2;
-    if (s == PKV_OK && op->tokens) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.tok_off * 4, op->tokens, tok_bytes);
-    else if (s == PKV_OK) s = copy_in_device(vk, op->tokens_buf, op->tokens_off, vk->scratch, (size_t)kp.tok_off * 4, tok_bytes);
-    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.init_off * 4, op->init_index, (size_t)H * 2 * M * 4);
-    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.rcp_off * 4, op->rcp, (size_t)(n + 1) * 4);
-    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)kp.chunk_off * 4, op->chunk_table, (size_t)H * PKV_MAX_CHUNKS * 4);
-    if (s == PKV_OK && nblk) s = pkv_vk_upload(vk, vk->scratch, (size_t)bslot_off * 4, op->block_slot, (size_t)H * nblk * 4);
+    uint32_t *ud = tab, *bs = tab + (size_t)units * UDESC_WORDS;
+    for (uint32_t l = 0; l < op->n_layers; l++) {
+        const pkv_flush_layer *fl = &op->layers[l];
+        for (uint32_t h = 0; h < H; h++) {
+            uint32_t *u = ud + ((size_t)l * H + h) * UDESC_WORDS;
+            u[0] = fl->window_slot[h];
+            if (pattern) {
+                u[1] = fl->bank_count + fl->append_pattern, u[2] = fl->bank_count, u[3] = fl->append_pattern;
+                memcpy(u + 4, fl->chunk_table + (size_t)h * PKV_MAX_CHUNKS, PKV_MAX_CHUNKS * sizeof *u);
+            }
+        }
+        memcpy(bs + (size_t)l * H * nblk, fl->block_slot, (size_t)H * nblk * sizeof *bs);
+    }
+    s = pkv_vk_upload(vk, vk->scratch, (size_t)q.udesc_off * 4, tab, (size_t)units * (UDESC_WORDS + nblk) * 4);
+    free(tab);
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
         op_timestamp(vk, 0);
-        s = pkv_vk_dispatch(vk, p_init, bufs, &kp, sizeof kp, ceil_div(M * d, WG_SMALL), 2 * H, 1);
     }
-    for (uint32_t it = 0; s == PKV_OK && it < op->max_iters; it++) {
+    if (s == PKV_OK && p_centre) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_assign, bufs, &kp, sizeof kp, ceil_div(n, WG_SMALL), 2 * H, 1);
-        if (s == PKV_OK) {
-            pkv_vk_barrier(vk);
-            s = pkv_vk_dispatch(vk, p_update, bufs, &kp, sizeof kp, ceil_div(d, UPDATE_CHANNELS), 2 * H, 1);
-        }
-        if (s == PKV_OK) {
-            pkv_vk_barrier(vk);
-            s = pkv_vk_dispatch(vk, p_finish, bufs, &kp, sizeof kp, 1, 2 * H, 1);
-        }
+        s = pkv_vk_dispatch(vk, p_centre, bufs, &q, sizeof q, ceil_div(g->d / 2, WG_SMALL), 2 * units, 1);
+    }
+    if (s == PKV_OK && pattern) {
+        const uint32_t lo = g->R < ROWS_PER_DIM ? g->R : ROWS_PER_DIM;
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_assign, bufs, &q, sizeof q, lo, 2 * units, ceil_div(g->R, ROWS_PER_DIM));
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_store, bufs, &kp, sizeof kp, ceil_div(M * d / 2, WG_SMALL), 2 * H, 1);
-    }
-    if (s == PKV_OK && nblk) {
-        quant_push q;
-        quant_push_init(g, &q);
-        q.tok_off = kp.tok_off;
-        q.n = n;
-        q.chunk_off = kp.chunk_off;
-        q.block_slot_off = bslot_off;
-        q.n_blocks = nblk;
-        q.n_patterns = M;
-        q.minmax = 0;
-        q.assign_off = assign_off;
-        q.n_assign = op->n_quant;
-        s = record_blocks(vk, g, bufs, &q);
+        s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, units, 1);
     }
     if (s == PKV_OK) op_timestamp(vk, 1);
     s = op_end(vk, s);
@@ -209,51 +410,55 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
     return s;
 }
 
-pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
+/* ---- window writes -------------------------------------------------------------------------- */
+
+/* Recorded, not submitted: they run with the next op (one submission for a decode step). Host rows
+ * go through the staging ring, as many runs per copy command as fit; device rows are copied in
+ * place. */
+pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op)
 {
     pkv_vk *vk = pkv_vk_of(be);
-    const pkv_geom *g = st->g;
-    const uint32_t H = g->H, nblk = g->R / g->G;
-    const int pattern = g->mode == PKV_MODE_PATTERN;
-    scratch_plan plan = {0};
-    quant_push q;
-    quant_push_init(g, &q);
-    q.from_window = 1;
-    q.window_slot_off = take(&plan, H);
-    q.chunk_off = take(&plan, (size_t)H * PKV_MAX_CHUNKS);
-    q.block_slot_off = take(&plan, (size_t)H * nblk);
-    q.n_blocks = nblk;
-    q.n_patterns = pattern ? op->bank_count + op->append_pattern : 0;
-    q.minmax = 1;
-    q.assign_off = take(&plan, (size_t)2 * H * g->R);
-    q.n_assign = g->R;
-
+    const size_t row = (size_t)st->g->d * 2;
     pthread_mutex_lock(&vk->lock);
-    pkv_status s = vk->recording ? pkv_vk_finish(vk) : PKV_OK; /* deferred writes first */
-    if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, (size_t)plan.words * 4);
-    pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    VkPipeline p_centre = VK_NULL_HANDLE;
-    if (s == PKV_OK && pattern && op->append_pattern) {
-        uint32_t spec[PKV_VK_SPEC_MAX] = {WG_SMALL, g->d};
-        s = pkv_vk_pipeline(vk, PKV_K_FLUSH_CENTRE, spec, &p_centre);
+    pkv_status s = pkv_vk_begin(vk);
+    VkBuffer dst = st->windows->page->buf;
+    const VkDeviceSize dst0 = st->windows->off;
+    uint32_t r = 0, done_rows = 0; /* run r, rows of it already copied */
+    while (s == PKV_OK && r < op->n_runs) {
+        uint32_t nreg = 0;
+        VkBuffer src;
+        if (op->rows) {
+            size_t want = 0; /* bytes of the remaining runs */
+            for (uint32_t k = r; k < op->n_runs; k++) want += (size_t)(op->runs[3 * k + 2] - (k == r ? done_rows : 0)) * row;
+            VkDeviceSize roff;
+            size_t got;
+            s = pkv_vk_ring_take(vk, want, row, &roff, &got);
+            if (s != PKV_OK) break;
+            src = vk->ring_buf;
+            while (got >= row && r < op->n_runs) {
+                const uint32_t *run = op->runs + 3 * (size_t)r;
+                uint32_t rows = run[2] - done_rows;
+                if ((size_t)rows * row > got) rows = (uint32_t)(got / row);
+                s = pkv_vk_regions_reserve(vk, nreg + 1);
+                if (s != PKV_OK) break;
+                memcpy(vk->ring_map + roff, op->rows + ((size_t)run[0] + done_rows) * st->g->d, rows * row);
+                vk->regions[nreg++] = (VkBufferCopy){roff, dst0 + ((VkDeviceSize)run[1] + done_rows) * row, rows * row};
+                roff += rows * row, got -= rows * row, done_rows += rows;
+                if (done_rows == run[2]) r++, done_rows = 0;
+            }
+        } else {
+            src = op->rows_buf->page->buf;
+            s = pkv_vk_regions_reserve(vk, op->n_runs);
+            for (; s == PKV_OK && r < op->n_runs; r++) {
+                const uint32_t *run = op->runs + 3 * (size_t)r;
+                vk->regions[nreg++] = (VkBufferCopy){op->rows_buf->off + op->rows_off + (VkDeviceSize)run[0] * row,
+                                                     dst0 + (VkDeviceSize)run[1] * row, run[2] * row};
+            }
+        }
+        if (s == PKV_OK && nreg) vk->f.vkCmdCopyBuffer(vk->cb, src, dst, nreg, vk->regions);
     }
-    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)q.window_slot_off * 4, op->window_slot, (size_t)H * 4);
-    if (s == PKV_OK && pattern)
-        s = pkv_vk_upload(vk, vk->scratch, (size_t)q.chunk_off * 4, op->chunk_table, (size_t)H * PKV_MAX_CHUNKS * 4);
-    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)q.block_slot_off * 4, op->block_slot, (size_t)H * nblk * 4);
-    if (s == PKV_OK) {
-        pkv_vk_barrier(vk);
-        op_timestamp(vk, 0);
-    }
-    if (s == PKV_OK && p_centre) {
-        struct { uint32_t window_words, R, chunk_words, bank_count, window_slot_off, chunk_off; } cp = {
-            g->window_bytes / 4, g->R, g->chunk_bytes / 4, op->bank_count, q.window_slot_off, q.chunk_off};
-        pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_centre, bufs, &cp, sizeof cp, ceil_div(g->d / 2, WG_SMALL), 2 * H, 1);
-    }
-    if (s == PKV_OK) s = record_blocks(vk, g, bufs, &q);
-    if (s == PKV_OK) op_timestamp(vk, 1);
-    s = op_end(vk, s);
+    if (s == PKV_OK) pkv_vk_barrier(vk);
+    else pkv_vk_abandon(vk);
     pthread_mutex_unlock(&vk->lock);
     return s;
 }

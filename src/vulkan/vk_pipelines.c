@@ -7,6 +7,7 @@
  * (magic, sizes, vendor/device ids, driver version, uuid, library version, checksum of the data);
  * a file that does not match is ignored with a warning. Written to a temp file then renamed. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,8 @@
 static const struct { const uint32_t *code; const size_t *size; } spirv[PKV_K_COUNT] = {
     [PKV_K_KMEANS_INIT] = {pkv_spv_kmeans_init, &pkv_spv_kmeans_init_size},
     [PKV_K_KMEANS_ASSIGN] = {pkv_spv_kmeans_assign, &pkv_spv_kmeans_assign_size},
-    [PKV_K_KMEANS_UPDATE] = {pkv_spv_kmeans_update, &pkv_spv_kmeans_update_size},
+    [PKV_K_KMEANS_PARTIAL] = {pkv_spv_kmeans_partial, &pkv_spv_kmeans_partial_size},
+    [PKV_K_KMEANS_REDUCE] = {pkv_spv_kmeans_reduce, &pkv_spv_kmeans_reduce_size},
     [PKV_K_KMEANS_FINISH] = {pkv_spv_kmeans_finish, &pkv_spv_kmeans_finish_size},
     [PKV_K_KMEANS_STORE] = {pkv_spv_kmeans_store, &pkv_spv_kmeans_store_size},
     [PKV_K_ASSIGN] = {pkv_spv_assign, &pkv_spv_assign_size},
@@ -259,72 +261,175 @@ static void log_statistics(pkv_vk *vk, VkPipeline pipe, int kernel, const uint32
     pkv_log(NULL, PKV_LOG_WARN, "%s", line);
 }
 
-pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipeline *out)
+static pkv_vk_variant *find_variant(pkv_vk *vk, int kernel, const uint32_t *spec)
 {
     for (uint32_t i = 0; i < vk->n_variants; i++)
-        if (vk->variants[i].kernel == kernel && memcmp(vk->variants[i].spec, spec, sizeof vk->variants[i].spec) == 0) {
-            *out = vk->variants[i].pipe;
-            return PKV_OK;
-        }
-    if (vk->n_variants == vk->cap_variants) {
-        uint32_t cap = vk->cap_variants ? 2 * vk->cap_variants : 32;
-        pkv_vk_variant *nv = realloc(vk->variants, cap * sizeof *nv);
-        if (!nv) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
-        vk->variants = nv;
-        vk->cap_variants = cap;
-    }
+        if (vk->variants[i].kernel == kernel && memcmp(vk->variants[i].spec, spec, sizeof vk->variants[i].spec) == 0)
+            return &vk->variants[i];
+    return NULL;
+}
+
+/* One pipeline, created on the calling thread (vkCreateComputePipelines and the pipeline cache are
+ * safe to use from several threads at once). */
+typedef struct create_job {
+    pkv_vk *vk;
+    int kernel;
+    uint32_t spec[PKV_VK_SPEC_MAX];
+    VkPipeline pipe;
+    VkResult r;
+    double ms;
+} create_job;
+
+static void *create_one(void *arg)
+{
+    create_job *j = arg;
+    pkv_vk *vk = j->vk;
     VkSpecializationMapEntry map[PKV_VK_SPEC_MAX];
     for (uint32_t i = 0; i < PKV_VK_SPEC_MAX; i++) map[i] = (VkSpecializationMapEntry){i, i * 4, 4};
     VkSpecializationInfo si = {.mapEntryCount = PKV_VK_SPEC_MAX, .pMapEntries = map, .dataSize = PKV_VK_SPEC_MAX * 4,
-                               .pData = spec};
+                               .pData = j->spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-                  .module = vk->modules[kernel], .pName = "main", .pSpecializationInfo = &si},
+                  .module = vk->modules[j->kernel], .pName = "main", .pSpecializationInfo = &si},
         .layout = vk->pipe_layout};
     if (vk->pipeline_stats) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
     double t0 = now_ms();
-    VkPipeline pipe;
-    VkResult r = vk->f.vkCreateComputePipelines(vk->device, vk->pipe_cache, 1, &ci, NULL, &pipe);
-    if (r == VK_SUCCESS && vk->pipeline_stats) log_statistics(vk, pipe, kernel, spec);
-    if (r != VK_SUCCESS)
-        return pkv_fail(NULL, r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? PKV_ERR_OUT_OF_DEVICE_MEMORY : PKV_ERR_DEVICE,
-                        "vulkan: vkCreateComputePipelines failed for kernel %d (VkResult %d)", kernel, (int)r);
-    vk->pipeline_ms += now_ms() - t0;
+    j->r = vk->f.vkCreateComputePipelines(vk->device, vk->pipe_cache, 1, &ci, NULL, &j->pipe);
+    j->ms = now_ms() - t0;
+    return NULL;
+}
+
+/* The jobs of one thread: first, first + step, ... < n. */
+typedef struct create_share {
+    create_job *jobs;
+    uint32_t first, step, n;
+} create_share;
+
+static void *run_share(void *arg)
+{
+    create_share *c = arg;
+    for (uint32_t i = c->first; i < c->n; i += c->step) create_one(&c->jobs[i]);
+    return NULL;
+}
+
+/* Keeps a created pipeline in the context's list (the caller made room). */
+static void keep(pkv_vk *vk, create_job *j)
+{
+    if (vk->pipeline_stats) log_statistics(vk, j->pipe, j->kernel, j->spec);
+    vk->pipeline_ms += j->ms;
     vk->pipelines_created++;
     vk->cache_dirty = 1;
     pkv_vk_variant *v = &vk->variants[vk->n_variants++];
-    v->kernel = kernel;
-    memcpy(v->spec, spec, sizeof v->spec);
-    v->pipe = pipe;
-    *out = pipe;
+    v->kernel = j->kernel;
+    memcpy(v->spec, j->spec, sizeof v->spec);
+    v->pipe = j->pipe;
+}
+
+static pkv_status room_for(pkv_vk *vk, uint32_t more)
+{
+    if (vk->n_variants + more <= vk->cap_variants) return PKV_OK;
+    uint32_t cap = vk->cap_variants ? 2 * vk->cap_variants : 32;
+    while (cap < vk->n_variants + more) cap *= 2;
+    pkv_vk_variant *nv = realloc(vk->variants, cap * sizeof *nv);
+    if (!nv) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+    vk->variants = nv;
+    vk->cap_variants = cap;
     return PKV_OK;
+}
+
+static pkv_status creation_failed(int kernel, VkResult r)
+{
+    return pkv_fail(NULL, r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? PKV_ERR_OUT_OF_DEVICE_MEMORY : PKV_ERR_DEVICE,
+                    "vulkan: vkCreateComputePipelines failed for kernel %d (VkResult %d)", kernel, (int)r);
+}
+
+pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipeline *out)
+{
+    pkv_vk_variant *v = find_variant(vk, kernel, spec);
+    if (v) {
+        *out = v->pipe;
+        return PKV_OK;
+    }
+    pkv_status s = room_for(vk, 1);
+    if (s != PKV_OK) return s;
+    create_job j = {.vk = vk, .kernel = kernel};
+    memcpy(j.spec, spec, sizeof j.spec);
+    create_one(&j);
+    if (j.r != VK_SUCCESS) return creation_failed(kernel, j.r);
+    keep(vk, &j);
+    *out = j.pipe;
+    return PKV_OK;
+}
+
+pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX])
+{
+    create_job jobs[32];
+    uint32_t nj = 0;
+    for (uint32_t i = 0; i < n && nj < 32; i++) {
+        int dup = find_variant(vk, kernels[i], specs[i]) != NULL;
+        for (uint32_t k = 0; k < nj && !dup; k++)
+            dup = jobs[k].kernel == kernels[i] && memcmp(jobs[k].spec, specs[i], sizeof jobs[k].spec) == 0;
+        if (dup) continue;
+        jobs[nj] = (create_job){.vk = vk, .kernel = kernels[i]};
+        memcpy(jobs[nj].spec, specs[i], sizeof jobs[nj].spec);
+        nj++;
+    }
+    pkv_status s = room_for(vk, nj);
+    if (s != PKV_OK || nj == 0) return s;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    uint32_t threads = cores > 1 ? (uint32_t)cores : 1;
+    if (threads > nj) threads = nj;
+    if (threads > 16) threads = 16;
+    /* jobs k, k + threads, ... on thread k; thread 0 is this one */
+    pthread_t th[16];
+    int started[16] = {0};
+    create_share sh[16];
+    for (uint32_t t = 0; t < threads; t++) sh[t] = (create_share){jobs, t, threads, nj};
+    for (uint32_t t = 1; t < threads; t++) started[t] = pthread_create(&th[t], NULL, run_share, &sh[t]) == 0;
+    run_share(&sh[0]);
+    for (uint32_t t = 1; t < threads; t++) {
+        if (started[t]) pthread_join(th[t], NULL);
+        else run_share(&sh[t]);
+    }
+    for (uint32_t i = 0; i < nj; i++) {
+        if (jobs[i].r == VK_SUCCESS) keep(vk, &jobs[i]);
+        else if (s == PKV_OK) s = creation_failed(jobs[i].kernel, jobs[i].r);
+    }
+    return s;
 }
 
 pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], const void *push, uint32_t push_bytes,
                            uint32_t gx, uint32_t gy, uint32_t gz)
 {
-    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO, .descriptorPool = vk->desc_pool,
-                                      .descriptorSetCount = 1, .pSetLayouts = &vk->set_layout};
-    VkDescriptorSet set;
-    if (vk->f.vkAllocateDescriptorSets(vk->device, &ai, &set) != VK_SUCCESS) {
-        /* pool exhausted: run what is recorded, then start over (sets of finished work are free) */
-        pkv_status s = pkv_vk_finish(vk);
-        if (s == PKV_OK) s = pkv_vk_begin(vk);
-        if (s != PKV_OK) return s;
-        if (vk->f.vkAllocateDescriptorSets(vk->device, &ai, &set) != VK_SUCCESS)
-            return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkAllocateDescriptorSets failed");
-    }
     VkDescriptorBufferInfo bi[4];
-    VkWriteDescriptorSet w[4];
     for (uint32_t i = 0; i < 4; i++) {
         pkv_buf *b = bufs[i] ? bufs[i] : vk->dummy;
         bi[i] = (VkDescriptorBufferInfo){b->page->buf, b->off, b->size};
-        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = i,
-                                      .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                      .pBufferInfo = &bi[i]};
     }
-    vk->f.vkUpdateDescriptorSets(vk->device, 4, w, 0, NULL);
+    /* the ops dispatch many times over the same four buffers: one set serves them all */
+    VkDescriptorSet set = vk->last_set;
+    if (!set || memcmp(bi, vk->last_set_bufs, sizeof bi) != 0) {
+        VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                          .descriptorPool = vk->desc_pool, .descriptorSetCount = 1,
+                                          .pSetLayouts = &vk->set_layout};
+        if (vk->f.vkAllocateDescriptorSets(vk->device, &ai, &set) != VK_SUCCESS) {
+            /* pool exhausted: run what is recorded, then start over (sets of finished work are free) */
+            pkv_status s = pkv_vk_finish(vk);
+            if (s == PKV_OK) s = pkv_vk_begin(vk);
+            if (s != PKV_OK) return s;
+            if (vk->f.vkAllocateDescriptorSets(vk->device, &ai, &set) != VK_SUCCESS)
+                return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkAllocateDescriptorSets failed");
+        }
+        VkWriteDescriptorSet w[4];
+        for (uint32_t i = 0; i < 4; i++)
+            w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = i,
+                                          .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                          .pBufferInfo = &bi[i]};
+        vk->f.vkUpdateDescriptorSets(vk->device, 4, w, 0, NULL);
+        vk->last_set = set;
+        memcpy(vk->last_set_bufs, bi, sizeof bi);
+    }
     pkv_status s = pkv_vk_begin(vk);
     if (s != PKV_OK) return s;
     vk->f.vkCmdBindPipeline(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
