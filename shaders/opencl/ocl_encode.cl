@@ -1,16 +1,25 @@
-/* Window flush and prefill quantization: ocl_centre appends each head's new pattern (Chebyshev
- * centre of the window); ocl_encode turns G tokens of one head into one block (src/core/block.c is the
- * reference: assignment, V gate, per-channel K and per-token V quantization, bit-plane packing). */
+/* Window flush and block encoding of one or more layers at once, per unit (layer of the op and kv
+ * head, described by tab[PP_T_UDESC + unit * 16]: window slot, patterns, new pattern index, append
+ * flag, bank chunk slots): ocl_centre appends the new pattern (Chebyshev centre of the window),
+ * ocl_assign picks each window token's pattern (min-max distance) and V gate, ocl_encode turns G
+ * tokens of one unit into one block (src/core/block.c is the reference: per-channel K and per-token
+ * V quantization, bit-plane packing); ocl_window_write copies appended rows into the windows. */
 
-/* One work-group per (head, K|V). */
-__kernel void ocl_centre(__constant uint *P, __global const ushort *windows, __global const uint *window_slot,
-                         __global const uint *chunk_table, __global uchar *chunks)
+OCL_HELPER __global const uint *udesc(__constant uint *P, __global const uint *tab, uint unit)
+{
+    return tab + P[PP_T_UDESC] + unit * UDESC_WORDS;
+}
+
+/* One work-group per (unit, K|V) whose bank takes a new pattern. Exact spans (the zero's sign is stored). */
+__kernel void ocl_centre(__constant uint *P, __global const ushort *windows, __global const uint *tab,
+                         __global uchar *chunks)
 {
     const uint d = P[PP_D], R = P[PP_R];
-    const uint gid = get_group_id(0), h = gid >> 1, kv = gid & 1u;
-    __global const ushort *x = windows + (size_t)window_slot[h] * (P[PP_WINDOW_BYTES] / 2u) + (size_t)kv * R * d;
-    __global ushort *p = (__global ushort *)pattern_ptr(chunks, chunk_table + (size_t)h * PKV_OCL_MAX_CHUNKS,
-                                                       P[PP_CHUNK_BYTES], d, kv, P[PP_BANK_COUNT]);
+    const uint gid = get_group_id(0), unit = gid >> 1, kv = gid & 1u;
+    __global const uint *u = udesc(P, tab, unit);
+    if (!u[3]) return;
+    __global const ushort *x = windows + (size_t)u[0] * (P[PP_WINDOW_BYTES] / 2u) + (size_t)kv * R * d;
+    __global ushort *p = (__global ushort *)pattern_ptr(chunks, u + 4, P[PP_CHUNK_BYTES], d, kv, u[2]);
     for (uint i = get_local_id(0); i < d; i += get_local_size(0)) {
         pkv_span s = pkv_span_of(pkv_f16_to_f32(x[i]));
         for (uint t = 1; t < R; t++) s = pkv_span_add(s, pkv_f16_to_f32(x[(size_t)t * d + i]));
@@ -24,44 +33,54 @@ OCL_HELPER float resid(__global const ushort *x, __global const ushort *p, uint 
     return p ? pkv_f16_to_f32(x[i]) - pkv_f16_to_f32(p[i]) : pkv_f16_to_f32(x[i]);
 }
 
-/* Row of token t (0 .. nb*G-1) of head h, K (kv 0) or V (kv 1): the staging buffer (prefill:
- * K [n][H][d] then V [n][H][d]) or the head's window slot (flush: K [R][d] then V [R][d]). */
-OCL_HELPER __global const ushort *token_row(__constant uint *P, __global const ushort *src,
-                                            __global const uint *window_slot, uint h, uint kv, uint t)
+/* Row of token t (0 .. N_ASSIGN-1) of a unit, K (kv 0) or V (kv 1): the token upload (prefill:
+ * K [layers][n][H][d] then V) or the unit's window slot (flush: K [R][d] then V [R][d]). */
+OCL_HELPER __global const ushort *token_row(__constant uint *P, __global const ushort *src, __global const uint *u,
+                                            uint unit, uint kv, uint t)
 {
     const uint d = P[PP_D], H = P[PP_H];
-    if (P[PP_SRC_WINDOW])
-        return src + (size_t)window_slot[h] * (P[PP_WINDOW_BYTES] / 2u) + ((size_t)kv * P[PP_R] + t) * d;
-    return src + (((size_t)kv * P[PP_N_TOKENS] + t) * H + h) * d;
+    if (P[PP_SRC_WINDOW]) return src + (size_t)u[0] * (P[PP_WINDOW_BYTES] / 2u) + ((size_t)kv * P[PP_R] + t) * d;
+    return src + ((((size_t)kv * P[PP_N_SRC_LAYERS] + unit / H) * P[PP_N_TOKENS] + t) * H + unit % H) * d;
+}
+
+/* max_i (x_i - c_i) - min_i (x_i - c_i) with the hardware min/max (c NULL: range(x)): it can differ
+ * from docs/NUMERICS.md's exact span only in the sign of a zero, which neither comparisons nor the
+ * gate (squares) see. */
+OCL_HELPER float dist_minmax_fast(__global const ushort *x, __global const ushort *c, uint d)
+{
+    float r = c ? pkv_f16_to_f32(x[0]) - pkv_f16_to_f32(c[0]) : pkv_f16_to_f32(x[0]), lo = r, hi = r;
+    for (uint i = 1; i < d; i++) {
+        r = c ? pkv_f16_to_f32(x[i]) - pkv_f16_to_f32(c[i]) : pkv_f16_to_f32(x[i]);
+        lo = fmin(lo, r), hi = fmax(hi, r);
+    }
+    return hi - lo;
 }
 
 #define ASSIGN_SLICES 16u
 
-/* Nearest pattern (L2 for prefill, min-max for flush) of every token to encode, K and V: one job
- * (head, token, K|V) per ASSIGN_SLICES work-items, each scanning every ASSIGN_SLICES-th pattern;
- * the lanes' (distance, index) pairs reduce to the lowest index among the smallest distances,
- * the same answer as the CPU's ascending scan with strict <. assign: [H][nb*G][2]. */
-__kernel void ocl_assign(__constant uint *P, __global const ushort *src, __global const uint *window_slot,
-                         __global const uint *chunk_table, __global const uchar *chunks, __global uint *assign)
+/* A flush: the min-max-nearest pattern of every window token, K and V, and V's gate: one job
+ * (unit, token, K|V) per ASSIGN_SLICES work-items, each scanning every ASSIGN_SLICES-th pattern; the
+ * lanes' (distance, index) pairs reduce to the lowest index among the smallest distances, the same
+ * answer as the CPU's ascending scan with strict <. work[PP_W_ASSIGN]: [unit][2][N_ASSIGN]. */
+__kernel void ocl_assign(__constant uint *P, __global const ushort *src, __global const uint *tab,
+                         __global const uchar *chunks, __global uint *work)
 {
-    const uint d = P[PP_D], H = P[PP_H], ntok = P[PP_NB] * P[PP_G], npat = P[PP_N_PAT];
+    const uint d = P[PP_D], ntok = P[PP_N_ASSIGN];
     const uint lid = get_local_id(0), lane = lid % ASSIGN_SLICES;
-    const uint job = (uint)(get_global_id(0) / ASSIGN_SLICES); /* (h * ntok + t) * 2 + kv */
+    const uint job = (uint)(get_global_id(0) / ASSIGN_SLICES); /* (unit * 2 + kv) * ntok + t */
     __local float bd[MAX_WG];
     __local uint bm[MAX_WG];
-    const int valid = job < H * ntok * 2u;
+    const int valid = job < P[PP_UNITS] * 2u * ntok;
+    const uint q = job / ntok, t = job % ntok, unit = q >> 1, kv = q & 1u;
+    __global const uint *u = udesc(P, tab, valid ? unit : 0u);
+    __global const ushort *x = token_row(P, src, u, unit, kv, t);
     float best_d = INFINITY;
     uint best_m = 0xFFFFFFFFu;
-    if (valid) {
-        const uint kv = job & 1u, t = job / 2u % ntok, h = job / 2u / ntok;
-        __global const ushort *x = token_row(P, src, window_slot, h, kv, t);
-        __global const uint *ct = chunk_table + (size_t)h * PKV_OCL_MAX_CHUNKS;
-        for (uint m = lane; m < npat; m += ASSIGN_SLICES) {
-            __global const ushort *p = pattern_ptr(chunks, ct, P[PP_CHUNK_BYTES], d, kv, m);
-            float dist = P[PP_DIST_MINMAX] ? dist_minmax_f16(x, p, d) : dist_l2_f16(x, p, d);
+    if (valid)
+        for (uint m = lane; m < u[1]; m += ASSIGN_SLICES) {
+            float dist = dist_minmax_fast(x, pattern_ptr(chunks, u + 4, P[PP_CHUNK_BYTES], d, kv, m), d);
             if (best_m == 0xFFFFFFFFu || dist < best_d) { best_d = dist; best_m = m; }
         }
-    }
     bd[lid] = best_d;
     bm[lid] = best_m;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -76,34 +95,30 @@ __kernel void ocl_assign(__constant uint *P, __global const ushort *src, __globa
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (valid && lane == 0u) assign[job] = bm[lid];
+    if (!valid || lane != 0u) return;
+    uint a = bm[lid], gate = 0u;
+    if (kv) {
+        float A = dist_minmax_fast(x, pattern_ptr(chunks, u + 4, P[PP_CHUNK_BYTES], d, 1u, a), d);
+        gate = (uint)pkv_v_gate(A, dist_minmax_fast(x, 0, d), as_float(P[PP_GATE_K2]));
+    }
+    work[P[PP_W_ASSIGN] + job] = a | (gate << 8);
 }
 
-/* One work-group per (head, block), with the assignments made by ocl_assign. */
-__kernel void ocl_encode(__constant uint *P, __global const ushort *src, __global const uint *window_slot,
-                         __global const uint *chunk_table, __global const uint *block_slot,
-                         __global const uchar *chunks, __global const uint *assign, __global uchar *blocks)
+/* One work-group per (unit, block), with the assignments of ocl_assign or ocl_km_assign. */
+__kernel void ocl_encode(__constant uint *P, __global const ushort *src, __global const uint *tab,
+                         __global const uchar *chunks, __global const uint *work, __global uchar *blocks)
 {
-    const uint d = P[PP_D], G = P[PP_G], H = P[PP_H], mode = P[PP_MODE], nb = P[PP_NB];
+    const uint d = P[PP_D], G = P[PP_G], mode = P[PP_MODE], nb = P[PP_NB], ntok = P[PP_N_ASSIGN];
     const uint kbits = P[PP_KBITS], vbits = P[PP_VBITS], krow = P[PP_KROW], vrow = P[PP_VROW];
     const uint lid = get_local_id(0), L = get_local_size(0);
-    const uint h = get_group_id(0) / nb, b = get_group_id(0) % nb;
+    const uint unit = get_group_id(0) / nb, b = get_group_id(0) % nb;
     const int pattern = mode == 0u;
-
-    __global const ushort *kx, *vx;
-    size_t xs;
-    if (P[PP_SRC_WINDOW]) {
-        kx = src + (size_t)window_slot[h] * (P[PP_WINDOW_BYTES] / 2u) + (size_t)b * G * d;
-        vx = kx + (size_t)P[PP_R] * d;
-        xs = d;
-    } else {
-        xs = (size_t)H * d;
-        kx = src + ((size_t)b * G * H + h) * d;
-        vx = kx + (size_t)P[PP_N_TOKENS] * H * d;
-    }
-    __global const uint *ct = chunk_table + (size_t)h * PKV_OCL_MAX_CHUNKS;
+    __global const uint *u = udesc(P, tab, unit);
+    __global const ushort *kx = token_row(P, src, u, unit, 0u, b * G), *vx = token_row(P, src, u, unit, 1u, b * G);
+    const size_t xs = P[PP_SRC_WINDOW] ? d : (size_t)P[PP_H] * d;
+    __global const uint *ct = u + 4;
     const uint cb = P[PP_CHUNK_BYTES];
-    __global uchar *blk = blocks + (size_t)block_slot[(size_t)h * nb + b] * P[PP_BLOCK_BYTES];
+    __global uchar *blk = blocks + (size_t)tab[P[PP_T_BSLOT] + unit * nb + b] * P[PP_BLOCK_BYTES];
 
     /* The CPU zeroes the block first; padding must match byte for byte. */
     for (uint w = lid; w < P[PP_BLOCK_BYTES] / 4u; w += L) ((__global uint *)blk)[w] = 0u;
@@ -122,16 +137,14 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
     __local uint ka[MAX_G], va[MAX_G], vm[MAX_G];
     __local float ks[MAX_D], kz[MAX_D], vs[MAX_G], vz[MAX_G];
 
-    /* A: the assignments of ocl_assign, and the V gate, one token per work-item. */
+    /* A: the assignments and V gates. */
     if (pattern) {
-        __global const uint *asg = assign + ((size_t)h * nb + b) * G * 2u;
+        __global const uint *ak = work + P[PP_W_ASSIGN] + (size_t)(unit * 2u) * ntok + b * G;
+        __global const uint *av = ak + ntok;
         for (uint t = lid; t < G; t += L) {
-            ka[t] = asg[t * 2u];
-            va[t] = asg[t * 2u + 1u];
-            __global const ushort *x = vx + t * xs;
-            float A = dist_minmax_f16(x, pattern_ptr(chunks, ct, cb, d, 1u, va[t]), d);
-            float B = dist_minmax_f16(x, 0, d);
-            vm[t] = (uint)pkv_v_gate(A, B, as_float(P[PP_GATE_K2]));
+            ka[t] = ak[t] & 255u;
+            va[t] = av[t] & 255u;
+            vm[t] = (av[t] >> 8) & 1u;
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -200,4 +213,17 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
             blk[P[PP_OFF_VMASK] + j] = (uchar)byte;
         }
     }
+}
+
+/* Window writes: one work-group per run (first source row, first destination row, rows) of the
+ * upload (runs [n_runs][3] then the rows, fp16, d per row, from word rows_at); words of d / 2. */
+__kernel void ocl_window_write(__global const uint *up, uint n_runs, uint rows_at, uint row_words,
+                               __global uint *windows)
+{
+    const uint r = get_group_id(0);
+    if (r >= n_runs) return;
+    __global const uint *run = up + 3u * r;
+    const size_t src = (size_t)rows_at + (size_t)run[0] * row_words, dst = (size_t)run[1] * row_words;
+    const uint words = run[2] * row_words;
+    for (uint w = get_local_id(0); w < words; w += get_local_size(0)) windows[dst + w] = up[src + w];
 }

@@ -41,6 +41,7 @@ static void ocl_destroy(pkv_backend *be)
         if (o->q) o->cl->clFinish(o->q);
         pkv_ocl_release_events(o);
         for (int i = 0; i < PKV_S_COUNT; i++) pkv_ocl_scratch_free(o, &o->s[i]);
+        free(o->wstage);
         pkv_ocl_release_program(o);
         if (o->q) o->cl->clReleaseCommandQueue(o->q);
         if (o->ctx) o->cl->clReleaseContext(o->ctx);
@@ -58,6 +59,7 @@ static const pkv_backend_iface ocl_iface = {
     .buf_copy = pkv_ocl_buf_copy,
     .mine = pkv_ocl_mine,
     .flush = pkv_ocl_flush,
+    .write_window = pkv_ocl_write_window,
     .attention = pkv_ocl_attention,
     .measure_read = pkv_ocl_measure_read,
     .last_op_ms = pkv_ocl_last_op_ms,

@@ -20,12 +20,15 @@ typedef struct pkv_ocl_scratch {
 
 enum pkv_ocl_kernel_id {
     PKV_K_KM_INIT,      /* k-means: centroids from the initial tokens */
-    PKV_K_KM_ASSIGN,    /* k-means: nearest centroid per token */
-    PKV_K_KM_UPDATE,    /* k-means: one work-group per (head, K|V): sums, new centroids, stop test */
+    PKV_K_KM_ASSIGN,    /* k-means: nearest centroid per token; the final assignment with the V gate */
+    PKV_K_KM_PARTIAL,   /* k-means: chunk sums */
+    PKV_K_KM_REDUCE,    /* k-means: the chunk sums pairwise, new centroids, shifts */
+    PKV_K_KM_FINISH,    /* k-means: stop test */
     PKV_K_KM_STORE,     /* k-means: centroids -> fp16 bank patterns */
-    PKV_K_CENTRE,       /* flush: Chebyshev centre of each head's window -> new pattern */
-    PKV_K_ASSIGN,       /* nearest pattern of every token to encode (K and V), patterns split over lanes */
-    PKV_K_ENCODE,       /* one work-group per (head, block): gate, quantize, pack */
+    PKV_K_CENTRE,       /* flush: Chebyshev centre of each unit's window -> new pattern */
+    PKV_K_ASSIGN,       /* flush: nearest pattern of every window token (K and V) and V's gate */
+    PKV_K_ENCODE,       /* one work-group per (unit, block): quantize, pack */
+    PKV_K_WINDOW,       /* window writes */
     PKV_K_STREAM,       /* plain streaming read, for the read-bandwidth measurement */
     PKV_K_FMA_PROBE,    /* checks that the compiler honours FP_CONTRACT OFF */
     PKV_K_COUNT
@@ -33,9 +36,8 @@ enum pkv_ocl_kernel_id {
 
 /* Scratch buffers, reused between ops. */
 enum pkv_ocl_scratch_id {
-    PKV_S_PARAMS, PKV_S_TOKENS, PKV_S_U0, PKV_S_U1, PKV_S_U2, PKV_S_U3,
-    PKV_S_CENT, PKV_S_SUMS, PKV_S_COUNTS, PKV_S_ASSIGN, PKV_S_DONE, PKV_S_PART, PKV_S_OUT, PKV_S_QC, PKV_S_TOKASSIGN, PKV_S_DUMMY,
-    PKV_S_COUNTERS,
+    PKV_S_PARAMS, PKV_S_TOKENS, PKV_S_U0, PKV_S_U1, PKV_S_U2, PKV_S_TAB, PKV_S_WORK, PKV_S_WROWS,
+    PKV_S_PART, PKV_S_OUT, PKV_S_QC, PKV_S_DUMMY, PKV_S_COUNTERS,
     PKV_S_COUNT
 };
 
@@ -71,6 +73,8 @@ typedef struct pkv_ocl {
     uint32_t n_attn;
     size_t counter_words;   /* attention's merge counters in s[PKV_S_COUNTERS], kept at zero between ops */
     pkv_ocl_scratch s[PKV_S_COUNT];
+    uint32_t *wstage;       /* host staging of window writes (runs, then rows), reused */
+    size_t wstage_bytes;
     /* timing of the last op: kernel events when the queue profiles, else the host clock */
     int profiling;
     cl_event ev_first, ev_last;
@@ -118,6 +122,7 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
 /* ocl_ops.c */
 pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
 pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
+pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op);
 pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
 
 /* Kernel argument helper: sets args in order, each given as (size, pointer). */

@@ -76,136 +76,284 @@ static pkv_status finish(pkv_ocl *o, const char *op, cl_int err)
 }
 
 #define ARG(x) sizeof(x), (const void *)&(x)
+#define UNIT_WORDS 16u /* UDESC_WORDS of ocl_params.h */
+/* Scratch of one mining run of several layers (PKV_OPENCL_MINE_BYTES overrides it). */
+#define MINE_BYTES_DEFAULT (1ull << 30)
 
-/* Encodes n_blocks blocks per head: in PATTERN mode ocl_assign first, then ocl_encode. */
-static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_mem src, cl_mem window_slot,
-                            cl_mem chunk_table, cl_mem block_slot, uint32_t n_blocks)
+static uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+
+/* Offsets in words, 16-word aligned. */
+static uint32_t take(size_t *words, size_t n)
 {
-    const size_t H = st->g->H, jobs = H * n_blocks * st->g->G * 2;
-    cl_mem chunks = mem_or_dummy(o, st->chunks), blocks = mem_or_dummy(o, st->blocks), assign = mem_or_dummy(o, NULL);
-    cl_int err = CL_SUCCESS;
-    if (st->g->mode == PKV_MODE_PATTERN) {
-        if (pkv_ocl_scratch_reserve(o, &o->s[PKV_S_TOKASSIGN], jobs * sizeof(uint32_t)) != PKV_OK)
-            return CL_MEM_OBJECT_ALLOCATION_FAILURE;
-        assign = o->s[PKV_S_TOKASSIGN].mem;
-        cl_kernel k = o->k[PKV_K_ASSIGN];
-        const size_t wl = o->wg[PKV_K_ASSIGN], lanes = jobs * 16; /* ASSIGN_SLICES lanes per job */
-        err = pkv_ocl_args(o, k, 6, ARG(params), ARG(src), ARG(window_slot), ARG(chunk_table), ARG(chunks), ARG(assign));
-        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (lanes + wl - 1) / wl, wl);
-    }
+    size_t at = *words;
+    *words += (n + 15) & ~(size_t)15;
+    return (uint32_t)at;
+}
+
+/* The work-group size of kernel k, at most `cap`. */
+static size_t wg_of(const pkv_ocl *o, int k, size_t cap) { return o->wg[k] < cap ? o->wg[k] : cap; }
+
+/* Encodes n_blocks blocks per unit from src (the token upload or the windows) with the assignments
+ * in work (PATTERN). */
+static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_mem src, cl_mem tab, cl_mem work,
+                            uint32_t units, uint32_t n_blocks)
+{
+    cl_mem chunks = mem_or_dummy(o, st->chunks), blocks = mem_or_dummy(o, st->blocks);
     cl_kernel k = o->k[PKV_K_ENCODE];
-    if (err == CL_SUCCESS)
-        err = pkv_ocl_args(o, k, 8, ARG(params), ARG(src), ARG(window_slot), ARG(chunk_table), ARG(block_slot),
-                           ARG(chunks), ARG(assign), ARG(blocks));
-    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, H * n_blocks, o->wg[PKV_K_ENCODE]);
+    cl_int err = pkv_ocl_args(o, k, 6, ARG(params), ARG(src), ARG(tab), ARG(chunks), ARG(work), ARG(blocks));
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (size_t)units * n_blocks, o->wg[PKV_K_ENCODE]);
     return err;
 }
 
-pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
+typedef struct mine_plan {
+    uint32_t units, lists, nc, nblk, mb, km_local;
+    uint32_t t_udesc, t_bslot, t_init, t_rcp;       /* table upload */
+    uint32_t w_cent, w_part, w_cnt, w_kassign, w_flags, w_assign; /* work buffer */
+    size_t tab_words, work_words, token_bytes;
+} mine_plan;
+
+static void plan_mine(const pkv_ocl *o, const pkv_geom *g, const pkv_mine_op *op, uint32_t layers, mine_plan *mp)
 {
-    if (!op->tokens) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl mine: tokens must be in host memory");
-    pkv_ocl *o = pkv_ocl_of(be);
-    pkv_ocl_op_begin(o);
+    const size_t H = g->H, d = g->d, M = g->M, n = op->n_tokens;
+    memset(mp, 0, sizeof *mp);
+    mp->units = layers * g->H, mp->lists = 2 * mp->units, mp->nc = ceil_div(op->n_tokens, PKV_KMEANS_CHUNK);
+    mp->nblk = op->n_quant / g->G;
+    size_t t = 0, w = 0;
+    mp->t_udesc = take(&t, (size_t)mp->units * UNIT_WORDS);
+    mp->t_bslot = take(&t, (size_t)mp->units * mp->nblk + 1);
+    mp->t_init = take(&t, (size_t)mp->lists * M);
+    mp->t_rcp = take(&t, n + 1);
+    mp->tab_words = t;
+    mp->w_cent = take(&w, (size_t)mp->lists * M * d);
+    mp->w_part = take(&w, (size_t)mp->lists * mp->nc * M * d);
+    mp->w_cnt = take(&w, (size_t)mp->lists * mp->nc * M);
+    mp->w_kassign = take(&w, (size_t)mp->lists * n);
+    mp->w_flags = take(&w, (size_t)mp->lists * 2);
+    mp->w_assign = take(&w, (size_t)mp->lists * op->n_quant + 1);
+    mp->work_words = w;
+    mp->token_bytes = (size_t)layers * 2 * n * H * d * 2;
+    /* centroids per local-memory block of the assignment, and the sums in local memory when they fit
+     * (PKV_OPENCL_KMEANS_GLOBAL=1 keeps them in global memory: tests cover both paths) */
+    size_t mb = (o->local_mem > 4096 ? o->local_mem - 4096 : 1024) / (4 * d);
+    mp->mb = (uint32_t)(mb < 1 ? 1 : mb > 32 ? 32 : mb > M ? M : mb);
+    const char *force_global = getenv("PKV_OPENCL_KMEANS_GLOBAL");
+    mp->km_local = M * d * 4 + PKV_KMEANS_CHUNK * 4 + PKV_MAX_BANK * 4 + 1024 <= o->local_mem && !(force_global && atoi(force_global) == 1);
+}
+
+/* One mining run of layers [l0, l0 + nl) of the op. */
+static pkv_status mine_group(pkv_ocl *o, const pkv_store *st, const pkv_mine_op *op, uint32_t l0, uint32_t nl,
+                             double *ms)
+{
     const pkv_geom *g = st->g;
-    const size_t H = g->H, d = g->d, n = op->n_tokens, M = g->M;
-    const uint32_t nb = op->n_quant / g->G;
-    if (g->mode != PKV_MODE_PATTERN || M > PKV_MAX_BANK || n < M)
-        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "opencl: mine needs PATTERN mode and n_tokens >= M");
+    const size_t H = g->H, d = g->d, M = g->M, n = op->n_tokens;
+    mine_plan mp;
+    plan_mine(o, g, op, nl, &mp);
     uint32_t P[PP_COUNT];
     fill_geom(P, g);
     P[PP_N_TOKENS] = (uint32_t)n;
     P[PP_M] = (uint32_t)M;
     P[PP_MAX_ITERS] = op->max_iters;
     P[PP_TOL2] = f32_bits(op->tol2);
-    P[PP_N_PAT] = (uint32_t)M;
-    P[PP_DIST_MINMAX] = 0;
     P[PP_SRC_WINDOW] = 0;
-    P[PP_NB] = nb;
-    /* the sums in local memory when they fit (leaving room for the kernel's own arrays);
-     * PKV_OPENCL_KMEANS_GLOBAL=1 forces global memory (tests cover both paths) */
-    const size_t lsum_bytes = M * d * sizeof(float);
-    const char *force_global = getenv("PKV_OPENCL_KMEANS_GLOBAL");
-    const int km_local = lsum_bytes + 4096 <= o->local_mem && !(force_global && atoi(force_global) == 1);
-    P[PP_KM_LOCAL] = (uint32_t)km_local;
+    P[PP_NB] = mp.nblk;
+    P[PP_KM_LOCAL] = mp.km_local;
+    P[PP_N_SRC_LAYERS] = nl;
+    P[PP_UNITS] = mp.units;
+    P[PP_NC] = mp.nc;
+    P[PP_N_ASSIGN] = op->n_quant;
+    P[PP_MB] = mp.mb;
+    P[PP_T_UDESC] = mp.t_udesc, P[PP_T_BSLOT] = mp.t_bslot, P[PP_T_INIT] = mp.t_init, P[PP_T_RCP] = mp.t_rcp;
+    P[PP_W_CENT] = mp.w_cent, P[PP_W_PART] = mp.w_part, P[PP_W_CNT] = mp.w_cnt, P[PP_W_KASSIGN] = mp.w_kassign;
+    P[PP_W_FLAGS] = mp.w_flags, P[PP_W_ASSIGN] = mp.w_assign;
+    uint32_t *tab = calloc(mp.tab_words, sizeof *tab);
+    if (!tab) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl mine: out of host memory");
+    for (uint32_t l = 0; l < nl; l++) {
+        const pkv_mine_layer *ml = &op->layers[l0 + l];
+        for (uint32_t h = 0; h < H; h++) {
+            uint32_t *u = tab + mp.t_udesc + ((size_t)l * H + h) * UNIT_WORDS;
+            u[1] = (uint32_t)M;
+            memcpy(u + 4, ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS, PKV_MAX_CHUNKS * sizeof *u);
+        }
+        memcpy(tab + mp.t_bslot + (size_t)l * H * mp.nblk, ml->block_slot, H * mp.nblk * sizeof *tab);
+        memcpy(tab + mp.t_init + (size_t)l * H * 2 * M, ml->init_index, H * 2 * M * sizeof *tab);
+    }
+    memcpy(tab + mp.t_rcp, op->rcp, (n + 1) * sizeof *tab);
     pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
-    if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->tokens, 2 * n * H * d * sizeof(uint16_t));
-    if (s == PKV_OK) s = upload(o, PKV_S_U0, op->init_index, H * 2 * M * sizeof(uint32_t));
-    if (s == PKV_OK) s = upload(o, PKV_S_U1, op->rcp, (n + 1) * sizeof(float));
-    if (s == PKV_OK) s = upload(o, PKV_S_U2, op->chunk_table, H * PKV_MAX_CHUNKS * sizeof(uint32_t));
-    if (s == PKV_OK) s = upload(o, PKV_S_U3, op->block_slot, H * nb * sizeof(uint32_t));
-    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_CENT], 2 * H * M * d * sizeof(float));
-    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_SUMS], 2 * H * M * d * sizeof(float));
-    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_COUNTS], 2 * H * M * sizeof(uint32_t));
-    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_ASSIGN], 2 * H * n * sizeof(uint32_t));
-    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_DONE], 2 * H * sizeof(uint32_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_TAB, tab, mp.tab_words * 4);
+    free(tab);
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_TOKENS], mp.token_bytes);
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_WORK], mp.work_words * 4);
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: mine could not allocate its scratch buffers");
-
-    cl_mem params = o->s[PKV_S_PARAMS].mem, tokens = o->s[PKV_S_TOKENS].mem, init = o->s[PKV_S_U0].mem,
-           rcp = o->s[PKV_S_U1].mem, ctab = o->s[PKV_S_U2].mem, cent = o->s[PKV_S_CENT].mem,
-           sums = o->s[PKV_S_SUMS].mem, counts = o->s[PKV_S_COUNTS].mem, assign = o->s[PKV_S_ASSIGN].mem,
-           done = o->s[PKV_S_DONE].mem, chunks = mem_or_dummy(o, st->chunks);
-    const size_t values = 2 * H * M * d;
+    pkv_ocl_op_begin(o);
+    cl_mem params = o->s[PKV_S_PARAMS].mem, tokens = o->s[PKV_S_TOKENS].mem, tb = o->s[PKV_S_TAB].mem,
+           work = o->s[PKV_S_WORK].mem, chunks = mem_or_dummy(o, st->chunks);
+    const size_t layer_bytes = n * H * d * 2;
+    cl_int err = CL_SUCCESS;
+    for (uint32_t l = 0; l < nl && err == CL_SUCCESS; l++) { /* the host memory outlives the op: no waits */
+        err = o->cl->clEnqueueWriteBuffer(o->q, tokens, CL_FALSE, l * layer_bytes, layer_bytes, op->tokens_k[l0 + l], 0, NULL, NULL);
+        if (err == CL_SUCCESS)
+            err = o->cl->clEnqueueWriteBuffer(o->q, tokens, CL_FALSE, (nl + l) * layer_bytes, layer_bytes, op->tokens_v[l0 + l],
+                                              0, NULL, NULL);
+    }
+    const size_t values = (size_t)mp.lists * M * d;
     cl_kernel k = o->k[PKV_K_KM_INIT];
     size_t wl = o->wg[PKV_K_KM_INIT];
-    cl_int err = pkv_ocl_args(o, k, 5, ARG(params), ARG(tokens), ARG(init), ARG(cent), ARG(done));
+    if (err == CL_SUCCESS) err = pkv_ocl_args(o, k, 4, ARG(params), ARG(tokens), ARG(tb), ARG(work));
     if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (values + wl - 1) / wl, wl);
-    const size_t wa = o->wg[PKV_K_KM_ASSIGN], tiles = (n + wa - 1) / wa;
-    cl_kernel ka = o->k[PKV_K_KM_ASSIGN], ku = o->k[PKV_K_KM_UPDATE];
-    if (err == CL_SUCCESS) err = pkv_ocl_args(o, ka, 5, ARG(params), ARG(tokens), ARG(cent), ARG(done), ARG(assign));
+    const size_t wa = wg_of(o, PKV_K_KM_ASSIGN, 64), wp = wg_of(o, PKV_K_KM_PARTIAL, 128), wr = wg_of(o, PKV_K_KM_REDUCE, 128);
+    const cl_uint kmeans = 0, final = 1;
+    cl_kernel ka = o->k[PKV_K_KM_ASSIGN], kp = o->k[PKV_K_KM_PARTIAL], kr = o->k[PKV_K_KM_REDUCE], kf = o->k[PKV_K_KM_FINISH];
     if (err == CL_SUCCESS)
-        err = pkv_ocl_args(o, ku, 9, ARG(params), ARG(tokens), ARG(rcp), ARG(cent), ARG(sums), ARG(counts),
-                           ARG(assign), ARG(done), km_local ? lsum_bytes : sizeof(float), NULL);
+        err = pkv_ocl_args(o, ka, 7, ARG(params), ARG(tokens), ARG(tb), ARG(chunks), ARG(work), (size_t)mp.mb * d * 4, NULL,
+                           ARG(kmeans));
+    if (err == CL_SUCCESS)
+        err = pkv_ocl_args(o, kp, 4, ARG(params), ARG(tokens), ARG(work), mp.km_local ? M * d * 4 : sizeof(float), NULL);
+    if (err == CL_SUCCESS) err = pkv_ocl_args(o, kr, 3, ARG(params), ARG(tb), ARG(work));
+    if (err == CL_SUCCESS) err = pkv_ocl_args(o, kf, 2, ARG(params), ARG(work));
     for (uint32_t it = 0; it < op->max_iters && err == CL_SUCCESS; it++) {
-        err = pkv_ocl_launch(o, ka, 2 * H * tiles, wa);
-        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, ku, 2 * H, o->wg[PKV_K_KM_UPDATE]);
+        err = pkv_ocl_launch(o, ka, (size_t)mp.lists * ceil_div((uint32_t)n, (uint32_t)wa), wa);
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, kp, (size_t)mp.lists * mp.nc, wp);
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, kr, (size_t)mp.lists * M, wr);
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, kf, ceil_div(mp.lists, 64), wg_of(o, PKV_K_KM_FINISH, 64));
     }
     k = o->k[PKV_K_KM_STORE];
     wl = o->wg[PKV_K_KM_STORE];
-    if (err == CL_SUCCESS) err = pkv_ocl_args(o, k, 4, ARG(params), ARG(cent), ARG(ctab), ARG(chunks));
+    if (err == CL_SUCCESS) err = pkv_ocl_args(o, k, 4, ARG(params), ARG(tb), ARG(work), ARG(chunks));
     if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (values + wl - 1) / wl, wl);
-    if (err == CL_SUCCESS && nb > 0) {
-        cl_mem dummy = mem_or_dummy(o, NULL);
-        err = launch_encode(o, st, params, tokens, dummy, ctab, o->s[PKV_S_U3].mem, nb);
+    if (err == CL_SUCCESS && mp.nblk > 0) {
+        err = o->cl->clSetKernelArg(ka, 6, sizeof final, &final);
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, ka, (size_t)mp.lists * ceil_div(op->n_quant, (uint32_t)wa), wa);
+        if (err == CL_SUCCESS) err = launch_encode(o, st, params, tokens, tb, work, mp.units, mp.nblk);
     }
-    return finish(o, "mine", err);
+    pkv_status r = finish(o, "mine", err);
+    *ms = o->last_op_ms;
+    return r;
+}
+
+pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
+{
+    if (!op->tokens_k) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl mine: tokens must be in host memory");
+    pkv_ocl *o = pkv_ocl_of(be);
+    const pkv_geom *g = st->g;
+    if (g->mode != PKV_MODE_PATTERN || g->M > PKV_MAX_BANK || op->n_tokens < g->M)
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "opencl: mine needs PATTERN mode and n_tokens >= M");
+    const char *env = getenv("PKV_OPENCL_MINE_BYTES");
+    uint64_t budget = env && *env ? strtoull(env, NULL, 10) : MINE_BYTES_DEFAULT;
+    uint32_t per = 1;
+    while (per < op->n_layers) {
+        mine_plan mp;
+        plan_mine(o, g, op, per + 1, &mp);
+        if (mp.token_bytes + mp.work_words * 4 > budget || mp.token_bytes > o->max_alloc || mp.work_words * 4 > o->max_alloc)
+            break;
+        per++;
+    }
+    pkv_status s = PKV_OK;
+    double total = 0.0;
+    for (uint32_t l0 = 0; l0 < op->n_layers && s == PKV_OK; l0 += per) {
+        double ms = -1.0;
+        s = mine_group(o, st, op, l0, op->n_layers - l0 < per ? op->n_layers - l0 : per, &ms);
+        total = total < 0 || ms < 0 ? -1.0 : total + ms;
+    }
+    o->last_op_ms = s == PKV_OK ? total : -1.0;
+    return s;
 }
 
 pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
 {
     pkv_ocl *o = pkv_ocl_of(be);
-    pkv_ocl_op_begin(o);
     const pkv_geom *g = st->g;
     const size_t H = g->H;
-    const uint32_t nb = g->R / g->G;
+    const uint32_t nb = g->R / g->G, units = op->n_layers * g->H;
     const int pattern = g->mode == PKV_MODE_PATTERN;
-    const uint32_t npat = op->bank_count + (op->append_pattern ? 1u : 0u);
-    if (pattern && (npat == 0 || npat > PKV_MAX_BANK))
-        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "opencl: flush with %u patterns", npat);
+    int any_centre = 0;
+    for (uint32_t l = 0; l < op->n_layers; l++) {
+        const uint32_t npat = op->layers[l].bank_count + (op->layers[l].append_pattern ? 1u : 0u);
+        if (pattern && (npat == 0 || npat > PKV_MAX_BANK))
+            return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "opencl: flush with %u patterns", npat);
+        any_centre |= pattern && op->layers[l].append_pattern;
+    }
     uint32_t P[PP_COUNT];
     fill_geom(P, g);
-    P[PP_N_PAT] = npat;
-    P[PP_DIST_MINMAX] = 1;
     P[PP_SRC_WINDOW] = 1;
     P[PP_NB] = nb;
-    P[PP_BANK_COUNT] = op->bank_count;
-    pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
-    if (s == PKV_OK) s = upload(o, PKV_S_U0, op->window_slot, H * sizeof(uint32_t));
-    if (s == PKV_OK) s = upload(o, PKV_S_U1, pattern ? op->chunk_table : NULL, H * PKV_MAX_CHUNKS * sizeof(uint32_t));
-    if (s == PKV_OK) s = upload(o, PKV_S_U2, op->block_slot, H * nb * sizeof(uint32_t));
-    if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: flush could not upload its inputs");
-
-    cl_mem windows = mem_or_dummy(o, st->windows), chunks = mem_or_dummy(o, st->chunks);
-    cl_int err = CL_SUCCESS;
-    if (pattern && op->append_pattern) {
-        cl_kernel k = o->k[PKV_K_CENTRE];
-        err = pkv_ocl_args(o, k, 5, ARG(o->s[PKV_S_PARAMS].mem), ARG(windows), ARG(o->s[PKV_S_U0].mem),
-                           ARG(o->s[PKV_S_U1].mem), ARG(chunks));
-        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, 2 * H, o->wg[PKV_K_CENTRE]);
+    P[PP_UNITS] = units;
+    P[PP_N_ASSIGN] = g->R;
+    size_t t = 0, w = 0;
+    P[PP_T_UDESC] = take(&t, (size_t)units * UNIT_WORDS);
+    P[PP_T_BSLOT] = take(&t, (size_t)units * nb);
+    P[PP_W_ASSIGN] = take(&w, (size_t)units * 2 * g->R);
+    uint32_t *tab = calloc(t, sizeof *tab);
+    if (!tab) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl flush: out of host memory");
+    for (uint32_t l = 0; l < op->n_layers; l++) {
+        const pkv_flush_layer *fl = &op->layers[l];
+        for (uint32_t h = 0; h < H; h++) {
+            uint32_t *u = tab + P[PP_T_UDESC] + ((size_t)l * H + h) * UNIT_WORDS;
+            u[0] = fl->window_slot[h];
+            if (pattern) {
+                u[1] = fl->bank_count + fl->append_pattern, u[2] = fl->bank_count, u[3] = fl->append_pattern;
+                memcpy(u + 4, fl->chunk_table + h * PKV_MAX_CHUNKS, PKV_MAX_CHUNKS * sizeof *u);
+            }
+        }
+        memcpy(tab + P[PP_T_BSLOT] + (size_t)l * H * nb, fl->block_slot, H * nb * sizeof *tab);
     }
-    if (err == CL_SUCCESS)
-        err = launch_encode(o, st, o->s[PKV_S_PARAMS].mem, windows, o->s[PKV_S_U0].mem, o->s[PKV_S_U1].mem,
-                            o->s[PKV_S_U2].mem, nb);
+    pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
+    if (s == PKV_OK) s = upload(o, PKV_S_TAB, tab, t * 4);
+    free(tab);
+    if (s == PKV_OK && pattern) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_WORK], w * 4);
+    if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: flush could not upload its inputs");
+    pkv_ocl_op_begin(o);
+    cl_mem params = o->s[PKV_S_PARAMS].mem, tb = o->s[PKV_S_TAB].mem, windows = mem_or_dummy(o, st->windows),
+           chunks = mem_or_dummy(o, st->chunks), work = pattern ? o->s[PKV_S_WORK].mem : mem_or_dummy(o, NULL);
+    cl_int err = CL_SUCCESS;
+    if (any_centre) {
+        cl_kernel k = o->k[PKV_K_CENTRE];
+        err = pkv_ocl_args(o, k, 4, ARG(params), ARG(windows), ARG(tb), ARG(chunks));
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, 2 * (size_t)units, o->wg[PKV_K_CENTRE]);
+    }
+    if (err == CL_SUCCESS && pattern) {
+        cl_kernel k = o->k[PKV_K_ASSIGN];
+        const size_t wl = o->wg[PKV_K_ASSIGN], lanes = (size_t)units * 2 * g->R * 16; /* ASSIGN_SLICES lanes per job */
+        err = pkv_ocl_args(o, k, 5, ARG(params), ARG(windows), ARG(tb), ARG(chunks), ARG(work));
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (lanes + wl - 1) / wl, wl);
+    }
+    if (err == CL_SUCCESS) err = launch_encode(o, st, params, windows, tb, work, units, nb);
     return finish(o, "flush", err);
+}
+
+/* One upload (runs, then the rows) and one launch, not waited for: the in-order queue runs it
+ * before the next op, whose wait reports its errors. */
+pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op)
+{
+    if (!op->rows) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl window write: rows must be in host memory");
+    pkv_ocl *o = pkv_ocl_of(be);
+    const size_t d = st->g->d, run_words = ((size_t)op->n_runs * 3 + 15) & ~(size_t)15;
+    size_t rows = 0;
+    for (uint32_t r = 0; r < op->n_runs; r++) rows += op->runs[3 * (size_t)r + 2];
+    const size_t bytes = (run_words + rows * d / 2) * 4;
+    if (bytes > o->wstage_bytes) {
+        uint32_t *p = realloc(o->wstage, bytes + bytes / 2);
+        if (!p) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl window write: out of host memory");
+        o->wstage = p;
+        o->wstage_bytes = bytes + bytes / 2;
+    }
+    /* the runs re-based on the rows as they are packed here, in run order */
+    uint32_t *runs = o->wstage, *dst = o->wstage + run_words;
+    size_t at = 0;
+    for (uint32_t r = 0; r < op->n_runs; r++) {
+        const uint32_t *run = op->runs + 3 * (size_t)r;
+        memcpy(dst + at * d / 2, op->rows + (size_t)run[0] * d, (size_t)run[2] * d * 2);
+        runs[3 * r] = (uint32_t)at, runs[3 * r + 1] = run[1], runs[3 * r + 2] = run[2];
+        at += run[2];
+    }
+    pkv_status s = pkv_ocl_scratch_upload(o, &o->s[PKV_S_WROWS], o->wstage, bytes);
+    if (s != PKV_OK) return pkv_fail(NULL, s, "opencl window write: upload failed");
+    cl_mem up = o->s[PKV_S_WROWS].mem, windows = mem_or_dummy(o, st->windows);
+    const cl_uint n_runs = op->n_runs, rows_at = (cl_uint)run_words, row_words = (cl_uint)(d / 2);
+    cl_kernel k = o->k[PKV_K_WINDOW];
+    cl_int err = pkv_ocl_args(o, k, 5, ARG(up), ARG(n_runs), ARG(rows_at), ARG(row_words), ARG(windows));
+    size_t local = wg_of(o, PKV_K_WINDOW, 64), global = (size_t)op->n_runs * local;
+    if (err == CL_SUCCESS) err = o->cl->clEnqueueNDRangeKernel(o->q, k, 1, NULL, &global, &local, 0, NULL, NULL);
+    return err == CL_SUCCESS ? PKV_OK : op_failed("window write", err);
 }
 
 /* Local memory the attention kernel declares for nr rows, with or without the V codes staged
