@@ -97,19 +97,6 @@ static plan make_plan(const pkv_cache *c, const pkv_layer_state *L, uint32_t n)
     return p;
 }
 
-/* Takes `groups` new block slots per head into op order [H][groups] and appends them to L (after its
- * n_blocks; they count once the op succeeded). */
-static void take_blocks(pkv_cache *c, pkv_layer_state *L, uint32_t groups, uint32_t *op_slots)
-{
-    const uint32_t H = c->g.H;
-    for (uint32_t gi = 0; gi < groups; gi++)
-        for (uint32_t h = 0; h < H; h++) {
-            uint32_t s = pkv_arena_take(&c->blocks);
-            op_slots[h * groups + gi] = s;
-            L->blocks[(size_t)(L->n_blocks + gi) * H + h] = s;
-        }
-}
-
 /* Makes the chunk that receives pattern bank_count private to this sequence (copy-on-write). */
 static pkv_status own_chunk(pkv_cache *c, pkv_layer_state *L, uint32_t h, uint32_t ci)
 {
@@ -183,16 +170,89 @@ static const float *rcp_table(pkv_cache *c, uint32_t n)
     return c->rcp;
 }
 
-/* One layer of the call. */
+/* One layer of the call. Every slot its rounds will need is taken before any device work, layer by
+ * layer in the order a one-layer append takes them (windows, mined chunks and blocks, then per
+ * flush a new or copied chunk and the blocks), so that the cache is the same, slot for slot, as
+ * after one-layer appends. */
 typedef struct layer_job {
-    uint32_t layer, idx;  /* cache layer; index in the call's tokens */
+    uint32_t layer, idx;     /* cache layer; index in the call's tokens */
     pkv_layer_state *L;
     plan p;
-    uint32_t pos;         /* tokens of the call stored so far */
-    uint32_t take;        /* this round: window rows written */
-    int flush;            /* this round: the window is flushed */
-    uint32_t *slots;      /* this round's op block slots [H][groups] */
+    uint32_t pos;            /* tokens of the call stored so far */
+    uint32_t take;           /* this round: window rows written */
+    int flush;               /* this round: the window is flushed */
+    uint32_t n_flush, done;  /* flushes planned, flushes done */
+    uint32_t *slots;         /* [mined groups][H] op order [H][groups], then [n_flush][H][R / G] */
+    uint32_t (*fresh)[3];    /* chunks taken for a later flush's pattern: (flush, head, chunk index) */
+    uint32_t n_fresh;
 } layer_job;
+
+static uint32_t *flush_slots(const pkv_cache *c, const layer_job *jb, uint32_t f)
+{
+    const uint32_t H = c->g.H;
+    return jb->slots + (size_t)jb->p.n_quant / c->g.G * H + (size_t)f * H * (c->g.R / c->g.G);
+}
+
+/* Takes the job's slots (see layer_job); copy-on-write copies of shared chunks happen here. */
+static pkv_status take_slots(pkv_cache *c, layer_job *jb, uint32_t n)
+{
+    const pkv_geom *g = &c->g;
+    const uint32_t H = g->H, groups = g->R / g->G;
+    pkv_layer_state *L = jb->L;
+    for (uint32_t h = 0; h < H; h++)
+        if (L->window_slot[h] == PKV_NO_SLOT) L->window_slot[h] = pkv_arena_take(&c->windows);
+    uint32_t pos = 0, nw = L->n_window, bc = L->bank_count, f = 0;
+    if (jb->p.mine) {
+        for (uint32_t h = 0; h < H; h++)
+            for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < g->M; ci++) L->chunks[h * PKV_MAX_CHUNKS + ci] = pkv_arena_take(&c->chunks);
+        const uint32_t mg = jb->p.n_quant / g->G;
+        for (uint32_t gi = 0; gi < mg; gi++)
+            for (uint32_t h = 0; h < H; h++) jb->slots[h * mg + gi] = pkv_arena_take(&c->blocks);
+        pos = jb->p.n_quant, bc = g->M;
+    }
+    while (pos < n || nw == g->R) {
+        uint32_t take = g->R - nw < n - pos ? g->R - nw : n - pos;
+        nw += take, pos += take;
+        if (nw < g->R) break;
+        if (g->mode == PKV_MODE_PATTERN && bc < g->capacity) {
+            const uint32_t ci = bc / PKV_CHUNK_PATTERNS;
+            for (uint32_t h = 0; h < H; h++) {
+                uint32_t had = L->chunks[h * PKV_MAX_CHUNKS + ci];
+                pkv_status st = own_chunk(c, L, h, ci);
+                if (st != PKV_OK) return st;
+                if (had == PKV_NO_SLOT && f > 0) { /* only a later flush makes it hold a pattern */
+                    jb->fresh[jb->n_fresh][0] = f, jb->fresh[jb->n_fresh][1] = h, jb->fresh[jb->n_fresh][2] = ci;
+                    jb->n_fresh++;
+                }
+            }
+            bc++;
+        }
+        uint32_t *fs = flush_slots(c, jb, f);
+        for (uint32_t gi = 0; gi < groups; gi++)
+            for (uint32_t h = 0; h < H; h++) fs[h * groups + gi] = pkv_arena_take(&c->blocks);
+        nw = 0, f++;
+    }
+    jb->n_flush = f;
+    return PKV_OK;
+}
+
+/* After a failure: the slots of flushes that did not run go back (a chunk taken for the failed
+ * flush's own pattern stays, as a one-layer append leaves it). */
+static void release_unused(pkv_cache *c, layer_job *jb)
+{
+    const uint32_t H = c->g.H, groups = c->g.R / c->g.G;
+    for (uint32_t f = jb->done; f < jb->n_flush; f++) {
+        uint32_t *fs = flush_slots(c, jb, f);
+        for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, fs[b]);
+    }
+    for (uint32_t i = 0; i < jb->n_fresh; i++)
+        if (jb->fresh[i][0] > jb->done) {
+            uint32_t *slot = &jb->L->chunks[jb->fresh[i][1] * PKV_MAX_CHUNKS + jb->fresh[i][2]];
+            pkv_arena_release(&c->chunks, *slot);
+            *slot = PKV_NO_SLOT;
+        }
+    jb->n_flush = jb->done, jb->n_fresh = 0;
+}
 
 /* Accumulates the device time of the call's ops (pkv_last_op_time). */
 static void add_op_time(pkv_cache *c, double *acc)
@@ -213,56 +273,49 @@ static pkv_status run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const to
     const uint32_t groups = n_quant / g->G;
     pkv_mine_layer *ml = calloc(nm, sizeof *ml);
     uint32_t *init = malloc((size_t)nm * H * 2 * M * sizeof *init);
-    uint32_t *blocks = malloc(((size_t)nm * H * groups + 1) * sizeof *blocks);
     uint32_t *scratch = malloc((size_t)n * sizeof *scratch);
     const uint16_t **tk = malloc(nm * sizeof *tk), **tv = malloc(nm * sizeof *tv);
     const float *rcp = rcp_table(c, n);
     pkv_status st = PKV_OK;
-    if (!ml || !init || !blocks || !scratch || !tk || !tv || !rcp) {
-        st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-        goto done;
-    }
-    for (uint32_t j = 0, i = 0; j < nj; j++) {
+    if (!ml || !init || !scratch || !tk || !tv || !rcp) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t j = 0, i = 0; j < nj && st == PKV_OK; j++) {
         if (!jobs[j].p.mine) continue;
-        pkv_layer_state *L = jobs[j].L;
-        uint32_t *in = init + (size_t)i * H * 2 * M, *bs = blocks + (size_t)i * H * groups;
+        uint32_t *in = init + (size_t)i * H * 2 * M;
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t kv = 0; kv < 2; kv++)
                 pkv_draw_distinct(pkv_init_seed(c->cfg.seed, jobs[j].layer, h, kv), n, M, in + ((size_t)h * 2 + kv) * M,
                                   scratch);
-        /* slots in the order a one-layer append takes them: windows (taken by the caller), chunks, blocks */
-        for (uint32_t h = 0; h < H; h++)
-            for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < M; ci++) L->chunks[h * PKV_MAX_CHUNKS + ci] = pkv_arena_take(&c->chunks);
-        take_blocks(c, L, groups, bs);
-        ml[i] = (pkv_mine_layer){.init_index = in, .chunk_table = L->chunks, .block_slot = bs};
+        ml[i] = (pkv_mine_layer){.init_index = in, .chunk_table = jobs[j].L->chunks, .block_slot = jobs[j].slots};
         if (src->k) tk[i] = src->k[jobs[j].idx], tv[i] = src->v[jobs[j].idx];
         i++;
     }
-    pkv_mine_op op = {
-        .n_layers = nm, .layers = ml, .tokens_k = src->k ? tk : NULL, .tokens_v = src->k ? tv : NULL,
-        .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .rcp = rcp,
-        .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
-    };
-    st = c->ctx->be->iface->mine(c->ctx->be, &c->store, &op);
-    if (st == PKV_OK) add_op_time(c, op_ms);
-    for (uint32_t j = 0, i = 0; j < nj; j++) {
+    if (st == PKV_OK) {
+        pkv_mine_op op = {
+            .n_layers = nm, .layers = ml, .tokens_k = src->k ? tk : NULL, .tokens_v = src->k ? tv : NULL,
+            .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .rcp = rcp,
+            .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
+        };
+        st = c->ctx->be->iface->mine(c->ctx->be, &c->store, &op);
+        if (st == PKV_OK) add_op_time(c, op_ms);
+    }
+    for (uint32_t j = 0; j < nj; j++) {
         if (!jobs[j].p.mine) continue;
         pkv_layer_state *L = jobs[j].L;
         if (st == PKV_OK) {
+            for (uint32_t gi = 0; gi < groups; gi++)
+                for (uint32_t h = 0; h < H; h++) L->blocks[(size_t)(L->n_blocks + gi) * H + h] = jobs[j].slots[h * groups + gi];
             L->n_blocks += groups;
             L->bank_count = M;
             jobs[j].pos = n_quant;
         } else {
-            for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, blocks[(size_t)i * H * groups + b]);
+            for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, jobs[j].slots[b]);
             for (uint32_t b = 0; b < H * PKV_MAX_CHUNKS; b++) {
                 pkv_arena_release(&c->chunks, L->chunks[b]);
                 L->chunks[b] = PKV_NO_SLOT;
             }
         }
-        i++;
     }
-done:
-    free(ml), free(init), free(blocks), free(scratch), free((void *)tk), free((void *)tv);
+    free(ml), free(init), free(scratch), free((void *)tk), free((void *)tv);
     return st;
 }
 
@@ -326,76 +379,68 @@ static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32
         const pkv_layer_state *L = jobs[j].L;
         uint32_t append = g->mode == PKV_MODE_PATTERN && L->bank_count < g->capacity;
         f[i++] = (pkv_flush_layer){.window_slot = L->window_slot, .chunk_table = L->chunks, .bank_count = L->bank_count,
-                                   .append_pattern = append, .block_slot = jobs[j].slots};
+                                   .append_pattern = append, .block_slot = flush_slots(c, &jobs[j], jobs[j].done)};
     }
     pkv_flush_op op = {.n_layers = nf, .layers = f};
     pkv_status st = c->ctx->be->iface->flush(c->ctx->be, &c->store, &op);
-    if (st == PKV_OK) add_op_time(c, op_ms);
-    for (uint32_t j = 0, i = 0; j < nj; j++) {
-        if (!jobs[j].flush) continue;
-        pkv_layer_state *L = jobs[j].L;
-        if (st == PKV_OK) {
+    if (st == PKV_OK) {
+        add_op_time(c, op_ms);
+        for (uint32_t j = 0, i = 0; j < nj; j++) {
+            if (!jobs[j].flush) continue;
+            pkv_layer_state *L = jobs[j].L;
+            const uint32_t *fs = flush_slots(c, &jobs[j], jobs[j].done);
+            for (uint32_t gi = 0; gi < groups; gi++)
+                for (uint32_t h = 0; h < H; h++) L->blocks[(size_t)(L->n_blocks + gi) * H + h] = fs[h * groups + gi];
             L->n_blocks += groups;
-            L->bank_count += f[i].append_pattern;
+            L->bank_count += f[i++].append_pattern;
             L->n_window = 0;
-        } else {
-            for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, jobs[j].slots[b]);
+            jobs[j].done++;
         }
-        i++;
     }
     if (f != fl) free(f);
     return st;
 }
 
-/* Everything after the values were checked and made fp16: budget, then the rounds. */
+/* Everything after the values were checked and made fp16: budget, slots, then the rounds. */
 static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint32_t nl, const token_src *src)
 {
     const pkv_geom *g = &c->g;
-    const uint32_t H = g->H, n = src->n, groups = g->R / g->G;
+    const uint32_t H = g->H, n = src->n;
     layer_job *jobs = calloc(nl, sizeof *jobs);
-    uint32_t *slots = malloc(((size_t)nl * H * groups + 1) * sizeof *slots);
     pkv_status st = PKV_OK;
-    if (!jobs || !slots) {
-        st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
-        goto done;
-    }
+    if (!jobs) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     uint32_t need[3] = {0, 0, 0};
     for (uint32_t j = 0; j < nl; j++) {
         layer_job *jb = &jobs[j];
         jb->layer = first + j, jb->idx = j, jb->L = &s->layers[first + j];
-        jb->slots = slots + (size_t)j * H * groups;
         jb->p = make_plan(c, jb->L, n);
         need[0] += jb->p.blocks, need[1] += jb->p.chunks, need[2] += jb->p.windows;
+        const uint32_t flushes = jb->p.new_groups - jb->p.n_quant / g->G; /* in groups; / (R / G) flushes */
+        jb->slots = malloc(((size_t)jb->p.blocks + 1) * sizeof *jb->slots);
+        jb->fresh = malloc(((size_t)flushes * H + 1) * sizeof *jb->fresh);
+        if (!jb->slots || !jb->fresh) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     }
-    st = pkv_pool_ensure(c, need[0], need[1], need[2]);
+    if (st == PKV_OK) st = pkv_pool_ensure(c, need[0], need[1], need[2]);
     for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = reserve_host(c, jobs[j].L, &jobs[j].p);
-    if (st != PKV_OK) goto done;
+    uint32_t taken = 0;
+    for (; taken < nl && st == PKV_OK; taken++) st = take_slots(c, &jobs[taken], n);
 
     double op_ms = 0.0;
     int ran_op = 0;
     for (uint32_t round = 0; st == PKV_OK; round++) {
-        /* this round's work and its slots, layer by layer in the order one-layer appends take them */
         uint32_t nf = 0, nw = 0;
-        for (uint32_t j = 0; j < nl && st == PKV_OK; j++) {
+        for (uint32_t j = 0; j < nl; j++) {
             layer_job *jb = &jobs[j];
             pkv_layer_state *L = jb->L;
             jb->take = 0, jb->flush = 0;
-            if (round == 0)
-                for (uint32_t h = 0; h < H; h++)
-                    if (L->window_slot[h] == PKV_NO_SLOT) L->window_slot[h] = pkv_arena_take(&c->windows);
-            if (round == 0 && jb->p.mine) continue; /* chunks and blocks: run_mines; the rest: next round */
+            if (round == 0 && jb->p.mine) continue; /* mined this round; the rest goes to the window next */
             if (jb->pos >= n && L->n_window < g->R) continue;
             jb->take = g->R - L->n_window < n - jb->pos ? g->R - L->n_window : n - jb->pos;
             nw += jb->take > 0;
-            if (L->n_window + jb->take < g->R) continue;
-            if (g->mode == PKV_MODE_PATTERN && L->bank_count < g->capacity)
-                for (uint32_t h = 0; h < H && st == PKV_OK; h++) st = own_chunk(c, L, h, L->bank_count / PKV_CHUNK_PATTERNS);
-            if (st != PKV_OK) break;
-            take_blocks(c, L, groups, jb->slots);
-            jb->flush = 1, nf++;
+            if (L->n_window + jb->take == g->R) jb->flush = 1, nf++;
         }
-        if (st == PKV_OK && round == 0)
-            for (uint32_t j = 0; j < nl && st == PKV_OK; j++)
+        if (round == 0)
+            for (uint32_t j = 0; j < nl; j++)
                 if (jobs[j].p.mine) {
                     st = run_mines(c, jobs, nl, src, &op_ms);
                     ran_op = 1;
@@ -405,19 +450,16 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         if (st == PKV_OK && nf) {
             st = run_flushes(c, jobs, nl, nf, &op_ms);
             ran_op = 1;
-        } else if (st != PKV_OK) { /* the blocks taken for flushes that will not run go back */
-            for (uint32_t j = 0; j < nl; j++)
-                if (jobs[j].flush)
-                    for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, jobs[j].slots[b]);
         }
         int more = 0;
-        for (uint32_t j = 0; j < nl; j++) more |= jobs[j].pos < n || jobs[j].L->n_window == g->R;
+        for (uint32_t j = 0; j < nl; j++) more |= jobs[j].pos < n;
         if (!more) break;
     }
+    if (st != PKV_OK)
+        for (uint32_t j = 0; j < taken; j++) release_unused(c, &jobs[j]);
     if (ran_op) c->ctx->last_op_ms = st == PKV_OK ? op_ms : -1.0;
-done:
+    for (uint32_t j = 0; j < nl; j++) free(jobs[j].slots), free(jobs[j].fresh);
     free(jobs);
-    free(slots);
     return st;
 }
 
