@@ -20,9 +20,15 @@ static void defaults_carry_the_applications_size(void **state)
     pkv_context_params cp = pkv_context_params_default();
     pkv_cache_config cc = pkv_cache_config_default();
     pkv_attention_params ap = pkv_attention_params_default();
+    pkv_append_params pp = pkv_append_params_default();
     assert_int_equal(cp.struct_size, sizeof cp);
     assert_int_equal(cc.struct_size, sizeof cc);
     assert_int_equal(ap.struct_size, sizeof ap);
+    assert_int_equal(pp.struct_size, sizeof pp);
+    assert_int_equal(pp.dtype, PKV_F32);
+    assert_int_equal(pp.n_layers, 0);
+    assert_null(ap.k_new);
+    assert_int_equal(ap.kv_new_dtype, PKV_F32);
     assert_int_equal(cp.device_index, -1);
     assert_int_equal(cc.head_dim, 128);
     assert_int_equal(ap.q_len, 1);
@@ -63,8 +69,21 @@ static void unknown_sizes_are_refused_with_a_reason(void **state)
     pkv_attention_params ap = pkv_attention_params_default();
     ap.seqs = &s, ap.n_seqs = 1, ap.n_q_heads = 1;
     TU_OK(pkv_attention(c, &ap, q, o));
+    /* an application built against 0.1.0, before k_new, v_new and kv_new_dtype: its struct is
+     * accepted and the fields it lacks keep their defaults (garbage after it is never read) */
+    unsigned char old_ap[sizeof ap];
+    memset(old_ap, 0xCD, sizeof old_ap);
+    memcpy(old_ap, &ap, offsetof(pkv_attention_params, k_new));
+    ((pkv_attention_params *)old_ap)->struct_size = (uint32_t)offsetof(pkv_attention_params, k_new);
+    TU_OK(pkv_attention(c, (const pkv_attention_params *)old_ap, q, o));
     ap.struct_size = 0;
     expect_refused(pkv_attention(c, &ap, q, o), "pkv_attention_params");
+    pkv_append_params pp = pkv_append_params_default();
+    pp.seq = s, pp.n_tokens = 1;
+    const void *kp[1] = {k}, *vp[1] = {v};
+    TU_OK(pkv_append_layers(c, &pp, kp, vp));
+    pp.struct_size = sizeof pp + 4;
+    expect_refused(pkv_append_layers(c, &pp, kp, vp), "pkv_append_params");
 
     pkv_cache_stats st = {.struct_size = 0};
     expect_refused(pkv_cache_stats_get(c, &st), "pkv_cache_stats");

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "f16.h"
+#include "rng.h"
 #include "testutil.h"
 
 /* Tokens around `nc` planted centres (far apart), noise `eps`. Returns the centres [H][nc][d]. */
@@ -168,12 +169,116 @@ static void bank_capacity_is_honoured_over_a_long_append(void **state)
     pkv_context_free(ctx);
 }
 
+/* docs/NUMERICS.md's k-means, written out plainly: chunk sums of PKV_KMEANS_CHUNK tokens, then the
+ * chunk sums pairwise level by level (odd last one moves up). x [n][d] fp32 (from fp16). */
+static void reference_kmeans(const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init, uint32_t iters,
+                             float tol2, float *c)
+{
+    const uint32_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK;
+    uint32_t *a = malloc(n * sizeof *a), *count = malloc(M * sizeof *count);
+    float *part = malloc((size_t)nc * M * d * sizeof *part);
+    for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
+    for (uint32_t it = 0; it < iters; it++) {
+        for (uint32_t t = 0; t < n; t++) {
+            float best = 0;
+            for (uint32_t m = 0; m < M; m++) {
+                float acc = 0;
+                for (uint32_t i = 0; i < d; i++) {
+                    float diff = x[(size_t)t * d + i] - c[(size_t)m * d + i];
+                    float sq = diff * diff;
+                    acc = acc + sq;
+                }
+                if (m == 0 || acc < best) best = acc, a[t] = m;
+            }
+        }
+        memset(part, 0, (size_t)nc * M * d * sizeof *part);
+        memset(count, 0, M * sizeof *count);
+        for (uint32_t t = 0; t < n; t++) {
+            count[a[t]]++;
+            float *p = part + ((size_t)(t / PKV_KMEANS_CHUNK) * M + a[t]) * d;
+            for (uint32_t i = 0; i < d; i++) p[i] = p[i] + x[(size_t)t * d + i];
+        }
+        for (uint32_t len = nc; len > 1; len = (len + 1) / 2) {
+            for (uint32_t k = 0; k < len / 2; k++)
+                for (size_t e = 0; e < (size_t)M * d; e++)
+                    part[k * M * d + e] = part[2 * k * M * d + e] + part[(2 * k + 1) * M * d + e];
+            if (len % 2) memcpy(part + (size_t)(len / 2) * M * d, part + (size_t)(len - 1) * M * d, (size_t)M * d * sizeof *part);
+        }
+        float shift2 = 0;
+        for (uint32_t m = 0; m < M; m++) {
+            if (!count[m]) continue;
+            float acc = 0, r = (float)(1.0 / count[m]);
+            for (uint32_t i = 0; i < d; i++) {
+                float nv = part[(size_t)m * d + i] * r, diff = nv - c[(size_t)m * d + i], sq = diff * diff;
+                acc = acc + sq;
+                c[(size_t)m * d + i] = nv;
+            }
+            if (acc > shift2) shift2 = acc;
+        }
+        if (shift2 < tol2) break;
+    }
+    free(a), free(count), free(part);
+}
+
+/* A 32768-token prompt into two layers at once: every bank is the plain k-means above, bit for bit
+ * (64 chunks of 512 tokens summed pairwise), on the backend under test. */
+static void mining_a_32k_token_prompt_matches_the_reference(void **state)
+{
+    (void)state;
+    enum { NL = 2, H = 1, d = 32, M = 8, n = 32768 };
+    tu_rng r = {777};
+    float *kv[2][NL];
+    for (int l = 0; l < NL; l++) {
+        kv[0][l] = malloc((size_t)n * H * d * sizeof(float));
+        kv[1][l] = malloc((size_t)n * H * d * sizeof(float));
+        tu_structured_kv(&r, n, H, d, 6, 0.3f, kv[0][l]);
+        tu_random(&r, (size_t)n * H * d, 1.0f, kv[1][l]);
+    }
+    pkv_context *ctx = tu_context();
+    pkv_cache_config cfg = tu_config(NL, H, d, 2, 32, PKV_MODE_PATTERN);
+    cfg.n_patterns = M;
+    cfg.kmeans_iters = 12;
+    cfg.memory_budget = 64u << 20;
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, &s));
+    pkv_append_params p = pkv_append_params_default();
+    p.seq = s;
+    p.n_tokens = n;
+    TU_OK(pkv_append_layers(c, &p, (const void *const *)kv[0], (const void *const *)kv[1]));
+    float *x = malloc((size_t)n * d * sizeof(float)), cent[M * d], PK[M * d], PV[M * d];
+    uint32_t init[M], *scratch = malloc(n * sizeof *scratch);
+    for (uint32_t l = 0; l < NL; l++) {
+        assert_int_equal(tu_read_bank(c, s, l, 0, PK, PV), M);
+        for (uint32_t k = 0; k < 2; k++) {
+            for (size_t e = 0; e < (size_t)n * d; e++) x[e] = pkv_f16_to_f32(pkv_f32_to_f16(kv[k][l][e]));
+            pkv_draw_distinct(pkv_init_seed(cfg.seed, l, 0, k), n, M, init, scratch);
+            reference_kmeans(x, n, d, M, init, cfg.kmeans_iters, cfg.kmeans_tol * cfg.kmeans_tol, cent);
+            for (uint32_t e = 0; e < M * d; e++) {
+                float want = pkv_f16_to_f32(pkv_f32_to_f16(cent[e])), got = k ? PV[e] : PK[e];
+                if (memcmp(&want, &got, sizeof want) != 0)
+                    fail_msg("layer %u %s pattern %u channel %u: %g, the reference %g", l, k ? "V" : "K", e / d, e % d,
+                             (double)got, (double)want);
+            }
+        }
+    }
+    uint32_t len;
+    TU_OK(pkv_seq_length(c, s, 1, &len));
+    assert_int_equal(len, n);
+    free(x), free(scratch);
+    for (int l = 0; l < NL; l++) free(kv[0][l]), free(kv[1][l]);
+    TU_OK(pkv_cache_free(c));
+    TU_OK(pkv_context_free(ctx));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(kmeans_finds_planted_clusters),
         cmocka_unit_test(flush_appends_the_chebyshev_centre_and_reassigns_by_minmax),
         cmocka_unit_test(bank_capacity_is_honoured_over_a_long_append),
+        cmocka_unit_test(mining_a_32k_token_prompt_matches_the_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,9 @@
  * same calls on a CPU cache and a GPU cache give bit-identical blocks (codes, scales, zeros, indices,
  * masks), pattern banks and saved files, and attention within 1e-4 relative of the CPU's, and of an
  * fp64 reference over the dequantized cache. Odd shapes, frozen and multi-chunk banks, k-means
- * stopping early, exact ties, signed zeros, many sequences and a fork. Shapes are small: in CI the
- * GPU backends run on the CPU (lavapipe, PoCL). */
+ * stopping early, exact ties, signed zeros, many sequences and a fork, prompts of several k-means
+ * chunks up to 32768 tokens, and every layer of a step appended in one call on the GPU side. Shapes
+ * are small: in CI the GPU backends run on the CPU (lavapipe, PoCL). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -71,7 +72,20 @@ static const scenario scenarios[] = {
      SIGNED_ZEROS, NULL},
     {"fp16 d64 G32",                      2, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_FP16,     2,  50,  40,  5, 2, 0, 0, 0, STRUCTURED, NULL},
     {"fp16 d48",                          1, 2,  48, 2, 2,  32,   0,  8, 256, PKV_MODE_FP16,     1,  50,  60, 60, 1, 0, 0, 0, STRUCTURED, NULL},
+    /* prompts longer than one k-means chunk (PKV_KMEANS_CHUNK = 512 tokens): the chunk sums pairwise */
+    {"pattern prompt of three k-means chunks", 2, 2, 32, 2, 2, 32, 0,  8, 256, PKV_MODE_PATTERN,  1, 1300, 40, 13, 2, 0, 6, 0, STRUCTURED, NULL},
+    {"pattern prompt of 32768 tokens",    1, 1,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 32768, 40, 40, 1, 0, 10, 0, STRUCTURED, NULL},
 };
+
+/* The same calls with every layer of a step in one pkv_append_layers on the GPU side (per-layer
+ * pkv_append on the CPU side). */
+static const scenario multi_scenarios[] = {
+    {"multi-layer: pattern prompt and decode steps", 4, 2, 64, 2, 2, 32,  0,  8, 256, PKV_MODE_PATTERN,  1, 200, 70,  1, 2, 0, 6, 0, STRUCTURED, NULL},
+    {"multi-layer: pattern, several flushes a call", 3, 2, 32, 3, 2, 32, 64,  8,   9, PKV_MODE_PATTERN,  2,  40, 300, 90, 2, 1, 6, 0, STRUCTURED, NULL},
+    {"multi-layer: direct, 45 at a time",    3, 2, 40, 2, 2, 32,  0,  8, 256, PKV_MODE_DIRECT,   1,  45, 150, 45, 2, 0, 0, 0, STRUCTURED, NULL},
+    {"multi-layer: fp16, decode steps",      2, 2, 32, 2, 2, 32,  0,  8, 256, PKV_MODE_FP16,     1,  50,  40,  1, 1, 0, 0, 0, STRUCTURED, NULL},
+};
+static int gpu_multi; /* append_both: the GPU side appends every layer in one call */
 
 /* The GPU backends' switch that splits attention into one chunk per item (many partial results
  * merged), src/core/attn_plan.h. */
@@ -157,10 +171,21 @@ static void append_both(run *r, uint32_t i, uint32_t t0, uint32_t n)
 {
     const scenario *sc = r->sc;
     const size_t per_layer = total(sc) * row(sc);
-    for (int b = 0; b < 2; b++)
+    for (int b = 0; b < 2; b++) {
+        if (b == 1 && gpu_multi) {
+            const void *k[16], *v[16];
+            for (uint32_t l = 0; l < sc->layers; l++)
+                k[l] = r->kx[i] + l * per_layer + t0 * row(sc), v[l] = r->vx[i] + l * per_layer + t0 * row(sc);
+            pkv_append_params p = pkv_append_params_default();
+            p.seq = r->s[b].seqs[i];
+            p.n_tokens = n;
+            TU_OK(pkv_append_layers(r->s[b].c, &p, k, v));
+            continue;
+        }
         for (uint32_t l = 0; l < sc->layers; l++)
             TU_OK(pkv_append(r->s[b].c, r->s[b].seqs[i], l, n, r->kx[i] + l * per_layer + t0 * row(sc),
                              r->vx[i] + l * per_layer + t0 * row(sc), PKV_F32));
+    }
 }
 
 static void fill(run *r, pkv_context *cpu, pkv_context *gpu)
@@ -335,6 +360,19 @@ static void every_scenario_matches_the_cpu_backend(void **state)
     TU_OK(pkv_context_free(gpu));
 }
 
+/* Multi-layer appends on the GPU backend give the CPU backend's per-layer cache, bit for bit. */
+static void multi_layer_appends_match_the_cpu_backend(void **state)
+{
+    (void)state;
+    pkv_context *gpu = gpu_context(), *cpu = tu_cpu_context(1);
+    gpu_multi = 1;
+    for (size_t i = 0; i < sizeof multi_scenarios / sizeof multi_scenarios[0]; i++)
+        run_scenario(&multi_scenarios[i], tu_backend(), cpu, gpu);
+    gpu_multi = 0;
+    TU_OK(pkv_context_free(cpu));
+    TU_OK(pkv_context_free(gpu));
+}
+
 /* A cache saved by one backend loads on the other and attends the same; and back again. */
 static void saved_caches_load_across_backends(void **state)
 {
@@ -376,6 +414,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_scenario_matches_the_cpu_backend),
+        cmocka_unit_test(multi_layer_appends_match_the_cpu_backend),
         cmocka_unit_test(saved_caches_load_across_backends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
