@@ -217,6 +217,48 @@ static void test_bench_npy_without_q(void **state)
     free(kh);
 }
 
+/* --write-path alone: the "write_path" rows of the shape, on the backend under test. */
+static void test_bench_write_path(void **state)
+{
+    (void)state;
+    char *args[] = {"bench", "--synthetic", "--no-fidelity", "--speed-contexts", "none", "--no-throughput",
+                    "--write-path", "--wp-layers", "3", "--wp-prompt", "200", "--kv-heads", "2", "--head-dim", "64",
+                    "--group", "32", "--patterns", "8", "--bits", "2", "--modes", "pattern", "--json",
+                    (char *)tmp("w.json"), "--no-progress"};
+    char *err = NULL, *out = NULL;
+    int rc = cli_runv2(&err, &out, 26, args);
+    if (rc != 0) print_error("pkv bench failed (%d): %s\n", rc, err ? err : "");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "Write path (3 layers x 2 kv heads x head_dim 64, 200-token prompt"));
+    free(err);
+    free(out);
+    tj_doc d;
+    char *text = tj_read_file(tmp("w.json"));
+    assert_non_null(text);
+    assert_int_equal(tj_parse(text, &d), 0);
+    assert_int_equal((int)need(&d, "write_path", TJ_ARRAY)->number, 1);
+    assert_string_equal(need(&d, "write_path[0].backend", TJ_STRING)->text, need(&d, "device.backend", TJ_STRING)->text);
+    assert_string_equal(need(&d, "write_path[0].mode", TJ_STRING)->text, "pattern");
+    assert_int_equal((int)need(&d, "write_path[0].k_bits", TJ_NUMBER)->number, 2);
+    assert_int_equal((int)need(&d, "write_path[0].v_bits", TJ_NUMBER)->number, 2);
+    assert_int_equal((int)need(&d, "write_path[0].layers", TJ_NUMBER)->number, 3);
+    assert_int_equal((int)need(&d, "write_path[0].kv_heads", TJ_NUMBER)->number, 2);
+    assert_int_equal((int)need(&d, "write_path[0].head_dim", TJ_NUMBER)->number, 64);
+    assert_int_equal((int)need(&d, "write_path[0].prompt_tokens", TJ_NUMBER)->number, 200);
+    static const char *positive[] = {"prefill_ms", "flush_ms_per_window", "append_all_layers_us", "prefill_host_ms",
+                                     "flush_host_ms_per_window", "startup_cold_ms", "startup_warm_ms"};
+    for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++) {
+        char path[80];
+        snprintf(path, sizeof path, "write_path[0].%s", positive[i]);
+        assert_true(need(&d, path, TJ_NUMBER)->number > 0);
+    }
+    assert_true(need(&d, "write_path[0].flushes", TJ_NUMBER)->number >= 2);
+    need(&d, "write_path[0].device_timed", TJ_BOOL);
+    assert_int_equal((int)need(&d, "fidelity", TJ_ARRAY)->number, 0);
+    tj_free(&d);
+    free(text);
+}
+
 /* The checker itself rejects malformed JSON (so a broken writer cannot pass). */
 static void test_json_checker(void **state)
 {
@@ -252,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_json_checker),
         cmocka_unit_test(test_bench_json),
         cmocka_unit_test(test_bench_npy_without_q),
+        cmocka_unit_test(test_bench_write_path),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

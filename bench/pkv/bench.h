@@ -43,6 +43,8 @@ typedef struct bench_options {
     const char *json_path, *plot_path;
     int progress;                 /* -1 auto (stderr is a terminal), 0 off, 1 on */
     int skip_fidelity, skip_throughput;
+    int write_path;               /* --write-path: the multi-layer prompt / flush / decode-append section */
+    uint32_t wp_layers, wp_prompt; /* its layers and prompt tokens (0: 32 and 32768 on GPUs, 4 and 2048 on CPU devices) */
 } bench_options;
 
 typedef struct fidelity_result {
@@ -74,6 +76,20 @@ typedef struct throughput_result {
     double flush_tokens_per_s;    /* window tokens / time of the append that flushes */
 } throughput_result;
 
+typedef struct write_path_result {
+    bench_config cfg;
+    double prefill_ms;            /* device time of the prompt's pkv_append_layers (all its ops), warm scratch */
+    double prefill_host_ms;       /* wall time of that call */
+    double prefill_first_ms;      /* wall time of the first prompt of the cache (scratch buffers grow) */
+    double flush_ms_per_window;   /* median device time of a decode step that flushes every layer's window */
+    double flush_host_ms_per_window;
+    double append_all_layers_us;  /* median wall time of a decode step (one token, every layer) without a flush */
+    double cache_create_ms;       /* pkv_cache_create (the write path's pipelines on Vulkan) */
+    double startup_cold_ms, startup_warm_ms; /* to a first result at this shape, empty / filled pipeline cache */
+    uint32_t flushes;
+    int device_timed;             /* prefill_ms and flush_ms_per_window from device timestamps */
+} write_path_result;
+
 typedef struct memory_result {
     bench_config cfg;
     double bytes_per_token_per_layer; /* model shape, all KV heads, K and V, steady state */
@@ -101,6 +117,10 @@ typedef struct bench_report {
     uint32_t n_throughput;
     memory_result memory[BENCH_MAX_CONFIGS];
     uint32_t n_memory;
+    write_path_result write_path[BENCH_MAX_CONFIGS];
+    uint32_t n_write_path;
+    uint32_t wp_layers, wp_prompt, wp_kv_heads, wp_head_dim;
+    double write_path_seconds;
     double total_seconds, fidelity_seconds, speed_seconds;
 } bench_report;
 
@@ -119,10 +139,18 @@ int bench_speed(pkv_context *ctx, const bench_options *o, const struct kv_data *
                 bench_progress_fn progress, void *user, char *err, size_t err_len);
 int bench_memory(pkv_context *ctx, const bench_options *o, const struct kv_data *data, bench_report *r,
                  char *err, size_t err_len);
+/* bench_write_path.c: the --write-path section on the speed data's shape; cp makes the contexts of
+ * the startup timing. */
+int bench_write_path(pkv_context *ctx, const pkv_context_params *cp, const bench_options *o,
+                     const struct kv_data *data, bench_report *r, bench_progress_fn progress, void *user, char *err,
+                     size_t err_len);
 /* Streaming-read bandwidth of the context's device, GB/s; NAN with the reason in method when unknown. */
 double bench_read_bandwidth(pkv_context *ctx, const pkv_device_info *dev, char *method, size_t method_len);
 /* Time to the first attention result with an empty and with a warm pipeline/program cache, ms. */
 int bench_startup_times(const pkv_context_params *base, double *cold_ms, double *warm_ms, char *err, size_t err_len);
+/* The same for a cache of configuration cc (its first append: 2 groups of tokens). */
+int bench_startup_times_for(const pkv_context_params *base, const pkv_cache_config *cc, double *cold_ms,
+                            double *warm_ms, char *err, size_t err_len);
 
 /* Reports (report_table.c, report_json.c, report_svg.c). */
 void report_table(FILE *f, const bench_options *o, const bench_report *r);

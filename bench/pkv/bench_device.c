@@ -115,27 +115,40 @@ static void remove_tree(const char *path)
     rmdir(path);
 }
 
-static int first_result(const pkv_context_params *p, double *ms, char *err, size_t err_len)
+/* Context, cache, a first append (mining in PATTERN mode) and a first attention: the time to a first
+ * result. The cache is cc, or a small default (one head of 64, 64 tokens). */
+static int first_result(const pkv_context_params *p, const pkv_cache_config *given, double *ms, char *err,
+                        size_t err_len)
 {
     double t0 = cli_now();
     pkv_context *ctx = NULL;
     pkv_cache *cache = NULL;
     pkv_seq seq;
-    enum { H = 1, D = 64, N = 64 };
-    static float k[N * H * D], v[N * H * D], q[H * D], out[H * D];
-    for (int i = 0; i < N * H * D; i++) {
-        k[i] = (float)((i * 37 % 101) - 50) * 0.02f;
-        v[i] = (float)((i * 53 % 97) - 48) * 0.02f;
-    }
-    for (int i = 0; i < H * D; i++) q[i] = (float)((i * 11 % 13) - 6) * 0.1f;
     pkv_cache_config cc = pkv_cache_config_default();
-    cc.n_layers = 1;
-    cc.n_kv_heads = H;
-    cc.head_dim = D;
-    cc.group_size = 32;
-    cc.n_patterns = 4;
-    cc.memory_budget = 4u << 20;
-    pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &seq, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = H, .q_dtype = PKV_F32};
+    if (given) cc = *given;
+    else {
+        cc.n_layers = 1;
+        cc.n_kv_heads = 1;
+        cc.head_dim = 64;
+        cc.group_size = 32;
+        cc.n_patterns = 4;
+        cc.memory_budget = 4u << 20;
+    }
+    const uint32_t H = cc.n_kv_heads, D = cc.head_dim, N = given ? 2 * cc.group_size : 64;
+    float *k = malloc((size_t)N * H * D * sizeof *k), *v = malloc((size_t)N * H * D * sizeof *v);
+    float *q = malloc((size_t)H * D * sizeof *q), *out = malloc((size_t)H * D * sizeof *out);
+    if (!k || !v || !q || !out) {
+        free(k), free(v), free(q), free(out);
+        snprintf(err, err_len, "out of host memory");
+        return -1;
+    }
+    for (uint32_t i = 0; i < N * H * D; i++) {
+        k[i] = (float)((int)(i * 37 % 101) - 50) * 0.02f;
+        v[i] = (float)((int)(i * 53 % 97) - 48) * 0.02f;
+    }
+    for (uint32_t i = 0; i < H * D; i++) q[i] = (float)((int)(i * 11 % 13) - 6) * 0.1f;
+    pkv_attention_params ap = pkv_attention_params_default();
+    ap.seqs = &seq, ap.n_seqs = 1, ap.n_q_heads = H;
     pkv_status s = pkv_context_create(p, &ctx);
     if (s == PKV_OK) s = pkv_cache_create(ctx, &cc, &cache);
     if (s == PKV_OK) s = pkv_seq_create(cache, &seq);
@@ -145,10 +158,12 @@ static int first_result(const pkv_context_params *p, double *ms, char *err, size
     if (s != PKV_OK) snprintf(err, err_len, "%s: %s", pkv_status_string(s), pkv_last_error());
     if (cache) pkv_cache_free(cache);
     if (ctx) pkv_context_free(ctx);
+    free(k), free(v), free(q), free(out);
     return s == PKV_OK ? 0 : -1;
 }
 
-int bench_startup_times(const pkv_context_params *base, double *cold_ms, double *warm_ms, char *err, size_t err_len)
+static int startup_times(const pkv_context_params *base, const pkv_cache_config *cc, double *cold_ms, double *warm_ms,
+                         char *err, size_t err_len)
 {
     const char *tmp = getenv("TMPDIR");
     char dir[1024];
@@ -159,8 +174,19 @@ int bench_startup_times(const pkv_context_params *base, double *cold_ms, double 
     }
     pkv_context_params p = *base;
     p.cache_dir = dir;
-    int rc = first_result(&p, cold_ms, err, err_len);
-    if (rc == 0) rc = first_result(&p, warm_ms, err, err_len);
+    int rc = first_result(&p, cc, cold_ms, err, err_len);
+    if (rc == 0) rc = first_result(&p, cc, warm_ms, err, err_len);
     remove_tree(dir);
     return rc;
+}
+
+int bench_startup_times(const pkv_context_params *base, double *cold_ms, double *warm_ms, char *err, size_t err_len)
+{
+    return startup_times(base, NULL, cold_ms, warm_ms, err, err_len);
+}
+
+int bench_startup_times_for(const pkv_context_params *base, const pkv_cache_config *cc, double *cold_ms,
+                            double *warm_ms, char *err, size_t err_len)
+{
+    return startup_times(base, cc, cold_ms, warm_ms, err, err_len);
 }

@@ -50,6 +50,12 @@ void bench_print_usage(FILE *f)
         "  --warmup N            untimed steps first (default 2)\n"
         "  --no-fidelity         skip the fidelity part\n"
         "  --no-throughput       skip the append/flush throughput part\n"
+        "write path:\n"
+        "  --write-path          a prompt into every layer of a model in one call (mining included), flushes\n"
+        "                        and one-token appends of all layers at once, timed on the device and the host\n"
+        "  --wp-layers N         its layers (default 32 on GPUs, 4 on CPU devices); kv heads and head_dim\n"
+        "                        as --kv-heads, --head-dim\n"
+        "  --wp-prompt N         its prompt tokens (default 32768 on GPUs, 2048 on CPU devices)\n"
         "memory:\n"
         "  --model-shape L,H,D   layers, KV heads, head_dim of the model (default 32,8,128: Llama-3-8B)\n"
         "  --memory-gib X        memory for the KV cache in the 'tokens that fit' line (default 24)\n"
@@ -194,7 +200,7 @@ static int takes_value(const char *name)
                                   "--prefill", "--kv-heads", "--q-heads", "--head-dim", "--queries", "--modes",
                                   "--bits", "--k-bits", "--v-bits", "--group", "--window", "--patterns", "--bank",
                                   "--speed-contexts", "--batch", "--steps", "--warmup", "--model-shape",
-                                  "--memory-gib", "--json", "--plot"};
+                                  "--memory-gib", "--json", "--plot", "--wp-layers", "--wp-prompt"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i]) == 0) return 1;
     return 0;
@@ -240,6 +246,7 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
         else if (strcmp(name, "--no-progress") == 0) o->progress = 0;
         else if (strcmp(name, "--no-fidelity") == 0) o->skip_fidelity = 1;
         else if (strcmp(name, "--no-throughput") == 0) o->skip_throughput = 1;
+        else if (strcmp(name, "--write-path") == 0) o->write_path = 1;
         else flag = 0;
         if (flag) {
             if (eq) return usage_error("%s takes no value%s", name, "");
@@ -299,6 +306,8 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
         else if (strcmp(name, "--patterns") == 0) rc = parse_u32(name, val, 1, 256, &o->n_patterns);
         else if (strcmp(name, "--bank") == 0) rc = parse_u32(name, val, 1, 256, &o->bank_capacity);
         else if (strcmp(name, "--speed-contexts") == 0) rc = parse_contexts(val, o);
+        else if (strcmp(name, "--wp-layers") == 0) rc = parse_u32(name, val, 1, 4096, &o->wp_layers);
+        else if (strcmp(name, "--wp-prompt") == 0) rc = parse_u32(name, val, 1, 1u << 22, &o->wp_prompt);
         else if (strcmp(name, "--batch") == 0) rc = parse_u32(name, val, 1, 4096, &o->batch);
         else if (strcmp(name, "--steps") == 0) rc = parse_u32(name, val, 1, 100000, &o->steps);
         else if (strcmp(name, "--warmup") == 0) rc = parse_u32(name, val, 0, 1000000, &o->warmup);

@@ -157,16 +157,28 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
         progress_update(&bar, 0, "read bandwidth");
         r->read_bw_gbps = bench_read_bandwidth(ctx, &r->device, r->read_bw_method, sizeof r->read_bw_method);
     }
-    if (do_speed) {
-        progress_part(&bar, f_end, 0.93);
-        double t0 = cli_now();
+    if (do_speed || o->write_path) {
         if (speed_data(o, &data, &sdata, &own_sdata, err, err_len)) goto done;
         snprintf(r->speed_source, sizeof r->speed_source, "%s", sdata.source);
         r->speed_kv_heads = sdata.n_kv_heads;
         r->speed_q_heads = sdata.n_q_heads;
         r->speed_head_dim = sdata.head_dim;
+    }
+    if (do_speed) {
+        progress_part(&bar, f_end, o->write_path ? 0.7 : 0.93);
+        double t0 = cli_now();
         if (bench_speed(ctx, o, &sdata, r, progress_update, &bar, err, err_len)) goto done;
         r->speed_seconds = cli_now() - t0;
+    }
+    if (o->write_path) {
+        progress_part(&bar, do_speed ? 0.7 : f_end, 0.93);
+        double t0 = cli_now();
+        pkv_context_params wp = cp;
+        wp.backend = r->device.backend;
+        wp.device_index = (int)r->device.index;
+        wp.device_name = NULL;
+        if (bench_write_path(ctx, &wp, o, &sdata, r, progress_update, &bar, err, err_len)) goto done;
+        r->write_path_seconds = cli_now() - t0;
     }
     progress_part(&bar, 0.93, 1.0);
     progress_update(&bar, 0, "memory");

@@ -2,7 +2,8 @@
  * {"device": {"backend","name","driver",...}, "config": {...},
  *  "fidelity": [{"mode","k_bits","v_bits","k_mse","v_mse","attn_rel_err_median","attn_rel_err_max","bits_per_element",...}],
  *  "speed": [{"mode","k_bits","v_bits","context","batch","ms_per_step","gbps","bw_fraction","speedup_vs_fp16",...}],
- *  "throughput": {...}, "memory": {...}}
+ *  "throughput": {...}, "write_path": [{"backend","mode","k_bits","v_bits","layers","kv_heads","head_dim",
+ *  "prompt_tokens","prefill_ms","flush_ms_per_window","append_all_layers_us",...}], "memory": {...}}
  * Unknown numbers are null. Written to FILE.tmp, then renamed. */
 #include <errno.h>
 #include <stdio.h>
@@ -116,6 +117,31 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
     jw_end_array(w);
     jw_end_object(w);
 
+    jw_begin_array(w, "write_path");
+    for (uint32_t i = 0; i < r->n_write_path; i++) {
+        const write_path_result *x = &r->write_path[i];
+        jw_begin_object(w, NULL);
+        jw_string(w, "backend", pkv_backend_name(r->device.backend));
+        cfg_fields(w, &x->cfg);
+        jw_uint(w, "layers", r->wp_layers);
+        jw_uint(w, "kv_heads", r->wp_kv_heads);
+        jw_uint(w, "head_dim", r->wp_head_dim);
+        jw_uint(w, "prompt_tokens", r->wp_prompt);
+        jw_number(w, "prefill_ms", x->prefill_ms);
+        jw_number(w, "flush_ms_per_window", x->flush_ms_per_window);
+        jw_number(w, "append_all_layers_us", x->append_all_layers_us);
+        jw_number(w, "prefill_host_ms", x->prefill_host_ms);
+        jw_number(w, "prefill_first_host_ms", x->prefill_first_ms);
+        jw_number(w, "flush_host_ms_per_window", x->flush_host_ms_per_window);
+        jw_uint(w, "flushes", x->flushes);
+        jw_bool(w, "device_timed", x->device_timed);
+        jw_number(w, "cache_create_ms", x->cache_create_ms);
+        jw_number(w, "startup_cold_ms", x->startup_cold_ms);
+        jw_number(w, "startup_warm_ms", x->startup_warm_ms);
+        jw_end_object(w);
+    }
+    jw_end_array(w);
+
     jw_begin_object(w, "memory");
     jw_uint(w, "model_layers", o->model_layers);
     jw_uint(w, "model_kv_heads", o->model_kv_heads);
@@ -137,6 +163,7 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
     jw_number(w, "total_seconds", r->total_seconds);
     jw_number(w, "fidelity_seconds", r->fidelity_seconds);
     jw_number(w, "speed_seconds", r->speed_seconds);
+    jw_number(w, "write_path_seconds", r->write_path_seconds);
     jw_end_object(w);
 }
 

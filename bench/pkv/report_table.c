@@ -165,6 +165,29 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
         fprintf(f, "  (prefill: the first append, which mines patterns in PATTERN mode; append: one-token appends "
                    "into the window; flush: window tokens / time of the append that compresses the window)\n");
     }
+    if (r->n_write_path) {
+        fprintf(f, "\nWrite path (%u layers x %u kv heads x head_dim %u, %u-token prompt; every layer in one call)\n",
+                r->wp_layers, r->wp_kv_heads, r->wp_head_dim, r->wp_prompt);
+        fprintf(f, "  %-8s %6s %12s %12s %12s %13s %13s %12s %16s\n", "mode", "bits", "prefill ms", "host ms",
+                "tokens/s", "flush ms/win", "host ms/win", "append us", "startup ms");
+        for (uint32_t i = 0; i < r->n_write_path; i++) {
+            const write_path_result *x = &r->write_path[i];
+            char b6[32], b7[32], b8[48];
+            snprintf(b8, sizeof b8, "%.0f cold %.0f warm", x->startup_cold_ms, x->startup_warm_ms);
+            fprintf(f, "  %-8s %6s %12s %12s %12s %13s %13s %12s %16s\n", pkv_mode_name(x->cfg.mode),
+                    bits_str(&x->cfg, b1, sizeof b1), num(x->prefill_ms, "%.1f", b2, sizeof b2),
+                    num(x->prefill_host_ms, "%.1f", b3, sizeof b3),
+                    num((double)r->wp_prompt * r->wp_layers / (x->prefill_ms * 1e-3), "%.3g", b4, sizeof b4),
+                    num(x->flush_ms_per_window, "%.3f", b5, sizeof b5), num(x->flush_host_ms_per_window, "%.3f", b6, sizeof b6),
+                    num(x->append_all_layers_us, "%.1f", b7, sizeof b7), b8);
+        }
+        fprintf(f, "  prefill: pkv_append_layers of the prompt into every layer (PATTERN: k-means of every layer and head),\n"
+                   "  %s; host ms: its wall time. tokens/s = prompt x layers / prefill.\n"
+                   "  flush: a decode step whose append compresses every layer's full window; append: a decode step of one\n"
+                   "  token into every layer without a flush (host wall time). startup: context, cache, a first prompt\n"
+                   "  and attention at this shape, empty / filled pipeline cache.\n",
+                r->write_path[0].device_timed ? "device timestamps" : "host clock of the ops");
+    }
     if (isfinite(r->startup_cold_ms))
         fprintf(f, "\nStartup to a first attention result: %.1f ms cold (empty pipeline/program cache), %.1f ms warm\n",
                 r->startup_cold_ms, r->startup_warm_ms);

@@ -5,6 +5,7 @@
  * ascending order exactly as docs/NUMERICS.md says (one chain per centroid).
  * BANK = 1: the prefill's final assignment against the stored fp16 patterns of the unit's bank, with
  * the V gate: writes index | gate << 8 for the first n_assign tokens (quant_block reads it). */
+#extension GL_EXT_control_flow_attributes : enable
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 #include "kmeans_common.glsl"
@@ -54,10 +55,10 @@ void main()
             c_s[e] = m < pc.M ? centroid4(q, m, e % D4) : vec4(0.0);
         }
         barrier();
-        for (uint m = 0u; m < MB; m++) acc[m] = 0.0;
+        [[unroll]] for (uint m = 0u; m < MB; m++) acc[m] = 0.0;
         for (uint i4 = 0u; i4 < D4; i4++) {
             vec4 x = token4(base, i4);
-            for (uint m = 0u; m < MB; m++) {
+            [[unroll]] for (uint m = 0u; m < MB; m++) {
                 vec4 c = c_s[m * D4 + i4];
                 float a = acc[m];
                 a = pkv_l2_step(a, x.x, c.x);
@@ -67,7 +68,7 @@ void main()
                 acc[m] = a;
             }
         }
-        for (uint m = 0u; m < MB; m++)
+        [[unroll]] for (uint m = 0u; m < MB; m++)
             if (m0 + m < pc.M && (m0 + m == 0u || acc[m] < best_d)) {
                 best_d = acc[m];
                 best = m0 + m;

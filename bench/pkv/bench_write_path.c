@@ -1,0 +1,182 @@
+/* The write path (--write-path): a prompt of T tokens appended to L layers of one sequence in one
+ * pkv_append_layers call (PATTERN mode mines here), then decode steps that append one token to all
+ * L layers in one call, of which every R-th flushes a full window of every layer. Per config:
+ *   prefill_ms            device time of the prompt's call (pkv_last_op_time: every op of the call,
+ *                         timestamps on GPUs), the second of two prompts (the first grows the scratch
+ *                         buffers: prefill_first_ms); prefill_host_ms the wall time of that call;
+ *   flush_ms_per_window   median device time of a decode step that flushes (all layers), host too;
+ *   append_all_layers_us  median wall time of a decode step that does not flush;
+ *   startup_cold/warm_ms  context, cache (the write path's pipelines), a first prompt and a first
+ *                         attention at the row's shape, with an empty / a filled pipeline cache.
+ * Every layer gets the same tokens (the data's layer 0): a real model's layers differ, which changes
+ * the k-means iterations a prompt takes but not the work per iteration. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "kv_data.h"
+#include "timer.h"
+
+#define FLUSHES 3u       /* decode windows timed per config */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, uint32_t n)
+{
+    if (!n) return NAN;
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int fail(char *err, size_t err_len, const char *what, pkv_status s)
+{
+    snprintf(err, err_len, "write path: %s: %s: %s", what, pkv_status_string(s), pkv_last_error());
+    return -1;
+}
+
+/* A budget no row can exceed: every token of every layer in fp16, full banks, windows. */
+static uint64_t budget_for(uint32_t L, uint32_t H, uint32_t d, uint32_t T, uint32_t R)
+{
+    uint64_t per_head = ((uint64_t)T + 4 * R) * d * 4 + 256ull * d * 4 + 2ull * R * d * 2;
+    return (uint64_t)L * H * per_head + (64ull << 20);
+}
+
+static double device_ms(pkv_context *ctx)
+{
+    double ms;
+    return pkv_last_op_time(ctx, &ms) == PKV_OK ? ms : NAN;
+}
+
+static int run_config(pkv_context *ctx, const bench_options *o, const bench_config *cfg, uint32_t L, uint32_t T,
+                      const uint16_t *pk, const uint16_t *pv, const uint16_t *dk, const uint16_t *dv, uint32_t n_dec,
+                      uint32_t H, uint32_t d, write_path_result *wr, char *err, size_t err_len)
+{
+    pkv_cache_config cc = bench_cache_config(o, cfg, L, H, d);
+    const uint32_t R = cc.window ? cc.window : cc.group_size;
+    cc.memory_budget = budget_for(L, H, d, T + n_dec, R);
+    pkv_cache *cache = NULL;
+    const void **kp = malloc(L * sizeof *kp), **vp = malloc(L * sizeof *vp);
+    double *app = malloc((n_dec + 1) * sizeof *app), *fl_dev = malloc((n_dec + 1) * sizeof *fl_dev),
+           *fl_host = malloc((n_dec + 1) * sizeof *fl_host);
+    int rc = -1;
+    if (!kp || !vp || !app || !fl_dev || !fl_host) {
+        snprintf(err, err_len, "write path: out of host memory");
+        goto done;
+    }
+    double t0 = cli_now();
+    pkv_status s = pkv_cache_create(ctx, &cc, &cache);
+    wr->cache_create_ms = (cli_now() - t0) * 1e3;
+    if (s != PKV_OK) {
+        rc = fail(err, err_len, "cache", s);
+        goto done;
+    }
+    for (uint32_t l = 0; l < L; l++) kp[l] = pk, vp[l] = pv;
+    pkv_seq seq = 0;
+    for (int pass = 0; pass < 2; pass++) { /* the first grows the scratch buffers; the second is timed */
+        if (pass) pkv_seq_free(cache, seq);
+        if ((s = pkv_seq_create(cache, &seq)) != PKV_OK) {
+            rc = fail(err, err_len, "sequence", s);
+            goto done;
+        }
+        pkv_append_params ap = pkv_append_params_default();
+        ap.seq = seq, ap.n_tokens = T, ap.dtype = PKV_F16;
+        t0 = cli_now();
+        s = pkv_append_layers(cache, &ap, kp, vp);
+        double host = (cli_now() - t0) * 1e3;
+        if (s != PKV_OK) {
+            rc = fail(err, err_len, "prompt", s);
+            goto done;
+        }
+        if (pass == 0) wr->prefill_first_ms = host;
+        else wr->prefill_host_ms = host, wr->prefill_ms = device_ms(ctx);
+    }
+    /* decode: one token to every layer per call; the calls that compress a window are flushes */
+    uint32_t na = 0, nf = 0;
+    pkv_cache_stats st = {.struct_size = sizeof st};
+    pkv_cache_stats_get(cache, &st);
+    uint64_t compressed = st.tokens_compressed;
+    for (uint32_t i = 0; i < n_dec; i++) {
+        for (uint32_t l = 0; l < L; l++) kp[l] = dk + (size_t)i * H * d, vp[l] = dv + (size_t)i * H * d;
+        pkv_append_params ap = pkv_append_params_default();
+        ap.seq = seq, ap.n_tokens = 1, ap.dtype = PKV_F16;
+        t0 = cli_now();
+        s = pkv_append_layers(cache, &ap, kp, vp);
+        double host = (cli_now() - t0) * 1e3;
+        if (s != PKV_OK) {
+            rc = fail(err, err_len, "decode append", s);
+            goto done;
+        }
+        pkv_cache_stats_get(cache, &st);
+        if (st.tokens_compressed != compressed) fl_dev[nf] = device_ms(ctx), fl_host[nf++] = host;
+        else app[na++] = host * 1e3;
+        compressed = st.tokens_compressed;
+    }
+    wr->append_all_layers_us = median(app, na);
+    wr->flush_ms_per_window = median(fl_dev, nf);
+    wr->flush_host_ms_per_window = median(fl_host, nf);
+    wr->flushes = nf;
+    rc = 0;
+done:
+    if (cache) pkv_cache_free(cache);
+    free((void *)kp), free((void *)vp), free(app), free(fl_dev), free(fl_host);
+    return rc;
+}
+
+int bench_write_path(pkv_context *ctx, const pkv_context_params *cp, const bench_options *o, const kv_data *data,
+                     bench_report *r, bench_progress_fn progress, void *user, char *err, size_t err_len)
+{
+    pkv_device_info dev = {.struct_size = sizeof dev};
+    pkv_context_device(ctx, &dev, NULL, 0);
+    const int cpu_like = dev.type == PKV_DEVICE_CPU;
+    const uint32_t L = o->wp_layers ? o->wp_layers : (cpu_like ? 4 : 32);
+    const uint32_t T = o->wp_prompt ? o->wp_prompt : (cpu_like ? 2048 : 32768);
+    const uint32_t H = data->n_kv_heads, d = data->head_dim;
+    const uint32_t R = o->window ? o->window : o->group_size, n_dec = FLUSHES * R;
+    const size_t pn = (size_t)T * H * d, dn = (size_t)n_dec * H * d;
+    float *fk = malloc(pn * sizeof *fk), *fv = malloc(pn * sizeof *fv);
+    uint16_t *pk = malloc(pn * 2), *pv = malloc(pn * 2), *dk = malloc(dn * 2), *dv = malloc(dn * 2);
+    int rc = -1;
+    if (!fk || !fv || !pk || !pv || !dk || !dv) {
+        snprintf(err, err_len, "write path: out of host memory for a %u-token prompt", T);
+        goto done;
+    }
+    /* fp16 input, made once: the host's fp32 conversion is not what this measures */
+    kv_data_tokens(data, 0, 0, T, fk, fv);
+    pkv_f32_to_f16_array(fk, pk, pn);
+    pkv_f32_to_f16_array(fv, pv, pn);
+    kv_data_tokens(data, 0, T, n_dec, fk, fv);
+    pkv_f32_to_f16_array(fk, dk, dn);
+    pkv_f32_to_f16_array(fv, dv, dn);
+    r->wp_layers = L, r->wp_prompt = T, r->wp_kv_heads = H, r->wp_head_dim = d;
+    r->n_write_path = 0;
+    for (uint32_t i = 0; i < o->n_configs; i++) {
+        const bench_config *c = &o->configs[i];
+        if (progress) {
+            char label[64];
+            snprintf(label, sizeof label, "write path %s %u/%u", pkv_mode_name(c->mode), c->k_bits, c->v_bits);
+            progress(user, (double)i / o->n_configs, label);
+        }
+        write_path_result *wr = &r->write_path[r->n_write_path];
+        memset(wr, 0, sizeof *wr);
+        wr->cfg = *c;
+        if (run_config(ctx, o, c, L, T, pk, pv, dk, dv, n_dec, H, d, wr, err, err_len)) goto done;
+        wr->device_timed = dev.backend != PKV_BACKEND_CPU && isfinite(wr->prefill_ms);
+        pkv_cache_config sc = bench_cache_config(o, c, 1, H, d);
+        sc.memory_budget = budget_for(1, H, d, 2 * sc.group_size, sc.group_size);
+        char serr[256];
+        wr->startup_cold_ms = wr->startup_warm_ms = NAN;
+        if (bench_startup_times_for(cp, &sc, &wr->startup_cold_ms, &wr->startup_warm_ms, serr, sizeof serr))
+            fprintf(stderr, "pkv bench: write-path startup timing failed: %s\n", serr);
+        r->n_write_path++;
+    }
+    rc = 0;
+done:
+    free(fk), free(fv), free(pk), free(pv), free(dk), free(dv);
+    return rc;
+}
