@@ -25,7 +25,7 @@ if [ "${2:-tests}" != notests ]; then
   run() { local name=$1; shift; (env "$@" >"$OUT/t_$name.log" 2>&1; echo "$name exit $?" >>"$OUT/tests.txt") & }
   : >"$OUT/tests.txt"
   for be in vulkan opencl; do
-    for s in attention sequences io errors parity; do run ${s}_$be PKV_TEST_BACKEND=$be "$t/test_$s"; done
+    for s in attention sequences io errors parity append_layers; do run ${s}_$be PKV_TEST_BACKEND=$be "$t/test_$s"; done
   done
   run parity_vulkan_nosub PKV_TEST_BACKEND=vulkan PKV_VULKAN_NO_SUBGROUPS=1 "$t/test_parity"
   run vulkan_device "$t/test_vulkan_device"
@@ -43,6 +43,7 @@ while IFS='|' read -r what be args variants; do
     "$B/pkv" bench --backend "$be" $args --json "$OUT/bench_${i}_$be.json" >"$OUT/bench_${i}_$be.txt" 2>&1
     echo "== bench $i $be $args (exit $?)"
     grep -A14 "^Decode attention speed" "$OUT/bench_${i}_$be.txt" | grep -v "^  The batch\|^  cache that\|GB/s = \|host ms:\|^$"
+    grep -A4 "^Write path" "$OUT/bench_${i}_$be.txt"
   else
     echo "== sweep $i $be $args"
     "$B/pkv-attn-sweep" --backend "$be" $args --variants "$variants" 2>&1 | tee "$OUT/sweep_${i}_$be.txt"

@@ -181,7 +181,8 @@ typedef struct layer_job {
     uint32_t pos;            /* tokens of the call stored so far */
     uint32_t take;           /* this round: window rows written */
     int flush;               /* this round: the window is flushed */
-    uint32_t n_flush, done;  /* flushes planned, flushes done */
+    uint32_t n_flush, done;  /* flushes whose slots are taken, flushes done */
+    int mine_slots;          /* the mined chunks and blocks are taken and not yet stored or given back */
     uint32_t *slots;         /* [mined groups][H] op order [H][groups], then [n_flush][H][R / G] */
     uint32_t (*fresh)[3];    /* chunks taken for a later flush's pattern: (flush, head, chunk index) */
     uint32_t n_fresh;
@@ -208,6 +209,7 @@ static pkv_status take_slots(pkv_cache *c, layer_job *jb, uint32_t n)
         const uint32_t mg = jb->p.n_quant / g->G;
         for (uint32_t gi = 0; gi < mg; gi++)
             for (uint32_t h = 0; h < H; h++) jb->slots[h * mg + gi] = pkv_arena_take(&c->blocks);
+        jb->mine_slots = 1;
         pos = jb->p.n_quant, bc = g->M;
     }
     while (pos < n || nw == g->R) {
@@ -230,9 +232,8 @@ static pkv_status take_slots(pkv_cache *c, layer_job *jb, uint32_t n)
         uint32_t *fs = flush_slots(c, jb, f);
         for (uint32_t gi = 0; gi < groups; gi++)
             for (uint32_t h = 0; h < H; h++) fs[h * groups + gi] = pkv_arena_take(&c->blocks);
-        nw = 0, f++;
+        nw = 0, jb->n_flush = ++f;
     }
-    jb->n_flush = f;
     return PKV_OK;
 }
 
@@ -241,6 +242,14 @@ static pkv_status take_slots(pkv_cache *c, layer_job *jb, uint32_t n)
 static void release_unused(pkv_cache *c, layer_job *jb)
 {
     const uint32_t H = c->g.H, groups = c->g.R / c->g.G;
+    if (jb->mine_slots) { /* the mining did not run */
+        for (uint32_t b = 0; b < H * (jb->p.n_quant / c->g.G); b++) pkv_arena_release(&c->blocks, jb->slots[b]);
+        for (uint32_t b = 0; b < H * PKV_MAX_CHUNKS; b++) {
+            pkv_arena_release(&c->chunks, jb->L->chunks[b]);
+            jb->L->chunks[b] = PKV_NO_SLOT;
+        }
+        jb->mine_slots = 0;
+    }
     for (uint32_t f = jb->done; f < jb->n_flush; f++) {
         uint32_t *fs = flush_slots(c, jb, f);
         for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, fs[b]);
@@ -301,6 +310,7 @@ static pkv_status run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const to
     for (uint32_t j = 0; j < nj; j++) {
         if (!jobs[j].p.mine) continue;
         pkv_layer_state *L = jobs[j].L;
+        jobs[j].mine_slots = 0;
         if (st == PKV_OK) {
             for (uint32_t gi = 0; gi < groups; gi++)
                 for (uint32_t h = 0; h < H; h++) L->blocks[(size_t)(L->n_blocks + gi) * H + h] = jobs[j].slots[h * groups + gi];
@@ -406,20 +416,34 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
 {
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, n = src->n;
-    layer_job *jobs = calloc(nl, sizeof *jobs);
+    /* one allocation: the jobs, then each job's slots and fresh-chunk records */
+    size_t words = 0;
+    plan *plans = malloc(nl * sizeof *plans);
+    if (!plans) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    for (uint32_t j = 0; j < nl; j++) {
+        plans[j] = make_plan(c, &s->layers[first + j], n);
+        const uint32_t flush_groups = plans[j].new_groups - plans[j].n_quant / g->G;
+        words += plans[j].blocks + 1 + 3 * ((size_t)flush_groups * H + 1);
+    }
+    layer_job *jobs = calloc(1, nl * sizeof *jobs + words * sizeof(uint32_t));
     pkv_status st = PKV_OK;
-    if (!jobs) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
-    uint32_t need[3] = {0, 0, 0};
+    if (!jobs) {
+        free(plans);
+        return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    }
+    uint32_t need[3] = {0, 0, 0}, *next = (uint32_t *)(jobs + nl);
     for (uint32_t j = 0; j < nl; j++) {
         layer_job *jb = &jobs[j];
         jb->layer = first + j, jb->idx = j, jb->L = &s->layers[first + j];
-        jb->p = make_plan(c, jb->L, n);
+        jb->p = plans[j];
         need[0] += jb->p.blocks, need[1] += jb->p.chunks, need[2] += jb->p.windows;
-        const uint32_t flushes = jb->p.new_groups - jb->p.n_quant / g->G; /* in groups; / (R / G) flushes */
-        jb->slots = malloc(((size_t)jb->p.blocks + 1) * sizeof *jb->slots);
-        jb->fresh = malloc(((size_t)flushes * H + 1) * sizeof *jb->fresh);
-        if (!jb->slots || !jb->fresh) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+        const uint32_t flush_groups = jb->p.new_groups - jb->p.n_quant / g->G; /* >= the flushes' fresh chunks / H */
+        jb->slots = next;
+        next += jb->p.blocks + 1;
+        jb->fresh = (uint32_t(*)[3])next;
+        next += 3 * ((size_t)flush_groups * H + 1);
     }
+    free(plans);
     if (st == PKV_OK) st = pkv_pool_ensure(c, need[0], need[1], need[2]);
     for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = reserve_host(c, jobs[j].L, &jobs[j].p);
     uint32_t taken = 0;
@@ -458,7 +482,6 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
     if (st != PKV_OK)
         for (uint32_t j = 0; j < taken; j++) release_unused(c, &jobs[j]);
     if (ran_op) c->ctx->last_op_ms = st == PKV_OK ? op_ms : -1.0;
-    for (uint32_t j = 0; j < nl; j++) free(jobs[j].slots), free(jobs[j].fresh);
     free(jobs);
     return st;
 }
