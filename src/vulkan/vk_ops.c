@@ -318,7 +318,7 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
     uint64_t budget = env && *env ? strtoull(env, NULL, 10) : MINE_BYTES_DEFAULT;
     if (budget > vk->props.limits.maxStorageBufferRange) budget = vk->props.limits.maxStorageBufferRange;
     uint32_t per = 1;
-    while (per < op->n_layers && 2 * per * g->H <= 65535) {
+    while (per < op->n_layers && 2 * (per + 1) * g->H <= 65535) {
         mine_plan mp;
         plan_mine(g, op, per + 1, &mp);
         if (mp.words * 4 > budget) break;
