@@ -25,6 +25,10 @@
 #define VSEC (MODE == 2 || !STAGE_V ? 4 : G * VRW)
 #define VQ ((VSEC / 4 + WG - 1) / WG)
 #define PSTRIDE (D + 4)                /* a partial result: m, l, 2 unused, o[D] */
+#define NQ4 (D / 4)                    /* channel quads, for the pattern fold */
+#define PS_M (WG / NQ4 < WG * CH / (NR * D) ? WG / NQ4 : WG * CH / (NR * D))
+#define PS (PS_M > 1 ? PS_M : 1)       /* pattern slices of the fold */
+#define ACC_N (WG * CH > NR * D ? WG * CH : NR * D)
 #define LAZY 8.0f
 #define NEG_INF (-INFINITY)
 
@@ -119,7 +123,8 @@ typedef struct attn_local {
     float4 w[G * NRV];    /* per chunk: p * s_V (quantized) or p (fp16) */
     uint vw[VSEC];        /* per chunk: its V codes */
     uint S[NR * SCAP];    /* V histogram, float bits */
-    float acc[WG * CH];   /* end of item: the slices' sums of one row; merge: weights */
+    float acc[ACC_N];     /* end of item: the slices' sums of one row; the fold's; merge: weights */
+    uint vchunk[8];       /* the V bank's chunk slots */
     float2 red[WG * NR];
     uint last;
 } attn_local;
@@ -393,6 +398,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         ((__local float *)L.q)[e] = r < NR && tile * NR + r < rows ? q[row_of[r] * D + i] * scale : 0.0f;
     }
     if (MODE == 0) {
+        if (lid < 8) L.vchunk[lid] = lid * 32 < bank ? tbl[H * nb + head * PKV_OCL_MAX_CHUNKS + lid] : 0u;
         for (uint e = lid; e < NR * SCAP; e += WG) L.S[e] = 0u;
         __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV;
         for (uint e = lid; e < bank * NRV; e += WG) L.qc[e] = qc_row[e];
@@ -437,25 +443,27 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (MODE == 0) { /* + sum_m S[m] P_V[m], over the patterns this item's tokens used */
-        __global const uint *ct = tbl + H * nb + head * PKV_OCL_MAX_CHUNKS;
-        for (uint m = 0; m < bank; m++) {
-            float Sm[NR];
-            int any = 0;
-            for (uint r = 0; r < NR; r++) {
-                Sm[r] = as_float(L.S[r * SCAP + m]);
-                any |= Sm[r] != 0.0f;
+    if (MODE == 0) { /* + sum_m S[m] P_V[m] over the bank (attn_decode.comp's fold_patterns) */
+        for (uint u = lid; u < NQ4 * PS; u += WG) {
+            const uint q4 = u % NQ4, ps = u / NQ4;
+            float4 f[NR];
+            for (uint r = 0; r < NR; r++) f[r] = (float4)(0.0f);
+            for (uint m = ps; m < bank; m += PS) {
+                __global const half *pat = (__global const half *)((__global const uchar *)chunks + (size_t)L.vchunk[m / 32] * P[A_CHUNK]) +
+                                           (size_t)(PKV_OCL_CHUNK_PATTERNS + m % 32) * D;
+                float4 x = vload_half4(q4, pat);
+                for (uint r = 0; r < NR; r++) f[r] += as_float(L.S[r * SCAP + m]) * x;
             }
-            if (!any) continue;
-            __global const ushort *pat = pattern_ptr((__global const uchar *)chunks, ct, P[A_CHUNK], D, 1, m);
-            for (uint e = 0; e < CE; e++) {
-                uint i = lid + e * WG;
-                if (i < D) {
-                    float x = vload_half(i, (__global const half *)pat);
-                    for (uint r = 0; r < NR; r++) o[r][e] += Sm[r] * x;
-                }
-            }
+            for (uint r = 0; r < NR; r++) vstore4(f[r], ((ps * NR + r) * D) / 4 + q4, L.acc);
         }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint e = 0; e < CE; e++) {
+            uint i = lid + e * WG;
+            if (i < D)
+                for (uint r = 0; r < NR; r++)
+                    for (uint k = 0; k < PS; k++) o[r][e] += L.acc[(k * NR + r) * D + i];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
 
     if (nsplit == 1) { /* the whole sequence in one item: normalise and write out */

@@ -38,6 +38,10 @@ const bool K_IN_REGS = KRW % 4u == 0u && KQ <= 4u; /* the row is loaded at the c
 const uint VSEC = MODE == 2u || STAGE_V == 0u ? 4u : G * VRW; /* words of the staged V code section */
 const uint VQ = (VSEC / 4u + WG - 1u) / WG; /* 16-byte loads per invocation to stage it */
 const uint VPER = 32u / VPB;
+const uint NQ4 = D / 4u;            /* channel quads, for the pattern fold */
+const uint PS_A = WG / NQ4, PS_B = WG * CH / (NR * D);
+const uint PS_M = PS_A < PS_B ? PS_A : PS_B;
+const uint PS = PS_M > 1u ? PS_M : 1u; /* pattern slices of the fold */
 const float LAZY = 8.0;
 
 shared vec4 q_s[D * NRV];    /* q * scale * log2(e), [channel][row set] */
@@ -46,8 +50,10 @@ shared vec4 qc_s[SCAP * NRV]; /* q . P_K[m] of the tile's rows */
 shared vec4 w_s[G * NRV];    /* per chunk: p * s_V (quantized) or p (fp16) */
 shared uint vw_s[VSEC];      /* per chunk: its V codes */
 shared uint S_s[NR * SCAP];  /* V histogram, float bits, [row][pattern] */
-shared float acc_s[WG * CH]; /* end of item: the slices' sums of one row; merge: weights */
+const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
+shared float acc_s[ACC_N];   /* end of item: the slices' sums of one row; the fold's; merge: weights */
 shared uint last_s;
+shared uint vchunk_s[8];     /* the V bank's chunk slots */
 
 #include "wg_reduce.glsl"
 #define PART_WORD(i) scrc[i]
@@ -324,6 +330,35 @@ void do_chunk(inout item_state st, bool quant, chunk_loads L, uint base, uint sr
     }
 }
 
+/* o += sum_m S[r][m] P_V[m] over the bank, as a small matrix product: invocation (channel quad q,
+ * pattern slice ps; several of them when D > 4 WG) sums over the patterns m = ps, ps + PS, ... with 8-byte loads that do not wait
+ * for each other; the slices' sums meet in acc_s. */
+void fold_patterns(uint bank, inout float o[NR][CE])
+{
+    uint lid = gl_LocalInvocationID.x;
+    barrier(); /* acc_s free */
+    for (uint u = lid; u < NQ4 * PS; u += WG) { /* more quads than invocations when D > 4 WG */
+        uint q = u % NQ4, ps = u / NQ4;
+        vec4 f[NR];
+        [[unroll]] for (uint r = 0u; r < NR; r++) f[r] = vec4(0.0);
+        for (uint m = ps; m < bank; m += PS) {
+            uint h = vchunk_s[m / 32u] * pc.chunk_words * 2u + 32u * D + (m % 32u) * D + 4u * q; /* half index */
+            uvec2 w = chk2[h / 4u];
+            vec4 x = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+            [[unroll]] for (uint r = 0u; r < NR; r++) f[r] += uintBitsToFloat(S_s[r * SCAP + m]) * x;
+        }
+        [[unroll]] for (uint r = 0u; r < NR; r++)
+            [[unroll]] for (uint j = 0u; j < 4u; j++) acc_s[(ps * NR + r) * D + 4u * q + j] = f[r][j];
+    }
+    barrier();
+    [[unroll]] for (uint e = 0u; e < CE; e++) {
+        uint i = lid + e * WG;
+        if (i < D)
+            [[unroll]] for (uint r = 0u; r < NR; r++)
+                for (uint k = 0u; k < PS; k++) o[r][e] += acc_s[(k * NR + r) * D + i];
+    }
+}
+
 void main()
 {
     uint lid = gl_LocalInvocationID.x;
@@ -349,6 +384,7 @@ void main()
         q_s[i * NRV + r / 4u][r % 4u] = q;
     }
     if (MODE == 0u) {
+        if (lid < 8u) vchunk_s[lid] = lid * 32u < seq_bank(seq) ? seq_chunk(seq, head, lid) : 0u;
         for (uint e = lid; e < NR * SCAP; e += WG) S_s[e] = 0u;
         uint bank = seq_bank(seq);
         for (uint e = lid; e < bank * NRV; e += WG) qc_s[e] = scr4[qc_index(seq, head, tile, 0u) + e];
@@ -394,26 +430,7 @@ void main()
             o[r][e] = sum;
         }
     }
-    if (MODE == 0u) { /* + sum_m S[m] P_V[m], over the patterns this item's tokens used */
-        uint bank = seq_bank(seq);
-        for (uint m = 0u; m < bank; m++) {
-            float Sm[NR];
-            bool any = false;
-            [[unroll]] for (uint r = 0u; r < NR; r++) {
-                Sm[r] = uintBitsToFloat(S_s[r * SCAP + m]);
-                any = any || Sm[r] != 0.0;
-            }
-            if (!any) continue;
-            uint pb = pattern_base(seq, head, 1u, m);
-            [[unroll]] for (uint e = 0u; e < CE; e++) {
-                uint i = lid + e * WG;
-                if (i < D) {
-                    float x = chk_hf(pb + i);
-                    [[unroll]] for (uint r = 0u; r < NR; r++) o[r][e] += Sm[r] * x;
-                }
-            }
-        }
-    }
+    if (MODE == 0u) fold_patterns(seq_bank(seq), o);
 
     if (nsplit == 1u) { /* the whole sequence in one item: normalise and write out */
         [[unroll]] for (uint r = 0u; r < NR; r++) {

@@ -214,7 +214,8 @@ static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v)
 {
     const size_t nrv = (nr + 3) / 4, ch = nr > 4 ? 8 : 16, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
     const size_t vsec = g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words;
-    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + 4 * nr * cap + 4 * g->G * ch + 8 * (size_t)g->G * nr + 64;
+    const size_t acc = g->G * ch > nr * g->d ? g->G * ch : nr * g->d;
+    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + 4 * nr * cap + 4 * acc + 32 + 8 * (size_t)g->G * nr + 64;
 }
 
 /* The parameter block of ocl_attention.cl (its A_* indices). */

@@ -274,7 +274,8 @@ static size_t decode_shared_bytes(const pkv_geom *g, uint32_t nr, int stage_v, i
     const size_t nrv = (nr + 3) / 4, wg = g->G, ch = nr > 4 ? 8 : 16;
     const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
     const size_t vsec = g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words;
-    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + 4 * nr * cap + 4 * wg * ch + 4 +
+    const size_t acc = wg * ch > nr * g->d ? wg * ch : nr * g->d;
+    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + 4 * nr * cap + 4 * acc + 4 + 32 +
            8 * nr * (subgroups ? 32 : wg);
 }
 
