@@ -336,8 +336,10 @@ class Sequence:
         self.cache.free_sequence(self)
 
 
-def _seq_id(seq):
+def _seq_id(seq, cache=None):
     if isinstance(seq, Sequence):
+        if cache is not None and seq.cache is not cache:
+            raise InvalidArgumentError(f"{seq!r} belongs to another cache")
         return seq.id
     return _uint(seq, "sequence id", 32)
 
@@ -389,7 +391,8 @@ class Cache:
     def close(self):
         if getattr(self, "_h", None) is not None:
             with self._ctx._lock:
-                lib().pkv_cache_free(self._h)
+                if self._ctx._h is not None:  # else its context is gone already (a garbage cycle): leak, never crash
+                    lib().pkv_cache_free(self._h)
                 self._h = None
 
     def __del__(self):
@@ -423,27 +426,27 @@ class Cache:
 
     def sequence(self, seq_id):
         """The Sequence object of an id (e.g. after load_cache: ids are kept by save and load)."""
-        return Sequence(self, _seq_id(seq_id))
+        return Sequence(self, _seq_id(seq_id, self))
 
     def free_sequence(self, seq):
-        self._call("pkv_seq_free", _seq_id(seq))
+        self._call("pkv_seq_free", _seq_id(seq, self))
 
     def fork(self, seq):
         """A child sharing seq's compressed blocks and banks copy-on-write (its window is copied)."""
         out = c.c_uint32()
-        self._call("pkv_seq_fork", _seq_id(seq), c.byref(out))
+        self._call("pkv_seq_fork", _seq_id(seq, self), c.byref(out))
         return Sequence(self, out.value)
 
     def seq_length(self, seq, layer=0):
         n = c.c_uint32()
-        self._call("pkv_seq_length", _seq_id(seq), _uint(layer, "layer", 32), c.byref(n))
+        self._call("pkv_seq_length", _seq_id(seq, self), _uint(layer, "layer", 32), c.byref(n))
         return n.value
 
     def append(self, seq, layer, k, v):
         """Appends post-RoPE K and V of n tokens of one layer: [n_tokens, n_kv_heads, head_dim] each, both
         float32 or both float16. The first append of >= n_patterns tokens mines the banks (PATTERN)."""
         k, v, dtype = _arrays.tokens(k, v, self.n_kv_heads, self.head_dim)
-        self._call("pkv_append", _seq_id(seq), _uint(layer, "layer", 32), k.shape[0], k.ctypes.data, v.ctypes.data,
+        self._call("pkv_append", _seq_id(seq, self), _uint(layer, "layer", 32), k.shape[0], k.ctypes.data, v.ctypes.data,
                    int(dtype))
 
     def attention(self, seqs, layer, q, scale=None, out=None):
@@ -453,7 +456,7 @@ class Cache:
         Returns out, float32 of q's shape (into `out` when given)."""
         if isinstance(seqs, (Sequence, int, np.integer)):
             seqs = [seqs]
-        ids = [_seq_id(s) for s in seqs]
+        ids = [_seq_id(s, self) for s in seqs]
         if not ids:
             raise InvalidArgumentError("attention: no sequences given")
         q, q_dtype = _arrays.queries(q, len(ids), self.n_kv_heads, self.head_dim)
@@ -476,7 +479,7 @@ class Cache:
         n = self.seq_length(seq, layer)
         k = np.empty((n, self.n_kv_heads, self.head_dim), dtype=np.float32)
         v = np.empty_like(k)
-        self._call("pkv_read_kv", _seq_id(seq), _uint(layer, "layer", 32), k.ctypes.data, v.ctypes.data)
+        self._call("pkv_read_kv", _seq_id(seq, self), _uint(layer, "layer", 32), k.ctypes.data, v.ctypes.data)
         return k, v
 
     def stats(self):

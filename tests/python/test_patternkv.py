@@ -2,8 +2,9 @@
 sequences, fork, save/load, stats, devices, the ctypes mirrors against the C compiler's layout, and
 bad input refused with clear errors before it reaches C.
 
-Run by ctest (label python) with PATTERNKV_LIBRARY, PYTHONPATH and PKV_ABI_DUMP set; by hand:
-    PATTERNKV_LIBRARY=build/libpatternkv.so /usr/bin/python3 tests/python/test_patternkv.py
+Run by ctest (label python) with PATTERNKV_LIBRARY, PYTHONPATH and PKV_ABI_DUMP set; by hand, after a
+build in build/:
+    /usr/bin/python3 tests/python/test_patternkv.py
 PKV_TEST_BACKEND picks another backend (default cpu)."""
 import os
 import subprocess
@@ -66,9 +67,9 @@ class TestAbi(unittest.TestCase):
     """The ctypes mirrors against the C compiler's sizes, offsets and enum values (tests/python/abi_dump.c)."""
 
     def test_layout_and_enums(self):
-        exe = os.environ.get("PKV_ABI_DUMP")
-        if not exe:
-            self.skipTest("PKV_ABI_DUMP not set (ctest sets it)")
+        exe = os.environ.get("PKV_ABI_DUMP") or os.path.join(ROOT, "build", "tests", "pkv_abi_dump")
+        if not os.path.exists(exe):
+            self.skipTest(f"{exe} not found (ctest sets PKV_ABI_DUMP)")
         lines = subprocess.run([exe], check=True, capture_output=True, text=True).stdout.split("\n")
         c_values = {name: int(v) for name, v in (ln.split() for ln in lines if ln)}
         from patternkv import _structs
@@ -137,7 +138,8 @@ class TestBasics(unittest.TestCase):
         np.testing.assert_array_equal(pkv.f16_to_f32(h), h.astype(np.float32))
 
     def test_library_not_found(self):
-        env = dict(os.environ, PATTERNKV_LIBRARY="/nonexistent/libpatternkv.so")
+        path = os.pathsep.join([os.path.join(ROOT, "python")] + os.environ.get("PYTHONPATH", "").split(os.pathsep))
+        env = dict(os.environ, PATTERNKV_LIBRARY="/nonexistent/libpatternkv.so", PYTHONPATH=path)
         r = subprocess.run([sys.executable, "-c", "import patternkv; patternkv.version()"], env=env,
                            capture_output=True, text=True)
         self.assertNotEqual(r.returncode, 0)
@@ -338,6 +340,9 @@ class TestErrors(unittest.TestCase):
         self.raises(pkv.DTypeError, att, [self.seq], 0, q, out=np.zeros(q.shape, np.float16))
         self.raises(pkv.ShapeError, att, [self.seq], 0, q, out=np.zeros((1, 1, NQ, D - 1), np.float32))
         self.raises(pkv.InvalidArgumentError, att, [], 0, q, match="no sequences")
+        other = self.ctx.create_cache(n_kv_heads=H, head_dim=D)
+        self.raises(pkv.InvalidArgumentError, att, [other.new_sequence()], 0, q, match="belongs to another cache")
+        other.close()
         self.raises(pkv.InvalidArgumentError, att, [self.seq], 0, q, scale=-1.0, match="scale")
         self.raises(pkv.ShapeError, self.seq.attention, 0, q[0, 0], match="[q_len, n_q_heads, head_dim=64]")
 
