@@ -12,8 +12,8 @@ import numpy as np
 from . import _arrays
 from ._lib import lib
 from ._structs import (LOG_FN, AttentionParamsC, Backend, CacheConfigC, CacheStatsC, ContextParamsC, DeviceInfoC,
-                       DeviceType, Feature, LogLevel, Mode, Status, enum_value)
-from .errors import InvalidArgumentError, PatternKVError, check
+                       DeviceType, Feature, LogLevel, Mode, enum_value)
+from .errors import InvalidArgumentError, check
 
 c = ctypes
 
@@ -492,7 +492,3 @@ class Cache:
         """Saves every sequence to a versioned, checksummed file (written to a temporary file, then renamed)."""
         self._call("pkv_cache_save", _path(path))
 
-
-__all__ = ["version", "version_number", "status_string", "last_error", "list_devices", "f32_to_f16", "f16_to_f32",
-           "Context", "Cache", "CacheConfig", "CacheStats", "DeviceInfo", "Sequence", "Status", "PatternKVError"]
-_ = (PatternKVError, Status)
