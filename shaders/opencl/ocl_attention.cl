@@ -2,14 +2,15 @@
  * shaders/vulkan/attn_decode.comp, which explains the algorithm; the host cuts the op into items the
  * same way (src/core/attn_plan.c). Built once per cache shape with the shape as defines:
  * D, G (= WG, the work-group size), KBITS, VBITS, MODE (0 pattern, 1 direct, 2 fp16), NR (query
- * rows per work-group), CAP (bank capacity), STAGE_V (V codes staged in local memory). Work-group g
+ * rows per work-group), CAP (bank capacity), STAGE_V and STAGE_K (V, K codes staged in local memory),
+ * VCH (channels per work-item in the V phase). Work-group g
  * serves head g % H, tile (g / H) % tiles, item g / (H tiles). Arithmetic is free here (contraction
  * on): attention is judged against an fp64 reference within a tolerance (docs/NUMERICS.md). */
 #pragma OPENCL FP_CONTRACT ON
 
 #define WG G
 #define NRV ((NR + 3) / 4)
-#define CH (NR > 4 ? 8 : 16)           /* channels per work-item in the V phase */
+#define CH VCH                         /* channels per work-item in the V phase */
 #define NG ((D + CH - 1) / CH)         /* channel groups */
 #define NS (WG / NG)                   /* token slices */
 #define CE ((D + WG - 1) / WG)         /* channels per work-item in per-channel loops */
@@ -21,7 +22,9 @@
 #define KRW (KBITS == 3 ? KW0 + (D + 31) / 32 : KW0)
 #define VRW (VBITS == 3 ? VW0 + (D + 31) / 32 : VW0)
 #define KQ ((KRW + 3) / 4)
-#define K_IN_REGS (KRW % 4 == 0 && KQ <= 4)
+#define K_IN_REGS (!STAGE_K && KRW % 4 == 0 && KQ <= 4)
+#define KSEC4 ((G * KRW + 3) / 4)      /* 16-byte words of the K code section */
+#define KQS (STAGE_K ? (KSEC4 + WG - 1) / WG : 1)
 #define VSEC (MODE == 2 || !STAGE_V ? 4 : G * VRW)
 #define VQ ((VSEC / 4 + WG - 1) / WG)
 #define PSTRIDE (D + 4)                /* a partial result: m, l, 2 unused, o[D] */
@@ -111,6 +114,7 @@ typedef struct attn_state {
 /* What one work-item loads for a compressed chunk, all at once (one memory round trip). */
 typedef struct chunk_loads {
     uint4 krow[KQ];  /* its token's K code row (K_IN_REGS) */
+    uint4 kq[KQS];   /* its share of the K codes, staged to local memory (STAGE_K) */
     uint4 vq[VQ];    /* its share of the V codes, staged to local memory */
     float ks[CE], kz[CE], vs, vz;
     uint ka, va, gate;
@@ -122,6 +126,7 @@ typedef struct attn_local {
     float4 qc[SCAP * NRV]; /* q . P_K[m] of the tile's rows */
     float4 w[G * NRV];    /* per chunk: p * s_V (quantized) or p (fp16) */
     uint vw[VSEC];        /* per chunk: its V codes */
+    uint4 kq[STAGE_K ? KSEC4 : 1]; /* per chunk: its K code section (STAGE_K) */
     uint S[NR * SCAP];    /* V histogram, float bits */
     float acc[ACC_N];     /* end of item: the slices' sums of one row; the fold's; merge: weights */
     uint vchunk[8];       /* the V bank's chunk slots */
@@ -145,12 +150,15 @@ OCL_HELPER void load_chunk(chunk_loads *L, __global const uint *blocks, uint bas
     __global const uint4 *b4 = (__global const uint4 *)blocks;
     if (K_IN_REGS)
         for (uint k = 0; k < KQ; k++) L->krow[k] = b4[(base + P[A_BLOCK + 1] / 4) / 4 + t * KQ + k];
+    if (STAGE_K)
+        for (uint j = 0; j < KQS; j++) L->kq[j] = b4[(base + P[A_BLOCK + 1] / 4) / 4 + min(lid + j * WG, (uint)KSEC4 - 1)];
     if (STAGE_V)
         for (uint j = 0; j < VQ; j++) L->vq[j] = b4[(base + P[A_BLOCK + 4] / 4) / 4 + min(lid + j * WG, (uint)VSEC / 4 - 1)];
 }
 
-OCL_HELPER uint krow_word(const chunk_loads *L, __global const uint *row, uint j)
+OCL_HELPER uint krow_word(const chunk_loads *L, __global const uint *row, __local const uint *krow_local, uint j)
 {
+    if (STAGE_K) return krow_local[j];
     if (K_IN_REGS) {
         uint4 q = L->krow[j / 4];
         uint qa[4] = {q.x, q.y, q.z, q.w};
@@ -182,16 +190,22 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_load
                 }
             }
         }
+    if (quant && STAGE_K) /* the K codes (waits for their loads) */
+        for (uint j = 0; j < KQS; j++) {
+            uint e = lid + j * WG;
+            if (e < KSEC4) L->kq[e] = Lc->kq[j];
+        }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* 2. logits of token t */
     float4 dot[2] = {(float4)(0.0f), (float4)(0.0f)};
     if (t < count && !(P[A_FLAGS] & F_SKIP_K)) {
         if (quant) {
             __global const uint *row = blocks + base + P[A_BLOCK + 1] / 4 + t * KRW;
+            __local const uint *krow_local = (__local const uint *)L->kq + t * KRW;
             const uint PER = 32 / KPB, MASK = (1u << KPB) - 1u;
             for (uint k = 0; k < KW0; k++) {
-                uint w = krow_word(Lc, row, k), wh = w >> 16;
-                uint hi = KBITS == 3 ? krow_word(Lc, row, KW0 + k / 2) >> ((k % 2) * 16) : 0u;
+                uint w = krow_word(Lc, row, krow_local, k), wh = w >> 16;
+                uint hi = KBITS == 3 ? krow_word(Lc, row, krow_local, KW0 + k / 2) >> ((k % 2) * 16) : 0u;
                 for (uint c = 0; c < PER; c++) {
                     uint i = k * PER + c;
                     if (i < D) {
@@ -283,7 +297,7 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_load
         } else {
             __global const half *x = (__global const half *)rows + vh0 + tt * D + g * CH;
             for (uint c = 0; c < CH; c++) {
-                float xv = g * CH + c < D ? vload_half(c, x) * code_unfactor(g * CH + c, VBITS) : 0.0f;
+                float xv = g * CH + c < D ? vload_half(c, x) * code_unfactor(c, VBITS) : 0.0f;
                 for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * xv;
             }
         }
@@ -431,7 +445,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         if (s < NS)
             for (uint c = 0; c < CH; c++) {
                 uint i = g * CH + c;
-                if (i < D) L.acc[s * D + i] = st.acc[r][c] * code_factor(i, VBITS);
+                if (i < D) L.acc[s * D + i] = st.acc[r][c] * code_factor(c, VBITS);
             }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint e = 0; e < CE; e++) {
