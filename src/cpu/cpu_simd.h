@@ -107,4 +107,24 @@ void pkv_cpu_argmin_l2_scalar(const float *x, uint32_t n, uint32_t d, const floa
 void pkv_cpu_argmin_minmax_scalar(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_centre_scalar(const float *x, uint32_t n, uint32_t d, float *out);
 
+/* The encoding kernels of each level (cpu_enc_<level>.c), bit-exact with the scalar ones. */
+void pkv_cpu_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n);
+void pkv_cpu_argmin_l2_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
+void pkv_cpu_argmin_minmax_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
+void pkv_cpu_block_encode_avx2(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
+                               const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
+void pkv_cpu_centre_avx2(const float *x, uint32_t n, uint32_t d, float *out);
+void pkv_cpu_f16_to_f32_avx512(const uint16_t *src, float *dst, size_t n);
+void pkv_cpu_argmin_l2_avx512(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
+void pkv_cpu_argmin_minmax_avx512(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
+void pkv_cpu_block_encode_avx512(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
+                                 const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
+void pkv_cpu_centre_avx512(const float *x, uint32_t n, uint32_t d, float *out);
+void pkv_cpu_f16_to_f32_neon(const uint16_t *src, float *dst, size_t n);
+void pkv_cpu_argmin_l2_neon(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
+void pkv_cpu_argmin_minmax_neon(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
+void pkv_cpu_block_encode_neon(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
+                               const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
+void pkv_cpu_centre_neon(const float *x, uint32_t n, uint32_t d, float *out);
+
 #endif
