@@ -106,7 +106,7 @@ static int attn_task(uint32_t unit, void *arg)
                    c1 = (uint32_t)((uint64_t)nc * (split + 1) / a->splits);
     const uint32_t T = sq->n_blocks * G + sq->n_window;
     pkv_attn_chunk *chunks = malloc((c1 - c0 + 1) * sizeof *chunks);
-    float *q = malloc(((size_t)rows * (d + nb) + (size_t)nb * d + 1) * sizeof(float));
+    float *q = malloc(((size_t)rows * (d + nb) + (size_t)nb * d + 64) * sizeof(float)); /* 64: table reads */
     uint32_t *visible = malloc(rows * sizeof *visible);
     int failed = !chunks || !q || !visible;
     if (failed) goto done;

@@ -39,6 +39,11 @@ static inline VI vi_and(VI a, VI b) { return _mm256_and_si256(a, b); }
 static inline VF vf_from_u(VI v) { return _mm256_cvtepi32_ps(v); }
 static inline VI vi_gather_rows(const uint32_t *p, VI idx) { return _mm256_i32gather_epi32((const int *)p, idx, 4); }
 static inline VF vf_gather(const float *p, VI idx) { return _mm256_i32gather_ps(p, idx, 4); }
+static inline VF vf_lookup(const float *t, uint32_t n, VI idx)
+{
+    if (n <= 8) return _mm256_permutevar8x32_ps(_mm256_loadu_ps(t), idx);
+    return _mm256_i32gather_ps(t, idx, 4);
+}
 static inline VF vf_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
 /* 2^x for x <= 64; 0 for x <= -127 (and -inf). */

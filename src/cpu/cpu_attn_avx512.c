@@ -26,6 +26,18 @@ static inline VI vi_and(VI a, VI b) { return _mm512_and_si512(a, b); }
 static inline VF vf_from_u(VI v) { return _mm512_cvtepu32_ps(v); }
 static inline VI vi_gather_rows(const uint32_t *p, VI idx) { return _mm512_i32gather_epi32(idx, (const void *)p, 4); }
 static inline VF vf_gather(const float *p, VI idx) { return _mm512_i32gather_ps(idx, (const void *)p, 4); }
+/* lane l = t[idx[l]], idx < n: permutes for tables of up to 64 entries (t readable to t + 64) */
+static inline VF vf_lookup(const float *t, uint32_t n, VI idx)
+{
+    if (n <= 16) return _mm512_permutexvar_ps(idx, _mm512_loadu_ps(t));
+    if (n <= 32) return _mm512_permutex2var_ps(_mm512_loadu_ps(t), idx, _mm512_loadu_ps(t + 16));
+    if (n <= 64) {
+        VF lo = _mm512_permutex2var_ps(_mm512_loadu_ps(t), idx, _mm512_loadu_ps(t + 16));
+        VF hi = _mm512_permutex2var_ps(_mm512_loadu_ps(t + 32), idx, _mm512_loadu_ps(t + 48));
+        return _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), lo, hi);
+    }
+    return _mm512_i32gather_ps(idx, (const void *)t, 4);
+}
 static inline VF vf_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 
 /* 2^x for x <= 64; 0 for x <= -127 (and -inf). Degree-7 polynomial on [-0.5, 0.5]: relative error

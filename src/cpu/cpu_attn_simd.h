@@ -62,20 +62,42 @@ AINLINE VF vf_f16n(const uint16_t *p, uint32_t n)
 
 /* ---- K logits of a compressed block, tokens in the lanes --------------------------------------- */
 
-/* One plane of `B` bits: acc[r] += sum_c coef[r][c] * field_c over the plane's words. */
-AINLINE void k_plane(const uint32_t *base, VI idx, uint32_t words, const float *coef, size_t cs, int NR, int B,
-                     VF *acc)
+/* One plane of `B` bits for TT tiles of W tokens (TT * NR independent FMA chains):
+ * acc[tt][r] += sum_c coef[r][c] * field_c over the plane's words. */
+#define TT 2
+/* field masks fm << (k * B) for B = 1, 2, 4, 8 (index B - 1) */
+static const uint32_t kmask[8][32] = {
+#define M1(k) (1u << (k))
+    {M1(0), M1(1), M1(2), M1(3), M1(4), M1(5), M1(6), M1(7), M1(8), M1(9), M1(10), M1(11), M1(12), M1(13), M1(14), M1(15),
+     M1(16), M1(17), M1(18), M1(19), M1(20), M1(21), M1(22), M1(23), M1(24), M1(25), M1(26), M1(27), M1(28), M1(29), M1(30), M1(31)},
+    {3u << 0, 3u << 2, 3u << 4, 3u << 6, 3u << 8, 3u << 10, 3u << 12, 3u << 14, 3u << 16, 3u << 18, 3u << 20, 3u << 22,
+     3u << 24, 3u << 26, 3u << 28, 3u << 30},
+    {0},
+    {15u << 0, 15u << 4, 15u << 8, 15u << 12, 15u << 16, 15u << 20, 15u << 24, 15u << 28},
+    {0}, {0}, {0},
+    {255u << 0, 255u << 8, 255u << 16, 255u << 24},
+#undef M1
+};
+
+AINLINE void k_plane(const uint32_t *base, size_t tile_words, VI idx, uint32_t words, const float *coef, size_t cs,
+                     int NR, int B, VF (*acc)[RT])
 {
-    const uint32_t cpd = 32u / (uint32_t)B, fm = (1u << B) - 1u;
+    const uint32_t cpd = 32u / (uint32_t)B;
     for (uint32_t j = 0; j < words; j++) {
-        VI v = vi_gather_rows(base + j, idx);
+        VI v[TT];
+        for (int u = 0; u < TT; u++) v[u] = vi_gather_rows(base + u * tile_words + j, idx);
         const float *cf = coef + (size_t)j * cpd;
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 32
 #endif
         for (uint32_t k = 0; k < cpd; k++) {
-            VF f = k + 1 == cpd ? vf_from_u(vi_srli(v, (int)(k * B))) : vf_from_u(vi_and(v, vi_set1(fm << (k * B))));
-            for (int r = 0; r < NR; r++) acc[r] = vf_fma(f, vf_set1(cf[r * cs + k]), acc[r]);
+            VF f[TT];
+            for (int u = 0; u < TT; u++)
+                f[u] = k + 1 == cpd ? vf_from_u(vi_srli(v[u], (int)(k * B))) : vf_from_u(vi_and(v[u], vi_set1(kmask[B - 1][k])));
+            for (int r = 0; r < NR; r++) {
+                VF c = vf_set1(cf[r * cs + k]);
+                for (int u = 0; u < TT; u++) acc[u][r] = vf_fma(f[u], c, acc[u][r]);
+            }
         }
     }
 }
@@ -87,58 +109,78 @@ AINLINE void k_logits_block(const pkv_geom *g, const uint8_t *blk, unit_scratch 
     for (uint32_t l = 0; l < W; l++) idxv[l] = l * rw;
     VI idx = vi_loadu(idxv);
     const uint32_t *codes = (const uint32_t *)(blk + g->off_kcodes);
-    const size_t cs = 2 * 256;
-    for (uint32_t t0 = 0; t0 < G; t0 += W) {
-        VF acc[RT];
-        for (int r = 0; r < NR; r++) acc[r] = vf_zero();
+    const size_t cs = 2 * 256, tw = (size_t)W * rw;
+    for (uint32_t t0 = 0; t0 < G; t0 += TT * W) { /* G is a multiple of 32 >= TT * W */
+        VF acc[TT][RT];
+        for (int u = 0; u < TT; u++)
+            for (int r = 0; r < NR; r++) acc[u][r] = vf_zero();
         const uint32_t *base = codes + (size_t)t0 * rw;
         switch (b) {
-        case 2: k_plane(base, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc); break;
-        case 4: k_plane(base, idx, pkv_plane_words(d, 4), &sc->coef[0][0][0], cs, NR, 4, acc); break;
-        case 8: k_plane(base, idx, pkv_plane_words(d, 8), &sc->coef[0][0][0], cs, NR, 8, acc); break;
+        case 2: k_plane(base, tw, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc); break;
+        case 4: k_plane(base, tw, idx, pkv_plane_words(d, 4), &sc->coef[0][0][0], cs, NR, 4, acc); break;
+        case 8: k_plane(base, tw, idx, pkv_plane_words(d, 8), &sc->coef[0][0][0], cs, NR, 8, acc); break;
         default:
-            k_plane(base, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc);
-            k_plane(base + pkv_plane_words(d, 2), idx, pkv_plane_words(d, 1), &sc->coef[0][1][0], cs, NR, 1, acc);
+            k_plane(base, tw, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc);
+            k_plane(base + pkv_plane_words(d, 2), tw, idx, pkv_plane_words(d, 1), &sc->coef[0][1][0], cs, NR, 1, acc);
         }
-        for (int r = 0; r < NR; r++) vf_store(&sc->lg[r][t0], vf_add(acc[r], vf_set1(zt[r])));
+        for (int u = 0; u < TT; u++)
+            for (int r = 0; r < NR; r++) vf_store(&sc->lg[r][t0 + u * W], vf_add(acc[u][r], vf_set1(zt[r])));
     }
 }
 
 /* ---- V of a compressed block, channels in the lanes ------------------------------------------- */
 
-AINLINE VF v_code_vec(const uint8_t *row, uint32_t b, uint32_t hi_off, uint32_t v)
+AINLINE VF v_code_vec(const uint8_t *row, int B, uint32_t hi_off, uint32_t v)
 {
-    switch (b) {
-    case 2: return v_codes(row, 2, v);
-    case 4: return v_codes(row, 4, v);
-    case 8: return v_codes(row, 8, v);
-    default: return vf_fma(v_codes(row + hi_off, 1, v), vf_set1(4.0f), v_codes(row, 2, v));
+    if (B == 3) return vf_fma(v_codes(row + hi_off, 1, v), vf_set1(4.0f), v_codes(row, 2, v));
+    return v_codes(row, B, v);
+}
+
+/* CHc (a constant) vectors of channels from v0, for NR rows: acc in registers over the tokens. */
+AINLINE void v_pass(const uint8_t *codes, uint32_t rb, uint32_t hi_off, const unit_scratch *sc, float *const *acc_mem,
+                    uint32_t n, uint32_t v0, int NR, int B, int CHc)
+{
+    VF acc[ACC_REGS];
+    for (int r = 0; r < NR; r++)
+        for (int k = 0; k < CHc; k++) acc[r * CHc + k] = vf_load(acc_mem[r] + (v0 + k) * W);
+    for (uint32_t t = 0; t < n; t++) {
+        const uint8_t *row = codes + (size_t)t * rb;
+        VF wr[RT];
+        for (int r = 0; r < NR; r++) wr[r] = vf_set1(sc->w[r][t]);
+        for (int k = 0; k < CHc; k++) {
+            VF c = v_code_vec(row, B, hi_off, v0 + k);
+            for (int r = 0; r < NR; r++) acc[r * CHc + k] = vf_fma(c, wr[r], acc[r * CHc + k]);
+        }
     }
+    for (int r = 0; r < NR; r++)
+        for (int k = 0; k < CHc; k++) vf_store(acc_mem[r] + (v0 + k) * W, acc[r * CHc + k]);
+}
+
+AINLINE void v_block_b(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, float *const *acc_mem, uint32_t n,
+                       int NR, int B)
+{
+    const uint32_t nv = sc->dp / W, rb = g->v_row_words * 4, hi_off = pkv_plane_words(g->d, 2) * 4;
+    const uint8_t *codes = blk + g->off_vcodes;
+    /* the widest power-of-two pass that fits the registers, then single vectors */
+    const int CH = ACC_REGS / NR >= 8 ? 8 : ACC_REGS / NR >= 4 ? 4 : ACC_REGS / NR >= 2 ? 2 : 1;
+    uint32_t v0 = 0;
+    if (CH == 8)
+        for (; v0 + 8 <= nv; v0 += 8) v_pass(codes, rb, hi_off, sc, acc_mem, n, v0, NR, B, 8);
+    if (CH >= 4)
+        for (; v0 + 4 <= nv; v0 += 4) v_pass(codes, rb, hi_off, sc, acc_mem, n, v0, NR, B, 4);
+    if (CH >= 2)
+        for (; v0 + 2 <= nv; v0 += 2) v_pass(codes, rb, hi_off, sc, acc_mem, n, v0, NR, B, 2);
+    for (; v0 < nv; v0++) v_pass(codes, rb, hi_off, sc, acc_mem, n, v0, NR, B, 1);
 }
 
 AINLINE void v_block(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, float *const *acc_mem, uint32_t n,
                      int NR)
 {
-    const uint32_t d = g->d, nv = sc->dp / W, rb = g->v_row_words * 4, b = g->v_bits;
-    const uint32_t hi_off = pkv_plane_words(d, 2) * 4;
-    const uint8_t *codes = blk + g->off_vcodes;
-    const uint32_t CH = ACC_REGS / (uint32_t)NR;
-    for (uint32_t v0 = 0; v0 < nv; v0 += CH) {
-        const uint32_t ch = nv - v0 < CH ? nv - v0 : CH;
-        VF acc[ACC_REGS];
-        for (int r = 0; r < NR; r++)
-            for (uint32_t k = 0; k < ch; k++) acc[r * CH + k] = vf_load(acc_mem[r] + (v0 + k) * W);
-        for (uint32_t t = 0; t < n; t++) {
-            const uint8_t *row = codes + (size_t)t * rb;
-            VF wr[RT];
-            for (int r = 0; r < NR; r++) wr[r] = vf_set1(sc->w[r][t]);
-            for (uint32_t k = 0; k < ch; k++) {
-                VF c = v_code_vec(row, b, hi_off, v0 + k);
-                for (int r = 0; r < NR; r++) acc[r * CH + k] = vf_fma(c, wr[r], acc[r * CH + k]);
-            }
-        }
-        for (int r = 0; r < NR; r++)
-            for (uint32_t k = 0; k < ch; k++) vf_store(acc_mem[r] + (v0 + k) * W, acc[r * CH + k]);
+    switch (g->v_bits) {
+    case 2: v_block_b(g, blk, sc, acc_mem, n, NR, 2); break;
+    case 4: v_block_b(g, blk, sc, acc_mem, n, NR, 4); break;
+    case 8: v_block_b(g, blk, sc, acc_mem, n, NR, 8); break;
+    default: v_block_b(g, blk, sc, acc_mem, n, NR, 3); break;
     }
 }
 
@@ -256,7 +298,7 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
             for (int r = 0; r < NR; r++) {
                 const float *qc = u->qc + (size_t)(r0 + r) * nb;
                 for (uint32_t t = 0; t < n; t += W)
-                    vf_store(&sc->lg[r][t], vf_add(vf_load(&sc->lg[r][t]), vf_gather(qc, vi_loadu(sc->kidx + t))));
+                    vf_store(&sc->lg[r][t], vf_add(vf_load(&sc->lg[r][t]), vf_lookup(qc, nb, vi_loadu(sc->kidx + t))));
             }
     }
     /* softmax, weights, histogram */
@@ -265,6 +307,7 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
         float *S = nb ? out->S + (size_t)(r0 + r) * nb : NULL;
         if (!vis[r]) {
             memset(sc->w[r], 0, n * sizeof(float));
+            memset(sc->lg[r], 0, n * sizeof(float));
             continue;
         }
         row_softmax(sc, r, n, vis[r], &out->m[r0 + r], &out->l[r0 + r], acc[r], dp, S, nb);
@@ -275,9 +318,16 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
             zs = vf_fma(p, vf_load(sc->vz + t), zs);
         }
         sc->zs[r] += vf_hsum(zs);
-        if (pattern)
-            for (uint32_t t = 0; t < vis[r]; t++)
-                if (blk[g->off_vmask + t / 8] >> (t % 8) & 1) S[blk[g->off_vidx + t]] += sc->lg[r][t];
+    }
+    if (pattern) { /* the histogram of the gated weights (p = 0 for unseen tokens and rows) */
+        const uint8_t *vidx = blk + g->off_vidx, *mask = blk + g->off_vmask;
+        float *S[RT];
+        for (int r = 0; r < NR; r++) S[r] = out->S + (size_t)(r0 + r) * nb;
+        for (uint32_t t = 0; t < vmax; t++) { /* branch-free: the gate bit as a 0/1 factor */
+            const uint32_t a = vidx[t];
+            const float gate = (float)(mask[t / 8] >> (t % 8) & 1);
+            for (int r = 0; r < NR; r++) S[r][a] += sc->lg[r][t] * gate;
+        }
     }
     if (fp16) v_f16(ch->blk ? ch->blk + g->off_vfp16 : ch->wv, vmax, d, sc, acc, NR);
     else v_block(g, ch->blk, sc, acc, vmax, NR);
