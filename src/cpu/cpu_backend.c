@@ -17,9 +17,11 @@ struct pkv_buf {
     size_t size;
 };
 
-/* The pool: n_threads - 1 workers started on first use; a job's items are handed out by an atomic
- * counter. Workers spin briefly on the job generation before sleeping on the condition variable, so
- * back-to-back ops (decode steps) do not pay a wake-up each. */
+/* The pool: n_threads - 1 workers started on first use. A job's items are claimed one at a time
+ * under the mutex (a few dozen per op), by the workers and by the calling thread alike; the caller
+ * then waits only for items already running, never for a worker that has not woken up yet (on a
+ * loaded machine a wake-up can take a scheduler tick). Workers spin on the job generation for a while
+ * before sleeping, so back-to-back ops (decode steps) usually find them awake. */
 typedef struct pool {
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
@@ -27,9 +29,9 @@ typedef struct pool {
     uint32_t n_workers, started;
     void (*fn)(uint32_t, void *);
     void *arg;
-    uint32_t n;
-    atomic_uint next, active;
-    atomic_ulong gen;
+    uint32_t n, next, running;
+    unsigned long gen;  /* under mu */
+    atomic_ulong agen;  /* a copy for spinning */
     int stop;
 } pool;
 
@@ -102,7 +104,8 @@ static void pool_stop(pool *p)
     if (!p->started) return;
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
-    atomic_fetch_add(&p->gen, 1);
+    p->gen++;
+    atomic_store(&p->agen, p->gen);
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
     for (uint32_t t = 0; t < p->n_workers; t++) pthread_join(p->th[t], NULL);
@@ -142,9 +145,21 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static void pool_drain(pool *p)
+/* Runs the items of job `gen` until none is left to claim. */
+static void pool_drain(pool *p, unsigned long gen)
 {
-    for (uint32_t i; (i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n;) p->fn(i, p->arg);
+    pthread_mutex_lock(&p->mu);
+    while (p->gen == gen && p->next < p->n) {
+        uint32_t i = p->next++;
+        void (*fn)(uint32_t, void *) = p->fn;
+        void *arg = p->arg;
+        p->running++;
+        pthread_mutex_unlock(&p->mu);
+        fn(i, arg);
+        pthread_mutex_lock(&p->mu);
+        if (--p->running == 0 && p->next >= p->n) pthread_cond_broadcast(&p->cv_done);
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
 static void *pool_worker(void *arg)
@@ -152,20 +167,18 @@ static void *pool_worker(void *arg)
     pool *p = arg;
     unsigned long seen = 0;
     for (;;) {
-        /* spin a little (about 50 us), then sleep */
-        for (int k = 0; k < 4000 && atomic_load_explicit(&p->gen, memory_order_acquire) == seen; k++) cpu_relax();
+        double t0 = pkv_cpu_now_ms();
+        for (uint32_t k = 0; atomic_load_explicit(&p->agen, memory_order_acquire) == seen; k++) {
+            cpu_relax();
+            if ((k & 63u) == 63u && pkv_cpu_now_ms() - t0 > 0.2) break; /* spin 0.2 ms, then sleep */
+        }
         pthread_mutex_lock(&p->mu);
-        while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !p->stop) pthread_cond_wait(&p->cv_work, &p->mu);
+        while (p->gen == seen && !p->stop) pthread_cond_wait(&p->cv_work, &p->mu);
         int stop = p->stop;
-        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+        seen = p->gen;
         pthread_mutex_unlock(&p->mu);
         if (stop) return NULL;
-        pool_drain(p);
-        if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->cv_done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        pool_drain(p, seen);
     }
 }
 
@@ -189,16 +202,14 @@ void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t, void
         return;
     }
     pthread_mutex_lock(&p->mu);
-    p->fn = fn, p->arg = arg, p->n = n;
-    atomic_store(&p->next, 0u);
-    atomic_store(&p->active, p->n_workers);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    p->fn = fn, p->arg = arg, p->n = n, p->next = 0, p->running = 0;
+    unsigned long gen = ++p->gen;
+    atomic_store_explicit(&p->agen, gen, memory_order_release);
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
-    pool_drain(p);
-    for (int k = 0; k < 20000 && atomic_load_explicit(&p->active, memory_order_acquire); k++) cpu_relax();
+    pool_drain(p, gen);
     pthread_mutex_lock(&p->mu);
-    while (atomic_load_explicit(&p->active, memory_order_acquire)) pthread_cond_wait(&p->cv_done, &p->mu);
+    while (p->running) pthread_cond_wait(&p->cv_done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -278,9 +289,7 @@ static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, cha
     pthread_cond_init(&pl->cv_work, NULL);
     pthread_cond_init(&pl->cv_done, NULL);
     pl->n_workers = impl->n_threads - 1;
-    atomic_init(&pl->next, 0u);
-    atomic_init(&pl->active, 0u);
-    atomic_init(&pl->gen, 0ul);
+    atomic_init(&pl->agen, 0ul);
     be->iface = &cpu_iface;
     be->impl = impl;
     be->info = info;
