@@ -47,6 +47,8 @@ typedef struct unit_scratch {
     float ks[256], kz[256];
     float kf[256];          /* fp16 chunk: one token row of K as floats */
     float zs[RT];
+    float S2[3][RT][256];   /* histogram copies for tokens t % 4 = 1, 2, 3 (copy 0 is the row's S):
+                             * four independent chains when runs of tokens share a pattern */
     uint32_t dp;            /* d rounded up to W: the rows below are padded with zeros */
     float *q, *acc;         /* [rows][dp] */
 } unit_scratch;
@@ -241,7 +243,7 @@ static void row_softmax(unit_scratch *sc, int r, uint32_t n, uint32_t vis, float
         float f = exp2f(*m - mb);
         *l *= f, sc->zs[r] *= f;
         for (uint32_t i = 0; i < d; i++) acc[i] *= f;
-        for (uint32_t k = 0; k < nb; k++) S[k] *= f;
+        for (uint32_t k = 0; k < nb; k++) S[k] *= f, sc->S2[0][r][k] *= f, sc->S2[1][r][k] *= f, sc->S2[2][r][k] *= f;
         *m = mb;
     }
     VF mm = vf_set1(*m), lsum = vf_zero();
@@ -323,10 +325,21 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
         const uint8_t *vidx = blk + g->off_vidx, *mask = blk + g->off_vmask;
         float *S[RT];
         for (int r = 0; r < NR; r++) S[r] = out->S + (size_t)(r0 + r) * nb;
-        for (uint32_t t = 0; t < vmax; t++) { /* branch-free: the gate bit as a 0/1 factor */
-            const uint32_t a = vidx[t];
+        uint32_t t = 0;
+        for (; t + 4 <= vmax; t += 4) { /* branch-free: the gate bit as a 0/1 factor */
+            const uint32_t a0 = vidx[t], a1 = vidx[t + 1], a2 = vidx[t + 2], a3 = vidx[t + 3];
+            const uint32_t mb = (uint32_t)mask[t / 8] >> (t % 8);
+            const float g0 = (float)(mb & 1), g1 = (float)(mb >> 1 & 1), g2 = (float)(mb >> 2 & 1), g3 = (float)(mb >> 3 & 1);
+            for (int r = 0; r < NR; r++) {
+                S[r][a0] += sc->lg[r][t] * g0;
+                sc->S2[0][r][a1] += sc->lg[r][t + 1] * g1;
+                sc->S2[1][r][a2] += sc->lg[r][t + 2] * g2;
+                sc->S2[2][r][a3] += sc->lg[r][t + 3] * g3;
+            }
+        }
+        for (; t < vmax; t++) {
             const float gate = (float)(mask[t / 8] >> (t % 8) & 1);
-            for (int r = 0; r < NR; r++) S[r][a] += sc->lg[r][t] * gate;
+            for (int r = 0; r < NR; r++) S[r][vidx[t]] += sc->lg[r][t] * gate;
         }
     }
     if (fp16) v_f16(ch->blk ? ch->blk + g->off_vfp16 : ch->wv, vmax, d, sc, acc, NR);
@@ -338,6 +351,7 @@ AINLINE void tile_rows(const pkv_attn_unit *u, const pkv_attn_part *out, unit_sc
     const pkv_geom *g = u->g;
     const uint32_t d = g->d, G = g->G;
     for (int r = 0; r < NR; r++) sc->zs[r] = 0.0f;
+    if (u->nb) memset(sc->S2, 0, sizeof sc->S2);
     for (uint32_t c = 0; c < u->n_chunks; c++) {
         const pkv_attn_chunk *ch = &u->chunks[c];
         if (ch->blk && g->mode != PKV_MODE_FP16) {
@@ -359,6 +373,10 @@ AINLINE void tile_rows(const pkv_attn_unit *u, const pkv_attn_part *out, unit_sc
                 for (uint32_t t = 0; t < G; t++) sc->kidx[t] = blk[g->off_kidx + t];
         }
         tile_chunk(u, out, ch, sc, r0, NR);
+    }
+    for (int r = 0; r < NR && u->nb; r++) {
+        float *S = out->S + (size_t)(r0 + r) * u->nb;
+        for (uint32_t k = 0; k < u->nb; k++) S[k] += (sc->S2[0][r][k] + sc->S2[1][r][k]) + sc->S2[2][r][k];
     }
     for (int r = 0; r < NR; r++) {
         const float *acc = sc->acc + (size_t)(r0 + r) * sc->dp;
