@@ -2,14 +2,15 @@
  * shaders/vulkan/attn_decode.comp, which explains the algorithm; the host cuts the op into items the
  * same way (src/core/attn_plan.c). Built once per cache shape with the shape as defines:
  * D, G (= WG, the work-group size), KBITS, VBITS, MODE (0 pattern, 1 direct, 2 fp16), NR (query
- * rows per work-group), CAP (bank capacity), STAGE_V (V codes staged in local memory). Work-group g
+ * rows per work-group), CAP (bank capacity), STAGE_V and STAGE_K (V, K codes staged in local memory),
+ * VCH (channels per work-item in the V phase). Work-group g
  * serves head g % H, tile (g / H) % tiles, item g / (H tiles). Arithmetic is free here (contraction
  * on): attention is judged against an fp64 reference within a tolerance (docs/NUMERICS.md). */
 #pragma OPENCL FP_CONTRACT ON
 
 #define WG G
 #define NRV ((NR + 3) / 4)
-#define CH (NR > 4 ? 8 : 16)           /* channels per work-item in the V phase */
+#define CH VCH                         /* channels per work-item in the V phase */
 #define NG ((D + CH - 1) / CH)         /* channel groups */
 #define NS (WG / NG)                   /* token slices */
 #define CE ((D + WG - 1) / WG)         /* channels per work-item in per-channel loops */
@@ -21,10 +22,16 @@
 #define KRW (KBITS == 3 ? KW0 + (D + 31) / 32 : KW0)
 #define VRW (VBITS == 3 ? VW0 + (D + 31) / 32 : VW0)
 #define KQ ((KRW + 3) / 4)
-#define K_IN_REGS (KRW % 4 == 0 && KQ <= 4)
+#define K_IN_REGS (!STAGE_K && KRW % 4 == 0 && KQ <= 4)
+#define KSEC4 ((G * KRW + 3) / 4)      /* 16-byte words of the K code section */
+#define KQS (STAGE_K ? (KSEC4 + WG - 1) / WG : 1)
 #define VSEC (MODE == 2 || !STAGE_V ? 4 : G * VRW)
 #define VQ ((VSEC / 4 + WG - 1) / WG)
 #define PSTRIDE (D + 4)                /* a partial result: m, l, 2 unused, o[D] */
+#define NQ4 (D / 4)                    /* channel quads, for the pattern fold */
+#define PS_M (WG / NQ4 < WG * CH / (NR * D) ? WG / NQ4 : WG * CH / (NR * D))
+#define PS (PS_M > 1 ? PS_M : 1)       /* pattern slices of the fold */
+#define ACC_N (WG * CH > NR * D ? WG * CH : NR * D)
 #define LAZY 8.0f
 #define NEG_INF (-INFINITY)
 
@@ -107,6 +114,7 @@ typedef struct attn_state {
 /* What one work-item loads for a compressed chunk, all at once (one memory round trip). */
 typedef struct chunk_loads {
     uint4 krow[KQ];  /* its token's K code row (K_IN_REGS) */
+    uint4 kq[KQS];   /* its share of the K codes, staged to local memory (STAGE_K) */
     uint4 vq[VQ];    /* its share of the V codes, staged to local memory */
     float ks[CE], kz[CE], vs, vz;
     uint ka, va, gate;
@@ -118,8 +126,10 @@ typedef struct attn_local {
     float4 qc[SCAP * NRV]; /* q . P_K[m] of the tile's rows */
     float4 w[G * NRV];    /* per chunk: p * s_V (quantized) or p (fp16) */
     uint vw[VSEC];        /* per chunk: its V codes */
+    uint4 kq[STAGE_K ? KSEC4 : 1]; /* per chunk: its K code section (STAGE_K) */
     uint S[NR * SCAP];    /* V histogram, float bits */
-    float acc[WG * CH];   /* end of item: the slices' sums of one row; merge: weights */
+    float acc[ACC_N];     /* end of item: the slices' sums of one row; the fold's; merge: weights */
+    uint vchunk[8];       /* the V bank's chunk slots */
     float2 red[WG * NR];
     uint last;
 } attn_local;
@@ -140,12 +150,15 @@ OCL_HELPER void load_chunk(chunk_loads *L, __global const uint *blocks, uint bas
     __global const uint4 *b4 = (__global const uint4 *)blocks;
     if (K_IN_REGS)
         for (uint k = 0; k < KQ; k++) L->krow[k] = b4[(base + P[A_BLOCK + 1] / 4) / 4 + t * KQ + k];
+    if (STAGE_K)
+        for (uint j = 0; j < KQS; j++) L->kq[j] = b4[(base + P[A_BLOCK + 1] / 4) / 4 + min(lid + j * WG, (uint)KSEC4 - 1)];
     if (STAGE_V)
         for (uint j = 0; j < VQ; j++) L->vq[j] = b4[(base + P[A_BLOCK + 4] / 4) / 4 + min(lid + j * WG, (uint)VSEC / 4 - 1)];
 }
 
-OCL_HELPER uint krow_word(const chunk_loads *L, __global const uint *row, uint j)
+OCL_HELPER uint krow_word(const chunk_loads *L, __global const uint *row, __local const uint *krow_local, uint j)
 {
+    if (STAGE_K) return krow_local[j];
     if (K_IN_REGS) {
         uint4 q = L->krow[j / 4];
         uint qa[4] = {q.x, q.y, q.z, q.w};
@@ -177,16 +190,22 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_load
                 }
             }
         }
+    if (quant && STAGE_K) /* the K codes (waits for their loads) */
+        for (uint j = 0; j < KQS; j++) {
+            uint e = lid + j * WG;
+            if (e < KSEC4) L->kq[e] = Lc->kq[j];
+        }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* 2. logits of token t */
     float4 dot[2] = {(float4)(0.0f), (float4)(0.0f)};
     if (t < count && !(P[A_FLAGS] & F_SKIP_K)) {
         if (quant) {
             __global const uint *row = blocks + base + P[A_BLOCK + 1] / 4 + t * KRW;
+            __local const uint *krow_local = (__local const uint *)L->kq + t * KRW;
             const uint PER = 32 / KPB, MASK = (1u << KPB) - 1u;
             for (uint k = 0; k < KW0; k++) {
-                uint w = krow_word(Lc, row, k), wh = w >> 16;
-                uint hi = KBITS == 3 ? krow_word(Lc, row, KW0 + k / 2) >> ((k % 2) * 16) : 0u;
+                uint w = krow_word(Lc, row, krow_local, k), wh = w >> 16;
+                uint hi = KBITS == 3 ? krow_word(Lc, row, krow_local, KW0 + k / 2) >> ((k % 2) * 16) : 0u;
                 for (uint c = 0; c < PER; c++) {
                     uint i = k * PER + c;
                     if (i < D) {
@@ -278,7 +297,7 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_load
         } else {
             __global const half *x = (__global const half *)rows + vh0 + tt * D + g * CH;
             for (uint c = 0; c < CH; c++) {
-                float xv = g * CH + c < D ? vload_half(c, x) * code_unfactor(g * CH + c, VBITS) : 0.0f;
+                float xv = g * CH + c < D ? vload_half(c, x) * code_unfactor(c, VBITS) : 0.0f;
                 for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * xv;
             }
         }
@@ -393,6 +412,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         ((__local float *)L.q)[e] = r < NR && tile * NR + r < rows ? q[row_of[r] * D + i] * scale : 0.0f;
     }
     if (MODE == 0) {
+        if (lid < 8) L.vchunk[lid] = lid * 32 < bank ? tbl[H * nb + head * PKV_OCL_MAX_CHUNKS + lid] : 0u;
         for (uint e = lid; e < NR * SCAP; e += WG) L.S[e] = 0u;
         __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV;
         for (uint e = lid; e < bank * NRV; e += WG) L.qc[e] = qc_row[e];
@@ -425,7 +445,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         if (s < NS)
             for (uint c = 0; c < CH; c++) {
                 uint i = g * CH + c;
-                if (i < D) L.acc[s * D + i] = st.acc[r][c] * code_factor(i, VBITS);
+                if (i < D) L.acc[s * D + i] = st.acc[r][c] * code_factor(c, VBITS);
             }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint e = 0; e < CE; e++) {
@@ -437,25 +457,27 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (MODE == 0) { /* + sum_m S[m] P_V[m], over the patterns this item's tokens used */
-        __global const uint *ct = tbl + H * nb + head * PKV_OCL_MAX_CHUNKS;
-        for (uint m = 0; m < bank; m++) {
-            float Sm[NR];
-            int any = 0;
-            for (uint r = 0; r < NR; r++) {
-                Sm[r] = as_float(L.S[r * SCAP + m]);
-                any |= Sm[r] != 0.0f;
+    if (MODE == 0) { /* + sum_m S[m] P_V[m] over the bank (attn_decode.comp's fold_patterns) */
+        for (uint u = lid; u < NQ4 * PS; u += WG) {
+            const uint q4 = u % NQ4, ps = u / NQ4;
+            float4 f[NR];
+            for (uint r = 0; r < NR; r++) f[r] = (float4)(0.0f);
+            for (uint m = ps; m < bank; m += PS) {
+                __global const half *pat = (__global const half *)((__global const uchar *)chunks + (size_t)L.vchunk[m / 32] * P[A_CHUNK]) +
+                                           (size_t)(PKV_OCL_CHUNK_PATTERNS + m % 32) * D;
+                float4 x = vload_half4(q4, pat);
+                for (uint r = 0; r < NR; r++) f[r] += as_float(L.S[r * SCAP + m]) * x;
             }
-            if (!any) continue;
-            __global const ushort *pat = pattern_ptr((__global const uchar *)chunks, ct, P[A_CHUNK], D, 1, m);
-            for (uint e = 0; e < CE; e++) {
-                uint i = lid + e * WG;
-                if (i < D) {
-                    float x = vload_half(i, (__global const half *)pat);
-                    for (uint r = 0; r < NR; r++) o[r][e] += Sm[r] * x;
-                }
-            }
+            for (uint r = 0; r < NR; r++) vstore4(f[r], ((ps * NR + r) * D) / 4 + q4, L.acc);
         }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint e = 0; e < CE; e++) {
+            uint i = lid + e * WG;
+            if (i < D)
+                for (uint r = 0; r < NR; r++)
+                    for (uint k = 0; k < PS; k++) o[r][e] += L.acc[(k * NR + r) * D + i];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
 
     if (nsplit == 1) { /* the whole sequence in one item: normalise and write out */

@@ -28,16 +28,24 @@
 #include "attn_common.glsl"
 
 const uint WG = gl_WorkGroupSize.x; /* the host makes it G: one token per invocation */
-const uint CH = NR > 4u ? 8u : 16u; /* channels per invocation in the V phase */
+const uint CH = VCH;                /* channels per invocation in the V phase */
 const uint NG = (D + CH - 1u) / CH; /* channel groups */
 const uint NS = WG / NG;            /* token slices */
 const uint CE = (D + WG - 1u) / WG; /* channels per invocation in per-channel loops */
 const uint SCAP = MODE == 0u ? CAP : 1u;
 const uint KQ = (KRW + 3u) / 4u;    /* 16-byte words of a K code row */
-const bool K_IN_REGS = KRW % 4u == 0u && KQ <= 4u; /* the row is loaded at the chunk's start */
+/* the row is loaded at the chunk's start (as integers: glslang mis-optimises && of spec constants) */
+const uint K_REGS_U = (STAGE_K == 0u ? 1u : 0u) * (KRW % 4u == 0u ? 1u : 0u) * (KQ <= 4u ? 1u : 0u);
+const bool K_IN_REGS = K_REGS_U != 0u;
+const uint KSEC4 = (G * KRW + 3u) / 4u; /* 16-byte words of the K code section */
+const uint KQS = STAGE_K != 0u ? (KSEC4 + WG - 1u) / WG : 1u; /* 16-byte loads per invocation to stage K */
 const uint VSEC = MODE == 2u || STAGE_V == 0u ? 4u : G * VRW; /* words of the staged V code section */
 const uint VQ = (VSEC / 4u + WG - 1u) / WG; /* 16-byte loads per invocation to stage it */
 const uint VPER = 32u / VPB;
+const uint NQ4 = D / 4u;            /* channel quads, for the pattern fold */
+const uint PS_A = WG / NQ4, PS_B = WG * CH / (NR * D);
+const uint PS_M = PS_A < PS_B ? PS_A : PS_B;
+const uint PS = PS_M > 1u ? PS_M : 1u; /* pattern slices of the fold */
 const float LAZY = 8.0;
 
 shared vec4 q_s[D * NRV];    /* q * scale * log2(e), [channel][row set] */
@@ -45,9 +53,12 @@ shared vec4 qs_s[D * NRV];   /* per chunk: q * s_K * 2^-shift */
 shared vec4 qc_s[SCAP * NRV]; /* q . P_K[m] of the tile's rows */
 shared vec4 w_s[G * NRV];    /* per chunk: p * s_V (quantized) or p (fp16) */
 shared uint vw_s[VSEC];      /* per chunk: its V codes */
+shared uvec4 kq_s[STAGE_K != 0u ? KSEC4 : 1u]; /* per chunk: its K code section (STAGE_K) */
 shared uint S_s[NR * SCAP];  /* V histogram, float bits, [row][pattern] */
-shared float acc_s[WG * CH]; /* end of item: the slices' sums of one row; merge: weights */
+const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
+shared float acc_s[ACC_N];   /* end of item: the slices' sums of one row; the fold's; merge: weights */
 shared uint last_s;
+shared uint vchunk_s[8];     /* the V bank's chunk slots */
 
 #include "wg_reduce.glsl"
 #define PART_WORD(i) scrc[i]
@@ -67,13 +78,15 @@ struct item_state {
 struct chunk_loads {
     uvec4 krow[KQ];   /* its token's K code row (K_IN_REGS) */
     uvec4 vq[VQ];     /* its share of the V codes, staged to vw_s */
+    uvec4 kq[KQS];    /* its share of the K codes, staged to kq_s (STAGE_K) */
     float ks[CE], kz[CE];
     float vs, vz;
     uint ka, va, gate;
 };
 
 /* The power of two the exponent trick below leaves on the code of channel c of a b-bit row,
- * 2^((c b) % 16), as an exponent (3-bit codes are assembled as integers first: 2^0). */
+ * 2^((c b) % 16), as an exponent (3-bit codes are assembled as integers first: 2^0). For V, c is
+ * the channel within its group of CH (the group's first code is shifted to bit 0). */
 uint code_shift(uint c, uint bits) { return bits == 3u || MODE == 2u ? 0u : (c * bits) % 16u; }
 float code_factor(uint c, uint bits) { return uintBitsToFloat((127u - code_shift(c, bits)) << 23); }   /* 2^-shift */
 float code_unfactor(uint c, uint bits) { return uintBitsToFloat((127u + code_shift(c, bits)) << 23); } /* 2^shift */
@@ -112,6 +125,9 @@ void load_chunk(uint base, uint count, out chunk_loads L)
     L.gate = MODE == 0u ? (blk[base + pc.o_vmask + tt / 32u] >> (tt % 32u)) & 1u : 0u;
     if (K_IN_REGS)
         [[unroll]] for (uint k = 0u; k < KQ; k++) L.krow[k] = blk4[(base + pc.o_kcodes) / 4u + tt * KQ + k];
+    if (STAGE_K != 0u)
+        [[unroll]] for (uint j = 0u; j < KQS; j++)
+            L.kq[j] = blk4[(base + pc.o_kcodes) / 4u + min(lid + j * WG, KSEC4 - 1u)];
     if (STAGE_V != 0u)
         [[unroll]] for (uint j = 0u; j < VQ; j++)
             L.vq[j] = blk4[(base + pc.o_vcodes) / 4u + min(lid + j * WG, VSEC / 4u - 1u)];
@@ -120,6 +136,7 @@ void load_chunk(uint base, uint count, out chunk_loads L)
 /* Word j of the K code row of token t: from the registers, or from memory at word w0. */
 uint krow_word(chunk_loads L, uint w0, uint j)
 {
+    if (STAGE_K != 0u) return kq_s[(w0 + j) / 4u][(w0 + j) % 4u]; /* w0: the row's first word in kq_s */
     return K_IN_REGS ? L.krow[j / 4u][j % 4u] : blk[w0 + j];
 }
 
@@ -210,16 +227,15 @@ void v_fp16(inout item_state st, uint src, uint h0, uint count, uint g, uint s)
 {
     for (uint t = s; t < count; t += NS) {
         uint h = h0 + t * D + g * CH;
-        uvec4 w[CH / 8u];
-        [[unroll]] for (uint k = 0u; k < CH / 8u; k++) w[k] = src == 0u ? blk4[h / 8u + k] : win4[h / 8u + k];
+        uint w[CH / 2u];
+        [[unroll]] for (uint k = 0u; k < CH / 2u; k++) w[k] = src == 0u ? blk[h / 2u + k] : win[h / 2u + k];
         vec4 wt[2];
         [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[t * NRV + v];
-        [[unroll]] for (uint k = 0u; k < CH / 8u; k++)
-            [[unroll]] for (uint j = 0u; j < 4u; j++) {
-                vec2 x = unpackHalf2x16(w[k][j]);
-                uint c = 8u * k + 2u * j;
+        [[unroll]] for (uint k = 0u; k < CH / 2u; k++) {
+                vec2 x = unpackHalf2x16(w[k]);
+                uint c = 2u * k;
                 /* in the units of the compressed chunks' accumulators (their power of two) */
-                float f0 = code_unfactor(g * CH + c, VBITS), f1 = code_unfactor(g * CH + c + 1u, VBITS);
+                float f0 = code_unfactor(c, VBITS), f1 = code_unfactor(c + 1u, VBITS);
                 [[unroll]] for (uint r = 0u; r < NR; r++) {
                     float p = wt[r / 4u][r % 4u];
                     st.acc[r][c] += p * (x.x * f0);
@@ -279,13 +295,18 @@ void do_chunk(inout item_state st, bool quant, chunk_loads L, uint base, uint sr
                 }
             }
         }
+    if (quant && STAGE_K != 0u) /* the K codes (waits for their loads) */
+        [[unroll]] for (uint j = 0u; j < KQS; j++) {
+            uint e = lid + j * WG;
+            if (e < KSEC4) kq_s[e] = L.kq[j];
+        }
     barrier();
     /* 2. logits of token t */
     if (t < count) {
         if ((pc.flags & ATTN_SKIP_K) != 0u) {
             [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] = 0.0;
         } else if (quant) {
-            code_dot(L, base + pc.o_kcodes + t * KRW, lg);
+            code_dot(L, STAGE_K != 0u ? t * KRW : base + pc.o_kcodes + t * KRW, lg);
             if (MODE == 0u) [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] += qc_s[L.ka * NRV + r / 4u][r % 4u];
         } else {
             fp16_dot(src, kh0 + t * D, lg);
@@ -324,6 +345,35 @@ void do_chunk(inout item_state st, bool quant, chunk_loads L, uint base, uint sr
     }
 }
 
+/* o += sum_m S[r][m] P_V[m] over the bank, as a small matrix product: invocation (channel quad q,
+ * pattern slice ps; several of them when D > 4 WG) sums over the patterns m = ps, ps + PS, ... with 8-byte loads that do not wait
+ * for each other; the slices' sums meet in acc_s. */
+void fold_patterns(uint bank, inout float o[NR][CE])
+{
+    uint lid = gl_LocalInvocationID.x;
+    barrier(); /* acc_s free */
+    for (uint u = lid; u < NQ4 * PS; u += WG) { /* more quads than invocations when D > 4 WG */
+        uint q = u % NQ4, ps = u / NQ4;
+        vec4 f[NR];
+        [[unroll]] for (uint r = 0u; r < NR; r++) f[r] = vec4(0.0);
+        for (uint m = ps; m < bank; m += PS) {
+            uint h = vchunk_s[m / 32u] * pc.chunk_words * 2u + 32u * D + (m % 32u) * D + 4u * q; /* half index */
+            uvec2 w = chk2[h / 4u];
+            vec4 x = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+            [[unroll]] for (uint r = 0u; r < NR; r++) f[r] += uintBitsToFloat(S_s[r * SCAP + m]) * x;
+        }
+        [[unroll]] for (uint r = 0u; r < NR; r++)
+            [[unroll]] for (uint j = 0u; j < 4u; j++) acc_s[(ps * NR + r) * D + 4u * q + j] = f[r][j];
+    }
+    barrier();
+    [[unroll]] for (uint e = 0u; e < CE; e++) {
+        uint i = lid + e * WG;
+        if (i < D)
+            [[unroll]] for (uint r = 0u; r < NR; r++)
+                for (uint k = 0u; k < PS; k++) o[r][e] += acc_s[(k * NR + r) * D + i];
+    }
+}
+
 void main()
 {
     uint lid = gl_LocalInvocationID.x;
@@ -349,6 +399,7 @@ void main()
         q_s[i * NRV + r / 4u][r % 4u] = q;
     }
     if (MODE == 0u) {
+        if (lid < 8u) vchunk_s[lid] = lid * 32u < seq_bank(seq) ? seq_chunk(seq, head, lid) : 0u;
         for (uint e = lid; e < NR * SCAP; e += WG) S_s[e] = 0u;
         uint bank = seq_bank(seq);
         for (uint e = lid; e < bank * NRV; e += WG) qc_s[e] = scr4[qc_index(seq, head, tile, 0u) + e];
@@ -383,7 +434,7 @@ void main()
         if (s < NS)
             [[unroll]] for (uint c = 0u; c < CH; c++) {
                 uint i = g * CH + c;
-                if (i < D) acc_s[s * D + i] = st.acc[r][c] * code_factor(i, VBITS);
+                if (i < D) acc_s[s * D + i] = st.acc[r][c] * code_factor(c, VBITS);
             }
         barrier();
         [[unroll]] for (uint e = 0u; e < CE; e++) {
@@ -394,26 +445,7 @@ void main()
             o[r][e] = sum;
         }
     }
-    if (MODE == 0u) { /* + sum_m S[m] P_V[m], over the patterns this item's tokens used */
-        uint bank = seq_bank(seq);
-        for (uint m = 0u; m < bank; m++) {
-            float Sm[NR];
-            bool any = false;
-            [[unroll]] for (uint r = 0u; r < NR; r++) {
-                Sm[r] = uintBitsToFloat(S_s[r * SCAP + m]);
-                any = any || Sm[r] != 0.0;
-            }
-            if (!any) continue;
-            uint pb = pattern_base(seq, head, 1u, m);
-            [[unroll]] for (uint e = 0u; e < CE; e++) {
-                uint i = lid + e * WG;
-                if (i < D) {
-                    float x = chk_hf(pb + i);
-                    [[unroll]] for (uint r = 0u; r < NR; r++) o[r][e] += Sm[r] * x;
-                }
-            }
-        }
-    }
+    if (MODE == 0u) fold_patterns(seq_bank(seq), o);
 
     if (nsplit == 1u) { /* the whole sequence in one item: normalise and write out */
         [[unroll]] for (uint r = 0u; r < NR; r++) {

@@ -82,6 +82,16 @@ uint32_t pkv_attn_flags(void)
     return f;
 }
 
+pkv_attn_shape pkv_attn_shape_for(uint32_t nr, const pkv_geom *g)
+{
+    pkv_attn_shape sh = {nr > 4 ? 8 : 16, 0};
+    const char *vch = getenv("PKV_ATTN_VCH"), *sk = getenv("PKV_ATTN_STAGE_K");
+    if (vch && (atoi(vch) == 4 || atoi(vch) == 8 || atoi(vch) == 16)) sh.vch = (uint32_t)atoi(vch);
+    if (sk && *sk) sh.stage_k = atoi(sk) > 0;
+    while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > g->G) sh.vch *= 2; /* channel groups <= invocations */
+    return sh;
+}
+
 void pkv_attn_plan_free(pkv_attn_plan *plan)
 {
     free(plan->seq_desc);

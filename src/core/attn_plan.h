@@ -45,4 +45,12 @@ enum {
 };
 uint32_t pkv_attn_flags(void);
 
+/* The kernels' shape choices: channels per invocation in the V phase (16 for up to 4 rows, else 8)
+ * and whether K codes are staged in shared memory (no); PKV_ATTN_VCH=4|8|16 and
+ * PKV_ATTN_STAGE_K=0|1 override them (tuning). */
+typedef struct pkv_attn_shape {
+    uint32_t vch, stage_k;
+} pkv_attn_shape;
+pkv_attn_shape pkv_attn_shape_for(uint32_t nr, const pkv_geom *g);
+
 #endif

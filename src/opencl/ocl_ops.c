@@ -212,9 +212,12 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
  * (ocl_attention.cl's attn_local). */
 static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v)
 {
-    const size_t nrv = (nr + 3) / 4, ch = nr > 4 ? 8 : 16, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    const pkv_attn_shape sh = pkv_attn_shape_for(nr, g);
+    const size_t nrv = (nr + 3) / 4, ch = sh.vch, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? ((size_t)g->G * g->k_row_words + 3) / 4 * 16 : 16;
     const size_t vsec = g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words;
-    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + 4 * nr * cap + 4 * g->G * ch + 8 * (size_t)g->G * nr + 64;
+    const size_t acc = g->G * ch > nr * g->d ? g->G * ch : nr * g->d;
+    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + ksec + 4 * nr * cap + 4 * acc + 32 + 8 * (size_t)g->G * nr + 64;
 }
 
 /* The parameter block of ocl_attention.cl (its A_* indices). */
@@ -247,12 +250,14 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
     }
     pkv_ocl_attn_program *prog;
-    const uint32_t shape[PKV_OCL_ATTN_SHAPE] = {d, g->G, g->k_bits, g->v_bits, g->mode, nr, pattern ? g->capacity : 1, stage_v};
+    const pkv_attn_shape ks = pkv_attn_shape_for(nr, g);
+    const uint32_t shape[PKV_OCL_ATTN_SHAPE] = {d, g->G, g->k_bits, g->v_bits, g->mode, nr, pattern ? g->capacity : 1, stage_v,
+                                                ks.vch, ks.stage_k};
     pkv_status s = pkv_ocl_attn_program_get(o, shape, &prog);
     if (s != PKV_OK) return s;
     pkv_attn_plan plan;
     /* the merge keeps two floats per item and row in the G x channels array of the slices' sums */
-    s = pkv_attn_plan_make(op, g, nr, o->compute_units * 4, g->G * (nr > 4 ? 8 : 16) / (2 * nr), &plan);
+    s = pkv_attn_plan_make(op, g, nr, o->compute_units * 4, g->G * ks.vch / (2 * nr), &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);
     uint32_t A[PP_COUNT] = {0};

@@ -241,8 +241,9 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
     const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
     char options[512], why[256] = "";
     snprintf(options, sizeof options,
-             "-cl-std=CL1.2 -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u -DSTAGE_V=%u %s", shape[0],
-             shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], extra ? extra : "");
+             "-cl-std=CL1.2 -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u -DSTAGE_V=%u -DVCH=%u -DSTAGE_K=%u %s",
+             shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], shape[8], shape[9],
+             extra ? extra : "");
     pkv_ocl_attn_program a = {0};
     memcpy(a.shape, shape, sizeof a.shape);
     a.prog = load_program(o, pkv_ocl_attn_source, (size_t)pkv_ocl_attn_source_len, options, why, sizeof why);
