@@ -1,4 +1,5 @@
-/* The CPU reference ops: prefill mining, window flush, fused attention (docs/NUMERICS.md). */
+/* The CPU ops: prefill mining and window flush (docs/NUMERICS.md), through the kernel table of the
+ * backend (cpu_simd.h: scalar or vectorised, every level bit-exact with the others). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -17,26 +18,13 @@ static void chunk_ptrs(const pkv_store *st, const uint32_t *table, uint32_t n, c
     for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < n; ci++) out[ci] = slot_ptr(st->chunks, table[ci], st->g->chunk_bytes);
 }
 
-/* The nearest of n patterns under `dist`; ties keep the lowest index (docs/NUMERICS.md). */
-static uint32_t argmin(float (*dist)(const float *, const float *, uint32_t), const float *x, const float *P, uint32_t n,
-                       uint32_t d)
-{
-    uint32_t best = 0;
-    float bd = dist(x, P, d);
-    for (uint32_t m = 1; m < n; m++) {
-        float v = dist(x, P + (size_t)m * d, d);
-        if (v < bd) bd = v, best = m;
-    }
-    return best;
-}
-
 /* k-means of x [n][d] into c [M][d], initialised from init (docs/NUMERICS.md). */
-static void kmeans(const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init, const float *rcp,
-                   uint32_t iters, float tol2, float *c, uint32_t *assign, float *sum, uint32_t *count)
+static void kmeans(const pkv_cpu_kernels *k, const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init,
+                   const float *rcp, uint32_t iters, float tol2, float *c, uint32_t *assign, float *sum, uint32_t *count)
 {
     for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
     for (uint32_t it = 0; it < iters; it++) {
-        for (uint32_t t = 0; t < n; t++) assign[t] = argmin(pkv_dist_l2, x + (size_t)t * d, c, M, d);
+        k->argmin_l2(x, n, d, c, M, assign);
         memset(sum, 0, (size_t)M * d * sizeof *sum);
         memset(count, 0, M * sizeof *count);
         for (uint32_t t = 0; t < n; t++) {
@@ -71,25 +59,29 @@ static void store_pattern(const pkv_store *st, const uint32_t *table, uint32_t m
     }
 }
 
-static void f16_rows(const uint16_t *src, uint32_t n, uint32_t stride, uint32_t d, float *dst)
+static void f16_rows(const pkv_cpu_kernels *k, const uint16_t *src, uint32_t n, uint32_t stride, uint32_t d, float *dst)
 {
-    for (uint32_t t = 0; t < n; t++)
-        for (uint32_t i = 0; i < d; i++) dst[(size_t)t * d + i] = pkv_f16_to_f32(src[(size_t)t * stride + i]);
+    if (stride == d) {
+        k->f16_to_f32(src, dst, (size_t)n * d);
+        return;
+    }
+    for (uint32_t t = 0; t < n; t++) k->f16_to_f32(src + (size_t)t * stride, dst + (size_t)t * d, d);
 }
 
 /* Quantizes groups of G tokens (x: [n][d] K and V) with their assignments into the given blocks. */
-static void encode_groups(const pkv_store *st, uint32_t groups, const uint32_t *slots, const float *xk, const float *xv,
+static void encode_groups(const pkv_cpu_kernels *k, const pkv_store *st, uint32_t groups, const uint32_t *slots, const float *xk, const float *xv,
                           const uint8_t *ka, const uint8_t *va, const float *PK, const float *PV)
 {
     const pkv_geom *g = st->g;
     for (uint32_t gi = 0; gi < groups; gi++) {
         size_t t0 = (size_t)gi * g->G;
-        pkv_block_encode(g, xk + t0 * g->d, xv + t0 * g->d, ka ? ka + t0 : NULL, va ? va + t0 : NULL, PK, PV,
+        k->block_encode(g, xk + t0 * g->d, xv + t0 * g->d, ka ? ka + t0 : NULL, va ? va + t0 : NULL, PK, PV,
                          slot_ptr(st->blocks, slots[gi], g->block_bytes));
     }
 }
 
 typedef struct mine_job {
+    const pkv_cpu_kernels *k;
     const pkv_store *st;
     const pkv_mine_op *op;
 } mine_job;
@@ -117,14 +109,15 @@ static int mine_head(uint32_t h, void *arg)
     }
     const uint32_t *table = op->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
     for (int kv = 0; kv < 2; kv++) {
-        f16_rows(op->tokens + (size_t)kv * n * H * d + (size_t)h * d, n, H * d, d, x[kv]);
-        kmeans(x[kv], n, d, M, op->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, assign,
+        f16_rows(j->k, op->tokens + (size_t)kv * n * H * d + (size_t)h * d, n, H * d, d, x[kv]);
+        kmeans(j->k, x[kv], n, d, M, op->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, assign,
                sum, count);
         for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
-        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)argmin(pkv_dist_l2, x[kv] + (size_t)t * d, P[kv], M, d);
+        j->k->argmin_l2(x[kv], op->n_quant, d, P[kv], M, assign);
+        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)assign[t];
     }
     uint32_t groups = op->n_quant / g->G;
-    encode_groups(st, groups, op->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
+    encode_groups(j->k, st, groups, op->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
 done:
     free(assign), free(count), free(sum), free(c);
     for (int kv = 0; kv < 2; kv++) free(x[kv]), free(P[kv]), free(a[kv]);
@@ -134,11 +127,12 @@ done:
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
     if (!op->tokens) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu mine: tokens must be in host memory");
-    mine_job j = {st, op};
+    mine_job j = {pkv_cpu_kernels_of(be), st, op};
     return pkv_cpu_run_op(be, st->g->H, mine_head, &j, "mine");
 }
 
 typedef struct flush_job {
+    const pkv_cpu_kernels *k;
     const pkv_store *st;
     const pkv_flush_op *op;
 } flush_job;
@@ -155,7 +149,7 @@ static int flush_head(uint32_t h, void *arg)
     uint8_t a[2][8 * 128];
     const uint8_t *win = slot_ptr(st->windows, op->window_slot[h], g->window_bytes);
     if (!xs[0] || !xs[1]) goto fail;
-    for (int kv = 0; kv < 2; kv++) f16_rows((const uint16_t *)(win + (size_t)kv * R * d * 2), R, d, d, xs[kv]);
+    for (int kv = 0; kv < 2; kv++) f16_rows(j->k, (const uint16_t *)(win + (size_t)kv * R * d * 2), R, d, d, xs[kv]);
     const int pattern = g->mode == PKV_MODE_PATTERN;
     if (pattern) {
         const uint32_t *table = op->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
@@ -169,18 +163,14 @@ static int flush_head(uint32_t h, void *arg)
         for (int kv = 0; kv < 2; kv++) {
             if (op->append_pattern) {
                 float centre[256];
-                for (uint32_t i = 0; i < d; i++) {
-                    pkv_span s = pkv_span_of(xs[kv][i]);
-                    for (uint32_t t = 1; t < R; t++) s = pkv_span_add(s, xs[kv][(size_t)t * d + i]);
-                    centre[i] = pkv_centre(s.lo, s.hi);
-                }
+                j->k->centre(xs[kv], R, d, centre);
                 store_pattern(st, table, op->bank_count, kv, centre, P[kv] + (size_t)op->bank_count * d);
             }
-            for (uint32_t t = 0; t < R; t++) a[kv][t] = (uint8_t)argmin(pkv_dist_minmax, xs[kv] + (size_t)t * d, P[kv], n, d);
+            j->k->argmin_minmax(xs[kv], R, d, P[kv], n, a[kv]);
         }
     }
     uint32_t groups = R / g->G;
-    encode_groups(st, groups, op->block_slot + (size_t)h * groups, xs[0], xs[1], pattern ? a[0] : NULL,
+    encode_groups(j->k, st, groups, op->block_slot + (size_t)h * groups, xs[0], xs[1], pattern ? a[0] : NULL,
                   pattern ? a[1] : NULL, P[0], P[1]);
     int failed = 0;
     goto done;
@@ -193,6 +183,6 @@ done:
 
 pkv_status pkv_cpu_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
 {
-    flush_job j = {st, op};
+    flush_job j = {pkv_cpu_kernels_of(be), st, op};
     return pkv_cpu_run_op(be, st->g->H, flush_head, &j, "flush");
 }
