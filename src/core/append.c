@@ -31,12 +31,10 @@ static pkv_status to_f16(pkv_cache *c, const void *src, pkv_dtype dt, size_t cou
         return PKV_OK;
     }
     const float *f = src;
-    for (size_t i = 0; i < count; i++) {
-        if (!isfinite(f[i]) || fabsf(f[i]) > PKV_F16_MAX)
-            return pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] = %g is not finite or beyond fp16 range",
-                            what, i, (double)f[i]);
-        dst[i] = pkv_f32_to_f16(f[i]);
-    }
+    size_t i = pkv_f32_to_f16_finite(f, dst, count);
+    if (i < count)
+        return pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] = %g is not finite or beyond fp16 range", what,
+                        i, (double)f[i]);
     return PKV_OK;
 }
 
