@@ -1,20 +1,13 @@
 /* Attention kernel for AVX2 with FMA and F16C: 8 lanes (cpu_attn_simd.h). */
 #include <immintrin.h>
 #include <stdint.h>
+#include "cpu_vec_avx2.h"
 #include <string.h>
 
-#define W 8
 #define ACC_REGS 8
-typedef __m256 VF;
 typedef __m256i VI;
 
-static inline VF vf_load(const float *p) { return _mm256_loadu_ps(p); }
-static inline void vf_store(float *p, VF v) { _mm256_storeu_ps(p, v); }
-static inline VF vf_set1(float x) { return _mm256_set1_ps(x); }
 static inline VF vf_zero(void) { return _mm256_setzero_ps(); }
-static inline VF vf_add(VF a, VF b) { return _mm256_add_ps(a, b); }
-static inline VF vf_sub(VF a, VF b) { return _mm256_sub_ps(a, b); }
-static inline VF vf_mul(VF a, VF b) { return _mm256_mul_ps(a, b); }
 static inline VF vf_fma(VF a, VF b, VF c) { return _mm256_fmadd_ps(a, b, c); }
 static inline VF vf_max(VF a, VF b) { return _mm256_max_ps(a, b); }
 static inline float vf_hsum(VF v)

@@ -1,20 +1,13 @@
 /* Attention kernel for AVX-512 (F, BW, VL, DQ) with FMA and F16C: 16 lanes (cpu_attn_simd.h). */
 #include <immintrin.h>
 #include <stdint.h>
+#include "cpu_vec_avx512.h"
 #include <string.h>
 
-#define W 16
 #define ACC_REGS 16
-typedef __m512 VF;
 typedef __m512i VI;
 
-static inline VF vf_load(const float *p) { return _mm512_loadu_ps(p); }
-static inline void vf_store(float *p, VF v) { _mm512_storeu_ps(p, v); }
-static inline VF vf_set1(float x) { return _mm512_set1_ps(x); }
 static inline VF vf_zero(void) { return _mm512_setzero_ps(); }
-static inline VF vf_add(VF a, VF b) { return _mm512_add_ps(a, b); }
-static inline VF vf_sub(VF a, VF b) { return _mm512_sub_ps(a, b); }
-static inline VF vf_mul(VF a, VF b) { return _mm512_mul_ps(a, b); }
 static inline VF vf_fma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
 static inline VF vf_max(VF a, VF b) { return _mm512_max_ps(a, b); }
 static inline float vf_hsum(VF v) { return _mm512_reduce_add_ps(v); }

@@ -1,20 +1,13 @@
 /* Attention kernel for ARM64 NEON (AdvSIMD, baseline on every ARM64 CPU): 4 lanes (cpu_attn_simd.h). */
 #include <arm_neon.h>
 #include <stdint.h>
+#include "cpu_vec_neon.h"
 #include <string.h>
 
-#define W 4
 #define ACC_REGS 16
-typedef float32x4_t VF;
 typedef uint32x4_t VI;
 
-static inline VF vf_load(const float *p) { return vld1q_f32(p); }
-static inline void vf_store(float *p, VF v) { vst1q_f32(p, v); }
-static inline VF vf_set1(float x) { return vdupq_n_f32(x); }
 static inline VF vf_zero(void) { return vdupq_n_f32(0.0f); }
-static inline VF vf_add(VF a, VF b) { return vaddq_f32(a, b); }
-static inline VF vf_sub(VF a, VF b) { return vsubq_f32(a, b); }
-static inline VF vf_mul(VF a, VF b) { return vmulq_f32(a, b); }
 static inline VF vf_fma(VF a, VF b, VF c) { return vfmaq_f32(c, a, b); }
 static inline VF vf_max(VF a, VF b) { return vmaxq_f32(a, b); }
 static inline float vf_hsum(VF v) { return vaddvq_f32(v); }

@@ -2,17 +2,10 @@
  * contraction. */
 #include <immintrin.h>
 #include <stdint.h>
+#include "cpu_vec_avx2.h"
 
-#define W 8
-typedef __m256 VF;
 typedef __m256 MK;
 
-static inline VF vf_load(const float *p) { return _mm256_loadu_ps(p); }
-static inline void vf_store(float *p, VF v) { _mm256_storeu_ps(p, v); }
-static inline VF vf_set1(float x) { return _mm256_set1_ps(x); }
-static inline VF vf_add(VF a, VF b) { return _mm256_add_ps(a, b); }
-static inline VF vf_sub(VF a, VF b) { return _mm256_sub_ps(a, b); }
-static inline VF vf_mul(VF a, VF b) { return _mm256_mul_ps(a, b); }
 static inline VF vf_min(VF a, VF b) { return _mm256_min_ps(a, b); } /* a < b ? a : b */
 static inline VF vf_max(VF a, VF b) { return _mm256_max_ps(a, b); } /* a > b ? a : b */
 static inline VF vf_floor(VF a) { return _mm256_floor_ps(a); }

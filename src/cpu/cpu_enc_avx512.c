@@ -1,17 +1,10 @@
 /* Bit-exact encoding kernels for AVX-512: 16 lanes (cpu_enc_simd.h). Compiled without contraction. */
 #include <immintrin.h>
 #include <stdint.h>
+#include "cpu_vec_avx512.h"
 
-#define W 16
-typedef __m512 VF;
 typedef __mmask16 MK;
 
-static inline VF vf_load(const float *p) { return _mm512_loadu_ps(p); }
-static inline void vf_store(float *p, VF v) { _mm512_storeu_ps(p, v); }
-static inline VF vf_set1(float x) { return _mm512_set1_ps(x); }
-static inline VF vf_add(VF a, VF b) { return _mm512_add_ps(a, b); }
-static inline VF vf_sub(VF a, VF b) { return _mm512_sub_ps(a, b); }
-static inline VF vf_mul(VF a, VF b) { return _mm512_mul_ps(a, b); }
 static inline VF vf_min(VF a, VF b) { return _mm512_min_ps(a, b); } /* a < b ? a : b */
 static inline VF vf_max(VF a, VF b) { return _mm512_max_ps(a, b); } /* a > b ? a : b */
 static inline VF vf_floor(VF a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }

@@ -3,17 +3,10 @@
  * are compare-and-select here. */
 #include <arm_neon.h>
 #include <stdint.h>
+#include "cpu_vec_neon.h"
 
-#define W 4
-typedef float32x4_t VF;
 typedef uint32x4_t MK;
 
-static inline VF vf_load(const float *p) { return vld1q_f32(p); }
-static inline void vf_store(float *p, VF v) { vst1q_f32(p, v); }
-static inline VF vf_set1(float x) { return vdupq_n_f32(x); }
-static inline VF vf_add(VF a, VF b) { return vaddq_f32(a, b); }
-static inline VF vf_sub(VF a, VF b) { return vsubq_f32(a, b); }
-static inline VF vf_mul(VF a, VF b) { return vmulq_f32(a, b); }
 static inline VF vf_min(VF a, VF b) { return vbslq_f32(vcltq_f32(a, b), a, b); } /* a < b ? a : b */
 static inline VF vf_max(VF a, VF b) { return vbslq_f32(vcgtq_f32(a, b), a, b); } /* a > b ? a : b */
 static inline VF vf_floor(VF a) { return vrndmq_f32(a); }
