@@ -19,7 +19,10 @@ mkdir -p /tmp/pkv-icd && echo libnvidia-opencl.so.1 >/tmp/pkv-icd/nvidia.icd
 export OCL_ICD_VENDORS=/tmp/pkv-icd
 export CI=true PKV_CACHE_DIR=/tmp/pkv-cache
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader
-"$B/pkv" devices --verbose >"$OUT/devices.txt" 2>&1
+# clocks through the whole run, to read each measurement's conditions from (smi.csv in $OUT)
+nvidia-smi --query-gpu=timestamp,pstate,clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv,noheader -lms 200 \
+  >"$OUT/smi.csv" 2>/dev/null &
+"$B/pkv" devices --verbose >/tmp/devices.txt 2>&1
 if [ "${2:-tests}" != notests ]; then
   t=$B/tests
   run() { local name=$1; shift; (env "$@" >"$OUT/t_$name.log" 2>&1; echo "$name exit $?" >>"$OUT/tests.txt") & }
@@ -40,12 +43,13 @@ while IFS='|' read -r what be args variants; do
   [ -n "$what" ] || continue
   i=$((i + 1))
   if [ "$what" = bench ]; then
-    "$B/pkv" bench --backend "$be" $args --json "$OUT/bench_${i}_$be.json" >"$OUT/bench_${i}_$be.txt" 2>&1
-    echo "== bench $i $be $args (exit $?)"
-    grep -A14 "^Decode attention speed" "$OUT/bench_${i}_$be.txt" | grep -v "^  The batch\|^  cache that\|GB/s = \|host ms:\|^$"
-    grep -A4 "^Write path" "$OUT/bench_${i}_$be.txt"
+    echo "== bench $i $be $args ($(date +%T))"
+    "$B/pkv" bench --backend "$be" $args --json "$OUT/bench_${i}_$be.json" >/tmp/bench_${i}.txt 2>&1
+    echo "exit $? ($(date +%T))"
+    grep -A16 "^Decode attention speed" /tmp/bench_${i}.txt | grep -v "^  The batch\|^  cache that\|GB/s = \|host ms:\|^$"
+    grep -A4 "^Write path" /tmp/bench_${i}.txt
   else
-    echo "== sweep $i $be $args"
-    "$B/pkv-attn-sweep" --backend "$be" $args --variants "$variants" 2>&1 | tee "$OUT/sweep_${i}_$be.txt"
+    echo "== sweep $i $be $args ($(date +%T))"
+    "$B/pkv-attn-sweep" --backend "$be" $args --variants "$variants" 2>&1
   fi
 done <<<"${PKV_RUNS:-}"

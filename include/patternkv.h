@@ -3,7 +3,7 @@
  *
  * The API follows zstd's shape: opaque handles, a parameters struct with defaults, one status type.
  * Every function returns a pkv_status; on error nothing that was stored before is lost, and
- * pkv_last_error() gives a sentence saying what was wrong. See README.md for the data layout.
+ * pkv_last_error() gives a sentence saying what was wrong. docs/FORMAT.md describes the data layout.
  *
  * Stable ABI. Every public struct starts with `uint32_t struct_size`: the struct's size as the
  * application was compiled (sizeof). Fields are only ever added at the end, so the size says which
@@ -76,7 +76,7 @@ typedef void (*pkv_log_fn)(pkv_log_level level, const char *message, void *user)
 /* ---- backends and devices ------------------------------------------------------------------ */
 
 typedef enum pkv_backend_kind {
-    PKV_BACKEND_AUTO = 0, /* Vulkan, then OpenCL, on a GPU; else the CPU backend (README: Backends) */
+    PKV_BACKEND_AUTO = 0, /* Vulkan, then OpenCL, on a GPU; else the CPU backend (docs/BACKENDS.md) */
     PKV_BACKEND_CPU,
     PKV_BACKEND_VULKAN,
     PKV_BACKEND_OPENCL,
@@ -135,7 +135,7 @@ struct pkv_context_params {
     void *log_user;
     pkv_log_level log_level;  /* messages above this level are dropped; default WARN */
     uint32_t n_threads;       /* CPU backend threads; 0 = one per core */
-    /* Engine integration: the application's own device and queue, or NULL (README: Engine
+    /* Engine integration: the application's own device and queue, or NULL (docs/BACKENDS.md: Engine
      * integration). At most one of the two; it names its backend (AUTO follows it, another explicit
      * backend is an error). */
     const struct pkv_vulkan_external *vulkan_external; /* patternkv_vulkan.h */

@@ -15,3 +15,4 @@ pkv_add_gpu_suite(opencl "PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}")
 # Attention is built once per cache shape, and PoCL spends about ten seconds optimising each: the
 # parity suite's thirty shapes build without optimisation (the API suite keeps it).
 set_property(TEST test_parity_opencl APPEND PROPERTY ENVIRONMENT "PKV_OPENCL_BUILD_OPTIONS=-cl-opt-disable")
+set_property(TEST test_attention_opencl_shapes APPEND PROPERTY ENVIRONMENT "PKV_OPENCL_BUILD_OPTIONS=-cl-opt-disable")

@@ -94,9 +94,9 @@ static void test_json_report(void **state)
     tj_free(&doc);
 }
 
-/* The README's settings (group 128, 32 patterns, a 512-token prompt, then decode) over the first 1024
+/* The settings of docs/MODEL.md (group 128, 32 patterns, a 512-token prompt, then decode) over the first 1024
  * positions. Measured on the CPU backend: FP16 1.1789 bits per byte, PATTERN 4-bit 1.1778 (-0.09%),
- * PATTERN 2-bit 1.2029 (+2.0%), DIRECT 2-bit 1.2440 (+5.5%). Over all 4096 positions (the README's
+ * PATTERN 2-bit 1.2029 (+2.0%), DIRECT 2-bit 1.2440 (+5.5%). Over all 4096 positions (docs/MODEL.md's
  * table): PATTERN 4-bit +0.01%, PATTERN 2-bit +5.0%, DIRECT 2-bit +9.2%. */
 static void test_pattern_4_bits_within_half_percent_of_fp16(void **state)
 {

@@ -40,6 +40,37 @@ static void f16_rounds_to_nearest_even_and_saturates(void **state)
     assert_int_equal(pkv_f32_to_f16(1.0f + 3.0f / 2048.0f), 0x3C02u);
 }
 
+/* The checked conversion of appended K/V (F16C where the CPU has it) gives the scalar rule's bits for
+ * every accepted value, and stops at the first rejected one. */
+static void f16_checked_conversion_matches_the_scalar_rule(void **state)
+{
+    (void)state;
+    enum { N = 1 << 16 };
+    float *x = malloc(N * sizeof *x);
+    uint16_t *h = malloc(N * sizeof *h);
+    tu_rng r = {0xF16C};
+    for (uint32_t i = 0; i < N; i++) { /* every binade: subnormals, ties, +-0, the largest values */
+        uint32_t bits = (uint32_t)(tu_uniform(&r) * 4294967296.0);
+        float v;
+        memcpy(&v, &bits, sizeof v);
+        float scale = ldexpf(1.0f, (int)(i % 40) - 26);
+        x[i] = i % 7 == 0 ? pkv_f16_to_f32(i & 0x7bff) : fmodf(isfinite(v) ? v : 1.0f, 65504.0f) * (i % 3 ? scale : 1.0f);
+        if (fabsf(x[i]) > 65504.0f) x[i] = 65504.0f;
+    }
+    x[1] = -0.0f, x[2] = 65504.0f, x[3] = -65504.0f, x[4] = 65519.0f - 15.0f, x[5] = 5.9604645e-8f, x[6] = 2.98e-8f;
+    assert_int_equal(pkv_f32_to_f16_finite(x, h, N), N);
+    for (uint32_t i = 0; i < N; i++)
+        if (h[i] != (uint16_t)pkv_f32_to_f16(x[i])) fail_msg("value %u (%a): %04x, the scalar rule gives %04x", i, (double)x[i], h[i], pkv_f32_to_f16(x[i]));
+    const float bad[] = {65504.5f, INFINITY, -INFINITY, NAN, 1e30f};
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        x[1000 + b] = bad[b];
+        assert_int_equal(pkv_f32_to_f16_finite(x, h, N), 1000 + b);
+        x[1000 + b] = 1.0f;
+    }
+    free(x);
+    free(h);
+}
+
 static void quantized_values_are_within_half_a_step(void **state)
 {
     (void)state;
@@ -129,6 +160,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(f16_round_trips_every_finite_value),
         cmocka_unit_test(f16_rounds_to_nearest_even_and_saturates),
+        cmocka_unit_test(f16_checked_conversion_matches_the_scalar_rule),
         cmocka_unit_test(quantized_values_are_within_half_a_step),
         cmocka_unit_test(packing_round_trips_for_every_width),
         cmocka_unit_test(gate_and_distances_match_their_formulas),

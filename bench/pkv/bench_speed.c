@@ -14,16 +14,16 @@
 
 #include "bench.h"
 #include "bench_util.h"
+#include "gpu_clocks.h"
 #include "kv_data.h"
 #include "timer.h"
 
 /* Default timing (--steps not given): at least AUTO_MIN_STEPS steps and AUTO_SECONDS of them,
  * at most AUTO_MAX_STEPS. With --steps N: at least N steps and MIN_TIMED_SECONDS, at most 20 N. */
-#define AUTO_MIN_STEPS 5u
+#define AUTO_MIN_STEPS 20u
 #define AUTO_MAX_STEPS 200u
 #define AUTO_SECONDS 0.5
 #define MIN_TIMED_SECONDS 0.25
-#define WARMUP_SECONDS 0.5
 #define MAX_STEPS_FACTOR 20u
 #define PREFILL_TOKENS 256u
 /* More than twice the last-level cache of current GPUs (H200: 60 MB of L2). */
@@ -177,6 +177,7 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
     uint32_t max_steps = o->steps ? o->steps * MAX_STEPS_FACTOR : AUTO_MAX_STEPS;
     double min_seconds = o->steps ? MIN_TIMED_SECONDS : AUTO_SECONDS;
     double *ms = malloc(max_steps * sizeof(double)), *host = malloc(max_steps * sizeof(double));
+    gpu_burst burst = {0};
     int rc = -1;
     if (!seqs || !q || !out || !ms || !host) {
         snprintf(err, err_len, "out of memory");
@@ -190,19 +191,26 @@ static int time_decode(grow_state *g, const kv_data *d, uint32_t batch, const be
             memcpy(q + ((size_t)b * Hq + qh) * D, kv_q_row(d, 0, qh, b % d->q_tokens), D * sizeof(float));
     pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = seqs, .n_seqs = batch, .layer = 0, .q_len = 1, .n_q_heads = Hq,
                                .scale = 0, .q_dtype = PKV_F32};
-    /* warm-up: the steps asked for, every copy once, and on GPUs WARMUP_SECONDS of steps: their clocks
-     * rise only under sustained load, and a short warm-up times the device half asleep */
-    double w0 = cli_now();
-    for (uint32_t i = 0; i < o->warmup + rotation || (device_is_gpu(g->ctx) && cli_now() - w0 < WARMUP_SECONDS); i++)
+    for (uint32_t i = 0; i < o->warmup + rotation; i++) /* the steps asked for, and every copy once */
         if ((s = pkv_attention(caches[i % rotation], &ap, q, out)) != PKV_OK) {
             fail(err, err_len, "attention", s);
             goto done;
         }
+    /* on GPUs, groups of timed steps right after bursts of heavy calls (gpu_clocks.h) */
+    const int gpu = device_is_gpu(g->ctx);
+    if (gpu && gpu_burst_init(&burst, &ap, g->length, D, q)) {
+        snprintf(err, err_len, "out of memory");
+        goto done;
+    }
     double device_ms;
     sr->device_timed = device_is_gpu(g->ctx) && pkv_last_op_time(g->ctx, &device_ms) == PKV_OK;
     uint32_t n = 0;
     double start = cli_now();
     while (n < max_steps && (n < min_steps || cli_now() - start < min_seconds)) {
+        if (gpu && n % GPU_BURST_STEPS == 0 && (s = gpu_burst_run(&burst, caches[n % rotation], GPU_BURST_SECONDS)) != PKV_OK) {
+            fail(err, err_len, "attention (clock burst)", s);
+            goto done;
+        }
         double t0 = cli_now();
         s = pkv_attention(caches[n % rotation], &ap, q, out);
         double host_ms = (cli_now() - t0) * 1e3;
@@ -230,6 +238,7 @@ done:
     free(out);
     free(ms);
     free(host);
+    gpu_burst_free(&burst);
     return rc;
 }
 

@@ -2,17 +2,21 @@
  * shaders/vulkan/attn_decode.comp, which explains the algorithm; the host cuts the op into items the
  * same way (src/core/attn_plan.c). Built once per cache shape with the shape as defines:
  * D, G (= WG, the work-group size), KBITS, VBITS, MODE (0 pattern, 1 direct, 2 fp16), NR (query
- * rows per work-group), CAP (bank capacity), STAGE_V (V codes staged in local memory). Work-group g
+ * rows per work-group), CAP (bank capacity), STAGE_V and STAGE_K (V, K codes staged in local memory),
+ * VCH (channels per work-item in the V phase), BPS (chunks per step: the work-group is BPS * G
+ * work-items). Work-group g
  * serves head g % H, tile (g / H) % tiles, item g / (H tiles). Arithmetic is free here (contraction
  * on): attention is judged against an fp64 reference within a tolerance (docs/NUMERICS.md). */
 #pragma OPENCL FP_CONTRACT ON
 
-#define WG G
+#define WG (BPS * G)                   /* one token per work-item; a step is BPS chunks */
+#define NZ (NR * BPS)
 #define NRV ((NR + 3) / 4)
-#define CH (NR > 4 ? 8 : 16)           /* channels per work-item in the V phase */
+#define CH VCH                         /* channels per work-item in the V phase */
 #define NG ((D + CH - 1) / CH)         /* channel groups */
 #define NS (WG / NG)                   /* token slices */
 #define CE ((D + WG - 1) / WG)         /* channels per work-item in per-channel loops */
+#define CEB ((D + G - 1) / G)          /* (chunk, channel) pairs per work-item in a step's metadata */
 #define SCAP (MODE == 0 ? CAP : 1)
 #define KPB (KBITS == 3 ? 2 : KBITS)
 #define VPB (VBITS == 3 ? 2 : VBITS)
@@ -21,10 +25,16 @@
 #define KRW (KBITS == 3 ? KW0 + (D + 31) / 32 : KW0)
 #define VRW (VBITS == 3 ? VW0 + (D + 31) / 32 : VW0)
 #define KQ ((KRW + 3) / 4)
-#define K_IN_REGS (KRW % 4 == 0 && KQ <= 4)
+#define K_IN_REGS (!STAGE_K && KRW % 4 == 0 && KQ <= 4)
+#define KSEC4 ((G * KRW + 3) / 4)      /* 16-byte words of the K code section */
+#define KQS (STAGE_K ? (BPS * KSEC4 + WG - 1) / WG : 1)
 #define VSEC (MODE == 2 || !STAGE_V ? 4 : G * VRW)
-#define VQ ((VSEC / 4 + WG - 1) / WG)
+#define VQ ((BPS * VSEC / 4 + WG - 1) / WG)
 #define PSTRIDE (D + 4)                /* a partial result: m, l, 2 unused, o[D] */
+#define NQ4 (D / 4)                    /* channel quads, for the pattern fold */
+#define PS_M (WG / NQ4 < WG * CH / (NR * D) ? WG / NQ4 : WG * CH / (NR * D))
+#define PS (PS_M > 1 ? PS_M : 1)       /* pattern slices of the fold */
+#define ACC_N (WG * CH > NR * D ? WG * CH : NR * D)
 #define LAZY 8.0f
 #define NEG_INF (-INFINITY)
 
@@ -61,6 +71,14 @@ OCL_HELPER float code_factor(uint c, uint bits) { return as_float((127u - code_s
 OCL_HELPER float code_unfactor(uint c, uint bits) { return as_float((127u + code_shift(c, bits)) << 23); }
 
 OCL_HELPER float f16_at(__global const uint *buf, uint half_index) { return vload_half(half_index, (__global const half *)buf); }
+/* a[j] for a chunk index known only at run time (keeps a[] in registers) */
+OCL_HELPER uint chunk_pick(const uint *a, uint j)
+{
+    uint v = a[0];
+    for (uint b = 1; b < BPS; b++) v = j == b ? a[b] : v;
+    return v;
+}
+
 OCL_HELPER float pick(const float *a, uint r)
 {
     float v = a[0];
@@ -68,22 +86,22 @@ OCL_HELPER float pick(const float *a, uint r)
     return v;
 }
 
-/* Reduces a and b over the work-group for each row (max where a_max / b_max, else sum); every
- * work-item gets the results. Ends with a barrier. */
-OCL_HELPER void group_reduce2(float *a, int a_max, float *b, int b_max, __local float2 *red)
+/* Reduces a[0..n) and b[0..n) over the work-group (max where a_max / b_max, else sum; n <= NZ);
+ * every work-item gets the results. Ends with a barrier. */
+OCL_HELPER void group_reduce2(float *a, int a_max, float *b, int b_max, __local float2 *red, uint n)
 {
     const uint lid = get_local_id(0);
-    for (uint r = 0; r < NR; r++) red[lid * NR + r] = (float2)(a[r], b[r]);
+    for (uint r = 0; r < n; r++) red[lid * n + r] = (float2)(a[r], b[r]);
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint s = WG / 2; s > 0; s >>= 1) {
         if (lid < s)
-            for (uint r = 0; r < NR; r++) {
-                float2 t = red[lid * NR + r], u = red[(lid + s) * NR + r];
-                red[lid * NR + r] = (float2)(a_max ? fmax(t.x, u.x) : t.x + u.x, b_max ? fmax(t.y, u.y) : t.y + u.y);
+            for (uint r = 0; r < n; r++) {
+                float2 t = red[lid * n + r], u = red[(lid + s) * n + r];
+                red[lid * n + r] = (float2)(a_max ? fmax(t.x, u.x) : t.x + u.x, b_max ? fmax(t.y, u.y) : t.y + u.y);
             }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    for (uint r = 0; r < NR; r++) a[r] = red[r].x, b[r] = red[r].y;
+    for (uint r = 0; r < n; r++) a[r] = red[r].x, b[r] = red[r].y;
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 
@@ -104,48 +122,97 @@ typedef struct attn_state {
     float acc[NR][CH];
 } attn_state;
 
-/* What one work-item loads for a compressed chunk, all at once (one memory round trip). */
-typedef struct chunk_loads {
+/* The chunks of a step: what each is, where, how many tokens, the first token's position. */
+#define CK_NONE 0u
+#define CK_CODES 1u
+#define CK_FP16 2u
+#define CK_WINDOW 3u
+typedef struct step_desc {
+    uint kind[BPS], base[BPS], kh[BPS], vh[BPS], count[BPS], tok0[BPS];
+} step_desc;
+
+/* What one work-item loads for a step, all at once (one memory round trip). */
+typedef struct step_loads {
     uint4 krow[KQ];  /* its token's K code row (K_IN_REGS) */
+    uint4 kq[KQS];   /* its share of the K codes, staged to local memory (STAGE_K) */
     uint4 vq[VQ];    /* its share of the V codes, staged to local memory */
-    float ks[CE], kz[CE], vs, vz;
+    float ks[CEB], kz[CEB], vs, vz;
     uint ka, va, gate;
-} chunk_loads;
+} step_loads;
 
 typedef struct attn_local {
     float4 q[D * NRV];    /* q * scale * log2(e), [channel][row set] */
-    float4 qs[D * NRV];   /* per chunk: q * s_K * 2^-shift */
+    float4 qs[BPS * D * NRV]; /* per step: q * s_K * 2^-shift of each chunk */
     float4 qc[SCAP * NRV]; /* q . P_K[m] of the tile's rows */
-    float4 w[G * NRV];    /* per chunk: p * s_V (quantized) or p (fp16) */
-    uint vw[VSEC];        /* per chunk: its V codes */
+    float4 w[WG * NRV];   /* per step: p * s_V (compressed) or p (fp16) */
+    uint vw[BPS * VSEC];  /* per step: the chunks' V codes */
+    uint4 kq[STAGE_K ? BPS * KSEC4 : 1]; /* per step: the chunks' K codes (STAGE_K) */
     uint S[NR * SCAP];    /* V histogram, float bits */
-    float acc[WG * CH];   /* end of item: the slices' sums of one row; merge: weights */
-    float2 red[WG * NR];
+    float acc[ACC_N];     /* end of item: the slices' sums of one row; the fold's; merge: weights */
+    uint vchunk[8];       /* the V bank's chunk slots */
+    float2 red[WG * NZ];
     uint last;
 } attn_local;
 
-OCL_HELPER void load_chunk(chunk_loads *L, __global const uint *blocks, uint base, __constant uint *P)
+/* Chunk c of the item's sequence (nb compressed blocks of slots tbl_blocks, nw window tokens from
+ * half index wb) into step slot b of sd. */
+OCL_HELPER void describe_chunk(step_desc *sd, uint b, uint c, uint c1, uint nb, uint nw, __global const uint *tbl_blocks,
+                               uint wb, __constant uint *P)
 {
-    const uint lid = get_local_id(0), t = lid;
-    for (uint e = 0; e < CE; e++) {
-        uint i = min(lid + e * WG, (uint)D - 1);
-        L->ks[e] = f16_at(blocks, base * 2 + P[A_BLOCK + 2] / 2 + i);
-        L->kz[e] = f16_at(blocks, base * 2 + P[A_BLOCK + 3] / 2 + i);
+    sd->kind[b] = CK_NONE, sd->base[b] = 0, sd->kh[b] = 0, sd->vh[b] = 0, sd->count[b] = 0, sd->tok0[b] = c * G;
+    if (c >= c1) return;
+    if (c < nb) {
+        uint base = tbl_blocks[c] * (P[A_BLOCK] / 4);
+        sd->kind[b] = MODE == 2 ? CK_FP16 : CK_CODES;
+        sd->base[b] = base;
+        sd->kh[b] = base * 2 + P[A_BLOCK + 1] / 2, sd->vh[b] = base * 2 + P[A_BLOCK + 4] / 2;
+        sd->count[b] = G;
+    } else {
+        uint w0 = (c - nb) * G;
+        sd->kind[b] = CK_WINDOW;
+        sd->kh[b] = wb + w0 * D, sd->vh[b] = wb + (P[A_R] + w0) * D;
+        sd->count[b] = min((uint)G, nw - w0);
     }
-    L->vs = f16_at(blocks, base * 2 + P[A_BLOCK + 5] / 2 + t);
-    L->vz = f16_at(blocks, base * 2 + P[A_BLOCK + 6] / 2 + t);
-    L->ka = MODE == 0 ? (blocks[base + P[A_BLOCK + 7] / 4 + t / 4] >> (8 * (t % 4))) & 255u : 0u;
-    L->va = MODE == 0 ? (blocks[base + P[A_BLOCK + 8] / 4 + t / 4] >> (8 * (t % 4))) & 255u : 0u;
-    L->gate = MODE == 0 ? (blocks[base + P[A_BLOCK + 9] / 4 + t / 32] >> (t % 32)) & 1u : 0u;
-    __global const uint4 *b4 = (__global const uint4 *)blocks;
-    if (K_IN_REGS)
-        for (uint k = 0; k < KQ; k++) L->krow[k] = b4[(base + P[A_BLOCK + 1] / 4) / 4 + t * KQ + k];
-    if (STAGE_V)
-        for (uint j = 0; j < VQ; j++) L->vq[j] = b4[(base + P[A_BLOCK + 4] / 4) / 4 + min(lid + j * WG, (uint)VSEC / 4 - 1)];
 }
 
-OCL_HELPER uint krow_word(const chunk_loads *L, __global const uint *row, uint j)
+/* Every load of a step (only compressed chunks have any) */
+OCL_HELPER void load_step(step_loads *L, const step_desc *sd, __global const uint *blocks, __constant uint *P)
 {
+    const uint lid = get_local_id(0), j = lid / G, t = lid % G;
+    __global const uint4 *b4 = (__global const uint4 *)blocks;
+    for (uint e = 0; e < CEB; e++) { /* (chunk, channel) pair lid + e WG */
+        uint pj = min((lid + e * WG) / D, (uint)BPS - 1), i = (lid + e * WG) % D, b = chunk_pick(sd->base, pj);
+        int ok = chunk_pick(sd->kind, pj) == CK_CODES;
+        L->ks[e] = ok ? f16_at(blocks, b * 2 + P[A_BLOCK + 2] / 2 + i) : 0.0f;
+        L->kz[e] = ok ? f16_at(blocks, b * 2 + P[A_BLOCK + 3] / 2 + i) : 0.0f;
+    }
+    const uint base = chunk_pick(sd->base, j);
+    if (chunk_pick(sd->kind, j) == CK_CODES) {
+        L->vs = f16_at(blocks, base * 2 + P[A_BLOCK + 5] / 2 + t);
+        L->vz = f16_at(blocks, base * 2 + P[A_BLOCK + 6] / 2 + t);
+        L->ka = MODE == 0 ? (blocks[base + P[A_BLOCK + 7] / 4 + t / 4] >> (8 * (t % 4))) & 255u : 0u;
+        L->va = MODE == 0 ? (blocks[base + P[A_BLOCK + 8] / 4 + t / 4] >> (8 * (t % 4))) & 255u : 0u;
+        L->gate = MODE == 0 ? (blocks[base + P[A_BLOCK + 9] / 4 + t / 32] >> (t % 32)) & 1u : 0u;
+        if (K_IN_REGS)
+            for (uint k = 0; k < KQ; k++) L->krow[k] = b4[(base + P[A_BLOCK + 1] / 4) / 4 + t * KQ + k];
+    } else {
+        L->vs = 1.0f, L->vz = 0.0f, L->ka = L->va = L->gate = 0u;
+    }
+    if (STAGE_K)
+        for (uint q = 0; q < KQS; q++) {
+            uint e = min(lid + q * WG, (uint)(BPS * KSEC4) - 1), ej = e / KSEC4;
+            L->kq[q] = chunk_pick(sd->kind, ej) == CK_CODES ? b4[(chunk_pick(sd->base, ej) + P[A_BLOCK + 1] / 4) / 4 + e % KSEC4] : (uint4)(0u);
+        }
+    if (STAGE_V)
+        for (uint q = 0; q < VQ; q++) {
+            uint e = min(lid + q * WG, (uint)(BPS * VSEC / 4) - 1), ej = e / (VSEC / 4);
+            L->vq[q] = chunk_pick(sd->kind, ej) == CK_CODES ? b4[(chunk_pick(sd->base, ej) + P[A_BLOCK + 4] / 4) / 4 + e % (VSEC / 4)] : (uint4)(0u);
+        }
+}
+
+OCL_HELPER uint krow_word(const step_loads *L, __global const uint *row, __local const uint *krow_local, uint j)
+{
+    if (STAGE_K) return krow_local[j];
     if (K_IN_REGS) {
         uint4 q = L->krow[j / 4];
         uint qa[4] = {q.x, q.y, q.z, q.w};
@@ -154,73 +221,85 @@ OCL_HELPER uint krow_word(const chunk_loads *L, __global const uint *row, uint j
     return row[j];
 }
 
-/* One chunk of `count` tokens from token tok0: a compressed block at word `base` (its loads in Lc),
- * or fp16 K rows from half kh0 and V rows from half vh0 of `rows` (blocks or windows). */
-OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_loads *Lc, __global const uint *blocks,
-                         __global const uint *rows, int quant, uint base, uint kh0, uint vh0, uint count, uint tok0,
-                         __constant uint *P)
+/* One step: the chunks of sd, their loads in Lc; K/V of fp16 chunks from blocks or windows. */
+OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *sd, const step_loads *Lc,
+                        __global const uint *blocks, __global const uint *windows, __constant uint *P)
 {
-    const uint lid = get_local_id(0), t = lid;
-    float zt[NR], lg[NR];
-    for (uint r = 0; r < NR; r++) zt[r] = 0.0f;
-    if (quant) /* 1. q * s_K and the zero-point term */
-        for (uint e = 0; e < CE; e++) {
-            uint i = lid + e * WG;
-            if (i < D) {
+    const uint lid = get_local_id(0), j = lid / G, t = lid % G;
+    const uint kind = chunk_pick(sd->kind, j);
+    const int codes = kind == CK_CODES, mine = t < chunk_pick(sd->count, j);
+    float zt[NZ], mx[NZ], lg[NR];
+    for (uint e = 0; e < NZ; e++) zt[e] = 0.0f, mx[e] = NEG_INF;
+    if (MODE != 2) /* 1. q * s_K and the zero-point terms of each chunk */
+        for (uint e = 0; e < CEB; e++) {
+            uint pj = (lid + e * WG) / D, i = (lid + e * WG) % D;
+            if (pj < BPS && chunk_pick(sd->kind, pj) == CK_CODES) {
                 float s = Lc->ks[e] * code_factor(i, KBITS);
                 for (uint v = 0; v < NRV; v++) {
                     float4 q = L->q[i * NRV + v];
-                    L->qs[i * NRV + v] = q * s;
+                    L->qs[(pj * D + i) * NRV + v] = q * s;
                     float qa[4] = {q.x, q.y, q.z, q.w};
-                    for (uint j = 0; j < 4; j++)
-                        if (4 * v + j < NR) zt[4 * v + j] += qa[j] * Lc->kz[e];
+                    for (uint k = 0; k < 4; k++)
+                        for (uint b = 0; b < BPS; b++)
+                            if (4 * v + k < NR && b == pj) zt[b * NR + 4 * v + k] += qa[k] * Lc->kz[e];
                 }
             }
         }
+    if (STAGE_K && MODE != 2) /* the K codes (waits for their loads) */
+        for (uint q = 0; q < KQS; q++) {
+            uint e = lid + q * WG;
+            if (e < BPS * KSEC4) L->kq[e] = Lc->kq[q];
+        }
     barrier(CLK_LOCAL_MEM_FENCE);
-    /* 2. logits of token t */
+    /* 2. logits of this work-item's token, without the zero-point term */
     float4 dot[2] = {(float4)(0.0f), (float4)(0.0f)};
-    if (t < count && !(P[A_FLAGS] & F_SKIP_K)) {
-        if (quant) {
-            __global const uint *row = blocks + base + P[A_BLOCK + 1] / 4 + t * KRW;
+    if (mine && !(P[A_FLAGS] & F_SKIP_K)) {
+        if (codes) {
+            __global const uint *row = blocks + chunk_pick(sd->base, j) + P[A_BLOCK + 1] / 4 + t * KRW;
+            __local const uint *krow_local = (__local const uint *)L->kq + j * KSEC4 * 4 + t * KRW;
             const uint PER = 32 / KPB, MASK = (1u << KPB) - 1u;
             for (uint k = 0; k < KW0; k++) {
-                uint w = krow_word(Lc, row, k), wh = w >> 16;
-                uint hi = KBITS == 3 ? krow_word(Lc, row, KW0 + k / 2) >> ((k % 2) * 16) : 0u;
+                uint w = krow_word(Lc, row, krow_local, k), wh = w >> 16;
+                uint hi = KBITS == 3 ? krow_word(Lc, row, krow_local, KW0 + k / 2) >> ((k % 2) * 16) : 0u;
                 for (uint c = 0; c < PER; c++) {
                     uint i = k * PER + c;
                     if (i < D) {
                         float cf = KBITS == 3 ? int_float(((w >> (2 * c)) & 3u) | (((hi >> c) & 1u) << 2))
                                               : code_float(w, wh, c * KPB, MASK);
-                        for (uint v = 0; v < NRV; v++) dot[v] += L->qs[i * NRV + v] * cf;
+                        for (uint v = 0; v < NRV; v++) dot[v] += L->qs[(j * D + i) * NRV + v] * cf;
                     }
                 }
             }
             if (MODE == 0)
                 for (uint v = 0; v < NRV; v++) dot[v] += L->qc[Lc->ka * NRV + v];
         } else {
+            __global const uint *rows = kind == CK_WINDOW ? windows : blocks;
             for (uint k = 0; k < D / 8; k++) {
-                float8 x = vload_half8(0, (__global const half *)rows + kh0 + t * D + 8 * k);
+                float8 x = vload_half8(0, (__global const half *)rows + chunk_pick(sd->kh, j) + t * D + 8 * k);
                 float xa[8] = {x.s0, x.s1, x.s2, x.s3, x.s4, x.s5, x.s6, x.s7};
-                for (uint j = 0; j < 8; j++)
-                    for (uint v = 0; v < NRV; v++) dot[v] += L->q[(8 * k + j) * NRV + v] * xa[j];
+                for (uint i = 0; i < 8; i++)
+                    for (uint v = 0; v < NRV; v++) dot[v] += L->q[(8 * k + i) * NRV + v] * xa[i];
             }
         }
     }
     for (uint r = 0; r < NR; r++) {
         float4 d4 = dot[r / 4];
         float da[4] = {d4.x, d4.y, d4.z, d4.w};
-        lg[r] = t >= count || tok0 + t > st->limit[r] ? NEG_INF : da[r % 4];
+        lg[r] = !mine || chunk_pick(sd->tok0, j) + t > st->limit[r] ? NEG_INF : da[r % 4];
+        for (uint b = 0; b < BPS; b++)
+            if (b == j) mx[b * NR + r] = lg[r];
     }
-    /* 3. softmax bookkeeping: the chunk max (with the zero-point term), the lazy running max */
-    float bm[NR];
-    for (uint r = 0; r < NR; r++) bm[r] = lg[r];
-    group_reduce2(bm, 1, zt, 0, L->red);
+    /* 3. the chunks' maxima with their zero-point terms, the lazy running max, weights */
+    group_reduce2(mx, 1, zt, 0, L->red, NZ);
     int rescale = 0;
     float alpha[NR];
-    const float vz = quant ? Lc->vz : 0.0f, vs = quant ? Lc->vs : 1.0f;
+    const float vz = codes ? Lc->vz : 0.0f, vs = codes ? Lc->vs : 1.0f;
     for (uint r = 0; r < NR; r++) {
-        float top = bm[r] + zt[r];
+        float top = NEG_INF, ztj = 0.0f;
+        for (uint b = 0; b < BPS; b++) {
+            top = fmax(top, mx[b * NR + r] + zt[b * NR + r]);
+            ztj = b == j ? zt[b * NR + r] : ztj;
+        }
         alpha[r] = 1.0f;
         if (top > st->m[r] + LAZY) {
             alpha[r] = exp2(st->m[r] - top);
@@ -230,7 +309,7 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_load
             st->pz[r] *= alpha[r];
             for (uint c = 0; c < CH; c++) st->acc[r][c] *= alpha[r];
         }
-        float p = lg[r] == NEG_INF ? 0.0f : exp2(lg[r] + zt[r] - st->m[r]);
+        float p = lg[r] == NEG_INF ? 0.0f : exp2(lg[r] + ztj - st->m[r]);
         lg[r] = p;
         st->l[r] += p;
         st->pz[r] += p * vz;
@@ -239,35 +318,37 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_load
         for (uint e = lid; e < NR * SCAP; e += WG) L->S[e] = as_uint(as_float(L->S[e]) * pick(alpha, e / SCAP));
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (t < count) {
+    {
         float wa[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (uint r = 0; r < NR; r++) wa[r] = lg[r] * vs;
-        for (uint v = 0; v < NRV; v++) L->w[t * NRV + v] = (float4)(wa[4 * v], wa[4 * v + 1], wa[4 * v + 2], wa[4 * v + 3]);
-        if (MODE == 0 && quant && Lc->gate && !(P[A_FLAGS] & F_SKIP_HIST))
+        for (uint v = 0; v < NRV; v++) L->w[lid * NRV + v] = (float4)(wa[4 * v], wa[4 * v + 1], wa[4 * v + 2], wa[4 * v + 3]);
+        if (MODE == 0 && codes && mine && Lc->gate && !(P[A_FLAGS] & F_SKIP_HIST))
             for (uint r = 0; r < NR; r++)
                 if (lg[r] != 0.0f) hist_add(L->S, r * SCAP + Lc->va, lg[r]);
     }
-    if (quant && STAGE_V) /* the V codes arrived during the K phase */
-        for (uint j = 0; j < VQ; j++) {
-            uint e = lid + j * WG;
-            if (e < VSEC / 4) vstore4(Lc->vq[j], e, L->vw);
+    if (STAGE_V && MODE != 2) /* the V codes arrived during the K phase */
+        for (uint q = 0; q < VQ; q++) {
+            uint e = lid + q * WG;
+            if (e < BPS * VSEC / 4) vstore4(Lc->vq[q], e, L->vw);
         }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* 4. V: channel group g over the tokens of slice s */
     const uint g = lid % NG, s = lid / NG;
     if (s >= NS || (P[A_FLAGS] & F_SKIP_V)) return;
-    for (uint tt = s; tt < count; tt += NS) {
+    for (uint u = s; u < WG; u += NS) {
+        const uint uj = u / G, ut = u % G, ukind = chunk_pick(sd->kind, uj);
+        if (ut >= chunk_pick(sd->count, uj)) continue;
         float wt[8];
         for (uint v = 0; v < NRV; v++) {
-            float4 w4 = L->w[tt * NRV + v];
+            float4 w4 = L->w[u * NRV + v];
             wt[4 * v] = w4.x, wt[4 * v + 1] = w4.y, wt[4 * v + 2] = w4.z, wt[4 * v + 3] = w4.w;
         }
-        if (quant) {
+        if (ukind == CK_CODES) {
             const uint MASK = (1u << VPB) - 1u, WPG = (CH * VPB + 31) / 32, bit0 = g * CH * VPB, hbit = g * CH;
-            __global const uint *vrow = blocks + base + P[A_BLOCK + 4] / 4 + tt * VRW;
-            const uint row = tt * VRW;
+            __global const uint *vrow = blocks + chunk_pick(sd->base, uj) + P[A_BLOCK + 4] / 4 + ut * VRW;
+            const uint row = uj * VSEC + ut * VRW;
             uint wv[4];
-            for (uint j = 0; j < WPG; j++) wv[j] = (STAGE_V ? L->vw[row + bit0 / 32 + j] : vrow[bit0 / 32 + j]) >> (bit0 % 32);
+            for (uint q = 0; q < WPG; q++) wv[q] = (STAGE_V ? L->vw[row + bit0 / 32 + q] : vrow[bit0 / 32 + q]) >> (bit0 % 32);
             uint hi = VBITS == 3 ? (STAGE_V ? L->vw[row + VW0 + hbit / 32] : vrow[VW0 + hbit / 32]) >> (hbit % 32) : 0u;
             for (uint c = 0; c < CH; c++) {
                 uint sh = c * VPB;
@@ -276,9 +357,9 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_load
                 for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * cf;
             }
         } else {
-            __global const half *x = (__global const half *)rows + vh0 + tt * D + g * CH;
+            __global const half *x = (__global const half *)(ukind == CK_WINDOW ? windows : blocks) + chunk_pick(sd->vh, uj) + ut * D + g * CH;
             for (uint c = 0; c < CH; c++) {
-                float xv = g * CH + c < D ? vload_half(c, x) * code_unfactor(g * CH + c, VBITS) : 0.0f;
+                float xv = g * CH + c < D ? vload_half(c, x) * code_unfactor(c, VBITS) : 0.0f;
                 for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * xv;
             }
         }
@@ -305,14 +386,14 @@ OCL_HELPER void do_chunk(__local attn_local *L, attn_state *st, const chunk_load
             w[e] = m, w[n + e] = as_float(p[1]);                                                            \
             for (uint r = 0; r < NR; r++) M[r] = r == r0 ? fmax(M[r], m) : M[r];                            \
         }                                                                                                   \
-        group_reduce2(M, 1, Ls, 0, red);                                                                    \
+        group_reduce2(M, 1, Ls, 0, red, NR);                                                                \
         const float Mr = pick(M, r0);                                                                       \
         for (uint e = lid; e < n; e += WG) {                                                                \
             float m = w[e], x = m == NEG_INF ? 0.0f : exp2(m - Mr);                                         \
             w[e] = x;                                                                                       \
             for (uint r = 0; r < NR; r++) Ls[r] += r == r0 ? x * w[n + e] : 0.0f;                           \
         }                                                                                                   \
-        group_reduce2(Ls, 0, M, 1, red);                                                                    \
+        group_reduce2(Ls, 0, M, 1, red, NR);                                                                    \
         for (uint e = lid; e < NR * (D / 4); e += WG) {                                                     \
             const uint r = e / (D / 4), i = 4 * (e % (D / 4)), gr = tile * NR + r;                          \
             if (gr >= rows) continue;                                                                       \
@@ -393,39 +474,32 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         ((__local float *)L.q)[e] = r < NR && tile * NR + r < rows ? q[row_of[r] * D + i] * scale : 0.0f;
     }
     if (MODE == 0) {
+        if (lid < 8) L.vchunk[lid] = lid * 32 < bank ? tbl[H * nb + head * PKV_OCL_MAX_CHUNKS + lid] : 0u;
         for (uint e = lid; e < NR * SCAP; e += WG) L.S[e] = 0u;
         __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV;
         for (uint e = lid; e < bank * NRV; e += WG) L.qc[e] = qc_row[e];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* Chunks c0 .. c1-1; a compressed chunk's block slot is read one chunk ahead (see attn_decode.comp) */
     const uint c0 = split * P[A_CPS], c1 = min(n_chunks, c0 + P[A_CPS]);
-    uint slot = c0 < nb ? tbl[head * nb + c0] : 0u;
-    for (uint c = c0; c < c1; c++) {
-        uint next = c + 1 < min(c1, nb) ? tbl[head * nb + c + 1] : 0u;
-        chunk_loads cur;
-        if (MODE != 2 && c < nb) load_chunk(&cur, blocks, slot * (P[A_BLOCK] / 4), P);
-        if (c < nb) {
-            uint off = slot * P[A_BLOCK];
-            if (MODE == 2) do_chunk(&L, &st, &cur, blocks, blocks, 0, 0, off / 2 + P[A_BLOCK + 1] / 2, off / 2 + P[A_BLOCK + 4] / 2, G, c * G, P);
-            else do_chunk(&L, &st, &cur, blocks, blocks, 1, off / 4, 0, 0, G, c * G, P);
-        } else {
-            uint w0 = (c - nb) * G, wb = tbl[H * nb + H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2);
-            do_chunk(&L, &st, &cur, blocks, windows, 0, 0, wb + w0 * D, wb + (P[A_R] + w0) * D, min((uint)G, nw - w0), c * G, P);
-        }
-        slot = next;
+    const uint wb = nw ? tbl[H * nb + H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2) : 0u;
+    for (uint c = c0; c < c1; c += BPS) {
+        step_desc sd;
+        for (uint b = 0; b < BPS; b++) describe_chunk(&sd, b, c + b, c1, nb, nw, tbl + head * nb, wb, P);
+        step_loads Lc;
+        if (MODE != 2) load_step(&Lc, &sd, blocks, P);
+        do_step(&L, &st, &sd, &Lc, blocks, windows, P);
     }
 
     /* the item's partial: l and the zero-point sums, the slices' V sums, the pattern fold */
-    group_reduce2(st.l, 0, st.pz, 0, L.red);
+    group_reduce2(st.l, 0, st.pz, 0, L.red, NR);
     float o[NR][CE];
     const uint g = lid % NG, s = lid / NG;
     for (uint r = 0; r < NR; r++) {
         if (s < NS)
             for (uint c = 0; c < CH; c++) {
                 uint i = g * CH + c;
-                if (i < D) L.acc[s * D + i] = st.acc[r][c] * code_factor(i, VBITS);
+                if (i < D) L.acc[s * D + i] = st.acc[r][c] * code_factor(c, VBITS);
             }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint e = 0; e < CE; e++) {
@@ -437,25 +511,27 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (MODE == 0) { /* + sum_m S[m] P_V[m], over the patterns this item's tokens used */
-        __global const uint *ct = tbl + H * nb + head * PKV_OCL_MAX_CHUNKS;
-        for (uint m = 0; m < bank; m++) {
-            float Sm[NR];
-            int any = 0;
-            for (uint r = 0; r < NR; r++) {
-                Sm[r] = as_float(L.S[r * SCAP + m]);
-                any |= Sm[r] != 0.0f;
+    if (MODE == 0) { /* + sum_m S[m] P_V[m] over the bank (attn_decode.comp's fold_patterns) */
+        for (uint u = lid; u < NQ4 * PS; u += WG) {
+            const uint q4 = u % NQ4, ps = u / NQ4;
+            float4 f[NR];
+            for (uint r = 0; r < NR; r++) f[r] = (float4)(0.0f);
+            for (uint m = ps; m < bank; m += PS) {
+                __global const half *pat = (__global const half *)((__global const uchar *)chunks + (size_t)L.vchunk[m / 32] * P[A_CHUNK]) +
+                                           (size_t)(PKV_OCL_CHUNK_PATTERNS + m % 32) * D;
+                float4 x = vload_half4(q4, pat);
+                for (uint r = 0; r < NR; r++) f[r] += as_float(L.S[r * SCAP + m]) * x;
             }
-            if (!any) continue;
-            __global const ushort *pat = pattern_ptr((__global const uchar *)chunks, ct, P[A_CHUNK], D, 1, m);
-            for (uint e = 0; e < CE; e++) {
-                uint i = lid + e * WG;
-                if (i < D) {
-                    float x = vload_half(i, (__global const half *)pat);
-                    for (uint r = 0; r < NR; r++) o[r][e] += Sm[r] * x;
-                }
-            }
+            for (uint r = 0; r < NR; r++) vstore4(f[r], ((ps * NR + r) * D) / 4 + q4, L.acc);
         }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint e = 0; e < CE; e++) {
+            uint i = lid + e * WG;
+            if (i < D)
+                for (uint r = 0; r < NR; r++)
+                    for (uint k = 0; k < PS; k++) o[r][e] += L.acc[(k * NR + r) * D + i];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
 
     if (nsplit == 1) { /* the whole sequence in one item: normalise and write out */
@@ -496,7 +572,7 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void ocl_attn_merge(__constant uint *P, __global const uint *seqd, __global uint *part, __global float *out)
 {
     __local float w[WG * CH];
-    __local float2 red[WG * NR];
+    __local float2 red[WG * NZ];
     const uint grp = get_group_id(0), H = P[A_H], tiles = P[A_TILES];
     const uint head = grp % H, tile = (grp / H) % tiles, seq = grp / (H * tiles);
     __global const uint *sd = seqd + seq * 8;

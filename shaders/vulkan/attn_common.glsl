@@ -11,6 +11,8 @@ layout(constant_id = 5) const uint MODE = 0;  /* 0 pattern, 1 direct, 2 fp16 */
 layout(constant_id = 6) const uint NR = 4;    /* query rows per workgroup: 1, 2, 4 or 8 */
 layout(constant_id = 7) const uint CAP = 256; /* bank capacity: the q.C table's stride */
 layout(constant_id = 8) const uint STAGE_V = 1; /* attn_decode: V codes staged in shared memory */
+layout(constant_id = 9) const uint VCH = 16;    /* attn_decode: channels per invocation in the V phase (4, 8, 16) */
+layout(constant_id = 10) const uint STAGE_K = 0; /* attn_decode: K codes staged in shared memory */
 
 layout(push_constant) uniform Push {
     uint H, n_q_heads, q_len, gqa, tiles, cps;

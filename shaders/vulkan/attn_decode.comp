@@ -4,15 +4,17 @@
  * Workgroup (item, tile, kv head): an item is a run of chunks of one sequence, a chunk being one
  * compressed block (G tokens) or up to G tokens of the fp16 window. The workgroup serves the NR
  * query rows of its tile (the GQA heads of the kv head, times the query positions), so every byte
- * of the cache is read once per tile. Per compressed chunk:
- *   0. every load of the chunk is issued at once (one memory round trip, not one per phase): K scales
+ * of the cache is read once per tile. It walks its item in steps of BPS = WG / G chunks, one token
+ * per invocation, so that the fixed costs of a step (barriers, reductions) are shared by BPS chunks.
+ * Per step:
+ *   0. every load of the step is issued at once (one memory round trip, not one per phase): K scales
  *      and zeros, per-token V scale, zero, pattern indices and gate bit, the token's K code row, and
  *      the invocation's share of the V codes (staged into shared memory after step 2);
- *   1. qs_i = q_i * s_K,i (times the power of two of the code conversion below) and the zero-point
- *      term q.z_K (partial per invocation);
- *   2. logits, one token per invocation: sum_i qs_i code_i + q.z_K + qc[a_t], codes made exact floats
+ *   1. qs_i = q_i * s_K,i per chunk (times the power of two of the code conversion below) and the
+ *      zero-point terms q.z_K (partial per invocation);
+ *   2. logits: sum_i qs_i code_i + qc[a_t] (+ q.z_K once it is reduced), codes made exact floats
  *      without a conversion instruction (bits | 0x4B000000 is the float 2^23 + bits);
- *   3. the chunk's max and the running max (which moves only when it grows by more than 2^8, so
+ *   3. the chunks' maxima and the running max (which moves only when it grows by more than 2^8, so
  *      rescaling is rare), weights p = 2^(logit - m); per invocation the sums l and sum p z_t; the V
  *      histogram S[r][a_t] += p for gated tokens (shared atomics);
  *   4. V: invocation (channel group, token slice) accumulates p s_t code_t,i in registers.
@@ -27,28 +29,42 @@
 #include "pkv_buffers.glsl"
 #include "attn_common.glsl"
 
-const uint WG = gl_WorkGroupSize.x; /* the host makes it G: one token per invocation */
-const uint CH = NR > 4u ? 8u : 16u; /* channels per invocation in the V phase */
+const uint WG = gl_WorkGroupSize.x; /* the host makes it BPS * G: one token per invocation */
+const uint BPS = WG / G;            /* chunks per step */
+const uint NZ = NR * BPS;           /* one value per row and chunk of a step */
+const uint CH = VCH;                /* channels per invocation in the V phase */
 const uint NG = (D + CH - 1u) / CH; /* channel groups */
 const uint NS = WG / NG;            /* token slices */
 const uint CE = (D + WG - 1u) / WG; /* channels per invocation in per-channel loops */
+const uint CEB = (D + G - 1u) / G;  /* (chunk, channel) pairs per invocation in a step's metadata */
 const uint SCAP = MODE == 0u ? CAP : 1u;
 const uint KQ = (KRW + 3u) / 4u;    /* 16-byte words of a K code row */
-const bool K_IN_REGS = KRW % 4u == 0u && KQ <= 4u; /* the row is loaded at the chunk's start */
-const uint VSEC = MODE == 2u || STAGE_V == 0u ? 4u : G * VRW; /* words of the staged V code section */
-const uint VQ = (VSEC / 4u + WG - 1u) / WG; /* 16-byte loads per invocation to stage it */
-const uint VPER = 32u / VPB;
+/* the row is loaded at the step's start (as integers: glslang mis-optimises && of spec constants) */
+const uint K_REGS_U = (STAGE_K == 0u ? 1u : 0u) * (KRW % 4u == 0u ? 1u : 0u) * (KQ <= 4u ? 1u : 0u);
+const bool K_IN_REGS = K_REGS_U != 0u;
+const uint KSEC4 = (G * KRW + 3u) / 4u; /* 16-byte words of a chunk's K code section */
+const uint KQS = STAGE_K != 0u ? (BPS * KSEC4 + WG - 1u) / WG : 1u; /* 16-byte loads per invocation to stage K */
+const uint VSEC = MODE == 2u || STAGE_V == 0u ? 4u : G * VRW; /* words of a chunk's staged V code section */
+const uint VQ = (BPS * VSEC / 4u + WG - 1u) / WG; /* 16-byte loads per invocation to stage them */
+const uint NQ4 = D / 4u;            /* channel quads, for the pattern fold */
+const uint PS_A = WG / NQ4, PS_B = WG * CH / (NR * D);
+const uint PS_M = PS_A < PS_B ? PS_A : PS_B;
+const uint PS = PS_M > 1u ? PS_M : 1u; /* pattern slices of the fold */
 const float LAZY = 8.0;
 
-shared vec4 q_s[D * NRV];    /* q * scale * log2(e), [channel][row set] */
-shared vec4 qs_s[D * NRV];   /* per chunk: q * s_K * 2^-shift */
-shared vec4 qc_s[SCAP * NRV]; /* q . P_K[m] of the tile's rows */
-shared vec4 w_s[G * NRV];    /* per chunk: p * s_V (quantized) or p (fp16) */
-shared uint vw_s[VSEC];      /* per chunk: its V codes */
-shared uint S_s[NR * SCAP];  /* V histogram, float bits, [row][pattern] */
-shared float acc_s[WG * CH]; /* end of item: the slices' sums of one row; merge: weights */
+shared vec4 q_s[D * NRV];        /* q * scale * log2(e), [channel][row set] */
+shared vec4 qs_s[BPS * D * NRV]; /* per step: q * s_K * 2^-shift of each chunk */
+shared vec4 qc_s[SCAP * NRV];    /* q . P_K[m] of the tile's rows */
+shared vec4 w_s[WG * NRV];       /* per step: p * s_V (compressed) or p (fp16) */
+shared uint vw_s[BPS * VSEC];    /* per step: the chunks' V codes */
+shared uvec4 kq_s[STAGE_K != 0u ? BPS * KSEC4 : 1u]; /* per step: the chunks' K codes (STAGE_K) */
+shared uint S_s[NR * SCAP];      /* V histogram, float bits, [row][pattern] */
+const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
+shared float acc_s[ACC_N];       /* end of item: the slices' sums of one row; the fold's; merge: weights */
 shared uint last_s;
+shared uint vchunk_s[8];         /* the V bank's chunk slots */
 
+#define RED_N NZ
 #include "wg_reduce.glsl"
 #define PART_WORD(i) scrc[i]
 #define PART_VEC4(i) uintBitsToFloat(scrc4[(i) / 4u])
@@ -63,17 +79,34 @@ struct item_state {
     uint limit[NR]; /* causal: the last token each row sees */
 };
 
-/* What one invocation loads for a compressed chunk, all at once. */
-struct chunk_loads {
+/* The chunks of a step: what each is (none, compressed block, fp16 block, fp16 window), where, how
+ * many tokens, the first token's position. Uniform over the workgroup. */
+const uint CK_NONE = 0u, CK_CODES = 1u, CK_FP16 = 2u, CK_WINDOW = 3u;
+struct step_desc {
+    uint kind[BPS], base[BPS], kh[BPS], vh[BPS], count[BPS], tok0[BPS];
+};
+
+/* a[j] for a chunk index known only at run time (keeps a[] in registers) */
+uint chunk_pick(uint a[BPS], uint j)
+{
+    uint v = a[0];
+    [[unroll]] for (uint b = 1u; b < BPS; b++) v = j == b ? a[b] : v;
+    return v;
+}
+
+/* What one invocation loads for a step, all at once. */
+struct step_loads {
     uvec4 krow[KQ];   /* its token's K code row (K_IN_REGS) */
     uvec4 vq[VQ];     /* its share of the V codes, staged to vw_s */
-    float ks[CE], kz[CE];
+    uvec4 kq[KQS];    /* its share of the K codes, staged to kq_s (STAGE_K) */
+    float ks[CEB], kz[CEB];
     float vs, vz;
     uint ka, va, gate;
 };
 
 /* The power of two the exponent trick below leaves on the code of channel c of a b-bit row,
- * 2^((c b) % 16), as an exponent (3-bit codes are assembled as integers first: 2^0). */
+ * 2^((c b) % 16), as an exponent (3-bit codes are assembled as integers first: 2^0). For V, c is
+ * the channel within its group of CH (the group's first code is shifted to bit 0). */
 uint code_shift(uint c, uint bits) { return bits == 3u || MODE == 2u ? 0u : (c * bits) % 16u; }
 float code_factor(uint c, uint bits) { return uintBitsToFloat((127u - code_shift(c, bits)) << 23); }   /* 2^-shift */
 float code_unfactor(uint c, uint bits) { return uintBitsToFloat((127u + code_shift(c, bits)) << 23); } /* 2^shift */
@@ -96,35 +129,70 @@ void hist_add(uint idx, float v)
     }
 }
 
-void load_chunk(uint base, uint count, out chunk_loads L)
+/* Chunk c of the item's sequence (nb compressed blocks, nw window tokens; block slots from word
+ * `slots`; the window at half index wb). */
+void describe_chunk(uint c, uint c1, uint nb, uint nw, uint slots, uint wb, out uint kind, out uint base, out uint kh,
+                    out uint vh, out uint count, out uint tok0)
 {
-    uint lid = gl_LocalInvocationID.x, t = lid;
-    [[unroll]] for (uint e = 0u; e < CE; e++) {
-        uint i = min(lid + e * WG, D - 1u);
-        L.ks[e] = blk_hf(base * 2u + pc.o_kscale * 2u + i);
-        L.kz[e] = blk_hf(base * 2u + pc.o_kzero * 2u + i);
+    kind = CK_NONE, base = 0u, kh = 0u, vh = 0u, count = 0u, tok0 = c * G;
+    if (c >= c1) return;
+    if (c < nb) {
+        base = scr[slots + c] * pc.block_words;
+        kind = MODE == 2u ? CK_FP16 : CK_CODES;
+        kh = base * 2u + pc.o_kcodes * 2u, vh = base * 2u + pc.o_vcodes * 2u;
+        count = G;
+    } else {
+        uint w0 = (c - nb) * G;
+        kind = CK_WINDOW;
+        kh = wb + w0 * D, vh = wb + (pc.R + w0) * D;
+        count = min(G, nw - w0);
     }
-    uint tt = min(t, count - 1u);
-    L.vs = blk_hf(base * 2u + pc.o_vscale * 2u + tt);
-    L.vz = blk_hf(base * 2u + pc.o_vzero * 2u + tt);
-    L.ka = MODE == 0u ? (blk[base + pc.o_kidx + tt / 4u] >> (8u * (tt % 4u))) & 255u : 0u;
-    L.va = MODE == 0u ? (blk[base + pc.o_vidx + tt / 4u] >> (8u * (tt % 4u))) & 255u : 0u;
-    L.gate = MODE == 0u ? (blk[base + pc.o_vmask + tt / 32u] >> (tt % 32u)) & 1u : 0u;
-    if (K_IN_REGS)
-        [[unroll]] for (uint k = 0u; k < KQ; k++) L.krow[k] = blk4[(base + pc.o_kcodes) / 4u + tt * KQ + k];
-    if (STAGE_V != 0u)
-        [[unroll]] for (uint j = 0u; j < VQ; j++)
-            L.vq[j] = blk4[(base + pc.o_vcodes) / 4u + min(lid + j * WG, VSEC / 4u - 1u)];
 }
 
-/* Word j of the K code row of token t: from the registers, or from memory at word w0. */
-uint krow_word(chunk_loads L, uint w0, uint j)
+void load_step(step_desc sd, out step_loads L)
 {
+    uint lid = gl_LocalInvocationID.x, j = lid / G, t = lid % G;
+    /* only compressed chunks have anything to load (a step may hold window chunks, or none) */
+    [[unroll]] for (uint e = 0u; e < CEB; e++) { /* (chunk, channel) pair lid + e WG */
+        uint pj = min((lid + e * WG) / D, BPS - 1u), i = (lid + e * WG) % D, b = chunk_pick(sd.base, pj);
+        bool ok = chunk_pick(sd.kind, pj) == CK_CODES;
+        L.ks[e] = ok ? blk_hf(b * 2u + pc.o_kscale * 2u + i) : 0.0;
+        L.kz[e] = ok ? blk_hf(b * 2u + pc.o_kzero * 2u + i) : 0.0;
+    }
+    uint base = chunk_pick(sd.base, j), tt = min(t, G - 1u);
+    if (chunk_pick(sd.kind, j) == CK_CODES) {
+        L.vs = blk_hf(base * 2u + pc.o_vscale * 2u + tt);
+        L.vz = blk_hf(base * 2u + pc.o_vzero * 2u + tt);
+        L.ka = MODE == 0u ? (blk[base + pc.o_kidx + tt / 4u] >> (8u * (tt % 4u))) & 255u : 0u;
+        L.va = MODE == 0u ? (blk[base + pc.o_vidx + tt / 4u] >> (8u * (tt % 4u))) & 255u : 0u;
+        L.gate = MODE == 0u ? (blk[base + pc.o_vmask + tt / 32u] >> (tt % 32u)) & 1u : 0u;
+        if (K_IN_REGS)
+            [[unroll]] for (uint k = 0u; k < KQ; k++) L.krow[k] = blk4[(base + pc.o_kcodes) / 4u + tt * KQ + k];
+    } else {
+        L.vs = 1.0, L.vz = 0.0, L.ka = 0u, L.va = 0u, L.gate = 0u;
+        if (K_IN_REGS) [[unroll]] for (uint k = 0u; k < KQ; k++) L.krow[k] = uvec4(0u);
+    }
+    if (STAGE_K != 0u)
+        [[unroll]] for (uint q = 0u; q < KQS; q++) {
+            uint e = min(lid + q * WG, BPS * KSEC4 - 1u), ej = e / KSEC4;
+            L.kq[q] = chunk_pick(sd.kind, ej) == CK_CODES ? blk4[(chunk_pick(sd.base, ej) + pc.o_kcodes) / 4u + e % KSEC4] : uvec4(0u);
+        }
+    if (STAGE_V != 0u && MODE != 2u)
+        [[unroll]] for (uint q = 0u; q < VQ; q++) {
+            uint e = min(lid + q * WG, BPS * VSEC / 4u - 1u), ej = e / (VSEC / 4u);
+            L.vq[q] = chunk_pick(sd.kind, ej) == CK_CODES ? blk4[(chunk_pick(sd.base, ej) + pc.o_vcodes) / 4u + e % (VSEC / 4u)] : uvec4(0u);
+        }
+}
+
+/* Word j of the K code row at word w0 (in kq_s when staged, else in memory), or of the registers. */
+uint krow_word(step_loads L, uint w0, uint j)
+{
+    if (STAGE_K != 0u) return kq_s[(w0 + j) / 4u][(w0 + j) % 4u];
     return K_IN_REGS ? L.krow[j / 4u][j % 4u] : blk[w0 + j];
 }
 
-/* The 4 words from 4 k4 of a K code row: dot += qs . codes */
-void code_quad(chunk_loads L, uint w0, uint k4, inout vec4 dot[2])
+/* The 4 words from 4 k4 of a K code row: dot += qs . codes (qs of chunk qj of the step) */
+void code_quad(step_loads L, uint w0, uint k4, uint qj, inout vec4 dot[2])
 {
     const uint PER = 32u / KPB, MASK = (1u << KPB) - 1u;
     [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
@@ -137,34 +205,34 @@ void code_quad(chunk_loads L, uint w0, uint k4, inout vec4 dot[2])
             if (i < D) {
                 float cf = KBITS == 3u ? int_float(((w >> (2u * c)) & 3u) | (((hi >> c) & 1u) << 2))
                                        : code_float(w, wh, c * KPB, MASK);
-                [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[i * NRV + v] * cf;
+                [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[(qj * D + i) * NRV + v] * cf;
             }
         }
     }
 }
 
-/* sum_i qs_i code_i over the K code row of token t (at word w0 in memory) */
-void code_dot(chunk_loads L, uint w0, out float lg[NR])
+/* sum_i qs_i code_i over a K code row (at word w0) with the qs of chunk qj */
+void code_dot(step_loads L, uint w0, uint qj, out float lg[NR])
 {
     vec4 dot[2] = vec4[2](vec4(0.0), vec4(0.0));
     if (K_IN_REGS) {
-        [[unroll]] for (uint k4 = 0u; k4 < KQ; k4++) code_quad(L, w0, k4, dot);
+        [[unroll]] for (uint k4 = 0u; k4 < KQ; k4++) code_quad(L, w0, k4, qj, dot);
     } else {
-        for (uint k4 = 0u; k4 < (KW0 + 3u) / 4u; k4++) code_quad(L, w0, k4, dot);
+        for (uint k4 = 0u; k4 < (KW0 + 3u) / 4u; k4++) code_quad(L, w0, k4, qj, dot);
     }
     [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] = dot[r / 4u][r % 4u];
 }
 
-/* q.x for an fp16 row of D halves starting at half index h0 of `src` (0 blocks, 1 window), 4 loads
- * of 16 bytes in flight */
-void fp16_dot(uint src, uint h0, out float lg[NR])
+/* q.x for an fp16 row of D halves starting at half index h0 of blocks or windows, 4 loads of 16
+ * bytes in flight */
+void fp16_dot(bool window, uint h0, out float lg[NR])
 {
     vec4 dot[2] = vec4[2](vec4(0.0), vec4(0.0));
     for (uint k0 = 0u; k0 < D / 8u; k0 += 4u) {
         uvec4 w[4];
         [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
             uint k = min(k0 + kk, D / 8u - 1u);
-            w[kk] = src == 0u ? blk4[h0 / 8u + k] : win4[h0 / 8u + k];
+            w[kk] = window ? win4[h0 / 8u + k] : blk4[h0 / 8u + k];
         }
         [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
             if (k0 + kk >= D / 8u) break;
@@ -178,65 +246,99 @@ void fp16_dot(uint src, uint h0, out float lg[NR])
     [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] = dot[r / 4u][r % 4u];
 }
 
-/* V phase of a compressed chunk: channel group g over the tokens of slice s, codes from vw_s (or
- * from memory at word `row0`) */
-void v_codes(inout item_state st, uint row0, uint count, uint g, uint s)
+/* V of one compressed token: row `t` of chunk j's codes (staged, or in memory at word `row0`) */
+void v_codes(inout item_state st, uint j, uint t, uint row0, vec4 wt[2], uint g)
 {
     const uint MASK = (1u << VPB) - 1u;
-    const uint WPG = (CH * VPB + 31u) / 32u; /* plane-0 words per group (1, 2 or 4; half a word for 8 x 2 bits) */
-    uint bit0 = g * CH * VPB, hbit = g * CH;
-    for (uint t = s; t < count; t += NS) {
-        uint row = t * VRW;
-        uint wv[4];
-        [[unroll]] for (uint j = 0u; j < WPG; j++) {
-            uint a = row + bit0 / 32u + j;
-            wv[j] = (STAGE_V != 0u ? vw_s[a] : blk[row0 + a]) >> (bit0 % 32u);
-        }
-        uint ah = row + VW0 + hbit / 32u;
-        uint hi = VBITS == 3u ? (STAGE_V != 0u ? vw_s[ah] : blk[row0 + ah]) >> (hbit % 32u) : 0u;
-        vec4 wt[2];
-        [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[t * NRV + v];
-        [[unroll]] for (uint c = 0u; c < CH; c++) {
-            uint sh = c * VPB;
-            float cf = VBITS == 3u ? int_float(((wv[0] >> sh) & 3u) | (((hi >> c) & 1u) << 2))
-                                   : code_float(wv[sh / 32u], wv[sh / 32u] >> 16, sh % 32u, MASK);
-            [[unroll]] for (uint r = 0u; r < NR; r++) st.acc[r][c] += wt[r / 4u][r % 4u] * cf;
+    const uint WPG = (CH * VPB + 31u) / 32u; /* plane-0 words per group (1, 2 or 4; part of a word) */
+    uint bit0 = g * CH * VPB, hbit = g * CH, row = t * VRW;
+    uint wv[4];
+    [[unroll]] for (uint q = 0u; q < WPG; q++) {
+        uint a = row + bit0 / 32u + q;
+        wv[q] = (STAGE_V != 0u ? vw_s[j * VSEC + a] : blk[row0 + a]) >> (bit0 % 32u);
+    }
+    uint ah = row + VW0 + hbit / 32u;
+    uint hi = VBITS == 3u ? (STAGE_V != 0u ? vw_s[j * VSEC + ah] : blk[row0 + ah]) >> (hbit % 32u) : 0u;
+    [[unroll]] for (uint c = 0u; c < CH; c++) {
+        uint sh = c * VPB;
+        float cf = VBITS == 3u ? int_float(((wv[0] >> sh) & 3u) | (((hi >> c) & 1u) << 2))
+                               : code_float(wv[sh / 32u], wv[sh / 32u] >> 16, sh % 32u, MASK);
+        [[unroll]] for (uint r = 0u; r < NR; r++) st.acc[r][c] += wt[r / 4u][r % 4u] * cf;
+    }
+}
+
+/* V of one fp16 token: CH halves from half index h (blocks or windows) */
+void v_fp16(inout item_state st, bool window, uint h, vec4 wt[2])
+{
+    uint w[CH / 2u];
+    [[unroll]] for (uint k = 0u; k < CH / 2u; k++) w[k] = window ? win[h / 2u + k] : blk[h / 2u + k];
+    [[unroll]] for (uint k = 0u; k < CH / 2u; k++) {
+        vec2 x = unpackHalf2x16(w[k]);
+        uint c = 2u * k;
+        /* in the units of the compressed chunks' accumulators (their power of two) */
+        float f0 = code_unfactor(c, VBITS), f1 = code_unfactor(c + 1u, VBITS);
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            float p = wt[r / 4u][r % 4u];
+            st.acc[r][c] += p * (x.x * f0);
+            st.acc[r][c + 1u] += p * (x.y * f1);
         }
     }
 }
 
-/* V phase of an fp16 chunk: CH halves per token from half index h0 + t * D + g * CH */
-void v_fp16(inout item_state st, uint src, uint h0, uint count, uint g, uint s)
+/* One step: the chunks of sd, their loads in L. */
+void do_step(inout item_state st, step_desc sd, step_loads L)
 {
-    for (uint t = s; t < count; t += NS) {
-        uint h = h0 + t * D + g * CH;
-        uvec4 w[CH / 8u];
-        [[unroll]] for (uint k = 0u; k < CH / 8u; k++) w[k] = src == 0u ? blk4[h / 8u + k] : win4[h / 8u + k];
-        vec4 wt[2];
-        [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[t * NRV + v];
-        [[unroll]] for (uint k = 0u; k < CH / 8u; k++)
-            [[unroll]] for (uint j = 0u; j < 4u; j++) {
-                vec2 x = unpackHalf2x16(w[k][j]);
-                uint c = 8u * k + 2u * j;
-                /* in the units of the compressed chunks' accumulators (their power of two) */
-                float f0 = code_unfactor(g * CH + c, VBITS), f1 = code_unfactor(g * CH + c + 1u, VBITS);
-                [[unroll]] for (uint r = 0u; r < NR; r++) {
-                    float p = wt[r / 4u][r % 4u];
-                    st.acc[r][c] += p * (x.x * f0);
-                    st.acc[r][c + 1u] += p * (x.y * f1);
+    uint lid = gl_LocalInvocationID.x, j = lid / G, t = lid % G;
+    uint kind = chunk_pick(sd.kind, j);
+    bool codes = kind == CK_CODES, mine = t < chunk_pick(sd.count, j);
+    float zt[NZ], mx[NZ], lg[NR];
+    [[unroll]] for (uint e = 0u; e < NZ; e++) zt[e] = 0.0, mx[e] = PKV_NEG_INF;
+    if (MODE != 2u) /* 1. q * s_K and the zero-point terms of each chunk */
+        [[unroll]] for (uint e = 0u; e < CEB; e++) {
+            uint pj = (lid + e * WG) / D, i = (lid + e * WG) % D;
+            if (pj < BPS && chunk_pick(sd.kind, pj) == CK_CODES) {
+                float s = L.ks[e] * code_factor(i, KBITS);
+                [[unroll]] for (uint v = 0u; v < NRV; v++) {
+                    vec4 q = q_s[i * NRV + v];
+                    qs_s[(pj * D + i) * NRV + v] = q * s;
+                    [[unroll]] for (uint k = 0u; k < 4u; k++)
+                        [[unroll]] for (uint b = 0u; b < BPS; b++)
+                            if (4u * v + k < NR && b == pj) zt[b * NR + 4u * v + k] += q[k] * L.kz[e];
                 }
             }
+        }
+    if (STAGE_K != 0u && MODE != 2u) /* the K codes (waits for their loads) */
+        [[unroll]] for (uint q = 0u; q < KQS; q++) {
+            uint e = lid + q * WG;
+            if (e < BPS * KSEC4) kq_s[e] = L.kq[q];
+        }
+    barrier();
+    /* 2. logits of this invocation's token, without the zero-point term */
+    if (mine) {
+        if ((pc.flags & ATTN_SKIP_K) != 0u) {
+            [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] = 0.0;
+        } else if (codes) {
+            code_dot(L, STAGE_K != 0u ? j * KSEC4 * 4u + t * KRW : chunk_pick(sd.base, j) + pc.o_kcodes + t * KRW, j, lg);
+            if (MODE == 0u) [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] += qc_s[L.ka * NRV + r / 4u][r % 4u];
+        } else {
+            fp16_dot(kind == CK_WINDOW, chunk_pick(sd.kh, j) + t * D, lg);
+        }
     }
-}
-
-/* Steps 3: turns this invocation's logits into weights p (in lg) given the chunk's max bm and
- * zero-point terms zt of each row; moves the running max (rescaling what was summed) when needed. */
-void softmax_chunk(inout item_state st, inout float lg[NR], float bm[NR], float zt[NR], float vz)
-{
+    [[unroll]] for (uint r = 0u; r < NR; r++) {
+        if (!mine || chunk_pick(sd.tok0, j) + t > st.limit[r]) lg[r] = PKV_NEG_INF;
+        [[unroll]] for (uint b = 0u; b < BPS; b++)
+            if (b == j) mx[b * NR + r] = lg[r];
+    }
+    /* 3. the chunks' maxima with their zero-point terms; the running max; weights */
+    wg_reduce2(mx, true, zt, false);
     bool rescale = false;
     float alpha[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++) {
-        float top = bm[r] + zt[r];
+        float top = PKV_NEG_INF, ztj = 0.0;
+        [[unroll]] for (uint b = 0u; b < BPS; b++) {
+            top = max(top, mx[b * NR + r] + zt[b * NR + r]);
+            ztj = b == j ? zt[b * NR + r] : ztj;
+        }
         alpha[r] = 1.0;
         if (top > st.m[r] + LAZY) {
             alpha[r] = exp2(st.m[r] - top);
@@ -246,81 +348,68 @@ void softmax_chunk(inout item_state st, inout float lg[NR], float bm[NR], float 
             st.pz[r] *= alpha[r];
             [[unroll]] for (uint c = 0u; c < CH; c++) st.acc[r][c] *= alpha[r];
         }
-        float p = lg[r] == PKV_NEG_INF ? 0.0 : exp2(lg[r] + zt[r] - st.m[r]);
+        float p = lg[r] == PKV_NEG_INF ? 0.0 : exp2(lg[r] + ztj - st.m[r]);
         lg[r] = p;
         st.l[r] += p;
-        st.pz[r] += p * vz;
+        st.pz[r] += p * (codes ? L.vz : 0.0);
     }
     if (MODE == 0u && rescale) { /* uniform: every invocation saw the same maxima */
-        for (uint e = gl_LocalInvocationID.x; e < NR * SCAP; e += WG)
-            S_s[e] = floatBitsToUint(uintBitsToFloat(S_s[e]) * pick(alpha, e / SCAP));
+        for (uint e = lid; e < NR * SCAP; e += WG) S_s[e] = floatBitsToUint(uintBitsToFloat(S_s[e]) * pick(alpha, e / SCAP));
         barrier();
+    }
+    vec4 wt[2];
+    [[unroll]] for (uint r = 0u; r < NR; r++) wt[r / 4u][r % 4u] = lg[r] * (codes ? L.vs : 1.0);
+    [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[lid * NRV + v] = wt[v];
+    if (MODE == 0u && codes && mine && L.gate != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u)
+        [[unroll]] for (uint r = 0u; r < NR; r++)
+            if (lg[r] != 0.0) hist_add(r * SCAP + L.va, lg[r]);
+    if (STAGE_V != 0u && MODE != 2u) /* the V codes arrived during the K phase */
+        [[unroll]] for (uint q = 0u; q < VQ; q++) {
+            uint e = lid + q * WG;
+            if (e < BPS * VSEC / 4u) {
+                vw_s[4u * e] = L.vq[q].x, vw_s[4u * e + 1u] = L.vq[q].y;
+                vw_s[4u * e + 2u] = L.vq[q].z, vw_s[4u * e + 3u] = L.vq[q].w;
+            }
+        }
+    barrier();
+    /* 4. V: channel group g over the tokens of slice s */
+    uint g = lid % NG, s = lid / NG;
+    if (s >= NS || (pc.flags & ATTN_SKIP_V) != 0u) return;
+    for (uint u = s; u < WG; u += NS) {
+        uint uj = u / G, ut = u % G, ukind = chunk_pick(sd.kind, uj);
+        if (ut >= chunk_pick(sd.count, uj)) continue;
+        [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[u * NRV + v];
+        if (ukind == CK_CODES) v_codes(st, uj, ut, chunk_pick(sd.base, uj) + pc.o_vcodes, wt, g);
+        else v_fp16(st, ukind == CK_WINDOW, chunk_pick(sd.vh, uj) + ut * D + g * CH, wt);
     }
 }
 
-/* One chunk: `count` tokens from token tok0; a compressed block at word `base` (its loads in L), or
- * fp16 rows (K from half kh0, V from half vh0 of src). */
-void do_chunk(inout item_state st, bool quant, chunk_loads L, uint base, uint src, uint kh0, uint vh0, uint count,
-              uint tok0, uint seq, uint head, uint tile)
+/* o += sum_m S[r][m] P_V[m] over the bank, as a small matrix product: invocation (channel quad q,
+ * pattern slice ps; several of them when D > 4 WG) sums over the patterns m = ps, ps + PS, ... with
+ * 8-byte loads that do not wait for each other; the slices' sums meet in acc_s. */
+void fold_patterns(uint bank, inout float o[NR][CE])
 {
-    uint lid = gl_LocalInvocationID.x, t = lid;
-    float zt[NR], lg[NR];
-    [[unroll]] for (uint r = 0u; r < NR; r++) zt[r] = 0.0;
-    if (quant) /* 1. q * s_K and the zero-point term */
-        [[unroll]] for (uint e = 0u; e < CE; e++) {
-            uint i = lid + e * WG;
-            if (i < D) {
-                float s = L.ks[e] * code_factor(i, KBITS);
-                [[unroll]] for (uint v = 0u; v < NRV; v++) {
-                    vec4 q = q_s[i * NRV + v];
-                    qs_s[i * NRV + v] = q * s;
-                    [[unroll]] for (uint j = 0u; j < 4u; j++)
-                        if (4u * v + j < NR) zt[4u * v + j] += q[j] * L.kz[e];
-                }
-            }
+    uint lid = gl_LocalInvocationID.x;
+    barrier(); /* acc_s free */
+    for (uint u = lid; u < NQ4 * PS; u += WG) {
+        uint q = u % NQ4, ps = u / NQ4;
+        vec4 f[NR];
+        [[unroll]] for (uint r = 0u; r < NR; r++) f[r] = vec4(0.0);
+        for (uint m = ps; m < bank; m += PS) {
+            uint h = vchunk_s[m / 32u] * pc.chunk_words * 2u + 32u * D + (m % 32u) * D + 4u * q; /* half index */
+            uvec2 w = chk2[h / 4u];
+            vec4 x = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+            [[unroll]] for (uint r = 0u; r < NR; r++) f[r] += uintBitsToFloat(S_s[r * SCAP + m]) * x;
         }
-    barrier();
-    /* 2. logits of token t */
-    if (t < count) {
-        if ((pc.flags & ATTN_SKIP_K) != 0u) {
-            [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] = 0.0;
-        } else if (quant) {
-            code_dot(L, base + pc.o_kcodes + t * KRW, lg);
-            if (MODE == 0u) [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] += qc_s[L.ka * NRV + r / 4u][r % 4u];
-        } else {
-            fp16_dot(src, kh0 + t * D, lg);
-        }
+        [[unroll]] for (uint r = 0u; r < NR; r++)
+            [[unroll]] for (uint k = 0u; k < 4u; k++) acc_s[(ps * NR + r) * D + 4u * q + k] = f[r][k];
     }
-    [[unroll]] for (uint r = 0u; r < NR; r++)
-        if (t >= count || tok0 + t > st.limit[r]) lg[r] = PKV_NEG_INF;
-    /* 3. softmax bookkeeping */
-    float bm[NR];
-    [[unroll]] for (uint r = 0u; r < NR; r++) bm[r] = lg[r];
-    wg_max_sum(bm, zt);
-    softmax_chunk(st, lg, bm, zt, quant ? L.vz : 0.0);
-    if (t < count) {
-        vec4 wt[2];
-        float vs = quant ? L.vs : 1.0;
-        [[unroll]] for (uint r = 0u; r < NR; r++) wt[r / 4u][r % 4u] = lg[r] * vs;
-        [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[t * NRV + v] = wt[v];
-        if (MODE == 0u && quant && L.gate != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u)
+    barrier();
+    [[unroll]] for (uint e = 0u; e < CE; e++) {
+        uint i = lid + e * WG;
+        if (i < D)
             [[unroll]] for (uint r = 0u; r < NR; r++)
-                if (lg[r] != 0.0) hist_add(r * SCAP + L.va, lg[r]);
-    }
-    if (quant && STAGE_V != 0u) /* the V codes arrived during the K phase */
-        [[unroll]] for (uint j = 0u; j < VQ; j++) {
-            uint e = lid + j * WG;
-            if (e < VSEC / 4u) {
-                vw_s[4u * e] = L.vq[j].x, vw_s[4u * e + 1u] = L.vq[j].y;
-                vw_s[4u * e + 2u] = L.vq[j].z, vw_s[4u * e + 3u] = L.vq[j].w;
-            }
-        }
-    barrier();
-    /* 4. V */
-    uint g = lid % NG, s = lid / NG;
-    if (s < NS && (pc.flags & ATTN_SKIP_V) == 0u) {
-        if (quant) v_codes(st, base + pc.o_vcodes, count, g, s);
-        else v_fp16(st, src, vh0, count, g, s);
+                for (uint k = 0u; k < PS; k++) o[r][e] += acc_s[(k * NR + r) * D + i];
     }
 }
 
@@ -332,6 +421,7 @@ void main()
     uint nb = seq_n_blocks(seq), nw = seq_n_window(seq), nsplit = seq_n_items(seq);
     uint T = nb * G + nw, n_chunks = nb + (nw + G - 1u) / G;
     uint slots = seq_table(seq) + head * nb; /* the kv head's block slots */
+    uint wb = nw > 0u ? seq_window(seq, head) * pc.window_words * 2u : 0u;
 
     item_state st;
     uint row_of[NR];
@@ -349,33 +439,30 @@ void main()
         q_s[i * NRV + r / 4u][r % 4u] = q;
     }
     if (MODE == 0u) {
+        if (lid < 8u) vchunk_s[lid] = lid * 32u < seq_bank(seq) ? seq_chunk(seq, head, lid) : 0u;
         for (uint e = lid; e < NR * SCAP; e += WG) S_s[e] = 0u;
         uint bank = seq_bank(seq);
         for (uint e = lid; e < bank * NRV; e += WG) qc_s[e] = scr4[qc_index(seq, head, tile, 0u) + e];
     }
     barrier();
 
-    /* Chunks c0 .. c1-1; a compressed chunk's block slot is read one chunk ahead. (Loading a whole
-     * chunk ahead, double-buffered in registers, measured no faster on an H200 and costs registers.) */
     uint c0 = split * pc.cps, c1 = min(n_chunks, c0 + pc.cps);
-    uint slot = c0 < nb ? scr[slots + c0] : 0u;
-    for (uint c = c0; c < c1; c++) {
-        uint next = c + 1u < min(c1, nb) ? scr[slots + c + 1u] : 0u;
-        chunk_loads cur;
-        if (MODE != 2u && c < nb) load_chunk(slot * pc.block_words, G, cur);
-        if (c < nb) {
-            uint base = slot * pc.block_words;
-            if (MODE == 2u) do_chunk(st, false, cur, 0u, 0u, base * 2u + pc.o_kcodes * 2u, base * 2u + pc.o_vcodes * 2u, G, c * G, seq, head, tile);
-            else do_chunk(st, true, cur, base, 0u, 0u, 0u, G, c * G, seq, head, tile);
-        } else {
-            uint w0 = (c - nb) * G, wb = seq_window(seq, head) * pc.window_words * 2u;
-            do_chunk(st, false, cur, 0u, 1u, wb + w0 * D, wb + (pc.R + w0) * D, min(G, nw - w0), c * G, seq, head, tile);
-        }
-        slot = next;
+    for (uint c = c0; c < c1; c += BPS) {
+        step_desc sd;
+        [[unroll]] for (uint b = 0u; b < BPS; b++)
+            describe_chunk(c + b, c1, nb, nw, slots, wb, sd.kind[b], sd.base[b], sd.kh[b], sd.vh[b], sd.count[b], sd.tok0[b]);
+        step_loads L;
+        if (MODE != 2u) load_step(sd, L);
+        do_step(st, sd, L);
     }
 
     /* the item's partial: l and the zero-point sums over tokens, the slices' V sums */
-    wg_sum_sum(st.l, st.pz);
+    {
+        float a[NZ], b[NZ];
+        [[unroll]] for (uint e = 0u; e < NZ; e++) a[e] = e < NR ? st.l[e] : 0.0, b[e] = e < NR ? st.pz[e] : 0.0;
+        wg_sum_sum(a, b);
+        [[unroll]] for (uint r = 0u; r < NR; r++) st.l[r] = a[r], st.pz[r] = b[r];
+    }
     float o[NR][CE];
     uint g = lid % NG, s = lid / NG;
     [[unroll]] for (uint r = 0u; r < NR; r++) {
@@ -383,7 +470,7 @@ void main()
         if (s < NS)
             [[unroll]] for (uint c = 0u; c < CH; c++) {
                 uint i = g * CH + c;
-                if (i < D) acc_s[s * D + i] = st.acc[r][c] * code_factor(i, VBITS);
+                if (i < D) acc_s[s * D + i] = st.acc[r][c] * code_factor(c, VBITS);
             }
         barrier();
         [[unroll]] for (uint e = 0u; e < CE; e++) {
@@ -394,26 +481,7 @@ void main()
             o[r][e] = sum;
         }
     }
-    if (MODE == 0u) { /* + sum_m S[m] P_V[m], over the patterns this item's tokens used */
-        uint bank = seq_bank(seq);
-        for (uint m = 0u; m < bank; m++) {
-            float Sm[NR];
-            bool any = false;
-            [[unroll]] for (uint r = 0u; r < NR; r++) {
-                Sm[r] = uintBitsToFloat(S_s[r * SCAP + m]);
-                any = any || Sm[r] != 0.0;
-            }
-            if (!any) continue;
-            uint pb = pattern_base(seq, head, 1u, m);
-            [[unroll]] for (uint e = 0u; e < CE; e++) {
-                uint i = lid + e * WG;
-                if (i < D) {
-                    float x = chk_hf(pb + i);
-                    [[unroll]] for (uint r = 0u; r < NR; r++) o[r][e] += Sm[r] * x;
-                }
-            }
-        }
-    }
+    if (MODE == 0u) fold_patterns(seq_bank(seq), o);
 
     if (nsplit == 1u) { /* the whole sequence in one item: normalise and write out */
         [[unroll]] for (uint r = 0u; r < NR; r++) {

@@ -4,13 +4,20 @@
  * attn_merge.comp (a second dispatch). The includer defines PART_WORD(i) and PART_VEC4(i) (the
  * partials, i a multiple of 4 for the latter) and MERGE_W(k) (shared floats, at least 2 NR nsplit);
  * wg_reduce.glsl comes first. */
+float merge_pick(float a[RED_N], uint r)
+{
+    float v = a[0];
+    [[unroll]] for (uint j = 1u; j < NR; j++) v = r == j ? a[j] : v;
+    return v;
+}
+
 void merge_rows(uint seq, uint head, uint tile, uint nsplit)
 {
     const uint WGS = gl_WorkGroupSize.x;
     uint lid = gl_LocalInvocationID.x, step = part_step(), p0 = part_slot(seq, 0u, head, tile, 0u);
     uint n = nsplit * NR, r0 = lid % NR; /* entry e = (split e / NR, row e % NR); mine all have row r0 */
-    float M[NR], L[NR];
-    [[unroll]] for (uint r = 0u; r < NR; r++) M[r] = PKV_NEG_INF, L[r] = 0.0;
+    float M[RED_N], L[RED_N]; /* rows 0..NR-1 used */
+    [[unroll]] for (uint r = 0u; r < RED_N; r++) M[r] = PKV_NEG_INF, L[r] = 0.0;
     for (uint e = lid; e < n; e += WGS) {
         uint p = p0 + (e / NR) * step + r0 * PSTRIDE;
         float m = uintBitsToFloat(PART_WORD(p));
@@ -20,7 +27,7 @@ void merge_rows(uint seq, uint head, uint tile, uint nsplit)
     }
     wg_reduce2(M, true, L, false);
     barrier();
-    float Mr = pick(M, r0);
+    float Mr = merge_pick(M, r0);
     for (uint e = lid; e < n; e += WGS) {
         float m = MERGE_W(e), w = m == PKV_NEG_INF ? 0.0 : exp2(m - Mr);
         MERGE_W(e) = w;
@@ -33,7 +40,7 @@ void merge_rows(uint seq, uint head, uint tile, uint nsplit)
         if (!tile_row_real(tile, r)) continue;
         vec4 sum = vec4(0.0);
         for (uint k = 0u; k < nsplit; k++) sum += MERGE_W(k * NR + r) * PART_VEC4(p0 + k * step + r * PSTRIDE + 4u + i);
-        float Lr = pick(L, r);
+        float Lr = merge_pick(L, r);
         scr4[(pc.out_off + tile_row(seq, head, tile, r) * D + i) / 4u] = sum * (Lr > 0.0 ? 1.0 / Lr : 0.0);
     }
 }

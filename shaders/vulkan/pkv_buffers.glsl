@@ -18,6 +18,7 @@ layout(std430, set = 0, binding = 0) coherent buffer ScratchC { uint scrc[]; };
 layout(std430, set = 0, binding = 0) coherent buffer ScratchC4 { uvec4 scrc4[]; };
 layout(std430, set = 0, binding = 2) PKV_ARENA buffer Chunks { uint chk[]; };
 layout(std430, set = 0, binding = 2) PKV_ARENA buffer Chunks4 { uvec4 chk4[]; };
+layout(std430, set = 0, binding = 2) PKV_ARENA buffer Chunks2 { uvec2 chk2[]; };
 layout(std430, set = 0, binding = 3) PKV_ARENA buffer Windows { uint win[]; };
 layout(std430, set = 0, binding = 3) PKV_ARENA buffer Windows4 { uvec4 win4[]; };
 

@@ -38,13 +38,10 @@ static pkv_status check_f16(pkv_cache *c, const uint16_t *h, size_t count, const
 /* Converts fp32 input to fp16, rejecting NaN, Inf and values beyond fp16 range. */
 static pkv_status to_f16(pkv_cache *c, const float *f, size_t count, uint16_t *dst, const char *what, uint32_t layer)
 {
-    for (size_t i = 0; i < count; i++) {
-        if (!isfinite(f[i]) || fabsf(f[i]) > PKV_F16_MAX)
-            return pkv_fail(c->ctx, PKV_ERR_NONFINITE,
-                            "pkv_append: %s[%zu] = %g of layer %u is not finite or beyond fp16 range", what, i,
-                            (double)f[i], layer);
-        dst[i] = pkv_f32_to_f16(f[i]);
-    }
+    size_t i = pkv_f32_to_f16_finite(f, dst, count);
+    if (i < count)
+        return pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] = %g of layer %u is not finite or beyond fp16 range",
+                        what, i, (double)f[i], layer);
     return PKV_OK;
 }
 

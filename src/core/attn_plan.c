@@ -20,7 +20,7 @@ uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uin
 static uint32_t seq_chunks(const pkv_attn_seq *s, uint32_t G) { return s->n_blocks + ceil_div(s->n_window, G); }
 
 pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
-                              uint32_t max_splits, pkv_attn_plan *plan)
+                              uint32_t max_splits, uint32_t cps_multiple, pkv_attn_plan *plan)
 {
     memset(plan, 0, sizeof *plan);
     const uint32_t H = g->H, rows = op->q_len * (op->n_q_heads / H);
@@ -43,11 +43,12 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
     if (cps < ceil_div(longest, max_splits)) cps = ceil_div(longest, max_splits);
     const char *env = getenv("PKV_ATTN_CHUNKS_PER_ITEM");
     if (env && atoi(env) > 0 && (uint32_t)atoi(env) >= ceil_div(longest, max_splits)) cps = (uint32_t)atoi(env);
+    if (cps_multiple > 1) cps = (cps + cps_multiple - 1) / cps_multiple * cps_multiple;
     for (;;) { /* at most one dispatch dimension of items */
         uint64_t n = 0;
         for (uint32_t s = 0; s < op->n_seqs; s++) n += ceil_div(seq_chunks(&op->seqs[s], g->G), (uint32_t)cps);
         if (n <= PKV_ATTN_MAX_ITEMS) break;
-        cps++;
+        cps += cps_multiple > 1 ? cps_multiple : 1;
     }
     plan->cps = (uint32_t)cps;
 
@@ -80,6 +81,17 @@ uint32_t pkv_attn_flags(void)
     uint32_t f = sep && atoi(sep) > 0 ? PKV_ATTN_SEPARATE_MERGE : 0;
     if (dbg) f |= (uint32_t)strtoul(dbg, NULL, 0) & ~(uint32_t)PKV_ATTN_SEPARATE_MERGE;
     return f;
+}
+
+pkv_attn_shape pkv_attn_shape_for(uint32_t nr, const pkv_geom *g)
+{
+    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, nr > 4 ? 8 : 16, 0};
+    const char *bps = getenv("PKV_ATTN_STEP_BLOCKS"), *vch = getenv("PKV_ATTN_VCH"), *sk = getenv("PKV_ATTN_STAGE_K");
+    if (bps && (atoi(bps) == 1 || atoi(bps) == 2 || atoi(bps) == 4) && atoi(bps) * g->G <= 256) sh.bps = (uint32_t)atoi(bps);
+    if (vch && (atoi(vch) == 4 || atoi(vch) == 8 || atoi(vch) == 16)) sh.vch = (uint32_t)atoi(vch);
+    if (sk && *sk) sh.stage_k = atoi(sk) > 0;
+    while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > sh.bps * g->G) sh.vch *= 2; /* channel groups <= invocations */
+    return sh;
 }
 
 void pkv_attn_plan_free(pkv_attn_plan *plan)

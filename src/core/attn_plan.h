@@ -26,10 +26,11 @@ typedef struct pkv_attn_plan {
 uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr);
 
 /* Plans op for a device that runs about `target_groups` workgroups at once (0: a default), with at
- * most max_splits items per sequence (the merge's limit). PKV_ATTN_CHUNKS_PER_ITEM in the
- * environment forces cps (tests use it to exercise the merge). */
+ * most max_splits items per sequence (the merge's limit) and items a multiple of cps_multiple chunks
+ * (the kernel's step). PKV_ATTN_CHUNKS_PER_ITEM in the environment forces cps (tests use it to
+ * exercise the merge). */
 pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
-                              uint32_t max_splits, pkv_attn_plan *plan);
+                              uint32_t max_splits, uint32_t cps_multiple, pkv_attn_plan *plan);
 void pkv_attn_plan_free(pkv_attn_plan *plan);
 
 /* Switches of the attention kernels (their push constants / parameters): how partial results are
@@ -44,5 +45,14 @@ enum {
     PKV_ATTN_SKIP_QC = 32u,       /* host side: the q.C pre-pass is not run */
 };
 uint32_t pkv_attn_flags(void);
+
+/* The kernels' shape choices: chunks per step (the workgroup is bps * G invocations, one token each:
+ * 128 invocations by default), channels per invocation in the V phase (16 for up to 4 rows, else 8)
+ * and whether K codes are staged in shared memory (no). PKV_ATTN_STEP_BLOCKS=1|2|4,
+ * PKV_ATTN_VCH=4|8|16 and PKV_ATTN_STAGE_K=0|1 override them (tuning). */
+typedef struct pkv_attn_shape {
+    uint32_t bps, vch, stage_k;
+} pkv_attn_shape;
+pkv_attn_shape pkv_attn_shape_for(uint32_t nr, const pkv_geom *g);
 
 #endif

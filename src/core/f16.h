@@ -8,4 +8,13 @@
 
 #define PKV_F16_MAX 65504.0f
 
+#include <stddef.h>
+#include <stdint.h>
+
+/* fp32 -> fp16 of values that must be finite and within +-65504 (the K/V an append stores): converts
+ * src[0..n) and returns n, or stops at the first value that is not and returns its index. Uses the
+ * x86 F16C instructions where the CPU has them (the same bits as pkv_f32_to_f16 for such values:
+ * IEEE round to nearest even, subnormals kept). */
+size_t pkv_f32_to_f16_finite(const float *src, uint16_t *dst, size_t n);
+
 #endif

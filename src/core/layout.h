@@ -1,5 +1,5 @@
 /* The byte layout of blocks, bank chunks and windows: one definition for every backend.
- * README.md ("Data layout") describes the same thing in prose. */
+ * docs/FORMAT.md describes the same thing in prose. */
 #ifndef PKV_LAYOUT_H
 #define PKV_LAYOUT_H
 

@@ -1,7 +1,9 @@
-/* The portable CPU backend: buffers are host memory; ops are the reference in cpu_ops.c. */
+/* The CPU backend: buffers are host memory; ops in cpu_ops.c (mining, flush) and cpu_attention.c,
+ * through the kernel table chosen at creation (cpu_simd.h); a persistent thread pool. */
 #include "cpu_backend.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +17,33 @@ struct pkv_buf {
     size_t size;
 };
 
+/* The pool: n_threads - 1 workers started on first use. A job's items are claimed one at a time
+ * under the mutex (a few dozen per op), by the workers and by the calling thread alike; the caller
+ * then waits only for items already running, never for a worker that has not woken up yet (on a
+ * loaded machine a wake-up can take a scheduler tick). Workers spin on the job generation for a while
+ * before sleeping, so back-to-back ops (decode steps) usually find them awake. */
+typedef struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    pthread_t th[64];
+    uint32_t n_workers, started;
+    void (*fn)(uint32_t, void *);
+    void *arg;
+    uint32_t n, next, running;
+    unsigned long gen;  /* under mu */
+    atomic_ulong agen;  /* a copy for spinning */
+    int stop;
+} pool;
+
 typedef struct cpu_impl {
     uint32_t n_threads;
     double last_op_ms;
+    const pkv_cpu_kernels *kernels;
+    pool pool;
 } cpu_impl;
+
+const pkv_cpu_kernels *pkv_cpu_kernels_of(pkv_backend *be) { return ((cpu_impl *)be->impl)->kernels; }
+uint32_t pkv_cpu_n_threads(pkv_backend *be) { return ((cpu_impl *)be->impl)->n_threads; }
 
 double pkv_cpu_last_op_ms(pkv_backend *be) { return ((cpu_impl *)be->impl)->last_op_ms; }
 void pkv_cpu_set_last_op_ms(pkv_backend *be, double ms) { ((cpu_impl *)be->impl)->last_op_ms = ms; }
@@ -74,8 +99,25 @@ static pkv_status cpu_buf_copy(pkv_backend *be, pkv_buf *dst, size_t doff, pkv_b
     return PKV_OK;
 }
 
+static void pool_stop(pool *p)
+{
+    if (!p->started) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    p->gen++;
+    atomic_store(&p->agen, p->gen);
+    pthread_cond_broadcast(&p->cv_work);
+    pthread_mutex_unlock(&p->mu);
+    for (uint32_t t = 0; t < p->n_workers; t++) pthread_join(p->th[t], NULL);
+}
+
 static void cpu_destroy(pkv_backend *be)
 {
+    cpu_impl *impl = be->impl;
+    pool_stop(&impl->pool);
+    pthread_mutex_destroy(&impl->pool.mu);
+    pthread_cond_destroy(&impl->pool.cv_work);
+    pthread_cond_destroy(&impl->pool.cv_done);
     free(be->impl);
     free(be);
 }
@@ -95,36 +137,81 @@ static const pkv_backend_iface cpu_iface = {
     .last_op_ms = pkv_cpu_last_op_ms,
 };
 
-typedef struct job {
-    void (*fn)(uint32_t, void *);
-    void *arg;
-    uint32_t n, stride, first;
-} job;
-
-static void *run_job(void *p)
+static inline void cpu_relax(void)
 {
-    job *j = p;
-    for (uint32_t i = j->first; i < j->n; i += j->stride) j->fn(i, j->arg);
-    return NULL;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* Runs the items of job `gen` until none is left to claim. */
+static void pool_drain(pool *p, unsigned long gen)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->gen == gen && p->next < p->n) {
+        uint32_t i = p->next++;
+        void (*fn)(uint32_t, void *) = p->fn;
+        void *arg = p->arg;
+        p->running++;
+        pthread_mutex_unlock(&p->mu);
+        fn(i, arg);
+        pthread_mutex_lock(&p->mu);
+        if (--p->running == 0 && p->next >= p->n) pthread_cond_broadcast(&p->cv_done);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *pool_worker(void *arg)
+{
+    pool *p = arg;
+    unsigned long seen = 0;
+    for (;;) {
+        double t0 = pkv_cpu_now_ms();
+        for (uint32_t k = 0; atomic_load_explicit(&p->agen, memory_order_acquire) == seen; k++) {
+            cpu_relax();
+            if ((k & 63u) == 63u && pkv_cpu_now_ms() - t0 > 0.2) break; /* spin 0.2 ms, then sleep */
+        }
+        pthread_mutex_lock(&p->mu);
+        while (p->gen == seen && !p->stop) pthread_cond_wait(&p->cv_work, &p->mu);
+        int stop = p->stop;
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) return NULL;
+        pool_drain(p, seen);
+    }
+}
+
+static void pool_start(pool *p)
+{
+    p->started = 1;
+    uint32_t ok = 0;
+    for (uint32_t t = 0; t < p->n_workers; t++)
+        if (pthread_create(&p->th[ok], NULL, pool_worker, p) == 0) ok++;
+    p->n_workers = ok; /* fewer threads if the system refuses some: the caller does their share */
 }
 
 void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t, void *), void *arg)
 {
     cpu_impl *impl = be->impl;
-    uint32_t nt = impl->n_threads < n ? impl->n_threads : n;
-    pthread_t th[64];
-    job jobs[64];
-    int started[64] = {0};
-    for (uint32_t t = 1; t < nt; t++) {
-        jobs[t] = (job){fn, arg, n, nt, t};
-        started[t] = pthread_create(&th[t], NULL, run_job, &jobs[t]) == 0;
+    pool *p = &impl->pool;
+    if (n == 0) return;
+    if (n > 1 && !p->started && p->n_workers) pool_start(p);
+    if (n == 1 || p->n_workers == 0) {
+        for (uint32_t i = 0; i < n; i++) fn(i, arg);
+        return;
     }
-    jobs[0] = (job){fn, arg, n, nt ? nt : 1, 0};
-    run_job(&jobs[0]);
-    for (uint32_t t = 1; t < nt; t++) {
-        if (started[t]) pthread_join(th[t], NULL);
-        else run_job(&jobs[t]); /* no thread: do its share here */
-    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn, p->arg = arg, p->n = n, p->next = 0, p->running = 0;
+    unsigned long gen = ++p->gen;
+    atomic_store_explicit(&p->agen, gen, memory_order_release);
+    pthread_cond_broadcast(&p->cv_work);
+    pthread_mutex_unlock(&p->mu);
+    pool_drain(p, gen);
+    pthread_mutex_lock(&p->mu);
+    while (p->running) pthread_cond_wait(&p->cv_done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
 }
 
 typedef struct op_run {
@@ -160,7 +247,9 @@ static void cpu_info(pkv_device_info *info)
     info->backend = PKV_BACKEND_CPU;
     info->type = PKV_DEVICE_CPU;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    snprintf(info->name, sizeof info->name, "CPU reference (%ld cores)", cores > 0 ? cores : 1);
+    char note[160];
+    snprintf(info->name, sizeof info->name, "CPU reference (%ld cores, %s)", cores > 0 ? cores : 1,
+             pkv_cpu_simd_name(pkv_cpu_simd_choose(note, sizeof note)));
     snprintf(info->driver, sizeof info->driver, "patternkv %s", PKV_VERSION_STRING);
 }
 
@@ -190,6 +279,18 @@ static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, cha
     impl->last_op_ms = -1.0;
     impl->n_threads = p->n_threads ? p->n_threads : (uint32_t)(cores > 0 ? cores : 1);
     if (impl->n_threads > 64) impl->n_threads = 64;
+    char note[160];
+    impl->kernels = pkv_cpu_kernels_for(pkv_cpu_simd_choose(note, sizeof note));
+    if (note[0]) {
+        pkv_context tmp = {.params = *p};
+        pkv_log(&tmp, PKV_LOG_WARN, "cpu: %s", note);
+    }
+    pool *pl = &impl->pool;
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->cv_work, NULL);
+    pthread_cond_init(&pl->cv_done, NULL);
+    pl->n_workers = impl->n_threads - 1;
+    atomic_init(&pl->agen, 0ul);
     be->iface = &cpu_iface;
     be->impl = impl;
     be->info = info;

@@ -1,6 +1,7 @@
 #ifndef PKV_CPU_BACKEND_H
 #define PKV_CPU_BACKEND_H
 #include "backend.h"
+#include "cpu_simd.h"
 
 uint8_t *pkv_cpu_buf_data(pkv_buf *buf);
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
@@ -11,7 +12,11 @@ pkv_status pkv_cpu_measure_read(pkv_backend *be, uint64_t bytes, double *gbps);
 double pkv_cpu_now_ms(void);
 double pkv_cpu_last_op_ms(pkv_backend *be);
 void pkv_cpu_set_last_op_ms(pkv_backend *be, double ms);
-/* Runs fn(i, arg) for i in [0, n) on the backend's threads. */
+/* The kernel table the backend chose at creation (cpu_simd.h), and its thread count. */
+const pkv_cpu_kernels *pkv_cpu_kernels_of(pkv_backend *be);
+uint32_t pkv_cpu_n_threads(pkv_backend *be);
+/* Runs fn(i, arg) for i in [0, n) on the backend's threads (a pool started on first use; items are handed out
+ * one at a time, so a core that another process slows down takes fewer). */
 void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t i, void *arg), void *arg);
 /* Runs an op as n tasks; a task returns nonzero when it could not allocate its scratch memory.
  * Records the op's duration for pkv_last_op_time. */

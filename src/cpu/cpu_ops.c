@@ -1,4 +1,5 @@
-/* The CPU reference ops: prefill mining, window flush, fused attention (docs/NUMERICS.md). */
+/* The CPU ops: prefill mining and window flush (docs/NUMERICS.md), through the kernel table of the
+ * backend (cpu_simd.h: scalar or vectorised, every level bit-exact with the others). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -17,66 +18,25 @@ static void chunk_ptrs(const pkv_store *st, const uint32_t *table, uint32_t n, c
     for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < n; ci++) out[ci] = slot_ptr(st->chunks, table[ci], st->g->chunk_bytes);
 }
 
-/* The nearest of n patterns under `dist`; ties keep the lowest index (docs/NUMERICS.md). */
-static uint32_t argmin(float (*dist)(const float *, const float *, uint32_t), const float *x, const float *P, uint32_t n,
-                       uint32_t d)
-{
-    uint32_t best = 0;
-    float bd = dist(x, P, d);
-    for (uint32_t m = 1; m < n; m++) {
-        float v = dist(x, P + (size_t)m * d, d);
-        if (v < bd) bd = v, best = m;
-    }
-    return best;
-}
-
-/* L2 argmin of every token of x [n][d] over the M rows of c [M][d], into a. The same sums as
- * pkv_dist_l2 (acc + (x_i - c_i)^2 over i ascending, one chain per pattern), run for all patterns
- * at once over cT [d][Mp] (c transposed, rows padded to Mp) so that the compiler can use vector
- * lanes across patterns; acc [Mp] is scratch. */
-static void assign_l2(const float *x, uint32_t n, uint32_t d, const float *c, uint32_t M, float *cT, float *acc,
-                      uint32_t *a)
-{
-    const uint32_t Mp = (M + 7) & ~7u;
-    for (uint32_t i = 0; i < d; i++)
-        for (uint32_t m = 0; m < Mp; m++) cT[(size_t)i * Mp + m] = m < M ? c[(size_t)m * d + i] : 0.0f;
-    for (uint32_t t = 0; t < n; t++) {
-        const float *xt = x + (size_t)t * d;
-        for (uint32_t m = 0; m < Mp; m++) acc[m] = 0.0f;
-        for (uint32_t i = 0; i < d; i++) {
-            const float xi = xt[i], *ci = cT + (size_t)i * Mp;
-            for (uint32_t m = 0; m < Mp; m++) acc[m] = pkv_l2_step(acc[m], xi, ci[m]);
-        }
-        uint32_t best = 0;
-        for (uint32_t m = 1; m < M; m++)
-            if (acc[m] < acc[best]) best = m;
-        a[t] = best;
-    }
-}
-
 /* Scratch of one k-means run over n tokens (docs/NUMERICS.md: chunk sums, then a pairwise tree). */
 typedef struct kmeans_scratch {
     uint32_t *assign, *count;
-    float *part;   /* [ceil(n / PKV_KMEANS_CHUNK)][M][d] chunk sums */
-    float *cT, *acc;
+    float *part; /* [ceil(n / PKV_KMEANS_CHUNK)][M][d] chunk sums */
 } kmeans_scratch;
 
 static void kmeans_scratch_free(kmeans_scratch *k)
 {
-    free(k->assign), free(k->count), free(k->part), free(k->cT), free(k->acc);
+    free(k->assign), free(k->count), free(k->part);
     memset(k, 0, sizeof *k);
 }
 
 static int kmeans_scratch_alloc(kmeans_scratch *k, uint32_t n, uint32_t d, uint32_t M)
 {
-    const size_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK, Mp = (M + 7) & ~7u;
-    memset(k, 0, sizeof *k);
+    const size_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK;
     k->assign = malloc((size_t)n * sizeof *k->assign);
     k->count = malloc((size_t)M * sizeof *k->count);
     k->part = malloc(nc * M * d * sizeof *k->part);
-    k->cT = malloc((size_t)d * Mp * sizeof *k->cT);
-    k->acc = malloc(Mp * sizeof *k->acc);
-    if (k->assign && k->count && k->part && k->cT && k->acc) return 0;
+    if (k->assign && k->count && k->part) return 0;
     kmeans_scratch_free(k);
     return -1;
 }
@@ -108,21 +68,21 @@ static void centroid_sums(const float *x, uint32_t n, uint32_t d, uint32_t M, co
 }
 
 /* k-means of x [n][d] into c [M][d], initialised from init (docs/NUMERICS.md). */
-static void kmeans(const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init, const float *rcp,
-                   uint32_t iters, float tol2, float *c, kmeans_scratch *k)
+static void kmeans(const pkv_cpu_kernels *k, const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init,
+                   const float *rcp, uint32_t iters, float tol2, float *c, kmeans_scratch *ks)
 {
     for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
     for (uint32_t it = 0; it < iters; it++) {
-        assign_l2(x, n, d, c, M, k->cT, k->acc, k->assign);
-        memset(k->count, 0, M * sizeof *k->count);
-        for (uint32_t t = 0; t < n; t++) k->count[k->assign[t]]++;
-        centroid_sums(x, n, d, M, k->assign, k->part);
+        k->argmin_l2(x, n, d, c, M, ks->assign);
+        memset(ks->count, 0, M * sizeof *ks->count);
+        for (uint32_t t = 0; t < n; t++) ks->count[ks->assign[t]]++;
+        centroid_sums(x, n, d, M, ks->assign, ks->part);
         float shift2 = 0.0f;
         for (uint32_t m = 0; m < M; m++) {
-            if (!k->count[m]) continue;
+            if (!ks->count[m]) continue;
             float acc = 0.0f;
             for (uint32_t i = 0; i < d; i++) {
-                float nv = k->part[(size_t)m * d + i] * rcp[k->count[m]];
+                float nv = ks->part[(size_t)m * d + i] * rcp[ks->count[m]];
                 acc = pkv_l2_step(acc, nv, c[(size_t)m * d + i]);
                 c[(size_t)m * d + i] = nv;
             }
@@ -144,25 +104,29 @@ static void store_pattern(const pkv_store *st, const uint32_t *table, uint32_t m
     }
 }
 
-static void f16_rows(const uint16_t *src, uint32_t n, uint32_t stride, uint32_t d, float *dst)
+static void f16_rows(const pkv_cpu_kernels *k, const uint16_t *src, uint32_t n, uint32_t stride, uint32_t d, float *dst)
 {
-    for (uint32_t t = 0; t < n; t++)
-        for (uint32_t i = 0; i < d; i++) dst[(size_t)t * d + i] = pkv_f16_to_f32(src[(size_t)t * stride + i]);
+    if (stride == d) {
+        k->f16_to_f32(src, dst, (size_t)n * d);
+        return;
+    }
+    for (uint32_t t = 0; t < n; t++) k->f16_to_f32(src + (size_t)t * stride, dst + (size_t)t * d, d);
 }
 
 /* Quantizes groups of G tokens (x: [n][d] K and V) with their assignments into the given blocks. */
-static void encode_groups(const pkv_store *st, uint32_t groups, const uint32_t *slots, const float *xk, const float *xv,
+static void encode_groups(const pkv_cpu_kernels *k, const pkv_store *st, uint32_t groups, const uint32_t *slots, const float *xk, const float *xv,
                           const uint8_t *ka, const uint8_t *va, const float *PK, const float *PV)
 {
     const pkv_geom *g = st->g;
     for (uint32_t gi = 0; gi < groups; gi++) {
         size_t t0 = (size_t)gi * g->G;
-        pkv_block_encode(g, xk + t0 * g->d, xv + t0 * g->d, ka ? ka + t0 : NULL, va ? va + t0 : NULL, PK, PV,
+        k->block_encode(g, xk + t0 * g->d, xv + t0 * g->d, ka ? ka + t0 : NULL, va ? va + t0 : NULL, PK, PV,
                          slot_ptr(st->blocks, slots[gi], g->block_bytes));
     }
 }
 
 typedef struct mine_job {
+    const pkv_cpu_kernels *k;
     const pkv_store *st;
     const pkv_mine_op *op;
 } mine_job;
@@ -191,15 +155,14 @@ static int mine_unit(uint32_t u, void *arg)
     }
     const uint32_t *table = ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
     for (int kv = 0; kv < 2; kv++) {
-        const uint16_t *src = (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d;
-        f16_rows(src, n, H * d, d, x[kv]);
-        kmeans(x[kv], n, d, M, ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, &ks);
+        f16_rows(j->k, (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d, n, H * d, d, x[kv]);
+        kmeans(j->k, x[kv], n, d, M, ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, &ks);
         for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
-        assign_l2(x[kv], op->n_quant, d, P[kv], M, ks.cT, ks.acc, ks.assign);
+        j->k->argmin_l2(x[kv], op->n_quant, d, P[kv], M, ks.assign);
         for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)ks.assign[t];
     }
     uint32_t groups = op->n_quant / g->G;
-    encode_groups(st, groups, ml->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
+    encode_groups(j->k, st, groups, ml->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
 done:
     kmeans_scratch_free(&ks);
     free(c);
@@ -210,11 +173,12 @@ done:
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
     if (!op->tokens_k) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu mine: tokens must be in host memory");
-    mine_job j = {st, op};
+    mine_job j = {pkv_cpu_kernels_of(be), st, op};
     return pkv_cpu_run_op(be, op->n_layers * st->g->H, mine_unit, &j, "mine");
 }
 
 typedef struct flush_job {
+    const pkv_cpu_kernels *k;
     const pkv_store *st;
     const pkv_flush_op *op;
 } flush_job;
@@ -225,14 +189,14 @@ static int flush_unit(uint32_t u, void *arg)
     const flush_job *j = arg;
     const pkv_store *st = j->st;
     const pkv_geom *g = st->g;
-    const uint32_t R = g->R, d = g->d, h = u % g->H;
     const pkv_flush_layer *op = &j->op->layers[u / g->H];
+    const uint32_t R = g->R, d = g->d, h = u % g->H;
     float *xs[2] = {malloc((size_t)R * d * sizeof(float)), malloc((size_t)R * d * sizeof(float))};
     float *P[2] = {NULL, NULL};
     uint8_t a[2][8 * 128];
     const uint8_t *win = slot_ptr(st->windows, op->window_slot[h], g->window_bytes);
     if (!xs[0] || !xs[1]) goto fail;
-    for (int kv = 0; kv < 2; kv++) f16_rows((const uint16_t *)(win + (size_t)kv * R * d * 2), R, d, d, xs[kv]);
+    for (int kv = 0; kv < 2; kv++) f16_rows(j->k, (const uint16_t *)(win + (size_t)kv * R * d * 2), R, d, d, xs[kv]);
     const int pattern = g->mode == PKV_MODE_PATTERN;
     if (pattern) {
         const uint32_t *table = op->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
@@ -246,18 +210,14 @@ static int flush_unit(uint32_t u, void *arg)
         for (int kv = 0; kv < 2; kv++) {
             if (op->append_pattern) {
                 float centre[256];
-                for (uint32_t i = 0; i < d; i++) {
-                    pkv_span s = pkv_span_of(xs[kv][i]);
-                    for (uint32_t t = 1; t < R; t++) s = pkv_span_add(s, xs[kv][(size_t)t * d + i]);
-                    centre[i] = pkv_centre(s.lo, s.hi);
-                }
+                j->k->centre(xs[kv], R, d, centre);
                 store_pattern(st, table, op->bank_count, kv, centre, P[kv] + (size_t)op->bank_count * d);
             }
-            for (uint32_t t = 0; t < R; t++) a[kv][t] = (uint8_t)argmin(pkv_dist_minmax, xs[kv] + (size_t)t * d, P[kv], n, d);
+            j->k->argmin_minmax(xs[kv], R, d, P[kv], n, a[kv]);
         }
     }
     uint32_t groups = R / g->G;
-    encode_groups(st, groups, op->block_slot + (size_t)h * groups, xs[0], xs[1], pattern ? a[0] : NULL,
+    encode_groups(j->k, st, groups, op->block_slot + (size_t)h * groups, xs[0], xs[1], pattern ? a[0] : NULL,
                   pattern ? a[1] : NULL, P[0], P[1]);
     int failed = 0;
     goto done;
@@ -270,7 +230,7 @@ done:
 
 pkv_status pkv_cpu_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op)
 {
-    flush_job j = {st, op};
+    flush_job j = {pkv_cpu_kernels_of(be), st, op};
     return pkv_cpu_run_op(be, op->n_layers * st->g->H, flush_unit, &j, "flush");
 }
 

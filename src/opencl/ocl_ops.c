@@ -360,9 +360,13 @@ pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_
  * (ocl_attention.cl's attn_local). */
 static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v)
 {
-    const size_t nrv = (nr + 3) / 4, ch = nr > 4 ? 8 : 16, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
-    const size_t vsec = g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words;
-    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + 4 * nr * cap + 4 * g->G * ch + 8 * (size_t)g->G * nr + 64;
+    const pkv_attn_shape sh = pkv_attn_shape_for(nr, g);
+    const size_t nrv = (nr + 3) / 4, ch = sh.vch, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    const size_t bps = sh.bps, wg = bps * g->G;
+    const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
+    const size_t vsec = bps * (g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words);
+    const size_t acc = wg * ch > nr * g->d ? wg * ch : nr * g->d;
+    return 16 * nrv * ((1 + bps) * g->d + cap + wg) + 4 * vsec + ksec + 4 * nr * cap + 4 * acc + 32 + 8 * wg * nr * bps + 64;
 }
 
 /* The parameter block of ocl_attention.cl (its A_* indices). */
@@ -395,12 +399,15 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
     }
     pkv_ocl_attn_program *prog;
-    const uint32_t shape[PKV_OCL_ATTN_SHAPE] = {d, g->G, g->k_bits, g->v_bits, g->mode, nr, pattern ? g->capacity : 1, stage_v};
+    const pkv_attn_shape ks = pkv_attn_shape_for(nr, g);
+    const uint32_t shape[PKV_OCL_ATTN_SHAPE] = {d, g->G, g->k_bits, g->v_bits, g->mode, nr, pattern ? g->capacity : 1, stage_v,
+                                                ks.vch, ks.stage_k, ks.bps};
+    const uint32_t wg = ks.bps * g->G;
     pkv_status s = pkv_ocl_attn_program_get(o, shape, &prog);
     if (s != PKV_OK) return s;
     pkv_attn_plan plan;
     /* the merge keeps two floats per item and row in the G x channels array of the slices' sums */
-    s = pkv_attn_plan_make(op, g, nr, o->compute_units * 4, g->G * (nr > 4 ? 8 : 16) / (2 * nr), &plan);
+    s = pkv_attn_plan_make(op, g, nr, o->compute_units * 4, wg * ks.vch / (2 * nr), ks.bps, &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);
     uint32_t A[PP_COUNT] = {0};
@@ -437,10 +444,10 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (err == CL_SUCCESS)
         err = pkv_ocl_args(o, prog->attn, 12, ARG(params), ARG(sd), ARG(items), ARG(table), ARG(q), ARG(blocks),
                            ARG(windows), ARG(chunks), ARG(qc), ARG(part), ARG(cnt), ARG(out));
-    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->attn, n_groups, g->G);
+    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->attn, n_groups, wg);
     if (err == CL_SUCCESS && (flags & PKV_ATTN_SEPARATE_MERGE) && n_slots) {
         err = pkv_ocl_args(o, prog->merge, 4, ARG(params), ARG(sd), ARG(part), ARG(out));
-        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->merge, groups, g->G);
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->merge, groups, wg);
     }
     if (err == CL_SUCCESS)
         err = o->cl->clEnqueueReadBuffer(o->q, out, CL_TRUE, 0, out_floats * sizeof(float), op->out, 0, NULL, NULL);

@@ -242,8 +242,10 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
     const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
     char options[512], why[256] = "";
     snprintf(options, sizeof options,
-             "-cl-std=CL1.2 -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u -DSTAGE_V=%u %s", shape[0],
-             shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], extra ? extra : "");
+             "-cl-std=CL1.2 -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u -DSTAGE_V=%u -DVCH=%u -DSTAGE_K=%u "
+             "-DBPS=%u %s",
+             shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], shape[8], shape[9], shape[10],
+             extra ? extra : "");
     pkv_ocl_attn_program a = {0};
     memcpy(a.shape, shape, sizeof a.shape);
     a.prog = load_program(o, pkv_ocl_attn_source, (size_t)pkv_ocl_attn_source_len, options, why, sizeof why);
@@ -262,13 +264,13 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
         o->cl->clGetProgramBuildInfo(a.prog, o->dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
         pkv_ocl_log(o, PKV_LOG_WARN, "opencl: attention program (%s):\n%s", options, log);
     }
-    if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || kwg < shape[1]) {
+    if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || kwg < shape[1] * shape[10]) {
         if (a.qc) o->cl->clReleaseKernel(a.qc);
         if (a.attn) o->cl->clReleaseKernel(a.attn);
         if (a.merge) o->cl->clReleaseKernel(a.merge);
         o->cl->clReleaseProgram(a.prog);
         return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl attention: the device cannot run work-groups of %u items for this shape (%s)",
-                        shape[1], pkv_ocl_error_name(e1 != CL_SUCCESS ? e1 : e2));
+                        shape[1] * shape[10], pkv_ocl_error_name(e1 != CL_SUCCESS ? e1 : e2));
     }
     o->attn[o->n_attn] = a;
     *out = &o->attn[o->n_attn++];

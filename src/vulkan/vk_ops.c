@@ -476,11 +476,14 @@ typedef struct attn_push {
  * (its arrays, in its order). */
 static size_t decode_shared_bytes(const pkv_geom *g, uint32_t nr, int stage_v, int subgroups)
 {
-    const size_t nrv = (nr + 3) / 4, wg = g->G, ch = nr > 4 ? 8 : 16;
+    const pkv_attn_shape sh = pkv_attn_shape_for(nr, g);
+    const size_t nrv = (nr + 3) / 4, bps = sh.bps, wg = bps * g->G, ch = sh.vch;
+    const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
     const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
-    const size_t vsec = g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words;
-    return 16 * nrv * (2 * g->d + cap + g->G) + 4 * vsec + 4 * nr * cap + 4 * wg * ch + 4 +
-           8 * nr * (subgroups ? 32 : wg);
+    const size_t vsec = bps * (g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words);
+    const size_t acc = wg * ch > nr * g->d ? wg * ch : nr * g->d;
+    return 16 * nrv * ((1 + bps) * g->d + cap + wg) + 4 * vsec + ksec + 4 * nr * cap + 4 * acc + 4 + 32 +
+           8 * nr * bps * (subgroups ? 32 : wg);
 }
 
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
@@ -500,10 +503,12 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         nr = pkv_attn_rows_per_group(op, H, 8);
         while (nr > 1 && decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) nr /= 2;
     }
-    /* The merge keeps two floats per item and row in the acc_s array (G x channels per invocation). */
-    const uint32_t max_splits = G * (nr > 4 ? 8 : 16) / (2 * nr);
+    const pkv_attn_shape shape = pkv_attn_shape_for(nr, g);
+    const uint32_t wg = shape.bps * G;
+    /* The merge keeps two floats per item and row in the acc_s array (invocations x V channels). */
+    const uint32_t max_splits = wg * shape.vch / (2 * nr);
     pkv_attn_plan plan;
-    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * 4, max_splits, &plan);
+    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * 4, max_splits, shape.bps, &plan);
     if (s != PKV_OK) return s;
     if (plan.tiles > 65535 || H > 65535) {
         pkv_attn_plan_free(&plan);
@@ -529,7 +534,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     pthread_mutex_lock(&vk->lock);
     s = pkv_vk_scratch_reserve(vk, (size_t)sp.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    uint32_t spec[PKV_VK_SPEC_MAX] = {G, d, G, g->k_bits, g->v_bits, g->mode, nr, cap, stage_v};
+    uint32_t spec[PKV_VK_SPEC_MAX] = {wg, d, G, g->k_bits, g->v_bits, g->mode, nr, cap, stage_v, shape.vch, shape.stage_k};
     uint32_t spec_qc[PKV_VK_SPEC_MAX] = {WG_SMALL, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     uint32_t spec_merge[PKV_VK_SPEC_MAX] = {WG_BLOCK, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     VkPipeline p_qc = VK_NULL_HANDLE, p_decode, p_merge = VK_NULL_HANDLE;

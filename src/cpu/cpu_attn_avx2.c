@@ -1,0 +1,108 @@
+/* Attention kernel for AVX2 with FMA and F16C: 8 lanes (cpu_attn_simd.h). */
+#include <immintrin.h>
+#include <stdint.h>
+#include "cpu_vec_avx2.h"
+#include <string.h>
+
+#define ACC_REGS 8
+typedef __m256i VI;
+
+static inline VF vf_zero(void) { return _mm256_setzero_ps(); }
+static inline VF vf_fma(VF a, VF b, VF c) { return _mm256_fmadd_ps(a, b, c); }
+static inline VF vf_max(VF a, VF b) { return _mm256_max_ps(a, b); }
+static inline float vf_hsum(VF v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline float vf_hmax(VF v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline VI vi_set1(uint32_t x) { return _mm256_set1_epi32((int)x); }
+static inline VI vi_loadu(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline VI vi_and(VI a, VI b) { return _mm256_and_si256(a, b); }
+#define vi_srli(v, n) _mm256_srli_epi32((v), (int)(n))
+/* exact for values < 2^31 (the kernel never converts more) */
+static inline VF vf_from_u(VI v) { return _mm256_cvtepi32_ps(v); }
+static inline VI vi_gather_rows(const uint32_t *p, VI idx) { return _mm256_i32gather_epi32((const int *)p, idx, 4); }
+static inline VF vf_gather(const float *p, VI idx) { return _mm256_i32gather_ps(p, idx, 4); }
+static inline VF vf_lookup(const float *t, uint32_t n, VI idx)
+{
+    if (n <= 8) return _mm256_permutevar8x32_ps(_mm256_loadu_ps(t), idx);
+    return _mm256_i32gather_ps(t, idx, 4);
+}
+static inline VF vf_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+/* 2^x for x <= 64; 0 for x <= -127 (and -inf). */
+static inline VF vf_exp2(VF x)
+{
+    const VF lo = _mm256_set1_ps(-127.0f);
+    VF keep = _mm256_cmp_ps(x, lo, _CMP_GT_OQ);
+    x = _mm256_max_ps(x, lo);
+    VF n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    VF f = _mm256_sub_ps(x, n);
+    VF p = _mm256_set1_ps(1.525273380405984e-05f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.5403530393381608e-04f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-03f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618129107628477e-03f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550410866482158e-02f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402265069591007e-01f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931471805599453e-01f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    /* 2^n for n in [-126, 64]; n = -127 only with keep = 0 */
+    VI e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_max_ps(n, _mm256_set1_ps(-126.0f))),
+                                              _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+}
+
+static inline uint32_t rd32(const uint8_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* Codes of channels [8v, 8v + 8) of a bit plane's token row, exact, in channel order. */
+static inline VF v_codes(const uint8_t *row, int bits, uint32_t v)
+{
+    switch (bits) {
+    case 1: {
+        VI sh = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)(v & 3) * 8));
+        VI x = _mm256_srlv_epi32(_mm256_set1_epi32((int)rd32(row + 4 * (v / 4))), sh);
+        return _mm256_cvtepi32_ps(_mm256_and_si256(x, _mm256_set1_epi32(1)));
+    }
+    case 2: {
+        VI sh = _mm256_add_epi32(_mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), _mm256_set1_epi32((int)(v & 1) * 16));
+        VI x = _mm256_srlv_epi32(_mm256_set1_epi32((int)rd32(row + 4 * (v / 2))), sh);
+        return _mm256_cvtepi32_ps(_mm256_and_si256(x, _mm256_set1_epi32(3)));
+    }
+    case 4: {
+        const VI sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+        VI x = _mm256_srlv_epi32(_mm256_set1_epi32((int)rd32(row + 4 * v)), sh);
+        return _mm256_cvtepi32_ps(_mm256_and_si256(x, _mm256_set1_epi32(15)));
+    }
+    default:
+        return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + 8 * v))));
+    }
+}
+
+#include "cpu_attn_simd.h"
+
+const pkv_cpu_kernels pkv_cpu_kernels_avx2 = {
+    .level = PKV_SIMD_AVX2,
+    .name = "avx2",
+    .attn_unit = attn_unit_simd,
+    .dot = dot_simd,
+    .axpy = axpy_simd,
+    .f16_to_f32 = pkv_cpu_f16_to_f32_avx2,
+    .argmin_l2 = pkv_cpu_argmin_l2_avx2,
+    .argmin_minmax = pkv_cpu_argmin_minmax_avx2,
+    .block_encode = pkv_cpu_block_encode_avx2,
+    .centre = pkv_cpu_centre_avx2,
+};

@@ -1,0 +1,449 @@
+/* The vectorised attention kernel, written once over a small vector vocabulary that each
+ * instruction-set file (cpu_attn_avx2.c, cpu_attn_avx512.c, cpu_attn_neon.c) defines before including
+ * this file: W lanes of float (VF) and uint32 (VI), and
+ *   vf_load vf_store vf_set1 vf_zero vf_add vf_mul vf_fma(a,b,c)=a*b+c vf_max vf_hsum vf_hmax vf_exp2
+ *   vi_set1 vi_and vi_srli(v, const) vf_from_u (exact for values < 2^31)
+ *   vi_gather_rows(p, idx): lane l = p[idx[l]] (32-bit words); vf_gather(p, idx): lane l = p[idx[l]]
+ *   vf_f16(p): W fp16 values -> fp32; v_codes(row, bits, v): codes of channels [vW, vW + W) of one
+ *   token row of a bit plane of `bits` (1, 2, 4, 8) bits, as exact floats, in channel order.
+ *   ACC_REGS: how many VF accumulators the V pass may keep in registers.
+ *
+ * One unit (cpu_simd.h) = some chunks of one (sequence, kv head), for all its query rows, taken in
+ * tiles of up to 4 rows; per chunk and tile:
+ * - K logits with tokens in the lanes: the b-bit fields of W token rows are gathered one 32-bit word
+ *   at a time, each channel's field is isolated by one AND (or one shift for the top field of a word)
+ *   and converted exactly; its power of two is folded into the coefficient q_i * s_i (per channel,
+ *   per block), so a channel costs AND + convert + one FMA per row. The zero-point term
+ *   sum_i q_i z_i once per block, q.C_K[a_t] gathered from the per-unit table.
+ * - softmax in base 2, running max moved only when a chunk exceeds it by 2^8 (docs/NUMERICS.md);
+ * - V with channels in the lanes: acc[r] += (p_t s_t) * code_t for every row of the tile with the
+ *   codes unpacked once per token; the zero-point share sum_t p_t z_t is one number per row, added
+ *   to every channel at the end; the gated weights go into the histogram S[a_t].
+ * fp16 chunks (the window, FP16 mode) run the same softmax with channels in the lanes for K too. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block.h"
+#include "cpu_simd.h"
+#include "pkv_math.h"
+
+#define RT 4 /* rows per tile */
+#define LAZY_MAX 8.0f
+
+#if defined(__GNUC__)
+#define AINLINE static inline __attribute__((always_inline))
+#else
+#define AINLINE static inline
+#endif
+
+typedef struct unit_scratch {
+    float lg[RT][128];      /* logits, then weights p */
+    float w[RT][128];       /* p * vs */
+    float vs[128], vz[128];
+    uint32_t kidx[128];
+    float coef[RT][2][256]; /* per plane: q_i s_i * plane multiplier * fold */
+    float fold[2][256];     /* per plane and channel: multiplier * 2^-shift (1 for top fields) */
+    float ks[256], kz[256];
+    float kf[256];          /* fp16 chunk: one token row of K as floats */
+    float zs[RT];
+    float S2[3][RT][256];   /* histogram copies for tokens t % 4 = 1, 2, 3 (copy 0 is the row's S):
+                             * four independent chains when runs of tokens share a pattern */
+    uint32_t dp;            /* d rounded up to W: the rows below are padded with zeros */
+    float *q, *acc;         /* [rows][dp] */
+} unit_scratch;
+
+/* n <= W fp16 values, the rest of the lanes 0 (never reads past p + n) */
+AINLINE VF vf_f16n(const uint16_t *p, uint32_t n)
+{
+    if (n >= W) return vf_f16(p);
+    uint16_t tmp[W] = {0};
+    memcpy(tmp, p, n * sizeof *p);
+    return vf_f16(tmp);
+}
+
+/* ---- K logits of a compressed block, tokens in the lanes --------------------------------------- */
+
+/* One plane of `B` bits for TT tiles of W tokens (TT * NR independent FMA chains):
+ * acc[tt][r] += sum_c coef[r][c] * field_c over the plane's words. */
+#define TT 2
+/* field masks fm << (k * B) for B = 1, 2, 4, 8 (index B - 1) */
+static const uint32_t kmask[8][32] = {
+#define M1(k) (1u << (k))
+    {M1(0), M1(1), M1(2), M1(3), M1(4), M1(5), M1(6), M1(7), M1(8), M1(9), M1(10), M1(11), M1(12), M1(13), M1(14), M1(15),
+     M1(16), M1(17), M1(18), M1(19), M1(20), M1(21), M1(22), M1(23), M1(24), M1(25), M1(26), M1(27), M1(28), M1(29), M1(30), M1(31)},
+    {3u << 0, 3u << 2, 3u << 4, 3u << 6, 3u << 8, 3u << 10, 3u << 12, 3u << 14, 3u << 16, 3u << 18, 3u << 20, 3u << 22,
+     3u << 24, 3u << 26, 3u << 28, 3u << 30},
+    {0},
+    {15u << 0, 15u << 4, 15u << 8, 15u << 12, 15u << 16, 15u << 20, 15u << 24, 15u << 28},
+    {0}, {0}, {0},
+    {255u << 0, 255u << 8, 255u << 16, 255u << 24},
+#undef M1
+};
+
+AINLINE void k_plane(const uint32_t *base, size_t tile_words, VI idx, uint32_t words, const float *coef, size_t cs,
+                     int NR, int B, VF (*acc)[RT])
+{
+    const uint32_t cpd = 32u / (uint32_t)B;
+    for (uint32_t j = 0; j < words; j++) {
+        VI v[TT];
+        for (int u = 0; u < TT; u++) v[u] = vi_gather_rows(base + u * tile_words + j, idx);
+        const float *cf = coef + (size_t)j * cpd;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 32
+#endif
+        for (uint32_t k = 0; k < cpd; k++) {
+            VF f[TT];
+            for (int u = 0; u < TT; u++)
+                f[u] = k + 1 == cpd ? vf_from_u(vi_srli(v[u], (int)(k * B))) : vf_from_u(vi_and(v[u], vi_set1(kmask[B - 1][k])));
+            for (int r = 0; r < NR; r++) {
+                VF c = vf_set1(cf[r * cs + k]);
+                for (int u = 0; u < TT; u++) acc[u][r] = vf_fma(f[u], c, acc[u][r]);
+            }
+        }
+    }
+}
+
+AINLINE void k_logits_block(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, const float *zt, int NR)
+{
+    const uint32_t G = g->G, d = g->d, rw = g->k_row_words, b = g->k_bits;
+    uint32_t idxv[W];
+    for (uint32_t l = 0; l < W; l++) idxv[l] = l * rw;
+    VI idx = vi_loadu(idxv);
+    const uint32_t *codes = (const uint32_t *)(blk + g->off_kcodes);
+    const size_t cs = 2 * 256, tw = (size_t)W * rw;
+    for (uint32_t t0 = 0; t0 < G; t0 += TT * W) { /* G is a multiple of 32 >= TT * W */
+        VF acc[TT][RT];
+        for (int u = 0; u < TT; u++)
+            for (int r = 0; r < NR; r++) acc[u][r] = vf_zero();
+        const uint32_t *base = codes + (size_t)t0 * rw;
+        switch (b) {
+        case 2: k_plane(base, tw, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc); break;
+        case 4: k_plane(base, tw, idx, pkv_plane_words(d, 4), &sc->coef[0][0][0], cs, NR, 4, acc); break;
+        case 8: k_plane(base, tw, idx, pkv_plane_words(d, 8), &sc->coef[0][0][0], cs, NR, 8, acc); break;
+        default:
+            k_plane(base, tw, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc);
+            k_plane(base + pkv_plane_words(d, 2), tw, idx, pkv_plane_words(d, 1), &sc->coef[0][1][0], cs, NR, 1, acc);
+        }
+        for (int u = 0; u < TT; u++)
+            for (int r = 0; r < NR; r++) vf_store(&sc->lg[r][t0 + u * W], vf_add(acc[u][r], vf_set1(zt[r])));
+    }
+}
+
+/* ---- V of a compressed block, channels in the lanes ------------------------------------------- */
+
+AINLINE VF v_code_vec(const uint8_t *row, int B, uint32_t hi_off, uint32_t v)
+{
+    if (B == 3) return vf_fma(v_codes(row + hi_off, 1, v), vf_set1(4.0f), v_codes(row, 2, v));
+    return v_codes(row, B, v);
+}
+
+/* CHc (a constant) vectors of channels from v0, for NR rows: acc in registers over the tokens. */
+AINLINE void v_pass(const uint8_t *codes, uint32_t rb, uint32_t hi_off, const unit_scratch *sc, float *const *acc_mem,
+                    uint32_t n, uint32_t v0, int NR, int B, int CHc)
+{
+    VF acc[ACC_REGS];
+    for (int r = 0; r < NR; r++)
+        for (int k = 0; k < CHc; k++) acc[r * CHc + k] = vf_load(acc_mem[r] + (v0 + k) * W);
+    for (uint32_t t = 0; t < n; t++) {
+        const uint8_t *row = codes + (size_t)t * rb;
+        VF wr[RT];
+        for (int r = 0; r < NR; r++) wr[r] = vf_set1(sc->w[r][t]);
+        for (int k = 0; k < CHc; k++) {
+            VF c = v_code_vec(row, B, hi_off, v0 + k);
+            for (int r = 0; r < NR; r++) acc[r * CHc + k] = vf_fma(c, wr[r], acc[r * CHc + k]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int k = 0; k < CHc; k++) vf_store(acc_mem[r] + (v0 + k) * W, acc[r * CHc + k]);
+}
+
+AINLINE void v_block_b(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, float *const *acc_mem, uint32_t n,
+                       int NR, int B)
+{
+    const uint32_t nv = sc->dp / W, rb = g->v_row_words * 4, hi_off = pkv_plane_words(g->d, 2) * 4;
+    const uint8_t *codes = blk + g->off_vcodes;
+    /* the widest power-of-two pass that fits the registers, then single vectors */
+    const int CH = ACC_REGS / NR >= 8 ? 8 : ACC_REGS / NR >= 4 ? 4 : ACC_REGS / NR >= 2 ? 2 : 1;
+    uint32_t v0 = 0;
+    if (CH == 8)
+        for (; v0 + 8 <= nv; v0 += 8) v_pass(codes, rb, hi_off, sc, acc_mem, n, v0, NR, B, 8);
+    if (CH >= 4)
+        for (; v0 + 4 <= nv; v0 += 4) v_pass(codes, rb, hi_off, sc, acc_mem, n, v0, NR, B, 4);
+    if (CH >= 2)
+        for (; v0 + 2 <= nv; v0 += 2) v_pass(codes, rb, hi_off, sc, acc_mem, n, v0, NR, B, 2);
+    for (; v0 < nv; v0++) v_pass(codes, rb, hi_off, sc, acc_mem, n, v0, NR, B, 1);
+}
+
+AINLINE void v_block(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, float *const *acc_mem, uint32_t n,
+                     int NR)
+{
+    switch (g->v_bits) {
+    case 2: v_block_b(g, blk, sc, acc_mem, n, NR, 2); break;
+    case 4: v_block_b(g, blk, sc, acc_mem, n, NR, 4); break;
+    case 8: v_block_b(g, blk, sc, acc_mem, n, NR, 8); break;
+    default: v_block_b(g, blk, sc, acc_mem, n, NR, 3); break;
+    }
+}
+
+/* ---- fp16 chunks: K logits and V with channels in the lanes ------------------------------------ */
+
+AINLINE void k_logits_f16(const uint8_t *kp, uint32_t n, uint32_t d, const float *const *q, unit_scratch *sc, int NR)
+{
+    const uint32_t nv = sc->dp / W;
+    for (uint32_t t = 0; t < n; t++) {
+        const uint16_t *row = (const uint16_t *)(kp + (size_t)t * d * 2);
+        VF acc[RT];
+        for (int r = 0; r < NR; r++) acc[r] = vf_zero();
+        for (uint32_t v = 0; v < nv; v++) {
+            VF k = vf_f16n(row + v * W, d - v * W);
+            for (int r = 0; r < NR; r++) acc[r] = vf_fma(k, vf_load(q[r] + v * W), acc[r]);
+        }
+        for (int r = 0; r < NR; r++) sc->lg[r][t] = vf_hsum(acc[r]);
+    }
+}
+
+AINLINE void v_f16(const uint8_t *vp, uint32_t n, uint32_t d, unit_scratch *sc, float *const *acc_mem, int NR)
+{
+    const uint32_t nv = sc->dp / W, CH = ACC_REGS / (uint32_t)NR;
+    for (uint32_t v0 = 0; v0 < nv; v0 += CH) {
+        const uint32_t ch = nv - v0 < CH ? nv - v0 : CH;
+        VF acc[ACC_REGS];
+        for (int r = 0; r < NR; r++)
+            for (uint32_t k = 0; k < ch; k++) acc[r * CH + k] = vf_load(acc_mem[r] + (v0 + k) * W);
+        for (uint32_t t = 0; t < n; t++) {
+            const uint16_t *row = (const uint16_t *)(vp + (size_t)t * d * 2);
+            VF wr[RT];
+            for (int r = 0; r < NR; r++) wr[r] = vf_set1(sc->w[r][t]);
+            for (uint32_t k = 0; k < ch; k++) {
+                VF c = vf_f16n(row + (v0 + k) * W, d - (v0 + k) * W);
+                for (int r = 0; r < NR; r++) acc[r * CH + k] = vf_fma(c, wr[r], acc[r * CH + k]);
+            }
+        }
+        for (int r = 0; r < NR; r++)
+            for (uint32_t k = 0; k < ch; k++) vf_store(acc_mem[r] + (v0 + k) * W, acc[r * CH + k]);
+    }
+}
+
+/* ---- softmax of one row over one chunk ---------------------------------------------------------- */
+
+/* lg[0 .. n) holds the logits (base 2); tokens >= vis are not seen. Turns lg into weights p (0 for
+ * unseen tokens), moves the running max when needed (rescaling the row's state), returns sum p. */
+static void row_softmax(unit_scratch *sc, int r, uint32_t n, uint32_t vis, float *m, float *l, float *acc,
+                        uint32_t d, float *S, uint32_t nb)
+{
+    float *x = sc->lg[r];
+    for (uint32_t t = vis; t < ((n + W - 1) / W) * W; t++) x[t] = -INFINITY;
+    VF mx = vf_set1(-INFINITY);
+    for (uint32_t t = 0; t < n; t += W) mx = vf_max(mx, vf_load(x + t));
+    float mb = vf_hmax(mx);
+    if (*m == -INFINITY) {
+        *m = mb;
+    } else if (mb > *m + LAZY_MAX) {
+        float f = exp2f(*m - mb);
+        *l *= f, sc->zs[r] *= f;
+        for (uint32_t i = 0; i < d; i++) acc[i] *= f;
+        for (uint32_t k = 0; k < nb; k++) S[k] *= f, sc->S2[0][r][k] *= f, sc->S2[1][r][k] *= f, sc->S2[2][r][k] *= f;
+        *m = mb;
+    }
+    VF mm = vf_set1(*m), lsum = vf_zero();
+    for (uint32_t t = 0; t < n; t += W) {
+        VF p = vf_exp2(vf_sub(vf_load(x + t), mm));
+        vf_store(x + t, p);
+        lsum = vf_add(lsum, p);
+    }
+    for (uint32_t t = vis; t < n; t++) x[t] = 0.0f;
+    *l += vf_hsum(lsum);
+}
+
+/* ---- one unit ------------------------------------------------------------------------------------ */
+
+AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const pkv_attn_chunk *ch, unit_scratch *sc,
+                        uint32_t r0, int NR)
+{
+    const pkv_geom *g = u->g;
+    const uint32_t d = g->d, nb = u->nb;
+    const int fp16 = !ch->blk || g->mode == PKV_MODE_FP16;
+    const int pattern = ch->blk && g->mode == PKV_MODE_PATTERN;
+    const uint32_t n = ch->n;
+    uint32_t vis[RT], vmax = 0;
+    for (int r = 0; r < NR; r++) {
+        uint32_t v = u->visible[r0 + r];
+        vis[r] = v <= ch->first ? 0 : (v - ch->first < n ? v - ch->first : n);
+        if (vis[r] > vmax) vmax = vis[r];
+    }
+    if (!vmax) return;
+    const float *q[RT];
+    float *acc[RT];
+    const uint32_t dp = sc->dp;
+    for (int r = 0; r < NR; r++) q[r] = sc->q + (size_t)(r0 + r) * dp, acc[r] = sc->acc + (size_t)(r0 + r) * dp;
+    /* logits */
+    if (fp16) {
+        const uint8_t *kp = ch->blk ? ch->blk + g->off_kfp16 : ch->wk;
+        k_logits_f16(kp, n, d, q, sc, NR);
+        for (uint32_t t = 0; t < (n + W - 1) / W * W; t++) sc->vs[t] = 1.0f, sc->vz[t] = 0.0f;
+    } else {
+        const uint8_t *blk = ch->blk;
+        float zt[RT];
+        const uint32_t planes = g->k_bits == 3 ? 2 : 1;
+        for (int r = 0; r < NR; r++) {
+            VF z = vf_zero();
+            for (uint32_t i = 0; i < dp; i += W) {
+                VF qs = vf_mul(vf_load(q[r] + i), vf_load(sc->ks + i));
+                z = vf_fma(vf_load(q[r] + i), vf_load(sc->kz + i), z);
+                for (uint32_t p = 0; p < planes; p++) vf_store(&sc->coef[r][p][i], vf_mul(qs, vf_load(&sc->fold[p][i])));
+            }
+            zt[r] = vf_hsum(z);
+        }
+        k_logits_block(g, blk, sc, zt, NR);
+        if (pattern)
+            for (int r = 0; r < NR; r++) {
+                const float *qc = u->qc + (size_t)(r0 + r) * nb;
+                for (uint32_t t = 0; t < n; t += W)
+                    vf_store(&sc->lg[r][t], vf_add(vf_load(&sc->lg[r][t]), vf_lookup(qc, nb, vi_loadu(sc->kidx + t))));
+            }
+    }
+    /* softmax, weights, histogram */
+    const uint8_t *blk = ch->blk;
+    for (int r = 0; r < NR; r++) {
+        float *S = nb ? out->S + (size_t)(r0 + r) * nb : NULL;
+        if (!vis[r]) {
+            memset(sc->w[r], 0, n * sizeof(float));
+            memset(sc->lg[r], 0, n * sizeof(float));
+            continue;
+        }
+        row_softmax(sc, r, n, vis[r], &out->m[r0 + r], &out->l[r0 + r], acc[r], dp, S, nb);
+        VF zs = vf_zero();
+        for (uint32_t t = 0; t < n; t += W) {
+            VF p = vf_load(&sc->lg[r][t]);
+            vf_store(&sc->w[r][t], vf_mul(p, vf_load(sc->vs + t)));
+            zs = vf_fma(p, vf_load(sc->vz + t), zs);
+        }
+        sc->zs[r] += vf_hsum(zs);
+    }
+    if (pattern) { /* the histogram of the gated weights (p = 0 for unseen tokens and rows) */
+        const uint8_t *vidx = blk + g->off_vidx, *mask = blk + g->off_vmask;
+        float *S[RT];
+        for (int r = 0; r < NR; r++) S[r] = out->S + (size_t)(r0 + r) * nb;
+        uint32_t t = 0;
+        for (; t + 4 <= vmax; t += 4) { /* branch-free: the gate bit as a 0/1 factor */
+            const uint32_t a0 = vidx[t], a1 = vidx[t + 1], a2 = vidx[t + 2], a3 = vidx[t + 3];
+            const uint32_t mb = (uint32_t)mask[t / 8] >> (t % 8);
+            const float g0 = (float)(mb & 1), g1 = (float)(mb >> 1 & 1), g2 = (float)(mb >> 2 & 1), g3 = (float)(mb >> 3 & 1);
+            for (int r = 0; r < NR; r++) {
+                S[r][a0] += sc->lg[r][t] * g0;
+                sc->S2[0][r][a1] += sc->lg[r][t + 1] * g1;
+                sc->S2[1][r][a2] += sc->lg[r][t + 2] * g2;
+                sc->S2[2][r][a3] += sc->lg[r][t + 3] * g3;
+            }
+        }
+        for (; t < vmax; t++) {
+            const float gate = (float)(mask[t / 8] >> (t % 8) & 1);
+            for (int r = 0; r < NR; r++) S[r][vidx[t]] += sc->lg[r][t] * gate;
+        }
+    }
+    if (fp16) v_f16(ch->blk ? ch->blk + g->off_vfp16 : ch->wv, vmax, d, sc, acc, NR);
+    else v_block(g, ch->blk, sc, acc, vmax, NR);
+}
+
+AINLINE void tile_rows(const pkv_attn_unit *u, const pkv_attn_part *out, unit_scratch *sc, uint32_t r0, int NR)
+{
+    const pkv_geom *g = u->g;
+    const uint32_t d = g->d, G = g->G;
+    for (int r = 0; r < NR; r++) sc->zs[r] = 0.0f;
+    if (u->nb) memset(sc->S2, 0, sizeof sc->S2);
+    for (uint32_t c = 0; c < u->n_chunks; c++) {
+        const pkv_attn_chunk *ch = &u->chunks[c];
+        if (ch->blk && g->mode != PKV_MODE_FP16) {
+            /* block metadata, shared by the row tiles */
+            const uint8_t *blk = ch->blk;
+            const int pattern = g->mode == PKV_MODE_PATTERN;
+            int any = 0;
+            for (int r = 0; r < NR; r++) any |= u->visible[r0 + r] > ch->first;
+            if (!any) continue;
+            for (uint32_t i = 0; i < sc->dp; i += W) {
+                vf_store(sc->ks + i, vf_f16n((const uint16_t *)(blk + g->off_kscale) + i, d - i));
+                vf_store(sc->kz + i, vf_f16n((const uint16_t *)(blk + g->off_kzero) + i, d - i));
+            }
+            for (uint32_t t = 0; t < G; t += W) {
+                vf_store(sc->vs + t, vf_f16((const uint16_t *)(blk + g->off_vscale) + t));
+                vf_store(sc->vz + t, vf_f16((const uint16_t *)(blk + g->off_vzero) + t));
+            }
+            if (pattern)
+                for (uint32_t t = 0; t < G; t++) sc->kidx[t] = blk[g->off_kidx + t];
+        }
+        tile_chunk(u, out, ch, sc, r0, NR);
+    }
+    for (int r = 0; r < NR && u->nb; r++) {
+        float *S = out->S + (size_t)(r0 + r) * u->nb;
+        for (uint32_t k = 0; k < u->nb; k++) S[k] += (sc->S2[0][r][k] + sc->S2[1][r][k]) + sc->S2[2][r][k];
+    }
+    for (int r = 0; r < NR; r++) {
+        const float *acc = sc->acc + (size_t)(r0 + r) * sc->dp;
+        float *o = out->acc + (size_t)(r0 + r) * d;
+        for (uint32_t i = 0; i < d; i++) o[i] = acc[i] + sc->zs[r];
+    }
+}
+
+static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
+{
+    const pkv_geom *g = u->g;
+    const uint32_t d = g->d, nb = u->nb;
+    const uint32_t dp = (d + W - 1) / W * W;
+    const size_t head = (sizeof(unit_scratch) + 63) / 64 * 64;
+    unit_scratch *sc = aligned_alloc(64, head + ((2 * (size_t)u->rows * dp * sizeof(float)) + 63) / 64 * 64);
+    if (!sc) return 1;
+    memset(sc, 0, head);
+    sc->dp = dp;
+    sc->q = (float *)((char *)sc + head);
+    sc->acc = sc->q + (size_t)u->rows * dp;
+    memset(sc->q, 0, 2 * (size_t)u->rows * dp * sizeof(float));
+    for (uint32_t r = 0; r < u->rows; r++) {
+        memcpy(sc->q + (size_t)r * dp, u->q + (size_t)r * d, d * sizeof(float));
+        out->m[r] = -INFINITY, out->l[r] = 0.0f;
+        if (nb) memset(out->S + (size_t)r * nb, 0, nb * sizeof(float));
+    }
+    /* per plane and channel: the plane's multiplier times 2^-shift of the channel's field (1 for the
+     * top field of a word, which is shifted down instead of masked); 0 past d */
+    if (g->mode != PKV_MODE_FP16) {
+        const uint32_t planes = g->k_bits == 3 ? 2 : 1;
+        for (uint32_t p = 0; p < planes; p++) {
+            const uint32_t b = pkv_plane_bits(g->k_bits, p), cpd = 32 / b;
+            const float mult = p ? 4.0f : 1.0f;
+            for (uint32_t c = 0; c < d; c++) {
+                uint32_t k = c % cpd;
+                sc->fold[p][c] = k + 1 == cpd ? mult : mult * ldexpf(1.0f, -(int)(k * b));
+            }
+        }
+    }
+    uint32_t r0 = 0;
+    for (; r0 + RT <= u->rows; r0 += RT) tile_rows(u, out, sc, r0, RT);
+    switch (u->rows - r0) {
+    case 3: tile_rows(u, out, sc, r0, 3); break;
+    case 2: tile_rows(u, out, sc, r0, 2); break;
+    case 1: tile_rows(u, out, sc, r0, 1); break;
+    default: break;
+    }
+    free(sc);
+    return 0;
+}
+
+/* ---- the small helpers of the table ------------------------------------------------------------ */
+
+static float dot_simd(const float *a, const float *b, uint32_t n)
+{
+    VF s = vf_zero();
+    uint32_t i = 0;
+    for (; i + W <= n; i += W) s = vf_fma(vf_load(a + i), vf_load(b + i), s);
+    float r = vf_hsum(s);
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
+static void axpy_simd(float a, const float *x, float *y, uint32_t n)
+{
+    VF av = vf_set1(a);
+    uint32_t i = 0;
+    for (; i + W <= n; i += W) vf_store(y + i, vf_fma(av, vf_load(x + i), vf_load(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}

@@ -1,0 +1,376 @@
+/* The vectorised encoding kernels (mining, flush, quantization), bit-exact with the scalar reference
+ * (docs/NUMERICS.md, src/core/block.c, src/core/quant.c) and so with the GPU backends. Written once over
+ * a vector vocabulary that each instruction-set file (cpu_enc_avx2.c, cpu_enc_avx512.c, cpu_enc_neon.c)
+ * defines before including this file; those files are compiled WITHOUT contraction (no FMA).
+ *
+ * How exactness is kept: lanes hold independent values (centroids or patterns for the distances,
+ * channels for the per-channel K quantizer and the Chebyshev centre), and each lane runs the scalar
+ * sequence of fp32 operations in the scalar order: acc + (x_i - c_i)^2 over i ascending, the running
+ * min/max steps `v < acc ? v : acc` (= x86 MINPS(v, acc); compare-and-select on NEON, whose FMIN
+ * orders -0 below +0). Where a sum or fold runs across the lanes instead (the per-token V quantizer:
+ * min and max over the channels), the only thing order can change is the sign of a zero result, and
+ * then the scalar fold is redone. Quantization codes come from an estimate corrected by the exact
+ * up/down steps of docs/NUMERICS.md, in every lane until no lane moves.
+ *
+ * Vocabulary: W lanes; VF, MK (lane mask); vf_load vf_store vf_set1 vf_add vf_sub vf_mul
+ * vf_min(a,b) = a < b ? a : b, vf_max(a,b) = a > b ? a : b, vf_floor, vf_hmin, vf_hmax,
+ * mk_lt mk_le mk_ge mk_eq mk_ne mk_and mk_any mk_first (index of the first set lane),
+ * vf_sel(m, a, b) = m ? a : b, vf_to_u8(v, out) (W exact small integers -> bytes),
+ * vf_f16_load(p) (W fp16 -> fp32, exact), vf_f16_store(p, v) (fp16-exact values -> fp16, RNE). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "block.h"
+#include "cpu_simd.h"
+#include "f16.h"
+#include "quant.h"
+
+#if defined(__GNUC__)
+#define EINLINE static inline __attribute__((always_inline))
+#else
+#define EINLINE static inline
+#endif
+
+#define BLKV 8 /* centroid vectors per pass of the distance kernels */
+
+/* ---- fp16 -> fp32 --------------------------------------------------------------------------------- */
+
+static void enc_f16_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + W <= n; i += W) vf_store(dst + i, vf_f16_load(src + i));
+    for (; i < n; i++) dst[i] = pkv_f16_to_f32(src[i]);
+}
+
+/* ---- argmin over patterns, patterns in the lanes ------------------------------------------------- */
+
+/* P [M][d] -> PT [d][Mp] (Mp = M rounded up to W), padding lanes 0 */
+static float *transpose_patterns(const float *P, uint32_t M, uint32_t d, uint32_t *Mp_out)
+{
+    uint32_t Mp = (M + W - 1) / W * W;
+    float *PT = malloc((size_t)d * Mp * sizeof(float) + 64);
+    if (!PT) return NULL;
+    for (uint32_t i = 0; i < d; i++) {
+        float *row = PT + (size_t)i * Mp;
+        for (uint32_t m = 0; m < M; m++) row[m] = P[(size_t)m * d + i];
+        for (uint32_t m = M; m < Mp; m++) row[m] = 0.0f;
+    }
+    *Mp_out = Mp;
+    return PT;
+}
+
+/* The first index of the smallest of dist[0 .. n) (ties: lowest index, as the scalar strict `<`). */
+EINLINE uint32_t first_min(const float *dist, uint32_t n, float *best)
+{
+    uint32_t bi = 0;
+    float bd = dist[0];
+    for (uint32_t m = 1; m < n; m++)
+        if (dist[m] < bd) bd = dist[m], bi = m;
+    *best = bd;
+    return bi;
+}
+
+/* L2 of one token against nv vectors of patterns (columns m0 ..), acc + (x_i - c_i)^2, i ascending. */
+EINLINE void l2_block(const float *x, const float *PT, uint32_t Mp, uint32_t d, uint32_t nv, float *dist)
+{
+    VF acc[BLKV];
+    for (uint32_t v = 0; v < BLKV; v++) acc[v] = vf_set1(0.0f);
+    for (uint32_t i = 0; i < d; i++) {
+        VF xi = vf_set1(x[i]);
+        const float *row = PT + (size_t)i * Mp;
+        for (uint32_t v = 0; v < BLKV; v++)
+            if (v < nv) {
+                VF diff = vf_sub(xi, vf_load(row + v * W));
+                acc[v] = vf_add(acc[v], vf_mul(diff, diff));
+            }
+    }
+    for (uint32_t v = 0; v < nv; v++) vf_store(dist + v * W, acc[v]);
+}
+
+/* The same for two tokens at once (twice the independent chains). */
+EINLINE void l2_block2(const float *x0, const float *x1, const float *PT, uint32_t Mp, uint32_t d, uint32_t nv,
+                       float *dist0, float *dist1)
+{
+    VF a0[BLKV / 2], a1[BLKV / 2];
+    for (uint32_t v = 0; v < BLKV / 2; v++) a0[v] = a1[v] = vf_set1(0.0f);
+    for (uint32_t i = 0; i < d; i++) {
+        VF xa = vf_set1(x0[i]), xb = vf_set1(x1[i]);
+        const float *row = PT + (size_t)i * Mp;
+        for (uint32_t v = 0; v < BLKV / 2; v++)
+            if (v < nv) {
+                VF c = vf_load(row + v * W);
+                VF da = vf_sub(xa, c), db = vf_sub(xb, c);
+                a0[v] = vf_add(a0[v], vf_mul(da, da));
+                a1[v] = vf_add(a1[v], vf_mul(db, db));
+            }
+    }
+    for (uint32_t v = 0; v < nv; v++) vf_store(dist0 + v * W, a0[v]), vf_store(dist1 + v * W, a1[v]);
+}
+
+static void enc_argmin_l2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out)
+{
+    uint32_t Mp;
+    float *PT = transpose_patterns(P, M, d, &Mp);
+    if (!PT) { /* no memory for the transposed bank: the scalar kernel gives the same result */
+        pkv_cpu_argmin_l2_scalar(x, n, d, P, M, out);
+        return;
+    }
+    float dist0[BLKV * W], dist1[BLKV * W];
+    const uint32_t nvec = Mp / W;
+    if (nvec <= BLKV / 2) { /* the common case (M <= 4W): two tokens per pass */
+        uint32_t t = 0;
+        for (; t + 2 <= n; t += 2) {
+            float b;
+            l2_block2(x + (size_t)t * d, x + (size_t)(t + 1) * d, PT, Mp, d, nvec, dist0, dist1);
+            out[t] = first_min(dist0, M, &b);
+            out[t + 1] = first_min(dist1, M, &b);
+        }
+        for (; t < n; t++) {
+            float b;
+            l2_block(x + (size_t)t * d, PT, Mp, d, nvec, dist0);
+            out[t] = first_min(dist0, M, &b);
+        }
+    } else {
+        for (uint32_t t = 0; t < n; t++) {
+            uint32_t best = 0;
+            float bd = 0.0f;
+            for (uint32_t v0 = 0; v0 < nvec; v0 += BLKV) {
+                uint32_t nv = nvec - v0 < BLKV ? nvec - v0 : BLKV, cnt = M - v0 * W < nv * W ? M - v0 * W : nv * W;
+                l2_block(x + (size_t)t * d, PT + v0 * W, Mp, d, nv, dist0);
+                float b;
+                uint32_t i = first_min(dist0, cnt, &b);
+                if (v0 == 0 || b < bd) bd = b, best = v0 * W + i;
+            }
+            out[t] = best;
+        }
+    }
+    free(PT);
+}
+
+/* Min-max distance (width of the span of x - c, folded over i ascending) of one token against nv
+ * vectors of patterns. */
+EINLINE void minmax_block(const float *x, const float *PT, uint32_t Mp, uint32_t d, uint32_t nv, float *dist)
+{
+    VF lo[BLKV], hi[BLKV];
+    VF x0 = vf_set1(x[0]);
+    for (uint32_t v = 0; v < BLKV; v++)
+        if (v < nv) lo[v] = hi[v] = vf_sub(x0, vf_load(PT + v * W));
+    for (uint32_t i = 1; i < d; i++) {
+        VF xi = vf_set1(x[i]);
+        const float *row = PT + (size_t)i * Mp;
+        for (uint32_t v = 0; v < BLKV; v++)
+            if (v < nv) {
+                VF r = vf_sub(xi, vf_load(row + v * W));
+                lo[v] = vf_min(r, lo[v]); /* r < lo ? r : lo */
+                hi[v] = vf_max(r, hi[v]); /* r > hi ? r : hi, i.e. hi < r ? r : hi */
+            }
+    }
+    for (uint32_t v = 0; v < nv; v++) vf_store(dist + v * W, vf_sub(hi[v], lo[v]));
+}
+
+static void enc_argmin_minmax(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out)
+{
+    uint32_t Mp;
+    float *PT = transpose_patterns(P, M, d, &Mp);
+    if (!PT) {
+        pkv_cpu_argmin_minmax_scalar(x, n, d, P, M, out);
+        return;
+    }
+    float dist[BLKV * W];
+    const uint32_t nvec = Mp / W;
+    for (uint32_t t = 0; t < n; t++) {
+        uint32_t best = 0;
+        float bd = 0.0f;
+        for (uint32_t v0 = 0; v0 < nvec; v0 += BLKV) {
+            uint32_t nv = nvec - v0 < BLKV ? nvec - v0 : BLKV, cnt = M - v0 * W < nv * W ? M - v0 * W : nv * W;
+            minmax_block(x + (size_t)t * d, PT + v0 * W, Mp, d, nv, dist);
+            float b;
+            uint32_t i = first_min(dist, cnt, &b);
+            if (v0 == 0 || b < bd) bd = b, best = v0 * W + i;
+        }
+        out[t] = (uint8_t)best;
+    }
+    free(PT);
+}
+
+/* ---- Chebyshev centre, channels in the lanes ----------------------------------------------------- */
+
+static void enc_centre(const float *x, uint32_t n, uint32_t d, float *out)
+{
+    uint32_t i = 0;
+    for (; i + W <= d; i += W) {
+        VF lo = vf_load(x + i), hi = lo;
+        for (uint32_t t = 1; t < n; t++) {
+            VF v = vf_load(x + (size_t)t * d + i);
+            lo = vf_min(v, lo);
+            hi = vf_max(v, hi);
+        }
+        vf_store(out + i, vf_mul(vf_add(hi, lo), vf_set1(0.5f)));
+    }
+    for (; i < d; i++) { /* W = 16 and d = 16k + 8 */
+        pkv_span s = pkv_span_of(x[i]);
+        for (uint32_t t = 1; t < n; t++) s = pkv_span_add(s, x[(size_t)t * d + i]);
+        out[i] = pkv_centre(s.lo, s.hi);
+    }
+}
+
+/* ---- quantization ---------------------------------------------------------------------------------- */
+
+/* Codes of W values with per-lane (or broadcast) fp16 scale s and zero z, as pkv_quant_code. inv is
+ * an estimate of 1/s (0 where s == 0). */
+EINLINE VF quant_codes(VF x, VF z, VF s, VF inv, float maxq)
+{
+    const VF zero = vf_set1(0.0f), half = vf_set1(0.5f), one = vf_set1(1.0f), mq = vf_set1(maxq);
+    MK live = mk_ne(s, zero);
+    VF t = vf_sub(x, z);
+    VF e = vf_add(vf_mul(t, inv), half);
+    VF c = vf_min(vf_max(vf_floor(e), zero), mq);
+    c = vf_sel(live, c, zero);
+    for (;;) { /* while (c < maxq && t >= (c + 0.5) s) c++ */
+        VF up = vf_mul(vf_add(c, half), s);
+        MK m = mk_and(live, mk_and(mk_lt(c, mq), mk_ge(t, up)));
+        if (!mk_any(m)) break;
+        c = vf_sel(m, vf_add(c, one), c);
+    }
+    for (;;) { /* while (c > 0 && t < (c - 0.5) s) c-- */
+        VF down = vf_mul(vf_sub(c, half), s);
+        MK m = mk_and(live, mk_and(mk_lt(zero, c), mk_lt(t, down)));
+        if (!mk_any(m)) break;
+        c = vf_sel(m, vf_sub(c, one), c);
+    }
+    return c;
+}
+
+static inline void put32(uint8_t *p, uint32_t w)
+{
+    p[0] = (uint8_t)w, p[1] = (uint8_t)(w >> 8), p[2] = (uint8_t)(w >> 16), p[3] = (uint8_t)(w >> 24);
+}
+
+/* One token row of codes (d values, the rest of the row 0) into its bit planes (layout.h). */
+static void pack_row(const uint8_t *codes, uint32_t d, uint32_t bits, uint8_t *dst)
+{
+    if (bits == 3) {
+        uint32_t w2 = pkv_plane_words(d, 2);
+        for (uint32_t j = 0; j < w2; j++) {
+            uint32_t w = 0;
+            for (uint32_t k = 0; k < 16 && j * 16 + k < d; k++) w |= (uint32_t)(codes[j * 16 + k] & 3u) << (2 * k);
+            put32(dst + 4 * j, w);
+        }
+        for (uint32_t j = 0; j < pkv_plane_words(d, 1); j++) {
+            uint32_t w = 0;
+            for (uint32_t k = 0; k < 32 && j * 32 + k < d; k++) w |= (uint32_t)(codes[j * 32 + k] >> 2) << k;
+            put32(dst + 4 * (w2 + j), w);
+        }
+        return;
+    }
+    const uint32_t cpd = 32 / bits, words = pkv_plane_words(d, bits);
+    for (uint32_t j = 0; j < words; j++) {
+        uint32_t w = 0;
+        for (uint32_t k = 0; k < cpd && j * cpd + k < d; k++) w |= (uint32_t)codes[j * cpd + k] << (bits * k);
+        put32(dst + 4 * j, w);
+    }
+}
+
+/* The span of d values (a V token), folded in order when the result may depend on it (a zero). */
+static pkv_span span_of_row(const float *x, uint32_t d)
+{
+    VF lo = vf_load(x), hi = lo;
+    for (uint32_t i = W; i < d; i += W) {
+        VF v = vf_load(x + i);
+        lo = vf_min(v, lo);
+        hi = vf_max(v, hi);
+    }
+    pkv_span s = {vf_hmin(lo), vf_hmax(hi)};
+    if (s.lo == 0.0f || s.hi == 0.0f) { /* the sign of a zero depends on the order: fold as the scalar does */
+        s = pkv_span_of(x[0]);
+        for (uint32_t i = 1; i < d; i++) s = pkv_span_add(s, x[i]);
+    }
+    return s;
+}
+
+static void enc_block_encode(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka, const uint8_t *va,
+                             const float *PK, const float *PV, uint8_t *blk)
+{
+    const uint32_t G = g->G, d = g->d;
+    if (d % W) { /* not reached: d is a multiple of 8, and of 16 where W = 16 is used (else scalar) */
+        pkv_block_encode(g, kx, vx, ka, va, PK, PV, blk);
+        return;
+    }
+    memset(blk, 0, g->block_bytes);
+    if (g->mode == PKV_MODE_FP16) {
+        for (uint32_t i = 0; i < G * d; i += W) {
+            vf_f16_store((uint16_t *)(blk + g->off_kfp16) + i, vf_load(kx + i));
+            vf_f16_store((uint16_t *)(blk + g->off_vfp16) + i, vf_load(vx + i));
+        }
+        return;
+    }
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    float *r = malloc((size_t)G * d * sizeof(float));
+    if (!r) {
+        pkv_block_encode(g, kx, vx, ka, va, PK, PV, blk);
+        return;
+    }
+    uint8_t codes[256];
+    float cf[256];
+    float ks[256], kz[256], kinv[256];
+    const float kmax = (float)((1u << g->k_bits) - 1u), vmax = (float)((1u << g->v_bits) - 1u);
+
+    /* K: residual per token, quantized per channel over the G tokens */
+    for (uint32_t t = 0; t < G; t++)
+        for (uint32_t i = 0; i < d; i += W) {
+            VF x = vf_load(kx + (size_t)t * d + i);
+            if (pattern) x = vf_sub(x, vf_load(PK + (size_t)ka[t] * d + i));
+            vf_store(r + (size_t)t * d + i, x);
+        }
+    for (uint32_t i = 0; i < d; i += W) {
+        VF lo = vf_load(r + i), hi = lo;
+        for (uint32_t t = 1; t < G; t++) {
+            VF v = vf_load(r + (size_t)t * d + i);
+            lo = vf_min(v, lo);
+            hi = vf_max(v, hi);
+        }
+        vf_store(ks + i, lo); /* ks: lo, kz: hi for now */
+        vf_store(kz + i, hi);
+    }
+    for (uint32_t i = 0; i < d; i++) {
+        uint16_t sh = (uint16_t)pkv_scale_f16(ks[i], kz[i], g->inv_maxq_k), zh = (uint16_t)pkv_zero_f16(ks[i]);
+        pkv_wr16(blk + g->off_kscale + 2 * i, sh);
+        pkv_wr16(blk + g->off_kzero + 2 * i, zh);
+        ks[i] = pkv_f16_to_f32(sh);
+        kz[i] = pkv_f16_to_f32(zh);
+        kinv[i] = ks[i] != 0.0f ? 1.0f / ks[i] : 0.0f;
+    }
+    for (uint32_t t = 0; t < G; t++) {
+        for (uint32_t i = 0; i < d; i += W)
+            vf_store(cf + i, quant_codes(vf_load(r + (size_t)t * d + i), vf_load(kz + i), vf_load(ks + i),
+                                         vf_load(kinv + i), kmax));
+        for (uint32_t i = 0; i < d; i += W) vf_to_u8(vf_load(cf + i), codes + i);
+        pack_row(codes, d, g->k_bits, blk + g->off_kcodes + (size_t)t * g->k_row_words * 4);
+        if (pattern) blk[g->off_kidx + t] = ka[t];
+    }
+
+    /* V: per token, the residual only where the gate passes */
+    float *rv = r;
+    for (uint32_t t = 0; t < G; t++) {
+        const float *x = vx + (size_t)t * d;
+        int use = 0;
+        if (pattern) {
+            const float *c = PV + (size_t)va[t] * d;
+            for (uint32_t i = 0; i < d; i += W) vf_store(rv + i, vf_sub(vf_load(x + i), vf_load(c + i)));
+            pkv_span a = span_of_row(rv, d), b = span_of_row(x, d);
+            use = pkv_v_gate(pkv_span_width(a), pkv_span_width(b), g->gate_k2);
+            blk[g->off_vidx + t] = va[t];
+            if (use) blk[g->off_vmask + t / 8] |= (uint8_t)(1u << (t % 8));
+        }
+        if (!use) memcpy(rv, x, d * sizeof(float));
+        pkv_span sp = span_of_row(rv, d);
+        uint16_t sh = (uint16_t)pkv_scale_f16(sp.lo, sp.hi, g->inv_maxq_v), zh = (uint16_t)pkv_zero_f16(sp.lo);
+        pkv_wr16(blk + g->off_vscale + 2 * t, sh);
+        pkv_wr16(blk + g->off_vzero + 2 * t, zh);
+        float s = pkv_f16_to_f32(sh), z = pkv_f16_to_f32(zh);
+        VF sv = vf_set1(s), zv = vf_set1(z), iv = vf_set1(s != 0.0f ? 1.0f / s : 0.0f);
+        for (uint32_t i = 0; i < d; i += W) vf_to_u8(quant_codes(vf_load(rv + i), zv, sv, iv, vmax), codes + i);
+        pack_row(codes, d, g->v_bits, blk + g->off_vcodes + (size_t)t * g->v_row_words * 4);
+    }
+    free(r);
+}

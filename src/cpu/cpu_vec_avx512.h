@@ -1,0 +1,19 @@
+/* The AVX512 vector primitives that the attention (contraction allowed) and the encoding kernels
+ * (no contraction) share; each includer adds its own. */
+#ifndef PKV_CPU_VEC_AVX512_H
+#define PKV_CPU_VEC_AVX512_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#define W 16
+typedef __m512 VF;
+
+static inline VF vf_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline void vf_store(float *p, VF v) { _mm512_storeu_ps(p, v); }
+static inline VF vf_set1(float x) { return _mm512_set1_ps(x); }
+static inline VF vf_add(VF a, VF b) { return _mm512_add_ps(a, b); }
+static inline VF vf_sub(VF a, VF b) { return _mm512_sub_ps(a, b); }
+static inline VF vf_mul(VF a, VF b) { return _mm512_mul_ps(a, b); }
+
+#endif
