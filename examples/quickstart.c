@@ -1,5 +1,6 @@
-/* PatternKV in one page: a context, a compressed KV cache, a prefill, a few decode steps with
- * attention, a fork, save and load. Build it against an installed PatternKV with
+/* PatternKV in one page: a context, a compressed KV cache, a prefill of every layer in one call, a
+ * few decode steps (attention with the new token's own K/V, then one append of all layers), a fork,
+ * save and load. Build it against an installed PatternKV with
  *
  *     cc -std=c11 quickstart.c $(pkg-config --cflags --libs patternkv) -o quickstart
  *
@@ -37,7 +38,9 @@ static void make_tokens(unsigned *seed, int n, float *k, float *v)
     }
 }
 
-/* One decode step of sequence `seq` on every layer: append the new token's K and V, then attend. */
+/* One decode step of sequence `seq`: every layer attends over its cache plus the new token's own K
+ * and V (given to the call, not cached yet), as a forward pass does layer by layer; then one call
+ * appends the token to every layer. (Here every layer gets the same made-up K and V.) */
 static void decode_step(pkv_cache *cache, pkv_seq seq, unsigned *seed, float *out)
 {
     float k[ROW], v[ROW], q[Q_HEADS * HEAD_DIM];
@@ -47,11 +50,17 @@ static void decode_step(pkv_cache *cache, pkv_seq seq, unsigned *seed, float *ou
     ap.seqs = &seq;
     ap.n_seqs = 1;
     ap.n_q_heads = Q_HEADS; /* 4 query heads share each KV head (GQA) */
+    ap.k_new = k, ap.v_new = v; /* the token's own K and V: [1][kv_heads][head_dim] */
     for (uint32_t layer = 0; layer < LAYERS; layer++) {
-        CHECK(pkv_append(cache, seq, layer, 1, k, v, PKV_F32));
         ap.layer = layer;
         CHECK(pkv_attention(cache, &ap, q, out + layer * Q_HEADS * HEAD_DIM));
     }
+    const void *ks[LAYERS], *vs[LAYERS];
+    for (int layer = 0; layer < LAYERS; layer++) ks[layer] = k, vs[layer] = v;
+    pkv_append_params wp = pkv_append_params_default(); /* every layer from 0, fp32 */
+    wp.seq = seq;
+    wp.n_tokens = 1;
+    CHECK(pkv_append_layers(cache, &wp, ks, vs));
 }
 
 int main(int argc, char **argv)
@@ -73,18 +82,22 @@ int main(int argc, char **argv)
     pkv_cache *cache;
     CHECK(pkv_cache_create(ctx, &cfg, &cache));
 
-    /* Prefill: the prompt's K and V, [tokens][kv_heads][head_dim], one append per layer (mines the banks). */
+    /* Prefill: the prompt's K and V of every layer, each [tokens][kv_heads][head_dim], in one call
+     * (mines the banks of every layer and head together). */
     pkv_seq seq;
     CHECK(pkv_seq_create(cache, &seq));
     unsigned seed = 1;
-    float *k = malloc(sizeof(float) * PREFILL * ROW), *v = malloc(sizeof(float) * PREFILL * ROW);
-    if (!k || !v) return 1;
-    for (uint32_t layer = 0; layer < LAYERS; layer++) {
-        make_tokens(&seed, PREFILL, k, v);
-        CHECK(pkv_append(cache, seq, layer, PREFILL, k, v, PKV_F32));
+    float *k[LAYERS], *v[LAYERS];
+    for (int layer = 0; layer < LAYERS; layer++) {
+        k[layer] = malloc(sizeof(float) * PREFILL * ROW), v[layer] = malloc(sizeof(float) * PREFILL * ROW);
+        if (!k[layer] || !v[layer]) return 1;
+        make_tokens(&seed, PREFILL, k[layer], v[layer]);
     }
-    free(k);
-    free(v);
+    pkv_append_params prompt = pkv_append_params_default();
+    prompt.seq = seq;
+    prompt.n_tokens = PREFILL;
+    CHECK(pkv_append_layers(cache, &prompt, (const void *const *)k, (const void *const *)v));
+    for (int layer = 0; layer < LAYERS; layer++) free(k[layer]), free(v[layer]);
 
     /* Decode a few tokens; then fork (parallel sampling shares the compressed prefix) and decode both. */
     float out[LAYERS * Q_HEADS * HEAD_DIM], out_child[LAYERS * Q_HEADS * HEAD_DIM];
