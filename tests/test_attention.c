@@ -62,7 +62,7 @@ static double run_case(const shape *sh, int use_readback)
 static void fp16_mode_matches_fp64_attention(void **state)
 {
     (void)state;
-    shape cases[] = {{2, 2, 64, 32, 2, 1, PKV_MODE_FP16}, {1, 4, 40, 64, 2, 3, PKV_MODE_FP16}};
+    shape cases[] = {{2, 2, 64, 32, 2, 1, PKV_MODE_FP16}, {1, 4, 40, 64, 2, 3, PKV_MODE_FP16}, {1, 8, 32, 32, 2, 5, PKV_MODE_FP16}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         double e = run_case(&cases[i], 0);
         print_message("fp16 d=%u q_len=%u: rel err %.2e\n", cases[i].d, cases[i].q_len, e);
@@ -77,6 +77,10 @@ static void quantized_modes_match_fp64_attention_over_the_dequantized_cache(void
         {2, 2, 64, 32, 2, 1, PKV_MODE_PATTERN}, {2, 2, 64, 32, 2, 1, PKV_MODE_DIRECT},
         {1, 3, 40, 64, 3, 4, PKV_MODE_PATTERN}, {2, 1, 128, 128, 4, 2, PKV_MODE_PATTERN},
         {1, 2, 32, 32, 8, 1, PKV_MODE_DIRECT},  {1, 2, 256, 32, 3, 1, PKV_MODE_PATTERN},
+        /* GQA 4 and 8, q_len 5, every width in both quantized modes */
+        {2, 4, 64, 32, 2, 1, PKV_MODE_PATTERN}, {1, 8, 32, 32, 4, 5, PKV_MODE_PATTERN},
+        {2, 4, 64, 64, 8, 1, PKV_MODE_PATTERN}, {1, 4, 48, 32, 3, 5, PKV_MODE_DIRECT},
+        {2, 8, 64, 32, 4, 1, PKV_MODE_DIRECT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         double e = run_case(&cases[i], 1);
