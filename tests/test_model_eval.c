@@ -1,7 +1,7 @@
 /* pkv eval-model end to end, in process: the trained tiny model over its held-out text with the
  * attention through the library. Checks the JSON report's shape and self-consistency, the argument
  * errors, that 4-bit PATTERN stays within 0.5% of FP16 in bits per byte, and that 2-bit PATTERN
- * loses less than 2-bit DIRECT. */
+ * loses less than 2-bit DIRECT; --window, --offset, per-mode group sizes (:gN) and --plot. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +117,59 @@ static void test_pattern_4_bits_within_half_percent_of_fp16(void **state)
     tj_free(&doc);
 }
 
+static int count(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) n++;
+    return n;
+}
+
+/* --window apart from the group, a mode with its own group, --offset, and the SVG frontier. */
+static void test_window_offset_plot(void **state)
+{
+    (void)state;
+    char svg[] = "/tmp/pkv_test_eval_svg_XXXXXX";
+    int fd = mkstemp(svg);
+    assert_true(fd >= 0);
+    close(fd);
+    const char *opts[] = {"--tokens", "200", "--group-size", "32", "--window", "64", "--prefill", "64", "--offset",
+                          "20000", "--modes", "pattern2,pattern3,direct2,direct2:g64", "--plot", svg};
+    tj_doc doc = {0};
+    assert_int_equal(run_eval(opts, 14, &doc), 0);
+    assert_int_equal(get(&doc, "window")->number, 64);
+    assert_int_equal(get(&doc, "offset")->number, 20000);
+    assert_int_equal(get(&doc, "results")->number, 5);
+    const char *curves[5] = {"fp16", "pattern", "pattern", "direct", "direct g64"};
+    const int groups[5] = {32, 32, 32, 32, 64};
+    for (int i = 0; i < 5; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "results[%d].curve", i);
+        assert_string_equal(get(&doc, path)->text, curves[i]);
+        assert_int_equal((int)result(&doc, i, "group_size"), groups[i]);
+        assert_int_equal((int)result(&doc, i, "window"), 64);
+    }
+    /* larger groups store fewer scales and zeros */
+    assert_true(result(&doc, 4, "cache_bits_per_element") < result(&doc, 3, "cache_bits_per_element"));
+    double fp16_offset = result(&doc, 0, "bits_per_byte");
+    tj_free(&doc);
+    char *text = tj_read_file(svg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "<svg"));
+    assert_non_null(strstr(text, "</svg>"));
+    assert_int_equal(count(text, "<polyline"), 3); /* pattern, direct, direct g64; fp16 is a dashed line */
+    assert_int_equal(count(text, "<circle"), 4);
+    assert_non_null(strstr(text, "fp16 ("));
+    free(text);
+    remove(svg);
+    /* another window of the text scores differently; the same window the same */
+    const char *at0[] = {"--tokens", "200", "--group-size", "32", "--prefill", "64", "--modes", "fp16"};
+    assert_int_equal(run_eval(at0, 8, &doc), 0);
+    assert_int_equal(get(&doc, "window")->number, 0);
+    assert_int_equal((int)result(&doc, 0, "window"), 32); /* the window follows the group */
+    assert_true(result(&doc, 0, "bits_per_byte") != fp16_offset);
+    tj_free(&doc);
+}
+
 static void test_argument_errors(void **state)
 {
     (void)state;
@@ -129,6 +182,16 @@ static void test_argument_errors(void **state)
     assert_int_equal(run_eval(bad_prefill, 2, &doc), 2);
     const char *unknown[] = {"--frobnicate", "1"};
     assert_int_equal(run_eval(unknown, 2, &doc), 2);
+    const char *bad_window[] = {"--group-size", "64", "--window", "96"};
+    assert_int_equal(run_eval(bad_window, 4, &doc), 2);
+    const char *bad_mode_window[] = {"--window", "64", "--modes", "direct2:g128"};
+    assert_int_equal(run_eval(bad_mode_window, 4, &doc), 2);
+    const char *bad_mode_group[] = {"--modes", "direct2:g48"};
+    assert_int_equal(run_eval(bad_mode_group, 2, &doc), 2);
+    const char *bad_suffix[] = {"--modes", "pattern:x64"};
+    assert_int_equal(run_eval(bad_suffix, 2, &doc), 2);
+    const char *far_offset[] = {"--offset", "100000000"};
+    assert_int_equal(run_eval(far_offset, 2, &doc), 1);
     const char *too_many[] = {"--tokens", "1000000"};
     assert_int_equal(run_eval(too_many, 2, &doc), 1); /* the text is shorter than that */
     const char *argv[] = {"eval-model", "--model", "/nonexistent/model.bin", "--no-progress"};
@@ -140,6 +203,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_argument_errors),
         cmocka_unit_test(test_json_report),
+        cmocka_unit_test(test_window_offset_plot),
         cmocka_unit_test(test_pattern_4_bits_within_half_percent_of_fp16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,8 +3,13 @@
 
 On the GPU machine (about 4 minutes):
     python3 tools/train_tinyllm.py --corpus .corpus --out $OUT --seconds 210
-CPU smoke test of every code path (seconds):
+    python3 tools/train_tinyllm.py --preset tinyllm2 --corpus .corpus2 --out $OUT --seconds 240
+CPU smoke test of every code path (seconds; same head_dim and GQA ratio as the shape given, 2 layers):
     python3 tools/train_tinyllm.py --corpus .corpus --out /tmp/smoke --smoke
+Shapes (--preset, or --dim/--hidden/--layers/--heads/--kv-heads one by one):
+    tinyllm  (default) dim 256, hidden 768, 4 layers, 4 query heads over 2 KV heads: head_dim 64, 3.2 M
+    tinyllm2 dim 512, hidden 960, 4 layers, 4 query heads over 2 KV heads: head_dim 128, 9.2 M
+             parameters (a 38.8 MB checkpoint), lr 1.5e-3
 Writes OUT/model.bin (llama2.c format, see tinyllm.py) and OUT/train_log.txt (loss in bits per byte:
 training batches and the held-out documents, which training never reads).
 """
@@ -21,6 +26,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tinyllm  # noqa: E402
 
 LN2 = math.log(2.0)
+PRESETS = {
+    "tinyllm": dict(dim=256, hidden=768, layers=4, heads=4, kv_heads=2, lr=2e-3),
+    "tinyllm2": dict(dim=512, hidden=960, layers=4, heads=4, kv_heads=2, lr=1.5e-3),
+}
 
 
 def read_bytes(path, device):
@@ -60,21 +69,32 @@ def main():
     ap.add_argument("--corpus", default=".corpus")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seconds", type=float, default=210.0, help="training time budget")
-    ap.add_argument("--dim", type=int, default=256)
-    ap.add_argument("--hidden", type=int, default=768)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tinyllm",
+                    help="shape and learning rate; the options below override it one by one")
+    ap.add_argument("--dim", type=int)
+    ap.add_argument("--hidden", type=int)
+    ap.add_argument("--layers", type=int)
+    ap.add_argument("--heads", type=int)
+    ap.add_argument("--kv-heads", type=int)
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--smoke", action="store_true", help="tiny shapes, CPU, a few seconds")
     ap.add_argument("--safe", action="store_true", help="fp32, plain attention, unfused AdamW (fallback)")
     args = ap.parse_args()
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.dim % args.heads or args.heads % args.kv_heads or (args.dim // args.heads) % 2:
+        sys.exit("--dim must split into --heads heads of even size, and --heads into --kv-heads groups")
+    held_limit = None
     if args.smoke:
-        args.dim, args.hidden, args.layers, args.heads, args.kv_heads = 128, 256, 2, 2, 1
+        head_dim, rep = args.dim // args.heads, args.heads // args.kv_heads
+        args.heads, args.kv_heads, args.dim = rep, 1, rep * head_dim
+        args.hidden, args.layers = 2 * args.dim, 2
         args.seq_len, args.batch, args.seconds = 256, 4, min(args.seconds, 8.0)
+        held_limit = 16 * 1024
 
     torch.manual_seed(args.seed)
     cuda = torch.cuda.is_available() and not args.smoke
@@ -98,7 +118,7 @@ def main():
         log.flush()
 
     train = read_bytes(os.path.join(args.corpus, "train.txt"), device)
-    held = read_bytes(os.path.join(args.corpus, "heldout.txt"), device)
+    held = read_bytes(os.path.join(args.corpus, "heldout.txt"), device)[:held_limit]
     cfg = tinyllm.Config(args.dim, args.hidden, args.layers, args.heads, args.kv_heads, 256, args.seq_len)
     model = tinyllm.Transformer(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())

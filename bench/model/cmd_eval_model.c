@@ -34,7 +34,12 @@ int pkv_cmd_eval_model(int argc, char **argv)
         fprintf(stderr, "pkv eval-model: %s: cannot read the text\n", err);
         goto done;
     }
-    if (eval_tokenize(&o, &m.cfg, text, text_len, o.tokens, &tokens, &bytes, &n_tokens, err, sizeof err)) {
+    if (o.offset >= text_len) {
+        fprintf(stderr, "pkv eval-model: --offset %u: the text %s has only %zu bytes\n", o.offset, o.text, text_len);
+        goto done;
+    }
+    if (eval_tokenize(&o, &m.cfg, text + o.offset, text_len - o.offset, o.tokens, &tokens, &bytes, &n_tokens, err,
+                      sizeof err)) {
         fprintf(stderr, "pkv eval-model: %s\n", err);
         goto done;
     }
@@ -68,15 +73,20 @@ int pkv_cmd_eval_model(int argc, char **argv)
     printf("model: %s (llama2.c: dim %d, hidden %d, %d layers, %d q heads, %d kv heads, head_dim %d, vocab %d, "
            "seq_len %d, %.2fM parameters)\n", o.model, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
            c->head_dim, c->vocab_size, c->seq_len, (double)m.n_params / 1e6);
-    printf("text: %s, %u positions scored, teacher-forced, sequences of at most %d\n", o.text, n_score, c->seq_len);
+    printf("text: %s from byte %u, %u positions scored, teacher-forced, sequences of at most %d\n", o.text, o.offset,
+           n_score, c->seq_len);
     if (o.prefill > 1)
         printf("prompt: the first %u tokens of each sequence, attention %s, one append (mines the banks); then one "
                "token at a time\n", o.prefill, o.prefill_in_cache ? "through the cache (q_len P)" : "exact before compression");
     else
         printf("no prompt: every token appended and attended alone (q_len 1), the banks grow at each flush\n");
     printf("backend: %s, device %s (%s)\n", pkv_backend_name(dev.backend), dev.name, why);
-    printf("cache: group %u tokens, window %u, %u patterns mined at prefill\n", o.group_size, o.group_size,
-           o.n_patterns);
+    if (o.window)
+        printf("cache: group %u tokens (unless a mode gives :gN), window %u, %u patterns mined at prefill\n",
+               o.group_size, o.window, o.n_patterns);
+    else
+        printf("cache: group %u tokens (unless a mode gives :gN), window = group, %u patterns mined at prefill\n",
+               o.group_size, o.n_patterns);
     fflush(stdout);
 
     for (int i = 0; i < o.n_modes; i++) {
@@ -90,9 +100,13 @@ int pkv_cmd_eval_model(int argc, char **argv)
         }
     }
     progress_done(&bar);
-    eval_print_table(res, o.n_modes);
+    eval_print_table(&o, res, o.n_modes);
     if (o.json && eval_write_json(&o, &m, &dev, n_score, res, o.n_modes)) {
         fprintf(stderr, "pkv eval-model: %s: cannot write the JSON report\n", o.json);
+        goto done;
+    }
+    if (o.plot && eval_write_plot(&o, &m, res, o.n_modes, err, sizeof err)) {
+        fprintf(stderr, "pkv eval-model: %s\n", err);
         goto done;
     }
     rc = 0;

@@ -2,7 +2,8 @@
  * the PatternKV cache (FP16, PATTERN, DIRECT at several bit widths) and reports bits per byte,
  * perplexity, and how often the greedy next token agrees with the FP16 run. The parts:
  * eval_options.c (command line), eval_text.c (text and tokens), eval_run.c (one cache mode through
- * the model), eval_report.c (table and JSON), cmd_eval_model.c (the command). */
+ * the model), eval_report.c (table and JSON), eval_plot.c (the SVG frontier), cmd_eval_model.c (the
+ * command). */
 #ifndef PKV_EVAL_MODEL_H
 #define PKV_EVAL_MODEL_H
 
@@ -21,13 +22,16 @@
 typedef struct eval_mode {
     pkv_mode mode;
     uint32_t k_bits, v_bits;
+    uint32_t group_size; /* 0: the run's --group-size; else this mode's own (item suffix :gN) */
 } eval_mode;
 
 typedef struct eval_options {
     const char *model, *text, *tokenizer, *json;
     pkv_backend_kind backend;
     int device;
-    uint32_t tokens, group_size, n_patterns, prefill, threads;
+    const char *plot; /* --plot FILE.svg */
+    uint32_t tokens, group_size, window, n_patterns, prefill, threads;
+    uint32_t offset; /* --offset: bytes of the text skipped before the first token */
     int tokens_given, progress;
     int prefill_in_cache; /* prefill attention through pkv_attention (q_len P) instead of exact */
     eval_mode modes[EVAL_MAX_MODES]; /* modes[0] is FP16: the others' greedy agreement is against it */
@@ -53,9 +57,20 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
                   const double *bytes, uint32_t n_score, int *greedy, eval_result *r, progress_bar *bar, char *err,
                   size_t err_len);
 
+/* eval_options.c: the group size and fp16 window a mode runs with (the window: --window, else its group). */
+uint32_t eval_mode_group(const eval_options *o, const eval_mode *m);
+uint32_t eval_mode_window(const eval_options *o, const eval_mode *m);
+/* The name of the curve a mode belongs to in tables and plots: "pattern", "direct g64", "fp16". */
+void eval_mode_curve(const eval_options *o, const eval_mode *m, char *buf, size_t len);
+
 /* eval_report.c */
-void eval_print_table(const eval_result *res, int n_res);
+void eval_print_table(const eval_options *o, const eval_result *res, int n_res);
 int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_device_info *dev, uint32_t n_score,
                     const eval_result *res, int n_res);
+
+/* eval_plot.c: --plot: bits per byte against cache bits per element, one curve per eval_mode_curve
+ * (through its bit widths), FP16 as a dashed line. 0, or -1 with a sentence in err. */
+int eval_write_plot(const eval_options *o, const llama2_model *m, const eval_result *res, int n_res, char *err,
+                    size_t err_len);
 
 #endif

@@ -10,8 +10,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: pkv eval-model [--model FILE] [--text FILE] [--tokenizer FILE] [--backend B] [--device N]\n"
-            "                      [--tokens N] [--modes LIST] [--group-size G] [--patterns M] [--prefill P]\n"
-            "                      [--prefill-attention exact|cache] [--threads N] [--json FILE]\n"
+            "                      [--tokens N] [--offset B] [--modes LIST] [--group-size G] [--window R]\n"
+            "                      [--patterns M] [--prefill P] [--prefill-attention exact|cache] [--threads N]\n"
+            "                      [--json FILE] [--plot FILE.svg]\n"
             "                      [--progress | --no-progress]\n"
             "Runs a llama2.c checkpoint teacher-forced over a text, its attention through the PatternKV cache,\n"
             "and reports bits per byte, perplexity and greedy agreement with the FP16 cache.\n"
@@ -21,10 +22,14 @@ static void usage(FILE *f)
             "                    (default: tokenizer.bin beside the model); with 256 tokens, token = byte\n"
             "  --backend B       auto, cpu, vulkan, opencl (default auto)\n"
             "  --tokens N        positions scored (default %u; each predicts the next token)\n"
+            "  --offset B        skip the first B bytes of the text (disjoint windows of one text; default 0)\n"
             "  --modes LIST      comma list of fp16, pattern, direct (= 2,3,4 bits), or pattern2, direct3,\n"
             "                    pattern2/4 (K bits/V bits); default fp16,pattern,direct. FP16 always runs:\n"
-            "                    greedy agreement is measured against it\n"
-            "  --group-size G    tokens per quantization group and window, 32, 64 or 128 (default 128)\n"
+            "                    greedy agreement is measured against it. An item may end in :gN, its own\n"
+            "                    group size (direct2:g64 compares DIRECT at more memory in the same run)\n"
+            "  --group-size G    tokens per quantization group, 32, 64 or 128 (default 128)\n"
+            "  --window R        fp16 tokens before a flush, a multiple of every group size in use\n"
+            "                    (default 0: each mode's group size, so the window follows the group)\n"
             "  --patterns M      patterns mined at prefill (default 32)\n"
             "  --prefill P       the first P tokens of each sequence are a prompt: one append, which mines\n"
             "                    the pattern banks; the rest go one token at a time, appended and attended\n"
@@ -33,42 +38,71 @@ static void usage(FILE *f)
             "                    how the prompt attends: exact (fp32, before compression, as a prefill\n"
             "                    kernel does; default) or through the compressed cache with q_len P\n"
             "  --threads N       CPU backend threads (default: one per core)\n"
-            "  --json FILE       also write the results as JSON\n",
+            "  --json FILE       also write the results as JSON\n"
+            "  --plot FILE.svg   also draw bits per byte against cache bits per element, one curve per mode\n",
             EVAL_DEFAULT_MODEL, EVAL_DEFAULT_TEXT, EVAL_DEFAULT_TOKENS);
 }
 
-static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb)
+uint32_t eval_mode_group(const eval_options *o, const eval_mode *m)
+{
+    return m->group_size ? m->group_size : o->group_size;
+}
+
+uint32_t eval_mode_window(const eval_options *o, const eval_mode *m)
+{
+    return o->window ? o->window : eval_mode_group(o, m);
+}
+
+void eval_mode_curve(const eval_options *o, const eval_mode *m, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s", pkv_mode_name(m->mode));
+    if (m->mode != PKV_MODE_FP16 && m->group_size && m->group_size != o->group_size && n >= 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, " g%u", m->group_size);
+}
+
+static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb, uint32_t g)
 {
     for (int i = 0; i < o->n_modes; i++)
-        if (o->modes[i].mode == mode && o->modes[i].k_bits == kb && o->modes[i].v_bits == vb) return 0;
+        if (o->modes[i].mode == mode && o->modes[i].k_bits == kb && o->modes[i].v_bits == vb &&
+            o->modes[i].group_size == g)
+            return 0;
     if (o->n_modes == EVAL_MAX_MODES) return -1;
-    o->modes[o->n_modes++] = (eval_mode){mode, kb, vb};
+    o->modes[o->n_modes++] = (eval_mode){mode, kb, vb, g};
     return 0;
 }
 
-/* One item of --modes: fp16 | pattern | direct | patternK | directK | patternK/V | directK/V. */
+/* One item of --modes: fp16 | pattern | direct | patternK | directK | patternK/V | directK/V, each but
+ * fp16 optionally followed by :gN (N = 32, 64 or 128). */
 static int parse_mode_item(eval_options *o, const char *item)
 {
     pkv_mode mode;
     const char *rest;
-    if (strcmp(item, "fp16") == 0) return add_mode(o, PKV_MODE_FP16, 16, 16);
+    if (strcmp(item, "fp16") == 0) return add_mode(o, PKV_MODE_FP16, 16, 16, 0);
     if (strncmp(item, "pattern", 7) == 0) mode = PKV_MODE_PATTERN, rest = item + 7;
     else if (strncmp(item, "direct", 6) == 0) mode = PKV_MODE_DIRECT, rest = item + 6;
     else return -1;
-    if (!*rest) {
+    char buf[32];
+    if (strlen(rest) >= sizeof buf) return -1;
+    snprintf(buf, sizeof buf, "%s", rest);
+    uint32_t g = 0;
+    char *colon = strchr(buf, ':');
+    if (colon) {
+        *colon = '\0';
+        if (colon[1] != 'g' || cli_parse_u32(colon + 2, 0, UINT32_MAX, &g) || (g != 32 && g != 64 && g != 128))
+            return -1;
+    }
+    if (!*buf) {
         for (uint32_t b = 2; b <= 4; b++)
-            if (add_mode(o, mode, b, b)) return -1;
+            if (add_mode(o, mode, b, b, g)) return -1;
         return 0;
     }
-    char buf[32];
-    snprintf(buf, sizeof buf, "%s", rest);
     char *slash = strchr(buf, '/');
     uint32_t kb, vb;
     if (slash) *slash = '\0';
     if (cli_parse_u32(buf, 0, UINT32_MAX, &kb) || (slash ? cli_parse_u32(slash + 1, 0, UINT32_MAX, &vb) : (vb = kb, 0)) ||
         !cli_valid_bits(kb) || !cli_valid_bits(vb))
         return -1;
-    return add_mode(o, mode, kb, vb);
+    return add_mode(o, mode, kb, vb, g);
 }
 
 static int parse_modes(eval_options *o, const char *list)
@@ -123,6 +157,18 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
             o->tokenizer = val;
         } else if (strcmp(a, "--json") == 0) {
             o->json = val;
+        } else if (strcmp(a, "--plot") == 0) {
+            o->plot = val;
+        } else if (strcmp(a, "--offset") == 0) {
+            if (cli_parse_u32(val, 0, UINT32_MAX, &o->offset)) {
+                fprintf(stderr, "pkv eval-model: --offset %s: expected a byte count\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--window") == 0) {
+            if (cli_parse_u32(val, 0, UINT32_MAX, &o->window) || o->window > 65536) {
+                fprintf(stderr, "pkv eval-model: --window %s: expected a token count (0: the group size)\n", val);
+                return -1;
+            }
         } else if (strcmp(a, "--backend") == 0) {
             if (pkv_backend_from_name(val, &o->backend) != PKV_OK) {
                 fprintf(stderr, "pkv eval-model: --backend %s: not one of auto, cpu, vulkan, opencl\n", val);
@@ -144,7 +190,8 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
         } else if (strcmp(a, "--modes") == 0) {
             if (parse_modes(o, val)) {
                 fprintf(stderr, "pkv eval-model: --modes %s: expected a comma list of fp16, pattern, direct, "
-                                "patternB, directB or patternK/V with bits 2, 3, 4 or 8\n", val);
+                                "patternB, directB or patternK/V with bits 2, 3, 4 or 8, each optionally with :g32, "
+                                ":g64 or :g128\n", val);
                 return -1;
             }
         } else if (strcmp(a, "--group-size") == 0) {
@@ -194,6 +241,13 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
     } else {
         memmove(o->modes + 1, o->modes, (size_t)fp16 * sizeof o->modes[0]);
     }
-    o->modes[0] = (eval_mode){PKV_MODE_FP16, 16, 16};
+    o->modes[0] = (eval_mode){PKV_MODE_FP16, 16, 16, 0};
+    for (int i = 0; i < o->n_modes; i++) {
+        uint32_t g = eval_mode_group(o, &o->modes[i]);
+        if (o->window % g) {
+            fprintf(stderr, "pkv eval-model: --window %u: not a multiple of the group size %u\n", o->window, g);
+            return -1;
+        }
+    }
     return 0;
 }

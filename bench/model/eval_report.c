@@ -4,14 +4,15 @@
 #include "eval_model.h"
 #include "json_write.h"
 
-void eval_print_table(const eval_result *res, int n_res)
+void eval_print_table(const eval_options *o, const eval_result *res, int n_res)
 {
-    printf("%-8s %9s %10s %11s %9s %9s %11s %8s\n", "mode", "K/V bits", "bits/byte", "perplexity", "vs fp16",
+    printf("%-12s %9s %10s %11s %9s %9s %11s %8s\n", "mode", "K/V bits", "bits/byte", "perplexity", "vs fp16",
            "greedy", "cache b/el", "time");
     for (int i = 0; i < n_res; i++) {
-        char bits[16];
+        char bits[16], curve[48];
         snprintf(bits, sizeof bits, "%u/%u", res[i].m.k_bits, res[i].m.v_bits);
-        printf("%-8s %9s %10.4f %11.4f %+8.2f%% %8.2f%% %11.2f %7.1fs\n", pkv_mode_name(res[i].m.mode), bits,
+        eval_mode_curve(o, &res[i].m, curve, sizeof curve);
+        printf("%-12s %9s %10.4f %11.4f %+8.2f%% %8.2f%% %11.2f %7.1fs\n", curve, bits,
                res[i].bits_per_byte, res[i].perplexity, 100.0 * (res[i].bits_per_byte / res[0].bits_per_byte - 1.0),
                100.0 * res[i].agreement, res[i].bits_per_element, res[i].seconds);
     }
@@ -42,7 +43,9 @@ int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_devi
     jw_uint(&w, "tokens", n_score);
     jw_string(&w, "backend", pkv_backend_name(dev->backend));
     jw_string(&w, "device", dev->name);
+    jw_uint(&w, "offset", o->offset);
     jw_uint(&w, "group_size", o->group_size);
+    jw_uint(&w, "window", o->window); /* 0: each mode's group size */
     jw_uint(&w, "n_patterns", o->n_patterns);
     jw_uint(&w, "prefill", o->prefill);
     jw_string(&w, "prefill_attention", o->prefill_in_cache ? "cache" : "exact");
@@ -52,6 +55,11 @@ int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_devi
         jw_string(&w, "mode", pkv_mode_name(res[i].m.mode));
         jw_uint(&w, "k_bits", res[i].m.k_bits);
         jw_uint(&w, "v_bits", res[i].m.v_bits);
+        jw_uint(&w, "group_size", eval_mode_group(o, &res[i].m));
+        jw_uint(&w, "window", eval_mode_window(o, &res[i].m));
+        char curve[48];
+        eval_mode_curve(o, &res[i].m, curve, sizeof curve);
+        jw_string(&w, "curve", curve);
         jw_number(&w, "bits_per_byte", res[i].bits_per_byte);
         jw_number(&w, "perplexity", res[i].perplexity);
         jw_number(&w, "greedy_agreement", res[i].agreement);
