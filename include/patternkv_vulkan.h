@@ -6,27 +6,18 @@
  *   pkv_context_params p = pkv_context_params_default();
  *   p.vulkan_external = &ext;   (the backend is then Vulkan)
  *
- * Synchronization contract:
+ * Synchronization contract (the recorded calls further down have their own, written there):
  * - The handles stay owned by the application and must outlive the PatternKV context; the library
  *   never destroys them. Free the PatternKV context (and its caches) before destroying the device.
- * - Every PatternKV call submits its own command buffers to `queue` and waits on its own fence
- *   before it returns: when a call returns, all its device work is complete and nothing of it is
- *   pending on the queue. PatternKV never waits on the application's work (no vkQueueWaitIdle, no
- *   vkDeviceWaitIdle during calls).
+ * - Every synchronous PatternKV call submits its own command buffers to `queue` and waits on its
+ *   own fence before it returns: when it returns, its device work is complete. The library never
+ *   calls vkQueueWaitIdle or vkDeviceWaitIdle; a submission of the library's on `queue` runs after
+ *   what the application submitted before it (queue order), so the wait may include that work.
  * - vkQueueSubmit on one queue must be externally synchronized (Vulkan rule): the application must
  *   not submit to `queue` from another thread while a PatternKV call runs. Use `queue_mutex_lock` /
  *   `queue_mutex_unlock` (optional) to have the library take the engine's queue lock around its submits.
  * - The library's cache lives in its own allocations on `device`; the application never needs a
  *   barrier on them.
- * - pkv_vulkan_append / pkv_vulkan_attention read K, V, q from and write out to the application's
- *   VkBuffers (created on `device` with TRANSFER_SRC / TRANSFER_DST usage, holding the whole range).
- *   Writes the application submitted to `queue` before the call are waited for by the library (its
- *   command buffer starts with a barrier from all earlier writes to its transfer reads); writes made
- *   on another queue must be finished (fence or semaphore wait) before the call. When the call
- *   returns, `out` is written and complete, and made available to all later commands on `queue`.
- *   The data stays on the device: the library copies it into its own device memory, converts and
- *   checks it there (NaN, Inf, beyond fp16 range -> PKV_ERR_NONFINITE, nothing stored); only a 4-byte
- *   check flag is read back, so each call waits for its own work once more before it returns.
  * - The device needs no extension or feature; the queue family must support compute. */
 #ifndef PATTERNKV_VULKAN_H
 #define PATTERNKV_VULKAN_H
@@ -54,14 +45,113 @@ typedef struct pkv_vulkan_external {
     void *queue_mutex_user;
 } pkv_vulkan_external;
 
-/* pkv_append with K and V in application buffers: [n_tokens][n_kv_heads][head_dim] of dtype at
- * the given byte offsets. Needs a cache on a context made from the application's device (above). */
+/* ---- synchronous calls on application buffers ------------------------------------------------
+ * pkv_append / pkv_attention with K, V, q and out in the application's VkBuffers (created on
+ * `device`, usage TRANSFER_SRC for inputs, TRANSFER_DST for out). Each range is given as (buffer,
+ * offset, size): size is the bytes of the range the application owns from offset (VK_WHOLE_SIZE is
+ * not accepted) and must hold what the call reads or writes, else PKV_ERR_INVALID_ARGUMENT.
+ * K and V: [n_tokens][n_kv_heads][head_dim] of dtype. q: [n_seqs][q_len][n_q_heads][head_dim] of
+ * params->q_dtype; out: the same shape in fp32. k_new/v_new in params are not supported here.
+ *
+ * Each call submits to `queue` and waits for its own fence: the K/V (or q) are copied and converted
+ * on the device and checked (status word below); the call then reads that word back and returns
+ * PKV_ERR_NONFINITE with nothing stored when a value is NaN, Inf or beyond fp16 range. The append
+ * itself then runs as pkv_append's device part: its window write is recorded with the next op, a
+ * mining or flush is submitted and waited for. All rows of all heads are copied by one command.
+ * Writes the application submitted to `queue` before the call are seen (the first command buffer
+ * starts with a barrier from all memory writes); writes on other queues must be complete. When
+ * pkv_vulkan_attention returns, `out` is written and available to later commands on `queue`. */
 PKV_API pkv_status pkv_vulkan_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens, VkBuffer k,
-                                     VkDeviceSize k_offset, VkBuffer v, VkDeviceSize v_offset, pkv_dtype dtype);
-/* pkv_attention with q and out in application buffers ([n_seqs][q_len][n_q_heads][head_dim]; q of
- * params->q_dtype, out fp32). */
+                                     VkDeviceSize k_offset, VkDeviceSize k_size, VkBuffer v, VkDeviceSize v_offset,
+                                     VkDeviceSize v_size, pkv_dtype dtype);
 PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_params *params, VkBuffer q,
-                                        VkDeviceSize q_offset, VkBuffer out, VkDeviceSize out_offset);
+                                        VkDeviceSize q_offset, VkDeviceSize q_size, VkBuffer out,
+                                        VkDeviceSize out_offset, VkDeviceSize out_size);
+
+/* ---- recorded calls: PatternKV's work in the application's command buffer -----------------------
+ * pkv_vulkan_cmd_append and pkv_vulkan_cmd_attention do what the synchronous calls do, but record
+ * every command into `cmd`, a primary command buffer of the application in the recording state,
+ * allocated from a pool of `queue_family_index`, and return without submitting or waiting for
+ * anything. The application submits `cmd` (to any queue of that family) when it wants: a whole
+ * decode step of every layer can be one command buffer and one submit:
+ *
+ *   for l in layers:
+ *       app: record the layer's QKV projection into k_buf, v_buf, q_buf (+ RoPE)
+ *       app: barrier  (its shader writes -> TRANSFER_READ, see "Barriers")
+ *       pkv_vulkan_cmd_append(cache, cmd, seq, l, 1, k_buf, ..., v_buf, ..., PKV_F32);
+ *       pkv_vulkan_cmd_attention(cache, cmd, &params_l, q_buf, ..., out_buf, ...);
+ *       app: barrier  (TRANSFER_WRITE -> its shader reads of out), then the rest of the layer
+ *   vkEndCommandBuffer(cmd); vkQueueSubmit(queue, ..., fence);   (once per step)
+ *
+ * Decided at record time, on the host, from what the host already knows: sequence lengths, block
+ * tables, pool slots, which windows fill and are flushed, new bank patterns, split counts,
+ * mining of a first prompt, arena growth (recorded as copies into `cmd`). Decided on the device:
+ * every value check, the conversion to fp16, k-means, pattern assignment, quantization. So the
+ * cache's host state already includes the recorded tokens when the call returns; attention of a
+ * layer recorded after its append (in the same or a later command buffer) sees them.
+ *
+ * Status word. The device checks the values (NaN, Inf, or |x| > 65504 in K/V; NaN or Inf in q).
+ * A value that fails is stored as 0 (with its neighbour of the same pair), the flag is ORed into
+ * the context's status word and its lowest failing layer kept: PKV_VULKAN_STATUS_KV_NONFINITE,
+ * PKV_VULKAN_STATUS_Q_NONFINITE. Read it (after the command buffer completed: fence) with
+ * pkv_vulkan_read_status. After a failed check the cache is consistent and usable: the failing
+ * tokens are stored with 0 for the bad values (their positions count; a flush that included them
+ * quantized the zeros), every other layer, token and sequence is as it would be, attention stays
+ * finite (a q that failed reads as 0: uniform weights over the tokens). Recover by dropping the
+ * affected sequence (pkv_seq_free, after the command buffer completed) and recomputing it, or by
+ * continuing from a fork taken before the step (pkv_seq_fork is cheap: copy-on-write); the status
+ * word says which layer first failed. The synchronous calls keep a separate word and never touch
+ * the recorded one.
+ *
+ * Barriers. Each recorded call starts with a barrier from every earlier compute and transfer
+ * command in `cmd` (COMPUTE_SHADER | TRANSFER writes -> COMPUTE_SHADER | TRANSFER reads and writes),
+ * so PatternKV calls recorded one after another (append of layer l, attention of layer l reading
+ * it, the next layer, ...) need nothing between them. The calls read K, V and q with
+ * vkCmdCopyBuffer (stage TRANSFER, access TRANSFER_READ) and write out with vkCmdCopyBuffer (TRANSFER
+ * / TRANSFER_WRITE). The application adds, before a call, a barrier from its writes of K/V/q to
+ * TRANSFER_READ (for example COMPUTE_SHADER/SHADER_WRITE -> TRANSFER/TRANSFER_READ), and after
+ * pkv_vulkan_cmd_attention a barrier from TRANSFER/TRANSFER_WRITE to its reads of out (or to
+ * HOST/HOST_READ before mapping it). Its own later writes into K/V/q buffers the library still
+ * reads need TRANSFER/TRANSFER_READ as their source (write-after-read). The library's own memory
+ * never needs a barrier from the application. The recorded commands bind compute pipelines,
+ * descriptor set 0 and push constants: rebind the application's after them.
+ *
+ * Lifetimes and what may not be mixed.
+ * - The cache and the context must outlive every command buffer with recorded PatternKV commands
+ *   until it completed (or was reset without being submitted); pkv_cache_free, pkv_seq_free and
+ *   pkv_context_free must not be called while one is pending. Submit each recorded command buffer
+ *   at most once, in the order the calls were recorded (recording decided the cache's state in that
+ *   order), and not re-recorded: VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT is fine.
+ * - Memory the library outgrows once a call was recorded (arenas, its scratch) is kept until the
+ *   context is freed, since a pending command buffer may still use it; size it up front
+ *   (pkv_context_params.device_page_bytes, pkv_prewarm) to avoid growth during a decode loop.
+ * - Synchronous calls on the context (pkv_append, pkv_attention, pkv_read_kv, save, ...) wait only
+ *   for their own work: do not make them while a recorded command buffer is pending.
+ * - When a recorded call returns an error, parts of it may already be in `cmd`: do not submit
+ *   `cmd` (reset it) and drop the sequences recorded into it (pkv_seq_free); errors at record time
+ *   are host or device out-of-memory, a pipeline that could not be built (pkv_prewarm builds them
+ *   all first), budget, or argument errors (those are found before anything is recorded).
+ *
+ * Threads. Calls on one context are serialised by the context (a recorded call holds its lock for
+ * the whole call); the application must not record into `cmd` from another thread during a call
+ * (Vulkan's rule for command buffers). Recording never touches `queue`. */
+PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, pkv_seq seq, uint32_t layer,
+                                         uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
+                                         VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype);
+PKV_API pkv_status pkv_vulkan_cmd_attention(pkv_cache *cache, VkCommandBuffer cmd, const pkv_attention_params *params,
+                                            VkBuffer q, VkDeviceSize q_offset, VkDeviceSize q_size, VkBuffer out,
+                                            VkDeviceSize out_offset, VkDeviceSize out_size);
+
+enum { /* bits of the status word */
+    PKV_VULKAN_STATUS_KV_NONFINITE = 1u << 0, /* a recorded append's K or V held NaN, Inf or |x| > 65504 */
+    PKV_VULKAN_STATUS_Q_NONFINITE = 1u << 1,  /* a recorded attention's q held NaN or Inf */
+};
+
+/* Reads the context's status word of recorded calls (synchronous: one small submission to `queue`
+ * and a wait on its own fence; call it after the recorded command buffers completed). *flags gets
+ * the PKV_VULKAN_STATUS_* bits set since the last reset, *first_layer (may be NULL) the lowest layer
+ * that failed a check (UINT32_MAX if none). reset != 0 clears the word afterwards. */
+PKV_API pkv_status pkv_vulkan_read_status(pkv_cache *cache, uint32_t *flags, uint32_t *first_layer, int reset);
 
 #ifdef __cplusplus
 }

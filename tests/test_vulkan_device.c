@@ -314,12 +314,20 @@ static void application_owned_device_is_used_and_left_alive(void **state)
     pkv_seq s;
     TU_OK(pkv_cache_create(ctx, &cfg, &c));
     TU_OK(pkv_seq_create(c, &s));
-    TU_OK(pkv_vulkan_append(c, s, 0, 50, bufs[0], off, bufs[1], off, PKV_F32));
-    TU_OK(pkv_vulkan_append(c, s, 0, 30, bufs[0], off + 50 * 64 * sizeof(float), bufs[1], off + 50 * 64 * sizeof(float), PKV_F32));
+    TU_OK(pkv_vulkan_append(c, s, 0, 50, bufs[0], off, bytes - off, bufs[1], off, bytes - off, PKV_F32));
+    TU_OK(pkv_vulkan_append(c, s, 0, 30, bufs[0], off + 50 * 64 * sizeof(float), 30 * 64 * sizeof(float), bufs[1], off + 50 * 64 * sizeof(float), 30 * 64 * sizeof(float), PKV_F32));
     pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
-    TU_OK(pkv_vulkan_attention(c, &ap, bufs[2], off, bufs[3], off));
+    TU_OK(pkv_vulkan_attention(c, &ap, bufs[2], off, bytes - off, bufs[3], off, bytes - off));
     assert_true(ref_rel_diff(maps[3], out, WL_Q) < 1e-6);
-    assert_int_equal(pkv_vulkan_append(c, s, 0, 1, VK_NULL_HANDLE, 0, bufs[1], 0, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_vulkan_append(c, s, 0, 1, VK_NULL_HANDLE, 0, 1024, bufs[1], 0, 1024, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    /* ranges smaller than the call needs (one token of 2 heads x 32 fp32 is 256 bytes) */
+    assert_int_equal(pkv_vulkan_append(c, s, 0, 1, bufs[0], off, 255, bufs[1], off, 256, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_vulkan_append(c, s, 0, 1, bufs[0], off, 256, bufs[1], off, VK_WHOLE_SIZE, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_vulkan_attention(c, &ap, bufs[2], off, 4 * 32 * 4 - 4, bufs[3], off, 4 * 32 * 4), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_vulkan_attention(c, &ap, bufs[2], off, 4 * 32 * 4, bufs[3], off, 4 * 32 * 4 - 1), PKV_ERR_INVALID_ARGUMENT);
+    uint32_t len0;
+    TU_OK(pkv_seq_length(c, s, 0, &len0));
+    assert_int_equal(len0, 80);
 
     /* The data never went through host memory, yet the cache holds exactly what the host path stores:
      * the device conversion rounds as the host does. Saved files compare byte for byte. */
@@ -354,7 +362,7 @@ static void application_owned_device_is_used_and_left_alive(void **state)
     TU_OK(pkv_cache_create(ctx, &cfg, &h16));
     TU_OK(pkv_seq_create(d16, &s16));
     TU_OK(pkv_seq_create(h16, &t16));
-    TU_OK(pkv_vulkan_append(d16, s16, 0, 40, bufs[0], off, bufs[1], off, PKV_F16));
+    TU_OK(pkv_vulkan_append(d16, s16, 0, 40, bufs[0], off, bytes - off, bufs[1], off, bytes - off, PKV_F16));
     TU_OK(pkv_append(h16, t16, 0, 40, host16[0], host16[1], PKV_F16));
     TU_OK(pkv_cache_save(d16, pa));
     TU_OK(pkv_cache_save(h16, pb));
@@ -364,17 +372,17 @@ static void application_owned_device_is_used_and_left_alive(void **state)
     free(fa);
     /* NaN, Inf or beyond fp16 in the application's K, V or q: refused, nothing stored. */
     h16v[7] = 0x7C00; /* +Inf */
-    assert_int_equal(pkv_vulkan_append(d16, s16, 0, 2, bufs[0], off, bufs[1], off, PKV_F16), PKV_ERR_NONFINITE);
+    assert_int_equal(pkv_vulkan_append(d16, s16, 0, 2, bufs[0], off, bytes - off, bufs[1], off, bytes - off, PKV_F16), PKV_ERR_NONFINITE);
     workload_data(maps[0], maps[1], maps[2]);
     maps[0][3] = 1e6f;
-    assert_int_equal(pkv_vulkan_append(d16, s16, 0, 2, bufs[0], off, bufs[1], off, PKV_F32), PKV_ERR_NONFINITE);
+    assert_int_equal(pkv_vulkan_append(d16, s16, 0, 2, bufs[0], off, bytes - off, bufs[1], off, bytes - off, PKV_F32), PKV_ERR_NONFINITE);
     maps[0][3] = NAN;
-    assert_int_equal(pkv_vulkan_append(d16, s16, 0, 2, bufs[0], off, bufs[1], off, PKV_F32), PKV_ERR_NONFINITE);
+    assert_int_equal(pkv_vulkan_append(d16, s16, 0, 2, bufs[0], off, bytes - off, bufs[1], off, bytes - off, PKV_F32), PKV_ERR_NONFINITE);
     uint32_t len;
     TU_OK(pkv_seq_length(d16, s16, 0, &len));
     assert_int_equal(len, 40);
     maps[2][1] = NAN;
-    assert_int_equal(pkv_vulkan_attention(d16, &ap, bufs[2], off, bufs[3], off), PKV_ERR_NONFINITE);
+    assert_int_equal(pkv_vulkan_attention(d16, &ap, bufs[2], off, bytes - off, bufs[3], off, bytes - off), PKV_ERR_NONFINITE);
     TU_OK(pkv_cache_save(d16, pa));
     fa = tu_slurp(pa, &na);
     assert_int_equal(na, nb);

@@ -15,3 +15,9 @@ pkv_add_gpu_suite(vulkan "${PKV_VK_TEST_ENV}")
 add_test(NAME test_parity_vulkan_nosubgroups COMMAND test_parity)
 set_tests_properties(test_parity_vulkan_nosubgroups PROPERTIES TIMEOUT 900 LABELS vulkan
   ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
+
+# Recorded calls in an application's command buffer (engine mode) against the synchronous ones.
+pkv_add_test(test_vulkan_record SOURCES test_vulkan_record.c)
+target_include_directories(test_vulkan_record PRIVATE ${PROJECT_SOURCE_DIR}/src/vulkan ${PKV_VULKAN_INCLUDE_DIR})
+add_test(NAME test_vulkan_record COMMAND test_vulkan_record)
+set_tests_properties(test_vulkan_record PROPERTIES TIMEOUT 300 ENVIRONMENT "${PKV_VK_TEST_ENV}" LABELS vulkan)

@@ -1,15 +1,18 @@
 #version 450
 /* Engine integration: the application's K/V (or q), copied raw into the scratch buffer, become the
  * fp16 K/V (or fp32 q) the ops read, rounded as the host path rounds (pkv_math.h). A value that is
- * NaN, Inf or beyond max_abs sets the flag word. Two values per invocation. */
+ * NaN, Inf or beyond max_abs is stored as 0 (with its pair) and sets `flag` in the status word
+ * (st[status_word]) and lowers st[status_word + 1] to `layer`. Two values per invocation. */
 #include "pkv_math.h"
 
 layout(local_size_x_id = 0) in;
 layout(std430, set = 0, binding = 0) buffer Scratch { uint scr[]; };
 layout(std430, set = 0, binding = 1) buffer Out { uint dst[]; };
+layout(std430, set = 0, binding = 2) buffer Status { uint st[]; };
 layout(push_constant) uniform Push {
-    uint n_pairs, in_f16, out_f32, raw_off, out_off, flag_off;
+    uint n_pairs, in_f16, out_f32, raw_off, out_off, status_word;
     float max_abs;
+    uint flag, layer;
 } pc;
 
 bool bad_f32(float x) { return (floatBitsToUint(x) & 0x7F800000u) == 0x7F800000u || abs(x) > pc.max_abs; }
@@ -31,8 +34,10 @@ void main()
         bad = bad_f32(x0) || bad_f32(x1);
     }
     if (bad) {
-        atomicOr(scr[pc.flag_off], 1u);
-        return;
+        atomicOr(st[pc.status_word], pc.flag);
+        atomicMin(st[pc.status_word + 1u], pc.layer);
+        x0 = 0.0;
+        x1 = 0.0;
     }
     if (pc.out_f32 != 0u) {
         dst[pc.out_off + 2u * i] = floatBitsToUint(x0);

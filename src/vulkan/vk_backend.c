@@ -1,3 +1,4 @@
+#define _XOPEN_SOURCE 700
 /* The Vulkan backend's table (src/core/backend.h): create/destroy and the buffer functions. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,7 +144,12 @@ static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char
         snprintf(why, why_len, "out of host memory");
         return PKV_ERR_OUT_OF_HOST_MEMORY;
     }
-    pthread_mutex_init(&vk->lock, NULL);
+    /* recursive: a recorded call (vk_external_io.c) holds it around the ops, which take it too */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&vk->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
     be->iface = &vk_iface;
     be->impl = vk;
     pkv_status s = pkv_vk_open(vk, p, &be->info, why, why_len);

@@ -82,6 +82,24 @@ typedef struct pkv_vk {
     pkv_buf *scratch;          /* per-op uploads, tables, partial results */
     pkv_buf *staged;           /* the application's K/V or q converted on the device (vk_stage.c) */
     pkv_buf *dummy;            /* bound where an arena does not exist */
+    /* The device status word (vk_record.c): words [0] flags and [1] lowest failing layer of the
+     * recorded calls; [2], [3] the same for the synchronous call running now. */
+    pkv_buf *status;
+
+    /* Recording into the application's command buffer (vk_record.c). While `external` is set,
+     * vk->cb is the application's: pkv_vk_begin/finish neither begin, end nor submit it, uploads
+     * are recorded inline (vkCmdUpdateBuffer), descriptor sets come from ext_sets (never reset), and
+     * buffers are retired instead of freed. Once a call was recorded (`recorded_once`), every freed
+     * buffer is retired (a pending command buffer of the application may still use it) until the
+     * context is freed. */
+    int external, recorded_once;
+    VkCommandBuffer own_cb;
+    pkv_buf **retired;
+    uint32_t n_retired, cap_retired;
+    VkDescriptorPool *ext_pools;
+    uint32_t n_ext_pools, ext_pool_left;
+    struct pkv_vk_ext_set { VkDescriptorBufferInfo bufs[4]; VkDescriptorSet set; } *ext_sets;
+    uint32_t n_ext_sets, cap_ext_sets;
 
     /* submission: one command buffer, a staging ring, a descriptor pool reset per op */
     VkCommandPool cmd_pool;
@@ -143,6 +161,9 @@ void pkv_vk_barrier(pkv_vk *vk);
 pkv_status pkv_vk_submit_wait(pkv_vk *vk);
 /* Ends an op: submits what is recorded, waits, resets the descriptor pool. */
 pkv_status pkv_vk_finish(pkv_vk *vk);
+/* Recorded commands only: a barrier from every earlier compute or transfer command of the command
+ * buffer, at the start of each op (the library's own submissions are ordered by their fence waits). */
+void pkv_vk_op_start(pkv_vk *vk);
 /* Abandons a half-recorded op after an error (nothing recorded runs). */
 void pkv_vk_abandon(pkv_vk *vk);
 /* Room for bytes in the staging ring: *got is at most `want`, a multiple of `unit` (>= unit), at
@@ -169,11 +190,23 @@ pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_w
 pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g);
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
 
-/* Copies n_src application buffers (n_values each, of `dtype`) into vk->staged, one after another,
- * as fp16 (to_f32 = 0) or fp32 values, on the device; *bad = 1 when one was NaN, Inf or beyond
- * max_abs. Called without vk->lock held; finishes everything recorded before. */
-pkv_status pkv_vk_stage(pkv_vk *vk, const VkBuffer *src, const VkDeviceSize *src_off, uint32_t n_src, size_t n_values,
-                        pkv_dtype dtype, int to_f32, float max_abs, int *bad);
+/* vk_stage.c: records the copy of n_src application buffers (n_values each, of `dtype`) into the
+ * scratch buffer and their conversion into vk->staged, one after another, as fp16 (to_f32 = 0) or
+ * fp32 values. A value that is NaN, Inf or beyond max_abs is stored as 0 and sets `flag` in
+ * status word status_word and lowers word status_word + 1 to `layer`. Scratch and staged must be
+ * reserved (pkv_vk_stage_reserve); vk->lock held. */
+typedef struct pkv_vk_stage_in {
+    const VkBuffer *src;
+    const VkDeviceSize *src_off;
+    uint32_t n_src;
+    size_t n_values;
+    pkv_dtype dtype;
+    int to_f32;
+    float max_abs;
+    uint32_t status_word, flag, layer;
+} pkv_vk_stage_in;
+pkv_status pkv_vk_stage_reserve(pkv_vk *vk, const pkv_vk_stage_in *in);
+pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in);
 /* Reserves vk->staged for at least `bytes`; nothing recorded may still use the old one. */
 pkv_status pkv_vk_staged_reserve(pkv_vk *vk, size_t bytes);
 

@@ -43,6 +43,7 @@
     X(vkCreateCommandPool) \
     X(vkDestroyCommandPool) \
     X(vkAllocateCommandBuffers) \
+    X(vkFreeCommandBuffers) \
     X(vkBeginCommandBuffer) \
     X(vkEndCommandBuffer) \
     X(vkResetCommandBuffer) \
@@ -53,6 +54,7 @@
     X(vkResetFences) \
     X(vkCmdCopyBuffer) \
     X(vkCmdFillBuffer) \
+    X(vkCmdUpdateBuffer) \
     X(vkCmdPipelineBarrier) \
     X(vkCmdBindPipeline) \
     X(vkCmdBindDescriptorSets) \

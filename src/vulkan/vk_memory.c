@@ -94,16 +94,33 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk)
                                      .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2};
         if (vk->f.vkCreateQueryPool(vk->device, &qpi, NULL, &vk->query_pool) != VK_SUCCESS) vk->query_pool = VK_NULL_HANDLE;
     }
-    return pkv_vk_buf_alloc(vk, 256, &vk->dummy);
+    pkv_status s = pkv_vk_buf_alloc(vk, 256, &vk->dummy);
+    if (s == PKV_OK) s = pkv_vk_buf_alloc(vk, 256, &vk->status);
+    if (s == PKV_OK) s = pkv_vk_begin(vk);
+    if (s == PKV_OK) { /* flags 0, lowest failing layer "none" */
+        vk->f.vkCmdFillBuffer(vk->cb, vk->status->page->buf, vk->status->off + 4, 4, UINT32_MAX);
+        vk->f.vkCmdFillBuffer(vk->cb, vk->status->page->buf, vk->status->off + 12, 4, UINT32_MAX);
+        s = pkv_vk_finish(vk);
+    }
+    return s;
 }
 
 void pkv_vk_memory_destroy(pkv_vk *vk)
 {
     if (!vk->device) return;
+    vk->recorded_once = vk->external = 0; /* the context is freed: nothing is pending any more */
     if (vk->scratch) pkv_vk_buf_free(vk, vk->scratch);
     if (vk->staged) pkv_vk_buf_free(vk, vk->staged);
     if (vk->dummy) pkv_vk_buf_free(vk, vk->dummy);
-    vk->scratch = vk->staged = vk->dummy = NULL;
+    if (vk->status) pkv_vk_buf_free(vk, vk->status);
+    vk->scratch = vk->staged = vk->dummy = vk->status = NULL;
+    for (uint32_t i = 0; i < vk->n_retired; i++) pkv_vk_buf_free(vk, vk->retired[i]);
+    free(vk->retired);
+    vk->retired = NULL;
+    vk->n_retired = 0;
+    for (uint32_t i = 0; i < vk->n_ext_pools; i++) vk->f.vkDestroyDescriptorPool(vk->device, vk->ext_pools[i], NULL);
+    free(vk->ext_pools);
+    free(vk->ext_sets);
     for (uint32_t i = 0; i < vk->n_pages; i++) {
         pkv_vk_page *pg = vk->pages[i];
         vk->f.vkDestroyBuffer(vk->device, pg->buf, NULL);
@@ -259,6 +276,19 @@ pkv_status pkv_vk_buf_alloc(pkv_vk *vk, size_t bytes, pkv_buf **out)
 void pkv_vk_buf_free(pkv_vk *vk, pkv_buf *b)
 {
     if (!b) return;
+    if (vk->recorded_once) { /* an application's command buffer may still use it: kept until the context is freed */
+        if (vk->n_retired == vk->cap_retired) {
+            uint32_t cap = vk->cap_retired ? 2 * vk->cap_retired : 16;
+            pkv_buf **r = realloc(vk->retired, cap * sizeof *r);
+            if (r) vk->retired = r, vk->cap_retired = cap;
+        }
+        if (vk->n_retired < vk->cap_retired) {
+            vk->retired[vk->n_retired++] = b;
+            return;
+        }
+        free(b); /* out of host memory: the range stays unused rather than reused early */
+        return;
+    }
     pkv_vk_page *pg = b->page;
     give_back(pg, b->off, b->size);
     free(b);
@@ -298,13 +328,18 @@ pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes) { return pkv_vk_grow
 
 pkv_status pkv_vk_begin(pkv_vk *vk)
 {
-    if (vk->recording) return PKV_OK;
+    if (vk->recording || vk->external) return PKV_OK;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     if (vk->f.vkBeginCommandBuffer(vk->cb, &bi) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkBeginCommandBuffer failed");
     vk->recording = 1;
     return PKV_OK;
+}
+
+void pkv_vk_op_start(pkv_vk *vk)
+{
+    if (vk->external) pkv_vk_barrier(vk);
 }
 
 void pkv_vk_barrier(pkv_vk *vk)
@@ -320,6 +355,9 @@ void pkv_vk_barrier(pkv_vk *vk)
 
 pkv_status pkv_vk_submit_wait(pkv_vk *vk)
 {
+    if (vk->external) /* the application submits its command buffer; nothing can be read back now */
+        return vk->n_pending ? pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan: a recorded call cannot read device memory back")
+                             : PKV_OK;
     if (!vk->recording) return PKV_OK;
     if (vk->n_pending) pkv_vk_barrier(vk); /* transfer writes -> host reads */
     vk->recording = 0;
@@ -348,6 +386,7 @@ pkv_status pkv_vk_submit_wait(pkv_vk *vk)
 
 pkv_status pkv_vk_finish(pkv_vk *vk)
 {
+    if (vk->external) return pkv_vk_submit_wait(vk);
     pkv_status s = pkv_vk_submit_wait(vk);
     vk->f.vkResetDescriptorPool(vk->device, vk->desc_pool, 0);
     vk->last_set = VK_NULL_HANDLE;
@@ -356,6 +395,10 @@ pkv_status pkv_vk_finish(pkv_vk *vk)
 
 void pkv_vk_abandon(pkv_vk *vk)
 {
+    if (vk->external) { /* what is recorded stays in the application's command buffer (see the header) */
+        vk->n_pending = 0;
+        return;
+    }
     if (vk->recording) {
         vk->f.vkEndCommandBuffer(vk->cb);
         vk->f.vkResetCommandBuffer(vk->cb, 0);
@@ -375,6 +418,8 @@ static pkv_status ring_take(pkv_vk *vk, size_t want, VkDeviceSize *off, size_t *
 
 pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *off, size_t *got)
 {
+    if (vk->external) /* the ring is reused by the next call, before the application submits */
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan: a recorded call cannot take host data through the staging ring");
     if (vk->ring_used + (unit > 16 ? unit : 16) > vk->ring_size) {
         pkv_status s = pkv_vk_submit_wait(vk);
         if (s == PKV_OK) s = pkv_vk_begin(vk);
@@ -400,13 +445,34 @@ pkv_status pkv_vk_regions_reserve(pkv_vk *vk, uint32_t n)
     return PKV_OK;
 }
 
+/* Recorded calls: the data goes into the command buffer itself (vkCmdUpdateBuffer, 64 KiB per
+ * command, whole words: the ops' scratch sections are word-aligned and padded). */
+static pkv_status upload_inline(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, const uint8_t *p, size_t bytes)
+{
+    if (off % 4) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan: a recorded upload at an unaligned offset");
+    uint32_t tail[16384];
+    while (bytes) {
+        size_t n = bytes < 65536 ? bytes : 65536;
+        if (n % 4) { /* the last words: padded */
+            memset(tail, 0, sizeof tail);
+            memcpy(tail, p, n);
+            vk->f.vkCmdUpdateBuffer(vk->cb, dst, off, (n + 3) & ~(size_t)3, tail);
+        } else {
+            vk->f.vkCmdUpdateBuffer(vk->cb, dst, off, n, p);
+        }
+        p += n, off += n, bytes -= n;
+    }
+    return PKV_OK;
+}
+
 pkv_status pkv_vk_upload_raw(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, const void *src, size_t bytes)
 {
+    if (vk->external) return upload_inline(vk, dst, off, src, bytes);
     pkv_status s = pkv_vk_begin(vk);
     const uint8_t *p = src;
     while (s == PKV_OK && bytes) {
-        VkDeviceSize roff;
-        size_t n;
+        VkDeviceSize roff = 0;
+        size_t n = 0;
         s = ring_take(vk, bytes, &roff, &n);
         if (s != PKV_OK) break;
         memcpy(vk->ring_map + roff, p, n);
@@ -422,8 +488,8 @@ pkv_status pkv_vk_download_raw(pkv_vk *vk, VkBuffer src, VkDeviceSize off, void 
     pkv_status s = pkv_vk_begin(vk);
     uint8_t *p = dst;
     while (s == PKV_OK && bytes) {
-        VkDeviceSize roff;
-        size_t n;
+        VkDeviceSize roff = 0;
+        size_t n = 0;
         s = ring_take(vk, bytes, &roff, &n);
         if (s != PKV_OK) break;
         if (vk->n_pending == vk->cap_pending) {

@@ -143,7 +143,7 @@ pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g)
 /* Device timestamps around each op (when the queue has them) for last_op_ms. */
 static void op_timestamp(pkv_vk *vk, int end)
 {
-    if (!vk->query_pool || pkv_vk_begin(vk) != PKV_OK) return;
+    if (!vk->query_pool || vk->external || pkv_vk_begin(vk) != PKV_OK) return;
     if (!end) vk->f.vkCmdResetQueryPool(vk->cb, vk->query_pool, 0, 2);
     /* bottom of pipe for both: the start stamp waits for the uploads recorded before it */
     vk->f.vkCmdWriteTimestamp(vk->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vk->query_pool, end ? 1 : 0);
@@ -159,7 +159,7 @@ static pkv_status op_end_timed(pkv_vk *vk, pkv_status s, double *ms)
     }
     s = pkv_vk_finish(vk);
     uint64_t ts[2];
-    if (s == PKV_OK && vk->query_pool &&
+    if (s == PKV_OK && vk->query_pool && !vk->external &&
         vk->f.vkGetQueryPoolResults(vk->device, vk->query_pool, 0, 2, sizeof ts, ts, 8,
                                     VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
         *ms = (double)((ts[1] - ts[0]) & vk->ts_mask) * vk->props.limits.timestampPeriod * 1e-6;
@@ -231,6 +231,7 @@ static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op 
         if (w != WP_ASSIGN) s = wp_pipeline(vk, g, w, &p[w]);
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, mp.words * 4);
     if (s != PKV_OK) return s;
+    pkv_vk_op_start(vk);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
     /* uploads: tokens, unit descriptors, block slots, initial indices, reciprocals */
     const size_t layer_halves = (size_t)n * H * d;
@@ -371,6 +372,7 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
         return s;
     }
     /* the window writes recorded before (deferred) go in the same submission */
+    pkv_vk_op_start(vk);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
     uint32_t *ud = tab, *bs = tab + (size_t)units * UDESC_WORDS;
     for (uint32_t l = 0; l < op->n_layers; l++) {
@@ -421,6 +423,7 @@ pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_w
     const size_t row = (size_t)st->g->d * 2;
     pthread_mutex_lock(&vk->lock);
     pkv_status s = pkv_vk_begin(vk);
+    pkv_vk_op_start(vk);
     VkBuffer dst = st->windows->page->buf;
     const VkDeviceSize dst0 = st->windows->off;
     uint32_t r = 0, done_rows = 0; /* run r, rows of it already copied */
@@ -547,6 +550,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         pthread_mutex_unlock(&vk->lock);
         return s;
     }
+    pkv_vk_op_start(vk);
     if (op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
     else s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
     if (s == PKV_OK)

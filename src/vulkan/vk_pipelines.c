@@ -399,6 +399,52 @@ pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, c
     return s;
 }
 
+/* Recorded calls: a set of the four buffers that lives as long as the context (the application
+ * submits the command buffer later), one per distinct set of buffers, from pools never reset. */
+static pkv_status external_set(pkv_vk *vk, const VkDescriptorBufferInfo bi[4], VkDescriptorSet *out)
+{
+    for (uint32_t i = vk->n_ext_sets; i-- > 0;)
+        if (memcmp(vk->ext_sets[i].bufs, bi, 4 * sizeof *bi) == 0) {
+            *out = vk->ext_sets[i].set;
+            return PKV_OK;
+        }
+    if (vk->n_ext_sets == vk->cap_ext_sets) {
+        uint32_t cap = vk->cap_ext_sets ? 2 * vk->cap_ext_sets : 32;
+        struct pkv_vk_ext_set *n = realloc(vk->ext_sets, cap * sizeof *n);
+        if (!n) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+        vk->ext_sets = n, vk->cap_ext_sets = cap;
+    }
+    if (!vk->ext_pool_left) {
+        VkDescriptorPool *pools = realloc(vk->ext_pools, (vk->n_ext_pools + 1) * sizeof *pools);
+        if (!pools) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+        vk->ext_pools = pools;
+        VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = 4 * 64};
+        VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 64,
+                                          .poolSizeCount = 1, .pPoolSizes = &ps};
+        if (vk->f.vkCreateDescriptorPool(vk->device, &dpi, NULL, &pools[vk->n_ext_pools]) != VK_SUCCESS)
+            return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkCreateDescriptorPool failed");
+        vk->n_ext_pools++;
+        vk->ext_pool_left = 64;
+    }
+    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                      .descriptorPool = vk->ext_pools[vk->n_ext_pools - 1], .descriptorSetCount = 1,
+                                      .pSetLayouts = &vk->set_layout};
+    VkDescriptorSet set;
+    if (vk->f.vkAllocateDescriptorSets(vk->device, &ai, &set) != VK_SUCCESS)
+        return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkAllocateDescriptorSets failed");
+    vk->ext_pool_left--;
+    VkWriteDescriptorSet w[4];
+    for (uint32_t i = 0; i < 4; i++)
+        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = i,
+                                      .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                      .pBufferInfo = &bi[i]};
+    vk->f.vkUpdateDescriptorSets(vk->device, 4, w, 0, NULL);
+    memcpy(vk->ext_sets[vk->n_ext_sets].bufs, bi, 4 * sizeof *bi);
+    vk->ext_sets[vk->n_ext_sets++].set = set;
+    *out = set;
+    return PKV_OK;
+}
+
 pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], const void *push, uint32_t push_bytes,
                            uint32_t gx, uint32_t gy, uint32_t gz)
 {
@@ -409,7 +455,10 @@ pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], 
     }
     /* the ops dispatch many times over the same four buffers: one set serves them all */
     VkDescriptorSet set = vk->last_set;
-    if (!set || memcmp(bi, vk->last_set_bufs, sizeof bi) != 0) {
+    if (vk->external) {
+        pkv_status s = external_set(vk, bi, &set);
+        if (s != PKV_OK) return s;
+    } else if (!set || memcmp(bi, vk->last_set_bufs, sizeof bi) != 0) {
         VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
                                           .descriptorPool = vk->desc_pool, .descriptorSetCount = 1,
                                           .pSetLayouts = &vk->set_layout};

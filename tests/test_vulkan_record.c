@@ -1,0 +1,319 @@
+/* Recorded Vulkan calls (pkv_vulkan_cmd_append / pkv_vulkan_cmd_attention) on an application-owned
+ * device, as an engine uses them: every layer's append and attention of a decode step in one
+ * command buffer, submitted once. Checked against the synchronous calls on the same data (the same
+ * outputs and byte-identical saved caches), and a NaN in one layer's K: reported in the status word
+ * with its layer, the cache stays usable (finite outputs, later steps run). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "patternkv_vulkan.h"
+#include "testutil.h"
+#include "vk_loader.h"
+
+enum { L = 4, H = 2, D = 64, QH = 4, PROMPT = 70, STEPS = 40 };
+#define TOK_FLOATS ((size_t)H * D)          /* one token of one layer, K or V */
+#define Q_FLOATS ((size_t)QH * D)
+
+typedef struct app {
+    pkv_vk_funcs f;
+    VkInstance inst;
+    VkPhysicalDevice pd;
+    VkDevice dev;
+    VkQueue queue;
+    uint32_t fam;
+    VkCommandPool pool;
+    VkFence fence;
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    float *map;
+    pkv_context *ctx;
+} app;
+
+/* Byte offsets in the one host-visible buffer: per layer the prompt K and V, the step K, V, q, out. */
+#define OFF_PK(l) ((VkDeviceSize)(l) * 2 * PROMPT * TOK_FLOATS * 4)
+#define OFF_PV(l) (OFF_PK(l) + PROMPT * TOK_FLOATS * 4)
+#define STEP0 OFF_PK(L)
+#define OFF_SK(l) (STEP0 + (VkDeviceSize)(l) * (2 * TOK_FLOATS + 2 * Q_FLOATS) * 4)
+#define OFF_SV(l) (OFF_SK(l) + TOK_FLOATS * 4)
+#define OFF_Q(l) (OFF_SV(l) + TOK_FLOATS * 4)
+#define OFF_OUT(l) (OFF_Q(l) + Q_FLOATS * 4)
+#define BUF_BYTES OFF_SK(L)
+
+static float *at(app *a, VkDeviceSize off) { return a->map + off / 4; }
+
+static int app_open(app *a)
+{
+    memset(a, 0, sizeof *a);
+    pkv_context_params probe_p = pkv_context_params_default();
+    probe_p.backend = PKV_BACKEND_VULKAN;
+    pkv_context *probe = tu_context_or_skip(&probe_p);
+    if (!probe) return 0;
+    TU_OK(pkv_context_free(probe));
+    char why[256];
+    assert_int_equal(pkv_vk_load_global(&a->f, NULL, why, sizeof why), 0);
+    VkApplicationInfo ai = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .apiVersion = VK_API_VERSION_1_1};
+    VkInstanceCreateInfo ici = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &ai};
+    assert_int_equal(a->f.vkCreateInstance(&ici, NULL, &a->inst), VK_SUCCESS);
+    assert_int_equal(pkv_vk_load_instance(&a->f, a->inst, why, sizeof why), 0);
+    uint32_t n = 1;
+    VkResult r = a->f.vkEnumeratePhysicalDevices(a->inst, &n, &a->pd);
+    assert_true(r == VK_SUCCESS || r == VK_INCOMPLETE);
+    VkQueueFamilyProperties qf[16];
+    uint32_t nf = 16;
+    a->f.vkGetPhysicalDeviceQueueFamilyProperties(a->pd, &nf, qf);
+    while (a->fam < nf && !(qf[a->fam].queueFlags & VK_QUEUE_COMPUTE_BIT)) a->fam++;
+    assert_true(a->fam < nf);
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = a->fam,
+                                   .queueCount = 1, .pQueuePriorities = &prio};
+    VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1, .pQueueCreateInfos = &qci};
+    assert_int_equal(a->f.vkCreateDevice(a->pd, &dci, NULL, &a->dev), VK_SUCCESS);
+    assert_int_equal(pkv_vk_load_device(&a->f, a->dev, why, sizeof why), 0);
+    a->f.vkGetDeviceQueue(a->dev, a->fam, 0, &a->queue);
+    VkCommandPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                   .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, .queueFamilyIndex = a->fam};
+    assert_int_equal(a->f.vkCreateCommandPool(a->dev, &pci, NULL, &a->pool), VK_SUCCESS);
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    assert_int_equal(a->f.vkCreateFence(a->dev, &fci, NULL, &a->fence), VK_SUCCESS);
+    /* one host-visible buffer holds every input and output */
+    VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = BUF_BYTES,
+                              .usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT};
+    assert_int_equal(a->f.vkCreateBuffer(a->dev, &bci, NULL, &a->buf), VK_SUCCESS);
+    VkMemoryRequirements req;
+    a->f.vkGetBufferMemoryRequirements(a->dev, a->buf, &req);
+    VkPhysicalDeviceMemoryProperties mp;
+    a->f.vkGetPhysicalDeviceMemoryProperties(a->pd, &mp);
+    const VkMemoryPropertyFlags want = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    uint32_t type = 0;
+    while (type < mp.memoryTypeCount && !((req.memoryTypeBits >> type & 1) && (mp.memoryTypes[type].propertyFlags & want) == want)) type++;
+    assert_true(type < mp.memoryTypeCount);
+    VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size, .memoryTypeIndex = type};
+    assert_int_equal(a->f.vkAllocateMemory(a->dev, &mai, NULL, &a->mem), VK_SUCCESS);
+    assert_int_equal(a->f.vkBindBufferMemory(a->dev, a->buf, a->mem, 0), VK_SUCCESS);
+    void *m;
+    assert_int_equal(a->f.vkMapMemory(a->dev, a->mem, 0, VK_WHOLE_SIZE, 0, &m), VK_SUCCESS);
+    a->map = m;
+    pkv_vulkan_external ext = {.struct_size = sizeof ext, .instance = a->inst, .physical_device = a->pd, .device = a->dev,
+                               .queue = a->queue, .queue_family_index = a->fam, .get_instance_proc_addr = a->f.vkGetInstanceProcAddr};
+    pkv_context_params p = pkv_context_params_default();
+    p.vulkan_external = &ext;
+    TU_OK(pkv_context_create(&p, &a->ctx));
+    return 1;
+}
+
+static void app_close(app *a)
+{
+    TU_OK(pkv_context_free(a->ctx));
+    a->f.vkDestroyBuffer(a->dev, a->buf, NULL);
+    a->f.vkFreeMemory(a->dev, a->mem, NULL);
+    a->f.vkDestroyFence(a->dev, a->fence, NULL);
+    a->f.vkDestroyCommandPool(a->dev, a->pool, NULL);
+    a->f.vkDestroyDevice(a->dev, NULL);
+    a->f.vkDestroyInstance(a->inst, NULL);
+}
+
+static VkCommandBuffer cmd_begin(app *a)
+{
+    VkCommandBuffer cb;
+    VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = a->pool,
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+    assert_int_equal(a->f.vkAllocateCommandBuffers(a->dev, &cai, &cb), VK_SUCCESS);
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    assert_int_equal(a->f.vkBeginCommandBuffer(cb, &bi), VK_SUCCESS);
+    return cb;
+}
+
+/* Ends, submits once, waits; the outputs then go to the host (TRANSFER_WRITE -> HOST_READ). */
+static void cmd_submit(app *a, VkCommandBuffer cb)
+{
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
+    a->f.vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    assert_int_equal(a->f.vkEndCommandBuffer(cb), VK_SUCCESS);
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cb};
+    assert_int_equal(a->f.vkQueueSubmit(a->queue, 1, &si, a->fence), VK_SUCCESS);
+    assert_int_equal(a->f.vkWaitForFences(a->dev, 1, &a->fence, VK_TRUE, UINT64_MAX), VK_SUCCESS);
+    a->f.vkResetFences(a->dev, 1, &a->fence);
+    a->f.vkFreeCommandBuffers(a->dev, a->pool, 1, &cb);
+}
+
+static pkv_cache *new_cache(app *a, pkv_seq *s)
+{
+    pkv_cache_config cfg = tu_config(L, H, D, 2, 32, PKV_MODE_PATTERN);
+    pkv_cache *c;
+    TU_OK(pkv_cache_create(a->ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, s));
+    return c;
+}
+
+static void fill_prompt(app *a, uint64_t seed)
+{
+    tu_rng r = {seed};
+    for (uint32_t l = 0; l < L; l++) {
+        tu_structured_kv(&r, PROMPT, H, D, 4, 0.3f, at(a, OFF_PK(l)));
+        tu_structured_kv(&r, PROMPT, H, D, 4, 0.3f, at(a, OFF_PV(l)));
+    }
+}
+
+static void fill_step(app *a, uint64_t seed)
+{
+    tu_rng r = {seed};
+    for (uint32_t l = 0; l < L; l++) {
+        tu_random(&r, TOK_FLOATS, 1.0f, at(a, OFF_SK(l)));
+        tu_random(&r, TOK_FLOATS, 1.0f, at(a, OFF_SV(l)));
+        tu_random(&r, Q_FLOATS, 1.0f, at(a, OFF_Q(l)));
+    }
+}
+
+static pkv_attention_params attn(pkv_seq *s, uint32_t l)
+{
+    pkv_attention_params p = pkv_attention_params_default();
+    p.seqs = s, p.n_seqs = 1, p.layer = l, p.n_q_heads = QH;
+    return p;
+}
+
+/* The decode step of every layer recorded into one command buffer. */
+static void record_step(app *a, pkv_cache *c, pkv_seq s, VkCommandBuffer cb)
+{
+    for (uint32_t l = 0; l < L; l++) {
+        TU_OK(pkv_vulkan_cmd_append(c, cb, s, l, 1, a->buf, OFF_SK(l), TOK_FLOATS * 4, a->buf, OFF_SV(l), TOK_FLOATS * 4, PKV_F32));
+        pkv_attention_params p = attn(&s, l);
+        TU_OK(pkv_vulkan_cmd_attention(c, cb, &p, a->buf, OFF_Q(l), Q_FLOATS * 4, a->buf, OFF_OUT(l), Q_FLOATS * 4));
+    }
+}
+
+static void recorded_equals_synchronous(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) return;
+    pkv_seq ss, rs;
+    pkv_cache *sync = new_cache(&a, &ss), *rec = new_cache(&a, &rs);
+    fill_prompt(&a, 11);
+    VkCommandBuffer cb = cmd_begin(&a);
+    for (uint32_t l = 0; l < L; l++) {
+        TU_OK(pkv_vulkan_append(sync, ss, l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
+                                PROMPT * TOK_FLOATS * 4, PKV_F32));
+        TU_OK(pkv_vulkan_cmd_append(rec, cb, rs, l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
+                                    PROMPT * TOK_FLOATS * 4, PKV_F32));
+    }
+    cmd_submit(&a, cb); /* the prompt of every layer (mining, blocks, windows) in one submission */
+    static float want[L][Q_FLOATS];
+    for (uint32_t step = 0; step < STEPS; step++) { /* crosses a window flush of every layer */
+        fill_step(&a, 100 + step);
+        for (uint32_t l = 0; l < L; l++) {
+            TU_OK(pkv_vulkan_append(sync, ss, l, 1, a.buf, OFF_SK(l), TOK_FLOATS * 4, a.buf, OFF_SV(l), TOK_FLOATS * 4, PKV_F32));
+            pkv_attention_params p = attn(&ss, l);
+            TU_OK(pkv_vulkan_attention(sync, &p, a.buf, OFF_Q(l), Q_FLOATS * 4, a.buf, OFF_OUT(l), Q_FLOATS * 4));
+            memcpy(want[l], at(&a, OFF_OUT(l)), sizeof want[l]);
+            memset(at(&a, OFF_OUT(l)), 0xFF, sizeof want[l]);
+        }
+        cb = cmd_begin(&a);
+        record_step(&a, rec, rs, cb);
+        cmd_submit(&a, cb);
+        for (uint32_t l = 0; l < L; l++) assert_memory_equal(at(&a, OFF_OUT(l)), want[l], sizeof want[l]);
+    }
+    uint32_t flags = 1, first = 0;
+    TU_OK(pkv_vulkan_read_status(rec, &flags, &first, 0));
+    assert_int_equal(flags, 0);
+    assert_int_equal(first, UINT32_MAX);
+    /* the same cache, byte for byte */
+    char pa[64], pb[64];
+    snprintf(pa, sizeof pa, "/tmp/pkv_vkrec_a_%d.pkv", (int)getpid());
+    snprintf(pb, sizeof pb, "/tmp/pkv_vkrec_b_%d.pkv", (int)getpid());
+    TU_OK(pkv_cache_save(sync, pa));
+    TU_OK(pkv_cache_save(rec, pb));
+    size_t na, nb;
+    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
+    remove(pa), remove(pb);
+    /* argument errors are found before anything is recorded */
+    cb = cmd_begin(&a);
+    assert_int_equal(pkv_vulkan_cmd_append(rec, cb, rs, 0, 1, a.buf, OFF_SK(0), TOK_FLOATS * 4 - 4, a.buf, OFF_SV(0),
+                                           TOK_FLOATS * 4, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_vulkan_cmd_append(rec, cb, rs, L, 1, a.buf, OFF_SK(0), TOK_FLOATS * 4, a.buf, OFF_SV(0),
+                                           TOK_FLOATS * 4, PKV_F32), PKV_ERR_LAYER_RANGE);
+    pkv_attention_params p = attn(&rs, 0);
+    assert_int_equal(pkv_vulkan_cmd_attention(rec, cb, &p, a.buf, OFF_Q(0), Q_FLOATS * 4, a.buf, OFF_OUT(0), 16),
+                     PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_vulkan_cmd_attention(rec, VK_NULL_HANDLE, &p, a.buf, OFF_Q(0), Q_FLOATS * 4, a.buf, OFF_OUT(0),
+                                              Q_FLOATS * 4), PKV_ERR_INVALID_ARGUMENT);
+    cmd_submit(&a, cb); /* empty */
+    uint32_t len;
+    TU_OK(pkv_seq_length(rec, rs, 0, &len));
+    assert_int_equal(len, PROMPT + STEPS);
+    TU_OK(pkv_cache_free(sync));
+    TU_OK(pkv_cache_free(rec));
+    app_close(&a);
+}
+
+static int all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+static void nan_in_one_layer_shows_in_the_status_word(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) return;
+    pkv_seq s;
+    pkv_cache *c = new_cache(&a, &s);
+    fill_prompt(&a, 5);
+    VkCommandBuffer cb = cmd_begin(&a);
+    for (uint32_t l = 0; l < L; l++)
+        TU_OK(pkv_vulkan_cmd_append(c, cb, s, l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
+                                    PROMPT * TOK_FLOATS * 4, PKV_F32));
+    cmd_submit(&a, cb);
+    uint32_t flags, first;
+    for (uint32_t step = 0; step < 30; step++) { /* the bad token is flushed with its window later on */
+        fill_step(&a, 7 + step);
+        if (step == 3) at(&a, OFF_SK(2))[5] = NAN;
+        if (step == 4) at(&a, OFF_SV(1))[9] = INFINITY;
+        if (step == 5) at(&a, OFF_Q(3))[0] = NAN;
+        cb = cmd_begin(&a);
+        record_step(&a, c, s, cb);
+        cmd_submit(&a, cb);
+        for (uint32_t l = 0; l < L; l++) assert_true(all_finite(at(&a, OFF_OUT(l)), Q_FLOATS));
+        TU_OK(pkv_vulkan_read_status(c, &flags, &first, 1));
+        if (step == 3) assert_int_equal(flags, PKV_VULKAN_STATUS_KV_NONFINITE), assert_int_equal(first, 2);
+        else if (step == 4) assert_int_equal(flags, PKV_VULKAN_STATUS_KV_NONFINITE), assert_int_equal(first, 1);
+        else if (step == 5) assert_int_equal(flags, PKV_VULKAN_STATUS_Q_NONFINITE), assert_int_equal(first, 3);
+        else assert_int_equal(flags, 0), assert_int_equal(first, UINT32_MAX);
+    }
+    /* the cache stays usable: the stored token reads as zeros where the value was bad */
+    uint32_t len;
+    TU_OK(pkv_seq_length(c, s, 2, &len));
+    assert_int_equal(len, PROMPT + 30);
+    float *k = malloc((size_t)len * TOK_FLOATS * 4), *v = malloc((size_t)len * TOK_FLOATS * 4);
+    TU_OK(pkv_read_kv(c, s, 2, k, v));
+    assert_true(all_finite(k, (size_t)len * TOK_FLOATS) && all_finite(v, (size_t)len * TOK_FLOATS));
+    free(k), free(v);
+    /* a synchronous call refuses the same data and keeps its own word, leaving the recorded one alone */
+    at(&a, OFF_SK(0))[0] = NAN;
+    assert_int_equal(pkv_vulkan_append(c, s, 0, 1, a.buf, OFF_SK(0), TOK_FLOATS * 4, a.buf, OFF_SV(0), TOK_FLOATS * 4, PKV_F32),
+                     PKV_ERR_NONFINITE);
+    TU_OK(pkv_vulkan_read_status(c, &flags, &first, 0));
+    assert_int_equal(flags, 0);
+    TU_OK(pkv_cache_free(c));
+    app_close(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(recorded_equals_synchronous),
+        cmocka_unit_test(nan_in_one_layer_shows_in_the_status_word),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
