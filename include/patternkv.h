@@ -140,6 +140,14 @@ struct pkv_context_params {
      * backend is an error). */
     const struct pkv_vulkan_external *vulkan_external; /* patternkv_vulkan.h */
     const struct pkv_opencl_external *opencl_external; /* patternkv_opencl.h */
+    /* Device memory of the Vulkan backend (0: the default). Caches, banks and windows are carved
+     * out of device-local allocations of device_page_bytes (default 64 MiB; a larger buffer gets
+     * an allocation of its own); staging_bytes is the host-visible staging ring of uploads and
+     * read-backs (default 64 MiB, at least 64 KiB: larger transfers go in several submissions).
+     * An engine with a small cache sets both small (e.g. 4 MiB and 1 MiB). The OpenCL backend
+     * allocates each arena as one buffer and has no ring: it ignores them. Added in 0.2.0. */
+    uint64_t device_page_bytes;
+    uint64_t staging_bytes;
 };
 
 typedef struct pkv_context pkv_context;
@@ -286,6 +294,14 @@ static inline pkv_attention_params pkv_attention_params_default(void)
 /* q and out: [n_seqs][q_len][n_q_heads][head_dim]. */
 PKV_API pkv_status pkv_attention(pkv_cache *cache, const pkv_attention_params *params, const void *q,
                                  float *out);
+
+/* Builds now everything the cache's configuration will use on its backend, so that no later call
+ * pays for it (the first prefill or decode step of a GPU backend otherwise builds pipelines or
+ * programs, tens of milliseconds to seconds): the write path's pipelines (also made when the cache
+ * is created), attention's for n_q_heads query heads and every q_len from 1 to max_q_len, and the
+ * engine integration's staging. Pipelines are kept per context (and in the on-disk cache). Call it
+ * once after pkv_cache_create, before recording (patternkv_vulkan.h). No-op on the CPU backend. */
+PKV_API pkv_status pkv_prewarm(pkv_cache *cache, uint32_t n_q_heads, uint32_t max_q_len);
 
 /* Dequantized K and V of one layer, [n_tokens][n_kv_heads][head_dim] fp32, n_tokens from
  * pkv_seq_length. For tests, evaluation and debugging: attention never does this. */

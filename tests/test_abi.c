@@ -85,6 +85,17 @@ static void unknown_sizes_are_refused_with_a_reason(void **state)
     pp.struct_size = sizeof pp + 4;
     expect_refused(pkv_append_layers(c, &pp, kp, vp), "pkv_append_params");
 
+    /* pkv_context_params of 0.1.0, before device_page_bytes and staging_bytes: accepted, defaults */
+    pkv_context_params old_cp = pkv_context_params_default();
+    old_cp.backend = PKV_BACKEND_CPU;
+    unsigned char old_cpb[sizeof old_cp];
+    memset(old_cpb, 0xCD, sizeof old_cpb);
+    memcpy(old_cpb, &old_cp, offsetof(pkv_context_params, device_page_bytes));
+    ((pkv_context_params *)old_cpb)->struct_size = (uint32_t)offsetof(pkv_context_params, device_page_bytes);
+    pkv_context *old_ctx = NULL;
+    TU_OK(pkv_context_create((const pkv_context_params *)old_cpb, &old_ctx));
+    TU_OK(pkv_context_free(old_ctx));
+
     pkv_cache_stats st = {.struct_size = 0};
     expect_refused(pkv_cache_stats_get(c, &st), "pkv_cache_stats");
     pkv_cache_config back = {.struct_size = sizeof back - 1};

@@ -13,6 +13,7 @@
 #include "internal.h"
 #include "patternkv_vulkan.h"
 #include "testutil.h"
+#include "vk_bench.h"
 #include "vk_loader.h"
 
 enum { L = 4, H = 2, D = 64, QH = 4, PROMPT = 70, STEPS = 40 };
@@ -102,6 +103,8 @@ static int app_open(app *a)
                                .queue = a->queue, .queue_family_index = a->fam, .get_instance_proc_addr = a->f.vkGetInstanceProcAddr};
     pkv_context_params p = pkv_context_params_default();
     p.vulkan_external = &ext;
+    p.device_page_bytes = 4u << 20; /* an engine's small cache: small pages and ring */
+    p.staging_bytes = 256u << 10;
     TU_OK(pkv_context_create(&p, &a->ctx));
     return 1;
 }
@@ -195,6 +198,12 @@ static void recorded_equals_synchronous(void **state)
     if (!app_open(&a)) return;
     pkv_seq ss, rs;
     pkv_cache *sync = new_cache(&a, &ss), *rec = new_cache(&a, &rs);
+    /* everything the step will use is built now: no pipeline is made while recording */
+    TU_OK(pkv_prewarm(rec, QH, 1));
+    double ms;
+    unsigned made, made_after;
+    int warm;
+    pkv_vulkan_pipeline_stats(a.ctx->be, &ms, &made, &warm);
     fill_prompt(&a, 11);
     VkCommandBuffer cb = cmd_begin(&a);
     for (uint32_t l = 0; l < L; l++) {
@@ -219,6 +228,9 @@ static void recorded_equals_synchronous(void **state)
         cmd_submit(&a, cb);
         for (uint32_t l = 0; l < L; l++) assert_memory_equal(at(&a, OFF_OUT(l)), want[l], sizeof want[l]);
     }
+    pkv_vulkan_pipeline_stats(a.ctx->be, &ms, &made_after, &warm);
+    assert_int_equal(made_after, made);
+    assert_int_equal(pkv_prewarm(rec, 3, 1), PKV_ERR_SHAPE);
     uint32_t flags = 1, first = 0;
     TU_OK(pkv_vulkan_read_status(rec, &flags, &first, 0));
     assert_int_equal(flags, 0);

@@ -103,6 +103,8 @@ class ContextParamsC(c.Structure):
         ("n_threads", c.c_uint32),
         ("vulkan_external", c.c_void_p),
         ("opencl_external", c.c_void_p),
+        ("device_page_bytes", c.c_uint64),
+        ("staging_bytes", c.c_uint64),
     ]
 
 

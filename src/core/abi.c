@@ -6,9 +6,23 @@
 
 #include "internal.h"
 
-/* The layouts released with struct_size: 0.1.0 had one size each; pkv_attention_params has grown since. */
-const pkv_abi_struct pkv_abi_context_params = {"pkv_context_params", "pkv_context_params_default()", 1,
-                                               {sizeof(pkv_context_params)}};
+/* The layouts released with struct_size: 0.1.0 had one size each; pkv_attention_params and
+ * pkv_context_params have grown since. */
+/* pkv_context_params as released in 0.1.0, before device_page_bytes and staging_bytes. */
+struct pkv_context_params_v1 {
+    uint32_t struct_size;
+    pkv_backend_kind backend;
+    int device_index;
+    const char *device_name, *cache_dir;
+    pkv_log_fn log;
+    void *log_user;
+    pkv_log_level log_level;
+    uint32_t n_threads;
+    const struct pkv_vulkan_external *vulkan_external;
+    const struct pkv_opencl_external *opencl_external;
+};
+const pkv_abi_struct pkv_abi_context_params = {"pkv_context_params", "pkv_context_params_default()", 2,
+                                               {sizeof(struct pkv_context_params_v1), sizeof(pkv_context_params)}};
 const pkv_abi_struct pkv_abi_cache_config = {"pkv_cache_config", "pkv_cache_config_default()", 1,
                                              {sizeof(pkv_cache_config)}};
 /* pkv_attention_params as released in 0.1.0, before k_new, v_new and kv_new_dtype. */

@@ -200,6 +200,19 @@ pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *params, const
     return st;
 }
 
+pkv_status pkv_prewarm(pkv_cache *c, uint32_t n_q_heads, uint32_t max_q_len)
+{
+    pkv_clear_error();
+    if (!c) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_prewarm: cache is NULL");
+    if (n_q_heads == 0 || n_q_heads % c->g.H || max_q_len == 0)
+        return pkv_fail(c->ctx, PKV_ERR_SHAPE, "pkv_prewarm: n_q_heads %u must be a multiple of n_kv_heads %u, max_q_len %u >= 1",
+                        n_q_heads, c->g.H, max_q_len);
+    pkv_backend *be = c->ctx->be;
+    pkv_status st = be->iface->prepare ? be->iface->prepare(be, &c->g) : PKV_OK;
+    if (st == PKV_OK && be->iface->prewarm) st = be->iface->prewarm(be, &c->g, n_q_heads, max_q_len);
+    return st;
+}
+
 pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *params, pkv_buf *q, size_t q_off,
                                 pkv_buf *out, size_t out_off)
 {

@@ -131,6 +131,9 @@ typedef struct pkv_backend_iface {
      * geometry needs (Vulkan: its pipelines, created together and in parallel). Called when a cache
      * is created or loaded; failing is not an error of the cache (the op retries lazily). */
     pkv_status (*prepare)(pkv_backend *be, const pkv_geom *g);
+    /* Optional: makes ready what attention with n_q_heads query heads and q_len 1 .. max_q_len
+     * needs on caches of this geometry, and the engine-integration staging (pkv_prewarm). */
+    pkv_status (*prewarm)(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len);
 } pkv_backend_iface;
 
 struct pkv_backend {

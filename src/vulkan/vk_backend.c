@@ -131,6 +131,7 @@ static const pkv_backend_iface vk_iface = {
     .measure_read = vk_measure_read,
     .last_op_ms = vk_last_op_ms,
     .prepare = pkv_vk_prepare,
+    .prewarm = pkv_vk_prewarm,
 };
 
 static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char *why, size_t why_len)
@@ -154,7 +155,7 @@ static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char
     be->impl = vk;
     pkv_status s = pkv_vk_open(vk, p, &be->info, why, why_len);
     if (s == PKV_OK) {
-        s = pkv_vk_memory_init(vk);
+        s = pkv_vk_memory_init(vk, p);
         if (s == PKV_OK) s = pkv_vk_pipelines_init(vk, p);
         if (s != PKV_OK) snprintf(why, why_len, "%s", pkv_last_error());
     }

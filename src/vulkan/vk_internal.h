@@ -145,7 +145,7 @@ pkv_status pkv_vk_open(pkv_vk *vk, const pkv_context_params *p, pkv_device_info 
 void pkv_vk_close(pkv_vk *vk);
 
 /* vk_memory.c */
-pkv_status pkv_vk_memory_init(pkv_vk *vk);
+pkv_status pkv_vk_memory_init(pkv_vk *vk, const pkv_context_params *p);
 void pkv_vk_memory_destroy(pkv_vk *vk);
 pkv_status pkv_vk_buf_alloc(pkv_vk *vk, size_t bytes, pkv_buf **out);
 void pkv_vk_buf_free(pkv_vk *vk, pkv_buf *b);
@@ -188,6 +188,7 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
 pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
 pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op);
 pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g);
+pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len);
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
 
 /* vk_stage.c: records the copy of n_src application buffers (n_values each, of `dtype`) into the

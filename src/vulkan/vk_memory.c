@@ -9,6 +9,7 @@
 
 #define PAGE_BYTES_DEFAULT (64ull << 20)
 #define RING_BYTES (64ull << 20)
+#define RING_BYTES_MIN (64ull << 10)
 
 static int find_memory_type(const pkv_vk *vk, uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid)
 {
@@ -54,11 +55,11 @@ static VkResult make_buffer(pkv_vk *vk, VkDeviceSize size, int host, VkBuffer *b
     return r;
 }
 
-pkv_status pkv_vk_memory_init(pkv_vk *vk)
+pkv_status pkv_vk_memory_init(pkv_vk *vk, const pkv_context_params *p)
 {
     VkDeviceSize a = vk->props.limits.minStorageBufferOffsetAlignment;
     vk->align = a > 256 ? a : 256;
-    vk->page_bytes = PAGE_BYTES_DEFAULT;
+    vk->page_bytes = p->device_page_bytes ? (p->device_page_bytes + vk->align - 1) / vk->align * vk->align : PAGE_BYTES_DEFAULT;
     const char *lim = getenv("PKV_VULKAN_MEMORY_LIMIT"); /* bytes; for testing out-of-memory paths */
     vk->device_limit = lim && *lim ? strtoull(lim, NULL, 10) : 0;
 
@@ -73,7 +74,8 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk)
     if (vk->f.vkAllocateCommandBuffers(vk->device, &cai, &vk->cb) != VK_SUCCESS ||
         vk->f.vkCreateFence(vk->device, &fci, NULL, &vk->fence) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: command buffer or fence creation failed");
-    vk->ring_size = RING_BYTES;
+    vk->ring_size = p->staging_bytes ? (p->staging_bytes < RING_BYTES_MIN ? RING_BYTES_MIN : (p->staging_bytes + 255) & ~255ull)
+                                     : RING_BYTES;
     if (make_buffer(vk, vk->ring_size, 1, &vk->ring_buf, &vk->ring_mem) != VK_SUCCESS ||
         vk->f.vkMapMemory(vk->device, vk->ring_mem, 0, VK_WHOLE_SIZE, 0, (void **)&vk->ring_map) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: could not allocate the staging ring");

@@ -489,14 +489,20 @@ static size_t decode_shared_bytes(const pkv_geom *g, uint32_t nr, int stage_v, i
            8 * nr * bps * (subgroups ? 32 : wg);
 }
 
-pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
+/* The kernel shapes attention runs for an op's query rows per KV head (rows_group: its q_len times
+ * the GQA group): rows per workgroup, whether the V codes are staged, and the three pipelines'
+ * (kernel, specialization). Attention and pkv_vk_prewarm share it. */
+typedef struct attn_cfg {
+    uint32_t nr, stage_v, wg;
+    pkv_attn_shape shape;
+    int kernel[3];                       /* q.C pre-pass, decode, separate merge */
+    uint32_t spec[3][PKV_VK_SPEC_MAX];
+} attn_cfg;
+
+static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op, attn_cfg *c)
 {
-    pkv_vk *vk = pkv_vk_of(be);
-    const pkv_geom *g = st->g;
     const uint32_t H = g->H, d = g->d, G = g->G;
-    const int pattern = g->mode == PKV_MODE_PATTERN;
-    const uint32_t cap = pattern ? g->capacity : 1;
-    const uint32_t rows_total = op->n_seqs * op->q_len * op->n_q_heads;
+    const uint32_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
     /* the most rows per workgroup that fit in shared memory, with the V codes staged if possible */
     const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
     uint32_t nr = pkv_attn_rows_per_group(op, H, 8), stage_v = 1;
@@ -506,8 +512,59 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         nr = pkv_attn_rows_per_group(op, H, 8);
         while (nr > 1 && decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) nr /= 2;
     }
-    const pkv_attn_shape shape = pkv_attn_shape_for(nr, g);
-    const uint32_t wg = shape.bps * G;
+    memset(c, 0, sizeof *c);
+    c->nr = nr, c->stage_v = stage_v;
+    c->shape = pkv_attn_shape_for(nr, g);
+    c->wg = c->shape.bps * G;
+    const uint32_t base[8] = {0, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
+    for (int i = 0; i < 3; i++) memcpy(c->spec[i], base, sizeof base);
+    c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
+    c->kernel[1] = vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
+    c->spec[1][0] = c->wg, c->spec[1][8] = stage_v, c->spec[1][9] = c->shape.vch, c->spec[1][10] = c->shape.stage_k;
+    c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
+}
+
+pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    int kernels[8 * 3 + 1];
+    uint32_t specs[8 * 3 + 1][PKV_VK_SPEC_MAX];
+    uint32_t n = 0, seen_nr = 0;
+    const uint32_t flags = pkv_attn_flags();
+    for (uint32_t ql = 1; ql <= max_q_len && ql <= 64; ql++) { /* nr <= 8 from q_len 8 on */
+        pkv_attn_op op = {.n_seqs = 1, .q_len = ql, .n_q_heads = n_q_heads};
+        attn_cfg c;
+        attn_config(vk, g, &op, &c);
+        if (seen_nr & c.nr) continue; /* nr is a power of two */
+        seen_nr |= c.nr;
+        for (int i = 0; i < 3; i++) {
+            if (i == 0 && (g->mode != PKV_MODE_PATTERN || (flags & PKV_ATTN_SKIP_QC))) continue;
+            if (i == 2 && !(flags & PKV_ATTN_SEPARATE_MERGE)) continue;
+            kernels[n] = c.kernel[i];
+            memcpy(specs[n++], c.spec[i], sizeof specs[0]);
+        }
+    }
+    kernels[n] = PKV_K_STAGE_INPUT; /* engine integration's staging */
+    memset(specs[n], 0, sizeof specs[n]);
+    specs[n++][0] = 256;
+    pthread_mutex_lock(&vk->lock);
+    pkv_status s = pkv_vk_pipelines_create(vk, n, kernels, specs);
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}
+
+pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    const pkv_geom *g = st->g;
+    const uint32_t H = g->H, d = g->d;
+    const int pattern = g->mode == PKV_MODE_PATTERN;
+    const uint32_t cap = pattern ? g->capacity : 1;
+    const uint32_t rows_total = op->n_seqs * op->q_len * op->n_q_heads;
+    attn_cfg cfg;
+    attn_config(vk, g, op, &cfg);
+    const uint32_t nr = cfg.nr, wg = cfg.wg;
+    const pkv_attn_shape shape = cfg.shape;
     /* The merge keeps two floats per item and row in the acc_s array (invocations x V channels). */
     const uint32_t max_splits = wg * shape.vch / (2 * nr);
     pkv_attn_plan plan;
@@ -537,14 +594,11 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     pthread_mutex_lock(&vk->lock);
     s = pkv_vk_scratch_reserve(vk, (size_t)sp.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    uint32_t spec[PKV_VK_SPEC_MAX] = {wg, d, G, g->k_bits, g->v_bits, g->mode, nr, cap, stage_v, shape.vch, shape.stage_k};
-    uint32_t spec_qc[PKV_VK_SPEC_MAX] = {WG_SMALL, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
-    uint32_t spec_merge[PKV_VK_SPEC_MAX] = {WG_BLOCK, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     VkPipeline p_qc = VK_NULL_HANDLE, p_decode, p_merge = VK_NULL_HANDLE;
-    if (s == PKV_OK && pattern && !(a.flags & PKV_ATTN_SKIP_QC)) s = pkv_vk_pipeline(vk, PKV_K_ATTN_QC, spec_qc, &p_qc);
+    if (s == PKV_OK && pattern && !(a.flags & PKV_ATTN_SKIP_QC)) s = pkv_vk_pipeline(vk, cfg.kernel[0], cfg.spec[0], &p_qc);
     if (s == PKV_OK && (a.flags & PKV_ATTN_SEPARATE_MERGE) && plan.n_slots)
-        s = pkv_vk_pipeline(vk, PKV_K_ATTN_MERGE, spec_merge, &p_merge);
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE, spec, &p_decode);
+        s = pkv_vk_pipeline(vk, cfg.kernel[2], cfg.spec[2], &p_merge);
+    if (s == PKV_OK) s = pkv_vk_pipeline(vk, cfg.kernel[1], cfg.spec[1], &p_decode);
     if (s != PKV_OK) { /* nothing recorded yet: deferred writes stay queued */
         pkv_attn_plan_free(&plan);
         pthread_mutex_unlock(&vk->lock);

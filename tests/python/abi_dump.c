@@ -18,6 +18,7 @@ int main(void)
     FIELD(pkv_context_params, cache_dir), FIELD(pkv_context_params, log), FIELD(pkv_context_params, log_user);
     FIELD(pkv_context_params, log_level), FIELD(pkv_context_params, n_threads);
     FIELD(pkv_context_params, vulkan_external), FIELD(pkv_context_params, opencl_external);
+    FIELD(pkv_context_params, device_page_bytes), FIELD(pkv_context_params, staging_bytes);
 
     SIZE(pkv_device_info);
     FIELD(pkv_device_info, struct_size), FIELD(pkv_device_info, backend), FIELD(pkv_device_info, index);
