@@ -177,6 +177,21 @@ typedef enum pkv_mode {
 
 PKV_API const char *pkv_mode_name(pkv_mode mode); /* "pattern", "direct", "fp16" */
 
+/* How a PATTERN cache chooses each key's pattern (encoder variants; issue 14, docs/NUMERICS.md). V
+ * always follows SPEC.md: L2 at prefill, min-max distance at flushes. */
+typedef enum pkv_k_assign {
+    PKV_K_ASSIGN_MINMAX = 0, /* SPEC.md (the paper): L2 at prefill; at a flush min-max distance, the range
+                                of the residual across channels (which suits V's per-token quantization) */
+    PKV_K_ASSIGN_L2,         /* L2 distance at prefill and at flushes */
+    PKV_K_ASSIGN_RANGE       /* per group of G tokens, the assignment that minimises the sum over channels
+                                of the squared range of the residuals across the group (K is quantized per
+                                channel over the group: its error grows with that range), by coordinate
+                                descent from two starts (every token on one pattern, which equals DIRECT,
+                                and L2); never a larger cost than DIRECT's. CPU backend only */
+} pkv_k_assign;
+
+PKV_API const char *pkv_k_assign_name(pkv_k_assign a); /* "minmax", "l2", "range" */
+
 typedef struct pkv_cache_config {
     uint32_t struct_size;     /* sizeof(pkv_cache_config), set by pkv_cache_config_default() */
     uint32_t n_layers;        /* >= 1 */
@@ -192,6 +207,9 @@ typedef struct pkv_cache_config {
     uint32_t kmeans_iters;    /* default 30 */
     float kmeans_tol;         /* default 1e-4: stop when no centroid moved more than this (L2) */
     uint64_t seed;            /* k-means initialisation; default 0x5EED */
+    /* added in 0.2 (an application built against 0.1 gets the default) */
+    uint32_t k_assign;        /* pkv_k_assign; default MINMAX. A backend without a variant refuses the
+                                 cache with PKV_ERR_UNSUPPORTED; pkv_cache_save refuses non-default ones */
 } pkv_cache_config;
 
 typedef struct pkv_cache pkv_cache;

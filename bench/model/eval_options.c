@@ -11,7 +11,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: pkv eval-model [--model FILE] [--text FILE] [--tokenizer FILE] [--backend B] [--device N]\n"
             "                      [--tokens N] [--offset B] [--modes LIST] [--group-size G] [--window R]\n"
-            "                      [--patterns M] [--prefill P] [--prefill-attention exact|cache] [--threads N]\n"
+            "                      [--patterns M] [--k-assign A] [--prefill P] [--prefill-attention exact|cache] [--threads N]\n"
             "                      [--json FILE] [--plot FILE.svg]\n"
             "                      [--progress | --no-progress]\n"
             "Runs a llama2.c checkpoint teacher-forced over a text, its attention through the PatternKV cache,\n"
@@ -26,11 +26,14 @@ static void usage(FILE *f)
             "  --modes LIST      comma list of fp16, pattern, direct (= 2,3,4 bits), or pattern2, direct3,\n"
             "                    pattern2/4 (K bits/V bits); default fp16,pattern,direct. FP16 always runs:\n"
             "                    greedy agreement is measured against it. An item may end in :gN, its own\n"
-            "                    group size (direct2:g64 compares DIRECT at more memory in the same run)\n"
+            "                    group size (direct2:g64 compares DIRECT at more memory in the same run);\n"
+            "                    a pattern item may end in :kminmax, :kl2 or :krange, its key assignment\n"
             "  --group-size G    tokens per quantization group, 32, 64 or 128 (default 128)\n"
             "  --window R        fp16 tokens before a flush, a multiple of every group size in use\n"
             "                    (default 0: each mode's group size, so the window follows the group)\n"
             "  --patterns M      patterns mined at prefill (default 32)\n"
+            "  --k-assign A      how PATTERN keys choose their pattern: minmax (the paper's; default), l2 or\n"
+            "                    range (pkv_k_assign; docs/NUMERICS.md); l2 and range run on the CPU only\n"
             "  --prefill P       the first P tokens of each sequence are a prompt: one append, which mines\n"
             "                    the pattern banks; the rest go one token at a time, appended and attended\n"
             "                    with q_len 1 (default 512; 0: every token that way, and no mining)\n"
@@ -53,31 +56,49 @@ uint32_t eval_mode_window(const eval_options *o, const eval_mode *m)
     return o->window ? o->window : eval_mode_group(o, m);
 }
 
+uint32_t eval_mode_k_assign(const eval_options *o, const eval_mode *m)
+{
+    return m->k_assign >= 0 ? (uint32_t)m->k_assign : o->k_assign;
+}
+
 void eval_mode_curve(const eval_options *o, const eval_mode *m, char *buf, size_t len)
 {
     int n = snprintf(buf, len, "%s", pkv_mode_name(m->mode));
     if (m->mode != PKV_MODE_FP16 && m->group_size && m->group_size != o->group_size && n >= 0 && (size_t)n < len)
-        snprintf(buf + n, len - (size_t)n, " g%u", m->group_size);
+        n += snprintf(buf + n, len - (size_t)n, " g%u", m->group_size);
+    uint32_t ka = eval_mode_k_assign(o, m);
+    if (m->mode == PKV_MODE_PATTERN && ka != PKV_K_ASSIGN_MINMAX && n >= 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, " %s", pkv_k_assign_name((pkv_k_assign)ka));
 }
 
-static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb, uint32_t g)
+static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb, uint32_t g, int ka)
 {
     for (int i = 0; i < o->n_modes; i++)
         if (o->modes[i].mode == mode && o->modes[i].k_bits == kb && o->modes[i].v_bits == vb &&
-            o->modes[i].group_size == g)
+            o->modes[i].group_size == g && o->modes[i].k_assign == ka)
             return 0;
     if (o->n_modes == EVAL_MAX_MODES) return -1;
-    o->modes[o->n_modes++] = (eval_mode){mode, kb, vb, g};
+    o->modes[o->n_modes++] = (eval_mode){mode, kb, vb, g, ka};
     return 0;
 }
 
+static int parse_k_assign(const char *s, uint32_t *out)
+{
+    for (uint32_t a = PKV_K_ASSIGN_MINMAX; a <= PKV_K_ASSIGN_RANGE; a++)
+        if (strcmp(s, pkv_k_assign_name((pkv_k_assign)a)) == 0) {
+            *out = a;
+            return 0;
+        }
+    return -1;
+}
+
 /* One item of --modes: fp16 | pattern | direct | patternK | directK | patternK/V | directK/V, each but
- * fp16 optionally followed by :gN (N = 32, 64 or 128). */
+ * fp16 optionally followed by :gN (N = 32, 64 or 128) and, for pattern, :kNAME (a pkv_k_assign). */
 static int parse_mode_item(eval_options *o, const char *item)
 {
     pkv_mode mode;
     const char *rest;
-    if (strcmp(item, "fp16") == 0) return add_mode(o, PKV_MODE_FP16, 16, 16, 0);
+    if (strcmp(item, "fp16") == 0) return add_mode(o, PKV_MODE_FP16, 16, 16, 0, -1);
     if (strncmp(item, "pattern", 7) == 0) mode = PKV_MODE_PATTERN, rest = item + 7;
     else if (strncmp(item, "direct", 6) == 0) mode = PKV_MODE_DIRECT, rest = item + 6;
     else return -1;
@@ -85,15 +106,25 @@ static int parse_mode_item(eval_options *o, const char *item)
     if (strlen(rest) >= sizeof buf) return -1;
     snprintf(buf, sizeof buf, "%s", rest);
     uint32_t g = 0;
+    int ka = -1;
     char *colon = strchr(buf, ':');
-    if (colon) {
-        *colon = '\0';
-        if (colon[1] != 'g' || cli_parse_u32(colon + 2, 0, UINT32_MAX, &g) || (g != 32 && g != 64 && g != 128))
+    if (colon) *colon = '\0';
+    while (colon) { /* suffixes :gN and :kNAME */
+        char *item_end = strchr(colon + 1, ':');
+        if (item_end) *item_end = '\0';
+        uint32_t a;
+        if (colon[1] == 'g') {
+            if (cli_parse_u32(colon + 2, 0, UINT32_MAX, &g) || (g != 32 && g != 64 && g != 128)) return -1;
+        } else if (colon[1] == 'k' && mode == PKV_MODE_PATTERN && parse_k_assign(colon + 2, &a) == 0) {
+            ka = (int)a;
+        } else {
             return -1;
+        }
+        colon = item_end;
     }
     if (!*buf) {
         for (uint32_t b = 2; b <= 4; b++)
-            if (add_mode(o, mode, b, b, g)) return -1;
+            if (add_mode(o, mode, b, b, g, ka)) return -1;
         return 0;
     }
     char *slash = strchr(buf, '/');
@@ -102,7 +133,7 @@ static int parse_mode_item(eval_options *o, const char *item)
     if (cli_parse_u32(buf, 0, UINT32_MAX, &kb) || (slash ? cli_parse_u32(slash + 1, 0, UINT32_MAX, &vb) : (vb = kb, 0)) ||
         !cli_valid_bits(kb) || !cli_valid_bits(vb))
         return -1;
-    return add_mode(o, mode, kb, vb, g);
+    return add_mode(o, mode, kb, vb, g, ka);
 }
 
 static int parse_modes(eval_options *o, const char *list)
@@ -157,6 +188,11 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
             o->tokenizer = val;
         } else if (strcmp(a, "--json") == 0) {
             o->json = val;
+        } else if (strcmp(a, "--k-assign") == 0) {
+            if (parse_k_assign(val, &o->k_assign)) {
+                fprintf(stderr, "pkv eval-model: --k-assign %s: expected minmax, l2 or range\n", val);
+                return -1;
+            }
         } else if (strcmp(a, "--plot") == 0) {
             o->plot = val;
         } else if (strcmp(a, "--offset") == 0) {
@@ -241,7 +277,7 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
     } else {
         memmove(o->modes + 1, o->modes, (size_t)fp16 * sizeof o->modes[0]);
     }
-    o->modes[0] = (eval_mode){PKV_MODE_FP16, 16, 16, 0};
+    o->modes[0] = (eval_mode){PKV_MODE_FP16, 16, 16, 0, -1};
     for (int i = 0; i < o->n_modes; i++) {
         uint32_t g = eval_mode_group(o, &o->modes[i]);
         if (o->window % g) {

@@ -6,13 +6,13 @@
 
 void eval_print_table(const eval_options *o, const eval_result *res, int n_res)
 {
-    printf("%-12s %9s %10s %11s %9s %9s %11s %8s\n", "mode", "K/V bits", "bits/byte", "perplexity", "vs fp16",
+    printf("%-18s %9s %10s %11s %9s %9s %11s %8s\n", "mode", "K/V bits", "bits/byte", "perplexity", "vs fp16",
            "greedy", "cache b/el", "time");
     for (int i = 0; i < n_res; i++) {
         char bits[16], curve[48];
         snprintf(bits, sizeof bits, "%u/%u", res[i].m.k_bits, res[i].m.v_bits);
         eval_mode_curve(o, &res[i].m, curve, sizeof curve);
-        printf("%-12s %9s %10.4f %11.4f %+8.2f%% %8.2f%% %11.2f %7.1fs\n", curve, bits,
+        printf("%-18s %9s %10.4f %11.4f %+8.2f%% %8.2f%% %11.2f %7.1fs\n", curve, bits,
                res[i].bits_per_byte, res[i].perplexity, 100.0 * (res[i].bits_per_byte / res[0].bits_per_byte - 1.0),
                100.0 * res[i].agreement, res[i].bits_per_element, res[i].seconds);
     }
@@ -47,6 +47,7 @@ int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_devi
     jw_uint(&w, "group_size", o->group_size);
     jw_uint(&w, "window", o->window); /* 0: each mode's group size */
     jw_uint(&w, "n_patterns", o->n_patterns);
+    jw_string(&w, "k_assign", pkv_k_assign_name((pkv_k_assign)o->k_assign));
     jw_uint(&w, "prefill", o->prefill);
     jw_string(&w, "prefill_attention", o->prefill_in_cache ? "cache" : "exact");
     jw_begin_array(&w, "results");
@@ -60,6 +61,7 @@ int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_devi
         char curve[48];
         eval_mode_curve(o, &res[i].m, curve, sizeof curve);
         jw_string(&w, "curve", curve);
+        jw_string(&w, "k_assign", pkv_k_assign_name((pkv_k_assign)eval_mode_k_assign(o, &res[i].m)));
         jw_number(&w, "bits_per_byte", res[i].bits_per_byte);
         jw_number(&w, "perplexity", res[i].perplexity);
         jw_number(&w, "greedy_agreement", res[i].agreement);

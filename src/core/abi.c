@@ -6,8 +6,8 @@
 
 #include "internal.h"
 
-/* The layouts released with struct_size: 0.1.0 had one size each; pkv_attention_params and
- * pkv_context_params have grown since. */
+/* The layouts released with struct_size: 0.1.0 had one size each; pkv_attention_params,
+ * pkv_context_params and pkv_cache_config have grown since. */
 /* pkv_context_params as released in 0.1.0, before device_page_bytes and staging_bytes. */
 struct pkv_context_params_v1 {
     uint32_t struct_size;
@@ -23,8 +23,18 @@ struct pkv_context_params_v1 {
 };
 const pkv_abi_struct pkv_abi_context_params = {"pkv_context_params", "pkv_context_params_default()", 2,
                                                {sizeof(struct pkv_context_params_v1), sizeof(pkv_context_params)}};
-const pkv_abi_struct pkv_abi_cache_config = {"pkv_cache_config", "pkv_cache_config_default()", 1,
-                                             {sizeof(pkv_cache_config)}};
+/* pkv_cache_config as released in 0.1.0, before k_assign. */
+struct pkv_cache_config_v1 {
+    uint32_t struct_size, n_layers, n_kv_heads, head_dim, k_bits, v_bits, group_size, window, n_patterns,
+        bank_capacity;
+    pkv_mode mode;
+    uint64_t memory_budget;
+    uint32_t kmeans_iters;
+    float kmeans_tol;
+    uint64_t seed;
+};
+const pkv_abi_struct pkv_abi_cache_config = {"pkv_cache_config", "pkv_cache_config_default()", 2,
+                                             {sizeof(struct pkv_cache_config_v1), sizeof(pkv_cache_config)}};
 /* pkv_attention_params as released in 0.1.0, before k_new, v_new and kv_new_dtype. */
 struct pkv_attention_params_v1 {
     uint32_t struct_size;

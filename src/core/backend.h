@@ -115,6 +115,9 @@ typedef struct pkv_backend_iface {
     pkv_status (*buf_read)(pkv_backend *be, pkv_buf *buf, size_t offset, void *dst, size_t bytes);
     pkv_status (*buf_copy)(pkv_backend *be, pkv_buf *dst, size_t dst_offset, pkv_buf *src,
                            size_t src_offset, size_t bytes);
+    /* Encoder variants beyond the paper's: bit a set when pkv_k_assign a is implemented by mine and
+     * flush (g->k_assign); a cache asking for another is refused with PKV_ERR_UNSUPPORTED. */
+    uint32_t k_assign_variants;
     pkv_status (*mine)(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
     pkv_status (*flush)(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
     /* Window writes. A GPU backend may record them and submit them with its next op, read or copy

@@ -23,6 +23,7 @@ static pkv_cache_config config_defaults(void)
     c.kmeans_iters = 30;
     c.kmeans_tol = 1e-4f;
     c.seed = 0x5EED;
+    c.k_assign = PKV_K_ASSIGN_MINMAX;
     return c;
 }
 
@@ -30,6 +31,11 @@ pkv_status pkv_cache_config_init(pkv_cache_config *c, size_t struct_size)
 {
     const pkv_cache_config d = config_defaults();
     return pkv_abi_init(&pkv_abi_cache_config, &d, c, struct_size);
+}
+
+const char *pkv_k_assign_name(pkv_k_assign a)
+{
+    return a == PKV_K_ASSIGN_MINMAX ? "minmax" : a == PKV_K_ASSIGN_L2 ? "l2" : a == PKV_K_ASSIGN_RANGE ? "range" : "?";
 }
 
 static int valid_bits(uint32_t b) { return b == 2 || b == 3 || b == 4 || b == 8; }
@@ -55,6 +61,7 @@ pkv_status pkv_validate_config(const pkv_cache_config *c)
     if (c->kmeans_iters < 1 || c->kmeans_iters > 1000) BAD("kmeans_iters must be in [1, 1000], got %u", c->kmeans_iters);
     if (!(c->kmeans_tol >= 0.0f) || c->kmeans_tol > 1e30f) BAD("kmeans_tol must be finite and >= 0");
     if (c->memory_budget == 0) BAD("memory_budget must be > 0");
+    if (c->k_assign > PKV_K_ASSIGN_RANGE) BAD("k_assign must be MINMAX, L2 or RANGE, got %u", c->k_assign);
 #undef BAD
     return PKV_OK;
 }
@@ -89,6 +96,10 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pk
     pkv_cache_config cfg;
     pkv_status st = pkv_abi_read(ctx, &pkv_abi_cache_config, config, &d, &cfg);
     if (st == PKV_OK) st = pkv_validate_config(&cfg);
+    if (st == PKV_OK && cfg.mode == PKV_MODE_PATTERN && cfg.k_assign != PKV_K_ASSIGN_MINMAX &&
+        !(ctx->be->iface->k_assign_variants & (1u << cfg.k_assign)))
+        st = pkv_fail(ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_create: the %s backend does not implement k_assign %s "
+                      "(the CPU backend does)", pkv_backend_name(ctx->be->info.backend), pkv_k_assign_name(cfg.k_assign));
     return st != PKV_OK ? st : pkv_cache_new(ctx, &cfg, out);
 }
 

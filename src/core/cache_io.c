@@ -127,6 +127,9 @@ static pkv_status write_file(const pkv_cache *c, const char *path, const wbuf *w
 pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
 {
     if (!c || !path) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_save: null argument");
+    if (c->cfg.k_assign != PKV_K_ASSIGN_MINMAX) /* format version 1 has no field for it */
+        return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record k_assign %s yet",
+                        pkv_k_assign_name((pkv_k_assign)c->cfg.k_assign));
     const uint32_t H = c->g.H;
     uint32_t *bmap = index_slots(&c->blocks), *cmap = index_slots(&c->chunks), *wmap = index_slots(&c->windows);
     wbuf w = {0};

@@ -7,6 +7,7 @@
 
 #include "block.h"
 #include "cpu_backend.h"
+#include "cpu_k_assign.h"
 #include "f16.h"
 #include "internal.h"
 #include "quant.h"
@@ -158,6 +159,13 @@ static int mine_unit(uint32_t u, void *arg)
         f16_rows(j->k, (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d, n, H * d, d, x[kv]);
         kmeans(j->k, x[kv], n, d, M, ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, &ks);
         for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
+        if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
+            if (pkv_cpu_assign_k(j->k, g->k_assign, 0, x[0], op->n_quant, g->G, d, P[0], M, a[0])) {
+                failed = 1;
+                goto done;
+            }
+            continue;
+        }
         j->k->argmin_l2(x[kv], op->n_quant, d, P[kv], M, ks.assign);
         for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)ks.assign[t];
     }
@@ -213,7 +221,11 @@ static int flush_unit(uint32_t u, void *arg)
                 j->k->centre(xs[kv], R, d, centre);
                 store_pattern(st, table, op->bank_count, kv, centre, P[kv] + (size_t)op->bank_count * d);
             }
-            j->k->argmin_minmax(xs[kv], R, d, P[kv], n, a[kv]);
+            if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
+                if (pkv_cpu_assign_k(j->k, g->k_assign, 1, xs[0], R, g->G, d, P[0], n, a[0])) goto fail;
+            } else {
+                j->k->argmin_minmax(xs[kv], R, d, P[kv], n, a[kv]);
+            }
         }
     }
     uint32_t groups = R / g->G;
