@@ -139,6 +139,7 @@ class CacheConfigC(c.Structure):
         ("kmeans_iters", c.c_uint32),
         ("kmeans_tol", c.c_float),
         ("seed", c.c_uint64),
+        ("k_assign", c.c_uint32),  # pkv_k_assign: 0 minmax (the paper), 1 l2, 2 range (CPU only)
     ]
 
 
