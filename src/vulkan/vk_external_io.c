@@ -23,9 +23,11 @@ static void app_barrier(pkv_vk *vk, int before)
                           .srcAccessMask = before ? VK_ACCESS_MEMORY_WRITE_BIT : VK_ACCESS_TRANSFER_WRITE_BIT,
                           .dstAccessMask = before ? VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT
                                                   : VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT};
+    if (!before) mb.dstAccessMask |= VK_ACCESS_HOST_READ_BIT; /* a host-visible out may be mapped after the call */
     vk->f.vkCmdPipelineBarrier(vk->cb, before ? VK_PIPELINE_STAGE_ALL_COMMANDS_BIT : VK_PIPELINE_STAGE_TRANSFER_BIT,
-                               before ? VK_PIPELINE_STAGE_TRANSFER_BIT : VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, 0, 1, &mb, 0,
-                               NULL, 0, NULL);
+                               before ? VK_PIPELINE_STAGE_TRANSFER_BIT
+                                      : VK_PIPELINE_STAGE_ALL_COMMANDS_BIT | VK_PIPELINE_STAGE_HOST_BIT,
+                               0, 1, &mb, 0, NULL, 0, NULL);
 }
 
 static pkv_status check_range(pkv_cache *c, const char *fn, const char *what, VkBuffer b, VkDeviceSize size,
