@@ -48,6 +48,7 @@ while IFS='|' read -r what be args variants; do
     echo "exit $? ($(date +%T))"
     grep -A16 "^Decode attention speed" /tmp/bench_${i}.txt | grep -v "^  The batch\|^  cache that\|GB/s = \|host ms:\|^$"
     grep -A4 "^Write path" /tmp/bench_${i}.txt
+    grep -A6 "^Decode step" /tmp/bench_${i}.txt
   else
     echo "== sweep $i $be $args ($(date +%T))"
     "$B/pkv-attn-sweep" --backend "$be" $args --variants "$variants" 2>&1

@@ -259,6 +259,49 @@ static void test_bench_write_path(void **state)
     free(text);
 }
 
+/* --decode-step alone: the "decode_step" rows of issue 13 on Vulkan (recorded against synchronous);
+ * empty elsewhere (the recorded calls are Vulkan's). */
+static void test_bench_decode_step(void **state)
+{
+    (void)state;
+    char *args[] = {"bench", "--synthetic", "--no-fidelity", "--speed-contexts", "none", "--no-throughput",
+                    "--decode-step", "--ds-layers", "3", "--ds-context", "100", "--ds-batch", "1,2", "--kv-heads", "2",
+                    "--q-heads", "4", "--head-dim", "64", "--group", "32", "--patterns", "8", "--bits", "2", "--modes",
+                    "pattern", "--steps", "2", "--json", (char *)tmp("ds.json"), "--no-progress"};
+    char *err = NULL, *out = NULL;
+    int rc = cli_runv2(&err, &out, 32, args);
+    if (rc != 0) print_error("pkv bench failed (%d): %s\n", rc, err ? err : "");
+    assert_int_equal(rc, 0);
+    tj_doc d;
+    char *text = tj_read_file(tmp("ds.json"));
+    assert_non_null(text);
+    assert_int_equal(tj_parse(text, &d), 0);
+    const int vulkan = strcmp(need(&d, "device.backend", TJ_STRING)->text, "vulkan") == 0;
+    assert_int_equal((int)need(&d, "decode_step", TJ_ARRAY)->number, vulkan ? 2 : 0);
+    if (vulkan) {
+        assert_non_null(strstr(out, "Decode step (3 layers, 2 kv heads, 4 query heads, head_dim 64"));
+        assert_string_equal(need(&d, "decode_step[1].backend", TJ_STRING)->text, "vulkan");
+        assert_string_equal(need(&d, "decode_step[1].mode", TJ_STRING)->text, "pattern");
+        assert_int_equal((int)need(&d, "decode_step[1].k_bits", TJ_NUMBER)->number, 2);
+        assert_int_equal((int)need(&d, "decode_step[1].v_bits", TJ_NUMBER)->number, 2);
+        assert_int_equal((int)need(&d, "decode_step[1].layers", TJ_NUMBER)->number, 3);
+        assert_int_equal((int)need(&d, "decode_step[0].batch", TJ_NUMBER)->number, 1);
+        assert_int_equal((int)need(&d, "decode_step[1].batch", TJ_NUMBER)->number, 2);
+        assert_int_equal((int)need(&d, "decode_step[1].context", TJ_NUMBER)->number, 100);
+        static const char *positive[] = {"recorded_ms", "synchronous_ms", "attention_kernels_ms", "recorded_host_ms",
+                                         "record_us_per_layer"};
+        for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++) {
+            char path[80];
+            snprintf(path, sizeof path, "decode_step[1].%s", positive[i]);
+            assert_true(need(&d, path, TJ_NUMBER)->number > 0);
+        }
+    }
+    free(err);
+    free(out);
+    tj_free(&d);
+    free(text);
+}
+
 /* The checker itself rejects malformed JSON (so a broken writer cannot pass). */
 static void test_json_checker(void **state)
 {
@@ -295,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_bench_json),
         cmocka_unit_test(test_bench_npy_without_q),
         cmocka_unit_test(test_bench_write_path),
+        cmocka_unit_test(test_bench_decode_step),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -10,6 +10,7 @@
 
 #define BENCH_MAX_CONFIGS 32
 #define BENCH_MAX_CONTEXTS 16
+#define BENCH_MAX_DS_BATCH 8
 
 typedef struct bench_config { /* one (mode, k_bits, v_bits) to measure */
     pkv_mode mode;
@@ -45,6 +46,9 @@ typedef struct bench_options {
     int skip_fidelity, skip_throughput;
     int write_path;               /* --write-path: the multi-layer prompt / flush / decode-append section */
     uint32_t wp_layers, wp_prompt; /* its layers and prompt tokens (0: 32 and 32768 on GPUs, 4 and 2048 on CPU devices) */
+    int decode_step;              /* --decode-step: a model's decode step, recorded against synchronous (engine mode) */
+    uint32_t ds_layers, ds_context; /* 0: 32 layers; 32768 tokens on GPUs, 256 on CPU devices */
+    uint32_t ds_batch[BENCH_MAX_DS_BATCH], n_ds_batch; /* none: 1,8 on GPUs, 1 on CPU devices */
 } bench_options;
 
 typedef struct fidelity_result {
@@ -90,6 +94,16 @@ typedef struct write_path_result {
     int device_timed;             /* prefill_ms and flush_ms_per_window from device timestamps */
 } write_path_result;
 
+typedef struct decode_step_result {
+    bench_config cfg;
+    uint32_t layers, batch, context;
+    double recorded_ms;           /* device time of the recorded step's command buffer (median) */
+    double recorded_host_ms;      /* host: recording, submit and wait */
+    double record_us_per_layer;   /* host time recording, per layer */
+    double synchronous_ms;        /* host wall time of the step through the synchronous calls */
+    double attention_kernels_ms;  /* sum of the attention kernels' device times of a step */
+} decode_step_result;
+
 typedef struct memory_result {
     bench_config cfg;
     double bytes_per_token_per_layer; /* model shape, all KV heads, K and V, steady state */
@@ -121,6 +135,9 @@ typedef struct bench_report {
     uint32_t n_write_path;
     uint32_t wp_layers, wp_prompt, wp_kv_heads, wp_head_dim;
     double write_path_seconds;
+    decode_step_result decode_step[BENCH_MAX_CONFIGS * BENCH_MAX_DS_BATCH];
+    uint32_t n_decode_step, ds_kv_heads, ds_q_heads, ds_head_dim;
+    double decode_step_seconds;
     double total_seconds, fidelity_seconds, speed_seconds;
 } bench_report;
 
@@ -144,6 +161,9 @@ int bench_memory(pkv_context *ctx, const bench_options *o, const struct kv_data 
 int bench_write_path(pkv_context *ctx, const pkv_context_params *cp, const bench_options *o,
                      const struct kv_data *data, bench_report *r, bench_progress_fn progress, void *user, char *err,
                      size_t err_len);
+/* bench_decode_step.c: the --decode-step section (Vulkan; elsewhere empty, with a note on stderr). */
+int bench_decode_step(pkv_context *ctx, const bench_options *o, const struct kv_data *data, bench_report *r,
+                      bench_progress_fn progress, void *user, char *err, size_t err_len);
 /* Streaming-read bandwidth of the context's device, GB/s; NAN with the reason in method when unknown. */
 double bench_read_bandwidth(pkv_context *ctx, const pkv_device_info *dev, char *method, size_t method_len);
 /* Time to the first attention result with an empty and with a warm pipeline/program cache, ms. */

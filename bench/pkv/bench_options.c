@@ -56,6 +56,16 @@ void bench_print_usage(FILE *f)
         "  --wp-layers N         its layers (default 32 on GPUs, 4 on CPU devices); kv heads and head_dim\n"
         "                        as --kv-heads, --head-dim\n"
         "  --wp-prompt N         its prompt tokens (default 32768 on GPUs, 2048 on CPU devices)\n"
+        "decode step (engine mode, Vulkan):\n"
+        "  --decode-step         a model's decode step (one token appended to every layer and sequence,\n"
+        "                        attention per layer) recorded into one command buffer and submitted once,\n"
+        "                        against the same step through the synchronous calls and against the\n"
+        "                        attention kernels alone\n"
+        "  --ds-layers N         its layers (default 32)\n"
+        "  --ds-batch LIST       its batch sizes (default 1,8 on GPUs, 1 on CPU devices)\n"
+        "  --ds-context N        tokens per sequence before the timed steps (default 32768 on GPUs, 256 on\n"
+        "                        CPU devices); kv heads, query heads and head_dim as --kv-heads, --q-heads,\n"
+        "                        --head-dim; timed steps as --steps (default 10)\n"
         "memory:\n"
         "  --model-shape L,H,D   layers, KV heads, head_dim of the model (default 32,8,128: Llama-3-8B)\n"
         "  --memory-gib X        memory for the KV cache in the 'tokens that fit' line (default 24)\n"
@@ -200,7 +210,8 @@ static int takes_value(const char *name)
                                   "--prefill", "--kv-heads", "--q-heads", "--head-dim", "--queries", "--modes",
                                   "--bits", "--k-bits", "--v-bits", "--group", "--window", "--patterns", "--bank",
                                   "--speed-contexts", "--batch", "--steps", "--warmup", "--model-shape",
-                                  "--memory-gib", "--json", "--plot", "--wp-layers", "--wp-prompt"};
+                                  "--memory-gib", "--json", "--plot", "--wp-layers", "--wp-prompt",
+                                  "--ds-layers", "--ds-batch", "--ds-context"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i]) == 0) return 1;
     return 0;
@@ -247,6 +258,7 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
         else if (strcmp(name, "--no-fidelity") == 0) o->skip_fidelity = 1;
         else if (strcmp(name, "--no-throughput") == 0) o->skip_throughput = 1;
         else if (strcmp(name, "--write-path") == 0) o->write_path = 1;
+        else if (strcmp(name, "--decode-step") == 0) o->decode_step = 1;
         else flag = 0;
         if (flag) {
             if (eq) return usage_error("%s takes no value%s", name, "");
@@ -309,6 +321,19 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
         else if (strcmp(name, "--wp-layers") == 0) rc = parse_u32(name, val, 1, 4096, &o->wp_layers);
         else if (strcmp(name, "--wp-prompt") == 0) rc = parse_u32(name, val, 1, 1u << 22, &o->wp_prompt);
         else if (strcmp(name, "--batch") == 0) rc = parse_u32(name, val, 1, 4096, &o->batch);
+        else if (strcmp(name, "--ds-layers") == 0) rc = parse_u32(name, val, 1, 4096, &o->ds_layers);
+        else if (strcmp(name, "--ds-context") == 0) rc = parse_u32(name, val, 1, 1u << 22, &o->ds_context);
+        else if (strcmp(name, "--ds-batch") == 0) {
+            char buf[128];
+            o->n_ds_batch = 0;
+            if (strlen(val) >= sizeof buf) rc = usage_error("--ds-batch: list too long%s%s", "", "");
+            else strcpy(buf, val);
+            for (char *save = NULL, *tok = rc ? NULL : strtok_r(buf, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+                if (o->n_ds_batch == BENCH_MAX_DS_BATCH) rc = usage_error("--ds-batch: at most 8 entries%s%s", "", "");
+                else rc = parse_u32(name, tok, 1, 1024, &o->ds_batch[o->n_ds_batch++]);
+            }
+            if (!rc && !o->n_ds_batch) rc = usage_error("--ds-batch: empty list%s%s", "", "");
+        }
         else if (strcmp(name, "--steps") == 0) rc = parse_u32(name, val, 1, 100000, &o->steps);
         else if (strcmp(name, "--warmup") == 0) rc = parse_u32(name, val, 0, 1000000, &o->warmup);
         else if (strcmp(name, "--model-shape") == 0) {

@@ -157,7 +157,7 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
         progress_update(&bar, 0, "read bandwidth");
         r->read_bw_gbps = bench_read_bandwidth(ctx, &r->device, r->read_bw_method, sizeof r->read_bw_method);
     }
-    if (do_speed || o->write_path) {
+    if (do_speed || o->write_path || o->decode_step) {
         if (speed_data(o, &data, &sdata, &own_sdata, err, err_len)) goto done;
         snprintf(r->speed_source, sizeof r->speed_source, "%s", sdata.source);
         r->speed_kv_heads = sdata.n_kv_heads;
@@ -169,6 +169,11 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
         double t0 = cli_now();
         if (bench_speed(ctx, o, &sdata, r, progress_update, &bar, err, err_len)) goto done;
         r->speed_seconds = cli_now() - t0;
+    }
+    if (o->decode_step) {
+        double t0 = cli_now();
+        if (bench_decode_step(ctx, o, &sdata, r, progress_update, &bar, err, err_len)) goto done;
+        r->decode_step_seconds = cli_now() - t0;
     }
     if (o->write_path) {
         progress_part(&bar, do_speed ? 0.7 : f_end, 0.93);

@@ -3,7 +3,9 @@
  *  "fidelity": [{"mode","k_bits","v_bits","k_mse","v_mse","attn_rel_err_median","attn_rel_err_max","bits_per_element",...}],
  *  "speed": [{"mode","k_bits","v_bits","context","batch","ms_per_step","gbps","bw_fraction","speedup_vs_fp16",...}],
  *  "throughput": {...}, "write_path": [{"backend","mode","k_bits","v_bits","layers","kv_heads","head_dim",
- *  "prompt_tokens","prefill_ms","flush_ms_per_window","append_all_layers_us",...}], "memory": {...}}
+ *  "prompt_tokens","prefill_ms","flush_ms_per_window","append_all_layers_us",...}],
+ *  "decode_step": [{"backend","mode","k_bits","v_bits","layers","batch","context","recorded_ms",
+ *  "synchronous_ms","attention_kernels_ms",...}], "memory": {...}}
  * Unknown numbers are null. Written to FILE.tmp, then renamed. */
 #include <errno.h>
 #include <stdio.h>
@@ -142,6 +144,28 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
     }
     jw_end_array(w);
 
+    jw_begin_array(w, "decode_step");
+    for (uint32_t i = 0; i < r->n_decode_step; i++) {
+        const decode_step_result *x = &r->decode_step[i];
+        jw_begin_object(w, NULL);
+        jw_string(w, "backend", pkv_backend_name(r->device.backend));
+        cfg_fields(w, &x->cfg);
+        jw_uint(w, "layers", x->layers);
+        jw_uint(w, "batch", x->batch);
+        jw_uint(w, "context", x->context);
+        jw_number(w, "recorded_ms", x->recorded_ms);
+        jw_number(w, "synchronous_ms", x->synchronous_ms);
+        jw_number(w, "attention_kernels_ms", x->attention_kernels_ms);
+        jw_number(w, "recorded_host_ms", x->recorded_host_ms);
+        jw_number(w, "record_us_per_layer", x->record_us_per_layer);
+        jw_number(w, "recorded_over_kernels", x->recorded_ms / x->attention_kernels_ms);
+        jw_uint(w, "kv_heads", r->ds_kv_heads);
+        jw_uint(w, "q_heads", r->ds_q_heads);
+        jw_uint(w, "head_dim", r->ds_head_dim);
+        jw_end_object(w);
+    }
+    jw_end_array(w);
+
     jw_begin_object(w, "memory");
     jw_uint(w, "model_layers", o->model_layers);
     jw_uint(w, "model_kv_heads", o->model_kv_heads);
@@ -164,6 +188,7 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
     jw_number(w, "fidelity_seconds", r->fidelity_seconds);
     jw_number(w, "speed_seconds", r->speed_seconds);
     jw_number(w, "write_path_seconds", r->write_path_seconds);
+    jw_number(w, "decode_step_seconds", r->decode_step_seconds);
     jw_end_object(w);
 }
 

@@ -188,6 +188,25 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                    "  and attention at this shape, empty / filled pipeline cache.\n",
                 r->write_path[0].device_timed ? "device timestamps" : "host clock of the ops");
     }
+    if (r->n_decode_step) {
+        fprintf(f, "\nDecode step (%u layers, %u kv heads, %u query heads, head_dim %u; engine mode)\n", r->decode_step[0].layers,
+                r->ds_kv_heads, r->ds_q_heads, r->ds_head_dim);
+        fprintf(f, "  %-8s %6s %6s %8s %12s %12s %12s %10s %12s %14s\n", "mode", "bits", "batch", "context", "recorded ms",
+                "attn kern ms", "rec/kernels", "sync ms", "rec host ms", "record us/layer");
+        for (uint32_t i = 0; i < r->n_decode_step; i++) {
+            const decode_step_result *x = &r->decode_step[i];
+            char b6[32], b7[32];
+            fprintf(f, "  %-8s %6s %6u %8u %12s %12s %12s %10s %12s %14s\n", pkv_mode_name(x->cfg.mode),
+                    bits_str(&x->cfg, b1, sizeof b1), x->batch, x->context, num(x->recorded_ms, "%.3f", b2, sizeof b2),
+                    num(x->attention_kernels_ms, "%.3f", b3, sizeof b3),
+                    num(x->recorded_ms / x->attention_kernels_ms, "%.2f", b4, sizeof b4),
+                    num(x->synchronous_ms, "%.3f", b5, sizeof b5), num(x->recorded_host_ms, "%.3f", b6, sizeof b6),
+                    num(x->record_us_per_layer, "%.1f", b7, sizeof b7));
+        }
+        fprintf(f, "  recorded: every layer's append + attention in one command buffer, one submit (device time);\n"
+                   "  attn kern: the attention kernels alone (sum over layers, device time); sync: the step through the\n"
+                   "  synchronous calls (host clock); rec host: record + submit + wait; record us/layer: host recording.\n");
+    }
     if (isfinite(r->startup_cold_ms))
         fprintf(f, "\nStartup to a first attention result: %.1f ms cold (empty pipeline/program cache), %.1f ms warm\n",
                 r->startup_cold_ms, r->startup_warm_ms);

@@ -23,3 +23,20 @@ double pkv_vulkan_last_attention_ms(const pkv_backend *be);
 const char *pkv_vulkan_pipeline_cache_path(const pkv_backend *be);
 
 #endif
+
+/* pkv bench --decode-step on Vulkan (vk_bench_step.c). One decode step of a model: for every layer
+ * of the cache, one token appended to each of the n_seqs sequences and attention over them (q_len 1,
+ * n_q_heads), with K, V, q and out in device buffers. Timed two ways over `steps` steps (after two
+ * warm-up steps; medians), each step appending one token per layer and sequence:
+ * - recorded: every layer's pkv_vulkan_cmd_append / pkv_vulkan_cmd_attention in one command buffer
+ *   of the context's queue family, submitted once: recorded_ms is its device time (timestamps at its
+ *   start and end; NAN without timestamps), recorded_host_ms the host's record + submit + wait,
+ *   record_us_per_layer the host's recording time divided by the layers;
+ * - synchronous: the same calls through pkv_vulkan_append / pkv_vulkan_attention: synchronous_ms is
+ *   the host wall time of the step, attention_kernels_ms the sum of its attention ops' device times
+ *   (pkv_last_op_time after each attention: the kernels alone). */
+typedef struct pkv_vk_step_times {
+    double recorded_ms, recorded_host_ms, record_us_per_layer, synchronous_ms, attention_kernels_ms;
+} pkv_vk_step_times;
+pkv_status pkv_vulkan_bench_decode_step(pkv_cache *cache, const pkv_seq *seqs, uint32_t n_seqs, uint32_t n_q_heads,
+                                        uint32_t steps, pkv_vk_step_times *t);

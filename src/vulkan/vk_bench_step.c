@@ -1,0 +1,171 @@
+#define _POSIX_C_SOURCE 200809L
+/* pkv bench --decode-step on Vulkan: a model's decode step recorded into one command buffer against
+ * the same step through the synchronous calls (vk_bench.h). The bench plays the engine on the
+ * context's own device: its command buffer comes from the context's queue family, its K/V/q/out
+ * live in one device buffer of the context. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "patternkv_vulkan.h"
+#include "vk_bench.h"
+#include "vk_internal.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, uint32_t n)
+{
+    if (!n) return NAN;
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct step_io {
+    pkv_vk *vk;
+    pkv_buf *buf;
+    VkBuffer vb;
+    VkDeviceSize base;
+    size_t kv_bytes, q_bytes;  /* of one sequence's token of one layer; of one layer's q (all sequences) */
+    uint32_t L, B;
+} step_io;
+
+static VkDeviceSize off_k(const step_io *io, uint32_t l, uint32_t b)
+{
+    return io->base + (VkDeviceSize)l * (2 * io->B * io->kv_bytes + 2 * io->q_bytes) + (VkDeviceSize)b * io->kv_bytes;
+}
+static VkDeviceSize off_v(const step_io *io, uint32_t l, uint32_t b) { return off_k(io, l, b) + io->B * io->kv_bytes; }
+static VkDeviceSize off_q(const step_io *io, uint32_t l) { return off_k(io, l, 0) + 2 * io->B * io->kv_bytes; }
+static VkDeviceSize off_out(const step_io *io, uint32_t l) { return off_q(io, l) + io->q_bytes; }
+
+/* One step of every layer through the recorded (cmd != NULL) or the synchronous calls; *attn_ms the
+ * sum of the synchronous attention ops' device times. */
+static pkv_status step(pkv_cache *c, const step_io *io, const pkv_seq *seqs, uint32_t n_q_heads, VkCommandBuffer cmd,
+                       double *attn_ms)
+{
+    pkv_status s = PKV_OK;
+    *attn_ms = 0;
+    for (uint32_t l = 0; l < io->L && s == PKV_OK; l++) {
+        for (uint32_t b = 0; b < io->B && s == PKV_OK; b++)
+            s = cmd ? pkv_vulkan_cmd_append(c, cmd, seqs[b], l, 1, io->vb, off_k(io, l, b), io->kv_bytes, io->vb,
+                                            off_v(io, l, b), io->kv_bytes, PKV_F32)
+                    : pkv_vulkan_append(c, seqs[b], l, 1, io->vb, off_k(io, l, b), io->kv_bytes, io->vb, off_v(io, l, b),
+                                        io->kv_bytes, PKV_F32);
+        pkv_attention_params p = pkv_attention_params_default();
+        p.seqs = seqs, p.n_seqs = io->B, p.layer = l, p.n_q_heads = n_q_heads;
+        if (s == PKV_OK)
+            s = cmd ? pkv_vulkan_cmd_attention(c, cmd, &p, io->vb, off_q(io, l), io->q_bytes, io->vb, off_out(io, l), io->q_bytes)
+                    : pkv_vulkan_attention(c, &p, io->vb, off_q(io, l), io->q_bytes, io->vb, off_out(io, l), io->q_bytes);
+        double ms;
+        if (s == PKV_OK && !cmd) *attn_ms = pkv_last_op_time(c->ctx, &ms) == PKV_OK && isfinite(*attn_ms) ? *attn_ms + ms : NAN;
+    }
+    return s;
+}
+
+pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint32_t n_seqs, uint32_t n_q_heads,
+                                        uint32_t steps, pkv_vk_step_times *t)
+{
+    if (!c || c->ctx->be->info.backend != PKV_BACKEND_VULKAN || !seqs || !n_seqs || !t || !steps)
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "decode step: needs a Vulkan cache, sequences and steps");
+    pkv_vk *vk = pkv_vk_of(c->ctx->be);
+    const uint32_t H = c->g.H, d = c->g.d, warm = 2, total = warm + steps;
+    step_io io = {.vk = vk, .kv_bytes = (size_t)H * d * 4, .q_bytes = (size_t)n_seqs * n_q_heads * d * 4,
+                  .L = c->cfg.n_layers, .B = n_seqs};
+    const size_t bytes = off_k(&io, io.L, 0);
+    double *rec = malloc(3 * total * sizeof *rec), *host = rec + total, *rec_host = host + total;
+    double *sync = malloc(2 * total * sizeof *sync), *attn = sync + total;
+    float *data = malloc(bytes);
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    VkFence fence = VK_NULL_HANDLE;
+    VkQueryPool qp = VK_NULL_HANDLE;
+    pkv_status s = rec && sync && data ? PKV_OK : pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "decode step: out of host memory");
+    /* K, V, q in device memory: values in [-1, 1) */
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; s == PKV_OK && i < bytes / 4; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        data[i] = (float)((double)(x >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
+    }
+    pthread_mutex_lock(&vk->lock);
+    if (s == PKV_OK) s = vk->recording ? pkv_vk_finish(vk) : PKV_OK;
+    if (s == PKV_OK) s = pkv_vk_buf_alloc(vk, bytes, &io.buf);
+    if (s == PKV_OK) s = pkv_vk_upload(vk, io.buf, 0, data, bytes);
+    if (s == PKV_OK) s = pkv_vk_finish(vk);
+    if (s == PKV_OK) io.vb = io.buf->page->buf, io.base = io.buf->off;
+    VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = vk->cmd_pool,
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    VkQueryPoolCreateInfo qpi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP,
+                                 .queryCount = 2};
+    if (s == PKV_OK && (vk->f.vkAllocateCommandBuffers(vk->device, &cai, &cmd) != VK_SUCCESS ||
+                        vk->f.vkCreateFence(vk->device, &fci, NULL, &fence) != VK_SUCCESS))
+        s = pkv_fail(NULL, PKV_ERR_DEVICE, "decode step: command buffer or fence creation failed");
+    if (s == PKV_OK && vk->ts_mask && vk->f.vkCreateQueryPool(vk->device, &qpi, NULL, &qp) != VK_SUCCESS) qp = VK_NULL_HANDLE;
+    pthread_mutex_unlock(&vk->lock);
+
+    for (uint32_t i = 0; i < total && s == PKV_OK; i++) {
+        /* recorded: one command buffer, one submit */
+        const VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                             .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+        double t0 = now_ms(), a;
+        if (vk->f.vkBeginCommandBuffer(cmd, &bi) != VK_SUCCESS) s = pkv_fail(NULL, PKV_ERR_DEVICE, "decode step: vkBeginCommandBuffer failed");
+        if (s == PKV_OK && qp) {
+            vk->f.vkCmdResetQueryPool(cmd, qp, 0, 2);
+            vk->f.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
+        }
+        if (s == PKV_OK) s = step(c, &io, seqs, n_q_heads, cmd, &a);
+        if (s == PKV_OK && qp) vk->f.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
+        if (s == PKV_OK && vk->f.vkEndCommandBuffer(cmd) != VK_SUCCESS) s = pkv_fail(NULL, PKV_ERR_DEVICE, "decode step: vkEndCommandBuffer failed");
+        const double t1 = now_ms();
+        if (s == PKV_OK) {
+            VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cmd};
+            pthread_mutex_lock(&vk->lock);
+            if (vk->ext_lock) vk->ext_lock(vk->ext_lock_user);
+            VkResult r = vk->f.vkQueueSubmit(vk->queue, 1, &si, fence);
+            if (vk->ext_unlock) vk->ext_unlock(vk->ext_lock_user);
+            pthread_mutex_unlock(&vk->lock);
+            if (r == VK_SUCCESS) r = vk->f.vkWaitForFences(vk->device, 1, &fence, VK_TRUE, UINT64_MAX);
+            vk->f.vkResetFences(vk->device, 1, &fence);
+            if (r != VK_SUCCESS) s = pkv_fail(NULL, PKV_ERR_DEVICE, "decode step: submit or wait failed (VkResult %d)", (int)r);
+        }
+        rec_host[i] = now_ms() - t0;
+        host[i] = (t1 - t0) * 1e3 / io.L;
+        uint64_t ts[2];
+        rec[i] = s == PKV_OK && qp &&
+                         vk->f.vkGetQueryPoolResults(vk->device, qp, 0, 2, sizeof ts, ts, 8,
+                                                     VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS
+                     ? (double)((ts[1] - ts[0]) & vk->ts_mask) * vk->props.limits.timestampPeriod * 1e-6
+                     : NAN;
+        vk->f.vkResetCommandBuffer(cmd, 0);
+        /* synchronous: the same step, call by call */
+        t0 = now_ms();
+        if (s == PKV_OK) s = step(c, &io, seqs, n_q_heads, VK_NULL_HANDLE, &attn[i]);
+        sync[i] = now_ms() - t0;
+    }
+    if (s == PKV_OK) {
+        t->recorded_ms = median(rec + warm, steps);
+        t->record_us_per_layer = median(host + warm, steps);
+        t->recorded_host_ms = median(rec_host + warm, steps);
+        t->synchronous_ms = median(sync + warm, steps);
+        t->attention_kernels_ms = median(attn + warm, steps);
+    }
+    pthread_mutex_lock(&vk->lock);
+    if (qp) vk->f.vkDestroyQueryPool(vk->device, qp, NULL);
+    if (fence) vk->f.vkDestroyFence(vk->device, fence, NULL);
+    if (cmd) vk->f.vkFreeCommandBuffers(vk->device, vk->cmd_pool, 1, &cmd);
+    if (io.buf) pkv_vk_buf_free(vk, io.buf);
+    pthread_mutex_unlock(&vk->lock);
+    free(rec), free(sync), free(data);
+    return s;
+}
