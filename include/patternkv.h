@@ -229,6 +229,8 @@ PKV_API pkv_status pkv_cache_get_config(const pkv_cache *cache, pkv_cache_config
 
 /* ---- sequences ------------------------------------------------------------------------------- */
 
+/* Ids are below 2^31 and never reused while their sequence exists (after the largest id, the smallest
+ * free one is handed out). */
 PKV_API pkv_status pkv_seq_create(pkv_cache *cache, pkv_seq *out);
 PKV_API pkv_status pkv_seq_free(pkv_cache *cache, pkv_seq seq);
 /* The child shares the parent's compressed blocks and banks copy-on-write; its window is copied. */
@@ -309,7 +311,8 @@ static inline pkv_attention_params pkv_attention_params_default(void)
     return p;
 }
 
-/* q and out: [n_seqs][q_len][n_q_heads][head_dim]. */
+/* q and out: [n_seqs][q_len][n_q_heads][head_dim]. q must be finite with |q| <= 2^64 and |q| * scale
+ * <= 2^64 (beyond, fp32 logits could overflow: PKV_ERR_NONFINITE); scale <= 2^64. */
 PKV_API pkv_status pkv_attention(pkv_cache *cache, const pkv_attention_params *params, const void *q,
                                  float *out);
 

@@ -18,7 +18,8 @@
  *   `queue_mutex_unlock` (optional) to have the library take the engine's queue lock around its submits.
  * - The library's cache lives in its own allocations on `device`; the application never needs a
  *   barrier on them.
- * - The device needs no extension or feature; the queue family must support compute. */
+ * - The device needs no extension or feature; the queue family must support compute; the instance
+ *   and the device must be Vulkan 1.1 or newer (api_version below). */
 #ifndef PATTERNKV_VULKAN_H
 #define PATTERNKV_VULKAN_H
 
@@ -43,6 +44,11 @@ typedef struct pkv_vulkan_external {
     void (*queue_mutex_lock)(void *user);
     void (*queue_mutex_unlock)(void *user);
     void *queue_mutex_user;
+    /* The VkApplicationInfo.apiVersion `instance` was created with: at least VK_API_VERSION_1_1 (the
+     * library calls Vulkan 1.1 functions and uses SPIR-V 1.3), else pkv_context_create fails with
+     * PKV_ERR_INVALID_ARGUMENT; the physical device must support 1.1 too. Added after 0.1.0: a struct
+     * of 0.1.0's size (without it) is not checked. */
+    uint32_t api_version;
 } pkv_vulkan_external;
 
 /* ---- synchronous calls on application buffers ------------------------------------------------

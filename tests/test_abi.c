@@ -171,5 +171,5 @@ int main(void)
         cmocka_unit_test(external_handles_are_typed),
         cmocka_unit_test(older_sizes_read_and_write_only_their_fields),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

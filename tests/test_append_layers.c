@@ -313,5 +313,5 @@ int main(void)
         cmocka_unit_test(multi_layer_append_errors_store_nothing),
         cmocka_unit_test(attention_with_own_kv_equals_append_then_attend),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

@@ -96,5 +96,5 @@ int main(void)
         cmocka_unit_test(fp16_mode_matches_fp64_attention),
         cmocka_unit_test(quantized_modes_match_fp64_attention_over_the_dequantized_cache),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

@@ -88,5 +88,5 @@ int main(void)
         cmocka_unit_test(naming_a_backend_or_device_overrides_the_preference),
         cmocka_unit_test(backend_names_round_trip),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

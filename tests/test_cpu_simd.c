@@ -408,5 +408,5 @@ int main(void)
         cmocka_unit_test(attention_levels),
         cmocka_unit_test(fixture_levels),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

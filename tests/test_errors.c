@@ -137,6 +137,23 @@ static void bad_inputs_leave_the_cache_as_it_was(void **state)
     p.q_len = 1;
     q[7] = NAN;
     assert_int_equal(pkv_attention(c, &p, q, out), PKV_ERR_NONFINITE);
+    /* Finite but so large that fp32 logits would overflow (NaN output before): a clear error. */
+    q[7] = 3e38f;
+    assert_int_equal(pkv_attention(c, &p, q, out), PKV_ERR_NONFINITE);
+    q[7] = 0.5f;
+    p.scale = 3e38f;
+    assert_int_equal(pkv_attention(c, &p, q, out), PKV_ERR_INVALID_ARGUMENT);
+    p.scale = 1e18f; /* allowed, but |q| * scale must stay <= 2^64 */
+    q[7] = 100.0f;
+    assert_int_equal(pkv_attention(c, &p, q, out), PKV_ERR_NONFINITE);
+    p.scale = 1e10f;
+    q[7] = 1e9f; /* within the limit: finite output */
+    TU_OK(pkv_attention(c, &p, q, out));
+    for (int i = 0; i < 4 * D; i++) assert_true(isfinite(out[i]));
+    q[7] = 1e19f; /* |q| <= 2^64 with a small scale */
+    p.scale = 0.0f;
+    TU_OK(pkv_attention(c, &p, q, out));
+    for (int i = 0; i < 4 * D; i++) assert_true(isfinite(out[i]));
     q[7] = 0.5f;
     assert_int_equal(pkv_attention(c, &p, NULL, out), PKV_ERR_INVALID_ARGUMENT);
     assert_int_equal(pkv_attention(c, NULL, q, out), PKV_ERR_INVALID_ARGUMENT);
@@ -173,7 +190,7 @@ int main(void)
         cmocka_unit_test(bad_configs_are_rejected),
         cmocka_unit_test(bad_inputs_leave_the_cache_as_it_was),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = tu_run_tests(tests, NULL, NULL);
     remove(snap_a);
     remove(snap_b);
     return rc;

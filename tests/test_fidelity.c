@@ -67,5 +67,5 @@ static void pattern_beats_direct_at_two_bits_on_structured_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(pattern_beats_direct_at_two_bits_on_structured_keys)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

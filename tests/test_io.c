@@ -133,7 +133,7 @@ int main(void)
         cmocka_unit_test(save_load_round_trips_bit_exactly),
         cmocka_unit_test(damaged_files_are_rejected),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = tu_run_tests(tests, NULL, NULL);
     remove(path_a);
     remove(path_b);
     return rc;

@@ -280,5 +280,5 @@ int main(void)
         cmocka_unit_test(bank_capacity_is_honoured_over_a_long_append),
         cmocka_unit_test(mining_a_32k_token_prompt_matches_the_reference),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

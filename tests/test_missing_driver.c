@@ -45,5 +45,5 @@ static void missing_driver_has_a_reason_and_auto_falls_back(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(missing_driver_has_a_reason_and_auto_falls_back)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

@@ -206,5 +206,5 @@ int main(void)
         cmocka_unit_test(test_window_offset_plot),
         cmocka_unit_test(test_pattern_4_bits_within_half_percent_of_fp16),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

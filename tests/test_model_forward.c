@@ -173,5 +173,5 @@ int main(void)
         cmocka_unit_test(test_forward_matches_pytorch_in_chunks),
         cmocka_unit_test(test_bad_checkpoints_fail_cleanly),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

@@ -201,5 +201,5 @@ int main(void)
         cmocka_unit_test(test_range_assignment_k_error_below_direct),
         cmocka_unit_test(test_more_bits_less_error),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return tu_run_tests(tests, setup, teardown);
 }

@@ -186,5 +186,5 @@ int main(void)
         cmocka_unit_test(test_bpe_encode),
         cmocka_unit_test(test_eval_with_tokenizer_and_separate_classifier),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return tu_run_tests(tests, setup, teardown);
 }

@@ -192,13 +192,13 @@ static void external_context_and_queue(void **state)
     const pkv_ocl_api *cl = pkv_ocl_load(why, sizeof why);
     if (!cl) {
         if (tu_in_ci()) fail_msg("%s (CI=true)", why);
-        skip();
+        tu_skip();
     }
     cl_platform_id plats[8];
     cl_uint np = 0;
     if (cl->clGetPlatformIDs(8, plats, &np) != CL_SUCCESS || np == 0) {
         if (tu_in_ci()) fail_msg("no OpenCL platform (CI=true)");
-        skip();
+        tu_skip();
     }
     cl_device_id dev = NULL;
     for (cl_uint i = 0; i < np && !dev; i++)
@@ -213,6 +213,26 @@ static void external_context_and_queue(void **state)
     pkv_opencl_external ext = {.struct_size = sizeof ext, .context = cctx, .device = dev, .queue = q};
     pkv_context_params p = pkv_context_params_default();
     p.opencl_external = &ext;
+    /* contracts checked at the call: an out-of-order queue, and PKV_BACKEND naming another backend */
+    pkv_context *refused = NULL;
+    cl_command_queue ooo = cl->clCreateCommandQueue(cctx, dev, CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &err);
+    if (err == CL_SUCCESS) {
+        pkv_opencl_external ext_ooo = ext;
+        ext_ooo.queue = ooo;
+        pkv_context_params po_ = p;
+        po_.opencl_external = &ext_ooo;
+        assert_int_equal(pkv_context_create(&po_, &refused), PKV_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(pkv_last_error(), "out-of-order"));
+        assert_null(refused);
+        cl->clReleaseCommandQueue(ooo);
+    } else {
+        print_message("this OpenCL device has no out-of-order queues (%s): that check is not exercised\n",
+                      pkv_ocl_error_name(err));
+    }
+    setenv("PKV_BACKEND", "cpu", 1);
+    assert_int_equal(pkv_context_create(&p, &refused), PKV_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(pkv_last_error(), "PKV_BACKEND=cpu"));
+    unsetenv("PKV_BACKEND");
     pkv_context *ctx = ocl_context_with(&p);
     /* the application may drop its references: the library holds its own */
     cl->clReleaseCommandQueue(q);
@@ -326,5 +346,5 @@ int main(void)
         cmocka_unit_test(external_context_and_queue),
         cmocka_unit_test(devices_listed_and_bandwidth_measured),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

@@ -417,5 +417,5 @@ int main(void)
         cmocka_unit_test(multi_layer_appends_match_the_cpu_backend),
         cmocka_unit_test(saved_caches_load_across_backends),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

@@ -165,5 +165,5 @@ int main(void)
         cmocka_unit_test(packing_round_trips_for_every_width),
         cmocka_unit_test(gate_and_distances_match_their_formulas),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

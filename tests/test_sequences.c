@@ -128,5 +128,5 @@ int main(void)
         cmocka_unit_test(fork_shares_blocks_and_both_sides_diverge),
         cmocka_unit_test(many_sequences_of_different_lengths_share_one_pool),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

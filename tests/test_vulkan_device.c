@@ -3,6 +3,7 @@
  * pipeline cache (cold, warm, corrupt, foreign), running out of device memory, an application-owned
  * VkDevice (engine integration), and the bandwidth / timing probes. */
 #define _POSIX_C_SOURCE 200809L
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #include "testutil.h"
 #include "vk_bench.h"
 #include "vk_loader.h"
+
+int pkv_vk_uuid_usable(const uint8_t *uuid); /* vk_internal.h */
 
 static pkv_context *tv_context_with(pkv_context_params *p)
 {
@@ -268,7 +271,8 @@ static void application_owned_device_is_used_and_left_alive(void **state)
     f.vkGetDeviceQueue(dev, fam, 0, &queue);
 
     pkv_vulkan_external ext = {.struct_size = sizeof ext, .instance = inst, .physical_device = pd, .device = dev,
-                               .queue = queue, .queue_family_index = fam, .get_instance_proc_addr = f.vkGetInstanceProcAddr};
+                               .queue = queue, .queue_family_index = fam, .get_instance_proc_addr = f.vkGetInstanceProcAddr,
+                               .api_version = VK_API_VERSION_1_1};
     pkv_context_params p = pkv_context_params_default();
     p.vulkan_external = &ext;
     ext.struct_size = 0; /* without its size (stable ABI): refused with a reason */
@@ -276,6 +280,31 @@ static void application_owned_device_is_used_and_left_alive(void **state)
     assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(pkv_last_error(), "pkv_vulkan_external.struct_size is 0"));
     ext.struct_size = sizeof ext;
+    /* an instance made for Vulkan 1.0 (the library needs 1.1): refused at the call, with the reason */
+    ext.api_version = VK_API_VERSION_1_0;
+    assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(pkv_last_error(), "api_version"));
+    ext.api_version = 0;
+    assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_INVALID_ARGUMENT);
+    /* PKV_BACKEND naming another backend does not silently discard the handles */
+    ext.api_version = VK_API_VERSION_1_1;
+    setenv("PKV_BACKEND", "cpu", 1);
+    assert_int_equal(pkv_context_create(&p, &ctx), PKV_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(pkv_last_error(), "PKV_BACKEND=cpu"));
+    unsetenv("PKV_BACKEND");
+    /* 0.1.0's struct (without api_version) is still accepted */
+    ext.struct_size = (uint32_t)offsetof(pkv_vulkan_external, api_version);
+    ext.api_version = 0;
+    ctx = tv_context_with(&p);
+    TU_OK(pkv_context_free(ctx));
+    ext.struct_size = sizeof ext;
+    ext.api_version = VK_API_VERSION_1_1;
+    /* an all-zero device UUID never keys the pipeline cache */
+    const uint8_t zero[VK_UUID_SIZE] = {0};
+    uint8_t one[VK_UUID_SIZE] = {0};
+    one[15] = 1;
+    assert_false(pkv_vk_uuid_usable(zero));
+    assert_true(pkv_vk_uuid_usable(one));
     ctx = tv_context_with(&p);
     float out[WL_Q], ref[WL_Q];
     small_workload(ctx, out);
@@ -437,5 +466,5 @@ int main(void)
         cmocka_unit_test(application_owned_device_is_used_and_left_alive),
         cmocka_unit_test(bandwidth_and_timing_probes_report_numbers),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }

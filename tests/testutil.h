@@ -12,12 +12,21 @@
 #include "reference_attention.h" /* the fp64 reference: ref_attention, ref_rel_err */
 
 /* A context on the backend named by PKV_TEST_BACKEND (cpu, vulkan, opencl; default cpu). Fails the
- * test (never skips) when that backend cannot start. */
+ * test when that backend cannot start, except a GPU backend without driver or device outside CI,
+ * which skips (tu_skip). */
 pkv_context *tu_context(void);
 pkv_backend_kind tu_backend(void);
 
 /* CI=true (or 1) in the environment. */
 int tu_in_ci(void);
+/* Skips the current test for want of a driver or device (cmocka skip) and remembers it, so that
+ * the executable exits with 77, which ctest shows as "Skipped" (SKIP_RETURN_CODE 77), not "Passed".
+ * Under CI=true such tests fail instead (see tu_context_or_skip). */
+#define tu_skip() do { tu_skipped = 1; skip(); } while (0)
+extern int tu_skipped;
+/* The group's result, or 77 when it passed with a test skipped. */
+int tu_exit(int rc);
+#define tu_run_tests(tests, setup, teardown) tu_exit(cmocka_run_group_tests(tests, setup, teardown))
 /* A context on p->backend for the GPU backends' tests: when that backend has no device, fails the
  * test in CI and skips it, saying why, elsewhere. */
 pkv_context *tu_context_or_skip(pkv_context_params *p);

@@ -7,8 +7,14 @@
  * with a prompt (one mine op for all of them), then every round writes each layer's next window
  * rows (one window op) and flushes the layers whose windows are full (one flush op). A decode step
  * (one token per layer) is one round; a prompt is one round; only an append longer than the window
- * into layers that already hold tokens takes several. A device failure in a round leaves the
- * layers as the previous round left them. */
+ * into layers that already hold tokens takes several.
+ *
+ * All or nothing: a call that fails at any point (a host or device allocation, a device error) leaves
+ * every layer of the call as it was before the call: the blocks and bank chunks it added and the
+ * window slots it took go back, the window length and bank size are restored (rows and patterns
+ * written past them are ignored), and where a later round would overwrite window rows the call
+ * started with (a long append into a partly filled window) those rows are kept on the host first and
+ * written back. A token is counted only once every step of the call succeeded. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +189,11 @@ typedef struct layer_job {
     uint32_t *slots;         /* [mined groups][H] op order [H][groups], then [n_flush][H][R / G] */
     uint32_t (*fresh)[3];    /* chunks taken for a later flush's pattern: (flush, head, chunk index) */
     uint32_t n_fresh;
+    /* the layer before the call, restored if the call fails */
+    uint32_t start_blocks, start_window, start_bank;
+    int had_windows;
+    uint32_t *cow;           /* [H]: the shared chunk a copy-on-write replaced (chunk start_bank / 32), or NO_SLOT */
+    uint8_t *saved_window;   /* [H][window_bytes] when a later round overwrites the starting rows, else NULL */
 } layer_job;
 
 static uint32_t *flush_slots(const pkv_cache *c, const layer_job *jb, uint32_t f)
@@ -219,6 +230,7 @@ static pkv_status take_slots(pkv_cache *c, layer_job *jb, uint32_t n)
                 uint32_t had = L->chunks[h * PKV_MAX_CHUNKS + ci];
                 pkv_status st = own_chunk(c, L, h, ci);
                 if (st != PKV_OK) return st;
+                if (had != PKV_NO_SLOT && L->chunks[h * PKV_MAX_CHUNKS + ci] != had) jb->cow[h] = had;
                 if (had == PKV_NO_SLOT && f > 0) { /* only a later flush makes it hold a pattern */
                     jb->fresh[jb->n_fresh][0] = f, jb->fresh[jb->n_fresh][1] = h, jb->fresh[jb->n_fresh][2] = ci;
                     jb->n_fresh++;
@@ -258,6 +270,59 @@ static void release_unused(pkv_cache *c, layer_job *jb)
             *slot = PKV_NO_SLOT;
         }
     jb->n_flush = jb->done, jb->n_fresh = 0;
+}
+
+/* After a failure: the layer as it was before the call (release_unused has run). */
+static void roll_back(pkv_cache *c, layer_job *jb)
+{
+    const uint32_t H = c->g.H;
+    pkv_layer_state *L = jb->L;
+    for (size_t b = (size_t)jb->start_blocks * H; b < (size_t)L->n_blocks * H; b++) pkv_arena_release(&c->blocks, L->blocks[b]);
+    L->n_blocks = jb->start_blocks;
+    if (L->chunks) /* chunks past those of the starting bank; a copy-on-write copy of one holds the same patterns */
+        for (uint32_t h = 0; h < H; h++)
+            for (uint32_t ci = (jb->start_bank + PKV_CHUNK_PATTERNS - 1) / PKV_CHUNK_PATTERNS; ci < PKV_MAX_CHUNKS; ci++) {
+                pkv_arena_release(&c->chunks, L->chunks[h * PKV_MAX_CHUNKS + ci]);
+                L->chunks[h * PKV_MAX_CHUNKS + ci] = PKV_NO_SLOT;
+            }
+    if (L->chunks && jb->cow)
+        for (uint32_t h = 0; h < H; h++)
+            if (jb->cow[h] != PKV_NO_SLOT) { /* the shared chunk back in place of its copy (still held by others) */
+                uint32_t *slot = &L->chunks[h * PKV_MAX_CHUNKS + jb->start_bank / PKV_CHUNK_PATTERNS];
+                pkv_arena_release(&c->chunks, *slot);
+                pkv_arena_retain(&c->chunks, jb->cow[h]);
+                *slot = jb->cow[h];
+            }
+    L->bank_count = jb->start_bank;
+    L->n_window = jb->start_window;
+    if (!jb->had_windows && L->window_slot)
+        for (uint32_t h = 0; h < H; h++) {
+            pkv_arena_release(&c->windows, L->window_slot[h]);
+            L->window_slot[h] = PKV_NO_SLOT;
+        }
+    if (jb->saved_window) {
+        pkv_backend *be = c->ctx->be;
+        for (uint32_t h = 0; h < H; h++)
+            if (be->iface->buf_write(be, c->windows.buf, (size_t)L->window_slot[h] * c->g.window_bytes,
+                                     jb->saved_window + (size_t)h * c->g.window_bytes, c->g.window_bytes) != PKV_OK)
+                pkv_log(c->ctx, PKV_LOG_ERROR, "pkv_append: restoring the window of layer %u failed", jb->layer);
+    }
+}
+
+/* Keeps the window rows the call starts with on the host when a later round would overwrite them. */
+static pkv_status save_window(pkv_cache *c, layer_job *jb, uint32_t n, uint8_t **next)
+{
+    const pkv_geom *g = &c->g;
+    if (!jb->had_windows || jb->start_window == 0 || n <= g->R - jb->start_window) return PKV_OK;
+    jb->saved_window = *next;
+    *next += (size_t)g->H * g->window_bytes;
+    pkv_backend *be = c->ctx->be;
+    for (uint32_t h = 0; h < g->H; h++) {
+        pkv_status st = be->iface->buf_read(be, c->windows.buf, (size_t)jb->L->window_slot[h] * g->window_bytes,
+                                            jb->saved_window + (size_t)h * g->window_bytes, g->window_bytes);
+        if (st != PKV_OK) return st;
+    }
+    return PKV_OK;
 }
 
 /* Accumulates the device time of the call's ops (pkv_last_op_time). */
@@ -420,9 +485,16 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
     for (uint32_t j = 0; j < nl; j++) {
         plans[j] = make_plan(c, &s->layers[first + j], n);
         const uint32_t flush_groups = plans[j].new_groups - plans[j].n_quant / g->G;
-        words += plans[j].blocks + 1 + 3 * ((size_t)flush_groups * H + 1);
+        words += plans[j].blocks + 1 + 3 * ((size_t)flush_groups * H + 1) + H;
     }
-    layer_job *jobs = calloc(1, nl * sizeof *jobs + words * sizeof(uint32_t));
+    size_t save_bytes = 0;
+    for (uint32_t j = 0; j < nl; j++) {
+        const pkv_layer_state *L = &s->layers[first + j];
+        if (L->window_slot && L->window_slot[0] != PKV_NO_SLOT && L->n_window && n > g->R - L->n_window)
+            save_bytes += (size_t)H * g->window_bytes;
+    }
+    layer_job *jobs = calloc(1, nl * sizeof *jobs + words * sizeof(uint32_t) + save_bytes);
+    uint8_t *save_next = jobs ? (uint8_t *)jobs + nl * sizeof *jobs + words * sizeof(uint32_t) : NULL;
     pkv_status st = PKV_OK;
     if (!jobs) {
         free(plans);
@@ -433,14 +505,20 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         layer_job *jb = &jobs[j];
         jb->layer = first + j, jb->idx = j, jb->L = &s->layers[first + j];
         jb->p = plans[j];
+        jb->start_blocks = jb->L->n_blocks, jb->start_window = jb->L->n_window, jb->start_bank = jb->L->bank_count;
+        jb->had_windows = jb->L->window_slot && jb->L->window_slot[0] != PKV_NO_SLOT;
         need[0] += jb->p.blocks, need[1] += jb->p.chunks, need[2] += jb->p.windows;
         const uint32_t flush_groups = jb->p.new_groups - jb->p.n_quant / g->G; /* >= the flushes' fresh chunks / H */
         jb->slots = next;
         next += jb->p.blocks + 1;
         jb->fresh = (uint32_t(*)[3])next;
         next += 3 * ((size_t)flush_groups * H + 1);
+        jb->cow = next;
+        next += H;
+        for (uint32_t h = 0; h < H; h++) jb->cow[h] = PKV_NO_SLOT;
     }
     free(plans);
+    for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = save_window(c, &jobs[j], n, &save_next);
     if (st == PKV_OK) st = pkv_pool_ensure(c, need[0], need[1], need[2]);
     for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = reserve_host(c, jobs[j].L, &jobs[j].p);
     uint32_t taken = 0;
@@ -476,8 +554,10 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         for (uint32_t j = 0; j < nl; j++) more |= jobs[j].pos < n;
         if (!more) break;
     }
-    if (st != PKV_OK)
+    if (st != PKV_OK) {
         for (uint32_t j = 0; j < taken; j++) release_unused(c, &jobs[j]);
+        for (uint32_t j = 0; j < nl; j++) roll_back(c, &jobs[j]);
+    }
     if (ran_op) c->ctx->last_op_ms = st == PKV_OK ? op_ms : -1.0;
     free(jobs);
     return st;

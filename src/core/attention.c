@@ -6,6 +6,8 @@
 #include "f16.h"
 #include "internal.h"
 
+#define PKV_Q_LIMIT 18446744073709551616.0 /* 2^64 */
+
 /* Builds the op's table for one layer: per sequence blocks [H][n_blocks], chunks [H][MAX], windows [H].
  * `own` more window tokens than stored: the queries' own, written past the window's end. */
 static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, uint32_t own, pkv_attn_seq *seqs,
@@ -65,8 +67,9 @@ pkv_status pkv_attention_check(pkv_cache *c, const pkv_attention_params *app, pk
                         p->q_len, p->n_q_heads, c->g.H);
     if (p->q_dtype != PKV_F32 && p->q_dtype != PKV_F16)
         return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: q_dtype %d is not PKV_F32 or PKV_F16", (int)p->q_dtype);
-    if (!isfinite(p->scale) || p->scale < 0.0f)
-        return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: scale must be finite and >= 0");
+    if (!isfinite(p->scale) || p->scale < 0.0f || p->scale > PKV_Q_LIMIT)
+        return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: scale must be finite, >= 0 and <= 2^64, got %g",
+                        (double)p->scale);
     const int own = p->k_new || p->v_new;
     if (own && (!p->k_new || !p->v_new))
         return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: k_new and v_new must be given together");
@@ -191,9 +194,17 @@ pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *params, const
     const size_t nq = (size_t)p->n_seqs * p->q_len * p->n_q_heads * c->g.d;
     float *qf = malloc(nq * sizeof *qf);
     if (!qf) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+    /* Logits are sums of q * (scale, code, zero, pattern) products of values within fp16 range: with
+     * |q| and |q| * scale at most 2^64 none of them, nor their sums over 256 channels, overflows fp32. */
+    const double scale = p->scale > 0.0f ? p->scale : 1.0 / sqrt((double)c->g.d);
+    const double q_limit = scale > 1.0 ? PKV_Q_LIMIT / scale : PKV_Q_LIMIT;
     for (size_t i = 0; i < nq && st == PKV_OK; i++) {
         qf[i] = p->q_dtype == PKV_F16 ? pkv_f16_to_f32(((const uint16_t *)q)[i]) : ((const float *)q)[i];
         if (!isfinite(qf[i])) st = pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_attention: q[%zu] is NaN or Inf", i);
+        else if (fabs((double)qf[i]) > q_limit)
+            st = pkv_fail(c->ctx, PKV_ERR_NONFINITE,
+                          "pkv_attention: q[%zu] = %g is too large: |q| and |q| * scale (%g) must be <= 2^64, or the "
+                          "logits overflow fp32", i, (double)qf[i], scale);
     }
     if (st == PKV_OK) st = run(c, p, (pkv_attn_op){.q = qf, .out = out});
     free(qf);

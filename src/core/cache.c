@@ -158,16 +158,34 @@ pkv_status pkv_seq_insert(pkv_cache *c, pkv_seq id, pkv_sequence **out)
     s->id = id;
     s->layers = layers;
     c->seqs[c->n_seqs++] = s;
-    if (id >= c->next_id) c->next_id = id + 1;
+    if (id >= c->next_id && id < PKV_SEQ_ID_LIMIT) c->next_id = id + 1;
     *out = s;
     return PKV_OK;
+}
+
+/* The next id: one above the largest ever used while below PKV_SEQ_ID_LIMIT, then the smallest free one
+ * (never an id that exists). */
+pkv_status pkv_next_seq_id(pkv_cache *c, pkv_seq *id)
+{
+    if (c->next_id < PKV_SEQ_ID_LIMIT && !pkv_find_seq(c, c->next_id)) {
+        *id = c->next_id;
+        return PKV_OK;
+    }
+    for (pkv_seq cand = 1; cand < PKV_SEQ_ID_LIMIT && cand <= c->n_seqs + 1; cand++)
+        if (!pkv_find_seq(c, cand)) {
+            *id = cand;
+            return PKV_OK;
+        }
+    return pkv_fail(c->ctx, PKV_ERR_OUT_OF_BUDGET, "no free sequence id");
 }
 
 pkv_status pkv_seq_create(pkv_cache *c, pkv_seq *out)
 {
     if (!c || !out) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_seq_create: null argument");
     pkv_sequence *s = NULL;
-    pkv_status st = pkv_seq_insert(c, c->next_id, &s);
+    pkv_seq id;
+    pkv_status st = pkv_next_seq_id(c, &id);
+    if (st == PKV_OK) st = pkv_seq_insert(c, id, &s);
     if (st == PKV_OK) *out = s->id;
     return st;
 }
@@ -211,7 +229,8 @@ pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq parent, pkv_seq *child)
     pkv_status st = pkv_pool_ensure(c, 0, 0, windows);
     if (st != PKV_OK) return st;
     pkv_sequence *s = NULL;
-    if ((st = pkv_seq_insert(c, c->next_id, &s)) != PKV_OK) return st;
+    pkv_seq id;
+    if ((st = pkv_next_seq_id(c, &id)) != PKV_OK || (st = pkv_seq_insert(c, id, &s)) != PKV_OK) return st;
     pkv_backend *be = c->ctx->be;
     for (uint32_t l = 0; l < NL && st == PKV_OK; l++) {
         const pkv_layer_state *P = &p->layers[l];

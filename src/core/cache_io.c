@@ -5,9 +5,20 @@
  *   seqs    : per sequence u32 id, per layer u32 n_blocks, n_window, bank_count, then blocks[n_blocks*H],
  *             chunks[H*8] (PATTERN mode only), windows[H] as file indices (0xFFFFFFFF = none); u32 crc32
  *   arenas  : blocks, chunks, windows: n * slot bytes each, each followed by its u32 crc32
- * Slots are renumbered densely in the file; shared slots are stored once. */
+ * Slots are renumbered densely in the file; shared slots are stored once.
+ *
+ * A cache file is input from disk: pkv_cache_load checks every field against the configuration and
+ * against the other fields before anything is stored on the device, so that a file with correct
+ * checksums cannot make any backend read or write out of bounds (load_check below): sequence ids
+ * below PKV_SEQ_ID_LIMIT and distinct; lengths within the window and the 2^30-token limit; every slot
+ * index below its arena's count; every stored slot referenced (the reference counts are the counted
+ * references); a window slot owned by one layer of one sequence; a layer's window and bank tables
+ * either all set or all empty, bank chunks exactly those of its bank_count; and in PATTERN mode every
+ * K and V pattern index of every block below the bank size of each layer that references it (so a
+ * block needs a bank). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -172,12 +183,15 @@ done:
 }
 
 #define CORRUPT(...) do { st = pkv_fail(ctx, PKV_ERR_CORRUPT_FILE, __VA_ARGS__); goto fail; } while (0)
+#define OOM() do { st = pkv_fail(ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_load: out of host memory"); goto fail; } while (0)
 
-/* Reads one slot list, checking every index against its arena's count and counting references. */
+/* Reads one slot list, checking every index against its arena's count and counting references.
+ * Returns 1, 0 for a damaged list or -1 when out of host memory. */
 static int read_slots(rbuf *r, uint32_t n, uint32_t limit, uint32_t **out, uint32_t *refs, int allow_none)
 {
+    if ((uint64_t)n * 4 > r->n - (r->pos < r->n ? r->pos : r->n)) return 0; /* longer than the file */
     uint32_t *v = malloc(((size_t)n + 1) * sizeof *v);
-    if (!v) return 0;
+    if (!v) return -1;
     for (uint32_t i = 0; i < n; i++) {
         v[i] = get32(r);
         if (v[i] == PKV_NO_SLOT && allow_none) continue;
@@ -191,29 +205,60 @@ static int read_slots(rbuf *r, uint32_t n, uint32_t limit, uint32_t **out, uint3
     return 1;
 }
 
+/* A table of H entries per head that is either all set or all PKV_NO_SLOT (freed to NULL). */
+static int all_or_none(uint32_t **table, uint32_t H, uint32_t stride, uint32_t used)
+{
+    uint32_t set = 0;
+    for (uint32_t h = 0; h < H; h++)
+        for (uint32_t i = 0; i < stride; i++) {
+            uint32_t v = (*table)[h * stride + i];
+            if (i < used) set += v != PKV_NO_SLOT;
+            else if (v != PKV_NO_SLOT) return 0; /* a chunk past the bank's patterns */
+        }
+    if (set == 0 && used) {
+        free(*table);
+        *table = NULL;
+        return 1;
+    }
+    return set == H * used;
+}
+
+/* Every K and V pattern index of the layer's blocks below its bank size (PATTERN mode). `blocks`: the
+ * file's block arena, already bounds-checked. */
+static int indices_in_bank(const pkv_geom *g, const pkv_layer_state *L, const uint8_t *blocks)
+{
+    for (size_t i = 0; i < (size_t)L->n_blocks * g->H; i++) {
+        const uint8_t *blk = blocks + (size_t)L->blocks[i] * g->block_bytes;
+        for (uint32_t t = 0; t < g->G; t++)
+            if (blk[g->off_kidx + t] >= L->bank_count || blk[g->off_vidx + t] >= L->bank_count) return 0;
+    }
+    return 1;
+}
+
 static pkv_status load_bytes(pkv_context *ctx, const char *path, uint8_t **data, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return pkv_fail(ctx, PKV_ERR_IO, "pkv_cache_load: cannot open %s", path);
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 0) {
         fclose(f);
-        return pkv_fail(ctx, PKV_ERR_IO, "pkv_cache_load: cannot read %s", path);
+        return pkv_fail(ctx, PKV_ERR_IO, "pkv_cache_load: %s is not a regular file", path);
     }
-    uint8_t *p = malloc((size_t)n + 1);
+    const size_t n = (size_t)sb.st_size;
+    uint8_t *p = malloc(n + 1);
     if (!p) {
         fclose(f);
-        return pkv_fail(ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_load: out of host memory");
+        return pkv_fail(ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_load: out of host memory (%zu bytes for %s)", n + 1, path);
     }
-    size_t got = fread(p, 1, (size_t)n, f);
+    size_t got = fread(p, 1, n, f);
+    int err = ferror(f);
     fclose(f);
-    if (got != (size_t)n) {
+    if (got != n || err) {
         free(p);
-        return pkv_fail(ctx, PKV_ERR_IO, "pkv_cache_load: short read on %s", path);
+        return pkv_fail(ctx, PKV_ERR_IO, "pkv_cache_load: cannot read %s (%zu of %zu bytes)", path, got, n);
     }
     *data = p;
-    *size = (size_t)n;
+    *size = n;
     return PKV_OK;
 }
 
@@ -251,56 +296,78 @@ pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
                           (uint64_t)counts[2] * c->g.window_bytes;
     if (data_bytes > size) CORRUPT("%s is truncated", path);
     for (int a = 0; a < 3; a++)
-        if (!(refs[a] = calloc((size_t)counts[a] + 1, sizeof(uint32_t)))) {
-            st = pkv_fail(ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_load: out of host memory");
-            goto fail;
-        }
+        if (!(refs[a] = calloc((size_t)counts[a] + 1, sizeof(uint32_t)))) OOM();
     const uint32_t H = c->g.H;
     size_t from = r.pos;
     for (uint32_t s = 0; s < n_seqs; s++) {
         pkv_seq id = get32(&r);
         pkv_sequence *sq;
         if (r.bad || pkv_find_seq(c, id)) CORRUPT("%s: sequence table is damaged", path);
+        if (id >= PKV_SEQ_ID_LIMIT) CORRUPT("%s: sequence id %u is not below %u", path, id, PKV_SEQ_ID_LIMIT);
         if ((st = pkv_seq_insert(c, id, &sq)) != PKV_OK) goto fail;
         for (uint32_t l = 0; l < cfg.n_layers; l++) {
             pkv_layer_state *L = &sq->layers[l];
             L->n_blocks = L->cap_blocks = get32(&r);
             L->n_window = get32(&r);
             L->bank_count = get32(&r);
-            if (r.bad || L->n_blocks > counts[0] || L->n_window > c->g.R || L->bank_count > cfg.bank_capacity ||
-                (cfg.mode != PKV_MODE_PATTERN && L->bank_count) || (L->n_window == c->g.R))
+            if (r.bad || L->n_blocks > counts[0] || L->n_window >= c->g.R || L->bank_count > cfg.bank_capacity ||
+                (cfg.mode != PKV_MODE_PATTERN && L->bank_count) ||
+                (uint64_t)L->n_blocks * c->g.G + L->n_window > (1u << 30)) {
+                L->n_blocks = 0;
                 CORRUPT("%s: sequence %u layer %u is damaged", path, id, l);
-            if (!read_slots(&r, L->n_blocks * H, counts[0], &L->blocks, refs[0], 0)) CORRUPT("%s: block table damaged", path);
-            if (cfg.mode == PKV_MODE_PATTERN && !read_slots(&r, H * PKV_MAX_CHUNKS, counts[1], &L->chunks, refs[1], 1))
-                CORRUPT("%s: bank table damaged", path);
-            if (!read_slots(&r, H, counts[2], &L->window_slot, refs[2], 1)) CORRUPT("%s: window table damaged", path);
-            for (uint32_t h = 0; h < H; h++)
-                if (L->n_window && L->window_slot[h] == PKV_NO_SLOT) CORRUPT("%s: window table damaged", path);
-            if (L->chunks)
-                for (uint32_t h = 0; h < H; h++)
-                    for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < L->bank_count; ci++)
-                        if (L->chunks[h * PKV_MAX_CHUNKS + ci] == PKV_NO_SLOT) CORRUPT("%s: bank table damaged", path);
+            }
+            int ok = read_slots(&r, L->n_blocks * H, counts[0], &L->blocks, refs[0], 0);
+            if (ok < 0) OOM();
+            if (!ok) {
+                L->n_blocks = 0;
+                CORRUPT("%s: block table damaged", path);
+            }
+            if (cfg.mode == PKV_MODE_PATTERN) {
+                if ((ok = read_slots(&r, H * PKV_MAX_CHUNKS, counts[1], &L->chunks, refs[1], 1)) < 0) OOM();
+                const uint32_t used = (L->bank_count + PKV_CHUNK_PATTERNS - 1) / PKV_CHUNK_PATTERNS;
+                if (!ok || !all_or_none(&L->chunks, H, PKV_MAX_CHUNKS, used) || (L->bank_count && !L->chunks))
+                    CORRUPT("%s: bank table of sequence %u layer %u damaged", path, id, l);
+                if (L->n_blocks && !L->bank_count)
+                    CORRUPT("%s: sequence %u layer %u has PATTERN blocks but no bank", path, id, l);
+            }
+            if ((ok = read_slots(&r, H, counts[2], &L->window_slot, refs[2], 1)) < 0) OOM();
+            if (!ok || !all_or_none(&L->window_slot, H, 1, 1) || (L->n_window && !L->window_slot))
+                CORRUPT("%s: window table of sequence %u layer %u damaged", path, id, l);
         }
     }
     if (!check_crc(&r, from)) CORRUPT("%s: sequence table is truncated or damaged (checksum mismatch)", path);
     for (int a = 0; a < 3; a++)
-        for (uint32_t i = 0; i < counts[a]; i++)
+        for (uint32_t i = 0; i < counts[a]; i++) {
             if (!refs[a][i]) CORRUPT("%s: unreferenced storage slot", path);
+            if (a == 2 && refs[a][i] != 1) CORRUPT("%s: window slot %u is shared by %u layers or sequences", path, i, refs[a][i]);
+        }
+    /* the arenas: bounds and checksums, then the blocks' pattern indices, before anything is stored */
+    size_t at[3];
+    for (int a = 0; a < 3; a++) {
+        const uint32_t slot_bytes = a == 0 ? c->g.block_bytes : a == 1 ? c->g.chunk_bytes : c->g.window_bytes;
+        size_t bytes = (size_t)counts[a] * slot_bytes;
+        if (r.pos + bytes + 4 > size) CORRUPT("%s is truncated", path);
+        at[a] = r.pos;
+        r.pos += bytes;
+        if (!check_crc(&r, at[a])) CORRUPT("%s: stored data is damaged (checksum mismatch)", path);
+    }
+    if (r.pos != size) CORRUPT("%s has trailing bytes", path);
+    if (cfg.mode == PKV_MODE_PATTERN)
+        for (uint32_t s = 0; s < c->n_seqs; s++)
+            for (uint32_t l = 0; l < cfg.n_layers; l++)
+                if (!indices_in_bank(&c->g, &c->seqs[s]->layers[l], data + at[0]))
+                    CORRUPT("%s: sequence %u layer %u has a pattern index beyond its bank of %u patterns", path,
+                            c->seqs[s]->id, l, c->seqs[s]->layers[l].bank_count);
     if ((st = pkv_pool_ensure(c, counts[0], counts[1], counts[2])) != PKV_OK) goto fail;
     pkv_arena *arenas[3] = {&c->blocks, &c->chunks, &c->windows};
     for (int a = 0; a < 3; a++) {
         pkv_arena *ar = arenas[a];
         size_t bytes = (size_t)counts[a] * ar->slot_bytes;
-        if (r.pos + bytes + 4 > size) CORRUPT("%s is truncated", path);
-        size_t at = r.pos;
-        r.pos += bytes;
-        if (!check_crc(&r, at)) CORRUPT("%s: stored data is damaged (checksum mismatch)", path);
-        if (bytes && (st = ctx->be->iface->buf_write(ctx->be, ar->buf, 0, data + at, bytes)) != PKV_OK) goto fail;
+        if (bytes && (st = ctx->be->iface->buf_write(ctx->be, ar->buf, 0, data + at[a], bytes)) != PKV_OK) goto fail;
         for (uint32_t i = 0; i < counts[a]; i++) ar->refcount[i] = refs[a][i];
         ar->used = counts[a];
         ar->next_free_hint = counts[a];
     }
-    if (r.pos != size) CORRUPT("%s has trailing bytes", path);
     for (int a = 0; a < 3; a++) free(refs[a]);
     free(data);
     *out = c;

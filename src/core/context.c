@@ -104,6 +104,16 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
         free(ctx);
         return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "PKV_BACKEND=\"%s\" is not auto, cpu, vulkan or opencl", env);
     }
+    /* The application's handles are never discarded silently: an environment naming another backend
+     * is an error. */
+    pkv_backend_kind env_kind = PKV_BACKEND_AUTO;
+    if (external != PKV_BACKEND_AUTO && env && *env && pkv_backend_from_name(env, &env_kind) == PKV_OK &&
+        env_kind != PKV_BACKEND_AUTO && env_kind != external) {
+        free(ctx);
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT,
+                        "pkv_context_create: PKV_BACKEND=%s in the environment conflicts with the application's %s_external "
+                        "handles (unset PKV_BACKEND or leave out the handles)", env, pkv_backend_name(external));
+    }
     if ((unsigned)want >= PKV_BACKEND_COUNT) {
         free(ctx);
         return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: backend %d out of range", (int)want);

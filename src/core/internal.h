@@ -10,6 +10,8 @@
 #include "patternkv.h"
 
 #define PKV_NO_SLOT UINT32_MAX
+/* Sequence ids are below this (pkv_seq_create never hands out a larger one; a file with one is damaged). */
+#define PKV_SEQ_ID_LIMIT 0x80000000u
 
 struct pkv_context {
     pkv_context_params params;
@@ -69,6 +71,7 @@ pkv_sequence *pkv_find_seq(const pkv_cache *c, pkv_seq id);
 pkv_status pkv_validate_config(const pkv_cache_config *cfg);
 pkv_status pkv_cache_new(pkv_context *ctx, const pkv_cache_config *cfg, pkv_cache **out);
 pkv_status pkv_seq_insert(pkv_cache *c, pkv_seq id, pkv_sequence **out);
+pkv_status pkv_next_seq_id(pkv_cache *c, pkv_seq *id);
 
 /* append.c / attention.c: the engine-integration entry points, with the application's data already
  * converted and checked in device memory (a GPU backend's staging buffer): tokens are fp16

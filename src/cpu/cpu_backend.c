@@ -58,7 +58,7 @@ static pkv_status cpu_buf_alloc(pkv_backend *be, size_t bytes, pkv_buf **out)
     if (!b || !data) {
         free(b);
         free(data);
-        return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "cpu: could not allocate %zu bytes", bytes);
+        return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu: could not allocate %zu bytes of host memory", bytes);
     }
     b->data = data;
     b->size = bytes;

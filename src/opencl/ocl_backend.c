@@ -109,6 +109,17 @@ static pkv_status adopt_external(pkv_ocl *o, const pkv_opencl_external *app, pkv
             return PKV_ERR_INVALID_ARGUMENT;
         }
         o->q = ext->queue;
+        /* The library's launches rely on in-order execution (no events between them). */
+        cl_command_queue_properties props = 0;
+        if ((err = cl->clGetCommandQueueInfo(ext->queue, CL_QUEUE_PROPERTIES, sizeof props, &props, NULL)) != CL_SUCCESS) {
+            snprintf(why, why_len, "the external queue's properties cannot be read (%s)", pkv_ocl_error_name(err));
+            return PKV_ERR_INVALID_ARGUMENT;
+        }
+        if (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) {
+            snprintf(why, why_len, "pkv_opencl_external.queue is an out-of-order queue: it must be in-order "
+                                   "(created without CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)");
+            return PKV_ERR_INVALID_ARGUMENT;
+        }
     }
     pkv_ocl_describe(cl, plat, ext->device, 0, info);
     o->owns_handles = 0;

@@ -1,5 +1,6 @@
 /* Vulkan instance and devices: listing with the optional features we use, choosing one, creating
  * the logical device (or adopting the application's, see include/patternkv_vulkan.h). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,8 +209,10 @@ static int compute_family(pkv_vk_funcs *f, VkPhysicalDevice pd)
     return best;
 }
 
-static const pkv_abi_struct vulkan_external_abi = {"pkv_vulkan_external", "ext.struct_size = sizeof ext", 1,
-                                                   {sizeof(pkv_vulkan_external)}};
+/* 0.1.0's pkv_vulkan_external ended with queue_mutex_user; api_version came after. */
+static const pkv_abi_struct vulkan_external_abi = {
+    "pkv_vulkan_external", "ext.struct_size = sizeof ext", 2,
+    {offsetof(pkv_vulkan_external, api_version), sizeof(pkv_vulkan_external)}};
 
 static pkv_status adopt_external(pkv_vk *vk, const pkv_vulkan_external *app, pkv_device_info *info, char *why,
                                  size_t why_len)
@@ -219,6 +222,14 @@ static pkv_status adopt_external(pkv_vk *vk, const pkv_vulkan_external *app, pkv
     if (pkv_abi_copy_in(&vulkan_external_abi, app, &none, &all, why, why_len)) return PKV_ERR_INVALID_ARGUMENT;
     if (!ext->instance || !ext->physical_device || !ext->device || !ext->queue) {
         snprintf(why, why_len, "pkv_vulkan_external: instance, physical_device, device and queue are required");
+        return PKV_ERR_INVALID_ARGUMENT;
+    }
+    const int checked = pkv_abi_size_of(app) >= sizeof(pkv_vulkan_external);
+    if (checked && ext->api_version < VK_API_VERSION_1_1) {
+        snprintf(why, why_len,
+                 "pkv_vulkan_external.api_version is %u.%u: the instance must be created with apiVersion >= "
+                 "VK_API_VERSION_1_1 (set api_version to the VkApplicationInfo.apiVersion used)",
+                 VK_API_VERSION_MAJOR(ext->api_version), VK_API_VERSION_MINOR(ext->api_version));
         return PKV_ERR_INVALID_ARGUMENT;
     }
     if (pkv_vk_load_global(&vk->f, ext->get_instance_proc_addr, why, why_len) != 0) return PKV_ERR_BACKEND_UNAVAILABLE;
@@ -241,6 +252,11 @@ static pkv_status adopt_external(pkv_vk *vk, const pkv_vulkan_external *app, pkv
         return PKV_ERR_INVALID_ARGUMENT;
     }
     describe(&vk->f, vk->phys, 0, info, vk);
+    if (vk->props.apiVersion < VK_API_VERSION_1_1) {
+        snprintf(why, why_len, "pkv_vulkan_external: the physical device supports Vulkan %u.%u; 1.1 is needed",
+                 VK_API_VERSION_MAJOR(vk->props.apiVersion), VK_API_VERSION_MINOR(vk->props.apiVersion));
+        return PKV_ERR_INVALID_ARGUMENT;
+    }
     if (pkv_vk_load_device(&vk->f, vk->device, why, why_len) != 0) return PKV_ERR_BACKEND_UNAVAILABLE;
     return PKV_OK;
 }

@@ -211,4 +211,7 @@ pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in);
 /* Reserves vk->staged for at least `bytes`; nothing recorded may still use the old one. */
 pkv_status pkv_vk_staged_reserve(pkv_vk *vk, size_t bytes);
 
+/* vk_pipelines.c: whether a device UUID can key the pipeline cache file (not all zero). */
+int pkv_vk_uuid_usable(const uint8_t *uuid);
+
 #endif

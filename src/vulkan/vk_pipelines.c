@@ -87,10 +87,23 @@ static void cache_file_path(pkv_vk *vk, const pkv_context_params *p)
         snprintf(buf, sizeof buf, "%s/.cache/patternkv", home);
         dir = buf;
     }
+    /* An all-zero device UUID (a driver that does not fill it) cannot tell devices apart: a cache keyed
+     * by it could hand one device's pipelines to another. No cache file then. */
+    if (!pkv_vk_uuid_usable(vk->device_uuid)) {
+        vk->cache_path[0] = 0;
+        return;
+    }
     char uuid[2 * VK_UUID_SIZE + 1];
     for (unsigned i = 0; i < VK_UUID_SIZE; i++) snprintf(uuid + 2 * i, 3, "%02x", vk->device_uuid[i]);
     snprintf(vk->cache_path, sizeof vk->cache_path, "%s/vulkan-%s-%08x-%s.bin", dir, uuid, vk->props.driverVersion,
              PKV_VERSION_STRING);
+}
+
+int pkv_vk_uuid_usable(const uint8_t *uuid)
+{
+    for (unsigned i = 0; i < VK_UUID_SIZE; i++)
+        if (uuid[i]) return 1;
+    return 0;
 }
 
 static void fill_header(const pkv_vk *vk, cache_header *h, const uint8_t *data, size_t n)
