@@ -100,7 +100,8 @@ static int app_open(app *a)
     assert_int_equal(a->f.vkMapMemory(a->dev, a->mem, 0, VK_WHOLE_SIZE, 0, &m), VK_SUCCESS);
     a->map = m;
     pkv_vulkan_external ext = {.struct_size = sizeof ext, .instance = a->inst, .physical_device = a->pd, .device = a->dev,
-                               .queue = a->queue, .queue_family_index = a->fam, .get_instance_proc_addr = a->f.vkGetInstanceProcAddr};
+                               .queue = a->queue, .queue_family_index = a->fam, .get_instance_proc_addr = a->f.vkGetInstanceProcAddr,
+                               .api_version = VK_API_VERSION_1_1};
     pkv_context_params p = pkv_context_params_default();
     p.vulkan_external = &ext;
     p.device_page_bytes = 4u << 20; /* an engine's small cache: small pages and ring */
@@ -327,5 +328,5 @@ int main(void)
         cmocka_unit_test(recorded_equals_synchronous),
         cmocka_unit_test(nan_in_one_layer_shows_in_the_status_word),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }
