@@ -185,5 +185,5 @@ int main(void)
         cmocka_unit_test(range_is_a_local_optimum_below_direct_and_l2),
         cmocka_unit_test(api_on_the_test_backend),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_tests(tests, NULL, NULL);
 }
