@@ -154,7 +154,8 @@ int main(int argc, char **argv)
 
     /* ---- PatternKV on that device ---- */
     pkv_vulkan_external ext = {.struct_size = sizeof ext, .instance = inst, .physical_device = phys, .device = dev,
-                               .queue = queue, .queue_family_index = fam, .get_instance_proc_addr = vkGetInstanceProcAddr};
+                               .queue = queue, .queue_family_index = fam, .get_instance_proc_addr = vkGetInstanceProcAddr,
+                               .api_version = VK_API_VERSION_1_1 /* as the instance was created */};
     pkv_context_params cp = pkv_context_params_default();
     cp.vulkan_external = &ext;
     cp.device_page_bytes = 4u << 20; /* a small cache: 4 MiB pages, a 1 MiB staging ring */
