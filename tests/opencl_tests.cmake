@@ -16,3 +16,9 @@ pkv_add_gpu_suite(opencl "PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}")
 # parity suite's thirty shapes build without optimisation (the API suite keeps it).
 set_property(TEST test_parity_opencl APPEND PROPERTY ENVIRONMENT "PKV_OPENCL_BUILD_OPTIONS=-cl-opt-disable")
 set_property(TEST test_attention_opencl_shapes APPEND PROPERTY ENVIRONMENT "PKV_OPENCL_BUILD_OPTIONS=-cl-opt-disable")
+
+# Enqueued calls on the application's queue (engine mode) against the synchronous ones.
+pkv_add_test(test_opencl_record SOURCES test_opencl_record.c)
+target_include_directories(test_opencl_record PRIVATE ${PROJECT_SOURCE_DIR}/src ${PKV_OPENCL_INCLUDE_DIR})
+add_test(NAME test_opencl_record COMMAND test_opencl_record)
+set_tests_properties(test_opencl_record PROPERTIES ENVIRONMENT "PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}" TIMEOUT 600 LABELS opencl)

@@ -261,14 +261,15 @@ static void external_context_and_queue(void **state)
     pkv_ocl *po = ctx->be->impl;
     assert_int_equal(cl->clEnqueueWriteBuffer(po->q, kbuf, CL_TRUE, 64, sizeof k, k, 0, NULL, NULL), CL_SUCCESS);
     assert_int_equal(cl->clEnqueueWriteBuffer(po->q, vbuf, CL_TRUE, 0, sizeof v, v, 0, NULL, NULL), CL_SUCCESS);
-    TU_OK(pkv_opencl_append(co, so, 0, 70, kbuf, 64, vbuf, 0, PKV_F32));
+    TU_OK(pkv_opencl_append(co, so, 0, 70, kbuf, 64, sizeof k, vbuf, 0, sizeof v, PKV_F32));
     TU_OK(pkv_append(cc, sc, 0, 70, k, v, PKV_F32));
     TU_OK(pkv_read_kv(co, so, 0, ko, vo));
     TU_OK(pkv_read_kv(cc, sc, 0, kc, vc));
     assert_memory_equal(ko, kc, sizeof ko);
     assert_memory_equal(vo, vc, sizeof vo);
     /* a read past the end of the buffer is an argument error and stores nothing */
-    assert_int_equal(pkv_opencl_append(co, so, 0, 70, kbuf, 128, vbuf, 0, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_opencl_append(co, so, 0, 70, kbuf, 128, sizeof k, vbuf, 0, sizeof v, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_opencl_append(co, so, 0, 70, kbuf, 64, sizeof k - 4, vbuf, 0, sizeof v, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
     uint32_t len;
     TU_OK(pkv_seq_length(co, so, 0, &len));
     assert_int_equal(len, 70);
@@ -278,10 +279,10 @@ static void external_context_and_queue(void **state)
     pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &so, .n_seqs = 1, .q_len = 1, .n_q_heads = 2, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(co, &ap, qh, out_host));
     assert_int_equal(cl->clEnqueueWriteBuffer(po->q, kbuf, CL_TRUE, 0, sizeof qh, qh, 0, NULL, NULL), CL_SUCCESS);
-    TU_OK(pkv_opencl_attention(co, &ap, kbuf, 0, vbuf, 16));
+    TU_OK(pkv_opencl_attention(co, &ap, kbuf, 0, sizeof qh, vbuf, 16, sizeof out_dev));
     assert_int_equal(cl->clEnqueueReadBuffer(po->q, vbuf, CL_TRUE, 16, sizeof out_dev, out_dev, 0, NULL, NULL), CL_SUCCESS);
     assert_memory_equal(out_host, out_dev, sizeof out_dev);
-    assert_int_equal(pkv_opencl_attention(cc, &ap, kbuf, 0, vbuf, 16), PKV_ERR_UNSUPPORTED); /* a CPU cache */
+    assert_int_equal(pkv_opencl_attention(cc, &ap, kbuf, 0, sizeof qh, vbuf, 16, sizeof out_dev), PKV_ERR_UNSUPPORTED); /* a CPU cache */
     cl->clReleaseMemObject(kbuf);
     cl->clReleaseMemObject(vbuf);
     TU_OK(pkv_cache_free(co));

@@ -1,6 +1,7 @@
 /* Device buffers: the arenas of the common layer (pkv_buf) and the backend's own scratch buffers.
  * Every buffer is touched when allocated so that out-of-memory is reported here, as a status. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "ocl_internal.h"
 
@@ -17,7 +18,7 @@ static cl_int alloc_touched(pkv_ocl *o, size_t bytes, cl_mem *out)
     const cl_uint zero = 0;
     size_t fill = bytes & ~(size_t)3;
     if (fill) err = o->cl->clEnqueueFillBuffer(o->q, m, &zero, sizeof zero, 0, fill, 0, NULL, NULL);
-    if (err == CL_SUCCESS) err = o->cl->clFinish(o->q);
+    if (err == CL_SUCCESS && !o->deferred) err = o->cl->clFinish(o->q);
     if (err != CL_SUCCESS) {
         o->cl->clReleaseMemObject(m);
         return err;
@@ -79,7 +80,7 @@ pkv_status pkv_ocl_buf_copy(pkv_backend *be, pkv_buf *dst, size_t dst_offset, pk
     if (!bytes) return PKV_OK;
     pkv_ocl *o = pkv_ocl_of(be);
     cl_int err = o->cl->clEnqueueCopyBuffer(o->q, src->mem, dst->mem, src_offset, dst_offset, bytes, 0, NULL, NULL);
-    if (err == CL_SUCCESS) err = o->cl->clFinish(o->q);
+    if (err == CL_SUCCESS && !o->deferred) err = o->cl->clFinish(o->q);
     return pkv_ocl_status(err);
 }
 
@@ -96,11 +97,30 @@ pkv_status pkv_ocl_scratch_reserve(pkv_ocl *o, pkv_ocl_scratch *s, size_t bytes)
     return PKV_OK;
 }
 
+static void CL_CALLBACK free_copy(cl_event ev, cl_int status, void *copy)
+{
+    (void)ev, (void)status;
+    free(copy);
+}
+
 pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes)
 {
     pkv_status st = pkv_ocl_scratch_reserve(o, s, bytes);
     if (st != PKV_OK || !bytes) return st;
-    return pkv_ocl_status(o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_TRUE, 0, bytes, src, 0, NULL, NULL));
+    if (!o->deferred) return pkv_ocl_status(o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_TRUE, 0, bytes, src, 0, NULL, NULL));
+    /* enqueued: a copy of the data that lives until the write has run (the event's callback frees it) */
+    void *copy = malloc(bytes);
+    if (!copy) return PKV_ERR_OUT_OF_HOST_MEMORY;
+    memcpy(copy, src, bytes);
+    cl_event ev = NULL;
+    cl_int err = o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_FALSE, 0, bytes, copy, 0, NULL, &ev);
+    if (err == CL_SUCCESS) err = o->cl->clSetEventCallback(ev, CL_COMPLETE, free_copy, copy);
+    if (err != CL_SUCCESS) {
+        if (ev) o->cl->clWaitForEvents(1, &ev); /* the copy must outlive the write */
+        free(copy);
+    }
+    if (ev) o->cl->clReleaseEvent(ev);
+    return pkv_ocl_status(err);
 }
 
 void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s)

@@ -31,6 +31,7 @@ enum pkv_ocl_kernel_id {
     PKV_K_WINDOW,       /* window writes */
     PKV_K_STREAM,       /* plain streaming read, for the read-bandwidth measurement */
     PKV_K_FMA_PROBE,    /* checks that the compiler honours FP_CONTRACT OFF */
+    PKV_K_STAGE,        /* engine integration: the application's K/V or q converted and checked */
     PKV_K_COUNT
 };
 
@@ -38,6 +39,7 @@ enum pkv_ocl_kernel_id {
 enum pkv_ocl_scratch_id {
     PKV_S_PARAMS, PKV_S_TOKENS, PKV_S_U0, PKV_S_U1, PKV_S_U2, PKV_S_TAB, PKV_S_WORK, PKV_S_WROWS,
     PKV_S_PART, PKV_S_OUT, PKV_S_QC, PKV_S_DUMMY, PKV_S_COUNTERS,
+    PKV_S_RAW, PKV_S_STAGED, PKV_S_STATUS, /* engine integration: raw input, converted input, status word */
     PKV_S_COUNT
 };
 
@@ -79,6 +81,10 @@ typedef struct pkv_ocl {
     int profiling;
     cl_event ev_first, ev_last;
     double op_t0, last_op_ms;
+    /* Enqueued calls (pkv_opencl_enqueue_*): nothing waits. finish() does not clFinish, uploads are
+     * non-blocking from host copies freed when they complete, new buffers are not waited for. */
+    int deferred;
+    int status_ready; /* s[PKV_S_STATUS] holds its initial words */
 } pkv_ocl;
 
 static inline pkv_ocl *pkv_ocl_of(pkv_backend *be) { return (pkv_ocl *)be->impl; }

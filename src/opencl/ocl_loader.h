@@ -22,7 +22,8 @@
     X(clGetProgramBuildInfo) X(clGetProgramInfo) X(clReleaseProgram) \
     X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) X(clGetKernelWorkGroupInfo) \
     X(clEnqueueNDRangeKernel) X(clFinish) X(clFlush) \
-    X(clWaitForEvents) X(clGetEventProfilingInfo) X(clReleaseEvent)
+    X(clWaitForEvents) X(clGetEventProfilingInfo) X(clReleaseEvent) \
+    X(clSetEventCallback) X(clEnqueueMarkerWithWaitList) X(clEnqueueBarrierWithWaitList)
 
 typedef struct pkv_ocl_api {
 #define PKV_OCL_MEMBER(name) __typeof__(&name) name;

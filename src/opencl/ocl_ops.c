@@ -70,8 +70,8 @@ static pkv_status op_failed(const char *op, cl_int err)
 
 static pkv_status finish(pkv_ocl *o, const char *op, cl_int err)
 {
-    if (err == CL_SUCCESS) err = o->cl->clFinish(o->q);
-    pkv_ocl_op_end(o, err == CL_SUCCESS);
+    if (err == CL_SUCCESS && !o->deferred) err = o->cl->clFinish(o->q);
+    pkv_ocl_op_end(o, err == CL_SUCCESS && !o->deferred);
     return err == CL_SUCCESS ? PKV_OK : op_failed(op, err);
 }
 
@@ -189,7 +189,9 @@ static pkv_status mine_group(pkv_ocl *o, const pkv_store *st, const pkv_mine_op 
            work = o->s[PKV_S_WORK].mem, chunks = mem_or_dummy(o, st->chunks);
     const size_t layer_bytes = n * H * d * 2;
     cl_int err = CL_SUCCESS;
-    for (uint32_t l = 0; l < nl && err == CL_SUCCESS; l++) { /* the host memory outlives the op: no waits */
+    if (!op->tokens_k) /* engine integration: one layer's K then V, converted on the device */
+        err = o->cl->clEnqueueCopyBuffer(o->q, op->tokens_buf->mem, tokens, op->tokens_off, 0, 2 * layer_bytes, 0, NULL, NULL);
+    for (uint32_t l = 0; op->tokens_k && l < nl && err == CL_SUCCESS; l++) { /* the host memory outlives the op: no waits */
         err = o->cl->clEnqueueWriteBuffer(o->q, tokens, CL_FALSE, l * layer_bytes, layer_bytes, op->tokens_k[l0 + l], 0, NULL, NULL);
         if (err == CL_SUCCESS)
             err = o->cl->clEnqueueWriteBuffer(o->q, tokens, CL_FALSE, (nl + l) * layer_bytes, layer_bytes, op->tokens_v[l0 + l],
@@ -232,7 +234,8 @@ static pkv_status mine_group(pkv_ocl *o, const pkv_store *st, const pkv_mine_op 
 
 pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
-    if (!op->tokens_k) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl mine: tokens must be in host memory");
+    if (!op->tokens_k && op->n_layers != 1)
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl mine: tokens in device memory come one layer at a time");
     pkv_ocl *o = pkv_ocl_of(be);
     const pkv_geom *g = st->g;
     if (g->mode != PKV_MODE_PATTERN || g->M > PKV_MAX_BANK || op->n_tokens < g->M)
@@ -324,8 +327,17 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
  * before the next op, whose wait reports its errors. */
 pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op)
 {
-    if (!op->rows) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl window write: rows must be in host memory");
     pkv_ocl *o = pkv_ocl_of(be);
+    if (!op->rows) { /* engine integration: rows in device memory, copied in place, not waited for */
+        const size_t row = (size_t)st->g->d * 2;
+        cl_int err = CL_SUCCESS;
+        for (uint32_t r = 0; r < op->n_runs && err == CL_SUCCESS; r++) {
+            const uint32_t *run = op->runs + 3 * (size_t)r;
+            err = o->cl->clEnqueueCopyBuffer(o->q, op->rows_buf->mem, st->windows->mem, op->rows_off + run[0] * row,
+                                             (size_t)run[1] * row, (size_t)run[2] * row, 0, NULL, NULL);
+        }
+        return err == CL_SUCCESS ? PKV_OK : op_failed("window write", err);
+    }
     const size_t d = st->g->d, run_words = ((size_t)op->n_runs * 3 + 15) & ~(size_t)15;
     size_t rows = 0;
     for (uint32_t r = 0; r < op->n_runs; r++) rows += op->runs[3 * (size_t)r + 2];
@@ -385,7 +397,6 @@ static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn
 
 pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
 {
-    if (!op->q || !op->out) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl attention: q and out must be in host memory");
     pkv_ocl *o = pkv_ocl_of(be);
     const pkv_geom *g = st->g;
     const uint32_t H = g->H, d = g->d, ns = op->n_seqs;
@@ -418,7 +429,13 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (s == PKV_OK) s = upload(o, PKV_S_U0, plan.seq_desc, (size_t)ns * PKV_ATTN_SEQ_WORDS * sizeof(uint32_t));
     if (s == PKV_OK) s = upload(o, PKV_S_U1, plan.items, (size_t)plan.n_items * 2 * sizeof(uint32_t));
     if (s == PKV_OK) s = upload(o, PKV_S_U2, op->table, (size_t)op->table_len * sizeof(uint32_t));
-    if (s == PKV_OK) s = upload(o, PKV_S_TOKENS, op->q, out_floats * sizeof(float));
+    if (s == PKV_OK && op->q) s = upload(o, PKV_S_TOKENS, op->q, out_floats * sizeof(float));
+    if (s == PKV_OK && !op->q) { /* engine integration: q converted on the device */
+        s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_TOKENS], out_floats * sizeof(float));
+        if (s == PKV_OK)
+            s = pkv_ocl_status(o->cl->clEnqueueCopyBuffer(o->q, op->q_buf->mem, o->s[PKV_S_TOKENS].mem, op->q_off, 0,
+                                                          out_floats * sizeof(float), 0, NULL, NULL));
+    }
     if (s == PKV_OK)
         s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], ((size_t)plan.n_slots * H * plan.tiles * nr * (d + 4) + 1) * 4);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (pattern ? groups * g->capacity * nrv : 1) * 16);
@@ -449,7 +466,9 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         err = pkv_ocl_args(o, prog->merge, 4, ARG(params), ARG(sd), ARG(part), ARG(out));
         if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->merge, groups, wg);
     }
-    if (err == CL_SUCCESS)
+    if (err == CL_SUCCESS && op->out)
         err = o->cl->clEnqueueReadBuffer(o->q, out, CL_TRUE, 0, out_floats * sizeof(float), op->out, 0, NULL, NULL);
+    else if (err == CL_SUCCESS) /* engine integration: into the application's buffer */
+        err = o->cl->clEnqueueCopyBuffer(o->q, out, op->out_buf->mem, 0, op->out_off, out_floats * sizeof(float), 0, NULL, NULL);
     return finish(o, "attention", err);
 }

@@ -18,7 +18,7 @@ extern const unsigned long pkv_ocl_source_len, pkv_ocl_attn_source_len;
 
 static const char *const kernel_names[PKV_K_COUNT] = {
     "ocl_km_init", "ocl_km_assign", "ocl_km_partial", "ocl_km_reduce", "ocl_km_finish", "ocl_km_store",
-    "ocl_centre", "ocl_assign", "ocl_encode", "ocl_window_write", "ocl_stream_read", "ocl_fma_probe",
+    "ocl_centre", "ocl_assign", "ocl_encode", "ocl_window_write", "ocl_stream_read", "ocl_fma_probe", "ocl_stage",
 };
 
 #define CACHE_MAGIC "PKVOCLB1"
