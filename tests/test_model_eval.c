@@ -133,21 +133,24 @@ static void test_window_offset_plot(void **state)
     assert_true(fd >= 0);
     close(fd);
     const char *opts[] = {"--tokens", "200", "--group-size", "32", "--window", "64", "--prefill", "64", "--offset",
-                          "20000", "--modes", "pattern2,pattern3,direct2,direct2:g64", "--plot", svg};
+                          "20000", "--modes", "pattern2,pattern3,direct2,direct2:g64,pattern2:c32", "--plot", svg};
     tj_doc doc = {0};
     assert_int_equal(run_eval(opts, 14, &doc), 0);
     assert_int_equal(get(&doc, "window")->number, 64);
     assert_int_equal(get(&doc, "offset")->number, 20000);
-    assert_int_equal(get(&doc, "results")->number, 5);
-    const char *curves[5] = {"fp16", "pattern", "pattern", "direct", "direct g64"};
-    const int groups[5] = {32, 32, 32, 32, 64};
-    for (int i = 0; i < 5; i++) {
+    assert_int_equal(get(&doc, "results")->number, 6);
+    const char *curves[6] = {"fp16", "pattern", "pattern", "direct", "direct g64", "pattern c32"};
+    const int groups[6] = {32, 32, 32, 32, 64, 32}, caps[6] = {256, 256, 256, 256, 256, 32};
+    for (int i = 0; i < 6; i++) {
         char path[64];
         snprintf(path, sizeof path, "results[%d].curve", i);
         assert_string_equal(get(&doc, path)->text, curves[i]);
         assert_int_equal((int)result(&doc, i, "group_size"), groups[i]);
         assert_int_equal((int)result(&doc, i, "window"), 64);
+        assert_int_equal((int)result(&doc, i, "bank_capacity"), caps[i]);
     }
+    /* a bank frozen at the mined patterns stores less than one that grows at every flush */
+    assert_true(result(&doc, 5, "cache_bits_per_element") < result(&doc, 1, "cache_bits_per_element"));
     /* larger groups store fewer scales and zeros */
     assert_true(result(&doc, 4, "cache_bits_per_element") < result(&doc, 3, "cache_bits_per_element"));
     double fp16_offset = result(&doc, 0, "bits_per_byte");
@@ -156,8 +159,8 @@ static void test_window_offset_plot(void **state)
     assert_non_null(text);
     assert_non_null(strstr(text, "<svg"));
     assert_non_null(strstr(text, "</svg>"));
-    assert_int_equal(count(text, "<polyline"), 3); /* pattern, direct, direct g64; fp16 is a dashed line */
-    assert_int_equal(count(text, "<circle"), 4);
+    assert_int_equal(count(text, "<polyline"), 4); /* pattern, direct, direct g64, pattern c32; fp16: a line */
+    assert_int_equal(count(text, "<circle"), 5);
     assert_non_null(strstr(text, "fp16 ("));
     free(text);
     remove(svg);
@@ -190,6 +193,14 @@ static void test_argument_errors(void **state)
     assert_int_equal(run_eval(bad_mode_group, 2, &doc), 2);
     const char *bad_suffix[] = {"--modes", "pattern:x64"};
     assert_int_equal(run_eval(bad_suffix, 2, &doc), 2);
+    const char *small_bank[] = {"--modes", "pattern2:c16"}; /* below the 32 mined patterns */
+    assert_int_equal(run_eval(small_bank, 2, &doc), 2);
+    const char *bad_capacity[] = {"--bank-capacity", "300"};
+    assert_int_equal(run_eval(bad_capacity, 2, &doc), 2);
+    const char *bad_assign[] = {"--k-assign", "nearest"};
+    assert_int_equal(run_eval(bad_assign, 2, &doc), 2);
+    const char *assign_on_direct[] = {"--modes", "direct2:krange"};
+    assert_int_equal(run_eval(assign_on_direct, 2, &doc), 2);
     const char *far_offset[] = {"--offset", "100000000"};
     assert_int_equal(run_eval(far_offset, 2, &doc), 1);
     const char *too_many[] = {"--tokens", "1000000"};

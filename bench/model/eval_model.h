@@ -24,6 +24,7 @@ typedef struct eval_mode {
     uint32_t k_bits, v_bits;
     uint32_t group_size; /* 0: the run's --group-size; else this mode's own (item suffix :gN) */
     int k_assign;        /* -1: the run's --k-assign; else this mode's own pkv_k_assign (suffix :kNAME) */
+    uint32_t bank_capacity; /* 0: the run's --bank-capacity; else this mode's own (suffix :cN) */
 } eval_mode;
 
 typedef struct eval_options {
@@ -34,6 +35,7 @@ typedef struct eval_options {
     uint32_t tokens, group_size, window, n_patterns, prefill, threads;
     uint32_t offset; /* --offset: bytes of the text skipped before the first token */
     uint32_t k_assign; /* --k-assign: pkv_k_assign of PATTERN modes without their own */
+    uint32_t bank_capacity; /* --bank-capacity (default 256; = --patterns: no pattern added at flushes) */
     int tokens_given, progress;
     int prefill_in_cache; /* prefill attention through pkv_attention (q_len P) instead of exact */
     eval_mode modes[EVAL_MAX_MODES]; /* modes[0] is FP16: the others' greedy agreement is against it */
@@ -63,6 +65,7 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
 uint32_t eval_mode_group(const eval_options *o, const eval_mode *m);
 uint32_t eval_mode_window(const eval_options *o, const eval_mode *m);
 uint32_t eval_mode_k_assign(const eval_options *o, const eval_mode *m);
+uint32_t eval_mode_bank_capacity(const eval_options *o, const eval_mode *m);
 /* The name of the curve a mode belongs to in tables and plots: "pattern", "direct g64", "fp16",
  * "pattern range" (a key assignment other than the paper's). */
 void eval_mode_curve(const eval_options *o, const eval_mode *m, char *buf, size_t len);

@@ -11,8 +11,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: pkv eval-model [--model FILE] [--text FILE] [--tokenizer FILE] [--backend B] [--device N]\n"
             "                      [--tokens N] [--offset B] [--modes LIST] [--group-size G] [--window R]\n"
-            "                      [--patterns M] [--k-assign A] [--prefill P] [--prefill-attention exact|cache] [--threads N]\n"
-            "                      [--json FILE] [--plot FILE.svg]\n"
+            "                      [--patterns M] [--bank-capacity C] [--k-assign A] [--prefill P]\n"
+            "                      [--prefill-attention exact|cache] [--threads N] [--json FILE] [--plot FILE.svg]\n"
             "                      [--progress | --no-progress]\n"
             "Runs a llama2.c checkpoint teacher-forced over a text, its attention through the PatternKV cache,\n"
             "and reports bits per byte, perplexity and greedy agreement with the FP16 cache.\n"
@@ -27,11 +27,14 @@ static void usage(FILE *f)
             "                    pattern2/4 (K bits/V bits); default fp16,pattern,direct. FP16 always runs:\n"
             "                    greedy agreement is measured against it. An item may end in :gN, its own\n"
             "                    group size (direct2:g64 compares DIRECT at more memory in the same run);\n"
-            "                    a pattern item may end in :kminmax, :kl2 or :krange, its key assignment\n"
+            "                    a pattern item may end in :kminmax, :kl2 or :krange, its key assignment,\n"
+            "                    and :cN, its bank capacity (pattern2:c32: no pattern added at flushes)\n"
             "  --group-size G    tokens per quantization group, 32, 64 or 128 (default 128)\n"
             "  --window R        fp16 tokens before a flush, a multiple of every group size in use\n"
             "                    (default 0: each mode's group size, so the window follows the group)\n"
             "  --patterns M      patterns mined at prefill (default 32)\n"
+            "  --bank-capacity C patterns a bank holds, <= 256 (default 256); then frozen: with C = M the\n"
+            "                    banks keep only the mined patterns (smaller cache, no refresh)\n"
             "  --k-assign A      how PATTERN keys choose their pattern: minmax (the paper's; default), l2 or\n"
             "                    range (pkv_k_assign; docs/NUMERICS.md); l2 and range run on the CPU only\n"
             "  --prefill P       the first P tokens of each sequence are a prompt: one append, which mines\n"
@@ -61,6 +64,11 @@ uint32_t eval_mode_k_assign(const eval_options *o, const eval_mode *m)
     return m->k_assign >= 0 ? (uint32_t)m->k_assign : o->k_assign;
 }
 
+uint32_t eval_mode_bank_capacity(const eval_options *o, const eval_mode *m)
+{
+    return m->bank_capacity ? m->bank_capacity : o->bank_capacity;
+}
+
 void eval_mode_curve(const eval_options *o, const eval_mode *m, char *buf, size_t len)
 {
     int n = snprintf(buf, len, "%s", pkv_mode_name(m->mode));
@@ -68,17 +76,20 @@ void eval_mode_curve(const eval_options *o, const eval_mode *m, char *buf, size_
         n += snprintf(buf + n, len - (size_t)n, " g%u", m->group_size);
     uint32_t ka = eval_mode_k_assign(o, m);
     if (m->mode == PKV_MODE_PATTERN && ka != PKV_K_ASSIGN_MINMAX && n >= 0 && (size_t)n < len)
-        snprintf(buf + n, len - (size_t)n, " %s", pkv_k_assign_name((pkv_k_assign)ka));
+        n += snprintf(buf + n, len - (size_t)n, " %s", pkv_k_assign_name((pkv_k_assign)ka));
+    if (m->mode == PKV_MODE_PATTERN && m->bank_capacity && m->bank_capacity != o->bank_capacity && n >= 0 &&
+        (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, " c%u", m->bank_capacity);
 }
 
-static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb, uint32_t g, int ka)
+static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb, uint32_t g, int ka, uint32_t cap)
 {
     for (int i = 0; i < o->n_modes; i++)
         if (o->modes[i].mode == mode && o->modes[i].k_bits == kb && o->modes[i].v_bits == vb &&
-            o->modes[i].group_size == g && o->modes[i].k_assign == ka)
+            o->modes[i].group_size == g && o->modes[i].k_assign == ka && o->modes[i].bank_capacity == cap)
             return 0;
     if (o->n_modes == EVAL_MAX_MODES) return -1;
-    o->modes[o->n_modes++] = (eval_mode){mode, kb, vb, g, ka};
+    o->modes[o->n_modes++] = (eval_mode){mode, kb, vb, g, ka, cap};
     return 0;
 }
 
@@ -98,14 +109,14 @@ static int parse_mode_item(eval_options *o, const char *item)
 {
     pkv_mode mode;
     const char *rest;
-    if (strcmp(item, "fp16") == 0) return add_mode(o, PKV_MODE_FP16, 16, 16, 0, -1);
+    if (strcmp(item, "fp16") == 0) return add_mode(o, PKV_MODE_FP16, 16, 16, 0, -1, 0);
     if (strncmp(item, "pattern", 7) == 0) mode = PKV_MODE_PATTERN, rest = item + 7;
     else if (strncmp(item, "direct", 6) == 0) mode = PKV_MODE_DIRECT, rest = item + 6;
     else return -1;
     char buf[32];
     if (strlen(rest) >= sizeof buf) return -1;
     snprintf(buf, sizeof buf, "%s", rest);
-    uint32_t g = 0;
+    uint32_t g = 0, cap = 0;
     int ka = -1;
     char *colon = strchr(buf, ':');
     if (colon) *colon = '\0';
@@ -115,6 +126,8 @@ static int parse_mode_item(eval_options *o, const char *item)
         uint32_t a;
         if (colon[1] == 'g') {
             if (cli_parse_u32(colon + 2, 0, UINT32_MAX, &g) || (g != 32 && g != 64 && g != 128)) return -1;
+        } else if (colon[1] == 'c' && mode == PKV_MODE_PATTERN) {
+            if (cli_parse_u32(colon + 2, 0, UINT32_MAX, &cap) || cap < 1 || cap > 256) return -1;
         } else if (colon[1] == 'k' && mode == PKV_MODE_PATTERN && parse_k_assign(colon + 2, &a) == 0) {
             ka = (int)a;
         } else {
@@ -124,7 +137,7 @@ static int parse_mode_item(eval_options *o, const char *item)
     }
     if (!*buf) {
         for (uint32_t b = 2; b <= 4; b++)
-            if (add_mode(o, mode, b, b, g, ka)) return -1;
+            if (add_mode(o, mode, b, b, g, ka, cap)) return -1;
         return 0;
     }
     char *slash = strchr(buf, '/');
@@ -133,7 +146,7 @@ static int parse_mode_item(eval_options *o, const char *item)
     if (cli_parse_u32(buf, 0, UINT32_MAX, &kb) || (slash ? cli_parse_u32(slash + 1, 0, UINT32_MAX, &vb) : (vb = kb, 0)) ||
         !cli_valid_bits(kb) || !cli_valid_bits(vb))
         return -1;
-    return add_mode(o, mode, kb, vb, g, ka);
+    return add_mode(o, mode, kb, vb, g, ka, cap);
 }
 
 static int parse_modes(eval_options *o, const char *list)
@@ -163,6 +176,7 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
     o->tokens = EVAL_DEFAULT_TOKENS;
     o->group_size = 128;
     o->n_patterns = 32;
+    o->bank_capacity = 256;
     o->prefill = 512;
     o->progress = -1;
     parse_modes(o, "fp16,pattern,direct");
@@ -188,6 +202,11 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
             o->tokenizer = val;
         } else if (strcmp(a, "--json") == 0) {
             o->json = val;
+        } else if (strcmp(a, "--bank-capacity") == 0) {
+            if (cli_parse_u32(val, 0, UINT32_MAX, &o->bank_capacity) || o->bank_capacity < 1 || o->bank_capacity > 256) {
+                fprintf(stderr, "pkv eval-model: --bank-capacity %s: expected 1 to 256\n", val);
+                return -1;
+            }
         } else if (strcmp(a, "--k-assign") == 0) {
             if (parse_k_assign(val, &o->k_assign)) {
                 fprintf(stderr, "pkv eval-model: --k-assign %s: expected minmax, l2 or range\n", val);
@@ -277,7 +296,13 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
     } else {
         memmove(o->modes + 1, o->modes, (size_t)fp16 * sizeof o->modes[0]);
     }
-    o->modes[0] = (eval_mode){PKV_MODE_FP16, 16, 16, 0, -1};
+    o->modes[0] = (eval_mode){PKV_MODE_FP16, 16, 16, 0, -1, 0};
+    for (int i = 0; i < o->n_modes; i++)
+        if (o->modes[i].mode == PKV_MODE_PATTERN && eval_mode_bank_capacity(o, &o->modes[i]) < o->n_patterns) {
+            fprintf(stderr, "pkv eval-model: a bank capacity of %u is below --patterns %u\n",
+                    eval_mode_bank_capacity(o, &o->modes[i]), o->n_patterns);
+            return -1;
+        }
     for (int i = 0; i < o->n_modes; i++) {
         uint32_t g = eval_mode_group(o, &o->modes[i]);
         if (o->window % g) {

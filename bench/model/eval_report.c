@@ -48,6 +48,7 @@ int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_devi
     jw_uint(&w, "window", o->window); /* 0: each mode's group size */
     jw_uint(&w, "n_patterns", o->n_patterns);
     jw_string(&w, "k_assign", pkv_k_assign_name((pkv_k_assign)o->k_assign));
+    jw_uint(&w, "bank_capacity", o->bank_capacity);
     jw_uint(&w, "prefill", o->prefill);
     jw_string(&w, "prefill_attention", o->prefill_in_cache ? "cache" : "exact");
     jw_begin_array(&w, "results");
@@ -62,6 +63,7 @@ int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_devi
         eval_mode_curve(o, &res[i].m, curve, sizeof curve);
         jw_string(&w, "curve", curve);
         jw_string(&w, "k_assign", pkv_k_assign_name((pkv_k_assign)eval_mode_k_assign(o, &res[i].m)));
+        jw_uint(&w, "bank_capacity", eval_mode_bank_capacity(o, &res[i].m));
         jw_number(&w, "bits_per_byte", res[i].bits_per_byte);
         jw_number(&w, "perplexity", res[i].perplexity);
         jw_number(&w, "greedy_agreement", res[i].agreement);

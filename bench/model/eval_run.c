@@ -97,6 +97,7 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
     cc.group_size = eval_mode_group(o, &r->m);
     cc.window = eval_mode_window(o, &r->m);
     cc.k_assign = eval_mode_k_assign(o, &r->m);
+    cc.bank_capacity = eval_mode_bank_capacity(o, &r->m);
     cc.n_patterns = o->n_patterns;
     uint64_t fp16_bytes = (uint64_t)c->seq_len * c->n_layers * c->n_kv_heads * c->head_dim * 4;
     if (cc.memory_budget < 2 * fp16_bytes + (64u << 20)) cc.memory_budget = 2 * fp16_bytes + (64u << 20);
