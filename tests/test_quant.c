@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crc32.h"
 #include "f16.h"
 #include "layout.h"
 #include "quant.h"
@@ -155,6 +156,28 @@ static void gate_and_distances_match_their_formulas(void **state)
     assert_false(pkv_v_gate(0.0f, 0.0f, k2));  /* constant token: quantized raw */
 }
 
+/* The file checksum: zlib's check value, and the sliced path (long inputs) equal to the bytewise one,
+ * at every alignment and length remainder, also when a long input is checked in pieces. */
+static void crc32_matches_zlib_and_the_bytewise_form(void **state)
+{
+    (void)state;
+    assert_int_equal(pkv_crc32(0, "123456789", 9), 0xCBF43926u);
+    enum { N = 70000 };
+    uint8_t *buf = malloc(N + 16);
+    assert_non_null(buf);
+    uint64_t x = 12345;
+    for (size_t i = 0; i < N + 16; i++) x = x * 6364136223846793005ull + 1442695040888963407ull, buf[i] = (uint8_t)(x >> 56);
+    for (size_t off = 0; off < 8; off++)
+        for (size_t n = 16384; n < 16400; n += 3) {
+            uint32_t bytewise = 0;
+            for (size_t i = 0; i < n; i++) bytewise = pkv_crc32(bytewise, buf + off + i, 1);
+            assert_int_equal(pkv_crc32(0, buf + off, n), bytewise);
+        }
+    uint32_t whole = pkv_crc32(0, buf, N), pieces = pkv_crc32(pkv_crc32(0, buf, 20001), buf + 20001, N - 20001);
+    assert_int_equal(whole, pieces);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +187,7 @@ int main(void)
         cmocka_unit_test(quantized_values_are_within_half_a_step),
         cmocka_unit_test(packing_round_trips_for_every_width),
         cmocka_unit_test(gate_and_distances_match_their_formulas),
+        cmocka_unit_test(crc32_matches_zlib_and_the_bytewise_form),
     };
     return tu_run_tests(tests, NULL, NULL);
 }

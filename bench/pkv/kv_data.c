@@ -1,6 +1,7 @@
 #include "kv_data.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,25 +275,50 @@ fail:
     return -1;
 }
 
+/* One kv head's synthetic tokens, written into the [token][head][dim] arrays (a thread's share). */
+typedef struct synth_job {
+    const kv_data *d;
+    uint32_t layer, head, t0, n;
+    float *k, *v;
+    int ok;
+} synth_job;
+
+static void *synth_head(void *arg)
+{
+    synth_job *j = arg;
+    uint32_t H = j->d->n_kv_heads, D = j->d->head_dim;
+    float *tk = malloc((size_t)j->n * D * sizeof(float)), *tv = malloc((size_t)j->n * D * sizeof(float));
+    j->ok = tk && tv;
+    if (j->ok) {
+        synth_kv(&j->d->synth, j->layer, j->head, j->t0, j->n, tk, tv);
+        for (uint32_t i = 0; i < j->n; i++) {
+            memcpy(j->k + ((uint64_t)i * H + j->head) * D, tk + (uint64_t)i * D, D * sizeof(float));
+            memcpy(j->v + ((uint64_t)i * H + j->head) * D, tv + (uint64_t)i * D, D * sizeof(float));
+        }
+    }
+    free(tk);
+    free(tv);
+    return NULL;
+}
+
 void kv_data_tokens(const kv_data *d, uint32_t layer, uint32_t t0, uint32_t n, float *k, float *v)
 {
     uint32_t H = d->n_kv_heads, D = d->head_dim;
-    if (d->synthetic) {
-        float *tk = malloc((size_t)n * D * sizeof(float)), *tv = malloc((size_t)n * D * sizeof(float));
-        if (tk && tv) {
-            for (uint32_t h = 0; h < H; h++) {
-                synth_kv(&d->synth, layer, h, t0, n, tk, tv);
-                for (uint32_t i = 0; i < n; i++) {
-                    memcpy(k + ((uint64_t)i * H + h) * D, tk + (uint64_t)i * D, D * sizeof(float));
-                    memcpy(v + ((uint64_t)i * H + h) * D, tv + (uint64_t)i * D, D * sizeof(float));
-                }
-            }
-            free(tk);
-            free(tv);
-            return;
+    if (d->synthetic && H <= 256) {
+        /* the heads in parallel (long synthetic prompts are otherwise most of a GPU bench's run time) */
+        synth_job jobs[256];
+        pthread_t th[256];
+        int started[256] = {0}, ok = 1;
+        for (uint32_t h = 0; h < H; h++) {
+            jobs[h] = (synth_job){d, layer, h, t0, n, k, v, 0};
+            started[h] = n >= 1024 && pthread_create(&th[h], NULL, synth_head, &jobs[h]) == 0;
+            if (!started[h]) synth_head(&jobs[h]);
         }
-        free(tk);
-        free(tv); /* out of memory: fall back to wrapping the stored tokens */
+        for (uint32_t h = 0; h < H; h++) {
+            if (started[h]) pthread_join(th[h], NULL);
+            ok &= jobs[h].ok;
+        }
+        if (ok) return; /* out of memory: fall back to wrapping the stored tokens */
     }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t t = (t0 + i) % d->n_tokens;

@@ -57,19 +57,27 @@ static double median(double *v, int n)
         }                                                                                                    \
     } while (0)
 
-/* Keys near one of a few per-head centres that drift with position (like post-RoPE keys), Gaussian-ish values. */
+/* Keys near one of a few per-head centres that drift with position (like post-RoPE keys), Gaussian-ish
+ * values. The sines come from small tables: generating 32K-token prompts must not dominate a GPU run. */
 static void make_tokens(uint32_t n, uint32_t H, uint32_t d, uint32_t seq, float *k, float *v)
 {
-    for (uint32_t t = 0; t < n; t++)
+    float *centre = malloc((size_t)16 * H * d * sizeof(float)), drift[5];
+    if (!centre) exit(1);
+    for (uint32_t c = 0; c < 16; c++)
+        for (uint32_t h = 0; h < H; h++)
+            for (uint32_t i = 0; i < d; i++)
+                centre[((size_t)c * H + h) * d + i] = sinf(0.37f * (float)(c * 131 + i * 7 + h * 17 + seq)) * 2.0f;
+    for (uint32_t t = 0; t < n; t++) {
+        for (uint32_t f = 0; f < 5; f++) drift[f] = 0.5f * sinf((float)t * 1e-3f * (float)(1 + f));
         for (uint32_t h = 0; h < H; h++) {
             uint32_t c = (uint32_t)((uniform() + 1.0f) * 8.0f) % 16;
             for (uint32_t i = 0; i < d; i++) {
-                float centre = sinf(0.37f * (float)(c * 131 + i * 7 + h * 17 + seq)) * 2.0f;
-                float drift = 0.5f * sinf((float)t * 1e-3f * (float)(1 + i % 5));
-                k[((size_t)t * H + h) * d + i] = centre + drift + 0.4f * uniform();
+                k[((size_t)t * H + h) * d + i] = centre[((size_t)c * H + h) * d + i] + drift[i % 5] + 0.4f * uniform();
                 v[((size_t)t * H + h) * d + i] = uniform() + 0.3f * uniform();
             }
         }
+    }
+    free(centre);
 }
 
 int main(int argc, char **argv)

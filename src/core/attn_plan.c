@@ -34,21 +34,27 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
         total += c;
         longest = c > longest ? c : longest;
     }
-    /* enough items to give the device about target_groups workgroups, each item as long as possible */
+    /* Items as long as possible while the workgroups still fill the device in one wave: cps grows
+     * until the workgroups fit in target_groups (a second, partly filled wave would cost as much as
+     * the first; more, shorter items repeat each item's fixed costs). */
     const uint64_t groups_per_item = (uint64_t)plan->tiles * H;
     const char *groups_env = getenv("PKV_ATTN_GROUPS"); /* tuning: workgroups to aim for */
+    if (!target_groups) target_groups = 1024;
     if (groups_env && atoi(groups_env) > 0) target_groups = (uint32_t)atoi(groups_env);
-    const uint64_t want_items = ((target_groups ? target_groups : 1024) + groups_per_item - 1) / groups_per_item;
+    const uint64_t want_items = (target_groups + groups_per_item - 1) / groups_per_item;
     uint64_t cps = (total + want_items - 1) / want_items;
     if (cps < ceil_div(longest, max_splits)) cps = ceil_div(longest, max_splits);
     const char *env = getenv("PKV_ATTN_CHUNKS_PER_ITEM");
-    if (env && atoi(env) > 0 && (uint32_t)atoi(env) >= ceil_div(longest, max_splits)) cps = (uint32_t)atoi(env);
-    if (cps_multiple > 1) cps = (cps + cps_multiple - 1) / cps_multiple * cps_multiple;
-    for (;;) { /* at most one dispatch dimension of items */
+    const int forced = env && atoi(env) > 0 && (uint32_t)atoi(env) >= ceil_div(longest, max_splits);
+    if (forced) cps = (uint32_t)atoi(env);
+    const uint32_t step = cps_multiple > 1 ? cps_multiple : 1;
+    cps = (cps + step - 1) / step * step;
+    for (;;) { /* one wave, and at most one dispatch dimension of items */
         uint64_t n = 0;
         for (uint32_t s = 0; s < op->n_seqs; s++) n += ceil_div(seq_chunks(&op->seqs[s], g->G), (uint32_t)cps);
-        if (n <= PKV_ATTN_MAX_ITEMS) break;
-        cps += cps_multiple > 1 ? cps_multiple : 1;
+        const int one_wave = forced || n * groups_per_item <= target_groups || cps >= longest;
+        if (n <= PKV_ATTN_MAX_ITEMS && one_wave) break;
+        cps += step;
     }
     plan->cps = (uint32_t)cps;
 
@@ -83,9 +89,9 @@ uint32_t pkv_attn_flags(void)
     return f;
 }
 
-pkv_attn_shape pkv_attn_shape_for(uint32_t nr, const pkv_geom *g)
+pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g)
 {
-    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, nr > 4 ? 8 : 16, 0};
+    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0};
     const char *bps = getenv("PKV_ATTN_STEP_BLOCKS"), *vch = getenv("PKV_ATTN_VCH"), *sk = getenv("PKV_ATTN_STAGE_K");
     if (bps && (atoi(bps) == 1 || atoi(bps) == 2 || atoi(bps) == 4) && atoi(bps) * g->G <= 256) sh.bps = (uint32_t)atoi(bps);
     if (vch && (atoi(vch) == 4 || atoi(vch) == 8 || atoi(vch) == 16)) sh.vch = (uint32_t)atoi(vch);

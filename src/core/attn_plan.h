@@ -25,7 +25,13 @@ typedef struct pkv_attn_plan {
  * at most max_nr (1, 2, 4 or 8), or PKV_ATTN_MAX_ROWS from the environment (tests). */
 uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr);
 
-/* Plans op for a device that runs about `target_groups` workgroups at once (0: a default), with at
+/* Workgroups per compute unit that a device runs at once, the planner's wave: on the H200 the
+ * compressed modes' kernels take ~170-230 registers per invocation (2 workgroups of 128 per SM), FP16
+ * mode's 128 (4). 1 x 32K PATTERN 2-bit ran in 0.135 ms with 2 per SM against 0.155 ms with 4. */
+static inline uint32_t pkv_attn_groups_per_cu(pkv_mode mode) { return mode == PKV_MODE_FP16 ? 4u : 2u; }
+
+/* Plans op for a device that runs about `target_groups` workgroups at once (0: a default): items as
+ * long as possible while their workgroups fit in that one wave (PKV_ATTN_GROUPS overrides it), with at
  * most max_splits items per sequence (the merge's limit) and items a multiple of cps_multiple chunks
  * (the kernel's step). PKV_ATTN_CHUNKS_PER_ITEM in the environment forces cps (tests use it to
  * exercise the merge). */
@@ -47,12 +53,13 @@ enum {
 uint32_t pkv_attn_flags(void);
 
 /* The kernels' shape choices: chunks per step (the workgroup is bps * G invocations, one token each:
- * 128 invocations by default), channels per invocation in the V phase (16 for up to 4 rows, else 8)
+ * 128 invocations by default), channels per invocation in the V phase (8: on the H200, 8 instead of 16
+ * cut 8 x 32K PATTERN 2-bit from 0.80 to 0.49 ms, fewer registers; 4 was slower, 0.56 ms)
  * and whether K codes are staged in shared memory (no). PKV_ATTN_STEP_BLOCKS=1|2|4,
  * PKV_ATTN_VCH=4|8|16 and PKV_ATTN_STAGE_K=0|1 override them (tuning). */
 typedef struct pkv_attn_shape {
     uint32_t bps, vch, stage_k;
 } pkv_attn_shape;
-pkv_attn_shape pkv_attn_shape_for(uint32_t nr, const pkv_geom *g);
+pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g);
 
 #endif

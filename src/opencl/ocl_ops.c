@@ -372,7 +372,7 @@ pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_
  * (ocl_attention.cl's attn_local). */
 static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v)
 {
-    const pkv_attn_shape sh = pkv_attn_shape_for(nr, g);
+    const pkv_attn_shape sh = pkv_attn_shape_for(g);
     const size_t nrv = (nr + 3) / 4, ch = sh.vch, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
     const size_t bps = sh.bps, wg = bps * g->G;
     const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
@@ -410,7 +410,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
     }
     pkv_ocl_attn_program *prog;
-    const pkv_attn_shape ks = pkv_attn_shape_for(nr, g);
+    const pkv_attn_shape ks = pkv_attn_shape_for(g);
     const uint32_t shape[PKV_OCL_ATTN_SHAPE] = {d, g->G, g->k_bits, g->v_bits, g->mode, nr, pattern ? g->capacity : 1, stage_v,
                                                 ks.vch, ks.stage_k, ks.bps};
     const uint32_t wg = ks.bps * g->G;
@@ -418,7 +418,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (s != PKV_OK) return s;
     pkv_attn_plan plan;
     /* the merge keeps two floats per item and row in the G x channels array of the slices' sums */
-    s = pkv_attn_plan_make(op, g, nr, o->compute_units * 4, wg * ks.vch / (2 * nr), ks.bps, &plan);
+    s = pkv_attn_plan_make(op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode), wg * ks.vch / (2 * nr), ks.bps, &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);
     uint32_t A[PP_COUNT] = {0};

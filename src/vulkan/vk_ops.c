@@ -479,7 +479,7 @@ typedef struct attn_push {
  * (its arrays, in its order). */
 static size_t decode_shared_bytes(const pkv_geom *g, uint32_t nr, int stage_v, int subgroups)
 {
-    const pkv_attn_shape sh = pkv_attn_shape_for(nr, g);
+    const pkv_attn_shape sh = pkv_attn_shape_for(g);
     const size_t nrv = (nr + 3) / 4, bps = sh.bps, wg = bps * g->G, ch = sh.vch;
     const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
     const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
@@ -514,7 +514,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     }
     memset(c, 0, sizeof *c);
     c->nr = nr, c->stage_v = stage_v;
-    c->shape = pkv_attn_shape_for(nr, g);
+    c->shape = pkv_attn_shape_for(g);
     c->wg = c->shape.bps * G;
     const uint32_t base[8] = {0, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     for (int i = 0; i < 3; i++) memcpy(c->spec[i], base, sizeof base);
@@ -568,7 +568,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     /* The merge keeps two floats per item and row in the acc_s array (invocations x V channels). */
     const uint32_t max_splits = wg * shape.vch / (2 * nr);
     pkv_attn_plan plan;
-    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * 4, max_splits, shape.bps, &plan);
+    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * pkv_attn_groups_per_cu(g->mode), max_splits, shape.bps, &plan);
     if (s != PKV_OK) return s;
     if (plan.tiles > 65535 || H > 65535) {
         pkv_attn_plan_free(&plan);
