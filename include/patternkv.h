@@ -148,6 +148,18 @@ struct pkv_context_params {
      * allocates each arena as one buffer and has no ring: it ignores them. Added in 0.2.0. */
     uint64_t device_page_bytes;
     uint64_t staging_bytes;
+    /* Host allocator (engines keep their own heaps): every host allocation of the library for this
+     * context, its caches and its backend goes through these (NULL: malloc, realloc, free). Give all
+     * three or none. host_malloc and host_realloc return memory aligned for any type (as malloc does)
+     * or NULL when out of memory, which the library reports as PKV_ERR_OUT_OF_HOST_MEMORY with
+     * nothing changed (a failed call changes nothing); sizes are never 0. They may be called from the
+     * CPU backend's worker threads during a call (never two calls on one context at once unless the
+     * application calls from several threads). The drivers' own allocations (Vulkan, OpenCL) do not
+     * go through them. Added in 0.2.0. */
+    void *(*host_malloc)(size_t size, void *user);
+    void *(*host_realloc)(void *ptr, size_t size, void *user);
+    void (*host_free)(void *ptr, void *user);
+    void *host_alloc_user;
 };
 
 typedef struct pkv_context pkv_context;

@@ -95,6 +95,13 @@ static void unknown_sizes_are_refused_with_a_reason(void **state)
     pkv_context *old_ctx = NULL;
     TU_OK(pkv_context_create((const pkv_context_params *)old_cpb, &old_ctx));
     TU_OK(pkv_context_free(old_ctx));
+    /* ... and with device_page_bytes and staging_bytes, before the host allocator hooks (0xCD past
+     * them would be taken for hook pointers if the size were not honoured) */
+    memset(old_cpb, 0xCD, sizeof old_cpb);
+    memcpy(old_cpb, &old_cp, offsetof(pkv_context_params, host_malloc));
+    ((pkv_context_params *)old_cpb)->struct_size = (uint32_t)offsetof(pkv_context_params, host_malloc);
+    TU_OK(pkv_context_create((const pkv_context_params *)old_cpb, &old_ctx));
+    TU_OK(pkv_context_free(old_ctx));
 
     pkv_cache_stats st = {.struct_size = 0};
     expect_refused(pkv_cache_stats_get(c, &st), "pkv_cache_stats");

@@ -105,6 +105,10 @@ class ContextParamsC(c.Structure):
         ("opencl_external", c.c_void_p),
         ("device_page_bytes", c.c_uint64),
         ("staging_bytes", c.c_uint64),
+        ("host_malloc", c.c_void_p),  # allocator hooks (C function pointers); None: the C library's
+        ("host_realloc", c.c_void_p),
+        ("host_free", c.c_void_p),
+        ("host_alloc_user", c.c_void_p),
     ]
 
 

@@ -1,6 +1,7 @@
 /* The stable-ABI rule (abi.h): the sizes of the public structs, and copying across sizes. */
 #include "abi.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,8 +22,10 @@ struct pkv_context_params_v1 {
     const struct pkv_vulkan_external *vulkan_external;
     const struct pkv_opencl_external *opencl_external;
 };
-const pkv_abi_struct pkv_abi_context_params = {"pkv_context_params", "pkv_context_params_default()", 2,
-                                               {sizeof(struct pkv_context_params_v1), sizeof(pkv_context_params)}};
+/* ... then up to staging_bytes (device_page_bytes and staging_bytes), before the host allocator hooks. */
+const pkv_abi_struct pkv_abi_context_params = {
+    "pkv_context_params", "pkv_context_params_default()", 3,
+    {sizeof(struct pkv_context_params_v1), offsetof(pkv_context_params, host_malloc), sizeof(pkv_context_params)}};
 /* pkv_cache_config as released in 0.1.0, before k_assign. */
 struct pkv_cache_config_v1 {
     uint32_t struct_size, n_layers, n_kv_heads, head_dim, k_bits, v_bits, group_size, window, n_patterns,

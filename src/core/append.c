@@ -615,6 +615,7 @@ static pkv_status append_host(pkv_cache *c, pkv_seq seq, uint32_t first, uint32_
 pkv_status pkv_append(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, const void *k, const void *v,
                       pkv_dtype dtype)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     pkv_clear_error();
     pkv_status st = pkv_append_check(c, seq, layer, n, dtype);
     if (st != PKV_OK || n == 0) return st;
@@ -639,6 +640,7 @@ pkv_status pkv_append_params_init(pkv_append_params *p, size_t struct_size)
 
 pkv_status pkv_append_layers(pkv_cache *c, const pkv_append_params *params, const void *const *k, const void *const *v)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     pkv_clear_error();
     if (!c || !params) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_append_layers: null argument");
     const pkv_append_params d = append_defaults();

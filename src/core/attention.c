@@ -185,6 +185,7 @@ static pkv_status run(pkv_cache *c, const pkv_attention_params *p, pkv_attn_op o
 
 pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *params, const void *q, float *out)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || !params || !q || !out)
         return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_attention: null argument");
     pkv_clear_error();
@@ -213,6 +214,7 @@ pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *params, const
 
 pkv_status pkv_prewarm(pkv_cache *c, uint32_t n_q_heads, uint32_t max_q_len)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     pkv_clear_error();
     if (!c) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_prewarm: cache is NULL");
     if (n_q_heads == 0 || n_q_heads % c->g.H || max_q_len == 0)

@@ -90,6 +90,7 @@ pkv_status pkv_cache_new(pkv_context *ctx, const pkv_cache_config *cfg, pkv_cach
 
 pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pkv_cache **out)
 {
+    PKV_ALLOC_SCOPE(PKV_CTX_ALLOC(ctx));
     if (!ctx || !config || !out) return pkv_fail(ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_create: null argument");
     *out = NULL;
     const pkv_cache_config d = config_defaults();
@@ -114,6 +115,7 @@ static void seq_destroy(pkv_cache *c, pkv_sequence *s)
 
 pkv_status pkv_cache_free(pkv_cache *c)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c) return PKV_OK;
     for (uint32_t i = 0; i < c->n_seqs; i++) seq_destroy(c, c->seqs[i]);
     free(c->seqs);
@@ -181,6 +183,7 @@ pkv_status pkv_next_seq_id(pkv_cache *c, pkv_seq *id)
 
 pkv_status pkv_seq_create(pkv_cache *c, pkv_seq *out)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || !out) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_seq_create: null argument");
     pkv_sequence *s = NULL;
     pkv_seq id;
@@ -201,6 +204,7 @@ static void seq_remove(pkv_cache *c, pkv_sequence *s)
 
 pkv_status pkv_seq_free(pkv_cache *c, pkv_seq id)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_seq_free: cache is NULL");
     pkv_sequence *s = pkv_find_seq(c, id);
     if (!s) return pkv_fail(c->ctx, PKV_ERR_UNKNOWN_SEQUENCE, "pkv_seq_free: sequence %u does not exist", id);
@@ -219,6 +223,7 @@ static void *dup_array(const uint32_t *src, size_t n)
 
 pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq parent, pkv_seq *child)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || !child) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_seq_fork: null argument");
     pkv_sequence *p = pkv_find_seq(c, parent);
     if (!p) return pkv_fail(c->ctx, PKV_ERR_UNKNOWN_SEQUENCE, "pkv_seq_fork: sequence %u does not exist", parent);
@@ -230,6 +235,7 @@ pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq parent, pkv_seq *child)
     if (st != PKV_OK) return st;
     pkv_sequence *s = NULL;
     pkv_seq id;
+    const pkv_seq next_id = c->next_id; /* restored on failure: a failed fork uses up no id */
     if ((st = pkv_next_seq_id(c, &id)) != PKV_OK || (st = pkv_seq_insert(c, id, &s)) != PKV_OK) return st;
     pkv_backend *be = c->ctx->be;
     for (uint32_t l = 0; l < NL && st == PKV_OK; l++) {
@@ -269,6 +275,7 @@ pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq parent, pkv_seq *child)
     if (st != PKV_OK) {
         seq_remove(c, s);
         seq_destroy(c, s);
+        c->next_id = next_id;
         return st;
     }
     *child = s->id;

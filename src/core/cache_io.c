@@ -102,15 +102,22 @@ static uint32_t *index_slots(const pkv_arena *a)
 
 static uint32_t mapped(const uint32_t *map, uint32_t slot) { return slot == PKV_NO_SLOT ? PKV_NO_SLOT : map[slot]; }
 
-static pkv_status put_arena(wbuf *w, const pkv_cache *c, const pkv_arena *a)
+/* used: per slot, the rows (window: tokens; chunk: patterns) in use; the rest is written as zeros, so
+ * that the file depends only on the cache's contents (not on rows a failed call, or an attention with
+ * its own K/V, left past a window's end, nor a pattern a failed flush left past a bank's end). */
+static pkv_status put_arena(wbuf *w, const pkv_cache *c, const pkv_arena *a, const uint32_t *used, uint32_t rows)
 {
     uint8_t *tmp = malloc(a->slot_bytes);
-    if (!tmp) return PKV_ERR_OUT_OF_HOST_MEMORY;
+    if (!tmp) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_save: out of host memory");
     size_t from = w->n;
     pkv_status st = PKV_OK;
+    const size_t row = (size_t)c->g.d * 2;
     for (uint32_t s = 0; s < a->capacity && st == PKV_OK; s++) {
         if (!a->refcount[s]) continue;
         st = c->ctx->be->iface->buf_read(c->ctx->be, a->buf, (size_t)s * a->slot_bytes, tmp, a->slot_bytes);
+        if (used)
+            for (uint32_t kv = 0; kv < 2; kv++)
+                memset(tmp + (kv * (size_t)rows + used[s]) * row, 0, (rows - used[s]) * row);
         put(w, tmp, a->slot_bytes);
     }
     free(tmp);
@@ -137,15 +144,18 @@ static pkv_status write_file(const pkv_cache *c, const char *path, const wbuf *w
 
 pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || !path) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_save: null argument");
     if (c->cfg.k_assign != PKV_K_ASSIGN_MINMAX) /* format version 1 has no field for it */
         return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record k_assign %s yet",
                         pkv_k_assign_name((pkv_k_assign)c->cfg.k_assign));
     const uint32_t H = c->g.H;
     uint32_t *bmap = index_slots(&c->blocks), *cmap = index_slots(&c->chunks), *wmap = index_slots(&c->windows);
+    uint32_t *wlen = calloc((size_t)c->windows.capacity + 1, sizeof *wlen);
+    uint32_t *clen = calloc((size_t)c->chunks.capacity + 1, sizeof *clen);
     wbuf w = {0};
     pkv_status st = PKV_OK;
-    if (!bmap || !cmap || !wmap) {
+    if (!bmap || !cmap || !wmap || !wlen || !clen) {
         st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_save: out of host memory");
         goto done;
     }
@@ -173,12 +183,28 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
         }
     }
     put_crc(&w, from);
-    if ((st = put_arena(&w, c, &c->blocks)) == PKV_OK && (st = put_arena(&w, c, &c->chunks)) == PKV_OK)
-        st = put_arena(&w, c, &c->windows);
+    for (uint32_t s = 0; s < c->n_seqs; s++)
+        for (uint32_t l = 0; l < c->cfg.n_layers; l++) {
+            const pkv_layer_state *L = &c->seqs[s]->layers[l];
+            if (L->window_slot)
+                for (uint32_t h = 0; h < H; h++)
+                    if (L->window_slot[h] < c->windows.capacity) wlen[L->window_slot[h]] = L->n_window;
+            if (L->chunks)
+                for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) {
+                    const uint32_t slot = L->chunks[i], ci = i % PKV_MAX_CHUNKS;
+                    if (slot >= c->chunks.capacity || L->bank_count <= ci * PKV_CHUNK_PATTERNS) continue;
+                    uint32_t n = L->bank_count - ci * PKV_CHUNK_PATTERNS;
+                    n = n > PKV_CHUNK_PATTERNS ? PKV_CHUNK_PATTERNS : n;
+                    if (n > clen[slot]) clen[slot] = n;
+                }
+        }
+    if ((st = put_arena(&w, c, &c->blocks, NULL, 0)) == PKV_OK &&
+        (st = put_arena(&w, c, &c->chunks, c->g.mode == PKV_MODE_PATTERN ? clen : NULL, PKV_CHUNK_PATTERNS)) == PKV_OK)
+        st = put_arena(&w, c, &c->windows, wlen, c->g.R);
     if (st == PKV_OK && w.oom) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_save: out of host memory");
     if (st == PKV_OK) st = write_file(c, path, &w);
 done:
-    free(bmap), free(cmap), free(wmap), free(w.p);
+    free(bmap), free(cmap), free(wmap), free(wlen), free(clen), free(w.p);
     return st;
 }
 
@@ -264,6 +290,7 @@ static pkv_status load_bytes(pkv_context *ctx, const char *path, uint8_t **data,
 
 pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
 {
+    PKV_ALLOC_SCOPE(PKV_CTX_ALLOC(ctx));
     if (!ctx || !path || !out) return pkv_fail(ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_load: null argument");
     *out = NULL;
     uint8_t *data = NULL;

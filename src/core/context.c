@@ -94,9 +94,16 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
     if (external != PKV_BACKEND_AUTO && p.backend != PKV_BACKEND_AUTO && p.backend != external)
         return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: %s_external given with backend %s",
                         pkv_backend_name(external), pkv_backend_name(p.backend));
+    if ((p.host_malloc || p.host_realloc || p.host_free) && !(p.host_malloc && p.host_realloc && p.host_free))
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT,
+                        "pkv_context_create: host_malloc, host_realloc and host_free must be given together");
+    const pkv_allocator alloc = {p.host_malloc, p.host_realloc, p.host_free, p.host_alloc_user};
+    PKV_ALLOC_SCOPE(&alloc);
     pkv_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_context_create: out of host memory");
     ctx->params = p;
+    ctx->alloc = alloc;
+    pkv_alloc_enter(&ctx->alloc); /* the scope's previous allocator is restored on return */
     ctx->last_op_ms = -1.0;
     pkv_backend_kind want = external != PKV_BACKEND_AUTO ? external : ctx->params.backend;
     const char *env = getenv("PKV_BACKEND");
@@ -165,6 +172,7 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
 
 pkv_status pkv_context_free(pkv_context *ctx)
 {
+    PKV_ALLOC_SCOPE(PKV_CTX_ALLOC(ctx));
     if (!ctx) return PKV_OK;
     if (ctx->be) ctx->be->iface->destroy(ctx->be);
     free(ctx);
@@ -185,6 +193,8 @@ pkv_status pkv_list_devices(const pkv_context_params *params, pkv_device_info *o
     pkv_context_params p;
     pkv_status st = read_params(params, &p);
     if (st != PKV_OK) return st;
+    const pkv_allocator alloc = {p.host_malloc, p.host_realloc, p.host_free, p.host_alloc_user};
+    PKV_ALLOC_SCOPE(p.host_malloc && p.host_realloc && p.host_free ? &alloc : NULL);
     /* out is an array of the application's pkv_device_info: its element size is out[0].struct_size. */
     const uint32_t stride = capacity ? pkv_abi_size_of(out) : 0;
     char why_size[256];

@@ -7,6 +7,7 @@
 
 #include "abi.h"
 #include "backend.h"
+#include "host_alloc.h"
 #include "patternkv.h"
 
 #define PKV_NO_SLOT UINT32_MAX
@@ -18,7 +19,12 @@ struct pkv_context {
     pkv_backend *be;
     char why[1024]; /* how the backend was chosen */
     double last_op_ms; /* device time of the last call that ran device ops (pkv_last_op_time), < 0 unknown */
+    pkv_allocator alloc; /* params' host allocator hooks (all NULL: the C library's) */
 };
+
+/* The allocator of a context's or a cache's calls (host_alloc.h: PKV_ALLOC_SCOPE at each entry). */
+#define PKV_CTX_ALLOC(ctx) ((ctx) ? &(ctx)->alloc : NULL)
+#define PKV_CACHE_ALLOC(c) ((c) ? &(c)->ctx->alloc : NULL)
 
 /* Fixed-size slots in one backend buffer; refcount 0 means free. Blocks and bank chunks are shared
  * between forked sequences by reference count; windows never are. */

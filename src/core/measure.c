@@ -3,6 +3,7 @@
 
 pkv_status pkv_measure_read_bandwidth(pkv_context *ctx, uint64_t bytes, double *gbps)
 {
+    PKV_ALLOC_SCOPE(PKV_CTX_ALLOC(ctx));
     if (!ctx || !gbps) return pkv_fail(ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_measure_read_bandwidth: null argument");
     if (!ctx->be->iface->measure_read)
         return pkv_fail(ctx, PKV_ERR_UNSUPPORTED, "backend %s cannot measure read bandwidth", pkv_backend_name(ctx->be->info.backend));

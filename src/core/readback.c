@@ -8,6 +8,7 @@
 
 pkv_status pkv_read_kv(pkv_cache *c, pkv_seq seq, uint32_t layer, float *k, float *v)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || !k || !v) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_read_kv: null argument");
     pkv_sequence *s = pkv_find_seq(c, seq);
     if (!s) return pkv_fail(c->ctx, PKV_ERR_UNKNOWN_SEQUENCE, "pkv_read_kv: sequence %u does not exist", seq);

@@ -6,6 +6,7 @@
 
 pkv_status pkv_cache_stats_get(const pkv_cache *c, pkv_cache_stats *out)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || !out) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_stats_get: null argument");
     const pkv_geom *g = &c->g;
     pkv_cache_stats stats, *o = &stats; /* all fields; out receives those its struct_size covers */

@@ -424,7 +424,7 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
     case 1: tile_rows(u, out, sc, r0, 1); break;
     default: break;
     }
-    free(sc);
+    pkv_host_aligned_free(sc);
     return 0;
 }
 

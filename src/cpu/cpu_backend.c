@@ -33,6 +33,7 @@ typedef struct pool {
     unsigned long gen;  /* under mu */
     atomic_ulong agen;  /* a copy for spinning */
     int stop;
+    const pkv_allocator *alloc; /* the allocator of the job's call (host_alloc.h) */
 } pool;
 
 typedef struct cpu_impl {
@@ -155,9 +156,13 @@ static void pool_drain(pool *p, unsigned long gen)
         uint32_t i = p->next++;
         void (*fn)(uint32_t, void *) = p->fn;
         void *arg = p->arg;
+        const pkv_allocator *alloc = p->alloc;
         p->running++;
         pthread_mutex_unlock(&p->mu);
-        fn(i, arg);
+        {
+            PKV_ALLOC_SCOPE(alloc); /* workers allocate with the allocator of the call they work for */
+            fn(i, arg);
+        }
         pthread_mutex_lock(&p->mu);
         if (--p->running == 0 && p->next >= p->n) pthread_cond_broadcast(&p->cv_done);
     }
@@ -204,7 +209,7 @@ void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t, void
         return;
     }
     pthread_mutex_lock(&p->mu);
-    p->fn = fn, p->arg = arg, p->n = n, p->next = 0, p->running = 0;
+    p->fn = fn, p->arg = arg, p->n = n, p->next = 0, p->running = 0, p->alloc = pkv_alloc_current();
     unsigned long gen = ++p->gen;
     atomic_store_explicit(&p->agen, gen, memory_order_release);
     pthread_cond_broadcast(&p->cv_work);

@@ -158,6 +158,7 @@ PKV_API pkv_status pkv_opencl_append(pkv_cache *cache, pkv_seq seq, uint32_t lay
                                      size_t k_offset, size_t k_size, cl_mem v, size_t v_offset, size_t v_size,
                                      pkv_dtype dtype)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     return append_common(cache, 0, "pkv_opencl_append", seq, layer, n_tokens, k, k_offset, k_size, v, v_offset, v_size,
                          dtype, 0, NULL, NULL);
 }
@@ -166,6 +167,7 @@ PKV_API pkv_status pkv_opencl_enqueue_append(pkv_cache *cache, pkv_seq seq, uint
                                              size_t k_offset, size_t k_size, cl_mem v, size_t v_offset, size_t v_size,
                                              pkv_dtype dtype, cl_uint n_wait, const cl_event *wait, cl_event *event)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     return append_common(cache, 1, "pkv_opencl_enqueue_append", seq, layer, n_tokens, k, k_offset, k_size, v, v_offset,
                          v_size, dtype, n_wait, wait, event);
 }
@@ -205,6 +207,7 @@ static pkv_status attention_common(pkv_cache *cache, int enqueued, const char *f
 PKV_API pkv_status pkv_opencl_attention(pkv_cache *cache, const pkv_attention_params *params, cl_mem q, size_t q_offset,
                                         size_t q_size, cl_mem out, size_t out_offset, size_t out_size)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     return attention_common(cache, 0, "pkv_opencl_attention", params, q, q_offset, q_size, out, out_offset, out_size, 0,
                             NULL, NULL);
 }
@@ -213,12 +216,14 @@ PKV_API pkv_status pkv_opencl_enqueue_attention(pkv_cache *cache, const pkv_atte
                                                 size_t q_offset, size_t q_size, cl_mem out, size_t out_offset,
                                                 size_t out_size, cl_uint n_wait, const cl_event *wait, cl_event *event)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     return attention_common(cache, 1, "pkv_opencl_enqueue_attention", params, q, q_offset, q_size, out, out_offset,
                             out_size, n_wait, wait, event);
 }
 
 PKV_API pkv_status pkv_opencl_read_status(pkv_cache *cache, uint32_t *flags, uint32_t *first_layer, int reset)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     static const char fn[] = "pkv_opencl_read_status";
     pkv_status st = pkv_staged_check(cache, PKV_BACKEND_OPENCL, fn);
     if (st != PKV_OK) return st;

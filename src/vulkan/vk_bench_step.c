@@ -77,6 +77,7 @@ static pkv_status step(pkv_cache *c, const step_io *io, const pkv_seq *seqs, uin
 pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint32_t n_seqs, uint32_t n_q_heads,
                                         uint32_t steps, pkv_vk_step_times *t)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || c->ctx->be->info.backend != PKV_BACKEND_VULKAN || !seqs || !n_seqs || !t || !steps)
         return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "decode step: needs a Vulkan cache, sequences and steps");
     pkv_vk *vk = pkv_vk_of(c->ctx->be);

@@ -121,6 +121,7 @@ PKV_API pkv_status pkv_vulkan_append(pkv_cache *cache, pkv_seq seq, uint32_t lay
                                      VkDeviceSize k_offset, VkDeviceSize k_size, VkBuffer v, VkDeviceSize v_offset,
                                      VkDeviceSize v_size, pkv_dtype dtype)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     return append_common(cache, NULL, "pkv_vulkan_append", seq, layer, n_tokens, k, k_offset, k_size, v, v_offset,
                          v_size, dtype);
 }
@@ -129,6 +130,7 @@ PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, 
                                          uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
                                          VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     if (!cmd) return pkv_fail(cache ? cache->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_vulkan_cmd_append: cmd is NULL");
     return append_common(cache, cmd, "pkv_vulkan_cmd_append", seq, layer, n_tokens, k, k_offset, k_size, v, v_offset,
                          v_size, dtype);
@@ -190,6 +192,7 @@ PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_pa
                                         VkDeviceSize q_offset, VkDeviceSize q_size, VkBuffer out,
                                         VkDeviceSize out_offset, VkDeviceSize out_size)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     return attention_common(cache, NULL, "pkv_vulkan_attention", params, q, q_offset, q_size, out, out_offset, out_size);
 }
 
@@ -197,12 +200,14 @@ PKV_API pkv_status pkv_vulkan_cmd_attention(pkv_cache *cache, VkCommandBuffer cm
                                             VkBuffer q, VkDeviceSize q_offset, VkDeviceSize q_size, VkBuffer out,
                                             VkDeviceSize out_offset, VkDeviceSize out_size)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     if (!cmd) return pkv_fail(cache ? cache->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_vulkan_cmd_attention: cmd is NULL");
     return attention_common(cache, cmd, "pkv_vulkan_cmd_attention", params, q, q_offset, q_size, out, out_offset, out_size);
 }
 
 PKV_API pkv_status pkv_vulkan_read_status(pkv_cache *cache, uint32_t *flags, uint32_t *first_layer, int reset)
 {
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     static const char fn[] = "pkv_vulkan_read_status";
     pkv_status st = pkv_staged_check(cache, PKV_BACKEND_VULKAN, fn);
     if (st != PKV_OK) return st;

@@ -19,6 +19,8 @@ int main(void)
     FIELD(pkv_context_params, log_level), FIELD(pkv_context_params, n_threads);
     FIELD(pkv_context_params, vulkan_external), FIELD(pkv_context_params, opencl_external);
     FIELD(pkv_context_params, device_page_bytes), FIELD(pkv_context_params, staging_bytes);
+    FIELD(pkv_context_params, host_malloc), FIELD(pkv_context_params, host_realloc);
+    FIELD(pkv_context_params, host_free), FIELD(pkv_context_params, host_alloc_user);
 
     SIZE(pkv_device_info);
     FIELD(pkv_device_info, struct_size), FIELD(pkv_device_info, backend), FIELD(pkv_device_info, index);
