@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "testutil.h"
 
 #define L 2
@@ -27,6 +28,8 @@
 #define DECODE 70
 #define CHILD 40
 #define NQ 4
+
+static int device_mode; /* PKV_ALLOC_KIND=device: device allocations fail (fault.h), not host ones */
 
 typedef struct hooks {
     atomic_long count;   /* allocations so far */
@@ -39,7 +42,7 @@ typedef struct hooks {
 static void *h_malloc(size_t n, void *user)
 {
     hooks *h = user;
-    if (atomic_fetch_add(&h->count, 1) + 1 == h->fail_at && atomic_load(&h->armed)) {
+    if (atomic_fetch_add(&h->count, 1) + 1 == h->fail_at && atomic_load(&h->armed) && !device_mode) {
         atomic_fetch_add(&h->failed, 1);
         return NULL;
     }
@@ -51,7 +54,7 @@ static void *h_malloc(size_t n, void *user)
 static void *h_realloc(void *ptr, size_t n, void *user)
 {
     hooks *h = user;
-    if (atomic_fetch_add(&h->count, 1) + 1 == h->fail_at && atomic_load(&h->armed)) {
+    if (atomic_fetch_add(&h->count, 1) + 1 == h->fail_at && atomic_load(&h->armed) && !device_mode) {
         atomic_fetch_add(&h->failed, 1);
         return NULL;
     }
@@ -65,6 +68,15 @@ static void h_free(void *ptr, void *user)
     hooks *h = user;
     if (ptr) atomic_fetch_sub(&h->live, 1);
     free(ptr);
+}
+
+/* The allocations counted (host: through the hooks; device: asked of fault.h) since `base`. */
+static long counted(const hooks *h, long base) { return device_mode ? pkv_fault_device_count() - base : atomic_load(&h->count); }
+/* Makes allocation fail_at (counted from `base`) fail while armed. */
+static void arm(hooks *h, long base, int on)
+{
+    atomic_store(&h->armed, on);
+    if (device_mode) pkv_fault_device_fail_at(on && h->fail_at ? base + h->fail_at : 0);
 }
 
 /* The script: a list of calls. */
@@ -96,6 +108,7 @@ static pkv_status do_step(run *r, const step *s)
         pkv_context_params cp = pkv_context_params_default();
         cp.backend = tu_backend();
         cp.n_threads = 1;
+        if (device_mode) cp.device_page_bytes = 64u << 10, cp.staging_bytes = 64u << 10; /* more allocations */
         cp.host_malloc = h_malloc, cp.host_realloc = h_realloc, cp.host_free = h_free, cp.host_alloc_user = &r->h;
         pkv_status st = pkv_context_create(&cp, &r->ctx);
         if (st != PKV_OK) assert_null(r->ctx);
@@ -236,15 +249,14 @@ static void every_nth_host_allocation_fails_cleanly(void **state)
     for (int pass = 0; pass < 3; pass++) { /* 0: warm-up (process-wide state made once), 1: counts, 2: snapshots */
         const int with_snaps = pass == 2;
         run r0 = {.k = k, .v = v, .q = q};
+        const long base = pkv_fault_device_count();
         for (int i = 0; i < ns; i++) {
-            if (!with_snaps) before[i] = atomic_load(&r0.h.count);
-            atomic_store(&r0.h.armed, 1);
+            if (!with_snaps) before[i] = counted(&r0.h, base);
             pkv_status st = do_step(&r0, &steps[i]);
-            atomic_store(&r0.h.armed, 0);
             if (st != PKV_OK) fail_msg("step %d without failure: %s (%s)", i, pkv_status_string(st), pkv_last_error());
             if (with_snaps) ref[i + 1] = take_snap(&r0);
         }
-        if (!with_snaps) before[ns] = atomic_load(&r0.h.count);
+        if (!with_snaps) before[ns] = counted(&r0.h, base);
         memcpy(ref_out, r0.out, sizeof ref_out);
         end_run(&r0);
     }
@@ -256,11 +268,12 @@ static void every_nth_host_allocation_fails_cleanly(void **state)
     for (long n = 1; n <= total; n += stride, tested++) {
         run r = {.k = k, .v = v, .q = q};
         r.h.fail_at = n;
+        const long base = pkv_fault_device_count(), failures0 = pkv_fault_device_failures();
         for (int i = 0; i < ns; i++) {
             const int hits = before[i] < n && n <= before[i + 1]; /* the failure falls in this step */
-            atomic_store(&r.h.armed, hits);
+            arm(&r.h, base, hits);
             pkv_status st = do_step(&r, &steps[i]);
-            atomic_store(&r.h.armed, 0);
+            arm(&r.h, base, 0);
             if (!hits) {
                 if (st != PKV_OK) fail_msg("N=%ld step %d (no failure): %s (%s)", n, i, pkv_status_string(st), pkv_last_error());
                 continue;
@@ -269,9 +282,10 @@ static void every_nth_host_allocation_fails_cleanly(void **state)
                 swallowed++;
                 if (getenv("PKV_ALLOC_VERBOSE")) print_message("absorbed: N=%ld step %d kind %d\n", n, i, steps[i].kind);
             } else {
-                if (st != PKV_ERR_OUT_OF_HOST_MEMORY)
-                    fail_msg("N=%ld step %d (kind %d): status %s (%s), expected PKV_ERR_OUT_OF_HOST_MEMORY", n, i,
-                             steps[i].kind, pkv_status_string(st), pkv_last_error());
+                const pkv_status want = device_mode ? PKV_ERR_OUT_OF_DEVICE_MEMORY : PKV_ERR_OUT_OF_HOST_MEMORY;
+                if (st != want)
+                    fail_msg("N=%ld step %d (kind %d): status %s (%s), expected %s", n, i, steps[i].kind,
+                             pkv_status_string(st), pkv_last_error(), pkv_status_string(want));
                 snap now = take_snap(&r);
                 same_snap(&now, &ref[i], "the cache after the failed call", n, i);
                 free(now.bytes);
@@ -282,12 +296,13 @@ static void every_nth_host_allocation_fails_cleanly(void **state)
             same_snap(&after, &ref[i + 1], "the cache after the call", n, i);
             free(after.bytes);
         }
-        if (atomic_load(&r.h.failed) != 1) fail_msg("N=%ld: the failure did not happen where the run without failure put it (%ld failures, %ld allocations)", n, (long)atomic_load(&r.h.failed), (long)atomic_load(&r.h.count));
+        const long failed = device_mode ? pkv_fault_device_failures() - failures0 : (long)atomic_load(&r.h.failed);
+        if (failed != 1) fail_msg("N=%ld: the failure did not happen where the run without failure put it (%ld failures, %ld allocations)", n, failed, counted(&r.h, base));
         assert_memory_equal(r.out, ref_out, sizeof ref_out);
         end_run(&r);
     }
-    print_message("test_alloc: %ld host allocations in the script (%d calls), %ld values of N tested (stride %ld), "
-                  "%ld failures absorbed without an error\n", total, ns, tested, stride, swallowed);
+    print_message("test_alloc: %ld %s allocations in the script (%d calls), %ld values of N tested (stride %ld), "
+                  "%ld failures absorbed without an error\n", total, device_mode ? "device" : "host", ns, tested, stride, swallowed);
     for (int i = 0; i <= ns; i++) free(ref[i].bytes);
     free(ref), free(before), free(k), free(v);
 }
@@ -307,6 +322,8 @@ static void hooks_come_together(void **state)
 
 int main(void)
 {
+    const char *kind = getenv("PKV_ALLOC_KIND");
+    device_mode = kind && strcmp(kind, "device") == 0;
     snprintf(path_save, sizeof path_save, "/tmp/pkv_test_alloc_save_%ld.pkv", (long)getpid());
     snprintf(path_snap, sizeof path_snap, "/tmp/pkv_test_alloc_snap_%ld.pkv", (long)getpid());
     const struct CMUnitTest tests[] = {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "ocl_internal.h"
 
 /* Allocates and touches a buffer: many drivers allocate lazily, so a fill makes an out-of-memory
@@ -12,6 +13,7 @@ static cl_int alloc_touched(pkv_ocl *o, size_t bytes, cl_mem *out)
     *out = NULL;
     if (bytes == 0) bytes = 16;
     if (bytes > o->max_alloc) return CL_MEM_OBJECT_ALLOCATION_FAILURE;
+    if (pkv_fault_device_alloc()) return CL_MEM_OBJECT_ALLOCATION_FAILURE; /* tests only (fault.h) */
     cl_int err = CL_SUCCESS;
     cl_mem m = o->cl->clCreateBuffer(o->ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS) return err;

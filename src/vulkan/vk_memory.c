@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "internal.h"
 #include "vk_internal.h"
 
@@ -44,6 +45,7 @@ static VkResult make_buffer(pkv_vk *vk, VkDeviceSize size, int host, VkBuffer *b
     if (type < 0) r = VK_ERROR_OUT_OF_DEVICE_MEMORY;
     VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size,
                                 .memoryTypeIndex = (uint32_t)type};
+    if (r == VK_SUCCESS && pkv_fault_device_alloc()) r = VK_ERROR_OUT_OF_DEVICE_MEMORY; /* tests only */
     if (r == VK_SUCCESS) r = vk->f.vkAllocateMemory(vk->device, &mai, NULL, mem);
     if (r == VK_SUCCESS) r = vk->f.vkBindBufferMemory(vk->device, *buf, *mem, 0);
     if (r != VK_SUCCESS) {
