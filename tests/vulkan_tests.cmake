@@ -21,3 +21,20 @@ pkv_add_test(test_vulkan_record SOURCES test_vulkan_record.c)
 target_include_directories(test_vulkan_record PRIVATE ${PROJECT_SOURCE_DIR}/src/vulkan ${PKV_VULKAN_INCLUDE_DIR})
 add_test(NAME test_vulkan_record COMMAND test_vulkan_record)
 set_tests_properties(test_vulkan_record PROPERTIES TIMEOUT 300 ENVIRONMENT "${PKV_VK_TEST_ENV}" LABELS vulkan)
+
+# The same under the Khronos validation layer with synchronization validation, where the layer is
+# installed (Debian: vulkan-validationlayers): any validation message fails it.
+find_file(PKV_VK_VALIDATION_JSON VkLayer_khronos_validation.json PATHS /usr/share/vulkan/explicit_layer.d
+          /usr/local/share/vulkan/explicit_layer.d NO_DEFAULT_PATH)
+if(PKV_VK_VALIDATION_JSON)
+  set(pkv_vk_val_dir ${CMAKE_CURRENT_BINARY_DIR}/vk_validation)
+  file(WRITE ${pkv_vk_val_dir}/vk_layer_settings.txt
+       "khronos_validation.enables = VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT\n"
+       "khronos_validation.report_flags = error,warn\n"
+       "khronos_validation.debug_action = VK_DBG_LAYER_ACTION_LOG_MSG\n"
+       "khronos_validation.log_filename = stdout\n")
+  add_test(NAME test_vulkan_record_validation COMMAND test_vulkan_record)
+  set_tests_properties(test_vulkan_record_validation PROPERTIES TIMEOUT 600 LABELS vulkan
+    ENVIRONMENT "VK_INSTANCE_LAYERS=VK_LAYER_KHRONOS_validation;VK_LAYER_SETTINGS_PATH=${pkv_vk_val_dir};${PKV_VK_TEST_ENV}"
+    FAIL_REGULAR_EXPRESSION "VUID-|SYNC-|Validation Error|Validation Warning|UNASSIGNED-")
+endif()
