@@ -155,6 +155,9 @@ static void enqueued_equals_synchronous(void **state)
     if (!app_open(&a)) skip();
     pkv_seq ss, es;
     pkv_cache *sync = new_cache(&a, &ss), *enq = new_cache(&a, &es);
+    TU_OK(pkv_prewarm(enq, QH, 1)); /* the attention program now: none is built while enqueueing */
+    const uint32_t programs = ((pkv_ocl *)a.ctx->be->impl)->n_attn;
+    assert_true(programs >= 1);
     fill_prompt(&a, 11);
     cl_event ev = NULL;
     for (uint32_t l = 0; l < L; l++) {
@@ -180,6 +183,7 @@ static void enqueued_equals_synchronous(void **state)
             assert_memory_equal(got, want[l], QB);
         }
     }
+    assert_int_equal(((pkv_ocl *)a.ctx->be->impl)->n_attn, programs);
     uint32_t flags = 1, first = 0;
     TU_OK(pkv_opencl_read_status(enq, &flags, &first, 0));
     assert_int_equal(flags, 0);

@@ -61,6 +61,7 @@ static const pkv_backend_iface ocl_iface = {
     .flush = pkv_ocl_flush,
     .write_window = pkv_ocl_write_window,
     .attention = pkv_ocl_attention,
+    .prewarm = pkv_ocl_prewarm,
     .measure_read = pkv_ocl_measure_read,
     .last_op_ms = pkv_ocl_last_op_ms,
 };

@@ -130,6 +130,7 @@ pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op 
 pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
 pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op);
 pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
+pkv_status pkv_ocl_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len);
 
 /* Kernel argument helper: sets args in order, each given as (size, pointer). */
 cl_int pkv_ocl_args(pkv_ocl *o, cl_kernel k, int n, ...);

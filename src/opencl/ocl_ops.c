@@ -395,24 +395,48 @@ static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn
         if ((op->seqs[s].bank_count + 63) / 64 > A[21]) A[21] = (op->seqs[s].bank_count + 63) / 64;
 }
 
+/* The attention program's shape for an op's query rows: the most rows per work-group that fit in
+ * local memory, with the V codes staged if possible. Attention and pkv_ocl_prewarm share it. */
+static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op, uint32_t shape[PKV_OCL_ATTN_SHAPE])
+{
+    uint32_t nr = pkv_attn_rows_per_group(op, g->H, 8), stage_v = 1;
+    while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
+    if (attn_local_bytes(g, nr, stage_v) > o->local_mem) {
+        stage_v = 0;
+        nr = pkv_attn_rows_per_group(op, g->H, 8);
+        while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
+    }
+    const pkv_attn_shape ks = pkv_attn_shape_for(g);
+    const uint32_t s[PKV_OCL_ATTN_SHAPE] = {g->d, g->G, g->k_bits, g->v_bits, g->mode, nr,
+                                            g->mode == PKV_MODE_PATTERN ? g->capacity : 1, stage_v, ks.vch, ks.stage_k, ks.bps};
+    memcpy(shape, s, sizeof s);
+}
+
+pkv_status pkv_ocl_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len)
+{
+    pkv_ocl *o = pkv_ocl_of(be);
+    pkv_status s = PKV_OK;
+    for (uint32_t ql = 1; ql <= max_q_len && ql <= 64 && s == PKV_OK; ql++) { /* rows per work-group <= 8 */
+        pkv_attn_op op = {.n_seqs = 1, .q_len = ql, .n_q_heads = n_q_heads};
+        uint32_t shape[PKV_OCL_ATTN_SHAPE];
+        attn_shape(o, g, &op, shape);
+        pkv_ocl_attn_program *prog;
+        s = pkv_ocl_attn_program_get(o, shape, &prog); /* built once per shape, then found */
+    }
+    return s;
+}
+
 pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
 {
     pkv_ocl *o = pkv_ocl_of(be);
     const pkv_geom *g = st->g;
     const uint32_t H = g->H, d = g->d, ns = op->n_seqs;
     const int pattern = g->mode == PKV_MODE_PATTERN;
-    /* the most rows per work-group that fit in local memory, with the V codes staged if possible */
-    uint32_t nr = pkv_attn_rows_per_group(op, H, 8), stage_v = 1;
-    while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
-    if (attn_local_bytes(g, nr, stage_v) > o->local_mem) {
-        stage_v = 0;
-        nr = pkv_attn_rows_per_group(op, H, 8);
-        while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
-    }
     pkv_ocl_attn_program *prog;
+    uint32_t shape[PKV_OCL_ATTN_SHAPE];
+    attn_shape(o, g, op, shape);
+    const uint32_t nr = shape[5];
     const pkv_attn_shape ks = pkv_attn_shape_for(g);
-    const uint32_t shape[PKV_OCL_ATTN_SHAPE] = {d, g->G, g->k_bits, g->v_bits, g->mode, nr, pattern ? g->capacity : 1, stage_v,
-                                                ks.vch, ks.stage_k, ks.bps};
     const uint32_t wg = ks.bps * g->G;
     pkv_status s = pkv_ocl_attn_program_get(o, shape, &prog);
     if (s != PKV_OK) return s;
