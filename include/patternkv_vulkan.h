@@ -138,9 +138,12 @@ PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_pa
  *   are host or device out-of-memory, a pipeline that could not be built (pkv_prewarm builds them
  *   all first), budget, or argument errors (those are found before anything is recorded).
  *
- * Threads. Calls on one context are serialised by the context (a recorded call holds its lock for
- * the whole call); the application must not record into `cmd` from another thread during a call
- * (Vulkan's rule for command buffers). Recording never touches `queue`. */
+ * Threads. As for every call (README: Threads), a context and its caches are used by one thread at
+ * a time; the application must not record into `cmd` from another thread during a call (Vulkan's
+ * rule for command buffers). Recording never touches `queue`, so the engine may submit other work
+ * to it meanwhile. Recording cost on the host: a few table writes per call (vkCmdUpdateBuffer of the
+ * block tables), no allocation of Vulkan objects once the pipelines exist (pkv_prewarm) and the
+ * library's buffers have grown to their working size. */
 PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, pkv_seq seq, uint32_t layer,
                                          uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
                                          VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype);
