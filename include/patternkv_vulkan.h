@@ -128,9 +128,11 @@ PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_pa
  *   pkv_context_free must not be called while one is pending. Submit each recorded command buffer
  *   at most once, in the order the calls were recorded (recording decided the cache's state in that
  *   order), and not re-recorded: VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT is fine.
- * - Memory the library outgrows once a call was recorded (arenas, its scratch) is kept until the
- *   context is freed, since a pending command buffer may still use it; size it up front
- *   (pkv_context_params.device_page_bytes, pkv_prewarm) to avoid growth during a decode loop.
+ * - Device memory the library releases once a call was recorded on the context (arenas and scratch
+ *   it outgrows, the arenas of a freed cache) is kept until the context is freed, since a pending
+ *   command buffer may still use it; growth is by doubling, so at most about as much again. Size
+ *   things up front (pkv_context_params.device_page_bytes, pkv_prewarm, a first step) so that a
+ *   decode loop does not grow them.
  * - Synchronous calls on the context (pkv_append, pkv_attention, pkv_read_kv, save, ...) wait only
  *   for their own work: do not make them while a recorded command buffer is pending.
  * - When a recorded call returns an error, parts of it may already be in `cmd`: do not submit
