@@ -126,8 +126,11 @@ PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_pa
  * - The cache and the context must outlive every command buffer with recorded PatternKV commands
  *   until it completed (or was reset without being submitted); pkv_cache_free, pkv_seq_free and
  *   pkv_context_free must not be called while one is pending. Submit each recorded command buffer
- *   at most once, in the order the calls were recorded (recording decided the cache's state in that
- *   order), and not re-recorded: VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT is fine.
+ *   once, in the order the calls were recorded (recording decided the cache's state in that order),
+ *   to one queue (the barriers of a call order it after the library's commands recorded before it,
+ *   which holds in submission order on one queue; across queues, order them with semaphores).
+ *   VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT is fine; a command buffer may be reset and recorded
+ *   again once its submission completed.
  * - Device memory the library releases once a call was recorded on the context (arenas and scratch
  *   it outgrows, the arenas of a freed cache) is kept until the context is freed, since a pending
  *   command buffer may still use it; growth is by doubling, so at most about as much again. Size

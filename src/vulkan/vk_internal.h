@@ -93,7 +93,8 @@ typedef struct pkv_vk {
      * buffer is retired (a pending command buffer of the application may still use it) until the
      * context is freed. */
     int external, recorded_once;
-    VkCommandBuffer own_cb;
+    int after_barrier;         /* recorded: the library's last command in vk->cb is a full barrier */
+    VkCommandBuffer own_cb, last_cmd; /* the library's own; the last application one recorded into */
     pkv_buf **retired;
     uint32_t n_retired, cap_retired;
     VkDescriptorPool *ext_pools;
@@ -162,8 +163,11 @@ pkv_status pkv_vk_submit_wait(pkv_vk *vk);
 /* Ends an op: submits what is recorded, waits, resets the descriptor pool. */
 pkv_status pkv_vk_finish(pkv_vk *vk);
 /* Recorded commands only: a barrier from every earlier compute or transfer command of the command
- * buffer, at the start of each op (the library's own submissions are ordered by their fence waits). */
+ * buffer, at the start of each op (the library's own submissions are ordered by their fence waits),
+ * unless the library's last command was such a barrier already (pkv_vk_op_end_barrier). */
 void pkv_vk_op_start(pkv_vk *vk);
+/* Ends an op with a full barrier; in recorded mode the next op_start then needs none. */
+void pkv_vk_op_end_barrier(pkv_vk *vk);
 /* Abandons a half-recorded op after an error (nothing recorded runs). */
 void pkv_vk_abandon(pkv_vk *vk);
 /* Room for bytes in the staging ring: *got is at most `want`, a multiple of `unit` (>= unit), at

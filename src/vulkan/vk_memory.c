@@ -343,7 +343,16 @@ pkv_status pkv_vk_begin(pkv_vk *vk)
 
 void pkv_vk_op_start(pkv_vk *vk)
 {
-    if (vk->external) pkv_vk_barrier(vk);
+    if (vk->external && !vk->after_barrier) pkv_vk_barrier(vk);
+    vk->after_barrier = 0;
+}
+
+void pkv_vk_op_end_barrier(pkv_vk *vk)
+{
+    pkv_vk_barrier(vk);
+    /* Recorded mode: what the library records before the next op_start (arena growth, chunk
+     * copies) ends with a barrier of its own, so this one still separates the ops. */
+    vk->after_barrier = vk->external;
 }
 
 void pkv_vk_barrier(pkv_vk *vk)

@@ -460,7 +460,7 @@ pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_w
         }
         if (s == PKV_OK && nreg) vk->f.vkCmdCopyBuffer(vk->cb, src, dst, nreg, vk->regions);
     }
-    if (s == PKV_OK) pkv_vk_barrier(vk);
+    if (s == PKV_OK) pkv_vk_op_end_barrier(vk);
     else pkv_vk_abandon(vk);
     pthread_mutex_unlock(&vk->lock);
     return s;

@@ -39,6 +39,6 @@ pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in)
             in->status_word, in->max_abs, in->flag, in->layer};
         s = pkv_vk_dispatch(vk, pipe, bufs, &pc, sizeof pc, gx, gy ? gy : 1, 1);
     }
-    if (s == PKV_OK) pkv_vk_barrier(vk);
+    if (s == PKV_OK) pkv_vk_op_end_barrier(vk);
     return s;
 }
