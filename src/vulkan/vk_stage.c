@@ -31,9 +31,12 @@ pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in)
     }
     pkv_vk_barrier(vk);
     pkv_buf *bufs[4] = {vk->scratch, vk->staged, vk->status, NULL};
-    const uint32_t pairs = (uint32_t)(in->n_values / 2), groups = (pairs + WG_STAGE - 1) / WG_STAGE;
+    /* the raw sources lie back to back when their bytes are whole words (always for K/V: head_dim is
+     * a multiple of 8), and so do the outputs: one dispatch converts them all */
+    const uint32_t n_disp = rw * 4 == in_bytes ? 1 : in->n_src, per = in->n_src / n_disp;
+    const uint32_t pairs = (uint32_t)(in->n_values / 2) * per, groups = (pairs + WG_STAGE - 1) / WG_STAGE;
     const uint32_t gx = groups < 65535u ? (groups ? groups : 1) : 65535u, gy = (groups + gx - 1) / gx;
-    for (uint32_t i = 0; s == PKV_OK && i < in->n_src; i++) {
+    for (uint32_t i = 0; s == PKV_OK && i < n_disp; i++) {
         struct { uint32_t n_pairs, in_f16, out_f32, raw_off, out_off, status_word; float max_abs; uint32_t flag, layer; } pc = {
             pairs, in->dtype == PKV_F16, (uint32_t)in->to_f32, (uint32_t)(rw * i), (uint32_t)(out_bytes * i / 4),
             in->status_word, in->max_abs, in->flag, in->layer};
