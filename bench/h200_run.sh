@@ -37,20 +37,22 @@ if [ "${2:-tests}" != notests ]; then
   sort "$OUT/tests.txt"
   grep -h "FAILED\|Failure\|rel err\|rel diff" "$OUT"/t_*.log | sort | uniq -c | sort -rn | head -12
 fi
-# $PKV_RUNS: one run a line, "bench|backend|args" (pkv bench) or "sweep|backend|args|variants" (pkv-attn-sweep).
+# $PKV_RUNS: one run a line, "bench|backend|args" (pkv bench) or "sweep|backend|args|variants" (pkv-attn-sweep);
+# Each run is stopped after $PKV_RUN_TIMEOUT seconds (default 600): one slow run leaves time for the rest.
+# each stopped after $PKV_RUN_TIMEOUT seconds (default 600), so that one slow run leaves time for the rest.
 i=0
 while IFS='|' read -r what be args variants; do
   [ -n "$what" ] || continue
   i=$((i + 1))
   if [ "$what" = bench ]; then
     echo "== bench $i $be $args ($(date +%T))"
-    "$B/pkv" bench --backend "$be" $args --json "$OUT/bench_${i}_$be.json" >/tmp/bench_${i}.txt 2>&1
+    timeout "${PKV_RUN_TIMEOUT:-600}" "$B/pkv" bench --backend "$be" $args --json "$OUT/bench_${i}_$be.json" >/tmp/bench_${i}.txt 2>&1
     echo "exit $? ($(date +%T))"
     grep -A16 "^Decode attention speed" /tmp/bench_${i}.txt | grep -v "^  The batch\|^  cache that\|GB/s = \|host ms:\|^$"
     grep -A4 "^Write path" /tmp/bench_${i}.txt
     grep -A6 "^Decode step" /tmp/bench_${i}.txt
   else
     echo "== sweep $i $be $args ($(date +%T))"
-    "$B/pkv-attn-sweep" --backend "$be" $args --variants "$variants" 2>&1
+    timeout "${PKV_RUN_TIMEOUT:-600}" "$B/pkv-attn-sweep" --backend "$be" $args --variants "$variants" 2>&1
   fi
 done <<<"${PKV_RUNS:-}"
