@@ -38,7 +38,6 @@ if [ "${2:-tests}" != notests ]; then
   grep -h "FAILED\|Failure\|rel err\|rel diff" "$OUT"/t_*.log | sort | uniq -c | sort -rn | head -12
 fi
 # $PKV_RUNS: one run a line, "bench|backend|args" (pkv bench) or "sweep|backend|args|variants" (pkv-attn-sweep);
-# Each run is stopped after $PKV_RUN_TIMEOUT seconds (default 600): one slow run leaves time for the rest.
 # each stopped after $PKV_RUN_TIMEOUT seconds (default 600), so that one slow run leaves time for the rest.
 i=0
 while IFS='|' read -r what be args variants; do
