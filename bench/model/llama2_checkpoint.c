@@ -3,6 +3,7 @@
 #include "llama2.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ int llama2_load(const char *path, llama2_model *m, char *err, size_t err_len)
     llama2_config *c = &m->cfg;
     c->dim = h[0], c->hidden_dim = h[1], c->n_layers = h[2], c->n_heads = h[3], c->n_kv_heads = h[4];
     c->shared_classifier = h[5] > 0;
-    c->vocab_size = h[5] > 0 ? h[5] : -h[5];
+    c->vocab_size = h[5] > 0 ? h[5] : h[5] == INT32_MIN ? 0 : -h[5]; /* INT32_MIN has no negation (found by fuzz_llama2) */
     c->seq_len = h[6];
     if (c->dim <= 0 || c->dim > 65536 || c->hidden_dim <= 0 || c->hidden_dim > 1 << 20 || c->n_layers <= 0 ||
         c->n_layers > 1024 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->vocab_size <= 0 ||

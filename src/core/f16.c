@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "cpu_features.h"
 #include "f16.h"
 #include "internal.h"
 
@@ -35,7 +36,7 @@ __attribute__((target("avx,f16c"))) static size_t finite_f16c(const float *src, 
 size_t pkv_f32_to_f16_finite(const float *src, uint16_t *dst, size_t n)
 {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (__builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c") && !getenv("PKV_NO_F16C")) return finite_f16c(src, dst, n);
+    if (pkv_cpu_has_f16c() && !getenv("PKV_NO_F16C")) return finite_f16c(src, dst, n);
 #endif
     return finite_scalar(src, dst, 0, n);
 }

@@ -1,4 +1,5 @@
 /* Run-time dispatch of the CPU kernels (cpu_simd.h). */
+#include "cpu_features.h"
 #include "cpu_simd.h"
 
 #include <stdio.h>
@@ -39,12 +40,12 @@ int pkv_cpu_simd_supported(pkv_simd_level level)
 #if defined(PKV_CPU_X86)
     case PKV_SIMD_AVX2:
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && pkv_cpu_has_f16c();
     case PKV_SIMD_AVX512:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && pkv_cpu_has_f16c();
 #endif
 #if defined(PKV_CPU_NEON)
     case PKV_SIMD_NEON: return 1; /* baseline on ARM64 */
