@@ -353,8 +353,12 @@ static void every_scenario_matches_the_cpu_backend(void **state)
 {
     (void)state;
     pkv_context *gpu = gpu_context(), *cpu = tu_cpu_context(1);
+    /* PKV_PARITY_MAX_PROMPT=n leaves out the scenarios with longer prompts (CI's run under the Vulkan
+     * validation layer, which is slow: the shapes are covered by the shorter scenarios) */
+    const char *mp = getenv("PKV_PARITY_MAX_PROMPT");
+    const uint32_t max_prompt = mp && atoi(mp) > 0 ? (uint32_t)atoi(mp) : UINT32_MAX;
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
-        if (!scenarios[i].knob || knob_applies(scenarios[i].knob, tu_backend()))
+        if ((!scenarios[i].knob || knob_applies(scenarios[i].knob, tu_backend())) && scenarios[i].prefill <= max_prompt)
             run_scenario(&scenarios[i], tu_backend(), cpu, gpu);
     TU_OK(pkv_context_free(cpu));
     TU_OK(pkv_context_free(gpu));

@@ -477,9 +477,8 @@ typedef struct attn_push {
 
 /* Bytes of shared memory attn_decode.comp declares for nr rows, with or without the V codes staged
  * (its arrays, in its order). */
-static size_t decode_shared_bytes(const pkv_geom *g, uint32_t nr, int stage_v, int subgroups)
+static size_t decode_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v, int subgroups)
 {
-    const pkv_attn_shape sh = pkv_attn_shape_for(g);
     const size_t nrv = (nr + 3) / 4, bps = sh.bps, wg = bps * g->G, ch = sh.vch;
     const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
     const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
@@ -503,18 +502,27 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
 {
     const uint32_t H = g->H, d = g->d, G = g->G;
     const uint32_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
-    /* the most rows per workgroup that fit in shared memory, with the V codes staged if possible */
+    /* the most rows per workgroup that fit in shared memory, with the V codes staged if possible; when
+     * one row does not fit even unstaged (head_dim 256, a full bank, no subgroup arithmetic), fewer
+     * chunks per step (a smaller workgroup): found by the Vulkan validation layer in CI */
     const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
-    uint32_t nr = pkv_attn_rows_per_group(op, H, 8), stage_v = 1;
-    while (nr > 1 && decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) nr /= 2;
-    if (decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) {
-        stage_v = 0;
-        nr = pkv_attn_rows_per_group(op, H, 8);
-        while (nr > 1 && decode_shared_bytes(g, nr, stage_v, vk->subgroup_arith) > limit) nr /= 2;
+    pkv_attn_shape shape = pkv_attn_shape_for(g);
+    uint32_t nr = 1, stage_v = 0;
+    for (;;) {
+        const int sub = vk->subgroup_arith;
+        nr = pkv_attn_rows_per_group(op, H, 8), stage_v = 1;
+        while (nr > 1 && decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) nr /= 2;
+        if (decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) {
+            stage_v = 0;
+            nr = pkv_attn_rows_per_group(op, H, 8);
+            while (nr > 1 && decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) nr /= 2;
+        }
+        if (decode_shared_bytes(g, shape, nr, stage_v, sub) <= limit || shape.bps == 1) break;
+        shape.bps /= 2;
     }
     memset(c, 0, sizeof *c);
     c->nr = nr, c->stage_v = stage_v;
-    c->shape = pkv_attn_shape_for(g);
+    c->shape = shape;
     c->wg = c->shape.bps * G;
     const uint32_t base[8] = {0, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     for (int i = 0; i < 3; i++) memcpy(c->spec[i], base, sizeof base);
