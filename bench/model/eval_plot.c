@@ -68,10 +68,13 @@ int eval_write_plot(const eval_options *o, const llama2_model *m, const eval_res
                "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' viewBox='0 0 %d %d' "
                "font-family='sans-serif' font-size='13'>\n<rect width='100%%' height='100%%' fill='white'/>\n",
             W, H, W, H);
-    char name[512];
+    char name[512], win[32];
     const char *slash = strrchr(o->model, '/');
-    snprintf(name, sizeof name, "%s: head_dim %d, %d layers; group %u, window %s; %u-token prompt", slash ? slash + 1 :
-             o->model, m->cfg.head_dim, m->cfg.n_layers, o->group_size, o->window ? "fixed" : "= group", o->prefill);
+    if (o->window) snprintf(win, sizeof win, "%u", o->window);
+    else snprintf(win, sizeof win, "= group");
+    snprintf(name, sizeof name, "%s: head_dim %d, %d layers; %u tokens from byte %u; group %u, window %s; "
+             "%u-token prompt", slash ? slash + 1 : o->model, m->cfg.head_dim, m->cfg.n_layers, o->tokens, o->offset,
+             o->group_size, win, o->prefill);
     escape(name);
     fprintf(f, "<text x='%d' y='%d' text-anchor='middle' font-size='15'>Bits per byte against cache size</text>\n",
             X0 + PW / 2, Y0 - 30);
