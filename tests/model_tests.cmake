@@ -52,3 +52,12 @@ if(PKV_WITH_OPENCL)
   set_tests_properties(test_model_kv_opencl PROPERTIES ENVIRONMENT "PKV_TEST_BACKEND=opencl" TIMEOUT 600
                        LABELS "opencl;model")
 endif()
+
+# llama2.c version-2 (Q8_0) checkpoints: the reader against an fp64 dequantization, broken files, and
+# the committed second model (data/tinyllm2/model.bin).
+add_executable(test_model_q8 ${CMAKE_CURRENT_LIST_DIR}/test_model_q8.c)
+target_link_libraries(test_model_q8 PRIVATE pkv_model pkv_testutil)
+target_compile_definitions(test_model_q8 PRIVATE _POSIX_C_SOURCE=200809L
+  PKV_MODEL2_PATH="${PROJECT_SOURCE_DIR}/data/tinyllm2/model.bin")
+add_test(NAME test_model_q8 COMMAND test_model_q8)
+set_tests_properties(test_model_q8 PROPERTIES TIMEOUT 300 LABELS "cpu;model")

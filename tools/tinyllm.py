@@ -189,11 +189,18 @@ def export_llama2c(model, path):
             f.write(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
 
 
+Q8_MAGIC = 0x616B3432  # llama2.c version-2 (Q8_0) checkpoints, as tools/export_q8.py writes them
+
+
 def load_llama2c(path):
-    """Reads a llama2.c version-0 checkpoint with a shared classifier into a Transformer (fp32, CPU)."""
+    """Reads a llama2.c checkpoint with a shared classifier into a Transformer (fp32, CPU): version 0
+    (fp32) or version 2 (Q8_0, dequantized as w = q * scale per group; layout in tools/export_q8.py)."""
     with open(path, "rb") as f:
-        header = struct.unpack("<7i", f.read(28))
-        data = f.read()
+        raw = f.read()
+    if struct.unpack("<I", raw[:4])[0] == Q8_MAGIC:
+        return _load_q8(path, raw)
+    header = struct.unpack("<7i", raw[:28])
+    data = raw[28:]
     dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len = header
     if vocab <= 0:
         raise ValueError("only checkpoints with a shared classifier are supported here")
@@ -211,4 +218,40 @@ def load_llama2c(path):
     expect = off + 2 * seq_len * (cfg.head_dim // 2)
     if flat.numel() != expect:
         raise ValueError("%s: %d floats, expected %d" % (path, flat.numel(), expect))
+    return model
+
+
+def _load_q8(path, raw):
+    version = struct.unpack("<i", raw[4:8])[0]
+    dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len = struct.unpack("<7i", raw[8:36])
+    shared, gs = raw[36], struct.unpack("<i", raw[37:41])[0]
+    if version != 2 or not shared:
+        raise ValueError("%s: only version-2 checkpoints with a shared classifier are supported here" % path)
+    model = Transformer(Config(dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len))
+    buf = bytearray(raw)
+    off = 256
+
+    def fp32(n):
+        nonlocal off
+        t = torch.frombuffer(buf, dtype=torch.float32, count=n, offset=off)
+        off += 4 * n
+        return t
+
+    L = model.layers
+    with torch.no_grad():
+        for p in [l.attention_norm.weight for l in L] + [l.ffn_norm.weight for l in L] + [model.norm.weight]:
+            p.copy_(fp32(p.numel()).view_as(p))
+        quantized = [model.tok_embeddings.weight] + [
+            get(l) for get in (lambda l: l.attention.wq.weight, lambda l: l.attention.wk.weight,
+                               lambda l: l.attention.wv.weight, lambda l: l.attention.wo.weight,
+                               lambda l: l.feed_forward.w1.weight, lambda l: l.feed_forward.w2.weight,
+                               lambda l: l.feed_forward.w3.weight) for l in L]
+        for p in quantized:
+            n = p.numel()
+            q = torch.frombuffer(buf, dtype=torch.int8, count=n, offset=off).float()
+            off += n
+            s = fp32(n // gs)
+            p.copy_((q.view(-1, gs) * s[:, None]).view_as(p))
+    if off != len(raw):
+        raise ValueError("%s: %d bytes, expected %d" % (path, len(raw), off))
     return model

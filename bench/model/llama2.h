@@ -7,7 +7,8 @@
  * wk [L][KV*hd][dim], wv [L][KV*hd][dim], wo [L][dim][H*hd], rms_ffn [L][dim], w1 [L][hidden][dim],
  * w2 [L][dim][hidden], w3 [L][hidden][dim], rms_final [dim], two unused RoPE tables
  * [seq_len][hd/2] each, and a classifier [vocab][dim] only when vocab_size < 0 (> 0: the classifier
- * is the embedding). hd = dim / n_heads. */
+ * is the embedding). hd = dim / n_heads. llama2_load also reads llama2.c's "version 2" (Q8_0, runq.c;
+ * docs/MODEL.md) and dequantizes it into this layout. */
 #ifndef PKV_MODEL_LLAMA2_H
 #define PKV_MODEL_LLAMA2_H
 
