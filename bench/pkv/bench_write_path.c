@@ -17,22 +17,10 @@
 
 #include "bench.h"
 #include "kv_data.h"
+#include "bench_util.h"
 #include "timer.h"
 
 #define FLUSHES 3u       /* decode windows timed per config */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, uint32_t n)
-{
-    if (!n) return NAN;
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int fail(char *err, size_t err_len, const char *what, pkv_status s)
 {
@@ -117,9 +105,9 @@ static int run_config(pkv_context *ctx, const bench_options *o, const bench_conf
         else app[na++] = host * 1e3;
         compressed = st.tokens_compressed;
     }
-    wr->append_all_layers_us = median(app, na);
-    wr->flush_ms_per_window = median(fl_dev, nf);
-    wr->flush_host_ms_per_window = median(fl_host, nf);
+    wr->append_all_layers_us = bench_median(app, na);
+    wr->flush_ms_per_window = bench_median(fl_dev, nf);
+    wr->flush_host_ms_per_window = bench_median(fl_host, nf);
     wr->flushes = nf;
     rc = 0;
 done:

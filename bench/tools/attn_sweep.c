@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "gpu_clocks.h"
 #include "patternkv.h"
 
@@ -34,18 +35,6 @@ static float uniform(void) /* xorshift64*, in [-1, 1) */
 {
     rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
     return (float)((rng_state * 0x2545F4914F6CDD1Dull) >> 40) / (float)(1u << 23) - 1.0f;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n ? v[n / 2] : NAN;
 }
 
 #define CHECK(call)                                                                                          \
@@ -194,8 +183,8 @@ int main(int argc, char **argv)
             diff = fmax(diff, fabs((double)out[i] - ref[i]));
             norm = fmax(norm, fabs((double)ref[i]));
         }
-        double ms = median(dev, (int)steps);
-        printf("%-48s %10.4f %10.4f %9.1f %8.1f%% %11.2e\n", *var ? var : "(default)", ms, median(host, (int)steps),
+        double ms = bench_median(dev, steps);
+        printf("%-48s %10.4f %10.4f %9.1f %8.1f%% %11.2e\n", *var ? var : "(default)", ms, bench_median(host, steps),
                bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / bw, diff / norm);
         fflush(stdout);
         for (int i = 0; i < n_names; i++) unsetenv(names[i]);
