@@ -412,6 +412,17 @@ pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, c
     return s;
 }
 
+/* The four storage-buffer bindings of a kernel's descriptor set. */
+static void write_set(pkv_vk *vk, VkDescriptorSet set, const VkDescriptorBufferInfo bi[4])
+{
+    VkWriteDescriptorSet w[4];
+    for (uint32_t i = 0; i < 4; i++)
+        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = i,
+                                      .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                      .pBufferInfo = &bi[i]};
+    vk->f.vkUpdateDescriptorSets(vk->device, 4, w, 0, NULL);
+}
+
 /* Recorded calls: a set of the four buffers that lives as long as the context (the application
  * submits the command buffer later), one per distinct set of buffers, from pools never reset. */
 static pkv_status external_set(pkv_vk *vk, const VkDescriptorBufferInfo bi[4], VkDescriptorSet *out)
@@ -446,12 +457,7 @@ static pkv_status external_set(pkv_vk *vk, const VkDescriptorBufferInfo bi[4], V
     if (vk->f.vkAllocateDescriptorSets(vk->device, &ai, &set) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkAllocateDescriptorSets failed");
     vk->ext_pool_left--;
-    VkWriteDescriptorSet w[4];
-    for (uint32_t i = 0; i < 4; i++)
-        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = i,
-                                      .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                      .pBufferInfo = &bi[i]};
-    vk->f.vkUpdateDescriptorSets(vk->device, 4, w, 0, NULL);
+    write_set(vk, set, bi);
     memcpy(vk->ext_sets[vk->n_ext_sets].bufs, bi, 4 * sizeof *bi);
     vk->ext_sets[vk->n_ext_sets++].set = set;
     *out = set;
@@ -483,12 +489,7 @@ pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], 
             if (vk->f.vkAllocateDescriptorSets(vk->device, &ai, &set) != VK_SUCCESS)
                 return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkAllocateDescriptorSets failed");
         }
-        VkWriteDescriptorSet w[4];
-        for (uint32_t i = 0; i < 4; i++)
-            w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = i,
-                                          .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                          .pBufferInfo = &bi[i]};
-        vk->f.vkUpdateDescriptorSets(vk->device, 4, w, 0, NULL);
+        write_set(vk, set, bi);
         vk->last_set = set;
         memcpy(vk->last_set_bufs, bi, sizeof bi);
     }
