@@ -139,6 +139,42 @@ static void multi_layer_append_equals_per_layer_appends(void **state)
     free(k), free(v);
 }
 
+/* Window writes staged through the smallest staging ring (64 KiB; a window of 8 groups makes each
+ * round's rows 6x that, so its runs are split over several ring sections and submissions) leave the
+ * same cache as through the default ring. PATTERN and DIRECT. */
+static void window_writes_through_a_small_staging_ring(void **state)
+{
+    (void)state;
+    float *k, *v;
+    make_kv(&k, &v);
+    pkv_context *ctx = tu_context();
+    pkv_context_params p = pkv_context_params_default();
+    p.backend = tu_backend();
+    p.staging_bytes = 64u << 10;
+    pkv_context *small = tu_context_or_skip(&p);
+    for (int mode = 0; mode < 2; mode++) {
+        pkv_cache_config cfg = config((pkv_mode)mode);
+        cfg.window = 8 * G;
+        pkv_cache *a, *b;
+        pkv_seq sa, sb;
+        TU_OK(pkv_cache_create(ctx, &cfg, &a));
+        TU_OK(pkv_cache_create(small, &cfg, &b));
+        TU_OK(pkv_seq_create(a, &sa));
+        TU_OK(pkv_seq_create(b, &sb));
+        uint32_t t = 0;
+        append_all(a, sa, k, v, t, 5), append_all(b, sb, k, v, t, 5), t += 5; /* no mining: window rows */
+        append_all(a, sa, k, v, t, 600), append_all(b, sb, k, v, t, 600), t += 600;
+        for (; t < T; t++) append_all(a, sa, k, v, t, 1), append_all(b, sb, k, v, t, 1);
+        expect_same_file(a, b);
+        expect_same_contents(a, sa, b, sb);
+        TU_OK(pkv_cache_free(a));
+        TU_OK(pkv_cache_free(b));
+    }
+    TU_OK(pkv_context_free(small));
+    TU_OK(pkv_context_free(ctx));
+    free(k), free(v);
+}
+
 /* A forked child shares its parent's bank chunks: its flushes copy the chunk first, per layer. */
 static void multi_layer_append_after_a_fork(void **state)
 {
@@ -309,6 +345,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(multi_layer_append_equals_per_layer_appends),
+        cmocka_unit_test(window_writes_through_a_small_staging_ring),
         cmocka_unit_test(multi_layer_append_after_a_fork),
         cmocka_unit_test(multi_layer_append_errors_store_nothing),
         cmocka_unit_test(attention_with_own_kv_equals_append_then_attend),

@@ -21,6 +21,7 @@
 
 #include "f16.h"
 #include "internal.h"
+#include "profile.h"
 #include "rng.h"
 
 /* The call's fp16 tokens: per layer of the call K [n][H][d] and V [n][H][d] in host memory, or (one
@@ -592,6 +593,7 @@ static pkv_status append_host(pkv_cache *c, pkv_seq seq, uint32_t first, uint32_
         conv = malloc(2 * nl * count * sizeof *conv);
         if (!conv) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     }
+    const double tc = pkv_prof_start();
     for (uint32_t j = 0; j < nl && st == PKV_OK; j++) {
         if (dtype == PKV_F16) {
             ks[j] = k[j], vs[j] = v[j];
@@ -604,6 +606,7 @@ static pkv_status append_host(pkv_cache *c, pkv_seq seq, uint32_t first, uint32_
             ks[j] = kd, vs[j] = vd;
         }
     }
+    pkv_prof_add(PKV_PROF_CHECK, tc);
     token_src src = {ks, vs, NULL, 0, n};
     if (st == PKV_OK) st = append_run(c, pkv_find_seq(c, seq), first, nl, &src);
     free(conv);
@@ -620,7 +623,10 @@ pkv_status pkv_append(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, con
     pkv_status st = pkv_append_check(c, seq, layer, n, dtype);
     if (st != PKV_OK || n == 0) return st;
     if (!k || !v) return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_append: k or v is NULL");
-    return append_host(c, seq, layer, 1, n, &k, &v, dtype);
+    const double t0 = pkv_prof_begin();
+    st = append_host(c, seq, layer, 1, n, &k, &v, dtype);
+    pkv_prof_end("pkv_append", t0, 1, n);
+    return st;
 }
 
 static pkv_append_params append_defaults(void)
@@ -661,7 +667,10 @@ pkv_status pkv_append_layers(pkv_cache *c, const pkv_append_params *params, cons
     for (uint32_t j = 0; j < nl; j++)
         if (!k[j] || !v[j])
             return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "pkv_append_layers: k[%u] or v[%u] is NULL", j, j);
-    return append_host(c, p.seq, p.first_layer, nl, p.n_tokens, k, v, p.dtype);
+    const double t0 = pkv_prof_begin();
+    st = append_host(c, p.seq, p.first_layer, nl, p.n_tokens, k, v, p.dtype);
+    pkv_prof_end("pkv_append_layers", t0, nl, p.n_tokens);
+    return st;
 }
 
 pkv_status pkv_append_device(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_buf *tokens, size_t tokens_off)

@@ -5,6 +5,7 @@
 
 #include "f16.h"
 #include "internal.h"
+#include "profile.h"
 
 #define PKV_Q_LIMIT 18446744073709551616.0 /* 2^64 */
 
@@ -207,7 +208,11 @@ pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *params, const
                           "pkv_attention: q[%zu] = %g is too large: |q| and |q| * scale (%g) must be <= 2^64, or the "
                           "logits overflow fp32", i, (double)qf[i], scale);
     }
-    if (st == PKV_OK) st = run(c, p, (pkv_attn_op){.q = qf, .out = out});
+    if (st == PKV_OK) {
+        const double t0 = pkv_prof_begin();
+        st = run(c, p, (pkv_attn_op){.q = qf, .out = out});
+        pkv_prof_end("pkv_attention", t0, 1, p->q_len);
+    }
     free(qf);
     return st;
 }

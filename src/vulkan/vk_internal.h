@@ -27,6 +27,7 @@ enum pkv_vk_kernel {
     PKV_K_ATTN_MERGE,
     PKV_K_READ_BW,
     PKV_K_STAGE_INPUT,
+    PKV_K_WINDOW_WRITE,
     PKV_K_COUNT
 };
 
@@ -111,6 +112,8 @@ typedef struct pkv_vk {
     VkDeviceMemory ring_mem;
     uint8_t *ring_map;
     VkDeviceSize ring_size, ring_used;
+    pkv_vk_page ring_page;     /* the ring as a pkv_buf (ring_view) that a dispatch can bind; never freed */
+    pkv_buf ring_view;
     pkv_vk_pending_read *pending;
     uint32_t n_pending, cap_pending;
     VkBufferCopy *regions;     /* copy regions of window writes, reused */

@@ -6,6 +6,7 @@
 
 #include "fault.h"
 #include "internal.h"
+#include "profile.h"
 #include "vk_internal.h"
 
 #define PAGE_BYTES_DEFAULT (64ull << 20)
@@ -78,9 +79,13 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk, const pkv_context_params *p)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: command buffer or fence creation failed");
     vk->ring_size = p->staging_bytes ? (p->staging_bytes < RING_BYTES_MIN ? RING_BYTES_MIN : (p->staging_bytes + 255) & ~255ull)
                                      : RING_BYTES;
+    if (vk->ring_size > vk->props.limits.maxStorageBufferRange) /* window writes bind it as a storage buffer */
+        vk->ring_size = vk->props.limits.maxStorageBufferRange & ~255ull;
     if (make_buffer(vk, vk->ring_size, 1, &vk->ring_buf, &vk->ring_mem) != VK_SUCCESS ||
         vk->f.vkMapMemory(vk->device, vk->ring_mem, 0, VK_WHOLE_SIZE, 0, (void **)&vk->ring_map) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: could not allocate the staging ring");
+    vk->ring_page = (pkv_vk_page){.buf = vk->ring_buf, .size = vk->ring_size};
+    vk->ring_view = (pkv_buf){.page = &vk->ring_page, .off = 0, .size = vk->ring_size};
     VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = 4 * 256};
     VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 256,
                                       .poolSizeCount = 1, .pPoolSizes = &ps};
@@ -378,10 +383,13 @@ pkv_status pkv_vk_submit_wait(pkv_vk *vk)
     if (vk->f.vkEndCommandBuffer(vk->cb) != VK_SUCCESS) s = pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkEndCommandBuffer failed");
     if (s == PKV_OK) {
         VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &vk->cb};
+        const double tw = pkv_prof_start();
         if (vk->ext_lock) vk->ext_lock(vk->ext_lock_user);
         VkResult r = vk->f.vkQueueSubmit(vk->queue, 1, &si, vk->fence);
         if (vk->ext_unlock) vk->ext_unlock(vk->ext_lock_user);
         if (r == VK_SUCCESS) r = vk->f.vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE, UINT64_MAX);
+        pkv_prof_add(PKV_PROF_WAIT, tw);
+        pkv_prof_submit();
         vk->f.vkResetFences(vk->device, 1, &vk->fence);
         if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
             s = pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: out of device memory at submit");
@@ -488,7 +496,9 @@ pkv_status pkv_vk_upload_raw(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, const v
         size_t n = 0;
         s = ring_take(vk, bytes, &roff, &n);
         if (s != PKV_OK) break;
+        const double tc = pkv_prof_start();
         memcpy(vk->ring_map + roff, p, n);
+        pkv_prof_add(PKV_PROF_STAGE, tc);
         VkBufferCopy c = {.srcOffset = roff, .dstOffset = off, .size = n};
         vk->f.vkCmdCopyBuffer(vk->cb, vk->ring_buf, dst, 1, &c);
         p += n, off += n, bytes -= n;

@@ -7,6 +7,7 @@
 
 #include "attn_plan.h"
 #include "internal.h"
+#include "profile.h"
 #include "vk_internal.h"
 
 #define WG_SMALL 64u
@@ -73,7 +74,7 @@ static void quant_push_init(const pkv_geom *g, quant_push *q)
 /* ---- the pipelines of the write path ---------------------------------------------------------- */
 
 enum { WP_KM_INIT, WP_KM_ASSIGN, WP_KM_FINAL, WP_KM_PARTIAL, WP_KM_REDUCE, WP_KM_FINISH, WP_KM_STORE, WP_ASSIGN,
-       WP_QUANT, WP_CENTRE, WP_COUNT };
+       WP_QUANT, WP_CENTRE, WP_WINDOW, WP_COUNT };
 
 /* Whether kmeans_partial keeps the M x D sums in shared memory. */
 static int partial_shared(const pkv_vk *vk, const pkv_geom *g)
@@ -108,6 +109,7 @@ static int wp_spec(const pkv_vk *vk, const pkv_geom *g, int which, int *kernel, 
     case WP_KM_STORE: *kernel = PKV_K_KMEANS_STORE, spec[0] = WG_SMALL; return pattern;
     case WP_ASSIGN: *kernel = PKV_K_ASSIGN, spec[0] = WG_SMALL; return pattern;
     case WP_CENTRE: *kernel = PKV_K_FLUSH_CENTRE, spec[0] = WG_SMALL; return pattern;
+    case WP_WINDOW: *kernel = PKV_K_WINDOW_WRITE, spec[0] = WG_SMALL; return 1;
     case WP_QUANT:
         *kernel = PKV_K_QUANT_BLOCK, spec[0] = WG_BLOCK, spec[2] = g->G, spec[3] = g->k_bits, spec[4] = g->v_bits,
         spec[5] = g->mode;
@@ -415,8 +417,56 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
 /* ---- window writes -------------------------------------------------------------------------- */
 
 /* Recorded, not submitted: they run with the next op (one submission for a decode step). Host rows
- * go through the staging ring, as many runs per copy command as fit; device rows are copied in
- * place. */
+ * go through the staging ring, rows then the table of runs, and one window_write dispatch per ring
+ * section copies them all (a run longer than the ring's room is split); device rows (engine
+ * integration) are copied in place, one copy region per run. */
+static pkv_status window_from_host(pkv_vk *vk, const pkv_store *st, const pkv_window_op *op)
+{
+    const size_t row = (size_t)st->g->d * 2, unit = row + 12 + 16;
+    VkPipeline pipe;
+    pkv_status s = wp_pipeline(vk, st->g, WP_WINDOW, &pipe);
+    pkv_buf *bufs[4] = {&vk->ring_view, NULL, NULL, st->windows};
+    uint32_t r = 0, done_rows = 0; /* run r, rows of it already written */
+    while (s == PKV_OK && r < op->n_runs) {
+        size_t want = 16; /* the remaining runs: rows, table entries, the table's alignment */
+        for (uint32_t k = r; k < op->n_runs; k++) want += (size_t)(op->runs[3 * k + 2] - (k == r ? done_rows : 0)) * row + 12;
+        VkDeviceSize roff;
+        size_t got; /* at least one row with its entry */
+        s = pkv_vk_ring_take(vk, want, unit, &roff, &got);
+        if (s != PKV_OK) break;
+        /* how many runs (the last maybe in part) fit: their rows, 12 bytes each, 16 of alignment */
+        uint32_t k = r, kd = done_rows, n_runs = 0;
+        size_t rows_total = 0;
+        while (k < op->n_runs) {
+            const size_t used = 16 + rows_total * row + 12 * ((size_t)n_runs + 1);
+            if (used + row > got) break;
+            uint32_t rows = op->runs[3 * k + 2] - kd;
+            if ((size_t)rows * row > got - used) rows = (uint32_t)((got - used) / row);
+            rows_total += rows, n_runs++;
+            if (kd + rows < op->runs[3 * k + 2]) break; /* split: the rest in the next section */
+            k++, kd = 0;
+        }
+        const double tc = pkv_prof_start();
+        const size_t table_at = (roff + rows_total * row + 15) & ~(size_t)15;
+        uint32_t *table = (uint32_t *)(vk->ring_map + table_at);
+        uint32_t src_row = 0;
+        for (uint32_t i = 0; i < n_runs; i++) {
+            const uint32_t *run = op->runs + 3 * (size_t)r;
+            uint32_t rows = run[2] - done_rows;
+            if (src_row + rows > rows_total) rows = (uint32_t)rows_total - src_row;
+            memcpy(vk->ring_map + roff + (size_t)src_row * row, op->rows + ((size_t)run[0] + done_rows) * st->g->d, rows * row);
+            table[3 * i] = src_row, table[3 * i + 1] = run[1] + done_rows, table[3 * i + 2] = rows;
+            src_row += rows, done_rows += rows;
+            if (done_rows == run[2]) r++, done_rows = 0;
+        }
+        pkv_prof_add(PKV_PROF_STAGE, tc);
+        const uint32_t push[3] = {(uint32_t)(table_at / 4), (uint32_t)(roff / 16), n_runs};
+        const uint32_t gx = n_runs < 65535 ? n_runs : 65535;
+        s = pkv_vk_dispatch(vk, pipe, bufs, push, sizeof push, gx, ceil_div(n_runs, gx), 1);
+    }
+    return s;
+}
+
 pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op)
 {
     pkv_vk *vk = pkv_vk_of(be);
@@ -424,41 +474,18 @@ pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_w
     pthread_mutex_lock(&vk->lock);
     pkv_status s = pkv_vk_begin(vk);
     pkv_vk_op_start(vk);
-    VkBuffer dst = st->windows->page->buf;
-    const VkDeviceSize dst0 = st->windows->off;
-    uint32_t r = 0, done_rows = 0; /* run r, rows of it already copied */
-    while (s == PKV_OK && r < op->n_runs) {
-        uint32_t nreg = 0;
-        VkBuffer src;
-        if (op->rows) {
-            size_t want = 0; /* bytes of the remaining runs */
-            for (uint32_t k = r; k < op->n_runs; k++) want += (size_t)(op->runs[3 * k + 2] - (k == r ? done_rows : 0)) * row;
-            VkDeviceSize roff;
-            size_t got;
-            s = pkv_vk_ring_take(vk, want, row, &roff, &got);
-            if (s != PKV_OK) break;
-            src = vk->ring_buf;
-            while (got >= row && r < op->n_runs) {
-                const uint32_t *run = op->runs + 3 * (size_t)r;
-                uint32_t rows = run[2] - done_rows;
-                if ((size_t)rows * row > got) rows = (uint32_t)(got / row);
-                s = pkv_vk_regions_reserve(vk, nreg + 1);
-                if (s != PKV_OK) break;
-                memcpy(vk->ring_map + roff, op->rows + ((size_t)run[0] + done_rows) * st->g->d, rows * row);
-                vk->regions[nreg++] = (VkBufferCopy){roff, dst0 + ((VkDeviceSize)run[1] + done_rows) * row, rows * row};
-                roff += rows * row, got -= rows * row, done_rows += rows;
-                if (done_rows == run[2]) r++, done_rows = 0;
-            }
-        } else {
-            src = op->rows_buf->page->buf;
-            s = pkv_vk_regions_reserve(vk, op->n_runs);
-            for (; s == PKV_OK && r < op->n_runs; r++) {
-                const uint32_t *run = op->runs + 3 * (size_t)r;
-                vk->regions[nreg++] = (VkBufferCopy){op->rows_buf->off + op->rows_off + (VkDeviceSize)run[0] * row,
-                                                     dst0 + (VkDeviceSize)run[1] * row, run[2] * row};
-            }
+    if (s == PKV_OK && op->rows) {
+        s = window_from_host(vk, st, op);
+    } else if (s == PKV_OK) {
+        const VkDeviceSize dst0 = st->windows->off;
+        s = pkv_vk_regions_reserve(vk, op->n_runs);
+        for (uint32_t r = 0; s == PKV_OK && r < op->n_runs; r++) {
+            const uint32_t *run = op->runs + 3 * (size_t)r;
+            vk->regions[r] = (VkBufferCopy){op->rows_buf->off + op->rows_off + (VkDeviceSize)run[0] * row,
+                                            dst0 + (VkDeviceSize)run[1] * row, run[2] * row};
         }
-        if (s == PKV_OK && nreg) vk->f.vkCmdCopyBuffer(vk->cb, src, dst, nreg, vk->regions);
+        if (s == PKV_OK && op->n_runs)
+            vk->f.vkCmdCopyBuffer(vk->cb, op->rows_buf->page->buf, st->windows->page->buf, op->n_runs, vk->regions);
     }
     if (s == PKV_OK) pkv_vk_op_end_barrier(vk);
     else pkv_vk_abandon(vk);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "profile.h"
 #include "pkv_vk_shaders.h"
 #include "vk_internal.h"
 
@@ -35,6 +36,7 @@ static const struct { const uint32_t *code; const size_t *size; } spirv[PKV_K_CO
     [PKV_K_ATTN_MERGE] = {pkv_spv_attn_merge, &pkv_spv_attn_merge_size},
     [PKV_K_READ_BW] = {pkv_spv_read_bw, &pkv_spv_read_bw_size},
     [PKV_K_STAGE_INPUT] = {pkv_spv_stage_input, &pkv_spv_stage_input_size},
+    [PKV_K_WINDOW_WRITE] = {pkv_spv_window_write, &pkv_spv_window_write_size},
 };
 
 #define CACHE_MAGIC 0x43504b50u /* "PKPC" */
@@ -368,7 +370,9 @@ pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipel
     if (s != PKV_OK) return s;
     create_job j = {.vk = vk, .kernel = kernel};
     memcpy(j.spec, spec, sizeof j.spec);
+    const double tp = pkv_prof_start();
     create_one(&j);
+    pkv_prof_add(PKV_PROF_PIPE, tp);
     if (j.r != VK_SUCCESS) return creation_failed(kernel, j.r);
     keep(vk, &j);
     *out = j.pipe;
@@ -395,6 +399,7 @@ pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, c
     if (threads > nj) threads = nj;
     if (threads > 16) threads = 16;
     /* jobs k, k + threads, ... on thread k; thread 0 is this one */
+    const double tp = pkv_prof_start();
     pthread_t th[16];
     int started[16] = {0};
     create_share sh[16];
@@ -405,6 +410,7 @@ pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, c
         if (started[t]) pthread_join(th[t], NULL);
         else run_share(&sh[t]);
     }
+    pkv_prof_add(PKV_PROF_PIPE, tp);
     for (uint32_t i = 0; i < nj; i++) {
         if (jobs[i].r == VK_SUCCESS) keep(vk, &jobs[i]);
         else if (s == PKV_OK) s = creation_failed(jobs[i].kernel, jobs[i].r);
