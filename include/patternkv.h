@@ -204,6 +204,24 @@ typedef enum pkv_k_assign {
 
 PKV_API const char *pkv_k_assign_name(pkv_k_assign a); /* "minmax", "l2", "range" */
 
+/* When a PATTERN sequence mines its banks (k-means over its first tokens; README "Mining and chunked
+ * prefill"). Both give the same cache when the first append of a layer holds >= n_patterns tokens. */
+typedef enum pkv_mining {
+    PKV_MINING_AT_M = 0,      /* when the layer first holds >= n_patterns tokens, over all of them: an
+                                 append that brings the window's tokens (fewer than n_patterns, all still
+                                 fp16) to n_patterns or more mines over the window's tokens then the
+                                 call's, and the cache is bit for bit the one a single append of those
+                                 tokens gives. A prefill in chunks shorter than n_patterns, or decode from
+                                 an empty sequence, still mines. No extra memory: the fp16 window is the
+                                 staging area (so with n_patterns > window, tokens that reach a flush
+                                 before the layer holds n_patterns are flushed and it never mines) */
+    PKV_MINING_FIRST_APPEND   /* the paper's reference code: only an append of >= n_patterns tokens to an
+                                 empty layer mines; a layer whose first append is shorter never does
+                                 (its banks hold only the flushes' patterns). pkv_cache_save refuses it */
+} pkv_mining;
+
+PKV_API const char *pkv_mining_name(pkv_mining m); /* "at-m", "first-append" */
+
 typedef struct pkv_cache_config {
     uint32_t struct_size;     /* sizeof(pkv_cache_config), set by pkv_cache_config_default() */
     uint32_t n_layers;        /* >= 1 */
@@ -222,6 +240,9 @@ typedef struct pkv_cache_config {
     /* added in 0.2 (an application built against 0.1 gets the default) */
     uint32_t k_assign;        /* pkv_k_assign; default MINMAX. A backend without a variant refuses the
                                  cache with PKV_ERR_UNSUPPORTED; pkv_cache_save refuses non-default ones */
+    uint32_t mining;          /* pkv_mining; default AT_M. (It fills what was padding after k_assign, so
+                                 the struct's size did not change: a struct from pkv_cache_config_default()
+                                 of the release before holds the default there) */
 } pkv_cache_config;
 
 typedef struct pkv_cache pkv_cache;
@@ -261,7 +282,8 @@ PKV_API pkv_status pkv_f16_to_f32_array(const uint16_t *src, float *dst, size_t 
 
 /* Appends n_tokens post-RoPE keys and values of one layer. k and v: [n_tokens][n_kv_heads][head_dim]
  * of `dtype` (fp16 as IEEE binary16 bits in uint16_t). Values must be finite and within fp16 range.
- * The first append of >= n_patterns tokens to an empty layer mines the banks (PATTERN mode). */
+ * In PATTERN mode, the append that brings a layer to >= n_patterns tokens mines its banks, over all
+ * of its tokens (pkv_cache_config.mining; the paper's reference: only a first append that long). */
 PKV_API pkv_status pkv_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens,
                               const void *k, const void *v, pkv_dtype dtype);
 

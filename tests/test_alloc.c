@@ -1,6 +1,7 @@
 /* Host allocation failures (label `alloc`): the application's allocator hooks
  * (pkv_context_params.host_malloc/host_realloc/host_free) fail the Nth host allocation, for every N
- * over a scripted sequence of calls: context and cache creation, a prompt into every layer (mining),
+ * over a scripted sequence of calls: context and cache creation, a prompt into every layer in two
+ * appends (5 tokens, then the rest, which mines over both: PKV_MINING_AT_M),
  * one-token appends across several flushes (pkv_append_layers and per-layer pkv_append), attention
  * with and without the token's own K/V, a fork and appends to it (copy-on-write of a bank chunk),
  * attention over both sequences, save and load. For each N:
@@ -25,6 +26,7 @@
 #define H 2
 #define D 32
 #define PROMPT 70
+#define PROMPT_HEAD 5 /* the prompt's first append: fewer tokens than the 8 patterns */
 #define DECODE 70
 #define CHILD 40
 #define NQ 4
@@ -128,10 +130,11 @@ static pkv_status do_step(run *r, const step *s)
     case S_PROMPT:
     case S_STEP_ALL:
     case S_CHILD: {
-        const uint32_t first = s->kind == S_PROMPT ? 0 : s->kind == S_STEP_ALL ? PROMPT + (uint32_t)s->arg : PROMPT + DECODE;
+        const uint32_t first = s->kind == S_PROMPT ? (s->arg ? PROMPT_HEAD : 0)
+                               : s->kind == S_STEP_ALL ? PROMPT + (uint32_t)s->arg : PROMPT + DECODE;
         for (int l = 0; l < L; l++) ks[l] = r->k + first * tok, vs[l] = r->v + first * tok;
         ap.seq = s->kind == S_CHILD ? r->seqs[1] : r->seqs[0];
-        ap.n_tokens = s->kind == S_PROMPT ? PROMPT : s->kind == S_STEP_ALL ? 1 : CHILD;
+        ap.n_tokens = s->kind == S_PROMPT ? (s->arg ? PROMPT - PROMPT_HEAD : PROMPT_HEAD) : s->kind == S_STEP_ALL ? 1 : CHILD;
         return pkv_append_layers(r->c, &ap, ks, vs);
     }
     case S_STEP_ONE: { /* token arg / 2 into layer arg % 2 */
@@ -228,6 +231,7 @@ static void every_nth_host_allocation_fails_cleanly(void **state)
     steps[ns++] = (step){S_CACHE, 0};
     steps[ns++] = (step){S_SEQ, 0};
     steps[ns++] = (step){S_PROMPT, 0};
+    steps[ns++] = (step){S_PROMPT, 1};
     for (int t = 0; t < DECODE; t++) { /* even tokens: one call for both layers; odd: one call per layer */
         if (t % 2 == 0) steps[ns++] = (step){S_STEP_ALL, t};
         else steps[ns++] = (step){S_STEP_ONE, 2 * t}, steps[ns++] = (step){S_STEP_ONE, 2 * t + 1};

@@ -75,11 +75,16 @@ int pkv_cmd_eval_model(int argc, char **argv)
            c->head_dim, c->vocab_size, c->seq_len, (double)m.n_params / 1e6);
     printf("text: %s from byte %u, %u positions scored, teacher-forced, sequences of at most %d\n", o.text, o.offset,
            n_score, c->seq_len);
-    if (o.prefill > 1)
+    if (o.prefill > 1 && o.prefill_chunk && o.prefill_chunk < o.prefill)
+        printf("prompt: the first %u tokens of each sequence, attention %s, appended in chunks of %u tokens (mining: "
+               "%s); then one token at a time\n", o.prefill, o.prefill_in_cache ? "through the cache (q_len = chunk)" :
+               "exact before compression", o.prefill_chunk, pkv_mining_name((pkv_mining)o.mining));
+    else if (o.prefill > 1)
         printf("prompt: the first %u tokens of each sequence, attention %s, one append (mines the banks); then one "
                "token at a time\n", o.prefill, o.prefill_in_cache ? "through the cache (q_len P)" : "exact before compression");
     else
-        printf("no prompt: every token appended and attended alone (q_len 1), the banks grow at each flush\n");
+        printf("no prompt: every token appended and attended alone (q_len 1), mining: %s\n",
+               pkv_mining_name((pkv_mining)o.mining));
     printf("backend: %s, device %s (%s)\n", pkv_backend_name(dev.backend), dev.name, why);
     if (o.window)
         printf("cache: group %u tokens (unless a mode gives :gN), window %u, %u patterns mined at prefill\n",

@@ -38,6 +38,9 @@ typedef struct eval_options {
     uint32_t bank_capacity; /* --bank-capacity (default 256; = --patterns: no pattern added at flushes) */
     int tokens_given, progress;
     int prefill_in_cache; /* prefill attention through pkv_attention (q_len P) instead of exact */
+    uint32_t prefill_chunk; /* --prefill-chunk: the prompt appended (and, with the cache's attention, attended) in
+                               chunks of this many tokens; 0: one append */
+    uint32_t mining;      /* --mining: pkv_mining of the caches */
     eval_mode modes[EVAL_MAX_MODES]; /* modes[0] is FP16: the others' greedy agreement is against it */
     int n_modes;
 } eval_options;

@@ -12,7 +12,8 @@ static void usage(FILE *f)
             "usage: pkv eval-model [--model FILE] [--text FILE] [--tokenizer FILE] [--backend B] [--device N]\n"
             "                      [--tokens N] [--offset B] [--modes LIST] [--group-size G] [--window R]\n"
             "                      [--patterns M] [--bank-capacity C] [--k-assign A] [--prefill P]\n"
-            "                      [--prefill-attention exact|cache] [--threads N] [--json FILE] [--plot FILE.svg]\n"
+            "                      [--prefill-attention exact|cache] [--prefill-chunk N] [--mining M]\n"
+            "                      [--threads N] [--json FILE] [--plot FILE.svg]\n"
             "                      [--progress | --no-progress]\n"
             "Runs a llama2.c checkpoint teacher-forced over a text, its attention through the PatternKV cache,\n"
             "and reports bits per byte, perplexity and greedy agreement with the FP16 cache.\n"
@@ -39,10 +40,17 @@ static void usage(FILE *f)
             "                    range (pkv_k_assign; docs/NUMERICS.md); l2 and range run on the CPU only\n"
             "  --prefill P       the first P tokens of each sequence are a prompt: one append, which mines\n"
             "                    the pattern banks; the rest go one token at a time, appended and attended\n"
-            "                    with q_len 1 (default 512; 0: every token that way, and no mining)\n"
+            "                    with q_len 1 (default 512; 0: every token that way, mined at the M-th\n"
+            "                    token with --mining at-m, never with first-append)\n"
             "  --prefill-attention exact|cache\n"
             "                    how the prompt attends: exact (fp32, before compression, as a prefill\n"
             "                    kernel does; default) or through the compressed cache with q_len P\n"
+            "  --prefill-chunk N the prompt goes into the cache in appends of N tokens, as an engine's\n"
+            "                    chunked prefill (default 0: one append); with --prefill-attention cache each\n"
+            "                    chunk also attends through the cache (q_len N)\n"
+            "  --mining M        when PATTERN caches mine (pkv_mining): at-m (default: when a sequence first\n"
+            "                    holds --patterns tokens, over all of them) or first-append (the paper's: only\n"
+            "                    a first append that long mines)\n"
             "  --threads N       CPU backend threads (default: one per core)\n"
             "  --json FILE       also write the results as JSON\n"
             "  --plot FILE.svg   also draw bits per byte against cache bits per element, one curve per mode\n",
@@ -270,6 +278,18 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
             else if (strcmp(val, "cache") == 0) o->prefill_in_cache = 1;
             else {
                 fprintf(stderr, "pkv eval-model: --prefill-attention %s: expected exact or cache\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--prefill-chunk") == 0) {
+            if (cli_parse_u32(val, 0, UINT32_MAX, &o->prefill_chunk) || o->prefill_chunk > (1u << 20)) {
+                fprintf(stderr, "pkv eval-model: --prefill-chunk %s: expected a token count (0: one append)\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--mining") == 0) {
+            if (strcmp(val, pkv_mining_name(PKV_MINING_AT_M)) == 0) o->mining = PKV_MINING_AT_M;
+            else if (strcmp(val, pkv_mining_name(PKV_MINING_FIRST_APPEND)) == 0) o->mining = PKV_MINING_FIRST_APPEND;
+            else {
+                fprintf(stderr, "pkv eval-model: --mining %s: expected at-m or first-append\n", val);
                 return -1;
             }
         } else if (strcmp(a, "--threads") == 0) {

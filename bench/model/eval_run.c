@@ -14,6 +14,7 @@ typedef struct run_ctx {
     pkv_cache *cache;
     pkv_seq seq;
     int n_heads, n_kv_heads, head_dim;
+    uint32_t chunk; /* the prompt's appends (0: one) */
     pkv_status status;
 } run_ctx;
 
@@ -34,7 +35,7 @@ static int attend_pkv(void *user, int layer, int pos0, int n, const float *q, co
 
 /* A prompt from position 0: exact causal attention among its own n tokens (the fp64 reference, as an
  * uncompressed prefill kernel computes it up to rounding), then one append that stores (and mines)
- * them. */
+ * them, or appends of r->chunk tokens (an engine's chunked prefill). */
 static int attend_prompt_exact(void *user, int layer, int pos0, int n, const float *q, const float *k,
                                const float *v, float *out)
 {
@@ -59,7 +60,12 @@ static int attend_prompt_exact(void *user, int layer, int pos0, int n, const flo
         r->status = PKV_ERR_OUT_OF_HOST_MEMORY;
         return -1;
     }
-    r->status = pkv_append(r->cache, r->seq, (uint32_t)layer, (uint32_t)n, k, v, PKV_F32);
+    const size_t row = (size_t)kvd;
+    r->status = PKV_OK;
+    for (uint32_t at = 0, step = r->chunk ? r->chunk : (uint32_t)n; at < (uint32_t)n && r->status == PKV_OK; at += step) {
+        const uint32_t m = (uint32_t)n - at < step ? (uint32_t)n - at : step;
+        r->status = pkv_append(r->cache, r->seq, (uint32_t)layer, m, k + at * row, v + at * row, PKV_F32);
+    }
     return r->status == PKV_OK ? 0 : -1;
 }
 
@@ -99,10 +105,11 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
     cc.k_assign = eval_mode_k_assign(o, &r->m);
     cc.bank_capacity = eval_mode_bank_capacity(o, &r->m);
     cc.n_patterns = o->n_patterns;
+    cc.mining = o->mining;
     uint64_t fp16_bytes = (uint64_t)c->seq_len * c->n_layers * c->n_kv_heads * c->head_dim * 4;
     if (cc.memory_budget < 2 * fp16_bytes + (64u << 20)) cc.memory_budget = 2 * fp16_bytes + (64u << 20);
     run_ctx rc = {0};
-    rc.n_heads = c->n_heads, rc.n_kv_heads = c->n_kv_heads, rc.head_dim = c->head_dim;
+    rc.n_heads = c->n_heads, rc.n_kv_heads = c->n_kv_heads, rc.head_dim = c->head_dim, rc.chunk = o->prefill_chunk;
     pkv_status s = pkv_cache_create(ctx, &cc, &rc.cache);
     if (s != PKV_OK) {
         snprintf(err, err_len, "cache for %s: %s: %s", pkv_mode_name(cc.mode), pkv_status_string(s), pkv_last_error());
@@ -125,6 +132,10 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
         uint32_t pos = 0;
         while (pos < len) {
             uint32_t n = pos == 0 && o->prefill > 1 ? (o->prefill < len ? o->prefill : len) : 1;
+            if (o->prefill_in_cache && o->prefill_chunk && pos < o->prefill && o->prefill > 1) { /* chunk by chunk */
+                n = (o->prefill < len ? o->prefill : len) - pos;
+                if (n > o->prefill_chunk) n = o->prefill_chunk;
+            }
             if (n > (uint32_t)st->capacity) n = (uint32_t)st->capacity;
             llama2_attend_fn attend = n > 1 && !o->prefill_in_cache ? attend_prompt_exact : attend_pkv;
             if (llama2_forward(m, st, tokens + done + pos, (int)pos, (int)n, attend, &rc) != 0) {

@@ -144,6 +144,7 @@ class CacheConfigC(c.Structure):
         ("kmeans_tol", c.c_float),
         ("seed", c.c_uint64),
         ("k_assign", c.c_uint32),  # pkv_k_assign: 0 minmax (the paper), 1 l2, 2 range (CPU only)
+        ("mining", c.c_uint32),  # pkv_mining: 0 at M tokens (default), 1 first append only (the paper)
     ]
 
 

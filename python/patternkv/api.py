@@ -451,7 +451,7 @@ class Cache:
 
     def append(self, seq, layer, k, v):
         """Appends post-RoPE K and V of n tokens of one layer: [n_tokens, n_kv_heads, head_dim] each, both
-        float32 or both float16. The first append of >= n_patterns tokens mines the banks (PATTERN)."""
+        float32 or both float16. The append that brings a layer to >= n_patterns tokens mines the banks (PATTERN)."""
         k, v, dtype = _arrays.tokens(k, v, self.n_kv_heads, self.head_dim)
         self._call("pkv_append", _seq_id(seq, self), _uint(layer, "layer", 32), k.shape[0], k.ctypes.data, v.ctypes.data,
                    int(dtype))

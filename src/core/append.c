@@ -16,6 +16,7 @@
  * started with (a long append into a partly filled window) those rows are kept on the host first and
  * written back. A token is counted only once every step of the call succeeded. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +183,8 @@ typedef struct layer_job {
     uint32_t layer, idx;     /* cache layer; index in the call's tokens */
     pkv_layer_state *L;
     plan p;
+    uint32_t n;              /* tokens of the layer's source: the call's, or for a late mine the window's then the call's */
+    int late;                /* mines over the window's tokens and the call's (mines_late) */
     uint32_t pos;            /* tokens of the call stored so far */
     uint32_t take;           /* this round: window rows written */
     int flush;               /* this round: the window is flushed */
@@ -204,11 +207,12 @@ static uint32_t *flush_slots(const pkv_cache *c, const layer_job *jb, uint32_t f
 }
 
 /* Takes the job's slots (see layer_job); copy-on-write copies of shared chunks happen here. */
-static pkv_status take_slots(pkv_cache *c, layer_job *jb, uint32_t n)
+static pkv_status take_slots(pkv_cache *c, layer_job *jb)
 {
     const pkv_geom *g = &c->g;
-    const uint32_t H = g->H, groups = g->R / g->G;
+    const uint32_t H = g->H, groups = g->R / g->G, n = jb->n;
     pkv_layer_state *L = jb->L;
+    if (jb->late) L->n_window = 0; /* its rows are the first of the source now (restored by roll_back) */
     for (uint32_t h = 0; h < H; h++)
         if (L->window_slot[h] == PKV_NO_SLOT) L->window_slot[h] = pkv_arena_take(&c->windows);
     uint32_t pos = 0, nw = L->n_window, bc = L->bank_count, f = 0;
@@ -311,18 +315,25 @@ static void roll_back(pkv_cache *c, layer_job *jb)
 }
 
 /* Keeps the window rows the call starts with on the host when a later round would overwrite them. */
-static pkv_status save_window(pkv_cache *c, layer_job *jb, uint32_t n, uint8_t **next)
+static pkv_status save_window(pkv_cache *c, layer_job *jb, uint8_t **next)
 {
     const pkv_geom *g = &c->g;
-    if (!jb->had_windows || jb->start_window == 0 || n <= g->R - jb->start_window) return PKV_OK;
-    jb->saved_window = *next;
+    if (!jb->had_windows || jb->start_window == 0 || (!jb->late && jb->n <= g->R - jb->start_window)) return PKV_OK;
+    uint8_t *dst = *next;
     *next += (size_t)g->H * g->window_bytes;
     pkv_backend *be = c->ctx->be;
     for (uint32_t h = 0; h < g->H; h++) {
         pkv_status st = be->iface->buf_read(be, c->windows.buf, (size_t)jb->L->window_slot[h] * g->window_bytes,
-                                            jb->saved_window + (size_t)h * g->window_bytes, g->window_bytes);
+                                            dst + (size_t)h * g->window_bytes, g->window_bytes);
+        if (st != PKV_OK && jb->late) { /* e.g. a recorded call (patternkv_vulkan.h) */
+            char why[256];
+            snprintf(why, sizeof why, "%s", pkv_last_error());
+            return pkv_fail(c->ctx, st, "pkv_append: layer %u mines now, over its %u window tokens and the call's, which "
+                            "reads the window back; this call cannot (%s)", jb->layer, jb->start_window, why);
+        }
         if (st != PKV_OK) return st;
     }
+    jb->saved_window = dst; /* only once read: roll_back writes it back */
     return PKV_OK;
 }
 
@@ -334,44 +345,35 @@ static void add_op_time(pkv_cache *c, double *acc)
     *acc = *acc < 0 || t < 0 ? -1.0 : *acc + t;
 }
 
-static pkv_status run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, double *op_ms)
+/* One mine op for the mining layers whose source holds n tokens (a layer that mines late has more than
+ * the others), then their blocks and banks recorded, or on failure their slots given back. */
+static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, uint32_t n,
+                             pkv_mine_layer *ml, const uint16_t **tk, const uint16_t **tv, uint32_t *init,
+                             uint32_t *scratch, const float *rcp, double *op_ms)
 {
     const pkv_geom *g = &c->g;
-    const uint32_t H = g->H, M = g->M, n = src->n;
-    uint32_t nm = 0, n_quant = 0;
-    for (uint32_t j = 0; j < nj; j++)
-        if (jobs[j].p.mine) nm++, n_quant = jobs[j].p.n_quant;
-    if (!nm) return PKV_OK;
-    const uint32_t groups = n_quant / g->G;
-    pkv_mine_layer *ml = calloc(nm, sizeof *ml);
-    uint32_t *init = malloc((size_t)nm * H * 2 * M * sizeof *init);
-    uint32_t *scratch = malloc((size_t)n * sizeof *scratch);
-    const uint16_t **tk = malloc(nm * sizeof *tk), **tv = malloc(nm * sizeof *tv);
-    const float *rcp = rcp_table(c, n);
-    pkv_status st = PKV_OK;
-    if (!ml || !init || !scratch || !tk || !tv || !rcp) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-    for (uint32_t j = 0, i = 0; j < nj && st == PKV_OK; j++) {
-        if (!jobs[j].p.mine) continue;
-        uint32_t *in = init + (size_t)i * H * 2 * M;
+    const uint32_t H = g->H, M = g->M, n_quant = n / g->G * g->G, groups = n_quant / g->G;
+    uint32_t nm = 0;
+    for (uint32_t j = 0; j < nj; j++) {
+        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n) continue;
+        uint32_t *in = init + (size_t)nm * H * 2 * M;
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t kv = 0; kv < 2; kv++)
                 pkv_draw_distinct(pkv_init_seed(c->cfg.seed, jobs[j].layer, h, kv), n, M, in + ((size_t)h * 2 + kv) * M,
                                   scratch);
-        ml[i] = (pkv_mine_layer){.init_index = in, .chunk_table = jobs[j].L->chunks, .block_slot = jobs[j].slots};
-        if (src->k) tk[i] = src->k[jobs[j].idx], tv[i] = src->v[jobs[j].idx];
-        i++;
+        ml[nm] = (pkv_mine_layer){.init_index = in, .chunk_table = jobs[j].L->chunks, .block_slot = jobs[j].slots};
+        if (src->k) tk[nm] = src->k[jobs[j].idx], tv[nm] = src->v[jobs[j].idx];
+        nm++;
     }
-    if (st == PKV_OK) {
-        pkv_mine_op op = {
-            .n_layers = nm, .layers = ml, .tokens_k = src->k ? tk : NULL, .tokens_v = src->k ? tv : NULL,
-            .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .rcp = rcp,
-            .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
-        };
-        st = c->ctx->be->iface->mine(c->ctx->be, &c->store, &op);
-        if (st == PKV_OK) add_op_time(c, op_ms);
-    }
+    pkv_mine_op op = {
+        .n_layers = nm, .layers = ml, .tokens_k = src->k ? tk : NULL, .tokens_v = src->k ? tv : NULL,
+        .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .rcp = rcp,
+        .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
+    };
+    pkv_status st = c->ctx->be->iface->mine(c->ctx->be, &c->store, &op);
+    if (st == PKV_OK) add_op_time(c, op_ms);
     for (uint32_t j = 0; j < nj; j++) {
-        if (!jobs[j].p.mine) continue;
+        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n) continue;
         pkv_layer_state *L = jobs[j].L;
         jobs[j].mine_slots = 0;
         if (st == PKV_OK) {
@@ -388,6 +390,27 @@ static pkv_status run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const to
             }
         }
     }
+    return st;
+}
+
+/* Round 0's mining: one mine op per source length (all layers of a prompt share one). */
+static pkv_status run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, double *op_ms)
+{
+    const uint32_t H = c->g.H, M = c->g.M;
+    uint32_t nm = 0, n_max = 0;
+    for (uint32_t j = 0; j < nj; j++)
+        if (jobs[j].p.mine) nm++, n_max = jobs[j].n > n_max ? jobs[j].n : n_max;
+    if (!nm) return PKV_OK;
+    pkv_mine_layer *ml = calloc(nm, sizeof *ml);
+    uint32_t *init = malloc((size_t)nm * H * 2 * M * sizeof *init);
+    uint32_t *scratch = malloc((size_t)n_max * sizeof *scratch);
+    const uint16_t **tk = malloc(nm * sizeof *tk), **tv = malloc(nm * sizeof *tv);
+    const float *rcp = rcp_table(c, n_max);
+    pkv_status st = PKV_OK;
+    if (!ml || !init || !scratch || !tk || !tv || !rcp) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t j = 0; j < nj && st == PKV_OK; j++) /* the slots of layers not mined on failure: release_unused */
+        if (jobs[j].p.mine && jobs[j].mine_slots)
+            st = mine_group(c, jobs, nj, src, jobs[j].n, ml, tk, tv, init, scratch, rcp, op_ms);
     free(ml), free(init), free(scratch), free((void *)tk), free((void *)tv);
     return st;
 }
@@ -474,6 +497,62 @@ static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32
     return st;
 }
 
+/* PKV_MINING_AT_M: a PATTERN layer that has not mined, whose tokens are all in the window (none flushed),
+ * and that this call brings to >= M tokens, mines over the window's tokens then the call's, as one
+ * append of all of them would (README "Mining and chunked prefill"). */
+static int mines_late(const pkv_cache *c, const pkv_layer_state *L, uint32_t n)
+{
+    return c->g.mode == PKV_MODE_PATTERN && c->cfg.mining == PKV_MINING_AT_M && L->n_blocks == 0 &&
+           L->bank_count == 0 && L->n_window > 0 && L->n_window + n >= c->g.M;
+}
+
+/* The source of a call with late mines, on the host: a late layer's K and V are its window's rows
+ * (kept by save_window) then the call's tokens, the other layers' the call's own; device tokens (one
+ * layer, engine integration) are read back first. *mem receives the one allocation (freed by the
+ * caller). This is the only cost of mining late: a host copy of the window and the call, once. */
+static pkv_status join_late(pkv_cache *c, const layer_job *jobs, uint32_t nl, const token_src *src, token_src *out,
+                            void **mem)
+{
+    const pkv_geom *g = &c->g;
+    const size_t row = (size_t)g->H * g->d, call = (size_t)src->n * row;
+    size_t halves = src->k ? 0 : 2 * call;
+    for (uint32_t j = 0; j < nl; j++)
+        if (jobs[j].late) halves += 2 * (size_t)jobs[j].n * row;
+    const size_t ptr_bytes = ((size_t)2 * nl * sizeof(uint16_t *) + 15) & ~(size_t)15;
+    uint8_t *m = malloc(ptr_bytes + halves * 2);
+    *mem = m;
+    if (!m) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    const uint16_t **k = (const uint16_t **)m, **v = k + nl;
+    uint16_t *next = (uint16_t *)(m + ptr_bytes);
+    const uint16_t *dev_k = NULL;
+    if (!src->k) {
+        pkv_status st = c->ctx->be->iface->buf_read(c->ctx->be, src->dev, src->dev_off, next, 2 * call * 2);
+        if (st != PKV_OK) return st;
+        dev_k = next;
+        next += 2 * call;
+    }
+    for (uint32_t j = 0; j < nl; j++) {
+        const uint16_t *ck = src->k ? src->k[j] : dev_k, *cv = src->k ? src->v[j] : dev_k + call;
+        k[j] = ck, v[j] = cv;
+        if (!jobs[j].late) continue;
+        const uint32_t W = jobs[j].start_window;
+        uint16_t *jk = next, *jv = next + (size_t)jobs[j].n * row;
+        for (uint32_t h = 0; h < g->H; h++) { /* window slot: K [R][d] then V [R][d] */
+            const uint8_t *w = jobs[j].saved_window + (size_t)h * g->window_bytes;
+            for (uint32_t t = 0; t < W; t++) {
+                memcpy(jk + (size_t)t * row + (size_t)h * g->d, w + (size_t)t * g->d * 2, (size_t)g->d * 2);
+                memcpy(jv + (size_t)t * row + (size_t)h * g->d, w + ((size_t)g->R + t) * g->d * 2, (size_t)g->d * 2);
+            }
+        }
+        memcpy(jk + (size_t)W * row, ck, call * 2);
+        memcpy(jv + (size_t)W * row, cv, call * 2);
+        k[j] = jk, v[j] = jv;
+        next += 2 * (size_t)jobs[j].n * row;
+    }
+    *out = (token_src){k, v, NULL, 0, src->n};
+    return PKV_OK;
+}
+
 /* Everything after the values were checked and made fp16: budget, slots, then the rounds. */
 static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint32_t nl, const token_src *src)
 {
@@ -483,15 +562,24 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
     size_t words = 0;
     plan *plans = malloc(nl * sizeof *plans);
     if (!plans) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    uint32_t n_late = 0;
     for (uint32_t j = 0; j < nl; j++) {
-        plans[j] = make_plan(c, &s->layers[first + j], n);
+        const pkv_layer_state *L = &s->layers[first + j];
+        if (mines_late(c, L, n)) { /* planned as the first append of the window's tokens and the call's */
+            pkv_layer_state empty = *L;
+            empty.n_window = 0;
+            plans[j] = make_plan(c, &empty, L->n_window + n);
+            n_late++;
+        } else
+            plans[j] = make_plan(c, L, n);
         const uint32_t flush_groups = plans[j].new_groups - plans[j].n_quant / g->G;
         words += plans[j].blocks + 1 + 3 * ((size_t)flush_groups * H + 1) + H;
     }
     size_t save_bytes = 0;
     for (uint32_t j = 0; j < nl; j++) {
         const pkv_layer_state *L = &s->layers[first + j];
-        if (L->window_slot && L->window_slot[0] != PKV_NO_SLOT && L->n_window && n > g->R - L->n_window)
+        if (L->window_slot && L->window_slot[0] != PKV_NO_SLOT && L->n_window &&
+            (n > g->R - L->n_window || mines_late(c, L, n)))
             save_bytes += (size_t)H * g->window_bytes;
     }
     layer_job *jobs = calloc(1, nl * sizeof *jobs + words * sizeof(uint32_t) + save_bytes);
@@ -506,6 +594,8 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         layer_job *jb = &jobs[j];
         jb->layer = first + j, jb->idx = j, jb->L = &s->layers[first + j];
         jb->p = plans[j];
+        jb->late = mines_late(c, jb->L, n);
+        jb->n = jb->late ? jb->L->n_window + n : n;
         jb->start_blocks = jb->L->n_blocks, jb->start_window = jb->L->n_window, jb->start_bank = jb->L->bank_count;
         jb->had_windows = jb->L->window_slot && jb->L->window_slot[0] != PKV_NO_SLOT;
         need[0] += jb->p.blocks, need[1] += jb->p.chunks, need[2] += jb->p.windows;
@@ -519,11 +609,17 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         for (uint32_t h = 0; h < H; h++) jb->cow[h] = PKV_NO_SLOT;
     }
     free(plans);
-    for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = save_window(c, &jobs[j], n, &save_next);
+    for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = save_window(c, &jobs[j], &save_next);
+    token_src joined;
+    void *joined_mem = NULL;
+    if (st == PKV_OK && n_late) {
+        st = join_late(c, jobs, nl, src, &joined, &joined_mem);
+        src = &joined;
+    }
     if (st == PKV_OK) st = pkv_pool_ensure(c, need[0], need[1], need[2]);
     for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = reserve_host(c, jobs[j].L, &jobs[j].p);
     uint32_t taken = 0;
-    for (; taken < nl && st == PKV_OK; taken++) st = take_slots(c, &jobs[taken], n);
+    for (; taken < nl && st == PKV_OK; taken++) st = take_slots(c, &jobs[taken]);
 
     double op_ms = 0.0;
     int ran_op = 0;
@@ -534,8 +630,8 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
             pkv_layer_state *L = jb->L;
             jb->take = 0, jb->flush = 0;
             if (round == 0 && jb->p.mine) continue; /* mined this round; the rest goes to the window next */
-            if (jb->pos >= n && L->n_window < g->R) continue;
-            jb->take = g->R - L->n_window < n - jb->pos ? g->R - L->n_window : n - jb->pos;
+            if (jb->pos >= jb->n && L->n_window < g->R) continue;
+            jb->take = g->R - L->n_window < jb->n - jb->pos ? g->R - L->n_window : jb->n - jb->pos;
             nw += jb->take > 0;
             if (L->n_window + jb->take == g->R) jb->flush = 1, nf++;
         }
@@ -552,7 +648,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
             ran_op = 1;
         }
         int more = 0;
-        for (uint32_t j = 0; j < nl; j++) more |= jobs[j].pos < n;
+        for (uint32_t j = 0; j < nl; j++) more |= jobs[j].pos < jobs[j].n;
         if (!more) break;
     }
     if (st != PKV_OK) {
@@ -561,6 +657,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
     }
     if (ran_op) c->ctx->last_op_ms = st == PKV_OK ? op_ms : -1.0;
     free(jobs);
+    free(joined_mem);
     return st;
 }
 

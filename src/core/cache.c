@@ -24,6 +24,7 @@ static pkv_cache_config config_defaults(void)
     c.kmeans_tol = 1e-4f;
     c.seed = 0x5EED;
     c.k_assign = PKV_K_ASSIGN_MINMAX;
+    c.mining = PKV_MINING_AT_M;
     return c;
 }
 
@@ -36,6 +37,11 @@ pkv_status pkv_cache_config_init(pkv_cache_config *c, size_t struct_size)
 const char *pkv_k_assign_name(pkv_k_assign a)
 {
     return a == PKV_K_ASSIGN_MINMAX ? "minmax" : a == PKV_K_ASSIGN_L2 ? "l2" : a == PKV_K_ASSIGN_RANGE ? "range" : "?";
+}
+
+const char *pkv_mining_name(pkv_mining m)
+{
+    return m == PKV_MINING_AT_M ? "at-m" : m == PKV_MINING_FIRST_APPEND ? "first-append" : "?";
 }
 
 static int valid_bits(uint32_t b) { return b == 2 || b == 3 || b == 4 || b == 8; }
@@ -62,6 +68,7 @@ pkv_status pkv_validate_config(const pkv_cache_config *c)
     if (!(c->kmeans_tol >= 0.0f) || c->kmeans_tol > 1e30f) BAD("kmeans_tol must be finite and >= 0");
     if (c->memory_budget == 0) BAD("memory_budget must be > 0");
     if (c->k_assign > PKV_K_ASSIGN_RANGE) BAD("k_assign must be MINMAX, L2 or RANGE, got %u", c->k_assign);
+    if (c->mining > PKV_MINING_FIRST_APPEND) BAD("mining must be AT_M or FIRST_APPEND, got %u", c->mining);
 #undef BAD
     return PKV_OK;
 }

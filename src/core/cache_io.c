@@ -149,6 +149,9 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
     if (c->cfg.k_assign != PKV_K_ASSIGN_MINMAX) /* format version 1 has no field for it */
         return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record k_assign %s yet",
                         pkv_k_assign_name((pkv_k_assign)c->cfg.k_assign));
+    if (c->cfg.mining != PKV_MINING_AT_M) /* nor the mining policy: a loaded cache mines at M */
+        return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record mining %s yet",
+                        pkv_mining_name((pkv_mining)c->cfg.mining));
     const uint32_t H = c->g.H;
     uint32_t *bmap = index_slots(&c->blocks), *cmap = index_slots(&c->chunks), *wmap = index_slots(&c->windows);
     uint32_t *wlen = calloc((size_t)c->windows.capacity + 1, sizeof *wlen);
