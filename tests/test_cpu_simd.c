@@ -17,6 +17,7 @@
 
 #include "cpu/cpu_simd.h"
 #include "block.h"
+#include "quant.h"
 #include "f16.h"
 #include "test_model_fixture.h"
 #include "testutil.h"
@@ -85,6 +86,27 @@ static void test_argmin(const pkv_cpu_kernels *k, tu_rng *r)
             pkv_cpu_kernels_scalar.argmin_l2(x, n, d, P, M, a32);
             k->argmin_l2(x, n, d, P, M, b32);
             assert_memory_equal(a32, b32, n * sizeof *a32);
+            /* l2_top2 over a list of rows (repeated, in any order): the argmin and both distances */
+            uint32_t idx[64], ni = 0;
+            for (uint32_t t = 0; t < n; t += 1 + t % 3) idx[ni++] = (t * 7) % n;
+            float ad1[64], ad2[64], bd1[64], bd2[64];
+            pkv_cpu_kernels_scalar.l2_top2(x, idx, ni, d, P, M, a32, ad1, ad2);
+            k->l2_top2(x, idx, ni, d, P, M, b32, bd1, bd2);
+            assert_memory_equal(a32, b32, ni * sizeof *a32);
+            assert_memory_equal(ad1, bd1, ni * sizeof *ad1);
+            assert_memory_equal(ad2, bd2, ni * sizeof *ad2);
+            for (uint32_t j = 0; j < ni; j++) { /* against the plain distances */
+                const float *xt = x + (size_t)idx[j] * d;
+                float second = INFINITY;
+                for (uint32_t m = 0; m < M; m++) {
+                    float f = pkv_dist_l2(xt, P + (size_t)m * d, d);
+                    if (m < a32[j]) assert_true(f > ad1[j]);
+                    else if (m == a32[j]) assert_true(f == ad1[j]);
+                    else if (f < second) second = f;
+                    if (m < a32[j] && f < second) second = f;
+                }
+                assert_true(second == ad2[j] || (isinf(second) && isinf(ad2[j])));
+            }
             pkv_cpu_kernels_scalar.argmin_minmax(x, n, d, P, M, a8);
             k->argmin_minmax(x, n, d, P, M, b8);
             assert_memory_equal(a8, b8, n);

@@ -102,6 +102,7 @@ const pkv_cpu_kernels pkv_cpu_kernels_avx2 = {
     .axpy = axpy_simd,
     .f16_to_f32 = pkv_cpu_f16_to_f32_avx2,
     .argmin_l2 = pkv_cpu_argmin_l2_avx2,
+    .l2_top2 = pkv_cpu_l2_top2_avx2,
     .argmin_minmax = pkv_cpu_argmin_minmax_avx2,
     .block_encode = pkv_cpu_block_encode_avx2,
     .centre = pkv_cpu_centre_avx2,

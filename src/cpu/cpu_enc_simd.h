@@ -17,6 +17,7 @@
  * mk_lt mk_le mk_ge mk_eq mk_ne mk_and mk_any mk_first (index of the first set lane),
  * vf_sel(m, a, b) = m ? a : b, vf_to_u8(v, out) (W exact small integers -> bytes),
  * vf_f16_load(p) (W fp16 -> fp32, exact), vf_f16_store(p, v) (fp16-exact values -> fp16, RNE). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,81 +71,88 @@ EINLINE uint32_t first_min(const float *dist, uint32_t n, float *best)
     return bi;
 }
 
-/* L2 of one token against nv vectors of patterns (columns m0 ..), acc + (x_i - c_i)^2, i ascending. */
-EINLINE void l2_block(const float *x, const float *PT, uint32_t Mp, uint32_t d, uint32_t nv, float *dist)
+/* L2 of TP tokens against nv vectors of patterns (columns m0 ..), acc + (x_i - c_i)^2, i ascending:
+ * TP * nv <= BLKV independent chains (TP is a constant at every call). dist: [TP][BLKV * W]. */
+EINLINE void l2_tokens(const float *const *xs, uint32_t TP, const float *PT, uint32_t Mp, uint32_t d, uint32_t nv,
+                       float *dist)
 {
     VF acc[BLKV];
+    const uint32_t NV = BLKV / TP;
     for (uint32_t v = 0; v < BLKV; v++) acc[v] = vf_set1(0.0f);
     for (uint32_t i = 0; i < d; i++) {
-        VF xi = vf_set1(x[i]);
         const float *row = PT + (size_t)i * Mp;
-        for (uint32_t v = 0; v < BLKV; v++)
-            if (v < nv) {
-                VF diff = vf_sub(xi, vf_load(row + v * W));
-                acc[v] = vf_add(acc[v], vf_mul(diff, diff));
-            }
+        for (uint32_t p = 0; p < TP; p++) {
+            VF xi = vf_set1(xs[p][i]);
+            for (uint32_t v = 0; v < NV; v++)
+                if (v < nv) {
+                    VF diff = vf_sub(xi, vf_load(row + v * W));
+                    acc[p * NV + v] = vf_add(acc[p * NV + v], vf_mul(diff, diff));
+                }
+        }
     }
-    for (uint32_t v = 0; v < nv; v++) vf_store(dist + v * W, acc[v]);
+    for (uint32_t p = 0; p < TP; p++)
+        for (uint32_t v = 0; v < nv; v++) vf_store(dist + (size_t)p * BLKV * W + v * W, acc[p * NV + v]);
 }
 
-/* The same for two tokens at once (twice the independent chains). */
-EINLINE void l2_block2(const float *x0, const float *x1, const float *PT, uint32_t Mp, uint32_t d, uint32_t nv,
-                       float *dist0, float *dist1)
+/* The first index of the smallest of dist[0 .. n), its distance and the smallest of the others
+ * (equal to it on a tie; +inf when n == 1). */
+EINLINE uint32_t top2(const float *dist, uint32_t n, float *b1, float *b2)
 {
-    VF a0[BLKV / 2], a1[BLKV / 2];
-    for (uint32_t v = 0; v < BLKV / 2; v++) a0[v] = a1[v] = vf_set1(0.0f);
-    for (uint32_t i = 0; i < d; i++) {
-        VF xa = vf_set1(x0[i]), xb = vf_set1(x1[i]);
-        const float *row = PT + (size_t)i * Mp;
-        for (uint32_t v = 0; v < BLKV / 2; v++)
-            if (v < nv) {
-                VF c = vf_load(row + v * W);
-                VF da = vf_sub(xa, c), db = vf_sub(xb, c);
-                a0[v] = vf_add(a0[v], vf_mul(da, da));
-                a1[v] = vf_add(a1[v], vf_mul(db, db));
-            }
+    uint32_t bi = 0;
+    float bd = dist[0], sd = INFINITY;
+    for (uint32_t m = 1; m < n; m++) {
+        float v = dist[m];
+        if (v < bd) sd = bd, bd = v, bi = m;
+        else if (v < sd) sd = v;
     }
-    for (uint32_t v = 0; v < nv; v++) vf_store(dist0 + v * W, a0[v]), vf_store(dist1 + v * W, a1[v]);
+    *b1 = bd, *b2 = sd;
+    return bi;
+}
+
+/* cpu_simd.h's l2_top2: the rows idx[0 .. n) of x (rows 0 .. n-1 when idx is NULL); d1, d2 may be NULL. */
+static void enc_l2_top2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                        uint32_t *best, float *d1, float *d2)
+{
+    uint32_t Mp;
+    float *PT = transpose_patterns(P, M, d, &Mp);
+    const uint32_t nvec = Mp / W;
+    float *dist = PT ? malloc((size_t)(nvec > BLKV ? Mp : 4 * BLKV * W) * sizeof(float)) : NULL;
+    if (!dist) { /* no memory for the transposed bank: the scalar kernel gives the same result */
+        free(PT);
+        pkv_cpu_l2_top2_scalar(x, idx, n, d, P, M, best, d1, d2);
+        return;
+    }
+    const uint32_t tp = nvec <= BLKV / 4 ? 4 : nvec <= BLKV / 2 ? 2 : 1;
+    uint32_t t = 0;
+    if (tp > 1)
+        for (; t + tp <= n; t += tp) {
+            const float *xs[4];
+            for (uint32_t p = 0; p < tp; p++) xs[p] = x + (size_t)(idx ? idx[t + p] : t + p) * d;
+            if (tp == 4) l2_tokens(xs, 4, PT, Mp, d, nvec, dist);
+            else l2_tokens(xs, 2, PT, Mp, d, nvec, dist);
+            for (uint32_t p = 0; p < tp; p++) {
+                float b1, b2;
+                best[t + p] = top2(dist + (size_t)p * BLKV * W, M, &b1, &b2);
+                if (d1) d1[t + p] = b1, d2[t + p] = b2;
+            }
+        }
+    for (; t < n; t++) {
+        const float *xs[1] = {x + (size_t)(idx ? idx[t] : t) * d};
+        for (uint32_t v0 = 0; v0 < nvec; v0 += BLKV) {
+            uint32_t nv = nvec - v0 < BLKV ? nvec - v0 : BLKV;
+            l2_tokens(xs, 1, PT + v0 * W, Mp, d, nv, dist + v0 * W);
+        }
+        float b1, b2;
+        best[t] = top2(dist, M, &b1, &b2);
+        if (d1) d1[t] = b1, d2[t] = b2;
+    }
+    free(dist);
+    free(PT);
 }
 
 static void enc_argmin_l2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out)
 {
-    uint32_t Mp;
-    float *PT = transpose_patterns(P, M, d, &Mp);
-    if (!PT) { /* no memory for the transposed bank: the scalar kernel gives the same result */
-        pkv_cpu_argmin_l2_scalar(x, n, d, P, M, out);
-        return;
-    }
-    float dist0[BLKV * W], dist1[BLKV * W];
-    const uint32_t nvec = Mp / W;
-    if (nvec <= BLKV / 2) { /* the common case (M <= 4W): two tokens per pass */
-        uint32_t t = 0;
-        for (; t + 2 <= n; t += 2) {
-            float b;
-            l2_block2(x + (size_t)t * d, x + (size_t)(t + 1) * d, PT, Mp, d, nvec, dist0, dist1);
-            out[t] = first_min(dist0, M, &b);
-            out[t + 1] = first_min(dist1, M, &b);
-        }
-        for (; t < n; t++) {
-            float b;
-            l2_block(x + (size_t)t * d, PT, Mp, d, nvec, dist0);
-            out[t] = first_min(dist0, M, &b);
-        }
-    } else {
-        for (uint32_t t = 0; t < n; t++) {
-            uint32_t best = 0;
-            float bd = 0.0f;
-            for (uint32_t v0 = 0; v0 < nvec; v0 += BLKV) {
-                uint32_t nv = nvec - v0 < BLKV ? nvec - v0 : BLKV, cnt = M - v0 * W < nv * W ? M - v0 * W : nv * W;
-                l2_block(x + (size_t)t * d, PT + v0 * W, Mp, d, nv, dist0);
-                float b;
-                uint32_t i = first_min(dist0, cnt, &b);
-                if (v0 == 0 || b < bd) bd = b, best = v0 * W + i;
-            }
-            out[t] = best;
-        }
-    }
-    free(PT);
+    enc_l2_top2(x, NULL, n, d, P, M, out, NULL, NULL);
 }
 
 /* Min-max distance (width of the span of x - c, folded over i ascending) of one token against nv

@@ -8,6 +8,7 @@
 #include "block.h"
 #include "cpu_backend.h"
 #include "cpu_k_assign.h"
+#include "cpu_kmeans.h"
 #include "f16.h"
 #include "internal.h"
 #include "quant.h"
@@ -17,80 +18,6 @@ static uint8_t *slot_ptr(pkv_buf *b, uint32_t slot, uint32_t bytes) { return pkv
 static void chunk_ptrs(const pkv_store *st, const uint32_t *table, uint32_t n, const uint8_t **out)
 {
     for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < n; ci++) out[ci] = slot_ptr(st->chunks, table[ci], st->g->chunk_bytes);
-}
-
-/* Scratch of one k-means run over n tokens (docs/NUMERICS.md: chunk sums, then a pairwise tree). */
-typedef struct kmeans_scratch {
-    uint32_t *assign, *count;
-    float *part; /* [ceil(n / PKV_KMEANS_CHUNK)][M][d] chunk sums */
-} kmeans_scratch;
-
-static void kmeans_scratch_free(kmeans_scratch *k)
-{
-    free(k->assign), free(k->count), free(k->part);
-    memset(k, 0, sizeof *k);
-}
-
-static int kmeans_scratch_alloc(kmeans_scratch *k, uint32_t n, uint32_t d, uint32_t M)
-{
-    const size_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK;
-    k->assign = malloc((size_t)n * sizeof *k->assign);
-    k->count = malloc((size_t)M * sizeof *k->count);
-    k->part = malloc(nc * M * d * sizeof *k->part);
-    if (k->assign && k->count && k->part) return 0;
-    kmeans_scratch_free(k);
-    return -1;
-}
-
-/* sum_m,i over all tokens with a_t = m: the chunk sums (ascending inside a chunk, from +0), then the
- * chunks pairwise, level by level, an odd last one moving up unchanged. The result is in part[0]. */
-static void centroid_sums(const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *a, float *part)
-{
-    const uint32_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK;
-    const size_t md = (size_t)M * d;
-    for (uint32_t j = 0; j < nc; j++) {
-        float *s = part + j * md;
-        memset(s, 0, md * sizeof *s);
-        uint32_t t1 = (j + 1) * PKV_KMEANS_CHUNK < n ? (j + 1) * PKV_KMEANS_CHUNK : n;
-        for (uint32_t t = j * PKV_KMEANS_CHUNK; t < t1; t++) {
-            float *sm = s + (size_t)a[t] * d;
-            const float *xt = x + (size_t)t * d;
-            for (uint32_t i = 0; i < d; i++) sm[i] = sm[i] + xt[i];
-        }
-    }
-    for (uint32_t len = nc; len > 1; len = (len + 1) / 2) {
-        for (uint32_t q = 0; q < len / 2; q++) {
-            float *dst = part + q * md;
-            const float *l = part + 2 * q * md, *r = part + (2 * q + 1) * md;
-            for (size_t e = 0; e < md; e++) dst[e] = l[e] + r[e];
-        }
-        if (len & 1) memmove(part + (len / 2) * md, part + (len - 1) * md, md * sizeof *part);
-    }
-}
-
-/* k-means of x [n][d] into c [M][d], initialised from init (docs/NUMERICS.md). */
-static void kmeans(const pkv_cpu_kernels *k, const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init,
-                   const float *rcp, uint32_t iters, float tol2, float *c, kmeans_scratch *ks)
-{
-    for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
-    for (uint32_t it = 0; it < iters; it++) {
-        k->argmin_l2(x, n, d, c, M, ks->assign);
-        memset(ks->count, 0, M * sizeof *ks->count);
-        for (uint32_t t = 0; t < n; t++) ks->count[ks->assign[t]]++;
-        centroid_sums(x, n, d, M, ks->assign, ks->part);
-        float shift2 = 0.0f;
-        for (uint32_t m = 0; m < M; m++) {
-            if (!ks->count[m]) continue;
-            float acc = 0.0f;
-            for (uint32_t i = 0; i < d; i++) {
-                float nv = ks->part[(size_t)m * d + i] * rcp[ks->count[m]];
-                acc = pkv_l2_step(acc, nv, c[(size_t)m * d + i]);
-                c[(size_t)m * d + i] = nv;
-            }
-            if (acc > shift2) shift2 = acc;
-        }
-        if (shift2 < tol2) break;
-    }
 }
 
 static void store_pattern(const pkv_store *st, const uint32_t *table, uint32_t m, int kv, const float *p, float *back)
@@ -143,8 +70,8 @@ static int mine_unit(uint32_t u, void *arg)
     const pkv_mine_layer *ml = &op->layers[l];
     float *x[2], *P[2], *c = malloc((size_t)M * d * sizeof *c);
     uint8_t *a[2];
-    kmeans_scratch ks;
-    int failed = kmeans_scratch_alloc(&ks, n, d, M) != 0;
+    pkv_kmeans ks;
+    int failed = pkv_kmeans_init(&ks, n, d, M, 0) != 0;
     for (int kv = 0; kv < 2; kv++) {
         x[kv] = malloc((size_t)n * d * sizeof(float));
         P[kv] = malloc((size_t)M * d * sizeof(float));
@@ -157,7 +84,7 @@ static int mine_unit(uint32_t u, void *arg)
     const uint32_t *table = ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
     for (int kv = 0; kv < 2; kv++) {
         f16_rows(j->k, (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d, n, H * d, d, x[kv]);
-        kmeans(j->k, x[kv], n, d, M, ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c, &ks);
+        pkv_kmeans_run(&ks, j->k, x[kv], ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c);
         for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
         if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
             if (pkv_cpu_assign_k(j->k, g->k_assign, 0, x[0], op->n_quant, g->G, d, P[0], M, a[0])) {
@@ -166,13 +93,13 @@ static int mine_unit(uint32_t u, void *arg)
             }
             continue;
         }
-        j->k->argmin_l2(x[kv], op->n_quant, d, P[kv], M, ks.assign);
-        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)ks.assign[t];
+        pkv_kmeans_assign(&ks, j->k, x[kv], op->n_quant, c, P[kv], ks.idx);
+        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)ks.idx[t];
     }
     uint32_t groups = op->n_quant / g->G;
     encode_groups(j->k, st, groups, ml->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
 done:
-    kmeans_scratch_free(&ks);
+    pkv_kmeans_free(&ks);
     free(c);
     for (int kv = 0; kv < 2; kv++) free(x[kv]), free(P[kv]), free(a[kv]);
     return failed;

@@ -69,6 +69,11 @@ typedef struct pkv_cpu_kernels {
     /* bit-exact encoding (docs/NUMERICS.md) */
     /* out[t] = argmin_m L2(x_t, P_m) over m < M, for n tokens x [n][d], patterns P [M][d] */
     void (*argmin_l2)(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
+    /* The same for the rows idx[0 .. n) of x (rows 0 .. n-1 when idx is NULL): best[j] = the argmin
+     * (ties: the lowest m), d1[j] its computed distance, d2[j] the smallest computed distance of the
+     * other patterns (= d1[j] on a tie, +inf when M == 1); d1 and d2 may be NULL (cpu_kmeans.c) */
+    void (*l2_top2)(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                    uint32_t *best, float *d1, float *d2);
     /* out[t] = argmin_m MinMax(x_t, P_m) */
     void (*argmin_minmax)(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
     /* pkv_block_encode's bytes */
@@ -104,24 +109,32 @@ float pkv_cpu_dot_scalar(const float *a, const float *b, uint32_t n);
 void pkv_cpu_axpy_scalar(float a, const float *x, float *y, uint32_t n);
 void pkv_cpu_f16_to_f32_scalar(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_scalar(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
+void pkv_cpu_l2_top2_scalar(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                        uint32_t *best, float *d1, float *d2);
 void pkv_cpu_argmin_minmax_scalar(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_centre_scalar(const float *x, uint32_t n, uint32_t d, float *out);
 
 /* The encoding kernels of each level (cpu_enc_<level>.c), bit-exact with the scalar ones. */
 void pkv_cpu_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
+void pkv_cpu_l2_top2_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                        uint32_t *best, float *d1, float *d2);
 void pkv_cpu_argmin_minmax_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_block_encode_avx2(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
                                const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
 void pkv_cpu_centre_avx2(const float *x, uint32_t n, uint32_t d, float *out);
 void pkv_cpu_f16_to_f32_avx512(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_avx512(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
+void pkv_cpu_l2_top2_avx512(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                        uint32_t *best, float *d1, float *d2);
 void pkv_cpu_argmin_minmax_avx512(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_block_encode_avx512(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
                                  const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
 void pkv_cpu_centre_avx512(const float *x, uint32_t n, uint32_t d, float *out);
 void pkv_cpu_f16_to_f32_neon(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_neon(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
+void pkv_cpu_l2_top2_neon(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                        uint32_t *best, float *d1, float *d2);
 void pkv_cpu_argmin_minmax_neon(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_block_encode_neon(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
                                const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);

@@ -1,0 +1,209 @@
+/* Prefill k-means on the CPU (cpu_kmeans.h): Lloyd's iteration exactly as docs/NUMERICS.md writes
+ * it, with Hamerly's bounds (G. Hamerly, "Making k-means even faster", SDM 2010) to skip work whose
+ * outcome is known, so that the centroids, patterns and assignments are bit-identical to the plain
+ * iteration (pkv_kmeans_init(plain = 1), which tests compare against).
+ *
+ * The assignment a_t = argmin_m f_m(x_t), f_m the computed fp32 L2 (docs/NUMERICS.md: diff, square,
+ * running sum over i ascending, no FMA). For every token the bounds keep, in double:
+ *   u_t >= D(x_t, c_a)  (exact Euclidean distance to its centroid a = a_t),
+ *   l_t <= D(x_t, c_m)  for every m != a;
+ * when centroids move by delta_m (exact distance, bounded above), u_t grows by delta_a and l_t
+ * shrinks by the largest delta of the others (triangle inequality); also D(x_t, c_m) >=
+ * 2 half_a - u_t with half_a <= half the distance from c_a to the nearest other centroid. The computed
+ * distance satisfies |f - D^2| <= eps D^2 + tau (eps = (d + 8) 2^-23 covers the d + 2 roundings of
+ * the sum and the square and difference; tau covers underflow), so
+ *   u^2 (1 + eps) + tau < L^2 (1 - eps) - tau,  L = max(l_t, 2 half_a - u_t)
+ * implies f_a < f_m for every m != a: a is still the strict argmin of the computed distances and the
+ * token is skipped. Every other token gets all M distances from the kernel table's l2_top2 (the same
+ * values as the plain kernel), which also remakes its bounds from the best and second-best distance.
+ * Doubles round too: every bound moves outward by a factor 1 +- 1e-9 per step, far above that.
+ *
+ * Centroid sums (the chunk sums, then the pairwise tree of docs/NUMERICS.md) are unchanged for a
+ * chunk of PKV_KMEANS_CHUNK tokens none of whose assignments changed: only changed chunks are summed
+ * again (each from +0, tokens ascending), the tree is remade every iteration. */
+#include "cpu_kmeans.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layout.h"
+#include "quant.h"
+
+#define UP (1.0 + 1e-9)
+#define DN (1.0 - 1e-9)
+
+void pkv_kmeans_free(pkv_kmeans *km)
+{
+    free(km->assign), free(km->count), free(km->idx), free(km->best), free(km->dirty), free(km->part);
+    free(km->tree), free(km->d1), free(km->d2), free(km->u), free(km->l), free(km->delta), free(km->half);
+    free(km->prev);
+    memset(km, 0, sizeof *km);
+}
+
+int pkv_kmeans_init(pkv_kmeans *km, uint32_t n, uint32_t d, uint32_t M, int plain)
+{
+    memset(km, 0, sizeof *km);
+    const size_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK, md = (size_t)M * d;
+    km->n = n, km->d = d, km->M = M, km->plain = plain;
+    km->assign = malloc((size_t)n * sizeof *km->assign);
+    km->count = malloc((size_t)M * sizeof *km->count);
+    km->idx = malloc((size_t)n * sizeof *km->idx);
+    km->best = malloc((size_t)n * sizeof *km->best);
+    km->dirty = malloc(nc);
+    km->part = malloc(nc * md * sizeof *km->part);
+    km->tree = malloc((nc / 2 + 1) * md * sizeof *km->tree);
+    km->d1 = malloc((size_t)n * sizeof *km->d1);
+    km->d2 = malloc((size_t)n * sizeof *km->d2);
+    km->u = malloc((size_t)n * sizeof *km->u);
+    km->l = malloc((size_t)n * sizeof *km->l);
+    km->delta = malloc((size_t)M * sizeof *km->delta);
+    km->half = malloc((size_t)M * sizeof *km->half);
+    km->prev = malloc(md * sizeof *km->prev);
+    if (km->assign && km->count && km->idx && km->best && km->dirty && km->part && km->tree && km->d1 && km->d2 &&
+        km->u && km->l && km->delta && km->half && km->prev)
+        return 0;
+    pkv_kmeans_free(km);
+    return -1;
+}
+
+/* The exact distance of two fp32 vectors, rounded up (scale: UP) or down (DN). */
+static double dist_exact(const float *a, const float *b, uint32_t d, double scale)
+{
+    double s = 0.0;
+    for (uint32_t i = 0; i < d; i++) {
+        double t = (double)a[i] - (double)b[i];
+        s += t * t;
+    }
+    return sqrt(s) * scale;
+}
+
+static int keep(double u, double L, double eps, double tau)
+{
+    return L > 0.0 && (u * u * (1.0 + eps) + tau) * UP < (L * L * (1.0 - eps) - tau) * DN;
+}
+
+/* a_t = argmin_m f_m(x_t) over C [M][d] for the first n tokens; marks the chunks whose assignments
+ * changed. Bounds (when made) refer to C afterwards. */
+static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n, const float *C)
+{
+    const uint32_t d = km->d, M = km->M;
+    const double eps = (d + 8) * 0x1p-23, tau = (d + 2) * 0x1p-126;
+    uint32_t nf = 0;
+    const uint32_t *idx = NULL;
+    if (km->bounded && !km->plain) {
+        double dm1 = 0.0, dm2 = 0.0; /* the largest delta (of centroid m1) and the second largest */
+        uint32_t m1 = 0;
+        for (uint32_t m = 0; m < M; m++) {
+            if (km->delta[m] > dm1) dm2 = dm1, dm1 = km->delta[m], m1 = m;
+            else if (km->delta[m] > dm2) dm2 = km->delta[m];
+        }
+        for (uint32_t m = 0; m < M; m++) {
+            double h = INFINITY;
+            for (uint32_t o = 0; o < M; o++) {
+                if (o == m) continue;
+                double e = dist_exact(C + (size_t)m * d, C + (size_t)o * d, d, DN);
+                if (e < h) h = e;
+            }
+            km->half[m] = 0.5 * h * DN;
+        }
+        for (uint32_t t = 0; t < n; t++) {
+            uint32_t a = km->assign[t];
+            double u = (km->u[t] + km->delta[a]) * UP, l = (km->l[t] - (a == m1 ? dm2 : dm1)) * DN;
+            if (l < 0.0) l = 0.0;
+            km->u[t] = u, km->l[t] = l;
+            double L = 2.0 * km->half[a] - u;
+            if (l > L) L = l;
+            if (!keep(u, L, eps, tau)) km->idx[nf++] = t;
+        }
+        idx = km->idx;
+    } else {
+        nf = n;
+    }
+    k->l2_top2(x, idx, nf, d, C, M, km->best, km->d1, km->d2);
+    for (uint32_t j = 0; j < nf; j++) {
+        uint32_t t = idx ? idx[j] : j;
+        if (km->assign[t] != km->best[j]) km->dirty[t / PKV_KMEANS_CHUNK] = 1;
+        km->assign[t] = km->best[j];
+        double f1 = km->d1[j], f2 = km->d2[j];
+        km->u[t] = sqrt((f1 + tau) / (1.0 - eps)) * UP;
+        km->l[t] = isinf(f2) ? INFINITY : sqrt((f2 > tau ? f2 - tau : 0.0) / (1.0 + eps)) * DN;
+    }
+    for (uint32_t m = 0; m < M; m++) km->delta[m] = 0.0;
+    km->bounded = !km->plain;
+}
+
+/* sum_m,i (docs/NUMERICS.md): the chunks marked dirty summed again, then the tree. Returns [M][d]. */
+static const float *centroid_sums(pkv_kmeans *km, const float *x)
+{
+    const uint32_t n = km->n, d = km->d;
+    const uint32_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK;
+    const size_t md = (size_t)km->M * d;
+    for (uint32_t j = 0; j < nc; j++) {
+        if (!km->dirty[j] && !km->plain) continue;
+        km->dirty[j] = 0;
+        float *s = km->part + j * md;
+        memset(s, 0, md * sizeof *s);
+        uint32_t t1 = (j + 1) * PKV_KMEANS_CHUNK < n ? (j + 1) * PKV_KMEANS_CHUNK : n;
+        for (uint32_t t = j * PKV_KMEANS_CHUNK; t < t1; t++) {
+            float *sm = s + (size_t)km->assign[t] * d;
+            const float *xt = x + (size_t)t * d;
+            for (uint32_t i = 0; i < d; i++) sm[i] = sm[i] + xt[i];
+        }
+    }
+    if (nc == 1) return km->part;
+    /* level 0 from the chunk sums into tree, the later levels in place */
+    const float *src = km->part;
+    for (uint32_t len = nc; len > 1; len = (len + 1) / 2) {
+        for (uint32_t q = 0; q < len / 2; q++) {
+            float *dst = km->tree + q * md;
+            const float *l = src + 2 * q * md, *r = src + (2 * q + 1) * md;
+            for (size_t e = 0; e < md; e++) dst[e] = l[e] + r[e];
+        }
+        if (len & 1) memmove(km->tree + (len / 2) * md, src + (len - 1) * md, md * sizeof *km->tree);
+        src = km->tree;
+    }
+    return km->tree;
+}
+
+void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, const uint32_t *init, const float *rcp,
+                    uint32_t iters, float tol2, float *c)
+{
+    const uint32_t n = km->n, d = km->d, M = km->M;
+    for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
+    km->bounded = 0;
+    memset(km->assign, 0xff, (size_t)n * sizeof *km->assign);
+    memset(km->dirty, 1, (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK);
+    for (uint32_t it = 0; it < iters; it++) {
+        assign_step(km, k, x, n, c);
+        memset(km->count, 0, M * sizeof *km->count);
+        for (uint32_t t = 0; t < n; t++) km->count[km->assign[t]]++;
+        const float *sum = centroid_sums(km, x);
+        memcpy(km->prev, c, (size_t)M * d * sizeof *c);
+        float shift2 = 0.0f;
+        for (uint32_t m = 0; m < M; m++) {
+            if (!km->count[m]) continue;
+            float acc = 0.0f;
+            for (uint32_t i = 0; i < d; i++) {
+                float nv = sum[(size_t)m * d + i] * rcp[km->count[m]];
+                acc = pkv_l2_step(acc, nv, c[(size_t)m * d + i]);
+                c[(size_t)m * d + i] = nv;
+            }
+            if (acc > shift2) shift2 = acc;
+            km->delta[m] = (km->delta[m] + dist_exact(km->prev + (size_t)m * d, c + (size_t)m * d, d, UP)) * UP;
+        }
+        if (shift2 < tol2) break;
+    }
+}
+
+void pkv_kmeans_assign(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t nq, const float *c,
+                       const float *P, uint32_t *out)
+{
+    const uint32_t d = km->d;
+    if (km->bounded)
+        for (uint32_t m = 0; m < km->M; m++)
+            km->delta[m] = (km->delta[m] + dist_exact(c + (size_t)m * d, P + (size_t)m * d, d, UP)) * UP;
+    assign_step(km, k, x, nq, P);
+    memcpy(out, km->assign, (size_t)nq * sizeof *out);
+    km->bounded = 0; /* the bounds of the tokens past nq no longer hold */
+}

@@ -1,0 +1,41 @@
+/* The CPU backend's prefill k-means (docs/NUMERICS.md "k-means"), bit-identical to the plain Lloyd
+ * iteration of that page and so to the GPU backends, but with distance bounds that skip the tokens
+ * whose nearest centroid provably cannot have changed (cpu_kmeans.c). */
+#ifndef PKV_CPU_KMEANS_H
+#define PKV_CPU_KMEANS_H
+
+#include <stdint.h>
+
+#include "cpu_simd.h"
+
+typedef struct pkv_kmeans {
+    uint32_t n, d, M;
+    int plain;       /* 1: every token's distances every iteration, every chunk summed (the reference) */
+    int bounded;     /* the bounds below hold for the current centroids c */
+    uint32_t *assign, *count, *idx, *best;
+    uint8_t *dirty;  /* [chunks] an assignment of the chunk changed since its sums were made */
+    float *part;     /* [chunks][M][d] chunk sums */
+    float *tree;     /* [chunks][M][d] their pairwise tree */
+    float *d1, *d2;  /* computed distances of the recomputed tokens */
+    double *u, *l;   /* per token: upper bound of the distance to its centroid, lower bound to the others */
+    double *delta;   /* [M] how far each centroid moved since the bounds were made */
+    double *half;    /* [M] half the distance to the nearest other centroid */
+    float *prev;     /* [M][d] the centroids before an update */
+} pkv_kmeans;
+
+/* Scratch for n tokens of dimension d and M centroids; plain = 1 turns the bounds off. 0, or -1 when
+ * out of host memory (nothing to free then). */
+int pkv_kmeans_init(pkv_kmeans *km, uint32_t n, uint32_t d, uint32_t M, int plain);
+void pkv_kmeans_free(pkv_kmeans *km);
+
+/* k-means of x [n][d] into c [M][d] from the tokens init[M], at most iters iterations, stopping when
+ * the largest squared centroid shift is below tol2; rcp[c] = 1/c as floats. */
+void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, const uint32_t *init, const float *rcp,
+                    uint32_t iters, float tol2, float *c);
+
+/* out[t] = argmin_m L2(x_t, P_m) for the first nq tokens of the last run's x, P [M][d] the stored
+ * patterns (fp16 values of that run's c): the bounds of the run skip most tokens. */
+void pkv_kmeans_assign(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t nq, const float *c,
+                       const float *P, uint32_t *out);
+
+#endif
