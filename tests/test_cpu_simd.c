@@ -1,6 +1,7 @@
 /* The CPU backend's instruction-set levels (src/cpu/cpu_simd.h) against its portable scalar path:
- * - encoding kernels (fp16 conversion, L2 and min-max argmin, Chebyshev centre, block encoding) byte
- *   for byte against the scalar reference, on random data and on ties, constant channels and signed
+ * - encoding kernels (fp16 conversion, L2 and min-max argmin, L2 best and second distance over a row
+ *   list, Chebyshev centre, block encoding) byte for byte against the scalar reference, the k-means
+ *   bounds' dot products within their rounding bound of fp64, on random data and on ties, constant channels and signed
  *   zeros, for every mode, width, head_dim (odd multiples of 8 too) and group size;
  * - whole caches (prefill mining, flushes, a growing bank) saved byte for byte equal at every level;
  * - attention at every level against the scalar level and the fp64 reference over the dequantized
@@ -107,6 +108,19 @@ static void test_argmin(const pkv_cpu_kernels *k, tu_rng *r)
                 }
                 assert_true(second == ad2[j] || (isinf(second) && isinf(ad2[j])));
             }
+            /* dots (bounds only, any order): within gamma_d sum |x_i c_i| of the fp64 dot */
+            float *dots = malloc((size_t)ni * M * sizeof *dots);
+            k->dots(x, idx, ni, d, P, M, dots);
+            for (uint32_t j = 0; j < ni; j++)
+                for (uint32_t m = 0; m < M; m++) {
+                    double ref = 0.0, mag = 0.0;
+                    for (uint32_t i = 0; i < d; i++) {
+                        double p = (double)x[(size_t)idx[j] * d + i] * P[(size_t)m * d + i];
+                        ref += p, mag += fabs(p);
+                    }
+                    assert_true(fabs(dots[(size_t)j * M + m] - ref) <= d * 0x1p-24 / (1 - d * 0x1p-24) * mag + 1e-30);
+                }
+            free(dots);
             pkv_cpu_kernels_scalar.argmin_minmax(x, n, d, P, M, a8);
             k->argmin_minmax(x, n, d, P, M, b8);
             assert_memory_equal(a8, b8, n);

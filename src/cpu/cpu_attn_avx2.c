@@ -8,7 +8,6 @@
 typedef __m256i VI;
 
 static inline VF vf_zero(void) { return _mm256_setzero_ps(); }
-static inline VF vf_fma(VF a, VF b, VF c) { return _mm256_fmadd_ps(a, b, c); }
 static inline VF vf_max(VF a, VF b) { return _mm256_max_ps(a, b); }
 static inline float vf_hsum(VF v)
 {
@@ -103,6 +102,7 @@ const pkv_cpu_kernels pkv_cpu_kernels_avx2 = {
     .f16_to_f32 = pkv_cpu_f16_to_f32_avx2,
     .argmin_l2 = pkv_cpu_argmin_l2_avx2,
     .l2_top2 = pkv_cpu_l2_top2_avx2,
+    .dots = pkv_cpu_dots_avx2,
     .argmin_minmax = pkv_cpu_argmin_minmax_avx2,
     .block_encode = pkv_cpu_block_encode_avx2,
     .centre = pkv_cpu_centre_avx2,

@@ -8,7 +8,6 @@
 typedef __m512i VI;
 
 static inline VF vf_zero(void) { return _mm512_setzero_ps(); }
-static inline VF vf_fma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
 static inline VF vf_max(VF a, VF b) { return _mm512_max_ps(a, b); }
 static inline float vf_hsum(VF v) { return _mm512_reduce_add_ps(v); }
 static inline float vf_hmax(VF v) { return _mm512_reduce_max_ps(v); }
@@ -97,6 +96,7 @@ const pkv_cpu_kernels pkv_cpu_kernels_avx512 = {
     .f16_to_f32 = pkv_cpu_f16_to_f32_avx512,
     .argmin_l2 = pkv_cpu_argmin_l2_avx512,
     .l2_top2 = pkv_cpu_l2_top2_avx512,
+    .dots = pkv_cpu_dots_avx512,
     .argmin_minmax = pkv_cpu_argmin_minmax_avx512,
     .block_encode = pkv_cpu_block_encode_avx512,
     .centre = pkv_cpu_centre_avx512,

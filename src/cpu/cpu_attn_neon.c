@@ -8,7 +8,6 @@
 typedef uint32x4_t VI;
 
 static inline VF vf_zero(void) { return vdupq_n_f32(0.0f); }
-static inline VF vf_fma(VF a, VF b, VF c) { return vfmaq_f32(c, a, b); }
 static inline VF vf_max(VF a, VF b) { return vmaxq_f32(a, b); }
 static inline float vf_hsum(VF v) { return vaddvq_f32(v); }
 static inline float vf_hmax(VF v) { return vmaxvq_f32(v); }
@@ -86,6 +85,7 @@ const pkv_cpu_kernels pkv_cpu_kernels_neon = {
     .f16_to_f32 = pkv_cpu_f16_to_f32_neon,
     .argmin_l2 = pkv_cpu_argmin_l2_neon,
     .l2_top2 = pkv_cpu_l2_top2_neon,
+    .dots = pkv_cpu_dots_neon,
     .argmin_minmax = pkv_cpu_argmin_minmax_neon,
     .block_encode = pkv_cpu_block_encode_neon,
     .centre = pkv_cpu_centre_neon,

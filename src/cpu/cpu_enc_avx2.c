@@ -54,6 +54,11 @@ void pkv_cpu_l2_top2_avx2(const float *x, const uint32_t *idx, uint32_t n, uint3
 {
     enc_l2_top2(x, idx, n, d, P, M, best, d1, d2);
 }
+void pkv_cpu_dots_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                      float *out)
+{
+    enc_dots(x, idx, n, d, P, M, out);
+}
 void pkv_cpu_argmin_minmax_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out)
 {
     enc_argmin_minmax(x, n, d, P, M, out);

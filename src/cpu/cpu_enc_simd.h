@@ -10,9 +10,10 @@
  * orders -0 below +0). Where a sum or fold runs across the lanes instead (the per-token V quantizer:
  * min and max over the channels), the only thing order can change is the sign of a zero result, and
  * then the scalar fold is redone. Quantization codes come from an estimate corrected by the exact
- * up/down steps of docs/NUMERICS.md, in every lane until no lane moves.
+ * up/down steps of docs/NUMERICS.md, in every lane until no lane moves. One kernel is not exact and
+ * need not be: dots (x . c with FMA) feeds only the k-means distance bounds (cpu_kmeans.c).
  *
- * Vocabulary: W lanes; VF, MK (lane mask); vf_load vf_store vf_set1 vf_add vf_sub vf_mul
+ * Vocabulary: W lanes; VF, MK (lane mask); vf_load vf_store vf_set1 vf_add vf_sub vf_mul vf_fma
  * vf_min(a,b) = a < b ? a : b, vf_max(a,b) = a > b ? a : b, vf_floor, vf_hmin, vf_hmax,
  * mk_lt mk_le mk_ge mk_eq mk_ne mk_and mk_any mk_first (index of the first set lane),
  * vf_sel(m, a, b) = m ? a : b, vf_to_u8(v, out) (W exact small integers -> bytes),
@@ -147,6 +148,67 @@ static void enc_l2_top2(const float *x, const uint32_t *idx, uint32_t n, uint32_
         if (d1) d1[t] = b1, d2[t] = b2;
     }
     free(dist);
+    free(PT);
+}
+
+/* x . c of TP tokens against nv vectors of patterns, with fused multiply-add: for distance bounds
+ * only (cpu_kmeans.c), never compared bit for bit. dist: [TP][BLKV * W]. */
+EINLINE void dot_tokens(const float *const *xs, uint32_t TP, const float *PT, uint32_t Mp, uint32_t d, uint32_t nv,
+                        float *dot)
+{
+    VF acc[BLKV];
+    const uint32_t NV = BLKV / TP;
+    for (uint32_t v = 0; v < BLKV; v++) acc[v] = vf_set1(0.0f);
+    for (uint32_t i = 0; i < d; i++) {
+        const float *row = PT + (size_t)i * Mp;
+        for (uint32_t p = 0; p < TP; p++) {
+            VF xi = vf_set1(xs[p][i]);
+            for (uint32_t v = 0; v < NV; v++)
+                if (v < nv) acc[p * NV + v] = vf_fma(xi, vf_load(row + v * W), acc[p * NV + v]);
+        }
+    }
+    for (uint32_t p = 0; p < TP; p++)
+        for (uint32_t v = 0; v < nv; v++) vf_store(dot + (size_t)p * BLKV * W + v * W, acc[p * NV + v]);
+}
+
+/* cpu_simd.h's dots: out[j][m] = x_t . P_m for the rows idx[0 .. n) (any order of summation). */
+static void enc_dots(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                     float *out)
+{
+    uint32_t Mp;
+    float *PT = transpose_patterns(P, M, d, &Mp);
+    const uint32_t nvec = Mp / W;
+    float *buf = PT ? malloc((size_t)(nvec > BLKV ? Mp : 4 * BLKV * W) * sizeof(float)) : NULL;
+    if (!buf) {
+        free(PT);
+        for (uint32_t j = 0; j < n; j++)
+            for (uint32_t m = 0; m < M; m++) {
+                const float *xt = x + (size_t)idx[j] * d, *c = P + (size_t)m * d;
+                float s = 0.0f;
+                for (uint32_t i = 0; i < d; i++) s += xt[i] * c[i];
+                out[(size_t)j * M + m] = s;
+            }
+        return;
+    }
+    const uint32_t tp = nvec <= BLKV / 4 ? 4 : nvec <= BLKV / 2 ? 2 : 1;
+    uint32_t t = 0;
+    if (tp > 1)
+        for (; t + tp <= n; t += tp) {
+            const float *xs[4];
+            for (uint32_t p = 0; p < tp; p++) xs[p] = x + (size_t)idx[t + p] * d;
+            if (tp == 4) dot_tokens(xs, 4, PT, Mp, d, nvec, buf);
+            else dot_tokens(xs, 2, PT, Mp, d, nvec, buf);
+            for (uint32_t p = 0; p < tp; p++) memcpy(out + (size_t)(t + p) * M, buf + (size_t)p * BLKV * W, M * sizeof(float));
+        }
+    for (; t < n; t++) {
+        const float *xs[1] = {x + (size_t)idx[t] * d};
+        for (uint32_t v0 = 0; v0 < nvec; v0 += BLKV) {
+            uint32_t nv = nvec - v0 < BLKV ? nvec - v0 : BLKV;
+            dot_tokens(xs, 1, PT + v0 * W, Mp, d, nv, buf + v0 * W);
+        }
+        memcpy(out + (size_t)t * M, buf, M * sizeof(float));
+    }
+    free(buf);
     free(PT);
 }
 

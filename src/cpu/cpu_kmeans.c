@@ -14,13 +14,19 @@
  * the sum and the square and difference; tau covers underflow), so
  *   u^2 (1 + eps) + tau < L^2 (1 - eps) - tau,  L = max(l_t, 2 half_a - u_t)
  * implies f_a < f_m for every m != a: a is still the strict argmin of the computed distances and the
- * token is skipped. Every other token gets all M distances from the kernel table's l2_top2 (the same
- * values as the plain kernel), which also remakes its bounds from the best and second-best distance.
- * Doubles round too: every bound moves outward by a factor 1 +- 1e-9 per step, far above that.
+ * token is skipped. The other tokens go through the kernel table's dots (x . c_m of every centroid,
+ * FMA, any order: 3x faster than the exact distances) and resolve_fast: D_m^2 = |x|^2 + |c_m|^2 -
+ * 2 x.c_m within a rounding bound, so a token whose best centroid's upper bound, carried to the
+ * computed f, lies below the others' lower bounds is assigned (strictly, so ties are not an issue)
+ * and gets its bounds from there. Only the rest (a fraction of a percent on clustered and on real
+ * data) get all M exact distances from l2_top2 (the same values as the plain kernel), which also
+ * remakes their bounds from the best and second-best distance. Doubles round too: every bound moves
+ * outward by a factor 1 +- 1e-9 per step, far above that.
  *
- * Centroid sums (the chunk sums, then the pairwise tree of docs/NUMERICS.md) are unchanged for a
- * chunk of PKV_KMEANS_CHUNK tokens none of whose assignments changed: only changed chunks are summed
- * again (each from +0, tokens ascending), the tree is remade every iteration. */
+ * Centroid sums (the chunk sums, then the pairwise tree of docs/NUMERICS.md): the sum of a chunk of
+ * PKV_KMEANS_CHUNK tokens for centroid m is unchanged when no token of the chunk moved to or from m;
+ * only the others are summed again (from +0, tokens ascending), the tree is remade every iteration.
+ * half_m comes from the kernel too (the centroids against themselves). */
 #include "cpu_kmeans.h"
 
 #include <math.h>
@@ -37,7 +43,7 @@ void pkv_kmeans_free(pkv_kmeans *km)
 {
     free(km->assign), free(km->count), free(km->idx), free(km->best), free(km->dirty), free(km->part);
     free(km->tree), free(km->d1), free(km->d2), free(km->u), free(km->l), free(km->delta), free(km->half);
-    free(km->prev);
+    free(km->prev), free(km->nx2), free(km->nc2f), free(km->dots);
     memset(km, 0, sizeof *km);
 }
 
@@ -46,22 +52,27 @@ int pkv_kmeans_init(pkv_kmeans *km, uint32_t n, uint32_t d, uint32_t M, int plai
     memset(km, 0, sizeof *km);
     const size_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK, md = (size_t)M * d;
     km->n = n, km->d = d, km->M = M, km->plain = plain;
+    km->n_steps = km->n_fast = km->n_exact = 0;
     km->assign = malloc((size_t)n * sizeof *km->assign);
     km->count = malloc((size_t)M * sizeof *km->count);
+    const size_t nm = n > M ? n : M; /* the kernel's outputs serve the M centroids too */
     km->idx = malloc((size_t)n * sizeof *km->idx);
-    km->best = malloc((size_t)n * sizeof *km->best);
-    km->dirty = malloc(nc);
+    km->best = malloc(nm * sizeof *km->best);
+    km->dirty = malloc(nc * M);
     km->part = malloc(nc * md * sizeof *km->part);
     km->tree = malloc((nc / 2 + 1) * md * sizeof *km->tree);
-    km->d1 = malloc((size_t)n * sizeof *km->d1);
-    km->d2 = malloc((size_t)n * sizeof *km->d2);
+    km->d1 = malloc(nm * sizeof *km->d1);
+    km->d2 = malloc(nm * sizeof *km->d2);
     km->u = malloc((size_t)n * sizeof *km->u);
     km->l = malloc((size_t)n * sizeof *km->l);
     km->delta = malloc((size_t)M * sizeof *km->delta);
     km->half = malloc((size_t)M * sizeof *km->half);
     km->prev = malloc(md * sizeof *km->prev);
+    km->nx2 = malloc((size_t)n * sizeof *km->nx2);
+    km->nc2f = malloc((size_t)M * sizeof *km->nc2f);
+    km->dots = malloc((size_t)PKV_KMEANS_BATCH * M * sizeof *km->dots);
     if (km->assign && km->count && km->idx && km->best && km->dirty && km->part && km->tree && km->d1 && km->d2 &&
-        km->u && km->l && km->delta && km->half && km->prev)
+        km->u && km->l && km->delta && km->half && km->prev && km->nx2 && km->nc2f && km->dots)
         return 0;
     pkv_kmeans_free(km);
     return -1;
@@ -83,14 +94,72 @@ static int keep(double u, double L, double eps, double tau)
     return L > 0.0 && (u * u * (1.0 + eps) + tau) * UP < (L * L * (1.0 - eps) - tau) * DN;
 }
 
+static void set_assign(pkv_kmeans *km, uint32_t t, uint32_t now)
+{
+    uint32_t was = km->assign[t];
+    if (was != now) {
+        uint8_t *dj = km->dirty + (size_t)(t / PKV_KMEANS_CHUNK) * km->M;
+        if (was < km->M) dj[was] = 1;
+        dj[now] = 1;
+    }
+    km->assign[t] = now;
+}
+
+/* The tokens idx[0 .. nf) through the fast dot products: with h_m = |c_m|^2 - 2 x.c_m (float),
+ * D_m^2 = |x|^2 + h_m within E = (2.1 d + 8) 2^-24 (|x| max|c| + max|c|^2): the dot's rounding
+ * (gamma_d |x| |c|, any order, FMA or not) and h's two roundings. A token whose smallest h (b),
+ * carried to an upper bound of its computed f, lies below a lower bound of the computed f of the
+ * second smallest is assigned here (with its bounds); the others are left in idx for the exact
+ * kernel. Returns how many are left. */
+static uint32_t resolve_fast(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, const float *C, uint32_t *idx,
+                             uint32_t nf, double eps, double tau)
+{
+    const uint32_t d = km->d, M = km->M;
+    double c2max = 0.0;
+    for (uint32_t m = 0; m < M; m++) {
+        double s = 0.0;
+        for (uint32_t i = 0; i < d; i++) s += (double)C[(size_t)m * d + i] * C[(size_t)m * d + i];
+        km->nc2f[m] = (float)s;
+        if (s > c2max) c2max = s;
+    }
+    const double cmax = sqrt(c2max), K = (2.1 * d + 8) * 0x1p-24;
+    uint32_t left = 0;
+    for (uint32_t j0 = 0; j0 < nf; j0 += PKV_KMEANS_BATCH) {
+        const uint32_t nb = nf - j0 < PKV_KMEANS_BATCH ? nf - j0 : PKV_KMEANS_BATCH;
+        k->dots(x, idx + j0, nb, d, C, M, km->dots);
+        for (uint32_t j = 0; j < nb; j++) {
+            const uint32_t t = idx[j0 + j];
+            float *r = km->dots + (size_t)j * M;
+            for (uint32_t m = 0; m < M; m++) r[m] = km->nc2f[m] - 2.0f * r[m];
+            uint32_t b = 0;
+            float h1 = r[0], h2 = INFINITY;
+            for (uint32_t m = 1; m < M; m++) {
+                if (r[m] < h1) h2 = h1, h1 = r[m], b = m;
+                else if (r[m] < h2) h2 = r[m];
+            }
+            const double nx2 = km->nx2[t], e = K * (sqrt(nx2) * cmax + c2max) + 1e-12 * nx2 + tau;
+            const double hi = nx2 + h1 + e, lo2 = nx2 + (double)h2 - e;
+            if (!((hi * (1.0 + eps) * UP + tau) < lo2 * (1.0 - eps) * DN - tau)) { /* f of another may be <= */
+                idx[left++] = t; /* left <= j0 + j: compaction in place */
+                continue;
+            }
+            set_assign(km, t, b);
+            km->u[t] = sqrt(hi > 0.0 ? hi : 0.0) * UP;
+            km->l[t] = isinf(h2) ? INFINITY : sqrt(lo2 > 0.0 ? lo2 : 0.0) * DN;
+        }
+    }
+    return left;
+}
+
 /* a_t = argmin_m f_m(x_t) over C [M][d] for the first n tokens; marks the chunks whose assignments
  * changed. Bounds (when made) refer to C afterwards. */
 static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n, const float *C)
 {
     const uint32_t d = km->d, M = km->M;
     const double eps = (d + 8) * 0x1p-23, tau = (d + 2) * 0x1p-126;
+    km->n_steps += n;
     uint32_t nf = 0;
-    const uint32_t *idx = NULL;
+    uint32_t *idx = NULL;
     if (km->bounded && !km->plain) {
         double dm1 = 0.0, dm2 = 0.0; /* the largest delta (of centroid m1) and the second largest */
         uint32_t m1 = 0;
@@ -98,14 +167,12 @@ static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x
             if (km->delta[m] > dm1) dm2 = dm1, dm1 = km->delta[m], m1 = m;
             else if (km->delta[m] > dm2) dm2 = km->delta[m];
         }
+        /* half_m from the computed distance of c_m to its nearest other centroid (the second
+         * smallest of its row: its own distance is exactly 0), through the kernel */
+        k->l2_top2(C, NULL, M, d, C, M, km->best, km->d1, km->d2);
         for (uint32_t m = 0; m < M; m++) {
-            double h = INFINITY;
-            for (uint32_t o = 0; o < M; o++) {
-                if (o == m) continue;
-                double e = dist_exact(C + (size_t)m * d, C + (size_t)o * d, d, DN);
-                if (e < h) h = e;
-            }
-            km->half[m] = 0.5 * h * DN;
+            double f = km->d2[m];
+            km->half[m] = isinf(f) ? INFINITY : 0.5 * sqrt((f > tau ? f - tau : 0.0) / (1.0 + eps)) * DN;
         }
         for (uint32_t t = 0; t < n; t++) {
             uint32_t a = km->assign[t];
@@ -120,11 +187,18 @@ static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x
     } else {
         nf = n;
     }
+    if (k->dots && !km->plain) { /* most tokens settle with the fast dot products */
+        if (!idx)
+            for (uint32_t t = 0; t < n; t++) km->idx[t] = t;
+        idx = km->idx;
+        km->n_fast += nf;
+        nf = resolve_fast(km, k, x, C, idx, nf, eps, tau);
+    }
+    km->n_exact += nf;
     k->l2_top2(x, idx, nf, d, C, M, km->best, km->d1, km->d2);
     for (uint32_t j = 0; j < nf; j++) {
         uint32_t t = idx ? idx[j] : j;
-        if (km->assign[t] != km->best[j]) km->dirty[t / PKV_KMEANS_CHUNK] = 1;
-        km->assign[t] = km->best[j];
+        set_assign(km, t, km->best[j]);
         double f1 = km->d1[j], f2 = km->d2[j];
         km->u[t] = sqrt((f1 + tau) / (1.0 - eps)) * UP;
         km->l[t] = isinf(f2) ? INFINITY : sqrt((f2 > tau ? f2 - tau : 0.0) / (1.0 + eps)) * DN;
@@ -133,23 +207,31 @@ static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x
     km->bounded = !km->plain;
 }
 
-/* sum_m,i (docs/NUMERICS.md): the chunks marked dirty summed again, then the tree. Returns [M][d]. */
+/* sum_m,i (docs/NUMERICS.md): the (chunk, centroid) sums marked dirty made again (from +0, the
+ * chunk's tokens of that centroid ascending), then the tree. Returns [M][d]. */
 static const float *centroid_sums(pkv_kmeans *km, const float *x)
 {
-    const uint32_t n = km->n, d = km->d;
+    const uint32_t n = km->n, d = km->d, M = km->M;
     const uint32_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK;
-    const size_t md = (size_t)km->M * d;
+    const size_t md = (size_t)M * d;
     for (uint32_t j = 0; j < nc; j++) {
-        if (!km->dirty[j] && !km->plain) continue;
-        km->dirty[j] = 0;
+        uint8_t *dj = km->dirty + (size_t)j * M;
+        if (km->plain) memset(dj, 1, M);
+        uint32_t any = 0;
+        for (uint32_t m = 0; m < M; m++) any |= dj[m];
+        if (!any) continue;
         float *s = km->part + j * md;
-        memset(s, 0, md * sizeof *s);
+        for (uint32_t m = 0; m < M; m++)
+            if (dj[m]) memset(s + (size_t)m * d, 0, d * sizeof *s);
         uint32_t t1 = (j + 1) * PKV_KMEANS_CHUNK < n ? (j + 1) * PKV_KMEANS_CHUNK : n;
         for (uint32_t t = j * PKV_KMEANS_CHUNK; t < t1; t++) {
-            float *sm = s + (size_t)km->assign[t] * d;
+            const uint32_t a = km->assign[t];
+            if (!dj[a]) continue;
+            float *sm = s + (size_t)a * d;
             const float *xt = x + (size_t)t * d;
             for (uint32_t i = 0; i < d; i++) sm[i] = sm[i] + xt[i];
         }
+        memset(dj, 0, M);
     }
     if (nc == 1) return km->part;
     /* level 0 from the chunk sums into tree, the later levels in place */
@@ -173,7 +255,12 @@ void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, co
     for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
     km->bounded = 0;
     memset(km->assign, 0xff, (size_t)n * sizeof *km->assign);
-    memset(km->dirty, 1, (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK);
+    for (uint32_t t = 0; t < n; t++) {
+        double s = 0.0;
+        for (uint32_t i = 0; i < d; i++) s += (double)x[(size_t)t * d + i] * x[(size_t)t * d + i];
+        km->nx2[t] = s;
+    }
+    memset(km->dirty, 1, (size_t)(n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK * M);
     for (uint32_t it = 0; it < iters; it++) {
         assign_step(km, k, x, n, c);
         memset(km->count, 0, M * sizeof *km->count);

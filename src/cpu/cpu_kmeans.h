@@ -1,6 +1,7 @@
 /* The CPU backend's prefill k-means (docs/NUMERICS.md "k-means"), bit-identical to the plain Lloyd
  * iteration of that page and so to the GPU backends, but with distance bounds that skip the tokens
- * whose nearest centroid provably cannot have changed (cpu_kmeans.c). */
+ * whose nearest centroid provably cannot have changed and fast dot products with a rounding bound
+ * that settle most of the others (cpu_kmeans.c). */
 #ifndef PKV_CPU_KMEANS_H
 #define PKV_CPU_KMEANS_H
 
@@ -8,12 +9,14 @@
 
 #include "cpu_simd.h"
 
+#define PKV_KMEANS_BATCH 128u /* tokens per call of the dots kernel */
+
 typedef struct pkv_kmeans {
     uint32_t n, d, M;
     int plain;       /* 1: every token's distances every iteration, every chunk summed (the reference) */
     int bounded;     /* the bounds below hold for the current centroids c */
     uint32_t *assign, *count, *idx, *best;
-    uint8_t *dirty;  /* [chunks] an assignment of the chunk changed since its sums were made */
+    uint8_t *dirty;  /* [chunks][M]: a token of the chunk moved to or from m since its sum was made */
     float *part;     /* [chunks][M][d] chunk sums */
     float *tree;     /* [chunks][M][d] their pairwise tree */
     float *d1, *d2;  /* computed distances of the recomputed tokens */
@@ -21,6 +24,10 @@ typedef struct pkv_kmeans {
     double *delta;   /* [M] how far each centroid moved since the bounds were made */
     double *half;    /* [M] half the distance to the nearest other centroid */
     float *prev;     /* [M][d] the centroids before an update */
+    double *nx2;     /* [n] |x_t|^2 */
+    float *nc2f;     /* [M] |c_m|^2 */
+    float *dots;     /* [PKV_KMEANS_BATCH][M] */
+    uint64_t n_steps, n_fast, n_exact; /* token assignments made, through dots, through exact distances */
 } pkv_kmeans;
 
 /* Scratch for n tokens of dimension d and M centroids; plain = 1 turns the bounds off. 0, or -1 when

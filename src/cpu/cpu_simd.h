@@ -74,6 +74,9 @@ typedef struct pkv_cpu_kernels {
      * other patterns (= d1[j] on a tie, +inf when M == 1); d1 and d2 may be NULL (cpu_kmeans.c) */
     void (*l2_top2)(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                     uint32_t *best, float *d1, float *d2);
+    /* out[j][m] = x_t . P_m for the rows idx[0 .. n), summed in any order with fused multiply-add:
+     * distance bounds only (cpu_kmeans.c); NULL in the scalar table */
+    void (*dots)(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M, float *out);
     /* out[t] = argmin_m MinMax(x_t, P_m) */
     void (*argmin_minmax)(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
     /* pkv_block_encode's bytes */
@@ -119,6 +122,8 @@ void pkv_cpu_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
 void pkv_cpu_l2_top2_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                         uint32_t *best, float *d1, float *d2);
+void pkv_cpu_dots_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                      float *out);
 void pkv_cpu_argmin_minmax_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_block_encode_avx2(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
                                const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
@@ -127,6 +132,8 @@ void pkv_cpu_f16_to_f32_avx512(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_avx512(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
 void pkv_cpu_l2_top2_avx512(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                         uint32_t *best, float *d1, float *d2);
+void pkv_cpu_dots_avx512(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                      float *out);
 void pkv_cpu_argmin_minmax_avx512(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_block_encode_avx512(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
                                  const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
@@ -135,6 +142,8 @@ void pkv_cpu_f16_to_f32_neon(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_neon(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
 void pkv_cpu_l2_top2_neon(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                         uint32_t *best, float *d1, float *d2);
+void pkv_cpu_dots_neon(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                      float *out);
 void pkv_cpu_argmin_minmax_neon(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_block_encode_neon(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
                                const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);

@@ -15,5 +15,7 @@ static inline VF vf_set1(float x) { return _mm512_set1_ps(x); }
 static inline VF vf_add(VF a, VF b) { return _mm512_add_ps(a, b); }
 static inline VF vf_sub(VF a, VF b) { return _mm512_sub_ps(a, b); }
 static inline VF vf_mul(VF a, VF b) { return _mm512_mul_ps(a, b); }
+/* a * b + c rounded once: attention, and the encoding kernels' bounds only (never a stored value) */
+static inline VF vf_fma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
 
 #endif

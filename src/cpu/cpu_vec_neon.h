@@ -15,5 +15,7 @@ static inline VF vf_set1(float x) { return vdupq_n_f32(x); }
 static inline VF vf_add(VF a, VF b) { return vaddq_f32(a, b); }
 static inline VF vf_sub(VF a, VF b) { return vsubq_f32(a, b); }
 static inline VF vf_mul(VF a, VF b) { return vmulq_f32(a, b); }
+/* a * b + c rounded once: attention, and the encoding kernels' bounds only (never a stored value) */
+static inline VF vf_fma(VF a, VF b, VF c) { return vfmaq_f32(c, a, b); }
 
 #endif
