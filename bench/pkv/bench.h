@@ -102,6 +102,8 @@ typedef struct decode_step_result {
     double record_us_per_layer;   /* host time recording, per layer */
     double synchronous_ms;        /* host wall time of the step through the synchronous calls */
     double attention_kernels_ms;  /* sum of the attention kernels' device times of a step */
+    /* commands the recorded calls put into a step's command buffer, per layer (vk_bench.h) */
+    double dispatches_per_layer, barriers_per_layer, transfers_per_layer, commands_per_layer;
 } decode_step_result;
 
 typedef struct memory_result {

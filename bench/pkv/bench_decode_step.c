@@ -8,6 +8,8 @@
  *   record_us_per_layer   host time recording it, per layer
  *   synchronous_ms        the same step through pkv_vulkan_append / pkv_vulkan_attention (host clock)
  *   attention_kernels_ms  the sum of the attention kernels' device times in a step
+ *   *_per_layer           the commands the recorded calls put into the step's command buffer per layer:
+ *                         dispatches, pipeline barriers, transfers (copy/update/fill), all commands
  * Medians over --steps steps (default 10) after two warm-up steps. Vulkan only (the recorded calls):
  * elsewhere the section says why and is empty. Every layer holds the same tokens (the data's layer
  * 0, repeated when the data is shorter than C); every sequence its own copy (nothing shared). */
@@ -93,7 +95,11 @@ int bench_decode_step(pkv_context *ctx, const bench_options *o, const kv_data *d
             *x = (decode_step_result){.cfg = *c, .layers = L, .batch = batches[j], .context = C,
                                       .recorded_ms = t.recorded_ms, .recorded_host_ms = t.recorded_host_ms,
                                       .record_us_per_layer = t.record_us_per_layer, .synchronous_ms = t.synchronous_ms,
-                                      .attention_kernels_ms = t.attention_kernels_ms};
+                                      .attention_kernels_ms = t.attention_kernels_ms,
+                                      .dispatches_per_layer = t.per_layer.dispatches,
+                                      .barriers_per_layer = t.per_layer.barriers,
+                                      .transfers_per_layer = t.per_layer.transfers,
+                                      .commands_per_layer = t.per_layer.commands};
         }
         if (cache) pkv_cache_free(cache);
         if (s != PKV_OK) {

@@ -159,6 +159,10 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
         jw_number(w, "recorded_host_ms", x->recorded_host_ms);
         jw_number(w, "record_us_per_layer", x->record_us_per_layer);
         jw_number(w, "recorded_over_kernels", x->recorded_ms / x->attention_kernels_ms);
+        jw_number(w, "dispatches_per_layer", x->dispatches_per_layer);
+        jw_number(w, "barriers_per_layer", x->barriers_per_layer);
+        jw_number(w, "transfers_per_layer", x->transfers_per_layer);
+        jw_number(w, "commands_per_layer", x->commands_per_layer);
         jw_uint(w, "kv_heads", r->ds_kv_heads);
         jw_uint(w, "q_heads", r->ds_q_heads);
         jw_uint(w, "head_dim", r->ds_head_dim);

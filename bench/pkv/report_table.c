@@ -203,6 +203,11 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                     num(x->synchronous_ms, "%.3f", b5, sizeof b5), num(x->recorded_host_ms, "%.3f", b6, sizeof b6),
                     num(x->record_us_per_layer, "%.1f", b7, sizeof b7));
         }
+        for (uint32_t i = 0; i < r->n_decode_step; i++) {
+            const decode_step_result *x = &r->decode_step[i];
+            fprintf(f, "  batch %u, per layer recorded: %.1f dispatches, %.1f barriers, %.1f transfers, %.1f commands in all\n",
+                    x->batch, x->dispatches_per_layer, x->barriers_per_layer, x->transfers_per_layer, x->commands_per_layer);
+        }
         fprintf(f, "  recorded: every layer's append + attention in one command buffer, one submit (device time);\n"
                    "  attn kern: the attention kernels alone (sum over layers, device time); sync: the step through the\n"
                    "  synchronous calls (host clock); rec host: record + submit + wait; record us/layer: host recording.\n");

@@ -34,9 +34,15 @@ const char *pkv_vulkan_pipeline_cache_path(const pkv_backend *be);
  *   record_us_per_layer the host's recording time divided by the layers;
  * - synchronous: the same calls through pkv_vulkan_append / pkv_vulkan_attention: synchronous_ms is
  *   the host wall time of the step, attention_kernels_ms the sum of its attention ops' device times
- *   (pkv_last_op_time after each attention: the kernels alone). */
+ *   (pkv_last_op_time after each attention: the kernels alone).
+ * per_layer counts the commands of the last recorded step (the flush of a filling window included
+ * when one falls into it), divided by the layers. */
 typedef struct pkv_vk_step_times {
     double recorded_ms, recorded_host_ms, record_us_per_layer, synchronous_ms, attention_kernels_ms;
+    /* what the recorded calls put into the command buffer per layer (the last step's, counted): compute
+     * dispatches, pipeline barriers, transfers (copy, update, fill), and every command (those plus
+     * pipeline and descriptor-set binds and push constants) */
+    struct { double dispatches, barriers, transfers, commands; } per_layer;
 } pkv_vk_step_times;
 pkv_status pkv_vulkan_bench_decode_step(pkv_cache *cache, const pkv_seq *seqs, uint32_t n_seqs, uint32_t n_q_heads,
                                         uint32_t steps, pkv_vk_step_times *t);
