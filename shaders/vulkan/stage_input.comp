@@ -2,7 +2,10 @@
 /* Engine integration: the application's K/V (or q), copied raw into the scratch buffer, become the
  * fp16 K/V (or fp32 q) the ops read, rounded as the host path rounds (pkv_math.h). A value that is
  * NaN, Inf or beyond max_abs is stored as 0 (with its pair) and sets `flag` in the status word
- * (st[status_word]) and lowers st[status_word + 1] to `layer`. Two values per invocation. */
+ * (st[status_word]) and lowers st[status_word + 1] to `layer`. Two values per invocation.
+ * row_tab != 0xFFFFFFFF (fp16 output only): the output goes to rows of row_pairs words, source row r
+ * to row scr[row_tab + r] of `dst` (0xFFFFFFFF: not written): a recorded append's K/V straight into
+ * their window rows (vk_stage.c). */
 #include "pkv_math.h"
 
 layout(local_size_x_id = 0) in;
@@ -12,7 +15,7 @@ layout(std430, set = 0, binding = 2) buffer Status { uint st[]; };
 layout(push_constant) uniform Push {
     uint n_pairs, in_f16, out_f32, raw_off, out_off, status_word;
     float max_abs;
-    uint flag, layer;
+    uint flag, layer, row_tab, row_pairs;
 } pc;
 
 bool bad_f32(float x) { return (floatBitsToUint(x) & 0x7F800000u) == 0x7F800000u || abs(x) > pc.max_abs; }
@@ -42,6 +45,9 @@ void main()
     if (pc.out_f32 != 0u) {
         dst[pc.out_off + 2u * i] = floatBitsToUint(x0);
         dst[pc.out_off + 2u * i + 1u] = floatBitsToUint(x1);
+    } else if (pc.row_tab != 0xFFFFFFFFu) {
+        uint row = scr[pc.row_tab + i / pc.row_pairs];
+        if (row != 0xFFFFFFFFu) dst[pc.out_off + row * pc.row_pairs + i % pc.row_pairs] = pkv_f32_to_f16(x0) | (pkv_f32_to_f16(x1) << 16);
     } else {
         dst[pc.out_off + i] = pkv_f32_to_f16(x0) | (pkv_f32_to_f16(x1) << 16);
     }

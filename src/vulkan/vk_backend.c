@@ -60,7 +60,8 @@ static pkv_status vk_buf_write(pkv_backend *be, pkv_buf *b, size_t off, const vo
     if (s != PKV_OK || !n) return s;
     pkv_vk *vk = pkv_vk_of(be);
     pthread_mutex_lock(&vk->lock);
-    s = pkv_vk_upload(vk, b, off, src, n);
+    s = pkv_vk_stage_settle(vk);
+    if (s == PKV_OK) s = pkv_vk_upload(vk, b, off, src, n);
     if (s == PKV_OK) pkv_vk_barrier(vk);
     else pkv_vk_abandon(vk);
     pthread_mutex_unlock(&vk->lock);
@@ -73,7 +74,8 @@ static pkv_status vk_buf_read(pkv_backend *be, pkv_buf *b, size_t off, void *dst
     if (s != PKV_OK || !n) return s;
     pkv_vk *vk = pkv_vk_of(be);
     pthread_mutex_lock(&vk->lock);
-    s = pkv_vk_download(vk, b, off, dst, n);
+    s = pkv_vk_stage_settle(vk);
+    if (s == PKV_OK) s = pkv_vk_download(vk, b, off, dst, n);
     s = s == PKV_OK ? pkv_vk_finish(vk) : (pkv_vk_abandon(vk), s);
     pthread_mutex_unlock(&vk->lock);
     return s;
@@ -88,7 +90,8 @@ static pkv_status vk_buf_copy(pkv_backend *be, pkv_buf *dst, size_t doff, pkv_bu
     pthread_mutex_lock(&vk->lock);
     VkDeviceSize a = src->off + soff, b = dst->off + doff;
     int overlap = src->page == dst->page && a < b + n && b < a + n;
-    if (overlap) { /* Vulkan forbids overlapping copies: go through the scratch buffer */
+    s = pkv_vk_stage_settle(vk); /* a recorded append's K/V, before anything else uses scratch */
+    if (s == PKV_OK && overlap) { /* Vulkan forbids overlapping copies: go through the scratch buffer */
         s = pkv_vk_scratch_reserve(vk, n);
         if (s == PKV_OK) s = pkv_vk_begin(vk);
         if (s == PKV_OK) {
@@ -97,7 +100,7 @@ static pkv_status vk_buf_copy(pkv_backend *be, pkv_buf *dst, size_t doff, pkv_bu
             pkv_vk_barrier(vk);
             vk->f.vkCmdCopyBuffer(vk->cb, vk->scratch->page->buf, dst->page->buf, 1, &c2);
         }
-    } else {
+    } else if (s == PKV_OK) {
         s = pkv_vk_begin(vk);
         if (s == PKV_OK) {
             VkBufferCopy c = {a, b, n};

@@ -60,6 +60,16 @@ static pkv_status record_into(pkv_vk *vk, VkCommandBuffer cmd)
     return PKV_OK;
 }
 
+/* Ends a recorded call: its staging, when no op consumed it (the call's checks and conversion are
+ * in the command buffer whatever the op did), then back to the library's command buffer. */
+static pkv_status finish_recorded(pkv_vk *vk, pkv_status st)
+{
+    if (st == PKV_OK) st = pkv_vk_stage_settle(vk);
+    vk->stage_pending = NULL; /* after an error: the caller's staging description goes out of scope */
+    record_into(vk, NULL);
+    return st;
+}
+
 /* Synchronous calls: clears the call's status words, records the staging, submits, reads the flag. */
 static pkv_status stage_sync(pkv_vk *vk, const pkv_vk_stage_in *in, uint32_t *flag)
 {
@@ -101,20 +111,21 @@ static pkv_status append_common(pkv_cache *cache, VkCommandBuffer cmd, const cha
     const VkBuffer src[2] = {k, v};
     const VkDeviceSize off[2] = {k_offset, v_offset};
     const pkv_vk_stage_in in = {src, off, 2, (size_t)n_tokens * cache->g.H * cache->g.d, dtype, 0, PKV_F16_MAX,
-                                cmd ? STATUS_RECORDED : STATUS_SYNC, PKV_VULKAN_STATUS_KV_NONFINITE, layer};
+                                cmd ? STATUS_RECORDED : STATUS_SYNC, PKV_VULKAN_STATUS_KV_NONFINITE, layer,
+                                cache->g.d / 2};
     pthread_mutex_lock(&vk->lock);
     uint32_t flag = 0;
-    if (cmd) {
+    if (cmd) { /* staged by the window write, straight into the rows (vk_stage.c), or by an op before it */
         st = record_into(vk, cmd);
         if (st == PKV_OK) st = pkv_vk_stage_reserve(vk, &in);
-        if (st == PKV_OK) st = pkv_vk_stage_record(vk, &in);
+        if (st == PKV_OK) pkv_vk_stage_defer(vk, &in);
     } else {
         st = stage_sync(vk, &in, &flag);
     }
     if (st != PKV_OK) st = pkv_fail(cache->ctx, st, "%s: reading the application's K and V failed: %s", fn, pkv_last_error());
     else if (flag) st = pkv_fail(cache->ctx, PKV_ERR_NONFINITE, "%s: K or V holds NaN, Inf or a value beyond fp16 range", fn);
     else st = pkv_append_device(cache, seq, layer, n_tokens, vk->staged, 0);
-    if (cmd) record_into(vk, NULL);
+    if (cmd) st = finish_recorded(vk, st);
     pthread_mutex_unlock(&vk->lock);
     return st;
 }
@@ -154,13 +165,13 @@ static pkv_status attention_common(pkv_cache *cache, VkCommandBuffer cmd, const 
     if ((st = check_range(cache, fn, "out", out, out_size, bytes)) != PKV_OK) return st;
     pkv_vk *vk = pkv_vk_of(cache->ctx->be);
     const pkv_vk_stage_in in = {&q, &q_offset, 1, n, params->q_dtype, 1, FLT_MAX,
-                                cmd ? STATUS_RECORDED : STATUS_SYNC, PKV_VULKAN_STATUS_Q_NONFINITE, params->layer};
+                                cmd ? STATUS_RECORDED : STATUS_SYNC, PKV_VULKAN_STATUS_Q_NONFINITE, params->layer, 0};
     pthread_mutex_lock(&vk->lock);
     uint32_t flag = 0;
-    if (cmd) {
+    if (cmd) { /* staged inside the attention op's own scratch (vk_stage.c) */
         st = record_into(vk, cmd);
         if (st == PKV_OK) st = pkv_vk_stage_reserve(vk, &in);
-        if (st == PKV_OK) st = pkv_vk_stage_record(vk, &in);
+        if (st == PKV_OK) pkv_vk_stage_defer(vk, &in);
     } else {
         st = vk->recording ? pkv_vk_finish(vk) : PKV_OK; /* deferred writes may read the old staged buffer */
         if (st == PKV_OK) st = pkv_vk_grow(vk, &vk->staged, 2 * bytes); /* q, then the result */
@@ -185,7 +196,7 @@ static pkv_status attention_common(pkv_cache *cache, VkCommandBuffer cmd, const 
             if (st != PKV_OK) st = pkv_fail(cache->ctx, st, "%s: writing the result failed: %s", fn, pkv_last_error());
         }
     }
-    if (cmd) record_into(vk, NULL);
+    if (cmd) st = finish_recorded(vk, st);
     pthread_mutex_unlock(&vk->lock);
     return st;
 }

@@ -102,6 +102,9 @@ typedef struct pkv_vk {
     uint32_t n_ext_pools, ext_pool_left;
     struct pkv_vk_ext_set { VkDescriptorBufferInfo bufs[4]; VkDescriptorSet set; } *ext_sets;
     uint32_t n_ext_sets, cap_ext_sets;
+    const struct pkv_vk_stage_in *stage_pending; /* a recorded call's K/V or q not staged yet (vk_stage.c) */
+    uint32_t *row_tab;                           /* its row table, reused */
+    size_t cap_row_tab;
 
     /* submission: one command buffer, a staging ring, a descriptor pool reset per op */
     VkCommandPool cmd_pool;
@@ -198,11 +201,11 @@ pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g);
 pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len);
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
 
-/* vk_stage.c: records the copy of n_src application buffers (n_values each, of `dtype`) into the
- * scratch buffer and their conversion into vk->staged, one after another, as fp16 (to_f32 = 0) or
- * fp32 values. A value that is NaN, Inf or beyond max_abs is stored as 0 and sets `flag` in
- * status word status_word and lowers word status_word + 1 to `layer`. Scratch and staged must be
- * reserved (pkv_vk_stage_reserve); vk->lock held. */
+/* vk_stage.c: the application's K/V or q (n_src buffers of n_values each, of `dtype`) copied into
+ * the scratch buffer and converted, one after another, to fp16 (to_f32 = 0) or fp32 values. A value
+ * that is NaN, Inf or beyond max_abs is stored as 0 and sets `flag` in status word status_word and
+ * lowers word status_word + 1 to `layer`. row_pairs: words of one output row (K/V: head_dim / 2),
+ * which lets a recorded append convert straight into window rows; 0 for q. vk->lock held. */
 typedef struct pkv_vk_stage_in {
     const VkBuffer *src;
     const VkDeviceSize *src_off;
@@ -212,12 +215,26 @@ typedef struct pkv_vk_stage_in {
     int to_f32;
     float max_abs;
     uint32_t status_word, flag, layer;
+    uint32_t row_pairs;
 } pkv_vk_stage_in;
+/* Reserves scratch (raw values and a row table) and vk->staged for `in`. */
+size_t pkv_vk_stage_raw_words(const pkv_vk_stage_in *in); /* of all sources */
 pkv_status pkv_vk_stage_reserve(pkv_vk *vk, const pkv_vk_stage_in *in);
+/* Records the copy, a barrier, the conversion into vk->staged and a barrier (a whole op). */
 pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in);
-/* Reserves vk->staged for at least `bytes`; nothing recorded may still use the old one. */
-pkv_status pkv_vk_staged_reserve(pkv_vk *vk, size_t bytes);
-
+/* The parts: the copy of the raw values to scratch word raw_off (no barrier); the conversion of them
+ * into `out` at word out_off (row_tab: a scratch word offset of a row table, or 0xFFFFFFFF). */
+void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, size_t raw_off);
+pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *out, size_t raw_off, size_t out_off,
+                                uint32_t row_tab);
+/* Recorded appends: `in` (the caller's, alive until pkv_vk_stage_settle) is staged by the first
+ * consumer: pkv_vk_write_window when pkv_vk_stage_scatters (straight into the window rows), else
+ * pkv_vk_stage_settle, which every other op calls first (pkv_vk_stage_record into vk->staged). */
+void pkv_vk_stage_defer(pkv_vk *vk, const pkv_vk_stage_in *in);
+pkv_status pkv_vk_stage_settle(pkv_vk *vk);
+int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_buf *rows_buf, size_t rows_off);
+/* Records the pending stage into the rows of dst the window op's runs name ([src row, dst row, rows]). */
+pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, uint32_t n_runs);
 /* vk_pipelines.c: whether a device UUID can key the pipeline cache file (not all zero). */
 int pkv_vk_uuid_usable(const uint8_t *uuid);
 

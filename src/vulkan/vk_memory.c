@@ -148,6 +148,7 @@ void pkv_vk_memory_destroy(pkv_vk *vk)
     if (vk->cmd_pool) vk->f.vkDestroyCommandPool(vk->device, vk->cmd_pool, NULL);
     free(vk->pending);
     free(vk->regions);
+    free(vk->row_tab);
 }
 
 /* ---- sub-allocation ---- */

@@ -328,7 +328,7 @@ pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *
         per++;
     }
     pthread_mutex_lock(&vk->lock);
-    pkv_status s = PKV_OK;
+    pkv_status s = pkv_vk_stage_settle(vk); /* a recorded first prompt: its K/V into vk->staged */
     double total = 0.0;
     for (uint32_t l0 = 0; l0 < op->n_layers && s == PKV_OK; l0 += per) {
         double ms = -1.0;
@@ -363,7 +363,8 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
 
     pthread_mutex_lock(&vk->lock);
     VkPipeline p_centre = VK_NULL_HANDLE, p_assign = VK_NULL_HANDLE, p_quant;
-    pkv_status s = wp_pipeline(vk, g, WP_QUANT, &p_quant);
+    pkv_status s = pkv_vk_stage_settle(vk);
+    if (s == PKV_OK) s = wp_pipeline(vk, g, WP_QUANT, &p_quant);
     if (s == PKV_OK && pattern) s = wp_pipeline(vk, g, WP_ASSIGN, &p_assign);
     if (s == PKV_OK && any_centre) s = wp_pipeline(vk, g, WP_CENTRE, &p_centre);
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, plan.words * 4);
@@ -419,7 +420,8 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
 /* Recorded, not submitted: they run with the next op (one submission for a decode step). Host rows
  * go through the staging ring, rows then the table of runs, and one window_write dispatch per ring
  * section copies them all (a run longer than the ring's room is split); device rows (engine
- * integration) are copied in place, one copy region per run. */
+ * integration) are copied in place, one copy region per run; a recorded append's K/V not staged yet
+ * are converted straight into their rows (pkv_vk_stage_scatter). */
 static pkv_status window_from_host(pkv_vk *vk, const pkv_store *st, const pkv_window_op *op)
 {
     const size_t row = (size_t)st->g->d * 2, unit = row + 12 + 16;
@@ -472,7 +474,13 @@ pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_w
     pkv_vk *vk = pkv_vk_of(be);
     const size_t row = (size_t)st->g->d * 2;
     pthread_mutex_lock(&vk->lock);
-    pkv_status s = pkv_vk_begin(vk);
+    if (!op->rows && pkv_vk_stage_scatters(vk, op->rows_buf, op->rows_off)) {
+        pkv_status s = pkv_vk_stage_scatter(vk, st->windows, op->runs, op->n_runs);
+        pthread_mutex_unlock(&vk->lock);
+        return s;
+    }
+    pkv_status s = pkv_vk_stage_settle(vk);
+    if (s == PKV_OK) s = pkv_vk_begin(vk);
     pkv_vk_op_start(vk);
     if (s == PKV_OK && op->rows) {
         s = window_from_host(vk, st, op);
@@ -627,7 +635,19 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     a.out_off = take(&sp, (size_t)rows_total * d);
 
     pthread_mutex_lock(&vk->lock);
-    s = pkv_vk_scratch_reserve(vk, (size_t)sp.words * 4);
+    /* a recorded call's q (vk_stage.c): copied raw next to the tables, converted into the q section */
+    const pkv_vk_stage_in *sq = vk->stage_pending;
+    size_t raw_off = 0;
+    if (sq && !op->q && op->q_buf == vk->staged && op->q_off == 0 && sq->to_f32 && sq->n_src == 1 &&
+        sq->n_values == (size_t)rows_total * d) {
+        vk->stage_pending = NULL;
+        raw_off = take(&sp, pkv_vk_stage_raw_words(sq));
+        s = PKV_OK;
+    } else {
+        sq = NULL;
+        s = pkv_vk_stage_settle(vk);
+    }
+    if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, (size_t)sp.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
     VkPipeline p_qc = VK_NULL_HANDLE, p_decode, p_merge = VK_NULL_HANDLE;
     if (s == PKV_OK && pattern && !(a.flags & PKV_ATTN_SKIP_QC)) s = pkv_vk_pipeline(vk, cfg.kernel[0], cfg.spec[0], &p_qc);
@@ -640,7 +660,8 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         return s;
     }
     pkv_vk_op_start(vk);
-    if (op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
+    if (sq) pkv_vk_stage_copy_to(vk, sq, raw_off);
+    else if (op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
     else s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
     if (s == PKV_OK)
         s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, plan.seq_desc, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS * 4);
@@ -652,6 +673,10 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         if (s == PKV_OK)
             vk->f.vkCmdFillBuffer(vk->cb, vk->scratch->page->buf, vk->scratch->off + (VkDeviceSize)a.cnt_off * 4,
                                   (VkDeviceSize)groups * 4, 0);
+    }
+    if (s == PKV_OK && sq) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_stage_convert(vk, sq, vk->scratch, raw_off, a.q_off, 0xFFFFFFFFu);
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);

@@ -1,46 +1,133 @@
 /* Engine integration without host copies: the application's K/V or q buffers are copied on the
  * device into the scratch buffer, then stage_input.comp converts them (fp16 for K/V, fp32 for q,
- * rounded exactly as the host path rounds) into vk->staged and reports NaN, Inf and out-of-range
- * values in the device status word (vk_record.c), storing 0 in their place. */
+ * rounded exactly as the host path rounds) and reports NaN, Inf and out-of-range values in the
+ * device status word (vk_external_io.c), storing 0 in their place.
+ *
+ * Three ways to place the result, all from the same conversion:
+ * - into vk->staged (pkv_vk_stage_record): the synchronous calls, and any op a recorded append
+ *   runs before its window write (mining of a first prompt);
+ * - recorded appends (pkv_vk_stage_defer): nothing is recorded at the call; the window write
+ *   (pkv_vk_write_window) then copies the raw K/V in and converts them straight into their window
+ *   rows (pkv_vk_stage_scatter, a row table), without the fp16 copy in vk->staged and the copy
+ *   from there: one transfer phase and one dispatch per append;
+ * - recorded attention: the raw q goes into the attention op's own scratch next to its tables and
+ *   is converted into the op's q section (pkv_vk_stage_copy_to + pkv_vk_stage_convert). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
 #include "vk_internal.h"
 
 #define WG_STAGE 256u
+#define NO_ROW 0xFFFFFFFFu
 
 static size_t raw_words(const pkv_vk_stage_in *in) { return (in->n_values * (in->dtype == PKV_F16 ? 2 : 4) + 3) / 4; }
 
+/* Rows of the table of a scatter (every source's rows), 0 without one; its word offset in scratch. */
+static size_t table_rows(const pkv_vk_stage_in *in) { return in->row_pairs ? in->n_values / 2 / in->row_pairs * in->n_src : 0; }
+static size_t table_off(const pkv_vk_stage_in *in) { return (raw_words(in) * in->n_src + 1 + 15) & ~(size_t)15; }
+
+size_t pkv_vk_stage_raw_words(const pkv_vk_stage_in *in) { return raw_words(in) * in->n_src; }
+
 pkv_status pkv_vk_stage_reserve(pkv_vk *vk, const pkv_vk_stage_in *in)
 {
-    pkv_status s = pkv_vk_scratch_reserve(vk, raw_words(in) * in->n_src * 4 + 4);
+    pkv_status s = pkv_vk_scratch_reserve(vk, (table_off(in) + table_rows(in)) * 4);
     if (s == PKV_OK) s = pkv_vk_grow(vk, &vk->staged, in->n_values * (in->to_f32 ? 4 : 2) * in->n_src);
     return s;
 }
 
-pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in)
+void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, size_t raw_off)
+{
+    const size_t rw = raw_words(in), in_bytes = in->n_values * (in->dtype == PKV_F16 ? 2 : 4);
+    VkBufferCopy c[2];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < in->n_src; i++) {
+        c[n++] = (VkBufferCopy){in->src_off[i], vk->scratch->off + (raw_off + rw * i) * 4, in_bytes};
+        /* K and V in one buffer (the usual case): one command */
+        if (i + 1 == in->n_src || n == 2 || in->src[i + 1] != in->src[i]) {
+            vk->f.vkCmdCopyBuffer(vk->cb, in->src[i], vk->scratch->page->buf, n, c);
+            n = 0;
+        }
+    }
+}
+
+pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *out, size_t raw_off, size_t out_off,
+                                uint32_t row_tab)
 {
     const size_t in_bytes = in->n_values * (in->dtype == PKV_F16 ? 2 : 4), out_bytes = in->n_values * (in->to_f32 ? 4 : 2);
     const size_t rw = raw_words(in);
     VkPipeline pipe = VK_NULL_HANDLE;
     uint32_t spec[PKV_VK_SPEC_MAX] = {WG_STAGE};
     pkv_status s = pkv_vk_pipeline(vk, PKV_K_STAGE_INPUT, spec, &pipe);
-    if (s == PKV_OK) s = pkv_vk_begin(vk);
     if (s != PKV_OK) return s;
-    pkv_vk_op_start(vk);
-    for (uint32_t i = 0; i < in->n_src; i++) {
-        VkBufferCopy c = {in->src_off[i], vk->scratch->off + rw * i * 4, in_bytes};
-        vk->f.vkCmdCopyBuffer(vk->cb, in->src[i], vk->scratch->page->buf, 1, &c);
-    }
-    pkv_vk_barrier(vk);
-    pkv_buf *bufs[4] = {vk->scratch, vk->staged, vk->status, NULL};
+    pkv_buf *bufs[4] = {vk->scratch, out, vk->status, NULL};
     /* the raw sources lie back to back when their bytes are whole words (always for K/V: head_dim is
      * a multiple of 8), and so do the outputs: one dispatch converts them all */
     const uint32_t n_disp = rw * 4 == in_bytes ? 1 : in->n_src, per = in->n_src / n_disp;
     const uint32_t pairs = (uint32_t)(in->n_values / 2) * per, groups = (pairs + WG_STAGE - 1) / WG_STAGE;
     const uint32_t gx = groups < 65535u ? (groups ? groups : 1) : 65535u, gy = (groups + gx - 1) / gx;
     for (uint32_t i = 0; s == PKV_OK && i < n_disp; i++) {
-        struct { uint32_t n_pairs, in_f16, out_f32, raw_off, out_off, status_word; float max_abs; uint32_t flag, layer; } pc = {
-            pairs, in->dtype == PKV_F16, (uint32_t)in->to_f32, (uint32_t)(rw * i), (uint32_t)(out_bytes * i / 4),
-            in->status_word, in->max_abs, in->flag, in->layer};
+        struct {
+            uint32_t n_pairs, in_f16, out_f32, raw_off, out_off, status_word;
+            float max_abs;
+            uint32_t flag, layer, row_tab, row_pairs;
+        } pc = {pairs, in->dtype == PKV_F16, (uint32_t)in->to_f32, (uint32_t)(raw_off + rw * i),
+                (uint32_t)(out_off + out_bytes * i / 4), in->status_word, in->max_abs, in->flag, in->layer, row_tab,
+                in->row_pairs ? in->row_pairs : 1};
         s = pkv_vk_dispatch(vk, pipe, bufs, &pc, sizeof pc, gx, gy ? gy : 1, 1);
+    }
+    return s;
+}
+
+pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in)
+{
+    pkv_status s = pkv_vk_begin(vk);
+    if (s != PKV_OK) return s;
+    pkv_vk_op_start(vk);
+    pkv_vk_stage_copy_to(vk, in, 0);
+    pkv_vk_barrier(vk);
+    s = pkv_vk_stage_convert(vk, in, vk->staged, 0, 0, NO_ROW);
+    if (s == PKV_OK) pkv_vk_op_end_barrier(vk);
+    return s;
+}
+
+void pkv_vk_stage_defer(pkv_vk *vk, const pkv_vk_stage_in *in) { vk->stage_pending = in; }
+
+pkv_status pkv_vk_stage_settle(pkv_vk *vk)
+{
+    const pkv_vk_stage_in *in = vk->stage_pending;
+    vk->stage_pending = NULL;
+    return in ? pkv_vk_stage_record(vk, in) : PKV_OK;
+}
+
+int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_buf *rows_buf, size_t rows_off)
+{
+    const pkv_vk_stage_in *in = vk->stage_pending;
+    return in && in->row_pairs && rows_buf == vk->staged && rows_off == 0 &&
+           raw_words(in) * 4 == in->n_values * (in->dtype == PKV_F16 ? 2 : 4);
+}
+
+pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, uint32_t n_runs)
+{
+    const pkv_vk_stage_in *in = vk->stage_pending;
+    const size_t rows = table_rows(in);
+    if (rows > vk->cap_row_tab) {
+        uint32_t *t = realloc(vk->row_tab, rows * sizeof *t);
+        if (!t) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+        vk->row_tab = t, vk->cap_row_tab = rows;
+    }
+    memset(vk->row_tab, 0xFF, rows * sizeof *vk->row_tab); /* rows no run names are not written */
+    for (uint32_t r = 0; r < n_runs; r++)
+        for (uint32_t i = 0; i < runs[3 * r + 2] && runs[3 * r] + i < rows; i++) vk->row_tab[runs[3 * r] + i] = runs[3 * r + 1] + i;
+    vk->stage_pending = NULL;
+    pkv_status s = pkv_vk_begin(vk);
+    if (s != PKV_OK) return s;
+    pkv_vk_op_start(vk);
+    pkv_vk_stage_copy_to(vk, in, 0);
+    s = pkv_vk_upload(vk, vk->scratch, table_off(in) * 4, vk->row_tab, rows * 4);
+    if (s == PKV_OK) {
+        pkv_vk_barrier(vk);
+        s = pkv_vk_stage_convert(vk, in, dst, 0, 0, (uint32_t)table_off(in));
     }
     if (s == PKV_OK) pkv_vk_op_end_barrier(vk);
     return s;
