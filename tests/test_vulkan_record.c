@@ -2,7 +2,8 @@
  * device, as an engine uses them: every layer's append and attention of a decode step in one
  * command buffer, submitted once. Checked against the synchronous calls on the same data (the same
  * outputs and byte-identical saved caches), and a NaN in one layer's K: reported in the status word
- * with its layer, the cache stays usable (finite outputs, later steps run). */
+ * with its layer, the cache stays usable (finite outputs, later steps run). A batch of two sequences
+ * per layer, against the synchronous calls too. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -268,6 +269,76 @@ static void recorded_equals_synchronous(void **state)
     app_close(&a);
 }
 
+/* A batch of two sequences in the prompt area of each layer (free once the prompt was submitted):
+ * the second sequence's token K and V, the two queries, the two outputs. */
+#define OFF_BK(l) OFF_PK(l)
+#define OFF_BV(l) (OFF_BK(l) + TOK_FLOATS * 4)
+#define OFF_BQ(l) (OFF_BV(l) + TOK_FLOATS * 4)
+#define OFF_BOUT(l) (OFF_BQ(l) + 2 * Q_FLOATS * 4)
+
+/* Two sequences (the second a fork of the first after the prompt: its first append copies the
+ * shared window): per layer both appends recorded back to back, whose transfers and window
+ * conversions overlap, then attention over both. Against the synchronous calls, under the
+ * validation layer in test_vulkan_record_validation. */
+static void batch_of_two_equals_synchronous(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) return;
+    pkv_seq ss[2], rs[2];
+    pkv_cache *sync = new_cache(&a, &ss[0]), *rec = new_cache(&a, &rs[0]);
+    fill_prompt(&a, 21);
+    VkCommandBuffer cb = cmd_begin(&a);
+    for (uint32_t l = 0; l < L; l++) {
+        TU_OK(pkv_vulkan_append(sync, ss[0], l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
+                                PROMPT * TOK_FLOATS * 4, PKV_F32));
+        TU_OK(pkv_vulkan_cmd_append(rec, cb, rs[0], l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf,
+                                    OFF_PV(l), PROMPT * TOK_FLOATS * 4, PKV_F32));
+    }
+    cmd_submit(&a, cb);
+    TU_OK(pkv_seq_fork(sync, ss[0], &ss[1]));
+    TU_OK(pkv_seq_fork(rec, rs[0], &rs[1]));
+    static float want[L][2 * Q_FLOATS];
+    for (uint32_t step = 0; step < STEPS; step++) { /* crosses a window flush of every layer */
+        fill_step(&a, 300 + step);
+        tu_rng r = {900 + step};
+        for (uint32_t l = 0; l < L; l++) {
+            tu_random(&r, 2 * TOK_FLOATS, 1.0f, at(&a, OFF_BK(l)));
+            tu_random(&r, 2 * Q_FLOATS, 1.0f, at(&a, OFF_BQ(l)));
+        }
+        pkv_attention_params p = pkv_attention_params_default();
+        p.n_seqs = 2, p.n_q_heads = QH;
+        for (uint32_t l = 0; l < L; l++) {
+            TU_OK(pkv_vulkan_append(sync, ss[0], l, 1, a.buf, OFF_SK(l), TOK_FLOATS * 4, a.buf, OFF_SV(l), TOK_FLOATS * 4, PKV_F32));
+            TU_OK(pkv_vulkan_append(sync, ss[1], l, 1, a.buf, OFF_BK(l), TOK_FLOATS * 4, a.buf, OFF_BV(l), TOK_FLOATS * 4, PKV_F32));
+            p.seqs = ss, p.layer = l;
+            TU_OK(pkv_vulkan_attention(sync, &p, a.buf, OFF_BQ(l), 2 * Q_FLOATS * 4, a.buf, OFF_BOUT(l), 2 * Q_FLOATS * 4));
+            memcpy(want[l], at(&a, OFF_BOUT(l)), sizeof want[l]);
+            memset(at(&a, OFF_BOUT(l)), 0xFF, sizeof want[l]);
+        }
+        cb = cmd_begin(&a);
+        for (uint32_t l = 0; l < L; l++) {
+            TU_OK(pkv_vulkan_cmd_append(rec, cb, rs[0], l, 1, a.buf, OFF_SK(l), TOK_FLOATS * 4, a.buf, OFF_SV(l),
+                                        TOK_FLOATS * 4, PKV_F32));
+            TU_OK(pkv_vulkan_cmd_append(rec, cb, rs[1], l, 1, a.buf, OFF_BK(l), TOK_FLOATS * 4, a.buf, OFF_BV(l),
+                                        TOK_FLOATS * 4, PKV_F32));
+            p.seqs = rs, p.layer = l;
+            TU_OK(pkv_vulkan_cmd_attention(rec, cb, &p, a.buf, OFF_BQ(l), 2 * Q_FLOATS * 4, a.buf, OFF_BOUT(l),
+                                           2 * Q_FLOATS * 4));
+        }
+        cmd_submit(&a, cb);
+        for (uint32_t l = 0; l < L; l++) assert_memory_equal(at(&a, OFF_BOUT(l)), want[l], sizeof want[l]);
+    }
+    uint32_t flags = 1, first = 0, len;
+    TU_OK(pkv_vulkan_read_status(rec, &flags, &first, 0));
+    assert_int_equal(flags, 0);
+    TU_OK(pkv_seq_length(rec, rs[1], L - 1, &len));
+    assert_int_equal(len, PROMPT + STEPS);
+    TU_OK(pkv_cache_free(sync));
+    TU_OK(pkv_cache_free(rec));
+    app_close(&a);
+}
+
 static int all_finite(const float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -327,6 +398,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(recorded_equals_synchronous),
         cmocka_unit_test(nan_in_one_layer_shows_in_the_status_word),
+        cmocka_unit_test(batch_of_two_equals_synchronous),
     };
     return tu_run_tests(tests, NULL, NULL);
 }

@@ -95,6 +95,12 @@ typedef struct pkv_vk {
      * context is freed. */
     int external, recorded_once;
     int after_barrier;         /* recorded: the library's last command in vk->cb is a full barrier */
+    /* recorded: the library's last command in vk->cb is a recorded append's window conversion, with
+     * no barrier after it (1 or 2: the half of kv_raw it reads). The next op_start ends it with a
+     * barrier, except in an op whose commands before its first barrier only write memory the
+     * conversion does not touch (pkv_vk_op_start_overlap); pkv_vk_begin and uploads end it too. */
+    int open_scatter;
+    pkv_buf *kv_raw;           /* recorded appends' raw K/V and row table, two halves used in turn */
     VkCommandBuffer own_cb, last_cmd; /* the library's own; the last application one recorded into */
     pkv_buf **retired;
     uint32_t n_retired, cap_retired;
@@ -103,8 +109,8 @@ typedef struct pkv_vk {
     struct pkv_vk_ext_set { VkDescriptorBufferInfo bufs[4]; VkDescriptorSet set; } *ext_sets;
     uint32_t n_ext_sets, cap_ext_sets;
     const struct pkv_vk_stage_in *stage_pending; /* a recorded call's K/V or q not staged yet (vk_stage.c) */
-    uint32_t *row_tab;                           /* its row table, reused */
-    size_t cap_row_tab;
+    uint32_t *host_tab;                          /* a host table of the op being recorded, reused */
+    size_t cap_host_tab;
 
     /* submission: one command buffer, a staging ring, a descriptor pool reset per op */
     VkCommandPool cmd_pool;
@@ -172,6 +178,12 @@ pkv_status pkv_vk_finish(pkv_vk *vk);
  * buffer, at the start of each op (the library's own submissions are ordered by their fence waits),
  * unless the library's last command was such a barrier already (pkv_vk_op_end_barrier). */
 void pkv_vk_op_start(pkv_vk *vk);
+/* op_start for an op whose commands up to its first barrier write only scratch and read only the
+ * application's buffers: after a recorded append's window conversion (open_scatter) it records no
+ * barrier, so that they overlap it. */
+void pkv_vk_op_start_overlap(pkv_vk *vk);
+/* Ends an open window conversion with a barrier (recorded mode; nothing if none is open). */
+void pkv_vk_close_scatter(pkv_vk *vk);
 /* Ends an op with a full barrier; in recorded mode the next op_start then needs none. */
 void pkv_vk_op_end_barrier(pkv_vk *vk);
 /* Abandons a half-recorded op after an error (nothing recorded runs). */
@@ -179,6 +191,8 @@ void pkv_vk_abandon(pkv_vk *vk);
 /* Room for bytes in the staging ring: *got is at most `want`, a multiple of `unit` (>= unit), at
  * ring offset *off. Submits what is recorded first when the ring is full (order is kept). */
 pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *off, size_t *got);
+/* vk->host_tab with room for `words` (NULL: out of host memory): a table an op builds and uploads. */
+uint32_t *pkv_vk_host_table(pkv_vk *vk, size_t words);
 /* vk->regions holds at least n entries. */
 pkv_status pkv_vk_regions_reserve(pkv_vk *vk, uint32_t n);
 
@@ -222,18 +236,21 @@ size_t pkv_vk_stage_raw_words(const pkv_vk_stage_in *in); /* of all sources */
 pkv_status pkv_vk_stage_reserve(pkv_vk *vk, const pkv_vk_stage_in *in);
 /* Records the copy, a barrier, the conversion into vk->staged and a barrier (a whole op). */
 pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in);
-/* The parts: the copy of the raw values to scratch word raw_off (no barrier); the conversion of them
- * into `out` at word out_off (row_tab: a scratch word offset of a row table, or 0xFFFFFFFF). */
-void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, size_t raw_off);
-pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *out, size_t raw_off, size_t out_off,
-                                uint32_t row_tab);
+/* The parts: the copy of the raw values to word raw_off of dst (no barrier); the conversion of them
+ * (in src) into `out` at word out_off (row_tab: a word offset in src of a row table, or 0xFFFFFFFF). */
+void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *dst, size_t raw_off);
+pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *src, pkv_buf *out, size_t raw_off,
+                                size_t out_off, uint32_t row_tab);
 /* Recorded appends: `in` (the caller's, alive until pkv_vk_stage_settle) is staged by the first
  * consumer: pkv_vk_write_window when pkv_vk_stage_scatters (straight into the window rows), else
  * pkv_vk_stage_settle, which every other op calls first (pkv_vk_stage_record into vk->staged). */
 void pkv_vk_stage_defer(pkv_vk *vk, const pkv_vk_stage_in *in);
 pkv_status pkv_vk_stage_settle(pkv_vk *vk);
 int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_buf *rows_buf, size_t rows_off);
-/* Records the pending stage into the rows of dst the window op's runs name ([src row, dst row, rows]). */
+/* Records the pending stage into the rows of dst the window op's runs name ([src row, dst row, rows]):
+ * raw K/V and row table into a half of vk->kv_raw, a barrier, the conversion, and no barrier after
+ * it (open_scatter): the next op's transfers into scratch, or the next append's into the other half,
+ * overlap it. */
 pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, uint32_t n_runs);
 /* vk_pipelines.c: whether a device UUID can key the pipeline cache file (not all zero). */
 int pkv_vk_uuid_usable(const uint8_t *uuid);

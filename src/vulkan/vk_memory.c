@@ -120,9 +120,10 @@ void pkv_vk_memory_destroy(pkv_vk *vk)
     vk->recorded_once = vk->external = 0; /* the context is freed: nothing is pending any more */
     if (vk->scratch) pkv_vk_buf_free(vk, vk->scratch);
     if (vk->staged) pkv_vk_buf_free(vk, vk->staged);
+    if (vk->kv_raw) pkv_vk_buf_free(vk, vk->kv_raw);
     if (vk->dummy) pkv_vk_buf_free(vk, vk->dummy);
     if (vk->status) pkv_vk_buf_free(vk, vk->status);
-    vk->scratch = vk->staged = vk->dummy = vk->status = NULL;
+    vk->scratch = vk->staged = vk->dummy = vk->status = vk->kv_raw = NULL;
     for (uint32_t i = 0; i < vk->n_retired; i++) pkv_vk_buf_free(vk, vk->retired[i]);
     free(vk->retired);
     vk->retired = NULL;
@@ -148,7 +149,7 @@ void pkv_vk_memory_destroy(pkv_vk *vk)
     if (vk->cmd_pool) vk->f.vkDestroyCommandPool(vk->device, vk->cmd_pool, NULL);
     free(vk->pending);
     free(vk->regions);
-    free(vk->row_tab);
+    free(vk->host_tab);
 }
 
 /* ---- sub-allocation ---- */
@@ -338,6 +339,7 @@ pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes) { return pkv_vk_grow
 
 pkv_status pkv_vk_begin(pkv_vk *vk)
 {
+    pkv_vk_close_scatter(vk);
     if (vk->recording || vk->external) return PKV_OK;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
@@ -351,6 +353,21 @@ void pkv_vk_op_start(pkv_vk *vk)
 {
     if (vk->external && !vk->after_barrier) pkv_vk_barrier(vk);
     vk->after_barrier = 0;
+    vk->open_scatter = 0;
+}
+
+void pkv_vk_op_start_overlap(pkv_vk *vk)
+{
+    if (vk->external && vk->open_scatter) vk->open_scatter = 0, vk->after_barrier = 0;
+    else pkv_vk_op_start(vk);
+}
+
+void pkv_vk_close_scatter(pkv_vk *vk)
+{
+    if (!vk->external || !vk->open_scatter) return;
+    vk->open_scatter = 0;
+    pkv_vk_barrier(vk);
+    vk->after_barrier = 1;
 }
 
 void pkv_vk_op_end_barrier(pkv_vk *vk)
@@ -455,6 +472,18 @@ pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *
     return PKV_OK;
 }
 
+uint32_t *pkv_vk_host_table(pkv_vk *vk, size_t words)
+{
+    if (words > vk->cap_host_tab) {
+        size_t cap = vk->cap_host_tab ? vk->cap_host_tab : 256;
+        while (cap < words) cap *= 2;
+        uint32_t *t = realloc(vk->host_tab, cap * sizeof *t);
+        if (!t) return NULL;
+        vk->host_tab = t, vk->cap_host_tab = cap;
+    }
+    return vk->host_tab;
+}
+
 pkv_status pkv_vk_regions_reserve(pkv_vk *vk, uint32_t n)
 {
     if (n <= vk->cap_regions) return PKV_OK;
@@ -489,7 +518,10 @@ static pkv_status upload_inline(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, cons
 
 pkv_status pkv_vk_upload_raw(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, const void *src, size_t bytes)
 {
-    if (vk->external) return upload_inline(vk, dst, off, src, bytes);
+    if (vk->external) {
+        pkv_vk_close_scatter(vk);
+        return upload_inline(vk, dst, off, src, bytes);
+    }
     pkv_status s = pkv_vk_begin(vk);
     const uint8_t *p = src;
     while (s == PKV_OK && bytes) {

@@ -659,15 +659,25 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         pthread_mutex_unlock(&vk->lock);
         return s;
     }
-    pkv_vk_op_start(vk);
-    if (sq) pkv_vk_stage_copy_to(vk, sq, raw_off);
-    else if (op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
-    else s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
-    if (s == PKV_OK)
-        s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, plan.seq_desc, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS * 4);
-    if (s == PKV_OK) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.item_off * 4, plan.items, (size_t)plan.n_items * 8);
-    if (s == PKV_OK && op->table_len)
-        s = pkv_vk_upload(vk, vk->scratch, (size_t)a.table_off * 4, op->table, (size_t)op->table_len * 4);
+    if (sq) { /* until the barrier after the uploads: scratch and the application's q only */
+        pkv_vk_op_start_overlap(vk);
+        pkv_vk_stage_copy_to(vk, sq, vk->scratch, raw_off);
+    } else {
+        pkv_vk_op_start(vk);
+        if (op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
+        else s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
+    }
+    /* the sequence descriptors, the items and the block tables: consecutive sections, one upload */
+    const size_t tab_words = (size_t)a.table_off + op->table_len - a.seq_off;
+    uint32_t *tab = s == PKV_OK ? pkv_vk_host_table(vk, tab_words) : NULL;
+    if (s == PKV_OK && !tab) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan attention: out of host memory");
+    if (s == PKV_OK) {
+        memset(tab, 0, tab_words * 4);
+        memcpy(tab, plan.seq_desc, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS * 4);
+        memcpy(tab + (a.item_off - a.seq_off), plan.items, (size_t)plan.n_items * 8);
+        if (op->table_len) memcpy(tab + (a.table_off - a.seq_off), op->table, (size_t)op->table_len * 4);
+        s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, tab, tab_words * 4);
+    }
     if (s == PKV_OK) { /* the merge counters start at zero (the last workgroup of each resets its own) */
         s = pkv_vk_begin(vk);
         if (s == PKV_OK)
@@ -676,7 +686,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     }
     if (s == PKV_OK && sq) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_stage_convert(vk, sq, vk->scratch, raw_off, a.q_off, 0xFFFFFFFFu);
+        s = pkv_vk_stage_convert(vk, sq, vk->scratch, vk->scratch, raw_off, a.q_off, 0xFFFFFFFFu);
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);

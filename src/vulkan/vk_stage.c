@@ -29,30 +29,34 @@ static size_t table_off(const pkv_vk_stage_in *in) { return (raw_words(in) * in-
 
 size_t pkv_vk_stage_raw_words(const pkv_vk_stage_in *in) { return raw_words(in) * in->n_src; }
 
+/* Bytes of one half of vk->kv_raw (raw K/V and row table of one append), storage-offset aligned. */
+static size_t half_bytes(const pkv_vk_stage_in *in) { return ((table_off(in) + table_rows(in)) * 4 + 255) & ~(size_t)255; }
+
 pkv_status pkv_vk_stage_reserve(pkv_vk *vk, const pkv_vk_stage_in *in)
 {
     pkv_status s = pkv_vk_scratch_reserve(vk, (table_off(in) + table_rows(in)) * 4);
     if (s == PKV_OK) s = pkv_vk_grow(vk, &vk->staged, in->n_values * (in->to_f32 ? 4 : 2) * in->n_src);
+    if (s == PKV_OK && in->row_pairs) s = pkv_vk_grow(vk, &vk->kv_raw, 2 * half_bytes(in));
     return s;
 }
 
-void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, size_t raw_off)
+void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *dst, size_t raw_off)
 {
     const size_t rw = raw_words(in), in_bytes = in->n_values * (in->dtype == PKV_F16 ? 2 : 4);
     VkBufferCopy c[2];
     uint32_t n = 0;
     for (uint32_t i = 0; i < in->n_src; i++) {
-        c[n++] = (VkBufferCopy){in->src_off[i], vk->scratch->off + (raw_off + rw * i) * 4, in_bytes};
+        c[n++] = (VkBufferCopy){in->src_off[i], dst->off + (raw_off + rw * i) * 4, in_bytes};
         /* K and V in one buffer (the usual case): one command */
         if (i + 1 == in->n_src || n == 2 || in->src[i + 1] != in->src[i]) {
-            vk->f.vkCmdCopyBuffer(vk->cb, in->src[i], vk->scratch->page->buf, n, c);
+            vk->f.vkCmdCopyBuffer(vk->cb, in->src[i], dst->page->buf, n, c);
             n = 0;
         }
     }
 }
 
-pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *out, size_t raw_off, size_t out_off,
-                                uint32_t row_tab)
+pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *src, pkv_buf *out, size_t raw_off,
+                                size_t out_off, uint32_t row_tab)
 {
     const size_t in_bytes = in->n_values * (in->dtype == PKV_F16 ? 2 : 4), out_bytes = in->n_values * (in->to_f32 ? 4 : 2);
     const size_t rw = raw_words(in);
@@ -60,7 +64,7 @@ pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *
     uint32_t spec[PKV_VK_SPEC_MAX] = {WG_STAGE};
     pkv_status s = pkv_vk_pipeline(vk, PKV_K_STAGE_INPUT, spec, &pipe);
     if (s != PKV_OK) return s;
-    pkv_buf *bufs[4] = {vk->scratch, out, vk->status, NULL};
+    pkv_buf *bufs[4] = {src, out, vk->status, NULL};
     /* the raw sources lie back to back when their bytes are whole words (always for K/V: head_dim is
      * a multiple of 8), and so do the outputs: one dispatch converts them all */
     const uint32_t n_disp = rw * 4 == in_bytes ? 1 : in->n_src, per = in->n_src / n_disp;
@@ -84,9 +88,9 @@ pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in)
     pkv_status s = pkv_vk_begin(vk);
     if (s != PKV_OK) return s;
     pkv_vk_op_start(vk);
-    pkv_vk_stage_copy_to(vk, in, 0);
+    pkv_vk_stage_copy_to(vk, in, vk->scratch, 0);
     pkv_vk_barrier(vk);
-    s = pkv_vk_stage_convert(vk, in, vk->staged, 0, 0, NO_ROW);
+    s = pkv_vk_stage_convert(vk, in, vk->scratch, vk->staged, 0, 0, NO_ROW);
     if (s == PKV_OK) pkv_vk_op_end_barrier(vk);
     return s;
 }
@@ -111,24 +115,26 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
 {
     const pkv_vk_stage_in *in = vk->stage_pending;
     const size_t rows = table_rows(in);
-    if (rows > vk->cap_row_tab) {
-        uint32_t *t = realloc(vk->row_tab, rows * sizeof *t);
-        if (!t) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
-        vk->row_tab = t, vk->cap_row_tab = rows;
-    }
-    memset(vk->row_tab, 0xFF, rows * sizeof *vk->row_tab); /* rows no run names are not written */
+    uint32_t *tab = pkv_vk_host_table(vk, rows);
+    if (!tab) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+    memset(tab, 0xFF, rows * sizeof *tab); /* rows no run names are not written */
     for (uint32_t r = 0; r < n_runs; r++)
-        for (uint32_t i = 0; i < runs[3 * r + 2] && runs[3 * r] + i < rows; i++) vk->row_tab[runs[3 * r] + i] = runs[3 * r + 1] + i;
+        for (uint32_t i = 0; i < runs[3 * r + 2] && runs[3 * r] + i < rows; i++) tab[runs[3 * r] + i] = runs[3 * r + 1] + i;
     vk->stage_pending = NULL;
+    /* the half the open conversion (if any) does not read, bound alone: hazards are per bound range */
+    const int overlap = vk->open_scatter, half = overlap == 1 ? 2 : 1;
+    const size_t hb = (size_t)(vk->kv_raw->size / 2) & ~(size_t)255;
+    pkv_buf raw = {vk->kv_raw->page, vk->kv_raw->off + (half == 2 ? hb : 0), hb};
+    vk->open_scatter = 0;
     pkv_status s = pkv_vk_begin(vk);
     if (s != PKV_OK) return s;
-    pkv_vk_op_start(vk);
-    pkv_vk_stage_copy_to(vk, in, 0);
-    s = pkv_vk_upload(vk, vk->scratch, table_off(in) * 4, vk->row_tab, rows * 4);
+    if (!overlap) pkv_vk_op_start(vk);
+    pkv_vk_stage_copy_to(vk, in, &raw, 0);
+    s = pkv_vk_upload(vk, &raw, table_off(in) * 4, tab, rows * 4);
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_stage_convert(vk, in, dst, 0, 0, (uint32_t)table_off(in));
+        s = pkv_vk_stage_convert(vk, in, &raw, dst, 0, 0, (uint32_t)table_off(in));
     }
-    if (s == PKV_OK) pkv_vk_op_end_barrier(vk);
+    if (s == PKV_OK) vk->open_scatter = half, vk->after_barrier = 0;
     return s;
 }
