@@ -182,6 +182,47 @@ static void bad_inputs_leave_the_cache_as_it_was(void **state)
     pkv_context_free(ctx);
 }
 
+/* A prompt large enough that its input check runs on several threads (2 layers x 32768 tokens x 2
+ * heads x 32: 4 MiB of fp16 per array, in 1 Mi-value pieces): the error is the serial one (the first
+ * array in layer, K-then-V order with a bad value, its lowest bad index, whichever piece or thread
+ * found it), and nothing is stored. fp16 and fp32 input. */
+static void bad_values_of_a_large_prompt_are_reported_in_order(void **state)
+{
+    (void)state;
+    enum { NL = 2, T = 32768 };
+    const size_t count = (size_t)T * H * D;
+    pkv_context *ctx = tu_context();
+    pkv_cache_config cfg = tu_config(NL, H, D, 2, 32, PKV_MODE_PATTERN);
+    cfg.memory_budget = 64u << 20;
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_seq_create(c, &s));
+    uint16_t *h = calloc(2 * NL * count, sizeof *h);
+    float *f = calloc(2 * NL * count, sizeof *f);
+    const void *hk[NL] = {h, h + 2 * count}, *hv[NL] = {h + count, h + 3 * count};
+    const void *fk[NL] = {f, f + 2 * count}, *fv[NL] = {f + count, f + 3 * count};
+    /* layer 1's K (a later array) and two in layer 0's V, in different pieces: layer 0's v, the lower */
+    h[2 * count + 5] = 0x7C00, h[count + count - 3] = 0xFC00, h[count + 700000] = 0x7E01;
+    f[2 * count + 5] = NAN, f[count + count - 3] = 1e6f, f[count + 700000] = -INFINITY;
+    pkv_append_params p = pkv_append_params_default();
+    p.seq = s, p.n_tokens = T;
+    for (int fp32 = 0; fp32 < 2; fp32++) {
+        p.dtype = fp32 ? PKV_F32 : PKV_F16;
+        assert_int_equal(pkv_append_layers(c, &p, fp32 ? fk : hk, fp32 ? fv : hv), PKV_ERR_NONFINITE);
+        char want[64];
+        snprintf(want, sizeof want, "v[%u]", 700000u);
+        if (!strstr(pkv_last_error(), want) || !strstr(pkv_last_error(), "of layer 0"))
+            fail_msg("expected %s of layer 0, got: %s", want, pkv_last_error());
+        uint32_t len = 1;
+        TU_OK(pkv_seq_length(c, s, 0, &len));
+        assert_int_equal(len, 0);
+    }
+    free(h), free(f);
+    pkv_cache_free(c);
+    pkv_context_free(ctx);
+}
+
 int main(void)
 {
     snprintf(snap_a, sizeof snap_a, "/tmp/pkv_test_err_a_%ld.pkv", (long)getpid());
@@ -189,6 +230,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_configs_are_rejected),
         cmocka_unit_test(bad_inputs_leave_the_cache_as_it_was),
+        cmocka_unit_test(bad_values_of_a_large_prompt_are_reported_in_order),
     };
     int rc = tu_run_tests(tests, NULL, NULL);
     remove(snap_a);

@@ -249,6 +249,7 @@ static void mining_a_32k_token_prompt_matches_the_reference(void **state)
     TU_OK(pkv_append_layers(c, &p, (const void *const *)kv[0], (const void *const *)kv[1]));
     float *x = malloc((size_t)n * d * sizeof(float)), cent[M * d], PK[M * d], PV[M * d];
     uint32_t init[M], *scratch = malloc(n * sizeof *scratch);
+    for (uint32_t i = 0; i < n; i++) scratch[i] = i;
     for (uint32_t l = 0; l < NL; l++) {
         assert_int_equal(tu_read_bank(c, s, l, 0, PK, PV), M);
         for (uint32_t k = 0; k < 2; k++) {

@@ -15,13 +15,16 @@
  * written past them are ignored), and where a later round would overwrite window rows the call
  * started with (a long append into a partly filled window) those rows are kept on the host first and
  * written back. A token is counted only once every step of the call succeeded. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "f16.h"
 #include "internal.h"
+#include "parallel.h"
 #include "profile.h"
 #include "rng.h"
 
@@ -34,23 +37,62 @@ typedef struct token_src {
     uint32_t n;
 } token_src;
 
-/* Checks fp16 input (no NaN or Inf). */
-static pkv_status check_f16(pkv_cache *c, const uint16_t *h, size_t count, const char *what, uint32_t layer)
+/* The input check (fp16: no NaN or Inf) or conversion (fp32 -> fp16: finite and within fp16 range)
+ * of a call's 2 x nl arrays of `count` values, in pieces of at most PIECE values; a large call's pieces
+ * run on several threads (a 32K-token prompt of 32 layers is 2 G values: one thread reading it takes
+ * longer than the device's whole prefill). The failure reported is the serial one: the first array in
+ * order (layer, then K before V) with a bad value, and its first bad index. */
+#define PIECE ((size_t)1 << 20)
+
+typedef struct check_job {
+    const void *const *k, *const *v; /* per array of the call: the caller's input */
+    uint16_t *conv;                  /* fp32 input: the fp16 output, [nl][K | V][count]; NULL for fp16 */
+    size_t count, per_array;         /* values per array, pieces per array */
+    size_t *bad;                     /* [2 nl]: the first bad index found per array, count if none */
+    pthread_mutex_t lock;
+} check_job;
+
+static void check_piece(void *arg, uint32_t p)
 {
-    for (size_t i = 0; i < count; i++)
-        if ((h[i] & 0x7C00u) == 0x7C00u)
-            return pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] of layer %u is NaN or Inf", what, i, layer);
-    return PKV_OK;
+    check_job *j = arg;
+    const uint32_t a = (uint32_t)(p / j->per_array); /* array: layer a / 2, K or V */
+    const size_t lo = (p % j->per_array) * PIECE, n = j->count - lo < PIECE ? j->count - lo : PIECE;
+    const void *src = (a & 1 ? j->v : j->k)[a / 2];
+    size_t i;
+    if (j->conv) i = pkv_f32_to_f16_finite((const float *)src + lo, j->conv + (size_t)a * j->count + lo, n);
+    else i = pkv_f16_find_nonfinite((const uint16_t *)src + lo, n);
+    if (i < n) {
+        pthread_mutex_lock(&j->lock);
+        if (lo + i < j->bad[a]) j->bad[a] = lo + i;
+        pthread_mutex_unlock(&j->lock);
+    }
 }
 
-/* Converts fp32 input to fp16, rejecting NaN, Inf and values beyond fp16 range. */
-static pkv_status to_f16(pkv_cache *c, const float *f, size_t count, uint16_t *dst, const char *what, uint32_t layer)
+static pkv_status check_input(pkv_cache *c, uint32_t first, uint32_t nl, size_t count, const void *const *k,
+                              const void *const *v, uint16_t *conv)
 {
-    size_t i = pkv_f32_to_f16_finite(f, dst, count);
-    if (i < count)
-        return pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] = %g of layer %u is not finite or beyond fp16 range",
-                        what, i, (double)f[i], layer);
-    return PKV_OK;
+    size_t bad_local[128], *bad = 2 * nl <= 128 ? bad_local : malloc(2 * nl * sizeof *bad);
+    if (!bad) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    check_job j = {.k = k, .v = v, .conv = conv, .count = count, .per_array = (count + PIECE - 1) / PIECE, .bad = bad};
+    for (uint32_t a = 0; a < 2 * nl; a++) bad[a] = count;
+    pthread_mutex_init(&j.lock, NULL);
+    pkv_parallel_for((uint32_t)(2 * nl * j.per_array), 2 * nl * count * (conv ? 6 : 2), check_piece, &j);
+    pthread_mutex_destroy(&j.lock);
+    pkv_status st = PKV_OK;
+    for (uint32_t a = 0; a < 2 * nl && st == PKV_OK; a++) {
+        if (bad[a] == count) continue;
+        const char *what = a & 1 ? "v" : "k";
+        const uint32_t layer = first + a / 2;
+        if (conv) {
+            const float x = ((const float *)(a & 1 ? v : k)[a / 2])[bad[a]];
+            st = pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] = %g of layer %u is not finite or beyond fp16 range",
+                          what, bad[a], (double)x, layer);
+        } else {
+            st = pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_append: %s[%zu] of layer %u is NaN or Inf", what, bad[a], layer);
+        }
+    }
+    if (bad != bad_local) free(bad);
+    return st;
 }
 
 typedef struct plan {
@@ -408,6 +450,7 @@ static pkv_status run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const to
     const float *rcp = rcp_table(c, n_max);
     pkv_status st = PKV_OK;
     if (!ml || !init || !scratch || !tk || !tv || !rcp) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t i = 0; i < n_max && scratch; i++) scratch[i] = i; /* the identity, kept by every draw */
     for (uint32_t j = 0; j < nj && st == PKV_OK; j++) /* the slots of layers not mined on failure: release_unused */
         if (jobs[j].p.mine && jobs[j].mine_slots)
             st = mine_group(c, jobs, nj, src, jobs[j].n, ml, tk, tv, init, scratch, rcp, op_ms);
@@ -691,17 +734,10 @@ static pkv_status append_host(pkv_cache *c, pkv_seq seq, uint32_t first, uint32_
         if (!conv) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     }
     const double tc = pkv_prof_start();
+    if (st == PKV_OK) st = check_input(c, first, nl, count, k, v, conv);
     for (uint32_t j = 0; j < nl && st == PKV_OK; j++) {
-        if (dtype == PKV_F16) {
-            ks[j] = k[j], vs[j] = v[j];
-            st = check_f16(c, ks[j], count, "k", first + j);
-            if (st == PKV_OK) st = check_f16(c, vs[j], count, "v", first + j);
-        } else {
-            uint16_t *kd = conv + 2 * j * count, *vd = kd + count;
-            st = to_f16(c, k[j], count, kd, "k", first + j);
-            if (st == PKV_OK) st = to_f16(c, v[j], count, vd, "v", first + j);
-            ks[j] = kd, vs[j] = vd;
-        }
+        if (dtype == PKV_F16) ks[j] = k[j], vs[j] = v[j];
+        else ks[j] = conv + 2 * j * count, vs[j] = conv + (2 * j + 1) * count;
     }
     pkv_prof_add(PKV_PROF_CHECK, tc);
     token_src src = {ks, vs, NULL, 0, n};

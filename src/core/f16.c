@@ -41,6 +41,19 @@ size_t pkv_f32_to_f16_finite(const float *src, uint16_t *dst, size_t n)
     return finite_scalar(src, dst, 0, n);
 }
 
+size_t pkv_f16_find_nonfinite(const uint16_t *h, size_t n)
+{
+    size_t i = 0;
+    for (; i + 512 <= n; i += 512) {
+        uint32_t bad = 0;
+        for (size_t k = 0; k < 512; k++) bad |= (uint32_t)((h[i + k] & 0x7C00u) == 0x7C00u);
+        if (bad) break;
+    }
+    for (; i < n; i++)
+        if ((h[i] & 0x7C00u) == 0x7C00u) return i;
+    return n;
+}
+
 pkv_status pkv_f32_to_f16_array(const float *src, uint16_t *dst, size_t n)
 {
     if (n && (!src || !dst)) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_f32_to_f16_array: null argument");

@@ -17,4 +17,8 @@
  * IEEE round to nearest even, subnormals kept). */
 size_t pkv_f32_to_f16_finite(const float *src, uint16_t *dst, size_t n);
 
+/* The index of the first fp16 value of h[0..n) that is NaN or Inf, or n (scans blocks of values
+ * without a branch per value, so that the compiler vectorizes it). */
+size_t pkv_f16_find_nonfinite(const uint16_t *h, size_t n);
+
 #endif

@@ -3,13 +3,19 @@
 void pkv_draw_distinct(uint64_t seed, uint32_t n, uint32_t m, uint32_t *out, uint32_t *scratch)
 {
     uint64_t s = seed;
-    for (uint32_t i = 0; i < n; i++) scratch[i] = i;
+    uint32_t pick[PKV_DRAW_MAX];
     for (uint32_t i = 0; i < m; i++) {
         uint32_t j = i + (uint32_t)(pkv_splitmix64(&s) % (uint64_t)(n - i));
         uint32_t t = scratch[i];
         scratch[i] = scratch[j];
         scratch[j] = t;
         out[i] = scratch[i];
+        pick[i] = j;
+    }
+    for (uint32_t i = m; i-- > 0;) { /* the swaps undone in reverse: the identity again */
+        uint32_t t = scratch[i];
+        scratch[i] = scratch[pick[i]];
+        scratch[pick[i]] = t;
     }
 }
 

@@ -5,6 +5,7 @@
 
 #include "fault.h"
 #include "ocl_internal.h"
+#include "profile.h"
 
 /* Allocates and touches a buffer: many drivers allocate lazily, so a fill makes an out-of-memory
  * show up here, as a status, rather than in a later kernel. */
@@ -109,7 +110,13 @@ pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *sr
 {
     pkv_status st = pkv_ocl_scratch_reserve(o, s, bytes);
     if (st != PKV_OK || !bytes) return st;
-    if (!o->deferred) return pkv_ocl_status(o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_TRUE, 0, bytes, src, 0, NULL, NULL));
+    if (!o->deferred) { /* blocking: waits for the queue too (PKV_PROFILE counts it as "wait") */
+        const double tw = pkv_prof_start();
+        cl_int err = o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
+        pkv_prof_add(PKV_PROF_WAIT, tw);
+        pkv_prof_submit();
+        return pkv_ocl_status(err);
+    }
     /* enqueued: a copy of the data that lives until the write has run (the event's callback frees it) */
     void *copy = malloc(bytes);
     if (!copy) return PKV_ERR_OUT_OF_HOST_MEMORY;

@@ -8,6 +8,7 @@
 #include "attn_plan.h"
 #include "ocl_internal.h"
 #include "ocl_params.h"
+#include "profile.h"
 
 static uint32_t f32_bits(float f)
 {
@@ -70,7 +71,9 @@ static pkv_status op_failed(const char *op, cl_int err)
 
 static pkv_status finish(pkv_ocl *o, const char *op, cl_int err)
 {
-    if (err == CL_SUCCESS && !o->deferred) err = o->cl->clFinish(o->q);
+    const double tw = pkv_prof_start();
+    if (err == CL_SUCCESS && !o->deferred) err = o->cl->clFinish(o->q), pkv_prof_submit();
+    pkv_prof_add(PKV_PROF_WAIT, tw);
     pkv_ocl_op_end(o, err == CL_SUCCESS && !o->deferred);
     return err == CL_SUCCESS ? PKV_OK : op_failed(op, err);
 }

@@ -200,9 +200,12 @@ pkv_status pkv_vk_regions_reserve(pkv_vk *vk, uint32_t n);
 pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p);
 void pkv_vk_pipelines_destroy(pkv_vk *vk);
 pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipeline *out);
-/* Creates the n pipelines (kernel, spec) that do not exist yet, in parallel threads where there are
- * several (drivers compile each on the calling thread). */
+/* Creates the n (at most 32) pipelines (kernel, spec) that do not exist yet, in parallel threads where
+ * there are several (drivers compile each on the calling thread). _get also returns all n, old and
+ * new, in out: an op's pipelines in one call, created together on its first use. */
 pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX]);
+pkv_status pkv_vk_pipelines_get(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX],
+                                VkPipeline *out);
 /* Binds the pipeline, a descriptor set of the 4 buffers (NULL: dummy), push constants; dispatches. */
 pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], const void *push, uint32_t push_bytes,
                            uint32_t gx, uint32_t gy, uint32_t gz);

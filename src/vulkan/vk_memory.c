@@ -6,6 +6,7 @@
 
 #include "fault.h"
 #include "internal.h"
+#include "parallel.h"
 #include "profile.h"
 #include "vk_internal.h"
 
@@ -530,7 +531,7 @@ pkv_status pkv_vk_upload_raw(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, const v
         s = ring_take(vk, bytes, &roff, &n);
         if (s != PKV_OK) break;
         const double tc = pkv_prof_start();
-        memcpy(vk->ring_map + roff, p, n);
+        pkv_parallel_memcpy(vk->ring_map + roff, p, n);
         pkv_prof_add(PKV_PROF_STAGE, tc);
         VkBufferCopy c = {.srcOffset = roff, .dstOffset = off, .size = n};
         vk->f.vkCmdCopyBuffer(vk->cb, vk->ring_buf, dst, 1, &c);

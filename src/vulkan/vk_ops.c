@@ -649,11 +649,20 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     }
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, (size_t)sp.words * 4);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    VkPipeline p_qc = VK_NULL_HANDLE, p_decode, p_merge = VK_NULL_HANDLE;
-    if (s == PKV_OK && pattern && !(a.flags & PKV_ATTN_SKIP_QC)) s = pkv_vk_pipeline(vk, cfg.kernel[0], cfg.spec[0], &p_qc);
-    if (s == PKV_OK && (a.flags & PKV_ATTN_SEPARATE_MERGE) && plan.n_slots)
-        s = pkv_vk_pipeline(vk, cfg.kernel[2], cfg.spec[2], &p_merge);
-    if (s == PKV_OK) s = pkv_vk_pipeline(vk, cfg.kernel[1], cfg.spec[1], &p_decode);
+    /* the op's pipelines: looked up, or on first use created together (in parallel) */
+    VkPipeline p_qc = VK_NULL_HANDLE, p_decode = VK_NULL_HANDLE, p_merge = VK_NULL_HANDLE, got[3];
+    int kernels[3];
+    uint32_t specs[3][PKV_VK_SPEC_MAX], which[3], n_pipes = 0;
+    for (uint32_t i = 0; i < 3; i++) {
+        if (i == 0 && !(pattern && !(a.flags & PKV_ATTN_SKIP_QC))) continue;
+        if (i == 2 && !((a.flags & PKV_ATTN_SEPARATE_MERGE) && plan.n_slots)) continue;
+        kernels[n_pipes] = cfg.kernel[i];
+        memcpy(specs[n_pipes], cfg.spec[i], sizeof specs[0]);
+        which[n_pipes++] = i;
+    }
+    if (s == PKV_OK) s = pkv_vk_pipelines_get(vk, n_pipes, kernels, (const uint32_t(*)[PKV_VK_SPEC_MAX])specs, got);
+    for (uint32_t i = 0; i < n_pipes && s == PKV_OK; i++)
+        *(which[i] == 0 ? &p_qc : which[i] == 1 ? &p_decode : &p_merge) = got[i];
     if (s != PKV_OK) { /* nothing recorded yet: deferred writes stay queued */
         pkv_attn_plan_free(&plan);
         pthread_mutex_unlock(&vk->lock);

@@ -379,18 +379,24 @@ pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipel
     return PKV_OK;
 }
 
-pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX])
+pkv_status pkv_vk_pipelines_get(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX],
+                                VkPipeline *out)
 {
     create_job jobs[32];
-    uint32_t nj = 0;
-    for (uint32_t i = 0; i < n && nj < 32; i++) {
-        int dup = find_variant(vk, kernels[i], specs[i]) != NULL;
-        for (uint32_t k = 0; k < nj && !dup; k++)
-            dup = jobs[k].kernel == kernels[i] && memcmp(jobs[k].spec, specs[i], sizeof jobs[k].spec) == 0;
-        if (dup) continue;
+    uint32_t nj = 0, job_of[32];
+    for (uint32_t i = 0; i < n && i < 32; i++) {
+        pkv_vk_variant *v = find_variant(vk, kernels[i], specs[i]);
+        job_of[i] = UINT32_MAX;
+        if (v) {
+            if (out) out[i] = v->pipe;
+            continue;
+        }
+        for (uint32_t k = 0; k < nj && job_of[i] == UINT32_MAX; k++)
+            if (jobs[k].kernel == kernels[i] && memcmp(jobs[k].spec, specs[i], sizeof jobs[k].spec) == 0) job_of[i] = k;
+        if (job_of[i] != UINT32_MAX) continue;
         jobs[nj] = (create_job){.vk = vk, .kernel = kernels[i]};
         memcpy(jobs[nj].spec, specs[i], sizeof jobs[nj].spec);
-        nj++;
+        job_of[i] = nj++;
     }
     pkv_status s = room_for(vk, nj);
     if (s != PKV_OK || nj == 0) return s;
@@ -415,7 +421,14 @@ pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, c
         if (jobs[i].r == VK_SUCCESS) keep(vk, &jobs[i]);
         else if (s == PKV_OK) s = creation_failed(jobs[i].kernel, jobs[i].r);
     }
+    for (uint32_t i = 0; i < n && i < 32 && out && s == PKV_OK; i++)
+        if (job_of[i] != UINT32_MAX) out[i] = jobs[job_of[i]].pipe;
     return s;
+}
+
+pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX])
+{
+    return pkv_vk_pipelines_get(vk, n, kernels, specs, NULL);
 }
 
 /* The four storage-buffer bindings of a kernel's descriptor set. */
