@@ -139,9 +139,10 @@ static void multi_layer_append_equals_per_layer_appends(void **state)
     free(k), free(v);
 }
 
-/* Window writes staged through the smallest staging ring (64 KiB; a window of 8 groups makes each
- * round's rows 6x that, so its runs are split over several ring sections and submissions) leave the
- * same cache as through the default ring. PATTERN and DIRECT. */
+/* Window writes and a prompt's tokens staged through the smallest staging ring (64 KiB, two halves
+ * that take turns; a window of 8 groups makes each round's rows 6x that, so its runs are split over
+ * several ring sections and submissions) leave the same cache as through the default ring. PATTERN
+ * and DIRECT. */
 static void window_writes_through_a_small_staging_ring(void **state)
 {
     (void)state;
@@ -167,6 +168,12 @@ static void window_writes_through_a_small_staging_ring(void **state)
         for (; t < T; t++) append_all(a, sa, k, v, t, 1), append_all(b, sb, k, v, t, 1);
         expect_same_file(a, b);
         expect_same_contents(a, sa, b, sb);
+        pkv_seq pa, pb; /* a prompt: mining's token uploads turn the ring's halves too */
+        TU_OK(pkv_seq_create(a, &pa));
+        TU_OK(pkv_seq_create(b, &pb));
+        append_all(a, pa, k, v, 0, 600), append_all(b, pb, k, v, 0, 600);
+        expect_same_file(a, b);
+        expect_same_contents(a, pa, b, pb);
         TU_OK(pkv_cache_free(a));
         TU_OK(pkv_cache_free(b));
     }

@@ -112,15 +112,21 @@ typedef struct pkv_vk {
     uint32_t *host_tab;                          /* a host table of the op being recorded, reused */
     size_t cap_host_tab;
 
-    /* submission: one command buffer, a staging ring, a descriptor pool reset per op */
+    /* submission: the command buffer being recorded, a staging ring, a descriptor pool reset per op.
+     * Two command buffers and fences take turns, each with its half of the ring: when an op's uploads
+     * fill its half, that part is submitted without a wait and recording goes on in the other (whose
+     * previous submission is waited for first), so the host's copy into one half overlaps the
+     * device's copy out of the other. cb and fence are cbs[cur] and fences[cur]. */
     VkCommandPool cmd_pool;
-    VkCommandBuffer cb;
-    VkFence fence;
+    VkCommandBuffer cb, cbs[2];
+    VkFence fence, fences[2];
+    int in_flight[2];          /* submitted by a ring turn and not yet waited for */
+    uint32_t cur;
     int recording;
     VkBuffer ring_buf;
     VkDeviceMemory ring_mem;
     uint8_t *ring_map;
-    VkDeviceSize ring_size, ring_used;
+    VkDeviceSize ring_size, ring_used, ring_half; /* ring_used: an offset in half `cur` */
     pkv_vk_page ring_page;     /* the ring as a pkv_buf (ring_view) that a dispatch can bind; never freed */
     pkv_buf ring_view;
     pkv_vk_pending_read *pending;

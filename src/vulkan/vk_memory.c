@@ -73,11 +73,14 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk, const pkv_context_params *p)
     if (vk->f.vkCreateCommandPool(vk->device, &pci, NULL, &vk->cmd_pool) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkCreateCommandPool failed");
     VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = vk->cmd_pool,
-                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 2};
     VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    if (vk->f.vkAllocateCommandBuffers(vk->device, &cai, &vk->cb) != VK_SUCCESS ||
-        vk->f.vkCreateFence(vk->device, &fci, NULL, &vk->fence) != VK_SUCCESS)
+    if (vk->f.vkAllocateCommandBuffers(vk->device, &cai, vk->cbs) != VK_SUCCESS ||
+        vk->f.vkCreateFence(vk->device, &fci, NULL, &vk->fences[0]) != VK_SUCCESS ||
+        vk->f.vkCreateFence(vk->device, &fci, NULL, &vk->fences[1]) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: command buffer or fence creation failed");
+    vk->cur = 0;
+    vk->cb = vk->cbs[0], vk->fence = vk->fences[0];
     vk->ring_size = p->staging_bytes ? (p->staging_bytes < RING_BYTES_MIN ? RING_BYTES_MIN : (p->staging_bytes + 255) & ~255ull)
                                      : RING_BYTES;
     if (vk->ring_size > vk->props.limits.maxStorageBufferRange) /* window writes bind it as a storage buffer */
@@ -85,6 +88,7 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk, const pkv_context_params *p)
     if (make_buffer(vk, vk->ring_size, 1, &vk->ring_buf, &vk->ring_mem) != VK_SUCCESS ||
         vk->f.vkMapMemory(vk->device, vk->ring_mem, 0, VK_WHOLE_SIZE, 0, (void **)&vk->ring_map) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: could not allocate the staging ring");
+    vk->ring_half = vk->ring_size / 2 & ~255ull;
     vk->ring_page = (pkv_vk_page){.buf = vk->ring_buf, .size = vk->ring_size};
     vk->ring_view = (pkv_buf){.page = &vk->ring_page, .off = 0, .size = vk->ring_size};
     VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = 4 * 256};
@@ -146,7 +150,11 @@ void pkv_vk_memory_destroy(pkv_vk *vk)
     if (vk->desc_pool) vk->f.vkDestroyDescriptorPool(vk->device, vk->desc_pool, NULL);
     if (vk->ring_buf) vk->f.vkDestroyBuffer(vk->device, vk->ring_buf, NULL);
     if (vk->ring_mem) vk->f.vkFreeMemory(vk->device, vk->ring_mem, NULL);
-    if (vk->fence) vk->f.vkDestroyFence(vk->device, vk->fence, NULL);
+    for (int i = 0; i < 2; i++)
+        if (vk->fences[i]) {
+            if (vk->in_flight[i]) vk->f.vkWaitForFences(vk->device, 1, &vk->fences[i], VK_TRUE, UINT64_MAX);
+            vk->f.vkDestroyFence(vk->device, vk->fences[i], NULL);
+        }
     if (vk->cmd_pool) vk->f.vkDestroyCommandPool(vk->device, vk->cmd_pool, NULL);
     free(vk->pending);
     free(vk->regions);
@@ -390,12 +398,18 @@ void pkv_vk_barrier(pkv_vk *vk)
     vk->f.vkCmdPipelineBarrier(vk->cb, st, st | VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
+static void wait_other(pkv_vk *vk);
+
 pkv_status pkv_vk_submit_wait(pkv_vk *vk)
 {
     if (vk->external) /* the application submits its command buffer; nothing can be read back now */
         return vk->n_pending ? pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan: a recorded call cannot read device memory back")
                              : PKV_OK;
-    if (!vk->recording) return PKV_OK;
+    if (!vk->recording) {
+        wait_other(vk);
+        vk->ring_used = (VkDeviceSize)vk->cur * vk->ring_half;
+        return PKV_OK;
+    }
     if (vk->n_pending) pkv_vk_barrier(vk); /* transfer writes -> host reads */
     vk->recording = 0;
     pkv_status s = PKV_OK;
@@ -415,13 +429,67 @@ pkv_status pkv_vk_submit_wait(pkv_vk *vk)
         else if (r != VK_SUCCESS)
             s = pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: submit or wait failed (VkResult %d)", (int)r);
     }
+    const double tc = pkv_prof_start();
     if (s == PKV_OK)
         for (uint32_t i = 0; i < vk->n_pending; i++)
             memcpy(vk->pending[i].dst, vk->ring_map + vk->pending[i].ring_off, vk->pending[i].bytes);
+    pkv_prof_add(PKV_PROF_STAGE, tc);
     vk->n_pending = 0;
-    vk->ring_used = 0;
     vk->f.vkResetCommandBuffer(vk->cb, 0);
+    wait_other(vk); /* done too: the fence covers every earlier submission of the queue */
+    vk->ring_used = (VkDeviceSize)vk->cur * vk->ring_half;
     return s;
+}
+
+/* Ring turns: the other command buffer's submission, waited for (at once when the queue is idle). */
+static void wait_other(pkv_vk *vk)
+{
+    const uint32_t o = vk->cur ^ 1u;
+    if (!vk->in_flight[o]) return;
+    const double tw = pkv_prof_start();
+    vk->f.vkWaitForFences(vk->device, 1, &vk->fences[o], VK_TRUE, UINT64_MAX);
+    pkv_prof_add(PKV_PROF_WAIT, tw);
+    vk->f.vkResetFences(vk->device, 1, &vk->fences[o]);
+    vk->f.vkResetCommandBuffer(vk->cbs[o], 0);
+    vk->in_flight[o] = 0;
+}
+
+/* The current half of the ring is full: what is recorded is submitted without a wait (with a full
+ * wait when it reads data back) and recording goes on in the other command buffer and half. */
+static pkv_status ring_turn(pkv_vk *vk)
+{
+    if (vk->n_pending || !vk->recording) {
+        pkv_status s = pkv_vk_submit_wait(vk);
+        return s == PKV_OK ? pkv_vk_begin(vk) : s;
+    }
+    vk->recording = 0;
+    if (vk->f.vkEndCommandBuffer(vk->cb) != VK_SUCCESS) return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkEndCommandBuffer failed");
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &vk->cb};
+    const double tw = pkv_prof_start();
+    if (vk->ext_lock) vk->ext_lock(vk->ext_lock_user);
+    VkResult r = vk->f.vkQueueSubmit(vk->queue, 1, &si, vk->fence);
+    if (vk->ext_unlock) vk->ext_unlock(vk->ext_lock_user);
+    pkv_prof_add(PKV_PROF_WAIT, tw);
+    pkv_prof_submit();
+    if (r != VK_SUCCESS) {
+        vk->f.vkResetCommandBuffer(vk->cb, 0);
+        return pkv_fail(NULL, r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? PKV_ERR_OUT_OF_DEVICE_MEMORY : PKV_ERR_DEVICE,
+                        "vulkan: submit failed (VkResult %d)", (int)r);
+    }
+    vk->in_flight[vk->cur] = 1;
+    vk->cur ^= 1u;
+    vk->cb = vk->cbs[vk->cur], vk->fence = vk->fences[vk->cur];
+    wait_other(vk); /* no-op: the other is the one just submitted */
+    if (vk->in_flight[vk->cur]) { /* the previous turn of this half */
+        const double tw2 = pkv_prof_start();
+        vk->f.vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE, UINT64_MAX);
+        pkv_prof_add(PKV_PROF_WAIT, tw2);
+        vk->f.vkResetFences(vk->device, 1, &vk->fence);
+        vk->f.vkResetCommandBuffer(vk->cb, 0);
+        vk->in_flight[vk->cur] = 0;
+    }
+    vk->ring_used = (VkDeviceSize)vk->cur * vk->ring_half;
+    return pkv_vk_begin(vk);
 }
 
 pkv_status pkv_vk_finish(pkv_vk *vk)
@@ -444,13 +512,14 @@ void pkv_vk_abandon(pkv_vk *vk)
         vk->f.vkResetCommandBuffer(vk->cb, 0);
         vk->recording = 0;
     }
+    wait_other(vk); /* a ring turn's part of the op runs; its descriptor sets are freed below */
     vk->n_pending = 0;
-    vk->ring_used = 0;
+    vk->ring_used = (VkDeviceSize)vk->cur * vk->ring_half;
     vk->f.vkResetDescriptorPool(vk->device, vk->desc_pool, 0);
     vk->last_set = VK_NULL_HANDLE;
 }
 
-/* Room in the ring: submits what is recorded first when the ring is full (order is kept). */
+/* Room in the ring: turns to the other half first when this one is full (order is kept). */
 static pkv_status ring_take(pkv_vk *vk, size_t want, VkDeviceSize *off, size_t *got)
 {
     return pkv_vk_ring_take(vk, want, 1, off, got);
@@ -460,12 +529,13 @@ pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *
 {
     if (vk->external) /* the ring is reused by the next call, before the application submits */
         return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan: a recorded call cannot take host data through the staging ring");
-    if (vk->ring_used + (unit > 16 ? unit : 16) > vk->ring_size) {
-        pkv_status s = pkv_vk_submit_wait(vk);
-        if (s == PKV_OK) s = pkv_vk_begin(vk);
+    VkDeviceSize end = ((VkDeviceSize)vk->cur + 1) * vk->ring_half;
+    if (vk->ring_used + (unit > 16 ? unit : 16) > end) {
+        pkv_status s = ring_turn(vk);
         if (s != PKV_OK) return s;
+        end = ((VkDeviceSize)vk->cur + 1) * vk->ring_half;
     }
-    size_t room = (size_t)(vk->ring_size - vk->ring_used);
+    size_t room = (size_t)(end - vk->ring_used);
     *got = want < room ? want : room;
     *got -= *got % unit;
     *off = vk->ring_used;
