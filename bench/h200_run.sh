@@ -47,6 +47,8 @@ while IFS='|' read -r what be args variants; do
     echo "== bench $i $be $args ($(date +%T))"
     timeout "${PKV_RUN_TIMEOUT:-600}" "$B/pkv" bench --backend "$be" $args --json "$OUT/bench_${i}_$be.json" >/tmp/bench_${i}.txt 2>&1
     echo "exit $? ($(date +%T))"
+    # PKV_PROFILE=1 in the environment: every call's host split (docs/ARCHITECTURE.md), kept in $OUT
+    [ -n "${PKV_PROFILE:-}" ] && grep "^pkv profile:" /tmp/bench_${i}.txt >"$OUT/profile_${i}_$be.txt"
     grep -A16 "^Decode attention speed" /tmp/bench_${i}.txt | grep -v "^  The batch\|^  cache that\|GB/s = \|host ms:\|^$"
     grep -A4 "^Write path" /tmp/bench_${i}.txt
     grep -A6 "^Decode step" /tmp/bench_${i}.txt

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "profile.h"
 
 static pkv_cache_config config_defaults(void)
 {
@@ -108,7 +109,11 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pk
         !(ctx->be->iface->k_assign_variants & (1u << cfg.k_assign)))
         st = pkv_fail(ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_create: the %s backend does not implement k_assign %s "
                       "(the CPU backend does)", pkv_backend_name(ctx->be->info.backend), pkv_k_assign_name(cfg.k_assign));
-    return st != PKV_OK ? st : pkv_cache_new(ctx, &cfg, out);
+    if (st != PKV_OK) return st;
+    const double t0 = pkv_prof_begin();
+    st = pkv_cache_new(ctx, &cfg, out);
+    pkv_prof_end("pkv_cache_create", t0, cfg.n_layers, 0);
+    return st;
 }
 
 static void seq_destroy(pkv_cache *c, pkv_sequence *s)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "profile.h"
 
 static const pkv_backend_entry *const entries[] = {
 #ifdef PKV_WITH_VULKAN
@@ -79,7 +80,7 @@ static const pkv_backend_entry *find_entry(pkv_backend_kind kind)
     return NULL;
 }
 
-pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **out)
+static pkv_status context_create(const pkv_context_params *params, pkv_context **out)
 {
     if (!out) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_context_create: out is NULL");
     *out = NULL;
@@ -168,6 +169,14 @@ pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **ou
     pkv_log(ctx, PKV_LOG_INFO, "%s", ctx->why);
     *out = ctx;
     return PKV_OK;
+}
+
+pkv_status pkv_context_create(const pkv_context_params *params, pkv_context **out)
+{
+    const double t0 = pkv_prof_begin();
+    pkv_status st = context_create(params, out);
+    pkv_prof_end("pkv_context_create", t0, 0, 0);
+    return st;
 }
 
 pkv_status pkv_context_free(pkv_context *ctx)

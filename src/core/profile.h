@@ -1,7 +1,7 @@
 /* PKV_PROFILE: where the host time of a call goes (a diagnosis aid, off by default).
  *
- * With PKV_PROFILE set in the environment, each pkv_append, pkv_append_layers and pkv_attention call
- * prints one line to stderr: its wall time split into the input check and conversion ("check"), the
+ * With PKV_PROFILE set in the environment, each pkv_context_create, pkv_cache_create, pkv_append,
+ * pkv_append_layers and pkv_attention call prints one line to stderr: its wall time split into the input check and conversion ("check"), the
  * host copies into staging memory ("stage"), the time inside queue submission and the wait for the
  * device ("wait": vkQueueSubmit + vkWaitForFences, clFinish / blocking transfers; on a GPU this is
  * the device's work, on lavapipe and PoCL the kernels running on the CPU), pipeline or program

@@ -479,7 +479,6 @@ static pkv_status ring_turn(pkv_vk *vk)
     vk->in_flight[vk->cur] = 1;
     vk->cur ^= 1u;
     vk->cb = vk->cbs[vk->cur], vk->fence = vk->fences[vk->cur];
-    wait_other(vk); /* no-op: the other is the one just submitted */
     if (vk->in_flight[vk->cur]) { /* the previous turn of this half */
         const double tw2 = pkv_prof_start();
         vk->f.vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE, UINT64_MAX);
