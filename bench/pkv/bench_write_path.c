@@ -127,7 +127,8 @@ int bench_write_path(pkv_context *ctx, const pkv_context_params *cp, const bench
     const uint32_t H = data->n_kv_heads, d = data->head_dim;
     const uint32_t R = o->window ? o->window : o->group_size, n_dec = FLUSHES * R;
     const size_t pn = (size_t)T * H * d, dn = (size_t)n_dec * H * d;
-    float *fk = malloc(pn * sizeof *fk), *fv = malloc(pn * sizeof *fv);
+    const size_t fn = pn > dn ? pn : dn; /* the fp32 buffers hold the prompt, then the decode tokens */
+    float *fk = malloc(fn * sizeof *fk), *fv = malloc(fn * sizeof *fv);
     uint16_t *pk = malloc(pn * 2), *pv = malloc(pn * 2), *dk = malloc(dn * 2), *dv = malloc(dn * 2);
     int rc = -1;
     if (!fk || !fv || !pk || !pv || !dk || !dv) {

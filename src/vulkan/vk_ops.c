@@ -418,53 +418,42 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
 /* ---- window writes -------------------------------------------------------------------------- */
 
 /* Recorded, not submitted: they run with the next op (one submission for a decode step). Host rows
- * go through the staging ring, rows then the table of runs, and one window_write dispatch per ring
- * section copies them all (a run longer than the ring's room is split); device rows (engine
- * integration) are copied in place, one copy region per run; a recorded append's K/V not staged yet
- * are converted straight into their rows (pkv_vk_stage_scatter). */
+ * go through the staging ring, the rows back to back then each row's window row, and one
+ * window_write dispatch per ring section copies them all (one invocation per 16 bytes; a run longer
+ * than the ring's room is split); device rows (engine integration) are copied in place, one copy
+ * region per run. */
 static pkv_status window_from_host(pkv_vk *vk, const pkv_store *st, const pkv_window_op *op)
 {
-    const size_t row = (size_t)st->g->d * 2, unit = row + 12 + 16;
+    const size_t row = (size_t)st->g->d * 2, unit = row + 4 + 16;
     VkPipeline pipe;
     pkv_status s = wp_pipeline(vk, st->g, WP_WINDOW, &pipe);
     pkv_buf *bufs[4] = {&vk->ring_view, NULL, NULL, st->windows};
     uint32_t r = 0, done_rows = 0; /* run r, rows of it already written */
     while (s == PKV_OK && r < op->n_runs) {
-        size_t want = 16; /* the remaining runs: rows, table entries, the table's alignment */
-        for (uint32_t k = r; k < op->n_runs; k++) want += (size_t)(op->runs[3 * k + 2] - (k == r ? done_rows : 0)) * row + 12;
+        size_t want = 16; /* the remaining rows, 4 bytes of table each, the table's alignment */
+        for (uint32_t k = r; k < op->n_runs; k++) want += (size_t)(op->runs[3 * k + 2] - (k == r ? done_rows : 0)) * (row + 4);
         VkDeviceSize roff;
         size_t got; /* at least one row with its entry */
         s = pkv_vk_ring_take(vk, want, unit, &roff, &got);
         if (s != PKV_OK) break;
-        /* how many runs (the last maybe in part) fit: their rows, 12 bytes each, 16 of alignment */
-        uint32_t k = r, kd = done_rows, n_runs = 0;
-        size_t rows_total = 0;
-        while (k < op->n_runs) {
-            const size_t used = 16 + rows_total * row + 12 * ((size_t)n_runs + 1);
-            if (used + row > got) break;
-            uint32_t rows = op->runs[3 * k + 2] - kd;
-            if ((size_t)rows * row > got - used) rows = (uint32_t)((got - used) / row);
-            rows_total += rows, n_runs++;
-            if (kd + rows < op->runs[3 * k + 2]) break; /* split: the rest in the next section */
-            k++, kd = 0;
-        }
+        const size_t n_rows = (got - 16) / (row + 4);
+        const size_t table_at = (roff + n_rows * row + 15) & ~(size_t)15;
         const double tc = pkv_prof_start();
-        const size_t table_at = (roff + rows_total * row + 15) & ~(size_t)15;
         uint32_t *table = (uint32_t *)(vk->ring_map + table_at);
-        uint32_t src_row = 0;
-        for (uint32_t i = 0; i < n_runs; i++) {
+        size_t at = 0;
+        while (at < n_rows && r < op->n_runs) {
             const uint32_t *run = op->runs + 3 * (size_t)r;
             uint32_t rows = run[2] - done_rows;
-            if (src_row + rows > rows_total) rows = (uint32_t)rows_total - src_row;
-            memcpy(vk->ring_map + roff + (size_t)src_row * row, op->rows + ((size_t)run[0] + done_rows) * st->g->d, rows * row);
-            table[3 * i] = src_row, table[3 * i + 1] = run[1] + done_rows, table[3 * i + 2] = rows;
-            src_row += rows, done_rows += rows;
+            if (rows > n_rows - at) rows = (uint32_t)(n_rows - at);
+            memcpy(vk->ring_map + roff + at * row, op->rows + ((size_t)run[0] + done_rows) * st->g->d, rows * row);
+            for (uint32_t t = 0; t < rows; t++) table[at + t] = run[1] + done_rows + t;
+            at += rows, done_rows += rows;
             if (done_rows == run[2]) r++, done_rows = 0;
         }
         pkv_prof_add(PKV_PROF_STAGE, tc);
-        const uint32_t push[3] = {(uint32_t)(table_at / 4), (uint32_t)(roff / 16), n_runs};
-        const uint32_t gx = n_runs < 65535 ? n_runs : 65535;
-        s = pkv_vk_dispatch(vk, pipe, bufs, push, sizeof push, gx, ceil_div(n_runs, gx), 1);
+        const uint32_t push[3] = {(uint32_t)(table_at / 4), (uint32_t)(roff / 16), (uint32_t)at};
+        const uint32_t groups = ceil_div((uint32_t)at * (st->g->d / 8), WG_SMALL), gx = groups < 65535 ? groups : 65535;
+        s = pkv_vk_dispatch(vk, pipe, bufs, push, sizeof push, gx, ceil_div(groups, gx), 1);
     }
     return s;
 }
