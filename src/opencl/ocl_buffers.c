@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "fault.h"
+#include "host_alloc.h"
 #include "ocl_internal.h"
 #include "profile.h"
 
@@ -100,35 +101,52 @@ pkv_status pkv_ocl_scratch_reserve(pkv_ocl *o, pkv_ocl_scratch *s, size_t bytes)
     return PKV_OK;
 }
 
-static void CL_CALLBACK free_copy(cl_event ev, cl_int status, void *copy)
+/* The host copy of an asynchronous write, freed by the write's completion callback (a driver thread)
+ * through the allocator of the call that made it (the context's: it outlives every pending write,
+ * since freeing the context finishes its queue first). */
+typedef struct async_copy {
+    const pkv_allocator *alloc;
+    _Alignas(16) unsigned char data[];
+} async_copy;
+
+static void CL_CALLBACK free_copy(cl_event ev, cl_int status, void *p)
 {
     (void)ev, (void)status;
-    free(copy);
+    async_copy *c = p;
+    const pkv_allocator *prev = pkv_alloc_enter(c->alloc);
+    free(c);
+    pkv_alloc_leave(&prev);
 }
 
-pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes)
+pkv_status pkv_ocl_scratch_upload_async(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes)
 {
     pkv_status st = pkv_ocl_scratch_reserve(o, s, bytes);
     if (st != PKV_OK || !bytes) return st;
-    if (!o->deferred) { /* blocking: waits for the queue too (PKV_PROFILE counts it as "wait") */
-        const double tw = pkv_prof_start();
-        cl_int err = o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
-        pkv_prof_add(PKV_PROF_WAIT, tw);
-        pkv_prof_submit();
-        return pkv_ocl_status(err);
-    }
-    /* enqueued: a copy of the data that lives until the write has run (the event's callback frees it) */
-    void *copy = malloc(bytes);
+    async_copy *copy = malloc(sizeof *copy + bytes);
     if (!copy) return PKV_ERR_OUT_OF_HOST_MEMORY;
-    memcpy(copy, src, bytes);
+    copy->alloc = pkv_alloc_current();
+    memcpy(copy->data, src, bytes);
     cl_event ev = NULL;
-    cl_int err = o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_FALSE, 0, bytes, copy, 0, NULL, &ev);
+    cl_int err = o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_FALSE, 0, bytes, copy->data, 0, NULL, &ev);
     if (err == CL_SUCCESS) err = o->cl->clSetEventCallback(ev, CL_COMPLETE, free_copy, copy);
     if (err != CL_SUCCESS) {
         if (ev) o->cl->clWaitForEvents(1, &ev); /* the copy must outlive the write */
         free(copy);
     }
     if (ev) o->cl->clReleaseEvent(ev);
+    return pkv_ocl_status(err);
+}
+
+pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes)
+{
+    if (o->deferred) return pkv_ocl_scratch_upload_async(o, s, src, bytes);
+    pkv_status st = pkv_ocl_scratch_reserve(o, s, bytes);
+    if (st != PKV_OK || !bytes) return st;
+    /* blocking: waits for the queue too (PKV_PROFILE counts it as "wait") */
+    const double tw = pkv_prof_start();
+    cl_int err = o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
+    pkv_prof_add(PKV_PROF_WAIT, tw);
+    pkv_prof_submit();
     return pkv_ocl_status(err);
 }
 

@@ -117,6 +117,8 @@ pkv_status pkv_ocl_status(cl_int err);
 /* Makes s hold at least `bytes` (contents not kept). */
 pkv_status pkv_ocl_scratch_reserve(pkv_ocl *o, pkv_ocl_scratch *s, size_t bytes);
 pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes);
+/* The same without waiting for the queue, in any mode: the data is copied first (freed once written). */
+pkv_status pkv_ocl_scratch_upload_async(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes);
 void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s);
 
 /* ocl_program.c: builds (or loads from the on-disk binary cache) the program and its kernels. */

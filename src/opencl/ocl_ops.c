@@ -360,7 +360,8 @@ pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_
         runs[3 * r] = (uint32_t)at, runs[3 * r + 1] = run[1], runs[3 * r + 2] = run[2];
         at += run[2];
     }
-    pkv_status s = pkv_ocl_scratch_upload(o, &o->s[PKV_S_WROWS], o->wstage, bytes);
+    /* not waited for (a blocking write waited for the queue each decode step) */
+    pkv_status s = pkv_ocl_scratch_upload_async(o, &o->s[PKV_S_WROWS], o->wstage, bytes);
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl window write: upload failed");
     cl_mem up = o->s[PKV_S_WROWS].mem, windows = mem_or_dummy(o, st->windows);
     const cl_uint n_runs = op->n_runs, rows_at = (cl_uint)run_words, row_words = (cl_uint)(d / 2);
