@@ -45,6 +45,7 @@ static pkv_status check_range(pkv_cache *c, const char *fn, const char *what, Vk
  * order. vk->lock held. */
 static pkv_status record_into(pkv_vk *vk, VkCommandBuffer cmd)
 {
+    pkv_vk_unbind(vk); /* the application binds its own between calls; the own buffer was left bound otherwise */
     if (!cmd) {
         vk->cb = vk->own_cb;
         vk->external = 0;

@@ -134,6 +134,12 @@ typedef struct pkv_vk {
     VkBufferCopy *regions;     /* copy regions of window writes, reused */
     uint32_t cap_regions;
     VkDescriptorPool desc_pool;
+    /* what the library bound in vk->cb since it began recording into it (pkv_vk_unbind): a dispatch
+     * binds a pipeline, a set or push constants only when they differ */
+    VkPipeline bound_pipe;
+    VkDescriptorSet bound_set;
+    int push_valid;
+    uint8_t pushed[PKV_VK_PUSH_BYTES];
     VkDescriptorSet last_set;  /* the last set allocated since the pool was reset, and its buffers */
     VkDescriptorBufferInfo last_set_bufs[4];
     VkQueryPool query_pool;    /* two timestamps around each op, when the queue has them */
@@ -212,9 +218,13 @@ pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipel
 pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX]);
 pkv_status pkv_vk_pipelines_get(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX],
                                 VkPipeline *out);
-/* Binds the pipeline, a descriptor set of the 4 buffers (NULL: dummy), push constants; dispatches. */
+/* Binds the pipeline, a descriptor set of the 4 buffers (NULL: dummy), push constants (each only when
+ * not bound already); dispatches. */
 pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], const void *push, uint32_t push_bytes,
                            uint32_t gx, uint32_t gy, uint32_t gz);
+/* Forgets what is bound in vk->cb: when recording starts into a command buffer (the application's
+ * binds come between two recorded calls). */
+void pkv_vk_unbind(pkv_vk *vk);
 
 /* vk_ops.c */
 pkv_status pkv_vk_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);

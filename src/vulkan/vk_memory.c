@@ -355,6 +355,7 @@ pkv_status pkv_vk_begin(pkv_vk *vk)
     if (vk->f.vkBeginCommandBuffer(vk->cb, &bi) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkBeginCommandBuffer failed");
     vk->recording = 1;
+    pkv_vk_unbind(vk);
     return PKV_OK;
 }
 

@@ -618,9 +618,9 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     a.seq_off = take(&sp, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS);
     a.item_off = take(&sp, (size_t)plan.n_items * 2);
     a.table_off = take(&sp, op->table_len + 1);
+    a.cnt_off = take(&sp, groups); /* right after the tables: uploaded with them */
     a.qc_off = take(&sp, pattern ? groups * cap * nrv * 4 : 1);
     a.part_off = take(&sp, (size_t)plan.n_slots * H * plan.tiles * nr * (d + 4) + 1);
-    a.cnt_off = take(&sp, groups);
     a.out_off = take(&sp, (size_t)rows_total * d);
 
     pthread_mutex_lock(&vk->lock);
@@ -665,8 +665,9 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         if (op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
         else s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
     }
-    /* the sequence descriptors, the items and the block tables: consecutive sections, one upload */
-    const size_t tab_words = (size_t)a.table_off + op->table_len - a.seq_off;
+    /* the sequence descriptors, the items, the block tables and the merge counters, which start at
+     * zero (the last workgroup of each resets its own): consecutive sections, one upload */
+    const size_t tab_words = (size_t)a.cnt_off + groups - a.seq_off;
     uint32_t *tab = s == PKV_OK ? pkv_vk_host_table(vk, tab_words) : NULL;
     if (s == PKV_OK && !tab) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan attention: out of host memory");
     if (s == PKV_OK) {
@@ -675,12 +676,6 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         memcpy(tab + (a.item_off - a.seq_off), plan.items, (size_t)plan.n_items * 8);
         if (op->table_len) memcpy(tab + (a.table_off - a.seq_off), op->table, (size_t)op->table_len * 4);
         s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, tab, tab_words * 4);
-    }
-    if (s == PKV_OK) { /* the merge counters start at zero (the last workgroup of each resets its own) */
-        s = pkv_vk_begin(vk);
-        if (s == PKV_OK)
-            vk->f.vkCmdFillBuffer(vk->cb, vk->scratch->page->buf, vk->scratch->off + (VkDeviceSize)a.cnt_off * 4,
-                                  (VkDeviceSize)groups * 4, 0);
     }
     if (s == PKV_OK && sq) {
         pkv_vk_barrier(vk);

@@ -514,11 +514,25 @@ pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], 
     }
     pkv_status s = pkv_vk_begin(vk);
     if (s != PKV_OK) return s;
-    vk->f.vkCmdBindPipeline(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    vk->f.vkCmdBindDescriptorSets(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout, 0, 1, &set, 0, NULL);
+    /* one pipeline layout for all: sets and push constants stay bound across pipeline binds */
+    if (pipe != vk->bound_pipe) vk->f.vkCmdBindPipeline(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    if (set != vk->bound_set)
+        vk->f.vkCmdBindDescriptorSets(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout, 0, 1, &set, 0, NULL);
+    vk->bound_pipe = pipe, vk->bound_set = set;
     uint8_t pc[PKV_VK_PUSH_BYTES] = {0};
     memcpy(pc, push, push_bytes);
-    vk->f.vkCmdPushConstants(vk->cb, vk->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, PKV_VK_PUSH_BYTES, pc);
+    if (!vk->push_valid || memcmp(pc, vk->pushed, sizeof pc) != 0) {
+        vk->f.vkCmdPushConstants(vk->cb, vk->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, PKV_VK_PUSH_BYTES, pc);
+        memcpy(vk->pushed, pc, sizeof pc);
+        vk->push_valid = 1;
+    }
     vk->f.vkCmdDispatch(vk->cb, gx, gy, gz);
     return PKV_OK;
+}
+
+void pkv_vk_unbind(pkv_vk *vk)
+{
+    vk->bound_pipe = VK_NULL_HANDLE;
+    vk->bound_set = VK_NULL_HANDLE;
+    vk->push_valid = 0;
 }
