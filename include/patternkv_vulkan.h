@@ -111,17 +111,18 @@ PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_pa
  *
  * Barriers. The library orders its own commands. A recorded call starts with a barrier from every
  * earlier compute and transfer command in `cmd` (COMPUTE_SHADER | TRANSFER writes -> COMPUTE_SHADER |
- * TRANSFER reads and writes), except after a recorded append: an append ends with its one dispatch,
- * the conversion of K/V into the window rows, and no barrier after it, so that the next call's first
- * commands, which touch none of that memory (the next append's copy into the other of two staging
- * areas, the attention's copy of q and table uploads into its scratch), overlap it; the barrier
- * after those copies orders it before everything that follows. The first call recorded into a
+ * TRANSFER reads and writes), except where its first commands touch none of the memory the library's
+ * last command uses: a recorded append ends with its one dispatch, the conversion of K/V into the
+ * window rows, and an attention with its copy of out, both without a barrier after them; the next
+ * append's copies (into the other of two staging areas) overlap either, the next attention's copy
+ * of q and table uploads (into its scratch) overlap an append's conversion; the barrier after those
+ * copies orders the open work before everything that follows. The first call recorded into a
  * command buffer always starts with the barrier. So PatternKV calls recorded one after another
  * (append of layer l, appends of the other sequences, attention of layer l reading them, the next
  * layer, ...) need nothing between them. A decode step at batch 1 records per layer 4 dispatches
- * (K/V conversion, q conversion, attention's two kernels), 6 barriers and 6 transfers (copy of K/V,
- * row table, copy of q, tables, counters, copy of out); each further sequence appended in the layer
- * adds 1 dispatch, 1 barrier and 2 transfers (pkv bench --decode-step counts them). The calls read K, V and q with
+ * (K/V conversion, q conversion, attention's two kernels), 5 barriers and 5 transfers (copy of K/V,
+ * row table, copy of q, tables, copy of out); each further sequence appended in the layer adds 1
+ * dispatch, 1 barrier and 2 transfers (pkv bench --decode-step counts them). The calls read K, V and q with
  * vkCmdCopyBuffer (stage TRANSFER, access TRANSFER_READ) and write out with vkCmdCopyBuffer (TRANSFER
  * / TRANSFER_WRITE). The application adds, before a call, a barrier from its writes of K/V/q to
  * TRANSFER_READ (for example COMPUTE_SHADER/SHADER_WRITE -> TRANSFER/TRANSFER_READ), and after

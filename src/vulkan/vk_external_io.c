@@ -56,7 +56,7 @@ static pkv_status record_into(pkv_vk *vk, VkCommandBuffer cmd)
     vk->own_cb = vk->cb;
     vk->cb = cmd;
     vk->external = vk->recorded_once = 1;
-    if (cmd != vk->last_cmd) vk->after_barrier = vk->open_scatter = 0; /* within one command buffer only */
+    if (cmd != vk->last_cmd) vk->after_barrier = vk->open_work = 0; /* within one command buffer only */
     vk->last_cmd = cmd;
     return PKV_OK;
 }

@@ -95,11 +95,13 @@ typedef struct pkv_vk {
      * context is freed. */
     int external, recorded_once;
     int after_barrier;         /* recorded: the library's last command in vk->cb is a full barrier */
-    /* recorded: the library's last command in vk->cb is a recorded append's window conversion, with
-     * no barrier after it (1 or 2: the half of kv_raw it reads). The next op_start ends it with a
-     * barrier, except in an op whose commands before its first barrier only write memory the
-     * conversion does not touch (pkv_vk_op_start_overlap); pkv_vk_begin and uploads end it too. */
-    int open_scatter;
+    /* recorded: the library's last command in vk->cb has no barrier after it (PKV_VK_OPEN_*): a
+     * recorded append's window conversion (reads one half of kv_raw, writes windows and the status
+     * word) or a recorded attention's copy of out (reads scratch, writes the application's out).
+     * The next op_start ends it with a barrier, except in an op whose commands before its first
+     * barrier touch none of that memory (pkv_vk_op_start_overlap, the scatter's start);
+     * pkv_vk_begin and uploads end it too. */
+    int open_work;
     pkv_buf *kv_raw;           /* recorded appends' raw K/V and row table, two halves used in turn */
     VkCommandBuffer own_cb, last_cmd; /* the library's own; the last application one recorded into */
     pkv_buf **retired;
@@ -161,6 +163,8 @@ typedef struct pkv_vk {
     uint32_t pipelines_created;
 } pkv_vk;
 
+enum { PKV_VK_OPEN_NONE, PKV_VK_OPEN_SCATTER_1, PKV_VK_OPEN_SCATTER_2, PKV_VK_OPEN_COPY_OUT };
+
 static inline pkv_vk *pkv_vk_of(pkv_backend *be) { return (pkv_vk *)be->impl; }
 
 /* vk_device.c */
@@ -191,11 +195,11 @@ pkv_status pkv_vk_finish(pkv_vk *vk);
  * unless the library's last command was such a barrier already (pkv_vk_op_end_barrier). */
 void pkv_vk_op_start(pkv_vk *vk);
 /* op_start for an op whose commands up to its first barrier write only scratch and read only the
- * application's buffers: after a recorded append's window conversion (open_scatter) it records no
+ * application's buffers: after a recorded append's window conversion (open_work) it records no
  * barrier, so that they overlap it. */
 void pkv_vk_op_start_overlap(pkv_vk *vk);
-/* Ends an open window conversion with a barrier (recorded mode; nothing if none is open). */
-void pkv_vk_close_scatter(pkv_vk *vk);
+/* Ends open work (open_work) with a barrier (recorded mode; nothing if none is open). */
+void pkv_vk_close_open(pkv_vk *vk);
 /* Ends an op with a full barrier; in recorded mode the next op_start then needs none. */
 void pkv_vk_op_end_barrier(pkv_vk *vk);
 /* Abandons a half-recorded op after an error (nothing recorded runs). */
@@ -268,8 +272,8 @@ pkv_status pkv_vk_stage_settle(pkv_vk *vk);
 int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_buf *rows_buf, size_t rows_off);
 /* Records the pending stage into the rows of dst the window op's runs name ([src row, dst row, rows]):
  * raw K/V and row table into a half of vk->kv_raw, a barrier, the conversion, and no barrier after
- * it (open_scatter): the next op's transfers into scratch, or the next append's into the other half,
- * overlap it. */
+ * it (open_work): the next op's transfers into scratch, or the next append's into the other half,
+ * overlap it. It overlaps an open copy of out in turn. */
 pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, uint32_t n_runs);
 /* vk_pipelines.c: whether a device UUID can key the pipeline cache file (not all zero). */
 int pkv_vk_uuid_usable(const uint8_t *uuid);

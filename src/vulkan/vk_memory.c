@@ -348,7 +348,7 @@ pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes) { return pkv_vk_grow
 
 pkv_status pkv_vk_begin(pkv_vk *vk)
 {
-    pkv_vk_close_scatter(vk);
+    pkv_vk_close_open(vk);
     if (vk->recording || vk->external) return PKV_OK;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
@@ -363,19 +363,20 @@ void pkv_vk_op_start(pkv_vk *vk)
 {
     if (vk->external && !vk->after_barrier) pkv_vk_barrier(vk);
     vk->after_barrier = 0;
-    vk->open_scatter = 0;
+    vk->open_work = PKV_VK_OPEN_NONE;
 }
 
 void pkv_vk_op_start_overlap(pkv_vk *vk)
 {
-    if (vk->external && vk->open_scatter) vk->open_scatter = 0, vk->after_barrier = 0;
+    if (vk->external && (vk->open_work == PKV_VK_OPEN_SCATTER_1 || vk->open_work == PKV_VK_OPEN_SCATTER_2))
+        vk->open_work = PKV_VK_OPEN_NONE, vk->after_barrier = 0;
     else pkv_vk_op_start(vk);
 }
 
-void pkv_vk_close_scatter(pkv_vk *vk)
+void pkv_vk_close_open(pkv_vk *vk)
 {
-    if (!vk->external || !vk->open_scatter) return;
-    vk->open_scatter = 0;
+    if (!vk->external || !vk->open_work) return;
+    vk->open_work = PKV_VK_OPEN_NONE;
     pkv_vk_barrier(vk);
     vk->after_barrier = 1;
 }
@@ -590,7 +591,7 @@ static pkv_status upload_inline(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, cons
 pkv_status pkv_vk_upload_raw(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, const void *src, size_t bytes)
 {
     if (vk->external) {
-        pkv_vk_close_scatter(vk);
+        pkv_vk_close_open(vk);
         return upload_inline(vk, dst, off, src, bytes);
     }
     pkv_status s = pkv_vk_begin(vk);

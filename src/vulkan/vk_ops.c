@@ -702,6 +702,8 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         pkv_vk_barrier(vk);
         if (op->out) s = pkv_vk_download(vk, vk->scratch, (size_t)a.out_off * 4, op->out, (size_t)rows_total * d * 4);
         else s = copy_in_device(vk, vk->scratch, (size_t)a.out_off * 4, op->out_buf, op->out_off, (size_t)rows_total * d * 4);
+        /* recorded: no barrier after the copy of out; the next append's copies overlap it */
+        if (s == PKV_OK && vk->external && !op->out) vk->open_work = PKV_VK_OPEN_COPY_OUT;
     }
     s = op_end(vk, s);
     if (s == PKV_OK) vk->last_attention_ms = vk->last_op_ms;

@@ -121,11 +121,12 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
     for (uint32_t r = 0; r < n_runs; r++)
         for (uint32_t i = 0; i < runs[3 * r + 2] && runs[3 * r] + i < rows; i++) tab[runs[3 * r] + i] = runs[3 * r + 1] + i;
     vk->stage_pending = NULL;
-    /* the half the open conversion (if any) does not read, bound alone: hazards are per bound range */
-    const int overlap = vk->open_scatter, half = overlap == 1 ? 2 : 1;
+    /* the half an open conversion (if any) does not read, bound alone: hazards are per bound range;
+     * an open copy of out touches neither half */
+    const int overlap = vk->open_work != PKV_VK_OPEN_NONE, half = vk->open_work == PKV_VK_OPEN_SCATTER_1 ? 2 : 1;
     const size_t hb = (size_t)(vk->kv_raw->size / 2) & ~(size_t)255;
     pkv_buf raw = {vk->kv_raw->page, vk->kv_raw->off + (half == 2 ? hb : 0), hb};
-    vk->open_scatter = 0;
+    vk->open_work = PKV_VK_OPEN_NONE;
     pkv_status s = pkv_vk_begin(vk);
     if (s != PKV_OK) return s;
     if (!overlap) pkv_vk_op_start(vk);
@@ -135,6 +136,6 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
         pkv_vk_barrier(vk);
         s = pkv_vk_stage_convert(vk, in, &raw, dst, 0, 0, (uint32_t)table_off(in));
     }
-    if (s == PKV_OK) vk->open_scatter = half, vk->after_barrier = 0;
+    if (s == PKV_OK) vk->open_work = half == 2 ? PKV_VK_OPEN_SCATTER_2 : PKV_VK_OPEN_SCATTER_1, vk->after_barrier = 0;
     return s;
 }
