@@ -1,6 +1,6 @@
 /* The CPU backend's instruction-set levels (src/cpu/cpu_simd.h) against its portable scalar path:
  * - encoding kernels (fp16 conversion, L2 and min-max argmin, L2 best and second distance over a row
- *   list, Chebyshev centre, block encoding) byte for byte against the scalar reference, the k-means
+ *   list, k-means chunk sums, Chebyshev centre, block encoding) byte for byte against the scalar reference, the k-means
  *   bounds' dot products within their rounding bound of fp64, on random data and on ties, constant channels and signed
  *   zeros, for every mode, width, head_dim (odd multiples of 8 too) and group size;
  * - whole caches (prefill mining, flushes, a growing bank) saved byte for byte equal at every level;
@@ -121,6 +121,18 @@ static void test_argmin(const pkv_cpu_kernels *k, tu_rng *r)
                     assert_true(fabs(dots[(size_t)j * M + m] - ref) <= d * 0x1p-24 / (1 - d * 0x1p-24) * mag + 1e-30);
                 }
             free(dots);
+            /* chunk sums: runs of one centroid, some centroids not selected, a range inside */
+            uint32_t as[64];
+            uint8_t sel[256];
+            for (uint32_t t = 0; t < n; t++) as[t] = (t / 4 + (t % 7 == 0)) % M;
+            for (uint32_t m = 0; m < M; m++) sel[m] = m % 3 != 1;
+            float *sa = malloc((size_t)M * d * sizeof(float)), *sb = malloc((size_t)M * d * sizeof(float));
+            fill_tricky(r, sa, (size_t)M * d, d);
+            memcpy(sb, sa, (size_t)M * d * sizeof(float));
+            pkv_cpu_kernels_scalar.sums(x, as, 3, n - 2, d, sel, sa);
+            k->sums(x, as, 3, n - 2, d, sel, sb);
+            assert_memory_equal(sa, sb, (size_t)M * d * sizeof(float));
+            free(sa), free(sb);
             pkv_cpu_kernels_scalar.argmin_minmax(x, n, d, P, M, a8);
             k->argmin_minmax(x, n, d, P, M, b8);
             assert_memory_equal(a8, b8, n);

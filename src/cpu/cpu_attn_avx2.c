@@ -103,6 +103,7 @@ const pkv_cpu_kernels pkv_cpu_kernels_avx2 = {
     .argmin_l2 = pkv_cpu_argmin_l2_avx2,
     .l2_top2 = pkv_cpu_l2_top2_avx2,
     .dots = pkv_cpu_dots_avx2,
+    .sums = pkv_cpu_sums_avx2,
     .argmin_minmax = pkv_cpu_argmin_minmax_avx2,
     .block_encode = pkv_cpu_block_encode_avx2,
     .centre = pkv_cpu_centre_avx2,

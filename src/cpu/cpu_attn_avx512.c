@@ -97,6 +97,7 @@ const pkv_cpu_kernels pkv_cpu_kernels_avx512 = {
     .argmin_l2 = pkv_cpu_argmin_l2_avx512,
     .l2_top2 = pkv_cpu_l2_top2_avx512,
     .dots = pkv_cpu_dots_avx512,
+    .sums = pkv_cpu_sums_avx512,
     .argmin_minmax = pkv_cpu_argmin_minmax_avx512,
     .block_encode = pkv_cpu_block_encode_avx512,
     .centre = pkv_cpu_centre_avx512,

@@ -86,6 +86,7 @@ const pkv_cpu_kernels pkv_cpu_kernels_neon = {
     .argmin_l2 = pkv_cpu_argmin_l2_neon,
     .l2_top2 = pkv_cpu_l2_top2_neon,
     .dots = pkv_cpu_dots_neon,
+    .sums = pkv_cpu_sums_neon,
     .argmin_minmax = pkv_cpu_argmin_minmax_neon,
     .block_encode = pkv_cpu_block_encode_neon,
     .centre = pkv_cpu_centre_neon,

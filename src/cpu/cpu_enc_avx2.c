@@ -59,6 +59,11 @@ void pkv_cpu_dots_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t
 {
     enc_dots(x, idx, n, d, P, M, out);
 }
+void pkv_cpu_sums_avx2(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
+                      float *s)
+{
+    enc_sums(x, a, t0, t1, d, sel, s);
+}
 void pkv_cpu_argmin_minmax_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out)
 {
     enc_argmin_minmax(x, n, d, P, M, out);

@@ -32,6 +32,17 @@ void pkv_cpu_argmin_l2_scalar(const float *x, uint32_t n, uint32_t d, const floa
     pkv_cpu_l2_top2_scalar(x, NULL, n, d, P, M, out, NULL, NULL);
 }
 
+void pkv_cpu_sums_scalar(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
+                         float *s)
+{
+    for (uint32_t t = t0; t < t1; t++) {
+        if (!sel[a[t]]) continue;
+        float *sm = s + (size_t)a[t] * d;
+        const float *xt = x + (size_t)t * d;
+        for (uint32_t i = 0; i < d; i++) sm[i] = sm[i] + xt[i];
+    }
+}
+
 void pkv_cpu_argmin_minmax_scalar(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out)
 {
     for (uint32_t t = 0; t < n; t++) {

@@ -212,6 +212,39 @@ static void enc_dots(const float *x, const uint32_t *idx, uint32_t n, uint32_t d
     free(PT);
 }
 
+/* cpu_simd.h's sums: s[a_t][i] = s[a_t][i] + x_t,i for t in [t0, t1) ascending where sel[a_t], a run
+ * of tokens of one centroid in registers (the same additions per element, in the same order). */
+static void enc_sums(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
+                     float *s)
+{
+    if (d % W) { /* not reached: d is a multiple of 8 (and of 16 where W = 16 is used) */
+        pkv_cpu_sums_scalar(x, a, t0, t1, d, sel, s);
+        return;
+    }
+    const uint32_t nvec = d / W;
+    uint32_t t = t0;
+    while (t < t1) {
+        const uint32_t m = a[t];
+        uint32_t e = t + 1;
+        while (e < t1 && a[e] == m) e++;
+        if (sel[m])
+            for (uint32_t v0 = 0; v0 < nvec; v0 += BLKV) {
+                const uint32_t nv = nvec - v0 < BLKV ? nvec - v0 : BLKV;
+                float *sm = s + (size_t)m * d + v0 * W;
+                VF acc[BLKV];
+                for (uint32_t v = 0; v < BLKV; v++) acc[v] = v < nv ? vf_load(sm + v * W) : vf_set1(0.0f);
+                for (uint32_t u = t; u < e; u++) {
+                    const float *xu = x + (size_t)u * d + v0 * W;
+                    for (uint32_t v = 0; v < BLKV; v++)
+                        if (v < nv) acc[v] = vf_add(acc[v], vf_load(xu + v * W));
+                }
+                for (uint32_t v = 0; v < BLKV; v++)
+                    if (v < nv) vf_store(sm + v * W, acc[v]);
+            }
+        t = e;
+    }
+}
+
 static void enc_argmin_l2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out)
 {
     enc_l2_top2(x, NULL, n, d, P, M, out, NULL, NULL);

@@ -209,7 +209,7 @@ static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x
 
 /* sum_m,i (docs/NUMERICS.md): the (chunk, centroid) sums marked dirty made again (from +0, the
  * chunk's tokens of that centroid ascending), then the tree. Returns [M][d]. */
-static const float *centroid_sums(pkv_kmeans *km, const float *x)
+static const float *centroid_sums(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x)
 {
     const uint32_t n = km->n, d = km->d, M = km->M;
     const uint32_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK;
@@ -224,13 +224,7 @@ static const float *centroid_sums(pkv_kmeans *km, const float *x)
         for (uint32_t m = 0; m < M; m++)
             if (dj[m]) memset(s + (size_t)m * d, 0, d * sizeof *s);
         uint32_t t1 = (j + 1) * PKV_KMEANS_CHUNK < n ? (j + 1) * PKV_KMEANS_CHUNK : n;
-        for (uint32_t t = j * PKV_KMEANS_CHUNK; t < t1; t++) {
-            const uint32_t a = km->assign[t];
-            if (!dj[a]) continue;
-            float *sm = s + (size_t)a * d;
-            const float *xt = x + (size_t)t * d;
-            for (uint32_t i = 0; i < d; i++) sm[i] = sm[i] + xt[i];
-        }
+        k->sums(x, km->assign, j * PKV_KMEANS_CHUNK, t1, d, dj, s);
         memset(dj, 0, M);
     }
     if (nc == 1) return km->part;
@@ -265,7 +259,7 @@ void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, co
         assign_step(km, k, x, n, c);
         memset(km->count, 0, M * sizeof *km->count);
         for (uint32_t t = 0; t < n; t++) km->count[km->assign[t]]++;
-        const float *sum = centroid_sums(km, x);
+        const float *sum = centroid_sums(km, k, x);
         memcpy(km->prev, c, (size_t)M * d * sizeof *c);
         float shift2 = 0.0f;
         for (uint32_t m = 0; m < M; m++) {

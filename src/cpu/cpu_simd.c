@@ -18,6 +18,7 @@ const pkv_cpu_kernels pkv_cpu_kernels_scalar = {
     .f16_to_f32 = pkv_cpu_f16_to_f32_scalar,
     .argmin_l2 = pkv_cpu_argmin_l2_scalar,
     .l2_top2 = pkv_cpu_l2_top2_scalar,
+    .sums = pkv_cpu_sums_scalar,
     .argmin_minmax = pkv_cpu_argmin_minmax_scalar,
     .block_encode = pkv_block_encode,
     .centre = pkv_cpu_centre_scalar,

@@ -77,6 +77,9 @@ typedef struct pkv_cpu_kernels {
     /* out[j][m] = x_t . P_m for the rows idx[0 .. n), summed in any order with fused multiply-add:
      * distance bounds only (cpu_kmeans.c); NULL in the scalar table */
     void (*dots)(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M, float *out);
+    /* k-means chunk sums, exact: s[a_t][i] = s[a_t][i] + x_t,i for t = t0 .. t1-1 in order, only
+     * where sel[a_t] (x [..][d], s [M][d]) */
+    void (*sums)(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel, float *s);
     /* out[t] = argmin_m MinMax(x_t, P_m) */
     void (*argmin_minmax)(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
     /* pkv_block_encode's bytes */
@@ -114,6 +117,8 @@ void pkv_cpu_f16_to_f32_scalar(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_scalar(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
 void pkv_cpu_l2_top2_scalar(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                         uint32_t *best, float *d1, float *d2);
+void pkv_cpu_sums_scalar(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
+                      float *s);
 void pkv_cpu_argmin_minmax_scalar(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_centre_scalar(const float *x, uint32_t n, uint32_t d, float *out);
 
@@ -124,6 +129,8 @@ void pkv_cpu_l2_top2_avx2(const float *x, const uint32_t *idx, uint32_t n, uint3
                         uint32_t *best, float *d1, float *d2);
 void pkv_cpu_dots_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                       float *out);
+void pkv_cpu_sums_avx2(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
+                      float *s);
 void pkv_cpu_argmin_minmax_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_block_encode_avx2(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
                                const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
@@ -134,6 +141,8 @@ void pkv_cpu_l2_top2_avx512(const float *x, const uint32_t *idx, uint32_t n, uin
                         uint32_t *best, float *d1, float *d2);
 void pkv_cpu_dots_avx512(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                       float *out);
+void pkv_cpu_sums_avx512(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
+                      float *s);
 void pkv_cpu_argmin_minmax_avx512(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_block_encode_avx512(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
                                  const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
@@ -144,6 +153,8 @@ void pkv_cpu_l2_top2_neon(const float *x, const uint32_t *idx, uint32_t n, uint3
                         uint32_t *best, float *d1, float *d2);
 void pkv_cpu_dots_neon(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                       float *out);
+void pkv_cpu_sums_neon(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
+                      float *s);
 void pkv_cpu_argmin_minmax_neon(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
 void pkv_cpu_block_encode_neon(const pkv_geom *g, const float *kx, const float *vx, const uint8_t *ka,
                                const uint8_t *va, const float *PK, const float *PV, uint8_t *blk);
