@@ -3,7 +3,8 @@
  * attention of a decode step enqueued without a wait, the host waiting once per step on the last
  * returned event. Checked against the synchronous calls on the same data (the same outputs, byte-
  * identical saved caches), and a NaN in one layer's K: reported in the status word with its layer,
- * the cache stays usable. */
+ * the cache stays usable. A prompt in two appends (5 tokens, then the rest: mining at M, README "Mining
+ * and chunked prefill"), synchronous and enqueued: the host path's cache byte for byte. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -271,9 +272,56 @@ static void nan_in_one_layer_shows_in_the_status_word(void **state)
     app_close(&a);
 }
 
+static uint8_t *saved(pkv_cache *c, const char *tag, size_t *n)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/pkv_oclrec_%s_%d.pkv", tag, (int)getpid());
+    TU_OK(pkv_cache_save(c, path));
+    uint8_t *b = tu_slurp(path, n);
+    remove(path);
+    return b;
+}
+
+static void late_mining_from_device_tokens(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) skip();
+    enum { HEAD = 5 }; /* fewer than the 8 patterns */
+    const size_t head = HEAD * TOK, rest = (PROMPT - HEAD) * TOK;
+    pkv_seq ss, es, hs;
+    pkv_cache *sync = new_cache(&a, &ss), *enq = new_cache(&a, &es), *host = new_cache(&a, &hs);
+    fill_prompt(&a, 31);
+    cl_event ev = NULL;
+    for (uint32_t l = 0; l < L; l++) {
+        TU_OK(pkv_opencl_append(sync, ss, l, HEAD, a.buf, OFF_PK(l), head, a.buf, OFF_PV(l), head, PKV_F32));
+        TU_OK(pkv_opencl_append(sync, ss, l, PROMPT - HEAD, a.buf, OFF_PK(l) + head, rest, a.buf, OFF_PV(l) + head, rest,
+                                PKV_F32));
+        TU_OK(pkv_opencl_enqueue_append(enq, es, l, HEAD, a.buf, OFF_PK(l), head, a.buf, OFF_PV(l), head, PKV_F32, 0, NULL,
+                                        NULL));
+        TU_OK(pkv_opencl_enqueue_append(enq, es, l, PROMPT - HEAD, a.buf, OFF_PK(l) + head, rest, a.buf, OFF_PV(l) + head,
+                                        rest, PKV_F32, 0, NULL, l == L - 1 ? &ev : NULL));
+        TU_OK(pkv_append(host, hs, l, PROMPT, at(&a, OFF_PK(l)), at(&a, OFF_PV(l)), PKV_F32));
+    }
+    assert_int_equal(a.cl->clWaitForEvents(1, &ev), CL_SUCCESS);
+    a.cl->clReleaseEvent(ev);
+    size_t n0, n1, n2;
+    uint8_t *f0 = saved(host, "h", &n0), *f1 = saved(sync, "s", &n1), *f2 = saved(enq, "e", &n2);
+    assert_int_equal(n0, n1);
+    assert_int_equal(n0, n2);
+    assert_memory_equal(f0, f1, n0);
+    assert_memory_equal(f0, f2, n0);
+    free(f0), free(f1), free(f2);
+    TU_OK(pkv_cache_free(sync));
+    TU_OK(pkv_cache_free(enq));
+    TU_OK(pkv_cache_free(host));
+    app_close(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(late_mining_from_device_tokens),
         cmocka_unit_test(enqueued_equals_synchronous),
         cmocka_unit_test(nan_in_one_layer_shows_in_the_status_word),
     };

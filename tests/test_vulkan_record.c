@@ -3,7 +3,10 @@
  * command buffer, submitted once. Checked against the synchronous calls on the same data (the same
  * outputs and byte-identical saved caches), and a NaN in one layer's K: reported in the status word
  * with its layer, the cache stays usable (finite outputs, later steps run). A batch of two sequences
- * per layer, against the synchronous calls too. */
+ * per layer, against the synchronous calls too. A prompt in two appends of device tokens (5 tokens,
+ * then the rest: mining at M, README "Mining and chunked prefill"): the synchronous calls give the
+ * host path's cache byte for byte; a recorded append that would mine late is refused with
+ * PKV_ERR_UNSUPPORTED and changes nothing. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -393,9 +396,64 @@ static void nan_in_one_layer_shows_in_the_status_word(void **state)
     app_close(&a);
 }
 
+static void save_bytes(pkv_cache *c, const char *tag, uint8_t **bytes, size_t *n)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/pkv_vkrec_%s_%d.pkv", tag, (int)getpid());
+    TU_OK(pkv_cache_save(c, path));
+    *bytes = tu_slurp(path, n);
+    remove(path);
+}
+
+static void late_mining_from_device_tokens(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) return;
+    enum { HEAD = 5 }; /* fewer than the 8 patterns */
+    const VkDeviceSize head = HEAD * TOK_FLOATS * 4, rest = (PROMPT - HEAD) * TOK_FLOATS * 4;
+    pkv_seq ds, hs, rs;
+    pkv_cache *dev = new_cache(&a, &ds), *host = new_cache(&a, &hs), *rec = new_cache(&a, &rs);
+    fill_prompt(&a, 23);
+    for (uint32_t l = 0; l < L; l++) {
+        TU_OK(pkv_vulkan_append(dev, ds, l, HEAD, a.buf, OFF_PK(l), head, a.buf, OFF_PV(l), head, PKV_F32));
+        TU_OK(pkv_vulkan_append(dev, ds, l, PROMPT - HEAD, a.buf, OFF_PK(l) + head, rest, a.buf, OFF_PV(l) + head, rest,
+                                PKV_F32));
+        TU_OK(pkv_append(host, hs, l, PROMPT, at(&a, OFF_PK(l)), at(&a, OFF_PV(l)), PKV_F32));
+    }
+    uint8_t *fa, *fb;
+    size_t na, nb;
+    save_bytes(dev, "dev", &fa, &na);
+    save_bytes(host, "host", &fb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
+
+    VkCommandBuffer cb = cmd_begin(&a);
+    TU_OK(pkv_vulkan_cmd_append(rec, cb, rs, 0, HEAD, a.buf, OFF_PK(0), head, a.buf, OFF_PV(0), head, PKV_F32));
+    cmd_submit(&a, cb);
+    cb = cmd_begin(&a);
+    assert_int_equal(pkv_vulkan_cmd_append(rec, cb, rs, 0, PROMPT - HEAD, a.buf, OFF_PK(0) + head, rest, a.buf,
+                                           OFF_PV(0) + head, rest, PKV_F32), PKV_ERR_UNSUPPORTED);
+    assert_non_null(strstr(pkv_last_error(), "mines now"));
+    a.f.vkEndCommandBuffer(cb); /* not submitted (patternkv_vulkan.h) */
+    a.f.vkFreeCommandBuffers(a.dev, a.pool, 1, &cb);
+    uint32_t len;
+    TU_OK(pkv_seq_length(rec, rs, 0, &len));
+    assert_int_equal(len, HEAD);
+    TU_OK(pkv_vulkan_append(rec, rs, 0, PROMPT - HEAD, a.buf, OFF_PK(0) + head, rest, a.buf, OFF_PV(0) + head, rest, PKV_F32));
+    TU_OK(pkv_seq_length(rec, rs, 0, &len));
+    assert_int_equal(len, PROMPT);
+    TU_OK(pkv_cache_free(dev));
+    TU_OK(pkv_cache_free(host));
+    TU_OK(pkv_cache_free(rec));
+    app_close(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(late_mining_from_device_tokens),
         cmocka_unit_test(recorded_equals_synchronous),
         cmocka_unit_test(nan_in_one_layer_shows_in_the_status_word),
         cmocka_unit_test(batch_of_two_equals_synchronous),

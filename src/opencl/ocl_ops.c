@@ -194,10 +194,14 @@ static pkv_status mine_group(pkv_ocl *o, const pkv_store *st, const pkv_mine_op 
     cl_int err = CL_SUCCESS;
     if (!op->tokens_k) /* engine integration: one layer's K then V, converted on the device */
         err = o->cl->clEnqueueCopyBuffer(o->q, op->tokens_buf->mem, tokens, op->tokens_off, 0, 2 * layer_bytes, 0, NULL, NULL);
-    for (uint32_t l = 0; op->tokens_k && l < nl && err == CL_SUCCESS; l++) { /* the host memory outlives the op: no waits */
-        err = o->cl->clEnqueueWriteBuffer(o->q, tokens, CL_FALSE, l * layer_bytes, layer_bytes, op->tokens_k[l0 + l], 0, NULL, NULL);
+    /* host tokens: the memory outlives a synchronous op (no waits); an enqueued call (o->deferred) returns
+     * before the op ran, and its host tokens (an engine's late mining, README "Mining and chunked prefill")
+     * are freed then: written blocking */
+    const cl_bool block = o->deferred ? CL_TRUE : CL_FALSE;
+    for (uint32_t l = 0; op->tokens_k && l < nl && err == CL_SUCCESS; l++) {
+        err = o->cl->clEnqueueWriteBuffer(o->q, tokens, block, l * layer_bytes, layer_bytes, op->tokens_k[l0 + l], 0, NULL, NULL);
         if (err == CL_SUCCESS)
-            err = o->cl->clEnqueueWriteBuffer(o->q, tokens, CL_FALSE, (nl + l) * layer_bytes, layer_bytes, op->tokens_v[l0 + l],
+            err = o->cl->clEnqueueWriteBuffer(o->q, tokens, block, (nl + l) * layer_bytes, layer_bytes, op->tokens_v[l0 + l],
                                               0, NULL, NULL);
     }
     const size_t values = (size_t)mp.lists * M * d;
