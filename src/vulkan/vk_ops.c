@@ -453,7 +453,7 @@ static pkv_status window_from_host(pkv_vk *vk, const pkv_store *st, const pkv_wi
         pkv_prof_add(PKV_PROF_STAGE, tc);
         const uint32_t push[3] = {(uint32_t)(table_at / 4), (uint32_t)(roff / 16), (uint32_t)at};
         const uint32_t groups = ceil_div((uint32_t)at * (st->g->d / 8), WG_SMALL), gx = groups < 65535 ? groups : 65535;
-        s = pkv_vk_dispatch(vk, pipe, bufs, push, sizeof push, gx, ceil_div(groups, gx), 1);
+        if (groups) s = pkv_vk_dispatch(vk, pipe, bufs, push, sizeof push, gx, ceil_div(groups, gx), 1); /* runs of 0 rows: none */
     }
     return s;
 }
