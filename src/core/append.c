@@ -22,20 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "append_job.h"
 #include "f16.h"
 #include "internal.h"
 #include "parallel.h"
 #include "profile.h"
-#include "rng.h"
-
-/* The call's fp16 tokens: per layer of the call K [n][H][d] and V [n][H][d] in host memory, or (one
- * layer, the engine integration of a GPU backend) K [n][H][d] then V in a device buffer. */
-typedef struct token_src {
-    const uint16_t *const *k, *const *v;
-    pkv_buf *dev;
-    size_t dev_off;
-    uint32_t n;
-} token_src;
 
 /* The input check (fp16: no NaN or Inf) or conversion (fp32 -> fp16: finite and within fp16 range)
  * of a call's 2 x nl arrays of `count` values, in pieces of at most PIECE values; a large call's pieces
@@ -94,13 +85,6 @@ static pkv_status check_input(pkv_cache *c, uint32_t first, uint32_t nl, size_t 
     if (bad != bad_local) free(bad);
     return st;
 }
-
-typedef struct plan {
-    int mine;
-    uint32_t n_quant;  /* tokens quantized by mining */
-    uint32_t blocks, chunks, windows;
-    uint32_t new_groups;
-} plan;
 
 static uint32_t chunk_slot(const pkv_layer_state *L, uint32_t h, uint32_t ci)
 {
@@ -203,44 +187,6 @@ static void *host_scratch(pkv_cache *c, size_t bytes)
     }
     return c->host_tmp;
 }
-
-/* rcp[i] = (float)(1.0 / i), rcp[0] = 0, for i <= n (kept by the cache). */
-static const float *rcp_table(pkv_cache *c, uint32_t n)
-{
-    if (n + 1 > c->rcp_len) {
-        float *r = realloc(c->rcp, ((size_t)n + 1) * sizeof *r);
-        if (!r) return NULL;
-        for (uint32_t i = c->rcp_len; i <= n; i++) r[i] = i ? (float)(1.0 / (double)i) : 0.0f;
-        c->rcp = r;
-        c->rcp_len = n + 1;
-    }
-    return c->rcp;
-}
-
-/* One layer of the call. Every slot its rounds will need is taken before any device work, layer by
- * layer in the order a one-layer append takes them (windows, mined chunks and blocks, then per
- * flush a new or copied chunk and the blocks), so that the cache is the same, slot for slot, as
- * after one-layer appends. */
-typedef struct layer_job {
-    uint32_t layer, idx;     /* cache layer; index in the call's tokens */
-    pkv_layer_state *L;
-    plan p;
-    uint32_t n;              /* tokens of the layer's source: the call's, or for a late mine the window's then the call's */
-    int late;                /* mines over the window's tokens and the call's (mines_late) */
-    uint32_t pos;            /* tokens of the call stored so far */
-    uint32_t take;           /* this round: window rows written */
-    int flush;               /* this round: the window is flushed */
-    uint32_t n_flush, done;  /* flushes whose slots are taken, flushes done */
-    int mine_slots;          /* the mined chunks and blocks are taken and not yet stored or given back */
-    uint32_t *slots;         /* [mined groups][H] op order [H][groups], then [n_flush][H][R / G] */
-    uint32_t (*fresh)[3];    /* chunks taken for a later flush's pattern: (flush, head, chunk index) */
-    uint32_t n_fresh;
-    /* the layer before the call, restored if the call fails */
-    uint32_t start_blocks, start_window, start_bank;
-    int had_windows;
-    uint32_t *cow;           /* [H]: the shared chunk a copy-on-write replaced (chunk start_bank / 32), or NO_SLOT */
-    uint8_t *saved_window;   /* [H][window_bytes] when a later round overwrites the starting rows, else NULL */
-} layer_job;
 
 static uint32_t *flush_slots(const pkv_cache *c, const layer_job *jb, uint32_t f)
 {
@@ -380,82 +326,11 @@ static pkv_status save_window(pkv_cache *c, layer_job *jb, uint8_t **next)
 }
 
 /* Accumulates the device time of the call's ops (pkv_last_op_time). */
-static void add_op_time(pkv_cache *c, double *acc)
+void pkv_add_op_time(pkv_cache *c, double *acc)
 {
     pkv_backend *be = c->ctx->be;
     double t = be->iface->last_op_ms ? be->iface->last_op_ms(be) : -1.0;
     *acc = *acc < 0 || t < 0 ? -1.0 : *acc + t;
-}
-
-/* One mine op for the mining layers whose source holds n tokens (a layer that mines late has more than
- * the others), then their blocks and banks recorded, or on failure their slots given back. */
-static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, uint32_t n,
-                             pkv_mine_layer *ml, const uint16_t **tk, const uint16_t **tv, uint32_t *init,
-                             uint32_t *scratch, const float *rcp, double *op_ms)
-{
-    const pkv_geom *g = &c->g;
-    const uint32_t H = g->H, M = g->M, n_quant = n / g->G * g->G, groups = n_quant / g->G;
-    uint32_t nm = 0;
-    for (uint32_t j = 0; j < nj; j++) {
-        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n) continue;
-        uint32_t *in = init + (size_t)nm * H * 2 * M;
-        for (uint32_t h = 0; h < H; h++)
-            for (uint32_t kv = 0; kv < 2; kv++)
-                pkv_draw_distinct(pkv_init_seed(c->cfg.seed, jobs[j].layer, h, kv), n, M, in + ((size_t)h * 2 + kv) * M,
-                                  scratch);
-        ml[nm] = (pkv_mine_layer){.init_index = in, .chunk_table = jobs[j].L->chunks, .block_slot = jobs[j].slots};
-        if (src->k) tk[nm] = src->k[jobs[j].idx], tv[nm] = src->v[jobs[j].idx];
-        nm++;
-    }
-    pkv_mine_op op = {
-        .n_layers = nm, .layers = ml, .tokens_k = src->k ? tk : NULL, .tokens_v = src->k ? tv : NULL,
-        .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .rcp = rcp,
-        .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
-    };
-    pkv_status st = c->ctx->be->iface->mine(c->ctx->be, &c->store, &op);
-    if (st == PKV_OK) add_op_time(c, op_ms);
-    for (uint32_t j = 0; j < nj; j++) {
-        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n) continue;
-        pkv_layer_state *L = jobs[j].L;
-        jobs[j].mine_slots = 0;
-        if (st == PKV_OK) {
-            for (uint32_t gi = 0; gi < groups; gi++)
-                for (uint32_t h = 0; h < H; h++) L->blocks[(size_t)(L->n_blocks + gi) * H + h] = jobs[j].slots[h * groups + gi];
-            L->n_blocks += groups;
-            L->bank_count = M;
-            jobs[j].pos = n_quant;
-        } else {
-            for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, jobs[j].slots[b]);
-            for (uint32_t b = 0; b < H * PKV_MAX_CHUNKS; b++) {
-                pkv_arena_release(&c->chunks, L->chunks[b]);
-                L->chunks[b] = PKV_NO_SLOT;
-            }
-        }
-    }
-    return st;
-}
-
-/* Round 0's mining: one mine op per source length (all layers of a prompt share one). */
-static pkv_status run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, double *op_ms)
-{
-    const uint32_t H = c->g.H, M = c->g.M;
-    uint32_t nm = 0, n_max = 0;
-    for (uint32_t j = 0; j < nj; j++)
-        if (jobs[j].p.mine) nm++, n_max = jobs[j].n > n_max ? jobs[j].n : n_max;
-    if (!nm) return PKV_OK;
-    pkv_mine_layer *ml = calloc(nm, sizeof *ml);
-    uint32_t *init = malloc((size_t)nm * H * 2 * M * sizeof *init);
-    uint32_t *scratch = malloc((size_t)n_max * sizeof *scratch);
-    const uint16_t **tk = malloc(nm * sizeof *tk), **tv = malloc(nm * sizeof *tv);
-    const float *rcp = rcp_table(c, n_max);
-    pkv_status st = PKV_OK;
-    if (!ml || !init || !scratch || !tk || !tv || !rcp) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-    for (uint32_t i = 0; i < n_max && scratch; i++) scratch[i] = i; /* the identity, kept by every draw */
-    for (uint32_t j = 0; j < nj && st == PKV_OK; j++) /* the slots of layers not mined on failure: release_unused */
-        if (jobs[j].p.mine && jobs[j].mine_slots)
-            st = mine_group(c, jobs, nj, src, jobs[j].n, ml, tk, tv, init, scratch, rcp, op_ms);
-    free(ml), free(init), free(scratch), free((void *)tk), free((void *)tv);
-    return st;
 }
 
 /* The window rows of this round: one run per (layer, head, K|V). */
@@ -523,7 +398,7 @@ static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32
     pkv_flush_op op = {.n_layers = nf, .layers = f};
     pkv_status st = c->ctx->be->iface->flush(c->ctx->be, &c->store, &op);
     if (st == PKV_OK) {
-        add_op_time(c, op_ms);
+        pkv_add_op_time(c, op_ms);
         for (uint32_t j = 0, i = 0; j < nj; j++) {
             if (!jobs[j].flush) continue;
             pkv_layer_state *L = jobs[j].L;
@@ -540,62 +415,6 @@ static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32
     return st;
 }
 
-/* PKV_MINING_AT_M: a PATTERN layer that has not mined, whose tokens are all in the window (none flushed),
- * and that this call brings to >= M tokens, mines over the window's tokens then the call's, as one
- * append of all of them would (README "Mining and chunked prefill"). */
-static int mines_late(const pkv_cache *c, const pkv_layer_state *L, uint32_t n)
-{
-    return c->g.mode == PKV_MODE_PATTERN && c->cfg.mining == PKV_MINING_AT_M && L->n_blocks == 0 &&
-           L->bank_count == 0 && L->n_window > 0 && L->n_window + n >= c->g.M;
-}
-
-/* The source of a call with late mines, on the host: a late layer's K and V are its window's rows
- * (kept by save_window) then the call's tokens, the other layers' the call's own; device tokens (one
- * layer, engine integration) are read back first. *mem receives the one allocation (freed by the
- * caller). This is the only cost of mining late: a host copy of the window and the call, once. */
-static pkv_status join_late(pkv_cache *c, const layer_job *jobs, uint32_t nl, const token_src *src, token_src *out,
-                            void **mem)
-{
-    const pkv_geom *g = &c->g;
-    const size_t row = (size_t)g->H * g->d, call = (size_t)src->n * row;
-    size_t halves = src->k ? 0 : 2 * call;
-    for (uint32_t j = 0; j < nl; j++)
-        if (jobs[j].late) halves += 2 * (size_t)jobs[j].n * row;
-    const size_t ptr_bytes = ((size_t)2 * nl * sizeof(uint16_t *) + 15) & ~(size_t)15;
-    uint8_t *m = malloc(ptr_bytes + halves * 2);
-    *mem = m;
-    if (!m) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
-    const uint16_t **k = (const uint16_t **)m, **v = k + nl;
-    uint16_t *next = (uint16_t *)(m + ptr_bytes);
-    const uint16_t *dev_k = NULL;
-    if (!src->k) {
-        pkv_status st = c->ctx->be->iface->buf_read(c->ctx->be, src->dev, src->dev_off, next, 2 * call * 2);
-        if (st != PKV_OK) return st;
-        dev_k = next;
-        next += 2 * call;
-    }
-    for (uint32_t j = 0; j < nl; j++) {
-        const uint16_t *ck = src->k ? src->k[j] : dev_k, *cv = src->k ? src->v[j] : dev_k + call;
-        k[j] = ck, v[j] = cv;
-        if (!jobs[j].late) continue;
-        const uint32_t W = jobs[j].start_window;
-        uint16_t *jk = next, *jv = next + (size_t)jobs[j].n * row;
-        for (uint32_t h = 0; h < g->H; h++) { /* window slot: K [R][d] then V [R][d] */
-            const uint8_t *w = jobs[j].saved_window + (size_t)h * g->window_bytes;
-            for (uint32_t t = 0; t < W; t++) {
-                memcpy(jk + (size_t)t * row + (size_t)h * g->d, w + (size_t)t * g->d * 2, (size_t)g->d * 2);
-                memcpy(jv + (size_t)t * row + (size_t)h * g->d, w + ((size_t)g->R + t) * g->d * 2, (size_t)g->d * 2);
-            }
-        }
-        memcpy(jk + (size_t)W * row, ck, call * 2);
-        memcpy(jv + (size_t)W * row, cv, call * 2);
-        k[j] = jk, v[j] = jv;
-        next += 2 * (size_t)jobs[j].n * row;
-    }
-    *out = (token_src){k, v, NULL, 0, src->n};
-    return PKV_OK;
-}
-
 /* Everything after the values were checked and made fp16: budget, slots, then the rounds. */
 static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint32_t nl, const token_src *src)
 {
@@ -608,7 +427,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
     uint32_t n_late = 0;
     for (uint32_t j = 0; j < nl; j++) {
         const pkv_layer_state *L = &s->layers[first + j];
-        if (mines_late(c, L, n)) { /* planned as the first append of the window's tokens and the call's */
+        if (pkv_mines_late(c, L, n)) { /* planned as the first append of the window's tokens and the call's */
             pkv_layer_state empty = *L;
             empty.n_window = 0;
             plans[j] = make_plan(c, &empty, L->n_window + n);
@@ -622,7 +441,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
     for (uint32_t j = 0; j < nl; j++) {
         const pkv_layer_state *L = &s->layers[first + j];
         if (L->window_slot && L->window_slot[0] != PKV_NO_SLOT && L->n_window &&
-            (n > g->R - L->n_window || mines_late(c, L, n)))
+            (n > g->R - L->n_window || pkv_mines_late(c, L, n)))
             save_bytes += (size_t)H * g->window_bytes;
     }
     layer_job *jobs = calloc(1, nl * sizeof *jobs + words * sizeof(uint32_t) + save_bytes);
@@ -637,7 +456,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         layer_job *jb = &jobs[j];
         jb->layer = first + j, jb->idx = j, jb->L = &s->layers[first + j];
         jb->p = plans[j];
-        jb->late = mines_late(c, jb->L, n);
+        jb->late = pkv_mines_late(c, jb->L, n);
         jb->n = jb->late ? jb->L->n_window + n : n;
         jb->start_blocks = jb->L->n_blocks, jb->start_window = jb->L->n_window, jb->start_bank = jb->L->bank_count;
         jb->had_windows = jb->L->window_slot && jb->L->window_slot[0] != PKV_NO_SLOT;
@@ -656,7 +475,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
     token_src joined;
     void *joined_mem = NULL;
     if (st == PKV_OK && n_late) {
-        st = join_late(c, jobs, nl, src, &joined, &joined_mem);
+        st = pkv_join_late(c, jobs, nl, src, &joined, &joined_mem);
         src = &joined;
     }
     if (st == PKV_OK) st = pkv_pool_ensure(c, need[0], need[1], need[2]);
@@ -681,7 +500,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         if (round == 0)
             for (uint32_t j = 0; j < nl; j++)
                 if (jobs[j].p.mine) {
-                    st = run_mines(c, jobs, nl, src, &op_ms);
+                    st = pkv_run_mines(c, jobs, nl, src, &op_ms);
                     ran_op = 1;
                     break;
                 }
