@@ -2,7 +2,7 @@
  * shaders/vulkan/attn_decode.comp, which explains the algorithm; the host cuts the op into items the
  * same way (src/core/attn_plan.c). Built once per cache shape with the shape as defines:
  * D, G (= WG, the work-group size), KBITS, VBITS, MODE (0 pattern, 1 direct, 2 fp16), NR (query
- * rows per work-group), CAP (bank capacity), STAGE_V and STAGE_K (V, K codes staged in local memory),
+ * rows per work-group), CAP (bank capacity), STAGE_V and STAGE_K (V, K codes staged in local memory), PREFETCH,
  * VCH (channels per work-item in the V phase), BPS (chunks per step: the work-group is BPS * G
  * work-items). Work-group g
  * serves head g % H, tile (g / H) % tiles, item g / (H tiles). Arithmetic is free here (contraction
@@ -483,12 +483,27 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
 
     const uint c0 = split * P[A_CPS], c1 = min(n_chunks, c0 + P[A_CPS]);
     const uint wb = nw ? tbl[H * nb + H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2) : 0u;
+    /* With PREFETCH the loads of step n + 1 are issued before the work of step n, so memory latency
+     * overlaps arithmetic (the block slot itself is one more load: it is read a step earlier still). */
+    __global const uint *slots = tbl + head * nb;
+    step_desc cur;
+    step_loads Lc;
+    for (uint b = 0; b < BPS; b++) describe_chunk(&cur, b, c0 + b, c1, nb, nw, slots, wb, P);
+    if (MODE != 2) load_step(&Lc, &cur, blocks, P);
     for (uint c = c0; c < c1; c += BPS) {
-        step_desc sd;
-        for (uint b = 0; b < BPS; b++) describe_chunk(&sd, b, c + b, c1, nb, nw, tbl + head * nb, wb, P);
-        step_loads Lc;
-        if (MODE != 2) load_step(&Lc, &sd, blocks, P);
-        do_step(&L, &st, &sd, &Lc, blocks, windows, P);
+        if (PREFETCH) {
+            step_desc sn;
+            step_loads Ln;
+            for (uint b = 0; b < BPS; b++) describe_chunk(&sn, b, c + BPS + b, c1, nb, nw, slots, wb, P);
+            if (MODE != 2 && c + BPS < c1) load_step(&Ln, &sn, blocks, P);
+            do_step(&L, &st, &cur, &Lc, blocks, windows, P);
+            cur = sn;
+            Lc = Ln;
+        } else {
+            do_step(&L, &st, &cur, &Lc, blocks, windows, P);
+            for (uint b = 0; b < BPS; b++) describe_chunk(&cur, b, c + BPS + b, c1, nb, nw, slots, wb, P);
+            if (MODE != 2 && c + BPS < c1) load_step(&Lc, &cur, blocks, P);
+        }
     }
 
     /* the item's partial: l and the zero-point sums, the slices' V sums, the pattern fold */

@@ -129,15 +129,15 @@ void hist_add(uint idx, float v)
     }
 }
 
-/* Chunk c of the item's sequence (nb compressed blocks, nw window tokens; block slots from word
- * `slots`; the window at half index wb). */
-void describe_chunk(uint c, uint c1, uint nb, uint nw, uint slots, uint wb, out uint kind, out uint base, out uint kh,
+/* Chunk c of the item's sequence (nb compressed blocks, nw window tokens; `slot` the block slot of
+ * a compressed chunk, loaded ahead by the caller; the window at half index wb). */
+void describe_chunk(uint c, uint c1, uint nb, uint nw, uint slot, uint wb, out uint kind, out uint base, out uint kh,
                     out uint vh, out uint count, out uint tok0)
 {
     kind = CK_NONE, base = 0u, kh = 0u, vh = 0u, count = 0u, tok0 = c * G;
     if (c >= c1) return;
     if (c < nb) {
-        base = scr[slots + c] * pc.block_words;
+        base = slot * pc.block_words;
         kind = MODE == 2u ? CK_FP16 : CK_CODES;
         kh = base * 2u + pc.o_kcodes * 2u, vh = base * 2u + pc.o_vcodes * 2u;
         count = G;
@@ -147,6 +147,18 @@ void describe_chunk(uint c, uint c1, uint nb, uint nw, uint slots, uint wb, out 
         kh = wb + w0 * D, vh = wb + (pc.R + w0) * D;
         count = min(G, nw - w0);
     }
+}
+
+/* The block slots of the BPS chunks from c on (0 past the compressed blocks) */
+void load_slots(uint c, uint c1, uint nb, uint slots, out uint sl[BPS])
+{
+    [[unroll]] for (uint b = 0u; b < BPS; b++) sl[b] = c + b < min(c1, nb) ? scr[slots + c + b] : 0u;
+}
+
+void describe_step(uint c, uint c1, uint nb, uint nw, uint sl[BPS], uint wb, out step_desc sd)
+{
+    [[unroll]] for (uint b = 0u; b < BPS; b++)
+        describe_chunk(c + b, c1, nb, nw, sl[b], wb, sd.kind[b], sd.base[b], sd.kh[b], sd.vh[b], sd.count[b], sd.tok0[b]);
 }
 
 void load_step(step_desc sd, out step_loads L)
@@ -182,6 +194,20 @@ void load_step(step_desc sd, out step_loads L)
             uint e = min(lid + q * WG, BPS * VSEC / 4u - 1u), ej = e / (VSEC / 4u);
             L.vq[q] = chunk_pick(sd.kind, ej) == CK_CODES ? blk4[(chunk_pick(sd.base, ej) + pc.o_vcodes) / 4u + e % (VSEC / 4u)] : uvec4(0u);
         }
+}
+
+/* a = b (GLSL does not assign structs holding arrays sized by specialization constants) */
+void copy_step(step_desc sa, step_loads la, out step_desc sb, out step_loads lb)
+{
+    [[unroll]] for (uint b = 0u; b < BPS; b++) {
+        sb.kind[b] = sa.kind[b], sb.base[b] = sa.base[b], sb.kh[b] = sa.kh[b];
+        sb.vh[b] = sa.vh[b], sb.count[b] = sa.count[b], sb.tok0[b] = sa.tok0[b];
+    }
+    [[unroll]] for (uint k = 0u; k < KQ; k++) lb.krow[k] = la.krow[k];
+    [[unroll]] for (uint q = 0u; q < VQ; q++) lb.vq[q] = la.vq[q];
+    [[unroll]] for (uint q = 0u; q < KQS; q++) lb.kq[q] = la.kq[q];
+    [[unroll]] for (uint e = 0u; e < CEB; e++) lb.ks[e] = la.ks[e], lb.kz[e] = la.kz[e];
+    lb.vs = la.vs, lb.vz = la.vz, lb.ka = la.ka, lb.va = la.va, lb.gate = la.gate;
 }
 
 /* Word j of the K code row at word w0 (in kq_s when staged, else in memory), or of the registers. */
@@ -267,11 +293,15 @@ void v_codes(inout item_state st, uint j, uint t, uint row0, vec4 wt[2], uint g)
     }
 }
 
-/* V of one fp16 token: CH halves from half index h (blocks or windows) */
-void v_fp16(inout item_state st, bool window, uint h, vec4 wt[2])
+/* The CH halves of V of one fp16 token from half index h (blocks or windows) */
+void v_fp16_load(bool window, uint h, out uint w[8])
 {
-    uint w[CH / 2u];
     [[unroll]] for (uint k = 0u; k < CH / 2u; k++) w[k] = window ? win[h / 2u + k] : blk[h / 2u + k];
+}
+
+/* V of one fp16 token: its CH halves w, weighted by wt */
+void v_fp16(inout item_state st, uint w[8], vec4 wt[2])
+{
     [[unroll]] for (uint k = 0u; k < CH / 2u; k++) {
         vec2 x = unpackHalf2x16(w[k]);
         uint c = 2u * k;
@@ -375,12 +405,35 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
     /* 4. V: channel group g over the tokens of slice s */
     uint g = lid % NG, s = lid / NG;
     if (s >= NS || (pc.flags & ATTN_SKIP_V) != 0u) return;
+    if (MODE == 2u && PREFETCH != 0u) { /* fp16 only: VB tokens' loads in flight at once */
+        const uint VB = 4u;
+        for (uint u0 = s; u0 < WG; u0 += VB * NS) {
+            uint w[VB][8]; /* CH / 2 <= 8 words used */
+            [[unroll]] for (uint k = 0u; k < VB; k++) {
+                uint u = min(u0 + k * NS, WG - 1u), uj = u / G, ut = u % G;
+                if (ut < chunk_pick(sd.count, uj)) v_fp16_load(chunk_pick(sd.kind, uj) == CK_WINDOW, chunk_pick(sd.vh, uj) + ut * D + g * CH, w[k]);
+                else [[unroll]] for (uint q = 0u; q < CH / 2u; q++) w[k][q] = 0u;
+            }
+            [[unroll]] for (uint k = 0u; k < VB; k++) {
+                uint u = u0 + k * NS;
+                if (u >= WG) break;
+                [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[u * NRV + v];
+                v_fp16(st, w[k], wt);
+            }
+        }
+        return;
+    }
     for (uint u = s; u < WG; u += NS) {
         uint uj = u / G, ut = u % G, ukind = chunk_pick(sd.kind, uj);
         if (ut >= chunk_pick(sd.count, uj)) continue;
         [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[u * NRV + v];
-        if (ukind == CK_CODES) v_codes(st, uj, ut, chunk_pick(sd.base, uj) + pc.o_vcodes, wt, g);
-        else v_fp16(st, ukind == CK_WINDOW, chunk_pick(sd.vh, uj) + ut * D + g * CH, wt);
+        if (ukind == CK_CODES) {
+            v_codes(st, uj, ut, chunk_pick(sd.base, uj) + pc.o_vcodes, wt, g);
+        } else {
+            uint w[8];
+            v_fp16_load(ukind == CK_WINDOW, chunk_pick(sd.vh, uj) + ut * D + g * CH, w);
+            v_fp16(st, w, wt);
+        }
     }
 }
 
@@ -446,14 +499,31 @@ void main()
     }
     barrier();
 
+    /* Steps from c0 to c1. With PREFETCH the loads of step n + 1 are issued before the work of step n
+     * (and the block slots of step n + 2 before that), so memory latency overlaps arithmetic. */
     uint c0 = split * pc.cps, c1 = min(n_chunks, c0 + pc.cps);
+    uint sl[BPS];
+    load_slots(c0, c1, nb, slots, sl);
+    step_desc sd;
+    step_loads L;
+    describe_step(c0, c1, nb, nw, sl, wb, sd);
+    if (MODE != 2u) load_step(sd, L);
+    if (PREFETCH != 0u) load_slots(c0 + BPS, c1, nb, slots, sl);
     for (uint c = c0; c < c1; c += BPS) {
-        step_desc sd;
-        [[unroll]] for (uint b = 0u; b < BPS; b++)
-            describe_chunk(c + b, c1, nb, nw, slots, wb, sd.kind[b], sd.base[b], sd.kh[b], sd.vh[b], sd.count[b], sd.tok0[b]);
-        step_loads L;
-        if (MODE != 2u) load_step(sd, L);
-        do_step(st, sd, L);
+        if (PREFETCH != 0u) {
+            step_desc sn;
+            step_loads Ln;
+            describe_step(c + BPS, c1, nb, nw, sl, wb, sn);
+            if (MODE != 2u && c + BPS < c1) load_step(sn, Ln);
+            load_slots(c + 2u * BPS, c1, nb, slots, sl);
+            do_step(st, sd, L);
+            copy_step(sn, Ln, sd, L);
+        } else {
+            do_step(st, sd, L);
+            load_slots(c + BPS, c1, nb, slots, sl);
+            describe_step(c + BPS, c1, nb, nw, sl, wb, sd);
+            if (MODE != 2u && c + BPS < c1) load_step(sd, L);
+        }
     }
 
     /* the item's partial: l and the zero-point sums over tokens, the slices' V sums */

@@ -91,11 +91,13 @@ uint32_t pkv_attn_flags(void)
 
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g)
 {
-    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0};
+    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1};
     const char *bps = getenv("PKV_ATTN_STEP_BLOCKS"), *vch = getenv("PKV_ATTN_VCH"), *sk = getenv("PKV_ATTN_STAGE_K");
     if (bps && (atoi(bps) == 1 || atoi(bps) == 2 || atoi(bps) == 4) && atoi(bps) * g->G <= 256) sh.bps = (uint32_t)atoi(bps);
     if (vch && (atoi(vch) == 4 || atoi(vch) == 8 || atoi(vch) == 16)) sh.vch = (uint32_t)atoi(vch);
     if (sk && *sk) sh.stage_k = atoi(sk) > 0;
+    const char *pf = getenv("PKV_ATTN_PREFETCH");
+    if (pf && *pf) sh.prefetch = atoi(pf) > 0;
     while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > sh.bps * g->G) sh.vch *= 2; /* channel groups <= invocations */
     return sh;
 }

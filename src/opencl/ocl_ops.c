@@ -416,7 +416,7 @@ static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *o
     }
     const pkv_attn_shape ks = pkv_attn_shape_for(g);
     const uint32_t s[PKV_OCL_ATTN_SHAPE] = {g->d, g->G, g->k_bits, g->v_bits, g->mode, nr,
-                                            g->mode == PKV_MODE_PATTERN ? g->capacity : 1, stage_v, ks.vch, ks.stage_k, ks.bps};
+                                            g->mode == PKV_MODE_PATTERN ? g->capacity : 1, stage_v, ks.vch, ks.stage_k, ks.bps, ks.prefetch};
     memcpy(shape, s, sizeof s);
 }
 
