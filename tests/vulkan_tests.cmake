@@ -16,6 +16,11 @@ add_test(NAME test_parity_vulkan_nosubgroups COMMAND test_parity)
 set_tests_properties(test_parity_vulkan_nosubgroups PROPERTIES TIMEOUT 900 LABELS vulkan
   ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
 
+# Attention with each step's loads issued when it starts (PKV_ATTN_PREFETCH=0: the tuning fallback).
+add_test(NAME test_attention_vulkan_noprefetch COMMAND test_attention)
+set_tests_properties(test_attention_vulkan_noprefetch PROPERTIES TIMEOUT 600 LABELS vulkan
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_PREFETCH=0;${PKV_VK_TEST_ENV}")
+
 # Recorded calls in an application's command buffer (engine mode) against the synchronous ones.
 pkv_add_test(test_vulkan_record SOURCES test_vulkan_record.c)
 target_include_directories(test_vulkan_record PRIVATE ${PROJECT_SOURCE_DIR}/src/vulkan ${PKV_VULKAN_INCLUDE_DIR})

@@ -221,6 +221,15 @@ OCL_HELPER uint krow_word(const step_loads *L, __global const uint *row, __local
     return row[j];
 }
 
+/* The weights p * s_V of token u of the step, one per row */
+OCL_HELPER void token_weights(__local const attn_local *L, uint u, float wt[8])
+{
+    for (uint v = 0; v < NRV; v++) {
+        float4 w4 = L->w[u * NRV + v];
+        wt[4 * v] = w4.x, wt[4 * v + 1] = w4.y, wt[4 * v + 2] = w4.z, wt[4 * v + 3] = w4.w;
+    }
+}
+
 /* One step: the chunks of sd, their loads in Lc; K/V of fp16 chunks from blocks or windows. */
 OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *sd, const step_loads *Lc,
                         __global const uint *blocks, __global const uint *windows, __constant uint *P)
@@ -335,14 +344,32 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
     /* 4. V: channel group g over the tokens of slice s */
     const uint g = lid % NG, s = lid / NG;
     if (s >= NS || (P[A_FLAGS] & F_SKIP_V)) return;
+    if (MODE == 2 && PREFETCH) { /* fp16 only: the loads of 4 tokens in flight at once */
+        for (uint u0 = s; u0 < WG; u0 += 4 * NS) {
+            float x[4][CH];
+            for (uint k = 0; k < 4; k++) {
+                const uint u = min(u0 + k * NS, (uint)WG - 1), uj = u / G, ut = u % G;
+                const int ok = ut < chunk_pick(sd->count, uj);
+                __global const half *xp = (__global const half *)(chunk_pick(sd->kind, uj) == CK_WINDOW ? windows : blocks) +
+                                          chunk_pick(sd->vh, uj) + ut * D + g * CH;
+                for (uint c = 0; c < CH; c++) x[k][c] = ok && g * CH + c < D ? vload_half(c, xp) : 0.0f;
+            }
+            for (uint k = 0; k < 4; k++) {
+                const uint u = u0 + k * NS;
+                if (u >= WG) break;
+                float wt[8];
+                token_weights(L, u, wt);
+                for (uint c = 0; c < CH; c++)
+                    for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * x[k][c];
+            }
+        }
+        return;
+    }
     for (uint u = s; u < WG; u += NS) {
         const uint uj = u / G, ut = u % G, ukind = chunk_pick(sd->kind, uj);
         if (ut >= chunk_pick(sd->count, uj)) continue;
         float wt[8];
-        for (uint v = 0; v < NRV; v++) {
-            float4 w4 = L->w[u * NRV + v];
-            wt[4 * v] = w4.x, wt[4 * v + 1] = w4.y, wt[4 * v + 2] = w4.z, wt[4 * v + 3] = w4.w;
-        }
+        token_weights(L, u, wt);
         if (ukind == CK_CODES) {
             const uint MASK = (1u << VPB) - 1u, WPG = (CH * VPB + 31) / 32, bit0 = g * CH * VPB, hbit = g * CH;
             __global const uint *vrow = blocks + chunk_pick(sd->base, uj) + P[A_BLOCK + 4] / 4 + ut * VRW;
