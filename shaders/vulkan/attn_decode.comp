@@ -7,9 +7,10 @@
  * of the cache is read once per tile. It walks its item in steps of BPS = WG / G chunks, one token
  * per invocation, so that the fixed costs of a step (barriers, reductions) are shared by BPS chunks.
  * Per step:
- *   0. every load of the step is issued at once (one memory round trip, not one per phase): K scales
- *      and zeros, per-token V scale, zero, pattern indices and gate bit, the token's K code row, and
- *      the invocation's share of the V codes (staged into shared memory after step 2);
+ *   0. every load of the step is issued at once, before the previous step's work (PREFETCH; one
+ *      memory round trip, not one per phase): K scales and zeros, per-token V scale, zero, pattern
+ *      indices and gate bit, the token's K code row, and the invocation's share of the V codes
+ *      (staged into shared memory after step 2);
  *   1. qs_i = q_i * s_K,i per chunk (times the power of two of the code conversion below) and the
  *      zero-point terms q.z_K (partial per invocation);
  *   2. logits: sum_i qs_i code_i + qc[a_t] (+ q.z_K once it is reduced), codes made exact floats

@@ -7,7 +7,6 @@
  * (magic, sizes, vendor/device ids, driver version, uuid, library version, checksum of the data);
  * a file that does not match is ignored with a warning. Written to a temp file then renamed. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "parallel.h"
 #include "profile.h"
 #include "pkv_vk_shaders.h"
 #include "vk_internal.h"
@@ -316,17 +316,7 @@ static void *create_one(void *arg)
 }
 
 /* The jobs of one thread: first, first + step, ... < n. */
-typedef struct create_share {
-    create_job *jobs;
-    uint32_t first, step, n;
-} create_share;
-
-static void *run_share(void *arg)
-{
-    create_share *c = arg;
-    for (uint32_t i = c->first; i < c->n; i += c->step) create_one(&c->jobs[i]);
-    return NULL;
-}
+static void create_nth(void *jobs, uint32_t i) { create_one((create_job *)jobs + i); }
 
 /* Keeps a created pipeline in the context's list (the caller made room). */
 static void keep(pkv_vk *vk, create_job *j)
@@ -400,22 +390,10 @@ pkv_status pkv_vk_pipelines_get(pkv_vk *vk, uint32_t n, const int *kernels, cons
     }
     pkv_status s = room_for(vk, nj);
     if (s != PKV_OK || nj == 0) return s;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    uint32_t threads = cores > 1 ? (uint32_t)cores : 1;
-    if (threads > nj) threads = nj;
-    if (threads > 16) threads = 16;
-    /* jobs k, k + threads, ... on thread k; thread 0 is this one */
+    /* built in parallel where the driver allows: each pipeline takes milliseconds, so the threads
+     * always pay */
     const double tp = pkv_prof_start();
-    pthread_t th[16];
-    int started[16] = {0};
-    create_share sh[16];
-    for (uint32_t t = 0; t < threads; t++) sh[t] = (create_share){jobs, t, threads, nj};
-    for (uint32_t t = 1; t < threads; t++) started[t] = pthread_create(&th[t], NULL, run_share, &sh[t]) == 0;
-    run_share(&sh[0]);
-    for (uint32_t t = 1; t < threads; t++) {
-        if (started[t]) pthread_join(th[t], NULL);
-        else run_share(&sh[t]);
-    }
+    pkv_parallel_for(nj, SIZE_MAX, create_nth, jobs);
     pkv_prof_add(PKV_PROF_PIPE, tp);
     for (uint32_t i = 0; i < nj; i++) {
         if (jobs[i].r == VK_SUCCESS) keep(vk, &jobs[i]);
