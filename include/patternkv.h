@@ -195,14 +195,18 @@ typedef enum pkv_k_assign {
     PKV_K_ASSIGN_MINMAX = 0, /* SPEC.md (the paper): L2 at prefill; at a flush min-max distance, the range
                                 of the residual across channels (which suits V's per-token quantization) */
     PKV_K_ASSIGN_L2,         /* L2 distance at prefill and at flushes */
-    PKV_K_ASSIGN_RANGE       /* per group of G tokens, the assignment that minimises the sum over channels
+    PKV_K_ASSIGN_RANGE,      /* per group of G tokens, the assignment that minimises the sum over channels
                                 of the squared range of the residuals across the group (K is quantized per
                                 channel over the group: its error grows with that range), by coordinate
                                 descent from two starts (every token on one pattern, which equals DIRECT,
                                 and L2); never a larger cost than DIRECT's. CPU backend only */
+    PKV_K_ASSIGN_NONE        /* V-only patterns: keys take no pattern and are quantized as DIRECT's are
+                                (per channel over the group); the K half of each bank holds zeros, no
+                                k-means runs on K, and a block stores one index per token (V's; the K
+                                index section is gone: G bytes less per block). CPU backend only */
 } pkv_k_assign;
 
-PKV_API const char *pkv_k_assign_name(pkv_k_assign a); /* "minmax", "l2", "range" */
+PKV_API const char *pkv_k_assign_name(pkv_k_assign a); /* "minmax", "l2", "range", "none" */
 
 /* When a PATTERN sequence mines its banks (k-means over its first tokens; README "Mining and chunked
  * prefill"). Both give the same cache when the first append of a layer holds >= n_patterns tokens. */

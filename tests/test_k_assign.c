@@ -110,12 +110,12 @@ static void api_on_the_test_backend(void **state)
     tu_structured_kv(&r, T, H, d, 12, 0.25f, k);
     tu_structured_kv(&r, T, H, d, 12, 0.25f, v);
     tu_random(&r, 4 * 64, 1.0f, q);
-    double kerr[3] = {0};
+    double kerr[4] = {0};
     pkv_device_info dev = {.struct_size = sizeof dev};
     char why[256];
     TU_OK(pkv_context_device(ctx, &dev, why, sizeof why));
     const int cpu = dev.backend == PKV_BACKEND_CPU;
-    for (uint32_t ka = PKV_K_ASSIGN_MINMAX; ka <= PKV_K_ASSIGN_RANGE; ka++) {
+    for (uint32_t ka = PKV_K_ASSIGN_MINMAX; ka <= PKV_K_ASSIGN_NONE; ka++) {
         pkv_cache_config cfg = pkv_cache_config_default();
         cfg.n_layers = L, cfg.n_kv_heads = H, cfg.head_dim = d, cfg.group_size = 32, cfg.window = 64;
         cfg.k_assign = ka;
@@ -172,11 +172,75 @@ static void api_on_the_test_backend(void **state)
         assert_true(kerr[PKV_K_ASSIGN_RANGE] < kerr[PKV_K_ASSIGN_MINMAX]);
     }
     pkv_cache_config bad = pkv_cache_config_default();
-    bad.k_assign = 3;
+    bad.k_assign = 4;
     pkv_cache *c = NULL;
     assert_int_equal(pkv_cache_create(ctx, &bad, &c), PKV_ERR_INVALID_CONFIG);
     TU_OK(pkv_context_free(ctx));
     free(k), free(v), free(kr), free(vr);
+}
+
+/* k_assign NONE (V-only patterns) on the CPU: the keys read back are DIRECT's bit for bit, the values
+ * the paper's PATTERN's bit for bit, a block is G bytes smaller, and attention over the cache equals
+ * fp64 attention over what it stores (prompt of 256, then appends of 24 across several flushes). */
+static void none_is_direct_keys_and_pattern_values(void **state)
+{
+    (void)state;
+    pkv_context *ctx = tu_context();
+    pkv_device_info dev = {.struct_size = sizeof dev};
+    char why[256];
+    TU_OK(pkv_context_device(ctx, &dev, why, sizeof why));
+    if (dev.backend != PKV_BACKEND_CPU) { /* refused: api_on_the_test_backend */
+        TU_OK(pkv_context_free(ctx));
+        return;
+    }
+    const uint32_t H = 2, d = 64, T = 600;
+    const size_t n = (size_t)T * H * d;
+    float *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v), *kr[3], *vr[3];
+    assert_non_null(k), assert_non_null(v);
+    tu_rng r = {0x0DD};
+    tu_structured_kv(&r, T, H, d, 12, 0.25f, k);
+    tu_structured_kv(&r, T, H, d, 12, 0.25f, v);
+    uint64_t bytes[3];
+    for (int c3 = 0; c3 < 3; c3++) { /* DIRECT, PATTERN MINMAX, PATTERN NONE */
+        kr[c3] = malloc(n * sizeof(float)), vr[c3] = malloc(n * sizeof(float));
+        assert_non_null(kr[c3]), assert_non_null(vr[c3]);
+        pkv_cache_config cfg = pkv_cache_config_default();
+        cfg.n_layers = 1, cfg.n_kv_heads = H, cfg.head_dim = d, cfg.group_size = 32, cfg.window = 64;
+        cfg.mode = c3 == 0 ? PKV_MODE_DIRECT : PKV_MODE_PATTERN;
+        cfg.k_assign = c3 == 2 ? PKV_K_ASSIGN_NONE : PKV_K_ASSIGN_MINMAX;
+        pkv_cache *c = NULL;
+        TU_OK(pkv_cache_create(ctx, &cfg, &c));
+        pkv_seq seq;
+        TU_OK(pkv_seq_create(c, &seq));
+        for (uint32_t len = 0; len < T;) {
+            uint32_t m = len == 0 ? 256 : (T - len < 24 ? T - len : 24);
+            TU_OK(pkv_append(c, seq, 0, m, k + (size_t)len * H * d, v + (size_t)len * H * d, PKV_F32));
+            len += m;
+            TU_OK(pkv_read_kv(c, seq, 0, kr[c3], vr[c3]));
+            float q[4 * 64], out[4 * 64];
+            double ref[64];
+            tu_random(&r, 4 * 64, 1.0f, q);
+            pkv_attention_params p = {.struct_size = sizeof p, .seqs = &seq, .n_seqs = 1, .layer = 0, .q_len = 1,
+                                      .n_q_heads = 4, .q_dtype = PKV_F32};
+            TU_OK(pkv_attention(c, &p, q, out));
+            for (uint32_t qh = 0; qh < 4; qh++) {
+                uint32_t h = qh / 2;
+                ref_attention(q + qh * d, kr[c3] + h * d, vr[c3] + h * d, len, d, (size_t)H * d, 1.0 / sqrt((double)d), ref);
+                assert_true(ref_rel_err(out + qh * d, ref, d) < 2e-3);
+            }
+        }
+        pkv_cache_stats cs = {.struct_size = sizeof cs};
+        TU_OK(pkv_cache_stats_get(c, &cs));
+        bytes[c3] = cs.bytes_indices;
+        TU_OK(pkv_cache_free(c));
+    }
+    assert_memory_equal(kr[2], kr[0], n * sizeof(float));
+    assert_memory_equal(vr[2], vr[1], n * sizeof(float));
+    assert_true(bytes[2] < bytes[1]);
+    assert_int_equal(bytes[1], 2 * bytes[2]); /* one index per token instead of two */
+    for (int c3 = 0; c3 < 3; c3++) free(kr[c3]), free(vr[c3]);
+    free(k), free(v);
+    TU_OK(pkv_context_free(ctx));
 }
 
 int main(void)
@@ -184,6 +248,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(range_is_a_local_optimum_below_direct_and_l2),
         cmocka_unit_test(api_on_the_test_backend),
+        cmocka_unit_test(none_is_direct_keys_and_pattern_values),
     };
     return tu_run_tests(tests, NULL, NULL);
 }

@@ -103,7 +103,7 @@ static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb, ui
 
 static int parse_k_assign(const char *s, uint32_t *out)
 {
-    for (uint32_t a = PKV_K_ASSIGN_MINMAX; a <= PKV_K_ASSIGN_RANGE; a++)
+    for (uint32_t a = PKV_K_ASSIGN_MINMAX; a <= PKV_K_ASSIGN_NONE; a++)
         if (strcmp(s, pkv_k_assign_name((pkv_k_assign)a)) == 0) {
             *out = a;
             return 0;

@@ -37,7 +37,9 @@ pkv_status pkv_cache_config_init(pkv_cache_config *c, size_t struct_size)
 
 const char *pkv_k_assign_name(pkv_k_assign a)
 {
-    return a == PKV_K_ASSIGN_MINMAX ? "minmax" : a == PKV_K_ASSIGN_L2 ? "l2" : a == PKV_K_ASSIGN_RANGE ? "range" : "?";
+    return a == PKV_K_ASSIGN_MINMAX ? "minmax" : a == PKV_K_ASSIGN_L2 ? "l2" : a == PKV_K_ASSIGN_RANGE ? "range"
+         : a == PKV_K_ASSIGN_NONE  ? "none"
+                                   : "?";
 }
 
 const char *pkv_mining_name(pkv_mining m)
@@ -68,7 +70,7 @@ pkv_status pkv_validate_config(const pkv_cache_config *c)
     if (c->kmeans_iters < 1 || c->kmeans_iters > 1000) BAD("kmeans_iters must be in [1, 1000], got %u", c->kmeans_iters);
     if (!(c->kmeans_tol >= 0.0f) || c->kmeans_tol > 1e30f) BAD("kmeans_tol must be finite and >= 0");
     if (c->memory_budget == 0) BAD("memory_budget must be > 0");
-    if (c->k_assign > PKV_K_ASSIGN_RANGE) BAD("k_assign must be MINMAX, L2 or RANGE, got %u", c->k_assign);
+    if (c->k_assign > PKV_K_ASSIGN_NONE) BAD("k_assign must be MINMAX, L2, RANGE or NONE, got %u", c->k_assign);
     if (c->mining > PKV_MINING_FIRST_APPEND) BAD("mining must be AT_M or FIRST_APPEND, got %u", c->mining);
 #undef BAD
     return PKV_OK;

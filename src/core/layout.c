@@ -38,10 +38,13 @@ void pkv_geom_init(pkv_geom *g, const pkv_cache_config *c)
         g->block_payload[0] = codes;
         g->block_payload[1] = scales;
         if (c->mode == PKV_MODE_PATTERN) {
-            g->off_kidx = off; off = align16(off + G);
+            /* k_assign NONE: keys use no pattern, so K reads V's index (into a K bank of zeros) */
+            const int shared = c->k_assign == PKV_K_ASSIGN_NONE;
+            g->off_kidx = off;
+            if (!shared) off = align16(off + G);
             g->off_vidx = off; off = align16(off + G);
             g->off_vmask = off; off = align16(off + G / 8);
-            g->block_payload[2] = 2 * G;
+            g->block_payload[2] = shared ? G : 2 * G;
             g->block_payload[3] = G / 8;
         }
     }

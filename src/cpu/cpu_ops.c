@@ -82,8 +82,14 @@ static int mine_unit(uint32_t u, void *arg)
         goto done;
     }
     const uint32_t *table = ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
+    const int v_only = g->k_assign == PKV_K_ASSIGN_NONE;
     for (int kv = 0; kv < 2; kv++) {
         f16_rows(j->k, (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d, n, H * d, d, x[kv]);
+        if (kv == 0 && v_only) { /* V-only patterns: a K bank of zeros, K's index is V's (set below) */
+            memset(c, 0, (size_t)M * d * sizeof *c);
+            for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, 0, c, P[0] + (size_t)m * d);
+            continue;
+        }
         pkv_kmeans_run(&ks, j->k, x[kv], ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c);
         for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
         if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
@@ -96,6 +102,7 @@ static int mine_unit(uint32_t u, void *arg)
         pkv_kmeans_assign(&ks, j->k, x[kv], op->n_quant, c, P[kv], ks.idx);
         for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)ks.idx[t];
     }
+    if (v_only) memcpy(a[0], a[1], op->n_quant);
     uint32_t groups = op->n_quant / g->G;
     encode_groups(j->k, st, groups, ml->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
 done:
@@ -142,18 +149,22 @@ static int flush_unit(uint32_t u, void *arg)
         const uint8_t *chunks[PKV_MAX_CHUNKS];
         chunk_ptrs(st, table, op->bank_count, chunks);
         pkv_bank_load(g, chunks, op->bank_count, P[0], P[1]);
+        const int v_only = g->k_assign == PKV_K_ASSIGN_NONE;
         for (int kv = 0; kv < 2; kv++) {
             if (op->append_pattern) {
                 float centre[256];
-                j->k->centre(xs[kv], R, d, centre);
+                if (kv == 0 && v_only) memset(centre, 0, sizeof centre); /* V-only patterns: K's are zero */
+                else j->k->centre(xs[kv], R, d, centre);
                 store_pattern(st, table, op->bank_count, kv, centre, P[kv] + (size_t)op->bank_count * d);
             }
+            if (kv == 0 && v_only) continue; /* K takes V's index (below) */
             if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
                 if (pkv_cpu_assign_k(j->k, g->k_assign, 1, xs[0], R, g->G, d, P[0], n, a[0])) goto fail;
             } else {
                 j->k->argmin_minmax(xs[kv], R, d, P[kv], n, a[kv]);
             }
         }
+        if (v_only) memcpy(a[0], a[1], R);
     }
     uint32_t groups = R / g->G;
     encode_groups(j->k, st, groups, op->block_slot + (size_t)h * groups, xs[0], xs[1], pattern ? a[0] : NULL,
