@@ -226,6 +226,19 @@ typedef enum pkv_mining {
 
 PKV_API const char *pkv_mining_name(pkv_mining m); /* "at-m", "first-append" */
 
+/* How the quantizer chooses each K channel's and V token's (scale, zero) (issue 14, docs/NUMERICS.md
+ * "Quantizer range search"). The stored format and the attention are the same for both. */
+typedef enum pkv_quantizer {
+    PKV_QUANTIZER_MINMAX = 0, /* SPEC.md (KIVI, the paper): zero = min, scale = (max - min) / (2^b - 1) */
+    PKV_QUANTIZER_MSE         /* the clipped range [min + i w/16, max - j w/16] (w = max - min, i, j in
+                                 0..7) whose fp16 (scale, zero) give the least squared error over the
+                                 values, as stored and decoded (min-max unless one is strictly better;
+                                 values outside clamp to the end codes). PATTERN and DIRECT; CPU
+                                 backend only */
+} pkv_quantizer;
+
+PKV_API const char *pkv_quantizer_name(pkv_quantizer q); /* "minmax", "mse" */
+
 typedef struct pkv_cache_config {
     uint32_t struct_size;     /* sizeof(pkv_cache_config), set by pkv_cache_config_default() */
     uint32_t n_layers;        /* >= 1 */
@@ -247,6 +260,8 @@ typedef struct pkv_cache_config {
     uint32_t mining;          /* pkv_mining; default AT_M. (It fills what was padding after k_assign, so
                                  the struct's size did not change: a struct from pkv_cache_config_default()
                                  of the release before holds the default there) */
+    uint32_t quantizer;       /* pkv_quantizer; default MINMAX. Added in 0.3; a backend without it
+                                 refuses the cache with PKV_ERR_UNSUPPORTED; pkv_cache_save refuses MSE */
 } pkv_cache_config;
 
 typedef struct pkv_cache pkv_cache;

@@ -29,7 +29,8 @@ static void usage(FILE *f)
             "                    greedy agreement is measured against it. An item may end in :gN, its own\n"
             "                    group size (direct2:g64 compares DIRECT at more memory in the same run);\n"
             "                    a pattern item may end in :kminmax, :kl2 or :krange, its key assignment,\n"
-            "                    and :cN, its bank capacity (pattern2:c32: no pattern added at flushes)\n"
+            "                    and :cN, its bank capacity (pattern2:c32: no pattern added at flushes);\n"
+            "                    a pattern or direct item may end in :qmse, the MSE quantizer (CPU only)\n"
             "  --group-size G    tokens per quantization group, 32, 64 or 128 (default 128)\n"
             "  --window R        fp16 tokens before a flush, a multiple of every group size in use\n"
             "                    (default 0: each mode's group size, so the window follows the group)\n"
@@ -37,7 +38,8 @@ static void usage(FILE *f)
             "  --bank-capacity C patterns a bank holds, <= 256 (default 256); then frozen: with C = M the\n"
             "                    banks keep only the mined patterns (smaller cache, no refresh)\n"
             "  --k-assign A      how PATTERN keys choose their pattern: minmax (the paper's; default), l2 or\n"
-            "                    range (pkv_k_assign; docs/NUMERICS.md); l2 and range run on the CPU only\n"
+            "                    range, or none (V-only patterns) (pkv_k_assign; docs/NUMERICS.md); all but\n"
+            "                    minmax run on the CPU only\n"
             "  --prefill P       the first P tokens of each sequence are a prompt: one append, which mines\n"
             "                    the pattern banks; the rest go one token at a time, appended and attended\n"
             "                    with q_len 1 (default 512; 0: every token that way, mined at the M-th\n"
@@ -87,17 +89,21 @@ void eval_mode_curve(const eval_options *o, const eval_mode *m, char *buf, size_
         n += snprintf(buf + n, len - (size_t)n, " %s", pkv_k_assign_name((pkv_k_assign)ka));
     if (m->mode == PKV_MODE_PATTERN && m->bank_capacity && m->bank_capacity != o->bank_capacity && n >= 0 &&
         (size_t)n < len)
-        snprintf(buf + n, len - (size_t)n, " c%u", m->bank_capacity);
+        n += snprintf(buf + n, len - (size_t)n, " c%u", m->bank_capacity);
+    if (m->quantizer != PKV_QUANTIZER_MINMAX && n >= 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, " q%s", pkv_quantizer_name((pkv_quantizer)m->quantizer));
 }
 
-static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb, uint32_t g, int ka, uint32_t cap)
+static int add_mode(eval_options *o, pkv_mode mode, uint32_t kb, uint32_t vb, uint32_t g, int ka, uint32_t cap,
+                    uint32_t q)
 {
     for (int i = 0; i < o->n_modes; i++)
         if (o->modes[i].mode == mode && o->modes[i].k_bits == kb && o->modes[i].v_bits == vb &&
-            o->modes[i].group_size == g && o->modes[i].k_assign == ka && o->modes[i].bank_capacity == cap)
+            o->modes[i].group_size == g && o->modes[i].k_assign == ka && o->modes[i].bank_capacity == cap &&
+            o->modes[i].quantizer == q)
             return 0;
     if (o->n_modes == EVAL_MAX_MODES) return -1;
-    o->modes[o->n_modes++] = (eval_mode){mode, kb, vb, g, ka, cap};
+    o->modes[o->n_modes++] = (eval_mode){mode, kb, vb, g, ka, cap, q};
     return 0;
 }
 
@@ -112,23 +118,24 @@ static int parse_k_assign(const char *s, uint32_t *out)
 }
 
 /* One item of --modes: fp16 | pattern | direct | patternK | directK | patternK/V | directK/V, each but
- * fp16 optionally followed by :gN (N = 32, 64 or 128) and, for pattern, :kNAME (a pkv_k_assign). */
+ * fp16 optionally followed by :gN (N = 32, 64 or 128), :qmse (pkv_quantizer) and, for pattern, :kNAME (a
+ * pkv_k_assign) and :cN. */
 static int parse_mode_item(eval_options *o, const char *item)
 {
     pkv_mode mode;
     const char *rest;
-    if (strcmp(item, "fp16") == 0) return add_mode(o, PKV_MODE_FP16, 16, 16, 0, -1, 0);
+    if (strcmp(item, "fp16") == 0) return add_mode(o, PKV_MODE_FP16, 16, 16, 0, -1, 0, 0);
     if (strncmp(item, "pattern", 7) == 0) mode = PKV_MODE_PATTERN, rest = item + 7;
     else if (strncmp(item, "direct", 6) == 0) mode = PKV_MODE_DIRECT, rest = item + 6;
     else return -1;
     char buf[32];
     if (strlen(rest) >= sizeof buf) return -1;
     snprintf(buf, sizeof buf, "%s", rest);
-    uint32_t g = 0, cap = 0;
+    uint32_t g = 0, cap = 0, q = PKV_QUANTIZER_MINMAX;
     int ka = -1;
     char *colon = strchr(buf, ':');
     if (colon) *colon = '\0';
-    while (colon) { /* suffixes :gN and :kNAME */
+    while (colon) { /* suffixes :gN, :cN, :kNAME and :qNAME */
         char *item_end = strchr(colon + 1, ':');
         if (item_end) *item_end = '\0';
         uint32_t a;
@@ -138,6 +145,8 @@ static int parse_mode_item(eval_options *o, const char *item)
             if (cli_parse_u32(colon + 2, 0, UINT32_MAX, &cap) || cap < 1 || cap > 256) return -1;
         } else if (colon[1] == 'k' && mode == PKV_MODE_PATTERN && parse_k_assign(colon + 2, &a) == 0) {
             ka = (int)a;
+        } else if (colon[1] == 'q' && strcmp(colon + 2, pkv_quantizer_name(PKV_QUANTIZER_MSE)) == 0) {
+            q = PKV_QUANTIZER_MSE;
         } else {
             return -1;
         }
@@ -145,7 +154,7 @@ static int parse_mode_item(eval_options *o, const char *item)
     }
     if (!*buf) {
         for (uint32_t b = 2; b <= 4; b++)
-            if (add_mode(o, mode, b, b, g, ka, cap)) return -1;
+            if (add_mode(o, mode, b, b, g, ka, cap, q)) return -1;
         return 0;
     }
     char *slash = strchr(buf, '/');
@@ -154,7 +163,7 @@ static int parse_mode_item(eval_options *o, const char *item)
     if (cli_parse_u32(buf, 0, UINT32_MAX, &kb) || (slash ? cli_parse_u32(slash + 1, 0, UINT32_MAX, &vb) : (vb = kb, 0)) ||
         !cli_valid_bits(kb) || !cli_valid_bits(vb))
         return -1;
-    return add_mode(o, mode, kb, vb, g, ka, cap);
+    return add_mode(o, mode, kb, vb, g, ka, cap, q);
 }
 
 static int parse_modes(eval_options *o, const char *list)
@@ -217,7 +226,7 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
             }
         } else if (strcmp(a, "--k-assign") == 0) {
             if (parse_k_assign(val, &o->k_assign)) {
-                fprintf(stderr, "pkv eval-model: --k-assign %s: expected minmax, l2 or range\n", val);
+                fprintf(stderr, "pkv eval-model: --k-assign %s: expected minmax, l2, range or none\n", val);
                 return -1;
             }
         } else if (strcmp(a, "--plot") == 0) {
@@ -316,7 +325,7 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
     } else {
         memmove(o->modes + 1, o->modes, (size_t)fp16 * sizeof o->modes[0]);
     }
-    o->modes[0] = (eval_mode){PKV_MODE_FP16, 16, 16, 0, -1, 0};
+    o->modes[0] = (eval_mode){PKV_MODE_FP16, 16, 16, 0, -1, 0, PKV_QUANTIZER_MINMAX};
     for (int i = 0; i < o->n_modes; i++)
         if (o->modes[i].mode == PKV_MODE_PATTERN && eval_mode_bank_capacity(o, &o->modes[i]) < o->n_patterns) {
             fprintf(stderr, "pkv eval-model: a bank capacity of %u is below --patterns %u\n",

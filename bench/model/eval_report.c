@@ -66,6 +66,7 @@ int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_devi
         jw_string(&w, "curve", curve);
         jw_string(&w, "k_assign", pkv_k_assign_name((pkv_k_assign)eval_mode_k_assign(o, &res[i].m)));
         jw_uint(&w, "bank_capacity", eval_mode_bank_capacity(o, &res[i].m));
+        jw_string(&w, "quantizer", pkv_quantizer_name((pkv_quantizer)res[i].m.quantizer));
         jw_number(&w, "bits_per_byte", res[i].bits_per_byte);
         jw_number(&w, "perplexity", res[i].perplexity);
         jw_number(&w, "greedy_agreement", res[i].agreement);

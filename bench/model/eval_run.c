@@ -104,6 +104,7 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
     cc.window = eval_mode_window(o, &r->m);
     cc.k_assign = eval_mode_k_assign(o, &r->m);
     cc.bank_capacity = eval_mode_bank_capacity(o, &r->m);
+    cc.quantizer = r->m.quantizer;
     cc.n_patterns = o->n_patterns;
     cc.mining = o->mining;
     uint64_t fp16_bytes = (uint64_t)c->seq_len * c->n_layers * c->n_kv_heads * c->head_dim * 4;

@@ -143,8 +143,9 @@ class CacheConfigC(c.Structure):
         ("kmeans_iters", c.c_uint32),
         ("kmeans_tol", c.c_float),
         ("seed", c.c_uint64),
-        ("k_assign", c.c_uint32),  # pkv_k_assign: 0 minmax (the paper), 1 l2, 2 range (CPU only)
+        ("k_assign", c.c_uint32),  # pkv_k_assign: 0 minmax (the paper), 1 l2, 2 range, 3 none (CPU only)
         ("mining", c.c_uint32),  # pkv_mining: 0 at M tokens (default), 1 first append only (the paper)
+        ("quantizer", c.c_uint32),  # pkv_quantizer: 0 min-max (the paper), 1 mse (CPU only)
     ]
 
 

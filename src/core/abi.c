@@ -36,8 +36,10 @@ struct pkv_cache_config_v1 {
     float kmeans_tol;
     uint64_t seed;
 };
-const pkv_abi_struct pkv_abi_cache_config = {"pkv_cache_config", "pkv_cache_config_default()", 2,
-                                             {sizeof(struct pkv_cache_config_v1), sizeof(pkv_cache_config)}};
+/* ... then up to mining (k_assign and mining), before quantizer. */
+const pkv_abi_struct pkv_abi_cache_config = {
+    "pkv_cache_config", "pkv_cache_config_default()", 3,
+    {sizeof(struct pkv_cache_config_v1), offsetof(pkv_cache_config, quantizer), sizeof(pkv_cache_config)}};
 /* pkv_attention_params as released in 0.1.0, before k_new, v_new and kv_new_dtype. */
 struct pkv_attention_params_v1 {
     uint32_t struct_size;

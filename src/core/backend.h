@@ -118,6 +118,7 @@ typedef struct pkv_backend_iface {
     /* Encoder variants beyond the paper's: bit a set when pkv_k_assign a is implemented by mine and
      * flush (g->k_assign); a cache asking for another is refused with PKV_ERR_UNSUPPORTED. */
     uint32_t k_assign_variants;
+    uint32_t quantizers; /* bit q: implements pkv_quantizer q besides MINMAX */
     pkv_status (*mine)(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);
     pkv_status (*flush)(pkv_backend *be, const pkv_store *st, const pkv_flush_op *op);
     /* Window writes. A GPU backend may record them and submit them with its next op, read or copy

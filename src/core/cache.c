@@ -26,6 +26,7 @@ static pkv_cache_config config_defaults(void)
     c.seed = 0x5EED;
     c.k_assign = PKV_K_ASSIGN_MINMAX;
     c.mining = PKV_MINING_AT_M;
+    c.quantizer = PKV_QUANTIZER_MINMAX;
     return c;
 }
 
@@ -40,6 +41,11 @@ const char *pkv_k_assign_name(pkv_k_assign a)
     return a == PKV_K_ASSIGN_MINMAX ? "minmax" : a == PKV_K_ASSIGN_L2 ? "l2" : a == PKV_K_ASSIGN_RANGE ? "range"
          : a == PKV_K_ASSIGN_NONE  ? "none"
                                    : "?";
+}
+
+const char *pkv_quantizer_name(pkv_quantizer q)
+{
+    return q == PKV_QUANTIZER_MINMAX ? "minmax" : q == PKV_QUANTIZER_MSE ? "mse" : "?";
 }
 
 const char *pkv_mining_name(pkv_mining m)
@@ -71,6 +77,7 @@ pkv_status pkv_validate_config(const pkv_cache_config *c)
     if (!(c->kmeans_tol >= 0.0f) || c->kmeans_tol > 1e30f) BAD("kmeans_tol must be finite and >= 0");
     if (c->memory_budget == 0) BAD("memory_budget must be > 0");
     if (c->k_assign > PKV_K_ASSIGN_NONE) BAD("k_assign must be MINMAX, L2, RANGE or NONE, got %u", c->k_assign);
+    if (c->quantizer > PKV_QUANTIZER_MSE) BAD("quantizer must be MINMAX or MSE, got %u", c->quantizer);
     if (c->mining > PKV_MINING_FIRST_APPEND) BAD("mining must be AT_M or FIRST_APPEND, got %u", c->mining);
 #undef BAD
     return PKV_OK;
@@ -111,6 +118,11 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pk
         !(ctx->be->iface->k_assign_variants & (1u << cfg.k_assign)))
         st = pkv_fail(ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_create: the %s backend does not implement k_assign %s "
                       "(the CPU backend does)", pkv_backend_name(ctx->be->info.backend), pkv_k_assign_name(cfg.k_assign));
+    if (st == PKV_OK && cfg.mode != PKV_MODE_FP16 && cfg.quantizer != PKV_QUANTIZER_MINMAX &&
+        !(ctx->be->iface->quantizers & (1u << cfg.quantizer)))
+        st = pkv_fail(ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_create: the %s backend does not implement quantizer %s "
+                      "(the CPU backend does)", pkv_backend_name(ctx->be->info.backend),
+                      pkv_quantizer_name((pkv_quantizer)cfg.quantizer));
     if (st != PKV_OK) return st;
     const double t0 = pkv_prof_begin();
     st = pkv_cache_new(ctx, &cfg, out);

@@ -146,7 +146,10 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
 {
     PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || !path) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_save: null argument");
-    if (c->cfg.k_assign != PKV_K_ASSIGN_MINMAX) /* format version 1 has no field for it */
+    if (c->cfg.quantizer != PKV_QUANTIZER_MINMAX) /* format version 1 has no field for it */
+        return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record quantizer %s yet",
+                        pkv_quantizer_name((pkv_quantizer)c->cfg.quantizer));
+    if (c->cfg.k_assign != PKV_K_ASSIGN_MINMAX) /* nor for this */
         return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record k_assign %s yet",
                         pkv_k_assign_name((pkv_k_assign)c->cfg.k_assign));
     if (c->cfg.mining != PKV_MINING_AT_M) /* nor the mining policy: a loaded cache mines at M */

@@ -20,6 +20,7 @@ typedef struct pkv_geom {
     uint32_t k_bits, v_bits;
     uint32_t M, capacity;       /* initial patterns, bank capacity */
     uint32_t k_assign;          /* pkv_k_assign (PATTERN): how keys choose their pattern */
+    uint32_t quantizer;         /* pkv_quantizer: how (scale, zero) are chosen */
     uint32_t k_row_words;       /* 32-bit words per token row of K codes (all bit planes) */
     uint32_t v_row_words;
     /* block sections */

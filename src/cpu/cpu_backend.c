@@ -131,6 +131,7 @@ static const pkv_backend_iface cpu_iface = {
     .buf_read = cpu_buf_read,
     .buf_copy = cpu_buf_copy,
     .k_assign_variants = (1u << PKV_K_ASSIGN_L2) | (1u << PKV_K_ASSIGN_RANGE) | (1u << PKV_K_ASSIGN_NONE),
+    .quantizers = 1u << PKV_QUANTIZER_MSE,
     .mine = pkv_cpu_mine,
     .flush = pkv_cpu_flush,
     .write_window = pkv_cpu_write_window,

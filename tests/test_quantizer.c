@@ -1,0 +1,162 @@
+/* The MSE quantizer (pkv_quantizer, src/core/quant.c; docs/NUMERICS.md "Quantizer range search")
+ * against fp64 references:
+ * - pkv_quant_params_mse: the fp64 squared error of the values decoded with its (scale, zero) is no
+ *   larger than min-max's, nor than that of any other clipped range of the grid (up to fp32
+ *   rounding), on Gaussian values, values with outliers and constant values;
+ * - through the API on the backend of PKV_TEST_BACKEND: a backend without it refuses the cache with
+ *   PKV_ERR_UNSUPPORTED; on the CPU, PATTERN and DIRECT caches with it give attention equal to fp64
+ *   attention over the tokens they store (read back), store keys and values closer to the input than
+ *   min-max (relative MSE), and pkv_cache_save refuses them (format version 1 has no field for it). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "f16.h"
+#include "quant.h"
+#include "testutil.h"
+
+static double sq_err64(const float *x, uint32_t n, uint32_t bits, uint16_t sh, uint16_t zh)
+{
+    const double s = pkv_f16_to_f32(sh), z = pkv_f16_to_f32(zh);
+    const double maxq = (double)((1u << bits) - 1u);
+    double e = 0.0;
+    for (uint32_t i = 0; i < n; i++) {
+        double c = s > 0.0 ? floor(((double)x[i] - z) / s + 0.5) : 0.0; /* the nearest code (fp64) */
+        c = c < 0.0 ? 0.0 : c > maxq ? maxq : c;
+        double r = z + c * s - x[i];
+        e += r * r;
+    }
+    return e;
+}
+
+static void mse_params_are_the_grid_minimum(void **state)
+{
+    (void)state;
+    tu_rng r = {0x5E};
+    float x[256];
+    for (int trial = 0; trial < 60; trial++) {
+        const uint32_t n = trial % 3 == 0 ? 32 : trial % 3 == 1 ? 128 : 256, bits = 2 + trial % 3;
+        for (uint32_t i = 0; i < n; i++) x[i] = (float)tu_normal(&r);
+        if (trial % 4 == 1) x[trial % n] *= 12.0f;           /* one outlier */
+        if (trial % 4 == 2) x[(trial * 7) % n] = -20.0f;      /* an outlier below */
+        if (trial == 3)
+            for (uint32_t i = 0; i < n; i++) x[i] = 0.75f; /* constant */
+        uint16_t sh, zh, mh, mz;
+        pkv_quant_params_mse(x, n, 1, bits, &sh, &zh);
+        pkv_quant_params(x, n, 1, bits, &mh, &mz);
+        double e = sq_err64(x, n, bits, sh, zh), emm = sq_err64(x, n, bits, mh, mz), tol = 1e-4 * emm + 1e-9;
+        assert_true(e <= emm + tol);
+        float lo = x[0], hi = x[0];
+        for (uint32_t i = 1; i < n; i++) lo = x[i] < lo ? x[i] : lo, hi = x[i] > hi ? x[i] : hi;
+        const float w = hi - lo, inv = pkv_inv_maxq(bits);
+        for (uint32_t i = 0; i <= PKV_MSE_CLIP_STEPS; i++)
+            for (uint32_t j = 0; j <= PKV_MSE_CLIP_STEPS; j++) {
+                float l = lo + w * (float)i * 0.0625f, h = hi - w * (float)j * 0.0625f;
+                double c = sq_err64(x, n, bits, (uint16_t)pkv_scale_f16(l, h, inv), (uint16_t)pkv_zero_f16(l));
+                assert_true(e <= c + tol);
+            }
+        /* the library's own error sum agrees with fp64 */
+        double e32 = pkv_quant_sq_error(x, n, 1, bits, sh, zh);
+        assert_true(fabs(e32 - e) <= 1e-3 * e + 1e-9);
+        if (trial % 4 == 1 && bits == 2) assert_true(e < emm); /* an outlier: clipping pays */
+    }
+}
+
+static double rel_mse(const float *a, const float *ref, size_t n)
+{
+    double e = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        e += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+        s += (double)ref[i] * ref[i];
+    }
+    return e / s;
+}
+
+static void api_on_the_test_backend(void **state)
+{
+    (void)state;
+    pkv_context *ctx = tu_context();
+    const uint32_t H = 2, d = 64, T = 520;
+    const size_t n = (size_t)T * H * d;
+    float *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v), *kr = malloc(n * sizeof *kr), *vr = malloc(n * sizeof *vr);
+    assert_non_null(k), assert_non_null(v), assert_non_null(kr), assert_non_null(vr);
+    tu_rng r = {0x9A};
+    tu_structured_kv(&r, T, H, d, 12, 0.25f, k);
+    tu_structured_kv(&r, T, H, d, 12, 0.25f, v);
+    for (size_t i = 0; i < n; i += 97) k[i] *= 6.0f; /* outliers */
+    pkv_device_info dev = {.struct_size = sizeof dev};
+    char why[256];
+    TU_OK(pkv_context_device(ctx, &dev, why, sizeof why));
+    const int cpu = dev.backend == PKV_BACKEND_CPU;
+    for (int mode = PKV_MODE_PATTERN; mode <= PKV_MODE_DIRECT; mode++) {
+        double err[2][2];
+        for (uint32_t q = PKV_QUANTIZER_MINMAX; q <= PKV_QUANTIZER_MSE; q++) {
+            pkv_cache_config cfg = pkv_cache_config_default();
+            cfg.n_layers = 1, cfg.n_kv_heads = H, cfg.head_dim = d, cfg.group_size = 32, cfg.window = 64;
+            cfg.mode = (pkv_mode)mode, cfg.quantizer = q;
+            pkv_cache *c = NULL;
+            pkv_status s = pkv_cache_create(ctx, &cfg, &c);
+            if (q != PKV_QUANTIZER_MINMAX && !cpu) {
+                assert_int_equal(s, PKV_ERR_UNSUPPORTED);
+                assert_non_null(strstr(pkv_last_error(), "mse"));
+                continue;
+            }
+            TU_OK(s);
+            pkv_cache_config back = {.struct_size = sizeof back};
+            TU_OK(pkv_cache_get_config(c, &back));
+            assert_int_equal(back.quantizer, q);
+            pkv_seq seq;
+            TU_OK(pkv_seq_create(c, &seq));
+            for (uint32_t len = 0; len < T;) {
+                uint32_t m = len == 0 ? 256 : (T - len < 40 ? T - len : 40);
+                TU_OK(pkv_append(c, seq, 0, m, k + (size_t)len * H * d, v + (size_t)len * H * d, PKV_F32));
+                len += m;
+                TU_OK(pkv_read_kv(c, seq, 0, kr, vr));
+                float qv[4 * 64], out[4 * 64];
+                double ref[64];
+                tu_random(&r, 4 * 64, 1.0f, qv);
+                pkv_attention_params p = {.struct_size = sizeof p, .seqs = &seq, .n_seqs = 1, .layer = 0, .q_len = 1,
+                                          .n_q_heads = 4, .q_dtype = PKV_F32};
+                TU_OK(pkv_attention(c, &p, qv, out));
+                for (uint32_t qh = 0; qh < 4; qh++) {
+                    uint32_t h = qh / 2;
+                    ref_attention(qv + qh * d, kr + h * d, vr + h * d, len, d, (size_t)H * d, 1.0 / sqrt((double)d), ref);
+                    assert_true(ref_rel_err(out + qh * d, ref, d) < 2e-3);
+                }
+            }
+            size_t nc = (size_t)(T - 64) * H * d; /* the compressed tokens (the window's last 64 are fp16) */
+            err[q][0] = rel_mse(kr, k, nc), err[q][1] = rel_mse(vr, v, nc);
+            char path[] = "/tmp/pkv_test_quantizer_XXXXXX";
+            int fd = mkstemp(path);
+            assert_true(fd >= 0);
+            close(fd);
+            s = pkv_cache_save(c, path);
+            remove(path);
+            assert_int_equal(s, q == PKV_QUANTIZER_MINMAX ? PKV_OK : PKV_ERR_UNSUPPORTED);
+            TU_OK(pkv_cache_free(c));
+        }
+        if (cpu) {
+            printf("  %-7s K rel MSE min-max %.5f mse %.5f, V %.5f %.5f\n", pkv_mode_name((pkv_mode)mode), err[0][0],
+                   err[1][0], err[0][1], err[1][1]);
+            assert_true(err[1][0] < err[0][0]);
+            assert_true(err[1][1] < err[0][1]);
+        }
+    }
+    pkv_cache_config bad = pkv_cache_config_default();
+    bad.quantizer = 2;
+    pkv_cache *c = NULL;
+    assert_int_equal(pkv_cache_create(ctx, &bad, &c), PKV_ERR_INVALID_CONFIG);
+    TU_OK(pkv_context_free(ctx));
+    free(k), free(v), free(kr), free(vr);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mse_params_are_the_grid_minimum),
+        cmocka_unit_test(api_on_the_test_backend),
+    };
+    return tu_run_tests(tests, NULL, NULL);
+}
