@@ -173,6 +173,31 @@ static void test_window_offset_plot(void **state)
     tj_free(&doc);
 }
 
+/* The issue-14 phase-3 items: V-only patterns (:knone) and the MSE quantizer (:qmse), in the JSON. */
+static void test_v_only_and_mse_items(void **state)
+{
+    (void)state;
+    const char *opts[] = {"--tokens", "200", "--group-size", "32", "--prefill", "64", "--modes",
+                          "direct2,direct2:qmse,pattern2,pattern2:knone:qmse"};
+    tj_doc doc = {0};
+    assert_int_equal(run_eval(opts, 8, &doc), 0);
+    assert_int_equal(get(&doc, "results")->number, 5);
+    const char *curves[5] = {"fp16", "direct", "direct qmse", "pattern", "pattern none qmse"};
+    const char *quant[5] = {"minmax", "minmax", "mse", "minmax", "mse"};
+    for (int i = 0; i < 5; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "results[%d].curve", i);
+        assert_string_equal(get(&doc, path)->text, curves[i]);
+        snprintf(path, sizeof path, "results[%d].quantizer", i);
+        assert_string_equal(get(&doc, path)->text, quant[i]);
+    }
+    assert_string_equal(get(&doc, "results[4].k_assign")->text, "none");
+    /* the quantizer changes no byte of the cache; V-only patterns store one index per token */
+    assert_true(result(&doc, 2, "cache_bits_per_element") == result(&doc, 1, "cache_bits_per_element"));
+    assert_true(result(&doc, 4, "cache_bits_per_element") < result(&doc, 3, "cache_bits_per_element"));
+    tj_free(&doc);
+}
+
 static void test_argument_errors(void **state)
 {
     (void)state;
@@ -199,7 +224,9 @@ static void test_argument_errors(void **state)
     assert_int_equal(run_eval(bad_capacity, 2, &doc), 2);
     const char *bad_assign[] = {"--k-assign", "nearest"};
     assert_int_equal(run_eval(bad_assign, 2, &doc), 2);
-    const char *assign_on_direct[] = {"--modes", "direct2:krange"};
+    const char *bad_quantizer[] = {"--modes", "direct2:qbest"};
+    assert_int_equal(run_eval(bad_quantizer, 2, &doc), 2);
+    const char *assign_on_direct[] = {"--modes", "direct2:knone"};
     assert_int_equal(run_eval(assign_on_direct, 2, &doc), 2);
     const char *far_offset[] = {"--offset", "100000000"};
     assert_int_equal(run_eval(far_offset, 2, &doc), 1);
@@ -215,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_argument_errors),
         cmocka_unit_test(test_json_report),
         cmocka_unit_test(test_window_offset_plot),
+        cmocka_unit_test(test_v_only_and_mse_items),
         cmocka_unit_test(test_pattern_4_bits_within_half_percent_of_fp16),
     };
     return tu_run_tests(tests, NULL, NULL);
