@@ -2,7 +2,8 @@
 """Summarises `pkv eval-model --json` reports of the same modes over several text windows (e.g.
 --offset 0, 12288, 24576, 36864) as a markdown table: per mode, the loss against FP16 in bits per
 byte on each window, its mean and spread (min..max), the cache bits per element, and for quantized
-modes the share of the DIRECT-to-FP16 gap closed at the same K/V widths (group and window of the run).
+modes the share of the DIRECT-to-FP16 gap closed at the same K/V widths (group and window of the run),
+and, when the runs hold DIRECT with the MSE quantizer ("direct qmse"), the share of that one's gap.
 Standard library only.
 
     python3 tools/eval_summary.py eval_0.json eval_12288.json ...
@@ -39,21 +40,26 @@ def main():
              ", ".join(str(r.get("offset", 0)) for r in runs), runs[0]["group_size"],
              runs[0].get("window", 0) or "= group", runs[0]["prefill"]))
     print()
-    print("| mode | K/V bits | vs FP16, per window | mean | spread | cache bits/element | DIRECT gap closed (mean) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    mse = any(k[0] == "direct qmse" for k in order)
+    print("| mode | K/V bits | vs FP16, per window | mean | spread | cache bits/element | DIRECT gap closed (mean) |"
+          + (" DIRECT qmse gap closed |" if mse else ""))
+    print("| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if mse else ""))
+
+    def closed(mean, base, k):
+        d = table.get((base, k[1], k[2]))
+        if k[0] == "fp16" or k[0].startswith("direct") or not d:
+            return ""
+        dm = sum(d["loss"]) / len(d["loss"])
+        return "%.0f%%" % (100.0 * (1.0 - mean / dm)) if dm > 0 else ""
+
     for k in order:
         t = table[k]
         loss = t["loss"]
         mean = sum(loss) / len(loss)
-        closed = ""
-        d = table.get(("direct", k[1], k[2]))
-        if k[0] != "fp16" and not k[0].startswith("direct") and d:
-            dm = sum(d["loss"]) / len(d["loss"])
-            if dm > 0:
-                closed = "%.0f%%" % (100.0 * (1.0 - mean / dm))
-        print("| %s | %d/%d | %s | %+.2f%% | %.2f | %.2f | %s |"
+        print("| %s | %d/%d | %s | %+.2f%% | %.2f | %.2f | %s |%s"
               % (k[0], k[1], k[2], " ".join("%+.2f%%" % x for x in loss), mean, max(loss) - min(loss),
-                 sum(t["bpe"]) / len(t["bpe"]), closed))
+                 sum(t["bpe"]) / len(t["bpe"]), closed(mean, "direct", k),
+                 (" %s |" % closed(mean, "direct qmse", k)) if mse else ""))
 
 
 if __name__ == "__main__":

@@ -1,28 +1,35 @@
 #!/usr/bin/env python3
-"""Adds to a phase-3 run (`pkv eval-model --json`, new modes only) the modes of the earlier runs of the
-same model, text window and settings (phase 1/2 JSON) that it does not hold, after checking that the
-FP16 rows agree bit for bit (same text window, same model). Writes the merged report.
+"""Joins `pkv eval-model --json` reports of one model and one text window (same offset and tokens;
+the FP16 rows must agree bit for bit) into one report: every row of the first, then the rows of the
+others whose curve and K/V widths (e.g. "direct:2/2", "direct g32:2/2") are listed after --only and
+not yet present. Phase 3 ran only its new modes; the baselines are phase 1 and 2's runs.
 
-    python3 merge.py NEW.json OLD.json [OLD2.json ...] > MERGED.json
+    python3 merge.py --only direct:2/2,pattern:4/4 NEW.json [NEW2.json] -- OLD.json ... > MERGED.json
 """
 import json
 import sys
 
 
 def key(r):
-    return (r.get("curve", r["mode"]), r["k_bits"], r["v_bits"])
+    return "%s:%d/%d" % (r.get("curve", r["mode"]), r["k_bits"], r["v_bits"])
 
 
-new = json.load(open(sys.argv[1]))
-fp16 = next(r["bits_per_byte"] for r in new["results"] if r["mode"] == "fp16")
-have = {key(r) for r in new["results"]}
-for path in sys.argv[2:]:
-    old = json.load(open(path))
-    ofp16 = next(r["bits_per_byte"] for r in old["results"] if r["mode"] == "fp16")
-    if ofp16 != fp16 or old.get("offset", 0) != new.get("offset", 0) or old["tokens"] != new["tokens"]:
-        sys.exit("%s: not the same window (fp16 %r vs %r)" % (path, ofp16, fp16))
-    for r in old["results"]:
-        if key(r) not in have:
-            new["results"].append(r)
+args = sys.argv[1:]
+only = set()
+if args[:1] == ["--only"]:
+    only, args = set(args[1].split(",")), args[2:]
+cut = args.index("--") if "--" in args else len(args)
+news, olds = args[:cut], args[cut + 1:]
+out = json.load(open(news[0]))
+fp16 = next(r["bits_per_byte"] for r in out["results"] if r["mode"] == "fp16")
+have = {key(r) for r in out["results"]}
+for i, path in enumerate(news[1:] + olds):
+    doc = json.load(open(path))
+    f = next(r["bits_per_byte"] for r in doc["results"] if r["mode"] == "fp16")
+    if f != fp16 or doc.get("offset", 0) != out.get("offset", 0) or doc["tokens"] != out["tokens"]:
+        sys.exit("%s: not the same window (fp16 %r vs %r)" % (path, f, fp16))
+    for r in doc["results"]:
+        if key(r) not in have and (i < len(news) - 1 or key(r) in only):
+            out["results"].append(r)
             have.add(key(r))
-json.dump(new, sys.stdout, indent=1)
+json.dump(out, sys.stdout, indent=1)
