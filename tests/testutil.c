@@ -161,7 +161,7 @@ uint32_t tu_read_bank(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t head, 
     const uint8_t *cp[PKV_MAX_CHUNKS];
     for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < L->bank_count; ci++) {
         cp[ci] = bytes + (size_t)ci * c->g.chunk_bytes;
-        TU_OK(be->iface->buf_read(be, c->chunks.buf, (size_t)L->chunks[head * PKV_MAX_CHUNKS + ci] * c->g.chunk_bytes,
+        TU_OK(be->iface->buf_read(be, pkv_shard_of(c, layer)->chunks.buf, (size_t)L->chunks[head * PKV_MAX_CHUNKS + ci] * c->g.chunk_bytes,
                                   bytes + (size_t)ci * c->g.chunk_bytes, c->g.chunk_bytes));
     }
     pkv_bank_load(&c->g, cp, L->bank_count, PK, PV);
@@ -176,6 +176,6 @@ void tu_read_block(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t head, uin
     const pkv_layer_state *L = &s->layers[layer];
     assert_true(block < L->n_blocks);
     pkv_backend *be = c->ctx->be;
-    TU_OK(be->iface->buf_read(be, c->blocks.buf, (size_t)L->blocks[(size_t)block * c->g.H + head] * c->g.block_bytes,
+    TU_OK(be->iface->buf_read(be, pkv_shard_of(c, layer)->blocks.buf, (size_t)L->blocks[(size_t)block * c->g.H + head] * c->g.block_bytes,
                               bytes, c->g.block_bytes));
 }

@@ -91,7 +91,7 @@ static uint32_t chunk_slot(const pkv_layer_state *L, uint32_t h, uint32_t ci)
     return L->chunks ? L->chunks[h * PKV_MAX_CHUNKS + ci] : PKV_NO_SLOT;
 }
 
-static plan make_plan(const pkv_cache *c, const pkv_layer_state *L, uint32_t n)
+static plan make_plan(const pkv_cache *c, uint32_t layer, const pkv_layer_state *L, uint32_t n)
 {
     const pkv_geom *g = &c->g;
     plan p = {0};
@@ -118,7 +118,7 @@ static plan make_plan(const pkv_cache *c, const pkv_layer_state *L, uint32_t n)
             for (uint32_t h = 0; h < g->H; h++) {
                 uint32_t s = p.mine ? PKV_NO_SLOT : chunk_slot(L, h, ci);
                 if (bc % PKV_CHUNK_PATTERNS == 0) p.chunks++; /* a chunk exists iff it holds a pattern */
-                else if (s != PKV_NO_SLOT && !touched_shared_chunk && c->chunks.refcount[s] > 1) p.chunks++;
+                else if (s != PKV_NO_SLOT && !touched_shared_chunk && pkv_shard_of(c, layer)->chunks.refcount[s] > 1) p.chunks++;
             }
             touched_shared_chunk = 1;
             bc++;
@@ -129,23 +129,23 @@ static plan make_plan(const pkv_cache *c, const pkv_layer_state *L, uint32_t n)
 }
 
 /* Makes the chunk that receives pattern bank_count private to this sequence (copy-on-write). */
-static pkv_status own_chunk(pkv_cache *c, pkv_layer_state *L, uint32_t h, uint32_t ci)
+static pkv_status own_chunk(pkv_cache *c, pkv_shard *sh, pkv_layer_state *L, uint32_t h, uint32_t ci)
 {
     uint32_t *slot = &L->chunks[h * PKV_MAX_CHUNKS + ci];
     if (*slot == PKV_NO_SLOT) {
-        *slot = pkv_arena_take(&c->chunks);
+        *slot = pkv_arena_take(&sh->chunks);
         return PKV_OK;
     }
-    if (c->chunks.refcount[*slot] <= 1) return PKV_OK;
-    uint32_t fresh = pkv_arena_take(&c->chunks);
+    if (sh->chunks.refcount[*slot] <= 1) return PKV_OK;
+    uint32_t fresh = pkv_arena_take(&sh->chunks);
     pkv_backend *be = c->ctx->be;
-    pkv_status st = be->iface->buf_copy(be, c->chunks.buf, (size_t)fresh * c->g.chunk_bytes, c->chunks.buf,
+    pkv_status st = be->iface->buf_copy(be, sh->chunks.buf, (size_t)fresh * c->g.chunk_bytes, sh->chunks.buf,
                                         (size_t)*slot * c->g.chunk_bytes, c->g.chunk_bytes);
     if (st != PKV_OK) {
-        pkv_arena_release(&c->chunks, fresh);
+        pkv_arena_release(&sh->chunks, fresh);
         return st;
     }
-    pkv_arena_release(&c->chunks, *slot);
+    pkv_arena_release(&sh->chunks, *slot);
     *slot = fresh;
     return PKV_OK;
 }
@@ -200,16 +200,17 @@ static pkv_status take_slots(pkv_cache *c, layer_job *jb)
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, groups = g->R / g->G, n = jb->n;
     pkv_layer_state *L = jb->L;
+    pkv_shard *sh = pkv_shard_of(c, jb->layer);
     if (jb->late) L->n_window = 0; /* its rows are the first of the source now (restored by roll_back) */
     for (uint32_t h = 0; h < H; h++)
-        if (L->window_slot[h] == PKV_NO_SLOT) L->window_slot[h] = pkv_arena_take(&c->windows);
+        if (L->window_slot[h] == PKV_NO_SLOT) L->window_slot[h] = pkv_arena_take(&sh->windows);
     uint32_t pos = 0, nw = L->n_window, bc = L->bank_count, f = 0;
     if (jb->p.mine) {
         for (uint32_t h = 0; h < H; h++)
-            for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < g->M; ci++) L->chunks[h * PKV_MAX_CHUNKS + ci] = pkv_arena_take(&c->chunks);
+            for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < g->M; ci++) L->chunks[h * PKV_MAX_CHUNKS + ci] = pkv_arena_take(&sh->chunks);
         const uint32_t mg = jb->p.n_quant / g->G;
         for (uint32_t gi = 0; gi < mg; gi++)
-            for (uint32_t h = 0; h < H; h++) jb->slots[h * mg + gi] = pkv_arena_take(&c->blocks);
+            for (uint32_t h = 0; h < H; h++) jb->slots[h * mg + gi] = pkv_arena_take(&sh->blocks);
         jb->mine_slots = 1;
         pos = jb->p.n_quant, bc = g->M;
     }
@@ -221,7 +222,7 @@ static pkv_status take_slots(pkv_cache *c, layer_job *jb)
             const uint32_t ci = bc / PKV_CHUNK_PATTERNS;
             for (uint32_t h = 0; h < H; h++) {
                 uint32_t had = L->chunks[h * PKV_MAX_CHUNKS + ci];
-                pkv_status st = own_chunk(c, L, h, ci);
+                pkv_status st = own_chunk(c, sh, L, h, ci);
                 if (st != PKV_OK) return st;
                 if (had != PKV_NO_SLOT && L->chunks[h * PKV_MAX_CHUNKS + ci] != had) jb->cow[h] = had;
                 if (had == PKV_NO_SLOT && f > 0) { /* only a later flush makes it hold a pattern */
@@ -233,7 +234,7 @@ static pkv_status take_slots(pkv_cache *c, layer_job *jb)
         }
         uint32_t *fs = flush_slots(c, jb, f);
         for (uint32_t gi = 0; gi < groups; gi++)
-            for (uint32_t h = 0; h < H; h++) fs[h * groups + gi] = pkv_arena_take(&c->blocks);
+            for (uint32_t h = 0; h < H; h++) fs[h * groups + gi] = pkv_arena_take(&sh->blocks);
         nw = 0, jb->n_flush = ++f;
     }
     return PKV_OK;
@@ -243,23 +244,24 @@ static pkv_status take_slots(pkv_cache *c, layer_job *jb)
  * flush's own pattern stays, as a one-layer append leaves it). */
 static void release_unused(pkv_cache *c, layer_job *jb)
 {
+    pkv_shard *sh = pkv_shard_of(c, jb->layer);
     const uint32_t H = c->g.H, groups = c->g.R / c->g.G;
     if (jb->mine_slots) { /* the mining did not run */
-        for (uint32_t b = 0; b < H * (jb->p.n_quant / c->g.G); b++) pkv_arena_release(&c->blocks, jb->slots[b]);
+        for (uint32_t b = 0; b < H * (jb->p.n_quant / c->g.G); b++) pkv_arena_release(&sh->blocks, jb->slots[b]);
         for (uint32_t b = 0; b < H * PKV_MAX_CHUNKS; b++) {
-            pkv_arena_release(&c->chunks, jb->L->chunks[b]);
+            pkv_arena_release(&sh->chunks, jb->L->chunks[b]);
             jb->L->chunks[b] = PKV_NO_SLOT;
         }
         jb->mine_slots = 0;
     }
     for (uint32_t f = jb->done; f < jb->n_flush; f++) {
         uint32_t *fs = flush_slots(c, jb, f);
-        for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, fs[b]);
+        for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&sh->blocks, fs[b]);
     }
     for (uint32_t i = 0; i < jb->n_fresh; i++)
         if (jb->fresh[i][0] > jb->done) {
             uint32_t *slot = &jb->L->chunks[jb->fresh[i][1] * PKV_MAX_CHUNKS + jb->fresh[i][2]];
-            pkv_arena_release(&c->chunks, *slot);
+            pkv_arena_release(&sh->chunks, *slot);
             *slot = PKV_NO_SLOT;
         }
     jb->n_flush = jb->done, jb->n_fresh = 0;
@@ -268,35 +270,36 @@ static void release_unused(pkv_cache *c, layer_job *jb)
 /* After a failure: the layer as it was before the call (release_unused has run). */
 static void roll_back(pkv_cache *c, layer_job *jb)
 {
+    pkv_shard *sh = pkv_shard_of(c, jb->layer);
     const uint32_t H = c->g.H;
     pkv_layer_state *L = jb->L;
-    for (size_t b = (size_t)jb->start_blocks * H; b < (size_t)L->n_blocks * H; b++) pkv_arena_release(&c->blocks, L->blocks[b]);
+    for (size_t b = (size_t)jb->start_blocks * H; b < (size_t)L->n_blocks * H; b++) pkv_arena_release(&sh->blocks, L->blocks[b]);
     L->n_blocks = jb->start_blocks;
     if (L->chunks) /* chunks past those of the starting bank; a copy-on-write copy of one holds the same patterns */
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t ci = (jb->start_bank + PKV_CHUNK_PATTERNS - 1) / PKV_CHUNK_PATTERNS; ci < PKV_MAX_CHUNKS; ci++) {
-                pkv_arena_release(&c->chunks, L->chunks[h * PKV_MAX_CHUNKS + ci]);
+                pkv_arena_release(&sh->chunks, L->chunks[h * PKV_MAX_CHUNKS + ci]);
                 L->chunks[h * PKV_MAX_CHUNKS + ci] = PKV_NO_SLOT;
             }
     if (L->chunks && jb->cow)
         for (uint32_t h = 0; h < H; h++)
             if (jb->cow[h] != PKV_NO_SLOT) { /* the shared chunk back in place of its copy (still held by others) */
                 uint32_t *slot = &L->chunks[h * PKV_MAX_CHUNKS + jb->start_bank / PKV_CHUNK_PATTERNS];
-                pkv_arena_release(&c->chunks, *slot);
-                pkv_arena_retain(&c->chunks, jb->cow[h]);
+                pkv_arena_release(&sh->chunks, *slot);
+                pkv_arena_retain(&sh->chunks, jb->cow[h]);
                 *slot = jb->cow[h];
             }
     L->bank_count = jb->start_bank;
     L->n_window = jb->start_window;
     if (!jb->had_windows && L->window_slot)
         for (uint32_t h = 0; h < H; h++) {
-            pkv_arena_release(&c->windows, L->window_slot[h]);
+            pkv_arena_release(&sh->windows, L->window_slot[h]);
             L->window_slot[h] = PKV_NO_SLOT;
         }
     if (jb->saved_window) {
         pkv_backend *be = c->ctx->be;
         for (uint32_t h = 0; h < H; h++)
-            if (be->iface->buf_write(be, c->windows.buf, (size_t)L->window_slot[h] * c->g.window_bytes,
+            if (be->iface->buf_write(be, sh->windows.buf, (size_t)L->window_slot[h] * c->g.window_bytes,
                                      jb->saved_window + (size_t)h * c->g.window_bytes, c->g.window_bytes) != PKV_OK)
                 pkv_log(c->ctx, PKV_LOG_ERROR, "pkv_append: restoring the window of layer %u failed", jb->layer);
     }
@@ -305,13 +308,14 @@ static void roll_back(pkv_cache *c, layer_job *jb)
 /* Keeps the window rows the call starts with on the host when a later round would overwrite them. */
 static pkv_status save_window(pkv_cache *c, layer_job *jb, uint8_t **next)
 {
+    const pkv_shard *sh = pkv_shard_of(c, jb->layer);
     const pkv_geom *g = &c->g;
     if (!jb->had_windows || jb->start_window == 0 || (!jb->late && jb->n <= g->R - jb->start_window)) return PKV_OK;
     uint8_t *dst = *next;
     *next += (size_t)g->H * g->window_bytes;
     pkv_backend *be = c->ctx->be;
     for (uint32_t h = 0; h < g->H; h++) {
-        pkv_status st = be->iface->buf_read(be, c->windows.buf, (size_t)jb->L->window_slot[h] * g->window_bytes,
+        pkv_status st = be->iface->buf_read(be, sh->windows.buf, (size_t)jb->L->window_slot[h] * g->window_bytes,
                                             dst + (size_t)h * g->window_bytes, g->window_bytes);
         if (st != PKV_OK && jb->late) { /* e.g. a recorded call (patternkv_vulkan.h) */
             char why[256];
@@ -333,13 +337,22 @@ void pkv_add_op_time(pkv_cache *c, double *acc)
     *acc = *acc < 0 || t < 0 ? -1.0 : *acc + t;
 }
 
-/* The window rows of this round: one run per (layer, head, K|V). */
-static pkv_status run_window(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src)
+/* The jobs from j0 on whose layers share jobs[j0]'s shard: returns the end of the run. */
+static uint32_t shard_run(const pkv_cache *c, const layer_job *jobs, uint32_t j0, uint32_t nj)
+{
+    uint32_t j1 = j0 + 1;
+    while (j1 < nj && pkv_shard_of(c, jobs[j1].layer) == pkv_shard_of(c, jobs[j0].layer)) j1++;
+    return j1;
+}
+
+/* The window rows of this round for jobs [j0, j1) of one shard: one window op, one run per (layer,
+ * head, K|V). */
+static pkv_status window_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32_t j1, const token_src *src)
 {
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, d = g->d, n = src->n;
     size_t rows = 0, runs = 0;
-    for (uint32_t j = 0; j < nj; j++)
+    for (uint32_t j = j0; j < j1; j++)
         if (jobs[j].take) rows += (size_t)jobs[j].take * H * 2, runs += (size_t)H * 2;
     if (!runs) return PKV_OK;
     /* host: runs, then the rows gathered contiguously; device: one run per row, read in place */
@@ -350,7 +363,7 @@ static pkv_status run_window(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
     uint32_t *run = (uint32_t *)tmp;
     uint16_t *gather = (uint16_t *)(tmp + run_bytes);
     size_t r = 0, row = 0;
-    for (uint32_t j = 0; j < nj; j++) {
+    for (uint32_t j = j0; j < j1; j++) {
         const layer_job *jb = &jobs[j];
         if (!jb->take) continue;
         for (uint32_t h = 0; h < H; h++)
@@ -373,8 +386,17 @@ static pkv_status run_window(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
     }
     pkv_window_op op = {.rows = src->k ? gather : NULL, .rows_buf = src->dev, .rows_off = src->dev_off,
                         .n_src_rows = src->k ? (uint32_t)rows : 2 * n * H, .n_runs = (uint32_t)n_runs, .runs = run};
-    pkv_status st = c->ctx->be->iface->write_window(c->ctx->be, &c->store, &op);
-    if (st != PKV_OK) return st;
+    return c->ctx->be->iface->write_window(c->ctx->be, &pkv_shard_of(c, jobs[j0].layer)->store, &op);
+}
+
+/* The window rows of this round: one window op per shard. */
+static pkv_status run_window(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src)
+{
+    for (uint32_t j0 = 0, j1; j0 < nj; j0 = j1) {
+        j1 = shard_run(c, jobs, j0, nj);
+        pkv_status st = window_part(c, jobs, j0, j1, src);
+        if (st != PKV_OK) return st;
+    }
     for (uint32_t j = 0; j < nj; j++) {
         jobs[j].L->n_window += jobs[j].take;
         jobs[j].pos += jobs[j].take;
@@ -382,34 +404,47 @@ static pkv_status run_window(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
     return PKV_OK;
 }
 
-static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32_t nf, double *op_ms)
+/* The flushes of this round for jobs [j0, j1) of one shard: one flush op. */
+static pkv_status flush_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32_t j1, pkv_flush_layer *f, double *op_ms)
 {
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, groups = g->R / g->G;
-    pkv_flush_layer fl[64], *f = nf <= 64 ? fl : malloc(nf * sizeof *f);
-    if (!f) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
-    for (uint32_t j = 0, i = 0; j < nj; j++) {
+    uint32_t nf = 0;
+    for (uint32_t j = j0; j < j1; j++) {
         if (!jobs[j].flush) continue;
         const pkv_layer_state *L = jobs[j].L;
         uint32_t append = g->mode == PKV_MODE_PATTERN && L->bank_count < g->capacity;
-        f[i++] = (pkv_flush_layer){.window_slot = L->window_slot, .chunk_table = L->chunks, .bank_count = L->bank_count,
-                                   .append_pattern = append, .block_slot = flush_slots(c, &jobs[j], jobs[j].done)};
+        f[nf++] = (pkv_flush_layer){.window_slot = L->window_slot, .chunk_table = L->chunks, .bank_count = L->bank_count,
+                                    .append_pattern = append, .block_slot = flush_slots(c, &jobs[j], jobs[j].done)};
     }
+    if (!nf) return PKV_OK;
     pkv_flush_op op = {.n_layers = nf, .layers = f};
-    pkv_status st = c->ctx->be->iface->flush(c->ctx->be, &c->store, &op);
-    if (st == PKV_OK) {
-        pkv_add_op_time(c, op_ms);
-        for (uint32_t j = 0, i = 0; j < nj; j++) {
-            if (!jobs[j].flush) continue;
-            pkv_layer_state *L = jobs[j].L;
-            const uint32_t *fs = flush_slots(c, &jobs[j], jobs[j].done);
-            for (uint32_t gi = 0; gi < groups; gi++)
-                for (uint32_t h = 0; h < H; h++) L->blocks[(size_t)(L->n_blocks + gi) * H + h] = fs[h * groups + gi];
-            L->n_blocks += groups;
-            L->bank_count += f[i++].append_pattern;
-            L->n_window = 0;
-            jobs[j].done++;
-        }
+    pkv_status st = c->ctx->be->iface->flush(c->ctx->be, &pkv_shard_of(c, jobs[j0].layer)->store, &op);
+    if (st != PKV_OK) return st;
+    pkv_add_op_time(c, op_ms);
+    for (uint32_t j = j0, i = 0; j < j1; j++) {
+        if (!jobs[j].flush) continue;
+        pkv_layer_state *L = jobs[j].L;
+        const uint32_t *fs = flush_slots(c, &jobs[j], jobs[j].done);
+        for (uint32_t gi = 0; gi < groups; gi++)
+            for (uint32_t h = 0; h < H; h++) L->blocks[(size_t)(L->n_blocks + gi) * H + h] = fs[h * groups + gi];
+        L->n_blocks += groups;
+        L->bank_count += f[i++].append_pattern;
+        L->n_window = 0;
+        jobs[j].done++;
+    }
+    return PKV_OK;
+}
+
+/* The flushes of this round: one flush op per shard (a failure leaves the earlier shards' done). */
+static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32_t nf, double *op_ms)
+{
+    pkv_flush_layer fl[64], *f = nf <= 64 ? fl : malloc(nf * sizeof *f);
+    if (!f) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    pkv_status st = PKV_OK;
+    for (uint32_t j0 = 0, j1; j0 < nj && st == PKV_OK; j0 = j1) {
+        j1 = shard_run(c, jobs, j0, nj);
+        st = flush_part(c, jobs, j0, j1, f, op_ms);
     }
     if (f != fl) free(f);
     return st;
@@ -430,10 +465,10 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         if (pkv_mines_late(c, L, n)) { /* planned as the first append of the window's tokens and the call's */
             pkv_layer_state empty = *L;
             empty.n_window = 0;
-            plans[j] = make_plan(c, &empty, L->n_window + n);
+            plans[j] = make_plan(c, first + j, &empty, L->n_window + n);
             n_late++;
         } else
-            plans[j] = make_plan(c, L, n);
+            plans[j] = make_plan(c, first + j, L, n);
         const uint32_t flush_groups = plans[j].new_groups - plans[j].n_quant / g->G;
         words += plans[j].blocks + 1 + 3 * ((size_t)flush_groups * H + 1) + H;
     }
@@ -451,7 +486,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         free(plans);
         return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     }
-    uint32_t need[3] = {0, 0, 0}, *next = (uint32_t *)(jobs + nl);
+    uint32_t *next = (uint32_t *)(jobs + nl);
     for (uint32_t j = 0; j < nl; j++) {
         layer_job *jb = &jobs[j];
         jb->layer = first + j, jb->idx = j, jb->L = &s->layers[first + j];
@@ -460,7 +495,6 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         jb->n = jb->late ? jb->L->n_window + n : n;
         jb->start_blocks = jb->L->n_blocks, jb->start_window = jb->L->n_window, jb->start_bank = jb->L->bank_count;
         jb->had_windows = jb->L->window_slot && jb->L->window_slot[0] != PKV_NO_SLOT;
-        need[0] += jb->p.blocks, need[1] += jb->p.chunks, need[2] += jb->p.windows;
         const uint32_t flush_groups = jb->p.new_groups - jb->p.n_quant / g->G; /* >= the flushes' fresh chunks / H */
         jb->slots = next;
         next += jb->p.blocks + 1;
@@ -478,7 +512,10 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         st = pkv_join_late(c, jobs, nl, src, &joined, &joined_mem);
         src = &joined;
     }
-    if (st == PKV_OK) st = pkv_pool_ensure(c, need[0], need[1], need[2]);
+    if (st == PKV_OK) {
+        for (uint32_t j = 0; j < nl; j++) pkv_pool_want(c, jobs[j].layer, jobs[j].p.blocks, jobs[j].p.chunks, jobs[j].p.windows);
+        st = pkv_pool_ensure(c);
+    }
     for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = reserve_host(c, jobs[j].L, &jobs[j].p);
     uint32_t taken = 0;
     for (; taken < nl && st == PKV_OK; taken++) st = take_slots(c, &jobs[taken]);

@@ -77,17 +77,17 @@ pkv_status pkv_join_late(pkv_cache *c, const layer_job *jobs, uint32_t nl, const
     return PKV_OK;
 }
 
-/* One mine op for the mining layers whose source holds n tokens (a layer that mines late has more than
- * the others), then their blocks and banks recorded, or on failure their slots given back. */
+/* One mine op for the mining layers of shard sh whose source holds n tokens (a layer that mines late has
+ * more than the others), then their blocks and banks recorded, or on failure their slots given back. */
 static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, uint32_t n,
-                             pkv_mine_layer *ml, const uint16_t **tk, const uint16_t **tv, uint32_t *init,
+                             pkv_shard *sh, pkv_mine_layer *ml, const uint16_t **tk, const uint16_t **tv, uint32_t *init,
                              uint32_t *scratch, const float *rcp, double *op_ms)
 {
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, M = g->M, n_quant = n / g->G * g->G, groups = n_quant / g->G;
     uint32_t nm = 0;
     for (uint32_t j = 0; j < nj; j++) {
-        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n) continue;
+        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n || pkv_shard_of(c, jobs[j].layer) != sh) continue;
         uint32_t *in = init + (size_t)nm * H * 2 * M;
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t kv = 0; kv < 2; kv++)
@@ -102,10 +102,10 @@ static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
         .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .rcp = rcp,
         .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
     };
-    pkv_status st = c->ctx->be->iface->mine(c->ctx->be, &c->store, &op);
+    pkv_status st = c->ctx->be->iface->mine(c->ctx->be, &sh->store, &op);
     if (st == PKV_OK) pkv_add_op_time(c, op_ms);
     for (uint32_t j = 0; j < nj; j++) {
-        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n) continue;
+        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n || pkv_shard_of(c, jobs[j].layer) != sh) continue;
         pkv_layer_state *L = jobs[j].L;
         jobs[j].mine_slots = 0;
         if (st == PKV_OK) {
@@ -115,9 +115,9 @@ static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
             L->bank_count = M;
             jobs[j].pos = n_quant;
         } else {
-            for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&c->blocks, jobs[j].slots[b]);
+            for (uint32_t b = 0; b < H * groups; b++) pkv_arena_release(&sh->blocks, jobs[j].slots[b]);
             for (uint32_t b = 0; b < H * PKV_MAX_CHUNKS; b++) {
-                pkv_arena_release(&c->chunks, L->chunks[b]);
+                pkv_arena_release(&sh->chunks, L->chunks[b]);
                 L->chunks[b] = PKV_NO_SLOT;
             }
         }
@@ -125,7 +125,7 @@ static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
     return st;
 }
 
-/* Round 0's mining: one mine op per source length (all layers of a prompt share one). */
+/* Round 0's mining: one mine op per source length and shard (all layers of a prompt in one shard share one). */
 pkv_status pkv_run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, double *op_ms)
 {
     const uint32_t H = c->g.H, M = c->g.M;
@@ -143,7 +143,7 @@ pkv_status pkv_run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const token
     for (uint32_t i = 0; i < n_max && scratch; i++) scratch[i] = i; /* the identity, kept by every draw */
     for (uint32_t j = 0; j < nj && st == PKV_OK; j++) /* the slots of layers not mined on failure: release_unused */
         if (jobs[j].p.mine && jobs[j].mine_slots)
-            st = mine_group(c, jobs, nj, src, jobs[j].n, ml, tk, tv, init, scratch, rcp, op_ms);
+            st = mine_group(c, jobs, nj, src, jobs[j].n, pkv_shard_of(c, jobs[j].layer), ml, tk, tv, init, scratch, rcp, op_ms);
     free(ml), free(init), free(scratch), free((void *)tk), free((void *)tv);
     return st;
 }

@@ -106,10 +106,10 @@ static pkv_status write_own(pkv_cache *c, const pkv_attention_params *p)
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, d = g->d, ql = p->q_len;
     const size_t per_seq = (size_t)ql * H * d, count = (size_t)p->n_seqs * per_seq;
-    uint32_t need = 0;
+    pkv_shard *sh = pkv_shard_of(c, p->layer);
     for (uint32_t s = 0; s < p->n_seqs; s++)
-        if (!pkv_find_seq(c, p->seqs[s])->layers[p->layer].window_slot) need += H;
-    pkv_status st = pkv_pool_ensure(c, 0, 0, need);
+        if (!pkv_find_seq(c, p->seqs[s])->layers[p->layer].window_slot) pkv_pool_want(c, p->layer, 0, 0, H);
+    pkv_status st = pkv_pool_ensure(c);
     if (st != PKV_OK) return st;
     uint16_t *rows = malloc(2 * count * sizeof *rows);
     uint32_t *runs = malloc((size_t)p->n_seqs * H * 2 * 3 * sizeof *runs);
@@ -144,7 +144,7 @@ static pkv_status write_own(pkv_cache *c, const pkv_attention_params *p)
                 st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
                 break;
             }
-            for (uint32_t h = 0; h < H; h++) L->window_slot[h] = pkv_arena_take(&c->windows);
+            for (uint32_t h = 0; h < H; h++) L->window_slot[h] = pkv_arena_take(&sh->windows);
         }
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t kv = 0; kv < 2; kv++) {
@@ -156,7 +156,7 @@ static pkv_status write_own(pkv_cache *c, const pkv_attention_params *p)
     }
     if (st == PKV_OK) {
         pkv_window_op op = {.rows = rows, .n_src_rows = (uint32_t)(2 * count / d), .n_runs = p->n_seqs * H * 2, .runs = runs};
-        st = c->ctx->be->iface->write_window(c->ctx->be, &c->store, &op);
+        st = c->ctx->be->iface->write_window(c->ctx->be, &sh->store, &op);
     }
     free(rows), free(runs);
     return st;
@@ -175,7 +175,7 @@ static pkv_status run(pkv_cache *c, const pkv_attention_params *p, pkv_attn_op o
         op.n_seqs = p->n_seqs, op.q_len = p->q_len, op.n_q_heads = p->n_q_heads;
         op.scale = p->scale > 0.0f ? p->scale : (float)(1.0 / sqrt((double)c->g.d));
         op.seqs = seqs, op.table = table, op.table_len = table_len;
-        st = c->ctx->be->iface->attention(c->ctx->be, &c->store, &op);
+        st = c->ctx->be->iface->attention(c->ctx->be, &pkv_shard_of(c, p->layer)->store, &op);
         pkv_backend *be = c->ctx->be;
         c->ctx->last_op_ms = st == PKV_OK && be->iface->last_op_ms ? be->iface->last_op_ms(be) : -1.0;
     }

@@ -19,7 +19,8 @@
 typedef struct pkv_backend pkv_backend;
 typedef struct pkv_buf pkv_buf; /* defined by each backend */
 
-/* The three arenas of a cache: fixed-size slots of blocks, bank chunks and windows. */
+/* The three arenas of a cache's shard (the layers an op works on): fixed-size slots of blocks, bank
+ * chunks and windows. Slot numbers in an op are the shard's. */
 typedef struct pkv_store {
     const pkv_geom *g;
     pkv_buf *blocks;  /* slot i at byte i * g->block_bytes */
@@ -143,6 +144,9 @@ typedef struct pkv_backend_iface {
 struct pkv_backend {
     const pkv_backend_iface *iface;
     pkv_device_info info;
+    /* The largest buffer an op can bind (Vulkan: maxStorageBufferRange and maxMemoryAllocationSize;
+     * OpenCL: CL_DEVICE_MAX_MEM_ALLOC_SIZE); 0: no limit. The pool keeps every arena within it. */
+    uint64_t max_buffer_bytes;
     void *impl;
 };
 

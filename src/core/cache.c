@@ -91,11 +91,11 @@ pkv_status pkv_cache_new(pkv_context *ctx, const pkv_cache_config *cfg, pkv_cach
     c->cfg = *cfg;
     if (!c->cfg.window) c->cfg.window = cfg->group_size;
     pkv_geom_init(&c->g, &c->cfg);
-    pkv_arena_init(&c->blocks, c->g.block_bytes);
-    pkv_arena_init(&c->chunks, c->g.chunk_bytes);
-    pkv_arena_init(&c->windows, c->g.window_bytes);
-    c->store.g = &c->g;
     c->next_id = 1;
+    if (pkv_pool_init(c) != PKV_OK) {
+        free(c);
+        return PKV_ERR_OUT_OF_HOST_MEMORY;
+    }
     if (ctx->be->iface->prepare && ctx->be->iface->prepare(ctx->be, &c->g) != PKV_OK) /* retried lazily by the ops */
     {
         pkv_log(ctx, PKV_LOG_INFO, "preparing the write path failed: %s", pkv_last_error());
@@ -134,7 +134,7 @@ static void seq_destroy(pkv_cache *c, pkv_sequence *s)
 {
     if (!s) return;
     if (s->layers)
-        for (uint32_t l = 0; l < c->cfg.n_layers; l++) pkv_layer_release(c, &s->layers[l]);
+        for (uint32_t l = 0; l < c->cfg.n_layers; l++) pkv_layer_release(c, l, &s->layers[l]);
     free(s->layers);
     free(s);
 }
@@ -145,9 +145,7 @@ pkv_status pkv_cache_free(pkv_cache *c)
     if (!c) return PKV_OK;
     for (uint32_t i = 0; i < c->n_seqs; i++) seq_destroy(c, c->seqs[i]);
     free(c->seqs);
-    pkv_arena_destroy(c, &c->blocks);
-    pkv_arena_destroy(c, &c->chunks);
-    pkv_arena_destroy(c, &c->windows);
+    pkv_pool_destroy(c);
     free(c->host_tmp);
     free(c->rcp);
     free(c);
@@ -254,10 +252,9 @@ pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq parent, pkv_seq *child)
     pkv_sequence *p = pkv_find_seq(c, parent);
     if (!p) return pkv_fail(c->ctx, PKV_ERR_UNKNOWN_SEQUENCE, "pkv_seq_fork: sequence %u does not exist", parent);
     const uint32_t H = c->g.H, NL = c->cfg.n_layers;
-    uint32_t windows = 0;
     for (uint32_t l = 0; l < NL; l++)
-        if (p->layers[l].window_slot) windows += H;
-    pkv_status st = pkv_pool_ensure(c, 0, 0, windows);
+        if (p->layers[l].window_slot) pkv_pool_want(c, l, 0, 0, H);
+    pkv_status st = pkv_pool_ensure(c);
     if (st != PKV_OK) return st;
     pkv_sequence *s = NULL;
     pkv_seq id;
@@ -279,10 +276,11 @@ pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq parent, pkv_seq *child)
             st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
             break;
         }
-        for (uint32_t i = 0; i < L->n_blocks * H; i++) pkv_arena_retain(&c->blocks, L->blocks[i]);
+        pkv_shard *sh = pkv_shard_of(c, l);
+        for (uint32_t i = 0; i < L->n_blocks * H; i++) pkv_arena_retain(&sh->blocks, L->blocks[i]);
         if (L->chunks)
             for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++)
-                if (L->chunks[i] != PKV_NO_SLOT) pkv_arena_retain(&c->chunks, L->chunks[i]);
+                if (L->chunks[i] != PKV_NO_SLOT) pkv_arena_retain(&sh->chunks, L->chunks[i]);
         if (P->window_slot) {
             L->window_slot = malloc(H * sizeof *L->window_slot);
             if (!L->window_slot) {
@@ -291,9 +289,9 @@ pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq parent, pkv_seq *child)
             }
             for (uint32_t h = 0; h < H; h++) L->window_slot[h] = PKV_NO_SLOT;
             for (uint32_t h = 0; h < H && st == PKV_OK; h++) {
-                L->window_slot[h] = pkv_arena_take(&c->windows);
-                st = be->iface->buf_copy(be, c->windows.buf, (size_t)L->window_slot[h] * c->g.window_bytes,
-                                         c->windows.buf, (size_t)P->window_slot[h] * c->g.window_bytes,
+                L->window_slot[h] = pkv_arena_take(&sh->windows);
+                st = be->iface->buf_copy(be, sh->windows.buf, (size_t)L->window_slot[h] * c->g.window_bytes,
+                                         sh->windows.buf, (size_t)P->window_slot[h] * c->g.window_bytes,
                                          c->g.window_bytes);
             }
         }

@@ -5,7 +5,8 @@
  *   seqs    : per sequence u32 id, per layer u32 n_blocks, n_window, bank_count, then blocks[n_blocks*H],
  *             chunks[H*8] (PATTERN mode only), windows[H] as file indices (0xFFFFFFFF = none); u32 crc32
  *   arenas  : blocks, chunks, windows: n * slot bytes each, each followed by its u32 crc32
- * Slots are renumbered densely in the file; shared slots are stored once.
+ * Slots are renumbered densely in the file (shard after shard); shared slots are stored once. A
+ * loaded slot goes to the shard of the layers that reference it (place_slots).
  *
  * A cache file is input from disk: pkv_cache_load checks every field against the configuration and
  * against the other fields before anything is stored on the device, so that a file with correct
@@ -91,34 +92,61 @@ static void put_config(wbuf *w, const pkv_cache *c)
     put64(w, k->memory_budget);
 }
 
-/* Dense file index of every used slot of an arena. */
-static uint32_t *index_slots(const pkv_arena *a)
+static pkv_arena *arena_of(pkv_shard *sh, int kind) { return kind == 0 ? &sh->blocks : kind == 1 ? &sh->chunks : &sh->windows; }
+
+/* Dense file index of every used slot of one kind, shard after shard: map[at[i] + slot] for a slot of
+ * shard i (at: [n_shards]). */
+typedef struct slot_index {
+    uint32_t *map;
+    size_t *at;
+} slot_index;
+
+static int index_slots(const pkv_cache *c, int kind, slot_index *x)
 {
-    uint32_t *map = malloc(((size_t)a->capacity + 1) * sizeof *map), n = 0;
-    if (!map) return NULL;
-    for (uint32_t s = 0; s < a->capacity; s++) map[s] = a->refcount[s] ? n++ : PKV_NO_SLOT;
-    return map;
+    size_t total = 1;
+    for (uint32_t i = 0; i < c->n_shards; i++) total += arena_of(&c->shards[i], kind)->capacity;
+    x->map = malloc(total * sizeof *x->map);
+    x->at = malloc(c->n_shards * sizeof *x->at);
+    if (!x->map || !x->at) return 0;
+    uint32_t n = 0;
+    size_t at = 0;
+    for (uint32_t i = 0; i < c->n_shards; i++) {
+        const pkv_arena *a = arena_of(&c->shards[i], kind);
+        x->at[i] = at;
+        for (uint32_t s = 0; s < a->capacity; s++) x->map[at + s] = a->refcount[s] ? n++ : PKV_NO_SLOT;
+        at += a->capacity;
+    }
+    return 1;
 }
 
-static uint32_t mapped(const uint32_t *map, uint32_t slot) { return slot == PKV_NO_SLOT ? PKV_NO_SLOT : map[slot]; }
-
-/* used: per slot, the rows (window: tokens; chunk: patterns) in use; the rest is written as zeros, so
- * that the file depends only on the cache's contents (not on rows a failed call, or an attention with
- * its own K/V, left past a window's end, nor a pattern a failed flush left past a bank's end). */
-static pkv_status put_arena(wbuf *w, const pkv_cache *c, const pkv_arena *a, const uint32_t *used, uint32_t rows)
+static uint32_t mapped(const pkv_cache *c, const slot_index *x, uint32_t layer, uint32_t slot)
 {
-    uint8_t *tmp = malloc(a->slot_bytes);
+    return slot == PKV_NO_SLOT ? PKV_NO_SLOT : x->map[x->at[layer / c->shard_layers] + slot];
+}
+
+/* used: per slot (indexed as in slot_index), the rows (window: tokens; chunk: patterns) in use; the
+ * rest is written as zeros, so that the file depends only on the cache's contents (not on rows a
+ * failed call, or an attention with its own K/V, left past a window's end, nor a pattern a failed
+ * flush left past a bank's end). */
+static pkv_status put_arena(wbuf *w, const pkv_cache *c, int kind, const uint32_t *used, uint32_t rows)
+{
+    const uint32_t slot_bytes = arena_of(&c->shards[0], kind)->slot_bytes;
+    uint8_t *tmp = malloc(slot_bytes);
     if (!tmp) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_save: out of host memory");
-    size_t from = w->n;
+    size_t from = w->n, at = 0;
     pkv_status st = PKV_OK;
     const size_t row = (size_t)c->g.d * 2;
-    for (uint32_t s = 0; s < a->capacity && st == PKV_OK; s++) {
-        if (!a->refcount[s]) continue;
-        st = c->ctx->be->iface->buf_read(c->ctx->be, a->buf, (size_t)s * a->slot_bytes, tmp, a->slot_bytes);
-        if (used)
-            for (uint32_t kv = 0; kv < 2; kv++)
-                memset(tmp + (kv * (size_t)rows + used[s]) * row, 0, (rows - used[s]) * row);
-        put(w, tmp, a->slot_bytes);
+    for (uint32_t i = 0; i < c->n_shards && st == PKV_OK; i++) {
+        const pkv_arena *a = arena_of(&c->shards[i], kind);
+        for (uint32_t s = 0; s < a->capacity && st == PKV_OK; s++) {
+            if (!a->refcount[s]) continue;
+            st = c->ctx->be->iface->buf_read(c->ctx->be, a->buf, (size_t)s * slot_bytes, tmp, slot_bytes);
+            if (used)
+                for (uint32_t kv = 0; kv < 2; kv++)
+                    memset(tmp + (kv * (size_t)rows + used[at + s]) * row, 0, (rows - used[at + s]) * row);
+            put(w, tmp, slot_bytes);
+        }
+        at += a->capacity;
     }
     free(tmp);
     put_crc(w, from);
@@ -156,12 +184,19 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
         return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record mining %s yet",
                         pkv_mining_name((pkv_mining)c->cfg.mining));
     const uint32_t H = c->g.H;
-    uint32_t *bmap = index_slots(&c->blocks), *cmap = index_slots(&c->chunks), *wmap = index_slots(&c->windows);
-    uint32_t *wlen = calloc((size_t)c->windows.capacity + 1, sizeof *wlen);
-    uint32_t *clen = calloc((size_t)c->chunks.capacity + 1, sizeof *clen);
+    slot_index x[3] = {{NULL, NULL}, {NULL, NULL}, {NULL, NULL}};
+    uint32_t used[3] = {0, 0, 0};
+    size_t slots[3] = {1, 1, 1};
+    for (uint32_t i = 0; i < c->n_shards; i++)
+        for (int k = 0; k < 3; k++) {
+            used[k] += arena_of(&c->shards[i], k)->used;
+            slots[k] += arena_of(&c->shards[i], k)->capacity;
+        }
+    int ok = index_slots(c, 0, &x[0]) & index_slots(c, 1, &x[1]) & index_slots(c, 2, &x[2]);
+    uint32_t *wlen = calloc(slots[2], sizeof *wlen), *clen = calloc(slots[1], sizeof *clen);
     wbuf w = {0};
     pkv_status st = PKV_OK;
-    if (!bmap || !cmap || !wmap || !wlen || !clen) {
+    if (!ok || !wlen || !clen) {
         st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_save: out of host memory");
         goto done;
     }
@@ -169,9 +204,7 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
     put32(&w, FORMAT_VERSION);
     put_config(&w, c);
     put32(&w, c->n_seqs);
-    put32(&w, c->blocks.used);
-    put32(&w, c->chunks.used);
-    put32(&w, c->windows.used);
+    for (int k = 0; k < 3; k++) put32(&w, used[k]);
     put_crc(&w, 0);
     size_t from = w.n;
     for (uint32_t s = 0; s < c->n_seqs; s++) {
@@ -182,35 +215,38 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
             put32(&w, L->n_blocks);
             put32(&w, L->n_window);
             put32(&w, L->bank_count);
-            for (uint32_t i = 0; i < L->n_blocks * H; i++) put32(&w, mapped(bmap, L->blocks[i]));
+            for (uint32_t i = 0; i < L->n_blocks * H; i++) put32(&w, mapped(c, &x[0], l, L->blocks[i]));
             if (c->g.mode == PKV_MODE_PATTERN)
-                for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) put32(&w, L->chunks ? mapped(cmap, L->chunks[i]) : PKV_NO_SLOT);
-            for (uint32_t h = 0; h < H; h++) put32(&w, L->window_slot ? mapped(wmap, L->window_slot[h]) : PKV_NO_SLOT);
+                for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) put32(&w, L->chunks ? mapped(c, &x[1], l, L->chunks[i]) : PKV_NO_SLOT);
+            for (uint32_t h = 0; h < H; h++) put32(&w, L->window_slot ? mapped(c, &x[2], l, L->window_slot[h]) : PKV_NO_SLOT);
         }
     }
     put_crc(&w, from);
     for (uint32_t s = 0; s < c->n_seqs; s++)
         for (uint32_t l = 0; l < c->cfg.n_layers; l++) {
             const pkv_layer_state *L = &c->seqs[s]->layers[l];
+            const pkv_shard *sh = pkv_shard_of(c, l);
+            const size_t wat = x[2].at[l / c->shard_layers], cat = x[1].at[l / c->shard_layers];
             if (L->window_slot)
                 for (uint32_t h = 0; h < H; h++)
-                    if (L->window_slot[h] < c->windows.capacity) wlen[L->window_slot[h]] = L->n_window;
+                    if (L->window_slot[h] < sh->windows.capacity) wlen[wat + L->window_slot[h]] = L->n_window;
             if (L->chunks)
                 for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) {
                     const uint32_t slot = L->chunks[i], ci = i % PKV_MAX_CHUNKS;
-                    if (slot >= c->chunks.capacity || L->bank_count <= ci * PKV_CHUNK_PATTERNS) continue;
+                    if (slot >= sh->chunks.capacity || L->bank_count <= ci * PKV_CHUNK_PATTERNS) continue;
                     uint32_t n = L->bank_count - ci * PKV_CHUNK_PATTERNS;
                     n = n > PKV_CHUNK_PATTERNS ? PKV_CHUNK_PATTERNS : n;
-                    if (n > clen[slot]) clen[slot] = n;
+                    if (n > clen[cat + slot]) clen[cat + slot] = n;
                 }
         }
-    if ((st = put_arena(&w, c, &c->blocks, NULL, 0)) == PKV_OK &&
-        (st = put_arena(&w, c, &c->chunks, c->g.mode == PKV_MODE_PATTERN ? clen : NULL, PKV_CHUNK_PATTERNS)) == PKV_OK)
-        st = put_arena(&w, c, &c->windows, wlen, c->g.R);
+    if ((st = put_arena(&w, c, 0, NULL, 0)) == PKV_OK &&
+        (st = put_arena(&w, c, 1, c->g.mode == PKV_MODE_PATTERN ? clen : NULL, PKV_CHUNK_PATTERNS)) == PKV_OK)
+        st = put_arena(&w, c, 2, wlen, c->g.R);
     if (st == PKV_OK && w.oom) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_cache_save: out of host memory");
     if (st == PKV_OK) st = write_file(c, path, &w);
 done:
-    free(bmap), free(cmap), free(wmap), free(wlen), free(clen), free(w.p);
+    for (int k = 0; k < 3; k++) free(x[k].map), free(x[k].at);
+    free(wlen), free(clen), free(w.p);
     return st;
 }
 
@@ -294,6 +330,62 @@ static pkv_status load_bytes(pkv_context *ctx, const char *path, uint8_t **data,
     return PKV_OK;
 }
 
+/* Where a loaded file's slots go: each to the shard of the layers that reference it, numbered in file
+ * order within its shard (so a file saved by this library loads back slot for slot); the sequences'
+ * tables are renumbered from file indices to those slots. A slot referenced from layers of two
+ * shards (which this library never writes) sets `conflict`. */
+typedef struct slot_place {
+    uint32_t *owner[3], *local[3]; /* per file slot: its shard, its slot there */
+    uint32_t *per_shard[3];        /* [n_shards]: slots of each shard */
+    int conflict;
+} slot_place;
+
+static void claim(uint32_t *owner, const uint32_t *table, size_t n, uint32_t shard, int *conflict)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (table[i] == PKV_NO_SLOT) continue;
+        if (owner[table[i]] == PKV_NO_SLOT) owner[table[i]] = shard;
+        else if (owner[table[i]] != shard) *conflict = 1;
+    }
+}
+
+static void renumber(const uint32_t *local, uint32_t *table, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (table[i] != PKV_NO_SLOT) table[i] = local[table[i]];
+}
+
+/* `place` is one zeroed allocation with room after the struct for the arrays. */
+static void place_slots(pkv_cache *c, const uint32_t counts[3], slot_place *place)
+{
+    const uint32_t H = c->g.H;
+    uint32_t *next = (uint32_t *)(place + 1);
+    for (int a = 0; a < 3; a++) {
+        place->owner[a] = next, next += counts[a] + 1;
+        place->local[a] = next, next += counts[a] + 1;
+        place->per_shard[a] = next, next += c->n_shards;
+        for (uint32_t i = 0; i < counts[a]; i++) place->owner[a][i] = PKV_NO_SLOT;
+    }
+    for (uint32_t s = 0; s < c->n_seqs; s++)
+        for (uint32_t l = 0; l < c->cfg.n_layers; l++) {
+            const pkv_layer_state *L = &c->seqs[s]->layers[l];
+            const uint32_t sh = l / c->shard_layers;
+            if (L->blocks) claim(place->owner[0], L->blocks, (size_t)L->n_blocks * H, sh, &place->conflict);
+            if (L->chunks) claim(place->owner[1], L->chunks, (size_t)H * PKV_MAX_CHUNKS, sh, &place->conflict);
+            if (L->window_slot) claim(place->owner[2], L->window_slot, H, sh, &place->conflict);
+        }
+    if (place->conflict) return;
+    for (int a = 0; a < 3; a++) /* every file slot is referenced (checked before) */
+        for (uint32_t i = 0; i < counts[a]; i++) place->local[a][i] = place->per_shard[a][place->owner[a][i]]++;
+    for (uint32_t s = 0; s < c->n_seqs; s++)
+        for (uint32_t l = 0; l < c->cfg.n_layers; l++) {
+            pkv_layer_state *L = &c->seqs[s]->layers[l];
+            if (L->blocks) renumber(place->local[0], L->blocks, (size_t)L->n_blocks * H);
+            if (L->chunks) renumber(place->local[1], L->chunks, (size_t)H * PKV_MAX_CHUNKS);
+            if (L->window_slot) renumber(place->local[2], L->window_slot, H);
+        }
+}
+
 pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
 {
     PKV_ALLOC_SCOPE(PKV_CTX_ALLOC(ctx));
@@ -305,6 +397,7 @@ pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
     if (st != PKV_OK) return st;
     pkv_cache *c = NULL;
     uint32_t *refs[3] = {NULL, NULL, NULL};
+    slot_place *place = NULL;
     rbuf r = {data, size, 0, 0};
     if (size < 8 || memcmp(data, "PKVCACHE", 8) != 0) CORRUPT("%s is not a PatternKV cache file", path);
     r.pos = 8;
@@ -391,22 +484,37 @@ pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
                 if (!indices_in_bank(&c->g, &c->seqs[s]->layers[l], data + at[0]))
                     CORRUPT("%s: sequence %u layer %u has a pattern index beyond its bank of %u patterns", path,
                             c->seqs[s]->id, l, c->seqs[s]->layers[l].bank_count);
-    if ((st = pkv_pool_ensure(c, counts[0], counts[1], counts[2])) != PKV_OK) goto fail;
-    pkv_arena *arenas[3] = {&c->blocks, &c->chunks, &c->windows};
+    if (!(place = calloc(1, sizeof *place + ((size_t)counts[0] + counts[1] + counts[2] + 3) * 2 * sizeof(uint32_t) +
+                                3 * (size_t)c->n_shards * sizeof(uint32_t))))
+        OOM();
+    place_slots(c, counts, place);
+    if (place->conflict) CORRUPT("%s: a stored slot is referenced by layers of two shards (docs/FORMAT.md \"The pool\")", path);
+    for (uint32_t i = 0; i < c->n_shards; i++)
+        pkv_pool_want(c, i * c->shard_layers, place->per_shard[0][i], place->per_shard[1][i], place->per_shard[2][i]);
+    if ((st = pkv_pool_ensure(c)) != PKV_OK) goto fail;
     for (int a = 0; a < 3; a++) {
-        pkv_arena *ar = arenas[a];
-        size_t bytes = (size_t)counts[a] * ar->slot_bytes;
-        if (bytes && (st = ctx->be->iface->buf_write(ctx->be, ar->buf, 0, data + at[a], bytes)) != PKV_OK) goto fail;
-        for (uint32_t i = 0; i < counts[a]; i++) ar->refcount[i] = refs[a][i];
-        ar->used = counts[a];
-        ar->next_free_hint = counts[a];
+        const uint32_t slot_bytes = arena_of(&c->shards[0], a)->slot_bytes;
+        for (uint32_t i = 0, j; i < counts[a]; i = j) { /* runs of file slots that go to consecutive slots of one shard */
+            pkv_arena *ar = arena_of(&c->shards[place->owner[a][i]], a);
+            for (j = i + 1; j < counts[a] && place->owner[a][j] == place->owner[a][i]; j++) {}
+            if ((st = ctx->be->iface->buf_write(ctx->be, ar->buf, (size_t)place->local[a][i] * slot_bytes,
+                                                data + at[a] + (size_t)i * slot_bytes, (size_t)(j - i) * slot_bytes)) != PKV_OK)
+                goto fail;
+        }
+        for (uint32_t i = 0; i < counts[a]; i++) arena_of(&c->shards[place->owner[a][i]], a)->refcount[place->local[a][i]] = refs[a][i];
+        for (uint32_t i = 0; i < c->n_shards; i++) {
+            pkv_arena *ar = arena_of(&c->shards[i], a);
+            ar->used = ar->next_free_hint = place->per_shard[a][i];
+        }
     }
+    free(place);
     for (int a = 0; a < 3; a++) free(refs[a]);
     free(data);
     *out = c;
     return PKV_OK;
 fail:
     for (int a = 0; a < 3; a++) free(refs[a]);
+    free(place);
     free(data);
     pkv_cache_free(c);
     return st;

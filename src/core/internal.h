@@ -27,7 +27,7 @@ struct pkv_context {
 #define PKV_CACHE_ALLOC(c) ((c) ? &(c)->ctx->alloc : NULL)
 
 /* Fixed-size slots in one backend buffer; refcount 0 means free. Blocks and bank chunks are shared
- * between forked sequences by reference count; windows never are. */
+ * between forked sequences by reference count; windows never are. Slot numbers are the shard's. */
 typedef struct pkv_arena {
     pkv_buf *buf;
     uint32_t slot_bytes;
@@ -37,7 +37,15 @@ typedef struct pkv_arena {
     uint32_t next_free_hint;
 } pkv_arena;
 
-/* One sequence's state for one layer. */
+/* The arenas of layers [i * shard_layers, (i + 1) * shard_layers) (pool.c): every op works on the
+ * layers of one shard and gets its store, so a kernel binds one buffer per arena. */
+typedef struct pkv_shard {
+    pkv_arena blocks, chunks, windows;
+    pkv_store store;
+    uint32_t need[3]; /* slots asked for by pkv_pool_want, made room for by pkv_pool_ensure */
+} pkv_shard;
+
+/* One sequence's state for one layer (slots of its layer's shard). */
 typedef struct pkv_layer_state {
     uint32_t n_blocks, cap_blocks;
     uint32_t *blocks;       /* [n_blocks][H] block slots */
@@ -56,8 +64,9 @@ struct pkv_cache {
     pkv_context *ctx;
     pkv_cache_config cfg;
     pkv_geom g;
-    pkv_arena blocks, chunks, windows;
-    pkv_store store;
+    pkv_shard *shards;   /* [n_shards] */
+    uint32_t n_shards, shard_layers;
+    uint64_t buffer_limit; /* largest buffer (0: none) */
     pkv_sequence **seqs;
     uint32_t n_seqs, cap_seqs;
     pkv_seq next_id;
@@ -91,15 +100,20 @@ pkv_status pkv_append_check(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t 
 pkv_status pkv_attention_check(pkv_cache *c, const pkv_attention_params *app, pkv_attention_params *full);
 
 /* pool.c */
-void pkv_arena_init(pkv_arena *a, uint32_t slot_bytes);
-void pkv_arena_destroy(pkv_cache *c, pkv_arena *a);
+/* The shards of a new cache (how many layers share one: from the budget and the buffer limit). */
+pkv_status pkv_pool_init(pkv_cache *c);
+void pkv_pool_destroy(pkv_cache *c);
+static inline pkv_shard *pkv_shard_of(const pkv_cache *c, uint32_t layer) { return &c->shards[layer / c->shard_layers]; }
 uint64_t pkv_reserved_bytes(const pkv_cache *c);
-/* Makes room for `extra` more slots in each arena (budget check, then growth). Nothing changes on error. */
-pkv_status pkv_pool_ensure(pkv_cache *c, uint32_t extra_blocks, uint32_t extra_chunks, uint32_t extra_windows);
+/* Asks for more slots in the arenas of layer's shard; pkv_pool_ensure then makes room for all asked. */
+void pkv_pool_want(pkv_cache *c, uint32_t layer, uint32_t blocks, uint32_t chunks, uint32_t windows);
+/* Makes room for the slots asked for (budget check over all shards, then growth) and clears the
+ * requests. Nothing visible changes on error. */
+pkv_status pkv_pool_ensure(pkv_cache *c);
 /* Takes a free slot; pkv_pool_ensure must have made room. */
 uint32_t pkv_arena_take(pkv_arena *a);
 void pkv_arena_retain(pkv_arena *a, uint32_t slot);
 void pkv_arena_release(pkv_arena *a, uint32_t slot);
-void pkv_layer_release(pkv_cache *c, pkv_layer_state *L);
+void pkv_layer_release(pkv_cache *c, uint32_t layer, pkv_layer_state *L);
 
 #endif

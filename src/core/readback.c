@@ -19,6 +19,7 @@ pkv_status pkv_read_kv(pkv_cache *c, pkv_seq seq, uint32_t layer, float *k, floa
     const pkv_layer_state *L = &s->layers[layer];
     const uint32_t H = g->H, d = g->d, G = g->G, nb = L->bank_count;
     pkv_backend *be = c->ctx->be;
+    const pkv_shard *sh = pkv_shard_of(c, layer);
     uint8_t *blk = malloc(g->block_bytes), *chunk_bytes = malloc((size_t)PKV_MAX_CHUNKS * g->chunk_bytes + g->window_bytes);
     float *PK = malloc(((size_t)nb * d + 1) * sizeof(float)), *PV = malloc(((size_t)nb * d + 1) * sizeof(float));
     float *kb = malloc((size_t)G * d * sizeof(float)), *vb = malloc((size_t)G * d * sizeof(float));
@@ -31,12 +32,12 @@ pkv_status pkv_read_kv(pkv_cache *c, pkv_seq seq, uint32_t layer, float *k, floa
         const uint8_t *cp[PKV_MAX_CHUNKS];
         for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < nb && st == PKV_OK; ci++) {
             cp[ci] = chunk_bytes + (size_t)ci * g->chunk_bytes;
-            st = be->iface->buf_read(be, c->chunks.buf, (size_t)L->chunks[h * PKV_MAX_CHUNKS + ci] * g->chunk_bytes,
+            st = be->iface->buf_read(be, sh->chunks.buf, (size_t)L->chunks[h * PKV_MAX_CHUNKS + ci] * g->chunk_bytes,
                                      chunk_bytes + (size_t)ci * g->chunk_bytes, g->chunk_bytes);
         }
         if (st == PKV_OK && nb) pkv_bank_load(g, cp, nb, PK, PV);
         for (uint32_t b = 0; b < L->n_blocks && st == PKV_OK; b++) {
-            st = be->iface->buf_read(be, c->blocks.buf, (size_t)L->blocks[(size_t)b * H + h] * g->block_bytes, blk,
+            st = be->iface->buf_read(be, sh->blocks.buf, (size_t)L->blocks[(size_t)b * H + h] * g->block_bytes, blk,
                                      g->block_bytes);
             if (st != PKV_OK) break;
             pkv_block_decode(g, blk, PK, PV, kb, vb);
@@ -48,7 +49,7 @@ pkv_status pkv_read_kv(pkv_cache *c, pkv_seq seq, uint32_t layer, float *k, floa
         }
         if (st == PKV_OK && L->n_window) {
             uint8_t *win = chunk_bytes + (size_t)PKV_MAX_CHUNKS * g->chunk_bytes;
-            st = be->iface->buf_read(be, c->windows.buf, (size_t)L->window_slot[h] * g->window_bytes, win, g->window_bytes);
+            st = be->iface->buf_read(be, sh->windows.buf, (size_t)L->window_slot[h] * g->window_bytes, win, g->window_bytes);
             for (uint32_t t = 0; t < L->n_window && st == PKV_OK; t++) {
                 size_t o = ((size_t)(L->n_blocks * G + t) * H + h) * d;
                 for (uint32_t i = 0; i < d; i++) {

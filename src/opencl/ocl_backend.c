@@ -208,6 +208,7 @@ static pkv_status ocl_create(const pkv_context_params *p, pkv_backend **out, cha
         o->device_version[sizeof o->device_version - 1] = 0;
         o->max_wg = wg ? wg : 1;
         if (!o->max_alloc) o->max_alloc = (cl_ulong)1 << 28;
+        be->max_buffer_bytes = o->max_alloc; /* the pool's buffers stay within it */
         if (!o->compute_units) o->compute_units = 1;
         st = pkv_ocl_build(o, why, why_len);
     }

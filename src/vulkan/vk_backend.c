@@ -158,6 +158,13 @@ static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char
     be->impl = vk;
     pkv_status s = pkv_vk_open(vk, p, &be->info, why, why_len);
     if (s == PKV_OK) {
+        /* the pool's buffers: bound whole as storage buffers, each its own allocation when large */
+        VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+        VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
+        vk->f.vkGetPhysicalDeviceProperties2(vk->phys, &p2);
+        be->max_buffer_bytes = vk->props.limits.maxStorageBufferRange;
+        if (m3.maxMemoryAllocationSize && m3.maxMemoryAllocationSize < be->max_buffer_bytes)
+            be->max_buffer_bytes = m3.maxMemoryAllocationSize;
         s = pkv_vk_memory_init(vk, p);
         if (s == PKV_OK) s = pkv_vk_pipelines_init(vk, p);
         if (s != PKV_OK) snprintf(why, why_len, "%s", pkv_last_error());
