@@ -262,6 +262,11 @@ typedef struct pkv_cache_config {
                                  of the release before holds the default there) */
     uint32_t quantizer;       /* pkv_quantizer; default MINMAX. Added in 0.3; a backend without it
                                  refuses the cache with PKV_ERR_UNSUPPORTED; pkv_cache_save refuses MSE */
+    uint32_t kmeans_sample;   /* added in 0.3 (it fills what was padding after quantizer): k-means of prefill
+                                 mining over at most this many of the tokens, evenly strided
+                                 (docs/NUMERICS.md "k-means"), then every token assigned to the final
+                                 patterns; default 2048; 0 = all tokens (0.2's behaviour); at most 65535.
+                                 Saved in the file (format version 2) */
 } pkv_cache_config;
 
 typedef struct pkv_cache pkv_cache;

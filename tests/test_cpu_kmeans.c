@@ -3,7 +3,8 @@
  * iteration stop and the final assignment against the fp16 patterns bit for bit, at every SIMD level,
  * with the bounds on and off, on clustered data (where the bounds skip most tokens), on structureless
  * data (where they skip few), on duplicate tokens (ties), at lengths around the 512-token chunk, and
- * on the real KV fixture (data/tinyllm). */
+ * on the real KV fixture (data/tinyllm); and the sampled run (k-means over the evenly strided sample of
+ * pkv_sample_token, then every token assigned to the patterns: pkv_kmeans_assign with same = 0). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,10 +61,16 @@ static uint32_t lloyd(const float *x, uint32_t n, uint32_t d, uint32_t M, const 
     return it;
 }
 
-/* One case: the reference, then the bounded and the plain run at every supported level. */
-static void check(const float *x, uint32_t n, uint32_t d, uint32_t M, uint32_t iters, float tol2, tu_rng *r)
+/* One case: the reference, then the bounded and the plain run at every supported level; with
+ * sample > 0, k-means over that many tokens of x (pkv_sample_token), the assignment over all. */
+static void check_sampled(const float *xa, uint32_t na, uint32_t d, uint32_t M, uint32_t iters, float tol2, tu_rng *r,
+                          uint32_t sample)
 {
-    uint32_t *init = malloc(n * sizeof *init), *ref_a = malloc(n * sizeof *ref_a), *a = malloc(n * sizeof *a);
+    const uint32_t n = pkv_sample_count(na, sample);
+    float *xs = malloc((size_t)n * d * sizeof *xs);
+    for (uint32_t j = 0; j < n; j++) memcpy(xs + (size_t)j * d, xa + (size_t)pkv_sample_token(j, na, n) * d, d * sizeof *xs);
+    const float *x = xs;
+    uint32_t *init = malloc(n * sizeof *init), *ref_a = malloc(na * sizeof *ref_a), *a = malloc(na * sizeof *a);
     float *rcp = malloc((n + 1) * sizeof *rcp), *ref = malloc((size_t)M * d * sizeof *ref);
     float *c = malloc((size_t)M * d * sizeof *c), *P = malloc((size_t)M * d * sizeof *P);
     for (uint32_t t = 0; t < n; t++) init[t] = t;
@@ -76,8 +83,8 @@ static void check(const float *x, uint32_t n, uint32_t d, uint32_t M, uint32_t i
     for (uint32_t i = 1; i <= n; i++) rcp[i] = (float)(1.0 / i);
     uint32_t its = lloyd(x, n, d, M, init, rcp, iters, tol2, ref);
     for (size_t e = 0; e < (size_t)M * d; e++) P[e] = pkv_f16_to_f32(pkv_f32_to_f16(ref[e]));
-    const uint32_t nq = n - n % 3;
-    pkv_cpu_kernels_scalar.argmin_l2(x, nq, d, P, M, ref_a);
+    const uint32_t nq = na - na % 3;
+    pkv_cpu_kernels_scalar.argmin_l2(xa, nq, d, P, M, ref_a);
     const pkv_simd_level best = pkv_cpu_simd_best();
     uint64_t fast = 0, exact = 0, steps = 1;
     for (size_t li = 0; li < sizeof levels / sizeof *levels; li++) {
@@ -85,10 +92,10 @@ static void check(const float *x, uint32_t n, uint32_t d, uint32_t M, uint32_t i
         const pkv_cpu_kernels *k = pkv_cpu_kernels_for(levels[li]);
         for (int plain = 0; plain < 2; plain++) {
             pkv_kmeans km;
-            assert_int_equal(pkv_kmeans_init(&km, n, d, M, plain), 0);
-            pkv_kmeans_run(&km, k, x, init, rcp, iters, tol2, c);
+            assert_int_equal(pkv_kmeans_init(&km, na, d, M, plain), 0);
+            pkv_kmeans_run(&km, k, x, n, init, rcp, iters, tol2, c);
             assert_memory_equal(c, ref, (size_t)M * d * sizeof *c);
-            pkv_kmeans_assign(&km, k, x, nq, c, P, a);
+            pkv_kmeans_assign(&km, k, xa, nq, n == na, c, P, a);
             assert_memory_equal(a, ref_a, nq * sizeof *a);
             if (plain) assert_true(km.n_exact == km.n_steps);
             else if (levels[li] == PKV_SIMD_SCALAR) assert_true(km.n_fast == 0);
@@ -96,10 +103,15 @@ static void check(const float *x, uint32_t n, uint32_t d, uint32_t M, uint32_t i
             pkv_kmeans_free(&km);
         }
     }
-    printf("  n %u d %u M %u: %u iterations, identical at every level, bounds on and off; %s: %.0f%% of the "
-           "assignments through dots, %.2f%% exact\n", n, d, M, its, pkv_cpu_simd_name(best), 100.0 * fast / steps,
+    printf("  n %u (sample %u) d %u M %u: %u iterations, identical at every level, bounds on and off; %s: %.0f%% of the "
+           "assignments through dots, %.2f%% exact\n", na, n, d, M, its, pkv_cpu_simd_name(best), 100.0 * fast / steps,
            100.0 * exact / steps);
-    free(init), free(ref_a), free(a), free(rcp), free(ref), free(c), free(P);
+    free(init), free(ref_a), free(a), free(rcp), free(ref), free(c), free(P), free(xs);
+}
+
+static void check(const float *x, uint32_t n, uint32_t d, uint32_t M, uint32_t iters, float tol2, tu_rng *r)
+{
+    check_sampled(x, n, d, M, iters, tol2, r, 0);
 }
 
 /* Tokens around nc centres (runs of 16 tokens share one), noise eps; fp16 values. */
@@ -132,6 +144,8 @@ static void random_and_clustered(void **state)
         for (uint32_t t = 5; t < n; t += 41) memcpy(x + (size_t)t * d, x + (size_t)(t - 5) * d, d * sizeof *x); /* ties */
         check(x, n, d, cases[ci].M, 30, 1e-8f, &r);
         if (ci == 4) check(x, n, d, cases[ci].M, 3, 0.0f, &r); /* stopped by the cap */
+        if (ci >= 4) check_sampled(x, n, d, cases[ci].M, 30, 1e-8f, &r, 700); /* n / 700 not whole */
+        if (ci == 7) check_sampled(x, n, d, cases[ci].M, 30, 1e-8f, &r, 1050); /* stride 2 */
         free(x);
     }
 }
@@ -153,6 +167,7 @@ static void fixture_heads(void **state)
                 for (uint32_t i = 0; i < d; i++) /* fp16 values, as the library mines them */
                     x[(size_t)t * d + i] = pkv_f16_to_f32(pkv_f32_to_f16(fixture_row(&f, kv ? f.v : f.k, f.kv_heads, l, 0, t)[i]));
             check(x, n, d, 32, 30, 1e-8f, &r);
+            check_sampled(x, n, d, 32, 30, 1e-8f, &r, n / 3 + 1);
         }
     free(x);
     fixture_free(&f);

@@ -12,7 +12,8 @@
 #include "crc32.h"
 #include "testutil.h"
 
-#define HEADER_BYTES 104 /* magic, version, 15 u32 + 2 u64 config fields, n_seqs, 3 counts; then its crc */
+#define HEADER_BYTES 108 /* magic, version, 15 u32 + 2 u64 config fields, n_seqs, 3 counts, kmeans_sample (format
+                          * version 2); then its crc */
 
 static char path_a[256], path_b[256], dir_path[256];
 
@@ -171,6 +172,46 @@ static void unmodified_round_trip_loads(void **state)
     pkv_context_free(ctx);
 }
 
+/* A file of format version 1 (docs/FORMAT.md: no kmeans_sample in the header) loads, with
+ * kmeans_sample 0; a saved file says kmeans_sample and loads with it; version 3 is refused. */
+static void format_version_1_loads(void **state)
+{
+    (void)state;
+    pkv_context *ctx = tu_context();
+    cfile f;
+    pkv_geom g;
+    make_file(ctx, PKV_MODE_PATTERN, &f, &g);
+    cf_write(&f, path_b);
+    size_t n;
+    uint8_t *p = tu_slurp(path_b, &n);
+    pkv_cache *d;
+    pkv_cache_config cfg = pkv_cache_config_default();
+    TU_OK(pkv_cache_load(ctx, path_b, &d));
+    TU_OK(pkv_cache_get_config(d, &cfg));
+    assert_int_equal(cfg.kmeans_sample, PKV_KMEANS_SAMPLE_DEFAULT);
+    pkv_cache_free(d);
+    /* version 1: the header without its last field, its CRC remade, then the rest unchanged */
+    const size_t v1 = HEADER_BYTES - 4;
+    wr32(p + 8, 1);
+    wr32(p + v1, pkv_crc32(0, p, v1));
+    FILE *out = fopen(path_b, "wb");
+    assert_non_null(out);
+    fwrite(p, 1, v1 + 4, out);
+    fwrite(p + HEADER_BYTES + 4, 1, n - HEADER_BYTES - 4, out);
+    assert_int_equal(fclose(out), 0);
+    TU_OK(pkv_cache_load(ctx, path_b, &d));
+    TU_OK(pkv_cache_get_config(d, &cfg));
+    assert_int_equal(cfg.kmeans_sample, 0);
+    float kv[40 * 64] = {0};
+    TU_OK(pkv_append(d, 1, 1, 40, kv, kv, PKV_F32));
+    pkv_cache_free(d);
+    wr32(f.header + 8, 3);
+    expect_corrupt(ctx, &f, "format version 3");
+    free(p);
+    cf_free(&f);
+    pkv_context_free(ctx);
+}
+
 /* Issue 1: pattern indices beyond the bank, and PATTERN blocks without a bank. */
 static void pattern_indices_beyond_the_bank(void **state)
 {
@@ -321,6 +362,7 @@ int main(void)
     mkdir(dir_path, 0700);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(unmodified_round_trip_loads),
+        cmocka_unit_test(format_version_1_loads),
         cmocka_unit_test(pattern_indices_beyond_the_bank),
         cmocka_unit_test(window_slot_shared),
         cmocka_unit_test(sequence_ids),

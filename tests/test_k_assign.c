@@ -6,7 +6,7 @@
  * - through the API on the backend of PKV_TEST_BACKEND: a backend without the variant refuses the
  *   cache with PKV_ERR_UNSUPPORTED; on the CPU, attention over the cache equals fp64 attention over
  *   the tokens it stores (read back), and the stored keys are closer to the input than with the
- *   paper's assignment on structured data; pkv_cache_save refuses the variant (format version 1). */
+ *   paper's assignment on structured data; pkv_cache_save refuses the variant (no field in the file format). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

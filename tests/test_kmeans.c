@@ -222,9 +222,9 @@ static void reference_kmeans(const float *x, uint32_t n, uint32_t d, uint32_t M,
 
 /* A 32768-token prompt into two layers at once: every bank is the plain k-means above, bit for bit
  * (64 chunks of 512 tokens summed pairwise), on the backend under test. */
-static void mining_a_32k_token_prompt_matches_the_reference(void **state)
+/* sample: pkv_cache_config.kmeans_sample (0: all tokens; else k-means over the strided sample). */
+static void mine_32k(uint32_t sample)
 {
-    (void)state;
     enum { NL = 2, H = 1, d = 32, M = 8, n = 32768 };
     tu_rng r = {777};
     float *kv[2][NL];
@@ -238,7 +238,9 @@ static void mining_a_32k_token_prompt_matches_the_reference(void **state)
     pkv_cache_config cfg = tu_config(NL, H, d, 2, 32, PKV_MODE_PATTERN);
     cfg.n_patterns = M;
     cfg.kmeans_iters = 12;
+    cfg.kmeans_sample = sample;
     cfg.memory_budget = 64u << 20;
+    const uint32_t ns = pkv_sample_count(n, sample);
     pkv_cache *c;
     pkv_seq s;
     TU_OK(pkv_cache_create(ctx, &cfg, &c));
@@ -247,15 +249,18 @@ static void mining_a_32k_token_prompt_matches_the_reference(void **state)
     p.seq = s;
     p.n_tokens = n;
     TU_OK(pkv_append_layers(c, &p, (const void *const *)kv[0], (const void *const *)kv[1]));
-    float *x = malloc((size_t)n * d * sizeof(float)), cent[M * d], PK[M * d], PV[M * d];
+    float *x = malloc((size_t)n * d * sizeof(float)), *xs = malloc((size_t)ns * d * sizeof(float)), cent[M * d];
+    float PK[M * d], PV[M * d];
     uint32_t init[M], *scratch = malloc(n * sizeof *scratch);
     for (uint32_t i = 0; i < n; i++) scratch[i] = i;
     for (uint32_t l = 0; l < NL; l++) {
         assert_int_equal(tu_read_bank(c, s, l, 0, PK, PV), M);
         for (uint32_t k = 0; k < 2; k++) {
             for (size_t e = 0; e < (size_t)n * d; e++) x[e] = pkv_f16_to_f32(pkv_f32_to_f16(kv[k][l][e]));
-            pkv_draw_distinct(pkv_init_seed(cfg.seed, l, 0, k), n, M, init, scratch);
-            reference_kmeans(x, n, d, M, init, cfg.kmeans_iters, cfg.kmeans_tol * cfg.kmeans_tol, cent);
+            for (uint32_t j = 0; j < ns; j++)
+                memcpy(xs + (size_t)j * d, x + (size_t)pkv_sample_token(j, n, ns) * d, d * sizeof *xs);
+            pkv_draw_distinct(pkv_init_seed(cfg.seed, l, 0, k), ns, M, init, scratch);
+            reference_kmeans(xs, ns, d, M, init, cfg.kmeans_iters, cfg.kmeans_tol * cfg.kmeans_tol, cent);
             for (uint32_t e = 0; e < M * d; e++) {
                 float want = pkv_f16_to_f32(pkv_f32_to_f16(cent[e])), got = k ? PV[e] : PK[e];
                 if (memcmp(&want, &got, sizeof want) != 0)
@@ -267,10 +272,17 @@ static void mining_a_32k_token_prompt_matches_the_reference(void **state)
     uint32_t len;
     TU_OK(pkv_seq_length(c, s, 1, &len));
     assert_int_equal(len, n);
-    free(x), free(scratch);
+    free(x), free(xs), free(scratch);
     for (int l = 0; l < NL; l++) free(kv[0][l]), free(kv[1][l]);
     TU_OK(pkv_cache_free(c));
     TU_OK(pkv_context_free(ctx));
+}
+
+static void mining_a_32k_token_prompt_matches_the_reference(void **state)
+{
+    (void)state;
+    mine_32k(0);    /* every token */
+    mine_32k(3000); /* a sample whose stride is not whole (32768 / 3000) */
 }
 
 int main(void)

@@ -42,6 +42,7 @@ typedef struct eval_options {
     uint32_t prefill_chunk; /* --prefill-chunk: the prompt appended (and, with the cache's attention, attended) in
                                chunks of this many tokens; 0: one append */
     uint32_t mining;      /* --mining: pkv_mining of the caches */
+    uint32_t kmeans_sample; /* --kmeans-sample: pkv_cache_config.kmeans_sample */
     eval_mode modes[EVAL_MAX_MODES]; /* modes[0] is FP16: the others' greedy agreement is against it */
     int n_modes;
 } eval_options;

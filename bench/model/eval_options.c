@@ -13,6 +13,7 @@ static void usage(FILE *f)
             "                      [--tokens N] [--offset B] [--modes LIST] [--group-size G] [--window R]\n"
             "                      [--patterns M] [--bank-capacity C] [--k-assign A] [--prefill P]\n"
             "                      [--prefill-attention exact|cache] [--prefill-chunk N] [--mining M]\n"
+            "                      [--kmeans-sample S]\n"
             "                      [--threads N] [--json FILE] [--plot FILE.svg]\n"
             "                      [--progress | --no-progress]\n"
             "Runs a llama2.c checkpoint teacher-forced over a text, its attention through the PatternKV cache,\n"
@@ -53,6 +54,8 @@ static void usage(FILE *f)
             "  --mining M        when PATTERN caches mine (pkv_mining): at-m (default: when a sequence first\n"
             "                    holds --patterns tokens, over all of them) or first-append (the paper's: only\n"
             "                    a first append that long mines)\n"
+            "  --kmeans-sample S k-means of mining over at most S evenly strided tokens, then every token\n"
+            "                    assigned (pkv_cache_config.kmeans_sample; default 2048; 0: all tokens)\n"
             "  --threads N       CPU backend threads (default: one per core)\n"
             "  --json FILE       also write the results as JSON\n"
             "  --plot FILE.svg   also draw bits per byte against cache bits per element, one curve per mode\n",
@@ -193,6 +196,7 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
     o->tokens = EVAL_DEFAULT_TOKENS;
     o->group_size = 128;
     o->n_patterns = 32;
+    o->kmeans_sample = pkv_cache_config_default().kmeans_sample;
     o->bank_capacity = 256;
     o->prefill = 512;
     o->progress = -1;
@@ -292,6 +296,11 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
         } else if (strcmp(a, "--prefill-chunk") == 0) {
             if (cli_parse_u32(val, 0, UINT32_MAX, &o->prefill_chunk) || o->prefill_chunk > (1u << 20)) {
                 fprintf(stderr, "pkv eval-model: --prefill-chunk %s: expected a token count (0: one append)\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--kmeans-sample") == 0) {
+            if (cli_parse_u32(val, 0, 65535, &o->kmeans_sample)) {
+                fprintf(stderr, "pkv eval-model: --kmeans-sample %s: expected 0 (all tokens) or --patterns to 65535\n", val);
                 return -1;
             }
         } else if (strcmp(a, "--mining") == 0) {

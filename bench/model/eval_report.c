@@ -53,6 +53,7 @@ int eval_write_json(const eval_options *o, const llama2_model *m, const pkv_devi
     jw_string(&w, "prefill_attention", o->prefill_in_cache ? "cache" : "exact");
     jw_uint(&w, "prefill_chunk", o->prefill_chunk);
     jw_string(&w, "mining", pkv_mining_name((pkv_mining)o->mining));
+    jw_uint(&w, "kmeans_sample", o->kmeans_sample);
     jw_begin_array(&w, "results");
     for (int i = 0; i < n_res; i++) {
         jw_begin_object(&w, NULL);

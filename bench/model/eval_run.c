@@ -107,6 +107,7 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
     cc.quantizer = r->m.quantizer;
     cc.n_patterns = o->n_patterns;
     cc.mining = o->mining;
+    cc.kmeans_sample = o->kmeans_sample;
     uint64_t fp16_bytes = (uint64_t)c->seq_len * c->n_layers * c->n_kv_heads * c->head_dim * 4;
     if (cc.memory_budget < 2 * fp16_bytes + (64u << 20)) cc.memory_budget = 2 * fp16_bytes + (64u << 20);
     run_ctx rc = {0};

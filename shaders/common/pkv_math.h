@@ -165,6 +165,20 @@ PKV_INLINE float pkv_centre(float mn, float mx)
  * backend sums in exactly this order, in parallel over chunks. */
 #define PKV_KMEANS_CHUNK 512u
 
+/* ---- k-means sample -------------------------------------------------------------------------------- */
+
+/* k-means runs over S of the n tokens of a mine (pkv_cache_config.kmeans_sample; S = n when that is 0
+ * or n <= it): sample j is token floor(j n / S), written without 64-bit products as j q + (j r) / S
+ * with q = n / S, r = n % S (integer division; j r < S^2 <= 65535^2 < 2^32). S = n gives j. */
+#define PKV_KMEANS_SAMPLE_DEFAULT 2048u
+#define PKV_KMEANS_SAMPLE_MAX 65535u
+PKV_INLINE uint pkv_sample_count(uint n, uint cap) { return (cap == 0u || n <= cap) ? n : cap; }
+PKV_INLINE uint pkv_sample_token(uint j, uint n, uint s)
+{
+    uint q = n / s, r = n % s;
+    return j * q + (j * r) / s;
+}
+
 /* ---- distances ------------------------------------------------------------------------------------- */
 
 /* One step of an L2 distance: acc + (x - c)^2, never fused. Also k-means' centroid shift. */

@@ -3,7 +3,8 @@
  * waiting: init, then max_iters times (assign, partial, reduce, finish), then store and the final
  * assignment. The stop flag turns later iterations of a converged list into no-ops, so the
  * iteration count is exactly the CPU's. Sums follow docs/NUMERICS.md: per chunk of
- * PKV_KMEANS_CHUNK tokens in ascending order, then the chunk sums pairwise, level by level.
+ * PKV_KMEANS_CHUNK tokens in ascending order, then the chunk sums pairwise, level by level. k-means
+ * runs over the PP_N_SAMPLE tokens pkv_sample_token picks (km_sample), the final assignment over all.
  * Buffers: P (parameters), tokens (fp16 K [layers][n][H][d] then V), tab (uploaded tables),
  * work (device scratch, uint words at the PP_W_* offsets). */
 
@@ -15,6 +16,11 @@ OCL_HELPER size_t km_token(__constant uint *P, uint q, uint t) /* index of x_t,0
     return ((((size_t)kv * P[PP_N_SRC_LAYERS] + layer) * P[PP_N_TOKENS] + t) * H + h) * P[PP_D];
 }
 
+OCL_HELPER size_t km_sample(__constant uint *P, uint q, uint j) /* index of x_t,0 of sample j of list q */
+{
+    return km_token(P, q, pkv_sample_token(j, P[PP_N_TOKENS], P[PP_N_SAMPLE]));
+}
+
 OCL_HELPER int km_done(__constant uint *P, __global const uint *work, uint q) { return work[P[PP_W_FLAGS] + 2u * q] != 0u; }
 
 /* Stored pattern m of list q (its unit's bank, K or V). */
@@ -24,7 +30,7 @@ OCL_HELPER __global const ushort *km_pattern(__constant uint *P, __global const 
     return pattern_ptr(chunks, tab + P[PP_T_UDESC] + (q >> 1) * UDESC_WORDS + 4u, P[PP_CHUNK_BYTES], P[PP_D], q & 1u, m);
 }
 
-/* c = x[init[m]], flags cleared. One work-item per centroid value. */
+/* c = x[init[m]] (sample positions), flags cleared. One work-item per centroid value. */
 __kernel void ocl_km_init(__constant uint *P, __global const ushort *tokens, __global const uint *tab,
                           __global uint *work)
 {
@@ -33,7 +39,7 @@ __kernel void ocl_km_init(__constant uint *P, __global const ushort *tokens, __g
     if (j >= (size_t)lists * M * d) return;
     const uint q = (uint)(j / ((size_t)M * d)), m = (uint)(j % ((size_t)M * d) / d), i = (uint)(j % d);
     const uint t = tab[P[PP_T_INIT] + q * M + m];
-    work[P[PP_W_CENT] + j] = as_uint(pkv_f16_to_f32(tokens[km_token(P, q, t) + i]));
+    work[P[PP_W_CENT] + j] = as_uint(pkv_f16_to_f32(tokens[km_sample(P, q, t) + i]));
     if (m == 0u && i == 0u) {
         work[P[PP_W_FLAGS] + 2u * q] = 0u;
         work[P[PP_W_FLAGS] + 2u * q + 1u] = 0u;
@@ -49,11 +55,12 @@ __kernel void ocl_km_assign(__constant uint *P, __global const ushort *tokens, _
                             __global const uchar *chunks, __global uint *work, __local float *c_s, uint bank)
 {
     const uint d = P[PP_D], M = P[PP_M], mb = P[PP_MB], lid = get_local_id(0), L = get_local_size(0);
-    const uint ntok = bank ? P[PP_N_ASSIGN] : P[PP_N_TOKENS];
+    const uint ntok = bank ? P[PP_N_ASSIGN] : P[PP_N_SAMPLE];
     const uint tiles = (ntok + L - 1u) / L, q = get_group_id(0) / tiles;
     const uint t = get_group_id(0) % tiles * L + lid;
     if (!bank && km_done(P, work, q)) return; /* the same for the whole work-group */
-    __global const ushort *x = tokens + km_token(P, q, t < ntok ? t : ntok - 1u);
+    const uint tc = t < ntok ? t : ntok - 1u;
+    __global const ushort *x = tokens + (bank ? km_token(P, q, tc) : km_sample(P, q, tc));
     float acc[MB_MAX];
     float best_d = 0.0f;
     uint best = 0u;
@@ -80,7 +87,7 @@ __kernel void ocl_km_assign(__constant uint *P, __global const ushort *tokens, _
     }
     if (t >= ntok) return;
     if (!bank) {
-        work[P[PP_W_KASSIGN] + q * P[PP_N_TOKENS] + t] = best;
+        work[P[PP_W_KASSIGN] + q * P[PP_N_SAMPLE] + t] = best;
         return;
     }
     uint gate = 0u;
@@ -97,16 +104,17 @@ __kernel void ocl_km_assign(__constant uint *P, __global const ushort *tokens, _
     work[P[PP_W_ASSIGN] + q * P[PP_N_ASSIGN] + t] = best | (gate << 8);
 }
 
-/* The chunk sums: one work-group per (chunk, list); per channel, the chunk's tokens in ascending
+/* The chunk sums: one work-group per (chunk of the sample, list); per channel, the chunk's tokens in ascending
  * order into sum[a_t], from +0, in local memory (lsum, M*d floats) when P[PP_KM_LOCAL] says they
  * fit, else straight in the work buffer; and the chunk's counts. */
 __kernel void ocl_km_partial(__constant uint *P, __global const ushort *tokens, __global uint *work,
                              __local float *lsum)
 {
-    const uint d = P[PP_D], M = P[PP_M], H = P[PP_H], n = P[PP_N_TOKENS], nc = P[PP_NC];
+    const uint d = P[PP_D], M = P[PP_M], H = P[PP_H], n = P[PP_N_SAMPLE], nc = P[PP_NC];
     const uint lid = get_local_id(0), L = get_local_size(0), q = get_group_id(0) / nc, j = get_group_id(0) % nc;
     if (km_done(P, work, q)) return;
     __local uint a_s[PKV_KMEANS_CHUNK];
+    __local uint b_s[PKV_KMEANS_CHUNK]; /* the chunk's tokens (pkv_sample_token) */
     __local uint cnt[MAX_BANK];
     const uint t0 = j * PKV_KMEANS_CHUNK, nt = min((uint)PKV_KMEANS_CHUNK, n - t0);
     const size_t part = P[PP_W_PART] + ((size_t)q * nc + j) * M * d;
@@ -120,14 +128,15 @@ __kernel void ocl_km_partial(__constant uint *P, __global const ushort *tokens, 
     for (uint e = lid; e < nt; e += L) {
         uint a = work[P[PP_W_KASSIGN] + q * n + t0 + e];
         a_s[e] = a;
+        b_s[e] = pkv_sample_token(t0 + e, P[PP_N_TOKENS], n);
         atomic_inc(&cnt[a]);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    __global const ushort *x = tokens + km_token(P, q, t0);
+    __global const ushort *x = tokens + km_token(P, q, 0u);
     for (uint i = lid; i < d; i += L)
         for (uint e = 0u; e < nt; e++) {
             const uint a = a_s[e];
-            const float v = pkv_f16_to_f32(x[(size_t)e * H * d + i]);
+            const float v = pkv_f16_to_f32(x[(size_t)b_s[e] * H * d + i]);
             if (loc) lsum[a * d + i] += v;
             else work[part + a * d + i] = as_uint(as_float(work[part + a * d + i]) + v);
         }

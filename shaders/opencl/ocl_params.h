@@ -50,19 +50,20 @@
 /* the write path (mine, flush): units are (layer of the op, kv head), lists (unit, K|V) */
 #define PP_N_SRC_LAYERS 44 /* layers in the token upload: K [layers][n][H][d] then V likewise */
 #define PP_UNITS 45
-#define PP_NC 46           /* mine: k-means chunks, ceil(n / PKV_KMEANS_CHUNK) */
+#define PP_NC 46           /* mine: k-means chunks, ceil(n_sample / PKV_KMEANS_CHUNK) */
 #define PP_N_ASSIGN 47     /* tokens assigned (and encoded) per unit */
 #define PP_MB 48           /* mine: centroids per block in local memory */
 #define PP_T_UDESC 49      /* offsets (words) into the table upload: unit descriptors [units][16] */
 #define PP_T_BSLOT 50      /* block slots [units][NB] */
 #define PP_T_INIT 51       /* mine: initial indices [lists][M] */
-#define PP_T_RCP 52        /* mine: reciprocals [n + 1] */
+#define PP_T_RCP 52        /* mine: reciprocals [n_sample + 1] */
 #define PP_W_CENT 53       /* offsets (words) into the work buffer: centroids [lists][M][d] */
 #define PP_W_PART 54       /* chunk sums [lists][NC][M][d] */
 #define PP_W_CNT 55        /* chunk counts [lists][NC][M] */
-#define PP_W_KASSIGN 56    /* k-means assignments [lists][n] */
+#define PP_W_KASSIGN 56    /* k-means assignments [lists][n_sample] */
 #define PP_W_FLAGS 57      /* stop flag and shift per list */
 #define PP_W_ASSIGN 58     /* final / flush assignments [lists][N_ASSIGN]: index | gate << 8 */
+#define PP_N_SAMPLE 59     /* mine: k-means tokens (pkv_sample_token of the N_TOKENS; N_TOKENS: all) */
 #define PP_COUNT 60
 
 #define UDESC_WORDS 16u    /* unit descriptor: window slot, patterns, new pattern index, append flag, chunk slots [8] */

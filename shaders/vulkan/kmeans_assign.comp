@@ -1,5 +1,5 @@
 #version 450
-/* Each token of a list to its L2-nearest centroid (ties: the lowest index), one workgroup per
+/* Each token of a list (of its k-means sample) to its L2-nearest centroid (ties: the lowest index), one workgroup per
  * (tile of tokens, list), one token per invocation. The centroids pass through shared memory in
  * blocks of MB; each invocation keeps MB running distances, each summed over the channels in
  * ascending order exactly as docs/NUMERICS.md says (one chain per centroid).
@@ -44,7 +44,7 @@ void main()
     uint ntok = BANK != 0u ? pc.n_assign : pc.n;
     uint t = gl_WorkGroupID.x * gl_WorkGroupSize.x + lid;
     if (BANK == 0u && list_done(q)) return; /* uniform across the workgroup */
-    uint base = token_base(q, min(t, ntok - 1u));
+    uint base = BANK != 0u ? token_base(q, min(t, ntok - 1u)) : sample_base(q, min(t, ntok - 1u));
     float acc[MB];
     float best_d = 0.0;
     uint best = 0u;

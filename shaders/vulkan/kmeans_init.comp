@@ -1,5 +1,5 @@
 #version 450
-/* k-means step 1: c_m = x[init_index[m]] for every list; clears the stop flags and shifts. */
+/* k-means step 1: c_m = x[init_index[m]] (sample positions) for every list; clears the stop flags and shifts. */
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 #include "kmeans_common.glsl"
@@ -15,5 +15,5 @@ void main()
     if (e >= pc.M * D) return;
     uint m = e / D, i = e % D;
     uint t = scr[pc.init_off + q * pc.M + m];
-    scr[pc.cent_off + (q * pc.M + m) * D + i] = floatBitsToUint(token_x(q, t, i));
+    scr[pc.cent_off + (q * pc.M + m) * D + i] = floatBitsToUint(sample_x(q, t, i));
 }

@@ -1,6 +1,6 @@
 #version 450
 /* k-means: the chunk sums of docs/NUMERICS.md, one workgroup per (chunk of PKV_KMEANS_CHUNK tokens,
- * list): per channel (one invocation), sum_m,i over the chunk's tokens in ascending order with
+ * list; tokens of the sample): per channel (one invocation), sum_m,i over the chunk's tokens in ascending order with
  * a_t = m, from +0, in shared memory when the M x D table fits (else straight in the part buffer);
  * and the chunk's token count per centroid. */
 #include "pkv_math.h"
@@ -12,6 +12,7 @@ layout(constant_id = 3) const uint SHARED = 1u; /* 0: sums in the part buffer */
 
 shared float s_s[SM * D];
 shared uint a_s[PKV_KMEANS_CHUNK];
+shared uint b_s[PKV_KMEANS_CHUNK]; /* the tokens' value 0 (sample_base) */
 shared uint cnt_s[256];
 
 void main()
@@ -29,14 +30,14 @@ void main()
     for (uint e = lid; e < nt; e += wg) {
         uint a = scr[pc.assign_off + q * pc.n + t0 + e];
         a_s[e] = a;
+        b_s[e] = sample_base(q, t0 + e);
         atomicAdd(cnt_s[a], 1u);
     }
     barrier();
     for (uint i = lid; i < D; i += wg) {
-        uint base = token_base(q, t0) + i, stride = pc.H * D;
         for (uint e = 0u; e < nt; e++) {
             uint a = a_s[e];
-            float x = scr_h(base + e * stride);
+            float x = scr_h(b_s[e] + i);
             if (SHARED != 0u) {
                 precise float v = s_s[a * D + i] + x;
                 s_s[a * D + i] = v;

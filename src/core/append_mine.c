@@ -85,13 +85,14 @@ static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
 {
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, M = g->M, n_quant = n / g->G * g->G, groups = n_quant / g->G;
+    const uint32_t ns = pkv_sample_count(n, c->cfg.kmeans_sample);
     uint32_t nm = 0;
     for (uint32_t j = 0; j < nj; j++) {
         if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n || pkv_shard_of(c, jobs[j].layer) != sh) continue;
         uint32_t *in = init + (size_t)nm * H * 2 * M;
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t kv = 0; kv < 2; kv++)
-                pkv_draw_distinct(pkv_init_seed(c->cfg.seed, jobs[j].layer, h, kv), n, M, in + ((size_t)h * 2 + kv) * M,
+                pkv_draw_distinct(pkv_init_seed(c->cfg.seed, jobs[j].layer, h, kv), ns, M, in + ((size_t)h * 2 + kv) * M,
                                   scratch);
         ml[nm] = (pkv_mine_layer){.init_index = in, .chunk_table = jobs[j].L->chunks, .block_slot = jobs[j].slots};
         if (src->k) tk[nm] = src->k[jobs[j].idx], tv[nm] = src->v[jobs[j].idx];
@@ -99,7 +100,7 @@ static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
     }
     pkv_mine_op op = {
         .n_layers = nm, .layers = ml, .tokens_k = src->k ? tk : NULL, .tokens_v = src->k ? tv : NULL,
-        .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_quant = n_quant, .rcp = rcp,
+        .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_sample = ns, .n_quant = n_quant, .rcp = rcp,
         .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
     };
     pkv_status st = c->ctx->be->iface->mine(c->ctx->be, &sh->store, &op);
@@ -137,7 +138,7 @@ pkv_status pkv_run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const token
     uint32_t *init = malloc((size_t)nm * H * 2 * M * sizeof *init);
     uint32_t *scratch = malloc((size_t)n_max * sizeof *scratch);
     const uint16_t **tk = malloc(nm * sizeof *tk), **tv = malloc(nm * sizeof *tv);
-    const float *rcp = rcp_table(c, n_max);
+    const float *rcp = rcp_table(c, pkv_sample_count(n_max, c->cfg.kmeans_sample));
     pkv_status st = PKV_OK;
     if (!ml || !init || !scratch || !tk || !tv || !rcp) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     for (uint32_t i = 0; i < n_max && scratch; i++) scratch[i] = i; /* the identity, kept by every draw */

@@ -29,14 +29,16 @@ typedef struct pkv_store {
 } pkv_store;
 
 /* Prefill mining of one sequence, for one or more layers that all receive the same n_tokens
- * (PATTERN mode only). Per layer and kv head, k-means (L2) separately over K and over V of all
- * n_tokens, initialised from init_index; the M centroids go to bank patterns 0..M-1 (fp16); then
+ * (PATTERN mode only). Per layer and kv head, k-means (L2) separately over K and over V of the
+ * n_sample tokens pkv_sample_token(j, n_tokens, n_sample), j < n_sample (pkv_math.h; n_sample =
+ * n_tokens: all of them), initialised from init_index (sample positions j); the M centroids go to
+ * bank patterns 0..M-1 (fp16); then
  * the first n_quant tokens (a multiple of G) are assigned L2-nearest, residualised (V through the
  * gate) and quantized into blocks. The remaining tokens are written to the window by the common
  * layer (window op), not by this op. A backend may split the layers into several submissions to
  * bound its scratch memory; it writes only the slots given. */
 typedef struct pkv_mine_layer {
-    const uint32_t *init_index;   /* [H][2][M]: token indices, K then V, distinct per list */
+    const uint32_t *init_index;   /* [H][2][M]: sample positions (< n_sample), K then V, distinct per list */
     const uint32_t *chunk_table;  /* [H][PKV_MAX_CHUNKS] bank chunk slots (first ceil(M/32) used) */
     const uint32_t *block_slot;   /* [H][n_quant / G] */
 } pkv_mine_layer;
@@ -50,8 +52,9 @@ typedef struct pkv_mine_op {
     pkv_buf *tokens_buf;
     size_t tokens_off;
     uint32_t n_tokens;
+    uint32_t n_sample;            /* k-means tokens, <= n_tokens (pkv_sample_count) */
     uint32_t n_quant;
-    const float *rcp;             /* [n_tokens + 1]: rcp[c] = (float)(1.0 / c), rcp[0] = 0 */
+    const float *rcp;             /* [n_sample + 1]: rcp[c] = (float)(1.0 / c), rcp[0] = 0 */
     uint32_t max_iters;
     float tol2;                   /* stop when max_m |c_new - c_old|^2 < tol2 */
 } pkv_mine_op;

@@ -27,6 +27,7 @@ static pkv_cache_config config_defaults(void)
     c.k_assign = PKV_K_ASSIGN_MINMAX;
     c.mining = PKV_MINING_AT_M;
     c.quantizer = PKV_QUANTIZER_MINMAX;
+    c.kmeans_sample = PKV_KMEANS_SAMPLE_DEFAULT;
     return c;
 }
 
@@ -79,6 +80,9 @@ pkv_status pkv_validate_config(const pkv_cache_config *c)
     if (c->k_assign > PKV_K_ASSIGN_NONE) BAD("k_assign must be MINMAX, L2, RANGE or NONE, got %u", c->k_assign);
     if (c->quantizer > PKV_QUANTIZER_MSE) BAD("quantizer must be MINMAX or MSE, got %u", c->quantizer);
     if (c->mining > PKV_MINING_FIRST_APPEND) BAD("mining must be AT_M or FIRST_APPEND, got %u", c->mining);
+    if (c->kmeans_sample > PKV_KMEANS_SAMPLE_MAX || (c->kmeans_sample && c->kmeans_sample < c->n_patterns))
+        BAD("kmeans_sample must be 0 (all tokens) or in [n_patterns=%u, %u], got %u", c->n_patterns,
+            PKV_KMEANS_SAMPLE_MAX, c->kmeans_sample);
 #undef BAD
     return PKV_OK;
 }

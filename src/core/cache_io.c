@@ -26,7 +26,7 @@
 #include "crc32.h"
 #include "internal.h"
 
-#define FORMAT_VERSION 1u
+#define FORMAT_VERSION 2u /* 2 adds kmeans_sample to the header; version 1 files load with kmeans_sample 0 */
 
 typedef struct wbuf {
     uint8_t *p;
@@ -205,6 +205,7 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
     put_config(&w, c);
     put32(&w, c->n_seqs);
     for (int k = 0; k < 3; k++) put32(&w, used[k]);
+    put32(&w, c->cfg.kmeans_sample);
     put_crc(&w, 0);
     size_t from = w.n;
     for (uint32_t s = 0; s < c->n_seqs; s++) {
@@ -402,7 +403,8 @@ pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
     if (size < 8 || memcmp(data, "PKVCACHE", 8) != 0) CORRUPT("%s is not a PatternKV cache file", path);
     r.pos = 8;
     uint32_t version = get32(&r);
-    if (version != FORMAT_VERSION) CORRUPT("%s has format version %u; this library reads %u", path, version, FORMAT_VERSION);
+    if (version != 1 && version != FORMAT_VERSION)
+        CORRUPT("%s has format version %u; this library reads 1 and %u", path, version, FORMAT_VERSION);
     pkv_cache_config cfg = pkv_cache_config_default();
     uint32_t f[15];
     for (int i = 0; i < 15; i++) f[i] = get32(&r);
@@ -413,6 +415,7 @@ pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
     cfg.seed = get64(&r);
     cfg.memory_budget = get64(&r);
     uint32_t n_seqs = get32(&r), counts[3] = {get32(&r), get32(&r), get32(&r)};
+    cfg.kmeans_sample = version >= 2 ? get32(&r) : 0; /* version 1: k-means over all tokens */
     if (!check_crc(&r, 0)) CORRUPT("%s: header is truncated or damaged (checksum mismatch)", path);
     if (pkv_validate_config(&cfg) != PKV_OK) CORRUPT("%s: stored configuration is invalid: %s", path, pkv_last_error());
     if ((st = pkv_cache_new(ctx, &cfg, &c)) != PKV_OK) goto fail;

@@ -50,6 +50,7 @@ void pkv_kmeans_free(pkv_kmeans *km)
 int pkv_kmeans_init(pkv_kmeans *km, uint32_t n, uint32_t d, uint32_t M, int plain)
 {
     memset(km, 0, sizeof *km);
+    km->cap = n;
     const size_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK, md = (size_t)M * d;
     km->n = n, km->d = d, km->M = M, km->plain = plain;
     km->n_steps = km->n_fast = km->n_exact = 0;
@@ -242,18 +243,27 @@ static const float *centroid_sums(pkv_kmeans *km, const pkv_cpu_kernels *k, cons
     return km->tree;
 }
 
-void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, const uint32_t *init, const float *rcp,
-                    uint32_t iters, float tol2, float *c)
+/* |x_t|^2 in double for the first n tokens (resolve_fast's bound). */
+static void norms(pkv_kmeans *km, const float *x, uint32_t n)
 {
-    const uint32_t n = km->n, d = km->d, M = km->M;
-    for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
-    km->bounded = 0;
-    memset(km->assign, 0xff, (size_t)n * sizeof *km->assign);
+    const uint32_t d = km->d;
     for (uint32_t t = 0; t < n; t++) {
         double s = 0.0;
         for (uint32_t i = 0; i < d; i++) s += (double)x[(size_t)t * d + i] * x[(size_t)t * d + i];
         km->nx2[t] = s;
     }
+}
+
+void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n, const uint32_t *init,
+                    const float *rcp, uint32_t iters, float tol2, float *c)
+{
+    if (n > km->cap) n = km->cap; /* (callers size the scratch for n) */
+    km->n = n;
+    const uint32_t d = km->d, M = km->M;
+    for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
+    km->bounded = 0;
+    memset(km->assign, 0xff, (size_t)n * sizeof *km->assign);
+    norms(km, x, n);
     memset(km->dirty, 1, (size_t)(n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK * M);
     for (uint32_t it = 0; it < iters; it++) {
         assign_step(km, k, x, n, c);
@@ -277,10 +287,16 @@ void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, co
     }
 }
 
-void pkv_kmeans_assign(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t nq, const float *c,
-                       const float *P, uint32_t *out)
+void pkv_kmeans_assign(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t nq, int same,
+                       const float *c, const float *P, uint32_t *out)
 {
     const uint32_t d = km->d;
+    if (nq > km->cap) nq = km->cap;
+    if (!same) { /* other tokens than the run's: no bounds, the dots and the exact kernel only */
+        km->bounded = 0;
+        memset(km->assign, 0xff, (size_t)nq * sizeof *km->assign);
+        norms(km, x, nq);
+    }
     if (km->bounded)
         for (uint32_t m = 0; m < km->M; m++)
             km->delta[m] = (km->delta[m] + dist_exact(c + (size_t)m * d, P + (size_t)m * d, d, UP)) * UP;

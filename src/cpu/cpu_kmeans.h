@@ -12,7 +12,8 @@
 #define PKV_KMEANS_BATCH 128u /* tokens per call of the dots kernel */
 
 typedef struct pkv_kmeans {
-    uint32_t n, d, M;
+    uint32_t cap;    /* tokens the scratch holds */
+    uint32_t n, d, M; /* n: the last run's tokens */
     int plain;       /* 1: every token's distances every iteration, every chunk summed (the reference) */
     int bounded;     /* the bounds below hold for the current centroids c */
     uint32_t *assign, *count, *idx, *best;
@@ -30,19 +31,21 @@ typedef struct pkv_kmeans {
     uint64_t n_steps, n_fast, n_exact; /* token assignments made, through dots, through exact distances */
 } pkv_kmeans;
 
-/* Scratch for n tokens of dimension d and M centroids; plain = 1 turns the bounds off. 0, or -1 when
- * out of host memory (nothing to free then). */
+/* Scratch for up to n tokens (of a run or of an assignment) of dimension d and M centroids; plain = 1
+ * turns the bounds off. 0, or -1 when out of host memory (nothing to free then). */
 int pkv_kmeans_init(pkv_kmeans *km, uint32_t n, uint32_t d, uint32_t M, int plain);
 void pkv_kmeans_free(pkv_kmeans *km);
 
-/* k-means of x [n][d] into c [M][d] from the tokens init[M], at most iters iterations, stopping when
- * the largest squared centroid shift is below tol2; rcp[c] = 1/c as floats. */
-void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, const uint32_t *init, const float *rcp,
-                    uint32_t iters, float tol2, float *c);
+/* k-means of x [n][d] (n <= the scratch's) into c [M][d] from the tokens init[M], at most iters
+ * iterations, stopping when the largest squared centroid shift is below tol2; rcp[c] = 1/c as floats. */
+void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n, const uint32_t *init,
+                    const float *rcp, uint32_t iters, float tol2, float *c);
 
-/* out[t] = argmin_m L2(x_t, P_m) for the first nq tokens of the last run's x, P [M][d] the stored
- * patterns (fp16 values of that run's c): the bounds of the run skip most tokens. */
-void pkv_kmeans_assign(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t nq, const float *c,
-                       const float *P, uint32_t *out);
+/* out[t] = argmin_m L2(x_t, P_m) for the first nq tokens of x, P [M][d] the stored patterns (fp16
+ * values of the last run's c). same = 1: x is the last run's x, whose bounds skip most tokens; same = 0
+ * (a sampled run, docs/NUMERICS.md: every token against the patterns of the sample's k-means): any
+ * tokens, nq <= the scratch's, through the dots and the exact kernel. */
+void pkv_kmeans_assign(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t nq, int same,
+                       const float *c, const float *P, uint32_t *out);
 
 #endif

@@ -60,19 +60,23 @@ typedef struct mine_job {
     const pkv_mine_op *op;
 } mine_job;
 
-/* One (layer, kv head) of a mine op: k-means of K and of V, bank patterns, assignment, blocks. */
+/* One (layer, kv head) of a mine op: k-means of K and of V over the sample (all tokens, or xs: the
+ * sampled rows gathered), bank patterns, assignment of the tokens, blocks. */
 static int mine_unit(uint32_t u, void *arg)
 {
     const mine_job *j = arg;
     const pkv_store *st = j->st;
     const pkv_mine_op *op = j->op;
     const pkv_geom *g = st->g;
-    const uint32_t n = op->n_tokens, d = g->d, H = g->H, M = g->M, l = u / H, h = u % H;
+    const uint32_t n = op->n_tokens, ns = op->n_sample, d = g->d, H = g->H, M = g->M, l = u / H, h = u % H;
+    const int sampled = ns < n;
     const pkv_mine_layer *ml = &op->layers[l];
     float *x[2], *P[2], *c = malloc((size_t)M * d * sizeof *c);
+    float *xs = sampled ? malloc((size_t)ns * d * sizeof *xs) : NULL;
     uint8_t *a[2];
     pkv_kmeans ks;
-    int failed = pkv_kmeans_init(&ks, n, d, M, 0) != 0;
+    int failed = pkv_kmeans_init(&ks, sampled ? (ns > op->n_quant ? ns : op->n_quant) : n, d, M, 0) != 0;
+    if (sampled && !xs) failed = 1;
     for (int kv = 0; kv < 2; kv++) {
         x[kv] = malloc((size_t)n * d * sizeof(float));
         P[kv] = malloc((size_t)M * d * sizeof(float));
@@ -91,7 +95,11 @@ static int mine_unit(uint32_t u, void *arg)
             for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, 0, c, P[0] + (size_t)m * d);
             continue;
         }
-        pkv_kmeans_run(&ks, j->k, x[kv], ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp, op->max_iters, op->tol2, c);
+        if (sampled)
+            for (uint32_t s = 0; s < ns; s++)
+                memcpy(xs + (size_t)s * d, x[kv] + (size_t)pkv_sample_token(s, n, ns) * d, d * sizeof *xs);
+        pkv_kmeans_run(&ks, j->k, sampled ? xs : x[kv], ns, ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp,
+                       op->max_iters, op->tol2, c);
         for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
         if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
             if (pkv_cpu_assign_k(j->k, g->k_assign, 0, x[0], op->n_quant, g->G, d, P[0], M, a[0])) {
@@ -100,7 +108,7 @@ static int mine_unit(uint32_t u, void *arg)
             }
             continue;
         }
-        pkv_kmeans_assign(&ks, j->k, x[kv], op->n_quant, c, P[kv], ks.idx);
+        pkv_kmeans_assign(&ks, j->k, x[kv], op->n_quant, !sampled, c, P[kv], ks.idx);
         for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)ks.idx[t];
     }
     if (v_only) memcpy(a[0], a[1], op->n_quant);
@@ -108,7 +116,7 @@ static int mine_unit(uint32_t u, void *arg)
     encode_groups(j->k, st, groups, ml->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
 done:
     pkv_kmeans_free(&ks);
-    free(c);
+    free(c), free(xs);
     for (int kv = 0; kv < 2; kv++) free(x[kv]), free(P[kv]), free(a[kv]);
     return failed;
 }

@@ -117,20 +117,20 @@ typedef struct mine_plan {
 
 static void plan_mine(const pkv_ocl *o, const pkv_geom *g, const pkv_mine_op *op, uint32_t layers, mine_plan *mp)
 {
-    const size_t H = g->H, d = g->d, M = g->M, n = op->n_tokens;
+    const size_t H = g->H, d = g->d, M = g->M, n = op->n_tokens, ns = op->n_sample;
     memset(mp, 0, sizeof *mp);
-    mp->units = layers * g->H, mp->lists = 2 * mp->units, mp->nc = ceil_div(op->n_tokens, PKV_KMEANS_CHUNK);
+    mp->units = layers * g->H, mp->lists = 2 * mp->units, mp->nc = ceil_div(op->n_sample, PKV_KMEANS_CHUNK);
     mp->nblk = op->n_quant / g->G;
     size_t t = 0, w = 0;
     mp->t_udesc = take(&t, (size_t)mp->units * UNIT_WORDS);
     mp->t_bslot = take(&t, (size_t)mp->units * mp->nblk + 1);
     mp->t_init = take(&t, (size_t)mp->lists * M);
-    mp->t_rcp = take(&t, n + 1);
+    mp->t_rcp = take(&t, ns + 1);
     mp->tab_words = t;
     mp->w_cent = take(&w, (size_t)mp->lists * M * d);
     mp->w_part = take(&w, (size_t)mp->lists * mp->nc * M * d);
     mp->w_cnt = take(&w, (size_t)mp->lists * mp->nc * M);
-    mp->w_kassign = take(&w, (size_t)mp->lists * n);
+    mp->w_kassign = take(&w, (size_t)mp->lists * ns);
     mp->w_flags = take(&w, (size_t)mp->lists * 2);
     mp->w_assign = take(&w, (size_t)mp->lists * op->n_quant + 1);
     mp->work_words = w;
@@ -140,7 +140,7 @@ static void plan_mine(const pkv_ocl *o, const pkv_geom *g, const pkv_mine_op *op
     size_t mb = (o->local_mem > 4096 ? o->local_mem - 4096 : 1024) / (4 * d);
     mp->mb = (uint32_t)(mb < 1 ? 1 : mb > 32 ? 32 : mb > M ? M : mb);
     const char *force_global = getenv("PKV_OPENCL_KMEANS_GLOBAL");
-    mp->km_local = M * d * 4 + PKV_KMEANS_CHUNK * 4 + PKV_MAX_BANK * 4 + 1024 <= o->local_mem && !(force_global && atoi(force_global) == 1);
+    mp->km_local = M * d * 4 + 2 * PKV_KMEANS_CHUNK * 4 + PKV_MAX_BANK * 4 + 1024 <= o->local_mem && !(force_global && atoi(force_global) == 1);
 }
 
 /* One mining run of layers [l0, l0 + nl) of the op. */
@@ -148,12 +148,13 @@ static pkv_status mine_group(pkv_ocl *o, const pkv_store *st, const pkv_mine_op 
                              double *ms)
 {
     const pkv_geom *g = st->g;
-    const size_t H = g->H, d = g->d, M = g->M, n = op->n_tokens;
+    const size_t H = g->H, d = g->d, M = g->M, n = op->n_tokens, ns = op->n_sample;
     mine_plan mp;
     plan_mine(o, g, op, nl, &mp);
     uint32_t P[PP_COUNT];
     fill_geom(P, g);
     P[PP_N_TOKENS] = (uint32_t)n;
+    P[PP_N_SAMPLE] = (uint32_t)ns;
     P[PP_M] = (uint32_t)M;
     P[PP_MAX_ITERS] = op->max_iters;
     P[PP_TOL2] = f32_bits(op->tol2);
@@ -180,7 +181,7 @@ static pkv_status mine_group(pkv_ocl *o, const pkv_store *st, const pkv_mine_op 
         memcpy(tab + mp.t_bslot + (size_t)l * H * mp.nblk, ml->block_slot, H * mp.nblk * sizeof *tab);
         memcpy(tab + mp.t_init + (size_t)l * H * 2 * M, ml->init_index, H * 2 * M * sizeof *tab);
     }
-    memcpy(tab + mp.t_rcp, op->rcp, (n + 1) * sizeof *tab);
+    memcpy(tab + mp.t_rcp, op->rcp, (ns + 1) * sizeof *tab);
     pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
     if (s == PKV_OK) s = upload(o, PKV_S_TAB, tab, mp.tab_words * 4);
     free(tab);
@@ -220,7 +221,7 @@ static pkv_status mine_group(pkv_ocl *o, const pkv_store *st, const pkv_mine_op 
     if (err == CL_SUCCESS) err = pkv_ocl_args(o, kr, 3, ARG(params), ARG(tb), ARG(work));
     if (err == CL_SUCCESS) err = pkv_ocl_args(o, kf, 2, ARG(params), ARG(work));
     for (uint32_t it = 0; it < op->max_iters && err == CL_SUCCESS; it++) {
-        err = pkv_ocl_launch(o, ka, (size_t)mp.lists * ceil_div((uint32_t)n, (uint32_t)wa), wa);
+        err = pkv_ocl_launch(o, ka, (size_t)mp.lists * ceil_div((uint32_t)ns, (uint32_t)wa), wa);
         if (err == CL_SUCCESS) err = pkv_ocl_launch(o, kp, (size_t)mp.lists * mp.nc, wp);
         if (err == CL_SUCCESS) err = pkv_ocl_launch(o, kr, (size_t)mp.lists * M, wr);
         if (err == CL_SUCCESS) err = pkv_ocl_launch(o, kf, ceil_div(mp.lists, 64), wg_of(o, PKV_K_KM_FINISH, 64));

@@ -54,7 +54,7 @@ typedef struct quant_push {
 /* kmeans_common.glsl's push constants */
 typedef struct kmeans_push {
     uint32_t n, H, M, n_src_layers, tok_off, init_off, rcp_off, cent_off, part_off, cnt_off, assign_off, flags_off,
-        udesc_off, chunk_words, n_chunks, n_assign, lists;
+        udesc_off, chunk_words, n_chunks, n_assign, lists, n_tok;
     float tol2, gate_k2;
 } kmeans_push;
 
@@ -79,7 +79,7 @@ enum { WP_KM_INIT, WP_KM_ASSIGN, WP_KM_FINAL, WP_KM_PARTIAL, WP_KM_REDUCE, WP_KM
 /* Whether kmeans_partial keeps the M x D sums in shared memory. */
 static int partial_shared(const pkv_vk *vk, const pkv_geom *g)
 {
-    size_t bytes = (size_t)g->M * g->d * 4 + PKV_KMEANS_CHUNK * 4 + 256 * 4;
+    size_t bytes = (size_t)g->M * g->d * 4 + 2 * PKV_KMEANS_CHUNK * 4 + 256 * 4;
     return bytes <= vk->props.limits.maxComputeSharedMemorySize;
 }
 
@@ -197,15 +197,15 @@ typedef struct mine_plan {
 
 static void plan_mine(const pkv_geom *g, const pkv_mine_op *op, uint32_t layers, mine_plan *mp)
 {
-    const uint32_t H = g->H, d = g->d, M = g->M, n = op->n_tokens, units = layers * H, lists = 2 * units;
+    const uint32_t H = g->H, d = g->d, M = g->M, n = op->n_sample, nt = op->n_tokens, units = layers * H, lists = 2 * units;
     const uint32_t nc = ceil_div(n, PKV_KMEANS_CHUNK);
     scratch_plan plan = {0};
     kmeans_push *kp = &mp->kp;
     memset(mp, 0, sizeof *mp);
-    kp->n = n, kp->H = H, kp->M = M, kp->n_src_layers = layers, kp->chunk_words = g->chunk_bytes / 4;
+    kp->n = n, kp->n_tok = nt, kp->H = H, kp->M = M, kp->n_src_layers = layers, kp->chunk_words = g->chunk_bytes / 4;
     kp->n_chunks = nc, kp->n_assign = op->n_quant, kp->lists = lists, kp->tol2 = op->tol2, kp->gate_k2 = g->gate_k2;
     mp->nblk = op->n_quant / g->G;
-    kp->tok_off = take(&plan, (size_t)layers * n * H * d); /* K and V, fp16 */
+    kp->tok_off = take(&plan, (size_t)layers * nt * H * d); /* K and V, fp16 */
     kp->udesc_off = mp->udesc_off = take(&plan, (size_t)units * UDESC_WORDS);
     mp->bslot_off = take(&plan, (size_t)units * mp->nblk + 1);
     kp->init_off = take(&plan, (size_t)lists * M);
@@ -213,7 +213,7 @@ static void plan_mine(const pkv_geom *g, const pkv_mine_op *op, uint32_t layers,
     kp->cent_off = take(&plan, (size_t)lists * M * d);
     kp->part_off = take(&plan, (size_t)lists * nc * M * d);
     kp->cnt_off = take(&plan, (size_t)lists * nc * M);
-    kp->assign_off = take(&plan, (size_t)lists * n);
+    kp->assign_off = take(&plan, (size_t)lists * (n > op->n_quant ? n : op->n_quant)); /* k-means, then final */
     kp->flags_off = take(&plan, (size_t)lists * 2);
     mp->words = plan.words;
 }
@@ -223,7 +223,7 @@ static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op 
                              double *ms)
 {
     const pkv_geom *g = st->g;
-    const uint32_t H = g->H, d = g->d, M = g->M, n = op->n_tokens, units = nl * H, lists = 2 * units;
+    const uint32_t H = g->H, d = g->d, M = g->M, n = op->n_sample, nt = op->n_tokens, units = nl * H, lists = 2 * units;
     mine_plan mp;
     plan_mine(g, op, nl, &mp);
     kmeans_push *kp = &mp.kp;
@@ -236,7 +236,7 @@ static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op 
     pkv_vk_op_start(vk);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
     /* uploads: tokens, unit descriptors, block slots, initial indices, reciprocals */
-    const size_t layer_halves = (size_t)n * H * d;
+    const size_t layer_halves = (size_t)nt * H * d;
     for (uint32_t l = 0; l < nl && s == PKV_OK; l++) {
         const size_t k_at = (size_t)kp->tok_off * 4 + l * layer_halves * 2, v_at = k_at + (size_t)nl * layer_halves * 2;
         if (op->tokens_k) {
@@ -297,7 +297,7 @@ static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op 
         s = pkv_vk_dispatch(vk, p[WP_KM_FINAL], bufs, kp, sizeof *kp, ceil_div(op->n_quant, WG_SMALL), lists, 1);
         quant_push q;
         quant_push_init(g, &q);
-        q.tok_off = kp->tok_off, q.n = n, q.n_src_layers = nl;
+        q.tok_off = kp->tok_off, q.n = nt, q.n_src_layers = nl;
         q.udesc_off = mp.udesc_off, q.block_slot_off = mp.bslot_off, q.n_blocks = mp.nblk;
         q.assign_off = kp->assign_off, q.n_assign = op->n_quant;
         if (s == PKV_OK) {

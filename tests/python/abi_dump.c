@@ -35,6 +35,7 @@ int main(void)
     FIELD(pkv_cache_config, kmeans_iters), FIELD(pkv_cache_config, kmeans_tol), FIELD(pkv_cache_config, seed);
     FIELD(pkv_cache_config, k_assign), FIELD(pkv_cache_config, mining);
     FIELD(pkv_cache_config, quantizer);
+    FIELD(pkv_cache_config, kmeans_sample);
 
     SIZE(pkv_attention_params);
     FIELD(pkv_attention_params, struct_size), FIELD(pkv_attention_params, seqs), FIELD(pkv_attention_params, n_seqs);
