@@ -1,7 +1,8 @@
 #define _POSIX_C_SOURCE 200809L
-/* Saving and loading a cache. Format (little-endian), version 1:
+/* Saving and loading a cache. Format (little-endian), version 2 (docs/FORMAT.md; version 1 loads too):
  *   header  : "PKVCACHE", u32 version, 17 x u32/u64 config and geometry fields, u32 n_seqs,
- *             u32 n_blocks, u32 n_chunks, u32 n_windows, u32 crc32 of the header bytes before it
+ *             u32 n_blocks, u32 n_chunks, u32 n_windows, u32 kmeans_sample (version 2 only), u32 crc32
+ *             of the header bytes before it
  *   seqs    : per sequence u32 id, per layer u32 n_blocks, n_window, bank_count, then blocks[n_blocks*H],
  *             chunks[H*8] (PATTERN mode only), windows[H] as file indices (0xFFFFFFFF = none); u32 crc32
  *   arenas  : blocks, chunks, windows: n * slot bytes each, each followed by its u32 crc32
@@ -174,7 +175,7 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
 {
     PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || !path) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_save: null argument");
-    if (c->cfg.quantizer != PKV_QUANTIZER_MINMAX) /* format version 1 has no field for it */
+    if (c->cfg.quantizer != PKV_QUANTIZER_MINMAX) /* the file format has no field for it */
         return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record quantizer %s yet",
                         pkv_quantizer_name((pkv_quantizer)c->cfg.quantizer));
     if (c->cfg.k_assign != PKV_K_ASSIGN_MINMAX) /* nor for this */
