@@ -1,5 +1,6 @@
 /* pkv-attn-sweep: a developer's tool for tuning decode attention. It builds one batch of distinct
- * sequences (one prefill append each, mined, on the chosen backend), loads copies of the cache until
+ * sequences (one prefill append each, mined, on the chosen backend; with --grow N a prompt of N tokens
+ * then window-sized appends, so that a PATTERN bank fills as in decoding), loads copies of the cache until
  * they hold >= 256 MiB (so each step reads from memory, not L2), then times pkv_attention under each
  * variant: a list of environment settings separated by ';' (e.g. "PKV_ATTN_GROUPS=512;PKV_ATTN_GROUPS=2048
  * PKV_ATTN_SEPARATE_MERGE=1"; an empty entry is the default). It prints, per variant, the median device
@@ -72,7 +73,7 @@ static void make_tokens(uint32_t n, uint32_t H, uint32_t d, uint32_t seq, float 
 int main(int argc, char **argv)
 {
     const char *backend = "auto", *mode_name = "pattern", *variants = "", *bw_sizes = NULL;
-    uint32_t batch = 1, context = 32768, bits = 2, H = 8, qh = 32, d = 128, steps = 40;
+    uint32_t batch = 1, context = 32768, bits = 2, H = 8, qh = 32, d = 128, steps = 40, grow = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--backend")) backend = v;
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--q-heads")) qh = (uint32_t)atoi(v);
         else if (!strcmp(a, "--head-dim")) d = (uint32_t)atoi(v);
         else if (!strcmp(a, "--steps")) steps = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--grow")) grow = (uint32_t)atoi(v);
         else if (!strcmp(a, "--variants")) variants = v;
         else if (!strcmp(a, "--bw-sizes")) bw_sizes = v; /* MiB list: read bandwidth at each size, then exit */
         else {
@@ -121,7 +123,15 @@ int main(int argc, char **argv)
     for (uint32_t b = 0; b < batch; b++) {
         make_tokens(context, H, d, b, k, v);
         CHECK(pkv_seq_create(caches[0], &seqs[b]));
-        CHECK(pkv_append(caches[0], seqs[b], 0, context, k, v, PKV_F32));
+        /* one prefill, or (--grow N) a prompt of N tokens then appends of one window each, as decoding
+         * grows a cache: its PATTERN bank then gains a pattern per flushed window, up to capacity */
+        uint32_t first = grow ? (grow < context ? grow : context) : context;
+        CHECK(pkv_append(caches[0], seqs[b], 0, first, k, v, PKV_F32));
+        for (uint32_t done = first, R = cfg.window ? cfg.window : cfg.group_size; done < context;) {
+            uint32_t n = context - done < R ? context - done : R;
+            CHECK(pkv_append(caches[0], seqs[b], 0, n, k + (size_t)done * H * d, v + (size_t)done * H * d, PKV_F32));
+            done += n;
+        }
     }
     pkv_cache_stats st = {.struct_size = sizeof st};
     CHECK(pkv_cache_stats_get(caches[0], &st));

@@ -62,7 +62,6 @@ shared uvec4 kq_s[STAGE_K != 0u ? BPS * KSEC4 : 1u]; /* per step: the chunks' K 
 shared uint S_s[NR * SCAP];      /* V histogram, float bits, [row][pattern] */
 const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
 shared float acc_s[ACC_N];       /* end of item: the slices' sums of one row; the fold's; merge: weights */
-shared uint last_s;
 shared uint vchunk_s[8];         /* the V bank's chunk slots */
 
 #define RED_N NZ
@@ -577,14 +576,5 @@ void main()
         }
     }
     if ((pc.flags & (ATTN_SEPARATE_MERGE | ATTN_SKIP_MERGE)) != 0u) return;
-    /* the last item of this (sequence, kv head, tile) to finish merges all of them */
-    memoryBarrierBuffer();
-    barrier();
-    uint cnt = pc.cnt_off + (seq * pc.H + head) * pc.tiles + tile;
-    if (lid == 0u) last_s = atomicAdd(scrc[cnt], 1u) == nsplit - 1u ? 1u : 0u;
-    barrier();
-    if (last_s == 0u) return;
-    memoryBarrierBuffer();
-    merge_rows(seq, head, tile, nsplit);
-    if (lid == 0u) scrc[cnt] = 0u; /* ready for the next call */
+    merge_if_last(seq, head, tile, nsplit);
 }

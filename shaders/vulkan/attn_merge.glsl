@@ -39,8 +39,30 @@ void merge_rows(uint seq, uint head, uint tile, uint nsplit)
         uint r = e / (D / 4u), i = 4u * (e % (D / 4u));
         if (!tile_row_real(tile, r)) continue;
         vec4 sum = vec4(0.0);
-        for (uint k = 0u; k < nsplit; k++) sum += MERGE_W(k * NR + r) * PART_VEC4(p0 + k * step + r * PSTRIDE + 4u + i);
+        for (uint k0 = 0u; k0 < nsplit; k0 += 8u) { /* 8 partials' loads at once */
+            vec4 x[8];
+            [[unroll]] for (uint u = 0u; u < 8u; u++) x[u] = PART_VEC4(p0 + min(k0 + u, nsplit - 1u) * step + r * PSTRIDE + 4u + i);
+            [[unroll]] for (uint u = 0u; u < 8u; u++)
+                if (k0 + u < nsplit) sum += MERGE_W((k0 + u) * NR + r) * x[u];
+        }
         float Lr = merge_pick(L, r);
         scr4[(pc.out_off + tile_row(seq, head, tile, r) * D + i) / 4u] = sum * (Lr > 0.0 ? 1.0 / Lr : 0.0);
     }
+}
+
+/* After this workgroup wrote its partials: the last item of its (sequence, kv head, tile) to finish
+ * merges all of them (attn_decode.comp). */
+shared uint last_s;
+void merge_if_last(uint seq, uint head, uint tile, uint nsplit)
+{
+    uint lid = gl_LocalInvocationID.x;
+    memoryBarrierBuffer();
+    barrier();
+    uint cnt = pc.cnt_off + (seq * pc.H + head) * pc.tiles + tile;
+    if (lid == 0u) last_s = atomicAdd(scrc[cnt], 1u) == nsplit - 1u ? 1u : 0u;
+    barrier();
+    if (last_s == 0u) return;
+    memoryBarrierBuffer();
+    merge_rows(seq, head, tile, nsplit);
+    if (lid == 0u) scrc[cnt] = 0u; /* ready for the next call */
 }
