@@ -230,14 +230,16 @@ PKV_API const char *pkv_mining_name(pkv_mining m); /* "at-m", "first-append" */
  * "Quantizer range search"). The stored format and the attention are the same for both. */
 typedef enum pkv_quantizer {
     PKV_QUANTIZER_MINMAX = 0, /* SPEC.md (KIVI, the paper): zero = min, scale = (max - min) / (2^b - 1) */
-    PKV_QUANTIZER_MSE         /* the clipped range [min + i w/16, max - j w/16] (w = max - min, i, j in
+    PKV_QUANTIZER_MSE,        /* the clipped range [min + i w/16, max - j w/16] (w = max - min, i, j in
                                  0..7) whose fp16 (scale, zero) give the least squared error over the
                                  values, as stored and decoded (min-max unless one is strictly better;
                                  values outside clamp to the end codes). PATTERN and DIRECT; CPU
                                  backend only */
+    PKV_QUANTIZER_MSE_K,      /* MSE for K (per channel), min-max for V. CPU backend only */
+    PKV_QUANTIZER_MSE_V       /* MSE for V (per token), min-max for K. CPU backend only */
 } pkv_quantizer;
 
-PKV_API const char *pkv_quantizer_name(pkv_quantizer q); /* "minmax", "mse" */
+PKV_API const char *pkv_quantizer_name(pkv_quantizer q); /* "minmax", "mse", "mse-k", "mse-v" */
 
 typedef struct pkv_cache_config {
     uint32_t struct_size;     /* sizeof(pkv_cache_config), set by pkv_cache_config_default() */

@@ -90,9 +90,14 @@ static void api_on_the_test_backend(void **state)
     char why[256];
     TU_OK(pkv_context_device(ctx, &dev, why, sizeof why));
     const int cpu = dev.backend == PKV_BACKEND_CPU;
+    float *kq[4], *vq[4]; /* what each quantizer's cache stores at the end */
+    for (int i = 0; i < 4; i++) {
+        kq[i] = malloc(n * sizeof(float)), vq[i] = malloc(n * sizeof(float));
+        assert_non_null(kq[i]), assert_non_null(vq[i]);
+    }
     for (int mode = PKV_MODE_PATTERN; mode <= PKV_MODE_DIRECT; mode++) {
-        double err[2][2];
-        for (uint32_t q = PKV_QUANTIZER_MINMAX; q <= PKV_QUANTIZER_MSE; q++) {
+        double err[4][2];
+        for (uint32_t q = PKV_QUANTIZER_MINMAX; q <= PKV_QUANTIZER_MSE_V; q++) {
             pkv_cache_config cfg = pkv_cache_config_default();
             cfg.n_layers = 1, cfg.n_kv_heads = H, cfg.head_dim = d, cfg.group_size = 32, cfg.window = 64;
             cfg.mode = (pkv_mode)mode, cfg.quantizer = q;
@@ -100,7 +105,7 @@ static void api_on_the_test_backend(void **state)
             pkv_status s = pkv_cache_create(ctx, &cfg, &c);
             if (q != PKV_QUANTIZER_MINMAX && !cpu) {
                 assert_int_equal(s, PKV_ERR_UNSUPPORTED);
-                assert_non_null(strstr(pkv_last_error(), "mse"));
+                assert_non_null(strstr(pkv_last_error(), pkv_quantizer_name((pkv_quantizer)q)));
                 continue;
             }
             TU_OK(s);
@@ -128,6 +133,7 @@ static void api_on_the_test_backend(void **state)
             }
             size_t nc = (size_t)(T - 64) * H * d; /* the compressed tokens (the window's last 64 are fp16) */
             err[q][0] = rel_mse(kr, k, nc), err[q][1] = rel_mse(vr, v, nc);
+            memcpy(kq[q], kr, n * sizeof(float)), memcpy(vq[q], vr, n * sizeof(float));
             char path[] = "/tmp/pkv_test_quantizer_XXXXXX";
             int fd = mkstemp(path);
             assert_true(fd >= 0);
@@ -142,10 +148,16 @@ static void api_on_the_test_backend(void **state)
                    err[1][0], err[0][1], err[1][1]);
             assert_true(err[1][0] < err[0][0]);
             assert_true(err[1][1] < err[0][1]);
+            /* MSE_K: K as MSE stores it, V as MINMAX does; MSE_V the other way round (bit for bit) */
+            assert_memory_equal(kq[PKV_QUANTIZER_MSE_K], kq[PKV_QUANTIZER_MSE], n * sizeof(float));
+            assert_memory_equal(vq[PKV_QUANTIZER_MSE_K], vq[PKV_QUANTIZER_MINMAX], n * sizeof(float));
+            assert_memory_equal(kq[PKV_QUANTIZER_MSE_V], kq[PKV_QUANTIZER_MINMAX], n * sizeof(float));
+            assert_memory_equal(vq[PKV_QUANTIZER_MSE_V], vq[PKV_QUANTIZER_MSE], n * sizeof(float));
         }
     }
     pkv_cache_config bad = pkv_cache_config_default();
-    bad.quantizer = 2;
+    bad.quantizer = 4;
+    for (int i = 0; i < 4; i++) free(kq[i]), free(vq[i]);
     pkv_cache *c = NULL;
     assert_int_equal(pkv_cache_create(ctx, &bad, &c), PKV_ERR_INVALID_CONFIG);
     TU_OK(pkv_context_free(ctx));

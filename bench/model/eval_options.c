@@ -31,7 +31,8 @@ static void usage(FILE *f)
             "                    group size (direct2:g64 compares DIRECT at more memory in the same run);\n"
             "                    a pattern item may end in :kminmax, :kl2 or :krange, its key assignment,\n"
             "                    and :cN, its bank capacity (pattern2:c32: no pattern added at flushes);\n"
-            "                    a pattern or direct item may end in :qmse, the MSE quantizer (CPU only)\n"
+            "                    a pattern or direct item may end in :qmse, :qmse-k or :qmse-v, the MSE\n"
+            "                    quantizer for K and V, K only or V only (pkv_quantizer; CPU only)\n"
             "  --group-size G    tokens per quantization group, 32, 64 or 128 (default 128)\n"
             "  --window R        fp16 tokens before a flush, a multiple of every group size in use\n"
             "                    (default 0: each mode's group size, so the window follows the group)\n"
@@ -120,6 +121,16 @@ static int parse_k_assign(const char *s, uint32_t *out)
     return -1;
 }
 
+static int parse_quantizer(const char *s, uint32_t *out)
+{
+    for (uint32_t q = PKV_QUANTIZER_MSE; q <= PKV_QUANTIZER_MSE_V; q++)
+        if (strcmp(s, pkv_quantizer_name((pkv_quantizer)q)) == 0) {
+            *out = q;
+            return 0;
+        }
+    return -1;
+}
+
 /* One item of --modes: fp16 | pattern | direct | patternK | directK | patternK/V | directK/V, each but
  * fp16 optionally followed by :gN (N = 32, 64 or 128), :qmse (pkv_quantizer) and, for pattern, :kNAME (a
  * pkv_k_assign) and :cN. */
@@ -148,8 +159,7 @@ static int parse_mode_item(eval_options *o, const char *item)
             if (cli_parse_u32(colon + 2, 0, UINT32_MAX, &cap) || cap < 1 || cap > 256) return -1;
         } else if (colon[1] == 'k' && mode == PKV_MODE_PATTERN && parse_k_assign(colon + 2, &a) == 0) {
             ka = (int)a;
-        } else if (colon[1] == 'q' && strcmp(colon + 2, pkv_quantizer_name(PKV_QUANTIZER_MSE)) == 0) {
-            q = PKV_QUANTIZER_MSE;
+        } else if (colon[1] == 'q' && parse_quantizer(colon + 2, &q) == 0) {
         } else {
             return -1;
         }

@@ -46,7 +46,11 @@ const char *pkv_k_assign_name(pkv_k_assign a)
 
 const char *pkv_quantizer_name(pkv_quantizer q)
 {
-    return q == PKV_QUANTIZER_MINMAX ? "minmax" : q == PKV_QUANTIZER_MSE ? "mse" : "?";
+    return q == PKV_QUANTIZER_MINMAX ? "minmax"
+         : q == PKV_QUANTIZER_MSE    ? "mse"
+         : q == PKV_QUANTIZER_MSE_K  ? "mse-k"
+         : q == PKV_QUANTIZER_MSE_V  ? "mse-v"
+                                     : "?";
 }
 
 const char *pkv_mining_name(pkv_mining m)
@@ -78,7 +82,7 @@ pkv_status pkv_validate_config(const pkv_cache_config *c)
     if (!(c->kmeans_tol >= 0.0f) || c->kmeans_tol > 1e30f) BAD("kmeans_tol must be finite and >= 0");
     if (c->memory_budget == 0) BAD("memory_budget must be > 0");
     if (c->k_assign > PKV_K_ASSIGN_NONE) BAD("k_assign must be MINMAX, L2, RANGE or NONE, got %u", c->k_assign);
-    if (c->quantizer > PKV_QUANTIZER_MSE) BAD("quantizer must be MINMAX or MSE, got %u", c->quantizer);
+    if (c->quantizer > PKV_QUANTIZER_MSE_V) BAD("quantizer must be MINMAX, MSE, MSE_K or MSE_V, got %u", c->quantizer);
     if (c->mining > PKV_MINING_FIRST_APPEND) BAD("mining must be AT_M or FIRST_APPEND, got %u", c->mining);
     if (c->kmeans_sample > PKV_KMEANS_SAMPLE_MAX || (c->kmeans_sample && c->kmeans_sample < c->n_patterns))
         BAD("kmeans_sample must be 0 (all tokens) or in [n_patterns=%u, %u], got %u", c->n_patterns,
