@@ -2,7 +2,7 @@
 """Joins `pkv eval-model --json` reports of one model and one text window (same offset and tokens;
 the FP16 rows must agree bit for bit) into one report: every row of the first, then the rows of the
 others whose curve and K/V widths (e.g. "direct:2/2", "direct g32:2/2") are listed after --only and
-not yet present. Phase 3 ran only its new modes; the baselines are phase 1 and 2's runs.
+not yet present; rows sorted by K/V widths, FP16 first. Phase 3 ran its modes in several runs per window.
 
     python3 merge.py --only direct:2/2,pattern:4/4 NEW.json [NEW2.json] -- OLD.json ... > MERGED.json
 """
@@ -32,4 +32,6 @@ for i, path in enumerate(news[1:] + olds):
         if key(r) not in have and (i < len(news) - 1 or key(r) in only):
             out["results"].append(r)
             have.add(key(r))
+# FP16 first, then by K/V widths (the order of the runs within a width)
+out["results"].sort(key=lambda r: (r["mode"] != "fp16", r["k_bits"], r["v_bits"]))
 json.dump(out, sys.stdout, indent=1)
