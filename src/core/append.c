@@ -175,19 +175,6 @@ static pkv_status reserve_host(pkv_cache *c, pkv_layer_state *L, const plan *p)
     return PKV_OK;
 }
 
-/* A per-cache host buffer reused between calls (window rows, runs, op tables). */
-static void *host_scratch(pkv_cache *c, size_t bytes)
-{
-    if (bytes > c->host_tmp_bytes) {
-        size_t want = bytes + bytes / 2 + 4096;
-        void *p = realloc(c->host_tmp, want);
-        if (!p) return NULL;
-        c->host_tmp = p;
-        c->host_tmp_bytes = want;
-    }
-    return c->host_tmp;
-}
-
 static uint32_t *flush_slots(const pkv_cache *c, const layer_job *jb, uint32_t f)
 {
     const uint32_t H = c->g.H;
@@ -358,7 +345,7 @@ static pkv_status window_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32
     /* host: runs, then the rows gathered contiguously; device: one run per row, read in place */
     const size_t n_runs = src->k ? runs : rows;
     const size_t run_bytes = (n_runs * 3 * sizeof(uint32_t) + 15) & ~(size_t)15;
-    uint8_t *tmp = host_scratch(c, run_bytes + (src->k ? rows * d * 2 : 0));
+    uint8_t *tmp = pkv_scratch_get(&c->rows_tmp, run_bytes + (src->k ? rows * d * 2 : 0));
     if (!tmp) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     uint32_t *run = (uint32_t *)tmp;
     uint16_t *gather = (uint16_t *)(tmp + run_bytes);
@@ -450,14 +437,18 @@ static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32
     return st;
 }
 
+/* A call's jobs up to this size live in the cache's reused buffer (c->job_tmp). */
+#define JOB_REUSE_BYTES ((size_t)64 << 10)
+
 /* Everything after the values were checked and made fp16: budget, slots, then the rounds. */
 static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint32_t nl, const token_src *src)
 {
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, n = src->n;
-    /* one allocation: the jobs, then each job's slots and fresh-chunk records */
+    /* one allocation: the jobs, then each job's slots and fresh-chunk records (a decode step's, small,
+     * in the cache's reused buffer: no allocation per call) */
     size_t words = 0;
-    plan *plans = malloc(nl * sizeof *plans);
+    plan plans_local[64], *plans = nl <= 64 ? plans_local : malloc(nl * sizeof *plans);
     if (!plans) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     uint32_t n_late = 0;
     for (uint32_t j = 0; j < nl; j++) {
@@ -479,11 +470,14 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
             (n > g->R - L->n_window || pkv_mines_late(c, L, n)))
             save_bytes += (size_t)H * g->window_bytes;
     }
-    layer_job *jobs = calloc(1, nl * sizeof *jobs + words * sizeof(uint32_t) + save_bytes);
+    const size_t job_bytes = nl * sizeof(layer_job) + words * sizeof(uint32_t) + save_bytes;
+    const int reuse = job_bytes <= JOB_REUSE_BYTES;
+    layer_job *jobs = reuse ? pkv_scratch_get(&c->job_tmp, job_bytes) : malloc(job_bytes);
+    if (jobs) memset(jobs, 0, job_bytes);
     uint8_t *save_next = jobs ? (uint8_t *)jobs + nl * sizeof *jobs + words * sizeof(uint32_t) : NULL;
     pkv_status st = PKV_OK;
     if (!jobs) {
-        free(plans);
+        if (plans != plans_local) free(plans);
         return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     }
     uint32_t *next = (uint32_t *)(jobs + nl);
@@ -504,7 +498,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         next += H;
         for (uint32_t h = 0; h < H; h++) jb->cow[h] = PKV_NO_SLOT;
     }
-    free(plans);
+    if (plans != plans_local) free(plans);
     for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = save_window(c, &jobs[j], &save_next);
     token_src joined;
     void *joined_mem = NULL;
@@ -555,7 +549,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
         for (uint32_t j = 0; j < nl; j++) roll_back(c, &jobs[j]);
     }
     if (ran_op) c->ctx->last_op_ms = st == PKV_OK ? op_ms : -1.0;
-    free(jobs);
+    if (!reuse) free(jobs);
     free(joined_mem);
     return st;
 }

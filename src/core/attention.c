@@ -11,7 +11,7 @@
 
 /* Builds the op's table for one layer: per sequence blocks [H][n_blocks], chunks [H][MAX], windows [H].
  * `own` more window tokens than stored: the queries' own, written past the window's end. */
-static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, uint32_t own, pkv_attn_seq *seqs,
+static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, uint32_t own, pkv_attn_seq **seqs_out,
                                uint32_t **table_out, uint32_t *len_out)
 {
     const uint32_t H = c->g.H;
@@ -20,8 +20,13 @@ static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, uint
         const pkv_layer_state *L = &pkv_find_seq(c, p->seqs[s])->layers[p->layer];
         len += (size_t)H * (L->n_blocks + PKV_MAX_CHUNKS + 1);
     }
-    uint32_t *table = malloc((len ? len : 1) * sizeof *table);
-    if (!table) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+    /* the cache's reused buffer: the sequences' views, then the table */
+    const size_t seq_bytes = ((size_t)p->n_seqs * sizeof(pkv_attn_seq) + 15) & ~(size_t)15;
+    uint8_t *mem = pkv_scratch_get(&c->attn_tmp, seq_bytes + (len ? len : 1) * sizeof(uint32_t));
+    if (!mem) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+    pkv_attn_seq *seqs = (pkv_attn_seq *)mem;
+    uint32_t *table = (uint32_t *)(mem + seq_bytes);
+    *seqs_out = seqs;
     size_t off = 0;
     for (uint32_t s = 0; s < p->n_seqs; s++) {
         const pkv_layer_state *L = &pkv_find_seq(c, p->seqs[s])->layers[p->layer];
@@ -166,11 +171,11 @@ static pkv_status write_own(pkv_cache *c, const pkv_attention_params *p)
 static pkv_status run(pkv_cache *c, const pkv_attention_params *p, pkv_attn_op op)
 {
     const uint32_t own = p->k_new ? p->q_len : 0;
-    pkv_attn_seq *seqs = malloc(p->n_seqs * sizeof *seqs);
+    pkv_attn_seq *seqs = NULL;
     uint32_t *table = NULL, table_len = 0;
-    pkv_status st = seqs ? PKV_OK : pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
-    if (st == PKV_OK && own) st = write_own(c, p);
-    if (st == PKV_OK) st = build_tables(c, p, own, seqs, &table, &table_len);
+    pkv_status st = PKV_OK;
+    if (own) st = write_own(c, p);
+    if (st == PKV_OK) st = build_tables(c, p, own, &seqs, &table, &table_len);
     if (st == PKV_OK) {
         op.n_seqs = p->n_seqs, op.q_len = p->q_len, op.n_q_heads = p->n_q_heads;
         op.scale = p->scale > 0.0f ? p->scale : (float)(1.0 / sqrt((double)c->g.d));
@@ -179,8 +184,6 @@ static pkv_status run(pkv_cache *c, const pkv_attention_params *p, pkv_attn_op o
         pkv_backend *be = c->ctx->be;
         c->ctx->last_op_ms = st == PKV_OK && be->iface->last_op_ms ? be->iface->last_op_ms(be) : -1.0;
     }
-    free(seqs);
-    free(table);
     return st;
 }
 

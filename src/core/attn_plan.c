@@ -1,4 +1,5 @@
 /* The split of an attention op into workgroups: see attn_plan.h. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,7 @@ static uint32_t seq_chunks(const pkv_attn_seq *s, uint32_t G) { return s->n_bloc
 pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
                               uint32_t max_splits, uint32_t cps_multiple, pkv_attn_plan *plan)
 {
-    memset(plan, 0, sizeof *plan);
+    memset(plan, 0, offsetof(pkv_attn_plan, local));
     const uint32_t H = g->H, rows = op->q_len * (op->n_q_heads / H);
     plan->nr = nr;
     plan->tiles = ceil_div(rows, nr);
@@ -58,10 +59,16 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
     }
     plan->cps = (uint32_t)cps;
 
-    plan->seq_desc = calloc((size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS, sizeof *plan->seq_desc);
     size_t n_items = 0;
     for (uint32_t s = 0; s < op->n_seqs; s++) n_items += ceil_div(seq_chunks(&op->seqs[s], g->G), plan->cps);
-    plan->items = malloc(n_items * 2 * sizeof *plan->items);
+    const size_t desc_words = (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS;
+    if (desc_words + n_items * 2 <= PKV_ATTN_PLAN_LOCAL) {
+        plan->seq_desc = plan->local, plan->items = plan->local + desc_words;
+        memset(plan->seq_desc, 0, desc_words * sizeof *plan->seq_desc);
+    } else {
+        plan->seq_desc = calloc(desc_words, sizeof *plan->seq_desc);
+        plan->items = malloc(n_items * 2 * sizeof *plan->items);
+    }
     if (!plan->seq_desc || !plan->items) {
         pkv_attn_plan_free(plan);
         return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "attention: out of host memory");
@@ -104,7 +111,9 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g)
 
 void pkv_attn_plan_free(pkv_attn_plan *plan)
 {
-    free(plan->seq_desc);
-    free(plan->items);
+    if (plan->seq_desc != plan->local) {
+        free(plan->seq_desc);
+        free(plan->items);
+    }
     plan->seq_desc = plan->items = NULL;
 }

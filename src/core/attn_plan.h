@@ -10,6 +10,7 @@
 
 #define PKV_ATTN_SEQ_WORDS 8u /* per sequence: n_blocks, n_window, bank_count, table_offset, n_items, part_base, 0, 0 */
 #define PKV_ATTN_MAX_ITEMS 65535u /* one dispatch dimension */
+#define PKV_ATTN_PLAN_LOCAL 1024u /* words of a plan kept inside it */
 
 typedef struct pkv_attn_plan {
     uint32_t nr;        /* query rows per workgroup */
@@ -19,6 +20,9 @@ typedef struct pkv_attn_plan {
     uint32_t n_slots;   /* partial results per (kv head, tile, row): items of the sequences split in several */
     uint32_t *seq_desc; /* [n_seqs][PKV_ATTN_SEQ_WORDS] */
     uint32_t *items;    /* [n_items][2]: sequence, split index */
+    /* seq_desc and items when they fit (no allocation for a decode step's plan); the plan is not
+     * copied, so the pointers stay valid until pkv_attn_plan_free */
+    uint32_t local[PKV_ATTN_PLAN_LOCAL];
 } pkv_attn_plan;
 
 /* Rows per workgroup: the GQA group times the query positions, rounded up to a power of two,

@@ -138,6 +138,18 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pk
     return st;
 }
 
+void *pkv_scratch_get(pkv_scratch *s, size_t bytes)
+{
+    if (bytes > s->bytes) {
+        size_t want = bytes + bytes / 2 + 4096;
+        void *p = realloc(s->p, want);
+        if (!p) return NULL;
+        s->p = p;
+        s->bytes = want;
+    }
+    return s->p;
+}
+
 static void seq_destroy(pkv_cache *c, pkv_sequence *s)
 {
     if (!s) return;
@@ -154,7 +166,7 @@ pkv_status pkv_cache_free(pkv_cache *c)
     for (uint32_t i = 0; i < c->n_seqs; i++) seq_destroy(c, c->seqs[i]);
     free(c->seqs);
     pkv_pool_destroy(c);
-    free(c->host_tmp);
+    free(c->rows_tmp.p), free(c->job_tmp.p), free(c->attn_tmp.p);
     free(c->rcp);
     free(c);
     return PKV_OK;

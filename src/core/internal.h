@@ -37,6 +37,13 @@ typedef struct pkv_arena {
     uint32_t next_free_hint;
 } pkv_arena;
 
+/* A host buffer a cache reuses from call to call (its contents are not kept): no allocation per call
+ * once it is large enough. */
+typedef struct pkv_scratch {
+    void *p;
+    size_t bytes;
+} pkv_scratch;
+
 /* The arenas of layers [i * shard_layers, (i + 1) * shard_layers) (pool.c): every op works on the
  * layers of one shard and gets its store, so a kernel binds one buffer per arena. */
 typedef struct pkv_shard {
@@ -70,8 +77,9 @@ struct pkv_cache {
     pkv_sequence **seqs;
     uint32_t n_seqs, cap_seqs;
     pkv_seq next_id;
-    void *host_tmp;      /* reused host scratch of appends (window rows, runs) */
-    size_t host_tmp_bytes;
+    pkv_scratch rows_tmp; /* an append's window rows and runs */
+    pkv_scratch job_tmp;  /* an append's plans and jobs */
+    pkv_scratch attn_tmp; /* an attention's sequence views and table */
     float *rcp;          /* rcp[i] = (float)(1.0 / i) for mining, grown on demand */
     uint32_t rcp_len;
 };
@@ -82,6 +90,8 @@ void pkv_log(const pkv_context *ctx, pkv_log_level level, const char *fmt, ...);
 void pkv_clear_error(void);
 
 /* cache.c */
+/* s->p with room for `bytes` (grown with headroom; NULL when out of host memory, s unchanged). */
+void *pkv_scratch_get(pkv_scratch *s, size_t bytes);
 pkv_sequence *pkv_find_seq(const pkv_cache *c, pkv_seq id);
 pkv_status pkv_validate_config(const pkv_cache_config *cfg);
 pkv_status pkv_cache_new(pkv_context *ctx, const pkv_cache_config *cfg, pkv_cache **out);
