@@ -41,11 +41,47 @@ static void f16_rounds_to_nearest_even_and_saturates(void **state)
     assert_int_equal(pkv_f32_to_f16(1.0f + 3.0f / 2048.0f), 0x3C02u);
 }
 
-/* The checked conversion of appended K/V (F16C where the CPU has it) gives the scalar rule's bits for
- * every accepted value, and stops at the first rejected one. */
+/* The checked conversion of appended K/V (F16C, AVX-512 or NEON where the CPU has them) gives the
+ * scalar rule's bits for every accepted value, and stops at the first rejected one; at every level
+ * this CPU has (the scalar one included), for odd lengths (tails) too. The unchecked conversions
+ * (pkv_f32_to_f16_array, pkv_f16_to_f32_array) give the scalar rule's bits for every value, beyond
+ * range, Inf and NaN included. */
+static void f16_conversions_match_the_scalar_rule_at_every_level(void)
+{
+    enum { N = 4099 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    uint16_t *h = malloc(N * sizeof *h), *hh = malloc(N * sizeof *hh);
+    tu_rng r = {0x5EED16};
+    for (uint32_t i = 0; i < N; i++) {
+        uint32_t bits = (uint32_t)(tu_uniform(&r) * 4294967296.0);
+        if (i % 5 == 0) bits &= 0x807FFFFFu | (bits & 0x01800000u); /* fp32 subnormals and tiny values */
+        memcpy(&x[i], &bits, sizeof bits);
+        if (i % 3 == 0 && isfinite(x[i])) x[i] = fmodf(x[i], 70000.0f);
+        hh[i] = (uint16_t)(tu_uniform(&r) * 65536.0); /* every fp16 bit pattern, NaN and Inf included */
+    }
+    x[7] = NAN, x[8] = INFINITY, x[9] = -65519.99f, x[10] = 65520.0f, x[11] = 65504.0f, x[12] = -0.0f;
+    for (int level = PKV_F16_SCALAR; level <= PKV_F16_WIDE; level++) {
+        if (!pkv_f16_level_supported(level)) continue;
+        for (size_t n = N - 8; n <= N; n++) {
+            pkv_f32_to_f16_at(level, x, h, n);
+            for (size_t i = 0; i < n; i++)
+                if (h[i] != (uint16_t)pkv_f32_to_f16(x[i]))
+                    fail_msg("level %d: value %zu (%a): %04x, the scalar rule gives %04x", level, i, (double)x[i], h[i],
+                             pkv_f32_to_f16(x[i]));
+            pkv_f16_to_f32_at(level, hh, y, n);
+            for (size_t i = 0; i < n; i++) {
+                float want = pkv_f16_to_f32(hh[i]);
+                if (memcmp(&want, &y[i], sizeof want) != 0) fail_msg("level %d: fp16 %04x: %a, want %a", level, hh[i], (double)y[i], (double)want);
+            }
+        }
+    }
+    free(x), free(y), free(h), free(hh);
+}
+
 static void f16_checked_conversion_matches_the_scalar_rule(void **state)
 {
     (void)state;
+    f16_conversions_match_the_scalar_rule_at_every_level();
     enum { N = 1 << 16 };
     float *x = malloc(N * sizeof *x);
     uint16_t *h = malloc(N * sizeof *h);
@@ -59,15 +95,25 @@ static void f16_checked_conversion_matches_the_scalar_rule(void **state)
         if (fabsf(x[i]) > 65504.0f) x[i] = 65504.0f;
     }
     x[1] = -0.0f, x[2] = 65504.0f, x[3] = -65504.0f, x[4] = 65519.0f - 15.0f, x[5] = 5.9604645e-8f, x[6] = 2.98e-8f;
-    assert_int_equal(pkv_f32_to_f16_finite(x, h, N), N);
-    for (uint32_t i = 0; i < N; i++)
-        if (h[i] != (uint16_t)pkv_f32_to_f16(x[i])) fail_msg("value %u (%a): %04x, the scalar rule gives %04x", i, (double)x[i], h[i], pkv_f32_to_f16(x[i]));
-    const float bad[] = {65504.5f, INFINITY, -INFINITY, NAN, 1e30f};
-    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
-        x[1000 + b] = bad[b];
-        assert_int_equal(pkv_f32_to_f16_finite(x, h, N), 1000 + b);
-        x[1000 + b] = 1.0f;
+    x[7] = 1e-40f, x[8] = -1.4e-45f; /* fp32 subnormals: fp16 zeros */
+    for (int level = PKV_F16_SCALAR; level <= PKV_F16_WIDE; level++) {
+        if (!pkv_f16_level_supported(level)) continue;
+        memset(h, 0, N * sizeof *h);
+        assert_int_equal(pkv_f32_to_f16_finite_at(level, x, h, N), N);
+        for (uint32_t i = 0; i < N; i++)
+            if (h[i] != (uint16_t)pkv_f32_to_f16(x[i]))
+                fail_msg("level %d: value %u (%a): %04x, the scalar rule gives %04x", level, i, (double)x[i], h[i], pkv_f32_to_f16(x[i]));
+        const float bad[] = {65504.5f, INFINITY, -INFINITY, NAN, 1e30f};
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            for (size_t at = 1000 + b; at < N; at += 20011) {
+                x[at] = bad[b];
+                assert_int_equal(pkv_f32_to_f16_finite_at(level, x, h, N), at);     /* in a full block */
+                assert_int_equal(pkv_f32_to_f16_finite_at(level, x, h, at + 3), at); /* in the tail */
+                x[at] = 1.0f;
+            }
+        }
     }
+    assert_int_equal(pkv_f32_to_f16_finite(x, h, N), N); /* the level in use */
     free(x);
     free(h);
 }
