@@ -243,14 +243,19 @@ static const float *centroid_sums(pkv_kmeans *km, const pkv_cpu_kernels *k, cons
     return km->tree;
 }
 
-/* |x_t|^2 in double for the first n tokens (resolve_fast's bound). */
+/* |x_t|^2 in double for the first n tokens (resolve_fast's bound, which allows 1e-12 relative: any
+ * order of the d terms is within d 2^-53): eight running sums, so that the compiler vectorises them. */
 static void norms(pkv_kmeans *km, const float *x, uint32_t n)
 {
     const uint32_t d = km->d;
     for (uint32_t t = 0; t < n; t++) {
-        double s = 0.0;
-        for (uint32_t i = 0; i < d; i++) s += (double)x[(size_t)t * d + i] * x[(size_t)t * d + i];
-        km->nx2[t] = s;
+        const float *r = x + (size_t)t * d;
+        double s[8] = {0};
+        uint32_t i = 0;
+        for (; i + 8 <= d; i += 8)
+            for (uint32_t k = 0; k < 8; k++) s[k] += (double)r[i + k] * r[i + k];
+        for (; i < d; i++) s[0] += (double)r[i] * r[i];
+        km->nx2[t] = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
     }
 }
 
