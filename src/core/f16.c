@@ -131,7 +131,8 @@ static size_t cvt_neon(const float *src, uint16_t *dst, size_t n, int unchecked)
 
 /* ---- the level, chosen once ---------------------------------------------------------------------- */
 
-static int g_level;
+/* CPUID is slow (a VM exit under a hypervisor): the CPU's levels are read once. */
+static int g_level, g_has;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void choose_level(void)
@@ -143,6 +144,7 @@ static void choose_level(void)
 #elif PKV_F16_NEON
     best = PKV_F16_HW;
 #endif
+    g_has = best; /* the levels up to best are there */
     const char *e = getenv("PKV_CPU_SIMD");
     if (getenv("PKV_NO_F16C") || (e && strcmp(e, "scalar") == 0)) best = PKV_F16_SCALAR;
     else if (e && strcmp(e, "avx2") == 0 && best > PKV_F16_HW) best = PKV_F16_HW;
@@ -157,14 +159,8 @@ int pkv_f16_level(void)
 
 int pkv_f16_level_supported(int level)
 {
-    if (level == PKV_F16_SCALAR) return 1;
-#if PKV_F16_X86
-    if (level == PKV_F16_HW) return pkv_cpu_has_f16c();
-    if (level == PKV_F16_WIDE) return pkv_cpu_has_f16c() && __builtin_cpu_supports("avx512f");
-#elif PKV_F16_NEON
-    if (level == PKV_F16_HW) return 1;
-#endif
-    return 0;
+    pthread_once(&g_once, choose_level);
+    return level >= PKV_F16_SCALAR && level <= g_has;
 }
 
 static size_t convert(int level, const float *src, uint16_t *dst, size_t n, int unchecked)
@@ -209,6 +205,7 @@ size_t pkv_f32_to_f16_finite(const float *src, uint16_t *dst, size_t n)
 {
     return convert(pkv_f16_level(), src, dst, n, 0);
 }
+/* (pkv_f16_level() <= g_has: the level in use needs no check) */
 
 size_t pkv_f16_find_nonfinite(const uint16_t *h, size_t n)
 {
@@ -233,6 +230,12 @@ pkv_status pkv_f32_to_f16_array(const float *src, uint16_t *dst, size_t n)
 pkv_status pkv_f16_to_f32_array(const uint16_t *src, float *dst, size_t n)
 {
     if (n && (!src || !dst)) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_f16_to_f32_array: null argument");
-    pkv_f16_to_f32_at(pkv_f16_level(), src, dst, n);
+#if PKV_F16_X86
+    if (pkv_f16_level() >= PKV_F16_HW) {
+        to_f32_f16c(src, dst, n);
+        return PKV_OK;
+    }
+#endif
+    to_f32_scalar(src, dst, 0, n);
     return PKV_OK;
 }
