@@ -305,13 +305,14 @@ void kv_data_tokens(const kv_data *d, uint32_t layer, uint32_t t0, uint32_t n, f
 {
     uint32_t H = d->n_kv_heads, D = d->head_dim;
     if (d->synthetic && H <= 256) {
-        /* the heads in parallel (long synthetic prompts are otherwise most of a GPU bench's run time) */
+        /* the heads in parallel, from 64 tokens of head_dim 128 on: synthesis (Box-Muller and RoPE, about
+         * 10 us per token and head) was most of a GPU bench's run time, 8 x 32K tokens in window-sized appends */
         synth_job jobs[256];
         pthread_t th[256];
         int started[256] = {0}, ok = 1;
         for (uint32_t h = 0; h < H; h++) {
             jobs[h] = (synth_job){d, layer, h, t0, n, k, v, 0};
-            started[h] = n >= 1024 && pthread_create(&th[h], NULL, synth_head, &jobs[h]) == 0;
+            started[h] = n * D >= 8192 && pthread_create(&th[h], NULL, synth_head, &jobs[h]) == 0;
             if (!started[h]) synth_head(&jobs[h]);
         }
         for (uint32_t h = 0; h < H; h++) {
