@@ -30,6 +30,30 @@ static inline VI vi_and(VI a, VI b) { return _mm256_and_si256(a, b); }
 /* exact for values < 2^31 (the kernel never converts more) */
 static inline VF vf_from_u(VI v) { return _mm256_cvtepi32_ps(v); }
 static inline VI vi_gather_rows(const uint32_t *p, VI idx) { return _mm256_i32gather_epi32((const int *)p, idx, 4); }
+/* dst[c * dstride + r] = src[r * stride + c] for 8 rows r and columns c < ncols (<= 8): an 8 x 8
+ * transpose of 32-bit words in registers (rows read with a mask, never past column ncols). */
+#define VI_TRANSPOSE 1
+static inline void vi_transpose(const uint32_t *src, size_t stride, uint32_t ncols, uint32_t *dst, size_t dstride)
+{
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)ncols), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_maskload_epi32((const int *)(src + (size_t)i * stride), m);
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; g++) { /* r[4g + k], lane j: column 4j + k of rows 4g .. 4g + 3 */
+        r[4 * g] = _mm256_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        r[4 * g + 1] = _mm256_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        r[4 * g + 2] = _mm256_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        r[4 * g + 3] = _mm256_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm256_permute2x128_si256(r[k], r[4 + k], 0x20);     /* column k */
+        t[4 + k] = _mm256_permute2x128_si256(r[k], r[4 + k], 0x31); /* column 4 + k */
+    }
+    for (uint32_t c = 0; c < ncols; c++) _mm256_storeu_si256((__m256i *)(dst + c * dstride), t[c]);
+}
 static inline VF vf_gather(const float *p, VI idx) { return _mm256_i32gather_ps(p, idx, 4); }
 static inline VF vf_lookup(const float *t, uint32_t n, VI idx)
 {
@@ -67,19 +91,21 @@ static inline uint32_t rd32(const uint8_t *p)
     return w;
 }
 
-/* Codes of channels [8v, 8v + 8) of a bit plane's token row, exact, in channel order. */
+/* Codes of channels [8v, 8v + 8) of a bit plane's token row, exact, in channel order. 1- and 2-bit
+ * fields: each lane's field shifted to bit 0 indexes a table of 8 floats (vpermps reads only the low
+ * 3 bits of the index, so the bits above the field need no mask): one shift and one permute. */
 static inline VF v_codes(const uint8_t *row, int bits, uint32_t v)
 {
     switch (bits) {
     case 1: {
         VI sh = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)(v & 3) * 8));
         VI x = _mm256_srlv_epi32(_mm256_set1_epi32((int)rd32(row + 4 * (v / 4))), sh);
-        return _mm256_cvtepi32_ps(_mm256_and_si256(x, _mm256_set1_epi32(1)));
+        return _mm256_permutevar8x32_ps(_mm256_setr_ps(0, 1, 0, 1, 0, 1, 0, 1), x); /* low 3 bits index */
     }
     case 2: {
         VI sh = _mm256_add_epi32(_mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), _mm256_set1_epi32((int)(v & 1) * 16));
         VI x = _mm256_srlv_epi32(_mm256_set1_epi32((int)rd32(row + 4 * (v / 2))), sh);
-        return _mm256_cvtepi32_ps(_mm256_and_si256(x, _mm256_set1_epi32(3)));
+        return _mm256_permutevar8x32_ps(_mm256_setr_ps(0, 1, 2, 3, 0, 1, 2, 3), x);
     }
     case 4: {
         const VI sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);

@@ -17,6 +17,34 @@ static inline VI vi_and(VI a, VI b) { return _mm512_and_si512(a, b); }
 #define vi_srli(v, n) _mm512_srli_epi32((v), (unsigned)(n))
 static inline VF vf_from_u(VI v) { return _mm512_cvtepu32_ps(v); }
 static inline VI vi_gather_rows(const uint32_t *p, VI idx) { return _mm512_i32gather_epi32(idx, (const void *)p, 4); }
+/* dst[c * dstride + r] = src[r * stride + c] for 16 rows r and columns c < ncols (<= 16): a 16 x 16
+ * transpose of 32-bit words in registers (rows read with a mask, never past column ncols). */
+#define VI_TRANSPOSE 1
+static inline void vi_transpose(const uint32_t *src, size_t stride, uint32_t ncols, uint32_t *dst, size_t dstride)
+{
+    const __mmask16 m = (__mmask16)((1u << ncols) - 1u);
+    __m512i r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_epi32(m, src + (size_t)i * stride);
+    for (int i = 0; i < 8; i++) { /* per 128-bit lane j: (a_4j, b_4j, a_4j+1, b_4j+1), (a_4j+2, ...) */
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) { /* r[4g + k], lane j: column 4j + k of rows 4g .. 4g + 3 */
+        r[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int k = 0; k < 4; k++) { /* 4 x 4 transpose of the 128-bit lanes of r[k], r[4+k], r[8+k], r[12+k] */
+        __m512i x0 = _mm512_shuffle_i32x4(r[k], r[4 + k], 0x88), x1 = _mm512_shuffle_i32x4(r[k], r[4 + k], 0xdd);
+        __m512i y0 = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88), y1 = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xdd);
+        t[k] = _mm512_shuffle_i32x4(x0, y0, 0x88);      /* column k */
+        t[4 + k] = _mm512_shuffle_i32x4(x1, y1, 0x88);  /* column 4 + k */
+        t[8 + k] = _mm512_shuffle_i32x4(x0, y0, 0xdd);  /* column 8 + k */
+        t[12 + k] = _mm512_shuffle_i32x4(x1, y1, 0xdd); /* column 12 + k */
+    }
+    for (uint32_t c = 0; c < ncols; c++) _mm512_storeu_si512(dst + c * dstride, t[c]);
+}
 static inline VF vf_gather(const float *p, VI idx) { return _mm512_i32gather_ps(idx, (const void *)p, 4); }
 /* lane l = t[idx[l]], idx < n: permutes for tables of up to 64 entries (t readable to t + 64) */
 static inline VF vf_lookup(const float *t, uint32_t n, VI idx)
@@ -58,7 +86,9 @@ static inline uint32_t rd32(const uint8_t *p)
     return w;
 }
 
-/* Codes of channels [16v, 16v + 16) of a bit plane's token row, exact, in channel order. */
+/* Codes of channels [16v, 16v + 16) of a bit plane's token row, exact, in channel order: each lane's
+ * field shifted to bit 0 indexes a table of 16 floats (vpermps reads only the low 4 bits of the index,
+ * so the bits above the field need no mask): one shift and one permute, no convert. */
 static inline VF v_codes(const uint8_t *row, int bits, uint32_t v)
 {
     switch (bits) {
@@ -66,19 +96,19 @@ static inline VF v_codes(const uint8_t *row, int bits, uint32_t v)
         const VI sh = _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                        _mm512_set1_epi32((int)(v & 1) * 16));
         VI x = _mm512_srlv_epi32(_mm512_set1_epi32((int)rd32(row + 4 * (v / 2))), sh);
-        return _mm512_cvtepu32_ps(_mm512_and_si512(x, _mm512_set1_epi32(1)));
+        return _mm512_permutexvar_ps(x, _mm512_setr_ps(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1));
     }
     case 2: {
         const VI sh = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         VI x = _mm512_srlv_epi32(_mm512_set1_epi32((int)rd32(row + 4 * v)), sh);
-        return _mm512_cvtepu32_ps(_mm512_and_si512(x, _mm512_set1_epi32(3)));
+        return _mm512_permutexvar_ps(x, _mm512_setr_ps(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3));
     }
     case 4: {
         const VI sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         const VI sh = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
         VI x = _mm512_permutexvar_epi32(sel, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(row + 8 * v))));
         x = _mm512_srlv_epi32(x, sh);
-        return _mm512_cvtepu32_ps(_mm512_and_si512(x, _mm512_set1_epi32(15)));
+        return _mm512_permutexvar_ps(x, _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
     }
     default:
         return _mm512_cvtepu32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + 16 * v))));

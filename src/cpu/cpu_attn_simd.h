@@ -47,6 +47,9 @@ typedef struct unit_scratch {
     float ks[256], kz[256];
     float kf[256];          /* fp16 chunk: one token row of K as floats */
     float zs[RT];
+#ifdef VI_TRANSPOSE
+    uint32_t kt[64 * 128];  /* the block's K code words transposed: kt[word * G + token] */
+#endif
     float S2[3][RT][256];   /* histogram copies for tokens t % 4 = 1, 2, 3 (copy 0 is the row's S):
                              * four independent chains when runs of tokens share a pattern */
     uint32_t dp;            /* d rounded up to W: the rows below are padded with zeros */
@@ -81,13 +84,26 @@ static const uint32_t kmask[8][32] = {
 #undef M1
 };
 
-AINLINE void k_plane(const uint32_t *base, size_t tile_words, VI idx, uint32_t words, const float *coef, size_t cs,
-                     int NR, int B, VF (*acc)[RT])
+/* Word j of W consecutive token rows, one token per lane: a load from the transposed copy where the
+ * instruction set has a register transpose (VI_TRANSPOSE), else a gather from the rows. */
+AINLINE VI k_word(const uint32_t *p, VI idx)
+{
+#ifdef VI_TRANSPOSE
+    (void)idx;
+    return vi_loadu(p);
+#else
+    return vi_gather_rows(p, idx);
+#endif
+}
+
+/* word j of tile u at base + u * tile_stride + j * word_stride */
+AINLINE void k_plane(const uint32_t *base, size_t tile_stride, size_t word_stride, VI idx, uint32_t words,
+                     const float *coef, size_t cs, int NR, int B, VF (*acc)[RT])
 {
     const uint32_t cpd = 32u / (uint32_t)B;
     for (uint32_t j = 0; j < words; j++) {
         VI v[TT];
-        for (int u = 0; u < TT; u++) v[u] = vi_gather_rows(base + u * tile_words + j, idx);
+        for (int u = 0; u < TT; u++) v[u] = k_word(base + u * tile_stride + j * word_stride, idx);
         const float *cf = coef + (size_t)j * cpd;
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 32
@@ -111,19 +127,30 @@ AINLINE void k_logits_block(const pkv_geom *g, const uint8_t *blk, unit_scratch 
     for (uint32_t l = 0; l < W; l++) idxv[l] = l * rw;
     VI idx = vi_loadu(idxv);
     const uint32_t *codes = (const uint32_t *)(blk + g->off_kcodes);
-    const size_t cs = 2 * 256, tw = (size_t)W * rw;
+    const size_t cs = 2 * 256;
+#ifdef VI_TRANSPOSE
+    for (uint32_t t0 = 0; t0 < G; t0 += W)
+        for (uint32_t c0 = 0; c0 < rw; c0 += W)
+            vi_transpose(codes + (size_t)t0 * rw + c0, rw, rw - c0 < W ? rw - c0 : W, sc->kt + (size_t)c0 * G + t0, G);
+    const uint32_t *src = sc->kt;
+    const size_t ts = W, ws = G, step = 1; /* tile, word and token strides in src */
+#else
+    const uint32_t *src = codes;
+    const size_t ts = (size_t)W * rw, ws = 1, step = rw;
+#endif
+    const size_t hi = pkv_plane_words(d, 2) * ws; /* 3 bits: the 1-bit plane after the 2-bit one */
     for (uint32_t t0 = 0; t0 < G; t0 += TT * W) { /* G is a multiple of 32 >= TT * W */
         VF acc[TT][RT];
         for (int u = 0; u < TT; u++)
             for (int r = 0; r < NR; r++) acc[u][r] = vf_zero();
-        const uint32_t *base = codes + (size_t)t0 * rw;
+        const uint32_t *base = src + (size_t)t0 * step;
         switch (b) {
-        case 2: k_plane(base, tw, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc); break;
-        case 4: k_plane(base, tw, idx, pkv_plane_words(d, 4), &sc->coef[0][0][0], cs, NR, 4, acc); break;
-        case 8: k_plane(base, tw, idx, pkv_plane_words(d, 8), &sc->coef[0][0][0], cs, NR, 8, acc); break;
+        case 2: k_plane(base, ts, ws, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc); break;
+        case 4: k_plane(base, ts, ws, idx, pkv_plane_words(d, 4), &sc->coef[0][0][0], cs, NR, 4, acc); break;
+        case 8: k_plane(base, ts, ws, idx, pkv_plane_words(d, 8), &sc->coef[0][0][0], cs, NR, 8, acc); break;
         default:
-            k_plane(base, tw, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc);
-            k_plane(base + pkv_plane_words(d, 2), tw, idx, pkv_plane_words(d, 1), &sc->coef[0][1][0], cs, NR, 1, acc);
+            k_plane(base, ts, ws, idx, pkv_plane_words(d, 2), &sc->coef[0][0][0], cs, NR, 2, acc);
+            k_plane(base + hi, ts, ws, idx, pkv_plane_words(d, 1), &sc->coef[0][1][0], cs, NR, 1, acc);
         }
         for (int u = 0; u < TT; u++)
             for (int r = 0; r < NR; r++) vf_store(&sc->lg[r][t0 + u * W], vf_add(acc[u][r], vf_set1(zt[r])));
@@ -258,6 +285,12 @@ static void row_softmax(unit_scratch *sc, int r, uint32_t n, uint32_t vis, float
 
 /* ---- one unit ------------------------------------------------------------------------------------ */
 
+/* gate4[b][k] = bit k of b, as a float: the V gate bits of four tokens */
+static const float gate4[16][4] = {
+    {0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {1, 1, 0, 0}, {0, 0, 1, 0}, {1, 0, 1, 0}, {0, 1, 1, 0}, {1, 1, 1, 0},
+    {0, 0, 0, 1}, {1, 0, 0, 1}, {0, 1, 0, 1}, {1, 1, 0, 1}, {0, 0, 1, 1}, {1, 0, 1, 1}, {0, 1, 1, 1}, {1, 1, 1, 1},
+};
+
 AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const pkv_attn_chunk *ch, unit_scratch *sc,
                         uint32_t r0, int NR)
 {
@@ -328,8 +361,8 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
         uint32_t t = 0;
         for (; t + 4 <= vmax; t += 4) { /* branch-free: the gate bit as a 0/1 factor */
             const uint32_t a0 = vidx[t], a1 = vidx[t + 1], a2 = vidx[t + 2], a3 = vidx[t + 3];
-            const uint32_t mb = (uint32_t)mask[t / 8] >> (t % 8);
-            const float g0 = (float)(mb & 1), g1 = (float)(mb >> 1 & 1), g2 = (float)(mb >> 2 & 1), g3 = (float)(mb >> 3 & 1);
+            const float *gt = gate4[(uint32_t)mask[t / 8] >> (t % 8) & 15u];
+            const float g0 = gt[0], g1 = gt[1], g2 = gt[2], g3 = gt[3];
             for (int r = 0; r < NR; r++) {
                 S[r][a0] += sc->lg[r][t] * g0;
                 sc->S2[0][r][a1] += sc->lg[r][t + 1] * g1;
