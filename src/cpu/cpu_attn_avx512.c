@@ -22,8 +22,31 @@ static inline VI vi_gather_rows(const uint32_t *p, VI idx) { return _mm512_i32ga
 #define VI_TRANSPOSE 1
 static inline void vi_transpose(const uint32_t *src, size_t stride, uint32_t ncols, uint32_t *dst, size_t dstride)
 {
-    const __mmask16 m = (__mmask16)((1u << ncols) - 1u);
     __m512i r[16], t[16];
+    if (ncols <= 8) { /* rows i and i + 8 in the two halves of r[i]: an 8 x 8 transpose in each half */
+        const __mmask8 m8 = (__mmask8)((1u << ncols) - 1u);
+        for (int i = 0; i < 8; i++)
+            r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi32(m8, src + (size_t)i * stride)),
+                                      _mm256_maskz_loadu_epi32(m8, src + (size_t)(i + 8) * stride), 1);
+        for (int i = 0; i < 4; i++) {
+            t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        for (int g = 0; g < 2; g++) { /* r[4g + k], 128-bit lane j: column 4(j % 2) + k */
+            r[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+            r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+            r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+            r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+        }
+        const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+        for (int k = 0; k < 4; k++) {
+            t[k] = _mm512_permutex2var_epi64(r[k], lo, r[4 + k]);
+            t[4 + k] = _mm512_permutex2var_epi64(r[k], hi, r[4 + k]);
+        }
+        for (uint32_t c = 0; c < ncols; c++) _mm512_storeu_si512(dst + c * dstride, t[c]);
+        return;
+    }
+    const __mmask16 m = (__mmask16)((1u << ncols) - 1u);
     for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_epi32(m, src + (size_t)i * stride);
     for (int i = 0; i < 8; i++) { /* per 128-bit lane j: (a_4j, b_4j, a_4j+1, b_4j+1), (a_4j+2, ...) */
         t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);

@@ -45,7 +45,6 @@ typedef struct unit_scratch {
     float coef[RT][2][256]; /* per plane: q_i s_i * plane multiplier * fold */
     float fold[2][256];     /* per plane and channel: multiplier * 2^-shift (1 for top fields) */
     float ks[256], kz[256];
-    float kf[256];          /* fp16 chunk: one token row of K as floats */
     float zs[RT];
 #ifdef VI_TRANSPOSE
     uint32_t kt[64 * 128];  /* the block's K code words transposed: kt[word * G + token] */
@@ -384,7 +383,8 @@ AINLINE void tile_rows(const pkv_attn_unit *u, const pkv_attn_part *out, unit_sc
     const pkv_geom *g = u->g;
     const uint32_t d = g->d, G = g->G;
     for (int r = 0; r < NR; r++) sc->zs[r] = 0.0f;
-    if (u->nb) memset(sc->S2, 0, sizeof sc->S2);
+    for (int k = 0; k < 3 && u->nb; k++)
+        for (int r = 0; r < NR; r++) memset(sc->S2[k][r], 0, u->nb * sizeof(float));
     for (uint32_t c = 0; c < u->n_chunks; c++) {
         const pkv_attn_chunk *ch = &u->chunks[c];
         if (ch->blk && g->mode != PKV_MODE_FP16) {
@@ -426,7 +426,8 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
     const size_t head = (sizeof(unit_scratch) + 63) / 64 * 64;
     unit_scratch *sc = aligned_alloc(64, head + ((2 * (size_t)u->rows * dp * sizeof(float)) + 63) / 64 * 64);
     if (!sc) return 1;
-    memset(sc, 0, head);
+    /* (every scratch array is written before it is read, but fold: zero past d) */
+    memset(sc->fold, 0, sizeof sc->fold);
     sc->dp = dp;
     sc->q = (float *)((char *)sc + head);
     sc->acc = sc->q + (size_t)u->rows * dp;
