@@ -4,20 +4,23 @@
  *   vf_load vf_store vf_set1 vf_zero vf_add vf_mul vf_fma(a,b,c)=a*b+c vf_max vf_hsum vf_hmax vf_exp2
  *   vi_set1 vi_and vi_srli(v, const) vf_from_u (exact for values < 2^31)
  *   vi_gather_rows(p, idx): lane l = p[idx[l]] (32-bit words); vf_gather(p, idx): lane l = p[idx[l]]
+ *   optionally vi_transpose (and VI_TRANSPOSE defined): a W x W transpose of 32-bit words in registers
  *   vf_f16(p): W fp16 values -> fp32; v_codes(row, bits, v): codes of channels [vW, vW + W) of one
  *   token row of a bit plane of `bits` (1, 2, 4, 8) bits, as exact floats, in channel order.
  *   ACC_REGS: how many VF accumulators the V pass may keep in registers.
  *
  * One unit (cpu_simd.h) = some chunks of one (sequence, kv head), for all its query rows, taken in
  * tiles of up to 4 rows; per chunk and tile:
- * - K logits with tokens in the lanes: the b-bit fields of W token rows are gathered one 32-bit word
- *   at a time, each channel's field is isolated by one AND (or one shift for the top field of a word)
- *   and converted exactly; its power of two is folded into the coefficient q_i * s_i (per channel,
+ * - K logits with tokens in the lanes: the block's code words are transposed once per block and tile
+ *   (word-major, so word j of W tokens is one load; gathered one word at a time where the
+ *   instruction set has no vi_transpose), each channel's field is isolated by one AND (or one shift
+ *   for the top field of a word) and converted exactly; its power of two is folded into the coefficient q_i * s_i (per channel,
  *   per block), so a channel costs AND + convert + one FMA per row. The zero-point term
  *   sum_i q_i z_i once per block, q.C_K[a_t] gathered from the per-unit table.
  * - softmax in base 2, running max moved only when a chunk exceeds it by 2^8 (docs/NUMERICS.md);
  * - V with channels in the lanes: acc[r] += (p_t s_t) * code_t for every row of the tile with the
- *   codes unpacked once per token; the zero-point share sum_t p_t z_t is one number per row, added
+ *   codes unpacked once per token (a shift and a table permute for 1-, 2- and 4-bit fields where the
+ *   permute has enough lanes); the zero-point share sum_t p_t z_t is one number per row, added
  *   to every channel at the end; the gated weights go into the histogram S[a_t].
  * fp16 chunks (the window, FP16 mode) run the same softmax with channels in the lanes for K too. */
 #include <math.h>
