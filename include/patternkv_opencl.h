@@ -47,6 +47,13 @@ PKV_API pkv_status pkv_opencl_append(pkv_cache *cache, pkv_seq seq, uint32_t lay
 PKV_API pkv_status pkv_opencl_attention(pkv_cache *cache, const pkv_attention_params *params, cl_mem q,
                                         size_t q_offset, size_t q_size, cl_mem out, size_t out_offset,
                                         size_t out_size);
+/* Batch append: n_tokens tokens to each of the n_seqs distinct sequences seqs[] of one layer, K and V
+ * [n_seqs][n_tokens][n_kv_heads][head_dim] of dtype (sequence i's at offset i * n_tokens * n_kv_heads *
+ * head_dim values). The cache ends up as after pkv_opencl_append of each sequence in turn (bit for
+ * bit), with one conversion launch, one window write and one flush op for all of them. */
+PKV_API pkv_status pkv_opencl_append_batch(pkv_cache *cache, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
+                                           uint32_t n_tokens, cl_mem k, size_t k_offset, size_t k_size, cl_mem v,
+                                           size_t v_offset, size_t v_size, pkv_dtype dtype);
 
 /* ---- enqueued calls (engine mode) ------------------------------------------------------------
  * The same work, enqueued on the context's command queue (the application's, given in
@@ -69,6 +76,11 @@ PKV_API pkv_status pkv_opencl_attention(pkv_cache *cache, const pkv_attention_pa
 PKV_API pkv_status pkv_opencl_enqueue_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens, cl_mem k,
                                              size_t k_offset, size_t k_size, cl_mem v, size_t v_offset, size_t v_size,
                                              pkv_dtype dtype, cl_uint n_wait, const cl_event *wait, cl_event *event);
+/* The enqueued batch append (pkv_opencl_append_batch's layout and result). */
+PKV_API pkv_status pkv_opencl_enqueue_append_batch(pkv_cache *cache, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
+                                                   uint32_t n_tokens, cl_mem k, size_t k_offset, size_t k_size, cl_mem v,
+                                                   size_t v_offset, size_t v_size, pkv_dtype dtype, cl_uint n_wait,
+                                                   const cl_event *wait, cl_event *event);
 PKV_API pkv_status pkv_opencl_enqueue_attention(pkv_cache *cache, const pkv_attention_params *params, cl_mem q,
                                                 size_t q_offset, size_t q_size, cl_mem out, size_t out_offset,
                                                 size_t out_size, cl_uint n_wait, const cl_event *wait, cl_event *event);

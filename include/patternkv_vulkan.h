@@ -73,6 +73,16 @@ PKV_API pkv_status pkv_vulkan_append(pkv_cache *cache, pkv_seq seq, uint32_t lay
 PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_params *params, VkBuffer q,
                                         VkDeviceSize q_offset, VkDeviceSize q_size, VkBuffer out,
                                         VkDeviceSize out_offset, VkDeviceSize out_size);
+/* Batch append: n_tokens tokens to each of the n_seqs sequences seqs[] (distinct) of one layer, as one
+ * call: K and V are [n_seqs][n_tokens][n_kv_heads][head_dim] of dtype (sequence i's tokens at
+ * offset i * n_tokens * n_kv_heads * head_dim values), the ranges must hold all of them. The cache
+ * ends up as after pkv_vulkan_append of each sequence in turn (same values, bit for bit), with one
+ * copy command, one conversion dispatch and one window write for all sequences, and one flush op of
+ * the windows that fill. Errors as pkv_vulkan_append's (a sequence given twice:
+ * PKV_ERR_INVALID_ARGUMENT); all are checked before anything is stored. */
+PKV_API pkv_status pkv_vulkan_append_batch(pkv_cache *cache, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
+                                           uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
+                                           VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype);
 
 /* ---- recorded calls: PatternKV's work in the application's command buffer -----------------------
  * pkv_vulkan_cmd_append and pkv_vulkan_cmd_attention do what the synchronous calls do, but record
@@ -121,8 +131,10 @@ PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_pa
  * (append of layer l, appends of the other sequences, attention of layer l reading them, the next
  * layer, ...) need nothing between them. A decode step at batch 1 records per layer 4 dispatches
  * (K/V conversion, q conversion, attention's two kernels), 5 barriers and 5 transfers (copy of K/V,
- * row table, copy of q, tables, copy of out); each further sequence appended in the layer adds 1
- * dispatch, 1 barrier and 2 transfers (pkv bench --decode-step counts them). The calls read K, V and q with
+ * row table, copy of q, tables, copy of out); a batch of B sequences appended by one
+ * pkv_vulkan_cmd_append_batch records the same (each further sequence appended by its own
+ * pkv_vulkan_cmd_append adds 1 dispatch, 1 barrier and 2 transfers; pkv bench --decode-step counts
+ * them). The calls read K, V and q with
  * vkCmdCopyBuffer (stage TRANSFER, access TRANSFER_READ) and write out with vkCmdCopyBuffer (TRANSFER
  * / TRANSFER_WRITE). The application adds, before a call, a barrier from its writes of K/V/q to
  * TRANSFER_READ (for example COMPUTE_SHADER/SHADER_WRITE -> TRANSFER/TRANSFER_READ), and after
@@ -162,6 +174,13 @@ PKV_API pkv_status pkv_vulkan_attention(pkv_cache *cache, const pkv_attention_pa
 PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, pkv_seq seq, uint32_t layer,
                                          uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
                                          VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype);
+/* The recorded batch append (pkv_vulkan_append_batch's layout and result): a decode step of B sequences
+ * records per layer one append for all of them (one copy of K/V, one row-table update, one conversion
+ * dispatch straight into the window rows) instead of B. */
+PKV_API pkv_status pkv_vulkan_cmd_append_batch(pkv_cache *cache, VkCommandBuffer cmd, const pkv_seq *seqs, uint32_t n_seqs,
+                                               uint32_t layer, uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset,
+                                               VkDeviceSize k_size, VkBuffer v, VkDeviceSize v_offset,
+                                               VkDeviceSize v_size, pkv_dtype dtype);
 PKV_API pkv_status pkv_vulkan_cmd_attention(pkv_cache *cache, VkCommandBuffer cmd, const pkv_attention_params *params,
                                             VkBuffer q, VkDeviceSize q_offset, VkDeviceSize q_size, VkBuffer out,
                                             VkDeviceSize out_offset, VkDeviceSize out_size);

@@ -4,7 +4,8 @@
  * returned event. Checked against the synchronous calls on the same data (the same outputs, byte-
  * identical saved caches), and a NaN in one layer's K: reported in the status word with its layer,
  * the cache stays usable. A prompt in two appends (5 tokens, then the rest: mining at M, README "Mining
- * and chunked prefill"), synchronous and enqueued: the host path's cache byte for byte. */
+ * and chunked prefill"), synchronous and enqueued: the host path's cache byte for byte. Batch appends
+ * (several sequences of a layer in one call) against appending sequence by sequence. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -318,12 +319,142 @@ static void late_mining_from_device_tokens(void **state)
     app_close(&a);
 }
 
+
+static void same_saved_bytes(pkv_cache *x, pkv_cache *y)
+{
+    char pa[64], pb[64];
+    snprintf(pa, sizeof pa, "/tmp/pkv_oclbat_a_%d.pkv", (int)getpid());
+    snprintf(pb, sizeof pb, "/tmp/pkv_oclbat_b_%d.pkv", (int)getpid());
+    TU_OK(pkv_cache_save(x, pa));
+    TU_OK(pkv_cache_save(y, pb));
+    size_t na, nb;
+    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
+    remove(pa), remove(pb);
+}
+
+/* Batch appends (pkv_opencl_enqueue_append_batch, pkv_opencl_append_batch): several sequences of one
+ * layer in one call, K and V [n_seqs][n][H][d]. The prompts of two sequences per layer in one enqueued
+ * call (each mines its banks) and in two synchronous calls of 5 tokens then the rest (late mining from
+ * device tokens), then decode steps of three sequences (the third a fork), one enqueued call per layer;
+ * against appending sequence by sequence: the same outputs bit for bit, the same saved caches byte for
+ * byte, attention within 1e-4 of the fp64 reference over the dequantized cache; a sequence given twice
+ * is refused. */
+enum { NB = 3 };
+#define OFF_NK(l) OFF_PK(l) /* a step's K, V, q and out of the NB sequences, in the prompt area */
+#define OFF_NV(l) (OFF_NK(l) + NB * TOK)
+#define OFF_NQ(l) (OFF_NV(l) + NB * TOK)
+#define OFF_NOUT(l) (OFF_NQ(l) + NB * QB)
+
+static void batch_append_equals_sequence_by_sequence(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) skip();
+    enum { HEAD = 5 };
+    pkv_seq os[NB], bs[NB], ls[NB];
+    pkv_cache *one = new_cache(&a, &os[0]), *bat = new_cache(&a, &bs[0]), *lat = new_cache(&a, &ls[0]);
+    TU_OK(pkv_seq_create(one, &os[1]));
+    TU_OK(pkv_seq_create(bat, &bs[1]));
+    TU_OK(pkv_seq_create(lat, &ls[1]));
+    fill_prompt(&a, 41);
+    /* sequence i's prompt K at kb + i * pb, V at vb + i * pb: layer l's prompt area, and layer l + 1's */
+    const size_t pb = PROMPT * TOK, hb = HEAD * TOK;
+    cl_event ev = NULL;
+    for (uint32_t l = 0; l < L; l++) {
+        const size_t kb = OFF_PK(l), vb = OFF_PK((l + 1) % L);
+        for (uint32_t i = 0; i < 2; i++)
+            TU_OK(pkv_opencl_append(one, os[i], l, PROMPT, a.buf, kb + i * pb, pb, a.buf, vb + i * pb, pb, PKV_F32));
+        TU_OK(pkv_opencl_enqueue_append_batch(bat, bs, 2, l, PROMPT, a.buf, kb, 2 * pb, a.buf, vb, 2 * pb, PKV_F32, 0,
+                                              NULL, l == L - 1 ? &ev : NULL));
+    }
+    assert_int_equal(a.cl->clWaitForEvents(1, &ev), CL_SUCCESS);
+    a.cl->clReleaseEvent(ev);
+    float *saved = malloc(STEP0); /* the prompts, repacked into layer 0's area: K/V of [2][HEAD], then of the rest */
+    memcpy(saved, at(&a, 0), STEP0);
+    for (uint32_t l = 0; l < L; l++)
+        for (uint32_t part = 0; part < 2; part++) {
+            const size_t skip = part ? hb : 0, n = part ? pb - hb : hb;
+            for (uint32_t i = 0; i < 2; i++) {
+                memcpy((uint8_t *)at(&a, 0) + i * n, (uint8_t *)saved + OFF_PK(l) + i * pb + skip, n);
+                memcpy((uint8_t *)at(&a, 0) + 2 * pb + i * n, (uint8_t *)saved + OFF_PK((l + 1) % L) + i * pb + skip, n);
+            }
+            put(&a, 0, 4 * pb);
+            TU_OK(pkv_opencl_append_batch(lat, ls, 2, l, part ? PROMPT - HEAD : HEAD, a.buf, 0, 2 * n, a.buf, 2 * pb, 2 * n,
+                                          PKV_F32));
+        }
+    free(saved);
+    same_saved_bytes(one, lat);
+    TU_OK(pkv_seq_fork(one, os[0], &os[2]));
+    TU_OK(pkv_seq_fork(bat, bs[0], &bs[2]));
+    static float want[L][NB * QB / 4], got[NB * QB / 4];
+    pkv_attention_params p = pkv_attention_params_default();
+    p.n_seqs = NB, p.n_q_heads = QH;
+    for (uint32_t step = 0; step < STEPS; step++) { /* crosses a window flush of every layer */
+        tu_rng r = {500 + step};
+        for (uint32_t l = 0; l < L; l++) {
+            tu_random(&r, 2 * NB * TOK / 4, 1.0f, at(&a, OFF_NK(l)));
+            tu_random(&r, NB * QB / 4, 1.0f, at(&a, OFF_NQ(l)));
+        }
+        put(&a, 0, OFF_NK(L - 1) + 2 * NB * TOK + NB * QB);
+        for (uint32_t l = 0; l < L; l++) {
+            for (uint32_t i = 0; i < NB; i++)
+                TU_OK(pkv_opencl_append(one, os[i], l, 1, a.buf, OFF_NK(l) + i * TOK, TOK, a.buf, OFF_NV(l) + i * TOK, TOK,
+                                        PKV_F32));
+            p.seqs = os, p.layer = l;
+            TU_OK(pkv_opencl_attention(one, &p, a.buf, OFF_NQ(l), NB * QB, a.buf, OFF_NOUT(l), NB * QB));
+            get(&a, OFF_NOUT(l), NB * QB, want[l]);
+        }
+        for (uint32_t l = 0; l < L; l++) {
+            TU_OK(pkv_opencl_enqueue_append_batch(bat, bs, NB, l, 1, a.buf, OFF_NK(l), NB * TOK, a.buf, OFF_NV(l), NB * TOK,
+                                                  PKV_F32, 0, NULL, NULL));
+            p.seqs = bs, p.layer = l;
+            TU_OK(pkv_opencl_enqueue_attention(bat, &p, a.buf, OFF_NQ(l), NB * QB, a.buf, OFF_NOUT(l), NB * QB, 0, NULL,
+                                               NULL));
+        }
+        for (uint32_t l = 0; l < L; l++) { /* blocking reads on the in-order queue: after the enqueued work */
+            get(&a, OFF_NOUT(l), NB * QB, got);
+            assert_memory_equal(got, want[l], NB * QB);
+        }
+    }
+    uint32_t flags = 1, first = 0, T[NB];
+    TU_OK(pkv_opencl_read_status(bat, &flags, &first, 0));
+    assert_int_equal(flags, 0);
+    same_saved_bytes(one, bat);
+    float *k[NB], *v[NB];
+    for (uint32_t i = 0; i < NB; i++) {
+        TU_OK(pkv_seq_length(bat, bs[i], L - 1, &T[i]));
+        assert_int_equal(T[i], PROMPT + STEPS);
+        k[i] = malloc((size_t)T[i] * TOK), v[i] = malloc((size_t)T[i] * TOK);
+        TU_OK(pkv_read_kv(bat, bs[i], L - 1, k[i], v[i]));
+    }
+    const double err = tu_check_attention((const float *const *)k, (const float *const *)v, T, NB, 1, QH, H, D,
+                                          at(&a, OFF_NQ(L - 1)), got);
+    print_message("batch append: attention rel err vs fp64 %.2e\n", err);
+    assert_true(err < 1e-4);
+    for (uint32_t i = 0; i < NB; i++) free(k[i]), free(v[i]);
+    const pkv_seq twice[2] = {bs[1], bs[1]};
+    assert_int_equal(pkv_opencl_enqueue_append_batch(bat, twice, 2, 0, 1, a.buf, OFF_NK(0), 2 * TOK, a.buf, OFF_NV(0),
+                                                     2 * TOK, PKV_F32, 0, NULL, NULL), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_opencl_append_batch(bat, bs, NB, 0, 1, a.buf, OFF_NK(0), NB * TOK - 4, a.buf, OFF_NV(0), NB * TOK,
+                                             PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    TU_OK(pkv_seq_length(bat, bs[1], 0, &T[0]));
+    assert_int_equal(T[0], PROMPT + STEPS);
+    TU_OK(pkv_cache_free(one));
+    TU_OK(pkv_cache_free(bat));
+    TU_OK(pkv_cache_free(lat));
+    app_close(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(late_mining_from_device_tokens),
         cmocka_unit_test(enqueued_equals_synchronous),
         cmocka_unit_test(nan_in_one_layer_shows_in_the_status_word),
+        cmocka_unit_test(batch_append_equals_sequence_by_sequence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

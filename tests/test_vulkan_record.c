@@ -6,7 +6,8 @@
  * per layer, against the synchronous calls too. A prompt in two appends of device tokens (5 tokens,
  * then the rest: mining at M, README "Mining and chunked prefill"): the synchronous calls give the
  * host path's cache byte for byte; a recorded append that would mine late is refused with
- * PKV_ERR_UNSUPPORTED and changes nothing. */
+ * PKV_ERR_UNSUPPORTED and changes nothing. Batch appends (several sequences of a layer in one call)
+ * against appending sequence by sequence. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -450,6 +451,131 @@ static void late_mining_from_device_tokens(void **state)
     app_close(&a);
 }
 
+
+/* Batch appends (pkv_vulkan_cmd_append_batch, pkv_vulkan_append_batch): the tokens of several sequences
+ * of one layer in one call, K and V [n_seqs][n][H][d]. Per layer: the prompts of two sequences in one
+ * recorded call (each mines its own banks), in two synchronous calls of 5 tokens then the rest (both
+ * mine late from device tokens), then decode steps of three sequences (the third a fork) in one recorded
+ * call per layer; against appending sequence by sequence (pkv_vulkan_append): the same outputs bit for
+ * bit, the same saved cache byte for byte, and attention within 1e-4 of the fp64 reference over the
+ * cache's dequantized K/V. A sequence given twice is refused before anything is recorded. */
+enum { NB = 3 };
+#define OFF_NK(l) OFF_PK(l) /* a step's K, V, q and out of the NB sequences, in the prompt area */
+#define OFF_NV(l) (OFF_NK(l) + NB * TOK_FLOATS * 4)
+#define OFF_NQ(l) (OFF_NV(l) + NB * TOK_FLOATS * 4)
+#define OFF_NOUT(l) (OFF_NQ(l) + NB * Q_FLOATS * 4)
+
+static void batch_append_equals_sequence_by_sequence(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) return;
+    enum { HEAD = 5 };
+    pkv_seq os[NB], bs[NB], ls[NB];
+    pkv_cache *one = new_cache(&a, &os[0]), *bat = new_cache(&a, &bs[0]), *lat = new_cache(&a, &ls[0]);
+    TU_OK(pkv_seq_create(one, &os[1]));
+    TU_OK(pkv_seq_create(bat, &bs[1]));
+    TU_OK(pkv_seq_create(lat, &ls[1]));
+    fill_prompt(&a, 41);
+    /* sequence i's prompt K at kb + i * pb, V at vb + i * pb: layer l's prompt area, and layer l + 1's */
+    const VkDeviceSize pb = PROMPT * TOK_FLOATS * 4, hb = HEAD * TOK_FLOATS * 4;
+    VkCommandBuffer cb = cmd_begin(&a);
+    for (uint32_t l = 0; l < L; l++) {
+        const VkDeviceSize kb = OFF_PK(l), vb = OFF_PK((l + 1) % L);
+        for (uint32_t i = 0; i < 2; i++)
+            TU_OK(pkv_vulkan_append(one, os[i], l, PROMPT, a.buf, kb + i * pb, pb, a.buf, vb + i * pb, pb, PKV_F32));
+        TU_OK(pkv_vulkan_cmd_append_batch(bat, cb, bs, 2, l, PROMPT, a.buf, kb, 2 * pb, a.buf, vb, 2 * pb, PKV_F32));
+    }
+    cmd_submit(&a, cb);
+    float *saved = malloc(STEP0); /* the prompts, repacked below into layer 0's area: K/V of [2][HEAD], then of the rest */
+    memcpy(saved, at(&a, 0), STEP0);
+    for (uint32_t l = 0; l < L; l++)
+        for (uint32_t part = 0; part < 2; part++) {
+            const VkDeviceSize skip = part ? hb : 0, n = part ? pb - hb : hb;
+            for (uint32_t i = 0; i < 2; i++) {
+                memcpy((uint8_t *)at(&a, 0) + i * n, (uint8_t *)saved + OFF_PK(l) + i * pb + skip, n);
+                memcpy((uint8_t *)at(&a, 0) + 2 * pb + i * n, (uint8_t *)saved + OFF_PK((l + 1) % L) + i * pb + skip, n);
+            }
+            TU_OK(pkv_vulkan_append_batch(lat, ls, 2, l, part ? PROMPT - HEAD : HEAD, a.buf, 0, 2 * n, a.buf, 2 * pb, 2 * n,
+                                          PKV_F32));
+        }
+    memcpy(at(&a, 0), saved, STEP0);
+    free(saved);
+    uint8_t *fa, *fb;
+    size_t na, nb;
+    save_bytes(one, "one", &fa, &na);
+    save_bytes(lat, "lat", &fb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
+    TU_OK(pkv_seq_fork(one, os[0], &os[2]));
+    TU_OK(pkv_seq_fork(bat, bs[0], &bs[2]));
+    static float want[L][NB * Q_FLOATS];
+    pkv_attention_params p = pkv_attention_params_default();
+    p.n_seqs = NB, p.n_q_heads = QH;
+    for (uint32_t step = 0; step < STEPS; step++) { /* crosses a window flush of every layer */
+        tu_rng r = {500 + step};
+        for (uint32_t l = 0; l < L; l++) {
+            tu_random(&r, 2 * NB * TOK_FLOATS, 1.0f, at(&a, OFF_NK(l)));
+            tu_random(&r, NB * Q_FLOATS, 1.0f, at(&a, OFF_NQ(l)));
+            for (uint32_t i = 0; i < NB; i++)
+                TU_OK(pkv_vulkan_append(one, os[i], l, 1, a.buf, OFF_NK(l) + i * TOK_FLOATS * 4, TOK_FLOATS * 4, a.buf,
+                                        OFF_NV(l) + i * TOK_FLOATS * 4, TOK_FLOATS * 4, PKV_F32));
+            p.seqs = os, p.layer = l;
+            TU_OK(pkv_vulkan_attention(one, &p, a.buf, OFF_NQ(l), NB * Q_FLOATS * 4, a.buf, OFF_NOUT(l), NB * Q_FLOATS * 4));
+            memcpy(want[l], at(&a, OFF_NOUT(l)), sizeof want[l]);
+            memset(at(&a, OFF_NOUT(l)), 0xFF, sizeof want[l]);
+        }
+        cb = cmd_begin(&a);
+        for (uint32_t l = 0; l < L; l++) {
+            TU_OK(pkv_vulkan_cmd_append_batch(bat, cb, bs, NB, l, 1, a.buf, OFF_NK(l), NB * TOK_FLOATS * 4, a.buf,
+                                              OFF_NV(l), NB * TOK_FLOATS * 4, PKV_F32));
+            p.seqs = bs, p.layer = l;
+            TU_OK(pkv_vulkan_cmd_attention(bat, cb, &p, a.buf, OFF_NQ(l), NB * Q_FLOATS * 4, a.buf, OFF_NOUT(l),
+                                           NB * Q_FLOATS * 4));
+        }
+        cmd_submit(&a, cb);
+        for (uint32_t l = 0; l < L; l++) assert_memory_equal(at(&a, OFF_NOUT(l)), want[l], sizeof want[l]);
+    }
+    uint32_t flags = 1, first = 0, T[NB];
+    TU_OK(pkv_vulkan_read_status(bat, &flags, &first, 0));
+    assert_int_equal(flags, 0);
+    save_bytes(one, "one", &fa, &na);
+    save_bytes(bat, "bat", &fb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
+    /* the last step's attention of the last layer against fp64 over the dequantized cache */
+    float *k[NB], *v[NB];
+    for (uint32_t i = 0; i < NB; i++) {
+        TU_OK(pkv_seq_length(bat, bs[i], L - 1, &T[i]));
+        assert_int_equal(T[i], PROMPT + STEPS);
+        k[i] = malloc((size_t)T[i] * TOK_FLOATS * 4), v[i] = malloc((size_t)T[i] * TOK_FLOATS * 4);
+        TU_OK(pkv_read_kv(bat, bs[i], L - 1, k[i], v[i]));
+    }
+    const double err = tu_check_attention((const float *const *)k, (const float *const *)v, T, NB, 1, QH, H, D,
+                                          at(&a, OFF_NQ(L - 1)), at(&a, OFF_NOUT(L - 1)));
+    print_message("batch append: attention rel err vs fp64 %.2e\n", err);
+    assert_true(err < 1e-4);
+    for (uint32_t i = 0; i < NB; i++) free(k[i]), free(v[i]);
+    /* a sequence twice, or none: refused, nothing recorded */
+    const pkv_seq twice[2] = {bs[1], bs[1]};
+    cb = cmd_begin(&a);
+    assert_int_equal(pkv_vulkan_cmd_append_batch(bat, cb, twice, 2, 0, 1, a.buf, OFF_NK(0), 2 * TOK_FLOATS * 4, a.buf,
+                                                 OFF_NV(0), 2 * TOK_FLOATS * 4, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_vulkan_cmd_append_batch(bat, cb, bs, 0, 0, 1, a.buf, OFF_NK(0), 2 * TOK_FLOATS * 4, a.buf,
+                                                 OFF_NV(0), 2 * TOK_FLOATS * 4, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pkv_vulkan_cmd_append_batch(bat, cb, bs, NB, 0, 1, a.buf, OFF_NK(0), NB * TOK_FLOATS * 4 - 4, a.buf,
+                                                 OFF_NV(0), NB * TOK_FLOATS * 4, PKV_F32), PKV_ERR_INVALID_ARGUMENT);
+    cmd_submit(&a, cb); /* empty */
+    TU_OK(pkv_seq_length(bat, bs[1], 0, &T[0]));
+    assert_int_equal(T[0], PROMPT + STEPS);
+    TU_OK(pkv_cache_free(one));
+    TU_OK(pkv_cache_free(bat));
+    TU_OK(pkv_cache_free(lat));
+    app_close(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +583,7 @@ int main(void)
         cmocka_unit_test(recorded_equals_synchronous),
         cmocka_unit_test(nan_in_one_layer_shows_in_the_status_word),
         cmocka_unit_test(batch_of_two_equals_synchronous),
+        cmocka_unit_test(batch_append_equals_sequence_by_sequence),
     };
     return tu_run_tests(tests, NULL, NULL);
 }

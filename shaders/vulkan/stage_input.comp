@@ -5,7 +5,8 @@
  * (st[status_word]) and lowers st[status_word + 1] to `layer`. Two values per invocation.
  * row_tab != 0xFFFFFFFF (fp16 output only): the output goes to rows of row_pairs words, source row r
  * to row scr[row_tab + r] of `dst` (0xFFFFFFFF: not written): a recorded append's K/V straight into
- * their window rows (vk_stage.c). */
+ * their window rows (vk_stage.c); row_tab == 0xFFFFFFFE: the table is tab[] below (up to 20 rows: a
+ * decode step's of one sequence, no upload). */
 #include "pkv_math.h"
 
 layout(local_size_x_id = 0) in;
@@ -16,6 +17,7 @@ layout(push_constant) uniform Push {
     uint n_pairs, in_f16, out_f32, raw_off, out_off, status_word;
     float max_abs;
     uint flag, layer, row_tab, row_pairs;
+    uint tab[20];
 } pc;
 
 bool bad_f32(float x) { return (floatBitsToUint(x) & 0x7F800000u) == 0x7F800000u || abs(x) > pc.max_abs; }
@@ -46,7 +48,7 @@ void main()
         dst[pc.out_off + 2u * i] = floatBitsToUint(x0);
         dst[pc.out_off + 2u * i + 1u] = floatBitsToUint(x1);
     } else if (pc.row_tab != 0xFFFFFFFFu) {
-        uint row = scr[pc.row_tab + i / pc.row_pairs];
+        uint row = pc.row_tab == 0xFFFFFFFEu ? pc.tab[i / pc.row_pairs] : scr[pc.row_tab + i / pc.row_pairs];
         if (row != 0xFFFFFFFFu) dst[pc.out_off + row * pc.row_pairs + i % pc.row_pairs] = pkv_f32_to_f16(x0) | (pkv_f32_to_f16(x1) << 16);
     } else {
         dst[pc.out_off + i] = pkv_f32_to_f16(x0) | (pkv_f32_to_f16(x1) << 16);

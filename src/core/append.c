@@ -365,14 +365,14 @@ static pkv_status window_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32
                     row += jb->take;
                 } else {
                     for (uint32_t t = 0; t < jb->take; t++, r++) {
-                        run[3 * r] = (uint32_t)(((size_t)kv * n + jb->pos + t) * H + h);
+                        run[3 * r] = (uint32_t)((((size_t)jb->idx * 2 + kv) * n + jb->pos + t) * H + h);
                         run[3 * r + 1] = dst + t, run[3 * r + 2] = 1;
                     }
                 }
             }
     }
     pkv_window_op op = {.rows = src->k ? gather : NULL, .rows_buf = src->dev, .rows_off = src->dev_off,
-                        .n_src_rows = src->k ? (uint32_t)rows : 2 * n * H, .n_runs = (uint32_t)n_runs, .runs = run};
+                        .n_src_rows = src->k ? (uint32_t)rows : 2 * n * H * (src->n_src ? src->n_src : 1), .n_runs = (uint32_t)n_runs, .runs = run};
     return c->ctx->be->iface->write_window(c->ctx->be, &pkv_shard_of(c, jobs[j0].layer)->store, &op);
 }
 
@@ -440,8 +440,16 @@ static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32
 /* A call's jobs up to this size live in the cache's reused buffer (c->job_tmp). */
 #define JOB_REUSE_BYTES ((size_t)64 << 10)
 
-/* Everything after the values were checked and made fp16: budget, slots, then the rounds. */
-static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint32_t nl, const token_src *src)
+/* What one job of a call appends to: a layer of a sequence. The jobs of a call are in source order
+ * (job j reads source j of the call's tokens). */
+typedef struct append_target {
+    pkv_layer_state *L;
+    uint32_t layer;
+} append_target;
+
+/* Everything after the values were checked and made fp16: budget, slots, then the rounds, over nl jobs:
+ * several layers of one sequence, or one layer of several sequences. */
+static pkv_status append_run(pkv_cache *c, const append_target *tg, uint32_t nl, const token_src *src)
 {
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, n = src->n;
@@ -452,20 +460,20 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
     if (!plans) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     uint32_t n_late = 0;
     for (uint32_t j = 0; j < nl; j++) {
-        const pkv_layer_state *L = &s->layers[first + j];
+        const pkv_layer_state *L = tg[j].L;
         if (pkv_mines_late(c, L, n)) { /* planned as the first append of the window's tokens and the call's */
             pkv_layer_state empty = *L;
             empty.n_window = 0;
-            plans[j] = make_plan(c, first + j, &empty, L->n_window + n);
+            plans[j] = make_plan(c, tg[j].layer, &empty, L->n_window + n);
             n_late++;
         } else
-            plans[j] = make_plan(c, first + j, L, n);
+            plans[j] = make_plan(c, tg[j].layer, L, n);
         const uint32_t flush_groups = plans[j].new_groups - plans[j].n_quant / g->G;
         words += plans[j].blocks + 1 + 3 * ((size_t)flush_groups * H + 1) + H;
     }
     size_t save_bytes = 0;
     for (uint32_t j = 0; j < nl; j++) {
-        const pkv_layer_state *L = &s->layers[first + j];
+        const pkv_layer_state *L = tg[j].L;
         if (L->window_slot && L->window_slot[0] != PKV_NO_SLOT && L->n_window &&
             (n > g->R - L->n_window || pkv_mines_late(c, L, n)))
             save_bytes += (size_t)H * g->window_bytes;
@@ -483,7 +491,7 @@ static pkv_status append_run(pkv_cache *c, pkv_sequence *s, uint32_t first, uint
     uint32_t *next = (uint32_t *)(jobs + nl);
     for (uint32_t j = 0; j < nl; j++) {
         layer_job *jb = &jobs[j];
-        jb->layer = first + j, jb->idx = j, jb->L = &s->layers[first + j];
+        jb->layer = tg[j].layer, jb->idx = j, jb->L = tg[j].L;
         jb->p = plans[j];
         jb->late = pkv_mines_late(c, jb->L, n);
         jb->n = jb->late ? jb->L->n_window + n : n;
@@ -590,8 +598,15 @@ static pkv_status append_host(pkv_cache *c, pkv_seq seq, uint32_t first, uint32_
         else ks[j] = conv + 2 * j * count, vs[j] = conv + (2 * j + 1) * count;
     }
     pkv_prof_add(PKV_PROF_CHECK, tc);
-    token_src src = {ks, vs, NULL, 0, n};
-    if (st == PKV_OK) st = append_run(c, pkv_find_seq(c, seq), first, nl, &src);
+    token_src src = {ks, vs, NULL, 0, n, 0};
+    append_target tl[64], *tg = nl <= 64 ? tl : malloc(nl * sizeof *tg);
+    if (st == PKV_OK && !tg) st = pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    if (st == PKV_OK) {
+        pkv_sequence *s = pkv_find_seq(c, seq);
+        for (uint32_t j = 0; j < nl; j++) tg[j] = (append_target){&s->layers[first + j], first + j};
+        st = append_run(c, tg, nl, &src);
+    }
+    if (tg != tl) free(tg);
     free(conv);
     if (ks != kp) free((void *)ks);
     if (vs != vp) free((void *)vs);
@@ -656,10 +671,33 @@ pkv_status pkv_append_layers(pkv_cache *c, const pkv_append_params *params, cons
     return st;
 }
 
-pkv_status pkv_append_device(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_buf *tokens, size_t tokens_off)
+pkv_status pkv_append_device(pkv_cache *c, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer, uint32_t n,
+                             pkv_buf *tokens, size_t tokens_off)
 {
-    pkv_status st = pkv_append_check(c, seq, layer, n, PKV_F16);
-    if (st != PKV_OK || n == 0) return st;
-    token_src src = {NULL, NULL, tokens, tokens_off, n};
-    return append_run(c, pkv_find_seq(c, seq), layer, 1, &src);
+    pkv_status st = PKV_OK;
+    for (uint32_t i = 0; i < n_seqs && st == PKV_OK; i++) st = pkv_append_check(c, seqs[i], layer, n, PKV_F16);
+    if (st != PKV_OK || n == 0 || n_seqs == 0) return st;
+    append_target tl[64], *tg = n_seqs <= 64 ? tl : malloc(n_seqs * sizeof *tg);
+    if (!tg) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    for (uint32_t i = 0; i < n_seqs; i++) tg[i] = (append_target){&pkv_find_seq(c, seqs[i])->layers[layer], layer};
+    token_src src = {NULL, NULL, tokens, tokens_off, n, n_seqs};
+    st = append_run(c, tg, n_seqs, &src);
+    if (tg != tl) free(tg);
+    return st;
+}
+
+pkv_status pkv_append_batch_check(pkv_cache *c, const char *fn, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
+                                  uint32_t n, pkv_dtype dtype)
+{
+    if (!c) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "%s: cache is NULL", fn);
+    if (!n_seqs || !seqs) return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: no sequences (seqs NULL or n_seqs 0)", fn);
+    for (uint32_t i = 0; i < n_seqs; i++) {
+        pkv_status st = pkv_append_check(c, seqs[i], layer, n, dtype);
+        if (st != PKV_OK) return st;
+        for (uint32_t j = 0; j < i; j++) /* one job per layer state: each sequence once */
+            if (seqs[j] == seqs[i])
+                return pkv_fail(c->ctx, PKV_ERR_INVALID_ARGUMENT, "%s: sequence %u is given twice (seqs[%u] and seqs[%u])",
+                                fn, seqs[i], j, i);
+    }
+    return PKV_OK;
 }

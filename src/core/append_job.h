@@ -7,14 +7,23 @@
 
 #include "internal.h"
 
-/* The call's fp16 tokens: per layer of the call K [n][H][d] and V [n][H][d] in host memory, or (one
- * layer, the engine integration of a GPU backend) K [n][H][d] then V in a device buffer. */
+/* The call's fp16 tokens: per source (a layer of the call) K [n][H][d] and V [n][H][d] in host memory,
+ * or (the engine integration of a GPU backend) in a device buffer, source after source, each K [n][H][d]
+ * then V [n][H][d]: n_src sources (the sequences of a batch append of one layer; 1 for one append). A
+ * job reads source job->idx. */
 typedef struct token_src {
     const uint16_t *const *k, *const *v;
     pkv_buf *dev;
     size_t dev_off;
     uint32_t n;
+    uint32_t n_src; /* device sources (0 counts as 1) */
 } token_src;
+
+/* Byte offset of device source i (K, then V n * H * d halves later). */
+static inline size_t pkv_src_dev_off(const token_src *src, const pkv_geom *g, uint32_t i)
+{
+    return src->dev_off + (size_t)i * 2 * src->n * g->H * g->d * 2;
+}
 
 typedef struct plan {
     int mine;
@@ -23,12 +32,13 @@ typedef struct plan {
     uint32_t new_groups;
 } plan;
 
-/* One layer of the call. Every slot its rounds will need is taken before any device work, layer by
+/* One (sequence, layer) of the call: the layers of one sequence (pkv_append_layers), or the sequences
+ * of one layer (a batch append of the engine integration). Every slot its rounds will need is taken before any device work, layer by
  * layer in the order a one-layer append takes them (windows, mined chunks and blocks, then per
  * flush a new or copied chunk and the blocks), so that the cache is the same, slot for slot, as
  * after one-layer appends. */
 typedef struct layer_job {
-    uint32_t layer, idx;     /* cache layer; index in the call's tokens */
+    uint32_t layer, idx;     /* cache layer; index of its source in the call's tokens */
     pkv_layer_state *L;
     plan p;
     uint32_t n;              /* tokens of the layer's source: the call's, or for a late mine the window's then the call's */

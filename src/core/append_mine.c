@@ -39,7 +39,8 @@ pkv_status pkv_join_late(pkv_cache *c, const layer_job *jobs, uint32_t nl, const
 {
     const pkv_geom *g = &c->g;
     const size_t row = (size_t)g->H * g->d, call = (size_t)src->n * row;
-    size_t halves = src->k ? 0 : 2 * call;
+    const uint32_t n_src = src->n_src ? src->n_src : 1;
+    size_t halves = src->k ? 0 : 2 * call * n_src;
     for (uint32_t j = 0; j < nl; j++)
         if (jobs[j].late) halves += 2 * (size_t)jobs[j].n * row;
     const size_t ptr_bytes = ((size_t)2 * nl * sizeof(uint16_t *) + 15) & ~(size_t)15;
@@ -50,14 +51,15 @@ pkv_status pkv_join_late(pkv_cache *c, const layer_job *jobs, uint32_t nl, const
     uint16_t *next = (uint16_t *)(m + ptr_bytes);
     const uint16_t *dev_k = NULL;
     if (!src->k) {
-        pkv_status st = c->ctx->be->iface->buf_read(c->ctx->be, src->dev, src->dev_off, next, 2 * call * 2);
+        pkv_status st = c->ctx->be->iface->buf_read(c->ctx->be, src->dev, src->dev_off, next, 2 * call * n_src * 2);
         if (st != PKV_OK) return st;
         dev_k = next;
-        next += 2 * call;
+        next += 2 * call * n_src;
     }
     for (uint32_t j = 0; j < nl; j++) {
-        const uint16_t *ck = src->k ? src->k[j] : dev_k, *cv = src->k ? src->v[j] : dev_k + call;
-        k[j] = ck, v[j] = cv;
+        const uint32_t i = jobs[j].idx;
+        const uint16_t *ck = src->k ? src->k[i] : dev_k + 2 * call * i, *cv = src->k ? src->v[i] : ck + call;
+        k[i] = ck, v[i] = cv; /* idx == j: the jobs are in source order */
         if (!jobs[j].late) continue;
         const uint32_t W = jobs[j].start_window;
         uint16_t *jk = next, *jv = next + (size_t)jobs[j].n * row;
@@ -70,16 +72,24 @@ pkv_status pkv_join_late(pkv_cache *c, const layer_job *jobs, uint32_t nl, const
         }
         memcpy(jk + (size_t)W * row, ck, call * 2);
         memcpy(jv + (size_t)W * row, cv, call * 2);
-        k[j] = jk, v[j] = jv;
+        k[i] = jk, v[i] = jv;
         next += 2 * (size_t)jobs[j].n * row;
     }
-    *out = (token_src){k, v, NULL, 0, src->n};
+    *out = (token_src){k, v, NULL, 0, src->n, 0};
     return PKV_OK;
+}
+
+/* Whether job jb mines in the group of source length n, shard sh and (device tokens: one op reads one
+ * source) source idx. */
+static int in_group(const pkv_cache *c, const layer_job *jb, const token_src *src, uint32_t n, uint32_t idx,
+                    const pkv_shard *sh)
+{
+    return jb->p.mine && jb->mine_slots && jb->n == n && pkv_shard_of(c, jb->layer) == sh && (src->k || jb->idx == idx);
 }
 
 /* One mine op for the mining layers of shard sh whose source holds n tokens (a layer that mines late has
  * more than the others), then their blocks and banks recorded, or on failure their slots given back. */
-static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, uint32_t n,
+static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, uint32_t n, uint32_t idx,
                              pkv_shard *sh, pkv_mine_layer *ml, const uint16_t **tk, const uint16_t **tv, uint32_t *init,
                              uint32_t *scratch, const float *rcp, double *op_ms)
 {
@@ -88,7 +98,7 @@ static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
     const uint32_t ns = pkv_sample_count(n, c->cfg.kmeans_sample);
     uint32_t nm = 0;
     for (uint32_t j = 0; j < nj; j++) {
-        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n || pkv_shard_of(c, jobs[j].layer) != sh) continue;
+        if (!in_group(c, &jobs[j], src, n, idx, sh)) continue;
         uint32_t *in = init + (size_t)nm * H * 2 * M;
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t kv = 0; kv < 2; kv++)
@@ -100,13 +110,13 @@ static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
     }
     pkv_mine_op op = {
         .n_layers = nm, .layers = ml, .tokens_k = src->k ? tk : NULL, .tokens_v = src->k ? tv : NULL,
-        .tokens_buf = src->dev, .tokens_off = src->dev_off, .n_tokens = n, .n_sample = ns, .n_quant = n_quant, .rcp = rcp,
+        .tokens_buf = src->dev, .tokens_off = src->k ? 0 : pkv_src_dev_off(src, g, idx), .n_tokens = n, .n_sample = ns, .n_quant = n_quant, .rcp = rcp,
         .max_iters = c->cfg.kmeans_iters, .tol2 = c->cfg.kmeans_tol * c->cfg.kmeans_tol,
     };
     pkv_status st = c->ctx->be->iface->mine(c->ctx->be, &sh->store, &op);
     if (st == PKV_OK) pkv_add_op_time(c, op_ms);
     for (uint32_t j = 0; j < nj; j++) {
-        if (!jobs[j].p.mine || !jobs[j].mine_slots || jobs[j].n != n || pkv_shard_of(c, jobs[j].layer) != sh) continue;
+        if (!in_group(c, &jobs[j], src, n, idx, sh)) continue;
         pkv_layer_state *L = jobs[j].L;
         jobs[j].mine_slots = 0;
         if (st == PKV_OK) {
@@ -126,7 +136,8 @@ static pkv_status mine_group(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
     return st;
 }
 
-/* Round 0's mining: one mine op per source length and shard (all layers of a prompt in one shard share one). */
+/* Round 0's mining: one mine op per source length and shard (all layers of a prompt in one shard share one;
+ * device tokens: one per source). */
 pkv_status pkv_run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const token_src *src, double *op_ms)
 {
     const uint32_t H = c->g.H, M = c->g.M;
@@ -144,7 +155,8 @@ pkv_status pkv_run_mines(pkv_cache *c, layer_job *jobs, uint32_t nj, const token
     for (uint32_t i = 0; i < n_max && scratch; i++) scratch[i] = i; /* the identity, kept by every draw */
     for (uint32_t j = 0; j < nj && st == PKV_OK; j++) /* the slots of layers not mined on failure: release_unused */
         if (jobs[j].p.mine && jobs[j].mine_slots)
-            st = mine_group(c, jobs, nj, src, jobs[j].n, pkv_shard_of(c, jobs[j].layer), ml, tk, tv, init, scratch, rcp, op_ms);
+            st = mine_group(c, jobs, nj, src, jobs[j].n, jobs[j].idx, pkv_shard_of(c, jobs[j].layer), ml, tk, tv, init,
+                            scratch, rcp, op_ms);
     free(ml), free(init), free(scratch), free((void *)tk), free((void *)tv);
     return st;
 }

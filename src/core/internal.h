@@ -99,9 +99,16 @@ pkv_status pkv_seq_insert(pkv_cache *c, pkv_seq id, pkv_sequence **out);
 pkv_status pkv_next_seq_id(pkv_cache *c, pkv_seq *id);
 
 /* append.c / attention.c: the engine-integration entry points, with the application's data already
- * converted and checked in device memory (a GPU backend's staging buffer): tokens are fp16
- * K [n][H][d] then V [n][H][d] at tokens_off; q is fp32 at q_off, out fp32 goes to out_off. */
-pkv_status pkv_append_device(pkv_cache *c, pkv_seq seq, uint32_t layer, uint32_t n, pkv_buf *tokens, size_t tokens_off);
+ * converted and checked in device memory (a GPU backend's staging buffer): tokens are fp16, per
+ * sequence of seqs in turn K [n][H][d] then V [n][H][d], from tokens_off; q is fp32 at q_off, out fp32
+ * goes to out_off. An append of several sequences (one layer) is one call's work: one window op for
+ * all of them, one flush op of the windows that fill, the cache as after appending them one by one. */
+pkv_status pkv_append_device(pkv_cache *c, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer, uint32_t n,
+                             pkv_buf *tokens, size_t tokens_off);
+/* The checks of a batch append's arguments (each sequence as pkv_append_check, no sequence twice); fn
+ * names the call in messages. */
+pkv_status pkv_append_batch_check(pkv_cache *c, const char *fn, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
+                                  uint32_t n, pkv_dtype dtype);
 pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *p, pkv_buf *q, size_t q_off, pkv_buf *out,
                                 size_t out_off);
 /* The checks pkv_append and pkv_append_device share (everything but the values). */

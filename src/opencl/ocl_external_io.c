@@ -65,9 +65,12 @@ static cl_int stage(pkv_ocl *o, const cl_mem *src, const size_t *off, uint32_t n
     for (uint32_t i = 0; i < n_src && err == CL_SUCCESS; i++)
         err = o->cl->clEnqueueCopyBuffer(o->q, src[i], raw, off[i], raw_words * 4 * i, in_bytes, 0, NULL, NULL);
     cl_kernel k = o->k[PKV_K_STAGE];
-    const cl_uint pairs = (cl_uint)(n_values / 2), in_f16 = dtype == PKV_F16, out_f32 = (cl_uint)to_f32;
+    /* the raw sources lie back to back when their bytes are whole words (always for K/V: head_dim is a
+     * multiple of 8), and so do the outputs: one launch converts them all (a batch append's 2 x n_seqs) */
+    const uint32_t n_launch = raw_words * 4 == in_bytes ? 1 : n_src;
+    const cl_uint pairs = (cl_uint)(n_values / 2 * (n_src / n_launch)), in_f16 = dtype == PKV_F16, out_f32 = (cl_uint)to_f32;
     const size_t local = o->wg[PKV_K_STAGE] < 256 ? o->wg[PKV_K_STAGE] : 256;
-    for (uint32_t i = 0; i < n_src && err == CL_SUCCESS; i++) {
+    for (uint32_t i = 0; i < n_launch && err == CL_SUCCESS; i++) {
         const cl_uint raw_off = (cl_uint)(raw_words * i), out_off = (cl_uint)(out_bytes * i / 4);
         size_t global = (pairs + local - 1) / local * local;
         err = pkv_ocl_args(o, k, 12, sizeof raw, &raw, sizeof raw_off, &raw_off, sizeof pairs, &pairs, sizeof in_f16,
@@ -121,26 +124,40 @@ static pkv_status end(pkv_cache *c, const char *fn, int enqueued, pkv_status st,
     return st != PKV_OK ? st : err != CL_SUCCESS ? cl_fail(c, fn, "enqueueing the marker", err) : PKV_OK;
 }
 
-static pkv_status append_common(pkv_cache *cache, int enqueued, const char *fn, pkv_seq seq, uint32_t layer,
-                                uint32_t n_tokens, cl_mem k, size_t k_offset, size_t k_size, cl_mem v, size_t v_offset,
-                                size_t v_size, pkv_dtype dtype, cl_uint n_wait, const cl_event *wait, cl_event *event)
+/* An append of n_tokens to each of n_seqs sequences of one layer (K, V: [n_seqs][n_tokens][H][d]):
+ * staged as 2 n_seqs sources, per sequence its K then its V (the core's device token layout), then one
+ * append of all of them (pkv_append_device). */
+static pkv_status append_common(pkv_cache *cache, int enqueued, const char *fn, const pkv_seq *seqs, uint32_t n_seqs,
+                                uint32_t layer, uint32_t n_tokens, cl_mem k, size_t k_offset, size_t k_size, cl_mem v,
+                                size_t v_offset, size_t v_size, pkv_dtype dtype, cl_uint n_wait, const cl_event *wait,
+                                cl_event *event)
 {
     pkv_status st = pkv_staged_check(cache, PKV_BACKEND_OPENCL, fn);
     if (st != PKV_OK) return st;
     pkv_clear_error();
-    if ((st = pkv_append_check(cache, seq, layer, n_tokens, dtype)) != PKV_OK) return st;
-    const size_t n = (size_t)n_tokens * cache->g.H * cache->g.d, bytes = n * (dtype == PKV_F16 ? 2 : 4);
-    if ((st = check_range(cache, fn, "k", k, k_offset, k_size, bytes)) != PKV_OK) return st;
-    if ((st = check_range(cache, fn, "v", v, v_offset, v_size, bytes)) != PKV_OK) return st;
-    if ((st = begin(cache, fn, enqueued, n_wait, wait)) != PKV_OK) return st;
+    if ((st = pkv_append_batch_check(cache, fn, seqs, n_seqs, layer, n_tokens, dtype)) != PKV_OK) return st;
+    const size_t n = (size_t)n_tokens * cache->g.H * cache->g.d, per_seq = n * (dtype == PKV_F16 ? 2 : 4);
+    if ((st = check_range(cache, fn, "k", k, k_offset, k_size, per_seq * n_seqs)) != PKV_OK) return st;
+    if ((st = check_range(cache, fn, "v", v, v_offset, v_size, per_seq * n_seqs)) != PKV_OK) return st;
+    cl_mem src_local[16], *src = 2 * n_seqs <= 16 ? src_local : malloc(2 * n_seqs * sizeof *src);
+    size_t off_local[16], *off = 2 * n_seqs <= 16 ? off_local : malloc(2 * n_seqs * sizeof *off);
+    if (!src || !off) st = pkv_fail(cache->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "%s: out of host memory", fn);
+    if (st == PKV_OK) st = begin(cache, fn, enqueued, n_wait, wait);
+    if (st != PKV_OK) {
+        if (src && src != src_local) free(src);
+        if (off && off != off_local) free(off);
+        return st;
+    }
+    for (uint32_t i = 0; i < n_seqs; i++) {
+        src[2 * i] = k, off[2 * i] = k_offset + i * per_seq;
+        src[2 * i + 1] = v, off[2 * i + 1] = v_offset + i * per_seq;
+    }
     pkv_ocl *o = pkv_ocl_of(cache->ctx->be);
-    const cl_mem src[2] = {k, v};
-    const size_t off[2] = {k_offset, v_offset};
     cl_int err = CL_SUCCESS;
     if (n_tokens) {
         err = enqueued ? CL_SUCCESS : status_init(o, STATUS_SYNC, 2);
         if (err == CL_SUCCESS)
-            err = stage(o, src, off, 2, n, dtype, 0, PKV_F16_MAX, enqueued ? STATUS_ENQUEUED : STATUS_SYNC,
+            err = stage(o, src, off, 2 * n_seqs, n, dtype, 0, PKV_F16_MAX, enqueued ? STATUS_ENQUEUED : STATUS_SYNC,
                         PKV_OPENCL_STATUS_KV_NONFINITE, layer);
     }
     uint32_t w[2] = {0, 0};
@@ -149,8 +166,10 @@ static pkv_status append_common(pkv_cache *cache, int enqueued, const char *fn, 
     else if (w[0]) st = pkv_fail(cache->ctx, PKV_ERR_NONFINITE, "%s: K or V holds NaN, Inf or a value beyond fp16 range", fn);
     else if (n_tokens) {
         pkv_buf staged = {.mem = o->s[PKV_S_STAGED].mem, .bytes = o->s[PKV_S_STAGED].bytes};
-        st = pkv_append_device(cache, seq, layer, n_tokens, &staged, 0);
+        st = pkv_append_device(cache, seqs, n_seqs, layer, n_tokens, &staged, 0);
     }
+    if (src != src_local) free(src);
+    if (off != off_local) free(off);
     return end(cache, fn, enqueued, st, event);
 }
 
@@ -159,8 +178,17 @@ PKV_API pkv_status pkv_opencl_append(pkv_cache *cache, pkv_seq seq, uint32_t lay
                                      pkv_dtype dtype)
 {
     PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
-    return append_common(cache, 0, "pkv_opencl_append", seq, layer, n_tokens, k, k_offset, k_size, v, v_offset, v_size,
-                         dtype, 0, NULL, NULL);
+    return append_common(cache, 0, "pkv_opencl_append", &seq, 1, layer, n_tokens, k, k_offset, k_size, v, v_offset,
+                         v_size, dtype, 0, NULL, NULL);
+}
+
+PKV_API pkv_status pkv_opencl_append_batch(pkv_cache *cache, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
+                                           uint32_t n_tokens, cl_mem k, size_t k_offset, size_t k_size, cl_mem v,
+                                           size_t v_offset, size_t v_size, pkv_dtype dtype)
+{
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
+    return append_common(cache, 0, "pkv_opencl_append_batch", seqs, n_seqs, layer, n_tokens, k, k_offset, k_size, v,
+                         v_offset, v_size, dtype, 0, NULL, NULL);
 }
 
 PKV_API pkv_status pkv_opencl_enqueue_append(pkv_cache *cache, pkv_seq seq, uint32_t layer, uint32_t n_tokens, cl_mem k,
@@ -168,8 +196,18 @@ PKV_API pkv_status pkv_opencl_enqueue_append(pkv_cache *cache, pkv_seq seq, uint
                                              pkv_dtype dtype, cl_uint n_wait, const cl_event *wait, cl_event *event)
 {
     PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
-    return append_common(cache, 1, "pkv_opencl_enqueue_append", seq, layer, n_tokens, k, k_offset, k_size, v, v_offset,
-                         v_size, dtype, n_wait, wait, event);
+    return append_common(cache, 1, "pkv_opencl_enqueue_append", &seq, 1, layer, n_tokens, k, k_offset, k_size, v,
+                         v_offset, v_size, dtype, n_wait, wait, event);
+}
+
+PKV_API pkv_status pkv_opencl_enqueue_append_batch(pkv_cache *cache, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
+                                                   uint32_t n_tokens, cl_mem k, size_t k_offset, size_t k_size, cl_mem v,
+                                                   size_t v_offset, size_t v_size, pkv_dtype dtype, cl_uint n_wait,
+                                                   const cl_event *wait, cl_event *event)
+{
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
+    return append_common(cache, 1, "pkv_opencl_enqueue_append_batch", seqs, n_seqs, layer, n_tokens, k, k_offset, k_size,
+                         v, v_offset, v_size, dtype, n_wait, wait, event);
 }
 
 static pkv_status attention_common(pkv_cache *cache, int enqueued, const char *fn, const pkv_attention_params *app_params,

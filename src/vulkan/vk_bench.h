@@ -28,11 +28,11 @@ const char *pkv_vulkan_pipeline_cache_path(const pkv_backend *be);
  * of the cache, one token appended to each of the n_seqs sequences and attention over them (q_len 1,
  * n_q_heads), with K, V, q and out in device buffers. Timed two ways over `steps` steps (after two
  * warm-up steps; medians), each step appending one token per layer and sequence:
- * - recorded: every layer's pkv_vulkan_cmd_append / pkv_vulkan_cmd_attention in one command buffer
+ * - recorded: every layer's pkv_vulkan_cmd_append_batch (all sequences) / pkv_vulkan_cmd_attention in one command buffer
  *   of the context's queue family, submitted once: recorded_ms is its device time (timestamps at its
  *   start and end; NAN without timestamps), recorded_host_ms the host's record + submit + wait,
  *   record_us_per_layer the host's recording time divided by the layers;
- * - synchronous: the same calls through pkv_vulkan_append / pkv_vulkan_attention: synchronous_ms is
+ * - synchronous: the same calls through pkv_vulkan_append_batch / pkv_vulkan_attention: synchronous_ms is
  *   the host wall time of the step, attention_kernels_ms the sum of its attention ops' device times
  *   (pkv_last_op_time after each attention: the kernels alone).
  * per_layer counts the commands of the last recorded step (the flush of a filling window included

@@ -126,11 +126,12 @@ static pkv_status step(pkv_cache *c, const step_io *io, const pkv_seq *seqs, uin
     pkv_status s = PKV_OK;
     *attn_ms = 0;
     for (uint32_t l = 0; l < io->L && s == PKV_OK; l++) {
-        for (uint32_t b = 0; b < io->B && s == PKV_OK; b++)
-            s = cmd ? pkv_vulkan_cmd_append(c, cmd, seqs[b], l, 1, io->vb, off_k(io, l, b), io->kv_bytes, io->vb,
-                                            off_v(io, l, b), io->kv_bytes, PKV_F32)
-                    : pkv_vulkan_append(c, seqs[b], l, 1, io->vb, off_k(io, l, b), io->kv_bytes, io->vb, off_v(io, l, b),
-                                        io->kv_bytes, PKV_F32);
+        /* every sequence's token of the layer in one append (K of the B sequences back to back, then V) */
+        const VkDeviceSize kv = (VkDeviceSize)io->B * io->kv_bytes;
+        s = cmd ? pkv_vulkan_cmd_append_batch(c, cmd, seqs, io->B, l, 1, io->vb, off_k(io, l, 0), kv, io->vb, off_v(io, l, 0),
+                                              kv, PKV_F32)
+                : pkv_vulkan_append_batch(c, seqs, io->B, l, 1, io->vb, off_k(io, l, 0), kv, io->vb, off_v(io, l, 0), kv,
+                                          PKV_F32);
         pkv_attention_params p = pkv_attention_params_default();
         p.seqs = seqs, p.n_seqs = io->B, p.layer = l, p.n_q_heads = n_q_heads;
         if (s == PKV_OK)

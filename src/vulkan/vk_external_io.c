@@ -87,31 +87,45 @@ static pkv_status stage_sync(pkv_vk *vk, const pkv_vk_stage_in *in, uint32_t *fl
     return s == PKV_OK ? pkv_vk_finish(vk) : (pkv_vk_abandon(vk), s);
 }
 
-/* The checks every append shares; *bytes: of each of K and V. */
-static pkv_status append_args(pkv_cache *cache, const char *fn, pkv_seq seq, uint32_t layer, uint32_t n_tokens,
-                              VkBuffer k, VkDeviceSize k_size, VkBuffer v, VkDeviceSize v_size, pkv_dtype dtype,
-                              size_t *bytes)
+/* The checks every append shares; *bytes: of each of K and V, all sequences. */
+static pkv_status append_args(pkv_cache *cache, const char *fn, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
+                              uint32_t n_tokens, VkBuffer k, VkDeviceSize k_size, VkBuffer v, VkDeviceSize v_size,
+                              pkv_dtype dtype, size_t *bytes)
 {
     pkv_status st = pkv_staged_check(cache, PKV_BACKEND_VULKAN, fn);
     if (st != PKV_OK) return st;
     pkv_clear_error();
-    if ((st = pkv_append_check(cache, seq, layer, n_tokens, dtype)) != PKV_OK) return st;
-    *bytes = (size_t)n_tokens * cache->g.H * cache->g.d * (dtype == PKV_F16 ? 2 : 4);
+    if ((st = pkv_append_batch_check(cache, fn, seqs, n_seqs, layer, n_tokens, dtype)) != PKV_OK) return st;
+    *bytes = (size_t)n_seqs * n_tokens * cache->g.H * cache->g.d * (dtype == PKV_F16 ? 2 : 4);
     if ((st = check_range(cache, fn, "k", k, k_size, *bytes)) != PKV_OK) return st;
     return check_range(cache, fn, "v", v, v_size, *bytes);
 }
 
-static pkv_status append_common(pkv_cache *cache, VkCommandBuffer cmd, const char *fn, pkv_seq seq, uint32_t layer,
-                                uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size, VkBuffer v,
-                                VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype)
+/* An append of n_tokens to each of n_seqs sequences of one layer (K, V: [n_seqs][n_tokens][H][d]):
+ * staged as 2 n_seqs sources, per sequence its K then its V (the core's device token layout), then
+ * one append of all of them (pkv_append_device). */
+static pkv_status append_common(pkv_cache *cache, VkCommandBuffer cmd, const char *fn, const pkv_seq *seqs,
+                                uint32_t n_seqs, uint32_t layer, uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset,
+                                VkDeviceSize k_size, VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size,
+                                pkv_dtype dtype)
 {
     size_t bytes;
-    pkv_status st = append_args(cache, fn, seq, layer, n_tokens, k, k_size, v, v_size, dtype, &bytes);
+    pkv_status st = append_args(cache, fn, seqs, n_seqs, layer, n_tokens, k, k_size, v, v_size, dtype, &bytes);
     if (st != PKV_OK || n_tokens == 0) return st;
     pkv_vk *vk = pkv_vk_of(cache->ctx->be);
-    const VkBuffer src[2] = {k, v};
-    const VkDeviceSize off[2] = {k_offset, v_offset};
-    const pkv_vk_stage_in in = {src, off, 2, (size_t)n_tokens * cache->g.H * cache->g.d, dtype, 0, PKV_F16_MAX,
+    VkBuffer src_local[16], *src = 2 * n_seqs <= 16 ? src_local : malloc(2 * n_seqs * sizeof *src);
+    VkDeviceSize off_local[16], *off = 2 * n_seqs <= 16 ? off_local : malloc(2 * n_seqs * sizeof *off);
+    if (!src || !off) {
+        if (src != src_local) free(src);
+        if (off != off_local) free(off);
+        return pkv_fail(cache->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "%s: out of host memory", fn);
+    }
+    const size_t per_seq = bytes / n_seqs;
+    for (uint32_t i = 0; i < n_seqs; i++) {
+        src[2 * i] = k, off[2 * i] = k_offset + i * per_seq;
+        src[2 * i + 1] = v, off[2 * i + 1] = v_offset + i * per_seq;
+    }
+    const pkv_vk_stage_in in = {src, off, 2 * n_seqs, (size_t)n_tokens * cache->g.H * cache->g.d, dtype, 0, PKV_F16_MAX,
                                 cmd ? STATUS_RECORDED : STATUS_SYNC, PKV_VULKAN_STATUS_KV_NONFINITE, layer,
                                 cache->g.d / 2};
     pthread_mutex_lock(&vk->lock);
@@ -125,9 +139,11 @@ static pkv_status append_common(pkv_cache *cache, VkCommandBuffer cmd, const cha
     }
     if (st != PKV_OK) st = pkv_fail(cache->ctx, st, "%s: reading the application's K and V failed: %s", fn, pkv_last_error());
     else if (flag) st = pkv_fail(cache->ctx, PKV_ERR_NONFINITE, "%s: K or V holds NaN, Inf or a value beyond fp16 range", fn);
-    else st = pkv_append_device(cache, seq, layer, n_tokens, vk->staged, 0);
+    else st = pkv_append_device(cache, seqs, n_seqs, layer, n_tokens, vk->staged, 0);
     if (cmd) st = finish_recorded(vk, st);
     pthread_mutex_unlock(&vk->lock);
+    if (src != src_local) free(src);
+    if (off != off_local) free(off);
     return st;
 }
 
@@ -136,8 +152,17 @@ PKV_API pkv_status pkv_vulkan_append(pkv_cache *cache, pkv_seq seq, uint32_t lay
                                      VkDeviceSize v_size, pkv_dtype dtype)
 {
     PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
-    return append_common(cache, NULL, "pkv_vulkan_append", seq, layer, n_tokens, k, k_offset, k_size, v, v_offset,
+    return append_common(cache, NULL, "pkv_vulkan_append", &seq, 1, layer, n_tokens, k, k_offset, k_size, v, v_offset,
                          v_size, dtype);
+}
+
+PKV_API pkv_status pkv_vulkan_append_batch(pkv_cache *cache, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
+                                           uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
+                                           VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype)
+{
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
+    return append_common(cache, NULL, "pkv_vulkan_append_batch", seqs, n_seqs, layer, n_tokens, k, k_offset, k_size, v,
+                         v_offset, v_size, dtype);
 }
 
 PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, pkv_seq seq, uint32_t layer,
@@ -146,8 +171,20 @@ PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, 
 {
     PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
     if (!cmd) return pkv_fail(cache ? cache->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_vulkan_cmd_append: cmd is NULL");
-    return append_common(cache, cmd, "pkv_vulkan_cmd_append", seq, layer, n_tokens, k, k_offset, k_size, v, v_offset,
+    return append_common(cache, cmd, "pkv_vulkan_cmd_append", &seq, 1, layer, n_tokens, k, k_offset, k_size, v, v_offset,
                          v_size, dtype);
+}
+
+PKV_API pkv_status pkv_vulkan_cmd_append_batch(pkv_cache *cache, VkCommandBuffer cmd, const pkv_seq *seqs, uint32_t n_seqs,
+                                               uint32_t layer, uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset,
+                                               VkDeviceSize k_size, VkBuffer v, VkDeviceSize v_offset,
+                                               VkDeviceSize v_size, pkv_dtype dtype)
+{
+    PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(cache));
+    if (!cmd)
+        return pkv_fail(cache ? cache->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_vulkan_cmd_append_batch: cmd is NULL");
+    return append_common(cache, cmd, "pkv_vulkan_cmd_append_batch", seqs, n_seqs, layer, n_tokens, k, k_offset, k_size,
+                         v, v_offset, v_size, dtype);
 }
 
 static pkv_status attention_common(pkv_cache *cache, VkCommandBuffer cmd, const char *fn,

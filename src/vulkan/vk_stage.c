@@ -12,6 +12,7 @@
  *   from there: one transfer phase and one dispatch per append;
  * - recorded attention: the raw q goes into the attention op's own scratch next to its tables and
  *   is converted into the op's q section (pkv_vk_stage_copy_to + pkv_vk_stage_convert). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,8 @@
 
 #define WG_STAGE 256u
 #define NO_ROW 0xFFFFFFFFu
+#define PUSH_ROWS 0xFFFFFFFEu /* row_tab: the table is in the push constants (stage_input.comp's tab) */
+#define PUSH_TAB_MAX 20u      /* its rows: what 128 bytes of push constants hold after the 11 words */
 
 static size_t raw_words(const pkv_vk_stage_in *in) { return (in->n_values * (in->dtype == PKV_F16 ? 2 : 4) + 3) / 4; }
 
@@ -37,23 +40,41 @@ pkv_status pkv_vk_stage_reserve(pkv_vk *vk, const pkv_vk_stage_in *in)
     pkv_status s = pkv_vk_scratch_reserve(vk, (table_off(in) + table_rows(in)) * 4);
     if (s == PKV_OK) s = pkv_vk_grow(vk, &vk->staged, in->n_values * (in->to_f32 ? 4 : 2) * in->n_src);
     if (s == PKV_OK && in->row_pairs) s = pkv_vk_grow(vk, &vk->kv_raw, 2 * half_bytes(in));
+    if (s == PKV_OK) s = pkv_vk_regions_reserve(vk, in->n_src); /* pkv_vk_stage_copy_to's */
     return s;
 }
 
 void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *dst, size_t raw_off)
 {
     const size_t rw = raw_words(in), in_bytes = in->n_values * (in->dtype == PKV_F16 ? 2 : 4);
-    VkBufferCopy c[2];
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < in->n_src; i++) {
-        c[n++] = (VkBufferCopy){in->src_off[i], dst->off + (raw_off + rw * i) * 4, in_bytes};
-        /* K and V in one buffer (the usual case): one command */
-        if (i + 1 == in->n_src || n == 2 || in->src[i + 1] != in->src[i]) {
-            vk->f.vkCmdCopyBuffer(vk->cb, in->src[i], dst->page->buf, n, c);
-            n = 0;
-        }
+    /* one command per application buffer (K and V of every sequence in one buffer, the usual case: one
+     * command), the sources back to back in source order; more than 8 buffers: one command each */
+    VkBuffer bufs[8];
+    uint32_t nb = 0, i = 0;
+    for (; i < in->n_src; i++) {
+        uint32_t b = 0;
+        while (b < nb && bufs[b] != in->src[i]) b++;
+        if (b == nb && nb == 8) break;
+        if (b == nb) bufs[nb++] = in->src[i];
+    }
+    if (i < in->n_src) nb = 0;
+    for (uint32_t b = 0; b < (nb ? nb : in->n_src); b++) {
+        uint32_t n = 0;
+        for (uint32_t j = nb ? 0 : b; j < (nb ? in->n_src : b + 1); j++)
+            if (!nb || in->src[j] == bufs[b])
+                vk->regions[n++] = (VkBufferCopy){in->src_off[j], dst->off + (raw_off + rw * j) * 4, in_bytes};
+        vk->f.vkCmdCopyBuffer(vk->cb, nb ? bufs[b] : in->src[b], dst->page->buf, n, vk->regions);
     }
 }
+
+/* stage_input.comp's push constants */
+typedef struct stage_push {
+    uint32_t n_pairs, in_f16, out_f32, raw_off, out_off, status_word;
+    float max_abs;
+    uint32_t flag, layer, row_tab, row_pairs;
+    uint32_t tab[PUSH_TAB_MAX];
+} stage_push;
+_Static_assert(sizeof(stage_push) <= PKV_VK_PUSH_BYTES, "stage_input's push constants");
 
 pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *src, pkv_buf *out, size_t raw_off,
                                 size_t out_off, uint32_t row_tab)
@@ -71,14 +92,12 @@ pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *
     const uint32_t pairs = (uint32_t)(in->n_values / 2) * per, groups = (pairs + WG_STAGE - 1) / WG_STAGE;
     const uint32_t gx = groups < 65535u ? (groups ? groups : 1) : 65535u, gy = (groups + gx - 1) / gx;
     for (uint32_t i = 0; s == PKV_OK && i < n_disp; i++) {
-        struct {
-            uint32_t n_pairs, in_f16, out_f32, raw_off, out_off, status_word;
-            float max_abs;
-            uint32_t flag, layer, row_tab, row_pairs;
-        } pc = {pairs, in->dtype == PKV_F16, (uint32_t)in->to_f32, (uint32_t)(raw_off + rw * i),
-                (uint32_t)(out_off + out_bytes * i / 4), in->status_word, in->max_abs, in->flag, in->layer, row_tab,
-                in->row_pairs ? in->row_pairs : 1};
-        s = pkv_vk_dispatch(vk, pipe, bufs, &pc, sizeof pc, gx, gy ? gy : 1, 1);
+        stage_push pc = {pairs, in->dtype == PKV_F16, (uint32_t)in->to_f32, (uint32_t)(raw_off + rw * i),
+                         (uint32_t)(out_off + out_bytes * i / 4), in->status_word, in->max_abs, in->flag, in->layer,
+                         row_tab, in->row_pairs ? in->row_pairs : 1, {0}};
+        if (row_tab == PUSH_ROWS) memcpy(pc.tab, vk->host_tab, table_rows(in) * 4);
+        s = pkv_vk_dispatch(vk, pipe, bufs, &pc, row_tab == PUSH_ROWS ? sizeof pc : offsetof(stage_push, tab), gx,
+                            gy ? gy : 1, 1);
     }
     return s;
 }
@@ -131,10 +150,13 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
     if (s != PKV_OK) return s;
     if (!overlap) pkv_vk_op_start(vk);
     pkv_vk_stage_copy_to(vk, in, &raw, 0);
-    s = pkv_vk_upload(vk, &raw, table_off(in) * 4, tab, rows * 4);
+    /* a small table (a decode step's of one sequence: 2 x heads rows, up to 20) goes in the push
+     * constants: no upload */
+    const int push = rows <= PUSH_TAB_MAX;
+    if (!push) s = pkv_vk_upload(vk, &raw, table_off(in) * 4, tab, rows * 4);
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_stage_convert(vk, in, &raw, dst, 0, 0, (uint32_t)table_off(in));
+        s = pkv_vk_stage_convert(vk, in, &raw, dst, 0, 0, push ? PUSH_ROWS : (uint32_t)table_off(in));
     }
     if (s == PKV_OK) vk->open_work = half == 2 ? PKV_VK_OPEN_SCATTER_2 : PKV_VK_OPEN_SCATTER_1, vk->after_barrier = 0;
     return s;
