@@ -134,6 +134,7 @@ static int fill_others(grow_state *g, const kv_data *d, uint32_t want, char *err
             return -1;
         }
     }
+    uint32_t from = g->length; /* the shortest of them */
     for (uint32_t i = 0; i < want; i++) {
         if (i >= g->n_others) {
             pkv_status s = pkv_seq_create(g->cache, &g->others[i]);
@@ -142,13 +143,21 @@ static int fill_others(grow_state *g, const kv_data *d, uint32_t want, char *err
         }
         uint32_t len;
         pkv_status s = pkv_seq_length(g->cache, g->others[i], 0, &len);
-        while (s == PKV_OK && len < g->length) {
-            uint32_t n = g->length - len < FILL_TOKENS ? g->length - len : FILL_TOKENS;
-            kv_data_tokens(d, 0, len, n, g->fill_k, g->fill_v);
-            s = pkv_append(g->cache, g->others[i], 0, n, g->fill_k, g->fill_v, PKV_F32);
-            len += n;
+        if (s != PKV_OK) return fail(err, err_len, "length of a sequence of the batch", s);
+        if (len < from) from = len;
+    }
+    /* each piece's tokens made once and appended to every sequence that lacks them (all are filled
+     * together, so they have the same length) */
+    for (uint32_t t = from; t < g->length;) {
+        uint32_t n = g->length - t < FILL_TOKENS ? g->length - t : FILL_TOKENS;
+        kv_data_tokens(d, 0, t, n, g->fill_k, g->fill_v);
+        for (uint32_t i = 0; i < want; i++) {
+            uint32_t len;
+            pkv_status s = pkv_seq_length(g->cache, g->others[i], 0, &len);
+            if (s == PKV_OK && len == t) s = pkv_append(g->cache, g->others[i], 0, n, g->fill_k, g->fill_v, PKV_F32);
+            if (s != PKV_OK) return fail(err, err_len, "filling a sequence of the batch", s);
         }
-        if (s != PKV_OK) return fail(err, err_len, "filling a sequence of the batch", s);
+        t += n;
     }
     return 0;
 }
@@ -308,6 +317,12 @@ static int run_config(pkv_context *ctx, const bench_options *o, const kv_data *d
             if (append_tokens(&g, d, n, NULL, err, err_len)) goto done;
         }
         if (g.length != target) continue; /* already longer (prefill or appends): skip this length */
+        if (progress) {
+            char stage[64];
+            snprintf(stage, sizeof stage, "speed %s %u/%u: batch of %u at %u tokens", pkv_mode_name(c->mode), c->k_bits,
+                     c->v_bits, batch, target);
+            progress(user, p0 + (p1 - p0) * ci / (o->n_speed_contexts + 1), stage);
+        }
         speed_result *sr = &r->speed[r->n_speed];
         memset(sr, 0, sizeof *sr);
         sr->cfg = *c;

@@ -1,9 +1,12 @@
-/* A one-line progress bar on stderr, drawn only when enabled (by default: stderr is a terminal). */
+/* A one-line progress bar on stderr, drawn only when enabled (by default: stderr is a terminal);
+ * with --progress into a file or pipe, one line per stage with the seconds since the start. */
 #ifndef PKV_CLI_PROGRESS_H
 #define PKV_CLI_PROGRESS_H
 
 typedef struct progress_bar {
     int enabled;
+    int lines;          /* stderr is not a terminal: a timestamped line per stage instead of a bar */
+    double t0;          /* seconds at progress_init */
     double lo, hi;      /* the current part's share of the whole run */
     char label[64];
 } progress_bar;

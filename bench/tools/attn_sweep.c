@@ -7,6 +7,10 @@
  * time, the median host wall time, the bandwidth and the largest relative difference from the first
  * variant's output.
  *
+ * With --data bench the tokens and queries are pkv bench's synthetic data (bench/pkv/synth.h: keys in
+ * runs of 16 that share a centre, as real keys share patterns) instead of this tool's own (a centre
+ * drawn per token), so that a sweep times what the bench's speed table times.
+ *
  *   pkv-attn-sweep --backend vulkan --batch 8 --context 32768 --mode pattern --bits 2 --variants ";A=1"
  */
 #define _POSIX_C_SOURCE 200809L
@@ -20,6 +24,7 @@
 #include "bench_util.h"
 #include "gpu_clocks.h"
 #include "patternkv.h"
+#include "synth.h"
 
 #define MAX_COPIES 16
 #define ROTATE_BYTES (256.0 * 1024 * 1024)
@@ -70,9 +75,27 @@ static void make_tokens(uint32_t n, uint32_t H, uint32_t d, uint32_t seq, float 
     free(centre);
 }
 
+/* pkv bench's synthetic tokens (layer 0, seed 1): the same for every sequence of the batch, as the
+ * bench's; [n][H][d]. */
+static void bench_tokens(uint32_t n, uint32_t H, uint32_t qh, uint32_t d, float *k, float *v)
+{
+    synth_params sp = {1, H, qh, d};
+    float *hk = malloc((size_t)n * d * sizeof(float)), *hv = malloc((size_t)n * d * sizeof(float));
+    if (!hk || !hv) exit(1);
+    for (uint32_t h = 0; h < H; h++) {
+        synth_kv(&sp, 0, h, 0, n, hk, hv);
+        for (uint32_t t = 0; t < n; t++) {
+            memcpy(k + ((size_t)t * H + h) * d, hk + (size_t)t * d, d * sizeof(float));
+            memcpy(v + ((size_t)t * H + h) * d, hv + (size_t)t * d, d * sizeof(float));
+        }
+    }
+    free(hk);
+    free(hv);
+}
+
 int main(int argc, char **argv)
 {
-    const char *backend = "auto", *mode_name = "pattern", *variants = "", *bw_sizes = NULL;
+    const char *backend = "auto", *mode_name = "pattern", *variants = "", *bw_sizes = NULL, *data = "sweep";
     uint32_t batch = 1, context = 32768, bits = 2, H = 8, qh = 32, d = 128, steps = 40, grow = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
@@ -87,6 +110,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--steps")) steps = (uint32_t)atoi(v);
         else if (!strcmp(a, "--grow")) grow = (uint32_t)atoi(v);
         else if (!strcmp(a, "--variants")) variants = v;
+        else if (!strcmp(a, "--data")) data = v; /* sweep (default) or bench */
         else if (!strcmp(a, "--bw-sizes")) bw_sizes = v; /* MiB list: read bandwidth at each size, then exit */
         else {
             fprintf(stderr, "unknown option %s\n", a);
@@ -120,8 +144,10 @@ int main(int argc, char **argv)
     pkv_seq *seqs = malloc(batch * sizeof *seqs);
     float *k = malloc((size_t)context * H * d * sizeof(float)), *v = malloc((size_t)context * H * d * sizeof(float));
     double t0 = now_ms();
+    const int bench_data = !strcmp(data, "bench");
+    if (bench_data) bench_tokens(context, H, qh, d, k, v);
     for (uint32_t b = 0; b < batch; b++) {
-        make_tokens(context, H, d, b, k, v);
+        if (!bench_data) make_tokens(context, H, d, b, k, v);
         CHECK(pkv_seq_create(caches[0], &seqs[b]));
         /* one prefill, or (--grow N) a prompt of N tokens then appends of one window each, as decoding
          * grows a cache: its PATTERN bank then gains a pattern per flushed window, up to capacity */
@@ -157,6 +183,11 @@ int main(int argc, char **argv)
     const size_t nq = (size_t)batch * qh * d;
     float *q = malloc(nq * sizeof(float)), *out = malloc(nq * sizeof(float)), *ref = malloc(nq * sizeof(float));
     for (size_t i = 0; i < nq; i++) q[i] = uniform() * 1.5f;
+    if (bench_data) {
+        synth_params sp = {1, H, qh, d};
+        for (uint32_t b = 0; b < batch; b++) /* the bench's queries: position b of each query head */
+            for (uint32_t h = 0; h < qh; h++) synth_q(&sp, 0, h, b, q + ((size_t)b * qh + h) * d);
+    }
     pkv_attention_params ap = pkv_attention_params_default();
     ap.seqs = seqs, ap.n_seqs = batch, ap.q_len = 1, ap.n_q_heads = qh;
     double *dev = malloc(steps * sizeof(double)), *host = malloc(steps * sizeof(double));
