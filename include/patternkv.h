@@ -233,10 +233,10 @@ typedef enum pkv_quantizer {
     PKV_QUANTIZER_MSE,        /* the clipped range [min + i w/16, max - j w/16] (w = max - min, i, j in
                                  0..7) whose fp16 (scale, zero) give the least squared error over the
                                  values, as stored and decoded (min-max unless one is strictly better;
-                                 values outside clamp to the end codes). PATTERN and DIRECT; CPU
-                                 backend only */
-    PKV_QUANTIZER_MSE_K,      /* MSE for K (per channel), min-max for V. CPU backend only */
-    PKV_QUANTIZER_MSE_V       /* MSE for V (per token), min-max for K. CPU backend only */
+                                 values outside clamp to the end codes). PATTERN and DIRECT; every
+                                 backend, bit for bit alike */
+    PKV_QUANTIZER_MSE_K,      /* MSE for K (per channel), min-max for V */
+    PKV_QUANTIZER_MSE_V       /* MSE for V (per token), min-max for K */
 } pkv_quantizer;
 
 PKV_API const char *pkv_quantizer_name(pkv_quantizer q); /* "minmax", "mse", "mse-k", "mse-v" */
@@ -263,7 +263,8 @@ typedef struct pkv_cache_config {
                                  the struct's size did not change: a struct from pkv_cache_config_default()
                                  of the release before holds the default there) */
     uint32_t quantizer;       /* pkv_quantizer; default MINMAX. Added in 0.3; a backend without it
-                                 refuses the cache with PKV_ERR_UNSUPPORTED; pkv_cache_save refuses MSE */
+                                 refuses the cache with PKV_ERR_UNSUPPORTED (CPU, Vulkan and OpenCL
+                                 have them all); saved files record it (format version 3) */
     uint32_t kmeans_sample;   /* added in 0.3 (it fills what was padding after quantizer): k-means of prefill
                                  mining over at most this many of the tokens, evenly strided
                                  (docs/NUMERICS.md "k-means"), then every token assigned to the final

@@ -12,8 +12,8 @@
 #include "crc32.h"
 #include "testutil.h"
 
-#define HEADER_BYTES 108 /* magic, version, 15 u32 + 2 u64 config fields, n_seqs, 3 counts, kmeans_sample (format
-                          * version 2); then its crc */
+#define HEADER_BYTES 112 /* magic, version, 15 u32 + 2 u64 config fields, n_seqs, 3 counts, kmeans_sample (format
+                          * version >= 2), quantizer (version 3); then its crc */
 
 static char path_a[256], path_b[256], dir_path[256];
 
@@ -172,42 +172,58 @@ static void unmodified_round_trip_loads(void **state)
     pkv_context_free(ctx);
 }
 
-/* A file of format version 1 (docs/FORMAT.md: no kmeans_sample in the header) loads, with
- * kmeans_sample 0; a saved file says kmeans_sample and loads with it; version 3 is refused. */
-static void format_version_1_loads(void **state)
+/* Writes the file of *f as format version v (1 or 2: the header without its last 2 or 1 fields, its
+ * CRC remade, the rest unchanged). */
+static void write_old_version(const cfile *f, uint32_t v)
+{
+    cf_write(f, path_b);
+    size_t n;
+    uint8_t *p = tu_slurp(path_b, &n);
+    const size_t hb = HEADER_BYTES - 4 * (3 - v);
+    wr32(p + 8, v);
+    wr32(p + hb, pkv_crc32(0, p, hb));
+    FILE *out = fopen(path_b, "wb");
+    assert_non_null(out);
+    fwrite(p, 1, hb + 4, out);
+    fwrite(p + HEADER_BYTES + 4, 1, n - HEADER_BYTES - 4, out);
+    assert_int_equal(fclose(out), 0);
+    free(p);
+}
+
+/* Files of format versions 1 (docs/FORMAT.md: no kmeans_sample nor quantizer in the header) and 2
+ * (no quantizer) load, with kmeans_sample 0 (version 1) and the MINMAX quantizer; a saved file says
+ * kmeans_sample and the quantizer and loads with them; version 4 and an unknown quantizer are refused. */
+static void format_versions_1_and_2_load(void **state)
 {
     (void)state;
     pkv_context *ctx = tu_context();
     cfile f;
     pkv_geom g;
     make_file(ctx, PKV_MODE_PATTERN, &f, &g);
-    cf_write(&f, path_b);
-    size_t n;
-    uint8_t *p = tu_slurp(path_b, &n);
     pkv_cache *d;
     pkv_cache_config cfg = pkv_cache_config_default();
+    wr32(f.header + HEADER_BYTES - 4, PKV_QUANTIZER_MSE_V); /* the blocks were made by min-max; loading does not care */
+    cf_write(&f, path_b);
     TU_OK(pkv_cache_load(ctx, path_b, &d));
     TU_OK(pkv_cache_get_config(d, &cfg));
     assert_int_equal(cfg.kmeans_sample, PKV_KMEANS_SAMPLE_DEFAULT);
+    assert_int_equal(cfg.quantizer, PKV_QUANTIZER_MSE_V);
     pkv_cache_free(d);
-    /* version 1: the header without its last field, its CRC remade, then the rest unchanged */
-    const size_t v1 = HEADER_BYTES - 4;
-    wr32(p + 8, 1);
-    wr32(p + v1, pkv_crc32(0, p, v1));
-    FILE *out = fopen(path_b, "wb");
-    assert_non_null(out);
-    fwrite(p, 1, v1 + 4, out);
-    fwrite(p + HEADER_BYTES + 4, 1, n - HEADER_BYTES - 4, out);
-    assert_int_equal(fclose(out), 0);
-    TU_OK(pkv_cache_load(ctx, path_b, &d));
-    TU_OK(pkv_cache_get_config(d, &cfg));
-    assert_int_equal(cfg.kmeans_sample, 0);
-    float kv[40 * 64] = {0};
-    TU_OK(pkv_append(d, 1, 1, 40, kv, kv, PKV_F32));
-    pkv_cache_free(d);
-    wr32(f.header + 8, 3);
-    expect_corrupt(ctx, &f, "format version 3");
-    free(p);
+    for (uint32_t v = 1; v <= 2; v++) {
+        write_old_version(&f, v);
+        TU_OK(pkv_cache_load(ctx, path_b, &d));
+        TU_OK(pkv_cache_get_config(d, &cfg));
+        assert_int_equal(cfg.kmeans_sample, v == 1 ? 0 : PKV_KMEANS_SAMPLE_DEFAULT);
+        assert_int_equal(cfg.quantizer, PKV_QUANTIZER_MINMAX);
+        float kv[40 * 64] = {0};
+        TU_OK(pkv_append(d, 1, 1, 40, kv, kv, PKV_F32));
+        pkv_cache_free(d);
+    }
+    wr32(f.header + HEADER_BYTES - 4, PKV_QUANTIZER_MSE_V + 1);
+    expect_corrupt(ctx, &f, "quantizer 4");
+    wr32(f.header + HEADER_BYTES - 4, PKV_QUANTIZER_MINMAX);
+    wr32(f.header + 8, 4);
+    expect_corrupt(ctx, &f, "format version 4");
     cf_free(&f);
     pkv_context_free(ctx);
 }
@@ -362,7 +378,7 @@ int main(void)
     mkdir(dir_path, 0700);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(unmodified_round_trip_loads),
-        cmocka_unit_test(format_version_1_loads),
+        cmocka_unit_test(format_versions_1_and_2_load),
         cmocka_unit_test(pattern_indices_beyond_the_bank),
         cmocka_unit_test(window_slot_shared),
         cmocka_unit_test(sequence_ids),

@@ -186,7 +186,7 @@ static void test_range_assignment_k_error_below_direct(void **state)
     assert_true(rg.attn_rel_err < 0.93 * dr.attn_rel_err);
 }
 
-/* The MSE quantizer and V-only patterns (pkv_quantizer, k_assign NONE; CPU only) on real keys, 2 bits:
+/* The MSE quantizer and V-only patterns (pkv_quantizer, k_assign NONE; here on the CPU only) on real keys, 2 bits:
  * the paper's PATTERN with the MSE quantizer has a K error over the decode-flushed tokens below
  * DIRECT's (KIVI's min-max) and a lower attention error; the rows of DIRECT with the MSE quantizer and
  * of V-only patterns are printed (docs/NUMERICS.md, bench/RESULTS.md 2026-12-03 "phase 3"). */
@@ -210,6 +210,53 @@ static void test_mse_quantizer_k_error_below_direct(void **state)
     assert_true(pn.bits_per_element < p.bits_per_element); /* one index per token */
 }
 
+/* The MSE_V quantizer on real KV, on the backend of PKV_TEST_BACKEND against the CPU backend: one layer,
+ * the 512-token prefill then two steps of 128 (flushes), PATTERN at 2 bits: the same tokens read back,
+ * bit for bit (the blocks are the same bytes; test_parity checks them directly on synthetic data). */
+static void test_mse_v_matches_the_cpu_on_real_kv(void **state)
+{
+    (void)state;
+    if (tu_backend() == PKV_BACKEND_CPU) {
+        printf("  (a GPU backend against the CPU's: nothing to compare on the CPU)\n");
+        return;
+    }
+    const uint32_t H = fx.kv_heads, d = fx.head_dim, T = PREFILL + 2 * STEP;
+    const size_t n = (size_t)T * H * d;
+    float *k = malloc((size_t)fx.tokens * H * d * sizeof *k), *v = malloc((size_t)fx.tokens * H * d * sizeof *v);
+    float *kr[2], *vr[2];
+    assert_non_null(k), assert_non_null(v);
+    layer_tokens(fx.k, 0, k);
+    layer_tokens(fx.v, 0, v);
+    pkv_context *ctx[2] = {tu_cpu_context(1), tu_context()};
+    for (int b = 0; b < 2; b++) {
+        pkv_cache_config cfg = pkv_cache_config_default();
+        cfg.n_layers = 1, cfg.n_kv_heads = H, cfg.head_dim = d, cfg.quantizer = PKV_QUANTIZER_MSE_V;
+        pkv_cache *c;
+        pkv_seq seq;
+        TU_OK(pkv_cache_create(ctx[b], &cfg, &c));
+        TU_OK(pkv_seq_create(c, &seq));
+        for (uint32_t len = 0; len < T;) {
+            uint32_t m = len == 0 ? PREFILL : STEP;
+            TU_OK(pkv_append(c, seq, 0, m, k + (size_t)len * H * d, v + (size_t)len * H * d, PKV_F32));
+            len += m;
+        }
+        kr[b] = malloc(n * sizeof(float)), vr[b] = malloc(n * sizeof(float));
+        assert_non_null(kr[b]), assert_non_null(vr[b]);
+        TU_OK(pkv_read_kv(c, seq, 0, kr[b], vr[b]));
+        TU_OK(pkv_cache_free(c));
+        TU_OK(pkv_context_free(ctx[b]));
+    }
+    assert_memory_equal(kr[0], kr[1], n * sizeof(float));
+    assert_memory_equal(vr[0], vr[1], n * sizeof(float));
+    double e = 0, ss = 0;
+    for (size_t i = 0; i < (size_t)(T - 128) * H * d; i++) /* the compressed tokens (the window's 128 are fp16) */
+        e += ((double)vr[1][i] - v[i]) * ((double)vr[1][i] - v[i]), ss += (double)v[i] * v[i];
+    printf("  PATTERN 2-bit MSE_V, layer 0, %u tokens: %s equals the CPU bit for bit (V rel MSE %.5f)\n", T,
+           pkv_backend_name(tu_backend()), e / ss);
+    for (int b = 0; b < 2; b++) free(kr[b]), free(vr[b]);
+    free(k), free(v);
+}
+
 static void test_more_bits_less_error(void **state)
 {
     (void)state;
@@ -229,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_pattern_beats_direct_at_2_bits),
         cmocka_unit_test(test_range_assignment_k_error_below_direct),
         cmocka_unit_test(test_mse_quantizer_k_error_below_direct),
+        cmocka_unit_test(test_mse_v_matches_the_cpu_on_real_kv),
         cmocka_unit_test(test_more_bits_less_error),
     };
     return tu_run_tests(tests, setup, teardown);

@@ -3,7 +3,8 @@
  * masks), pattern banks and saved files, and attention within 1e-4 relative of the CPU's, and of an
  * fp64 reference over the dequantized cache. Odd shapes, frozen and multi-chunk banks, k-means
  * stopping early, exact ties, signed zeros, many sequences and a fork, prompts of several k-means
- * chunks up to 32768 tokens, k-means on a strided sample (kmeans_sample), and every layer of a step appended in one call on the GPU side. Shapes
+ * chunks up to 32768 tokens, k-means on a strided sample (kmeans_sample), the MSE quantizer (MSE,
+ * MSE_K, MSE_V), and every layer of a step appended in one call on the GPU side. Shapes
  * are small: in CI the GPU backends run on the CPU (lavapipe, PoCL). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -35,58 +36,76 @@ typedef struct scenario {
     enum data_kind data;
     const char *knob; /* "PKV_<BACKEND>_NAME=value": a backend's own switch, set for this scenario only */
     uint32_t sample;  /* kmeans_sample (0: the default, 2048) */
+    pkv_quantizer quantizer; /* 0: MINMAX */
 } scenario;
 
 static const scenario scenarios[] = {
-    /* name                               L  H    d  kb vb    G    R   M  cap  mode              seqs pre  dec step gqa fork it tol data knob */
-    {"pattern d64 2-bit G32",             2, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 100,  70,  1, 2, 0, 0, 0, STRUCTURED, NULL, 0},
+    /* name                               L  H    d  kb vb    G    R   M  cap  mode              seqs pre  dec step gqa fork it tol data knob sample quantizer */
+    {"pattern d64 2-bit G32",             2, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 100,  70,  1, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
     {"pattern d64 2-bit, one query row per group", 2, 2, 64, 2, 2, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 100, 110, 23, 2, 0, 8, 0,
-     STRUCTURED, "PKV_ATTN_MAX_ROWS=1", 0},
-    {"pattern d40 3/4-bit G64 R128",      2, 2,  40, 3, 4,  64, 128,  6, 256, PKV_MODE_PATTERN,  1, 150, 260,  7, 3, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"pattern d40 3-bit",                 1, 1,  40, 3, 3,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  70,  70, 35, 3, 0, 8, 0, STRUCTURED, NULL, 0},
+     STRUCTURED, "PKV_ATTN_MAX_ROWS=1", 0, 0},
+    {"pattern d40 3/4-bit G64 R128",      2, 2,  40, 3, 4,  64, 128,  6, 256, PKV_MODE_PATTERN,  1, 150, 260,  7, 3, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern d40 3-bit",                 1, 1,  40, 3, 3,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  70,  70, 35, 3, 0, 8, 0, STRUCTURED, NULL, 0, 0},
     {"pattern d40 3-bit, k-means sums in global memory", 1, 1, 40, 3, 3, 32, 0, 8, 256, PKV_MODE_PATTERN, 1, 70, 70, 35, 3, 0, 8, 0,
-     STRUCTURED, "PKV_OPENCL_KMEANS_GLOBAL=1", 0},
-    {"pattern d256 8/3-bit G32",          2, 1, 256, 8, 3,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  70,  40,  5, 2, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"pattern d256 4/8-bit",              1, 1, 256, 4, 8,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  40,  30, 30, 1, 0, 8, 0, STRUCTURED, NULL, 0},
-    {"pattern d128 4-bit G128",           2, 2, 128, 4, 4, 128,   0, 32, 256, PKV_MODE_PATTERN,  1, 300, 140, 20, 4, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"pattern d128 2-bit G128 (defaults)", 1, 2, 128, 2, 2, 128,  0, 32, 256, PKV_MODE_PATTERN,  1, 200, 190, 95, 4, 0, 8, 0, STRUCTURED, NULL, 0},
-    {"pattern bank freezes",              2, 1,  32, 2, 2,  32,   0,  4,   6, PKV_MODE_PATTERN,  1,  40, 200,  9, 1, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"pattern R=2G, capacity 9",          1, 2,  32, 2, 4,  32,  64,  8,   9, PKV_MODE_PATTERN,  1,  20, 200, 50, 2, 0, 8, 0, STRUCTURED, NULL, 0},
-    {"pattern bank over two chunks",      1, 1,  32, 2, 2,  32,   0, 30, 256, PKV_MODE_PATTERN,  1,  64, 192, 64, 2, 0, 8, 0, STRUCTURED, NULL, 0},
-    {"pattern shorter than one window",   2, 2,  64, 2, 2,  64,   0,  8, 256, PKV_MODE_PATTERN,  1,   5,  20,  3, 2, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"pattern shorter than one group",    1, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  10,   5,  5, 2, 0, 8, 0, STRUCTURED, NULL, 0},
-    {"pattern many short sequences",      2, 2,  32, 2, 2,  32,   0,  4, 256, PKV_MODE_PATTERN, 12,   9,  30,  4, 2, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"pattern fork",                      2, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  90,  50,  3, 2, 1, 0, 0, STRUCTURED, NULL, 0},
-    {"pattern sequences and a fork",      1, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  6,  64,  80, 40, 2, 1, 5, 0, STRUCTURED, NULL, 0},
-    {"pattern d64 3-bit K (unaligned rows)", 2, 2, 64, 3, 2, 32,  0,  8, 256, PKV_MODE_PATTERN,  1,  80,  40,  6, 2, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"pattern k-means 1 iteration",       2, 2,  48, 2, 2,  32,   0, 16, 256, PKV_MODE_PATTERN,  1, 200,  10, 10, 2, 0, 1, 0, STRUCTURED, NULL, 0},
-    {"pattern k-means loose tolerance",   2, 2,  48, 4, 2,  32,   0, 16, 256, PKV_MODE_PATTERN,  1, 200,  10, 10, 2, 0, 0, 0.5f, STRUCTURED, NULL, 0},
-    {"pattern k-means stops on tolerance", 1, 2, 32, 2, 2,  32,   0,  6, 256, PKV_MODE_PATTERN,  1,  64,   0,  1, 1, 0, 200, 0.3f, STRUCTURED, NULL, 0},
+     STRUCTURED, "PKV_OPENCL_KMEANS_GLOBAL=1", 0, 0},
+    {"pattern d256 8/3-bit G32",          2, 1, 256, 8, 3,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  70,  40,  5, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern d256 4/8-bit",              1, 1, 256, 4, 8,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  40,  30, 30, 1, 0, 8, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern d128 4-bit G128",           2, 2, 128, 4, 4, 128,   0, 32, 256, PKV_MODE_PATTERN,  1, 300, 140, 20, 4, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern d128 2-bit G128 (defaults)", 1, 2, 128, 2, 2, 128,  0, 32, 256, PKV_MODE_PATTERN,  1, 200, 190, 95, 4, 0, 8, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern bank freezes",              2, 1,  32, 2, 2,  32,   0,  4,   6, PKV_MODE_PATTERN,  1,  40, 200,  9, 1, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern R=2G, capacity 9",          1, 2,  32, 2, 4,  32,  64,  8,   9, PKV_MODE_PATTERN,  1,  20, 200, 50, 2, 0, 8, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern bank over two chunks",      1, 1,  32, 2, 2,  32,   0, 30, 256, PKV_MODE_PATTERN,  1,  64, 192, 64, 2, 0, 8, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern shorter than one window",   2, 2,  64, 2, 2,  64,   0,  8, 256, PKV_MODE_PATTERN,  1,   5,  20,  3, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern shorter than one group",    1, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  10,   5,  5, 2, 0, 8, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern many short sequences",      2, 2,  32, 2, 2,  32,   0,  4, 256, PKV_MODE_PATTERN, 12,   9,  30,  4, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern fork",                      2, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  90,  50,  3, 2, 1, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern sequences and a fork",      1, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  6,  64,  80, 40, 2, 1, 5, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern d64 3-bit K (unaligned rows)", 2, 2, 64, 3, 2, 32,  0,  8, 256, PKV_MODE_PATTERN,  1,  80,  40,  6, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern k-means 1 iteration",       2, 2,  48, 2, 2,  32,   0, 16, 256, PKV_MODE_PATTERN,  1, 200,  10, 10, 2, 0, 1, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern k-means loose tolerance",   2, 2,  48, 4, 2,  32,   0, 16, 256, PKV_MODE_PATTERN,  1, 200,  10, 10, 2, 0, 0, 0.5f, STRUCTURED, NULL, 0, 0},
+    {"pattern k-means stops on tolerance", 1, 2, 32, 2, 2,  32,   0,  6, 256, PKV_MODE_PATTERN,  1,  64,   0,  1, 1, 0, 200, 0.3f, STRUCTURED, NULL, 0, 0},
     {"pattern repeated tokens (ties, zero ranges)", 1, 2, 32, 2, 2, 32, 0, 4, 256, PKV_MODE_PATTERN, 1, 70, 80, 40, 2, 0, 0, 0,
-     REPEATED, NULL, 0},
+     REPEATED, NULL, 0, 0},
     {"pattern with signed zeros",         2, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  64,  32,  8, 2, 0, 0, 0,
-     SIGNED_ZEROS, NULL, 0},
-    {"direct d40 3-bit G32",              2, 2,  40, 3, 3,  32,   0,  8, 256, PKV_MODE_DIRECT,   2,  45,  60,  4, 2, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"direct d64 2-bit",                  1, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_DIRECT,   1,  50, 100, 31, 2, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"direct d256 2-bit G64",             2, 1, 256, 2, 2,  64,   0,  8, 256, PKV_MODE_DIRECT,   1, 100,  64, 16, 2, 0, 0, 0, STRUCTURED, NULL, 0},
+     SIGNED_ZEROS, NULL, 0, 0},
+    {"direct d40 3-bit G32",              2, 2,  40, 3, 3,  32,   0,  8, 256, PKV_MODE_DIRECT,   2,  45,  60,  4, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"direct d64 2-bit",                  1, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_DIRECT,   1,  50, 100, 31, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"direct d256 2-bit G64",             2, 1, 256, 2, 2,  64,   0,  8, 256, PKV_MODE_DIRECT,   1, 100,  64, 16, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
     {"direct with signed zeros",          2, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_DIRECT,   1,  64,  32,  8, 2, 0, 0, 0,
-     SIGNED_ZEROS, NULL, 0},
-    {"fp16 d64 G32",                      2, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_FP16,     2,  50,  40,  5, 2, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"fp16 d48",                          1, 2,  48, 2, 2,  32,   0,  8, 256, PKV_MODE_FP16,     1,  50,  60, 60, 1, 0, 0, 0, STRUCTURED, NULL, 0},
+     SIGNED_ZEROS, NULL, 0, 0},
+    {"fp16 d64 G32",                      2, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_FP16,     2,  50,  40,  5, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"fp16 d48",                          1, 2,  48, 2, 2,  32,   0,  8, 256, PKV_MODE_FP16,     1,  50,  60, 60, 1, 0, 0, 0, STRUCTURED, NULL, 0, 0},
     /* prompts longer than one k-means chunk (PKV_KMEANS_CHUNK = 512 tokens): the chunk sums pairwise */
-    {"pattern prompt of three k-means chunks", 2, 2, 32, 2, 2, 32, 0,  8, 256, PKV_MODE_PATTERN,  1, 1300, 40, 13, 2, 0, 6, 0, STRUCTURED, NULL, 0},
-    {"pattern prompt of 32768 tokens",    1, 1,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 32768, 40, 40, 1, 0, 10, 0, STRUCTURED, NULL, 0},
+    {"pattern prompt of three k-means chunks", 2, 2, 32, 2, 2, 32, 0,  8, 256, PKV_MODE_PATTERN,  1, 1300, 40, 13, 2, 0, 6, 0, STRUCTURED, NULL, 0, 0},
+    {"pattern prompt of 32768 tokens",    1, 1,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 32768, 40, 40, 1, 0, 10, 0, STRUCTURED, NULL, 0, 0},
     /* k-means over 700 of 1300 tokens (a stride that is not whole: pkv_sample_token), two chunks of them */
-    {"pattern k-means on a sample",       2, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 1300, 40, 13, 2, 0, 6, 0, STRUCTURED, NULL, 700},
+    {"pattern k-means on a sample",       2, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 1300, 40, 13, 2, 0, 6, 0, STRUCTURED, NULL, 700, 0},
+    /* the MSE quantizer's range search (pkv_quantizer): V only, K only, both; zero errors stop it early */
+    {"pattern d64 2-bit G32, MSE_V",      2, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 100,  70,  7, 2, 0, 0, 0, STRUCTURED, NULL, 0,
+     PKV_QUANTIZER_MSE_V},
+    {"pattern d40 3/4-bit G64 R128, MSE", 1, 2,  40, 3, 4,  64, 128,  6, 256, PKV_MODE_PATTERN,  1, 150, 100, 25, 2, 0, 0, 0, STRUCTURED, NULL, 0,
+     PKV_QUANTIZER_MSE},
+    {"pattern d256 8/3-bit G32, MSE_V",   1, 1, 256, 8, 3,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  40,  30, 10, 1, 0, 8, 0, STRUCTURED, NULL, 0,
+     PKV_QUANTIZER_MSE_V},
+    {"pattern repeated tokens, MSE",      1, 2,  32, 2, 2,  32,   0,  4, 256, PKV_MODE_PATTERN,  1,  70,  40, 20, 2, 0, 0, 0, REPEATED, NULL, 0,
+     PKV_QUANTIZER_MSE},
+    {"pattern with signed zeros, MSE_V",  1, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  64,  32,  8, 2, 0, 0, 0, SIGNED_ZEROS, NULL, 0,
+     PKV_QUANTIZER_MSE_V},
+    {"direct d64 2-bit, MSE_K",           1, 2,  64, 2, 2,  32,   0,  8, 256, PKV_MODE_DIRECT,   1,  50, 60, 31, 2, 0, 0, 0, STRUCTURED, NULL, 0,
+     PKV_QUANTIZER_MSE_K},
+    {"direct with signed zeros, MSE",     1, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_DIRECT,   1,  64,  32,  8, 2, 0, 0, 0, SIGNED_ZEROS, NULL, 0,
+     PKV_QUANTIZER_MSE},
 };
 
 /* The same calls with every layer of a step in one pkv_append_layers on the GPU side (per-layer
  * pkv_append on the CPU side). */
 static const scenario multi_scenarios[] = {
-    {"multi-layer: pattern prompt and decode steps", 4, 2, 64, 2, 2, 32,  0,  8, 256, PKV_MODE_PATTERN,  1, 200, 70,  1, 2, 0, 6, 0, STRUCTURED, NULL, 0},
-    {"multi-layer: pattern, several flushes a call", 3, 2, 32, 3, 2, 32, 64,  8,   9, PKV_MODE_PATTERN,  2,  40, 300, 90, 2, 1, 6, 0, STRUCTURED, NULL, 0},
-    {"multi-layer: direct, 45 at a time",    3, 2, 40, 2, 2, 32,  0,  8, 256, PKV_MODE_DIRECT,   1,  45, 150, 45, 2, 0, 0, 0, STRUCTURED, NULL, 0},
-    {"multi-layer: fp16, decode steps",      2, 2, 32, 2, 2, 32,  0,  8, 256, PKV_MODE_FP16,     1,  50,  40,  1, 1, 0, 0, 0, STRUCTURED, NULL, 0},
+    {"multi-layer: pattern prompt and decode steps", 4, 2, 64, 2, 2, 32,  0,  8, 256, PKV_MODE_PATTERN,  1, 200, 70,  1, 2, 0, 6, 0, STRUCTURED, NULL, 0, 0},
+    {"multi-layer: pattern, several flushes a call", 3, 2, 32, 3, 2, 32, 64,  8,   9, PKV_MODE_PATTERN,  2,  40, 300, 90, 2, 1, 6, 0, STRUCTURED, NULL, 0, 0},
+    {"multi-layer: direct, 45 at a time",    3, 2, 40, 2, 2, 32,  0,  8, 256, PKV_MODE_DIRECT,   1,  45, 150, 45, 2, 0, 0, 0, STRUCTURED, NULL, 0, 0},
+    {"multi-layer: pattern, MSE_V",          2, 2, 32, 2, 2, 32,  0,  8, 256, PKV_MODE_PATTERN,  1,  70,  70, 35, 2, 0, 6, 0, STRUCTURED, NULL, 0,
+     PKV_QUANTIZER_MSE_V},
+    {"multi-layer: fp16, decode steps",      2, 2, 32, 2, 2, 32,  0,  8, 256, PKV_MODE_FP16,     1,  50,  40,  1, 1, 0, 0, 0, STRUCTURED, NULL, 0, 0},
 };
 static int gpu_multi; /* append_both: the GPU side appends every layer in one call */
 
@@ -203,6 +222,7 @@ static void fill(run *r, pkv_context *cpu, pkv_context *gpu)
     if (sc->iters) cfg.kmeans_iters = sc->iters;
     if (sc->tol > 0) cfg.kmeans_tol = sc->tol;
     if (sc->sample) cfg.kmeans_sample = sc->sample;
+    cfg.quantizer = sc->quantizer;
     TU_OK(pkv_cache_create(cpu, &cfg, &r->s[0].c));
     TU_OK(pkv_cache_create(gpu, &cfg, &r->s[1].c));
     r->n_seqs = sc->n_seqs + (sc->fork ? 1 : 0);
@@ -381,12 +401,14 @@ static void multi_layer_appends_match_the_cpu_backend(void **state)
     TU_OK(pkv_context_free(gpu));
 }
 
-/* A cache saved by one backend loads on the other and attends the same; and back again. */
+/* A cache saved by one backend loads on the other and attends the same; and back again. With the
+ * MSE_V quantizer, which the file records. */
 static void saved_caches_load_across_backends(void **state)
 {
     (void)state;
     pkv_context *gpu = gpu_context(), *cpu = tu_cpu_context(0);
     pkv_cache_config cfg = tu_config(1, 2, 64, 2, 32, PKV_MODE_PATTERN);
+    cfg.quantizer = PKV_QUANTIZER_MSE_V;
     pkv_cache *c, *c2, *c3;
     pkv_seq s;
     TU_OK(pkv_cache_create(gpu, &cfg, &c));
@@ -401,6 +423,9 @@ static void saved_caches_load_across_backends(void **state)
     snprintf(path2, sizeof path2, "/tmp/pkv_cross2_%d.pkv", (int)getpid());
     TU_OK(pkv_cache_save(c, path));
     TU_OK(pkv_cache_load(cpu, path, &c2));
+    pkv_cache_config back = {.struct_size = sizeof back};
+    TU_OK(pkv_cache_get_config(c2, &back));
+    assert_int_equal(back.quantizer, PKV_QUANTIZER_MSE_V);
     float q[4 * 64], o1[4 * 64], o2[4 * 64];
     tu_random(&rng, 4 * 64, 1.0f, q);
     pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};

@@ -32,7 +32,7 @@ static void usage(FILE *f)
             "                    a pattern item may end in :kminmax, :kl2 or :krange, its key assignment,\n"
             "                    and :cN, its bank capacity (pattern2:c32: no pattern added at flushes);\n"
             "                    a pattern or direct item may end in :qmse, :qmse-k or :qmse-v, the MSE\n"
-            "                    quantizer for K and V, K only or V only (pkv_quantizer; CPU only)\n"
+            "                    quantizer for K and V, K only or V only (pkv_quantizer)\n"
             "  --group-size G    tokens per quantization group, 32, 64 or 128 (default 128)\n"
             "  --window R        fp16 tokens before a flush, a multiple of every group size in use\n"
             "                    (default 0: each mode's group size, so the window follows the group)\n"

@@ -227,6 +227,41 @@ PKV_INLINE uint pkv_quant_code(float x, float z, float s, uint maxq)
     return c;
 }
 
+/* The MSE quantizer's range search (pkv_quantizer MSE, MSE_K, MSE_V; docs/NUMERICS.md "Quantizer range
+ * search"): candidate k (0 .. PKV_MSE_CANDIDATES - 1) of a run of values with span s is the clipped
+ * range [lo + i w/16, hi - j w/16], i = k / 8, j = k % 8, w = hi - lo; candidate 0 is min-max's. The
+ * search keeps the first candidate of least squared error, the error of each being the fp32 sum, in
+ * the values' order from +0, of pkv_quant_err_step. Every backend runs the same loop over k (it may
+ * stop early once an error is 0: no later candidate is strictly below it). */
+#define PKV_MSE_CLIP_STEPS 7u
+#define PKV_MSE_CANDIDATES 64u
+
+/* Candidate k's fp16 scale (low 16 bits) and zero (high 16 bits). */
+PKV_INLINE uint pkv_mse_candidate(pkv_span s, uint k, float inv_maxq)
+{
+    if (k == 0u) return pkv_scale_f16(s.lo, s.hi, inv_maxq) | (pkv_zero_f16(s.lo) << 16);
+    PKV_PRECISE float w = s.hi - s.lo;
+    PKV_PRECISE float wi = w * PKV_U2F(k >> 3);
+    PKV_PRECISE float ci = wi * 0.0625f;
+    PKV_PRECISE float lo = s.lo + ci;
+    PKV_PRECISE float wj = w * PKV_U2F(k & 7u);
+    PKV_PRECISE float cj = wj * 0.0625f;
+    PKV_PRECISE float hi = s.hi - cj;
+    return pkv_scale_f16(lo, hi, inv_maxq) | (pkv_zero_f16(lo) << 16);
+}
+
+/* One value's term of a candidate's error: acc + (z + code s - x)^2, code as pkv_quant_code gives it
+ * (s and z the candidate's fp16 scale and zero read back as floats). */
+PKV_INLINE float pkv_quant_err_step(float acc, float x, float z, float s, uint maxq)
+{
+    PKV_PRECISE float cs = PKV_U2F(pkv_quant_code(x, z, s, maxq)) * s;
+    PKV_PRECISE float dq = z + cs;
+    PKV_PRECISE float r = dq - x;
+    PKV_PRECISE float sq = r * r;
+    PKV_PRECISE float e = acc + sq;
+    return e;
+}
+
 /* ---- the V gate ---------------------------------------------------------------------------------- */
 
 /* Residualise V iff 1 - rho^2 >= k sqrt(1 + rho^4), rho = A/B, A = the min-max distance to the

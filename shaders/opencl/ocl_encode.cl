@@ -3,7 +3,7 @@
  * flag, bank chunk slots): ocl_centre appends the new pattern (Chebyshev centre of the window),
  * ocl_assign picks each window token's pattern (min-max distance) and V gate, ocl_encode turns G
  * tokens of one unit into one block (src/core/block.c is the reference: per-channel K and per-token
- * V quantization, bit-plane packing); ocl_window_write copies appended rows into the windows. */
+ * V quantization, min-max or the MSE quantizer's range search, bit-plane packing); ocl_window_write copies appended rows into the windows. */
 
 OCL_HELPER __global const uint *udesc(__constant uint *P, __global const uint *tab, uint unit)
 {
@@ -104,6 +104,39 @@ __kernel void ocl_assign(__constant uint *P, __global const ushort *src, __globa
     work[P[PP_W_ASSIGN] + job] = a | (gate << 8);
 }
 
+/* Value n of the run that one (scale, zero) covers, as ocl_encode quantizes it: K channel j's token
+ * n (is_v 0), or V token j's channel n; residual where a pattern applies (K always in PATTERN mode, V
+ * where its gate bit is set). */
+OCL_HELPER float run_value(uint is_v, uint j, uint n, __global const ushort *kx, __global const ushort *vx, size_t xs,
+                           int pattern, __global const uchar *chunks, __global const uint *ct, uint cb, uint d,
+                           __local const uint *ka, __local const uint *va, __local const uint *vm)
+{
+    if (!is_v) return resid(kx + n * xs, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[n]) : 0, j);
+    return resid(vx + j * xs, pattern && vm[j] ? pattern_ptr(chunks, ct, cb, d, 1u, va[j]) : 0, n);
+}
+
+/* The MSE quantizer's range search (pkv_math.h pkv_mse_candidate; src/core/quant.c
+ * pkv_quant_params_mse is the reference) over the len values of run_value(is_v, j, .) with span s:
+ * the chosen candidate, fp16 scale | zero << 16. */
+OCL_HELPER uint mse_search(pkv_span s, float inv, uint bits, uint len, uint is_v, uint j, __global const ushort *kx,
+                           __global const ushort *vx, size_t xs, int pattern, __global const uchar *chunks,
+                           __global const uint *ct, uint cb, uint d, __local const uint *ka, __local const uint *va,
+                           __local const uint *vm)
+{
+    const uint maxq = (1u << bits) - 1u;
+    uint best_c = 0u;
+    float best = 0.0f;
+    for (uint k = 0u; k < PKV_MSE_CANDIDATES && (k == 0u || best > 0.0f); k++) {
+        uint c = pkv_mse_candidate(s, k, inv);
+        if (k > 0u && c == best_c) continue; /* the same (scale, zero): the same error */
+        float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), e = 0.0f;
+        for (uint n = 0u; n < len; n++)
+            e = pkv_quant_err_step(e, run_value(is_v, j, n, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm), z, sc, maxq);
+        if (k == 0u || e < best) best = e, best_c = c;
+    }
+    return best_c;
+}
+
 /* One work-group per (unit, block), with the assignments of ocl_assign or ocl_km_assign. */
 __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __global const uint *tab,
                          __global const uchar *chunks, __global const uint *work, __global uchar *blocks)
@@ -160,6 +193,10 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
             for (uint t = 1; t < G; t++)
                 s = pkv_span_add(s, resid(kx + t * xs, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[t]) : 0, j));
             uint sh = pkv_scale_f16(s.lo, s.hi, as_float(P[PP_INV_K])), zh = pkv_zero_f16(s.lo);
+            if (P[PP_QMSE] & 1u) {
+                uint c = mse_search(s, as_float(P[PP_INV_K]), kbits, G, 0u, j, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm);
+                sh = c & 0xFFFFu, zh = c >> 16;
+            }
             kscale[j] = (ushort)sh;
             kzero[j] = (ushort)zh;
             ks[j] = pkv_f16_to_f32(sh);
@@ -170,6 +207,10 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
             pkv_span s = pkv_span_of(resid(vx + t * xs, p, 0));
             for (uint i = 1; i < d; i++) s = pkv_span_add(s, resid(vx + t * xs, p, i));
             uint sh = pkv_scale_f16(s.lo, s.hi, as_float(P[PP_INV_V])), zh = pkv_zero_f16(s.lo);
+            if (P[PP_QMSE] & 2u) {
+                uint c = mse_search(s, as_float(P[PP_INV_V]), vbits, d, 1u, t, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm);
+                sh = c & 0xFFFFu, zh = c >> 16;
+            }
             vscale[t] = (ushort)sh;
             vzero[t] = (ushort)zh;
             vs[t] = pkv_f16_to_f32(sh);

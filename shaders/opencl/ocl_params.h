@@ -64,7 +64,8 @@
 #define PP_W_FLAGS 57      /* stop flag and shift per list */
 #define PP_W_ASSIGN 58     /* final / flush assignments [lists][N_ASSIGN]: index | gate << 8 */
 #define PP_N_SAMPLE 59     /* mine: k-means tokens (pkv_sample_token of the N_TOKENS; N_TOKENS: all) */
-#define PP_COUNT 60
+#define PP_QMSE 60         /* encode: the MSE quantizer for K (bit 0), V (bit 1) (pkv_quantizer) */
+#define PP_COUNT 61
 
 #define UDESC_WORDS 16u    /* unit descriptor: window slot, patterns, new pattern index, append flag, chunk slots [8] */
 

@@ -1,7 +1,8 @@
 #version 450
 /* Builds compressed blocks, one workgroup per (block, unit = layer of the op and kv head):
  * residuals against the patterns chosen by assign.comp or kmeans_assign.comp (V only where its gate
- * passed), K per-channel and V per-token quantization, packing.
+ * passed), K per-channel and V per-token quantization (min-max, or the MSE quantizer's range search
+ * where QMSE says; src/core/block.c is the reference), packing.
  * Every word of the block is written, padding included (zeros). Source tokens come from the
  * uploaded prefill (scratch) or from the unit's window slot. */
 #include "pkv_math.h"
@@ -13,6 +14,7 @@ layout(constant_id = 2) const uint G = 128;
 layout(constant_id = 3) const uint KBITS = 2;
 layout(constant_id = 4) const uint VBITS = 2;
 layout(constant_id = 5) const uint MODE = 0; /* 0 pattern, 1 direct, 2 fp16 */
+layout(constant_id = 6) const uint QMSE = 0; /* the MSE quantizer's range search for K (bit 0), V (bit 1) */
 
 const uint KPB0 = KBITS == 3u ? 2u : KBITS;
 const uint VPB0 = VBITS == 3u ? 2u : VBITS;
@@ -57,12 +59,38 @@ void load_assignments(uint lid) /* made by assign.comp or kmeans_assign.comp */
     }
 }
 
+/* Value n of the run that one (scale, zero) covers: K channel j's token n (kv 0), V token j's channel n. */
+float run_value(uint kv, uint j, uint n) { return kv == 0u ? k_value(n, j) : v_value(j, n); }
+
+/* The MSE quantizer's range search (pkv_math.h pkv_mse_candidate; src/core/quant.c
+ * pkv_quant_params_mse is the reference) over the len values of run_value(kv, j, .) with span s:
+ * the chosen candidate, fp16 scale | zero << 16. */
+uint mse_search(uint kv, uint j, uint len, pkv_span s)
+{
+    const float inv = kv == 0u ? pc.inv_maxq_k : pc.inv_maxq_v;
+    const uint maxq = (1u << (kv == 0u ? KBITS : VBITS)) - 1u;
+    uint best_c = 0u;
+    float best = 0.0;
+    for (uint k = 0u; k < PKV_MSE_CANDIDATES && (k == 0u || best > 0.0); k++) {
+        uint c = pkv_mse_candidate(s, k, inv);
+        if (k > 0u && c == best_c) continue; /* the same (scale, zero): the same error */
+        float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), e = 0.0;
+        for (uint n = 0u; n < len; n++) e = pkv_quant_err_step(e, run_value(kv, j, n), z, sc, maxq);
+        if (k == 0u || e < best) { best = e; best_c = c; }
+    }
+    return best_c;
+}
+
 void compute_scales(uint lid)
 {
     for (uint i = lid; i < D; i += gl_WorkGroupSize.x) { /* K: per channel over the G tokens */
         pkv_span s = pkv_span_of(k_value(0u, i));
         for (uint t = 1u; t < G; t++) s = pkv_span_add(s, k_value(t, i));
         uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_k), zh = pkv_zero_f16(s.lo);
+        if ((QMSE & 1u) != 0u) {
+            uint c = mse_search(0u, i, G, s);
+            sh = c & 0xFFFFu; zh = c >> 16;
+        }
         ksh_s[i] = sh; kzh_s[i] = zh;
         ks_s[i] = pkv_f16_to_f32(sh); kz_s[i] = pkv_f16_to_f32(zh);
     }
@@ -70,6 +98,10 @@ void compute_scales(uint lid)
         pkv_span s = pkv_span_of(v_value(t, 0u));
         for (uint i = 1u; i < D; i++) s = pkv_span_add(s, v_value(t, i));
         uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_v), zh = pkv_zero_f16(s.lo);
+        if ((QMSE & 2u) != 0u) {
+            uint c = mse_search(1u, t, D, s);
+            sh = c & 0xFFFFu; zh = c >> 16;
+        }
         vsh_s[t] = sh; vzh_s[t] = zh;
         vs_s[t] = pkv_f16_to_f32(sh); vz_s[t] = pkv_f16_to_f32(zh);
     }

@@ -43,7 +43,7 @@ void pkv_block_encode(const pkv_geom *g, const float *kx, const float *vx, const
     float ks[256], kz[256];
     for (uint32_t i = 0; i < d; i++) {
         uint16_t sh, zh;
-        if (g->quantizer == PKV_QUANTIZER_MSE || g->quantizer == PKV_QUANTIZER_MSE_K)
+        if (pkv_geom_k_mse(g))
             pkv_quant_params_mse(r + i, G, d, g->k_bits, &sh, &zh);
         else pkv_quant_params(r + i, G, d, g->k_bits, &sh, &zh);
         pkv_wr16(blk + g->off_kscale + 2 * i, sh);
@@ -71,7 +71,7 @@ void pkv_block_encode(const pkv_geom *g, const float *kx, const float *vx, const
         }
         for (uint32_t i = 0; i < d; i++) rv[i] = use ? x[i] - PV[(size_t)va[t] * d + i] : x[i];
         uint16_t sh, zh;
-        if (g->quantizer == PKV_QUANTIZER_MSE || g->quantizer == PKV_QUANTIZER_MSE_V)
+        if (pkv_geom_v_mse(g))
             pkv_quant_params_mse(rv, d, 1, g->v_bits, &sh, &zh);
         else pkv_quant_params(rv, d, 1, g->v_bits, &sh, &zh);
         pkv_wr16(blk + g->off_vscale + 2 * t, sh);

@@ -1,8 +1,9 @@
 #define _POSIX_C_SOURCE 200809L
-/* Saving and loading a cache. Format (little-endian), version 2 (docs/FORMAT.md; version 1 loads too):
+/* Saving and loading a cache. Format (little-endian), version 3 (docs/FORMAT.md; versions 1 and 2
+ * load too):
  *   header  : "PKVCACHE", u32 version, 17 x u32/u64 config and geometry fields, u32 n_seqs,
- *             u32 n_blocks, u32 n_chunks, u32 n_windows, u32 kmeans_sample (version 2 only), u32 crc32
- *             of the header bytes before it
+ *             u32 n_blocks, u32 n_chunks, u32 n_windows, u32 kmeans_sample (version >= 2), u32
+ *             quantizer (version 3), u32 crc32 of the header bytes before it
  *   seqs    : per sequence u32 id, per layer u32 n_blocks, n_window, bank_count, then blocks[n_blocks*H],
  *             chunks[H*8] (PATTERN mode only), windows[H] as file indices (0xFFFFFFFF = none); u32 crc32
  *   arenas  : blocks, chunks, windows: n * slot bytes each, each followed by its u32 crc32
@@ -27,7 +28,9 @@
 #include "crc32.h"
 #include "internal.h"
 
-#define FORMAT_VERSION 2u /* 2 adds kmeans_sample to the header; version 1 files load with kmeans_sample 0 */
+/* 2 adds kmeans_sample to the header (version 1 files load with kmeans_sample 0), 3 the quantizer
+ * (versions 1 and 2 load with MINMAX, the only one they could hold) */
+#define FORMAT_VERSION 3u
 
 typedef struct wbuf {
     uint8_t *p;
@@ -175,10 +178,7 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
 {
     PKV_ALLOC_SCOPE(PKV_CACHE_ALLOC(c));
     if (!c || !path) return pkv_fail(c ? c->ctx : NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_save: null argument");
-    if (c->cfg.quantizer != PKV_QUANTIZER_MINMAX) /* the file format has no field for it */
-        return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record quantizer %s yet",
-                        pkv_quantizer_name((pkv_quantizer)c->cfg.quantizer));
-    if (c->cfg.k_assign != PKV_K_ASSIGN_MINMAX) /* nor for this */
+    if (c->cfg.k_assign != PKV_K_ASSIGN_MINMAX) /* the file format has no field for it */
         return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_save: the file format does not record k_assign %s yet",
                         pkv_k_assign_name((pkv_k_assign)c->cfg.k_assign));
     if (c->cfg.mining != PKV_MINING_AT_M) /* nor the mining policy: a loaded cache mines at M */
@@ -207,6 +207,7 @@ pkv_status pkv_cache_save(const pkv_cache *c, const char *path)
     put32(&w, c->n_seqs);
     for (int k = 0; k < 3; k++) put32(&w, used[k]);
     put32(&w, c->cfg.kmeans_sample);
+    put32(&w, c->cfg.quantizer);
     put_crc(&w, 0);
     size_t from = w.n;
     for (uint32_t s = 0; s < c->n_seqs; s++) {
@@ -404,8 +405,8 @@ pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
     if (size < 8 || memcmp(data, "PKVCACHE", 8) != 0) CORRUPT("%s is not a PatternKV cache file", path);
     r.pos = 8;
     uint32_t version = get32(&r);
-    if (version != 1 && version != FORMAT_VERSION)
-        CORRUPT("%s has format version %u; this library reads 1 and %u", path, version, FORMAT_VERSION);
+    if (version < 1 || version > FORMAT_VERSION)
+        CORRUPT("%s has format version %u; this library reads 1 to %u", path, version, FORMAT_VERSION);
     pkv_cache_config cfg = pkv_cache_config_default();
     uint32_t f[15];
     for (int i = 0; i < 15; i++) f[i] = get32(&r);
@@ -417,6 +418,7 @@ pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
     cfg.memory_budget = get64(&r);
     uint32_t n_seqs = get32(&r), counts[3] = {get32(&r), get32(&r), get32(&r)};
     cfg.kmeans_sample = version >= 2 ? get32(&r) : 0; /* version 1: k-means over all tokens */
+    cfg.quantizer = version >= 3 ? get32(&r) : PKV_QUANTIZER_MINMAX;
     if (!check_crc(&r, 0)) CORRUPT("%s: header is truncated or damaged (checksum mismatch)", path);
     if (pkv_validate_config(&cfg) != PKV_OK) CORRUPT("%s: stored configuration is invalid: %s", path, pkv_last_error());
     if ((st = pkv_cache_new(ctx, &cfg, &c)) != PKV_OK) goto fail;

@@ -43,6 +43,17 @@ typedef struct pkv_geom {
  * other b as one plane. Each plane of a row is ceil(d*bits/32) words; channel c of a plane with
  * `bits` bits lives in word (c*bits)/32 at shift (c*bits)%32, little-endian. */
 
+/* Whether K's channels / V's tokens take the MSE quantizer's range search (pkv_quantizer MSE, MSE_K,
+ * MSE_V) rather than min-max: the encoders' switch on every backend. */
+static inline int pkv_geom_k_mse(const pkv_geom *g)
+{
+    return g->quantizer == PKV_QUANTIZER_MSE || g->quantizer == PKV_QUANTIZER_MSE_K;
+}
+static inline int pkv_geom_v_mse(const pkv_geom *g)
+{
+    return g->quantizer == PKV_QUANTIZER_MSE || g->quantizer == PKV_QUANTIZER_MSE_V;
+}
+
 /* Fills g from a validated config. */
 void pkv_geom_init(pkv_geom *g, const pkv_cache_config *c);
 

@@ -11,15 +11,12 @@ void pkv_quant_params(const float *x, uint32_t n, uint32_t stride, uint32_t bits
     *zero_h = (uint16_t)pkv_zero_f16(s.lo);
 }
 
-double pkv_quant_sq_error(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint16_t scale_h, uint16_t zero_h)
+float pkv_quant_sq_error(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint32_t cand)
 {
-    const float s = pkv_f16_to_f32(scale_h), z = pkv_f16_to_f32(zero_h);
+    const float s = pkv_f16_to_f32(cand & 0xFFFFu), z = pkv_f16_to_f32(cand >> 16);
     const uint32_t maxq = (1u << bits) - 1u;
-    double e = 0.0;
-    for (uint32_t i = 0; i < n; i++) {
-        float v = x[(uint64_t)i * stride], r = z + (float)pkv_quant_code(v, z, s, maxq) * s - v;
-        e += (double)r * r;
-    }
+    float e = 0.0f;
+    for (uint32_t i = 0; i < n; i++) e = pkv_quant_err_step(e, x[(uint64_t)i * stride], z, s, maxq);
     return e;
 }
 
@@ -28,19 +25,17 @@ void pkv_quant_params_mse(const float *x, uint32_t n, uint32_t stride, uint32_t 
 {
     pkv_span s = pkv_span_of(x[0]);
     for (uint32_t i = 1; i < n; i++) s = pkv_span_add(s, x[(uint64_t)i * stride]);
-    const float w = s.hi - s.lo, inv = pkv_inv_maxq(bits);
-    uint16_t bs = (uint16_t)pkv_scale_f16(s.lo, s.hi, inv), bz = (uint16_t)pkv_zero_f16(s.lo);
-    double best = pkv_quant_sq_error(x, n, stride, bits, bs, bz);
-    for (uint32_t i = 0; i <= PKV_MSE_CLIP_STEPS && best > 0.0; i++)
-        for (uint32_t j = 0; j <= PKV_MSE_CLIP_STEPS; j++) {
-            if (!i && !j) continue;
-            float lo = s.lo + w * (float)i * 0.0625f, hi = s.hi - w * (float)j * 0.0625f;
-            uint16_t cs = (uint16_t)pkv_scale_f16(lo, hi, inv), cz = (uint16_t)pkv_zero_f16(lo);
-            double e = pkv_quant_sq_error(x, n, stride, bits, cs, cz);
-            if (e < best) best = e, bs = cs, bz = cz;
-        }
-    *scale_h = bs;
-    *zero_h = bz;
+    const float inv = pkv_inv_maxq(bits);
+    uint32_t best_c = pkv_mse_candidate(s, 0, inv);
+    float best = pkv_quant_sq_error(x, n, stride, bits, best_c);
+    for (uint32_t k = 1; k < PKV_MSE_CANDIDATES && best > 0.0f; k++) {
+        uint32_t c = pkv_mse_candidate(s, k, inv);
+        if (c == best_c) continue; /* the same (scale, zero): the same error */
+        float e = pkv_quant_sq_error(x, n, stride, bits, c);
+        if (e < best) best = e, best_c = c;
+    }
+    *scale_h = (uint16_t)(best_c & 0xFFFFu);
+    *zero_h = (uint16_t)(best_c >> 16);
 }
 
 float pkv_dist_l2(const float *x, const float *c, uint32_t d)

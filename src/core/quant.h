@@ -14,15 +14,15 @@
 void pkv_quant_params(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint16_t *scale_h,
                       uint16_t *zero_h);
 
-/* PKV_QUANTIZER_MSE's parameters (docs/NUMERICS.md): among the clipped ranges [lo + i w/16, hi - j w/16]
- * (w = hi - lo of the values, i, j in 0..PKV_MSE_CLIP_STEPS), the fp16 (scale, zero) whose decoded
- * values have the least squared error (fp32 terms summed in double, in order); min-max's (i = j = 0)
- * unless another is strictly lower. */
-#define PKV_MSE_CLIP_STEPS 7u
+/* The MSE quantizer's parameters (pkv_quantizer MSE, MSE_K, MSE_V; docs/NUMERICS.md): the first of
+ * the clipped ranges of pkv_mse_candidate (shaders/common/pkv_math.h, shared with the GPU encoders)
+ * whose fp16 (scale, zero) give the least fp32 squared error over the values as stored and decoded;
+ * min-max's unless another is strictly lower. */
 void pkv_quant_params_mse(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint16_t *scale_h,
                           uint16_t *zero_h);
-/* Squared error of n values under fp16 (scale, zero) as pkv_quant_code and the decoder apply them. */
-double pkv_quant_sq_error(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint16_t scale_h, uint16_t zero_h);
+/* Squared error (pkv_quant_err_step summed in order) of n values under candidate `cand` (fp16 scale
+ * | zero << 16), as pkv_quant_code and the decoder apply them. */
+float pkv_quant_sq_error(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint32_t cand);
 
 float pkv_dist_l2(const float *x, const float *c, uint32_t d);
 float pkv_dist_minmax(const float *x, const float *c, uint32_t d); /* width of the span of x - c */

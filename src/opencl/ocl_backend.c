@@ -57,6 +57,7 @@ static const pkv_backend_iface ocl_iface = {
     .buf_write = pkv_ocl_buf_write,
     .buf_read = pkv_ocl_buf_read,
     .buf_copy = pkv_ocl_buf_copy,
+    .quantizers = (1u << PKV_QUANTIZER_MSE) | (1u << PKV_QUANTIZER_MSE_K) | (1u << PKV_QUANTIZER_MSE_V),
     .mine = pkv_ocl_mine,
     .flush = pkv_ocl_flush,
     .write_window = pkv_ocl_write_window,

@@ -46,6 +46,7 @@ static void fill_geom(uint32_t *P, const pkv_geom *g)
     P[PP_GATE_K2] = f32_bits(g->gate_k2);
     P[PP_INV_K] = f32_bits(g->inv_maxq_k);
     P[PP_INV_V] = f32_bits(g->inv_maxq_v);
+    P[PP_QMSE] = (uint32_t)pkv_geom_k_mse(g) | (uint32_t)pkv_geom_v_mse(g) << 1;
 }
 
 static cl_mem mem_or_dummy(pkv_ocl *o, pkv_buf *b)

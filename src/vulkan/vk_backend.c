@@ -127,6 +127,7 @@ static const pkv_backend_iface vk_iface = {
     .buf_write = vk_buf_write,
     .buf_read = vk_buf_read,
     .buf_copy = vk_buf_copy,
+    .quantizers = (1u << PKV_QUANTIZER_MSE) | (1u << PKV_QUANTIZER_MSE_K) | (1u << PKV_QUANTIZER_MSE_V),
     .mine = pkv_vk_mine,
     .flush = pkv_vk_flush,
     .write_window = pkv_vk_write_window,

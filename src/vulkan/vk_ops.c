@@ -112,7 +112,7 @@ static int wp_spec(const pkv_vk *vk, const pkv_geom *g, int which, int *kernel, 
     case WP_WINDOW: *kernel = PKV_K_WINDOW_WRITE, spec[0] = WG_SMALL; return 1;
     case WP_QUANT:
         *kernel = PKV_K_QUANT_BLOCK, spec[0] = WG_BLOCK, spec[2] = g->G, spec[3] = g->k_bits, spec[4] = g->v_bits,
-        spec[5] = g->mode;
+        spec[5] = g->mode, spec[6] = (uint32_t)pkv_geom_k_mse(g) | (uint32_t)pkv_geom_v_mse(g) << 1;
         return 1;
     }
     return 0;
