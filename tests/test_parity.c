@@ -373,6 +373,13 @@ static pkv_context *gpu_context(void)
     return tu_context_or_skip(&p);
 }
 
+/* PKV_PARITY_ONLY=text runs only the scenarios whose name contains it (while developing). */
+static int selected(const scenario *sc)
+{
+    const char *only = getenv("PKV_PARITY_ONLY");
+    return !only || !*only || strstr(sc->name, only) != NULL;
+}
+
 static void every_scenario_matches_the_cpu_backend(void **state)
 {
     (void)state;
@@ -382,7 +389,8 @@ static void every_scenario_matches_the_cpu_backend(void **state)
     const char *mp = getenv("PKV_PARITY_MAX_PROMPT");
     const uint32_t max_prompt = mp && atoi(mp) > 0 ? (uint32_t)atoi(mp) : UINT32_MAX;
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
-        if ((!scenarios[i].knob || knob_applies(scenarios[i].knob, tu_backend())) && scenarios[i].prefill <= max_prompt)
+        if ((!scenarios[i].knob || knob_applies(scenarios[i].knob, tu_backend())) && scenarios[i].prefill <= max_prompt &&
+            selected(&scenarios[i]))
             run_scenario(&scenarios[i], tu_backend(), cpu, gpu);
     TU_OK(pkv_context_free(cpu));
     TU_OK(pkv_context_free(gpu));
@@ -395,7 +403,7 @@ static void multi_layer_appends_match_the_cpu_backend(void **state)
     pkv_context *gpu = gpu_context(), *cpu = tu_cpu_context(1);
     gpu_multi = 1;
     for (size_t i = 0; i < sizeof multi_scenarios / sizeof multi_scenarios[0]; i++)
-        run_scenario(&multi_scenarios[i], tu_backend(), cpu, gpu);
+        if (selected(&multi_scenarios[i])) run_scenario(&multi_scenarios[i], tu_backend(), cpu, gpu);
     gpu_multi = 0;
     TU_OK(pkv_context_free(cpu));
     TU_OK(pkv_context_free(gpu));

@@ -208,13 +208,14 @@ PKV_INLINE uint pkv_scale_f16(float mn, float mx, float inv_maxq)
 PKV_INLINE uint pkv_zero_f16(float mn) { return pkv_f32_to_f16(mn); }
 
 /* Step 4: code = #{k >= 1 : t >= (k - 0.5) s}, clamped to maxq, with s and z the fp16 scale and
- * zero read back as floats. Any estimate will do (here through an approximate reciprocal); the two
- * loops make it exact, since (k - 0.5) * s is exact in fp32. */
-PKV_INLINE uint pkv_quant_code(float x, float z, float s, uint maxq)
+ * zero read back as floats. Any estimate will do (here through an approximate reciprocal, which a
+ * caller quantizing many values with one s may compute once: pkv_quant_code_r); the two loops make it
+ * exact, since (k - 0.5) * s is exact in fp32. */
+PKV_INLINE uint pkv_quant_code_r(float x, float z, float s, float rs, uint maxq) /* rs: any estimate of 1 / s */
 {
     if (s == 0.0f) return 0u;
     PKV_PRECISE float t = x - z;
-    float e = t * (1.0f / s) + 0.5f;
+    float e = t * rs + 0.5f;
     uint c = e >= PKV_U2F(maxq) ? maxq : (e > 0.0f ? PKV_F2U(e) : 0u);
     for (;;) {
         PKV_PRECISE float up = (PKV_U2F(c) + 0.5f) * s;
@@ -226,13 +227,15 @@ PKV_INLINE uint pkv_quant_code(float x, float z, float s, uint maxq)
     }
     return c;
 }
+PKV_INLINE uint pkv_quant_code(float x, float z, float s, uint maxq) { return pkv_quant_code_r(x, z, s, 1.0f / s, maxq); }
 
 /* The MSE quantizer's range search (pkv_quantizer MSE, MSE_K, MSE_V; docs/NUMERICS.md "Quantizer range
  * search"): candidate k (0 .. PKV_MSE_CANDIDATES - 1) of a run of values with span s is the clipped
  * range [lo + i w/16, hi - j w/16], i = k / 8, j = k % 8, w = hi - lo; candidate 0 is min-max's. The
  * search keeps the first candidate of least squared error, the error of each being the fp32 sum, in
- * the values' order from +0, of pkv_quant_err_step. Every backend runs the same loop over k (it may
- * stop early once an error is 0: no later candidate is strictly below it). */
+ * the values' order from +0, of pkv_quant_err_step. Every backend runs the same loop over k; none of
+ * its shortcuts changes the answer: a candidate whose pair equals the best's is skipped, a sum stops
+ * once it reaches the best error, the search stops once the best error is 0. */
 #define PKV_MSE_CLIP_STEPS 7u
 #define PKV_MSE_CANDIDATES 64u
 
@@ -251,10 +254,12 @@ PKV_INLINE uint pkv_mse_candidate(pkv_span s, uint k, float inv_maxq)
 }
 
 /* One value's term of a candidate's error: acc + (z + code s - x)^2, code as pkv_quant_code gives it
- * (s and z the candidate's fp16 scale and zero read back as floats). */
-PKV_INLINE float pkv_quant_err_step(float acc, float x, float z, float s, uint maxq)
+ * (s and z the candidate's fp16 scale and zero read back as floats, rs any estimate of 1 / s). The
+ * terms are >= 0, so the running sum never decreases: a search may stop summing a candidate once its
+ * sum reaches the best error so far (it cannot be strictly lower). */
+PKV_INLINE float pkv_quant_err_step(float acc, float x, float z, float s, float rs, uint maxq)
 {
-    PKV_PRECISE float cs = PKV_U2F(pkv_quant_code(x, z, s, maxq)) * s;
+    PKV_PRECISE float cs = PKV_U2F(pkv_quant_code_r(x, z, s, rs, maxq)) * s;
     PKV_PRECISE float dq = z + cs;
     PKV_PRECISE float r = dq - x;
     PKV_PRECISE float sq = r * r;

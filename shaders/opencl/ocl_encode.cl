@@ -129,9 +129,10 @@ OCL_HELPER uint mse_search(pkv_span s, float inv, uint bits, uint len, uint is_v
     for (uint k = 0u; k < PKV_MSE_CANDIDATES && (k == 0u || best > 0.0f); k++) {
         uint c = pkv_mse_candidate(s, k, inv);
         if (k > 0u && c == best_c) continue; /* the same (scale, zero): the same error */
-        float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), e = 0.0f;
-        for (uint n = 0u; n < len; n++)
-            e = pkv_quant_err_step(e, run_value(is_v, j, n, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm), z, sc, maxq);
+        float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), rs = 1.0f / sc, e = 0.0f;
+        for (uint n = 0u; n < len && (k == 0u || e < best); n++)
+            e = pkv_quant_err_step(e, run_value(is_v, j, n, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm), z, sc, rs,
+                                   maxq);
         if (k == 0u || e < best) best = e, best_c = c;
     }
     return best_c;

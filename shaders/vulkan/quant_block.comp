@@ -74,8 +74,8 @@ uint mse_search(uint kv, uint j, uint len, pkv_span s)
     for (uint k = 0u; k < PKV_MSE_CANDIDATES && (k == 0u || best > 0.0); k++) {
         uint c = pkv_mse_candidate(s, k, inv);
         if (k > 0u && c == best_c) continue; /* the same (scale, zero): the same error */
-        float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), e = 0.0;
-        for (uint n = 0u; n < len; n++) e = pkv_quant_err_step(e, run_value(kv, j, n), z, sc, maxq);
+        float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), rs = 1.0 / sc, e = 0.0;
+        for (uint n = 0u; n < len && (k == 0u || e < best); n++) e = pkv_quant_err_step(e, run_value(kv, j, n), z, sc, rs, maxq);
         if (k == 0u || e < best) { best = e; best_c = c; }
     }
     return best_c;

@@ -1,5 +1,7 @@
 #include "quant.h"
 
+#include <math.h>
+
 #include "f16.h"
 
 void pkv_quant_params(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint16_t *scale_h,
@@ -11,12 +13,12 @@ void pkv_quant_params(const float *x, uint32_t n, uint32_t stride, uint32_t bits
     *zero_h = (uint16_t)pkv_zero_f16(s.lo);
 }
 
-float pkv_quant_sq_error(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint32_t cand)
+float pkv_quant_sq_error(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint32_t cand, float bound)
 {
-    const float s = pkv_f16_to_f32(cand & 0xFFFFu), z = pkv_f16_to_f32(cand >> 16);
+    const float s = pkv_f16_to_f32(cand & 0xFFFFu), z = pkv_f16_to_f32(cand >> 16), rs = 1.0f / s;
     const uint32_t maxq = (1u << bits) - 1u;
     float e = 0.0f;
-    for (uint32_t i = 0; i < n; i++) e = pkv_quant_err_step(e, x[(uint64_t)i * stride], z, s, maxq);
+    for (uint32_t i = 0; i < n && e < bound; i++) e = pkv_quant_err_step(e, x[(uint64_t)i * stride], z, s, rs, maxq);
     return e;
 }
 
@@ -27,11 +29,11 @@ void pkv_quant_params_mse(const float *x, uint32_t n, uint32_t stride, uint32_t 
     for (uint32_t i = 1; i < n; i++) s = pkv_span_add(s, x[(uint64_t)i * stride]);
     const float inv = pkv_inv_maxq(bits);
     uint32_t best_c = pkv_mse_candidate(s, 0, inv);
-    float best = pkv_quant_sq_error(x, n, stride, bits, best_c);
+    float best = pkv_quant_sq_error(x, n, stride, bits, best_c, INFINITY);
     for (uint32_t k = 1; k < PKV_MSE_CANDIDATES && best > 0.0f; k++) {
         uint32_t c = pkv_mse_candidate(s, k, inv);
         if (c == best_c) continue; /* the same (scale, zero): the same error */
-        float e = pkv_quant_sq_error(x, n, stride, bits, c);
+        float e = pkv_quant_sq_error(x, n, stride, bits, c, best);
         if (e < best) best = e, best_c = c;
     }
     *scale_h = (uint16_t)(best_c & 0xFFFFu);

@@ -21,8 +21,9 @@ void pkv_quant_params(const float *x, uint32_t n, uint32_t stride, uint32_t bits
 void pkv_quant_params_mse(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint16_t *scale_h,
                           uint16_t *zero_h);
 /* Squared error (pkv_quant_err_step summed in order) of n values under candidate `cand` (fp16 scale
- * | zero << 16), as pkv_quant_code and the decoder apply them. */
-float pkv_quant_sq_error(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint32_t cand);
+ * | zero << 16), as pkv_quant_code and the decoder apply them; the sum stops early once it is >= bound
+ * (INFINITY: the whole sum), returning that partial sum. */
+float pkv_quant_sq_error(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint32_t cand, float bound);
 
 float pkv_dist_l2(const float *x, const float *c, uint32_t d);
 float pkv_dist_minmax(const float *x, const float *c, uint32_t d); /* width of the span of x - c */
