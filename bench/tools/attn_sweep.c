@@ -26,6 +26,9 @@
 #include "patternkv.h"
 #include "synth.h"
 
+/* The library's (patternkv_static, src/core/attn_plan.h): re-reads the PKV_ATTN_* switches. */
+void pkv_attn_env_reload(pkv_context *ctx);
+
 #define MAX_COPIES 16
 #define ROTATE_BYTES (256.0 * 1024 * 1024)
 
@@ -206,6 +209,7 @@ int main(int argc, char **argv)
             snprintf(names[n_names], sizeof names[0], "%.*s", (int)(eq - kv), kv);
             setenv(names[n_names++], eq + 1, 1);
         }
+        pkv_attn_env_reload(ctx); /* the library reads PKV_ATTN_* once per context */
         /* every copy once, then groups of timed steps right after bursts of heavy calls (gpu_clocks.h) */
         for (uint32_t i = 0; i < copies; i++) CHECK(pkv_attention(caches[i], &ap, q, out));
         gpu_burst burst;
@@ -229,6 +233,7 @@ int main(int argc, char **argv)
                bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / bw, diff / norm);
         fflush(stdout);
         for (int i = 0; i < n_names; i++) unsetenv(names[i]);
+        pkv_attn_env_reload(ctx);
         var = next;
     }
     free(list);

@@ -8,11 +8,38 @@
 
 static uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
 
-uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr)
+static uint32_t env_u32(const char *name)
+{
+    const char *e = getenv(name);
+    return e && atoi(e) > 0 ? (uint32_t)atoi(e) : 0;
+}
+
+void pkv_attn_env_read(pkv_attn_env *e)
+{
+    memset(e, 0, sizeof *e);
+    e->max_rows = env_u32("PKV_ATTN_MAX_ROWS");
+    e->groups = env_u32("PKV_ATTN_GROUPS");
+    e->chunks_per_item = env_u32("PKV_ATTN_CHUNKS_PER_ITEM");
+    const char *sep = getenv("PKV_ATTN_SEPARATE_MERGE"), *dbg = getenv("PKV_ATTN_DEBUG");
+    e->flags = sep && atoi(sep) > 0 ? PKV_ATTN_SEPARATE_MERGE : 0;
+    if (dbg) e->flags |= (uint32_t)strtoul(dbg, NULL, 0) & ~(uint32_t)PKV_ATTN_SEPARATE_MERGE;
+    const uint32_t bps = env_u32("PKV_ATTN_STEP_BLOCKS"), vch = env_u32("PKV_ATTN_VCH");
+    if (bps == 1 || bps == 2 || bps == 4) e->step_blocks = bps;
+    if (vch == 4 || vch == 8 || vch == 16) e->vch = vch;
+    const char *sk = getenv("PKV_ATTN_STAGE_K"), *pf = getenv("PKV_ATTN_PREFETCH");
+    if (sk && *sk) e->stage_k = atoi(sk) > 0 ? 2 : 1;
+    if (pf && *pf) e->prefetch = atoi(pf) > 0 ? 2 : 1;
+}
+
+void pkv_attn_env_reload(pkv_context *ctx)
+{
+    if (ctx && ctx->be) pkv_attn_env_read(&ctx->be->attn_env);
+}
+
+uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr, const pkv_attn_env *env)
 {
     const uint32_t rows = op->q_len * (op->n_q_heads / n_kv_heads);
-    const char *env = getenv("PKV_ATTN_MAX_ROWS"); /* tests: tiles of fewer rows */
-    if (env && atoi(env) >= 1 && (uint32_t)atoi(env) < max_nr) max_nr = (uint32_t)atoi(env);
+    if (env->max_rows >= 1 && env->max_rows < max_nr) max_nr = env->max_rows; /* tests: tiles of fewer rows */
     uint32_t nr = 1;
     while (nr < rows && nr < max_nr) nr *= 2;
     return nr;
@@ -21,7 +48,7 @@ uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uin
 static uint32_t seq_chunks(const pkv_attn_seq *s, uint32_t G) { return s->n_blocks + ceil_div(s->n_window, G); }
 
 pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
-                              uint32_t max_splits, uint32_t cps_multiple, pkv_attn_plan *plan)
+                              uint32_t max_splits, uint32_t cps_multiple, const pkv_attn_env *env, pkv_attn_plan *plan)
 {
     memset(plan, 0, offsetof(pkv_attn_plan, local));
     const uint32_t H = g->H, rows = op->q_len * (op->n_q_heads / H);
@@ -39,15 +66,13 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
      * until the workgroups fit in target_groups (a second, partly filled wave would cost as much as
      * the first; more, shorter items repeat each item's fixed costs). */
     const uint64_t groups_per_item = (uint64_t)plan->tiles * H;
-    const char *groups_env = getenv("PKV_ATTN_GROUPS"); /* tuning: workgroups to aim for */
     if (!target_groups) target_groups = 1024;
-    if (groups_env && atoi(groups_env) > 0) target_groups = (uint32_t)atoi(groups_env);
+    if (env->groups) target_groups = env->groups; /* tuning: workgroups to aim for */
     const uint64_t want_items = (target_groups + groups_per_item - 1) / groups_per_item;
     uint64_t cps = (total + want_items - 1) / want_items;
     if (cps < ceil_div(longest, max_splits)) cps = ceil_div(longest, max_splits);
-    const char *env = getenv("PKV_ATTN_CHUNKS_PER_ITEM");
-    const int forced = env && atoi(env) > 0 && (uint32_t)atoi(env) >= ceil_div(longest, max_splits);
-    if (forced) cps = (uint32_t)atoi(env);
+    const int forced = env->chunks_per_item && env->chunks_per_item >= ceil_div(longest, max_splits);
+    if (forced) cps = env->chunks_per_item;
     const uint32_t step = cps_multiple > 1 ? cps_multiple : 1;
     cps = (cps + step - 1) / step * step;
     for (;;) { /* one wave, and at most one dispatch dimension of items */
@@ -88,23 +113,15 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
     return PKV_OK;
 }
 
-uint32_t pkv_attn_flags(void)
-{
-    const char *sep = getenv("PKV_ATTN_SEPARATE_MERGE"), *dbg = getenv("PKV_ATTN_DEBUG");
-    uint32_t f = sep && atoi(sep) > 0 ? PKV_ATTN_SEPARATE_MERGE : 0;
-    if (dbg) f |= (uint32_t)strtoul(dbg, NULL, 0) & ~(uint32_t)PKV_ATTN_SEPARATE_MERGE;
-    return f;
-}
+uint32_t pkv_attn_flags(const pkv_attn_env *env) { return env->flags; }
 
-pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g)
+pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env)
 {
     pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1};
-    const char *bps = getenv("PKV_ATTN_STEP_BLOCKS"), *vch = getenv("PKV_ATTN_VCH"), *sk = getenv("PKV_ATTN_STAGE_K");
-    if (bps && (atoi(bps) == 1 || atoi(bps) == 2 || atoi(bps) == 4) && atoi(bps) * g->G <= 256) sh.bps = (uint32_t)atoi(bps);
-    if (vch && (atoi(vch) == 4 || atoi(vch) == 8 || atoi(vch) == 16)) sh.vch = (uint32_t)atoi(vch);
-    if (sk && *sk) sh.stage_k = atoi(sk) > 0;
-    const char *pf = getenv("PKV_ATTN_PREFETCH");
-    if (pf && *pf) sh.prefetch = atoi(pf) > 0;
+    if (env->step_blocks && env->step_blocks * g->G <= 256) sh.bps = env->step_blocks;
+    if (env->vch) sh.vch = env->vch;
+    if (env->stage_k) sh.stage_k = env->stage_k == 2;
+    if (env->prefetch) sh.prefetch = env->prefetch == 2;
     while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > sh.bps * g->G) sh.vch *= 2; /* channel groups <= invocations */
     return sh;
 }

@@ -27,7 +27,14 @@ typedef struct pkv_attn_plan {
 
 /* Rows per workgroup: the GQA group times the query positions, rounded up to a power of two,
  * at most max_nr (1, 2, 4 or 8), or PKV_ATTN_MAX_ROWS from the environment (tests). */
-uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr);
+uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uint32_t max_nr, const pkv_attn_env *env);
+
+/* The switches below (PKV_ATTN_* in the environment) are read once per context into be->attn_env
+ * (pkv_context_create calls pkv_attn_env_read): an attention call makes no getenv. A tool that changes
+ * them in a running process (pkv-attn-sweep) calls pkv_attn_env_reload(ctx) afterwards. */
+void pkv_attn_env_read(pkv_attn_env *env);
+struct pkv_context;
+void pkv_attn_env_reload(struct pkv_context *ctx);
 
 /* Workgroups per compute unit that a device runs at once, the planner's wave: on the H200 the
  * compressed modes' kernels take ~170-230 registers per invocation (2 workgroups of 128 per SM), FP16
@@ -40,7 +47,7 @@ static inline uint32_t pkv_attn_groups_per_cu(pkv_mode mode) { return mode == PK
  * (the kernel's step). PKV_ATTN_CHUNKS_PER_ITEM in the environment forces cps (tests use it to
  * exercise the merge). */
 pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
-                              uint32_t max_splits, uint32_t cps_multiple, pkv_attn_plan *plan);
+                              uint32_t max_splits, uint32_t cps_multiple, const pkv_attn_env *env, pkv_attn_plan *plan);
 void pkv_attn_plan_free(pkv_attn_plan *plan);
 
 /* Switches of the attention kernels (their push constants / parameters): how partial results are
@@ -54,7 +61,7 @@ enum {
     PKV_ATTN_SKIP_K = 16u,
     PKV_ATTN_SKIP_QC = 32u,       /* host side: the q.C pre-pass is not run */
 };
-uint32_t pkv_attn_flags(void);
+uint32_t pkv_attn_flags(const pkv_attn_env *env);
 
 /* The kernels' shape choices: chunks per step (the workgroup is bps * G invocations, one token each:
  * 128 invocations by default), channels per invocation in the V phase (8: on the H200, 8 instead of 16
@@ -65,6 +72,6 @@ uint32_t pkv_attn_flags(void);
 typedef struct pkv_attn_shape {
     uint32_t bps, vch, stage_k, prefetch;
 } pkv_attn_shape;
-pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g);
+pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env);
 
 #endif

@@ -111,6 +111,17 @@ typedef struct pkv_attn_op {
     size_t q_off, out_off;
 } pkv_attn_op;
 
+/* The PKV_ATTN_* tuning and test switches of the GPU attention (attn_plan.h), read from the environment
+ * once per context (pkv_attn_env_read, at pkv_context_create), not per call. 0: not set. */
+typedef struct pkv_attn_env {
+    uint32_t max_rows;        /* PKV_ATTN_MAX_ROWS */
+    uint32_t groups;          /* PKV_ATTN_GROUPS */
+    uint32_t chunks_per_item; /* PKV_ATTN_CHUNKS_PER_ITEM */
+    uint32_t flags;           /* PKV_ATTN_SEPARATE_MERGE, PKV_ATTN_DEBUG: pkv_attn_flags */
+    uint32_t step_blocks, vch; /* PKV_ATTN_STEP_BLOCKS, PKV_ATTN_VCH (valid values only) */
+    uint32_t stage_k, prefetch; /* PKV_ATTN_STAGE_K, PKV_ATTN_PREFETCH: 0 not set, 1 off, 2 on */
+} pkv_attn_env;
+
 typedef struct pkv_backend_iface {
     void (*destroy)(pkv_backend *be);
     pkv_status (*buf_alloc)(pkv_backend *be, size_t bytes, pkv_buf **out);
@@ -150,6 +161,7 @@ struct pkv_backend {
     /* The largest buffer an op can bind (Vulkan: maxStorageBufferRange and maxMemoryAllocationSize;
      * OpenCL: CL_DEVICE_MAX_MEM_ALLOC_SIZE); 0: no limit. The pool keeps every arena within it. */
     uint64_t max_buffer_bytes;
+    pkv_attn_env attn_env; /* set by pkv_context_create */
     void *impl;
 };
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn_plan.h"
 #include "internal.h"
 #include "profile.h"
 
@@ -167,6 +168,7 @@ static pkv_status context_create(const pkv_context_params *params, pkv_context *
     else
         snprintf(ctx->why, sizeof ctx->why, "%s requested (%s)", pkv_backend_name(want), ctx->be->info.name);
     pkv_log(ctx, PKV_LOG_INFO, "%s", ctx->why);
+    pkv_attn_env_read(&ctx->be->attn_env); /* once per context, not per attention call */
     *out = ctx;
     return PKV_OK;
 }

@@ -332,14 +332,52 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
     return finish(o, "flush", err);
 }
 
+/* Window rows from device memory (engine integration; a decode step's rows: one per token, head and
+ * K|V of every sequence, each to its own window slot): the runs re-based to source rows [lo, hi)
+ * uploaded without a wait, those rows copied after them on the device, and the window kernel: three
+ * commands instead of a copy command per row (a batch of 8 x 8 heads made 128 per layer). */
+static pkv_status window_from_device(pkv_ocl *o, const pkv_store *st, const pkv_window_op *op, uint32_t lo, uint32_t hi)
+{
+    const size_t d = st->g->d, run_words = ((size_t)op->n_runs * 3 + 15) & ~(size_t)15;
+    const size_t bytes = (run_words + (size_t)(hi - lo) * d / 2) * 4;
+    if (run_words * 4 > o->wstage_bytes) {
+        uint32_t *p = realloc(o->wstage, run_words * 4 * 2);
+        if (!p) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl window write: out of host memory");
+        o->wstage = p;
+        o->wstage_bytes = run_words * 4 * 2;
+    }
+    for (uint32_t r = 0; r < op->n_runs; r++) {
+        const uint32_t *run = op->runs + 3 * (size_t)r;
+        o->wstage[3 * r] = run[0] - lo, o->wstage[3 * r + 1] = run[1], o->wstage[3 * r + 2] = run[2];
+    }
+    pkv_status s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_WROWS], bytes); /* then the upload does not regrow it */
+    if (s == PKV_OK) s = pkv_ocl_scratch_upload_async(o, &o->s[PKV_S_WROWS], o->wstage, (size_t)op->n_runs * 3 * 4);
+    if (s != PKV_OK) return pkv_fail(NULL, s, "opencl window write: upload failed");
+    cl_mem up = o->s[PKV_S_WROWS].mem, windows = mem_or_dummy(o, st->windows);
+    cl_int err = o->cl->clEnqueueCopyBuffer(o->q, op->rows_buf->mem, up, op->rows_off + (size_t)lo * d * 2, run_words * 4,
+                                            (size_t)(hi - lo) * d * 2, 0, NULL, NULL);
+    const cl_uint n_runs = op->n_runs, rows_at = (cl_uint)run_words, row_words = (cl_uint)(d / 2);
+    cl_kernel k = o->k[PKV_K_WINDOW];
+    if (err == CL_SUCCESS) err = pkv_ocl_args(o, k, 5, ARG(up), ARG(n_runs), ARG(rows_at), ARG(row_words), ARG(windows));
+    size_t local = wg_of(o, PKV_K_WINDOW, 64), global = (size_t)op->n_runs * local;
+    if (err == CL_SUCCESS) err = o->cl->clEnqueueNDRangeKernel(o->q, k, 1, NULL, &global, &local, 0, NULL, NULL);
+    return err == CL_SUCCESS ? PKV_OK : op_failed("window write", err);
+}
+
 /* One upload (runs, then the rows) and one launch, not waited for: the in-order queue runs it
  * before the next op, whose wait reports its errors. */
 pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_window_op *op)
 {
     pkv_ocl *o = pkv_ocl_of(be);
-    if (!op->rows) { /* engine integration: rows in device memory, copied in place, not waited for */
+    if (!op->rows) { /* engine integration: rows in device memory */
         const size_t row = (size_t)st->g->d * 2;
-        cl_int err = CL_SUCCESS;
+        uint32_t lo = UINT32_MAX, hi = 0, used = 0;
+        for (uint32_t r = 0; r < op->n_runs; r++) {
+            const uint32_t *run = op->runs + 3 * (size_t)r;
+            lo = run[0] < lo ? run[0] : lo, hi = run[0] + run[2] > hi ? run[0] + run[2] : hi, used += run[2];
+        }
+        if (op->n_runs > 4 && hi - lo <= 4 * (size_t)used) return window_from_device(o, st, op, lo, hi);
+        cl_int err = CL_SUCCESS; /* few runs, or far apart (a long append's round): a copy each, in place */
         for (uint32_t r = 0; r < op->n_runs && err == CL_SUCCESS; r++) {
             const uint32_t *run = op->runs + 3 * (size_t)r;
             err = o->cl->clEnqueueCopyBuffer(o->q, op->rows_buf->mem, st->windows->mem, op->rows_off + run[0] * row,
@@ -380,9 +418,9 @@ pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_
 
 /* Local memory the attention kernel declares for nr rows, with or without the V codes staged
  * (ocl_attention.cl's attn_local). */
-static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v)
+static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v, const pkv_attn_env *env)
 {
-    const pkv_attn_shape sh = pkv_attn_shape_for(g);
+    const pkv_attn_shape sh = pkv_attn_shape_for(g, env);
     const size_t nrv = (nr + 3) / 4, ch = sh.vch, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
     const size_t bps = sh.bps, wg = bps * g->G;
     const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
@@ -392,14 +430,15 @@ static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v)
 }
 
 /* The parameter block of ocl_attention.cl (its A_* indices). */
-static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_plan *plan, uint32_t *A)
+static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_plan *plan, const pkv_attn_env *env,
+                        uint32_t *A)
 {
     const int fp16 = g->mode == PKV_MODE_FP16;
     const uint32_t v[] = {g->H, op->n_q_heads, op->q_len, op->n_q_heads / g->H, plan->tiles, plan->cps,
                           g->block_bytes, fp16 ? g->off_kfp16 : g->off_kcodes, g->off_kscale, g->off_kzero,
                           fp16 ? g->off_vfp16 : g->off_vcodes, g->off_vscale, g->off_vzero, g->off_kidx, g->off_vidx,
                           g->off_vmask, g->chunk_bytes, g->window_bytes, g->R, f32_bits(op->scale * 1.44269504088896341f),
-                          pkv_attn_flags(), 1};
+                          pkv_attn_flags(env), 1};
     memcpy(A, v, sizeof v);
     for (uint32_t s = 0; s < op->n_seqs; s++) /* q.C pre-pass: work-groups of 64 patterns */
         if ((op->seqs[s].bank_count + 63) / 64 > A[21]) A[21] = (op->seqs[s].bank_count + 63) / 64;
@@ -407,16 +446,17 @@ static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn
 
 /* The attention program's shape for an op's query rows: the most rows per work-group that fit in
  * local memory, with the V codes staged if possible. Attention and pkv_ocl_prewarm share it. */
-static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op, uint32_t shape[PKV_OCL_ATTN_SHAPE])
+static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env,
+                       uint32_t shape[PKV_OCL_ATTN_SHAPE])
 {
-    uint32_t nr = pkv_attn_rows_per_group(op, g->H, 8), stage_v = 1;
-    while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
-    if (attn_local_bytes(g, nr, stage_v) > o->local_mem) {
+    uint32_t nr = pkv_attn_rows_per_group(op, g->H, 8, env), stage_v = 1;
+    while (nr > 1 && attn_local_bytes(g, nr, stage_v, env) > o->local_mem) nr /= 2;
+    if (attn_local_bytes(g, nr, stage_v, env) > o->local_mem) {
         stage_v = 0;
-        nr = pkv_attn_rows_per_group(op, g->H, 8);
-        while (nr > 1 && attn_local_bytes(g, nr, stage_v) > o->local_mem) nr /= 2;
+        nr = pkv_attn_rows_per_group(op, g->H, 8, env);
+        while (nr > 1 && attn_local_bytes(g, nr, stage_v, env) > o->local_mem) nr /= 2;
     }
-    const pkv_attn_shape ks = pkv_attn_shape_for(g);
+    const pkv_attn_shape ks = pkv_attn_shape_for(g, env);
     const uint32_t s[PKV_OCL_ATTN_SHAPE] = {g->d, g->G, g->k_bits, g->v_bits, g->mode, nr,
                                             g->mode == PKV_MODE_PATTERN ? g->capacity : 1, stage_v, ks.vch, ks.stage_k, ks.bps, ks.prefetch};
     memcpy(shape, s, sizeof s);
@@ -429,7 +469,7 @@ pkv_status pkv_ocl_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_head
     for (uint32_t ql = 1; ql <= max_q_len && ql <= 64 && s == PKV_OK; ql++) { /* rows per work-group <= 8 */
         pkv_attn_op op = {.n_seqs = 1, .q_len = ql, .n_q_heads = n_q_heads};
         uint32_t shape[PKV_OCL_ATTN_SHAPE];
-        attn_shape(o, g, &op, shape);
+        attn_shape(o, g, &op, &be->attn_env, shape);
         pkv_ocl_attn_program *prog;
         s = pkv_ocl_attn_program_get(o, shape, &prog); /* built once per shape, then found */
     }
@@ -444,19 +484,20 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     const int pattern = g->mode == PKV_MODE_PATTERN;
     pkv_ocl_attn_program *prog;
     uint32_t shape[PKV_OCL_ATTN_SHAPE];
-    attn_shape(o, g, op, shape);
+    attn_shape(o, g, op, &be->attn_env, shape);
     const uint32_t nr = shape[5];
-    const pkv_attn_shape ks = pkv_attn_shape_for(g);
+    const pkv_attn_shape ks = pkv_attn_shape_for(g, &be->attn_env);
     const uint32_t wg = ks.bps * g->G;
     pkv_status s = pkv_ocl_attn_program_get(o, shape, &prog);
     if (s != PKV_OK) return s;
     pkv_attn_plan plan;
     /* the merge keeps two floats per item and row in the G x channels array of the slices' sums */
-    s = pkv_attn_plan_make(op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode), wg * ks.vch / (2 * nr), ks.bps, &plan);
+    s = pkv_attn_plan_make(op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode), wg * ks.vch / (2 * nr), ks.bps,
+                           &be->attn_env, &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);
     uint32_t A[PP_COUNT] = {0};
-    attn_params(g, op, &plan, A);
+    attn_params(g, op, &plan, &be->attn_env, A);
     const size_t groups = (size_t)ns * H * plan.tiles, nrv = (nr + 3) / 4;
     const size_t out_floats = (size_t)ns * op->q_len * op->n_q_heads * d;
     s = upload(o, PKV_S_PARAMS, A, sizeof A);

@@ -522,7 +522,7 @@ typedef struct attn_cfg {
     uint32_t spec[3][PKV_VK_SPEC_MAX];
 } attn_cfg;
 
-static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op, attn_cfg *c)
+static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env, attn_cfg *c)
 {
     const uint32_t H = g->H, d = g->d, G = g->G;
     const uint32_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
@@ -530,15 +530,15 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
      * one row does not fit even unstaged (head_dim 256, a full bank, no subgroup arithmetic), fewer
      * chunks per step (a smaller workgroup): found by the Vulkan validation layer in CI */
     const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
-    pkv_attn_shape shape = pkv_attn_shape_for(g);
+    pkv_attn_shape shape = pkv_attn_shape_for(g, env);
     uint32_t nr = 1, stage_v = 0;
     for (;;) {
         const int sub = vk->subgroup_arith;
-        nr = pkv_attn_rows_per_group(op, H, 8), stage_v = 1;
+        nr = pkv_attn_rows_per_group(op, H, 8, env), stage_v = 1;
         while (nr > 1 && decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) nr /= 2;
         if (decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) {
             stage_v = 0;
-            nr = pkv_attn_rows_per_group(op, H, 8);
+            nr = pkv_attn_rows_per_group(op, H, 8, env);
             while (nr > 1 && decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) nr /= 2;
         }
         if (decode_shared_bytes(g, shape, nr, stage_v, sub) <= limit || shape.bps == 1) break;
@@ -563,11 +563,11 @@ pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads
     int kernels[8 * 3 + 1];
     uint32_t specs[8 * 3 + 1][PKV_VK_SPEC_MAX];
     uint32_t n = 0, seen_nr = 0;
-    const uint32_t flags = pkv_attn_flags();
+    const uint32_t flags = pkv_attn_flags(&be->attn_env);
     for (uint32_t ql = 1; ql <= max_q_len && ql <= 64; ql++) { /* nr <= 8 from q_len 8 on */
         pkv_attn_op op = {.n_seqs = 1, .q_len = ql, .n_q_heads = n_q_heads};
         attn_cfg c;
-        attn_config(vk, g, &op, &c);
+        attn_config(vk, g, &op, &be->attn_env, &c);
         if (seen_nr & c.nr) continue; /* nr is a power of two */
         seen_nr |= c.nr;
         for (int i = 0; i < 3; i++) {
@@ -595,13 +595,14 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     const uint32_t cap = pattern ? g->capacity : 1;
     const uint32_t rows_total = op->n_seqs * op->q_len * op->n_q_heads;
     attn_cfg cfg;
-    attn_config(vk, g, op, &cfg);
+    attn_config(vk, g, op, &be->attn_env, &cfg);
     const uint32_t nr = cfg.nr, wg = cfg.wg;
     const pkv_attn_shape shape = cfg.shape;
     /* The merge keeps two floats per item and row in the acc_s array (invocations x V channels). */
     const uint32_t max_splits = wg * shape.vch / (2 * nr);
     pkv_attn_plan plan;
-    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * pkv_attn_groups_per_cu(g->mode), max_splits, shape.bps, &plan);
+    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * pkv_attn_groups_per_cu(g->mode), max_splits, shape.bps,
+                                      &be->attn_env, &plan);
     if (s != PKV_OK) return s;
     if (plan.tiles > 65535 || H > 65535) {
         pkv_attn_plan_free(&plan);
@@ -611,7 +612,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     attn_push a = {.H = H, .n_q_heads = op->n_q_heads, .q_len = op->q_len, .gqa = op->n_q_heads / H,
                    .tiles = plan.tiles, .cps = plan.cps, .chunk_words = g->chunk_bytes / 4,
                    .window_words = g->window_bytes / 4, .R = g->R, .scale = op->scale * 1.44269504088896341f,
-                   .flags = pkv_attn_flags()};
+                   .flags = pkv_attn_flags(&be->attn_env)};
     block_offsets(g, a.block);
     const size_t nrv = (nr + 3) / 4, groups = (size_t)op->n_seqs * H * plan.tiles;
     scratch_plan sp = {0};
