@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attn_plan.h"
 #include "internal.h"
 #include "testutil.h"
 
@@ -319,9 +320,9 @@ static void expect_attention(run *r)
             TU_OK(pkv_attention(r->s[0].c, &ap, q, oc));
             ap.seqs = r->s[1].seqs;
             for (int forced = 0; forced < (split ? 2 : 1); forced++) {
-                if (forced) setenv(split, "1", 1);
+                if (forced) setenv(split, "1", 1), pkv_attn_env_reload(r->s[1].c->ctx); /* read once per context */
                 TU_OK(pkv_attention(r->s[1].c, &ap, q, og));
-                if (forced) unsetenv(split);
+                if (forced) unsetenv(split), pkv_attn_env_reload(r->s[1].c->ctx);
                 for (size_t v0 = 0; v0 < nq; v0 += d) {
                     double rel = ref_rel_diff(og + v0, oc + v0, d);
                     if (!(rel < 1e-4))
@@ -348,11 +349,11 @@ static void run_scenario(const scenario *sc, pkv_backend_kind gpu_kind, pkv_cont
 {
     print_message("%s\n", sc->name);
     run r = {.sc = sc, .gpu = gpu_kind, .rng = {0x9E37 + sc->d * 7 + sc->G + sc->k_bits}};
-    if (sc->knob) set_knob(sc->knob, 1);
+    if (sc->knob) set_knob(sc->knob, 1), pkv_attn_env_reload(gpu); /* PKV_ATTN_* are read once per context */
     fill(&r, cpu, gpu);
     expect_identical(&r);
     expect_attention(&r);
-    if (sc->knob) set_knob(sc->knob, 0);
+    if (sc->knob) set_knob(sc->knob, 0), pkv_attn_env_reload(gpu);
     for (int b = 0; b < 2; b++) TU_OK(pkv_cache_free(r.s[b].c));
     for (uint32_t i = 0; i < r.n_seqs; i++) free(r.kx[i]), free(r.vx[i]);
 }
