@@ -129,6 +129,32 @@ void hist_add(uint idx, float v)
     }
 }
 
+/* The V histogram's adds of one step: S[r][key] += p[r] for this invocation's gated token (key
+ * HIST_NONE: none). Tokens that share a pattern come in runs, and one compare-and-swap per token made
+ * a run's invocations retry on one word (pkv bench's data). With subgroup arithmetic and HIST_ROUNDS
+ * > 0, a subgroup first sums the adds of up to HIST_ROUNDS patterns (the smallest keys first) and one
+ * invocation adds each sum; the rest add their own. Call from uniform control flow. */
+const uint HIST_NONE = 0xffffffffu;
+void hist_step(uint key, float p[NR])
+{
+#ifdef PKV_SUBGROUPS
+    for (uint k = 0u; k < HIST_ROUNDS; k++) {
+        uint lead = subgroupMin(key);
+        if (lead == HIST_NONE) break; /* uniform */
+        bool take = key == lead;
+        float sum[NR];
+        [[unroll]] for (uint r = 0u; r < NR; r++) sum[r] = subgroupAdd(take ? p[r] : 0.0);
+        if (subgroupElect())
+            [[unroll]] for (uint r = 0u; r < NR; r++)
+                if (sum[r] != 0.0) hist_add(r * SCAP + lead, sum[r]);
+        if (take) key = HIST_NONE;
+    }
+#endif
+    if (key != HIST_NONE)
+        [[unroll]] for (uint r = 0u; r < NR; r++)
+            if (p[r] != 0.0) hist_add(r * SCAP + key, p[r]);
+}
+
 /* Chunk c of the item's sequence (nb compressed blocks, nw window tokens; `slot` the block slot of
  * a compressed chunk, loaded ahead by the caller; the window at half index wb). */
 void describe_chunk(uint c, uint c1, uint nb, uint nw, uint slot, uint wb, out uint kind, out uint base, out uint kh,
@@ -390,9 +416,8 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
     vec4 wt[2];
     [[unroll]] for (uint r = 0u; r < NR; r++) wt[r / 4u][r % 4u] = lg[r] * (codes ? L.vs : 1.0);
     [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[lid * NRV + v] = wt[v];
-    if (MODE == 0u && codes && mine && L.gate != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u)
-        [[unroll]] for (uint r = 0u; r < NR; r++)
-            if (lg[r] != 0.0) hist_add(r * SCAP + L.va, lg[r]);
+    if (MODE == 0u)
+        hist_step(codes && mine && L.gate != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u ? L.va : HIST_NONE, lg);
     if (STAGE_V != 0u && MODE != 2u) /* the V codes arrived during the K phase */
         [[unroll]] for (uint q = 0u; q < VQ; q++) {
             uint e = lid + q * WG;

@@ -29,6 +29,8 @@ void pkv_attn_env_read(pkv_attn_env *e)
     const char *sk = getenv("PKV_ATTN_STAGE_K"), *pf = getenv("PKV_ATTN_PREFETCH");
     if (sk && *sk) e->stage_k = atoi(sk) > 0 ? 2 : 1;
     if (pf && *pf) e->prefetch = atoi(pf) > 0 ? 2 : 1;
+    const uint32_t hr = env_u32("PKV_ATTN_HIST_ROUNDS");
+    e->hist_rounds = hr <= 8 ? hr : 8;
 }
 
 void pkv_attn_env_reload(pkv_context *ctx)
@@ -117,11 +119,12 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env) { return env->flags; }
 
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env)
 {
-    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1};
+    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 0};
     if (env->step_blocks && env->step_blocks * g->G <= 256) sh.bps = env->step_blocks;
     if (env->vch) sh.vch = env->vch;
     if (env->stage_k) sh.stage_k = env->stage_k == 2;
     if (env->prefetch) sh.prefetch = env->prefetch == 2;
+    sh.hist_rounds = env->hist_rounds;
     while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > sh.bps * g->G) sh.vch *= 2; /* channel groups <= invocations */
     return sh;
 }

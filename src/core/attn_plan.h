@@ -71,6 +71,10 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env);
  * PKV_ATTN_PREFETCH=0|1 override them (tuning). */
 typedef struct pkv_attn_shape {
     uint32_t bps, vch, stage_k, prefetch;
+    /* Vulkan's subgroup variant, PATTERN: patterns whose V-histogram adds a subgroup sums before its
+     * atomics (PKV_ATTN_HIST_ROUNDS=0..8; default 0, unmeasured on a GPU yet: bench/RESULTS.md,
+     * session 5) */
+    uint32_t hist_rounds;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env);
 

@@ -553,7 +553,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
     c->kernel[1] = vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
     c->spec[1][0] = c->wg, c->spec[1][8] = stage_v, c->spec[1][9] = c->shape.vch, c->spec[1][10] = c->shape.stage_k;
-    c->spec[1][11] = c->shape.prefetch;
+    c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_rounds;
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
 }
 
