@@ -429,8 +429,10 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
     const size_t head = (sizeof(unit_scratch) + 63) / 64 * 64;
     unit_scratch *sc = aligned_alloc(64, head + ((2 * (size_t)u->rows * dp * sizeof(float)) + 63) / 64 * 64);
     if (!sc) return 1;
-    /* (every scratch array is written before it is read, but fold: zero past d) */
-    memset(sc->fold, 0, sizeof sc->fold);
+    /* All of it: the vector loops read the per-channel arrays (ks, kz, coef, ...) past d up to the vector
+     * width, and uninitialised lanes there (NaN times a zero code is NaN) made head_dim 40 outputs NaN now
+     * and then (test_parity, OpenCL vs this backend). */
+    memset(sc, 0, head);
     sc->dp = dp;
     sc->q = (float *)((char *)sc + head);
     sc->acc = sc->q + (size_t)u->rows * dp;
