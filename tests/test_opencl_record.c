@@ -150,6 +150,22 @@ static void enqueue_step(app *a, pkv_cache *c, pkv_seq s)
     a->cl->clReleaseEvent(prev);
 }
 
+/* The two caches save to the same bytes. */
+static void same_saved_bytes(pkv_cache *x, pkv_cache *y)
+{
+    char pa[64], pb[64];
+    snprintf(pa, sizeof pa, "/tmp/pkv_oclbat_a_%d.pkv", (int)getpid());
+    snprintf(pb, sizeof pb, "/tmp/pkv_oclbat_b_%d.pkv", (int)getpid());
+    TU_OK(pkv_cache_save(x, pa));
+    TU_OK(pkv_cache_save(y, pb));
+    size_t na, nb;
+    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
+    remove(pa), remove(pb);
+}
+
 static void enqueued_equals_synchronous(void **state)
 {
     (void)state;
@@ -190,17 +206,7 @@ static void enqueued_equals_synchronous(void **state)
     TU_OK(pkv_opencl_read_status(enq, &flags, &first, 0));
     assert_int_equal(flags, 0);
     assert_int_equal(first, UINT32_MAX);
-    char pa[64], pb[64];
-    snprintf(pa, sizeof pa, "/tmp/pkv_oclrec_a_%d.pkv", (int)getpid());
-    snprintf(pb, sizeof pb, "/tmp/pkv_oclrec_b_%d.pkv", (int)getpid());
-    TU_OK(pkv_cache_save(sync, pa));
-    TU_OK(pkv_cache_save(enq, pb));
-    size_t na, nb;
-    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
-    assert_int_equal(na, nb);
-    assert_memory_equal(fa, fb, na);
-    free(fa), free(fb);
-    remove(pa), remove(pb);
+    same_saved_bytes(sync, enq);
     /* argument errors are found before anything is enqueued */
     assert_int_equal(pkv_opencl_enqueue_append(enq, es, 0, 1, a.buf, OFF_SK(0), TOK - 4, a.buf, OFF_SV(0), TOK, PKV_F32, 0,
                                                NULL, NULL), PKV_ERR_INVALID_ARGUMENT);
@@ -320,20 +326,6 @@ static void late_mining_from_device_tokens(void **state)
 }
 
 
-static void same_saved_bytes(pkv_cache *x, pkv_cache *y)
-{
-    char pa[64], pb[64];
-    snprintf(pa, sizeof pa, "/tmp/pkv_oclbat_a_%d.pkv", (int)getpid());
-    snprintf(pb, sizeof pb, "/tmp/pkv_oclbat_b_%d.pkv", (int)getpid());
-    TU_OK(pkv_cache_save(x, pa));
-    TU_OK(pkv_cache_save(y, pb));
-    size_t na, nb;
-    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
-    assert_int_equal(na, nb);
-    assert_memory_equal(fa, fb, na);
-    free(fa), free(fb);
-    remove(pa), remove(pb);
-}
 
 /* Batch appends (pkv_opencl_enqueue_append_batch, pkv_opencl_append_batch): several sequences of one
  * layer in one call, K and V [n_seqs][n][H][d]. The prompts of two sequences per layer in one enqueued
