@@ -7,8 +7,9 @@
  * function that works on a context (or a cache, or params) enters its context's allocator for the
  * duration of the call (PKV_ALLOC_SCOPE), and the CPU backend's worker threads take the allocator of
  * the call they work for. Outside a scope (no context yet, internal helpers called by the CLI) the C
- * library's functions are used. Memory is always freed within a call on the context that allocated
- * it, so the allocator that frees is the one that allocated. */
+ * library's functions are used. Memory is always freed on the context that allocated it (within the
+ * call, or, for the CPU backend's scratch kept between calls, when the context is freed), so the
+ * allocator that frees is the one that allocated. */
 #ifndef PKV_HOST_ALLOC_H
 #define PKV_HOST_ALLOC_H
 

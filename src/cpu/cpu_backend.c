@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "device_select.h"
+#include "host_alloc.h"
 #include "internal.h"
 
 struct pkv_buf {
@@ -36,11 +37,20 @@ typedef struct pool {
     const pkv_allocator *alloc; /* the allocator of the job's call (host_alloc.h) */
 } pool;
 
+/* Scratch kept between calls (pkv_cpu_scratch_take): one buffer per task running at once. */
+typedef struct scratch_slot {
+    void *p;
+    size_t cap;
+    int busy;
+} scratch_slot;
+
 typedef struct cpu_impl {
     uint32_t n_threads;
     double last_op_ms;
     const pkv_cpu_kernels *kernels;
     pool pool;
+    pthread_mutex_t scratch_mu;
+    scratch_slot scratch[64];
 } cpu_impl;
 
 const pkv_cpu_kernels *pkv_cpu_kernels_of(pkv_backend *be) { return ((cpu_impl *)be->impl)->kernels; }
@@ -50,6 +60,40 @@ double pkv_cpu_last_op_ms(pkv_backend *be) { return ((cpu_impl *)be->impl)->last
 void pkv_cpu_set_last_op_ms(pkv_backend *be, double ms) { ((cpu_impl *)be->impl)->last_op_ms = ms; }
 
 uint8_t *pkv_cpu_buf_data(pkv_buf *buf) { return buf->data; }
+
+void *pkv_cpu_scratch_take(pkv_backend *be, size_t bytes)
+{
+    cpu_impl *impl = be->impl;
+    if (!bytes) bytes = 1;
+    pthread_mutex_lock(&impl->scratch_mu);
+    scratch_slot *fit = NULL, *big = NULL;
+    for (uint32_t i = 0; i < 64; i++) {
+        scratch_slot *sl = &impl->scratch[i];
+        if (sl->busy) continue;
+        if (sl->cap >= bytes && (!fit || sl->cap < fit->cap)) fit = sl;
+        if (!big || sl->cap > big->cap) big = sl;
+    }
+    if (!fit && big) { /* replace the largest free buffer: it is too small */
+        pkv_host_aligned_free(big->p);
+        big->cap = 0;
+        big->p = pkv_host_aligned_alloc(64, bytes);
+        if (big->p) big->cap = bytes, fit = big;
+    }
+    void *p = NULL;
+    if (fit) fit->busy = 1, p = fit->p;
+    pthread_mutex_unlock(&impl->scratch_mu);
+    return p;
+}
+
+void pkv_cpu_scratch_give(pkv_backend *be, void *p)
+{
+    cpu_impl *impl = be->impl;
+    if (!p) return;
+    pthread_mutex_lock(&impl->scratch_mu);
+    for (uint32_t i = 0; i < 64; i++)
+        if (impl->scratch[i].p == p) impl->scratch[i].busy = 0;
+    pthread_mutex_unlock(&impl->scratch_mu);
+}
 
 static pkv_status cpu_buf_alloc(pkv_backend *be, size_t bytes, pkv_buf **out)
 {
@@ -119,6 +163,8 @@ static void cpu_destroy(pkv_backend *be)
     pthread_mutex_destroy(&impl->pool.mu);
     pthread_cond_destroy(&impl->pool.cv_work);
     pthread_cond_destroy(&impl->pool.cv_done);
+    for (uint32_t i = 0; i < 64; i++) pkv_host_aligned_free(impl->scratch[i].p);
+    pthread_mutex_destroy(&impl->scratch_mu);
     free(be->impl);
     free(be);
 }
@@ -296,6 +342,7 @@ static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, cha
     pthread_mutex_init(&pl->mu, NULL);
     pthread_cond_init(&pl->cv_work, NULL);
     pthread_cond_init(&pl->cv_done, NULL);
+    pthread_mutex_init(&impl->scratch_mu, NULL);
     pl->n_workers = impl->n_threads - 1;
     atomic_init(&pl->agen, 0ul);
     be->iface = &cpu_iface;

@@ -15,6 +15,13 @@ void pkv_cpu_set_last_op_ms(pkv_backend *be, double ms);
 /* The kernel table the backend chose at creation (cpu_simd.h), and its thread count. */
 const pkv_cpu_kernels *pkv_cpu_kernels_of(pkv_backend *be);
 uint32_t pkv_cpu_n_threads(pkv_backend *be);
+/* Scratch memory kept between calls, so that a large op (mining a prompt) does not fault in fresh pages
+ * on every call: a 64-byte aligned buffer of at least `bytes` (contents undefined), NULL when out of
+ * memory; give it back at the end of the task. Each buffer stays with the backend until the context
+ * is freed, so the backend holds about (threads) x (the largest scratch one task took); at most 64
+ * buffers are lent at once (NULL beyond). */
+void *pkv_cpu_scratch_take(pkv_backend *be, size_t bytes);
+void pkv_cpu_scratch_give(pkv_backend *be, void *p);
 /* Runs fn(i, arg) for i in [0, n) on the backend's threads (a pool started on first use; items are handed out
  * one at a time, so a core that another process slows down takes fewer). */
 void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t i, void *arg), void *arg);

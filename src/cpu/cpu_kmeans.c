@@ -39,44 +39,69 @@
 #define UP (1.0 + 1e-9)
 #define DN (1.0 - 1e-9)
 
+/* The scratch's arrays, carved from one block in this order (each rounded up to 64 bytes): pass 0
+ * counts the bytes, pass 1 sets the pointers. */
+static size_t carve(pkv_kmeans *km, uint8_t *base, uint32_t n, uint32_t d, uint32_t M)
+{
+    const size_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK, md = (size_t)M * d;
+    const size_t nm = n > M ? n : M; /* the kernel's outputs serve the M centroids too */
+    size_t off = 0;
+#define PKV_KM_ARRAY(field, count)                                                                            \
+    do {                                                                                                      \
+        if (base) km->field = (void *)(base + off);                                                           \
+        off += ((count) * sizeof *km->field + 63) & ~(size_t)63;                                              \
+    } while (0)
+    PKV_KM_ARRAY(u, (size_t)n);
+    PKV_KM_ARRAY(l, (size_t)n);
+    PKV_KM_ARRAY(nx2, (size_t)n);
+    PKV_KM_ARRAY(delta, (size_t)M);
+    PKV_KM_ARRAY(half, (size_t)M);
+    PKV_KM_ARRAY(part, nc * md);
+    PKV_KM_ARRAY(tree, (nc / 2 + 1) * md);
+    PKV_KM_ARRAY(prev, md);
+    PKV_KM_ARRAY(d1, nm);
+    PKV_KM_ARRAY(d2, nm);
+    PKV_KM_ARRAY(nc2f, (size_t)M);
+    PKV_KM_ARRAY(dots, (size_t)PKV_KMEANS_BATCH * M);
+    PKV_KM_ARRAY(assign, (size_t)n);
+    PKV_KM_ARRAY(count, (size_t)M);
+    PKV_KM_ARRAY(idx, (size_t)n);
+    PKV_KM_ARRAY(best, nm);
+    PKV_KM_ARRAY(dirty, nc * M);
+#undef PKV_KM_ARRAY
+    return off;
+}
+
+size_t pkv_kmeans_scratch_bytes(uint32_t n, uint32_t d, uint32_t M)
+{
+    pkv_kmeans km;
+    return carve(&km, NULL, n, d, M);
+}
+
+void pkv_kmeans_init_in(pkv_kmeans *km, void *mem, uint32_t n, uint32_t d, uint32_t M, int plain)
+{
+    memset(km, 0, sizeof *km);
+    km->cap = n;
+    km->n = n, km->d = d, km->M = M, km->plain = plain;
+    carve(km, mem, n, d, M);
+}
+
 void pkv_kmeans_free(pkv_kmeans *km)
 {
-    free(km->assign), free(km->count), free(km->idx), free(km->best), free(km->dirty), free(km->part);
-    free(km->tree), free(km->d1), free(km->d2), free(km->u), free(km->l), free(km->delta), free(km->half);
-    free(km->prev), free(km->nx2), free(km->nc2f), free(km->dots);
+    free(km->own);
     memset(km, 0, sizeof *km);
 }
 
 int pkv_kmeans_init(pkv_kmeans *km, uint32_t n, uint32_t d, uint32_t M, int plain)
 {
-    memset(km, 0, sizeof *km);
-    km->cap = n;
-    const size_t nc = (n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK, md = (size_t)M * d;
-    km->n = n, km->d = d, km->M = M, km->plain = plain;
-    km->n_steps = km->n_fast = km->n_exact = 0;
-    km->assign = malloc((size_t)n * sizeof *km->assign);
-    km->count = malloc((size_t)M * sizeof *km->count);
-    const size_t nm = n > M ? n : M; /* the kernel's outputs serve the M centroids too */
-    km->idx = malloc((size_t)n * sizeof *km->idx);
-    km->best = malloc(nm * sizeof *km->best);
-    km->dirty = malloc(nc * M);
-    km->part = malloc(nc * md * sizeof *km->part);
-    km->tree = malloc((nc / 2 + 1) * md * sizeof *km->tree);
-    km->d1 = malloc(nm * sizeof *km->d1);
-    km->d2 = malloc(nm * sizeof *km->d2);
-    km->u = malloc((size_t)n * sizeof *km->u);
-    km->l = malloc((size_t)n * sizeof *km->l);
-    km->delta = malloc((size_t)M * sizeof *km->delta);
-    km->half = malloc((size_t)M * sizeof *km->half);
-    km->prev = malloc(md * sizeof *km->prev);
-    km->nx2 = malloc((size_t)n * sizeof *km->nx2);
-    km->nc2f = malloc((size_t)M * sizeof *km->nc2f);
-    km->dots = malloc((size_t)PKV_KMEANS_BATCH * M * sizeof *km->dots);
-    if (km->assign && km->count && km->idx && km->best && km->dirty && km->part && km->tree && km->d1 && km->d2 &&
-        km->u && km->l && km->delta && km->half && km->prev && km->nx2 && km->nc2f && km->dots)
-        return 0;
-    pkv_kmeans_free(km);
-    return -1;
+    void *mem = malloc(pkv_kmeans_scratch_bytes(n, d, M));
+    if (!mem) {
+        memset(km, 0, sizeof *km);
+        return -1;
+    }
+    pkv_kmeans_init_in(km, mem, n, d, M, plain);
+    km->own = mem;
+    return 0;
 }
 
 /* The exact distance of two fp32 vectors, rounded up (scale: UP) or down (DN). */

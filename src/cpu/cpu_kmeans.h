@@ -29,12 +29,17 @@ typedef struct pkv_kmeans {
     float *nc2f;     /* [M] |c_m|^2 */
     float *dots;     /* [PKV_KMEANS_BATCH][M] */
     uint64_t n_steps, n_fast, n_exact; /* token assignments made, through dots, through exact distances */
+    void *own;       /* the block pkv_kmeans_init allocated (NULL after pkv_kmeans_init_in) */
 } pkv_kmeans;
 
 /* Scratch for up to n tokens (of a run or of an assignment) of dimension d and M centroids; plain = 1
  * turns the bounds off. 0, or -1 when out of host memory (nothing to free then). */
 int pkv_kmeans_init(pkv_kmeans *km, uint32_t n, uint32_t d, uint32_t M, int plain);
 void pkv_kmeans_free(pkv_kmeans *km);
+/* The same scratch in memory of the caller's (64-byte aligned, pkv_kmeans_scratch_bytes(n, d, M) bytes,
+ * contents undefined): nothing to free (pkv_kmeans_free only clears km). */
+size_t pkv_kmeans_scratch_bytes(uint32_t n, uint32_t d, uint32_t M);
+void pkv_kmeans_init_in(pkv_kmeans *km, void *mem, uint32_t n, uint32_t d, uint32_t M, int plain);
 
 /* k-means of x [n][d] (n <= the scratch's) into c [M][d] from the tokens init[M], at most iters
  * iterations, stopping when the largest squared centroid shift is below tol2; rcp[c] = 1/c as floats. */

@@ -55,6 +55,7 @@ static void encode_groups(const pkv_cpu_kernels *k, const pkv_store *st, uint32_
 }
 
 typedef struct mine_job {
+    pkv_backend *be;
     const pkv_cpu_kernels *k;
     const pkv_store *st;
     const pkv_mine_op *op;
@@ -71,21 +72,25 @@ static int mine_unit(uint32_t u, void *arg)
     const uint32_t n = op->n_tokens, ns = op->n_sample, d = g->d, H = g->H, M = g->M, l = u / H, h = u % H;
     const int sampled = ns < n;
     const pkv_mine_layer *ml = &op->layers[l];
-    float *x[2], *P[2], *c = malloc((size_t)M * d * sizeof *c);
-    float *xs = sampled ? malloc((size_t)ns * d * sizeof *xs) : NULL;
+    /* one scratch block kept by the backend between calls (a prompt's rows are megabytes: fresh pages
+     * each call cost a quarter of the op); rounded to 64 bytes per array */
+#define PKV_UP64(b) (((b) + 63) & ~(size_t)63)
+    const size_t b_x = PKV_UP64((size_t)n * d * sizeof(float)), b_P = PKV_UP64((size_t)M * d * sizeof(float));
+    const size_t b_xs = sampled ? PKV_UP64((size_t)ns * d * sizeof(float)) : 0, b_a = PKV_UP64((size_t)op->n_quant + 1);
+    const size_t b_km = pkv_kmeans_scratch_bytes(sampled ? (ns > op->n_quant ? ns : op->n_quant) : n, d, M);
+#undef PKV_UP64
+    uint8_t *mem = pkv_cpu_scratch_take(j->be, 2 * b_x + 3 * b_P + b_xs + 2 * b_a + b_km);
+    float *x[2], *P[2], *c, *xs = NULL;
     uint8_t *a[2];
     pkv_kmeans ks;
-    int failed = pkv_kmeans_init(&ks, sampled ? (ns > op->n_quant ? ns : op->n_quant) : n, d, M, 0) != 0;
-    if (sampled && !xs) failed = 1;
-    for (int kv = 0; kv < 2; kv++) {
-        x[kv] = malloc((size_t)n * d * sizeof(float));
-        P[kv] = malloc((size_t)M * d * sizeof(float));
-        a[kv] = malloc(op->n_quant + 1);
-    }
-    if (failed || !c || !x[0] || !x[1] || !P[0] || !P[1] || !a[0] || !a[1]) {
-        failed = 1;
-        goto done;
-    }
+    int failed = !mem;
+    if (failed) goto done;
+    x[0] = (float *)mem, x[1] = (float *)(mem + b_x);
+    P[0] = (float *)(mem + 2 * b_x), P[1] = (float *)(mem + 2 * b_x + b_P), c = (float *)(mem + 2 * b_x + 2 * b_P);
+    uint8_t *rest = mem + 2 * b_x + 3 * b_P;
+    if (sampled) xs = (float *)rest, rest += b_xs;
+    a[0] = rest, a[1] = rest + b_a, rest += 2 * b_a;
+    pkv_kmeans_init_in(&ks, rest, sampled ? (ns > op->n_quant ? ns : op->n_quant) : n, d, M, 0);
     const uint32_t *table = ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
     const int v_only = g->k_assign == PKV_K_ASSIGN_NONE;
     for (int kv = 0; kv < 2; kv++) {
@@ -115,16 +120,14 @@ static int mine_unit(uint32_t u, void *arg)
     uint32_t groups = op->n_quant / g->G;
     encode_groups(j->k, st, groups, ml->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
 done:
-    pkv_kmeans_free(&ks);
-    free(c), free(xs);
-    for (int kv = 0; kv < 2; kv++) free(x[kv]), free(P[kv]), free(a[kv]);
+    pkv_cpu_scratch_give(j->be, mem);
     return failed;
 }
 
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
     if (!op->tokens_k) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu mine: tokens must be in host memory");
-    mine_job j = {pkv_cpu_kernels_of(be), st, op};
+    mine_job j = {be, pkv_cpu_kernels_of(be), st, op};
     return pkv_cpu_run_op(be, op->n_layers * st->g->H, mine_unit, &j, "mine");
 }
 
