@@ -349,28 +349,53 @@ static inline void put32(uint8_t *p, uint32_t w)
     p[0] = (uint8_t)w, p[1] = (uint8_t)(w >> 8), p[2] = (uint8_t)(w >> 16), p[3] = (uint8_t)(w >> 24);
 }
 
-/* One token row of codes (d values, the rest of the row 0) into its bit planes (layout.h). */
+/* 8 codes (bytes) as a little-endian u64, byte k at bits 8k */
+static inline uint64_t get64(const uint8_t *p)
+{
+    uint64_t x = 0;
+    for (int k = 0; k < 8; k++) x |= (uint64_t)p[k] << (8 * k);
+    return x;
+}
+
+/* 8 codes of b bits (one per byte of x, each < 2^b) -> 8 b bits, code k at bits k b (SWAR: adjacent
+ * fields merged in pairs, three times) */
+static inline uint32_t pack8(uint64_t x, uint32_t b)
+{
+    switch (b) {
+    case 1: return (uint32_t)(((x & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56);
+    case 2:
+        x = (x | x >> 6) & 0x000F000F000F000Full;
+        x = (x | x >> 12) & 0x000000FF000000FFull;
+        return (uint32_t)((x | x >> 24) & 0xFFFFu);
+    default: /* 4 */
+        x = (x | x >> 4) & 0x00FF00FF00FF00FFull;
+        x = (x | x >> 8) & 0x0000FFFF0000FFFFull;
+        return (uint32_t)(x | x >> 16);
+    }
+}
+
+/* One token row of codes (d values, d a multiple of 8; the rest of the row 0) into its bit planes
+ * (layout.h; the same words as pkv_pack_row), 8 codes at a time. */
 static void pack_row(const uint8_t *codes, uint32_t d, uint32_t bits, uint8_t *dst)
 {
-    if (bits == 3) {
-        uint32_t w2 = pkv_plane_words(d, 2);
-        for (uint32_t j = 0; j < w2; j++) {
-            uint32_t w = 0;
-            for (uint32_t k = 0; k < 16 && j * 16 + k < d; k++) w |= (uint32_t)(codes[j * 16 + k] & 3u) << (2 * k);
-            put32(dst + 4 * j, w);
-        }
-        for (uint32_t j = 0; j < pkv_plane_words(d, 1); j++) {
-            uint32_t w = 0;
-            for (uint32_t k = 0; k < 32 && j * 32 + k < d; k++) w |= (uint32_t)(codes[j * 32 + k] >> 2) << k;
-            put32(dst + 4 * (w2 + j), w);
-        }
+    if (bits == 8) {
+        memcpy(dst, codes, d);
         return;
     }
-    const uint32_t cpd = 32 / bits, words = pkv_plane_words(d, bits);
+    const uint32_t pb = bits == 3 ? 2 : bits, cpd = 32 / pb, words = pkv_plane_words(d, pb);
+    const uint64_t low = bits == 3 ? 0x0303030303030303ull : ~0ull;
     for (uint32_t j = 0; j < words; j++) {
         uint32_t w = 0;
-        for (uint32_t k = 0; k < cpd && j * cpd + k < d; k++) w |= (uint32_t)codes[j * cpd + k] << (bits * k);
+        for (uint32_t k = 0; k < cpd && j * cpd + k < d; k += 8) w |= pack8(get64(codes + j * cpd + k) & low, pb) << (k * pb);
         put32(dst + 4 * j, w);
+    }
+    if (bits == 3) { /* the 1-bit plane of the top bits after the 2-bit one */
+        dst += 4 * words;
+        for (uint32_t j = 0; j < pkv_plane_words(d, 1); j++) {
+            uint32_t w = 0;
+            for (uint32_t k = 0; k < 32 && j * 32 + k < d; k += 8) w |= pack8(get64(codes + j * 32 + k) >> 2, 1) << k;
+            put32(dst + 4 * j, w);
+        }
     }
 }
 
