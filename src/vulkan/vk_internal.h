@@ -123,6 +123,7 @@ typedef struct pkv_vk {
     VkCommandBuffer cb, cbs[2];
     VkFence fence, fences[2];
     int in_flight[2];          /* submitted by a ring turn and not yet waited for */
+    uint32_t deferred_windows; /* window ops recorded since the last submission (pkv_vk_kick) */
     uint32_t cur;
     int recording;
     VkBuffer ring_buf;
@@ -188,6 +189,12 @@ pkv_status pkv_vk_upload_raw(pkv_vk *vk, VkBuffer dst, VkDeviceSize off, const v
 pkv_status pkv_vk_download_raw(pkv_vk *vk, VkBuffer src, VkDeviceSize off, void *dst, size_t bytes);
 void pkv_vk_barrier(pkv_vk *vk);
 pkv_status pkv_vk_submit_wait(pkv_vk *vk);
+/* Submits what is recorded without waiting (a ring turn) when it holds PKV_VK_KICK_WINDOWS window ops
+ * or more and nothing to read back: a decode loop's deferred window writes then run while the host
+ * goes on, instead of all at once with the next op (a flush ran 127 steps' writes of every layer,
+ * each dispatch behind a barrier, inside its own wall time). Not in a recorded call. */
+#define PKV_VK_KICK_WINDOWS 8u
+pkv_status pkv_vk_kick(pkv_vk *vk);
 /* Ends an op: submits what is recorded, waits, resets the descriptor pool. */
 pkv_status pkv_vk_finish(pkv_vk *vk);
 /* Recorded commands only: a barrier from every earlier compute or transfer command of the command

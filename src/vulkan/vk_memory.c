@@ -401,6 +401,7 @@ void pkv_vk_barrier(pkv_vk *vk)
 }
 
 static void wait_other(pkv_vk *vk);
+static pkv_status ring_turn(pkv_vk *vk);
 
 pkv_status pkv_vk_submit_wait(pkv_vk *vk)
 {
@@ -414,6 +415,7 @@ pkv_status pkv_vk_submit_wait(pkv_vk *vk)
     }
     if (vk->n_pending) pkv_vk_barrier(vk); /* transfer writes -> host reads */
     vk->recording = 0;
+    vk->deferred_windows = 0;
     pkv_status s = PKV_OK;
     if (vk->f.vkEndCommandBuffer(vk->cb) != VK_SUCCESS) s = pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkEndCommandBuffer failed");
     if (s == PKV_OK) {
@@ -441,6 +443,12 @@ pkv_status pkv_vk_submit_wait(pkv_vk *vk)
     wait_other(vk); /* done too: the fence covers every earlier submission of the queue */
     vk->ring_used = (VkDeviceSize)vk->cur * vk->ring_half;
     return s;
+}
+
+pkv_status pkv_vk_kick(pkv_vk *vk)
+{
+    if (vk->external || !vk->recording || vk->n_pending || vk->deferred_windows < PKV_VK_KICK_WINDOWS) return PKV_OK;
+    return ring_turn(vk);
 }
 
 /* Ring turns: the other command buffer's submission, waited for (at once when the queue is idle). */
@@ -479,6 +487,7 @@ static pkv_status ring_turn(pkv_vk *vk)
                         "vulkan: submit failed (VkResult %d)", (int)r);
     }
     vk->in_flight[vk->cur] = 1;
+    vk->deferred_windows = 0;
     vk->cur ^= 1u;
     vk->cb = vk->cbs[vk->cur], vk->fence = vk->fences[vk->cur];
     if (vk->in_flight[vk->cur]) { /* the previous turn of this half */

@@ -484,8 +484,12 @@ pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_w
         if (s == PKV_OK && op->n_runs)
             vk->f.vkCmdCopyBuffer(vk->cb, op->rows_buf->page->buf, st->windows->page->buf, op->n_runs, vk->regions);
     }
-    if (s == PKV_OK) pkv_vk_op_end_barrier(vk);
-    else pkv_vk_abandon(vk);
+    if (s == PKV_OK) {
+        pkv_vk_op_end_barrier(vk);
+        vk->deferred_windows++;
+        s = pkv_vk_kick(vk);
+    } else
+        pkv_vk_abandon(vk);
     pthread_mutex_unlock(&vk->lock);
     return s;
 }
