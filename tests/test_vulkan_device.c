@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -179,6 +180,46 @@ static void pipeline_cache_is_cold_then_warm_and_survives_corruption(void **stat
     snprintf(sub, sizeof sub, "%s/nested", dir);
     rmdir(sub);
     rmdir(dir);
+}
+
+/* PKV_VULKAN_EAGER_PIPELINES=1 (the default on GPUs): creating a cache starts attention's pipelines
+ * of every rows-per-workgroup on background threads. An attention right away waits for its own;
+ * once all are made, a cache of the same geometry and its attention create nothing more; the
+ * results equal those of pipelines created on first use; a context freed while some are still
+ * being created waits for them. */
+static void eager_attention_pipelines_match_lazy(void **state)
+{
+    (void)state;
+    float lazy[WL_Q], out[WL_Q];
+    double ms;
+    unsigned lazy_made, made, made_after;
+    int warm;
+    setenv("PKV_VULKAN_EAGER_PIPELINES", "0", 1);
+    pkv_context *ctx = tv_context();
+    small_workload(ctx, lazy);
+    pkv_vulkan_pipeline_stats(ctx->be, &ms, &lazy_made, &warm);
+    assert_int_equal(pkv_vulkan_pipelines_pending(ctx->be), 0);
+    TU_OK(pkv_context_free(ctx));
+
+    setenv("PKV_VULKAN_EAGER_PIPELINES", "1", 1);
+    ctx = tv_context();
+    small_workload(ctx, out); /* attention waits for what the cache's creation started */
+    assert_memory_equal(out, lazy, sizeof lazy);
+    for (struct timespec ms1 = {0, 1000000}; pkv_vulkan_pipelines_pending(ctx->be);) nanosleep(&ms1, NULL);
+    pkv_vulkan_pipeline_stats(ctx->be, &ms, &made, &warm);
+    assert_true(made > lazy_made); /* the variants of other GQA groups and query lengths too */
+    small_workload(ctx, out);
+    pkv_vulkan_pipeline_stats(ctx->be, &ms, &made_after, &warm);
+    assert_int_equal(made_after, made);
+    assert_memory_equal(out, lazy, sizeof lazy);
+    print_message("pipelines: %u on first use, %u with attention's made when the cache is created\n", lazy_made, made);
+
+    pkv_cache_config cfg = tu_config(1, 2, 64, 4, 32, PKV_MODE_PATTERN); /* new pipelines, freed at once */
+    pkv_cache *c;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    TU_OK(pkv_cache_free(c));
+    TU_OK(pkv_context_free(ctx));
+    unsetenv("PKV_VULKAN_EAGER_PIPELINES");
 }
 
 static void out_of_device_memory_keeps_what_was_stored(void **state)
@@ -462,6 +503,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(devices_are_listed_and_chosen_by_name),
         cmocka_unit_test(pipeline_cache_is_cold_then_warm_and_survives_corruption),
+        cmocka_unit_test(eager_attention_pipelines_match_lazy),
         cmocka_unit_test(out_of_device_memory_keeps_what_was_stored),
         cmocka_unit_test(application_owned_device_is_used_and_left_alive),
         cmocka_unit_test(bandwidth_and_timing_probes_report_numbers),

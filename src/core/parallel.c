@@ -6,7 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_THREADS 8u
+#define MAX_THREADS 8u  /* pkv_parallel_for */
+#define MAX_TASK_THREADS 32u /* pkv_parallel_tasks */
 #define MIN_BYTES ((size_t)16 << 20) /* less: one thread (starting one costs tens of microseconds) */
 #define COPY_PIECE ((size_t)4 << 20)
 
@@ -36,10 +37,9 @@ static uint32_t cores(void)
     return n > 1 ? (uint32_t)n : 1;
 }
 
-void pkv_parallel_for(uint32_t n, size_t work_bytes, void (*fn)(void *arg, uint32_t i), void *arg)
+/* fn over [0, n) on the calling thread and threads - 1 more. */
+static void run_on(uint32_t n, uint32_t threads, void (*fn)(void *, uint32_t), void *arg)
 {
-    uint32_t threads = work_bytes >= MIN_BYTES ? cores() : 1;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads > n) threads = n;
     if (threads <= 1) {
         for (uint32_t i = 0; i < n; i++) fn(arg, i);
@@ -47,13 +47,25 @@ void pkv_parallel_for(uint32_t n, size_t work_bytes, void (*fn)(void *arg, uint3
     }
     par_job j = {.fn = fn, .arg = arg, .n = n};
     pthread_mutex_init(&j.lock, NULL);
-    pthread_t th[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
+    pthread_t th[MAX_TASK_THREADS];
+    int started[MAX_TASK_THREADS] = {0};
     for (uint32_t t = 1; t < threads; t++) started[t] = pthread_create(&th[t], NULL, worker, &j) == 0;
     worker(&j);
     for (uint32_t t = 1; t < threads; t++)
         if (started[t]) pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j.lock);
+}
+
+void pkv_parallel_for(uint32_t n, size_t work_bytes, void (*fn)(void *arg, uint32_t i), void *arg)
+{
+    uint32_t threads = work_bytes >= MIN_BYTES ? cores() : 1;
+    run_on(n, threads < MAX_THREADS ? threads : MAX_THREADS, fn, arg);
+}
+
+void pkv_parallel_tasks(uint32_t n, void (*fn)(void *arg, uint32_t i), void *arg)
+{
+    const uint32_t threads = cores();
+    run_on(n, threads < MAX_TASK_THREADS ? threads : MAX_TASK_THREADS, fn, arg);
 }
 
 typedef struct copy_job { unsigned char *dst; const unsigned char *src; size_t n; } copy_job;

@@ -13,6 +13,11 @@
  * speed. */
 void pkv_parallel_for(uint32_t n, size_t work_bytes, void (*fn)(void *arg, uint32_t i), void *arg);
 
+/* Runs fn(arg, i) for every i in [0, n) once, on the calling thread and up to one more thread per
+ * core (at most 31 more): for a few long tasks that are each worth a thread (pipeline creation,
+ * milliseconds each inside a driver's compiler). */
+void pkv_parallel_tasks(uint32_t n, void (*fn)(void *arg, uint32_t i), void *arg);
+
 /* memcpy, split over threads when n is large. */
 void pkv_parallel_memcpy(void *dst, const void *src, size_t n);
 

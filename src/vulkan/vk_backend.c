@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "profile.h"
 #include "vk_bench.h"
 #include "vk_internal.h"
 
@@ -20,6 +21,8 @@ static void vk_destroy(pkv_backend *be)
         }
         pkv_vk_close(vk);
         pthread_mutex_destroy(&vk->lock);
+        pthread_mutex_destroy(&vk->pipe_lock);
+        pthread_cond_destroy(&vk->pipe_done);
         free(vk);
     }
     free(be);
@@ -155,10 +158,20 @@ static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&vk->lock, &ma);
     pthread_mutexattr_destroy(&ma);
+    pthread_mutex_init(&vk->pipe_lock, NULL);
+    pthread_cond_init(&vk->pipe_done, NULL);
     be->iface = &vk_iface;
     be->impl = vk;
+    const int prof = pkv_prof_enabled();
+    const double t0 = prof ? pkv_prof_start() : 0;
     pkv_status s = pkv_vk_open(vk, p, &be->info, why, why_len);
+    double t1 = prof ? pkv_prof_start() : 0, t2 = t1;
     if (s == PKV_OK) {
+        /* attention's pipelines started in the background when a cache is created (vk_ops.c,
+         * prepare): on GPUs; lavapipe compiles on the host's few cores, where variants a test never
+         * runs would cost more than they save. PKV_VULKAN_EAGER_PIPELINES=0|1 decides. */
+        const char *eager = getenv("PKV_VULKAN_EAGER_PIPELINES");
+        vk->eager_attention = eager && *eager ? *eager != '0' : vk->props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
         /* the pool's buffers: bound whole as storage buffers, each its own allocation when large */
         VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
         VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
@@ -167,9 +180,14 @@ static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char
         if (m3.maxMemoryAllocationSize && m3.maxMemoryAllocationSize < be->max_buffer_bytes)
             be->max_buffer_bytes = m3.maxMemoryAllocationSize;
         s = pkv_vk_memory_init(vk, p);
+        t2 = prof ? pkv_prof_start() : 0;
         if (s == PKV_OK) s = pkv_vk_pipelines_init(vk, p);
         if (s != PKV_OK) snprintf(why, why_len, "%s", pkv_last_error());
     }
+    if (prof && s == PKV_OK) /* the start-up's split (PKV_PROFILE) */
+        fprintf(stderr, "pkv profile: vulkan context: instance and device %.3f ms, memory (staging ring, first page) %.3f ms, "
+                "shader modules and pipeline cache file %.3f ms (%s)\n", (t1 - t0) * 1e3, (t2 - t1) * 1e3,
+                (pkv_prof_start() - t2) * 1e3, vk->cache_loaded ? "loaded" : "none");
     if (s != PKV_OK) {
         vk_destroy(be);
         return s;

@@ -65,6 +65,8 @@ void pkv_vulkan_pipeline_stats(const pkv_backend *be, double *ms, unsigned *coun
     if (warm) *warm = vk->cache_loaded;
 }
 
+unsigned pkv_vulkan_pipelines_pending(const pkv_backend *be) { return pkv_vk_pipelines_pending(be->impl); }
+
 double pkv_vulkan_last_attention_ms(const pkv_backend *be)
 {
     const pkv_vk *vk = be->impl;

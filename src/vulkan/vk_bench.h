@@ -15,6 +15,9 @@ pkv_status pkv_vulkan_measure_read_gbps(pkv_backend *be, size_t bytes, double *g
  * the on-disk pipeline cache was found valid and used (warm) or not (cold). */
 void pkv_vulkan_pipeline_stats(const pkv_backend *be, double *ms, unsigned *count, int *warm);
 
+/* Pipelines still being created on background threads (PKV_VULKAN_EAGER_PIPELINES). */
+unsigned pkv_vulkan_pipelines_pending(const pkv_backend *be);
+
 /* Device time of the last pkv_attention call's dispatches (qc, split, reduce) in milliseconds,
  * from timestamps; negative when the queue has no timestamps. */
 double pkv_vulkan_last_attention_ms(const pkv_backend *be);

@@ -38,6 +38,7 @@ typedef struct pkv_vk_variant {
     int kernel;
     uint32_t spec[PKV_VK_SPEC_MAX];
     VkPipeline pipe;
+    int pending;       /* being created by a background thread (pkv_vk_pipelines_start) */
 } pkv_vk_variant;
 
 /* One large device-local allocation with one VkBuffer over all of it; pkv_bufs are ranges of it. */
@@ -72,6 +73,7 @@ typedef struct pkv_vk {
     uint32_t features;                      /* PKV_FEATURE_* */
     uint32_t compute_units;                 /* multiprocessors / compute units where the driver says, else 0 */
     int pipeline_stats;                     /* PKV_VULKAN_PIPELINE_STATS: log each pipeline's statistics */
+    int eager_attention;                    /* prepare creates attention's pipelines too (vk_ops.c) */
     pthread_mutex_t lock;
     void (*ext_lock)(void *), (*ext_unlock)(void *); /* the application's queue lock, if given */
     void *ext_lock_user;
@@ -160,6 +162,13 @@ typedef struct pkv_vk {
     int cache_dirty;
     pkv_vk_variant *variants;  /* every pipeline made in this context, kept until it is freed */
     uint32_t n_variants, cap_variants;
+    /* The table above is read and changed under pipe_lock, never held while a pipeline compiles;
+     * callers that create pipelines (the ops, prepare, prewarm) also hold `lock`, so that no two
+     * create the same one. Background creations (pkv_vk_pipelines_start) signal pipe_done. */
+    pthread_mutex_t pipe_lock;
+    pthread_cond_t pipe_done;
+    pthread_t *bg_threads;     /* background creations, joined when the context is freed */
+    uint32_t n_bg, cap_bg;
     double pipeline_ms;        /* total time spent creating pipelines in this context */
     uint32_t pipelines_created;
 } pkv_vk;
@@ -223,12 +232,19 @@ pkv_status pkv_vk_regions_reserve(pkv_vk *vk, uint32_t n);
 pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p);
 void pkv_vk_pipelines_destroy(pkv_vk *vk);
 pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipeline *out);
-/* Creates the n (at most 32) pipelines (kernel, spec) that do not exist yet, in parallel threads where
- * there are several (drivers compile each on the calling thread). _get also returns all n, old and
+/* Creates the n (at most PKV_VK_PIPELINES_MAX) pipelines (kernel, spec) that do not exist yet, one
+ * thread each where there are several (drivers compile each on the calling thread). _get also returns all n, old and
  * new, in out: an op's pipelines in one call, created together on its first use. */
+#define PKV_VK_PIPELINES_MAX 64u
 pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX]);
 pkv_status pkv_vk_pipelines_get(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX],
                                 VkPipeline *out);
+/* Starts creating the n pipelines that do not exist yet on background threads, one each, and
+ * returns: pkv_vk_pipelines_get waits for one still being created; a failed one is retried there
+ * (and fails there). A thread that cannot start leaves its pipeline to be created on first use. */
+void pkv_vk_pipelines_start(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX]);
+/* Pipelines still being created in the background (tests). */
+uint32_t pkv_vk_pipelines_pending(pkv_vk *vk);
 /* Binds the pipeline, a descriptor set of the 4 buffers (NULL: dummy), push constants (each only when
  * not bound already); dispatches. */
 pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], const void *push, uint32_t push_bytes,

@@ -126,15 +126,26 @@ static pkv_status wp_pipeline(pkv_vk *vk, const pkv_geom *g, int which, VkPipeli
     return pkv_vk_pipeline(vk, kernel, spec, out);
 }
 
+static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len, int *kernels,
+                       uint32_t (*specs)[PKV_VK_SPEC_MAX], uint32_t *n);
+
+/* The first use of a geometry (a cache created or loaded): the write path's pipelines, created
+ * together, one thread each; before them, where vk->eager_attention is set (GPUs,
+ * PKV_VULKAN_EAGER_PIPELINES), attention's for every rows-per-workgroup it can pick (q_len 1 .. 8 of
+ * one query head per KV head gives 1, 2, 4 and 8 rows: any q_len and GQA group) started on
+ * background threads: the first attention then waits for what is left of its own compile, which ran
+ * alongside the write path's and the first prompt, not after them. */
 pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g)
 {
     pkv_vk *vk = pkv_vk_of(be);
-    int kernels[WP_COUNT];
-    uint32_t specs[WP_COUNT][PKV_VK_SPEC_MAX];
-    uint32_t n = 0;
+    int kernels[WP_COUNT], ak[4 * 3];
+    uint32_t specs[WP_COUNT][PKV_VK_SPEC_MAX], as[4 * 3][PKV_VK_SPEC_MAX];
+    uint32_t n = 0, na = 0;
     for (int w = 0; w < WP_COUNT; w++)
         if (wp_spec(vk, g, w, &kernels[n], specs[n])) n++;
+    if (vk->eager_attention) attn_specs(be, g, g->H, 8, ak, as, &na);
     pthread_mutex_lock(&vk->lock);
+    pkv_vk_pipelines_start(vk, na, ak, (const uint32_t(*)[PKV_VK_SPEC_MAX])as);
     pkv_status s = pkv_vk_pipelines_create(vk, n, kernels, specs);
     pthread_mutex_unlock(&vk->lock);
     return s;
@@ -561,12 +572,11 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
 }
 
-pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len)
+static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len, int *kernels,
+                       uint32_t (*specs)[PKV_VK_SPEC_MAX], uint32_t *n)
 {
     pkv_vk *vk = pkv_vk_of(be);
-    int kernels[8 * 3 + 1];
-    uint32_t specs[8 * 3 + 1][PKV_VK_SPEC_MAX];
-    uint32_t n = 0, seen_nr = 0;
+    uint32_t seen_nr = 0;
     const uint32_t flags = pkv_attn_flags(&be->attn_env);
     for (uint32_t ql = 1; ql <= max_q_len && ql <= 64; ql++) { /* nr <= 8 from q_len 8 on */
         pkv_attn_op op = {.n_seqs = 1, .q_len = ql, .n_q_heads = n_q_heads};
@@ -577,10 +587,19 @@ pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads
         for (int i = 0; i < 3; i++) {
             if (i == 0 && (g->mode != PKV_MODE_PATTERN || (flags & PKV_ATTN_SKIP_QC))) continue;
             if (i == 2 && !(flags & PKV_ATTN_SEPARATE_MERGE)) continue;
-            kernels[n] = c.kernel[i];
-            memcpy(specs[n++], c.spec[i], sizeof specs[0]);
+            kernels[*n] = c.kernel[i];
+            memcpy(specs[(*n)++], c.spec[i], sizeof specs[0]);
         }
     }
+}
+
+pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len)
+{
+    pkv_vk *vk = pkv_vk_of(be);
+    int kernels[4 * 3 + 1];
+    uint32_t specs[4 * 3 + 1][PKV_VK_SPEC_MAX];
+    uint32_t n = 0;
+    attn_specs(be, g, n_q_heads, max_q_len, kernels, specs, &n);
     kernels[n] = PKV_K_STAGE_INPUT; /* engine integration's staging */
     memset(specs[n], 0, sizeof specs[n]);
     specs[n++][0] = 256;

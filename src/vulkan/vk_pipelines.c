@@ -7,6 +7,7 @@
  * (magic, sizes, vendor/device ids, driver version, uuid, library version, checksum of the data);
  * a file that does not match is ignored with a warning. Written to a temp file then renamed. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +239,10 @@ pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p)
 
 void pkv_vk_pipelines_destroy(pkv_vk *vk)
 {
+    for (uint32_t i = 0; i < vk->n_bg; i++) pthread_join(vk->bg_threads[i], NULL); /* compiles cannot be stopped */
+    free(vk->bg_threads);
+    vk->bg_threads = NULL;
+    vk->n_bg = vk->cap_bg = 0;
     if (!vk->device) return;
     save_cache_file(vk);
     for (uint32_t i = 0; i < vk->n_variants; i++) vk->f.vkDestroyPipeline(vk->device, vk->variants[i].pipe, NULL);
@@ -318,17 +323,24 @@ static void *create_one(void *arg)
 /* The jobs of one thread: first, first + step, ... < n. */
 static void create_nth(void *jobs, uint32_t i) { create_one((create_job *)jobs + i); }
 
-/* Keeps a created pipeline in the context's list (the caller made room). */
-static void keep(pkv_vk *vk, create_job *j)
+/* A created pipeline's statistics and the cache's dirty flag (pipe_lock held). */
+static void account(pkv_vk *vk, create_job *j)
 {
     if (vk->pipeline_stats) log_statistics(vk, j->pipe, j->kernel, j->spec);
     vk->pipeline_ms += j->ms;
     vk->pipelines_created++;
     vk->cache_dirty = 1;
+}
+
+/* Keeps a created pipeline in the context's list (pipe_lock held; the caller made room). */
+static void keep(pkv_vk *vk, create_job *j)
+{
+    account(vk, j);
     pkv_vk_variant *v = &vk->variants[vk->n_variants++];
     v->kernel = j->kernel;
     memcpy(v->spec, j->spec, sizeof v->spec);
     v->pipe = j->pipe;
+    v->pending = 0;
 }
 
 static pkv_status room_for(pkv_vk *vk, uint32_t more)
@@ -351,30 +363,89 @@ static pkv_status creation_failed(int kernel, VkResult r)
 
 pkv_status pkv_vk_pipeline(pkv_vk *vk, int kernel, const uint32_t *spec, VkPipeline *out)
 {
-    pkv_vk_variant *v = find_variant(vk, kernel, spec);
-    if (v) {
-        *out = v->pipe;
-        return PKV_OK;
+    return pkv_vk_pipelines_get(vk, 1, &kernel, (const uint32_t(*)[PKV_VK_SPEC_MAX])spec, out);
+}
+
+/* A background creation: fills in its pending entry, or removes it when creation failed (the op
+ * that needs it then creates it and reports the error). */
+static void *bg_create(void *arg)
+{
+    create_job *j = arg;
+    pkv_vk *vk = j->vk;
+    create_one(j);
+    pthread_mutex_lock(&vk->pipe_lock);
+    pkv_vk_variant *v = find_variant(vk, j->kernel, j->spec);
+    if (v && j->r == VK_SUCCESS) {
+        account(vk, j);
+        v->pipe = j->pipe;
+        v->pending = 0;
+    } else if (v) {
+        *v = vk->variants[--vk->n_variants];
     }
-    pkv_status s = room_for(vk, 1);
-    if (s != PKV_OK) return s;
-    create_job j = {.vk = vk, .kernel = kernel};
-    memcpy(j.spec, spec, sizeof j.spec);
-    const double tp = pkv_prof_start();
-    create_one(&j);
-    pkv_prof_add(PKV_PROF_PIPE, tp);
-    if (j.r != VK_SUCCESS) return creation_failed(kernel, j.r);
-    keep(vk, &j);
-    *out = j.pipe;
-    return PKV_OK;
+    pthread_cond_broadcast(&vk->pipe_done);
+    pthread_mutex_unlock(&vk->pipe_lock);
+    free(j);
+    return NULL;
+}
+
+void pkv_vk_pipelines_start(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX])
+{
+    pthread_mutex_lock(&vk->pipe_lock);
+    for (uint32_t i = 0; i < n; i++) {
+        if (find_variant(vk, kernels[i], specs[i])) continue;
+        if (vk->n_bg == vk->cap_bg) {
+            uint32_t cap = vk->cap_bg ? 2 * vk->cap_bg : 16;
+            pthread_t *t = realloc(vk->bg_threads, cap * sizeof *t);
+            if (!t) break;
+            vk->bg_threads = t, vk->cap_bg = cap;
+        }
+        create_job *j = malloc(sizeof *j);
+        if (!j || room_for(vk, 1) != PKV_OK) {
+            free(j);
+            pkv_clear_error();
+            break; /* created on first use instead */
+        }
+        *j = (create_job){.vk = vk, .kernel = kernels[i]};
+        memcpy(j->spec, specs[i], sizeof j->spec);
+        pkv_vk_variant *v = &vk->variants[vk->n_variants++];
+        *v = (pkv_vk_variant){.kernel = kernels[i], .pending = 1};
+        memcpy(v->spec, specs[i], sizeof v->spec);
+        if (pthread_create(&vk->bg_threads[vk->n_bg], NULL, bg_create, j) == 0) {
+            vk->n_bg++;
+        } else {
+            vk->n_variants--;
+            free(j);
+        }
+    }
+    pthread_mutex_unlock(&vk->pipe_lock);
+}
+
+uint32_t pkv_vk_pipelines_pending(pkv_vk *vk)
+{
+    uint32_t n = 0;
+    pthread_mutex_lock(&vk->pipe_lock);
+    for (uint32_t i = 0; i < vk->n_variants; i++) n += (uint32_t)vk->variants[i].pending;
+    pthread_mutex_unlock(&vk->pipe_lock);
+    return n;
 }
 
 pkv_status pkv_vk_pipelines_get(pkv_vk *vk, uint32_t n, const int *kernels, const uint32_t (*specs)[PKV_VK_SPEC_MAX],
                                 VkPipeline *out)
 {
-    create_job jobs[32];
-    uint32_t nj = 0, job_of[32];
-    for (uint32_t i = 0; i < n && i < 32; i++) {
+    create_job jobs[PKV_VK_PIPELINES_MAX];
+    uint32_t nj = 0, job_of[PKV_VK_PIPELINES_MAX];
+    if (n > PKV_VK_PIPELINES_MAX) n = PKV_VK_PIPELINES_MAX;
+    pthread_mutex_lock(&vk->pipe_lock);
+    for (uint32_t i = 0; i < n; i++) { /* wait for those being created in the background */
+        pkv_vk_variant *v = find_variant(vk, kernels[i], specs[i]);
+        if (v && v->pending) {
+            const double tp = pkv_prof_start();
+            pthread_cond_wait(&vk->pipe_done, &vk->pipe_lock);
+            pkv_prof_add(PKV_PROF_PIPE, tp);
+            i = UINT32_MAX; /* look again from the first: the table may have moved */
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
         pkv_vk_variant *v = find_variant(vk, kernels[i], specs[i]);
         job_of[i] = UINT32_MAX;
         if (v) {
@@ -388,18 +459,33 @@ pkv_status pkv_vk_pipelines_get(pkv_vk *vk, uint32_t n, const int *kernels, cons
         memcpy(jobs[nj].spec, specs[i], sizeof jobs[nj].spec);
         job_of[i] = nj++;
     }
-    pkv_status s = room_for(vk, nj);
+    pkv_status s = nj ? room_for(vk, nj) : PKV_OK;
+    pthread_mutex_unlock(&vk->pipe_lock);
     if (s != PKV_OK || nj == 0) return s;
-    /* built in parallel where the driver allows: each pipeline takes milliseconds, so the threads
-     * always pay */
-    const double tp = pkv_prof_start();
-    pkv_parallel_for(nj, SIZE_MAX, create_nth, jobs);
+    /* one thread per pipeline (up to one per core): each takes milliseconds to a second in the
+     * driver's compiler, and the longest one bounds the wait */
+    const double tp = pkv_prof_start(), t0 = now_ms();
+    pkv_parallel_tasks(nj, create_nth, jobs);
     pkv_prof_add(PKV_PROF_PIPE, tp);
+    if (pkv_prof_enabled()) { /* what start-up spends on which kernel (PKV_PROFILE) */
+        uint32_t longest = 0;
+        double sum = 0;
+        for (uint32_t i = 0; i < nj; i++) {
+            sum += jobs[i].ms;
+            if (jobs[i].ms > jobs[longest].ms) longest = i;
+        }
+        fprintf(stderr, "pkv profile: vulkan pipelines: %u created in %.3f ms (%s cache; each: sum %.3f ms, longest kernel %d %.3f ms)\n",
+                nj, now_ms() - t0, vk->cache_loaded ? "warm" : "cold", sum, jobs[longest].kernel, jobs[longest].ms);
+    }
+    pthread_mutex_lock(&vk->pipe_lock);
+    s = room_for(vk, nj); /* made above; background entries may have come since (not these: `lock`) */
     for (uint32_t i = 0; i < nj; i++) {
-        if (jobs[i].r == VK_SUCCESS) keep(vk, &jobs[i]);
+        if (jobs[i].r == VK_SUCCESS && s == PKV_OK) keep(vk, &jobs[i]);
+        else if (jobs[i].r == VK_SUCCESS) vk->f.vkDestroyPipeline(vk->device, jobs[i].pipe, NULL);
         else if (s == PKV_OK) s = creation_failed(jobs[i].kernel, jobs[i].r);
     }
-    for (uint32_t i = 0; i < n && i < 32 && out && s == PKV_OK; i++)
+    pthread_mutex_unlock(&vk->pipe_lock);
+    for (uint32_t i = 0; i < n && out && s == PKV_OK; i++)
         if (job_of[i] != UINT32_MAX) out[i] = jobs[job_of[i]].pipe;
     return s;
 }
