@@ -380,7 +380,8 @@ PKV_API pkv_status pkv_attention(pkv_cache *cache, const pkv_attention_params *p
 /* Builds now everything the cache's configuration will use on its backend, so that no later call
  * pays for it (the first prefill or decode step of a GPU backend otherwise builds pipelines or
  * programs, tens of milliseconds to seconds): the write path's pipelines (also made when the cache
- * is created), attention's for n_q_heads query heads and every q_len from 1 to max_q_len, and the
+ * is created; on Vulkan GPUs attention's are then started in the background too, and this waits for
+ * those it needs), attention's for n_q_heads query heads and every q_len from 1 to max_q_len, and the
  * engine integration's staging; on OpenCL the attention program of each shape. Pipelines and
  * programs are kept per context (and in the on-disk cache). Call it
  * once after pkv_cache_create, before recording (patternkv_vulkan.h). No-op on the CPU backend. */
