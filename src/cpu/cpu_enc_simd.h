@@ -353,7 +353,11 @@ static inline void put32(uint8_t *p, uint32_t w)
 static inline uint64_t get64(const uint8_t *p)
 {
     uint64_t x = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&x, p, 8); /* one load (gcc does not merge the byte loads below) */
+#else
     for (int k = 0; k < 8; k++) x |= (uint64_t)p[k] << (8 * k);
+#endif
     return x;
 }
 

@@ -277,6 +277,20 @@ static void norms(pkv_kmeans *km, const float *x, uint32_t n)
         const float *r = x + (size_t)t * d;
         double s[8] = {0};
         uint32_t i = 0;
+#if defined(__GNUC__)
+        /* the same sums as the loop below, 8 lanes at once (the products are exact in double, so
+         * fused or not they round the same) */
+        typedef double v8d __attribute__((vector_size(64)));
+        typedef float v8f __attribute__((vector_size(32)));
+        v8d acc = {0};
+        for (; i + 8 <= d; i += 8) {
+            v8f f;
+            memcpy(&f, r + i, sizeof f);
+            v8d v = __builtin_convertvector(f, v8d);
+            acc += v * v;
+        }
+        memcpy(s, &acc, sizeof s);
+#endif
         for (; i + 8 <= d; i += 8)
             for (uint32_t k = 0; k < 8; k++) s[k] += (double)r[i + k] * r[i + k];
         for (; i < d; i++) s[0] += (double)r[i] * r[i];
