@@ -75,6 +75,7 @@ target_sources(patternkv_obj PRIVATE
   src/vulkan/vk_bench.c
   src/vulkan/vk_external_io.c
   src/vulkan/vk_stage.c
+  src/vulkan/vk_tables.c
   src/vulkan/vk_bench_step.c
   ${PKV_SHADER_SOURCES})
 target_include_directories(patternkv_obj PRIVATE ${PKV_SHADER_OUT} src/vulkan ${PKV_VULKAN_INCLUDE_DIR})

@@ -162,7 +162,7 @@ OCL_HELPER void describe_chunk(step_desc *sd, uint b, uint c, uint c1, uint nb, 
     sd->kind[b] = CK_NONE, sd->base[b] = 0, sd->kh[b] = 0, sd->vh[b] = 0, sd->count[b] = 0, sd->tok0[b] = c * G;
     if (c >= c1) return;
     if (c < nb) {
-        uint base = tbl_blocks[c] * (P[A_BLOCK] / 4);
+        uint base = tbl_blocks[c * P[A_H]] * (P[A_BLOCK] / 4); /* [nb][H] from the head's */
         sd->kind[b] = MODE == 2 ? CK_FP16 : CK_CODES;
         sd->base[b] = base;
         sd->kh[b] = base * 2 + P[A_BLOCK + 1] / 2, sd->vh[b] = base * 2 + P[A_BLOCK + 4] / 2;
@@ -455,7 +455,7 @@ __kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __globa
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     __global const uint *sd = seqd + seq * 8;
-    __global const uint *ct = table + sd[3] + H * sd[0] + head * PKV_OCL_MAX_CHUNKS;
+    __global const uint *ct = table + sd[3] + head * PKV_OCL_MAX_CHUNKS;
     for (uint m = blk * get_local_size(0) + lid; m < sd[2]; m += n_blk * get_local_size(0)) {
         __global const ushort *pat = pattern_ptr((__global const uchar *)chunks, ct, P[A_CHUNK], D, 0, m);
         float4 dot[2] = {(float4)(0.0f), (float4)(0.0f)};
@@ -482,7 +482,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
     const uint seq = items[2 * item], split = items[2 * item + 1];
     __global const uint *sd = seqd + seq * 8;
     const uint nb = sd[0], nw = sd[1], bank = sd[2], nsplit = sd[4];
-    __global const uint *tbl = table + sd[3];
+    __global const uint *tbl = table + sd[3]; /* chunks [H][MAX], windows [H] */
     const uint T = nb * G + nw, n_chunks = nb + (nw + G - 1) / G;
     const float scale = as_float(P[A_SCALE]);
 
@@ -501,7 +501,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         ((__local float *)L.q)[e] = r < NR && tile * NR + r < rows ? q[row_of[r] * D + i] * scale : 0.0f;
     }
     if (MODE == 0) {
-        if (lid < 8) L.vchunk[lid] = lid * 32 < bank ? tbl[H * nb + head * PKV_OCL_MAX_CHUNKS + lid] : 0u;
+        if (lid < 8) L.vchunk[lid] = lid * 32 < bank ? tbl[head * PKV_OCL_MAX_CHUNKS + lid] : 0u;
         for (uint e = lid; e < NR * SCAP; e += WG) L.S[e] = 0u;
         __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV;
         for (uint e = lid; e < bank * NRV; e += WG) L.qc[e] = qc_row[e];
@@ -509,10 +509,10 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
     barrier(CLK_LOCAL_MEM_FENCE);
 
     const uint c0 = split * P[A_CPS], c1 = min(n_chunks, c0 + P[A_CPS]);
-    const uint wb = nw ? tbl[H * nb + H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2) : 0u;
+    const uint wb = nw ? tbl[H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2) : 0u;
     /* With PREFETCH the loads of step n + 1 are issued before the work of step n, so memory latency
      * overlaps arithmetic (the block slot itself is one more load: it is read a step earlier still). */
-    __global const uint *slots = tbl + head * nb;
+    __global const uint *slots = table + sd[6] + head; /* block slots [nb][H] */
     step_desc cur;
     step_loads Lc;
     for (uint b = 0; b < BPS; b++) describe_chunk(&cur, b, c0 + b, c1, nb, nw, slots, wb, P);

@@ -1,7 +1,7 @@
 /* Shared declarations of the attention shaders (attn_qc.comp, attn_decode.comp).
  * Per sequence s in scratch at seq_off + 8 s (src/core/attn_plan.h): n_blocks, n_window,
- * bank_count, table_offset, n_items, part_base. Its table holds blocks [H][n_blocks],
- * chunks [H][8], windows [H] (src/core/backend.h). */
+ * bank_count, table_offset, n_items, part_base, block_offset. At table_offset: chunks [H][8],
+ * windows [H]; at block_offset: block slots [n_blocks][H] (src/core/backend.h). */
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint D = 128;
 layout(constant_id = 2) const uint G = 128;
@@ -44,9 +44,10 @@ uint seq_bank(uint s) { return scr[pc.seq_off + 8u * s + 2u]; }
 uint seq_table(uint s) { return pc.table_off + scr[pc.seq_off + 8u * s + 3u]; }
 uint seq_n_items(uint s) { return scr[pc.seq_off + 8u * s + 4u]; }
 uint seq_part_base(uint s) { return scr[pc.seq_off + 8u * s + 5u]; }
-uint seq_block_slot(uint s, uint h, uint b) { return scr[seq_table(s) + h * seq_n_blocks(s) + b]; }
-uint seq_chunk(uint s, uint h, uint c) { return scr[seq_table(s) + pc.H * seq_n_blocks(s) + h * 8u + c]; }
-uint seq_window(uint s, uint h) { return scr[seq_table(s) + pc.H * seq_n_blocks(s) + pc.H * 8u + h]; }
+uint seq_blocks(uint s) { return pc.table_off + scr[pc.seq_off + 8u * s + 6u]; }
+uint seq_block_slot(uint s, uint h, uint b) { return scr[seq_blocks(s) + b * pc.H + h]; }
+uint seq_chunk(uint s, uint h, uint c) { return scr[seq_table(s) + h * 8u + c]; }
+uint seq_window(uint s, uint h) { return scr[seq_table(s) + pc.H * 8u + h]; }
 
 /* Half index of pattern m of the (K: kv = 0, V: kv = 1) bank of sequence s, kv head h. */
 uint pattern_base(uint s, uint h, uint kv, uint m)

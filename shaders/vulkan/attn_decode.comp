@@ -178,7 +178,7 @@ void describe_chunk(uint c, uint c1, uint nb, uint nw, uint slot, uint wb, out u
 /* The block slots of the BPS chunks from c on (0 past the compressed blocks) */
 void load_slots(uint c, uint c1, uint nb, uint slots, out uint sl[BPS])
 {
-    [[unroll]] for (uint b = 0u; b < BPS; b++) sl[b] = c + b < min(c1, nb) ? scr[slots + c + b] : 0u;
+    [[unroll]] for (uint b = 0u; b < BPS; b++) sl[b] = c + b < min(c1, nb) ? scr[slots + (c + b) * pc.H] : 0u;
 }
 
 void describe_step(uint c, uint c1, uint nb, uint nw, uint sl[BPS], uint wb, out step_desc sd)
@@ -498,7 +498,7 @@ void main()
     uint seq = scr[pc.item_off + 2u * item], split = scr[pc.item_off + 2u * item + 1u];
     uint nb = seq_n_blocks(seq), nw = seq_n_window(seq), nsplit = seq_n_items(seq);
     uint T = nb * G + nw, n_chunks = nb + (nw + G - 1u) / G;
-    uint slots = seq_table(seq) + head * nb; /* the kv head's block slots */
+    uint slots = seq_blocks(seq) + head; /* the kv head's block slots, pc.H apart */
     uint wb = nw > 0u ? seq_window(seq, head) * pc.window_words * 2u : 0u;
 
     item_state st;

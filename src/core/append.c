@@ -262,6 +262,7 @@ static void roll_back(pkv_cache *c, layer_job *jb)
     pkv_layer_state *L = jb->L;
     for (size_t b = (size_t)jb->start_blocks * H; b < (size_t)L->n_blocks * H; b++) pkv_arena_release(&sh->blocks, L->blocks[b]);
     L->n_blocks = jb->start_blocks;
+    if (L->tab.synced > L->n_blocks) L->tab.synced = L->n_blocks; /* slots past it may be taken again */
     if (L->chunks) /* chunks past those of the starting bank; a copy-on-write copy of one holds the same patterns */
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t ci = (jb->start_bank + PKV_CHUNK_PATTERNS - 1) / PKV_CHUNK_PATTERNS; ci < PKV_MAX_CHUNKS; ci++) {

@@ -9,35 +9,44 @@
 
 #define PKV_Q_LIMIT 18446744073709551616.0 /* 2^64 */
 
-/* Builds the op's table for one layer: per sequence blocks [H][n_blocks], chunks [H][MAX], windows [H].
- * `own` more window tokens than stored: the queries' own, written past the window's end. */
+/* Builds the op's table for one layer (backend.h: pkv_attn_op.table): every sequence's chunks
+ * [H][MAX] and windows [H], then every sequence's blocks [n_blocks][H] (the host's own layout), which a backend with
+ * resident tables does not need (it keeps them in device memory: left unwritten, so that the host
+ * work does not grow with the context). `own` more window tokens than stored: the queries' own,
+ * written past the window's end. */
 static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, uint32_t own, pkv_attn_seq **seqs_out,
-                               uint32_t **table_out, uint32_t *len_out)
+                               uint32_t **table_out, uint32_t *len_out, uint32_t *fixed_out)
 {
-    const uint32_t H = c->g.H;
-    size_t len = 0;
-    for (uint32_t s = 0; s < p->n_seqs; s++) {
-        const pkv_layer_state *L = &pkv_find_seq(c, p->seqs[s])->layers[p->layer];
-        len += (size_t)H * (L->n_blocks + PKV_MAX_CHUNKS + 1);
-    }
+    const uint32_t H = c->g.H, fixed = H * (PKV_MAX_CHUNKS + 1);
+    const int resident = c->ctx->be->iface->resident_tables;
+    size_t len = (size_t)p->n_seqs * fixed, blocks_len = 0;
     /* the cache's reused buffer: the sequences' views, then the table */
     const size_t seq_bytes = ((size_t)p->n_seqs * sizeof(pkv_attn_seq) + 15) & ~(size_t)15;
-    uint8_t *mem = pkv_scratch_get(&c->attn_tmp, seq_bytes + (len ? len : 1) * sizeof(uint32_t));
+    pkv_attn_seq *seqs = pkv_scratch_get(&c->attn_tmp, seq_bytes);
+    if (!seqs) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
+    for (uint32_t s = 0; s < p->n_seqs; s++) {
+        pkv_layer_state *L = &pkv_find_seq(c, p->seqs[s])->layers[p->layer];
+        seqs[s] = (pkv_attn_seq){L->n_blocks, L->n_window + own, L->bank_count, s * fixed, (uint32_t)(len + blocks_len),
+                                 L->blocks, resident ? &L->tab : NULL};
+        blocks_len += (size_t)H * L->n_blocks;
+    }
+    if (len + blocks_len > UINT32_MAX) return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_attention: block table too long");
+    uint8_t *mem = pkv_scratch_get(&c->attn_tmp, seq_bytes + ((resident ? len : len + blocks_len) + 1) * sizeof(uint32_t));
     if (!mem) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_attention: out of host memory");
-    pkv_attn_seq *seqs = (pkv_attn_seq *)mem;
+    seqs = (pkv_attn_seq *)mem; /* the same views: the scratch keeps its contents when it grows */
     uint32_t *table = (uint32_t *)(mem + seq_bytes);
     *seqs_out = seqs;
-    size_t off = 0;
     for (uint32_t s = 0; s < p->n_seqs; s++) {
         const pkv_layer_state *L = &pkv_find_seq(c, p->seqs[s])->layers[p->layer];
-        seqs[s] = (pkv_attn_seq){L->n_blocks, L->n_window + own, L->bank_count, (uint32_t)off};
-        for (uint32_t h = 0; h < H; h++)
-            for (uint32_t b = 0; b < L->n_blocks; b++) table[off++] = L->blocks[(size_t)b * H + h];
-        for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) table[off++] = L->chunks ? L->chunks[i] : PKV_NO_SLOT;
-        for (uint32_t h = 0; h < H; h++) table[off++] = L->window_slot ? L->window_slot[h] : PKV_NO_SLOT;
+        uint32_t *t = table + seqs[s].table_offset;
+        for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) t[i] = L->chunks ? L->chunks[i] : PKV_NO_SLOT;
+        for (uint32_t h = 0; h < H; h++) t[H * PKV_MAX_CHUNKS + h] = L->window_slot ? L->window_slot[h] : PKV_NO_SLOT;
+        if (resident) continue;
+        if (L->n_blocks) memcpy(table + seqs[s].block_offset, L->blocks, (size_t)L->n_blocks * H * sizeof *table);
     }
     *table_out = table;
-    *len_out = (uint32_t)len;
+    *len_out = (uint32_t)(len + blocks_len);
+    *fixed_out = (uint32_t)len;
     return PKV_OK;
 }
 
@@ -172,14 +181,14 @@ static pkv_status run(pkv_cache *c, const pkv_attention_params *p, pkv_attn_op o
 {
     const uint32_t own = p->k_new ? p->q_len : 0;
     pkv_attn_seq *seqs = NULL;
-    uint32_t *table = NULL, table_len = 0;
+    uint32_t *table = NULL, table_len = 0, fixed_len = 0;
     pkv_status st = PKV_OK;
     if (own) st = write_own(c, p);
-    if (st == PKV_OK) st = build_tables(c, p, own, &seqs, &table, &table_len);
+    if (st == PKV_OK) st = build_tables(c, p, own, &seqs, &table, &table_len, &fixed_len);
     if (st == PKV_OK) {
         op.n_seqs = p->n_seqs, op.q_len = p->q_len, op.n_q_heads = p->n_q_heads;
         op.scale = p->scale > 0.0f ? p->scale : (float)(1.0 / sqrt((double)c->g.d));
-        op.seqs = seqs, op.table = table, op.table_len = table_len;
+        op.seqs = seqs, op.table = table, op.table_len = table_len, op.fixed_len = fixed_len;
         st = c->ctx->be->iface->attention(c->ctx->be, &pkv_shard_of(c, p->layer)->store, &op);
         pkv_backend *be = c->ctx->be;
         c->ctx->last_op_ms = st == PKV_OK && be->iface->last_op_ms ? be->iface->last_op_ms(be) : -1.0;

@@ -106,7 +106,7 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
         const uint32_t n = ceil_div(seq_chunks(q, g->G), plan->cps);
         uint32_t *d = plan->seq_desc + (size_t)s * PKV_ATTN_SEQ_WORDS;
         d[0] = q->n_blocks, d[1] = q->n_window, d[2] = q->bank_count, d[3] = q->table_offset;
-        d[4] = n, d[5] = n > 1 ? slots : 0;
+        d[4] = n, d[5] = n > 1 ? slots : 0, d[6] = q->block_offset;
         if (n > 1) slots += n;
         for (uint32_t j = 0; j < n; j++, it++) plan->items[2 * it] = s, plan->items[2 * it + 1] = j;
     }

@@ -8,7 +8,7 @@
 
 #include "backend.h"
 
-#define PKV_ATTN_SEQ_WORDS 8u /* per sequence: n_blocks, n_window, bank_count, table_offset, n_items, part_base, 0, 0 */
+#define PKV_ATTN_SEQ_WORDS 8u /* per sequence: n_blocks, n_window, bank_count, table_offset, n_items, part_base, block_offset, 0 */
 #define PKV_ATTN_MAX_ITEMS 65535u /* one dispatch dimension */
 #define PKV_ATTN_PLAN_LOCAL 1024u /* words of a plan kept inside it */
 

@@ -88,12 +88,26 @@ typedef struct pkv_window_op {
     const uint32_t *runs;         /* [n_runs][3]: first source row, first destination row, rows */
 } pkv_window_op;
 
+/* A sequence's block slots of one layer kept in device memory between attention ops, by backends
+ * with resident_tables: buf holds cap blocks' slots in the host's layout ([cap][H] words), of which
+ * the first synced blocks' equal the host's L->blocks. The layer state owns it (pkv_layer_state.tab,
+ * zero: none); the backend allocates, grows and fills it; the core frees it with the layer state
+ * and lowers synced when it drops blocks. Block slots below n_blocks never change otherwise (blocks
+ * are only appended), so a decode step uploads nothing until a window flush adds a block. */
+typedef struct pkv_tab_mirror {
+    pkv_buf *buf;
+    uint32_t cap, synced;
+} pkv_tab_mirror;
+
 /* One sequence's view for attention. */
 typedef struct pkv_attn_seq {
     uint32_t n_blocks;     /* compressed groups */
     uint32_t n_window;     /* fp16 tokens after them */
     uint32_t bank_count;   /* patterns in each bank (same for all heads and for K and V) */
-    uint32_t table_offset; /* into pkv_attn_op.table: blocks [H][n_blocks], chunks [H][PKV_MAX_CHUNKS], windows [H] */
+    uint32_t table_offset; /* into pkv_attn_op.table: chunks [H][PKV_MAX_CHUNKS], then windows [H] */
+    uint32_t block_offset; /* into pkv_attn_op.table: block slots [n_blocks][H] (see pkv_attn_op.fixed_len) */
+    const uint32_t *blocks; /* the host's block slots [n_blocks][H] */
+    pkv_tab_mirror *mirror; /* its device copy (resident_tables backends), else NULL */
 } pkv_attn_seq;
 
 /* q and out: host fp32 [n_seqs][q_len][n_q_heads][d]. Query i of a sequence with T tokens sees
@@ -102,8 +116,12 @@ typedef struct pkv_attn_op {
     uint32_t n_seqs, q_len, n_q_heads;
     float scale;
     const pkv_attn_seq *seqs;
+    /* [table_len]: first every sequence's chunks and windows (fixed_len words, n_seqs x H x
+     * (PKV_MAX_CHUNKS + 1)), then every sequence's block slots; for a backend with resident_tables
+     * the block slots are NOT written here (the backend takes them from seqs[s].mirror, updated from
+     * seqs[s].blocks): only table[0 .. fixed_len) is meaningful */
     const uint32_t *table;
-    uint32_t table_len;
+    uint32_t table_len, fixed_len;
     const float *q;
     float *out;
     /* Engine integration: when q (out) is NULL, q is read from (out is written to) device memory. */
@@ -141,6 +159,10 @@ typedef struct pkv_backend_iface {
      * (an error then surfaces there); the source may be reused as soon as this returns. */
     pkv_status (*write_window)(pkv_backend *be, const pkv_store *st, const pkv_window_op *op);
     pkv_status (*attention)(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
+    /* Nonzero: attention keeps each sequence's block slots in device memory (pkv_tab_mirror) and
+     * the core does not write them into pkv_attn_op.table (the host work of an op is then
+     * independent of the context length). */
+    int resident_tables;
     /* Optional (NULL: unsupported): read bandwidth of device memory by a plain streaming-read kernel
      * over `bytes`, in GB/s (1e9 bytes/s), timed on the device. */
     pkv_status (*measure_read)(pkv_backend *be, uint64_t bytes, double *gbps);

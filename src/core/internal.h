@@ -60,6 +60,7 @@ typedef struct pkv_layer_state {
     uint32_t *window_slot;  /* [H] or NULL before the first append */
     uint32_t bank_count;
     uint32_t *chunks;       /* [H][PKV_MAX_CHUNKS], PKV_NO_SLOT where unused; NULL in DIRECT/FP16 */
+    pkv_tab_mirror tab;     /* the block slots in device memory (backend.h), zero when none */
 } pkv_layer_state;
 
 typedef struct pkv_sequence {

@@ -205,6 +205,7 @@ void pkv_layer_release(pkv_cache *c, uint32_t layer, pkv_layer_state *L)
         for (uint32_t h = 0; h < H; h++) pkv_arena_release(&s->windows, L->window_slot[h]);
     if (L->chunks)
         for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) pkv_arena_release(&s->chunks, L->chunks[i]);
+    if (L->tab.buf) c->ctx->be->iface->buf_free(c->ctx->be, L->tab.buf);
     free(L->blocks);
     free(L->window_slot);
     free(L->chunks);

@@ -45,7 +45,7 @@ static pkv_attn_part part_of(const attn_ctx *a, uint32_t unit, uint32_t nb)
 static void bank_f32(const attn_ctx *a, const pkv_attn_seq *sq, uint32_t h, uint32_t n, int kv, float *out)
 {
     const pkv_geom *g = a->st->g;
-    const uint32_t *chunks = a->op->table + sq->table_offset + (size_t)g->H * sq->n_blocks + (size_t)h * PKV_MAX_CHUNKS;
+    const uint32_t *chunks = a->op->table + sq->table_offset + (size_t)h * PKV_MAX_CHUNKS;
     for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < n; ci++) {
         const uint8_t *c = pkv_cpu_buf_data(a->st->chunks) + (size_t)chunks[ci] * g->chunk_bytes;
         uint32_t cnt = n - ci * PKV_CHUNK_PATTERNS < PKV_CHUNK_PATTERNS ? n - ci * PKV_CHUNK_PATTERNS : PKV_CHUNK_PATTERNS;
@@ -110,14 +110,14 @@ static int attn_task(uint32_t unit, void *arg)
     uint32_t *visible = malloc(rows * sizeof *visible);
     int failed = !chunks || !q || !visible;
     if (failed) goto done;
-    const uint32_t *blocks = op->table + sq->table_offset + (size_t)h * sq->n_blocks;
-    const uint32_t win_slot = op->table[sq->table_offset + (size_t)H * sq->n_blocks + (size_t)H * PKV_MAX_CHUNKS + h];
+    const uint32_t *blocks = op->table + sq->block_offset + h; /* [n_blocks][H] */
+    const uint32_t win_slot = op->table[sq->table_offset + (size_t)H * PKV_MAX_CHUNKS + h];
     const uint8_t *win = sq->n_window ? pkv_cpu_buf_data(st->windows) + (size_t)win_slot * g->window_bytes : NULL;
     for (uint32_t c = c0; c < c1; c++) {
         pkv_attn_chunk *ch = &chunks[c - c0];
         memset(ch, 0, sizeof *ch);
         if (c < sq->n_blocks) {
-            ch->blk = pkv_cpu_buf_data(st->blocks) + (size_t)blocks[c] * g->block_bytes;
+            ch->blk = pkv_cpu_buf_data(st->blocks) + (size_t)blocks[(size_t)c * H] * g->block_bytes;
             ch->first = c * G, ch->n = G;
         } else {
             uint32_t t0 = (c - sq->n_blocks) * G;

@@ -135,6 +135,7 @@ static const pkv_backend_iface vk_iface = {
     .flush = pkv_vk_flush,
     .write_window = pkv_vk_write_window,
     .attention = pkv_vk_attention,
+    .resident_tables = 1,
     .measure_read = vk_measure_read,
     .last_op_ms = vk_last_op_ms,
     .prepare = pkv_vk_prepare,

@@ -225,6 +225,14 @@ void pkv_vk_abandon(pkv_vk *vk);
 pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *off, size_t *got);
 /* vk->host_tab with room for `words` (NULL: out of host memory): a table an op builds and uploads. */
 uint32_t *pkv_vk_host_table(pkv_vk *vk, size_t words);
+/* Attention's block tables in device memory (vk_tables.c, backend.h: pkv_tab_mirror). Before the
+ * op's commands: each sequence's mirror large enough (allocations record into vk->cb). In the op's
+ * upload phase: the block slots [n_blocks][H] of every sequence into dst at word table_word +
+ * block_offset (copies from the mirrors, updates of what they lack). On an op's failure: forget
+ * what the mirrors hold (its commands may never run). */
+pkv_status pkv_vk_tables_reserve(pkv_vk *vk, uint32_t H, const pkv_attn_op *op);
+pkv_status pkv_vk_tables_record(pkv_vk *vk, uint32_t H, const pkv_attn_op *op, pkv_buf *dst, size_t table_word);
+void pkv_vk_tables_forget(const pkv_attn_op *op);
 /* vk->regions holds at least n entries. */
 pkv_status pkv_vk_regions_reserve(pkv_vk *vk, uint32_t n);
 

@@ -642,8 +642,8 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     a.q_off = take(&sp, (size_t)rows_total * d);
     a.seq_off = take(&sp, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS);
     a.item_off = take(&sp, (size_t)plan.n_items * 2);
-    a.table_off = take(&sp, op->table_len + 1);
-    a.cnt_off = take(&sp, groups); /* right after the tables: uploaded with them */
+    a.cnt_off = take(&sp, groups); /* right after the items: uploaded with them */
+    a.table_off = take(&sp, op->table_len + 1); /* its chunks and windows uploaded with them too */
     a.qc_off = take(&sp, pattern ? groups * cap * nrv * 4 : 1);
     a.part_off = take(&sp, (size_t)plan.n_slots * H * plan.tiles * nr * (d + 4) + 1);
     a.out_off = take(&sp, (size_t)rows_total * d);
@@ -662,6 +662,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         s = pkv_vk_stage_settle(vk);
     }
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, (size_t)sp.words * 4);
+    if (s == PKV_OK) s = pkv_vk_tables_reserve(vk, H, op);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
     /* the op's pipelines: looked up, or on first use created together (in parallel) */
     VkPipeline p_qc = VK_NULL_HANDLE, p_decode = VK_NULL_HANDLE, p_merge = VK_NULL_HANDLE, got[3];
@@ -690,18 +691,20 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         if (op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
         else s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
     }
-    /* the sequence descriptors, the items, the block tables and the merge counters, which start at
-     * zero (the last workgroup of each resets its own): consecutive sections, one upload */
-    const size_t tab_words = (size_t)a.cnt_off + groups - a.seq_off;
+    /* the sequence descriptors, the items, the merge counters, which start at zero (the last
+     * workgroup of each resets its own), and the sequences' chunks and windows: consecutive sections,
+     * one upload; then the block slots, from the device's copy (vk_tables.c) */
+    const size_t tab_words = (size_t)a.table_off + op->fixed_len - a.seq_off;
     uint32_t *tab = s == PKV_OK ? pkv_vk_host_table(vk, tab_words) : NULL;
     if (s == PKV_OK && !tab) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan attention: out of host memory");
     if (s == PKV_OK) {
-        memset(tab, 0, tab_words * 4);
+        memset(tab, 0, (size_t)(a.table_off - a.seq_off) * 4);
         memcpy(tab, plan.seq_desc, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS * 4);
         memcpy(tab + (a.item_off - a.seq_off), plan.items, (size_t)plan.n_items * 8);
-        if (op->table_len) memcpy(tab + (a.table_off - a.seq_off), op->table, (size_t)op->table_len * 4);
+        if (op->fixed_len) memcpy(tab + (a.table_off - a.seq_off), op->table, (size_t)op->fixed_len * 4);
         s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, tab, tab_words * 4);
     }
+    if (s == PKV_OK) s = pkv_vk_tables_record(vk, H, op, vk->scratch, a.table_off);
     if (s == PKV_OK && sq) {
         pkv_vk_barrier(vk);
         s = pkv_vk_stage_convert(vk, sq, vk->scratch, vk->scratch, raw_off, a.q_off, 0xFFFFFFFFu);
@@ -732,6 +735,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     }
     s = op_end(vk, s);
     if (s == PKV_OK) vk->last_attention_ms = vk->last_op_ms;
+    else pkv_vk_tables_forget(op);
     pthread_mutex_unlock(&vk->lock);
     return s;
 }
