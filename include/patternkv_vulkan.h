@@ -169,9 +169,15 @@ PKV_API pkv_status pkv_vulkan_append_batch(pkv_cache *cache, const pkv_seq *seqs
  * Threads. As for every call (README: Threads), a context and its caches are used by one thread at
  * a time; the application must not record into `cmd` from another thread during a call (Vulkan's
  * rule for command buffers). Recording never touches `queue`, so the engine may submit other work
- * to it meanwhile. Recording cost on the host: a few table writes per call (vkCmdUpdateBuffer of the
- * block tables), no allocation of Vulkan objects once the pipelines exist (pkv_prewarm) and the
- * library's buffers have grown to their working size. */
+ * to it meanwhile. Recording cost on the host does not grow with the context: attention keeps each
+ * sequence's block table (per layer) in device memory and copies it into its scratch with one copy
+ * region per sequence, uploading (vkCmdUpdateBuffer) only the slots of blocks added since its last
+ * call (a window flush adds one per kv head) and a few words per sequence (bank chunks, window);
+ * no allocation of Vulkan objects once the pipelines exist (pkv_prewarm) and the library's buffers
+ * have grown to their working size (a sequence's device table grows by doubling, from 16 blocks).
+ * Since recording decides what the device copy holds, a command buffer that is not submitted after
+ * a call succeeded leaves the tables of the sequences it recorded behind: as for the appends, drop
+ * those sequences (pkv_seq_free) rather than reuse them. */
 PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, pkv_seq seq, uint32_t layer,
                                          uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
                                          VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype);

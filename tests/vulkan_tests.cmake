@@ -31,6 +31,11 @@ pkv_add_test(test_vulkan_record SOURCES test_vulkan_record.c)
 target_include_directories(test_vulkan_record PRIVATE ${PROJECT_SOURCE_DIR}/src/vulkan ${PKV_VULKAN_INCLUDE_DIR})
 add_test(NAME test_vulkan_record COMMAND test_vulkan_record)
 set_tests_properties(test_vulkan_record PROPERTIES TIMEOUT 300 ENVIRONMENT "${PKV_VK_TEST_ENV}" LABELS vulkan)
+# Attention's device-resident block tables while the cache changes between recorded steps.
+pkv_add_test(test_vulkan_record_tables SOURCES test_vulkan_record_tables.c)
+target_include_directories(test_vulkan_record_tables PRIVATE ${PROJECT_SOURCE_DIR}/src/vulkan ${PKV_VULKAN_INCLUDE_DIR})
+add_test(NAME test_vulkan_record_tables COMMAND test_vulkan_record_tables)
+set_tests_properties(test_vulkan_record_tables PROPERTIES TIMEOUT 300 ENVIRONMENT "${PKV_VK_TEST_ENV}" LABELS vulkan)
 
 # The same under the Khronos validation layer with synchronization validation, where the layer is
 # installed (Debian: vulkan-validationlayers): any validation message fails it.
