@@ -180,8 +180,13 @@ pkv_status pkv_cache_get_config(const pkv_cache *c, pkv_cache_config *out)
 
 pkv_sequence *pkv_find_seq(const pkv_cache *c, pkv_seq id)
 {
+    const uint32_t slot = id % (sizeof c->seq_hint / sizeof c->seq_hint[0]), hint = c->seq_hint[slot];
+    if (hint < c->n_seqs && c->seqs[hint]->id == id) return c->seqs[hint];
     for (uint32_t i = 0; i < c->n_seqs; i++)
-        if (c->seqs[i]->id == id) return c->seqs[i];
+        if (c->seqs[i]->id == id) {
+            ((pkv_cache *)c)->seq_hint[slot] = i; /* caches are never const objects: a lookup memo */
+            return c->seqs[i];
+        }
     return NULL;
 }
 

@@ -77,6 +77,10 @@ struct pkv_cache {
     uint64_t buffer_limit; /* largest buffer (0: none) */
     pkv_sequence **seqs;
     uint32_t n_seqs, cap_seqs;
+    /* pkv_find_seq's direct-mapped hint: id % 64 -> index into seqs where that id was
+     * last found (checked on use: frees reorder seqs), so that a batch's calls find their sequences
+     * in O(1) instead of a scan of every sequence of the cache per lookup */
+    uint32_t seq_hint[64];
     pkv_seq next_id;
     pkv_scratch rows_tmp; /* an append's window rows and runs */
     pkv_scratch job_tmp;  /* an append's plans and jobs */
