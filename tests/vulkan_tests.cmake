@@ -21,10 +21,10 @@ add_test(NAME test_attention_vulkan_noprefetch COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_noprefetch PROPERTIES TIMEOUT 600 LABELS vulkan
   ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_PREFETCH=0;${PKV_VK_TEST_ENV}")
 
-# PATTERN's V-histogram adds summed per subgroup first (PKV_ATTN_HIST_ROUNDS, a tuning variant).
-add_test(NAME test_attention_vulkan_histrounds COMMAND test_attention)
-set_tests_properties(test_attention_vulkan_histrounds PROPERTIES TIMEOUT 600 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_HIST_ROUNDS=4;${PKV_VK_TEST_ENV}")
+# PATTERN's V histogram in fixed point with integer atomics (PKV_ATTN_HIST_FIXED=1; OpenCL's default).
+add_test(NAME test_attention_vulkan_histfixed COMMAND test_attention)
+set_tests_properties(test_attention_vulkan_histfixed PROPERTIES TIMEOUT 600 LABELS vulkan
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_HIST_FIXED=1;${PKV_VK_TEST_ENV}")
 
 # Recorded calls in an application's command buffer (engine mode) against the synchronous ones.
 pkv_add_test(test_vulkan_record SOURCES test_vulkan_record.c)

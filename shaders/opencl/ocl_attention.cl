@@ -66,9 +66,34 @@ OCL_HELPER float code_float(uint w, uint wh, uint sh, uint mask)
 }
 OCL_HELPER float int_float(uint code) { return as_float(code | 0x4B000000u) - 8388608.0f; }
 /* The power of two code_float leaves on channel c of a b-bit row (3-bit codes: none). */
-OCL_HELPER uint code_shift(uint c, uint bits) { return bits == 3u || MODE == 2 ? 0u : (c * bits) % 16u; }
+OCL_HELPER uint code_shift(uint c, uint bits) { return MODE == 2 || bits == 3u ? 0u : (c * bits) % 16u; }
 OCL_HELPER float code_factor(uint c, uint bits) { return as_float((127u - code_shift(c, bits)) << 23); }
 OCL_HELPER float code_unfactor(uint c, uint bits) { return as_float((127u + code_shift(c, bits)) << 23); }
+
+/* 8 halves of an fp16 row at a multiple of 8 halves: rows start 16-byte aligned when D % 8 == 0, so
+ * one 16-byte load (vload_half8 may split into 2-byte loads when it cannot prove the alignment). */
+OCL_HELPER float8 load_half8(__global const half *p)
+{
+#if D % 8 == 0
+    return vloada_half8(0, p);
+#else
+    return vload_half8(0, p);
+#endif
+}
+
+/* The CH halves of channels c0.. of an fp16 row at p (0 past D, or all 0 when !ok) */
+OCL_HELPER void load_halves(__global const half *p, int ok, uint c0, float *x)
+{
+#if D % 8 == 0 && CH % 8 == 0
+    for (uint c8 = 0; c8 < CH / 8; c8++) {
+        float8 v = ok && c0 + 8 * c8 < D ? load_half8(p + 8 * c8) : (float8)(0.0f);
+        x[8 * c8] = v.s0, x[8 * c8 + 1] = v.s1, x[8 * c8 + 2] = v.s2, x[8 * c8 + 3] = v.s3;
+        x[8 * c8 + 4] = v.s4, x[8 * c8 + 5] = v.s5, x[8 * c8 + 6] = v.s6, x[8 * c8 + 7] = v.s7;
+    }
+#else
+    for (uint c = 0; c < CH; c++) x[c] = ok && c0 + c < D ? vload_half(c, p) : 0.0f;
+#endif
+}
 
 OCL_HELPER float f16_at(__global const uint *buf, uint half_index) { return vload_half(half_index, (__global const half *)buf); }
 /* a[j] for a chunk index known only at run time (keeps a[] in registers) */
@@ -105,14 +130,46 @@ OCL_HELPER void group_reduce2(float *a, int a_max, float *b, int b_max, __local 
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-OCL_HELPER void hist_add(volatile __local uint *S, uint idx, float v)
+/* The V histogram S[r][m]: the sum of p over a pattern's gated tokens (attn_decode.comp says why).
+ * HIST_FIXED: 64-bit fixed point in units of 2^-32, low words in S, high words in Sh, added with
+ * integer atomics; else float bits added by compare-and-swap. */
+#define HIST_ONE 4294967296.0f
+OCL_HELPER void hist_add(volatile __local uint *S, volatile __local uint *Sh, uint idx, float v)
 {
+#if HIST_FIXED
+    uint hi = (uint)v, lo = (uint)((v - (float)hi) * HIST_ONE);
+    uint old = atomic_add(&S[idx], lo);
+    hi += old + lo < old ? 1u : 0u;
+    if (hi != 0u) atomic_add(&Sh[idx], hi);
+#else
+    (void)Sh;
     uint old = S[idx];
     for (;;) {
         uint prev = atomic_cmpxchg(&S[idx], old, as_uint(as_float(old) + v));
         if (prev == old) break;
         old = prev;
     }
+#endif
+}
+OCL_HELPER float hist_get(__local const uint *S, __local const uint *Sh, uint idx)
+{
+#if HIST_FIXED
+    return (float)Sh[idx] + (float)S[idx] * (1.0f / HIST_ONE);
+#else
+    (void)Sh;
+    return as_float(S[idx]);
+#endif
+}
+OCL_HELPER void hist_set(__local uint *S, __local uint *Sh, uint idx, float v)
+{
+#if HIST_FIXED
+    uint hi = (uint)v;
+    Sh[idx] = hi;
+    S[idx] = (uint)((v - (float)hi) * HIST_ONE);
+#else
+    (void)Sh;
+    S[idx] = as_uint(v);
+#endif
 }
 
 /* The work-group's private state: running max, per-item sums, the V phase's accumulators. */
@@ -147,7 +204,8 @@ typedef struct attn_local {
     float4 w[WG * NRV];   /* per step: p * s_V (compressed) or p (fp16) */
     uint vw[BPS * VSEC];  /* per step: the chunks' V codes */
     uint4 kq[STAGE_K ? BPS * KSEC4 : 1]; /* per step: the chunks' K codes (STAGE_K) */
-    uint S[NR * SCAP];    /* V histogram, float bits */
+    uint S[NR * SCAP];    /* V histogram: float bits, or the low words (HIST_FIXED) */
+    uint Sh[HIST_FIXED ? NR * SCAP : 1]; /* HIST_FIXED: the high words */
     float acc[ACC_N];     /* end of item: the slices' sums of one row; the fold's; merge: weights */
     uint vchunk[8];       /* the V bank's chunk slots */
     float2 red[WG * NZ];
@@ -254,7 +312,7 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
                 }
             }
         }
-    if (STAGE_K && MODE != 2) /* the K codes (waits for their loads) */
+    if (MODE != 2 && STAGE_K) /* the K codes (waits for their loads) */
         for (uint q = 0; q < KQS; q++) {
             uint e = lid + q * WG;
             if (e < BPS * KSEC4) L->kq[e] = Lc->kq[q];
@@ -284,7 +342,7 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
         } else {
             __global const uint *rows = kind == CK_WINDOW ? windows : blocks;
             for (uint k = 0; k < D / 8; k++) {
-                float8 x = vload_half8(0, (__global const half *)rows + chunk_pick(sd->kh, j) + t * D + 8 * k);
+                float8 x = load_half8((__global const half *)rows + chunk_pick(sd->kh, j) + t * D + 8 * k);
                 float xa[8] = {x.s0, x.s1, x.s2, x.s3, x.s4, x.s5, x.s6, x.s7};
                 for (uint i = 0; i < 8; i++)
                     for (uint v = 0; v < NRV; v++) dot[v] += L->q[(8 * k + i) * NRV + v] * xa[i];
@@ -324,7 +382,7 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
         st->pz[r] += p * vz;
     }
     if (MODE == 0 && rescale) { /* uniform: every work-item saw the same maxima */
-        for (uint e = lid; e < NR * SCAP; e += WG) L->S[e] = as_uint(as_float(L->S[e]) * pick(alpha, e / SCAP));
+        for (uint e = lid; e < NR * SCAP; e += WG) hist_set(L->S, L->Sh, e, hist_get(L->S, L->Sh, e) * pick(alpha, e / SCAP));
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     {
@@ -333,9 +391,9 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
         for (uint v = 0; v < NRV; v++) L->w[lid * NRV + v] = (float4)(wa[4 * v], wa[4 * v + 1], wa[4 * v + 2], wa[4 * v + 3]);
         if (MODE == 0 && codes && mine && Lc->gate && !(P[A_FLAGS] & F_SKIP_HIST))
             for (uint r = 0; r < NR; r++)
-                if (lg[r] != 0.0f) hist_add(L->S, r * SCAP + Lc->va, lg[r]);
+                if (lg[r] != 0.0f) hist_add(L->S, L->Sh, r * SCAP + Lc->va, lg[r]);
     }
-    if (STAGE_V && MODE != 2) /* the V codes arrived during the K phase */
+    if (MODE != 2 && STAGE_V) /* the V codes arrived during the K phase */
         for (uint q = 0; q < VQ; q++) {
             uint e = lid + q * WG;
             if (e < BPS * VSEC / 4) vstore4(Lc->vq[q], e, L->vw);
@@ -352,7 +410,7 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
                 const int ok = ut < chunk_pick(sd->count, uj);
                 __global const half *xp = (__global const half *)(chunk_pick(sd->kind, uj) == CK_WINDOW ? windows : blocks) +
                                           chunk_pick(sd->vh, uj) + ut * D + g * CH;
-                for (uint c = 0; c < CH; c++) x[k][c] = ok && g * CH + c < D ? vload_half(c, xp) : 0.0f;
+                load_halves(xp, ok, g * CH, x[k]);
             }
             for (uint k = 0; k < 4; k++) {
                 const uint u = u0 + k * NS;
@@ -384,9 +442,11 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
                 for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * cf;
             }
         } else {
-            __global const half *x = (__global const half *)(ukind == CK_WINDOW ? windows : blocks) + chunk_pick(sd->vh, uj) + ut * D + g * CH;
+            float x[CH];
+            load_halves((__global const half *)(ukind == CK_WINDOW ? windows : blocks) + chunk_pick(sd->vh, uj) + ut * D + g * CH, 1,
+                        g * CH, x);
             for (uint c = 0; c < CH; c++) {
-                float xv = g * CH + c < D ? vload_half(c, x) * code_unfactor(c, VBITS) : 0.0f;
+                float xv = x[c] * code_unfactor(c, VBITS);
                 for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * xv;
             }
         }
@@ -502,7 +562,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
     }
     if (MODE == 0) {
         if (lid < 8) L.vchunk[lid] = lid * 32 < bank ? tbl[head * PKV_OCL_MAX_CHUNKS + lid] : 0u;
-        for (uint e = lid; e < NR * SCAP; e += WG) L.S[e] = 0u;
+        for (uint e = lid; e < NR * SCAP; e += WG) hist_set(L.S, L.Sh, e, 0.0f);
         __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV;
         for (uint e = lid; e < bank * NRV; e += WG) L.qc[e] = qc_row[e];
     }
@@ -562,7 +622,7 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
                 __global const half *pat = (__global const half *)((__global const uchar *)chunks + (size_t)L.vchunk[m / 32] * P[A_CHUNK]) +
                                            (size_t)(PKV_OCL_CHUNK_PATTERNS + m % 32) * D;
                 float4 x = vload_half4(q4, pat);
-                for (uint r = 0; r < NR; r++) f[r] += as_float(L.S[r * SCAP + m]) * x;
+                for (uint r = 0; r < NR; r++) f[r] += hist_get(L.S, L.Sh, r * SCAP + m) * x;
             }
             for (uint r = 0; r < NR; r++) vstore4(f[r], ((ps * NR + r) * D) / 4 + q4, L.acc);
         }

@@ -14,7 +14,7 @@ layout(constant_id = 8) const uint STAGE_V = 1; /* attn_decode: V codes staged i
 layout(constant_id = 9) const uint VCH = 16;    /* attn_decode: channels per invocation in the V phase (4, 8, 16) */
 layout(constant_id = 10) const uint STAGE_K = 0; /* attn_decode: K codes staged in shared memory */
 layout(constant_id = 11) const uint PREFETCH = 1; /* attn_decode: the next step's loads issued before this step's work */
-layout(constant_id = 12) const uint HIST_ROUNDS = 0; /* attn_decode, subgroup variant: patterns whose adds a subgroup sums first (0: none) */
+layout(constant_id = 12) const uint HIST_FIXED = 1; /* attn_decode: the V histogram in fixed point, integer atomics (0: float, compare-and-swap) */
 
 layout(push_constant) uniform Push {
     uint H, n_q_heads, q_len, gqa, tiles, cps;

@@ -59,7 +59,8 @@ shared vec4 qc_s[SCAP * NRV];    /* q . P_K[m] of the tile's rows */
 shared vec4 w_s[WG * NRV];       /* per step: p * s_V (compressed) or p (fp16) */
 shared uint vw_s[BPS * VSEC];    /* per step: the chunks' V codes */
 shared uvec4 kq_s[STAGE_K != 0u ? BPS * KSEC4 : 1u]; /* per step: the chunks' K codes (STAGE_K) */
-shared uint S_s[NR * SCAP];      /* V histogram, float bits, [row][pattern] */
+shared uint S_s[NR * SCAP];      /* V histogram, [row][pattern]: float bits, or the low words (HIST_FIXED) */
+shared uint Sh_s[HIST_FIXED != 0u ? NR * SCAP : 1u]; /* HIST_FIXED: the high words */
 const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
 shared float acc_s[ACC_N];       /* end of item: the slices' sums of one row; the fold's; merge: weights */
 shared uint vchunk_s[8];         /* the V bank's chunk slots */
@@ -119,8 +120,21 @@ float code_float(uint w, uint wh, uint sh, uint mask)
 }
 float int_float(uint code) { return uintBitsToFloat(code | 0x4B000000u) - 8388608.0; }
 
+/* The V histogram S[r][m]: the sum of p over a pattern's gated tokens. Runs of tokens share a
+ * pattern, so many invocations add to one word at once. HIST_FIXED: a 64-bit fixed-point number in
+ * units of 2^-32 (low word in S_s, high in Sh_s) added with two integer atomics, which the hardware
+ * serialises without retries (p <= 2^LAZY, so the high word holds any item below 2^24 tokens).
+ * Otherwise float bits added by compare-and-swap, which retries while a run contends. */
+const float HIST_ONE = 4294967296.0; /* 2^32 */
 void hist_add(uint idx, float v)
 {
+    if (HIST_FIXED != 0u) {
+        uint hi = uint(v), lo = uint((v - float(hi)) * HIST_ONE); /* exact: v - hi < 1 */
+        uint old = atomicAdd(S_s[idx], lo);
+        hi += old + lo < old ? 1u : 0u; /* the carry out of the low word */
+        if (hi != 0u) atomicAdd(Sh_s[idx], hi);
+        return;
+    }
     uint old = S_s[idx];
     for (;;) {
         uint prev = atomicCompSwap(S_s[idx], old, floatBitsToUint(uintBitsToFloat(old) + v));
@@ -128,28 +142,26 @@ void hist_add(uint idx, float v)
         old = prev;
     }
 }
+float hist_get(uint idx)
+{
+    return HIST_FIXED != 0u ? float(Sh_s[idx]) + float(S_s[idx]) * (1.0 / HIST_ONE) : uintBitsToFloat(S_s[idx]);
+}
+void hist_set(uint idx, float v)
+{
+    if (HIST_FIXED != 0u) {
+        uint hi = uint(v);
+        Sh_s[idx] = hi;
+        S_s[idx] = uint((v - float(hi)) * HIST_ONE);
+    } else {
+        S_s[idx] = floatBitsToUint(v);
+    }
+}
 
 /* The V histogram's adds of one step: S[r][key] += p[r] for this invocation's gated token (key
- * HIST_NONE: none). Tokens that share a pattern come in runs, and one compare-and-swap per token made
- * a run's invocations retry on one word (pkv bench's data). With subgroup arithmetic and HIST_ROUNDS
- * > 0, a subgroup first sums the adds of up to HIST_ROUNDS patterns (the smallest keys first) and one
- * invocation adds each sum; the rest add their own. Call from uniform control flow. */
+ * HIST_NONE: none). */
 const uint HIST_NONE = 0xffffffffu;
 void hist_step(uint key, float p[NR])
 {
-#ifdef PKV_SUBGROUPS
-    for (uint k = 0u; k < HIST_ROUNDS; k++) {
-        uint lead = subgroupMin(key);
-        if (lead == HIST_NONE) break; /* uniform */
-        bool take = key == lead;
-        float sum[NR];
-        [[unroll]] for (uint r = 0u; r < NR; r++) sum[r] = subgroupAdd(take ? p[r] : 0.0);
-        if (subgroupElect())
-            [[unroll]] for (uint r = 0u; r < NR; r++)
-                if (sum[r] != 0.0) hist_add(r * SCAP + lead, sum[r]);
-        if (take) key = HIST_NONE;
-    }
-#endif
     if (key != HIST_NONE)
         [[unroll]] for (uint r = 0u; r < NR; r++)
             if (p[r] != 0.0) hist_add(r * SCAP + key, p[r]);
@@ -410,7 +422,7 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
         st.pz[r] += p * (codes ? L.vz : 0.0);
     }
     if (MODE == 0u && rescale) { /* uniform: every invocation saw the same maxima */
-        for (uint e = lid; e < NR * SCAP; e += WG) S_s[e] = floatBitsToUint(uintBitsToFloat(S_s[e]) * pick(alpha, e / SCAP));
+        for (uint e = lid; e < NR * SCAP; e += WG) hist_set(e, hist_get(e) * pick(alpha, e / SCAP));
         barrier();
     }
     vec4 wt[2];
@@ -477,7 +489,7 @@ void fold_patterns(uint bank, inout float o[NR][CE])
             uint h = vchunk_s[m / 32u] * pc.chunk_words * 2u + 32u * D + (m % 32u) * D + 4u * q; /* half index */
             uvec2 w = chk2[h / 4u];
             vec4 x = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
-            [[unroll]] for (uint r = 0u; r < NR; r++) f[r] += uintBitsToFloat(S_s[r * SCAP + m]) * x;
+            [[unroll]] for (uint r = 0u; r < NR; r++) f[r] += hist_get(r * SCAP + m) * x;
         }
         [[unroll]] for (uint r = 0u; r < NR; r++)
             [[unroll]] for (uint k = 0u; k < 4u; k++) acc_s[(ps * NR + r) * D + 4u * q + k] = f[r][k];
@@ -518,7 +530,7 @@ void main()
     }
     if (MODE == 0u) {
         if (lid < 8u) vchunk_s[lid] = lid * 32u < seq_bank(seq) ? seq_chunk(seq, head, lid) : 0u;
-        for (uint e = lid; e < NR * SCAP; e += WG) S_s[e] = 0u;
+        for (uint e = lid; e < NR * SCAP; e += WG) hist_set(e, 0.0);
         uint bank = seq_bank(seq);
         for (uint e = lid; e < bank * NRV; e += WG) qc_s[e] = scr4[qc_index(seq, head, tile, 0u) + e];
     }

@@ -29,8 +29,8 @@ void pkv_attn_env_read(pkv_attn_env *e)
     const char *sk = getenv("PKV_ATTN_STAGE_K"), *pf = getenv("PKV_ATTN_PREFETCH");
     if (sk && *sk) e->stage_k = atoi(sk) > 0 ? 2 : 1;
     if (pf && *pf) e->prefetch = atoi(pf) > 0 ? 2 : 1;
-    const uint32_t hr = env_u32("PKV_ATTN_HIST_ROUNDS");
-    e->hist_rounds = hr <= 8 ? hr : 8;
+    const char *hf = getenv("PKV_ATTN_HIST_FIXED");
+    if (hf && *hf) e->hist_fixed = atoi(hf) > 0 ? 2 : 1;
 }
 
 void pkv_attn_env_reload(pkv_context *ctx)
@@ -124,9 +124,20 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env)
     if (env->vch) sh.vch = env->vch;
     if (env->stage_k) sh.stage_k = env->stage_k == 2;
     if (env->prefetch) sh.prefetch = env->prefetch == 2;
-    sh.hist_rounds = env->hist_rounds;
+    sh.hist_fixed = env->hist_fixed != 1;
     while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > sh.bps * g->G) sh.vch *= 2; /* channel groups <= invocations */
     return sh;
+}
+
+size_t pkv_attn_decode_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v)
+{
+    const size_t nrv = (nr + 3) / 4, bps = sh.bps, wg = bps * g->G, ch = sh.vch;
+    const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
+    const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    const size_t vsec = bps * (g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words);
+    const size_t acc = wg * ch > nr * g->d ? wg * ch : nr * g->d;
+    const size_t hist = 4 * nr * cap + (sh.hist_fixed ? 4 * nr * cap : 4);
+    return 16 * nrv * ((1 + bps) * g->d + cap + wg) + 4 * vsec + ksec + hist + 4 * acc + 32;
 }
 
 void pkv_attn_plan_free(pkv_attn_plan *plan)

@@ -71,11 +71,13 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env);
  * PKV_ATTN_PREFETCH=0|1 override them (tuning). */
 typedef struct pkv_attn_shape {
     uint32_t bps, vch, stage_k, prefetch;
-    /* Vulkan's subgroup variant, PATTERN: patterns whose V-histogram adds a subgroup sums before its
-     * atomics (PKV_ATTN_HIST_ROUNDS=0..8; default 0, unmeasured on a GPU yet: bench/RESULTS.md,
-     * session 5) */
-    uint32_t hist_rounds;
+    /* PATTERN's V histogram in fixed point, added with integer atomics (default), or in float by
+     * compare-and-swap (PKV_ATTN_HIST_FIXED=0; Vulkan's default: bench/RESULTS.md, session 6) */
+    uint32_t hist_fixed;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env);
+/* Bytes of shared (local) memory the decode kernels (attn_decode.comp, ocl_attention.cl) declare for
+ * nr rows, with or without the V codes staged, before each backend's own reduction arrays. */
+size_t pkv_attn_decode_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v);
 
 #endif

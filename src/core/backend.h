@@ -138,7 +138,7 @@ typedef struct pkv_attn_env {
     uint32_t flags;           /* PKV_ATTN_SEPARATE_MERGE, PKV_ATTN_DEBUG: pkv_attn_flags */
     uint32_t step_blocks, vch; /* PKV_ATTN_STEP_BLOCKS, PKV_ATTN_VCH (valid values only) */
     uint32_t stage_k, prefetch; /* PKV_ATTN_STAGE_K, PKV_ATTN_PREFETCH: 0 not set, 1 off, 2 on */
-    uint32_t hist_rounds;     /* PKV_ATTN_HIST_ROUNDS (0..8) */
+    uint32_t hist_fixed;      /* PKV_ATTN_HIST_FIXED: 0 not set, 1 off, 2 on */
 } pkv_attn_env;
 
 typedef struct pkv_backend_iface {

@@ -421,12 +421,8 @@ pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_
 static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v, const pkv_attn_env *env)
 {
     const pkv_attn_shape sh = pkv_attn_shape_for(g, env);
-    const size_t nrv = (nr + 3) / 4, ch = sh.vch, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
-    const size_t bps = sh.bps, wg = bps * g->G;
-    const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
-    const size_t vsec = bps * (g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words);
-    const size_t acc = wg * ch > nr * g->d ? wg * ch : nr * g->d;
-    return 16 * nrv * ((1 + bps) * g->d + cap + wg) + 4 * vsec + ksec + 4 * nr * cap + 4 * acc + 32 + 8 * wg * nr * bps + 64;
+    const size_t wg = sh.bps * g->G;
+    return pkv_attn_decode_local_bytes(g, sh, nr, stage_v) + 8 * wg * nr * sh.bps + 64;
 }
 
 /* The parameter block of ocl_attention.cl (its A_* indices). */
@@ -458,7 +454,8 @@ static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *o
     }
     const pkv_attn_shape ks = pkv_attn_shape_for(g, env);
     const uint32_t s[PKV_OCL_ATTN_SHAPE] = {g->d, g->G, g->k_bits, g->v_bits, g->mode, nr,
-                                            g->mode == PKV_MODE_PATTERN ? g->capacity : 1, stage_v, ks.vch, ks.stage_k, ks.bps, ks.prefetch};
+                                            g->mode == PKV_MODE_PATTERN ? g->capacity : 1, stage_v, ks.vch, ks.stage_k, ks.bps, ks.prefetch,
+                                            ks.hist_fixed};
     memcpy(shape, s, sizeof s);
 }
 

@@ -518,13 +518,8 @@ typedef struct attn_push {
  * (its arrays, in its order). */
 static size_t decode_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v, int subgroups)
 {
-    const size_t nrv = (nr + 3) / 4, bps = sh.bps, wg = bps * g->G, ch = sh.vch;
-    const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
-    const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
-    const size_t vsec = bps * (g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words);
-    const size_t acc = wg * ch > nr * g->d ? wg * ch : nr * g->d;
-    return 16 * nrv * ((1 + bps) * g->d + cap + wg) + 4 * vsec + ksec + 4 * nr * cap + 4 * acc + 4 + 32 +
-           8 * nr * bps * (subgroups ? 32 : wg);
+    const size_t wg = sh.bps * g->G;
+    return pkv_attn_decode_local_bytes(g, sh, nr, stage_v) + 8 * nr * sh.bps * (subgroups ? 32 : wg);
 }
 
 /* The kernel shapes attention runs for an op's query rows per KV head (rows_group: its q_len times
@@ -546,6 +541,9 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
      * chunks per step (a smaller workgroup): found by the Vulkan validation layer in CI */
     const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
     pkv_attn_shape shape = pkv_attn_shape_for(g, env);
+    /* The fixed-point histogram made NVIDIA's Vulkan kernel slower at 2 bits even with no adds (its
+     * OpenCL kernel 1.6-1.8x faster): float compare-and-swap unless asked (bench/RESULTS.md, session 6) */
+    if (!env->hist_fixed) shape.hist_fixed = 0;
     uint32_t nr = 1, stage_v = 0;
     for (;;) {
         const int sub = vk->subgroup_arith;
@@ -568,7 +566,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
     c->kernel[1] = vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
     c->spec[1][0] = c->wg, c->spec[1][8] = stage_v, c->spec[1][9] = c->shape.vch, c->spec[1][10] = c->shape.stage_k;
-    c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_rounds;
+    c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_fixed;
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
 }
 
