@@ -69,8 +69,12 @@ int main(int argc, char **argv)
         k[i] = (float)((double)(x >> 11) / 9007199254740992.0 * 2.0 - 1.0), v[i] = 0.5f * k[i];
     }
     if (pkv_seq_create(c, &seqs[0]) != PKV_OK) return fail("sequence");
-    for (uint32_t l = 0; l < L; l++)
-        if (pkv_append(c, seqs[0], l, C, k, v, PKV_F32) != PKV_OK) return fail("prompt");
+    for (uint32_t l = 0; l < L; l++) /* in pieces: a device's largest buffer may hold less than the prompt */
+        for (uint32_t at = 0; at < C; at += 2048) {
+            const uint32_t m = C - at < 2048 ? C - at : 2048;
+            const size_t o = (size_t)at * H * d;
+            if (pkv_append(c, seqs[0], l, m, k + o, v + o, PKV_F32) != PKV_OK) return fail("prompt");
+        }
     for (uint32_t b = 1; b < BB; b++)
         if (pkv_seq_fork(c, seqs[0], &seqs[b]) != PKV_OK) return fail("fork");
     pkv_vk *vk = pkv_vk_of(ctx->be);
