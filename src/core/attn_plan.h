@@ -72,7 +72,7 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env);
 typedef struct pkv_attn_shape {
     uint32_t bps, vch, stage_k, prefetch;
     /* PATTERN's V histogram in fixed point, added with integer atomics (default), or in float by
-     * compare-and-swap (PKV_ATTN_HIST_FIXED=0; Vulkan's default: bench/RESULTS.md, session 6) */
+     * compare-and-swap (PKV_ATTN_HIST_FIXED=0; Vulkan's default at 2 bits: bench/RESULTS.md, session 6) */
     uint32_t hist_fixed;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env);

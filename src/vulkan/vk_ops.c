@@ -541,9 +541,10 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
      * chunks per step (a smaller workgroup): found by the Vulkan validation layer in CI */
     const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
     pkv_attn_shape shape = pkv_attn_shape_for(g, env);
-    /* The fixed-point histogram made NVIDIA's Vulkan kernel slower at 2 bits even with no adds (its
-     * OpenCL kernel 1.6-1.8x faster): float compare-and-swap unless asked (bench/RESULTS.md, session 6) */
-    if (!env->hist_fixed) shape.hist_fixed = 0;
+    /* NVIDIA's Vulkan kernel with the fixed-point histogram is slower at 2 bits even with no adds
+     * (8 x 32K 0.62 -> 0.84 ms) and faster at 4 (1.09 -> 0.85): float compare-and-swap for 2-bit K and V
+     * unless asked (bench/RESULTS.md, session 6) */
+    if (!env->hist_fixed && g->k_bits == 2 && g->v_bits == 2) shape.hist_fixed = 0;
     uint32_t nr = 1, stage_v = 0;
     for (;;) {
         const int sub = vk->subgroup_arith;
