@@ -89,21 +89,6 @@ static void expect_same_contents(pkv_cache *a, pkv_seq sa, pkv_cache *b, pkv_seq
     free(x), free(y), free(bank);
 }
 
-static void expect_same_file(pkv_cache *a, pkv_cache *b)
-{
-    char pa[64], pb[64];
-    snprintf(pa, sizeof pa, "/tmp/pkv_layers_a_%d.pkv", (int)getpid());
-    snprintf(pb, sizeof pb, "/tmp/pkv_layers_b_%d.pkv", (int)getpid());
-    TU_OK(pkv_cache_save(a, pa));
-    TU_OK(pkv_cache_save(b, pb));
-    size_t na, nb;
-    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
-    remove(pa), remove(pb);
-    assert_int_equal(na, nb);
-    assert_memory_equal(fa, fb, na);
-    free(fa), free(fb);
-}
-
 /* A prompt of 300 tokens (mining, blocks, a window; in DIRECT and FP16 mode nine flushes), then
  * decode steps of one token crossing two flushes, then 20 at a time, then the rest at once (several
  * flushes in one call): saved files identical, and every block, bank and window. In every mode. */
@@ -126,11 +111,11 @@ static void multi_layer_append_equals_per_layer_appends(void **state)
         append_per_layer(a, sa, k, v, t, 300), append_all(b, sb, k, v, t, 300), t += 300;
         for (; t < 300 + 2 * G + 5; t++) append_per_layer(a, sa, k, v, t, 1), append_all(b, sb, k, v, t, 1);
         for (; t + 20 <= 500; t += 20) append_per_layer(a, sa, k, v, t, 20), append_all(b, sb, k, v, t, 20);
-        expect_same_file(a, b);
+        tu_expect_same_saved(a, b);
         expect_same_contents(a, sa, b, sb);
         uint32_t n = T - t; /* several flushes in one call */
         append_per_layer(a, sa, k, v, t, n), append_all(b, sb, k, v, t, n);
-        expect_same_file(a, b);
+        tu_expect_same_saved(a, b);
         expect_same_contents(a, sa, b, sb);
         TU_OK(pkv_cache_free(a));
         TU_OK(pkv_cache_free(b));
@@ -166,13 +151,13 @@ static void window_writes_through_a_small_staging_ring(void **state)
         append_all(a, sa, k, v, t, 5), append_all(b, sb, k, v, t, 5), t += 5; /* no mining: window rows */
         append_all(a, sa, k, v, t, 600), append_all(b, sb, k, v, t, 600), t += 600;
         for (; t < T; t++) append_all(a, sa, k, v, t, 1), append_all(b, sb, k, v, t, 1);
-        expect_same_file(a, b);
+        tu_expect_same_saved(a, b);
         expect_same_contents(a, sa, b, sb);
         pkv_seq pa, pb; /* a prompt: mining's token uploads turn the ring's halves too */
         TU_OK(pkv_seq_create(a, &pa));
         TU_OK(pkv_seq_create(b, &pb));
         append_all(a, pa, k, v, 0, 600), append_all(b, pb, k, v, 0, 600);
-        expect_same_file(a, b);
+        tu_expect_same_saved(a, b);
         expect_same_contents(a, pa, b, pb);
         TU_OK(pkv_cache_free(a));
         TU_OK(pkv_cache_free(b));
@@ -203,7 +188,7 @@ static void multi_layer_append_after_a_fork(void **state)
         append_per_layer(a, ca, k, v, t, 1), append_all(b, cb, k, v, t, 1);
         append_per_layer(a, pa, k, v, T - 1 - t, 1), append_all(b, pb, k, v, T - 1 - t, 1);
     }
-    expect_same_file(a, b);
+    tu_expect_same_saved(a, b);
     expect_same_contents(a, ca, b, cb);
     expect_same_contents(a, pa, b, pb);
     TU_OK(pkv_cache_free(a));
@@ -318,7 +303,7 @@ static void attention_with_own_kv_equals_append_then_attend(void **state)
         }
         append_all(a, sa, k, v, t, 1);
     }
-    expect_same_file(a, b);
+    tu_expect_same_saved(a, b);
     /* errors: own K/V that does not fit the window, half given, NaN */
     pkv_attention_params p = pkv_attention_params_default();
     p.seqs = &sa, p.n_seqs = 1, p.n_q_heads = nqh, p.q_len = G, p.k_new = k, p.v_new = v;

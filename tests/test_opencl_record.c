@@ -150,22 +150,6 @@ static void enqueue_step(app *a, pkv_cache *c, pkv_seq s)
     a->cl->clReleaseEvent(prev);
 }
 
-/* The two caches save to the same bytes. */
-static void same_saved_bytes(pkv_cache *x, pkv_cache *y)
-{
-    char pa[64], pb[64];
-    snprintf(pa, sizeof pa, "/tmp/pkv_oclbat_a_%d.pkv", (int)getpid());
-    snprintf(pb, sizeof pb, "/tmp/pkv_oclbat_b_%d.pkv", (int)getpid());
-    TU_OK(pkv_cache_save(x, pa));
-    TU_OK(pkv_cache_save(y, pb));
-    size_t na, nb;
-    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
-    assert_int_equal(na, nb);
-    assert_memory_equal(fa, fb, na);
-    free(fa), free(fb);
-    remove(pa), remove(pb);
-}
-
 static void enqueued_equals_synchronous(void **state)
 {
     (void)state;
@@ -206,7 +190,7 @@ static void enqueued_equals_synchronous(void **state)
     TU_OK(pkv_opencl_read_status(enq, &flags, &first, 0));
     assert_int_equal(flags, 0);
     assert_int_equal(first, UINT32_MAX);
-    same_saved_bytes(sync, enq);
+    tu_expect_same_saved(sync, enq);
     /* argument errors are found before anything is enqueued */
     assert_int_equal(pkv_opencl_enqueue_append(enq, es, 0, 1, a.buf, OFF_SK(0), TOK - 4, a.buf, OFF_SV(0), TOK, PKV_F32, 0,
                                                NULL, NULL), PKV_ERR_INVALID_ARGUMENT);
@@ -378,7 +362,7 @@ static void batch_append_equals_sequence_by_sequence(void **state)
                                           PKV_F32));
         }
     free(saved);
-    same_saved_bytes(one, lat);
+    tu_expect_same_saved(one, lat);
     TU_OK(pkv_seq_fork(one, os[0], &os[2]));
     TU_OK(pkv_seq_fork(bat, bs[0], &bs[2]));
     static float want[L][NB * QB / 4], got[NB * QB / 4];
@@ -414,7 +398,7 @@ static void batch_append_equals_sequence_by_sequence(void **state)
     uint32_t flags = 1, first = 0, T[NB];
     TU_OK(pkv_opencl_read_status(bat, &flags, &first, 0));
     assert_int_equal(flags, 0);
-    same_saved_bytes(one, bat);
+    tu_expect_same_saved(one, bat);
     float *k[NB], *v[NB];
     for (uint32_t i = 0; i < NB; i++) {
         TU_OK(pkv_seq_length(bat, bs[i], L - 1, &T[i]));

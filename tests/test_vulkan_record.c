@@ -68,17 +68,7 @@ static void recorded_equals_synchronous(void **state)
     assert_int_equal(flags, 0);
     assert_int_equal(first, UINT32_MAX);
     /* the same cache, byte for byte */
-    char pa[64], pb[64];
-    snprintf(pa, sizeof pa, "/tmp/pkv_vkrec_a_%d.pkv", (int)getpid());
-    snprintf(pb, sizeof pb, "/tmp/pkv_vkrec_b_%d.pkv", (int)getpid());
-    TU_OK(pkv_cache_save(sync, pa));
-    TU_OK(pkv_cache_save(rec, pb));
-    size_t na, nb;
-    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
-    assert_int_equal(na, nb);
-    assert_memory_equal(fa, fb, na);
-    free(fa), free(fb);
-    remove(pa), remove(pb);
+    tu_expect_same_saved(sync, rec);
     /* argument errors are found before anything is recorded */
     cb = cmd_begin(&a);
     assert_int_equal(pkv_vulkan_cmd_append(rec, cb, rs, 0, 1, a.buf, OFF_SK(0), TOK_FLOATS * 4 - 4, a.buf, OFF_SV(0),

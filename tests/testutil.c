@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 pkv_backend_kind tu_backend(void)
 {
@@ -130,6 +131,21 @@ uint8_t *tu_slurp(const char *path, size_t *n)
     char *data = NULL, err[512];
     if (cli_read_file(path, &data, n, err, sizeof err)) fail_msg("%s", err);
     return (uint8_t *)data;
+}
+
+void tu_expect_same_saved(pkv_cache *a, pkv_cache *b)
+{
+    char pa[64], pb[64];
+    snprintf(pa, sizeof pa, "/tmp/pkv_same_a_%d.pkv", (int)getpid());
+    snprintf(pb, sizeof pb, "/tmp/pkv_same_b_%d.pkv", (int)getpid());
+    TU_OK(pkv_cache_save(a, pa));
+    TU_OK(pkv_cache_save(b, pb));
+    size_t na, nb;
+    uint8_t *fa = tu_slurp(pa, &na), *fb = tu_slurp(pb, &nb);
+    remove(pa), remove(pb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
 }
 
 pkv_cache_config tu_config(uint32_t layers, uint32_t H, uint32_t d, uint32_t bits, uint32_t G, pkv_mode mode)

@@ -51,6 +51,9 @@ double tu_check_attention(const float *const *k, const float *const *v, const ui
 /* A whole file into memory (freed by the caller); fails the test if it cannot be read. */
 uint8_t *tu_slurp(const char *path, size_t *n);
 
+/* Saves both caches and fails the test unless the two files are byte for byte the same. */
+void tu_expect_same_saved(pkv_cache *a, pkv_cache *b);
+
 pkv_cache_config tu_config(uint32_t layers, uint32_t H, uint32_t d, uint32_t bits, uint32_t G, pkv_mode mode);
 
 #define TU_OK(expr) assert_int_equal((expr), PKV_OK)
