@@ -108,19 +108,34 @@ static void test_argmin(const pkv_cpu_kernels *k, tu_rng *r)
                 }
                 assert_true(second == ad2[j] || (isinf(second) && isinf(ad2[j])));
             }
-            /* dots (bounds only, any order): within gamma_d sum |x_i c_i| of the fp64 dot */
-            float *dots = malloc((size_t)ni * M * sizeof *dots);
-            k->dots(x, idx, ni, d, P, M, dots);
-            for (uint32_t j = 0; j < ni; j++)
+            /* dots_top2 (bounds only, any order): every h_m = c2_m - 2 x.c_m within (2.1 d + 8) 2^-24
+             * (sum |x_i c_i| + |c2_m|) of fp64 (cpu_kmeans.c's bound), the best one's h and the smallest
+             * of the others within those bounds */
+            float c2[256], h1[64], h2[64];
+            for (uint32_t m = 0; m < M; m++) {
+                double s2 = 0.0;
+                for (uint32_t i = 0; i < d; i++) s2 += (double)P[(size_t)m * d + i] * P[(size_t)m * d + i];
+                c2[m] = (float)s2;
+            }
+            k->dots_top2(x, idx, ni, d, P, M, c2, b32, h1, h2);
+            for (uint32_t j = 0; j < ni; j++) {
+                double lo_other = INFINITY, hi_other = INFINITY;
+                assert_true(b32[j] < M);
                 for (uint32_t m = 0; m < M; m++) {
                     double ref = 0.0, mag = 0.0;
                     for (uint32_t i = 0; i < d; i++) {
                         double p = (double)x[(size_t)idx[j] * d + i] * P[(size_t)m * d + i];
                         ref += p, mag += fabs(p);
                     }
-                    assert_true(fabs(dots[(size_t)j * M + m] - ref) <= d * 0x1p-24 / (1 - d * 0x1p-24) * mag + 1e-30);
+                    const double h = c2[m] - 2.0 * ref, e = (2.1 * d + 8) * 0x1p-24 * (mag + fabs(c2[m])) + 1e-30;
+                    assert_true(h1[j] <= h + e);
+                    if (m == b32[j]) assert_true(fabs(h1[j] - h) <= e);
+                    else if (h - e < lo_other) lo_other = h - e;
+                    if (m != b32[j] && h + e < hi_other) hi_other = h + e;
                 }
-            free(dots);
+                if (M == 1) assert_true(isinf(h2[j]));
+                else assert_true(h2[j] >= lo_other && h2[j] <= hi_other && h2[j] >= h1[j]);
+            }
             /* chunk sums: runs of one centroid, some centroids not selected, a range inside */
             uint32_t as[64];
             uint8_t sel[256];

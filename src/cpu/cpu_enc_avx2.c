@@ -54,10 +54,10 @@ void pkv_cpu_l2_top2_avx2(const float *x, const uint32_t *idx, uint32_t n, uint3
 {
     enc_l2_top2(x, idx, n, d, P, M, best, d1, d2);
 }
-void pkv_cpu_dots_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
-                      float *out)
+void pkv_cpu_dots_top2_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                          const float *c2, uint32_t *best, float *h1, float *h2)
 {
-    enc_dots(x, idx, n, d, P, M, out);
+    enc_dots_top2(x, idx, n, d, P, M, c2, best, h1, h2);
 }
 void pkv_cpu_sums_avx2(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
                       float *s)

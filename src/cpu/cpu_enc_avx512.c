@@ -25,6 +25,7 @@ static inline void vf_f16_store(uint16_t *p, VF v)
     _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
+#define DOT_ACC 16 /* of 32 registers */
 #include "cpu_enc_simd.h"
 
 void pkv_cpu_f16_to_f32_avx512(const uint16_t *src, float *dst, size_t n) { enc_f16_to_f32(src, dst, n); }
@@ -37,10 +38,10 @@ void pkv_cpu_l2_top2_avx512(const float *x, const uint32_t *idx, uint32_t n, uin
 {
     enc_l2_top2(x, idx, n, d, P, M, best, d1, d2);
 }
-void pkv_cpu_dots_avx512(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
-                      float *out)
+void pkv_cpu_dots_top2_avx512(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                          const float *c2, uint32_t *best, float *h1, float *h2)
 {
-    enc_dots(x, idx, n, d, P, M, out);
+    enc_dots_top2(x, idx, n, d, P, M, c2, best, h1, h2);
 }
 void pkv_cpu_sums_avx512(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
                       float *s)

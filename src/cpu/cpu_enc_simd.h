@@ -11,7 +11,7 @@
  * min and max over the channels), the only thing order can change is the sign of a zero result, and
  * then the scalar fold is redone. Quantization codes come from an estimate corrected by the exact
  * up/down steps of docs/NUMERICS.md, in every lane until no lane moves. One kernel is not exact and
- * need not be: dots (x . c with FMA) feeds only the k-means distance bounds (cpu_kmeans.c).
+ * need not be: dots_top2 (x . c with FMA) feeds only the k-means distance bounds (cpu_kmeans.c).
  *
  * Vocabulary: W lanes; VF, MK (lane mask); vf_load vf_store vf_set1 vf_add vf_sub vf_mul vf_fma
  * vf_min(a,b) = a < b ? a : b, vf_max(a,b) = a > b ? a : b, vf_floor, vf_hmin, vf_hmax,
@@ -151,62 +151,99 @@ static void enc_l2_top2(const float *x, const uint32_t *idx, uint32_t n, uint32_
     free(PT);
 }
 
-/* x . c of TP tokens against nv vectors of patterns, with fused multiply-add: for distance bounds
- * only (cpu_kmeans.c), never compared bit for bit. dist: [TP][BLKV * W]. */
-EINLINE void dot_tokens(const float *const *xs, uint32_t TP, const float *PT, uint32_t Mp, uint32_t d, uint32_t nv,
+/* x . c of TP tokens against all NV vectors of patterns, with fused multiply-add: for distance bounds
+ * only (cpu_kmeans.c), never compared bit for bit. TP * NV <= DOT_ACC accumulators in registers (both
+ * constants at every call); each row of PT is loaded once for the TP tokens. dot: [TP][NV * W]. */
+#ifndef DOT_ACC
+#define DOT_ACC BLKV /* the accumulators the instruction set's registers hold with room to spare */
+#endif
+EINLINE void dot_tokens(const float *const *xs, uint32_t TP, const float *PT, uint32_t Mp, uint32_t d, uint32_t NV,
                         float *dot)
 {
-    VF acc[BLKV];
-    const uint32_t NV = BLKV / TP;
-    for (uint32_t v = 0; v < BLKV; v++) acc[v] = vf_set1(0.0f);
+    VF acc[DOT_ACC];
+    for (uint32_t v = 0; v < TP * NV; v++) acc[v] = vf_set1(0.0f);
     for (uint32_t i = 0; i < d; i++) {
         const float *row = PT + (size_t)i * Mp;
+        VF c[DOT_ACC];
+        for (uint32_t v = 0; v < NV; v++) c[v] = vf_load(row + v * W);
         for (uint32_t p = 0; p < TP; p++) {
             VF xi = vf_set1(xs[p][i]);
-            for (uint32_t v = 0; v < NV; v++)
-                if (v < nv) acc[p * NV + v] = vf_fma(xi, vf_load(row + v * W), acc[p * NV + v]);
+            for (uint32_t v = 0; v < NV; v++) acc[p * NV + v] = vf_fma(xi, c[v], acc[p * NV + v]);
         }
     }
     for (uint32_t p = 0; p < TP; p++)
-        for (uint32_t v = 0; v < nv; v++) vf_store(dot + (size_t)p * BLKV * W + v * W, acc[p * NV + v]);
+        for (uint32_t v = 0; v < NV; v++) vf_store(dot + (size_t)(p * NV + v) * W, acc[p * NV + v]);
 }
 
-/* cpu_simd.h's dots: out[j][m] = x_t . P_m for the rows idx[0 .. n) (any order of summation). */
-static void enc_dots(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
-                     float *out)
+/* h = c2 - 2 dot over the Mp lanes of one token (c2 is +inf past M), then its smallest value, the first
+ * index holding it and the smallest of the others (+inf when M == 1). */
+EINLINE uint32_t h_top2(float *dot, const float *c2, uint32_t Mp, float *h1, float *h2)
+{
+    VF mn = vf_set1(INFINITY);
+    for (uint32_t v = 0; v < Mp; v += W) {
+        VF h = vf_fma(vf_load(dot + v), vf_set1(-2.0f), vf_load(c2 + v));
+        vf_store(dot + v, h);
+        mn = vf_min(h, mn);
+    }
+    const float b1 = vf_hmin(mn);
+    uint32_t b = 0;
+    while (b + 1 < Mp && !(dot[b] <= b1)) b++; /* dot[b] == b1, found before Mp */
+    dot[b] = INFINITY;
+    mn = vf_set1(INFINITY);
+    for (uint32_t v = 0; v < Mp; v += W) mn = vf_min(vf_load(dot + v), mn);
+    *h1 = b1, *h2 = vf_hmin(mn);
+    return b;
+}
+
+/* cpu_simd.h's dots_top2 (any order of summation, FMA: bounds only). */
+static void enc_dots_top2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                          const float *c2, uint32_t *best, float *h1, float *h2)
 {
     uint32_t Mp;
     float *PT = transpose_patterns(P, M, d, &Mp);
     const uint32_t nvec = Mp / W;
-    float *buf = PT ? malloc((size_t)(nvec > BLKV ? Mp : 4 * BLKV * W) * sizeof(float)) : NULL;
-    if (!buf) {
+    float *buf = PT ? malloc(((size_t)8 * Mp + Mp) * sizeof(float)) : NULL;
+    if (!buf) { /* the same values from plain loops */
         free(PT);
-        for (uint32_t j = 0; j < n; j++)
+        for (uint32_t j = 0; j < n; j++) {
+            const float *xt = x + (size_t)idx[j] * d;
+            uint32_t b = 0;
+            float f1 = INFINITY, f2 = INFINITY;
             for (uint32_t m = 0; m < M; m++) {
-                const float *xt = x + (size_t)idx[j] * d, *c = P + (size_t)m * d;
                 float s = 0.0f;
-                for (uint32_t i = 0; i < d; i++) s += xt[i] * c[i];
-                out[(size_t)j * M + m] = s;
+                for (uint32_t i = 0; i < d; i++) s += xt[i] * P[(size_t)m * d + i];
+                const float h = c2[m] - 2.0f * s;
+                if (h < f1) f2 = f1, f1 = h, b = m;
+                else if (h < f2) f2 = h;
             }
+            best[j] = b, h1[j] = f1, h2[j] = f2;
+        }
         return;
     }
-    const uint32_t tp = nvec <= BLKV / 4 ? 4 : nvec <= BLKV / 2 ? 2 : 1;
+    float *c2p = buf + (size_t)8 * Mp;
+    for (uint32_t m = 0; m < Mp; m++) c2p[m] = m < M ? c2[m] : INFINITY;
     uint32_t t = 0;
-    if (tp > 1)
-        for (; t + tp <= n; t += tp) {
-            const float *xs[4];
-            for (uint32_t p = 0; p < tp; p++) xs[p] = x + (size_t)idx[t + p] * d;
-            if (tp == 4) dot_tokens(xs, 4, PT, Mp, d, nvec, buf);
-            else dot_tokens(xs, 2, PT, Mp, d, nvec, buf);
-            for (uint32_t p = 0; p < tp; p++) memcpy(out + (size_t)(t + p) * M, buf + (size_t)p * BLKV * W, M * sizeof(float));
-        }
+    /* the most tokens per pass whose TP x NV accumulators fit in DOT_ACC (16 with AVX-512's 32
+     * registers, else 8) for a bank of up to 4 vectors; larger banks a token at a time */
+#define PKV_DOT_PASS(TP, NV)                                                                                      for (; t + (TP) <= n; t += (TP)) {                                                                                const float *xs[TP];                                                                                          for (uint32_t p = 0; p < (TP); p++) xs[p] = x + (size_t)idx[t + p] * d;                                       dot_tokens(xs, (TP), PT, Mp, d, (NV), buf);                                                                   for (uint32_t p = 0; p < (TP); p++) best[t + p] = h_top2(buf + (size_t)p * Mp, c2p, Mp, &h1[t + p], &h2[t + p]); \
+    }
+    if (nvec == 1) PKV_DOT_PASS(8, 1)
+#if DOT_ACC >= 16
+    if (nvec == 2) PKV_DOT_PASS(8, 2)
+    if (nvec == 3) PKV_DOT_PASS(4, 3)
+    if (nvec == 4) PKV_DOT_PASS(4, 4)
+#else
+    if (nvec == 2) PKV_DOT_PASS(4, 2)
+    if (nvec == 3) PKV_DOT_PASS(2, 3)
+    if (nvec == 4) PKV_DOT_PASS(2, 4)
+#endif
+#undef PKV_DOT_PASS
     for (; t < n; t++) {
         const float *xs[1] = {x + (size_t)idx[t] * d};
-        for (uint32_t v0 = 0; v0 < nvec; v0 += BLKV) {
-            uint32_t nv = nvec - v0 < BLKV ? nvec - v0 : BLKV;
-            dot_tokens(xs, 1, PT + v0 * W, Mp, d, nv, buf + v0 * W);
-        }
-        memcpy(out + (size_t)t * M, buf, M * sizeof(float));
+        uint32_t v0 = 0;
+        for (; v0 + DOT_ACC <= nvec; v0 += DOT_ACC) dot_tokens(xs, 1, PT + v0 * W, Mp, d, DOT_ACC, buf + v0 * W);
+        for (; v0 < nvec; v0++) dot_tokens(xs, 1, PT + v0 * W, Mp, d, 1, buf + v0 * W);
+        best[t] = h_top2(buf, c2p, Mp, &h1[t], &h2[t]);
     }
     free(buf);
     free(PT);

@@ -14,8 +14,9 @@
  * the sum and the square and difference; tau covers underflow), so
  *   u^2 (1 + eps) + tau < L^2 (1 - eps) - tau,  L = max(l_t, 2 half_a - u_t)
  * implies f_a < f_m for every m != a: a is still the strict argmin of the computed distances and the
- * token is skipped. The other tokens go through the kernel table's dots (x . c_m of every centroid,
- * FMA, any order: 3x faster than the exact distances) and resolve_fast: D_m^2 = |x|^2 + |c_m|^2 -
+ * token is skipped. The other tokens go through the kernel table's dots_top2 (x . c_m of every
+ * centroid, FMA, any order, reduced in registers to the two smallest h below: several times faster
+ * than the exact distances) and resolve_fast: D_m^2 = |x|^2 + |c_m|^2 -
  * 2 x.c_m within a rounding bound, so a token whose best centroid's upper bound, carried to the
  * computed f, lies below the others' lower bounds is assigned (strictly, so ties are not an issue)
  * and gets its bounds from there. Only the rest (a fraction of a percent on clustered and on real
@@ -62,7 +63,6 @@ static size_t carve(pkv_kmeans *km, uint8_t *base, uint32_t n, uint32_t d, uint3
     PKV_KM_ARRAY(d1, nm);
     PKV_KM_ARRAY(d2, nm);
     PKV_KM_ARRAY(nc2f, (size_t)M);
-    PKV_KM_ARRAY(dots, (size_t)PKV_KMEANS_BATCH * M);
     PKV_KM_ARRAY(assign, (size_t)n);
     PKV_KM_ARRAY(count, (size_t)M);
     PKV_KM_ARRAY(idx, (size_t)n);
@@ -133,7 +133,7 @@ static void set_assign(pkv_kmeans *km, uint32_t t, uint32_t now)
 
 /* The tokens idx[0 .. nf) through the fast dot products: with h_m = |c_m|^2 - 2 x.c_m (float),
  * D_m^2 = |x|^2 + h_m within E = (2.1 d + 8) 2^-24 (|x| max|c| + max|c|^2): the dot's rounding
- * (gamma_d |x| |c|, any order, FMA or not) and h's two roundings. A token whose smallest h (b),
+ * (gamma_d |x| |c|, any order, FMA or not) and h's roundings (at most two). A token whose smallest h (b),
  * carried to an upper bound of its computed f, lies below a lower bound of the computed f of the
  * second smallest is assigned here (with its bounds); the others are left in idx for the exact
  * kernel. Returns how many are left. */
@@ -149,30 +149,20 @@ static uint32_t resolve_fast(pkv_kmeans *km, const pkv_cpu_kernels *k, const flo
         if (s > c2max) c2max = s;
     }
     const double cmax = sqrt(c2max), K = (2.1 * d + 8) * 0x1p-24;
+    k->dots_top2(x, idx, nf, d, C, M, km->nc2f, km->best, km->d1, km->d2);
     uint32_t left = 0;
-    for (uint32_t j0 = 0; j0 < nf; j0 += PKV_KMEANS_BATCH) {
-        const uint32_t nb = nf - j0 < PKV_KMEANS_BATCH ? nf - j0 : PKV_KMEANS_BATCH;
-        k->dots(x, idx + j0, nb, d, C, M, km->dots);
-        for (uint32_t j = 0; j < nb; j++) {
-            const uint32_t t = idx[j0 + j];
-            float *r = km->dots + (size_t)j * M;
-            for (uint32_t m = 0; m < M; m++) r[m] = km->nc2f[m] - 2.0f * r[m];
-            uint32_t b = 0;
-            float h1 = r[0], h2 = INFINITY;
-            for (uint32_t m = 1; m < M; m++) {
-                if (r[m] < h1) h2 = h1, h1 = r[m], b = m;
-                else if (r[m] < h2) h2 = r[m];
-            }
-            const double nx2 = km->nx2[t], e = K * (sqrt(nx2) * cmax + c2max) + 1e-12 * nx2 + tau;
-            const double hi = nx2 + h1 + e, lo2 = nx2 + (double)h2 - e;
-            if (!((hi * (1.0 + eps) * UP + tau) < lo2 * (1.0 - eps) * DN - tau)) { /* f of another may be <= */
-                idx[left++] = t; /* left <= j0 + j: compaction in place */
-                continue;
-            }
-            set_assign(km, t, b);
-            km->u[t] = sqrt(hi > 0.0 ? hi : 0.0) * UP;
-            km->l[t] = isinf(h2) ? INFINITY : sqrt(lo2 > 0.0 ? lo2 : 0.0) * DN;
+    for (uint32_t j = 0; j < nf; j++) {
+        const uint32_t t = idx[j], b = km->best[j];
+        const float h1 = km->d1[j], h2 = km->d2[j];
+        const double nx2 = km->nx2[t], e = K * (sqrt(nx2) * cmax + c2max) + 1e-12 * nx2 + tau;
+        const double hi = nx2 + h1 + e, lo2 = nx2 + (double)h2 - e;
+        if (!((hi * (1.0 + eps) * UP + tau) < lo2 * (1.0 - eps) * DN - tau)) { /* f of another may be <= */
+            idx[left++] = t; /* left <= j: compaction in place */
+            continue;
         }
+        set_assign(km, t, b);
+        km->u[t] = sqrt(hi > 0.0 ? hi : 0.0) * UP;
+        km->l[t] = isinf(h2) ? INFINITY : sqrt(lo2 > 0.0 ? lo2 : 0.0) * DN;
     }
     return left;
 }
@@ -213,7 +203,7 @@ static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x
     } else {
         nf = n;
     }
-    if (k->dots && !km->plain) { /* most tokens settle with the fast dot products */
+    if (k->dots_top2 && !km->plain) { /* most tokens settle with the fast dot products */
         if (!idx)
             for (uint32_t t = 0; t < n; t++) km->idx[t] = t;
         idx = km->idx;

@@ -9,7 +9,6 @@
 
 #include "cpu_simd.h"
 
-#define PKV_KMEANS_BATCH 128u /* tokens per call of the dots kernel */
 
 typedef struct pkv_kmeans {
     uint32_t cap;    /* tokens the scratch holds */
@@ -27,7 +26,6 @@ typedef struct pkv_kmeans {
     float *prev;     /* [M][d] the centroids before an update */
     double *nx2;     /* [n] |x_t|^2 */
     float *nc2f;     /* [M] |c_m|^2 */
-    float *dots;     /* [PKV_KMEANS_BATCH][M] */
     uint64_t n_steps, n_fast, n_exact; /* token assignments made, through dots, through exact distances */
     void *own;       /* the block pkv_kmeans_init allocated (NULL after pkv_kmeans_init_in) */
 } pkv_kmeans;

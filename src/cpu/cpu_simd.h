@@ -74,9 +74,12 @@ typedef struct pkv_cpu_kernels {
      * other patterns (= d1[j] on a tie, +inf when M == 1); d1 and d2 may be NULL (cpu_kmeans.c) */
     void (*l2_top2)(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                     uint32_t *best, float *d1, float *d2);
-    /* out[j][m] = x_t . P_m for the rows idx[0 .. n), summed in any order with fused multiply-add:
-     * distance bounds only (cpu_kmeans.c); NULL in the scalar table */
-    void (*dots)(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M, float *out);
+    /* For the rows idx[0 .. n) of x: h_m = c2[m] - 2 x_t . P_m over m < M, the dot summed in any order
+     * with fused multiply-add (h within (2 d + 1) 2^-24 (|x_t| |P_m| + |c2[m]|) of exact: distance
+     * bounds only, cpu_kmeans.c); best[j] = an index of the smallest h, h1[j] = that h, h2[j] = the
+     * smallest h of the others (+inf when M == 1). NULL in the scalar table */
+    void (*dots_top2)(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                      const float *c2, uint32_t *best, float *h1, float *h2);
     /* k-means chunk sums, exact: s[a_t][i] = s[a_t][i] + x_t,i for t = t0 .. t1-1 in order, only
      * where sel[a_t] (x [..][d], s [M][d]) */
     void (*sums)(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel, float *s);
@@ -127,8 +130,8 @@ void pkv_cpu_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
 void pkv_cpu_l2_top2_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                         uint32_t *best, float *d1, float *d2);
-void pkv_cpu_dots_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
-                      float *out);
+void pkv_cpu_dots_top2_avx2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                          const float *c2, uint32_t *best, float *h1, float *h2);
 void pkv_cpu_sums_avx2(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
                       float *s);
 void pkv_cpu_argmin_minmax_avx2(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
@@ -139,8 +142,8 @@ void pkv_cpu_f16_to_f32_avx512(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_avx512(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
 void pkv_cpu_l2_top2_avx512(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                         uint32_t *best, float *d1, float *d2);
-void pkv_cpu_dots_avx512(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
-                      float *out);
+void pkv_cpu_dots_top2_avx512(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                          const float *c2, uint32_t *best, float *h1, float *h2);
 void pkv_cpu_sums_avx512(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
                       float *s);
 void pkv_cpu_argmin_minmax_avx512(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
@@ -151,8 +154,8 @@ void pkv_cpu_f16_to_f32_neon(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_neon(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
 void pkv_cpu_l2_top2_neon(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                         uint32_t *best, float *d1, float *d2);
-void pkv_cpu_dots_neon(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
-                      float *out);
+void pkv_cpu_dots_top2_neon(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
+                          const float *c2, uint32_t *best, float *h1, float *h2);
 void pkv_cpu_sums_neon(const float *x, const uint32_t *a, uint32_t t0, uint32_t t1, uint32_t d, const uint8_t *sel,
                       float *s);
 void pkv_cpu_argmin_minmax_neon(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint8_t *out);
