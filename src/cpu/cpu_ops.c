@@ -59,76 +59,99 @@ typedef struct mine_job {
     const pkv_cpu_kernels *k;
     const pkv_store *st;
     const pkv_mine_op *op;
+    float *P;   /* per (layer, kv head, K or V): the bank's patterns as stored, [M][d] */
+    uint8_t *a; /* per (layer, kv head, K or V): the tokens' pattern indices, [a_stride] */
+    size_t a_stride;
 } mine_job;
 
-/* One (layer, kv head) of a mine op: k-means of K and of V over the sample (all tokens, or xs: the
- * sampled rows gathered), bank patterns, assignment of the tokens, blocks. */
+/* Phase 1, one (layer, kv head, K or V) of a mine op, V's units first (they iterate longer: the
+ * longest first balances the threads): k-means over the sample (all tokens, or xs: the sampled rows
+ * gathered), the bank's patterns, the assignment of the tokens. */
 static int mine_unit(uint32_t u, void *arg)
 {
     const mine_job *j = arg;
     const pkv_store *st = j->st;
     const pkv_mine_op *op = j->op;
     const pkv_geom *g = st->g;
-    const uint32_t n = op->n_tokens, ns = op->n_sample, d = g->d, H = g->H, M = g->M, l = u / H, h = u % H;
-    const int sampled = ns < n;
+    const uint32_t n = op->n_tokens, ns = op->n_sample, d = g->d, H = g->H, M = g->M, LH = op->n_layers * H;
+    const int kv = u < LH, sampled = ns < n;
+    const uint32_t l = (u % LH) / H, h = u % H, slot = (l * H + h) * 2 + (uint32_t)kv;
     const pkv_mine_layer *ml = &op->layers[l];
+    const uint32_t *table = ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
+    float *P = j->P + (size_t)slot * M * d;
+    uint8_t *a = j->a + (size_t)slot * j->a_stride;
+    if (kv == 0 && g->k_assign == PKV_K_ASSIGN_NONE) { /* V-only patterns: a K bank of zeros (K's index is V's) */
+        memset(P, 0, (size_t)M * d * sizeof *P);
+        for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, 0, P + (size_t)m * d, P + (size_t)m * d);
+        return 0;
+    }
     /* one scratch block kept by the backend between calls (a prompt's rows are megabytes: fresh pages
      * each call cost a quarter of the op); rounded to 64 bytes per array */
 #define PKV_UP64(b) (((b) + 63) & ~(size_t)63)
     const size_t b_x = PKV_UP64((size_t)n * d * sizeof(float)), b_P = PKV_UP64((size_t)M * d * sizeof(float));
-    const size_t b_xs = sampled ? PKV_UP64((size_t)ns * d * sizeof(float)) : 0, b_a = PKV_UP64((size_t)op->n_quant + 1);
-    const size_t b_km = pkv_kmeans_scratch_bytes(sampled ? (ns > op->n_quant ? ns : op->n_quant) : n, d, M);
+    const size_t b_xs = sampled ? PKV_UP64((size_t)ns * d * sizeof(float)) : 0;
+    const uint32_t kn = sampled ? (ns > op->n_quant ? ns : op->n_quant) : n;
 #undef PKV_UP64
-    uint8_t *mem = pkv_cpu_scratch_take(j->be, 2 * b_x + 3 * b_P + b_xs + 2 * b_a + b_km);
-    float *x[2], *P[2], *c, *xs = NULL;
-    uint8_t *a[2];
+    uint8_t *mem = pkv_cpu_scratch_take(j->be, b_x + b_P + b_xs + pkv_kmeans_scratch_bytes(kn, d, M));
+    if (!mem) return 1;
+    float *x = (float *)mem, *c = (float *)(mem + b_x), *xs = sampled ? (float *)(mem + b_x + b_P) : NULL;
     pkv_kmeans ks;
-    int failed = !mem;
-    if (failed) goto done;
-    x[0] = (float *)mem, x[1] = (float *)(mem + b_x);
-    P[0] = (float *)(mem + 2 * b_x), P[1] = (float *)(mem + 2 * b_x + b_P), c = (float *)(mem + 2 * b_x + 2 * b_P);
-    uint8_t *rest = mem + 2 * b_x + 3 * b_P;
-    if (sampled) xs = (float *)rest, rest += b_xs;
-    a[0] = rest, a[1] = rest + b_a, rest += 2 * b_a;
-    pkv_kmeans_init_in(&ks, rest, sampled ? (ns > op->n_quant ? ns : op->n_quant) : n, d, M, 0);
-    const uint32_t *table = ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
-    const int v_only = g->k_assign == PKV_K_ASSIGN_NONE;
-    for (int kv = 0; kv < 2; kv++) {
-        f16_rows(j->k, (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d, n, H * d, d, x[kv]);
-        if (kv == 0 && v_only) { /* V-only patterns: a K bank of zeros, K's index is V's (set below) */
-            memset(c, 0, (size_t)M * d * sizeof *c);
-            for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, 0, c, P[0] + (size_t)m * d);
-            continue;
-        }
-        if (sampled)
-            for (uint32_t s = 0; s < ns; s++)
-                memcpy(xs + (size_t)s * d, x[kv] + (size_t)pkv_sample_token(s, n, ns) * d, d * sizeof *xs);
-        pkv_kmeans_run(&ks, j->k, sampled ? xs : x[kv], ns, ml->init_index + ((size_t)h * 2 + kv) * M, op->rcp,
-                       op->max_iters, op->tol2, c);
-        for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P[kv] + (size_t)m * d);
-        if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
-            if (pkv_cpu_assign_k(j->k, g->k_assign, 0, x[0], op->n_quant, g->G, d, P[0], M, a[0])) {
-                failed = 1;
-                goto done;
-            }
-            continue;
-        }
-        pkv_kmeans_assign(&ks, j->k, x[kv], op->n_quant, !sampled, c, P[kv], ks.idx);
-        for (uint32_t t = 0; t < op->n_quant; t++) a[kv][t] = (uint8_t)ks.idx[t];
+    pkv_kmeans_init_in(&ks, mem + b_x + b_P + b_xs, kn, d, M, 0);
+    int failed = 0;
+    f16_rows(j->k, (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d, n, H * d, d, x);
+    if (sampled)
+        for (uint32_t s = 0; s < ns; s++) memcpy(xs + (size_t)s * d, x + (size_t)pkv_sample_token(s, n, ns) * d, d * sizeof *xs);
+    pkv_kmeans_run(&ks, j->k, sampled ? xs : x, ns, ml->init_index + ((size_t)h * 2 + (uint32_t)kv) * M, op->rcp,
+                   op->max_iters, op->tol2, c);
+    for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P + (size_t)m * d);
+    if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
+        failed = pkv_cpu_assign_k(j->k, g->k_assign, 0, x, op->n_quant, g->G, d, P, M, a) != 0;
+    } else {
+        pkv_kmeans_assign(&ks, j->k, x, op->n_quant, !sampled, c, P, ks.idx);
+        for (uint32_t t = 0; t < op->n_quant; t++) a[t] = (uint8_t)ks.idx[t];
     }
-    if (v_only) memcpy(a[0], a[1], op->n_quant);
-    uint32_t groups = op->n_quant / g->G;
-    encode_groups(j->k, st, groups, ml->block_slot + (size_t)h * groups, x[0], x[1], a[0], a[1], P[0], P[1]);
-done:
     pkv_cpu_scratch_give(j->be, mem);
     return failed;
+}
+
+/* Phase 2, one (layer, kv head): its blocks from both halves' patterns and assignments. */
+static int mine_encode_unit(uint32_t u, void *arg)
+{
+    const mine_job *j = arg;
+    const pkv_store *st = j->st;
+    const pkv_mine_op *op = j->op;
+    const pkv_geom *g = st->g;
+    const uint32_t d = g->d, H = g->H, M = g->M, l = u / H, h = u % H, groups = op->n_quant / g->G;
+    const size_t b_x = (((size_t)op->n_quant * d * sizeof(float)) + 63) & ~(size_t)63;
+    float *x = pkv_cpu_scratch_take(j->be, 2 * b_x);
+    if (!x) return 1;
+    float *xv = (float *)((uint8_t *)x + b_x);
+    f16_rows(j->k, op->tokens_k[l] + (size_t)h * d, op->n_quant, H * d, d, x);
+    f16_rows(j->k, op->tokens_v[l] + (size_t)h * d, op->n_quant, H * d, d, xv);
+    uint8_t *ka = j->a + (size_t)u * 2 * j->a_stride, *va = ka + j->a_stride;
+    if (g->k_assign == PKV_K_ASSIGN_NONE) memcpy(ka, va, op->n_quant);
+    const float *PK = j->P + (size_t)u * 2 * M * d, *PV = PK + (size_t)M * d;
+    encode_groups(j->k, st, groups, op->layers[l].block_slot + (size_t)h * groups, x, xv, ka, va, PK, PV);
+    pkv_cpu_scratch_give(j->be, x);
+    return 0;
 }
 
 pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op)
 {
     if (!op->tokens_k) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu mine: tokens must be in host memory");
-    mine_job j = {be, pkv_cpu_kernels_of(be), st, op};
-    return pkv_cpu_run_op(be, op->n_layers * st->g->H, mine_unit, &j, "mine");
+    const uint32_t LH = op->n_layers * st->g->H;
+    const size_t a_stride = ((size_t)op->n_quant + 63) & ~(size_t)63;
+    mine_job j = {be, pkv_cpu_kernels_of(be), st, op, malloc((size_t)2 * LH * st->g->M * st->g->d * sizeof(float)),
+                  malloc((size_t)2 * LH * a_stride), a_stride};
+    pkv_status s = j.P && j.a ? PKV_OK : pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu mine: out of host memory");
+    /* k-means per (layer, head, K or V) on every core, then the blocks per (layer, head) */
+    if (s == PKV_OK && (s = pkv_cpu_run_op(be, 2 * LH, mine_unit, &j, "mine")) == PKV_OK) {
+        const double ms = pkv_cpu_last_op_ms(be);
+        s = pkv_cpu_run_op(be, LH, mine_encode_unit, &j, "mine");
+        pkv_cpu_set_last_op_ms(be, ms + pkv_cpu_last_op_ms(be));
+    }
+    free(j.P), free(j.a);
+    return s;
 }
 
 typedef struct flush_job {
