@@ -24,6 +24,7 @@
  *   to every channel at the end; the gated weights go into the histogram S[a_t].
  * fp16 chunks (the window, FP16 mode) run the same softmax with channels in the lanes for K too. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,13 +50,16 @@ typedef struct unit_scratch {
     float fold[2][256];     /* per plane and channel: multiplier * 2^-shift (1 for top fields) */
     float ks[256], kz[256];
     float zs[RT];
-#ifdef VI_TRANSPOSE
-    uint32_t kt[64 * 128];  /* the block's K code words transposed: kt[word * G + token] */
-#endif
-    float S2[3][RT][256];   /* histogram copies for tokens t % 4 = 1, 2, 3 (copy 0 is the row's S):
-                             * four independent chains when runs of tokens share a pattern */
     uint32_t dp;            /* d rounded up to W: the rows below are padded with zeros */
     float *q, *acc;         /* [rows][dp] */
+    /* not zeroed (attn_unit_simd): written before they are read */
+    float S2[3][RT][256];   /* histogram copies for tokens t % 4 = 1, 2, 3 (copy 0 is the row's S):
+                             * four independent chains when runs of tokens share a pattern; the
+                             * first nb of each row zeroed by tile_rows */
+#ifdef VI_TRANSPOSE
+    uint32_t kt[64 * 128];  /* the block's K code words transposed: kt[word * G + token], every word a
+                             * block's k_plane reads written by its transpose first */
+#endif
 } unit_scratch;
 
 /* n <= W fp16 values, the rest of the lanes 0 (never reads past p + n) */
@@ -429,10 +433,11 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
     const size_t head = (sizeof(unit_scratch) + 63) / 64 * 64;
     unit_scratch *sc = aligned_alloc(64, head + ((2 * (size_t)u->rows * dp * sizeof(float)) + 63) / 64 * 64);
     if (!sc) return 1;
-    /* All of it: the vector loops read the per-channel arrays (ks, kz, coef, ...) past d up to the vector
-     * width, and uninitialised lanes there (NaN times a zero code is NaN) made head_dim 40 outputs NaN now
+    /* All of it up to S2 (S2 and kt, 44 of its 62 KB with AVX-512, are written before they are read):
+     * the vector loops read the per-channel arrays (ks, kz, coef, ...) past d up to the vector width,
+     * and uninitialised lanes there (NaN times a zero code is NaN) made head_dim 40 outputs NaN now
      * and then (test_parity, OpenCL vs this backend). */
-    memset(sc, 0, head);
+    memset(sc, 0, offsetof(unit_scratch, S2));
     sc->dp = dp;
     sc->q = (float *)((char *)sc + head);
     sc->acc = sc->q + (size_t)u->rows * dp;
