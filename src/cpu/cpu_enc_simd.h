@@ -151,13 +151,16 @@ static void enc_l2_top2(const float *x, const uint32_t *idx, uint32_t n, uint32_
     free(PT);
 }
 
-/* x . c of TP tokens against all NV vectors of patterns, with fused multiply-add: for distance bounds
- * only (cpu_kmeans.c), never compared bit for bit. TP * NV <= DOT_ACC accumulators in registers (both
- * constants at every call); each row of PT is loaded once for the TP tokens. dot: [TP][NV * W]. */
+/* x . c of TP tokens (rows xb + p DOT_XS) against all NV vectors of patterns, with fused multiply-add:
+ * for distance bounds only (cpu_kmeans.c), never compared bit for bit. TP * NV <= DOT_ACC accumulators
+ * in registers (both constants at every call); each row of PT is loaded once for the TP tokens.
+ * dot: [TP][NV * W]. */
 #ifndef DOT_ACC
 #define DOT_ACC BLKV /* the accumulators the instruction set's registers hold with room to spare */
 #endif
-EINLINE void dot_tokens(const float *const *xs, uint32_t TP, const float *PT, uint32_t Mp, uint32_t d, uint32_t NV,
+#define DOT_XS 256 /* the stride of the token rows dot_tokens reads (head_dim <= 256): one base register
+                    * and constant offsets for the broadcasts */
+EINLINE void dot_tokens(const float *xb, uint32_t TP, const float *PT, uint32_t Mp, uint32_t d, uint32_t NV,
                         float *dot)
 {
     VF acc[DOT_ACC];
@@ -167,7 +170,7 @@ EINLINE void dot_tokens(const float *const *xs, uint32_t TP, const float *PT, ui
         VF c[DOT_ACC];
         for (uint32_t v = 0; v < NV; v++) c[v] = vf_load(row + v * W);
         for (uint32_t p = 0; p < TP; p++) {
-            VF xi = vf_set1(xs[p][i]);
+            VF xi = vf_set1(xb[(size_t)p * DOT_XS + i]);
             for (uint32_t v = 0; v < NV; v++) acc[p * NV + v] = vf_fma(xi, c[v], acc[p * NV + v]);
         }
     }
@@ -195,6 +198,13 @@ EINLINE uint32_t h_top2(float *dot, const float *c2, uint32_t Mp, float *h1, flo
     return b;
 }
 
+EINLINE void copy_row(float *dst, const float *src, uint32_t d)
+{
+    uint32_t i = 0;
+    for (; i + W <= d; i += W) vf_store(dst + i, vf_load(src + i));
+    for (; i < d; i++) dst[i] = src[i];
+}
+
 /* cpu_simd.h's dots_top2 (any order of summation, FMA: bounds only). */
 static void enc_dots_top2(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
                           const float *c2, uint32_t *best, float *h1, float *h2)
@@ -202,7 +212,7 @@ static void enc_dots_top2(const float *x, const uint32_t *idx, uint32_t n, uint3
     uint32_t Mp;
     float *PT = transpose_patterns(P, M, d, &Mp);
     const uint32_t nvec = Mp / W;
-    float *buf = PT ? malloc(((size_t)8 * Mp + Mp) * sizeof(float)) : NULL;
+    float *buf = PT ? malloc(((size_t)8 * Mp + Mp + (size_t)8 * DOT_XS) * sizeof(float)) : NULL;
     if (!buf) { /* the same values from plain loops */
         free(PT);
         for (uint32_t j = 0; j < n; j++) {
@@ -220,12 +230,17 @@ static void enc_dots_top2(const float *x, const uint32_t *idx, uint32_t n, uint3
         }
         return;
     }
-    float *c2p = buf + (size_t)8 * Mp;
+    float *c2p = buf + (size_t)8 * Mp, *xb = c2p + Mp; /* xb: up to 8 token rows at stride DOT_XS */
     for (uint32_t m = 0; m < Mp; m++) c2p[m] = m < M ? c2[m] : INFINITY;
     uint32_t t = 0;
     /* the most tokens per pass whose TP x NV accumulators fit in DOT_ACC (16 with AVX-512's 32
      * registers, else 8) for a bank of up to 4 vectors; larger banks a token at a time */
-#define PKV_DOT_PASS(TP, NV)                                                                                      for (; t + (TP) <= n; t += (TP)) {                                                                                const float *xs[TP];                                                                                          for (uint32_t p = 0; p < (TP); p++) xs[p] = x + (size_t)idx[t + p] * d;                                       dot_tokens(xs, (TP), PT, Mp, d, (NV), buf);                                                                   for (uint32_t p = 0; p < (TP); p++) best[t + p] = h_top2(buf + (size_t)p * Mp, c2p, Mp, &h1[t + p], &h2[t + p]); \
+#define PKV_DOT_PASS(TP, NV)                                                                                  \
+    for (; t + (TP) <= n; t += (TP)) {                                                                        \
+        for (uint32_t p = 0; p < (TP); p++) copy_row(xb + (size_t)p * DOT_XS, x + (size_t)idx[t + p] * d, d);  \
+        dot_tokens(xb, (TP), PT, Mp, d, (NV), buf);                                                           \
+        for (uint32_t p = 0; p < (TP); p++)                                                                   \
+            best[t + p] = h_top2(buf + (size_t)p * Mp, c2p, Mp, &h1[t + p], &h2[t + p]);                      \
     }
     if (nvec == 1) PKV_DOT_PASS(8, 1)
 #if DOT_ACC >= 16
@@ -239,10 +254,10 @@ static void enc_dots_top2(const float *x, const uint32_t *idx, uint32_t n, uint3
 #endif
 #undef PKV_DOT_PASS
     for (; t < n; t++) {
-        const float *xs[1] = {x + (size_t)idx[t] * d};
+        const float *xt = x + (size_t)idx[t] * d;
         uint32_t v0 = 0;
-        for (; v0 + DOT_ACC <= nvec; v0 += DOT_ACC) dot_tokens(xs, 1, PT + v0 * W, Mp, d, DOT_ACC, buf + v0 * W);
-        for (; v0 < nvec; v0++) dot_tokens(xs, 1, PT + v0 * W, Mp, d, 1, buf + v0 * W);
+        for (; v0 + DOT_ACC <= nvec; v0 += DOT_ACC) dot_tokens(xt, 1, PT + v0 * W, Mp, d, DOT_ACC, buf + v0 * W);
+        for (; v0 < nvec; v0++) dot_tokens(xt, 1, PT + v0 * W, Mp, d, 1, buf + v0 * W);
         best[t] = h_top2(buf, c2p, Mp, &h1[t], &h2[t]);
     }
     free(buf);

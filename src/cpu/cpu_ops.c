@@ -140,17 +140,18 @@ pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op 
 {
     if (!op->tokens_k) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu mine: tokens must be in host memory");
     const uint32_t LH = op->n_layers * st->g->H;
-    const size_t a_stride = ((size_t)op->n_quant + 63) & ~(size_t)63;
-    mine_job j = {be, pkv_cpu_kernels_of(be), st, op, malloc((size_t)2 * LH * st->g->M * st->g->d * sizeof(float)),
-                  malloc((size_t)2 * LH * a_stride), a_stride};
-    pkv_status s = j.P && j.a ? PKV_OK : pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu mine: out of host memory");
+    const size_t a_stride = ((size_t)op->n_quant + 63) & ~(size_t)63, b_P = (size_t)2 * LH * st->g->M * st->g->d * sizeof(float);
+    /* the backend's scratch, kept between calls (fresh pages of a large malloc are cleared by the kernel) */
+    uint8_t *mem = pkv_cpu_scratch_take(be, b_P + (size_t)2 * LH * a_stride);
+    mine_job j = {be, pkv_cpu_kernels_of(be), st, op, (float *)mem, mem + b_P, a_stride};
+    pkv_status s = mem ? PKV_OK : pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu mine: out of host memory");
     /* k-means per (layer, head, K or V) on every core, then the blocks per (layer, head) */
     if (s == PKV_OK && (s = pkv_cpu_run_op(be, 2 * LH, mine_unit, &j, "mine")) == PKV_OK) {
         const double ms = pkv_cpu_last_op_ms(be);
         s = pkv_cpu_run_op(be, LH, mine_encode_unit, &j, "mine");
         pkv_cpu_set_last_op_ms(be, ms + pkv_cpu_last_op_ms(be));
     }
-    free(j.P), free(j.a);
+    pkv_cpu_scratch_give(be, mem);
     return s;
 }
 
