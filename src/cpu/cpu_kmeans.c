@@ -259,33 +259,63 @@ static const float *centroid_sums(pkv_kmeans *km, const pkv_cpu_kernels *k, cons
 }
 
 /* |x_t|^2 in double for the first n tokens (resolve_fast's bound, which allows 1e-12 relative: any
- * order of the d terms is within d 2^-53): eight running sums, so that the compiler vectorises them. */
-static void norms(pkv_kmeans *km, const float *x, uint32_t n)
+ * order of the d terms is within d 2^-53; only which tokens take the fast path can depend on it, never
+ * a result): running sums in lanes, so that the compiler vectorises them. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void norms_rows(double *nx2, const float *x, uint32_t n, uint32_t d)
 {
-    const uint32_t d = km->d;
     for (uint32_t t = 0; t < n; t++) {
         const float *r = x + (size_t)t * d;
         double s[8] = {0};
         uint32_t i = 0;
 #if defined(__GNUC__)
-        /* the same sums as the loop below, 8 lanes at once (the products are exact in double, so
-         * fused or not they round the same) */
+        /* 8 lanes at once, four independent sums of them (a latency-bound chain otherwise) */
         typedef double v8d __attribute__((vector_size(64)));
         typedef float v8f __attribute__((vector_size(32)));
-        v8d acc = {0};
-        for (; i + 8 <= d; i += 8) {
+        v8d acc[4] = {{0}, {0}, {0}, {0}};
+        for (; i + 32 <= d; i += 32)
+            for (uint32_t k = 0; k < 4; k++) {
+                v8f f;
+                memcpy(&f, r + i + 8 * k, sizeof f);
+                v8d v = __builtin_convertvector(f, v8d);
+                acc[k] += v * v;
+            }
+        for (uint32_t k = 0; i + 8 <= d; i += 8, k++) {
             v8f f;
             memcpy(&f, r + i, sizeof f);
             v8d v = __builtin_convertvector(f, v8d);
-            acc += v * v;
+            acc[k] += v * v;
         }
-        memcpy(s, &acc, sizeof s);
+        v8d all = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        memcpy(s, &all, sizeof s);
 #endif
         for (; i + 8 <= d; i += 8)
             for (uint32_t k = 0; k < 8; k++) s[k] += (double)r[i + k] * r[i + k];
         for (; i < d; i++) s[0] += (double)r[i] * r[i];
-        km->nx2[t] = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+        nx2[t] = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
     }
+}
+
+#if defined(PKV_CPU_X86) && defined(__GNUC__)
+/* The same sums with the eight lanes in one AVX-512 register (the kernel table's level says the CPU has it). */
+__attribute__((target("avx512f"))) static void norms_avx512(double *nx2, const float *x, uint32_t n, uint32_t d)
+{
+    norms_rows(nx2, x, n, d);
+}
+#endif
+
+static void norms(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n)
+{
+#if defined(PKV_CPU_X86) && defined(__GNUC__)
+    if (k->level == PKV_SIMD_AVX512) {
+        norms_avx512(km->nx2, x, n, km->d);
+        return;
+    }
+#endif
+    (void)k;
+    norms_rows(km->nx2, x, n, km->d);
 }
 
 void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n, const uint32_t *init,
@@ -297,7 +327,7 @@ void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, ui
     for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
     km->bounded = 0;
     memset(km->assign, 0xff, (size_t)n * sizeof *km->assign);
-    norms(km, x, n);
+    norms(km, k, x, n);
     memset(km->dirty, 1, (size_t)(n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK * M);
     for (uint32_t it = 0; it < iters; it++) {
         assign_step(km, k, x, n, c);
@@ -329,7 +359,7 @@ void pkv_kmeans_assign(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x,
     if (!same) { /* other tokens than the run's: no bounds, the dots and the exact kernel only */
         km->bounded = 0;
         memset(km->assign, 0xff, (size_t)nq * sizeof *km->assign);
-        norms(km, x, nq);
+        norms(km, k, x, nq);
     }
     if (km->bounded)
         for (uint32_t m = 0; m < km->M; m++)
