@@ -1,74 +1,74 @@
 #version 450
-/* A flush's assignment of each window token to its min-max-nearest pattern, one workgroup per
- * (token, unit, K/V): the invocations split the bank, then the argmin is reduced with ties to the
- * lowest index (the same result as the CPU's ascending scan). For V also the gate bit. The
- * distances use the hardware min/max: they can differ from docs/NUMERICS.md's exact spans only in
- * the sign of a zero, which neither the comparisons nor the gate (squares) see. */
+/* A flush's assignment of each window token to its min-max-nearest pattern, K and V, and for V the
+ * gate bit: one workgroup per (tile of window tokens, unit, K|V), one token per invocation. The
+ * unit's bank passes through shared memory in blocks of MB patterns (fp32 pairs); each invocation
+ * reads its own token row once per block and keeps MB running (min, max) of the residual, so a
+ * pattern word is read from the arena once per workgroup and block (it was once per token and
+ * pattern, each lane of a warp on its own pattern row: uncoalesced). The argmin scans the patterns
+ * in ascending order with a strict < (ties to the lowest index, the CPU's scan). The distances use
+ * the hardware min/max in any channel order: they can differ from docs/NUMERICS.md's exact spans
+ * only in the sign of a zero, which neither the comparisons nor the gate (squares) see; so the
+ * gate's A is the chosen pattern's distance and B the token's range, folded on the way. */
+#extension GL_EXT_control_flow_attributes : enable
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 #include "block_common.glsl"
 
-const uint NONE = 0xffffffffu;
+layout(constant_id = 2) const uint MB = 32; /* patterns per block in shared memory */
 
-shared float x_s[D];
-shared float best_d[gl_WorkGroupSize.x];
-shared uint best_m[gl_WorkGroupSize.x];
-
-float minmax_dist(uint kv, uint m)
-{
-    uint base = chunk_s[m / 32u] * pc.chunk_words + (kv * 32u * D + (m % 32u) * D) / 2u;
-    float lo = 0.0, hi = 0.0;
-    for (uint w = 0u; w < D / 2u; w++) {
-        uint p = chk[base + w];
-        precise float r0 = x_s[2u * w] - pkv_f16_to_f32(p & 0xffffu);
-        precise float r1 = x_s[2u * w + 1u] - pkv_f16_to_f32(p >> 16);
-        if (w == 0u) lo = hi = r0;
-        lo = min(lo, min(r0, r1));
-        hi = max(hi, max(r0, r1));
-    }
-    precise float width = hi - lo;
-    return width;
-}
+const uint D2 = D / 2u;
+shared vec2 p_s[MB * D2];
 
 void main()
 {
-    uint tok = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
     uint hk = gl_WorkGroupID.y, kv = hk & 1u, lid = gl_LocalInvocationID.x;
     unit = hk >> 1;
-    if (tok >= pc.n_assign) return; /* uniform across the workgroup */
+    uint tok = gl_WorkGroupID.x * gl_WorkGroupSize.x + lid;
     uint n_patterns = udesc(1u);
-    for (uint i = lid; i < D; i += gl_WorkGroupSize.x) x_s[i] = src_x(kv, tok, i);
-    load_chunks(lid);
-    barrier();
-    float bd = 0.0;
-    uint bm = NONE;
-    for (uint m = lid; m < n_patterns; m += gl_WorkGroupSize.x) {
-        float dd = minmax_dist(kv, m);
-        if (bm == NONE || dd < bd) { bd = dd; bm = m; }
-    }
-    best_d[lid] = bd;
-    best_m[lid] = bm;
-    barrier();
-    for (uint s = gl_WorkGroupSize.x / 2u; s > 0u; s >>= 1) {
-        if (lid < s) {
-            float od = best_d[lid + s];
-            uint om = best_m[lid + s];
-            if (om != NONE && (best_m[lid] == NONE || od < best_d[lid] || (od == best_d[lid] && om < best_m[lid]))) {
-                best_d[lid] = od;
-                best_m[lid] = om;
+    uint row = udesc(0u) * pc.window_words + (kv * pc.R + min(tok, pc.n_assign - 1u)) * D2; /* words */
+    uint bank = kv * 32u * D2;      /* the K or V half of a chunk, in words */
+    const float INF = uintBitsToFloat(0x7f800000u);
+    float bd = 0.0, xlo = INF, xhi = -INF;
+    uint bm = 0u;
+    for (uint m0 = 0u; m0 < n_patterns; m0 += MB) {
+        barrier();
+        for (uint e = lid; e < MB * D2; e += gl_WorkGroupSize.x) {
+            uint m = m0 + e / D2;
+            vec2 c = vec2(0.0);
+            if (m < n_patterns) {
+                uint p = chk[udesc(4u + m / 32u) * pc.chunk_words + bank + (m % 32u) * D2 + e % D2];
+                c = vec2(pkv_f16_to_f32(p & 0xffffu), pkv_f16_to_f32(p >> 16));
             }
+            p_s[e] = c;
         }
         barrier();
-    }
-    if (lid == 0u) {
-        uint a = best_m[0], gate = 0u;
-        if (kv == 1u) { /* residualise V only where it narrows the range enough */
-            float A = minmax_dist(1u, a);
-            float lo = x_s[0], hi = x_s[0];
-            for (uint i = 1u; i < D; i++) lo = min(lo, x_s[i]), hi = max(hi, x_s[i]);
-            precise float B = hi - lo;
-            gate = pkv_v_gate(A, B, pc.gate_k2) ? 1u : 0u;
+        float lo[MB], hi[MB];
+        [[unroll]] for (uint m = 0u; m < MB; m++) lo[m] = INF, hi[m] = -INF;
+        for (uint w = 0u; w < D2; w++) {
+            uint xv = win[row + w];
+            float x0 = pkv_f16_to_f32(xv & 0xffffu), x1 = pkv_f16_to_f32(xv >> 16);
+            xlo = min(xlo, min(x0, x1)), xhi = max(xhi, max(x0, x1));
+            [[unroll]] for (uint m = 0u; m < MB; m++) {
+                vec2 c = p_s[m * D2 + w];
+                precise float r0 = x0 - c.x;
+                precise float r1 = x1 - c.y;
+                lo[m] = min(lo[m], min(r0, r1));
+                hi[m] = max(hi[m], max(r0, r1));
+            }
         }
-        scr[pc.assign_off + hk * pc.n_assign + tok] = a | (gate << 8);
+        [[unroll]] for (uint m = 0u; m < MB; m++) {
+            precise float dd = hi[m] - lo[m];
+            if (m0 + m < n_patterns && (m0 + m == 0u || dd < bd)) {
+                bd = dd;
+                bm = m0 + m;
+            }
+        }
     }
+    if (tok >= pc.n_assign) return;
+    uint gate = 0u;
+    if (kv == 1u) { /* residualise V only where it narrows the range enough */
+        precise float B = xhi - xlo;
+        gate = pkv_v_gate(bd, B, pc.gate_k2) ? 1u : 0u;
+    }
+    scr[pc.assign_off + hk * pc.n_assign + tok] = bm | (gate << 8);
 }

@@ -12,7 +12,6 @@
 
 #define WG_SMALL 64u
 #define WG_BLOCK 128u
-#define ROWS_PER_DIM 32768u
 #define UDESC_WORDS 16u
 /* Scratch of one mining submission (its layers are grouped to stay below it); PKV_VULKAN_MINE_BYTES
  * overrides it. The device's largest storage buffer bounds it too. */
@@ -107,7 +106,9 @@ static int wp_spec(const pkv_vk *vk, const pkv_geom *g, int which, int *kernel, 
     case WP_KM_REDUCE: *kernel = PKV_K_KMEANS_REDUCE, spec[0] = wgc; return pattern;
     case WP_KM_FINISH: *kernel = PKV_K_KMEANS_FINISH, spec[0] = WG_SMALL; return pattern;
     case WP_KM_STORE: *kernel = PKV_K_KMEANS_STORE, spec[0] = WG_SMALL; return pattern;
-    case WP_ASSIGN: *kernel = PKV_K_ASSIGN, spec[0] = WG_SMALL; return pattern;
+    case WP_ASSIGN: /* patterns per shared block: 16 KiB of fp32, at most 32 running spans */
+        *kernel = PKV_K_ASSIGN, spec[0] = WG_SMALL, spec[2] = 4096 / d < 32 ? (4096 / d ? 4096 / d : 1) : 32;
+        return pattern;
     case WP_CENTRE: *kernel = PKV_K_FLUSH_CENTRE, spec[0] = WG_SMALL; return pattern;
     case WP_WINDOW: *kernel = PKV_K_WINDOW_WRITE, spec[0] = WG_SMALL; return 1;
     case WP_QUANT:
@@ -412,9 +413,8 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
         s = pkv_vk_dispatch(vk, p_centre, bufs, &q, sizeof q, ceil_div(g->d / 2, WG_SMALL), 2 * units, 1);
     }
     if (s == PKV_OK && pattern) {
-        const uint32_t lo = g->R < ROWS_PER_DIM ? g->R : ROWS_PER_DIM;
         pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_assign, bufs, &q, sizeof q, lo, 2 * units, ceil_div(g->R, ROWS_PER_DIM));
+        s = pkv_vk_dispatch(vk, p_assign, bufs, &q, sizeof q, ceil_div(g->R, WG_SMALL), 2 * units, 1);
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
