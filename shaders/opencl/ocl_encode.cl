@@ -43,65 +43,54 @@ OCL_HELPER __global const ushort *token_row(__constant uint *P, __global const u
     return src + ((((size_t)kv * P[PP_N_SRC_LAYERS] + unit / H) * P[PP_N_TOKENS] + t) * H + unit % H) * d;
 }
 
-/* max_i (x_i - c_i) - min_i (x_i - c_i) with the hardware min/max (c NULL: range(x)): it can differ
- * from docs/NUMERICS.md's exact span only in the sign of a zero, which neither comparisons nor the
- * gate (squares) see. */
-OCL_HELPER float dist_minmax_fast(__global const ushort *x, __global const ushort *c, uint d)
-{
-    float r = c ? pkv_f16_to_f32(x[0]) - pkv_f16_to_f32(c[0]) : pkv_f16_to_f32(x[0]), lo = r, hi = r;
-    for (uint i = 1; i < d; i++) {
-        r = c ? pkv_f16_to_f32(x[i]) - pkv_f16_to_f32(c[i]) : pkv_f16_to_f32(x[i]);
-        lo = fmin(lo, r), hi = fmax(hi, r);
-    }
-    return hi - lo;
-}
-
-#define ASSIGN_SLICES 16u
-
-/* A flush: the min-max-nearest pattern of every window token, K and V, and V's gate: one job
- * (unit, token, K|V) per ASSIGN_SLICES work-items, each scanning every ASSIGN_SLICES-th pattern; the
- * lanes' (distance, index) pairs reduce to the lowest index among the smallest distances, the same
- * answer as the CPU's ascending scan with strict <. work[PP_W_ASSIGN]: [unit][2][N_ASSIGN]. */
+/* A flush: the min-max-nearest pattern of every window token, K and V, and V's gate: one work-group
+ * per (tile of tokens, unit, K|V), one token per work-item. The unit's bank passes through local
+ * memory (c_s, PP_MB patterns of d floats) in blocks; each work-item reads its token once per block
+ * and keeps PP_MB (<= MB_MAX) running (min, max) of the residual x - c, so a pattern is read from
+ * global memory once per work-group and block (it was once per token and pattern, 16 lanes on 16
+ * pattern rows). The patterns are scanned in ascending order with a strict < (ties to the lowest
+ * index: the CPU's scan). The distances use the hardware min/max: they can differ from
+ * docs/NUMERICS.md's exact span only in the sign of a zero, which neither comparisons nor the gate
+ * (squares) see; the gate's A is the chosen pattern's distance, B the token's range.
+ * work[PP_W_ASSIGN]: [unit][2][N_ASSIGN]. */
 __kernel void ocl_assign(__constant uint *P, __global const ushort *src, __global const uint *tab,
-                         __global const uchar *chunks, __global uint *work)
+                         __global const uchar *chunks, __global uint *work, __local float *c_s)
 {
-    const uint d = P[PP_D], ntok = P[PP_N_ASSIGN];
-    const uint lid = get_local_id(0), lane = lid % ASSIGN_SLICES;
-    const uint job = (uint)(get_global_id(0) / ASSIGN_SLICES); /* (unit * 2 + kv) * ntok + t */
-    __local float bd[MAX_WG];
-    __local uint bm[MAX_WG];
-    const int valid = job < P[PP_UNITS] * 2u * ntok;
-    const uint q = job / ntok, t = job % ntok, unit = q >> 1, kv = q & 1u;
-    __global const uint *u = udesc(P, tab, valid ? unit : 0u);
-    __global const ushort *x = token_row(P, src, u, unit, kv, t);
-    float best_d = INFINITY;
-    uint best_m = 0xFFFFFFFFu;
-    if (valid)
-        for (uint m = lane; m < u[1]; m += ASSIGN_SLICES) {
-            float dist = dist_minmax_fast(x, pattern_ptr(chunks, u + 4, P[PP_CHUNK_BYTES], d, kv, m), d);
-            if (best_m == 0xFFFFFFFFu || dist < best_d) { best_d = dist; best_m = m; }
-        }
-    bd[lid] = best_d;
-    bm[lid] = best_m;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = ASSIGN_SLICES / 2u; s > 0u; s >>= 1) {
-        if (lane < s) {
-            float od = bd[lid + s];
-            uint om = bm[lid + s];
-            if (om != 0xFFFFFFFFu && (bm[lid] == 0xFFFFFFFFu || od < bd[lid] || (od == bd[lid] && om < bm[lid]))) {
-                bd[lid] = od;
-                bm[lid] = om;
-            }
+    const uint d = P[PP_D], ntok = P[PP_N_ASSIGN], mb = P[PP_MB], lid = get_local_id(0), L = get_local_size(0);
+    const uint tiles = (ntok + L - 1u) / L, q = get_group_id(0) / tiles, unit = q >> 1, kv = q & 1u;
+    const uint t = get_group_id(0) % tiles * L + lid;
+    __global const uint *u = udesc(P, tab, unit);
+    __global const ushort *x = token_row(P, src, u, unit, kv, t < ntok ? t : ntok - 1u);
+    const uint np = u[1];
+    float bd = 0.0f, xlo = INFINITY, xhi = -INFINITY;
+    uint bm = 0u;
+    for (uint m0 = 0u; m0 < np; m0 += mb) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint e = lid; e < mb * d; e += L) {
+            const uint m = m0 + e / d;
+            c_s[e] = m < np ? pkv_f16_to_f32(pattern_ptr(chunks, u + 4, P[PP_CHUNK_BYTES], d, kv, m)[e % d]) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        float lo[MB_MAX], hi[MB_MAX];
+        for (uint m = 0u; m < MB_MAX; m++) lo[m] = INFINITY, hi[m] = -INFINITY;
+        for (uint i = 0u; i < d; i++) {
+            const float xi = pkv_f16_to_f32(x[i]);
+            xlo = fmin(xlo, xi), xhi = fmax(xhi, xi);
+            for (uint m = 0u; m < MB_MAX; m++)
+                if (m < mb) {
+                    const float r = xi - c_s[m * d + i];
+                    lo[m] = fmin(lo[m], r), hi[m] = fmax(hi[m], r);
+                }
+        }
+        for (uint m = 0u; m < MB_MAX; m++)
+            if (m < mb && m0 + m < np) {
+                const float dd = hi[m] - lo[m];
+                if (m0 + m == 0u || dd < bd) bd = dd, bm = m0 + m;
+            }
     }
-    if (!valid || lane != 0u) return;
-    uint a = bm[lid], gate = 0u;
-    if (kv) {
-        float A = dist_minmax_fast(x, pattern_ptr(chunks, u + 4, P[PP_CHUNK_BYTES], d, 1u, a), d);
-        gate = (uint)pkv_v_gate(A, dist_minmax_fast(x, 0, d), as_float(P[PP_GATE_K2]));
-    }
-    work[P[PP_W_ASSIGN] + job] = a | (gate << 8);
+    if (t >= ntok) return;
+    const uint gate = kv ? (uint)pkv_v_gate(bd, xhi - xlo, as_float(P[PP_GATE_K2])) : 0u;
+    work[P[PP_W_ASSIGN] + q * ntok + t] = bm | (gate << 8);
 }
 
 /* Value n of the run that one (scale, zero) covers, as ocl_encode quantizes it: K channel j's token

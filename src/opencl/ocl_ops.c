@@ -97,6 +97,14 @@ static uint32_t take(size_t *words, size_t n)
 /* The work-group size of kernel k, at most `cap`. */
 static size_t wg_of(const pkv_ocl *o, int k, size_t cap) { return o->wg[k] < cap ? o->wg[k] : cap; }
 
+/* Patterns (or centroids) per local-memory block of an assignment kernel (MB_MAX at most): what
+ * fits in the device's local memory less 4 KiB. */
+static uint32_t assign_mb(const pkv_ocl *o, uint32_t d)
+{
+    const size_t mb = (o->local_mem > 4096 ? o->local_mem - 4096 : 1024) / (4 * (size_t)d);
+    return (uint32_t)(mb < 1 ? 1 : mb > 32 ? 32 : mb);
+}
+
 /* Encodes n_blocks blocks per unit from src (the token upload or the windows) with the assignments
  * in work (PATTERN). */
 static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_mem src, cl_mem tab, cl_mem work,
@@ -138,8 +146,7 @@ static void plan_mine(const pkv_ocl *o, const pkv_geom *g, const pkv_mine_op *op
     mp->token_bytes = (size_t)layers * 2 * n * H * d * 2;
     /* centroids per local-memory block of the assignment, and the sums in local memory when they fit
      * (PKV_OPENCL_KMEANS_GLOBAL=1 keeps them in global memory: tests cover both paths) */
-    size_t mb = (o->local_mem > 4096 ? o->local_mem - 4096 : 1024) / (4 * d);
-    mp->mb = (uint32_t)(mb < 1 ? 1 : mb > 32 ? 32 : mb > M ? M : mb);
+    mp->mb = assign_mb(o, d) < M ? assign_mb(o, d) : M;
     const char *force_global = getenv("PKV_OPENCL_KMEANS_GLOBAL");
     mp->km_local = M * d * 4 + 2 * PKV_KMEANS_CHUNK * 4 + PKV_MAX_BANK * 4 + 1024 <= o->local_mem && !(force_global && atoi(force_global) == 1);
 }
@@ -290,6 +297,7 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
     P[PP_NB] = nb;
     P[PP_UNITS] = units;
     P[PP_N_ASSIGN] = g->R;
+    P[PP_MB] = assign_mb(o, g->d); /* the assignment's patterns per local-memory block */
     size_t t = 0, w = 0;
     P[PP_T_UDESC] = take(&t, (size_t)units * UNIT_WORDS);
     P[PP_T_BSLOT] = take(&t, (size_t)units * nb);
@@ -324,9 +332,9 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
     }
     if (err == CL_SUCCESS && pattern) {
         cl_kernel k = o->k[PKV_K_ASSIGN];
-        const size_t wl = o->wg[PKV_K_ASSIGN], lanes = (size_t)units * 2 * g->R * 16; /* ASSIGN_SLICES lanes per job */
-        err = pkv_ocl_args(o, k, 5, ARG(params), ARG(windows), ARG(tb), ARG(chunks), ARG(work));
-        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (lanes + wl - 1) / wl, wl);
+        const size_t wl = wg_of(o, PKV_K_ASSIGN, 64);
+        err = pkv_ocl_args(o, k, 6, ARG(params), ARG(windows), ARG(tb), ARG(chunks), ARG(work), (size_t)P[PP_MB] * g->d * 4, NULL);
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (size_t)units * 2 * ceil_div(g->R, (uint32_t)wl), wl);
     }
     if (err == CL_SUCCESS) err = launch_encode(o, st, params, windows, tb, work, units, nb);
     return finish(o, "flush", err);

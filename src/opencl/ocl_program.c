@@ -291,10 +291,6 @@ static pkv_status make_kernels(pkv_ocl *o, char *why, size_t why_len)
         o->cl->clGetKernelWorkGroupInfo(o->k[i], o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
         size_t wg = 128; /* a power of two (the reductions need it), <= 128 (MAX_WG of the kernels) */
         while (wg > 1 && (wg > o->max_wg || (kwg && wg > kwg))) wg /= 2;
-        if (i == PKV_K_ASSIGN && wg < 16) { /* ASSIGN_SLICES lanes of a job share a work-group */
-            snprintf(why, why_len, "work-groups of %zu items are too small for the kernels", wg);
-            return PKV_ERR_BACKEND_UNAVAILABLE;
-        }
         o->wg[i] = wg;
     }
     return PKV_OK;
