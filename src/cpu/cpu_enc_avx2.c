@@ -42,6 +42,12 @@ static inline void vf_f16_store(uint16_t *p, VF v)
     _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
+/* the first lane of v equal to x, W when none */
+static inline uint32_t vf_first_eq(VF v, float x)
+{
+    int m = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_set1_ps(x), _CMP_EQ_OQ));
+    return m ? (uint32_t)__builtin_ctz((unsigned)m) : 8u;
+}
 #include "cpu_enc_simd.h"
 
 void pkv_cpu_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) { enc_f16_to_f32(src, dst, n); }

@@ -25,6 +25,12 @@ static inline void vf_f16_store(uint16_t *p, VF v)
     _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
+/* the first lane of v equal to x, W when none */
+static inline uint32_t vf_first_eq(VF v, float x)
+{
+    unsigned m = _mm512_cmp_ps_mask(v, _mm512_set1_ps(x), _CMP_EQ_OQ);
+    return m ? (uint32_t)__builtin_ctz(m) : 16u;
+}
 #define DOT_ACC 16 /* of 32 registers */
 #include "cpu_enc_simd.h"
 

@@ -31,6 +31,15 @@ static inline void vf_f16_store(uint16_t *p, VF v)
     vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v)));
 }
 
+/* the first lane of v equal to x, W when none */
+static inline uint32_t vf_first_eq(VF v, float x)
+{
+    float t[4];
+    vst1q_f32(t, v);
+    uint32_t l = 0;
+    while (l < 4 && !(t[l] == x)) l++;
+    return l;
+}
 #include "cpu_enc_simd.h"
 
 void pkv_cpu_f16_to_f32_neon(const uint16_t *src, float *dst, size_t n) { enc_f16_to_f32(src, dst, n); }

@@ -179,10 +179,29 @@ EINLINE void dot_tokens(const float *xb, uint32_t TP, const float *PT, uint32_t 
 }
 
 /* h = c2 - 2 dot over the Mp lanes of one token (c2 is +inf past M), then its smallest value, the first
- * index holding it and the smallest of the others (+inf when M == 1). */
+ * index holding it and the smallest of the others (+inf when M == 1): in registers for banks of up to
+ * 4 vectors (the lane found by a compare), else through dot. */
 EINLINE uint32_t h_top2(float *dot, const float *c2, uint32_t Mp, float *h1, float *h2)
 {
     VF mn = vf_set1(INFINITY);
+    if (Mp <= 4 * W) {
+        static const float iota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        VF h[4];
+        const uint32_t nv = Mp / W;
+        for (uint32_t v = 0; v < nv; v++) {
+            h[v] = vf_fma(vf_load(dot + v * W), vf_set1(-2.0f), vf_load(c2 + v * W));
+            mn = vf_min(h[v], mn);
+        }
+        const float b1 = vf_hmin(mn);
+        uint32_t bv = 0, l = W;
+        for (; bv < nv; bv++)
+            if ((l = vf_first_eq(h[bv], b1)) < W) break;
+        VF mn2 = vf_set1(INFINITY);
+        const MK keep = mk_ne(vf_load(iota), vf_set1((float)l)); /* every lane but l */
+        for (uint32_t v = 0; v < nv; v++) mn2 = vf_min(v == bv ? vf_sel(keep, h[v], vf_set1(INFINITY)) : h[v], mn2);
+        *h1 = b1, *h2 = vf_hmin(mn2);
+        return bv * W + l;
+    }
     for (uint32_t v = 0; v < Mp; v += W) {
         VF h = vf_fma(vf_load(dot + v), vf_set1(-2.0f), vf_load(c2 + v));
         vf_store(dot + v, h);
