@@ -79,6 +79,10 @@ static const scenario scenarios[] = {
     {"fp16 d48",                          1, 2,  48, 2, 2,  32,   0,  8, 256, PKV_MODE_FP16,     1,  50,  60, 60, 1, 0, 0, 0, STRUCTURED, NULL, 0, 0},
     /* prompts longer than one k-means chunk (PKV_KMEANS_CHUNK = 512 tokens): the chunk sums pairwise */
     {"pattern prompt of three k-means chunks", 2, 2, 32, 2, 2, 32, 0,  8, 256, PKV_MODE_PATTERN,  1, 1300, 40, 13, 2, 0, 6, 0, STRUCTURED, NULL, 0, 0},
+    /* the OpenCL host upload through pinned staging in halves of 64 KiB (several pieces per array,
+     * each half reused after its write completed) */
+    {"pattern prompt through pinned staging", 2, 2, 32, 2, 2, 32, 0,  8, 256, PKV_MODE_PATTERN,  1, 1300, 40, 13, 2, 0, 6, 0, STRUCTURED,
+     "PKV_OPENCL_PINNED=65536", 0, 0},
     {"pattern prompt of 32768 tokens",    1, 1,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 32768, 40, 40, 1, 0, 10, 0, STRUCTURED, NULL, 0, 0},
     /* k-means over 700 of 1300 tokens (a stride that is not whole: pkv_sample_token), two chunks of them */
     {"pattern k-means on a sample",       2, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_PATTERN,  1, 1300, 40, 13, 2, 0, 6, 0, STRUCTURED, NULL, 700, 0},

@@ -40,6 +40,7 @@ static void ocl_destroy(pkv_backend *be)
     if (o) {
         if (o->q) o->cl->clFinish(o->q);
         pkv_ocl_release_events(o);
+        pkv_ocl_pinned_free(o);
         for (int i = 0; i < PKV_S_COUNT; i++) pkv_ocl_scratch_free(o, &o->s[i]);
         free(o->wstage);
         pkv_ocl_release_program(o);
@@ -211,6 +212,9 @@ static pkv_status ocl_create(const pkv_context_params *p, pkv_backend **out, cha
         if (!o->max_alloc) o->max_alloc = (cl_ulong)1 << 28;
         be->max_buffer_bytes = o->max_alloc; /* the pool's buffers stay within it */
         if (!o->compute_units) o->compute_units = 1;
+        cl_device_type type = 0;
+        cl->clGetDeviceInfo(o->dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+        o->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
         st = pkv_ocl_build(o, why, why_len);
     }
     if (st != PKV_OK) {

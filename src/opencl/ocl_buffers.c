@@ -6,6 +6,7 @@
 #include "fault.h"
 #include "host_alloc.h"
 #include "ocl_internal.h"
+#include "parallel.h"
 #include "profile.h"
 
 /* Allocates and touches a buffer: many drivers allocate lazily, so a fill makes an out-of-memory
@@ -155,4 +156,83 @@ void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s)
     if (s->mem) o->cl->clReleaseMemObject(s->mem);
     s->mem = NULL;
     s->bytes = 0;
+}
+
+/* ---- pinned staging of large host uploads ----------------------------------------------------- */
+
+#define PIN_HALF_BYTES ((size_t)32 << 20)
+#define PIN_MIN_BYTES ((size_t)1 << 20) /* smaller uploads: one plain write */
+
+static void pin_wait(pkv_ocl *o, uint32_t h, cl_int *err)
+{
+    if (!o->pin_ev[h]) return;
+    const double tw = pkv_prof_start();
+    cl_int e = o->cl->clWaitForEvents(1, &o->pin_ev[h]);
+    pkv_prof_add(PKV_PROF_WAIT, tw);
+    if (err && *err == CL_SUCCESS) *err = e;
+    o->cl->clReleaseEvent(o->pin_ev[h]);
+    o->pin_ev[h] = NULL;
+}
+
+void pkv_ocl_pinned_free(pkv_ocl *o)
+{
+    pin_wait(o, 0, NULL);
+    pin_wait(o, 1, NULL);
+    if (o->pin && o->pin_map && o->q && o->cl->clEnqueueUnmapMemObject(o->q, o->pin, o->pin_map, 0, NULL, NULL) == CL_SUCCESS)
+        o->cl->clFinish(o->q);
+    if (o->pin) o->cl->clReleaseMemObject(o->pin);
+    o->pin = NULL, o->pin_map = NULL, o->pin_half = 0;
+}
+
+/* The staging buffer of halves of `half` bytes, made and mapped on first use; on failure the backend
+ * stops trying. */
+static int pinned_ready(pkv_ocl *o, size_t half)
+{
+    while (2 * half > o->max_alloc && half > 4096) half /= 2;
+    if (o->pin_map && o->pin_half == half) return 1;
+    if (o->pin_map) pkv_ocl_pinned_free(o);
+    cl_int err = CL_SUCCESS;
+    o->pin = o->cl->clCreateBuffer(o->ctx, CL_MEM_READ_ONLY | CL_MEM_ALLOC_HOST_PTR, 2 * half, NULL, &err);
+    if (err == CL_SUCCESS)
+        o->pin_map = o->cl->clEnqueueMapBuffer(o->q, o->pin, CL_TRUE, CL_MAP_WRITE, 0, 2 * half, 0, NULL, NULL, &err);
+    if (err != CL_SUCCESS || !o->pin_map) {
+        if (o->pin) o->cl->clReleaseMemObject(o->pin);
+        o->pin = NULL, o->pin_map = NULL, o->pin_failed = 1;
+        pkv_ocl_log(o, PKV_LOG_DEBUG, "opencl: no pinned staging (%s): plain writes", pkv_ocl_error_name(err));
+        return 0;
+    }
+    o->pin_half = half;
+    return 1;
+}
+
+cl_int pkv_ocl_upload_host(pkv_ocl *o, cl_mem dst, size_t dst_off, const void *src, size_t bytes)
+{
+    const char *env = getenv("PKV_OPENCL_PINNED");
+    const long knob = env && *env ? atol(env) : -1;
+    const size_t half = knob > 1 ? (size_t)knob : PIN_HALF_BYTES;
+    const int stage = knob == 0 ? 0 : knob > 1 ? 1 : bytes >= PIN_MIN_BYTES && (knob == 1 || !o->is_cpu);
+    if (!stage || o->deferred || o->pin_failed || !pinned_ready(o, half)) {
+        const double ts = pkv_prof_start(); /* a driver may copy pageable memory here, on one thread */
+        cl_int err = o->cl->clEnqueueWriteBuffer(o->q, dst, o->deferred ? CL_TRUE : CL_FALSE, dst_off, bytes, src, 0,
+                                                 NULL, NULL);
+        pkv_prof_add(PKV_PROF_STAGE, ts);
+        return err;
+    }
+    const unsigned char *p = src;
+    cl_int err = CL_SUCCESS;
+    while (bytes && err == CL_SUCCESS) {
+        const uint32_t h = o->pin_next;
+        pin_wait(o, h, &err); /* the half's previous write has read it */
+        if (err != CL_SUCCESS) break;
+        const size_t n = bytes < o->pin_half ? bytes : o->pin_half;
+        unsigned char *at = o->pin_map + h * o->pin_half;
+        const double ts = pkv_prof_start();
+        pkv_parallel_memcpy(at, p, n);
+        pkv_prof_add(PKV_PROF_STAGE, ts);
+        err = o->cl->clEnqueueWriteBuffer(o->q, dst, CL_FALSE, dst_off, n, at, 0, NULL, &o->pin_ev[h]);
+        if (err != CL_SUCCESS) o->pin_ev[h] = NULL;
+        p += n, dst_off += n, bytes -= n;
+        o->pin_next ^= 1u;
+    }
+    return err;
 }

@@ -85,6 +85,15 @@ typedef struct pkv_ocl {
      * non-blocking from host copies freed when they complete, new buffers are not waited for. */
     int deferred;
     int status_ready; /* s[PKV_S_STATUS] holds its initial words */
+    int is_cpu;       /* CL_DEVICE_TYPE_CPU (PoCL) */
+    /* Pinned staging of large host uploads (pkv_ocl_upload_host): two halves of a host-allocated
+     * buffer, mapped once; each half's last write; pin_failed: creating it failed, not tried again. */
+    int pin_failed;
+    cl_mem pin;
+    unsigned char *pin_map;
+    size_t pin_half;
+    cl_event pin_ev[2];
+    uint32_t pin_next;
 } pkv_ocl;
 
 static inline pkv_ocl *pkv_ocl_of(pkv_backend *be) { return (pkv_ocl *)be->impl; }
@@ -120,6 +129,14 @@ pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *sr
 /* The same without waiting for the queue, in any mode: the data is copied first (freed once written). */
 pkv_status pkv_ocl_scratch_upload_async(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes);
 void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s);
+/* Writes `bytes` of host memory into dst at dst_off without waiting for the device (blocking in
+ * deferred mode). Uploads of 1 MiB or more on a GPU go through the pinned staging: pieces of up to 32
+ * MiB copied on threads into a half, then written from it (the DMA path; a driver copies pageable
+ * memory on one thread first). PKV_OPENCL_PINNED=0 never stages, 1 always stages uploads of 1 MiB
+ * or more (CPU devices too), N > 1 stages every upload through halves of N bytes (tests). */
+cl_int pkv_ocl_upload_host(pkv_ocl *o, cl_mem dst, size_t dst_off, const void *src, size_t bytes);
+/* Waits for the pinned staging's writes and frees it. */
+void pkv_ocl_pinned_free(pkv_ocl *o);
 
 /* ocl_program.c: builds (or loads from the on-disk binary cache) the program and its kernels. */
 pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len);

@@ -18,6 +18,7 @@
     X(clCreateCommandQueue) X(clRetainCommandQueue) X(clReleaseCommandQueue) X(clGetCommandQueueInfo) \
     X(clCreateBuffer) X(clReleaseMemObject) X(clGetMemObjectInfo) \
     X(clEnqueueWriteBuffer) X(clEnqueueReadBuffer) X(clEnqueueCopyBuffer) X(clEnqueueFillBuffer) \
+    X(clEnqueueMapBuffer) X(clEnqueueUnmapMemObject) \
     X(clCreateProgramWithSource) X(clCreateProgramWithBinary) X(clBuildProgram) \
     X(clGetProgramBuildInfo) X(clGetProgramInfo) X(clReleaseProgram) \
     X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) X(clGetKernelWorkGroupInfo) \

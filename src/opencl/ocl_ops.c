@@ -203,22 +203,15 @@ static pkv_status mine_group(pkv_ocl *o, const pkv_store *st, const pkv_mine_op 
     cl_int err = CL_SUCCESS;
     if (!op->tokens_k) /* engine integration: one layer's K then V, converted on the device */
         err = o->cl->clEnqueueCopyBuffer(o->q, op->tokens_buf->mem, tokens, op->tokens_off, 0, 2 * layer_bytes, 0, NULL, NULL);
-    /* host tokens: the memory outlives a synchronous op (no waits); an enqueued call (o->deferred) returns
-     * before the op ran, and its host tokens (an engine's late mining, README "Mining and chunked prefill")
-     * are freed then: written blocking */
-    const cl_bool block = o->deferred ? CL_TRUE : CL_FALSE;
-    /* PKV_PROFILE "stage": the time inside these calls. A driver may copy pageable host memory into its
-     * own pinned buffer before a non-blocking write returns (one thread); a 32-layer 32K-token prompt
-     * is 4 GiB of fp16 tokens (the likely cause of OpenCL's prefill host time on the H200, where it
-     * showed as "host"). */
-    const double tw = pkv_prof_start();
+    /* host tokens (pkv_ocl_upload_host): a synchronous op's memory outlives the op (no waits), on GPUs
+     * staged through pinned memory on threads (a 32-layer 32K-token prompt is 4 GiB of fp16, which a
+     * driver's pageable write copies on one thread); an enqueued call (o->deferred) returns before the
+     * op ran, and its host tokens (an engine's late mining, README "Mining and chunked prefill") are
+     * freed then: written blocking */
     for (uint32_t l = 0; op->tokens_k && l < nl && err == CL_SUCCESS; l++) {
-        err = o->cl->clEnqueueWriteBuffer(o->q, tokens, block, l * layer_bytes, layer_bytes, op->tokens_k[l0 + l], 0, NULL, NULL);
-        if (err == CL_SUCCESS)
-            err = o->cl->clEnqueueWriteBuffer(o->q, tokens, block, (nl + l) * layer_bytes, layer_bytes, op->tokens_v[l0 + l],
-                                              0, NULL, NULL);
+        err = pkv_ocl_upload_host(o, tokens, l * layer_bytes, op->tokens_k[l0 + l], layer_bytes);
+        if (err == CL_SUCCESS) err = pkv_ocl_upload_host(o, tokens, (nl + l) * layer_bytes, op->tokens_v[l0 + l], layer_bytes);
     }
-    pkv_prof_add(PKV_PROF_STAGE, tw);
     const size_t values = (size_t)mp.lists * M * d;
     cl_kernel k = o->k[PKV_K_KM_INIT];
     size_t wl = o->wg[PKV_K_KM_INIT];

@@ -404,22 +404,21 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
     }
     s = pkv_vk_upload(vk, vk->scratch, (size_t)q.udesc_off * 4, tab, (size_t)units * (UDESC_WORDS + nblk) * 4);
     free(tab);
+    /* one dispatch per phase over every layer and head, a barrier only where a phase reads what the
+     * one before wrote: the upload (and the deferred window writes) | centre | assign | quant */
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
         op_timestamp(vk, 0);
     }
     if (s == PKV_OK && p_centre) {
-        pkv_vk_barrier(vk);
         s = pkv_vk_dispatch(vk, p_centre, bufs, &q, sizeof q, ceil_div(g->d / 2, WG_SMALL), 2 * units, 1);
+        if (s == PKV_OK) pkv_vk_barrier(vk); /* assign reads the new patterns */
     }
     if (s == PKV_OK && pattern) {
-        pkv_vk_barrier(vk);
         s = pkv_vk_dispatch(vk, p_assign, bufs, &q, sizeof q, ceil_div(g->R, WG_SMALL), 2 * units, 1);
+        if (s == PKV_OK) pkv_vk_barrier(vk); /* quant reads the assignments */
     }
-    if (s == PKV_OK) {
-        pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, units, 1);
-    }
+    if (s == PKV_OK) s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, units, 1);
     if (s == PKV_OK) op_timestamp(vk, 1);
     s = op_end(vk, s);
     pthread_mutex_unlock(&vk->lock);
