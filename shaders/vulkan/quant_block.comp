@@ -1,5 +1,7 @@
 #version 450
-/* Builds compressed blocks, one workgroup per (block, unit = layer of the op and kv head):
+/* Builds compressed blocks, two workgroups per (block, unit = layer of the op and kv head), one for
+ * the K half of the block (codes, scales, zeros, indices, padding) and one for the V half (codes,
+ * scales, zeros, indices, gate mask): each half's chain of loads is its own workgroup's:
  * residuals against the patterns chosen by assign.comp or kmeans_assign.comp (V only where its gate
  * passed), K per-channel and V per-token quantization (min-max, or the MSE quantizer's range search
  * where QMSE says; src/core/block.c is the reference), packing.
@@ -81,9 +83,11 @@ uint mse_search(uint kv, uint j, uint len, pkv_span s)
     return best_c;
 }
 
+uint part; /* 0: the K half of the block, 1: the V half */
+
 void compute_scales(uint lid)
 {
-    for (uint i = lid; i < D; i += gl_WorkGroupSize.x) { /* K: per channel over the G tokens */
+    for (uint i = lid; i < (part == 0u ? D : 0u); i += gl_WorkGroupSize.x) { /* K: per channel over the G tokens */
         pkv_span s = pkv_span_of(k_value(0u, i));
         for (uint t = 1u; t < G; t++) s = pkv_span_add(s, k_value(t, i));
         uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_k), zh = pkv_zero_f16(s.lo);
@@ -94,7 +98,7 @@ void compute_scales(uint lid)
         ksh_s[i] = sh; kzh_s[i] = zh;
         ks_s[i] = pkv_f16_to_f32(sh); kz_s[i] = pkv_f16_to_f32(zh);
     }
-    for (uint t = lid; t < G; t += gl_WorkGroupSize.x) { /* V: per token over the D channels */
+    for (uint t = lid; t < (part == 1u ? G : 0u); t += gl_WorkGroupSize.x) { /* V: per token over the D channels */
         pkv_span s = pkv_span_of(v_value(t, 0u));
         for (uint i = 1u; i < D; i++) s = pkv_span_add(s, v_value(t, i));
         uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_v), zh = pkv_zero_f16(s.lo);
@@ -165,10 +169,23 @@ uint block_word(uint w)
     return 0u; /* padding */
 }
 
+/* Which half writes word w: the V sections belong to part 1, everything else (padding too) to part 0. */
+uint word_part(uint w)
+{
+    if (MODE == 2u) return w >= pc.o_vcodes && w < pc.o_vcodes + G * D / 2u ? 1u : 0u;
+    if (w >= pc.o_vcodes && w < pc.o_vcodes + G * VRW) return 1u;
+    if (w >= pc.o_vscale && w < pc.o_vscale + G / 2u) return 1u;
+    if (w >= pc.o_vzero && w < pc.o_vzero + G / 2u) return 1u;
+    if (MODE == 0u && w >= pc.o_vidx && w < pc.o_vidx + G / 4u) return 1u;
+    if (MODE == 0u && w >= pc.o_vmask && w < pc.o_vmask + G / 32u) return 1u;
+    return 0u;
+}
+
 void main()
 {
     jblk = gl_WorkGroupID.x;
-    unit = gl_WorkGroupID.y;
+    unit = gl_WorkGroupID.y >> 1;
+    part = gl_WorkGroupID.y & 1u;
     uint lid = gl_LocalInvocationID.x;
     if (MODE == 0u) {
         load_assignments(lid);
@@ -178,5 +195,6 @@ void main()
     if (MODE != 2u) compute_scales(lid);
     barrier();
     uint slot = scr[pc.block_slot_off + unit * pc.n_blocks + jblk];
-    for (uint w = lid; w < pc.block_words; w += gl_WorkGroupSize.x) blk[slot * pc.block_words + w] = block_word(w);
+    for (uint w = lid; w < pc.block_words; w += gl_WorkGroupSize.x)
+        if (word_part(w) == part) blk[slot * pc.block_words + w] = block_word(w);
 }

@@ -314,7 +314,7 @@ static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op 
         q.assign_off = kp->assign_off, q.n_assign = op->n_quant;
         if (s == PKV_OK) {
             pkv_vk_barrier(vk);
-            s = pkv_vk_dispatch(vk, p[WP_QUANT], bufs, &q, sizeof q, mp.nblk, units, 1);
+            s = pkv_vk_dispatch(vk, p[WP_QUANT], bufs, &q, sizeof q, mp.nblk, 2 * units, 1); /* K, V halves */
         }
     }
     if (s == PKV_OK) op_timestamp(vk, 1);
@@ -418,7 +418,7 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
         s = pkv_vk_dispatch(vk, p_assign, bufs, &q, sizeof q, ceil_div(g->R, WG_SMALL), 2 * units, 1);
         if (s == PKV_OK) pkv_vk_barrier(vk); /* quant reads the assignments */
     }
-    if (s == PKV_OK) s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, units, 1);
+    if (s == PKV_OK) s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, 2 * units, 1); /* K, V halves */
     if (s == PKV_OK) op_timestamp(vk, 1);
     s = op_end(vk, s);
     pthread_mutex_unlock(&vk->lock);
