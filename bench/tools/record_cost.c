@@ -10,23 +10,28 @@
  * the median, 10th and 90th percentile of us per layer at batch 1 and at batch B.
  *
  *   pkv-record-cost CONTEXT BATCH LAYERS STEPS        (e.g. 32768 8 4 300)
+ *   PKV_RECORD_COST_ONLY=append|attention             records that call alone (where the cost grows)
  *
- * Under perf (`perf record -g`), the library's own share is the samples outside the driver's DSO. */
+ * Also the mean CPU time of the recording thread per layer (reset included): on a loaded machine a
+ * steadier figure than the clock's, which counts the time other processes hold the core. Under perf
+ * (`perf record -g`), the library's own share is the samples outside the driver's DSO. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "internal.h"
 #include "patternkv_vulkan.h"
 #include "vk_internal.h"
 
-static double now_us(void)
+static double clock_us(clockid_t id)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(id, &t);
     return t.tv_sec * 1e6 + t.tv_nsec * 1e-3;
 }
+static double now_us(void) { return clock_us(CLOCK_MONOTONIC); }
 
 static int cmp(const void *a, const void *b)
 {
@@ -90,7 +95,10 @@ int main(int argc, char **argv)
                                        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
     if (vk->f.vkAllocateCommandBuffers(vk->device, &cai, &cmd) != VK_SUCCESS) return fprintf(stderr, "no command buffer\n"), 1;
     const VkBuffer vb = io->page->buf;
+    const char *only_env = getenv("PKV_RECORD_COST_ONLY"); /* "append" or "attention": that call alone */
+    const int only = !only_env ? 0 : !strcmp(only_env, "append") ? 1 : !strcmp(only_env, "attention") ? 2 : 0;
     for (uint32_t B = 1;; B = BB) {
+        const double c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
         for (uint32_t i = 0; i < steps; i++) {
             const VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                                  .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
@@ -100,17 +108,19 @@ int main(int argc, char **argv)
                 const VkDeviceSize o = io->off + l * per_layer;
                 pkv_attention_params p = pkv_attention_params_default();
                 p.seqs = seqs, p.n_seqs = B, p.layer = l, p.n_q_heads = QH;
-                if (pkv_vulkan_cmd_append_batch(c, cmd, seqs, B, l, 1, vb, o, kvb, vb, o + kvb, kvb, PKV_F32) != PKV_OK ||
-                    pkv_vulkan_cmd_attention(c, cmd, &p, vb, o + 2 * kvb, qb, vb, o + 2 * kvb + qb, qb) != PKV_OK)
+                if ((only != 2 && pkv_vulkan_cmd_append_batch(c, cmd, seqs, B, l, 1, vb, o, kvb, vb, o + kvb, kvb, PKV_F32) != PKV_OK) ||
+                    (only != 1 && pkv_vulkan_cmd_attention(c, cmd, &p, vb, o + 2 * kvb, qb, vb, o + 2 * kvb + qb, qb) != PKV_OK))
                     return fail("recording");
             }
             vk->f.vkEndCommandBuffer(cmd);
             t[i] = (now_us() - t0) / L;
             vk->f.vkResetCommandBuffer(cmd, 0);
         }
+        const double cpu = (clock_us(CLOCK_THREAD_CPUTIME_ID) - c0) / steps / L;
         qsort(t, steps, sizeof *t, cmp);
-        printf("context %u batch %u layers %u: record us/layer median %.2f p10 %.2f p90 %.2f\n", C, B, L, t[steps / 2],
+        printf("context %u batch %u layers %u: record us/layer median %.2f p10 %.2f p90 %.2f", C, B, L, t[steps / 2],
                t[steps / 10], t[steps * 9 / 10]);
+        printf(", cpu us/layer %.2f\n", cpu);
         if (B == BB) break;
     }
     free(k), free(v), free(t);

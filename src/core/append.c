@@ -351,24 +351,28 @@ static pkv_status window_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32
     uint32_t *run = (uint32_t *)tmp;
     uint16_t *gather = (uint16_t *)(tmp + run_bytes);
     size_t r = 0, row = 0;
+    const uint32_t R = g->R;
     for (uint32_t j = j0; j < j1; j++) {
         const layer_job *jb = &jobs[j];
-        if (!jb->take) continue;
+        /* in locals: the stores into run[] could alias the layer's state (a decode step of a batch
+         * is this loop, 2 H rows per sequence) */
+        const uint32_t take = jb->take, pos = jb->pos, idx = jb->idx, nw = jb->L->n_window;
+        const uint32_t *ws = jb->L->window_slot;
+        if (!take) continue;
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t kv = 0; kv < 2; kv++) {
-                uint32_t dst = jb->L->window_slot[h] * 2 * g->R + kv * g->R + jb->L->n_window;
+                const uint32_t dst = ws[h] * 2 * R + kv * R + nw;
                 if (src->k) {
-                    const uint16_t *x = (kv ? src->v : src->k)[jb->idx];
-                    for (uint32_t t = 0; t < jb->take; t++)
-                        memcpy(gather + (row + t) * d, x + ((size_t)(jb->pos + t) * H + h) * d, (size_t)d * 2);
-                    run[3 * r] = (uint32_t)row, run[3 * r + 1] = dst, run[3 * r + 2] = jb->take;
+                    const uint16_t *x = (kv ? src->v : src->k)[idx];
+                    for (uint32_t t = 0; t < take; t++)
+                        memcpy(gather + (row + t) * d, x + ((size_t)(pos + t) * H + h) * d, (size_t)d * 2);
+                    run[3 * r] = (uint32_t)row, run[3 * r + 1] = dst, run[3 * r + 2] = take;
                     r++;
-                    row += jb->take;
+                    row += take;
                 } else {
-                    for (uint32_t t = 0; t < jb->take; t++, r++) {
-                        run[3 * r] = (uint32_t)((((size_t)jb->idx * 2 + kv) * n + jb->pos + t) * H + h);
-                        run[3 * r + 1] = dst + t, run[3 * r + 2] = 1;
-                    }
+                    const uint32_t first = (uint32_t)((((size_t)idx * 2 + kv) * n + pos) * H + h);
+                    for (uint32_t t = 0; t < take; t++, r++)
+                        run[3 * r] = first + t * H, run[3 * r + 1] = dst + t, run[3 * r + 2] = 1;
                 }
             }
     }
@@ -460,9 +464,15 @@ static pkv_status append_run(pkv_cache *c, const append_target *tg, uint32_t nl,
     plan plans_local[64], *plans = nl <= 64 ? plans_local : malloc(nl * sizeof *plans);
     if (!plans) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     uint32_t n_late = 0;
+    uint8_t late_local[64], *late = nl <= 64 ? late_local : malloc(nl);
+    if (!late) {
+        if (plans != plans_local) free(plans);
+        return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
+    }
     for (uint32_t j = 0; j < nl; j++) {
         const pkv_layer_state *L = tg[j].L;
-        if (pkv_mines_late(c, L, n)) { /* planned as the first append of the window's tokens and the call's */
+        late[j] = (uint8_t)pkv_mines_late(c, L, n);
+        if (late[j]) { /* planned as the first append of the window's tokens and the call's */
             pkv_layer_state empty = *L;
             empty.n_window = 0;
             plans[j] = make_plan(c, tg[j].layer, &empty, L->n_window + n);
@@ -476,7 +486,7 @@ static pkv_status append_run(pkv_cache *c, const append_target *tg, uint32_t nl,
     for (uint32_t j = 0; j < nl; j++) {
         const pkv_layer_state *L = tg[j].L;
         if (L->window_slot && L->window_slot[0] != PKV_NO_SLOT && L->n_window &&
-            (n > g->R - L->n_window || pkv_mines_late(c, L, n)))
+            (n > g->R - L->n_window || late[j]))
             save_bytes += (size_t)H * g->window_bytes;
     }
     const size_t job_bytes = nl * sizeof(layer_job) + words * sizeof(uint32_t) + save_bytes;
@@ -487,6 +497,7 @@ static pkv_status append_run(pkv_cache *c, const append_target *tg, uint32_t nl,
     pkv_status st = PKV_OK;
     if (!jobs) {
         if (plans != plans_local) free(plans);
+        if (late != late_local) free(late);
         return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     }
     uint32_t *next = (uint32_t *)(jobs + nl);
@@ -494,7 +505,7 @@ static pkv_status append_run(pkv_cache *c, const append_target *tg, uint32_t nl,
         layer_job *jb = &jobs[j];
         jb->layer = tg[j].layer, jb->idx = j, jb->L = tg[j].L;
         jb->p = plans[j];
-        jb->late = pkv_mines_late(c, jb->L, n);
+        jb->late = late[j];
         jb->n = jb->late ? jb->L->n_window + n : n;
         jb->start_blocks = jb->L->n_blocks, jb->start_window = jb->L->n_window, jb->start_bank = jb->L->bank_count;
         jb->had_windows = jb->L->window_slot && jb->L->window_slot[0] != PKV_NO_SLOT;
@@ -508,6 +519,7 @@ static pkv_status append_run(pkv_cache *c, const append_target *tg, uint32_t nl,
         for (uint32_t h = 0; h < H; h++) jb->cow[h] = PKV_NO_SLOT;
     }
     if (plans != plans_local) free(plans);
+    if (late != late_local) free(late);
     for (uint32_t j = 0; j < nl && st == PKV_OK; j++) st = save_window(c, &jobs[j], &save_next);
     token_src joined;
     void *joined_mem = NULL;
@@ -675,9 +687,8 @@ pkv_status pkv_append_layers(pkv_cache *c, const pkv_append_params *params, cons
 pkv_status pkv_append_device(pkv_cache *c, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer, uint32_t n,
                              pkv_buf *tokens, size_t tokens_off)
 {
-    pkv_status st = PKV_OK;
-    for (uint32_t i = 0; i < n_seqs && st == PKV_OK; i++) st = pkv_append_check(c, seqs[i], layer, n, PKV_F16);
-    if (st != PKV_OK || n == 0 || n_seqs == 0) return st;
+    pkv_status st = PKV_OK; /* the arguments were checked by pkv_append_batch_check (internal.h) */
+    if (n == 0 || n_seqs == 0) return st;
     append_target tl[64], *tg = n_seqs <= 64 ? tl : malloc(n_seqs * sizeof *tg);
     if (!tg) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     for (uint32_t i = 0; i < n_seqs; i++) tg[i] = (append_target){&pkv_find_seq(c, seqs[i])->layers[layer], layer};

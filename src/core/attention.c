@@ -27,7 +27,7 @@ static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, uint
     for (uint32_t s = 0; s < p->n_seqs; s++) {
         pkv_layer_state *L = &pkv_find_seq(c, p->seqs[s])->layers[p->layer];
         seqs[s] = (pkv_attn_seq){L->n_blocks, L->n_window + own, L->bank_count, s * fixed, (uint32_t)(len + blocks_len),
-                                 L->blocks, resident ? &L->tab : NULL};
+                                 L->blocks, resident ? &L->tab : NULL, L};
         blocks_len += (size_t)H * L->n_blocks;
     }
     if (len + blocks_len > UINT32_MAX) return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "pkv_attention: block table too long");
@@ -37,7 +37,7 @@ static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, uint
     uint32_t *table = (uint32_t *)(mem + seq_bytes);
     *seqs_out = seqs;
     for (uint32_t s = 0; s < p->n_seqs; s++) {
-        const pkv_layer_state *L = &pkv_find_seq(c, p->seqs[s])->layers[p->layer];
+        const pkv_layer_state *L = seqs[s].layer; /* looked up once, above */
         uint32_t *t = table + seqs[s].table_offset;
         for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) t[i] = L->chunks ? L->chunks[i] : PKV_NO_SLOT;
         for (uint32_t h = 0; h < H; h++) t[H * PKV_MAX_CHUNKS + h] = L->window_slot ? L->window_slot[h] : PKV_NO_SLOT;

@@ -108,6 +108,7 @@ typedef struct pkv_attn_seq {
     uint32_t block_offset; /* into pkv_attn_op.table: block slots [n_blocks][H] (see pkv_attn_op.fixed_len) */
     const uint32_t *blocks; /* the host's block slots [n_blocks][H] */
     pkv_tab_mirror *mirror; /* its device copy (resident_tables backends), else NULL */
+    const struct pkv_layer_state *layer; /* the core's own (attention.c); backends do not read it */
 } pkv_attn_seq;
 
 /* q and out: host fp32 [n_seqs][q_len][n_q_heads][d]. Query i of a sequence with T tokens sees

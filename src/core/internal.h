@@ -110,6 +110,8 @@ pkv_status pkv_next_seq_id(pkv_cache *c, pkv_seq *id);
  * all of them, one flush op of the windows that fill, the cache as after appending them one by one. */
 pkv_status pkv_append_device(pkv_cache *c, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer, uint32_t n,
                              pkv_buf *tokens, size_t tokens_off);
+/* (its arguments must have passed pkv_append_batch_check, under the same lock: it does not check them
+ * again, a decode step's host work per sequence being what engine mode counts) */
 /* The checks of a batch append's arguments (each sequence as pkv_append_check, no sequence twice); fn
  * names the call in messages. */
 pkv_status pkv_append_batch_check(pkv_cache *c, const char *fn, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,

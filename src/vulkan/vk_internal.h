@@ -300,7 +300,10 @@ pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *
  * pkv_vk_stage_settle, which every other op calls first (pkv_vk_stage_record into vk->staged). */
 void pkv_vk_stage_defer(pkv_vk *vk, const pkv_vk_stage_in *in);
 pkv_status pkv_vk_stage_settle(pkv_vk *vk);
-int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_buf *rows_buf, size_t rows_off);
+/* Only when the op's runs name every staged row (an append whose tokens all go to the window in its
+ * first round: a decode step); the others (mining first, or rounds with flushes between them, which
+ * read vk->staged again) stage into vk->staged. */
+int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_window_op *op);
 /* Records the pending stage into the rows of dst the window op's runs name ([src row, dst row, rows]):
  * raw K/V and row table into a half of vk->kv_raw, a barrier, the conversion, and no barrier after
  * it (open_work): the next op's transfers into scratch, or the next append's into the other half,

@@ -473,7 +473,7 @@ pkv_status pkv_vk_write_window(pkv_backend *be, const pkv_store *st, const pkv_w
     pkv_vk *vk = pkv_vk_of(be);
     const size_t row = (size_t)st->g->d * 2;
     pthread_mutex_lock(&vk->lock);
-    if (!op->rows && pkv_vk_stage_scatters(vk, op->rows_buf, op->rows_off)) {
+    if (pkv_vk_stage_scatters(vk, op)) {
         pkv_status s = pkv_vk_stage_scatter(vk, st->windows, op->runs, op->n_runs);
         pthread_mutex_unlock(&vk->lock);
         return s;

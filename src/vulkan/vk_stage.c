@@ -9,7 +9,9 @@
  * - recorded appends (pkv_vk_stage_defer): nothing is recorded at the call; the window write
  *   (pkv_vk_write_window) then copies the raw K/V in and converts them straight into their window
  *   rows (pkv_vk_stage_scatter, a row table), without the fp16 copy in vk->staged and the copy
- *   from there: one transfer phase and one dispatch per append;
+ *   from there: one transfer phase and one dispatch per append; the raw copy is K/V-major (every
+ *   sequence's K, then every sequence's V: the application's order), so that a batch's K and V are
+ *   one or two copy regions, not two per sequence;
  * - recorded attention: the raw q goes into the attention op's own scratch next to its tables and
  *   is converted into the op's q section (pkv_vk_stage_copy_to + pkv_vk_stage_convert). */
 #include <stddef.h>
@@ -44,11 +46,21 @@ pkv_status pkv_vk_stage_reserve(pkv_vk *vk, const pkv_vk_stage_in *in)
     return s;
 }
 
-void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *dst, size_t raw_off)
+/* The source placed at raw slot `slot`: in source order, or K/V-major (a scatter's: every sequence's K,
+ * then every sequence's V, the application's own order, so that its copies merge). */
+static uint32_t source_at(const pkv_vk_stage_in *in, uint32_t slot, int kv_major)
+{
+    const uint32_t half = in->n_src / 2;
+    return !kv_major ? slot : slot < half ? 2 * slot : 2 * (slot - half) + 1;
+}
+
+/* The raw sources into dst from raw_off, slot after slot: one command per application buffer (K and V
+ * of every sequence in one buffer, the usual case: one command), its regions merged where both sides
+ * are contiguous (K/V-major: a batch's K, or K and V, in one region); more than 8 buffers: one
+ * command per source. */
+static void copy_sources(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *dst, size_t raw_off, int kv_major)
 {
     const size_t rw = raw_words(in), in_bytes = in->n_values * (in->dtype == PKV_F16 ? 2 : 4);
-    /* one command per application buffer (K and V of every sequence in one buffer, the usual case: one
-     * command), the sources back to back in source order; more than 8 buffers: one command each */
     VkBuffer bufs[8];
     uint32_t nb = 0, i = 0;
     for (; i < in->n_src; i++) {
@@ -60,11 +72,25 @@ void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *dst, s
     if (i < in->n_src) nb = 0;
     for (uint32_t b = 0; b < (nb ? nb : in->n_src); b++) {
         uint32_t n = 0;
-        for (uint32_t j = nb ? 0 : b; j < (nb ? in->n_src : b + 1); j++)
-            if (!nb || in->src[j] == bufs[b])
-                vk->regions[n++] = (VkBufferCopy){in->src_off[j], dst->off + (raw_off + rw * j) * 4, in_bytes};
-        vk->f.vkCmdCopyBuffer(vk->cb, nb ? bufs[b] : in->src[b], dst->page->buf, n, vk->regions);
+        VkBuffer from = VK_NULL_HANDLE;
+        for (uint32_t slot = nb ? 0 : b; slot < (nb ? in->n_src : b + 1); slot++) {
+            const uint32_t j = source_at(in, slot, kv_major);
+            if (nb && in->src[j] != bufs[b]) continue;
+            from = in->src[j];
+            const VkBufferCopy r = {in->src_off[j], dst->off + (raw_off + rw * slot) * 4, in_bytes};
+            VkBufferCopy *last = n ? &vk->regions[n - 1] : NULL;
+            if (last && last->srcOffset + last->size == r.srcOffset && last->dstOffset + last->size == r.dstOffset)
+                last->size += r.size;
+            else
+                vk->regions[n++] = r;
+        }
+        vk->f.vkCmdCopyBuffer(vk->cb, from, dst->page->buf, n, vk->regions);
     }
+}
+
+void pkv_vk_stage_copy_to(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *dst, size_t raw_off)
+{
+    copy_sources(vk, in, dst, raw_off, 0);
 }
 
 /* stage_input.comp's push constants */
@@ -123,11 +149,15 @@ pkv_status pkv_vk_stage_settle(pkv_vk *vk)
     return in ? pkv_vk_stage_record(vk, in) : PKV_OK;
 }
 
-int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_buf *rows_buf, size_t rows_off)
+int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_window_op *op)
 {
     const pkv_vk_stage_in *in = vk->stage_pending;
-    return in && in->row_pairs && rows_buf == vk->staged && rows_off == 0 &&
-           raw_words(in) * 4 == in->n_values * (in->dtype == PKV_F16 ? 2 : 4);
+    if (!in || !in->row_pairs || in->n_src % 2 || op->rows || op->rows_buf != vk->staged || op->rows_off != 0 ||
+        raw_words(in) * 4 != in->n_values * (in->dtype == PKV_F16 ? 2 : 4))
+        return 0;
+    size_t named = 0;
+    for (uint32_t r = 0; r < op->n_runs; r++) named += op->runs[3 * r + 2];
+    return named == table_rows(in);
 }
 
 pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, uint32_t n_runs)
@@ -136,9 +166,20 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
     const size_t rows = table_rows(in);
     uint32_t *tab = pkv_vk_host_table(vk, rows);
     if (!tab) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
-    memset(tab, 0xFF, rows * sizeof *tab); /* rows no run names are not written */
-    for (uint32_t r = 0; r < n_runs; r++)
-        for (uint32_t i = 0; i < runs[3 * r + 2] && runs[3 * r] + i < rows; i++) tab[runs[3 * r] + i] = runs[3 * r + 1] + i;
+    /* the sources lie K/V-major in the raw copy (copy_sources): source j's rows at slot source_at^-1(j);
+     * runs name rows in source order, every row (pkv_vk_stage_scatters) */
+    const uint32_t per_src = (uint32_t)(rows / in->n_src), kv_half = in->n_src / 2;
+    uint32_t j = 0; /* the source of the row at hand: runs come in source order, no division per row */
+    for (uint32_t r = 0; r < n_runs; r++) {
+        const uint32_t first = runs[3 * r], to = runs[3 * r + 1], len = runs[3 * r + 2];
+        for (uint32_t i = 0; i < len && first + i < rows; i++) {
+            const uint32_t row = first + i;
+            if (row < j * per_src) j = row / per_src; /* out of order: found again */
+            while (row >= (j + 1) * per_src) j++;
+            const uint32_t slot = j & 1 ? kv_half + j / 2 : j / 2;
+            tab[(size_t)slot * per_src + row - j * per_src] = to + i;
+        }
+    }
     vk->stage_pending = NULL;
     /* the half an open conversion (if any) does not read, bound alone: hazards are per bound range;
      * an open copy of out touches neither half */
@@ -149,7 +190,7 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
     pkv_status s = pkv_vk_begin(vk);
     if (s != PKV_OK) return s;
     if (!overlap) pkv_vk_op_start(vk);
-    pkv_vk_stage_copy_to(vk, in, &raw, 0);
+    copy_sources(vk, in, &raw, 0, 1);
     /* a small table (a decode step's of one sequence: 2 x heads rows, up to 20) goes in the push
      * constants: no upload */
     const int push = rows <= PUSH_TAB_MAX;
