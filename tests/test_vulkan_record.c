@@ -7,7 +7,8 @@
  * then the rest: mining at M, README "Mining and chunked prefill"): the synchronous calls give the
  * host path's cache byte for byte; a recorded append that would mine late is refused with
  * PKV_ERR_UNSUPPORTED and changes nothing. Batch appends (several sequences of a layer in one call)
- * against appending sequence by sequence. */
+ * against appending sequence by sequence. A recorded append longer than the window (rounds with a
+ * flush between them) equals the synchronous one. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -392,6 +393,43 @@ static void batch_append_equals_sequence_by_sequence(void **state)
     app_close(&a);
 }
 
+/* After a prompt of two whole groups (an empty window), one recorded append of 50 tokens (window 32):
+ * its first round fills the window and flushes it, its second writes the rest; the rows of both rounds
+ * come from the staged K/V (vk_stage.c converts straight into the window rows only when one window op
+ * takes every row). The same cache byte for byte as the synchronous append. (Into a partly filled
+ * window such an append is refused when recorded: the window's rows would be read back first.) */
+static void long_recorded_append_equals_synchronous(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) return;
+    enum { PRE = 64, LONG = 50 };
+    pkv_seq ss, rs;
+    pkv_cache *sync = new_cache(&a, &ss), *rec = new_cache(&a, &rs);
+    fill_prompt(&a, 61);
+    const VkDeviceSize pb = PRE * TOK_FLOATS * 4, lb = LONG * TOK_FLOATS * 4;
+    for (uint32_t l = 0; l < L; l++) {
+        TU_OK(pkv_vulkan_append(sync, ss, l, PRE, a.buf, OFF_PK(l), pb, a.buf, OFF_PV(l), pb, PKV_F32));
+        TU_OK(pkv_vulkan_append(rec, rs, l, PRE, a.buf, OFF_PK(l), pb, a.buf, OFF_PV(l), pb, PKV_F32));
+    }
+    VkCommandBuffer cb = cmd_begin(&a);
+    for (uint32_t l = 0; l < L; l++) { /* another layer's prompt tokens as the new ones */
+        const uint32_t o = (l + 1) % L;
+        TU_OK(pkv_vulkan_append(sync, ss, l, LONG, a.buf, OFF_PK(o), lb, a.buf, OFF_PV(o), lb, PKV_F32));
+        TU_OK(pkv_vulkan_cmd_append(rec, cb, rs, l, LONG, a.buf, OFF_PK(o), lb, a.buf, OFF_PV(o), lb, PKV_F32));
+    }
+    cmd_submit(&a, cb);
+    uint32_t flags = 1, len = 0;
+    TU_OK(pkv_vulkan_read_status(rec, &flags, NULL, 0));
+    assert_int_equal(flags, 0);
+    TU_OK(pkv_seq_length(rec, rs, 0, &len));
+    assert_int_equal(len, PRE + LONG);
+    tu_expect_same_saved(sync, rec);
+    TU_OK(pkv_cache_free(sync));
+    TU_OK(pkv_cache_free(rec));
+    app_close(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +438,7 @@ int main(void)
         cmocka_unit_test(nan_in_one_layer_shows_in_the_status_word),
         cmocka_unit_test(batch_of_two_equals_synchronous),
         cmocka_unit_test(batch_append_equals_sequence_by_sequence),
+        cmocka_unit_test(long_recorded_append_equals_synchronous),
     };
     return tu_run_tests(tests, NULL, NULL);
 }
