@@ -39,8 +39,10 @@ static pkv_status build_tables(pkv_cache *c, const pkv_attention_params *p, uint
     for (uint32_t s = 0; s < p->n_seqs; s++) {
         const pkv_layer_state *L = seqs[s].layer; /* looked up once, above */
         uint32_t *t = table + seqs[s].table_offset;
-        for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) t[i] = L->chunks ? L->chunks[i] : PKV_NO_SLOT;
-        for (uint32_t h = 0; h < H; h++) t[H * PKV_MAX_CHUNKS + h] = L->window_slot ? L->window_slot[h] : PKV_NO_SLOT;
+        if (L->chunks) memcpy(t, L->chunks, (size_t)H * PKV_MAX_CHUNKS * sizeof *t);
+        else memset(t, 0xFF, (size_t)H * PKV_MAX_CHUNKS * sizeof *t); /* PKV_NO_SLOT */
+        if (L->window_slot) memcpy(t + H * PKV_MAX_CHUNKS, L->window_slot, H * sizeof *t);
+        else memset(t + H * PKV_MAX_CHUNKS, 0xFF, H * sizeof *t);
         if (resident) continue;
         if (L->n_blocks) memcpy(table + seqs[s].block_offset, L->blocks, (size_t)L->n_blocks * H * sizeof *table);
     }
