@@ -359,25 +359,31 @@ static pkv_status window_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32
         const uint32_t take = jb->take, pos = jb->pos, idx = jb->idx, nw = jb->L->n_window;
         const uint32_t *ws = jb->L->window_slot;
         if (!take) continue;
+        if (!src->k) { /* device rows read in place: one run per row */
+            const uint32_t k0 = (uint32_t)(((size_t)idx * 2 * n + pos) * H), v0 = k0 + n * H;
+            for (uint32_t h = 0; h < H; h++) {
+                const uint32_t dst = ws[h] * 2 * R + nw;
+                for (uint32_t t = 0; t < take; t++, r++)
+                    run[3 * r] = k0 + t * H + h, run[3 * r + 1] = dst + t, run[3 * r + 2] = 1;
+                for (uint32_t t = 0; t < take; t++, r++)
+                    run[3 * r] = v0 + t * H + h, run[3 * r + 1] = dst + R + t, run[3 * r + 2] = 1;
+            }
+            continue;
+        }
         for (uint32_t h = 0; h < H; h++)
             for (uint32_t kv = 0; kv < 2; kv++) {
                 const uint32_t dst = ws[h] * 2 * R + kv * R + nw;
-                if (src->k) {
-                    const uint16_t *x = (kv ? src->v : src->k)[idx];
-                    for (uint32_t t = 0; t < take; t++)
-                        memcpy(gather + (row + t) * d, x + ((size_t)(pos + t) * H + h) * d, (size_t)d * 2);
-                    run[3 * r] = (uint32_t)row, run[3 * r + 1] = dst, run[3 * r + 2] = take;
-                    r++;
-                    row += take;
-                } else {
-                    const uint32_t first = (uint32_t)((((size_t)idx * 2 + kv) * n + pos) * H + h);
-                    for (uint32_t t = 0; t < take; t++, r++)
-                        run[3 * r] = first + t * H, run[3 * r + 1] = dst + t, run[3 * r + 2] = 1;
-                }
+                const uint16_t *x = (kv ? src->v : src->k)[idx];
+                for (uint32_t t = 0; t < take; t++)
+                    memcpy(gather + (row + t) * d, x + ((size_t)(pos + t) * H + h) * d, (size_t)d * 2);
+                run[3 * r] = (uint32_t)row, run[3 * r + 1] = dst, run[3 * r + 2] = take;
+                r++;
+                row += take;
             }
     }
     pkv_window_op op = {.rows = src->k ? gather : NULL, .rows_buf = src->dev, .rows_off = src->dev_off,
-                        .n_src_rows = src->k ? (uint32_t)rows : 2 * n * H * (src->n_src ? src->n_src : 1), .n_runs = (uint32_t)n_runs, .runs = run};
+                        .n_src_rows = src->k ? (uint32_t)rows : 2 * n * H * (src->n_src ? src->n_src : 1), .n_runs = (uint32_t)n_runs, .runs = run,
+                        .n_rows = (uint32_t)rows};
     return c->ctx->be->iface->write_window(c->ctx->be, &pkv_shard_of(c, jobs[j0].layer)->store, &op);
 }
 

@@ -171,7 +171,8 @@ static pkv_status write_own(pkv_cache *c, const pkv_attention_params *p)
             }
     }
     if (st == PKV_OK) {
-        pkv_window_op op = {.rows = rows, .n_src_rows = (uint32_t)(2 * count / d), .n_runs = p->n_seqs * H * 2, .runs = runs};
+        pkv_window_op op = {.rows = rows, .n_src_rows = (uint32_t)(2 * count / d), .n_runs = p->n_seqs * H * 2, .runs = runs,
+                            .n_rows = (uint32_t)(2 * count / d)};
         st = c->ctx->be->iface->write_window(c->ctx->be, &sh->store, &op);
     }
     free(rows), free(runs);

@@ -86,6 +86,7 @@ typedef struct pkv_window_op {
     uint32_t n_src_rows;
     uint32_t n_runs;
     const uint32_t *runs;         /* [n_runs][3]: first source row, first destination row, rows */
+    uint32_t n_rows;              /* rows the runs name in all */
 } pkv_window_op;
 
 /* A sequence's block slots of one layer kept in device memory between attention ops, by backends

@@ -155,9 +155,7 @@ int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_window_op *op)
     if (!in || !in->row_pairs || in->n_src % 2 || op->rows || op->rows_buf != vk->staged || op->rows_off != 0 ||
         raw_words(in) * 4 != in->n_values * (in->dtype == PKV_F16 ? 2 : 4))
         return 0;
-    size_t named = 0;
-    for (uint32_t r = 0; r < op->n_runs; r++) named += op->runs[3 * r + 2];
-    return named == table_rows(in);
+    return op->n_rows == table_rows(in);
 }
 
 pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, uint32_t n_runs)
@@ -169,15 +167,12 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
     /* the sources lie K/V-major in the raw copy (copy_sources): source j's rows at slot source_at^-1(j);
      * runs name rows in source order, every row (pkv_vk_stage_scatters) */
     const uint32_t per_src = (uint32_t)(rows / in->n_src), kv_half = in->n_src / 2;
-    uint32_t j = 0; /* the source of the row at hand: runs come in source order, no division per row */
     for (uint32_t r = 0; r < n_runs; r++) {
         const uint32_t first = runs[3 * r], to = runs[3 * r + 1], len = runs[3 * r + 2];
-        for (uint32_t i = 0; i < len && first + i < rows; i++) {
-            const uint32_t row = first + i;
-            if (row < j * per_src) j = row / per_src; /* out of order: found again */
-            while (row >= (j + 1) * per_src) j++;
-            const uint32_t slot = j & 1 ? kv_half + j / 2 : j / 2;
-            tab[(size_t)slot * per_src + row - j * per_src] = to + i;
+        uint32_t j = first / per_src, at = first - j * per_src; /* source, row within it */
+        for (uint32_t i = 0; i < len && first + i < rows; i++, at++) {
+            if (at == per_src) j++, at = 0;
+            tab[(size_t)(j & 1 ? kv_half + j / 2 : j / 2) * per_src + at] = to + i;
         }
     }
     vk->stage_pending = NULL;
