@@ -182,8 +182,14 @@ PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, 
                                          uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
                                          VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype);
 /* The recorded batch append (pkv_vulkan_append_batch's layout and result): a decode step of B sequences
- * records per layer one append for all of them (one copy of K/V, one row-table update, one conversion
- * dispatch straight into the window rows) instead of B. */
+ * records per layer one append for all of them (one copy command of K/V, one row-table update, one
+ * conversion dispatch straight into the window rows) instead of B. The copy has one region for all
+ * sequences' K and one for their V (a single one when V follows K in the same buffer), not two per
+ * sequence, and the host work per further sequence is a few dozen words of tables (its window rows),
+ * no allocation: pkv-record-cost (bench/tools/record_cost.c) measures it. An append longer than the
+ * room left in a window (several rounds with flushes between them) is staged whole first and stays
+ * correct, at the cost of one more copy; one into a partly filled window that would flush is refused
+ * (PKV_ERR_UNSUPPORTED: the window's rows would be read back on the host). */
 PKV_API pkv_status pkv_vulkan_cmd_append_batch(pkv_cache *cache, VkCommandBuffer cmd, const pkv_seq *seqs, uint32_t n_seqs,
                                                uint32_t layer, uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset,
                                                VkDeviceSize k_size, VkBuffer v, VkDeviceSize v_offset,

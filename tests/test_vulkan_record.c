@@ -396,8 +396,9 @@ static void batch_append_equals_sequence_by_sequence(void **state)
 /* After a prompt of two whole groups (an empty window), one recorded append of 50 tokens (window 32):
  * its first round fills the window and flushes it, its second writes the rest; the rows of both rounds
  * come from the staged K/V (vk_stage.c converts straight into the window rows only when one window op
- * takes every row). The same cache byte for byte as the synchronous append. (Into a partly filled
- * window such an append is refused when recorded: the window's rows would be read back first.) */
+ * takes every row). The same cache byte for byte as the synchronous append. Into a partly filled
+ * window such an append is refused when recorded (the window's rows would be read back first), and
+ * changes nothing. */
 static void long_recorded_append_equals_synchronous(void **state)
 {
     (void)state;
@@ -422,6 +423,14 @@ static void long_recorded_append_equals_synchronous(void **state)
     uint32_t flags = 1, len = 0;
     TU_OK(pkv_vulkan_read_status(rec, &flags, NULL, 0));
     assert_int_equal(flags, 0);
+    TU_OK(pkv_seq_length(rec, rs, 0, &len));
+    assert_int_equal(len, PRE + LONG);
+    tu_expect_same_saved(sync, rec);
+    /* now into a partly filled window (18 of 32): refused, nothing changed */
+    cb = cmd_begin(&a);
+    assert_int_equal(pkv_vulkan_cmd_append(rec, cb, rs, 0, LONG, a.buf, OFF_PK(1), lb, a.buf, OFF_PV(1), lb, PKV_F32),
+                     PKV_ERR_UNSUPPORTED);
+    cmd_submit(&a, cb);
     TU_OK(pkv_seq_length(rec, rs, 0, &len));
     assert_int_equal(len, PRE + LONG);
     tu_expect_same_saved(sync, rec);
