@@ -167,14 +167,20 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
     /* the sources lie K/V-major in the raw copy (copy_sources): source j's rows at slot source_at^-1(j);
      * runs name rows in source order, every row (pkv_vk_stage_scatters) */
     const uint32_t per_src = (uint32_t)(rows / in->n_src), kv_half = in->n_src / 2;
+    /* source j's rows move by shift[j] rows (its slot's start minus its own) */
+    int64_t shift_local[64], *shift = in->n_src <= 64 ? shift_local : malloc(in->n_src * sizeof *shift);
+    if (!shift) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
+    for (uint32_t j = 0; j < in->n_src; j++) shift[j] = ((int64_t)(j & 1 ? kv_half + j / 2 : j / 2) - j) * per_src;
+    uint32_t *restrict t = tab;
     for (uint32_t r = 0; r < n_runs; r++) {
         const uint32_t first = runs[3 * r], to = runs[3 * r + 1], len = runs[3 * r + 2];
-        uint32_t j = first / per_src, at = first - j * per_src; /* source, row within it */
-        for (uint32_t i = 0; i < len && first + i < rows; i++, at++) {
-            if (at == per_src) j++, at = 0;
-            tab[(size_t)(j & 1 ? kv_half + j / 2 : j / 2) * per_src + at] = to + i;
+        if (len == 1) { /* device rows: every run (one row each) */
+            t[first + shift[first / per_src]] = to;
+            continue;
         }
+        for (uint32_t i = 0; i < len; i++) t[first + i + shift[(first + i) / per_src]] = to + i;
     }
+    if (shift != shift_local) free(shift);
     vk->stage_pending = NULL;
     /* the half an open conversion (if any) does not read, bound alone: hazards are per bound range;
      * an open copy of out touches neither half */
