@@ -26,7 +26,9 @@
 #define VRW (VBITS == 3 ? VW0 + (D + 31) / 32 : VW0)
 #define KQ ((KRW + 3) / 4)
 #define K_IN_REGS (!STAGE_K && KRW % 4 == 0 && KQ <= 4)
-#define KSEC4 ((G * KRW + 3) / 4)      /* 16-byte words of the K code section */
+#define KSEC4 (MODE == 2 ? G * D / 8 : (G * KRW + 3) / 4) /* 16-byte words of a chunk's staged K: codes, or fp16 rows */
+#define KD8 (D / 8)                    /* fp16: 16-byte words of a K row */
+#define KSWZ (KD8 % 8 == 0 ? 7u : 0u)  /* fp16 staged K: word k of row t at k ^ (t & KSWZ) (local memory banks) */
 #define KQS (STAGE_K ? (BPS * KSEC4 + WG - 1) / WG : 1)
 #define VSEC (MODE == 2 || !STAGE_V ? 4 : G * VRW)
 #define VQ ((BPS * VSEC / 4 + WG - 1) / WG)
@@ -234,7 +236,8 @@ OCL_HELPER void describe_chunk(step_desc *sd, uint b, uint c, uint c1, uint nb, 
 }
 
 /* Every load of a step (only compressed chunks have any) */
-OCL_HELPER void load_step(step_loads *L, const step_desc *sd, __global const uint *blocks, __constant uint *P)
+OCL_HELPER void load_step(step_loads *L, const step_desc *sd, __global const uint *blocks, __global const uint *windows,
+                          __constant uint *P)
 {
     const uint lid = get_local_id(0), j = lid / G, t = lid % G;
     __global const uint4 *b4 = (__global const uint4 *)blocks;
@@ -258,8 +261,14 @@ OCL_HELPER void load_step(step_loads *L, const step_desc *sd, __global const uin
     }
     if (STAGE_K)
         for (uint q = 0; q < KQS; q++) {
-            uint e = min(lid + q * WG, (uint)(BPS * KSEC4) - 1), ej = e / KSEC4;
-            L->kq[q] = chunk_pick(sd->kind, ej) == CK_CODES ? b4[(chunk_pick(sd->base, ej) + P[A_BLOCK + 1] / 4) / 4 + e % KSEC4] : (uint4)(0u);
+            uint e = min(lid + q * WG, (uint)(BPS * KSEC4) - 1), ej = e / KSEC4, kind = chunk_pick(sd->kind, ej);
+            if (MODE == 2) { /* fp16 rows, read whole by consecutive work-items (coalesced) */
+                uint x = e % KSEC4, h8 = chunk_pick(sd->kh, ej) / 8 + x;
+                __global const uint4 *src = (__global const uint4 *)(kind == CK_WINDOW ? windows : blocks);
+                L->kq[q] = x / KD8 < chunk_pick(sd->count, ej) ? src[h8] : (uint4)(0u);
+            } else {
+                L->kq[q] = kind == CK_CODES ? b4[(chunk_pick(sd->base, ej) + P[A_BLOCK + 1] / 4) / 4 + e % KSEC4] : (uint4)(0u);
+            }
         }
     if (STAGE_V)
         for (uint q = 0; q < VQ; q++) {
@@ -312,10 +321,10 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
                 }
             }
         }
-    if (MODE != 2 && STAGE_K) /* the K codes (waits for their loads) */
+    if (STAGE_K) /* the K codes or fp16 rows (waits for their loads) */
         for (uint q = 0; q < KQS; q++) {
-            uint e = lid + q * WG;
-            if (e < BPS * KSEC4) L->kq[e] = Lc->kq[q];
+            uint e = lid + q * WG, x = e % KSEC4, t16 = x / KD8;
+            if (e < BPS * KSEC4) L->kq[MODE == 2 ? e - x + t16 * KD8 + ((x % KD8) ^ (t16 & KSWZ)) : e] = Lc->kq[q];
         }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* 2. logits of this work-item's token, without the zero-point term */
@@ -342,7 +351,8 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
         } else {
             __global const uint *rows = kind == CK_WINDOW ? windows : blocks;
             for (uint k = 0; k < D / 8; k++) {
-                float8 x = load_half8((__global const half *)rows + chunk_pick(sd->kh, j) + t * D + 8 * k);
+                float8 x = MODE == 2 && STAGE_K ? vload_half8(0, (__local const half *)&L->kq[j * KSEC4 + t * KD8 + (k ^ (t & KSWZ))])
+                                   : load_half8((__global const half *)rows + chunk_pick(sd->kh, j) + t * D + 8 * k);
                 float xa[8] = {x.s0, x.s1, x.s2, x.s3, x.s4, x.s5, x.s6, x.s7};
                 for (uint i = 0; i < 8; i++)
                     for (uint v = 0; v < NRV; v++) dot[v] += L->q[(8 * k + i) * NRV + v] * xa[i];
@@ -576,20 +586,20 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
     step_desc cur;
     step_loads Lc;
     for (uint b = 0; b < BPS; b++) describe_chunk(&cur, b, c0 + b, c1, nb, nw, slots, wb, P);
-    if (MODE != 2) load_step(&Lc, &cur, blocks, P);
+    if (MODE != 2 || STAGE_K) load_step(&Lc, &cur, blocks, windows, P);
     for (uint c = c0; c < c1; c += BPS) {
         if (PREFETCH) {
             step_desc sn;
             step_loads Ln;
             for (uint b = 0; b < BPS; b++) describe_chunk(&sn, b, c + BPS + b, c1, nb, nw, slots, wb, P);
-            if (MODE != 2 && c + BPS < c1) load_step(&Ln, &sn, blocks, P);
+            if ((MODE != 2 || STAGE_K) && c + BPS < c1) load_step(&Ln, &sn, blocks, windows, P);
             do_step(&L, &st, &cur, &Lc, blocks, windows, P);
             cur = sn;
             Lc = Ln;
         } else {
             do_step(&L, &st, &cur, &Lc, blocks, windows, P);
             for (uint b = 0; b < BPS; b++) describe_chunk(&cur, b, c + BPS + b, c1, nb, nw, slots, wb, P);
-            if (MODE != 2 && c + BPS < c1) load_step(&Lc, &cur, blocks, P);
+            if ((MODE != 2 || STAGE_K) && c + BPS < c1) load_step(&Lc, &cur, blocks, windows, P);
         }
     }
 

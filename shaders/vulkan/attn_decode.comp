@@ -43,7 +43,16 @@ const uint KQ = (KRW + 3u) / 4u;    /* 16-byte words of a K code row */
 /* the row is loaded at the step's start (as integers: glslang mis-optimises && of spec constants) */
 const uint K_REGS_U = (STAGE_K == 0u ? 1u : 0u) * (KRW % 4u == 0u ? 1u : 0u) * (KQ <= 4u ? 1u : 0u);
 const bool K_IN_REGS = K_REGS_U != 0u;
-const uint KSEC4 = (G * KRW + 3u) / 4u; /* 16-byte words of a chunk's K code section */
+/* 16-byte words of a chunk's staged K: its code section, or (fp16) its G rows of D halves */
+const uint KSEC4 = MODE == 2u ? G * D / 8u : (G * KRW + 3u) / 4u;
+const uint KD8 = D / 8u; /* fp16: 16-byte words of a K row */
+/* fp16 staged K: word k of row t sits at k ^ (t & KSWZ) so that 8 invocations reading word k of 8
+ * consecutive rows hit 8 different 16-byte bank groups */
+const uint KSWZ = KD8 % 8u == 0u ? 7u : 0u;
+/* whether a step has loads to issue ahead: compressed chunks, or staged fp16 K (as integers, as above) */
+/* fp16 mode's K rows staged (the fp16 window chunks of the other modes never are) */
+const bool FP16_STAGED = (MODE == 2u ? 1u : 0u) * (STAGE_K != 0u ? 1u : 0u) != 0u; /* (as integers, as above) */
+const bool STEP_LOADS = (MODE != 2u ? 1u : 0u) + (STAGE_K != 0u ? 1u : 0u) != 0u;
 const uint KQS = STAGE_K != 0u ? (BPS * KSEC4 + WG - 1u) / WG : 1u; /* 16-byte loads per invocation to stage K */
 const uint VSEC = MODE == 2u || STAGE_V == 0u ? 4u : G * VRW; /* words of a chunk's staged V code section */
 const uint VQ = (BPS * VSEC / 4u + WG - 1u) / WG; /* 16-byte loads per invocation to stage them */
@@ -224,8 +233,14 @@ void load_step(step_desc sd, out step_loads L)
     }
     if (STAGE_K != 0u)
         [[unroll]] for (uint q = 0u; q < KQS; q++) {
-            uint e = min(lid + q * WG, BPS * KSEC4 - 1u), ej = e / KSEC4;
-            L.kq[q] = chunk_pick(sd.kind, ej) == CK_CODES ? blk4[(chunk_pick(sd.base, ej) + pc.o_kcodes) / 4u + e % KSEC4] : uvec4(0u);
+            uint e = min(lid + q * WG, BPS * KSEC4 - 1u), ej = e / KSEC4, kind = chunk_pick(sd.kind, ej);
+            if (MODE == 2u) { /* fp16 rows, read whole by consecutive invocations (coalesced) */
+                uint x = e % KSEC4, h8 = chunk_pick(sd.kh, ej) / 8u + x;
+                bool ok = x / KD8 < chunk_pick(sd.count, ej);
+                L.kq[q] = ok ? (kind == CK_WINDOW ? win4[h8] : blk4[h8]) : uvec4(0u);
+            } else {
+                L.kq[q] = kind == CK_CODES ? blk4[(chunk_pick(sd.base, ej) + pc.o_kcodes) / 4u + e % KSEC4] : uvec4(0u);
+            }
         }
     if (STAGE_V != 0u && MODE != 2u)
         [[unroll]] for (uint q = 0u; q < VQ; q++) {
@@ -288,15 +303,16 @@ void code_dot(step_loads L, uint w0, uint qj, out float lg[NR])
 }
 
 /* q.x for an fp16 row of D halves starting at half index h0 of blocks or windows, 4 loads of 16
- * bytes in flight */
-void fp16_dot(bool window, uint h0, out float lg[NR])
+ * bytes in flight; FP16_STAGED: row t of chunk j of the staged rows */
+void fp16_dot(bool window, uint h0, uint j, uint t, out float lg[NR])
 {
     vec4 dot[2] = vec4[2](vec4(0.0), vec4(0.0));
     for (uint k0 = 0u; k0 < D / 8u; k0 += 4u) {
         uvec4 w[4];
         [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
             uint k = min(k0 + kk, D / 8u - 1u);
-            w[kk] = window ? win4[h0 / 8u + k] : blk4[h0 / 8u + k];
+            if (FP16_STAGED) w[kk] = kq_s[j * KSEC4 + t * KD8 + (k ^ (t & KSWZ))];
+            else w[kk] = window ? win4[h0 / 8u + k] : blk4[h0 / 8u + k];
         }
         [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
             if (k0 + kk >= D / 8u) break;
@@ -375,10 +391,11 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
                 }
             }
         }
-    if (STAGE_K != 0u && MODE != 2u) /* the K codes (waits for their loads) */
+    if (STAGE_K != 0u) /* the K codes or fp16 rows (waits for their loads) */
         [[unroll]] for (uint q = 0u; q < KQS; q++) {
-            uint e = lid + q * WG;
-            if (e < BPS * KSEC4) kq_s[e] = L.kq[q];
+            uint e = lid + q * WG, x = e % KSEC4, dst = e;
+            if (MODE == 2u) dst = e - x + (x / KD8) * KD8 + ((x % KD8) ^ ((x / KD8) & KSWZ)); /* swizzled */
+            if (e < BPS * KSEC4) kq_s[dst] = L.kq[q];
         }
     barrier();
     /* 2. logits of this invocation's token, without the zero-point term */
@@ -389,7 +406,7 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
             code_dot(L, STAGE_K != 0u ? j * KSEC4 * 4u + t * KRW : chunk_pick(sd.base, j) + pc.o_kcodes + t * KRW, j, lg);
             if (MODE == 0u) [[unroll]] for (uint r = 0u; r < NR; r++) lg[r] += qc_s[L.ka * NRV + r / 4u][r % 4u];
         } else {
-            fp16_dot(kind == CK_WINDOW, chunk_pick(sd.kh, j) + t * D, lg);
+            fp16_dot(kind == CK_WINDOW, chunk_pick(sd.kh, j) + t * D, j, t, lg);
         }
     }
     [[unroll]] for (uint r = 0u; r < NR; r++) {
@@ -544,14 +561,14 @@ void main()
     step_desc sd;
     step_loads L;
     describe_step(c0, c1, nb, nw, sl, wb, sd);
-    if (MODE != 2u) load_step(sd, L);
+    if (STEP_LOADS) load_step(sd, L);
     if (PREFETCH != 0u) load_slots(c0 + BPS, c1, nb, slots, sl);
     for (uint c = c0; c < c1; c += BPS) {
         if (PREFETCH != 0u) {
             step_desc sn;
             step_loads Ln;
             describe_step(c + BPS, c1, nb, nw, sl, wb, sn);
-            if (MODE != 2u && c + BPS < c1) load_step(sn, Ln);
+            if (STEP_LOADS && c + BPS < c1) load_step(sn, Ln);
             load_slots(c + 2u * BPS, c1, nb, slots, sl);
             do_step(st, sd, L);
             copy_step(sn, Ln, sd, L);
@@ -559,7 +576,7 @@ void main()
             do_step(st, sd, L);
             load_slots(c + BPS, c1, nb, slots, sl);
             describe_step(c + BPS, c1, nb, nw, sl, wb, sd);
-            if (MODE != 2u && c + BPS < c1) load_step(sd, L);
+            if (STEP_LOADS && c + BPS < c1) load_step(sd, L);
         }
     }
 

@@ -132,7 +132,9 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env)
 size_t pkv_attn_decode_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v)
 {
     const size_t nrv = (nr + 3) / 4, bps = sh.bps, wg = bps * g->G, ch = sh.vch;
-    const size_t ksec = sh.stage_k && g->mode != PKV_MODE_FP16 ? bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16) : 16;
+    const size_t ksec = !sh.stage_k               ? 16
+                        : g->mode == PKV_MODE_FP16 ? bps * g->G * g->d * 2 /* whole fp16 rows */
+                                                   : bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16);
     const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
     const size_t vsec = bps * (g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words);
     const size_t acc = wg * ch > nr * g->d ? wg * ch : nr * g->d;

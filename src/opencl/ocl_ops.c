@@ -425,9 +425,8 @@ pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_
 
 /* Local memory the attention kernel declares for nr rows, with or without the V codes staged
  * (ocl_attention.cl's attn_local). */
-static size_t attn_local_bytes(const pkv_geom *g, uint32_t nr, int stage_v, const pkv_attn_env *env)
+static size_t attn_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v)
 {
-    const pkv_attn_shape sh = pkv_attn_shape_for(g, env);
     const size_t wg = sh.bps * g->G;
     return pkv_attn_decode_local_bytes(g, sh, nr, stage_v) + 8 * wg * nr * sh.bps + 64;
 }
@@ -452,14 +451,19 @@ static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn
 static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env,
                        uint32_t shape[PKV_OCL_ATTN_SHAPE])
 {
-    uint32_t nr = pkv_attn_rows_per_group(op, g->H, 8, env), stage_v = 1;
-    while (nr > 1 && attn_local_bytes(g, nr, stage_v, env) > o->local_mem) nr /= 2;
-    if (attn_local_bytes(g, nr, stage_v, env) > o->local_mem) {
-        stage_v = 0;
-        nr = pkv_attn_rows_per_group(op, g->H, 8, env);
-        while (nr > 1 && attn_local_bytes(g, nr, stage_v, env) > o->local_mem) nr /= 2;
+    pkv_attn_shape ks = pkv_attn_shape_for(g, env);
+    uint32_t nr, stage_v;
+    for (;;) {
+        nr = pkv_attn_rows_per_group(op, g->H, 8, env), stage_v = 1;
+        while (nr > 1 && attn_local_bytes(g, ks, nr, stage_v) > o->local_mem) nr /= 2;
+        if (attn_local_bytes(g, ks, nr, stage_v) > o->local_mem) {
+            stage_v = 0;
+            nr = pkv_attn_rows_per_group(op, g->H, 8, env);
+            while (nr > 1 && attn_local_bytes(g, ks, nr, stage_v) > o->local_mem) nr /= 2;
+        }
+        if (attn_local_bytes(g, ks, nr, stage_v) <= o->local_mem || !ks.stage_k) break;
+        ks.stage_k = 0; /* staged K rows (a speed choice) go first */
     }
-    const pkv_attn_shape ks = pkv_attn_shape_for(g, env);
     const uint32_t s[PKV_OCL_ATTN_SHAPE] = {g->d, g->G, g->k_bits, g->v_bits, g->mode, nr,
                                             g->mode == PKV_MODE_PATTERN ? g->capacity : 1, stage_v, ks.vch, ks.stage_k, ks.bps, ks.prefetch,
                                             ks.hist_fixed};

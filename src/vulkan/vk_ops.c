@@ -554,7 +554,12 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
             nr = pkv_attn_rows_per_group(op, H, 8, env);
             while (nr > 1 && decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) nr /= 2;
         }
-        if (decode_shared_bytes(g, shape, nr, stage_v, sub) <= limit || shape.bps == 1) break;
+        if (decode_shared_bytes(g, shape, nr, stage_v, sub) <= limit) break;
+        if (shape.stage_k) { /* staged K rows (a speed choice) go first */
+            shape.stage_k = 0;
+            continue;
+        }
+        if (shape.bps == 1) break;
         shape.bps /= 2;
     }
     memset(c, 0, sizeof *c);
