@@ -412,17 +412,17 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
     /* 4. V: channel group g over the tokens of slice s */
     const uint g = lid % NG, s = lid / NG;
     if (s >= NS || (P[A_FLAGS] & F_SKIP_V)) return;
-    if (MODE == 2 && PREFETCH) { /* fp16 only: the loads of 4 tokens in flight at once */
-        for (uint u0 = s; u0 < WG; u0 += 4 * NS) {
-            float x[4][CH];
-            for (uint k = 0; k < 4; k++) {
+    if (MODE == 2 && PREFETCH) { /* fp16 only: the loads of PREFETCH tokens in flight at once */
+        for (uint u0 = s; u0 < WG; u0 += PREFETCH * NS) {
+            float x[PREFETCH][CH];
+            for (uint k = 0; k < PREFETCH; k++) {
                 const uint u = min(u0 + k * NS, (uint)WG - 1), uj = u / G, ut = u % G;
                 const int ok = ut < chunk_pick(sd->count, uj);
                 __global const half *xp = (__global const half *)(chunk_pick(sd->kind, uj) == CK_WINDOW ? windows : blocks) +
                                           chunk_pick(sd->vh, uj) + ut * D + g * CH;
                 load_halves(xp, ok, g * CH, x[k]);
             }
-            for (uint k = 0; k < 4; k++) {
+            for (uint k = 0; k < PREFETCH; k++) {
                 const uint u = u0 + k * NS;
                 if (u >= WG) break;
                 float wt[8];

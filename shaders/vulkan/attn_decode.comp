@@ -460,7 +460,7 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
     uint g = lid % NG, s = lid / NG;
     if (s >= NS || (pc.flags & ATTN_SKIP_V) != 0u) return;
     if (MODE == 2u && PREFETCH != 0u) { /* fp16 only: VB tokens' loads in flight at once */
-        const uint VB = 4u;
+        const uint VB = PREFETCH;
         for (uint u0 = s; u0 < WG; u0 += VB * NS) {
             uint w[VB][8]; /* CH / 2 <= 8 words used */
             [[unroll]] for (uint k = 0u; k < VB; k++) {
