@@ -2,7 +2,8 @@
  * shaders/vulkan/attn_decode.comp, which explains the algorithm; the host cuts the op into items the
  * same way (src/core/attn_plan.c). Built once per cache shape with the shape as defines:
  * D, G (= WG, the work-group size), KBITS, VBITS, MODE (0 pattern, 1 direct, 2 fp16), NR (query
- * rows per work-group), CAP (bank capacity), STAGE_V and STAGE_K (V, K codes staged in local memory), PREFETCH,
+ * rows per work-group), CAP (bank capacity), STAGE_V and STAGE_K (V, K codes staged in local memory), PREFETCH
+ * (the next step's loads issued ahead), VB (fp16 V rows in flight per work-item),
  * VCH (channels per work-item in the V phase), BPS (chunks per step: the work-group is BPS * G
  * work-items). Work-group g
  * serves head g % H, tile (g / H) % tiles, item g / (H tiles). Arithmetic is free here (contraction
@@ -412,17 +413,17 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
     /* 4. V: channel group g over the tokens of slice s */
     const uint g = lid % NG, s = lid / NG;
     if (s >= NS || (P[A_FLAGS] & F_SKIP_V)) return;
-    if (MODE == 2 && PREFETCH) { /* fp16 only: the loads of PREFETCH tokens in flight at once */
-        for (uint u0 = s; u0 < WG; u0 += PREFETCH * NS) {
-            float x[PREFETCH][CH];
-            for (uint k = 0; k < PREFETCH; k++) {
+    if (MODE == 2 && PREFETCH) { /* fp16 only: the loads of VB tokens in flight at once */
+        for (uint u0 = s; u0 < WG; u0 += VB * NS) {
+            float x[VB][CH];
+            for (uint k = 0; k < VB; k++) {
                 const uint u = min(u0 + k * NS, (uint)WG - 1), uj = u / G, ut = u % G;
                 const int ok = ut < chunk_pick(sd->count, uj);
                 __global const half *xp = (__global const half *)(chunk_pick(sd->kind, uj) == CK_WINDOW ? windows : blocks) +
                                           chunk_pick(sd->vh, uj) + ut * D + g * CH;
                 load_halves(xp, ok, g * CH, x[k]);
             }
-            for (uint k = 0; k < PREFETCH; k++) {
+            for (uint k = 0; k < VB; k++) {
                 const uint u = u0 + k * NS;
                 if (u >= WG) break;
                 float wt[8];

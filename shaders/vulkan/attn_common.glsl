@@ -13,8 +13,8 @@ layout(constant_id = 7) const uint CAP = 256; /* bank capacity: the q.C table's 
 layout(constant_id = 8) const uint STAGE_V = 1; /* attn_decode: V codes staged in shared memory */
 layout(constant_id = 9) const uint VCH = 16;    /* attn_decode: channels per invocation in the V phase (4, 8, 16) */
 layout(constant_id = 10) const uint STAGE_K = 0; /* attn_decode: K codes staged in shared memory */
-layout(constant_id = 11) const uint PREFETCH = 4; /* attn_decode: the next step's loads issued before this step's work
-                                                    * (0: not), and fp16 V rows in flight per invocation */
+layout(constant_id = 11) const uint PREFETCH = 1; /* attn_decode: the next step's loads issued before this step's work */
+layout(constant_id = 13) const uint VB = 4; /* attn_decode: fp16 V rows in flight per invocation */
 layout(constant_id = 12) const uint HIST_FIXED = 1; /* attn_decode: the V histogram in fixed point, integer atomics (0: float, compare-and-swap) */
 
 layout(push_constant) uniform Push {

@@ -460,7 +460,6 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
     uint g = lid % NG, s = lid / NG;
     if (s >= NS || (pc.flags & ATTN_SKIP_V) != 0u) return;
     if (MODE == 2u && PREFETCH != 0u) { /* fp16 only: VB tokens' loads in flight at once */
-        const uint VB = PREFETCH;
         for (uint u0 = s; u0 < WG; u0 += VB * NS) {
             uint w[VB][8]; /* CH / 2 <= 8 words used */
             [[unroll]] for (uint k = 0u; k < VB; k++) {
@@ -554,7 +553,8 @@ void main()
     barrier();
 
     /* Steps from c0 to c1. With PREFETCH the loads of step n + 1 are issued before the work of step n
-     * (and the block slots of step n + 2 before that), so memory latency overlaps arithmetic. */
+     * (and the block slots of step n + 2 before that), so memory latency overlaps arithmetic. (Two
+     * steps ahead was no faster on the H200: bench/RESULTS.md, session 7.) */
     uint c0 = split * pc.cps, c1 = min(n_chunks, c0 + pc.cps);
     uint sl[BPS];
     load_slots(c0, c1, nb, slots, sl);

@@ -28,10 +28,9 @@ void pkv_attn_env_read(pkv_attn_env *e)
     if (vch == 4 || vch == 8 || vch == 16) e->vch = vch;
     const char *sk = getenv("PKV_ATTN_STAGE_K"), *pf = getenv("PKV_ATTN_PREFETCH");
     if (sk && *sk) e->stage_k = atoi(sk) > 0 ? 2 : 1;
-    if (pf && *pf) { /* 0 off; 1 on; 4, 8, 16: on, with that many fp16 V rows in flight */
-        const int v = atoi(pf);
-        e->prefetch = v <= 0 ? 1 : v == 8 || v == 16 ? (uint32_t)v : 4;
-    }
+    if (pf && *pf) e->prefetch = atoi(pf) > 0 ? 2 : 1;
+    const uint32_t vb = env_u32("PKV_ATTN_VB");
+    if (vb == 4 || vb == 8 || vb == 16) e->vb = vb;
     const char *hf = getenv("PKV_ATTN_HIST_FIXED");
     if (hf && *hf) e->hist_fixed = atoi(hf) > 0 ? 2 : 1;
 }
@@ -122,11 +121,12 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env) { return env->flags; }
 
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env)
 {
-    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 4, 0};
+    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 0, 4};
     if (env->step_blocks && env->step_blocks * g->G <= 256) sh.bps = env->step_blocks;
     if (env->vch) sh.vch = env->vch;
     if (env->stage_k) sh.stage_k = env->stage_k == 2;
-    if (env->prefetch) sh.prefetch = env->prefetch == 1 ? 0 : env->prefetch;
+    if (env->prefetch) sh.prefetch = env->prefetch == 2;
+    if (env->vb) sh.vb = env->vb;
     sh.hist_fixed = env->hist_fixed != 1;
     while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > sh.bps * g->G) sh.vch *= 2; /* channel groups <= invocations */
     return sh;

@@ -66,15 +66,16 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env);
 /* The kernels' shape choices: chunks per step (the workgroup is bps * G invocations, one token each:
  * 128 invocations by default), channels per invocation in the V phase (8: on the H200, 8 instead of 16
  * cut 8 x 32K PATTERN 2-bit from 0.80 to 0.49 ms, fewer registers; 4 was slower, 0.56 ms)
- * whether K codes (fp16 mode: K rows) are staged in shared memory (no) and whether a step's loads are
- * issued one step ahead (PREFETCH: 0, or the number of fp16 V rows each invocation has in flight, 4).
- * PKV_ATTN_STEP_BLOCKS=1|2|4, PKV_ATTN_VCH=4|8|16, PKV_ATTN_STAGE_K=0|1 and PKV_ATTN_PREFETCH=0|1|8|16
- * override them (tuning). */
+ * whether K codes (fp16 mode: K rows) are staged in shared memory (no; OpenCL's FP16 mode: yes), whether a
+ * step's loads are issued one step ahead (yes: PREFETCH) and how many fp16 V rows each invocation has
+ * in flight (4; Vulkan's FP16 mode: 8: VB). PKV_ATTN_STEP_BLOCKS=1|2|4, PKV_ATTN_VCH=4|8|16,
+ * PKV_ATTN_STAGE_K=0|1, PKV_ATTN_PREFETCH=0|1 and PKV_ATTN_VB=4|8|16 override them (tuning). */
 typedef struct pkv_attn_shape {
     uint32_t bps, vch, stage_k, prefetch;
     /* PATTERN's V histogram in fixed point, added with integer atomics (default), or in float by
      * compare-and-swap (PKV_ATTN_HIST_FIXED=0; Vulkan's default at 2 bits: bench/RESULTS.md, session 6) */
     uint32_t hist_fixed;
+    uint32_t vb;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env);
 /* Bytes of shared (local) memory the decode kernels (attn_decode.comp, ocl_attention.cl) declare for

@@ -140,7 +140,8 @@ typedef struct pkv_attn_env {
     uint32_t flags;           /* PKV_ATTN_SEPARATE_MERGE, PKV_ATTN_DEBUG: pkv_attn_flags */
     uint32_t step_blocks, vch; /* PKV_ATTN_STEP_BLOCKS, PKV_ATTN_VCH (valid values only) */
     uint32_t stage_k;         /* PKV_ATTN_STAGE_K: 0 not set, 1 off, 2 on */
-    uint32_t prefetch;        /* PKV_ATTN_PREFETCH: 0 not set, 1 off, else the fp16 V depth (4, 8, 16) */
+    uint32_t prefetch;        /* PKV_ATTN_PREFETCH: 0 not set, 1 off, 2 on */
+    uint32_t vb;              /* PKV_ATTN_VB: fp16 V rows in flight per invocation (4, 8, 16), 0 not set */
     uint32_t hist_fixed;      /* PKV_ATTN_HIST_FIXED: 0 not set, 1 off, 2 on */
 } pkv_attn_env;
 

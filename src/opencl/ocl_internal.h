@@ -44,7 +44,7 @@ enum pkv_ocl_scratch_id {
 };
 
 /* The attention program of one cache shape (the shape is compiled in: ocl_attention.cl). */
-#define PKV_OCL_ATTN_SHAPE 13 /* d, G, k_bits, v_bits, mode, rows per work-group, bank capacity, V staged, V channels per item, K staged, chunks per step, prefetch, fixed-point histogram */
+#define PKV_OCL_ATTN_SHAPE 14 /* d, G, k_bits, v_bits, mode, rows per work-group, bank capacity, V staged, V channels per item, K staged, chunks per step, prefetch, fixed-point histogram, fp16 V depth */
 #define PKV_OCL_MAX_ATTN_PROGRAMS 16
 typedef struct pkv_ocl_attn_program {
     uint32_t shape[PKV_OCL_ATTN_SHAPE];

@@ -452,6 +452,9 @@ static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *o
                        uint32_t shape[PKV_OCL_ATTN_SHAPE])
 {
     pkv_attn_shape ks = pkv_attn_shape_for(g, env);
+    /* FP16 mode: K rows staged in local memory, coalesced (NVIDIA's OpenCL, 1 x 32K: 0.207 -> 0.129 ms;
+     * bench/RESULTS.md, session 7) */
+    if (!env->stage_k && g->mode == PKV_MODE_FP16) ks.stage_k = 1;
     uint32_t nr, stage_v;
     for (;;) {
         nr = pkv_attn_rows_per_group(op, g->H, 8, env), stage_v = 1;
@@ -466,7 +469,7 @@ static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *o
     }
     const uint32_t s[PKV_OCL_ATTN_SHAPE] = {g->d, g->G, g->k_bits, g->v_bits, g->mode, nr,
                                             g->mode == PKV_MODE_PATTERN ? g->capacity : 1, stage_v, ks.vch, ks.stage_k, ks.bps, ks.prefetch,
-                                            ks.hist_fixed};
+                                            ks.hist_fixed, ks.vb};
     memcpy(shape, s, sizeof s);
 }
 

@@ -243,9 +243,9 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
     char options[512], why[256] = "";
     snprintf(options, sizeof options,
              "-cl-std=CL1.2 -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u -DSTAGE_V=%u -DVCH=%u -DSTAGE_K=%u "
-             "-DBPS=%u -DPREFETCH=%u -DHIST_FIXED=%u %s",
+             "-DBPS=%u -DPREFETCH=%u -DHIST_FIXED=%u -DVB=%u %s",
              shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], shape[8], shape[9], shape[10], shape[11],
-             shape[12],
+             shape[12], shape[13],
              extra ? extra : "");
     pkv_ocl_attn_program a = {0};
     memcpy(a.shape, shape, sizeof a.shape);

@@ -31,7 +31,7 @@ enum pkv_vk_kernel {
     PKV_K_COUNT
 };
 
-#define PKV_VK_SPEC_MAX 13  /* specialization constants: [0] workgroup size, then per kernel */
+#define PKV_VK_SPEC_MAX 14  /* specialization constants: [0] workgroup size, then per kernel */
 #define PKV_VK_PUSH_BYTES 128
 
 typedef struct pkv_vk_variant {

@@ -544,6 +544,9 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
      * (8 x 32K 0.62 -> 0.84 ms) and faster at 4 (1.09 -> 0.85): float compare-and-swap for 2-bit K and V
      * unless asked (bench/RESULTS.md, session 6) */
     if (!env->hist_fixed && g->k_bits == 2 && g->v_bits == 2) shape.hist_fixed = 0;
+    /* FP16 mode: 8 V rows in flight (8 x 32K 0.512 -> 0.488 ms, 1 x 32K 0.096 -> 0.095); its K rows
+     * staged in shared memory were 1.9x slower here (243 registers instead of 128), unlike OpenCL's */
+    if (!env->vb && g->mode == PKV_MODE_FP16) shape.vb = 8;
     uint32_t nr = 1, stage_v = 0;
     for (;;) {
         const int sub = vk->subgroup_arith;
@@ -571,7 +574,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
     c->kernel[1] = vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
     c->spec[1][0] = c->wg, c->spec[1][8] = stage_v, c->spec[1][9] = c->shape.vch, c->spec[1][10] = c->shape.stage_k;
-    c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_fixed;
+    c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_fixed, c->spec[1][13] = c->shape.vb;
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
 }
 
