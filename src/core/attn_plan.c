@@ -119,15 +119,24 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
 
 uint32_t pkv_attn_flags(const pkv_attn_env *env) { return env->flags; }
 
-pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env)
+pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend)
 {
-    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 0, 4};
+    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 1, 4};
+    /* Per-backend defaults measured on the H200 (bench/RESULTS.md). Vulkan: NVIDIA's kernel with the
+     * fixed-point histogram is slower at 2 bits even with no adds (8 x 32K 0.62 -> 0.84 ms) and faster
+     * at 4 (1.09 -> 0.85), so float compare-and-swap for 2-bit K and V (session 6); FP16 mode keeps 8 V
+     * rows in flight (8 x 32K 0.512 -> 0.488 ms) and does not stage its K rows (1.9x slower: 243
+     * registers instead of 128; session 7). OpenCL: FP16 mode stages its K rows (1 x 32K 0.207 ->
+     * 0.129 ms, 8 x 32K 1.377 -> 0.796; session 7). */
+    if (backend == PKV_BACKEND_VULKAN && g->k_bits == 2 && g->v_bits == 2) sh.hist_fixed = 0;
+    if (backend == PKV_BACKEND_VULKAN && g->mode == PKV_MODE_FP16) sh.vb = 8;
+    if (backend == PKV_BACKEND_OPENCL && g->mode == PKV_MODE_FP16) sh.stage_k = 1;
     if (env->step_blocks && env->step_blocks * g->G <= 256) sh.bps = env->step_blocks;
     if (env->vch) sh.vch = env->vch;
     if (env->stage_k) sh.stage_k = env->stage_k == 2;
     if (env->prefetch) sh.prefetch = env->prefetch == 2;
     if (env->vb) sh.vb = env->vb;
-    sh.hist_fixed = env->hist_fixed != 1;
+    if (env->hist_fixed) sh.hist_fixed = env->hist_fixed == 2;
     while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > sh.bps * g->G) sh.vch *= 2; /* channel groups <= invocations */
     return sh;
 }

@@ -69,15 +69,16 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env);
  * whether K codes (fp16 mode: K rows) are staged in shared memory (no; OpenCL's FP16 mode: yes), whether a
  * step's loads are issued one step ahead (yes: PREFETCH) and how many fp16 V rows each invocation has
  * in flight (4; Vulkan's FP16 mode: 8: VB). PKV_ATTN_STEP_BLOCKS=1|2|4, PKV_ATTN_VCH=4|8|16,
- * PKV_ATTN_STAGE_K=0|1, PKV_ATTN_PREFETCH=0|1 and PKV_ATTN_VB=4|8|16 override them (tuning). */
+ * PKV_ATTN_STAGE_K=0|1, PKV_ATTN_PREFETCH=0|1, PKV_ATTN_VB=4|8|16 and PKV_ATTN_HIST_FIXED=0|1 override
+ * them (tuning). Every backend's measured defaults are chosen here, in pkv_attn_shape_for. */
 typedef struct pkv_attn_shape {
     uint32_t bps, vch, stage_k, prefetch;
     /* PATTERN's V histogram in fixed point, added with integer atomics (default), or in float by
-     * compare-and-swap (PKV_ATTN_HIST_FIXED=0; Vulkan's default at 2 bits: bench/RESULTS.md, session 6) */
+     * compare-and-swap (Vulkan's default at 2 bits) */
     uint32_t hist_fixed;
     uint32_t vb;
 } pkv_attn_shape;
-pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env);
+pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);
 /* Bytes of shared (local) memory the decode kernels (attn_decode.comp, ocl_attention.cl) declare for
  * nr rows, with or without the V codes staged, before each backend's own reduction arrays. */
 size_t pkv_attn_decode_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v);

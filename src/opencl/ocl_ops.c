@@ -451,10 +451,7 @@ static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn
 static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env,
                        uint32_t shape[PKV_OCL_ATTN_SHAPE])
 {
-    pkv_attn_shape ks = pkv_attn_shape_for(g, env);
-    /* FP16 mode: K rows staged in local memory, coalesced (NVIDIA's OpenCL, 1 x 32K: 0.207 -> 0.129 ms;
-     * bench/RESULTS.md, session 7) */
-    if (!env->stage_k && g->mode == PKV_MODE_FP16) ks.stage_k = 1;
+    pkv_attn_shape ks = pkv_attn_shape_for(g, env, PKV_BACKEND_OPENCL);
     uint32_t nr, stage_v;
     for (;;) {
         nr = pkv_attn_rows_per_group(op, g->H, 8, env), stage_v = 1;
@@ -496,14 +493,12 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     pkv_ocl_attn_program *prog;
     uint32_t shape[PKV_OCL_ATTN_SHAPE];
     attn_shape(o, g, op, &be->attn_env, shape);
-    const uint32_t nr = shape[5];
-    const pkv_attn_shape ks = pkv_attn_shape_for(g, &be->attn_env);
-    const uint32_t wg = ks.bps * g->G;
+    const uint32_t nr = shape[5], vch = shape[8], bps = shape[10], wg = bps * g->G;
     pkv_status s = pkv_ocl_attn_program_get(o, shape, &prog);
     if (s != PKV_OK) return s;
     pkv_attn_plan plan;
     /* the merge keeps two floats per item and row in the G x channels array of the slices' sums */
-    s = pkv_attn_plan_make(op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode), wg * ks.vch / (2 * nr), ks.bps,
+    s = pkv_attn_plan_make(op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode), wg * vch / (2 * nr), bps,
                            &be->attn_env, &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);

@@ -539,14 +539,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
      * one row does not fit even unstaged (head_dim 256, a full bank, no subgroup arithmetic), fewer
      * chunks per step (a smaller workgroup): found by the Vulkan validation layer in CI */
     const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
-    pkv_attn_shape shape = pkv_attn_shape_for(g, env);
-    /* NVIDIA's Vulkan kernel with the fixed-point histogram is slower at 2 bits even with no adds
-     * (8 x 32K 0.62 -> 0.84 ms) and faster at 4 (1.09 -> 0.85): float compare-and-swap for 2-bit K and V
-     * unless asked (bench/RESULTS.md, session 6) */
-    if (!env->hist_fixed && g->k_bits == 2 && g->v_bits == 2) shape.hist_fixed = 0;
-    /* FP16 mode: 8 V rows in flight (8 x 32K 0.512 -> 0.488 ms, 1 x 32K 0.096 -> 0.095); its K rows
-     * staged in shared memory were 1.9x slower here (243 registers instead of 128), unlike OpenCL's */
-    if (!env->vb && g->mode == PKV_MODE_FP16) shape.vb = 8;
+    pkv_attn_shape shape = pkv_attn_shape_for(g, env, PKV_BACKEND_VULKAN);
     uint32_t nr = 1, stage_v = 0;
     for (;;) {
         const int sub = vk->subgroup_arith;
