@@ -2,6 +2,7 @@
  * opencl; the run fails, never skips, when that backend does not start). The --json report is
  * parsed back with the test's own JSON checker and checked for the issue's shape and for values
  * that must hold on any correct implementation. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -254,6 +255,21 @@ static void test_bench_write_path(void **state)
     }
     assert_true(need(&d, "write_path[0].flushes", TJ_NUMBER)->number >= 2);
     need(&d, "write_path[0].device_timed", TJ_BOOL);
+    /* the start-up's split adds up to its total (the driver's part and the library's) */
+    for (int k = 0; k < 2; k++) {
+        const char *w = k ? "startup_warm" : "startup_cold";
+        char path[80];
+        double sum = 0;
+        static const char *parts[] = {"driver_ms", "library_context_ms", "cache_create_ms", "first_result_ms"};
+        for (size_t i = 0; i < 4; i++) {
+            snprintf(path, sizeof path, "write_path[0].%s.%s", w, parts[i]);
+            const double x = need(&d, path, TJ_NUMBER)->number;
+            assert_true(x >= 0);
+            sum += x;
+        }
+        snprintf(path, sizeof path, "write_path[0].%s_ms", w);
+        assert_true(fabs(sum - need(&d, path, TJ_NUMBER)->number) < 0.05 + 1e-5 * sum);
+    }
     assert_int_equal((int)need(&d, "fidelity", TJ_ARRAY)->number, 0);
     tj_free(&d);
     free(text);

@@ -80,16 +80,27 @@ typedef struct throughput_result {
     double flush_tokens_per_s;    /* window tokens / time of the append that flushes */
 } throughput_result;
 
+/* Where a start-up's wall time goes (ms): the driver creating its instance/device or platform/context
+ * (pkv_backend.driver_ms: a library cannot change it), the rest of pkv_context_create (the library's:
+ * staging memory, pipeline cache file; OpenCL: the program build), pkv_cache_create (Vulkan: the
+ * write path's pipelines), and the first prompt and attention (pipelines created at first use). */
+typedef struct startup_split {
+    double total_ms, driver_ms, context_ms, cache_ms, first_ms;
+} startup_split;
+
 typedef struct write_path_result {
     bench_config cfg;
     double prefill_ms;            /* device time of the prompt's pkv_append_layers (all its ops), warm scratch */
     double prefill_host_ms;       /* wall time of that call */
     double prefill_first_ms;      /* wall time of the first prompt of the cache (scratch buffers grow) */
     double flush_ms_per_window;   /* median device time of a decode step that flushes every layer's window */
-    double flush_host_ms_per_window;
+    double flush_host_ms_per_window; /* its wall time (Vulkan: the queue drained before the step) */
+    double flush_queued_ms;       /* Vulkan: host time of draining earlier steps' queued work before it */
+    double round_trip_ms;         /* Vulkan: an empty submission and wait (latency of one synchronous op) */
     double append_all_layers_us;  /* median wall time of a decode step (one token, every layer) without a flush */
     double cache_create_ms;       /* pkv_cache_create (the write path's pipelines on Vulkan) */
     double startup_cold_ms, startup_warm_ms; /* to a first result at this shape, empty / filled pipeline cache */
+    startup_split startup_cold, startup_warm; /* their split */
     uint32_t flushes;
     int device_timed;             /* prefill_ms and flush_ms_per_window from device timestamps */
 } write_path_result;
@@ -173,6 +184,9 @@ int bench_startup_times(const pkv_context_params *base, double *cold_ms, double 
 /* The same for a cache of configuration cc (its first append: 2 groups of tokens). */
 int bench_startup_times_for(const pkv_context_params *base, const pkv_cache_config *cc, double *cold_ms,
                             double *warm_ms, char *err, size_t err_len);
+/* The same with each start-up's split. */
+int bench_startup_split_for(const pkv_context_params *base, const pkv_cache_config *cc, startup_split *cold,
+                            startup_split *warm, char *err, size_t err_len);
 
 /* Reports (report_table.c, report_json.c, report_svg.c). */
 void report_table(FILE *f, const bench_options *o, const bench_report *r);

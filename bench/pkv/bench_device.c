@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "internal.h" /* pkv_context's backend: its driver_ms */
 #include "timer.h"
 
 /* ---- host memory read bandwidth (the CPU backend's device is host memory) ---- */
@@ -117,10 +118,10 @@ static void remove_tree(const char *path)
 
 /* Context, cache, a first append (mining in PATTERN mode) and a first attention: the time to a first
  * result. The cache is cc, or a small default (one head of 64, 64 tokens). */
-static int first_result(const pkv_context_params *p, const pkv_cache_config *given, double *ms, char *err,
+static int first_result(const pkv_context_params *p, const pkv_cache_config *given, startup_split *sp, char *err,
                         size_t err_len)
 {
-    double t0 = cli_now();
+    double t0 = cli_now(), t1 = t0, t2 = t0;
     pkv_context *ctx = NULL;
     pkv_cache *cache = NULL;
     pkv_seq seq;
@@ -150,11 +151,17 @@ static int first_result(const pkv_context_params *p, const pkv_cache_config *giv
     pkv_attention_params ap = pkv_attention_params_default();
     ap.seqs = &seq, ap.n_seqs = 1, ap.n_q_heads = H;
     pkv_status s = pkv_context_create(p, &ctx);
+    t1 = cli_now();
     if (s == PKV_OK) s = pkv_cache_create(ctx, &cc, &cache);
+    t2 = cli_now();
     if (s == PKV_OK) s = pkv_seq_create(cache, &seq);
     if (s == PKV_OK) s = pkv_append(cache, seq, 0, N, k, v, PKV_F32);
     if (s == PKV_OK) s = pkv_attention(cache, &ap, q, out);
-    *ms = (cli_now() - t0) * 1e3;
+    const double t3 = cli_now();
+    sp->total_ms = (t3 - t0) * 1e3;
+    sp->driver_ms = ctx ? ctx->be->driver_ms : NAN;
+    sp->context_ms = (t1 - t0) * 1e3 - (ctx ? ctx->be->driver_ms : 0.0);
+    sp->cache_ms = (t2 - t1) * 1e3, sp->first_ms = (t3 - t2) * 1e3;
     if (s != PKV_OK) snprintf(err, err_len, "%s: %s", pkv_status_string(s), pkv_last_error());
     if (cache) pkv_cache_free(cache);
     if (ctx) pkv_context_free(ctx);
@@ -162,8 +169,8 @@ static int first_result(const pkv_context_params *p, const pkv_cache_config *giv
     return s == PKV_OK ? 0 : -1;
 }
 
-static int startup_times(const pkv_context_params *base, const pkv_cache_config *cc, double *cold_ms, double *warm_ms,
-                         char *err, size_t err_len)
+static int startup_times(const pkv_context_params *base, const pkv_cache_config *cc, startup_split *cold,
+                         startup_split *warm, char *err, size_t err_len)
 {
     const char *tmp = getenv("TMPDIR");
     char dir[1024];
@@ -174,19 +181,28 @@ static int startup_times(const pkv_context_params *base, const pkv_cache_config 
     }
     pkv_context_params p = *base;
     p.cache_dir = dir;
-    int rc = first_result(&p, cc, cold_ms, err, err_len);
-    if (rc == 0) rc = first_result(&p, cc, warm_ms, err, err_len);
+    int rc = first_result(&p, cc, cold, err, err_len);
+    if (rc == 0) rc = first_result(&p, cc, warm, err, err_len);
     remove_tree(dir);
     return rc;
 }
 
 int bench_startup_times(const pkv_context_params *base, double *cold_ms, double *warm_ms, char *err, size_t err_len)
 {
-    return startup_times(base, NULL, cold_ms, warm_ms, err, err_len);
+    return bench_startup_times_for(base, NULL, cold_ms, warm_ms, err, err_len);
 }
 
 int bench_startup_times_for(const pkv_context_params *base, const pkv_cache_config *cc, double *cold_ms,
                             double *warm_ms, char *err, size_t err_len)
 {
-    return startup_times(base, cc, cold_ms, warm_ms, err, err_len);
+    startup_split c, w;
+    int rc = startup_times(base, cc, &c, &w, err, err_len);
+    if (rc == 0) *cold_ms = c.total_ms, *warm_ms = w.total_ms;
+    return rc;
+}
+
+int bench_startup_split_for(const pkv_context_params *base, const pkv_cache_config *cc, startup_split *cold,
+                            startup_split *warm, char *err, size_t err_len)
+{
+    return startup_times(base, cc, cold, warm, err, err_len);
 }

@@ -6,9 +6,16 @@
  *                         grows the scratch buffers: prefill_first_ms); prefill_host_ms the median
  *                         wall time of those calls;
  *   flush_ms_per_window   median device time of a decode step that flushes (all layers), host too;
+ *                         on Vulkan the queue is drained before such a step (the window writes of
+ *                         earlier steps wait for the next op): flush_queued_ms is the median host
+ *                         time of that drain (earlier steps' device work, not the flush's),
+ *                         round_trip_ms of an empty submission and wait after it (driver and GPU
+ *                         latency of one synchronous op; NAN elsewhere);
  *   append_all_layers_us  median wall time of a decode step that does not flush;
  *   startup_cold/warm_ms  context, cache (the write path's pipelines), a first prompt and a first
- *                         attention at the row's shape, with an empty / a filled pipeline cache.
+ *                         attention at the row's shape, with an empty / a filled pipeline cache;
+ *                         startup_cold/warm its split (startup_split: the driver's instance and
+ *                         device, the rest of the context, the cache, the first result).
  * Every layer gets the same tokens (the data's layer 0): a real model's layers differ, which changes
  * the k-means iterations a prompt takes but not the work per iteration. */
 #include <math.h>
@@ -17,7 +24,11 @@
 #include <string.h>
 
 #include "bench.h"
+#include "internal.h" /* the context's backend, for the Vulkan drain probe */
 #include "kv_data.h"
+#ifdef PKV_CLI_WITH_VULKAN
+#include "vk_bench.h"
+#endif
 #include "bench_util.h"
 #include "timer.h"
 
@@ -37,6 +48,18 @@ static uint64_t budget_for(uint32_t L, uint32_t H, uint32_t d, uint32_t T, uint3
     return (uint64_t)L * H * per_head + (64ull << 20);
 }
 
+/* Before a step that will flush (Vulkan): what earlier steps queued (their window writes wait for the
+ * next op) submitted and waited for, so that the flush step's host time is its own; *queued_ms the
+ * host time of that, *round_trip_ms of an empty submission after it. 0 when done. */
+static int drain_queue(pkv_context *ctx, double *queued_ms, double *round_trip_ms)
+{
+#ifdef PKV_CLI_WITH_VULKAN
+    if (ctx->be->info.backend == PKV_BACKEND_VULKAN) return pkv_vulkan_drain(ctx->be, queued_ms, round_trip_ms) == PKV_OK ? 0 : -1;
+#endif
+    (void)ctx, (void)queued_ms, (void)round_trip_ms;
+    return -1;
+}
+
 static double device_ms(pkv_context *ctx)
 {
     double ms;
@@ -53,9 +76,10 @@ static int run_config(pkv_context *ctx, const bench_options *o, const bench_conf
     pkv_cache *cache = NULL;
     const void **kp = malloc(L * sizeof *kp), **vp = malloc(L * sizeof *vp);
     double *app = malloc((n_dec + 1) * sizeof *app), *fl_dev = malloc((n_dec + 1) * sizeof *fl_dev),
-           *fl_host = malloc((n_dec + 1) * sizeof *fl_host);
+           *fl_host = malloc((n_dec + 1) * sizeof *fl_host), *fl_q = malloc((n_dec + 1) * sizeof *fl_q),
+           *fl_rt = malloc((n_dec + 1) * sizeof *fl_rt);
     int rc = -1;
-    if (!kp || !vp || !app || !fl_dev || !fl_host) {
+    if (!kp || !vp || !app || !fl_dev || !fl_host || !fl_q || !fl_rt) {
         snprintf(err, err_len, "write path: out of host memory");
         goto done;
     }
@@ -94,10 +118,13 @@ static int run_config(pkv_context *ctx, const bench_options *o, const bench_conf
     pkv_cache_stats st = {.struct_size = sizeof st};
     pkv_cache_stats_get(cache, &st);
     uint64_t compressed = st.tokens_compressed;
+    uint32_t in_window = (uint32_t)((st.tokens_stored - st.tokens_compressed) / L), nq = 0;
     for (uint32_t i = 0; i < n_dec; i++) {
         for (uint32_t l = 0; l < L; l++) kp[l] = dk + (size_t)i * H * d, vp[l] = dv + (size_t)i * H * d;
         pkv_append_params ap = pkv_append_params_default();
         ap.seq = seq, ap.n_tokens = 1, ap.dtype = PKV_F16;
+        if (in_window + 1 == R && drain_queue(ctx, &fl_q[nq], &fl_rt[nq]) == 0) nq++;
+        in_window = (in_window + 1) % R;
         t0 = cli_now();
         s = pkv_append_layers(cache, &ap, kp, vp);
         double host = (cli_now() - t0) * 1e3;
@@ -113,11 +140,13 @@ static int run_config(pkv_context *ctx, const bench_options *o, const bench_conf
     wr->append_all_layers_us = bench_median(app, na);
     wr->flush_ms_per_window = bench_median(fl_dev, nf);
     wr->flush_host_ms_per_window = bench_median(fl_host, nf);
+    wr->flush_queued_ms = nq ? bench_median(fl_q, nq) : NAN;
+    wr->round_trip_ms = nq ? bench_median(fl_rt, nq) : NAN;
     wr->flushes = nf;
     rc = 0;
 done:
     if (cache) pkv_cache_free(cache);
-    free((void *)kp), free((void *)vp), free(app), free(fl_dev), free(fl_host);
+    free((void *)kp), free((void *)vp), free(app), free(fl_dev), free(fl_host), free(fl_q), free(fl_rt);
     return rc;
 }
 
@@ -165,8 +194,11 @@ int bench_write_path(pkv_context *ctx, const pkv_context_params *cp, const bench
         sc.memory_budget = budget_for(1, H, d, 2 * sc.group_size, sc.group_size);
         char serr[256];
         wr->startup_cold_ms = wr->startup_warm_ms = NAN;
-        if (bench_startup_times_for(cp, &sc, &wr->startup_cold_ms, &wr->startup_warm_ms, serr, sizeof serr))
+        wr->startup_cold = wr->startup_warm = (startup_split){NAN, NAN, NAN, NAN, NAN};
+        if (bench_startup_split_for(cp, &sc, &wr->startup_cold, &wr->startup_warm, serr, sizeof serr))
             fprintf(stderr, "pkv bench: write-path startup timing failed: %s\n", serr);
+        else
+            wr->startup_cold_ms = wr->startup_cold.total_ms, wr->startup_warm_ms = wr->startup_warm.total_ms;
         r->n_write_path++;
     }
     rc = 0;

@@ -135,11 +135,22 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
         jw_number(w, "prefill_host_ms", x->prefill_host_ms);
         jw_number(w, "prefill_first_host_ms", x->prefill_first_ms);
         jw_number(w, "flush_host_ms_per_window", x->flush_host_ms_per_window);
+        jw_number(w, "flush_queued_ms", x->flush_queued_ms);
+        jw_number(w, "round_trip_ms", x->round_trip_ms);
         jw_uint(w, "flushes", x->flushes);
         jw_bool(w, "device_timed", x->device_timed);
         jw_number(w, "cache_create_ms", x->cache_create_ms);
         jw_number(w, "startup_cold_ms", x->startup_cold_ms);
         jw_number(w, "startup_warm_ms", x->startup_warm_ms);
+        for (int k = 0; k < 2; k++) {
+            const startup_split *sp = k ? &x->startup_warm : &x->startup_cold;
+            jw_begin_object(w, k ? "startup_warm" : "startup_cold");
+            jw_number(w, "driver_ms", sp->driver_ms);
+            jw_number(w, "library_context_ms", sp->context_ms);
+            jw_number(w, "cache_create_ms", sp->cache_ms);
+            jw_number(w, "first_result_ms", sp->first_ms);
+            jw_end_object(w);
+        }
         jw_end_object(w);
     }
     jw_end_array(w);

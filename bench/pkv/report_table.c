@@ -180,6 +180,17 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                     num((double)r->wp_prompt * r->wp_layers / (x->prefill_ms * 1e-3), "%.3g", b4, sizeof b4),
                     num(x->flush_ms_per_window, "%.3f", b5, sizeof b5), num(x->flush_host_ms_per_window, "%.3f", b6, sizeof b6),
                     num(x->append_all_layers_us, "%.1f", b7, sizeof b7), b8);
+            if (isfinite(x->flush_queued_ms))
+                fprintf(f, "    flush step: the queue drained before it in %.3f ms (earlier steps' window writes),"
+                           " then an empty submission %.3f ms (one synchronous op's latency)\n",
+                        x->flush_queued_ms, x->round_trip_ms);
+            for (int k = 0; k < 2; k++) {
+                const startup_split *sp = k ? &x->startup_warm : &x->startup_cold;
+                if (isfinite(sp->total_ms))
+                    fprintf(f, "    startup %s %.1f ms = driver (instance, device) %.1f + library context %.1f + cache %.1f"
+                               " + first prompt and attention %.1f\n", k ? "warm" : "cold", sp->total_ms, sp->driver_ms,
+                            sp->context_ms, sp->cache_ms, sp->first_ms);
+            }
         }
         fprintf(f, "  prefill: pkv_append_layers of the prompt into every layer (PATTERN: k-means of every layer and head),\n"
                    "  %s; host ms: its wall time. tokens/s = prompt x layers / prefill.\n"

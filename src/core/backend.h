@@ -189,6 +189,10 @@ struct pkv_backend {
      * OpenCL: CL_DEVICE_MAX_MEM_ALLOC_SIZE); 0: no limit. The pool keeps every arena within it. */
     uint64_t max_buffer_bytes;
     pkv_attn_env attn_env; /* set by pkv_context_create */
+    /* Milliseconds the driver took to create what the backend runs on before the library did
+     * anything of its own (Vulkan: loader, instance, device and queue; OpenCL: platform, context
+     * and queue; CPU: 0): the part of start-up a library cannot change (pkv bench's start-up split). */
+    double driver_ms;
     void *impl;
 };
 

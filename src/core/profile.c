@@ -19,18 +19,18 @@ int pkv_prof_enabled(void)
     return enabled;
 }
 
-static double now_s(void)
+double pkv_clock_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-double pkv_prof_start(void) { return pkv_prof_enabled() ? now_s() : 0.0; }
+double pkv_prof_start(void) { return pkv_prof_enabled() ? pkv_clock_s() : 0.0; }
 
 void pkv_prof_add(pkv_prof_kind kind, double t0)
 {
-    if (pkv_prof_enabled() && t0 > 0.0) acc[kind] += now_s() - t0;
+    if (pkv_prof_enabled() && t0 > 0.0) acc[kind] += pkv_clock_s() - t0;
 }
 
 void pkv_prof_submit(void)
@@ -45,13 +45,13 @@ double pkv_prof_begin(void)
         for (int k = 0; k < PKV_PROF_KINDS; k++) acc[k] = 0.0;
         submits = 0;
     }
-    return now_s();
+    return pkv_clock_s();
 }
 
 void pkv_prof_end(const char *what, double t0, uint32_t layers, uint32_t tokens)
 {
     if (!pkv_prof_enabled() || depth == 0 || --depth > 0) return;
-    const double total = now_s() - t0;
+    const double total = pkv_clock_s() - t0;
     double rest = total;
     for (int k = 0; k < PKV_PROF_KINDS; k++) rest -= acc[k];
     fprintf(stderr,

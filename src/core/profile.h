@@ -17,6 +17,8 @@ typedef enum pkv_prof_kind { PKV_PROF_CHECK, PKV_PROF_STAGE, PKV_PROF_WAIT, PKV_
 
 /* 1 when PKV_PROFILE is set (read once). */
 int pkv_prof_enabled(void);
+/* Monotonic seconds, always (start-up split: pkv_backend.driver_ms). */
+double pkv_clock_s(void);
 /* Monotonic seconds, or 0 when profiling is off. */
 double pkv_prof_start(void);
 /* Adds the time since t0 (from pkv_prof_start) to a counter; nothing when profiling is off. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "abi.h"
+#include "profile.h"
 #include "device_select.h"
 #include "ocl_internal.h"
 #include "patternkv_opencl.h"
@@ -162,6 +163,7 @@ static pkv_status create_on_selected(const pkv_context_params *p, pkv_ocl *o, pk
 static pkv_status ocl_create(const pkv_context_params *p, pkv_backend **out, char *why, size_t why_len)
 {
     *out = NULL;
+    const double t0 = pkv_clock_s();
     const pkv_ocl_api *cl = pkv_ocl_load(why, why_len);
     if (!cl) return PKV_ERR_BACKEND_UNAVAILABLE;
     pkv_backend *be = calloc(1, sizeof *be);
@@ -215,6 +217,7 @@ static pkv_status ocl_create(const pkv_context_params *p, pkv_backend **out, cha
         cl_device_type type = 0;
         cl->clGetDeviceInfo(o->dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
         o->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
+        be->driver_ms = (pkv_clock_s() - t0) * 1e3; /* the platform's part; the program build is ours */
         st = pkv_ocl_build(o, why, why_len);
     }
     if (st != PKV_OK) {

@@ -164,9 +164,10 @@ static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char
     be->iface = &vk_iface;
     be->impl = vk;
     const int prof = pkv_prof_enabled();
-    const double t0 = prof ? pkv_prof_start() : 0;
+    const double t0 = pkv_clock_s();
     pkv_status s = pkv_vk_open(vk, p, &be->info, why, why_len);
-    double t1 = prof ? pkv_prof_start() : 0, t2 = t1;
+    double t1 = pkv_clock_s(), t2 = t1;
+    be->driver_ms = (t1 - t0) * 1e3;
     if (s == PKV_OK) {
         /* attention's pipelines started in the background when a cache is created (vk_ops.c,
          * prepare): on GPUs; lavapipe compiles on the host's few cores, where variants a test never

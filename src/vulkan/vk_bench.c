@@ -57,6 +57,24 @@ pkv_status pkv_vulkan_measure_read_gbps(pkv_backend *be, size_t bytes, double *g
     return s;
 }
 
+pkv_status pkv_vulkan_drain(pkv_backend *be, double *drain_ms, double *round_trip_ms)
+{
+    if (!be || be->info.backend != PKV_BACKEND_VULKAN || !drain_ms || !round_trip_ms)
+        return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_vulkan_drain: needs a Vulkan backend");
+    pkv_vk *vk = pkv_vk_of(be);
+    if (vk->external || vk->stage_pending)
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "pkv_vulkan_drain: not while a call is recorded");
+    pthread_mutex_lock(&vk->lock);
+    const double t0 = host_ms();
+    pkv_status s = pkv_vk_finish(vk);
+    const double t1 = host_ms();
+    if (s == PKV_OK) s = pkv_vk_begin(vk);
+    if (s == PKV_OK) s = pkv_vk_finish(vk);
+    *drain_ms = t1 - t0, *round_trip_ms = host_ms() - t1;
+    pthread_mutex_unlock(&vk->lock);
+    return s;
+}
+
 void pkv_vulkan_pipeline_stats(const pkv_backend *be, double *ms, unsigned *count, int *warm)
 {
     const pkv_vk *vk = be->impl;

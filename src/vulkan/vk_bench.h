@@ -22,6 +22,11 @@ unsigned pkv_vulkan_pipelines_pending(const pkv_backend *be);
  * from timestamps; negative when the queue has no timestamps. */
 double pkv_vulkan_last_attention_ms(const pkv_backend *be);
 
+/* Submits what is recorded and not yet submitted (a synchronous append's window writes wait for the
+ * next op: vk_ops.c) and waits for the queue: *drain_ms its host time; then an empty submission and
+ * its wait: *round_trip_ms (the driver's and the GPU's latency for one synchronous op). */
+pkv_status pkv_vulkan_drain(pkv_backend *be, double *drain_ms, double *round_trip_ms);
+
 /* Where this context keeps its pipeline cache file ("" when nowhere). */
 const char *pkv_vulkan_pipeline_cache_path(const pkv_backend *be);
 
