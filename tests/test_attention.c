@@ -1,6 +1,7 @@
 /* Fused attention on the compressed cache against fp64 references: FP16 mode against the input,
  * PATTERN and DIRECT against the dequantized cache (proving the fused math), with GQA, q_len > 1 and
  * a batch of sequences of different lengths. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,11 +91,31 @@ static void quantized_modes_match_fp64_attention_over_the_dequantized_cache(void
     }
 }
 
+/* The step on cooperative matrices (PKV_ATTN_COOPMAT=1; Vulkan devices with VK_NV_cooperative_matrix, in
+ * its one shape: d 128, G 128, 2- or 4-bit codes) multiplies fp16 operands (q * s_K, p * s_V), so it
+ * has a wider bound than the portable step (docs/NUMERICS.md). Where it is not available (lavapipe,
+ * PoCL, the CPU) the same cases run the portable step, which the bound covers too. */
+static void coopmat_step_matches_fp64_attention(void **state)
+{
+    (void)state;
+    setenv("PKV_ATTN_COOPMAT", "1", 1);
+    shape cases[] = {{2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 4, 1, PKV_MODE_PATTERN},
+                     {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT}, {1, 4, 128, 128, 4, 3, PKV_MODE_DIRECT}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double e = run_case(&cases[i], 1);
+        print_message("coopmat step: %s %u-bit q_len=%u gqa=%u: rel err %.2e\n", pkv_mode_name(cases[i].mode),
+                      cases[i].bits, cases[i].q_len, cases[i].gq, e);
+        assert_true(e < 2e-3);
+    }
+    unsetenv("PKV_ATTN_COOPMAT");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fp16_mode_matches_fp64_attention),
         cmocka_unit_test(quantized_modes_match_fp64_attention_over_the_dequantized_cache),
+        cmocka_unit_test(coopmat_step_matches_fp64_attention),
     };
     return tu_run_tests(tests, NULL, NULL);
 }

@@ -61,11 +61,17 @@ const uint PS_A = WG / NQ4, PS_B = WG * CH / (NR * D);
 const uint PS_M = PS_A < PS_B ? PS_A : PS_B;
 const uint PS = PS_M > 1u ? PS_M : 1u; /* pattern slices of the fold */
 const float LAZY = 8.0;
+#ifdef PKV_COOPMAT
+const uint CM_SCALAR = 0u; /* the scalar step's shared arrays are not used */
+#else
+const uint CM_SCALAR = 1u;
+#endif
+const uint VQR = (VRW + 3u) / 4u; /* 16-byte words of a V code row */
 
 shared vec4 q_s[D * NRV];        /* q * scale * log2(e), [channel][row set] */
-shared vec4 qs_s[BPS * D * NRV]; /* per step: q * s_K * 2^-shift of each chunk */
+shared vec4 qs_s[CM_SCALAR * BPS * D * NRV + 1u - CM_SCALAR]; /* per step: q * s_K * 2^-shift of each chunk */
 shared vec4 qc_s[SCAP * NRV];    /* q . P_K[m] of the tile's rows */
-shared vec4 w_s[WG * NRV];       /* per step: p * s_V (compressed) or p (fp16) */
+shared vec4 w_s[CM_SCALAR * WG * NRV + 1u - CM_SCALAR]; /* per step: p * s_V (compressed) or p (fp16) */
 shared uint vw_s[BPS * VSEC];    /* per step: the chunks' V codes */
 shared uvec4 kq_s[STAGE_K != 0u ? BPS * KSEC4 : 1u]; /* per step: the chunks' K codes (STAGE_K) */
 shared uint S_s[NR * SCAP];      /* V histogram, [row][pattern]: float bits, or the low words (HIST_FIXED) */
@@ -107,6 +113,9 @@ uint chunk_pick(uint a[BPS], uint j)
 /* What one invocation loads for a step, all at once. */
 struct step_loads {
     uvec4 krow[KQ];   /* its token's K code row (K_IN_REGS) */
+#ifdef PKV_COOPMAT
+    uvec4 vrow[VQR];  /* its token's V code row */
+#endif
     uvec4 vq[VQ];     /* its share of the V codes, staged to vw_s */
     uvec4 kq[KQS];    /* its share of the K codes, staged to kq_s (STAGE_K) */
     float ks[CEB], kz[CEB];
@@ -227,9 +236,15 @@ void load_step(step_desc sd, out step_loads L)
         L.gate = MODE == 0u ? (blk[base + pc.o_vmask + tt / 32u] >> (tt % 32u)) & 1u : 0u;
         if (K_IN_REGS)
             [[unroll]] for (uint k = 0u; k < KQ; k++) L.krow[k] = blk4[(base + pc.o_kcodes) / 4u + tt * KQ + k];
+#ifdef PKV_COOPMAT
+        [[unroll]] for (uint k = 0u; k < VQR; k++) L.vrow[k] = blk4[(base + pc.o_vcodes) / 4u + tt * VQR + k];
+#endif
     } else {
         L.vs = 1.0, L.vz = 0.0, L.ka = 0u, L.va = 0u, L.gate = 0u;
         if (K_IN_REGS) [[unroll]] for (uint k = 0u; k < KQ; k++) L.krow[k] = uvec4(0u);
+#ifdef PKV_COOPMAT
+        [[unroll]] for (uint k = 0u; k < VQR; k++) L.vrow[k] = uvec4(0u);
+#endif
     }
     if (STAGE_K != 0u)
         [[unroll]] for (uint q = 0u; q < KQS; q++) {
@@ -257,6 +272,9 @@ void copy_step(step_desc sa, step_loads la, out step_desc sb, out step_loads lb)
         sb.vh[b] = sa.vh[b], sb.count[b] = sa.count[b], sb.tok0[b] = sa.tok0[b];
     }
     [[unroll]] for (uint k = 0u; k < KQ; k++) lb.krow[k] = la.krow[k];
+#ifdef PKV_COOPMAT
+    [[unroll]] for (uint k = 0u; k < VQR; k++) lb.vrow[k] = la.vrow[k];
+#endif
     [[unroll]] for (uint q = 0u; q < VQ; q++) lb.vq[q] = la.vq[q];
     [[unroll]] for (uint q = 0u; q < KQS; q++) lb.kq[q] = la.kq[q];
     [[unroll]] for (uint e = 0u; e < CEB; e++) lb.ks[e] = la.ks[e], lb.kz[e] = la.kz[e];
@@ -519,6 +537,16 @@ void fold_patterns(uint bank, inout float o[NR][CE])
     }
 }
 
+#ifdef PKV_COOPMAT
+#ifndef CM_DENORM
+#define CM_DENORM 1
+#endif
+#include "attn_step_cm.glsl"
+#define DO_STEP do_step_cm
+#else
+#define DO_STEP do_step
+#endif
+
 void main()
 {
     uint lid = gl_LocalInvocationID.x;
@@ -550,6 +578,9 @@ void main()
         uint bank = seq_bank(seq);
         for (uint e = lid; e < bank * NRV; e += WG) qc_s[e] = scr4[qc_index(seq, head, tile, 0u) + e];
     }
+#ifdef PKV_COOPMAT
+    cm_init();
+#endif
     barrier();
 
     /* Steps from c0 to c1. With PREFETCH the loads of step n + 1 are issued before the work of step n
@@ -570,10 +601,10 @@ void main()
             describe_step(c + BPS, c1, nb, nw, sl, wb, sn);
             if (STEP_LOADS && c + BPS < c1) load_step(sn, Ln);
             load_slots(c + 2u * BPS, c1, nb, slots, sl);
-            do_step(st, sd, L);
+            DO_STEP(st, sd, L);
             copy_step(sn, Ln, sd, L);
         } else {
-            do_step(st, sd, L);
+            DO_STEP(st, sd, L);
             load_slots(c + BPS, c1, nb, slots, sl);
             describe_step(c + BPS, c1, nb, nw, sl, wb, sd);
             if (STEP_LOADS && c + BPS < c1) load_step(sd, L);

@@ -77,6 +77,8 @@ typedef struct pkv_attn_shape {
      * compare-and-swap (Vulkan's default at 2 bits) */
     uint32_t hist_fixed;
     uint32_t vb;
+    /* the step on cooperative matrices where the backend has them (Vulkan: attn_step_cm.glsl) */
+    uint32_t coopmat;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);
 /* Bytes of shared (local) memory the decode kernels (attn_decode.comp, ocl_attention.cl) declare for

@@ -307,12 +307,33 @@ pkv_status pkv_vk_open(pkv_vk *vk, const pkv_context_params *p, pkv_device_info 
     const char *stats_ext = "VK_KHR_pipeline_executable_properties";
     VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pef = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR, .pipelineExecutableInfo = VK_TRUE};
+    const char *exts[2];
+    uint32_t n_ext = 0;
     if (stats && *stats && *stats != '0' && has_device_ext(&vk->f, vk->phys, stats_ext)) {
-        dci.enabledExtensionCount = 1;
-        dci.ppEnabledExtensionNames = &stats_ext;
-        dci.pNext = &pef;
+        exts[n_ext++] = stats_ext;
+        pef.pNext = (void *)dci.pNext, dci.pNext = &pef;
         vk->pipeline_stats = 1;
     }
+    /* Cooperative matrices (attention's tensor-core step, attn_step_cm.glsl): the NV extension (glslang
+     * of the distributions we build on compiles GL_NV_cooperative_matrix, not yet the KHR one) with
+     * fp16 arithmetic. */
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceShaderFloat16Int8Features f16 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES};
+    const char *cm_ext = "VK_NV_cooperative_matrix";
+    if (vk->props.apiVersion >= VK_API_VERSION_1_2 && has_device_ext(&vk->f, vk->phys, cm_ext)) {
+        f16.pNext = &cm;
+        VkPhysicalDeviceFeatures2 feats = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f16};
+        vk->f.vkGetPhysicalDeviceFeatures2(vk->phys, &feats);
+        if (cm.cooperativeMatrix && f16.shaderFloat16) {
+            cm.cooperativeMatrixRobustBufferAccess = VK_FALSE;
+            f16.shaderInt8 = VK_FALSE;
+            cm.pNext = (void *)dci.pNext, dci.pNext = &f16;
+            exts[n_ext++] = cm_ext;
+            vk->coopmat = 1;
+        }
+    }
+    dci.enabledExtensionCount = n_ext;
+    dci.ppEnabledExtensionNames = n_ext ? exts : NULL;
     VkResult r = vk->f.vkCreateDevice(vk->phys, &dci, NULL, &vk->device);
     if (r != VK_SUCCESS) {
         snprintf(why, why_len, "vkCreateDevice on %s failed (VkResult %d)", info->name, (int)r);

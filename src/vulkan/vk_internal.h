@@ -24,6 +24,7 @@ enum pkv_vk_kernel {
     PKV_K_ATTN_QC,
     PKV_K_ATTN_DECODE,
     PKV_K_ATTN_DECODE_SG, /* the same with subgroup arithmetic */
+    PKV_K_ATTN_DECODE_CM, /* the same on cooperative matrices (attn_step_cm.glsl) */
     PKV_K_ATTN_MERGE,
     PKV_K_READ_BW,
     PKV_K_STAGE_INPUT,
@@ -72,6 +73,7 @@ typedef struct pkv_vk {
     uint32_t subgroup_size, subgroup_arith; /* subgroup arithmetic in compute shaders */
     uint32_t features;                      /* PKV_FEATURE_* */
     uint32_t compute_units;                 /* multiprocessors / compute units where the driver says, else 0 */
+    int coopmat;                            /* VK_NV_cooperative_matrix and shaderFloat16 enabled (our own device) */
     int pipeline_stats;                     /* PKV_VULKAN_PIPELINE_STATS: log each pipeline's statistics */
     int eager_attention;                    /* prepare creates attention's pipelines too (vk_ops.c) */
     pthread_mutex_t lock;

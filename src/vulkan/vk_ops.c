@@ -521,6 +521,28 @@ static size_t decode_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t
     return pkv_attn_decode_local_bytes(g, sh, nr, stage_v) + 8 * nr * sh.bps * (subgroups ? 32 : wg);
 }
 
+/* Bytes of shared memory attn_decode.comp declares with PKV_COOPMAT (attn_step_cm.glsl; bps 1, V codes
+ * not staged, CH 4) for nr rows: the arrays of the scalar step it keeps, then the tiles. */
+static size_t decode_cm_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
+{
+    const size_t nrv = (nr + 3) / 4, d = g->d, G = g->G, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    const size_t hist = 4 * nr * cap + (sh.hist_fixed ? 4 * nr * cap : 4);
+    const size_t acc = G * 4 > nr * d ? G * 4 : nr * d;
+    const size_t scalar = 16 * nrv * (d + cap) + 32 + 16 + 16 + hist + 4 * acc + 32 + 8 * nr * 32;
+    return scalar + G * (d / 2 + 8) * 2 + 2 * 16 * ((G > d ? G : d) + 8) + 4 * 16 * (G > d ? G : d);
+}
+
+/* Whether the cooperative-matrix step serves this shape: asked for (PKV_ATTN_COOPMAT=1), a device with
+ * cooperative matrices and subgroups of 32, the one tile shape it has (128 tokens x head_dim 128, 2- or
+ * 4-bit codes, up to 16 rows), and its shared memory fits. */
+static int decode_cm_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
+{
+    const int bits_ok = (g->k_bits == 2 || g->k_bits == 4) && (g->v_bits == 2 || g->v_bits == 4);
+    return sh.coopmat && vk->coopmat && vk->subgroup_arith && vk->subgroup_size == 32 && g->mode != PKV_MODE_FP16 &&
+           bits_ok && g->d == 128 && g->G == 128 && nr <= 16 &&
+           decode_cm_shared_bytes(g, sh, nr) <= vk->props.limits.maxComputeSharedMemorySize;
+}
+
 /* The kernel shapes attention runs for an op's query rows per KV head (rows_group: its q_len times
  * the GQA group): rows per workgroup, whether the V codes are staged, and the three pipelines'
  * (kernel, specialization). Attention and pkv_vk_prewarm share it. */
@@ -569,6 +591,17 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     c->spec[1][0] = c->wg, c->spec[1][8] = stage_v, c->spec[1][9] = c->shape.vch, c->spec[1][10] = c->shape.stage_k;
     c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_fixed, c->spec[1][13] = c->shape.vb;
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
+    pkv_attn_shape cm = pkv_attn_shape_for(g, env, PKV_BACKEND_VULKAN);
+    cm.bps = 1, cm.vch = 4, cm.stage_k = 0;
+    const uint32_t cm_nr = pkv_attn_rows_per_group(op, H, 8, env);
+    if (cm.hist_fixed && !decode_cm_fits(vk, g, cm, cm_nr)) cm.hist_fixed = 0; /* the float histogram is smaller */
+    if (decode_cm_fits(vk, g, cm, cm_nr)) {
+        c->nr = cm_nr, c->stage_v = 0, c->shape = cm, c->wg = G;
+        for (int i = 0; i < 3; i++) c->spec[i][6] = cm_nr;
+        c->kernel[1] = PKV_K_ATTN_DECODE_CM;
+        c->spec[1][0] = c->wg, c->spec[1][8] = 0, c->spec[1][9] = cm.vch, c->spec[1][10] = 0;
+        c->spec[1][11] = cm.prefetch, c->spec[1][12] = cm.hist_fixed, c->spec[1][13] = cm.vb;
+    }
 }
 
 static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len, int *kernels,
