@@ -42,6 +42,7 @@ static void ocl_destroy(pkv_backend *be)
         if (o->q) o->cl->clFinish(o->q);
         pkv_ocl_release_events(o);
         pkv_ocl_pinned_free(o);
+        pkv_ocl_wslots_free(o);
         for (int i = 0; i < PKV_S_COUNT; i++) pkv_ocl_scratch_free(o, &o->s[i]);
         free(o->wstage);
         pkv_ocl_release_program(o);

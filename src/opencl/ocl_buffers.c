@@ -158,6 +158,69 @@ void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s)
     s->bytes = 0;
 }
 
+/* ---- window-write slots ---------------------------------------------------------------------- */
+
+#define WSLOT_MAX ((size_t)4 << 20)
+
+static void wslot_wait(pkv_ocl *o, uint32_t i)
+{
+    if (!o->wslot_ev[i]) return;
+    const double tw = pkv_prof_start();
+    o->cl->clWaitForEvents(1, &o->wslot_ev[i]);
+    pkv_prof_add(PKV_PROF_WAIT, tw);
+    o->cl->clReleaseEvent(o->wslot_ev[i]);
+    o->wslot_ev[i] = NULL;
+}
+
+void pkv_ocl_wslots_free(pkv_ocl *o)
+{
+    for (uint32_t i = 0; i < PKV_OCL_WSLOTS; i++) wslot_wait(o, i);
+    if (o->wpin && o->wpin_map && o->q &&
+        o->cl->clEnqueueUnmapMemObject(o->q, o->wpin, o->wpin_map, 0, NULL, NULL) == CL_SUCCESS)
+        o->cl->clFinish(o->q);
+    if (o->wpin) o->cl->clReleaseMemObject(o->wpin);
+    o->wpin = NULL, o->wpin_map = NULL, o->wslot_bytes = 0;
+}
+
+unsigned char *pkv_ocl_wslot_take(pkv_ocl *o, size_t bytes, uint32_t *slot)
+{
+    if (o->deferred || o->wpin_failed || bytes > WSLOT_MAX) return NULL;
+    if (bytes > o->wslot_bytes) {
+        size_t want = o->wslot_bytes ? 2 * o->wslot_bytes : (size_t)64 << 10;
+        while (want < bytes) want *= 2;
+        if (want > WSLOT_MAX) want = WSLOT_MAX;
+        pkv_ocl_wslots_free(o);
+        cl_int err = CL_SUCCESS;
+        o->wpin = o->cl->clCreateBuffer(o->ctx, CL_MEM_READ_ONLY | CL_MEM_ALLOC_HOST_PTR, PKV_OCL_WSLOTS * want, NULL, &err);
+        if (err == CL_SUCCESS)
+            o->wpin_map = o->cl->clEnqueueMapBuffer(o->q, o->wpin, CL_TRUE, CL_MAP_WRITE, 0, PKV_OCL_WSLOTS * want, 0, NULL,
+                                                    NULL, &err);
+        if (err != CL_SUCCESS || !o->wpin_map) {
+            if (o->wpin) o->cl->clReleaseMemObject(o->wpin);
+            o->wpin = NULL, o->wpin_map = NULL, o->wpin_failed = 1;
+            pkv_ocl_log(o, PKV_LOG_DEBUG, "opencl: no window-write slots (%s): copies per call", pkv_ocl_error_name(err));
+            return NULL;
+        }
+        o->wslot_bytes = want, o->wslot_next = 0;
+    }
+    const uint32_t i = o->wslot_next;
+    /* its write of PKV_OCL_WSLOTS calls ago: waited for when still running (a queue that far behind
+     * makes the next synchronous op wait anyway; choosing the other path by timing would make the host
+     * allocations of a run differ from run to run) */
+    wslot_wait(o, i);
+    o->wslot_next = (i + 1) % PKV_OCL_WSLOTS;
+    *slot = i;
+    return o->wpin_map + (size_t)i * o->wslot_bytes;
+}
+
+cl_int pkv_ocl_wslot_write(pkv_ocl *o, uint32_t slot, cl_mem dst, size_t bytes)
+{
+    cl_int err = o->cl->clEnqueueWriteBuffer(o->q, dst, CL_FALSE, 0, bytes, o->wpin_map + (size_t)slot * o->wslot_bytes, 0,
+                                             NULL, &o->wslot_ev[slot]);
+    if (err != CL_SUCCESS) o->wslot_ev[slot] = NULL;
+    return err;
+}
+
 /* ---- pinned staging of large host uploads ----------------------------------------------------- */
 
 #define PIN_HALF_BYTES ((size_t)32 << 20)

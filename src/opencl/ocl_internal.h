@@ -94,6 +94,14 @@ typedef struct pkv_ocl {
     size_t pin_half;
     cl_event pin_ev[2];
     uint32_t pin_next;
+    /* Window-write staging (pkv_ocl_wslot_take): PKV_OCL_WSLOTS slots of a host-allocated buffer,
+     * mapped once, each with its last write's event; wpin_failed: creating it failed. */
+    int wpin_failed;
+    cl_mem wpin;
+    unsigned char *wpin_map;
+    size_t wslot_bytes;
+    cl_event wslot_ev[8];
+    uint32_t wslot_next;
 } pkv_ocl;
 
 static inline pkv_ocl *pkv_ocl_of(pkv_backend *be) { return (pkv_ocl *)be->impl; }
@@ -137,6 +145,15 @@ void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s);
 cl_int pkv_ocl_upload_host(pkv_ocl *o, cl_mem dst, size_t dst_off, const void *src, size_t bytes);
 /* Waits for the pinned staging's writes and frees it. */
 void pkv_ocl_pinned_free(pkv_ocl *o);
+/* A decode step's window rows without a host allocation or copy per call: a slot of at least `bytes`
+ * of host-allocated (pinned) memory for the caller to fill, then written to dst by
+ * pkv_ocl_wslot_write without a wait; a slot is reused PKV_OCL_WSLOTS writes later, after its write
+ * completed (waited for if not). NULL (use another path, which copies) in deferred mode, for more
+ * than 4 MiB, or when the buffer cannot be made. */
+#define PKV_OCL_WSLOTS 8u
+unsigned char *pkv_ocl_wslot_take(pkv_ocl *o, size_t bytes, uint32_t *slot);
+cl_int pkv_ocl_wslot_write(pkv_ocl *o, uint32_t slot, cl_mem dst, size_t bytes);
+void pkv_ocl_wslots_free(pkv_ocl *o);
 
 /* ocl_program.c: builds (or loads from the on-disk binary cache) the program and its kernels. */
 pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len);

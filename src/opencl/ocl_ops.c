@@ -396,23 +396,41 @@ pkv_status pkv_ocl_write_window(pkv_backend *be, const pkv_store *st, const pkv_
     size_t rows = 0;
     for (uint32_t r = 0; r < op->n_runs; r++) rows += op->runs[3 * (size_t)r + 2];
     const size_t bytes = (run_words + rows * d / 2) * 4;
-    if (bytes > o->wstage_bytes) {
+    /* packed straight into a pinned slot when there is one (no allocation and one copy per call),
+     * else into wstage, from which an asynchronous upload copies them */
+    uint32_t slot = 0;
+    uint32_t *stage = (uint32_t *)pkv_ocl_wslot_take(o, bytes, &slot);
+    if (!stage && bytes > o->wstage_bytes) {
         uint32_t *p = realloc(o->wstage, bytes + bytes / 2);
         if (!p) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl window write: out of host memory");
         o->wstage = p;
         o->wstage_bytes = bytes + bytes / 2;
     }
-    /* the runs re-based on the rows as they are packed here, in run order */
-    uint32_t *runs = o->wstage, *dst = o->wstage + run_words;
-    size_t at = 0;
+    /* the runs re-based on the rows as they are packed here, in run order; source rows that follow
+     * each other (the core gathers them so) copied as one span */
+    uint32_t *runs = stage ? stage : o->wstage, *dst = runs + run_words;
+    const double tc = pkv_prof_start();
+    size_t at = 0, span_from = 0, span_at = 0, span_rows = 0;
     for (uint32_t r = 0; r < op->n_runs; r++) {
         const uint32_t *run = op->runs + 3 * (size_t)r;
-        memcpy(dst + at * d / 2, op->rows + (size_t)run[0] * d, (size_t)run[2] * d * 2);
+        if (span_rows && run[0] != span_from + span_rows) {
+            memcpy(dst + span_at * d / 2, op->rows + span_from * d, span_rows * d * 2);
+            span_rows = 0;
+        }
+        if (!span_rows) span_from = run[0], span_at = at;
+        span_rows += run[2];
         runs[3 * r] = (uint32_t)at, runs[3 * r + 1] = run[1], runs[3 * r + 2] = run[2];
         at += run[2];
     }
+    if (span_rows) memcpy(dst + span_at * d / 2, op->rows + span_from * d, span_rows * d * 2);
+    pkv_prof_add(PKV_PROF_STAGE, tc);
     /* not waited for (a blocking write waited for the queue each decode step) */
-    pkv_status s = pkv_ocl_scratch_upload_async(o, &o->s[PKV_S_WROWS], o->wstage, bytes);
+    pkv_status s = PKV_OK;
+    if (stage) {
+        s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_WROWS], bytes);
+        if (s == PKV_OK) s = pkv_ocl_status(pkv_ocl_wslot_write(o, slot, o->s[PKV_S_WROWS].mem, bytes));
+    } else
+        s = pkv_ocl_scratch_upload_async(o, &o->s[PKV_S_WROWS], o->wstage, bytes);
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl window write: upload failed");
     cl_mem up = o->s[PKV_S_WROWS].mem, windows = mem_or_dummy(o, st->windows);
     const cl_uint n_runs = op->n_runs, rows_at = (cl_uint)run_words, row_words = (cl_uint)(d / 2);

@@ -172,6 +172,7 @@ typedef struct pkv_vk {
     pthread_t *bg_threads;     /* background creations, joined when the context is freed */
     uint32_t n_bg, cap_bg;
     double pipeline_ms;        /* total time spent creating pipelines in this context */
+    double ring_ms;            /* pkv_vk_memory_init's staging ring (create, allocate, map), for PKV_PROFILE */
     uint32_t pipelines_created;
 } pkv_vk;
 

@@ -85,9 +85,11 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk, const pkv_context_params *p)
                                      : RING_BYTES;
     if (vk->ring_size > vk->props.limits.maxStorageBufferRange) /* window writes bind it as a storage buffer */
         vk->ring_size = vk->props.limits.maxStorageBufferRange & ~255ull;
+    const double tr = pkv_prof_start();
     if (make_buffer(vk, vk->ring_size, 1, &vk->ring_buf, &vk->ring_mem) != VK_SUCCESS ||
         vk->f.vkMapMemory(vk->device, vk->ring_mem, 0, VK_WHOLE_SIZE, 0, (void **)&vk->ring_map) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: could not allocate the staging ring");
+    vk->ring_ms = tr > 0 ? (pkv_prof_start() - tr) * 1e3 : 0.0;
     vk->ring_half = vk->ring_size / 2 & ~255ull;
     vk->ring_page = (pkv_vk_page){.buf = vk->ring_buf, .size = vk->ring_size};
     vk->ring_view = (pkv_buf){.page = &vk->ring_page, .off = 0, .size = vk->ring_size};
