@@ -5,7 +5,8 @@
  *   recorded_ms           the step recorded into one command buffer (pkv_vulkan_cmd_append and
  *                         pkv_vulkan_cmd_attention per layer) and submitted once: its device time
  *   recorded_host_ms      host time of that step: recording, submit, wait
- *   record_us_per_layer   host time recording it, per layer
+ *   record_us_per_layer   host time of the library's recording calls (append + attention of every
+ *                         layer), per layer; recorded steps back to back, synchronous ones after
  *   synchronous_ms        the same step through pkv_vulkan_append / pkv_vulkan_attention (host clock)
  *   attention_kernels_ms  the sum of the attention kernels' device times in a step
  *   *_per_layer           the commands the recorded calls put into the step's command buffer per layer:

@@ -221,7 +221,8 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
         }
         fprintf(f, "  recorded: every layer's append + attention in one command buffer, one submit (device time);\n"
                    "  attn kern: the attention kernels alone (sum over layers, device time); sync: the step through the\n"
-                   "  synchronous calls (host clock); rec host: record + submit + wait; record us/layer: host recording.\n");
+                   "  synchronous calls (host clock); rec host: record + submit + wait; record us/layer: the host time\n"
+                   "  of the library's recording calls (steps recorded back to back; docs/BENCH.md).\n");
     }
     if (isfinite(r->startup_cold_ms))
         fprintf(f, "\nStartup to a first attention result: %.1f ms cold (empty pipeline/program cache), %.1f ms warm\n",

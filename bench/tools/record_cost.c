@@ -12,6 +12,11 @@
  *   pkv-record-cost CONTEXT BATCH LAYERS STEPS        (e.g. 32768 8 4 300)
  *   PKV_RECORD_COST_ONLY=append|attention             records that call alone (where the cost grows)
  *
+ * Each batch's timed steps follow 20 untimed ones (PKV_RECORD_COST_WARMUP=N: N; before session 8
+ * none, and the first batch's figure may have included the host's warm-up: on the H200 batch 1 read
+ * 10.5 us per layer and batch 8, timed after it, 9.1). Under callgrind, PKV_RECORD_COST_WARMUP=0
+ * keeps the count per layer the total over LAYERS x STEPS.
+ *
  * Also the mean CPU time of the recording thread per layer (reset included): on a loaded machine a
  * steadier figure than the clock's, which counts the time other processes hold the core. Under perf
  * (`perf record -g`), the library's own share is the samples outside the driver's DSO. */
@@ -97,9 +102,12 @@ int main(int argc, char **argv)
     const VkBuffer vb = io->page->buf;
     const char *only_env = getenv("PKV_RECORD_COST_ONLY"); /* "append" or "attention": that call alone */
     const int only = !only_env ? 0 : !strcmp(only_env, "append") ? 1 : !strcmp(only_env, "attention") ? 2 : 0;
+    const char *warm_env = getenv("PKV_RECORD_COST_WARMUP"); /* untimed steps before each batch's (default 20) */
+    const uint32_t warm = warm_env ? (uint32_t)atoi(warm_env) : 20;
     for (uint32_t B = 1;; B = BB) {
-        const double c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
-        for (uint32_t i = 0; i < steps; i++) {
+        double c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
+        for (uint32_t i = 0; i < warm + steps; i++) {
+            if (i == warm) c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
             const VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                                  .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
             const double t0 = now_us();
@@ -113,7 +121,7 @@ int main(int argc, char **argv)
                     return fail("recording");
             }
             vk->f.vkEndCommandBuffer(cmd);
-            t[i] = (now_us() - t0) / L;
+            if (i >= warm) t[i - warm] = (now_us() - t0) / L;
             vk->f.vkResetCommandBuffer(cmd, 0);
         }
         const double cpu = (clock_us(CLOCK_THREAD_CPUTIME_ID) - c0) / steps / L;

@@ -39,12 +39,15 @@ const char *pkv_vulkan_pipeline_cache_path(const pkv_backend *be);
  * - recorded: every layer's pkv_vulkan_cmd_append_batch (all sequences) / pkv_vulkan_cmd_attention in one command buffer
  *   of the context's queue family, submitted once: recorded_ms is its device time (timestamps at its
  *   start and end; NAN without timestamps), recorded_host_ms the host's record + submit + wait,
- *   record_us_per_layer the host's recording time divided by the layers;
+ *   record_us_per_layer the host time of the library's recording calls (every layer's append and
+ *   attention; not vkBegin/EndCommandBuffer) divided by the layers. The recorded steps run back to
+ *   back (record, submit, wait), the synchronous ones after them (PKV_BENCH_STEP_INTERLEAVE=1: one
+ *   of each in turn, the order before session 8; docs/BENCH.md);
  * - synchronous: the same calls through pkv_vulkan_append_batch / pkv_vulkan_attention: synchronous_ms is
  *   the host wall time of the step, attention_kernels_ms the sum of its attention ops' device times
  *   (pkv_last_op_time after each attention: the kernels alone).
- * per_layer counts the commands of the last recorded step (the flush of a filling window included
- * when one falls into it), divided by the layers. */
+ * per_layer counts the commands of the last warm-up step's recording (the flush of a filling window
+ * included when one falls into it), divided by the layers. */
 typedef struct pkv_vk_step_times {
     double recorded_ms, recorded_host_ms, record_us_per_layer, synchronous_ms, attention_kernels_ms;
     /* what the recorded calls put into the command buffer per layer (the last step's, counted): compute

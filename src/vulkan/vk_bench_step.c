@@ -184,6 +184,13 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
     if (s == PKV_OK && vk->ts_mask && vk->f.vkCreateQueryPool(vk->device, &qpi, NULL, &qp) != VK_SUCCESS) qp = VK_NULL_HANDLE;
     pthread_mutex_unlock(&vk->lock);
 
+    /* The recorded steps back to back, as an engine's decode loop runs them (record, submit, wait for
+     * the token); the synchronous steps after them in a loop of their own. Until session 8 each
+     * recorded step followed a synchronous one (64 submits and waits through the same library state
+     * and driver), which left the host's caches and clocks in a state no engine's recording sees
+     * (docs/BENCH.md); PKV_BENCH_STEP_INTERLEAVE=1 brings that order back, for comparison. */
+    const char *il = getenv("PKV_BENCH_STEP_INTERLEAVE");
+    const int interleave = il && *il && strcmp(il, "0") != 0;
     for (uint32_t i = 0; i < total && s == PKV_OK; i++) {
         /* recorded: one command buffer, one submit */
         const VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
@@ -194,9 +201,13 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
             vk->f.vkCmdResetQueryPool(cmd, qp, 0, 2);
             vk->f.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
         }
-        const int count = i == total - 1; /* the last step: its commands counted */
+        const int count = i == warm - 1; /* the last warm-up step: its commands counted, its time not used */
         if (count) counting(vk, 1);
+        /* the recording figure: the library's calls alone (every layer's append and attention), not
+         * the bench's vkBegin/EndCommandBuffer and timestamps */
+        const double r0 = now_ms();
         if (s == PKV_OK) s = step(c, &io, seqs, n_q_heads, cmd, &a);
+        const double r1 = now_ms();
         if (count) {
             counting(vk, 0);
             t->per_layer.dispatches = (double)g_count.dispatches / io.L, t->per_layer.barriers = (double)g_count.barriers / io.L;
@@ -206,7 +217,6 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
         }
         if (s == PKV_OK && qp) vk->f.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
         if (s == PKV_OK && vk->f.vkEndCommandBuffer(cmd) != VK_SUCCESS) s = pkv_fail(NULL, PKV_ERR_DEVICE, "decode step: vkEndCommandBuffer failed");
-        const double t1 = now_ms();
         if (s == PKV_OK) {
             VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cmd};
             pthread_mutex_lock(&vk->lock);
@@ -219,7 +229,7 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
             if (r != VK_SUCCESS) s = pkv_fail(NULL, PKV_ERR_DEVICE, "decode step: submit or wait failed (VkResult %d)", (int)r);
         }
         rec_host[i] = now_ms() - t0;
-        host[i] = (t1 - t0) * 1e3 / io.L;
+        host[i] = (r1 - r0) * 1e3 / io.L;
         uint64_t ts[2];
         rec[i] = s == PKV_OK && qp &&
                          vk->f.vkGetQueryPoolResults(vk->device, qp, 0, 2, sizeof ts, ts, 8,
@@ -227,9 +237,15 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
                      ? (double)((ts[1] - ts[0]) & vk->ts_mask) * vk->props.limits.timestampPeriod * 1e-6
                      : NAN;
         vk->f.vkResetCommandBuffer(cmd, 0);
-        /* synchronous: the same step, call by call */
-        t0 = now_ms();
-        if (s == PKV_OK) s = step(c, &io, seqs, n_q_heads, VK_NULL_HANDLE, &attn[i]);
+        if (interleave && s == PKV_OK) { /* the old order: the synchronous step right after */
+            t0 = now_ms();
+            s = step(c, &io, seqs, n_q_heads, VK_NULL_HANDLE, &attn[i]);
+            sync[i] = now_ms() - t0;
+        }
+    }
+    for (uint32_t i = 0; !interleave && i < total && s == PKV_OK; i++) { /* synchronous: the same step, call by call */
+        const double t0 = now_ms();
+        s = step(c, &io, seqs, n_q_heads, VK_NULL_HANDLE, &attn[i]);
         sync[i] = now_ms() - t0;
     }
     if (s == PKV_OK) {
