@@ -246,12 +246,10 @@ pkv_status pkv_prewarm(pkv_cache *c, uint32_t n_q_heads, uint32_t max_q_len)
     return st;
 }
 
-pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *params, pkv_buf *q, size_t q_off,
-                                pkv_buf *out, size_t out_off)
+pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *p, pkv_buf *q, size_t q_off, pkv_buf *out,
+                                size_t out_off)
 {
-    pkv_attention_params p;
-    pkv_status st = pkv_attention_check(c, params, &p);
-    if (st == PKV_OK && p.k_new)
-        st = pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "attention on device buffers: k_new/v_new are host memory only");
-    return st != PKV_OK ? st : run(c, &p, (pkv_attn_op){.q_buf = q, .q_off = q_off, .out_buf = out, .out_off = out_off});
+    /* p is pkv_attention_check's output (internal.h): not read or checked again */
+    if (p->k_new) return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED, "attention on device buffers: k_new/v_new are host memory only");
+    return run(c, p, (pkv_attn_op){.q_buf = q, .q_off = q_off, .out_buf = out, .out_off = out_off});
 }

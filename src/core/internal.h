@@ -116,6 +116,9 @@ pkv_status pkv_append_device(pkv_cache *c, const pkv_seq *seqs, uint32_t n_seqs,
  * names the call in messages. */
 pkv_status pkv_append_batch_check(pkv_cache *c, const char *fn, const pkv_seq *seqs, uint32_t n_seqs, uint32_t layer,
                                   uint32_t n, pkv_dtype dtype);
+/* Attention with q and out in device memory. p: the full params pkv_attention_check wrote (the
+ * caller checked them, in the same call: a context is used by one thread at a time), not checked
+ * again. */
 pkv_status pkv_attention_device(pkv_cache *c, const pkv_attention_params *p, pkv_buf *q, size_t q_off, pkv_buf *out,
                                 size_t out_off);
 /* The checks pkv_append and pkv_append_device share (everything but the values). */

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "attn_plan.h"
 #include "backend.h"
 #include "vk_loader.h"
 
@@ -41,6 +42,27 @@ typedef struct pkv_vk_variant {
     VkPipeline pipe;
     int pending;       /* being created by a background thread (pkv_vk_pipelines_start) */
 } pkv_vk_variant;
+
+/* The kernel shapes attention runs for an op's query rows per KV head (rows_group: its q_len times
+ * the GQA group): rows per workgroup, whether the V codes are staged, and the three pipelines'
+ * (kernel, specialization). Attention and pkv_vk_prewarm share it (vk_ops.c: attn_config). */
+typedef struct pkv_vk_attn_cfg {
+    uint32_t nr, stage_v, wg;
+    pkv_attn_shape shape;
+    int kernel[3];                       /* q.C pre-pass, decode, separate merge */
+    uint32_t spec[3][PKV_VK_SPEC_MAX];
+} pkv_vk_attn_cfg;
+
+/* The last attention configuration worked out, with what it depends on (the cache's geometry, the
+ * context's shape switches, the op's q_len and query heads): a decode step asks for the same one
+ * layer after layer. */
+typedef struct pkv_vk_attn_memo {
+    int valid;
+    pkv_geom g;
+    pkv_attn_env env;
+    uint32_t q_len, n_q_heads;
+    pkv_vk_attn_cfg cfg;
+} pkv_vk_attn_memo;
 
 /* One large device-local allocation with one VkBuffer over all of it; pkv_bufs are ranges of it. */
 typedef struct pkv_vk_range { VkDeviceSize off, size; } pkv_vk_range;
@@ -164,6 +186,8 @@ typedef struct pkv_vk {
     int cache_dirty;
     pkv_vk_variant *variants;  /* every pipeline made in this context, kept until it is freed */
     uint32_t n_variants, cap_variants;
+    uint32_t hot_variant[PKV_K_COUNT]; /* per kernel: where its last looked-up variant was (checked before use) */
+    pkv_vk_attn_memo attn_memo;        /* under `lock` */
     /* The table above is read and changed under pipe_lock, never held while a pipeline compiles;
      * callers that create pipelines (the ops, prepare, prewarm) also hold `lock`, so that no two
      * create the same one. Background creations (pkv_vk_pipelines_start) signal pipe_done. */

@@ -543,15 +543,7 @@ static int decode_cm_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh
            decode_cm_shared_bytes(g, sh, nr) <= vk->props.limits.maxComputeSharedMemorySize;
 }
 
-/* The kernel shapes attention runs for an op's query rows per KV head (rows_group: its q_len times
- * the GQA group): rows per workgroup, whether the V codes are staged, and the three pipelines'
- * (kernel, specialization). Attention and pkv_vk_prewarm share it. */
-typedef struct attn_cfg {
-    uint32_t nr, stage_v, wg;
-    pkv_attn_shape shape;
-    int kernel[3];                       /* q.C pre-pass, decode, separate merge */
-    uint32_t spec[3][PKV_VK_SPEC_MAX];
-} attn_cfg;
+typedef pkv_vk_attn_cfg attn_cfg; /* vk_internal.h */
 
 static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env, attn_cfg *c)
 {
@@ -650,7 +642,16 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     const uint32_t cap = pattern ? g->capacity : 1;
     const uint32_t rows_total = op->n_seqs * op->q_len * op->n_q_heads;
     attn_cfg cfg;
-    attn_config(vk, g, op, &be->attn_env, &cfg);
+    pthread_mutex_lock(&vk->lock);
+    pkv_vk_attn_memo *m = &vk->attn_memo;
+    if (!m->valid || m->q_len != op->q_len || m->n_q_heads != op->n_q_heads || memcmp(&m->g, g, sizeof *g) != 0 ||
+        memcmp(&m->env, &be->attn_env, sizeof m->env) != 0) {
+        attn_config(vk, g, op, &be->attn_env, &m->cfg);
+        memcpy(&m->g, g, sizeof *g), memcpy(&m->env, &be->attn_env, sizeof m->env);
+        m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->valid = 1;
+    }
+    cfg = m->cfg;
+    pthread_mutex_unlock(&vk->lock);
     const uint32_t nr = cfg.nr, wg = cfg.wg;
     const pkv_attn_shape shape = cfg.shape;
     /* The merge keeps two floats per item and row in the acc_s array (invocations x V channels). */

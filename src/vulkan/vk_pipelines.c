@@ -283,11 +283,22 @@ static void log_statistics(pkv_vk *vk, VkPipeline pipe, int kernel, const uint32
     pkv_log(NULL, PKV_LOG_WARN, "%s", line);
 }
 
+/* The variant of (kernel, spec), or NULL. Each kernel's last hit is tried first (an op records the
+ * same few pipelines call after call: one comparison instead of a scan of every variant). pipe_lock held. */
 static pkv_vk_variant *find_variant(pkv_vk *vk, int kernel, const uint32_t *spec)
 {
+    const int memo = kernel >= 0 && kernel < PKV_K_COUNT;
+    if (memo) {
+        const uint32_t h = vk->hot_variant[kernel];
+        if (h < vk->n_variants && vk->variants[h].kernel == kernel &&
+            memcmp(vk->variants[h].spec, spec, sizeof vk->variants[h].spec) == 0)
+            return &vk->variants[h];
+    }
     for (uint32_t i = 0; i < vk->n_variants; i++)
-        if (vk->variants[i].kernel == kernel && memcmp(vk->variants[i].spec, spec, sizeof vk->variants[i].spec) == 0)
+        if (vk->variants[i].kernel == kernel && memcmp(vk->variants[i].spec, spec, sizeof vk->variants[i].spec) == 0) {
+            if (memo) vk->hot_variant[kernel] = i;
             return &vk->variants[i];
+        }
     return NULL;
 }
 
@@ -512,11 +523,13 @@ static void write_set(pkv_vk *vk, VkDescriptorSet set, const VkDescriptorBufferI
  * submits the command buffer later), one per distinct set of buffers, from pools never reset. */
 static pkv_status external_set(pkv_vk *vk, const VkDescriptorBufferInfo bi[4], VkDescriptorSet *out)
 {
-    for (uint32_t i = vk->n_ext_sets; i-- > 0;)
-        if (memcmp(vk->ext_sets[i].bufs, bi, 4 * sizeof *bi) == 0) {
+    for (uint32_t i = vk->n_ext_sets; i-- > 0;) {
+        const VkDescriptorBufferInfo *e = vk->ext_sets[i].bufs; /* most differ in the first binding */
+        if (e[0].buffer == bi[0].buffer && e[0].offset == bi[0].offset && memcmp(e, bi, 4 * sizeof *bi) == 0) {
             *out = vk->ext_sets[i].set;
             return PKV_OK;
         }
+    }
     if (vk->n_ext_sets == vk->cap_ext_sets) {
         uint32_t cap = vk->cap_ext_sets ? 2 * vk->cap_ext_sets : 32;
         struct pkv_vk_ext_set *n = realloc(vk->ext_sets, cap * sizeof *n);
