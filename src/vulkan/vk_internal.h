@@ -62,6 +62,7 @@ typedef struct pkv_vk_attn_memo {
     pkv_attn_env env;
     uint32_t q_len, n_q_heads;
     pkv_vk_attn_cfg cfg;
+    VkPipeline pipe[3];      /* cfg's pipelines once looked up (pipelines live as long as the context) */
 } pkv_vk_attn_memo;
 
 /* One large device-local allocation with one VkBuffer over all of it; pkv_bufs are ranges of it. */
@@ -188,6 +189,7 @@ typedef struct pkv_vk {
     uint32_t n_variants, cap_variants;
     uint32_t hot_variant[PKV_K_COUNT]; /* per kernel: where its last looked-up variant was (checked before use) */
     pkv_vk_attn_memo attn_memo;        /* under `lock` */
+    VkPipeline stage_pipe;             /* stage_input's pipeline once looked up (vk_stage.c) */
     /* The table above is read and changed under pipe_lock, never held while a pipeline compiles;
      * callers that create pipelines (the ops, prepare, prewarm) also hold `lock`, so that no two
      * create the same one. Background creations (pkv_vk_pipelines_start) signal pipe_done. */

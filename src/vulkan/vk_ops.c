@@ -647,6 +647,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     if (!m->valid || m->q_len != op->q_len || m->n_q_heads != op->n_q_heads || memcmp(&m->g, g, sizeof *g) != 0 ||
         memcmp(&m->env, &be->attn_env, sizeof m->env) != 0) {
         attn_config(vk, g, op, &be->attn_env, &m->cfg);
+        memset(m->pipe, 0, sizeof m->pipe);
         memcpy(&m->g, g, sizeof *g), memcpy(&m->env, &be->attn_env, sizeof m->env);
         m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->valid = 1;
     }
@@ -697,20 +698,22 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, (size_t)sp.words * 4);
     if (s == PKV_OK) s = pkv_vk_tables_reserve(vk, H, op);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
-    /* the op's pipelines: looked up, or on first use created together (in parallel) */
-    VkPipeline p_qc = VK_NULL_HANDLE, p_decode = VK_NULL_HANDLE, p_merge = VK_NULL_HANDLE, got[3];
+    /* the op's pipelines: known from an earlier op of the same configuration (the memo), looked up,
+     * or on first use created together (in parallel) */
+    VkPipeline p[3] = {VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, got[3], *known = vk->attn_memo.pipe;
     int kernels[3];
     uint32_t specs[3][PKV_VK_SPEC_MAX], which[3], n_pipes = 0;
     for (uint32_t i = 0; i < 3; i++) {
         if (i == 0 && !(pattern && !(a.flags & PKV_ATTN_SKIP_QC))) continue;
         if (i == 2 && !((a.flags & PKV_ATTN_SEPARATE_MERGE) && plan.n_slots)) continue;
+        if ((p[i] = known[i]) != VK_NULL_HANDLE) continue;
         kernels[n_pipes] = cfg.kernel[i];
         memcpy(specs[n_pipes], cfg.spec[i], sizeof specs[0]);
         which[n_pipes++] = i;
     }
-    if (s == PKV_OK) s = pkv_vk_pipelines_get(vk, n_pipes, kernels, (const uint32_t(*)[PKV_VK_SPEC_MAX])specs, got);
-    for (uint32_t i = 0; i < n_pipes && s == PKV_OK; i++)
-        *(which[i] == 0 ? &p_qc : which[i] == 1 ? &p_decode : &p_merge) = got[i];
+    if (s == PKV_OK && n_pipes) s = pkv_vk_pipelines_get(vk, n_pipes, kernels, (const uint32_t(*)[PKV_VK_SPEC_MAX])specs, got);
+    for (uint32_t i = 0; i < n_pipes && s == PKV_OK; i++) p[which[i]] = known[which[i]] = got[i];
+    const VkPipeline p_qc = p[0], p_decode = p[1], p_merge = p[2];
     if (s != PKV_OK) { /* nothing recorded yet: deferred writes stay queued */
         pkv_attn_plan_free(&plan);
         pthread_mutex_unlock(&vk->lock);

@@ -107,10 +107,14 @@ pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *
 {
     const size_t in_bytes = in->n_values * (in->dtype == PKV_F16 ? 2 : 4), out_bytes = in->n_values * (in->to_f32 ? 4 : 2);
     const size_t rw = raw_words(in);
-    VkPipeline pipe = VK_NULL_HANDLE;
-    uint32_t spec[PKV_VK_SPEC_MAX] = {WG_STAGE};
-    pkv_status s = pkv_vk_pipeline(vk, PKV_K_STAGE_INPUT, spec, &pipe);
-    if (s != PKV_OK) return s;
+    VkPipeline pipe = vk->stage_pipe; /* one specialization: looked up once per context */
+    pkv_status s = PKV_OK;
+    if (!pipe) {
+        uint32_t spec[PKV_VK_SPEC_MAX] = {WG_STAGE};
+        s = pkv_vk_pipeline(vk, PKV_K_STAGE_INPUT, spec, &pipe);
+        if (s != PKV_OK) return s;
+        vk->stage_pipe = pipe;
+    }
     pkv_buf *bufs[4] = {src, out, vk->status, NULL};
     /* the raw sources lie back to back when their bytes are whole words (always for K/V: head_dim is
      * a multiple of 8), and so do the outputs: one dispatch converts them all */
