@@ -65,6 +65,7 @@ target_sources(patternkv_obj PRIVATE
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_launch.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_program.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_ops.c
+  ${PROJECT_SOURCE_DIR}/src/opencl/ocl_tables.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_bench.c
   ${PROJECT_SOURCE_DIR}/src/opencl/ocl_external_io.c
   ${PKV_OCL_GENERATED})

@@ -65,6 +65,7 @@ static const pkv_backend_iface ocl_iface = {
     .flush = pkv_ocl_flush,
     .write_window = pkv_ocl_write_window,
     .attention = pkv_ocl_attention,
+    .resident_tables = 1, /* ocl_tables.c */
     .prewarm = pkv_ocl_prewarm,
     .measure_read = pkv_ocl_measure_read,
     .last_op_ms = pkv_ocl_last_op_ms,

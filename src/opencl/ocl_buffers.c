@@ -119,16 +119,15 @@ static void CL_CALLBACK free_copy(cl_event ev, cl_int status, void *p)
     pkv_alloc_leave(&prev);
 }
 
-pkv_status pkv_ocl_scratch_upload_async(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes)
+/* An asynchronous write of a host copy of src (src may change or go away once this returns). */
+static pkv_status write_async(pkv_ocl *o, cl_mem mem, size_t off, const void *src, size_t bytes)
 {
-    pkv_status st = pkv_ocl_scratch_reserve(o, s, bytes);
-    if (st != PKV_OK || !bytes) return st;
     async_copy *copy = malloc(sizeof *copy + bytes);
     if (!copy) return PKV_ERR_OUT_OF_HOST_MEMORY;
     copy->alloc = pkv_alloc_current();
     memcpy(copy->data, src, bytes);
     cl_event ev = NULL;
-    cl_int err = o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_FALSE, 0, bytes, copy->data, 0, NULL, &ev);
+    cl_int err = o->cl->clEnqueueWriteBuffer(o->q, mem, CL_FALSE, off, bytes, copy->data, 0, NULL, &ev);
     if (err == CL_SUCCESS) err = o->cl->clSetEventCallback(ev, CL_COMPLETE, free_copy, copy);
     if (err != CL_SUCCESS) {
         if (ev) o->cl->clWaitForEvents(1, &ev); /* the copy must outlive the write */
@@ -138,17 +137,28 @@ pkv_status pkv_ocl_scratch_upload_async(pkv_ocl *o, pkv_ocl_scratch *s, const vo
     return pkv_ocl_status(err);
 }
 
-pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes)
+pkv_status pkv_ocl_write_at(pkv_ocl *o, cl_mem mem, size_t off, const void *src, size_t bytes)
 {
-    if (o->deferred) return pkv_ocl_scratch_upload_async(o, s, src, bytes);
-    pkv_status st = pkv_ocl_scratch_reserve(o, s, bytes);
-    if (st != PKV_OK || !bytes) return st;
+    if (!bytes) return PKV_OK;
+    if (o->deferred) return write_async(o, mem, off, src, bytes);
     /* blocking: waits for the queue too (PKV_PROFILE counts it as "wait") */
     const double tw = pkv_prof_start();
-    cl_int err = o->cl->clEnqueueWriteBuffer(o->q, s->mem, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
+    cl_int err = o->cl->clEnqueueWriteBuffer(o->q, mem, CL_TRUE, off, bytes, src, 0, NULL, NULL);
     pkv_prof_add(PKV_PROF_WAIT, tw);
     pkv_prof_submit();
     return pkv_ocl_status(err);
+}
+
+pkv_status pkv_ocl_scratch_upload_async(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes)
+{
+    pkv_status st = pkv_ocl_scratch_reserve(o, s, bytes);
+    return st != PKV_OK || !bytes ? st : write_async(o, s->mem, 0, src, bytes);
+}
+
+pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes)
+{
+    pkv_status st = pkv_ocl_scratch_reserve(o, s, bytes);
+    return st != PKV_OK ? st : pkv_ocl_write_at(o, s->mem, 0, src, bytes);
 }
 
 void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s)

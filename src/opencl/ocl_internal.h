@@ -137,6 +137,14 @@ pkv_status pkv_ocl_scratch_upload(pkv_ocl *o, pkv_ocl_scratch *s, const void *sr
 /* The same without waiting for the queue, in any mode: the data is copied first (freed once written). */
 pkv_status pkv_ocl_scratch_upload_async(pkv_ocl *o, pkv_ocl_scratch *s, const void *src, size_t bytes);
 void pkv_ocl_scratch_free(pkv_ocl *o, pkv_ocl_scratch *s);
+/* Writes host memory into mem at off as scratch uploads do: blocking, or in deferred mode from a copy
+ * without waiting (src may change once this returns, either way). */
+pkv_status pkv_ocl_write_at(pkv_ocl *o, cl_mem mem, size_t off, const void *src, size_t bytes);
+/* ocl_tables.c: an attention op's block slots into its table (table_word: where the sequences'
+ * block_offsets count from) from the sequences' resident copies (pkv_tab_mirror), uploading only
+ * the blocks added since; pkv_ocl_tables_forget after a failed op. */
+pkv_status pkv_ocl_tables_record(pkv_backend *be, uint32_t H, const pkv_attn_op *op, cl_mem table);
+void pkv_ocl_tables_forget(const pkv_attn_op *op);
 /* Writes `bytes` of host memory into dst at dst_off without waiting for the device (blocking in
  * deferred mode). Uploads of 1 MiB or more on a GPU go through the pinned staging: pieces of up to 32
  * MiB copied on threads into a half, then written from it (the DMA path; a driver copies pageable

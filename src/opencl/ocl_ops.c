@@ -527,7 +527,12 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     s = upload(o, PKV_S_PARAMS, A, sizeof A);
     if (s == PKV_OK) s = upload(o, PKV_S_U0, plan.seq_desc, (size_t)ns * PKV_ATTN_SEQ_WORDS * sizeof(uint32_t));
     if (s == PKV_OK) s = upload(o, PKV_S_U1, plan.items, (size_t)plan.n_items * 2 * sizeof(uint32_t));
-    if (s == PKV_OK) s = upload(o, PKV_S_U2, op->table, (size_t)op->table_len * sizeof(uint32_t));
+    /* the table: every sequence's chunks and windows from the host, its block slots from the
+     * device's copy (ocl_tables.c) */
+    if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_U2], ((size_t)op->table_len + 4) * sizeof(uint32_t));
+    if (s == PKV_OK) s = pkv_ocl_write_at(o, o->s[PKV_S_U2].mem, 0, op->table, (size_t)op->fixed_len * sizeof(uint32_t));
+    if (s == PKV_OK) s = pkv_ocl_tables_record(be, H, op, o->s[PKV_S_U2].mem);
+    if (s != PKV_OK) pkv_ocl_tables_forget(op);
     if (s == PKV_OK && op->q) s = upload(o, PKV_S_TOKENS, op->q, out_floats * sizeof(float));
     if (s == PKV_OK && !op->q) { /* engine integration: q converted on the device */
         s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_TOKENS], out_floats * sizeof(float));
@@ -569,5 +574,6 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         err = o->cl->clEnqueueReadBuffer(o->q, out, CL_TRUE, 0, out_floats * sizeof(float), op->out, 0, NULL, NULL);
     else if (err == CL_SUCCESS) /* engine integration: into the application's buffer */
         err = o->cl->clEnqueueCopyBuffer(o->q, out, op->out_buf->mem, 0, op->out_off, out_floats * sizeof(float), 0, NULL, NULL);
+    if (err != CL_SUCCESS) pkv_ocl_tables_forget(op);
     return finish(o, "attention", err);
 }
