@@ -176,16 +176,20 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
     if (!shift) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
     for (uint32_t j = 0; j < in->n_src; j++) shift[j] = ((int64_t)(j & 1 ? kv_half + j / 2 : j / 2) - j) * per_src;
     uint32_t *restrict t = tab;
-    uint32_t lo = 0; /* the source of the last run's row starts at row lo: its shift is sh */
-    int64_t sh = shift[0];
-    for (uint32_t r = 0; r < n_runs; r++) {
-        const uint32_t first = runs[3 * r], to = runs[3 * r + 1], len = runs[3 * r + 2];
-        if (len == 1) { /* device rows: every run (one row each); a source's rows come together */
+    if (n_runs == rows) { /* device rows: one run per row (every row is named once); a source's rows come together */
+        uint32_t lo = 0; /* the source of the last row starts at row lo: its shift is sh */
+        int64_t sh = shift[0];
+        const uint32_t *rp = runs;
+        for (uint32_t r = 0; r < n_runs; r++, rp += 3) {
+            const uint32_t first = rp[0];
             if (first - lo >= per_src) lo = first / per_src * per_src, sh = shift[first / per_src];
-            t[first + sh] = to;
-            continue;
+            t[first + sh] = rp[1];
         }
-        for (uint32_t i = 0; i < len; i++) t[first + i + shift[(first + i) / per_src]] = to + i;
+    } else {
+        for (uint32_t r = 0; r < n_runs; r++) {
+            const uint32_t first = runs[3 * r], to = runs[3 * r + 1], len = runs[3 * r + 2];
+            for (uint32_t i = 0; i < len; i++) t[first + i + shift[(first + i) / per_src]] = to + i;
+        }
     }
     if (shift != shift_local) free(shift);
     vk->stage_pending = NULL;
