@@ -413,7 +413,8 @@ static pkv_status run_window(pkv_cache *c, layer_job *jobs, uint32_t nj, const t
 }
 
 /* The flushes of this round for jobs [j0, j1) of one shard: one flush op. */
-static pkv_status flush_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32_t j1, pkv_flush_layer *f, double *op_ms)
+static pkv_status flush_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32_t j1, pkv_flush_layer *f, uint32_t more,
+                             double *op_ms)
 {
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, groups = g->R / g->G;
@@ -426,7 +427,7 @@ static pkv_status flush_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32_
                                     .append_pattern = append, .block_slot = flush_slots(c, &jobs[j], jobs[j].done)};
     }
     if (!nf) return PKV_OK;
-    pkv_flush_op op = {.n_layers = nf, .layers = f};
+    pkv_flush_op op = {.n_layers = nf, .layers = f, .more = more};
     pkv_status st = c->ctx->be->iface->flush(c->ctx->be, &pkv_shard_of(c, jobs[j0].layer)->store, &op);
     if (st != PKV_OK) return st;
     pkv_add_op_time(c, op_ms);
@@ -450,9 +451,18 @@ static pkv_status run_flushes(pkv_cache *c, layer_job *jobs, uint32_t nj, uint32
     pkv_flush_layer fl[64], *f = nf <= 64 ? fl : malloc(nf * sizeof *f);
     if (!f) return pkv_fail(c->ctx, PKV_ERR_OUT_OF_HOST_MEMORY, "pkv_append: out of host memory");
     pkv_status st = PKV_OK;
+    uint32_t last = 0; /* the first job of the last shard run that flushes: the ops before it say more follow */
+    for (uint32_t j0 = 0, j1; j0 < nj; j0 = j1) {
+        j1 = shard_run(c, jobs, j0, nj);
+        for (uint32_t j = j0; j < j1; j++)
+            if (jobs[j].flush) {
+                last = j0;
+                break;
+            }
+    }
     for (uint32_t j0 = 0, j1; j0 < nj && st == PKV_OK; j0 = j1) {
         j1 = shard_run(c, jobs, j0, nj);
-        st = flush_part(c, jobs, j0, j1, f, op_ms);
+        st = flush_part(c, jobs, j0, j1, f, j0 < last, op_ms);
     }
     if (f != fl) free(f);
     return st;

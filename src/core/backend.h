@@ -75,6 +75,10 @@ typedef struct pkv_flush_layer {
 typedef struct pkv_flush_op {
     uint32_t n_layers;
     const pkv_flush_layer *layers; /* [n_layers] */
+    /* 1: another shard's flush op of the same call follows; a backend may leave this one recorded and
+     * unsubmitted for it (Vulkan: one submission and one wait for every shard's flush), reporting an
+     * op time of 0: the last op's time then covers them all */
+    uint32_t more;
 } pkv_flush_op;
 
 /* Window writes: runs of consecutive fp16 rows (d values each) copied into the windows arena.

@@ -122,6 +122,7 @@ typedef struct pkv_vk {
      * context is freed. */
     int external, recorded_once;
     int after_barrier;         /* recorded: the library's last command in vk->cb is a full barrier */
+    int flush_chained;         /* a shard's flush recorded, not submitted: the next shard's flush of the call follows (pkv_flush_op.more) */
     /* recorded: the library's last command in vk->cb has no barrier after it (PKV_VK_OPEN_*): a
      * recorded append's window conversion (reads one half of kv_raw, writes windows and the status
      * word) or a recorded attention's copy of out (reads scratch, writes the application's out).

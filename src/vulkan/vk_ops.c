@@ -374,6 +374,10 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
     for (uint32_t l = 0; l < op->n_layers; l++) any_centre |= pattern && op->layers[l].append_pattern;
 
     pthread_mutex_lock(&vk->lock);
+    /* chained: an earlier shard's flush of this call is recorded and not submitted (op->more); this
+     * one goes into the same submission, after a barrier (it reuses the scratch sections) */
+    const int chained = vk->flush_chained, defer = op->more && !vk->external;
+    vk->flush_chained = 0;
     VkPipeline p_centre = VK_NULL_HANDLE, p_assign = VK_NULL_HANDLE, p_quant;
     pkv_status s = pkv_vk_stage_settle(vk);
     if (s == PKV_OK) s = wp_pipeline(vk, g, WP_QUANT, &p_quant);
@@ -382,12 +386,13 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, plan.words * 4);
     uint32_t *tab = s == PKV_OK ? calloc((size_t)units * (UDESC_WORDS + nblk), sizeof *tab) : NULL;
     if (s == PKV_OK && !tab) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan flush: out of host memory");
-    if (s != PKV_OK) { /* nothing recorded: deferred writes stay queued */
+    if (s != PKV_OK) { /* nothing recorded: deferred writes (and a chained flush) stay queued */
         pthread_mutex_unlock(&vk->lock);
         return s;
     }
     /* the window writes recorded before (deferred) go in the same submission */
     pkv_vk_op_start(vk);
+    if (chained) pkv_vk_barrier(vk);
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
     uint32_t *ud = tab, *bs = tab + (size_t)units * UDESC_WORDS;
     for (uint32_t l = 0; l < op->n_layers; l++) {
@@ -408,7 +413,7 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
      * one before wrote: the upload (and the deferred window writes) | centre | assign | quant */
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
-        op_timestamp(vk, 0);
+        if (!chained) op_timestamp(vk, 0); /* chained: the first flush's stamp starts the time of all */
     }
     if (s == PKV_OK && p_centre) {
         s = pkv_vk_dispatch(vk, p_centre, bufs, &q, sizeof q, ceil_div(g->d / 2, WG_SMALL), 2 * units, 1);
@@ -419,6 +424,19 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
         if (s == PKV_OK) pkv_vk_barrier(vk); /* quant reads the assignments */
     }
     if (s == PKV_OK) s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, 2 * units, 1); /* K, V halves */
+    if (s == PKV_OK && defer) { /* the next shard's flush submits it (its time: 0 here, all of it there) */
+        vk->flush_chained = 1, vk->last_op_ms = 0.0;
+        pthread_mutex_unlock(&vk->lock);
+        return s;
+    }
+    if (s != PKV_OK && chained) { /* the earlier shards' flushes are done for the core: run them (this op's
+                                   * partial commands write only slots the core releases) */
+        const pkv_status s2 = pkv_vk_finish(vk);
+        (void)s2;
+        vk->last_op_ms = -1.0;
+        pthread_mutex_unlock(&vk->lock);
+        return s;
+    }
     if (s == PKV_OK) op_timestamp(vk, 1);
     s = op_end(vk, s);
     pthread_mutex_unlock(&vk->lock);
