@@ -18,11 +18,15 @@ struct pkv_buf {
     size_t size;
 };
 
-/* The pool: n_threads - 1 workers started on first use. A job's items are claimed one at a time
- * under the mutex (a few dozen per op), by the workers and by the calling thread alike; the caller
- * then waits only for items already running, never for a worker that has not woken up yet (on a
- * loaded machine a wake-up can take a scheduler tick). Workers spin on the job generation for a while
- * before sleeping, so back-to-back ops (decode steps) usually find them awake. */
+/* The pool: n_threads - 1 workers started on first use. A job's items (a few dozen per op) are
+ * claimed one at a time with an atomic counter, by the workers and by the calling thread alike; the
+ * caller then waits only for items already running, never for a worker that has not woken up yet
+ * (on a loaded machine a wake-up can take a scheduler tick). A worker joins a job under the mutex
+ * (once per job), and only while the caller has not closed it, so a late worker never claims an item
+ * of the next job. Workers spin on the job generation for a while before sleeping, so back-to-back
+ * ops (decode steps) usually find them awake; the caller likewise spins a while on the count of
+ * workers still in the job before sleeping on cv_done (a futex wake-up costs tens of microseconds
+ * in a virtual machine, a decode step at batch 1 a few hundred). */
 typedef struct pool {
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
@@ -30,7 +34,11 @@ typedef struct pool {
     uint32_t n_workers, started;
     void (*fn)(uint32_t, void *);
     void *arg;
-    uint32_t n, next, running;
+    uint32_t n;         /* items of the job */
+    atomic_uint next;   /* the next item to claim */
+    atomic_uint active; /* workers in the job (joined, not yet left) */
+    int open;           /* under mu: workers may join the job */
+    int waiting;        /* under mu: the caller sleeps on cv_done */
     unsigned long gen;  /* under mu */
     atomic_ulong agen;  /* a copy for spinning */
     int stop;
@@ -195,25 +203,14 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Runs the items of job `gen` until none is left to claim. */
-static void pool_drain(pool *p, unsigned long gen)
+/* Runs items of the current job until none is left to claim. */
+static void pool_drain(pool *p)
 {
-    pthread_mutex_lock(&p->mu);
-    while (p->gen == gen && p->next < p->n) {
-        uint32_t i = p->next++;
-        void (*fn)(uint32_t, void *) = p->fn;
-        void *arg = p->arg;
-        const pkv_allocator *alloc = p->alloc;
-        p->running++;
-        pthread_mutex_unlock(&p->mu);
-        {
-            PKV_ALLOC_SCOPE(alloc); /* workers allocate with the allocator of the call they work for */
-            fn(i, arg);
-        }
-        pthread_mutex_lock(&p->mu);
-        if (--p->running == 0 && p->next >= p->n) pthread_cond_broadcast(&p->cv_done);
+    for (;;) {
+        uint32_t i = atomic_fetch_add_explicit(&p->next, 1u, memory_order_relaxed);
+        if (i >= p->n) return;
+        p->fn(i, p->arg);
     }
-    pthread_mutex_unlock(&p->mu);
 }
 
 static void *pool_worker(void *arg)
@@ -228,11 +225,22 @@ static void *pool_worker(void *arg)
         }
         pthread_mutex_lock(&p->mu);
         while (p->gen == seen && !p->stop) pthread_cond_wait(&p->cv_work, &p->mu);
-        int stop = p->stop;
+        int stop = p->stop, join = p->open;
         seen = p->gen;
+        const pkv_allocator *alloc = p->alloc;
+        if (join) atomic_fetch_add_explicit(&p->active, 1u, memory_order_relaxed);
         pthread_mutex_unlock(&p->mu);
         if (stop) return NULL;
-        pool_drain(p, seen);
+        if (!join) continue; /* woke up after the caller closed the job */
+        {
+            PKV_ALLOC_SCOPE(alloc); /* workers allocate with the allocator of the call they work for */
+            pool_drain(p);
+        }
+        if (atomic_fetch_sub_explicit(&p->active, 1u, memory_order_acq_rel) == 1u) {
+            pthread_mutex_lock(&p->mu);
+            if (p->waiting) pthread_cond_broadcast(&p->cv_done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -256,14 +264,26 @@ void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t, void
         return;
     }
     pthread_mutex_lock(&p->mu);
-    p->fn = fn, p->arg = arg, p->n = n, p->next = 0, p->running = 0, p->alloc = pkv_alloc_current();
+    p->fn = fn, p->arg = arg, p->n = n, p->open = 1, p->alloc = pkv_alloc_current();
+    atomic_store_explicit(&p->next, 0u, memory_order_relaxed);
     unsigned long gen = ++p->gen;
     atomic_store_explicit(&p->agen, gen, memory_order_release);
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
-    pool_drain(p, gen);
+    pool_drain(p);
+    /* every item is claimed: close the job, then wait for the workers still in it */
     pthread_mutex_lock(&p->mu);
-    while (p->running) pthread_cond_wait(&p->cv_done, &p->mu);
+    p->open = 0;
+    pthread_mutex_unlock(&p->mu);
+    double t0 = pkv_cpu_now_ms();
+    for (uint32_t k = 0; atomic_load_explicit(&p->active, memory_order_acquire); k++) {
+        cpu_relax();
+        if ((k & 63u) == 63u && pkv_cpu_now_ms() - t0 > 0.2) break; /* spin 0.2 ms, then sleep */
+    }
+    pthread_mutex_lock(&p->mu);
+    p->waiting = 1;
+    while (atomic_load_explicit(&p->active, memory_order_acquire)) pthread_cond_wait(&p->cv_done, &p->mu);
+    p->waiting = 0;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -345,6 +365,8 @@ static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, cha
     pthread_mutex_init(&impl->scratch_mu, NULL);
     pl->n_workers = impl->n_threads - 1;
     atomic_init(&pl->agen, 0ul);
+    atomic_init(&pl->next, 0u);
+    atomic_init(&pl->active, 0u);
     be->iface = &cpu_iface;
     be->impl = impl;
     be->info = info;
