@@ -4,7 +4,8 @@
  * all query rows of its kv head in one pass over its chunks (the kernels of cpu_simd.h: scalar, AVX2,
  * AVX-512 or NEON); the last unit of a (sequence, kv head) to finish merges the partial softmax
  * states and adds the patterns' share of V (sum_m S[m] P_V[m]). Softmax runs in base 2: q is
- * prescaled by scale * log2(e). */
+ * prescaled by scale * log2(e). Two jobs on the pool: first one task per (sequence, kv head) builds
+ * what its units share (chunk list, prescaled q, q . P_K), then the units. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -25,6 +26,12 @@ typedef struct attn_ctx {
     size_t part_floats; /* per unit */
     float *parts;
     atomic_uint *done;  /* per (sequence, kv head): units finished */
+    /* per (sequence, kv head), written by prep_task */
+    size_t pair_floats;      /* q [rows][d], then q . P_K [rows][nbmax] */
+    float *qs;
+    uint32_t *visible;       /* [rows] */
+    pkv_attn_chunk *chunks;  /* sequence s, head h: chunks + chunk_off[s] * H + h * (its chunks) */
+    size_t *chunk_off;       /* [n_seqs]: chunks of the sequences before s */
 } attn_ctx;
 
 static uint32_t seq_chunks(const pkv_geom *g, const pkv_attn_seq *sq)
@@ -54,7 +61,8 @@ static void bank_f32(const attn_ctx *a, const pkv_attn_seq *sq, uint32_t h, uint
     }
 }
 
-/* The partial states of all units of one (sequence, kv head) -> its output rows. */
+/* The partial states of all units of one (sequence, kv head) -> its output rows, MR rows at a time. */
+#define MR 16
 static int merge(const attn_ctx *a, uint32_t pair)
 {
     const pkv_geom *g = a->st->g;
@@ -62,59 +70,63 @@ static int merge(const attn_ctx *a, uint32_t pair)
     const uint32_t H = g->H, d = g->d, s = pair / H, h = pair % H, gq = op->n_q_heads / H;
     const pkv_attn_seq *sq = &op->seqs[s];
     const uint32_t nb = g->mode == PKV_MODE_PATTERN ? sq->bank_count : 0;
-    float *acc = malloc(((size_t)d + nb + (size_t)nb * d + 1) * sizeof(float));
+    float *acc = malloc(((size_t)MR * (d + nb + 1) + (size_t)nb * d) * sizeof(float));
     if (!acc) return 1;
-    float *S = acc + d, *PV = S + nb;
+    float *S = acc + (size_t)MR * d, *L = S + (size_t)MR * nb, *PV = L + MR;
     if (nb) bank_f32(a, sq, h, nb, 1, PV);
-    for (uint32_t r = 0; r < a->rows; r++) {
-        float M = -INFINITY, L = 0.0f;
-        for (uint32_t k = 0; k < a->splits; k++) {
-            pkv_attn_part p = part_of(a, pair * a->splits + k, nb);
-            if (p.m[r] > M) M = p.m[r];
+    for (uint32_t r0 = 0; r0 < a->rows; r0 += MR) {
+        const uint32_t nr = a->rows - r0 < MR ? a->rows - r0 : MR;
+        memset(acc, 0, (size_t)MR * (d + nb) * sizeof(float));
+        for (uint32_t j = 0; j < nr; j++) {
+            const uint32_t r = r0 + j;
+            float M = -INFINITY;
+            L[j] = 0.0f;
+            for (uint32_t k = 0; k < a->splits; k++) {
+                pkv_attn_part p = part_of(a, pair * a->splits + k, nb);
+                if (p.m[r] > M) M = p.m[r];
+            }
+            for (uint32_t k = 0; k < a->splits; k++) {
+                pkv_attn_part p = part_of(a, pair * a->splits + k, nb);
+                if (p.m[r] == -INFINITY) continue;
+                float w = exp2f(p.m[r] - M);
+                L[j] += w * p.l[r];
+                a->k->axpy(w, p.acc + (size_t)r * d, acc + (size_t)j * d, d);
+                for (uint32_t m = 0; m < nb; m++) S[(size_t)j * nb + m] += w * p.S[(size_t)r * nb + m];
+            }
         }
-        memset(acc, 0, ((size_t)d + nb) * sizeof(float));
-        for (uint32_t k = 0; k < a->splits; k++) {
-            pkv_attn_part p = part_of(a, pair * a->splits + k, nb);
-            if (p.m[r] == -INFINITY) continue;
-            float w = exp2f(p.m[r] - M);
-            L += w * p.l[r];
-            a->k->axpy(w, p.acc + (size_t)r * d, acc, d);
-            for (uint32_t m = 0; m < nb; m++) S[m] += w * p.S[(size_t)r * nb + m];
+        if (nb) a->k->mix(S, nr, nb, PV, d, acc, d);
+        for (uint32_t j = 0; j < nr; j++) {
+            const uint32_t r = r0 + j, qi = r / gq, hr = r % gq;
+            float *out = op->out + (((size_t)s * op->q_len + qi) * op->n_q_heads + h * gq + hr) * d;
+            const float inv = 1.0f / L[j];
+            for (uint32_t i = 0; i < d; i++) out[i] = acc[(size_t)j * d + i] * inv;
         }
-        for (uint32_t m = 0; m < nb; m++)
-            if (S[m] != 0.0f) a->k->axpy(S[m], PV + (size_t)m * d, acc, d);
-        uint32_t qi = r / gq, hr = r % gq;
-        float *out = op->out + (((size_t)s * op->q_len + qi) * op->n_q_heads + h * gq + hr) * d;
-        float inv = 1.0f / L;
-        for (uint32_t i = 0; i < d; i++) out[i] = acc[i] * inv;
     }
     free(acc);
     return 0;
 }
 
-static int attn_task(uint32_t unit, void *arg)
+/* Per (sequence, kv head), once before its units run: the chunk list, q prescaled, the rows' visible
+ * lengths and q . P_K[m] (PATTERN mode), shared by the pair's units (a unit used to redo this for its
+ * own split). */
+static int prep_task(uint32_t pair, void *arg)
 {
     const attn_ctx *a = arg;
     const pkv_store *st = a->st;
     const pkv_attn_op *op = a->op;
     const pkv_geom *g = st->g;
-    const uint32_t H = g->H, d = g->d, G = g->G, pair = unit / a->splits, split = unit % a->splits;
-    const uint32_t s = pair / H, h = pair % H, gq = op->n_q_heads / H, rows = a->rows;
+    const uint32_t H = g->H, d = g->d, G = g->G, s = pair / H, h = pair % H, gq = op->n_q_heads / H, rows = a->rows;
     const pkv_attn_seq *sq = &op->seqs[s];
-    const uint32_t nb = g->mode == PKV_MODE_PATTERN ? sq->bank_count : 0;
-    const uint32_t nc = seq_chunks(g, sq), c0 = (uint32_t)((uint64_t)nc * split / a->splits),
-                   c1 = (uint32_t)((uint64_t)nc * (split + 1) / a->splits);
+    const uint32_t nb = g->mode == PKV_MODE_PATTERN ? sq->bank_count : 0, nc = seq_chunks(g, sq);
     const uint32_t T = sq->n_blocks * G + sq->n_window;
-    pkv_attn_chunk *chunks = malloc((c1 - c0 + 1) * sizeof *chunks);
-    float *q = malloc(((size_t)rows * (d + nb) + (size_t)nb * d + 64) * sizeof(float)); /* 64: table reads */
-    uint32_t *visible = malloc(rows * sizeof *visible);
-    int failed = !chunks || !q || !visible;
-    if (failed) goto done;
+    pkv_attn_chunk *chunks = a->chunks + a->chunk_off[s] * H + (size_t)h * nc;
+    float *q = a->qs + (size_t)pair * a->pair_floats, *qc = q + (size_t)rows * d;
+    uint32_t *visible = a->visible + (size_t)pair * rows;
     const uint32_t *blocks = op->table + sq->block_offset + h; /* [n_blocks][H] */
     const uint32_t win_slot = op->table[sq->table_offset + (size_t)H * PKV_MAX_CHUNKS + h];
     const uint8_t *win = sq->n_window ? pkv_cpu_buf_data(st->windows) + (size_t)win_slot * g->window_bytes : NULL;
-    for (uint32_t c = c0; c < c1; c++) {
-        pkv_attn_chunk *ch = &chunks[c - c0];
+    for (uint32_t c = 0; c < nc; c++) {
+        pkv_attn_chunk *ch = &chunks[c];
         memset(ch, 0, sizeof *ch);
         if (c < sq->n_blocks) {
             ch->blk = pkv_cpu_buf_data(st->blocks) + (size_t)blocks[(size_t)c * H] * g->block_bytes;
@@ -134,17 +146,29 @@ static int attn_task(uint32_t unit, void *arg)
         for (uint32_t i = 0; i < d; i++) q[(size_t)r * d + i] = src[i] * pre;
         visible[r] = T - op->q_len + qi + 1;
     }
-    float *qc = q + (size_t)rows * d, *PK = qc + (size_t)rows * nb;
-    if (nb) {
-        bank_f32(a, sq, h, nb, 0, PK);
-        for (uint32_t r = 0; r < rows; r++)
-            for (uint32_t m = 0; m < nb; m++) qc[(size_t)r * nb + m] = a->k->dot(q + (size_t)r * d, PK + (size_t)m * d, d);
-    }
-    pkv_attn_unit u = {g, rows, q, visible, nb ? qc : NULL, nb, chunks, c1 - c0};
+    if (!nb) return 0;
+    float *PK = malloc((size_t)nb * d * sizeof(float));
+    if (!PK) return 1;
+    bank_f32(a, sq, h, nb, 0, PK);
+    a->k->dots(q, rows, PK, nb, d, qc);
+    free(PK);
+    return 0;
+}
+
+static int attn_task(uint32_t unit, void *arg)
+{
+    const attn_ctx *a = arg;
+    const pkv_attn_op *op = a->op;
+    const pkv_geom *g = a->st->g;
+    const uint32_t H = g->H, d = g->d, pair = unit / a->splits, split = unit % a->splits, s = pair / H, h = pair % H;
+    const pkv_attn_seq *sq = &op->seqs[s];
+    const uint32_t nb = g->mode == PKV_MODE_PATTERN ? sq->bank_count : 0, nc = seq_chunks(g, sq);
+    const uint32_t c0 = (uint32_t)((uint64_t)nc * split / a->splits), c1 = (uint32_t)((uint64_t)nc * (split + 1) / a->splits);
+    const float *q = a->qs + (size_t)pair * a->pair_floats;
+    pkv_attn_unit u = {g, a->rows, q, a->visible + (size_t)pair * a->rows, nb ? q + (size_t)a->rows * d : NULL, nb,
+                       a->chunks + a->chunk_off[s] * H + (size_t)h * nc + c0, c1 - c0};
     pkv_attn_part p = part_of(a, unit, nb);
-    failed = a->k->attn_unit(&u, &p);
-done:
-    free(chunks), free(q), free(visible);
+    int failed = a->k->attn_unit(&u, &p);
     /* the last unit of the pair merges (acq_rel: it sees every other unit's partial state) */
     if (atomic_fetch_add_explicit(&a->done[pair], 1, memory_order_acq_rel) + 1 == a->splits) failed |= merge(a, pair);
     return failed;
@@ -167,16 +191,30 @@ pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (splits > ncmax / 4) splits = ncmax / 4;
     if (rows > 64 && splits > 2) splits = 2;
     if (splits < 1) splits = 1;
-    attn_ctx a = {st, op, pkv_cpu_kernels_of(be), splits, rows, nbmax, 0, NULL, NULL};
+    attn_ctx a = {st, op, pkv_cpu_kernels_of(be), splits, rows, nbmax, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL};
     a.part_floats = (size_t)rows * (2 + g->d + nbmax);
+    a.pair_floats = (size_t)rows * (g->d + nbmax);
     a.parts = malloc((size_t)pairs * splits * a.part_floats * sizeof(float));
     a.done = malloc(pairs * sizeof *a.done);
-    if (!a.parts || !a.done) {
-        free(a.parts), free(a.done);
-        return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu attention: out of host memory");
+    a.qs = malloc(((size_t)pairs * a.pair_floats + 64) * sizeof(float)); /* 64: table reads past qc (vf_lookup) */
+    a.visible = malloc((size_t)pairs * rows * sizeof *a.visible);
+    a.chunk_off = malloc(((size_t)op->n_seqs + 1) * sizeof *a.chunk_off);
+    if (a.chunk_off) {
+        a.chunk_off[0] = 0;
+        for (uint32_t s = 0; s < op->n_seqs; s++) a.chunk_off[s + 1] = a.chunk_off[s] + seq_chunks(g, &op->seqs[s]);
+        a.chunks = malloc((a.chunk_off[op->n_seqs] * g->H + 1) * sizeof *a.chunks);
+    }
+    pkv_status s = PKV_ERR_OUT_OF_HOST_MEMORY;
+    if (!a.parts || !a.done || !a.qs || !a.visible || !a.chunk_off || !a.chunks) {
+        s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu attention: out of host memory");
+        goto done;
     }
     for (uint32_t i = 0; i < pairs; i++) atomic_init(&a.done[i], 0u);
-    pkv_status s = pkv_cpu_run_op(be, pairs * splits, attn_task, &a, "attention");
-    free(a.parts), free(a.done);
+    const double t0 = pkv_cpu_now_ms();
+    s = pkv_cpu_run_op(be, pairs, prep_task, &a, "attention");
+    if (s == PKV_OK) s = pkv_cpu_run_op(be, pairs * splits, attn_task, &a, "attention");
+    pkv_cpu_set_last_op_ms(be, pkv_cpu_now_ms() - t0);
+done:
+    free(a.parts), free(a.done), free(a.qs), free(a.visible), free(a.chunk_off), free(a.chunks);
     return s;
 }

@@ -115,6 +115,18 @@ void pkv_cpu_axpy_scalar(float a, const float *x, float *y, uint32_t n)
     for (uint32_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+void pkv_cpu_dots_scalar(const float *q, uint32_t rows, const float *P, uint32_t n, uint32_t d, float *out)
+{
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t m = 0; m < n; m++) out[(size_t)r * n + m] = pkv_cpu_dot_scalar(q + (size_t)r * d, P + (size_t)m * d, d);
+}
+
+void pkv_cpu_mix_scalar(const float *S, uint32_t rows, uint32_t n, const float *P, uint32_t d, float *acc, size_t stride)
+{
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t m = 0; m < n; m++) pkv_cpu_axpy_scalar(S[(size_t)r * n + m], P + (size_t)m * d, acc + r * stride, d);
+}
+
 /* One row against the first tokens of a tile (those it sees). */
 static void attend(const tile *T, uint32_t first, uint32_t visible, const float *q, const float *qc, float *m,
                    float *l, float *acc, float *S, uint32_t d, uint32_t nb, int pattern)

@@ -456,7 +456,7 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
             const float mult = p ? 4.0f : 1.0f;
             for (uint32_t c = 0; c < d; c++) {
                 uint32_t k = c % cpd;
-                sc->fold[p][c] = k + 1 == cpd ? mult : mult * ldexpf(1.0f, -(int)(k * b));
+                sc->fold[p][c] = k + 1 == cpd ? mult : mult / (float)(1u << (k * b)); /* exact: k * b < 32 */
             }
         }
     }
@@ -490,4 +490,79 @@ static void axpy_simd(float a, const float *x, float *y, uint32_t n)
     uint32_t i = 0;
     for (; i + W <= n; i += W) vf_store(y + i, vf_fma(av, vf_load(x + i), vf_load(y + i)));
     for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* out[r * n + m] = q_r . P_m for rows q [rows][d] and P [n][d]: blocks of 4 rows x 4 patterns, 16
+ * independent accumulators sharing their loads (one dot at a time is a chain of dependent FMAs). */
+static void dots_simd(const float *q, uint32_t rows, const float *P, uint32_t n, uint32_t d, float *out)
+{
+    for (uint32_t r0 = 0; r0 < rows; r0 += 4)
+        for (uint32_t m0 = 0; m0 < n; m0 += 4) {
+            const float *qr[4], *pm[4];
+            for (uint32_t k = 0; k < 4; k++) { /* past the end: the last row / pattern again, not stored */
+                qr[k] = q + (size_t)(r0 + k < rows ? r0 + k : rows - 1) * d;
+                pm[k] = P + (size_t)(m0 + k < n ? m0 + k : n - 1) * d;
+            }
+            VF acc[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int m = 0; m < 4; m++) acc[r][m] = vf_zero();
+            uint32_t i = 0;
+            for (; i + W <= d; i += W) {
+                VF pv[4];
+                for (int m = 0; m < 4; m++) pv[m] = vf_load(pm[m] + i);
+                for (int r = 0; r < 4; r++) {
+                    VF qv = vf_load(qr[r] + i);
+                    for (int m = 0; m < 4; m++) acc[r][m] = vf_fma(qv, pv[m], acc[r][m]);
+                }
+            }
+            for (uint32_t r = 0; r < 4 && r0 + r < rows; r++)
+                for (uint32_t m = 0; m < 4 && m0 + m < n; m++) {
+                    float x = vf_hsum(acc[r][m]);
+                    for (uint32_t j = i; j < d; j++) x += qr[r][j] * pm[m][j];
+                    out[(size_t)(r0 + r) * n + m0 + m] = x;
+                }
+        }
+}
+
+/* acc_r += sum_m S[r * n + m] P_m for NR rows (acc_r at acc + r * stride), channels [i0, i0 + CHc W):
+ * NR x CHc accumulators in registers over the patterns. */
+AINLINE void mix_block(const float *S, uint32_t n, const float *P, uint32_t d, float *acc, size_t stride, uint32_t i0,
+                       int NR, int CHc)
+{
+    VF a[RT][4];
+    for (int r = 0; r < NR; r++)
+        for (int k = 0; k < CHc; k++) a[r][k] = vf_load(acc + r * stride + i0 + (uint32_t)k * W);
+    for (uint32_t m = 0; m < n; m++) {
+        VF pv[4];
+        for (int k = 0; k < CHc; k++) pv[k] = vf_load(P + (size_t)m * d + i0 + (uint32_t)k * W);
+        for (int r = 0; r < NR; r++) {
+            VF sv = vf_set1(S[(size_t)r * n + m]);
+            for (int k = 0; k < CHc; k++) a[r][k] = vf_fma(pv[k], sv, a[r][k]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int k = 0; k < CHc; k++) vf_store(acc + r * stride + i0 + (uint32_t)k * W, a[r][k]);
+}
+
+AINLINE void mix_rows(const float *S, uint32_t n, const float *P, uint32_t d, float *acc, size_t stride, int NR)
+{
+    uint32_t i = 0;
+    for (; i + 4 * W <= d; i += 4 * W) mix_block(S, n, P, d, acc, stride, i, NR, 4);
+    for (; i + W <= d; i += W) mix_block(S, n, P, d, acc, stride, i, NR, 1);
+    for (; i < d; i++)
+        for (int r = 0; r < NR; r++)
+            for (uint32_t m = 0; m < n; m++) acc[r * stride + i] += S[(size_t)r * n + m] * P[(size_t)m * d + i];
+}
+
+/* acc[r * stride + i] += sum_m S[r * n + m] P[m][i] for rows r, P [n][d] */
+static void mix_simd(const float *S, uint32_t rows, uint32_t n, const float *P, uint32_t d, float *acc, size_t stride)
+{
+    uint32_t r0 = 0;
+    for (; r0 + RT <= rows; r0 += RT) mix_rows(S + (size_t)r0 * n, n, P, d, acc + r0 * stride, stride, RT);
+    switch (rows - r0) {
+    case 3: mix_rows(S + (size_t)r0 * n, n, P, d, acc + r0 * stride, stride, 3); break;
+    case 2: mix_rows(S + (size_t)r0 * n, n, P, d, acc + r0 * stride, stride, 2); break;
+    case 1: mix_rows(S + (size_t)r0 * n, n, P, d, acc + r0 * stride, stride, 1); break;
+    default: break;
+    }
 }

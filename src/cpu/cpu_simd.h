@@ -64,6 +64,10 @@ typedef struct pkv_cpu_kernels {
     int (*attn_unit)(const pkv_attn_unit *u, const pkv_attn_part *out);
     float (*dot)(const float *a, const float *b, uint32_t n);          /* n multiple of 8 */
     void (*axpy)(float a, const float *x, float *y, uint32_t n);       /* y += a x, n multiple of 8 */
+    /* out[r * n + m] = q_r . P_m, q [rows][d], P [n][d] (the logits' pattern shares q . P_K) */
+    void (*dots)(const float *q, uint32_t rows, const float *P, uint32_t n, uint32_t d, float *out);
+    /* acc[r * stride + i] += sum_m S[r * n + m] P[m][i] (the patterns' share of V, sum_m S[m] P_V[m]) */
+    void (*mix)(const float *S, uint32_t rows, uint32_t n, const float *P, uint32_t d, float *acc, size_t stride);
     /* exact: fp16 -> fp32 */
     void (*f16_to_f32)(const uint16_t *src, float *dst, size_t n);
     /* bit-exact encoding (docs/NUMERICS.md) */
@@ -116,6 +120,8 @@ extern const pkv_cpu_kernels pkv_cpu_kernels_neon;
 int pkv_cpu_attn_unit_scalar(const pkv_attn_unit *u, const pkv_attn_part *out);
 float pkv_cpu_dot_scalar(const float *a, const float *b, uint32_t n);
 void pkv_cpu_axpy_scalar(float a, const float *x, float *y, uint32_t n);
+void pkv_cpu_dots_scalar(const float *q, uint32_t rows, const float *P, uint32_t n, uint32_t d, float *out);
+void pkv_cpu_mix_scalar(const float *S, uint32_t rows, uint32_t n, const float *P, uint32_t d, float *acc, size_t stride);
 void pkv_cpu_f16_to_f32_scalar(const uint16_t *src, float *dst, size_t n);
 void pkv_cpu_argmin_l2_scalar(const float *x, uint32_t n, uint32_t d, const float *P, uint32_t M, uint32_t *out);
 void pkv_cpu_l2_top2_scalar(const float *x, const uint32_t *idx, uint32_t n, uint32_t d, const float *P, uint32_t M,
