@@ -185,8 +185,9 @@ pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         uint32_t nc = seq_chunks(g, &op->seqs[s]);
         if (nc > ncmax) ncmax = nc;
     }
-    /* Units: about 8 per thread, each of at least 4 chunks; fewer when the rows are many (long q_len). */
-    const uint32_t threads = pkv_cpu_n_threads(be), target = 8 * threads;
+    /* Units: about 8 per thread (PKV_CPU_ATTN_UNITS, docs/BACKENDS.md), each of at least 4 chunks;
+     * fewer when the rows are many (long q_len). */
+    const uint32_t threads = pkv_cpu_n_threads(be), target = pkv_cpu_attn_units(be) * threads;
     uint32_t splits = pairs >= target ? 1 : (target + pairs - 1) / pairs;
     if (splits > ncmax / 4) splits = ncmax / 4;
     if (rows > 64 && splits > 2) splits = 2;

@@ -54,6 +54,7 @@ typedef struct scratch_slot {
 
 typedef struct cpu_impl {
     uint32_t n_threads;
+    uint32_t attn_units; /* attention units per thread (PKV_CPU_ATTN_UNITS, default 8) */
     double last_op_ms;
     const pkv_cpu_kernels *kernels;
     pool pool;
@@ -63,6 +64,7 @@ typedef struct cpu_impl {
 
 const pkv_cpu_kernels *pkv_cpu_kernels_of(pkv_backend *be) { return ((cpu_impl *)be->impl)->kernels; }
 uint32_t pkv_cpu_n_threads(pkv_backend *be) { return ((cpu_impl *)be->impl)->n_threads; }
+uint32_t pkv_cpu_attn_units(pkv_backend *be) { return ((cpu_impl *)be->impl)->attn_units; }
 
 double pkv_cpu_last_op_ms(pkv_backend *be) { return ((cpu_impl *)be->impl)->last_op_ms; }
 void pkv_cpu_set_last_op_ms(pkv_backend *be, double ms) { ((cpu_impl *)be->impl)->last_op_ms = ms; }
@@ -352,6 +354,9 @@ static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, cha
     impl->last_op_ms = -1.0;
     impl->n_threads = p->n_threads ? p->n_threads : (uint32_t)(cores > 0 ? cores : 1);
     if (impl->n_threads > 64) impl->n_threads = 64;
+    const char *units = getenv("PKV_CPU_ATTN_UNITS"); /* a tuning switch: 1 .. 64, else the default 8 */
+    long nu = units ? strtol(units, NULL, 10) : 0;
+    impl->attn_units = nu >= 1 && nu <= 64 ? (uint32_t)nu : 8u;
     char note[160];
     impl->kernels = pkv_cpu_kernels_for(pkv_cpu_simd_choose(note, sizeof note));
     if (note[0]) {

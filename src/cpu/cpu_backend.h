@@ -24,6 +24,8 @@ void *pkv_cpu_scratch_take(pkv_backend *be, size_t bytes);
 void pkv_cpu_scratch_give(pkv_backend *be, void *p);
 /* Runs fn(i, arg) for i in [0, n) on the backend's threads (a pool started on first use; items are handed out
  * one at a time, so a core that another process slows down takes fewer). */
+/* Decode-attention units per thread (PKV_CPU_ATTN_UNITS, 1 .. 64; default 8), read at creation. */
+uint32_t pkv_cpu_attn_units(pkv_backend *be);
 void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t i, void *arg), void *arg);
 /* Runs an op as n tasks; a task returns nonzero when it could not allocate its scratch memory.
  * Records the op's duration for pkv_last_op_time. */
