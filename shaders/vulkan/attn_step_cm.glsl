@@ -75,6 +75,14 @@ void cm_stage_fp16(uint t, uint round, bool ok, uint h)
     [[unroll]] for (uint q = 0u; q < D / 16u; q++) cm_tile[t * CM_TLD + q] = ok ? win4[h / 8u + round * (D / 16u) + q] : uvec4(0u);
 }
 
+/* Row t of the tile for a chunk of this kind: codes (words), the fp16 window row at h (when the token
+ * is there: ok), or zeros */
+void cm_stage(uint t, uint round, uint kind, bool ok, uint h, uvec4 words[4], uint bits)
+{
+    if (kind == CK_CODES) cm_stage_codes(t, round, words, bits);
+    else cm_stage_fp16(t, round, ok && kind == CK_WINDOW, h);
+}
+
 /* One step of one chunk (sd.kind[0]), its loads in L. */
 void do_step_cm(inout item_state st, step_desc sd, step_loads L)
 {
@@ -101,13 +109,9 @@ void do_step_cm(inout item_state st, step_desc sd, step_loads L)
     bool skip_k = (pc.flags & ATTN_SKIP_K) != 0u, skip_v = (pc.flags & ATTN_SKIP_V) != 0u; /* timing aids */
     if (skip_k) barrier();
     else [[unroll]] for (uint round = 0u; round < 2u; round++) {
-        if (codes) {
-            uvec4 words[4];
-            [[unroll]] for (uint k = 0u; k < 4u; k++) words[k] = k < KQ ? L.krow[min(k, KQ - 1u)] : uvec4(0u);
-            cm_stage_codes(t, round, words, KPB);
-        } else {
-            cm_stage_fp16(t, round, mine && kind == CK_WINDOW, kh);
-        }
+        uvec4 words[4];
+        [[unroll]] for (uint k = 0u; k < 4u; k++) words[k] = k < KQ ? L.krow[min(k, KQ - 1u)] : uvec4(0u);
+        cm_stage(t, round, kind, mine, kh, words, KPB);
         if (round == 0u) barrier(); /* cm_qa from every invocation; the tile rows are the subgroup's own */
         else subgroupBarrier();
         [[unroll]] for (uint j = 0u; j < D / 32u; j++) {
@@ -162,13 +166,9 @@ void do_step_cm(inout item_state st, step_desc sd, step_loads L)
     oacc[0] = oacc[1] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
     if (!skip_v) [[unroll]] for (uint round = 0u; round < 2u; round++) {
         if (round == 1u) barrier(); /* every subgroup has read round 0's tile */
-        if (codes) {
-            uvec4 words[4];
-            [[unroll]] for (uint k = 0u; k < 4u; k++) words[k] = k < VQR ? L.vrow[min(k, VQR - 1u)] : uvec4(0u);
-            cm_stage_codes(t, round, words, VPB);
-        } else {
-            cm_stage_fp16(t, round, mine && kind == CK_WINDOW, vh);
-        }
+        uvec4 words[4];
+        [[unroll]] for (uint k = 0u; k < 4u; k++) words[k] = k < VQR ? L.vrow[min(k, VQR - 1u)] : uvec4(0u);
+        cm_stage(t, round, kind, mine, vh, words, VPB);
         barrier(); /* the tile and cm_pa */
         [[unroll]] for (uint j = 0u; j < G / 16u; j++) {
             fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> a, b;
