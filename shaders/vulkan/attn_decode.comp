@@ -538,9 +538,6 @@ void fold_patterns(uint bank, inout float o[NR][CE])
 }
 
 #ifdef PKV_COOPMAT
-#ifndef CM_DENORM
-#define CM_DENORM 1
-#endif
 #include "attn_step_cm.glsl"
 #define DO_STEP do_step_cm
 #else

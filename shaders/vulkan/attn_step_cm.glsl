@@ -10,7 +10,7 @@
  *   V: O[16 x D] = P[16 x G] Vc[G x D], P = p * s_V per token (fp16). Subgroup w owns channels
  *      16w.. of each round; the rounds' accumulators stay in registers until both are done.
  * Codes become fp16 without conversion instructions: the pair (code c, code c + PER/2) of a word is
- * (w >> b c) & mask, two fp16 subnormals code * 2^-24 (CM_DENORM), exact; the products are scaled
+ * (w >> b c) & mask, two fp16 subnormals code * 2^-24, exact; the products are scaled
  * back by 2^24 in fp32. So a word's channels sit in the tile in the order c, c + PER/2, c + 1, ...
  * (cm_pos), and A (K) and the output (V) use the same order. fp16 window chunks are fp16 rows in
  * their natural order, with A = q and P = p. Numerics: docs/NUMERICS.md. */
@@ -20,18 +20,14 @@
 #extension GL_KHR_shader_subgroup_basic : require
 
 const uint CM_TLD = (D / 2u + 8u) / 8u; /* a tile row: D / 2 halves + 8 of padding, in 16-byte words */
-const uint CM_LDA = D + 8u + (G > D ? G - D : 0u); /* q' and p' rows (halves), one stride */
-const uint CM_LDP = CM_LDA;
 const uint CM_NW = WG / 32u;            /* subgroups */
 const uint CM_PER = 32u / KPB;          /* K codes per word */
 const uint CM_VPER = 32u / VPB;         /* V codes per word */
 const float CM_UNIT = 16777216.0;       /* 2^24: a subnormal code's scale */
 shared uvec4 cm_tile[G * CM_TLD];       /* a round's D / 2 channels of the chunk's G rows (K, then V) */
-/* A of K (q', rows of D) and A of V (p', rows of G) take turns in one array */
-const uint CM_LDAB = CM_LDA > CM_LDP ? CM_LDA : CM_LDP;
+/* A of K (q', rows of D halves) and A of V (p', rows of G) take turns in one array */
+const uint CM_LDAB = (D > G ? D : G) + 8u;
 shared float16_t cm_ab[16u * CM_LDAB];
-#define cm_qa cm_ab
-#define cm_pa cm_ab
 shared float cm_out[16u * (G > D ? G : D)]; /* the logits S, then the output O */
 
 /* Where channel i of a word of `per` codes sits in the tile's order */
@@ -41,21 +37,11 @@ uint cm_pos(uint i, uint per)
     return i - j + (j < h ? 2u * j : 2u * (j - h) + 1u);
 }
 
-/* The fp16 pairs of a code word: (c, c + per / 2) as two subnormals, or exact normals (CM_DENORM 0) */
+/* The fp16 pair (c, c + per / 2) of a code word, as two subnormals code * 2^-24 */
 uint cm_pair(uint w, uint c, uint bits)
 {
-    uint mask = ((1u << bits) - 1u) * 0x10001u, pr = (w >> (bits * c)) & mask;
-#if CM_DENORM == 0
-    f16vec2 h = unpackFloat2x16(pr | 0x64006400u) - f16vec2(1024.0hf);
-    pr = packFloat2x16(h);
-#endif
-    return pr;
+    return (w >> (bits * c)) & (((1u << bits) - 1u) * 0x10001u);
 }
-#if CM_DENORM
-const float CM_CODE_UNIT = CM_UNIT;
-#else
-const float CM_CODE_UNIT = 1.0;
-#endif
 
 /* Row t of the tile, round r: its token's codes (words[] of KPB- or VPB-bit codes), or the fp16 row at
  * half index h of the windows (blocks never hold fp16 rows in these modes), or zeros. */
@@ -98,7 +84,7 @@ void do_step_cm(inout item_state st, step_desc sd, step_loads L)
         uint pos = codes ? cm_pos(i, CM_PER) : i;
         [[unroll]] for (uint r = 0u; r < NR; r++) {
             float q = q_s[i * NRV + r / 4u][r % 4u];
-            cm_qa[r * CM_LDA + pos] = float16_t(q * s);
+            cm_ab[r * CM_LDAB + pos] = float16_t(q * s);
             zt[r] = codes ? q * L.kz[0] : 0.0;
         }
     }
@@ -112,11 +98,11 @@ void do_step_cm(inout item_state st, step_desc sd, step_loads L)
         uvec4 words[4];
         [[unroll]] for (uint k = 0u; k < 4u; k++) words[k] = k < KQ ? L.krow[min(k, KQ - 1u)] : uvec4(0u);
         cm_stage(t, round, kind, mine, kh, words, KPB);
-        if (round == 0u) barrier(); /* cm_qa from every invocation; the tile rows are the subgroup's own */
+        if (round == 0u) barrier(); /* q' (cm_ab) from every invocation; the tile rows are the subgroup's own */
         else subgroupBarrier();
         [[unroll]] for (uint j = 0u; j < D / 32u; j++) {
             fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> a, b;
-            coopMatLoadNV(a, cm_qa, round * (D / 2u) + 16u * j, CM_LDA, false);
+            coopMatLoadNV(a, cm_ab, round * (D / 2u) + 16u * j, CM_LDAB, false);
             [[unroll]] for (uint n = 0u; n < 2u; n++) {
                 coopMatLoadNV(b, cm_tile, (32u * w + 16u * n) * CM_TLD + 2u * j, CM_TLD, true);
                 sacc[n] = coopMatMulAddNV(a, b, sacc[n]);
@@ -127,7 +113,7 @@ void do_step_cm(inout item_state st, step_desc sd, step_loads L)
     [[unroll]] for (uint n = 0u; n < 2u; n++) coopMatStoreNV(sacc[n], cm_out, 32u * w + 16u * n, G, false);
     subgroupBarrier();
     /* the logits of this invocation's token */
-    float kunit = codes ? CM_CODE_UNIT : 1.0;
+    float kunit = codes ? CM_UNIT : 1.0;
     [[unroll]] for (uint r = 0u; r < NR; r++) {
         lg[r] = cm_out[r * G + t] * kunit;
         if (MODE == 0u && codes) lg[r] += qc_s[L.ka * NRV + r / 4u][r % 4u];
@@ -152,7 +138,7 @@ void do_step_cm(inout item_state st, step_desc sd, step_loads L)
         lg[r] = p;
         st.l[r] += p;
         st.pz[r] += p * (codes ? L.vz : 0.0);
-        cm_pa[r * CM_LDP + t] = float16_t(p * (codes ? L.vs : 1.0));
+        cm_ab[r * CM_LDAB + t] = float16_t(p * (codes ? L.vs : 1.0));
     }
     if (MODE == 0u && rescale) { /* uniform: every invocation saw the same maxima */
         for (uint e = lid; e < NR * SCAP; e += WG) hist_set(e, hist_get(e) * pick(alpha, e / SCAP));
@@ -169,10 +155,10 @@ void do_step_cm(inout item_state st, step_desc sd, step_loads L)
         uvec4 words[4];
         [[unroll]] for (uint k = 0u; k < 4u; k++) words[k] = k < VQR ? L.vrow[min(k, VQR - 1u)] : uvec4(0u);
         cm_stage(t, round, kind, mine, vh, words, VPB);
-        barrier(); /* the tile and cm_pa */
+        barrier(); /* the tile and p' (cm_ab) */
         [[unroll]] for (uint j = 0u; j < G / 16u; j++) {
             fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> a, b;
-            coopMatLoadNV(a, cm_pa, 16u * j, CM_LDP, false);
+            coopMatLoadNV(a, cm_ab, 16u * j, CM_LDAB, false);
             coopMatLoadNV(b, cm_tile, 16u * j * CM_TLD + 2u * w, CM_TLD, false);
             oacc[round] = coopMatMulAddNV(a, b, oacc[round]);
         }
@@ -181,7 +167,7 @@ void do_step_cm(inout item_state st, step_desc sd, step_loads L)
     barrier();
     /* the chunk's O into the accumulators of (channel group g, slice 0), in their units */
     uint g = lid % NG, s = lid / NG;
-    float vunit = codes ? CM_CODE_UNIT : 1.0;
+    float vunit = codes ? CM_UNIT : 1.0;
     if (s == 0u)
         [[unroll]] for (uint c = 0u; c < CH; c++) {
             uint i = g * CH + c, src = codes ? cm_pos(i, CM_VPER) : i;
@@ -190,7 +176,7 @@ void do_step_cm(inout item_state st, step_desc sd, step_loads L)
     barrier(); /* cm_out and the tile are free for the next step */
 }
 
-/* cm_qa's and cm_pa's rows past NR stay zero */
+/* cm_ab's rows past NR stay zero */
 void cm_init()
 {
     for (uint e = gl_LocalInvocationID.x; e < 16u * CM_LDAB; e += WG) cm_ab[e] = float16_t(0.0);

@@ -361,23 +361,13 @@ static pkv_status window_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32
         if (!take) continue;
         if (!src->k) { /* device rows read in place: one run per row */
             const uint32_t k0 = (uint32_t)(((size_t)idx * 2 * n + pos) * H), v0 = k0 + n * H;
-            if (take == 1) { /* a decode step's: every head's K row, then every head's V row (source order) */
-                uint32_t *o = run + 3 * r, *ov = o + 3 * (size_t)H;
-                for (uint32_t h = 0; h < H; h++, o += 3, ov += 3) {
-                    const uint32_t dst = ws[h] * 2 * R + nw;
-                    o[0] = k0 + h, o[1] = dst, o[2] = 1;
-                    ov[0] = v0 + h, ov[1] = dst + R, ov[2] = 1;
+            /* every head's K rows, then every head's V rows (a decode step's one token: source order) */
+            for (uint32_t kv = 0; kv < 2; kv++)
+                for (uint32_t h = 0; h < H; h++) {
+                    const uint32_t src0 = (kv ? v0 : k0) + h, dst = ws[h] * 2 * R + kv * R + nw;
+                    for (uint32_t t = 0; t < take; t++, r++)
+                        run[3 * r] = src0 + t * H, run[3 * r + 1] = dst + t, run[3 * r + 2] = 1;
                 }
-                r += 2 * (size_t)H;
-                continue;
-            }
-            for (uint32_t h = 0; h < H; h++) {
-                const uint32_t dst = ws[h] * 2 * R + nw;
-                for (uint32_t t = 0; t < take; t++, r++)
-                    run[3 * r] = k0 + t * H + h, run[3 * r + 1] = dst + t, run[3 * r + 2] = 1;
-                for (uint32_t t = 0; t < take; t++, r++)
-                    run[3 * r] = v0 + t * H + h, run[3 * r + 1] = dst + R + t, run[3 * r + 2] = 1;
-            }
             continue;
         }
         for (uint32_t h = 0; h < H; h++)

@@ -572,8 +572,16 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
      * chunks per step (a smaller workgroup): found by the Vulkan validation layer in CI */
     const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
     pkv_attn_shape shape = pkv_attn_shape_for(g, env, PKV_BACKEND_VULKAN);
-    uint32_t nr = 1, stage_v = 0;
-    for (;;) {
+    /* the cooperative-matrix step, where asked for and it fits: one chunk per step, V codes not
+     * staged, 4 channels per invocation, every row of the group */
+    pkv_attn_shape cm = shape;
+    cm.bps = 1, cm.vch = 4, cm.stage_k = 0;
+    const uint32_t cm_nr = pkv_attn_rows_per_group(op, H, 8, env);
+    if (cm.hist_fixed && !decode_cm_fits(vk, g, cm, cm_nr)) cm.hist_fixed = 0; /* the float histogram is smaller */
+    const int use_cm = decode_cm_fits(vk, g, cm, cm_nr);
+    uint32_t nr = cm_nr, stage_v = 0;
+    if (use_cm) shape = cm;
+    while (!use_cm) {
         const int sub = vk->subgroup_arith;
         nr = pkv_attn_rows_per_group(op, H, 8, env), stage_v = 1;
         while (nr > 1 && decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) nr /= 2;
@@ -597,21 +605,10 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     const uint32_t base[8] = {0, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     for (int i = 0; i < 3; i++) memcpy(c->spec[i], base, sizeof base);
     c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
-    c->kernel[1] = vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
+    c->kernel[1] = use_cm ? PKV_K_ATTN_DECODE_CM : vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
     c->spec[1][0] = c->wg, c->spec[1][8] = stage_v, c->spec[1][9] = c->shape.vch, c->spec[1][10] = c->shape.stage_k;
     c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_fixed, c->spec[1][13] = c->shape.vb;
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
-    pkv_attn_shape cm = pkv_attn_shape_for(g, env, PKV_BACKEND_VULKAN);
-    cm.bps = 1, cm.vch = 4, cm.stage_k = 0;
-    const uint32_t cm_nr = pkv_attn_rows_per_group(op, H, 8, env);
-    if (cm.hist_fixed && !decode_cm_fits(vk, g, cm, cm_nr)) cm.hist_fixed = 0; /* the float histogram is smaller */
-    if (decode_cm_fits(vk, g, cm, cm_nr)) {
-        c->nr = cm_nr, c->stage_v = 0, c->shape = cm, c->wg = G;
-        for (int i = 0; i < 3; i++) c->spec[i][6] = cm_nr;
-        c->kernel[1] = PKV_K_ATTN_DECODE_CM;
-        c->spec[1][0] = c->wg, c->spec[1][8] = 0, c->spec[1][9] = cm.vch, c->spec[1][10] = 0;
-        c->spec[1][11] = cm.prefetch, c->spec[1][12] = cm.hist_fixed, c->spec[1][13] = cm.vb;
-    }
 }
 
 static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len, int *kernels,
