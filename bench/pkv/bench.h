@@ -133,8 +133,13 @@ typedef struct bench_report {
     uint32_t batch;
     char speed_source[320];       /* the speed part's data: the --kv file, or synthetic at the option shape */
     uint32_t speed_kv_heads, speed_q_heads, speed_head_dim;
-    double read_bw_gbps;          /* NAN when unknown */
+    double read_bw_gbps;          /* the median of the probes below; NAN when unknown */
     char read_bw_method[96];
+    /* the read-bandwidth probes of the run (bench_read_bw_sample): one before the speed rows and one
+     * after each mode's rows, so that they straddle the decode timings; GB/s, in the order taken */
+    double read_bw_samples[BENCH_MAX_CONFIGS + 1];
+    uint32_t n_read_bw;
+    double read_bw_min, read_bw_max; /* NAN when none */
     double startup_cold_ms, startup_warm_ms;
     fidelity_result fidelity[BENCH_MAX_CONFIGS];
     uint32_t n_fidelity;
@@ -179,6 +184,10 @@ int bench_decode_step(pkv_context *ctx, const bench_options *o, const struct kv_
                       bench_progress_fn progress, void *user, char *err, size_t err_len);
 /* Streaming-read bandwidth of the context's device, GB/s; NAN with the reason in method when unknown. */
 double bench_read_bandwidth(pkv_context *ctx, const pkv_device_info *dev, char *method, size_t method_len);
+/* One more probe of the run (bench_read_bandwidth, the context's threads): appended to
+ * r->read_bw_samples; r->read_bw_gbps becomes the median of the finite samples (the mean of the two
+ * middle ones for an even count), read_bw_min/max their range. The method is the first probe's. */
+void bench_read_bw_sample(pkv_context *ctx, bench_report *r);
 /* Time to the first attention result with an empty and with a warm pipeline/program cache, ms. */
 int bench_startup_times(const pkv_context_params *base, double *cold_ms, double *warm_ms, char *err, size_t err_len);
 /* The same for a cache of configuration cc (its first append: 2 groups of tokens). */

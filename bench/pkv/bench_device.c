@@ -96,6 +96,33 @@ double bench_read_bandwidth(pkv_context *ctx, const pkv_device_info *dev, char *
     return NAN;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+void bench_read_bw_sample(pkv_context *ctx, bench_report *r)
+{
+    enum { MAXS = sizeof r->read_bw_samples / sizeof *r->read_bw_samples };
+    if (r->n_read_bw >= MAXS) return;
+    char method[sizeof r->read_bw_method];
+    double g = bench_read_bandwidth(ctx, &r->device, method, sizeof method);
+    if (r->n_read_bw == 0) snprintf(r->read_bw_method, sizeof r->read_bw_method, "%s", method);
+    r->read_bw_samples[r->n_read_bw++] = g;
+    double v[MAXS];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < r->n_read_bw; i++)
+        if (isfinite(r->read_bw_samples[i]) && r->read_bw_samples[i] > 0) v[n++] = r->read_bw_samples[i];
+    if (!n) {
+        r->read_bw_gbps = r->read_bw_min = r->read_bw_max = NAN;
+        return;
+    }
+    qsort(v, n, sizeof *v, cmp_double);
+    r->read_bw_gbps = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    r->read_bw_min = v[0], r->read_bw_max = v[n - 1];
+}
+
 /* ---- cold and warm time to a first attention result ---- */
 
 static void remove_tree(const char *path)

@@ -359,8 +359,9 @@ int bench_speed(pkv_context *ctx, const bench_options *o, const kv_data *d, benc
         throughput_result tr = {0};
         if (run_config(ctx, o, d, c, r->batch, r, &tr, progress, user, p0, p1, err, err_len)) return -1;
         if (!o->skip_throughput) r->throughput[r->n_throughput++] = tr;
+        if (o->n_speed_contexts && r->n_read_bw) bench_read_bw_sample(ctx, r); /* interleaved with the rows */
     }
-    /* derived columns */
+    /* derived columns (the read bandwidth: the median of the run's probes) */
     for (uint32_t i = 0; i < r->n_speed; i++) {
         speed_result *sr = &r->speed[i];
         if (isfinite(r->read_bw_gbps) && r->read_bw_gbps > 0) sr->bw_fraction = sr->gbps / r->read_bw_gbps;

@@ -140,7 +140,8 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
     r->head_dim = data.head_dim;
     r->n_queries = data.q_tokens;
     r->prefill = data.prefill;
-    r->read_bw_gbps = NAN;
+    r->read_bw_gbps = r->read_bw_min = r->read_bw_max = NAN;
+    r->n_read_bw = 0;
     r->startup_cold_ms = r->startup_warm_ms = NAN;
     snprintf(r->read_bw_method, sizeof r->read_bw_method, "not measured");
 
@@ -155,7 +156,7 @@ static int run(bench_options *o, bench_report *r, char *err, size_t err_len)
     if (o->n_speed_contexts) {
         progress_part(&bar, f_end, f_end);
         progress_update(&bar, 0, "read bandwidth");
-        r->read_bw_gbps = bench_read_bandwidth(ctx, &r->device, r->read_bw_method, sizeof r->read_bw_method);
+        bench_read_bw_sample(ctx, r); /* the first probe; bench_speed takes one after each mode */
     }
     if (do_speed || o->write_path || o->decode_step) {
         if (speed_data(o, &data, &sdata, &own_sdata, err, err_len)) goto done;

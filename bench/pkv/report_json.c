@@ -34,6 +34,11 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
     jw_uint(w, "memory_bytes", r->device.memory_bytes);
     jw_string(w, "why", r->why);
     jw_number(w, "read_bw_gbps", r->read_bw_gbps);
+    jw_number(w, "read_bw_min_gbps", r->read_bw_min);
+    jw_number(w, "read_bw_max_gbps", r->read_bw_max);
+    jw_begin_array(w, "read_bw_samples_gbps");
+    for (uint32_t i = 0; i < r->n_read_bw; i++) jw_number(w, NULL, r->read_bw_samples[i]);
+    jw_end_array(w);
     jw_string(w, "read_bw_method", r->read_bw_method);
     jw_end_object(w);
 

@@ -141,9 +141,13 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                     num(x->gbps, "%.3g", b2, sizeof b2),
                     pct, num(x->speedup_vs_fp16, "%.2f", b3, sizeof b3));
         }
+        char range[96] = "";
+        if (r->n_read_bw > 1 && isfinite(r->read_bw_min))
+            snprintf(range, sizeof range, "median of %u probes between the rows, %.2f-%.2f; ", r->n_read_bw,
+                     r->read_bw_min, r->read_bw_max);
         fprintf(f, "  host ms: the wall time of one pkv_attention call (upload of q, the kernels, download of out).\n"
-                   "  GB/s = compressed bytes of the batch's cache / time per step. Read bandwidth: %s GB/s (%s)\n",
-                num(r->read_bw_gbps, "%.2f", b1, sizeof b1), r->read_bw_method);
+                   "  GB/s = compressed bytes of the batch's cache / time per step. Read bandwidth: %s GB/s (%s%s)\n",
+                num(r->read_bw_gbps, "%.2f", b1, sizeof b1), range, r->read_bw_method);
         uint32_t most = 1;
         for (uint32_t i = 0; i < r->n_speed; i++)
             if (r->speed[i].rotation > most) most = r->speed[i].rotation;
