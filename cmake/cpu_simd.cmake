@@ -8,10 +8,12 @@ if(NOT PKV_CPU_SIMD)
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
   set(avx2_flags -mavx2 -mfma -mf16c -mbmi2)
   set(avx512_flags -mavx512f -mavx512bw -mavx512vl -mavx512dq ${avx2_flags})
-  list(APPEND PKV_CORE_SOURCES src/cpu/cpu_attn_avx2.c src/cpu/cpu_attn_avx512.c src/cpu/cpu_enc_avx2.c
-       src/cpu/cpu_enc_avx512.c)
+  list(APPEND PKV_CORE_SOURCES src/cpu/cpu_attn_avx2.c src/cpu/cpu_attn_avx512.c src/cpu/cpu_attn_avx512vnni.c
+       src/cpu/cpu_enc_avx2.c src/cpu/cpu_enc_avx512.c)
   set_source_files_properties(src/cpu/cpu_attn_avx2.c PROPERTIES COMPILE_OPTIONS "${avx2_flags};-ffp-contract=fast")
   set_source_files_properties(src/cpu/cpu_attn_avx512.c PROPERTIES COMPILE_OPTIONS "${avx512_flags};-ffp-contract=fast")
+  set_source_files_properties(src/cpu/cpu_attn_avx512vnni.c PROPERTIES COMPILE_OPTIONS
+                              "${avx512_flags};-mavx512vnni;-ffp-contract=fast")
   set_source_files_properties(src/cpu/cpu_enc_avx2.c PROPERTIES COMPILE_OPTIONS "${avx2_flags}")
   set_source_files_properties(src/cpu/cpu_enc_avx512.c PROPERTIES COMPILE_OPTIONS "${avx512_flags}")
   set(PKV_CPU_SIMD_DEFS PKV_CPU_X86)

@@ -17,7 +17,7 @@
 #include "test_model_fixture.h"
 #include "testutil.h"
 
-static const pkv_simd_level levels[] = {PKV_SIMD_SCALAR, PKV_SIMD_NEON, PKV_SIMD_AVX2, PKV_SIMD_AVX512};
+static const pkv_simd_level levels[] = {PKV_SIMD_SCALAR, PKV_SIMD_NEON, PKV_SIMD_AVX2, PKV_SIMD_AVX512, PKV_SIMD_AVX512VNNI};
 
 /* docs/NUMERICS.md k-means, written plainly; returns the iterations run. */
 static uint32_t lloyd(const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init, const float *rcp,

@@ -5,7 +5,7 @@
  *   zeros, for every mode, width, head_dim (odd multiples of 8 too) and group size;
  * - whole caches (prefill mining, flushes, a growing bank) saved byte for byte equal at every level;
  * - attention at every level against the scalar level and the fp64 reference over the dequantized
- *   cache or the stored fp16 values (< 1e-4 relative), GQA, q_len 1 and 3, a batch of
+ *   cache or the stored fp16 values (< 1e-4 relative; avx512vnni < 1e-3, its K products in int16), GQA, q_len 1 and 3, a batch of
  *   sequences of odd lengths; and on the real KV fixture (data/tinyllm) with its model's queries;
  * - the PKV_CPU_SIMD override (a forced level, an unknown name, a level this CPU lacks).
  * Levels this CPU or build does not support are reported and left out. */
@@ -23,8 +23,8 @@
 #include "test_model_fixture.h"
 #include "testutil.h"
 
-static const pkv_simd_level all_levels[] = {PKV_SIMD_SCALAR, PKV_SIMD_NEON, PKV_SIMD_AVX2, PKV_SIMD_AVX512};
-#define N_LEVELS 4
+static const pkv_simd_level all_levels[] = {PKV_SIMD_SCALAR, PKV_SIMD_NEON, PKV_SIMD_AVX2, PKV_SIMD_AVX512, PKV_SIMD_AVX512VNNI};
+#define N_LEVELS 5
 
 static float f16r(float x) { return pkv_f16_to_f32(pkv_f32_to_f16(x)); }
 
@@ -346,9 +346,14 @@ static double rel_diff(const float *a, const float *b, size_t n)
     return sqrt(num / (den > 0 ? den : 1));
 }
 
+/* The bound of a level against fp64 and against the scalar level: 1e-4, and the issue's 1e-3 for
+ * avx512vnni, whose K logits multiply q_i s_i rounded to int16 per row and block (docs/NUMERICS.md). */
+static double level_tol(pkv_simd_level l) { return l == PKV_SIMD_AVX512VNNI ? 1e-3 : 1e-4; }
+
 static void attention_levels(void **state)
 {
     (void)state;
+    double worst[N_LEVELS] = {0}, worst_dv[N_LEVELS] = {0};
     static const shape shapes[] = {
         {2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 4, 1, PKV_MODE_PATTERN},
         {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},  {2, 4, 128, 128, 4, 1, PKV_MODE_DIRECT},
@@ -368,14 +373,21 @@ static void attention_levels(void **state)
             if (!pkv_cpu_simd_supported(all_levels[li])) continue;
             for (uint32_t threads = 1; threads <= 3; threads += 2) {
                 double e = attention_at(all_levels[li], sh, threads, out);
-                double dv = rel_diff(out, ref, n);
-                if (!(e < tol) || !(dv < 1e-4))
+                double dv = rel_diff(out, ref, n), lt = level_tol(all_levels[li]);
+                if (e > worst[li]) worst[li] = e;
+                if (getenv("PKV_TEST_VERBOSE")) printf("    %s shape %zu t%u: %.3g %.3g\n", pkv_cpu_simd_name(all_levels[li]), i, threads, e, dv);
+                if (dv > worst_dv[li]) worst_dv[li] = dv;
+                if (!(e < lt) || !(dv < lt))
                     fail_msg("%s: shape %zu (mode %d bits %u d %u q_len %u gq %u): fp64 error %.3g, vs scalar %.3g",
                              pkv_cpu_simd_name(all_levels[li]), i, sh->mode, sh->bits, sh->d, sh->q_len, sh->gq, e, dv);
             }
         }
         free(ref), free(out);
     }
+    for (int li = 1; li < N_LEVELS; li++)
+        if (pkv_cpu_simd_supported(all_levels[li]))
+            printf("  %s: worst fp64 error %.3g, vs scalar %.3g (bound %g)\n", pkv_cpu_simd_name(all_levels[li]), worst[li],
+                   worst_dv[li], level_tol(all_levels[li]));
 }
 
 /* The real KV fixture: its first layer, 1100 tokens (a 512-token prefill that mines the banks, then
@@ -422,9 +434,11 @@ static void fixture_levels(void **state)
                 const uint32_t T[1] = {n};
                 const float *kp[1] = {kr}, *vp[1] = {vr};
                 double e = tu_check_attention(kp, vp, T, 1, q_len, QH, H, d, q, o);
-                double tol = 1e-4;
+                double tol = level_tol(all_levels[li]);
                 double dv = li ? rel_diff(out, ref, (size_t)q_len * QH * d) : 0.0;
-                if (!(e < tol) || !(dv < 1e-4))
+                if (li) printf("  fixture, %s, mode %d q_len %u: fp64 error %.3g, vs scalar %.3g\n", pkv_cpu_simd_name(all_levels[li]),
+                               modes[mi], q_len, e, dv);
+                if (!(e < tol) || !(dv < tol))
                     fail_msg("fixture, %s, mode %d q_len %u: fp64 error %.3g, vs scalar %.3g", pkv_cpu_simd_name(all_levels[li]),
                              modes[mi], q_len, e, dv);
                 free(kr), free(vr);

@@ -50,6 +50,15 @@ typedef struct unit_scratch {
     float fold[2][256];     /* per plane and channel: multiplier * 2^-shift (1 for top fields) */
     float ks[256], kz[256];
     float zs[RT];
+#ifdef PKV_VNNI
+    int32_t kq[RT][128 + 16]; /* per row: the coefficients q_i s_i rounded to int16 as pairs (two channels of
+                             * a code word: k and k + half of its fields) in the order k_plane_q reads */
+    float ka[RT];           /* per row: the pairs' scale (q_i s_i ~ ka * int16) */
+    int vnni;               /* this geometry's K logits go through k_plane_q */
+    int vq;                 /* and its V through v_pass_q (2- and 4-bit V codes) */
+    int32_t wq[RT][64];     /* per row: the weights p_t s_t rounded to int16, tokens (2j, 2j + 1) in pair j */
+    float wb[RT];           /* per row: their scale (p_t s_t ~ wb * int16) */
+#endif
     uint32_t dp;            /* d rounded up to W: the rows below are padded with zeros */
     float *q, *acc;         /* [rows][dp] */
     /* not zeroed (attn_unit_simd): written before they are read */
@@ -126,6 +135,35 @@ AINLINE void k_plane(const uint32_t *base, size_t tile_stride, size_t word_strid
     }
 }
 
+#ifdef PKV_VNNI
+/* The same with integer dot products: a word of 32 / B fields holds channels k and k + 16 / B at bits
+ * k B and k B + 16, so one shift and one AND leave two channels' codes as the int16 halves of each
+ * lane, and one vpdpwssd per row adds both products (q_i s_i as int16, kq): half the multiply-adds of
+ * k_plane, no conversion. acc[tt][r] += sum over pairs of kq[r][pair] . (code, code'). */
+AINLINE void k_plane_q(const uint32_t *base, size_t tile_stride, size_t word_stride, VI idx, uint32_t words,
+                       const int32_t *kq, size_t cs, int NR, int B, VI (*acc)[RT])
+{
+    const uint32_t half = 16u / (uint32_t)B;
+    const VI mask = vi_set1(((1u << B) - 1u) * 0x00010001u);
+    for (uint32_t j = 0; j < words; j++) {
+        VI v[TT];
+        for (int u = 0; u < TT; u++) v[u] = k_word(base + u * tile_stride + j * word_stride, idx);
+        const int32_t *cf = kq + (size_t)j * half;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
+        for (uint32_t k = 0; k < half; k++) {
+            VI f[TT];
+            for (int u = 0; u < TT; u++) f[u] = vi_and(k ? vi_srli(v[u], (int)(k * B)) : v[u], mask);
+            for (int r = 0; r < NR; r++) {
+                VI c = vi_set1((uint32_t)cf[r * cs + k]);
+                for (int u = 0; u < TT; u++) acc[u][r] = vi_dpwssd(acc[u][r], f[u], c);
+            }
+        }
+    }
+}
+#endif
+
 AINLINE void k_logits_block(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, const float *zt, int NR)
 {
     const uint32_t G = g->G, d = g->d, rw = g->k_row_words, b = g->k_bits;
@@ -145,6 +183,26 @@ AINLINE void k_logits_block(const pkv_geom *g, const uint8_t *blk, unit_scratch 
     const size_t ts = (size_t)W * rw, ws = 1, step = rw;
 #endif
     const size_t hi = pkv_plane_words(d, 2) * ws; /* 3 bits: the 1-bit plane after the 2-bit one */
+#ifdef PKV_VNNI
+    if (sc->vnni) {
+        for (uint32_t t0 = 0; t0 < G; t0 += TT * W) {
+            VI acc[TT][RT];
+            for (int u = 0; u < TT; u++)
+                for (int r = 0; r < NR; r++) acc[u][r] = vi_set1(0);
+            const uint32_t *base = src + (size_t)t0 * step;
+            const int32_t *kq = &sc->kq[0][0];
+            switch (b) {
+            case 2: k_plane_q(base, ts, ws, idx, pkv_plane_words(d, 2), kq, 144, NR, 2, acc); break;
+            case 4: k_plane_q(base, ts, ws, idx, pkv_plane_words(d, 4), kq, 144, NR, 4, acc); break;
+            default: k_plane_q(base, ts, ws, idx, pkv_plane_words(d, 8), kq, 144, NR, 8, acc); break;
+            }
+            for (int u = 0; u < TT; u++)
+                for (int r = 0; r < NR; r++)
+                    vf_store(&sc->lg[r][t0 + u * W], vf_fma(vf_from_i(acc[u][r]), vf_set1(sc->ka[r]), vf_set1(zt[r])));
+        }
+        return;
+    }
+#endif
     for (uint32_t t0 = 0; t0 < G; t0 += TT * W) { /* G is a multiple of 32 >= TT * W */
         VF acc[TT][RT];
         for (int u = 0; u < TT; u++)
@@ -191,6 +249,34 @@ AINLINE void v_pass(const uint8_t *codes, uint32_t rb, uint32_t hi_off, const un
         for (int k = 0; k < CHc; k++) vf_store(acc_mem[r] + (v0 + k) * W, acc[r * CHc + k]);
 }
 
+#ifdef PKV_VNNI
+/* The same with integer dot products over pairs of tokens: v_pair_codes gives, per channel lane, the
+ * codes of tokens t and t + 1 as int16 halves, and one vpdpwssd per row adds both against the pair of
+ * int16 weights wq: half the multiply-adds of v_pass. The block's int32 sums are scaled by wb and
+ * added to acc_mem at the end. n may be odd: the weight after the last token is 0 (a block's rows
+ * go to G, even). */
+AINLINE void v_pass_q(const uint8_t *codes, uint32_t rb, const unit_scratch *sc, float *const *acc_mem, uint32_t n,
+                      uint32_t v0, int NR, int B, int CHc)
+{
+    VI acc[ACC_REGS];
+    for (int i = 0; i < NR * CHc; i++) acc[i] = vi_set1(0);
+    for (uint32_t t = 0; t < n; t += 2) {
+        const uint8_t *row = codes + (size_t)t * rb;
+        VI wr[RT];
+        for (int r = 0; r < NR; r++) wr[r] = vi_set1((uint32_t)sc->wq[r][t / 2]);
+        for (int k = 0; k < CHc; k++) {
+            VI c = v_pair_codes(row, row + rb, B, v0 + k);
+            for (int r = 0; r < NR; r++) acc[r * CHc + k] = vi_dpwssd(acc[r * CHc + k], c, wr[r]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int k = 0; k < CHc; k++) {
+            float *a = acc_mem[r] + (v0 + k) * W;
+            vf_store(a, vf_fma(vf_from_i(acc[r * CHc + k]), vf_set1(sc->wb[r]), vf_load(a)));
+        }
+}
+#endif
+
 AINLINE void v_block_b(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, float *const *acc_mem, uint32_t n,
                        int NR, int B)
 {
@@ -199,6 +285,18 @@ AINLINE void v_block_b(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, 
     /* the widest power-of-two pass that fits the registers, then single vectors */
     const int CH = ACC_REGS / NR >= 8 ? 8 : ACC_REGS / NR >= 4 ? 4 : ACC_REGS / NR >= 2 ? 2 : 1;
     uint32_t v0 = 0;
+#ifdef PKV_VNNI
+    if (sc->vq && (B == 2 || B == 4)) {
+        if (CH == 8)
+            for (; v0 + 8 <= nv; v0 += 8) v_pass_q(codes, rb, sc, acc_mem, n, v0, NR, B, 8);
+        if (CH >= 4)
+            for (; v0 + 4 <= nv; v0 += 4) v_pass_q(codes, rb, sc, acc_mem, n, v0, NR, B, 4);
+        if (CH >= 2)
+            for (; v0 + 2 <= nv; v0 += 2) v_pass_q(codes, rb, sc, acc_mem, n, v0, NR, B, 2);
+        for (; v0 < nv; v0++) v_pass_q(codes, rb, sc, acc_mem, n, v0, NR, B, 1);
+        return;
+    }
+#endif
     if (CH == 8)
         for (; v0 + 8 <= nv; v0 += 8) v_pass(codes, rb, hi_off, sc, acc_mem, n, v0, NR, B, 8);
     if (CH >= 4)
@@ -327,6 +425,22 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
         const uint32_t planes = g->k_bits == 3 ? 2 : 1;
         for (int r = 0; r < NR; r++) {
             VF z = vf_zero();
+#ifdef PKV_VNNI
+            if (sc->vnni) { /* q_i s_i rounded to int16 against the row's largest: ka = max |q_i s_i| / 32767 */
+                VF mx = vf_zero();
+                for (uint32_t i = 0; i < dp; i += W) {
+                    VF qs = vf_mul(vf_load(q[r] + i), vf_load(sc->ks + i));
+                    z = vf_fma(vf_load(q[r] + i), vf_load(sc->kz + i), z);
+                    vf_store(&sc->coef[r][0][i], qs);
+                    mx = vf_max(mx, vf_abs(qs));
+                }
+                const float m = vf_hmax(mx);
+                kq_pack(sc->coef[r][0], dp, m > 0.0f ? 32767.0f / m : 0.0f, (int)g->k_bits, sc->kq[r]);
+                sc->ka[r] = m > 0.0f ? m / 32767.0f : 0.0f;
+                zt[r] = vf_hsum(z);
+                continue;
+            }
+#endif
             for (uint32_t i = 0; i < dp; i += W) {
                 VF qs = vf_mul(vf_load(q[r] + i), vf_load(sc->ks + i));
                 z = vf_fma(vf_load(q[r] + i), vf_load(sc->kz + i), z);
@@ -381,6 +495,16 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
             for (int r = 0; r < NR; r++) S[r][vidx[t]] += sc->lg[r][t] * gate;
         }
     }
+#ifdef PKV_VNNI
+    if (!fp16 && sc->vq) /* the weights as int16 against each row's largest (0 for a row that sees none) */
+        for (int r = 0; r < NR; r++) {
+            VF mx = vf_zero();
+            for (uint32_t t = 0; t < n; t += W) mx = vf_max(mx, vf_load(&sc->w[r][t]));
+            const float m = vf_hmax(mx);
+            wq_pack(sc->w[r], n, m > 0.0f ? 32767.0f / m : 0.0f, sc->wq[r]);
+            sc->wb[r] = m > 0.0f ? m / 32767.0f : 0.0f;
+        }
+#endif
     if (fp16) v_f16(ch->blk ? ch->blk + g->off_vfp16 : ch->wv, vmax, d, sc, acc, NR);
     else v_block(g, ch->blk, sc, acc, vmax, NR);
 }
@@ -439,6 +563,16 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
      * and then (test_parity, OpenCL vs this backend). */
     memset(sc, 0, offsetof(unit_scratch, S2));
     sc->dp = dp;
+#ifdef PKV_VNNI
+    /* int16 products of 2-, 4- and 8-bit codes, when a row's sum cannot leave int32 (|q_i s_i| <= 32767
+     * units, d codes of at most 2^B - 1) and the pairs fit kq */
+    {
+        const uint32_t b = g->k_bits;
+        sc->vnni = g->mode != PKV_MODE_FP16 && (b == 2 || b == 4 || b == 8) && d <= 256 &&
+                   (uint64_t)d * ((1u << b) - 1u) * 32767u < (1ull << 31);
+        sc->vq = g->mode != PKV_MODE_FP16 && (g->v_bits == 2 || g->v_bits == 4) && g->G <= 128; /* G * 15 * 32767 < 2^31 */
+    }
+#endif
     sc->q = (float *)((char *)sc + head);
     sc->acc = sc->q + (size_t)u->rows * dp;
     memset(sc->q, 0, 2 * (size_t)u->rows * dp * sizeof(float));

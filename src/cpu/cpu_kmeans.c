@@ -309,7 +309,7 @@ __attribute__((target("avx512f"))) static void norms_avx512(double *nx2, const f
 static void norms(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n)
 {
 #if defined(PKV_CPU_X86) && defined(__GNUC__)
-    if (k->level == PKV_SIMD_AVX512) {
+    if (k->level == PKV_SIMD_AVX512 || k->level == PKV_SIMD_AVX512VNNI) {
         norms_avx512(km->nx2, x, n, km->d);
         return;
     }

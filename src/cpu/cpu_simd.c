@@ -33,6 +33,7 @@ const char *pkv_cpu_simd_name(pkv_simd_level level)
     case PKV_SIMD_NEON: return "neon";
     case PKV_SIMD_AVX2: return "avx2";
     case PKV_SIMD_AVX512: return "avx512";
+    case PKV_SIMD_AVX512VNNI: return "avx512vnni";
     }
     return "?";
 }
@@ -50,6 +51,8 @@ int pkv_cpu_simd_supported(pkv_simd_level level)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && pkv_cpu_has_f16c();
+    case PKV_SIMD_AVX512VNNI:
+        return pkv_cpu_simd_supported(PKV_SIMD_AVX512) && __builtin_cpu_supports("avx512vnni");
 #endif
 #if defined(PKV_CPU_NEON)
     case PKV_SIMD_NEON: return 1; /* baseline on ARM64 */
@@ -60,7 +63,7 @@ int pkv_cpu_simd_supported(pkv_simd_level level)
 
 pkv_simd_level pkv_cpu_simd_best(void)
 {
-    for (int l = PKV_SIMD_AVX512; l > PKV_SIMD_SCALAR; l--)
+    for (int l = PKV_SIMD_TOP; l > PKV_SIMD_SCALAR; l--)
         if (pkv_cpu_simd_supported((pkv_simd_level)l)) return (pkv_simd_level)l;
     return PKV_SIMD_SCALAR;
 }
@@ -71,7 +74,7 @@ pkv_simd_level pkv_cpu_simd_choose(char *note, size_t note_len)
     const char *e = getenv("PKV_CPU_SIMD");
     pkv_simd_level best = pkv_cpu_simd_best();
     if (!e || !*e || !strcasecmp(e, "auto")) return best;
-    for (int l = PKV_SIMD_SCALAR; l <= PKV_SIMD_AVX512; l++) {
+    for (int l = PKV_SIMD_SCALAR; l <= PKV_SIMD_TOP; l++) {
         if (strcasecmp(e, pkv_cpu_simd_name((pkv_simd_level)l))) continue;
         if (pkv_cpu_simd_supported((pkv_simd_level)l)) return (pkv_simd_level)l;
         /* unsupported: the best supported level below it */
@@ -82,7 +85,7 @@ pkv_simd_level pkv_cpu_simd_choose(char *note, size_t note_len)
                  pkv_cpu_simd_name(got));
         return got;
     }
-    snprintf(note, note_len, "PKV_CPU_SIMD=%s: unknown (scalar, neon, avx2, avx512, auto), using %s", e,
+    snprintf(note, note_len, "PKV_CPU_SIMD=%s: unknown (scalar, neon, avx2, avx512, avx512vnni, auto), using %s", e,
              pkv_cpu_simd_name(best));
     return best;
 }
@@ -93,6 +96,7 @@ const pkv_cpu_kernels *pkv_cpu_kernels_for(pkv_simd_level level)
 #if defined(PKV_CPU_X86)
     case PKV_SIMD_AVX2: return &pkv_cpu_kernels_avx2;
     case PKV_SIMD_AVX512: return &pkv_cpu_kernels_avx512;
+    case PKV_SIMD_AVX512VNNI: return &pkv_cpu_kernels_avx512vnni;
 #endif
 #if defined(PKV_CPU_NEON)
     case PKV_SIMD_NEON: return &pkv_cpu_kernels_neon;

@@ -1,6 +1,6 @@
 /* Run-time choice of the CPU backend's kernels: a table of function pointers per instruction-set
  * level (portable scalar C, AVX2+FMA+F16C, AVX-512, NEON), picked by CPU feature detection when the
- * backend is created. PKV_CPU_SIMD=scalar|avx2|avx512|neon|auto forces a level (a level this CPU or
+ * backend is created. PKV_CPU_SIMD=scalar|avx2|avx512|avx512vnni|neon|auto forces a level (a level this CPU or
  * build lacks falls back to the best one below it, with a warning in the context's log).
  *
  * Two kinds of kernels:
@@ -22,6 +22,8 @@ typedef enum pkv_simd_level {
     PKV_SIMD_NEON = 1,
     PKV_SIMD_AVX2 = 2,
     PKV_SIMD_AVX512 = 3,
+    PKV_SIMD_AVX512VNNI = 4, /* AVX-512 plus AVX512_VNNI: the K logits of 2/4/8-bit codes as int16 dot products */
+    PKV_SIMD_TOP = PKV_SIMD_AVX512VNNI,
 } pkv_simd_level;
 
 /* ---- attention ------------------------------------------------------------------------------------- */
@@ -111,6 +113,7 @@ extern const pkv_cpu_kernels pkv_cpu_kernels_scalar;
 #if defined(PKV_CPU_X86)
 extern const pkv_cpu_kernels pkv_cpu_kernels_avx2;
 extern const pkv_cpu_kernels pkv_cpu_kernels_avx512;
+extern const pkv_cpu_kernels pkv_cpu_kernels_avx512vnni;
 #endif
 #if defined(PKV_CPU_NEON)
 extern const pkv_cpu_kernels pkv_cpu_kernels_neon;
