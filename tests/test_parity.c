@@ -307,13 +307,14 @@ static void expect_identical(run *r)
 }
 
 /* Attention of all sequences at once, q_len 1 and a causal q_len 3: the GPU within 1e-4 of the CPU
- * (each output vector), with the backend's default split and with one block per work item; and
- * within 1e-4 of fp64 over the dequantized cache. */
+ * (each output vector; 1e-3 on the CPU's avx512vnni level, tu_attention_bound), with the backend's
+ * default split and with one block per work item; and within 1e-4 of fp64 over the dequantized cache. */
 static void expect_attention(run *r)
 {
     const scenario *sc = r->sc;
     const uint32_t nqh = sc->H * sc->gqa, d = sc->d;
     const char *split = one_block_per_item_knob(r->gpu);
+    const double vs_cpu = tu_attention_bound(r->s[0].c->ctx);
     for (uint32_t q_len = 1; q_len <= 3; q_len += 2)
         for (uint32_t l = 0; l < sc->layers; l++) {
             size_t nq = (size_t)r->n_seqs * q_len * nqh * d;
@@ -329,7 +330,7 @@ static void expect_attention(run *r)
                 if (forced) unsetenv(split), pkv_attn_env_reload(r->s[1].c->ctx);
                 for (size_t v0 = 0; v0 < nq; v0 += d) {
                     double rel = ref_rel_diff(og + v0, oc + v0, d);
-                    if (!(rel < 1e-4))
+                    if (!(rel < vs_cpu))
                         fail_msg("%s: attention q_len %u layer %u vector %zu: %s vs cpu rel diff %.3g%s", sc->name, q_len,
                                  l, v0 / d, pkv_backend_name(r->gpu), rel, forced ? " (one block per item)" : "");
                 }
@@ -437,7 +438,7 @@ static void saved_caches_load_across_backends(void **state)
     pkv_attention_params ap = {.struct_size = sizeof(pkv_attention_params), .seqs = &s, .n_seqs = 1, .layer = 0, .q_len = 1, .n_q_heads = 4, .q_dtype = PKV_F32};
     TU_OK(pkv_attention(c, &ap, q, o1));
     TU_OK(pkv_attention(c2, &ap, q, o2));
-    assert_true(ref_rel_diff(o1, o2, 4 * 64) < 1e-4);
+    assert_true(ref_rel_diff(o1, o2, 4 * 64) < tu_attention_bound(cpu));
     TU_OK(pkv_cache_save(c2, path2));
     TU_OK(pkv_cache_load(gpu, path2, &c3));
     TU_OK(pkv_attention(c3, &ap, q, o2));

@@ -52,6 +52,13 @@ pkv_context *tu_context_or_skip(pkv_context_params *p)
     return ctx;
 }
 
+double tu_attention_bound(pkv_context *ctx)
+{
+    pkv_device_info info = {.struct_size = sizeof info};
+    TU_OK(pkv_context_device(ctx, &info, NULL, 0));
+    return info.backend == PKV_BACKEND_CPU && strstr(info.name, "avx512vnni") ? 1e-3 : 1e-4;
+}
+
 pkv_context *tu_cpu_context(uint32_t n_threads)
 {
     pkv_context_params p = pkv_context_params_default();

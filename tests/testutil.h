@@ -32,6 +32,9 @@ int tu_exit(int rc);
 pkv_context *tu_context_or_skip(pkv_context_params *p);
 /* A CPU-backend context with n_threads threads (0: one per core). */
 pkv_context *tu_cpu_context(uint32_t n_threads);
+/* docs/NUMERICS.md's bound for a quantized mode's attention against fp64 over the stored cache on
+ * ctx's device: 1e-4, and 1e-3 on the CPU backend's avx512vnni level (its products in int16). */
+double tu_attention_bound(pkv_context *ctx);
 
 typedef struct tu_rng { uint64_t s; } tu_rng;
 double tu_uniform(tu_rng *r);  /* [0, 1) */

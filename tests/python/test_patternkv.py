@@ -48,6 +48,13 @@ def reference(K, V, q, scale=None):
     return out
 
 
+def attention_bound(ctx):
+    """docs/NUMERICS.md's bound for a quantized mode against fp64 over the stored cache: 1e-4, and
+    1e-3 on the CPU backend's avx512vnni level (its products in int16)."""
+    d = ctx.device
+    return 1e-3 if d.backend == pkv.Backend.CPU and "avx512vnni" in d.name else 1e-4
+
+
 def rel_err(out, ref):
     """The largest relative error ||o - ref|| / ||ref|| over the rows (query position, head)."""
     out = np.asarray(out, dtype=np.float64).reshape(-1, ref.shape[-1])
@@ -149,9 +156,10 @@ class TestBasics(unittest.TestCase):
 
 class TestAttention(unittest.TestCase):
     """pkv_attention through the module against fp64 attention over the cache's own dequantized K/V
-    (read_kv): < 1e-4 for the quantized modes; FP16 mode against the original data: < 1e-3."""
+    (read_kv): < 1e-4 for the quantized modes (1e-3 on the CPU's avx512vnni level); FP16 mode against the
+    original data: < 1e-3."""
 
-    def run_model(self, mode, bits, dtype=np.float32, q_dtype=np.float32, tol=1e-4, against_input=False):
+    def run_model(self, mode, bits, dtype=np.float32, q_dtype=np.float32, tol=None, against_input=False):
         rng = np.random.default_rng(bits * 10 + int(mode if isinstance(mode, pkv.Mode) else pkv.Mode[mode.upper()]))
         with context() as ctx:
             cache = ctx.create_cache(n_layers=2, n_kv_heads=H, head_dim=D, k_bits=bits, v_bits=bits, group_size=G,
@@ -180,7 +188,8 @@ class TestAttention(unittest.TestCase):
                         K, V = data[s.id, 1] if against_input else cache.read_kv(s, 1)
                         self.assertEqual(K.shape, (s.length(1), H, D))
                         worst = max(worst, rel_err(out[i], reference(K, V, q[i], scale)))
-            self.assertLess(worst, tol, f"{mode} {bits}-bit: relative error {worst:.3g}")
+            bound = tol if tol is not None else attention_bound(ctx)
+            self.assertLess(worst, bound, f"{mode} {bits}-bit: relative error {worst:.3g}")
             self.assertEqual([s.length(1) for s in seqs], [220, 140])
             self.assertEqual([s.length(0) for s in seqs], [150, 70])
             return cache.stats()
@@ -223,7 +232,7 @@ class TestAttention(unittest.TestCase):
             out = np.zeros_like(q)
             self.assertIs(seq.attention(0, q, out=out).base, out)
             K, V = seq.read_kv(0)
-            self.assertLess(rel_err(out, reference(K, V, q)), 1e-4)
+            self.assertLess(rel_err(out, reference(K, V, q)), attention_bound(ctx))
             np.testing.assert_array_equal(cache.attention(seq, 0, q[None])[0], out)
 
 
