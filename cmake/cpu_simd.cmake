@@ -13,7 +13,7 @@ elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND CMAKE_C_COMPI
   set_source_files_properties(src/cpu/cpu_attn_avx2.c PROPERTIES COMPILE_OPTIONS "${avx2_flags};-ffp-contract=fast")
   set_source_files_properties(src/cpu/cpu_attn_avx512.c PROPERTIES COMPILE_OPTIONS "${avx512_flags};-ffp-contract=fast")
   set_source_files_properties(src/cpu/cpu_attn_avx512vnni.c PROPERTIES COMPILE_OPTIONS
-                              "${avx512_flags};-mavx512vnni;-ffp-contract=fast")
+                              "${avx512_flags};-mavx512vnni;-mavx512vbmi;-ffp-contract=fast")
   set_source_files_properties(src/cpu/cpu_enc_avx2.c PROPERTIES COMPILE_OPTIONS "${avx2_flags}")
   set_source_files_properties(src/cpu/cpu_enc_avx512.c PROPERTIES COMPILE_OPTIONS "${avx512_flags}")
   set(PKV_CPU_SIMD_DEFS PKV_CPU_X86)

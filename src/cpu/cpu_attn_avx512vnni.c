@@ -71,6 +71,37 @@ static inline VI v_pair_codes(const uint8_t *row0, const uint8_t *row1, int B, u
     return _mm512_and_si512(x, mask);
 }
 
+/* out[j][2w], out[j][2w + 1] = word w of rows 2j and 2j + 1 (rw <= 16 words a row), j < npairs */
+static inline void v_pairs(const uint8_t *codes, uint32_t rw, uint32_t npairs, uint32_t *out)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __mmask16 m = (__mmask16)((1u << rw) - 1u);
+    const uint32_t *p = (const uint32_t *)codes;
+    for (uint32_t j = 0; j < npairs; j++, p += 2 * rw, out += 2 * rw) {
+        __m512i a = _mm512_maskz_loadu_epi32(m, p), b = _mm512_maskz_loadu_epi32(m, p + rw);
+        _mm512_storeu_si512(out, _mm512_permutex2var_epi32(a, lo, b));
+        if (rw > 8) _mm512_storeu_si512(out + 16, _mm512_permutex2var_epi32(a, hi, b));
+    }
+}
+
+/* Channels [16v, 16v + 16) of a pair of 2-bit token rows interleaved by v_pairs (the words of both
+ * rows at pr + 2v): lane c = code of the first row | code of the second << 16. One broadcast, one
+ * vpmultishiftqb (each qword lane picks the four bytes of its two channels at their bit offsets: 2c in
+ * the first word, 32 + 2c in the second) and one AND. */
+static inline VI v_pair_codes2(const uint32_t *pr, uint32_t v)
+{
+    uint64_t x;
+    memcpy(&x, pr + 2 * v, 8);
+    /* qword lane q (channels 2q, 2q + 1): bytes 0, 2, 4, 6 from bits 4q, 32 + 4q, 4q + 2, 34 + 4q (the
+     * other bytes are cleared by the AND) */
+#define CTL(q) (0x0022000200200000ll + (long long)(4 * (q)) * 0x0001000100010001ll)
+    const __m512i ctl = _mm512_setr_epi64(CTL(0), CTL(1), CTL(2), CTL(3), CTL(4), CTL(5), CTL(6), CTL(7));
+#undef CTL
+    VI y = _mm512_multishift_epi64_epi8(ctl, _mm512_set1_epi64((long long)x));
+    return _mm512_and_si512(y, _mm512_set1_epi32(0x00030003));
+}
+
 #include "cpu_attn_simd.h"
 
 const pkv_cpu_kernels pkv_cpu_kernels_avx512vnni = {

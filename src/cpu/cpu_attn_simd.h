@@ -57,6 +57,7 @@ typedef struct unit_scratch {
     int vnni;               /* this geometry's K logits go through k_plane_q */
     int vq;                 /* and its V through v_pass_q (2- and 4-bit V codes) */
     int32_t wq[RT][64];     /* per row: the weights p_t s_t rounded to int16, tokens (2j, 2j + 1) in pair j */
+    uint32_t vp[64 * 32];   /* 2-bit V: the block's code words of rows 2j and 2j + 1 interleaved (v_pairs) */
     float wb[RT];           /* per row: their scale (p_t s_t ~ wb * int16) */
 #endif
     uint32_t dp;            /* d rounded up to W: the rows below are padded with zeros */
@@ -262,10 +263,11 @@ AINLINE void v_pass_q(const uint8_t *codes, uint32_t rb, const unit_scratch *sc,
     for (int i = 0; i < NR * CHc; i++) acc[i] = vi_set1(0);
     for (uint32_t t = 0; t < n; t += 2) {
         const uint8_t *row = codes + (size_t)t * rb;
+        const uint32_t *pr = sc->vp + (size_t)t * (rb / 4); /* pair t / 2: 2 rb / 4 words */
         VI wr[RT];
         for (int r = 0; r < NR; r++) wr[r] = vi_set1((uint32_t)sc->wq[r][t / 2]);
         for (int k = 0; k < CHc; k++) {
-            VI c = v_pair_codes(row, row + rb, B, v0 + k);
+            VI c = B == 2 ? v_pair_codes2(pr, v0 + k) : v_pair_codes(row, row + rb, B, v0 + k);
             for (int r = 0; r < NR; r++) acc[r * CHc + k] = vi_dpwssd(acc[r * CHc + k], c, wr[r]);
         }
     }
@@ -287,6 +289,7 @@ AINLINE void v_block_b(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, 
     uint32_t v0 = 0;
 #ifdef PKV_VNNI
     if (sc->vq && (B == 2 || B == 4)) {
+        if (B == 2) v_pairs(codes, rb / 4, (n + 1) / 2, sc->vp);
         if (CH == 8)
             for (; v0 + 8 <= nv; v0 += 8) v_pass_q(codes, rb, sc, acc_mem, n, v0, NR, B, 8);
         if (CH >= 4)
@@ -570,7 +573,8 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
         const uint32_t b = g->k_bits;
         sc->vnni = g->mode != PKV_MODE_FP16 && (b == 2 || b == 4 || b == 8) && d <= 256 &&
                    (uint64_t)d * ((1u << b) - 1u) * 32767u < (1ull << 31);
-        sc->vq = g->mode != PKV_MODE_FP16 && (g->v_bits == 2 || g->v_bits == 4) && g->G <= 128; /* G * 15 * 32767 < 2^31 */
+        /* G * 15 * 32767 < 2^31; vp holds rows of up to 16 words */
+        sc->vq = g->mode != PKV_MODE_FP16 && (g->v_bits == 2 || g->v_bits == 4) && g->G <= 128 && g->v_row_words <= 16;
     }
 #endif
     sc->q = (float *)((char *)sc + head);

@@ -52,7 +52,8 @@ int pkv_cpu_simd_supported(pkv_simd_level level)
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && pkv_cpu_has_f16c();
     case PKV_SIMD_AVX512VNNI:
-        return pkv_cpu_simd_supported(PKV_SIMD_AVX512) && __builtin_cpu_supports("avx512vnni");
+        return pkv_cpu_simd_supported(PKV_SIMD_AVX512) && __builtin_cpu_supports("avx512vnni") &&
+               __builtin_cpu_supports("avx512vbmi");
 #endif
 #if defined(PKV_CPU_NEON)
     case PKV_SIMD_NEON: return 1; /* baseline on ARM64 */

@@ -22,7 +22,8 @@ typedef enum pkv_simd_level {
     PKV_SIMD_NEON = 1,
     PKV_SIMD_AVX2 = 2,
     PKV_SIMD_AVX512 = 3,
-    PKV_SIMD_AVX512VNNI = 4, /* AVX-512 plus AVX512_VNNI: the K logits of 2/4/8-bit codes as int16 dot products */
+    PKV_SIMD_AVX512VNNI = 4, /* AVX-512 plus AVX512_VNNI and AVX512_VBMI (Ice Lake, Zen 4 and later): the K logits
+                              * of 2/4/8-bit codes and 2/4-bit V as int16 dot products */
     PKV_SIMD_TOP = PKV_SIMD_AVX512VNNI,
 } pkv_simd_level;
 
