@@ -521,6 +521,12 @@ AINLINE void tile_rows(const pkv_attn_unit *u, const pkv_attn_part *out, unit_sc
         for (int r = 0; r < NR; r++) memset(sc->S2[k][r], 0, u->nb * sizeof(float));
     for (uint32_t c = 0; c < u->n_chunks; c++) {
         const pkv_attn_chunk *ch = &u->chunks[c];
+#if defined(__GNUC__)
+        /* the next block into the caches while this one computes: blocks sit wherever the block
+         * table puts them, so the hardware prefetchers start each one cold */
+        if (c + 1 < u->n_chunks && u->chunks[c + 1].blk)
+            for (uint32_t off = 0; off < g->block_bytes; off += 64) __builtin_prefetch(u->chunks[c + 1].blk + off, 0, 2);
+#endif
         if (ch->blk && g->mode != PKV_MODE_FP16) {
             /* block metadata, shared by the row tiles */
             const uint8_t *blk = ch->blk;
