@@ -50,16 +50,6 @@ typedef struct unit_scratch {
     float fold[2][256];     /* per plane and channel: multiplier * 2^-shift (1 for top fields) */
     float ks[256], kz[256];
     float zs[RT];
-#ifdef PKV_VNNI
-    int32_t kq[RT][128 + 16]; /* per row: the coefficients q_i s_i rounded to int16 as pairs (two channels of
-                             * a code word: k and k + half of its fields) in the order k_plane_q reads */
-    float ka[RT];           /* per row: the pairs' scale (q_i s_i ~ ka * int16) */
-    int vnni;               /* this geometry's K logits go through k_plane_q */
-    int vq;                 /* and its V through v_pass_q (2- and 4-bit V codes) */
-    int32_t wq[RT][64];     /* per row: the weights p_t s_t rounded to int16, tokens (2j, 2j + 1) in pair j */
-    uint32_t vp[64 * 32];   /* 2-bit V: the block's code words of rows 2j and 2j + 1 interleaved (v_pairs) */
-    float wb[RT];           /* per row: their scale (p_t s_t ~ wb * int16) */
-#endif
     uint32_t dp;            /* d rounded up to W: the rows below are padded with zeros */
     float *q, *acc;         /* [rows][dp] */
     /* not zeroed (attn_unit_simd): written before they are read */
@@ -69,6 +59,19 @@ typedef struct unit_scratch {
 #ifdef VI_TRANSPOSE
     uint32_t kt[64 * 128];  /* the block's K code words transposed: kt[word * G + token], every word a
                              * block's k_plane reads written by its transpose first */
+#endif
+#ifdef PKV_VNNI
+    int vnni;               /* this geometry's K logits go through k_plane_q (set per unit) */
+    int vq;                 /* and its V through v_pass_q (2- and 4-bit V codes) */
+    int32_t kq[RT][128 + 16]; /* per row: the coefficients q_i s_i rounded to int16 as pairs (two channels of
+                             * a code word: k and k + half of its fields) in the order k_plane_q reads;
+                             * kq_pack writes every pair of the dp channels, past d zeros */
+    float ka[RT];           /* per row: the pairs' scale (q_i s_i ~ ka * int16) */
+    int32_t wq[RT][64];     /* per row: the weights p_t s_t rounded to int16, tokens (2j, 2j + 1) in pair j,
+                             * all n of the chunk written by wq_pack */
+    float wb[RT];           /* per row: their scale (p_t s_t ~ wb * int16) */
+    uint32_t vp[64 * 32];   /* 2-bit V: the block's code words of rows 2j and 2j + 1 interleaved (v_pairs),
+                             * the pairs v_pass_q reads */
 #endif
 } unit_scratch;
 
