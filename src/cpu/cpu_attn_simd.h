@@ -505,7 +505,7 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
     if (!fp16 && sc->vq) /* the weights as int16 against each row's largest (0 for a row that sees none) */
         for (int r = 0; r < NR; r++) {
             VF mx = vf_zero();
-            for (uint32_t t = 0; t < n; t += W) mx = vf_max(mx, vf_load(&sc->w[r][t]));
+            for (uint32_t t = 0; t < n; t += W) mx = vf_max(mx, vf_abs(vf_load(&sc->w[r][t])));
             const float m = vf_hmax(mx);
             wq_pack(sc->w[r], n, m > 0.0f ? 32767.0f / m : 0.0f, sc->wq[r]);
             sc->wb[r] = m > 0.0f ? m / 32767.0f : 0.0f;
