@@ -167,6 +167,66 @@ static void window_writes_through_a_small_staging_ring(void **state)
     free(k), free(v);
 }
 
+/* Vulkan's staging ring starts small and grows to the configured size when an op first fills a half
+ * of it (PKV_VULKAN_STAGING_START sets the start, for tests): growths in the middle of a prompt's
+ * uploads (b), of a read-back (g2's buffer) and of deferred window writes (c's decode steps) leave the
+ * same data as the default ring. Other backends have no ring and ignore it. */
+static void staging_ring_grows_on_need(void **state)
+{
+    (void)state;
+    float *k, *v;
+    make_kv(&k, &v);
+    pkv_context *ctx = tu_context();
+    pkv_context_params p = pkv_context_params_default();
+    p.backend = tu_backend();
+    p.staging_bytes = 1u << 20;
+    setenv("PKV_VULKAN_STAGING_START", "65536", 1);
+    pkv_context *g1 = tu_context_or_skip(&p), *g2 = tu_context_or_skip(&p);
+    unsetenv("PKV_VULKAN_STAGING_START");
+    pkv_cache_config cfg = config(PKV_MODE_PATTERN);
+    pkv_cache *a, *b, *c, *d;
+    pkv_seq sa, sb, sc, sd;
+    TU_OK(pkv_cache_create(ctx, &cfg, &a));
+    TU_OK(pkv_cache_create(g1, &cfg, &b));
+    TU_OK(pkv_cache_create(g2, &cfg, &c));
+    TU_OK(pkv_cache_create(ctx, &cfg, &d));
+    TU_OK(pkv_seq_create(a, &sa));
+    TU_OK(pkv_seq_create(b, &sb));
+    TU_OK(pkv_seq_create(c, &sc));
+    TU_OK(pkv_seq_create(d, &sd));
+    append_all(a, sa, k, v, 0, 5), append_all(b, sb, k, v, 0, 5);
+    append_all(a, sa, k, v, 5, 600), append_all(b, sb, k, v, 5, 600); /* b's ring grows as the prompt goes up */
+    tu_expect_same_saved(a, b);
+    expect_same_contents(a, sa, b, sb);
+    /* g2: written in pieces smaller than a half of its ring, then read back in one call that
+     * fills it: the ring grows with read-backs pending */
+    pkv_backend *be = g2->be;
+    enum { BYTES = 256u << 10, PIECE = 24u << 10 };
+    uint8_t *src = malloc(BYTES), *back = calloc(1, BYTES);
+    for (uint32_t i = 0; i < BYTES; i++) src[i] = (uint8_t)(i * 2654435761u >> 13);
+    pkv_buf *buf = NULL;
+    TU_OK(be->iface->buf_alloc(be, BYTES, &buf));
+    for (uint32_t at = 0; at < BYTES; at += PIECE) { /* a small read submits each write */
+        TU_OK(be->iface->buf_write(be, buf, at, src + at, at + PIECE <= BYTES ? PIECE : BYTES - at));
+        TU_OK(be->iface->buf_read(be, buf, at, back + at, 16));
+    }
+    TU_OK(be->iface->buf_read(be, buf, 0, back, BYTES));
+    assert_memory_equal(src, back, BYTES);
+    be->iface->buf_free(be, buf);
+    free(src), free(back);
+    for (uint32_t t = 0; t < 40; t++) append_all(c, sc, k, v, t, 1), append_all(d, sd, k, v, t, 1);
+    tu_expect_same_saved(d, c);
+    expect_same_contents(d, sd, c, sc);
+    TU_OK(pkv_cache_free(a));
+    TU_OK(pkv_cache_free(b));
+    TU_OK(pkv_cache_free(c));
+    TU_OK(pkv_cache_free(d));
+    TU_OK(pkv_context_free(g2));
+    TU_OK(pkv_context_free(g1));
+    TU_OK(pkv_context_free(ctx));
+    free(k), free(v);
+}
+
 /* A forked child shares its parent's bank chunks: its flushes copy the chunk first, per layer. */
 static void multi_layer_append_after_a_fork(void **state)
 {
@@ -338,6 +398,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(multi_layer_append_equals_per_layer_appends),
         cmocka_unit_test(window_writes_through_a_small_staging_ring),
+        cmocka_unit_test(staging_ring_grows_on_need),
         cmocka_unit_test(multi_layer_append_after_a_fork),
         cmocka_unit_test(multi_layer_append_errors_store_nothing),
         cmocka_unit_test(attention_with_own_kv_equals_append_then_attend),

@@ -187,9 +187,10 @@ static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char
         if (s != PKV_OK) snprintf(why, why_len, "%s", pkv_last_error());
     }
     if (prof && s == PKV_OK) /* the start-up's split (PKV_PROFILE) */
-        fprintf(stderr, "pkv profile: vulkan context: instance and device %.3f ms, memory %.3f ms (staging ring of %llu MiB "
-                "%.3f, first page and first submission %.3f), shader modules and pipeline cache file %.3f ms (%s)\n",
-                (t1 - t0) * 1e3, (t2 - t1) * 1e3, (unsigned long long)(vk->ring_size >> 20), vk->ring_ms,
+        fprintf(stderr, "pkv profile: vulkan context: instance and device %.3f ms, memory %.3f ms (staging ring of %llu KiB "
+                "(grows to %llu on need) %.3f, first page and first submission %.3f), shader modules and pipeline cache file %.3f ms (%s)\n",
+                (t1 - t0) * 1e3, (t2 - t1) * 1e3, (unsigned long long)(vk->ring_size >> 10),
+                (unsigned long long)(vk->ring_target >> 10), vk->ring_ms,
                 (t2 - t1) * 1e3 - vk->ring_ms, (pkv_prof_start() - t2) * 1e3, vk->cache_loaded ? "loaded" : "none");
     if (s != PKV_OK) {
         vk_destroy(be);

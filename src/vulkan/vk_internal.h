@@ -158,6 +158,7 @@ typedef struct pkv_vk {
     VkDeviceMemory ring_mem;
     uint8_t *ring_map;
     VkDeviceSize ring_size, ring_used, ring_half; /* ring_used: an offset in half `cur` */
+    VkDeviceSize ring_target;  /* the configured size: the ring starts at most 4 MiB and grows to it once */
     pkv_vk_page ring_page;     /* the ring as a pkv_buf (ring_view) that a dispatch can bind; never freed */
     pkv_buf ring_view;
     pkv_vk_pending_read *pending;

@@ -1,6 +1,7 @@
 /* Device memory: pkv_bufs are ranges sub-allocated from a few large device-local allocations
  * ("pages", first fit, coalescing free list), never one allocation per block. Transfers go
  * through one reusable host-visible staging ring recorded into the current command buffer. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,11 @@
 #define PAGE_BYTES_DEFAULT (64ull << 20)
 #define RING_BYTES (64ull << 20)
 #define RING_BYTES_MIN (64ull << 10)
+/* The ring a context starts with: pinning host-visible memory is the driver's work per page (the
+ * H200 took 15-25 ms for 64 MiB, a fifth of a warm start-up), and a first small prompt, a decode
+ * step's appends and every read-back of a small cache fit in this; the first op that fills a half
+ * grows it to the configured size (ring_grow). */
+#define RING_BYTES_START (4ull << 20)
 
 static int find_memory_type(const pkv_vk *vk, uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid)
 {
@@ -59,6 +65,31 @@ static VkResult make_buffer(pkv_vk *vk, VkDeviceSize size, int host, VkBuffer *b
     return r;
 }
 
+/* The staging ring of `size` bytes (a multiple of 256): buffer, memory, mapping, its halves and its
+ * view for dispatches. Nothing is changed on failure. */
+static VkResult ring_make(pkv_vk *vk, VkDeviceSize size)
+{
+    VkBuffer buf = VK_NULL_HANDLE;
+    VkDeviceMemory mem = VK_NULL_HANDLE;
+    uint8_t *map = NULL;
+    VkResult r = make_buffer(vk, size, 1, &buf, &mem);
+    if (r == VK_SUCCESS) r = vk->f.vkMapMemory(vk->device, mem, 0, VK_WHOLE_SIZE, 0, (void **)&map);
+    if (r != VK_SUCCESS) {
+        if (buf) vk->f.vkDestroyBuffer(vk->device, buf, NULL);
+        if (mem) vk->f.vkFreeMemory(vk->device, mem, NULL);
+        return r;
+    }
+    if (vk->ring_buf) vk->f.vkDestroyBuffer(vk->device, vk->ring_buf, NULL);
+    if (vk->ring_mem) vk->f.vkFreeMemory(vk->device, vk->ring_mem, NULL);
+    vk->ring_buf = buf, vk->ring_mem = mem, vk->ring_map = map;
+    vk->ring_size = size;
+    vk->ring_half = size / 2 & ~255ull;
+    vk->ring_page = (pkv_vk_page){.buf = buf, .size = size};
+    vk->ring_view = (pkv_buf){.page = &vk->ring_page, .off = 0, .size = size};
+    vk->ring_used = (VkDeviceSize)vk->cur * vk->ring_half;
+    return VK_SUCCESS;
+}
+
 pkv_status pkv_vk_memory_init(pkv_vk *vk, const pkv_context_params *p)
 {
     VkDeviceSize a = vk->props.limits.minStorageBufferOffsetAlignment;
@@ -81,18 +112,17 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk, const pkv_context_params *p)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: command buffer or fence creation failed");
     vk->cur = 0;
     vk->cb = vk->cbs[0], vk->fence = vk->fences[0];
-    vk->ring_size = p->staging_bytes ? (p->staging_bytes < RING_BYTES_MIN ? RING_BYTES_MIN : (p->staging_bytes + 255) & ~255ull)
-                                     : RING_BYTES;
-    if (vk->ring_size > vk->props.limits.maxStorageBufferRange) /* window writes bind it as a storage buffer */
-        vk->ring_size = vk->props.limits.maxStorageBufferRange & ~255ull;
+    vk->ring_target = p->staging_bytes ? (p->staging_bytes < RING_BYTES_MIN ? RING_BYTES_MIN : (p->staging_bytes + 255) & ~255ull)
+                                       : RING_BYTES;
+    if (vk->ring_target > vk->props.limits.maxStorageBufferRange) /* window writes bind it as a storage buffer */
+        vk->ring_target = vk->props.limits.maxStorageBufferRange & ~255ull;
     const double tr = pkv_prof_start();
-    if (make_buffer(vk, vk->ring_size, 1, &vk->ring_buf, &vk->ring_mem) != VK_SUCCESS ||
-        vk->f.vkMapMemory(vk->device, vk->ring_mem, 0, VK_WHOLE_SIZE, 0, (void **)&vk->ring_map) != VK_SUCCESS)
+    const char *start_env = getenv("PKV_VULKAN_STAGING_START"); /* bytes; tests (a ring that grows early) */
+    VkDeviceSize start = start_env && *start_env ? strtoull(start_env, NULL, 10) : RING_BYTES_START;
+    start = start < RING_BYTES_MIN ? RING_BYTES_MIN : (start + 255) & ~255ull;
+    if (ring_make(vk, vk->ring_target < start ? vk->ring_target : start) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: could not allocate the staging ring");
     vk->ring_ms = tr > 0 ? (pkv_prof_start() - tr) * 1e3 : 0.0;
-    vk->ring_half = vk->ring_size / 2 & ~255ull;
-    vk->ring_page = (pkv_vk_page){.buf = vk->ring_buf, .size = vk->ring_size};
-    vk->ring_view = (pkv_buf){.page = &vk->ring_page, .off = 0, .size = vk->ring_size};
     VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = 4 * 256};
     VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 256,
                                       .poolSizeCount = 1, .pPoolSizes = &ps};
@@ -531,6 +561,23 @@ void pkv_vk_abandon(pkv_vk *vk)
     vk->last_set = VK_NULL_HANDLE;
 }
 
+/* An op fills a half of a ring smaller than the configured one: what is recorded runs and is waited
+ * for (read-backs copied out), then the ring is replaced by one of the configured size and
+ * recording goes on. When that allocation fails the small ring stays (and is used in turns). */
+static pkv_status ring_grow(pkv_vk *vk)
+{
+    pkv_status s = pkv_vk_submit_wait(vk);
+    if (s != PKV_OK) return s;
+    const double tg = pkv_prof_start();
+    const VkDeviceSize from = vk->ring_size;
+    if (ring_make(vk, vk->ring_target) != VK_SUCCESS) vk->ring_target = vk->ring_size; /* no more tries */
+    vk->last_set = VK_NULL_HANDLE; /* a set of this op may name the old ring */
+    if (tg > 0 && vk->ring_size != from)
+        fprintf(stderr, "pkv profile: vulkan staging ring grown from %llu to %llu KiB in %.3f ms\n",
+                (unsigned long long)(from >> 10), (unsigned long long)(vk->ring_size >> 10), (pkv_prof_start() - tg) * 1e3);
+    return pkv_vk_begin(vk);
+}
+
 /* Room in the ring: turns to the other half first when this one is full (order is kept). */
 static pkv_status ring_take(pkv_vk *vk, size_t want, VkDeviceSize *off, size_t *got)
 {
@@ -543,7 +590,7 @@ pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *
         return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan: a recorded call cannot take host data through the staging ring");
     VkDeviceSize end = ((VkDeviceSize)vk->cur + 1) * vk->ring_half;
     if (vk->ring_used + (unit > 16 ? unit : 16) > end) {
-        pkv_status s = ring_turn(vk);
+        pkv_status s = vk->ring_size < vk->ring_target ? ring_grow(vk) : ring_turn(vk);
         if (s != PKV_OK) return s;
         end = ((VkDeviceSize)vk->cur + 1) * vk->ring_half;
     }
