@@ -508,6 +508,12 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
 MERGE_ROWS(merge_rows_volatile, volatile)
 MERGE_ROWS(merge_rows_plain, )
 
+/* Each kernel is built as a program of its own (-DPKV_ATTN_KERNEL=1 qc, 2 attn, 3 merge; 0 all):
+ * ocl_program.c builds those a shape needs in parallel. */
+#ifndef PKV_ATTN_KERNEL
+#define PKV_ATTN_KERNEL 0
+#endif
+#if PKV_ATTN_KERNEL == 0 || PKV_ATTN_KERNEL == 1
 __kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __global const uint *table,
                           __global const float *q, __global const ushort *chunks, __global float4 *qc)
 {
@@ -540,6 +546,8 @@ __kernel void ocl_attn_qc(__constant uint *P, __global const uint *seqd, __globa
     }
 }
 
+#endif
+#if PKV_ATTN_KERNEL == 0 || PKV_ATTN_KERNEL == 2
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint *items, __global const uint *table,
               __global const float *q, __global const uint *restrict blocks, __global const uint *restrict windows,
@@ -679,6 +687,8 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
     if (lid == 0) *counter = 0u; /* ready for the next call */
 }
 
+#endif
+#if PKV_ATTN_KERNEL == 0 || PKV_ATTN_KERNEL == 3
 /* The merge as a second launch (PKV_ATTN_SEPARATE_MERGE): work-group g serves head g % H, tile
  * (g / H) % tiles, sequence g / (H tiles). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
@@ -691,3 +701,4 @@ void ocl_attn_merge(__constant uint *P, __global const uint *seqd, __global uint
     __global const uint *sd = seqd + seq * 8;
     if (sd[4] > 1) merge_rows_plain(P, sd, seq, head, tile, sd[4], part, out, w, red);
 }
+#endif

@@ -46,9 +46,12 @@ enum pkv_ocl_scratch_id {
 /* The attention program of one cache shape (the shape is compiled in: ocl_attention.cl). */
 #define PKV_OCL_ATTN_SHAPE 14 /* d, G, k_bits, v_bits, mode, rows per work-group, bank capacity, V staged, V channels per item, K staged, chunks per step, prefetch, fixed-point histogram, fp16 V depth */
 #define PKV_OCL_MAX_ATTN_PROGRAMS 16
+/* Its kernels are programs of their own (built in parallel, each cached on disk), each built when a
+ * call first needs it. */
+enum { PKV_OCL_ATTN_QC, PKV_OCL_ATTN_MAIN, PKV_OCL_ATTN_MERGE, PKV_OCL_ATTN_PROGS };
 typedef struct pkv_ocl_attn_program {
     uint32_t shape[PKV_OCL_ATTN_SHAPE];
-    cl_program prog;
+    cl_program prog[PKV_OCL_ATTN_PROGS];
     cl_kernel qc, attn, merge;
 } pkv_ocl_attn_program;
 
@@ -166,8 +169,10 @@ void pkv_ocl_wslots_free(pkv_ocl *o);
 /* ocl_program.c: builds (or loads from the on-disk binary cache) the program and its kernels. */
 pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len);
 void pkv_ocl_release_program(pkv_ocl *o);
-/* The attention program for a shape, built (or loaded from the cache) on first use. */
-pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATTN_SHAPE], pkv_ocl_attn_program **out);
+/* The attention programs for a shape, built (or loaded from the cache) on first use: ocl_attn, the
+ * q.C pre-pass in PATTERN mode, the merge kernel with separate_merge (PKV_ATTN_SEPARATE_MERGE). */
+pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATTN_SHAPE], int separate_merge,
+                                    pkv_ocl_attn_program **out);
 
 /* ocl_ops.c */
 pkv_status pkv_ocl_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op *op);

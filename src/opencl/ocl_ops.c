@@ -497,7 +497,8 @@ pkv_status pkv_ocl_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_head
         uint32_t shape[PKV_OCL_ATTN_SHAPE];
         attn_shape(o, g, &op, &be->attn_env, shape);
         pkv_ocl_attn_program *prog;
-        s = pkv_ocl_attn_program_get(o, shape, &prog); /* built once per shape, then found */
+        s = pkv_ocl_attn_program_get(o, shape, (pkv_attn_flags(&be->attn_env) & PKV_ATTN_SEPARATE_MERGE) != 0,
+                                     &prog); /* built once per shape, then found */
     }
     return s;
 }
@@ -512,7 +513,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     uint32_t shape[PKV_OCL_ATTN_SHAPE];
     attn_shape(o, g, op, &be->attn_env, shape);
     const uint32_t nr = shape[5], vch = shape[8], bps = shape[10], wg = bps * g->G;
-    pkv_status s = pkv_ocl_attn_program_get(o, shape, &prog);
+    pkv_status s = pkv_ocl_attn_program_get(o, shape, (pkv_attn_flags(&be->attn_env) & PKV_ATTN_SEPARATE_MERGE) != 0, &prog);
     if (s != PKV_OK) return s;
     pkv_attn_plan plan;
     /* the merge keeps two floats per item and row in the G x channels array of the slices' sums */

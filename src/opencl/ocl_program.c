@@ -12,6 +12,8 @@
 #include "crc32.h"
 #include "internal.h"
 #include "ocl_internal.h"
+#include "parallel.h"
+#include "profile.h"
 
 extern const char pkv_ocl_source[], pkv_ocl_attn_source[];
 extern const unsigned long pkv_ocl_source_len, pkv_ocl_attn_source_len;
@@ -22,7 +24,7 @@ static const char *const kernel_names[PKV_K_COUNT] = {
 };
 
 #define CACHE_MAGIC "PKVOCLB1"
-#define MAX_KEY 2048
+#define MAX_KEY 4096
 
 typedef struct cache_header {
     char magic[8];
@@ -45,9 +47,9 @@ static void cache_key(const pkv_ocl *o, const char *src, size_t src_len, const c
     char dev_name[256] = "";
     o->cl->clGetDeviceInfo(o->dev, CL_DEVICE_NAME, sizeof dev_name, dev_name, NULL);
     dev_name[sizeof dev_name - 1] = 0;
-    snprintf(key, cap, "patternkv-opencl-1|%s|%s|%s|%s|%s|src=%016llx", o->platform_version, dev_name,
-             o->device_version, o->driver_version, options,
-             (unsigned long long)fnv1a(src, src_len));
+    int n = snprintf(key, cap, "patternkv-opencl-1|%s|%s|%s|%s|%s|src=%016llx", o->platform_version, dev_name,
+                     o->device_version, o->driver_version, options, (unsigned long long)fnv1a(src, src_len));
+    if (n < 0 || (size_t)n >= cap) key[0] = 0; /* cannot happen (versions < 128, options < 768): no cache then */
 }
 
 static void cache_path(const pkv_ocl *o, const char *key, char *path, size_t cap)
@@ -146,55 +148,137 @@ static void log_build_failure(const pkv_ocl *o, cl_program prog, char *why, size
     free(buildlog);
 }
 
-/* The program of `src` for `options`, from the cache when a valid binary is there, else from source
- * (then cached). */
-static cl_program load_program(pkv_ocl *o, const char *src, size_t src_len, const char *options, char *why,
-                               size_t why_len)
-{
-    const pkv_ocl_api *cl = o->cl;
+/* One program to build: its source and options, then what the build gave. */
+typedef struct ocl_build {
+    const char *name; /* for the profile line */
+    const char *src;
+    size_t src_len;
+    char options[768];
     char key[MAX_KEY], path[1200];
-    cache_key(o, src, src_len, options, key, sizeof key);
-    cache_path(o, key, path, sizeof path);
+    unsigned char *bin; /* a cached binary read before the build, or NULL */
+    size_t bin_len;
+    cl_program prog;
+    cl_int err, create_err, bin_err; /* the build's; clCreateProgramWithSource's; the cached binary's */
+    int cached; /* built from the cached binary */
+    double ms;
+} ocl_build;
+
+typedef struct build_ctx {
+    pkv_ocl *o;
+    ocl_build *jobs;
+} build_ctx;
+
+/* The driver's part of one build (on its own thread: only driver calls, no host allocation of the
+ * library's, so that the library's allocations keep their order): from the cached binary when the
+ * driver takes it, else from source. */
+static void build_task(void *arg, uint32_t i)
+{
+    const build_ctx *bc = arg;
+    const pkv_ocl_api *cl = bc->o->cl;
+    ocl_build *j = &bc->jobs[i];
+    const double t0 = pkv_clock_s();
     cl_int err = CL_SUCCESS;
-    if (o->cache_dir[0]) {
-        size_t len = 0;
-        unsigned char *bin = cache_read(o, path, key, &len);
-        if (bin) {
-            const unsigned char *bins[1] = {bin};
-            cl_int bin_status = CL_SUCCESS;
-            cl_program prog = cl->clCreateProgramWithBinary(o->ctx, 1, &o->dev, &len, bins, &bin_status, &err);
-            free(bin);
-            if (err == CL_SUCCESS && bin_status == CL_SUCCESS) {
-                err = cl->clBuildProgram(prog, 1, &o->dev, options, NULL, NULL);
-                if (err == CL_SUCCESS) return prog;
-            }
+    if (j->bin) {
+        const unsigned char *bins[1] = {j->bin};
+        cl_int bin_status = CL_SUCCESS;
+        cl_program prog = cl->clCreateProgramWithBinary(bc->o->ctx, 1, &bc->o->dev, &j->bin_len, bins, &bin_status, &err);
+        if (err == CL_SUCCESS && bin_status == CL_SUCCESS) {
+            err = cl->clBuildProgram(prog, 1, &bc->o->dev, j->options, NULL, NULL);
+            if (err == CL_SUCCESS) j->prog = prog, j->cached = 1;
+        }
+        if (!j->cached) {
             if (prog) cl->clReleaseProgram(prog);
-            pkv_ocl_log(o, PKV_LOG_WARN, "opencl: driver rejected cached program %s (%s); rebuilding", path,
-                        pkv_ocl_error_name(err != CL_SUCCESS ? err : bin_status));
+            j->bin_err = err != CL_SUCCESS ? err : bin_status;
         }
     }
-    cl_program prog = cl->clCreateProgramWithSource(o->ctx, 1, &src, &src_len, &err);
-    if (err != CL_SUCCESS) {
-        snprintf(why, why_len, "clCreateProgramWithSource failed (%s)", pkv_ocl_error_name(err));
-        return NULL;
+    if (!j->prog) {
+        j->prog = cl->clCreateProgramWithSource(bc->o->ctx, 1, &j->src, &j->src_len, &j->create_err);
+        if (j->create_err != CL_SUCCESS) j->prog = NULL;
+        else j->err = cl->clBuildProgram(j->prog, 1, &bc->o->dev, j->options, NULL, NULL);
     }
-    err = cl->clBuildProgram(prog, 1, &o->dev, options, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        log_build_failure(o, prog, why, why_len, err);
-        cl->clReleaseProgram(prog);
-        return NULL;
+    j->ms = (pkv_clock_s() - t0) * 1e3;
+}
+
+/* Builds n programs, each from the cache when a valid binary is there, else from source (then
+ * cached), the driver's builds in parallel (one thread each, up to one per core; a driver compiles
+ * on the calling thread: NVIDIA's compiler takes hundreds of milliseconds for the attention kernel
+ * alone). PKV_OPENCL_PARALLEL_BUILD=0 builds them one after another. Cache files are read before and
+ * written after the builds, on the calling thread. On failure every program is released and `why`
+ * says why. */
+static pkv_status build_programs(pkv_ocl *o, ocl_build *jobs, uint32_t n, const char *what, char *why, size_t why_len)
+{
+    const pkv_ocl_api *cl = o->cl;
+    const double t0 = pkv_clock_s();
+    for (uint32_t i = 0; i < n; i++) {
+        ocl_build *j = &jobs[i];
+        j->prog = NULL, j->bin = NULL, j->err = j->create_err = j->bin_err = CL_SUCCESS, j->cached = 0;
+        cache_key(o, j->src, j->src_len, j->options, j->key, sizeof j->key);
+        cache_path(o, j->key, j->path, sizeof j->path);
+        if (o->cache_dir[0] && j->key[0]) j->bin = cache_read(o, j->path, j->key, &j->bin_len);
     }
-    size_t bin_len = 0;
-    if (o->cache_dir[0] &&
-        cl->clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof bin_len, &bin_len, NULL) == CL_SUCCESS &&
-        bin_len > 0) {
+    build_ctx bc = {o, jobs};
+    const char *par = getenv("PKV_OPENCL_PARALLEL_BUILD");
+    if (n > 1 && !(par && *par == '0')) pkv_parallel_tasks(n, build_task, &bc);
+    else
+        for (uint32_t i = 0; i < n; i++) build_task(&bc, i);
+    pkv_status st = PKV_OK;
+    for (uint32_t i = 0; i < n; i++) {
+        ocl_build *j = &jobs[i];
+        if (j->bin) {
+            free(j->bin);
+            j->bin = NULL;
+            if (!j->cached)
+                pkv_ocl_log(o, PKV_LOG_WARN, "opencl: driver rejected cached program %s (%s); rebuilding", j->path,
+                            pkv_ocl_error_name(j->bin_err));
+        }
+        if (st != PKV_OK) continue;
+        if (j->create_err != CL_SUCCESS) {
+            snprintf(why, why_len, "clCreateProgramWithSource failed (%s)", pkv_ocl_error_name(j->create_err));
+            st = PKV_ERR_BACKEND_UNAVAILABLE;
+        } else if (j->err != CL_SUCCESS) {
+            log_build_failure(o, j->prog, why, why_len, j->err);
+            st = PKV_ERR_BACKEND_UNAVAILABLE;
+        }
+    }
+    if (st != PKV_OK) {
+        for (uint32_t i = 0; i < n; i++)
+            if (jobs[i].prog) cl->clReleaseProgram(jobs[i].prog), jobs[i].prog = NULL;
+        return st;
+    }
+    for (uint32_t i = 0; i < n && o->cache_dir[0]; i++) { /* built from source: into the cache */
+        ocl_build *j = &jobs[i];
+        size_t bin_len = 0;
+        if (j->cached || !j->key[0] ||
+            cl->clGetProgramInfo(j->prog, CL_PROGRAM_BINARY_SIZES, sizeof bin_len, &bin_len, NULL) != CL_SUCCESS ||
+            bin_len == 0)
+            continue;
         unsigned char *bin = malloc(bin_len);
         unsigned char *bins[1] = {bin};
-        if (bin && cl->clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS)
-            cache_write(o, path, key, bin, bin_len);
+        if (bin && cl->clGetProgramInfo(j->prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS)
+            cache_write(o, j->path, j->key, bin, bin_len);
         free(bin);
     }
-    return prog;
+    if (pkv_prof_enabled()) { /* what start-up spends on which program (PKV_PROFILE) */
+        char each[512];
+        size_t len = 0;
+        each[0] = 0;
+        for (uint32_t i = 0; i < n && len < sizeof each; i++)
+            len += (size_t)snprintf(each + len, sizeof each - len, "%s%s %.3f ms (%s)", i ? ", " : "", jobs[i].name,
+                                    jobs[i].ms, jobs[i].cached ? "cached binary" : "source");
+        fprintf(stderr, "pkv profile: opencl %s: %u program%s built in %.3f ms (%s; each: %s)\n", what, n, n > 1 ? "s" : "",
+                (pkv_clock_s() - t0) * 1e3, n > 1 && !(par && *par == '0') ? "in parallel" : "one after another", each);
+    }
+    return PKV_OK;
+}
+
+static void release_attn(pkv_ocl *o, pkv_ocl_attn_program *a)
+{
+    cl_kernel *k[PKV_OCL_ATTN_PROGS] = {&a->qc, &a->attn, &a->merge};
+    for (int i = 0; i < PKV_OCL_ATTN_PROGS; i++) {
+        if (*k[i]) o->cl->clReleaseKernel(*k[i]);
+        if (a->prog[i]) o->cl->clReleaseProgram(a->prog[i]);
+        *k[i] = NULL, a->prog[i] = NULL;
+    }
 }
 
 static void release_kernels(pkv_ocl *o)
@@ -211,67 +295,84 @@ void pkv_ocl_release_program(pkv_ocl *o)
     release_kernels(o);
     if (o->prog) o->cl->clReleaseProgram(o->prog);
     o->prog = NULL;
-    for (uint32_t i = 0; i < o->n_attn; i++) {
-        pkv_ocl_attn_program *a = &o->attn[i];
-        if (a->qc) o->cl->clReleaseKernel(a->qc);
-        if (a->attn) o->cl->clReleaseKernel(a->attn);
-        if (a->merge) o->cl->clReleaseKernel(a->merge);
-        if (a->prog) o->cl->clReleaseProgram(a->prog);
-    }
+    for (uint32_t i = 0; i < o->n_attn; i++) release_attn(o, &o->attn[i]);
     o->n_attn = 0;
 }
 
-pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATTN_SHAPE], pkv_ocl_attn_program **out)
+/* The attention programs of a shape that `a` lacks, of those asked for (bits 1 << PKV_OCL_ATTN_QC, ..),
+ * built together and their kernels made. */
+static pkv_status attn_build(pkv_ocl *o, pkv_ocl_attn_program *a, unsigned want)
 {
+    static const char *const names[PKV_OCL_ATTN_PROGS] = {"ocl_attn_qc", "ocl_attn", "ocl_attn_merge"};
+    cl_kernel *kern[PKV_OCL_ATTN_PROGS] = {&a->qc, &a->attn, &a->merge};
+    const uint32_t *shape = a->shape;
+    const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
+    ocl_build jobs[PKV_OCL_ATTN_PROGS];
+    int which[PKV_OCL_ATTN_PROGS];
+    uint32_t n = 0;
+    for (int i = 0; i < PKV_OCL_ATTN_PROGS; i++) {
+        if (!(want & (1u << i)) || a->prog[i]) continue;
+        ocl_build *j = &jobs[n];
+        j->name = names[i], j->src = pkv_ocl_attn_source, j->src_len = (size_t)pkv_ocl_attn_source_len;
+        snprintf(j->options, sizeof j->options,
+                 "-cl-std=CL1.2 -DPKV_ATTN_KERNEL=%d -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u -DSTAGE_V=%u "
+                 "-DVCH=%u -DSTAGE_K=%u -DBPS=%u -DPREFETCH=%u -DHIST_FIXED=%u -DVB=%u %s",
+                 i + 1, shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], shape[8], shape[9],
+                 shape[10], shape[11], shape[12], shape[13], extra ? extra : "");
+        which[n++] = i;
+    }
+    if (!n) return PKV_OK;
+    char why[256] = "";
+    if (build_programs(o, jobs, n, "attention", why, sizeof why) != PKV_OK)
+        return pkv_fail(NULL, PKV_ERR_DEVICE, "opencl attention: %s", why);
+    cl_int err = CL_SUCCESS;
+    for (uint32_t i = 0; i < n; i++) {
+        a->prog[which[i]] = jobs[i].prog;
+        cl_int e = CL_SUCCESS;
+        *kern[which[i]] = o->cl->clCreateKernel(jobs[i].prog, names[which[i]], &e);
+        if (e != CL_SUCCESS) *kern[which[i]] = NULL;
+        if (err == CL_SUCCESS) err = e;
+    }
+    size_t kwg = 0;
+    if (err == CL_SUCCESS && a->attn)
+        o->cl->clGetKernelWorkGroupInfo(a->attn, o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
+    const char *show = getenv("PKV_OPENCL_BUILD_LOG"); /* a tuning aid: e.g. with -cl-nv-verbose */
+    for (uint32_t i = 0; i < n && show && *show && *show != '0'; i++) {
+        char log[8192] = "";
+        o->cl->clGetProgramBuildInfo(jobs[i].prog, o->dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        pkv_ocl_log(o, PKV_LOG_WARN, "opencl: attention program (%s):\n%s", jobs[i].options, log);
+    }
+    if (err != CL_SUCCESS || (a->attn && (want & (1u << PKV_OCL_ATTN_MAIN)) && kwg < shape[1] * shape[10]))
+        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl attention: the device cannot run work-groups of %u items for this shape (%s)",
+                        shape[1] * shape[10], pkv_ocl_error_name(err));
+    return PKV_OK;
+}
+
+pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATTN_SHAPE], int separate_merge,
+                                    pkv_ocl_attn_program **out)
+{
+    /* the q.C pre-pass only in PATTERN mode, the merge kernel only where it runs as a launch of its
+     * own (PKV_ATTN_SEPARATE_MERGE): the first attention builds only what it runs */
+    const unsigned want = 1u << PKV_OCL_ATTN_MAIN | (shape[4] == PKV_MODE_PATTERN ? 1u << PKV_OCL_ATTN_QC : 0u) |
+                          (separate_merge ? 1u << PKV_OCL_ATTN_MERGE : 0u);
     for (uint32_t i = 0; i < o->n_attn; i++)
         if (memcmp(o->attn[i].shape, shape, sizeof o->attn[i].shape) == 0) {
-            *out = &o->attn[i];
-            return PKV_OK;
+            pkv_status s = attn_build(o, &o->attn[i], want); /* a kernel not built before */
+            if (s == PKV_OK) *out = &o->attn[i];
+            return s;
         }
     if (o->n_attn == PKV_OCL_MAX_ATTN_PROGRAMS) { /* keep the newest half */
-        for (uint32_t i = 0; i < PKV_OCL_MAX_ATTN_PROGRAMS / 2; i++) {
-            pkv_ocl_attn_program *a = &o->attn[i];
-            o->cl->clReleaseKernel(a->qc);
-            o->cl->clReleaseKernel(a->attn);
-            o->cl->clReleaseKernel(a->merge);
-            o->cl->clReleaseProgram(a->prog);
-        }
+        for (uint32_t i = 0; i < PKV_OCL_MAX_ATTN_PROGRAMS / 2; i++) release_attn(o, &o->attn[i]);
         memmove(o->attn, o->attn + PKV_OCL_MAX_ATTN_PROGRAMS / 2, sizeof o->attn / 2);
         o->n_attn = PKV_OCL_MAX_ATTN_PROGRAMS / 2;
     }
-    const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
-    char options[512], why[256] = "";
-    snprintf(options, sizeof options,
-             "-cl-std=CL1.2 -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u -DSTAGE_V=%u -DVCH=%u -DSTAGE_K=%u "
-             "-DBPS=%u -DPREFETCH=%u -DHIST_FIXED=%u -DVB=%u %s",
-             shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], shape[8], shape[9], shape[10], shape[11],
-             shape[12], shape[13],
-             extra ? extra : "");
-    pkv_ocl_attn_program a = {0};
+    pkv_ocl_attn_program a;
+    memset(&a, 0, sizeof a);
     memcpy(a.shape, shape, sizeof a.shape);
-    a.prog = load_program(o, pkv_ocl_attn_source, (size_t)pkv_ocl_attn_source_len, options, why, sizeof why);
-    if (!a.prog) return pkv_fail(NULL, PKV_ERR_DEVICE, "opencl attention: %s", why);
-    cl_int e1 = CL_SUCCESS, e2 = CL_SUCCESS, e3 = CL_SUCCESS;
-    a.qc = o->cl->clCreateKernel(a.prog, "ocl_attn_qc", &e1);
-    a.attn = o->cl->clCreateKernel(a.prog, "ocl_attn", &e2);
-    a.merge = o->cl->clCreateKernel(a.prog, "ocl_attn_merge", &e3);
-    if (e1 == CL_SUCCESS) e1 = e3;
-    size_t kwg = 0;
-    if (e2 == CL_SUCCESS)
-        o->cl->clGetKernelWorkGroupInfo(a.attn, o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
-    const char *show = getenv("PKV_OPENCL_BUILD_LOG"); /* a tuning aid: e.g. with -cl-nv-verbose */
-    if (show && *show && *show != '0') {
-        char log[8192] = "";
-        o->cl->clGetProgramBuildInfo(a.prog, o->dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
-        pkv_ocl_log(o, PKV_LOG_WARN, "opencl: attention program (%s):\n%s", options, log);
-    }
-    if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || kwg < shape[1] * shape[10]) {
-        if (a.qc) o->cl->clReleaseKernel(a.qc);
-        if (a.attn) o->cl->clReleaseKernel(a.attn);
-        if (a.merge) o->cl->clReleaseKernel(a.merge);
-        o->cl->clReleaseProgram(a.prog);
-        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl attention: the device cannot run work-groups of %u items for this shape (%s)",
-                        shape[1] * shape[10], pkv_ocl_error_name(e1 != CL_SUCCESS ? e1 : e2));
+    pkv_status s = attn_build(o, &a, want);
+    if (s != PKV_OK) {
+        release_attn(o, &a);
+        return s;
     }
     o->attn[o->n_attn] = a;
     *out = &o->attn[o->n_attn++];
@@ -322,8 +423,11 @@ pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len)
     snprintf(options[0], sizeof options[0], "-cl-std=CL1.2 %s", extra ? extra : "");
     snprintf(options[1], sizeof options[1], "-cl-std=CL1.2 -DPKV_OCL_NO_CONTRACT %s", extra ? extra : "");
     for (int attempt = 0; attempt < 2; attempt++) {
-        o->prog = load_program(o, pkv_ocl_source, (size_t)pkv_ocl_source_len, options[attempt], why, why_len);
-        if (!o->prog) return PKV_ERR_BACKEND_UNAVAILABLE;
+        ocl_build j = {.name = "main", .src = pkv_ocl_source, .src_len = (size_t)pkv_ocl_source_len};
+        snprintf(j.options, sizeof j.options, "%s", options[attempt]);
+        pkv_status bs = build_programs(o, &j, 1, "write path", why, why_len);
+        if (bs != PKV_OK) return bs;
+        o->prog = j.prog;
         pkv_status st = make_kernels(o, why, why_len);
         if (st != PKV_OK) return st;
         if (attempt == 1 || !probe_fuses(o)) {
