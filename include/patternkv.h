@@ -143,7 +143,8 @@ struct pkv_context_params {
     /* Device memory of the Vulkan backend (0: the default). Caches, banks and windows are carved
      * out of device-local allocations of device_page_bytes (default 64 MiB; a larger buffer gets
      * an allocation of its own); staging_bytes is the host-visible staging ring of uploads and
-     * read-backs (default 64 MiB, at least 64 KiB: larger transfers go in several submissions).
+     * read-backs (default 64 MiB, at least 64 KiB: larger transfers go in several submissions; it
+     * starts at 4 MiB, or this when smaller, and grows to this when an operation first needs more).
      * An engine with a small cache sets both small (e.g. 4 MiB and 1 MiB). The OpenCL backend
      * allocates each arena as one buffer and has no ring: it ignores them. Added in 0.2.0. */
     uint64_t device_page_bytes;
