@@ -1,5 +1,11 @@
 /* Addressing shared by the kernels: arenas are byte buffers of fixed-size slots (src/core/layout.h). */
 
+/* The write path's kernels are built as three programs (-DPKV_OCL_GROUP=1 mining, 2 flush and block
+ * encoding and window writes, 3 the rest; 0 all), in parallel (ocl_program.c). */
+#ifndef PKV_OCL_GROUP
+#define PKV_OCL_GROUP 0
+#endif
+
 #define MAX_D 256
 #define MAX_G 128
 #define MAX_BANK 256

@@ -11,6 +11,7 @@ OCL_HELPER __global const uint *udesc(__constant uint *P, __global const uint *t
 }
 
 /* One work-group per (unit, K|V) whose bank takes a new pattern. Exact spans (the zero's sign is stored). */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 2
 __kernel void ocl_centre(__constant uint *P, __global const ushort *windows, __global const uint *tab,
                          __global uchar *chunks)
 {
@@ -26,6 +27,7 @@ __kernel void ocl_centre(__constant uint *P, __global const ushort *windows, __g
         p[i] = (ushort)pkv_f32_to_f16(pkv_centre(s.lo, s.hi));
     }
 }
+#endif
 
 /* Residual of value x of channel i against pattern row p (NULL: no residual). */
 OCL_HELPER float resid(__global const ushort *x, __global const ushort *p, uint i)
@@ -53,6 +55,7 @@ OCL_HELPER __global const ushort *token_row(__constant uint *P, __global const u
  * docs/NUMERICS.md's exact span only in the sign of a zero, which neither comparisons nor the gate
  * (squares) see; the gate's A is the chosen pattern's distance, B the token's range.
  * work[PP_W_ASSIGN]: [unit][2][N_ASSIGN]. */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 2
 __kernel void ocl_assign(__constant uint *P, __global const ushort *src, __global const uint *tab,
                          __global const uchar *chunks, __global uint *work, __local float *c_s)
 {
@@ -92,6 +95,7 @@ __kernel void ocl_assign(__constant uint *P, __global const ushort *src, __globa
     const uint gate = kv ? (uint)pkv_v_gate(bd, xhi - xlo, as_float(P[PP_GATE_K2])) : 0u;
     work[P[PP_W_ASSIGN] + q * ntok + t] = bm | (gate << 8);
 }
+#endif
 
 /* Value n of the run that one (scale, zero) covers, as ocl_encode quantizes it: K channel j's token
  * n (is_v 0), or V token j's channel n; residual where a pattern applies (K always in PATTERN mode, V
@@ -128,6 +132,7 @@ OCL_HELPER uint mse_search(pkv_span s, float inv, uint bits, uint len, uint is_v
 }
 
 /* One work-group per (unit, block), with the assignments of ocl_assign or ocl_km_assign. */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 2
 __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __global const uint *tab,
                          __global const uchar *chunks, __global const uint *work, __global uchar *blocks)
 {
@@ -245,9 +250,11 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
         }
     }
 }
+#endif
 
 /* Window writes: one work-group per run (first source row, first destination row, rows) of the
  * upload (runs [n_runs][3] then the rows, fp16, d per row, from word rows_at); words of d / 2. */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 2
 __kernel void ocl_window_write(__global const uint *up, uint n_runs, uint rows_at, uint row_words,
                                __global uint *windows)
 {
@@ -258,3 +265,4 @@ __kernel void ocl_window_write(__global const uint *up, uint n_runs, uint rows_a
     const uint words = run[2] * row_words;
     for (uint w = get_local_id(0); w < words; w += get_local_size(0)) windows[dst + w] = up[src + w];
 }
+#endif

@@ -31,6 +31,7 @@ OCL_HELPER __global const ushort *km_pattern(__constant uint *P, __global const 
 }
 
 /* c = x[init[m]] (sample positions), flags cleared. One work-item per centroid value. */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 1
 __kernel void ocl_km_init(__constant uint *P, __global const ushort *tokens, __global const uint *tab,
                           __global uint *work)
 {
@@ -45,12 +46,14 @@ __kernel void ocl_km_init(__constant uint *P, __global const ushort *tokens, __g
         work[P[PP_W_FLAGS] + 2u * q + 1u] = 0u;
     }
 }
+#endif
 
 /* Each token of a list to its L2-nearest centroid, ties to the lowest index: one work-group per
  * (tile of tokens, list), one token per work-item, the centroids through local memory in blocks of
  * PP_MB (<= MB_MAX), one running distance per centroid summed over channels in ascending order.
  * bank = 1: the final assignment against the stored fp16 patterns with the V gate: index | gate << 8
  * for the first N_ASSIGN tokens. */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 1
 __kernel void ocl_km_assign(__constant uint *P, __global const ushort *tokens, __global const uint *tab,
                             __global const uchar *chunks, __global uint *work, __local float *c_s, uint bank)
 {
@@ -103,10 +106,12 @@ __kernel void ocl_km_assign(__constant uint *P, __global const ushort *tokens, _
     }
     work[P[PP_W_ASSIGN] + q * P[PP_N_ASSIGN] + t] = best | (gate << 8);
 }
+#endif
 
 /* The chunk sums: one work-group per (chunk of the sample, list); per channel, the chunk's tokens in ascending
  * order into sum[a_t], from +0, in local memory (lsum, M*d floats) when P[PP_KM_LOCAL] says they
  * fit, else straight in the work buffer; and the chunk's counts. */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 1
 __kernel void ocl_km_partial(__constant uint *P, __global const ushort *tokens, __global uint *work,
                              __local float *lsum)
 {
@@ -145,10 +150,12 @@ __kernel void ocl_km_partial(__constant uint *P, __global const ushort *tokens, 
         for (uint e = lid; e < M * d; e += L) work[part + e] = as_uint(lsum[e]);
     for (uint m = lid; m < M; m += L) work[P[PP_W_CNT] + ((size_t)q * nc + j) * M + m] = cnt[m];
 }
+#endif
 
 /* New centroid m of list q: the chunk sums pairwise, level by level, in place; new = sum * rcp[count]
  * (count > 0) else old; the shift sum_i (new - old)^2 into the list's maximum. One work-group per
  * (m, list). */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 1
 __kernel void ocl_km_reduce(__constant uint *P, __global const uint *tab, __global uint *work)
 {
     const uint d = P[PP_D], M = P[PP_M], nc = P[PP_NC], lid = get_local_id(0), L = get_local_size(0);
@@ -185,8 +192,10 @@ __kernel void ocl_km_reduce(__constant uint *P, __global const uint *tab, __glob
         atomic_max(&work[P[PP_W_FLAGS] + 2u * q + 1u], as_uint(acc)); /* acc >= 0: its bits order like it */
     }
 }
+#endif
 
 /* After each iteration, one work-item per list: stop when the largest shift is below tol2. */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 1
 __kernel void ocl_km_finish(__constant uint *P, __global uint *work)
 {
     const uint q = get_global_id(0);
@@ -195,8 +204,10 @@ __kernel void ocl_km_finish(__constant uint *P, __global uint *work)
     if (f[0] == 0u && as_float(f[1]) < as_float(P[PP_TOL2])) f[0] = 1u;
     f[1] = 0u;
 }
+#endif
 
 /* Bank patterns 0..M-1 = f16(c). One work-item per value. */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 1
 __kernel void ocl_km_store(__constant uint *P, __global const uint *tab, __global const uint *work,
                            __global uchar *chunks)
 {
@@ -207,3 +218,4 @@ __kernel void ocl_km_store(__constant uint *P, __global const uint *tab, __globa
     __global ushort *p = (__global ushort *)km_pattern(P, tab, chunks, q, m);
     p[i] = (ushort)pkv_f32_to_f16(as_float(work[P[PP_W_CENT] + j]));
 }
+#endif

@@ -44,6 +44,7 @@ enum pkv_ocl_scratch_id {
 };
 
 /* The attention program of one cache shape (the shape is compiled in: ocl_attention.cl). */
+#define PKV_OCL_GROUPS 3
 #define PKV_OCL_ATTN_SHAPE 14 /* d, G, k_bits, v_bits, mode, rows per work-group, bank capacity, V staged, V channels per item, K staged, chunks per step, prefetch, fixed-point histogram, fp16 V depth */
 #define PKV_OCL_MAX_ATTN_PROGRAMS 16
 /* Its kernels are programs of their own (built in parallel, each cached on disk), each built when a
@@ -71,7 +72,7 @@ typedef struct pkv_ocl {
     cl_ulong max_alloc;   /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
     cl_ulong local_mem;
     cl_uint compute_units;
-    cl_program prog;
+    cl_program prog[PKV_OCL_GROUPS]; /* the write path's kernels, in three programs (ocl_program.c) */
     cl_kernel k[PKV_K_COUNT];
     size_t wg[PKV_K_COUNT]; /* work-group size used for each kernel */
     pkv_ocl_attn_program attn[PKV_OCL_MAX_ATTN_PROGRAMS];

@@ -23,6 +23,10 @@ static const char *const kernel_names[PKV_K_COUNT] = {
     "ocl_centre", "ocl_assign", "ocl_encode", "ocl_window_write", "ocl_stream_read", "ocl_fma_probe", "ocl_stage",
 };
 
+/* Which program (ocl_common.cl's PKV_OCL_GROUP) holds each kernel: 1 mining, 2 flush and encoding and
+ * window writes, 3 the rest. */
+static const int kernel_group[PKV_K_COUNT] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3};
+
 #define CACHE_MAGIC "PKVOCLB1"
 #define MAX_KEY 4096
 
@@ -293,8 +297,10 @@ static void release_kernels(pkv_ocl *o)
 void pkv_ocl_release_program(pkv_ocl *o)
 {
     release_kernels(o);
-    if (o->prog) o->cl->clReleaseProgram(o->prog);
-    o->prog = NULL;
+    for (int i = 0; i < PKV_OCL_GROUPS; i++) {
+        if (o->prog[i]) o->cl->clReleaseProgram(o->prog[i]);
+        o->prog[i] = NULL;
+    }
     for (uint32_t i = 0; i < o->n_attn; i++) release_attn(o, &o->attn[i]);
     o->n_attn = 0;
 }
@@ -383,7 +389,7 @@ static pkv_status make_kernels(pkv_ocl *o, char *why, size_t why_len)
 {
     for (int i = 0; i < PKV_K_COUNT; i++) {
         cl_int err = CL_SUCCESS;
-        o->k[i] = o->cl->clCreateKernel(o->prog, kernel_names[i], &err);
+        o->k[i] = o->cl->clCreateKernel(o->prog[kernel_group[i] - 1], kernel_names[i], &err);
         if (err != CL_SUCCESS) {
             snprintf(why, why_len, "kernel %s missing (%s)", kernel_names[i], pkv_ocl_error_name(err));
             return PKV_ERR_BACKEND_UNAVAILABLE;
@@ -423,11 +429,15 @@ pkv_status pkv_ocl_build(pkv_ocl *o, char *why, size_t why_len)
     snprintf(options[0], sizeof options[0], "-cl-std=CL1.2 %s", extra ? extra : "");
     snprintf(options[1], sizeof options[1], "-cl-std=CL1.2 -DPKV_OCL_NO_CONTRACT %s", extra ? extra : "");
     for (int attempt = 0; attempt < 2; attempt++) {
-        ocl_build j = {.name = "main", .src = pkv_ocl_source, .src_len = (size_t)pkv_ocl_source_len};
-        snprintf(j.options, sizeof j.options, "%s", options[attempt]);
-        pkv_status bs = build_programs(o, &j, 1, "write path", why, why_len);
+        static const char *const names[PKV_OCL_GROUPS] = {"mining", "encoding", "misc"};
+        ocl_build j[PKV_OCL_GROUPS];
+        for (int g = 0; g < PKV_OCL_GROUPS; g++) {
+            j[g] = (ocl_build){.name = names[g], .src = pkv_ocl_source, .src_len = (size_t)pkv_ocl_source_len};
+            snprintf(j[g].options, sizeof j[g].options, "-DPKV_OCL_GROUP=%d %s", g + 1, options[attempt]);
+        }
+        pkv_status bs = build_programs(o, j, PKV_OCL_GROUPS, "write path", why, why_len);
         if (bs != PKV_OK) return bs;
-        o->prog = j.prog;
+        for (int g = 0; g < PKV_OCL_GROUPS; g++) o->prog[g] = j[g].prog;
         pkv_status st = make_kernels(o, why, why_len);
         if (st != PKV_OK) return st;
         if (attempt == 1 || !probe_fuses(o)) {
