@@ -1,11 +1,7 @@
 #version 450
 /* Builds compressed blocks, two workgroups per (block, unit = layer of the op and kv head), one for
  * the K half of the block (codes, scales, zeros, indices, padding) and one for the V half (codes,
- * scales, zeros, indices, gate mask): each half's chain of loads is its own workgroup's. The half is
- * a specialization (PART), so each is its own pipeline and dispatch (workgroups (block, unit)), the
- * two dispatched back to back without a barrier: each pipeline holds only its half's code (the
- * driver compiles the two in parallel at start-up, each about half of what one pipeline with both
- * took; the instructions a workgroup runs are the same).
+ * scales, zeros, indices, gate mask): each half's chain of loads is its own workgroup's:
  * residuals against the patterns chosen by assign.comp or kmeans_assign.comp (V only where its gate
  * passed), K per-channel and V per-token quantization (min-max, or the MSE quantizer's range search
  * where QMSE says; src/core/block.c is the reference), packing.
@@ -21,7 +17,6 @@ layout(constant_id = 3) const uint KBITS = 2;
 layout(constant_id = 4) const uint VBITS = 2;
 layout(constant_id = 5) const uint MODE = 0; /* 0 pattern, 1 direct, 2 fp16 */
 layout(constant_id = 6) const uint QMSE = 0; /* the MSE quantizer's range search for K (bit 0), V (bit 1) */
-layout(constant_id = 7) const uint PART = 0; /* 0: the K half of the blocks (padding too), 1: the V half */
 
 const uint KPB0 = KBITS == 3u ? 2u : KBITS;
 const uint VPB0 = VBITS == 3u ? 2u : VBITS;
@@ -88,7 +83,7 @@ uint mse_search(uint kv, uint j, uint len, pkv_span s)
     return best_c;
 }
 
-const uint part = PART;
+uint part; /* 0: the K half of the block, 1: the V half */
 
 void compute_scales(uint lid)
 {
@@ -156,17 +151,16 @@ uint block_word(uint w)
         }
         return 0u;
     }
-    /* only this half's sections (word_part chose w): the other half's code is not in the pipeline */
-    if (part == 0u && w >= pc.o_kcodes && w < pc.o_kcodes + G * KRW) { uint e = w - pc.o_kcodes; return code_word(0u, e / KRW, e % KRW); }
-    if (part == 1u && w >= pc.o_vcodes && w < pc.o_vcodes + G * VRW) { uint e = w - pc.o_vcodes; return code_word(1u, e / VRW, e % VRW); }
-    if (part == 0u && w >= pc.o_kscale && w < pc.o_kscale + D / 2u) { uint i = 2u * (w - pc.o_kscale); return ksh_s[i] | (ksh_s[i + 1u] << 16); }
-    if (part == 0u && w >= pc.o_kzero && w < pc.o_kzero + D / 2u) { uint i = 2u * (w - pc.o_kzero); return kzh_s[i] | (kzh_s[i + 1u] << 16); }
-    if (part == 1u && w >= pc.o_vscale && w < pc.o_vscale + G / 2u) { uint t = 2u * (w - pc.o_vscale); return vsh_s[t] | (vsh_s[t + 1u] << 16); }
-    if (part == 1u && w >= pc.o_vzero && w < pc.o_vzero + G / 2u) { uint t = 2u * (w - pc.o_vzero); return vzh_s[t] | (vzh_s[t + 1u] << 16); }
+    if (w >= pc.o_kcodes && w < pc.o_kcodes + G * KRW) { uint e = w - pc.o_kcodes; return code_word(0u, e / KRW, e % KRW); }
+    if (w >= pc.o_vcodes && w < pc.o_vcodes + G * VRW) { uint e = w - pc.o_vcodes; return code_word(1u, e / VRW, e % VRW); }
+    if (w >= pc.o_kscale && w < pc.o_kscale + D / 2u) { uint i = 2u * (w - pc.o_kscale); return ksh_s[i] | (ksh_s[i + 1u] << 16); }
+    if (w >= pc.o_kzero && w < pc.o_kzero + D / 2u) { uint i = 2u * (w - pc.o_kzero); return kzh_s[i] | (kzh_s[i + 1u] << 16); }
+    if (w >= pc.o_vscale && w < pc.o_vscale + G / 2u) { uint t = 2u * (w - pc.o_vscale); return vsh_s[t] | (vsh_s[t + 1u] << 16); }
+    if (w >= pc.o_vzero && w < pc.o_vzero + G / 2u) { uint t = 2u * (w - pc.o_vzero); return vzh_s[t] | (vzh_s[t + 1u] << 16); }
     if (MODE == 0u) {
-        if (part == 0u && w >= pc.o_kidx && w < pc.o_kidx + G / 4u) return bytes4(4u * (w - pc.o_kidx), 0u);
-        if (part == 1u && w >= pc.o_vidx && w < pc.o_vidx + G / 4u) return bytes4(4u * (w - pc.o_vidx), 1u);
-        if (part == 1u && w >= pc.o_vmask && w < pc.o_vmask + G / 32u) {
+        if (w >= pc.o_kidx && w < pc.o_kidx + G / 4u) return bytes4(4u * (w - pc.o_kidx), 0u);
+        if (w >= pc.o_vidx && w < pc.o_vidx + G / 4u) return bytes4(4u * (w - pc.o_vidx), 1u);
+        if (w >= pc.o_vmask && w < pc.o_vmask + G / 32u) {
             uint t0 = 32u * (w - pc.o_vmask), m = 0u;
             for (uint k = 0u; k < 32u; k++) m |= vmask_s[t0 + k] << k;
             return m;
@@ -190,7 +184,8 @@ uint word_part(uint w)
 void main()
 {
     jblk = gl_WorkGroupID.x;
-    unit = gl_WorkGroupID.y;
+    unit = gl_WorkGroupID.y >> 1;
+    part = gl_WorkGroupID.y & 1u;
     uint lid = gl_LocalInvocationID.x;
     if (MODE == 0u) {
         load_assignments(lid);

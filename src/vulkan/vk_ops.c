@@ -73,7 +73,7 @@ static void quant_push_init(const pkv_geom *g, quant_push *q)
 /* ---- the pipelines of the write path ---------------------------------------------------------- */
 
 enum { WP_KM_INIT, WP_KM_ASSIGN, WP_KM_FINAL, WP_KM_PARTIAL, WP_KM_REDUCE, WP_KM_FINISH, WP_KM_STORE, WP_ASSIGN,
-       WP_QUANT, WP_QUANT_V, WP_CENTRE, WP_WINDOW, WP_COUNT };
+       WP_QUANT, WP_CENTRE, WP_WINDOW, WP_COUNT };
 
 /* Whether kmeans_partial keeps the M x D sums in shared memory. */
 static int partial_shared(const pkv_vk *vk, const pkv_geom *g)
@@ -111,11 +111,9 @@ static int wp_spec(const pkv_vk *vk, const pkv_geom *g, int which, int *kernel, 
         return pattern;
     case WP_CENTRE: *kernel = PKV_K_FLUSH_CENTRE, spec[0] = WG_SMALL; return pattern;
     case WP_WINDOW: *kernel = PKV_K_WINDOW_WRITE, spec[0] = WG_SMALL; return 1;
-    case WP_QUANT: /* the K half of the blocks; WP_QUANT_V the V half (quant_block.comp's PART) */
-    case WP_QUANT_V:
+    case WP_QUANT:
         *kernel = PKV_K_QUANT_BLOCK, spec[0] = WG_BLOCK, spec[2] = g->G, spec[3] = g->k_bits, spec[4] = g->v_bits,
-        spec[5] = g->mode, spec[6] = (uint32_t)pkv_geom_k_mse(g) | (uint32_t)pkv_geom_v_mse(g) << 1,
-        spec[7] = which == WP_QUANT_V;
+        spec[5] = g->mode, spec[6] = (uint32_t)pkv_geom_k_mse(g) | (uint32_t)pkv_geom_v_mse(g) << 1;
         return 1;
     }
     return 0;
@@ -243,7 +241,7 @@ static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op 
     kmeans_push *kp = &mp.kp;
     VkPipeline p[WP_COUNT];
     pkv_status s = PKV_OK;
-    for (int w = WP_KM_INIT; w <= WP_QUANT_V && s == PKV_OK; w++)
+    for (int w = WP_KM_INIT; w <= WP_QUANT && s == PKV_OK; w++)
         if (w != WP_ASSIGN) s = wp_pipeline(vk, g, w, &p[w]);
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, mp.words * 4);
     if (s != PKV_OK) return s;
@@ -316,8 +314,7 @@ static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op 
         q.assign_off = kp->assign_off, q.n_assign = op->n_quant;
         if (s == PKV_OK) {
             pkv_vk_barrier(vk);
-            s = pkv_vk_dispatch(vk, p[WP_QUANT], bufs, &q, sizeof q, mp.nblk, units, 1); /* K, then V halves */
-            if (s == PKV_OK) s = pkv_vk_dispatch(vk, p[WP_QUANT_V], bufs, &q, sizeof q, mp.nblk, units, 1);
+            s = pkv_vk_dispatch(vk, p[WP_QUANT], bufs, &q, sizeof q, mp.nblk, 2 * units, 1); /* K, V halves */
         }
     }
     if (s == PKV_OK) op_timestamp(vk, 1);
@@ -381,10 +378,9 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
      * one goes into the same submission, after a barrier (it reuses the scratch sections) */
     const int chained = vk->flush_chained, defer = op->more && !vk->external;
     vk->flush_chained = 0;
-    VkPipeline p_centre = VK_NULL_HANDLE, p_assign = VK_NULL_HANDLE, p_quant, p_quant_v;
+    VkPipeline p_centre = VK_NULL_HANDLE, p_assign = VK_NULL_HANDLE, p_quant;
     pkv_status s = pkv_vk_stage_settle(vk);
     if (s == PKV_OK) s = wp_pipeline(vk, g, WP_QUANT, &p_quant);
-    if (s == PKV_OK) s = wp_pipeline(vk, g, WP_QUANT_V, &p_quant_v);
     if (s == PKV_OK && pattern) s = wp_pipeline(vk, g, WP_ASSIGN, &p_assign);
     if (s == PKV_OK && any_centre) s = wp_pipeline(vk, g, WP_CENTRE, &p_centre);
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, plan.words * 4);
@@ -427,8 +423,7 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
         s = pkv_vk_dispatch(vk, p_assign, bufs, &q, sizeof q, ceil_div(g->R, WG_SMALL), 2 * units, 1);
         if (s == PKV_OK) pkv_vk_barrier(vk); /* quant reads the assignments */
     }
-    if (s == PKV_OK) s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, units, 1); /* K, then V halves */
-    if (s == PKV_OK) s = pkv_vk_dispatch(vk, p_quant_v, bufs, &q, sizeof q, nblk, units, 1);
+    if (s == PKV_OK) s = pkv_vk_dispatch(vk, p_quant, bufs, &q, sizeof q, nblk, 2 * units, 1); /* K, V halves */
     if (s == PKV_OK && defer) { /* the next shard's flush submits it (its time: 0 here, all of it there) */
         vk->flush_chained = 1, vk->last_op_ms = 0.0;
         pthread_mutex_unlock(&vk->lock);
