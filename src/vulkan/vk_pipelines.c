@@ -487,8 +487,13 @@ pkv_status pkv_vk_pipelines_get(pkv_vk *vk, uint32_t n, const int *kernels, cons
             sum += jobs[i].ms;
             if (jobs[i].ms > jobs[longest].ms) longest = i;
         }
-        fprintf(stderr, "pkv profile: vulkan pipelines: %u created in %.3f ms (%s cache; each: sum %.3f ms, longest kernel %d %.3f ms)\n",
-                nj, now_ms() - t0, vk->cache_loaded ? "warm" : "cold", sum, jobs[longest].kernel, jobs[longest].ms);
+        char each[1024];
+        size_t len = 0;
+        each[0] = 0;
+        for (uint32_t i = 0; i < nj && len < sizeof each; i++) /* which kernel bounds the batch, and by how much */
+            len += (size_t)snprintf(each + len, sizeof each - len, "%s%d %.1f", i ? ", " : "", jobs[i].kernel, jobs[i].ms);
+        fprintf(stderr, "pkv profile: vulkan pipelines: %u created in %.3f ms (%s cache; each: sum %.3f ms, longest kernel %d %.3f ms; kernel ms: %s)\n",
+                nj, now_ms() - t0, vk->cache_loaded ? "warm" : "cold", sum, jobs[longest].kernel, jobs[longest].ms, each);
     }
     pthread_mutex_lock(&vk->pipe_lock);
     s = room_for(vk, nj); /* made above; background entries may have come since (not these: `lock`) */
