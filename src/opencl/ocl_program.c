@@ -164,6 +164,7 @@ typedef struct ocl_build {
     cl_program prog;
     cl_int err, create_err, bin_err; /* the build's; clCreateProgramWithSource's; the cached binary's */
     int cached; /* built from the cached binary */
+    size_t out_len; /* a program built from source: its binary's size, asked for on the build's thread */
     double ms;
 } ocl_build;
 
@@ -199,6 +200,11 @@ static void build_task(void *arg, uint32_t i)
         j->prog = cl->clCreateProgramWithSource(bc->o->ctx, 1, &j->src, &j->src_len, &j->create_err);
         if (j->create_err != CL_SUCCESS) j->prog = NULL;
         else j->err = cl->clBuildProgram(j->prog, 1, &bc->o->dev, j->options, NULL, NULL);
+        /* a binary to cache: its size now (PoCL compiles every kernel of the program for it, seconds
+         * each on a CPU: on this thread, alongside the other builds; the copy is the caller's) */
+        if (j->prog && j->err == CL_SUCCESS && bc->o->cache_dir[0] && j->key[0] &&
+            cl->clGetProgramInfo(j->prog, CL_PROGRAM_BINARY_SIZES, sizeof j->out_len, &j->out_len, NULL) != CL_SUCCESS)
+            j->out_len = 0;
     }
     j->ms = (pkv_clock_s() - t0) * 1e3;
 }
@@ -215,7 +221,7 @@ static pkv_status build_programs(pkv_ocl *o, ocl_build *jobs, uint32_t n, const 
     const double t0 = pkv_clock_s();
     for (uint32_t i = 0; i < n; i++) {
         ocl_build *j = &jobs[i];
-        j->prog = NULL, j->bin = NULL, j->err = j->create_err = j->bin_err = CL_SUCCESS, j->cached = 0;
+        j->prog = NULL, j->bin = NULL, j->err = j->create_err = j->bin_err = CL_SUCCESS, j->cached = 0, j->out_len = 0;
         cache_key(o, j->src, j->src_len, j->options, j->key, sizeof j->key);
         cache_path(o, j->key, j->path, sizeof j->path);
         if (o->cache_dir[0] && j->key[0]) j->bin = cache_read(o, j->path, j->key, &j->bin_len);
@@ -251,11 +257,8 @@ static pkv_status build_programs(pkv_ocl *o, ocl_build *jobs, uint32_t n, const 
     }
     for (uint32_t i = 0; i < n && o->cache_dir[0]; i++) { /* built from source: into the cache */
         ocl_build *j = &jobs[i];
-        size_t bin_len = 0;
-        if (j->cached || !j->key[0] ||
-            cl->clGetProgramInfo(j->prog, CL_PROGRAM_BINARY_SIZES, sizeof bin_len, &bin_len, NULL) != CL_SUCCESS ||
-            bin_len == 0)
-            continue;
+        const size_t bin_len = j->out_len;
+        if (j->cached || bin_len == 0) continue;
         unsigned char *bin = malloc(bin_len);
         unsigned char *bins[1] = {bin};
         if (bin && cl->clGetProgramInfo(j->prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS)
