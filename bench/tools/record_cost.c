@@ -17,6 +17,11 @@
  * 10.5 us per layer and batch 8, timed after it, 9.1). Under callgrind, PKV_RECORD_COST_WARMUP=0
  * keeps the count per layer the total over LAYERS x STEPS.
  *
+ * PKV_RECORD_COST_SUBMIT=1: each step's command buffer is also submitted and waited for after it is
+ * timed (as pkv bench --decode-step and an engine do), to see whether recording after the device ran
+ * a step costs more (issue 13: the bench's figure is ~2x this tool's). With either, the page faults
+ * and context switches of the timed recordings are printed too (getrusage).
+ *
  * Also the mean CPU time of the recording thread per layer (reset included): on a loaded machine a
  * steadier figure than the clock's, which counts the time other processes hold the core. Under perf
  * (`perf record -g`), the library's own share is the samples outside the driver's DSO. */
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "internal.h"
@@ -104,10 +110,18 @@ int main(int argc, char **argv)
     const int only = !only_env ? 0 : !strcmp(only_env, "append") ? 1 : !strcmp(only_env, "attention") ? 2 : 0;
     const char *warm_env = getenv("PKV_RECORD_COST_WARMUP"); /* untimed steps before each batch's (default 20) */
     const uint32_t warm = warm_env ? (uint32_t)atoi(warm_env) : 20;
+    const char *submit_env = getenv("PKV_RECORD_COST_SUBMIT");
+    const int submit = submit_env && atoi(submit_env) > 0;
+    VkFence fence = VK_NULL_HANDLE;
+    const VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    if (submit && vk->f.vkCreateFence(vk->device, &fci, NULL, &fence) != VK_SUCCESS) return fprintf(stderr, "no fence\n"), 1;
     for (uint32_t B = 1;; B = BB) {
         double c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
+        struct rusage ru0 = {0}, ru1;
+        long faults = 0, majflt = 0, vcsw = 0, ivcsw = 0;
         for (uint32_t i = 0; i < warm + steps; i++) {
             if (i == warm) c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
+            getrusage(RUSAGE_SELF, &ru0);
             const VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                                  .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
             const double t0 = now_us();
@@ -122,15 +136,32 @@ int main(int argc, char **argv)
             }
             vk->f.vkEndCommandBuffer(cmd);
             if (i >= warm) t[i - warm] = (now_us() - t0) / L;
+            getrusage(RUSAGE_SELF, &ru1);
+            if (i >= warm) {
+                faults += ru1.ru_minflt - ru0.ru_minflt, majflt += ru1.ru_majflt - ru0.ru_majflt;
+                vcsw += ru1.ru_nvcsw - ru0.ru_nvcsw, ivcsw += ru1.ru_nivcsw - ru0.ru_nivcsw;
+            }
+            if (submit) {
+                const VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cmd};
+                pthread_mutex_lock(&vk->lock);
+                VkResult r = vk->f.vkQueueSubmit(vk->queue, 1, &si, fence);
+                pthread_mutex_unlock(&vk->lock);
+                if (r == VK_SUCCESS) r = vk->f.vkWaitForFences(vk->device, 1, &fence, VK_TRUE, UINT64_MAX);
+                vk->f.vkResetFences(vk->device, 1, &fence);
+                if (r != VK_SUCCESS) return fprintf(stderr, "pkv-record-cost: submit failed (%d)\n", (int)r), 1;
+            }
             vk->f.vkResetCommandBuffer(cmd, 0);
         }
         const double cpu = (clock_us(CLOCK_THREAD_CPUTIME_ID) - c0) / steps / L;
         qsort(t, steps, sizeof *t, cmp);
         printf("context %u batch %u layers %u: record us/layer median %.2f p10 %.2f p90 %.2f", C, B, L, t[steps / 2],
                t[steps / 10], t[steps * 9 / 10]);
-        printf(", cpu us/layer %.2f\n", cpu);
+        printf(", cpu us/layer %.2f%s; per step: %.2f minor faults, %.2f major, %.2f voluntary / %.2f involuntary switches\n",
+               cpu, submit ? " (each step submitted)" : "", (double)faults / steps, (double)majflt / steps, (double)vcsw / steps,
+               (double)ivcsw / steps);
         if (B == BB) break;
     }
+    if (fence) vk->f.vkDestroyFence(vk->device, fence, NULL);
     free(k), free(v), free(t);
     pkv_cache_free(c); /* freeing with unsubmitted recordings: fine here, nothing was submitted */
     pkv_context_free(ctx);
