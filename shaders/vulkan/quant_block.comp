@@ -6,12 +6,7 @@
  * passed), K per-channel and V per-token quantization (min-max, or the MSE quantizer's range search
  * where QMSE says; src/core/block.c is the reference), packing.
  * Every word of the block is written, padding included (zeros). Source tokens come from the
- * uploaded prefill (scratch) or from the unit's window slot.
- * The serial loops over a run's G tokens or D channels are not unrolled: unrolled, NVIDIA's
- * compiler took 142-183 ms for this pipeline alone when its own cache was cold (the longest of
- * a context's start-up, bench/RESULTS.md session 9); they load from shared memory and scratch and
- * are a small share of a flush. */
-#extension GL_EXT_control_flow_attributes : enable
+ * uploaded prefill (scratch) or from the unit's window slot. */
 #include "pkv_math.h"
 #include "pkv_buffers.glsl"
 
@@ -78,11 +73,11 @@ uint mse_search(uint kv, uint j, uint len, pkv_span s)
     const uint maxq = (1u << (kv == 0u ? KBITS : VBITS)) - 1u;
     uint best_c = 0u;
     float best = 0.0;
-    [[dont_unroll]] for (uint k = 0u; k < PKV_MSE_CANDIDATES && (k == 0u || best > 0.0); k++) {
+    for (uint k = 0u; k < PKV_MSE_CANDIDATES && (k == 0u || best > 0.0); k++) {
         uint c = pkv_mse_candidate(s, k, inv);
         if (k > 0u && c == best_c) continue; /* the same (scale, zero): the same error */
         float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), rs = 1.0 / sc, e = 0.0;
-        [[dont_unroll]] for (uint n = 0u; n < len && (k == 0u || e < best); n++) e = pkv_quant_err_step(e, run_value(kv, j, n), z, sc, rs, maxq);
+        for (uint n = 0u; n < len && (k == 0u || e < best); n++) e = pkv_quant_err_step(e, run_value(kv, j, n), z, sc, rs, maxq);
         if (k == 0u || e < best) { best = e; best_c = c; }
     }
     return best_c;
@@ -94,7 +89,7 @@ void compute_scales(uint lid)
 {
     for (uint i = lid; i < (part == 0u ? D : 0u); i += gl_WorkGroupSize.x) { /* K: per channel over the G tokens */
         pkv_span s = pkv_span_of(k_value(0u, i));
-        [[dont_unroll]] for (uint t = 1u; t < G; t++) s = pkv_span_add(s, k_value(t, i));
+        for (uint t = 1u; t < G; t++) s = pkv_span_add(s, k_value(t, i));
         uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_k), zh = pkv_zero_f16(s.lo);
         if ((QMSE & 1u) != 0u) {
             uint c = mse_search(0u, i, G, s);
@@ -105,7 +100,7 @@ void compute_scales(uint lid)
     }
     for (uint t = lid; t < (part == 1u ? G : 0u); t += gl_WorkGroupSize.x) { /* V: per token over the D channels */
         pkv_span s = pkv_span_of(v_value(t, 0u));
-        [[dont_unroll]] for (uint i = 1u; i < D; i++) s = pkv_span_add(s, v_value(t, i));
+        for (uint i = 1u; i < D; i++) s = pkv_span_add(s, v_value(t, i));
         uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_v), zh = pkv_zero_f16(s.lo);
         if ((QMSE & 2u) != 0u) {
             uint c = mse_search(1u, t, D, s);
