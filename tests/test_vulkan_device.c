@@ -182,7 +182,7 @@ static void pipeline_cache_is_cold_then_warm_and_survives_corruption(void **stat
     rmdir(dir);
 }
 
-/* PKV_VULKAN_EAGER_PIPELINES=1 (the default on GPUs): creating a cache starts attention's pipelines
+/* PKV_VULKAN_EAGER_PIPELINES=1 (off by default): creating a cache starts attention's pipelines
  * of every rows-per-workgroup on background threads. An attention right away waits for its own;
  * once all are made, a cache of the same geometry and its attention create nothing more; the
  * results equal those of pipelines created on first use; a context freed while some are still

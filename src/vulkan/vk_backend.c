@@ -170,10 +170,13 @@ static pkv_status vk_create(const pkv_context_params *p, pkv_backend **out, char
     be->driver_ms = (t1 - t0) * 1e3;
     if (s == PKV_OK) {
         /* attention's pipelines started in the background when a cache is created (vk_ops.c,
-         * prepare): on GPUs; lavapipe compiles on the host's few cores, where variants a test never
-         * runs would cost more than they save. PKV_VULKAN_EAGER_PIPELINES=0|1 decides. */
+         * prepare): off unless PKV_VULKAN_EAGER_PIPELINES=1. On the H200 the 8 variants compiled
+         * alongside the write path's 11 pipelines slowed those to 64-74 ms, where alone they take
+         * 24-26 and the first attention then compiles its own two in ~13: start-up to a first result
+         * 151-178 ms eager, 129-145 not (bench/RESULTS.md, session 9). pkv_prewarm builds them on
+         * request. */
         const char *eager = getenv("PKV_VULKAN_EAGER_PIPELINES");
-        vk->eager_attention = eager && *eager ? *eager != '0' : vk->props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
+        vk->eager_attention = eager && *eager && *eager != '0';
         /* the pool's buffers: bound whole as storage buffers, each its own allocation when large */
         VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
         VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
