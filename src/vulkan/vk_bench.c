@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 /* Bandwidth and timing probes for the bench. */
+#include <stdlib.h>
 #include <time.h>
 
 #include "internal.h"
@@ -24,7 +25,14 @@ pkv_status pkv_vulkan_measure_read_gbps(pkv_backend *be, size_t bytes, double *g
     pkv_status s = pkv_vk_buf_alloc(vk, bytes, &src);
     if (s == PKV_OK) s = pkv_vk_buf_alloc(vk, 256, &dst);
     VkPipeline pipe = VK_NULL_HANDLE;
-    uint32_t spec[PKV_VK_SPEC_MAX] = {256};
+    /* the probe: workgroups of 256 invocations, 4 loads in flight each; PKV_READ_BW_WG (32..1024),
+     * PKV_READ_BW_LOADS (1..16) and PKV_READ_BW_PAD_KB (shared memory per workgroup, capping
+     * occupancy) vary it (read_bw.comp) */
+    uint32_t spec[PKV_VK_SPEC_MAX] = {256, 4, 0};
+    const char *wg = getenv("PKV_READ_BW_WG"), *loads = getenv("PKV_READ_BW_LOADS"), *pad = getenv("PKV_READ_BW_PAD_KB");
+    if (wg && atoi(wg) >= 32 && (uint32_t)atoi(wg) <= vk->props.limits.maxComputeWorkGroupSize[0]) spec[0] = (uint32_t)atoi(wg);
+    if (loads && atoi(loads) >= 1 && atoi(loads) <= 16) spec[1] = (uint32_t)atoi(loads);
+    if (pad && atoi(pad) >= 1 && (size_t)atoi(pad) * 1024 <= vk->props.limits.maxComputeSharedMemorySize) spec[2] = (uint32_t)atoi(pad);
     if (s == PKV_OK) s = pkv_vk_pipeline(vk, PKV_K_READ_BW, spec, &pipe);
     uint32_t n_vec4 = (uint32_t)(bytes / 16);
     uint32_t groups = vk->props.limits.maxComputeWorkGroupCount[0] < 4096 ? vk->props.limits.maxComputeWorkGroupCount[0] : 4096;
