@@ -28,7 +28,7 @@ layout(push_constant) uniform Push {
 
 /* pc.flags: how partial results are merged, and switches that leave work out to time it (tuning). */
 const uint ATTN_SEPARATE_MERGE = 1u; /* partials merged by attn_merge.comp, not by the last workgroup */
-const uint ATTN_SKIP_V = 2u, ATTN_SKIP_HIST = 4u, ATTN_SKIP_MERGE = 8u, ATTN_SKIP_K = 16u;
+const uint ATTN_SKIP_V = 2u, ATTN_SKIP_HIST = 4u, ATTN_SKIP_MERGE = 8u, ATTN_SKIP_K = 16u, ATTN_SKIP_FOLD = 64u;
 
 const uint KPB = KBITS == 3u ? 2u : KBITS; /* bits of the first code plane */
 const uint VPB = VBITS == 3u ? 2u : VBITS;

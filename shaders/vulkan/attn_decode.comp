@@ -29,6 +29,7 @@
 #define PKV_ARENAS_READONLY
 #include "pkv_buffers.glsl"
 #include "attn_common.glsl"
+#include "attn_codes.glsl"
 
 const uint WG = gl_WorkGroupSize.x; /* the host makes it BPS * G: one token per invocation */
 const uint BPS = WG / G;            /* chunks per step */
@@ -123,57 +124,8 @@ struct step_loads {
     uint ka, va, gate;
 };
 
-/* The power of two the exponent trick below leaves on the code of channel c of a b-bit row,
- * 2^((c b) % 16), as an exponent (3-bit codes are assembled as integers first: 2^0). For V, c is
- * the channel within its group of CH (the group's first code is shifted to bit 0). */
-uint code_shift(uint c, uint bits) { return bits == 3u || MODE == 2u ? 0u : (c * bits) % 16u; }
-float code_factor(uint c, uint bits) { return uintBitsToFloat((127u - code_shift(c, bits)) << 23); }   /* 2^-shift */
-float code_unfactor(uint c, uint bits) { return uintBitsToFloat((127u + code_shift(c, bits)) << 23); } /* 2^shift */
 
-/* code * 2^(sh % 16) as an exact float, from the word w (and wh = w >> 16) */
-float code_float(uint w, uint wh, uint sh, uint mask)
-{
-    uint src = sh < 16u ? w : wh;
-    return uintBitsToFloat((src & (mask << (sh % 16u))) | 0x4B000000u) - 8388608.0;
-}
-float int_float(uint code) { return uintBitsToFloat(code | 0x4B000000u) - 8388608.0; }
-
-/* The V histogram S[r][m]: the sum of p over a pattern's gated tokens. Runs of tokens share a
- * pattern, so many invocations add to one word at once. HIST_FIXED: a 64-bit fixed-point number in
- * units of 2^-32 (low word in S_s, high in Sh_s) added with two integer atomics, which the hardware
- * serialises without retries (p <= 2^LAZY, so the high word holds any item below 2^24 tokens).
- * Otherwise float bits added by compare-and-swap, which retries while a run contends. */
-const float HIST_ONE = 4294967296.0; /* 2^32 */
-void hist_add(uint idx, float v)
-{
-    if (HIST_FIXED != 0u) {
-        uint hi = uint(v), lo = uint((v - float(hi)) * HIST_ONE); /* exact: v - hi < 1 */
-        uint old = atomicAdd(S_s[idx], lo);
-        hi += old + lo < old ? 1u : 0u; /* the carry out of the low word */
-        if (hi != 0u) atomicAdd(Sh_s[idx], hi);
-        return;
-    }
-    uint old = S_s[idx];
-    for (;;) {
-        uint prev = atomicCompSwap(S_s[idx], old, floatBitsToUint(uintBitsToFloat(old) + v));
-        if (prev == old) break;
-        old = prev;
-    }
-}
-float hist_get(uint idx)
-{
-    return HIST_FIXED != 0u ? float(Sh_s[idx]) + float(S_s[idx]) * (1.0 / HIST_ONE) : uintBitsToFloat(S_s[idx]);
-}
-void hist_set(uint idx, float v)
-{
-    if (HIST_FIXED != 0u) {
-        uint hi = uint(v);
-        Sh_s[idx] = hi;
-        S_s[idx] = uint((v - float(hi)) * HIST_ONE);
-    } else {
-        S_s[idx] = floatBitsToUint(v);
-    }
-}
+#include "attn_hist.glsl"
 
 /* The V histogram's adds of one step: S[r][key] += p[r] for this invocation's gated token (key
  * HIST_NONE: none). */

@@ -60,6 +60,7 @@ enum {
     PKV_ATTN_SKIP_MERGE = 8u,
     PKV_ATTN_SKIP_K = 16u,
     PKV_ATTN_SKIP_QC = 32u,       /* host side: the q.C pre-pass is not run */
+    PKV_ATTN_SKIP_FOLD = 64u,     /* attn_warp.comp: PATTERN's sum_m S[m] P_V[m] is not added */
 };
 uint32_t pkv_attn_flags(const pkv_attn_env *env);
 
@@ -79,6 +80,8 @@ typedef struct pkv_attn_shape {
     uint32_t vb;
     /* the step on cooperative matrices where the backend has them (Vulkan: attn_step_cm.glsl) */
     uint32_t coopmat;
+    /* the compressed modes on one warp per item (Vulkan: attn_warp.comp), where the shape allows */
+    uint32_t warp;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);
 /* Bytes of shared (local) memory the decode kernels (attn_decode.comp, ocl_attention.cl) declare for

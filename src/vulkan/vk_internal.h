@@ -27,6 +27,8 @@ enum pkv_vk_kernel {
     PKV_K_ATTN_DECODE_SG, /* the same with subgroup arithmetic */
     PKV_K_ATTN_DECODE_CM, /* the same on cooperative matrices (attn_step_cm.glsl) */
     PKV_K_ATTN_MERGE,
+    PKV_K_ATTN_WARP,    /* one warp per item (attn_warp.comp) */
+    PKV_K_ATTN_WARP_SG, /* the same with subgroup arithmetic */
     PKV_K_READ_BW,
     PKV_K_STAGE_INPUT,
     PKV_K_WINDOW_WRITE,
@@ -48,6 +50,7 @@ typedef struct pkv_vk_variant {
  * (kernel, specialization). Attention and pkv_vk_prewarm share it (vk_ops.c: attn_config). */
 typedef struct pkv_vk_attn_cfg {
     uint32_t nr, stage_v, wg;
+    uint32_t groups_per_cu, max_splits, cps_multiple; /* the planner's wave, the merge's limit, the kernel's step */
     pkv_attn_shape shape;
     int kernel[3];                       /* q.C pre-pass, decode, separate merge */
     uint32_t spec[3][PKV_VK_SPEC_MAX];

@@ -561,6 +561,30 @@ static int decode_cm_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh
            decode_cm_shared_bytes(g, sh, nr) <= vk->props.limits.maxComputeSharedMemorySize;
 }
 
+/* attn_warp.comp: its merge keeps two floats per row and item in MERGE_CAP floats */
+#define WARP_WG 32u
+#define WARP_MERGE_CAP 1024u
+/* Workgroups of attn_warp.comp per compute unit the planner aims for (PKV_ATTN_GROUPS overrides). */
+#define WARP_GROUPS_PER_CU 16u
+
+/* Bytes of shared memory attn_warp.comp declares for nr rows (its arrays, in its order). */
+static size_t warp_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
+{
+    const size_t nrv = (nr + 3) / 4, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    return 16 * nrv * (g->d + WARP_WG) + 4 * WARP_WG * g->v_row_words + 4 * nr * cap * (sh.hist_fixed ? 2 : 1) + 4 +
+           4 * WARP_MERGE_CAP + 32 + 8 * nr * WARP_WG + 16;
+}
+
+/* Whether attn_warp.comp serves this shape: asked for, a compressed mode, head_dim 32, 64, 128 or 256
+ * (an invocation's V channels then sit in one or two whole words), groups of 32 tokens, and its shared
+ * memory fits. */
+static int warp_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
+{
+    const int d_ok = g->d == 32 || g->d == 64 || g->d == 128 || g->d == 256;
+    return sh.warp && g->mode != PKV_MODE_FP16 && d_ok && g->G % WARP_WG == 0 &&
+           warp_shared_bytes(g, sh, nr) <= vk->props.limits.maxComputeSharedMemorySize;
+}
+
 typedef pkv_vk_attn_cfg attn_cfg; /* vk_internal.h */
 
 static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env, attn_cfg *c)
@@ -579,9 +603,10 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     const uint32_t cm_nr = pkv_attn_rows_per_group(op, H, 8, env);
     if (cm.hist_fixed && !decode_cm_fits(vk, g, cm, cm_nr)) cm.hist_fixed = 0; /* the float histogram is smaller */
     const int use_cm = decode_cm_fits(vk, g, cm, cm_nr);
+    const int use_warp = !use_cm && warp_fits(vk, g, shape, cm_nr);
     uint32_t nr = cm_nr, stage_v = 0;
     if (use_cm) shape = cm;
-    while (!use_cm) {
+    while (!use_cm && !use_warp) {
         const int sub = vk->subgroup_arith;
         nr = pkv_attn_rows_per_group(op, H, 8, env), stage_v = 1;
         while (nr > 1 && decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) nr /= 2;
@@ -601,11 +626,17 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     memset(c, 0, sizeof *c);
     c->nr = nr, c->stage_v = stage_v;
     c->shape = shape;
-    c->wg = c->shape.bps * G;
+    c->wg = use_warp ? WARP_WG : c->shape.bps * G;
+    c->cps_multiple = use_warp ? 1 : c->shape.bps;
+    c->groups_per_cu = use_warp ? WARP_GROUPS_PER_CU : pkv_attn_groups_per_cu(g->mode);
+    /* the merge keeps two floats per item and row: in attn_decode.comp's acc_s (invocations x V channels) */
+    c->max_splits = (use_warp ? WARP_MERGE_CAP : c->wg * shape.vch) / (2 * nr);
     const uint32_t base[8] = {0, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     for (int i = 0; i < 3; i++) memcpy(c->spec[i], base, sizeof base);
     c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
-    c->kernel[1] = use_cm ? PKV_K_ATTN_DECODE_CM : vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
+    c->kernel[1] = use_cm     ? PKV_K_ATTN_DECODE_CM
+                   : use_warp ? (vk->subgroup_arith ? PKV_K_ATTN_WARP_SG : PKV_K_ATTN_WARP)
+                   : vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
     c->spec[1][0] = c->wg, c->spec[1][8] = stage_v, c->spec[1][9] = c->shape.vch, c->spec[1][10] = c->shape.stage_k;
     c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_fixed, c->spec[1][13] = c->shape.vb;
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
@@ -668,13 +699,10 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     }
     cfg = m->cfg;
     pthread_mutex_unlock(&vk->lock);
-    const uint32_t nr = cfg.nr, wg = cfg.wg;
-    const pkv_attn_shape shape = cfg.shape;
-    /* The merge keeps two floats per item and row in the acc_s array (invocations x V channels). */
-    const uint32_t max_splits = wg * shape.vch / (2 * nr);
+    const uint32_t nr = cfg.nr;
     pkv_attn_plan plan;
-    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * pkv_attn_groups_per_cu(g->mode), max_splits, shape.bps,
-                                      &be->attn_env, &plan);
+    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * cfg.groups_per_cu, cfg.max_splits,
+                                      cfg.cps_multiple, &be->attn_env, &plan);
     if (s != PKV_OK) return s;
     if (plan.tiles > 65535 || H > 65535) {
         pkv_attn_plan_free(&plan);
