@@ -85,7 +85,8 @@ shared uint vchunk_s[8];         /* the V bank's chunk slots */
 #include "wg_reduce.glsl"
 #define PART_WORD(i) scrc[i]
 #define PART_VEC4(i) uintBitsToFloat(scrc4[(i) / 4u])
-#define MERGE_W(k) acc_s[k]
+#define MERGE_GET(k) acc_s[k]
+#define MERGE_SET(k, v) acc_s[k] = (v)
 #include "attn_merge.glsl"
 
 /* The state of one item: per row the running max, this invocation's sums of p and p z_t, and its

@@ -12,7 +12,8 @@ shared float w_s[4096]; /* two floats per item and row: the planner's limit */
 
 #define PART_WORD(i) scr[i]
 #define PART_VEC4(i) scr4[(i) / 4u]
-#define MERGE_W(k) w_s[k]
+#define MERGE_GET(k) w_s[k]
+#define MERGE_SET(k, v) w_s[k] = (v)
 #include "attn_merge.glsl"
 
 void main()

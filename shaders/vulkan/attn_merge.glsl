@@ -2,7 +2,7 @@
  * items, all rows at once: out = sum_k 2^(m_k - M) o_k / sum_k 2^(m_k - M) l_k. Included by
  * attn_decode.comp (the last workgroup to finish merges, reading through the coherent alias) and by
  * attn_merge.comp (a second dispatch). The includer defines PART_WORD(i) and PART_VEC4(i) (the
- * partials, i a multiple of 4 for the latter) and MERGE_W(k) (shared floats, at least 2 NR nsplit);
+ * partials, i a multiple of 4 for the latter) and MERGE_GET(k) / MERGE_SET(k, v) (shared floats, at least 2 NR nsplit);
  * wg_reduce.glsl comes first. */
 float merge_pick(float a[RED_N], uint r)
 {
@@ -21,17 +21,17 @@ void merge_rows(uint seq, uint head, uint tile, uint nsplit)
     for (uint e = lid; e < n; e += WGS) {
         uint p = p0 + (e / NR) * step + r0 * PSTRIDE;
         float m = uintBitsToFloat(PART_WORD(p));
-        MERGE_W(e) = m;
-        MERGE_W(n + e) = uintBitsToFloat(PART_WORD(p + 1u));
+        MERGE_SET(e, m);
+        MERGE_SET(n + e, uintBitsToFloat(PART_WORD(p + 1u)));
         [[unroll]] for (uint r = 0u; r < NR; r++) M[r] = r == r0 ? max(M[r], m) : M[r];
     }
     wg_reduce2(M, true, L, false);
     barrier();
     float Mr = merge_pick(M, r0);
     for (uint e = lid; e < n; e += WGS) {
-        float m = MERGE_W(e), w = m == PKV_NEG_INF ? 0.0 : exp2(m - Mr);
-        MERGE_W(e) = w;
-        [[unroll]] for (uint r = 0u; r < NR; r++) L[r] += r == r0 ? w * MERGE_W(n + e) : 0.0;
+        float m = MERGE_GET(e), w = m == PKV_NEG_INF ? 0.0 : exp2(m - Mr);
+        MERGE_SET(e, w);
+        [[unroll]] for (uint r = 0u; r < NR; r++) L[r] += r == r0 ? w * MERGE_GET(n + e) : 0.0;
     }
     wg_reduce2(L, false, M, true);
     barrier();
@@ -43,7 +43,7 @@ void merge_rows(uint seq, uint head, uint tile, uint nsplit)
             vec4 x[8];
             [[unroll]] for (uint u = 0u; u < 8u; u++) x[u] = PART_VEC4(p0 + min(k0 + u, nsplit - 1u) * step + r * PSTRIDE + 4u + i);
             [[unroll]] for (uint u = 0u; u < 8u; u++)
-                if (k0 + u < nsplit) sum += MERGE_W((k0 + u) * NR + r) * x[u];
+                if (k0 + u < nsplit) sum += MERGE_GET((k0 + u) * NR + r) * x[u];
         }
         float Lr = merge_pick(L, r);
         scr4[(pc.out_off + tile_row(seq, head, tile, r) * D + i) / 4u] = sum * (Lr > 0.0 ? 1.0 / Lr : 0.0);

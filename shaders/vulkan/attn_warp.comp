@@ -35,16 +35,23 @@ const uint MERGE_CAP = 1024u;     /* two floats per row and item of the merge: t
 shared vec4 qs_s[D * NRV];        /* per chunk: q * s_K * 2^-shift (compressed) or q (fp16 window) */
 shared vec4 w_s[W * NRV];         /* per group: p * s_V (compressed) or p (fp16), [token][row set] */
 shared uint vrow_s[W * VRW];      /* per group: the tokens' V code rows */
-shared uint S_s[NR * SCAP];       /* V histogram, [pattern][row] (attn_hist.glsl) */
-shared uint Sh_s[HIST_FIXED != 0u ? NR * SCAP : 1u];
-shared float merge_s[MERGE_CAP];
+/* STAGE_K: per group, each invocation's own K code row, [word][invocation], so that the logit's loop
+ * over the row's words need not be unrolled (fewer registers) */
+shared uint krow_s[STAGE_K != 0u ? KRW * W : 1u];
+/* The V histogram [pattern][row] (attn_hist.glsl: S_s, then Sh_s with HIST_FIXED), and at the end,
+ * when the histogram is folded, the merge's floats: one array. */
+const uint HIST_WORDS = NR * SCAP * (HIST_FIXED != 0u ? 2u : 1u);
+shared uint big_s[HIST_WORDS > MERGE_CAP ? HIST_WORDS : MERGE_CAP];
+#define S_AT(i) big_s[i]
+#define SH_AT(i) big_s[NR * SCAP + (i)]
 shared uint vchunk_s[8];          /* the V bank's chunk slots */
 
 #define RED_N NR
 #include "wg_reduce.glsl"
 #define PART_WORD(i) scrc[i]
 #define PART_VEC4(i) uintBitsToFloat(scrc4[(i) / 4u])
-#define MERGE_W(k) merge_s[k]
+#define MERGE_GET(k) uintBitsToFloat(big_s[k])
+#define MERGE_SET(k, v) big_s[k] = floatBitsToUint(v)
 #include "attn_merge.glsl"
 #include "attn_hist.glsl"
 
@@ -99,7 +106,6 @@ chunk_desc describe_chunk(uint c, uint c1, uint nb, uint nw, uint slot, uint wb)
  * a chunk's first group its channels' K scales and zeros. */
 struct group_loads {
     uint krow[KRW], vrow[VRW];
-    float ks[CPL], kz[CPL];
     float vs, vz;
     uint ka, va, gate;
     vec4 qc[NRV]; /* PATTERN: q . P_K[a_t] of the token's pattern */
@@ -122,7 +128,6 @@ void load_group(chunk_desc d, uint sub, uint seq, uint head, uint tile, out grou
     uint lid = gl_LocalInvocationID.x, t = sub * W + lid, b = d.base;
     [[unroll]] for (uint k = 0u; k < KRW; k++) L.krow[k] = 0u;
     [[unroll]] for (uint k = 0u; k < VRW; k++) L.vrow[k] = 0u;
-    [[unroll]] for (uint j = 0u; j < CPL; j++) L.ks[j] = 0.0, L.kz[j] = 0.0;
     L.vs = 1.0, L.vz = 0.0, L.ka = 0u, L.va = 0u, L.gate = 0u;
     [[unroll]] for (uint v = 0u; v < NRV; v++) L.qc[v] = vec4(0.0);
     if (d.kind != CK_CODES) return;
@@ -131,12 +136,6 @@ void load_group(chunk_desc d, uint sub, uint seq, uint head, uint tile, out grou
     [[unroll]] for (uint k = 0u; k < KRW; k++) L.krow[k] = row[k];
     load_row(b + pc.o_vcodes + t * VRW, VRW, row);
     [[unroll]] for (uint k = 0u; k < VRW; k++) L.vrow[k] = row[k];
-    if (sub == 0u)
-        [[unroll]] for (uint j = 0u; j < CPL; j++) {
-            uint c = lid * CPL + j;
-            L.ks[j] = blk_hf(b * 2u + pc.o_kscale * 2u + c);
-            L.kz[j] = blk_hf(b * 2u + pc.o_kzero * 2u + c);
-        }
     L.vs = blk_hf(b * 2u + pc.o_vscale * 2u + t);
     L.vz = blk_hf(b * 2u + pc.o_vzero * 2u + t);
     if (MODE == 0u) {
@@ -152,17 +151,15 @@ void copy_loads(group_loads a, out group_loads b)
 {
     [[unroll]] for (uint k = 0u; k < KRW; k++) b.krow[k] = a.krow[k];
     [[unroll]] for (uint k = 0u; k < VRW; k++) b.vrow[k] = a.vrow[k];
-    [[unroll]] for (uint j = 0u; j < CPL; j++) b.ks[j] = a.ks[j], b.kz[j] = a.kz[j];
     b.vs = a.vs, b.vz = a.vz, b.ka = a.ka, b.va = a.va, b.gate = a.gate;
     [[unroll]] for (uint v = 0u; v < NRV; v++) b.qc[v] = a.qc[v];
 }
 
 /* The state of one item: per row the running max, this invocation's sums of p and p z_t, its V sums
- * (rows x its CPL channels, in the units of code_unfactor), its q values and causal limits. */
+ * (rows x its CPL channels, in the units of code_unfactor) and the causal limits. */
 struct item_state {
     float m[NR], l[NR], pz[NR];
     float acc[NR][CPL];
-    vec4 q[CPL][NRV];
     float zt[NR]; /* the current chunk's q.z_K */
     uint limit[NR];
 };
@@ -184,6 +181,23 @@ void code_dot(uint krow[KRW], out vec4 dot[NRV])
     }
 }
 
+/* qs . codes of this invocation's K code row in krow_s (STAGE_K) */
+void code_dot_staged(out vec4 dot[NRV])
+{
+    uint lid = gl_LocalInvocationID.x;
+    [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] = vec4(0.0);
+    [[dont_unroll]] for (uint k = 0u; k < KW0; k++) {
+        uint w = krow_s[k * W + lid], wh = w >> 16;
+        uint hi = KBITS == 3u ? krow_s[(KW0 + k / 2u) * W + lid] >> ((k % 2u) * 16u) : 0u;
+        [[unroll]] for (uint c = 0u; c < 32u / KPB; c++) {
+            uint i = k * (32u / KPB) + c;
+            float cf = KBITS == 3u ? int_float(((w >> (2u * c)) & 3u) | (((hi >> c) & 1u) << 2))
+                                   : code_float(w, wh, c * KPB, KMASK);
+            [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[i * NRV + v] * cf;
+        }
+    }
+}
+
 /* q . x of an fp16 window row starting at half index h0 */
 void fp16_dot(uint h0, out vec4 dot[NRV])
 {
@@ -198,20 +212,31 @@ void fp16_dot(uint h0, out vec4 dot[NRV])
     }
 }
 
-/* A chunk's first group: q * s_K (or q) of this invocation's channels into qs_s, and q.z_K. */
-void chunk_setup(inout item_state st, chunk_desc d, group_loads L)
+/* A chunk's first group: q * s_K (or q) of this invocation's channels into qs_s, and q.z_K. q (in
+ * scratch, scaled by pc.scale here) and the chunk's K scales and zeros are loaded now rather than
+ * held in registers: other warps hide the latency. */
+void chunk_setup(inout item_state st, chunk_desc d, uint seq, uint head, uint tile)
 {
     uint lid = gl_LocalInvocationID.x;
     bool codes = d.kind == CK_CODES;
-    float z[NR];
-    [[unroll]] for (uint r = 0u; r < NR; r++) z[r] = 0.0;
+    float ks[CPL], kz[CPL], z[NR];
     [[unroll]] for (uint j = 0u; j < CPL; j++) {
-        uint c = lid * CPL + j;
-        float s = codes ? L.ks[j] * code_factor(c, KBITS) : 1.0;
-        [[unroll]] for (uint v = 0u; v < NRV; v++) {
-            qs_s[c * NRV + v] = st.q[j][v] * s;
+        uint h = d.base * 2u + lid * CPL + j;
+        ks[j] = codes ? blk_hf(h + pc.o_kscale * 2u) * code_factor(lid * CPL + j, KBITS) : 1.0;
+        kz[j] = codes ? blk_hf(h + pc.o_kzero * 2u) : 0.0;
+    }
+    [[unroll]] for (uint r = 0u; r < NR; r++) z[r] = 0.0;
+    [[unroll]] for (uint v = 0u; v < NRV; v++) {
+        vec4 q[CPL];
+        [[unroll]] for (uint k = 0u; k < 4u; k++) {
+            uint r = min(4u * v + k, NR - 1u), q0 = pc.q_off + tile_row(seq, head, tile, r) * D + lid * CPL;
+            bool real = 4u * v + k < NR && tile_row_real(tile, 4u * v + k);
+            [[unroll]] for (uint j = 0u; j < CPL; j++) q[j][k] = real ? scr_f(q0 + j) * pc.scale : 0.0;
+        }
+        [[unroll]] for (uint j = 0u; j < CPL; j++) {
+            qs_s[(lid * CPL + j) * NRV + v] = q[j] * ks[j];
             [[unroll]] for (uint k = 0u; k < 4u; k++)
-                if (4u * v + k < NR) z[4u * v + k] += st.q[j][v][k] * L.kz[j];
+                if (4u * v + k < NR) z[4u * v + k] += q[j][k] * kz[j];
         }
     }
     warp_reduce(z, false);
@@ -219,13 +244,13 @@ void chunk_setup(inout item_state st, chunk_desc d, group_loads L)
 }
 
 /* One group of W tokens of chunk d (sub: its index in the chunk), this invocation's loads in L. */
-void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L)
+void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L, uint seq, uint head, uint tile)
 {
     uint lid = gl_LocalInvocationID.x, t = sub * W + lid;
     bool codes = d.kind == CK_CODES, mine = t < d.count;
     barrier(); /* the previous group's readers of qs_s, w_s and vrow_s are done */
     if (sub == 0u) {
-        chunk_setup(st, d, L);
+        chunk_setup(st, d, seq, head, tile);
         barrier();
     }
     /* logits of this invocation's token */
@@ -234,7 +259,12 @@ void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L)
     if ((pc.flags & ATTN_SKIP_K) != 0u || !mine) {
         [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] = vec4(0.0);
     } else if (codes) {
-        code_dot(L.krow, dot);
+        if (STAGE_K != 0u) {
+            [[unroll]] for (uint k = 0u; k < KRW; k++) krow_s[k * W + lid] = L.krow[k]; /* read back by this invocation only */
+            code_dot_staged(dot);
+        } else {
+            code_dot(L.krow, dot);
+        }
         if (MODE == 0u) [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += L.qc[v];
     } else {
         fp16_dot(d.kh + t * D, dot);
@@ -280,7 +310,7 @@ void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L)
     uint n = min(W, d.count > sub * W ? d.count - sub * W : 0u);
     if (codes) {
         uint b0 = lid * LB, hb = lid * CPL;
-        [[unroll]] for (uint u = 0u; u < W; u++) {
+        for (uint u = 0u; u < W; u++) {
             uint x0 = vrow_s[u * VRW + b0 / 32u] >> (b0 % 32u);
             uint x1 = LB > 32u ? vrow_s[u * VRW + b0 / 32u + 1u] : 0u;
             uint hi = VBITS == 3u ? vrow_s[u * VRW + VW0 + hb / 32u] >> (hb % 32u) : 0u;
@@ -322,26 +352,19 @@ void main()
         st.m[r] = PKV_NEG_INF, st.l[r] = 0.0, st.pz[r] = 0.0, st.zt[r] = 0.0;
         [[unroll]] for (uint j = 0u; j < CPL; j++) st.acc[r][j] = 0.0;
     }
-    [[unroll]] for (uint j = 0u; j < CPL; j++)
-        [[unroll]] for (uint v = 0u; v < NRV; v++)
-            [[unroll]] for (uint k = 0u; k < 4u; k++) {
-                uint r = 4u * v + k;
-                bool real = r < NR && tile_row_real(tile, r);
-                st.q[j][v][k] = real ? scr_f(pc.q_off + row_of[min(r, NR - 1u)] * D + lid * CPL + j) * pc.scale : 0.0;
-            }
     if (MODE == 0u) {
         if (lid < 8u) vchunk_s[lid] = lid * 32u < bank ? seq_chunk(seq, head, lid) : 0u;
         for (uint e = lid; e < NR * SCAP; e += W) hist_set(e, 0.0);
     }
 
-    /* groups of the item's chunks, each group's loads issued one group ahead; a chunk's block slot
-     * one chunk ahead */
+    /* groups of the item's chunks, each group's loads issued one group ahead (PREFETCH; else when the
+     * group starts); a chunk's block slot one chunk ahead */
     uint c0 = split * pc.cps, c1 = min(n_chunks, c0 + pc.cps), ng = (c1 - c0) * GPC;
     uint nbc = min(c1, nb);
     chunk_desc cur = describe_chunk(c0, c1, nb, nw, c0 < nbc ? scr[slots + c0 * pc.H] : 0u, wb);
     uint next_slot = c0 + 1u < nbc ? scr[slots + (c0 + 1u) * pc.H] : 0u;
     group_loads L;
-    load_group(cur, 0u, seq, head, tile, L);
+    if (PREFETCH != 0u) load_group(cur, 0u, seq, head, tile, L);
     for (uint gi = 0u; gi < ng; gi++) {
         uint sub = gi % GPC, c = c0 + gi / GPC;
         chunk_desc nxt = cur;
@@ -351,11 +374,16 @@ void main()
             nsub = 0u;
             next_slot = c + 2u < nbc ? scr[slots + (c + 2u) * pc.H] : 0u;
         }
-        group_loads Ln;
-        if (gi + 1u < ng) load_group(nxt, nsub, seq, head, tile, Ln);
-        do_group(st, cur, sub, L);
+        if (PREFETCH != 0u) {
+            group_loads Ln;
+            if (gi + 1u < ng) load_group(nxt, nsub, seq, head, tile, Ln);
+            do_group(st, cur, sub, L, seq, head, tile);
+            copy_loads(Ln, L);
+        } else {
+            load_group(cur, sub, seq, head, tile, L);
+            do_group(st, cur, sub, L, seq, head, tile);
+        }
         cur = nxt;
-        copy_loads(Ln, L);
     }
 
     /* the item's partial: l and sum p z_t over the warp; this invocation's channels of o */
