@@ -29,10 +29,13 @@ const uint SCAP = MODE == 0u ? CAP : 1u;
 const uint KMASK = (1u << KPB) - 1u, VMASK = (1u << VPB) - 1u;
 const uint LB = CPL * VPB;        /* plane-0 bits of an invocation's V channels (4..64) */
 const uint RW = KRW > VRW ? KRW : VRW;
+const uint KSW = (CPL + 1u) / 2u; /* words holding an invocation's CPL K scales (zeros likewise) */
 const float LAZY = 8.0;
 const uint MERGE_CAP = 1024u;     /* two floats per row and item of the merge: the host's max_splits */
 
+shared vec4 q_s[D * NRV];         /* q * scale * log2(e), [channel][row set] */
 shared vec4 qs_s[D * NRV];        /* per chunk: q * s_K * 2^-shift (compressed) or q (fp16 window) */
+shared vec4 qc_s[SCAP * NRV];     /* PATTERN: q . P_K[m] of the tile's rows */
 shared vec4 w_s[W * NRV];         /* per group: p * s_V (compressed) or p (fp16), [token][row set] */
 shared uint vrow_s[W * VRW];      /* per group: the tokens' V code rows */
 /* STAGE_K: per group, each invocation's own K code row, [word][invocation], so that the logit's loop
@@ -106,9 +109,9 @@ chunk_desc describe_chunk(uint c, uint c1, uint nb, uint nw, uint slot, uint wb)
  * a chunk's first group its channels' K scales and zeros. */
 struct group_loads {
     uint krow[KRW], vrow[VRW];
+    uint ksw[KSW], kzw[KSW]; /* a chunk's first group: this invocation's channels' K scales and zeros, as halves */
     float vs, vz;
     uint ka, va, gate;
-    vec4 qc[NRV]; /* PATTERN: q . P_K[a_t] of the token's pattern */
 };
 
 void load_row(uint w0, uint n, out uint row[RW])
@@ -123,27 +126,31 @@ void load_row(uint w0, uint n, out uint row[RW])
     }
 }
 
-void load_group(chunk_desc d, uint sub, uint seq, uint head, uint tile, out group_loads L)
+void load_group(chunk_desc d, uint sub, out group_loads L)
 {
     uint lid = gl_LocalInvocationID.x, t = sub * W + lid, b = d.base;
     [[unroll]] for (uint k = 0u; k < KRW; k++) L.krow[k] = 0u;
     [[unroll]] for (uint k = 0u; k < VRW; k++) L.vrow[k] = 0u;
     L.vs = 1.0, L.vz = 0.0, L.ka = 0u, L.va = 0u, L.gate = 0u;
-    [[unroll]] for (uint v = 0u; v < NRV; v++) L.qc[v] = vec4(0.0);
+    [[unroll]] for (uint k = 0u; k < KSW; k++) L.ksw[k] = 0u, L.kzw[k] = 0u;
     if (d.kind != CK_CODES) return;
     uint row[RW];
     load_row(b + pc.o_kcodes + t * KRW, KRW, row);
     [[unroll]] for (uint k = 0u; k < KRW; k++) L.krow[k] = row[k];
     load_row(b + pc.o_vcodes + t * VRW, VRW, row);
     [[unroll]] for (uint k = 0u; k < VRW; k++) L.vrow[k] = row[k];
+    if (sub == 0u)
+        [[unroll]] for (uint k = 0u; k < KSW; k++) {
+            uint h = lid * CPL + 2u * k; /* half index within the section */
+            L.ksw[k] = blk[b + pc.o_kscale + h / 2u];
+            L.kzw[k] = blk[b + pc.o_kzero + h / 2u];
+        }
     L.vs = blk_hf(b * 2u + pc.o_vscale * 2u + t);
     L.vz = blk_hf(b * 2u + pc.o_vzero * 2u + t);
     if (MODE == 0u) {
         L.ka = (blk[b + pc.o_kidx + t / 4u] >> (8u * (t % 4u))) & 255u;
         L.va = (blk[b + pc.o_vidx + t / 4u] >> (8u * (t % 4u))) & 255u;
         L.gate = (blk[b + pc.o_vmask + t / 32u] >> (t % 32u)) & 1u;
-        uint at = qc_index(seq, head, tile, L.ka);
-        [[unroll]] for (uint v = 0u; v < NRV; v++) L.qc[v] = scr4[at + v];
     }
 }
 
@@ -151,8 +158,8 @@ void copy_loads(group_loads a, out group_loads b)
 {
     [[unroll]] for (uint k = 0u; k < KRW; k++) b.krow[k] = a.krow[k];
     [[unroll]] for (uint k = 0u; k < VRW; k++) b.vrow[k] = a.vrow[k];
+    [[unroll]] for (uint k = 0u; k < KSW; k++) b.ksw[k] = a.ksw[k], b.kzw[k] = a.kzw[k];
     b.vs = a.vs, b.vz = a.vz, b.ka = a.ka, b.va = a.va, b.gate = a.gate;
-    [[unroll]] for (uint v = 0u; v < NRV; v++) b.qc[v] = a.qc[v];
 }
 
 /* The state of one item: per row the running max, this invocation's sums of p and p z_t, its V sums
@@ -212,31 +219,28 @@ void fp16_dot(uint h0, out vec4 dot[NRV])
     }
 }
 
-/* A chunk's first group: q * s_K (or q) of this invocation's channels into qs_s, and q.z_K. q (in
- * scratch, scaled by pc.scale here) and the chunk's K scales and zeros are loaded now rather than
- * held in registers: other warps hide the latency. */
-void chunk_setup(inout item_state st, chunk_desc d, uint seq, uint head, uint tile)
+/* Half j of an invocation's CPL halves held in words w (CPL = 1: the half of this invocation) */
+float lane_half(uint w[KSW], uint j)
+{
+    vec2 x = unpackHalf2x16(w[j / 2u]);
+    return (CPL == 1u ? gl_LocalInvocationID.x : j) % 2u != 0u ? x.y : x.x;
+}
+
+/* A chunk's first group: q * s_K (or q) of this invocation's channels into qs_s, and q.z_K. */
+void chunk_setup(inout item_state st, chunk_desc d, group_loads L)
 {
     uint lid = gl_LocalInvocationID.x;
     bool codes = d.kind == CK_CODES;
-    float ks[CPL], kz[CPL], z[NR];
-    [[unroll]] for (uint j = 0u; j < CPL; j++) {
-        uint h = d.base * 2u + lid * CPL + j;
-        ks[j] = codes ? blk_hf(h + pc.o_kscale * 2u) * code_factor(lid * CPL + j, KBITS) : 1.0;
-        kz[j] = codes ? blk_hf(h + pc.o_kzero * 2u) : 0.0;
-    }
+    float z[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++) z[r] = 0.0;
-    [[unroll]] for (uint v = 0u; v < NRV; v++) {
-        vec4 q[CPL];
-        [[unroll]] for (uint k = 0u; k < 4u; k++) {
-            uint r = min(4u * v + k, NR - 1u), q0 = pc.q_off + tile_row(seq, head, tile, r) * D + lid * CPL;
-            bool real = 4u * v + k < NR && tile_row_real(tile, 4u * v + k);
-            [[unroll]] for (uint j = 0u; j < CPL; j++) q[j][k] = real ? scr_f(q0 + j) * pc.scale : 0.0;
-        }
-        [[unroll]] for (uint j = 0u; j < CPL; j++) {
-            qs_s[(lid * CPL + j) * NRV + v] = q[j] * ks[j];
+    [[unroll]] for (uint j = 0u; j < CPL; j++) {
+        uint c = lid * CPL + j;
+        float s = codes ? lane_half(L.ksw, j) * code_factor(c, KBITS) : 1.0, zk = codes ? lane_half(L.kzw, j) : 0.0;
+        [[unroll]] for (uint v = 0u; v < NRV; v++) {
+            vec4 q = q_s[c * NRV + v];
+            qs_s[c * NRV + v] = q * s;
             [[unroll]] for (uint k = 0u; k < 4u; k++)
-                if (4u * v + k < NR) z[4u * v + k] += q[j][k] * kz[j];
+                if (4u * v + k < NR) z[4u * v + k] += q[k] * zk;
         }
     }
     warp_reduce(z, false);
@@ -244,13 +248,13 @@ void chunk_setup(inout item_state st, chunk_desc d, uint seq, uint head, uint ti
 }
 
 /* One group of W tokens of chunk d (sub: its index in the chunk), this invocation's loads in L. */
-void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L, uint seq, uint head, uint tile)
+void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L)
 {
     uint lid = gl_LocalInvocationID.x, t = sub * W + lid;
     bool codes = d.kind == CK_CODES, mine = t < d.count;
     barrier(); /* the previous group's readers of qs_s, w_s and vrow_s are done */
     if (sub == 0u) {
-        chunk_setup(st, d, seq, head, tile);
+        chunk_setup(st, d, L);
         barrier();
     }
     /* logits of this invocation's token */
@@ -265,7 +269,7 @@ void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L, uint s
         } else {
             code_dot(L.krow, dot);
         }
-        if (MODE == 0u) [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += L.qc[v];
+        if (MODE == 0u) [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qc_s[L.ka * NRV + v];
     } else {
         fp16_dot(d.kh + t * D, dot);
     }
@@ -310,7 +314,7 @@ void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L, uint s
     uint n = min(W, d.count > sub * W ? d.count - sub * W : 0u);
     if (codes) {
         uint b0 = lid * LB, hb = lid * CPL;
-        for (uint u = 0u; u < W; u++) {
+        [[dont_unroll]] for (uint u = 0u; u < W; u++) {
             uint x0 = vrow_s[u * VRW + b0 / 32u] >> (b0 % 32u);
             uint x1 = LB > 32u ? vrow_s[u * VRW + b0 / 32u + 1u] : 0u;
             uint hi = VBITS == 3u ? vrow_s[u * VRW + VW0 + hb / 32u] >> (hb % 32u) : 0u;
@@ -352,9 +356,14 @@ void main()
         st.m[r] = PKV_NEG_INF, st.l[r] = 0.0, st.pz[r] = 0.0, st.zt[r] = 0.0;
         [[unroll]] for (uint j = 0u; j < CPL; j++) st.acc[r][j] = 0.0;
     }
+    for (uint e = lid; e < D * NRV * 4u; e += W) {
+        uint i = e / (NRV * 4u), r = e % (NRV * 4u);
+        q_s[i * NRV + r / 4u][r % 4u] = r < NR && tile_row_real(tile, r) ? scr_f(pc.q_off + tile_row(seq, head, tile, min(r, NR - 1u)) * D + i) * pc.scale : 0.0;
+    }
     if (MODE == 0u) {
         if (lid < 8u) vchunk_s[lid] = lid * 32u < bank ? seq_chunk(seq, head, lid) : 0u;
         for (uint e = lid; e < NR * SCAP; e += W) hist_set(e, 0.0);
+        for (uint e = lid; e < bank * NRV; e += W) qc_s[e] = scr4[qc_index(seq, head, tile, 0u) + e];
     }
 
     /* groups of the item's chunks, each group's loads issued one group ahead (PREFETCH; else when the
@@ -364,7 +373,7 @@ void main()
     chunk_desc cur = describe_chunk(c0, c1, nb, nw, c0 < nbc ? scr[slots + c0 * pc.H] : 0u, wb);
     uint next_slot = c0 + 1u < nbc ? scr[slots + (c0 + 1u) * pc.H] : 0u;
     group_loads L;
-    if (PREFETCH != 0u) load_group(cur, 0u, seq, head, tile, L);
+    if (PREFETCH != 0u) load_group(cur, 0u, L);
     for (uint gi = 0u; gi < ng; gi++) {
         uint sub = gi % GPC, c = c0 + gi / GPC;
         chunk_desc nxt = cur;
@@ -376,12 +385,12 @@ void main()
         }
         if (PREFETCH != 0u) {
             group_loads Ln;
-            if (gi + 1u < ng) load_group(nxt, nsub, seq, head, tile, Ln);
-            do_group(st, cur, sub, L, seq, head, tile);
+            if (gi + 1u < ng) load_group(nxt, nsub, Ln);
+            do_group(st, cur, sub, L);
             copy_loads(Ln, L);
         } else {
-            load_group(cur, sub, seq, head, tile, L);
-            do_group(st, cur, sub, L, seq, head, tile);
+            load_group(cur, sub, L);
+            do_group(st, cur, sub, L);
         }
         cur = nxt;
     }

@@ -573,7 +573,7 @@ static size_t warp_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t n
     const size_t nrv = (nr + 3) / 4, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
     const size_t hist = nr * cap * (sh.hist_fixed ? 2 : 1), big = hist > WARP_MERGE_CAP ? hist : WARP_MERGE_CAP;
     const size_t krow = sh.stage_k ? 4 * WARP_WG * g->k_row_words : 4;
-    return 16 * nrv * (g->d + WARP_WG) + 4 * WARP_WG * g->v_row_words + krow + 4 * big + 32 + 8 * nr * WARP_WG + 16;
+    return 16 * nrv * (2 * g->d + cap + WARP_WG) + 4 * WARP_WG * g->v_row_words + krow + 4 * big + 32 + 8 * nr * WARP_WG + 16;
 }
 
 /* Whether attn_warp.comp serves this shape: asked for, a compressed mode, head_dim 32, 64, 128 or 256
