@@ -26,6 +26,16 @@ add_test(NAME test_attention_vulkan_histfixed COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_histfixed PROPERTIES TIMEOUT 600 LABELS vulkan
   ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_HIST_FIXED=1;${PKV_VK_TEST_ENV}")
 
+# The one-warp attention kernel (PKV_ATTN_WARP=1, attn_warp.comp), with many partials merged and the
+# fixed-point histogram, without subgroup arithmetic (lavapipe's subgroups of 8 take the subgroup
+# build's multi-subgroup path in test_attention_vulkan_warp_sg).
+add_test(NAME test_attention_vulkan_warp COMMAND test_attention)
+set_tests_properties(test_attention_vulkan_warp PROPERTIES TIMEOUT 600 LABELS vulkan
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_WARP=1;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_ATTN_HIST_FIXED=1;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
+add_test(NAME test_attention_vulkan_warp_sg COMMAND test_attention)
+set_tests_properties(test_attention_vulkan_warp_sg PROPERTIES TIMEOUT 600 LABELS vulkan
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_WARP=1;PKV_ATTN_STAGE_K=1;PKV_ATTN_PREFETCH=0;${PKV_VK_TEST_ENV}")
+
 # Recorded calls in an application's command buffer (engine mode) against the synchronous ones.
 pkv_add_test(test_vulkan_record SOURCES test_vulkan_record.c)
 target_include_directories(test_vulkan_record PRIVATE ${PROJECT_SOURCE_DIR}/src/vulkan ${PKV_VULKAN_INCLUDE_DIR})

@@ -12,9 +12,11 @@
  *     code row go to shared memory;
  *   - per group, invocation = D / W channels: the V sums over the group's W tokens in registers.
  * At the end: sum_t p z_t + sum_m S[m] P_V[m] (PATTERN) added, and the partial (m, l, o[D]) written or
- * merged (attn_merge.glsl) as attn_decode.comp does. Far fewer invocations than attn_decode.comp, no
- * workgroup-wide reductions per step and few registers, so many warps per compute unit hide memory
- * latency. Needs D in {32, 64, 128, 256} and G a multiple of 32 (the host checks). */
+ * merged (attn_merge.glsl) as attn_decode.comp does. The aim was few registers per warp, so that many
+ * warps per compute unit hide memory latency; NVIDIA's compiler gave it 178-237 registers and it is
+ * slower than attn_decode.comp on the H200 (bench/RESULTS.md, session 9), so it is opt-in
+ * (PKV_ATTN_WARP=1), kept for its pieces and as the base of the next design. Needs D in
+ * {32, 64, 128, 256} and G a multiple of 32 (the host checks). */
 #extension GL_EXT_control_flow_attributes : require
 #include "pkv_math.h"
 #define PKV_ARENAS_READONLY
