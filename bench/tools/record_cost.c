@@ -29,11 +29,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "internal.h"
 #include "patternkv_vulkan.h"
+#include "vk_bench.h"
 #include "vk_internal.h"
 
 static double clock_us(clockid_t id)
@@ -118,7 +118,7 @@ int main(int argc, char **argv)
     for (uint32_t B = 1;; B = BB) {
         double c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
         struct rusage ru0 = {0}, ru1;
-        long faults = 0, majflt = 0, vcsw = 0, ivcsw = 0;
+        pkv_rusage_sum ru = {0};
         for (uint32_t i = 0; i < warm + steps; i++) {
             if (i == warm) c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
             getrusage(RUSAGE_SELF, &ru0);
@@ -137,10 +137,7 @@ int main(int argc, char **argv)
             vk->f.vkEndCommandBuffer(cmd);
             if (i >= warm) t[i - warm] = (now_us() - t0) / L;
             getrusage(RUSAGE_SELF, &ru1);
-            if (i >= warm) {
-                faults += ru1.ru_minflt - ru0.ru_minflt, majflt += ru1.ru_majflt - ru0.ru_majflt;
-                vcsw += ru1.ru_nvcsw - ru0.ru_nvcsw, ivcsw += ru1.ru_nivcsw - ru0.ru_nivcsw;
-            }
+            if (i >= warm) pkv_rusage_add(&ru, &ru0, &ru1);
             if (submit) {
                 const VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cmd};
                 pthread_mutex_lock(&vk->lock);
@@ -157,8 +154,8 @@ int main(int argc, char **argv)
         printf("context %u batch %u layers %u: record us/layer median %.2f p10 %.2f p90 %.2f", C, B, L, t[steps / 2],
                t[steps / 10], t[steps * 9 / 10]);
         printf(", cpu us/layer %.2f%s; per step: %.2f minor faults, %.2f major, %.2f voluntary / %.2f involuntary switches\n",
-               cpu, submit ? " (each step submitted)" : "", (double)faults / steps, (double)majflt / steps, (double)vcsw / steps,
-               (double)ivcsw / steps);
+               cpu, submit ? " (each step submitted)" : "", (double)ru.minflt / steps, (double)ru.majflt / steps,
+               (double)ru.nvcsw / steps, (double)ru.nivcsw / steps);
         if (B == BB) break;
     }
     if (fence) vk->f.vkDestroyFence(vk->device, fence, NULL);

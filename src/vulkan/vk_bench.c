@@ -65,6 +65,12 @@ pkv_status pkv_vulkan_measure_read_gbps(pkv_backend *be, size_t bytes, double *g
     return s;
 }
 
+void pkv_rusage_add(pkv_rusage_sum *sum, const struct rusage *before, const struct rusage *after)
+{
+    sum->minflt += after->ru_minflt - before->ru_minflt, sum->majflt += after->ru_majflt - before->ru_majflt;
+    sum->nvcsw += after->ru_nvcsw - before->ru_nvcsw, sum->nivcsw += after->ru_nivcsw - before->ru_nivcsw;
+}
+
 pkv_status pkv_vulkan_drain(pkv_backend *be, double *drain_ms, double *round_trip_ms)
 {
     if (!be || be->info.backend != PKV_BACKEND_VULKAN || !drain_ms || !round_trip_ms)

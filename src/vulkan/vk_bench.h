@@ -4,6 +4,7 @@
 #define PKV_VK_BENCH_H
 
 #include <stddef.h>
+#include <sys/resource.h>
 
 #include "backend.h"
 
@@ -26,6 +27,14 @@ double pkv_vulkan_last_attention_ms(const pkv_backend *be);
  * next op: vk_ops.c) and waits for the queue: *drain_ms its host time; then an empty submission and
  * its wait: *round_trip_ms (the driver's and the GPU's latency for one synchronous op). */
 pkv_status pkv_vulkan_drain(pkv_backend *be, double *drain_ms, double *round_trip_ms);
+
+/* Page faults and context switches summed over timed spans (issue 13's diagnostics of the decode
+ * step's recording: pkv bench PKV_BENCH_RUSAGE=1 and pkv-record-cost). */
+typedef struct pkv_rusage_sum {
+    long minflt, majflt, nvcsw, nivcsw;
+} pkv_rusage_sum;
+/* Adds what the process did between two getrusage(RUSAGE_SELF) readings. */
+void pkv_rusage_add(pkv_rusage_sum *sum, const struct rusage *before, const struct rusage *after);
 
 /* Where this context keeps its pipeline cache file ("" when nowhere). */
 const char *pkv_vulkan_pipeline_cache_path(const pkv_backend *be);

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "internal.h"
@@ -193,7 +192,7 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
      * (docs/BENCH.md); PKV_BENCH_STEP_INTERLEAVE=1 brings that order back, for comparison. */
     const char *il = getenv("PKV_BENCH_STEP_INTERLEAVE");
     const int interleave = il && *il && strcmp(il, "0") != 0;
-    long faults = 0, majflt = 0, vcsw = 0, ivcsw = 0; /* over the timed recordings (getrusage) */
+    pkv_rusage_sum ru = {0}; /* over the timed recordings */
     for (uint32_t i = 0; i < total && s == PKV_OK; i++) {
         /* recorded: one command buffer, one submit */
         const VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
@@ -214,10 +213,7 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
         if (s == PKV_OK) s = step(c, &io, seqs, n_q_heads, cmd, &a);
         const double r1 = now_ms();
         getrusage(RUSAGE_SELF, &ru1);
-        if (i >= warm) {
-            faults += ru1.ru_minflt - ru0.ru_minflt, majflt += ru1.ru_majflt - ru0.ru_majflt;
-            vcsw += ru1.ru_nvcsw - ru0.ru_nvcsw, ivcsw += ru1.ru_nivcsw - ru0.ru_nivcsw;
-        }
+        if (i >= warm) pkv_rusage_add(&ru, &ru0, &ru1);
         if (count) {
             counting(vk, 0);
             t->per_layer.dispatches = (double)g_count.dispatches / io.L, t->per_layer.barriers = (double)g_count.barriers / io.L;
@@ -258,10 +254,10 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
         s = step(c, &io, seqs, n_q_heads, VK_NULL_HANDLE, &attn[i]);
         sync[i] = now_ms() - t0;
     }
-    const char *ru = getenv("PKV_BENCH_RUSAGE"); /* issue 13's diagnostics: what the recording waits on */
-    if (s == PKV_OK && ru && *ru && *ru != '0')
+    const char *show = getenv("PKV_BENCH_RUSAGE"); /* issue 13's diagnostics: what the recording waits on */
+    if (s == PKV_OK && show && *show && *show != '0')
         fprintf(stderr, "pkv bench: decode step batch %u: per recorded step %.2f minor faults, %.2f major, %.2f voluntary / %.2f involuntary switches\n",
-                n_seqs, (double)faults / steps, (double)majflt / steps, (double)vcsw / steps, (double)ivcsw / steps);
+                n_seqs, (double)ru.minflt / steps, (double)ru.majflt / steps, (double)ru.nvcsw / steps, (double)ru.nivcsw / steps);
     if (s == PKV_OK) {
         t->recorded_ms = median(rec + warm, steps);
         t->record_us_per_layer = median(host + warm, steps);

@@ -131,11 +131,12 @@ static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, u
                        uint32_t (*specs)[PKV_VK_SPEC_MAX], uint32_t *n);
 
 /* The first use of a geometry (a cache created or loaded): the write path's pipelines, created
- * together, one thread each; before them, where vk->eager_attention is set (GPUs,
- * PKV_VULKAN_EAGER_PIPELINES), attention's for every rows-per-workgroup it can pick (q_len 1 .. 8 of
- * one query head per KV head gives 1, 2, 4 and 8 rows: any q_len and GQA group) started on
- * background threads: the first attention then waits for what is left of its own compile, which ran
- * alongside the write path's and the first prompt, not after them. */
+ * together, one thread each; before them, only where vk->eager_attention is set
+ * (PKV_VULKAN_EAGER_PIPELINES=1; off by default since session 9: on the H200 those compiles slowed
+ * the write path's more than they saved), attention's for every rows-per-workgroup it can pick
+ * (q_len 1 .. 8 of one query head per KV head gives 1, 2, 4 and 8 rows: any q_len and GQA group)
+ * started on background threads: the first attention then waits for what is left of its own compile,
+ * which ran alongside the write path's and the first prompt, not after them. */
 pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g)
 {
     pkv_vk *vk = pkv_vk_of(be);
