@@ -13,12 +13,30 @@ typedef struct shape {
     pkv_mode mode;
 } shape;
 
+/* V as runs of `run` tokens that repeat one of a few random vectors, plus noise: the tokens of a run
+ * take one pattern, so the V histogram sees many adds to one pattern at once. */
+static void v_in_runs(tu_rng *r, uint32_t n, uint32_t H, uint32_t d, uint32_t run, float *v)
+{
+    enum { N_BASE = 5 };
+    const size_t row = (size_t)H * d;
+    float *base = malloc(N_BASE * row * sizeof(float)), *noise = malloc(row * sizeof(float));
+    assert_non_null(base), assert_non_null(noise);
+    tu_random(r, N_BASE * row, 1.0f, base);
+    for (uint32_t t = 0; t < n; t++) {
+        const float *b = base + (size_t)((t / run) % N_BASE) * row;
+        tu_random(r, row, 0.01f, noise);
+        for (size_t i = 0; i < row; i++) v[t * row + i] = b[i] + noise[i];
+    }
+    free(base), free(noise);
+}
+
 /* Lengths chosen to cover: a partial window only, mining plus window, several flushes. */
 static const uint32_t lengths[] = {37, 200, 45, 333};
 #define N_SEQS 4
 
-/* *bound: tu_attention_bound of the case's context (NULL: not wanted) */
-static double run_case(const shape *sh, int use_readback, double *bound)
+/* *bound: tu_attention_bound of the case's context (NULL: not wanted); v_run: V in runs (v_in_runs), 0
+ * random */
+static double run_case(const shape *sh, int use_readback, double *bound, uint32_t v_run)
 {
     tu_rng r = {0xA77E + sh->d * 7 + sh->bits * 131 + sh->mode * 1009 + sh->q_len};
     pkv_context *ctx = tu_context();
@@ -35,7 +53,8 @@ static double run_case(const shape *sh, int use_readback, double *bound)
         v[s] = malloc(cnt * sizeof(float));
         if (sh->mode == PKV_MODE_FP16) tu_random(&r, cnt, 1.0f, k[s]); /* error = fp16 rounding of the input */
         else tu_structured_kv(&r, n, sh->H, sh->d, 6, 0.3f, k[s]);
-        tu_random(&r, cnt, 1.0f, v[s]);
+        if (v_run) v_in_runs(&r, n, sh->H, sh->d, v_run, v[s]);
+        else tu_random(&r, cnt, 1.0f, v[s]);
         TU_OK(pkv_seq_create(c, &seqs[s]));
         /* Layer 1 in uneven chunks: a prefill, then decode-sized appends. */
         uint32_t first = n / 2, done = 0;
@@ -67,7 +86,7 @@ static void fp16_mode_matches_fp64_attention(void **state)
     (void)state;
     shape cases[] = {{2, 2, 64, 32, 2, 1, PKV_MODE_FP16}, {1, 4, 40, 64, 2, 3, PKV_MODE_FP16}, {1, 8, 32, 32, 2, 5, PKV_MODE_FP16}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        double e = run_case(&cases[i], 0, NULL);
+        double e = run_case(&cases[i], 0, NULL, 0);
         print_message("fp16 d=%u q_len=%u: rel err %.2e\n", cases[i].d, cases[i].q_len, e);
         assert_true(e < 1e-3);
     }
@@ -84,10 +103,13 @@ static void quantized_modes_match_fp64_attention_over_the_dequantized_cache(void
         {2, 4, 64, 32, 2, 1, PKV_MODE_PATTERN}, {1, 8, 32, 32, 4, 5, PKV_MODE_PATTERN},
         {2, 4, 64, 64, 8, 1, PKV_MODE_PATTERN}, {1, 4, 48, 32, 3, 5, PKV_MODE_DIRECT},
         {2, 8, 64, 32, 4, 1, PKV_MODE_DIRECT},
+        /* V in runs that share a pattern (the histogram's many adds to one pattern; a subgroup's vote) */
+        {2, 4, 64, 32, 2, 1, PKV_MODE_PATTERN}, {1, 4, 128, 128, 4, 1, PKV_MODE_PATTERN},
     };
+    const size_t n_random = 11; /* the cases after these have V in runs of 16 and 40 tokens */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         double bound;
-        double e = run_case(&cases[i], 1, &bound);
+        double e = run_case(&cases[i], 1, &bound, i < n_random ? 0 : i == n_random ? 16 : 40);
         print_message("%s %u-bit d=%u G=%u q_len=%u gqa=%u: rel err %.2e\n", pkv_mode_name(cases[i].mode), cases[i].bits,
                       cases[i].d, cases[i].G, cases[i].q_len, cases[i].gq, e);
         assert_true(e < bound);
@@ -105,7 +127,7 @@ static void coopmat_step_matches_fp64_attention(void **state)
     shape cases[] = {{2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 4, 1, PKV_MODE_PATTERN},
                      {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT}, {1, 4, 128, 128, 4, 3, PKV_MODE_DIRECT}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        double e = run_case(&cases[i], 1, NULL);
+        double e = run_case(&cases[i], 1, NULL, 0);
         print_message("coopmat step: %s %u-bit q_len=%u gqa=%u: rel err %.2e\n", pkv_mode_name(cases[i].mode),
                       cases[i].bits, cases[i].q_len, cases[i].gq, e);
         assert_true(e < 2e-3);

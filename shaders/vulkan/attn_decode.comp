@@ -463,7 +463,8 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
 
 /* o += sum_m S[r][m] P_V[m] over the bank, as a small matrix product: invocation (channel quad q,
  * pattern slice ps; several of them when D > 4 WG) sums over the patterns m = ps, ps + PS, ... with
- * 8-byte loads that do not wait for each other; the slices' sums meet in acc_s. */
+ * 8-byte loads that do not wait for each other; the slices' sums meet in acc_s. (Skipping the patterns
+ * with no weight was 0.5-3% slower on the H200: bench/RESULTS.md, session 10.) */
 void fold_patterns(uint bank, inout float o[NR][CE])
 {
     uint lid = gl_LocalInvocationID.x;
@@ -586,7 +587,7 @@ void main()
             o[r][e] = sum;
         }
     }
-    if (MODE == 0u) fold_patterns(seq_bank(seq), o);
+    if (MODE == 0u && (pc.flags & ATTN_SKIP_FOLD) == 0u) fold_patterns(seq_bank(seq), o);
 
     if (nsplit == 1u) { /* the whole sequence in one item: normalise and write out */
         [[unroll]] for (uint r = 0u; r < NR; r++) {

@@ -134,6 +134,16 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pk
      * 0.129 ms, 8 x 32K 1.377 -> 0.796; session 7). */
     if (backend == PKV_BACKEND_VULKAN && g->k_bits == 2 && g->v_bits == 2) sh.hist_fixed = 0;
     if (backend == PKV_BACKEND_VULKAN && g->mode == PKV_MODE_FP16) sh.vb = 8;
+    /* Vulkan, head_dim 128 and G 128, two blocks per step (a workgroup of 256) where it was faster on
+     * every shape measured (session 10, runs D-E: 8 x 32K PATTERN 3-bit 1.054 -> 0.763 ms, 4-bit with 4
+     * V channels 0.857 -> 0.735, 8-bit 1.449 -> 1.396, DIRECT 8-bit 1.348 -> 0.803); PATTERN and DIRECT
+     * 2-bit and DIRECT 3/4-bit stay at one (slower with two: 0.63 -> 0.89, 0.57 -> 0.72). */
+    const int same_bits = g->k_bits == g->v_bits, b = (int)g->k_bits;
+    if (backend == PKV_BACKEND_VULKAN && g->d == 128 && g->G == 128 && same_bits &&
+        ((g->mode == PKV_MODE_PATTERN && b >= 3) || (g->mode == PKV_MODE_DIRECT && b == 8))) {
+        sh.bps = 2;
+        if (g->mode == PKV_MODE_PATTERN && b == 4) sh.vch = 4;
+    }
     if (backend == PKV_BACKEND_OPENCL && g->mode == PKV_MODE_FP16) sh.stage_k = 1;
     if (env->step_blocks && env->step_blocks * g->G <= 256) sh.bps = env->step_blocks;
     if (env->vch) sh.vch = env->vch;

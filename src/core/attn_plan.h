@@ -60,7 +60,7 @@ enum {
     PKV_ATTN_SKIP_MERGE = 8u,
     PKV_ATTN_SKIP_K = 16u,
     PKV_ATTN_SKIP_QC = 32u,       /* host side: the q.C pre-pass is not run */
-    PKV_ATTN_SKIP_FOLD = 64u,     /* attn_warp.comp: PATTERN's sum_m S[m] P_V[m] is not added */
+    PKV_ATTN_SKIP_FOLD = 64u,     /* Vulkan: PATTERN's sum_m S[m] P_V[m] is not added */
 };
 uint32_t pkv_attn_flags(const pkv_attn_env *env);
 
