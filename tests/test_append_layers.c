@@ -2,7 +2,8 @@
  * the queries' own K/V (k_new, v_new), on the backend PKV_TEST_BACKEND names: a multi-layer append
  * leaves the cache exactly as per-layer appends do (saved files byte for byte, and every block, bank
  * and window), its errors store nothing,
- * and attention with the new token's own K/V equals attention after appending it. */
+ * and attention with the new token's own K/V equals attention after appending it. Decode appends
+ * through append.c's fast path equal those through the general planner. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -115,6 +116,48 @@ static void multi_layer_append_equals_per_layer_appends(void **state)
         expect_same_contents(a, sa, b, sb);
         uint32_t n = T - t; /* several flushes in one call */
         append_per_layer(a, sa, k, v, t, n), append_all(b, sb, k, v, t, n);
+        tu_expect_same_saved(a, b);
+        expect_same_contents(a, sa, b, sb);
+        TU_OK(pkv_cache_free(a));
+        TU_OK(pkv_cache_free(b));
+    }
+    TU_OK(pkv_context_free(ctx));
+    free(k), free(v);
+}
+
+/* Decode appends (one token per call into a window it does not fill) take append.c's fast path; a cache
+ * made to take the general planner for them (general_appends) ends up the same, byte for byte, and
+ * attention over both gives the same bits, through window flushes, in every mode. */
+static void decode_appends_equal_the_general_path(void **state)
+{
+    (void)state;
+    float *k, *v;
+    make_kv(&k, &v);
+    pkv_context *ctx = tu_context();
+    enum { QH = 2 * H };
+    float q[QH * D], out_a[QH * D], out_b[QH * D];
+    tu_rng r = {77};
+    for (int mode = 0; mode < 3; mode++) {
+        pkv_cache_config cfg = config((pkv_mode)mode);
+        pkv_cache *a, *b;
+        pkv_seq sa, sb;
+        TU_OK(pkv_cache_create(ctx, &cfg, &a));
+        TU_OK(pkv_cache_create(ctx, &cfg, &b));
+        b->general_appends = 1;
+        TU_OK(pkv_seq_create(a, &sa));
+        TU_OK(pkv_seq_create(b, &sb));
+        append_per_layer(a, sa, k, v, 0, 300), append_per_layer(b, sb, k, v, 0, 300);
+        for (uint32_t t = 300; t < 300 + 3 * G + 7; t++) {
+            append_per_layer(a, sa, k, v, t, 1), append_per_layer(b, sb, k, v, t, 1);
+            if (t % 9) continue;
+            tu_random(&r, QH * D, 1.0f, q);
+            pkv_attention_params pa = pkv_attention_params_default(), pb = pa;
+            pa.seqs = &sa, pb.seqs = &sb;
+            pa.n_seqs = pb.n_seqs = 1, pa.n_q_heads = pb.n_q_heads = QH, pa.layer = pb.layer = t % L;
+            TU_OK(pkv_attention(a, &pa, q, out_a));
+            TU_OK(pkv_attention(b, &pb, q, out_b));
+            assert_memory_equal(out_a, out_b, sizeof out_a);
+        }
         tu_expect_same_saved(a, b);
         expect_same_contents(a, sa, b, sb);
         TU_OK(pkv_cache_free(a));
@@ -397,6 +440,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(multi_layer_append_equals_per_layer_appends),
+        cmocka_unit_test(decode_appends_equal_the_general_path),
         cmocka_unit_test(window_writes_through_a_small_staging_ring),
         cmocka_unit_test(staging_ring_grows_on_need),
         cmocka_unit_test(multi_layer_append_after_a_fork),

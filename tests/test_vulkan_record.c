@@ -7,7 +7,8 @@
  * then the rest: mining at M, README "Mining and chunked prefill"): the synchronous calls give the
  * host path's cache byte for byte; a recorded append that would mine late is refused with
  * PKV_ERR_UNSUPPORTED and changes nothing. Batch appends (several sequences of a layer in one call)
- * against appending sequence by sequence. A recorded append longer than the window (rounds with a
+ * against appending sequence by sequence (the latter through append.c's general planner, the batch's
+ * decode steps through its fast path: the same outputs and cache bytes). A recorded append longer than the window (rounds with a
  * flush between them) equals the synchronous one. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -290,6 +291,7 @@ static void batch_append_equals_sequence_by_sequence(void **state)
     enum { HEAD = 5 };
     pkv_seq os[NB], bs[NB], ls[NB];
     pkv_cache *one = new_cache(&a, &os[0]), *bat = new_cache(&a, &bs[0]), *lat = new_cache(&a, &ls[0]);
+    one->general_appends = 1; /* its decode appends through the general planner, bat's through the fast path */
     TU_OK(pkv_seq_create(one, &os[1]));
     TU_OK(pkv_seq_create(bat, &bs[1]));
     TU_OK(pkv_seq_create(lat, &ls[1]));

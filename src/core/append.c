@@ -468,12 +468,41 @@ typedef struct append_target {
     uint32_t layer;
 } append_target;
 
+/* Decode appends: one token into each job's window, which it does not fill (no flush, no mining, no
+ * new slot, no budget change), up to this many jobs: append_decode instead of the general rounds. */
+#define DECODE_JOBS 64u
+
+static int decode_only(const pkv_cache *c, const append_target *tg, uint32_t nl, uint32_t n)
+{
+    if (n != 1 || nl > DECODE_JOBS || c->general_appends) return 0;
+    for (uint32_t j = 0; j < nl; j++) {
+        const pkv_layer_state *L = tg[j].L;
+        /* a window to write into, room after the token (else the window flushes), and no mining now:
+         * neither the first prompt's (an empty layer, n >= M) nor a late one (pkv_mines_late) */
+        if (!L->window_slot || L->window_slot[0] == PKV_NO_SLOT || L->n_window + 1 >= c->g.R ||
+            (L->n_blocks == 0 && L->n_window == 0) || pkv_mines_late(c, L, 1))
+            return 0;
+    }
+    return 1;
+}
+
+/* The decode step's append (decode_only): the general path's first and only round without its plans,
+ * job buffer, slots and pool check: the same window op (window_part), so the same rows in the same
+ * slots. Nothing changes before the op succeeds. */
+static pkv_status append_decode(pkv_cache *c, const append_target *tg, uint32_t nl, const token_src *src)
+{
+    layer_job jobs[DECODE_JOBS];
+    for (uint32_t j = 0; j < nl; j++) jobs[j] = (layer_job){.layer = tg[j].layer, .idx = j, .L = tg[j].L, .n = 1, .take = 1};
+    return run_window(c, jobs, nl, src);
+}
+
 /* Everything after the values were checked and made fp16: budget, slots, then the rounds, over nl jobs:
  * several layers of one sequence, or one layer of several sequences. */
 static pkv_status append_run(pkv_cache *c, const append_target *tg, uint32_t nl, const token_src *src)
 {
     const pkv_geom *g = &c->g;
     const uint32_t H = g->H, n = src->n;
+    if (decode_only(c, tg, nl, n)) return append_decode(c, tg, nl, src);
     /* one allocation: the jobs, then each job's slots and fresh-chunk records (a decode step's, small,
      * in the cache's reused buffer: no allocation per call) */
     size_t words = 0;

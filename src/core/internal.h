@@ -87,6 +87,7 @@ struct pkv_cache {
     pkv_scratch attn_tmp; /* an attention's sequence views and table */
     float *rcp;          /* rcp[i] = (float)(1.0 / i) for mining, grown on demand */
     uint32_t rcp_len;
+    int general_appends; /* tests only: decode appends through the general planner (append.c) */
 };
 
 /* status.c: record the detailed message for pkv_last_error() and send it to the log; returns s. */

@@ -681,6 +681,21 @@ pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads
     return s;
 }
 
+/* Whether the memo's plan is the one pkv_attn_plan_make would make for op (its configuration being the
+ * memo's): the same sequences' lengths, banks and table offsets, which the plan's descriptors hold. */
+static int plan_matches(const pkv_vk_attn_memo *m, const pkv_attn_op *op)
+{
+    if (!m->plan_valid || m->plan_seqs != op->n_seqs) return 0;
+    const uint32_t *d = m->plan.seq_desc;
+    for (uint32_t i = 0; i < op->n_seqs; i++, d += PKV_ATTN_SEQ_WORDS) {
+        const pkv_attn_seq *q = &op->seqs[i];
+        if (d[0] != q->n_blocks || d[1] != q->n_window || d[2] != q->bank_count || d[3] != q->table_offset ||
+            d[6] != q->block_offset)
+            return 0;
+    }
+    return 1;
+}
+
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
 {
     pkv_vk *vk = pkv_vk_of(be);
@@ -697,37 +712,42 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         attn_config(vk, g, op, &be->attn_env, &m->cfg);
         memset(m->pipe, 0, sizeof m->pipe);
         memcpy(&m->g, g, sizeof *g), memcpy(&m->env, &be->attn_env, sizeof m->env);
-        m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->valid = 1;
+        m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->valid = 1, m->plan_valid = 0;
     }
     cfg = m->cfg;
-    pthread_mutex_unlock(&vk->lock);
     const uint32_t nr = cfg.nr;
-    pkv_attn_plan plan;
-    pkv_status s = pkv_attn_plan_make(op, g, nr, vk->compute_units * cfg.groups_per_cu, cfg.max_splits,
-                                      cfg.cps_multiple, &be->attn_env, &plan);
-    if (s != PKV_OK) return s;
-    if (plan.tiles > 65535 || H > 65535) {
-        pkv_attn_plan_free(&plan);
-        return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head exceed one dispatch",
-                        op->q_len * (op->n_q_heads / H));
+    pkv_status s = PKV_OK;
+    if (!plan_matches(m, op)) {
+        pkv_attn_plan_free(&m->plan);
+        m->plan_valid = 0;
+        s = pkv_attn_plan_make(op, g, nr, vk->compute_units * cfg.groups_per_cu, cfg.max_splits, cfg.cps_multiple,
+                               &be->attn_env, &m->plan);
+        if (s == PKV_OK) m->plan_valid = 1, m->plan_seqs = op->n_seqs;
+    }
+    const pkv_attn_plan *const plan = &m->plan;
+    if (s == PKV_OK && (plan->tiles > 65535 || H > 65535))
+        s = pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head exceed one dispatch",
+                     op->q_len * (op->n_q_heads / H));
+    if (s != PKV_OK) {
+        pthread_mutex_unlock(&vk->lock);
+        return s;
     }
     attn_push a = {.H = H, .n_q_heads = op->n_q_heads, .q_len = op->q_len, .gqa = op->n_q_heads / H,
-                   .tiles = plan.tiles, .cps = plan.cps, .chunk_words = g->chunk_bytes / 4,
+                   .tiles = plan->tiles, .cps = plan->cps, .chunk_words = g->chunk_bytes / 4,
                    .window_words = g->window_bytes / 4, .R = g->R, .scale = op->scale * 1.44269504088896341f,
                    .flags = pkv_attn_flags(&be->attn_env)};
     block_offsets(g, a.block);
-    const size_t nrv = (nr + 3) / 4, groups = (size_t)op->n_seqs * H * plan.tiles;
+    const size_t nrv = (nr + 3) / 4, groups = (size_t)op->n_seqs * H * plan->tiles;
     scratch_plan sp = {0};
     a.q_off = take(&sp, (size_t)rows_total * d);
     a.seq_off = take(&sp, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS);
-    a.item_off = take(&sp, (size_t)plan.n_items * 2);
+    a.item_off = take(&sp, (size_t)plan->n_items * 2);
     a.cnt_off = take(&sp, groups); /* right after the items: uploaded with them */
     a.table_off = take(&sp, op->table_len + 1); /* its chunks and windows uploaded with them too */
     a.qc_off = take(&sp, pattern ? groups * cap * nrv * 4 : 1);
-    a.part_off = take(&sp, (size_t)plan.n_slots * H * plan.tiles * nr * (d + 4) + 1);
+    a.part_off = take(&sp, (size_t)plan->n_slots * H * plan->tiles * nr * (d + 4) + 1);
     a.out_off = take(&sp, (size_t)rows_total * d);
 
-    pthread_mutex_lock(&vk->lock);
     /* a recorded call's q (vk_stage.c): copied raw next to the tables, converted into the q section */
     const pkv_vk_stage_in *sq = vk->stage_pending;
     size_t raw_off = 0;
@@ -750,7 +770,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     uint32_t specs[3][PKV_VK_SPEC_MAX], which[3], n_pipes = 0;
     for (uint32_t i = 0; i < 3; i++) {
         if (i == 0 && !(pattern && !(a.flags & PKV_ATTN_SKIP_QC))) continue;
-        if (i == 2 && !((a.flags & PKV_ATTN_SEPARATE_MERGE) && plan.n_slots)) continue;
+        if (i == 2 && !((a.flags & PKV_ATTN_SEPARATE_MERGE) && plan->n_slots)) continue;
         if ((p[i] = known[i]) != VK_NULL_HANDLE) continue;
         kernels[n_pipes] = cfg.kernel[i];
         memcpy(specs[n_pipes], cfg.spec[i], sizeof specs[0]);
@@ -760,7 +780,6 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     for (uint32_t i = 0; i < n_pipes && s == PKV_OK; i++) p[which[i]] = known[which[i]] = got[i];
     const VkPipeline p_qc = p[0], p_decode = p[1], p_merge = p[2];
     if (s != PKV_OK) { /* nothing recorded yet: deferred writes stay queued */
-        pkv_attn_plan_free(&plan);
         pthread_mutex_unlock(&vk->lock);
         return s;
     }
@@ -780,8 +799,8 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     if (s == PKV_OK && !tab) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan attention: out of host memory");
     if (s == PKV_OK) {
         memset(tab, 0, (size_t)(a.table_off - a.seq_off) * 4);
-        memcpy(tab, plan.seq_desc, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS * 4);
-        memcpy(tab + (a.item_off - a.seq_off), plan.items, (size_t)plan.n_items * 8);
+        memcpy(tab, plan->seq_desc, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS * 4);
+        memcpy(tab + (a.item_off - a.seq_off), plan->items, (size_t)plan->n_items * 8);
         if (op->fixed_len) memcpy(tab + (a.table_off - a.seq_off), op->table, (size_t)op->fixed_len * 4);
         s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, tab, tab_words * 4);
     }
@@ -795,17 +814,16 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         op_timestamp(vk, 0);
         uint32_t max_bank = 1; /* one invocation per pattern */
         for (uint32_t i = 0; i < op->n_seqs; i++) max_bank = op->seqs[i].bank_count > max_bank ? op->seqs[i].bank_count : max_bank;
-        if (p_qc) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, ceil_div(max_bank, WG_SMALL), plan.tiles, op->n_seqs * H);
+        if (p_qc) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, ceil_div(max_bank, WG_SMALL), plan->tiles, op->n_seqs * H);
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_decode, bufs, &a, sizeof a, plan.n_items, plan.tiles, H);
+        s = pkv_vk_dispatch(vk, p_decode, bufs, &a, sizeof a, plan->n_items, plan->tiles, H);
     }
     if (s == PKV_OK && p_merge) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_merge, bufs, &a, sizeof a, plan.tiles, op->n_seqs * H, 1);
+        s = pkv_vk_dispatch(vk, p_merge, bufs, &a, sizeof a, plan->tiles, op->n_seqs * H, 1);
     }
-    pkv_attn_plan_free(&plan);
     if (s == PKV_OK) {
         op_timestamp(vk, 1);
         pkv_vk_barrier(vk);
