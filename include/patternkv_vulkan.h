@@ -175,6 +175,10 @@ PKV_API pkv_status pkv_vulkan_append_batch(pkv_cache *cache, const pkv_seq *seqs
  * call (a window flush adds one per kv head) and a few words per sequence (bank chunks, window);
  * no allocation of Vulkan objects once the pipelines exist (pkv_prewarm) and the library's buffers
  * have grown to their working size (a sequence's device table grows by doubling, from 16 blocks).
+ * A decode step's append (one token per sequence, into windows it does not fill) skips the general
+ * append planner: it is the window write alone, the same rows in the same slots; attention reuses
+ * its split plan while the sequences' lengths are unchanged (every layer of a step after the first).
+ * Neither changes what is recorded.
  * Since recording decides what the device copy holds, a command buffer that is not submitted after
  * a call succeeded leaves the tables of the sequences it recorded behind: as for the appends, drop
  * those sequences (pkv_seq_free) rather than reuse them. */

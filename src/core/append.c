@@ -361,13 +361,22 @@ static pkv_status window_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32
         if (!take) continue;
         if (!src->k) { /* device rows read in place: one run per row */
             const uint32_t k0 = (uint32_t)(((size_t)idx * 2 * n + pos) * H), v0 = k0 + n * H;
-            /* every head's K rows, then every head's V rows (a decode step's one token: source order) */
-            for (uint32_t kv = 0; kv < 2; kv++)
-                for (uint32_t h = 0; h < H; h++) {
-                    const uint32_t src0 = (kv ? v0 : k0) + h, dst = ws[h] * 2 * R + kv * R + nw;
-                    for (uint32_t t = 0; t < take; t++, r++)
-                        run[3 * r] = src0 + t * H, run[3 * r + 1] = dst + t, run[3 * r + 2] = 1;
+            /* every head's K rows, then every head's V rows (a decode step's one token: source order):
+             * row t of head h is run h * take + t of the K runs, the same of the V runs after them */
+            uint32_t *rk = run + 3 * r, *rv = rk + 3 * (size_t)H * take;
+            for (uint32_t h = 0; h < H; h++) {
+                const uint32_t dst = ws[h] * 2 * R + nw; /* its K row; V's R rows on */
+                if (take == 1) { /* a decode step's one token: no loop */
+                    rk[0] = k0 + h, rk[1] = dst, rk[2] = 1, rv[0] = v0 + h, rv[1] = dst + R, rv[2] = 1;
+                    rk += 3, rv += 3;
+                    continue;
                 }
+                for (uint32_t t = 0; t < take; t++, rk += 3, rv += 3) {
+                    rk[0] = k0 + h + t * H, rk[1] = dst + t, rk[2] = 1;
+                    rv[0] = v0 + h + t * H, rv[1] = dst + R + t, rv[2] = 1;
+                }
+            }
+            r += 2 * (size_t)H * take;
             continue;
         }
         for (uint32_t h = 0; h < H; h++)

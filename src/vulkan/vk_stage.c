@@ -153,6 +153,13 @@ pkv_status pkv_vk_stage_settle(pkv_vk *vk)
     return in ? pkv_vk_stage_record(vk, in) : PKV_OK;
 }
 
+/* Rows that source j's rows move by in a scatter's raw copy: its slot's start (K/V-major, copy_sources)
+ * minus its own (per_src rows per source, kv_half sources of K). */
+static inline int64_t slot_shift(uint32_t j, uint32_t kv_half, uint32_t per_src)
+{
+    return ((int64_t)(j & 1 ? kv_half + j / 2 : j / 2) - j) * per_src;
+}
+
 int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_window_op *op)
 {
     const pkv_vk_stage_in *in = vk->stage_pending;
@@ -171,27 +178,23 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
     /* the sources lie K/V-major in the raw copy (copy_sources): source j's rows at slot source_at^-1(j);
      * runs name rows in source order, every row (pkv_vk_stage_scatters) */
     const uint32_t per_src = (uint32_t)(rows / in->n_src), kv_half = in->n_src / 2;
-    /* source j's rows move by shift[j] rows (its slot's start minus its own) */
-    int64_t shift_local[64], *shift = in->n_src <= 64 ? shift_local : malloc(in->n_src * sizeof *shift);
-    if (!shift) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
-    for (uint32_t j = 0; j < in->n_src; j++) shift[j] = ((int64_t)(j & 1 ? kv_half + j / 2 : j / 2) - j) * per_src;
     uint32_t *restrict t = tab;
     if (n_runs == rows) { /* device rows: one run per row (every row is named once); a source's rows come together */
-        uint32_t lo = 0; /* the source of the last row starts at row lo: its shift is sh */
-        int64_t sh = shift[0];
-        const uint32_t *rp = runs;
-        for (uint32_t r = 0; r < n_runs; r++, rp += 3) {
-            const uint32_t first = rp[0];
-            if (first - lo >= per_src) lo = first / per_src * per_src, sh = shift[first / per_src];
-            t[first + sh] = rp[1];
+        const uint32_t *rp = runs, *const end = runs + 3 * (size_t)n_runs;
+        while (rp < end) { /* the rows of one source from rp on: one shift */
+            const uint32_t j = rp[0] / per_src, lo = j * per_src;
+            const int64_t sh = slot_shift(j, kv_half, per_src);
+            do {
+                t[rp[0] + sh] = rp[1];
+                rp += 3;
+            } while (rp < end && rp[0] - lo < per_src);
         }
     } else {
         for (uint32_t r = 0; r < n_runs; r++) {
             const uint32_t first = runs[3 * r], to = runs[3 * r + 1], len = runs[3 * r + 2];
-            for (uint32_t i = 0; i < len; i++) t[first + i + shift[(first + i) / per_src]] = to + i;
+            for (uint32_t i = 0; i < len; i++) t[first + i + slot_shift((first + i) / per_src, kv_half, per_src)] = to + i;
         }
     }
-    if (shift != shift_local) free(shift);
     vk->stage_pending = NULL;
     /* the half an open conversion (if any) does not read, bound alone: hazards are per bound range;
      * an open copy of out touches neither half */
