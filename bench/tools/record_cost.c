@@ -24,7 +24,14 @@
  *
  * Also the mean CPU time of the recording thread per layer (reset included): on a loaded machine a
  * steadier figure than the clock's, which counts the time other processes hold the core. Under perf
- * (`perf record -g`), the library's own share is the samples outside the driver's DSO. */
+ * (`perf record -g`), the library's own share is the samples outside the driver's DSO.
+ *
+ * PKV_RECORD_COST_DRIVER=0: the driver left out. The recorded calls' vkCmd* commands go to the
+ * command probe (vk_bench.h), which counts them and does not pass them on: the figures are then the
+ * library's own recording work (plus a counting call per command), and the driver's share is the
+ * difference to a run without it (run the two one after the other: the host's speed drifts). The
+ * command buffers hold nothing then; with PKV_RECORD_COST_SUBMIT they are not submitted. The
+ * commands per layer are printed either way with PKV_RECORD_COST_DRIVER set (=1: passed on). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +119,8 @@ int main(int argc, char **argv)
     const uint32_t warm = warm_env ? (uint32_t)atoi(warm_env) : 20;
     const char *submit_env = getenv("PKV_RECORD_COST_SUBMIT");
     const int submit = submit_env && atoi(submit_env) > 0;
+    const char *driver_env = getenv("PKV_RECORD_COST_DRIVER"); /* set: probed; "0": without the driver */
+    const int probe = driver_env && *driver_env, no_driver = probe && atoi(driver_env) == 0;
     VkFence fence = VK_NULL_HANDLE;
     const VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     if (submit && vk->f.vkCreateFence(vk->device, &fci, NULL, &fence) != VK_SUCCESS) return fprintf(stderr, "no fence\n"), 1;
@@ -121,6 +130,7 @@ int main(int argc, char **argv)
         pkv_rusage_sum ru = {0};
         for (uint32_t i = 0; i < warm + steps; i++) {
             if (i == warm) c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
+            if (i == warm && probe) pkv_vk_cmd_probe_on(vk, no_driver);
             getrusage(RUSAGE_SELF, &ru0);
             const VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                                  .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
@@ -138,7 +148,7 @@ int main(int argc, char **argv)
             if (i >= warm) t[i - warm] = (now_us() - t0) / L;
             getrusage(RUSAGE_SELF, &ru1);
             if (i >= warm) pkv_rusage_add(&ru, &ru0, &ru1);
-            if (submit) {
+            if (submit && !no_driver) {
                 const VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cmd};
                 pthread_mutex_lock(&vk->lock);
                 VkResult r = vk->f.vkQueueSubmit(vk->queue, 1, &si, fence);
@@ -150,12 +160,21 @@ int main(int argc, char **argv)
             vk->f.vkResetCommandBuffer(cmd, 0);
         }
         const double cpu = (clock_us(CLOCK_THREAD_CPUTIME_ID) - c0) / steps / L;
+        pkv_vk_cmd_probe got = {0};
+        if (probe) pkv_vk_cmd_probe_off(vk, &got);
         qsort(t, steps, sizeof *t, cmp);
         printf("context %u batch %u layers %u: record us/layer median %.2f p10 %.2f p90 %.2f", C, B, L, t[steps / 2],
                t[steps / 10], t[steps * 9 / 10]);
         printf(", cpu us/layer %.2f%s; per step: %.2f minor faults, %.2f major, %.2f voluntary / %.2f involuntary switches\n",
                cpu, submit ? " (each step submitted)" : "", (double)ru.minflt / steps, (double)ru.majflt / steps,
                (double)ru.nvcsw / steps, (double)ru.nivcsw / steps);
+        if (probe) {
+            const double per = (double)steps * L;
+            printf("  %s: %.1f commands per layer (%.1f dispatches, %.1f barriers, %.1f transfers, %.1f binds, %.1f "
+                   "pushes)\n", no_driver ? "without the driver (PKV_RECORD_COST_DRIVER=0)" : "commands passed on",
+                   (double)pkv_vk_cmd_probe_commands(&got) / per, got.dispatches / per, got.barriers / per,
+                   got.transfers / per, got.binds / per, got.pushes / per);
+        }
         if (B == BB) break;
     }
     if (fence) vk->f.vkDestroyFence(vk->device, fence, NULL);

@@ -36,6 +36,22 @@ typedef struct pkv_rusage_sum {
 /* Adds what the process did between two getrusage(RUSAGE_SELF) readings. */
 void pkv_rusage_add(pkv_rusage_sum *sum, const struct rusage *before, const struct rusage *after);
 
+/* The command probe (issue 13's diagnostics: pkv bench --decode-step's command counts, pkv-record-cost
+ * PKV_RECORD_COST_DRIVER=0): while on, the vkCmd* functions the recorded calls use are counted; with
+ * skip, they are not passed to the driver at all, so that a recording costs only the library's work
+ * (and the calls into the probe): the command buffer then holds nothing of it and must not be
+ * submitted. For tools: one probe at a time, no other thread recording on the context meanwhile. */
+typedef struct pkv_vk_cmd_probe {
+    uint64_t dispatches, barriers, transfers, binds, pushes;
+} pkv_vk_cmd_probe;
+struct pkv_vk;
+void pkv_vk_cmd_probe_on(struct pkv_vk *vk, int skip);
+void pkv_vk_cmd_probe_off(struct pkv_vk *vk, pkv_vk_cmd_probe *got);
+static inline uint64_t pkv_vk_cmd_probe_commands(const pkv_vk_cmd_probe *p)
+{
+    return p->dispatches + p->barriers + p->transfers + p->binds + p->pushes;
+}
+
 /* Where this context keeps its pipeline cache file ("" when nowhere). */
 const char *pkv_vulkan_pipeline_cache_path(const pkv_backend *be);
 

@@ -51,72 +51,74 @@ static VkDeviceSize off_v(const step_io *io, uint32_t l, uint32_t b) { return of
 static VkDeviceSize off_q(const step_io *io, uint32_t l) { return off_k(io, l, 0) + 2 * io->B * io->kv_bytes; }
 static VkDeviceSize off_out(const step_io *io, uint32_t l) { return off_q(io, l) + io->q_bytes; }
 
-/* Counts the commands the recorded calls put into the step's command buffer (the bench's only:
- * the context's function table points at these wrappers while one recorded step is being recorded,
- * under no other thread; pkv_vk_step_times.per_layer). */
+/* The command probe (vk_bench.h): the context's function table points at these wrappers while it is
+ * on (one probe at a time, under no other recording thread). */
 static struct {
     pkv_vk_funcs real;
-    uint64_t dispatches, barriers, transfers, binds, pushes;
-} g_count;
+    int skip;
+    pkv_vk_cmd_probe got;
+} g_probe;
+/* Counts a command in `field`, then records it with the driver's function `call` unless skipping. */
+#define PROBE(field, call)                                                                                             \
+    do {                                                                                                             \
+        g_probe.got.field++;                                                                                         \
+        if (!g_probe.skip) call;                                                                                     \
+    } while (0)
 static VKAPI_ATTR void VKAPI_CALL count_dispatch(VkCommandBuffer cb, uint32_t x, uint32_t y, uint32_t z)
 {
-    g_count.dispatches++;
-    g_count.real.vkCmdDispatch(cb, x, y, z);
+    PROBE(dispatches, g_probe.real.vkCmdDispatch(cb, x, y, z));
 }
 static VKAPI_ATTR void VKAPI_CALL count_barrier(VkCommandBuffer cb, VkPipelineStageFlags src, VkPipelineStageFlags dst,
                                                 VkDependencyFlags dep, uint32_t nm, const VkMemoryBarrier *m, uint32_t nb,
                                                 const VkBufferMemoryBarrier *b, uint32_t ni, const VkImageMemoryBarrier *im)
 {
-    g_count.barriers++;
-    g_count.real.vkCmdPipelineBarrier(cb, src, dst, dep, nm, m, nb, b, ni, im);
+    PROBE(barriers, g_probe.real.vkCmdPipelineBarrier(cb, src, dst, dep, nm, m, nb, b, ni, im));
 }
 static VKAPI_ATTR void VKAPI_CALL count_copy(VkCommandBuffer cb, VkBuffer src, VkBuffer dst, uint32_t n, const VkBufferCopy *r)
 {
-    g_count.transfers++;
-    g_count.real.vkCmdCopyBuffer(cb, src, dst, n, r);
+    PROBE(transfers, g_probe.real.vkCmdCopyBuffer(cb, src, dst, n, r));
 }
 static VKAPI_ATTR void VKAPI_CALL count_update(VkCommandBuffer cb, VkBuffer dst, VkDeviceSize off, VkDeviceSize n, const void *p)
 {
-    g_count.transfers++;
-    g_count.real.vkCmdUpdateBuffer(cb, dst, off, n, p);
+    PROBE(transfers, g_probe.real.vkCmdUpdateBuffer(cb, dst, off, n, p));
 }
 static VKAPI_ATTR void VKAPI_CALL count_fill(VkCommandBuffer cb, VkBuffer dst, VkDeviceSize off, VkDeviceSize n, uint32_t v)
 {
-    g_count.transfers++;
-    g_count.real.vkCmdFillBuffer(cb, dst, off, n, v);
+    PROBE(transfers, g_probe.real.vkCmdFillBuffer(cb, dst, off, n, v));
 }
 static VKAPI_ATTR void VKAPI_CALL count_bind_pipeline(VkCommandBuffer cb, VkPipelineBindPoint bp, VkPipeline p)
 {
-    g_count.binds++;
-    g_count.real.vkCmdBindPipeline(cb, bp, p);
+    PROBE(binds, g_probe.real.vkCmdBindPipeline(cb, bp, p));
 }
 static VKAPI_ATTR void VKAPI_CALL count_bind_sets(VkCommandBuffer cb, VkPipelineBindPoint bp, VkPipelineLayout l, uint32_t first,
                                                   uint32_t n, const VkDescriptorSet *sets, uint32_t nd, const uint32_t *d)
 {
-    g_count.binds++;
-    g_count.real.vkCmdBindDescriptorSets(cb, bp, l, first, n, sets, nd, d);
+    PROBE(binds, g_probe.real.vkCmdBindDescriptorSets(cb, bp, l, first, n, sets, nd, d));
 }
 static VKAPI_ATTR void VKAPI_CALL count_push(VkCommandBuffer cb, VkPipelineLayout l, VkShaderStageFlags st, uint32_t off,
                                              uint32_t n, const void *p)
 {
-    g_count.pushes++;
-    g_count.real.vkCmdPushConstants(cb, l, st, off, n, p);
+    PROBE(pushes, g_probe.real.vkCmdPushConstants(cb, l, st, off, n, p));
 }
 
-static void counting(pkv_vk *vk, int on)
+void pkv_vk_cmd_probe_on(pkv_vk *vk, int skip)
 {
     pthread_mutex_lock(&vk->lock);
-    if (on) {
-        memset(&g_count, 0, sizeof g_count);
-        g_count.real = vk->f;
-        vk->f.vkCmdDispatch = count_dispatch, vk->f.vkCmdPipelineBarrier = count_barrier;
-        vk->f.vkCmdCopyBuffer = count_copy, vk->f.vkCmdUpdateBuffer = count_update, vk->f.vkCmdFillBuffer = count_fill;
-        vk->f.vkCmdBindPipeline = count_bind_pipeline, vk->f.vkCmdBindDescriptorSets = count_bind_sets;
-        vk->f.vkCmdPushConstants = count_push;
-    } else {
-        vk->f = g_count.real;
-    }
+    memset(&g_probe, 0, sizeof g_probe);
+    g_probe.real = vk->f, g_probe.skip = skip;
+    vk->f.vkCmdDispatch = count_dispatch, vk->f.vkCmdPipelineBarrier = count_barrier;
+    vk->f.vkCmdCopyBuffer = count_copy, vk->f.vkCmdUpdateBuffer = count_update, vk->f.vkCmdFillBuffer = count_fill;
+    vk->f.vkCmdBindPipeline = count_bind_pipeline, vk->f.vkCmdBindDescriptorSets = count_bind_sets;
+    vk->f.vkCmdPushConstants = count_push;
     pthread_mutex_unlock(&vk->lock);
+}
+
+void pkv_vk_cmd_probe_off(pkv_vk *vk, pkv_vk_cmd_probe *got)
+{
+    pthread_mutex_lock(&vk->lock);
+    vk->f = g_probe.real;
+    pthread_mutex_unlock(&vk->lock);
+    *got = g_probe.got;
 }
 
 /* One step of every layer through the recorded (cmd != NULL) or the synchronous calls; *attn_ms the
@@ -204,7 +206,7 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
             vk->f.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
         }
         const int count = i == warm - 1; /* the last warm-up step: its commands counted, its time not used */
-        if (count) counting(vk, 1);
+        if (count) pkv_vk_cmd_probe_on(vk, 0);
         /* the recording figure: the library's calls alone (every layer's append and attention), not
          * the bench's vkBegin/EndCommandBuffer and timestamps */
         struct rusage ru0, ru1;
@@ -215,11 +217,11 @@ pkv_status pkv_vulkan_bench_decode_step(pkv_cache *c, const pkv_seq *seqs, uint3
         getrusage(RUSAGE_SELF, &ru1);
         if (i >= warm) pkv_rusage_add(&ru, &ru0, &ru1);
         if (count) {
-            counting(vk, 0);
-            t->per_layer.dispatches = (double)g_count.dispatches / io.L, t->per_layer.barriers = (double)g_count.barriers / io.L;
-            t->per_layer.transfers = (double)g_count.transfers / io.L;
-            t->per_layer.commands = (double)(g_count.dispatches + g_count.barriers + g_count.transfers + g_count.binds +
-                                             g_count.pushes) / io.L;
+            pkv_vk_cmd_probe got;
+            pkv_vk_cmd_probe_off(vk, &got);
+            t->per_layer.dispatches = (double)got.dispatches / io.L, t->per_layer.barriers = (double)got.barriers / io.L;
+            t->per_layer.transfers = (double)got.transfers / io.L;
+            t->per_layer.commands = (double)pkv_vk_cmd_probe_commands(&got) / io.L;
         }
         if (s == PKV_OK && qp) vk->f.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
         if (s == PKV_OK && vk->f.vkEndCommandBuffer(cmd) != VK_SUCCESS) s = pkv_fail(NULL, PKV_ERR_DEVICE, "decode step: vkEndCommandBuffer failed");
