@@ -147,6 +147,7 @@ typedef struct pkv_vk {
     uint32_t n_ext_pools, ext_pool_left;
     struct pkv_vk_ext_set { VkDescriptorBufferInfo bufs[4]; VkDescriptorSet set; } *ext_sets;
     uint32_t n_ext_sets, cap_ext_sets;
+    uint32_t ext_hint[8]; /* by a hash of a set's first two bindings: 1 + the index of the set last found */
     const struct pkv_vk_stage_in *stage_pending; /* a recorded call's K/V or q not staged yet (vk_stage.c) */
     uint32_t *host_tab;                          /* a host table of the op being recorded, reused */
     size_t cap_host_tab;
@@ -180,7 +181,8 @@ typedef struct pkv_vk {
     VkPipeline bound_pipe;
     VkDescriptorSet bound_set;
     int push_valid;
-    uint8_t pushed[PKV_VK_PUSH_BYTES];
+    uint8_t pushed[PKV_VK_PUSH_BYTES]; /* the last push: its first pushed_bytes given, zeros after them */
+    uint32_t pushed_bytes;
     VkDescriptorSet last_set;  /* the last set allocated since the pool was reset, and its buffers */
     VkDescriptorBufferInfo last_set_bufs[4];
     VkQueryPool query_pool;    /* two timestamps around each op, when the queue has them */

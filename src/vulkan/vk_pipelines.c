@@ -528,15 +528,29 @@ static void write_set(pkv_vk *vk, VkDescriptorSet set, const VkDescriptorBufferI
 
 /* Recorded calls: a set of the four buffers that lives as long as the context (the application
  * submits the command buffer later), one per distinct set of buffers, from pools never reset. */
+static int same_bufs(const VkDescriptorBufferInfo *a, const VkDescriptorBufferInfo *b)
+{
+    for (int i = 0; i < 4; i++) /* most differ in the first binding */
+        if (a[i].buffer != b[i].buffer || a[i].offset != b[i].offset || a[i].range != b[i].range) return 0;
+    return 1;
+}
+
 static pkv_status external_set(pkv_vk *vk, const VkDescriptorBufferInfo bi[4], VkDescriptorSet *out)
 {
-    for (uint32_t i = vk->n_ext_sets; i-- > 0;) {
-        const VkDescriptorBufferInfo *e = vk->ext_sets[i].bufs; /* most differ in the first binding */
-        if (e[0].buffer == bi[0].buffer && e[0].offset == bi[0].offset && memcmp(e, bi, 4 * sizeof *bi) == 0) {
+    /* a decode step uses a few sets over and over: the one last found with this hash is tried first */
+    const uint64_t key = ((uint64_t)(uintptr_t)bi[0].buffer ^ bi[0].offset) * 0x9E3779B97F4A7C15ull ^
+                         ((uint64_t)(uintptr_t)bi[1].buffer ^ bi[1].offset);
+    uint32_t *hint = &vk->ext_hint[(key * 0x9E3779B97F4A7C15ull) >> 61];
+    if (*hint && *hint <= vk->n_ext_sets && same_bufs(vk->ext_sets[*hint - 1].bufs, bi)) {
+        *out = vk->ext_sets[*hint - 1].set;
+        return PKV_OK;
+    }
+    for (uint32_t i = vk->n_ext_sets; i-- > 0;)
+        if (same_bufs(vk->ext_sets[i].bufs, bi)) {
+            *hint = i + 1;
             *out = vk->ext_sets[i].set;
             return PKV_OK;
         }
-    }
     if (vk->n_ext_sets == vk->cap_ext_sets) {
         uint32_t cap = vk->cap_ext_sets ? 2 * vk->cap_ext_sets : 32;
         struct pkv_vk_ext_set *n = realloc(vk->ext_sets, cap * sizeof *n);
@@ -565,6 +579,7 @@ static pkv_status external_set(pkv_vk *vk, const VkDescriptorBufferInfo bi[4], V
     write_set(vk, set, bi);
     memcpy(vk->ext_sets[vk->n_ext_sets].bufs, bi, 4 * sizeof *bi);
     vk->ext_sets[vk->n_ext_sets++].set = set;
+    *hint = vk->n_ext_sets;
     *out = set;
     return PKV_OK;
 }
@@ -605,11 +620,12 @@ pkv_status pkv_vk_dispatch(pkv_vk *vk, VkPipeline pipe, pkv_buf *const bufs[4], 
     if (set != vk->bound_set)
         vk->f.vkCmdBindDescriptorSets(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout, 0, 1, &set, 0, NULL);
     vk->bound_pipe = pipe, vk->bound_set = set;
-    uint8_t pc[PKV_VK_PUSH_BYTES] = {0};
-    memcpy(pc, push, push_bytes);
-    if (!vk->push_valid || memcmp(pc, vk->pushed, sizeof pc) != 0) {
-        vk->f.vkCmdPushConstants(vk->cb, vk->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, PKV_VK_PUSH_BYTES, pc);
-        memcpy(vk->pushed, pc, sizeof pc);
+    /* all PKV_VK_PUSH_BYTES are pushed, zeros after the op's own (vk->pushed keeps them so) */
+    if (!vk->push_valid || push_bytes != vk->pushed_bytes || memcmp(push, vk->pushed, push_bytes) != 0) {
+        memcpy(vk->pushed, push, push_bytes);
+        if (vk->pushed_bytes > push_bytes) memset(vk->pushed + push_bytes, 0, vk->pushed_bytes - push_bytes);
+        vk->pushed_bytes = push_bytes;
+        vk->f.vkCmdPushConstants(vk->cb, vk->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, PKV_VK_PUSH_BYTES, vk->pushed);
         vk->push_valid = 1;
     }
     vk->f.vkCmdDispatch(vk->cb, gx, gy, gz);
