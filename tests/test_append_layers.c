@@ -90,6 +90,25 @@ static void expect_same_contents(pkv_cache *a, pkv_seq sa, pkv_cache *b, pkv_seq
     free(x), free(y), free(bank);
 }
 
+/* Two empty caches of one mode, one sequence each, to be filled two ways and compared (close_pair). */
+static void open_pair(pkv_context *ctx, pkv_mode mode, pkv_cache **a, pkv_seq *sa, pkv_cache **b, pkv_seq *sb)
+{
+    pkv_cache_config cfg = config(mode);
+    TU_OK(pkv_cache_create(ctx, &cfg, a));
+    TU_OK(pkv_cache_create(ctx, &cfg, b));
+    TU_OK(pkv_seq_create(*a, sa));
+    TU_OK(pkv_seq_create(*b, sb));
+}
+
+/* The pair's saved files and contents the same; both freed. */
+static void close_pair(pkv_cache *a, pkv_seq sa, pkv_cache *b, pkv_seq sb)
+{
+    tu_expect_same_saved(a, b);
+    expect_same_contents(a, sa, b, sb);
+    TU_OK(pkv_cache_free(a));
+    TU_OK(pkv_cache_free(b));
+}
+
 /* A prompt of 300 tokens (mining, blocks, a window; in DIRECT and FP16 mode nine flushes), then
  * decode steps of one token crossing two flushes, then 20 at a time, then the rest at once (several
  * flushes in one call): saved files identical, and every block, bank and window. In every mode. */
@@ -101,13 +120,9 @@ static void multi_layer_append_equals_per_layer_appends(void **state)
     pkv_context *ctx = tu_context();
     for (int mode = 0; mode < 3; mode++) {
         print_message("mode %s\n", pkv_mode_name((pkv_mode)mode));
-        pkv_cache_config cfg = config((pkv_mode)mode);
         pkv_cache *a, *b;
         pkv_seq sa, sb;
-        TU_OK(pkv_cache_create(ctx, &cfg, &a));
-        TU_OK(pkv_cache_create(ctx, &cfg, &b));
-        TU_OK(pkv_seq_create(a, &sa));
-        TU_OK(pkv_seq_create(b, &sb));
+        open_pair(ctx, (pkv_mode)mode, &a, &sa, &b, &sb);
         uint32_t t = 0;
         append_per_layer(a, sa, k, v, t, 300), append_all(b, sb, k, v, t, 300), t += 300;
         for (; t < 300 + 2 * G + 5; t++) append_per_layer(a, sa, k, v, t, 1), append_all(b, sb, k, v, t, 1);
@@ -116,10 +131,7 @@ static void multi_layer_append_equals_per_layer_appends(void **state)
         expect_same_contents(a, sa, b, sb);
         uint32_t n = T - t; /* several flushes in one call */
         append_per_layer(a, sa, k, v, t, n), append_all(b, sb, k, v, t, n);
-        tu_expect_same_saved(a, b);
-        expect_same_contents(a, sa, b, sb);
-        TU_OK(pkv_cache_free(a));
-        TU_OK(pkv_cache_free(b));
+        close_pair(a, sa, b, sb);
     }
     TU_OK(pkv_context_free(ctx));
     free(k), free(v);
@@ -138,14 +150,10 @@ static void decode_appends_equal_the_general_path(void **state)
     float q[QH * D], out_a[QH * D], out_b[QH * D];
     tu_rng r = {77};
     for (int mode = 0; mode < 3; mode++) {
-        pkv_cache_config cfg = config((pkv_mode)mode);
         pkv_cache *a, *b;
         pkv_seq sa, sb;
-        TU_OK(pkv_cache_create(ctx, &cfg, &a));
-        TU_OK(pkv_cache_create(ctx, &cfg, &b));
+        open_pair(ctx, (pkv_mode)mode, &a, &sa, &b, &sb);
         b->general_appends = 1;
-        TU_OK(pkv_seq_create(a, &sa));
-        TU_OK(pkv_seq_create(b, &sb));
         append_per_layer(a, sa, k, v, 0, 300), append_per_layer(b, sb, k, v, 0, 300);
         for (uint32_t t = 300; t < 300 + 3 * G + 7; t++) {
             append_per_layer(a, sa, k, v, t, 1), append_per_layer(b, sb, k, v, t, 1);
@@ -158,10 +166,7 @@ static void decode_appends_equal_the_general_path(void **state)
             TU_OK(pkv_attention(b, &pb, q, out_b));
             assert_memory_equal(out_a, out_b, sizeof out_a);
         }
-        tu_expect_same_saved(a, b);
-        expect_same_contents(a, sa, b, sb);
-        TU_OK(pkv_cache_free(a));
-        TU_OK(pkv_cache_free(b));
+        close_pair(a, sa, b, sb);
     }
     TU_OK(pkv_context_free(ctx));
     free(k), free(v);
