@@ -25,6 +25,8 @@ static inline float vf_hmax(VF v)
 }
 static inline VI vi_set1(uint32_t x) { return _mm256_set1_epi32((int)x); }
 static inline VI vi_loadu(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline void vi_storeu(void *p, VI v) { _mm256_storeu_si256((__m256i *)p, v); }
+static inline VI vi_from_u8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
 static inline VI vi_and(VI a, VI b) { return _mm256_and_si256(a, b); }
 #define vi_srli(v, n) _mm256_srli_epi32((v), (int)(n))
 /* exact for values < 2^31 (the kernel never converts more) */

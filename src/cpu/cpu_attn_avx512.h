@@ -17,6 +17,8 @@ static inline float vf_hsum(VF v) { return _mm512_reduce_add_ps(v); }
 static inline float vf_hmax(VF v) { return _mm512_reduce_max_ps(v); }
 static inline VI vi_set1(uint32_t x) { return _mm512_set1_epi32((int)x); }
 static inline VI vi_loadu(const void *p) { return _mm512_loadu_si512(p); }
+static inline void vi_storeu(void *p, VI v) { _mm512_storeu_si512(p, v); }
+static inline VI vi_from_u8(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)); }
 static inline VI vi_and(VI a, VI b) { return _mm512_and_si512(a, b); }
 #define vi_srli(v, n) _mm512_srli_epi32((v), (unsigned)(n))
 static inline VF vf_from_u(VI v) { return _mm512_cvtepu32_ps(v); }

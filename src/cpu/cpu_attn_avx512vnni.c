@@ -19,20 +19,27 @@ static inline VI vi_dpwssd(VI acc, VI a, VI b)
 static inline VF vf_from_i(VI v) { return _mm512_cvtepi32_ps(v); }
 static inline VF vf_abs(VF v) { return _mm512_abs_ps(v); }
 
+/* The vpermw index of kq_pack for B-bit codes (2, 4, 8): int16 lane 2m, 2m + 1 = channels k and k + half
+ * of word m / half (half = 16 / B, k = m % half) within 32 channels. Built once per unit. */
+static inline VI kq_index(int B)
+{
+    const int half = 16 / B, cpd = 32 / B;
+    int16_t ix[32];
+    for (int m = 0; m < 16; m++) ix[2 * m] = (int16_t)(m / half * cpd + m % half), ix[2 * m + 1] = (int16_t)(ix[2 * m] + half);
+    return _mm512_loadu_si512(ix);
+}
+
 /* kq[pair] = the int16 pair (c_k, c_k+half) of a code word's fields k and k + half (half = 16 / B),
  * words in order, from the coefficients c[0 .. dp) (dp a multiple of 16, zero past d) rounded to
- * nearest after scaling by inv: 32 channels at a time, one vpermw per 32 (B = 2, 4, 8 divide 32). */
-static inline void kq_pack(const float *c, uint32_t dp, float inv, int B, int32_t *kq)
+ * nearest after scaling by inv: 32 channels at a time, one vpermw per 32 (B = 2, 4, 8 divide 32) with
+ * the index idx = kq_index(B). */
+static inline void kq_pack(const float *c, uint32_t dp, float inv, VI idx, int32_t *kq)
 {
     int16_t c16[256 + 32];
     uint32_t i = 0;
     for (; i < dp; i += 16)
         _mm256_storeu_si256((__m256i *)(c16 + i), _mm512_cvtepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(c + i), _mm512_set1_ps(inv)))));
     for (; i % 32; i++) c16[i] = 0;
-    const int half = 16 / B, cpd = 32 / B;
-    int16_t ix[32];
-    for (int m = 0; m < 16; m++) ix[2 * m] = (int16_t)(m / half * cpd + m % half), ix[2 * m + 1] = (int16_t)(ix[2 * m] + half);
-    const __m512i idx = _mm512_loadu_si512(ix);
     for (uint32_t j = 0; j < i; j += 32) _mm512_storeu_si512(kq + j / 2, _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(c16 + j)));
 }
 

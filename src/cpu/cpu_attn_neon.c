@@ -13,6 +13,13 @@ static inline float vf_hsum(VF v) { return vaddvq_f32(v); }
 static inline float vf_hmax(VF v) { return vmaxvq_f32(v); }
 static inline VI vi_set1(uint32_t x) { return vdupq_n_u32(x); }
 static inline VI vi_loadu(const void *p) { return vld1q_u32((const uint32_t *)p); }
+static inline void vi_storeu(void *p, VI v) { vst1q_u32((uint32_t *)p, v); }
+static inline VI vi_from_u8(const uint8_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(w)))));
+}
 static inline VI vi_and(VI a, VI b) { return vandq_u32(a, b); }
 static inline VI vi_srli(VI v, int n) { return vshlq_u32(v, vdupq_n_s32(-n)); }
 static inline VF vf_from_u(VI v) { return vcvtq_f32_u32(v); }

@@ -2,7 +2,8 @@
  * instruction-set file (cpu_attn_avx2.c, cpu_attn_avx512.c, cpu_attn_neon.c) defines before including
  * this file: W lanes of float (VF) and uint32 (VI), and
  *   vf_load vf_store vf_set1 vf_zero vf_add vf_mul vf_fma(a,b,c)=a*b+c vf_max vf_hsum vf_hmax vf_exp2
- *   vi_set1 vi_and vi_srli(v, const) vf_from_u (exact for values < 2^31)
+ *   vi_set1 vi_loadu vi_storeu vi_and vi_srli(v, const) vf_from_u (exact for values < 2^31)
+ *   vi_from_u8(p): W bytes -> W uint32 lanes
  *   vi_gather_rows(p, idx): lane l = p[idx[l]] (32-bit words); vf_gather(p, idx): lane l = p[idx[l]]
  *   optionally vi_transpose (and VI_TRANSPOSE defined): a W x W transpose of 32-bit words in registers
  *   vf_f16(p): W fp16 values -> fp32; v_codes(row, bits, v): codes of channels [vW, vW + W) of one
@@ -63,6 +64,7 @@ typedef struct unit_scratch {
 #ifdef PKV_VNNI
     int vnni;               /* this geometry's K logits go through k_plane_q (set per unit) */
     int vq;                 /* and its V through v_pass_q (2- and 4-bit V codes) */
+    VI kqi;                 /* kq_pack's index for the unit's k_bits */
     int32_t kq[RT][128 + 16]; /* per row: the coefficients q_i s_i rounded to int16 as pairs (two channels of
                              * a code word: k and k + half of its fields) in the order k_plane_q reads;
                              * kq_pack writes every pair of the dp channels, past d zeros */
@@ -441,7 +443,7 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
                     mx = vf_max(mx, vf_abs(qs));
                 }
                 const float m = vf_hmax(mx);
-                kq_pack(sc->coef[r][0], dp, m > 0.0f ? 32767.0f / m : 0.0f, (int)g->k_bits, sc->kq[r]);
+                kq_pack(sc->coef[r][0], dp, m > 0.0f ? 32767.0f / m : 0.0f, sc->kqi, sc->kq[r]);
                 sc->ka[r] = m > 0.0f ? m / 32767.0f : 0.0f;
                 zt[r] = vf_hsum(z);
                 continue;
@@ -546,7 +548,7 @@ AINLINE void tile_rows(const pkv_attn_unit *u, const pkv_attn_part *out, unit_sc
                 vf_store(sc->vz + t, vf_f16((const uint16_t *)(blk + g->off_vzero) + t));
             }
             if (pattern)
-                for (uint32_t t = 0; t < G; t++) sc->kidx[t] = blk[g->off_kidx + t];
+                for (uint32_t t = 0; t < G; t += W) vi_storeu(sc->kidx + t, vi_from_u8(blk + g->off_kidx + t));
         }
         tile_chunk(u, out, ch, sc, r0, NR);
     }
@@ -584,6 +586,7 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
                    (uint64_t)d * ((1u << b) - 1u) * 32767u < (1ull << 31);
         /* G * 15 * 32767 < 2^31; vp holds rows of up to 16 words */
         sc->vq = g->mode != PKV_MODE_FP16 && (g->v_bits == 2 || g->v_bits == 4) && g->G <= 128 && g->v_row_words <= 16;
+        if (sc->vnni) sc->kqi = kq_index((int)b);
     }
 #endif
     sc->q = (float *)((char *)sc + head);
