@@ -27,6 +27,21 @@ static inline VI vi_set1(uint32_t x) { return _mm256_set1_epi32((int)x); }
 static inline VI vi_loadu(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 static inline void vi_storeu(void *p, VI v) { _mm256_storeu_si256((__m256i *)p, v); }
 static inline VI vi_from_u8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+/* 4 floats; the rows r0 .. r3 of 8 tokens as 8 groups of 4: token k's at U + 4 tok4_slot(k) */
+typedef __m128 F4;
+static inline F4 f4_load(const float *p) { return _mm_load_ps(p); }
+static inline void f4_store(float *p, F4 v) { _mm_store_ps(p, v); }
+static inline F4 f4_add(F4 a, F4 b) { return _mm_add_ps(a, b); }
+static inline uint32_t tok4_slot(uint32_t k) { return (k % 4) * 2 + k / 4; }
+static inline void vf_tok4(VF r0, VF r1, VF r2, VF r3, float *U)
+{
+    VF t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    VF t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    _mm256_store_ps(U, _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))));
+    _mm256_store_ps(U + 8, _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))));
+    _mm256_store_ps(U + 16, _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3))));
+    _mm256_store_ps(U + 24, _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3))));
+}
 static inline VI vi_and(VI a, VI b) { return _mm256_and_si256(a, b); }
 #define vi_srli(v, n) _mm256_srli_epi32((v), (int)(n))
 /* exact for values < 2^31 (the kernel never converts more) */

@@ -89,6 +89,23 @@ static inline VF vf_lookup(const float *t, uint32_t n, VI idx)
 }
 static inline VF vf_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 
+/* 4 floats; the rows r0 .. r3 of 16 tokens as 16 groups of 4: token k's at U + 4 tok4_slot(k) (k % 4
+ * picks the stored vector, k / 4 its 128-bit lane) */
+typedef __m128 F4;
+static inline F4 f4_load(const float *p) { return _mm_load_ps(p); }
+static inline void f4_store(float *p, F4 v) { _mm_store_ps(p, v); }
+static inline F4 f4_add(F4 a, F4 b) { return _mm_add_ps(a, b); }
+static inline uint32_t tok4_slot(uint32_t k) { return (k % 4) * 4 + k / 4; }
+static inline void vf_tok4(VF r0, VF r1, VF r2, VF r3, float *U)
+{
+    VF t0 = _mm512_unpacklo_ps(r0, r1), t1 = _mm512_unpackhi_ps(r0, r1);
+    VF t2 = _mm512_unpacklo_ps(r2, r3), t3 = _mm512_unpackhi_ps(r2, r3);
+    _mm512_store_ps(U, _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2))));
+    _mm512_store_ps(U + 16, _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2))));
+    _mm512_store_ps(U + 32, _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3))));
+    _mm512_store_ps(U + 48, _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3))));
+}
+
 /* 2^x for x <= 64; 0 for x <= -127 (and -inf). Degree-7 polynomial on [-0.5, 0.5]: relative error
  * about 1e-7. */
 static inline VF vf_exp2(VF x)

@@ -20,6 +20,21 @@ static inline VI vi_from_u8(const uint8_t *p)
     memcpy(&w, p, 4);
     return vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(w)))));
 }
+/* 4 floats; the rows r0 .. r3 of 4 tokens as 4 groups of 4 (a 4 x 4 transpose): token k's at U + 4 k */
+typedef float32x4_t F4;
+static inline F4 f4_load(const float *p) { return vld1q_f32(p); }
+static inline void f4_store(float *p, F4 v) { vst1q_f32(p, v); }
+static inline F4 f4_add(F4 a, F4 b) { return vaddq_f32(a, b); }
+static inline uint32_t tok4_slot(uint32_t k) { return k; }
+static inline void vf_tok4(VF r0, VF r1, VF r2, VF r3, float *U)
+{
+    float64x2_t t0 = vreinterpretq_f64_f32(vzip1q_f32(r0, r1)), t1 = vreinterpretq_f64_f32(vzip2q_f32(r0, r1));
+    float64x2_t t2 = vreinterpretq_f64_f32(vzip1q_f32(r2, r3)), t3 = vreinterpretq_f64_f32(vzip2q_f32(r2, r3));
+    vst1q_f32(U, vreinterpretq_f32_f64(vzip1q_f64(t0, t2)));
+    vst1q_f32(U + 4, vreinterpretq_f32_f64(vzip2q_f64(t0, t2)));
+    vst1q_f32(U + 8, vreinterpretq_f32_f64(vzip1q_f64(t1, t3)));
+    vst1q_f32(U + 12, vreinterpretq_f32_f64(vzip2q_f64(t1, t3)));
+}
 static inline VI vi_and(VI a, VI b) { return vandq_u32(a, b); }
 static inline VI vi_srli(VI v, int n) { return vshlq_u32(v, vdupq_n_s32(-n)); }
 static inline VF vf_from_u(VI v) { return vcvtq_f32_u32(v); }

@@ -4,6 +4,8 @@
  *   vf_load vf_store vf_set1 vf_zero vf_add vf_mul vf_fma(a,b,c)=a*b+c vf_max vf_hsum vf_hmax vf_exp2
  *   vi_set1 vi_loadu vi_storeu vi_and vi_srli(v, const) vf_from_u (exact for values < 2^31)
  *   vi_from_u8(p): W bytes -> W uint32 lanes
+ *   F4 (4 floats) with f4_load f4_store f4_add; vf_tok4(r0, r1, r2, r3, U): the 4 x W values of 4 rows
+ *   as W groups of 4 (token k's at U + 4 tok4_slot(k)), for the V histogram
  *   vi_gather_rows(p, idx): lane l = p[idx[l]] (32-bit words); vf_gather(p, idx): lane l = p[idx[l]]
  *   optionally vi_transpose (and VI_TRANSPOSE defined): a W x W transpose of 32-bit words in registers
  *   vf_f16(p): W fp16 values -> fp32; v_codes(row, bits, v): codes of channels [vW, vW + W) of one
@@ -54,9 +56,9 @@ typedef struct unit_scratch {
     uint32_t dp;            /* d rounded up to W: the rows below are padded with zeros */
     float *q, *acc;         /* [rows][dp] */
     /* not zeroed (attn_unit_simd): written before they are read */
-    float S2[3][RT][256];   /* histogram copies for tokens t % 4 = 1, 2, 3 (copy 0 is the row's S):
-                             * four independent chains when runs of tokens share a pattern; the
-                             * first nb of each row zeroed by tile_rows */
+    float H[4][257][RT];    /* the tile's histogram of gated weights: copy t % 4 (four independent
+                             * chains when runs of tokens share a pattern), pattern (bin nb: tokens whose
+                             * gate is 0), row of the tile; bins 0 .. nb zeroed by tile_rows */
 #ifdef VI_TRANSPOSE
     uint32_t kt[64 * 128];  /* the block's K code words transposed: kt[word * G + token], every word a
                              * block's k_plane reads written by its transpose first */
@@ -369,7 +371,7 @@ AINLINE void v_f16(const uint8_t *vp, uint32_t n, uint32_t d, unit_scratch *sc, 
 /* lg[0 .. n) holds the logits (base 2); tokens >= vis are not seen. Turns lg into weights p (0 for
  * unseen tokens), moves the running max when needed (rescaling the row's state), returns sum p. */
 static void row_softmax(unit_scratch *sc, int r, uint32_t n, uint32_t vis, float *m, float *l, float *acc,
-                        uint32_t d, float *S, uint32_t nb)
+                        uint32_t d, uint32_t nb)
 {
     float *x = sc->lg[r];
     for (uint32_t t = vis; t < ((n + W - 1) / W) * W; t++) x[t] = -INFINITY;
@@ -382,7 +384,7 @@ static void row_softmax(unit_scratch *sc, int r, uint32_t n, uint32_t vis, float
         float f = exp2f(*m - mb);
         *l *= f, sc->zs[r] *= f;
         for (uint32_t i = 0; i < d; i++) acc[i] *= f;
-        for (uint32_t k = 0; k < nb; k++) S[k] *= f, sc->S2[0][r][k] *= f, sc->S2[1][r][k] *= f, sc->S2[2][r][k] *= f;
+        for (uint32_t k = 0; k < nb; k++) sc->H[0][k][r] *= f, sc->H[1][k][r] *= f, sc->H[2][k][r] *= f, sc->H[3][k][r] *= f;
         *m = mb;
     }
     VF mm = vf_set1(*m), lsum = vf_zero();
@@ -397,11 +399,6 @@ static void row_softmax(unit_scratch *sc, int r, uint32_t n, uint32_t vis, float
 
 /* ---- one unit ------------------------------------------------------------------------------------ */
 
-/* gate4[b][k] = bit k of b, as a float: the V gate bits of four tokens */
-static const float gate4[16][4] = {
-    {0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {1, 1, 0, 0}, {0, 0, 1, 0}, {1, 0, 1, 0}, {0, 1, 1, 0}, {1, 1, 1, 0},
-    {0, 0, 0, 1}, {1, 0, 0, 1}, {0, 1, 0, 1}, {1, 1, 0, 1}, {0, 0, 1, 1}, {1, 0, 1, 1}, {0, 1, 1, 1}, {1, 1, 1, 1},
-};
 
 AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const pkv_attn_chunk *ch, unit_scratch *sc,
                         uint32_t r0, int NR)
@@ -467,13 +464,12 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
     /* softmax, weights, histogram */
     const uint8_t *blk = ch->blk;
     for (int r = 0; r < NR; r++) {
-        float *S = nb ? out->S + (size_t)(r0 + r) * nb : NULL;
         if (!vis[r]) {
             memset(sc->w[r], 0, n * sizeof(float));
             memset(sc->lg[r], 0, n * sizeof(float));
             continue;
         }
-        row_softmax(sc, r, n, vis[r], &out->m[r0 + r], &out->l[r0 + r], acc[r], dp, S, nb);
+        row_softmax(sc, r, n, vis[r], &out->m[r0 + r], &out->l[r0 + r], acc[r], dp, nb);
         VF zs = vf_zero();
         for (uint32_t t = 0; t < n; t += W) {
             VF p = vf_load(&sc->lg[r][t]);
@@ -482,25 +478,23 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
         }
         sc->zs[r] += vf_hsum(zs);
     }
-    if (pattern) { /* the histogram of the gated weights (p = 0 for unseen tokens and rows) */
+    if (pattern) { /* the histogram of the gated weights (p = 0 for unseen tokens and rows, and past vmax up to
+                    * the block's G): the tile's rows of W tokens turned into W groups of 4 rows (vf_tok4), then
+                    * one 4-wide add per token into its pattern's bin (bin nb when its gate is 0) */
         const uint8_t *vidx = blk + g->off_vidx, *mask = blk + g->off_vmask;
-        float *S[RT];
-        for (int r = 0; r < NR; r++) S[r] = out->S + (size_t)(r0 + r) * nb;
-        uint32_t t = 0;
-        for (; t + 4 <= vmax; t += 4) { /* branch-free: the gate bit as a 0/1 factor */
-            const uint32_t a0 = vidx[t], a1 = vidx[t + 1], a2 = vidx[t + 2], a3 = vidx[t + 3];
-            const float *gt = gate4[(uint32_t)mask[t / 8] >> (t % 8) & 15u];
-            const float g0 = gt[0], g1 = gt[1], g2 = gt[2], g3 = gt[3];
-            for (int r = 0; r < NR; r++) {
-                S[r][a0] += sc->lg[r][t] * g0;
-                sc->S2[0][r][a1] += sc->lg[r][t + 1] * g1;
-                sc->S2[1][r][a2] += sc->lg[r][t + 2] * g2;
-                sc->S2[2][r][a3] += sc->lg[r][t + 3] * g3;
+        float U[RT * W] __attribute__((aligned(64)));
+        for (uint32_t t0 = 0; t0 < vmax; t0 += W) {
+            VF rv[RT];
+            for (int r = 0; r < RT; r++) rv[r] = r < NR ? vf_load(&sc->lg[r][t0]) : vf_zero();
+            vf_tok4(rv[0], rv[1], rv[2], rv[3], U);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
+            for (uint32_t k = 0; k < W; k++) {
+                const uint32_t t = t0 + k, a = mask[t >> 3] >> (t & 7) & 1u ? vidx[t] : nb;
+                float *h = sc->H[k & 3][a];
+                f4_store(h, f4_add(f4_load(h), f4_load(U + 4 * tok4_slot(k))));
             }
-        }
-        for (; t < vmax; t++) {
-            const float gate = (float)(mask[t / 8] >> (t % 8) & 1);
-            for (int r = 0; r < NR; r++) S[r][vidx[t]] += sc->lg[r][t] * gate;
         }
     }
 #ifdef PKV_VNNI
@@ -522,8 +516,7 @@ AINLINE void tile_rows(const pkv_attn_unit *u, const pkv_attn_part *out, unit_sc
     const pkv_geom *g = u->g;
     const uint32_t d = g->d, G = g->G;
     for (int r = 0; r < NR; r++) sc->zs[r] = 0.0f;
-    for (int k = 0; k < 3 && u->nb; k++)
-        for (int r = 0; r < NR; r++) memset(sc->S2[k][r], 0, u->nb * sizeof(float));
+    for (int k = 0; k < 4 && u->nb; k++) memset(sc->H[k], 0, (u->nb + 1) * sizeof sc->H[k][0]);
     for (uint32_t c = 0; c < u->n_chunks; c++) {
         const pkv_attn_chunk *ch = &u->chunks[c];
 #if defined(__GNUC__)
@@ -554,7 +547,7 @@ AINLINE void tile_rows(const pkv_attn_unit *u, const pkv_attn_part *out, unit_sc
     }
     for (int r = 0; r < NR && u->nb; r++) {
         float *S = out->S + (size_t)(r0 + r) * u->nb;
-        for (uint32_t k = 0; k < u->nb; k++) S[k] += (sc->S2[0][r][k] + sc->S2[1][r][k]) + sc->S2[2][r][k];
+        for (uint32_t k = 0; k < u->nb; k++) S[k] += (sc->H[0][k][r] + sc->H[1][k][r]) + (sc->H[2][k][r] + sc->H[3][k][r]);
     }
     for (int r = 0; r < NR; r++) {
         const float *acc = sc->acc + (size_t)(r0 + r) * sc->dp;
@@ -571,11 +564,11 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
     const size_t head = (sizeof(unit_scratch) + 63) / 64 * 64;
     unit_scratch *sc = aligned_alloc(64, head + ((2 * (size_t)u->rows * dp * sizeof(float)) + 63) / 64 * 64);
     if (!sc) return 1;
-    /* All of it up to S2 (S2 and kt, 44 of its 62 KB with AVX-512, are written before they are read):
+    /* All of it up to H (H and kt, 48 of its 66 KB with AVX-512, are written before they are read):
      * the vector loops read the per-channel arrays (ks, kz, coef, ...) past d up to the vector width,
      * and uninitialised lanes there (NaN times a zero code is NaN) made head_dim 40 outputs NaN now
      * and then (test_parity, OpenCL vs this backend). */
-    memset(sc, 0, offsetof(unit_scratch, S2));
+    memset(sc, 0, offsetof(unit_scratch, H));
     sc->dp = dp;
 #ifdef PKV_VNNI
     /* int16 products of 2-, 4- and 8-bit codes, when a row's sum cannot leave int32 (|q_i s_i| <= 32767
