@@ -56,9 +56,10 @@ typedef struct unit_scratch {
     uint32_t dp;            /* d rounded up to W: the rows below are padded with zeros */
     float *q, *acc;         /* [rows][dp] */
     /* not zeroed (attn_unit_simd): written before they are read */
-    float H[4][257][RT];    /* the tile's histogram of gated weights: copy t % 4 (four independent
-                             * chains when runs of tokens share a pattern), pattern (bin nb: tokens whose
-                             * gate is 0), row of the tile; bins 0 .. nb zeroed by tile_rows */
+    /* the tile's histogram of gated weights: copy t % 4 (four independent chains when runs of tokens
+     * share a pattern), pattern (bin nb: tokens whose gate is 0), row of the tile; bins 0 .. nb
+     * zeroed by tile_rows */
+    _Alignas(64) float H[4][257][RT];
 #ifdef VI_TRANSPOSE
     uint32_t kt[64 * 128];  /* the block's K code words transposed: kt[word * G + token], every word a
                              * block's k_plane reads written by its transpose first */
@@ -482,7 +483,7 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
                     * the block's G): the tile's rows of W tokens turned into W groups of 4 rows (vf_tok4), then
                     * one 4-wide add per token into its pattern's bin (bin nb when its gate is 0) */
         const uint8_t *vidx = blk + g->off_vidx, *mask = blk + g->off_vmask;
-        float U[RT * W] __attribute__((aligned(64)));
+        _Alignas(64) float U[RT * W];
         for (uint32_t t0 = 0; t0 < vmax; t0 += W) {
             VF rv[RT];
             for (int r = 0; r < RT; r++) rv[r] = r < NR ? vf_load(&sc->lg[r][t0]) : vf_zero();
