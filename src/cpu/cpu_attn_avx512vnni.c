@@ -85,6 +85,12 @@ static inline void v_pairs(const uint8_t *codes, uint32_t rw, uint32_t npairs, u
     const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     const __mmask16 m = (__mmask16)((1u << rw) - 1u);
     const uint32_t *p = (const uint32_t *)codes;
+    if (rw == 8) { /* head_dim 128: both rows in one 64-byte load */
+        const __m512i lo8 = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+        for (uint32_t j = 0; j < npairs; j++, p += 16, out += 16)
+            _mm512_storeu_si512(out, _mm512_permutexvar_epi32(lo8, _mm512_loadu_si512(p)));
+        return;
+    }
     for (uint32_t j = 0; j < npairs; j++, p += 2 * rw, out += 2 * rw) {
         __m512i a = _mm512_maskz_loadu_epi32(m, p), b = _mm512_maskz_loadu_epi32(m, p + rw);
         _mm512_storeu_si512(out, _mm512_permutex2var_epi32(a, lo, b));
