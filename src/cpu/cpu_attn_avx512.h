@@ -30,10 +30,19 @@ static inline void vi_transpose(const uint32_t *src, size_t stride, uint32_t nco
 {
     __m512i r[16], t[16];
     if (ncols <= 8) { /* rows i and i + 8 in the two halves of r[i]: an 8 x 8 transpose in each half */
-        const __mmask8 m8 = (__mmask8)((1u << ncols) - 1u);
-        for (int i = 0; i < 8; i++)
-            r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi32(m8, src + (size_t)i * stride)),
-                                      _mm256_maskz_loadu_epi32(m8, src + (size_t)(i + 8) * stride), 1);
+        if (ncols == 8 && stride == 8) { /* rows 2j, 2j + 1 in one 64-byte load: r[i] = their halves */
+            __m512i L[8];
+            for (int j = 0; j < 8; j++) L[j] = _mm512_loadu_si512(src + 16 * j);
+            for (int i = 0; i < 8; i += 2) {
+                r[i] = _mm512_shuffle_i64x2(L[i / 2], L[4 + i / 2], 0x44);     /* row i | row i + 8 */
+                r[i + 1] = _mm512_shuffle_i64x2(L[i / 2], L[4 + i / 2], 0xEE); /* row i + 1 | row i + 9 */
+            }
+        } else {
+            const __mmask8 m8 = (__mmask8)((1u << ncols) - 1u);
+            for (int i = 0; i < 8; i++)
+                r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi32(m8, src + (size_t)i * stride)),
+                                          _mm256_maskz_loadu_epi32(m8, src + (size_t)(i + 8) * stride), 1);
+        }
         for (int i = 0; i < 4; i++) {
             t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
             t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
