@@ -38,7 +38,15 @@ static void f16_rows(const pkv_cpu_kernels *k, const uint16_t *src, uint32_t n, 
         k->f16_to_f32(src, dst, (size_t)n * d);
         return;
     }
-    for (uint32_t t = 0; t < n; t++) k->f16_to_f32(src + (size_t)t * stride, dst + (size_t)t * d, d);
+    for (uint32_t t = 0; t < n; t++) {
+#if defined(__GNUC__)
+        /* rows a head's stride apart (H d halves): the hardware prefetchers do not follow them, and
+         * the prompt's rows come from memory (~18% of a one-thread prefill waited on these loads) */
+        if (t + 8 < n)
+            for (uint32_t i = 0; i < d; i += 32) __builtin_prefetch(src + (size_t)(t + 8) * stride + i, 0, 0);
+#endif
+        k->f16_to_f32(src + (size_t)t * stride, dst + (size_t)t * d, d);
+    }
 }
 
 /* Quantizes groups of G tokens (x: [n][d] K and V) with their assignments into the given blocks. */
@@ -86,9 +94,13 @@ static int mine_unit(uint32_t u, void *arg)
         return 0;
     }
     /* one scratch block kept by the backend between calls (a prompt's rows are megabytes: fresh pages
-     * each call cost a quarter of the op); rounded to 64 bytes per array */
+     * each call cost a quarter of the op); rounded to 64 bytes per array. A sampled run converts the
+     * sample's rows and then the tokens to assign a chunk at a time (nx rows, a multiple of G) while they
+     * are in the caches: the whole prompt's rows first were megabytes written and read back, the
+     * conversion's stores ~15% of a one-thread prefill. */
 #define PKV_UP64(b) (((b) + 63) & ~(size_t)63)
-    const size_t b_x = PKV_UP64((size_t)n * d * sizeof(float)), b_P = PKV_UP64((size_t)M * d * sizeof(float));
+    const uint32_t nx = sampled ? (g->G >= 256 ? g->G : 256 / g->G * g->G) : n;
+    const size_t b_x = PKV_UP64((size_t)nx * d * sizeof(float)), b_P = PKV_UP64((size_t)M * d * sizeof(float));
     const size_t b_xs = sampled ? PKV_UP64((size_t)ns * d * sizeof(float)) : 0;
     const uint32_t kn = sampled ? (ns > op->n_quant ? ns : op->n_quant) : n;
 #undef PKV_UP64
@@ -98,17 +110,25 @@ static int mine_unit(uint32_t u, void *arg)
     pkv_kmeans ks;
     pkv_kmeans_init_in(&ks, mem + b_x + b_P + b_xs, kn, d, M, 0);
     int failed = 0;
-    f16_rows(j->k, (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d, n, H * d, d, x);
+    const uint16_t *src = (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d;
     if (sampled)
-        for (uint32_t s = 0; s < ns; s++) memcpy(xs + (size_t)s * d, x + (size_t)pkv_sample_token(s, n, ns) * d, d * sizeof *xs);
+        for (uint32_t s = 0; s < ns; s++) f16_rows(j->k, src + (size_t)pkv_sample_token(s, n, ns) * H * d, 1, d, d, xs + (size_t)s * d);
+    else
+        f16_rows(j->k, src, n, H * d, d, x);
     pkv_kmeans_run(&ks, j->k, sampled ? xs : x, ns, ml->init_index + ((size_t)h * 2 + (uint32_t)kv) * M, op->rcp,
                    op->max_iters, op->tol2, c);
     for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P + (size_t)m * d);
-    if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
-        failed = pkv_cpu_assign_k(j->k, g->k_assign, 0, x, op->n_quant, g->G, d, P, M, a) != 0;
-    } else {
-        pkv_kmeans_assign(&ks, j->k, x, op->n_quant, !sampled, c, P, ks.idx);
-        for (uint32_t t = 0; t < op->n_quant; t++) a[t] = (uint8_t)ks.idx[t];
+    /* every token against the patterns, nx at a time (tokens, and with the variants groups of G, are
+     * independent of each other there; an unsampled run's x is the k-means' own, its bounds reused) */
+    for (uint32_t t0 = 0; t0 < op->n_quant && !failed; t0 += nx) {
+        const uint32_t nq = op->n_quant - t0 < nx ? op->n_quant - t0 : nx;
+        if (sampled) f16_rows(j->k, src + (size_t)t0 * H * d, nq, H * d, d, x);
+        if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
+            failed = pkv_cpu_assign_k(j->k, g->k_assign, 0, x, nq, g->G, d, P, M, a + t0) != 0;
+        } else {
+            pkv_kmeans_assign(&ks, j->k, x, nq, !sampled, c, P, ks.idx);
+            for (uint32_t t = 0; t < nq; t++) a[t0 + t] = (uint8_t)ks.idx[t];
+        }
     }
     pkv_cpu_scratch_give(j->be, mem);
     return failed;
@@ -121,17 +141,23 @@ static int mine_encode_unit(uint32_t u, void *arg)
     const pkv_store *st = j->st;
     const pkv_mine_op *op = j->op;
     const pkv_geom *g = st->g;
-    const uint32_t d = g->d, H = g->H, M = g->M, l = u / H, h = u % H, groups = op->n_quant / g->G;
-    const size_t b_x = (((size_t)op->n_quant * d * sizeof(float)) + 63) & ~(size_t)63;
+    const uint32_t d = g->d, H = g->H, M = g->M, G = g->G, l = u / H, h = u % H, groups = op->n_quant / G;
+    /* a group's rows at a time, converted to fp32 while they are in the caches (the whole prompt's
+     * rows first were megabytes written and read back per head) */
+    const size_t b_x = (((size_t)G * d * sizeof(float)) + 63) & ~(size_t)63;
     float *x = pkv_cpu_scratch_take(j->be, 2 * b_x);
     if (!x) return 1;
     float *xv = (float *)((uint8_t *)x + b_x);
-    f16_rows(j->k, op->tokens_k[l] + (size_t)h * d, op->n_quant, H * d, d, x);
-    f16_rows(j->k, op->tokens_v[l] + (size_t)h * d, op->n_quant, H * d, d, xv);
     uint8_t *ka = j->a + (size_t)u * 2 * j->a_stride, *va = ka + j->a_stride;
     if (g->k_assign == PKV_K_ASSIGN_NONE) memcpy(ka, va, op->n_quant);
     const float *PK = j->P + (size_t)u * 2 * M * d, *PV = PK + (size_t)M * d;
-    encode_groups(j->k, st, groups, op->layers[l].block_slot + (size_t)h * groups, x, xv, ka, va, PK, PV);
+    const uint32_t *slots = op->layers[l].block_slot + (size_t)h * groups;
+    for (uint32_t gi = 0; gi < groups; gi++) {
+        const size_t t0 = (size_t)gi * G;
+        f16_rows(j->k, op->tokens_k[l] + (t0 * H + h) * d, G, H * d, d, x);
+        f16_rows(j->k, op->tokens_v[l] + (t0 * H + h) * d, G, H * d, d, xv);
+        encode_groups(j->k, st, 1, slots + gi, x, xv, ka + t0, va + t0, PK, PV);
+    }
     pkv_cpu_scratch_give(j->be, x);
     return 0;
 }
