@@ -366,11 +366,6 @@ static pkv_status window_part(pkv_cache *c, layer_job *jobs, uint32_t j0, uint32
             uint32_t *rk = run + 3 * r, *rv = rk + 3 * (size_t)H * take;
             for (uint32_t h = 0; h < H; h++) {
                 const uint32_t dst = ws[h] * 2 * R + nw; /* its K row; V's R rows on */
-                if (take == 1) { /* a decode step's one token: no loop */
-                    rk[0] = k0 + h, rk[1] = dst, rk[2] = 1, rv[0] = v0 + h, rv[1] = dst + R, rv[2] = 1;
-                    rk += 3, rv += 3;
-                    continue;
-                }
                 for (uint32_t t = 0; t < take; t++, rk += 3, rv += 3) {
                     rk[0] = k0 + h + t * H, rk[1] = dst + t, rk[2] = 1;
                     rv[0] = v0 + h + t * H, rv[1] = dst + R + t, rv[2] = 1;
