@@ -113,6 +113,8 @@ static void quantized_modes_match_fp64_attention_over_the_dequantized_cache(void
         {2, 4, 64, 32, 2, 1, PKV_MODE_PATTERN}, {1, 8, 32, 32, 4, 5, PKV_MODE_PATTERN},
         {2, 4, 64, 64, 8, 1, PKV_MODE_PATTERN}, {1, 4, 48, 32, 3, 5, PKV_MODE_DIRECT},
         {2, 8, 64, 32, 4, 1, PKV_MODE_DIRECT},
+        /* head_dim 128, G 128: Vulkan's PATTERN 3- and 8-bit take two items per workgroup (teams) */
+        {2, 4, 128, 128, 3, 1, PKV_MODE_PATTERN}, {1, 4, 128, 128, 8, 2, PKV_MODE_PATTERN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_quantized_case(&cases[i], 0);
     /* V in runs of 16 and 40 tokens that share a pattern: the V histogram's many adds to one pattern */

@@ -26,6 +26,12 @@ add_test(NAME test_attention_vulkan_histfixed COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_histfixed PROPERTIES TIMEOUT 600 LABELS vulkan
   ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_HIST_FIXED=1;${PKV_VK_TEST_ENV}")
 
+# Four items per workgroup (PKV_ATTN_TEAMS=4, teams meeting at every barrier) for every shape, with many
+# partials merged and the shared-memory reductions.
+add_test(NAME test_attention_vulkan_teams COMMAND test_attention)
+set_tests_properties(test_attention_vulkan_teams PROPERTIES TIMEOUT 600 LABELS vulkan
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_TEAMS=4;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
+
 # The one-warp attention kernel (PKV_ATTN_WARP=1, attn_warp.comp), with many partials merged and the
 # fixed-point histogram, without subgroup arithmetic (lavapipe's subgroups of 8 take the subgroup
 # build's multi-subgroup path in test_attention_vulkan_warp_sg).

@@ -31,7 +31,12 @@
 #include "attn_common.glsl"
 #include "attn_codes.glsl"
 
-const uint WG = gl_WorkGroupSize.x; /* the host makes it BPS * G: one token per invocation */
+/* TEAMS > 1: the workgroup holds TEAMS teams of BPS * G invocations, each on its own item of one
+ * (sequence, kv head, tile), which share q and the q.C table and meet at every barrier. The point is
+ * the register budget: NVIDIA's compiler fits a workgroup of 512 in 128 registers per invocation (16
+ * warps per SM) where it gives one of 128 up to 255 (8); Vulkan has no other way to ask for fewer. */
+layout(constant_id = 14) const uint TEAMS = 1;
+const uint WG = gl_WorkGroupSize.x / TEAMS; /* a team: the host makes it BPS * G, one token per invocation */
 const uint BPS = WG / G;            /* chunks per step */
 const uint NZ = NR * BPS;           /* one value per row and chunk of a step */
 const uint CH = VCH;                /* channels per invocation in the V phase */
@@ -69,24 +74,48 @@ const uint CM_SCALAR = 1u;
 #endif
 const uint VQR = (VRW + 3u) / 4u; /* 16-byte words of a V code row */
 
+/* (one team: the plain ids, so that its build is the one-item kernel's) */
+uint team_id() { return TEAMS == 1u ? 0u : gl_LocalInvocationID.x / WG; }
+uint team_lid() { return TEAMS == 1u ? gl_LocalInvocationID.x : gl_LocalInvocationID.x % WG; }
+#define LID team_lid()
+
 shared vec4 q_s[D * NRV];        /* q * scale * log2(e), [channel][row set] */
-shared vec4 qs_s[CM_SCALAR * BPS * D * NRV + 1u - CM_SCALAR]; /* per step: q * s_K * 2^-shift of each chunk */
 shared vec4 qc_s[SCAP * NRV];    /* q . P_K[m] of the tile's rows */
-shared vec4 w_s[CM_SCALAR * WG * NRV + 1u - CM_SCALAR]; /* per step: p * s_V (compressed) or p (fp16) */
-shared uint vw_s[BPS * VSEC];    /* per step: the chunks' V codes */
-shared uvec4 kq_s[STAGE_K != 0u ? BPS * KSEC4 : 1u]; /* per step: the chunks' K codes (STAGE_K) */
-shared uint S_s[NR * SCAP];      /* V histogram, [row][pattern]: float bits, or the low words (HIST_FIXED) */
-shared uint Sh_s[HIST_FIXED != 0u ? NR * SCAP : 1u]; /* HIST_FIXED: the high words */
+shared uint vw_s[TEAMS * BPS * VSEC]; /* per step: the chunks' V codes */
+shared uvec4 kq_s[STAGE_K != 0u ? TEAMS * BPS * KSEC4 : 1u]; /* per step: the chunks' K codes (STAGE_K) */
+shared uint S_s[TEAMS * NR * SCAP]; /* V histogram, [row][pattern]: float bits, or the low words (HIST_FIXED) */
+shared uint Sh_s[HIST_FIXED != 0u ? TEAMS * NR * SCAP : 1u]; /* HIST_FIXED: the high words */
+/* Per team: qs (per step: q * s_K * 2^-shift of each chunk) and w (per step: p * s_V, or p in fp16
+ * mode) in one pool, and acc (end of item: the slices' sums of one row; the fold's; merge: weights):
+ * with several teams over the pool (a barrier apart; shared memory is scarce), with one in acc_s
+ * (the one-item kernel's layout, which measured faster for DIRECT 8-bit). */
+const uint QS_N = CM_SCALAR * BPS * D * NRV, W_N = CM_SCALAR * WG * NRV;
 const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
-shared float acc_s[ACC_N];       /* end of item: the slices' sums of one row; the fold's; merge: weights */
+const uint ACC_POOL = TEAMS > 1u ? (ACC_N + 3u) / 4u : 0u;
+const uint POOL_N = QS_N + W_N > ACC_POOL ? QS_N + W_N : ACC_POOL;
+shared vec4 pool_s[TEAMS * POOL_N + 1u];
+shared float acc_s[TEAMS == 1u ? ACC_N : 1u];
+#define VW0_T (team_id() * BPS * VSEC)
+#define KQ0_T (team_id() * BPS * KSEC4)
+#define QS_S(i) pool_s[team_id() * POOL_N + (i)]
+#define W_S(i) pool_s[team_id() * POOL_N + QS_N + (i)]
+float acc_get(uint k) { return TEAMS == 1u ? acc_s[k] : pool_s[team_id() * POOL_N + k / 4u][k % 4u]; }
+void acc_set(uint k, float v)
+{
+    if (TEAMS == 1u) acc_s[k] = v;
+    else pool_s[team_id() * POOL_N + k / 4u][k % 4u] = v;
+}
 shared uint vchunk_s[8];         /* the V bank's chunk slots */
 
+
 #define RED_N NZ
+#define RED_TEAMS TEAMS
 #include "wg_reduce.glsl"
 #define PART_WORD(i) scrc[i]
 #define PART_VEC4(i) uintBitsToFloat(scrc4[(i) / 4u])
-#define MERGE_GET(k) acc_s[k]
-#define MERGE_SET(k, v) acc_s[k] = (v)
+#define MERGE_GET(k) acc_get(k)
+#define MERGE_SET(k, v) acc_set(k, v)
+#define MERGE_ITEMS TEAMS
 #include "attn_merge.glsl"
 
 /* The state of one item: per row the running max, this invocation's sums of p and p z_t, and its
@@ -126,6 +155,8 @@ struct step_loads {
 };
 
 
+#define S_AT(i) S_s[team_id() * (NR * SCAP) + (i)]
+#define SH_AT(i) Sh_s[team_id() * (NR * SCAP) + (i)]
 #include "attn_hist.glsl"
 
 /* The V histogram's adds of one step: S[r][key] += p[r] for this invocation's gated token (key
@@ -172,7 +203,7 @@ void describe_step(uint c, uint c1, uint nb, uint nw, uint sl[BPS], uint wb, out
 
 void load_step(step_desc sd, out step_loads L)
 {
-    uint lid = gl_LocalInvocationID.x, j = lid / G, t = lid % G;
+    uint lid = LID, j = lid / G, t = lid % G;
     /* only compressed chunks have anything to load (a step may hold window chunks, or none) */
     [[unroll]] for (uint e = 0u; e < CEB; e++) { /* (chunk, channel) pair lid + e WG */
         uint pj = min((lid + e * WG) / D, BPS - 1u), i = (lid + e * WG) % D, b = chunk_pick(sd.base, pj);
@@ -237,7 +268,7 @@ void copy_step(step_desc sa, step_loads la, out step_desc sb, out step_loads lb)
 /* Word j of the K code row at word w0 (in kq_s when staged, else in memory), or of the registers. */
 uint krow_word(step_loads L, uint w0, uint j)
 {
-    if (STAGE_K != 0u) return kq_s[(w0 + j) / 4u][(w0 + j) % 4u];
+    if (STAGE_K != 0u) return kq_s[KQ0_T + (w0 + j) / 4u][(w0 + j) % 4u];
     return K_IN_REGS ? L.krow[j / 4u][j % 4u] : blk[w0 + j];
 }
 
@@ -255,7 +286,7 @@ void code_quad(step_loads L, uint w0, uint k4, uint qj, inout vec4 dot[2])
             if (i < D) {
                 float cf = KBITS == 3u ? int_float(((w >> (2u * c)) & 3u) | (((hi >> c) & 1u) << 2))
                                        : code_float(w, wh, c * KPB, MASK);
-                [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[(qj * D + i) * NRV + v] * cf;
+                [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += QS_S((qj * D + i) * NRV + v) * cf;
             }
         }
     }
@@ -282,7 +313,7 @@ void fp16_dot(bool window, uint h0, uint j, uint t, out float lg[NR])
         uvec4 w[4];
         [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
             uint k = min(k0 + kk, D / 8u - 1u);
-            if (FP16_STAGED) w[kk] = kq_s[j * KSEC4 + t * KD8 + (k ^ (t & KSWZ))];
+            if (FP16_STAGED) w[kk] = kq_s[KQ0_T + j * KSEC4 + t * KD8 + (k ^ (t & KSWZ))];
             else w[kk] = window ? win4[h0 / 8u + k] : blk4[h0 / 8u + k];
         }
         [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
@@ -306,10 +337,10 @@ void v_codes(inout item_state st, uint j, uint t, uint row0, vec4 wt[2], uint g)
     uint wv[4];
     [[unroll]] for (uint q = 0u; q < WPG; q++) {
         uint a = row + bit0 / 32u + q;
-        wv[q] = (STAGE_V != 0u ? vw_s[j * VSEC + a] : blk[row0 + a]) >> (bit0 % 32u);
+        wv[q] = (STAGE_V != 0u ? vw_s[VW0_T + j * VSEC + a] : blk[row0 + a]) >> (bit0 % 32u);
     }
     uint ah = row + VW0 + hbit / 32u;
-    uint hi = VBITS == 3u ? (STAGE_V != 0u ? vw_s[j * VSEC + ah] : blk[row0 + ah]) >> (hbit % 32u) : 0u;
+    uint hi = VBITS == 3u ? (STAGE_V != 0u ? vw_s[VW0_T + j * VSEC + ah] : blk[row0 + ah]) >> (hbit % 32u) : 0u;
     [[unroll]] for (uint c = 0u; c < CH; c++) {
         uint sh = c * VPB;
         float cf = VBITS == 3u ? int_float(((wv[0] >> sh) & 3u) | (((hi >> c) & 1u) << 2))
@@ -343,7 +374,7 @@ void v_fp16(inout item_state st, uint w[8], vec4 wt[2])
 /* One step: the chunks of sd, their loads in L. */
 void do_step(inout item_state st, step_desc sd, step_loads L)
 {
-    uint lid = gl_LocalInvocationID.x, j = lid / G, t = lid % G;
+    uint lid = LID, j = lid / G, t = lid % G;
     uint kind = chunk_pick(sd.kind, j);
     bool codes = kind == CK_CODES, mine = t < chunk_pick(sd.count, j);
     float zt[NZ], mx[NZ], lg[NR];
@@ -355,7 +386,7 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
                 float s = L.ks[e] * code_factor(i, KBITS);
                 [[unroll]] for (uint v = 0u; v < NRV; v++) {
                     vec4 q = q_s[i * NRV + v];
-                    qs_s[(pj * D + i) * NRV + v] = q * s;
+                    QS_S((pj * D + i) * NRV + v) = q * s;
                     [[unroll]] for (uint k = 0u; k < 4u; k++)
                         [[unroll]] for (uint b = 0u; b < BPS; b++)
                             if (4u * v + k < NR && b == pj) zt[b * NR + 4u * v + k] += q[k] * L.kz[e];
@@ -366,7 +397,7 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
         [[unroll]] for (uint q = 0u; q < KQS; q++) {
             uint e = lid + q * WG, x = e % KSEC4, dst = e;
             if (MODE == 2u) dst = e - x + (x / KD8) * KD8 + ((x % KD8) ^ ((x / KD8) & KSWZ)); /* swizzled */
-            if (e < BPS * KSEC4) kq_s[dst] = L.kq[q];
+            if (e < BPS * KSEC4) kq_s[KQ0_T + dst] = L.kq[q];
         }
     barrier();
     /* 2. logits of this invocation's token, without the zero-point term */
@@ -409,21 +440,22 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
         st.l[r] += p;
         st.pz[r] += p * (codes ? L.vz : 0.0);
     }
-    if (MODE == 0u && rescale) { /* uniform: every invocation saw the same maxima */
-        for (uint e = lid; e < NR * SCAP; e += WG) hist_set(e, hist_get(e) * pick(alpha, e / SCAP));
+    if (MODE == 0u && (rescale || TEAMS > 1u)) { /* uniform in a team: every invocation saw the same maxima */
+        if (rescale)
+            for (uint e = lid; e < NR * SCAP; e += WG) hist_set(e, hist_get(e) * pick(alpha, e / SCAP));
         barrier();
     }
     vec4 wt[2];
     [[unroll]] for (uint r = 0u; r < NR; r++) wt[r / 4u][r % 4u] = lg[r] * (codes ? L.vs : 1.0);
-    [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[lid * NRV + v] = wt[v];
+    [[unroll]] for (uint v = 0u; v < NRV; v++) W_S(lid * NRV + v) = wt[v];
     if (MODE == 0u)
         hist_step(codes && mine && L.gate != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u ? L.va : HIST_NONE, lg);
     if (STAGE_V != 0u && MODE != 2u) /* the V codes arrived during the K phase */
         [[unroll]] for (uint q = 0u; q < VQ; q++) {
             uint e = lid + q * WG;
             if (e < BPS * VSEC / 4u) {
-                vw_s[4u * e] = L.vq[q].x, vw_s[4u * e + 1u] = L.vq[q].y;
-                vw_s[4u * e + 2u] = L.vq[q].z, vw_s[4u * e + 3u] = L.vq[q].w;
+                uint a = VW0_T + 4u * e;
+                vw_s[a] = L.vq[q].x, vw_s[a + 1u] = L.vq[q].y, vw_s[a + 2u] = L.vq[q].z, vw_s[a + 3u] = L.vq[q].w;
             }
         }
     barrier();
@@ -441,7 +473,7 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
             [[unroll]] for (uint k = 0u; k < VB; k++) {
                 uint u = u0 + k * NS;
                 if (u >= WG) break;
-                [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[u * NRV + v];
+                [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = W_S(u * NRV + v);
                 v_fp16(st, w[k], wt);
             }
         }
@@ -450,7 +482,7 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
     for (uint u = s; u < WG; u += NS) {
         uint uj = u / G, ut = u % G, ukind = chunk_pick(sd.kind, uj);
         if (ut >= chunk_pick(sd.count, uj)) continue;
-        [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[u * NRV + v];
+        [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = W_S(u * NRV + v);
         if (ukind == CK_CODES) {
             v_codes(st, uj, ut, chunk_pick(sd.base, uj) + pc.o_vcodes, wt, g);
         } else {
@@ -467,7 +499,7 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
  * with no weight was 0.5-3% slower on the H200: bench/RESULTS.md, session 10.) */
 void fold_patterns(uint bank, inout float o[NR][CE])
 {
-    uint lid = gl_LocalInvocationID.x;
+    uint lid = LID;
     barrier(); /* acc_s free */
     for (uint u = lid; u < NQ4 * PS; u += WG) {
         uint q = u % NQ4, ps = u / NQ4;
@@ -480,14 +512,14 @@ void fold_patterns(uint bank, inout float o[NR][CE])
             [[unroll]] for (uint r = 0u; r < NR; r++) f[r] += hist_get(r * SCAP + m) * x;
         }
         [[unroll]] for (uint r = 0u; r < NR; r++)
-            [[unroll]] for (uint k = 0u; k < 4u; k++) acc_s[(ps * NR + r) * D + 4u * q + k] = f[r][k];
+            [[unroll]] for (uint k = 0u; k < 4u; k++) acc_set((ps * NR + r) * D + 4u * q + k, f[r][k]);
     }
     barrier();
     [[unroll]] for (uint e = 0u; e < CE; e++) {
         uint i = lid + e * WG;
         if (i < D)
             [[unroll]] for (uint r = 0u; r < NR; r++)
-                for (uint k = 0u; k < PS; k++) o[r][e] += acc_s[(k * NR + r) * D + i];
+                for (uint k = 0u; k < PS; k++) o[r][e] += acc_get((k * NR + r) * D + i);
     }
 }
 
@@ -500,8 +532,9 @@ void fold_patterns(uint bank, inout float o[NR][CE])
 
 void main()
 {
-    uint lid = gl_LocalInvocationID.x;
-    uint item = gl_WorkGroupID.x, tile = gl_WorkGroupID.y, head = gl_WorkGroupID.z;
+    uint lid = LID, all = gl_LocalInvocationID.x; /* in the team, in the workgroup */
+    /* the teams' items are of one sequence (the planner makes each sequence's items a multiple of TEAMS) */
+    uint item = gl_WorkGroupID.x * TEAMS + team_id(), tile = gl_WorkGroupID.y, head = gl_WorkGroupID.z;
     uint seq = scr[pc.item_off + 2u * item], split = scr[pc.item_off + 2u * item + 1u];
     uint nb = seq_n_blocks(seq), nw = seq_n_window(seq), nsplit = seq_n_items(seq);
     uint T = nb * G + nw, n_chunks = nb + (nw + G - 1u) / G;
@@ -518,16 +551,16 @@ void main()
         st.pz[r] = 0.0;
         [[unroll]] for (uint c = 0u; c < CH; c++) st.acc[r][c] = 0.0;
     }
-    for (uint e = lid; e < D * NRV * 4u; e += WG) {
+    for (uint e = all; e < D * NRV * 4u; e += gl_WorkGroupSize.x) {
         uint i = e / (NRV * 4u), r = e % (NRV * 4u);
         float q = r < NR && tile_row_real(tile, r) ? scr_f(pc.q_off + tile_row(seq, head, tile, r) * D + i) * pc.scale : 0.0;
         q_s[i * NRV + r / 4u][r % 4u] = q;
     }
     if (MODE == 0u) {
-        if (lid < 8u) vchunk_s[lid] = lid * 32u < seq_bank(seq) ? seq_chunk(seq, head, lid) : 0u;
+        if (all < 8u) vchunk_s[all] = all * 32u < seq_bank(seq) ? seq_chunk(seq, head, all) : 0u;
         for (uint e = lid; e < NR * SCAP; e += WG) hist_set(e, 0.0);
         uint bank = seq_bank(seq);
-        for (uint e = lid; e < bank * NRV; e += WG) qc_s[e] = scr4[qc_index(seq, head, tile, 0u) + e];
+        for (uint e = all; e < bank * NRV; e += gl_WorkGroupSize.x) qc_s[e] = scr4[qc_index(seq, head, tile, 0u) + e];
     }
 #ifdef PKV_COOPMAT
     cm_init();
@@ -545,7 +578,9 @@ void main()
     describe_step(c0, c1, nb, nw, sl, wb, sd);
     if (STEP_LOADS) load_step(sd, L);
     if (PREFETCH != 0u) load_slots(c0 + BPS, c1, nb, slots, sl);
-    for (uint c = c0; c < c1; c += BPS) {
+    /* teams meet at every barrier: each walks cps chunks (those past its item's end are empty) */
+    uint c_end = TEAMS > 1u ? c0 + pc.cps : c1;
+    for (uint c = c0; c < c_end; c += BPS) {
         if (PREFETCH != 0u) {
             step_desc sn;
             step_loads Ln;
@@ -576,14 +611,14 @@ void main()
         if (s < NS)
             [[unroll]] for (uint c = 0u; c < CH; c++) {
                 uint i = g * CH + c;
-                if (i < D) acc_s[s * D + i] = st.acc[r][c] * code_factor(c, VBITS);
+                if (i < D) acc_set(s * D + i, st.acc[r][c] * code_factor(c, VBITS));
             }
         barrier();
         [[unroll]] for (uint e = 0u; e < CE; e++) {
             uint i = lid + e * WG;
             float sum = st.pz[r];
             if (i < D)
-                for (uint k = 0u; k < NS; k++) sum += acc_s[k * D + i];
+                for (uint k = 0u; k < NS; k++) sum += acc_get(k * D + i);
             o[r][e] = sum;
         }
     }

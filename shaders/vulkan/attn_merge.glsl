@@ -3,7 +3,11 @@
  * attn_decode.comp (the last workgroup to finish merges, reading through the coherent alias) and by
  * attn_merge.comp (a second dispatch). The includer defines PART_WORD(i) and PART_VEC4(i) (the
  * partials, i a multiple of 4 for the latter) and MERGE_GET(k) / MERGE_SET(k, v) (shared floats, at least 2 NR nsplit);
- * wg_reduce.glsl comes first. */
+ * wg_reduce.glsl comes first. With RED_TEAMS > 1 every team merges (its own MERGE_GET/SET) and
+ * the first writes out; MERGE_ITEMS is the items a workgroup finishes at once (its teams). */
+#ifndef MERGE_ITEMS
+#define MERGE_ITEMS 1u
+#endif
 float merge_pick(float a[RED_N], uint r)
 {
     float v = a[0];
@@ -13,8 +17,9 @@ float merge_pick(float a[RED_N], uint r)
 
 void merge_rows(uint seq, uint head, uint tile, uint nsplit)
 {
-    const uint WGS = gl_WorkGroupSize.x;
-    uint lid = gl_LocalInvocationID.x, step = part_step(), p0 = part_slot(seq, 0u, head, tile, 0u);
+    const uint WGS = RED_WG;
+    bool writer = gl_LocalInvocationID.x < RED_WG; /* the first team */
+    uint lid = gl_LocalInvocationID.x % RED_WG, step = part_step(), p0 = part_slot(seq, 0u, head, tile, 0u);
     uint n = nsplit * NR, r0 = lid % NR; /* entry e = (split e / NR, row e % NR); mine all have row r0 */
     float M[RED_N], L[RED_N]; /* rows 0..NR-1 used */
     [[unroll]] for (uint r = 0u; r < RED_N; r++) M[r] = PKV_NEG_INF, L[r] = 0.0;
@@ -37,7 +42,7 @@ void merge_rows(uint seq, uint head, uint tile, uint nsplit)
     barrier();
     for (uint e = lid; e < NR * (D / 4u); e += WGS) {
         uint r = e / (D / 4u), i = 4u * (e % (D / 4u));
-        if (!tile_row_real(tile, r)) continue;
+        if (!tile_row_real(tile, r) || !writer) continue;
         vec4 sum = vec4(0.0);
         for (uint k0 = 0u; k0 < nsplit; k0 += 8u) { /* 8 partials' loads at once */
             vec4 x[8];
@@ -59,7 +64,7 @@ void merge_if_last(uint seq, uint head, uint tile, uint nsplit)
     memoryBarrierBuffer();
     barrier();
     uint cnt = pc.cnt_off + (seq * pc.H + head) * pc.tiles + tile;
-    if (lid == 0u) last_s = atomicAdd(scrc[cnt], 1u) == nsplit - 1u ? 1u : 0u;
+    if (lid == 0u) last_s = atomicAdd(scrc[cnt], MERGE_ITEMS) == nsplit - MERGE_ITEMS ? 1u : 0u;
     barrier();
     if (last_s == 0u) return;
     memoryBarrierBuffer();

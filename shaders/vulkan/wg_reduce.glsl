@@ -5,10 +5,17 @@
 #ifndef RED_N
 #define RED_N NR
 #endif
+/* RED_TEAMS > 1: the workgroup is that many teams of equal size, each reducing its own values (every
+ * team still passes every barrier) */
+#ifndef RED_TEAMS
+#define RED_TEAMS 1u
+#endif
+const uint RED_WG = gl_WorkGroupSize.x / RED_TEAMS; /* invocations of a team */
 #ifdef PKV_SUBGROUPS
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
-const uint RED_SLOTS = 32u; /* subgroups per workgroup, at most (subgroups of >= 4 invocations) */
+/* subgroups per workgroup, at most (subgroups of >= 4 invocations, at most 32 of them per team) */
+const uint RED_SLOTS = RED_TEAMS * 32u;
 #else
 const uint RED_SLOTS = gl_WorkGroupSize.x;
 #endif
@@ -26,30 +33,31 @@ void wg_reduce2(inout float a[RED_N], bool a_max, inout float b[RED_N], bool b_m
     if (subgroupElect())
         [[unroll]] for (uint r = 0u; r < RED_N; r++) red_s[gl_SubgroupID * RED_N + r] = vec2(a[r], b[r]);
     barrier();
+    uint sg_n = gl_NumSubgroups / RED_TEAMS, sg0 = gl_SubgroupID / sg_n * sg_n; /* the team's subgroups */
     [[unroll]] for (uint r = 0u; r < RED_N; r++) {
-        vec2 t = red_s[r];
-        for (uint k = 1u; k < gl_NumSubgroups; k++) {
-            vec2 u = red_s[k * RED_N + r];
+        vec2 t = red_s[sg0 * RED_N + r];
+        for (uint k = 1u; k < sg_n; k++) {
+            vec2 u = red_s[(sg0 + k) * RED_N + r];
             t = vec2(red_op(t.x, u.x, a_max), red_op(t.y, u.y, b_max));
         }
         a[r] = t.x;
         b[r] = t.y;
     }
 #else
-    uint lid = gl_LocalInvocationID.x;
-    [[unroll]] for (uint r = 0u; r < RED_N; r++) red_s[lid * RED_N + r] = vec2(a[r], b[r]);
+    uint all = gl_LocalInvocationID.x, lid = all % RED_WG, t0 = all - lid; /* t0: the team's first */
+    [[unroll]] for (uint r = 0u; r < RED_N; r++) red_s[all * RED_N + r] = vec2(a[r], b[r]);
     barrier();
-    for (uint s = gl_WorkGroupSize.x / 2u; s > 0u; s >>= 1) {
+    for (uint s = RED_WG / 2u; s > 0u; s >>= 1) {
         if (lid < s)
             [[unroll]] for (uint r = 0u; r < RED_N; r++) {
-                vec2 t = red_s[lid * RED_N + r], u = red_s[(lid + s) * RED_N + r];
-                red_s[lid * RED_N + r] = vec2(red_op(t.x, u.x, a_max), red_op(t.y, u.y, b_max));
+                vec2 t = red_s[all * RED_N + r], u = red_s[(all + s) * RED_N + r];
+                red_s[all * RED_N + r] = vec2(red_op(t.x, u.x, a_max), red_op(t.y, u.y, b_max));
             }
         barrier();
     }
     [[unroll]] for (uint r = 0u; r < RED_N; r++) {
-        a[r] = red_s[r].x;
-        b[r] = red_s[r].y;
+        a[r] = red_s[t0 * RED_N + r].x;
+        b[r] = red_s[t0 * RED_N + r].y;
     }
     barrier();
 #endif

@@ -37,6 +37,8 @@ void pkv_attn_env_read(pkv_attn_env *e)
     if (cm && *cm) e->coopmat = atoi(cm) > 0 ? 2 : 1;
     const char *wp = getenv("PKV_ATTN_WARP");
     if (wp && *wp) e->warp = atoi(wp) > 0 ? 2 : 1;
+    const uint32_t teams = env_u32("PKV_ATTN_TEAMS");
+    if (teams >= 1 && teams <= 4) e->teams = teams;
 }
 
 void pkv_attn_env_reload(pkv_context *ctx)
@@ -54,10 +56,17 @@ uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uin
 }
 
 static uint32_t seq_chunks(const pkv_attn_seq *s, uint32_t G) { return s->n_blocks + ceil_div(s->n_window, G); }
+/* a sequence's items of cps chunks, rounded up to a multiple of per */
+static uint32_t seq_items(const pkv_attn_seq *s, uint32_t G, uint32_t cps, uint32_t per)
+{
+    return ceil_div(ceil_div(seq_chunks(s, G), cps), per) * per;
+}
 
 pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
-                              uint32_t max_splits, uint32_t cps_multiple, const pkv_attn_env *env, pkv_attn_plan *plan)
+                              uint32_t max_splits, uint32_t cps_multiple, uint32_t items_multiple,
+                              const pkv_attn_env *env, pkv_attn_plan *plan)
 {
+    const uint32_t per = items_multiple > 1 ? items_multiple : 1;
     memset(plan, 0, offsetof(pkv_attn_plan, local));
     const uint32_t H = g->H, rows = op->q_len * (op->n_q_heads / H);
     plan->nr = nr;
@@ -78,14 +87,15 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
     if (env->groups) target_groups = env->groups; /* tuning: workgroups to aim for */
     const uint64_t want_items = (target_groups + groups_per_item - 1) / groups_per_item;
     uint64_t cps = (total + want_items - 1) / want_items;
-    if (cps < ceil_div(longest, max_splits)) cps = ceil_div(longest, max_splits);
-    const int forced = env->chunks_per_item && env->chunks_per_item >= ceil_div(longest, max_splits);
+    const uint32_t splits = max_splits >= per ? max_splits / per * per : per; /* a multiple of per */
+    if (cps < ceil_div(longest, splits)) cps = ceil_div(longest, splits);
+    const int forced = env->chunks_per_item && env->chunks_per_item >= ceil_div(longest, splits);
     if (forced) cps = env->chunks_per_item;
     const uint32_t step = cps_multiple > 1 ? cps_multiple : 1;
     cps = (cps + step - 1) / step * step;
     for (;;) { /* one wave, and at most one dispatch dimension of items */
         uint64_t n = 0;
-        for (uint32_t s = 0; s < op->n_seqs; s++) n += ceil_div(seq_chunks(&op->seqs[s], g->G), (uint32_t)cps);
+        for (uint32_t s = 0; s < op->n_seqs; s++) n += seq_items(&op->seqs[s], g->G, (uint32_t)cps, per);
         const int one_wave = forced || n * groups_per_item <= target_groups || cps >= longest;
         if (n <= PKV_ATTN_MAX_ITEMS && one_wave) break;
         cps += step;
@@ -93,7 +103,7 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
     plan->cps = (uint32_t)cps;
 
     size_t n_items = 0;
-    for (uint32_t s = 0; s < op->n_seqs; s++) n_items += ceil_div(seq_chunks(&op->seqs[s], g->G), plan->cps);
+    for (uint32_t s = 0; s < op->n_seqs; s++) n_items += seq_items(&op->seqs[s], g->G, plan->cps, per);
     const size_t desc_words = (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS;
     if (desc_words + n_items * 2 <= PKV_ATTN_PLAN_LOCAL) {
         plan->seq_desc = plan->local, plan->items = plan->local + desc_words;
@@ -109,7 +119,7 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
     uint32_t it = 0, slots = 0;
     for (uint32_t s = 0; s < op->n_seqs; s++) {
         const pkv_attn_seq *q = &op->seqs[s];
-        const uint32_t n = ceil_div(seq_chunks(q, g->G), plan->cps);
+        const uint32_t n = seq_items(q, g->G, plan->cps, per);
         uint32_t *d = plan->seq_desc + (size_t)s * PKV_ATTN_SEQ_WORDS;
         d[0] = q->n_blocks, d[1] = q->n_window, d[2] = q->bank_count, d[3] = q->table_offset;
         d[4] = n, d[5] = n > 1 ? slots : 0, d[6] = q->block_offset;
@@ -125,7 +135,7 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env) { return env->flags; }
 
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend)
 {
-    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 1, 4, 0, 0};
+    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 1, 4, 0, 0, 1};
     /* Per-backend defaults measured on the H200 (bench/RESULTS.md). Vulkan: NVIDIA's kernel with the
      * fixed-point histogram is slower at 2 bits even with no adds (8 x 32K 0.62 -> 0.84 ms) and faster
      * at 4 (1.09 -> 0.85), so float compare-and-swap for 2-bit K and V (session 6); FP16 mode keeps 8 V
@@ -143,6 +153,9 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pk
         ((g->mode == PKV_MODE_PATTERN && b >= 3) || (g->mode == PKV_MODE_DIRECT && b == 8))) {
         sh.bps = 2;
         if (g->mode == PKV_MODE_PATTERN && b == 4) sh.vch = 4;
+        /* PATTERN 3- and 8-bit: two items per workgroup of 512, so NVIDIA's compiler fits 128 registers
+         * (session 11, run D: 8 x 32K 3-bit 0.762 -> 0.705 ms, 8-bit 1.377 -> 0.970) */
+        if (g->mode == PKV_MODE_PATTERN && (b == 3 || b == 8)) sh.teams = 2;
     }
     if (backend == PKV_BACKEND_OPENCL && g->mode == PKV_MODE_FP16) sh.stage_k = 1;
     if (env->step_blocks && env->step_blocks * g->G <= 256) sh.bps = env->step_blocks;
@@ -153,6 +166,7 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pk
     if (env->hist_fixed) sh.hist_fixed = env->hist_fixed == 2;
     if (env->coopmat) sh.coopmat = env->coopmat == 2;
     if (env->warp) sh.warp = env->warp == 2;
+    if (env->teams && backend == PKV_BACKEND_VULKAN) sh.teams = env->teams;
     while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > sh.bps * g->G) sh.vch *= 2; /* channel groups <= invocations */
     return sh;
 }

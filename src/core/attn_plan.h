@@ -44,10 +44,12 @@ static inline uint32_t pkv_attn_groups_per_cu(pkv_mode mode) { return mode == PK
 /* Plans op for a device that runs about `target_groups` workgroups at once (0: a default): items as
  * long as possible while their workgroups fit in that one wave (PKV_ATTN_GROUPS overrides it), with at
  * most max_splits items per sequence (the merge's limit) and items a multiple of cps_multiple chunks
- * (the kernel's step). PKV_ATTN_CHUNKS_PER_ITEM in the environment forces cps (tests use it to
+ * (the kernel's step); each sequence's item count a multiple of items_multiple (a workgroup's teams,
+ * all on one sequence; the items past its chunks are empty). PKV_ATTN_CHUNKS_PER_ITEM in the environment forces cps (tests use it to
  * exercise the merge). */
 pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
-                              uint32_t max_splits, uint32_t cps_multiple, const pkv_attn_env *env, pkv_attn_plan *plan);
+                              uint32_t max_splits, uint32_t cps_multiple, uint32_t items_multiple,
+                              const pkv_attn_env *env, pkv_attn_plan *plan);
 void pkv_attn_plan_free(pkv_attn_plan *plan);
 
 /* Switches of the attention kernels (their push constants / parameters): how partial results are
@@ -82,6 +84,9 @@ typedef struct pkv_attn_shape {
     uint32_t coopmat;
     /* the compressed modes on one warp per item (Vulkan: attn_warp.comp), where the shape allows */
     uint32_t warp;
+    /* Vulkan: items per workgroup, each on its own team of bps * G invocations (attn_decode.comp's
+     * TEAMS; 1: a workgroup is one item) */
+    uint32_t teams;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);
 /* Bytes of shared (local) memory the decode kernels (attn_decode.comp, ocl_attention.cl) declare for

@@ -149,6 +149,7 @@ typedef struct pkv_attn_env {
     uint32_t hist_fixed;      /* PKV_ATTN_HIST_FIXED: 0 not set, 1 off, 2 on */
     uint32_t coopmat;         /* PKV_ATTN_COOPMAT: 0 not set, 1 off, 2 on */
     uint32_t warp;            /* PKV_ATTN_WARP: 0 not set, 1 off, 2 on */
+    uint32_t teams;           /* PKV_ATTN_TEAMS: items per workgroup (Vulkan), 0 not set */
 } pkv_attn_env;
 
 typedef struct pkv_backend_iface {

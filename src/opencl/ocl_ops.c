@@ -517,7 +517,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (s != PKV_OK) return s;
     pkv_attn_plan plan;
     /* the merge keeps two floats per item and row in the G x channels array of the slices' sums */
-    s = pkv_attn_plan_make(op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode), wg * vch / (2 * nr), bps,
+    s = pkv_attn_plan_make(op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode), wg * vch / (2 * nr), bps, 1,
                            &be->attn_env, &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);

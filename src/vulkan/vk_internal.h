@@ -35,7 +35,7 @@ enum pkv_vk_kernel {
     PKV_K_COUNT
 };
 
-#define PKV_VK_SPEC_MAX 14  /* specialization constants: [0] workgroup size, then per kernel */
+#define PKV_VK_SPEC_MAX 15  /* specialization constants: [0] workgroup size, then per kernel */
 #define PKV_VK_PUSH_BYTES 128
 
 typedef struct pkv_vk_variant {
@@ -64,6 +64,7 @@ typedef struct pkv_vk_attn_memo {
     pkv_geom g;
     pkv_attn_env env;
     uint32_t q_len, n_q_heads;
+    int few; /* the op's chunks were few for teams (vk_ops.c: attn_few_chunks) */
     pkv_vk_attn_cfg cfg;
     VkPipeline pipe[3];      /* cfg's pipelines once looked up (pipelines live as long as the context) */
     /* The last op's plan (pkv_attn_plan_make), kept while cfg is: reused by the next op whose sequences

@@ -140,8 +140,8 @@ static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, u
 pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g)
 {
     pkv_vk *vk = pkv_vk_of(be);
-    int kernels[WP_COUNT], ak[4 * 3];
-    uint32_t specs[WP_COUNT][PKV_VK_SPEC_MAX], as[4 * 3][PKV_VK_SPEC_MAX];
+    int kernels[WP_COUNT], ak[4 * 4];
+    uint32_t specs[WP_COUNT][PKV_VK_SPEC_MAX], as[4 * 4][PKV_VK_SPEC_MAX];
     uint32_t n = 0, na = 0;
     for (int w = 0; w < WP_COUNT; w++)
         if (wp_spec(vk, g, w, &kernels[n], specs[n])) n++;
@@ -533,11 +533,21 @@ typedef struct attn_push {
 } attn_push;
 
 /* Bytes of shared memory attn_decode.comp declares for nr rows, with or without the V codes staged
- * (its arrays, in its order). */
+ * (its arrays, in its order): q and the q.C table once, the rest per team, qs and w sharing a pool
+ * with the end of an item's sums. */
 static size_t decode_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v, int subgroups)
 {
-    const size_t wg = sh.bps * g->G;
-    return pkv_attn_decode_local_bytes(g, sh, nr, stage_v) + 8 * nr * sh.bps * (subgroups ? 32 : wg);
+    const size_t nrv = (nr + 3) / 4, wg = sh.bps * g->G, teams = sh.teams, ch = sh.vch;
+    const size_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    const size_t vsec = sh.bps * (g->mode == PKV_MODE_FP16 || !stage_v ? 4 : (size_t)g->G * g->v_row_words);
+    const size_t ksec = !sh.stage_k               ? 16
+                        : g->mode == PKV_MODE_FP16 ? sh.bps * g->G * g->d * 2
+                                                   : sh.bps * (((size_t)g->G * g->k_row_words + 3) / 4 * 16);
+    const size_t acc = wg * ch > nr * g->d ? wg * ch : nr * g->d, steps = 16 * nrv * (sh.bps * g->d + wg);
+    const size_t pool = teams == 1 ? steps + 4 * acc : steps > 4 * acc ? steps : 4 * acc;
+    const size_t hist = 4 * nr * cap + (sh.hist_fixed ? 4 * nr * cap : 0), red = 8 * nr * sh.bps * (subgroups ? 32 : wg);
+    const size_t shared = 16 * nrv * (g->d + cap) + 32 + 4 + 16 + (sh.stage_k ? 0 : 16) + (sh.hist_fixed ? 0 : 4);
+    return shared + teams * (4 * vsec + (sh.stage_k ? ksec : 0) + hist + pool + red);
 }
 
 /* Bytes of shared memory attn_decode.comp declares with PKV_COOPMAT (attn_step_cm.glsl; bps 1, V codes
@@ -589,7 +599,18 @@ static int warp_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uin
 
 typedef pkv_vk_attn_cfg attn_cfg; /* vk_internal.h */
 
-static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env, attn_cfg *c)
+/* Whether an op's chunks are too few for teams: their workgroups would leave compute units idle (1 x
+ * 4K PATTERN 3-bit: 0.047 ms in one team, 0.058 in two; session 11, run E). */
+static int attn_few_chunks(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op)
+{
+    uint64_t chunks = 0;
+    for (uint32_t i = 0; i < op->n_seqs; i++) chunks += op->seqs[i].n_blocks + (op->seqs[i].n_window + g->G - 1) / g->G;
+    return chunks * g->H < 8ull * vk->compute_units;
+}
+
+/* few: the op's chunks are few (attn_few_chunks), so one item per workgroup */
+static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env, int few,
+                        attn_cfg *c)
 {
     const uint32_t H = g->H, d = g->d, G = g->G;
     const uint32_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
@@ -598,6 +619,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
      * chunks per step (a smaller workgroup): found by the Vulkan validation layer in CI */
     const size_t limit = vk->props.limits.maxComputeSharedMemorySize;
     pkv_attn_shape shape = pkv_attn_shape_for(g, env, PKV_BACKEND_VULKAN);
+    if (few && !env->teams) shape.teams = 1;
     /* the cooperative-matrix step, where asked for and it fits: one chunk per step, V codes not
      * staged, 4 channels per invocation, every row of the group */
     pkv_attn_shape cm = shape;
@@ -608,9 +630,14 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     const int use_warp = !use_cm && warp_fits(vk, g, shape, cm_nr);
     uint32_t nr = cm_nr, stage_v = 0;
     if (use_cm) shape = cm;
+    /* teams: where their workgroup fits the device with every row of the group, V codes unstaged */
+    if (use_cm || use_warp || shape.teams * shape.bps * G > vk->props.limits.maxComputeWorkGroupSize[0] ||
+        shape.teams * shape.bps * G > vk->props.limits.maxComputeWorkGroupInvocations ||
+        decode_shared_bytes(g, shape, cm_nr, 0, vk->subgroup_arith) > limit)
+        shape.teams = 1;
     while (!use_cm && !use_warp) {
         const int sub = vk->subgroup_arith;
-        nr = pkv_attn_rows_per_group(op, H, 8, env), stage_v = 1;
+        nr = pkv_attn_rows_per_group(op, H, 8, env), stage_v = shape.teams == 1;
         while (nr > 1 && decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) nr /= 2;
         if (decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) {
             stage_v = 0;
@@ -628,11 +655,13 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     memset(c, 0, sizeof *c);
     c->nr = nr, c->stage_v = stage_v;
     c->shape = shape;
-    c->wg = use_warp ? WARP_WG : c->shape.bps * G;
+    const uint32_t team = use_warp ? WARP_WG : c->shape.bps * G;
+    c->wg = team * shape.teams;
     c->cps_multiple = use_warp ? 1 : c->shape.bps;
-    c->groups_per_cu = use_warp ? WARP_GROUPS_PER_CU : pkv_attn_groups_per_cu(g->mode);
-    /* the merge keeps two floats per item and row: in attn_decode.comp's acc_s (invocations x V channels) */
-    c->max_splits = (use_warp ? WARP_MERGE_CAP : c->wg * shape.vch) / (2 * nr);
+    /* teams: one workgroup of 512 per compute unit (128 registers), so its items */
+    c->groups_per_cu = use_warp ? WARP_GROUPS_PER_CU : shape.teams > 1 ? shape.teams : pkv_attn_groups_per_cu(g->mode);
+    /* the merge keeps two floats per item and row: in attn_decode.comp's acc (a team's invocations x V channels) */
+    c->max_splits = (use_warp ? WARP_MERGE_CAP : team * shape.vch) / (2 * nr);
     const uint32_t base[8] = {0, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     for (int i = 0; i < 3; i++) memcpy(c->spec[i], base, sizeof base);
     c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
@@ -641,6 +670,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
                    : vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
     c->spec[1][0] = c->wg, c->spec[1][8] = stage_v, c->spec[1][9] = c->shape.vch, c->spec[1][10] = c->shape.stage_k;
     c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_fixed, c->spec[1][13] = c->shape.vb;
+    c->spec[1][14] = c->shape.teams;
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
 }
 
@@ -652,15 +682,17 @@ static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, u
     const uint32_t flags = pkv_attn_flags(&be->attn_env);
     for (uint32_t ql = 1; ql <= max_q_len && ql <= 64; ql++) { /* nr <= 8 from q_len 8 on */
         pkv_attn_op op = {.n_seqs = 1, .q_len = ql, .n_q_heads = n_q_heads};
-        attn_cfg c;
-        attn_config(vk, g, &op, &be->attn_env, &c);
+        attn_cfg c, c1;
+        attn_config(vk, g, &op, &be->attn_env, 0, &c);
+        attn_config(vk, g, &op, &be->attn_env, 1, &c1); /* its decode kernel for few chunks */
         if (seen_nr & c.nr) continue; /* nr is a power of two */
         seen_nr |= c.nr;
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
             if (i == 0 && (g->mode != PKV_MODE_PATTERN || (flags & PKV_ATTN_SKIP_QC))) continue;
             if (i == 2 && !(flags & PKV_ATTN_SEPARATE_MERGE)) continue;
-            kernels[*n] = c.kernel[i];
-            memcpy(specs[(*n)++], c.spec[i], sizeof specs[0]);
+            if (i == 3 && !memcmp(c1.spec[1], c.spec[1], sizeof c.spec[1])) continue;
+            kernels[*n] = i == 3 ? c1.kernel[1] : c.kernel[i];
+            memcpy(specs[(*n)++], i == 3 ? c1.spec[1] : c.spec[i], sizeof specs[0]);
         }
     }
 }
@@ -668,8 +700,8 @@ static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, u
 pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len)
 {
     pkv_vk *vk = pkv_vk_of(be);
-    int kernels[4 * 3 + 1];
-    uint32_t specs[4 * 3 + 1][PKV_VK_SPEC_MAX];
+    int kernels[4 * 4 + 1];
+    uint32_t specs[4 * 4 + 1][PKV_VK_SPEC_MAX];
     uint32_t n = 0;
     attn_specs(be, g, n_q_heads, max_q_len, kernels, specs, &n);
     kernels[n] = PKV_K_STAGE_INPUT; /* engine integration's staging */
@@ -707,12 +739,13 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     attn_cfg cfg;
     pthread_mutex_lock(&vk->lock);
     pkv_vk_attn_memo *m = &vk->attn_memo;
-    if (!m->valid || m->q_len != op->q_len || m->n_q_heads != op->n_q_heads || memcmp(&m->g, g, sizeof *g) != 0 ||
-        memcmp(&m->env, &be->attn_env, sizeof m->env) != 0) {
-        attn_config(vk, g, op, &be->attn_env, &m->cfg);
+    const int few = attn_few_chunks(vk, g, op);
+    if (!m->valid || m->q_len != op->q_len || m->n_q_heads != op->n_q_heads || m->few != few ||
+        memcmp(&m->g, g, sizeof *g) != 0 || memcmp(&m->env, &be->attn_env, sizeof m->env) != 0) {
+        attn_config(vk, g, op, &be->attn_env, few, &m->cfg);
         memset(m->pipe, 0, sizeof m->pipe);
         memcpy(&m->g, g, sizeof *g), memcpy(&m->env, &be->attn_env, sizeof m->env);
-        m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->valid = 1, m->plan_valid = 0;
+        m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->few = few, m->valid = 1, m->plan_valid = 0;
     }
     cfg = m->cfg;
     const uint32_t nr = cfg.nr;
@@ -721,7 +754,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         pkv_attn_plan_free(&m->plan);
         m->plan_valid = 0;
         s = pkv_attn_plan_make(op, g, nr, vk->compute_units * cfg.groups_per_cu, cfg.max_splits, cfg.cps_multiple,
-                               &be->attn_env, &m->plan);
+                               cfg.shape.teams, &be->attn_env, &m->plan);
         if (s == PKV_OK) m->plan_valid = 1, m->plan_seqs = op->n_seqs;
     }
     const pkv_attn_plan *const plan = &m->plan;
@@ -818,7 +851,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_decode, bufs, &a, sizeof a, plan->n_items, plan->tiles, H);
+        s = pkv_vk_dispatch(vk, p_decode, bufs, &a, sizeof a, plan->n_items / cfg.shape.teams, plan->tiles, H);
     }
     if (s == PKV_OK && p_merge) {
         pkv_vk_barrier(vk);
