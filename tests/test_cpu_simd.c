@@ -165,12 +165,15 @@ static void test_block_encode(const pkv_cpu_kernels *k, tu_rng *r)
     static const uint32_t Gs[] = {32, 64, 128};
     static const uint32_t bits[] = {2, 3, 4, 8};
     static const pkv_mode modes[] = {PKV_MODE_PATTERN, PKV_MODE_DIRECT, PKV_MODE_FP16};
-    for (size_t mo = 0; mo < 3; mo++)
+    /* each mode with min-max and with the MSE quantizer's range search (K and V: MSE) */
+    for (size_t mq = 0; mq < 5; mq++)
         for (size_t di = 0; di < sizeof ds / sizeof *ds; di++)
             for (size_t gi = 0; gi < 3; gi++)
                 for (size_t bi = 0; bi < 4; bi++) {
+                    const size_t mo = mq / 2;
                     if (modes[mo] == PKV_MODE_FP16 && bi) continue;
                     pkv_cache_config cfg = tu_config(1, 1, ds[di], bits[bi], Gs[gi], modes[mo]);
+                    cfg.quantizer = mq % 2 ? PKV_QUANTIZER_MSE : PKV_QUANTIZER_MINMAX;
                     pkv_geom g;
                     pkv_geom_init(&g, &cfg);
                     const uint32_t d = g.d, G = g.G, nb = 40;
@@ -196,8 +199,8 @@ static void test_block_encode(const pkv_cpu_kernels *k, tu_rng *r)
                         if (memcmp(b0, b1, g.block_bytes)) {
                             uint32_t at = 0;
                             while (b0[at] == b1[at]) at++;
-                            fail_msg("%s block_encode differs: mode %d d %u G %u bits %u rep %d, byte %u of %u", k->name,
-                                     modes[mo], d, G, bits[bi], rep, at, g.block_bytes);
+                            fail_msg("%s block_encode differs: mode %d quantizer %u d %u G %u bits %u rep %d, byte %u of %u",
+                                     k->name, modes[mo], cfg.quantizer, d, G, bits[bi], rep, at, g.block_bytes);
                         }
                     }
                     free(kx), free(vx), free(PK), free(PV), free(b0), free(b1);

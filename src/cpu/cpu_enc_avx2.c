@@ -9,6 +9,7 @@ typedef __m256 MK;
 static inline VF vf_min(VF a, VF b) { return _mm256_min_ps(a, b); } /* a < b ? a : b */
 static inline VF vf_max(VF a, VF b) { return _mm256_max_ps(a, b); } /* a > b ? a : b */
 static inline VF vf_floor(VF a) { return _mm256_floor_ps(a); }
+static inline VF vf_div(VF a, VF b) { return _mm256_div_ps(a, b); }
 static inline float vf_hmin(VF v)
 {
     __m128 s = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -27,6 +28,7 @@ static inline MK mk_lt(VF a, VF b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
 static inline MK mk_ge(VF a, VF b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
 static inline MK mk_ne(VF a, VF b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_UQ); }
 static inline MK mk_and(MK a, MK b) { return _mm256_and_ps(a, b); }
+static inline MK mk_or(MK a, MK b) { return _mm256_or_ps(a, b); }
 static inline int mk_any(MK m) { return _mm256_movemask_ps(m) != 0; }
 static inline VF vf_sel(MK m, VF a, VF b) { return _mm256_blendv_ps(b, a, m); }
 static inline void vf_to_u8(VF v, uint8_t *out)

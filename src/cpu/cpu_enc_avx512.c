@@ -8,12 +8,14 @@ typedef __mmask16 MK;
 static inline VF vf_min(VF a, VF b) { return _mm512_min_ps(a, b); } /* a < b ? a : b */
 static inline VF vf_max(VF a, VF b) { return _mm512_max_ps(a, b); } /* a > b ? a : b */
 static inline VF vf_floor(VF a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+static inline VF vf_div(VF a, VF b) { return _mm512_div_ps(a, b); }
 static inline float vf_hmin(VF v) { return _mm512_reduce_min_ps(v); }
 static inline float vf_hmax(VF v) { return _mm512_reduce_max_ps(v); }
 static inline MK mk_lt(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
 static inline MK mk_ge(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
 static inline MK mk_ne(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
 static inline MK mk_and(MK a, MK b) { return (MK)(a & b); }
+static inline MK mk_or(MK a, MK b) { return (MK)(a | b); }
 static inline int mk_any(MK m) { return m != 0; }
 static inline VF vf_sel(MK m, VF a, VF b) { return _mm512_mask_blend_ps(m, b, a); }
 static inline void vf_to_u8(VF v, uint8_t *out) { _mm_storeu_si128((__m128i *)out, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v))); }

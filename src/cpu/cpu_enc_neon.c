@@ -10,12 +10,14 @@ typedef uint32x4_t MK;
 static inline VF vf_min(VF a, VF b) { return vbslq_f32(vcltq_f32(a, b), a, b); } /* a < b ? a : b */
 static inline VF vf_max(VF a, VF b) { return vbslq_f32(vcgtq_f32(a, b), a, b); } /* a > b ? a : b */
 static inline VF vf_floor(VF a) { return vrndmq_f32(a); }
+static inline VF vf_div(VF a, VF b) { return vdivq_f32(a, b); }
 static inline float vf_hmin(VF v) { return vminvq_f32(v); } /* a zero result is folded again in order */
 static inline float vf_hmax(VF v) { return vmaxvq_f32(v); }
 static inline MK mk_lt(VF a, VF b) { return vcltq_f32(a, b); }
 static inline MK mk_ge(VF a, VF b) { return vcgeq_f32(a, b); }
 static inline MK mk_ne(VF a, VF b) { return vmvnq_u32(vceqq_f32(a, b)); }
 static inline MK mk_and(MK a, MK b) { return vandq_u32(a, b); }
+static inline MK mk_or(MK a, MK b) { return vorrq_u32(a, b); }
 static inline int mk_any(MK m) { return vmaxvq_u32(m) != 0; }
 static inline VF vf_sel(MK m, VF a, VF b) { return vbslq_f32(m, a, b); }
 static inline void vf_to_u8(VF v, uint8_t *out)

@@ -14,8 +14,8 @@
  * need not be: dots_top2 (x . c with FMA) feeds only the k-means distance bounds (cpu_kmeans.c).
  *
  * Vocabulary: W lanes; VF, MK (lane mask); vf_load vf_store vf_set1 vf_add vf_sub vf_mul vf_fma
- * vf_min(a,b) = a < b ? a : b, vf_max(a,b) = a > b ? a : b, vf_floor, vf_hmin, vf_hmax,
- * mk_lt mk_le mk_ge mk_eq mk_ne mk_and mk_any mk_first (index of the first set lane),
+ * vf_div (IEEE), vf_min(a,b) = a < b ? a : b, vf_max(a,b) = a > b ? a : b, vf_floor, vf_hmin, vf_hmax,
+ * mk_lt mk_le mk_ge mk_eq mk_ne mk_and mk_or mk_any mk_first (index of the first set lane),
  * vf_sel(m, a, b) = m ? a : b, vf_to_u8(v, out) (W exact small integers -> bytes),
  * vf_f16_load(p) (W fp16 -> fp32, exact), vf_f16_store(p, v) (fp16-exact values -> fp16, RNE). */
 #include <math.h>
@@ -474,6 +474,159 @@ static void pack_row(const uint8_t *codes, uint32_t d, uint32_t bits, uint8_t *d
     }
 }
 
+/* ---- the MSE quantizer's range search ------------------------------------------------------------ */
+
+/* pkv_quant_params_mse's choice (src/core/quant.c, docs/NUMERICS.md "Quantizer range search") with
+ * the candidates in the lanes. Each lane runs the scalar error sum of one candidate, in the values'
+ * order from +0, over every value (the reference's early stop only skips sums that cannot win: the
+ * terms are >= 0, so a stopped sum's full value is >= the best too), and the first strictly least
+ * error wins, as in the reference's loop over k. The codes come from quant_codes (exact). */
+#define MSE_NG (PKV_MSE_CANDIDATES / W) /* candidate vectors */
+
+typedef struct mse_cands {
+    float s[PKV_MSE_CANDIDATES], z[PKV_MSE_CANDIDATES], inv[PKV_MSE_CANDIDATES];
+    uint32_t c[PKV_MSE_CANDIDATES];
+} mse_cands;
+
+static void mse_cands_of(pkv_span sp, float inv_maxq, mse_cands *mc)
+{
+    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k++) {
+        uint32_t c = pkv_mse_candidate(sp, k, inv_maxq);
+        mc->c[k] = c;
+        mc->s[k] = pkv_f16_to_f32(c & 0xFFFFu);
+        mc->z[k] = pkv_f16_to_f32(c >> 16);
+        mc->inv[k] = mc->s[k] != 0.0f ? 1.0f / mc->s[k] : 0.0f;
+    }
+}
+
+/* The same, W candidates at a time: pkv_mse_candidate's fp32 steps in the lanes, the fp16 roundings
+ * by the hardware (RNE, saturating as pkv_f32_to_f16 does: vf_f16_store), candidate 0 (min-max's)
+ * the scalar's. For a finite span only (an infinite one makes NaNs, which vf_f16_store does not keep). */
+static void mse_cands_vec(pkv_span sp, float inv_maxq, mse_cands *mc)
+{
+    if (!isfinite(sp.lo) || !isfinite(sp.hi)) {
+        mse_cands_of(sp, inv_maxq, mc);
+        return;
+    }
+    const VF w = vf_set1(sp.hi - sp.lo), lo = vf_set1(sp.lo), hi = vf_set1(sp.hi), sixteenth = vf_set1(0.0625f);
+    const VF inv = vf_set1(inv_maxq), zero = vf_set1(0.0f), one = vf_set1(1.0f);
+    uint16_t sh[PKV_MSE_CANDIDATES], zh[PKV_MSE_CANDIDATES];
+    float fi[PKV_MSE_CANDIDATES], fj[PKV_MSE_CANDIDATES];
+    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k++) fi[k] = (float)(k >> 3), fj[k] = (float)(k & 7u);
+    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k += W) {
+        VF l = vf_add(lo, vf_mul(vf_mul(w, vf_load(fi + k)), sixteenth));
+        VF h = vf_sub(hi, vf_mul(vf_mul(w, vf_load(fj + k)), sixteenth));
+        vf_f16_store(sh + k, vf_mul(vf_sub(h, l), inv));
+        vf_f16_store(zh + k, l);
+    }
+    sh[0] = (uint16_t)pkv_scale_f16(sp.lo, sp.hi, inv_maxq), zh[0] = (uint16_t)pkv_zero_f16(sp.lo);
+    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k += W) {
+        VF s = vf_f16_load(sh + k);
+        vf_store(mc->s + k, s);
+        vf_store(mc->z + k, vf_f16_load(zh + k));
+        MK live = mk_ne(s, zero);
+        vf_store(mc->inv + k, vf_sel(live, vf_div(one, vf_sel(live, s, one)), zero));
+    }
+    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k++) mc->c[k] = sh[k] | (uint32_t)zh[k] << 16;
+}
+
+/* The reference's selection over the 64 full sums e[k]: the first strictly least. */
+static uint32_t mse_pick(const mse_cands *mc, const float *e)
+{
+    uint32_t best_c = mc->c[0];
+    float best = e[0];
+    for (uint32_t k = 1; k < PKV_MSE_CANDIDATES; k++)
+        if (e[k] < best && mc->c[k] != best_c) best = e[k], best_c = mc->c[k];
+    return best_c;
+}
+
+/* The code of t = x - z (pkv_quant_code) in every lane, ms = maxq s: that of t clamped to [0, maxq s]
+ * (exact bounds: the thresholds (k - 0.5) s are > 0 and maxq s >= (maxq - 0.5) s), so the estimate
+ * needs no clamp and is exact where (c - 0.5) s <= t < (c + 0.5) s (s > 0). *bad: the lanes where it
+ * is not shown exact (s = 0, or an estimate off by one); quant_codes' corrected codes replace them. */
+EINLINE VF mse_code(VF x, VF z, VF s, VF inv, VF ms, MK *bad)
+{
+    const VF zero = vf_set1(0.0f), half = vf_set1(0.5f);
+    VF t = vf_min(vf_max(vf_sub(x, z), zero), ms);
+    VF c = vf_floor(vf_add(vf_mul(t, inv), half));
+    *bad = mk_or(mk_lt(t, vf_mul(vf_sub(c, half), s)), mk_ge(t, vf_mul(vf_add(c, half), s)));
+    return c;
+}
+
+/* acc + (z + c s - x)^2 (pkv_quant_err_step's term) */
+EINLINE VF mse_term(VF acc, VF x, VF z, VF s, VF c)
+{
+    VF r = vf_sub(vf_add(z, vf_mul(c, s)), x);
+    return vf_add(acc, vf_mul(r, r));
+}
+
+/* The search over n contiguous values x (a V token's d channels) with span sp: fp16 scale | zero << 16.
+ * The MSE_NG candidate vectors advance together (independent sums), one branch per value. */
+static uint32_t enc_mse_row(const float *x, uint32_t n, pkv_span sp, float inv_maxq, uint32_t bits)
+{
+    mse_cands mc;
+    mse_cands_vec(sp, inv_maxq, &mc);
+    const float maxq = (float)((1u << bits) - 1u);
+    VF S[MSE_NG], Z[MSE_NG], I[MSE_NG], MS[MSE_NG], E[MSE_NG];
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+    for (uint32_t q = 0; q < MSE_NG; q++) {
+        S[q] = vf_load(mc.s + q * W), Z[q] = vf_load(mc.z + q * W), I[q] = vf_load(mc.inv + q * W);
+        MS[q] = vf_mul(S[q], vf_set1(maxq)), E[q] = vf_set1(0.0f);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const VF xv = vf_set1(x[i]);
+        VF C[MSE_NG];
+        MK bad[MSE_NG], any;
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+        for (uint32_t q = 0; q < MSE_NG; q++) C[q] = mse_code(xv, Z[q], S[q], I[q], MS[q], &bad[q]);
+        any = bad[0];
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+        for (uint32_t q = 1; q < MSE_NG; q++) any = mk_or(any, bad[q]);
+        if (mk_any(any))
+            for (uint32_t q = 0; q < MSE_NG; q++) C[q] = quant_codes(xv, Z[q], S[q], I[q], maxq);
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+        for (uint32_t q = 0; q < MSE_NG; q++) E[q] = mse_term(E[q], xv, Z[q], S[q], C[q]);
+    }
+    float e[PKV_MSE_CANDIDATES];
+    for (uint32_t q = 0; q < MSE_NG; q++) vf_store(e + q * W, E[q]);
+    return mse_pick(&mc, e);
+}
+
+/* The search for W K channels at once (r: [G][d] residuals, channels i0 .. i0 + W - 1 with spans
+ * lo[], hi[]): each lane one channel, the candidates one after another; out[l]: channel i0 + l's. */
+static void enc_mse_cols(const float *r, uint32_t G, uint32_t d, uint32_t i0, const float *lo, const float *hi,
+                         float inv_maxq, uint32_t bits, uint32_t *out)
+{
+    const float maxq = (float)((1u << bits) - 1u);
+    mse_cands mc[W];
+    float e[W][PKV_MSE_CANDIDATES];
+    for (uint32_t l = 0; l < W; l++) mse_cands_vec((pkv_span){lo[l], hi[l]}, inv_maxq, &mc[l]);
+    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k++) {
+        float s[W], z[W], inv[W], el[W];
+        for (uint32_t l = 0; l < W; l++) s[l] = mc[l].s[k], z[l] = mc[l].z[k], inv[l] = mc[l].inv[k];
+        const VF S = vf_load(s), Z = vf_load(z), I = vf_load(inv), MS = vf_mul(S, vf_set1(maxq));
+        VF E = vf_set1(0.0f);
+        for (uint32_t t = 0; t < G; t++) {
+            const VF xv = vf_load(r + (size_t)t * d + i0);
+            MK bad;
+            VF c = mse_code(xv, Z, S, I, MS, &bad);
+            if (mk_any(bad)) c = quant_codes(xv, Z, S, I, maxq);
+            E = mse_term(E, xv, Z, S, c);
+        }
+        vf_store(el, E);
+        for (uint32_t l = 0; l < W; l++) e[l][k] = el[l];
+    }
+    for (uint32_t l = 0; l < W; l++) out[l] = mse_pick(&mc[l], e[l]);
+}
+
 /* The span of d values (a V token), folded in order when the result may depend on it (a zero). */
 static pkv_span span_of_row(const float *x, uint32_t d)
 {
@@ -535,8 +688,12 @@ static void enc_block_encode(const pkv_geom *g, const float *kx, const float *vx
         vf_store(ks + i, lo); /* ks: lo, kz: hi for now */
         vf_store(kz + i, hi);
     }
+    uint32_t kc[256];
+    if (pkv_geom_k_mse(g))
+        for (uint32_t i = 0; i < d; i += W) enc_mse_cols(r, G, d, i, ks + i, kz + i, g->inv_maxq_k, g->k_bits, kc + i);
     for (uint32_t i = 0; i < d; i++) {
         uint16_t sh = (uint16_t)pkv_scale_f16(ks[i], kz[i], g->inv_maxq_k), zh = (uint16_t)pkv_zero_f16(ks[i]);
+        if (pkv_geom_k_mse(g)) sh = (uint16_t)(kc[i] & 0xFFFFu), zh = (uint16_t)(kc[i] >> 16);
         pkv_wr16(blk + g->off_kscale + 2 * i, sh);
         pkv_wr16(blk + g->off_kzero + 2 * i, zh);
         ks[i] = pkv_f16_to_f32(sh);
@@ -568,6 +725,10 @@ static void enc_block_encode(const pkv_geom *g, const float *kx, const float *vx
         if (!use) memcpy(rv, x, d * sizeof(float));
         pkv_span sp = span_of_row(rv, d);
         uint16_t sh = (uint16_t)pkv_scale_f16(sp.lo, sp.hi, g->inv_maxq_v), zh = (uint16_t)pkv_zero_f16(sp.lo);
+        if (pkv_geom_v_mse(g)) {
+            uint32_t c = enc_mse_row(rv, d, sp, g->inv_maxq_v, g->v_bits);
+            sh = (uint16_t)(c & 0xFFFFu), zh = (uint16_t)(c >> 16);
+        }
         pkv_wr16(blk + g->off_vscale + 2 * t, sh);
         pkv_wr16(blk + g->off_vzero + 2 * t, zh);
         float s = pkv_f16_to_f32(sh), z = pkv_f16_to_f32(zh);

@@ -56,9 +56,8 @@ static void encode_groups(const pkv_cpu_kernels *k, const pkv_store *st, uint32_
     const pkv_geom *g = st->g;
     for (uint32_t gi = 0; gi < groups; gi++) {
         size_t t0 = (size_t)gi * g->G;
-        /* the MSE quantizer (docs/NUMERICS.md) through the reference encoder; min-max vectorised */
-        (g->quantizer != PKV_QUANTIZER_MINMAX ? pkv_block_encode : k->block_encode)(g, xk + t0 * g->d, xv + t0 * g->d, ka ? ka + t0 : NULL, va ? va + t0 : NULL, PK, PV,
-                         slot_ptr(st->blocks, slots[gi], g->block_bytes));
+        k->block_encode(g, xk + t0 * g->d, xv + t0 * g->d, ka ? ka + t0 : NULL, va ? va + t0 : NULL, PK, PV,
+                        slot_ptr(st->blocks, slots[gi], g->block_bytes));
     }
 }
 
