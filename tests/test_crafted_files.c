@@ -192,7 +192,8 @@ static void write_old_version(const cfile *f, uint32_t v)
 
 /* Files of format versions 1 (docs/FORMAT.md: no kmeans_sample nor quantizer in the header) and 2
  * (no quantizer) load, with kmeans_sample 0 (version 1) and the MINMAX quantizer; a saved file says
- * kmeans_sample and the quantizer and loads with them; version 4 and an unknown quantizer are refused. */
+ * kmeans_sample and the quantizer and loads with them (a crafted AUTO as it resolves); version 4 and an
+ * unknown quantizer are refused. */
 static void format_versions_1_and_2_load(void **state)
 {
     (void)state;
@@ -219,8 +220,14 @@ static void format_versions_1_and_2_load(void **state)
         TU_OK(pkv_append(d, 1, 1, 40, kv, kv, PKV_F32));
         pkv_cache_free(d);
     }
-    wr32(f.header + HEADER_BYTES - 4, PKV_QUANTIZER_MSE_V + 1);
-    expect_corrupt(ctx, &f, "quantizer 4");
+    wr32(f.header + HEADER_BYTES - 4, PKV_QUANTIZER_AUTO); /* never saved (files hold the resolved one): PATTERN's */
+    cf_write(&f, path_b);
+    TU_OK(pkv_cache_load(ctx, path_b, &d));
+    TU_OK(pkv_cache_get_config(d, &cfg));
+    assert_int_equal(cfg.quantizer, PKV_QUANTIZER_MSE_V);
+    pkv_cache_free(d);
+    wr32(f.header + HEADER_BYTES - 4, PKV_QUANTIZER_AUTO + 1);
+    expect_corrupt(ctx, &f, "quantizer 5");
     wr32(f.header + HEADER_BYTES - 4, PKV_QUANTIZER_MINMAX);
     wr32(f.header + 8, 4);
     expect_corrupt(ctx, &f, "format version 4");

@@ -153,6 +153,7 @@ static void test_window_offset_plot(void **state)
     assert_true(result(&doc, 5, "cache_bits_per_element") < result(&doc, 1, "cache_bits_per_element"));
     /* larger groups store fewer scales and zeros */
     assert_true(result(&doc, 4, "cache_bits_per_element") < result(&doc, 3, "cache_bits_per_element"));
+    assert_true(result(&doc, 5, "cache_bits_per_element") == result(&doc, 3, "cache_bits_per_element"));
     double fp16_offset = result(&doc, 0, "bits_per_byte");
     tj_free(&doc);
     char *text = tj_read_file(svg);
@@ -173,18 +174,19 @@ static void test_window_offset_plot(void **state)
     tj_free(&doc);
 }
 
-/* The issue-14 phase-3 items: V-only patterns (:knone) and the MSE quantizer (:qmse), in the JSON. */
+/* The issue-14 phase-3 items: V-only patterns (:knone) and the MSE quantizer (:qmse), in the JSON; the
+ * default quantizer (the library's AUTO: MSE_V for pattern, min-max for direct) and :qminmax. */
 static void test_v_only_and_mse_items(void **state)
 {
     (void)state;
     const char *opts[] = {"--tokens", "200", "--group-size", "32", "--prefill", "64", "--modes",
-                          "direct2,direct2:qmse,pattern2,pattern2:knone:qmse"};
+                          "direct2,direct2:qmse,pattern2,pattern2:knone:qmse,pattern2:qminmax"};
     tj_doc doc = {0};
     assert_int_equal(run_eval(opts, 8, &doc), 0);
-    assert_int_equal(get(&doc, "results")->number, 5);
-    const char *curves[5] = {"fp16", "direct", "direct qmse", "pattern", "pattern none qmse"};
-    const char *quant[5] = {"minmax", "minmax", "mse", "minmax", "mse"};
-    for (int i = 0; i < 5; i++) {
+    assert_int_equal(get(&doc, "results")->number, 6);
+    const char *curves[6] = {"fp16", "direct", "direct qmse", "pattern qmse-v", "pattern none qmse", "pattern"};
+    const char *quant[6] = {"minmax", "minmax", "mse", "mse-v", "mse", "minmax"};
+    for (int i = 0; i < 6; i++) {
         char path[64];
         snprintf(path, sizeof path, "results[%d].curve", i);
         assert_string_equal(get(&doc, path)->text, curves[i]);

@@ -155,7 +155,7 @@ static void api_on_the_test_backend(void **state)
         }
     }
     pkv_cache_config bad = pkv_cache_config_default();
-    bad.quantizer = 4;
+    bad.quantizer = PKV_QUANTIZER_AUTO + 1;
     for (int i = 0; i < 4; i++) free(kq[i]), free(vq[i]);
     pkv_cache *c = NULL;
     assert_int_equal(pkv_cache_create(ctx, &bad, &c), PKV_ERR_INVALID_CONFIG);

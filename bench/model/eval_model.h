@@ -25,7 +25,8 @@ typedef struct eval_mode {
     uint32_t group_size; /* 0: the run's --group-size; else this mode's own (item suffix :gN) */
     int k_assign;        /* -1: the run's --k-assign; else this mode's own pkv_k_assign (suffix :kNAME) */
     uint32_t bank_capacity; /* 0: the run's --bank-capacity; else this mode's own (suffix :cN) */
-    uint32_t quantizer;  /* pkv_quantizer (suffix :qNAME; default min-max) */
+    uint32_t quantizer;  /* pkv_quantizer (suffix :qNAME; default AUTO, replaced by the cache's resolved one
+                            when the mode runs: MSE_V for pattern, MINMAX for direct) */
 } eval_mode;
 
 typedef struct eval_options {

@@ -31,8 +31,10 @@ static void usage(FILE *f)
             "                    group size (direct2:g64 compares DIRECT at more memory in the same run);\n"
             "                    a pattern item may end in :kminmax, :kl2 or :krange, its key assignment,\n"
             "                    and :cN, its bank capacity (pattern2:c32: no pattern added at flushes);\n"
-            "                    a pattern or direct item may end in :qmse, :qmse-k or :qmse-v, the MSE\n"
-            "                    quantizer for K and V, K only or V only (pkv_quantizer)\n"
+            "                    a pattern or direct item may end in :qminmax, :qmse, :qmse-k or :qmse-v:\n"
+            "                    min-max, or the MSE quantizer for K and V, K only or V only (pkv_quantizer;\n"
+            "                    default the library's: mse-v for pattern, minmax for direct; pattern2:qminmax\n"
+            "                    is the paper's method); the curve's name shows any quantizer but min-max\n"
             "  --group-size G    tokens per quantization group, 32, 64 or 128 (default 128)\n"
             "  --window R        fp16 tokens before a flush, a multiple of every group size in use\n"
             "                    (default 0: each mode's group size, so the window follows the group)\n"
@@ -123,7 +125,7 @@ static int parse_k_assign(const char *s, uint32_t *out)
 
 static int parse_quantizer(const char *s, uint32_t *out)
 {
-    for (uint32_t q = PKV_QUANTIZER_MSE; q <= PKV_QUANTIZER_MSE_V; q++)
+    for (uint32_t q = PKV_QUANTIZER_MINMAX; q <= PKV_QUANTIZER_MSE_V; q++)
         if (strcmp(s, pkv_quantizer_name((pkv_quantizer)q)) == 0) {
             *out = q;
             return 0;
@@ -145,7 +147,7 @@ static int parse_mode_item(eval_options *o, const char *item)
     char buf[32];
     if (strlen(rest) >= sizeof buf) return -1;
     snprintf(buf, sizeof buf, "%s", rest);
-    uint32_t g = 0, cap = 0, q = PKV_QUANTIZER_MINMAX;
+    uint32_t g = 0, cap = 0, q = PKV_QUANTIZER_AUTO; /* the library's default, resolved by eval_run_mode */
     int ka = -1;
     char *colon = strchr(buf, ':');
     if (colon) *colon = '\0';

@@ -117,6 +117,8 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
         snprintf(err, err_len, "cache for %s: %s: %s", pkv_mode_name(cc.mode), pkv_status_string(s), pkv_last_error());
         return -1;
     }
+    pkv_cache_config got = {.struct_size = sizeof got};
+    if (pkv_cache_get_config(rc.cache, &got) == PKV_OK) r->m.quantizer = got.quantizer; /* AUTO resolved: the curve's name */
     double t0 = cli_now();
     uint32_t agree = 0, done = 0;
     int record = r->m.mode == PKV_MODE_FP16 && r->m.k_bits == 16;

@@ -30,6 +30,7 @@ typedef struct bench_options {
     uint32_t n_q_heads;           /* 0: 4 x kv heads (synthetic), kv heads (file without q) */
     uint32_t n_kv_heads, head_dim;  /* synthetic shape */
     uint32_t group_size, window, n_patterns, bank_capacity;
+    uint32_t quantizer;           /* pkv_quantizer of every cache (default AUTO, the library's) */
     bench_config configs[BENCH_MAX_CONFIGS];
     uint32_t n_configs;
     uint32_t speed_contexts[BENCH_MAX_CONTEXTS];

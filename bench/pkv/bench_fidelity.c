@@ -32,6 +32,7 @@ pkv_cache_config bench_cache_config(const bench_options *o, const bench_config *
     cc.window = o->window;
     cc.n_patterns = o->n_patterns;
     cc.bank_capacity = o->bank_capacity;
+    cc.quantizer = o->quantizer;
     cc.seed = o->seed ^ 0x5EEDull;
     return cc;
 }

@@ -42,6 +42,8 @@ void bench_print_usage(FILE *f)
         "  --window R            fp16 window, a multiple of G (default G)\n"
         "  --patterns M          patterns mined at prefill (default 32)\n"
         "  --bank N              bank capacity (default 256)\n"
+        "  --quantizer Q         auto (default: mse-v for pattern, minmax for direct), minmax (the paper's),\n"
+        "                        mse, mse-k or mse-v (pkv_quantizer)\n"
         "speed:\n"
         "  --speed-contexts LIST context lengths for decode timing (default 512,2048 on CPU devices,\n"
         "                        including lavapipe and PoCL; 1024,4096,16384,32768 on GPUs); 'none' skips it\n"
@@ -192,6 +194,7 @@ static void set_defaults(bench_options *o)
     o->head_dim = 128;
     o->group_size = 128;
     o->n_patterns = 32;
+    o->quantizer = PKV_QUANTIZER_AUTO;
     o->bank_capacity = 256;
     o->steps = 0; /* auto */
     o->warmup = 2;
@@ -210,7 +213,7 @@ static int takes_value(const char *name)
                                   "--prefill", "--kv-heads", "--q-heads", "--head-dim", "--queries", "--modes",
                                   "--bits", "--k-bits", "--v-bits", "--group", "--window", "--patterns", "--bank",
                                   "--speed-contexts", "--batch", "--steps", "--warmup", "--model-shape",
-                                  "--memory-gib", "--json", "--plot", "--wp-layers", "--wp-prompt",
+                                  "--memory-gib", "--json", "--plot", "--wp-layers", "--wp-prompt", "--quantizer",
                                   "--ds-layers", "--ds-batch", "--ds-context"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i]) == 0) return 1;
@@ -317,6 +320,12 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
         } else if (strcmp(name, "--window") == 0) rc = parse_u32(name, val, 1, 1u << 16, &o->window);
         else if (strcmp(name, "--patterns") == 0) rc = parse_u32(name, val, 1, 256, &o->n_patterns);
         else if (strcmp(name, "--bank") == 0) rc = parse_u32(name, val, 1, 256, &o->bank_capacity);
+        else if (strcmp(name, "--quantizer") == 0) {
+            uint32_t q = PKV_QUANTIZER_MINMAX;
+            while (q <= PKV_QUANTIZER_AUTO && strcmp(val, pkv_quantizer_name((pkv_quantizer)q)) != 0) q++;
+            if (q <= PKV_QUANTIZER_AUTO) o->quantizer = q;
+            else rc = usage_error("--quantizer: %s is not auto, minmax, mse, mse-k or mse-v%s", val, "");
+        }
         else if (strcmp(name, "--speed-contexts") == 0) rc = parse_contexts(val, o);
         else if (strcmp(name, "--wp-layers") == 0) rc = parse_u32(name, val, 1, 4096, &o->wp_layers);
         else if (strcmp(name, "--wp-prompt") == 0) rc = parse_u32(name, val, 1, 1u << 22, &o->wp_prompt);

@@ -58,6 +58,7 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
     jw_uint(w, "window", o->window ? o->window : o->group_size);
     jw_uint(w, "patterns", o->n_patterns);
     jw_uint(w, "bank_capacity", o->bank_capacity);
+    jw_string(w, "quantizer", pkv_quantizer_name((pkv_quantizer)o->quantizer)); /* as asked: auto = the library's per mode */
     jw_uint(w, "batch", r->batch);
     jw_string(w, "speed_data", r->speed_source);
     jw_uint(w, "speed_kv_heads", r->speed_kv_heads);

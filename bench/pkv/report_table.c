@@ -108,8 +108,10 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                    "spread over the appends, each over the cache at its length (causal)\n",
                 r->prefill, r->n_queries, r->q_from_keys ? "the file has no q: drawn from the keys' per-channel distribution"
                                              : (r->data_source[0] == 's' ? "synthetic" : "from the file"));
-    fprintf(f, "cache:  group %u, window %u, %u patterns mined, bank capacity %u\n", o->group_size,
-            o->window ? o->window : o->group_size, o->n_patterns, o->bank_capacity);
+    fprintf(f, "cache:  group %u, window %u, %u patterns mined, bank capacity %u, quantizer %s\n", o->group_size,
+            o->window ? o->window : o->group_size, o->n_patterns, o->bank_capacity,
+            o->quantizer == PKV_QUANTIZER_AUTO ? "auto (mse-v for pattern, minmax for direct)"
+                                               : pkv_quantizer_name((pkv_quantizer)o->quantizer));
 
     if (r->n_fidelity) {
         fprintf(f, "\nFidelity (errors against fp64 attention over the original K and V; lower is better)\n");

@@ -26,7 +26,7 @@ static pkv_cache_config config_defaults(void)
     c.seed = 0x5EED;
     c.k_assign = PKV_K_ASSIGN_MINMAX;
     c.mining = PKV_MINING_AT_M;
-    c.quantizer = PKV_QUANTIZER_MINMAX;
+    c.quantizer = PKV_QUANTIZER_AUTO;
     c.kmeans_sample = PKV_KMEANS_SAMPLE_DEFAULT;
     return c;
 }
@@ -50,6 +50,7 @@ const char *pkv_quantizer_name(pkv_quantizer q)
          : q == PKV_QUANTIZER_MSE    ? "mse"
          : q == PKV_QUANTIZER_MSE_K  ? "mse-k"
          : q == PKV_QUANTIZER_MSE_V  ? "mse-v"
+         : q == PKV_QUANTIZER_AUTO   ? "auto"
                                      : "?";
 }
 
@@ -82,7 +83,7 @@ pkv_status pkv_validate_config(const pkv_cache_config *c)
     if (!(c->kmeans_tol >= 0.0f) || c->kmeans_tol > 1e30f) BAD("kmeans_tol must be finite and >= 0");
     if (c->memory_budget == 0) BAD("memory_budget must be > 0");
     if (c->k_assign > PKV_K_ASSIGN_NONE) BAD("k_assign must be MINMAX, L2, RANGE or NONE, got %u", c->k_assign);
-    if (c->quantizer > PKV_QUANTIZER_MSE_V) BAD("quantizer must be MINMAX, MSE, MSE_K or MSE_V, got %u", c->quantizer);
+    if (c->quantizer > PKV_QUANTIZER_AUTO) BAD("quantizer must be MINMAX, MSE, MSE_K, MSE_V or AUTO, got %u", c->quantizer);
     if (c->mining > PKV_MINING_FIRST_APPEND) BAD("mining must be AT_M or FIRST_APPEND, got %u", c->mining);
     if (c->kmeans_sample > PKV_KMEANS_SAMPLE_MAX || (c->kmeans_sample && c->kmeans_sample < c->n_patterns))
         BAD("kmeans_sample must be 0 (all tokens) or in [n_patterns=%u, %u], got %u", c->n_patterns,
@@ -122,6 +123,7 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pk
     pkv_cache_config cfg;
     pkv_status st = pkv_abi_read(ctx, &pkv_abi_cache_config, config, &d, &cfg);
     if (st == PKV_OK) st = pkv_validate_config(&cfg);
+    if (st == PKV_OK) cfg.quantizer = pkv_quantizer_resolve(cfg.mode, cfg.quantizer);
     if (st == PKV_OK && cfg.mode == PKV_MODE_PATTERN && cfg.k_assign != PKV_K_ASSIGN_MINMAX &&
         !(ctx->be->iface->k_assign_variants & (1u << cfg.k_assign)))
         st = pkv_fail(ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_create: the %s backend does not implement k_assign %s "

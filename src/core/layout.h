@@ -43,6 +43,12 @@ typedef struct pkv_geom {
  * other b as one plane. Each plane of a row is ceil(d*bits/32) words; channel c of a plane with
  * `bits` bits lives in word (c*bits)/32 at shift (c*bits)%32, little-endian. */
 
+/* PKV_QUANTIZER_AUTO's choice for a mode: MSE_V for PATTERN, MINMAX otherwise; others as given. */
+static inline uint32_t pkv_quantizer_resolve(uint32_t mode, uint32_t q)
+{
+    return q != PKV_QUANTIZER_AUTO ? q : mode == PKV_MODE_PATTERN ? PKV_QUANTIZER_MSE_V : PKV_QUANTIZER_MINMAX;
+}
+
 /* Whether K's channels / V's tokens take the MSE quantizer's range search (pkv_quantizer MSE, MSE_K,
  * MSE_V) rather than min-max: the encoders' switch on every backend. */
 static inline int pkv_geom_k_mse(const pkv_geom *g)

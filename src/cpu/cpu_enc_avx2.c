@@ -9,6 +9,8 @@ typedef __m256 MK;
 static inline VF vf_min(VF a, VF b) { return _mm256_min_ps(a, b); } /* a < b ? a : b */
 static inline VF vf_max(VF a, VF b) { return _mm256_max_ps(a, b); } /* a > b ? a : b */
 static inline VF vf_floor(VF a) { return _mm256_floor_ps(a); }
+static inline VF vf_round(VF a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline VF vf_abs(VF a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
 static inline VF vf_div(VF a, VF b) { return _mm256_div_ps(a, b); }
 static inline float vf_hmin(VF v)
 {

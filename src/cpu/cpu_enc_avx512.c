@@ -8,6 +8,8 @@ typedef __mmask16 MK;
 static inline VF vf_min(VF a, VF b) { return _mm512_min_ps(a, b); } /* a < b ? a : b */
 static inline VF vf_max(VF a, VF b) { return _mm512_max_ps(a, b); } /* a > b ? a : b */
 static inline VF vf_floor(VF a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+static inline VF vf_round(VF a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline VF vf_abs(VF a) { return _mm512_abs_ps(a); }
 static inline VF vf_div(VF a, VF b) { return _mm512_div_ps(a, b); }
 static inline float vf_hmin(VF v) { return _mm512_reduce_min_ps(v); }
 static inline float vf_hmax(VF v) { return _mm512_reduce_max_ps(v); }

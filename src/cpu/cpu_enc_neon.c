@@ -10,6 +10,8 @@ typedef uint32x4_t MK;
 static inline VF vf_min(VF a, VF b) { return vbslq_f32(vcltq_f32(a, b), a, b); } /* a < b ? a : b */
 static inline VF vf_max(VF a, VF b) { return vbslq_f32(vcgtq_f32(a, b), a, b); } /* a > b ? a : b */
 static inline VF vf_floor(VF a) { return vrndmq_f32(a); }
+static inline VF vf_round(VF a) { return vrndnq_f32(a); }
+static inline VF vf_abs(VF a) { return vabsq_f32(a); }
 static inline VF vf_div(VF a, VF b) { return vdivq_f32(a, b); }
 static inline float vf_hmin(VF v) { return vminvq_f32(v); } /* a zero result is folded again in order */
 static inline float vf_hmax(VF v) { return vmaxvq_f32(v); }

@@ -14,7 +14,8 @@
  * need not be: dots_top2 (x . c with FMA) feeds only the k-means distance bounds (cpu_kmeans.c).
  *
  * Vocabulary: W lanes; VF, MK (lane mask); vf_load vf_store vf_set1 vf_add vf_sub vf_mul vf_fma
- * vf_div (IEEE), vf_min(a,b) = a < b ? a : b, vf_max(a,b) = a > b ? a : b, vf_floor, vf_hmin, vf_hmax,
+ * vf_div (IEEE), vf_min(a,b) = a < b ? a : b, vf_max(a,b) = a > b ? a : b, vf_floor, vf_round (to
+ * nearest even), vf_abs, vf_hmin, vf_hmax,
  * mk_lt mk_le mk_ge mk_eq mk_ne mk_and mk_or mk_any mk_first (index of the first set lane),
  * vf_sel(m, a, b) = m ? a : b, vf_to_u8(v, out) (W exact small integers -> bytes),
  * vf_f16_load(p) (W fp16 -> fp32, exact), vf_f16_store(p, v) (fp16-exact values -> fp16, RNE). */
@@ -482,6 +483,9 @@ static void pack_row(const uint8_t *codes, uint32_t d, uint32_t bits, uint8_t *d
  * terms are >= 0, so a stopped sum's full value is >= the best too), and the first strictly least
  * error wins, as in the reference's loop over k. The codes come from quant_codes (exact). */
 #define MSE_NG (PKV_MSE_CANDIDATES / W) /* candidate vectors */
+#ifndef MSE_PASS
+#define MSE_PASS 2
+#endif
 
 typedef struct mse_cands {
     float s[PKV_MSE_CANDIDATES], z[PKV_MSE_CANDIDATES], inv[PKV_MSE_CANDIDATES];
@@ -540,23 +544,26 @@ static uint32_t mse_pick(const mse_cands *mc, const float *e)
     return best_c;
 }
 
-/* The code of t = x - z (pkv_quant_code) in every lane, ms = maxq s: that of t clamped to [0, maxq s]
- * (exact bounds: the thresholds (k - 0.5) s are > 0 and maxq s >= (maxq - 0.5) s), so the estimate
- * needs no clamp and is exact where (c - 0.5) s <= t < (c + 0.5) s (s > 0). *bad: the lanes where it
- * is not shown exact (s = 0, or an estimate off by one); quant_codes' corrected codes replace them. */
-EINLINE VF mse_code(VF x, VF z, VF s, VF inv, VF ms, MK *bad)
+/* The code of t = x - z (pkv_quant_code) in every lane, as cs = code s. The code is the integer
+ * nearest to t / s clamped to [0, maxq] (ties up: code = #{k >= 1 : t >= (k - 0.5) s}, the comparisons
+ * exact), here from y = t * inv, inv = 1/s rounded: y = (t/s)(1 + d1)(1 + d2), |d| <= 2^-24, so for
+ * |t / s| <= 257 (where the clamp does not decide) |y - t/s| < 2^-15, and where y is farther than
+ * 2^-14 from a half-integer, round(y) clamped is the code (elsewhere the clamp makes it: |t/s| is far
+ * past -0.5 or maxq + 0.5). Lanes with y near a half-integer set *bad, and quant_codes' corrected
+ * codes replace the vector's. s = 0 (inv = 0): y = 0, code 0, as the reference. mq: maxq. */
+EINLINE VF mse_code(VF x, VF z, VF s, VF inv, VF mq, MK *bad)
 {
-    const VF zero = vf_set1(0.0f), half = vf_set1(0.5f);
-    VF t = vf_min(vf_max(vf_sub(x, z), zero), ms);
-    VF c = vf_floor(vf_add(vf_mul(t, inv), half));
-    *bad = mk_or(mk_lt(t, vf_mul(vf_sub(c, half), s)), mk_ge(t, vf_mul(vf_add(c, half), s)));
-    return c;
+    const VF zero = vf_set1(0.0f), edge = vf_set1(0.5f - 0x1p-14f);
+    VF y = vf_mul(vf_sub(x, z), inv);
+    VF c = vf_round(y);
+    *bad = mk_lt(edge, vf_abs(vf_sub(y, c)));
+    return vf_mul(vf_min(vf_max(c, zero), mq), s);
 }
 
-/* acc + (z + c s - x)^2 (pkv_quant_err_step's term) */
-EINLINE VF mse_term(VF acc, VF x, VF z, VF s, VF c)
+/* acc + (z + cs - x)^2 (pkv_quant_err_step's term, cs = code s) */
+EINLINE VF mse_term(VF acc, VF x, VF z, VF cs)
 {
-    VF r = vf_sub(vf_add(z, vf_mul(c, s)), x);
+    VF r = vf_sub(vf_add(z, cs), x);
     return vf_add(acc, vf_mul(r, r));
 }
 
@@ -567,36 +574,40 @@ static uint32_t enc_mse_row(const float *x, uint32_t n, pkv_span sp, float inv_m
     mse_cands mc;
     mse_cands_vec(sp, inv_maxq, &mc);
     const float maxq = (float)((1u << bits) - 1u);
-    VF S[MSE_NG], Z[MSE_NG], I[MSE_NG], MS[MSE_NG], E[MSE_NG];
-#if defined(__GNUC__)
-#pragma GCC unroll 8
-#endif
-    for (uint32_t q = 0; q < MSE_NG; q++) {
-        S[q] = vf_load(mc.s + q * W), Z[q] = vf_load(mc.z + q * W), I[q] = vf_load(mc.inv + q * W);
-        MS[q] = vf_mul(S[q], vf_set1(maxq)), E[q] = vf_set1(0.0f);
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        const VF xv = vf_set1(x[i]);
-        VF C[MSE_NG];
-        MK bad[MSE_NG], any;
-#if defined(__GNUC__)
-#pragma GCC unroll 8
-#endif
-        for (uint32_t q = 0; q < MSE_NG; q++) C[q] = mse_code(xv, Z[q], S[q], I[q], MS[q], &bad[q]);
-        any = bad[0];
-#if defined(__GNUC__)
-#pragma GCC unroll 8
-#endif
-        for (uint32_t q = 1; q < MSE_NG; q++) any = mk_or(any, bad[q]);
-        if (mk_any(any))
-            for (uint32_t q = 0; q < MSE_NG; q++) C[q] = quant_codes(xv, Z[q], S[q], I[q], maxq);
-#if defined(__GNUC__)
-#pragma GCC unroll 8
-#endif
-        for (uint32_t q = 0; q < MSE_NG; q++) E[q] = mse_term(E[q], xv, Z[q], S[q], C[q]);
-    }
     float e[PKV_MSE_CANDIDATES];
-    for (uint32_t q = 0; q < MSE_NG; q++) vf_store(e + q * W, E[q]);
+    /* MSE_PASS candidate vectors per pass over the values (their constants and sums stay in registers) */
+    for (uint32_t q0 = 0; q0 < MSE_NG; q0 += MSE_PASS) {
+        VF S[MSE_PASS], Z[MSE_PASS], I[MSE_PASS], E[MSE_PASS];
+        const VF MQ = vf_set1(maxq);
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+        for (uint32_t q = 0; q < MSE_PASS; q++) {
+            const uint32_t k = (q0 + q) * W;
+            S[q] = vf_load(mc.s + k), Z[q] = vf_load(mc.z + k), I[q] = vf_load(mc.inv + k), E[q] = vf_set1(0.0f);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            const VF xv = vf_set1(x[i]);
+            VF CS[MSE_PASS];
+            MK bad[MSE_PASS], any;
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+            for (uint32_t q = 0; q < MSE_PASS; q++) CS[q] = mse_code(xv, Z[q], S[q], I[q], MQ, &bad[q]);
+            any = bad[0];
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+            for (uint32_t q = 1; q < MSE_PASS; q++) any = mk_or(any, bad[q]);
+            if (mk_any(any))
+                for (uint32_t q = 0; q < MSE_PASS; q++) CS[q] = vf_mul(quant_codes(xv, Z[q], S[q], I[q], maxq), S[q]);
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+            for (uint32_t q = 0; q < MSE_PASS; q++) E[q] = mse_term(E[q], xv, Z[q], CS[q]);
+        }
+        for (uint32_t q = 0; q < MSE_PASS; q++) vf_store(e + (q0 + q) * W, E[q]);
+    }
     return mse_pick(&mc, e);
 }
 
@@ -612,14 +623,14 @@ static void enc_mse_cols(const float *r, uint32_t G, uint32_t d, uint32_t i0, co
     for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k++) {
         float s[W], z[W], inv[W], el[W];
         for (uint32_t l = 0; l < W; l++) s[l] = mc[l].s[k], z[l] = mc[l].z[k], inv[l] = mc[l].inv[k];
-        const VF S = vf_load(s), Z = vf_load(z), I = vf_load(inv), MS = vf_mul(S, vf_set1(maxq));
+        const VF S = vf_load(s), Z = vf_load(z), I = vf_load(inv), MQ = vf_set1(maxq);
         VF E = vf_set1(0.0f);
         for (uint32_t t = 0; t < G; t++) {
             const VF xv = vf_load(r + (size_t)t * d + i0);
             MK bad;
-            VF c = mse_code(xv, Z, S, I, MS, &bad);
-            if (mk_any(bad)) c = quant_codes(xv, Z, S, I, maxq);
-            E = mse_term(E, xv, Z, S, c);
+            VF cs = mse_code(xv, Z, S, I, MQ, &bad);
+            if (mk_any(bad)) cs = vf_mul(quant_codes(xv, Z, S, I, maxq), S);
+            E = mse_term(E, xv, Z, cs);
         }
         vf_store(el, E);
         for (uint32_t l = 0; l < W; l++) e[l][k] = el[l];
