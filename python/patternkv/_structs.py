@@ -145,7 +145,7 @@ class CacheConfigC(c.Structure):
         ("seed", c.c_uint64),
         ("k_assign", c.c_uint32),  # pkv_k_assign: 0 minmax (the paper), 1 l2, 2 range, 3 none (CPU only)
         ("mining", c.c_uint32),  # pkv_mining: 0 at M tokens (default), 1 first append only (the paper)
-        ("quantizer", c.c_uint32),  # pkv_quantizer: 0 min-max (the paper), 1 mse, 2 mse-k, 3 mse-v (CPU only)
+        ("quantizer", c.c_uint32),  # pkv_quantizer: 0 min-max (the paper), 1 mse, 2 mse-k, 3 mse-v, 4 auto (default: mse-v for PATTERN, min-max for DIRECT)
         ("kmeans_sample", c.c_uint32),  # k-means over at most this many evenly strided tokens; 0 = all
     ]
 
