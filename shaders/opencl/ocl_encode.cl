@@ -110,7 +110,10 @@ OCL_HELPER float run_value(uint is_v, uint j, uint n, __global const ushort *kx,
 
 /* The MSE quantizer's range search (pkv_math.h pkv_mse_candidate; src/core/quant.c
  * pkv_quant_params_mse is the reference) over the len values of run_value(is_v, j, .) with span s:
- * the chosen candidate, fp16 scale | zero << 16. */
+ * the chosen candidate, fp16 scale | zero << 16. MSE_BATCH candidates share each pass over the values
+ * (one load of each value for all of them); every sum runs to the end in the values' order (the
+ * reference's early stop skips only sums that cannot win) and the first strictly least wins. */
+#define MSE_BATCH 8u
 OCL_HELPER uint mse_search(pkv_span s, float inv, uint bits, uint len, uint is_v, uint j, __global const ushort *kx,
                            __global const ushort *vx, size_t xs, int pattern, __global const uchar *chunks,
                            __global const uint *ct, uint cb, uint d, __local const uint *ka, __local const uint *va,
@@ -119,14 +122,19 @@ OCL_HELPER uint mse_search(pkv_span s, float inv, uint bits, uint len, uint is_v
     const uint maxq = (1u << bits) - 1u;
     uint best_c = 0u;
     float best = 0.0f;
-    for (uint k = 0u; k < PKV_MSE_CANDIDATES && (k == 0u || best > 0.0f); k++) {
-        uint c = pkv_mse_candidate(s, k, inv);
-        if (k > 0u && c == best_c) continue; /* the same (scale, zero): the same error */
-        float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), rs = 1.0f / sc, e = 0.0f;
-        for (uint n = 0u; n < len && (k == 0u || e < best); n++)
-            e = pkv_quant_err_step(e, run_value(is_v, j, n, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm), z, sc, rs,
-                                   maxq);
-        if (k == 0u || e < best) best = e, best_c = c;
+    for (uint k0 = 0u; k0 < PKV_MSE_CANDIDATES; k0 += MSE_BATCH) {
+        uint c[MSE_BATCH];
+        float sc[MSE_BATCH], z[MSE_BATCH], rs[MSE_BATCH], e[MSE_BATCH];
+        for (uint q = 0u; q < MSE_BATCH; q++) {
+            c[q] = pkv_mse_candidate(s, k0 + q, inv);
+            sc[q] = pkv_f16_to_f32(c[q] & 0xFFFFu), z[q] = pkv_f16_to_f32(c[q] >> 16), rs[q] = 1.0f / sc[q], e[q] = 0.0f;
+        }
+        for (uint n = 0u; n < len; n++) {
+            const float x = run_value(is_v, j, n, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm);
+            for (uint q = 0u; q < MSE_BATCH; q++) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
+        }
+        for (uint q = 0u; q < MSE_BATCH; q++)
+            if (k0 + q == 0u || (e[q] < best && c[q] != best_c)) best = e[q], best_c = c[q];
     }
     return best_c;
 }
