@@ -51,6 +51,7 @@ static void test_bench_option_errors(void **state)
     expect_error(2, "--bits: bad value", "bench", "--bits", "2:x", (char *)NULL);
     expect_error(2, "--k-bits: 7 is not one of", "bench", "--k-bits", "7", (char *)NULL);
     expect_error(2, "--group: 100 is not 32, 64 or 128", "bench", "--group", "100", (char *)NULL);
+    expect_error(2, "--quantizer: best is not auto, minmax", "bench", "--quantizer", "best", (char *)NULL);
     expect_error(2, "--head-dim: 36 is not a multiple of 8", "bench", "--head-dim", "36", (char *)NULL);
     expect_error(2, "--head-dim: bad value", "bench", "--head-dim", "512", (char *)NULL);
     expect_error(2, "unknown mode 'kivi2'", "bench", "--modes", "pattern,kivi2", (char *)NULL);

@@ -218,16 +218,17 @@ static void test_bench_npy_without_q(void **state)
     free(kh);
 }
 
-/* --write-path alone: the "write_path" rows of the shape, on the backend under test. */
+/* --write-path alone: the "write_path" rows of the issue's shape, on the backend under test (with the
+ * quantizer asked for: --quantizer, in the JSON). */
 static void test_bench_write_path(void **state)
 {
     (void)state;
     char *args[] = {"bench", "--synthetic", "--no-fidelity", "--speed-contexts", "none", "--no-throughput",
                     "--write-path", "--wp-layers", "3", "--wp-prompt", "200", "--kv-heads", "2", "--head-dim", "64",
                     "--group", "32", "--patterns", "8", "--bits", "2", "--modes", "pattern", "--json",
-                    (char *)tmp("w.json"), "--no-progress"};
+                    (char *)tmp("w.json"), "--no-progress", "--quantizer", "minmax"};
     char *err = NULL, *out = NULL;
-    int rc = cli_runv2(&err, &out, 26, args);
+    int rc = cli_runv2(&err, &out, 28, args);
     if (rc != 0) print_error("pkv bench failed (%d): %s\n", rc, err ? err : "");
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "Write path (3 layers x 2 kv heads x head_dim 64, 200-token prompt"));
@@ -240,6 +241,7 @@ static void test_bench_write_path(void **state)
     assert_int_equal((int)need(&d, "write_path", TJ_ARRAY)->number, 1);
     assert_string_equal(need(&d, "write_path[0].backend", TJ_STRING)->text, need(&d, "device.backend", TJ_STRING)->text);
     assert_string_equal(need(&d, "write_path[0].mode", TJ_STRING)->text, "pattern");
+    assert_string_equal(need(&d, "config.quantizer", TJ_STRING)->text, "minmax");
     assert_int_equal((int)need(&d, "write_path[0].k_bits", TJ_NUMBER)->number, 2);
     assert_int_equal((int)need(&d, "write_path[0].v_bits", TJ_NUMBER)->number, 2);
     assert_int_equal((int)need(&d, "write_path[0].layers", TJ_NUMBER)->number, 3);
