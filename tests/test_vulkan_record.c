@@ -9,7 +9,9 @@
  * PKV_ERR_UNSUPPORTED and changes nothing. Batch appends (several sequences of a layer in one call)
  * against appending sequence by sequence (the latter through append.c's general planner, the batch's
  * decode steps through its fast path: the same outputs and cache bytes). A recorded append longer than the window (rounds with a
- * flush between them) equals the synchronous one. */
+ * flush between them) equals the synchronous one. Recorded attention's q, which its own kernels convert
+ * and check (no conversion dispatch): fp16 and fp32 q equal the synchronous calls bit for bit, and a
+ * pair with NaN or Inf reads as two zeros (the synchronous result on that q with the pair zeroed). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "f16.h"
 #include "internal.h"
 #include "patternkv_vulkan.h"
 #include "testutil.h"
@@ -212,6 +215,82 @@ static void nan_in_one_layer_shows_in_the_status_word(void **state)
     TU_OK(pkv_vulkan_read_status(c, &flags, &first, 0));
     assert_int_equal(flags, 0);
     TU_OK(pkv_cache_free(c));
+    app_close(&a);
+}
+
+/* Recorded attention reads the application's q as it was copied: attn_common.glsl's q_value converts and
+ * checks it in the attention kernels, as stage_input.comp does for the synchronous call. Step 0: fp16 q;
+ * step 1: fp32 q with a NaN in layer 1; step 2: fp16 q with an Inf in layer 2 (an odd element: the
+ * second of its pair). The synchronous call gets the same q with the bad pair zeroed, which is what the
+ * recorded kernels must read: the outputs agree bit for bit, and the status word names the layer. */
+static void recorded_q_conversion_equals_synchronous(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) return;
+    pkv_seq ss, rs;
+    pkv_cache *sync = new_cache(&a, &ss), *rec = new_cache(&a, &rs);
+    fill_prompt(&a, 31);
+    VkCommandBuffer cb = cmd_begin(&a);
+    for (uint32_t l = 0; l < L; l++) {
+        TU_OK(pkv_vulkan_append(sync, ss, l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
+                                PROMPT * TOK_FLOATS * 4, PKV_F32));
+        TU_OK(pkv_vulkan_cmd_append(rec, cb, rs, l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
+                                    PROMPT * TOK_FLOATS * 4, PKV_F32));
+    }
+    cmd_submit(&a, cb);
+    static float want[L][Q_FLOATS], q[Q_FLOATS], q_app[Q_FLOATS];
+    static uint16_t qh[Q_FLOATS];
+    for (uint32_t step = 0; step < 3; step++) {
+        fill_step(&a, 500 + step);
+        const pkv_dtype dt = step == 1 ? PKV_F32 : PKV_F16;
+        const uint32_t bad_l = step ? step : UINT32_MAX;
+        const size_t bad_i = step == 1 ? 4 : 7, q_bytes = Q_FLOATS * (dt == PKV_F16 ? 2 : 4);
+        for (uint32_t l = 0; l < L; l++) {
+            TU_OK(pkv_vulkan_append(sync, ss, l, 1, a.buf, OFF_SK(l), TOK_FLOATS * 4, a.buf, OFF_SV(l), TOK_FLOATS * 4, PKV_F32));
+            float *qa = at(&a, OFF_Q(l));
+            memcpy(q_app, qa, sizeof q_app);
+            memcpy(q, qa, sizeof q);
+            if (l == bad_l) q[bad_i & ~(size_t)1] = q[bad_i | 1] = 0.0f;
+            if (dt == PKV_F16) {
+                pkv_f32_to_f16_at(PKV_F16_SCALAR, q, qh, Q_FLOATS);
+                memcpy(qa, qh, sizeof qh);
+            } else {
+                memcpy(qa, q, sizeof q);
+            }
+            pkv_attention_params p = attn(&ss, l);
+            p.q_dtype = dt;
+            TU_OK(pkv_vulkan_attention(sync, &p, a.buf, OFF_Q(l), q_bytes, a.buf, OFF_OUT(l), Q_FLOATS * 4));
+            memcpy(want[l], at(&a, OFF_OUT(l)), sizeof want[l]);
+            memset(at(&a, OFF_OUT(l)), 0xFF, sizeof want[l]);
+            if (l == bad_l) { /* the recorded call's q: the application's, its partner of the bad value kept */
+                if (dt == PKV_F16) {
+                    pkv_f32_to_f16_at(PKV_F16_SCALAR, q_app, qh, Q_FLOATS);
+                    qh[bad_i] = 0x7C00u; /* +Inf */
+                    memcpy(qa, qh, sizeof qh);
+                } else {
+                    memcpy(qa, q_app, sizeof q_app);
+                    qa[bad_i] = NAN;
+                }
+            }
+        }
+        cb = cmd_begin(&a);
+        for (uint32_t l = 0; l < L; l++) {
+            TU_OK(pkv_vulkan_cmd_append(rec, cb, rs, l, 1, a.buf, OFF_SK(l), TOK_FLOATS * 4, a.buf, OFF_SV(l),
+                                        TOK_FLOATS * 4, PKV_F32));
+            pkv_attention_params p = attn(&rs, l);
+            p.q_dtype = dt;
+            TU_OK(pkv_vulkan_cmd_attention(rec, cb, &p, a.buf, OFF_Q(l), q_bytes, a.buf, OFF_OUT(l), Q_FLOATS * 4));
+        }
+        cmd_submit(&a, cb);
+        for (uint32_t l = 0; l < L; l++) assert_memory_equal(at(&a, OFF_OUT(l)), want[l], sizeof want[l]);
+        uint32_t flags, first;
+        TU_OK(pkv_vulkan_read_status(rec, &flags, &first, 1));
+        assert_int_equal(flags, step ? PKV_VULKAN_STATUS_Q_NONFINITE : 0);
+        assert_int_equal(first, bad_l);
+    }
+    TU_OK(pkv_cache_free(sync));
+    TU_OK(pkv_cache_free(rec));
     app_close(&a);
 }
 
@@ -447,6 +526,7 @@ int main(void)
         cmocka_unit_test(late_mining_from_device_tokens),
         cmocka_unit_test(recorded_equals_synchronous),
         cmocka_unit_test(nan_in_one_layer_shows_in_the_status_word),
+        cmocka_unit_test(recorded_q_conversion_equals_synchronous),
         cmocka_unit_test(batch_of_two_equals_synchronous),
         cmocka_unit_test(batch_append_equals_sequence_by_sequence),
         cmocka_unit_test(long_recorded_append_equals_synchronous),

@@ -24,11 +24,20 @@ layout(push_constant) uniform Push {
     uint q_off, seq_off, item_off, table_off, qc_off, part_off, cnt_off, out_off;
     float scale; /* softmax scale * log2(e) */
     uint flags;  /* ATTN_* below */
+    uint q_status, q_layer; /* ATTN_Q_RAW: the status word's index in st[], the layer it reports */
 } pc;
 
 /* pc.flags: how partial results are merged, and switches that leave work out to time it (tuning). */
 const uint ATTN_SEPARATE_MERGE = 1u; /* partials merged by attn_merge.comp, not by the last workgroup */
 const uint ATTN_SKIP_V = 2u, ATTN_SKIP_HIST = 4u, ATTN_SKIP_MERGE = 8u, ATTN_SKIP_K = 16u, ATTN_SKIP_FOLD = 64u;
+/* A recorded call's q (vk_ops.c): at q_off is the application's q as it was copied (ATTN_Q_F16: fp16
+ * pairs, else fp32), converted and checked where it is read (q_value), in place of stage_input.comp's
+ * dispatch. */
+const uint ATTN_Q_RAW = 1u << 16, ATTN_Q_F16 = 1u << 17;
+const uint STATUS_Q_NONFINITE = 2u; /* PKV_VULKAN_STATUS_Q_NONFINITE */
+
+/* The context's status word (vk_external_io.c); written only for a raw q that fails its check. */
+layout(std430, set = 0, binding = 4) buffer AttnStatus { uint att_st[]; };
 
 const uint KPB = KBITS == 3u ? 2u : KBITS; /* bits of the first code plane */
 const uint VPB = VBITS == 3u ? 2u : VBITS;
@@ -76,6 +85,33 @@ uint tile_row(uint s, uint h, uint tile, uint r)
     return (s * pc.q_len + qi) * pc.n_q_heads + qh;
 }
 bool tile_row_real(uint tile, uint r) { return tile * NR + r < pc.q_len * pc.gqa; }
+
+/* Value i of query row `row`, unscaled. A raw q (ATTN_Q_RAW) is converted as stage_input.comp converts
+ * it (fp16 exactly, fp32 as is) and checked per pair as it checks: a pair holding NaN or Inf reads as
+ * 0 and sets STATUS_Q_NONFINITE and the lowest failing layer in the status word (every reader of the
+ * value does the same, so the flag does not depend on which kernel reads it first). */
+float q_value(uint row, uint i)
+{
+    uint e = row * D + i;
+    if ((pc.flags & ATTN_Q_RAW) == 0u) return scr_f(pc.q_off + e);
+    float x;
+    bool bad;
+    if ((pc.flags & ATTN_Q_F16) != 0u) {
+        uint w = scr[pc.q_off + e / 2u];
+        bad = (w & 0x7C00u) == 0x7C00u || (w & 0x7C000000u) == 0x7C000000u;
+        x = pkv_f16_to_f32(half_of(w, e));
+    } else {
+        uint w0 = scr[pc.q_off + (e & ~1u)], w1 = scr[pc.q_off + (e | 1u)];
+        bad = (w0 & 0x7F800000u) == 0x7F800000u || (w1 & 0x7F800000u) == 0x7F800000u;
+        x = uintBitsToFloat((e & 1u) != 0u ? w1 : w0);
+    }
+    if (bad) {
+        atomicOr(att_st[pc.q_status], STATUS_Q_NONFINITE);
+        atomicMin(att_st[pc.q_status + 1u], pc.q_layer);
+        return 0.0;
+    }
+    return x;
+}
 
 /* a[r] for a row index known only at run time (keeps a[] in registers) */
 float pick(float a[NR], uint r)

@@ -553,7 +553,7 @@ void main()
     }
     for (uint e = all; e < D * NRV * 4u; e += gl_WorkGroupSize.x) {
         uint i = e / (NRV * 4u), r = e % (NRV * 4u);
-        float q = r < NR && tile_row_real(tile, r) ? scr_f(pc.q_off + tile_row(seq, head, tile, r) * D + i) * pc.scale : 0.0;
+        float q = r < NR && tile_row_real(tile, r) ? q_value(tile_row(seq, head, tile, r), i) * pc.scale : 0.0;
         q_s[i * NRV + r / 4u][r % 4u] = q;
     }
     if (MODE == 0u) {

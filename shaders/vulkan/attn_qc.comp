@@ -16,7 +16,7 @@ void main()
     uint seq = gl_WorkGroupID.z / pc.H, head = gl_WorkGroupID.z % pc.H;
     for (uint e = lid; e < D * NR; e += WG) {
         uint i = e / NR, r = e % NR;
-        float q = tile_row_real(tile, r) ? scr_f(pc.q_off + tile_row(seq, head, tile, r) * D + i) * pc.scale : 0.0;
+        float q = tile_row_real(tile, r) ? q_value(tile_row(seq, head, tile, r), i) * pc.scale : 0.0;
         q_s[i * NRV + r / 4u][r % 4u] = q;
     }
     for (uint e = lid; e < D * NRV * 4u; e += WG)

@@ -360,7 +360,7 @@ void main()
     }
     for (uint e = lid; e < D * NRV * 4u; e += W) {
         uint i = e / (NRV * 4u), r = e % (NRV * 4u);
-        q_s[i * NRV + r / 4u][r % 4u] = r < NR && tile_row_real(tile, r) ? scr_f(pc.q_off + tile_row(seq, head, tile, min(r, NR - 1u)) * D + i) * pc.scale : 0.0;
+        q_s[i * NRV + r / 4u][r % 4u] = r < NR && tile_row_real(tile, r) ? q_value(tile_row(seq, head, tile, min(r, NR - 1u)), i) * pc.scale : 0.0;
     }
     if (MODE == 0u) {
         if (lid < 8u) vchunk_s[lid] = lid * 32u < bank ? seq_chunk(seq, head, lid) : 0u;

@@ -37,6 +37,10 @@ enum pkv_vk_kernel {
 
 #define PKV_VK_SPEC_MAX 15  /* specialization constants: [0] workgroup size, then per kernel */
 #define PKV_VK_PUSH_BYTES 128
+/* Bindings of the one descriptor set layout: the op's four buffers (pkv_vk_dispatch's bufs), then the
+ * context's status word (vk->status), the same in every set: attention converts and checks a recorded
+ * call's q where it reads it (attn_common.glsl's q_value) and reports there. */
+#define PKV_VK_BINDINGS 5
 
 typedef struct pkv_vk_variant {
     int kernel;
@@ -329,7 +333,6 @@ typedef struct pkv_vk_stage_in {
     uint32_t row_pairs;
 } pkv_vk_stage_in;
 /* Reserves scratch (raw values and a row table) and vk->staged for `in`. */
-size_t pkv_vk_stage_raw_words(const pkv_vk_stage_in *in); /* of all sources */
 pkv_status pkv_vk_stage_reserve(pkv_vk *vk, const pkv_vk_stage_in *in);
 /* Records the copy, a barrier, the conversion into vk->staged and a barrier (a whole op). */
 pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in);

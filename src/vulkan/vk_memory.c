@@ -123,7 +123,7 @@ pkv_status pkv_vk_memory_init(pkv_vk *vk, const pkv_context_params *p)
     if (ring_make(vk, vk->ring_target < start ? vk->ring_target : start) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_OUT_OF_DEVICE_MEMORY, "vulkan: could not allocate the staging ring");
     vk->ring_ms = tr > 0 ? (pkv_prof_start() - tr) * 1e3 : 0.0;
-    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = 4 * 256};
+    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = PKV_VK_BINDINGS * 256};
     VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 256,
                                       .poolSizeCount = 1, .pPoolSizes = &ps};
     if (vk->f.vkCreateDescriptorPool(vk->device, &dpi, NULL, &vk->desc_pool) != VK_SUCCESS)

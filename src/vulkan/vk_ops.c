@@ -8,6 +8,7 @@
 #include "attn_plan.h"
 #include "internal.h"
 #include "profile.h"
+#include "patternkv_vulkan.h"
 #include "vk_internal.h"
 
 #define WG_SMALL 64u
@@ -530,7 +531,13 @@ typedef struct attn_push {
     uint32_t q_off, seq_off, item_off, table_off, qc_off, part_off, cnt_off, out_off;
     float scale;
     uint32_t flags;
+    uint32_t q_status, q_layer; /* ATTN_Q_RAW: the status word and the layer a failed check reports */
 } attn_push;
+_Static_assert(sizeof(attn_push) <= PKV_VK_PUSH_BYTES, "attention's push constants");
+/* attn_common.glsl's: q at q_off is a recorded call's raw q, converted and checked where it is read */
+#define ATTN_Q_RAW (1u << 16)
+#define ATTN_Q_F16 (1u << 17)
+_Static_assert(PKV_VULKAN_STATUS_Q_NONFINITE == 2u, "attn_common.glsl's STATUS_Q_NONFINITE");
 
 /* Bytes of shared memory attn_decode.comp declares for nr rows, with or without the V codes staged
  * (its arrays, in its order): q and the q.C table once, the rest per team, qs and w sharing a pool
@@ -781,13 +788,15 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     a.part_off = take(&sp, (size_t)plan->n_slots * H * plan->tiles * nr * (d + 4) + 1);
     a.out_off = take(&sp, (size_t)rows_total * d);
 
-    /* a recorded call's q (vk_stage.c): copied raw next to the tables, converted into the q section */
+    /* a recorded call's q (vk_stage.c): copied raw into the q section (no larger than its fp32 words);
+     * the kernels that read q convert and check it there (attn_common.glsl's q_value), so no
+     * conversion dispatch and no barrier before it */
     const pkv_vk_stage_in *sq = vk->stage_pending;
-    size_t raw_off = 0;
     if (sq && !op->q && op->q_buf == vk->staged && op->q_off == 0 && sq->to_f32 && sq->n_src == 1 &&
-        sq->n_values == (size_t)rows_total * d) {
+        sq->n_values == (size_t)rows_total * d && (sq->dtype == PKV_F16 || sq->dtype == PKV_F32)) {
         vk->stage_pending = NULL;
-        raw_off = take(&sp, pkv_vk_stage_raw_words(sq));
+        a.flags |= ATTN_Q_RAW | (sq->dtype == PKV_F16 ? ATTN_Q_F16 : 0u);
+        a.q_status = sq->status_word, a.q_layer = sq->layer;
         s = PKV_OK;
     } else {
         sq = NULL;
@@ -818,7 +827,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     }
     if (sq) { /* until the barrier after the uploads: scratch and the application's q only */
         pkv_vk_op_start_overlap(vk);
-        pkv_vk_stage_copy_to(vk, sq, vk->scratch, raw_off);
+        pkv_vk_stage_copy_to(vk, sq, vk->scratch, a.q_off);
     } else {
         pkv_vk_op_start(vk);
         if (op->q) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.q_off * 4, op->q, (size_t)rows_total * d * 4);
@@ -838,10 +847,6 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, tab, tab_words * 4);
     }
     if (s == PKV_OK) s = pkv_vk_tables_record(vk, H, op, vk->scratch, a.table_off);
-    if (s == PKV_OK && sq) {
-        pkv_vk_barrier(vk);
-        s = pkv_vk_stage_convert(vk, sq, vk->scratch, vk->scratch, raw_off, a.q_off, 0xFFFFFFFFu);
-    }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
         op_timestamp(vk, 0);

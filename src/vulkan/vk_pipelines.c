@@ -200,11 +200,11 @@ static void save_cache_file(pkv_vk *vk)
 
 pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p)
 {
-    VkDescriptorSetLayoutBinding b[4];
-    for (uint32_t i = 0; i < 4; i++)
+    VkDescriptorSetLayoutBinding b[PKV_VK_BINDINGS];
+    for (uint32_t i = 0; i < PKV_VK_BINDINGS; i++)
         b[i] = (VkDescriptorSetLayoutBinding){.binding = i, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                               .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
-    VkDescriptorSetLayoutCreateInfo dl = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, .bindingCount = 4,
+    VkDescriptorSetLayoutCreateInfo dl = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, .bindingCount = PKV_VK_BINDINGS,
                                           .pBindings = b};
     VkPushConstantRange pr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .size = PKV_VK_PUSH_BYTES};
     if (vk->f.vkCreateDescriptorSetLayout(vk->device, &dl, NULL, &vk->set_layout) != VK_SUCCESS)
@@ -515,15 +515,17 @@ pkv_status pkv_vk_pipelines_create(pkv_vk *vk, uint32_t n, const int *kernels, c
     return pkv_vk_pipelines_get(vk, n, kernels, specs, NULL);
 }
 
-/* The four storage-buffer bindings of a kernel's descriptor set. */
+/* The storage-buffer bindings of a kernel's descriptor set: the op's four, then the status word. */
 static void write_set(pkv_vk *vk, VkDescriptorSet set, const VkDescriptorBufferInfo bi[4])
 {
-    VkWriteDescriptorSet w[4];
-    for (uint32_t i = 0; i < 4; i++)
+    VkWriteDescriptorSet w[PKV_VK_BINDINGS];
+    const pkv_buf *st = vk->status ? vk->status : vk->dummy;
+    const VkDescriptorBufferInfo sbi = {st->page->buf, st->off, st->size};
+    for (uint32_t i = 0; i < PKV_VK_BINDINGS; i++)
         w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = i,
                                       .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                      .pBufferInfo = &bi[i]};
-    vk->f.vkUpdateDescriptorSets(vk->device, 4, w, 0, NULL);
+                                      .pBufferInfo = i < 4 ? &bi[i] : &sbi};
+    vk->f.vkUpdateDescriptorSets(vk->device, PKV_VK_BINDINGS, w, 0, NULL);
 }
 
 /* Recorded calls: a set of the four buffers that lives as long as the context (the application
@@ -561,7 +563,7 @@ static pkv_status external_set(pkv_vk *vk, const VkDescriptorBufferInfo bi[4], V
         VkDescriptorPool *pools = realloc(vk->ext_pools, (vk->n_ext_pools + 1) * sizeof *pools);
         if (!pools) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan: out of host memory");
         vk->ext_pools = pools;
-        VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = 4 * 64};
+        VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = PKV_VK_BINDINGS * 64};
         VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 64,
                                           .poolSizeCount = 1, .pPoolSizes = &ps};
         if (vk->f.vkCreateDescriptorPool(vk->device, &dpi, NULL, &pools[vk->n_ext_pools]) != VK_SUCCESS)

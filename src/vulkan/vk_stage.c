@@ -12,8 +12,9 @@
  *   from there: one transfer phase and one dispatch per append; the raw copy is K/V-major (every
  *   sequence's K, then every sequence's V: the application's order), so that a batch's K and V are
  *   one or two copy regions, not two per sequence;
- * - recorded attention: the raw q goes into the attention op's own scratch next to its tables and
- *   is converted into the op's q section (pkv_vk_stage_copy_to + pkv_vk_stage_convert). */
+ * - recorded attention: the raw q is copied into the attention op's q section (pkv_vk_stage_copy_to)
+ *   and the attention kernels convert and check it where they read it (attn_common.glsl's q_value,
+ *   the same rounding and checks as stage_input.comp): no dispatch of its own. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,6 @@ static size_t raw_words(const pkv_vk_stage_in *in) { return (in->n_values * (in-
 /* Rows of the table of a scatter (every source's rows), 0 without one; its word offset in scratch. */
 static size_t table_rows(const pkv_vk_stage_in *in) { return in->row_pairs ? in->n_values / 2 / in->row_pairs * in->n_src : 0; }
 static size_t table_off(const pkv_vk_stage_in *in) { return (raw_words(in) * in->n_src + 1 + 15) & ~(size_t)15; }
-
-size_t pkv_vk_stage_raw_words(const pkv_vk_stage_in *in) { return raw_words(in) * in->n_src; }
 
 /* Bytes of one half of vk->kv_raw (raw K/V and row table of one append), storage-offset aligned. */
 static size_t half_bytes(const pkv_vk_stage_in *in) { return ((table_off(in) + table_rows(in)) * 4 + 255) & ~(size_t)255; }
