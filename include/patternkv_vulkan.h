@@ -129,14 +129,15 @@ PKV_API pkv_status pkv_vulkan_append_batch(pkv_cache *cache, const pkv_seq *seqs
  * copies orders the open work before everything that follows. The first call recorded into a
  * command buffer always starts with the barrier. So PatternKV calls recorded one after another
  * (append of layer l, appends of the other sequences, attention of layer l reading them, the next
- * layer, ...) need nothing between them. A decode step at batch 1 records per layer 4 dispatches
- * (K/V conversion, q conversion, attention's two kernels), 5 barriers and 5 transfers (copy of K/V,
- * copy of q, the tables' upload, the copy of the block slots from their device copy once a sequence
- * holds blocks, copy of out; the append's row table of 2 x n_kv_heads rows rides in push constants
- * up to 10 heads); a batch of B sequences appended by one pkv_vulkan_cmd_append_batch records 6
- * transfers (its row table is uploaded) and otherwise the same (each further sequence
- * appended by its own pkv_vulkan_cmd_append adds 1 dispatch, 1 barrier and 2 transfers; pkv bench
- * --decode-step counts them). The calls read K, V and q with
+ * layer, ...) need nothing between them. A decode step at batch 1 records per layer 3 dispatches
+ * (K/V conversion, attention's two kernels, which convert and check q where they read it), 4 barriers
+ * and 5 transfers (copy of K/V, copy of q, the tables' upload, the copy of the block slots from their
+ * device copy once a sequence holds blocks, copy of out; the append's row table of 2 x n_kv_heads
+ * rows rides in push constants up to 10 heads), 19 commands with the binds and push constants; a
+ * batch of B sequences appended by one pkv_vulkan_cmd_append_batch records 6 transfers (its row
+ * table is uploaded) and otherwise the same (each further sequence appended by its own
+ * pkv_vulkan_cmd_append adds 1 dispatch, 1 barrier and 2 transfers; pkv bench --decode-step and
+ * pkv-record-cost count them). The calls read K, V and q with
  * vkCmdCopyBuffer (stage TRANSFER, access TRANSFER_READ) and write out with vkCmdCopyBuffer (TRANSFER
  * / TRANSFER_WRITE). The application adds, before a call, a barrier from its writes of K/V/q to
  * TRANSFER_READ (for example COMPUTE_SHADER/SHADER_WRITE -> TRANSFER/TRANSFER_READ), and after

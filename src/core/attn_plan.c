@@ -192,3 +192,33 @@ void pkv_attn_plan_free(pkv_attn_plan *plan)
     }
     plan->seq_desc = plan->items = NULL;
 }
+
+pkv_status pkv_attn_plan_memo_get(pkv_attn_plan_memo *m, const pkv_attn_op *op, const pkv_geom *g, uint32_t nr,
+                                  uint32_t target_groups, uint32_t max_splits, uint32_t cps_multiple,
+                                  uint32_t items_multiple, const pkv_attn_env *env, const pkv_attn_plan **plan)
+{
+    const uint32_t key[12] = {op->n_seqs, op->q_len, op->n_q_heads, g->H, g->G, nr, target_groups, max_splits,
+                              cps_multiple, items_multiple, env->groups, env->chunks_per_item};
+    int same = m->valid && memcmp(m->key, key, sizeof key) == 0;
+    const uint32_t *d = m->plan.seq_desc;
+    for (uint32_t i = 0; same && i < op->n_seqs; i++, d += PKV_ATTN_SEQ_WORDS) { /* what the descriptors hold */
+        const pkv_attn_seq *q = &op->seqs[i];
+        same = d[0] == q->n_blocks && d[1] == q->n_window && d[2] == q->bank_count && d[3] == q->table_offset &&
+               d[6] == q->block_offset;
+    }
+    *plan = &m->plan;
+    if (same) return PKV_OK;
+    pkv_attn_plan_free(&m->plan);
+    m->valid = 0;
+    pkv_status s = pkv_attn_plan_make(op, g, nr, target_groups, max_splits, cps_multiple, items_multiple, env, &m->plan);
+    if (s != PKV_OK) return s;
+    memcpy(m->key, key, sizeof key);
+    m->valid = 1;
+    return PKV_OK;
+}
+
+void pkv_attn_plan_memo_free(pkv_attn_plan_memo *m)
+{
+    pkv_attn_plan_free(&m->plan);
+    m->valid = 0;
+}

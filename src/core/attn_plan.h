@@ -52,6 +52,23 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
                               const pkv_attn_env *env, pkv_attn_plan *plan);
 void pkv_attn_plan_free(pkv_attn_plan *plan);
 
+/* A backend's last plan, kept for the next op with the same inputs, as every layer of a decode step
+ * after the first has: the sequences' lengths, banks and table offsets (which the plan's descriptors
+ * hold) and the other arguments of pkv_attn_plan_make that it reads (the op's rows, the geometry's H
+ * and G, nr, target_groups, max_splits, cps_multiple, items_multiple, the environment's overrides). Owns its arrays;
+ * zero-initialised is empty. */
+typedef struct pkv_attn_plan_memo {
+    int valid;
+    uint32_t key[12];
+    pkv_attn_plan plan;
+} pkv_attn_plan_memo;
+/* *plan: the memo's plan when op and the arguments are those it was made for, else a new one made
+ * (and kept in place of the old). Valid until the next call on the memo or pkv_attn_plan_memo_free. */
+pkv_status pkv_attn_plan_memo_get(pkv_attn_plan_memo *m, const pkv_attn_op *op, const pkv_geom *g, uint32_t nr,
+                                  uint32_t target_groups, uint32_t max_splits, uint32_t cps_multiple,
+                                  uint32_t items_multiple, const pkv_attn_env *env, const pkv_attn_plan **plan);
+void pkv_attn_plan_memo_free(pkv_attn_plan_memo *m);
+
 /* Switches of the attention kernels (their push constants / parameters): how partial results are
  * merged, and, for tuning only, parts left out so that their cost can be timed (the output is then
  * wrong). PKV_ATTN_SEPARATE_MERGE=1 and PKV_ATTN_DEBUG=<bits> in the environment set them. */

@@ -45,6 +45,7 @@ static void ocl_destroy(pkv_backend *be)
         pkv_ocl_wslots_free(o);
         for (int i = 0; i < PKV_S_COUNT; i++) pkv_ocl_scratch_free(o, &o->s[i]);
         free(o->wstage);
+        pkv_attn_plan_memo_free(&o->attn_plan);
         pkv_ocl_release_program(o);
         if (o->q) o->cl->clReleaseCommandQueue(o->q);
         if (o->ctx) o->cl->clReleaseContext(o->ctx);

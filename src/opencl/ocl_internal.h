@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 
+#include "attn_plan.h"
 #include "backend.h"
 #include "ocl_loader.h"
 
@@ -77,6 +78,7 @@ typedef struct pkv_ocl {
     size_t wg[PKV_K_COUNT]; /* work-group size used for each kernel */
     pkv_ocl_attn_program attn[PKV_OCL_MAX_ATTN_PROGRAMS];
     uint32_t n_attn;
+    pkv_attn_plan_memo attn_plan; /* the last attention op's plan (attn_plan.h) */
     size_t counter_words;   /* attention's merge counters in s[PKV_S_COUNTERS], kept at zero between ops */
     pkv_ocl_scratch s[PKV_S_COUNT];
     uint32_t *wstage;       /* host staging of window writes (runs, then rows), reused */

@@ -515,19 +515,20 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     const uint32_t nr = shape[5], vch = shape[8], bps = shape[10], wg = bps * g->G;
     pkv_status s = pkv_ocl_attn_program_get(o, shape, (pkv_attn_flags(&be->attn_env) & PKV_ATTN_SEPARATE_MERGE) != 0, &prog);
     if (s != PKV_OK) return s;
-    pkv_attn_plan plan;
-    /* the merge keeps two floats per item and row in the G x channels array of the slices' sums */
-    s = pkv_attn_plan_make(op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode), wg * vch / (2 * nr), bps, 1,
-                           &be->attn_env, &plan);
+    /* the merge keeps two floats per item and row in the G x channels array of the slices' sums; the
+     * plan is the last op's while the sequences' lengths are (every layer of a decode step after the first) */
+    const pkv_attn_plan *plan;
+    s = pkv_attn_plan_memo_get(&o->attn_plan, op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode),
+                               wg * vch / (2 * nr), bps, 1, &be->attn_env, &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);
     uint32_t A[PP_COUNT] = {0};
-    attn_params(g, op, &plan, &be->attn_env, A);
-    const size_t groups = (size_t)ns * H * plan.tiles, nrv = (nr + 3) / 4;
+    attn_params(g, op, plan, &be->attn_env, A);
+    const size_t groups = (size_t)ns * H * plan->tiles, nrv = (nr + 3) / 4;
     const size_t out_floats = (size_t)ns * op->q_len * op->n_q_heads * d;
     s = upload(o, PKV_S_PARAMS, A, sizeof A);
-    if (s == PKV_OK) s = upload(o, PKV_S_U0, plan.seq_desc, (size_t)ns * PKV_ATTN_SEQ_WORDS * sizeof(uint32_t));
-    if (s == PKV_OK) s = upload(o, PKV_S_U1, plan.items, (size_t)plan.n_items * 2 * sizeof(uint32_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_U0, plan->seq_desc, (size_t)ns * PKV_ATTN_SEQ_WORDS * sizeof(uint32_t));
+    if (s == PKV_OK) s = upload(o, PKV_S_U1, plan->items, (size_t)plan->n_items * 2 * sizeof(uint32_t));
     /* the table: every sequence's chunks and windows from the host, its block slots from the
      * device's copy (ocl_tables.c) */
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_U2], ((size_t)op->table_len + 4) * sizeof(uint32_t));
@@ -542,12 +543,11 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
                                                           out_floats * sizeof(float), 0, NULL, NULL));
     }
     if (s == PKV_OK)
-        s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], ((size_t)plan.n_slots * H * plan.tiles * nr * (d + 4) + 1) * 4);
+        s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], ((size_t)plan->n_slots * H * plan->tiles * nr * (d + 4) + 1) * 4);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (pattern ? groups * g->capacity * nrv : 1) * 16);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_COUNTERS], groups * 4);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_OUT], out_floats * sizeof(float));
-    const uint32_t n_groups = plan.n_items * plan.tiles * H, n_slots = plan.n_slots;
-    pkv_attn_plan_free(&plan);
+    const uint32_t n_groups = plan->n_items * plan->tiles * H, n_slots = plan->n_slots;
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: attention could not allocate its buffers");
 
     cl_mem blocks = mem_or_dummy(o, st->blocks), chunks = mem_or_dummy(o, st->chunks),

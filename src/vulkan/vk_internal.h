@@ -71,12 +71,9 @@ typedef struct pkv_vk_attn_memo {
     int few; /* the op's chunks were few for teams (vk_ops.c: attn_few_chunks) */
     pkv_vk_attn_cfg cfg;
     VkPipeline pipe[3];      /* cfg's pipelines once looked up (pipelines live as long as the context) */
-    /* The last op's plan (pkv_attn_plan_make), kept while cfg is: reused by the next op whose sequences
-     * have the same lengths, banks and table offsets (the plan's other inputs are cfg's and the
-     * context's), as every layer of a decode step after the first does. Owns its arrays. */
-    int plan_valid;
-    uint32_t plan_seqs;
-    pkv_attn_plan plan;
+    /* The last op's plan, reused by the next op with the same sequences' lengths, banks and table
+     * offsets, as every layer of a decode step after the first (attn_plan.h; OpenCL keeps one too). */
+    pkv_attn_plan_memo plan;
 } pkv_vk_attn_memo;
 
 /* One large device-local allocation with one VkBuffer over all of it; pkv_bufs are ranges of it. */

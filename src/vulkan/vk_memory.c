@@ -191,7 +191,7 @@ void pkv_vk_memory_destroy(pkv_vk *vk)
     free(vk->pending);
     free(vk->regions);
     free(vk->host_tab);
-    pkv_attn_plan_free(&vk->attn_memo.plan);
+    pkv_attn_plan_memo_free(&vk->attn_memo.plan);
 }
 
 /* ---- sub-allocation ---- */

@@ -720,21 +720,6 @@ pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads
     return s;
 }
 
-/* Whether the memo's plan is the one pkv_attn_plan_make would make for op (its configuration being the
- * memo's): the same sequences' lengths, banks and table offsets, which the plan's descriptors hold. */
-static int plan_matches(const pkv_vk_attn_memo *m, const pkv_attn_op *op)
-{
-    if (!m->plan_valid || m->plan_seqs != op->n_seqs) return 0;
-    const uint32_t *d = m->plan.seq_desc;
-    for (uint32_t i = 0; i < op->n_seqs; i++, d += PKV_ATTN_SEQ_WORDS) {
-        const pkv_attn_seq *q = &op->seqs[i];
-        if (d[0] != q->n_blocks || d[1] != q->n_window || d[2] != q->bank_count || d[3] != q->table_offset ||
-            d[6] != q->block_offset)
-            return 0;
-    }
-    return 1;
-}
-
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
 {
     pkv_vk *vk = pkv_vk_of(be);
@@ -752,19 +737,13 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         attn_config(vk, g, op, &be->attn_env, few, &m->cfg);
         memset(m->pipe, 0, sizeof m->pipe);
         memcpy(&m->g, g, sizeof *g), memcpy(&m->env, &be->attn_env, sizeof m->env);
-        m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->few = few, m->valid = 1, m->plan_valid = 0;
+        m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->few = few, m->valid = 1;
     }
     cfg = m->cfg;
     const uint32_t nr = cfg.nr;
-    pkv_status s = PKV_OK;
-    if (!plan_matches(m, op)) {
-        pkv_attn_plan_free(&m->plan);
-        m->plan_valid = 0;
-        s = pkv_attn_plan_make(op, g, nr, vk->compute_units * cfg.groups_per_cu, cfg.max_splits, cfg.cps_multiple,
-                               cfg.shape.teams, &be->attn_env, &m->plan);
-        if (s == PKV_OK) m->plan_valid = 1, m->plan_seqs = op->n_seqs;
-    }
-    const pkv_attn_plan *const plan = &m->plan;
+    const pkv_attn_plan *plan;
+    pkv_status s = pkv_attn_plan_memo_get(&m->plan, op, g, nr, vk->compute_units * cfg.groups_per_cu, cfg.max_splits,
+                                          cfg.cps_multiple, cfg.shape.teams, &be->attn_env, &plan);
     if (s == PKV_OK && (plan->tiles > 65535 || H > 65535))
         s = pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head exceed one dispatch",
                      op->q_len * (op->n_q_heads / H));
