@@ -24,6 +24,7 @@
 #include "patternkv_vulkan.h"
 #include "testutil.h"
 #include "vk_bench.h"
+#include "vk_internal.h"
 #include "vk_loader.h"
 
 #include "vk_record_app.h"
@@ -294,6 +295,91 @@ static void recorded_q_conversion_equals_synchronous(void **state)
     app_close(&a);
 }
 
+static void save_bytes(pkv_cache *c, const char *tag, uint8_t **bytes, size_t *n);
+
+/* Decode batches whose row table is too large for the push constants (2 x sequences x kv heads > 20
+ * rows): 8 sequences, whose table rides there as a rule when their windows follow one (vk_stage.c's
+ * table_rule), and 18 (more than a rule holds: uploaded), of prompts of different lengths; recorded
+ * batch appends (the fast path) against synchronous sequence-by-sequence appends through the general
+ * planner, across a window flush: outputs bit for bit, saved caches byte for byte. */
+static void large_decode_batches_equal_sequence_by_sequence(void **state)
+{
+    (void)state;
+    app a;
+    if (!app_open(&a)) return;
+    enum { NBIG = 18, BSTEPS = 36 };
+    const VkDeviceSize area = 64 * 1024; /* a layer's K, V, q and out of the step, in the prompt area */
+    const uint32_t sizes[2] = {8, NBIG};
+    pkv_vk *vk = pkv_vk_of(a.ctx->be);
+    for (int t = 0; t < 2; t++) {
+        const uint32_t nb = sizes[t];
+        pkv_seq os[NBIG], bs[NBIG];
+        pkv_cache *one = new_cache(&a, &os[0]), *bat = new_cache(&a, &bs[0]);
+        one->general_appends = 1;
+        for (uint32_t i = 1; i < nb; i++) TU_OK(pkv_seq_create(one, &os[i])), TU_OK(pkv_seq_create(bat, &bs[i]));
+        fill_prompt(&a, 61 + t);
+        VkCommandBuffer cb = cmd_begin(&a);
+        for (uint32_t l = 0; l < L; l++)
+            for (uint32_t i = 0; i < nb; i++) {
+                const uint32_t n = PROMPT - i % 4;
+                TU_OK(pkv_vulkan_append(one, os[i], l, n, a.buf, OFF_PK(l), n * TOK_FLOATS * 4, a.buf, OFF_PV(l),
+                                        n * TOK_FLOATS * 4, PKV_F32));
+                TU_OK(pkv_vulkan_cmd_append(bat, cb, bs[i], l, n, a.buf, OFF_PK(l), n * TOK_FLOATS * 4, a.buf, OFF_PV(l),
+                                            n * TOK_FLOATS * 4, PKV_F32));
+            }
+        cmd_submit(&a, cb);
+        static float want[L][NBIG * Q_FLOATS];
+        const uint64_t rule0 = vk->row_tables[1], upload0 = vk->row_tables[2];
+        pkv_attention_params p = pkv_attention_params_default();
+        p.n_seqs = nb, p.n_q_heads = QH;
+        for (uint32_t step = 0; step < BSTEPS; step++) {
+            tu_rng r = {700 + step};
+            for (uint32_t l = 0; l < L; l++) {
+                const VkDeviceSize kb = l * area, vb = kb + nb * TOK_FLOATS * 4, qb = vb + nb * TOK_FLOATS * 4,
+                                   ob = qb + nb * Q_FLOATS * 4;
+                tu_random(&r, 2 * nb * TOK_FLOATS, 1.0f, at(&a, kb));
+                tu_random(&r, nb * Q_FLOATS, 1.0f, at(&a, qb));
+                for (uint32_t i = 0; i < nb; i++)
+                    TU_OK(pkv_vulkan_append(one, os[i], l, 1, a.buf, kb + i * TOK_FLOATS * 4, TOK_FLOATS * 4, a.buf,
+                                            vb + i * TOK_FLOATS * 4, TOK_FLOATS * 4, PKV_F32));
+                p.seqs = os, p.layer = l;
+                TU_OK(pkv_vulkan_attention(one, &p, a.buf, qb, nb * Q_FLOATS * 4, a.buf, ob, nb * Q_FLOATS * 4));
+                memcpy(want[l], at(&a, ob), nb * Q_FLOATS * 4);
+                memset(at(&a, ob), 0xFF, nb * Q_FLOATS * 4);
+            }
+            cb = cmd_begin(&a);
+            for (uint32_t l = 0; l < L; l++) {
+                const VkDeviceSize kb = l * area, vb = kb + nb * TOK_FLOATS * 4, qb = vb + nb * TOK_FLOATS * 4,
+                                   ob = qb + nb * Q_FLOATS * 4;
+                TU_OK(pkv_vulkan_cmd_append_batch(bat, cb, bs, nb, l, 1, a.buf, kb, nb * TOK_FLOATS * 4, a.buf, vb,
+                                                  nb * TOK_FLOATS * 4, PKV_F32));
+                p.seqs = bs, p.layer = l;
+                TU_OK(pkv_vulkan_cmd_attention(bat, cb, &p, a.buf, qb, nb * Q_FLOATS * 4, a.buf, ob, nb * Q_FLOATS * 4));
+            }
+            cmd_submit(&a, cb);
+            for (uint32_t l = 0; l < L; l++)
+                assert_memory_equal(at(&a, l * area + 2 * nb * TOK_FLOATS * 4 + nb * Q_FLOATS * 4), want[l],
+                                    nb * Q_FLOATS * 4);
+        }
+        /* which way the tables went: by rule at 8 (the windows of a sequence's kv heads lie at one
+         * stride), uploaded at 18 */
+        print_message("batch %u: %llu row tables by rule, %llu uploaded\n", nb,
+                      (unsigned long long)(vk->row_tables[1] - rule0), (unsigned long long)(vk->row_tables[2] - upload0));
+        if (nb <= 16) assert_true(vk->row_tables[1] > rule0);
+        else assert_true(vk->row_tables[1] == rule0 && vk->row_tables[2] > upload0);
+        uint8_t *fa, *fb;
+        size_t na, nbytes;
+        save_bytes(one, "one", &fa, &na);
+        save_bytes(bat, "bat", &fb, &nbytes);
+        assert_int_equal(na, nbytes);
+        assert_memory_equal(fa, fb, na);
+        free(fa), free(fb);
+        TU_OK(pkv_cache_free(one));
+        TU_OK(pkv_cache_free(bat));
+    }
+    app_close(&a);
+}
+
 static void save_bytes(pkv_cache *c, const char *tag, uint8_t **bytes, size_t *n)
 {
     char path[64];
@@ -529,6 +615,7 @@ int main(void)
         cmocka_unit_test(recorded_q_conversion_equals_synchronous),
         cmocka_unit_test(batch_of_two_equals_synchronous),
         cmocka_unit_test(batch_append_equals_sequence_by_sequence),
+        cmocka_unit_test(large_decode_batches_equal_sequence_by_sequence),
         cmocka_unit_test(long_recorded_append_equals_synchronous),
     };
     return tu_run_tests(tests, NULL, NULL);

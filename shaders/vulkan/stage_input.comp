@@ -6,7 +6,8 @@
  * row_tab != 0xFFFFFFFF (fp16 output only): the output goes to rows of row_pairs words, source row r
  * to row scr[row_tab + r] of `dst` (0xFFFFFFFF: not written): a recorded append's K/V straight into
  * their window rows (vk_stage.c); row_tab == 0xFFFFFFFE: the table is tab[] below (up to 20 rows: a
- * decode step's of one sequence, no upload). */
+ * decode step's of one sequence, no upload); row_tab == 0xFFFFFFFD: tab[] holds a rule (vk_stage.c's
+ * table_rule: stride, V offset, rows per source, sources per half, then a base per source). */
 #include "pkv_math.h"
 
 layout(local_size_x_id = 0) in;
@@ -48,7 +49,15 @@ void main()
         dst[pc.out_off + 2u * i] = floatBitsToUint(x0);
         dst[pc.out_off + 2u * i + 1u] = floatBitsToUint(x1);
     } else if (pc.row_tab != 0xFFFFFFFFu) {
-        uint row = pc.row_tab == 0xFFFFFFFEu ? pc.tab[i / pc.row_pairs] : scr[pc.row_tab + i / pc.row_pairs];
+        uint r = i / pc.row_pairs, row;
+        if (pc.row_tab == 0xFFFFFFFEu) {
+            row = pc.tab[r];
+        } else if (pc.row_tab == 0xFFFFFFFDu) {
+            uint j = r / pc.tab[2], kvh = pc.tab[3];
+            row = pc.tab[4u + j % kvh] + (r % pc.tab[2]) * pc.tab[0] + (j >= kvh ? pc.tab[1] : 0u);
+        } else {
+            row = scr[pc.row_tab + r];
+        }
         if (row != 0xFFFFFFFFu) dst[pc.out_off + row * pc.row_pairs + i % pc.row_pairs] = pkv_f32_to_f16(x0) | (pkv_f32_to_f16(x1) << 16);
     } else {
         dst[pc.out_off + i] = pkv_f32_to_f16(x0) | (pkv_f32_to_f16(x1) << 16);

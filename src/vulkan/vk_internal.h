@@ -164,6 +164,7 @@ typedef struct pkv_vk {
     VkFence fence, fences[2];
     int in_flight[2];          /* submitted by a ring turn and not yet waited for */
     uint32_t deferred_windows; /* window ops recorded since the last submission (pkv_vk_kick) */
+    uint64_t row_tables[3]; /* recorded appends' row tables: in the push constants, by rule, uploaded (tests) */
     uint32_t cur;
     int recording;
     VkBuffer ring_buf;

@@ -26,6 +26,8 @@
 #define NO_ROW 0xFFFFFFFFu
 #define PUSH_ROWS 0xFFFFFFFEu /* row_tab: the table is in the push constants (stage_input.comp's tab) */
 #define PUSH_TAB_MAX 20u      /* its rows: what 128 bytes of push constants hold after the 11 words */
+#define PUSH_RULE 0xFFFFFFFDu /* row_tab: the table is a rule in the push constants (table_rule) */
+#define RULE_WORDS 4u         /* the rule's stride, V offset, rows per source, sources per half; then bases */
 
 static size_t raw_words(const pkv_vk_stage_in *in) { return (in->n_values * (in->dtype == PKV_F16 ? 2 : 4) + 3) / 4; }
 
@@ -124,9 +126,9 @@ pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *
         stage_push pc = {pairs, in->dtype == PKV_F16, (uint32_t)in->to_f32, (uint32_t)(raw_off + rw * i),
                          (uint32_t)(out_off + out_bytes * i / 4), in->status_word, in->max_abs, in->flag, in->layer,
                          row_tab, in->row_pairs ? in->row_pairs : 1, {0}};
-        if (row_tab == PUSH_ROWS) memcpy(pc.tab, vk->host_tab, table_rows(in) * 4);
-        s = pkv_vk_dispatch(vk, pipe, bufs, &pc, row_tab == PUSH_ROWS ? sizeof pc : offsetof(stage_push, tab), gx,
-                            gy ? gy : 1, 1);
+        const size_t tab_words = row_tab == PUSH_ROWS ? table_rows(in) : row_tab == PUSH_RULE ? RULE_WORDS + in->n_src / 2 : 0;
+        memcpy(pc.tab, vk->host_tab, tab_words * 4);
+        s = pkv_vk_dispatch(vk, pipe, bufs, &pc, tab_words ? sizeof pc : offsetof(stage_push, tab), gx, gy ? gy : 1, 1);
     }
     return s;
 }
@@ -157,6 +159,28 @@ pkv_status pkv_vk_stage_settle(pkv_vk *vk)
 static inline int64_t slot_shift(uint32_t j, uint32_t kv_half, uint32_t per_src)
 {
     return ((int64_t)(j & 1 ? kv_half + j / 2 : j / 2) - j) * per_src;
+}
+
+/* A table too large for the push constants that follows one rule rides there too (stage_input.comp's
+ * 0xFFFFFFFD): row i of raw slot j (per rows each; kv_half slots of K, then as many of V, K/V-major)
+ * goes to base[j % kv_half] + i * stride, plus vdelta for V. A decode step's table follows it where
+ * each sequence's windows of the layer's kv heads lie at one stride (as the pool gives them to a
+ * sequence's layer together) and V rows at one offset from K rows: then no upload (batch 2-16).
+ * Returns 1 and writes the rule over tab[0 .. RULE_WORDS + kv_half) if tab follows it. */
+static int table_rule(uint32_t *tab, uint32_t per, uint32_t kv_half)
+{
+    if (kv_half > PUSH_TAB_MAX - RULE_WORDS || !per) return 0;
+    const uint32_t stride = per > 1 ? tab[1] - tab[0] : 0, vdelta = tab[(size_t)kv_half * per] - tab[0];
+    uint32_t base[PUSH_TAB_MAX];
+    for (uint32_t j = 0; j < kv_half; j++) { /* unsigned: wraps alike here and in the shader */
+        const uint32_t *k = tab + (size_t)j * per, *v = k + (size_t)kv_half * per;
+        base[j] = k[0];
+        for (uint32_t i = 0; i < per; i++)
+            if (k[i] != base[j] + i * stride || v[i] != base[j] + i * stride + vdelta) return 0;
+    }
+    tab[0] = stride, tab[1] = vdelta, tab[2] = per, tab[3] = kv_half;
+    memcpy(tab + RULE_WORDS, base, kv_half * sizeof *base);
+    return 1;
 }
 
 int pkv_vk_stage_scatters(const pkv_vk *vk, const pkv_window_op *op)
@@ -206,12 +230,14 @@ pkv_status pkv_vk_stage_scatter(pkv_vk *vk, pkv_buf *dst, const uint32_t *runs, 
     if (!overlap) pkv_vk_op_start(vk);
     copy_sources(vk, in, &raw, 0, 1);
     /* a small table (a decode step's of one sequence: 2 x heads rows, up to 20) goes in the push
-     * constants: no upload */
-    const int push = rows <= PUSH_TAB_MAX;
-    if (!push) s = pkv_vk_upload(vk, &raw, table_off(in) * 4, tab, rows * 4);
+     * constants, and so does a larger one that follows a rule (a decode step's of a batch): no upload */
+    const uint32_t row_tab = rows <= PUSH_TAB_MAX ? PUSH_ROWS
+                             : table_rule(tab, per_src, kv_half) ? PUSH_RULE : (uint32_t)table_off(in);
+    vk->row_tables[row_tab == PUSH_ROWS ? 0 : row_tab == PUSH_RULE ? 1 : 2]++;
+    if (row_tab == table_off(in)) s = pkv_vk_upload(vk, &raw, table_off(in) * 4, tab, rows * 4);
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
-        s = pkv_vk_stage_convert(vk, in, &raw, dst, 0, 0, push ? PUSH_ROWS : (uint32_t)table_off(in));
+        s = pkv_vk_stage_convert(vk, in, &raw, dst, 0, 0, row_tab);
     }
     if (s == PKV_OK) vk->open_work = half == 2 ? PKV_VK_OPEN_SCATTER_2 : PKV_VK_OPEN_SCATTER_1, vk->after_barrier = 0;
     return s;
