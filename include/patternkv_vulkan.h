@@ -134,8 +134,10 @@ PKV_API pkv_status pkv_vulkan_append_batch(pkv_cache *cache, const pkv_seq *seqs
  * and 5 transfers (copy of K/V, copy of q, the tables' upload, the copy of the block slots from their
  * device copy once a sequence holds blocks, copy of out; the append's row table of 2 x n_kv_heads
  * rows rides in push constants up to 10 heads), 19 commands with the binds and push constants; a
- * batch of B sequences appended by one pkv_vulkan_cmd_append_batch records 6 transfers (its row
- * table is uploaded) and otherwise the same (each further sequence appended by its own
+ * batch of B sequences appended by one pkv_vulkan_cmd_append_batch records the same (its row table
+ * rides in the push constants as a rule, a base per sequence, up to 16 sequences whose kv heads'
+ * windows lie at one stride, as the pool places them; else it is uploaded: 6 transfers) (each
+ * further sequence appended by its own
  * pkv_vulkan_cmd_append adds 1 dispatch, 1 barrier and 2 transfers; pkv bench --decode-step and
  * pkv-record-cost count them). The calls read K, V and q with
  * vkCmdCopyBuffer (stage TRANSFER, access TRANSFER_READ) and write out with vkCmdCopyBuffer (TRANSFER
@@ -188,8 +190,8 @@ PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, 
                                          uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
                                          VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype);
 /* The recorded batch append (pkv_vulkan_append_batch's layout and result): a decode step of B sequences
- * records per layer one append for all of them (one copy command of K/V, one row-table update, one
- * conversion dispatch straight into the window rows) instead of B. The copy has one region for all
+ * records per layer one append for all of them (one copy command of K/V, one conversion dispatch
+ * straight into the window rows, its row table in the push constants or one update) instead of B. The copy has one region for all
  * sequences' K and one for their V (a single one when V follows K in the same buffer), not two per
  * sequence, and the host work per further sequence is a few dozen words of tables (its window rows),
  * no allocation: pkv-record-cost (bench/tools/record_cost.c) measures it. An append longer than the
