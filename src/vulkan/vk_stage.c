@@ -127,7 +127,7 @@ pkv_status pkv_vk_stage_convert(pkv_vk *vk, const pkv_vk_stage_in *in, pkv_buf *
                          (uint32_t)(out_off + out_bytes * i / 4), in->status_word, in->max_abs, in->flag, in->layer,
                          row_tab, in->row_pairs ? in->row_pairs : 1, {0}};
         const size_t tab_words = row_tab == PUSH_ROWS ? table_rows(in) : row_tab == PUSH_RULE ? RULE_WORDS + in->n_src / 2 : 0;
-        memcpy(pc.tab, vk->host_tab, tab_words * 4);
+        if (tab_words) memcpy(pc.tab, vk->host_tab, tab_words * 4);
         s = pkv_vk_dispatch(vk, pipe, bufs, &pc, tab_words ? sizeof pc : offsetof(stage_push, tab), gx, gy ? gy : 1, 1);
     }
     return s;
