@@ -42,8 +42,8 @@ void bench_print_usage(FILE *f)
         "  --window R            fp16 window, a multiple of G (default G)\n"
         "  --patterns M          patterns mined at prefill (default 32)\n"
         "  --bank N              bank capacity (default 256)\n"
-        "  --quantizer Q         auto (default: mse-v for pattern, minmax for direct), minmax (the paper's),\n"
-        "                        mse, mse-k or mse-v (pkv_quantizer)\n"
+        "  --quantizer Q         minmax (the paper's; the library's default), auto (mse-v for pattern,\n"
+        "                        minmax for direct), mse, mse-k or mse-v (pkv_quantizer)\n"
         "speed:\n"
         "  --speed-contexts LIST context lengths for decode timing (default 512,2048 on CPU devices,\n"
         "                        including lavapipe and PoCL; 1024,4096,16384,32768 on GPUs); 'none' skips it\n"
@@ -194,7 +194,7 @@ static void set_defaults(bench_options *o)
     o->head_dim = 128;
     o->group_size = 128;
     o->n_patterns = 32;
-    o->quantizer = PKV_QUANTIZER_AUTO;
+    o->quantizer = pkv_cache_config_default().quantizer; /* the library's default */
     o->bank_capacity = 256;
     o->steps = 0; /* auto */
     o->warmup = 2;
