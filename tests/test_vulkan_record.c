@@ -29,6 +29,20 @@
 
 #include "vk_record_app.h"
 
+/* The prompt of every layer into both caches: sync by the synchronous calls, rec recorded into one
+ * command buffer and submitted once (mining, blocks, windows) */
+static void prompt_both(app *a, pkv_cache *sync, pkv_seq ss, pkv_cache *rec, pkv_seq rs)
+{
+    VkCommandBuffer cb = cmd_begin(a);
+    for (uint32_t l = 0; l < L; l++) {
+        TU_OK(pkv_vulkan_append(sync, ss, l, PROMPT, a->buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a->buf, OFF_PV(l),
+                                PROMPT * TOK_FLOATS * 4, PKV_F32));
+        TU_OK(pkv_vulkan_cmd_append(rec, cb, rs, l, PROMPT, a->buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a->buf,
+                                    OFF_PV(l), PROMPT * TOK_FLOATS * 4, PKV_F32));
+    }
+    cmd_submit(a, cb);
+}
+
 static void recorded_equals_synchronous(void **state)
 {
     (void)state;
@@ -43,14 +57,8 @@ static void recorded_equals_synchronous(void **state)
     int warm;
     pkv_vulkan_pipeline_stats(a.ctx->be, &ms, &made, &warm);
     fill_prompt(&a, 11);
-    VkCommandBuffer cb = cmd_begin(&a);
-    for (uint32_t l = 0; l < L; l++) {
-        TU_OK(pkv_vulkan_append(sync, ss, l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
-                                PROMPT * TOK_FLOATS * 4, PKV_F32));
-        TU_OK(pkv_vulkan_cmd_append(rec, cb, rs, l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
-                                    PROMPT * TOK_FLOATS * 4, PKV_F32));
-    }
-    cmd_submit(&a, cb); /* the prompt of every layer (mining, blocks, windows) in one submission */
+    prompt_both(&a, sync, ss, rec, rs);
+    VkCommandBuffer cb;
     static float want[L][Q_FLOATS];
     for (uint32_t step = 0; step < STEPS; step++) { /* crosses a window flush of every layer */
         fill_step(&a, 100 + step);
@@ -232,14 +240,8 @@ static void recorded_q_conversion_equals_synchronous(void **state)
     pkv_seq ss, rs;
     pkv_cache *sync = new_cache(&a, &ss), *rec = new_cache(&a, &rs);
     fill_prompt(&a, 31);
-    VkCommandBuffer cb = cmd_begin(&a);
-    for (uint32_t l = 0; l < L; l++) {
-        TU_OK(pkv_vulkan_append(sync, ss, l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
-                                PROMPT * TOK_FLOATS * 4, PKV_F32));
-        TU_OK(pkv_vulkan_cmd_append(rec, cb, rs, l, PROMPT, a.buf, OFF_PK(l), PROMPT * TOK_FLOATS * 4, a.buf, OFF_PV(l),
-                                    PROMPT * TOK_FLOATS * 4, PKV_F32));
-    }
-    cmd_submit(&a, cb);
+    prompt_both(&a, sync, ss, rec, rs);
+    VkCommandBuffer cb;
     static float want[L][Q_FLOATS], q[Q_FLOATS], q_app[Q_FLOATS];
     static uint16_t qh[Q_FLOATS];
     for (uint32_t step = 0; step < 3; step++) {
