@@ -93,7 +93,7 @@ const uint QS_N = CM_SCALAR * BPS * D * NRV, W_N = CM_SCALAR * WG * NRV;
 const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
 const uint ACC_POOL = TEAMS > 1u ? (ACC_N + 3u) / 4u : 0u;
 const uint POOL_N = QS_N + W_N > ACC_POOL ? QS_N + W_N : ACC_POOL;
-shared vec4 pool_s[TEAMS * POOL_N + 1u];
+shared vec4 pool_s[TEAMS * POOL_N + 1u]; /* + 1: never empty (the cooperative-matrix build, one team) */
 shared float acc_s[TEAMS == 1u ? ACC_N : 1u];
 #define VW0_T (team_id() * BPS * VSEC)
 #define KQ0_T (team_id() * BPS * KSEC4)

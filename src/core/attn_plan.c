@@ -55,11 +55,10 @@ uint32_t pkv_attn_rows_per_group(const pkv_attn_op *op, uint32_t n_kv_heads, uin
     return nr;
 }
 
-static uint32_t seq_chunks(const pkv_attn_seq *s, uint32_t G) { return s->n_blocks + ceil_div(s->n_window, G); }
 /* a sequence's items of cps chunks, rounded up to a multiple of per */
 static uint32_t seq_items(const pkv_attn_seq *s, uint32_t G, uint32_t cps, uint32_t per)
 {
-    return ceil_div(ceil_div(seq_chunks(s, G), cps), per) * per;
+    return ceil_div(ceil_div(pkv_attn_seq_chunks(s, G), cps), per) * per;
 }
 
 pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t nr, uint32_t target_groups,
@@ -74,7 +73,7 @@ pkv_status pkv_attn_plan_make(const pkv_attn_op *op, const pkv_geom *g, uint32_t
     uint64_t total = 0;
     uint32_t longest = 0;
     for (uint32_t s = 0; s < op->n_seqs; s++) {
-        const uint32_t c = seq_chunks(&op->seqs[s], g->G);
+        const uint32_t c = pkv_attn_seq_chunks(&op->seqs[s], g->G);
         if (c == 0) return pkv_fail(NULL, PKV_ERR_SHAPE, "attention: sequence %u holds no tokens", s);
         total += c;
         longest = c > longest ? c : longest;

@@ -106,8 +106,8 @@ typedef struct pkv_attn_shape {
     uint32_t teams;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);
-/* Bytes of shared (local) memory the decode kernels (attn_decode.comp, ocl_attention.cl) declare for
- * nr rows, with or without the V codes staged, before each backend's own reduction arrays. */
+/* Bytes of local memory OpenCL's decode kernel (ocl_attention.cl) declares for nr rows, with or without
+ * the V codes staged, before its reduction arrays (Vulkan's, with teams: vk_ops.c decode_shared_bytes). */
 size_t pkv_attn_decode_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v);
 
 #endif

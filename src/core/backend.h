@@ -116,6 +116,12 @@ typedef struct pkv_attn_seq {
     const struct pkv_layer_state *layer; /* the core's own (attention.c); backends do not read it */
 } pkv_attn_seq;
 
+/* A sequence's chunks: its compressed blocks, then its window in pieces of up to G tokens. */
+static inline uint32_t pkv_attn_seq_chunks(const pkv_attn_seq *s, uint32_t G)
+{
+    return s->n_blocks + (s->n_window + G - 1) / G;
+}
+
 /* q and out: host fp32 [n_seqs][q_len][n_q_heads][d]. Query i of a sequence with T tokens sees
  * tokens 0 .. T - q_len + i. Query head h reads kv head h / (n_q_heads / H). */
 typedef struct pkv_attn_op {

@@ -34,10 +34,6 @@ typedef struct attn_ctx {
     size_t *chunk_off;       /* [n_seqs]: chunks of the sequences before s */
 } attn_ctx;
 
-static uint32_t seq_chunks(const pkv_geom *g, const pkv_attn_seq *sq)
-{
-    return sq->n_blocks + (sq->n_window + g->G - 1) / g->G;
-}
 
 static pkv_attn_part part_of(const attn_ctx *a, uint32_t unit, uint32_t nb)
 {
@@ -117,7 +113,7 @@ static int prep_task(uint32_t pair, void *arg)
     const pkv_geom *g = st->g;
     const uint32_t H = g->H, d = g->d, G = g->G, s = pair / H, h = pair % H, gq = op->n_q_heads / H, rows = a->rows;
     const pkv_attn_seq *sq = &op->seqs[s];
-    const uint32_t nb = g->mode == PKV_MODE_PATTERN ? sq->bank_count : 0, nc = seq_chunks(g, sq);
+    const uint32_t nb = g->mode == PKV_MODE_PATTERN ? sq->bank_count : 0, nc = pkv_attn_seq_chunks(sq, g->G);
     const uint32_t T = sq->n_blocks * G + sq->n_window;
     pkv_attn_chunk *chunks = a->chunks + a->chunk_off[s] * H + (size_t)h * nc;
     float *q = a->qs + (size_t)pair * a->pair_floats, *qc = q + (size_t)rows * d;
@@ -162,7 +158,7 @@ static int attn_task(uint32_t unit, void *arg)
     const pkv_geom *g = a->st->g;
     const uint32_t H = g->H, d = g->d, pair = unit / a->splits, split = unit % a->splits, s = pair / H, h = pair % H;
     const pkv_attn_seq *sq = &op->seqs[s];
-    const uint32_t nb = g->mode == PKV_MODE_PATTERN ? sq->bank_count : 0, nc = seq_chunks(g, sq);
+    const uint32_t nb = g->mode == PKV_MODE_PATTERN ? sq->bank_count : 0, nc = pkv_attn_seq_chunks(sq, g->G);
     const uint32_t c0 = (uint32_t)((uint64_t)nc * split / a->splits), c1 = (uint32_t)((uint64_t)nc * (split + 1) / a->splits);
     const float *q = a->qs + (size_t)pair * a->pair_floats;
     pkv_attn_unit u = {g, a->rows, q, a->visible + (size_t)pair * a->rows, nb ? q + (size_t)a->rows * d : NULL, nb,
@@ -182,7 +178,7 @@ pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     uint32_t nbmax = 0, ncmax = 1;
     for (uint32_t s = 0; s < op->n_seqs; s++) {
         if (g->mode == PKV_MODE_PATTERN && op->seqs[s].bank_count > nbmax) nbmax = op->seqs[s].bank_count;
-        uint32_t nc = seq_chunks(g, &op->seqs[s]);
+        uint32_t nc = pkv_attn_seq_chunks(&op->seqs[s], g->G);
         if (nc > ncmax) ncmax = nc;
     }
     /* Units: about 8 per thread (PKV_CPU_ATTN_UNITS, docs/BACKENDS.md), each of at least 4 chunks;
@@ -202,7 +198,7 @@ pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     a.chunk_off = malloc(((size_t)op->n_seqs + 1) * sizeof *a.chunk_off);
     if (a.chunk_off) {
         a.chunk_off[0] = 0;
-        for (uint32_t s = 0; s < op->n_seqs; s++) a.chunk_off[s + 1] = a.chunk_off[s] + seq_chunks(g, &op->seqs[s]);
+        for (uint32_t s = 0; s < op->n_seqs; s++) a.chunk_off[s + 1] = a.chunk_off[s] + pkv_attn_seq_chunks(&op->seqs[s], g->G);
         a.chunks = malloc((a.chunk_off[op->n_seqs] * g->H + 1) * sizeof *a.chunks);
     }
     pkv_status s = PKV_ERR_OUT_OF_HOST_MEMORY;

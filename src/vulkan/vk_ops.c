@@ -611,7 +611,7 @@ typedef pkv_vk_attn_cfg attn_cfg; /* vk_internal.h */
 static int attn_few_chunks(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op)
 {
     uint64_t chunks = 0;
-    for (uint32_t i = 0; i < op->n_seqs; i++) chunks += op->seqs[i].n_blocks + (op->seqs[i].n_window + g->G - 1) / g->G;
+    for (uint32_t i = 0; i < op->n_seqs; i++) chunks += pkv_attn_seq_chunks(&op->seqs[i], g->G);
     return chunks * g->H < 8ull * vk->compute_units;
 }
 
