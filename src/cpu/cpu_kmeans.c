@@ -62,7 +62,9 @@ static size_t carve(pkv_kmeans *km, uint8_t *base, uint32_t n, uint32_t d, uint3
     PKV_KM_ARRAY(prev, md);
     PKV_KM_ARRAY(d1, nm);
     PKV_KM_ARRAY(d2, nm);
+    PKV_KM_ARRAY(nc2, (size_t)M);
     PKV_KM_ARRAY(nc2f, (size_t)M);
+    PKV_KM_ARRAY(mid, (size_t)M);
     PKV_KM_ARRAY(assign, (size_t)n);
     PKV_KM_ARRAY(count, (size_t)M);
     PKV_KM_ARRAY(idx, (size_t)n);
@@ -84,6 +86,7 @@ void pkv_kmeans_init_in(pkv_kmeans *km, void *mem, uint32_t n, uint32_t d, uint3
     km->cap = n;
     km->n = n, km->d = d, km->M = M, km->plain = plain;
     carve(km, mem, n, d, M);
+    for (uint32_t m = 0; m < M; m++) km->mid[m] = m;
 }
 
 void pkv_kmeans_free(pkv_kmeans *km)
@@ -104,15 +107,119 @@ int pkv_kmeans_init(pkv_kmeans *km, uint32_t n, uint32_t d, uint32_t M, int plai
     return 0;
 }
 
-/* The exact distance of two fp32 vectors, rounded up (scale: UP) or down (DN). */
-static double dist_exact(const float *a, const float *b, uint32_t d, double scale)
+/* Squared distances and norms in double for the bounds: sum_i (a_i - b_i)^2 (b NULL: sum_i a_i^2), the
+ * d terms in any order (the bounds allow 1e-9 relative, any order is within d 2^-53; only which tokens
+ * take which path can depend on it, never a result): running sums in lanes, so that the compiler
+ * vectorises them (a latency-bound chain of d additions otherwise). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline double sqd_lanes(const float *a, const float *b, uint32_t d)
 {
-    double s = 0.0;
-    for (uint32_t i = 0; i < d; i++) {
-        double t = (double)a[i] - (double)b[i];
-        s += t * t;
+    double s[8] = {0};
+    uint32_t i = 0;
+#if defined(__GNUC__)
+    /* 8 lanes at once, four independent sums of them */
+    typedef double v8d __attribute__((vector_size(64)));
+    typedef float v8f __attribute__((vector_size(32)));
+    v8d acc[4] = {{0}, {0}, {0}, {0}};
+    for (; i + 32 <= d; i += 32)
+        for (uint32_t k = 0; k < 4; k++) {
+            v8f f;
+            memcpy(&f, a + i + 8 * k, sizeof f);
+            v8d v = __builtin_convertvector(f, v8d);
+            if (b) {
+                memcpy(&f, b + i + 8 * k, sizeof f);
+                v -= __builtin_convertvector(f, v8d);
+            }
+            acc[k] += v * v;
+        }
+    for (uint32_t k = 0; i + 8 <= d; i += 8, k++) {
+        v8f f;
+        memcpy(&f, a + i, sizeof f);
+        v8d v = __builtin_convertvector(f, v8d);
+        if (b) {
+            memcpy(&f, b + i, sizeof f);
+            v -= __builtin_convertvector(f, v8d);
+        }
+        acc[k] += v * v;
     }
-    return sqrt(s) * scale;
+    v8d all = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    memcpy(s, &all, sizeof s);
+#endif
+    for (; i + 8 <= d; i += 8)
+        for (uint32_t k = 0; k < 8; k++) {
+            double t = (double)a[i + k] - (b ? (double)b[i + k] : 0.0);
+            s[k] += t * t;
+        }
+    for (; i < d; i++) {
+        double t = (double)a[i] - (b ? (double)b[i] : 0.0);
+        s[0] += t * t;
+    }
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+static void norms_generic(double *out, const float *x, uint32_t n, uint32_t d)
+{
+    for (uint32_t t = 0; t < n; t++) out[t] = sqd_lanes(x + (size_t)t * d, NULL, d);
+}
+
+static double sqd_generic(const float *a, const float *b, uint32_t d) { return sqd_lanes(a, b, d); }
+
+#if defined(PKV_CPU_X86) && defined(__GNUC__)
+/* The same sums with the eight lanes in one AVX-512 register (the kernel table's level says the CPU has it). */
+__attribute__((target("avx512f"))) static void norms_avx512(double *out, const float *x, uint32_t n, uint32_t d)
+{
+    for (uint32_t t = 0; t < n; t++) out[t] = sqd_lanes(x + (size_t)t * d, NULL, d);
+}
+
+__attribute__((target("avx512f"))) static double sqd_avx512(const float *a, const float *b, uint32_t d)
+{
+    return sqd_lanes(a, b, d);
+}
+#define PKV_KM_WIDE(k) ((k)->level == PKV_SIMD_AVX512 || (k)->level == PKV_SIMD_AVX512VNNI)
+#endif
+
+/* out[t] = |x_t|^2 for the first n rows of x [n][d] */
+static void norms(const pkv_cpu_kernels *k, double *out, const float *x, uint32_t n, uint32_t d)
+{
+#if defined(PKV_CPU_X86) && defined(__GNUC__)
+    if (PKV_KM_WIDE(k)) {
+        norms_avx512(out, x, n, d);
+        return;
+    }
+#endif
+    (void)k;
+    norms_generic(out, x, n, d);
+}
+
+/* The exact distance of two fp32 vectors, rounded up (scale: UP) or down (DN). */
+static double dist_exact(const pkv_cpu_kernels *k, const float *a, const float *b, uint32_t d, double scale)
+{
+#if defined(PKV_CPU_X86) && defined(__GNUC__)
+    if (PKV_KM_WIDE(k)) return sqrt(sqd_avx512(a, b, d)) * scale;
+#endif
+    (void)k;
+    return sqrt(sqd_generic(a, b, d)) * scale;
+}
+
+/* |c_m|^2 of the centroids C [M][d] (double, and float for the dots), and the largest. */
+static void centroid_norms(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *C)
+{
+    norms(k, km->nc2, C, km->M, km->d);
+    km->c2max = 0.0;
+    for (uint32_t m = 0; m < km->M; m++) {
+        km->nc2f[m] = (float)km->nc2[m];
+        if (km->nc2[m] > km->c2max) km->c2max = km->nc2[m];
+    }
+}
+
+/* The rounding bound of the fast dot products for a row of squared norm nx2 (resolve_fast):
+ * D_m^2 = |x|^2 + h_m within it. */
+static double dots_bound(const pkv_kmeans *km, double nx2, double tau)
+{
+    const double K = (2.1 * km->d + 8) * 0x1p-24;
+    return K * (sqrt(nx2) * sqrt(km->c2max) + km->c2max) + 1e-12 * nx2 + tau;
 }
 
 static int keep(double u, double L, double eps, double tau)
@@ -140,21 +247,13 @@ static void set_assign(pkv_kmeans *km, uint32_t t, uint32_t now)
 static uint32_t resolve_fast(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, const float *C, uint32_t *idx,
                              uint32_t nf, double eps, double tau)
 {
-    const uint32_t d = km->d, M = km->M;
-    double c2max = 0.0;
-    for (uint32_t m = 0; m < M; m++) {
-        double s = 0.0;
-        for (uint32_t i = 0; i < d; i++) s += (double)C[(size_t)m * d + i] * C[(size_t)m * d + i];
-        km->nc2f[m] = (float)s;
-        if (s > c2max) c2max = s;
-    }
-    const double cmax = sqrt(c2max), K = (2.1 * d + 8) * 0x1p-24;
+    const uint32_t d = km->d, M = km->M; /* km->nc2f, c2max: C's (centroid_norms) */
     k->dots_top2(x, idx, nf, d, C, M, km->nc2f, km->best, km->d1, km->d2);
     uint32_t left = 0;
     for (uint32_t j = 0; j < nf; j++) {
         const uint32_t t = idx[j], b = km->best[j];
         const float h1 = km->d1[j], h2 = km->d2[j];
-        const double nx2 = km->nx2[t], e = K * (sqrt(nx2) * cmax + c2max) + 1e-12 * nx2 + tau;
+        const double nx2 = km->nx2[t], e = dots_bound(km, nx2, tau);
         const double hi = nx2 + h1 + e, lo2 = nx2 + (double)h2 - e;
         if (!((hi * (1.0 + eps) * UP + tau) < lo2 * (1.0 - eps) * DN - tau)) { /* f of another may be <= */
             idx[left++] = t; /* left <= j: compaction in place */
@@ -176,6 +275,8 @@ static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x
     km->n_steps += n;
     uint32_t nf = 0;
     uint32_t *idx = NULL;
+    const int dots = k->dots_top2 && !km->plain;
+    if (dots) centroid_norms(km, k, C);
     if (km->bounded && !km->plain) {
         double dm1 = 0.0, dm2 = 0.0; /* the largest delta (of centroid m1) and the second largest */
         uint32_t m1 = 0;
@@ -183,12 +284,24 @@ static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x
             if (km->delta[m] > dm1) dm2 = dm1, dm1 = km->delta[m], m1 = m;
             else if (km->delta[m] > dm2) dm2 = km->delta[m];
         }
-        /* half_m from the computed distance of c_m to its nearest other centroid (the second
-         * smallest of its row: its own distance is exactly 0), through the kernel */
-        k->l2_top2(C, NULL, M, d, C, M, km->best, km->d1, km->d2);
-        for (uint32_t m = 0; m < M; m++) {
-            double f = km->d2[m];
-            km->half[m] = isinf(f) ? INFINITY : 0.5 * sqrt((f > tau ? f - tau : 0.0) / (1.0 + eps)) * DN;
+        if (dots) {
+            /* half_m from a lower bound of the distance of c_m to its nearest other centroid, through
+             * the dots of the centroids against themselves: D^2 >= |c_m|^2 + h - E with h the smallest
+             * h of the others, or a value below it (the smallest of all, when that is not c_m's own) */
+            k->dots_top2(C, km->mid, M, d, C, M, km->nc2f, km->best, km->d1, km->d2);
+            for (uint32_t m = 0; m < M; m++) {
+                const double h = km->best[m] == m ? km->d2[m] : km->d1[m];
+                const double lo2 = km->nc2[m] + h - dots_bound(km, km->nc2[m], tau);
+                km->half[m] = isinf(h) ? INFINITY : 0.5 * sqrt(lo2 > 0.0 ? lo2 : 0.0) * DN;
+            }
+        } else {
+            /* half_m from the computed distance of c_m to its nearest other centroid (the second
+             * smallest of its row: its own distance is exactly 0), through the kernel */
+            k->l2_top2(C, NULL, M, d, C, M, km->best, km->d1, km->d2);
+            for (uint32_t m = 0; m < M; m++) {
+                double f = km->d2[m];
+                km->half[m] = isinf(f) ? INFINITY : 0.5 * sqrt((f > tau ? f - tau : 0.0) / (1.0 + eps)) * DN;
+            }
         }
         for (uint32_t t = 0; t < n; t++) {
             uint32_t a = km->assign[t];
@@ -197,21 +310,30 @@ static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x
             km->u[t] = u, km->l[t] = l;
             double L = 2.0 * km->half[a] - u;
             if (l > L) L = l;
-            if (!keep(u, L, eps, tau)) km->idx[nf++] = t;
+            if (keep(u, L, eps, tau)) continue;
+            /* Hamerly's second test: u made exact again (it grew by every move of c_a), ~1/M of the dots */
+            u = km->u[t] = dist_exact(k, x + (size_t)t * d, C + (size_t)a * d, d, UP);
+            L = 2.0 * km->half[a] - u;
+            if (l > L) L = l;
+            if (keep(u, L, eps, tau)) {
+                km->n_tight++;
+                continue;
+            }
+            km->idx[nf++] = t;
         }
         idx = km->idx;
     } else {
         nf = n;
     }
-    if (k->dots_top2 && !km->plain) { /* most tokens settle with the fast dot products */
+    if (dots) { /* most tokens settle with the fast dot products */
         if (!idx)
             for (uint32_t t = 0; t < n; t++) km->idx[t] = t;
         idx = km->idx;
         km->n_fast += nf;
-        nf = resolve_fast(km, k, x, C, idx, nf, eps, tau);
+        if (nf) nf = resolve_fast(km, k, x, C, idx, nf, eps, tau);
     }
     km->n_exact += nf;
-    k->l2_top2(x, idx, nf, d, C, M, km->best, km->d1, km->d2);
+    if (nf) k->l2_top2(x, idx, nf, d, C, M, km->best, km->d1, km->d2);
     for (uint32_t j = 0; j < nf; j++) {
         uint32_t t = idx ? idx[j] : j;
         set_assign(km, t, km->best[j]);
@@ -258,66 +380,6 @@ static const float *centroid_sums(pkv_kmeans *km, const pkv_cpu_kernels *k, cons
     return km->tree;
 }
 
-/* |x_t|^2 in double for the first n tokens (resolve_fast's bound, which allows 1e-12 relative: any
- * order of the d terms is within d 2^-53; only which tokens take the fast path can depend on it, never
- * a result): running sums in lanes, so that the compiler vectorises them. */
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-static inline void norms_rows(double *nx2, const float *x, uint32_t n, uint32_t d)
-{
-    for (uint32_t t = 0; t < n; t++) {
-        const float *r = x + (size_t)t * d;
-        double s[8] = {0};
-        uint32_t i = 0;
-#if defined(__GNUC__)
-        /* 8 lanes at once, four independent sums of them (a latency-bound chain otherwise) */
-        typedef double v8d __attribute__((vector_size(64)));
-        typedef float v8f __attribute__((vector_size(32)));
-        v8d acc[4] = {{0}, {0}, {0}, {0}};
-        for (; i + 32 <= d; i += 32)
-            for (uint32_t k = 0; k < 4; k++) {
-                v8f f;
-                memcpy(&f, r + i + 8 * k, sizeof f);
-                v8d v = __builtin_convertvector(f, v8d);
-                acc[k] += v * v;
-            }
-        for (uint32_t k = 0; i + 8 <= d; i += 8, k++) {
-            v8f f;
-            memcpy(&f, r + i, sizeof f);
-            v8d v = __builtin_convertvector(f, v8d);
-            acc[k] += v * v;
-        }
-        v8d all = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-        memcpy(s, &all, sizeof s);
-#endif
-        for (; i + 8 <= d; i += 8)
-            for (uint32_t k = 0; k < 8; k++) s[k] += (double)r[i + k] * r[i + k];
-        for (; i < d; i++) s[0] += (double)r[i] * r[i];
-        nx2[t] = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-    }
-}
-
-#if defined(PKV_CPU_X86) && defined(__GNUC__)
-/* The same sums with the eight lanes in one AVX-512 register (the kernel table's level says the CPU has it). */
-__attribute__((target("avx512f"))) static void norms_avx512(double *nx2, const float *x, uint32_t n, uint32_t d)
-{
-    norms_rows(nx2, x, n, d);
-}
-#endif
-
-static void norms(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n)
-{
-#if defined(PKV_CPU_X86) && defined(__GNUC__)
-    if (k->level == PKV_SIMD_AVX512 || k->level == PKV_SIMD_AVX512VNNI) {
-        norms_avx512(km->nx2, x, n, km->d);
-        return;
-    }
-#endif
-    (void)k;
-    norms_rows(km->nx2, x, n, km->d);
-}
-
 void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n, const uint32_t *init,
                     const float *rcp, uint32_t iters, float tol2, float *c)
 {
@@ -327,7 +389,7 @@ void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, ui
     for (uint32_t m = 0; m < M; m++) memcpy(c + (size_t)m * d, x + (size_t)init[m] * d, d * sizeof *c);
     km->bounded = 0;
     memset(km->assign, 0xff, (size_t)n * sizeof *km->assign);
-    norms(km, k, x, n);
+    norms(k, km->nx2, x, n, d);
     memset(km->dirty, 1, (size_t)(n + PKV_KMEANS_CHUNK - 1) / PKV_KMEANS_CHUNK * M);
     for (uint32_t it = 0; it < iters; it++) {
         assign_step(km, k, x, n, c);
@@ -336,17 +398,29 @@ void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, ui
         const float *sum = centroid_sums(km, k, x);
         memcpy(km->prev, c, (size_t)M * d * sizeof *c);
         float shift2 = 0.0f;
-        for (uint32_t m = 0; m < M; m++) {
-            if (!km->count[m]) continue;
-            float acc = 0.0f;
-            for (uint32_t i = 0; i < d; i++) {
-                float nv = sum[(size_t)m * d + i] * rcp[km->count[m]];
-                acc = pkv_l2_step(acc, nv, c[(size_t)m * d + i]);
-                c[(size_t)m * d + i] = nv;
+        /* the centroids that have tokens, PKV_KM_ILP at a time: each one's shift is a chain of d
+         * dependent additions (channels ascending), so several run side by side */
+#define PKV_KM_ILP 8
+        for (uint32_t m0 = 0; m0 < M;) {
+            uint32_t act[PKV_KM_ILP], na = 0;
+            for (; m0 < M && na < PKV_KM_ILP; m0++)
+                if (km->count[m0]) act[na++] = m0;
+            float acc[PKV_KM_ILP], r[PKV_KM_ILP];
+            for (uint32_t q = 0; q < PKV_KM_ILP; q++) acc[q] = 0.0f, r[q] = q < na ? rcp[km->count[act[q]]] : 0.0f;
+            for (uint32_t i = 0; i < d; i++)
+                for (uint32_t q = 0; q < na; q++) {
+                    const size_t e = (size_t)act[q] * d + i;
+                    const float nv = sum[e] * r[q];
+                    acc[q] = pkv_l2_step(acc[q], nv, c[e]);
+                    c[e] = nv;
+                }
+            for (uint32_t q = 0; q < na; q++) {
+                const uint32_t m = act[q];
+                if (acc[q] > shift2) shift2 = acc[q];
+                km->delta[m] = (km->delta[m] + dist_exact(k, km->prev + (size_t)m * d, c + (size_t)m * d, d, UP)) * UP;
             }
-            if (acc > shift2) shift2 = acc;
-            km->delta[m] = (km->delta[m] + dist_exact(km->prev + (size_t)m * d, c + (size_t)m * d, d, UP)) * UP;
         }
+#undef PKV_KM_ILP
         if (shift2 < tol2) break;
     }
 }
@@ -359,11 +433,11 @@ void pkv_kmeans_assign(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x,
     if (!same) { /* other tokens than the run's: no bounds, the dots and the exact kernel only */
         km->bounded = 0;
         memset(km->assign, 0xff, (size_t)nq * sizeof *km->assign);
-        norms(km, k, x, nq);
+        norms(k, km->nx2, x, nq, d);
     }
     if (km->bounded)
         for (uint32_t m = 0; m < km->M; m++)
-            km->delta[m] = (km->delta[m] + dist_exact(c + (size_t)m * d, P + (size_t)m * d, d, UP)) * UP;
+            km->delta[m] = (km->delta[m] + dist_exact(k, c + (size_t)m * d, P + (size_t)m * d, d, UP)) * UP;
     assign_step(km, k, x, nq, P);
     memcpy(out, km->assign, (size_t)nq * sizeof *out);
     km->bounded = 0; /* the bounds of the tokens past nq no longer hold */

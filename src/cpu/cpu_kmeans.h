@@ -25,8 +25,12 @@ typedef struct pkv_kmeans {
     double *half;    /* [M] half the distance to the nearest other centroid */
     float *prev;     /* [M][d] the centroids before an update */
     double *nx2;     /* [n] |x_t|^2 */
-    float *nc2f;     /* [M] |c_m|^2 */
+    double *nc2;     /* [M] |c_m|^2 of the centroids of the current step (any order of summation) */
+    float *nc2f;     /* [M] the same rounded to float (the dots' c2) */
+    double c2max;    /* max_m nc2[m] */
+    uint32_t *mid;   /* [M] 0 .. M-1 (the centroids as rows of the dots) */
     uint64_t n_steps, n_fast, n_exact; /* token assignments made, through dots, through exact distances */
+    uint64_t n_tight; /* tokens kept by their bounds after their upper bound was made exact again */
     void *own;       /* the block pkv_kmeans_init allocated (NULL after pkv_kmeans_init_in) */
 } pkv_kmeans;
 

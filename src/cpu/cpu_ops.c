@@ -20,16 +20,18 @@ static void chunk_ptrs(const pkv_store *st, const uint32_t *table, uint32_t n, c
     for (uint32_t ci = 0; ci * PKV_CHUNK_PATTERNS < n; ci++) out[ci] = slot_ptr(st->chunks, table[ci], st->g->chunk_bytes);
 }
 
-static void store_pattern(const pkv_store *st, const uint32_t *table, uint32_t m, int kv, const float *p, float *back)
+/* Pattern m as fp16 into its chunk, and back as floats (d <= 256): the conversions of f16.c, the same
+ * bits as pkv_f32_to_f16 / pkv_f16_to_f32 for every value. */
+static void store_pattern(const pkv_cpu_kernels *k, const pkv_store *st, const uint32_t *table, uint32_t m, int kv,
+                          const float *p, float *back)
 {
     const uint32_t d = st->g->d;
     uint8_t *c = slot_ptr(st->chunks, table[m / PKV_CHUNK_PATTERNS], st->g->chunk_bytes);
     uint32_t j = (kv ? PKV_CHUNK_PATTERNS : 0) + m % PKV_CHUNK_PATTERNS;
-    for (uint32_t i = 0; i < d; i++) {
-        uint16_t h = (uint16_t)pkv_f32_to_f16(p[i]);
-        pkv_wr16(c + ((size_t)j * d + i) * 2, h);
-        back[i] = pkv_f16_to_f32(h);
-    }
+    uint16_t h[256];
+    pkv_f32_to_f16_at(pkv_f16_level(), p, h, d);
+    for (uint32_t i = 0; i < d; i++) pkv_wr16(c + ((size_t)j * d + i) * 2, h[i]);
+    k->f16_to_f32(h, back, d);
 }
 
 static void f16_rows(const pkv_cpu_kernels *k, const uint16_t *src, uint32_t n, uint32_t stride, uint32_t d, float *dst)
@@ -89,7 +91,7 @@ static int mine_unit(uint32_t u, void *arg)
     uint8_t *a = j->a + (size_t)slot * j->a_stride;
     if (kv == 0 && g->k_assign == PKV_K_ASSIGN_NONE) { /* V-only patterns: a K bank of zeros (K's index is V's) */
         memset(P, 0, (size_t)M * d * sizeof *P);
-        for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, 0, P + (size_t)m * d, P + (size_t)m * d);
+        for (uint32_t m = 0; m < M; m++) store_pattern(j->k, st, table, m, 0, P + (size_t)m * d, P + (size_t)m * d);
         return 0;
     }
     /* one scratch block kept by the backend between calls (a prompt's rows are megabytes: fresh pages
@@ -116,7 +118,7 @@ static int mine_unit(uint32_t u, void *arg)
         f16_rows(j->k, src, n, H * d, d, x);
     pkv_kmeans_run(&ks, j->k, sampled ? xs : x, ns, ml->init_index + ((size_t)h * 2 + (uint32_t)kv) * M, op->rcp,
                    op->max_iters, op->tol2, c);
-    for (uint32_t m = 0; m < M; m++) store_pattern(st, table, m, kv, c + (size_t)m * d, P + (size_t)m * d);
+    for (uint32_t m = 0; m < M; m++) store_pattern(j->k, st, table, m, kv, c + (size_t)m * d, P + (size_t)m * d);
     /* every token against the patterns, nx at a time (tokens, and with the variants groups of G, are
      * independent of each other there; an unsampled run's x is the k-means' own, its bounds reused) */
     for (uint32_t t0 = 0; t0 < op->n_quant && !failed; t0 += nx) {
@@ -216,7 +218,7 @@ static int flush_unit(uint32_t u, void *arg)
                 float centre[256];
                 if (kv == 0 && v_only) memset(centre, 0, sizeof centre); /* V-only patterns: K's are zero */
                 else j->k->centre(xs[kv], R, d, centre);
-                store_pattern(st, table, op->bank_count, kv, centre, P[kv] + (size_t)op->bank_count * d);
+                store_pattern(j->k, st, table, op->bank_count, kv, centre, P[kv] + (size_t)op->bank_count * d);
             }
             if (kv == 0 && v_only) continue; /* K takes V's index (below) */
             if (kv == 0 && g->k_assign != PKV_K_ASSIGN_MINMAX) { /* a variant (cpu_k_assign.c) */
