@@ -310,16 +310,7 @@ static void assign_step(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x
             km->u[t] = u, km->l[t] = l;
             double L = 2.0 * km->half[a] - u;
             if (l > L) L = l;
-            if (keep(u, L, eps, tau)) continue;
-            /* Hamerly's second test: u made exact again (it grew by every move of c_a), ~1/M of the dots */
-            u = km->u[t] = dist_exact(k, x + (size_t)t * d, C + (size_t)a * d, d, UP);
-            L = 2.0 * km->half[a] - u;
-            if (l > L) L = l;
-            if (keep(u, L, eps, tau)) {
-                km->n_tight++;
-                continue;
-            }
-            km->idx[nf++] = t;
+            if (!keep(u, L, eps, tau)) km->idx[nf++] = t;
         }
         idx = km->idx;
     } else {

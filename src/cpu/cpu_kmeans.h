@@ -30,7 +30,6 @@ typedef struct pkv_kmeans {
     double c2max;    /* max_m nc2[m] */
     uint32_t *mid;   /* [M] 0 .. M-1 (the centroids as rows of the dots) */
     uint64_t n_steps, n_fast, n_exact; /* token assignments made, through dots, through exact distances */
-    uint64_t n_tight; /* tokens kept by their bounds after their upper bound was made exact again */
     void *own;       /* the block pkv_kmeans_init allocated (NULL after pkv_kmeans_init_in) */
 } pkv_kmeans;
 
