@@ -22,13 +22,11 @@ typedef struct pkv_kmeans {
     float *d1, *d2;  /* computed distances of the recomputed tokens */
     double *u, *l;   /* per token: upper bound of the distance to its centroid, lower bound to the others */
     double *delta;   /* [M] how far each centroid moved since the bounds were made */
-    double *half;    /* [M] half the distance to the nearest other centroid */
     float *prev;     /* [M][d] the centroids before an update */
     double *nx2;     /* [n] |x_t|^2 */
     double *nc2;     /* [M] |c_m|^2 of the centroids of the current step (any order of summation) */
     float *nc2f;     /* [M] the same rounded to float (the dots' c2) */
     double c2max;    /* max_m nc2[m] */
-    uint32_t *mid;   /* [M] 0 .. M-1 (the centroids as rows of the dots) */
     uint64_t n_steps, n_fast, n_exact; /* token assignments made, through dots, through exact distances */
     void *own;       /* the block pkv_kmeans_init allocated (NULL after pkv_kmeans_init_in) */
 } pkv_kmeans;
