@@ -34,6 +34,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(PKV_CPU_X86) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "layout.h"
 #include "quant.h"
@@ -165,15 +168,34 @@ static void norms_generic(double *out, const float *x, uint32_t n, uint32_t d)
 static double sqd_generic(const float *a, const float *b, uint32_t d) { return sqd_lanes(a, b, d); }
 
 #if defined(PKV_CPU_X86) && defined(__GNUC__)
-/* The same sums with the eight lanes in one AVX-512 register (the kernel table's level says the CPU has it). */
+/* The same sums with the eight lanes in one AVX-512 register (the kernel table's level says the CPU has
+ * it), four independent sums (any order, as above). */
+__attribute__((target("avx512f"), always_inline)) static inline double sqd_avx512_in(const float *a, const float *b,
+                                                                                     uint32_t d)
+{
+    __m512d acc[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+    uint32_t i = 0, k = 0;
+    for (; i + 8 <= d; i += 8, k = (k + 1) & 3) {
+        __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(a + i));
+        if (b) v = _mm512_sub_pd(v, _mm512_cvtps_pd(_mm256_loadu_ps(b + i)));
+        acc[k] = _mm512_add_pd(acc[k], _mm512_mul_pd(v, v));
+    }
+    double s = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3])));
+    for (; i < d; i++) {
+        double t = (double)a[i] - (b ? (double)b[i] : 0.0);
+        s += t * t;
+    }
+    return s;
+}
+
 __attribute__((target("avx512f"))) static void norms_avx512(double *out, const float *x, uint32_t n, uint32_t d)
 {
-    for (uint32_t t = 0; t < n; t++) out[t] = sqd_lanes(x + (size_t)t * d, NULL, d);
+    for (uint32_t t = 0; t < n; t++) out[t] = sqd_avx512_in(x + (size_t)t * d, NULL, d);
 }
 
 __attribute__((target("avx512f"))) static double sqd_avx512(const float *a, const float *b, uint32_t d)
 {
-    return sqd_lanes(a, b, d);
+    return sqd_avx512_in(a, b, d);
 }
 #define PKV_KM_WIDE(k) ((k)->level == PKV_SIMD_AVX512 || (k)->level == PKV_SIMD_AVX512VNNI)
 #endif
@@ -210,6 +232,7 @@ static void centroid_norms(pkv_kmeans *km, const pkv_cpu_kernels *k, const float
         km->nc2f[m] = (float)km->nc2[m];
         if (km->nc2[m] > km->c2max) km->c2max = km->nc2[m];
     }
+    km->cmax = sqrt(km->c2max);
 }
 
 /* The rounding bound of the fast dot products for a row of squared norm nx2 (resolve_fast):
@@ -217,7 +240,7 @@ static void centroid_norms(pkv_kmeans *km, const pkv_cpu_kernels *k, const float
 static double dots_bound(const pkv_kmeans *km, double nx2, double tau)
 {
     const double K = (2.1 * km->d + 8) * 0x1p-24;
-    return K * (sqrt(nx2) * sqrt(km->c2max) + km->c2max) + 1e-12 * nx2 + tau;
+    return K * (sqrt(nx2) * km->cmax + km->c2max) + 1e-12 * nx2 + tau;
 }
 
 static int keep(double u, double L, double eps, double tau)

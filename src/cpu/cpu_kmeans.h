@@ -26,7 +26,7 @@ typedef struct pkv_kmeans {
     double *nx2;     /* [n] |x_t|^2 */
     double *nc2;     /* [M] |c_m|^2 of the centroids of the current step (any order of summation) */
     float *nc2f;     /* [M] the same rounded to float (the dots' c2) */
-    double c2max;    /* max_m nc2[m] */
+    double c2max, cmax; /* max_m nc2[m], its square root */
     uint64_t n_steps, n_fast, n_exact; /* token assignments made, through dots, through exact distances */
     void *own;       /* the block pkv_kmeans_init allocated (NULL after pkv_kmeans_init_in) */
 } pkv_kmeans;
