@@ -51,6 +51,26 @@ static void f16_rows(const pkv_cpu_kernels *k, const uint16_t *src, uint32_t n, 
     }
 }
 
+/* The n patterns of a bank as floats (pkv_bank_load, through the kernel's conversion where the chunk's
+ * little-endian fp16 is the host's). */
+static void bank_rows(const pkv_cpu_kernels *k, const pkv_store *st, const uint32_t *table, uint32_t n, float *PK,
+                      float *PV)
+{
+    const uint8_t *chunks[PKV_MAX_CHUNKS];
+    chunk_ptrs(st, table, n, chunks);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint32_t d = st->g->d;
+    for (uint32_t m = 0; m < n; m++) {
+        const uint16_t *c = (const uint16_t *)chunks[m / PKV_CHUNK_PATTERNS] + (size_t)(m % PKV_CHUNK_PATTERNS) * d;
+        k->f16_to_f32(c, PK + (size_t)m * d, d);
+        k->f16_to_f32(c + (size_t)PKV_CHUNK_PATTERNS * d, PV + (size_t)m * d, d);
+    }
+#else
+    (void)k;
+    pkv_bank_load(st->g, chunks, n, PK, PV);
+#endif
+}
+
 /* Quantizes groups of G tokens (x: [n][d] K and V) with their assignments into the given blocks. */
 static void encode_groups(const pkv_cpu_kernels *k, const pkv_store *st, uint32_t groups, const uint32_t *slots, const float *xk, const float *xv,
                           const uint8_t *ka, const uint8_t *va, const float *PK, const float *PV)
@@ -68,7 +88,6 @@ typedef struct mine_job {
     const pkv_cpu_kernels *k;
     const pkv_store *st;
     const pkv_mine_op *op;
-    float *P;   /* per (layer, kv head, K or V): the bank's patterns as stored, [M][d] */
     uint8_t *a; /* per (layer, kv head, K or V): the tokens' pattern indices, [a_stride] */
     size_t a_stride;
 } mine_job;
@@ -87,11 +106,10 @@ static int mine_unit(uint32_t u, void *arg)
     const uint32_t l = (u % LH) / H, h = u % H, slot = (l * H + h) * 2 + (uint32_t)kv;
     const pkv_mine_layer *ml = &op->layers[l];
     const uint32_t *table = ml->chunk_table + (size_t)h * PKV_MAX_CHUNKS;
-    float *P = j->P + (size_t)slot * M * d;
     uint8_t *a = j->a + (size_t)slot * j->a_stride;
     if (kv == 0 && g->k_assign == PKV_K_ASSIGN_NONE) { /* V-only patterns: a K bank of zeros (K's index is V's) */
-        memset(P, 0, (size_t)M * d * sizeof *P);
-        for (uint32_t m = 0; m < M; m++) store_pattern(j->k, st, table, m, 0, P + (size_t)m * d, P + (size_t)m * d);
+        float zero[256] = {0}, back[256];
+        for (uint32_t m = 0; m < M; m++) store_pattern(j->k, st, table, m, 0, zero, back);
         return 0;
     }
     /* one scratch block kept by the backend between calls (a prompt's rows are megabytes: fresh pages
@@ -105,11 +123,13 @@ static int mine_unit(uint32_t u, void *arg)
     const size_t b_xs = sampled ? PKV_UP64((size_t)ns * d * sizeof(float)) : 0;
     const uint32_t kn = sampled ? (ns > op->n_quant ? ns : op->n_quant) : n;
 #undef PKV_UP64
-    uint8_t *mem = pkv_cpu_scratch_take(j->be, b_x + b_P + b_xs + pkv_kmeans_scratch_bytes(kn, d, M));
+    uint8_t *mem = pkv_cpu_scratch_take(j->be, b_x + 2 * b_P + b_xs + pkv_kmeans_scratch_bytes(kn, d, M));
     if (!mem) return 1;
-    float *x = (float *)mem, *c = (float *)(mem + b_x), *xs = sampled ? (float *)(mem + b_x + b_P) : NULL;
+    /* c: the centroids; P: the bank's patterns as stored, [M][d] */
+    float *x = (float *)mem, *c = (float *)(mem + b_x), *P = (float *)(mem + b_x + b_P);
+    float *xs = sampled ? (float *)(mem + b_x + 2 * b_P) : NULL;
     pkv_kmeans ks;
-    pkv_kmeans_init_in(&ks, mem + b_x + b_P + b_xs, kn, d, M, 0);
+    pkv_kmeans_init_in(&ks, mem + b_x + 2 * b_P + b_xs, kn, d, M, 0);
     int failed = 0;
     const uint16_t *src = (kv ? op->tokens_v : op->tokens_k)[l] + (size_t)h * d;
     if (sampled)
@@ -145,13 +165,13 @@ static int mine_encode_unit(uint32_t u, void *arg)
     const uint32_t d = g->d, H = g->H, M = g->M, G = g->G, l = u / H, h = u % H, groups = op->n_quant / G;
     /* a group's rows at a time, converted to fp32 while they are in the caches (the whole prompt's
      * rows first were megabytes written and read back per head) */
-    const size_t b_x = (((size_t)G * d * sizeof(float)) + 63) & ~(size_t)63;
-    float *x = pkv_cpu_scratch_take(j->be, 2 * b_x);
+    const size_t b_x = (((size_t)G * d * sizeof(float)) + 63) & ~(size_t)63, b_P = (size_t)M * d * sizeof(float);
+    float *x = pkv_cpu_scratch_take(j->be, 2 * b_x + 2 * b_P);
     if (!x) return 1;
-    float *xv = (float *)((uint8_t *)x + b_x);
+    float *xv = (float *)((uint8_t *)x + b_x), *PK = (float *)((uint8_t *)x + 2 * b_x), *PV = PK + (size_t)M * d;
     uint8_t *ka = j->a + (size_t)u * 2 * j->a_stride, *va = ka + j->a_stride;
     if (g->k_assign == PKV_K_ASSIGN_NONE) memcpy(ka, va, op->n_quant);
-    const float *PK = j->P + (size_t)u * 2 * M * d, *PV = PK + (size_t)M * d;
+    bank_rows(j->k, st, op->layers[l].chunk_table + (size_t)h * PKV_MAX_CHUNKS, M, PK, PV); /* phase 1 stored them */
     const uint32_t *slots = op->layers[l].block_slot + (size_t)h * groups;
     for (uint32_t gi = 0; gi < groups; gi++) {
         const size_t t0 = (size_t)gi * G;
@@ -167,10 +187,12 @@ pkv_status pkv_cpu_mine(pkv_backend *be, const pkv_store *st, const pkv_mine_op 
 {
     if (!op->tokens_k) return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "cpu mine: tokens must be in host memory");
     const uint32_t LH = op->n_layers * st->g->H;
-    const size_t a_stride = ((size_t)op->n_quant + 63) & ~(size_t)63, b_P = (size_t)2 * LH * st->g->M * st->g->d * sizeof(float);
-    /* the backend's scratch, kept between calls (fresh pages of a large malloc are cleared by the kernel) */
-    uint8_t *mem = pkv_cpu_scratch_take(be, b_P + (size_t)2 * LH * a_stride);
-    mine_job j = {be, pkv_cpu_kernels_of(be), st, op, (float *)mem, mem + b_P, a_stride};
+    const size_t a_stride = ((size_t)op->n_quant + 63) & ~(size_t)63;
+    /* the backend's scratch, kept between calls (fresh pages of a large malloc are cleared by the kernel;
+     * phase 2 reads the patterns back from the bank, not from a copy of every head's here: a first
+     * call's page faults) */
+    uint8_t *mem = pkv_cpu_scratch_take(be, (size_t)2 * LH * a_stride);
+    mine_job j = {be, pkv_cpu_kernels_of(be), st, op, mem, a_stride};
     pkv_status s = mem ? PKV_OK : pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu mine: out of host memory");
     /* k-means per (layer, head, K or V) on every core, then the blocks per (layer, head) */
     if (s == PKV_OK && (s = pkv_cpu_run_op(be, 2 * LH, mine_unit, &j, "mine")) == PKV_OK) {
