@@ -51,68 +51,76 @@ static inline void wq_pack(const float *w, uint32_t n, float inv, int32_t *wq)
                             _mm512_cvtepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(w + t), _mm512_set1_ps(inv)))));
 }
 
-/* Channels [16v, 16v + 16) of two token rows (row0, row1) of a V plane of B = 2 or 4 bits: lane c
- * holds row0's code as its low int16 and row1's as its high one. Row0's field shifted down to bit 0,
- * row1's rotated to bit 16, one select and one AND. */
-static inline VI v_pair_codes(const uint8_t *row0, const uint8_t *row1, int B, uint32_t v)
+/* 2- and 4-bit V codes for vpdpwssd, two tokens per lane. v_pairs interleaves the 16-bit halves of
+ * the code words of token rows 2j and 2j + 1 (vpunpck[lh]wd: no cross-lane shuffle): a half of a word
+ * of the first row, then the same half of the second row, as one 32-bit dword. v_pair_codes then
+ * broadcasts the dwords of one channel vector from memory (a load, 64 bits for 2-bit codes, 128 for
+ * 4-bit), shifts each 16-bit half by its lane's field offset (vpsrlvw) and ANDs the field: the first
+ * row's code in the lane's low int16, the second's in its high one. None of these competes with
+ * vpdpwssd for its pipes on Zen 4 (vpmultishiftqb, vpermd, vpternlogd and vprolvd did: about 0.3 cycle
+ * each next to one vpdpwssd per cycle). The lanes hold the vector's channels in an order of their
+ * own (v_pair_lane), put back by v_unperm once per block. */
+
+/* words of one pair in vp: rows of up to 8 words (256 bits each) or up to 16 */
+static inline uint32_t vp_pair_words(uint32_t rw) { return rw <= 8 ? 16 : 32; }
+
+/* the 64-bit slot of word w's two interleaved halves in its pair: vpunpck[lh]wd work per 128-bit
+ * lane (4 words): words 4L, 4L + 1 in the low result, 4L + 2, 4L + 3 in the high one */
+static inline uint32_t vp_slot(uint32_t rw, uint32_t w)
 {
-    VI a, b, sh, rot, mask;
-    if (B == 2) {
-        sh = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        rot = _mm512_setr_epi32(16, 14, 12, 10, 8, 6, 4, 2, 0, 30, 28, 26, 24, 22, 20, 18);
-        a = _mm512_set1_epi32((int)rd32(row0 + 4 * v));
-        b = _mm512_set1_epi32((int)rd32(row1 + 4 * v));
-        mask = _mm512_set1_epi32(0x00030003);
-    } else {
-        const VI sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        sh = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
-        rot = _mm512_setr_epi32(16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20);
-        a = _mm512_permutexvar_epi32(sel, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(row0 + 8 * v))));
-        b = _mm512_permutexvar_epi32(sel, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(row1 + 8 * v))));
-        mask = _mm512_set1_epi32(0x000F000F);
-    }
-    a = _mm512_srlv_epi32(a, sh);
-    b = _mm512_rolv_epi32(b, rot);
-    /* low halves from a, high halves from b (0xD8: C ? B : A, C = 0xFFFF0000) */
-    VI x = _mm512_ternarylogic_epi32(a, b, _mm512_set1_epi32((int)0xFFFF0000u), 0xD8);
-    return _mm512_and_si512(x, mask);
+    return (w % 4 < 2 ? 0 : vp_pair_words(rw) / 4) + 2 * (w / 4) + w % 2;
 }
 
-/* out[j][2w], out[j][2w + 1] = word w of rows 2j and 2j + 1 (rw <= 16 words a row), j < npairs */
+/* out: npairs pairs of vp_pair_words(rw) words, rows 2j and 2j + 1 of codes (rw <= 16 words a row, read
+ * with a mask: never past a row's rw words) */
 static inline void v_pairs(const uint8_t *codes, uint32_t rw, uint32_t npairs, uint32_t *out)
 {
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    const __mmask16 m = (__mmask16)((1u << rw) - 1u);
     const uint32_t *p = (const uint32_t *)codes;
-    if (rw == 8) { /* head_dim 128: both rows in one 64-byte load */
-        const __m512i lo8 = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-        for (uint32_t j = 0; j < npairs; j++, p += 16, out += 16)
-            _mm512_storeu_si512(out, _mm512_permutexvar_epi32(lo8, _mm512_loadu_si512(p)));
+    if (rw <= 8) {
+        const __mmask8 m = (__mmask8)((1u << rw) - 1u);
+        for (uint32_t j = 0; j < npairs; j++, p += 2 * rw, out += 16) {
+            __m256i a = rw == 8 ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi32(m, p);
+            __m256i b = rw == 8 ? _mm256_loadu_si256((const __m256i *)(p + rw)) : _mm256_maskz_loadu_epi32(m, p + rw);
+            _mm256_storeu_si256((__m256i *)out, _mm256_unpacklo_epi16(a, b));
+            _mm256_storeu_si256((__m256i *)(out + 8), _mm256_unpackhi_epi16(a, b));
+        }
         return;
     }
-    for (uint32_t j = 0; j < npairs; j++, p += 2 * rw, out += 2 * rw) {
+    const __mmask16 m = (__mmask16)((1u << rw) - 1u);
+    for (uint32_t j = 0; j < npairs; j++, p += 2 * rw, out += 32) {
         __m512i a = _mm512_maskz_loadu_epi32(m, p), b = _mm512_maskz_loadu_epi32(m, p + rw);
-        _mm512_storeu_si512(out, _mm512_permutex2var_epi32(a, lo, b));
-        if (rw > 8) _mm512_storeu_si512(out + 16, _mm512_permutex2var_epi32(a, hi, b));
+        _mm512_storeu_si512(out, _mm512_unpacklo_epi16(a, b));
+        _mm512_storeu_si512(out + 16, _mm512_unpackhi_epi16(a, b));
     }
 }
 
-/* Channels [16v, 16v + 16) of a pair of 2-bit token rows interleaved by v_pairs (the words of both
- * rows at pr + 2v): lane c = code of the first row | code of the second << 16. One broadcast, one
- * vpmultishiftqb (each qword lane picks the four bytes of its two channels at their bit offsets: 2c in
- * the first word, 32 + 2c in the second) and one AND. */
-static inline VI v_pair_codes2(const uint32_t *pr, uint32_t v)
+/* Channel vector v (channels [16v, 16v + 16)) of a pair interleaved by v_pairs at pr: per lane, the
+ * first row's code | the second's << 16, lanes in v_pair_lane's order. 2-bit: the two dwords of word
+ * v (its low and high halves: channels 0-7 and 8-15), lane 2m + i = field m of half i (channel
+ * 8i + m). 4-bit: the four dwords of words 2v and 2v + 1, lane 4p + j = field p of dword j (channel
+ * 8 (j / 2) + 4 (j % 2) + p). */
+static inline VI v_pair_codes(const uint32_t *pr, uint32_t rw, int B, uint32_t v)
 {
-    uint64_t x;
-    memcpy(&x, pr + 2 * v, 8);
-    /* qword lane q (channels 2q, 2q + 1): bytes 0, 2, 4, 6 from bits 4q, 32 + 4q, 4q + 2, 34 + 4q (the
-     * other bytes are cleared by the AND) */
-#define CTL(q) (0x0022000200200000ll + (long long)(4 * (q)) * 0x0001000100010001ll)
-    const __m512i ctl = _mm512_setr_epi64(CTL(0), CTL(1), CTL(2), CTL(3), CTL(4), CTL(5), CTL(6), CTL(7));
-#undef CTL
-    VI y = _mm512_multishift_epi64_epi8(ctl, _mm512_set1_epi64((long long)x));
-    return _mm512_and_si512(y, _mm512_set1_epi32(0x00030003));
+    if (B == 2) {
+        const VI sh = _mm512_setr_epi32(0, 0, 0x00020002, 0x00020002, 0x00040004, 0x00040004, 0x00060006, 0x00060006,
+                                        0x00080008, 0x00080008, 0x000A000A, 0x000A000A, 0x000C000C, 0x000C000C,
+                                        0x000E000E, 0x000E000E);
+        long long x;
+        memcpy(&x, pr + 2 * vp_slot(rw, v), 8);
+        return _mm512_and_si512(_mm512_srlv_epi16(_mm512_set1_epi64(x), sh), _mm512_set1_epi32(0x00030003));
+    }
+    const VI sh = _mm512_setr_epi32(0, 0, 0, 0, 0x00040004, 0x00040004, 0x00040004, 0x00040004, 0x00080008, 0x00080008,
+                                    0x00080008, 0x00080008, 0x000C000C, 0x000C000C, 0x000C000C, 0x000C000C);
+    const VI x = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(pr + 2 * vp_slot(rw, 2 * v))));
+    return _mm512_and_si512(_mm512_srlv_epi16(x, sh), _mm512_set1_epi32(0x000F000F));
+}
+
+/* v_pair_codes's lanes back in channel order (lane c = channel c) */
+static inline VI v_unperm(VI a, int B)
+{
+    const VI i2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const VI i4 = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(B == 2 ? i2 : i4, a);
 }
 
 #include "cpu_attn_simd.h"

@@ -75,7 +75,7 @@ typedef struct unit_scratch {
     int32_t wq[RT][64];     /* per row: the weights p_t s_t rounded to int16, tokens (2j, 2j + 1) in pair j,
                              * all n of the chunk written by wq_pack */
     float wb[RT];           /* per row: their scale (p_t s_t ~ wb * int16) */
-    uint32_t vp[64 * 32];   /* 2-bit V: the block's code words of rows 2j and 2j + 1 interleaved (v_pairs),
+    uint32_t vp[64 * 32];   /* 2- and 4-bit V: the block's code words of rows 2j and 2j + 1 interleaved (v_pairs),
                              * the pairs v_pass_q reads */
 #endif
 } unit_scratch;
@@ -274,25 +274,25 @@ AINLINE void v_pass(const uint8_t *codes, uint32_t rb, uint32_t hi_off, const un
  * int16 weights wq: half the multiply-adds of v_pass. The block's int32 sums are scaled by wb and
  * added to acc_mem at the end. n may be odd: the weight after the last token is 0 (a block's rows
  * go to G, even). */
-AINLINE void v_pass_q(const uint8_t *codes, uint32_t rb, const unit_scratch *sc, float *const *acc_mem, uint32_t n,
-                      uint32_t v0, int NR, int B, int CHc)
+AINLINE void v_pass_q(uint32_t rw, const unit_scratch *sc, float *const *acc_mem, uint32_t n, uint32_t v0, int NR, int B,
+                      int CHc)
 {
     VI acc[ACC_REGS];
+    const uint32_t ps = vp_pair_words(rw);
     for (int i = 0; i < NR * CHc; i++) acc[i] = vi_set1(0);
     for (uint32_t t = 0; t < n; t += 2) {
-        const uint8_t *row = codes + (size_t)t * rb;
-        const uint32_t *pr = sc->vp + (size_t)t * (rb / 4); /* pair t / 2: 2 rb / 4 words */
+        const uint32_t *pr = sc->vp + (size_t)(t / 2) * ps;
         VI wr[RT];
         for (int r = 0; r < NR; r++) wr[r] = vi_set1((uint32_t)sc->wq[r][t / 2]);
         for (int k = 0; k < CHc; k++) {
-            VI c = B == 2 ? v_pair_codes2(pr, v0 + k) : v_pair_codes(row, row + rb, B, v0 + k);
+            VI c = v_pair_codes(pr, rw, B, v0 + k);
             for (int r = 0; r < NR; r++) acc[r * CHc + k] = vi_dpwssd(acc[r * CHc + k], c, wr[r]);
         }
     }
     for (int r = 0; r < NR; r++)
         for (int k = 0; k < CHc; k++) {
             float *a = acc_mem[r] + (v0 + k) * W;
-            vf_store(a, vf_fma(vf_from_i(acc[r * CHc + k]), vf_set1(sc->wb[r]), vf_load(a)));
+            vf_store(a, vf_fma(vf_from_i(v_unperm(acc[r * CHc + k], B)), vf_set1(sc->wb[r]), vf_load(a)));
         }
 }
 #endif
@@ -307,14 +307,15 @@ AINLINE void v_block_b(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, 
     uint32_t v0 = 0;
 #ifdef PKV_VNNI
     if (sc->vq && (B == 2 || B == 4)) {
-        if (B == 2) v_pairs(codes, rb / 4, (n + 1) / 2, sc->vp);
+        const uint32_t rw = rb / 4;
+        v_pairs(codes, rw, (n + 1) / 2, sc->vp);
         if (CH == 8)
-            for (; v0 + 8 <= nv; v0 += 8) v_pass_q(codes, rb, sc, acc_mem, n, v0, NR, B, 8);
+            for (; v0 + 8 <= nv; v0 += 8) v_pass_q(rw, sc, acc_mem, n, v0, NR, B, 8);
         if (CH >= 4)
-            for (; v0 + 4 <= nv; v0 += 4) v_pass_q(codes, rb, sc, acc_mem, n, v0, NR, B, 4);
+            for (; v0 + 4 <= nv; v0 += 4) v_pass_q(rw, sc, acc_mem, n, v0, NR, B, 4);
         if (CH >= 2)
-            for (; v0 + 2 <= nv; v0 += 2) v_pass_q(codes, rb, sc, acc_mem, n, v0, NR, B, 2);
-        for (; v0 < nv; v0++) v_pass_q(codes, rb, sc, acc_mem, n, v0, NR, B, 1);
+            for (; v0 + 2 <= nv; v0 += 2) v_pass_q(rw, sc, acc_mem, n, v0, NR, B, 2);
+        for (; v0 < nv; v0++) v_pass_q(rw, sc, acc_mem, n, v0, NR, B, 1);
         return;
     }
 #endif
