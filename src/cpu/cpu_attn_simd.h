@@ -381,11 +381,12 @@ AINLINE void v_f16(const uint8_t *vp, uint32_t n, uint32_t d, unit_scratch *sc, 
 /* ---- softmax of one row over one chunk ---------------------------------------------------------- */
 
 /* lg[0 .. n) holds the logits (base 2); tokens >= vis are not seen. Turns lg into weights p (0 for
- * unseen tokens), moves the running max when needed (rescaling the row's state), returns sum p. */
-static void row_softmax(unit_scratch *sc, int r, uint32_t n, uint32_t vis, float *m, float *l, float *acc,
-                        uint32_t d, uint32_t nb)
+ * unseen tokens), moves the running max when needed (rescaling the row's state), adds sum p to l and
+ * sum p_t vz_t to zs[r], and writes w[t] = p_t vs_t in the same pass; returns max |w_t|. */
+static float row_softmax(unit_scratch *sc, int r, uint32_t n, uint32_t vis, float *m, float *l, float *acc,
+                         uint32_t d, uint32_t nb)
 {
-    float *x = sc->lg[r];
+    float *x = sc->lg[r], *wr = sc->w[r];
     for (uint32_t t = vis; t < ((n + W - 1) / W) * W; t++) x[t] = -INFINITY;
     VF mx = vf_set1(-INFINITY);
     for (uint32_t t = 0; t < n; t += W) mx = vf_max(mx, vf_load(x + t));
@@ -399,14 +400,19 @@ static void row_softmax(unit_scratch *sc, int r, uint32_t n, uint32_t vis, float
         for (uint32_t k = 0; k < nb; k++) sc->H[0][k][r] *= f, sc->H[1][k][r] *= f, sc->H[2][k][r] *= f, sc->H[3][k][r] *= f;
         *m = mb;
     }
-    VF mm = vf_set1(*m), lsum = vf_zero();
+    VF mm = vf_set1(*m), lsum = vf_zero(), zs = vf_zero(), wmx = vf_zero();
     for (uint32_t t = 0; t < n; t += W) {
-        VF p = vf_exp2(vf_sub(vf_load(x + t), mm));
+        VF p = vf_exp2(vf_sub(vf_load(x + t), mm)), w = vf_mul(p, vf_load(sc->vs + t));
         vf_store(x + t, p);
+        vf_store(wr + t, w);
         lsum = vf_add(lsum, p);
+        zs = vf_fma(p, vf_load(sc->vz + t), zs);
+        wmx = vf_max(wmx, vf_max(w, vf_sub(vf_zero(), w)));
     }
-    for (uint32_t t = vis; t < n; t++) x[t] = 0.0f;
+    for (uint32_t t = vis; t < n; t++) x[t] = 0.0f, wr[t] = 0.0f;
     *l += vf_hsum(lsum);
+    sc->zs[r] += vf_hsum(zs);
+    return vf_hmax(wmx);
 }
 
 /* ---- one unit ------------------------------------------------------------------------------------ */
@@ -489,16 +495,7 @@ AINLINE void tile_chunk(const pkv_attn_unit *u, const pkv_attn_part *out, const 
             memset(sc->lg[r], 0, n * sizeof(float));
             continue;
         }
-        row_softmax(sc, r, n, vis, &out->m[r0 + r], &out->l[r0 + r], acc[r], dp, nb);
-        VF zs = vf_zero(), mx = vf_zero();
-        for (uint32_t t = 0; t < n; t += W) {
-            VF p = vf_load(&sc->lg[r][t]), w = vf_mul(p, vf_load(sc->vs + t));
-            vf_store(&sc->w[r][t], w);
-            zs = vf_fma(p, vf_load(sc->vz + t), zs);
-            mx = vf_max(mx, vf_max(w, vf_sub(vf_zero(), w)));
-        }
-        wmax[r] = vf_hmax(mx);
-        sc->zs[r] += vf_hsum(zs);
+        wmax[r] = row_softmax(sc, r, n, vis, &out->m[r0 + r], &out->l[r0 + r], acc[r], dp, nb);
     }
     if (pattern) { /* the histogram of the gated weights (p = 0 for unseen tokens and rows, and past vmax up to
                     * the block's G): the tile's rows of W tokens turned into W groups of 4 rows (vf_tok4), then
