@@ -56,10 +56,10 @@ static inline void wq_pack(const float *w, uint32_t n, float inv, int32_t *wq)
  * of the first row, then the same half of the second row, as one 32-bit dword. v_pair_codes then
  * broadcasts the dwords of one channel vector from memory (a load, 64 bits for 2-bit codes, 128 for
  * 4-bit), shifts each 16-bit half by its lane's field offset (vpsrlvw) and ANDs the field: the first
- * row's code in the lane's low int16, the second's in its high one. None of these competes with
- * vpdpwssd for its pipes on Zen 4 (vpmultishiftqb, vpermd, vpternlogd and vprolvd did: about 0.3 cycle
- * each next to one vpdpwssd per cycle). The lanes hold the vector's channels in an order of their
- * own (v_pair_lane), put back by v_unperm once per block. */
+ * row's code in the lane's low int16, the second's in its high one. Of these only vpsrlvw takes from
+ * vpdpwssd's pipes on Zen 4, about 0.2 cycle each next to one vpdpwssd per cycle (vpmultishiftqb,
+ * vpermd, vpternlogd and vprolvd, used before, about one cycle each). The lanes hold the vector's
+ * channels in an order of their own (v_pair_codes), put back by v_unperm once per block. */
 
 /* words of one pair in vp: rows of up to 8 words (256 bits each) or up to 16 */
 static inline uint32_t vp_pair_words(uint32_t rw) { return rw <= 8 ? 16 : 32; }
