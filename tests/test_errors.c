@@ -154,6 +154,19 @@ static void bad_inputs_leave_the_cache_as_it_was(void **state)
     p.scale = 0.0f;
     TU_OK(pkv_attention(c, &p, q, out));
     for (int i = 0; i < 4 * D; i++) assert_true(isfinite(out[i]));
+    q[7] = -0x1p64f; /* the limit itself is allowed, the next float above it is not, nor Inf */
+    TU_OK(pkv_attention(c, &p, q, out));
+    q[7] = nextafterf(0x1p64f, INFINITY);
+    assert_int_equal(pkv_attention(c, &p, q, out), PKV_ERR_NONFINITE);
+    q[7] = -INFINITY;
+    assert_int_equal(pkv_attention(c, &p, q, out), PKV_ERR_NONFINITE);
+    p.scale = 3.0f; /* 2^64 / 3 is not a float: the largest float below it is allowed, the next is not */
+    q[7] = (float)(0x1p64 / 3.0);
+    if ((double)q[7] > 0x1p64 / 3.0) q[7] = nextafterf(q[7], 0.0f);
+    TU_OK(pkv_attention(c, &p, q, out));
+    q[7] = nextafterf(q[7], INFINITY);
+    assert_int_equal(pkv_attention(c, &p, q, out), PKV_ERR_NONFINITE);
+    p.scale = 0.0f;
     q[7] = 0.5f;
     assert_int_equal(pkv_attention(c, &p, NULL, out), PKV_ERR_INVALID_ARGUMENT);
     assert_int_equal(pkv_attention(c, NULL, q, out), PKV_ERR_INVALID_ARGUMENT);

@@ -215,8 +215,18 @@ pkv_status pkv_attention(pkv_cache *c, const pkv_attention_params *params, const
      * |q| and |q| * scale at most 2^64 none of them, nor their sums over 256 channels, overflows fp32. */
     const double scale = p->scale > 0.0f ? p->scale : 1.0 / sqrt((double)c->g.d);
     const double q_limit = scale > 1.0 ? PKV_Q_LIMIT / scale : PKV_Q_LIMIT;
-    for (size_t i = 0; i < nq && st == PKV_OK; i++) {
-        qf[i] = p->q_dtype == PKV_F16 ? pkv_f16_to_f32(((const uint16_t *)q)[i]) : ((const float *)q)[i];
+    /* one branch-free pass (it vectorises; a per-element check took ~1 us per 1K values, serial before
+     * the CPU backend's threads start), then the first bad value found again for the message. |x| <=
+     * lim in float is |x| <= q_limit in double: lim is the largest float <= q_limit (x is a float). */
+    float lim = (float)q_limit;
+    if ((double)lim > q_limit) lim = nextafterf(lim, 0.0f);
+    int bad = 0;
+    if (p->q_dtype == PKV_F16)
+        for (size_t i = 0; i < nq; i++) qf[i] = pkv_f16_to_f32(((const uint16_t *)q)[i]);
+    else
+        memcpy(qf, q, nq * sizeof *qf);
+    for (size_t i = 0; i < nq; i++) bad |= !(fabsf(qf[i]) <= lim); /* NaN: the compare is false */
+    for (size_t i = 0; bad && i < nq && st == PKV_OK; i++) {
         if (!isfinite(qf[i])) st = pkv_fail(c->ctx, PKV_ERR_NONFINITE, "pkv_attention: q[%zu] is NaN or Inf", i);
         else if (fabs((double)qf[i]) > q_limit)
             st = pkv_fail(c->ctx, PKV_ERR_NONFINITE,
