@@ -4,8 +4,8 @@
  * all query rows of its kv head in one pass over its chunks (the kernels of cpu_simd.h: scalar, AVX2,
  * AVX-512 or NEON); the last unit of a (sequence, kv head) to finish merges the partial softmax
  * states and adds the patterns' share of V (sum_m S[m] P_V[m]). Softmax runs in base 2: q is
- * prescaled by scale * log2(e). Two jobs on the pool: first one task per (sequence, kv head) builds
- * what its units share (chunk list, prescaled q, q . P_K), then the units. */
+ * prescaled by scale * log2(e). One job on the pool: first one task per (sequence, kv head) builds
+ * what its units share (chunk list, prescaled q, q . P_K), then the units (attn_item). */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -26,6 +26,7 @@ typedef struct attn_ctx {
     size_t part_floats; /* per unit */
     float *parts;
     atomic_uint *done;  /* per (sequence, kv head): units finished */
+    atomic_uint *ready; /* per (sequence, kv head): 0 while its prep_task runs, 1 done, 2 failed */
     /* per (sequence, kv head), written by prep_task */
     size_t pair_floats;      /* q [rows][d], then q . P_K [rows][nbmax] */
     float *qs;
@@ -154,6 +155,13 @@ static int prep_task(uint32_t pair, void *arg)
 static int attn_task(uint32_t unit, void *arg)
 {
     const attn_ctx *a = arg;
+    {
+        /* its pair's prep_task: an item before this one in the same job, so already claimed by a
+         * running thread (items are claimed in order); its flag is released when it is done */
+        unsigned r;
+        while (!(r = atomic_load_explicit(&a->ready[unit / a->splits], memory_order_acquire))) pkv_cpu_relax();
+        if (r == 2) return 1;
+    }
     const pkv_attn_op *op = a->op;
     const pkv_geom *g = a->st->g;
     const uint32_t H = g->H, d = g->d, pair = unit / a->splits, split = unit % a->splits, s = pair / H, h = pair % H;
@@ -167,6 +175,18 @@ static int attn_task(uint32_t unit, void *arg)
     int failed = a->k->attn_unit(&u, &p);
     /* the last unit of the pair merges (acq_rel: it sees every other unit's partial state) */
     if (atomic_fetch_add_explicit(&a->done[pair], 1, memory_order_acq_rel) + 1 == a->splits) failed |= merge(a, pair);
+    return failed;
+}
+
+/* One job: items [0, pairs) prepare the pairs, the rest are the units (the pool claims items in order,
+ * so a unit's prep is always claimed before it; one job boundary per call instead of two). */
+static int attn_item(uint32_t i, void *arg)
+{
+    const attn_ctx *a = arg;
+    const uint32_t pairs = a->op->n_seqs * a->st->g->H;
+    if (i >= pairs) return attn_task(i - pairs, arg);
+    int failed = prep_task(i, arg);
+    atomic_store_explicit(&a->ready[i], failed ? 2u : 1u, memory_order_release);
     return failed;
 }
 
@@ -188,11 +208,12 @@ pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (splits > ncmax / 4) splits = ncmax / 4;
     if (rows > 64 && splits > 2) splits = 2;
     if (splits < 1) splits = 1;
-    attn_ctx a = {st, op, pkv_cpu_kernels_of(be), splits, rows, nbmax, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL};
+    attn_ctx a = {st, op, pkv_cpu_kernels_of(be), splits, rows, nbmax, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
     a.part_floats = (size_t)rows * (2 + g->d + nbmax);
     a.pair_floats = (size_t)rows * (g->d + nbmax);
     a.parts = malloc((size_t)pairs * splits * a.part_floats * sizeof(float));
     a.done = malloc(pairs * sizeof *a.done);
+    a.ready = malloc(pairs * sizeof *a.ready);
     a.qs = malloc(((size_t)pairs * a.pair_floats + 64) * sizeof(float)); /* 64: table reads past qc (vf_lookup) */
     a.visible = malloc((size_t)pairs * rows * sizeof *a.visible);
     a.chunk_off = malloc(((size_t)op->n_seqs + 1) * sizeof *a.chunk_off);
@@ -202,16 +223,15 @@ pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         a.chunks = malloc((a.chunk_off[op->n_seqs] * g->H + 1) * sizeof *a.chunks);
     }
     pkv_status s = PKV_ERR_OUT_OF_HOST_MEMORY;
-    if (!a.parts || !a.done || !a.qs || !a.visible || !a.chunk_off || !a.chunks) {
+    if (!a.parts || !a.done || !a.ready || !a.qs || !a.visible || !a.chunk_off || !a.chunks) {
         s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "cpu attention: out of host memory");
         goto done;
     }
-    for (uint32_t i = 0; i < pairs; i++) atomic_init(&a.done[i], 0u);
+    for (uint32_t i = 0; i < pairs; i++) atomic_init(&a.done[i], 0u), atomic_init(&a.ready[i], 0u);
     const double t0 = pkv_cpu_now_ms();
-    s = pkv_cpu_run_op(be, pairs, prep_task, &a, "attention");
-    if (s == PKV_OK) s = pkv_cpu_run_op(be, pairs * splits, attn_task, &a, "attention");
+    s = pkv_cpu_run_op(be, pairs + pairs * splits, attn_item, &a, "attention");
     pkv_cpu_set_last_op_ms(be, pkv_cpu_now_ms() - t0);
 done:
-    free(a.parts), free(a.done), free(a.qs), free(a.visible), free(a.chunk_off), free(a.chunks);
+    free(a.parts), free(a.done), free(a.ready), free(a.qs), free(a.visible), free(a.chunk_off), free(a.chunks);
     return s;
 }

@@ -196,15 +196,6 @@ static const pkv_backend_iface cpu_iface = {
     .last_op_ms = pkv_cpu_last_op_ms,
 };
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /* Runs items of the current job until none is left to claim. */
 static void pool_drain(pool *p)
 {
@@ -222,7 +213,7 @@ static void *pool_worker(void *arg)
     for (;;) {
         double t0 = pkv_cpu_now_ms();
         for (uint32_t k = 0; atomic_load_explicit(&p->agen, memory_order_acquire) == seen; k++) {
-            cpu_relax();
+            pkv_cpu_relax();
             if ((k & 63u) == 63u && pkv_cpu_now_ms() - t0 > 0.2) break; /* spin 0.2 ms, then sleep */
         }
         pthread_mutex_lock(&p->mu);
@@ -279,7 +270,7 @@ void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t, void
     pthread_mutex_unlock(&p->mu);
     double t0 = pkv_cpu_now_ms();
     for (uint32_t k = 0; atomic_load_explicit(&p->active, memory_order_acquire); k++) {
-        cpu_relax();
+        pkv_cpu_relax();
         if ((k & 63u) == 63u && pkv_cpu_now_ms() - t0 > 0.2) break; /* spin 0.2 ms, then sleep */
     }
     pthread_mutex_lock(&p->mu);

@@ -10,6 +10,15 @@ pkv_status pkv_cpu_write_window(pkv_backend *be, const pkv_store *st, const pkv_
 pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op);
 pkv_status pkv_cpu_measure_read(pkv_backend *be, uint64_t bytes, double *gbps);
 double pkv_cpu_now_ms(void);
+/* A spin-wait hint to the core. */
+static inline void pkv_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
 double pkv_cpu_last_op_ms(pkv_backend *be);
 void pkv_cpu_set_last_op_ms(pkv_backend *be, double ms);
 /* The kernel table the backend chose at creation (cpu_simd.h), and its thread count. */
@@ -22,10 +31,11 @@ uint32_t pkv_cpu_n_threads(pkv_backend *be);
  * buffers are lent at once (NULL beyond). */
 void *pkv_cpu_scratch_take(pkv_backend *be, size_t bytes);
 void pkv_cpu_scratch_give(pkv_backend *be, void *p);
-/* Runs fn(i, arg) for i in [0, n) on the backend's threads (a pool started on first use; items are handed out
- * one at a time, so a core that another process slows down takes fewer). */
 /* Decode-attention units per thread (PKV_CPU_ATTN_UNITS, 1 .. 64; default 8), read at creation. */
 uint32_t pkv_cpu_attn_units(pkv_backend *be);
+/* Runs fn(i, arg) for i in [0, n) on the backend's threads (a pool started on first use; items are handed out
+ * one at a time, so a core that another process slows down takes fewer). Items are claimed in the order of
+ * i: when item i starts, every item before it has started (the attention's units wait on their prep). */
 void pkv_cpu_parallel_for(pkv_backend *be, uint32_t n, void (*fn)(uint32_t i, void *arg), void *arg);
 /* Runs an op as n tasks; a task returns nonzero when it could not allocate its scratch memory.
  * Records the op's duration for pkv_last_op_time. */
