@@ -26,38 +26,55 @@ static inline VI vi_gather_rows(const uint32_t *p, VI idx) { return _mm512_i32ga
 /* dst[c * dstride + r] = src[r * stride + c] for 16 rows r and columns c < ncols (<= 16): a 16 x 16
  * transpose of 32-bit words in registers (rows read with a mask, never past column ncols). */
 #define VI_TRANSPOSE 1
+/* The 8 x 8 transposes of both halves (r[i] = row i | row i + 8 of 8 words each): t[c] = column c of
+ * the 16 rows. */
+static inline void vi_transpose_halves(__m512i *r, __m512i *t)
+{
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; g++) { /* r[4g + k], 128-bit lane j: column 4(j % 2) + k */
+        r[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm512_permutex2var_epi64(r[k], lo, r[4 + k]);
+        t[4 + k] = _mm512_permutex2var_epi64(r[k], hi, r[4 + k]);
+    }
+}
+
+/* t[c] = word c of 16 rows of 8 words at src (contiguous: rows 2j, 2j + 1 in one 64-byte load) */
+#define VI_TRANSPOSE8 1
+static inline void vi_transpose8(const uint32_t *src, __m512i *t)
+{
+    __m512i L[8], r[8];
+    for (int j = 0; j < 8; j++) L[j] = _mm512_loadu_si512(src + 16 * j);
+    for (int i = 0; i < 8; i += 2) {
+        r[i] = _mm512_shuffle_i64x2(L[i / 2], L[4 + i / 2], 0x44);     /* row i | row i + 8 */
+        r[i + 1] = _mm512_shuffle_i64x2(L[i / 2], L[4 + i / 2], 0xEE); /* row i + 1 | row i + 9 */
+    }
+    vi_transpose_halves(r, t);
+}
+
 static inline void vi_transpose(const uint32_t *src, size_t stride, uint32_t ncols, uint32_t *dst, size_t dstride)
 {
     __m512i r[16], t[16];
     if (ncols <= 8) { /* rows i and i + 8 in the two halves of r[i]: an 8 x 8 transpose in each half */
-        if (ncols == 8 && stride == 8) { /* rows 2j, 2j + 1 in one 64-byte load: r[i] = their halves */
-            __m512i L[8];
-            for (int j = 0; j < 8; j++) L[j] = _mm512_loadu_si512(src + 16 * j);
-            for (int i = 0; i < 8; i += 2) {
-                r[i] = _mm512_shuffle_i64x2(L[i / 2], L[4 + i / 2], 0x44);     /* row i | row i + 8 */
-                r[i + 1] = _mm512_shuffle_i64x2(L[i / 2], L[4 + i / 2], 0xEE); /* row i + 1 | row i + 9 */
-            }
+        if (ncols == 8 && stride == 8) { /* rows 2j, 2j + 1 in one 64-byte load */
+            vi_transpose8(src, t);
+            for (uint32_t c = 0; c < 8; c++) _mm512_storeu_si512(dst + c * dstride, t[c]);
+            return;
         } else {
             const __mmask8 m8 = (__mmask8)((1u << ncols) - 1u);
             for (int i = 0; i < 8; i++)
                 r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi32(m8, src + (size_t)i * stride)),
                                           _mm256_maskz_loadu_epi32(m8, src + (size_t)(i + 8) * stride), 1);
         }
-        for (int i = 0; i < 4; i++) {
-            t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-        }
-        for (int g = 0; g < 2; g++) { /* r[4g + k], 128-bit lane j: column 4(j % 2) + k */
-            r[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-            r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-            r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-            r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-        }
-        const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
-        for (int k = 0; k < 4; k++) {
-            t[k] = _mm512_permutex2var_epi64(r[k], lo, r[4 + k]);
-            t[4 + k] = _mm512_permutex2var_epi64(r[k], hi, r[4 + k]);
-        }
+        vi_transpose_halves(r, t);
         for (uint32_t c = 0; c < ncols; c++) _mm512_storeu_si512(dst + c * dstride, t[c]);
         return;
     }

@@ -17,6 +17,7 @@ static inline VI vi_dpwssd(VI acc, VI a, VI b)
 #endif
 }
 static inline VF vf_from_i(VI v) { return _mm512_cvtepi32_ps(v); }
+static inline VI vi_add(VI a, VI b) { return _mm512_add_epi32(a, b); }
 static inline VF vf_abs(VF v) { return _mm512_abs_ps(v); }
 
 /* The vpermw index of kq_pack for B-bit codes (2, 4, 8): int16 lane 2m, 2m + 1 = channels k and k + half
