@@ -182,6 +182,37 @@ AINLINE void k_store(unit_scratch *sc, int r, uint32_t t, VF x, const float *zt,
     vf_store(&sc->lg[r][t], x);
 }
 
+#if defined(PKV_VNNI) && defined(VI_TRANSPOSE8)
+/* head_dim 128, 2-bit K (8 code words a token): each tile's words transposed in registers and used there
+ * (no round trip through kt; two dp chains per row). A function of its own: inlined into
+ * k_logits_block it made GCC 12 lay out the other widths' loops worse (4-bit ~5% slower). */
+__attribute__((noinline)) static void k_logits_b2_d128(uint32_t G, const uint32_t *codes, unit_scratch *sc,
+                                                       const float *zt, const float *const *qc, uint32_t nb, int NR)
+{
+    const VI mask = vi_set1(0x00030003u);
+    for (uint32_t t0 = 0; t0 < G; t0 += W) {
+        VI v[8], acc[2][RT];
+        vi_transpose8(codes + (size_t)t0 * 8, v);
+        for (int r = 0; r < NR; r++) acc[0][r] = acc[1][r] = vi_set1(0);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+        for (uint32_t j = 0; j < 8; j++) {
+            const int32_t *cf = &sc->kq[0][0] + (size_t)j * 8;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+            for (uint32_t k = 0; k < 8; k++) { /* two chains per row: k even and odd */
+                const VI f = vi_and(k ? vi_srli(v[j], (int)(2 * k)) : v[j], mask);
+                for (int r = 0; r < NR; r++) acc[k & 1][r] = vi_dpwssd(acc[k & 1][r], f, vi_set1((uint32_t)cf[r * 144 + k]));
+            }
+        }
+        for (int r = 0; r < NR; r++)
+            k_store(sc, r, t0, vf_mul(vf_from_i(vi_add(acc[0][r], acc[1][r])), vf_set1(sc->ka[r])), zt, qc, nb);
+    }
+}
+#endif
+
 AINLINE void k_logits_block(const pkv_geom *g, const uint8_t *blk, unit_scratch *sc, const float *zt,
                             const float *const *qc, uint32_t nb, int NR)
 {
@@ -192,29 +223,8 @@ AINLINE void k_logits_block(const pkv_geom *g, const uint8_t *blk, unit_scratch 
     const uint32_t *codes = (const uint32_t *)(blk + g->off_kcodes);
     const size_t cs = 2 * 256;
 #if defined(PKV_VNNI) && defined(VI_TRANSPOSE8)
-    if (sc->vnni && b == 2 && rw == 8) { /* head_dim 128, 2-bit K: each tile's words transposed in registers
-                                          * and used there (no round trip through kt) */
-        const VI mask = vi_set1(0x00030003u);
-        for (uint32_t t0 = 0; t0 < G; t0 += W) {
-            VI v[8], acc[2][RT];
-            vi_transpose8(codes + (size_t)t0 * 8, v);
-            for (int r = 0; r < NR; r++) acc[0][r] = acc[1][r] = vi_set1(0);
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 8
-#endif
-            for (uint32_t j = 0; j < 8; j++) {
-                const int32_t *cf = &sc->kq[0][0] + (size_t)j * 8;
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 8
-#endif
-                for (uint32_t k = 0; k < 8; k++) { /* two chains per row: k even and odd */
-                    const VI f = vi_and(k ? vi_srli(v[j], (int)(2 * k)) : v[j], mask);
-                    for (int r = 0; r < NR; r++) acc[k & 1][r] = vi_dpwssd(acc[k & 1][r], f, vi_set1((uint32_t)cf[r * 144 + k]));
-                }
-            }
-            for (int r = 0; r < NR; r++)
-                k_store(sc, r, t0, vf_mul(vf_from_i(vi_add(acc[0][r], acc[1][r])), vf_set1(sc->ka[r])), zt, qc, nb);
-        }
+    if (sc->vnni && b == 2 && rw == 8) {
+        k_logits_b2_d128(G, (const uint32_t *)(blk + g->off_kcodes), sc, zt, qc, nb, NR);
         return;
     }
 #endif
