@@ -372,6 +372,19 @@ static const float *centroid_sums(pkv_kmeans *km, const pkv_cpu_kernels *k, cons
     return km->tree;
 }
 
+/* A centroid's update, docs/NUMERICS.md: nv_i = sum_i * r, sq_i = (nv_i - c_i)^2 (pkv_l2_step's two
+ * roundings), c_i = nv_i, for i < d (no chain: the compiler vectorises it). */
+static void update_row(const float *restrict sum, float r, float *restrict c, float *restrict sq, uint32_t d)
+{
+    for (uint32_t i = 0; i < d; i++) {
+        PKV_PRECISE float nv = sum[i] * r;
+        PKV_PRECISE float diff = nv - c[i];
+        PKV_PRECISE float s2 = diff * diff;
+        sq[i] = s2;
+        c[i] = nv;
+    }
+}
+
 void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, uint32_t n, const uint32_t *init,
                     const float *rcp, uint32_t iters, float tol2, float *c)
 {
@@ -397,15 +410,26 @@ void pkv_kmeans_run(pkv_kmeans *km, const pkv_cpu_kernels *k, const float *x, ui
             uint32_t act[PKV_KM_ILP], na = 0;
             for (; m0 < M && na < PKV_KM_ILP; m0++)
                 if (km->count[m0]) act[na++] = m0;
-            float acc[PKV_KM_ILP], r[PKV_KM_ILP];
-            for (uint32_t q = 0; q < PKV_KM_ILP; q++) acc[q] = 0.0f, r[q] = q < na ? rcp[km->count[act[q]]] : 0.0f;
-            for (uint32_t i = 0; i < d; i++)
-                for (uint32_t q = 0; q < na; q++) {
-                    const size_t e = (size_t)act[q] * d + i;
-                    const float nv = sum[e] * r[q];
-                    acc[q] = pkv_l2_step(acc[q], nv, c[e]);
-                    c[e] = nv;
-                }
+            float acc[PKV_KM_ILP] = {0};
+            if (d <= 256) { /* the new values and squared differences per centroid (vectorised, each value
+                             * the same two roundings), then only the additions run as chains */
+                float sq[PKV_KM_ILP][256];
+                for (uint32_t q = 0; q < na; q++)
+                    update_row(sum + (size_t)act[q] * d, rcp[km->count[act[q]]], c + (size_t)act[q] * d, sq[q], d);
+                for (uint32_t i = 0; i < d; i++)
+                    for (uint32_t q = 0; q < na; q++) {
+                        PKV_PRECISE float r = acc[q] + sq[q][i];
+                        acc[q] = r;
+                    }
+            } else {
+                for (uint32_t i = 0; i < d; i++)
+                    for (uint32_t q = 0; q < na; q++) {
+                        const size_t e = (size_t)act[q] * d + i;
+                        const float nv = sum[e] * rcp[km->count[act[q]]];
+                        acc[q] = pkv_l2_step(acc[q], nv, c[e]);
+                        c[e] = nv;
+                    }
+            }
             for (uint32_t q = 0; q < na; q++) {
                 const uint32_t m = act[q];
                 if (acc[q] > shift2) shift2 = acc[q];
