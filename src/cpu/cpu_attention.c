@@ -201,7 +201,7 @@ pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         uint32_t nc = pkv_attn_seq_chunks(&op->seqs[s], g->G);
         if (nc > ncmax) ncmax = nc;
     }
-    /* Units: about 8 per thread (PKV_CPU_ATTN_UNITS, docs/BACKENDS.md), each of at least 4 chunks;
+    /* Units: about 4 per thread (PKV_CPU_ATTN_UNITS, docs/BACKENDS.md), each of at least 4 chunks;
      * fewer when the rows are many (long q_len). */
     const uint32_t threads = pkv_cpu_n_threads(be), target = pkv_cpu_attn_units(be) * threads;
     uint32_t splits = pairs >= target ? 1 : (target + pairs - 1) / pairs;

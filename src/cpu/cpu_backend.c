@@ -54,7 +54,7 @@ typedef struct scratch_slot {
 
 typedef struct cpu_impl {
     uint32_t n_threads;
-    uint32_t attn_units; /* attention units per thread (PKV_CPU_ATTN_UNITS, default 8) */
+    uint32_t attn_units; /* attention units per thread (PKV_CPU_ATTN_UNITS, default 4) */
     double last_op_ms;
     const pkv_cpu_kernels *kernels;
     pool pool;
@@ -345,9 +345,9 @@ static pkv_status cpu_create(const pkv_context_params *p, pkv_backend **out, cha
     impl->last_op_ms = -1.0;
     impl->n_threads = p->n_threads ? p->n_threads : (uint32_t)(cores > 0 ? cores : 1);
     if (impl->n_threads > 64) impl->n_threads = 64;
-    const char *units = getenv("PKV_CPU_ATTN_UNITS"); /* a tuning switch: 1 .. 64, else the default 8 */
+    const char *units = getenv("PKV_CPU_ATTN_UNITS"); /* a tuning switch: 1 .. 64, else the default 4 */
     long nu = units ? strtol(units, NULL, 10) : 0;
-    impl->attn_units = nu >= 1 && nu <= 64 ? (uint32_t)nu : 8u;
+    impl->attn_units = nu >= 1 && nu <= 64 ? (uint32_t)nu : 4u;
     char note[160];
     impl->kernels = pkv_cpu_kernels_for(pkv_cpu_simd_choose(note, sizeof note));
     if (note[0]) {

@@ -31,7 +31,7 @@ uint32_t pkv_cpu_n_threads(pkv_backend *be);
  * buffers are lent at once (NULL beyond). */
 void *pkv_cpu_scratch_take(pkv_backend *be, size_t bytes);
 void pkv_cpu_scratch_give(pkv_backend *be, void *p);
-/* Decode-attention units per thread (PKV_CPU_ATTN_UNITS, 1 .. 64; default 8), read at creation. */
+/* Decode-attention units per thread (PKV_CPU_ATTN_UNITS, 1 .. 64; default 4), read at creation. */
 uint32_t pkv_cpu_attn_units(pkv_backend *be);
 /* Runs fn(i, arg) for i in [0, n) on the backend's threads (a pool started on first use; items are handed out
  * one at a time, so a core that another process slows down takes fewer). Items are claimed in the order of
