@@ -166,6 +166,7 @@ static void test_bench_json(void **state)
     assert_int_equal((int)need(&d, "config.seed", TJ_NUMBER)->number, atoi(seed));
     assert_int_equal((int)need(&d, "throughput.entries", TJ_ARRAY)->number, 5);
     assert_true(need(&d, "throughput.entries[0].prefill_tokens_per_s", TJ_NUMBER)->number > 0);
+    assert_true(need(&d, "throughput.entries[0].prefill_first_tokens_per_s", TJ_NUMBER)->number > 0);
     assert_int_equal((int)need(&d, "memory.entries", TJ_ARRAY)->number, 5);
     tj_free(&d);
     free(text);

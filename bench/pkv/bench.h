@@ -74,9 +74,14 @@ typedef struct speed_result {
     uint32_t steps;
 } speed_result;
 
+/* The prefill figure: the median of this many prompts into fresh sequences after the cache's first
+ * (which also pays the process's first-use costs: threads, scratch, page faults; reported apart). */
+#define PREFILL_REPEATS 5u
+
 typedef struct throughput_result {
     bench_config cfg;
-    double prefill_tokens_per_s;  /* first append (mining in PATTERN mode) */
+    double prefill_tokens_per_s;  /* a prompt into a fresh sequence (mining in PATTERN mode), median after the first */
+    double prefill_first_tokens_per_s; /* the cache's first prompt (the process's first-use costs too) */
     double append_tokens_per_s;   /* one-token appends that do not flush */
     double flush_tokens_per_s;    /* window tokens / time of the append that flushes */
 } throughput_result;

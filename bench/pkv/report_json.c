@@ -118,6 +118,7 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
         jw_begin_object(w, NULL);
         cfg_fields(w, &x->cfg);
         jw_number(w, "prefill_tokens_per_s", x->prefill_tokens_per_s);
+        jw_number(w, "prefill_first_tokens_per_s", x->prefill_first_tokens_per_s);
         jw_number(w, "append_tokens_per_s", x->append_tokens_per_s);
         jw_number(w, "flush_tokens_per_s", x->flush_tokens_per_s);
         jw_end_object(w);
