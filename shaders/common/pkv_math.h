@@ -230,14 +230,38 @@ PKV_INLINE uint pkv_quant_code_r(float x, float z, float s, float rs, uint maxq)
 PKV_INLINE uint pkv_quant_code(float x, float z, float s, uint maxq) { return pkv_quant_code_r(x, z, s, 1.0f / s, maxq); }
 
 /* The MSE quantizer's range search (pkv_quantizer MSE, MSE_K, MSE_V; docs/NUMERICS.md "Quantizer range
- * search"): candidate k (0 .. PKV_MSE_CANDIDATES - 1) of a run of values with span s is the clipped
- * range [lo + i w/16, hi - j w/16], i = k / 8, j = k % 8, w = hi - lo; candidate 0 is min-max's. The
- * search keeps the first candidate of least squared error, the error of each being the fp32 sum, in
- * the values' order from +0, of pkv_quant_err_step. Every backend runs the same loop over k; none of
- * its shortcuts changes the answer: a candidate whose pair equals the best's is skipped, a sum stops
+ * search"). Grid candidate k = 8 i + j (i, j in 0 .. PKV_MSE_CLIP_STEPS) of a run of values with span s
+ * is the clipped range [lo + i w/16, hi - j w/16], w = hi - lo; candidate 0 is min-max's. The search
+ * visits PKV_MSE_VISITS of them in two stages: the PKV_MSE_COARSE candidates pkv_mse_coarse(0 ..),
+ * min-max's first, then the PKV_MSE_FINE grid neighbours pkv_mse_fine(kb, 0 ..) of the coarse stage's
+ * best kb. It keeps the first visited candidate of least squared error, the error of each being the
+ * fp32 sum, in the values' order from +0, of pkv_quant_err_step. Every backend visits the same
+ * candidates in the same order; none of its shortcuts changes the answer: a candidate whose pair
+ * equals the best's is skipped (a neighbour clamped onto an earlier candidate is one), a sum stops
  * once it reaches the best error, the search stops once the best error is 0. */
 #define PKV_MSE_CLIP_STEPS 7u
-#define PKV_MSE_CANDIDATES 64u
+#define PKV_MSE_COARSE 9u
+#define PKV_MSE_FINE 8u
+#define PKV_MSE_VISITS 17u
+
+/* Coarse candidate q (0 .. 8): min-max's (k = 0), then (i, j) in {1, 3, 5}^2 row by row without (5, 5). */
+PKV_INLINE uint pkv_mse_coarse(uint q)
+{
+    if (q == 0u) return 0u;
+    uint i = 1u + 2u * ((q - 1u) / 3u), j = 1u + 2u * ((q - 1u) % 3u);
+    return 8u * i + j;
+}
+
+/* Fine candidate n (0 .. 7) around grid candidate kb = 8 i + j: (i + di, j + dj), di and dj in -1 .. 1
+ * row by row without (0, 0), each coordinate clamped to 0 .. PKV_MSE_CLIP_STEPS. */
+PKV_INLINE uint pkv_mse_fine(uint kb, uint n)
+{
+    uint m = n < 4u ? n : n + 1u; /* 0 .. 8 without the centre */
+    uint i = (kb >> 3) + m / 3u, j = (kb & 7u) + m % 3u; /* one more than the coordinate */
+    i = i < 1u ? 0u : i > PKV_MSE_CLIP_STEPS + 1u ? PKV_MSE_CLIP_STEPS : i - 1u;
+    j = j < 1u ? 0u : j > PKV_MSE_CLIP_STEPS + 1u ? PKV_MSE_CLIP_STEPS : j - 1u;
+    return 8u * i + j;
+}
 
 /* Candidate k's fp16 scale (low 16 bits) and zero (high 16 bits). */
 PKV_INLINE uint pkv_mse_candidate(pkv_span s, uint k, float inv_maxq)

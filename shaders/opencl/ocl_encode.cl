@@ -108,33 +108,39 @@ OCL_HELPER float run_value(uint is_v, uint j, uint n, __global const ushort *kx,
     return resid(vx + j * xs, pattern && vm[j] ? pattern_ptr(chunks, ct, cb, d, 1u, va[j]) : 0, n);
 }
 
-/* The MSE quantizer's range search (pkv_math.h pkv_mse_candidate; src/core/quant.c
- * pkv_quant_params_mse is the reference) over the len values of run_value(is_v, j, .) with span s:
- * the chosen candidate, fp16 scale | zero << 16. MSE_BATCH candidates share each pass over the values
- * (one load of each value for all of them); every sum runs to the end in the values' order (the
- * reference's early stop skips only sums that cannot win) and the first strictly least wins. */
-#define MSE_BATCH 8u
+/* The MSE quantizer's range search (pkv_math.h pkv_mse_coarse, pkv_mse_fine, pkv_mse_candidate;
+ * src/core/quant.c pkv_quant_params_mse is the reference) over the len values of run_value(is_v, j, .)
+ * with span s: the chosen candidate, fp16 scale | zero << 16. Two passes over the values: the coarse
+ * candidates' sums, then those of the neighbours of the coarse best (one load of each value for all
+ * of a pass's candidates); every sum runs to the end in the values' order (the reference's early stop
+ * skips only sums that cannot win) and the first strictly least wins. */
+#define MSE_BATCH PKV_MSE_COARSE /* >= PKV_MSE_FINE */
 OCL_HELPER uint mse_search(pkv_span s, float inv, uint bits, uint len, uint is_v, uint j, __global const ushort *kx,
                            __global const ushort *vx, size_t xs, int pattern, __global const uchar *chunks,
                            __global const uint *ct, uint cb, uint d, __local const uint *ka, __local const uint *va,
                            __local const uint *vm)
 {
     const uint maxq = (1u << bits) - 1u;
-    uint best_c = 0u;
+    uint best_c = 0u, best_k = 0u;
     float best = 0.0f;
-    for (uint k0 = 0u; k0 < PKV_MSE_CANDIDATES; k0 += MSE_BATCH) {
-        uint c[MSE_BATCH];
+    for (uint stage = 0u; stage < 2u; stage++) {
+        const uint nq = stage == 0u ? PKV_MSE_COARSE : PKV_MSE_FINE;
+        uint k[MSE_BATCH], c[MSE_BATCH];
         float sc[MSE_BATCH], z[MSE_BATCH], rs[MSE_BATCH], e[MSE_BATCH];
         for (uint q = 0u; q < MSE_BATCH; q++) {
-            c[q] = pkv_mse_candidate(s, k0 + q, inv);
+            k[q] = stage == 0u ? pkv_mse_coarse(q) : pkv_mse_fine(best_k, min(q, PKV_MSE_FINE - 1u));
+            c[q] = pkv_mse_candidate(s, k[q], inv);
             sc[q] = pkv_f16_to_f32(c[q] & 0xFFFFu), z[q] = pkv_f16_to_f32(c[q] >> 16), rs[q] = 1.0f / sc[q], e[q] = 0.0f;
         }
         for (uint n = 0u; n < len; n++) {
             const float x = run_value(is_v, j, n, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm);
-            for (uint q = 0u; q < MSE_BATCH; q++) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
+            for (uint q = 0u; q < nq; q++) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
         }
-        for (uint q = 0u; q < MSE_BATCH; q++)
-            if (k0 + q == 0u || (e[q] < best && c[q] != best_c)) best = e[q], best_c = c[q];
+        for (uint q = 0u; q < nq; q++)
+            if ((stage == 0u && q == 0u) || (e[q] < best && c[q] != best_c)) {
+                best = e[q], best_c = c[q];
+                if (stage == 0u) best_k = k[q];
+            }
     }
     return best_c;
 }

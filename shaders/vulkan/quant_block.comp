@@ -64,31 +64,37 @@ void load_assignments(uint lid) /* made by assign.comp or kmeans_assign.comp */
 /* Value n of the run that one (scale, zero) covers: K channel j's token n (kv 0), V token j's channel n. */
 float run_value(uint kv, uint j, uint n) { return kv == 0u ? k_value(n, j) : v_value(j, n); }
 
-/* The MSE quantizer's range search (pkv_math.h pkv_mse_candidate; src/core/quant.c
- * pkv_quant_params_mse is the reference) over the len values of run_value(kv, j, .) with span s:
- * the chosen candidate, fp16 scale | zero << 16. MSE_BATCH candidates share each pass over the values
- * (one load of each value for all of them); every sum runs to the end in the values' order (the
- * reference's early stop skips only sums that cannot win) and the first strictly least wins. */
-const uint MSE_BATCH = 8u;
+/* The MSE quantizer's range search (pkv_math.h pkv_mse_coarse, pkv_mse_fine, pkv_mse_candidate;
+ * src/core/quant.c pkv_quant_params_mse is the reference) over the len values of run_value(kv, j, .)
+ * with span s: the chosen candidate, fp16 scale | zero << 16. Two passes over the values: the coarse
+ * candidates' sums, then those of the neighbours of the coarse best (one load of each value for all
+ * of a pass's candidates); every sum runs to the end in the values' order (the reference's early stop
+ * skips only sums that cannot win) and the first strictly least wins. */
+const uint MSE_BATCH = PKV_MSE_COARSE; /* >= PKV_MSE_FINE */
 uint mse_search(uint kv, uint j, uint len, pkv_span s)
 {
     const float inv = kv == 0u ? pc.inv_maxq_k : pc.inv_maxq_v;
     const uint maxq = (1u << (kv == 0u ? KBITS : VBITS)) - 1u;
-    uint best_c = 0u;
+    uint best_c = 0u, best_k = 0u;
     float best = 0.0;
-    for (uint k0 = 0u; k0 < PKV_MSE_CANDIDATES; k0 += MSE_BATCH) {
-        uint c[MSE_BATCH];
+    for (uint stage = 0u; stage < 2u; stage++) {
+        const uint nq = stage == 0u ? PKV_MSE_COARSE : PKV_MSE_FINE;
+        uint k[MSE_BATCH], c[MSE_BATCH];
         float sc[MSE_BATCH], z[MSE_BATCH], rs[MSE_BATCH], e[MSE_BATCH];
         for (uint q = 0u; q < MSE_BATCH; q++) {
-            c[q] = pkv_mse_candidate(s, k0 + q, inv);
+            k[q] = stage == 0u ? pkv_mse_coarse(q) : pkv_mse_fine(best_k, min(q, PKV_MSE_FINE - 1u));
+            c[q] = pkv_mse_candidate(s, k[q], inv);
             sc[q] = pkv_f16_to_f32(c[q] & 0xFFFFu); z[q] = pkv_f16_to_f32(c[q] >> 16); rs[q] = 1.0 / sc[q]; e[q] = 0.0;
         }
         for (uint n = 0u; n < len; n++) {
             float x = run_value(kv, j, n);
-            for (uint q = 0u; q < MSE_BATCH; q++) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
+            for (uint q = 0u; q < nq; q++) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
         }
-        for (uint q = 0u; q < MSE_BATCH; q++)
-            if (k0 + q == 0u || (e[q] < best && c[q] != best_c)) { best = e[q]; best_c = c[q]; }
+        for (uint q = 0u; q < nq; q++)
+            if ((stage == 0u && q == 0u) || (e[q] < best && c[q] != best_c)) {
+                best = e[q]; best_c = c[q];
+                if (stage == 0u) best_k = k[q];
+            }
     }
     return best_c;
 }

@@ -28,13 +28,15 @@ void pkv_quant_params_mse(const float *x, uint32_t n, uint32_t stride, uint32_t 
     pkv_span s = pkv_span_of(x[0]);
     for (uint32_t i = 1; i < n; i++) s = pkv_span_add(s, x[(uint64_t)i * stride]);
     const float inv = pkv_inv_maxq(bits);
-    uint32_t best_c = pkv_mse_candidate(s, 0, inv);
+    uint32_t best_c = pkv_mse_candidate(s, 0, inv), best_k = 0;
     float best = pkv_quant_sq_error(x, n, stride, bits, best_c, INFINITY);
-    for (uint32_t k = 1; k < PKV_MSE_CANDIDATES && best > 0.0f; k++) {
+    for (uint32_t v = 1; v < PKV_MSE_VISITS && best > 0.0f; v++) {
+        /* the coarse stage, then the neighbours of its best */
+        uint32_t k = v < PKV_MSE_COARSE ? pkv_mse_coarse(v) : pkv_mse_fine(best_k, v - PKV_MSE_COARSE);
         uint32_t c = pkv_mse_candidate(s, k, inv);
         if (c == best_c) continue; /* the same (scale, zero): the same error */
         float e = pkv_quant_sq_error(x, n, stride, bits, c, best);
-        if (e < best) best = e, best_c = c;
+        if (e < best) best = e, best_c = c, best_k = v < PKV_MSE_COARSE ? k : best_k;
     }
     *scale_h = (uint16_t)(best_c & 0xFFFFu);
     *zero_h = (uint16_t)(best_c >> 16);

@@ -477,71 +477,50 @@ static void pack_row(const uint8_t *codes, uint32_t d, uint32_t bits, uint8_t *d
 
 /* ---- the MSE quantizer's range search ------------------------------------------------------------ */
 
-/* pkv_quant_params_mse's choice (src/core/quant.c, docs/NUMERICS.md "Quantizer range search") with
- * the candidates in the lanes. Each lane runs the scalar error sum of one candidate, in the values'
- * order from +0, over every value (the reference's early stop only skips sums that cannot win: the
- * terms are >= 0, so a stopped sum's full value is >= the best too), and the first strictly least
- * error wins, as in the reference's loop over k. The codes come from quant_codes (exact). */
-#define MSE_NG (PKV_MSE_CANDIDATES / W) /* candidate vectors */
-#ifndef MSE_PASS
-#define MSE_PASS 2
-#endif
+/* pkv_quant_params_mse's choice (src/core/quant.c, docs/NUMERICS.md "Quantizer range search") for W
+ * runs of values at once, one run per lane (K: a channel over the block's tokens; V: a token over its
+ * channels, transposed), each lane visiting its own candidates in the reference's order: the coarse
+ * stage (the same grid candidates in every lane), then the neighbours of each lane's best. Each lane
+ * runs the scalar error sum of a candidate, in the values' order from +0, over every value (the
+ * reference's early stop only skips sums that cannot win: the terms are >= 0, so a stopped sum's full
+ * value is >= the best too), and the first strictly least error wins, as in the reference's loop. */
 
-typedef struct mse_cands {
-    float s[PKV_MSE_CANDIDATES], z[PKV_MSE_CANDIDATES], inv[PKV_MSE_CANDIDATES];
-    uint32_t c[PKV_MSE_CANDIDATES];
-} mse_cands;
+/* One candidate per lane: fp16 pair c (scale | zero << 16) and its scale, zero and 1/scale (0 where
+ * the scale is 0) as floats. */
+typedef struct mse_lanes {
+    float s[W], z[W], inv[W];
+    uint32_t c[W];
+} mse_lanes;
 
-static void mse_cands_of(pkv_span sp, float inv_maxq, mse_cands *mc)
+/* Grid candidate k[l] of lane l's span [lo[l], hi[l]] (pkv_mse_candidate): its fp32 steps in the lanes,
+ * the fp16 roundings by the hardware (RNE, saturating as pkv_f32_to_f16 does: vf_f16_store), candidate
+ * 0 (min-max's) mm[l]. For finite spans (an infinite one makes NaNs, which vf_f16_store does not keep:
+ * the scalar steps then). */
+static void mse_lanes_of(const float *lo, const float *hi, int finite, const uint32_t *mm, const uint32_t *k,
+                         float inv_maxq, mse_lanes *out)
 {
-    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k++) {
-        uint32_t c = pkv_mse_candidate(sp, k, inv_maxq);
-        mc->c[k] = c;
-        mc->s[k] = pkv_f16_to_f32(c & 0xFFFFu);
-        mc->z[k] = pkv_f16_to_f32(c >> 16);
-        mc->inv[k] = mc->s[k] != 0.0f ? 1.0f / mc->s[k] : 0.0f;
-    }
-}
-
-/* The same, W candidates at a time: pkv_mse_candidate's fp32 steps in the lanes, the fp16 roundings
- * by the hardware (RNE, saturating as pkv_f32_to_f16 does: vf_f16_store), candidate 0 (min-max's)
- * the scalar's. For a finite span only (an infinite one makes NaNs, which vf_f16_store does not keep). */
-static void mse_cands_vec(pkv_span sp, float inv_maxq, mse_cands *mc)
-{
-    if (!isfinite(sp.lo) || !isfinite(sp.hi)) {
-        mse_cands_of(sp, inv_maxq, mc);
-        return;
-    }
-    const VF w = vf_set1(sp.hi - sp.lo), lo = vf_set1(sp.lo), hi = vf_set1(sp.hi), sixteenth = vf_set1(0.0625f);
-    const VF inv = vf_set1(inv_maxq), zero = vf_set1(0.0f), one = vf_set1(1.0f);
-    uint16_t sh[PKV_MSE_CANDIDATES], zh[PKV_MSE_CANDIDATES];
-    float fi[PKV_MSE_CANDIDATES], fj[PKV_MSE_CANDIDATES];
-    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k++) fi[k] = (float)(k >> 3), fj[k] = (float)(k & 7u);
-    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k += W) {
-        VF l = vf_add(lo, vf_mul(vf_mul(w, vf_load(fi + k)), sixteenth));
-        VF h = vf_sub(hi, vf_mul(vf_mul(w, vf_load(fj + k)), sixteenth));
-        vf_f16_store(sh + k, vf_mul(vf_sub(h, l), inv));
-        vf_f16_store(zh + k, l);
-    }
-    sh[0] = (uint16_t)pkv_scale_f16(sp.lo, sp.hi, inv_maxq), zh[0] = (uint16_t)pkv_zero_f16(sp.lo);
-    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k += W) {
-        VF s = vf_f16_load(sh + k);
-        vf_store(mc->s + k, s);
-        vf_store(mc->z + k, vf_f16_load(zh + k));
-        MK live = mk_ne(s, zero);
-        vf_store(mc->inv + k, vf_sel(live, vf_div(one, vf_sel(live, s, one)), zero));
-    }
-    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k++) mc->c[k] = sh[k] | (uint32_t)zh[k] << 16;
-}
-
-/* The reference's selection over the 64 full sums e[k]: the first strictly least. */
-static uint32_t mse_pick(const mse_cands *mc, const float *e)
-{
-    uint32_t best_c = mc->c[0];
-    float best = e[0];
-    for (uint32_t k = 1; k < PKV_MSE_CANDIDATES; k++)
-        if (e[k] < best && mc->c[k] != best_c) best = e[k], best_c = mc->c[k];
-    return best_c;
+    uint16_t sh[W], zh[W];
+    if (finite) {
+        float fi[W], fj[W];
+        for (uint32_t l = 0; l < W; l++) fi[l] = (float)(k[l] >> 3), fj[l] = (float)(k[l] & 7u);
+        const VF LO = vf_load(lo), HI = vf_load(hi), w = vf_sub(HI, LO), sixteenth = vf_set1(0.0625f);
+        VF lw = vf_add(LO, vf_mul(vf_mul(w, vf_load(fi)), sixteenth));
+        VF hw = vf_sub(HI, vf_mul(vf_mul(w, vf_load(fj)), sixteenth));
+        vf_f16_store(sh, vf_mul(vf_sub(hw, lw), vf_set1(inv_maxq)));
+        vf_f16_store(zh, lw);
+        for (uint32_t l = 0; l < W; l++)
+            if (k[l] == 0) sh[l] = (uint16_t)(mm[l] & 0xFFFFu), zh[l] = (uint16_t)(mm[l] >> 16);
+    } else
+        for (uint32_t l = 0; l < W; l++) {
+            uint32_t c = pkv_mse_candidate((pkv_span){lo[l], hi[l]}, k[l], inv_maxq);
+            sh[l] = (uint16_t)(c & 0xFFFFu), zh[l] = (uint16_t)(c >> 16);
+        }
+    const VF s = vf_f16_load(sh), zero = vf_set1(0.0f), one = vf_set1(1.0f);
+    const MK live = mk_ne(s, zero);
+    vf_store(out->s, s);
+    vf_store(out->z, vf_f16_load(zh));
+    vf_store(out->inv, vf_sel(live, vf_div(one, vf_sel(live, s, one)), zero));
+    for (uint32_t l = 0; l < W; l++) out->c[l] = sh[l] | (uint32_t)zh[l] << 16;
 }
 
 /* The code of t = x - z (pkv_quant_code) in every lane, as cs = code s. The code is the integer
@@ -567,75 +546,78 @@ EINLINE VF mse_term(VF acc, VF x, VF z, VF cs)
     return vf_add(acc, vf_mul(r, r));
 }
 
-/* The search over n contiguous values x (a V token's d channels) with span sp: fp16 scale | zero << 16.
- * The MSE_NG candidate vectors advance together (independent sums), one branch per value. */
-static uint32_t enc_mse_row(const float *x, uint32_t n, pkv_span sp, float inv_maxq, uint32_t bits)
+/* The error sums of NP candidates per lane (cand[0 .. NP - 1]) over the n values x[t * stride + l] of
+ * each lane l: e[q * W + l]. NP is a constant at every call (the sums stay in registers). */
+EINLINE void mse_sums(const float *x, uint32_t n, size_t stride, const mse_lanes *cand, uint32_t NP, float maxq,
+                      float *e)
 {
-    mse_cands mc;
-    mse_cands_vec(sp, inv_maxq, &mc);
-    const float maxq = (float)((1u << bits) - 1u);
-    float e[PKV_MSE_CANDIDATES];
-    /* MSE_PASS candidate vectors per pass over the values (their constants and sums stay in registers) */
-    for (uint32_t q0 = 0; q0 < MSE_NG; q0 += MSE_PASS) {
-        VF S[MSE_PASS], Z[MSE_PASS], I[MSE_PASS], E[MSE_PASS];
-        const VF MQ = vf_set1(maxq);
+    VF S[4], Z[4], I[4], E[4];
+    const VF MQ = vf_set1(maxq);
 #if defined(__GNUC__)
-#pragma GCC unroll 8
+#pragma GCC unroll 4
 #endif
-        for (uint32_t q = 0; q < MSE_PASS; q++) {
-            const uint32_t k = (q0 + q) * W;
-            S[q] = vf_load(mc.s + k), Z[q] = vf_load(mc.z + k), I[q] = vf_load(mc.inv + k), E[q] = vf_set1(0.0f);
-        }
-        for (uint32_t i = 0; i < n; i++) {
-            const VF xv = vf_set1(x[i]);
-            VF CS[MSE_PASS];
-            MK bad[MSE_PASS], any;
+    for (uint32_t q = 0; q < NP; q++)
+        S[q] = vf_load(cand[q].s), Z[q] = vf_load(cand[q].z), I[q] = vf_load(cand[q].inv), E[q] = vf_set1(0.0f);
+    for (uint32_t t = 0; t < n; t++) {
+        const VF xv = vf_load(x + (size_t)t * stride);
+        VF CS[4];
+        MK bad[4], any;
 #if defined(__GNUC__)
-#pragma GCC unroll 8
+#pragma GCC unroll 4
 #endif
-            for (uint32_t q = 0; q < MSE_PASS; q++) CS[q] = mse_code(xv, Z[q], S[q], I[q], MQ, &bad[q]);
-            any = bad[0];
+        for (uint32_t q = 0; q < NP; q++) CS[q] = mse_code(xv, Z[q], S[q], I[q], MQ, &bad[q]);
+        any = bad[0];
 #if defined(__GNUC__)
-#pragma GCC unroll 8
+#pragma GCC unroll 4
 #endif
-            for (uint32_t q = 1; q < MSE_PASS; q++) any = mk_or(any, bad[q]);
-            if (mk_any(any))
-                for (uint32_t q = 0; q < MSE_PASS; q++) CS[q] = vf_mul(quant_codes(xv, Z[q], S[q], I[q], maxq), S[q]);
+        for (uint32_t q = 1; q < NP; q++) any = mk_or(any, bad[q]);
+        if (mk_any(any))
+            for (uint32_t q = 0; q < NP; q++) CS[q] = vf_mul(quant_codes(xv, Z[q], S[q], I[q], maxq), S[q]);
 #if defined(__GNUC__)
-#pragma GCC unroll 8
+#pragma GCC unroll 4
 #endif
-            for (uint32_t q = 0; q < MSE_PASS; q++) E[q] = mse_term(E[q], xv, Z[q], CS[q]);
-        }
-        for (uint32_t q = 0; q < MSE_PASS; q++) vf_store(e + (q0 + q) * W, E[q]);
+        for (uint32_t q = 0; q < NP; q++) E[q] = mse_term(E[q], xv, Z[q], CS[q]);
     }
-    return mse_pick(&mc, e);
+    for (uint32_t q = 0; q < NP; q++) vf_store(e + q * W, E[q]);
 }
 
-/* The search for W K channels at once (r: [G][d] residuals, channels i0 .. i0 + W - 1 with spans
- * lo[], hi[]): each lane one channel, the candidates one after another; out[l]: channel i0 + l's. */
-static void enc_mse_cols(const float *r, uint32_t G, uint32_t d, uint32_t i0, const float *lo, const float *hi,
-                         float inv_maxq, uint32_t bits, uint32_t *out)
+/* The search for W runs at once: lane l's run is x[t * stride + l], t = 0 .. n - 1, with span
+ * [lo[l], hi[l]]; out[l]: its fp16 scale | zero << 16. */
+static void enc_mse_lanes(const float *x, uint32_t n, size_t stride, const float *lo, const float *hi, float inv_maxq,
+                          uint32_t bits, uint32_t *out)
 {
     const float maxq = (float)((1u << bits) - 1u);
-    mse_cands mc[W];
-    float e[W][PKV_MSE_CANDIDATES];
-    for (uint32_t l = 0; l < W; l++) mse_cands_vec((pkv_span){lo[l], hi[l]}, inv_maxq, &mc[l]);
-    for (uint32_t k = 0; k < PKV_MSE_CANDIDATES; k++) {
-        float s[W], z[W], inv[W], el[W];
-        for (uint32_t l = 0; l < W; l++) s[l] = mc[l].s[k], z[l] = mc[l].z[k], inv[l] = mc[l].inv[k];
-        const VF S = vf_load(s), Z = vf_load(z), I = vf_load(inv), MQ = vf_set1(maxq);
-        VF E = vf_set1(0.0f);
-        for (uint32_t t = 0; t < G; t++) {
-            const VF xv = vf_load(r + (size_t)t * d + i0);
-            MK bad;
-            VF cs = mse_code(xv, Z, S, I, MQ, &bad);
-            if (mk_any(bad)) cs = vf_mul(quant_codes(xv, Z, S, I, maxq), S);
-            E = mse_term(E, xv, Z, cs);
-        }
-        vf_store(el, E);
-        for (uint32_t l = 0; l < W; l++) e[l][k] = el[l];
+    uint32_t mm[W], k[4][W], bk[W];
+    float be[W], e[4 * W];
+    int finite = 1;
+    for (uint32_t l = 0; l < W; l++) {
+        finite &= isfinite(lo[l]) && isfinite(hi[l]);
+        mm[l] = pkv_mse_candidate((pkv_span){lo[l], hi[l]}, 0, inv_maxq);
     }
-    for (uint32_t l = 0; l < W; l++) out[l] = mse_pick(&mc[l], e[l]);
+    mse_lanes cand[4];
+    /* the coarse stage: three passes of three candidates, the same in every lane */
+    for (uint32_t q0 = 0; q0 < PKV_MSE_COARSE; q0 += 3) {
+        for (uint32_t q = 0; q < 3; q++) {
+            for (uint32_t l = 0; l < W; l++) k[q][l] = pkv_mse_coarse(q0 + q);
+            mse_lanes_of(lo, hi, finite, mm, k[q], inv_maxq, &cand[q]);
+        }
+        mse_sums(x, n, stride, cand, 3, maxq, e);
+        for (uint32_t q = 0; q < 3; q++)
+            for (uint32_t l = 0; l < W; l++)
+                if (q0 + q == 0 || (e[q * W + l] < be[l] && cand[q].c[l] != out[l]))
+                    be[l] = e[q * W + l], out[l] = cand[q].c[l], bk[l] = k[q][l];
+    }
+    /* the fine stage: the neighbours of each lane's best, two passes of four */
+    for (uint32_t q0 = 0; q0 < PKV_MSE_FINE; q0 += 4) {
+        for (uint32_t q = 0; q < 4; q++) {
+            for (uint32_t l = 0; l < W; l++) k[q][l] = pkv_mse_fine(bk[l], q0 + q);
+            mse_lanes_of(lo, hi, finite, mm, k[q], inv_maxq, &cand[q]);
+        }
+        mse_sums(x, n, stride, cand, 4, maxq, e);
+        for (uint32_t q = 0; q < 4; q++)
+            for (uint32_t l = 0; l < W; l++)
+                if (e[q * W + l] < be[l] && cand[q].c[l] != out[l]) be[l] = e[q * W + l], out[l] = cand[q].c[l];
+    }
 }
 
 /* The span of d values (a V token), folded in order when the result may depend on it (a zero). */
@@ -701,7 +683,7 @@ static void enc_block_encode(const pkv_geom *g, const float *kx, const float *vx
     }
     uint32_t kc[256];
     if (pkv_geom_k_mse(g))
-        for (uint32_t i = 0; i < d; i += W) enc_mse_cols(r, G, d, i, ks + i, kz + i, g->inv_maxq_k, g->k_bits, kc + i);
+        for (uint32_t i = 0; i < d; i += W) enc_mse_lanes(r + i, G, d, ks + i, kz + i, g->inv_maxq_k, g->k_bits, kc + i);
     for (uint32_t i = 0; i < d; i++) {
         uint16_t sh = (uint16_t)pkv_scale_f16(ks[i], kz[i], g->inv_maxq_k), zh = (uint16_t)pkv_zero_f16(ks[i]);
         if (pkv_geom_k_mse(g)) sh = (uint16_t)(kc[i] & 0xFFFFu), zh = (uint16_t)(kc[i] >> 16);
@@ -720,10 +702,12 @@ static void enc_block_encode(const pkv_geom *g, const float *kx, const float *vx
         if (pattern) blk[g->off_kidx + t] = ka[t];
     }
 
-    /* V: per token, the residual only where the gate passes */
-    float *rv = r;
+    /* V: per token, the residual only where the gate passes; the MSE search W tokens at a time */
+    float vlo[128], vhi[128];
+    uint32_t vc[128];
     for (uint32_t t = 0; t < G; t++) {
         const float *x = vx + (size_t)t * d;
+        float *rv = r + (size_t)t * d;
         int use = 0;
         if (pattern) {
             const float *c = PV + (size_t)va[t] * d;
@@ -735,11 +719,20 @@ static void enc_block_encode(const pkv_geom *g, const float *kx, const float *vx
         }
         if (!use) memcpy(rv, x, d * sizeof(float));
         pkv_span sp = span_of_row(rv, d);
-        uint16_t sh = (uint16_t)pkv_scale_f16(sp.lo, sp.hi, g->inv_maxq_v), zh = (uint16_t)pkv_zero_f16(sp.lo);
-        if (pkv_geom_v_mse(g)) {
-            uint32_t c = enc_mse_row(rv, d, sp, g->inv_maxq_v, g->v_bits);
-            sh = (uint16_t)(c & 0xFFFFu), zh = (uint16_t)(c >> 16);
+        vlo[t] = sp.lo, vhi[t] = sp.hi;
+    }
+    if (pkv_geom_v_mse(g)) {
+        float rt[256 * W]; /* W tokens' rows transposed: channel i of lane l at rt[i * W + l] */
+        for (uint32_t t0 = 0; t0 < G; t0 += W) {
+            for (uint32_t l = 0; l < W; l++)
+                for (uint32_t i = 0; i < d; i++) rt[i * W + l] = r[(size_t)(t0 + l) * d + i];
+            enc_mse_lanes(rt, d, W, vlo + t0, vhi + t0, g->inv_maxq_v, g->v_bits, vc + t0);
         }
+    }
+    for (uint32_t t = 0; t < G; t++) {
+        const float *rv = r + (size_t)t * d;
+        uint16_t sh = (uint16_t)pkv_scale_f16(vlo[t], vhi[t], g->inv_maxq_v), zh = (uint16_t)pkv_zero_f16(vlo[t]);
+        if (pkv_geom_v_mse(g)) sh = (uint16_t)(vc[t] & 0xFFFFu), zh = (uint16_t)(vc[t] >> 16);
         pkv_wr16(blk + g->off_vscale + 2 * t, sh);
         pkv_wr16(blk + g->off_vzero + 2 * t, zh);
         float s = pkv_f16_to_f32(sh), z = pkv_f16_to_f32(zh);
