@@ -231,11 +231,12 @@ PKV_API const char *pkv_mining_name(pkv_mining m); /* "at-m", "first-append" */
  * "Quantizer range search"). The stored format and the attention are the same for both. */
 typedef enum pkv_quantizer {
     PKV_QUANTIZER_MINMAX = 0, /* SPEC.md (KIVI, the paper): zero = min, scale = (max - min) / (2^b - 1) */
-    PKV_QUANTIZER_MSE,        /* the clipped range [min + i w/16, max - j w/16] (w = max - min, i, j in
-                                 0..7) whose fp16 (scale, zero) give the least squared error over the
-                                 values, as stored and decoded (min-max unless one is strictly better;
-                                 values outside clamp to the end codes). PATTERN and DIRECT; every
-                                 backend, bit for bit alike */
+    PKV_QUANTIZER_MSE,        /* of the clipped ranges [min + i w/16, max - j w/16] (w = max - min, i, j
+                                 in 0..7), the one whose fp16 (scale, zero) give the least squared error
+                                 over the values, as stored and decoded, among 17 visited in two stages
+                                 (9 coarse, then the 8 neighbours of the coarse best; min-max unless one
+                                 is strictly better; values outside clamp to the end codes). PATTERN and
+                                 DIRECT; every backend, bit for bit alike */
     PKV_QUANTIZER_MSE_K,      /* MSE for K (per channel), min-max for V */
     PKV_QUANTIZER_MSE_V,      /* MSE for V (per token), min-max for K */
     PKV_QUANTIZER_AUTO        /* (added in 0.3) MSE_V for PATTERN (closer to FP16 at 2 bits on both

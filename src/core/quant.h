@@ -14,10 +14,11 @@
 void pkv_quant_params(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint16_t *scale_h,
                       uint16_t *zero_h);
 
-/* The MSE quantizer's parameters (pkv_quantizer MSE, MSE_K, MSE_V; docs/NUMERICS.md): the first of
- * the clipped ranges of pkv_mse_candidate (shaders/common/pkv_math.h, shared with the GPU encoders)
- * whose fp16 (scale, zero) give the least fp32 squared error over the values as stored and decoded;
- * min-max's unless another is strictly lower. */
+/* The MSE quantizer's parameters (pkv_quantizer MSE, MSE_K, MSE_V; docs/NUMERICS.md): of the clipped
+ * ranges of pkv_mse_candidate visited in the order of pkv_mse_coarse then pkv_mse_fine
+ * (shaders/common/pkv_math.h, shared with the GPU encoders), the first whose fp16 (scale, zero) give
+ * the least fp32 squared error over the values as stored and decoded; min-max's unless another is
+ * strictly lower. */
 void pkv_quant_params_mse(const float *x, uint32_t n, uint32_t stride, uint32_t bits, uint16_t *scale_h,
                           uint16_t *zero_h);
 /* Squared error (pkv_quant_err_step summed in order) of n values under candidate `cand` (fp16 scale
