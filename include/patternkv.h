@@ -239,12 +239,11 @@ typedef enum pkv_quantizer {
                                  DIRECT; every backend, bit for bit alike */
     PKV_QUANTIZER_MSE_K,      /* MSE for K (per channel), min-max for V */
     PKV_QUANTIZER_MSE_V,      /* MSE for V (per token), min-max for K */
-    PKV_QUANTIZER_AUTO        /* (added in 0.3) MSE_V for PATTERN (closer to FP16 at 2 bits on both
-                                 evaluated models, docs/NUMERICS.md), MINMAX for DIRECT (the KIVI baseline
-                                 as published) and FP16; resolved by pkv_cache_create (pkv_cache_get_config
-                                 and saved files give the resolved one). Not yet the default (MINMAX is):
-                                 its range search cost the H200's flush 3.3-5.2x, beyond the write path's
-                                 target, and the GPU search since then is unmeasured */
+    PKV_QUANTIZER_AUTO        /* the default (added in 0.3): MSE_V for PATTERN (closer to FP16 at 2 bits on
+                                 both evaluated models, docs/NUMERICS.md), MINMAX for DIRECT (the KIVI
+                                 baseline as published) and FP16; resolved by pkv_cache_create
+                                 (pkv_cache_get_config and saved files give the resolved one). The paper's
+                                 PATTERN is MINMAX */
 } pkv_quantizer;
 
 PKV_API const char *pkv_quantizer_name(pkv_quantizer q); /* "minmax", "mse", "mse-k", "mse-v", "auto" */

@@ -147,7 +147,7 @@ static int parse_mode_item(eval_options *o, const char *item)
     char buf[32];
     if (strlen(rest) >= sizeof buf) return -1;
     snprintf(buf, sizeof buf, "%s", rest);
-    uint32_t g = 0, cap = 0, q = PKV_QUANTIZER_AUTO; /* MSE_V for pattern (not yet the library default), resolved by eval_run_mode */
+    uint32_t g = 0, cap = 0, q = PKV_QUANTIZER_AUTO; /* the library's default, resolved by eval_run_mode */
     int ka = -1;
     char *colon = strchr(buf, ':');
     if (colon) *colon = '\0';
