@@ -134,10 +134,11 @@ OCL_HELPER uint mse_search(pkv_span s, float inv, uint bits, uint len, uint is_v
         }
         for (uint n = 0u; n < len; n++) {
             const float x = run_value(is_v, j, n, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm);
-            for (uint q = 0u; q < nq; q++) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
+            for (uint q = 0u; q < MSE_BATCH; q++) /* constant bounds: the sums stay in registers */
+                if (q < nq) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
         }
-        for (uint q = 0u; q < nq; q++)
-            if ((stage == 0u && q == 0u) || (e[q] < best && c[q] != best_c)) {
+        for (uint q = 0u; q < MSE_BATCH; q++)
+            if (q < nq && ((stage == 0u && q == 0u) || (e[q] < best && c[q] != best_c))) {
                 best = e[q], best_c = c[q];
                 if (stage == 0u) best_k = k[q];
             }

@@ -88,10 +88,11 @@ uint mse_search(uint kv, uint j, uint len, pkv_span s)
         }
         for (uint n = 0u; n < len; n++) {
             float x = run_value(kv, j, n);
-            for (uint q = 0u; q < nq; q++) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
+            for (uint q = 0u; q < MSE_BATCH; q++) /* constant bounds: the sums stay in registers */
+                if (q < nq) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
         }
-        for (uint q = 0u; q < nq; q++)
-            if ((stage == 0u && q == 0u) || (e[q] < best && c[q] != best_c)) {
+        for (uint q = 0u; q < MSE_BATCH; q++)
+            if (q < nq && ((stage == 0u && q == 0u) || (e[q] < best && c[q] != best_c))) {
                 best = e[q]; best_c = c[q];
                 if (stage == 0u) best_k = k[q];
             }
