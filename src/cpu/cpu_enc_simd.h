@@ -581,6 +581,47 @@ EINLINE void mse_sums(const float *x, uint32_t n, size_t stride, const mse_lanes
     for (uint32_t q = 0; q < NP; q++) vf_store(e + q * W, E[q]);
 }
 
+/* mse_sums at 2 bits (maxq 3), without the estimate: the code is #{k = 1..3 : t >= (k - 0.5) s}, t = x - z,
+ * and the thresholds (k - 0.5) s are exact in fp32 (docs/NUMERICS.md "Quantizer"), so three comparisons
+ * give it exactly (the thresholds increase: the last passed one names the code); the dequantized value
+ * z + code s is one of four levels made once per candidate by the same two rounded steps. s = 0: the
+ * thresholds are +inf, code 0, as the reference. */
+EINLINE void mse_sums2(const float *x, uint32_t n, size_t stride, const mse_lanes *cand, uint32_t NP, float *e)
+{
+    VF Z[3], T1[3], T2[3], T3[3], L0[3], L1[3], L2[3], L3[3], E[3];
+    const VF zero = vf_set1(0.0f), inf = vf_set1(INFINITY);
+#if defined(__GNUC__)
+#pragma GCC unroll 3
+#endif
+    for (uint32_t q = 0; q < NP; q++) {
+        const VF S = vf_load(cand[q].s);
+        const MK live = mk_ne(S, zero);
+        Z[q] = vf_load(cand[q].z), E[q] = zero;
+        T1[q] = vf_sel(live, vf_mul(vf_set1(0.5f), S), inf);
+        T2[q] = vf_sel(live, vf_mul(vf_set1(1.5f), S), inf);
+        T3[q] = vf_sel(live, vf_mul(vf_set1(2.5f), S), inf);
+        L0[q] = vf_add(Z[q], vf_mul(zero, S));
+        L1[q] = vf_add(Z[q], vf_mul(vf_set1(1.0f), S));
+        L2[q] = vf_add(Z[q], vf_mul(vf_set1(2.0f), S));
+        L3[q] = vf_add(Z[q], vf_mul(vf_set1(3.0f), S));
+    }
+    for (uint32_t t = 0; t < n; t++) {
+        const VF xv = vf_load(x + (size_t)t * stride);
+#if defined(__GNUC__)
+#pragma GCC unroll 3
+#endif
+        for (uint32_t q = 0; q < NP; q++) {
+            const VF tv = vf_sub(xv, Z[q]);
+            VF dq = vf_sel(mk_ge(tv, T1[q]), L1[q], L0[q]);
+            dq = vf_sel(mk_ge(tv, T2[q]), L2[q], dq);
+            dq = vf_sel(mk_ge(tv, T3[q]), L3[q], dq);
+            const VF r = vf_sub(dq, xv);
+            E[q] = vf_add(E[q], vf_mul(r, r));
+        }
+    }
+    for (uint32_t q = 0; q < NP; q++) vf_store(e + q * W, E[q]);
+}
+
 /* The search for W runs at once: lane l's run is x[t * stride + l], t = 0 .. n - 1, with span
  * [lo[l], hi[l]]; out[l]: its fp16 scale | zero << 16. */
 static void enc_mse_lanes(const float *x, uint32_t n, size_t stride, const float *lo, const float *hi, float inv_maxq,
@@ -601,7 +642,8 @@ static void enc_mse_lanes(const float *x, uint32_t n, size_t stride, const float
             for (uint32_t l = 0; l < W; l++) k[q][l] = pkv_mse_coarse(q0 + q);
             mse_lanes_of(lo, hi, finite, mm, k[q], inv_maxq, &cand[q]);
         }
-        mse_sums(x, n, stride, cand, 3, maxq, e);
+        if (bits == 2) mse_sums2(x, n, stride, cand, 3, e);
+        else mse_sums(x, n, stride, cand, 3, maxq, e);
         for (uint32_t q = 0; q < 3; q++)
             for (uint32_t l = 0; l < W; l++)
                 if (q0 + q == 0 || (e[q * W + l] < be[l] && cand[q].c[l] != out[l]))
@@ -613,7 +655,11 @@ static void enc_mse_lanes(const float *x, uint32_t n, size_t stride, const float
             for (uint32_t l = 0; l < W; l++) k[q][l] = pkv_mse_fine(bk[l], q0 + q);
             mse_lanes_of(lo, hi, finite, mm, k[q], inv_maxq, &cand[q]);
         }
-        mse_sums(x, n, stride, cand, 4, maxq, e);
+        if (bits == 2) {
+            mse_sums2(x, n, stride, cand, 2, e);
+            mse_sums2(x, n, stride, cand + 2, 2, e + 2 * W);
+        } else
+            mse_sums(x, n, stride, cand, 4, maxq, e);
         for (uint32_t q = 0; q < 4; q++)
             for (uint32_t l = 0; l < W; l++)
                 if (e[q * W + l] < be[l] && cand[q].c[l] != out[l]) be[l] = e[q * W + l], out[l] = cand[q].c[l];
