@@ -19,6 +19,7 @@
 #define LOG2E 1.4426950408889634
 
 typedef struct attn_ctx {
+    pkv_backend *be;
     const pkv_store *st;
     const pkv_attn_op *op;
     const pkv_cpu_kernels *k;
@@ -170,7 +171,7 @@ static int attn_task(uint32_t unit, void *arg)
     const uint32_t c0 = (uint32_t)((uint64_t)nc * split / a->splits), c1 = (uint32_t)((uint64_t)nc * (split + 1) / a->splits);
     const float *q = a->qs + (size_t)pair * a->pair_floats;
     pkv_attn_unit u = {g, a->rows, q, a->visible + (size_t)pair * a->rows, nb ? q + (size_t)a->rows * d : NULL, nb,
-                       a->chunks + a->chunk_off[s] * H + (size_t)h * nc + c0, c1 - c0};
+                       a->chunks + a->chunk_off[s] * H + (size_t)h * nc + c0, c1 - c0, a->be};
     pkv_attn_part p = part_of(a, unit, nb);
     int failed = a->k->attn_unit(&u, &p);
     /* the last unit of the pair merges (acq_rel: it sees every other unit's partial state) */
@@ -208,7 +209,7 @@ pkv_status pkv_cpu_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     if (splits > ncmax / 4) splits = ncmax / 4;
     if (rows > 64 && splits > 2) splits = 2;
     if (splits < 1) splits = 1;
-    attn_ctx a = {st, op, pkv_cpu_kernels_of(be), splits, rows, nbmax, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
+    attn_ctx a = {be, st, op, pkv_cpu_kernels_of(be), splits, rows, nbmax, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
     a.part_floats = (size_t)rows * (2 + g->d + nbmax);
     a.pair_floats = (size_t)rows * (g->d + nbmax);
     a.parts = malloc((size_t)pairs * splits * a.part_floats * sizeof(float));

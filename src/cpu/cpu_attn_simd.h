@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "block.h"
+#include "cpu_backend.h"
 #include "cpu_simd.h"
 #include "pkv_math.h"
 
@@ -618,7 +619,11 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
     const uint32_t d = g->d, nb = u->nb;
     const uint32_t dp = (d + W - 1) / W * W;
     const size_t head = (sizeof(unit_scratch) + 63) / 64 * 64;
-    unit_scratch *sc = aligned_alloc(64, head + ((2 * (size_t)u->rows * dp * sizeof(float)) + 63) / 64 * 64);
+    /* the backend's scratch, kept between calls: an allocation of ~80 KB per unit came back to the
+     * allocator at each unit's end, and when that trimmed the heap the next unit faulted its pages in
+     * again (with glibc's top pad at 64 KB a call took 25% longer; how often it happened at the default
+     * moved one-thread times by ~4% with the heap's state) */
+    unit_scratch *sc = pkv_cpu_scratch_take(u->be, head + ((2 * (size_t)u->rows * dp * sizeof(float)) + 63) / 64 * 64);
     if (!sc) return 1;
     /* All of it up to H (H and kt, 48 of its 66 KB with AVX-512, are written before they are read):
      * the vector loops read the per-channel arrays (ks, kz, coef, ...) past d up to the vector width,
@@ -667,7 +672,7 @@ static int attn_unit_simd(const pkv_attn_unit *u, const pkv_attn_part *out)
     case 1: tile_rows(u, out, sc, r0, 1); break;
     default: break;
     }
-    pkv_host_aligned_free(sc);
+    pkv_cpu_scratch_give(u->be, sc);
     return 0;
 }
 

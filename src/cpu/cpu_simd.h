@@ -47,6 +47,7 @@ typedef struct pkv_attn_unit {
     uint32_t nb;              /* patterns (PATTERN mode), else 0 */
     const pkv_attn_chunk *chunks;
     uint32_t n_chunks;
+    struct pkv_backend *be;   /* the unit's scratch memory is this backend's (pkv_cpu_scratch_take) */
 } pkv_attn_unit;
 
 /* The unit's result per row, softmax in base 2 with the running max m: l = sum_t 2^(x_t - m),
