@@ -240,8 +240,9 @@ typedef enum pkv_quantizer {
     PKV_QUANTIZER_MSE_K,      /* MSE for K (per channel), min-max for V */
     PKV_QUANTIZER_MSE_V,      /* MSE for V (per token), min-max for K */
     PKV_QUANTIZER_AUTO        /* the default (added in 0.3): MSE_V for PATTERN (closer to FP16 at 2 bits on
-                                 both evaluated models, docs/NUMERICS.md), MINMAX for DIRECT (the KIVI
-                                 baseline as published) and FP16; resolved by pkv_cache_create
+                                 both evaluated models, docs/NUMERICS.md), MSE for PATTERN with 4-bit keys
+                                 (within 0.1% of FP16 on both), MINMAX for DIRECT (the KIVI baseline as
+                                 published) and FP16; resolved by pkv_cache_create
                                  (pkv_cache_get_config and saved files give the resolved one). The paper's
                                  PATTERN is MINMAX */
 } pkv_quantizer;

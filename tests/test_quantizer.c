@@ -204,17 +204,22 @@ static void api_on_the_test_backend(void **state)
             assert_memory_equal(vq[PKV_QUANTIZER_MSE_V], vq[PKV_QUANTIZER_MSE], n * sizeof(float));
         }
     }
-    /* the default, AUTO, resolves to MSE_V for PATTERN and MINMAX for DIRECT and FP16 */
-    for (int mode = PKV_MODE_PATTERN; mode <= PKV_MODE_FP16; mode++) {
-        pkv_cache_config cfg = pkv_cache_config_default(), back = {.struct_size = sizeof back};
-        assert_int_equal(cfg.quantizer, PKV_QUANTIZER_AUTO);
-        cfg.n_layers = 1, cfg.n_kv_heads = H, cfg.head_dim = d, cfg.group_size = 32, cfg.mode = (pkv_mode)mode;
-        pkv_cache *c = NULL;
-        TU_OK(pkv_cache_create(ctx, &cfg, &c));
-        TU_OK(pkv_cache_get_config(c, &back));
-        assert_int_equal(back.quantizer, mode == PKV_MODE_PATTERN ? PKV_QUANTIZER_MSE_V : PKV_QUANTIZER_MINMAX);
-        TU_OK(pkv_cache_free(c));
-    }
+    /* the default, AUTO, resolves to MSE_V for PATTERN (MSE for 4-bit keys) and MINMAX for DIRECT and FP16 */
+    for (int mode = PKV_MODE_PATTERN; mode <= PKV_MODE_FP16; mode++)
+        for (uint32_t bits = 2; bits <= 8; bits *= 2) {
+            pkv_cache_config cfg = pkv_cache_config_default(), back = {.struct_size = sizeof back};
+            assert_int_equal(cfg.quantizer, PKV_QUANTIZER_AUTO);
+            cfg.n_layers = 1, cfg.n_kv_heads = H, cfg.head_dim = d, cfg.group_size = 32, cfg.mode = (pkv_mode)mode;
+            if (mode != PKV_MODE_FP16) cfg.k_bits = cfg.v_bits = bits;
+            pkv_cache *c = NULL;
+            TU_OK(pkv_cache_create(ctx, &cfg, &c));
+            TU_OK(pkv_cache_get_config(c, &back));
+            const uint32_t want = mode != PKV_MODE_PATTERN ? PKV_QUANTIZER_MINMAX
+                                  : bits == 4              ? PKV_QUANTIZER_MSE
+                                                           : PKV_QUANTIZER_MSE_V;
+            assert_int_equal(back.quantizer, want);
+            TU_OK(pkv_cache_free(c));
+        }
     pkv_cache_config bad = pkv_cache_config_default();
     bad.quantizer = PKV_QUANTIZER_AUTO + 1;
     for (int i = 0; i < 4; i++) free(kq[i]), free(vq[i]);
