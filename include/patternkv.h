@@ -239,10 +239,9 @@ typedef enum pkv_quantizer {
                                  DIRECT; every backend, bit for bit alike */
     PKV_QUANTIZER_MSE_K,      /* MSE for K (per channel), min-max for V */
     PKV_QUANTIZER_MSE_V,      /* MSE for V (per token), min-max for K */
-    PKV_QUANTIZER_AUTO        /* the default (added in 0.3): MSE_V for PATTERN (closer to FP16 at 2 bits on
-                                 both evaluated models, docs/NUMERICS.md), MSE for PATTERN with 4-bit keys
-                                 (within 0.1% of FP16 on both), MINMAX for DIRECT (the KIVI baseline as
-                                 published) and FP16; resolved by pkv_cache_create
+    PKV_QUANTIZER_AUTO        /* the default (added in 0.3): MSE for PATTERN (closest to FP16 at 2, 3 and 4
+                                 bits on both evaluated models, docs/NUMERICS.md), MINMAX for DIRECT (the
+                                 KIVI baseline as published) and FP16; resolved by pkv_cache_create
                                  (pkv_cache_get_config and saved files give the resolved one). The paper's
                                  PATTERN is MINMAX */
 } pkv_quantizer;
@@ -270,7 +269,7 @@ typedef struct pkv_cache_config {
     uint32_t mining;          /* pkv_mining; default AT_M. (It fills what was padding after k_assign, so
                                  the struct's size did not change: a struct from pkv_cache_config_default()
                                  of the release before holds the default there) */
-    uint32_t quantizer;       /* pkv_quantizer; default AUTO (MSE_V for PATTERN, MINMAX for DIRECT; the
+    uint32_t quantizer;       /* pkv_quantizer; default AUTO (MSE for PATTERN, MINMAX for DIRECT; the
                                  paper's PATTERN: MINMAX). Added in 0.3; a backend without it
                                  refuses the cache with PKV_ERR_UNSUPPORTED (CPU, Vulkan and OpenCL
                                  have them all); saved files record it (format version 3) */

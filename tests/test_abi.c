@@ -31,7 +31,7 @@ static void defaults_carry_the_applications_size(void **state)
     assert_int_equal(ap.kv_new_dtype, PKV_F32);
     assert_int_equal(cp.device_index, -1);
     assert_int_equal(cc.head_dim, 128);
-    assert_int_equal(cc.quantizer, PKV_QUANTIZER_AUTO); /* MSE_V for PATTERN, MINMAX for DIRECT */
+    assert_int_equal(cc.quantizer, PKV_QUANTIZER_AUTO); /* MSE for PATTERN, MINMAX for DIRECT */
     assert_int_equal(ap.q_len, 1);
     /* an unknown size: zero-filled, the size kept, refused with a reason */
     unsigned char big[sizeof(pkv_cache_config) + 16];

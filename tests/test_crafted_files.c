@@ -224,7 +224,7 @@ static void format_versions_1_and_2_load(void **state)
     cf_write(&f, path_b);
     TU_OK(pkv_cache_load(ctx, path_b, &d));
     TU_OK(pkv_cache_get_config(d, &cfg));
-    assert_int_equal(cfg.quantizer, PKV_QUANTIZER_MSE_V);
+    assert_int_equal(cfg.quantizer, PKV_QUANTIZER_MSE);
     pkv_cache_free(d);
     wr32(f.header + HEADER_BYTES - 4, PKV_QUANTIZER_AUTO + 1);
     expect_corrupt(ctx, &f, "quantizer 5");

@@ -204,7 +204,7 @@ static void api_on_the_test_backend(void **state)
             assert_memory_equal(vq[PKV_QUANTIZER_MSE_V], vq[PKV_QUANTIZER_MSE], n * sizeof(float));
         }
     }
-    /* the default, AUTO, resolves to MSE_V for PATTERN (MSE for 4-bit keys) and MINMAX for DIRECT and FP16 */
+    /* the default, AUTO, resolves to MSE for PATTERN at every width and MINMAX for DIRECT and FP16 */
     for (int mode = PKV_MODE_PATTERN; mode <= PKV_MODE_FP16; mode++)
         for (uint32_t bits = 2; bits <= 8; bits *= 2) {
             pkv_cache_config cfg = pkv_cache_config_default(), back = {.struct_size = sizeof back};
@@ -214,10 +214,7 @@ static void api_on_the_test_backend(void **state)
             pkv_cache *c = NULL;
             TU_OK(pkv_cache_create(ctx, &cfg, &c));
             TU_OK(pkv_cache_get_config(c, &back));
-            const uint32_t want = mode != PKV_MODE_PATTERN ? PKV_QUANTIZER_MINMAX
-                                  : bits == 4              ? PKV_QUANTIZER_MSE
-                                                           : PKV_QUANTIZER_MSE_V;
-            assert_int_equal(back.quantizer, want);
+            assert_int_equal(back.quantizer, mode == PKV_MODE_PATTERN ? PKV_QUANTIZER_MSE : PKV_QUANTIZER_MINMAX);
             TU_OK(pkv_cache_free(c));
         }
     pkv_cache_config bad = pkv_cache_config_default();

@@ -42,7 +42,7 @@ void bench_print_usage(FILE *f)
         "  --window R            fp16 window, a multiple of G (default G)\n"
         "  --patterns M          patterns mined at prefill (default 32)\n"
         "  --bank N              bank capacity (default 256)\n"
-        "  --quantizer Q         auto (the library's default: mse-v for pattern, minmax for direct),\n"
+        "  --quantizer Q         auto (the library's default: mse for pattern, minmax for direct),\n"
         "                        minmax (the paper's), mse, mse-k or mse-v (pkv_quantizer)\n"
         "speed:\n"
         "  --speed-contexts LIST context lengths for decode timing (default 512,2048 on CPU devices,\n"

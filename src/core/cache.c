@@ -123,7 +123,7 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pk
     pkv_cache_config cfg;
     pkv_status st = pkv_abi_read(ctx, &pkv_abi_cache_config, config, &d, &cfg);
     if (st == PKV_OK) st = pkv_validate_config(&cfg);
-    if (st == PKV_OK) cfg.quantizer = pkv_quantizer_resolve(cfg.mode, cfg.k_bits, cfg.quantizer);
+    if (st == PKV_OK) cfg.quantizer = pkv_quantizer_resolve(cfg.mode, cfg.quantizer);
     if (st == PKV_OK && cfg.mode == PKV_MODE_PATTERN && cfg.k_assign != PKV_K_ASSIGN_MINMAX &&
         !(ctx->be->iface->k_assign_variants & (1u << cfg.k_assign)))
         st = pkv_fail(ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_create: the %s backend does not implement k_assign %s "

@@ -421,7 +421,7 @@ pkv_status pkv_cache_load(pkv_context *ctx, const char *path, pkv_cache **out)
     cfg.quantizer = version >= 3 ? get32(&r) : PKV_QUANTIZER_MINMAX;
     if (!check_crc(&r, 0)) CORRUPT("%s: header is truncated or damaged (checksum mismatch)", path);
     if (pkv_validate_config(&cfg) != PKV_OK) CORRUPT("%s: stored configuration is invalid: %s", path, pkv_last_error());
-    cfg.quantizer = pkv_quantizer_resolve(cfg.mode, cfg.k_bits, cfg.quantizer); /* files hold resolved ones; a crafted AUTO */
+    cfg.quantizer = pkv_quantizer_resolve(cfg.mode, cfg.quantizer); /* files hold resolved ones; a crafted AUTO */
     if ((st = pkv_cache_new(ctx, &cfg, &c)) != PKV_OK) goto fail;
     if (c->g.block_bytes != f[12] || c->g.chunk_bytes != f[13] || c->g.window_bytes != f[14])
         CORRUPT("%s: block layout differs from this library's", path);

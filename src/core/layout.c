@@ -17,7 +17,7 @@ void pkv_geom_init(pkv_geom *g, const pkv_cache_config *c)
     g->M = c->n_patterns;
     g->capacity = c->bank_capacity;
     g->k_assign = c->k_assign;
-    g->quantizer = pkv_quantizer_resolve(c->mode, c->k_bits, c->quantizer);
+    g->quantizer = pkv_quantizer_resolve(c->mode, c->quantizer);
     g->k_row_words = pkv_row_words(g->d, g->k_bits);
     g->v_row_words = pkv_row_words(g->d, g->v_bits);
 

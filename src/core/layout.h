@@ -43,14 +43,12 @@ typedef struct pkv_geom {
  * other b as one plane. Each plane of a row is ceil(d*bits/32) words; channel c of a plane with
  * `bits` bits lives in word (c*bits)/32 at shift (c*bits)%32, little-endian. */
 
-/* PKV_QUANTIZER_AUTO's choice for a configuration: in PATTERN mode MSE_V, and MSE (K clipped too) for
- * 4-bit keys, where clipping K brought both evaluated models within 0.1% of FP16 (bench/RESULTS.md,
- * 2026-12-05) and at 2 bits cost the second model; MINMAX in the other modes; others as given. */
-static inline uint32_t pkv_quantizer_resolve(uint32_t mode, uint32_t k_bits, uint32_t q)
+/* PKV_QUANTIZER_AUTO's choice for a mode: MSE (K and V clipped) for PATTERN, the best PATTERN quantizer
+ * at 2, 3 and 4 bits on both evaluated models over 11 windows (bench/RESULTS.md, 2026-12-05); MINMAX
+ * otherwise; others as given. */
+static inline uint32_t pkv_quantizer_resolve(uint32_t mode, uint32_t q)
 {
-    if (q != PKV_QUANTIZER_AUTO) return q;
-    if (mode != PKV_MODE_PATTERN) return PKV_QUANTIZER_MINMAX;
-    return k_bits == 4 ? PKV_QUANTIZER_MSE : PKV_QUANTIZER_MSE_V;
+    return q != PKV_QUANTIZER_AUTO ? q : mode == PKV_MODE_PATTERN ? PKV_QUANTIZER_MSE : PKV_QUANTIZER_MINMAX;
 }
 
 /* Whether K's channels / V's tokens take the MSE quantizer's range search (pkv_quantizer MSE, MSE_K,
