@@ -208,6 +208,7 @@ static void none_is_direct_keys_and_pattern_values(void **state)
         cfg.n_layers = 1, cfg.n_kv_heads = H, cfg.head_dim = d, cfg.group_size = 32, cfg.window = 64;
         cfg.mode = c3 == 0 ? PKV_MODE_DIRECT : PKV_MODE_PATTERN;
         cfg.k_assign = c3 == 2 ? PKV_K_ASSIGN_NONE : PKV_K_ASSIGN_MINMAX;
+        cfg.quantizer = PKV_QUANTIZER_MSE; /* one quantizer for all three (AUTO differs between the modes) */
         pkv_cache *c = NULL;
         TU_OK(pkv_cache_create(ctx, &cfg, &c));
         pkv_seq seq;
