@@ -9,3 +9,8 @@ for w in 2 3 4; do for m in 1 2; do
   python3 "$s" $(for b in 0 4096 8192 12288 16384 20480 24576 28672 32768 36864 40960; do echo "$here/b${w}_m${m}_$b.json"; done)
   echo
 done; done
+# equal memory: DIRECT with smaller groups (modes fp16,direct2:g32,direct2:g32:qmse,direct2:g64:qmse; files eqmem_mM_B)
+for m in 1 2; do
+  python3 "$s" $(for b in 0 4096 8192 12288 16384 20480 24576 28672 32768 36864 40960; do echo "$here/eqmem_m${m}_$b.json"; done)
+  echo
+done
