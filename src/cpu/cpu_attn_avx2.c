@@ -46,7 +46,6 @@ static inline VI vi_and(VI a, VI b) { return _mm256_and_si256(a, b); }
 #define vi_srli(v, n) _mm256_srli_epi32((v), (int)(n))
 /* exact for values < 2^31 (the kernel never converts more) */
 static inline VF vf_from_u(VI v) { return _mm256_cvtepi32_ps(v); }
-static inline VI vi_gather_rows(const uint32_t *p, VI idx) { return _mm256_i32gather_epi32((const int *)p, idx, 4); }
 /* dst[c * dstride + r] = src[r * stride + c] for 8 rows r and columns c < ncols (<= 8): an 8 x 8
  * transpose of 32-bit words in registers (rows read with a mask, never past column ncols). */
 #define VI_TRANSPOSE 1
@@ -71,7 +70,6 @@ static inline void vi_transpose(const uint32_t *src, size_t stride, uint32_t nco
     }
     for (uint32_t c = 0; c < ncols; c++) _mm256_storeu_si256((__m256i *)(dst + c * dstride), t[c]);
 }
-static inline VF vf_gather(const float *p, VI idx) { return _mm256_i32gather_ps(p, idx, 4); }
 static inline VF vf_lookup(const float *t, uint32_t n, VI idx)
 {
     if (n <= 8) return _mm256_permutevar8x32_ps(_mm256_loadu_ps(t), idx);

@@ -22,7 +22,6 @@ static inline VI vi_from_u8(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_
 static inline VI vi_and(VI a, VI b) { return _mm512_and_si512(a, b); }
 #define vi_srli(v, n) _mm512_srli_epi32((v), (unsigned)(n))
 static inline VF vf_from_u(VI v) { return _mm512_cvtepu32_ps(v); }
-static inline VI vi_gather_rows(const uint32_t *p, VI idx) { return _mm512_i32gather_epi32(idx, (const void *)p, 4); }
 /* dst[c * dstride + r] = src[r * stride + c] for 16 rows r and columns c < ncols (<= 16): a 16 x 16
  * transpose of 32-bit words in registers (rows read with a mask, never past column ncols). */
 #define VI_TRANSPOSE 1
@@ -100,7 +99,6 @@ static inline void vi_transpose(const uint32_t *src, size_t stride, uint32_t nco
     }
     for (uint32_t c = 0; c < ncols; c++) _mm512_storeu_si512(dst + c * dstride, t[c]);
 }
-static inline VF vf_gather(const float *p, VI idx) { return _mm512_i32gather_ps(idx, (const void *)p, 4); }
 /* lane l = t[idx[l]], idx < n: permutes for tables of up to 64 entries (t readable to t + 64) */
 static inline VF vf_lookup(const float *t, uint32_t n, VI idx)
 {

@@ -6,7 +6,7 @@
  *   vi_from_u8(p): W bytes -> W uint32 lanes
  *   F4 (4 floats) with f4_load f4_store f4_add; vf_tok4(r0, r1, r2, r3, U): the 4 x W values of 4 rows
  *   as W groups of 4 (token k's at U + 4 tok4_slot(k)), for the V histogram
- *   vi_gather_rows(p, idx): lane l = p[idx[l]] (32-bit words); vf_gather(p, idx): lane l = p[idx[l]]
+ *   vi_gather_rows(p, idx): lane l = p[idx[l]] (32-bit words; only without VI_TRANSPOSE)
  *   optionally vi_transpose (and VI_TRANSPOSE defined): a W x W transpose of 32-bit words in registers
  *   vf_f16(p): W fp16 values -> fp32; v_codes(row, bits, v): codes of channels [vW, vW + W) of one
  *   token row of a bit plane of `bits` (1, 2, 4, 8) bits, as exact floats, in channel order.
