@@ -21,7 +21,7 @@ file(MAKE_DIRECTORY ${PKV_SHADER_OUT})
 # Each entry is embedded as pkv_spv_<name>; a name ending in _sg is <name without _sg>.comp built
 # with subgroup arithmetic (-DPKV_SUBGROUPS), used only where the device reports it; _cm adds
 # cooperative matrices (-DPKV_COOPMAT).
-set(PKV_SHADERS kmeans_init kmeans_assign kmeans_partial kmeans_reduce kmeans_finish kmeans_store assign quant_block flush_centre
+set(PKV_SHADERS kmeans_init kmeans_assign kmeans_partial kmeans_reduce kmeans_finish kmeans_store assign quant_search quant_block flush_centre
     attn_qc attn_decode attn_decode_sg attn_decode_cm attn_warp attn_warp_sg attn_merge read_bw stage_input window_write)
 file(GLOB PKV_SHADER_INCLUDES ${PKV_SHADER_DIR}/*.glsl ${PKV_SHADER_COMMON_DIR}/*.h)
 

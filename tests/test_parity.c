@@ -95,6 +95,13 @@ static const scenario scenarios[] = {
      PKV_QUANTIZER_MSE},
     {"direct with signed zeros, MSE_K",     1, 2,  32, 2, 2,  32,   0,  8, 256, PKV_MODE_DIRECT,   1,  64,  32,  8, 2, 0, 0, 0, SIGNED_ZEROS, NULL, 0,
      PKV_QUANTIZER_MSE_K},
+    /* the GPUs' search workgroups: 16 runs each (d72: a slice with idle runs), 8 where d = 256 */
+    {"pattern d128 2-bit G128, MSE",      1, 2, 128, 2, 2, 128,   0, 16, 256, PKV_MODE_PATTERN,  1, 260, 140, 35, 4, 0, 6, 0, STRUCTURED, NULL, 0,
+     PKV_QUANTIZER_MSE},
+    {"pattern d256 8/3-bit G32, MSE",     1, 1, 256, 8, 3,  32,   0,  8, 256, PKV_MODE_PATTERN,  1,  70,  40,  5, 2, 0, 6, 0, STRUCTURED, NULL, 0,
+     PKV_QUANTIZER_MSE},
+    {"direct d72 4-bit G128, MSE",        1, 2,  72, 4, 4, 128,   0,  8, 256, PKV_MODE_DIRECT,   1, 140, 130, 26, 2, 0, 0, 0, STRUCTURED, NULL, 0,
+     PKV_QUANTIZER_MSE},
 };
 
 /* The same calls with every layer of a step in one pkv_append_layers on the GPU side (per-layer

@@ -1,4 +1,4 @@
-/* Shared by assign.comp, quant_block.comp and flush_centre.comp: the push constants of the
+/* Shared by assign.comp, quant_search.comp, quant_block.comp and flush_centre.comp: the push constants of the
  * block-building ops and where their source tokens and patterns are. A unit is one (layer of the
  * op, kv head); its descriptor in scratch says where its window, bank chunks and pattern count
  * are. Token `tok` counts from the op's first token: the prefill tokens uploaded to scratch
@@ -19,6 +19,7 @@ layout(push_constant) uniform Push {
     uint H;
     uint assign_off;   /* [units][2][n_assign]: pattern index | gate bit << 8 */
     uint n_assign;     /* tokens assigned per unit */
+    uint search_off;   /* [units][n_blocks][2][max(D, G)]: quant_search.comp's scale | zero << 16 per run */
 } pc;
 
 uint unit; /* set by main() */

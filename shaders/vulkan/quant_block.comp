@@ -3,8 +3,8 @@
  * the K half of the block (codes, scales, zeros, indices, padding) and one for the V half (codes,
  * scales, zeros, indices, gate mask): each half's chain of loads is its own workgroup's:
  * residuals against the patterns chosen by assign.comp or kmeans_assign.comp (V only where its gate
- * passed), K per-channel and V per-token quantization (min-max, or the MSE quantizer's range search
- * where QMSE says; src/core/block.c is the reference), packing.
+ * passed), K per-channel and V per-token quantization (min-max, or where QMSE says the MSE quantizer's
+ * scale and zero chosen by quant_search.comp; src/core/block.c is the reference), packing.
  * Every word of the block is written, padding included (zeros). Source tokens come from the
  * uploaded prefill (scratch) or from the unit's window slot. */
 #include "pkv_math.h"
@@ -25,103 +25,37 @@ const uint VW0 = (D * VPB0 + 31u) / 32u;
 const uint KRW = KBITS == 3u ? KW0 + (D + 31u) / 32u : KW0;
 const uint VRW = VBITS == 3u ? VW0 + (D + 31u) / 32u : VW0;
 
-shared uint kidx_s[G], vidx_s[G], vmask_s[G];
+#include "block_values.glsl"
+
 shared float ks_s[D], kz_s[D], vs_s[G], vz_s[G];
 shared uint ksh_s[D], kzh_s[D], vsh_s[G], vzh_s[G];
-
-uint jblk;
-
-float blk_x(uint kv, uint t, uint i) { return src_x(kv, jblk * G + t, i); } /* token t of this block */
-
-float k_value(uint t, uint i) /* the value K quantizes: residual (PATTERN) or raw */
-{
-    float x = blk_x(0u, t, i);
-    if (MODE != 0u) return x;
-    precise float r = x - pattern(0u, kidx_s[t], i);
-    return r;
-}
-
-float v_value(uint t, uint i)
-{
-    float x = blk_x(1u, t, i);
-    if (MODE != 0u || vmask_s[t] == 0u) return x;
-    precise float r = x - pattern(1u, vidx_s[t], i);
-    return r;
-}
-
-void load_assignments(uint lid) /* made by assign.comp or kmeans_assign.comp */
-{
-    for (uint t = lid; t < G; t += gl_WorkGroupSize.x) {
-        uint tok = jblk * G + t;
-        uint ek = scr[pc.assign_off + (unit * 2u) * pc.n_assign + tok];
-        uint ev = scr[pc.assign_off + (unit * 2u + 1u) * pc.n_assign + tok];
-        kidx_s[t] = ek & 255u;
-        vidx_s[t] = ev & 255u;
-        vmask_s[t] = (ev >> 8) & 1u;
-    }
-}
-
-/* Value n of the run that one (scale, zero) covers: K channel j's token n (kv 0), V token j's channel n. */
-float run_value(uint kv, uint j, uint n) { return kv == 0u ? k_value(n, j) : v_value(j, n); }
-
-/* The MSE quantizer's range search (pkv_math.h pkv_mse_coarse, pkv_mse_fine, pkv_mse_candidate;
- * src/core/quant.c pkv_quant_params_mse is the reference) over the len values of run_value(kv, j, .)
- * with span s: the chosen candidate, fp16 scale | zero << 16. Two passes over the values: the coarse
- * candidates' sums, then those of the neighbours of the coarse best (one load of each value for all
- * of a pass's candidates); every sum runs to the end in the values' order (the reference's early stop
- * skips only sums that cannot win) and the first strictly least wins. */
-const uint MSE_BATCH = PKV_MSE_COARSE; /* >= PKV_MSE_FINE */
-uint mse_search(uint kv, uint j, uint len, pkv_span s)
-{
-    const float inv = kv == 0u ? pc.inv_maxq_k : pc.inv_maxq_v;
-    const uint maxq = (1u << (kv == 0u ? KBITS : VBITS)) - 1u;
-    uint best_c = 0u, best_k = 0u;
-    float best = 0.0;
-    for (uint stage = 0u; stage < 2u; stage++) {
-        const uint nq = stage == 0u ? PKV_MSE_COARSE : PKV_MSE_FINE;
-        uint k[MSE_BATCH], c[MSE_BATCH];
-        float sc[MSE_BATCH], z[MSE_BATCH], rs[MSE_BATCH], e[MSE_BATCH];
-        for (uint q = 0u; q < MSE_BATCH; q++) {
-            k[q] = stage == 0u ? pkv_mse_coarse(q) : pkv_mse_fine(best_k, min(q, PKV_MSE_FINE - 1u));
-            c[q] = pkv_mse_candidate(s, k[q], inv);
-            sc[q] = pkv_f16_to_f32(c[q] & 0xFFFFu); z[q] = pkv_f16_to_f32(c[q] >> 16); rs[q] = 1.0 / sc[q]; e[q] = 0.0;
-        }
-        for (uint n = 0u; n < len; n++) {
-            float x = run_value(kv, j, n);
-            for (uint q = 0u; q < MSE_BATCH; q++) /* constant bounds: the sums stay in registers */
-                if (q < nq) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
-        }
-        for (uint q = 0u; q < MSE_BATCH; q++)
-            if (q < nq && ((stage == 0u && q == 0u) || (e[q] < best && c[q] != best_c))) {
-                best = e[q]; best_c = c[q];
-                if (stage == 0u) best_k = k[q];
-            }
-    }
-    return best_c;
-}
 
 uint part; /* 0: the K half of the block, 1: the V half */
 
 void compute_scales(uint lid)
 {
     for (uint i = lid; i < (part == 0u ? D : 0u); i += gl_WorkGroupSize.x) { /* K: per channel over the G tokens */
-        pkv_span s = pkv_span_of(k_value(0u, i));
-        for (uint t = 1u; t < G; t++) s = pkv_span_add(s, k_value(t, i));
-        uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_k), zh = pkv_zero_f16(s.lo);
-        if ((QMSE & 1u) != 0u) {
-            uint c = mse_search(0u, i, G, s);
+        uint sh, zh;
+        if ((QMSE & 1u) != 0u) { /* chosen by quant_search.comp */
+            uint c = scr[search_at(0u, i)];
             sh = c & 0xFFFFu; zh = c >> 16;
+        } else {
+            pkv_span s = pkv_span_of(k_value(0u, i));
+            for (uint t = 1u; t < G; t++) s = pkv_span_add(s, k_value(t, i));
+            sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_k); zh = pkv_zero_f16(s.lo);
         }
         ksh_s[i] = sh; kzh_s[i] = zh;
         ks_s[i] = pkv_f16_to_f32(sh); kz_s[i] = pkv_f16_to_f32(zh);
     }
     for (uint t = lid; t < (part == 1u ? G : 0u); t += gl_WorkGroupSize.x) { /* V: per token over the D channels */
-        pkv_span s = pkv_span_of(v_value(t, 0u));
-        for (uint i = 1u; i < D; i++) s = pkv_span_add(s, v_value(t, i));
-        uint sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_v), zh = pkv_zero_f16(s.lo);
+        uint sh, zh;
         if ((QMSE & 2u) != 0u) {
-            uint c = mse_search(1u, t, D, s);
+            uint c = scr[search_at(1u, t)];
             sh = c & 0xFFFFu; zh = c >> 16;
+        } else {
+            pkv_span s = pkv_span_of(v_value(t, 0u));
+            for (uint i = 1u; i < D; i++) s = pkv_span_add(s, v_value(t, i));
+            sh = pkv_scale_f16(s.lo, s.hi, pc.inv_maxq_v); zh = pkv_zero_f16(s.lo);
         }
         vsh_s[t] = sh; vzh_s[t] = zh;
         vs_s[t] = pkv_f16_to_f32(sh); vz_s[t] = pkv_f16_to_f32(zh);

@@ -20,6 +20,7 @@ enum pkv_vk_kernel {
     PKV_K_KMEANS_FINISH,
     PKV_K_KMEANS_STORE,
     PKV_K_ASSIGN,
+    PKV_K_QUANT_SEARCH,
     PKV_K_QUANT_BLOCK,
     PKV_K_FLUSH_CENTRE,
     PKV_K_ATTN_QC,

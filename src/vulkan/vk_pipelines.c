@@ -29,6 +29,7 @@ static const struct { const uint32_t *code; const size_t *size; } spirv[PKV_K_CO
     [PKV_K_KMEANS_FINISH] = {pkv_spv_kmeans_finish, &pkv_spv_kmeans_finish_size},
     [PKV_K_KMEANS_STORE] = {pkv_spv_kmeans_store, &pkv_spv_kmeans_store_size},
     [PKV_K_ASSIGN] = {pkv_spv_assign, &pkv_spv_assign_size},
+    [PKV_K_QUANT_SEARCH] = {pkv_spv_quant_search, &pkv_spv_quant_search_size},
     [PKV_K_QUANT_BLOCK] = {pkv_spv_quant_block, &pkv_spv_quant_block_size},
     [PKV_K_FLUSH_CENTRE] = {pkv_spv_flush_centre, &pkv_spv_flush_centre_size},
     [PKV_K_ATTN_QC] = {pkv_spv_attn_qc, &pkv_spv_attn_qc_size},
