@@ -102,6 +102,9 @@ static const scenario scenarios[] = {
      PKV_QUANTIZER_MSE},
     {"direct d72 4-bit G128, MSE",        1, 2,  72, 4, 4, 128,   0,  8, 256, PKV_MODE_DIRECT,   1, 140, 130, 26, 2, 0, 0, 0, STRUCTURED, NULL, 0,
      PKV_QUANTIZER_MSE},
+    /* d72 in PATTERN mode: the prefill's (mining) path with a slice of idle runs, 2 bits */
+    {"pattern d72 2-bit G128, MSE",       1, 2,  72, 2, 2, 128,   0, 16, 256, PKV_MODE_PATTERN,  1, 300, 140, 20, 2, 0, 0, 0, STRUCTURED, NULL, 0,
+     PKV_QUANTIZER_MSE},
 };
 
 /* The same calls with every layer of a step in one pkv_append_layers on the GPU side (per-layer

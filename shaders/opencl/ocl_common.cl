@@ -9,7 +9,7 @@
 #define MAX_D 256
 #define MAX_G 128
 #define MAX_BANK 256
-#define MAX_WG 128 /* work-group size limit of the kernels (the host never uses more) */
+#define MAX_WG 128 /* work-group size limit of the kernels (the host never uses more), but ocl_quant_search's 144 */
 
 /* Pattern m of bank kv (0 = K, 1 = V) of one head, whose chunk table row is `ct`. */
 OCL_HELPER __global const ushort *pattern_ptr(__global const uchar *chunks, __global const uint *ct,

@@ -108,50 +108,106 @@ OCL_HELPER float run_value(uint is_v, uint j, uint n, __global const ushort *kx,
     return resid(vx + j * xs, pattern && vm[j] ? pattern_ptr(chunks, ct, cb, d, 1u, va[j]) : 0, n);
 }
 
-/* The MSE quantizer's range search (pkv_math.h pkv_mse_coarse, pkv_mse_fine, pkv_mse_candidate;
- * src/core/quant.c pkv_quant_params_mse is the reference) over the len values of run_value(is_v, j, .)
- * with span s: the chosen candidate, fp16 scale | zero << 16. Two passes over the values: the coarse
- * candidates' sums, then those of the neighbours of the coarse best (one load of each value for all
- * of a pass's candidates); every sum runs to the end in the values' order (the reference's early stop
- * skips only sums that cannot win) and the first strictly least wins. */
-#define MSE_BATCH PKV_MSE_COARSE /* >= PKV_MSE_FINE */
-OCL_HELPER uint mse_search(pkv_span s, float inv, uint bits, uint len, uint is_v, uint j, __global const ushort *kx,
-                           __global const ushort *vx, size_t xs, int pattern, __global const uchar *chunks,
-                           __global const uint *ct, uint cb, uint d, __local const uint *ka, __local const uint *va,
-                           __local const uint *vm)
+/* The assignments and V gates of block b of a unit (PATTERN) into local memory (G tokens). */
+OCL_HELPER void load_assign(__constant uint *P, __global const uint *work, uint unit, uint b, __local uint *ka,
+                            __local uint *va, __local uint *vm)
 {
-    const uint maxq = (1u << bits) - 1u;
+    const uint G = P[PP_G], ntok = P[PP_N_ASSIGN];
+    __global const uint *ak = work + P[PP_W_ASSIGN] + (size_t)(unit * 2u) * ntok + b * G;
+    __global const uint *av = ak + ntok;
+    for (uint t = get_local_id(0); t < G; t += get_local_size(0)) {
+        ka[t] = ak[t] & 255u;
+        va[t] = av[t] & 255u;
+        vm[t] = (av[t] >> 8) & 1u;
+    }
+}
+
+/* The MSE quantizer's range search (pkv_math.h pkv_mse_coarse, pkv_mse_fine, pkv_mse_candidate,
+ * pkv_quant_err_step; src/core/quant.c pkv_quant_params_mse is the reference), before ocl_encode,
+ * which reads its answers. One work-group per (unit, block, part, slice): part 0 the K runs (d
+ * channels over G tokens), part 1 the V runs (G tokens over d channels), a slice RUNS of the part's
+ * runs, RUNS = local size / PKV_MSE_COARSE (the host's choice: 16, or 8 when a run may hold 256
+ * values). The slice's run values (run_value, as ocl_encode quantizes them) are staged once in
+ * local memory as floats, [value n][run r], loaded coalesced; then each work-item is one (run r =
+ * lid % RUNS, candidate q = lid / RUNS): it folds its run's span in the values' order (the zero's
+ * sign depends on it), and sums its candidate's error over the run in the values' order from +0;
+ * the q = 0 item of each run picks the first strictly least error among the coarse candidates
+ * (skipping a pair equal to the best's), items q < PKV_MSE_FINE sum the neighbours of the coarse
+ * best, and the q = 0 item continues the pick over them. Every sum runs to the end (the reference's
+ * early stop skips only sums that cannot win): the same bits as the CPU. A part without the MSE
+ * bit (P[PP_QMSE]: 1 K, 2 V) or a slice past its part's runs returns at once.
+ * work[PP_W_QSEARCH]: [unit][block][d + G], K channels then V tokens, fp16 scale | zero << 16. */
+#define QS_VALUES 2048u  /* staged floats: RUNS * max(d, G) <= 8 KiB */
+#define QS_MAX_LOCAL 144u /* 16 runs * PKV_MSE_COARSE */
+#if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 2
+__kernel void ocl_quant_search(__constant uint *P, __global const ushort *src, __global const uint *tab,
+                               __global const uchar *chunks, __global uint *work)
+{
+    const uint d = P[PP_D], G = P[PP_G], nb = P[PP_NB], lid = get_local_id(0), L = get_local_size(0);
+    const uint RUNS = L / PKV_MSE_COARSE, slices = (max(d, G) + RUNS - 1u) / RUNS;
+    const uint gid = get_group_id(0), slice = gid % slices, part = (gid / slices) & 1u, ub = gid / slices / 2u;
+    const uint unit = ub / nb, b = ub % nb, nruns = part ? G : d, len = part ? d : G, r0 = slice * RUNS;
+    if (!((P[PP_QMSE] >> part) & 1u) || r0 >= nruns) return;
+    const int pattern = P[PP_MODE] == 0u;
+    __global const uint *u = udesc(P, tab, unit);
+    __global const ushort *kx = token_row(P, src, u, unit, 0u, b * G), *vx = token_row(P, src, u, unit, 1u, b * G);
+    const size_t xs = P[PP_SRC_WINDOW] ? d : (size_t)P[PP_H] * d;
+    __global const uint *ct = u + 4;
+    const uint cb = P[PP_CHUNK_BYTES];
+    __local uint ka[MAX_G], va[MAX_G], vm[MAX_G];
+    __local float x_s[QS_VALUES], e_s[QS_MAX_LOCAL];
+    __local uint c_s[QS_MAX_LOCAL], k_s[QS_MAX_LOCAL / PKV_MSE_COARSE];
+
+    if (pattern) load_assign(P, work, unit, b, ka, va, vm);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    /* the values: K, consecutive items on consecutive channels of one token; V, on consecutive
+     * channels of one token row */
+    const uint rn = min(RUNS, nruns - r0);
+    for (uint e = lid; e < len * rn; e += L) {
+        const uint n = part ? e % len : e / rn, r = part ? e / len : e % rn;
+        x_s[n * RUNS + r] = run_value(part, r0 + r, n, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    const uint r = lid % RUNS, q = lid / RUNS, has = r < rn, maxq = (1u << (part ? P[PP_VBITS] : P[PP_KBITS])) - 1u;
+    const float inv = as_float(part ? P[PP_INV_V] : P[PP_INV_K]);
+    pkv_span s = pkv_span_of(has ? x_s[r] : 0.0f);
+    for (uint n = 1u; has && n < len; n++) s = pkv_span_add(s, x_s[n * RUNS + r]);
     uint best_c = 0u, best_k = 0u;
     float best = 0.0f;
     for (uint stage = 0u; stage < 2u; stage++) {
         const uint nq = stage == 0u ? PKV_MSE_COARSE : PKV_MSE_FINE;
-        uint k[MSE_BATCH], c[MSE_BATCH];
-        float sc[MSE_BATCH], z[MSE_BATCH], rs[MSE_BATCH], e[MSE_BATCH];
-        for (uint q = 0u; q < MSE_BATCH; q++) {
-            k[q] = stage == 0u ? pkv_mse_coarse(q) : pkv_mse_fine(best_k, min(q, PKV_MSE_FINE - 1u));
-            c[q] = pkv_mse_candidate(s, k[q], inv);
-            sc[q] = pkv_f16_to_f32(c[q] & 0xFFFFu), z[q] = pkv_f16_to_f32(c[q] >> 16), rs[q] = 1.0f / sc[q], e[q] = 0.0f;
+        if (has && q < nq) {
+            const uint c = pkv_mse_candidate(s, stage == 0u ? pkv_mse_coarse(q) : pkv_mse_fine(k_s[r], q), inv);
+            const float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), rs = 1.0f / sc;
+            float e = 0.0f;
+            for (uint n = 0u; n < len; n++) e = pkv_quant_err_step(e, x_s[n * RUNS + r], z, sc, rs, maxq);
+            e_s[lid] = e, c_s[lid] = c;
         }
-        for (uint n = 0u; n < len; n++) {
-            const float x = run_value(is_v, j, n, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm);
-            for (uint q = 0u; q < MSE_BATCH; q++) /* constant bounds: the sums stay in registers */
-                if (q < nq) e[q] = pkv_quant_err_step(e[q], x, z[q], sc[q], rs[q], maxq);
-        }
-        for (uint q = 0u; q < MSE_BATCH; q++)
-            if (q < nq && ((stage == 0u && q == 0u) || (e[q] < best && c[q] != best_c))) {
-                best = e[q], best_c = c[q];
-                if (stage == 0u) best_k = k[q];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (has && q == 0u) {
+            for (uint i = 0u; i < nq; i++) {
+                const float e = e_s[i * RUNS + r];
+                const uint c = c_s[i * RUNS + r];
+                if ((stage == 0u && i == 0u) || (e < best && c != best_c)) {
+                    best = e, best_c = c;
+                    if (stage == 0u) best_k = pkv_mse_coarse(i);
+                }
             }
+            if (stage == 0u) k_s[r] = best_k;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
-    return best_c;
+    if (has && q == 0u) work[P[PP_W_QSEARCH] + (size_t)(unit * nb + b) * (d + G) + part * d + r0 + r] = best_c;
 }
+#endif
 
 /* One work-group per (unit, block), with the assignments of ocl_assign or ocl_km_assign. */
 #if PKV_OCL_GROUP == 0 || PKV_OCL_GROUP == 2
 __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __global const uint *tab,
                          __global const uchar *chunks, __global const uint *work, __global uchar *blocks)
 {
-    const uint d = P[PP_D], G = P[PP_G], mode = P[PP_MODE], nb = P[PP_NB], ntok = P[PP_N_ASSIGN];
+    const uint d = P[PP_D], G = P[PP_G], mode = P[PP_MODE], nb = P[PP_NB];
     const uint kbits = P[PP_KBITS], vbits = P[PP_VBITS], krow = P[PP_KROW], vrow = P[PP_VROW];
     const uint lid = get_local_id(0), L = get_local_size(0);
     const uint unit = get_group_id(0) / nb, b = get_group_id(0) % nb;
@@ -181,31 +237,27 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
     __local float ks[MAX_D], kz[MAX_D], vs[MAX_G], vz[MAX_G];
 
     /* A: the assignments and V gates. */
-    if (pattern) {
-        __global const uint *ak = work + P[PP_W_ASSIGN] + (size_t)(unit * 2u) * ntok + b * G;
-        __global const uint *av = ak + ntok;
-        for (uint t = lid; t < G; t += L) {
-            ka[t] = ak[t] & 255u;
-            va[t] = av[t] & 255u;
-            vm[t] = (av[t] >> 8) & 1u;
-        }
-    }
+    if (pattern) load_assign(P, work, unit, b, ka, va, vm);
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* B: quantization parameters: K per channel over the G tokens, V per token over d channels. */
+    /* B: quantization parameters: K per channel over the G tokens, V per token over d channels,
+     * min-max's or ocl_quant_search's (qs: this block's answers). */
+    __global const uint *qs = work + P[PP_W_QSEARCH] + (size_t)(unit * nb + b) * (d + G);
     __global ushort *kscale = (__global ushort *)(blk + P[PP_OFF_KSCALE]);
     __global ushort *kzero = (__global ushort *)(blk + P[PP_OFF_KZERO]);
     __global ushort *vscale = (__global ushort *)(blk + P[PP_OFF_VSCALE]);
     __global ushort *vzero = (__global ushort *)(blk + P[PP_OFF_VZERO]);
     for (uint j = lid; j < d + G; j += L) {
         if (j < d) {
-            pkv_span s = pkv_span_of(resid(kx, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[0]) : 0, j));
-            for (uint t = 1; t < G; t++)
-                s = pkv_span_add(s, resid(kx + t * xs, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[t]) : 0, j));
-            uint sh = pkv_scale_f16(s.lo, s.hi, as_float(P[PP_INV_K])), zh = pkv_zero_f16(s.lo);
+            uint sh, zh;
             if (P[PP_QMSE] & 1u) {
-                uint c = mse_search(s, as_float(P[PP_INV_K]), kbits, G, 0u, j, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm);
+                const uint c = qs[j];
                 sh = c & 0xFFFFu, zh = c >> 16;
+            } else {
+                pkv_span s = pkv_span_of(resid(kx, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[0]) : 0, j));
+                for (uint t = 1; t < G; t++)
+                    s = pkv_span_add(s, resid(kx + t * xs, pattern ? pattern_ptr(chunks, ct, cb, d, 0u, ka[t]) : 0, j));
+                sh = pkv_scale_f16(s.lo, s.hi, as_float(P[PP_INV_K])), zh = pkv_zero_f16(s.lo);
             }
             kscale[j] = (ushort)sh;
             kzero[j] = (ushort)zh;
@@ -213,13 +265,15 @@ __kernel void ocl_encode(__constant uint *P, __global const ushort *src, __globa
             kz[j] = pkv_f16_to_f32(zh);
         } else {
             uint t = j - d;
-            __global const ushort *p = pattern && vm[t] ? pattern_ptr(chunks, ct, cb, d, 1u, va[t]) : 0;
-            pkv_span s = pkv_span_of(resid(vx + t * xs, p, 0));
-            for (uint i = 1; i < d; i++) s = pkv_span_add(s, resid(vx + t * xs, p, i));
-            uint sh = pkv_scale_f16(s.lo, s.hi, as_float(P[PP_INV_V])), zh = pkv_zero_f16(s.lo);
+            uint sh, zh;
             if (P[PP_QMSE] & 2u) {
-                uint c = mse_search(s, as_float(P[PP_INV_V]), vbits, d, 1u, t, kx, vx, xs, pattern, chunks, ct, cb, d, ka, va, vm);
+                const uint c = qs[d + t];
                 sh = c & 0xFFFFu, zh = c >> 16;
+            } else {
+                __global const ushort *p = pattern && vm[t] ? pattern_ptr(chunks, ct, cb, d, 1u, va[t]) : 0;
+                pkv_span s = pkv_span_of(resid(vx + t * xs, p, 0));
+                for (uint i = 1; i < d; i++) s = pkv_span_add(s, resid(vx + t * xs, p, i));
+                sh = pkv_scale_f16(s.lo, s.hi, as_float(P[PP_INV_V])), zh = pkv_zero_f16(s.lo);
             }
             vscale[t] = (ushort)sh;
             vzero[t] = (ushort)zh;

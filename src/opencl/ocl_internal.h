@@ -29,6 +29,7 @@ enum pkv_ocl_kernel_id {
     PKV_K_CENTRE,       /* flush: Chebyshev centre of each unit's window -> new pattern */
     PKV_K_ASSIGN,       /* flush: nearest pattern of every window token (K and V) and V's gate */
     PKV_K_ENCODE,       /* one work-group per (unit, block): quantize, pack */
+    PKV_K_QSEARCH,      /* the MSE quantizer's range search of each run, before PKV_K_ENCODE */
     PKV_K_WINDOW,       /* window writes */
     PKV_K_STREAM,       /* plain streaming read, for the read-bandwidth measurement */
     PKV_K_FMA_PROBE,    /* checks that the compiler honours FP_CONTRACT OFF */
@@ -75,7 +76,7 @@ typedef struct pkv_ocl {
     cl_uint compute_units;
     cl_program prog[PKV_OCL_GROUPS]; /* the write path's kernels, in three programs (ocl_program.c) */
     cl_kernel k[PKV_K_COUNT];
-    size_t wg[PKV_K_COUNT]; /* work-group size used for each kernel */
+    size_t wg[PKV_K_COUNT]; /* work-group size used for each kernel (PKV_K_QSEARCH: the most it may use) */
     pkv_ocl_attn_program attn[PKV_OCL_MAX_ATTN_PROGRAMS];
     uint32_t n_attn;
     pkv_attn_plan_memo attn_plan; /* the last attention op's plan (attn_plan.h) */

@@ -17,6 +17,12 @@ static uint32_t f32_bits(float f)
     return u;
 }
 
+/* The MSE quantizer's bits of P[PP_QMSE] (K 1, V 2), none in FP16 mode. */
+static uint32_t qmse_of(const pkv_geom *g)
+{
+    return g->mode == PKV_MODE_FP16 ? 0u : (uint32_t)pkv_geom_k_mse(g) | (uint32_t)pkv_geom_v_mse(g) << 1;
+}
+
 static void fill_geom(uint32_t *P, const pkv_geom *g)
 {
     memset(P, 0, PP_COUNT * sizeof *P);
@@ -46,7 +52,7 @@ static void fill_geom(uint32_t *P, const pkv_geom *g)
     P[PP_GATE_K2] = f32_bits(g->gate_k2);
     P[PP_INV_K] = f32_bits(g->inv_maxq_k);
     P[PP_INV_V] = f32_bits(g->inv_maxq_v);
-    P[PP_QMSE] = (uint32_t)pkv_geom_k_mse(g) | (uint32_t)pkv_geom_v_mse(g) << 1;
+    P[PP_QMSE] = qmse_of(g);
 }
 
 static cl_mem mem_or_dummy(pkv_ocl *o, pkv_buf *b)
@@ -105,14 +111,40 @@ static uint32_t assign_mb(const pkv_ocl *o, uint32_t d)
     return (uint32_t)(mb < 1 ? 1 : mb > 32 ? 32 : mb);
 }
 
+/* Runs per work-group of ocl_quant_search (its local size is that times PKV_MSE_COARSE): 16, or 8
+ * when a run may hold more than 128 values (its staged values stay within 8 KiB), fewer where the
+ * device allows less. */
+static uint32_t qsearch_runs(const pkv_ocl *o, const pkv_geom *g)
+{
+    uint32_t runs = (g->d > g->G ? g->d : g->G) <= 128 ? 16 : 8;
+    while (runs > 1 && runs * PKV_MSE_COARSE > o->wg[PKV_K_QSEARCH]) runs /= 2;
+    return runs;
+}
+
+/* Words of the work buffer that ocl_quant_search's answers take (none without the MSE quantizer). */
+static size_t qsearch_words(const pkv_geom *g, uint32_t units, uint32_t n_blocks)
+{
+    return qmse_of(g) ? (size_t)units * n_blocks * (g->d + g->G) : 0;
+}
+
 /* Encodes n_blocks blocks per unit from src (the token upload or the windows) with the assignments
- * in work (PATTERN). */
+ * in work (PATTERN), after the MSE quantizer's range search where it applies (into
+ * work[PP_W_QSEARCH]). */
 static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_mem src, cl_mem tab, cl_mem work,
                             uint32_t units, uint32_t n_blocks)
 {
+    const pkv_geom *g = st->g;
     cl_mem chunks = mem_or_dummy(o, st->chunks), blocks = mem_or_dummy(o, st->blocks);
+    cl_int err = CL_SUCCESS;
+    if (qmse_of(g)) {
+        cl_kernel k = o->k[PKV_K_QSEARCH];
+        const uint32_t runs = qsearch_runs(o, g), slices = ceil_div(g->d > g->G ? g->d : g->G, runs);
+        err = pkv_ocl_args(o, k, 5, ARG(params), ARG(src), ARG(tab), ARG(chunks), ARG(work));
+        if (err == CL_SUCCESS)
+            err = pkv_ocl_launch(o, k, (size_t)units * n_blocks * 2 * slices, (size_t)runs * PKV_MSE_COARSE);
+    }
     cl_kernel k = o->k[PKV_K_ENCODE];
-    cl_int err = pkv_ocl_args(o, k, 6, ARG(params), ARG(src), ARG(tab), ARG(chunks), ARG(work), ARG(blocks));
+    if (err == CL_SUCCESS) err = pkv_ocl_args(o, k, 6, ARG(params), ARG(src), ARG(tab), ARG(chunks), ARG(work), ARG(blocks));
     if (err == CL_SUCCESS) err = pkv_ocl_launch(o, k, (size_t)units * n_blocks, o->wg[PKV_K_ENCODE]);
     return err;
 }
@@ -120,7 +152,7 @@ static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_m
 typedef struct mine_plan {
     uint32_t units, lists, nc, nblk, mb, km_local;
     uint32_t t_udesc, t_bslot, t_init, t_rcp;       /* table upload */
-    uint32_t w_cent, w_part, w_cnt, w_kassign, w_flags, w_assign; /* work buffer */
+    uint32_t w_cent, w_part, w_cnt, w_kassign, w_flags, w_assign, w_qsearch; /* work buffer */
     size_t tab_words, work_words, token_bytes;
 } mine_plan;
 
@@ -142,6 +174,7 @@ static void plan_mine(const pkv_ocl *o, const pkv_geom *g, const pkv_mine_op *op
     mp->w_kassign = take(&w, (size_t)mp->lists * ns);
     mp->w_flags = take(&w, (size_t)mp->lists * 2);
     mp->w_assign = take(&w, (size_t)mp->lists * op->n_quant + 1);
+    mp->w_qsearch = take(&w, qsearch_words(g, mp->units, mp->nblk));
     mp->work_words = w;
     mp->token_bytes = (size_t)layers * 2 * n * H * d * 2;
     /* centroids per local-memory block of the assignment, and the sums in local memory when they fit
@@ -176,7 +209,7 @@ static pkv_status mine_group(pkv_ocl *o, const pkv_store *st, const pkv_mine_op 
     P[PP_MB] = mp.mb;
     P[PP_T_UDESC] = mp.t_udesc, P[PP_T_BSLOT] = mp.t_bslot, P[PP_T_INIT] = mp.t_init, P[PP_T_RCP] = mp.t_rcp;
     P[PP_W_CENT] = mp.w_cent, P[PP_W_PART] = mp.w_part, P[PP_W_CNT] = mp.w_cnt, P[PP_W_KASSIGN] = mp.w_kassign;
-    P[PP_W_FLAGS] = mp.w_flags, P[PP_W_ASSIGN] = mp.w_assign;
+    P[PP_W_FLAGS] = mp.w_flags, P[PP_W_ASSIGN] = mp.w_assign, P[PP_W_QSEARCH] = mp.w_qsearch;
     uint32_t *tab = calloc(mp.tab_words, sizeof *tab);
     if (!tab) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl mine: out of host memory");
     for (uint32_t l = 0; l < nl; l++) {
@@ -300,7 +333,8 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
     size_t t = 0, w = 0;
     P[PP_T_UDESC] = take(&t, (size_t)units * UNIT_WORDS);
     P[PP_T_BSLOT] = take(&t, (size_t)units * nb);
-    P[PP_W_ASSIGN] = take(&w, (size_t)units * 2 * g->R);
+    P[PP_W_ASSIGN] = take(&w, pattern ? (size_t)units * 2 * g->R : 0);
+    P[PP_W_QSEARCH] = take(&w, qsearch_words(g, units, nb));
     uint32_t *tab = calloc(t, sizeof *tab);
     if (!tab) return pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "opencl flush: out of host memory");
     for (uint32_t l = 0; l < op->n_layers; l++) {
@@ -318,11 +352,11 @@ pkv_status pkv_ocl_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_o
     pkv_status s = upload(o, PKV_S_PARAMS, P, sizeof P);
     if (s == PKV_OK) s = upload(o, PKV_S_TAB, tab, t * 4);
     free(tab);
-    if (s == PKV_OK && pattern) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_WORK], w * 4);
+    if (s == PKV_OK && w) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_WORK], w * 4);
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: flush could not upload its inputs");
     pkv_ocl_op_begin(o);
     cl_mem params = o->s[PKV_S_PARAMS].mem, tb = o->s[PKV_S_TAB].mem, windows = mem_or_dummy(o, st->windows),
-           chunks = mem_or_dummy(o, st->chunks), work = pattern ? o->s[PKV_S_WORK].mem : mem_or_dummy(o, NULL);
+           chunks = mem_or_dummy(o, st->chunks), work = w ? o->s[PKV_S_WORK].mem : mem_or_dummy(o, NULL);
     cl_int err = CL_SUCCESS;
     if (any_centre) {
         cl_kernel k = o->k[PKV_K_CENTRE];

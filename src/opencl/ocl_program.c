@@ -20,12 +20,13 @@ extern const unsigned long pkv_ocl_source_len, pkv_ocl_attn_source_len;
 
 static const char *const kernel_names[PKV_K_COUNT] = {
     "ocl_km_init", "ocl_km_assign", "ocl_km_partial", "ocl_km_reduce", "ocl_km_finish", "ocl_km_store",
-    "ocl_centre", "ocl_assign", "ocl_encode", "ocl_window_write", "ocl_stream_read", "ocl_fma_probe", "ocl_stage",
+    "ocl_centre", "ocl_assign", "ocl_encode", "ocl_quant_search", "ocl_window_write", "ocl_stream_read", "ocl_fma_probe",
+    "ocl_stage",
 };
 
 /* Which program (ocl_common.cl's PKV_OCL_GROUP) holds each kernel: 1 mining, 2 flush and encoding and
  * window writes, 3 the rest. */
-static const int kernel_group[PKV_K_COUNT] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3};
+static const int kernel_group[PKV_K_COUNT] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3};
 
 #define CACHE_MAGIC "PKVOCLB1"
 #define MAX_KEY 4096
@@ -402,6 +403,8 @@ static pkv_status make_kernels(pkv_ocl *o, char *why, size_t why_len)
         size_t wg = 128; /* a power of two (the reductions need it), <= 128 (MAX_WG of the kernels) */
         while (wg > 1 && (wg > o->max_wg || (kwg && wg > kwg))) wg /= 2;
         o->wg[i] = wg;
+        if (i == PKV_K_QSEARCH) /* a multiple of PKV_MSE_COARSE, picked per op (ocl_ops.c qsearch_runs) */
+            o->wg[i] = kwg && kwg < o->max_wg ? kwg : o->max_wg;
     }
     return PKV_OK;
 }
