@@ -65,7 +65,7 @@
 #define PP_W_ASSIGN 58     /* final / flush assignments [lists][N_ASSIGN]: index | gate << 8 */
 #define PP_N_SAMPLE 59     /* mine: k-means tokens (pkv_sample_token of the N_TOKENS; N_TOKENS: all) */
 #define PP_QMSE 60         /* encode: the MSE quantizer for K (bit 0), V (bit 1) (pkv_quantizer) */
-#define PP_W_QSEARCH 61     /* encode: ocl_quant_search's answers [units][NB][d + G] (fp16 scale | zero << 16) */
+#define PP_W_QSEARCH 61    /* encode: ocl_quant_search's answers [units][NB][d + G] (fp16 scale | zero << 16) */
 #define PP_COUNT 62
 
 #define UDESC_WORDS 16u    /* unit descriptor: window slot, patterns, new pattern index, append flag, chunk slots [8] */
