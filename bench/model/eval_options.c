@@ -33,7 +33,7 @@ static void usage(FILE *f)
             "                    and :cN, its bank capacity (pattern2:c32: no pattern added at flushes);\n"
             "                    a pattern or direct item may end in :qminmax, :qmse, :qmse-k or :qmse-v:\n"
             "                    min-max, or the MSE quantizer for K and V, K only or V only (pkv_quantizer;\n"
-            "                    default the library's: mse-v for pattern, minmax for direct; pattern2:qminmax\n"
+            "                    default the library's: mse for pattern, minmax for direct; pattern2:qminmax\n"
             "                    is the paper's method); the curve's name shows any quantizer but min-max\n"
             "  --group-size G    tokens per quantization group, 32, 64 or 128 (default 128)\n"
             "  --window R        fp16 tokens before a flush, a multiple of every group size in use\n"

@@ -110,7 +110,7 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                                              : (r->data_source[0] == 's' ? "synthetic" : "from the file"));
     fprintf(f, "cache:  group %u, window %u, %u patterns mined, bank capacity %u, quantizer %s\n", o->group_size,
             o->window ? o->window : o->group_size, o->n_patterns, o->bank_capacity,
-            o->quantizer == PKV_QUANTIZER_AUTO ? "auto (mse-v for pattern, minmax for direct)"
+            o->quantizer == PKV_QUANTIZER_AUTO ? "auto (mse for pattern, minmax for direct)"
                                                : pkv_quantizer_name((pkv_quantizer)o->quantizer));
 
     if (r->n_fidelity) {

@@ -22,6 +22,7 @@ layout(constant_id = 7) const uint RUNS = 16; /* runs per workgroup; the workgro
 #include "block_values.glsl"
 
 shared float val_s[SEARCH_RUNS * RUNS]; /* value n of run r at n * RUNS + r */
+const uint STAGE = (SEARCH_RUNS * RUNS + RUNS * PKV_MSE_COARSE - 1u) / (RUNS * PKV_MSE_COARSE); /* values per invocation */
 shared float err_s[PKV_MSE_COARSE * RUNS];
 shared uint cand_s[PKV_MSE_COARSE * RUNS];
 shared float best_s[RUNS];
@@ -66,10 +67,16 @@ void main()
         load_chunks(lid);
     }
     barrier();
-    /* consecutive invocations read consecutive channels of a token row (K: of the slice's runs) */
-    for (uint e = lid; e < RUNS * len; e += gl_WorkGroupSize.x) {
-        const uint r = kv == 0u ? e % RUNS : e / len, n = kv == 0u ? e / RUNS : e % len;
-        val_s[n * RUNS + r] = r0 + r < runs ? run_value(kv, r0 + r, n) : 0.0;
+    /* consecutive invocations read consecutive channels of a token row (K: of the slice's runs); an
+     * invocation's loads are all issued before the first store (RUNS x len <= STAGE x the workgroup) */
+    float x[STAGE];
+    for (uint k = 0u; k < STAGE; k++) {
+        const uint e = lid + k * gl_WorkGroupSize.x, r = kv == 0u ? e % RUNS : e / len, n = kv == 0u ? e / RUNS : e % len;
+        x[k] = e < RUNS * len && r0 + r < runs ? run_value(kv, r0 + r, n) : 0.0;
+    }
+    for (uint k = 0u; k < STAGE; k++) {
+        const uint e = lid + k * gl_WorkGroupSize.x, r = kv == 0u ? e % RUNS : e / len, n = kv == 0u ? e / RUNS : e % len;
+        if (e < RUNS * len) val_s[n * RUNS + r] = x[k];
     }
     barrier();
 
