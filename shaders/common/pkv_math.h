@@ -208,24 +208,29 @@ PKV_INLINE uint pkv_scale_f16(float mn, float mx, float inv_maxq)
 PKV_INLINE uint pkv_zero_f16(float mn) { return pkv_f32_to_f16(mn); }
 
 /* Step 4: code = #{k >= 1 : t >= (k - 0.5) s}, clamped to maxq, with s and z the fp16 scale and
- * zero read back as floats. Any estimate will do (here through an approximate reciprocal, which a
- * caller quantizing many values with one s may compute once: pkv_quant_code_r); the two loops make it
- * exact, since (k - 0.5) * s is exact in fp32. */
-PKV_INLINE uint pkv_quant_code_r(float x, float z, float s, float rs, uint maxq) /* rs: any estimate of 1 / s */
+ * zero read back as floats, computed in float (its exact value; no float-integer conversions, which
+ * run at a quarter of the fp32 rate on GPUs). The estimate round(t rs) (rs: 1 / s to within a few
+ * ulp, which a caller quantizing many values with one s computes once: pkv_quant_code_r), clamped
+ * to 0 .. maxq, is within one of the code, so one step up and one down make it exact, since
+ * (k - 0.5) * s is exact in fp32. The rounding adds and subtracts 1.5 * 2^23 (exact for |t rs| < 2^22;
+ * beyond it the clamp gives 0 or maxq, which is then the code). */
+PKV_INLINE float pkv_quant_codef_r(float x, float z, float s, float rs, uint maxq)
 {
-    if (s == 0.0f) return 0u;
+    if (s == 0.0f) return 0.0f;
+    const float mq = PKV_U2F(maxq);
     PKV_PRECISE float t = x - z;
-    float e = t * rs + 0.5f;
-    uint c = e >= PKV_U2F(maxq) ? maxq : (e > 0.0f ? PKV_F2U(e) : 0u);
-    for (;;) {
-        PKV_PRECISE float up = (PKV_U2F(c) + 0.5f) * s;
-        if (c < maxq && t >= up) c += 1u; else break;
-    }
-    for (;;) {
-        PKV_PRECISE float down = (PKV_U2F(c) - 0.5f) * s;
-        if (c > 0u && t < down) c -= 1u; else break;
-    }
+    PKV_PRECISE float m = t * rs + 12582912.0f;
+    PKV_PRECISE float e = m - 12582912.0f;
+    float c = e > 0.0f ? (e < mq ? e : mq) : 0.0f;
+    PKV_PRECISE float up = (c + 0.5f) * s;
+    if (c < mq && t >= up) c += 1.0f;
+    PKV_PRECISE float down = (c - 0.5f) * s;
+    if (c > 0.0f && t < down) c -= 1.0f;
     return c;
+}
+PKV_INLINE uint pkv_quant_code_r(float x, float z, float s, float rs, uint maxq)
+{
+    return PKV_F2U(pkv_quant_codef_r(x, z, s, rs, maxq));
 }
 PKV_INLINE uint pkv_quant_code(float x, float z, float s, uint maxq) { return pkv_quant_code_r(x, z, s, 1.0f / s, maxq); }
 
@@ -278,12 +283,12 @@ PKV_INLINE uint pkv_mse_candidate(pkv_span s, uint k, float inv_maxq)
 }
 
 /* One value's term of a candidate's error: acc + (z + code s - x)^2, code as pkv_quant_code gives it
- * (s and z the candidate's fp16 scale and zero read back as floats, rs any estimate of 1 / s). The
+ * (s and z the candidate's fp16 scale and zero read back as floats, rs 1 / s to a few ulp). The
  * terms are >= 0, so the running sum never decreases: a search may stop summing a candidate once its
  * sum reaches the best error so far (it cannot be strictly lower). */
 PKV_INLINE float pkv_quant_err_step(float acc, float x, float z, float s, float rs, uint maxq)
 {
-    PKV_PRECISE float cs = PKV_U2F(pkv_quant_code_r(x, z, s, rs, maxq)) * s;
+    PKV_PRECISE float cs = pkv_quant_codef_r(x, z, s, rs, maxq) * s;
     PKV_PRECISE float dq = z + cs;
     PKV_PRECISE float r = dq - x;
     PKV_PRECISE float sq = r * r;
