@@ -102,6 +102,11 @@ typedef struct pkv_window_op {
 typedef struct pkv_tab_mirror {
     pkv_buf *buf;
     uint32_t cap, synced;
+    /* Vulkan (vk_tables.c): buf also holds the sequence's chunks and windows words (the op table's
+     * fixed part) ahead of the block slots; `fixed` is the host's copy of what it holds (malloc'd by
+     * the backend, freed with the layer state), valid when fixed_ok. Unused (NULL) elsewhere. */
+    uint32_t *fixed;
+    uint32_t fixed_ok;
 } pkv_tab_mirror;
 
 /* One sequence's view for attention. */

@@ -211,6 +211,7 @@ void pkv_layer_release(pkv_cache *c, uint32_t layer, pkv_layer_state *L)
     if (L->chunks)
         for (uint32_t i = 0; i < H * PKV_MAX_CHUNKS; i++) pkv_arena_release(&s->chunks, L->chunks[i]);
     if (L->tab.buf) c->ctx->be->iface->buf_free(c->ctx->be, L->tab.buf);
+    free(L->tab.fixed);
     free(L->blocks);
     free(L->window_slot);
     free(L->chunks);

@@ -96,6 +96,7 @@ static pkv_status vk_buf_copy(pkv_backend *be, pkv_buf *dst, size_t doff, pkv_bu
     s = pkv_vk_stage_settle(vk); /* a recorded append's K/V, before anything else uses scratch */
     if (s == PKV_OK && overlap) { /* Vulkan forbids overlapping copies: go through the scratch buffer */
         s = pkv_vk_scratch_reserve(vk, n);
+        pkv_vk_scratch_written(vk);
         if (s == PKV_OK) s = pkv_vk_begin(vk);
         if (s == PKV_OK) {
             VkBufferCopy c1 = {a, vk->scratch->off, n}, c2 = {vk->scratch->off, b, n};

@@ -151,6 +151,20 @@ typedef struct pkv_vk {
     struct pkv_vk_ext_set { VkDescriptorBufferInfo bufs[4]; VkDescriptorSet set; } *ext_sets;
     uint32_t n_ext_sets, cap_ext_sets;
     uint32_t ext_hint[8]; /* by a hash of a set's first two bindings: 1 + the index of the set last found */
+    /* Recorded attention's table upload skip (vk_ops.c): what the last recorded attention op left in
+     * scratch at word seq_off (its sequence descriptors, items and zeroed merge counters, `words`
+     * words, kept in `last`), in command buffer cb at its call for `layer`. An op of a later layer in
+     * the same command buffer whose words are the same (every layer of a decode step after the first)
+     * uploads nothing; any other op that writes scratch clears `valid` (pkv_vk_scratch_written). */
+    struct pkv_vk_attn_tab {
+        int valid;
+        VkCommandBuffer cb;
+        VkBuffer buf;
+        VkDeviceSize off;
+        uint32_t seq_off, words, layer;
+        uint32_t *last;
+        size_t cap;
+    } attn_tab;
     const struct pkv_vk_stage_in *stage_pending; /* a recorded call's K/V or q not staged yet (vk_stage.c) */
     uint32_t *host_tab;                          /* a host table of the op being recorded, reused */
     size_t cap_host_tab;
@@ -166,6 +180,7 @@ typedef struct pkv_vk {
     int in_flight[2];          /* submitted by a ring turn and not yet waited for */
     uint32_t deferred_windows; /* window ops recorded since the last submission (pkv_vk_kick) */
     uint64_t row_tables[3]; /* recorded appends' row tables: in the push constants, by rule, uploaded (tests) */
+    uint64_t skipped_tables; /* recorded attention ops that left out their table upload (attn_tab; tests) */
     uint32_t cur;
     int recording;
     VkBuffer ring_buf;
@@ -236,6 +251,8 @@ pkv_status pkv_vk_buf_alloc(pkv_vk *vk, size_t bytes, pkv_buf **out);
 void pkv_vk_buf_free(pkv_vk *vk, pkv_buf *b);
 pkv_status pkv_vk_grow(pkv_vk *vk, pkv_buf **buf, size_t bytes);
 pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes);
+/* An op other than attention records writes into scratch: attention's upload skip (attn_tab) ends. */
+static inline void pkv_vk_scratch_written(pkv_vk *vk) { vk->attn_tab.valid = 0; }
 pkv_status pkv_vk_begin(pkv_vk *vk);
 pkv_status pkv_vk_upload(pkv_vk *vk, pkv_buf *dst, VkDeviceSize off, const void *src, size_t bytes);
 pkv_status pkv_vk_download(pkv_vk *vk, pkv_buf *src, VkDeviceSize off, void *dst, size_t bytes);
@@ -273,11 +290,14 @@ pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *
 uint32_t *pkv_vk_host_table(pkv_vk *vk, size_t words);
 /* Attention's block tables in device memory (vk_tables.c, backend.h: pkv_tab_mirror). Before the
  * op's commands: each sequence's mirror large enough (allocations record into vk->cb). In the op's
- * upload phase: the block slots [n_blocks][H] of every sequence into dst at word table_word +
- * block_offset (copies from the mirrors, updates of what they lack). On an op's failure: forget
- * what the mirrors hold (its commands may never run). */
+ * upload phase: sequence i's fixed part (op->table from its table_offset, fixed_len / n_seqs words)
+ * and then its block slots [n_blocks][H] into dst at word table_word + seq_desc[i * PKV_ATTN_SEQ_WORDS
+ * + 3] (the op's sequence descriptors as uploaded: its fixed part's offset in the table; copies from
+ * the mirrors, updates of what they lack). On an op's failure: forget what the mirrors hold (its
+ * commands may never run). */
 pkv_status pkv_vk_tables_reserve(pkv_vk *vk, uint32_t H, const pkv_attn_op *op);
-pkv_status pkv_vk_tables_record(pkv_vk *vk, uint32_t H, const pkv_attn_op *op, pkv_buf *dst, size_t table_word);
+pkv_status pkv_vk_tables_record(pkv_vk *vk, uint32_t H, const pkv_attn_op *op, const uint32_t *seq_desc, pkv_buf *dst,
+                                size_t table_word);
 void pkv_vk_tables_forget(const pkv_attn_op *op);
 /* vk->regions holds at least n entries. */
 pkv_status pkv_vk_regions_reserve(pkv_vk *vk, uint32_t n);

@@ -191,6 +191,7 @@ void pkv_vk_memory_destroy(pkv_vk *vk)
     free(vk->pending);
     free(vk->regions);
     free(vk->host_tab);
+    free(vk->attn_tab.last);
     pkv_attn_plan_memo_free(&vk->attn_memo.plan);
 }
 
@@ -375,7 +376,13 @@ pkv_status pkv_vk_grow(pkv_vk *vk, pkv_buf **buf, size_t bytes)
     return PKV_OK;
 }
 
-pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes) { return pkv_vk_grow(vk, &vk->scratch, bytes); }
+pkv_status pkv_vk_scratch_reserve(pkv_vk *vk, size_t bytes)
+{
+    pkv_buf *was = vk->scratch;
+    pkv_status s = pkv_vk_grow(vk, &vk->scratch, bytes);
+    if (vk->scratch != was) pkv_vk_scratch_written(vk); /* a new buffer: what attention left there is gone */
+    return s;
+}
 
 /* ---- recording and submitting ---- */
 

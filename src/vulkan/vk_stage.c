@@ -138,6 +138,7 @@ pkv_status pkv_vk_stage_record(pkv_vk *vk, const pkv_vk_stage_in *in)
     pkv_status s = pkv_vk_begin(vk);
     if (s != PKV_OK) return s;
     pkv_vk_op_start(vk);
+    pkv_vk_scratch_written(vk);
     pkv_vk_stage_copy_to(vk, in, vk->scratch, 0);
     pkv_vk_barrier(vk);
     s = pkv_vk_stage_convert(vk, in, vk->scratch, vk->staged, 0, 0, NO_ROW);
