@@ -210,6 +210,7 @@ pkv_status pkv_attn_plan_memo_get(pkv_attn_plan_memo *m, const pkv_attn_op *op, 
     pkv_attn_plan_free(&m->plan);
     m->valid = 0;
     pkv_status s = pkv_attn_plan_make(op, g, nr, target_groups, max_splits, cps_multiple, items_multiple, env, &m->plan);
+    m->made++;
     if (s != PKV_OK) return s;
     memcpy(m->key, key, sizeof key);
     m->valid = 1;

@@ -61,6 +61,7 @@ typedef struct pkv_attn_plan_memo {
     int valid;
     uint32_t key[12];
     pkv_attn_plan plan;
+    uint64_t made; /* plans made on it so far: the same count, the same plan (Vulkan's upload skip) */
 } pkv_attn_plan_memo;
 /* *plan: the memo's plan when op and the arguments are those it was made for, else a new one made
  * (and kept in place of the old). Valid until the next call on the memo or pkv_attn_plan_memo_free. */

@@ -151,19 +151,19 @@ typedef struct pkv_vk {
     struct pkv_vk_ext_set { VkDescriptorBufferInfo bufs[4]; VkDescriptorSet set; } *ext_sets;
     uint32_t n_ext_sets, cap_ext_sets;
     uint32_t ext_hint[8]; /* by a hash of a set's first two bindings: 1 + the index of the set last found */
-    /* Recorded attention's table upload skip (vk_ops.c): what the last recorded attention op left in
-     * scratch at word seq_off (its sequence descriptors, items and zeroed merge counters, `words`
-     * words, kept in `last`), in command buffer cb at its call for `layer`. An op of a later layer in
-     * the same command buffer whose words are the same (every layer of a decode step after the first)
-     * uploads nothing; any other op that writes scratch clears `valid` (pkv_vk_scratch_written). */
+    /* Recorded attention's table upload skip (vk_ops.c attn_tab_kept): what the last recorded
+     * attention op left in scratch at word seq_off (the sequence descriptors, items and zeroed merge
+     * counters of plan number `made` of attn_memo.plan, `words` words), in command buffer cb at its
+     * call for `layer`. An op of a later layer in the same command buffer with the same plan (every
+     * layer of a decode step after the first) uploads nothing; any other op that writes scratch
+     * clears `valid` (pkv_vk_scratch_written). */
     struct pkv_vk_attn_tab {
         int valid;
         VkCommandBuffer cb;
         VkBuffer buf;
         VkDeviceSize off;
         uint32_t seq_off, words, layer;
-        uint32_t *last;
-        size_t cap;
+        uint64_t made;
     } attn_tab;
     const struct pkv_vk_stage_in *stage_pending; /* a recorded call's K/V or q not staged yet (vk_stage.c) */
     uint32_t *host_tab;                          /* a host table of the op being recorded, reused */
@@ -290,13 +290,13 @@ pkv_status pkv_vk_ring_take(pkv_vk *vk, size_t want, size_t unit, VkDeviceSize *
 uint32_t *pkv_vk_host_table(pkv_vk *vk, size_t words);
 /* Attention's block tables in device memory (vk_tables.c, backend.h: pkv_tab_mirror). Before the
  * op's commands: each sequence's mirror large enough (allocations record into vk->cb). In the op's
- * upload phase: sequence i's fixed part (op->table from its table_offset, fixed_len / n_seqs words)
- * and then its block slots [n_blocks][H] into dst at word table_word + seq_desc[i * PKV_ATTN_SEQ_WORDS
- * + 3] (the op's sequence descriptors as uploaded: its fixed part's offset in the table; copies from
- * the mirrors, updates of what they lack). On an op's failure: forget what the mirrors hold (its
- * commands may never run). */
+ * upload phase: sequence after sequence, its fixed part (op->table from its table_offset,
+ * fixed_len / n_seqs words) and then its block slots [n_blocks][H] into dst from word table_word
+ * (copies from the mirrors, updates of what they lack); seq_desc (not NULL): the op's sequence
+ * descriptors ([n_seqs][PKV_ATTN_SEQ_WORDS]) get those offsets (words 3 and 6). On an op's failure:
+ * forget what the mirrors hold (its commands may never run). */
 pkv_status pkv_vk_tables_reserve(pkv_vk *vk, uint32_t H, const pkv_attn_op *op);
-pkv_status pkv_vk_tables_record(pkv_vk *vk, uint32_t H, const pkv_attn_op *op, const uint32_t *seq_desc, pkv_buf *dst,
+pkv_status pkv_vk_tables_record(pkv_vk *vk, uint32_t H, const pkv_attn_op *op, uint32_t *seq_desc, pkv_buf *dst,
                                 size_t table_word);
 void pkv_vk_tables_forget(const pkv_attn_op *op);
 /* vk->regions holds at least n entries. */

@@ -191,7 +191,6 @@ void pkv_vk_memory_destroy(pkv_vk *vk)
     free(vk->pending);
     free(vk->regions);
     free(vk->host_tab);
-    free(vk->attn_tab.last);
     pkv_attn_plan_memo_free(&vk->attn_memo.plan);
 }
 

@@ -751,35 +751,24 @@ pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads
     return s;
 }
 
-/* Attention's table words (descriptors, items, counters: `words` words in vk->host_tab) into scratch
- * at word seq_off, unless a recorded op of an earlier layer left the same there in the same command
- * buffer (vk->attn_tab): then nothing is recorded. Either way the words end in vk->attn_tab.last
- * (host_tab and it trade places: no copy). layer: the recorded call's (UINT32_MAX: none, never
- * skipped). A skip needs a later layer than the last op's (a new recording of a reused command
- * buffer starts at a lower one, and must upload: the old recording may never have run) and no
- * other write into scratch since (pkv_vk_scratch_written). */
-static pkv_status attn_tab_upload(pkv_vk *vk, uint32_t layer, uint32_t seq_off, uint32_t *tab, uint32_t words)
+/* Whether a recorded op can leave out its upload of the table words (descriptors, items, counters:
+ * `words` words at scratch word seq_off, from plan number `made` of the attention memo): a recorded
+ * op of an earlier layer left the same plan's there in the same command buffer (vk->attn_tab).
+ * layer: the recorded call's (UINT32_MAX: none, never left out). A later layer than the last op's
+ * is needed (a new recording of a reused command buffer starts at a lower one, and must upload: the
+ * old recording may never have run), and no other write into scratch since (pkv_vk_scratch_written).
+ * Notes this op as the last either way (valid only for a recorded call). */
+static int attn_tab_kept(pkv_vk *vk, uint32_t layer, uint32_t seq_off, uint32_t words, uint64_t made)
 {
     struct pkv_vk_attn_tab *t = &vk->attn_tab;
-    const int skip = vk->external && layer != UINT32_MAX && t->valid && t->cb == vk->cb && layer > t->layer &&
-                     t->buf == vk->scratch->page->buf && t->off == vk->scratch->off && t->seq_off == seq_off &&
-                     t->words == words && !memcmp(t->last, tab, (size_t)words * 4);
-    pkv_status s = PKV_OK;
-    if (!skip) {
-        t->valid = 0;
-        s = pkv_vk_upload(vk, vk->scratch, (size_t)seq_off * 4, tab, (size_t)words * 4);
-        if (s != PKV_OK) return s;
-    }
-    vk->skipped_tables += skip;
-    /* host_tab now holds this op's words: it becomes attn_tab.last, the old last the next host_tab */
-    uint32_t *was = t->last;
-    const size_t was_cap = t->cap;
-    t->last = vk->host_tab, t->cap = vk->cap_host_tab;
-    vk->host_tab = was, vk->cap_host_tab = was_cap;
-    if (vk->external && layer != UINT32_MAX)
-        t->valid = 1, t->cb = vk->cb, t->layer = layer, t->buf = vk->scratch->page->buf, t->off = vk->scratch->off,
-        t->seq_off = seq_off, t->words = words;
-    return PKV_OK;
+    const VkBuffer buf = vk->scratch->page->buf;
+    const VkDeviceSize off = vk->scratch->off;
+    const int rec = vk->external && layer != UINT32_MAX;
+    const int kept = rec && t->valid && t->cb == vk->cb && layer > t->layer && t->buf == buf && t->off == off &&
+                     t->seq_off == seq_off && t->words == words && t->made == made;
+    *t = (struct pkv_vk_attn_tab){rec, vk->cb, buf, off, seq_off, words, layer, made};
+    vk->skipped_tables += kept;
+    return kept;
 }
 
 pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn_op *op)
@@ -875,26 +864,21 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         else s = copy_in_device(vk, op->q_buf, op->q_off, vk->scratch, (size_t)a.q_off * 4, (size_t)rows_total * d * 4);
     }
     /* the sequence descriptors, the items and the merge counters, which start at zero (the last
-     * workgroup of each resets its own): consecutive sections, one upload, which a recorded op skips
-     * when the last recorded attention left the same words there (attn_tab); then each sequence's
+     * workgroup of each resets its own): consecutive sections, one upload, which a recorded op leaves
+     * out when the last recorded attention left the same plan's there (attn_tab_kept); then each sequence's
      * chunks and windows and its block slots, together, from the device's copy (vk_tables.c): the
      * descriptors' table offsets name them (a sequence's fixed part, then its blocks) */
     const size_t tab_words = (size_t)a.table_off - a.seq_off;
-    uint32_t *tab = s == PKV_OK ? pkv_vk_host_table(vk, tab_words) : NULL;
-    if (s == PKV_OK && !tab) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan attention: out of host memory");
-    if (s == PKV_OK) {
+    const int kept = s == PKV_OK && attn_tab_kept(vk, sq ? sq->layer : UINT32_MAX, a.seq_off, (uint32_t)tab_words, m->plan.made);
+    uint32_t *tab = s != PKV_OK || kept ? NULL : pkv_vk_host_table(vk, tab_words);
+    if (s == PKV_OK && !kept && !tab) s = pkv_fail(NULL, PKV_ERR_OUT_OF_HOST_MEMORY, "vulkan attention: out of host memory");
+    if (tab) {
         memset(tab + (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS, 0, (tab_words - (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS) * 4);
         memcpy(tab, plan->seq_desc, (size_t)op->n_seqs * PKV_ATTN_SEQ_WORDS * 4);
-        const uint32_t F = op->fixed_len / op->n_seqs;
-        for (uint32_t i = 0, at = 0; i < op->n_seqs; i++) {
-            tab[(size_t)i * PKV_ATTN_SEQ_WORDS + 3] = at, tab[(size_t)i * PKV_ATTN_SEQ_WORDS + 6] = at + F;
-            at += F + op->seqs[i].n_blocks * H;
-        }
         memcpy(tab + (a.item_off - a.seq_off), plan->items, (size_t)plan->n_items * 8);
-        s = attn_tab_upload(vk, sq ? sq->layer : UINT32_MAX, a.seq_off, tab, (uint32_t)tab_words);
-        tab = vk->attn_tab.last; /* the same words (attn_tab_upload keeps them there) */
     }
-    if (s == PKV_OK) s = pkv_vk_tables_record(vk, H, op, tab, vk->scratch, a.table_off);
+    if (s == PKV_OK) s = pkv_vk_tables_record(vk, H, op, tab, vk->scratch, a.table_off); /* tab: its offsets */
+    if (s == PKV_OK && tab) s = pkv_vk_upload(vk, vk->scratch, (size_t)a.seq_off * 4, tab, tab_words * 4);
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);
         op_timestamp(vk, 0);

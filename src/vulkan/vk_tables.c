@@ -37,19 +37,22 @@ pkv_status pkv_vk_tables_reserve(pkv_vk *vk, uint32_t H, const pkv_attn_op *op)
     return PKV_OK;
 }
 
-pkv_status pkv_vk_tables_record(pkv_vk *vk, uint32_t H, const pkv_attn_op *op, const uint32_t *seq_desc, pkv_buf *dst,
+pkv_status pkv_vk_tables_record(pkv_vk *vk, uint32_t H, const pkv_attn_op *op, uint32_t *seq_desc, pkv_buf *dst,
                                 size_t table_word)
 {
     const uint32_t F = op->n_seqs ? op->fixed_len / op->n_seqs : 0;
     pkv_status s = pkv_vk_regions_reserve(vk, op->n_seqs);
     /* what the mirrors hold: one region per sequence (its fixed part too when unchanged), one copy per
      * source buffer (page) */
-    uint32_t n = 0;
+    uint32_t n = 0, next = 0;
     VkBuffer src = VK_NULL_HANDLE;
     for (uint32_t i = 0; i < op->n_seqs && s == PKV_OK; i++) {
         const pkv_attn_seq *q = &op->seqs[i];
         pkv_tab_mirror *m = q->mirror;
-        const VkDeviceSize at = table_word + seq_desc[(size_t)i * PKV_ATTN_SEQ_WORDS + 3]; /* word in dst */
+        const uint32_t seq_at = next; /* its words in the op's table: fixed part, then block slots */
+        next += F + q->n_blocks * H;
+        if (seq_desc) seq_desc[(size_t)i * PKV_ATTN_SEQ_WORDS + 3] = seq_at, seq_desc[(size_t)i * PKV_ATTN_SEQ_WORDS + 6] = seq_at + F;
+        const VkDeviceSize at = table_word + seq_at; /* in dst */
         if (!m || !m->buf) continue;
         if (m->synced > q->n_blocks) m->synced = q->n_blocks; /* defensive: the core lowers it when it drops blocks */
         const int fixed = m->fixed_ok && !memcmp(m->fixed, op->table + q->table_offset, (size_t)F * 4);
@@ -67,10 +70,12 @@ pkv_status pkv_vk_tables_record(pkv_vk *vk, uint32_t H, const pkv_attn_op *op, c
     if (s == PKV_OK && n) vk->f.vkCmdCopyBuffer(vk->cb, src, dst->page->buf, n, vk->regions);
     /* the fixed parts that changed and the blocks added since: into the op's table and into the
      * mirror (disjoint from what is copied) */
+    next = 0;
     for (uint32_t i = 0; i < op->n_seqs && s == PKV_OK; i++) {
         const pkv_attn_seq *q = &op->seqs[i];
         pkv_tab_mirror *m = q->mirror;
-        const VkDeviceSize at = table_word + seq_desc[(size_t)i * PKV_ATTN_SEQ_WORDS + 3];
+        const VkDeviceSize at = table_word + next;
+        next += F + q->n_blocks * H;
         const int mirrored = m && m->buf;
         if (!mirrored || !m->fixed_ok) {
             const uint32_t *words = op->table + q->table_offset;
