@@ -131,9 +131,10 @@ PKV_API pkv_status pkv_vulkan_append_batch(pkv_cache *cache, const pkv_seq *seqs
  * (append of layer l, appends of the other sequences, attention of layer l reading them, the next
  * layer, ...) need nothing between them. A decode step at batch 1 records per layer 3 dispatches
  * (K/V conversion, attention's two kernels, which convert and check q where they read it), 4 barriers
- * and 5 transfers (copy of K/V, copy of q, the tables' upload, the copy of the block slots from their
- * device copy once a sequence holds blocks, copy of out; the append's row table of 2 x n_kv_heads
- * rows rides in push constants up to 10 heads), 19 commands with the binds and push constants; a
+ * and 4 transfers (copy of K/V, copy of q, the copy of the sequences' tables from their device copy,
+ * copy of out; the first layer's attention of a step also uploads its plan's descriptors, which the
+ * next layers of the same command buffer find in place; the append's row table of 2 x n_kv_heads
+ * rows rides in push constants up to 10 heads), 18 commands with the binds and push constants; a
  * batch of B sequences appended by one pkv_vulkan_cmd_append_batch records the same (its row table
  * rides in the push constants as a rule, a base per sequence, up to 16 sequences whose kv heads'
  * windows lie at one stride, as the pool places them; else it is uploaded: 6 transfers) (each
@@ -176,8 +177,10 @@ PKV_API pkv_status pkv_vulkan_append_batch(pkv_cache *cache, const pkv_seq *seqs
  * to it meanwhile. Recording cost on the host does not grow with the context: attention keeps each
  * sequence's block table (per layer) in device memory and copies it into its scratch with one copy
  * region per sequence, uploading (vkCmdUpdateBuffer) only the slots of blocks added since its last
- * call (a window flush adds one per kv head) and a few words per sequence (bank chunks, window);
- * no allocation of Vulkan objects once the pipelines exist (pkv_prewarm) and the library's buffers
+ * call (a window flush adds one per kv head) and a sequence's bank-chunk and window words when they
+ * changed; its plan's descriptors once per command buffer and plan (a later layer's attention with
+ * the same plan, recorded after the last one into the same command buffer, uploads nothing); no
+ * allocation of Vulkan objects once the pipelines exist (pkv_prewarm) and the library's buffers
  * have grown to their working size (a sequence's device table grows by doubling, from 16 blocks).
  * A decode step's append (one token per sequence, into windows it does not fill) skips the general
  * append planner: it is the window write alone, the same rows in the same slots; attention reuses
@@ -185,7 +188,9 @@ PKV_API pkv_status pkv_vulkan_append_batch(pkv_cache *cache, const pkv_seq *seqs
  * Neither changes what is recorded.
  * Since recording decides what the device copy holds, a command buffer that is not submitted after
  * a call succeeded leaves the tables of the sequences it recorded behind: as for the appends, drop
- * those sequences (pkv_seq_free) rather than reuse them. */
+ * those sequences (pkv_seq_free) rather than reuse them. Binds: every call binds its pipeline,
+ * descriptor set and push constants again at its first dispatch (the application may bind its own
+ * between two calls), and only what changes after that within the call. */
 PKV_API pkv_status pkv_vulkan_cmd_append(pkv_cache *cache, VkCommandBuffer cmd, pkv_seq seq, uint32_t layer,
                                          uint32_t n_tokens, VkBuffer k, VkDeviceSize k_offset, VkDeviceSize k_size,
                                          VkBuffer v, VkDeviceSize v_offset, VkDeviceSize v_size, pkv_dtype dtype);
