@@ -51,7 +51,10 @@ pkv_status pkv_vk_tables_record(pkv_vk *vk, uint32_t H, const pkv_attn_op *op, u
         pkv_tab_mirror *m = q->mirror;
         const uint32_t seq_at = next; /* its words in the op's table: fixed part, then block slots */
         next += F + q->n_blocks * H;
-        if (seq_desc) seq_desc[(size_t)i * PKV_ATTN_SEQ_WORDS + 3] = seq_at, seq_desc[(size_t)i * PKV_ATTN_SEQ_WORDS + 6] = seq_at + F;
+        if (seq_desc) {
+            uint32_t *d = seq_desc + (size_t)i * PKV_ATTN_SEQ_WORDS;
+            d[3] = seq_at, d[6] = seq_at + F; /* table_offset, block_offset (attn_plan.h) */
+        }
         const VkDeviceSize at = table_word + seq_at; /* in dst */
         if (!m || !m->buf) continue;
         if (m->synced > q->n_blocks) m->synced = q->n_blocks; /* defensive: the core lowers it when it drops blocks */
