@@ -181,7 +181,12 @@ __kernel void ocl_quant_search(__constant uint *P, __global const ushort *src, _
             const uint c = pkv_mse_candidate(s, stage == 0u ? pkv_mse_coarse(q) : pkv_mse_fine(k_s[r], q), inv);
             const float sc = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), rs = 1.0f / sc;
             float e = 0.0f;
-            for (uint n = 0u; n < len; n++) e = pkv_quant_err_step(e, x_s[n * RUNS + r], z, sc, rs, maxq);
+            if (maxq == 3u) { /* 2 bits: three comparisons per value, the same term */
+                const pkv_levels2 lv = pkv_levels2_of(z, sc);
+                for (uint n = 0u; n < len; n++) e = pkv_quant_err_step2(e, x_s[n * RUNS + r], z, lv);
+            } else {
+                for (uint n = 0u; n < len; n++) e = pkv_quant_err_step(e, x_s[n * RUNS + r], z, sc, rs, maxq);
+            }
             e_s[lid] = e, c_s[lid] = c;
         }
         barrier(CLK_LOCAL_MEM_FENCE);

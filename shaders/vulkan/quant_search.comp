@@ -33,6 +33,11 @@ float cand_err(uint r, uint len, uint c, uint maxq)
 {
     float s = pkv_f16_to_f32(c & 0xFFFFu), z = pkv_f16_to_f32(c >> 16), rs = 1.0 / s;
     float e = 0.0;
+    if (maxq == 3u) { /* 2 bits: three comparisons per value, the same term */
+        const pkv_levels2 L = pkv_levels2_of(z, s);
+        for (uint n = 0u; n < len; n++) e = pkv_quant_err_step2(e, val_s[n * RUNS + r], z, L);
+        return e;
+    }
     for (uint n = 0u; n < len; n++) e = pkv_quant_err_step(e, val_s[n * RUNS + r], z, s, rs, maxq);
     return e;
 }
