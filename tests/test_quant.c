@@ -145,6 +145,49 @@ static void quantized_values_are_within_half_a_step(void **state)
     }
 }
 
+/* pkv_quant_code against its definition, #{k = 1..maxq : t >= (k - 0.5) s} (the thresholds exact in
+ * fp32; code 0 when s = 0), under the MSE search's clipped candidates (pkv_mse_candidate) at every
+ * width, values drawn across the span and placed on thresholds and a few ulps either side of them;
+ * and at 2 bits the GPUs' threshold form of the error term (pkv_quant_err_step2) against
+ * pkv_quant_err_step, bit for bit. */
+static void codes_equal_the_threshold_count(void **state)
+{
+    (void)state;
+    const uint32_t bits[] = {2, 3, 4, 8};
+    tu_rng r = {4242};
+    long on_threshold = 0;
+    for (int trial = 0; trial < 200000; trial++) {
+        const uint32_t b = bits[trial % 4], maxq = (1u << b) - 1u;
+        const float mag = (float)ldexp(1.0, (int)(tu_uniform(&r) * 40) - 25);
+        const float lo = (float)((tu_uniform(&r) * 2 - 1) * mag * (trial % 5 == 0 ? 1000.0 : 1.0));
+        const float w = trial % 17 == 0 ? 0.0f : (float)tu_uniform(&r) * mag;
+        pkv_span sp = pkv_span_add(pkv_span_of(lo), lo + w);
+        const uint32_t cand = pkv_mse_candidate(sp, (uint32_t)(tu_uniform(&r) * 64), pkv_inv_maxq(b));
+        const float s = pkv_f16_to_f32(cand & 0xFFFFu), z = pkv_f16_to_f32(cand >> 16);
+        if (!isfinite(s) || !isfinite(z)) continue;
+        assert_false(signbit(s)); /* the clipped range never inverts */
+        float x = lo + (float)tu_uniform(&r) * w;
+        if (trial % 3 == 0) { /* on a threshold, or a few ulps off it */
+            const float th = z + ((float)(uint32_t)(tu_uniform(&r) * (maxq + 2)) - 0.5f) * s;
+            const int u = (int)(tu_uniform(&r) * 5) - 2;
+            x = th;
+            for (int q = 0; q < abs(u); q++) x = nextafterf(x, u < 0 ? -INFINITY : INFINITY);
+            on_threshold++;
+        }
+        const float t = x - z;
+        uint32_t want = 0;
+        for (uint32_t k = 1; s != 0.0f && k <= maxq; k++) want += t >= ((float)k - 0.5f) * s;
+        assert_int_equal(pkv_quant_code(x, z, s, maxq), want);
+        if (b == 2) {
+            const float acc = (float)tu_uniform(&r);
+            const float e1 = pkv_quant_err_step(acc, x, z, s, 1.0f / s, maxq);
+            const float e2 = pkv_quant_err_step2(acc, x, z, pkv_levels2_of(z, s));
+            assert_memory_equal(&e1, &e2, sizeof e1);
+        }
+    }
+    assert_true(on_threshold > 50000);
+}
+
 static void packing_round_trips_for_every_width(void **state)
 {
     (void)state;
@@ -231,6 +274,7 @@ int main(void)
         cmocka_unit_test(f16_rounds_to_nearest_even_and_saturates),
         cmocka_unit_test(f16_checked_conversion_matches_the_scalar_rule),
         cmocka_unit_test(quantized_values_are_within_half_a_step),
+        cmocka_unit_test(codes_equal_the_threshold_count),
         cmocka_unit_test(packing_round_trips_for_every_width),
         cmocka_unit_test(gate_and_distances_match_their_formulas),
         cmocka_unit_test(crc32_matches_zlib_and_the_bytewise_form),

@@ -26,7 +26,7 @@ static pkv_cache_config config_defaults(void)
     c.seed = 0x5EED;
     c.k_assign = PKV_K_ASSIGN_MINMAX;
     c.mining = PKV_MINING_AT_M;
-    c.quantizer = PKV_QUANTIZER_AUTO; /* MSE_V for PATTERN, MINMAX for DIRECT (include/patternkv.h) */
+    c.quantizer = PKV_QUANTIZER_AUTO; /* MSE for PATTERN, MINMAX for DIRECT (include/patternkv.h) */
     c.kmeans_sample = PKV_KMEANS_SAMPLE_DEFAULT;
     return c;
 }
