@@ -62,6 +62,17 @@ static inline int pkv_geom_v_mse(const pkv_geom *g)
     return g->quantizer == PKV_QUANTIZER_MSE || g->quantizer == PKV_QUANTIZER_MSE_V;
 }
 
+/* The GPU encoders' range search (Vulkan quant_search.comp, OpenCL ocl_quant_search): the block halves
+ * it searches (K bit 0, V bit 1; none in FP16 mode), the longest run it stages (d values of a V token
+ * or G of a K channel), and its runs per workgroup: 16, or 8 when a run may hold more than 128
+ * values, so that the staged values stay within 8 KiB (docs/NUMERICS.md "Quantizer range search"). */
+static inline uint32_t pkv_geom_mse_halves(const pkv_geom *g)
+{
+    return g->mode == PKV_MODE_FP16 ? 0u : (uint32_t)pkv_geom_k_mse(g) | (uint32_t)pkv_geom_v_mse(g) << 1;
+}
+static inline uint32_t pkv_geom_mse_run_max(const pkv_geom *g) { return g->d > g->G ? g->d : g->G; }
+static inline uint32_t pkv_geom_mse_runs_per_group(const pkv_geom *g) { return pkv_geom_mse_run_max(g) <= 128 ? 16u : 8u; }
+
 /* Fills g from a validated config. */
 void pkv_geom_init(pkv_geom *g, const pkv_cache_config *c);
 

@@ -17,12 +17,6 @@ static uint32_t f32_bits(float f)
     return u;
 }
 
-/* The MSE quantizer's bits of P[PP_QMSE] (K 1, V 2), none in FP16 mode. */
-static uint32_t qmse_of(const pkv_geom *g)
-{
-    return g->mode == PKV_MODE_FP16 ? 0u : (uint32_t)pkv_geom_k_mse(g) | (uint32_t)pkv_geom_v_mse(g) << 1;
-}
-
 static void fill_geom(uint32_t *P, const pkv_geom *g)
 {
     memset(P, 0, PP_COUNT * sizeof *P);
@@ -52,7 +46,7 @@ static void fill_geom(uint32_t *P, const pkv_geom *g)
     P[PP_GATE_K2] = f32_bits(g->gate_k2);
     P[PP_INV_K] = f32_bits(g->inv_maxq_k);
     P[PP_INV_V] = f32_bits(g->inv_maxq_v);
-    P[PP_QMSE] = qmse_of(g);
+    P[PP_QMSE] = pkv_geom_mse_halves(g);
 }
 
 static cl_mem mem_or_dummy(pkv_ocl *o, pkv_buf *b)
@@ -111,12 +105,11 @@ static uint32_t assign_mb(const pkv_ocl *o, uint32_t d)
     return (uint32_t)(mb < 1 ? 1 : mb > 32 ? 32 : mb);
 }
 
-/* Runs per work-group of ocl_quant_search (its local size is that times PKV_MSE_COARSE): 16, or 8
- * when a run may hold more than 128 values (its staged values stay within 8 KiB), fewer where the
- * device allows less. */
+/* Runs per work-group of ocl_quant_search (its local size is that times PKV_MSE_COARSE): layout.h's
+ * pkv_geom_mse_runs_per_group, fewer where the device allows less. */
 static uint32_t qsearch_runs(const pkv_ocl *o, const pkv_geom *g)
 {
-    uint32_t runs = (g->d > g->G ? g->d : g->G) <= 128 ? 16 : 8;
+    uint32_t runs = pkv_geom_mse_runs_per_group(g);
     while (runs > 1 && runs * PKV_MSE_COARSE > o->wg[PKV_K_QSEARCH]) runs /= 2;
     return runs;
 }
@@ -124,7 +117,7 @@ static uint32_t qsearch_runs(const pkv_ocl *o, const pkv_geom *g)
 /* Words of the work buffer that ocl_quant_search's answers take (none without the MSE quantizer). */
 static size_t qsearch_words(const pkv_geom *g, uint32_t units, uint32_t n_blocks)
 {
-    return qmse_of(g) ? (size_t)units * n_blocks * (g->d + g->G) : 0;
+    return pkv_geom_mse_halves(g) ? (size_t)units * n_blocks * (g->d + g->G) : 0;
 }
 
 /* Encodes n_blocks blocks per unit from src (the token upload or the windows) with the assignments
@@ -136,9 +129,9 @@ static cl_int launch_encode(pkv_ocl *o, const pkv_store *st, cl_mem params, cl_m
     const pkv_geom *g = st->g;
     cl_mem chunks = mem_or_dummy(o, st->chunks), blocks = mem_or_dummy(o, st->blocks);
     cl_int err = CL_SUCCESS;
-    if (qmse_of(g)) {
+    if (pkv_geom_mse_halves(g)) {
         cl_kernel k = o->k[PKV_K_QSEARCH];
-        const uint32_t runs = qsearch_runs(o, g), slices = ceil_div(g->d > g->G ? g->d : g->G, runs);
+        const uint32_t runs = qsearch_runs(o, g), slices = ceil_div(pkv_geom_mse_run_max(g), runs);
         err = pkv_ocl_args(o, k, 5, ARG(params), ARG(src), ARG(tab), ARG(chunks), ARG(work));
         if (err == CL_SUCCESS)
             err = pkv_ocl_launch(o, k, (size_t)units * n_blocks * 2 * slices, (size_t)runs * PKV_MSE_COARSE);

@@ -77,22 +77,12 @@ static void quant_push_init(const pkv_geom *g, quant_push *q)
 enum { WP_KM_INIT, WP_KM_ASSIGN, WP_KM_FINAL, WP_KM_PARTIAL, WP_KM_REDUCE, WP_KM_FINISH, WP_KM_STORE, WP_ASSIGN,
        WP_SEARCH, WP_QUANT, WP_CENTRE, WP_WINDOW, WP_COUNT };
 
-/* quant_search.comp: the halves it searches (K bit 0, V bit 1; 0: no search), its runs per
- * workgroup (the staged values at most 8 KiB) and the words of its results per (unit, block). */
-static uint32_t search_halves(const pkv_geom *g)
-{
-    if (g->mode == PKV_MODE_FP16) return 0;
-    return (uint32_t)pkv_geom_k_mse(g) | (uint32_t)pkv_geom_v_mse(g) << 1;
-}
-static uint32_t search_len(const pkv_geom *g) { return g->d > g->G ? g->d : g->G; }
-static uint32_t search_runs(const pkv_geom *g) { return search_len(g) <= 128 ? 16u : 8u; }
-
 /* Records quant_search over n_blocks x units (the push's sections set), then the barrier quant_block needs. */
 static pkv_status record_search(pkv_vk *vk, const pkv_geom *g, VkPipeline p, pkv_buf **bufs, const quant_push *q,
                                 uint32_t units)
 {
     pkv_status s = pkv_vk_dispatch(vk, p, bufs, q, sizeof *q, q->n_blocks, 2 * units,
-                                   ceil_div(search_len(g), search_runs(g)));
+                                   ceil_div(pkv_geom_mse_run_max(g), pkv_geom_mse_runs_per_group(g)));
     if (s == PKV_OK) pkv_vk_barrier(vk);
     return s;
 }
@@ -136,10 +126,10 @@ static int wp_spec(const pkv_vk *vk, const pkv_geom *g, int which, int *kernel, 
     case WP_SEARCH:
     case WP_QUANT:
         *kernel = which == WP_SEARCH ? PKV_K_QUANT_SEARCH : PKV_K_QUANT_BLOCK;
-        spec[0] = which == WP_SEARCH ? search_runs(g) * PKV_MSE_COARSE : WG_BLOCK;
-        spec[2] = g->G, spec[3] = g->k_bits, spec[4] = g->v_bits, spec[5] = g->mode, spec[6] = search_halves(g);
-        spec[7] = search_runs(g);
-        return which == WP_QUANT || search_halves(g) != 0;
+        spec[0] = which == WP_SEARCH ? pkv_geom_mse_runs_per_group(g) * PKV_MSE_COARSE : WG_BLOCK;
+        spec[2] = g->G, spec[3] = g->k_bits, spec[4] = g->v_bits, spec[5] = g->mode, spec[6] = pkv_geom_mse_halves(g);
+        spec[7] = pkv_geom_mse_runs_per_group(g);
+        return which == WP_QUANT || pkv_geom_mse_halves(g) != 0;
     }
     return 0;
 }
@@ -253,7 +243,7 @@ static void plan_mine(const pkv_geom *g, const pkv_mine_op *op, uint32_t layers,
     kp->cnt_off = take(&plan, (size_t)lists * nc * M);
     kp->assign_off = take(&plan, (size_t)lists * (n > op->n_quant ? n : op->n_quant)); /* k-means, then final */
     kp->flags_off = take(&plan, (size_t)lists * 2);
-    if (search_halves(g)) mp->search_off = take(&plan, (size_t)lists * mp->nblk * search_len(g));
+    if (pkv_geom_mse_halves(g)) mp->search_off = take(&plan, (size_t)lists * mp->nblk * pkv_geom_mse_run_max(g));
     mp->words = plan.words;
 }
 
@@ -269,7 +259,7 @@ static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op 
     VkPipeline p[WP_COUNT];
     pkv_status s = PKV_OK;
     for (int w = WP_KM_INIT; w <= WP_QUANT && s == PKV_OK; w++)
-        if (w != WP_ASSIGN && (w != WP_SEARCH || search_halves(g))) s = wp_pipeline(vk, g, w, &p[w]);
+        if (w != WP_ASSIGN && (w != WP_SEARCH || pkv_geom_mse_halves(g))) s = wp_pipeline(vk, g, w, &p[w]);
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, mp.words * 4);
     if (s != PKV_OK) return s;
     pkv_vk_op_start(vk);
@@ -341,7 +331,7 @@ static pkv_status mine_group(pkv_vk *vk, const pkv_store *st, const pkv_mine_op 
         q.udesc_off = mp.udesc_off, q.block_slot_off = mp.bslot_off, q.n_blocks = mp.nblk;
         q.assign_off = kp->assign_off, q.n_assign = op->n_quant, q.search_off = mp.search_off;
         if (s == PKV_OK) pkv_vk_barrier(vk);
-        if (s == PKV_OK && search_halves(g)) s = record_search(vk, g, p[WP_SEARCH], bufs, &q, units);
+        if (s == PKV_OK && pkv_geom_mse_halves(g)) s = record_search(vk, g, p[WP_SEARCH], bufs, &q, units);
         if (s == PKV_OK) {
             s = pkv_vk_dispatch(vk, p[WP_QUANT], bufs, &q, sizeof q, mp.nblk, 2 * units, 1); /* K, V halves */
         }
@@ -399,7 +389,7 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
     q.n_blocks = nblk;
     q.assign_off = take(&plan, (size_t)2 * units * g->R);
     q.n_assign = g->R;
-    if (search_halves(g)) q.search_off = take(&plan, (size_t)2 * units * nblk * search_len(g));
+    if (pkv_geom_mse_halves(g)) q.search_off = take(&plan, (size_t)2 * units * nblk * pkv_geom_mse_run_max(g));
     int any_centre = 0;
     for (uint32_t l = 0; l < op->n_layers; l++) any_centre |= pattern && op->layers[l].append_pattern;
 
@@ -411,7 +401,7 @@ pkv_status pkv_vk_flush(pkv_backend *be, const pkv_store *st, const pkv_flush_op
     VkPipeline p_centre = VK_NULL_HANDLE, p_assign = VK_NULL_HANDLE, p_search = VK_NULL_HANDLE, p_quant;
     pkv_status s = pkv_vk_stage_settle(vk);
     if (s == PKV_OK) s = wp_pipeline(vk, g, WP_QUANT, &p_quant);
-    if (s == PKV_OK && search_halves(g)) s = wp_pipeline(vk, g, WP_SEARCH, &p_search);
+    if (s == PKV_OK && pkv_geom_mse_halves(g)) s = wp_pipeline(vk, g, WP_SEARCH, &p_search);
     if (s == PKV_OK && pattern) s = wp_pipeline(vk, g, WP_ASSIGN, &p_assign);
     if (s == PKV_OK && any_centre) s = wp_pipeline(vk, g, WP_CENTRE, &p_centre);
     if (s == PKV_OK) s = pkv_vk_scratch_reserve(vk, plan.words * 4);
