@@ -25,6 +25,7 @@ layout(push_constant) uniform Push {
     float scale; /* softmax scale * log2(e) */
     uint flags;  /* ATTN_* below */
     uint q_status, q_layer; /* ATTN_Q_RAW: the status word's index in st[], the layer it reports */
+    uint lg_off; /* split attention: the logit records (attn_split.glsl) */
 } pc;
 
 /* pc.flags: how partial results are merged, and switches that leave work out to time it (tuning). */

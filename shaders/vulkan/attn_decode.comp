@@ -62,10 +62,6 @@ const bool STEP_LOADS = (MODE != 2u ? 1u : 0u) + (STAGE_K != 0u ? 1u : 0u) != 0u
 const uint KQS = STAGE_K != 0u ? (BPS * KSEC4 + WG - 1u) / WG : 1u; /* 16-byte loads per invocation to stage K */
 const uint VSEC = MODE == 2u || STAGE_V == 0u ? 4u : G * VRW; /* words of a chunk's staged V code section */
 const uint VQ = (BPS * VSEC / 4u + WG - 1u) / WG; /* 16-byte loads per invocation to stage them */
-const uint NQ4 = D / 4u;            /* channel quads, for the pattern fold */
-const uint PS_A = WG / NQ4, PS_B = WG * CH / (NR * D);
-const uint PS_M = PS_A < PS_B ? PS_A : PS_B;
-const uint PS = PS_M > 1u ? PS_M : 1u; /* pattern slices of the fold */
 const float LAZY = 8.0;
 #ifdef PKV_COOPMAT
 const uint CM_SCALAR = 0u; /* the scalar step's shared arrays are not used */
@@ -493,35 +489,7 @@ void do_step(inout item_state st, step_desc sd, step_loads L)
     }
 }
 
-/* o += sum_m S[r][m] P_V[m] over the bank, as a small matrix product: invocation (channel quad q,
- * pattern slice ps; several of them when D > 4 WG) sums over the patterns m = ps, ps + PS, ... with
- * 8-byte loads that do not wait for each other; the slices' sums meet in acc_s. (Skipping the patterns
- * with no weight was 0.5-3% slower on the H200: bench/RESULTS.md, session 10.) */
-void fold_patterns(uint bank, inout float o[NR][CE])
-{
-    uint lid = LID;
-    barrier(); /* acc_s free */
-    for (uint u = lid; u < NQ4 * PS; u += WG) {
-        uint q = u % NQ4, ps = u / NQ4;
-        vec4 f[NR];
-        [[unroll]] for (uint r = 0u; r < NR; r++) f[r] = vec4(0.0);
-        for (uint m = ps; m < bank; m += PS) {
-            uint h = vchunk_s[m / 32u] * pc.chunk_words * 2u + 32u * D + (m % 32u) * D + 4u * q; /* half index */
-            uvec2 w = chk2[h / 4u];
-            vec4 x = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
-            [[unroll]] for (uint r = 0u; r < NR; r++) f[r] += hist_get(r * SCAP + m) * x;
-        }
-        [[unroll]] for (uint r = 0u; r < NR; r++)
-            [[unroll]] for (uint k = 0u; k < 4u; k++) acc_set((ps * NR + r) * D + 4u * q + k, f[r][k]);
-    }
-    barrier();
-    [[unroll]] for (uint e = 0u; e < CE; e++) {
-        uint i = lid + e * WG;
-        if (i < D)
-            [[unroll]] for (uint r = 0u; r < NR; r++)
-                for (uint k = 0u; k < PS; k++) o[r][e] += acc_get((k * NR + r) * D + i);
-    }
-}
+#include "attn_fold.glsl"
 
 #ifdef PKV_COOPMAT
 #include "attn_step_cm.glsl"

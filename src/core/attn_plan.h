@@ -105,6 +105,8 @@ typedef struct pkv_attn_shape {
     /* Vulkan: items per workgroup, each on its own team of bps * G invocations (attn_decode.comp's
      * TEAMS; 1: a workgroup is one item) */
     uint32_t teams;
+    /* Vulkan: attention in two passes (attn_logits.comp, attn_values.comp) where the shape allows */
+    uint32_t split;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);
 /* Bytes of local memory OpenCL's decode kernel (ocl_attention.cl) declares for nr rows, with or without

@@ -161,6 +161,7 @@ typedef struct pkv_attn_env {
     uint32_t coopmat;         /* PKV_ATTN_COOPMAT: 0 not set, 1 off, 2 on */
     uint32_t warp;            /* PKV_ATTN_WARP: 0 not set, 1 off, 2 on */
     uint32_t teams;           /* PKV_ATTN_TEAMS: items per workgroup (Vulkan), 0 not set */
+    uint32_t split;           /* PKV_ATTN_SPLIT: 0 not set, 1 off, 2 on */
 } pkv_attn_env;
 
 typedef struct pkv_backend_iface {

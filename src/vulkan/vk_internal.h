@@ -30,6 +30,10 @@ enum pkv_vk_kernel {
     PKV_K_ATTN_MERGE,
     PKV_K_ATTN_WARP,    /* one warp per item (attn_warp.comp) */
     PKV_K_ATTN_WARP_SG, /* the same with subgroup arithmetic */
+    PKV_K_ATTN_LOGITS,    /* split attention, pass 1 (attn_logits.comp) */
+    PKV_K_ATTN_LOGITS_SG,
+    PKV_K_ATTN_VALUES,    /* pass 2 (attn_values.comp) */
+    PKV_K_ATTN_VALUES_SG,
     PKV_K_READ_BW,
     PKV_K_STAGE_INPUT,
     PKV_K_WINDOW_WRITE,
@@ -57,8 +61,9 @@ typedef struct pkv_vk_attn_cfg {
     uint32_t nr, stage_v, wg;
     uint32_t groups_per_cu, max_splits, cps_multiple; /* the planner's wave, the merge's limit, the kernel's step */
     pkv_attn_shape shape;
-    int kernel[3];                       /* q.C pre-pass, decode, separate merge */
-    uint32_t spec[3][PKV_VK_SPEC_MAX];
+    int split;                           /* split attention: kernel[3] the logits pass, kernel[1] the values pass */
+    int kernel[4];                       /* q.C pre-pass, decode, separate merge, logits */
+    uint32_t spec[4][PKV_VK_SPEC_MAX];
 } pkv_vk_attn_cfg;
 
 /* The last attention configuration worked out, with what it depends on (the cache's geometry, the
@@ -71,7 +76,7 @@ typedef struct pkv_vk_attn_memo {
     uint32_t q_len, n_q_heads;
     int few; /* the op's chunks were few for teams (vk_ops.c: attn_few_chunks) */
     pkv_vk_attn_cfg cfg;
-    VkPipeline pipe[3];      /* cfg's pipelines once looked up (pipelines live as long as the context) */
+    VkPipeline pipe[4];      /* cfg's pipelines once looked up (pipelines live as long as the context) */
     /* The last op's plan, reused by the next op with the same sequences' lengths, banks and table
      * offsets, as every layer of a decode step after the first (attn_plan.h; OpenCL keeps one too). */
     pkv_attn_plan_memo plan;

@@ -553,6 +553,7 @@ typedef struct attn_push {
     float scale;
     uint32_t flags;
     uint32_t q_status, q_layer; /* ATTN_Q_RAW: the status word and the layer a failed check reports */
+    uint32_t lg_off;            /* split attention's logit records */
 } attn_push;
 _Static_assert(sizeof(attn_push) <= PKV_VK_PUSH_BYTES, "attention's push constants");
 /* attn_common.glsl's: q at q_off is a recorded call's raw q, converted and checked where it is read */
@@ -625,6 +626,39 @@ static int warp_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uin
            warp_shared_bytes(g, sh, nr) <= vk->props.limits.maxComputeSharedMemorySize;
 }
 
+/* Split attention (attn_logits.comp, attn_values.comp): one token per invocation, workgroups of G */
+#define SPLIT_GROUPS_PER_CU 8u /* the planner's wave: few registers, many workgroups per compute unit */
+static size_t split_acc_floats(const pkv_geom *g, uint32_t ch, uint32_t nr)
+{
+    return (size_t)g->G * ch > (size_t)nr * g->d ? (size_t)g->G * ch : (size_t)nr * g->d;
+}
+
+/* Bytes of shared memory the larger of the two passes declares for nr rows (their arrays, in order). */
+static size_t split_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int subgroups)
+{
+    const size_t nrv = (nr + 3) / 4, G = g->G, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    const size_t red = 8 * nr * (subgroups ? 32 : G) + 4;
+    const size_t logits = 16 * g->d * nrv + 4 * G * (g->k_row_words + 1) + red;
+    const size_t values = 4 * G * g->v_row_words + 16 * G * nrv + 4 * nr * cap * (sh.hist_fixed ? 2 : 1) + 4 +
+                          4 * split_acc_floats(g, sh.vch, nr) + 32 + red;
+    return logits > values ? logits : values;
+}
+
+/* Whether split attention serves this shape: asked for (the default; PKV_ATTN_SPLIT=0 turns it off),
+ * a compressed mode with one code plane (2, 4 or 8 bits: rows read as 16-byte words), head_dim 64, 128
+ * or 256, G 32 to 256 (a power of two: one token per invocation), V channel groups that fit the
+ * invocations, and the shared memory. */
+static int split_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
+{
+    const int bits_ok = (g->k_bits == 2 || g->k_bits == 4 || g->k_bits == 8) &&
+                        (g->v_bits == 2 || g->v_bits == 4 || g->v_bits == 8);
+    const int d_ok = g->d == 64 || g->d == 128 || g->d == 256;
+    const int g_ok = (g->G & (g->G - 1)) == 0 && g->G >= 32 && g->G <= 256 && g->G <= vk->props.limits.maxComputeWorkGroupSize[0];
+    return sh.split && g->mode != PKV_MODE_FP16 && bits_ok && d_ok && g_ok && g->k_row_words % 4 == 0 &&
+           g->v_row_words % 4 == 0 && g->d % sh.vch == 0 && g->d / sh.vch <= g->G &&
+           split_shared_bytes(g, sh, nr, vk->subgroup_arith) <= vk->props.limits.maxComputeSharedMemorySize;
+}
+
 typedef pkv_vk_attn_cfg attn_cfg; /* vk_internal.h */
 
 /* Whether an op's chunks are too few for teams: their workgroups would leave compute units idle (1 x
@@ -654,16 +688,17 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     cm.bps = 1, cm.vch = 4, cm.stage_k = 0;
     const uint32_t cm_nr = pkv_attn_rows_per_group(op, H, 8, env);
     if (cm.hist_fixed && !decode_cm_fits(vk, g, cm, cm_nr)) cm.hist_fixed = 0; /* the float histogram is smaller */
-    const int use_cm = decode_cm_fits(vk, g, cm, cm_nr);
-    const int use_warp = !use_cm && warp_fits(vk, g, shape, cm_nr);
+    const int use_split = split_fits(vk, g, shape, cm_nr);
+    const int use_cm = !use_split && decode_cm_fits(vk, g, cm, cm_nr);
+    const int use_warp = !use_split && !use_cm && warp_fits(vk, g, shape, cm_nr);
     uint32_t nr = cm_nr, stage_v = 0;
     if (use_cm) shape = cm;
     /* teams: where their workgroup fits the device with every row of the group, V codes unstaged */
-    if (use_cm || use_warp || shape.teams * shape.bps * G > vk->props.limits.maxComputeWorkGroupSize[0] ||
+    if (use_split || use_cm || use_warp || shape.teams * shape.bps * G > vk->props.limits.maxComputeWorkGroupSize[0] ||
         shape.teams * shape.bps * G > vk->props.limits.maxComputeWorkGroupInvocations ||
         decode_shared_bytes(g, shape, cm_nr, 0, vk->subgroup_arith) > limit)
         shape.teams = 1;
-    while (!use_cm && !use_warp) {
+    while (!use_split && !use_cm && !use_warp) {
         const int sub = vk->subgroup_arith;
         nr = pkv_attn_rows_per_group(op, H, 8, env), stage_v = shape.teams == 1;
         while (nr > 1 && decode_shared_bytes(g, shape, nr, stage_v, sub) > limit) nr /= 2;
@@ -681,25 +716,36 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
         shape.bps /= 2;
     }
     memset(c, 0, sizeof *c);
-    c->nr = nr, c->stage_v = stage_v;
+    if (use_split) shape.bps = 1, shape.teams = 1, shape.stage_k = 0;
+    c->nr = nr, c->stage_v = stage_v, c->split = use_split;
     c->shape = shape;
     const uint32_t team = use_warp ? WARP_WG : c->shape.bps * G;
     c->wg = team * shape.teams;
     c->cps_multiple = use_warp ? 1 : c->shape.bps;
     /* teams: one workgroup of 512 per compute unit (128 registers), so its items */
-    c->groups_per_cu = use_warp ? WARP_GROUPS_PER_CU : shape.teams > 1 ? shape.teams : pkv_attn_groups_per_cu(g->mode);
+    c->groups_per_cu = use_split  ? SPLIT_GROUPS_PER_CU
+                       : use_warp ? WARP_GROUPS_PER_CU
+                       : shape.teams > 1 ? shape.teams : pkv_attn_groups_per_cu(g->mode);
     /* the merge keeps two floats per item and row: in attn_decode.comp's acc (a team's invocations x V channels) */
-    c->max_splits = (use_warp ? WARP_MERGE_CAP : team * shape.vch) / (2 * nr);
+    c->max_splits = (use_split ? (uint32_t)split_acc_floats(g, shape.vch, nr) : use_warp ? WARP_MERGE_CAP : team * shape.vch) / (2 * nr);
     const uint32_t base[8] = {0, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
-    for (int i = 0; i < 3; i++) memcpy(c->spec[i], base, sizeof base);
+    for (int i = 0; i < 4; i++) memcpy(c->spec[i], base, sizeof base);
     c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
-    c->kernel[1] = use_cm     ? PKV_K_ATTN_DECODE_CM
+    c->kernel[1] = use_split  ? (vk->subgroup_arith ? PKV_K_ATTN_VALUES_SG : PKV_K_ATTN_VALUES)
+                   : use_cm   ? PKV_K_ATTN_DECODE_CM
                    : use_warp ? (vk->subgroup_arith ? PKV_K_ATTN_WARP_SG : PKV_K_ATTN_WARP)
                    : vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
     c->spec[1][0] = c->wg, c->spec[1][8] = stage_v, c->spec[1][9] = c->shape.vch, c->spec[1][10] = c->shape.stage_k;
     c->spec[1][11] = c->shape.prefetch, c->spec[1][12] = c->shape.hist_fixed, c->spec[1][13] = c->shape.vb;
     c->spec[1][14] = c->shape.teams;
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
+    c->kernel[3] = -1;
+    if (use_split) {
+        c->kernel[3] = vk->subgroup_arith ? PKV_K_ATTN_LOGITS_SG : PKV_K_ATTN_LOGITS;
+        c->spec[3][0] = G;
+        memcpy(c->spec[1], c->spec[3], sizeof c->spec[1]);
+        c->spec[1][9] = shape.vch, c->spec[1][12] = shape.hist_fixed;
+    }
 }
 
 static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len, int *kernels,
@@ -715,12 +761,13 @@ static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, u
         attn_config(vk, g, &op, &be->attn_env, 1, &c1); /* its decode kernel for few chunks */
         if (seen_nr & c.nr) continue; /* nr is a power of two */
         seen_nr |= c.nr;
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 5; i++) { /* q.C, decode, merge, the few-chunks decode, split's logits */
             if (i == 0 && (g->mode != PKV_MODE_PATTERN || (flags & PKV_ATTN_SKIP_QC))) continue;
             if (i == 2 && !(flags & PKV_ATTN_SEPARATE_MERGE)) continue;
             if (i == 3 && !memcmp(c1.spec[1], c.spec[1], sizeof c.spec[1])) continue;
-            kernels[*n] = i == 3 ? c1.kernel[1] : c.kernel[i];
-            memcpy(specs[(*n)++], i == 3 ? c1.spec[1] : c.spec[i], sizeof specs[0]);
+            if (i == 4 && c.kernel[3] < 0) continue;
+            kernels[*n] = i == 3 ? c1.kernel[1] : c.kernel[i == 4 ? 3 : i];
+            memcpy(specs[(*n)++], i == 3 ? c1.spec[1] : c.spec[i == 4 ? 3 : i], sizeof specs[0]);
         }
     }
 }
@@ -728,8 +775,8 @@ static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, u
 pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len)
 {
     pkv_vk *vk = pkv_vk_of(be);
-    int kernels[4 * 4 + 1];
-    uint32_t specs[4 * 4 + 1][PKV_VK_SPEC_MAX];
+    int kernels[4 * 5 + 1];
+    uint32_t specs[4 * 5 + 1][PKV_VK_SPEC_MAX];
     uint32_t n = 0;
     attn_specs(be, g, n_q_heads, max_q_len, kernels, specs, &n);
     kernels[n] = PKV_K_STAGE_INPUT; /* engine integration's staging */
@@ -785,7 +832,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     const pkv_attn_plan *plan;
     pkv_status s = pkv_attn_plan_memo_get(&m->plan, op, g, nr, vk->compute_units * cfg.groups_per_cu, cfg.max_splits,
                                           cfg.cps_multiple, cfg.shape.teams, &be->attn_env, &plan);
-    if (s == PKV_OK && (plan->tiles > 65535 || H > 65535))
+    if (s == PKV_OK && (plan->tiles > 65535 || H > 65535 || (cfg.split && (uint64_t)H * plan->cps > 65535)))
         s = pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head exceed one dispatch",
                      op->q_len * (op->n_q_heads / H));
     if (s != PKV_OK) {
@@ -806,6 +853,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     a.table_off = take(&sp, op->table_len + 1); /* its chunks and windows uploaded with them too */
     a.qc_off = take(&sp, pattern ? groups * cap * nrv * 4 : 1);
     a.part_off = take(&sp, (size_t)plan->n_slots * H * plan->tiles * nr * (d + 4) + 1);
+    a.lg_off = cfg.split ? take(&sp, (size_t)plan->n_items * plan->cps * plan->tiles * H * (g->G + 1) * nrv * 4) : 0;
     a.out_off = take(&sp, (size_t)rows_total * d);
 
     /* a recorded call's q (vk_stage.c): copied raw into the q section (no larger than its fp32 words);
@@ -827,12 +875,13 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     pkv_buf *bufs[4] = {vk->scratch, st->blocks, st->chunks, st->windows};
     /* the op's pipelines: known from an earlier op of the same configuration (the memo), looked up,
      * or on first use created together (in parallel) */
-    VkPipeline p[3] = {VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, got[3], *known = vk->attn_memo.pipe;
-    int kernels[3];
-    uint32_t specs[3][PKV_VK_SPEC_MAX], which[3], n_pipes = 0;
-    for (uint32_t i = 0; i < 3; i++) {
+    VkPipeline p[4] = {VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, got[4], *known = vk->attn_memo.pipe;
+    int kernels[4];
+    uint32_t specs[4][PKV_VK_SPEC_MAX], which[4], n_pipes = 0;
+    for (uint32_t i = 0; i < 4; i++) {
         if (i == 0 && !(pattern && !(a.flags & PKV_ATTN_SKIP_QC))) continue;
         if (i == 2 && !((a.flags & PKV_ATTN_SEPARATE_MERGE) && plan->n_slots)) continue;
+        if (i == 3 && !cfg.split) continue;
         if ((p[i] = known[i]) != VK_NULL_HANDLE) continue;
         kernels[n_pipes] = cfg.kernel[i];
         memcpy(specs[n_pipes], cfg.spec[i], sizeof specs[0]);
@@ -840,7 +889,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     }
     if (s == PKV_OK && n_pipes) s = pkv_vk_pipelines_get(vk, n_pipes, kernels, (const uint32_t(*)[PKV_VK_SPEC_MAX])specs, got);
     for (uint32_t i = 0; i < n_pipes && s == PKV_OK; i++) p[which[i]] = known[which[i]] = got[i];
-    const VkPipeline p_qc = p[0], p_decode = p[1], p_merge = p[2];
+    const VkPipeline p_qc = p[0], p_decode = p[1], p_merge = p[2], p_logits = p[3];
     if (s != PKV_OK) { /* nothing recorded yet: deferred writes stay queued */
         pthread_mutex_unlock(&vk->lock);
         return s;
@@ -875,6 +924,10 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         uint32_t max_bank = 1; /* one invocation per pattern */
         for (uint32_t i = 0; i < op->n_seqs; i++) max_bank = op->seqs[i].bank_count > max_bank ? op->seqs[i].bank_count : max_bank;
         if (p_qc) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, ceil_div(max_bank, WG_SMALL), plan->tiles, op->n_seqs * H);
+    }
+    if (s == PKV_OK && p_logits) { /* split attention's first pass: a workgroup per (item, tile, chunk x kv head) */
+        pkv_vk_barrier(vk);
+        s = pkv_vk_dispatch(vk, p_logits, bufs, &a, sizeof a, plan->n_items, plan->tiles, H * plan->cps);
     }
     if (s == PKV_OK) {
         pkv_vk_barrier(vk);

@@ -1,0 +1,112 @@
+#version 450
+/* Attention in two passes, pass 1 of 2 (attn_values.comp is pass 2): the compressed modes' path where
+ * the shape allows it (vk_ops.c: split_fits). One workgroup per (chunk of an item, tile, kv head), one
+ * token per invocation, no loop: q_r * s_K,i of the chunk in shared memory, then each invocation's
+ * logits sum_i qs_i code_i + q.z_K (+ q.P_K[a_t] in PATTERN) for the NR rows (log2 units), written to
+ * scratch with the chunk's maximum per row. Few registers and no step loop, so that many workgroups
+ * per compute unit keep the cache's reads in flight (the one-pass kernel's barrier-separated steps at
+ * 8 warps per SM could not: bench/RESULTS.md, sessions 9-11). Logit record of (item, chunk j, tile,
+ * kv head): G rows of NRV vec4, then the chunk's maxima (NRV vec4), at attn_logit_rec(). */
+#extension GL_EXT_control_flow_attributes : require
+#include "pkv_math.h"
+#define PKV_ARENAS_READONLY
+#include "pkv_buffers.glsl"
+#include "attn_common.glsl"
+#include "attn_codes.glsl"
+#include "attn_split.glsl"
+
+const uint WG = gl_WorkGroupSize.x; /* G: the host makes it so */
+const uint PER = 32u / KBITS, MASK = (1u << KBITS) - 1u;
+const uint KST = KRW + 1u; /* a token's staged K row, padded: invocations read their own rows without bank conflicts */
+shared vec4 qs_s[D * NRV];
+shared uint kc_s[G * KST];
+#include "wg_reduce.glsl"
+
+void main()
+{
+    uint lid = gl_LocalInvocationID.x, tile = gl_WorkGroupID.y;
+    uint item = gl_WorkGroupID.x, head = gl_WorkGroupID.z % pc.H, j = gl_WorkGroupID.z / pc.H;
+    uint seq = scr[pc.item_off + 2u * item], c = scr[pc.item_off + 2u * item + 1u] * pc.cps + j;
+    uint nb = seq_n_blocks(seq), nw = seq_n_window(seq);
+    if (c >= nb + (nw + G - 1u) / G) return; /* uniform: past the sequence's chunks */
+    bool codes = c < nb;
+    uint base = codes ? seq_block_slot(seq, head, c) * pc.block_words : 0u;
+    uint w0 = codes ? 0u : (c - nb) * G, count = codes ? G : min(G, nw - w0);
+    uint tk = lid < count ? lid : 0u;
+    /* the token's K code row (and pattern) first: their latency overlaps the q * s_K phase */
+    uvec4 krow[SPLIT_KQ];
+    uint ka = 0u;
+    if (codes) {
+        [[unroll]] for (uint k = 0u; k < SPLIT_KQ; k++) krow[k] = blk4[(base + pc.o_kcodes) / 4u + tk * SPLIT_KQ + k];
+        if (MODE == 0u) ka = (blk[base + pc.o_kidx + tk / 4u] >> (8u * (tk % 4u))) & 255u;
+    }
+    /* q * scale * s_K,i * 2^-shift (a window chunk: q * scale) and the zero-point terms q . z_K */
+    float zt[NR], zmax[NR];
+    [[unroll]] for (uint r = 0u; r < NR; r++) zt[r] = 0.0, zmax[r] = 0.0;
+    for (uint i = lid; i < D; i += WG) {
+        float s = 1.0, z = 0.0;
+        if (codes) {
+            s = blk_hf((base + pc.o_kscale) * 2u + i) * code_factor(i, KBITS);
+            z = blk_hf((base + pc.o_kzero) * 2u + i);
+        }
+        vec4 qv[NRV];
+        [[unroll]] for (uint r = 0u; r < NRV * 4u; r++) {
+            float q = r < NR && tile_row_real(tile, r) ? q_value(tile_row(seq, head, tile, r), i) * pc.scale : 0.0;
+            qv[r / 4u][r % 4u] = q * s;
+            if (r < NR) zt[r] += q * z;
+        }
+        [[unroll]] for (uint v = 0u; v < NRV; v++) qs_s[i * NRV + v] = qv[v];
+    }
+    if (codes)
+        [[unroll]] for (uint k = 0u; k < KRW; k++) kc_s[lid * KST + k] = krow[k / 4u][k % 4u];
+    wg_reduce2(zt, false, zmax, false); /* its barrier also publishes qs_s and kc_s */
+
+    float lg[NR];
+    vec4 dot[NRV];
+    [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] = vec4(0.0);
+    if ((pc.flags & ATTN_SKIP_K) != 0u) {
+    } else if (codes) {
+        /* a loop over the row's words, not unrolled: NVIDIA's compiler would hoist all D qs loads */
+        [[dont_unroll]] for (uint k = 0u; k < KRW; k++) {
+            uint w = kc_s[lid * KST + k], wh = w >> 16;
+            [[unroll]] for (uint cc = 0u; cc < PER; cc++) {
+                float cf = code_float(w, wh, cc * KBITS, MASK);
+                [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[(k * PER + cc) * NRV + v] * cf;
+            }
+        }
+    } else { /* the fp16 window: rows of D halves */
+        uint h8 = (seq_window(seq, head) * pc.window_words * 2u + (w0 + tk) * D) / 8u;
+        for (uint k0 = 0u; k0 < D / 8u; k0 += 4u) {
+            uvec4 w[4];
+            [[unroll]] for (uint kk = 0u; kk < 4u; kk++) w[kk] = win4[h8 + min(k0 + kk, D / 8u - 1u)];
+            [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
+                if (k0 + kk >= D / 8u) break;
+                [[unroll]] for (uint e = 0u; e < 4u; e++) {
+                    vec2 x = unpackHalf2x16(w[kk][e]);
+                    uint i = 8u * (k0 + kk) + 2u * e;
+                    [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[i * NRV + v] * x.x + qs_s[(i + 1u) * NRV + v] * x.y;
+                }
+            }
+        }
+    }
+    uint T = nb * G + nw, pos = c * G + lid;
+    vec4 qc[NRV];
+    if (MODE == 0u && codes) [[unroll]] for (uint v = 0u; v < NRV; v++) qc[v] = scr4[qc_index(seq, head, tile, ka) + v];
+    [[unroll]] for (uint r = 0u; r < NR; r++) {
+        lg[r] = dot[r / 4u][r % 4u] + (codes ? zt[r] : 0.0);
+        if (MODE == 0u && codes) lg[r] += qc[r / 4u][r % 4u];
+        uint limit = T - pc.q_len + (tile_row(seq, head, tile, r) / pc.n_q_heads) % pc.q_len; /* causal */
+        if (lid >= count || pos > limit) lg[r] = PKV_NEG_INF;
+        zmax[r] = lg[r];
+    }
+    uint at = attn_logit_rec(item, j, tile, head);
+    vec4 out4[NRV];
+    [[unroll]] for (uint r = 0u; r < NRV * 4u; r++) out4[r / 4u][r % 4u] = r < NR ? lg[r] : PKV_NEG_INF;
+    [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + lid * NRV + v] = out4[v];
+    barrier(); /* red_s reused */
+    wg_reduce2(zmax, true, zt, true);
+    if (lid == 0u) {
+        [[unroll]] for (uint r = 0u; r < NRV * 4u; r++) out4[r / 4u][r % 4u] = r < NR ? zmax[r] : PKV_NEG_INF;
+        [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + G * NRV + v] = out4[v];
+    }
+}

@@ -1,0 +1,9 @@
+/* What the two passes of split attention (attn_logits.comp, attn_values.comp) share: the place of a
+ * chunk's logit record in scratch (pc.lg_off, vec4 units: G tokens x NRV, then the chunk's maxima),
+ * chunk j of item `item` for (tile, kv head) of the dispatch's n_items items. */
+const uint SPLIT_KQ = (KRW + 3u) / 4u; /* 16-byte words of a K code row (the host makes KRW a multiple of 4) */
+const uint SPLIT_VQ = (VRW + 3u) / 4u; /* of a V code row */
+uint attn_logit_rec(uint item, uint j, uint tile, uint head)
+{
+    return pc.lg_off / 4u + (((item * pc.cps + j) * pc.tiles + tile) * pc.H + head) * (G + 1u) * NRV;
+}

@@ -1,0 +1,209 @@
+#version 450
+/* Attention in two passes, pass 2 of 2 (attn_logits.comp wrote the logits): one workgroup per (item,
+ * tile, kv head), as the one-pass kernel. The item's maximum per row comes first, from its chunks'
+ * maxima, so that no running maximum and no rescaling are needed. Per chunk, with the next chunk's loads
+ * issued before this one's work: invocation t turns its token's logits into weights p = 2^(logit - M),
+ * adds p to l, p z_t to the zero-point sums and (PATTERN, gated tokens) to the V histogram, and stages
+ * p s_t and its V code row in shared memory; then invocation (channel group, token slice) accumulates
+ * p s_t code_t,i in registers. At the end of the item: as attn_decode.comp (slices' sums, pattern fold,
+ * partial result or output, merge by the last workgroup). */
+#extension GL_EXT_control_flow_attributes : require
+#include "pkv_math.h"
+#define PKV_ARENAS_READONLY
+#include "pkv_buffers.glsl"
+#include "attn_common.glsl"
+#include "attn_codes.glsl"
+#include "attn_split.glsl"
+
+const uint WG = gl_WorkGroupSize.x; /* G: one token per invocation */
+const uint CH = VCH;                /* channels per invocation in the V phase (the host: D % CH == 0) */
+const uint NG = D / CH;             /* channel groups */
+const uint NS = WG / NG;            /* token slices (the host: NG <= WG) */
+const uint CE = (D + WG - 1u) / WG; /* channels per invocation in per-channel loops */
+const uint SCAP = MODE == 0u ? CAP : 1u;
+const uint VST = VRW;               /* words of a staged V code row */
+const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
+#define LID gl_LocalInvocationID.x
+
+shared uint vw_s[G * VST];      /* the chunk's V code rows */
+shared vec4 w_s[G * NRV];       /* the chunk's weights p s_t (window: p) */
+shared uint S_s[NR * SCAP];     /* V histogram (attn_hist.glsl) */
+shared uint Sh_s[HIST_FIXED != 0u ? NR * SCAP : 1u];
+shared float acc_s[ACC_N];      /* end of item: the slices' sums, the fold's, the merge's weights */
+shared uint vchunk_s[8];        /* the V bank's chunk slots */
+float acc_get(uint k) { return acc_s[k]; }
+void acc_set(uint k, float v) { acc_s[k] = v; }
+
+#include "wg_reduce.glsl"
+#include "attn_hist.glsl"
+#include "attn_fold.glsl"
+#define PART_WORD(i) scrc[i]
+#define PART_VEC4(i) uintBitsToFloat(scrc4[(i) / 4u])
+#define MERGE_GET(k) acc_get(k)
+#define MERGE_SET(k, v) acc_set(k, v)
+#include "attn_merge.glsl"
+
+/* acc += wt * codes of this invocation's channel group g, V code row at word `row` of vw_s */
+void v_codes(inout float acc[NR][CH], uint row, vec4 wt[NRV], uint g)
+{
+    const uint MASK = (1u << VBITS) - 1u;
+    const uint WPG = (CH * VBITS + 31u) / 32u; /* words per group (part of one, or whole ones) */
+    uint bit0 = g * CH * VBITS;
+    uint wv[WPG];
+    [[unroll]] for (uint q = 0u; q < WPG; q++) wv[q] = vw_s[row + bit0 / 32u + q] >> (bit0 % 32u);
+    [[unroll]] for (uint c = 0u; c < CH; c++) {
+        uint sh = c * VBITS;
+        float cf = code_float(wv[sh / 32u], wv[sh / 32u] >> 16, sh % 32u, MASK);
+        [[unroll]] for (uint r = 0u; r < NR; r++) acc[r][c] += wt[r / 4u][r % 4u] * cf;
+    }
+}
+
+/* acc += wt * the fp16 V of one window token (its CH halves from half index h), in the units of the
+ * compressed chunks' accumulators (their powers of two) */
+void v_fp16(inout float acc[NR][CH], uint h, vec4 wt[NRV])
+{
+    [[unroll]] for (uint k = 0u; k < CH / 2u; k++) {
+        vec2 x = unpackHalf2x16(win[h / 2u + k]);
+        uint c = 2u * k;
+        float f0 = code_unfactor(c, VBITS), f1 = code_unfactor(c + 1u, VBITS);
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            float p = wt[r / 4u][r % 4u];
+            acc[r][c] += p * (x.x * f0);
+            acc[r][c + 1u] += p * (x.y * f1);
+        }
+    }
+}
+
+uint block_slot(uint seq, uint head, uint c, uint nb) { return c < nb ? seq_block_slot(seq, head, c) : 0u; }
+
+void main()
+{
+    uint lid = LID, item = gl_WorkGroupID.x, tile = gl_WorkGroupID.y, head = gl_WorkGroupID.z;
+    uint seq = scr[pc.item_off + 2u * item], split = scr[pc.item_off + 2u * item + 1u];
+    uint nb = seq_n_blocks(seq), nw = seq_n_window(seq), nsplit = seq_n_items(seq);
+    uint n_chunks = nb + (nw + G - 1u) / G;
+    uint c0 = split * pc.cps, c1 = min(n_chunks, c0 + pc.cps);
+    uint wb = nw > 0u ? seq_window(seq, head) * pc.window_words * 2u : 0u;
+
+    /* the item's maximum per row, from its chunks' */
+    float M[NR], l[NR], pz[NR];
+    [[unroll]] for (uint r = 0u; r < NR; r++) M[r] = PKV_NEG_INF, l[r] = 0.0, pz[r] = 0.0;
+    for (uint c = c0 + lid; c < c1; c += WG) {
+        uint at = attn_logit_rec(item, c - c0, tile, head) + G * NRV;
+        [[unroll]] for (uint r = 0u; r < NR; r++) M[r] = max(M[r], scr4[at + r / 4u][r % 4u]);
+    }
+    if (MODE == 0u) {
+        if (lid < 8u) vchunk_s[lid] = lid * 32u < seq_bank(seq) ? seq_chunk(seq, head, lid) : 0u;
+        for (uint e = lid; e < NR * SCAP; e += WG) hist_set(e, 0.0);
+    }
+    wg_reduce2(M, true, l, false); /* l stays 0 */
+
+    float acc[NR][CH];
+    [[unroll]] for (uint r = 0u; r < NR; r++) [[unroll]] for (uint c = 0u; c < CH; c++) acc[r][c] = 0.0;
+    uint g = lid % NG, s = lid / NG;
+
+    /* chunk c's loads, for this invocation's token; issued one chunk ahead */
+    vec4 lg[NRV];
+    uvec4 vrow[SPLIT_VQ];
+    float vs = 1.0, vz = 0.0;
+    uint va = 0u, gate = 0u;
+    uint slot = block_slot(seq, head, c0, nb), slot_n = block_slot(seq, head, c0 + 1u, nb);
+#define LOAD_CHUNK(c, slot)                                                                               \
+    {                                                                                                     \
+        uint at_ = attn_logit_rec(item, (c) - c0, tile, head) + lid * NRV, b_ = (slot) * pc.block_words; \
+        [[unroll]] for (uint v = 0u; v < NRV; v++) lg[v] = scr4[at_ + v];                                 \
+        if ((c) < nb) {                                                                                   \
+            [[unroll]] for (uint k = 0u; k < SPLIT_VQ; k++) vrow[k] = blk4[(b_ + pc.o_vcodes) / 4u + lid * SPLIT_VQ + k]; \
+            vs = blk_hf((b_ + pc.o_vscale) * 2u + lid);                                                   \
+            vz = blk_hf((b_ + pc.o_vzero) * 2u + lid);                                                    \
+            if (MODE == 0u) {                                                                             \
+                va = (blk[b_ + pc.o_vidx + lid / 4u] >> (8u * (lid % 4u))) & 255u;                        \
+                gate = (blk[b_ + pc.o_vmask + lid / 32u] >> (lid % 32u)) & 1u;                            \
+            }                                                                                             \
+        }                                                                                                 \
+    }
+    if (c0 < c1) LOAD_CHUNK(c0, slot);
+    for (uint c = c0; c < c1; c++) {
+        bool codes = c < nb;
+        /* this chunk's values, out of the registers the next chunk's loads go to */
+        vec4 lgc[NRV];
+        [[unroll]] for (uint v = 0u; v < NRV; v++) lgc[v] = lg[v];
+        float vsc = vs, vzc = vz;
+        uint vac = va, gatec = gate;
+        if (codes) [[unroll]] for (uint k = 0u; k < SPLIT_VQ; k++) {
+            uint a = lid * VST + 4u * k;
+            vw_s[a] = vrow[k].x, vw_s[a + 1u] = vrow[k].y, vw_s[a + 2u] = vrow[k].z, vw_s[a + 3u] = vrow[k].w;
+        }
+        uint slot_nn = block_slot(seq, head, c + 2u, nb);
+        if (c + 1u < c1) LOAD_CHUNK(c + 1u, slot_n);
+        slot_n = slot_nn;
+
+        /* weights of this invocation's token */
+        float p[NR];
+        vec4 wt[NRV];
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            float x = lgc[r / 4u][r % 4u];
+            p[r] = x == PKV_NEG_INF ? 0.0 : exp2(x - M[r]);
+            l[r] += p[r];
+            pz[r] += codes ? p[r] * vzc : 0.0;
+            wt[r / 4u][r % 4u] = p[r] * (codes ? vsc : 1.0);
+        }
+        [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[lid * NRV + v] = wt[v];
+        if (MODE == 0u && codes && gatec != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u)
+            [[unroll]] for (uint r = 0u; r < NR; r++)
+                if (p[r] != 0.0) hist_add(r * SCAP + vac, p[r]);
+        barrier();
+        /* V: channel group g over the tokens of slice s */
+        uint count = codes ? G : min(G, nw - (c - nb) * G);
+        if ((pc.flags & ATTN_SKIP_V) == 0u && s < NS)
+            for (uint u = s; u < count; u += NS) {
+                [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[u * NRV + v];
+                if (codes) v_codes(acc, u * VST, wt, g);
+                else v_fp16(acc, wb + (pc.R + (c - nb) * G + u) * D + g * CH, wt);
+            }
+        barrier();
+    }
+
+    /* the item's partial: l and the zero-point sums over tokens, the slices' V sums */
+    wg_sum_sum(l, pz);
+    float o[NR][CE];
+    [[unroll]] for (uint r = 0u; r < NR; r++) {
+        barrier(); /* acc_s free again */
+        if (s < NS)
+            [[unroll]] for (uint c = 0u; c < CH; c++) acc_set(s * D + g * CH + c, acc[r][c] * code_factor(c, VBITS));
+        barrier();
+        [[unroll]] for (uint e = 0u; e < CE; e++) {
+            uint i = lid + e * WG;
+            float sum = pz[r];
+            if (i < D)
+                for (uint k = 0u; k < NS; k++) sum += acc_get(k * D + i);
+            o[r][e] = sum;
+        }
+    }
+    if (MODE == 0u && (pc.flags & ATTN_SKIP_FOLD) == 0u) fold_patterns(seq_bank(seq), o);
+
+    if (nsplit == 1u) { /* the whole sequence in one item: normalise and write out */
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            if (!tile_row_real(tile, r)) break;
+            float inv = l[r] > 0.0 ? 1.0 / l[r] : 0.0;
+            [[unroll]] for (uint e = 0u; e < CE; e++) {
+                uint i = lid + e * WG;
+                if (i < D) scr[pc.out_off + tile_row(seq, head, tile, r) * D + i] = floatBitsToUint(o[r][e] * inv);
+            }
+        }
+        return;
+    }
+    [[unroll]] for (uint r = 0u; r < NR; r++) {
+        uint pp = part_slot(seq, split, head, tile, r);
+        if (lid == 0u) {
+            scrc[pp] = floatBitsToUint(M[r]);
+            scrc[pp + 1u] = floatBitsToUint(l[r]);
+        }
+        [[unroll]] for (uint e = 0u; e < CE; e++) {
+            uint i = lid + e * WG;
+            if (i < D) scrc[pp + 4u + i] = floatBitsToUint(o[r][e]);
+        }
+    }
+    if ((pc.flags & (ATTN_SEPARATE_MERGE | ATTN_SKIP_MERGE)) != 0u) return;
+    merge_if_last(seq, head, tile, nsplit);
+}
