@@ -16,31 +16,38 @@ add_test(NAME test_parity_vulkan_nosubgroups COMMAND test_parity)
 set_tests_properties(test_parity_vulkan_nosubgroups PROPERTIES TIMEOUT 900 LABELS vulkan
   ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
 
-# Attention with each step's loads issued when it starts (PKV_ATTN_PREFETCH=0: the tuning fallback).
+# Split attention (attn_logits + attn_values, the default where the shape allows) with the shared-memory
+# reductions, many partials merged and the fixed-point histogram.
+add_test(NAME test_attention_vulkan_split_nosubgroups COMMAND test_attention)
+set_tests_properties(test_attention_vulkan_split_nosubgroups PROPERTIES TIMEOUT 600 LABELS vulkan
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_ATTN_HIST_FIXED=1;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
+
+# The one-pass kernel (attn_decode.comp; PKV_ATTN_SPLIT=0) on every shape, with each step's loads
+# issued when it starts (PKV_ATTN_PREFETCH=0: the tuning fallback). The variants below are its too.
 add_test(NAME test_attention_vulkan_noprefetch COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_noprefetch PROPERTIES TIMEOUT 600 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_PREFETCH=0;${PKV_VK_TEST_ENV}")
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_SPLIT=0;PKV_ATTN_PREFETCH=0;${PKV_VK_TEST_ENV}")
 
 # PATTERN's V histogram in fixed point with integer atomics (PKV_ATTN_HIST_FIXED=1; OpenCL's default).
 add_test(NAME test_attention_vulkan_histfixed COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_histfixed PROPERTIES TIMEOUT 600 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_HIST_FIXED=1;${PKV_VK_TEST_ENV}")
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_SPLIT=0;PKV_ATTN_HIST_FIXED=1;${PKV_VK_TEST_ENV}")
 
 # Four items per workgroup (PKV_ATTN_TEAMS=4, teams meeting at every barrier) for every shape, with many
 # partials merged and the shared-memory reductions.
 add_test(NAME test_attention_vulkan_teams COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_teams PROPERTIES TIMEOUT 600 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_TEAMS=4;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_SPLIT=0;PKV_ATTN_TEAMS=4;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
 
 # The one-warp attention kernel (PKV_ATTN_WARP=1, attn_warp.comp), with many partials merged and the
 # fixed-point histogram, without subgroup arithmetic (lavapipe's subgroups of 8 take the subgroup
 # build's multi-subgroup path in test_attention_vulkan_warp_sg).
 add_test(NAME test_attention_vulkan_warp COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_warp PROPERTIES TIMEOUT 600 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_WARP=1;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_ATTN_HIST_FIXED=1;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_SPLIT=0;PKV_ATTN_WARP=1;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_ATTN_HIST_FIXED=1;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
 add_test(NAME test_attention_vulkan_warp_sg COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_warp_sg PROPERTIES TIMEOUT 600 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_WARP=1;PKV_ATTN_STAGE_K=1;PKV_ATTN_PREFETCH=0;${PKV_VK_TEST_ENV}")
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_SPLIT=0;PKV_ATTN_WARP=1;PKV_ATTN_STAGE_K=1;PKV_ATTN_PREFETCH=0;${PKV_VK_TEST_ENV}")
 
 # Recorded calls in an application's command buffer (engine mode) against the synchronous ones.
 pkv_add_test(test_vulkan_record SOURCES test_vulkan_record.c)
