@@ -142,6 +142,9 @@ static pkv_status wp_pipeline(pkv_vk *vk, const pkv_geom *g, int which, VkPipeli
     return pkv_vk_pipeline(vk, kernel, spec, out);
 }
 
+/* attn_specs' most pipelines: per rows-per-workgroup value (1, 2, 4, 8) q.C, decode, merge, the few-chunks
+ * decode and split attention's logits pass */
+#define ATTN_SPECS_MAX (4 * 5)
 static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len, int *kernels,
                        uint32_t (*specs)[PKV_VK_SPEC_MAX], uint32_t *n);
 
@@ -155,8 +158,8 @@ static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, u
 pkv_status pkv_vk_prepare(pkv_backend *be, const pkv_geom *g)
 {
     pkv_vk *vk = pkv_vk_of(be);
-    int kernels[WP_COUNT], ak[4 * 4];
-    uint32_t specs[WP_COUNT][PKV_VK_SPEC_MAX], as[4 * 4][PKV_VK_SPEC_MAX];
+    int kernels[WP_COUNT], ak[ATTN_SPECS_MAX];
+    uint32_t specs[WP_COUNT][PKV_VK_SPEC_MAX], as[ATTN_SPECS_MAX][PKV_VK_SPEC_MAX];
     uint32_t n = 0, na = 0;
     for (int w = 0; w < WP_COUNT; w++)
         if (wp_spec(vk, g, w, &kernels[n], specs[n])) n++;
@@ -775,8 +778,8 @@ static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, u
 pkv_status pkv_vk_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len)
 {
     pkv_vk *vk = pkv_vk_of(be);
-    int kernels[4 * 5 + 1];
-    uint32_t specs[4 * 5 + 1][PKV_VK_SPEC_MAX];
+    int kernels[ATTN_SPECS_MAX + 1];
+    uint32_t specs[ATTN_SPECS_MAX + 1][PKV_VK_SPEC_MAX];
     uint32_t n = 0;
     attn_specs(be, g, n_q_heads, max_q_len, kernels, specs, &n);
     kernels[n] = PKV_K_STAGE_INPUT; /* engine integration's staging */
