@@ -1,7 +1,7 @@
 #version 450
 /* Attention in two passes, pass 1 of 2 (attn_values.comp is pass 2): the compressed modes' path where
- * the shape allows it (vk_ops.c: split_fits). One workgroup per (chunk of an item, tile, kv head), one
- * token per invocation, no loop: q_r * s_K,i of the chunk in shared memory, then each invocation's
+ * the shape allows it (vk_ops.c: split_fits). One workgroup per (chunk of an item, tile, kv head), TPT
+ * tokens per invocation (each shared-memory load of qs serves TPT tokens), no loop over chunks: q_r * s_K,i of the chunk in shared memory, then each invocation's
  * logits sum_i qs_i code_i + q.z_K (+ q.P_K[a_t] in PATTERN) for the NR rows (log2 units), written to
  * scratch with the chunk's maximum per row. Few registers and no step loop, so that many workgroups
  * per compute unit keep the cache's reads in flight (the one-pass kernel's barrier-separated steps at
@@ -15,7 +15,7 @@
 #include "attn_codes.glsl"
 #include "attn_split.glsl"
 
-const uint WG = gl_WorkGroupSize.x; /* G: the host makes it so */
+const uint WG = gl_WorkGroupSize.x; /* G / TPT: the host makes it so */
 const uint PER = 32u / KBITS, MASK = (1u << KBITS) - 1u;
 const uint KST = KRW + 1u; /* a token's staged K row, padded: invocations read their own rows without bank conflicts */
 shared vec4 qs_s[D * NRV];
@@ -32,13 +32,17 @@ void main()
     bool codes = c < nb;
     uint base = codes ? seq_block_slot(seq, head, c) * pc.block_words : 0u;
     uint w0 = codes ? 0u : (c - nb) * G, count = codes ? G : min(G, nw - w0);
-    uint tk = lid < count ? lid : 0u;
-    /* the token's K code row (and pattern) first: their latency overlaps the q * s_K phase */
-    uvec4 krow[SPLIT_KQ];
-    uint ka = 0u;
+    /* this invocation's tokens lid + u WG: their K code rows (and patterns) first, so that their
+     * latency overlaps the q * s_K phase */
+    uint ka[TPT];
     if (codes) {
-        [[unroll]] for (uint k = 0u; k < SPLIT_KQ; k++) krow[k] = blk4[(base + pc.o_kcodes) / 4u + tk * SPLIT_KQ + k];
-        if (MODE == 0u) ka = (blk[base + pc.o_kidx + tk / 4u] >> (8u * (tk % 4u))) & 255u;
+        [[unroll]] for (uint u = 0u; u < TPT; u++) {
+            uint t = lid + u * WG;
+            uvec4 krow[SPLIT_KQ];
+            [[unroll]] for (uint k = 0u; k < SPLIT_KQ; k++) krow[k] = blk4[(base + pc.o_kcodes) / 4u + t * SPLIT_KQ + k];
+            ka[u] = MODE == 0u ? (blk[base + pc.o_kidx + t / 4u] >> (8u * (t % 4u))) & 255u : 0u;
+            [[unroll]] for (uint k = 0u; k < KRW; k++) kc_s[t * KST + k] = krow[k / 4u][k % 4u];
+        }
     }
     /* q * scale * s_K,i * 2^-shift (a window chunk: q * scale) and the zero-point terms q . z_K */
     float zt[NR], zmax[NR];
@@ -57,55 +61,65 @@ void main()
         }
         [[unroll]] for (uint v = 0u; v < NRV; v++) qs_s[i * NRV + v] = qv[v];
     }
-    if (codes)
-        [[unroll]] for (uint k = 0u; k < KRW; k++) kc_s[lid * KST + k] = krow[k / 4u][k % 4u];
     wg_reduce2(zt, false, zmax, false); /* its barrier also publishes qs_s and kc_s */
 
-    float lg[NR];
-    vec4 dot[NRV];
-    [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] = vec4(0.0);
+    vec4 dot[TPT][NRV];
+    [[unroll]] for (uint u = 0u; u < TPT; u++) [[unroll]] for (uint v = 0u; v < NRV; v++) dot[u][v] = vec4(0.0);
     if ((pc.flags & ATTN_SKIP_K) != 0u) {
     } else if (codes) {
-        /* a loop over the row's words, not unrolled: NVIDIA's compiler would hoist all D qs loads */
+        /* a loop over the rows' words, not unrolled: NVIDIA's compiler would hoist all D qs loads */
         [[dont_unroll]] for (uint k = 0u; k < KRW; k++) {
-            uint w = kc_s[lid * KST + k], wh = w >> 16;
-            [[unroll]] for (uint cc = 0u; cc < PER; cc++) {
-                float cf = code_float(w, wh, cc * KBITS, MASK);
-                [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[(k * PER + cc) * NRV + v] * cf;
-            }
+            uint w[TPT], wh[TPT];
+            [[unroll]] for (uint u = 0u; u < TPT; u++) w[u] = kc_s[(lid + u * WG) * KST + k], wh[u] = w[u] >> 16;
+            [[unroll]] for (uint cc = 0u; cc < PER; cc++)
+                [[unroll]] for (uint v = 0u; v < NRV; v++) {
+                    vec4 q = qs_s[(k * PER + cc) * NRV + v];
+                    [[unroll]] for (uint u = 0u; u < TPT; u++) dot[u][v] += q * code_float(w[u], wh[u], cc * KBITS, MASK);
+                }
         }
     } else { /* the fp16 window: rows of D halves */
-        uint h8 = (seq_window(seq, head) * pc.window_words * 2u + (w0 + tk) * D) / 8u;
-        for (uint k0 = 0u; k0 < D / 8u; k0 += 4u) {
-            uvec4 w[4];
-            [[unroll]] for (uint kk = 0u; kk < 4u; kk++) w[kk] = win4[h8 + min(k0 + kk, D / 8u - 1u)];
-            [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
-                if (k0 + kk >= D / 8u) break;
-                [[unroll]] for (uint e = 0u; e < 4u; e++) {
-                    vec2 x = unpackHalf2x16(w[kk][e]);
-                    uint i = 8u * (k0 + kk) + 2u * e;
-                    [[unroll]] for (uint v = 0u; v < NRV; v++) dot[v] += qs_s[i * NRV + v] * x.x + qs_s[(i + 1u) * NRV + v] * x.y;
+        [[unroll]] for (uint u = 0u; u < TPT; u++) {
+            uint t = lid + u * WG, h8 = (seq_window(seq, head) * pc.window_words * 2u + (w0 + min(t, count - 1u)) * D) / 8u;
+            for (uint k0 = 0u; k0 < D / 8u; k0 += 4u) {
+                uvec4 w[4];
+                [[unroll]] for (uint kk = 0u; kk < 4u; kk++) w[kk] = win4[h8 + min(k0 + kk, D / 8u - 1u)];
+                [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
+                    if (k0 + kk >= D / 8u) break;
+                    [[unroll]] for (uint e = 0u; e < 4u; e++) {
+                        vec2 x = unpackHalf2x16(w[kk][e]);
+                        uint i = 8u * (k0 + kk) + 2u * e;
+                        [[unroll]] for (uint v = 0u; v < NRV; v++) dot[u][v] += qs_s[i * NRV + v] * x.x + qs_s[(i + 1u) * NRV + v] * x.y;
+                    }
                 }
             }
         }
     }
-    uint T = nb * G + nw, pos = c * G + lid;
-    vec4 qc[NRV];
-    if (MODE == 0u && codes) [[unroll]] for (uint v = 0u; v < NRV; v++) qc[v] = scr4[qc_index(seq, head, tile, ka) + v];
+    uint T = nb * G + nw, at = attn_logit_rec(item, j, tile, head);
+    uint limit[NR]; /* causal: the last token each row sees */
     [[unroll]] for (uint r = 0u; r < NR; r++) {
-        lg[r] = dot[r / 4u][r % 4u] + (codes ? zt[r] : 0.0);
-        if (MODE == 0u && codes) lg[r] += qc[r / 4u][r % 4u];
-        uint limit = T - pc.q_len + (tile_row(seq, head, tile, r) / pc.n_q_heads) % pc.q_len; /* causal */
-        if (lid >= count || pos > limit) lg[r] = PKV_NEG_INF;
-        zmax[r] = lg[r];
+        limit[r] = T - pc.q_len + (tile_row(seq, head, tile, r) / pc.n_q_heads) % pc.q_len;
+        zmax[r] = PKV_NEG_INF;
     }
-    uint at = attn_logit_rec(item, j, tile, head);
-    vec4 out4[NRV];
-    [[unroll]] for (uint r = 0u; r < NRV * 4u; r++) out4[r / 4u][r % 4u] = r < NR ? lg[r] : PKV_NEG_INF;
-    [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + lid * NRV + v] = out4[v];
+    [[unroll]] for (uint u = 0u; u < TPT; u++) {
+        uint t = lid + u * WG;
+        vec4 qc[NRV];
+        if (MODE == 0u && codes) [[unroll]] for (uint v = 0u; v < NRV; v++) qc[v] = scr4[qc_index(seq, head, tile, ka[u]) + v];
+        vec4 out4[NRV];
+        [[unroll]] for (uint r = 0u; r < NRV * 4u; r++) {
+            float lg = PKV_NEG_INF;
+            if (r < NR && t < count && c * G + t <= limit[r]) {
+                lg = dot[u][r / 4u][r % 4u] + (codes ? zt[r] : 0.0);
+                if (MODE == 0u && codes) lg += qc[r / 4u][r % 4u];
+            }
+            out4[r / 4u][r % 4u] = lg;
+            if (r < NR) zmax[r] = max(zmax[r], lg);
+        }
+        [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + t * NRV + v] = out4[v];
+    }
     barrier(); /* red_s reused */
     wg_reduce2(zmax, true, zt, true);
     if (lid == 0u) {
+        vec4 out4[NRV];
         [[unroll]] for (uint r = 0u; r < NRV * 4u; r++) out4[r / 4u][r % 4u] = r < NR ? zmax[r] : PKV_NEG_INF;
         [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + G * NRV + v] = out4[v];
     }

@@ -107,6 +107,7 @@ typedef struct pkv_attn_shape {
     uint32_t teams;
     /* Vulkan: attention in two passes (attn_logits.comp, attn_values.comp) where the shape allows */
     uint32_t split;
+    uint32_t tpt; /* split attention's logits pass: tokens per invocation (each shared load of q * s_K serves them all) */
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);
 /* Bytes of local memory OpenCL's decode kernel (ocl_attention.cl) declares for nr rows, with or without

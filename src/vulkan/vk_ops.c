@@ -745,9 +745,9 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     c->kernel[3] = -1;
     if (use_split) {
         c->kernel[3] = vk->subgroup_arith ? PKV_K_ATTN_LOGITS_SG : PKV_K_ATTN_LOGITS;
-        c->spec[3][0] = G;
         memcpy(c->spec[1], c->spec[3], sizeof c->spec[1]);
-        c->spec[1][9] = shape.vch, c->spec[1][12] = shape.hist_fixed;
+        c->spec[1][0] = G, c->spec[1][9] = shape.vch, c->spec[1][12] = shape.hist_fixed;
+        c->spec[3][0] = G / shape.tpt, c->spec[3][15] = shape.tpt;
     }
 }
 
