@@ -25,10 +25,13 @@ shared uint kc_s[G * KST];
 void main()
 {
     uint lid = gl_LocalInvocationID.x, tile = gl_WorkGroupID.y;
-    uint item = gl_WorkGroupID.x, head = gl_WorkGroupID.z % pc.H, j = gl_WorkGroupID.z / pc.H;
-    uint seq = scr[pc.item_off + 2u * item], c = scr[pc.item_off + 2u * item + 1u] * pc.cps + j;
+    uint item = gl_WorkGroupID.x, head = gl_WorkGroupID.z % pc.H, j0 = gl_WorkGroupID.z / pc.H * LPC;
+    uint seq = scr[pc.item_off + 2u * item], c0 = scr[pc.item_off + 2u * item + 1u] * pc.cps;
     uint nb = seq_n_blocks(seq), nw = seq_n_window(seq);
-    if (c >= nb + (nw + G - 1u) / G) return; /* uniform: past the sequence's chunks */
+    for (uint j = j0; j < j0 + LPC; j++) {
+    uint c = c0 + j;
+    if (j >= pc.cps || c >= nb + (nw + G - 1u) / G) break; /* uniform: past the item's or the sequence's chunks */
+    if (j > j0) barrier(); /* qs_s, kc_s and red_s free again */
     bool codes = c < nb;
     uint base = codes ? seq_block_slot(seq, head, c) * pc.block_words : 0u;
     uint w0 = codes ? 0u : (c - nb) * G, count = codes ? G : min(G, nw - w0);
@@ -122,5 +125,6 @@ void main()
         vec4 out4[NRV];
         [[unroll]] for (uint r = 0u; r < NRV * 4u; r++) out4[r / 4u][r % 4u] = r < NR ? zmax[r] : PKV_NEG_INF;
         [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + G * NRV + v] = out4[v];
+    }
     }
 }

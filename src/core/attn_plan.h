@@ -81,6 +81,8 @@ enum {
     PKV_ATTN_SKIP_K = 16u,
     PKV_ATTN_SKIP_QC = 32u,       /* host side: the q.C pre-pass is not run */
     PKV_ATTN_SKIP_FOLD = 64u,     /* Vulkan: PATTERN's sum_m S[m] P_V[m] is not added */
+    PKV_ATTN_SKIP_VALUES = 128u,  /* Vulkan split attention: its values pass is not dispatched */
+    PKV_ATTN_SKIP_LOGITS = 256u,  /* and its logits pass */
 };
 uint32_t pkv_attn_flags(const pkv_attn_env *env);
 
@@ -107,6 +109,7 @@ typedef struct pkv_attn_shape {
     uint32_t teams;
     /* Vulkan: attention in two passes (attn_logits.comp, attn_values.comp) where the shape allows */
     uint32_t split;
+    uint32_t lpc; /* split attention's logits pass: chunks per workgroup */
     uint32_t tpt; /* split attention's logits pass: tokens per invocation (each shared load of q * s_K serves them all) */
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);

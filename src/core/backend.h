@@ -162,6 +162,7 @@ typedef struct pkv_attn_env {
     uint32_t warp;            /* PKV_ATTN_WARP: 0 not set, 1 off, 2 on */
     uint32_t teams;           /* PKV_ATTN_TEAMS: items per workgroup (Vulkan), 0 not set */
     uint32_t split;           /* PKV_ATTN_SPLIT: 0 not set, 1 off, 2 on */
+    uint32_t lpc;             /* PKV_ATTN_LPC: split attention's chunks per logits workgroup (1..16), 0 not set */
     uint32_t tpt;             /* PKV_ATTN_TPT: split attention's tokens per invocation in its logits pass (1, 2, 4), 0 not set */
 } pkv_attn_env;
 

@@ -747,7 +747,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
         c->kernel[3] = vk->subgroup_arith ? PKV_K_ATTN_LOGITS_SG : PKV_K_ATTN_LOGITS;
         memcpy(c->spec[1], c->spec[3], sizeof c->spec[1]);
         c->spec[1][0] = G, c->spec[1][9] = shape.vch, c->spec[1][12] = shape.hist_fixed;
-        c->spec[3][0] = G / shape.tpt, c->spec[3][15] = shape.tpt;
+        c->spec[3][0] = G / shape.tpt, c->spec[3][14] = shape.lpc, c->spec[3][15] = shape.tpt;
     }
 }
 
@@ -835,7 +835,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     const pkv_attn_plan *plan;
     pkv_status s = pkv_attn_plan_memo_get(&m->plan, op, g, nr, vk->compute_units * cfg.groups_per_cu, cfg.max_splits,
                                           cfg.cps_multiple, cfg.shape.teams, &be->attn_env, &plan);
-    if (s == PKV_OK && (plan->tiles > 65535 || H > 65535 || (cfg.split && (uint64_t)H * plan->cps > 65535)))
+    if (s == PKV_OK && (plan->tiles > 65535 || H > 65535 || (cfg.split && (uint64_t)H * ceil_div(plan->cps, cfg.shape.lpc) > 65535)))
         s = pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head exceed one dispatch",
                      op->q_len * (op->n_q_heads / H));
     if (s != PKV_OK) {
@@ -928,11 +928,12 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
         for (uint32_t i = 0; i < op->n_seqs; i++) max_bank = op->seqs[i].bank_count > max_bank ? op->seqs[i].bank_count : max_bank;
         if (p_qc) s = pkv_vk_dispatch(vk, p_qc, bufs, &a, sizeof a, ceil_div(max_bank, WG_SMALL), plan->tiles, op->n_seqs * H);
     }
-    if (s == PKV_OK && p_logits) { /* split attention's first pass: a workgroup per (item, tile, chunk x kv head) */
+    const uint32_t lpc = cfg.shape.lpc, z_logits = H * ceil_div(plan->cps, lpc);
+    if (s == PKV_OK && p_logits && !(a.flags & PKV_ATTN_SKIP_LOGITS)) { /* split attention's first pass: a workgroup per (item, tile, lpc chunks x kv head) */
         pkv_vk_barrier(vk);
-        s = pkv_vk_dispatch(vk, p_logits, bufs, &a, sizeof a, plan->n_items, plan->tiles, H * plan->cps);
+        s = pkv_vk_dispatch(vk, p_logits, bufs, &a, sizeof a, plan->n_items, plan->tiles, z_logits);
     }
-    if (s == PKV_OK) {
+    if (s == PKV_OK && !(p_logits && (a.flags & PKV_ATTN_SKIP_VALUES))) {
         pkv_vk_barrier(vk);
         s = pkv_vk_dispatch(vk, p_decode, bufs, &a, sizeof a, plan->n_items / cfg.shape.teams, plan->tiles, H);
     }
