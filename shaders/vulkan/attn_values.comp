@@ -27,15 +27,20 @@ const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
 
 shared uint vw_s[G * VST];      /* the chunk's V code rows */
 shared vec4 w_s[G * NRV];       /* the chunk's weights p s_t (window: p) */
-shared uint S_s[NR * SCAP];     /* V histogram (attn_hist.glsl) */
-shared uint Sh_s[HIST_FIXED != 0u ? NR * SCAP : 1u];
+/* PATTERN's V histogram S[r][m] (the sum of p over a pattern's gated tokens): a chunk's adds in fixed
+ * point, units of 2^-24, by integer atomics whose results nobody waits for (p <= 1: a chunk of G <= 256
+ * tokens stays below 2^32), folded into the item's float sums after each chunk. A weight is rounded to
+ * 2^-24 of the item's largest, so S is within G 2^-25 per chunk of its value (docs/NUMERICS.md). */
+shared uint Sq_s[NR * SCAP];
+shared float Sf_s[NR * SCAP];
+const float HIST_UNIT = 16777216.0; /* 2^24 */
 shared float acc_s[ACC_N];      /* end of item: the slices' sums, the fold's, the merge's weights */
 shared uint vchunk_s[8];        /* the V bank's chunk slots */
 float acc_get(uint k) { return acc_s[k]; }
 void acc_set(uint k, float v) { acc_s[k] = v; }
 
 #include "wg_reduce.glsl"
-#include "attn_hist.glsl"
+float hist_get(uint idx) { return Sf_s[idx]; }
 #include "attn_fold.glsl"
 #define PART_WORD(i) scrc[i]
 #define PART_VEC4(i) uintBitsToFloat(scrc4[(i) / 4u])
@@ -94,7 +99,7 @@ void main()
     }
     if (MODE == 0u) {
         if (lid < 8u) vchunk_s[lid] = lid * 32u < seq_bank(seq) ? seq_chunk(seq, head, lid) : 0u;
-        for (uint e = lid; e < NR * SCAP; e += WG) hist_set(e, 0.0);
+        for (uint e = lid; e < NR * SCAP; e += WG) Sq_s[e] = 0u, Sf_s[e] = 0.0;
     }
     wg_reduce2(M, true, l, false); /* l stays 0 */
 
@@ -150,9 +155,16 @@ void main()
         }
         [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[lid * NRV + v] = wt[v];
         if (MODE == 0u && codes && gatec != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u)
-            [[unroll]] for (uint r = 0u; r < NR; r++)
-                if (p[r] != 0.0) hist_add(r * SCAP + vac, p[r]);
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                uint q = uint(p[r] * HIST_UNIT + 0.5);
+                if (q != 0u) atomicAdd(Sq_s[r * SCAP + vac], q);
+            }
         barrier();
+        if (MODE == 0u && codes) /* the chunk's histogram into the item's (the adds are done; the next chunk's come after the barrier below) */
+            for (uint e = lid; e < NR * SCAP; e += WG) {
+                uint q = Sq_s[e];
+                if (q != 0u) Sf_s[e] += float(q) * (1.0 / HIST_UNIT), Sq_s[e] = 0u;
+            }
         /* V: channel group g over the tokens of slice s */
         uint count = codes ? G : min(G, nw - (c - nb) * G);
         if ((pc.flags & ATTN_SKIP_V) == 0u && s < NS)

@@ -642,7 +642,7 @@ static size_t split_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t 
     const size_t nrv = (nr + 3) / 4, G = g->G, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
     const size_t red = 8 * nr * (subgroups ? 32 : G) + 4;
     const size_t logits = 16 * g->d * nrv + 4 * G * (g->k_row_words + 1) + red;
-    const size_t values = 4 * G * g->v_row_words + 16 * G * nrv + 4 * nr * cap * (sh.hist_fixed ? 2 : 1) + 4 +
+    const size_t values = 4 * G * g->v_row_words + 16 * G * nrv + 8 * nr * cap + 4 +
                           4 * split_acc_floats(g, sh.vch, nr) + 32 + red;
     return logits > values ? logits : values;
 }
