@@ -2,7 +2,7 @@
 /* Attention in two passes, pass 2 of 2 (attn_logits.comp wrote the logits): one workgroup per (item,
  * tile, kv head), as the one-pass kernel. The item's maximum per row comes first, from its chunks'
  * maxima, so that no running maximum and no rescaling are needed. Per chunk, with the next chunk's loads
- * issued before this one's work: invocation t turns its token's logits into weights p = 2^(logit - M),
+ * issued during this one's V phase: invocation t turns its token's logits into weights p = 2^(logit - M),
  * adds p to l, p z_t to the zero-point sums and (PATTERN, gated tokens) to the V histogram, and stages
  * p s_t and its V code row in shared memory; then invocation (channel group, token slice) accumulates
  * p s_t code_t,i in registers. At the end of the item: as attn_decode.comp (slices' sums, pattern fold,
@@ -130,35 +130,30 @@ void main()
     if (c0 < c1) LOAD_CHUNK(c0, slot);
     for (uint c = c0; c < c1; c++) {
         bool codes = c < nb;
-        /* this chunk's values, out of the registers the next chunk's loads go to */
-        vec4 lgc[NRV];
-        [[unroll]] for (uint v = 0u; v < NRV; v++) lgc[v] = lg[v];
-        float vsc = vs, vzc = vz;
-        uint vac = va, gatec = gate;
+        /* this invocation's token: its V code row staged, its weights */
         if (codes) [[unroll]] for (uint k = 0u; k < SPLIT_VQ; k++) {
             uint a = lid * VST + 4u * k;
             vw_s[a] = vrow[k].x, vw_s[a + 1u] = vrow[k].y, vw_s[a + 2u] = vrow[k].z, vw_s[a + 3u] = vrow[k].w;
         }
-        uint slot_nn = block_slot(seq, head, c + 2u, nb);
-        if (c + 1u < c1) LOAD_CHUNK(c + 1u, slot_n);
-        slot_n = slot_nn;
-
-        /* weights of this invocation's token */
         float p[NR];
         vec4 wt[NRV];
         [[unroll]] for (uint r = 0u; r < NR; r++) {
-            float x = lgc[r / 4u][r % 4u];
+            float x = lg[r / 4u][r % 4u];
             p[r] = x == PKV_NEG_INF ? 0.0 : exp2(x - M[r]);
             l[r] += p[r];
-            pz[r] += codes ? p[r] * vzc : 0.0;
-            wt[r / 4u][r % 4u] = p[r] * (codes ? vsc : 1.0);
+            pz[r] += codes ? p[r] * vz : 0.0;
+            wt[r / 4u][r % 4u] = p[r] * (codes ? vs : 1.0);
         }
         [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[lid * NRV + v] = wt[v];
-        if (MODE == 0u && codes && gatec != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u)
+        if (MODE == 0u && codes && gate != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u)
             [[unroll]] for (uint r = 0u; r < NR; r++) {
                 uint q = uint(p[r] * HIST_UNIT + 0.5);
-                if (q != 0u) atomicAdd(Sq_s[r * SCAP + vac], q);
+                if (q != 0u) atomicAdd(Sq_s[r * SCAP + va], q);
             }
+        /* the next chunk's loads, in flight during this chunk's V phase */
+        uint slot_nn = block_slot(seq, head, c + 2u, nb);
+        if (c + 1u < c1) LOAD_CHUNK(c + 1u, slot_n);
+        slot_n = slot_nn;
         barrier();
         if (MODE == 0u && codes) /* the chunk's histogram into the item's (the adds are done; the next chunk's come after the barrier below) */
             for (uint e = lid; e < NR * SCAP; e += WG) {
