@@ -74,7 +74,7 @@ typedef struct pkv_vk_attn_memo {
     pkv_geom g;
     pkv_attn_env env;
     uint32_t q_len, n_q_heads;
-    int few; /* the op's chunks were few for teams (vk_ops.c: attn_few_chunks) */
+    int size; /* the op's chunks for the device: few, some, many (vk_ops.c: attn_chunk_class) */
     pkv_vk_attn_cfg cfg;
     VkPipeline pipe[4];      /* cfg's pipelines once looked up (pipelines live as long as the context) */
     /* The last op's plan, reused by the next op with the same sequences' lengths, banks and table

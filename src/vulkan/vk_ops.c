@@ -142,9 +142,9 @@ static pkv_status wp_pipeline(pkv_vk *vk, const pkv_geom *g, int which, VkPipeli
     return pkv_vk_pipeline(vk, kernel, spec, out);
 }
 
-/* attn_specs' most pipelines: per rows-per-workgroup value (1, 2, 4, 8) q.C, decode, merge, the few-chunks
- * decode and split attention's logits pass */
-#define ATTN_SPECS_MAX (4 * 5)
+/* attn_specs' most pipelines: per rows-per-workgroup value (1, 2, 4, 8) q.C, merge, and per op size (few,
+ * some, many chunks) its decode (or split attention's values pass) and split attention's logits pass */
+#define ATTN_SPECS_MAX (4 * 8)
 static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, uint32_t max_q_len, int *kernels,
                        uint32_t (*specs)[PKV_VK_SPEC_MAX], uint32_t *n);
 
@@ -664,19 +664,26 @@ static int split_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, ui
 
 typedef pkv_vk_attn_cfg attn_cfg; /* vk_internal.h */
 
-/* Whether an op's chunks are too few for teams: their workgroups would leave compute units idle (1 x
- * 4K PATTERN 3-bit: 0.047 ms in one team, 0.058 in two; session 11, run E). */
-static int attn_few_chunks(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op)
+/* How many chunks an op has for the device, its (chunks x KV heads) per compute unit: ATTN_FEW under 8,
+ * too few for teams, whose workgroups would leave compute units idle (1 x 4K PATTERN 3-bit: 0.047 ms in
+ * one team, 0.058 in two; session 11, run E); ATTN_MANY from 32 on, enough for split attention, whose
+ * second dispatch costs more than it wins below that (H200 session 14: 1 x 32K PATTERN 2-bit 0.121 ms
+ * split, 0.108 one-pass; 8 x 4K 0.117 / 0.107; 8 x 32K 0.53 / 0.63). A device that reports no compute
+ * unit count (lavapipe) has many. */
+enum { ATTN_FEW, ATTN_SOME, ATTN_MANY };
+static int attn_chunk_class(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op)
 {
     uint64_t chunks = 0;
     for (uint32_t i = 0; i < op->n_seqs; i++) chunks += pkv_attn_seq_chunks(&op->seqs[i], g->G);
-    return chunks * g->H < 8ull * vk->compute_units;
+    return chunks * g->H < 8ull * vk->compute_units ? ATTN_FEW : chunks * g->H < 32ull * vk->compute_units ? ATTN_SOME : ATTN_MANY;
 }
 
-/* few: the op's chunks are few (attn_few_chunks), so one item per workgroup */
-static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env, int few,
+/* size: attn_chunk_class's (few: one item per workgroup; many: split attention where it serves, or
+ * where PKV_ATTN_SPLIT=1 asks for it whatever the size) */
+static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env, int size,
                         attn_cfg *c)
 {
+    const int few = size == ATTN_FEW;
     const uint32_t H = g->H, d = g->d, G = g->G;
     const uint32_t cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
     /* the most rows per workgroup that fit in shared memory, with the V codes staged if possible; when
@@ -691,7 +698,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     cm.bps = 1, cm.vch = 4, cm.stage_k = 0;
     const uint32_t cm_nr = pkv_attn_rows_per_group(op, H, 8, env);
     if (cm.hist_fixed && !decode_cm_fits(vk, g, cm, cm_nr)) cm.hist_fixed = 0; /* the float histogram is smaller */
-    const int use_split = split_fits(vk, g, shape, cm_nr);
+    const int use_split = (size == ATTN_MANY || env->split == 2) && split_fits(vk, g, shape, cm_nr);
     const int use_cm = !use_split && decode_cm_fits(vk, g, cm, cm_nr);
     const int use_warp = !use_split && !use_cm && warp_fits(vk, g, shape, cm_nr);
     uint32_t nr = cm_nr, stage_v = 0;
@@ -759,19 +766,22 @@ static void attn_specs(pkv_backend *be, const pkv_geom *g, uint32_t n_q_heads, u
     const uint32_t flags = pkv_attn_flags(&be->attn_env);
     for (uint32_t ql = 1; ql <= max_q_len && ql <= 64; ql++) { /* nr <= 8 from q_len 8 on */
         pkv_attn_op op = {.n_seqs = 1, .q_len = ql, .n_q_heads = n_q_heads};
-        attn_cfg c, c1;
-        attn_config(vk, g, &op, &be->attn_env, 0, &c);
-        attn_config(vk, g, &op, &be->attn_env, 1, &c1); /* its decode kernel for few chunks */
-        if (seen_nr & c.nr) continue; /* nr is a power of two */
-        seen_nr |= c.nr;
-        for (int i = 0; i < 5; i++) { /* q.C, decode, merge, the few-chunks decode, split's logits */
-            if (i == 0 && (g->mode != PKV_MODE_PATTERN || (flags & PKV_ATTN_SKIP_QC))) continue;
-            if (i == 2 && !(flags & PKV_ATTN_SEPARATE_MERGE)) continue;
-            if (i == 3 && !memcmp(c1.spec[1], c.spec[1], sizeof c.spec[1])) continue;
-            if (i == 4 && c.kernel[3] < 0) continue;
-            kernels[*n] = i == 3 ? c1.kernel[1] : c.kernel[i == 4 ? 3 : i];
-            memcpy(specs[(*n)++], i == 3 ? c1.spec[1] : c.spec[i == 4 ? 3 : i], sizeof specs[0]);
-        }
+        attn_cfg c[3];
+        for (int size = ATTN_FEW; size <= ATTN_MANY; size++) attn_config(vk, g, &op, &be->attn_env, size, &c[size]);
+        if (seen_nr & c[ATTN_SOME].nr) continue; /* nr is a power of two */
+        seen_nr |= c[ATTN_SOME].nr;
+        /* every size's q.C, decode, merge and logits pipelines, each once */
+        for (int size = ATTN_FEW; size <= ATTN_MANY; size++)
+            for (int i = 0; i < 4; i++) {
+                if (c[size].kernel[i] < 0 || (i == 2 && !(flags & PKV_ATTN_SEPARATE_MERGE))) continue;
+                if (i == 0 && (g->mode != PKV_MODE_PATTERN || (flags & PKV_ATTN_SKIP_QC))) continue;
+                int known = 0;
+                for (uint32_t k = 0; k < *n && !known; k++)
+                    known = kernels[k] == c[size].kernel[i] && !memcmp(specs[k], c[size].spec[i], sizeof specs[k]);
+                if (known) continue;
+                kernels[*n] = c[size].kernel[i];
+                memcpy(specs[(*n)++], c[size].spec[i], sizeof specs[0]);
+            }
     }
 }
 
@@ -822,13 +832,13 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     attn_cfg cfg;
     pthread_mutex_lock(&vk->lock);
     pkv_vk_attn_memo *m = &vk->attn_memo;
-    const int few = attn_few_chunks(vk, g, op);
-    if (!m->valid || m->q_len != op->q_len || m->n_q_heads != op->n_q_heads || m->few != few ||
+    const int size = attn_chunk_class(vk, g, op);
+    if (!m->valid || m->q_len != op->q_len || m->n_q_heads != op->n_q_heads || m->size != size ||
         memcmp(&m->g, g, sizeof *g) != 0 || memcmp(&m->env, &be->attn_env, sizeof m->env) != 0) {
-        attn_config(vk, g, op, &be->attn_env, few, &m->cfg);
+        attn_config(vk, g, op, &be->attn_env, size, &m->cfg);
         memset(m->pipe, 0, sizeof m->pipe);
         memcpy(&m->g, g, sizeof *g), memcpy(&m->env, &be->attn_env, sizeof m->env);
-        m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->few = few, m->valid = 1;
+        m->q_len = op->q_len, m->n_q_heads = op->n_q_heads, m->size = size, m->valid = 1;
     }
     cfg = m->cfg;
     const uint32_t nr = cfg.nr;
