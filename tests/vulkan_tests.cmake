@@ -16,11 +16,12 @@ add_test(NAME test_parity_vulkan_nosubgroups COMMAND test_parity)
 set_tests_properties(test_parity_vulkan_nosubgroups PROPERTIES TIMEOUT 900 LABELS vulkan
   ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
 
-# Split attention (attn_logits + attn_values, the default where the shape allows) with the shared-memory
-# reductions, many partials merged and the fixed-point histogram.
+# Split attention (attn_logits + attn_values; the default for 2-bit and PATTERN 4-bit ops with many
+# chunks, forced here for every width it serves) with the shared-memory reductions, many partials
+# merged, two tokens per invocation and three chunks per workgroup in the logits pass.
 add_test(NAME test_attention_vulkan_split_nosubgroups COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_split_nosubgroups PROPERTIES TIMEOUT 600 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_ATTN_HIST_FIXED=1;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_SPLIT=1;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_ATTN_TPT=2;PKV_ATTN_LPC=3;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
 
 # The one-pass kernel (attn_decode.comp; PKV_ATTN_SPLIT=0) on every shape, with each step's loads
 # issued when it starts (PKV_ATTN_PREFETCH=0: the tuning fallback). The variants below are its too.

@@ -140,7 +140,7 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env) { return env->flags; }
 
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend)
 {
-    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 1, 4, 0, 0, 1, 1, 1, 1};
+    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 1, 4, 0, 0, 1, 0, 1, 1};
     /* Per-backend defaults measured on the H200 (bench/RESULTS.md). Vulkan: NVIDIA's kernel with the
      * fixed-point histogram is slower at 2 bits even with no adds (8 x 32K 0.62 -> 0.84 ms) and faster
      * at 4 (1.09 -> 0.85), so float compare-and-swap for 2-bit K and V (session 6); FP16 mode keeps 8 V
@@ -163,6 +163,11 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pk
         if (g->mode == PKV_MODE_PATTERN && (b == 3 || b == 8)) sh.teams = 2;
     }
     if (backend == PKV_BACKEND_OPENCL && g->mode == PKV_MODE_FP16) sh.stage_k = 1;
+    /* Vulkan's split attention (where the op has many chunks: vk_ops.c) for the widths it was faster at
+     * on the H200 (session 14, run B, 8 x 32K: PATTERN 2-bit 0.627 -> 0.513 ms, DIRECT 2-bit 0.452 ->
+     * 0.353, PATTERN 4-bit 0.719 -> 0.582 with 8 V channels); not DIRECT 4-bit (0.464 / 0.470) nor 8-bit
+     * (PATTERN 0.983 / 1.154) */
+    if (backend == PKV_BACKEND_VULKAN && same_bits && (b == 2 || (g->mode == PKV_MODE_PATTERN && b == 4))) sh.split = 1;
     if (env->step_blocks && env->step_blocks * g->G <= 256) sh.bps = env->step_blocks;
     if (env->vch) sh.vch = env->vch;
     if (env->stage_k) sh.stage_k = env->stage_k == 2;

@@ -698,7 +698,10 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     cm.bps = 1, cm.vch = 4, cm.stage_k = 0;
     const uint32_t cm_nr = pkv_attn_rows_per_group(op, H, 8, env);
     if (cm.hist_fixed && !decode_cm_fits(vk, g, cm, cm_nr)) cm.hist_fixed = 0; /* the float histogram is smaller */
-    const int use_split = (size == ATTN_MANY || env->split == 2) && split_fits(vk, g, shape, cm_nr);
+    pkv_attn_shape sp = shape; /* split attention: 8 V channels per invocation unless asked otherwise */
+    if (!env->vch) sp.vch = 8;
+    const int use_split = (size == ATTN_MANY || env->split == 2) && split_fits(vk, g, sp, cm_nr);
+    if (use_split) shape = sp;
     const int use_cm = !use_split && decode_cm_fits(vk, g, cm, cm_nr);
     const int use_warp = !use_split && !use_cm && warp_fits(vk, g, shape, cm_nr);
     uint32_t nr = cm_nr, stage_v = 0;
