@@ -8,16 +8,7 @@ set -u
 B=${1:-build-gpu}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-# NVIDIA's Vulkan driver lives in the driver's folder and needs libglvnd (carried in .gl/).
-nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -e "$nv_icd" ] && export VK_DRIVER_FILES=$nv_icd __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-# Only NVIDIA's OpenCL: the image's own PoCL asserts while compiling our kernels (a PoCL bug of
-# that version; Debian 12's PoCL, which CI uses, compiles them). ocl-icd reads a folder.
-mkdir -p /tmp/pkv-icd && echo libnvidia-opencl.so.1 >/tmp/pkv-icd/nvidia.icd
-export OCL_ICD_VENDORS=/tmp/pkv-icd
-export CI=true PKV_CACHE_DIR=/tmp/pkv-cache
+source bench/h200_env.sh # (run from the repository root)
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader
 # clocks through the whole run, to read each measurement's conditions from (smi.csv in $OUT)
 nvidia-smi --query-gpu=timestamp,pstate,clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv,noheader -lms 200 \
