@@ -17,7 +17,7 @@
 
 const uint WG = gl_WorkGroupSize.x; /* G / TPT: the host makes it so */
 const uint PER = 32u / KBITS, MASK = (1u << KBITS) - 1u;
-const uint KST = KRW + 1u; /* a token's staged K row, padded: invocations read their own rows without bank conflicts */
+const uint KST = MODE == 2u ? 1u : KRW + 1u; /* a token's staged K code row, padded: invocations read their own rows without bank conflicts */
 shared vec4 qs_s[D * NRV];
 shared uint kc_s[G * KST];
 #include "wg_reduce.glsl"
@@ -32,8 +32,8 @@ void main()
     uint c = c0 + j;
     if (j >= pc.cps || c >= nb + (nw + G - 1u) / G) break; /* uniform: past the item's or the sequence's chunks */
     if (j > j0) barrier(); /* qs_s, kc_s and red_s free again */
-    bool codes = c < nb;
-    uint base = codes ? seq_block_slot(seq, head, c) * pc.block_words : 0u;
+    bool codes = c < nb && MODE != 2u, rows = c < nb && MODE == 2u; /* compressed block, FP16 mode's block */
+    uint base = c < nb ? seq_block_slot(seq, head, c) * pc.block_words : 0u;
     uint w0 = codes ? 0u : (c - nb) * G, count = codes ? G : min(G, nw - w0);
     /* this invocation's tokens lid + u WG: their K code rows (and patterns) first, so that their
      * latency overlaps the q * s_K phase */
@@ -80,12 +80,16 @@ void main()
                     [[unroll]] for (uint u = 0u; u < TPT; u++) dot[u][v] += q * code_float(w[u], wh[u], cc * KBITS, MASK);
                 }
         }
-    } else { /* the fp16 window: rows of D halves */
+    } else { /* fp16 rows of D halves: FP16 mode's blocks, the window */
         [[unroll]] for (uint u = 0u; u < TPT; u++) {
-            uint t = lid + u * WG, h8 = (seq_window(seq, head) * pc.window_words * 2u + (w0 + min(t, count - 1u)) * D) / 8u;
+            uint t = lid + u * WG, tt = min(t, count - 1u);
+            uint h8 = (rows ? (base + pc.o_kcodes) * 2u + tt * D : seq_window(seq, head) * pc.window_words * 2u + (w0 + tt) * D) / 8u;
             for (uint k0 = 0u; k0 < D / 8u; k0 += 4u) {
                 uvec4 w[4];
-                [[unroll]] for (uint kk = 0u; kk < 4u; kk++) w[kk] = win4[h8 + min(k0 + kk, D / 8u - 1u)];
+                [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
+                    uint k = h8 + min(k0 + kk, D / 8u - 1u);
+                    w[kk] = rows ? blk4[k] : win4[k];
+                }
                 [[unroll]] for (uint kk = 0u; kk < 4u; kk++) {
                     if (k0 + kk >= D / 8u) break;
                     [[unroll]] for (uint e = 0u; e < 4u; e++) {

@@ -21,7 +21,7 @@ const uint NG = D / CH;             /* channel groups */
 const uint NS = WG / NG;            /* token slices (the host: NG <= WG) */
 const uint CE = (D + WG - 1u) / WG; /* channels per invocation in per-channel loops */
 const uint SCAP = MODE == 0u ? CAP : 1u;
-const uint VST = VRW;               /* words of a staged V code row */
+const uint VST = MODE == 2u ? 1u : VRW; /* words of a staged V code row */
 const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
 #define LID gl_LocalInvocationID.x
 
@@ -63,12 +63,12 @@ void v_codes(inout float acc[NR][CH], uint row, vec4 wt[NRV], uint g)
     }
 }
 
-/* acc += wt * the fp16 V of one window token (its CH halves from half index h), in the units of the
- * compressed chunks' accumulators (their powers of two) */
-void v_fp16(inout float acc[NR][CH], uint h, vec4 wt[NRV])
+/* acc += wt * the fp16 V of one token (its CH halves from half index h of the window, or of FP16 mode's
+ * blocks), in the units of the compressed chunks' accumulators (their powers of two) */
+void v_fp16(inout float acc[NR][CH], bool window, uint h, vec4 wt[NRV])
 {
     [[unroll]] for (uint k = 0u; k < CH / 2u; k++) {
-        vec2 x = unpackHalf2x16(win[h / 2u + k]);
+        vec2 x = unpackHalf2x16(window ? win[h / 2u + k] : blk[h / 2u + k]);
         uint c = 2u * k;
         float f0 = code_unfactor(c, VBITS), f1 = code_unfactor(c + 1u, VBITS);
         [[unroll]] for (uint r = 0u; r < NR; r++) {
@@ -112,12 +112,12 @@ void main()
     uvec4 vrow[SPLIT_VQ];
     float vs = 1.0, vz = 0.0;
     uint va = 0u, gate = 0u;
-    uint slot = block_slot(seq, head, c0, nb), slot_n = block_slot(seq, head, c0 + 1u, nb);
+    uint slot_c = block_slot(seq, head, c0, nb), slot_n = block_slot(seq, head, c0 + 1u, nb);
 #define LOAD_CHUNK(c, slot)                                                                               \
     {                                                                                                     \
         uint at_ = attn_logit_rec(item, (c) - c0, tile, head) + lid * NRV, b_ = (slot) * pc.block_words; \
         [[unroll]] for (uint v = 0u; v < NRV; v++) lg[v] = scr4[at_ + v];                                 \
-        if ((c) < nb) {                                                                                   \
+        if ((c) < nb && MODE != 2u) {                                                                     \
             [[unroll]] for (uint k = 0u; k < SPLIT_VQ; k++) vrow[k] = blk4[(b_ + pc.o_vcodes) / 4u + lid * SPLIT_VQ + k]; \
             vs = blk_hf((b_ + pc.o_vscale) * 2u + lid);                                                   \
             vz = blk_hf((b_ + pc.o_vzero) * 2u + lid);                                                    \
@@ -127,9 +127,10 @@ void main()
             }                                                                                             \
         }                                                                                                 \
     }
-    if (c0 < c1) LOAD_CHUNK(c0, slot);
+    if (c0 < c1) LOAD_CHUNK(c0, slot_c);
     for (uint c = c0; c < c1; c++) {
-        bool codes = c < nb;
+        bool codes = c < nb && MODE != 2u;
+        uint base_c = slot_c * pc.block_words; /* the chunk's block (FP16 mode's V rows are read from it below) */
         /* this invocation's token: its V code row staged, its weights */
         if (codes) [[unroll]] for (uint k = 0u; k < SPLIT_VQ; k++) {
             uint a = lid * VST + 4u * k;
@@ -153,7 +154,7 @@ void main()
         /* the next chunk's loads, in flight during this chunk's V phase */
         uint slot_nn = block_slot(seq, head, c + 2u, nb);
         if (c + 1u < c1) LOAD_CHUNK(c + 1u, slot_n);
-        slot_n = slot_nn;
+        slot_c = slot_n, slot_n = slot_nn;
         barrier();
         if (MODE == 0u && codes) /* the chunk's histogram into the item's (the adds are done; the next chunk's come after the barrier below) */
             for (uint e = lid; e < NR * SCAP; e += WG) {
@@ -166,7 +167,8 @@ void main()
             for (uint u = s; u < count; u += NS) {
                 [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[u * NRV + v];
                 if (codes) v_codes(acc, u * VST, wt, g);
-                else v_fp16(acc, wb + (pc.R + (c - nb) * G + u) * D + g * CH, wt);
+                else if (c < nb) v_fp16(acc, false, (base_c + pc.o_vcodes) * 2u + u * D + g * CH, wt); /* FP16 mode */
+                else v_fp16(acc, true, wb + (pc.R + (c - nb) * G + u) * D + g * CH, wt);
             }
         barrier();
     }

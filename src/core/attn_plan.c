@@ -167,7 +167,8 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pk
      * on the H200 (session 14, run B, 8 x 32K: PATTERN 2-bit 0.627 -> 0.513 ms, DIRECT 2-bit 0.452 ->
      * 0.353, PATTERN 4-bit 0.719 -> 0.582 with 8 V channels); not DIRECT 4-bit (0.464 / 0.470) nor 8-bit
      * (PATTERN 0.983 / 1.154) */
-    if (backend == PKV_BACKEND_VULKAN && same_bits && (b == 2 || (g->mode == PKV_MODE_PATTERN && b == 4))) sh.split = 1;
+    if (backend == PKV_BACKEND_VULKAN && g->mode != PKV_MODE_FP16 && same_bits && (b == 2 || (g->mode == PKV_MODE_PATTERN && b == 4)))
+        sh.split = 1;
     if (env->step_blocks && env->step_blocks * g->G <= 256) sh.bps = env->step_blocks;
     if (env->vch) sh.vch = env->vch;
     if (env->stage_k) sh.stage_k = env->stage_k == 2;
