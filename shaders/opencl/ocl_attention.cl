@@ -289,12 +289,37 @@ OCL_HELPER uint krow_word(const step_loads *L, __global const uint *row, __local
     return row[j];
 }
 
-/* The weights p * s_V of token u of the step, one per row */
-OCL_HELPER void token_weights(__local const attn_local *L, uint u, float wt[8])
+/* The weights p * s_V of token u (of NRV float4 each in w), one per row */
+OCL_HELPER void token_weights_at(__local const float4 *w, uint u, float wt[8])
 {
     for (uint v = 0; v < NRV; v++) {
-        float4 w4 = L->w[u * NRV + v];
+        float4 w4 = w[u * NRV + v];
         wt[4 * v] = w4.x, wt[4 * v + 1] = w4.y, wt[4 * v + 2] = w4.z, wt[4 * v + 3] = w4.w;
+    }
+}
+
+/* acc += wt * the V codes of a channel group (its CH codes from words wv, shifted to its first bit;
+ * 3-bit codes: their high bits in hi) */
+OCL_HELPER void v_codes_acc(float acc[NR][CH], const uint *wv, uint hi, const float *wt)
+{
+    const uint MASK = (1u << VPB) - 1u;
+    for (uint c = 0; c < CH; c++) {
+        uint sh = c * VPB;
+        float cf = VBITS == 3 ? int_float(((wv[0] >> sh) & 3u) | (((hi >> c) & 1u) << 2))
+                              : code_float(wv[sh / 32], wv[sh / 32] >> 16, sh % 32, MASK);
+        for (uint r = 0; r < NR; r++) acc[r][c] += wt[r] * cf;
+    }
+}
+
+/* acc += wt * the fp16 V of one window token in a compressed mode (CH halves at p, channel group g),
+ * in the units of the compressed chunks' accumulators (their powers of two) */
+OCL_HELPER void v_fp16_acc(float acc[NR][CH], __global const half *p, uint g, const float *wt)
+{
+    float x[CH];
+    load_halves(p, 1, g * CH, x);
+    for (uint c = 0; c < CH; c++) {
+        float xv = x[c] * code_unfactor(c, VBITS);
+        for (uint r = 0; r < NR; r++) acc[r][c] += wt[r] * xv;
     }
 }
 
@@ -427,7 +452,7 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
                 const uint u = u0 + k * NS;
                 if (u >= WG) break;
                 float wt[8];
-                token_weights(L, u, wt);
+                token_weights_at(L->w, u, wt);
                 for (uint c = 0; c < CH; c++)
                     for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * x[k][c];
             }
@@ -438,28 +463,18 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
         const uint uj = u / G, ut = u % G, ukind = chunk_pick(sd->kind, uj);
         if (ut >= chunk_pick(sd->count, uj)) continue;
         float wt[8];
-        token_weights(L, u, wt);
+        token_weights_at(L->w, u, wt);
         if (ukind == CK_CODES) {
-            const uint MASK = (1u << VPB) - 1u, WPG = (CH * VPB + 31) / 32, bit0 = g * CH * VPB, hbit = g * CH;
+            const uint WPG = (CH * VPB + 31) / 32, bit0 = g * CH * VPB, hbit = g * CH;
             __global const uint *vrow = blocks + chunk_pick(sd->base, uj) + P[A_BLOCK + 4] / 4 + ut * VRW;
             const uint row = uj * VSEC + ut * VRW;
             uint wv[4];
             for (uint q = 0; q < WPG; q++) wv[q] = (STAGE_V ? L->vw[row + bit0 / 32 + q] : vrow[bit0 / 32 + q]) >> (bit0 % 32);
             uint hi = VBITS == 3 ? (STAGE_V ? L->vw[row + VW0 + hbit / 32] : vrow[VW0 + hbit / 32]) >> (hbit % 32) : 0u;
-            for (uint c = 0; c < CH; c++) {
-                uint sh = c * VPB;
-                float cf = VBITS == 3 ? int_float(((wv[0] >> sh) & 3u) | (((hi >> c) & 1u) << 2))
-                                      : code_float(wv[sh / 32], wv[sh / 32] >> 16, sh % 32, MASK);
-                for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * cf;
-            }
+            v_codes_acc(st->acc, wv, hi, wt);
         } else {
-            float x[CH];
-            load_halves((__global const half *)(ukind == CK_WINDOW ? windows : blocks) + chunk_pick(sd->vh, uj) + ut * D + g * CH, 1,
-                        g * CH, x);
-            for (uint c = 0; c < CH; c++) {
-                float xv = x[c] * code_unfactor(c, VBITS);
-                for (uint r = 0; r < NR; r++) st->acc[r][c] += wt[r] * xv;
-            }
+            v_fp16_acc(st->acc, (__global const half *)(ukind == CK_WINDOW ? windows : blocks) + chunk_pick(sd->vh, uj) + ut * D + g * CH,
+                       g, wt);
         }
     }
 }
@@ -508,7 +523,94 @@ OCL_HELPER void do_step(__local attn_local *L, attn_state *st, const step_desc *
 MERGE_ROWS(merge_rows_volatile, volatile)
 MERGE_ROWS(merge_rows_plain, )
 
-/* Each kernel is built as a program of its own (-DPKV_ATTN_KERNEL=1 qc, 2 attn, 3 merge; 0 all):
+/* The end of an item, in ocl_attn and ocl_attn_values: l and the zero-point sums pz reduced over the
+ * work-group, the slices' V sums (acc), the pattern fold (histogram S, Sh; the bank's chunk slots in
+ * vchunk), then the output (a sequence in one item) or the partial result (mrow, l, o) and the merge by
+ * the last work-group of the (sequence, kv head, tile). Local: lacc (ACC_N floats), red, last. */
+OCL_HELPER void item_end(__constant uint *P, __global const uint *sd, uint seq, uint split, uint head, uint tile,
+                         const uint *row_of, const float *mrow, float *l, float *pz, float acc[NR][CH], __local float *lacc,
+                         __local float2 *red, __local const uint *S, __local const uint *Sh, __local const uint *vchunk,
+                         __local uint *last, __global const ushort *chunks, volatile __global uint *part,
+                         volatile __global uint *cnt, __global float *out)
+{
+    const uint lid = get_local_id(0), H = P[A_H], tiles = P[A_TILES], rows = P[A_QLEN] * P[A_GQA];
+    const uint bank = sd[2], nsplit = sd[4];
+    /* the item's partial: l and the zero-point sums, the slices' V sums, the pattern fold */
+    group_reduce2(l, 0, pz, 0, red, NR);
+    float o[NR][CE];
+    const uint g = lid % NG, s = lid / NG;
+    for (uint r = 0; r < NR; r++) {
+        if (s < NS)
+            for (uint c = 0; c < CH; c++) {
+                uint i = g * CH + c;
+                if (i < D) lacc[s * D + i] = acc[r][c] * code_factor(c, VBITS);
+            }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint e = 0; e < CE; e++) {
+            uint i = lid + e * WG;
+            float sum = pz[r];
+            if (i < D)
+                for (uint k = 0; k < NS; k++) sum += lacc[k * D + i];
+            o[r][e] = sum;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (MODE == 0) { /* + sum_m S[m] P_V[m] over the bank (attn_decode.comp's fold_patterns) */
+        for (uint u = lid; u < NQ4 * PS; u += WG) {
+            const uint q4 = u % NQ4, ps = u / NQ4;
+            float4 f[NR];
+            for (uint r = 0; r < NR; r++) f[r] = (float4)(0.0f);
+            for (uint m = ps; m < bank; m += PS) {
+                __global const half *pat = (__global const half *)((__global const uchar *)chunks + (size_t)vchunk[m / 32] * P[A_CHUNK]) +
+                                           (size_t)(PKV_OCL_CHUNK_PATTERNS + m % 32) * D;
+                float4 x = vload_half4(q4, pat);
+                for (uint r = 0; r < NR; r++) f[r] += hist_get(S, Sh, r * SCAP + m) * x;
+            }
+            for (uint r = 0; r < NR; r++) vstore4(f[r], ((ps * NR + r) * D) / 4 + q4, lacc);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint e = 0; e < CE; e++) {
+            uint i = lid + e * WG;
+            if (i < D)
+                for (uint r = 0; r < NR; r++)
+                    for (uint k = 0; k < PS; k++) o[r][e] += lacc[(k * NR + r) * D + i];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    if (nsplit == 1) { /* the whole sequence in one item: normalise and write out */
+        for (uint r = 0; r < NR && tile * NR + r < rows; r++) {
+            float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+            for (uint e = 0; e < CE; e++) {
+                uint i = lid + e * WG;
+                if (i < D) out[row_of[r] * D + i] = o[r][e] * inv;
+            }
+        }
+        return;
+    }
+    const uint slot0 = (((sd[5] + split) * H + head) * tiles + tile) * NR;
+    for (uint r = 0; r < NR; r++) {
+        volatile __global uint *p = part + (slot0 + r) * PSTRIDE;
+        if (lid == 0) p[0] = as_uint(mrow[r]), p[1] = as_uint(l[r]);
+        for (uint e = 0; e < CE; e++) {
+            uint i = lid + e * WG;
+            if (i < D) p[4 + i] = as_uint(o[r][e]);
+        }
+    }
+    if (P[A_FLAGS] & (F_SEPARATE_MERGE | F_SKIP_MERGE)) return;
+    /* the last item of this (sequence, kv head, tile) to finish merges all of them */
+    mem_fence(CLK_GLOBAL_MEM_FENCE);
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    volatile __global uint *counter = cnt + (seq * H + head) * tiles + tile;
+    if (lid == 0) *last = atomic_inc(counter) == nsplit - 1 ? 1u : 0u;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (!*last) return;
+    mem_fence(CLK_GLOBAL_MEM_FENCE);
+    merge_rows_volatile(P, sd, seq, head, tile, nsplit, part, out, lacc, red);
+    if (lid == 0) *counter = 0u; /* ready for the next call */
+}
+
+/* Each kernel is built as a program of its own (-DPKV_ATTN_KERNEL=1 qc, 2 attn, 3 merge, 4 split attention's logits, 5 its values; 0 all):
  * ocl_program.c builds those a shape needs in parallel. */
 #ifndef PKV_ATTN_KERNEL
 #define PKV_ATTN_KERNEL 0
@@ -612,79 +714,8 @@ void ocl_attn(__constant uint *P, __global const uint *seqd, __global const uint
         }
     }
 
-    /* the item's partial: l and the zero-point sums, the slices' V sums, the pattern fold */
-    group_reduce2(st.l, 0, st.pz, 0, L.red, NR);
-    float o[NR][CE];
-    const uint g = lid % NG, s = lid / NG;
-    for (uint r = 0; r < NR; r++) {
-        if (s < NS)
-            for (uint c = 0; c < CH; c++) {
-                uint i = g * CH + c;
-                if (i < D) L.acc[s * D + i] = st.acc[r][c] * code_factor(c, VBITS);
-            }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint e = 0; e < CE; e++) {
-            uint i = lid + e * WG;
-            float sum = st.pz[r];
-            if (i < D)
-                for (uint k = 0; k < NS; k++) sum += L.acc[k * D + i];
-            o[r][e] = sum;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (MODE == 0) { /* + sum_m S[m] P_V[m] over the bank (attn_decode.comp's fold_patterns) */
-        for (uint u = lid; u < NQ4 * PS; u += WG) {
-            const uint q4 = u % NQ4, ps = u / NQ4;
-            float4 f[NR];
-            for (uint r = 0; r < NR; r++) f[r] = (float4)(0.0f);
-            for (uint m = ps; m < bank; m += PS) {
-                __global const half *pat = (__global const half *)((__global const uchar *)chunks + (size_t)L.vchunk[m / 32] * P[A_CHUNK]) +
-                                           (size_t)(PKV_OCL_CHUNK_PATTERNS + m % 32) * D;
-                float4 x = vload_half4(q4, pat);
-                for (uint r = 0; r < NR; r++) f[r] += hist_get(L.S, L.Sh, r * SCAP + m) * x;
-            }
-            for (uint r = 0; r < NR; r++) vstore4(f[r], ((ps * NR + r) * D) / 4 + q4, L.acc);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint e = 0; e < CE; e++) {
-            uint i = lid + e * WG;
-            if (i < D)
-                for (uint r = 0; r < NR; r++)
-                    for (uint k = 0; k < PS; k++) o[r][e] += L.acc[(k * NR + r) * D + i];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-
-    if (nsplit == 1) { /* the whole sequence in one item: normalise and write out */
-        for (uint r = 0; r < NR && tile * NR + r < rows; r++) {
-            float inv = st.l[r] > 0.0f ? 1.0f / st.l[r] : 0.0f;
-            for (uint e = 0; e < CE; e++) {
-                uint i = lid + e * WG;
-                if (i < D) out[row_of[r] * D + i] = o[r][e] * inv;
-            }
-        }
-        return;
-    }
-    const uint slot0 = (((sd[5] + split) * H + head) * tiles + tile) * NR;
-    for (uint r = 0; r < NR; r++) {
-        volatile __global uint *p = part + (slot0 + r) * PSTRIDE;
-        if (lid == 0) p[0] = as_uint(st.m[r]), p[1] = as_uint(st.l[r]);
-        for (uint e = 0; e < CE; e++) {
-            uint i = lid + e * WG;
-            if (i < D) p[4 + i] = as_uint(o[r][e]);
-        }
-    }
-    if (P[A_FLAGS] & (F_SEPARATE_MERGE | F_SKIP_MERGE)) return;
-    /* the last item of this (sequence, kv head, tile) to finish merges all of them */
-    mem_fence(CLK_GLOBAL_MEM_FENCE);
-    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
-    volatile __global uint *counter = cnt + (seq * H + head) * tiles + tile;
-    if (lid == 0) L.last = atomic_inc(counter) == nsplit - 1 ? 1u : 0u;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (!L.last) return;
-    mem_fence(CLK_GLOBAL_MEM_FENCE);
-    merge_rows_volatile(P, sd, seq, head, tile, nsplit, part, out, L.acc, L.red);
-    if (lid == 0) *counter = 0u; /* ready for the next call */
+    item_end(P, sd, seq, split, head, tile, row_of, st.m, st.l, st.pz, st.acc, L.acc, L.red, L.S, L.Sh, L.vchunk, &L.last,
+             chunks, part, cnt, out);
 }
 
 #endif
@@ -700,5 +731,250 @@ void ocl_attn_merge(__constant uint *P, __global const uint *seqd, __global uint
     const uint head = grp % H, tile = (grp / H) % tiles, seq = grp / (H * tiles);
     __global const uint *sd = seqd + seq * 8;
     if (sd[4] > 1) merge_rows_plain(P, sd, seq, head, tile, sd[4], part, out, w, red);
+}
+#endif
+
+/* Split attention (PKV_ATTN_SPLIT=1; the twin of shaders/vulkan/attn_logits.comp and attn_values.comp,
+ * which explain it), built with BPS 1 (WG = G, one token per work-item), STAGE_K 0, and the histogram
+ * in float (HIST_FIXED 0). The logits pass writes, per (item, chunk j of it, tile, kv head), a logit
+ * record of G x NRV float4 (each token's logits of the NR rows, log2 units, -inf past the causal limit
+ * or the chunk's tokens) then NRV float4 of the chunk's maxima, at logit_rec(); the values pass reads
+ * them. The host requires K and V rows of whole 16-byte words (KRW, VRW multiples of 4). */
+#define KST (KRW + 1)                  /* a token's staged K row, padded (local memory banks) */
+#define VQW (VRW / 4)                  /* 16-byte words of a V code row */
+#define SPLIT_HIST_UNIT 16777216.0f    /* 2^24: a chunk's histogram adds in fixed point (docs/NUMERICS.md) */
+OCL_HELPER uint logit_rec(__constant uint *P, uint item, uint j, uint tile, uint head)
+{
+    return (((item * P[A_CPS] + j) * P[A_TILES] + tile) * P[A_H] + head) * (G + 1) * NRV;
+}
+
+#if PKV_ATTN_KERNEL == 0 || PKV_ATTN_KERNEL == 4
+/* Pass 1: work-group g serves head g % H, chunk j = (g / H) % cps of its item, tile, item. */
+__kernel __attribute__((reqd_work_group_size(G, 1, 1)))
+void ocl_attn_logits(__constant uint *P, __global const uint *seqd, __global const uint *items, __global const uint *table,
+                     __global const float *q, __global const uint *restrict blocks, __global const uint *restrict windows,
+                     __global const float4 *qc, __global float4 *lg)
+{
+    __local float4 qs[D * NRV];  /* q * scale * s_K * 2^-shift of the chunk (a window chunk: q * scale) */
+    __local uint kc[G * KST];    /* the chunk's K code rows */
+    __local float2 red[WG * NZ];
+    const uint lid = get_local_id(0), grp = get_group_id(0);
+    const uint H = P[A_H], cps = P[A_CPS], tiles = P[A_TILES];
+    const uint head = grp % H, j = (grp / H) % cps, tile = (grp / (H * cps)) % tiles, item = grp / (H * cps * tiles);
+    const uint gqa = P[A_GQA], q_len = P[A_QLEN], nqh = P[A_NQH], rows = q_len * gqa;
+    const uint seq = items[2 * item], c = items[2 * item + 1] * cps + j;
+    __global const uint *sd = seqd + seq * 8;
+    const uint nb = sd[0], nw = sd[1], T = nb * G + nw;
+    if (c >= nb + (nw + G - 1) / G) return; /* uniform: past the sequence's chunks */
+    const int codes = c < nb;
+    const uint base = codes ? table[sd[6] + head + c * H] * (P[A_BLOCK] / 4) : 0u;
+    const uint w0 = codes ? 0u : (c - nb) * G, count = codes ? G : min((uint)G, nw - w0);
+    const float scale = as_float(P[A_SCALE]);
+    uint row_of[NR], ka = 0u;
+    for (uint r = 0; r < NR; r++) {
+        uint gr = min(tile * NR + r, rows - 1);
+        row_of[r] = (seq * q_len + gr / gqa) * nqh + head * gqa + gr % gqa;
+    }
+    if (codes) { /* this work-item's K code row (and pattern) first: its latency overlaps q * s_K */
+        __global const uint4 *b4 = (__global const uint4 *)blocks;
+        for (uint k = 0; k < KRW / 4; k++) {
+            uint4 w = b4[(base + P[A_BLOCK + 1] / 4) / 4 + lid * (KRW / 4) + k];
+            kc[lid * KST + 4 * k] = w.x, kc[lid * KST + 4 * k + 1] = w.y, kc[lid * KST + 4 * k + 2] = w.z, kc[lid * KST + 4 * k + 3] = w.w;
+        }
+        ka = MODE == 0 ? (blocks[base + P[A_BLOCK + 7] / 4 + lid / 4] >> (8 * (lid % 4))) & 255u : 0u;
+    }
+    float zt[NR], zmax[NR];
+    for (uint r = 0; r < NR; r++) zt[r] = 0.0f, zmax[r] = 0.0f;
+    for (uint i = lid; i < D; i += WG) {
+        const float s = codes ? f16_at(blocks, base * 2 + P[A_BLOCK + 2] / 2 + i) * code_factor(i, KBITS) : 1.0f;
+        const float z = codes ? f16_at(blocks, base * 2 + P[A_BLOCK + 3] / 2 + i) : 0.0f;
+        float qa[4 * NRV];
+        for (uint r = 0; r < 4 * NRV; r++) {
+            float x = r < NR && tile * NR + r < rows ? q[row_of[r] * D + i] * scale : 0.0f;
+            qa[r] = x * s;
+            if (r < NR) zt[r] += x * z;
+        }
+        for (uint v = 0; v < NRV; v++) qs[i * NRV + v] = (float4)(qa[4 * v], qa[4 * v + 1], qa[4 * v + 2], qa[4 * v + 3]);
+    }
+    group_reduce2(zt, 0, zmax, 0, red, NR); /* its barriers also publish qs and kc */
+
+    float4 dot[2] = {(float4)(0.0f), (float4)(0.0f)};
+    if (P[A_FLAGS] & F_SKIP_K) {
+    } else if (codes) {
+        const uint PER = 32 / KBITS, MASK = (1u << KBITS) - 1u;
+        for (uint k = 0; k < KRW; k++) {
+            const uint w = kc[lid * KST + k], wh = w >> 16;
+            for (uint cc = 0; cc < PER; cc++) {
+                const float cf = code_float(w, wh, cc * KBITS, MASK);
+                for (uint v = 0; v < NRV; v++) dot[v] += qs[(k * PER + cc) * NRV + v] * cf;
+            }
+        }
+    } else { /* the fp16 window: rows of D halves */
+        const uint wb = table[sd[3] + H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2);
+        __global const half *row = (__global const half *)windows + wb + (w0 + min(lid, count - 1)) * D;
+        for (uint k = 0; k < D / 8; k++) {
+            float8 x = load_half8(row + 8 * k);
+            float xa[8] = {x.s0, x.s1, x.s2, x.s3, x.s4, x.s5, x.s6, x.s7};
+            for (uint i = 0; i < 8; i++)
+                for (uint v = 0; v < NRV; v++) dot[v] += qs[(8 * k + i) * NRV + v] * xa[i];
+        }
+    }
+    if (MODE == 0 && codes) {
+        __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV + ka * NRV;
+        for (uint v = 0; v < NRV; v++) dot[v] += qc_row[v];
+    }
+    const uint at = logit_rec(P, item, j, tile, head);
+    float la[4 * NRV];
+    for (uint r = 0; r < 4 * NRV; r++) {
+        float4 d4 = dot[r / 4];
+        float da[4] = {d4.x, d4.y, d4.z, d4.w};
+        const uint gr = min(tile * NR + r, rows - 1), limit = T - q_len + gr / gqa; /* causal: the last token row r sees */
+        la[r] = r < NR && lid < count && c * G + lid <= limit ? da[r % 4] + (codes ? zt[r] : 0.0f) : NEG_INF;
+        if (r < NR) zmax[r] = la[r];
+    }
+    for (uint v = 0; v < NRV; v++) lg[at + lid * NRV + v] = (float4)(la[4 * v], la[4 * v + 1], la[4 * v + 2], la[4 * v + 3]);
+    group_reduce2(zmax, 1, zt, 1, red, NR);
+    if (lid == 0) {
+        float ma[4 * NRV];
+        for (uint r = 0; r < 4 * NRV; r++) ma[r] = r < NR ? pick(zmax, r) : NEG_INF;
+        for (uint v = 0; v < NRV; v++) lg[at + G * NRV + v] = (float4)(ma[4 * v], ma[4 * v + 1], ma[4 * v + 2], ma[4 * v + 3]);
+    }
+}
+#endif
+
+#if PKV_ATTN_KERNEL == 0 || PKV_ATTN_KERNEL == 5
+/* What a work-item loads for chunk c of its item: its token's logits, and (compressed) its V code row,
+ * scale, zero point, pattern and gate; issued one chunk ahead. */
+typedef struct split_loads {
+    float4 lg[NRV];
+    uint4 vrow[VQW];
+    float vs, vz;
+    uint va, gate;
+} split_loads;
+
+OCL_HELPER void split_load(split_loads *Ld, __global const float4 *lg, uint at, __global const uint *blocks,
+                           __global const uint *slots, uint c, uint nb, __constant uint *P)
+{
+    const uint t = get_local_id(0);
+    for (uint v = 0; v < NRV; v++) Ld->lg[v] = lg[at + t * NRV + v];
+    if (c < nb) {
+        const uint b = slots[c * P[A_H]] * (P[A_BLOCK] / 4);
+        __global const uint4 *b4 = (__global const uint4 *)blocks;
+        for (uint k = 0; k < VQW; k++) Ld->vrow[k] = b4[(b + P[A_BLOCK + 4] / 4) / 4 + t * VQW + k];
+        Ld->vs = f16_at(blocks, b * 2 + P[A_BLOCK + 5] / 2 + t);
+        Ld->vz = f16_at(blocks, b * 2 + P[A_BLOCK + 6] / 2 + t);
+        Ld->va = MODE == 0 ? (blocks[b + P[A_BLOCK + 8] / 4 + t / 4] >> (8 * (t % 4))) & 255u : 0u;
+        Ld->gate = MODE == 0 ? (blocks[b + P[A_BLOCK + 9] / 4 + t / 32] >> (t % 32)) & 1u : 0u;
+    } else {
+        Ld->vs = 1.0f, Ld->vz = 0.0f, Ld->va = Ld->gate = 0u;
+    }
+}
+
+typedef struct values_local {
+    uint vw[G * VRW];    /* the chunk's V code rows */
+    float4 w[G * NRV];   /* the chunk's weights p s_V (window: p) */
+    uint Sq[NR * SCAP];  /* PATTERN: the chunk's V histogram in fixed point (units 2^-24) */
+    uint S[NR * SCAP];   /* the item's V histogram (hist_get) */
+    uint Sh[HIST_FIXED ? NR * SCAP : 1];
+    float acc[ACC_N];    /* end of item: the slices' sums, the fold's, the merge's weights */
+    uint vchunk[8];      /* the V bank's chunk slots */
+    float2 red[WG * NZ];
+    uint last;
+} values_local;
+
+/* Pass 2: work-group g serves head g % H, tile (g / H) % tiles, item g / (H tiles), as ocl_attn. */
+__kernel __attribute__((reqd_work_group_size(G, 1, 1)))
+void ocl_attn_values(__constant uint *P, __global const uint *seqd, __global const uint *items, __global const uint *table,
+                     __global const uint *restrict blocks, __global const uint *restrict windows,
+                     __global const ushort *restrict chunks, __global const float4 *lg, volatile __global uint *part,
+                     volatile __global uint *cnt, __global float *out)
+{
+    __local values_local L;
+    const uint lid = get_local_id(0), grp = get_group_id(0);
+    const uint H = P[A_H], tiles = P[A_TILES], head = grp % H, tile = (grp / H) % tiles, item = grp / (H * tiles);
+    const uint gqa = P[A_GQA], q_len = P[A_QLEN], nqh = P[A_NQH], rows = q_len * gqa;
+    const uint seq = items[2 * item], split = items[2 * item + 1];
+    __global const uint *sd = seqd + seq * 8;
+    const uint nb = sd[0], nw = sd[1], bank = sd[2];
+    __global const uint *tbl = table + sd[3]; /* chunks [H][MAX], windows [H] */
+    const uint n_chunks = nb + (nw + G - 1) / G, c0 = split * P[A_CPS], c1 = min(n_chunks, c0 + P[A_CPS]);
+    const uint wb = nw ? tbl[H * PKV_OCL_MAX_CHUNKS + head] * (P[A_WINDOW] / 2) : 0u;
+    __global const uint *slots = table + sd[6] + head; /* block slots [nb][H] */
+    uint row_of[NR];
+    for (uint r = 0; r < NR; r++) {
+        uint gr = min(tile * NR + r, rows - 1);
+        row_of[r] = (seq * q_len + gr / gqa) * nqh + head * gqa + gr % gqa;
+    }
+    /* the item's maximum per row, from its chunks' */
+    float M[NR], l[NR], pz[NR], acc[NR][CH];
+    for (uint r = 0; r < NR; r++) {
+        M[r] = NEG_INF, l[r] = pz[r] = 0.0f;
+        for (uint c = 0; c < CH; c++) acc[r][c] = 0.0f;
+    }
+    for (uint c = c0 + lid; c < c1; c += WG) {
+        const uint at = logit_rec(P, item, c - c0, tile, head) + G * NRV;
+        for (uint r = 0; r < NR; r++) {
+            float4 m4 = lg[at + r / 4];
+            float ma[4] = {m4.x, m4.y, m4.z, m4.w};
+            M[r] = fmax(M[r], ma[r % 4]);
+        }
+    }
+    if (MODE == 0) {
+        if (lid < 8) L.vchunk[lid] = lid * 32 < bank ? tbl[head * PKV_OCL_MAX_CHUNKS + lid] : 0u;
+        for (uint e = lid; e < NR * SCAP; e += WG) L.Sq[e] = 0u, hist_set(L.S, L.Sh, e, 0.0f);
+    }
+    group_reduce2(M, 1, l, 0, L.red, NR); /* l stays 0 */
+
+    const uint g = lid % NG, s = lid / NG;
+    split_loads cur, nxt;
+    if (c0 < c1) split_load(&cur, lg, logit_rec(P, item, 0, tile, head), blocks, slots, c0, nb, P);
+    for (uint c = c0; c < c1; c++) {
+        const int codes = c < nb;
+        if (codes) /* this work-item's token: its V code row staged, its weights */
+            for (uint k = 0; k < VQW; k++) vstore4(cur.vrow[k], lid * VQW + k, L.vw);
+        float p[NR], wt[4 * NRV];
+        for (uint r = 0; r < 4 * NRV; r++) wt[r] = 0.0f;
+        for (uint r = 0; r < NR; r++) {
+            float4 l4 = cur.lg[r / 4];
+            float la[4] = {l4.x, l4.y, l4.z, l4.w};
+            p[r] = la[r % 4] == NEG_INF ? 0.0f : exp2(la[r % 4] - M[r]);
+            l[r] += p[r];
+            pz[r] += codes ? p[r] * cur.vz : 0.0f;
+            wt[r] = p[r] * (codes ? cur.vs : 1.0f);
+        }
+        for (uint v = 0; v < NRV; v++) L.w[lid * NRV + v] = (float4)(wt[4 * v], wt[4 * v + 1], wt[4 * v + 2], wt[4 * v + 3]);
+        if (MODE == 0 && codes && cur.gate && !(P[A_FLAGS] & F_SKIP_HIST))
+            for (uint r = 0; r < NR; r++) {
+                uint qf = (uint)(p[r] * SPLIT_HIST_UNIT + 0.5f);
+                if (qf != 0u) atomic_add(&L.Sq[r * SCAP + cur.va], qf); /* the result unused */
+            }
+        /* the next chunk's loads, in flight during this chunk's V phase */
+        if (c + 1 < c1) split_load(&nxt, lg, logit_rec(P, item, c + 1 - c0, tile, head), blocks, slots, c + 1, nb, P);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (MODE == 0 && codes) /* the chunk's histogram into the item's (its adds are done, the next chunk's come after the barrier below) */
+            for (uint e = lid; e < NR * SCAP; e += WG) {
+                uint qf = L.Sq[e];
+                if (qf != 0u) hist_set(L.S, L.Sh, e, hist_get(L.S, L.Sh, e) + (float)qf * (1.0f / SPLIT_HIST_UNIT)), L.Sq[e] = 0u;
+            }
+        /* V: channel group g over the tokens of slice s */
+        const uint count = codes ? G : min((uint)G, nw - (c - nb) * G);
+        if (!(P[A_FLAGS] & F_SKIP_V) && s < NS)
+            for (uint u = s; u < count; u += NS) {
+                float wu[8];
+                token_weights_at(L.w, u, wu);
+                if (codes) {
+                    const uint bit0 = g * CH * VPB;
+                    uint wv[4];
+                    for (uint k = 0; k < (CH * VPB + 31) / 32; k++) wv[k] = L.vw[u * VRW + bit0 / 32 + k] >> (bit0 % 32);
+                    v_codes_acc(acc, wv, 0u, wu);
+                } else {
+                    v_fp16_acc(acc, (__global const half *)windows + wb + (P[A_R] + (c - nb) * G + u) * D + g * CH, g, wu);
+                }
+            }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        cur = nxt;
+    }
+    item_end(P, sd, seq, split, head, tile, row_of, M, l, pz, acc, L.acc, L.red, L.S, L.Sh, L.vchunk, &L.last, chunks, part,
+             cnt, out);
 }
 #endif

@@ -40,22 +40,23 @@ enum pkv_ocl_kernel_id {
 /* Scratch buffers, reused between ops. */
 enum pkv_ocl_scratch_id {
     PKV_S_PARAMS, PKV_S_TOKENS, PKV_S_U0, PKV_S_U1, PKV_S_U2, PKV_S_TAB, PKV_S_WORK, PKV_S_WROWS,
-    PKV_S_PART, PKV_S_OUT, PKV_S_QC, PKV_S_DUMMY, PKV_S_COUNTERS,
+    PKV_S_PART, PKV_S_OUT, PKV_S_QC, PKV_S_DUMMY, PKV_S_COUNTERS, PKV_S_LOGITS, /* PKV_S_LOGITS: split attention's logit records */
     PKV_S_RAW, PKV_S_STAGED, PKV_S_STATUS, /* engine integration: raw input, converted input, status word */
     PKV_S_COUNT
 };
 
 /* The attention program of one cache shape (the shape is compiled in: ocl_attention.cl). */
 #define PKV_OCL_GROUPS 3
-#define PKV_OCL_ATTN_SHAPE 14 /* d, G, k_bits, v_bits, mode, rows per work-group, bank capacity, V staged, V channels per item, K staged, chunks per step, prefetch, fixed-point histogram, fp16 V depth */
+#define PKV_OCL_ATTN_SHAPE 15 /* d, G, k_bits, v_bits, mode, rows per work-group, bank capacity, V staged, V channels per item, K staged, chunks per step, prefetch, fixed-point histogram, fp16 V depth, split attention */
 #define PKV_OCL_MAX_ATTN_PROGRAMS 16
 /* Its kernels are programs of their own (built in parallel, each cached on disk), each built when a
  * call first needs it. */
-enum { PKV_OCL_ATTN_QC, PKV_OCL_ATTN_MAIN, PKV_OCL_ATTN_MERGE, PKV_OCL_ATTN_PROGS };
+/* A split shape (shape[14]) runs logits and values in place of the one-pass kernel (MAIN). */
+enum { PKV_OCL_ATTN_QC, PKV_OCL_ATTN_MAIN, PKV_OCL_ATTN_MERGE, PKV_OCL_ATTN_LOGITS, PKV_OCL_ATTN_VALUES, PKV_OCL_ATTN_PROGS };
 typedef struct pkv_ocl_attn_program {
     uint32_t shape[PKV_OCL_ATTN_SHAPE];
     cl_program prog[PKV_OCL_ATTN_PROGS];
-    cl_kernel qc, attn, merge;
+    cl_kernel qc, attn, merge, logits, values;
 } pkv_ocl_attn_program;
 
 typedef struct pkv_ocl {

@@ -491,27 +491,67 @@ static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn
         if ((op->seqs[s].bank_count + 63) / 64 > A[21]) A[21] = (op->seqs[s].bank_count + 63) / 64;
 }
 
+/* Split attention (ocl_attention.cl's ocl_attn_logits, ocl_attn_values; PKV_ATTN_SPLIT=1 only, not
+ * measured on OpenCL yet): work-groups of G, one token per work-item. Local memory of the larger pass
+ * for nr rows (their arrays; the histogram in float). */
+#define SPLIT_GROUPS_PER_CU 8u /* Vulkan's wave for the same kernels (vk_ops.c) */
+static size_t split_acc_floats(const pkv_geom *g, uint32_t ch, uint32_t nr)
+{
+    return (size_t)g->G * ch > (size_t)nr * g->d ? (size_t)g->G * ch : (size_t)nr * g->d;
+}
+static size_t split_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
+{
+    const size_t nrv = (nr + 3) / 4, G = g->G, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1, red = 8 * G * nr;
+    const size_t logits = 16 * g->d * nrv + 4 * G * (g->k_row_words + 1) + red;
+    const size_t values = 4 * G * g->v_row_words + 16 * G * nrv + 8 * nr * cap + 4 + 4 * split_acc_floats(g, sh.vch, nr) + 32 + red + 4;
+    return (logits > values ? logits : values) + 64;
+}
+
+/* Whether split attention serves this shape: asked for (PKV_ATTN_SPLIT=1), a compressed mode with one
+ * code plane (2, 4 or 8 bits: rows of whole 16-byte words), head_dim 64, 128 or 256, G 32 to 256 (a
+ * power of two), V channel groups that fit the work-items, and the local memory. */
+static int split_fits(const pkv_ocl *o, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
+{
+    const int bits_ok = (g->k_bits == 2 || g->k_bits == 4 || g->k_bits == 8) &&
+                        (g->v_bits == 2 || g->v_bits == 4 || g->v_bits == 8);
+    const int d_ok = g->d == 64 || g->d == 128 || g->d == 256;
+    const int g_ok = (g->G & (g->G - 1)) == 0 && g->G >= 32 && g->G <= 256 && g->G <= o->max_wg;
+    return sh.split && g->mode != PKV_MODE_FP16 && bits_ok && d_ok && g_ok && g->k_row_words % 4 == 0 &&
+           g->v_row_words % 4 == 0 && g->d % sh.vch == 0 && g->d / sh.vch <= g->G && split_local_bytes(g, sh, nr) <= o->local_mem;
+}
+
 /* The attention program's shape for an op's query rows: the most rows per work-group that fit in
- * local memory, with the V codes staged if possible. Attention and pkv_ocl_prewarm share it. */
+ * local memory, with the V codes staged if possible (split attention where asked for and it fits).
+ * Attention and pkv_ocl_prewarm share it. */
 static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env,
                        uint32_t shape[PKV_OCL_ATTN_SHAPE])
 {
     pkv_attn_shape ks = pkv_attn_shape_for(g, env, PKV_BACKEND_OPENCL);
     uint32_t nr, stage_v;
-    for (;;) {
-        nr = pkv_attn_rows_per_group(op, g->H, 8, env), stage_v = 1;
-        while (nr > 1 && attn_local_bytes(g, ks, nr, stage_v) > o->local_mem) nr /= 2;
-        if (attn_local_bytes(g, ks, nr, stage_v) > o->local_mem) {
-            stage_v = 0;
-            nr = pkv_attn_rows_per_group(op, g->H, 8, env);
+    pkv_attn_shape sp = ks; /* split attention: one chunk per step, 8 V channels unless asked otherwise */
+    sp.bps = 1, sp.stage_k = 0, sp.hist_fixed = 0;
+    if (!env->vch) sp.vch = 8;
+    nr = pkv_attn_rows_per_group(op, g->H, 8, env);
+    while (nr > 1 && split_local_bytes(g, sp, nr) > o->local_mem) nr /= 2;
+    const int use_split = env->split == 2 && split_fits(o, g, sp, nr);
+    if (use_split) {
+        ks = sp, stage_v = 1;
+    } else {
+        for (;;) {
+            nr = pkv_attn_rows_per_group(op, g->H, 8, env), stage_v = 1;
             while (nr > 1 && attn_local_bytes(g, ks, nr, stage_v) > o->local_mem) nr /= 2;
+            if (attn_local_bytes(g, ks, nr, stage_v) > o->local_mem) {
+                stage_v = 0;
+                nr = pkv_attn_rows_per_group(op, g->H, 8, env);
+                while (nr > 1 && attn_local_bytes(g, ks, nr, stage_v) > o->local_mem) nr /= 2;
+            }
+            if (attn_local_bytes(g, ks, nr, stage_v) <= o->local_mem || !ks.stage_k) break;
+            ks.stage_k = 0; /* staged K rows (a speed choice) go first */
         }
-        if (attn_local_bytes(g, ks, nr, stage_v) <= o->local_mem || !ks.stage_k) break;
-        ks.stage_k = 0; /* staged K rows (a speed choice) go first */
     }
     const uint32_t s[PKV_OCL_ATTN_SHAPE] = {g->d, g->G, g->k_bits, g->v_bits, g->mode, nr,
                                             g->mode == PKV_MODE_PATTERN ? g->capacity : 1, stage_v, ks.vch, ks.stage_k, ks.bps, ks.prefetch,
-                                            ks.hist_fixed, ks.vb};
+                                            ks.hist_fixed, ks.vb, (uint32_t)use_split};
     memcpy(shape, s, sizeof s);
 }
 
@@ -539,14 +579,16 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     pkv_ocl_attn_program *prog;
     uint32_t shape[PKV_OCL_ATTN_SHAPE];
     attn_shape(o, g, op, &be->attn_env, shape);
-    const uint32_t nr = shape[5], vch = shape[8], bps = shape[10], wg = bps * g->G;
+    const uint32_t nr = shape[5], vch = shape[8], bps = shape[10], wg = bps * g->G, split = shape[14];
     pkv_status s = pkv_ocl_attn_program_get(o, shape, (pkv_attn_flags(&be->attn_env) & PKV_ATTN_SEPARATE_MERGE) != 0, &prog);
     if (s != PKV_OK) return s;
     /* the merge keeps two floats per item and row in the G x channels array of the slices' sums; the
      * plan is the last op's while the sequences' lengths are (every layer of a decode step after the first) */
     const pkv_attn_plan *plan;
-    s = pkv_attn_plan_memo_get(&o->attn_plan, op, g, nr, o->compute_units * pkv_attn_groups_per_cu(g->mode),
-                               wg * vch / (2 * nr), bps, 1, &be->attn_env, &plan);
+    const uint32_t per_cu = split ? SPLIT_GROUPS_PER_CU : pkv_attn_groups_per_cu(g->mode);
+    s = pkv_attn_plan_memo_get(&o->attn_plan, op, g, nr, o->compute_units * per_cu,
+                               (uint32_t)(split ? split_acc_floats(g, vch, nr) : (size_t)wg * vch) / (2 * nr), bps, 1,
+                               &be->attn_env, &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);
     uint32_t A[PP_COUNT] = {0};
@@ -573,6 +615,9 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_PART], ((size_t)plan->n_slots * H * plan->tiles * nr * (d + 4) + 1) * 4);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_QC], (pattern ? groups * g->capacity * nrv : 1) * 16);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_COUNTERS], groups * 4);
+    /* split attention's logit records: per (item, chunk of it, tile, kv head) G + 1 rows of nrv float4 */
+    const size_t n_recs = (size_t)plan->n_items * plan->cps * plan->tiles * H;
+    if (s == PKV_OK && split) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_LOGITS], n_recs * (g->G + 1) * nrv * 16);
     if (s == PKV_OK) s = pkv_ocl_scratch_reserve(o, &o->s[PKV_S_OUT], out_floats * sizeof(float));
     const uint32_t n_groups = plan->n_items * plan->tiles * H, n_slots = plan->n_slots;
     if (s != PKV_OK) return pkv_fail(NULL, s, "opencl: attention could not allocate its buffers");
@@ -581,7 +626,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
            windows = mem_or_dummy(o, st->windows), params = o->s[PKV_S_PARAMS].mem, sd = o->s[PKV_S_U0].mem,
            items = o->s[PKV_S_U1].mem, table = o->s[PKV_S_U2].mem, q = o->s[PKV_S_TOKENS].mem,
            qc = o->s[PKV_S_QC].mem, part = o->s[PKV_S_PART].mem, cnt = o->s[PKV_S_COUNTERS].mem,
-           out = o->s[PKV_S_OUT].mem;
+           out = o->s[PKV_S_OUT].mem, lg = split ? o->s[PKV_S_LOGITS].mem : NULL;
     const cl_uint zero = 0;
     /* the merge counters start at zero (the last work-group of each resets its own) */
     cl_int err = o->cl->clEnqueueFillBuffer(o->q, cnt, &zero, sizeof zero, 0, groups * 4, 0, NULL, NULL);
@@ -590,10 +635,23 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
         err = pkv_ocl_args(o, prog->qc, 6, ARG(params), ARG(sd), ARG(table), ARG(q), ARG(chunks), ARG(qc));
         if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->qc, groups * A[21], 64);
     }
-    if (err == CL_SUCCESS)
-        err = pkv_ocl_args(o, prog->attn, 12, ARG(params), ARG(sd), ARG(items), ARG(table), ARG(q), ARG(blocks),
-                           ARG(windows), ARG(chunks), ARG(qc), ARG(part), ARG(cnt), ARG(out));
-    if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->attn, n_groups, wg);
+    if (split) { /* the logits pass (a work-group per chunk of an item, tile and kv head), then the values pass */
+        if (err == CL_SUCCESS && !(flags & PKV_ATTN_SKIP_LOGITS)) {
+            err = pkv_ocl_args(o, prog->logits, 9, ARG(params), ARG(sd), ARG(items), ARG(table), ARG(q), ARG(blocks),
+                               ARG(windows), ARG(qc), ARG(lg));
+            if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->logits, n_recs, wg);
+        }
+        if (err == CL_SUCCESS && !(flags & PKV_ATTN_SKIP_VALUES)) {
+            err = pkv_ocl_args(o, prog->values, 11, ARG(params), ARG(sd), ARG(items), ARG(table), ARG(blocks), ARG(windows),
+                               ARG(chunks), ARG(lg), ARG(part), ARG(cnt), ARG(out));
+            if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->values, n_groups, wg);
+        }
+    } else {
+        if (err == CL_SUCCESS)
+            err = pkv_ocl_args(o, prog->attn, 12, ARG(params), ARG(sd), ARG(items), ARG(table), ARG(q), ARG(blocks),
+                               ARG(windows), ARG(chunks), ARG(qc), ARG(part), ARG(cnt), ARG(out));
+        if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->attn, n_groups, wg);
+    }
     if (err == CL_SUCCESS && (flags & PKV_ATTN_SEPARATE_MERGE) && n_slots) {
         err = pkv_ocl_args(o, prog->merge, 4, ARG(params), ARG(sd), ARG(part), ARG(out));
         if (err == CL_SUCCESS) err = pkv_ocl_launch(o, prog->merge, groups, wg);

@@ -281,7 +281,7 @@ static pkv_status build_programs(pkv_ocl *o, ocl_build *jobs, uint32_t n, const 
 
 static void release_attn(pkv_ocl *o, pkv_ocl_attn_program *a)
 {
-    cl_kernel *k[PKV_OCL_ATTN_PROGS] = {&a->qc, &a->attn, &a->merge};
+    cl_kernel *k[PKV_OCL_ATTN_PROGS] = {&a->qc, &a->attn, &a->merge, &a->logits, &a->values};
     for (int i = 0; i < PKV_OCL_ATTN_PROGS; i++) {
         if (*k[i]) o->cl->clReleaseKernel(*k[i]);
         if (a->prog[i]) o->cl->clReleaseProgram(a->prog[i]);
@@ -313,8 +313,9 @@ void pkv_ocl_release_program(pkv_ocl *o)
  * built together and their kernels made. */
 static pkv_status attn_build(pkv_ocl *o, pkv_ocl_attn_program *a, unsigned want)
 {
-    static const char *const names[PKV_OCL_ATTN_PROGS] = {"ocl_attn_qc", "ocl_attn", "ocl_attn_merge"};
-    cl_kernel *kern[PKV_OCL_ATTN_PROGS] = {&a->qc, &a->attn, &a->merge};
+    static const char *const names[PKV_OCL_ATTN_PROGS] = {"ocl_attn_qc", "ocl_attn", "ocl_attn_merge", "ocl_attn_logits",
+                                                          "ocl_attn_values"};
+    cl_kernel *kern[PKV_OCL_ATTN_PROGS] = {&a->qc, &a->attn, &a->merge, &a->logits, &a->values};
     const uint32_t *shape = a->shape;
     const char *extra = getenv("PKV_OPENCL_BUILD_OPTIONS");
     ocl_build jobs[PKV_OCL_ATTN_PROGS];
@@ -326,9 +327,9 @@ static pkv_status attn_build(pkv_ocl *o, pkv_ocl_attn_program *a, unsigned want)
         j->name = names[i], j->src = pkv_ocl_attn_source, j->src_len = (size_t)pkv_ocl_attn_source_len;
         snprintf(j->options, sizeof j->options,
                  "-cl-std=CL1.2 -DPKV_ATTN_KERNEL=%d -DD=%u -DG=%u -DKBITS=%u -DVBITS=%u -DMODE=%u -DNR=%u -DCAP=%u -DSTAGE_V=%u "
-                 "-DVCH=%u -DSTAGE_K=%u -DBPS=%u -DPREFETCH=%u -DHIST_FIXED=%u -DVB=%u %s",
+                 "-DVCH=%u -DSTAGE_K=%u -DBPS=%u -DPREFETCH=%u -DHIST_FIXED=%u -DVB=%u -DSPLIT=%u %s",
                  i + 1, shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], shape[8], shape[9],
-                 shape[10], shape[11], shape[12], shape[13], extra ? extra : "");
+                 shape[10], shape[11], shape[12], shape[13], shape[14], extra ? extra : "");
         which[n++] = i;
     }
     if (!n) return PKV_OK;
@@ -343,16 +344,19 @@ static pkv_status attn_build(pkv_ocl *o, pkv_ocl_attn_program *a, unsigned want)
         if (e != CL_SUCCESS) *kern[which[i]] = NULL;
         if (err == CL_SUCCESS) err = e;
     }
-    size_t kwg = 0;
-    if (err == CL_SUCCESS && a->attn)
-        o->cl->clGetKernelWorkGroupInfo(a->attn, o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
+    /* the work-group size the device allows the main kernel (split: the smaller of its two passes') */
+    size_t kwg = SIZE_MAX, kw = 0;
+    cl_kernel mains[3] = {a->attn, a->logits, a->values};
+    for (int i = 0; i < 3 && err == CL_SUCCESS; i++)
+        if (mains[i] && o->cl->clGetKernelWorkGroupInfo(mains[i], o->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kw, &kw, NULL) == CL_SUCCESS)
+            kwg = kw < kwg ? kw : kwg;
     const char *show = getenv("PKV_OPENCL_BUILD_LOG"); /* a tuning aid: e.g. with -cl-nv-verbose */
     for (uint32_t i = 0; i < n && show && *show && *show != '0'; i++) {
         char log[8192] = "";
         o->cl->clGetProgramBuildInfo(jobs[i].prog, o->dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
         pkv_ocl_log(o, PKV_LOG_WARN, "opencl: attention program (%s):\n%s", jobs[i].options, log);
     }
-    if (err != CL_SUCCESS || (a->attn && (want & (1u << PKV_OCL_ATTN_MAIN)) && kwg < shape[1] * shape[10]))
+    if (err != CL_SUCCESS || (kwg != SIZE_MAX && kwg < shape[1] * shape[10]))
         return pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "opencl attention: the device cannot run work-groups of %u items for this shape (%s)",
                         shape[1] * shape[10], pkv_ocl_error_name(err));
     return PKV_OK;
@@ -363,7 +367,8 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
 {
     /* the q.C pre-pass only in PATTERN mode, the merge kernel only where it runs as a launch of its
      * own (PKV_ATTN_SEPARATE_MERGE): the first attention builds only what it runs */
-    const unsigned want = 1u << PKV_OCL_ATTN_MAIN | (shape[4] == PKV_MODE_PATTERN ? 1u << PKV_OCL_ATTN_QC : 0u) |
+    const unsigned main = shape[14] ? 1u << PKV_OCL_ATTN_LOGITS | 1u << PKV_OCL_ATTN_VALUES : 1u << PKV_OCL_ATTN_MAIN;
+    const unsigned want = main | (shape[4] == PKV_MODE_PATTERN ? 1u << PKV_OCL_ATTN_QC : 0u) |
                           (separate_merge ? 1u << PKV_OCL_ATTN_MERGE : 0u);
     for (uint32_t i = 0; i < o->n_attn; i++)
         if (memcmp(o->attn[i].shape, shape, sizeof o->attn[i].shape) == 0) {
