@@ -582,13 +582,13 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     const uint32_t nr = shape[5], vch = shape[8], bps = shape[10], wg = bps * g->G, split = shape[14];
     pkv_status s = pkv_ocl_attn_program_get(o, shape, (pkv_attn_flags(&be->attn_env) & PKV_ATTN_SEPARATE_MERGE) != 0, &prog);
     if (s != PKV_OK) return s;
-    /* the merge keeps two floats per item and row in the G x channels array of the slices' sums; the
+    /* the merge keeps two floats per item and row in the work-group x channels array of the slices'
+     * sums (ocl_attn_merge's; split attention's values pass has at least as many); the
      * plan is the last op's while the sequences' lengths are (every layer of a decode step after the first) */
     const pkv_attn_plan *plan;
     const uint32_t per_cu = split ? SPLIT_GROUPS_PER_CU : pkv_attn_groups_per_cu(g->mode);
     s = pkv_attn_plan_memo_get(&o->attn_plan, op, g, nr, o->compute_units * per_cu,
-                               (uint32_t)(split ? split_acc_floats(g, vch, nr) : (size_t)wg * vch) / (2 * nr), bps, 1,
-                               &be->attn_env, &plan);
+                               wg * vch / (2 * nr), bps, 1, &be->attn_env, &plan);
     if (s != PKV_OK) return s;
     pkv_ocl_op_begin(o);
     uint32_t A[PP_COUNT] = {0};
