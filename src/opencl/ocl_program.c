@@ -367,8 +367,8 @@ pkv_status pkv_ocl_attn_program_get(pkv_ocl *o, const uint32_t shape[PKV_OCL_ATT
 {
     /* the q.C pre-pass only in PATTERN mode, the merge kernel only where it runs as a launch of its
      * own (PKV_ATTN_SEPARATE_MERGE): the first attention builds only what it runs */
-    const unsigned main = shape[14] ? 1u << PKV_OCL_ATTN_LOGITS | 1u << PKV_OCL_ATTN_VALUES : 1u << PKV_OCL_ATTN_MAIN;
-    const unsigned want = main | (shape[4] == PKV_MODE_PATTERN ? 1u << PKV_OCL_ATTN_QC : 0u) |
+    const unsigned runs = shape[14] ? 1u << PKV_OCL_ATTN_LOGITS | 1u << PKV_OCL_ATTN_VALUES : 1u << PKV_OCL_ATTN_MAIN;
+    const unsigned want = runs | (shape[4] == PKV_MODE_PATTERN ? 1u << PKV_OCL_ATTN_QC : 0u) |
                           (separate_merge ? 1u << PKV_OCL_ATTN_MERGE : 0u);
     for (uint32_t i = 0; i < o->n_attn; i++)
         if (memcmp(o->attn[i].shape, shape, sizeof o->attn[i].shape) == 0) {
