@@ -17,4 +17,7 @@ cat $L
 #   for be in vulkan opencl; do for b in 1 8; do
 #     timeout 200 $B/pkv bench --backend $be --synthetic --no-fidelity --no-throughput --bits 2,4 --batch $b \
 #       --speed-contexts 4096,32768 --json $OUT/${be}_b$b.json > $OUT/${be}_b$b.txt 2>&1; done; done
-# and OpenCL's split twin where it landed: run 8 32768 pattern 2 with --backend opencl and ";PKV_ATTN_SPLIT=1".
+# and OpenCL's split twin (opt-in, helper h14-ocl-split): pkv-attn-sweep --backend opencl --batch B --context C
+# --mode M --bits b --data bench --variants ";PKV_ATTN_SPLIT=1" for 8 x 32K PATTERN 2/4-bit and DIRECT 2-bit,
+# 1 x 32K and 8 x 4K PATTERN 2-bit (PATTERN 4-bit also with PKV_ATTN_VCH=4), and
+# PKV_TEST_BACKEND=opencl PKV_ATTN_SPLIT=1 PKV_ATTN_CHUNKS_PER_ITEM=2 tests/test_attention.
