@@ -185,6 +185,17 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pk
     return sh;
 }
 
+int pkv_attn_split_serves(const pkv_geom *g, pkv_attn_shape sh, uint32_t max_wg, int fp16_ok)
+{
+    const int bits_ok = (g->k_bits == 2 || g->k_bits == 4 || g->k_bits == 8) &&
+                        (g->v_bits == 2 || g->v_bits == 4 || g->v_bits == 8);
+    const int codes_ok = g->mode == PKV_MODE_FP16 ? fp16_ok
+                                                  : bits_ok && g->k_row_words % 4 == 0 && g->v_row_words % 4 == 0;
+    const int d_ok = g->d == 64 || g->d == 128 || g->d == 256;
+    const int g_ok = (g->G & (g->G - 1)) == 0 && g->G >= 32 && g->G <= 256 && g->G <= max_wg;
+    return sh.split && codes_ok && d_ok && g_ok && sh.vch && g->d % sh.vch == 0 && g->d / sh.vch <= g->G;
+}
+
 size_t pkv_attn_decode_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v)
 {
     const size_t nrv = (nr + 3) / 4, bps = sh.bps, wg = bps * g->G, ch = sh.vch;

@@ -113,6 +113,12 @@ typedef struct pkv_attn_shape {
     uint32_t tpt; /* split attention's logits pass: tokens per invocation (each shared load of q * s_K serves them all) */
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);
+/* Whether split attention (Vulkan attn_logits/attn_values, OpenCL ocl_attn_logits/ocl_attn_values) serves
+ * a cache's shape, before the backend's own memory limit: asked for (sh.split), FP16 mode where the
+ * backend has it (fp16_ok) or a compressed mode with one code plane (2, 4 or 8 bits: code rows of whole
+ * 16-byte words), head_dim 64, 128 or 256, G a power of two from 32 to 256 and at most max_wg (one token
+ * per invocation), and V channel groups (head_dim / sh.vch) that fit the invocations. */
+int pkv_attn_split_serves(const pkv_geom *g, pkv_attn_shape sh, uint32_t max_wg, int fp16_ok);
 /* Bytes of local memory OpenCL's decode kernel (ocl_attention.cl) declares for nr rows, with or without
  * the V codes staged, before its reduction arrays (Vulkan's, with teams: vk_ops.c decode_shared_bytes). */
 size_t pkv_attn_decode_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr, int stage_v);

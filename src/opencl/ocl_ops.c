@@ -507,17 +507,11 @@ static size_t split_local_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t n
     return (logits > values ? logits : values) + 64;
 }
 
-/* Whether split attention serves this shape: asked for (PKV_ATTN_SPLIT=1), a compressed mode with one
- * code plane (2, 4 or 8 bits: rows of whole 16-byte words), head_dim 64, 128 or 256, G 32 to 256 (a
- * power of two), V channel groups that fit the work-items, and the local memory. */
+/* Whether split attention serves this shape (pkv_attn_split_serves; FP16 mode keeps the one-pass kernel
+ * on OpenCL) and its local memory fits. */
 static int split_fits(const pkv_ocl *o, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
 {
-    const int bits_ok = (g->k_bits == 2 || g->k_bits == 4 || g->k_bits == 8) &&
-                        (g->v_bits == 2 || g->v_bits == 4 || g->v_bits == 8);
-    const int d_ok = g->d == 64 || g->d == 128 || g->d == 256;
-    const int g_ok = (g->G & (g->G - 1)) == 0 && g->G >= 32 && g->G <= 256 && g->G <= o->max_wg;
-    return sh.split && g->mode != PKV_MODE_FP16 && bits_ok && d_ok && g_ok && g->k_row_words % 4 == 0 &&
-           g->v_row_words % 4 == 0 && g->d % sh.vch == 0 && g->d / sh.vch <= g->G && split_local_bytes(g, sh, nr) <= o->local_mem;
+    return pkv_attn_split_serves(g, sh, (uint32_t)o->max_wg, 0) && split_local_bytes(g, sh, nr) <= o->local_mem;
 }
 
 /* The attention program's shape for an op's query rows: the most rows per work-group that fit in

@@ -648,18 +648,10 @@ static size_t split_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t 
     return logits > values ? logits : values;
 }
 
-/* Whether split attention serves this shape: asked for (pkv_attn_shape_for's defaults, PKV_ATTN_SPLIT),
- * FP16 mode or a compressed mode with one code plane (2, 4 or 8 bits: rows read as 16-byte words),
- * head_dim 64, 128 or 256, G 32 to 256 (a power of two: one token per invocation), V channel groups
- * that fit the invocations, and the shared memory. */
+/* Whether split attention serves this shape (pkv_attn_split_serves; FP16 mode too) and its shared memory fits. */
 static int split_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
 {
-    const int bits_ok = (g->k_bits == 2 || g->k_bits == 4 || g->k_bits == 8) &&
-                        (g->v_bits == 2 || g->v_bits == 4 || g->v_bits == 8);
-    const int d_ok = g->d == 64 || g->d == 128 || g->d == 256;
-    const int g_ok = (g->G & (g->G - 1)) == 0 && g->G >= 32 && g->G <= 256 && g->G <= vk->props.limits.maxComputeWorkGroupSize[0];
-    const int codes_ok = g->mode == PKV_MODE_FP16 || (bits_ok && g->k_row_words % 4 == 0 && g->v_row_words % 4 == 0);
-    return sh.split && codes_ok && d_ok && g_ok && g->d % sh.vch == 0 && g->d / sh.vch <= g->G &&
+    return pkv_attn_split_serves(g, sh, vk->props.limits.maxComputeWorkGroupSize[0], 1) &&
            split_shared_bytes(g, sh, nr, vk->subgroup_arith) <= vk->props.limits.maxComputeSharedMemorySize;
 }
 
