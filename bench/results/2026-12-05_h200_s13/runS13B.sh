@@ -2,10 +2,7 @@
 # session 13 run B: main after the OpenCL search kernel and Vulkan staging: write path by quantizer, tests on NVIDIA
 B=build-gpu
 L=$OUT/log.txt
-for f in .gl/*.deb; do dpkg -x "$f" / 2>/dev/null; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-export CI=true PKV_CACHE_DIR=/tmp/pkv-cache
-mkdir -p /tmp/pkv-icd && echo libnvidia-opencl.so.1 >/tmp/pkv-icd/nvidia.icd; export OCL_ICD_VENDORS=/tmp/pkv-icd
+source bench/h200_env.sh # (the environment these ran with, now in one file)
 {
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 for be in vulkan opencl; do for qz in minmax auto; do for bb in 2 4; do
