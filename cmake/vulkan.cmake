@@ -22,7 +22,7 @@ file(MAKE_DIRECTORY ${PKV_SHADER_OUT})
 # with subgroup arithmetic (-DPKV_SUBGROUPS), used only where the device reports it; _cm adds
 # cooperative matrices (-DPKV_COOPMAT).
 set(PKV_SHADERS kmeans_init kmeans_assign kmeans_partial kmeans_reduce kmeans_finish kmeans_store assign quant_search quant_block flush_centre
-    attn_qc attn_decode attn_decode_sg attn_decode_cm attn_warp attn_warp_sg attn_logits attn_logits_sg attn_values attn_values_sg attn_merge read_bw stage_input window_write)
+    attn_qc attn_decode attn_decode_sg attn_decode_cm attn_warp attn_warp_sg attn_logits attn_logits_sg attn_logits_cm attn_values attn_values_sg attn_values_cm attn_merge read_bw stage_input window_write)
 file(GLOB PKV_SHADER_INCLUDES ${PKV_SHADER_DIR}/*.glsl ${PKV_SHADER_COMMON_DIR}/*.h)
 
 # SPIR-V -> C array, run by cmake -P at build time.

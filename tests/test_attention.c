@@ -142,12 +142,33 @@ static void coopmat_step_matches_fp64_attention(void **state)
     unsetenv("PKV_ATTN_COOPMAT");
 }
 
+/* Split attention on cooperative matrices (PKV_ATTN_SPLIT=1 with PKV_ATTN_COOPMAT=1; Vulkan devices with
+ * VK_NV_cooperative_matrix and subgroups of 32: head_dim 64 or 128, G 128, 2-, 4- or 8-bit codes, up to 8
+ * rows per tile). Its fp16 operands carry hi and lo parts (attn_split_cm.glsl), so it is held to the
+ * portable kernels' bound. Elsewhere the same cases run portable split attention. */
+static void coopmat_split_matches_fp64_attention(void **state)
+{
+    (void)state;
+    setenv("PKV_ATTN_COOPMAT", "1", 1);
+    setenv("PKV_ATTN_SPLIT", "1", 1);
+    const shape cases[] = {{2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 4, 1, PKV_MODE_PATTERN},
+                           {1, 4, 128, 128, 8, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},
+                           {1, 4, 128, 128, 4, 3, PKV_MODE_DIRECT},  {2, 8, 64, 128, 2, 1, PKV_MODE_PATTERN},
+                           {1, 4, 64, 128, 4, 2, PKV_MODE_PATTERN}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_quantized_case(&cases[i], 0);
+    const shape in_runs = {2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN};
+    check_quantized_case(&in_runs, 40);
+    unsetenv("PKV_ATTN_COOPMAT");
+    unsetenv("PKV_ATTN_SPLIT");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fp16_mode_matches_fp64_attention),
         cmocka_unit_test(quantized_modes_match_fp64_attention_over_the_dequantized_cache),
         cmocka_unit_test(coopmat_step_matches_fp64_attention),
+        cmocka_unit_test(coopmat_split_matches_fp64_attention),
     };
     return tu_run_tests(tests, NULL, NULL);
 }

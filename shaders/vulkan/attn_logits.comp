@@ -18,9 +18,87 @@
 const uint WG = gl_WorkGroupSize.x; /* G / TPT: the host makes it so */
 const uint PER = 32u / KBITS, MASK = (1u << KBITS) - 1u;
 const uint KST = MODE == 2u ? 1u : KRW + 1u; /* a token's staged K code row, padded: invocations read their own rows without bank conflicts */
+#include "wg_reduce.glsl"
+#ifdef PKV_COOPMAT
+#include "attn_split_cm.glsl"
+const uint CM_TLD = (CM_RC + 8u) / 8u; /* a tile row: a round's 64 halves + 8 of padding, in 16-byte words */
+shared uvec4 cm_tile[G * CM_TLD];      /* token t's row; subgroup w's tokens are 32w.. (its own rows) */
+shared float cm_s[16u * G];            /* S */
+
+/* Row t of the K tile, round k: the token's codes (krow) in tile order, or its fp16 row at half index h
+ * (window chunks; ok: the token is there), or zeros */
+void cm_stage_k(uint t, uint k, bool codes, bool ok, uint h, uvec4 krow[SPLIT_KQ])
+{
+    const uint PER = 32u / KBITS, HALF = PER / 2u, WPR = CM_RC * KBITS / 32u;
+    if (codes) {
+        uint pr[CM_RC / 2u];
+        [[unroll]] for (uint j = 0u; j < WPR; j++) {
+            uint kw = k * WPR + j, w = krow[kw / 4u][kw % 4u];
+            [[unroll]] for (uint c = 0u; c < HALF; c++) pr[j * HALF + c] = cm_pair(w, c, KBITS);
+        }
+        [[unroll]] for (uint q = 0u; q < CM_RC / 8u; q++)
+            cm_tile[t * CM_TLD + q] = uvec4(pr[4u * q], pr[4u * q + 1u], pr[4u * q + 2u], pr[4u * q + 3u]);
+    } else
+        [[unroll]] for (uint q = 0u; q < CM_RC / 8u; q++) cm_tile[t * CM_TLD + q] = ok ? win4[h / 8u + k * (CM_RC / 8u) + q] : uvec4(0u);
+}
+
+/* This invocation's token's q . k over the channels (no q.z_K, q.P_K or limit yet) for the NR rows,
+ * as S = A B on the tensor cores (attn_split_cm.glsl); zt gets the rows' q . z_K (codes). base: the
+ * chunk's block; h: the token's fp16 row in the window (ok: it is there). */
+void cm_logits(bool codes, uint base, bool ok, uint h, uvec4 krow[SPLIT_KQ], uint seq, uint head, uint tile,
+               inout float zt[NR], out vec4 dot[NRV])
+{
+    uint lid = gl_LocalInvocationID.x, w = lid / 32u;
+    float qv[NR], qm[NR];
+    [[unroll]] for (uint r = 0u; r < NR; r++) qv[r] = 0.0, qm[r] = 0.0;
+    if (lid < D) { /* channel lid: q * scale * s_K, and q . z_K */
+        float s = 1.0, z = 0.0;
+        if (codes) {
+            s = blk_hf((base + pc.o_kscale) * 2u + lid);
+            z = blk_hf((base + pc.o_kzero) * 2u + lid);
+        }
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            float q = tile_row_real(tile, r) ? q_value(tile_row(seq, head, tile, r), lid) * pc.scale : 0.0;
+            qv[r] = q * s;
+            zt[r] += q * z;
+            qm[r] = abs(qv[r]);
+        }
+    }
+    wg_reduce2(zt, false, qm, true);
+    float sc[NR];
+    uint pos = codes ? cm_pos(lid, 32u / KBITS) : lid;
+    [[unroll]] for (uint r = 0u; r < NR; r++) {
+        sc[r] = cm_row_scale(qm[r]);
+        if (lid < D) cm_put(r, pos, qv[r] * sc[r]);
+    }
+    fcoopmatNV<32, gl_ScopeSubgroup, 16, 16> acc[2];
+    acc[0] = acc[1] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
+    bool skip = (pc.flags & ATTN_SKIP_K) != 0u; /* a timing aid */
+    [[unroll]] for (uint k = 0u; k < CM_ROUNDS; k++) {
+        cm_stage_k(lid, k, codes, ok, h, krow);
+        if (k == 0u) barrier(); /* A from every invocation (the tile's rows are the subgroup's own) */
+        else subgroupBarrier();
+        if (!skip)
+            [[unroll]] for (uint j = 0u; j < CM_RC / 16u; j++) {
+                fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> a, b;
+                coopMatLoadNV(a, cm_a, k * CM_RC + 16u * j, CM_LDA, false);
+                [[unroll]] for (uint n = 0u; n < 2u; n++) {
+                    coopMatLoadNV(b, cm_tile, (32u * w + 16u * n) * CM_TLD + 2u * j, CM_TLD, true);
+                    acc[n] = coopMatMulAddNV(a, b, acc[n]);
+                }
+            }
+        subgroupBarrier(); /* the rows are read before the next round writes them */
+    }
+    [[unroll]] for (uint n = 0u; n < 2u; n++) coopMatStoreNV(acc[n], cm_s, 32u * w + 16u * n, G, false);
+    subgroupBarrier();
+    float unit = codes ? CM_UNIT : 1.0;
+    [[unroll]] for (uint r = 0u; r < NRV * 4u; r++)
+        dot[r / 4u][r % 4u] = r < NR ? (cm_s[r * G + lid] + cm_s[(8u + r) * G + lid]) * (unit / sc[min(r, NR - 1u)]) : 0.0;
+}
+#else
 shared vec4 qs_s[D * NRV];
 shared uint kc_s[G * KST];
-#include "wg_reduce.glsl"
+#endif
 
 void main()
 {
@@ -28,6 +106,9 @@ void main()
     uint item = gl_WorkGroupID.x, head = gl_WorkGroupID.z % pc.H, j0 = gl_WorkGroupID.z / pc.H * LPC;
     uint seq = scr[pc.item_off + 2u * item], c0 = scr[pc.item_off + 2u * item + 1u] * pc.cps;
     uint nb = seq_n_blocks(seq), nw = seq_n_window(seq);
+#ifdef PKV_COOPMAT
+    cm_init_a(); /* published by cm_logits' first reduction */
+#endif
     for (uint j = j0; j < j0 + LPC; j++) {
     uint c = c0 + j;
     if (j >= pc.cps || c >= nb + (nw + G - 1u) / G) break; /* uniform: past the item's or the sequence's chunks */
@@ -35,9 +116,21 @@ void main()
     bool codes = c < nb && MODE != 2u, rows = c < nb && MODE == 2u; /* compressed block, FP16 mode's block */
     uint base = c < nb ? seq_block_slot(seq, head, c) * pc.block_words : 0u;
     uint w0 = codes ? 0u : (c - nb) * G, count = codes ? G : min(G, nw - w0);
+    uint ka[TPT];
+    float zt[NR], zmax[NR];
+    [[unroll]] for (uint r = 0u; r < NR; r++) zt[r] = 0.0, zmax[r] = 0.0;
+    vec4 dot[TPT][NRV];
+#ifdef PKV_COOPMAT /* TPT 1 */
+    {
+        uvec4 krow[SPLIT_KQ];
+        [[unroll]] for (uint k = 0u; k < SPLIT_KQ; k++) krow[k] = codes ? blk4[(base + pc.o_kcodes) / 4u + lid * SPLIT_KQ + k] : uvec4(0u);
+        ka[0] = MODE == 0u && codes ? (blk[base + pc.o_kidx + lid / 4u] >> (8u * (lid % 4u))) & 255u : 0u;
+        uint h = codes ? 0u : seq_window(seq, head) * pc.window_words * 2u + (w0 + lid) * D;
+        cm_logits(codes, base, lid < count, h, krow, seq, head, tile, zt, dot[0]);
+    }
+#else
     /* this invocation's tokens lid + u WG: their K code rows (and patterns) first, so that their
      * latency overlaps the q * s_K phase */
-    uint ka[TPT];
     if (codes) {
         [[unroll]] for (uint u = 0u; u < TPT; u++) {
             uint t = lid + u * WG;
@@ -48,8 +141,6 @@ void main()
         }
     }
     /* q * scale * s_K,i * 2^-shift (a window chunk: q * scale) and the zero-point terms q . z_K */
-    float zt[NR], zmax[NR];
-    [[unroll]] for (uint r = 0u; r < NR; r++) zt[r] = 0.0, zmax[r] = 0.0;
     for (uint i = lid; i < D; i += WG) {
         float s = 1.0, z = 0.0;
         if (codes) {
@@ -66,7 +157,6 @@ void main()
     }
     wg_reduce2(zt, false, zmax, false); /* its barrier also publishes qs_s and kc_s */
 
-    vec4 dot[TPT][NRV];
     [[unroll]] for (uint u = 0u; u < TPT; u++) [[unroll]] for (uint v = 0u; v < NRV; v++) dot[u][v] = vec4(0.0);
     if ((pc.flags & ATTN_SKIP_K) != 0u) {
     } else if (codes) {
@@ -101,6 +191,7 @@ void main()
             }
         }
     }
+#endif
     uint T = nb * G + nw, at = attn_logit_rec(item, j, tile, head);
     uint limit[NR]; /* causal: the last token each row sees */
     [[unroll]] for (uint r = 0u; r < NR; r++) {

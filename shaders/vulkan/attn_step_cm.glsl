@@ -14,34 +14,17 @@
  * back by 2^24 in fp32. So a word's channels sit in the tile in the order c, c + PER/2, c + 1, ...
  * (cm_pos), and A (K) and the output (V) use the same order. fp16 window chunks are fp16 rows in
  * their natural order, with A = q and P = p. Numerics: docs/NUMERICS.md. */
-#extension GL_NV_cooperative_matrix : require
-#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
-#extension GL_KHR_memory_scope_semantics : require
-#extension GL_KHR_shader_subgroup_basic : require
+#include "attn_cm.glsl"
 
 const uint CM_TLD = (D / 2u + 8u) / 8u; /* a tile row: D / 2 halves + 8 of padding, in 16-byte words */
 const uint CM_NW = WG / 32u;            /* subgroups */
 const uint CM_PER = 32u / KPB;          /* K codes per word */
 const uint CM_VPER = 32u / VPB;         /* V codes per word */
-const float CM_UNIT = 16777216.0;       /* 2^24: a subnormal code's scale */
 shared uvec4 cm_tile[G * CM_TLD];       /* a round's D / 2 channels of the chunk's G rows (K, then V) */
 /* A of K (q', rows of D halves) and A of V (p', rows of G) take turns in one array */
 const uint CM_LDAB = (D > G ? D : G) + 8u;
 shared float16_t cm_ab[16u * CM_LDAB];
 shared float cm_out[16u * (G > D ? G : D)]; /* the logits S, then the output O */
-
-/* Where channel i of a word of `per` codes sits in the tile's order */
-uint cm_pos(uint i, uint per)
-{
-    uint j = i % per, h = per / 2u;
-    return i - j + (j < h ? 2u * j : 2u * (j - h) + 1u);
-}
-
-/* The fp16 pair (c, c + per / 2) of a code word, as two subnormals code * 2^-24 */
-uint cm_pair(uint w, uint c, uint bits)
-{
-    return (w >> (bits * c)) & (((1u << bits) - 1u) * 0x10001u);
-}
 
 /* Row t of the tile, round r: its token's codes (words[] of KPB- or VPB-bit codes), or the fp16 row at
  * half index h of the windows (blocks never hold fp16 rows in these modes), or zeros. */

@@ -21,12 +21,20 @@ const uint NG = D / CH;             /* channel groups */
 const uint NS = WG / NG;            /* token slices (the host: NG <= WG) */
 const uint CE = (D + WG - 1u) / WG; /* channels per invocation in per-channel loops */
 const uint SCAP = MODE == 0u ? CAP : 1u;
+#ifdef PKV_COOPMAT
+const uint VST = MODE == 2u ? 1u : VRW + 1u; /* words of a staged V code row (padded: a subgroup reads 32 rows' word k) */
+const uint ACC_M = WG * CH > NR * D ? WG * CH : NR * D;
+const uint ACC_N = ACC_M > 16u * D ? ACC_M : 16u * D; /* also O at the end of an item */
+#else
 const uint VST = MODE == 2u ? 1u : VRW; /* words of a staged V code row */
 const uint ACC_N = WG * CH > NR * D ? WG * CH : NR * D;
+#endif
 #define LID gl_LocalInvocationID.x
 
 shared uint vw_s[G * VST];      /* the chunk's V code rows */
+#ifndef PKV_COOPMAT
 shared vec4 w_s[G * NRV];       /* the chunk's weights p s_t (window: p) */
+#endif
 /* PATTERN's V histogram S[r][m] (the sum of p over a pattern's gated tokens): a chunk's adds in fixed
  * point, units of 2^-24, by integer atomics whose results nobody waits for (p <= 1: a chunk of G <= 256
  * tokens stays below 2^32), folded into the item's float sums after each chunk. A weight is rounded to
@@ -81,6 +89,42 @@ void v_fp16(inout float acc[NR][CH], bool window, uint h, vec4 wt[NRV])
 
 uint block_slot(uint seq, uint head, uint c, uint nb) { return c < nb ? seq_block_slot(seq, head, c) : 0u; }
 
+#ifdef PKV_COOPMAT
+#include "attn_split_cm.glsl"
+/* O += A B (A = the chunk's p s_t, attn_split_cm.glsl): subgroup w owns the 16 channels k 64 + 16 w of
+ * each round k, for which it converts B from the staged code rows (or reads the window's fp16 rows)
+ * into a tile of its own, 64 tokens at a time: no workgroup barrier inside a chunk. */
+const uint CM_KT = 64u;  /* tokens per tile */
+const uint CM_VLD = 3u;  /* a tile row: 16 halves + 8 of padding, in 16-byte words */
+shared uvec4 cm_vt[(WG / 32u) * CM_KT * CM_VLD];
+#define CM_MAT fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+#define CM_OPD fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+
+/* Subgroup w's tile for round k, tokens t0..t0 + 63: their codes in tile order, or (a window chunk) their
+ * fp16 rows at half index hw + u D, zeros past count */
+void cm_stage_v(uint k, uint t0, bool codes, uint hw, uint count)
+{
+    const uint PER = 32u / VBITS, HALF = PER / 2u, WS = 16u * VBITS / 32u; /* code words of 16 channels */
+    uint w = LID / 32u, l = LID % 32u, c0 = k * CM_RC + 16u * w;
+    [[unroll]] for (uint e = 0u; e < CM_KT / 32u; e++) {
+        uint u = t0 + l + 32u * e, row = (w * CM_KT + l + 32u * e) * CM_VLD;
+        uvec4 x0 = uvec4(0u), x1 = uvec4(0u);
+        if (codes) {
+            uint pr[8];
+            [[unroll]] for (uint q = 0u; q < WS; q++) {
+                uint wd = vw_s[u * VST + c0 * VBITS / 32u + q];
+                [[unroll]] for (uint c = 0u; c < HALF; c++) pr[q * HALF + c] = cm_pair(wd, c, VBITS);
+            }
+            x0 = uvec4(pr[0], pr[1], pr[2], pr[3]), x1 = uvec4(pr[4], pr[5], pr[6], pr[7]);
+        } else if (u < count) {
+            uint h8 = (hw + u * D + c0) / 8u;
+            x0 = win4[h8], x1 = win4[h8 + 1u];
+        }
+        cm_vt[row] = x0, cm_vt[row + 1u] = x1;
+    }
+}
+#endif
+
 void main()
 {
     uint lid = LID, item = gl_WorkGroupID.x, tile = gl_WorkGroupID.y, head = gl_WorkGroupID.z;
@@ -101,10 +145,18 @@ void main()
         if (lid < 8u) vchunk_s[lid] = lid * 32u < seq_bank(seq) ? seq_chunk(seq, head, lid) : 0u;
         for (uint e = lid; e < NR * SCAP; e += WG) Sq_s[e] = 0u, Sf_s[e] = 0.0;
     }
+#ifdef PKV_COOPMAT
+    cm_init_a(); /* published by the reduction's barrier */
+#endif
     wg_reduce2(M, true, l, false); /* l stays 0 */
 
+#ifdef PKV_COOPMAT
+    CM_MAT oc[2], ow[2]; /* O of the code chunks (units of 2^-24, tile order) and of the window's (D <= 128) */
+    oc[0] = oc[1] = ow[0] = ow[1] = CM_MAT(0.0);
+#else
     float acc[NR][CH];
     [[unroll]] for (uint r = 0u; r < NR; r++) [[unroll]] for (uint c = 0u; c < CH; c++) acc[r][c] = 0.0;
+#endif
     uint g = lid % NG, s = lid / NG;
 
     /* chunk c's loads, for this invocation's token; issued one chunk ahead */
@@ -145,7 +197,11 @@ void main()
             pz[r] += codes ? p[r] * vz : 0.0;
             wt[r / 4u][r % 4u] = p[r] * (codes ? vs : 1.0);
         }
+#ifdef PKV_COOPMAT
+        [[unroll]] for (uint r = 0u; r < NR; r++) cm_put(r, lid, wt[r / 4u][r % 4u]);
+#else
         [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[lid * NRV + v] = wt[v];
+#endif
         if (MODE == 0u && codes && gate != 0u && (pc.flags & ATTN_SKIP_HIST) == 0u)
             [[unroll]] for (uint r = 0u; r < NR; r++) {
                 uint q = uint(p[r] * HIST_UNIT + 0.5);
@@ -163,6 +219,22 @@ void main()
             }
         /* V: channel group g over the tokens of slice s */
         uint count = codes ? G : min(G, nw - (c - nb) * G);
+#ifdef PKV_COOPMAT
+        if ((pc.flags & ATTN_SKIP_V) == 0u)
+            [[unroll]] for (uint k = 0u; k < CM_ROUNDS; k++)
+                [[unroll]] for (uint t0 = 0u; t0 < G; t0 += CM_KT) {
+                    cm_stage_v(k, t0, codes, wb + (pc.R + (c - nb) * G) * D, count);
+                    subgroupBarrier();
+                    [[unroll]] for (uint j = 0u; j < CM_KT / 16u; j++) {
+                        CM_OPD a, b;
+                        coopMatLoadNV(a, cm_a, t0 + 16u * j, CM_LDA, false);
+                        coopMatLoadNV(b, cm_vt, ((lid / 32u) * CM_KT + 16u * j) * CM_VLD, CM_VLD, false);
+                        if (codes) oc[k] = coopMatMulAddNV(a, b, oc[k]);
+                        else ow[k] = coopMatMulAddNV(a, b, ow[k]);
+                    }
+                    subgroupBarrier(); /* the tile is read before it is written again */
+                }
+#else
         if ((pc.flags & ATTN_SKIP_V) == 0u && s < NS)
             for (uint u = s; u < count; u += NS) {
                 [[unroll]] for (uint v = 0u; v < NRV; v++) wt[v] = w_s[u * NRV + v];
@@ -170,12 +242,31 @@ void main()
                 else if (c < nb) v_fp16(acc, false, (base_c + pc.o_vcodes) * 2u + u * D + g * CH, wt); /* FP16 mode */
                 else v_fp16(acc, true, wb + (pc.R + (c - nb) * G + u) * D + g * CH, wt);
             }
+#endif
         barrier();
     }
 
     /* the item's partial: l and the zero-point sums over tokens, the slices' V sums */
     wg_sum_sum(l, pz);
     float o[NR][CE];
+#ifdef PKV_COOPMAT
+    /* O of the code chunks, then of the window's, through acc_s: row r is O[r] + O[8 + r] */
+    [[unroll]] for (uint r = 0u; r < NR; r++) [[unroll]] for (uint e = 0u; e < CE; e++) o[r][e] = pz[r];
+    [[unroll]] for (uint part = 0u; part < 2u; part++) {
+        if (part == 1u && c1 <= nb) break; /* uniform: no window chunk in this item */
+        barrier(); /* acc_s free */
+        [[unroll]] for (uint k = 0u; k < CM_ROUNDS; k++)
+            if (part == 0u) coopMatStoreNV(oc[k], acc_s, k * CM_RC + 16u * (lid / 32u), D, false);
+            else coopMatStoreNV(ow[k], acc_s, k * CM_RC + 16u * (lid / 32u), D, false);
+        barrier();
+        [[unroll]] for (uint e = 0u; e < CE; e++) {
+            uint i = lid + e * WG, src = part == 0u ? cm_pos(i, 32u / VBITS) : i;
+            if (i < D)
+                [[unroll]] for (uint r = 0u; r < NR; r++)
+                    o[r][e] += (acc_get(r * D + src) + acc_get((8u + r) * D + src)) * (part == 0u ? CM_UNIT : 1.0);
+        }
+    }
+#else
     [[unroll]] for (uint r = 0u; r < NR; r++) {
         barrier(); /* acc_s free again */
         if (s < NS)
@@ -189,6 +280,7 @@ void main()
             o[r][e] = sum;
         }
     }
+#endif
     if (MODE == 0u && (pc.flags & ATTN_SKIP_FOLD) == 0u) fold_patterns(seq_bank(seq), o);
 
     if (nsplit == 1u) { /* the whole sequence in one item: normalise and write out */

@@ -32,8 +32,10 @@ enum pkv_vk_kernel {
     PKV_K_ATTN_WARP_SG, /* the same with subgroup arithmetic */
     PKV_K_ATTN_LOGITS,    /* split attention, pass 1 (attn_logits.comp) */
     PKV_K_ATTN_LOGITS_SG,
+    PKV_K_ATTN_LOGITS_CM, /* the same on cooperative matrices (attn_split_cm.glsl) */
     PKV_K_ATTN_VALUES,    /* pass 2 (attn_values.comp) */
     PKV_K_ATTN_VALUES_SG,
+    PKV_K_ATTN_VALUES_CM,
     PKV_K_READ_BW,
     PKV_K_STAGE_INPUT,
     PKV_K_WINDOW_WRITE,

@@ -655,6 +655,30 @@ static int split_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, ui
            split_shared_bytes(g, sh, nr, vk->subgroup_arith) <= vk->props.limits.maxComputeSharedMemorySize;
 }
 
+/* Bytes of shared memory the larger of the two passes declares with PKV_COOPMAT (attn_split_cm.glsl;
+ * subgroups of 32, G 128) for nr rows: A, then attn_logits' tile and S, or attn_values' staged code rows,
+ * tiles, histogram and acc_s (which also holds O). */
+static size_t split_cm_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
+{
+    const size_t G = g->G, d = g->d, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
+    const size_t a = 2 * 16 * ((d > G ? d : G) + 8), red = 8 * nr * 32 + 4, acc = split_acc_floats(g, sh.vch, nr);
+    const size_t logits = a + G * 9 * 16 + 4 * 16 * G + red;
+    const size_t values = a + (G / 32) * 64 * 3 * 16 + 4 * G * (g->v_row_words + 1) + 8 * nr * cap + 4 +
+                          4 * (acc > 16 * d ? acc : 16 * d) + 32 + red;
+    return logits > values ? logits : values;
+}
+
+/* Whether split attention's passes run on cooperative matrices: asked for (PKV_ATTN_COOPMAT=1), a device
+ * with them and subgroups of 32, a compressed mode with 2-, 4- or 8-bit codes, head_dim 64 or 128,
+ * groups of 128 tokens, at most 8 rows, and the shared memory fits. */
+static int split_cm_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
+{
+    const int bits_ok = (g->k_bits == 2 || g->k_bits == 4 || g->k_bits == 8) && (g->v_bits == 2 || g->v_bits == 4 || g->v_bits == 8);
+    return sh.coopmat && vk->coopmat && vk->subgroup_arith && vk->subgroup_size == 32 && g->mode != PKV_MODE_FP16 && bits_ok &&
+           (g->d == 64 || g->d == 128) && g->G == 128 && nr <= 8 &&
+           split_cm_shared_bytes(g, sh, nr) <= vk->props.limits.maxComputeSharedMemorySize;
+}
+
 typedef pkv_vk_attn_cfg attn_cfg; /* vk_internal.h */
 
 /* How many chunks an op has for the device, its (chunks x KV heads) per compute unit: ATTN_FEW under 8,
@@ -694,6 +718,8 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     pkv_attn_shape sp = shape; /* split attention: 8 V channels per invocation unless asked otherwise */
     if (!env->vch) sp.vch = 8;
     const int use_split = (size == ATTN_MANY || env->split == 2) && split_fits(vk, g, sp, cm_nr);
+    const int split_cm = use_split && split_cm_fits(vk, g, sp, cm_nr);
+    if (split_cm) sp.tpt = 1; /* its logits pass: one token per invocation */
     if (use_split) shape = sp;
     const int use_cm = !use_split && decode_cm_fits(vk, g, cm, cm_nr);
     const int use_warp = !use_split && !use_cm && warp_fits(vk, g, shape, cm_nr);
@@ -737,7 +763,8 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     const uint32_t base[8] = {0, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     for (int i = 0; i < 4; i++) memcpy(c->spec[i], base, sizeof base);
     c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
-    c->kernel[1] = use_split  ? (vk->subgroup_arith ? PKV_K_ATTN_VALUES_SG : PKV_K_ATTN_VALUES)
+    c->kernel[1] = split_cm   ? PKV_K_ATTN_VALUES_CM
+                   : use_split ? (vk->subgroup_arith ? PKV_K_ATTN_VALUES_SG : PKV_K_ATTN_VALUES)
                    : use_cm   ? PKV_K_ATTN_DECODE_CM
                    : use_warp ? (vk->subgroup_arith ? PKV_K_ATTN_WARP_SG : PKV_K_ATTN_WARP)
                    : vk->subgroup_arith ? PKV_K_ATTN_DECODE_SG : PKV_K_ATTN_DECODE;
@@ -747,7 +774,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
     c->kernel[3] = -1;
     if (use_split) {
-        c->kernel[3] = vk->subgroup_arith ? PKV_K_ATTN_LOGITS_SG : PKV_K_ATTN_LOGITS;
+        c->kernel[3] = split_cm ? PKV_K_ATTN_LOGITS_CM : vk->subgroup_arith ? PKV_K_ATTN_LOGITS_SG : PKV_K_ATTN_LOGITS;
         memcpy(c->spec[1], c->spec[3], sizeof c->spec[1]);
         c->spec[1][0] = G, c->spec[1][9] = shape.vch; /* attn_values keeps its own histogram (no HIST_FIXED) */
         c->spec[3][0] = G / shape.tpt, c->spec[3][14] = shape.lpc, c->spec[3][15] = shape.tpt;
