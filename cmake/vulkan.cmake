@@ -20,9 +20,9 @@ set(PKV_SHADER_OUT ${CMAKE_CURRENT_BINARY_DIR}/pkv_shaders)
 file(MAKE_DIRECTORY ${PKV_SHADER_OUT})
 # Each entry is embedded as pkv_spv_<name>; a name ending in _sg is <name without _sg>.comp built
 # with subgroup arithmetic (-DPKV_SUBGROUPS), used only where the device reports it; _cm adds
-# cooperative matrices (-DPKV_COOPMAT).
+# cooperative matrices (-DPKV_COOPMAT); _cme emulates them (-DPKV_COOPMAT_EMU).
 set(PKV_SHADERS kmeans_init kmeans_assign kmeans_partial kmeans_reduce kmeans_finish kmeans_store assign quant_search quant_block flush_centre
-    attn_qc attn_decode attn_decode_sg attn_decode_cm attn_warp attn_warp_sg attn_logits attn_logits_sg attn_logits_cm attn_values attn_values_sg attn_values_cm attn_merge read_bw stage_input window_write)
+    attn_qc attn_decode attn_decode_sg attn_decode_cm attn_warp attn_warp_sg attn_logits attn_logits_sg attn_logits_cm attn_logits_cme attn_values attn_values_sg attn_values_cm attn_values_cme attn_merge read_bw stage_input window_write)
 file(GLOB PKV_SHADER_INCLUDES ${PKV_SHADER_DIR}/*.glsl ${PKV_SHADER_COMMON_DIR}/*.h)
 
 # SPIR-V -> C array, run by cmake -P at build time.
@@ -49,6 +49,9 @@ foreach(s ${PKV_SHADERS})
   elseif(s MATCHES "_cm$") # and cooperative matrices (VK_NV_cooperative_matrix), where the device has them
     string(REGEX REPLACE "_cm$" "" src ${s})
     set(defs -DPKV_SUBGROUPS -DPKV_COOPMAT)
+  elseif(s MATCHES "_cme$") # the same with the matrices emulated in plain GLSL (tests, attn_split_cm.glsl)
+    string(REGEX REPLACE "_cme$" "" src ${s})
+    set(defs -DPKV_SUBGROUPS -DPKV_COOPMAT -DPKV_COOPMAT_EMU)
   endif()
   if(PKV_SPIRV_DIR)
     set(compile ${CMAKE_COMMAND} -E copy ${PKV_SPIRV_DIR}/${s}.spv ${spv})

@@ -162,6 +162,29 @@ static void coopmat_split_matches_fp64_attention(void **state)
     unsetenv("PKV_ATTN_SPLIT");
 }
 
+/* The same kernels with the matrix operations emulated in plain GLSL (PKV_ATTN_COOPMAT=emu: Vulkan
+ * devices with subgroup arithmetic, lavapipe included), so that their tiles, operand orders, hi/lo
+ * rows, row scales and window chunks are checked where no device has cooperative matrices. With the
+ * switch, a Vulkan op whose shape the emulated kernels do not serve fails instead of running the
+ * portable ones. The shapes fit lavapipe's 32 KB of shared memory. Run where PKV_TEST_COOPMAT_EMU=1
+ * (its own ctest entry, test_attention_vulkan_coopmat_emu: the emulated kernels need subgroup
+ * arithmetic, which some Vulkan variants turn off, and their build is slow on lavapipe). */
+static void emulated_coopmat_split_matches_fp64_attention(void **state)
+{
+    (void)state;
+    setenv("PKV_ATTN_COOPMAT", "emu", 1);
+    setenv("PKV_ATTN_SPLIT", "1", 1);
+    const shape cases[] = {{2, 4, 64, 128, 2, 1, PKV_MODE_PATTERN}, {1, 2, 128, 128, 2, 1, PKV_MODE_PATTERN},
+                           {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},  {1, 2, 64, 128, 4, 1, PKV_MODE_PATTERN},
+                           {1, 2, 64, 128, 8, 1, PKV_MODE_PATTERN},  {1, 4, 64, 128, 2, 3, PKV_MODE_DIRECT},
+                           {1, 2, 128, 128, 4, 1, PKV_MODE_DIRECT}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_quantized_case(&cases[i], 0);
+    const shape in_runs = {2, 4, 64, 128, 2, 1, PKV_MODE_PATTERN};
+    check_quantized_case(&in_runs, 40);
+    unsetenv("PKV_ATTN_COOPMAT");
+    unsetenv("PKV_ATTN_SPLIT");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,5 +193,8 @@ int main(void)
         cmocka_unit_test(coopmat_step_matches_fp64_attention),
         cmocka_unit_test(coopmat_split_matches_fp64_attention),
     };
+    const struct CMUnitTest emulated[] = {cmocka_unit_test(emulated_coopmat_split_matches_fp64_attention)};
+    const char *emu = getenv("PKV_TEST_COOPMAT_EMU");
+    if (emu && strcmp(emu, "1") == 0) return tu_run_tests(emulated, NULL, NULL);
     return tu_run_tests(tests, NULL, NULL);
 }

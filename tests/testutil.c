@@ -32,6 +32,12 @@ pkv_context *tu_context(void)
 
 int tu_skipped;
 
+void tu_filter(void)
+{
+    const char *f = getenv("PKV_TEST_FILTER");
+    if (f && *f) cmocka_set_test_filter(f);
+}
+
 int tu_exit(int rc) { return rc == 0 && tu_skipped ? 77 : rc; }
 
 int tu_in_ci(void)

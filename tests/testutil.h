@@ -26,7 +26,9 @@ int tu_in_ci(void);
 extern int tu_skipped;
 /* The group's result, or 77 when it passed with a test skipped. */
 int tu_exit(int rc);
-#define tu_run_tests(tests, setup, teardown) tu_exit(cmocka_run_group_tests(tests, setup, teardown))
+/* PKV_TEST_FILTER=<pattern> runs only the tests whose names match (cmocka's wildcards; development aid) */
+#define tu_run_tests(tests, setup, teardown) (tu_filter(), tu_exit(cmocka_run_group_tests(tests, setup, teardown)))
+void tu_filter(void);
 /* A context on p->backend for the GPU backends' tests: when that backend has no device, fails the
  * test in CI and skips it, saying why, elsewhere. */
 pkv_context *tu_context_or_skip(pkv_context_params *p);

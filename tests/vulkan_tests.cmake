@@ -23,6 +23,12 @@ add_test(NAME test_attention_vulkan_split_nosubgroups COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_split_nosubgroups PROPERTIES TIMEOUT 600 LABELS vulkan
   ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_SPLIT=1;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_ATTN_TPT=2;PKV_ATTN_LPC=3;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
 
+# Split attention's cooperative-matrix kernels (attn_split_cm.glsl) with the matrix operations emulated
+# in plain GLSL (PKV_ATTN_COOPMAT=emu), as lavapipe has no cooperative matrices; with many partials.
+add_test(NAME test_attention_vulkan_coopmat_emu COMMAND test_attention)
+set_tests_properties(test_attention_vulkan_coopmat_emu PROPERTIES TIMEOUT 600 LABELS vulkan
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_TEST_COOPMAT_EMU=1;PKV_ATTN_CHUNKS_PER_ITEM=2;${PKV_VK_TEST_ENV}")
+
 # The one-pass kernel (attn_decode.comp; PKV_ATTN_SPLIT=0) on every shape, with each step's loads
 # issued when it starts (PKV_ATTN_PREFETCH=0: the tuning fallback). The variants below are its too.
 add_test(NAME test_attention_vulkan_noprefetch COMMAND test_attention)

@@ -3,10 +3,12 @@
  * pair (code c, code c + per / 2) of a word of `per` codes is (w >> bits c) & mask, two fp16
  * subnormals code * 2^-24, exact; products are scaled back by 2^24 (CM_UNIT) in fp32. So a word's
  * channels sit in a tile in the order c, c + per / 2, c + 1, ... (cm_pos). */
+#ifndef PKV_COOPMAT_EMU /* (attn_split_cm.glsl's emulation needs none of these) */
 #extension GL_NV_cooperative_matrix : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
+#endif
 
 const float CM_UNIT = 16777216.0; /* 2^24: a subnormal code's scale */
 

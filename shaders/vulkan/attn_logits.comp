@@ -20,26 +20,29 @@ const uint PER = 32u / KBITS, MASK = (1u << KBITS) - 1u;
 const uint KST = MODE == 2u ? 1u : KRW + 1u; /* a token's staged K code row, padded: invocations read their own rows without bank conflicts */
 #include "wg_reduce.glsl"
 #ifdef PKV_COOPMAT
+/* The K tile: token t's row of a round of 32 channels, + 8 halves of padding (a row is 5 16-byte words,
+ * so 8 rows' same word sit in different banks); subgroup w's tokens are 32w.. (its own rows) */
+const uint CM_KRC = 32u, CM_TLD = (CM_KRC + 8u) / 8u;
+shared uvec4 cm_tile[G * CM_TLD];
+#define CM_TILE cm_tile
 #include "attn_split_cm.glsl"
-const uint CM_TLD = (CM_RC + 8u) / 8u; /* a tile row: a round's 64 halves + 8 of padding, in 16-byte words */
-shared uvec4 cm_tile[G * CM_TLD];      /* token t's row; subgroup w's tokens are 32w.. (its own rows) */
-shared float cm_s[16u * G];            /* S */
+shared float cm_s[16u * G]; /* S */
 
 /* Row t of the K tile, round k: the token's codes (krow) in tile order, or its fp16 row at half index h
  * (window chunks; ok: the token is there), or zeros */
 void cm_stage_k(uint t, uint k, bool codes, bool ok, uint h, uvec4 krow[SPLIT_KQ])
 {
-    const uint PER = 32u / KBITS, HALF = PER / 2u, WPR = CM_RC * KBITS / 32u;
+    const uint PER = 32u / KBITS, HALF = PER / 2u, WPR = CM_KRC * KBITS / 32u;
     if (codes) {
-        uint pr[CM_RC / 2u];
+        uint pr[CM_KRC / 2u];
         [[unroll]] for (uint j = 0u; j < WPR; j++) {
             uint kw = k * WPR + j, w = krow[kw / 4u][kw % 4u];
             [[unroll]] for (uint c = 0u; c < HALF; c++) pr[j * HALF + c] = cm_pair(w, c, KBITS);
         }
-        [[unroll]] for (uint q = 0u; q < CM_RC / 8u; q++)
+        [[unroll]] for (uint q = 0u; q < CM_KRC / 8u; q++)
             cm_tile[t * CM_TLD + q] = uvec4(pr[4u * q], pr[4u * q + 1u], pr[4u * q + 2u], pr[4u * q + 3u]);
     } else
-        [[unroll]] for (uint q = 0u; q < CM_RC / 8u; q++) cm_tile[t * CM_TLD + q] = ok ? win4[h / 8u + k * (CM_RC / 8u) + q] : uvec4(0u);
+        [[unroll]] for (uint q = 0u; q < CM_KRC / 8u; q++) cm_tile[t * CM_TLD + q] = ok ? win4[h / 8u + k * (CM_KRC / 8u) + q] : uvec4(0u);
 }
 
 /* This invocation's token's q . k over the channels (no q.z_K, q.P_K or limit yet) for the NR rows,
@@ -71,26 +74,26 @@ void cm_logits(bool codes, uint base, bool ok, uint h, uvec4 krow[SPLIT_KQ], uin
         sc[r] = cm_row_scale(qm[r]);
         if (lid < D) cm_put(r, pos, qv[r] * sc[r]);
     }
-    fcoopmatNV<32, gl_ScopeSubgroup, 16, 16> acc[2];
-    acc[0] = acc[1] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
+    CM_ACC acc[2];
+    acc[0] = acc[1] = CM_ACC_ZERO;
     bool skip = (pc.flags & ATTN_SKIP_K) != 0u; /* a timing aid */
-    [[unroll]] for (uint k = 0u; k < CM_ROUNDS; k++) {
+    CM_UNROLL for (uint k = 0u; k < D / CM_KRC; k++) {
         cm_stage_k(lid, k, codes, ok, h, krow);
         if (k == 0u) barrier(); /* A from every invocation (the tile's rows are the subgroup's own) */
-        else subgroupBarrier();
+        else CM_SG_BARRIER();
         if (!skip)
-            [[unroll]] for (uint j = 0u; j < CM_RC / 16u; j++) {
-                fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> a, b;
-                coopMatLoadNV(a, cm_a, k * CM_RC + 16u * j, CM_LDA, false);
-                [[unroll]] for (uint n = 0u; n < 2u; n++) {
-                    coopMatLoadNV(b, cm_tile, (32u * w + 16u * n) * CM_TLD + 2u * j, CM_TLD, true);
-                    acc[n] = coopMatMulAddNV(a, b, acc[n]);
+            CM_UNROLL for (uint j = 0u; j < CM_KRC / 16u; j++) {
+                CM_OPD a, b;
+                CM_LOAD_A(a, k * CM_KRC + 16u * j, CM_LDA);
+                CM_UNROLL for (uint n = 0u; n < 2u; n++) {
+                    CM_LOAD_T(b, (32u * w + 16u * n) * CM_TLD + 2u * j, CM_TLD, true);
+                    acc[n] = CM_MAD(a, b, acc[n]);
                 }
             }
-        subgroupBarrier(); /* the rows are read before the next round writes them */
+        CM_SG_BARRIER(); /* the rows are read before the next round writes them */
     }
-    [[unroll]] for (uint n = 0u; n < 2u; n++) coopMatStoreNV(acc[n], cm_s, 32u * w + 16u * n, G, false);
-    subgroupBarrier();
+    CM_UNROLL for (uint n = 0u; n < 2u; n++) CM_STORE(acc[n], cm_s, 32u * w + 16u * n, G);
+    CM_SG_BARRIER();
     float unit = codes ? CM_UNIT : 1.0;
     [[unroll]] for (uint r = 0u; r < NRV * 4u; r++)
         dot[r / 4u][r % 4u] = r < NR ? (cm_s[r * G + lid] + cm_s[(8u + r) * G + lid]) * (unit / sc[min(r, NR - 1u)]) : 0.0;
@@ -215,11 +218,17 @@ void main()
         [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + t * NRV + v] = out4[v];
     }
     barrier(); /* red_s reused */
+#ifdef PKV_COOPMAT /* the chunk's largest V scale, for attn_values' operand scale */
+    [[unroll]] for (uint r = 0u; r < NR; r++) zt[r] = codes ? blk_hf((base + pc.o_vscale) * 2u + lid) : 0.0;
+#endif
     wg_reduce2(zmax, true, zt, true);
     if (lid == 0u) {
         vec4 out4[NRV];
         [[unroll]] for (uint r = 0u; r < NRV * 4u; r++) out4[r / 4u][r % 4u] = r < NR ? zmax[r] : PKV_NEG_INF;
         [[unroll]] for (uint v = 0u; v < NRV; v++) scr4[at + G * NRV + v] = out4[v];
+#ifdef PKV_COOPMAT
+        scr4[at + (G + 1u) * NRV] = vec4(zt[0], 0.0, 0.0, 0.0);
+#endif
     }
     }
 }

@@ -90,22 +90,22 @@ void v_fp16(inout float acc[NR][CH], bool window, uint h, vec4 wt[NRV])
 uint block_slot(uint seq, uint head, uint c, uint nb) { return c < nb ? seq_block_slot(seq, head, c) : 0u; }
 
 #ifdef PKV_COOPMAT
-#include "attn_split_cm.glsl"
-/* O += A B (A = the chunk's p s_t, attn_split_cm.glsl): subgroup w owns the 16 channels k 64 + 16 w of
- * each round k, for which it converts B from the staged code rows (or reads the window's fp16 rows)
- * into a tile of its own, 64 tokens at a time: no workgroup barrier inside a chunk. */
-const uint CM_KT = 64u;  /* tokens per tile */
-const uint CM_VLD = 3u;  /* a tile row: 16 halves + 8 of padding, in 16-byte words */
+/* O += A B (A = the chunk's p s_t, attn_split_cm.glsl): in rounds of 64 channels, subgroup w owns the
+ * 16 channels k 64 + 16 w of round k, for which it converts B from the staged code rows (or reads the
+ * window's fp16 rows) into a tile of its own, CM_KT tokens at a time: no workgroup barrier inside a
+ * chunk's product. */
+const uint CM_VRC = 64u, CM_KT = 32u; /* channels per round (4 subgroups x 16), tokens per tile */
+const uint CM_VLD = 3u;               /* a tile row: 16 halves + 8 of padding, in 16-byte words */
 shared uvec4 cm_vt[(WG / 32u) * CM_KT * CM_VLD];
-#define CM_MAT fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
-#define CM_OPD fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define CM_TILE cm_vt
+#include "attn_split_cm.glsl"
 
-/* Subgroup w's tile for round k, tokens t0..t0 + 63: their codes in tile order, or (a window chunk) their
- * fp16 rows at half index hw + u D, zeros past count */
+/* Subgroup w's tile for round k, tokens t0..t0 + CM_KT - 1: their codes in tile order, or (a window
+ * chunk) their fp16 rows at half index hw + u D, zeros past count */
 void cm_stage_v(uint k, uint t0, bool codes, uint hw, uint count)
 {
     const uint PER = 32u / VBITS, HALF = PER / 2u, WS = 16u * VBITS / 32u; /* code words of 16 channels */
-    uint w = LID / 32u, l = LID % 32u, c0 = k * CM_RC + 16u * w;
+    uint w = LID / 32u, l = LID % 32u, c0 = k * CM_VRC + 16u * w;
     [[unroll]] for (uint e = 0u; e < CM_KT / 32u; e++) {
         uint u = t0 + l + 32u * e, row = (w * CM_KT + l + 32u * e) * CM_VLD;
         uvec4 x0 = uvec4(0u), x1 = uvec4(0u);
@@ -140,6 +140,9 @@ void main()
     for (uint c = c0 + lid; c < c1; c += WG) {
         uint at = attn_logit_rec(item, c - c0, tile, head) + G * NRV;
         [[unroll]] for (uint r = 0u; r < NR; r++) M[r] = max(M[r], scr4[at + r / 4u][r % 4u]);
+#ifdef PKV_COOPMAT /* l: the item's largest V scale, for now */
+        [[unroll]] for (uint r = 0u; r < NR; r++) l[r] = max(l[r], scr4[at + NRV].x);
+#endif
     }
     if (MODE == 0u) {
         if (lid < 8u) vchunk_s[lid] = lid * 32u < seq_bank(seq) ? seq_chunk(seq, head, lid) : 0u;
@@ -147,12 +150,18 @@ void main()
     }
 #ifdef PKV_COOPMAT
     cm_init_a(); /* published by the reduction's barrier */
-#endif
+    wg_reduce2(M, true, l, true);
+    /* A of a code chunk is p s_t sv: its largest element in [2^13, 2^14), so that fp16's lo parts keep
+     * their precision whatever the V scales (p <= 1); a window chunk's is p 2^13 */
+    const float sv = cm_row_scale(l[0]), SW = 8192.0;
+    [[unroll]] for (uint r = 0u; r < NR; r++) l[r] = 0.0;
+#else
     wg_reduce2(M, true, l, false); /* l stays 0 */
+#endif
 
 #ifdef PKV_COOPMAT
-    CM_MAT oc[2], ow[2]; /* O of the code chunks (units of 2^-24, tile order) and of the window's (D <= 128) */
-    oc[0] = oc[1] = ow[0] = ow[1] = CM_MAT(0.0);
+    CM_ACC oc[2], ow[2]; /* O of the code chunks (units of 2^-24, tile order) and of the window's (D <= 128) */
+    oc[0] = oc[1] = ow[0] = ow[1] = CM_ACC_ZERO;
 #else
     float acc[NR][CH];
     [[unroll]] for (uint r = 0u; r < NR; r++) [[unroll]] for (uint c = 0u; c < CH; c++) acc[r][c] = 0.0;
@@ -198,7 +207,7 @@ void main()
             wt[r / 4u][r % 4u] = p[r] * (codes ? vs : 1.0);
         }
 #ifdef PKV_COOPMAT
-        [[unroll]] for (uint r = 0u; r < NR; r++) cm_put(r, lid, wt[r / 4u][r % 4u]);
+        [[unroll]] for (uint r = 0u; r < NR; r++) cm_put(r, lid, wt[r / 4u][r % 4u] * (codes ? sv : SW));
 #else
         [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[lid * NRV + v] = wt[v];
 #endif
@@ -221,18 +230,18 @@ void main()
         uint count = codes ? G : min(G, nw - (c - nb) * G);
 #ifdef PKV_COOPMAT
         if ((pc.flags & ATTN_SKIP_V) == 0u)
-            [[unroll]] for (uint k = 0u; k < CM_ROUNDS; k++)
-                [[unroll]] for (uint t0 = 0u; t0 < G; t0 += CM_KT) {
+            CM_UNROLL for (uint k = 0u; k < D / CM_VRC; k++)
+                CM_UNROLL for (uint t0 = 0u; t0 < G; t0 += CM_KT) {
                     cm_stage_v(k, t0, codes, wb + (pc.R + (c - nb) * G) * D, count);
-                    subgroupBarrier();
-                    [[unroll]] for (uint j = 0u; j < CM_KT / 16u; j++) {
+                    CM_SG_BARRIER();
+                    CM_UNROLL for (uint j = 0u; j < CM_KT / 16u; j++) {
                         CM_OPD a, b;
-                        coopMatLoadNV(a, cm_a, t0 + 16u * j, CM_LDA, false);
-                        coopMatLoadNV(b, cm_vt, ((lid / 32u) * CM_KT + 16u * j) * CM_VLD, CM_VLD, false);
-                        if (codes) oc[k] = coopMatMulAddNV(a, b, oc[k]);
-                        else ow[k] = coopMatMulAddNV(a, b, ow[k]);
+                        CM_LOAD_A(a, t0 + 16u * j, CM_LDA);
+                        CM_LOAD_T(b, ((lid / 32u) * CM_KT + 16u * j) * CM_VLD, CM_VLD, false);
+                        if (codes) oc[k] = CM_MAD(a, b, oc[k]);
+                        else ow[k] = CM_MAD(a, b, ow[k]);
                     }
-                    subgroupBarrier(); /* the tile is read before it is written again */
+                    CM_SG_BARRIER(); /* the tile is read before it is written again */
                 }
 #else
         if ((pc.flags & ATTN_SKIP_V) == 0u && s < NS)
@@ -255,15 +264,16 @@ void main()
     [[unroll]] for (uint part = 0u; part < 2u; part++) {
         if (part == 1u && c1 <= nb) break; /* uniform: no window chunk in this item */
         barrier(); /* acc_s free */
-        [[unroll]] for (uint k = 0u; k < CM_ROUNDS; k++)
-            if (part == 0u) coopMatStoreNV(oc[k], acc_s, k * CM_RC + 16u * (lid / 32u), D, false);
-            else coopMatStoreNV(ow[k], acc_s, k * CM_RC + 16u * (lid / 32u), D, false);
+        CM_UNROLL for (uint k = 0u; k < D / CM_VRC; k++) {
+            if (part == 0u) CM_STORE(oc[k], acc_s, k * CM_VRC + 16u * (lid / 32u), D);
+            else CM_STORE(ow[k], acc_s, k * CM_VRC + 16u * (lid / 32u), D);
+        }
         barrier();
         [[unroll]] for (uint e = 0u; e < CE; e++) {
             uint i = lid + e * WG, src = part == 0u ? cm_pos(i, 32u / VBITS) : i;
             if (i < D)
                 [[unroll]] for (uint r = 0u; r < NR; r++)
-                    o[r][e] += (acc_get(r * D + src) + acc_get((8u + r) * D + src)) * (part == 0u ? CM_UNIT : 1.0);
+                    o[r][e] += (acc_get(r * D + src) + acc_get((8u + r) * D + src)) * (part == 0u ? CM_UNIT / sv : 1.0 / SW);
         }
     }
 #else

@@ -34,7 +34,7 @@ void pkv_attn_env_read(pkv_attn_env *e)
     const char *hf = getenv("PKV_ATTN_HIST_FIXED");
     if (hf && *hf) e->hist_fixed = atoi(hf) > 0 ? 2 : 1;
     const char *cm = getenv("PKV_ATTN_COOPMAT");
-    if (cm && *cm) e->coopmat = atoi(cm) > 0 ? 2 : 1;
+    if (cm && *cm) e->coopmat = strcmp(cm, "emu") == 0 ? 3 : atoi(cm) > 0 ? 2 : 1;
     const char *wp = getenv("PKV_ATTN_WARP");
     if (wp && *wp) e->warp = atoi(wp) > 0 ? 2 : 1;
     const uint32_t teams = env_u32("PKV_ATTN_TEAMS");
@@ -175,7 +175,7 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pk
     if (env->prefetch) sh.prefetch = env->prefetch == 2;
     if (env->vb) sh.vb = env->vb;
     if (env->hist_fixed) sh.hist_fixed = env->hist_fixed == 2;
-    if (env->coopmat) sh.coopmat = env->coopmat == 2;
+    if (env->coopmat) sh.coopmat = env->coopmat - 1;
     if (env->warp) sh.warp = env->warp == 2;
     if (env->teams && backend == PKV_BACKEND_VULKAN) sh.teams = env->teams;
     if (env->split) sh.split = env->split == 2;

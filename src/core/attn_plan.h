@@ -100,7 +100,9 @@ typedef struct pkv_attn_shape {
      * compare-and-swap (Vulkan's default at 2 bits) */
     uint32_t hist_fixed;
     uint32_t vb;
-    /* the step on cooperative matrices where the backend has them (Vulkan: attn_step_cm.glsl) */
+    /* the step on cooperative matrices where the backend has them (Vulkan: attn_step_cm.glsl; split
+     * attention: attn_split_cm.glsl); 2: split attention's kernels with the matrices emulated in plain
+     * GLSL (PKV_ATTN_COOPMAT=emu, tests on devices without them) */
     uint32_t coopmat;
     /* the compressed modes on one warp per item (Vulkan: attn_warp.comp), where the shape allows */
     uint32_t warp;

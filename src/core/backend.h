@@ -158,7 +158,7 @@ typedef struct pkv_attn_env {
     uint32_t prefetch;        /* PKV_ATTN_PREFETCH: 0 not set, 1 off, 2 on */
     uint32_t vb;              /* PKV_ATTN_VB: fp16 V rows in flight per invocation (4, 8, 16), 0 not set */
     uint32_t hist_fixed;      /* PKV_ATTN_HIST_FIXED: 0 not set, 1 off, 2 on */
-    uint32_t coopmat;         /* PKV_ATTN_COOPMAT: 0 not set, 1 off, 2 on */
+    uint32_t coopmat;         /* PKV_ATTN_COOPMAT: 0 not set, 1 off, 2 on, 3 emu (split attention's kernels emulated: tests) */
     uint32_t warp;            /* PKV_ATTN_WARP: 0 not set, 1 off, 2 on */
     uint32_t teams;           /* PKV_ATTN_TEAMS: items per workgroup (Vulkan), 0 not set */
     uint32_t split;           /* PKV_ATTN_SPLIT: 0 not set, 1 off, 2 on */

@@ -33,9 +33,11 @@ enum pkv_vk_kernel {
     PKV_K_ATTN_LOGITS,    /* split attention, pass 1 (attn_logits.comp) */
     PKV_K_ATTN_LOGITS_SG,
     PKV_K_ATTN_LOGITS_CM, /* the same on cooperative matrices (attn_split_cm.glsl) */
+    PKV_K_ATTN_LOGITS_CME, /* the same with the matrices emulated (tests) */
     PKV_K_ATTN_VALUES,    /* pass 2 (attn_values.comp) */
     PKV_K_ATTN_VALUES_SG,
     PKV_K_ATTN_VALUES_CM,
+    PKV_K_ATTN_VALUES_CME,
     PKV_K_READ_BW,
     PKV_K_STAGE_INPUT,
     PKV_K_WINDOW_WRITE,
@@ -64,6 +66,7 @@ typedef struct pkv_vk_attn_cfg {
     uint32_t groups_per_cu, max_splits, cps_multiple; /* the planner's wave, the merge's limit, the kernel's step */
     pkv_attn_shape shape;
     int split;                           /* split attention: kernel[3] the logits pass, kernel[1] the values pass */
+    int emu_refused;                     /* PKV_ATTN_COOPMAT=emu asked for, split attention runs, and its emulated kernels do not serve the shape */
     int kernel[4];                       /* q.C pre-pass, decode, separate merge, logits */
     uint32_t spec[4][PKV_VK_SPEC_MAX];
 } pkv_vk_attn_cfg;

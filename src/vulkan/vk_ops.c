@@ -599,7 +599,7 @@ static size_t decode_cm_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint3
 static int decode_cm_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
 {
     const int bits_ok = (g->k_bits == 2 || g->k_bits == 4) && (g->v_bits == 2 || g->v_bits == 4);
-    return sh.coopmat && vk->coopmat && vk->subgroup_arith && vk->subgroup_size == 32 && g->mode != PKV_MODE_FP16 &&
+    return sh.coopmat == 1 && vk->coopmat && vk->subgroup_arith && vk->subgroup_size == 32 && g->mode != PKV_MODE_FP16 &&
            bits_ok && g->d == 128 && g->G == 128 && nr <= 16 &&
            decode_cm_shared_bytes(g, sh, nr) <= vk->props.limits.maxComputeSharedMemorySize;
 }
@@ -656,26 +656,29 @@ static int split_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, ui
 }
 
 /* Bytes of shared memory the larger of the two passes declares with PKV_COOPMAT (attn_split_cm.glsl;
- * subgroups of 32, G 128) for nr rows: A, then attn_logits' tile and S, or attn_values' staged code rows,
- * tiles, histogram and acc_s (which also holds O). */
+ * subgroups of 32, G 128) for nr rows: A (fp16; fp32 where emulated), then attn_logits' tile (32
+ * channels + 8 per token) and S, or attn_values' staged code rows, tiles (32 tokens x 24 halves per
+ * subgroup), histogram and acc_s (which also holds O). */
 static size_t split_cm_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
 {
     const size_t G = g->G, d = g->d, cap = g->mode == PKV_MODE_PATTERN ? g->capacity : 1;
-    const size_t a = 2 * 16 * ((d > G ? d : G) + 8), red = 8 * nr * 32 + 4, acc = split_acc_floats(g, sh.vch, nr);
-    const size_t logits = a + G * 9 * 16 + 4 * 16 * G + red;
-    const size_t values = a + (G / 32) * 64 * 3 * 16 + 4 * G * (g->v_row_words + 1) + 8 * nr * cap + 4 +
+    const size_t a = (sh.coopmat == 2 ? 4 : 2) * 16 * ((d > G ? d : G) + 8), red = 8 * nr * 32 + 4;
+    const size_t acc = split_acc_floats(g, sh.vch, nr);
+    const size_t logits = a + G * 5 * 16 + 4 * 16 * G + red;
+    const size_t values = a + (G / 32) * 32 * 3 * 16 + 4 * G * (g->v_row_words + 1) + 8 * nr * cap + 4 +
                           4 * (acc > 16 * d ? acc : 16 * d) + 32 + red;
     return logits > values ? logits : values;
 }
 
-/* Whether split attention's passes run on cooperative matrices: asked for (PKV_ATTN_COOPMAT=1), a device
- * with them and subgroups of 32, a compressed mode with 2-, 4- or 8-bit codes, head_dim 64 or 128,
- * groups of 128 tokens, at most 8 rows, and the shared memory fits. */
+/* Whether split attention's passes run on cooperative matrices: asked for (PKV_ATTN_COOPMAT=1: a device
+ * with them and subgroups of 32; =emu: emulated, any device with subgroup arithmetic), a compressed mode
+ * with 2-, 4- or 8-bit codes, head_dim 64 or 128, groups of 128 tokens, at most 8 rows, and the shared
+ * memory fits. */
 static int split_cm_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
 {
     const int bits_ok = (g->k_bits == 2 || g->k_bits == 4 || g->k_bits == 8) && (g->v_bits == 2 || g->v_bits == 4 || g->v_bits == 8);
-    return sh.coopmat && vk->coopmat && vk->subgroup_arith && vk->subgroup_size == 32 && g->mode != PKV_MODE_FP16 && bits_ok &&
-           (g->d == 64 || g->d == 128) && g->G == 128 && nr <= 8 &&
+    const int device_ok = sh.coopmat == 2 ? vk->subgroup_arith : sh.coopmat == 1 && vk->coopmat && vk->subgroup_arith && vk->subgroup_size == 32;
+    return device_ok && g->mode != PKV_MODE_FP16 && bits_ok && (g->d == 64 || g->d == 128) && g->G == 128 && nr <= 8 &&
            split_cm_shared_bytes(g, sh, nr) <= vk->props.limits.maxComputeSharedMemorySize;
 }
 
@@ -750,6 +753,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     memset(c, 0, sizeof *c);
     if (use_split) shape.bps = 1, shape.teams = 1, shape.stage_k = 0;
     c->nr = nr, c->stage_v = stage_v, c->split = use_split;
+    c->emu_refused = use_split && sp.coopmat == 2 && !split_cm;
     c->shape = shape;
     const uint32_t team = use_warp ? WARP_WG : c->shape.bps * G;
     c->wg = team * shape.teams;
@@ -763,7 +767,8 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     const uint32_t base[8] = {0, d, G, g->k_bits, g->v_bits, g->mode, nr, cap};
     for (int i = 0; i < 4; i++) memcpy(c->spec[i], base, sizeof base);
     c->kernel[0] = PKV_K_ATTN_QC, c->spec[0][0] = WG_SMALL;
-    c->kernel[1] = split_cm   ? PKV_K_ATTN_VALUES_CM
+    const int emu = split_cm && shape.coopmat == 2;
+    c->kernel[1] = split_cm   ? (emu ? PKV_K_ATTN_VALUES_CME : PKV_K_ATTN_VALUES_CM)
                    : use_split ? (vk->subgroup_arith ? PKV_K_ATTN_VALUES_SG : PKV_K_ATTN_VALUES)
                    : use_cm   ? PKV_K_ATTN_DECODE_CM
                    : use_warp ? (vk->subgroup_arith ? PKV_K_ATTN_WARP_SG : PKV_K_ATTN_WARP)
@@ -774,7 +779,8 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
     c->kernel[2] = PKV_K_ATTN_MERGE, c->spec[2][0] = WG_BLOCK;
     c->kernel[3] = -1;
     if (use_split) {
-        c->kernel[3] = split_cm ? PKV_K_ATTN_LOGITS_CM : vk->subgroup_arith ? PKV_K_ATTN_LOGITS_SG : PKV_K_ATTN_LOGITS;
+        c->kernel[3] = split_cm ? (emu ? PKV_K_ATTN_LOGITS_CME : PKV_K_ATTN_LOGITS_CM)
+                       : vk->subgroup_arith ? PKV_K_ATTN_LOGITS_SG : PKV_K_ATTN_LOGITS;
         memcpy(c->spec[1], c->spec[3], sizeof c->spec[1]);
         c->spec[1][0] = G, c->spec[1][9] = shape.vch; /* attn_values keeps its own histogram (no HIST_FIXED) */
         c->spec[3][0] = G / shape.tpt, c->spec[3][14] = shape.lpc, c->spec[3][15] = shape.tpt;
@@ -868,6 +874,9 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     const pkv_attn_plan *plan;
     pkv_status s = pkv_attn_plan_memo_get(&m->plan, op, g, nr, vk->compute_units * cfg.groups_per_cu, cfg.max_splits,
                                           cfg.cps_multiple, cfg.shape.teams, &be->attn_env, &plan);
+    if (s == PKV_OK && cfg.emu_refused) /* a test's switch: it must not pass on the portable kernels unnoticed */
+        s = pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: PKV_ATTN_COOPMAT=emu, but the emulated cooperative-matrix "
+                                                "kernels do not serve this shape (split_cm_fits)");
     if (s == PKV_OK && (plan->tiles > 65535 || H > 65535 || (cfg.split && (uint64_t)H * ceil_div(plan->cps, cfg.shape.lpc) > 65535)))
         s = pkv_fail(NULL, PKV_ERR_UNSUPPORTED, "vulkan attention: %u query rows per kv head exceed one dispatch",
                      op->q_len * (op->n_q_heads / H));
@@ -889,7 +898,7 @@ pkv_status pkv_vk_attention(pkv_backend *be, const pkv_store *st, const pkv_attn
     a.table_off = take(&sp, op->table_len + 1); /* its chunks and windows uploaded with them too */
     a.qc_off = take(&sp, pattern ? groups * cap * nrv * 4 : 1);
     a.part_off = take(&sp, (size_t)plan->n_slots * H * plan->tiles * nr * (d + 4) + 1);
-    a.lg_off = cfg.split ? take(&sp, (size_t)plan->n_items * plan->cps * plan->tiles * H * (g->G + 1) * nrv * 4) : 0;
+    a.lg_off = cfg.split ? take(&sp, (size_t)plan->n_items * plan->cps * plan->tiles * H * ((g->G + 1) * nrv + 1) * 4) : 0;
     a.out_off = take(&sp, (size_t)rows_total * d);
 
     /* a recorded call's q (vk_stage.c): copied raw into the q section (no larger than its fp32 words);

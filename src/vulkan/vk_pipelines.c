@@ -42,9 +42,11 @@ static const struct { const uint32_t *code; const size_t *size; } spirv[PKV_K_CO
     [PKV_K_ATTN_LOGITS] = {pkv_spv_attn_logits, &pkv_spv_attn_logits_size},
     [PKV_K_ATTN_LOGITS_SG] = {pkv_spv_attn_logits_sg, &pkv_spv_attn_logits_sg_size},
     [PKV_K_ATTN_LOGITS_CM] = {pkv_spv_attn_logits_cm, &pkv_spv_attn_logits_cm_size},
+    [PKV_K_ATTN_LOGITS_CME] = {pkv_spv_attn_logits_cme, &pkv_spv_attn_logits_cme_size},
     [PKV_K_ATTN_VALUES] = {pkv_spv_attn_values, &pkv_spv_attn_values_size},
     [PKV_K_ATTN_VALUES_SG] = {pkv_spv_attn_values_sg, &pkv_spv_attn_values_sg_size},
     [PKV_K_ATTN_VALUES_CM] = {pkv_spv_attn_values_cm, &pkv_spv_attn_values_cm_size},
+    [PKV_K_ATTN_VALUES_CME] = {pkv_spv_attn_values_cme, &pkv_spv_attn_values_cme_size},
     [PKV_K_READ_BW] = {pkv_spv_read_bw, &pkv_spv_read_bw_size},
     [PKV_K_STAGE_INPUT] = {pkv_spv_stage_input, &pkv_spv_stage_input_size},
     [PKV_K_WINDOW_WRITE] = {pkv_spv_window_write, &pkv_spv_window_write_size},
@@ -222,7 +224,8 @@ pkv_status pkv_vk_pipelines_init(pkv_vk *vk, const pkv_context_params *p)
     if (vk->f.vkCreatePipelineLayout(vk->device, &pl, NULL, &vk->pipe_layout) != VK_SUCCESS)
         return pkv_fail(NULL, PKV_ERR_DEVICE, "vulkan: vkCreatePipelineLayout failed");
     for (int k = 0; k < PKV_K_COUNT; k++) {
-        if ((k == PKV_K_ATTN_DECODE_SG || k == PKV_K_ATTN_WARP_SG || k == PKV_K_ATTN_LOGITS_SG || k == PKV_K_ATTN_VALUES_SG) &&
+        if ((k == PKV_K_ATTN_DECODE_SG || k == PKV_K_ATTN_WARP_SG || k == PKV_K_ATTN_LOGITS_SG || k == PKV_K_ATTN_VALUES_SG ||
+             k == PKV_K_ATTN_LOGITS_CME || k == PKV_K_ATTN_VALUES_CME) &&
             !vk->subgroup_arith) continue; /* its SPIR-V needs subgroup arithmetic */
         if ((k == PKV_K_ATTN_DECODE_CM || k == PKV_K_ATTN_LOGITS_CM || k == PKV_K_ATTN_VALUES_CM) &&
             !(vk->coopmat && vk->subgroup_arith)) continue; /* and cooperative matrices */
