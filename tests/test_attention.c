@@ -142,6 +142,18 @@ static void coopmat_step_matches_fp64_attention(void **state)
     unsetenv("PKV_ATTN_COOPMAT");
 }
 
+/* Split attention (PKV_ATTN_SPLIT=1) with PKV_ATTN_COOPMAT=coopmat on n cases with random V and one with
+ * V in runs of 40 tokens (the histogram), against fp64 within the portable kernels' bound */
+static void check_split_cases(const char *coopmat, const shape *cases, size_t n, const shape *in_runs)
+{
+    setenv("PKV_ATTN_COOPMAT", coopmat, 1);
+    setenv("PKV_ATTN_SPLIT", "1", 1);
+    for (size_t i = 0; i < n; i++) check_quantized_case(&cases[i], 0);
+    check_quantized_case(in_runs, 40);
+    unsetenv("PKV_ATTN_COOPMAT");
+    unsetenv("PKV_ATTN_SPLIT");
+}
+
 /* Split attention on cooperative matrices (PKV_ATTN_SPLIT=1 with PKV_ATTN_COOPMAT=1; Vulkan devices with
  * VK_NV_cooperative_matrix and subgroups of 32: head_dim 64 or 128, G 128, 2-, 4- or 8-bit codes, up to 8
  * rows per tile). Its fp16 operands carry hi and lo parts (attn_split_cm.glsl), so it is held to the
@@ -149,17 +161,12 @@ static void coopmat_step_matches_fp64_attention(void **state)
 static void coopmat_split_matches_fp64_attention(void **state)
 {
     (void)state;
-    setenv("PKV_ATTN_COOPMAT", "1", 1);
-    setenv("PKV_ATTN_SPLIT", "1", 1);
     const shape cases[] = {{2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 4, 1, PKV_MODE_PATTERN},
                            {1, 4, 128, 128, 8, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},
                            {1, 4, 128, 128, 4, 3, PKV_MODE_DIRECT},  {2, 8, 64, 128, 2, 1, PKV_MODE_PATTERN},
                            {1, 4, 64, 128, 4, 2, PKV_MODE_PATTERN}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_quantized_case(&cases[i], 0);
     const shape in_runs = {2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN};
-    check_quantized_case(&in_runs, 40);
-    unsetenv("PKV_ATTN_COOPMAT");
-    unsetenv("PKV_ATTN_SPLIT");
+    check_split_cases("1", cases, sizeof cases / sizeof cases[0], &in_runs);
 }
 
 /* The same kernels with the matrix operations emulated in plain GLSL (PKV_ATTN_COOPMAT=emu: Vulkan
@@ -172,17 +179,12 @@ static void coopmat_split_matches_fp64_attention(void **state)
 static void emulated_coopmat_split_matches_fp64_attention(void **state)
 {
     (void)state;
-    setenv("PKV_ATTN_COOPMAT", "emu", 1);
-    setenv("PKV_ATTN_SPLIT", "1", 1);
     const shape cases[] = {{2, 4, 64, 128, 2, 1, PKV_MODE_PATTERN}, {1, 2, 128, 128, 2, 1, PKV_MODE_PATTERN},
                            {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},  {1, 2, 64, 128, 4, 1, PKV_MODE_PATTERN},
                            {1, 2, 64, 128, 8, 1, PKV_MODE_PATTERN},  {1, 4, 64, 128, 2, 3, PKV_MODE_DIRECT},
                            {1, 2, 128, 128, 4, 1, PKV_MODE_DIRECT}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_quantized_case(&cases[i], 0);
     const shape in_runs = {2, 4, 64, 128, 2, 1, PKV_MODE_PATTERN};
-    check_quantized_case(&in_runs, 40);
-    unsetenv("PKV_ATTN_COOPMAT");
-    unsetenv("PKV_ATTN_SPLIT");
+    check_split_cases("emu", cases, sizeof cases / sizeof cases[0], &in_runs);
 }
 
 int main(void)
