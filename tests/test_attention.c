@@ -142,14 +142,13 @@ static void coopmat_step_matches_fp64_attention(void **state)
     unsetenv("PKV_ATTN_COOPMAT");
 }
 
-/* Split attention (PKV_ATTN_SPLIT=1) with PKV_ATTN_COOPMAT=coopmat on n cases with random V and one with
- * V in runs of 40 tokens (the histogram), against fp64 within the portable kernels' bound */
-static void check_split_cases(const char *coopmat, const shape *cases, size_t n, const shape *in_runs)
+/* Split attention (PKV_ATTN_SPLIT=1) with PKV_ATTN_COOPMAT=coopmat on n cases, the last with V in runs of
+ * 40 tokens (the histogram), the others random, against fp64 within the portable kernels' bound */
+static void check_split_cases(const char *coopmat, const shape *cases, size_t n)
 {
     setenv("PKV_ATTN_COOPMAT", coopmat, 1);
     setenv("PKV_ATTN_SPLIT", "1", 1);
-    for (size_t i = 0; i < n; i++) check_quantized_case(&cases[i], 0);
-    check_quantized_case(in_runs, 40);
+    for (size_t i = 0; i < n; i++) check_quantized_case(&cases[i], i + 1 == n ? 40 : 0);
     unsetenv("PKV_ATTN_COOPMAT");
     unsetenv("PKV_ATTN_SPLIT");
 }
@@ -158,15 +157,16 @@ static void check_split_cases(const char *coopmat, const shape *cases, size_t n,
  * VK_NV_cooperative_matrix and subgroups of 32: head_dim 64 or 128, G 128, 2-, 4- or 8-bit codes, up to 8
  * rows per tile). Its fp16 operands carry hi and lo parts (attn_split_cm.glsl), so it is held to the
  * portable kernels' bound. Elsewhere the same cases run portable split attention. */
+static const shape split_cm_cases[] = {
+    {2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 4, 1, PKV_MODE_PATTERN}, {1, 4, 128, 128, 8, 1, PKV_MODE_PATTERN},
+    {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},  {1, 4, 128, 128, 4, 3, PKV_MODE_DIRECT},  {2, 8, 64, 128, 2, 1, PKV_MODE_PATTERN},
+    {1, 4, 64, 128, 4, 2, PKV_MODE_PATTERN},
+    {2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN}, /* last: with V in runs */
+};
 static void coopmat_split_matches_fp64_attention(void **state)
 {
     (void)state;
-    const shape cases[] = {{2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 4, 1, PKV_MODE_PATTERN},
-                           {1, 4, 128, 128, 8, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},
-                           {1, 4, 128, 128, 4, 3, PKV_MODE_DIRECT},  {2, 8, 64, 128, 2, 1, PKV_MODE_PATTERN},
-                           {1, 4, 64, 128, 4, 2, PKV_MODE_PATTERN}};
-    const shape in_runs = {2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN};
-    check_split_cases("1", cases, sizeof cases / sizeof cases[0], &in_runs);
+    check_split_cases("1", split_cm_cases, sizeof split_cm_cases / sizeof split_cm_cases[0]);
 }
 
 /* The same kernels with the matrix operations emulated in plain GLSL (PKV_ATTN_COOPMAT=emu: Vulkan
@@ -176,15 +176,16 @@ static void coopmat_split_matches_fp64_attention(void **state)
  * portable ones. The shapes fit lavapipe's 32 KB of shared memory. Run where PKV_TEST_COOPMAT_EMU=1
  * (its own ctest entry, test_attention_vulkan_coopmat_emu: the emulated kernels need subgroup
  * arithmetic, which some Vulkan variants turn off, and their build is slow on lavapipe). */
+static const shape split_emu_cases[] = {
+    {2, 4, 64, 128, 2, 1, PKV_MODE_PATTERN}, {1, 2, 128, 128, 2, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},
+    {1, 2, 64, 128, 4, 1, PKV_MODE_PATTERN}, {1, 2, 64, 128, 8, 1, PKV_MODE_PATTERN},  {1, 4, 64, 128, 2, 3, PKV_MODE_DIRECT},
+    {1, 2, 128, 128, 4, 1, PKV_MODE_DIRECT},
+    {2, 4, 64, 128, 2, 1, PKV_MODE_PATTERN}, /* last: with V in runs */
+};
 static void emulated_coopmat_split_matches_fp64_attention(void **state)
 {
     (void)state;
-    const shape cases[] = {{2, 4, 64, 128, 2, 1, PKV_MODE_PATTERN}, {1, 2, 128, 128, 2, 1, PKV_MODE_PATTERN},
-                           {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},  {1, 2, 64, 128, 4, 1, PKV_MODE_PATTERN},
-                           {1, 2, 64, 128, 8, 1, PKV_MODE_PATTERN},  {1, 4, 64, 128, 2, 3, PKV_MODE_DIRECT},
-                           {1, 2, 128, 128, 4, 1, PKV_MODE_DIRECT}};
-    const shape in_runs = {2, 4, 64, 128, 2, 1, PKV_MODE_PATTERN};
-    check_split_cases("emu", cases, sizeof cases / sizeof cases[0], &in_runs);
+    check_split_cases("emu", split_emu_cases, sizeof split_emu_cases / sizeof split_emu_cases[0]);
 }
 
 int main(void)
