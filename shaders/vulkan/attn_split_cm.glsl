@@ -76,10 +76,12 @@ void cm_init_a()
     for (uint e = gl_LocalInvocationID.x; e < 16u * CM_LDA; e += gl_WorkGroupSize.x) cm_a[e] = CM_HALF(0.0);
 }
 
-/* x into A's column col of row r: its fp16 hi (row r) and lo (row 8 + r) parts */
+/* x into A's column col of row r: its hi (row r) and lo (row 8 + r) parts. hi is x with its mantissa cut
+ * to fp16's 10 bits by bit operations: on NVIDIA (H100, session 15) hi = fp16(x), lo = fp16(x - float(hi))
+ * measured fp16-only precision (1.4e-3), as if the compiler had folded the conversion there and back. */
 void cm_put(uint r, uint col, float x)
 {
-    float h = float(CM_HALF(x));
+    float h = uintBitsToFloat(floatBitsToUint(x) & 0xFFFFE000u);
     cm_a[r * CM_LDA + col] = CM_HALF(h);
     cm_a[(8u + r) * CM_LDA + col] = CM_HALF(x - h);
 }
