@@ -92,15 +92,18 @@ static void fp16_mode_matches_fp64_attention(void **state)
     }
 }
 
-/* One case against the fp64 reference within the context's bound (V in runs of v_run tokens, 0: random) */
-static void check_quantized_case(const shape *sh, uint32_t v_run)
+/* One case against the fp64 reference within the context's bound, or at least `floor` (V in runs of v_run
+ * tokens, 0: random) */
+static void check_case_within(const shape *sh, uint32_t v_run, double floor)
 {
     double bound;
     double e = run_case(sh, 1, &bound, v_run);
+    if (bound < floor) bound = floor;
     print_message("%s %u-bit d=%u G=%u q_len=%u gqa=%u v_run=%u: rel err %.2e\n", pkv_mode_name(sh->mode), sh->bits, sh->d,
                   sh->G, sh->q_len, sh->gq, v_run, e);
     assert_true(e < bound);
 }
+static void check_quantized_case(const shape *sh, uint32_t v_run) { check_case_within(sh, v_run, 0.0); }
 
 static void quantized_modes_match_fp64_attention_over_the_dequantized_cache(void **state)
 {
@@ -143,20 +146,21 @@ static void coopmat_step_matches_fp64_attention(void **state)
 }
 
 /* Split attention (PKV_ATTN_SPLIT=1) with PKV_ATTN_COOPMAT=coopmat on n cases, the last with V in runs of
- * 40 tokens (the histogram), the others random, against fp64 within the portable kernels' bound */
-static void check_split_cases(const char *coopmat, const shape *cases, size_t n)
+ * 40 tokens (the histogram), the others random, against fp64 within the context's bound or `floor` */
+static void check_split_cases(const char *coopmat, const shape *cases, size_t n, double floor)
 {
     setenv("PKV_ATTN_COOPMAT", coopmat, 1);
     setenv("PKV_ATTN_SPLIT", "1", 1);
-    for (size_t i = 0; i < n; i++) check_quantized_case(&cases[i], i + 1 == n ? 40 : 0);
+    for (size_t i = 0; i < n; i++) check_case_within(&cases[i], i + 1 == n ? 40 : 0, floor);
     unsetenv("PKV_ATTN_COOPMAT");
     unsetenv("PKV_ATTN_SPLIT");
 }
 
 /* Split attention on cooperative matrices (PKV_ATTN_SPLIT=1 with PKV_ATTN_COOPMAT=1; Vulkan devices with
  * VK_NV_cooperative_matrix and subgroups of 32: head_dim 64 or 128, G 128, 2-, 4- or 8-bit codes, up to 8
- * rows per tile). Its fp16 operands carry hi and lo parts (attn_split_cm.glsl), so it is held to the
- * portable kernels' bound. Elsewhere the same cases run portable split attention. */
+ * rows per tile). Its fp16 operands carry hi and lo parts (attn_split_cm.glsl); on NVIDIA they keep less
+ * than the emulation does (1.1e-4 on an H100, docs/NUMERICS.md), so its bound is the issue's 1e-3.
+ * Elsewhere the same cases run portable split attention. */
 static const shape split_cm_cases[] = {
     {2, 4, 128, 128, 2, 1, PKV_MODE_PATTERN}, {2, 4, 128, 128, 4, 1, PKV_MODE_PATTERN}, {1, 4, 128, 128, 8, 1, PKV_MODE_PATTERN},
     {2, 4, 128, 128, 2, 1, PKV_MODE_DIRECT},  {1, 4, 128, 128, 4, 3, PKV_MODE_DIRECT},  {2, 8, 64, 128, 2, 1, PKV_MODE_PATTERN},
@@ -166,7 +170,7 @@ static const shape split_cm_cases[] = {
 static void coopmat_split_matches_fp64_attention(void **state)
 {
     (void)state;
-    check_split_cases("1", split_cm_cases, sizeof split_cm_cases / sizeof split_cm_cases[0]);
+    check_split_cases("1", split_cm_cases, sizeof split_cm_cases / sizeof split_cm_cases[0], 1e-3);
 }
 
 /* The same kernels with the matrix operations emulated in plain GLSL (PKV_ATTN_COOPMAT=emu: Vulkan
@@ -185,7 +189,7 @@ static const shape split_emu_cases[] = {
 static void emulated_coopmat_split_matches_fp64_attention(void **state)
 {
     (void)state;
-    check_split_cases("emu", split_emu_cases, sizeof split_emu_cases / sizeof split_emu_cases[0]);
+    check_split_cases("emu", split_emu_cases, sizeof split_emu_cases / sizeof split_emu_cases[0], 0.0);
 }
 
 int main(void)
