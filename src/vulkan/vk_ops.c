@@ -670,15 +670,14 @@ static size_t split_cm_shared_bytes(const pkv_geom *g, pkv_attn_shape sh, uint32
     return logits > values ? logits : values;
 }
 
-/* Whether split attention's passes run on cooperative matrices: asked for (PKV_ATTN_COOPMAT=1: a device
- * with them and subgroups of 32; =emu: emulated, any device with subgroup arithmetic), a compressed mode
- * with 2-, 4- or 8-bit codes, head_dim 64 or 128, groups of 128 tokens, at most 8 rows, and the shared
- * memory fits. */
+/* Whether split attention's passes, where split_fits (2-, 4- or 8-bit codes), run on cooperative matrices:
+ * asked for (PKV_ATTN_COOPMAT=1: a device with them and subgroups of 32; =emu: emulated, any device with
+ * subgroup arithmetic), a compressed mode, head_dim 64 or 128, groups of 128 tokens, at most 8 rows, and
+ * the shared memory fits. */
 static int split_cm_fits(const pkv_vk *vk, const pkv_geom *g, pkv_attn_shape sh, uint32_t nr)
 {
-    const int bits_ok = (g->k_bits == 2 || g->k_bits == 4 || g->k_bits == 8) && (g->v_bits == 2 || g->v_bits == 4 || g->v_bits == 8);
     const int device_ok = sh.coopmat == 2 ? vk->subgroup_arith : sh.coopmat == 1 && vk->coopmat && vk->subgroup_arith && vk->subgroup_size == 32;
-    return device_ok && g->mode != PKV_MODE_FP16 && bits_ok && (g->d == 64 || g->d == 128) && g->G == 128 && nr <= 8 &&
+    return device_ok && g->mode != PKV_MODE_FP16 && (g->d == 64 || g->d == 128) && g->G == 128 && nr <= 8 &&
            split_cm_shared_bytes(g, sh, nr) <= vk->props.limits.maxComputeSharedMemorySize;
 }
 
