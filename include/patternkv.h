@@ -254,10 +254,14 @@ typedef struct pkv_cache_config {
     uint32_t n_kv_heads;      /* >= 1 */
     uint32_t head_dim;        /* multiple of 8 in [32, 256]; default 128 */
     uint32_t k_bits, v_bits;  /* 2, 3, 4 or 8; default 2 */
-    uint32_t group_size;      /* G: 32, 64 or 128 tokens per block; default 128 */
+    uint32_t group_size;      /* G: 32, 64 or 128 tokens per block; default 0: the mode's (64 for PATTERN,
+                                 128 for DIRECT and FP16; pkv_cache_config_resolve) */
     uint32_t window;          /* R: fp16 tokens before a flush; multiple of G; default 0 = G */
-    uint32_t n_patterns;      /* M: patterns mined at prefill; default 32 */
-    uint32_t bank_capacity;   /* patterns a bank can hold, <= 256; default 256; then frozen */
+    uint32_t n_patterns;      /* M: patterns mined at prefill; default 24 (the paper: 32) */
+    uint32_t bank_capacity;   /* patterns a bank can hold, <= 256, then frozen; default 0: n_patterns, so
+                                 the mined banks are frozen from the start (the paper: 256, one Chebyshev
+                                 centre per flush until full). Issue 14: with G 64 this stores no more
+                                 than DIRECT with G 32 and is closer to FP16 (bench/RESULTS.md) */
     pkv_mode mode;            /* default PATTERN */
     uint64_t memory_budget;   /* bytes for blocks, banks and windows; default 256 MiB */
     uint32_t kmeans_iters;    /* default 30 */
@@ -290,6 +294,20 @@ static inline pkv_cache_config pkv_cache_config_default(void)
     pkv_cache_config_init(&c, sizeof c);
     return c;
 }
+/* The paper's method (SPEC.md), one call away from the defaults: G 128, M 32, bank capacity 256 with a
+ * Chebyshev centre per flush, min-max quantizer, K assigned by min-max distance; the rest as
+ * pkv_cache_config_init. Set mode = DIRECT for the KIVI baseline as published. */
+PKV_API pkv_status pkv_cache_config_init_paper(pkv_cache_config *c, size_t struct_size);
+static inline pkv_cache_config pkv_cache_config_paper(void)
+{
+    pkv_cache_config c;
+    pkv_cache_config_init_paper(&c, sizeof c);
+    return c;
+}
+/* What pkv_cache_create makes of the "the mode's default" values, in place: group_size 0, bank_capacity
+ * 0 and quantizer AUTO (the rest as given, unchecked). For sizing memory before a cache exists;
+ * pkv_cache_get_config reports the same values. */
+PKV_API pkv_status pkv_cache_config_resolve(pkv_cache_config *c);
 PKV_API pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pkv_cache **out);
 PKV_API pkv_status pkv_cache_free(pkv_cache *cache);
 /* Set out->struct_size first (the fields it covers are written). */

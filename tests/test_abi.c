@@ -32,6 +32,36 @@ static void defaults_carry_the_applications_size(void **state)
     assert_int_equal(cp.device_index, -1);
     assert_int_equal(cc.head_dim, 128);
     assert_int_equal(cc.quantizer, PKV_QUANTIZER_AUTO); /* MSE for PATTERN, MINMAX for DIRECT */
+    /* the mode's defaults (issue 14): PATTERN G 64 with banks frozen at the 24 mined patterns */
+    assert_int_equal(cc.group_size, 0);
+    assert_int_equal(cc.bank_capacity, 0);
+    assert_int_equal(cc.n_patterns, 24);
+    pkv_cache_config r = cc;
+    assert_int_equal(pkv_cache_config_resolve(&r), PKV_OK);
+    assert_int_equal(r.group_size, 64);
+    assert_int_equal(r.bank_capacity, 24);
+    assert_int_equal(r.quantizer, PKV_QUANTIZER_MSE);
+    r = cc, r.mode = PKV_MODE_DIRECT, r.n_patterns = 40;
+    assert_int_equal(pkv_cache_config_resolve(&r), PKV_OK);
+    assert_int_equal(r.group_size, 128);
+    assert_int_equal(r.bank_capacity, 40);
+    assert_int_equal(r.quantizer, PKV_QUANTIZER_MINMAX);
+    r = cc, r.group_size = 32, r.bank_capacity = 100, r.quantizer = PKV_QUANTIZER_MSE_V; /* given: kept */
+    assert_int_equal(pkv_cache_config_resolve(&r), PKV_OK);
+    assert_int_equal(r.group_size, 32);
+    assert_int_equal(r.bank_capacity, 100);
+    assert_int_equal(r.quantizer, PKV_QUANTIZER_MSE_V);
+    assert_int_equal(pkv_cache_config_resolve(NULL), PKV_ERR_INVALID_ARGUMENT);
+    /* the paper's method, one call away */
+    pkv_cache_config paper = pkv_cache_config_paper();
+    assert_int_equal(paper.struct_size, sizeof paper);
+    assert_int_equal(paper.group_size, 128);
+    assert_int_equal(paper.n_patterns, 32);
+    assert_int_equal(paper.bank_capacity, 256);
+    assert_int_equal(paper.quantizer, PKV_QUANTIZER_MINMAX);
+    assert_int_equal(paper.k_assign, PKV_K_ASSIGN_MINMAX);
+    assert_int_equal(paper.head_dim, cc.head_dim);
+    assert_int_equal(paper.memory_budget, cc.memory_budget);
     assert_int_equal(ap.q_len, 1);
     /* an unknown size: zero-filled, the size kept, refused with a reason */
     unsigned char big[sizeof(pkv_cache_config) + 16];

@@ -169,6 +169,41 @@ static void bank_capacity_is_honoured_over_a_long_append(void **state)
     pkv_context_free(ctx);
 }
 
+/* The default configuration (G 64, bank capacity = n_patterns = 24): the banks hold the mined patterns
+ * and nothing more after many flushes; the cache reports the resolved values. */
+static void default_banks_are_frozen_at_the_mined_patterns(void **state)
+{
+    (void)state;
+    const uint32_t H = 2, d = 32, n = 64 * 12;
+    tu_rng r = {56};
+    pkv_context *ctx = tu_context();
+    pkv_cache_config cfg = pkv_cache_config_default();
+    cfg.n_kv_heads = H, cfg.head_dim = d, cfg.memory_budget = 16ull << 20;
+    pkv_cache *c;
+    pkv_seq s;
+    TU_OK(pkv_cache_create(ctx, &cfg, &c));
+    pkv_cache_config got = {.struct_size = sizeof got};
+    TU_OK(pkv_cache_get_config(c, &got));
+    assert_int_equal(got.group_size, 64);
+    assert_int_equal(got.bank_capacity, 24);
+    assert_int_equal(got.n_patterns, 24);
+    TU_OK(pkv_seq_create(c, &s));
+    float *k = malloc((size_t)n * H * d * sizeof(float)), *v = malloc((size_t)n * H * d * sizeof(float));
+    tu_random(&r, (size_t)n * H * d, 1.0f, k);
+    tu_random(&r, (size_t)n * H * d, 1.0f, v);
+    TU_OK(pkv_append(c, s, 0, 128, k, v, PKV_F32)); /* the prompt: mined */
+    for (uint32_t t = 128; t < n; t++) /* decode: 10 flushes */
+        TU_OK(pkv_append(c, s, 0, 1, k + (size_t)t * H * d, v + (size_t)t * H * d, PKV_F32));
+    float *PK = malloc(256 * d * sizeof(float)), *PV = malloc(256 * d * sizeof(float));
+    for (uint32_t h = 0; h < H; h++) assert_int_equal(tu_read_bank(c, s, 0, h, PK, PV), 24);
+    uint32_t len;
+    TU_OK(pkv_seq_length(c, s, 0, &len));
+    assert_int_equal(len, n);
+    free(k), free(v), free(PK), free(PV);
+    pkv_cache_free(c);
+    pkv_context_free(ctx);
+}
+
 /* docs/NUMERICS.md's k-means, written out plainly: chunk sums of PKV_KMEANS_CHUNK tokens, then the
  * chunk sums pairwise level by level (odd last one moves up). x [n][d] fp32 (from fp16). */
 static void reference_kmeans(const float *x, uint32_t n, uint32_t d, uint32_t M, const uint32_t *init, uint32_t iters,
@@ -291,6 +326,7 @@ int main(void)
         cmocka_unit_test(kmeans_finds_planted_clusters),
         cmocka_unit_test(flush_appends_the_chebyshev_centre_and_reassigns_by_minmax),
         cmocka_unit_test(bank_capacity_is_honoured_over_a_long_append),
+        cmocka_unit_test(default_banks_are_frozen_at_the_mined_patterns),
         cmocka_unit_test(mining_a_32k_token_prompt_matches_the_reference),
     };
     return tu_run_tests(tests, NULL, NULL);

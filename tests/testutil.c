@@ -171,6 +171,7 @@ pkv_cache_config tu_config(uint32_t layers, uint32_t H, uint32_t d, uint32_t bit
     c.group_size = G;
     c.mode = mode;
     c.n_patterns = 8;
+    c.bank_capacity = 256; /* banks that grow at flushes (the paper's), which most tests exercise */
     c.memory_budget = 64ull << 20;
     return c;
 }

@@ -79,6 +79,8 @@ def _declare(lib):
         "pkv_context_free": (i32, [vp]),
         "pkv_context_device": (i32, [vp, P(S.DeviceInfoC), cp, sz]),
         "pkv_cache_config_init": (i32, [P(S.CacheConfigC), sz]),
+        "pkv_cache_config_init_paper": (i32, [P(S.CacheConfigC), sz]),
+        "pkv_cache_config_resolve": (i32, [P(S.CacheConfigC)]),
         "pkv_cache_create": (i32, [vp, P(S.CacheConfigC), P(vp)]),
         "pkv_cache_free": (i32, [vp]),
         "pkv_cache_get_config": (i32, [vp, P(S.CacheConfigC)]),

@@ -103,17 +103,30 @@ class CacheStats:
 
 class CacheConfig:
     """pkv_cache_config, starting from the library's defaults (pkv_cache_config_init):
-    PATTERN mode, 2-bit K and V, group_size 128, window = group_size, 32 patterns, bank_capacity 256,
+    PATTERN mode, 2-bit K and V, group_size 0 (the mode's: 64 for PATTERN, 128 for DIRECT and FP16),
+    window = group_size, 24 patterns, bank_capacity 0 (= n_patterns: frozen banks), quantizer auto,
     memory_budget 256 MiB. Keyword arguments set fields: CacheConfig(n_layers=32, n_kv_heads=8, k_bits=4).
-    mode takes a Mode, "pattern", "direct" or "fp16"."""
+    mode takes a Mode, "pattern", "direct" or "fp16". CacheConfig.paper() starts from the paper's method
+    instead (pkv_cache_config_init_paper); resolved() gives the values a cache is created with."""
 
     FIELDS = tuple(name for name, _ in CacheConfigC._fields_ if name != "struct_size")
     _U64 = ("memory_budget", "seed")
 
-    def __init__(self, **fields):
-        object.__setattr__(self, "_c", _init(CacheConfigC, lib().pkv_cache_config_init))
+    def __init__(self, _init_fn=None, **fields):
+        object.__setattr__(self, "_c", _init(CacheConfigC, _init_fn or lib().pkv_cache_config_init))
         for name, value in fields.items():
             setattr(self, name, value)
+
+    @classmethod
+    def paper(cls, **fields):
+        """The paper's method: group 128, 32 patterns, banks of 256 that grow at flushes, min-max."""
+        return cls(lib().pkv_cache_config_init_paper, **fields)
+
+    def resolved(self):
+        """A copy with the mode's defaults in place of group_size 0, bank_capacity 0 and quantizer auto."""
+        out = CacheConfig(**self.as_dict())
+        check(lib(), lib().pkv_cache_config_resolve(c.byref(out._c)))
+        return out
 
     def __getattr__(self, name):
         if name in CacheConfig.FIELDS:

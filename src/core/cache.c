@@ -15,10 +15,10 @@ static pkv_cache_config config_defaults(void)
     c.head_dim = 128;
     c.k_bits = 2;
     c.v_bits = 2;
-    c.group_size = 128;
+    c.group_size = 0;    /* the mode's: pkv_config_resolve */
     c.window = 0;
-    c.n_patterns = 32;
-    c.bank_capacity = 256;
+    c.n_patterns = 24;
+    c.bank_capacity = 0; /* n_patterns: frozen banks */
     c.mode = PKV_MODE_PATTERN;
     c.memory_budget = 256ull << 20;
     c.kmeans_iters = 30;
@@ -35,6 +35,35 @@ pkv_status pkv_cache_config_init(pkv_cache_config *c, size_t struct_size)
 {
     const pkv_cache_config d = config_defaults();
     return pkv_abi_init(&pkv_abi_cache_config, &d, c, struct_size);
+}
+
+pkv_status pkv_cache_config_init_paper(pkv_cache_config *c, size_t struct_size)
+{
+    pkv_cache_config d = config_defaults();
+    d.group_size = 128, d.n_patterns = 32, d.bank_capacity = 256;
+    d.quantizer = PKV_QUANTIZER_MINMAX, d.k_assign = PKV_K_ASSIGN_MINMAX;
+    return pkv_abi_init(&pkv_abi_cache_config, &d, c, struct_size);
+}
+
+/* The defaults that depend on the mode (issue 14, bench/RESULTS.md 2026-12-05): PATTERN G 64 with its
+ * banks frozen at the mined patterns, which at equal memory beats DIRECT G 32; DIRECT and FP16 G 128
+ * (KIVI as published). */
+static void config_resolve(pkv_cache_config *c)
+{
+    if (!c->group_size) c->group_size = c->mode == PKV_MODE_PATTERN ? 64 : 128;
+    if (!c->bank_capacity) c->bank_capacity = c->n_patterns ? c->n_patterns : 1;
+    c->quantizer = pkv_quantizer_resolve(c->mode, c->quantizer);
+}
+
+pkv_status pkv_cache_config_resolve(pkv_cache_config *c)
+{
+    if (!c) return pkv_fail(NULL, PKV_ERR_INVALID_ARGUMENT, "pkv_cache_config_resolve: null argument");
+    const pkv_cache_config d = config_defaults();
+    pkv_cache_config cfg;
+    pkv_status st = pkv_abi_read(NULL, &pkv_abi_cache_config, c, &d, &cfg);
+    if (st != PKV_OK) return st;
+    config_resolve(&cfg);
+    return pkv_abi_write(NULL, &pkv_abi_cache_config, &cfg, c);
 }
 
 const char *pkv_k_assign_name(pkv_k_assign a)
@@ -122,8 +151,7 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pk
     const pkv_cache_config d = config_defaults();
     pkv_cache_config cfg;
     pkv_status st = pkv_abi_read(ctx, &pkv_abi_cache_config, config, &d, &cfg);
-    if (st == PKV_OK) st = pkv_validate_config(&cfg);
-    if (st == PKV_OK) cfg.quantizer = pkv_quantizer_resolve(cfg.mode, cfg.quantizer);
+    if (st == PKV_OK) config_resolve(&cfg), st = pkv_validate_config(&cfg);
     if (st == PKV_OK && cfg.mode == PKV_MODE_PATTERN && cfg.k_assign != PKV_K_ASSIGN_MINMAX &&
         !(ctx->be->iface->k_assign_variants & (1u << cfg.k_assign)))
         st = pkv_fail(ctx, PKV_ERR_UNSUPPORTED, "pkv_cache_create: the %s backend does not implement k_assign %s "

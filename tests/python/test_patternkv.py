@@ -101,7 +101,13 @@ class TestAbi(unittest.TestCase):
     def test_init_uses_own_size(self):
         cfg = pkv.CacheConfig()
         self.assertEqual(cfg._c.struct_size, pkv_sizeof(type(cfg._c)))
-        self.assertEqual((cfg.k_bits, cfg.v_bits, cfg.group_size, cfg.n_patterns, cfg.mode), (2, 2, 128, 32, pkv.Mode.PATTERN))
+        self.assertEqual((cfg.k_bits, cfg.v_bits, cfg.group_size, cfg.n_patterns, cfg.bank_capacity, cfg.mode),
+                         (2, 2, 0, 24, 0, pkv.Mode.PATTERN))
+        r = cfg.resolved()
+        self.assertEqual((r.group_size, r.bank_capacity, r.quantizer), (64, 24, 1))  # mse
+        self.assertEqual(pkv.CacheConfig(mode="direct").resolved().group_size, 128)
+        p = pkv.CacheConfig.paper(k_bits=4)
+        self.assertEqual((p.k_bits, p.group_size, p.n_patterns, p.bank_capacity, p.quantizer), (4, 128, 32, 256, 0))
 
 
 def pkv_sizeof(struct):
