@@ -256,7 +256,8 @@ typedef struct pkv_cache_config {
     uint32_t k_bits, v_bits;  /* 2, 3, 4 or 8; default 2 */
     uint32_t group_size;      /* G: 32, 64 or 128 tokens per block; default 0: the mode's (64 for PATTERN,
                                  128 for DIRECT and FP16; pkv_cache_config_resolve) */
-    uint32_t window;          /* R: fp16 tokens before a flush; multiple of G; default 0 = G */
+    uint32_t window;          /* R: fp16 tokens before a flush; multiple of G; default 0: 128 tokens
+                                 when group_size is 0 too, else G */
     uint32_t n_patterns;      /* M: patterns mined at prefill; default 24 (the paper: 32) */
     uint32_t bank_capacity;   /* patterns a bank can hold, <= 256, then frozen; default 0: n_patterns, so
                                  the mined banks are frozen from the start (the paper: 256, one Chebyshev
@@ -304,8 +305,8 @@ static inline pkv_cache_config pkv_cache_config_paper(void)
     pkv_cache_config_init_paper(&c, sizeof c);
     return c;
 }
-/* What pkv_cache_create makes of the "the mode's default" values, in place: group_size 0, bank_capacity
- * 0 and quantizer AUTO (the rest as given, unchecked). For sizing memory before a cache exists;
+/* What pkv_cache_create makes of the "the mode's default" values, in place: group_size 0 (and with it
+ * window 0), bank_capacity 0 and quantizer AUTO (the rest as given, unchecked). For sizing memory before a cache exists;
  * pkv_cache_get_config reports the same values. */
 PKV_API pkv_status pkv_cache_config_resolve(pkv_cache_config *c);
 PKV_API pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_config *config, pkv_cache **out);

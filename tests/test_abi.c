@@ -39,6 +39,7 @@ static void defaults_carry_the_applications_size(void **state)
     pkv_cache_config r = cc;
     assert_int_equal(pkv_cache_config_resolve(&r), PKV_OK);
     assert_int_equal(r.group_size, 64);
+    assert_int_equal(r.window, 128); /* with the mode's group, the window stays 128 tokens */
     assert_int_equal(r.bank_capacity, 24);
     assert_int_equal(r.quantizer, PKV_QUANTIZER_MSE);
     r = cc, r.mode = PKV_MODE_DIRECT, r.n_patterns = 40;
@@ -49,6 +50,7 @@ static void defaults_carry_the_applications_size(void **state)
     r = cc, r.group_size = 32, r.bank_capacity = 100, r.quantizer = PKV_QUANTIZER_MSE_V; /* given: kept */
     assert_int_equal(pkv_cache_config_resolve(&r), PKV_OK);
     assert_int_equal(r.group_size, 32);
+    assert_int_equal(r.window, 0); /* = G, as before */
     assert_int_equal(r.bank_capacity, 100);
     assert_int_equal(r.quantizer, PKV_QUANTIZER_MSE_V);
     assert_int_equal(pkv_cache_config_resolve(NULL), PKV_ERR_INVALID_ARGUMENT);

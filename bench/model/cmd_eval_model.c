@@ -86,12 +86,15 @@ int pkv_cmd_eval_model(int argc, char **argv)
         printf("no prompt: every token appended and attended alone (q_len 1), mining: %s\n",
                pkv_mining_name((pkv_mining)o.mining));
     printf("backend: %s, device %s (%s)\n", pkv_backend_name(dev.backend), dev.name, why);
-    if (o.window)
-        printf("cache: group %u tokens (unless a mode gives :gN), window %u, %u patterns mined at prefill\n",
-               o.group_size, o.window, o.n_patterns);
-    else
-        printf("cache: group %u tokens (unless a mode gives :gN), window = group, %u patterns mined at prefill\n",
-               o.group_size, o.n_patterns);
+    char group[64], window[32], bank[48];
+    if (o.group_size) snprintf(group, sizeof group, "%u tokens", o.group_size);
+    else snprintf(group, sizeof group, "the library's (64 pattern, 128 direct)");
+    if (o.window) snprintf(window, sizeof window, "%u", o.window);
+    else snprintf(window, sizeof window, o.group_size ? "= group" : "the library's (128)");
+    if (o.bank_capacity) snprintf(bank, sizeof bank, "%u", o.bank_capacity);
+    else snprintf(bank, sizeof bank, "%u (frozen)", o.n_patterns);
+    printf("cache: group %s (unless a mode gives :gN), window %s, %u patterns mined at prefill, bank capacity %s%s\n",
+           group, window, o.n_patterns, bank, o.paper ? ", min-max quantizer (--paper)" : "");
     fflush(stdout);
 
     for (int i = 0; i < o.n_modes; i++) {

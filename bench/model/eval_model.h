@@ -37,7 +37,8 @@ typedef struct eval_options {
     uint32_t tokens, group_size, window, n_patterns, prefill, threads;
     uint32_t offset; /* --offset: bytes of the text skipped before the first token */
     uint32_t k_assign; /* --k-assign: pkv_k_assign of PATTERN modes without their own */
-    uint32_t bank_capacity; /* --bank-capacity (default 256; = --patterns: no pattern added at flushes) */
+    uint32_t bank_capacity; /* --bank-capacity (default 0: = --patterns, no pattern added at flushes) */
+    int paper;              /* --paper: modes without their own quantizer take min-max (the paper's) */
     int tokens_given, progress;
     int prefill_in_cache; /* prefill attention through pkv_attention (q_len P) instead of exact */
     uint32_t prefill_chunk; /* --prefill-chunk: the prompt appended (and, with the cache's attention, attended) in

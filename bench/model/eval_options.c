@@ -13,7 +13,7 @@ static void usage(FILE *f)
             "                      [--tokens N] [--offset B] [--modes LIST] [--group-size G] [--window R]\n"
             "                      [--patterns M] [--bank-capacity C] [--k-assign A] [--prefill P]\n"
             "                      [--prefill-attention exact|cache] [--prefill-chunk N] [--mining M]\n"
-            "                      [--kmeans-sample S]\n"
+            "                      [--kmeans-sample S] [--paper]\n"
             "                      [--threads N] [--json FILE] [--plot FILE.svg]\n"
             "                      [--progress | --no-progress]\n"
             "Runs a llama2.c checkpoint teacher-forced over a text, its attention through the PatternKV cache,\n"
@@ -35,12 +35,17 @@ static void usage(FILE *f)
             "                    min-max, or the MSE quantizer for K and V, K only or V only (pkv_quantizer;\n"
             "                    default the library's: mse for pattern, minmax for direct; pattern2:qminmax\n"
             "                    is the paper's method); the curve's name shows any quantizer but min-max\n"
-            "  --group-size G    tokens per quantization group, 32, 64 or 128 (default 128)\n"
+            "  --group-size G    tokens per quantization group, 32, 64 or 128 (default: the library's, 64 for\n"
+            "                    pattern, 128 for direct)\n"
             "  --window R        fp16 tokens before a flush, a multiple of every group size in use\n"
-            "                    (default 0: each mode's group size, so the window follows the group)\n"
-            "  --patterns M      patterns mined at prefill (default 32)\n"
-            "  --bank-capacity C patterns a bank holds, <= 256 (default 256); then frozen: with C = M the\n"
-            "                    banks keep only the mined patterns (smaller cache, no refresh)\n"
+            "                    (default 0: the library's, 128 tokens with the default group sizes, else\n"
+            "                    each mode's group size, so the window follows the group)\n"
+            "  --patterns M      patterns mined at prefill (default 24, the library's; the paper: 32)\n"
+            "  --bank-capacity C patterns a bank holds, <= 256; then frozen (default: M, the library's: the\n"
+            "                    banks keep only the mined patterns; the paper: 256, a centre per flush)\n"
+            "  --paper           the paper's method (pkv_cache_config_paper) for every mode that does not\n"
+            "                    say otherwise: --group-size 128 --patterns 32 --bank-capacity 256 and the\n"
+            "                    min-max quantizer; later options override it\n"
             "  --k-assign A      how PATTERN keys choose their pattern: minmax (the paper's; default), l2 or\n"
             "                    range, or none (V-only patterns) (pkv_k_assign; docs/NUMERICS.md); all but\n"
             "                    minmax run on the CPU only\n"
@@ -65,14 +70,25 @@ static void usage(FILE *f)
             EVAL_DEFAULT_MODEL, EVAL_DEFAULT_TEXT, EVAL_DEFAULT_TOKENS);
 }
 
-uint32_t eval_mode_group(const eval_options *o, const eval_mode *m)
+/* The library's defaults for mode m where neither the item nor the options set a value */
+static pkv_cache_config mode_resolved(const eval_options *o, const eval_mode *m)
 {
-    return m->group_size ? m->group_size : o->group_size;
+    pkv_cache_config cc = pkv_cache_config_default();
+    cc.mode = m->mode;
+    cc.group_size = m->group_size ? m->group_size : o->group_size;
+    cc.bank_capacity = m->bank_capacity ? m->bank_capacity : o->bank_capacity;
+    cc.window = o->window;
+    cc.n_patterns = o->n_patterns;
+    pkv_cache_config_resolve(&cc);
+    return cc;
 }
+
+uint32_t eval_mode_group(const eval_options *o, const eval_mode *m) { return mode_resolved(o, m).group_size; }
 
 uint32_t eval_mode_window(const eval_options *o, const eval_mode *m)
 {
-    return o->window ? o->window : eval_mode_group(o, m);
+    const pkv_cache_config cc = mode_resolved(o, m);
+    return cc.window ? cc.window : cc.group_size;
 }
 
 uint32_t eval_mode_k_assign(const eval_options *o, const eval_mode *m)
@@ -82,7 +98,7 @@ uint32_t eval_mode_k_assign(const eval_options *o, const eval_mode *m)
 
 uint32_t eval_mode_bank_capacity(const eval_options *o, const eval_mode *m)
 {
-    return m->bank_capacity ? m->bank_capacity : o->bank_capacity;
+    return mode_resolved(o, m).bank_capacity;
 }
 
 void eval_mode_curve(const eval_options *o, const eval_mode *m, char *buf, size_t len)
@@ -206,10 +222,11 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
     o->backend = PKV_BACKEND_AUTO;
     o->device = -1;
     o->tokens = EVAL_DEFAULT_TOKENS;
-    o->group_size = 128;
-    o->n_patterns = 32;
+    const pkv_cache_config lib_default = pkv_cache_config_default();
+    o->group_size = lib_default.group_size; /* 0: the mode's */
+    o->n_patterns = lib_default.n_patterns;
     o->kmeans_sample = pkv_cache_config_default().kmeans_sample;
-    o->bank_capacity = 256;
+    o->bank_capacity = lib_default.bank_capacity; /* 0: n_patterns */
     o->prefill = 512;
     o->progress = -1;
     parse_modes(o, "fp16,pattern,direct");
@@ -224,6 +241,10 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
             o->progress = 1, takes = 0;
         } else if (strcmp(a, "--no-progress") == 0) {
             o->progress = 0, takes = 0;
+        } else if (strcmp(a, "--paper") == 0) {
+            const pkv_cache_config paper = pkv_cache_config_paper();
+            o->group_size = paper.group_size, o->n_patterns = paper.n_patterns;
+            o->bank_capacity = paper.bank_capacity, o->paper = 1, takes = 0;
         } else if (!val) {
             fprintf(stderr, "pkv eval-model: %s needs a value (or is unknown); see --help\n", a);
             return -1;

@@ -72,9 +72,12 @@ int eval_write_plot(const eval_options *o, const llama2_model *m, const eval_res
     const char *slash = strrchr(o->model, '/');
     if (o->window) snprintf(win, sizeof win, "%u", o->window);
     else snprintf(win, sizeof win, "= group");
-    snprintf(name, sizeof name, "%s: head_dim %d, %d layers; %u tokens from byte %u; group %u, window %s; "
+    char group[24];
+    if (o->group_size) snprintf(group, sizeof group, "%u", o->group_size);
+    else snprintf(group, sizeof group, "64 / 128"); /* the library's: PATTERN / DIRECT */
+    snprintf(name, sizeof name, "%s: head_dim %d, %d layers; %u tokens from byte %u; group %s, window %s; "
              "%u-token prompt", slash ? slash + 1 : o->model, m->cfg.head_dim, m->cfg.n_layers, o->tokens, o->offset,
-             o->group_size, win, o->prefill);
+             group, win, o->prefill);
     escape(name);
     fprintf(f, "<text x='%d' y='%d' text-anchor='middle' font-size='15'>Bits per byte against cache size</text>\n",
             X0 + PW / 2, Y0 - 30);

@@ -104,7 +104,7 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
     cc.window = eval_mode_window(o, &r->m);
     cc.k_assign = eval_mode_k_assign(o, &r->m);
     cc.bank_capacity = eval_mode_bank_capacity(o, &r->m);
-    cc.quantizer = r->m.quantizer;
+    cc.quantizer = o->paper && r->m.quantizer == PKV_QUANTIZER_AUTO ? PKV_QUANTIZER_MINMAX : r->m.quantizer;
     cc.n_patterns = o->n_patterns;
     cc.mining = o->mining;
     cc.kmeans_sample = o->kmeans_sample;

@@ -34,6 +34,7 @@ pkv_cache_config bench_cache_config(const bench_options *o, const bench_config *
     cc.bank_capacity = o->bank_capacity;
     cc.quantizer = o->quantizer;
     cc.seed = o->seed ^ 0x5EEDull;
+    pkv_cache_config_resolve(&cc); /* the mode's group and bank capacity, for the sizes computed from them */
     return cc;
 }
 

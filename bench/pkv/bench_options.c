@@ -38,10 +38,13 @@ void bench_print_usage(FILE *f)
         "  --modes LIST          pattern,direct,fp16 (default all three)\n"
         "  --bits LIST           bits for K and V, e.g. 2,3,4 (default) or K:V pairs like 2:4,4:2\n"
         "  --k-bits B --v-bits B one K/V bit pair (replaces --bits)\n"
-        "  --group G             group size, 32, 64 or 128 (default 128)\n"
+        "  --group G             group size, 32, 64 or 128 (default: the library's, 64 for pattern, 128\n"
+        "                        for direct and fp16)\n"
         "  --window R            fp16 window, a multiple of G (default G)\n"
-        "  --patterns M          patterns mined at prefill (default 32)\n"
-        "  --bank N              bank capacity (default 256)\n"
+        "  --patterns M          patterns mined at prefill (default 24; the paper: 32)\n"
+        "  --bank N              bank capacity (default: M, banks frozen after mining; the paper: 256)\n"
+        "  --paper               the paper's method (pkv_cache_config_paper): --group 128 --patterns 32\n"
+        "                        --bank 256 --quantizer minmax; options after it override it\n"
         "  --quantizer Q         auto (the library's default: mse for pattern, minmax for direct),\n"
         "                        minmax (the paper's), mse, mse-k or mse-v (pkv_quantizer)\n"
         "speed:\n"
@@ -192,10 +195,11 @@ static void set_defaults(bench_options *o)
     o->n_layers = 0;
     o->n_kv_heads = 8;
     o->head_dim = 128;
-    o->group_size = 128;
-    o->n_patterns = 32;
-    o->quantizer = pkv_cache_config_default().quantizer; /* the library's default */
-    o->bank_capacity = 256;
+    const pkv_cache_config lib_default = pkv_cache_config_default(); /* group, capacity 0: the mode's */
+    o->group_size = lib_default.group_size;
+    o->n_patterns = lib_default.n_patterns;
+    o->quantizer = lib_default.quantizer;
+    o->bank_capacity = lib_default.bank_capacity;
     o->steps = 0; /* auto */
     o->warmup = 2;
     o->n_queries = 16;
@@ -262,7 +266,11 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
         else if (strcmp(name, "--no-throughput") == 0) o->skip_throughput = 1;
         else if (strcmp(name, "--write-path") == 0) o->write_path = 1;
         else if (strcmp(name, "--decode-step") == 0) o->decode_step = 1;
-        else flag = 0;
+        else if (strcmp(name, "--paper") == 0) {
+            const pkv_cache_config paper = pkv_cache_config_paper();
+            o->group_size = paper.group_size, o->n_patterns = paper.n_patterns;
+            o->bank_capacity = paper.bank_capacity, o->quantizer = paper.quantizer;
+        } else flag = 0;
         if (flag) {
             if (eq) return usage_error("%s takes no value%s", name, "");
             continue;
@@ -375,8 +383,8 @@ int bench_parse_options(int argc, char **argv, bench_options *o)
     build_configs(o, modes, pairs, n_pairs);
     if (o->n_q_heads && !o->kv_path && o->n_q_heads % o->n_kv_heads)
         return usage_error("--q-heads must be a multiple of --kv-heads%s%s", "", "");
-    if (o->window && o->window % o->group_size)
-        return usage_error("--window must be a multiple of --group%s%s", "", "");
+    if (o->window && o->window % (o->group_size ? o->group_size : 128))
+        return usage_error("--window must be a multiple of --group (of 128 with the default groups)%s%s", "", "");
     if (check_output_dir("--json", o->json_path) || check_output_dir("--plot", o->plot_path)) return 2;
     if (o->kv_path && o->force_synthetic) return usage_error("--kv and --synthetic exclude each other%s%s", "", "");
     return 0;

@@ -159,7 +159,13 @@ int bench_write_path(pkv_context *ctx, const pkv_context_params *cp, const bench
     const uint32_t L = o->wp_layers ? o->wp_layers : (cpu_like ? 4 : 32);
     const uint32_t T = o->wp_prompt ? o->wp_prompt : (cpu_like ? 2048 : 32768);
     const uint32_t H = data->n_kv_heads, d = data->head_dim;
-    const uint32_t R = o->window ? o->window : o->group_size, n_dec = FLUSHES * R;
+    uint32_t R = 0; /* the largest window of the configs: each decodes FLUSHES of them */
+    for (uint32_t i = 0; i < o->n_configs; i++) {
+        const pkv_cache_config cc = bench_cache_config(o, &o->configs[i], 1, H, d);
+        const uint32_t w = cc.window ? cc.window : cc.group_size;
+        if (w > R) R = w;
+    }
+    const uint32_t n_dec = FLUSHES * R;
     const size_t pn = (size_t)T * H * d, dn = (size_t)n_dec * H * d;
     const size_t fn = pn > dn ? pn : dn; /* the fp32 buffers hold the prompt, then the decode tokens */
     float *fk = malloc(fn * sizeof *fk), *fv = malloc(fn * sizeof *fv);
