@@ -142,6 +142,7 @@ int main(int argc, char **argv)
     cfg.n_kv_heads = H, cfg.head_dim = d, cfg.k_bits = cfg.v_bits = bits;
     cfg.mode = !strcmp(mode_name, "fp16") ? PKV_MODE_FP16 : !strcmp(mode_name, "direct") ? PKV_MODE_DIRECT : PKV_MODE_PATTERN;
     cfg.memory_budget = (uint64_t)batch * context * H * d * 5 + (64u << 20);
+    CHECK(pkv_cache_config_resolve(&cfg)); /* the mode's group and window, used below */
     pkv_cache *caches[MAX_COPIES];
     CHECK(pkv_cache_create(ctx, &cfg, &caches[0]));
     pkv_seq *seqs = malloc(batch * sizeof *seqs);
