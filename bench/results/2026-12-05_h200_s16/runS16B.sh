@@ -3,7 +3,7 @@
 # banks frozen at 24 mined patterns), Vulkan and OpenCL, batch 1 and 8. Carry as runS16A.sh.
 B=build-gpu
 source bench/h200_env.sh
-for be in vulkan opencl; do for b in 1 8; do
+for be in vulkan opencl; do for b in 8 1; do
   echo "== pkv bench $be batch $b"
   timeout 140 $B/pkv bench --backend $be --synthetic --no-fidelity --no-throughput --bits 2,4 --batch $b \
     --speed-contexts 4096,32768 --json $OUT/${be}_b$b.json > $OUT/${be}_b$b.txt 2>&1
