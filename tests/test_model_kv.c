@@ -45,6 +45,17 @@ static void layer_tokens(const float *base, uint32_t layer, float *out)
             memcpy(out + ((size_t)t * H + h) * d, fixture_row(&fx, base, H, layer, h, t), d * sizeof(float));
 }
 
+/* Whether PKV_TEST_BACKEND is the CPU (or unset); if not, says why the test has nothing to do there. */
+static int on_cpu(const char *why_not)
+{
+    const char *b = getenv("PKV_TEST_BACKEND");
+    if (b && *b && strcmp(b, "cpu") != 0) {
+        printf("  %s\n", why_not);
+        return 0;
+    }
+    return 1;
+}
+
 /* The fidelity of a cache of configuration cfg (its shape and bits set here) on the fixture. */
 static fidelity measure_cfg(pkv_cache_config cfg, uint32_t bits)
 {
@@ -185,11 +196,7 @@ static void test_pattern_beats_direct_at_2_bits(void **state)
 static void test_range_assignment_k_error_below_direct(void **state)
 {
     (void)state;
-    const char *b = getenv("PKV_TEST_BACKEND");
-    if (b && *b && strcmp(b, "cpu") != 0) {
-        printf("  k_assign RANGE is CPU-only (other backends refuse it: test_k_assign)\n");
-        return;
-    }
+    if (!on_cpu("  k_assign RANGE is CPU-only (other backends refuse it: test_k_assign)")) return;
     fidelity rg = measure_with(PKV_MODE_PATTERN, 2, PKV_K_ASSIGN_RANGE), dr = measure(PKV_MODE_DIRECT, 2);
     assert_true(rg.k_decode < dr.k_decode);
     assert_true(rg.k_prefill < 0.9 * dr.k_prefill);
@@ -204,11 +211,7 @@ static void test_range_assignment_k_error_below_direct(void **state)
 static void test_mse_quantizer_k_error_below_direct(void **state)
 {
     (void)state;
-    const char *b = getenv("PKV_TEST_BACKEND");
-    if (b && *b && strcmp(b, "cpu") != 0) {
-        printf("  the MSE quantizer and k_assign NONE are CPU-only (other backends refuse them)\n");
-        return;
-    }
+    if (!on_cpu("  the MSE quantizer and k_assign NONE are CPU-only (other backends refuse them)")) return;
     fidelity dr = measure(PKV_MODE_DIRECT, 2), p = measure(PKV_MODE_PATTERN, 2);
     fidelity dm = measure_q(PKV_MODE_DIRECT, 2, PKV_K_ASSIGN_MINMAX, PKV_QUANTIZER_MSE);
     fidelity pm = measure_q(PKV_MODE_PATTERN, 2, PKV_K_ASSIGN_MINMAX, PKV_QUANTIZER_MSE);
@@ -231,11 +234,7 @@ static void test_mse_quantizer_k_error_below_direct(void **state)
 static void test_defaults_beat_the_paper_and_direct(void **state)
 {
     (void)state;
-    const char *b = getenv("PKV_TEST_BACKEND");
-    if (b && *b && strcmp(b, "cpu") != 0) {
-        printf("  (the CPU backend's figures; test_mse_v_matches_the_cpu_on_real_kv covers the others)\n");
-        return;
-    }
+    if (!on_cpu("  (the CPU backend's figures; test_mse_v_matches_the_cpu_on_real_kv covers the others)")) return;
     fidelity df = measure_cfg(pkv_cache_config_default(), 2);
     fidelity paper = measure(PKV_MODE_PATTERN, 2), kivi = measure(PKV_MODE_DIRECT, 2);
     pkv_cache_config d32 = pkv_cache_config_default();
