@@ -192,7 +192,7 @@ static void default_banks_are_frozen_at_the_mined_patterns(void **state)
     tu_random(&r, (size_t)n * H * d, 1.0f, k);
     tu_random(&r, (size_t)n * H * d, 1.0f, v);
     TU_OK(pkv_append(c, s, 0, 128, k, v, PKV_F32)); /* the prompt: mined */
-    for (uint32_t t = 128; t < n; t++) /* decode: 10 flushes */
+    for (uint32_t t = 128; t < n; t++) /* decode: 5 flushes of the 128-token window */
         TU_OK(pkv_append(c, s, 0, 1, k + (size_t)t * H * d, v + (size_t)t * H * d, PKV_F32));
     float *PK = malloc(256 * d * sizeof(float)), *PV = malloc(256 * d * sizeof(float));
     for (uint32_t h = 0; h < H; h++) assert_int_equal(tu_read_bank(c, s, 0, h, PK, PV), 24);

@@ -87,10 +87,7 @@ int pkv_cmd_eval_model(int argc, char **argv)
                pkv_mining_name((pkv_mining)o.mining));
     printf("backend: %s, device %s (%s)\n", pkv_backend_name(dev.backend), dev.name, why);
     char group[64], window[32], bank[48];
-    if (o.group_size) snprintf(group, sizeof group, "%u tokens", o.group_size);
-    else snprintf(group, sizeof group, "the library's (64 pattern, 128 direct)");
-    if (o.window) snprintf(window, sizeof window, "%u", o.window);
-    else snprintf(window, sizeof window, o.group_size ? "= group" : "the library's (128)");
+    eval_describe_group_window(&o, group, sizeof group, window, sizeof window);
     if (o.bank_capacity) snprintf(bank, sizeof bank, "%u", o.bank_capacity);
     else snprintf(bank, sizeof bank, "%u (frozen)", o.n_patterns);
     printf("cache: group %s (unless a mode gives :gN), window %s, %u patterns mined at prefill, bank capacity %s%s\n",

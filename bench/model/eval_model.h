@@ -71,6 +71,8 @@ int eval_run_mode(const eval_options *o, pkv_context *ctx, const llama2_model *m
 /* eval_options.c: the group size and fp16 window a mode runs with (the window: --window, else its group). */
 uint32_t eval_mode_group(const eval_options *o, const eval_mode *m);
 uint32_t eval_mode_window(const eval_options *o, const eval_mode *m);
+/* The options' group and window in words ("64 / 128": the library's per mode), for headers */
+void eval_describe_group_window(const eval_options *o, char *group, size_t group_len, char *window, size_t window_len);
 uint32_t eval_mode_k_assign(const eval_options *o, const eval_mode *m);
 uint32_t eval_mode_bank_capacity(const eval_options *o, const eval_mode *m);
 /* The name of the curve a mode belongs to in tables and plots: "pattern", "direct g64", "fp16",

@@ -91,6 +91,14 @@ uint32_t eval_mode_window(const eval_options *o, const eval_mode *m)
     return cc.window ? cc.window : cc.group_size;
 }
 
+void eval_describe_group_window(const eval_options *o, char *group, size_t group_len, char *window, size_t window_len)
+{
+    if (o->group_size) snprintf(group, group_len, "%u", o->group_size);
+    else snprintf(group, group_len, "64 / 128 (the library's: pattern / direct)");
+    if (o->window) snprintf(window, window_len, "%u", o->window);
+    else snprintf(window, window_len, o->group_size ? "= group" : "128 (the library's)");
+}
+
 uint32_t eval_mode_k_assign(const eval_options *o, const eval_mode *m)
 {
     return m->k_assign >= 0 ? (uint32_t)m->k_assign : o->k_assign;
@@ -225,7 +233,7 @@ int eval_parse_args(int argc, char **argv, eval_options *o)
     const pkv_cache_config lib_default = pkv_cache_config_default();
     o->group_size = lib_default.group_size; /* 0: the mode's */
     o->n_patterns = lib_default.n_patterns;
-    o->kmeans_sample = pkv_cache_config_default().kmeans_sample;
+    o->kmeans_sample = lib_default.kmeans_sample;
     o->bank_capacity = lib_default.bank_capacity; /* 0: n_patterns */
     o->prefill = 512;
     o->progress = -1;

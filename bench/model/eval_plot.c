@@ -68,13 +68,9 @@ int eval_write_plot(const eval_options *o, const llama2_model *m, const eval_res
                "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' viewBox='0 0 %d %d' "
                "font-family='sans-serif' font-size='13'>\n<rect width='100%%' height='100%%' fill='white'/>\n",
             W, H, W, H);
-    char name[512], win[32];
+    char name[512], win[32], group[64];
     const char *slash = strrchr(o->model, '/');
-    if (o->window) snprintf(win, sizeof win, "%u", o->window);
-    else snprintf(win, sizeof win, "= group");
-    char group[24];
-    if (o->group_size) snprintf(group, sizeof group, "%u", o->group_size);
-    else snprintf(group, sizeof group, "64 / 128"); /* the library's: PATTERN / DIRECT */
+    eval_describe_group_window(o, group, sizeof group, win, sizeof win);
     snprintf(name, sizeof name, "%s: head_dim %d, %d layers; %u tokens from byte %u; group %s, window %s; "
              "%u-token prompt", slash ? slash + 1 : o->model, m->cfg.head_dim, m->cfg.n_layers, o->tokens, o->offset,
              group, win, o->prefill);

@@ -211,6 +211,9 @@ int report_svg(const char *path, const bench_report *r, char *err, size_t err_le
 /* The cache configuration the bench uses for a config (budget set by the caller). */
 pkv_cache_config bench_cache_config(const bench_options *o, const bench_config *c, uint32_t n_layers,
                                     uint32_t n_kv_heads, uint32_t head_dim);
+/* The options' resolved configuration for a mode (its group, window, bank capacity, quantizer), for the
+ * reports; window filled in (0 = G). */
+pkv_cache_config bench_mode_config(const bench_options *o, pkv_mode mode);
 
 
 #endif

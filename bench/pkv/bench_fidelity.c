@@ -38,6 +38,13 @@ pkv_cache_config bench_cache_config(const bench_options *o, const bench_config *
     return cc;
 }
 
+pkv_cache_config bench_mode_config(const bench_options *o, pkv_mode mode)
+{
+    pkv_cache_config cc = bench_cache_config(o, &(bench_config){mode, 2, 2}, 1, 1, 128);
+    if (!cc.window) cc.window = cc.group_size;
+    return cc;
+}
+
 /* A budget that holds n_tokens per sequence at fp16 plus full banks and windows, with slack. */
 static uint64_t budget_for(const pkv_cache_config *cc, uint64_t n_tokens, uint64_t n_seqs)
 {

@@ -55,14 +55,13 @@ static void write_all(jw *w, const bench_options *o, const bench_report *r)
     jw_uint(w, "head_dim", r->head_dim);
     jw_uint(w, "queries_per_head", r->n_queries);
     /* PATTERN's values as resolved (pkv_cache_config_resolve); DIRECT's and FP16's group next to them */
-    const pkv_cache_config pc = bench_cache_config(o, &(bench_config){PKV_MODE_PATTERN, 2, 2}, 1, 1, 128);
-    const pkv_cache_config dc = bench_cache_config(o, &(bench_config){PKV_MODE_DIRECT, 2, 2}, 1, 1, 128);
+    const pkv_cache_config pc = bench_mode_config(o, PKV_MODE_PATTERN), dc = bench_mode_config(o, PKV_MODE_DIRECT);
     jw_uint(w, "group_size", pc.group_size);
-    jw_uint(w, "window", pc.window ? pc.window : pc.group_size);
+    jw_uint(w, "window", pc.window);
     jw_uint(w, "patterns", pc.n_patterns);
     jw_uint(w, "bank_capacity", pc.bank_capacity);
     jw_uint(w, "direct_group_size", dc.group_size);
-    jw_uint(w, "direct_window", dc.window ? dc.window : dc.group_size);
+    jw_uint(w, "direct_window", dc.window);
     jw_string(w, "quantizer", pkv_quantizer_name((pkv_quantizer)o->quantizer)); /* as asked: auto = the library's per mode */
     jw_uint(w, "batch", r->batch);
     jw_string(w, "speed_data", r->speed_source);

@@ -108,12 +108,11 @@ void report_table(FILE *f, const bench_options *o, const bench_report *r)
                    "spread over the appends, each over the cache at its length (causal)\n",
                 r->prefill, r->n_queries, r->q_from_keys ? "the file has no q: drawn from the keys' per-channel distribution"
                                              : (r->data_source[0] == 's' ? "synthetic" : "from the file"));
-    const pkv_cache_config pc = bench_cache_config(o, &(bench_config){PKV_MODE_PATTERN, 2, 2}, 1, 1, 128);
-    const pkv_cache_config dc = bench_cache_config(o, &(bench_config){PKV_MODE_DIRECT, 2, 2}, 1, 1, 128);
+    const pkv_cache_config pc = bench_mode_config(o, PKV_MODE_PATTERN), dc = bench_mode_config(o, PKV_MODE_DIRECT);
     fprintf(f, "cache:  pattern: group %u, window %u, %u patterns mined, bank capacity %u%s, quantizer %s; direct "
-               "and fp16: group %u, window %u, quantizer %s\n", pc.group_size, pc.window ? pc.window : pc.group_size,
-            pc.n_patterns, pc.bank_capacity, pc.bank_capacity == pc.n_patterns ? " (frozen)" : "",
-            pkv_quantizer_name((pkv_quantizer)pc.quantizer), dc.group_size, dc.window ? dc.window : dc.group_size,
+               "and fp16: group %u, window %u, quantizer %s\n", pc.group_size, pc.window, pc.n_patterns,
+            pc.bank_capacity, pc.bank_capacity == pc.n_patterns ? " (frozen)" : "",
+            pkv_quantizer_name((pkv_quantizer)pc.quantizer), dc.group_size, dc.window,
             pkv_quantizer_name((pkv_quantizer)dc.quantizer));
 
     if (r->n_fidelity) {

@@ -104,7 +104,7 @@ class CacheStats:
 class CacheConfig:
     """pkv_cache_config, starting from the library's defaults (pkv_cache_config_init):
     PATTERN mode, 2-bit K and V, group_size 0 (the mode's: 64 for PATTERN, 128 for DIRECT and FP16),
-    window = group_size, 24 patterns, bank_capacity 0 (= n_patterns: frozen banks), quantizer auto,
+    window 0 (128 with the mode's group, else group_size), 24 patterns, bank_capacity 0 (= n_patterns: frozen banks), quantizer auto,
     memory_budget 256 MiB. Keyword arguments set fields: CacheConfig(n_layers=32, n_kv_heads=8, k_bits=4).
     mode takes a Mode, "pattern", "direct" or "fp16". CacheConfig.paper() starts from the paper's method
     instead (pkv_cache_config_init_paper); resolved() gives the values a cache is created with."""

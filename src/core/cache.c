@@ -15,7 +15,7 @@ static pkv_cache_config config_defaults(void)
     c.head_dim = 128;
     c.k_bits = 2;
     c.v_bits = 2;
-    c.group_size = 0;    /* the mode's: pkv_config_resolve */
+    c.group_size = 0;    /* the mode's: config_resolve */
     c.window = 0;
     c.n_patterns = 24;
     c.bank_capacity = 0; /* n_patterns: frozen banks */
