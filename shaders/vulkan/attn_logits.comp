@@ -103,6 +103,13 @@ shared vec4 qs_s[D * NRV];
 shared uint kc_s[G * KST];
 #endif
 
+/* PATTERN: the q.C table's entries of this invocation's tokens (attn_qc.comp's) */
+void load_qc(bool codes, uint seq, uint head, uint tile, uint ka[TPT], out vec4 qc[TPT][NRV])
+{
+    [[unroll]] for (uint u = 0u; u < TPT; u++)
+        [[unroll]] for (uint v = 0u; v < NRV; v++) qc[u][v] = MODE == 0u && codes ? scr4[qc_index(seq, head, tile, ka[u]) + v] : vec4(0.0);
+}
+
 void main()
 {
     uint lid = gl_LocalInvocationID.x, tile = gl_WorkGroupID.y;
@@ -120,6 +127,7 @@ void main()
     uint base = c < nb ? seq_block_slot(seq, head, c) * pc.block_words : 0u;
     uint w0 = codes ? 0u : (c - nb) * G, count = codes ? G : min(G, nw - w0);
     uint ka[TPT];
+    vec4 qc[TPT][NRV]; /* PATTERN: q . P_K[a_t] of this invocation's tokens, loaded before the barrier */
     float zt[NR], zmax[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++) zt[r] = 0.0, zmax[r] = 0.0;
     vec4 dot[TPT][NRV];
@@ -128,6 +136,7 @@ void main()
         uvec4 krow[SPLIT_KQ];
         [[unroll]] for (uint k = 0u; k < SPLIT_KQ; k++) krow[k] = codes ? blk4[(base + pc.o_kcodes) / 4u + lid * SPLIT_KQ + k] : uvec4(0u);
         ka[0] = MODE == 0u && codes ? (blk[base + pc.o_kidx + lid / 4u] >> (8u * (lid % 4u))) & 255u : 0u;
+        load_qc(codes, seq, head, tile, ka, qc);
         uint h = codes ? 0u : seq_window(seq, head) * pc.window_words * 2u + (w0 + lid) * D;
         cm_logits(codes, base, lid < count, h, krow, seq, head, tile, zt, dot[0]);
     }
@@ -158,6 +167,9 @@ void main()
         }
         [[unroll]] for (uint v = 0u; v < NRV; v++) qs_s[i * NRV + v] = qv[v];
     }
+    /* issued here, not after the dot products: a load that waits on ka's, in flight during the
+     * barrier and the dot products (after them it was a second memory round trip per workgroup) */
+    load_qc(codes, seq, head, tile, ka, qc);
     wg_reduce2(zt, false, zmax, false); /* its barrier also publishes qs_s and kc_s */
 
     [[unroll]] for (uint u = 0u; u < TPT; u++) [[unroll]] for (uint v = 0u; v < NRV; v++) dot[u][v] = vec4(0.0);
@@ -203,14 +215,12 @@ void main()
     }
     [[unroll]] for (uint u = 0u; u < TPT; u++) {
         uint t = lid + u * WG;
-        vec4 qc[NRV];
-        if (MODE == 0u && codes) [[unroll]] for (uint v = 0u; v < NRV; v++) qc[v] = scr4[qc_index(seq, head, tile, ka[u]) + v];
         vec4 out4[NRV];
         [[unroll]] for (uint r = 0u; r < NRV * 4u; r++) {
             float lg = PKV_NEG_INF;
             if (r < NR && t < count && c * G + t <= limit[r]) {
                 lg = dot[u][r / 4u][r % 4u] + (codes ? zt[r] : 0.0);
-                if (MODE == 0u && codes) lg += qc[r / 4u][r % 4u];
+                if (MODE == 0u && codes) lg += qc[u][r / 4u][r % 4u];
             }
             out4[r / 4u][r % 4u] = lg;
             if (r < NR) zmax[r] = max(zmax[r], lg);
