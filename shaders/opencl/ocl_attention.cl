@@ -796,9 +796,16 @@ void ocl_attn_logits(__constant uint *P, __global const uint *seqd, __global con
         }
         for (uint v = 0; v < NRV; v++) qs[i * NRV + v] = (float4)(qa[4 * v], qa[4 * v + 1], qa[4 * v + 2], qa[4 * v + 3]);
     }
+    /* PATTERN's q . P_K[a_t], loaded before the barrier so that it is in flight during the dot
+     * products (after them it was one more memory round trip per work-group) */
+    float4 qct[2] = {(float4)(0.0f), (float4)(0.0f)};
+    if (MODE == 0 && codes) {
+        __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV + ka * NRV;
+        for (uint v = 0; v < NRV; v++) qct[v] = qc_row[v];
+    }
     group_reduce2(zt, 0, zmax, 0, red, NR); /* its barriers also publish qs and kc */
 
-    float4 dot[2] = {(float4)(0.0f), (float4)(0.0f)};
+    float4 dot[2] = {qct[0], qct[1]};
     if (P[A_FLAGS] & F_SKIP_K) {
     } else if (codes) {
         const uint PER = 32 / KBITS, MASK = (1u << KBITS) - 1u;
@@ -818,10 +825,6 @@ void ocl_attn_logits(__constant uint *P, __global const uint *seqd, __global con
             for (uint i = 0; i < 8; i++)
                 for (uint v = 0; v < NRV; v++) dot[v] += qs[(8 * k + i) * NRV + v] * xa[i];
         }
-    }
-    if (MODE == 0 && codes) {
-        __global const float4 *qc_row = qc + ((seq * H + head) * tiles + tile) * CAP * NRV + ka * NRV;
-        for (uint v = 0; v < NRV; v++) dot[v] += qc_row[v];
     }
     const uint at = logit_rec(P, item, j, tile, head);
     float la[4 * NRV];
