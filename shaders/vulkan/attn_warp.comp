@@ -88,6 +88,21 @@ void warp_reduce(inout float a[NR], bool take_max)
     wg_reduce2(a, take_max, b, false);
 }
 
+/* The group loop's execution and shared-memory barrier: the subgroup's own where the workgroup is one
+ * subgroup (no workgroup barrier, which NVIDIA's compiler may make wait for the loads in flight),
+ * else barrier(). */
+void warp_barrier()
+{
+#ifdef PKV_SUBGROUPS
+    if (gl_NumSubgroups == 1u) {
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        return;
+    }
+#endif
+    barrier();
+}
+
 const uint CK_NONE = 0u, CK_CODES = 1u, CK_WINDOW = 3u;
 struct chunk_desc {
     uint kind, base, kh, vh, count, tok0; /* base: block word; kh, vh: window half indices */
@@ -254,10 +269,10 @@ void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L)
 {
     uint lid = gl_LocalInvocationID.x, t = sub * W + lid;
     bool codes = d.kind == CK_CODES, mine = t < d.count;
-    barrier(); /* the previous group's readers of qs_s, w_s and vrow_s are done */
+    warp_barrier(); /* the previous group's readers of qs_s, w_s and vrow_s are done */
     if (sub == 0u) {
         chunk_setup(st, d, L);
-        barrier();
+        warp_barrier();
     }
     /* logits of this invocation's token */
     float lg[NR];
@@ -298,7 +313,7 @@ void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L)
     }
     if (MODE == 0u && rescale) {
         for (uint e = lid; e < NR * SCAP; e += W) hist_set(e, hist_get(e) * pick(alpha, e % NR));
-        barrier();
+        warp_barrier();
     }
     vec4 wt[NRV];
     [[unroll]] for (uint r = 0u; r < NR; r++) {
@@ -310,7 +325,7 @@ void do_group(inout item_state st, chunk_desc d, uint sub, group_loads L)
     }
     [[unroll]] for (uint v = 0u; v < NRV; v++) w_s[lid * NRV + v] = wt[v];
     if (codes) [[unroll]] for (uint k = 0u; k < VRW; k++) vrow_s[lid * VRW + k] = L.vrow[k];
-    barrier();
+    warp_barrier();
     if ((pc.flags & ATTN_SKIP_V) != 0u) return;
     /* V: this invocation's CPL channels over the group's tokens */
     uint n = min(W, d.count > sub * W ? d.count - sub * W : 0u);
