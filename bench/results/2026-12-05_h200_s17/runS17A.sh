@@ -10,6 +10,8 @@ PKV_TEST_BACKEND=vulkan PKV_ATTN_WARP=1 timeout 60 $B/tests/test_attention 2>&1 
 sw vulkan 8 32768 pattern 2 ";PKV_ATTN_WARP=1;PKV_ATTN_WARP=1 PKV_ATTN_DEBUG=22;PKV_ATTN_WARP=1 PKV_ATTN_GROUPS=4224"
 sw vulkan 8 32768 direct 2 ";PKV_ATTN_WARP=1;PKV_ATTN_WARP=1 PKV_ATTN_DEBUG=18"
 sw vulkan 1 32768 pattern 2 ";PKV_ATTN_WARP=1"
+sw vulkan 8 32768 pattern 4 ";PKV_ATTN_WARP=1"
+sw vulkan 8 4096 pattern 2 ";PKV_ATTN_WARP=1"
 PKV_VULKAN_PIPELINE_STATS=1 timeout 150 $B/pkv-attn-sweep --backend vulkan --batch 8 --context 32768 --mode pattern --bits 2 --data bench \
   --variants ";PKV_ATTN_DEBUG=128;PKV_ATTN_DEBUG=256;PKV_ATTN_DEBUG=2;PKV_ATTN_DEBUG=16;PKV_ATTN_DEBUG=4;PKV_ATTN_DEBUG=6;PKV_ATTN_DEBUG=134;PKV_ATTN_LPC=2;PKV_ATTN_LPC=4;PKV_ATTN_LPC=8;PKV_ATTN_TPT=2;PKV_ATTN_VCH=4;PKV_ATTN_VCH=16;PKV_ATTN_GROUPS=528;PKV_ATTN_GROUPS=2112;PKV_ATTN_GROUPS=4224;PKV_ATTN_SPLIT=0" 2>&1 \
   | sed -E 's/patternkv warning: vulkan: pipeline of kernel ([0-9]+) \(spec ([0-9 ]+)\): Register Count=([0-9]+).*/regs k\1 [\2] \3/' | grep -vE "^#|^variant" | cut -c1-120
