@@ -7,7 +7,7 @@ sw() { echo "== $1 $2 $3 $4 $5"; timeout ${7:-90} $B/pkv-attn-sweep --backend $1
 {
 echo "== test_attention vulkan, warp kernel (subgroup barriers)"
 PKV_TEST_BACKEND=vulkan PKV_ATTN_WARP=1 timeout 60 $B/tests/test_attention 2>&1 | grep -iE "PASSED|FAIL|rel err" | tail -6
-sw vulkan 8 32768 pattern 2 ";PKV_ATTN_WARP=1;PKV_ATTN_WARP=1 PKV_ATTN_DEBUG=22;PKV_ATTN_WARP=1 PKV_ATTN_GROUPS=4224"
+sw vulkan 8 32768 pattern 2 ";PKV_ATTN_WARP=1;PKV_ATTN_WARP=1 PKV_ATTN_DEBUG=22;PKV_ATTN_WARP=1 PKV_ATTN_PREFETCH=0;PKV_ATTN_WARP=1 PKV_ATTN_GROUPS=4224"
 sw vulkan 8 32768 direct 2 ";PKV_ATTN_WARP=1;PKV_ATTN_WARP=1 PKV_ATTN_DEBUG=18"
 sw vulkan 1 32768 pattern 2 ";PKV_ATTN_WARP=1"
 sw vulkan 8 32768 pattern 4 ";PKV_ATTN_WARP=1"
