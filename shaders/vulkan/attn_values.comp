@@ -216,11 +216,15 @@ void main()
                 uint q = uint(p[r] * HIST_UNIT + 0.5);
                 if (q != 0u) atomicAdd(Sq_s[r * SCAP + va], q);
             }
-        /* the next chunk's loads, in flight during this chunk's V phase */
+        /* the next chunk's loads, in flight during this chunk's V phase: issued after the barrier below
+         * (PREFETCH, the default), so that no workgroup barrier sits between their issue and the V sums
+         * they are meant to overlap (a barrier may wait for them: bench/RESULTS.md, session 17), or
+         * before it (0: sessions 14-16) */
         uint slot_nn = block_slot(seq, head, c + 2u, nb);
-        if (c + 1u < c1) LOAD_CHUNK(c + 1u, slot_n);
-        slot_c = slot_n, slot_n = slot_nn;
+        if (PREFETCH == 0u && c + 1u < c1) LOAD_CHUNK(c + 1u, slot_n);
         barrier();
+        if (PREFETCH != 0u && c + 1u < c1) LOAD_CHUNK(c + 1u, slot_n);
+        slot_c = slot_n, slot_n = slot_nn;
         if (MODE == 0u && codes) /* the chunk's histogram into the item's (the adds are done; the next chunk's come after the barrier below) */
             for (uint e = lid; e < NR * SCAP; e += WG) {
                 uint q = Sq_s[e];

@@ -18,6 +18,7 @@
  * (PKV_ATTN_WARP=1), kept for its pieces and as the base of the next design. Needs D in
  * {32, 64, 128, 256} and G a multiple of 32 (the host checks). */
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_memory_scope_semantics : require
 #include "pkv_math.h"
 #define PKV_ARENAS_READONLY
 #include "pkv_buffers.glsl"
@@ -94,9 +95,8 @@ void warp_reduce(inout float a[NR], bool take_max)
 void warp_barrier()
 {
 #ifdef PKV_SUBGROUPS
-    if (gl_NumSubgroups == 1u) {
-        subgroupMemoryBarrierShared();
-        subgroupBarrier();
+    if (gl_NumSubgroups == 1u) { /* shared memory only (subgroupBarrier() would order buffer memory too) */
+        controlBarrier(gl_ScopeSubgroup, gl_ScopeSubgroup, gl_StorageSemanticsShared, gl_SemanticsAcquireRelease);
         return;
     }
 #endif
