@@ -491,8 +491,8 @@ static void attn_params(const pkv_geom *g, const pkv_attn_op *op, const pkv_attn
         if ((op->seqs[s].bank_count + 63) / 64 > A[21]) A[21] = (op->seqs[s].bank_count + 63) / 64;
 }
 
-/* Split attention (ocl_attention.cl's ocl_attn_logits, ocl_attn_values; PKV_ATTN_SPLIT=1 only, not
- * measured on OpenCL yet): work-groups of G, one token per work-item. Local memory of the larger pass
+/* Split attention (ocl_attention.cl's ocl_attn_logits, ocl_attn_values; the compressed modes' default
+ * where it serves, PKV_ATTN_SPLIT=0 turns it off): work-groups of G, one token per work-item. Local memory of the larger pass
  * for nr rows (their arrays; the histogram in float). */
 #define SPLIT_GROUPS_PER_CU 8u /* Vulkan's wave for the same kernels (vk_ops.c) */
 static size_t split_acc_floats(const pkv_geom *g, uint32_t ch, uint32_t nr)
@@ -527,7 +527,7 @@ static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *o
     if (!env->vch) sp.vch = 8;
     nr = pkv_attn_rows_per_group(op, g->H, 8, env);
     while (nr > 1 && split_local_bytes(g, sp, nr) > o->local_mem) nr /= 2;
-    const int use_split = env->split == 2 && split_fits(o, g, sp, nr);
+    const int use_split = split_fits(o, g, sp, nr); /* sp.split: the default or PKV_ATTN_SPLIT */
     if (use_split) {
         ks = sp, stage_v = 1;
     } else {
