@@ -24,9 +24,13 @@ target_include_directories(test_opencl_record PRIVATE ${PROJECT_SOURCE_DIR}/src 
 add_test(NAME test_opencl_record COMMAND test_opencl_record)
 set_tests_properties(test_opencl_record PROPERTIES ENVIRONMENT "PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}" TIMEOUT 600 LABELS opencl)
 
-# Split attention (ocl_attn_logits, ocl_attn_values) is the compressed modes' default where it serves,
-# so the suites above test it; the one-pass kernel (ocl_attn; PKV_ATTN_SPLIT=0) on every shape of the
-# suite, with many partial results (two chunks per item).
+# Split attention (ocl_attn_logits, ocl_attn_values) is the compressed modes' default where it serves
+# and the op has many chunks for the device, so the suites above take both kernels; each forced on
+# every shape of the suite, with many partial results (two chunks per item): split (PKV_ATTN_SPLIT=1)
+# and the one-pass kernel (ocl_attn; PKV_ATTN_SPLIT=0).
+add_test(NAME test_attention_opencl_split COMMAND test_attention)
+set_tests_properties(test_attention_opencl_split PROPERTIES TIMEOUT 900 LABELS opencl
+  ENVIRONMENT "PKV_TEST_BACKEND=opencl;PKV_ATTN_SPLIT=1;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}")
 add_test(NAME test_attention_opencl_onepass COMMAND test_attention)
 set_tests_properties(test_attention_opencl_onepass PROPERTIES TIMEOUT 900 LABELS opencl
   ENVIRONMENT "PKV_TEST_BACKEND=opencl;PKV_ATTN_SPLIT=0;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_CACHE_DIR=${PKV_OCL_TEST_CACHE}")

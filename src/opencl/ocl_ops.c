@@ -514,10 +514,21 @@ static int split_fits(const pkv_ocl *o, const pkv_geom *g, pkv_attn_shape sh, ui
     return pkv_attn_split_serves(g, sh, (uint32_t)o->max_wg, 0) && split_local_bytes(g, sh, nr) <= o->local_mem;
 }
 
+/* Whether an op has few chunks for the device: under 8 chunk x KV head pairs per compute unit, where
+ * split attention's second dispatch costs more than it wins (H100: 1 x 4K PATTERN 2-bit 0.049 ms
+ * one-pass, 0.068 split; 1 x 32K 0.139 / 0.107; bench/RESULTS.md, session 17). */
+static int attn_few_chunks(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op)
+{
+    uint64_t chunks = 0;
+    for (uint32_t i = 0; i < op->n_seqs; i++) chunks += pkv_attn_seq_chunks(&op->seqs[i], g->G);
+    return chunks * g->H < 8ull * (o->compute_units ? o->compute_units : 1);
+}
+
 /* The attention program's shape for an op's query rows: the most rows per work-group that fit in
- * local memory, with the V codes staged if possible (split attention where asked for and it fits).
+ * local memory, with the V codes staged if possible (split attention where it serves, unless the op
+ * has few chunks or PKV_ATTN_SPLIT says otherwise).
  * Attention and pkv_ocl_prewarm share it. */
-static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env,
+static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op, const pkv_attn_env *env, int few,
                        uint32_t shape[PKV_OCL_ATTN_SHAPE])
 {
     pkv_attn_shape ks = pkv_attn_shape_for(g, env, PKV_BACKEND_OPENCL);
@@ -527,6 +538,7 @@ static void attn_shape(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *o
     if (!env->vch) sp.vch = 8;
     nr = pkv_attn_rows_per_group(op, g->H, 8, env);
     while (nr > 1 && split_local_bytes(g, sp, nr) > o->local_mem) nr /= 2;
+    if (few && !env->split) sp.split = 0; /* the default leaves ops of few chunks to the one-pass kernel */
     const int use_split = split_fits(o, g, sp, nr); /* sp.split: the default or PKV_ATTN_SPLIT */
     if (use_split) {
         ks = sp, stage_v = 1;
@@ -555,11 +567,13 @@ pkv_status pkv_ocl_prewarm(pkv_backend *be, const pkv_geom *g, uint32_t n_q_head
     pkv_status s = PKV_OK;
     for (uint32_t ql = 1; ql <= max_q_len && ql <= 64 && s == PKV_OK; ql++) { /* rows per work-group <= 8 */
         pkv_attn_op op = {.n_seqs = 1, .q_len = ql, .n_q_heads = n_q_heads};
-        uint32_t shape[PKV_OCL_ATTN_SHAPE];
-        attn_shape(o, g, &op, &be->attn_env, shape);
-        pkv_ocl_attn_program *prog;
-        s = pkv_ocl_attn_program_get(o, shape, (pkv_attn_flags(&be->attn_env) & PKV_ATTN_SEPARATE_MERGE) != 0,
-                                     &prog); /* built once per shape, then found */
+        for (int few = 0; few <= 1 && s == PKV_OK; few++) { /* both kernels an op size may take */
+            uint32_t shape[PKV_OCL_ATTN_SHAPE];
+            attn_shape(o, g, &op, &be->attn_env, few, shape);
+            pkv_ocl_attn_program *prog;
+            s = pkv_ocl_attn_program_get(o, shape, (pkv_attn_flags(&be->attn_env) & PKV_ATTN_SEPARATE_MERGE) != 0,
+                                         &prog); /* built once per shape, then found */
+        }
     }
     return s;
 }
@@ -572,7 +586,7 @@ pkv_status pkv_ocl_attention(pkv_backend *be, const pkv_store *st, const pkv_att
     const int pattern = g->mode == PKV_MODE_PATTERN;
     pkv_ocl_attn_program *prog;
     uint32_t shape[PKV_OCL_ATTN_SHAPE];
-    attn_shape(o, g, op, &be->attn_env, shape);
+    attn_shape(o, g, op, &be->attn_env, attn_few_chunks(o, g, op), shape);
     const uint32_t nr = shape[5], vch = shape[8], bps = shape[10], wg = bps * g->G, split = shape[14];
     pkv_status s = pkv_ocl_attn_program_get(o, shape, (pkv_attn_flags(&be->attn_env) & PKV_ATTN_SEPARATE_MERGE) != 0, &prog);
     if (s != PKV_OK) return s;
