@@ -31,6 +31,7 @@ layout(push_constant) uniform Push {
 /* pc.flags: how partial results are merged, and switches that leave work out to time it (tuning). */
 const uint ATTN_SEPARATE_MERGE = 1u; /* partials merged by attn_merge.comp, not by the last workgroup */
 const uint ATTN_SKIP_V = 2u, ATTN_SKIP_HIST = 4u, ATTN_SKIP_MERGE = 8u, ATTN_SKIP_K = 16u, ATTN_SKIP_FOLD = 64u;
+const uint ATTN_SCRATCH_RO = 512u; /* attn_values: logit records through scro4 (an experiment) */
 /* A recorded call's q (vk_ops.c): at q_off is the application's q as it was copied (ATTN_Q_F16: fp16
  * pairs, else fp32), converted and checked where it is read (q_value), in place of stage_input.comp's
  * dispatch. */

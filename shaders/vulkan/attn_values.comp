@@ -87,6 +87,9 @@ void v_fp16(inout float acc[NR][CH], bool window, uint h, vec4 wt[NRV])
     }
 }
 
+/* vec4 i of the logit records (attn_logits wrote them), through the read-only alias with ATTN_SCRATCH_RO */
+vec4 logit_vec4(uint i) { return (pc.flags & ATTN_SCRATCH_RO) != 0u ? scro4[i] : scr4[i]; }
+
 uint block_slot(uint seq, uint head, uint c, uint nb) { return c < nb ? seq_block_slot(seq, head, c) : 0u; }
 
 #ifdef PKV_COOPMAT
@@ -139,7 +142,7 @@ void main()
     [[unroll]] for (uint r = 0u; r < NR; r++) M[r] = PKV_NEG_INF, l[r] = 0.0, pz[r] = 0.0;
     for (uint c = c0 + lid; c < c1; c += WG) {
         uint at = attn_logit_rec(item, c - c0, tile, head) + G * NRV;
-        [[unroll]] for (uint r = 0u; r < NR; r++) M[r] = max(M[r], scr4[at + r / 4u][r % 4u]);
+        [[unroll]] for (uint r = 0u; r < NR; r++) M[r] = max(M[r], logit_vec4(at + r / 4u)[r % 4u]);
 #ifdef PKV_COOPMAT /* l: the item's largest V scale, for now */
         [[unroll]] for (uint r = 0u; r < NR; r++) l[r] = max(l[r], scr4[at + NRV].x);
 #endif
@@ -177,7 +180,7 @@ void main()
 #define LOAD_CHUNK(c, slot)                                                                               \
     {                                                                                                     \
         uint at_ = attn_logit_rec(item, (c) - c0, tile, head) + lid * NRV, b_ = (slot) * pc.block_words; \
-        [[unroll]] for (uint v = 0u; v < NRV; v++) lg[v] = scr4[at_ + v];                                 \
+        [[unroll]] for (uint v = 0u; v < NRV; v++) lg[v] = logit_vec4(at_ + v);                           \
         if ((c) < nb && MODE != 2u) {                                                                     \
             [[unroll]] for (uint k = 0u; k < SPLIT_VQ; k++) vrow[k] = blk4[(b_ + pc.o_vcodes) / 4u + lid * SPLIT_VQ + k]; \
             vs = blk_hf((b_ + pc.o_vscale) * 2u + lid);                                                   \

@@ -13,6 +13,8 @@ layout(std430, set = 0, binding = 0) buffer Scratch { uint scr[]; };
 layout(std430, set = 0, binding = 1) PKV_ARENA buffer Blocks { uint blk[]; };
 layout(std430, set = 0, binding = 1) PKV_ARENA buffer Blocks4 { uvec4 blk4[]; }; /* the same memory, 16-byte loads */
 layout(std430, set = 0, binding = 0) buffer Scratch4 { vec4 scr4[]; };
+/* Scratch read-only, for words an earlier dispatch wrote (attention's logit records; ATTN_SCRATCH_RO) */
+layout(std430, set = 0, binding = 0) readonly buffer ScratchRO4 { vec4 scro4[]; };
 /* Scratch words other workgroups of the same dispatch read (attention's partial results). */
 layout(std430, set = 0, binding = 0) coherent buffer ScratchC { uint scrc[]; };
 layout(std430, set = 0, binding = 0) coherent buffer ScratchC4 { uvec4 scrc4[]; };

@@ -83,6 +83,9 @@ enum {
     PKV_ATTN_SKIP_FOLD = 64u,     /* Vulkan: PATTERN's sum_m S[m] P_V[m] is not added */
     PKV_ATTN_SKIP_VALUES = 128u,  /* Vulkan split attention: its values pass is not dispatched */
     PKV_ATTN_SKIP_LOGITS = 256u,  /* and its logits pass */
+    PKV_ATTN_SCRATCH_RO = 512u,   /* Vulkan split attention: the values pass reads the logit records through a
+                                   * read-only alias of scratch (an experiment: does NVIDIA's compiler load
+                                   * them faster so? The output stays right) */
 };
 uint32_t pkv_attn_flags(const pkv_attn_env *env);
 
