@@ -18,10 +18,11 @@ set_tests_properties(test_parity_vulkan_nosubgroups PROPERTIES TIMEOUT 900 LABEL
 
 # Split attention (attn_logits + attn_values; the default for 2-bit and PATTERN 4-bit ops with many
 # chunks, forced here for every width it serves) with the shared-memory reductions, many partials
-# merged, two tokens per invocation and three chunks per workgroup in the logits pass.
+# merged, two tokens per invocation, three chunks per workgroup and the K loop unrolled in the logits
+# pass, and the values pass reading the logit records through the read-only alias (PKV_ATTN_DEBUG=512).
 add_test(NAME test_attention_vulkan_split_nosubgroups COMMAND test_attention)
 set_tests_properties(test_attention_vulkan_split_nosubgroups PROPERTIES TIMEOUT 600 LABELS vulkan
-  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_SPLIT=1;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_ATTN_TPT=2;PKV_ATTN_LPC=3;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
+  ENVIRONMENT "PKV_TEST_BACKEND=vulkan;PKV_ATTN_SPLIT=1;PKV_ATTN_CHUNKS_PER_ITEM=2;PKV_ATTN_TPT=2;PKV_ATTN_LPC=3;PKV_ATTN_KUNROLL=1;PKV_ATTN_DEBUG=512;PKV_VULKAN_NO_SUBGROUPS=1;${PKV_VK_TEST_ENV}")
 
 # Split attention's cooperative-matrix kernels (attn_split_cm.glsl) with the matrix operations emulated
 # in plain GLSL (PKV_ATTN_COOPMAT=emu), as lavapipe has no cooperative matrices; with many partials.

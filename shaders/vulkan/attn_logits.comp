@@ -103,6 +103,20 @@ shared vec4 qs_s[D * NRV];
 shared uint kc_s[G * KST];
 #endif
 
+#ifndef PKV_COOPMAT
+/* dot += q * s_K . the codes of word k of this invocation's tokens' K rows (staged in kc_s) */
+void k_word_dot(uint k, uint lid, inout vec4 dot[TPT][NRV])
+{
+    uint w[TPT], wh[TPT];
+    [[unroll]] for (uint u = 0u; u < TPT; u++) w[u] = kc_s[(lid + u * WG) * KST + k], wh[u] = w[u] >> 16;
+    [[unroll]] for (uint cc = 0u; cc < PER; cc++)
+        [[unroll]] for (uint v = 0u; v < NRV; v++) {
+            vec4 q = qs_s[(k * PER + cc) * NRV + v];
+            [[unroll]] for (uint u = 0u; u < TPT; u++) dot[u][v] += q * code_float(w[u], wh[u], cc * KBITS, MASK);
+        }
+}
+#endif
+
 /* PATTERN: the q.C table's entries of this invocation's tokens (attn_qc.comp's) */
 void load_qc(bool codes, uint seq, uint head, uint tile, uint ka[TPT], out vec4 qc[TPT][NRV])
 {
@@ -175,16 +189,11 @@ void main()
     [[unroll]] for (uint u = 0u; u < TPT; u++) [[unroll]] for (uint v = 0u; v < NRV; v++) dot[u][v] = vec4(0.0);
     if ((pc.flags & ATTN_SKIP_K) != 0u) {
     } else if (codes) {
-        /* a loop over the rows' words, not unrolled: NVIDIA's compiler would hoist all D qs loads */
-        [[dont_unroll]] for (uint k = 0u; k < KRW; k++) {
-            uint w[TPT], wh[TPT];
-            [[unroll]] for (uint u = 0u; u < TPT; u++) w[u] = kc_s[(lid + u * WG) * KST + k], wh[u] = w[u] >> 16;
-            [[unroll]] for (uint cc = 0u; cc < PER; cc++)
-                [[unroll]] for (uint v = 0u; v < NRV; v++) {
-                    vec4 q = qs_s[(k * PER + cc) * NRV + v];
-                    [[unroll]] for (uint u = 0u; u < TPT; u++) dot[u][v] += q * code_float(w[u], wh[u], cc * KBITS, MASK);
-                }
-        }
+        /* a loop over the rows' words, not unrolled unless KUNROLL: NVIDIA's compiler would hoist all D qs loads */
+        if (KUNROLL != 0u)
+            [[unroll]] for (uint k = 0u; k < KRW; k++) k_word_dot(k, lid, dot);
+        else
+            [[dont_unroll]] for (uint k = 0u; k < KRW; k++) k_word_dot(k, lid, dot);
     } else { /* fp16 rows of D halves: FP16 mode's blocks, the window */
         [[unroll]] for (uint u = 0u; u < TPT; u++) {
             uint t = lid + u * WG, tt = min(t, count - 1u);

@@ -45,6 +45,8 @@ void pkv_attn_env_read(pkv_attn_env *e)
     if (tpt == 1 || tpt == 2 || tpt == 4) e->tpt = tpt;
     const uint32_t lpc = env_u32("PKV_ATTN_LPC");
     if (lpc >= 1 && lpc <= 16) e->lpc = lpc;
+    const char *ku = getenv("PKV_ATTN_KUNROLL");
+    if (ku && *ku) e->kunroll = atoi(ku) > 0 ? 2 : 1;
 }
 
 void pkv_attn_env_reload(pkv_context *ctx)
@@ -140,7 +142,7 @@ uint32_t pkv_attn_flags(const pkv_attn_env *env) { return env->flags; }
 
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend)
 {
-    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 1, 4, 0, 0, 1, 0, 1, 1};
+    pkv_attn_shape sh = {g->G < 128 ? 128 / g->G : 1, 8, 0, 1, 1, 4, 0, 0, 1, 0, 1, 1, 0};
     /* Per-backend defaults measured on the H200 (bench/RESULTS.md). Vulkan: NVIDIA's kernel with the
      * fixed-point histogram is slower at 2 bits even with no adds (8 x 32K 0.62 -> 0.84 ms) and faster
      * at 4 (1.09 -> 0.85), so float compare-and-swap for 2-bit K and V (session 6); FP16 mode keeps 8 V
@@ -186,6 +188,7 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pk
     if (env->split) sh.split = env->split == 2;
     if (env->tpt) sh.tpt = env->tpt;
     if (env->lpc) sh.lpc = env->lpc;
+    if (env->kunroll) sh.kunroll = env->kunroll == 2;
     while (sh.vch < 16 && (g->d + sh.vch - 1) / sh.vch > sh.bps * g->G) sh.vch *= 2; /* channel groups <= invocations */
     return sh;
 }

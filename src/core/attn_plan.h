@@ -116,6 +116,10 @@ typedef struct pkv_attn_shape {
     uint32_t split;
     uint32_t lpc; /* split attention's logits pass: chunks per workgroup */
     uint32_t tpt; /* split attention's logits pass: tokens per invocation (each shared load of q * s_K serves them all) */
+    /* Vulkan split attention's logits pass: its loop over a K code row's words unrolled (0: not, so that
+     * NVIDIA's compiler does not hoist every q * s_K load; PKV_ATTN_KUNROLL=1 tries the other way, as
+     * OpenCL's twin, 1.5x faster on NVIDIA, leaves its loop to the compiler) */
+    uint32_t kunroll;
 } pkv_attn_shape;
 pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pkv_backend_kind backend);
 /* Whether split attention (Vulkan attn_logits/attn_values, OpenCL ocl_attn_logits/ocl_attn_values) serves

@@ -164,6 +164,7 @@ typedef struct pkv_attn_env {
     uint32_t split;           /* PKV_ATTN_SPLIT: 0 not set, 1 off, 2 on */
     uint32_t lpc;             /* PKV_ATTN_LPC: split attention's chunks per logits workgroup (1..16), 0 not set */
     uint32_t tpt;             /* PKV_ATTN_TPT: split attention's tokens per invocation in its logits pass (1, 2, 4), 0 not set */
+    uint32_t kunroll;         /* PKV_ATTN_KUNROLL: 0 not set, 1 off, 2 on */
 } pkv_attn_env;
 
 typedef struct pkv_backend_iface {

@@ -44,7 +44,7 @@ enum pkv_vk_kernel {
     PKV_K_COUNT
 };
 
-#define PKV_VK_SPEC_MAX 16  /* specialization constants: [0] workgroup size, then per kernel */
+#define PKV_VK_SPEC_MAX 17  /* specialization constants: [0] workgroup size, then per kernel */
 #define PKV_VK_PUSH_BYTES 128
 /* Bindings of the one descriptor set layout: the op's four buffers (pkv_vk_dispatch's bufs), then the
  * context's status word (vk->status), the same in every set: attention converts and checks a recorded

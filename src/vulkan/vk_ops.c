@@ -782,7 +782,7 @@ static void attn_config(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *
                        : vk->subgroup_arith ? PKV_K_ATTN_LOGITS_SG : PKV_K_ATTN_LOGITS;
         memcpy(c->spec[1], c->spec[3], sizeof c->spec[1]);
         c->spec[1][0] = G, c->spec[1][9] = shape.vch, c->spec[1][11] = shape.prefetch; /* attn_values keeps its own histogram (no HIST_FIXED) */
-        c->spec[3][0] = G / shape.tpt, c->spec[3][14] = shape.lpc, c->spec[3][15] = shape.tpt;
+        c->spec[3][0] = G / shape.tpt, c->spec[3][14] = shape.lpc, c->spec[3][15] = shape.tpt, c->spec[3][16] = shape.kunroll;
     }
 }
 
