@@ -220,9 +220,9 @@ void main()
                 if (q != 0u) atomicAdd(Sq_s[r * SCAP + va], q);
             }
         /* the next chunk's loads, in flight during this chunk's V phase: issued after the barrier below
-         * (PREFETCH, the default), so that no workgroup barrier sits between their issue and the V sums
-         * they are meant to overlap (a barrier may wait for them: bench/RESULTS.md, session 17), or
-         * before it (0: sessions 14-16) */
+         * (PREFETCH, the default: no barrier between them and the V sums they overlap) or before it (0:
+         * sessions 14-16). The same speed on an H100 (bench/RESULTS.md, session 17): barriers do not
+         * make NVIDIA wait for the loads in flight. */
         uint slot_nn = block_slot(seq, head, c + 2u, nb);
         if (PREFETCH == 0u && c + 1u < c1) LOAD_CHUNK(c + 1u, slot_n);
         barrier();

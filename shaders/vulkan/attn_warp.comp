@@ -90,8 +90,8 @@ void warp_reduce(inout float a[NR], bool take_max)
 }
 
 /* The group loop's execution and shared-memory barrier: the subgroup's own where the workgroup is one
- * subgroup (no workgroup barrier, which NVIDIA's compiler may make wait for the loads in flight),
- * else barrier(). */
+ * subgroup, else barrier(). (Tried in case a workgroup barrier made NVIDIA wait for the loads in
+ * flight: no faster on an H100, bench/RESULTS.md session 17.) */
 void warp_barrier()
 {
 #ifdef PKV_SUBGROUPS
