@@ -171,7 +171,8 @@ pkv_attn_shape pkv_attn_shape_for(const pkv_geom *g, const pkv_attn_env *env, pk
      * (PATTERN 0.983 / 1.154) */
     if (backend == PKV_BACKEND_VULKAN && g->mode != PKV_MODE_FP16 && same_bits && (b == 2 || (g->mode == PKV_MODE_PATTERN && b == 4)))
         sh.split = 1;
-    /* OpenCL's split twin for every compressed shape it serves (pkv_attn_split_serves), at every op size:
+    /* OpenCL's split twin for every compressed shape it serves (pkv_attn_split_serves; ocl_ops.c leaves ops
+     * of few chunks to the one-pass kernel):
      * on an H100 2.2-2.4x faster than its one-pass kernel at 8 x 32K (PATTERN 2-bit 0.791 -> 0.357 ms,
      * 4-bit 0.917 -> 0.378) and 1.5x at 8 x 4K (0.137 -> 0.093), and faster than Vulkan's split (0.521,
      * 0.592): bench/RESULTS.md, session 17 */

@@ -146,6 +146,15 @@ typedef struct pkv_attn_op {
     size_t q_off, out_off;
 } pkv_attn_op;
 
+/* An op's chunk x KV head pairs (the planner's work units), which the GPU backends compare with their
+ * compute units to choose a kernel for the op's size. */
+static inline uint64_t pkv_attn_op_chunk_pairs(const pkv_attn_op *op, uint32_t G, uint32_t H)
+{
+    uint64_t chunks = 0;
+    for (uint32_t i = 0; i < op->n_seqs; i++) chunks += pkv_attn_seq_chunks(&op->seqs[i], G);
+    return chunks * H;
+}
+
 /* The PKV_ATTN_* tuning and test switches of the GPU attention (attn_plan.h), read from the environment
  * once per context (pkv_attn_env_read, at pkv_context_create), not per call. 0: not set. */
 typedef struct pkv_attn_env {

@@ -519,9 +519,7 @@ static int split_fits(const pkv_ocl *o, const pkv_geom *g, pkv_attn_shape sh, ui
  * one-pass, 0.068 split; 1 x 32K 0.139 / 0.107; bench/RESULTS.md, session 17). */
 static int attn_few_chunks(const pkv_ocl *o, const pkv_geom *g, const pkv_attn_op *op)
 {
-    uint64_t chunks = 0;
-    for (uint32_t i = 0; i < op->n_seqs; i++) chunks += pkv_attn_seq_chunks(&op->seqs[i], g->G);
-    return chunks * g->H < 8ull * (o->compute_units ? o->compute_units : 1);
+    return pkv_attn_op_chunk_pairs(op, g->G, g->H) < 8ull * (o->compute_units ? o->compute_units : 1);
 }
 
 /* The attention program's shape for an op's query rows: the most rows per work-group that fit in

@@ -692,9 +692,8 @@ typedef pkv_vk_attn_cfg attn_cfg; /* vk_internal.h */
 enum { ATTN_FEW, ATTN_SOME, ATTN_MANY };
 static int attn_chunk_class(const pkv_vk *vk, const pkv_geom *g, const pkv_attn_op *op)
 {
-    uint64_t chunks = 0;
-    for (uint32_t i = 0; i < op->n_seqs; i++) chunks += pkv_attn_seq_chunks(&op->seqs[i], g->G);
-    return chunks * g->H < 8ull * vk->compute_units ? ATTN_FEW : chunks * g->H < 32ull * vk->compute_units ? ATTN_SOME : ATTN_MANY;
+    const uint64_t pairs = pkv_attn_op_chunk_pairs(op, g->G, g->H);
+    return pairs < 8ull * vk->compute_units ? ATTN_FEW : pairs < 32ull * vk->compute_units ? ATTN_SOME : ATTN_MANY;
 }
 
 /* size: attn_chunk_class's (few: one item per workgroup; many: split attention where it serves, or
